@@ -1,0 +1,177 @@
+//! The connectors a table can name in `'connector' = '...'`, the options each accepts, and
+//! how a table becomes a running source or sink.
+
+use std::path::PathBuf;
+
+use crate::error::{Result, WeirError, did_you_mean};
+use crate::format::{Decoder, Format};
+use crate::sink::Sink;
+use crate::source::Source;
+use crate::sql::catalog::TableDef;
+use crate::sql::options::Options;
+
+pub const SOURCES: &[&str] = &["nexmark", "datagen", "filesystem", "stdin"];
+pub const SINKS: &[&str] = &["print", "blackhole", "filesystem"];
+pub const ALL: &[&str] = &[
+    "nexmark",
+    "datagen",
+    "filesystem",
+    "stdin",
+    "print",
+    "blackhole",
+];
+
+/// The options `connector` accepts (with its format's), for validation and completion.
+pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = vec!["connector"];
+    match connector {
+        "nexmark" => v.extend(crate::source::nexmark::OPTIONS),
+        "datagen" => v.extend(crate::source::datagen::OPTIONS),
+        "filesystem" => v.extend([
+            "path",
+            "format",
+            "source.monitor-interval",
+            "sink.parallelism",
+        ]),
+        "stdin" => v.extend(["format"]),
+        "print" => v.extend(crate::sink::print::OPTIONS),
+        "blackhole" => {}
+        _ => {}
+    }
+    if let Some(f) = format {
+        v.extend(f.options());
+    }
+    v
+}
+
+fn format_of(def: &TableDef, options: &Options) -> Result<Option<Format>> {
+    match def.connector.as_str() {
+        "filesystem" | "stdin" => Format::parse(options, &def.name).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Checks a table when it is created: a known connector, known options, usable metadata.
+pub fn validate(def: &TableDef) -> Result<()> {
+    if !ALL.contains(&def.connector.as_str()) {
+        let mut e = WeirError::sql(
+            format!("unknown connector '{}'", def.connector),
+            def.options.pos("connector"),
+        );
+        e = match did_you_mean(&def.connector, ALL.iter().copied()) {
+            Some(s) => e.with_hint(format!(
+                "did you mean '{s}'? connectors: {}",
+                ALL.join(", ")
+            )),
+            None => e.with_hint(format!("connectors: {}", ALL.join(", "))),
+        };
+        return Err(e);
+    }
+    let format = format_of(def, &def.options)?;
+    def.options.validate(
+        &def.name,
+        &format!("connector '{}'", def.connector),
+        &accepted_options(&def.connector, format),
+    )?;
+    if let Some((col, key)) = def.metadata.first() {
+        return Err(WeirError::sql(
+            format!(
+                "connector '{}' provides no metadata '{key}' (column '{col}')",
+                def.connector
+            ),
+            Some(def.pos),
+        ));
+    }
+    if def.connector == "filesystem" {
+        def.options.require("path", &def.name)?;
+    }
+    if def.connector == "nexmark" {
+        crate::source::nexmark::NexmarkConfig::from_options(&def.options)?;
+    }
+    Ok(())
+}
+
+/// The table's options with session `SET` overrides applied: a session key that the
+/// table's connector accepts replaces the table's value (so `weir run --set
+/// 'events.num=1000'` bounds every Nexmark source of a script).
+pub fn effective_options(def: &TableDef, settings: &[(String, String)]) -> Result<Options> {
+    let mut o = def.options.clone();
+    let format = format_of(def, &o)?;
+    let accepted = accepted_options(&def.connector, format);
+    for (k, v) in settings {
+        if k != "connector" && accepted.contains(&k.as_str()) {
+            o.insert(k.clone(), v.clone(), None);
+        }
+    }
+    Ok(o)
+}
+
+pub fn build_source(
+    def: &TableDef,
+    options: &Options,
+    batch_size: usize,
+) -> Result<Box<dyn Source>> {
+    match def.connector.as_str() {
+        "nexmark" => {
+            let cfg = crate::source::nexmark::NexmarkConfig::from_options(options)?;
+            Ok(Box::new(crate::source::nexmark::NexmarkSource::new(
+                cfg,
+                def.physical.clone(),
+                batch_size,
+            )?))
+        }
+        "datagen" => Ok(Box::new(crate::source::datagen::DatagenSource::new(
+            def.physical.clone(),
+            options,
+            &def.name,
+            batch_size,
+        )?)),
+        "filesystem" => {
+            let format = Format::parse(options, &def.name)?;
+            let path = PathBuf::from(options.require("path", &def.name)?);
+            crate::source::filesystem::list_files(&path)?;
+            let decoder = Decoder::new(format, def.physical.clone(), options)?;
+            Ok(Box::new(crate::source::filesystem::FileSource::new(
+                path, decoder, batch_size,
+            )))
+        }
+        "stdin" => {
+            let format = Format::parse(options, &def.name)?;
+            let decoder = Decoder::new(format, def.physical.clone(), options)?;
+            Ok(Box::new(crate::source::stdin::StdinSource::new(
+                decoder, batch_size,
+            )))
+        }
+        other => Err(WeirError::user(format!(
+            "table '{}' (connector '{other}') cannot be read; source connectors: {}",
+            def.name,
+            SOURCES.join(", ")
+        ))),
+    }
+}
+
+pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<Box<dyn Sink>> {
+    match def.connector.as_str() {
+        "print" => Ok(Box::new(crate::sink::print::PrintSink::new(
+            options.get("print-identifier"),
+            options.bool_or("standard-error", false)?,
+        ))),
+        "blackhole" => Ok(Box::new(crate::sink::blackhole::BlackholeSink)),
+        "filesystem" => {
+            let format = Format::parse(options, &def.name)?;
+            let path = PathBuf::from(options.require("path", &def.name)?);
+            Ok(Box::new(crate::sink::filesystem::FileSink::create(
+                &path,
+                part_name,
+                format,
+                options.bool_or("csv.header", false)?,
+                options.char_or("csv.field-delimiter", b',')?,
+            )?))
+        }
+        other => Err(WeirError::user(format!(
+            "table '{}' (connector '{other}') cannot be written; sink connectors: {}",
+            def.name,
+            SINKS.join(", ")
+        ))),
+    }
+}

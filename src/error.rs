@@ -1,0 +1,282 @@
+//! One error type for all of Weir.
+//!
+//! Errors fall into three domains, which decide the exit code and how the message reads:
+//!
+//! * [`WeirError::Sql`] — the user's SQL is wrong. It carries a position (`line:col`) so it
+//!   can be rendered with the offending line and a caret, plus an optional hint
+//!   ("did you mean …").
+//! * [`WeirError::User`] — bad arguments, options or input data (a malformed record, a
+//!   missing file). The message names the cause (file and line, option name).
+//! * [`WeirError::External`] / [`WeirError::Internal`] — the world or Weir failed at run time.
+
+use std::fmt;
+
+use datafusion::error::DataFusionError;
+
+/// A position in SQL text, 1-based, as sqlparser reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Pos {
+    pub line: u64,
+    pub col: u64,
+}
+
+#[derive(Debug)]
+pub enum WeirError {
+    /// Bad SQL, with where it is and how to fix it.
+    Sql {
+        message: String,
+        pos: Option<Pos>,
+        hint: Option<String>,
+    },
+    /// Bad arguments, options or data.
+    User(String),
+    /// A failure outside Weir (I/O, the network) while running.
+    External(String),
+    /// A bug in Weir.
+    Internal(String),
+}
+
+pub type Result<T, E = WeirError> = std::result::Result<T, E>;
+
+impl WeirError {
+    pub fn sql(message: impl Into<String>, pos: Option<Pos>) -> Self {
+        WeirError::Sql {
+            message: message.into(),
+            pos,
+            hint: None,
+        }
+    }
+
+    pub fn user(message: impl Into<String>) -> Self {
+        WeirError::User(message.into())
+    }
+
+    pub fn external(message: impl Into<String>) -> Self {
+        WeirError::External(message.into())
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        WeirError::Internal(message.into())
+    }
+
+    /// Adds (or replaces) the hint of a SQL error; other errors get it appended.
+    pub fn with_hint(self, h: impl Into<String>) -> Self {
+        match self {
+            WeirError::Sql { message, pos, .. } => WeirError::Sql {
+                message,
+                pos,
+                hint: Some(h.into()),
+            },
+            WeirError::User(m) => WeirError::User(format!("{m}\n  help: {}", h.into())),
+            other => other,
+        }
+    }
+
+    /// Gives a SQL error a position when it has none yet.
+    pub fn at(self, p: Option<Pos>) -> Self {
+        match self {
+            WeirError::Sql { message, pos, hint } => WeirError::Sql {
+                message,
+                pos: pos.or(p),
+                hint,
+            },
+            other => other,
+        }
+    }
+
+    /// True when the cause is the user's input (SQL, options, arguments): exit code 2.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, WeirError::Sql { .. } | WeirError::User(_))
+    }
+
+    /// Renders the error for a terminal; SQL errors show the line of `source` with a caret.
+    pub fn render(&self, source: Option<&str>, file: Option<&str>) -> String {
+        match self {
+            WeirError::Sql { message, pos, hint } => {
+                let mut out = String::from("SQL error");
+                if let Some(p) = pos {
+                    out.push_str(&format!(
+                        " at {}{}:{}",
+                        file.map(|f| format!("{f}:")).unwrap_or_default(),
+                        p.line,
+                        p.col
+                    ));
+                }
+                out.push_str(&format!(": {message}"));
+                if let (Some(p), Some(src)) = (pos, source)
+                    && let Some(line) = src.lines().nth(p.line.saturating_sub(1) as usize)
+                {
+                    let num = p.line.to_string();
+                    let pad = " ".repeat(num.len());
+                    // Columns count characters; keep tabs so the caret lines up.
+                    let lead: String = line
+                        .chars()
+                        .take(p.col.saturating_sub(1) as usize)
+                        .map(|c| if c == '\t' { '\t' } else { ' ' })
+                        .collect();
+                    out.push_str(&format!("\n{pad} |\n{num} | {line}\n{pad} | {lead}^"));
+                }
+                if let Some(h) = hint {
+                    out.push_str(&format!("\n  help: {h}"));
+                }
+                out
+            }
+            WeirError::User(m) => format!("error: {m}"),
+            WeirError::External(m) => format!("error: {m}"),
+            WeirError::Internal(m) => format!("internal error (a bug in Weir): {m}"),
+        }
+    }
+}
+
+impl fmt::Display for WeirError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WeirError::Sql { message, pos, hint } => {
+                if let Some(p) = pos {
+                    write!(f, "{}:{}: ", p.line, p.col)?;
+                }
+                write!(f, "{message}")?;
+                if let Some(h) = hint {
+                    write!(f, " (help: {h})")?;
+                }
+                Ok(())
+            }
+            WeirError::User(m) | WeirError::External(m) => write!(f, "{m}"),
+            WeirError::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for WeirError {}
+
+impl From<std::io::Error> for WeirError {
+    fn from(e: std::io::Error) -> Self {
+        WeirError::External(e.to_string())
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for WeirError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        WeirError::External(e.to_string())
+    }
+}
+
+impl From<DataFusionError> for WeirError {
+    /// Planning errors become SQL errors, positioned when DataFusion's diagnostic has a span.
+    fn from(e: DataFusionError) -> Self {
+        let pos = e.diagnostic().and_then(|d| d.span).map(|s| Pos {
+            line: s.start.line,
+            col: s.start.column,
+        });
+        let hint = e.diagnostic().and_then(|d| {
+            d.helps
+                .first()
+                .map(|h| h.message.clone())
+                .or_else(|| d.notes.first().map(|n| n.message.clone()))
+        });
+        let inner = e.find_root();
+        match inner {
+            DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::SQL(..)
+            | DataFusionError::NotImplemented(_) => WeirError::Sql {
+                message: clean_df_message(&inner.to_string()),
+                pos,
+                hint,
+            },
+            DataFusionError::ArrowError(a, _) => WeirError::External(a.to_string()),
+            DataFusionError::IoError(io) => WeirError::External(io.to_string()),
+            DataFusionError::Internal(m) => WeirError::Internal(m.clone()),
+            DataFusionError::External(x) => match x.downcast_ref::<WeirError>() {
+                Some(w) => w.clone_shallow(),
+                None => WeirError::External(x.to_string()),
+            },
+            other => WeirError::External(clean_df_message(&other.to_string())),
+        }
+    }
+}
+
+impl WeirError {
+    fn clone_shallow(&self) -> WeirError {
+        match self {
+            WeirError::Sql { message, pos, hint } => WeirError::Sql {
+                message: message.clone(),
+                pos: *pos,
+                hint: hint.clone(),
+            },
+            WeirError::User(m) => WeirError::User(m.clone()),
+            WeirError::External(m) => WeirError::External(m.clone()),
+            WeirError::Internal(m) => WeirError::Internal(m.clone()),
+        }
+    }
+}
+
+/// DataFusion prefixes messages with their category ("Error during planning: "); the
+/// category is already in how Weir renders the error.
+fn clean_df_message(m: &str) -> String {
+    let mut s = m.trim();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "This feature is not implemented: ",
+        "SQL error: ",
+        "Execution error: ",
+        "External error: ",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest;
+        }
+    }
+    s.to_string()
+}
+
+/// The option (or name) among `valid` closest to `wrong`, for "did you mean" hints.
+pub fn did_you_mean<'a>(wrong: &str, valid: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let w = wrong.to_ascii_lowercase();
+    valid
+        .into_iter()
+        .map(|v| (levenshtein(&w, &v.to_ascii_lowercase()), v))
+        .filter(|(d, v)| *d <= (v.len().max(3) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v.to_string())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caret_points_at_column() {
+        let e = WeirError::sql("unknown column 'x'", Some(Pos { line: 2, col: 8 }))
+            .with_hint("did you mean 'y'?");
+        let src = "SELECT 1;\nSELECT x FROM t;";
+        let r = e.render(Some(src), Some("q.sql"));
+        assert_eq!(
+            r,
+            "SQL error at q.sql:2:8: unknown column 'x'\n  |\n2 | SELECT x FROM t;\n  |        ^\n  help: did you mean 'y'?"
+        );
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("event.num", ["events.num", "seed"]).as_deref(),
+            Some("events.num")
+        );
+        assert_eq!(did_you_mean("zzzzzz", ["events.num", "seed"]), None);
+    }
+}

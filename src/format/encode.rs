@@ -1,0 +1,121 @@
+//! Encoding batches as text: JSON lines, CSV, Flink's print form and terminal tables.
+
+use std::io::Write;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::error::{Result, WeirError};
+
+/// How cells print: `null` for NULL, ISO-8601 timestamps without trailing zero fractions.
+pub fn format_options() -> FormatOptions<'static> {
+    FormatOptions::default()
+        .with_null("null")
+        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S%.f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
+}
+
+/// Writes rows in Flink's print form: `+I[v1, v2, ...]`, one per line.
+pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) -> Result<()> {
+    let opts = format_options();
+    let fmts = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut line = String::with_capacity(128);
+    for row in 0..batch.num_rows() {
+        line.clear();
+        line.push_str(prefix);
+        line.push_str("+I[");
+        for (i, f) in fmts.iter().enumerate() {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            use std::fmt::Write as _;
+            let _ = write!(line, "{}", f.value(row));
+        }
+        line.push_str("]\n");
+        w.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Output formats for results shown to a person or piped to a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Boxed tables (one per emitted chunk when streaming).
+    Table,
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array of objects (per emitted chunk when streaming).
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl std::str::FromStr for OutputFormat {
+    type Err = WeirError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "table" => Ok(OutputFormat::Table),
+            "csv" => Ok(OutputFormat::Csv),
+            "json" => Ok(OutputFormat::Json),
+            "ndjson" => Ok(OutputFormat::Ndjson),
+            other => Err(WeirError::user(format!(
+                "unknown format '{other}': use table, csv, json or ndjson"
+            ))),
+        }
+    }
+}
+
+/// Writes one chunk of results; `first` says whether a CSV header is due.
+pub fn write_results(
+    w: &mut dyn Write,
+    format: OutputFormat,
+    batches: &[RecordBatch],
+    first: bool,
+) -> Result<()> {
+    match format {
+        OutputFormat::Table => {
+            let opts = format_options();
+            let t = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
+                batches, &opts,
+            )?;
+            writeln!(w, "{t}")?;
+        }
+        OutputFormat::Csv => {
+            let mut wr = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(first)
+                .build(&mut *w);
+            for b in batches {
+                wr.write(b)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut wr = datafusion::arrow::json::ArrayWriter::new(&mut *w);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            wr.write_batches(&refs)?;
+            wr.finish()?;
+            writeln!(w)?;
+        }
+        OutputFormat::Ndjson => {
+            let mut wr = datafusion::arrow::json::LineDelimitedWriter::new(&mut *w);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            wr.write_batches(&refs)?;
+            wr.finish()?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows in a set of batches.
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// True if the column has any value (used to skip empty chunks).
+pub fn is_empty(batch: &RecordBatch) -> bool {
+    batch.num_rows() == 0 || batch.columns().iter().all(|c| c.len() == 0)
+}

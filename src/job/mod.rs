@@ -1,0 +1,24 @@
+//! A running standing query: the tasks of its pipeline, the bounded channels between them,
+//! its metrics and how it stops.
+//!
+//! ```text
+//!  source task ──► [channel] ──► operator task ──► [channel] ──► sink task
+//!  (blocking thread)            (tokio task)                    (blocking thread)
+//! ```
+//!
+//! Every edge is a bounded `tokio::sync::mpsc` channel of [`Message`]s holding at most
+//! [`CHANNEL_CAPACITY`] messages. A sink that cannot keep up leaves its channel full, the
+//! operator before it waits in `send().await`, its own input fills, and finally the source
+//! thread blocks in `blocking_send`: a slow sink slows the source and memory stays bounded
+//! by (channels × capacity × batch size).
+
+pub mod message;
+pub mod metrics;
+pub mod runner;
+
+pub use message::Message;
+pub use metrics::{JobMetrics, OperatorMetrics};
+pub use runner::{Job, JobHandle, JobState};
+
+/// How many messages (batches or watermarks) one channel holds before its sender waits.
+pub const CHANNEL_CAPACITY: usize = 8;

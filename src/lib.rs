@@ -1,0 +1,33 @@
+//! # Weir — a streaming SQL engine
+//!
+//! Weir runs continuous SQL in Flink's dialect over Arrow record batches, on DataFusion.
+//!
+//! ```text
+//!  SQL text ─► sql::parser (Flink dialect on sqlparser) ─► session (catalog, SET)
+//!           ─► DataFusion logical plan ─► plan (streaming plan, compiled expressions)
+//!           ─► job (tokio tasks joined by bounded channels)
+//!
+//!  source/ ─► Message::{Batch, Watermark, End} ─► operator/ ─► sink/
+//!  (nexmark, datagen,    bounded channels:        (project,      (print, blackhole,
+//!   filesystem, stdin)   backpressure             filter, limit,  filesystem, terminal)
+//!                                                 union)
+//! ```
+//!
+//! A row enters in [`source`] (decoded by [`format`] for text inputs), gets its computed
+//! columns and advances the watermark in [`source::watermark`], passes the [`operator`]s
+//! of its query, and leaves through a [`sink`]. [`job`] owns the tasks and channels of a
+//! running query; [`session`] owns the catalog and turns statements into jobs.
+
+pub mod connector;
+pub mod error;
+pub mod format;
+pub mod job;
+pub mod operator;
+pub mod plan;
+pub mod session;
+pub mod sink;
+pub mod source;
+pub mod sql;
+
+pub use error::{Result, WeirError};
+pub use session::{Outcome, Session};

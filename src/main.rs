@@ -1,0 +1,234 @@
+//! The `weir` command line: `weir run FILE.sql ...` runs standing queries.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use weir::format::encode::{OutputFormat, write_results};
+use weir::job::Job;
+use weir::sql::parser::parse_script;
+use weir::{Outcome, Session, WeirError};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: streaming SQL in Flink's dialect, on Arrow and DataFusion"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the statements of SQL files in order; INSERT INTO and SELECT start standing
+    /// queries, which run until their sources end or Ctrl-C / SIGTERM stops them.
+    Run {
+        /// SQL files (statements separated by `;`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A setting, as `SET 'key' = 'value'` before the first statement; a key that a
+        /// table's connector accepts overrides that option (e.g. events.num=1000).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// How bare SELECT results print.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Print no job summaries on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        None => {
+            eprintln!(
+                "The interactive shell is not available in this build yet.\nRun standing queries from files with: weir run FILE.sql (see weir --help)"
+            );
+            ExitCode::from(2)
+        }
+        Some(Command::Run {
+            files,
+            set,
+            format,
+            quiet,
+        }) => rt.block_on(run(files, set, format, quiet)),
+    }
+}
+
+async fn run(files: Vec<PathBuf>, set: Vec<String>, format: OutputFormat, quiet: bool) -> ExitCode {
+    let mut session = Session::new();
+    session.output = format;
+    session.quiet = quiet;
+    for kv in &set {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => session.set(k.trim(), v.trim()),
+            _ => {
+                eprintln!("error: --set takes KEY=VALUE, got '{kv}'");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Parse every file first: a typo in the last file must not leave queries half-started.
+    let mut scripts = vec![];
+    for f in &files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read '{}': {e}", f.display());
+                return ExitCode::from(2);
+            }
+        };
+        match parse_script(&text) {
+            Ok(stmts) => scripts.push((f.display().to_string(), text, stmts)),
+            Err(e) => {
+                eprintln!("{}", e.render(Some(&text), Some(&f.display().to_string())));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut jobs: Vec<Job> = vec![];
+    for (file, text, stmts) in &scripts {
+        for stmt in stmts {
+            match session.execute(stmt).await {
+                Ok(Outcome::Done(msg)) => {
+                    if !quiet {
+                        eprintln!("{msg}");
+                    }
+                }
+                Ok(Outcome::Rows(batches)) => {
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = write_results(&mut out, format, &batches, true) {
+                        eprintln!("{}", e.render(None, None));
+                    }
+                }
+                Ok(Outcome::Started(job)) => {
+                    if !quiet {
+                        eprintln!("[INFO] Job {} started: {}", job.id, one_line(&job.name));
+                    }
+                    jobs.push(job);
+                }
+                Err(e) => {
+                    eprintln!("{}", e.render(Some(text), Some(file)));
+                    for j in &jobs {
+                        j.stop();
+                    }
+                    for j in jobs {
+                        let _ = j.wait().await;
+                    }
+                    return ExitCode::from(if e.is_user_error() { 2 } else { 1 });
+                }
+            }
+        }
+    }
+    wait_for_jobs(jobs, quiet).await
+}
+
+fn one_line(s: &str) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 100 {
+        format!("{}…", flat.chars().take(100).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+/// Waits for every job; the first Ctrl-C or SIGTERM stops them cleanly, a second exits now.
+async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
+    let mut failed = false;
+    let mut stopping = false;
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(s) => Some(s),
+        Err(_) => None,
+    };
+    while !jobs.is_empty() {
+        let signal = async {
+            match sigterm.as_mut() {
+                Some(s) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {},
+                        _ = s.recv() => {},
+                    }
+                }
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = signal => {
+                if stopping {
+                    eprintln!("stopped without draining");
+                    return ExitCode::from(130);
+                }
+                stopping = true;
+                if !quiet {
+                    eprintln!("[INFO] stopping {} job(s)…", jobs.len());
+                }
+                for j in &jobs {
+                    j.stop();
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        let mut still = vec![];
+        for j in jobs {
+            if j.is_finished() {
+                let (id, name, metrics) = (j.id, j.name.clone(), j.metrics.clone());
+                let stopped = j.is_stopping();
+                match j.wait().await {
+                    Ok(()) => {
+                        if !quiet {
+                            let secs = metrics.started.elapsed().as_secs_f64();
+                            eprintln!(
+                                "[INFO] Job {id} {} after {secs:.2}s: {}\n{}",
+                                if stopped { "stopped" } else { "finished" },
+                                one_line(&name),
+                                metrics.report()
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("Job {id} failed: {}", one_line(&name));
+                        eprintln!("{}", render_runtime(&e));
+                    }
+                }
+            } else {
+                still.push(j);
+            }
+        }
+        jobs = still;
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn render_runtime(e: &WeirError) -> String {
+    e.render(None, None)
+}

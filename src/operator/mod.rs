@@ -1,0 +1,147 @@
+//! Operators: what a standing query does to batches between its sources and its sink.
+//!
+//! An [`Operator`] is synchronous and owns its state; the async plumbing (channels, the run
+//! loop, metrics) lives in [`run_operator`]. A stateless operator turns each batch into at
+//! most one batch; a stateful one (windows) keeps state across batches and emits rows when a
+//! watermark passes. Consecutive stateless operators are fused into one task by [`Chain`],
+//! so a filter and a projection cost one channel hop, not two.
+
+pub mod filter;
+pub mod limit;
+pub mod project;
+pub mod union;
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use crate::error::Result;
+use crate::job::{Message, OperatorMetrics};
+
+pub trait Operator: Send {
+    /// A short name for metrics and EXPLAIN, such as `filter` or `project`.
+    fn name(&self) -> String;
+
+    /// Handles one batch, pushing whatever it produces to `out`.
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()>;
+
+    /// Handles a watermark; stateless operators pass it on.
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    /// Called once when the input ends, before `End` goes downstream.
+    fn finish(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
+    /// True once the operator needs no more input (a satisfied LIMIT).
+    fn is_done(&self) -> bool {
+        false
+    }
+
+    /// Dispatches one message.
+    fn handle(&mut self, msg: Message, out: &mut Vec<Message>) -> Result<()> {
+        match msg {
+            Message::Batch(b) => self.process_batch(b, out),
+            Message::Watermark(w) => self.process_watermark(w, out),
+            Message::End => {
+                self.finish(out)?;
+                out.push(Message::End);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Several operators run in one task, each one's output feeding the next.
+pub struct Chain {
+    ops: Vec<Box<dyn Operator>>,
+}
+
+impl Chain {
+    pub fn new(ops: Vec<Box<dyn Operator>>) -> Self {
+        Chain { ops }
+    }
+}
+
+fn push_through(ops: &mut [Box<dyn Operator>], msg: Message, out: &mut Vec<Message>) -> Result<()> {
+    let Some((first, rest)) = ops.split_first_mut() else {
+        out.push(msg);
+        return Ok(());
+    };
+    let mut tmp = Vec::with_capacity(2);
+    first.handle(msg, &mut tmp)?;
+    for m in tmp {
+        push_through(rest, m, out)?;
+    }
+    Ok(())
+}
+
+impl Operator for Chain {
+    fn name(&self) -> String {
+        self.ops
+            .iter()
+            .map(|o| o.name())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        push_through(&mut self.ops, Message::Batch(batch), out)
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        push_through(&mut self.ops, Message::Watermark(watermark), out)
+    }
+
+    fn handle(&mut self, msg: Message, out: &mut Vec<Message>) -> Result<()> {
+        push_through(&mut self.ops, msg, out)
+    }
+
+    fn is_done(&self) -> bool {
+        self.ops.iter().any(|o| o.is_done())
+    }
+}
+
+/// Drives an operator: receive, handle, send, until `End` (or the downstream goes away).
+/// Returns when the operator has sent `End`.
+pub async fn run_operator(
+    mut op: Box<dyn Operator>,
+    mut rx: Receiver<Message>,
+    tx: Sender<Message>,
+    metrics: Arc<OperatorMetrics>,
+) -> Result<()> {
+    let mut out = Vec::with_capacity(4);
+    while let Some(msg) = rx.recv().await {
+        if let Message::Batch(b) = &msg {
+            metrics.add_in(b.num_rows());
+        }
+        let ended = matches!(msg, Message::End);
+        op.handle(msg, &mut out)?;
+        for m in out.drain(..) {
+            if let Message::Batch(b) = &m {
+                metrics.add_out(b.num_rows());
+            }
+            if tx.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+        if ended {
+            return Ok(());
+        }
+        if op.is_done() {
+            // Nothing more is wanted: end downstream now; dropping `rx` tells upstream.
+            let mut tail = vec![];
+            op.handle(Message::End, &mut tail)?;
+            for m in tail {
+                let _ = tx.send(m).await;
+            }
+            return Ok(());
+        }
+    }
+    // The upstream went away without End: it failed, and its error is reported there.
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! From DataFusion's logical plan to a streaming plan: a tree of sources, operators and
+//! unions that [`crate::job`] runs as tasks.
+//!
+//! DataFusion parses, resolves and optimises the query (names, types, every scalar
+//! function, views); this module walks the optimised [`LogicalPlan`] and maps each node to
+//! its streaming form, compiling expressions once into [`PhysicalExpr`]s. A subtree that
+//! reads no stream (`VALUES`, `SELECT 1`) is run by DataFusion in batch and enters as a
+//! bounded input. Nodes that need state (aggregates, joins, sorts) are refused with a
+//! clear message until their streaming operators exist.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{LogicalPlan, TableScan};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Result, WeirError};
+use crate::operator::Operator;
+use crate::operator::filter::FilterOperator;
+use crate::operator::limit::LimitOperator;
+use crate::operator::project::ProjectOperator;
+use crate::source::Source;
+use crate::source::watermark::SourceStage;
+use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
+
+/// A node of a streaming plan.
+pub enum PlanNode {
+    Source {
+        table: Arc<TableDef>,
+        source: Box<dyn Source>,
+        stage: SourceStage,
+    },
+    /// Rows computed in batch (a subtree that reads no stream).
+    Values {
+        batches: Vec<RecordBatch>,
+    },
+    Operator {
+        op: Box<dyn Operator>,
+        input: Box<PlanNode>,
+    },
+    Union {
+        inputs: Vec<PlanNode>,
+    },
+}
+
+impl PlanNode {
+    /// An indented description, as `EXPLAIN` prints it.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        self.explain_into(&mut s, 0);
+        s
+    }
+
+    fn explain_into(&self, s: &mut String, depth: usize) {
+        let pad = "  ".repeat(depth);
+        match self {
+            PlanNode::Source { table, .. } => {
+                let wm = table
+                    .watermark
+                    .as_ref()
+                    .map(|w| format!(", watermark {} AS {}", w.column, w.expr))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "{pad}Source: {} (connector '{}'{wm})",
+                    table.name, table.connector
+                );
+            }
+            PlanNode::Values { batches } => {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let _ = writeln!(s, "{pad}Values: {rows} row(s)");
+            }
+            PlanNode::Operator { op, input } => {
+                let _ = writeln!(s, "{pad}{}", op.name());
+                input.explain_into(s, depth + 1);
+            }
+            PlanNode::Union { inputs } => {
+                let _ = writeln!(s, "{pad}Union");
+                for i in inputs {
+                    i.explain_into(s, depth + 1);
+                }
+            }
+        }
+    }
+}
+
+/// What a planner needs from the session: DataFusion's state, the SET overrides and the
+/// batch size for sources.
+pub struct Planner<'a> {
+    pub state: &'a SessionState,
+    pub settings: &'a [(String, String)],
+    pub batch_size: usize,
+}
+
+fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
+    let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+    provider
+        .downcast_ref::<StreamTable>()
+        .map(|t| t.def.clone())
+}
+
+fn reads_stream(plan: &LogicalPlan) -> bool {
+    if let LogicalPlan::TableScan(s) = plan
+        && stream_table(s).is_some()
+    {
+        return true;
+    }
+    plan.inputs().iter().any(|p| reads_stream(p))
+}
+
+fn compile(
+    state: &SessionState,
+    e: &datafusion::logical_expr::Expr,
+    schema: &DFSchema,
+) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(state.create_physical_expr(e.clone(), schema)?)
+}
+
+impl Planner<'_> {
+    pub async fn plan(&self, plan: &LogicalPlan) -> Result<PlanNode> {
+        if !reads_stream(plan) {
+            let ctx = SessionContext::new_with_state(self.state.clone());
+            let batches = ctx
+                .execute_logical_plan(plan.clone())
+                .await?
+                .collect()
+                .await?;
+            return Ok(PlanNode::Values { batches });
+        }
+        self.node(plan)
+    }
+
+    fn node(&self, plan: &LogicalPlan) -> Result<PlanNode> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let Some(table) = stream_table(scan) else {
+                    return Err(WeirError::sql(
+                        format!("'{}' cannot be read in a standing query", scan.table_name),
+                        None,
+                    ));
+                };
+                let mut node = self.source(table)?;
+                if let Some(proj) = &scan.projection {
+                    let input_schema = DFSchema::try_from(node_schema_of(&node))?;
+                    let exprs = proj
+                        .iter()
+                        .map(|i| {
+                            let (q, f) = input_schema.qualified_field(*i);
+                            compile(
+                                self.state,
+                                &datafusion::logical_expr::Expr::Column(
+                                    datafusion::common::Column::new(q.cloned(), f.name()),
+                                ),
+                                &input_schema,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let schema = Arc::new(scan.projected_schema.as_arrow().clone());
+                    node = PlanNode::Operator {
+                        op: Box::new(ProjectOperator::new(exprs, schema)),
+                        input: Box::new(node),
+                    };
+                }
+                for f in &scan.filters {
+                    let pred = compile(self.state, f, &scan.projected_schema)?;
+                    node = PlanNode::Operator {
+                        op: Box::new(FilterOperator::new(pred)),
+                        input: Box::new(node),
+                    };
+                }
+                if let Some(fetch) = scan.fetch {
+                    node = PlanNode::Operator {
+                        op: Box::new(LimitOperator::new(0, Some(fetch))),
+                        input: Box::new(node),
+                    };
+                }
+                Ok(node)
+            }
+            LogicalPlan::Projection(p) => {
+                let input = self.node(&p.input)?;
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| compile(self.state, e, p.input.schema()))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(PlanNode::Operator {
+                    op: Box::new(ProjectOperator::new(
+                        exprs,
+                        Arc::new(p.schema.as_arrow().clone()),
+                    )),
+                    input: Box::new(input),
+                })
+            }
+            LogicalPlan::Filter(f) => {
+                let input = self.node(&f.input)?;
+                let pred = compile(self.state, &f.predicate, f.input.schema())?;
+                Ok(PlanNode::Operator {
+                    op: Box::new(FilterOperator::new(pred)),
+                    input: Box::new(input),
+                })
+            }
+            LogicalPlan::SubqueryAlias(a) => self.node(&a.input),
+            LogicalPlan::Union(u) => {
+                let mut inputs = vec![];
+                for i in &u.inputs {
+                    if reads_stream(i) {
+                        inputs.push(self.node(i)?);
+                    } else {
+                        return Err(WeirError::sql(
+                            "UNION ALL of a stream with a constant query is not supported",
+                            None,
+                        ));
+                    }
+                }
+                Ok(PlanNode::Union { inputs })
+            }
+            LogicalPlan::Limit(l) => {
+                use datafusion::logical_expr::{FetchType, SkipType};
+                let skip = match l.get_skip_type()? {
+                    SkipType::Literal(n) => n,
+                    SkipType::UnsupportedExpr => {
+                        return Err(WeirError::sql("OFFSET must be a constant", None));
+                    }
+                };
+                let fetch = match l.get_fetch_type()? {
+                    FetchType::Literal(n) => n,
+                    FetchType::UnsupportedExpr => {
+                        return Err(WeirError::sql("LIMIT must be a constant", None));
+                    }
+                };
+                let input = self.node(&l.input)?;
+                Ok(PlanNode::Operator {
+                    op: Box::new(LimitOperator::new(skip, fetch)),
+                    input: Box::new(input),
+                })
+            }
+            LogicalPlan::Aggregate(_) => Err(WeirError::sql(
+                "not supported in a standing query yet: GROUP BY over a stream (windowed aggregation is coming)",
+                None,
+            )),
+            LogicalPlan::Join(_) => Err(WeirError::sql(
+                "not supported in a standing query yet: joins of streams",
+                None,
+            )),
+            LogicalPlan::Sort(_) => Err(WeirError::sql(
+                "not supported in a standing query: ORDER BY over an unbounded stream",
+                None,
+            )
+            .with_hint(
+                "order the output downstream, or read the archived output with a batch query",
+            )),
+            LogicalPlan::Window(_) => Err(WeirError::sql(
+                "not supported in a standing query yet: OVER windows",
+                None,
+            )),
+            LogicalPlan::Distinct(_) => Err(WeirError::sql(
+                "not supported in a standing query yet: DISTINCT over a stream",
+                None,
+            )),
+            other => Err(WeirError::sql(
+                format!("not supported in a standing query: {}", other.display()),
+                None,
+            )),
+        }
+    }
+
+    fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
+        let options = crate::connector::effective_options(&table, self.settings)?;
+        let source = crate::connector::build_source(&table, &options, self.batch_size)?;
+        let physical_df = DFSchema::try_from(table.physical.as_ref().clone())?;
+        let computed = if table.computed.is_empty() || !table.has_columns {
+            None
+        } else {
+            let mut exprs = vec![];
+            let mut pi = 0;
+            for (i, f) in table.schema.fields().iter().enumerate() {
+                match table.computed.iter().find(|(ci, _, _)| *ci == i) {
+                    Some((_, e, pos)) => {
+                        let l = logical_expr(self.state, e, &physical_df)
+                            .map_err(|err| err.at(Some(*pos)))?;
+                        exprs.push(compile(self.state, &l, &physical_df)?);
+                    }
+                    None => {
+                        let _ = f;
+                        exprs.push(
+                            Arc::new(datafusion::physical_expr::expressions::Column::new(
+                                table.physical.field(pi).name(),
+                                pi,
+                            )) as Arc<dyn PhysicalExpr>,
+                        );
+                        pi += 1;
+                    }
+                }
+            }
+            Some((exprs, table.schema.clone()))
+        };
+        let watermark = match &table.watermark {
+            Some(w) => {
+                let full_df = DFSchema::try_from(table.schema.as_ref().clone())?;
+                let l = logical_expr(self.state, &w.expr, &full_df)
+                    .map_err(|e| e.at(Some(w.expr_pos)))?;
+                Some(compile(self.state, &l, &full_df)?)
+            }
+            None => None,
+        };
+        Ok(PlanNode::Source {
+            table,
+            source,
+            stage: SourceStage::new(computed, watermark),
+        })
+    }
+}
+
+fn node_schema_of(node: &PlanNode) -> datafusion::arrow::datatypes::Schema {
+    match node {
+        PlanNode::Source { table, .. } => table.schema.as_ref().clone(),
+        _ => datafusion::arrow::datatypes::Schema::empty(),
+    }
+}

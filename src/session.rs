@@ -1,0 +1,444 @@
+//! A session: the catalog, the `SET` settings, and the execution of statements.
+//!
+//! DDL changes the catalog (Weir's [`TableDef`]s, registered with DataFusion as
+//! [`StreamTable`]s so its planner resolves names and types; views are DataFusion views).
+//! `INSERT INTO` and bare `SELECT` start standing queries ([`Job`]s).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{Expr as DfExpr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast;
+
+use crate::error::{Result, WeirError, did_you_mean};
+use crate::format::encode::OutputFormat;
+use crate::job::Job;
+use crate::plan::Planner;
+use crate::sink::Sink;
+use crate::sql::catalog::{StreamTable, TableDef};
+use crate::sql::parser::{Located, Statement};
+
+/// The default rows per batch from sources; `SET 'table.exec.batch-size' = 'n'` changes it.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// What executing a statement produced.
+pub enum Outcome {
+    /// DDL or SET: a message for the user.
+    Done(String),
+    /// Rows to show (SHOW TABLES, DESCRIBE, SET, EXPLAIN).
+    Rows(Vec<RecordBatch>),
+    /// A standing query that is now running.
+    Started(Job),
+}
+
+pub struct Session {
+    ctx: SessionContext,
+    tables: BTreeMap<String, Arc<TableDef>>,
+    views: BTreeMap<String, String>,
+    settings: BTreeMap<String, String>,
+    next_job: u64,
+    /// How bare SELECT results print.
+    pub output: OutputFormat,
+    pub quiet: bool,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Self {
+        let mut config = SessionConfig::new().with_information_schema(false);
+        {
+            let o = config.options_mut();
+            // Flink's identifiers are case-sensitive (`dateTime`), so are Weir's.
+            o.sql_parser.enable_ident_normalization = false;
+            o.sql_parser.collect_spans = true;
+            o.sql_parser.map_string_types_to_utf8view = false;
+            o.execution.target_partitions = 1;
+        }
+        Session {
+            ctx: SessionContext::new_with_config(config),
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            settings: BTreeMap::new(),
+            next_job: 1,
+            output: OutputFormat::Table,
+            quiet: false,
+        }
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.settings.insert(key.to_string(), value.to_string());
+    }
+
+    fn batch_size(&self) -> Result<usize> {
+        match self.settings.get("table.exec.batch-size") {
+            None => Ok(DEFAULT_BATCH_SIZE),
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                WeirError::user(format!(
+                    "'table.exec.batch-size' = '{v}' must be a positive number"
+                ))
+            }),
+        }
+    }
+
+    fn settings_list(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Names of tables and views, for completion and "did you mean".
+    pub fn relation_names(&self) -> Vec<String> {
+        self.tables
+            .keys()
+            .chain(self.views.keys())
+            .cloned()
+            .collect()
+    }
+
+    fn unknown_relation(&self, name: &str, pos: crate::error::Pos) -> WeirError {
+        let names = self.relation_names();
+        let mut e = WeirError::sql(format!("no table or view named '{name}'"), Some(pos));
+        if let Some(s) = did_you_mean(name, names.iter().map(|s| s.as_str())) {
+            e = e.with_hint(format!("did you mean '{s}'?"));
+        }
+        e
+    }
+
+    /// Executes one statement.
+    pub async fn execute(&mut self, stmt: &Located) -> Result<Outcome> {
+        let pos = Some(stmt.pos);
+        match &stmt.statement {
+            Statement::CreateTable(c) => {
+                if self.tables.contains_key(&c.name) || self.views.contains_key(&c.name) {
+                    if c.if_not_exists {
+                        return Ok(Outcome::Done(format!("table '{}' already exists", c.name)));
+                    }
+                    return Err(WeirError::sql(
+                        format!("table '{}' already exists", c.name),
+                        Some(c.name_pos),
+                    )
+                    .with_hint("use CREATE TABLE IF NOT EXISTS, or DROP TABLE first"));
+                }
+                let def = TableDef::from_ddl(c, &self.ctx.state())?;
+                crate::connector::validate(&def)?;
+                let def = Arc::new(def);
+                self.ctx.register_table(
+                    def.name.as_str(),
+                    Arc::new(StreamTable { def: def.clone() }),
+                )?;
+                self.tables.insert(def.name.clone(), def);
+                Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
+            }
+            Statement::CreateView {
+                name,
+                name_pos,
+                if_not_exists,
+                or_replace,
+                query,
+            } => {
+                if self.tables.contains_key(name) || self.views.contains_key(name) {
+                    if *if_not_exists {
+                        return Ok(Outcome::Done(format!("view '{name}' already exists")));
+                    }
+                    if !*or_replace || self.tables.contains_key(name) {
+                        return Err(WeirError::sql(
+                            format!("'{name}' already exists"),
+                            Some(*name_pos),
+                        ));
+                    }
+                }
+                let plan = self.logical_plan(query).await.map_err(|e| e.at(pos))?;
+                let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
+                self.ctx.deregister_table(name.as_str())?;
+                self.ctx.register_table(name.as_str(), Arc::new(view))?;
+                self.views.insert(name.clone(), query.to_string());
+                Ok(Outcome::Done(format!("[INFO] View '{name}' created.")))
+            }
+            Statement::Drop {
+                view,
+                name,
+                name_pos,
+                if_exists,
+            } => {
+                let exists = if *view {
+                    self.views.remove(name).is_some()
+                } else {
+                    self.tables.remove(name).is_some()
+                };
+                if !exists {
+                    if *if_exists {
+                        return Ok(Outcome::Done(format!("'{name}' does not exist")));
+                    }
+                    return Err(self.unknown_relation(name, *name_pos));
+                }
+                self.ctx.deregister_table(name.as_str())?;
+                Ok(Outcome::Done(format!(
+                    "[INFO] {} '{name}' dropped.",
+                    if *view { "View" } else { "Table" }
+                )))
+            }
+            Statement::Set { key, value } => match (key, value) {
+                (Some(k), Some(v)) => {
+                    self.settings.insert(k.clone(), v.clone());
+                    Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
+                }
+                _ => Ok(Outcome::Rows(vec![kv_batch(
+                    ["key", "value"],
+                    self.settings
+                        .iter()
+                        .map(|(k, v)| [k.clone(), v.clone()])
+                        .collect(),
+                )?])),
+            },
+            Statement::Reset(k) => {
+                match k {
+                    Some(k) => {
+                        self.settings.remove(k);
+                    }
+                    None => self.settings.clear(),
+                }
+                Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
+            }
+            Statement::ShowTables => {
+                let rows = self
+                    .tables
+                    .values()
+                    .map(|t| [t.name.clone(), format!("table ({})", t.connector)])
+                    .chain(self.views.keys().map(|v| [v.clone(), "view".to_string()]))
+                    .collect();
+                Ok(Outcome::Rows(vec![kv_batch(["name", "kind"], rows)?]))
+            }
+            Statement::Describe { name, name_pos } => {
+                let schema = match self.tables.get(name) {
+                    Some(t) => t.schema.clone(),
+                    None if self.views.contains_key(name) => {
+                        self.ctx.table_provider(name.as_str()).await?.schema()
+                    }
+                    None => return Err(self.unknown_relation(name, *name_pos)),
+                };
+                let wm = self.tables.get(name).and_then(|t| t.watermark.clone());
+                let rows = schema
+                    .fields()
+                    .iter()
+                    .map(|f| {
+                        let extra = match &wm {
+                            Some(w) if w.column == *f.name() => format!("WATERMARK AS {}", w.expr),
+                            _ => String::new(),
+                        };
+                        [
+                            f.name().clone(),
+                            crate::sql::types::flink_type_name(f.data_type()),
+                            f.is_nullable().to_string(),
+                            extra,
+                        ]
+                    })
+                    .collect();
+                Ok(Outcome::Rows(vec![kv_batch(
+                    ["name", "type", "null", "watermark"],
+                    rows,
+                )?]))
+            }
+            Statement::Explain(inner) => {
+                let (plan, _) = self.plan_statement(inner).await?;
+                let text = plan.explain();
+                Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
+            }
+            Statement::Query(_) | Statement::Insert { .. } => {
+                let (plan, sink) = self.plan_statement(stmt).await?;
+                let id = self.next_job;
+                self.next_job += 1;
+                Ok(Outcome::Started(Job::start(
+                    id,
+                    stmt.text.clone(),
+                    plan,
+                    sink,
+                )))
+            }
+        }
+    }
+
+    async fn logical_plan(&self, query: &ast::Query) -> Result<LogicalPlan> {
+        let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
+            Box::new(query.clone()),
+        )));
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(stmt)
+            .await
+            .map_err(|e| self.improve(e))?;
+        Ok(state.optimize(&plan)?)
+    }
+
+    /// DataFusion's "table not found" gets Weir's list of names.
+    fn improve(&self, e: datafusion::error::DataFusionError) -> WeirError {
+        let msg = e.to_string();
+        let w = WeirError::from(e);
+        if let Some(rest) = msg.split("table '").nth(1)
+            && msg.contains("not found")
+        {
+            let name = rest.split('\'').next().unwrap_or("");
+            let name = name.rsplit('.').next().unwrap_or(name);
+            let names = self.relation_names();
+            if let Some(s) = did_you_mean(name, names.iter().map(|s| s.as_str())) {
+                return w.with_hint(format!("did you mean '{s}'?"));
+            }
+        }
+        w
+    }
+
+    /// Plans a SELECT or INSERT into a streaming plan and its sink.
+    async fn plan_statement(
+        &self,
+        stmt: &Located,
+    ) -> Result<(crate::plan::PlanNode, Box<dyn Sink>)> {
+        let pos = Some(stmt.pos);
+        let batch_size = self.batch_size()?;
+        let settings = self.settings_list();
+        let state = self.ctx.state();
+        let planner = Planner {
+            state: &state,
+            settings: &settings,
+            batch_size,
+        };
+        match &stmt.statement {
+            Statement::Query(q) => {
+                let plan = self.logical_plan(q).await.map_err(|e| e.at(pos))?;
+                let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
+                let sink = Box::new(crate::sink::terminal::TerminalSink::new(
+                    self.output,
+                    self.quiet,
+                ));
+                Ok((node, sink))
+            }
+            Statement::Insert {
+                table,
+                table_pos,
+                columns,
+                query,
+            } => {
+                let Some(def) = self.tables.get(table).cloned() else {
+                    return Err(self.unknown_relation(table, *table_pos));
+                };
+                let plan = self.logical_plan(query).await.map_err(|e| e.at(pos))?;
+                let plan =
+                    conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
+                let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
+                let options = crate::connector::effective_options(&def, &settings)?;
+                let part = format!("{}-0", self.next_job);
+                let sink = crate::connector::build_sink(&def, &options, &part)?;
+                Ok((node, sink))
+            }
+            _ => Err(WeirError::internal("not a query")),
+        }
+    }
+}
+
+/// Casts and renames the query's columns to the sink's declared columns, by position
+/// (Flink's INSERT rule), or by the listed target columns.
+fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Result<LogicalPlan> {
+    if !def.has_columns {
+        return Ok(plan);
+    }
+    let target: Vec<&Field> = if columns.is_empty() {
+        def.physical.fields().iter().map(|f| f.as_ref()).collect()
+    } else {
+        columns
+            .iter()
+            .map(|c| {
+                def.physical.field_with_name(c).map_err(|_| {
+                    WeirError::sql(format!("table '{}' has no column '{c}'", def.name), None)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let schema = plan.schema().clone();
+    if schema.fields().len() != target.len() {
+        let q: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let t: Vec<String> = target.iter().map(|f| f.name().clone()).collect();
+        return Err(WeirError::sql(
+            format!(
+                "the query gives {} column(s) [{}] but sink '{}' takes {} [{}]",
+                q.len(),
+                q.join(", "),
+                def.name,
+                t.len(),
+                t.join(", ")
+            ),
+            None,
+        ));
+    }
+    let mut exprs = vec![];
+    for (i, f) in target.iter().enumerate() {
+        let (q, qf) = schema.qualified_field(i);
+        let col = DfExpr::Column(datafusion::common::Column::new(q.cloned(), qf.name()));
+        let from = qf.data_type();
+        let e = if from == f.data_type() {
+            col
+        } else if datafusion::arrow::compute::can_cast_types(from, f.data_type()) {
+            col.cast_to(f.data_type(), &schema)?
+        } else {
+            return Err(WeirError::sql(
+                format!(
+                    "column {} ('{}') of the query is {} but sink column '{}' is {}",
+                    i + 1,
+                    qf.name(),
+                    crate::sql::types::flink_type_name(from),
+                    f.name(),
+                    crate::sql::types::flink_type_name(f.data_type())
+                ),
+                None,
+            ));
+        };
+        exprs.push(e.alias(f.name()));
+    }
+    // Columns not listed in `INSERT INTO t (cols)` are NULL.
+    if !columns.is_empty() {
+        let mut full = vec![];
+        for f in def.physical.fields() {
+            match columns.iter().position(|c| c == f.name()) {
+                Some(i) => full.push(exprs[i].clone()),
+                None => full.push(
+                    DfExpr::Literal(
+                        datafusion::common::ScalarValue::try_from(f.data_type())?,
+                        None,
+                    )
+                    .alias(f.name()),
+                ),
+            }
+        }
+        exprs = full;
+    }
+    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+}
+
+/// A small table of strings.
+fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(*n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let cols = (0..N)
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].clone()),
+            )) as _
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema, cols)?)
+}

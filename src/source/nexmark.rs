@@ -1,0 +1,776 @@
+//! The Nexmark event generator (`'connector' = 'nexmark'`).
+//!
+//! Follows the generator of the public Flink Nexmark suite: one event stream of persons,
+//! auctions and bids in the proportions 1 : 3 : 46, ids dense and increasing from 1000,
+//! synthetic event time advancing by `1e6 / first-event.rate` µs per event, hot sellers,
+//! bidders and auctions, 10 000 cached channel URLs. Differences, on purpose:
+//!
+//! * seeded (`'seed'`, default 0): the same options give the same events, so a run is
+//!   reproducible; `'base-time'` (epoch ms or `'2026-01-01 00:00:00'`) fixes event time,
+//!   which otherwise starts at the wall clock when the query starts, as in Flink;
+//! * the bidder id offset (1000) is added once, not twice;
+//! * `extra` padding has the same length distribution but is cut from a pre-generated pool
+//!   of random letters, so generation stays far faster than any query over it.
+//!
+//! Output columns (Flink's names and types): `event_type INT`, `person ROW<...>`,
+//! `auction ROW<...>`, `bid ROW<...>`; exactly one ROW is non-null per event.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int32Array, Int64Builder, StringBuilder, StructArray, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use super::{Source, SourceContext};
+use crate::error::{Result, WeirError};
+use crate::sql::options::Options;
+
+pub const OPTIONS: &[&str] = &[
+    "events.num",
+    "first-event.rate",
+    "next-event.rate",
+    "person.proportion",
+    "auction.proportion",
+    "bid.proportion",
+    "seed",
+    "base-time",
+];
+
+const FIRST_PERSON_ID: i64 = 1000;
+const FIRST_AUCTION_ID: i64 = 1000;
+const FIRST_CATEGORY_ID: i64 = 10;
+const NUM_ACTIVE_PEOPLE: i64 = 1000;
+const NUM_IN_FLIGHT_AUCTIONS: i64 = 100;
+const PERSON_ID_LEAD: i64 = 10;
+const AUCTION_ID_LEAD: i64 = 10;
+const HOT_AUCTION_RATIO: i64 = 100;
+const HOT_SELLER_RATIO: i64 = 100;
+const HOT_BIDDER_RATIO: i64 = 100;
+const CHANNELS_NUMBER: usize = 10_000;
+const AVG_PERSON_BYTES: usize = 200;
+const AVG_AUCTION_BYTES: usize = 500;
+const AVG_BID_BYTES: usize = 100;
+
+const FIRST_NAMES: [&str; 11] = [
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
+];
+const LAST_NAMES: [&str; 9] = [
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
+];
+const US_CITIES: [&str; 10] = [
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
+];
+const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
+const HOT_CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
+
+/// The generator's settings, from the table's options.
+#[derive(Debug, Clone)]
+pub struct NexmarkConfig {
+    /// Events to generate; `None` runs until stopped.
+    pub events: Option<u64>,
+    pub first_event_rate: f64,
+    pub person_proportion: i64,
+    pub auction_proportion: i64,
+    pub bid_proportion: i64,
+    pub seed: u64,
+    pub base_time: i64,
+}
+
+impl NexmarkConfig {
+    pub fn from_options(o: &Options) -> Result<Self> {
+        let events: u64 = o.parse_or("events.num", 0)?;
+        let rate: f64 = o.parse_or("first-event.rate", 10_000.0)?;
+        let _next: f64 = o.parse_or("next-event.rate", rate)?;
+        let p: i64 = o.parse_or("person.proportion", 1)?;
+        let a: i64 = o.parse_or("auction.proportion", 3)?;
+        let b: i64 = o.parse_or("bid.proportion", 46)?;
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err(WeirError::sql(
+                "option 'first-event.rate' must be a positive number of events per second",
+                o.pos("first-event.rate"),
+            ));
+        }
+        if p < 1 || a < 1 || b < 0 {
+            return Err(WeirError::sql(
+                "person.proportion and auction.proportion must be at least 1, bid.proportion at least 0",
+                o.pos("person.proportion")
+                    .or(o.pos("auction.proportion"))
+                    .or(o.pos("bid.proportion")),
+            ));
+        }
+        let base_time = match o.get("base-time") {
+            None => now_millis(),
+            Some(v) => parse_base_time(v).ok_or_else(|| {
+                WeirError::sql(
+                    format!("option 'base-time' = '{v}' is neither epoch milliseconds nor a timestamp like '2026-01-01 00:00:00'"),
+                    o.pos("base-time"),
+                )
+            })?,
+        };
+        Ok(NexmarkConfig {
+            events: (events > 0).then_some(events),
+            first_event_rate: rate,
+            person_proportion: p,
+            auction_proportion: a,
+            bid_proportion: b,
+            seed: o.parse_or("seed", 0)?,
+            base_time,
+        })
+    }
+
+    fn total(&self) -> i64 {
+        self.person_proportion + self.auction_proportion + self.bid_proportion
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_base_time(v: &str) -> Option<i64> {
+    if let Ok(ms) = v.trim().parse::<i64>() {
+        return Some(ms);
+    }
+    use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+    string_to_timestamp_nanos(v.trim())
+        .ok()
+        .map(|ns| ns / 1_000_000)
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+pub fn person_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("emailAddress", DataType::Utf8, true),
+        Field::new("creditCard", DataType::Utf8, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("state", DataType::Utf8, true),
+        Field::new("dateTime", ts_type(), true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+pub fn auction_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("itemName", DataType::Utf8, true),
+        Field::new("description", DataType::Utf8, true),
+        Field::new("initialBid", DataType::Int64, true),
+        Field::new("reserve", DataType::Int64, true),
+        Field::new("dateTime", ts_type(), true),
+        Field::new("expires", ts_type(), true),
+        Field::new("seller", DataType::Int64, true),
+        Field::new("category", DataType::Int64, true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+pub fn bid_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("bidder", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new("channel", DataType::Utf8, true),
+        Field::new("url", DataType::Utf8, true),
+        Field::new("dateTime", ts_type(), true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+/// The generator's native schema, which a table without a column list gets.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_type", DataType::Int32, true),
+        Field::new("person", DataType::Struct(person_fields()), true),
+        Field::new("auction", DataType::Struct(auction_fields()), true),
+        Field::new("bid", DataType::Struct(bid_fields()), true),
+    ]))
+}
+
+struct PersonCols {
+    valid: Vec<bool>,
+    id: Int64Builder,
+    name: StringBuilder,
+    email: StringBuilder,
+    card: StringBuilder,
+    city: StringBuilder,
+    state: StringBuilder,
+    date_time: TimestampMillisecondBuilder,
+    extra: StringBuilder,
+}
+
+struct AuctionCols {
+    valid: Vec<bool>,
+    id: Int64Builder,
+    item_name: StringBuilder,
+    description: StringBuilder,
+    initial_bid: Int64Builder,
+    reserve: Int64Builder,
+    date_time: TimestampMillisecondBuilder,
+    expires: TimestampMillisecondBuilder,
+    seller: Int64Builder,
+    category: Int64Builder,
+    extra: StringBuilder,
+}
+
+struct BidCols {
+    valid: Vec<bool>,
+    auction: Int64Builder,
+    bidder: Int64Builder,
+    price: Int64Builder,
+    channel: StringBuilder,
+    url: StringBuilder,
+    date_time: TimestampMillisecondBuilder,
+    extra: StringBuilder,
+}
+
+fn nulls(valid: &[bool]) -> Option<NullBuffer> {
+    let nb = NullBuffer::from(valid.to_vec());
+    (nb.null_count() > 0).then_some(nb)
+}
+
+/// Deterministic generator of Nexmark events; `next_batch` builds Arrow columns directly.
+pub struct NexmarkGenerator {
+    cfg: NexmarkConfig,
+    rng: SmallRng,
+    inter_event_delay_us: f64,
+    next_event: u64,
+    channel_cache: Vec<(String, String)>,
+    hot_urls: Vec<String>,
+    pool: Vec<u8>,
+    schema: SchemaRef,
+}
+
+impl NexmarkGenerator {
+    pub fn new(cfg: NexmarkConfig) -> Self {
+        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        let hot_urls = (0..HOT_CHANNELS.len())
+            .map(|_| base_url(&mut rng))
+            .collect();
+        let channel_cache = (0..CHANNELS_NUMBER)
+            .map(|n| {
+                let mut url = base_url(&mut rng);
+                if rng.random_range(0..10) > 0 {
+                    url.push_str(&format!(
+                        "&channel_id={}",
+                        (n as i32).reverse_bits().unsigned_abs()
+                    ));
+                }
+                (format!("channel-{n}"), url)
+            })
+            .collect();
+        let pool = (0..1 << 16)
+            .map(|_| b'a' + rng.random_range(0..26u8))
+            .collect();
+        NexmarkGenerator {
+            inter_event_delay_us: 1e6 / cfg.first_event_rate,
+            cfg,
+            rng,
+            next_event: 0,
+            channel_cache,
+            hot_urls,
+            pool,
+            schema: schema(),
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Events still to generate (`u64::MAX` when unbounded).
+    pub fn remaining(&self) -> u64 {
+        match self.cfg.events {
+            Some(n) => n.saturating_sub(self.next_event),
+            None => u64::MAX,
+        }
+    }
+
+    fn timestamp_for_event(&self, n: u64) -> i64 {
+        self.cfg.base_time + ((n as f64 * self.inter_event_delay_us) as i64) / 1000
+    }
+
+    fn last_base0_person_id(&self, event_id: i64) -> i64 {
+        let total = self.cfg.total();
+        let epoch = event_id / total;
+        let offset = (event_id % total).min(self.cfg.person_proportion - 1);
+        epoch * self.cfg.person_proportion + offset
+    }
+
+    fn last_base0_auction_id(&self, event_id: i64) -> i64 {
+        let (p, a) = (self.cfg.person_proportion, self.cfg.auction_proportion);
+        let total = self.cfg.total();
+        let mut epoch = event_id / total;
+        let mut offset = event_id % total;
+        if offset < p {
+            epoch -= 1;
+            offset = a - 1;
+        } else if offset >= p + a {
+            offset = a - 1;
+        } else {
+            offset -= p;
+        }
+        epoch * a + offset
+    }
+
+    fn next_base0_person_id(&mut self, event_id: i64) -> i64 {
+        let num_people = self.last_base0_person_id(event_id) + 1;
+        let active = num_people.min(NUM_ACTIVE_PEOPLE);
+        let n = self.rng.random_range(0..active + PERSON_ID_LEAD);
+        num_people - active + n
+    }
+
+    fn next_base0_auction_id(&mut self, event_id: i64) -> i64 {
+        let max_auction = self.last_base0_auction_id(event_id);
+        let min_auction = (max_auction - NUM_IN_FLIGHT_AUCTIONS).max(0);
+        min_auction
+            + self
+                .rng
+                .random_range(0..max_auction - min_auction + 1 + AUCTION_ID_LEAD)
+    }
+
+    fn next_price(&mut self) -> i64 {
+        (10f64.powf(self.rng.random::<f64>() * 6.0) * 100.0).round() as i64
+    }
+
+    fn next_extra(&mut self, current: usize, desired_avg: usize, out: &mut StringBuilder) {
+        if current > desired_avg {
+            out.append_value("");
+            return;
+        }
+        let avg = desired_avg - current;
+        let delta = (avg as f64 * 0.2).round() as usize;
+        let min = avg - delta;
+        let size = if delta == 0 {
+            min
+        } else {
+            min + self.rng.random_range(0..2 * delta)
+        };
+        let size = size.min(self.pool.len());
+        let start = self.rng.random_range(0..=self.pool.len() - size);
+        // The pool holds only ASCII letters, so any slice of it is valid UTF-8.
+        let s = std::str::from_utf8(&self.pool[start..start + size]).unwrap_or("");
+        out.append_value(s);
+    }
+
+    /// Generates up to `max_rows` events; `None` when the configured count is reached.
+    pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<RecordBatch>> {
+        let n = (self.remaining().min(max_rows as u64)) as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut event_type = Vec::with_capacity(n);
+        let mut person = PersonCols {
+            valid: Vec::with_capacity(n),
+            id: Int64Builder::with_capacity(n),
+            name: StringBuilder::with_capacity(n, n),
+            email: StringBuilder::with_capacity(n, n),
+            card: StringBuilder::with_capacity(n, n),
+            city: StringBuilder::with_capacity(n, n),
+            state: StringBuilder::with_capacity(n, n),
+            date_time: TimestampMillisecondBuilder::with_capacity(n),
+            extra: StringBuilder::with_capacity(n, n),
+        };
+        let mut auction = AuctionCols {
+            valid: Vec::with_capacity(n),
+            id: Int64Builder::with_capacity(n),
+            item_name: StringBuilder::with_capacity(n, n),
+            description: StringBuilder::with_capacity(n, n),
+            initial_bid: Int64Builder::with_capacity(n),
+            reserve: Int64Builder::with_capacity(n),
+            date_time: TimestampMillisecondBuilder::with_capacity(n),
+            expires: TimestampMillisecondBuilder::with_capacity(n),
+            seller: Int64Builder::with_capacity(n),
+            category: Int64Builder::with_capacity(n),
+            extra: StringBuilder::with_capacity(n, n),
+        };
+        let mut bid = BidCols {
+            valid: Vec::with_capacity(n),
+            auction: Int64Builder::with_capacity(n),
+            bidder: Int64Builder::with_capacity(n),
+            price: Int64Builder::with_capacity(n),
+            channel: StringBuilder::with_capacity(n, n * 8),
+            url: StringBuilder::with_capacity(n, n * 80),
+            date_time: TimestampMillisecondBuilder::with_capacity(n),
+            extra: StringBuilder::with_capacity(n, n * AVG_BID_BYTES),
+        };
+        let total = self.cfg.total();
+        let mut scratch = String::new();
+        for _ in 0..n {
+            let event_number = self.next_event;
+            self.next_event += 1;
+            let event_id = event_number as i64;
+            let ts = self.timestamp_for_event(event_number);
+            let rem = event_id % total;
+            let kind = if rem < self.cfg.person_proportion {
+                0
+            } else if rem < self.cfg.person_proportion + self.cfg.auction_proportion {
+                1
+            } else {
+                2
+            };
+            event_type.push(kind);
+            person.valid.push(kind == 0);
+            auction.valid.push(kind == 1);
+            bid.valid.push(kind == 2);
+            if kind == 0 {
+                self.person(event_id, ts, &mut person, &mut scratch);
+            } else {
+                person_placeholder(&mut person);
+            }
+            if kind == 1 {
+                self.auction(event_id, event_number, ts, &mut auction, &mut scratch);
+            } else {
+                auction_placeholder(&mut auction);
+            }
+            if kind == 2 {
+                self.bid(event_id, ts, &mut bid);
+            } else {
+                bid_placeholder(&mut bid);
+            }
+        }
+        let person_arr = StructArray::try_new(
+            person_fields(),
+            vec![
+                Arc::new(person.id.finish()) as ArrayRef,
+                Arc::new(person.name.finish()),
+                Arc::new(person.email.finish()),
+                Arc::new(person.card.finish()),
+                Arc::new(person.city.finish()),
+                Arc::new(person.state.finish()),
+                Arc::new(person.date_time.finish()),
+                Arc::new(person.extra.finish()),
+            ],
+            nulls(&person.valid),
+        )?;
+        let auction_arr = StructArray::try_new(
+            auction_fields(),
+            vec![
+                Arc::new(auction.id.finish()) as ArrayRef,
+                Arc::new(auction.item_name.finish()),
+                Arc::new(auction.description.finish()),
+                Arc::new(auction.initial_bid.finish()),
+                Arc::new(auction.reserve.finish()),
+                Arc::new(auction.date_time.finish()),
+                Arc::new(auction.expires.finish()),
+                Arc::new(auction.seller.finish()),
+                Arc::new(auction.category.finish()),
+                Arc::new(auction.extra.finish()),
+            ],
+            nulls(&auction.valid),
+        )?;
+        let bid_arr = StructArray::try_new(
+            bid_fields(),
+            vec![
+                Arc::new(bid.auction.finish()) as ArrayRef,
+                Arc::new(bid.bidder.finish()),
+                Arc::new(bid.price.finish()),
+                Arc::new(bid.channel.finish()),
+                Arc::new(bid.url.finish()),
+                Arc::new(bid.date_time.finish()),
+                Arc::new(bid.extra.finish()),
+            ],
+            nulls(&bid.valid),
+        )?;
+        Ok(Some(RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(event_type)),
+                Arc::new(person_arr),
+                Arc::new(auction_arr),
+                Arc::new(bid_arr),
+            ],
+        )?))
+    }
+
+    fn person(&mut self, event_id: i64, ts: i64, c: &mut PersonCols, scratch: &mut String) {
+        c.id.append_value(self.last_base0_person_id(event_id) + FIRST_PERSON_ID);
+        let first = FIRST_NAMES[self.rng.random_range(0..FIRST_NAMES.len())];
+        let last = LAST_NAMES[self.rng.random_range(0..LAST_NAMES.len())];
+        scratch.clear();
+        scratch.push_str(first);
+        scratch.push(' ');
+        scratch.push_str(last);
+        let mut size = 8 + scratch.len();
+        c.name.append_value(&*scratch);
+        scratch.clear();
+        next_string(&mut self.rng, 7, scratch);
+        scratch.push('@');
+        next_string(&mut self.rng, 5, scratch);
+        scratch.push_str(".com");
+        size += scratch.len();
+        c.email.append_value(&*scratch);
+        scratch.clear();
+        for i in 0..4 {
+            if i > 0 {
+                scratch.push(' ');
+            }
+            scratch.push_str(&format!("{:04}", self.rng.random_range(0..10_000)));
+        }
+        size += scratch.len();
+        c.card.append_value(&*scratch);
+        let city = US_CITIES[self.rng.random_range(0..US_CITIES.len())];
+        let state = US_STATES[self.rng.random_range(0..US_STATES.len())];
+        size += city.len() + state.len();
+        c.city.append_value(city);
+        c.state.append_value(state);
+        c.date_time.append_value(ts);
+        self.next_extra(size, AVG_PERSON_BYTES, &mut c.extra);
+    }
+
+    fn auction(
+        &mut self,
+        event_id: i64,
+        event_number: u64,
+        ts: i64,
+        c: &mut AuctionCols,
+        scratch: &mut String,
+    ) {
+        let id = self.last_base0_auction_id(event_id) + FIRST_AUCTION_ID;
+        let seller = if self.rng.random_range(0..4) > 0 {
+            (self.last_base0_person_id(event_id) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
+        } else {
+            self.next_base0_person_id(event_id)
+        } + FIRST_PERSON_ID;
+        let category = FIRST_CATEGORY_ID + self.rng.random_range(0..5);
+        let initial_bid = self.next_price();
+        scratch.clear();
+        next_string(&mut self.rng, 20, scratch);
+        let mut size = scratch.len();
+        c.item_name.append_value(&*scratch);
+        scratch.clear();
+        next_string(&mut self.rng, 100, scratch);
+        size += scratch.len();
+        c.description.append_value(&*scratch);
+        let reserve = initial_bid + self.next_price();
+        // Auction length: uniform with a mean of the time the next in-flight auctions take.
+        let num_events_for_auctions =
+            NUM_IN_FLIGHT_AUCTIONS * self.cfg.total() / self.cfg.auction_proportion;
+        let horizon = self.timestamp_for_event(event_number + num_events_for_auctions as u64) - ts;
+        let length = 1 + self.rng.random_range(0..(horizon * 2).max(1));
+        c.id.append_value(id);
+        c.initial_bid.append_value(initial_bid);
+        c.reserve.append_value(reserve);
+        c.date_time.append_value(ts);
+        c.expires.append_value(ts + length);
+        c.seller.append_value(seller);
+        c.category.append_value(category);
+        size += 8 * 5;
+        self.next_extra(size, AVG_AUCTION_BYTES, &mut c.extra);
+    }
+
+    fn bid(&mut self, event_id: i64, ts: i64, c: &mut BidCols) {
+        let auction = if self.rng.random_range(0..2) > 0 {
+            (self.last_base0_auction_id(event_id) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
+        } else {
+            self.next_base0_auction_id(event_id)
+        } + FIRST_AUCTION_ID;
+        let bidder = if self.rng.random_range(0..4) > 0 {
+            (self.last_base0_person_id(event_id) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
+        } else {
+            self.next_base0_person_id(event_id)
+        } + FIRST_PERSON_ID;
+        let price = self.next_price();
+        if self.rng.random_range(0..2) > 0 {
+            let i = self.rng.random_range(0..HOT_CHANNELS.len());
+            c.channel.append_value(HOT_CHANNELS[i]);
+            c.url.append_value(&self.hot_urls[i]);
+        } else {
+            let (ch, url) = &self.channel_cache[self.rng.random_range(0..CHANNELS_NUMBER)];
+            c.channel.append_value(ch);
+            c.url.append_value(url);
+        }
+        c.auction.append_value(auction);
+        c.bidder.append_value(bidder);
+        c.price.append_value(price);
+        c.date_time.append_value(ts);
+        self.next_extra(32, AVG_BID_BYTES, &mut c.extra);
+    }
+}
+
+fn person_placeholder(c: &mut PersonCols) {
+    c.id.append_null();
+    c.name.append_null();
+    c.email.append_null();
+    c.card.append_null();
+    c.city.append_null();
+    c.state.append_null();
+    c.date_time.append_null();
+    c.extra.append_null();
+}
+
+fn auction_placeholder(c: &mut AuctionCols) {
+    c.id.append_null();
+    c.item_name.append_null();
+    c.description.append_null();
+    c.initial_bid.append_null();
+    c.reserve.append_null();
+    c.date_time.append_null();
+    c.expires.append_null();
+    c.seller.append_null();
+    c.category.append_null();
+    c.extra.append_null();
+}
+
+fn bid_placeholder(c: &mut BidCols) {
+    c.auction.append_null();
+    c.bidder.append_null();
+    c.price.append_null();
+    c.channel.append_null();
+    c.url.append_null();
+    c.date_time.append_null();
+    c.extra.append_null();
+}
+
+/// Nexmark's `nextString`: 3..max letters, about 1 in 13 a space, trimmed.
+fn next_string(rng: &mut SmallRng, max: usize, out: &mut String) {
+    let len = 3 + rng.random_range(0..max - 3);
+    let start = out.len();
+    for _ in 0..len {
+        if rng.random_range(0..13) == 0 {
+            out.push(' ');
+        } else {
+            out.push((b'a' + rng.random_range(0..26u8)) as char);
+        }
+    }
+    let trimmed = out[start..].trim().to_string();
+    out.truncate(start);
+    out.push_str(&trimmed);
+}
+
+fn base_url(rng: &mut SmallRng) -> String {
+    let mut s = String::from("https://www.nexmark.com/");
+    for i in 0..3 {
+        if i > 0 {
+            s.push('/');
+        }
+        let mut part = String::new();
+        next_string(rng, 5, &mut part);
+        s.push_str(&part.replace(' ', "_"));
+    }
+    s.push_str("/item.htm?query=1");
+    s
+}
+
+/// The `nexmark` source: runs the generator, `batch_size` events at a time.
+pub struct NexmarkSource {
+    generator: NexmarkGenerator,
+    batch_size: usize,
+    /// Selects and casts the generator's columns to the table's declared physical columns.
+    adapt: super::filesystem::SchemaAdapter,
+}
+
+impl NexmarkSource {
+    pub fn new(cfg: NexmarkConfig, physical: SchemaRef, batch_size: usize) -> Result<Self> {
+        let generator = NexmarkGenerator::new(cfg);
+        let adapt =
+            super::filesystem::SchemaAdapter::new(&generator.schema(), physical, "nexmark")?;
+        Ok(NexmarkSource {
+            generator,
+            batch_size,
+            adapt,
+        })
+    }
+}
+
+impl Source for NexmarkSource {
+    fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
+        while let Some(batch) = self.generator.next_batch(self.batch_size)? {
+            if ctx.should_stop() || !ctx.emit(self.adapt.adapt(batch)?)? {
+                ctx.finish(false);
+                return Ok(());
+            }
+        }
+        ctx.finish(true);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+
+    fn cfg(events: u64, seed: u64) -> NexmarkConfig {
+        NexmarkConfig {
+            events: Some(events),
+            first_event_rate: 10_000.0,
+            person_proportion: 1,
+            auction_proportion: 3,
+            bid_proportion: 46,
+            seed,
+            base_time: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn mix_ids_and_time_follow_the_spec() {
+        let mut g = NexmarkGenerator::new(cfg(100, 1));
+        let b = g.next_batch(1000).expect("gen").expect("some");
+        assert_eq!(b.num_rows(), 100);
+        assert!(g.next_batch(10).expect("gen").is_none());
+        let et = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        // Each epoch of 50 events: P, A, A, A, then 46 bids.
+        assert_eq!(&et.values()[..5], &[0, 1, 1, 1, 2]);
+        assert_eq!(et.values().iter().filter(|v| **v == 2).count(), 92);
+        let person = b.column(1).as_struct();
+        assert!(person.is_valid(0) && person.is_null(1));
+        let pid = person.column(0).as_primitive::<Int64Type>();
+        assert_eq!(pid.value(0), 1000);
+        assert_eq!(pid.value(50), 1001);
+        let auction = b.column(2).as_struct();
+        let aid = auction.column(0).as_primitive::<Int64Type>();
+        assert_eq!(
+            (aid.value(1), aid.value(2), aid.value(3)),
+            (1000, 1001, 1002)
+        );
+        let bid = b.column(3).as_struct();
+        let bts = bid
+            .column(5)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+        // 10 000 events/s: event 99 is at 9.9 ms.
+        assert_eq!(bts.value(99), 1_700_000_000_000 + 9);
+        let price = bid.column(2).as_primitive::<Int64Type>();
+        for i in 4..50 {
+            assert!((100..=100_000_000).contains(&price.value(i)));
+        }
+    }
+
+    #[test]
+    fn seeded_runs_repeat_and_batching_does_not_matter() {
+        let mut a = NexmarkGenerator::new(cfg(1000, 7));
+        let mut b = NexmarkGenerator::new(cfg(1000, 7));
+        let whole = a.next_batch(1000).expect("gen").expect("some");
+        let mut parts = vec![];
+        while let Some(p) = b.next_batch(77).expect("gen") {
+            parts.push(p);
+        }
+        let joined =
+            datafusion::arrow::compute::concat_batches(&whole.schema(), &parts).expect("concat");
+        assert_eq!(whole, joined);
+    }
+}

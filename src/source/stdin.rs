@@ -1,0 +1,94 @@
+//! The `stdin` source: JSON-lines or CSV records from standard input, until it closes.
+//!
+//! A reader thread feeds lines through a small channel so that a quiet pipe still delivers
+//! what it has: a batch goes out when it is full or when no line came for 100 ms.
+
+use std::io::BufRead;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::Duration;
+
+use super::{Source, SourceContext};
+use crate::error::{Result, WeirError};
+use crate::format::Decoder;
+
+pub struct StdinSource {
+    decoder: Decoder,
+    batch_size: usize,
+}
+
+impl StdinSource {
+    pub fn new(decoder: Decoder, batch_size: usize) -> Self {
+        StdinSource {
+            decoder,
+            batch_size,
+        }
+    }
+}
+
+impl Source for StdinSource {
+    fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
+        let (tx, rx) = sync_channel::<std::io::Result<String>>(self.batch_size.max(1024));
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            loop {
+                let mut s = String::new();
+                match lock.read_line(&mut s) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if tx.send(Ok(s)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            }
+        });
+        let mut lines = vec![];
+        let mut first_line = 1;
+        let mut line_no = 0;
+        let mut skip_header = self.decoder.header;
+        loop {
+            let (flush, done) = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Ok(l)) => {
+                    line_no += 1;
+                    if skip_header {
+                        skip_header = false;
+                        first_line += 1;
+                        continue;
+                    }
+                    lines.push(l.trim_end_matches(['\n', '\r']).to_string());
+                    (lines.len() >= self.batch_size, false)
+                }
+                Ok(Err(e)) => return Err(WeirError::external(format!("cannot read stdin: {e}"))),
+                Err(RecvTimeoutError::Timeout) => (!lines.is_empty(), false),
+                Err(RecvTimeoutError::Disconnected) => (!lines.is_empty(), true),
+            };
+            if flush {
+                let d = self.decoder.decode(&lines, "stdin", first_line)?;
+                for _ in 0..d.skipped {
+                    ctx.bad_record();
+                }
+                lines.clear();
+                first_line = line_no + 1;
+                if let Some(b) = d.batch
+                    && !ctx.emit(b)?
+                {
+                    ctx.finish(false);
+                    return Ok(());
+                }
+            }
+            if done {
+                ctx.finish(true);
+                return Ok(());
+            }
+            if ctx.should_stop() {
+                ctx.finish(false);
+                return Ok(());
+            }
+        }
+    }
+}

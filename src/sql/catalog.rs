@@ -1,0 +1,225 @@
+//! Tables as declared by `CREATE TABLE`: columns, computed columns, watermark, connector
+//! and options — and how DataFusion's planner sees them ([`StreamTable`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Expr as DfExpr, ExprSchemable};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::sqlparser::ast::Expr;
+
+use crate::error::{Pos, Result, WeirError};
+use crate::sql::options::Options;
+use crate::sql::parser::{ColumnKind, CreateTable, WatermarkDef};
+
+/// A table of the catalog.
+#[derive(Debug)]
+pub struct TableDef {
+    pub name: String,
+    pub pos: Pos,
+    pub connector: String,
+    pub options: Options,
+    /// The columns the connector reads or writes (physical and metadata), in declared order.
+    pub physical: SchemaRef,
+    /// Every column a query sees, in declared order (physical, metadata and computed).
+    pub schema: SchemaRef,
+    /// Computed columns: index in `schema` and the expression.
+    pub computed: Vec<(usize, Expr, Pos)>,
+    /// Metadata columns: name and key.
+    pub metadata: Vec<(String, String)>,
+    pub watermark: Option<WatermarkDef>,
+    pub partitioned_by: Vec<String>,
+    /// False when the DDL had no column list (a sink takes its schema from the query).
+    pub has_columns: bool,
+}
+
+impl TableDef {
+    /// Builds a table from its DDL, typing computed columns and checking the watermark.
+    pub fn from_ddl(c: &CreateTable, state: &SessionState) -> Result<TableDef> {
+        let mut options = Options::new();
+        for o in &c.options {
+            options.insert(o.key.clone(), o.value.clone(), Some(o.pos));
+        }
+        let connector = match options.get("connector") {
+            Some(v) => v.to_string(),
+            None => {
+                return Err(WeirError::sql(
+                    format!("table '{}' has no 'connector' option", c.name),
+                    Some(c.name_pos),
+                )
+                .with_hint(format!(
+                    "add WITH ('connector' = '...'); connectors: {}",
+                    crate::connector::ALL.join(", ")
+                )));
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for col in &c.columns {
+            if !seen.insert(col.name.as_str()) {
+                return Err(WeirError::sql(
+                    format!("column '{}' is declared twice", col.name),
+                    Some(col.pos),
+                ));
+            }
+        }
+        let mut physical_fields = vec![];
+        let mut metadata = vec![];
+        for col in &c.columns {
+            match &col.kind {
+                ColumnKind::Physical {
+                    data_type,
+                    nullable,
+                } => {
+                    physical_fields.push(Field::new(&col.name, data_type.clone(), *nullable));
+                }
+                ColumnKind::Metadata { data_type, key, .. } => {
+                    physical_fields.push(Field::new(&col.name, data_type.clone(), true));
+                    metadata.push((col.name.clone(), key.clone().unwrap_or(col.name.clone())));
+                }
+                ColumnKind::Computed(_) => {}
+            }
+        }
+        let has_columns = !c.columns.is_empty();
+        let mut physical = Arc::new(Schema::new(physical_fields));
+        if !has_columns && connector == "nexmark" {
+            physical = crate::source::nexmark::schema();
+        }
+        let physical_df = DFSchema::try_from(physical.as_ref().clone())?;
+        let mut fields = vec![];
+        let mut computed = vec![];
+        let mut pi = 0;
+        for col in &c.columns {
+            match &col.kind {
+                ColumnKind::Computed(e) => {
+                    let logical = logical_expr(state, e, &physical_df)
+                        .map_err(|err| err.at(Some(col.pos)))?;
+                    let field = logical
+                        .to_field(&physical_df)
+                        .map_err(|err| WeirError::from(err).at(Some(col.pos)))?
+                        .1;
+                    let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
+                    computed.push((fields.len(), e.clone(), col.pos));
+                    fields.push(Field::new(&col.name, dt, nullable));
+                }
+                _ => {
+                    fields.push(physical.field(pi).clone());
+                    pi += 1;
+                }
+            }
+        }
+        if !has_columns {
+            fields = physical
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+        }
+        let schema = Arc::new(Schema::new(fields));
+        if let Some(w) = &c.watermark {
+            let Some(f) = schema.field_with_name(&w.column).ok() else {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let mut e = WeirError::sql(
+                    format!("WATERMARK FOR names '{}', which is not a column", w.column),
+                    Some(w.column_pos),
+                );
+                if let Some(s) = crate::error::did_you_mean(&w.column, names.iter().copied()) {
+                    e = e.with_hint(format!("did you mean '{s}'?"));
+                }
+                return Err(e);
+            };
+            if !matches!(f.data_type(), DataType::Timestamp(..)) {
+                return Err(WeirError::sql(
+                    format!(
+                        "the event-time column '{}' is {}, but a watermark needs a TIMESTAMP(3) or TIMESTAMP_LTZ(3) column",
+                        w.column,
+                        f.data_type()
+                    ),
+                    Some(w.column_pos),
+                ));
+            }
+            let full_df = DFSchema::try_from(schema.as_ref().clone())?;
+            let logical =
+                logical_expr(state, &w.expr, &full_df).map_err(|e| e.at(Some(w.expr_pos)))?;
+            let dt = logical
+                .get_type(&full_df)
+                .map_err(|e| WeirError::from(e).at(Some(w.expr_pos)))?;
+            if !matches!(dt, DataType::Timestamp(..)) {
+                return Err(WeirError::sql(
+                    format!("the watermark expression gives {dt}, not a timestamp"),
+                    Some(w.expr_pos),
+                )
+                .with_hint(format!(
+                    "write WATERMARK FOR {} AS {} - INTERVAL '5' SECOND",
+                    w.column, w.column
+                )));
+            }
+        }
+        for (p, pos) in &c.partitioned_by {
+            if schema.field_with_name(p).is_err() && has_columns {
+                return Err(WeirError::sql(
+                    format!(
+                        "partition column '{p}' is not a column of table '{}'",
+                        c.name
+                    ),
+                    Some(*pos),
+                ));
+            }
+        }
+        Ok(TableDef {
+            name: c.name.clone(),
+            pos: c.name_pos,
+            connector,
+            options,
+            physical,
+            schema,
+            computed,
+            metadata,
+            watermark: c.watermark.clone(),
+            partitioned_by: c.partitioned_by.iter().map(|(p, _)| p.clone()).collect(),
+            has_columns,
+        })
+    }
+}
+
+/// Plans a sqlparser expression against a schema with DataFusion.
+pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result<DfExpr> {
+    state
+        .create_logical_expr(&e.to_string(), schema)
+        .map_err(WeirError::from)
+}
+
+/// How a table appears to DataFusion's planner: its schema, and nothing to scan in batch —
+/// standing queries read it through the streaming runtime, which recognises this type.
+#[derive(Debug)]
+pub struct StreamTable {
+    pub def: Arc<TableDef>,
+}
+
+#[async_trait]
+impl TableProvider for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        self.def.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[DfExpr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        datafusion::common::plan_err!(
+            "table '{}' is a stream; read it in a standing query (SELECT or INSERT INTO)",
+            self.def.name
+        )
+    }
+}

@@ -1,0 +1,8 @@
+//! The SQL front end: Flink's dialect parsed into statements ([`parser`]), column types
+//! ([`types`]), table options ([`options`]) and the catalog of tables and views
+//! ([`catalog`]).
+
+pub mod catalog;
+pub mod options;
+pub mod parser;
+pub mod types;

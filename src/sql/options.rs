@@ -1,0 +1,214 @@
+//! `WITH ('key' = 'value')` options: lookup, validation against what a connector accepts,
+//! and Flink's value syntaxes (durations such as `'10 s'`, sizes such as `'128MB'`).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Pos, Result, WeirError, did_you_mean};
+
+/// A table's options, with where each was written.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    values: BTreeMap<String, (String, Option<Pos>)>,
+}
+
+impl Options {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>, pos: Option<Pos>) {
+        self.values.insert(key.into(), (value.into(), pos));
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str())
+    }
+
+    pub fn pos(&self, key: &str) -> Option<Pos> {
+        self.values.get(key).and_then(|(_, p)| *p)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of `key`, which must be present.
+    pub fn require(&self, key: &str, table: &str) -> Result<&str> {
+        self.get(key)
+            .ok_or_else(|| WeirError::user(format!("table '{table}' needs the option '{key}'")))
+    }
+
+    /// The value of `key` parsed as `T`, or `default` when absent.
+    pub fn parse_or<T: FromStr>(&self, key: &str, default: T) -> Result<T> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => self.parse_value(key, v),
+        }
+    }
+
+    /// The value of `key` parsed as `T`, if present.
+    pub fn parse_opt<T: FromStr>(&self, key: &str) -> Result<Option<T>> {
+        self.get(key).map(|v| self.parse_value(key, v)).transpose()
+    }
+
+    fn parse_value<T: FromStr>(&self, key: &str, v: &str) -> Result<T> {
+        v.trim().parse::<T>().map_err(|_| {
+            WeirError::sql(
+                format!(
+                    "option '{key}' = '{v}' is not a valid {}",
+                    std::any::type_name::<T>()
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or("value")
+                ),
+                self.pos(key),
+            )
+        })
+    }
+
+    /// A boolean option (`'true'` / `'false'`).
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if v == "true" => Ok(true),
+            Some(v) if v == "false" => Ok(false),
+            Some(v) => Err(WeirError::sql(
+                format!("option '{key}' = '{v}' must be 'true' or 'false'"),
+                self.pos(key),
+            )),
+        }
+    }
+
+    /// A duration option in Flink's syntax.
+    pub fn duration_opt(&self, key: &str) -> Result<Option<Duration>> {
+        self.get(key)
+            .map(|v| {
+                parse_duration(v)
+                    .map_err(|m| WeirError::sql(format!("option '{key}': {m}"), self.pos(key)))
+            })
+            .transpose()
+    }
+
+    /// A single character option, such as a CSV delimiter (`'\t'` is accepted for tab).
+    pub fn char_or(&self, key: &str, default: u8) -> Result<u8> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("\\t") => Ok(b'\t'),
+            Some(v) if v.len() == 1 => Ok(v.as_bytes()[0]),
+            Some(v) => Err(WeirError::sql(
+                format!("option '{key}' = '{v}' must be a single character"),
+                self.pos(key),
+            )),
+        }
+    }
+
+    /// Checks every key against what a connector (and its format) accepts. `accepted`
+    /// entries ending in `.` or `#` are prefixes (`properties.`, `fields.#`).
+    pub fn validate(&self, table: &str, what: &str, accepted: &[&str]) -> Result<()> {
+        for (key, (_, pos)) in &self.values {
+            let ok = accepted.iter().any(|a| {
+                if let Some(prefix) = a.strip_suffix('#') {
+                    key.starts_with(prefix)
+                } else if a.ends_with('.') {
+                    key.starts_with(a)
+                } else {
+                    key == a
+                }
+            });
+            if !ok {
+                let names: Vec<&str> = accepted.to_vec();
+                let mut e = WeirError::sql(
+                    format!("unknown option '{key}' for {what} in table '{table}'"),
+                    *pos,
+                );
+                e = match did_you_mean(key, names.iter().copied()) {
+                    Some(s) => e.with_hint(format!(
+                        "did you mean '{s}'? valid options: {}",
+                        names.join(", ")
+                    )),
+                    None => e.with_hint(format!("valid options: {}", names.join(", "))),
+                };
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses Flink durations: `'10 s'`, `'10s'`, `'500 ms'`, `'1 min'`, `'2 h'`, `'1 d'`, or a
+/// bare number of milliseconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration such as '10 s' or '500 ms'"))?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
+        "s" | "sec" | "secs" | "second" | "seconds" => n * 1e3,
+        "min" | "m" | "minute" | "minutes" => n * 60e3,
+        "h" | "hour" | "hours" => n * 3600e3,
+        "d" | "day" | "days" => n * 86400e3,
+        other => {
+            return Err(format!(
+                "unknown time unit '{other}' in '{s}' (use ms, s, min, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_micros((ms * 1000.0) as u64))
+}
+
+/// Parses Flink memory sizes: `'128MB'`, `'64 kb'`, `'1gb'`, or a bare number of bytes.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size such as '128MB'"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1,
+        "k" | "kb" | "kibibytes" => 1 << 10,
+        "m" | "mb" | "mebibytes" => 1 << 20,
+        "g" | "gb" | "gibibytes" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}' (use kb, mb or gb)"
+            ));
+        }
+    };
+    Ok(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10 s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("ten s").is_err());
+        assert_eq!(parse_size("128MB"), Ok(128 << 20));
+    }
+
+    #[test]
+    fn unknown_option_is_named_with_a_suggestion() {
+        let mut o = Options::new();
+        o.insert("event.num", "1", Some(Pos { line: 1, col: 40 }));
+        let e = o
+            .validate("t", "connector 'nexmark'", &["connector", "events.num"])
+            .expect_err("unknown");
+        let s = e.to_string();
+        assert!(s.contains("unknown option 'event.num'"), "{s}");
+        assert!(s.contains("did you mean 'events.num'"), "{s}");
+    }
+}

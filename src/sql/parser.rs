@@ -1,0 +1,743 @@
+//! Weir's SQL front end: Flink's dialect on top of sqlparser.
+//!
+//! sqlparser parses queries and expressions; this module owns the statements it cannot
+//! parse in Flink's form — `CREATE TABLE` with `WATERMARK FOR`, computed and metadata
+//! columns, `ROW<...>` types and `WITH (...)` options — plus `CREATE VIEW`, `INSERT INTO`,
+//! `SET`/`RESET` and `DROP`, so that a whole script becomes a list of [`Statement`]s, each
+//! with its position for error messages. Every error carries `line:col`.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast::{Expr, Query};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use crate::error::{Pos, Result, WeirError};
+use crate::sql::types::TypeParser;
+
+/// One statement of a script, with where it starts and its text.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub statement: Statement,
+    pub pos: Pos,
+    /// The statement's own text (without the `;`), for job names and messages.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateTable(Box<CreateTable>),
+    CreateView {
+        name: String,
+        name_pos: Pos,
+        if_not_exists: bool,
+        or_replace: bool,
+        query: Box<Query>,
+    },
+    /// `INSERT INTO sink SELECT ...`: starts a standing query.
+    Insert {
+        table: String,
+        table_pos: Pos,
+        columns: Vec<String>,
+        query: Box<Query>,
+    },
+    /// A bare `SELECT`: a standing query whose rows go to the terminal.
+    Query(Box<Query>),
+    /// `SET 'k' = 'v'`, or `SET` alone to list.
+    Set {
+        key: Option<String>,
+        value: Option<String>,
+    },
+    /// `RESET 'k'` or `RESET`.
+    Reset(Option<String>),
+    Drop {
+        view: bool,
+        name: String,
+        name_pos: Pos,
+        if_exists: bool,
+    },
+    /// `SHOW TABLES`.
+    ShowTables,
+    /// `DESCRIBE t` / `DESC t`.
+    Describe {
+        name: String,
+        name_pos: Pos,
+    },
+    /// `EXPLAIN <query or insert>`.
+    Explain(Box<Located>),
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    pub name: String,
+    pub name_pos: Pos,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<WatermarkDef>,
+    pub primary_key: Vec<String>,
+    pub partitioned_by: Vec<(String, Pos)>,
+    pub options: Vec<TableOption>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableOption {
+    pub key: String,
+    pub value: String,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnDef {
+    pub name: String,
+    pub pos: Pos,
+    pub kind: ColumnKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ColumnKind {
+    /// Read from the source (or written to the sink).
+    Physical { data_type: DataType, nullable: bool },
+    /// `name AS expr`, computed from the other columns.
+    Computed(Expr),
+    /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`, supplied by the connector.
+    Metadata {
+        data_type: DataType,
+        key: Option<String>,
+        is_virtual: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    pub column: String,
+    pub column_pos: Pos,
+    pub expr: Expr,
+    pub expr_pos: Pos,
+}
+
+pub(crate) fn pos_of(t: &TokenWithSpan) -> Pos {
+    Pos {
+        line: t.span.start.line,
+        col: t.span.start.column,
+    }
+}
+
+pub(crate) fn sql_err(msg: impl Into<String>, t: &TokenWithSpan) -> WeirError {
+    WeirError::sql(msg, Some(pos_of(t)))
+}
+
+/// Turns sqlparser's "... at Line: 3, Column: 7" into a positioned SQL error.
+pub(crate) fn parser_error(e: ParserError) -> WeirError {
+    let msg = match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+        ParserError::RecursionLimitExceeded => "the statement nests too deeply".to_string(),
+    };
+    match msg.rfind(" at Line: ") {
+        Some(i) => {
+            let tail = &msg[i + " at Line: ".len()..];
+            let mut parts = tail.split(", Column: ");
+            let line = parts.next().and_then(|l| l.trim().parse::<u64>().ok());
+            let col = parts.next().and_then(|c| c.trim().parse::<u64>().ok());
+            match (line, col) {
+                (Some(line), Some(col)) => WeirError::sql(tidy(&msg[..i]), Some(Pos { line, col })),
+                _ => WeirError::sql(tidy(&msg), None),
+            }
+        }
+        None => WeirError::sql(tidy(&msg), None),
+    }
+}
+
+fn tidy(m: &str) -> String {
+    m.replace("Expected: ", "expected ")
+        .replace(", found: ", ", found ")
+}
+
+/// Byte offsets of line starts, to cut statement text out of the script by position.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(src: &str) -> Self {
+        let mut v = vec![0];
+        v.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        Lines(v)
+    }
+    fn offset(&self, src: &str, p: Pos) -> usize {
+        let Some(&start) = self.0.get(p.line.saturating_sub(1) as usize) else {
+            return src.len();
+        };
+        src[start..]
+            .char_indices()
+            .nth(p.col.saturating_sub(1) as usize)
+            .map(|(i, _)| start + i)
+            .unwrap_or(src.len())
+    }
+}
+
+/// Parses a script of `;`-separated statements.
+pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
+    let dialect = GenericDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| {
+            WeirError::sql(
+                e.message,
+                Some(Pos {
+                    line: e.location.line,
+                    col: e.location.column,
+                }),
+            )
+        })?;
+    let lines = Lines::new(sql);
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut out = vec![];
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        let first = parser.peek_token();
+        if first.token == Token::EOF {
+            break;
+        }
+        let pos = pos_of(&first);
+        let statement = parse_statement(&mut parser)?;
+        let end = parser.peek_token();
+        match end.token {
+            Token::SemiColon | Token::EOF => {}
+            ref other => {
+                return Err(sql_err(
+                    format!("expected ';' after the statement, found '{other}'"),
+                    &end,
+                ));
+            }
+        }
+        let text = if end.token == Token::EOF {
+            &sql[lines.offset(sql, pos)..]
+        } else {
+            &sql[lines.offset(sql, pos)..lines.offset(sql, pos_of(&end))]
+        };
+        out.push(Located {
+            statement,
+            pos,
+            text: text.trim().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_statement(p: &mut Parser) -> Result<Statement> {
+    let t = p.peek_token();
+    let kw = match &t.token {
+        Token::Word(w) => w.keyword,
+        Token::LParen => return Ok(Statement::Query(p.parse_query().map_err(parser_error)?)),
+        _ => Keyword::NoKeyword,
+    };
+    match kw {
+        Keyword::SELECT | Keyword::WITH | Keyword::VALUES => {
+            Ok(Statement::Query(p.parse_query().map_err(parser_error)?))
+        }
+        Keyword::CREATE => {
+            p.next_token();
+            let or_replace = p.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+            let _ = p.parse_keyword(Keyword::TEMPORARY);
+            if p.parse_keyword(Keyword::TABLE) {
+                if or_replace {
+                    return Err(sql_err("CREATE OR REPLACE TABLE is not supported", &t)
+                        .with_hint("DROP TABLE first, then CREATE TABLE"));
+                }
+                return parse_create_table(p).map(|c| Statement::CreateTable(Box::new(c)));
+            }
+            if p.parse_keyword(Keyword::VIEW) {
+                let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+                let (name, name_pos) = parse_name(p)?;
+                p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
+                let query = p.parse_query().map_err(parser_error)?;
+                return Ok(Statement::CreateView {
+                    name,
+                    name_pos,
+                    if_not_exists,
+                    or_replace,
+                    query,
+                });
+            }
+            let next = p.peek_token();
+            Err(sql_err(
+                format!(
+                    "expected TABLE or VIEW after CREATE, found '{}'",
+                    next.token
+                ),
+                &next,
+            ))
+        }
+        Keyword::INSERT => {
+            p.next_token();
+            if p.parse_keyword(Keyword::OVERWRITE) {
+                return Err(sql_err(
+                    "INSERT OVERWRITE is not supported by standing queries",
+                    &t,
+                ));
+            }
+            p.expect_keyword_is(Keyword::INTO).map_err(parser_error)?;
+            let (table, table_pos) = parse_name(p)?;
+            let mut columns = vec![];
+            if p.peek_token().token == Token::LParen
+                && !matches!(p.peek_nth_token(1).token, Token::Word(ref w) if w.keyword == Keyword::SELECT || w.keyword == Keyword::WITH)
+            {
+                p.next_token();
+                columns = p
+                    .parse_comma_separated(|p| p.parse_identifier())
+                    .map_err(parser_error)?
+                    .into_iter()
+                    .map(|i| i.value)
+                    .collect();
+                p.expect_token(&Token::RParen).map_err(parser_error)?;
+            }
+            let query = p.parse_query().map_err(parser_error)?;
+            Ok(Statement::Insert {
+                table,
+                table_pos,
+                columns,
+                query,
+            })
+        }
+        Keyword::SET => {
+            p.next_token();
+            if matches!(p.peek_token().token, Token::SemiColon | Token::EOF) {
+                return Ok(Statement::Set {
+                    key: None,
+                    value: None,
+                });
+            }
+            let key = parse_setting_word(p, true)?;
+            let eq = p.next_token();
+            if eq.token != Token::Eq {
+                return Err(sql_err(
+                    format!("expected '=' after the key, found '{}'", eq.token),
+                    &eq,
+                )
+                .with_hint("SET 'key' = 'value'"));
+            }
+            let value = parse_setting_word(p, false)?;
+            Ok(Statement::Set {
+                key: Some(key),
+                value: Some(value),
+            })
+        }
+        Keyword::RESET => {
+            p.next_token();
+            if matches!(p.peek_token().token, Token::SemiColon | Token::EOF) {
+                return Ok(Statement::Reset(None));
+            }
+            Ok(Statement::Reset(Some(parse_setting_word(p, true)?)))
+        }
+        Keyword::DROP => {
+            p.next_token();
+            let _ = p.parse_keyword(Keyword::TEMPORARY);
+            let view = if p.parse_keyword(Keyword::TABLE) {
+                false
+            } else if p.parse_keyword(Keyword::VIEW) {
+                true
+            } else {
+                let n = p.peek_token();
+                return Err(sql_err(
+                    format!("expected TABLE or VIEW after DROP, found '{}'", n.token),
+                    &n,
+                ));
+            };
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let (name, name_pos) = parse_name(p)?;
+            Ok(Statement::Drop {
+                view,
+                name,
+                name_pos,
+                if_exists,
+            })
+        }
+        Keyword::SHOW => {
+            p.next_token();
+            if p.parse_keyword(Keyword::TABLES) || p.parse_keyword(Keyword::VIEWS) {
+                return Ok(Statement::ShowTables);
+            }
+            let n = p.peek_token();
+            Err(sql_err(format!("SHOW {} is not supported", n.token), &n)
+                .with_hint("SHOW TABLES lists tables and views"))
+        }
+        Keyword::DESCRIBE | Keyword::DESC => {
+            p.next_token();
+            let (name, name_pos) = parse_name(p)?;
+            Ok(Statement::Describe { name, name_pos })
+        }
+        Keyword::EXPLAIN => {
+            p.next_token();
+            let _ = p.parse_keyword(Keyword::PLAN);
+            let _ = p.parse_keyword(Keyword::FOR);
+            let inner_tok = p.peek_token();
+            let inner = parse_statement(p)?;
+            if !matches!(inner, Statement::Query(_) | Statement::Insert { .. }) {
+                return Err(sql_err(
+                    "EXPLAIN takes a SELECT or an INSERT INTO",
+                    &inner_tok,
+                ));
+            }
+            Ok(Statement::Explain(Box::new(Located {
+                statement: inner,
+                pos: pos_of(&inner_tok),
+                text: String::new(),
+            })))
+        }
+        _ => {
+            const STARTS: [&str; 10] = [
+                "SELECT", "WITH", "CREATE", "INSERT", "SET", "RESET", "DROP", "SHOW", "DESCRIBE",
+                "EXPLAIN",
+            ];
+            let word = t.token.to_string();
+            let mut e = sql_err(
+                format!("unexpected '{word}' at the start of a statement"),
+                &t,
+            );
+            e = match crate::error::did_you_mean(&word, STARTS) {
+                Some(s) => e.with_hint(format!("did you mean {s}?")),
+                None => e.with_hint(format!(
+                    "a statement starts with one of {}",
+                    STARTS.join(", ")
+                )),
+            };
+            Err(e)
+        }
+    }
+}
+
+/// A table or view name: one identifier, or a dotted name kept as written.
+fn parse_name(p: &mut Parser) -> Result<(String, Pos)> {
+    let t = p.peek_token();
+    let name = p.parse_object_name(false).map_err(parser_error)?;
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(i) => i.value.clone(),
+            None => part.to_string(),
+        })
+        .collect();
+    Ok((parts.join("."), pos_of(&t)))
+}
+
+/// A key or value of `SET`: a quoted string, or a bare word/number as a convenience.
+fn parse_setting_word(p: &mut Parser, key: bool) -> Result<String> {
+    let t = p.next_token();
+    match &t.token {
+        Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s.clone()),
+        Token::Number(n, _) if !key => Ok(n.clone()),
+        Token::Word(w) => {
+            // Unquoted dotted keys: table.exec.source.idle-timeout is tokenised in pieces.
+            let mut s = w.value.clone();
+            loop {
+                let next = p.peek_token();
+                match &next.token {
+                    Token::Period => {
+                        p.next_token();
+                        s.push('.');
+                    }
+                    Token::Minus if key => {
+                        p.next_token();
+                        s.push('-');
+                    }
+                    Token::Word(w2) if s.ends_with('.') || s.ends_with('-') => {
+                        p.next_token();
+                        s.push_str(&w2.value);
+                    }
+                    _ => break,
+                }
+            }
+            Ok(s)
+        }
+        other => Err(sql_err(
+            format!(
+                "expected a quoted {}, found '{other}'",
+                if key { "key" } else { "value" }
+            ),
+            &t,
+        )
+        .with_hint("SET 'key' = 'value'")),
+    }
+}
+
+fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let (name, name_pos) = parse_name(p)?;
+    let mut columns = vec![];
+    let mut watermark = None;
+    let mut primary_key = vec![];
+    if p.consume_token(&Token::LParen) {
+        loop {
+            let t = p.peek_token();
+            if let Token::Word(w) = &t.token
+                && w.quote_style.is_none()
+            {
+                let upper = w.value.to_ascii_uppercase();
+                if upper == "WATERMARK" {
+                    p.next_token();
+                    if watermark.is_some() {
+                        return Err(sql_err("a table has at most one WATERMARK", &t));
+                    }
+                    p.expect_keyword_is(Keyword::FOR).map_err(parser_error)?;
+                    let col_tok = p.peek_token();
+                    let column = p.parse_identifier().map_err(parser_error)?.value;
+                    p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
+                    let expr_tok = p.peek_token();
+                    let expr = p.parse_expr().map_err(parser_error)?;
+                    watermark = Some(WatermarkDef {
+                        column,
+                        column_pos: pos_of(&col_tok),
+                        expr,
+                        expr_pos: pos_of(&expr_tok),
+                    });
+                    if !p.consume_token(&Token::Comma) {
+                        break;
+                    }
+                    continue;
+                }
+                if w.keyword == Keyword::PRIMARY || w.keyword == Keyword::CONSTRAINT {
+                    p.next_token();
+                    if w.keyword == Keyword::CONSTRAINT {
+                        p.parse_identifier().map_err(parser_error)?;
+                        p.expect_keyword_is(Keyword::PRIMARY)
+                            .map_err(parser_error)?;
+                    }
+                    p.expect_keyword_is(Keyword::KEY).map_err(parser_error)?;
+                    p.expect_token(&Token::LParen).map_err(parser_error)?;
+                    primary_key = p
+                        .parse_comma_separated(|p| p.parse_identifier())
+                        .map_err(parser_error)?
+                        .into_iter()
+                        .map(|i| i.value)
+                        .collect();
+                    p.expect_token(&Token::RParen).map_err(parser_error)?;
+                    let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+                    if !p.consume_token(&Token::Comma) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            columns.push(parse_column(p)?);
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        let close = p.next_token();
+        if close.token != Token::RParen {
+            return Err(sql_err(
+                format!(
+                    "expected ',' or ')' in the column list, found '{}'",
+                    close.token
+                ),
+                &close,
+            ));
+        }
+    }
+    if p.parse_keyword(Keyword::COMMENT) {
+        p.parse_literal_string().map_err(parser_error)?;
+    }
+    let mut partitioned_by = vec![];
+    if p.parse_keywords(&[Keyword::PARTITIONED, Keyword::BY]) {
+        p.expect_token(&Token::LParen).map_err(parser_error)?;
+        loop {
+            let t = p.peek_token();
+            let id = p.parse_identifier().map_err(parser_error)?;
+            partitioned_by.push((id.value, pos_of(&t)));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen).map_err(parser_error)?;
+    }
+    let mut options = vec![];
+    if p.parse_keyword(Keyword::WITH) {
+        p.expect_token(&Token::LParen).map_err(parser_error)?;
+        loop {
+            let kt = p.next_token();
+            let key = match &kt.token {
+                Token::SingleQuotedString(s) => s.clone(),
+                other => {
+                    return Err(sql_err(
+                        format!("expected a quoted option key, found '{other}'"),
+                        &kt,
+                    )
+                    .with_hint("options are written 'key' = 'value'"));
+                }
+            };
+            p.expect_token(&Token::Eq).map_err(parser_error)?;
+            let vt = p.next_token();
+            let value = match &vt.token {
+                Token::SingleQuotedString(s) => s.clone(),
+                other => {
+                    return Err(sql_err(
+                        format!("expected a quoted value for '{key}', found '{other}'"),
+                        &vt,
+                    )
+                    .with_hint("option values are strings: 'key' = '10'"));
+                }
+            };
+            if options.iter().any(|o: &TableOption| o.key == key) {
+                return Err(sql_err(format!("option '{key}' is given twice"), &kt));
+            }
+            options.push(TableOption {
+                key,
+                value,
+                pos: pos_of(&kt),
+            });
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen).map_err(parser_error)?;
+    } else if p.parse_keyword(Keyword::AS) {
+        let t = p.peek_token();
+        return Err(
+            sql_err("CREATE TABLE ... AS SELECT is not supported yet", &t)
+                .with_hint("create the sink table with WITH (...) options, then INSERT INTO it"),
+        );
+    }
+    Ok(CreateTable {
+        name,
+        name_pos,
+        if_not_exists,
+        columns,
+        watermark,
+        primary_key,
+        partitioned_by,
+        options,
+    })
+}
+
+fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
+    let t = p.peek_token();
+    let name = p
+        .parse_identifier()
+        .map_err(|e| {
+            parser_error(e)
+                .with_hint("a column is `name TYPE`, `name AS expr` or WATERMARK FOR ...")
+        })?
+        .value;
+    let pos = pos_of(&t);
+    if p.parse_keyword(Keyword::AS) {
+        let expr = p.parse_expr().map_err(parser_error)?;
+        if p.parse_keyword(Keyword::COMMENT) {
+            p.parse_literal_string().map_err(parser_error)?;
+        }
+        return Ok(ColumnDef {
+            name,
+            pos,
+            kind: ColumnKind::Computed(expr),
+        });
+    }
+    let (data_type, nullable) = TypeParser::new(p).parse_type_with_nullability()?;
+    let mut kind = ColumnKind::Physical {
+        data_type: data_type.clone(),
+        nullable,
+    };
+    if p.parse_keyword(Keyword::METADATA) {
+        let key = if p.parse_keyword(Keyword::FROM) {
+            Some(p.parse_literal_string().map_err(parser_error)?)
+        } else {
+            None
+        };
+        let is_virtual = p.parse_keyword(Keyword::VIRTUAL);
+        kind = ColumnKind::Metadata {
+            data_type,
+            key,
+            is_virtual,
+        };
+    }
+    if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+        let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+    }
+    if p.parse_keyword(Keyword::COMMENT) {
+        p.parse_literal_string().map_err(parser_error)?;
+    }
+    Ok(ColumnDef { name, pos, kind })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    fn one(sql: &str) -> Statement {
+        let mut v = parse_script(sql).expect("parses");
+        assert_eq!(v.len(), 1);
+        v.remove(0).statement
+    }
+
+    #[test]
+    fn flink_create_table() {
+        let s = one("CREATE TABLE IF NOT EXISTS `bids` (
+               auction BIGINT NOT NULL,
+               bid ROW<price BIGINT, tags ARRAY<ROW<k STRING>>>,
+               `ts` TIMESTAMP(3),
+               ts2 AS ts + INTERVAL '1' SECOND,
+               off BIGINT METADATA FROM 'offset' VIRTUAL,
+               WATERMARK FOR ts AS ts - INTERVAL '5' SECOND,
+               PRIMARY KEY (auction) NOT ENFORCED
+             ) PARTITIONED BY (auction) WITH ('connector' = 'nexmark', 'events.num' = '10')");
+        let Statement::CreateTable(c) = s else {
+            panic!("not a create table")
+        };
+        assert_eq!(c.name, "bids");
+        assert!(c.if_not_exists);
+        assert_eq!(c.columns.len(), 5);
+        assert!(matches!(
+            &c.columns[2].kind,
+            ColumnKind::Physical {
+                data_type: DataType::Timestamp(TimeUnit::Millisecond, None),
+                ..
+            }
+        ));
+        match &c.columns[1].kind {
+            ColumnKind::Physical {
+                data_type: DataType::Struct(f),
+                ..
+            } => {
+                assert_eq!(f.len(), 2);
+                assert!(matches!(f[1].data_type(), DataType::List(_)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(c.columns[3].kind, ColumnKind::Computed(_)));
+        assert!(matches!(
+            c.columns[4].kind,
+            ColumnKind::Metadata {
+                is_virtual: true,
+                ..
+            }
+        ));
+        assert_eq!(c.watermark.as_ref().map(|w| w.column.as_str()), Some("ts"));
+        assert_eq!(c.primary_key, vec!["auction"]);
+        assert_eq!(c.partitioned_by.len(), 1);
+        assert_eq!(c.options.len(), 2);
+    }
+
+    #[test]
+    fn several_statements_and_comments() {
+        let v = parse_script(
+            "-- a comment\nSET 'a.b' = '1';\n/* block */ CREATE VIEW v AS SELECT 1;\nINSERT INTO s SELECT * FROM v;\nSELECT 2",
+        )
+        .expect("parses");
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[3].text, "SELECT 2");
+        assert_eq!(v[2].pos, Pos { line: 4, col: 1 });
+    }
+
+    #[test]
+    fn errors_have_positions() {
+        let e = parse_script("SELECT 1;\nCREATE TABLE t (a BIGINTT)").expect_err("fails");
+        match e {
+            WeirError::Sql { pos, hint, .. } => {
+                assert_eq!(pos, Some(Pos { line: 2, col: 19 }));
+                assert_eq!(hint.as_deref(), Some("did you mean BIGINT?"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse_script("SELEC 1").expect_err("fails");
+        assert!(e.to_string().contains("did you mean SELECT"), "{e}");
+    }
+}

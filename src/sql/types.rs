@@ -1,0 +1,350 @@
+//! Flink SQL data types, parsed from tokens into Arrow types.
+//!
+//! sqlparser cannot parse Flink's `ROW<name TYPE, ...>` (nor `ARRAY<...>`/`MAP<...>` nested
+//! inside it), so column types in `CREATE TABLE` are parsed here. The mapping:
+//!
+//! | Flink | Arrow |
+//! |---|---|
+//! | `BOOLEAN` | Boolean |
+//! | `TINYINT` / `SMALLINT` / `INT` / `BIGINT` | Int8 / Int16 / Int32 / Int64 |
+//! | `FLOAT` / `DOUBLE` | Float32 / Float64 |
+//! | `DECIMAL(p, s)` | Decimal128(p, s) |
+//! | `CHAR`, `VARCHAR`, `STRING` | Utf8 |
+//! | `BINARY`, `VARBINARY`, `BYTES` | Binary |
+//! | `DATE` / `TIME(p)` | Date32 / Time64(µs) |
+//! | `TIMESTAMP(p)` | Timestamp(ms for p ≤ 3, µs for p ≤ 6, else ns) |
+//! | `TIMESTAMP_LTZ(p)`, `TIMESTAMP(p) WITH LOCAL TIME ZONE` | the same, in UTC |
+//! | `ARRAY<T>`, `MAP<K, V>`, `ROW<n T, ...>` / `ROW(n T, ...)` | List, Map, Struct |
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use crate::error::{Result, WeirError};
+use crate::sql::parser::{pos_of, sql_err};
+
+/// Parses types, remembering a `>>` token that closed two nested types at once.
+pub struct TypeParser<'a, 'b> {
+    pub parser: &'a mut Parser<'b>,
+    pending_gt: usize,
+}
+
+impl<'a, 'b> TypeParser<'a, 'b> {
+    pub fn new(parser: &'a mut Parser<'b>) -> Self {
+        TypeParser {
+            parser,
+            pending_gt: 0,
+        }
+    }
+
+    /// Parses one type and its `NOT NULL` / `NULL`; returns (type, nullable).
+    pub fn parse_type_with_nullability(&mut self) -> Result<(DataType, bool)> {
+        let dt = self.parse_type()?;
+        let nullable = self.parse_nullability();
+        Ok((dt, nullable))
+    }
+
+    fn parse_nullability(&mut self) -> bool {
+        if self.pending_gt > 0 {
+            return true;
+        }
+        use datafusion::sql::sqlparser::keywords::Keyword;
+        if self.parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+            false
+        } else {
+            let _ = self.parser.parse_keyword(Keyword::NULL);
+            true
+        }
+    }
+
+    fn word(&mut self) -> Result<(String, crate::error::Pos)> {
+        let t = self.parser.next_token();
+        let pos = pos_of(&t);
+        match &t.token {
+            Token::Word(w) => Ok((w.value.to_ascii_uppercase(), pos)),
+            other => Err(sql_err(
+                format!("expected a data type, found '{other}'"),
+                &t,
+            )),
+        }
+    }
+
+    fn opt_params(&mut self) -> Result<Vec<u64>> {
+        let mut out = vec![];
+        if self.parser.consume_token(&Token::LParen) {
+            loop {
+                let t = self.parser.next_token();
+                match &t.token {
+                    Token::Number(n, _) => out.push(n.parse::<u64>().map_err(|_| {
+                        sql_err(format!("expected a whole number, found '{n}'"), &t)
+                    })?),
+                    other => {
+                        return Err(sql_err(format!("expected a number, found '{other}'"), &t));
+                    }
+                }
+                if self.parser.consume_token(&Token::RParen) {
+                    break;
+                }
+                self.expect(Token::Comma)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn expect(&mut self, tok: Token) -> Result<()> {
+        let t = self.parser.next_token();
+        if t.token == tok {
+            Ok(())
+        } else {
+            Err(sql_err(
+                format!("expected '{tok}', found '{}'", t.token),
+                &t,
+            ))
+        }
+    }
+
+    fn expect_lt(&mut self) -> Result<()> {
+        self.expect(Token::Lt)
+    }
+
+    fn expect_gt(&mut self) -> Result<()> {
+        if self.pending_gt > 0 {
+            self.pending_gt -= 1;
+            return Ok(());
+        }
+        let t = self.parser.next_token();
+        match &t.token {
+            Token::Gt => Ok(()),
+            Token::ShiftRight => {
+                self.pending_gt += 1;
+                Ok(())
+            }
+            other => Err(sql_err(format!("expected '>', found '{other}'"), &t)),
+        }
+    }
+
+    /// Parses a Flink data type.
+    pub fn parse_type(&mut self) -> Result<DataType> {
+        let (name, pos) = self.word()?;
+        let unsupported =
+            |what: &str| WeirError::sql(format!("data type {what} is not supported"), Some(pos));
+        let dt = match name.as_str() {
+            "BOOLEAN" | "BOOL" => DataType::Boolean,
+            "TINYINT" => DataType::Int8,
+            "SMALLINT" => DataType::Int16,
+            "INT" | "INTEGER" => DataType::Int32,
+            "BIGINT" => DataType::Int64,
+            "FLOAT" | "REAL" => DataType::Float32,
+            "DOUBLE" => {
+                use datafusion::sql::sqlparser::keywords::Keyword;
+                let _ = self.parser.parse_keyword(Keyword::PRECISION);
+                DataType::Float64
+            }
+            "DECIMAL" | "DEC" | "NUMERIC" => {
+                let p = self.opt_params()?;
+                let precision = p.first().copied().unwrap_or(10);
+                let scale = p.get(1).copied().unwrap_or(0);
+                if !(1..=38).contains(&precision) || scale > precision {
+                    return Err(WeirError::sql(
+                        format!("DECIMAL({precision}, {scale}) is out of range"),
+                        Some(pos),
+                    )
+                    .with_hint("precision is 1..=38 and scale at most the precision"));
+                }
+                DataType::Decimal128(precision as u8, scale as i8)
+            }
+            "CHAR" | "VARCHAR" | "STRING" | "TEXT" => {
+                self.opt_params()?;
+                DataType::Utf8
+            }
+            "BINARY" | "VARBINARY" | "BYTES" => {
+                self.opt_params()?;
+                DataType::Binary
+            }
+            "DATE" => DataType::Date32,
+            "TIME" => {
+                self.opt_params()?;
+                DataType::Time64(TimeUnit::Microsecond)
+            }
+            "TIMESTAMP" | "TIMESTAMP_LTZ" => {
+                let p = self.opt_params()?;
+                let unit = match p.first().copied().unwrap_or(6) {
+                    0..=3 => TimeUnit::Millisecond,
+                    4..=6 => TimeUnit::Microsecond,
+                    7..=9 => TimeUnit::Nanosecond,
+                    n => {
+                        return Err(WeirError::sql(
+                            format!("TIMESTAMP precision {n} is out of range 0..=9"),
+                            Some(pos),
+                        ));
+                    }
+                };
+                let mut tz = name == "TIMESTAMP_LTZ";
+                use datafusion::sql::sqlparser::keywords::Keyword;
+                if self
+                    .parser
+                    .parse_keywords(&[Keyword::WITHOUT, Keyword::TIME, Keyword::ZONE])
+                {
+                    // the default
+                } else if self.parser.parse_keywords(&[
+                    Keyword::WITH,
+                    Keyword::LOCAL,
+                    Keyword::TIME,
+                    Keyword::ZONE,
+                ]) {
+                    tz = true;
+                } else if self
+                    .parser
+                    .parse_keywords(&[Keyword::WITH, Keyword::TIME, Keyword::ZONE])
+                {
+                    return Err(unsupported("TIMESTAMP WITH TIME ZONE")
+                        .with_hint("use TIMESTAMP_LTZ (WITH LOCAL TIME ZONE), as in Flink"));
+                }
+                DataType::Timestamp(unit, tz.then(|| Arc::from("UTC")))
+            }
+            "ARRAY" => {
+                self.expect_lt()?;
+                let (inner, nullable) = self.parse_type_with_nullability()?;
+                self.expect_gt()?;
+                DataType::List(Arc::new(Field::new("element", inner, nullable)))
+            }
+            "MAP" => {
+                self.expect_lt()?;
+                let (k, _) = self.parse_type_with_nullability()?;
+                self.expect(Token::Comma)?;
+                let (v, vn) = self.parse_type_with_nullability()?;
+                self.expect_gt()?;
+                DataType::Map(
+                    Arc::new(Field::new(
+                        "entries",
+                        DataType::Struct(Fields::from(vec![
+                            Field::new("key", k, false),
+                            Field::new("value", v, vn),
+                        ])),
+                        false,
+                    )),
+                    false,
+                )
+            }
+            "ROW" | "STRUCT" => {
+                let angle = if self.parser.consume_token(&Token::Lt) {
+                    true
+                } else {
+                    self.expect(Token::LParen)?;
+                    false
+                };
+                let mut fields = vec![];
+                let closed = |tp: &mut Self| -> Result<bool> {
+                    if angle {
+                        if tp.pending_gt > 0 {
+                            return Ok(false);
+                        }
+                        let t = tp.parser.peek_token();
+                        Ok(matches!(t.token, Token::Gt | Token::ShiftRight))
+                    } else {
+                        Ok(tp.parser.peek_token().token == Token::RParen)
+                    }
+                };
+                if !closed(self)? {
+                    loop {
+                        let ident = self.parser.parse_identifier().map_err(|e| {
+                            crate::sql::parser::parser_error(e)
+                                .with_hint("a ROW field is `name TYPE`")
+                        })?;
+                        let (dt, nullable) = self.parse_type_with_nullability()?;
+                        // Flink allows a description after a field: ROW<a INT 'the a'>.
+                        if let Token::SingleQuotedString(_) = self.parser.peek_token().token {
+                            self.parser.next_token();
+                        }
+                        fields.push(Field::new(ident.value, dt, nullable));
+                        if self.pending_gt > 0 || !self.parser.consume_token(&Token::Comma) {
+                            break;
+                        }
+                    }
+                }
+                if angle {
+                    self.expect_gt()?;
+                } else {
+                    self.expect(Token::RParen)?;
+                }
+                DataType::Struct(Fields::from(fields))
+            }
+            "MULTISET" | "RAW" | "INTERVAL" => return Err(unsupported(&name)),
+            other => {
+                const KNOWN: [&str; 20] = [
+                    "BOOLEAN",
+                    "TINYINT",
+                    "SMALLINT",
+                    "INT",
+                    "INTEGER",
+                    "BIGINT",
+                    "FLOAT",
+                    "DOUBLE",
+                    "DECIMAL",
+                    "CHAR",
+                    "VARCHAR",
+                    "STRING",
+                    "BINARY",
+                    "BYTES",
+                    "DATE",
+                    "TIME",
+                    "TIMESTAMP",
+                    "TIMESTAMP_LTZ",
+                    "ARRAY",
+                    "ROW",
+                ];
+                let mut e = WeirError::sql(format!("unknown data type '{other}'"), Some(pos));
+                if let Some(s) = crate::error::did_you_mean(other, KNOWN) {
+                    e = e.with_hint(format!("did you mean {s}?"));
+                }
+                return Err(e);
+            }
+        };
+        Ok(dt)
+    }
+}
+
+/// The Flink SQL name of an Arrow type, for DESCRIBE and messages.
+pub fn flink_type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTES".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Time64(_) | DataType::Time32(_) => "TIME".into(),
+        DataType::Timestamp(u, tz) => {
+            let p = match u {
+                TimeUnit::Second => 0,
+                TimeUnit::Millisecond => 3,
+                TimeUnit::Microsecond => 6,
+                TimeUnit::Nanosecond => 9,
+            };
+            if tz.is_some() {
+                format!("TIMESTAMP_LTZ({p})")
+            } else {
+                format!("TIMESTAMP({p})")
+            }
+        }
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("ARRAY<{}>", flink_type_name(f.data_type()))
+        }
+        DataType::Struct(fields) => format!(
+            "ROW<{}>",
+            fields
+                .iter()
+                .map(|f| format!("`{}` {}", f.name(), flink_type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
