@@ -271,6 +271,30 @@ impl Session {
         }
     }
 
+    /// Runs a script to its end and returns the rows of its bare SELECT statements (each
+    /// SELECT as one result; INSERT INTO jobs run to their end too). For bounded inputs.
+    pub async fn run_collect(&mut self, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut results = vec![];
+        for stmt in crate::sql::parser::parse_script(sql)? {
+            match &stmt.statement {
+                Statement::Query(_) => {
+                    let (plan, _) = self.plan_statement(&stmt).await?;
+                    let sink = crate::sink::collect::CollectSink::new();
+                    let id = self.next_job;
+                    self.next_job += 1;
+                    Job::start(id, stmt.text.clone(), plan, Box::new(sink.clone())).wait().await?;
+                    results.push(sink.batches());
+                }
+                _ => match self.execute(&stmt).await? {
+                    Outcome::Started(job) => job.wait().await?,
+                    Outcome::Rows(r) => results.push(r),
+                    Outcome::Done(_) => {}
+                },
+            }
+        }
+        Ok(results)
+    }
+
     async fn logical_plan(&self, query: &ast::Query) -> Result<LogicalPlan> {
         let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
             Box::new(query.clone()),
@@ -283,18 +307,17 @@ impl Session {
         Ok(state.optimize(&plan)?)
     }
 
-    /// DataFusion's "table not found" gets Weir's list of names.
+    /// DataFusion's "table not found" becomes Weir's message, with the closest name.
     fn improve(&self, e: datafusion::error::DataFusionError) -> WeirError {
         let msg = e.to_string();
         let w = WeirError::from(e);
-        if let Some(rest) = msg.split("table '").nth(1)
+        if let (Some(rest), WeirError::Sql { pos, .. }) = (msg.split("table '").nth(1), &w)
             && msg.contains("not found")
         {
             let name = rest.split('\'').next().unwrap_or("");
             let name = name.rsplit('.').next().unwrap_or(name);
-            let names = self.relation_names();
-            if let Some(s) = did_you_mean(name, names.iter().map(|s| s.as_str())) {
-                return w.with_hint(format!("did you mean '{s}'?"));
+            if let Some(p) = pos {
+                return self.unknown_relation(name, *p);
             }
         }
         w

@@ -7,6 +7,7 @@
 //! committed partial output.
 
 pub mod blackhole;
+pub mod collect;
 pub mod filesystem;
 pub mod print;
 pub mod terminal;

@@ -337,6 +337,14 @@ pub fn flink_type_name(dt: &DataType) -> String {
         DataType::List(f) | DataType::LargeList(f) => {
             format!("ARRAY<{}>", flink_type_name(f.data_type()))
         }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP<{}, {}>",
+                flink_type_name(kv[0].data_type()),
+                flink_type_name(kv[1].data_type())
+            ),
+            other => other.to_string(),
+        },
         DataType::Struct(fields) => format!(
             "ROW<{}>",
             fields
