@@ -158,11 +158,8 @@ fn one_line(s: &str) -> String {
 async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
     let mut failed = false;
     let mut stopping = false;
-    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
-        Ok(s) => Some(s),
-        Err(_) => None,
-    };
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     while !jobs.is_empty() {
         let signal = async {
             match sigterm.as_mut() {

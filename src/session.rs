@@ -282,7 +282,9 @@ impl Session {
                     let sink = crate::sink::collect::CollectSink::new();
                     let id = self.next_job;
                     self.next_job += 1;
-                    Job::start(id, stmt.text.clone(), plan, Box::new(sink.clone())).wait().await?;
+                    Job::start(id, stmt.text.clone(), plan, Box::new(sink.clone()))
+                        .wait()
+                        .await?;
                     results.push(sink.batches());
                 }
                 _ => match self.execute(&stmt).await? {

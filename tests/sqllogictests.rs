@@ -61,7 +61,11 @@ impl AsyncDB for Weir {
                         .zip(b.columns())
                         .map(|(f, c)| {
                             let s = f.value(r).to_string();
-                            if c.is_valid(r) && s.is_empty() { "(empty)".to_string() } else { s }
+                            if c.is_valid(r) && s.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                s
+                            }
                         })
                         .collect(),
                 );
@@ -94,7 +98,10 @@ fn main() {
     // Tests read files relative to the crate root.
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("cd");
     for f in files {
-        let name = f.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         if filter.as_ref().is_some_and(|x| !name.contains(x.as_str())) {
             continue;
         }

@@ -105,7 +105,7 @@ impl Decoder {
             .enumerate()
             .filter(|(_, l)| {
                 let t = l.trim();
-                !t.is_empty() && !(self.allow_comments && t.starts_with('#'))
+                !(t.is_empty() || self.allow_comments && t.starts_with('#'))
             })
             .collect();
         let lines: Vec<&String> = numbered.iter().map(|(_, l)| *l).collect();

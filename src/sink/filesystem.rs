@@ -15,7 +15,7 @@ use crate::format::Format;
 
 enum Writer {
     Json(datafusion::arrow::json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(datafusion::arrow::csv::Writer<BufWriter<File>>),
+    Csv(Box<datafusion::arrow::csv::Writer<BufWriter<File>>>),
 }
 
 pub struct FileSink {
@@ -48,12 +48,12 @@ impl FileSink {
         let w = BufWriter::with_capacity(1 << 20, f);
         let writer = match format {
             Format::Json => Writer::Json(datafusion::arrow::json::LineDelimitedWriter::new(w)),
-            Format::Csv => Writer::Csv(
+            Format::Csv => Writer::Csv(Box::new(
                 datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(csv_header)
                     .with_delimiter(delimiter)
                     .build(w),
-            ),
+            )),
         };
         Ok(FileSink {
             writer: Some(writer),

@@ -103,7 +103,7 @@ impl TableDef {
                         .map_err(|err| WeirError::from(err).at(Some(col.pos)))?
                         .1;
                     let (dt, nullable) = (field.data_type().clone(), field.is_nullable());
-                    computed.push((fields.len(), e.clone(), col.pos));
+                    computed.push((fields.len(), e.as_ref().clone(), col.pos));
                     fields.push(Field::new(&col.name, dt, nullable));
                 }
                 _ => {

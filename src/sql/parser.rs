@@ -99,7 +99,7 @@ pub enum ColumnKind {
     /// Read from the source (or written to the sink).
     Physical { data_type: DataType, nullable: bool },
     /// `name AS expr`, computed from the other columns.
-    Computed(Expr),
+    Computed(Box<Expr>),
     /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`, supplied by the connector.
     Metadata {
         data_type: DataType,
@@ -627,7 +627,7 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
         return Ok(ColumnDef {
             name,
             pos,
-            kind: ColumnKind::Computed(expr),
+            kind: ColumnKind::Computed(Box::new(expr)),
         });
     }
     let (data_type, nullable) = TypeParser::new(p).parse_type_with_nullability()?;

@@ -1,0 +1,244 @@
+//! The `weir` binary as a user runs it: example queries, exit codes, error rendering,
+//! stdin, files written by the filesystem sink, and a clean stop on SIGTERM.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = weir().args(args).output().expect("weir runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn every_example_query_runs_bounded() {
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries"))
+        .expect("queries/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in files {
+        let path = f.display().to_string();
+        let (code, stdout, stderr) = run(&["run", &path, "--set", "events.num=1000"]);
+        assert_eq!(code, 0, "{path}: {stderr}");
+        assert!(stderr.contains("finished"), "{path}: {stderr}");
+        assert!(!stdout.is_empty(), "{path} printed nothing");
+    }
+}
+
+#[test]
+fn passthrough_prints_every_bid_in_flinks_form() {
+    let (code, stdout, stderr) = run(&[
+        "run",
+        "queries/nexmark_passthrough.sql",
+        "--set",
+        "events.num=1000",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    // 46 of every 50 events are bids.
+    assert_eq!(lines.len(), 920);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("q0> +I[") && l.ends_with(']'))
+    );
+    assert!(stderr.contains("source datagen"), "{stderr}");
+}
+
+#[test]
+fn bad_sql_exits_2_with_a_caret() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("bad.sql");
+    std::fs::write(
+        &f,
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'datagen');\nSELECT a, b FROM t;\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2);
+    let err = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("SQL error"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let err = err.replace(&dir.path().display().to_string(), "DIR");
+    insta::assert_snapshot!(err, @r"
+    SQL error at DIR/bad.sql:2:11: No field named b.
+    Valid fields are t.a.
+      |
+    2 | SELECT a, b FROM t;
+      |           ^
+    ");
+}
+
+#[test]
+fn a_syntax_error_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("bad.sql");
+    std::fs::write(
+        &f,
+        "CREATE TABLE t WITH ('connector' = 'nexmark');\nSELECT * FROM t;\nSELEC 1;\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "a query ran: {stdout}");
+    assert!(
+        stderr.contains("bad.sql:3:1: unexpected 'SELEC'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_record_fails_with_file_and_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        "CREATE TABLE bad (user_id BIGINT, url STRING) WITH ('connector' = 'filesystem', \
+         'path' = 'tests/data/bad_clicks.json', 'format' = 'json');\nSELECT * FROM bad;",
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("malformed JSON record at tests/data/bad_clicks.json:3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("json.ignore-parse-errors"), "{stderr}");
+}
+
+#[test]
+fn stdin_source_reads_a_pipe() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        "CREATE TABLE input (name STRING, n INT) WITH ('connector' = 'stdin', 'format' = 'csv');\n\
+         CREATE TABLE out (name STRING, doubled INT) WITH ('connector' = 'print');\n\
+         INSERT INTO out SELECT upper(name), n * 2 FROM input WHERE n > 1;",
+    )
+    .expect("write");
+    let mut child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a,1\nb,2\nc,3\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "+I[B, 4]\n+I[C, 6]\n");
+}
+
+#[test]
+fn filesystem_sink_commits_one_complete_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out_dir = dir.path().join("out");
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        format!(
+            "CREATE TABLE orders (order_id INT, customer STRING, amount DECIMAL(10, 2), ts TIMESTAMP(3)) \
+             WITH ('connector' = 'filesystem', 'path' = 'tests/data/orders.csv', 'format' = 'csv', 'csv.header' = 'true');\n\
+             CREATE TABLE big (customer STRING, amount DECIMAL(10, 2)) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'json');\n\
+             INSERT INTO big SELECT customer, amount FROM orders WHERE amount > 5;",
+            out_dir.display()
+        ),
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let names: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("out dir")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .collect();
+    assert_eq!(
+        names,
+        vec!["part-1-0.json".to_string()],
+        "no in-progress files may remain"
+    );
+    let text = std::fs::read_to_string(out_dir.join("part-1-0.json")).expect("read");
+    assert_eq!(
+        text,
+        "{\"customer\":\"alice\",\"amount\":10.50}\n{\"customer\":\"alice\",\"amount\":7.00}\n{\"customer\":\"carol, jr\",\"amount\":100.00}\n"
+    );
+}
+
+#[test]
+fn sigterm_stops_an_unbounded_query_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
+         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO out SELECT id FROM g;",
+    )
+    .expect("write");
+    let child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    // Every row the source produced reached the sink, in order, none twice.
+    let ids: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.trim_start_matches("+I[")
+                .trim_end_matches(']')
+                .parse()
+                .expect("id")
+        })
+        .collect();
+    assert!(ids.len() > 100, "only {} rows", ids.len());
+    assert!(ids.iter().enumerate().all(|(i, id)| *id == i as u64 + 1));
+}
+
+#[test]
+fn help_names_the_commands() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("run"));
+    let (code, stdout, _) = run(&["run", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("--set"));
+}

@@ -1,0 +1,124 @@
+//! Streaming equals batch: each stateless query runs as a standing query over the Nexmark
+//! generator, and as a DataFusion batch query over the very same events held in memory;
+//! the rows must be equal — for several source batch sizes, so that results cannot depend
+//! on where batches are cut.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::ArrayFormatter;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use weir::Session;
+use weir::format::encode::format_options;
+use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
+
+const EVENTS: u64 = 5_000;
+const BASE: i64 = 1_767_225_600_000; // 2026-01-01
+
+const VIEW: &str = "CREATE VIEW bid AS SELECT bid.auction AS auction, bid.bidder AS bidder, \
+    bid.price AS price, bid.channel AS channel, bid.url AS url, bid.dateTime AS dateTime \
+    FROM events WHERE event_type = 2";
+
+const QUERIES: &[&str] = &[
+    "SELECT auction, bidder, price, dateTime FROM bid",
+    "SELECT auction, bidder, 0.908 * price AS price, dateTime FROM bid",
+    "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+    "SELECT auction, bidder, price, channel, CASE WHEN lower(channel) = 'apple' THEN '0' \
+       WHEN lower(channel) = 'google' THEN '1' ELSE regexp_replace(url, '.*channel_id=', '') END AS channel_id \
+     FROM bid WHERE price > 10000",
+    "SELECT person.id, person.name, person.city FROM events WHERE event_type = 0 AND person.state IN ('OR', 'ID', 'CA')",
+    "SELECT auction.id, auction.seller, auction.category, auction.expires - auction.dateTime AS life \
+     FROM events WHERE event_type = 1 AND auction.category = 10",
+    "SELECT auction FROM bid WHERE price < 1000 UNION ALL SELECT person.id FROM events WHERE event_type = 0",
+];
+
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = format_options();
+    let mut out = vec![];
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn batch_answer(sql: &str) -> Vec<String> {
+    let mut generator = NexmarkGenerator::new(NexmarkConfig {
+        events: Some(EVENTS),
+        first_event_rate: 10_000.0,
+        person_proportion: 1,
+        auction_proportion: 3,
+        bid_proportion: 46,
+        seed: 3,
+        base_time: BASE,
+    });
+    let mut batches = vec![];
+    while let Some(b) = generator.next_batch(1000).expect("generate") {
+        batches.push(b);
+    }
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
+    ctx.register_table("events", Arc::new(table))
+        .expect("register");
+    ctx.sql(VIEW)
+        .await
+        .expect("view")
+        .collect()
+        .await
+        .expect("view created");
+    rows(
+        &ctx.sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run"),
+    )
+}
+
+async fn stream_answer(sql: &str, batch_size: usize) -> Vec<String> {
+    let mut s = Session::new();
+    let script = format!(
+        "SET 'table.exec.batch-size' = '{batch_size}';\n\
+         CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
+         {VIEW};\n{sql};"
+    );
+    let mut results = s.run_collect(&script).await.expect("standing query runs");
+    rows(&results.pop().expect("one result"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_queries_equal_datafusion_batch() {
+    for q in QUERIES {
+        let expected = batch_answer(q).await;
+        assert!(!expected.is_empty(), "the oracle gave no rows for {q}");
+        for batch_size in [1, 97, 8192] {
+            let got = stream_answer(q, batch_size).await;
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "row count differs for {q} (batch size {batch_size})"
+            );
+            assert_eq!(
+                got, expected,
+                "rows differ for {q} (batch size {batch_size})"
+            );
+        }
+    }
+}
