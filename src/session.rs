@@ -271,27 +271,36 @@ impl Session {
         }
     }
 
+    /// Starts a bare SELECT as a standing query whose rows go to `sink` instead of the
+    /// terminal.
+    pub async fn start_into(&mut self, stmt: &Located, sink: Box<dyn Sink>) -> Result<Job> {
+        if !matches!(stmt.statement, Statement::Query(_)) {
+            return Err(WeirError::sql("expected a SELECT", Some(stmt.pos)));
+        }
+        let (plan, _) = self.plan_statement(stmt).await?;
+        let id = self.next_job;
+        self.next_job += 1;
+        Ok(Job::start(id, stmt.text.clone(), plan, sink))
+    }
+
     /// Runs a script to its end and returns the rows of its bare SELECT statements (each
     /// SELECT as one result; INSERT INTO jobs run to their end too). For bounded inputs.
     pub async fn run_collect(&mut self, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
         let mut results = vec![];
         for stmt in crate::sql::parser::parse_script(sql)? {
-            match &stmt.statement {
-                Statement::Query(_) => {
-                    let (plan, _) = self.plan_statement(&stmt).await?;
-                    let sink = crate::sink::collect::CollectSink::new();
-                    let id = self.next_job;
-                    self.next_job += 1;
-                    Job::start(id, stmt.text.clone(), plan, Box::new(sink.clone()))
-                        .wait()
-                        .await?;
-                    results.push(sink.batches());
-                }
-                _ => match self.execute(&stmt).await? {
-                    Outcome::Started(job) => job.wait().await?,
-                    Outcome::Rows(r) => results.push(r),
-                    Outcome::Done(_) => {}
-                },
+            if let Statement::Query(_) = &stmt.statement {
+                let sink = crate::sink::collect::CollectSink::new();
+                self.start_into(&stmt, Box::new(sink.clone()))
+                    .await?
+                    .wait()
+                    .await?;
+                results.push(sink.batches());
+                continue;
+            }
+            match self.execute(&stmt).await? {
+                Outcome::Started(job) => job.wait().await?,
+                Outcome::Rows(r) => results.push(r),
+                Outcome::Done(_) => {}
             }
         }
         Ok(results)
