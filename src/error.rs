@@ -20,7 +20,7 @@ pub struct Pos {
     pub col: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WeirError {
     /// Bad SQL, with where it is and how to fix it.
     Sql {
@@ -188,25 +188,10 @@ impl From<DataFusionError> for WeirError {
             DataFusionError::IoError(io) => WeirError::External(io.to_string()),
             DataFusionError::Internal(m) => WeirError::Internal(m.clone()),
             DataFusionError::External(x) => match x.downcast_ref::<WeirError>() {
-                Some(w) => w.clone_shallow(),
+                Some(w) => w.clone(),
                 None => WeirError::External(x.to_string()),
             },
             other => WeirError::External(clean_df_message(&other.to_string())),
-        }
-    }
-}
-
-impl WeirError {
-    fn clone_shallow(&self) -> WeirError {
-        match self {
-            WeirError::Sql { message, pos, hint } => WeirError::Sql {
-                message: message.clone(),
-                pos: *pos,
-                hint: hint.clone(),
-            },
-            WeirError::User(m) => WeirError::User(m.clone()),
-            WeirError::External(m) => WeirError::External(m.clone()),
-            WeirError::Internal(m) => WeirError::Internal(m.clone()),
         }
     }
 }

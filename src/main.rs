@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use weir::format::encode::{OutputFormat, write_results};
 use weir::job::Job;
 use weir::sql::parser::parse_script;
-use weir::{Outcome, Session, WeirError};
+use weir::{Outcome, Session};
 
 #[derive(Parser)]
 #[command(
@@ -210,7 +210,7 @@ async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
                     Err(e) => {
                         failed = true;
                         eprintln!("Job {id} failed: {}", one_line(&name));
-                        eprintln!("{}", render_runtime(&e));
+                        eprintln!("{}", e.render(None, None));
                     }
                 }
             } else {
@@ -224,8 +224,4 @@ async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn render_runtime(e: &WeirError) -> String {
-    e.render(None, None)
 }

@@ -37,11 +37,7 @@ impl Format {
     /// The options this format accepts, for validation.
     pub fn options(self) -> &'static [&'static str] {
         match self {
-            Format::Json => &[
-                "json.ignore-parse-errors",
-                "json.fail-on-missing-field",
-                "json.timestamp-format.standard",
-            ],
+            Format::Json => &["json.ignore-parse-errors", "json.timestamp-format.standard"],
             Format::Csv => &[
                 "csv.ignore-parse-errors",
                 "csv.field-delimiter",
@@ -65,7 +61,6 @@ pub struct Decoder {
     format: Format,
     schema: SchemaRef,
     ignore_errors: bool,
-    fail_on_missing: bool,
     delimiter: u8,
     quote: u8,
     /// For CSV: the first line of every file is a header to skip.
@@ -86,7 +81,6 @@ impl Decoder {
             format,
             schema,
             ignore_errors: options.bool_or(&format!("{p}.ignore-parse-errors"), false)?,
-            fail_on_missing: options.bool_or("json.fail-on-missing-field", false)?,
             delimiter: options.char_or("csv.field-delimiter", b',')?,
             quote: options.char_or("csv.quote-character", b'"')?,
             header: options.bool_or("csv.header", false)?,
@@ -176,18 +170,6 @@ impl Decoder {
             let used = d.decode(buf.as_bytes()).map_err(|e| e.to_string())?;
             if used != buf.len() {
                 return Err("trailing data after the JSON object".into());
-            }
-            if self.fail_on_missing {
-                let v: std::collections::HashSet<&str> = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .filter(|n| !t.contains(&format!("\"{n}\"")))
-                    .collect();
-                if let Some(m) = v.into_iter().next() {
-                    return Err(format!("field '{m}' is missing"));
-                }
             }
         }
         match d.flush().map_err(|e| e.to_string())? {

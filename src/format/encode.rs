@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -108,14 +107,4 @@ pub fn write_results(
         }
     }
     Ok(())
-}
-
-/// Rows in a set of batches.
-pub fn row_count(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(|b| b.num_rows()).sum()
-}
-
-/// True if the column has any value (used to skip empty chunks).
-pub fn is_empty(batch: &RecordBatch) -> bool {
-    batch.num_rows() == 0 || batch.columns().iter().all(|c| c.len() == 0)
 }

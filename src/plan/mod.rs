@@ -143,22 +143,18 @@ impl Planner<'_> {
                         None,
                     ));
                 };
+                let table_schema = table.schema.clone();
                 let mut node = self.source(table)?;
                 if let Some(proj) = &scan.projection {
-                    let input_schema = DFSchema::try_from(node_schema_of(&node))?;
                     let exprs = proj
                         .iter()
                         .map(|i| {
-                            let (q, f) = input_schema.qualified_field(*i);
-                            compile(
-                                self.state,
-                                &datafusion::logical_expr::Expr::Column(
-                                    datafusion::common::Column::new(q.cloned(), f.name()),
-                                ),
-                                &input_schema,
-                            )
+                            Arc::new(datafusion::physical_expr::expressions::Column::new(
+                                table_schema.field(*i).name(),
+                                *i,
+                            )) as Arc<dyn PhysicalExpr>
                         })
-                        .collect::<Result<Vec<_>>>()?;
+                        .collect();
                     let schema = Arc::new(scan.projected_schema.as_arrow().clone());
                     node = PlanNode::Operator {
                         op: Box::new(ProjectOperator::new(exprs, schema)),
@@ -312,12 +308,5 @@ impl Planner<'_> {
             source,
             stage: SourceStage::new(computed, watermark),
         })
-    }
-}
-
-fn node_schema_of(node: &PlanNode) -> datafusion::arrow::datatypes::Schema {
-    match node {
-        PlanNode::Source { table, .. } => table.schema.as_ref().clone(),
-        _ => datafusion::arrow::datatypes::Schema::empty(),
     }
 }

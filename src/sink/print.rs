@@ -9,7 +9,7 @@ use super::Sink;
 use crate::error::Result;
 use crate::format::encode::write_print_rows;
 
-pub const OPTIONS: &[&str] = &["print-identifier", "standard-error", "sink.parallelism"];
+pub const OPTIONS: &[&str] = &["print-identifier", "standard-error"];
 
 pub struct PrintSink {
     prefix: String,
