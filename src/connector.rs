@@ -27,12 +27,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
     match connector {
         "nexmark" => v.extend(crate::source::nexmark::OPTIONS),
         "datagen" => v.extend(crate::source::datagen::OPTIONS),
-        "filesystem" => v.extend([
-            "path",
-            "format",
-            "source.monitor-interval",
-            "sink.parallelism",
-        ]),
+        "filesystem" => v.extend(["path", "format"]),
         "stdin" => v.extend(["format"]),
         "print" => v.extend(crate::sink::print::OPTIONS),
         "blackhole" => {}
