@@ -11,6 +11,14 @@ fn weir() -> Command {
     c
 }
 
+/// Writes `sql` to a file `name` in a new temporary directory (kept while the guard lives).
+fn script(name: &str, sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join(name);
+    std::fs::write(&f, sql).expect("write");
+    (dir, f)
+}
+
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = weir().args(args).output().expect("weir runs");
     (
@@ -60,13 +68,10 @@ fn passthrough_prints_every_bid_in_flinks_form() {
 
 #[test]
 fn bad_sql_exits_2_with_a_caret() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = dir.path().join("bad.sql");
-    std::fs::write(
-        &f,
+    let (dir, f) = script(
+        "bad.sql",
         "CREATE TABLE t (a BIGINT) WITH ('connector' = 'datagen');\nSELECT a, b FROM t;\n",
-    )
-    .expect("write");
+    );
     let (code, _, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 2);
     let err = stderr
@@ -86,13 +91,10 @@ fn bad_sql_exits_2_with_a_caret() {
 
 #[test]
 fn a_syntax_error_starts_nothing() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = dir.path().join("bad.sql");
-    std::fs::write(
-        &f,
+    let (_dir, f) = script(
+        "bad.sql",
         "CREATE TABLE t WITH ('connector' = 'nexmark');\nSELECT * FROM t;\nSELEC 1;\n",
-    )
-    .expect("write");
+    );
     let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 2);
     assert!(stdout.is_empty(), "a query ran: {stdout}");
@@ -104,14 +106,11 @@ fn a_syntax_error_starts_nothing() {
 
 #[test]
 fn malformed_record_fails_with_file_and_line() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = dir.path().join("q.sql");
-    std::fs::write(
-        &f,
+    let (_dir, f) = script(
+        "q.sql",
         "CREATE TABLE bad (user_id BIGINT, url STRING) WITH ('connector' = 'filesystem', \
          'path' = 'tests/data/bad_clicks.json', 'format' = 'json');\nSELECT * FROM bad;",
-    )
-    .expect("write");
+    );
     let (code, _, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -123,15 +122,12 @@ fn malformed_record_fails_with_file_and_line() {
 
 #[test]
 fn stdin_source_reads_a_pipe() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = dir.path().join("q.sql");
-    std::fs::write(
-        &f,
+    let (_dir, f) = script(
+        "q.sql",
         "CREATE TABLE input (name STRING, n INT) WITH ('connector' = 'stdin', 'format' = 'csv');\n\
          CREATE TABLE out (name STRING, doubled INT) WITH ('connector' = 'print');\n\
          INSERT INTO out SELECT upper(name), n * 2 FROM input WHERE n > 1;",
-    )
-    .expect("write");
+    );
     let mut child = weir()
         .args(["run", &f.display().to_string()])
         .stdin(Stdio::piped())
@@ -192,16 +188,13 @@ fn filesystem_sink_commits_one_complete_file() {
 
 #[test]
 fn sigterm_stops_an_unbounded_query_cleanly() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let f = dir.path().join("q.sql");
-    std::fs::write(
-        &f,
+    let (_dir, f) = script(
+        "q.sql",
         "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
          'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
          CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
          INSERT INTO out SELECT id FROM g;",
-    )
-    .expect("write");
+    );
     let child = weir()
         .args(["run", &f.display().to_string()])
         .stdout(Stdio::piped())
