@@ -20,7 +20,10 @@ use crate::job::Job;
 use crate::plan::Planner;
 use crate::sink::Sink;
 use crate::sql::catalog::{StreamTable, TableDef};
+use crate::operator::window::WindowSpec;
+use crate::plan::window::{WindowInfo, WindowTable, is_time_attribute};
 use crate::sql::parser::{Located, Statement};
+use crate::sql::window::{WindowCall, WindowInput, WindowKind};
 
 /// The default rows per batch from sources; `SET 'table.exec.batch-size' = 'n'` changes it.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
@@ -161,7 +164,7 @@ impl Session {
                         ));
                     }
                 }
-                let plan = self.logical_plan(query).await.map_err(|e| e.at(pos))?;
+                let plan = self.logical_plan(query, &stmt.windows).await.map_err(|e| e.at(pos))?;
                 let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
                 self.ctx.deregister_table(name.as_str())?;
                 self.ctx.register_table(name.as_str(), Arc::new(view))?;
@@ -306,7 +309,32 @@ impl Session {
         Ok(results)
     }
 
-    async fn logical_plan(&self, query: &ast::Query) -> Result<LogicalPlan> {
+    /// Plans a query with DataFusion, its window calls registered as tables meanwhile.
+    async fn logical_plan(&self, query: &ast::Query, windows: &[WindowCall]) -> Result<LogicalPlan> {
+        let mut registered = vec![];
+        let r = self.plan_with_windows(query, windows, &mut registered).await;
+        for id in registered {
+            let _ = self.ctx.deregister_table(id.as_str());
+        }
+        r
+    }
+
+    async fn plan_with_windows(
+        &self,
+        query: &ast::Query,
+        windows: &[WindowCall],
+        registered: &mut Vec<String>,
+    ) -> Result<LogicalPlan> {
+        // Inner calls come first, so an input that is itself windowed is registered before.
+        for w in windows {
+            let table = self.window_table(w).await?;
+            self.ctx.register_table(w.id.as_str(), Arc::new(table))?;
+            registered.push(w.id.clone());
+        }
+        self.plain_plan(query).await
+    }
+
+    async fn plain_plan(&self, query: &ast::Query) -> Result<LogicalPlan> {
         let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
             Box::new(query.clone()),
         )));
@@ -316,6 +344,159 @@ impl Session {
             .await
             .map_err(|e| self.improve(e))?;
         Ok(state.optimize(&plan)?)
+    }
+
+    /// Plans a window call's input and checks its arguments.
+    async fn window_table(&self, w: &WindowCall) -> Result<WindowTable> {
+        let input = match &w.input {
+            WindowInput::Table(name, pos) => {
+                let q = datafusion::sql::sqlparser::parser::Parser::new(
+                    &datafusion::sql::sqlparser::dialect::GenericDialect {},
+                )
+                .try_with_sql(&format!("SELECT * FROM {}", quote_name(name)))
+                .and_then(|mut p| p.parse_query())
+                .map_err(|e| WeirError::internal(e.to_string()))?;
+                if !self.tables.contains_key(name)
+                    && !self.views.contains_key(name)
+                    && !name.starts_with(crate::sql::window::WINDOW_TABLE_PREFIX)
+                {
+                    return Err(self.unknown_relation(name, *pos));
+                }
+                self.plain_plan(&q).await.map_err(|e| e.at(Some(*pos)))?
+            }
+            WindowInput::Query(q) => self.plain_plan(q).await?,
+        };
+        let names: Vec<String> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let Some(time_index) = names.iter().position(|n| *n == w.time_col) else {
+            let mut e = WeirError::sql(
+                format!("the input of {} has no column '{}'", w.kind.name(), w.time_col),
+                Some(w.time_pos),
+            );
+            if let Some(m) = did_you_mean(&w.time_col, names.iter().map(|s| s.as_str())) {
+                e = e.with_hint(format!("did you mean '{m}'?"));
+            }
+            return Err(e);
+        };
+        if !matches!(
+            input.schema().field(time_index).data_type(),
+            DataType::Timestamp(_, _)
+        ) || !is_time_attribute(&input, &w.time_col)
+        {
+            return Err(WeirError::sql(
+                format!(
+                    "'{}' is not a time attribute: DESCRIPTOR takes an event-time column",
+                    w.time_col
+                ),
+                Some(w.time_pos),
+            )
+            .with_hint(
+                "declare it with WATERMARK FOR col AS col - INTERVAL '5' SECOND in the source table, or use the window_time of a window",
+            ));
+        }
+        for (p, _) in &w.partition_by {
+            if !names.contains(p) {
+                return Err(WeirError::sql(
+                    format!("the input of SESSION has no column '{p}'"),
+                    Some(w.pos),
+                ));
+            }
+        }
+        let ms = |name: &str| -> Result<Option<i64>> {
+            match w.arg(name) {
+                Some((_, e, pos)) => self.interval_ms(e, *pos, name).map(Some),
+                None => Ok(None),
+            }
+        };
+        let positive = |name: &str, v: i64, pos: Option<crate::error::Pos>| -> Result<i64> {
+            if v <= 0 {
+                return Err(WeirError::sql(
+                    format!("the {} of a {} window must be positive", name.to_lowercase(), w.kind.name()),
+                    pos,
+                )
+                .with_hint("write an interval such as INTERVAL '10' SECOND"));
+            }
+            Ok(v)
+        };
+        let pos_of = |name: &str| w.arg(name).map(|a| a.2);
+        let offset = ms("OFFSET")?.unwrap_or(0);
+        let spec = match w.kind {
+            WindowKind::Tumble => {
+                let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;
+                WindowSpec { kind: w.kind, size, slide: size, offset }
+            }
+            WindowKind::Hop => {
+                let slide = positive("SLIDE", ms("SLIDE")?.unwrap_or(0), pos_of("SLIDE"))?;
+                let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;
+                WindowSpec { kind: w.kind, size, slide, offset }
+            }
+            WindowKind::Cumulate => {
+                let step = positive("STEP", ms("STEP")?.unwrap_or(0), pos_of("STEP"))?;
+                let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;
+                if size % step != 0 {
+                    return Err(WeirError::sql(
+                        "the size of a CUMULATE window must be a whole multiple of its step",
+                        pos_of("SIZE"),
+                    ));
+                }
+                WindowSpec { kind: w.kind, size, slide: step, offset }
+            }
+            WindowKind::Session => {
+                let gap = positive("GAP", ms("GAP")?.unwrap_or(0), pos_of("GAP"))?;
+                WindowSpec { kind: w.kind, size: gap, slide: gap, offset: 0 }
+            }
+        };
+        Ok(WindowTable(Arc::new(WindowInfo::new(
+            w.clone(),
+            spec,
+            input,
+            time_index,
+        ))))
+    }
+
+    /// The length of an interval expression in milliseconds.
+    fn interval_ms(&self, e: &ast::Expr, pos: crate::error::Pos, what: &str) -> Result<i64> {
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::arrow::record_batch::RecordBatchOptions;
+        use datafusion::common::{DFSchema, ScalarValue};
+        let state = self.ctx.state();
+        let empty = DFSchema::empty();
+        let bad = |detail: String| {
+            WeirError::sql(
+                format!("{what} must be a time interval: {detail}"),
+                Some(pos),
+            )
+            .with_hint("write an interval such as INTERVAL '10' SECOND or INTERVAL '1' MINUTE")
+        };
+        let l = state
+            .create_logical_expr(&e.to_string(), &empty)
+            .map_err(|err| bad(err.to_string()))?;
+        let p = state.create_physical_expr(l, &empty)?;
+        let one = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let v = match p.evaluate(&one)? {
+            datafusion::logical_expr::ColumnarValue::Scalar(s) => s,
+            datafusion::logical_expr::ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
+        };
+        match v {
+            ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+                Ok(i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000)
+            }
+            ScalarValue::IntervalDayTime(Some(i)) => {
+                Ok(i.days as i64 * 86_400_000 + i.milliseconds as i64)
+            }
+            ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(_) => Err(
+                bad("months and years have no fixed length".into()),
+            ),
+            other => Err(bad(format!("'{e}' is {}", other.data_type()))),
+        }
     }
 
     /// DataFusion's "table not found" becomes Weir's message, with the closest name.
@@ -347,10 +528,11 @@ impl Session {
             state: &state,
             settings: &settings,
             batch_size,
+            sliced: Default::default(),
         };
         match &stmt.statement {
             Statement::Query(q) => {
-                let plan = self.logical_plan(q).await.map_err(|e| e.at(pos))?;
+                let plan = self.logical_plan(q, &stmt.windows).await.map_err(|e| e.at(pos))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
                 let sink = Box::new(crate::sink::terminal::TerminalSink::new(
                     self.output,
@@ -367,7 +549,10 @@ impl Session {
                 let Some(def) = self.tables.get(table).cloned() else {
                     return Err(self.unknown_relation(table, *table_pos));
                 };
-                let plan = self.logical_plan(query).await.map_err(|e| e.at(pos))?;
+                let plan = self
+                    .logical_plan(query, &stmt.windows)
+                    .await
+                    .map_err(|e| e.at(pos))?;
                 let plan =
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
@@ -475,4 +660,20 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
         })
         .collect();
     Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// A table name as SQL text, quoted when it needs to be.
+fn quote_name(name: &str) -> String {
+    name.split('.')
+        .map(|p| {
+            if p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+            {
+                p.to_string()
+            } else {
+                format!("\"{}\"", p.replace('"', "\"\""))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }

@@ -162,11 +162,12 @@ fn spawn_node(
             }
             ops.reverse();
             let input_rx = spawn_node(below, metrics, stop, tasks);
-            let op: Box<dyn Operator> = if ops.len() == 1 {
+            let mut op: Box<dyn Operator> = if ops.len() == 1 {
                 ops.remove(0)
             } else {
                 Box::new(Chain::new(ops))
             };
+            op.attach(metrics);
             let m = metrics.register(op.name());
             tasks.push(tokio::spawn(run_operator(op, input_rx, tx, m)));
         }

@@ -9,7 +9,9 @@
 pub mod filter;
 pub mod limit;
 pub mod project;
+pub mod session;
 pub mod union;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -17,11 +19,14 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::error::Result;
-use crate::job::{Message, OperatorMetrics};
+use crate::job::{JobMetrics, Message, OperatorMetrics};
 
 pub trait Operator: Send {
     /// A short name for metrics and EXPLAIN, such as `filter` or `project`.
     fn name(&self) -> String;
+
+    /// Gives the operator the job's metrics (late rows are counted there).
+    fn attach(&mut self, _job: &Arc<JobMetrics>) {}
 
     /// Handles one batch, pushing whatever it produces to `out`.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()>;
@@ -103,6 +108,12 @@ impl Operator for Chain {
 
     fn is_done(&self) -> bool {
         self.ops.iter().any(|o| o.is_done())
+    }
+
+    fn attach(&mut self, job: &Arc<JobMetrics>) {
+        for o in &mut self.ops {
+            o.attach(job);
+        }
     }
 }
 

@@ -8,6 +8,9 @@
 //! bounded input. Nodes that need state (aggregates, joins, sorts) are refused with a
 //! clear message until their streaming operators exist.
 
+pub mod window;
+
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -23,6 +26,9 @@ use crate::operator::Operator;
 use crate::operator::filter::FilterOperator;
 use crate::operator::limit::LimitOperator;
 use crate::operator::project::ProjectOperator;
+use crate::operator::session::SessionAggregateOperator;
+use crate::operator::window::{Aggregates, OutCol, WindowAggregateOperator, WindowAssignOperator};
+use crate::sql::window::WindowKind;
 use crate::source::Source;
 use crate::source::watermark::SourceStage;
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
@@ -94,6 +100,8 @@ pub struct Planner<'a> {
     pub state: &'a SessionState,
     pub settings: &'a [(String, String)],
     pub batch_size: usize,
+    /// Window tables (by id) read in slice mode, because a window aggregate is above them.
+    pub sliced: RefCell<Vec<String>>,
 }
 
 fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
@@ -104,10 +112,13 @@ fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
 }
 
 fn reads_stream(plan: &LogicalPlan) -> bool {
-    if let LogicalPlan::TableScan(s) = plan
-        && stream_table(s).is_some()
-    {
-        return true;
+    if let LogicalPlan::TableScan(s) = plan {
+        if stream_table(s).is_some() {
+            return true;
+        }
+        if let Some(w) = window::window_table(s) {
+            return reads_stream(&w.input);
+        }
     }
     plan.inputs().iter().any(|p| reads_stream(p))
 }
@@ -136,6 +147,9 @@ impl Planner<'_> {
 
     fn node(&self, plan: &LogicalPlan) -> Result<PlanNode> {
         match plan {
+            LogicalPlan::TableScan(scan) if window::window_table(scan).is_some() => {
+                self.window_scan(scan)
+            }
             LogicalPlan::TableScan(scan) => {
                 let Some(table) = stream_table(scan) else {
                     return Err(WeirError::sql(
@@ -144,37 +158,8 @@ impl Planner<'_> {
                     ));
                 };
                 let table_schema = table.schema.clone();
-                let mut node = self.source(table)?;
-                if let Some(proj) = &scan.projection {
-                    let exprs = proj
-                        .iter()
-                        .map(|i| {
-                            Arc::new(datafusion::physical_expr::expressions::Column::new(
-                                table_schema.field(*i).name(),
-                                *i,
-                            )) as Arc<dyn PhysicalExpr>
-                        })
-                        .collect();
-                    let schema = Arc::new(scan.projected_schema.as_arrow().clone());
-                    node = PlanNode::Operator {
-                        op: Box::new(ProjectOperator::new(exprs, schema)),
-                        input: Box::new(node),
-                    };
-                }
-                for f in &scan.filters {
-                    let pred = compile(self.state, f, &scan.projected_schema)?;
-                    node = PlanNode::Operator {
-                        op: Box::new(FilterOperator::new(pred)),
-                        input: Box::new(node),
-                    };
-                }
-                if let Some(fetch) = scan.fetch {
-                    node = PlanNode::Operator {
-                        op: Box::new(LimitOperator::new(0, Some(fetch))),
-                        input: Box::new(node),
-                    };
-                }
-                Ok(node)
+                let node = self.source(table)?;
+                self.scan_tail(node, scan, &table_schema)
             }
             LogicalPlan::Projection(p) => {
                 let input = self.node(&p.input)?;
@@ -234,10 +219,7 @@ impl Planner<'_> {
                     input: Box::new(input),
                 })
             }
-            LogicalPlan::Aggregate(_) => Err(WeirError::sql(
-                "not supported in a standing query yet: GROUP BY over a stream (windowed aggregation is coming)",
-                None,
-            )),
+            LogicalPlan::Aggregate(agg) => self.aggregate(agg),
             LogicalPlan::Join(_) => Err(WeirError::sql(
                 "not supported in a standing query yet: joins of streams",
                 None,
@@ -262,6 +244,194 @@ impl Planner<'_> {
                 None,
             )),
         }
+    }
+
+    /// A scan's projection, pushed-down filters and limit, over the table's full rows.
+    fn scan_tail(
+        &self,
+        mut node: PlanNode,
+        scan: &TableScan,
+        table_schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<PlanNode> {
+        if let Some(proj) = &scan.projection {
+            let exprs = proj
+                .iter()
+                .map(|i| {
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        table_schema.field(*i).name(),
+                        *i,
+                    )) as Arc<dyn PhysicalExpr>
+                })
+                .collect();
+            let schema = Arc::new(scan.projected_schema.as_arrow().clone());
+            node = PlanNode::Operator {
+                op: Box::new(ProjectOperator::new(exprs, schema)),
+                input: Box::new(node),
+            };
+        }
+        for f in &scan.filters {
+            let pred = compile(self.state, f, &scan.projected_schema)?;
+            node = PlanNode::Operator {
+                op: Box::new(FilterOperator::new(pred)),
+                input: Box::new(node),
+            };
+        }
+        if let Some(fetch) = scan.fetch {
+            node = PlanNode::Operator {
+                op: Box::new(LimitOperator::new(0, Some(fetch))),
+                input: Box::new(node),
+            };
+        }
+        Ok(node)
+    }
+
+    /// A scan of a window table: its input, then window assignment.
+    fn window_scan(&self, scan: &TableScan) -> Result<PlanNode> {
+        let Some(w) = window::window_table(scan) else {
+            return Err(WeirError::internal("not a window table"));
+        };
+        let sliced = self.sliced.borrow().contains(&w.call.id);
+        if w.spec.kind == WindowKind::Session && !sliced {
+            return Err(WeirError::sql(
+                "SESSION windows must be aggregated: GROUP BY window_start, window_end",
+                Some(w.call.pos),
+            ));
+        }
+        let input = self.node(&w.input)?;
+        let node = if w.spec.kind == WindowKind::Session {
+            // The session aggregate assigns rows to sessions itself.
+            PlanNode::Operator {
+                op: Box::new(ProjectOperator::new(
+                    session_columns(&w)?,
+                    w.schema.clone(),
+                )),
+                input: Box::new(input),
+            }
+        } else {
+            PlanNode::Operator {
+                op: Box::new(WindowAssignOperator::new(
+                    w.spec,
+                    w.time_index,
+                    w.schema.clone(),
+                    sliced,
+                )),
+                input: Box::new(input),
+            }
+        };
+        self.scan_tail(node, scan, &w.schema)
+    }
+
+    /// A GROUP BY over a stream: a window aggregate, whose GROUP BY holds `window_start`
+    /// and `window_end` of a window table function.
+    fn aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
+        use datafusion::logical_expr::{Expr, ExprSchemable};
+        let input_schema = agg.input.schema();
+        let mut layout = vec![];
+        let mut keys = vec![];
+        let mut key_fields = vec![];
+        let mut trace: Option<window::WindowTrace> = None;
+        let mut end_col = None;
+        for g in &agg.group_expr {
+            if let Expr::Column(c) = g
+                && let Some((col, tr)) = window::trace_window_column(&agg.input, &c.name)
+            {
+                match col.as_str() {
+                    "window_start" => layout.push(OutCol::WindowStart),
+                    "window_end" => {
+                        end_col = Some(input_schema.index_of_column(c)?);
+                        layout.push(OutCol::WindowEnd)
+                    }
+                    _ => layout.push(OutCol::WindowTime),
+                }
+                if let Some(prev) = &trace
+                    && prev.table.call.id != tr.table.call.id
+                {
+                    return Err(WeirError::sql(
+                        "GROUP BY has the columns of two different windows",
+                        None,
+                    ));
+                }
+                trace = Some(tr);
+                continue;
+            }
+            if matches!(g, Expr::GroupingSet(_)) {
+                return Err(WeirError::sql(
+                    "not supported in a standing query yet: GROUPING SETS, CUBE and ROLLUP",
+                    None,
+                ));
+            }
+            layout.push(OutCol::Key(keys.len()));
+            let dt = g.get_type(input_schema)?;
+            key_fields.push(datafusion::arrow::datatypes::Field::new(
+                format!("k{}", keys.len()),
+                dt,
+                true,
+            ));
+            keys.push(compile(self.state, g, input_schema)?);
+        }
+        let (Some(trace), Some(end_col)) = (trace, end_col) else {
+            return Err(WeirError::sql(
+                "not supported in a standing query yet: GROUP BY over a stream without a window",
+                None,
+            )
+            .with_hint(
+                "aggregate over a window: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, ...",
+            ));
+        };
+        if !layout.iter().any(|c| matches!(c, OutCol::WindowStart)) {
+            return Err(WeirError::sql(
+                "a window aggregate groups by both window_start and window_end",
+                None,
+            )
+            .with_hint("add window_start to the GROUP BY"));
+        }
+        let physical_input = Arc::new(input_schema.as_arrow().clone());
+        let mut aggs = Aggregates {
+            exprs: vec![],
+            args: vec![],
+            filters: vec![],
+        };
+        for e in &agg.aggr_expr {
+            #[allow(deprecated)]
+            let (expr, filter, _order) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    e,
+                    input_schema,
+                    &physical_input,
+                    self.state.execution_props(),
+                )?;
+            layout.push(OutCol::Agg(aggs.exprs.len()));
+            aggs.args.push(expr.expressions());
+            aggs.exprs.push(expr);
+            aggs.filters.push(filter);
+        }
+        let table = trace.table.clone();
+        let sliced = !trace.exact;
+        if sliced || table.spec.kind == WindowKind::Session {
+            self.sliced.borrow_mut().push(table.call.id.clone());
+        }
+        let input = self.node(&agg.input)?;
+        let schema = Arc::new(agg.schema.as_arrow().clone());
+        let key_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(key_fields));
+        let op: Box<dyn Operator> = if table.spec.kind == WindowKind::Session {
+            Box::new(SessionAggregateOperator::new(
+                table.spec.size,
+                end_col,
+                keys,
+                key_schema,
+                aggs,
+                layout,
+                schema,
+            ))
+        } else {
+            Box::new(WindowAggregateOperator::new(
+                table.spec, sliced, end_col, keys, key_schema, aggs, layout, schema,
+            ))
+        };
+        Ok(PlanNode::Operator {
+            op,
+            input: Box::new(input),
+        })
     }
 
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
@@ -299,7 +469,13 @@ impl Planner<'_> {
                 let full_df = DFSchema::try_from(table.schema.as_ref().clone())?;
                 let l = logical_expr(self.state, &w.expr, &full_df)
                     .map_err(|e| e.at(Some(w.expr_pos)))?;
-                Some(compile(self.state, &l, &full_df)?)
+                let time_col = table.schema.index_of(&w.column).map_err(|_| {
+                    WeirError::sql(
+                        format!("watermark column '{}' is not a column", w.column),
+                        Some(w.column_pos),
+                    )
+                })?;
+                Some((compile(self.state, &l, &full_df)?, time_col))
             }
             None => None,
         };
@@ -309,4 +485,30 @@ impl Planner<'_> {
             stage: SourceStage::new(computed, watermark),
         })
     }
+}
+
+/// For a SESSION window's rows: the input columns, and the event time in each of the three
+/// window columns (the session aggregate reads `window_end` as the row's time).
+fn session_columns(w: &window::WindowInfo) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+    use datafusion::physical_expr::expressions::Column;
+    let in_schema = w.input.schema().as_arrow().clone();
+    let mut exprs: Vec<Arc<dyn PhysicalExpr>> = in_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    let time = Arc::new(Column::new(
+        in_schema.field(w.time_index).name(),
+        w.time_index,
+    ));
+    let target = w.schema.field(in_schema.fields().len()).data_type().clone();
+    for _ in 0..3 {
+        exprs.push(Arc::new(datafusion::physical_expr::expressions::CastExpr::new(
+            time.clone(),
+            target.clone(),
+            None,
+        )));
+    }
+    Ok(exprs)
 }

@@ -72,13 +72,14 @@ impl SourceContext {
             return Ok(!self.should_stop());
         }
         let rows = batch.num_rows();
-        let (full, wm) = self.stage.apply(batch)?;
+        let messages = self.stage.apply(batch)?;
         self.metrics.add_in(rows);
         self.metrics.add_out(rows);
-        self.send(Message::Batch(full));
-        if let Some(w) = wm {
-            self.job.observe_watermark(w);
-            self.send(Message::Watermark(w));
+        for m in messages {
+            if let Message::Watermark(w) = m {
+                self.job.observe_watermark(w);
+            }
+            self.send(m);
         }
         Ok(!self.should_stop())
     }

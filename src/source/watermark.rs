@@ -2,57 +2,88 @@
 //!
 //! The watermark of a table is `max(expr(row))` over the rows seen so far, where `expr` is
 //! the `WATERMARK FOR col AS expr` of its DDL (typically `col - INTERVAL '5' SECOND`). It is
-//! emitted after each batch that raises it and never goes backwards.
+//! emitted after each batch that raises it — and before any row that is behind it — and
+//! never goes backwards.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, Int64Array};
-use datafusion::arrow::compute::{cast, max};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, WeirError};
+use crate::job::Message;
 use crate::operator::project::project_batch;
 
 pub struct SourceStage {
     /// Expressions producing the full schema from the physical columns; None when the
     /// table has no computed columns.
     computed: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
-    watermark: Option<Arc<dyn PhysicalExpr>>,
+    /// The watermark expression and the index of its time column in the full schema.
+    watermark: Option<(Arc<dyn PhysicalExpr>, usize)>,
+    /// The highest watermark value seen.
     current: i64,
+    /// The last watermark sent downstream.
+    emitted: i64,
 }
 
 impl SourceStage {
     pub fn new(
         computed: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
-        watermark: Option<Arc<dyn PhysicalExpr>>,
+        watermark: Option<(Arc<dyn PhysicalExpr>, usize)>,
     ) -> Self {
         SourceStage {
             computed,
             watermark,
             current: i64::MIN,
+            emitted: i64::MIN,
         }
     }
 
-    /// Completes a batch of physical columns; returns it with the new watermark, if raised.
-    pub fn apply(&mut self, batch: RecordBatch) -> Result<(RecordBatch, Option<i64>)> {
+    /// Completes a batch of physical columns and interleaves it with watermarks.
+    ///
+    /// The batch is cut before every row whose time is behind the watermark of the rows
+    /// before it, and that watermark goes out first: operators then judge each such row
+    /// against exactly the watermark its predecessors imply, whatever the batch size. Rows
+    /// in order (or within the watermark's bound) cause no cut.
+    pub fn apply(&mut self, batch: RecordBatch) -> Result<Vec<Message>> {
         let full = match &self.computed {
             Some((exprs, schema)) => project_batch(&batch, exprs, schema)?,
             None => batch,
         };
-        let Some(expr) = &self.watermark else {
-            return Ok((full, None));
+        let Some((expr, time_col)) = &self.watermark else {
+            return Ok(vec![Message::Batch(full)]);
         };
         let values = expr.evaluate(&full)?.into_array(full.num_rows())?;
-        let ms = to_epoch_millis(values.as_ref())?;
-        match max(&ms) {
-            Some(m) if m > self.current => {
-                self.current = m;
-                Ok((full, Some(m)))
+        let wm = to_epoch_millis(values.as_ref())?;
+        let ts = to_epoch_millis(full.column(*time_col).as_ref())?;
+        let mut out = vec![];
+        let mut start = 0;
+        for i in 0..full.num_rows() {
+            if self.current > self.emitted && ts.is_valid(i) && ts.value(i) < self.current {
+                if i > start {
+                    out.push(Message::Batch(full.slice(start, i - start)));
+                }
+                out.push(Message::Watermark(self.current));
+                self.emitted = self.current;
+                start = i;
             }
-            _ => Ok((full, None)),
+            if wm.is_valid(i) && wm.value(i) > self.current {
+                self.current = wm.value(i);
+            }
         }
+        if start == 0 {
+            out.push(Message::Batch(full));
+        } else if start < full.num_rows() {
+            out.push(Message::Batch(full.slice(start, full.num_rows() - start)));
+        }
+        if self.current > self.emitted {
+            out.push(Message::Watermark(self.current));
+            self.emitted = self.current;
+        }
+        Ok(out)
     }
 }
 

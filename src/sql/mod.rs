@@ -6,3 +6,4 @@ pub mod catalog;
 pub mod options;
 pub mod parser;
 pub mod types;
+pub mod window;

@@ -15,6 +15,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{Pos, Result, WeirError};
 use crate::sql::types::TypeParser;
+use crate::sql::window::{WindowCall, rewrite_group_windows, rewrite_tokens};
 
 /// One statement of a script, with where it starts and its text.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct Located {
     pub pos: Pos,
     /// The statement's own text (without the `;`), for job names and messages.
     pub text: String,
+    /// The window calls of the statement, each standing for a table named by its id.
+    pub windows: Vec<WindowCall>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,6 +191,8 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
                 }),
             )
         })?;
+    let mut calls = vec![];
+    let tokens = rewrite_tokens(tokens, &mut calls)?;
     let lines = Lines::new(sql);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut out = vec![];
@@ -198,7 +203,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             break;
         }
         let pos = pos_of(&first);
-        let statement = parse_statement(&mut parser)?;
+        let mut statement = parse_statement(&mut parser)?;
         let end = parser.peek_token();
         match end.token {
             Token::SemiColon | Token::EOF => {}
@@ -214,13 +219,41 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
         } else {
             &sql[lines.offset(sql, pos)..lines.offset(sql, pos_of(&end))]
         };
+        let mut windows = vec![];
+        let mut i = 0;
+        while i < calls.len() {
+            if calls[i].pos >= pos && (end.token == Token::EOF || calls[i].pos < pos_of(&end)) {
+                windows.push(calls.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        statement_windows(&mut statement, &mut windows)?;
         out.push(Located {
             statement,
             pos,
             text: text.trim().to_string(),
+            windows,
         });
     }
     Ok(out)
+}
+
+/// Rewrites group-window functions in the statement's query and hands an EXPLAIN's inner
+/// statement its window calls.
+fn statement_windows(s: &mut Statement, windows: &mut Vec<WindowCall>) -> Result<()> {
+    match s {
+        Statement::Query(q) => rewrite_group_windows(q, windows),
+        Statement::Insert { query, .. } | Statement::CreateView { query, .. } => {
+            rewrite_group_windows(query, windows)
+        }
+        Statement::Explain(inner) => {
+            statement_windows(&mut inner.statement, windows)?;
+            inner.windows = windows.clone();
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_statement(p: &mut Parser) -> Result<Statement> {
@@ -381,6 +414,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 statement: inner,
                 pos: pos_of(&inner_tok),
                 text: String::new(),
+                windows: vec![],
             })))
         }
         _ => {

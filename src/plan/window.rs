@@ -1,0 +1,210 @@
+//! Window table functions in the catalog and in plans.
+//!
+//! Each window call of a statement (see [`crate::sql::window`]) is registered with
+//! DataFusion as a [`WindowTable`] while the statement is planned: its schema is the
+//! input's plus `window_start`, `window_end` and `window_time`, so DataFusion resolves and
+//! types everything above it. The streaming planner recognises scans of it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::Session;
+use datafusion::common::{Column, DFSchema};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::operator::window::WindowSpec;
+use crate::sql::catalog::StreamTable;
+use crate::sql::window::WindowCall;
+
+/// The table a window call stands for (a handle on its [`WindowInfo`]).
+#[derive(Debug)]
+pub struct WindowTable(pub Arc<WindowInfo>);
+
+/// A window call, resolved: its input planned and its times in milliseconds.
+#[derive(Debug)]
+pub struct WindowInfo {
+    pub call: WindowCall,
+    pub spec: WindowSpec,
+    /// The input (a table, view or query), planned.
+    pub input: LogicalPlan,
+    /// The index of the DESCRIPTOR column in the input.
+    pub time_index: usize,
+    /// The input's columns and the three window columns.
+    pub schema: SchemaRef,
+}
+
+impl WindowInfo {
+    pub fn new(call: WindowCall, spec: WindowSpec, input: LogicalPlan, time_index: usize) -> Self {
+        let in_schema = input.schema().as_arrow().clone();
+        let time_type = in_schema.field(time_index).data_type().clone();
+        let tz = match &time_type {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, tz);
+        let mut fields: Vec<Field> = in_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("window_start", ts.clone(), false));
+        fields.push(Field::new("window_end", ts.clone(), false));
+        fields.push(Field::new("window_time", ts, false));
+        WindowInfo {
+            call,
+            spec,
+            input,
+            time_index,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for WindowTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        Err(datafusion::error::DataFusionError::Plan(format!(
+            "{} windows run in standing queries (weir run, or a SELECT in the shell)",
+            self.0.call.kind.name()
+        )))
+    }
+}
+
+/// The window table a scan reads, if it reads one.
+pub fn window_table(scan: &TableScan) -> Option<Arc<WindowInfo>> {
+    let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
+    provider.downcast_ref::<WindowTable>().map(|t| t.0.clone())
+}
+
+fn position(schema: &DFSchema, name: &str) -> Option<usize> {
+    schema.fields().iter().position(|f| f.name() == name)
+}
+
+fn column_of(e: &Expr) -> Option<&Column> {
+    match e {
+        Expr::Column(c) => Some(c),
+        Expr::Alias(a) => column_of(&a.expr),
+        _ => None,
+    }
+}
+
+/// Which window column a name at the top of `plan` is, and of which window table; `exact`
+/// becomes false when something between uses a window column in an expression (so the
+/// rows must carry real windows, not slices).
+pub struct WindowTrace {
+    pub table: Arc<WindowInfo>,
+    pub exact: bool,
+}
+
+/// Follows `name` down from `plan` through projections that pass it on, filters and
+/// aliases, to a window table's `window_start`/`window_end`/`window_time`.
+pub fn trace_window_column(plan: &LogicalPlan, name: &str) -> Option<(String, WindowTrace)> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let t = window_table(scan)?;
+            let n = t.schema.fields().len();
+            let idx = position(&scan.projected_schema, name)?;
+            let orig = match &scan.projection {
+                Some(p) => *p.get(idx)?,
+                None => idx,
+            };
+            (orig >= n - 3).then(|| {
+                (
+                    t.schema.field(orig).name().clone(),
+                    WindowTrace {
+                        table: t,
+                        exact: false,
+                    },
+                )
+            })
+        }
+        LogicalPlan::Projection(p) => {
+            let i = position(&p.schema, name)?;
+            let e = p.expr.get(i)?;
+            let c = column_of(e)?;
+            let (col, mut tr) = trace_window_column(&p.input, &c.name)?;
+            // Other expressions of this projection that compute from window columns need
+            // real windows.
+            if p.expr.iter().any(|e| column_of(e).is_none() && uses_window_columns(e)) {
+                tr.exact = true;
+            }
+            Some((col, tr))
+        }
+        LogicalPlan::Filter(f) => {
+            let (col, mut tr) = trace_window_column(&f.input, name)?;
+            if uses_window_columns(&f.predicate) {
+                tr.exact = true;
+            }
+            Some((col, tr))
+        }
+        LogicalPlan::SubqueryAlias(a) => trace_window_column(&a.input, name),
+        _ => None,
+    }
+}
+
+fn uses_window_columns(e: &Expr) -> bool {
+    e.column_refs()
+        .iter()
+        .any(|c| matches!(c.name.as_str(), "window_start" | "window_end" | "window_time"))
+}
+
+/// True when `name` at the top of `plan` is a time attribute: a source's `WATERMARK FOR`
+/// column, or the `window_time` of a window, passed on unchanged.
+pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
+                return false;
+            };
+            if let Some(t) = provider.downcast_ref::<StreamTable>() {
+                return t.def.watermark.as_ref().is_some_and(|w| w.column == name);
+            }
+            if let Some(w) = provider.downcast_ref::<WindowTable>().map(|t| &t.0) {
+                let time = w.input.schema().field(w.time_index).name();
+                return name == "window_time" || (name == time && is_time_attribute(&w.input, name));
+            }
+            false
+        }
+        LogicalPlan::Projection(p) => {
+            let Some(i) = position(&p.schema, name) else {
+                return false;
+            };
+            match p.expr.get(i).and_then(column_of) {
+                Some(c) => is_time_attribute(&p.input, &c.name),
+                None => false,
+            }
+        }
+        LogicalPlan::Aggregate(a) => {
+            name == "window_time"
+                && a.group_expr.iter().any(|g| {
+                    column_of(g).is_some_and(|c| {
+                        trace_window_column(&a.input, &c.name)
+                            .is_some_and(|(col, _)| col == "window_time")
+                    })
+                })
+        }
+        LogicalPlan::Union(u) => u.inputs.iter().all(|i| is_time_attribute(i, name)),
+        LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Limit(_) => plan
+            .inputs()
+            .first()
+            .is_some_and(|i| is_time_attribute(i, name)),
+        _ => false,
+    }
+}
