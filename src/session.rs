@@ -17,11 +17,11 @@ use datafusion::sql::sqlparser::ast;
 use crate::error::{Result, WeirError, did_you_mean};
 use crate::format::encode::OutputFormat;
 use crate::job::Job;
+use crate::operator::window::WindowSpec;
 use crate::plan::Planner;
+use crate::plan::window::{WindowInfo, WindowTable, is_time_attribute};
 use crate::sink::Sink;
 use crate::sql::catalog::{StreamTable, TableDef};
-use crate::operator::window::WindowSpec;
-use crate::plan::window::{WindowInfo, WindowTable, is_time_attribute};
 use crate::sql::parser::{Located, Statement};
 use crate::sql::window::{WindowCall, WindowInput, WindowKind};
 
@@ -164,7 +164,10 @@ impl Session {
                         ));
                     }
                 }
-                let plan = self.logical_plan(query, &stmt.windows).await.map_err(|e| e.at(pos))?;
+                let plan = self
+                    .logical_plan(query, &stmt.windows)
+                    .await
+                    .map_err(|e| e.at(pos))?;
                 let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
                 self.ctx.deregister_table(name.as_str())?;
                 self.ctx.register_table(name.as_str(), Arc::new(view))?;
@@ -310,9 +313,15 @@ impl Session {
     }
 
     /// Plans a query with DataFusion, its window calls registered as tables meanwhile.
-    async fn logical_plan(&self, query: &ast::Query, windows: &[WindowCall]) -> Result<LogicalPlan> {
+    async fn logical_plan(
+        &self,
+        query: &ast::Query,
+        windows: &[WindowCall],
+    ) -> Result<LogicalPlan> {
         let mut registered = vec![];
-        let r = self.plan_with_windows(query, windows, &mut registered).await;
+        let r = self
+            .plan_with_windows(query, windows, &mut registered)
+            .await;
         for id in registered {
             let _ = self.ctx.deregister_table(id.as_str());
         }
@@ -374,7 +383,11 @@ impl Session {
             .collect();
         let Some(time_index) = names.iter().position(|n| *n == w.time_col) else {
             let mut e = WeirError::sql(
-                format!("the input of {} has no column '{}'", w.kind.name(), w.time_col),
+                format!(
+                    "the input of {} has no column '{}'",
+                    w.kind.name(),
+                    w.time_col
+                ),
                 Some(w.time_pos),
             );
             if let Some(m) = did_you_mean(&w.time_col, names.iter().map(|s| s.as_str())) {
@@ -415,7 +428,11 @@ impl Session {
         let positive = |name: &str, v: i64, pos: Option<crate::error::Pos>| -> Result<i64> {
             if v <= 0 {
                 return Err(WeirError::sql(
-                    format!("the {} of a {} window must be positive", name.to_lowercase(), w.kind.name()),
+                    format!(
+                        "the {} of a {} window must be positive",
+                        name.to_lowercase(),
+                        w.kind.name()
+                    ),
                     pos,
                 )
                 .with_hint("write an interval such as INTERVAL '10' SECOND"));
@@ -427,12 +444,22 @@ impl Session {
         let spec = match w.kind {
             WindowKind::Tumble => {
                 let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;
-                WindowSpec { kind: w.kind, size, slide: size, offset }
+                WindowSpec {
+                    kind: w.kind,
+                    size,
+                    slide: size,
+                    offset,
+                }
             }
             WindowKind::Hop => {
                 let slide = positive("SLIDE", ms("SLIDE")?.unwrap_or(0), pos_of("SLIDE"))?;
                 let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;
-                WindowSpec { kind: w.kind, size, slide, offset }
+                WindowSpec {
+                    kind: w.kind,
+                    size,
+                    slide,
+                    offset,
+                }
             }
             WindowKind::Cumulate => {
                 let step = positive("STEP", ms("STEP")?.unwrap_or(0), pos_of("STEP"))?;
@@ -443,11 +470,21 @@ impl Session {
                         pos_of("SIZE"),
                     ));
                 }
-                WindowSpec { kind: w.kind, size, slide: step, offset }
+                WindowSpec {
+                    kind: w.kind,
+                    size,
+                    slide: step,
+                    offset,
+                }
             }
             WindowKind::Session => {
                 let gap = positive("GAP", ms("GAP")?.unwrap_or(0), pos_of("GAP"))?;
-                WindowSpec { kind: w.kind, size: gap, slide: gap, offset: 0 }
+                WindowSpec {
+                    kind: w.kind,
+                    size: gap,
+                    slide: gap,
+                    offset: 0,
+                }
             }
         };
         Ok(WindowTable(Arc::new(WindowInfo::new(
@@ -483,7 +520,9 @@ impl Session {
         )?;
         let v = match p.evaluate(&one)? {
             datafusion::logical_expr::ColumnarValue::Scalar(s) => s,
-            datafusion::logical_expr::ColumnarValue::Array(a) => ScalarValue::try_from_array(&a, 0)?,
+            datafusion::logical_expr::ColumnarValue::Array(a) => {
+                ScalarValue::try_from_array(&a, 0)?
+            }
         };
         match v {
             ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
@@ -492,9 +531,9 @@ impl Session {
             ScalarValue::IntervalDayTime(Some(i)) => {
                 Ok(i.days as i64 * 86_400_000 + i.milliseconds as i64)
             }
-            ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(_) => Err(
-                bad("months and years have no fixed length".into()),
-            ),
+            ScalarValue::IntervalMonthDayNano(Some(_)) | ScalarValue::IntervalYearMonth(_) => {
+                Err(bad("months and years have no fixed length".into()))
+            }
             other => Err(bad(format!("'{e}' is {}", other.data_type()))),
         }
     }
@@ -532,7 +571,10 @@ impl Session {
         };
         match &stmt.statement {
             Statement::Query(q) => {
-                let plan = self.logical_plan(q, &stmt.windows).await.map_err(|e| e.at(pos))?;
+                let plan = self
+                    .logical_plan(q, &stmt.windows)
+                    .await
+                    .map_err(|e| e.at(pos))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
                 let sink = Box::new(crate::sink::terminal::TerminalSink::new(
                     self.output,

@@ -52,7 +52,6 @@ pub struct SessionAggregateOperator {
     job: Option<Arc<JobMetrics>>,
 }
 
-
 impl SessionAggregateOperator {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -198,9 +197,16 @@ impl SessionAggregateOperator {
                 OutCol::WindowTime => ts_array(fired.iter().map(|s| s.end - 1), dt)?,
                 OutCol::Agg(j) => ScalarValue::iter_to_array(std::mem::take(&mut values[*j]))?,
             };
-            cols.push(if a.data_type() == dt { a } else { cast(&a, dt)? });
+            cols.push(if a.data_type() == dt {
+                a
+            } else {
+                cast(&a, dt)?
+            });
         }
-        out.push(Message::Batch(RecordBatch::try_new(self.schema.clone(), cols)?));
+        out.push(Message::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            cols,
+        )?));
         Ok(())
     }
 }
@@ -212,7 +218,11 @@ fn ts_array(ms: impl Iterator<Item = i64>, dt: &DataType) -> Result<ArrayRef> {
         _ => None,
     };
     let a = cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, tz))?;
-    Ok(if a.data_type() == dt { a } else { cast(&a, dt)? })
+    Ok(if a.data_type() == dt {
+        a
+    } else {
+        cast(&a, dt)?
+    })
 }
 
 impl Operator for SessionAggregateOperator {
@@ -254,7 +264,7 @@ impl Operator for SessionAggregateOperator {
                 .filter(|s| {
                     self.slots
                         .get(s)
-                        .is_some_and(|x| x.start <= hi && x.end >= lo)
+                        .is_some_and(|x| x.start < hi && x.end > lo)
                 })
                 .collect();
             if touching.is_empty() {
@@ -314,9 +324,15 @@ impl Operator for SessionAggregateOperator {
         let mut merges: Vec<(u64, u64)> = merged_into.keys().map(|s| (*s, find(*s))).collect();
         merges.sort_unstable();
         for (from, into) in merges {
-            let Some(src) = self.slots.remove(&from) else { continue };
-            let Some(mut src_accs) = src.accs else { continue };
-            let Some(dst) = self.slots.get_mut(&into) else { continue };
+            let Some(src) = self.slots.remove(&from) else {
+                continue;
+            };
+            let Some(mut src_accs) = src.accs else {
+                continue;
+            };
+            let Some(dst) = self.slots.get_mut(&into) else {
+                continue;
+            };
             match &mut dst.accs {
                 None => dst.accs = Some(src_accs),
                 Some(d) => {

@@ -90,10 +90,16 @@ impl WindowSpec {
         let (first, last, step) = match self.kind {
             WindowKind::Tumble | WindowKind::Session => (slice_end, slice_end, self.size),
             WindowKind::Hop => {
+                // Windows start on the grid `offset + k * slide` and hold the slice when
+                // they start at or before it and end at or after it.
                 let start = slice_end - pane;
-                let first = floor_grid(slice_end + self.slide - 1, self.slide, self.offset);
-                let last = floor_grid(start + self.size, self.slide, self.offset);
-                (first, last, self.slide)
+                let first_start = floor_grid(
+                    slice_end - self.size + self.slide - 1,
+                    self.slide,
+                    self.offset,
+                );
+                let last_start = floor_grid(start, self.slide, self.offset);
+                (first_start + self.size, last_start + self.size, self.slide)
             }
             WindowKind::Cumulate => {
                 let base = floor_grid(slice_end - pane, self.size, self.offset);
@@ -217,8 +223,14 @@ impl Operator for WindowAssignOperator {
         let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
         cols.push(timestamp_array(starts, self.schema.field(n).data_type())?);
         cols.push(timestamp_array(ends, self.schema.field(n + 1).data_type())?);
-        cols.push(timestamp_array(times, self.schema.field(n + 2).data_type())?);
-        out.push(Message::Batch(RecordBatch::try_new(self.schema.clone(), cols)?));
+        cols.push(timestamp_array(
+            times,
+            self.schema.field(n + 2).data_type(),
+        )?);
+        out.push(Message::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            cols,
+        )?));
         Ok(())
     }
 }
@@ -461,7 +473,9 @@ impl WindowAggregateOperator {
         };
         groups.intern(keys, rows, &mut ids)?;
         for ((acc, a), f) in accs.iter_mut().zip(args).zip(filters) {
-            let f = f.as_ref().and_then(|f| f.as_any().downcast_ref::<BooleanArray>());
+            let f = f
+                .as_ref()
+                .and_then(|f| f.as_any().downcast_ref::<BooleanArray>());
             acc.update_batch(a, &ids, f, groups.len)?;
         }
         self.ids = ids;
@@ -504,9 +518,16 @@ impl WindowAggregateOperator {
     fn fire(&mut self, end: i64) -> Result<Option<RecordBatch>> {
         let start = self.spec.window_start(end);
         let members: Vec<i64> = if self.sliced {
-            self.slices.range(start + 1..=end).map(|(k, _)| *k).collect()
+            self.slices
+                .range(start + 1..=end)
+                .map(|(k, _)| *k)
+                .collect()
         } else {
-            self.slices.contains_key(&end).then_some(end).into_iter().collect()
+            self.slices
+                .contains_key(&end)
+                .then_some(end)
+                .into_iter()
+                .collect()
         };
         if members.is_empty() {
             return Ok(None);
@@ -516,7 +537,11 @@ impl WindowAggregateOperator {
             && self.last_window_end(members[0]) == end
             && matches!(self.slices.get(&members[0]), Some(SliceState::Live { .. }))
         {
-            if let Some(SliceState::Live { mut groups, mut accs }) = self.slices.remove(&members[0]) {
+            if let Some(SliceState::Live {
+                mut groups,
+                mut accs,
+            }) = self.slices.remove(&members[0])
+            {
                 let n = groups.len;
                 let keys = groups.emit()?;
                 let values = accs
@@ -530,7 +555,9 @@ impl WindowAggregateOperator {
         let mut accs = self.aggs.accumulators()?;
         let mut ids = vec![];
         for m in members {
-            let Some(slice) = self.slices.get_mut(&m) else { continue };
+            let Some(slice) = self.slices.get_mut(&m) else {
+                continue;
+            };
             if let SliceState::Live { groups: g, accs: a } = slice {
                 let len = g.len;
                 let keys = g.emit()?;
@@ -587,7 +614,11 @@ impl WindowAggregateOperator {
                     .cloned()
                     .ok_or_else(|| WeirError::internal("window aggregate value missing"))?,
             };
-            cols.push(if a.data_type() == dt { a } else { cast(&a, dt)? });
+            cols.push(if a.data_type() == dt {
+                a
+            } else {
+                cast(&a, dt)?
+            });
         }
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
@@ -710,11 +741,11 @@ mod tests {
         assert_eq!(s.windows_of(4), vec![(-5, 5), (0, 10)]);
         assert_eq!(s.pane(), 5);
         let s = spec(WindowKind::Hop, 10, 4, 0);
-        // windows end on multiples of 4 and are 10 long
-        assert_eq!(s.windows_of(7), vec![(-2, 8), (2, 12)]);
+        // windows start on multiples of 4 and are 10 long
+        assert_eq!(s.windows_of(7), vec![(0, 10), (4, 14)]);
         assert_eq!(s.pane(), 2);
-        assert_eq!(s.last_window_end(8), 16);
-        assert_eq!(s.windows_of(6), vec![(-2, 8), (2, 12)]);
+        assert_eq!(s.last_window_end(8), 14);
+        assert_eq!(s.windows_of(8), vec![(0, 10), (4, 14), (8, 18)]);
     }
 
     #[test]
@@ -722,7 +753,10 @@ mod tests {
         let s = spec(WindowKind::Cumulate, 10, 2, 0);
         assert_eq!(s.windows_of(3), vec![(0, 4), (0, 6), (0, 8), (0, 10)]);
         assert_eq!(s.windows_of(9), vec![(0, 10)]);
-        assert_eq!(s.windows_of(10), vec![(10, 12), (10, 14), (10, 16), (10, 18), (10, 20)]);
+        assert_eq!(
+            s.windows_of(10),
+            vec![(10, 12), (10, 14), (10, 16), (10, 18), (10, 20)]
+        );
         assert_eq!(s.window_start(20), 10);
     }
 }

@@ -10,7 +10,6 @@
 
 pub mod window;
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -28,10 +27,10 @@ use crate::operator::limit::LimitOperator;
 use crate::operator::project::ProjectOperator;
 use crate::operator::session::SessionAggregateOperator;
 use crate::operator::window::{Aggregates, OutCol, WindowAggregateOperator, WindowAssignOperator};
-use crate::sql::window::WindowKind;
 use crate::source::Source;
 use crate::source::watermark::SourceStage;
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
+use crate::sql::window::WindowKind;
 
 /// A node of a streaming plan.
 pub enum PlanNode {
@@ -101,7 +100,7 @@ pub struct Planner<'a> {
     pub settings: &'a [(String, String)],
     pub batch_size: usize,
     /// Window tables (by id) read in slice mode, because a window aggregate is above them.
-    pub sliced: RefCell<Vec<String>>,
+    pub sliced: std::sync::Mutex<Vec<String>>,
 }
 
 fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
@@ -290,7 +289,7 @@ impl Planner<'_> {
         let Some(w) = window::window_table(scan) else {
             return Err(WeirError::internal("not a window table"));
         };
-        let sliced = self.sliced.borrow().contains(&w.call.id);
+        let sliced = self.sliced.lock().is_ok_and(|s| s.contains(&w.call.id));
         if w.spec.kind == WindowKind::Session && !sliced {
             return Err(WeirError::sql(
                 "SESSION windows must be aggregated: GROUP BY window_start, window_end",
@@ -301,10 +300,7 @@ impl Planner<'_> {
         let node = if w.spec.kind == WindowKind::Session {
             // The session aggregate assigns rows to sessions itself.
             PlanNode::Operator {
-                op: Box::new(ProjectOperator::new(
-                    session_columns(&w)?,
-                    w.schema.clone(),
-                )),
+                op: Box::new(ProjectOperator::new(session_columns(&w)?, w.schema.clone())),
                 input: Box::new(input),
             }
         } else {
@@ -408,7 +404,9 @@ impl Planner<'_> {
         let table = trace.table.clone();
         let sliced = !trace.exact;
         if sliced || table.spec.kind == WindowKind::Session {
-            self.sliced.borrow_mut().push(table.call.id.clone());
+            if let Ok(mut s) = self.sliced.lock() {
+                s.push(table.call.id.clone());
+            }
         }
         let input = self.node(&agg.input)?;
         let schema = Arc::new(agg.schema.as_arrow().clone());
@@ -504,11 +502,13 @@ fn session_columns(w: &window::WindowInfo) -> Result<Vec<Arc<dyn PhysicalExpr>>>
     ));
     let target = w.schema.field(in_schema.fields().len()).data_type().clone();
     for _ in 0..3 {
-        exprs.push(Arc::new(datafusion::physical_expr::expressions::CastExpr::new(
-            time.clone(),
-            target.clone(),
-            None,
-        )));
+        exprs.push(Arc::new(
+            datafusion::physical_expr::expressions::CastExpr::new(
+                time.clone(),
+                target.clone(),
+                None,
+            ),
+        ));
     }
     Ok(exprs)
 }

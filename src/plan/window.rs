@@ -142,7 +142,10 @@ pub fn trace_window_column(plan: &LogicalPlan, name: &str) -> Option<(String, Wi
             let (col, mut tr) = trace_window_column(&p.input, &c.name)?;
             // Other expressions of this projection that compute from window columns need
             // real windows.
-            if p.expr.iter().any(|e| column_of(e).is_none() && uses_window_columns(e)) {
+            if p.expr
+                .iter()
+                .any(|e| column_of(e).is_none() && uses_window_columns(e))
+            {
                 tr.exact = true;
             }
             Some((col, tr))
@@ -160,9 +163,12 @@ pub fn trace_window_column(plan: &LogicalPlan, name: &str) -> Option<(String, Wi
 }
 
 fn uses_window_columns(e: &Expr) -> bool {
-    e.column_refs()
-        .iter()
-        .any(|c| matches!(c.name.as_str(), "window_start" | "window_end" | "window_time"))
+    e.column_refs().iter().any(|c| {
+        matches!(
+            c.name.as_str(),
+            "window_start" | "window_end" | "window_time"
+        )
+    })
 }
 
 /// True when `name` at the top of `plan` is a time attribute: a source's `WATERMARK FOR`
@@ -178,7 +184,8 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
             }
             if let Some(w) = provider.downcast_ref::<WindowTable>().map(|t| &t.0) {
                 let time = w.input.schema().field(w.time_index).name();
-                return name == "window_time" || (name == time && is_time_attribute(&w.input, name));
+                return name == "window_time"
+                    || (name == time && is_time_attribute(&w.input, name));
             }
             false
         }

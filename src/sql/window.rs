@@ -21,8 +21,8 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, GroupByExpr, Ident, ObjectName, Query, SetExpr, TableAlias, TableFactor,
-    TableWithJoins, VisitMut, VisitorMut,
+    Expr, GroupByExpr, Ident, ObjectName, Query, SetExpr, TableAlias, TableFactor, TableWithJoins,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -196,12 +196,10 @@ pub fn rewrite_tokens(
             let after_from = out.iter().rev().find(|t| !is_ws(t)).is_some_and(|p| {
                 matches!(&p.token, Token::Word(w) if w.keyword == Keyword::FROM || w.keyword == Keyword::JOIN)
             });
-            word_is_kind(t)
-                .filter(|_| after_from)
-                .and_then(|kind| {
-                    let b = next_sig(&tokens, i + 1)?;
-                    (tokens[b].token == Token::LParen).then_some((kind, b))
-                })
+            word_is_kind(t).filter(|_| after_from).and_then(|kind| {
+                let b = next_sig(&tokens, i + 1)?;
+                (tokens[b].token == Token::LParen).then_some((kind, b))
+            })
         } else {
             None
         };
@@ -450,10 +448,7 @@ fn span_pos(e: &Expr) -> Pos {
 /// Rewrites group-window functions (`GROUP BY TUMBLE(ts, size)` with `TUMBLE_START(...)`
 /// and friends) in `query` into the window TVF form, collecting the calls.
 pub fn rewrite_group_windows(query: &mut Query, calls: &mut Vec<WindowCall>) -> Result<()> {
-    let mut v = GroupWindows {
-        calls,
-        error: None,
-    };
+    let mut v = GroupWindows { calls, error: None };
     let _ = query.visit(&mut v);
     match v.error {
         Some(e) => Err(e),
@@ -506,9 +501,10 @@ fn rewrite_select(
     let GroupByExpr::Expressions(exprs, _) = &mut select.group_by else {
         return Ok(());
     };
-    let Some(idx) = exprs.iter().position(|e| {
-        function_parts(e).is_some_and(|(n, _)| WindowKind::from_name(&n).is_some())
-    }) else {
+    let Some(idx) = exprs
+        .iter()
+        .position(|e| function_parts(e).is_some_and(|(n, _)| WindowKind::from_name(&n).is_some()))
+    else {
         return Ok(());
     };
     let group_call = exprs[idx].clone();
@@ -520,11 +516,10 @@ fn rewrite_select(
     };
     let pos = span_pos(&group_call);
     if kind == WindowKind::Cumulate {
-        return Err(WeirError::sql(
-            "CUMULATE has no group-window form",
-            Some(pos),
-        )
-        .with_hint(format!("write {}", kind.usage())));
+        return Err(
+            WeirError::sql("CUMULATE has no group-window form", Some(pos))
+                .with_hint(format!("write {}", kind.usage())),
+        );
     }
     let params = kind.parameters();
     let Some((Expr::Identifier(time), rest)) = fargs.split_first() else {
@@ -666,7 +661,9 @@ impl VisitorMut for AuxFunctions<'_> {
             "ROWTIME" => "window_time",
             "PROCTIME" => {
                 self.error = Some(WeirError::sql(
-                    format!("{name} is not supported: processing-time windows use PROCTIME() columns"),
+                    format!(
+                        "{name} is not supported: processing-time windows use PROCTIME() columns"
+                    ),
                     Some(span_pos(e)),
                 ));
                 return ControlFlow::Break(());

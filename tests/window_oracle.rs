@@ -1,0 +1,395 @@
+//! Windows, differentially: random bounded inputs (random keys including NULL, times out of
+//! order within the watermark bound, random batch sizes, random sizes, slides, offsets and
+//! gaps) run through Weir's standing window aggregates and through DataFusion batch SQL
+//! over the same rows — tumble by `date_bin`, hop and cumulate by expanding each row to its
+//! windows, session by a gaps-and-islands query. Every case must agree exactly.
+//!
+//! `WEIR_WINDOW_CASES=n` changes the number of cases per window kind; a failure prints the
+//! seed, and `WEIR_WINDOW_SEED=s` reruns just that case.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::display::ArrayFormatter;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use weir::Session;
+use weir::format::encode::format_options;
+
+const BASE: i64 = 1_767_225_600_000; // 2026-01-01
+
+struct Row {
+    k: Option<String>,
+    v: Option<i64>,
+    s: Option<String>,
+    ts: i64,
+}
+
+fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
+    let opts = format_options();
+    let mut out = vec![];
+    for b in batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+fn ts_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let dt = chrono_like(secs);
+    format!("{dt}.{milli:03}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for epoch seconds (days from the civil-from-days algorithm).
+fn chrono_like(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+fn generate(rng: &mut SmallRng, n: usize, bound: i64) -> Vec<Row> {
+    let keys = ["a", "b", "c", "d", "e"];
+    let mut base = BASE + rng.random_range(0..1000);
+    (0..n)
+        .map(|_| {
+            base += rng.random_range(0..300);
+            let jitter = if bound > 0 {
+                rng.random_range(0..=bound)
+            } else {
+                0
+            };
+            Row {
+                k: (rng.random_range(0..10) > 0)
+                    .then(|| keys[rng.random_range(0..keys.len())].to_string()),
+                v: (rng.random_range(0..8) > 0).then(|| rng.random_range(-50..100)),
+                s: (rng.random_range(0..5) > 0).then(|| format!("s{}", rng.random_range(0..6))),
+                ts: base - jitter,
+            }
+        })
+        .collect()
+}
+
+fn write_json(rows: &[Row], path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).expect("create data file");
+    for r in rows {
+        let q = |o: &Option<String>| {
+            o.as_ref()
+                .map(|s| format!("\"{s}\""))
+                .unwrap_or("null".into())
+        };
+        let v = r.v.map(|v| v.to_string()).unwrap_or("null".into());
+        writeln!(
+            f,
+            "{{\"k\": {}, \"v\": {v}, \"s\": {}, \"ts\": \"{}\"}}",
+            q(&r.k),
+            q(&r.s),
+            ts_text(r.ts)
+        )
+        .expect("write row");
+    }
+}
+
+fn batch_of(rows: &[Row]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.k.clone()).collect::<StringArray>()),
+        Arc::new(rows.iter().map(|r| r.v).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.s.clone()).collect::<StringArray>()),
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|r| r.ts),
+        )),
+    ];
+    RecordBatch::try_new(schema, cols).expect("batch")
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Tumble { size: i64, offset: i64 },
+    Hop { slide: i64, size: i64, offset: i64 },
+    Cumulate { step: i64, size: i64, offset: i64 },
+    Session { gap: i64 },
+}
+
+fn ms(v: i64) -> String {
+    format!("INTERVAL '{v} milliseconds'")
+}
+
+fn random_kind(rng: &mut SmallRng, which: usize) -> Kind {
+    match which {
+        0 => {
+            let size = rng.random_range(1..40) * 50;
+            Kind::Tumble {
+                size,
+                offset: rng.random_range(0..size),
+            }
+        }
+        1 => {
+            let slide = rng.random_range(1..20) * 50;
+            let size = if rng.random_range(0..2) == 0 {
+                slide * rng.random_range(1..6)
+            } else {
+                rng.random_range(1..60) * 50
+            };
+            Kind::Hop {
+                slide,
+                size,
+                offset: rng.random_range(0..slide),
+            }
+        }
+        2 => {
+            let step = rng.random_range(1..20) * 50;
+            let size = step * rng.random_range(1..6);
+            Kind::Cumulate {
+                step,
+                size,
+                offset: rng.random_range(0..size),
+            }
+        }
+        _ => Kind::Session {
+            gap: rng.random_range(1..30) * 50,
+        },
+    }
+}
+
+/// The measures, the same on both sides.
+const MEASURES: &str = "COUNT(*) AS c, SUM(v) AS sv, MIN(s) AS mn, MAX(v) AS mx, \
+    COUNT(DISTINCT s) AS ds, COUNT(*) FILTER (WHERE v > 10) AS big";
+
+fn stream_sql(kind: Kind, keyed: bool) -> String {
+    let tvf = match kind {
+        Kind::Tumble { size, offset } => {
+            format!(
+                "TUMBLE(TABLE t, DESCRIPTOR(ts), {}, {})",
+                ms(size),
+                ms(offset)
+            )
+        }
+        Kind::Hop {
+            slide,
+            size,
+            offset,
+        } => format!(
+            "HOP(TABLE t, DESCRIPTOR(ts), {}, {}, {})",
+            ms(slide),
+            ms(size),
+            ms(offset)
+        ),
+        Kind::Cumulate { step, size, offset } => format!(
+            "CUMULATE(TABLE t, DESCRIPTOR(ts), {}, {}, {})",
+            ms(step),
+            ms(size),
+            ms(offset)
+        ),
+        Kind::Session { gap } => {
+            let part = if keyed { " PARTITION BY k" } else { "" };
+            format!("SESSION(TABLE t{part}, DESCRIPTOR(ts), {})", ms(gap))
+        }
+    };
+    let (sel, grp) = if keyed { ("k, ", ", k") } else { ("", "") };
+    format!(
+        "SELECT {sel}window_start, window_end, {MEASURES} FROM TABLE({tvf}) \
+         GROUP BY window_start, window_end{grp}"
+    )
+}
+
+fn batch_sql(kind: Kind, keyed: bool) -> String {
+    let (sel, grp) = if keyed { ("k, ", ", k") } else { ("", "") };
+    let tsm = "CAST(ts AS BIGINT)";
+    let bin = |w: i64, off: i64| {
+        format!(
+            "CAST(arrow_cast(date_bin({}, ts, to_timestamp_millis({off})), 'Timestamp(Millisecond, None)') AS BIGINT)",
+            ms(w)
+        )
+    };
+    let windows = match kind {
+        Kind::Tumble { size, offset } => format!(
+            "SELECT *, {b} AS ws, {b} + {size} AS we FROM t",
+            b = bin(size, offset)
+        ),
+        Kind::Hop {
+            slide,
+            size,
+            offset,
+        } => {
+            let n = size / slide + 2;
+            format!(
+                "SELECT * FROM (SELECT t.*, {b} - i * {slide} AS ws, {b} - i * {slide} + {size} AS we \
+                 FROM t CROSS JOIN (SELECT unnest(range(0, {n})) AS i) r) x \
+                 WHERE ws <= {tsm} AND {tsm} < we",
+                b = bin(slide, offset)
+            )
+        }
+        Kind::Cumulate { step, size, offset } => {
+            let n = size / step;
+            format!(
+                "SELECT * FROM (SELECT t.*, {b} AS ws, {b} + i * {step} AS we \
+                 FROM t CROSS JOIN (SELECT unnest(range(1, {n} + 1)) AS i) r) x \
+                 WHERE {tsm} < we",
+                b = bin(size, offset)
+            )
+        }
+        Kind::Session { gap } => {
+            let part = if keyed { "PARTITION BY k " } else { "" };
+            return format!(
+                "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({part}ORDER BY {tsm}) < {gap} \
+                   THEN 0 ELSE 1 END AS brk FROM t), \
+                 g AS (SELECT *, SUM(brk) OVER ({part}ORDER BY {tsm}, brk DESC ROWS UNBOUNDED PRECEDING) AS sid FROM o) \
+                 SELECT {sel}to_timestamp_millis(MIN({tsm})) AS window_start, \
+                   to_timestamp_millis(MAX({tsm}) + {gap}) AS window_end, {MEASURES} \
+                 FROM g GROUP BY sid{grp}"
+            );
+        }
+    };
+    format!(
+        "SELECT {sel}to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
+         {MEASURES} FROM ({windows}) w GROUP BY ws, we{grp}"
+    )
+}
+
+async fn oracle(rows: &[Row], sql: &str) -> Vec<String> {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let table =
+        MemTable::try_new(batch_of(rows).schema(), vec![vec![batch_of(rows)]]).expect("mem table");
+    ctx.register_table("t", Arc::new(table)).expect("register");
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
+        .collect()
+        .await
+        .expect("oracle runs");
+    rows_text(&batches)
+}
+
+async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) -> Vec<String> {
+    let script = format!(
+        "SET 'table.exec.batch-size' = '{batch_size}';\n\
+         CREATE TABLE t (k STRING, v BIGINT, s STRING, ts TIMESTAMP(3), \
+           WATERMARK FOR ts AS ts - {}) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n{sql};",
+        ms(bound),
+        path.display()
+    );
+    let mut s = Session::new();
+    let mut results = s
+        .run_collect(&script)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows_text(&results.pop().expect("one result"))
+}
+
+async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
+    let mut rng = SmallRng::seed_from_u64(seed * 4 + which as u64);
+    let n = rng.random_range(1..400);
+    let bound = [0, 100, 1000, 3000][rng.random_range(0..4)];
+    let rows = generate(&mut rng, n, bound);
+    let kind = random_kind(&mut rng, which);
+    let keyed = rng.random_range(0..4) > 0;
+    let batch_size = [1, 3, 17, 100, 8192][rng.random_range(0..5)];
+    let path = dir.join(format!("case-{seed}-{which}.json"));
+    write_json(&rows, &path);
+    let expected = oracle(&rows, &batch_sql(kind, keyed)).await;
+    let got = weir(&path, bound, batch_size, &stream_sql(kind, keyed)).await;
+    assert!(!expected.is_empty(), "seed {seed}: the oracle gave no rows");
+    if got != expected {
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| !got.contains(r))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(5)
+            .collect();
+        panic!(
+            "WEIR_WINDOW_SEED={seed}: {kind:?}, keyed {keyed}, {n} rows, bound {bound} ms, batch size {batch_size}\n\
+             {} rows expected, {} got\nmissing: {missing:#?}\nextra: {extra:#?}",
+            expected.len(),
+            got.len()
+        );
+    }
+}
+
+async fn run_kind(which: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if let Ok(seed) = std::env::var("WEIR_WINDOW_SEED") {
+        let seed: u64 = seed.parse().expect("WEIR_WINDOW_SEED is a number");
+        run_case(seed, which, dir.path()).await;
+        return;
+    }
+    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    for seed in 0..cases {
+        run_case(seed, which, dir.path()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumble_equals_batch() {
+    run_kind(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_equals_batch() {
+    run_kind(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulate_equals_batch() {
+    run_kind(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_equals_batch() {
+    run_kind(3).await;
+}
