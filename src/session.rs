@@ -381,6 +381,22 @@ impl Session {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        if let Some(dup) = names
+            .iter()
+            .find(|n| matches!(n.as_str(), "window_start" | "window_end" | "window_time"))
+        {
+            return Err(WeirError::sql(
+                format!(
+                    "the input of {} already has a column '{dup}'",
+                    w.kind.name()
+                ),
+                Some(w.pos),
+            )
+            .with_hint(format!(
+                "rename it in the input ({dup} AS w_{}), as the window adds its own",
+                dup.trim_start_matches("window_")
+            )));
+        }
         let Some(time_index) = names.iter().position(|n| *n == w.time_col) else {
             let mut e = WeirError::sql(
                 format!(

@@ -235,6 +235,11 @@ impl Operator for WindowAssignOperator {
     }
 }
 
+/// Each aggregate call's evaluated arguments.
+pub type ArgColumns = Vec<Vec<ArrayRef>>;
+/// Each aggregate call's evaluated `FILTER (WHERE ...)`, if it has one.
+pub type FilterColumns = Vec<Option<ArrayRef>>;
+
 /// The aggregate calls of a window aggregate, compiled.
 pub struct Aggregates {
     pub exprs: Vec<Arc<AggregateFunctionExpr>>,
@@ -262,10 +267,7 @@ impl Aggregates {
     }
 
     /// Arguments and filters of every call, evaluated over `batch`.
-    pub fn evaluate(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<(Vec<Vec<ArrayRef>>, Vec<Option<ArrayRef>>)> {
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<(ArgColumns, FilterColumns)> {
         let n = batch.num_rows();
         let args = self
             .args
@@ -536,20 +538,18 @@ impl WindowAggregateOperator {
         if members.len() == 1
             && self.last_window_end(members[0]) == end
             && matches!(self.slices.get(&members[0]), Some(SliceState::Live { .. }))
-        {
-            if let Some(SliceState::Live {
+            && let Some(SliceState::Live {
                 mut groups,
                 mut accs,
             }) = self.slices.remove(&members[0])
-            {
-                let n = groups.len;
-                let keys = groups.emit()?;
-                let values = accs
-                    .iter_mut()
-                    .map(|a| Ok(a.evaluate(EmitTo::All)?))
-                    .collect::<Result<Vec<_>>>()?;
-                return self.output(start, end, keys, values, n).map(Some);
-            }
+        {
+            let n = groups.len;
+            let keys = groups.emit()?;
+            let values = accs
+                .iter_mut()
+                .map(|a| Ok(a.evaluate(EmitTo::All)?))
+                .collect::<Result<Vec<_>>>()?;
+            return self.output(start, end, keys, values, n).map(Some);
         }
         let mut groups = Groups::new(&self.key_schema)?;
         let mut accs = self.aggs.accumulators()?;

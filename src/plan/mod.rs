@@ -403,10 +403,10 @@ impl Planner<'_> {
         }
         let table = trace.table.clone();
         let sliced = !trace.exact;
-        if sliced || table.spec.kind == WindowKind::Session {
-            if let Ok(mut s) = self.sliced.lock() {
-                s.push(table.call.id.clone());
-            }
+        if (sliced || table.spec.kind == WindowKind::Session)
+            && let Ok(mut s) = self.sliced.lock()
+        {
+            s.push(table.call.id.clone());
         }
         let input = self.node(&agg.input)?;
         let schema = Arc::new(agg.schema.as_arrow().clone());
