@@ -9,6 +9,7 @@
 pub mod filter;
 pub mod limit;
 pub mod project;
+pub mod rank;
 pub mod session;
 pub mod union;
 pub mod window;

@@ -25,6 +25,7 @@ use crate::operator::Operator;
 use crate::operator::filter::FilterOperator;
 use crate::operator::limit::LimitOperator;
 use crate::operator::project::ProjectOperator;
+use crate::operator::rank::{RankCall, RankKind, RankOperator};
 use crate::operator::session::SessionAggregateOperator;
 use crate::operator::window::{Aggregates, OutCol, WindowAggregateOperator, WindowAssignOperator};
 use crate::source::Source;
@@ -230,10 +231,7 @@ impl Planner<'_> {
             .with_hint(
                 "order the output downstream, or read the archived output with a batch query",
             )),
-            LogicalPlan::Window(_) => Err(WeirError::sql(
-                "not supported in a standing query yet: OVER windows",
-                None,
-            )),
+            LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Distinct(_) => Err(WeirError::sql(
                 "not supported in a standing query yet: DISTINCT over a stream",
                 None,
@@ -428,6 +426,83 @@ impl Planner<'_> {
         };
         Ok(PlanNode::Operator {
             op,
+            input: Box::new(input),
+        })
+    }
+
+    /// `ROW_NUMBER()`, `RANK()` or `DENSE_RANK()` over the rows of each fired window.
+    fn rank(&self, w: &datafusion::logical_expr::Window) -> Result<PlanNode> {
+        use datafusion::logical_expr::Expr;
+        let unsupported = |what: String| {
+            WeirError::sql(
+                format!("not supported in a standing query yet: {what}"),
+                None,
+            )
+            .with_hint(
+                "rank the rows of a window aggregate: ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY ...)",
+            )
+        };
+        let input_schema = w.input.schema();
+        let mut calls = vec![];
+        for e in &w.window_expr {
+            let e = match e {
+                Expr::Alias(a) => a.expr.as_ref(),
+                e => e,
+            };
+            let Expr::WindowFunction(f) = e else {
+                return Err(unsupported(format!("the OVER expression {e}")));
+            };
+            let name = f.fun.name().to_ascii_lowercase();
+            let Some(kind) = RankKind::from_name(&name) else {
+                return Err(unsupported(format!("{name}() OVER (...) over a stream")));
+            };
+            let mut window_cols = vec![];
+            for p in &f.params.partition_by {
+                if let Expr::Column(c) = p
+                    && let Some(col) = window::aggregated_window_column(&w.input, &c.name)
+                {
+                    window_cols.push(col);
+                }
+            }
+            if !(window_cols.iter().any(|c| c == "window_start")
+                && window_cols.iter().any(|c| c == "window_end"))
+            {
+                return Err(unsupported(format!(
+                    "{name}() OVER a stream, unless it is partitioned by window_start and window_end of a window aggregate"
+                )));
+            }
+            let partition = f
+                .params
+                .partition_by
+                .iter()
+                .map(|p| compile(self.state, p, input_schema))
+                .collect::<Result<Vec<_>>>()?;
+            let order = f
+                .params
+                .order_by
+                .iter()
+                .map(|s| {
+                    Ok((
+                        compile(self.state, &s.expr, input_schema)?,
+                        datafusion::arrow::compute::SortOptions {
+                            descending: !s.asc,
+                            nulls_first: s.nulls_first,
+                        },
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            calls.push(RankCall {
+                kind,
+                partition,
+                order,
+            });
+        }
+        let input = self.node(&w.input)?;
+        Ok(PlanNode::Operator {
+            op: Box::new(RankOperator::new(
+                calls,
+                Arc::new(w.schema.as_arrow().clone()),
+            )),
             input: Box::new(input),
         })
     }

@@ -215,3 +215,24 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
         _ => false,
     }
 }
+
+/// Which window column of a window aggregate's output `name` is (`window_start`,
+/// `window_end` or `window_time`), following it up through projections, filters and aliases
+/// — the rows of one window then arrive together, in the batch the window fired.
+pub fn aggregated_window_column(plan: &LogicalPlan, name: &str) -> Option<String> {
+    match plan {
+        LogicalPlan::Aggregate(a) => {
+            let i = position(&a.schema, name)?;
+            let c = column_of(a.group_expr.get(i)?)?;
+            trace_window_column(&a.input, &c.name).map(|(col, _)| col)
+        }
+        LogicalPlan::Projection(p) => {
+            let i = position(&p.schema, name)?;
+            let c = column_of(p.expr.get(i)?)?;
+            aggregated_window_column(&p.input, &c.name)
+        }
+        LogicalPlan::Filter(f) => aggregated_window_column(&f.input, name),
+        LogicalPlan::SubqueryAlias(a) => aggregated_window_column(&a.input, name),
+        _ => None,
+    }
+}
