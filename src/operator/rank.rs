@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, UInt64Array};
-use datafusion::arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices};
+use datafusion::arrow::array::{ArrayRef, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -68,13 +68,16 @@ fn rows_of(cols: &[ArrayRef]) -> Result<Option<datafusion::arrow::row::Rows>> {
     Ok(Some(conv.convert_columns(cols)?))
 }
 
-/// The ranks of one call, in the batch's row order.
-fn ranks(call: &RankCall, batch: &RecordBatch) -> Result<ArrayRef> {
+/// The ranks of one call, in the batch's row order, and the rows' ranked order.
+fn ranks(call: &RankCall, batch: &RecordBatch) -> Result<(ArrayRef, Vec<u32>)> {
     let n = batch.num_rows();
-    let eval = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
-        Ok(e.evaluate(batch)?.into_array(n)?)
-    };
-    let part = call.partition.iter().map(eval).collect::<Result<Vec<_>>>()?;
+    let eval =
+        |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> { Ok(e.evaluate(batch)?.into_array(n)?) };
+    let part = call
+        .partition
+        .iter()
+        .map(eval)
+        .collect::<Result<Vec<_>>>()?;
     let order = call
         .order
         .iter()
@@ -126,7 +129,7 @@ fn ranks(call: &RankCall, batch: &RecordBatch) -> Result<ArrayRef> {
             RankKind::DenseRank => dense,
         };
     }
-    Ok(Arc::new(UInt64Array::from(out)))
+    Ok((Arc::new(UInt64Array::from(out)), sorted))
 }
 
 impl Operator for RankOperator {
@@ -139,12 +142,29 @@ impl Operator for RankOperator {
             return Ok(());
         }
         let mut cols = batch.columns().to_vec();
+        let mut order = None;
         for c in &self.calls {
-            let r = ranks(c, &batch)?;
+            let (r, sorted) = ranks(c, &batch)?;
+            order.get_or_insert(sorted);
             let dt = self.schema.field(cols.len()).data_type();
-            cols.push(if r.data_type() == dt { r } else { cast(&r, dt)? });
+            cols.push(if r.data_type() == dt {
+                r
+            } else {
+                cast(&r, dt)?
+            });
         }
-        out.push(Message::Batch(RecordBatch::try_new(self.schema.clone(), cols)?));
+        // Rows leave in the first call's ranked order.
+        if let Some(order) = order {
+            let idx = UInt32Array::from(order);
+            cols = cols
+                .iter()
+                .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+                .collect::<Result<Vec<_>>>()?;
+        }
+        out.push(Message::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            cols,
+        )?));
         Ok(())
     }
 }
