@@ -106,6 +106,11 @@ pub fn build_source(
     options: &Options,
     batch_size: usize,
 ) -> Result<Box<dyn Source>> {
+    if let Some(batches) = &def.memory {
+        return Ok(Box::new(crate::source::memory::MemorySource::new(
+            batches.clone(),
+        )));
+    }
     match def.connector.as_str() {
         "nexmark" => {
             let cfg = crate::source::nexmark::NexmarkConfig::from_options(options)?;

@@ -277,6 +277,60 @@ impl Session {
         }
     }
 
+    /// Registers rows held in memory as a bounded stream table named `name`, replayed batch
+    /// by batch. `watermark` is `(column, expression)`, as in `WATERMARK FOR column AS
+    /// expression`.
+    pub fn register_batches(
+        &mut self,
+        name: &str,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+        watermark: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let pos = crate::error::Pos { line: 1, col: 1 };
+        let watermark = match watermark {
+            Some((column, expr)) => {
+                if schema.index_of(column).is_err() {
+                    return Err(WeirError::user(format!(
+                        "watermark column '{column}' is not a column of '{name}'"
+                    )));
+                }
+                let expr = datafusion::sql::sqlparser::parser::Parser::new(
+                    &datafusion::sql::sqlparser::dialect::GenericDialect {},
+                )
+                .try_with_sql(expr)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(crate::sql::parser::parser_error)?;
+                Some(crate::sql::parser::WatermarkDef {
+                    column: column.to_string(),
+                    column_pos: pos,
+                    expr,
+                    expr_pos: pos,
+                })
+            }
+            None => None,
+        };
+        let def = Arc::new(TableDef {
+            name: name.to_string(),
+            pos,
+            connector: "memory".to_string(),
+            options: crate::sql::options::Options::new(),
+            physical: schema.clone(),
+            schema,
+            computed: vec![],
+            metadata: vec![],
+            watermark,
+            partitioned_by: vec![],
+            has_columns: true,
+            memory: Some(Arc::new(batches)),
+        });
+        self.ctx.deregister_table(name)?;
+        self.ctx
+            .register_table(name, Arc::new(StreamTable { def: def.clone() }))?;
+        self.tables.insert(name.to_string(), def);
+        Ok(())
+    }
+
     /// Starts a bare SELECT as a standing query whose rows go to `sink` instead of the
     /// terminal.
     pub async fn start_into(&mut self, stmt: &Located, sink: Box<dyn Sink>) -> Result<Job> {

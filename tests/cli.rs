@@ -235,3 +235,32 @@ fn help_names_the_commands() {
     assert_eq!(code, 0);
     assert!(stdout.contains("--set"));
 }
+
+#[test]
+fn a_window_query_prints_each_window_and_counts_the_late_row() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let (_dir, f) = script(
+        "w.sql",
+        &format!(
+            "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), \
+             `comment` STRING, name STRING, rowtime AS TO_TIMESTAMP(ts), \
+             WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv');\n\
+             CREATE TABLE out WITH ('connector' = 'print');\n\
+             INSERT INTO out SELECT name, window_start, COUNT(*) AS c \
+             FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(rowtime), INTERVAL '5' SECOND)) \
+             WHERE name = 'a' GROUP BY name, window_start, window_end;\n"
+        ),
+    );
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "+I[a, 2020-10-10T00:00:00, 4]",
+            "+I[a, 2020-10-10T00:00:05, 1]",
+            "+I[a, 2020-10-10T00:00:40, 1]",
+        ]
+    );
+    assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
+}

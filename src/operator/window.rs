@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -141,12 +143,11 @@ fn timestamp_column(ms: i64, n: usize, dt: &DataType) -> Result<ArrayRef> {
 }
 
 fn timestamp_array(ms: Vec<i64>, dt: &DataType) -> Result<ArrayRef> {
-    let a: ArrayRef = Arc::new(Int64Array::from(ms));
     let tz = match dt {
         DataType::Timestamp(_, tz) => tz.clone(),
         _ => None,
     };
-    let a = cast(&a, &DataType::Timestamp(TimeUnit::Millisecond, tz))?;
+    let a: ArrayRef = Arc::new(TimestampMillisecondArray::from(ms).with_timezone_opt(tz));
     if a.data_type() == dt {
         Ok(a)
     } else {

@@ -29,7 +29,7 @@ use crate::operator::rank::{RankCall, RankKind, RankOperator};
 use crate::operator::session::SessionAggregateOperator;
 use crate::operator::window::{Aggregates, OutCol, WindowAggregateOperator, WindowAssignOperator};
 use crate::source::Source;
-use crate::source::watermark::SourceStage;
+use crate::source::watermark::{SourceStage, WatermarkExpr};
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
 use crate::sql::window::WindowKind;
 
@@ -400,7 +400,28 @@ impl Planner<'_> {
             aggs.filters.push(filter);
         }
         let table = trace.table.clone();
-        let sliced = !trace.exact;
+        // Keys and aggregate arguments computed from window columns need real windows on the
+        // rows, not slices.
+        let uses_window = agg
+            .aggr_expr
+            .iter()
+            .chain(
+                agg.group_expr
+                    .iter()
+                    .filter(|g| !matches!(g, Expr::Column(_))),
+            )
+            .any(|e| {
+                e.column_refs()
+                    .iter()
+                    .any(|c| window::trace_window_column(&agg.input, &c.name).is_some())
+            });
+        if uses_window && table.spec.kind == WindowKind::Session {
+            return Err(WeirError::sql(
+                "not supported yet: SESSION window columns inside aggregate arguments or key expressions",
+                None,
+            ));
+        }
+        let sliced = !trace.exact && !uses_window;
         if (sliced || table.spec.kind == WindowKind::Session)
             && let Ok(mut s) = self.sliced.lock()
         {
@@ -548,7 +569,10 @@ impl Planner<'_> {
                         Some(w.column_pos),
                     )
                 })?;
-                Some((compile(self.state, &l, &full_df)?, time_col))
+                Some((
+                    watermark_expr(self.state, &l, &full_df, &w.column)?,
+                    time_col,
+                ))
             }
             None => None,
         };
@@ -586,4 +610,57 @@ fn session_columns(w: &window::WindowInfo) -> Result<Vec<Arc<dyn PhysicalExpr>>>
         ));
     }
     Ok(exprs)
+}
+
+/// `col - INTERVAL '5' SECOND` (and `col`) become a fixed delay on the time column's
+/// milliseconds; anything else is evaluated as an expression.
+fn watermark_expr(
+    state: &SessionState,
+    l: &datafusion::logical_expr::Expr,
+    schema: &DFSchema,
+    column: &str,
+) -> Result<WatermarkExpr> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{BinaryExpr, Expr, Operator as Op};
+    let is_time_col = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
+    let ms_of = |v: &ScalarValue| match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Some(i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000)
+                .filter(|_| i.nanoseconds % 1_000_000 == 0)
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => {
+            Some(i.days as i64 * 86_400_000 + i.milliseconds as i64)
+        }
+        _ => None,
+    };
+    let time_is_ms = schema
+        .field_with_unqualified_name(column)
+        .map(|f| {
+            matches!(
+                f.data_type(),
+                datafusion::arrow::datatypes::DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Millisecond,
+                    _
+                )
+            )
+        })
+        .unwrap_or(false);
+    if time_is_ms {
+        if is_time_col(l) {
+            return Ok(WatermarkExpr::Delay(0));
+        }
+        if let Expr::BinaryExpr(BinaryExpr { left, op, right }) = l
+            && is_time_col(left)
+            && matches!(op, Op::Minus | Op::Plus)
+            && let Expr::Literal(v, _) = right.as_ref()
+            && let Some(ms) = ms_of(v)
+        {
+            return Ok(WatermarkExpr::Delay(if *op == Op::Minus {
+                ms
+            } else {
+                -ms
+            }));
+        }
+    }
+    Ok(WatermarkExpr::Expr(compile(state, l, schema)?))
 }

@@ -17,12 +17,21 @@ use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::project::project_batch;
 
+/// How a row's watermark value is computed.
+pub enum WatermarkExpr {
+    /// `col - INTERVAL 'n' ...` (or `col`): the time column minus a fixed number of
+    /// milliseconds, computed on the integers.
+    Delay(i64),
+    /// Any other expression.
+    Expr(Arc<dyn PhysicalExpr>),
+}
+
 pub struct SourceStage {
     /// Expressions producing the full schema from the physical columns; None when the
     /// table has no computed columns.
     computed: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
     /// The watermark expression and the index of its time column in the full schema.
-    watermark: Option<(Arc<dyn PhysicalExpr>, usize)>,
+    watermark: Option<(WatermarkExpr, usize)>,
     /// The highest watermark value seen.
     current: i64,
     /// The last watermark sent downstream.
@@ -32,7 +41,7 @@ pub struct SourceStage {
 impl SourceStage {
     pub fn new(
         computed: Option<(Vec<Arc<dyn PhysicalExpr>>, SchemaRef)>,
-        watermark: Option<(Arc<dyn PhysicalExpr>, usize)>,
+        watermark: Option<(WatermarkExpr, usize)>,
     ) -> Self {
         SourceStage {
             computed,
@@ -56,9 +65,20 @@ impl SourceStage {
         let Some((expr, time_col)) = &self.watermark else {
             return Ok(vec![Message::Batch(full)]);
         };
-        let values = expr.evaluate(&full)?.into_array(full.num_rows())?;
-        let wm = to_epoch_millis(values.as_ref())?;
         let ts = to_epoch_millis(full.column(*time_col).as_ref())?;
+        let wm = match expr {
+            WatermarkExpr::Delay(d) => datafusion::arrow::compute::kernels::numeric::sub_wrapping(
+                &ts,
+                &Int64Array::new_scalar(*d),
+            )?,
+            WatermarkExpr::Expr(e) => {
+                let values = e.evaluate(&full)?.into_array(full.num_rows())?;
+                Arc::new(to_epoch_millis(values.as_ref())?)
+            }
+        };
+        let Some(wm) = wm.as_any().downcast_ref::<Int64Array>() else {
+            return Err(WeirError::internal("watermark values are not Int64"));
+        };
         let mut out = vec![];
         let mut start = 0;
         for i in 0..full.num_rows() {

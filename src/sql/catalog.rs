@@ -36,6 +36,8 @@ pub struct TableDef {
     pub partitioned_by: Vec<String>,
     /// False when the DDL had no column list (a sink takes its schema from the query).
     pub has_columns: bool,
+    /// Rows held in memory, for a table registered with `Session::register_batches`.
+    pub memory: Option<Arc<Vec<datafusion::arrow::record_batch::RecordBatch>>>,
 }
 
 impl TableDef {
@@ -182,6 +184,7 @@ impl TableDef {
             watermark: c.watermark.clone(),
             partitioned_by: c.partitioned_by.iter().map(|(p, _)| p.clone()).collect(),
             has_columns,
+            memory: None,
         })
     }
 }
