@@ -4,6 +4,10 @@
 //! over the same rows — tumble by `date_bin`, hop and cumulate by expanding each row to its
 //! windows, session by a gaps-and-islands query. Every case must agree exactly.
 //!
+//! Half the TUMBLE, HOP and CUMULATE cases put rows out of order beyond the bound: the
+//! oracle then expands each row to those of its windows that end after the watermark of the
+//! rows before it (the lateness rule), and DataFusion aggregates that.
+//!
 //! `WEIR_WINDOW_CASES=n` changes the number of cases per window kind; a failure prints the
 //! seed, and `WEIR_WINDOW_SEED=s` reruns just that case.
 
@@ -23,6 +27,10 @@ use weir::Session;
 use weir::format::encode::format_options;
 
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01
+
+/// (row, window) pairs the late-row oracle dropped, to prove the late cases have late rows.
+static LATE_PAIRS: [std::sync::atomic::AtomicUsize; 4] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 4];
 
 struct Row {
     k: Option<String>,
@@ -152,6 +160,17 @@ enum Kind {
     Hop { slide: i64, size: i64, offset: i64 },
     Cumulate { step: i64, size: i64, offset: i64 },
     Session { gap: i64 },
+}
+
+impl Kind {
+    fn index(self) -> usize {
+        match self {
+            Kind::Tumble { .. } => 0,
+            Kind::Hop { .. } => 1,
+            Kind::Cumulate { .. } => 2,
+            Kind::Session { .. } => 3,
+        }
+    }
 }
 
 fn ms(v: i64) -> String {
@@ -290,6 +309,99 @@ fn batch_sql(kind: Kind, keyed: bool) -> String {
     )
 }
 
+/// The windows (start, end) of `ts`, enumerated the plain way.
+fn windows_of(kind: Kind, ts: i64) -> Vec<(i64, i64)> {
+    let floor = |t: i64, step: i64, off: i64| (t - off).div_euclid(step) * step + off;
+    match kind {
+        Kind::Tumble { size, offset } => {
+            let s = floor(ts, size, offset);
+            vec![(s, s + size)]
+        }
+        Kind::Hop {
+            slide,
+            size,
+            offset,
+        } => {
+            let mut out = vec![];
+            let mut st = floor(ts, slide, offset);
+            while st + size > ts {
+                out.push((st, st + size));
+                st -= slide;
+            }
+            out.reverse();
+            out
+        }
+        Kind::Cumulate { step, size, offset } => {
+            let base = floor(ts, size, offset);
+            (1..=size / step)
+                .map(|i| (base, base + i * step))
+                .filter(|(_, e)| *e > ts)
+                .collect()
+        }
+        Kind::Session { .. } => vec![],
+    }
+}
+
+/// With late rows: each row counts in the windows that end after the watermark of the rows
+/// before it (`max(ts) - bound`); the aggregation is DataFusion's over that expansion.
+async fn late_oracle(rows: &[Row], kind: Kind, keyed: bool, bound: i64) -> Vec<String> {
+    let mut wm = i64::MIN;
+    let mut expanded: Vec<(usize, i64, i64)> = vec![];
+    for (i, r) in rows.iter().enumerate() {
+        for (s, e) in windows_of(kind, r.ts) {
+            if e > wm {
+                expanded.push((i, s, e));
+            } else {
+                LATE_PAIRS[kind.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        wm = wm.max(r.ts - bound);
+    }
+    let base = batch_of(rows);
+    let idx = datafusion::arrow::array::UInt32Array::from_iter_values(
+        expanded.iter().map(|x| x.0 as u32),
+    );
+    let mut cols: Vec<ArrayRef> = base
+        .columns()
+        .iter()
+        .map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None).expect("take"))
+        .collect();
+    cols.push(Arc::new(Int64Array::from_iter_values(
+        expanded.iter().map(|x| x.1),
+    )));
+    cols.push(Arc::new(Int64Array::from_iter_values(
+        expanded.iter().map(|x| x.2),
+    )));
+    let mut fields: Vec<Field> = base
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("ws", DataType::Int64, false));
+    fields.push(Field::new("we", DataType::Int64, false));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("expanded");
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("mem table");
+    ctx.register_table("w", Arc::new(table)).expect("register");
+    let (sel, grp) = if keyed { ("k, ", ", k") } else { ("", "") };
+    let sql = format!(
+        "SELECT {sel}to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
+         {MEASURES} FROM w GROUP BY ws, we{grp}"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .expect("oracle plans")
+        .collect()
+        .await
+        .expect("oracle runs");
+    rows_text(&batches)
+}
+
 async fn oracle(rows: &[Row], sql: &str) -> Vec<String> {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
@@ -329,13 +441,21 @@ async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
     let mut rng = SmallRng::seed_from_u64(seed * 4 + which as u64);
     let n = rng.random_range(1..400);
     let bound = [0, 100, 1000, 3000][rng.random_range(0..4)];
-    let rows = generate(&mut rng, n, bound);
+    // Half the cases (not SESSION) have rows out of order beyond the watermark's bound:
+    // late for some or all of their windows.
+    let late = which != 3 && rng.random_range(0..2) == 0;
+    let disorder = if late { bound * 2 + 1500 } else { bound };
+    let rows = generate(&mut rng, n, disorder);
     let kind = random_kind(&mut rng, which);
     let keyed = rng.random_range(0..4) > 0;
     let batch_size = [1, 3, 17, 100, 8192][rng.random_range(0..5)];
     let path = dir.join(format!("case-{seed}-{which}.json"));
     write_json(&rows, &path);
-    let expected = oracle(&rows, &batch_sql(kind, keyed)).await;
+    let expected = if late {
+        late_oracle(&rows, kind, keyed, bound).await
+    } else {
+        oracle(&rows, &batch_sql(kind, keyed)).await
+    };
     let got = weir(&path, bound, batch_size, &stream_sql(kind, keyed)).await;
     assert!(!expected.is_empty(), "seed {seed}: the oracle gave no rows");
     if got != expected {
@@ -350,7 +470,7 @@ async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
             .take(5)
             .collect();
         panic!(
-            "WEIR_WINDOW_SEED={seed}: {kind:?}, keyed {keyed}, {n} rows, bound {bound} ms, batch size {batch_size}\n\
+            "WEIR_WINDOW_SEED={seed}: {kind:?}, keyed {keyed}, {n} rows, bound {bound} ms, late rows {late}, batch size {batch_size}\n\
              {} rows expected, {} got\nmissing: {missing:#?}\nextra: {extra:#?}",
             expected.len(),
             got.len()
@@ -371,6 +491,12 @@ async fn run_kind(which: usize) {
         .unwrap_or(60);
     for seed in 0..cases {
         run_case(seed, which, dir.path()).await;
+    }
+    if which != 3 && cases >= 20 {
+        assert!(
+            LATE_PAIRS[which].load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no case had a late row"
+        );
     }
 }
 

@@ -348,11 +348,40 @@ enum SliceState {
         accs: Vec<Box<dyn GroupsAccumulator>>,
     },
     /// Read by a window that fired; its keys and partial states, for the windows after.
-    Frozen {
-        keys: Vec<ArrayRef>,
-        len: usize,
-        states: Vec<Vec<ArrayRef>>,
-    },
+    Frozen(Arc<Frozen>),
+}
+
+/// A partial aggregate at rest: group keys and each accumulator's state, as Arrow arrays.
+pub struct Frozen {
+    keys: Vec<ArrayRef>,
+    len: usize,
+    states: Vec<Vec<ArrayRef>>,
+}
+
+/// The slices of consecutive sliding windows, as a FIFO with two stacks: `front` holds the
+/// oldest slices each with the merged state of itself and every later front slice, `back`
+/// the newer slices with one merged state for all of them. A window is then two partial
+/// states however many slices it spans, and each slice is merged a bounded number of times
+/// — which keeps HOP's cost independent of size / slide.
+#[derive(Default)]
+struct SlideCache {
+    front: std::collections::VecDeque<(i64, Arc<Frozen>)>,
+    back: Vec<(i64, Arc<Frozen>)>,
+    back_state: Option<Arc<Frozen>>,
+    /// The end of the newest slice taken in.
+    last: Option<i64>,
+}
+
+impl SlideCache {
+    fn clear(&mut self) {
+        *self = SlideCache::default();
+    }
+
+    fn holds(&self, slice_end: i64) -> bool {
+        self.last.is_some_and(|l| slice_end <= l)
+            && (self.front.front().is_some_and(|(e, _)| *e <= slice_end)
+                || self.back.first().is_some_and(|(e, _)| *e <= slice_end))
+    }
 }
 
 /// A window aggregate over TUMBLE, HOP or CUMULATE windows.
@@ -375,6 +404,7 @@ pub struct WindowAggregateOperator {
     job: Option<Arc<JobMetrics>>,
     late: u64,
     ids: Vec<usize>,
+    cache: SlideCache,
 }
 
 impl WindowAggregateOperator {
@@ -404,6 +434,7 @@ impl WindowAggregateOperator {
             job: None,
             late: 0,
             ids: vec![],
+            cache: SlideCache::default(),
         }
     }
 
@@ -430,6 +461,10 @@ impl WindowAggregateOperator {
     fn live_slice(&mut self, end: i64) -> Result<&mut SliceState> {
         let new = !self.slices.contains_key(&end);
         if new {
+            if self.cache.last.is_some_and(|l| end <= l) {
+                // A slice that windows already taken in should have held.
+                self.cache.clear();
+            }
             let wm = self.watermark;
             for e in self.window_ends(end) {
                 if e > wm {
@@ -447,17 +482,24 @@ impl WindowAggregateOperator {
         let Some(slice) = self.slices.get_mut(&end) else {
             return Err(WeirError::internal("window slice vanished"));
         };
-        if let SliceState::Frozen { keys, len, states } = slice {
-            // A row late for some of this slice's windows but not all: thaw it.
+        if let SliceState::Frozen(f) = slice {
+            // A row late for some of this slice's windows but not all: thaw it, and forget
+            // merged states that hold its old contents.
             let mut groups = Groups::new(&self.key_schema)?;
             let mut ids = vec![];
-            groups.intern(keys, *len, &mut ids)?;
+            groups.intern(&f.keys, f.len, &mut ids)?;
             let mut accs = self.aggs.accumulators()?;
-            for (acc, st) in accs.iter_mut().zip(states.iter()) {
+            for (acc, st) in accs.iter_mut().zip(f.states.iter()) {
                 acc.merge_batch(st, &ids, groups.len)?;
             }
             *slice = SliceState::Live { groups, accs };
+            if self.cache.holds(end) {
+                self.cache.clear();
+            }
         }
+        let Some(slice) = self.slices.get_mut(&end) else {
+            return Err(WeirError::internal("window slice vanished"));
+        };
         Ok(slice)
     }
 
@@ -552,33 +594,75 @@ impl WindowAggregateOperator {
                 .collect::<Result<Vec<_>>>()?;
             return self.output(start, end, keys, values, n).map(Some);
         }
+        if !self.sliced {
+            let parts: Vec<Arc<Frozen>> = members
+                .iter()
+                .map(|m| self.freeze(*m))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
+            return self.emit_parts(start, end, &parts);
+        }
+        let parts = self.slide(start, end)?;
+        self.emit_parts(start, end, &parts)
+    }
+
+    /// The slice ending at `end` in frozen form (freezing it if it is live).
+    fn freeze(&mut self, end: i64) -> Result<Option<Arc<Frozen>>> {
+        let Some(slice) = self.slices.get_mut(&end) else {
+            return Ok(None);
+        };
+        if let SliceState::Live { groups, accs } = slice {
+            let len = groups.len;
+            let keys = groups.emit()?;
+            let states = accs
+                .iter_mut()
+                .map(|a| Ok(a.state(EmitTo::All)?))
+                .collect::<Result<Vec<_>>>()?;
+            *slice = SliceState::Frozen(Arc::new(Frozen { keys, len, states }));
+        }
+        match slice {
+            SliceState::Frozen(f) => Ok(Some(f.clone())),
+            SliceState::Live { .. } => Ok(None),
+        }
+    }
+
+    /// Merges partial states into one.
+    fn merge(&self, parts: &[Arc<Frozen>]) -> Result<Arc<Frozen>> {
+        let (mut groups, mut accs) = self.combine(parts)?;
+        let len = groups.len;
+        let keys = groups.emit()?;
+        let states = accs
+            .iter_mut()
+            .map(|a| Ok(a.state(EmitTo::All)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(Frozen { keys, len, states }))
+    }
+
+    fn combine(&self, parts: &[Arc<Frozen>]) -> Result<(Groups, Vec<Box<dyn GroupsAccumulator>>)> {
         let mut groups = Groups::new(&self.key_schema)?;
         let mut accs = self.aggs.accumulators()?;
         let mut ids = vec![];
-        for m in members {
-            let Some(slice) = self.slices.get_mut(&m) else {
-                continue;
-            };
-            if let SliceState::Live { groups: g, accs: a } = slice {
-                let len = g.len;
-                let keys = g.emit()?;
-                let states = a
-                    .iter_mut()
-                    .map(|a| Ok(a.state(EmitTo::All)?))
-                    .collect::<Result<Vec<_>>>()?;
-                *slice = SliceState::Frozen { keys, len, states };
-            }
-            let SliceState::Frozen { keys, len, states } = &*slice else {
-                continue;
-            };
-            if *len == 0 {
+        for p in parts {
+            if p.len == 0 {
                 continue;
             }
-            groups.intern(keys, *len, &mut ids)?;
-            for (acc, st) in accs.iter_mut().zip(states) {
+            groups.intern(&p.keys, p.len, &mut ids)?;
+            for (acc, st) in accs.iter_mut().zip(&p.states) {
                 acc.merge_batch(st, &ids, groups.len)?;
             }
         }
+        Ok((groups, accs))
+    }
+
+    fn emit_parts(
+        &self,
+        start: i64,
+        end: i64,
+        parts: &[Arc<Frozen>],
+    ) -> Result<Option<RecordBatch>> {
+        let (mut groups, mut accs) = self.combine(parts)?;
         let n = groups.len;
         if n == 0 {
             return Ok(None);
@@ -589,6 +673,59 @@ impl WindowAggregateOperator {
             .map(|a| Ok(a.evaluate(EmitTo::All)?))
             .collect::<Result<Vec<_>>>()?;
         self.output(start, end, keys, values, n).map(Some)
+    }
+
+    /// The partial states that make up the window (start, end]: at most two, from the
+    /// sliding cache.
+    fn slide(&mut self, start: i64, end: i64) -> Result<Vec<Arc<Frozen>>> {
+        // Take in the slices up to `end`.
+        let from = self.cache.last.map(|l| l + 1).unwrap_or(i64::MIN);
+        let new: Vec<i64> = self.slices.range(from..=end).map(|(k, _)| *k).collect();
+        for s in new {
+            if let Some(f) = self.freeze(s)? {
+                let merged = match &self.cache.back_state {
+                    Some(b) => self.merge(&[b.clone(), f.clone()])?,
+                    None => f.clone(),
+                };
+                self.cache.back.push((s, f));
+                self.cache.back_state = Some(merged);
+            }
+        }
+        self.cache.last = Some(self.cache.last.map_or(end, |l| l.max(end)));
+        // Drop the slices at or before `start`.
+        loop {
+            if self.cache.front.is_empty() {
+                if !self.cache.back.first().is_some_and(|(e, _)| *e <= start) {
+                    break;
+                }
+                // Flip: the back slices become the front, each with its suffix state.
+                let back = std::mem::take(&mut self.cache.back);
+                self.cache.back_state = None;
+                let mut suffix: Option<Arc<Frozen>> = None;
+                for (e, f) in back.into_iter().rev() {
+                    let st = match &suffix {
+                        Some(sfx) => self.merge(&[f, sfx.clone()])?,
+                        None => f,
+                    };
+                    suffix = Some(st.clone());
+                    self.cache.front.push_front((e, st));
+                }
+            }
+            match self.cache.front.front() {
+                Some((e, _)) if *e <= start => {
+                    self.cache.front.pop_front();
+                }
+                _ => break,
+            }
+        }
+        let mut parts = vec![];
+        if let Some((_, f)) = self.cache.front.front() {
+            parts.push(f.clone());
+        }
+        if let Some(b) = &self.cache.back_state {
+            parts.push(b.clone());
+        }
+        Ok(parts)
     }
 
     fn output(
