@@ -107,6 +107,20 @@ fn windows(c: &mut Criterion) {
             })
         })
     });
+    for (name, slide) in [
+        ("hop_60s_slide_10s_100_keys", 10),
+        ("hop_60s_slide_1s_100_keys", 1),
+    ] {
+        queries.push((
+            name,
+            format!(
+                "CREATE TABLE sink WITH ('connector' = 'blackhole');\n\
+                 INSERT INTO sink SELECT auction % 100, window_start, window_end, COUNT(*), MAX(price), SUM(price) \
+                 FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '{slide}' SECOND, INTERVAL '60' SECOND)) \
+                 GROUP BY auction % 100, window_start, window_end;"
+            ),
+        ));
+    }
     for (name, q) in queries {
         g.bench_function(name, |b| {
             b.iter(|| {

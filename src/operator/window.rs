@@ -367,7 +367,8 @@ pub struct Frozen {
 struct SlideCache {
     front: std::collections::VecDeque<(i64, Arc<Frozen>)>,
     back: Vec<(i64, Arc<Frozen>)>,
-    back_state: Option<Arc<Frozen>>,
+    /// The back slices merged, as live accumulators (each slice is merged in once).
+    back_state: Option<(Groups, Vec<Box<dyn GroupsAccumulator>>)>,
     /// The end of the newest slice taken in.
     last: Option<i64>,
 }
@@ -683,19 +684,29 @@ impl WindowAggregateOperator {
         let new: Vec<i64> = self.slices.range(from..=end).map(|(k, _)| *k).collect();
         for s in new {
             if let Some(f) = self.freeze(s)? {
-                let merged = match &self.cache.back_state {
-                    Some(b) => self.merge(&[b.clone(), f.clone()])?,
-                    None => f.clone(),
+                let (groups, accs) = match &mut self.cache.back_state {
+                    Some(b) => b,
+                    None => self
+                        .cache
+                        .back_state
+                        .insert((Groups::new(&self.key_schema)?, self.aggs.accumulators()?)),
                 };
+                if f.len > 0 {
+                    let mut ids = std::mem::take(&mut self.ids);
+                    groups.intern(&f.keys, f.len, &mut ids)?;
+                    for (acc, st) in accs.iter_mut().zip(&f.states) {
+                        acc.merge_batch(st, &ids, groups.len)?;
+                    }
+                    self.ids = ids;
+                }
                 self.cache.back.push((s, f));
-                self.cache.back_state = Some(merged);
             }
         }
         self.cache.last = Some(self.cache.last.map_or(end, |l| l.max(end)));
         // Drop the slices at or before `start`.
         loop {
             if self.cache.front.is_empty() {
-                if !self.cache.back.first().is_some_and(|(e, _)| *e <= start) {
+                if self.cache.back.first().is_none_or(|(e, _)| *e > start) {
                     break;
                 }
                 // Flip: the back slices become the front, each with its suffix state.
@@ -722,8 +733,18 @@ impl WindowAggregateOperator {
         if let Some((_, f)) = self.cache.front.front() {
             parts.push(f.clone());
         }
-        if let Some(b) = &self.cache.back_state {
-            parts.push(b.clone());
+        if let Some((mut groups, mut accs)) = self.cache.back_state.take() {
+            // Read the back state out, then put it back for the windows after.
+            let len = groups.len;
+            let keys = groups.emit()?;
+            let states = accs
+                .iter_mut()
+                .map(|a| Ok(a.state(EmitTo::All)?))
+                .collect::<Result<Vec<_>>>()?;
+            let f = Arc::new(Frozen { keys, len, states });
+            let (g, a) = self.combine(std::slice::from_ref(&f))?;
+            self.cache.back_state = Some((g, a));
+            parts.push(f);
         }
         Ok(parts)
     }
