@@ -43,6 +43,17 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The operator's state as Arrow record batches, for a checkpoint (None: it keeps none).
+    /// Taking a snapshot does not change what the operator will emit.
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        Ok(None)
+    }
+
+    /// Puts back state taken by [`Operator::snapshot`] of an operator of the same plan.
+    fn restore(&mut self, _state: Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+
     /// True once the operator needs no more input (a satisfied LIMIT).
     fn is_done(&self) -> bool {
         false

@@ -238,6 +238,12 @@ impl Operator for SessionAggregateOperator {
         self.job = Some(job.clone());
     }
 
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        Err(WeirError::user(
+            "SESSION window state cannot be snapshotted yet (only TUMBLE, HOP and CUMULATE)",
+        ))
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
         let rows = batch.num_rows();
         if rows == 0 {
