@@ -1099,9 +1099,10 @@ mod tests {
         let mut v = vec![];
         for m in out {
             if let Message::Batch(b) = m {
-                let s = datafusion::arrow::util::pretty::pretty_format_batches(&[b.clone()])
-                    .expect("format")
-                    .to_string();
+                let s =
+                    datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b))
+                        .expect("format")
+                        .to_string();
                 v.extend(s.lines().filter(|l| l.starts_with("| ")).map(String::from));
             }
         }
