@@ -638,6 +638,8 @@ impl Session {
             settings: &settings,
             batch_size,
             sliced: Default::default(),
+            tables: &self.tables,
+            part: format!("{}-0", self.next_job),
         };
         match &stmt.statement {
             Statement::Query(q) => {

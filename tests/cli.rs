@@ -264,3 +264,53 @@ fn a_window_query_prints_each_window_and_counts_the_late_row() {
     );
     assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
 }
+
+#[test]
+fn late_rows_go_to_the_table_the_source_names() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let (_dir, f) = script(
+        "late.sql",
+        &format!(
+            "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), \
+             `comment` STRING, name STRING, rowtime AS TO_TIMESTAMP(ts), \
+             WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', \
+             'late-data.sink' = 'late_rows');\n\
+             CREATE TABLE late_rows WITH ('connector' = 'print', 'print-identifier' = 'late');\n\
+             CREATE TABLE out WITH ('connector' = 'print', 'print-identifier' = 'out');\n\
+             INSERT INTO out SELECT name, window_start, COUNT(*) AS c \
+             FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(rowtime), INTERVAL '5' SECOND)) \
+             WHERE name = 'a' GROUP BY name, window_start, window_end;\n"
+        ),
+    );
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let late: Vec<&str> = stdout.lines().filter(|l| l.starts_with("late>")).collect();
+    assert_eq!(
+        late,
+        vec!["late> +I[2020-10-10 00:00:04, 5, 5.0, null, 5.55, Hi, a, 2020-10-10T00:00:04]"]
+    );
+    assert!(
+        stdout.contains("out> +I[a, 2020-10-10T00:00:00, 4]"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
+}
+
+#[test]
+fn a_late_data_sink_that_is_not_a_table_is_an_error_at_its_option() {
+    let (_dir, f) = script(
+        "late_bad.sql",
+        "CREATE TABLE src (ts TIMESTAMP(3), v INT, WATERMARK FOR ts AS ts) \
+         WITH ('connector' = 'datagen', 'number-of-rows' = '10', 'late-data.sink' = 'nowhere');\n\
+         SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end;\n",
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("'late-data.sink' names 'nowhere', which is not a table"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1:"), "{stderr}");
+}

@@ -163,6 +163,10 @@ pub struct WindowAssignOperator {
     time_col: usize,
     schema: SchemaRef,
     slices: bool,
+    /// Where rows too late for all their windows go, when the source names a table.
+    late_sink: Option<Box<dyn crate::sink::Sink>>,
+    watermark: i64,
+    job: Option<Arc<JobMetrics>>,
 }
 
 impl WindowAssignOperator {
@@ -172,7 +176,42 @@ impl WindowAssignOperator {
             time_col,
             schema,
             slices,
+            late_sink: None,
+            watermark: i64::MIN,
+            job: None,
         }
+    }
+
+    pub fn with_late_sink(mut self, sink: Option<Box<dyn crate::sink::Sink>>) -> Self {
+        self.late_sink = sink;
+        self
+    }
+
+    /// Sends the rows of `batch` that are too late for every window of theirs to the late
+    /// sink, and returns the others.
+    fn divert_late(&mut self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(sink) = &mut self.late_sink else {
+            return Ok(batch);
+        };
+        let ts = to_epoch_millis(batch.column(self.time_col).as_ref())?;
+        let wm = self.watermark;
+        let spec = self.spec;
+        let late: BooleanArray = (0..ts.len())
+            .map(|i| Some(ts.is_null(i) || spec.last_window_end(spec.slice_end(ts.value(i))) <= wm))
+            .collect();
+        let n = late.true_count();
+        if n == 0 {
+            return Ok(batch);
+        }
+        let late_rows = datafusion::arrow::compute::filter_record_batch(&batch, &late)?;
+        sink.write(&late_rows)?;
+        if let Some(j) = &self.job {
+            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let keep = datafusion::arrow::compute::not(&late)?;
+        Ok(datafusion::arrow::compute::filter_record_batch(
+            &batch, &keep,
+        )?)
     }
 }
 
@@ -185,7 +224,28 @@ impl Operator for WindowAssignOperator {
         )
     }
 
+    fn attach(&mut self, job: &Arc<JobMetrics>) {
+        self.job = Some(job.clone());
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        if let Some(s) = &mut self.late_sink {
+            s.on_watermark(watermark)?;
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        if let Some(s) = &mut self.late_sink {
+            s.finish()?;
+        }
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        let batch = self.divert_late(batch)?;
         let ts = to_epoch_millis(batch.column(self.time_col).as_ref())?;
         let mut idx: Vec<u32> = Vec::with_capacity(batch.num_rows());
         let (mut starts, mut ends) = (

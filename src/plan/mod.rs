@@ -102,6 +102,10 @@ pub struct Planner<'a> {
     pub batch_size: usize,
     /// Window tables (by id) read in slice mode, because a window aggregate is above them.
     pub sliced: std::sync::Mutex<Vec<String>>,
+    /// The catalog's tables, for `'late-data.sink'`.
+    pub tables: &'a std::collections::BTreeMap<String, Arc<TableDef>>,
+    /// A name for files this query writes (`<job>-0`).
+    pub part: String,
 }
 
 fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
@@ -294,6 +298,7 @@ impl Planner<'_> {
                 Some(w.call.pos),
             ));
         }
+        let late = self.late_sink(&w)?;
         let input = self.node(&w.input)?;
         let node = if w.spec.kind == WindowKind::Session {
             // The session aggregate assigns rows to sessions itself.
@@ -303,16 +308,71 @@ impl Planner<'_> {
             }
         } else {
             PlanNode::Operator {
-                op: Box::new(WindowAssignOperator::new(
-                    w.spec,
-                    w.time_index,
-                    w.schema.clone(),
-                    sliced,
-                )),
+                op: Box::new(
+                    WindowAssignOperator::new(w.spec, w.time_index, w.schema.clone(), sliced)
+                        .with_late_sink(late),
+                ),
                 input: Box::new(input),
             }
         };
         self.scan_tail(node, scan, &w.schema)
+    }
+
+    /// The sink for rows too late for their windows, when a source under the window names
+    /// one with `'late-data.sink'`.
+    fn late_sink(&self, w: &window::WindowInfo) -> Result<Option<Box<dyn crate::sink::Sink>>> {
+        fn sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
+            if let LogicalPlan::TableScan(s) = plan {
+                if let Some(t) = stream_table(s) {
+                    out.push(t);
+                }
+                if let Some(w) = window::window_table(s) {
+                    sources(&w.input, out);
+                }
+            }
+            for i in plan.inputs() {
+                sources(i, out);
+            }
+        }
+        let mut defs = vec![];
+        sources(&w.input, &mut defs);
+        let Some(def) = defs
+            .iter()
+            .find(|d| d.options.get("late-data.sink").is_some())
+        else {
+            return Ok(None);
+        };
+        let name = def.options.get("late-data.sink").unwrap_or_default();
+        let pos = def.options.pos("late-data.sink");
+        if w.spec.kind == WindowKind::Session {
+            return Err(WeirError::sql(
+                "'late-data.sink' works with TUMBLE, HOP and CUMULATE windows, not SESSION yet",
+                pos,
+            ));
+        }
+        let Some(target) = self.tables.get(name) else {
+            return Err(WeirError::sql(
+                format!("'late-data.sink' names '{name}', which is not a table"),
+                pos,
+            )
+            .with_hint("declare it with CREATE TABLE ... WITH ('connector' = 'print' | 'filesystem' | ...)"));
+        };
+        let in_cols = w.input.schema().fields().len();
+        if target.has_columns && target.physical.fields().len() != in_cols {
+            return Err(WeirError::sql(
+                format!(
+                    "late rows have the {in_cols} column(s) of the window's input, but '{name}' has {}",
+                    target.physical.fields().len()
+                ),
+                pos,
+            ));
+        }
+        let options = crate::connector::effective_options(target, self.settings)?;
+        let sink = crate::connector::build_sink(target, &options, &format!("late-{}", self.part))?;
+        Ok(Some(Box::new(crate::sink::conform::ConformSink::new(
+            sink,
+            target.has_columns.then(|| target.physical.clone()),
+        ))))
     }
 
     /// A GROUP BY over a stream: a window aggregate, whose GROUP BY holds `window_start`

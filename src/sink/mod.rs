@@ -8,6 +8,7 @@
 
 pub mod blackhole;
 pub mod collect;
+pub mod conform;
 pub mod filesystem;
 pub mod print;
 pub mod terminal;
