@@ -24,10 +24,6 @@ pub const ALL: &[&str] = &[
 /// The options `connector` accepts (with its format's), for validation and completion.
 pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static str> {
     let mut v: Vec<&'static str> = vec!["connector"];
-    if SOURCES.contains(&connector) {
-        // Where rows too late for their windows go (a declared sink table).
-        v.push("late-data.sink");
-    }
     match connector {
         "nexmark" => v.extend(crate::source::nexmark::OPTIONS),
         "datagen" => v.extend(crate::source::datagen::OPTIONS),
@@ -39,6 +35,10 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
     }
     if let Some(f) = format {
         v.extend(f.options());
+    }
+    if SOURCES.contains(&connector) {
+        // Where rows too late for their windows go (a declared sink table).
+        v.push("late-data.sink");
     }
     v
 }
