@@ -66,8 +66,10 @@ impl Session {
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.target_partitions = 1;
         }
+        let ctx = SessionContext::new_with_config(config);
+        crate::sql::functions::register(&ctx);
         Session {
-            ctx: SessionContext::new_with_config(config),
+            ctx,
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             settings: BTreeMap::new(),

@@ -634,7 +634,12 @@ impl Planner<'_> {
                     time_col,
                 ))
             }
-            None => None,
+            // Without an event-time watermark, a `PROCTIME()` column drives the windows:
+            // its values (the time each batch is read) are the watermark.
+            None => match table.proctime_column() {
+                Some(c) => Some((WatermarkExpr::Delay(0), table.schema.index_of(c)?)),
+                None => None,
+            },
         };
         Ok(PlanNode::Source {
             table,

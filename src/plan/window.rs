@@ -180,7 +180,10 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 return false;
             };
             if let Some(t) = provider.downcast_ref::<StreamTable>() {
-                return t.def.watermark.as_ref().is_some_and(|w| w.column == name);
+                return match &t.def.watermark {
+                    Some(w) => w.column == name,
+                    None => t.def.proctime_column() == Some(name),
+                };
             }
             if let Some(w) = provider.downcast_ref::<WindowTable>().map(|t| &t.0) {
                 let time = w.input.schema().field(w.time_index).name();

@@ -41,6 +41,15 @@ pub struct TableDef {
 }
 
 impl TableDef {
+    /// The column declared `AS PROCTIME()`, if any: a processing-time attribute.
+    pub fn proctime_column(&self) -> Option<&str> {
+        self.computed.iter().find_map(|(i, e, _)| {
+            let text = e.to_string().replace(' ', "");
+            text.eq_ignore_ascii_case("PROCTIME()")
+                .then(|| self.schema.field(*i).name().as_str())
+        })
+    }
+
     /// Builds a table from its DDL, typing computed columns and checking the watermark.
     pub fn from_ddl(c: &CreateTable, state: &SessionState) -> Result<TableDef> {
         let mut options = Options::new();

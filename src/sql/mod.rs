@@ -3,6 +3,7 @@
 //! ([`catalog`]).
 
 pub mod catalog;
+pub mod functions;
 pub mod options;
 pub mod parser;
 pub mod types;
