@@ -37,8 +37,9 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         v.extend(f.options());
     }
     if SOURCES.contains(&connector) {
-        // Where rows too late for their windows go (a declared sink table).
-        v.push("late-data.sink");
+        // Where rows too late for their windows go (a declared sink table), and how long a
+        // silent source holds back a union's watermark.
+        v.extend(["late-data.sink", "scan.watermark.idle-timeout"]);
     }
     v
 }

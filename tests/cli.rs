@@ -314,3 +314,47 @@ fn a_late_data_sink_that_is_not_a_table_is_an_error_at_its_option() {
     );
     assert!(stderr.contains("1:"), "{stderr}");
 }
+
+/// Two sources into one window: `slow` sends a row every half second. Without an idle
+/// timeout its watermark holds the union back, so no window closes before it ends and none
+/// of its rows is late; with one, the union goes on without it while it is silent, windows
+/// close on `fast`'s watermark, and `slow`'s later rows arrive late.
+#[test]
+fn an_idle_source_stops_holding_back_a_union_after_its_timeout() {
+    let sql = |idle: &str, slow_opt: &str| {
+        format!(
+            "{idle}\
+             CREATE TABLE fast (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+             WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '2000', \
+             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000');\n\
+             CREATE TABLE slow (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+             WITH ('connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '3', \
+             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3'{slow_opt});\n\
+             CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(\
+             (SELECT v, ts FROM fast UNION ALL SELECT v, ts FROM slow), DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+             GROUP BY window_start, window_end;\n"
+        )
+    };
+    let (_d1, held) = script("held.sql", &sql("", ""));
+    let (code, _, stderr) = run(&["run", &held.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("late rows dropped"), "{stderr}");
+
+    let (_d2, idle) = script(
+        "idle.sql",
+        &sql("SET 'table.exec.source.idle-timeout' = '100 ms';\n", ""),
+    );
+    let (code, _, stderr) = run(&["run", &idle.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("late rows dropped: 2"), "{stderr}");
+
+    // The same, set on the table.
+    let (_d3, option) = script(
+        "option.sql",
+        &sql("", ", 'scan.watermark.idle-timeout' = '100 ms'"),
+    );
+    let (code, _, stderr) = run(&["run", &option.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("late rows dropped: 2"), "{stderr}");
+}

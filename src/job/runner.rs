@@ -171,13 +171,15 @@ fn spawn_node(
             let m = metrics.register(op.name());
             tasks.push(tokio::spawn(run_operator(op, input_rx, tx, m)));
         }
-        PlanNode::Union { inputs } => {
+        PlanNode::Union { inputs, idle } => {
             let rxs = inputs
                 .into_iter()
                 .map(|i| spawn_node(i, metrics, stop, tasks))
                 .collect();
             let m = metrics.register("union");
-            tasks.push(tokio::spawn(crate::operator::union::run_union(rxs, tx, m)));
+            tasks.push(tokio::spawn(crate::operator::union::run_union(
+                rxs, idle, tx, m,
+            )));
         }
     }
     rx

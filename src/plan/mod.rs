@@ -41,15 +41,16 @@ pub enum PlanNode {
         stage: SourceStage,
     },
     /// Rows computed in batch (a subtree that reads no stream).
-    Values {
-        batches: Vec<RecordBatch>,
-    },
+    Values { batches: Vec<RecordBatch> },
     Operator {
         op: Box<dyn Operator>,
         input: Box<PlanNode>,
     },
     Union {
         inputs: Vec<PlanNode>,
+        /// Per input: how long it may stay silent before its watermark stops holding the
+        /// union back (`scan.watermark.idle-timeout`, `table.exec.source.idle-timeout`).
+        idle: Vec<Option<std::time::Duration>>,
     },
 }
 
@@ -84,7 +85,7 @@ impl PlanNode {
                 let _ = writeln!(s, "{pad}{}", op.name());
                 input.explain_into(s, depth + 1);
             }
-            PlanNode::Union { inputs } => {
+            PlanNode::Union { inputs, .. } => {
                 let _ = writeln!(s, "{pad}Union");
                 for i in inputs {
                     i.explain_into(s, depth + 1);
@@ -191,8 +192,10 @@ impl Planner<'_> {
             LogicalPlan::SubqueryAlias(a) => self.node(&a.input),
             LogicalPlan::Union(u) => {
                 let mut inputs = vec![];
+                let mut idle = vec![];
                 for i in &u.inputs {
                     if reads_stream(i) {
+                        idle.push(self.idle_timeout(i)?);
                         inputs.push(self.node(i)?);
                     } else {
                         return Err(WeirError::sql(
@@ -201,7 +204,7 @@ impl Planner<'_> {
                         ));
                     }
                 }
-                Ok(PlanNode::Union { inputs })
+                Ok(PlanNode::Union { inputs, idle })
             }
             LogicalPlan::Limit(l) => {
                 use datafusion::logical_expr::{FetchType, SkipType};
@@ -316,6 +319,49 @@ impl Planner<'_> {
             }
         };
         self.scan_tail(node, scan, &w.schema)
+    }
+
+    /// The idle timeout of an input: the shortest of its sources' `scan.watermark.idle-timeout`
+    /// (or `table.exec.source.idle-timeout` when a source has none).
+    fn idle_timeout(&self, plan: &LogicalPlan) -> Result<Option<std::time::Duration>> {
+        fn sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
+            if let LogicalPlan::TableScan(s) = plan {
+                if let Some(t) = stream_table(s) {
+                    out.push(t);
+                }
+                if let Some(w) = window::window_table(s) {
+                    sources(&w.input, out);
+                }
+            }
+            for i in plan.inputs() {
+                sources(i, out);
+            }
+        }
+        let mut defs = vec![];
+        sources(plan, &mut defs);
+        let global = self
+            .settings
+            .iter()
+            .find(|(k, _)| k == "table.exec.source.idle-timeout")
+            .map(|(_, v)| v.clone());
+        let mut best: Option<std::time::Duration> = None;
+        for d in defs {
+            let (text, pos) = match d.options.get("scan.watermark.idle-timeout") {
+                Some(v) => (
+                    Some(v.to_string()),
+                    d.options.pos("scan.watermark.idle-timeout"),
+                ),
+                None => (global.clone(), None),
+            };
+            let Some(text) = text else { continue };
+            let t = crate::sql::options::parse_duration(&text)
+                .map_err(|m| WeirError::sql(format!("idle timeout: {m}"), pos))?;
+            if t.is_zero() {
+                continue; // 0 turns idleness detection off, as in Flink
+            }
+            best = Some(best.map_or(t, |b: std::time::Duration| b.min(t)));
+        }
+        Ok(best)
     }
 
     /// The sink for rows too late for their windows, when a source under the window names
