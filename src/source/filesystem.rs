@@ -173,7 +173,14 @@ pub fn pump_lines(
 
 impl Source for FileSource {
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        for file in list_files(&self.path)? {
+        let files = list_files(&self.path)?;
+        let n = files.len();
+        for (i, file) in files.into_iter().enumerate() {
+            // The watermark of a directory is the minimum over its files: a file not yet
+            // read holds it back, and a file read to its end no longer does. Read one after
+            // another, that means no watermark until the last file, whose own rows then
+            // drive it (rows of one file are never late because of another's).
+            ctx.hold_watermark(i + 1 < n);
             let f = std::fs::File::open(&file)
                 .map_err(|e| WeirError::user(format!("cannot open '{}': {e}", file.display())))?;
             let mut r = std::io::BufReader::with_capacity(1 << 20, f);

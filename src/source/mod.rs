@@ -91,6 +91,12 @@ impl SourceContext {
         }
     }
 
+    /// While held, batches go out without watermarks (see `FileSource`); releasing the hold
+    /// starts the watermark afresh from the rows that follow.
+    pub fn hold_watermark(&mut self, hold: bool) {
+        self.stage.hold(hold);
+    }
+
     /// Counts a record skipped by a decoder's `ignore-parse-errors` policy.
     pub fn bad_record(&self) {
         self.job

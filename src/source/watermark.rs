@@ -36,6 +36,8 @@ pub struct SourceStage {
     current: i64,
     /// The last watermark sent downstream.
     emitted: i64,
+    /// True while watermarks are held back (files still to read).
+    held: bool,
 }
 
 impl SourceStage {
@@ -48,7 +50,17 @@ impl SourceStage {
             watermark,
             current: i64::MIN,
             emitted: i64::MIN,
+            held: false,
         }
+    }
+
+    /// Holds watermarks back, or releases them; on release the watermark restarts from the
+    /// rows that follow (it never goes below what was already sent).
+    pub fn hold(&mut self, hold: bool) {
+        if self.held && !hold {
+            self.current = self.emitted;
+        }
+        self.held = hold;
     }
 
     /// Completes a batch of physical columns and interleaves it with watermarks.
@@ -65,6 +77,9 @@ impl SourceStage {
         let Some((expr, time_col)) = &self.watermark else {
             return Ok(vec![Message::Batch(full)]);
         };
+        if self.held {
+            return Ok(vec![Message::Batch(full)]);
+        }
         let ts = to_epoch_millis(full.column(*time_col).as_ref())?;
         let wm = match expr {
             WatermarkExpr::Delay(d) => datafusion::arrow::compute::kernels::numeric::sub_wrapping(
