@@ -165,6 +165,23 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         "filesystem" => {
             let format = Format::parse(options, &def.name)?;
             let path = PathBuf::from(options.require("path", &def.name)?);
+            if format == Format::Parquet {
+                return Ok(Box::new(crate::sink::parquet::ParquetSink::create(
+                    &path,
+                    part_name,
+                    &def.partitioned_by,
+                    options,
+                )?));
+            }
+            if !def.partitioned_by.is_empty() {
+                return Err(WeirError::sql(
+                    format!(
+                        "table '{}': PARTITIONED BY needs 'format' = 'parquet' for now",
+                        def.name
+                    ),
+                    options.pos("format"),
+                ));
+            }
             Ok(Box::new(crate::sink::filesystem::FileSink::create(
                 &path,
                 part_name,

@@ -155,6 +155,12 @@ impl From<std::io::Error> for WeirError {
     }
 }
 
+impl From<datafusion::parquet::errors::ParquetError> for WeirError {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        WeirError::External(format!("parquet: {e}"))
+    }
+}
+
 impl From<datafusion::arrow::error::ArrowError> for WeirError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
         WeirError::External(e.to_string())

@@ -40,6 +40,19 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
+    /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
+    /// `filesystem` tables declared with CREATE TABLE read what they hold now.
+    Query {
+        /// SQL statements separated by `;` (or `-` to read them from stdin).
+        sql: String,
+        /// How results print.
+        #[arg(long, value_enum, default_value = "table")]
+        format: OutputFormat,
+        /// Print no row count and time on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +87,46 @@ fn main() -> ExitCode {
             format,
             quiet,
         }) => rt.block_on(run(files, set, format, quiet)),
+        Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
+    }
+}
+
+async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
+    let sql = if sql == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            eprintln!("error: cannot read stdin: {e}");
+            return ExitCode::from(2);
+        }
+        s
+    } else {
+        sql
+    };
+    let mut session = Session::new();
+    let started = std::time::Instant::now();
+    match session.batch(&sql).await {
+        Ok(results) => {
+            let mut out = std::io::stdout().lock();
+            for batches in &results {
+                if let Err(e) = write_results(&mut out, format, batches, true) {
+                    eprintln!("{}", e.render(None, None));
+                    return ExitCode::from(1);
+                }
+                if !quiet {
+                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", e.render(Some(&sql), None));
+            if e.is_user_error() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
     }
 }
 

@@ -66,7 +66,8 @@ impl Session {
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.target_partitions = 1;
         }
-        let ctx = SessionContext::new_with_config(config);
+        // `FROM 'archive/hot_items'`: a quoted path is a table (Hive partitions inferred).
+        let ctx = SessionContext::new_with_config(config).enable_url_table();
         crate::sql::functions::register(&ctx);
         Session {
             ctx,
@@ -331,6 +332,36 @@ impl Session {
             .register_table(name, Arc::new(StreamTable { def: def.clone() }))?;
         self.tables.insert(name.to_string(), def);
         Ok(())
+    }
+
+    /// Runs a script in batch: DDL and SET as usual; each SELECT runs once over what its
+    /// tables hold now (`filesystem` tables and quoted paths) and its rows are returned.
+    pub async fn batch(&mut self, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
+        let mut out = vec![];
+        for stmt in crate::sql::parser::parse_script(sql)? {
+            match &stmt.statement {
+                Statement::Query(q) => {
+                    let plan = self
+                        .logical_plan(q, &stmt.windows)
+                        .await
+                        .map_err(|e| e.at(Some(stmt.pos)))?;
+                    let df = self.ctx.execute_logical_plan(plan).await?;
+                    out.push(df.collect().await?);
+                }
+                Statement::Insert { .. } => {
+                    return Err(WeirError::sql(
+                        "INSERT INTO starts a standing query: use weir run",
+                        Some(stmt.pos),
+                    ));
+                }
+                _ => match self.execute(&stmt).await? {
+                    Outcome::Rows(r) => out.push(r),
+                    Outcome::Done(_) => {}
+                    Outcome::Started(job) => job.wait().await?,
+                },
+            }
+        }
+        Ok(out)
     }
 
     /// Starts a bare SELECT as a standing query whose rows go to `sink` instead of the

@@ -16,6 +16,7 @@ use crate::sql::options::Options;
 pub enum Format {
     Json,
     Csv,
+    Parquet,
 }
 
 impl Format {
@@ -23,13 +24,14 @@ impl Format {
         match options.get("format") {
             Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
+            Some("parquet") => Ok(Format::Parquet),
             Some(other) => Err(WeirError::sql(
                 format!("unknown format '{other}' in table '{table}'"),
                 options.pos("format"),
             )
-            .with_hint("valid formats: json, csv")),
+            .with_hint("valid formats: json, csv, parquet")),
             None => Err(WeirError::user(format!(
-                "table '{table}' needs the option 'format' ('json' or 'csv')"
+                "table '{table}' needs the option 'format' ('json', 'csv' or 'parquet')"
             ))),
         }
     }
@@ -45,6 +47,14 @@ impl Format {
                 "csv.header",
                 "csv.allow-comments",
             ],
+            Format::Parquet => &[
+                "parquet.compression",
+                "parquet.block.size",
+                "sink.rolling-policy.file-size",
+                "sink.rolling-policy.rollover-interval",
+                "sink.rolling-policy.check-interval",
+                "partition.default-name",
+            ],
         }
     }
 
@@ -52,6 +62,7 @@ impl Format {
         match self {
             Format::Json => "json",
             Format::Csv => "csv",
+            Format::Parquet => "parquet",
         }
     }
 }
@@ -150,6 +161,7 @@ impl Decoder {
         match self.format {
             Format::Json => self.decode_json(lines),
             Format::Csv => self.decode_csv(lines),
+            Format::Parquet => Err("parquet is not a line format".to_string()),
         }
     }
 

@@ -41,4 +41,12 @@ impl Sink for ConformSink {
     fn finish(&mut self) -> Result<()> {
         self.inner.finish()
     }
+
+    fn tick(&self) -> Option<std::time::Duration> {
+        self.inner.tick()
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        self.inner.on_tick()
+    }
 }

@@ -54,6 +54,9 @@ impl FileSink {
                     .with_delimiter(delimiter)
                     .build(w),
             )),
+            Format::Parquet => {
+                return Err(WeirError::internal("parquet goes through the parquet sink"));
+            }
         };
         Ok(FileSink {
             writer: Some(writer),

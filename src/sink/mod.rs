@@ -10,6 +10,7 @@ pub mod blackhole;
 pub mod collect;
 pub mod conform;
 pub mod filesystem;
+pub mod parquet;
 pub mod print;
 pub mod terminal;
 
@@ -29,6 +30,14 @@ pub trait Sink: Send {
     }
     /// Flushes and commits, once, after the last batch.
     fn finish(&mut self) -> Result<()>;
+    /// How often the sink wants [`Sink::on_tick`] while no message arrives (a time-based
+    /// commit), if at all.
+    fn tick(&self) -> Option<std::time::Duration> {
+        None
+    }
+    fn on_tick(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Drains `rx` into `sink`. A broken pipe on the terminal ends the query quietly (the
@@ -38,7 +47,23 @@ pub fn run_sink(
     mut rx: Receiver<Message>,
     metrics: Arc<OperatorMetrics>,
 ) -> Result<()> {
-    while let Some(msg) = rx.blocking_recv() {
+    let tick = sink.tick();
+    let handle = tokio::runtime::Handle::current();
+    loop {
+        let msg = match tick {
+            Some(t) => match handle.block_on(tokio::time::timeout(t, rx.recv())) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => {
+                    sink.on_tick()?;
+                    continue;
+                }
+            },
+            None => match rx.blocking_recv() {
+                Some(m) => m,
+                None => break,
+            },
+        };
         let r = match msg {
             Message::Batch(b) => {
                 metrics.add_in(b.num_rows());

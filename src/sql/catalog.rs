@@ -222,16 +222,113 @@ impl TableProvider for StreamTable {
         TableType::Base
     }
 
+    /// A `filesystem` table reads in batch as a DataFusion listing table (Hive partition
+    /// folders become its partition columns, and filters on them prune folders); other
+    /// connectors are streams only.
     async fn scan(
         &self,
-        _state: &dyn Session,
-        _projection: Option<&Vec<usize>>,
-        _filters: &[DfExpr],
-        _limit: Option<usize>,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[DfExpr],
+        limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if self.def.connector == "filesystem" {
+            let table = listing_table(&self.def)
+                .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+            return table.scan(state, projection, filters, limit).await;
+        }
         datafusion::common::plan_err!(
             "table '{}' is a stream; read it in a standing query (SELECT or INSERT INTO)",
             self.def.name
         )
     }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&DfExpr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        use datafusion::logical_expr::TableProviderFilterPushDown as P;
+        Ok(filters
+            .iter()
+            .map(|f| {
+                let on_partitions = !self.def.partitioned_by.is_empty()
+                    && self.def.connector == "filesystem"
+                    && f.column_refs()
+                        .iter()
+                        .all(|c| self.def.partitioned_by.contains(&c.name));
+                if on_partitions {
+                    P::Inexact
+                } else {
+                    P::Unsupported
+                }
+            })
+            .collect())
+    }
+}
+
+/// The listing table a `filesystem` table reads as in batch.
+pub fn listing_table(def: &TableDef) -> Result<datafusion::datasource::listing::ListingTable> {
+    use datafusion::datasource::file_format::FileFormat;
+    use datafusion::datasource::file_format::csv::CsvFormat;
+    use datafusion::datasource::file_format::json::JsonFormat;
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    if !def.computed.is_empty() || !def.metadata.is_empty() {
+        return Err(WeirError::user(format!(
+            "table '{}' has computed or metadata columns; batch reads take plain columns only",
+            def.name
+        )));
+    }
+    let format = crate::format::Format::parse(&def.options, &def.name)?;
+    let path = def.options.require("path", &def.name)?;
+    let (ff, ext): (Arc<dyn FileFormat>, &str) = match format {
+        crate::format::Format::Parquet => (Arc::new(ParquetFormat::default()), ".parquet"),
+        crate::format::Format::Json => (Arc::new(JsonFormat::default()), ".json"),
+        crate::format::Format::Csv => (
+            Arc::new(
+                CsvFormat::default()
+                    .with_has_header(def.options.bool_or("csv.header", false)?)
+                    .with_delimiter(def.options.char_or("csv.field-delimiter", b',')?),
+            ),
+            ".csv",
+        ),
+    };
+    let n = def.schema.fields().len();
+    let k = def.partitioned_by.len();
+    let tail: Vec<&str> = def.schema.fields()[n.saturating_sub(k)..]
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    if tail
+        != def
+            .partitioned_by
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+    {
+        return Err(WeirError::user(format!(
+            "table '{}': declare the PARTITIONED BY columns last, in order, to read it in batch",
+            def.name
+        )));
+    }
+    let partition_cols = def.schema.fields()[n - k..]
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect();
+    let file_schema = Arc::new(Schema::new(
+        def.schema.fields()[..n - k]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    ));
+    let url = ListingTableUrl::parse(path)?;
+    let options = ListingOptions::new(ff)
+        .with_file_extension(ext)
+        .with_table_partition_cols(partition_cols);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(file_schema);
+    Ok(ListingTable::try_new(config)?)
 }
