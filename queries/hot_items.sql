@@ -1,5 +1,6 @@
 -- Hot items: every 2 seconds of event time, the three auctions with the most bids in the
--- last 10 seconds (a HOP window aggregate, then a windowed Top-N).
+-- last 10 seconds (a HOP window aggregate, then a windowed Top-N), printed and archived to
+-- Parquet under archive/hot_items/dt=.../hour=.../.
 --   weir run queries/hot_items.sql                       # 1 M events, about 100 s of event time
 --   weir run queries/hot_items.sql --set 'events.num=1000'
 CREATE TABLE datagen (
@@ -26,11 +27,8 @@ SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price AS price,
        bid.channel AS channel, bid.url AS url, dateTime, bid.extra AS extra
 FROM datagen WHERE event_type = 2;
 
-CREATE TABLE hot_items (
-    window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rn BIGINT
-) WITH ('connector' = 'print', 'print-identifier' = 'hot');
-
-INSERT INTO hot_items
+-- The hot items, as a view: printed below, and archived to Parquet.
+CREATE VIEW hot_items_v AS
 SELECT window_start, window_end, auction, num, rn FROM (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC, auction) AS rn
     FROM (
@@ -40,3 +38,24 @@ SELECT window_start, window_end, auction, num, rn FROM (
     )
 )
 WHERE rn <= 3;
+
+CREATE TABLE hot_items (
+    window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rn BIGINT
+) WITH ('connector' = 'print', 'print-identifier' = 'hot');
+
+-- Read it back with: weir query "SELECT * FROM 'archive/hot_items' ORDER BY window_start, rn"
+CREATE TABLE hot_items_archive (
+    window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rn BIGINT,
+    dt STRING, `hour` STRING
+) PARTITIONED BY (dt, `hour`) WITH (
+    'connector' = 'filesystem', 'path' = 'archive/hot_items', 'format' = 'parquet',
+    'sink.rolling-policy.file-size' = '128MB', 'sink.rolling-policy.rollover-interval' = '1 min',
+    'parquet.compression' = 'zstd'
+);
+
+INSERT INTO hot_items SELECT * FROM hot_items_v;
+
+INSERT INTO hot_items_archive
+SELECT window_start, window_end, auction, num, rn,
+       DATE_FORMAT(window_start, 'yyyy-MM-dd'), DATE_FORMAT(window_start, 'HH')
+FROM hot_items_v;

@@ -112,6 +112,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
                     eprintln!("{}", e.render(None, None));
                     return ExitCode::from(1);
                 }
+                let _ = std::io::Write::flush(&mut out);
                 if !quiet {
                     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
                     eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());

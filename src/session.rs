@@ -672,7 +672,7 @@ impl Session {
             batch_size,
             sliced: Default::default(),
             tables: &self.tables,
-            part: format!("{}-0", self.next_job),
+            part: format!("{}-0", query_id(&stmt.text)),
         };
         match &stmt.statement {
             Statement::Query(q) => {
@@ -704,7 +704,7 @@ impl Session {
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
                 let options = crate::connector::effective_options(&def, &settings)?;
-                let part = format!("{}-0", self.next_job);
+                let part = format!("{}-0", query_id(&stmt.text));
                 let sink = crate::connector::build_sink(&def, &options, &part)?;
                 Ok((node, sink))
             }
@@ -823,4 +823,19 @@ fn quote_name(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// A stable id for a query's text (FNV-1a, 64 bits, hex): the files a query writes are
+/// named by it, so running the same query over the same input again rewrites the same
+/// files instead of adding copies.
+fn query_id(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text
+        .split_whitespace()
+        .flat_map(|w| w.bytes().chain([b' ']))
+    {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

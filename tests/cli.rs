@@ -174,12 +174,13 @@ fn filesystem_sink_commits_one_complete_file() {
         .expect("out dir")
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
         .collect();
-    assert_eq!(
-        names,
-        vec!["part-1-0.json".to_string()],
-        "no in-progress files may remain"
+    // One committed file, named by the query (`part-<query id>-0.json`), no hidden ones.
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("part-") && names[0].ends_with("-0.json"),
+        "no in-progress files may remain: {names:?}"
     );
-    let text = std::fs::read_to_string(out_dir.join("part-1-0.json")).expect("read");
+    let text = std::fs::read_to_string(out_dir.join(&names[0])).expect("read");
     assert_eq!(
         text,
         "{\"customer\":\"alice\",\"amount\":10.50}\n{\"customer\":\"alice\",\"amount\":7.00}\n{\"customer\":\"carol, jr\",\"amount\":100.00}\n"
@@ -357,4 +358,130 @@ fn an_idle_source_stops_holding_back_a_union_after_its_timeout() {
     let (code, _, stderr) = run(&["run", &option.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("late rows dropped: 2"), "{stderr}");
+}
+
+fn committed_parquet(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            n += committed_parquet(&p);
+        } else if p
+            .file_name()
+            .and_then(|f| f.to_str())
+            .is_some_and(|f| f.starts_with("part-") && f.ends_with(".parquet"))
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A quiet stream still commits: with a 200 ms rollover interval, a committed Parquet file
+/// appears while the query is still running (its source sends a row every 250 ms).
+#[test]
+fn a_quiet_stream_commits_within_the_rollover_interval() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let arch = tmp.path().join("arch");
+    let (_dir, f) = script(
+        "roll.sql",
+        &format!(
+            "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '4', \
+             'number-of-rows' = '16', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+             'fields.v.end' = '16');\n\
+             CREATE TABLE arch (v BIGINT, p STRING) PARTITIONED BY (p) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'parquet', 'sink.rolling-policy.rollover-interval' = '200 ms', \
+             'sink.rolling-policy.check-interval' = '50 ms');\n\
+             INSERT INTO arch SELECT v, 'x' FROM src;\n",
+            arch.display()
+        ),
+    );
+    let mut child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let started = std::time::Instant::now();
+    let mut seen_while_running = false;
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        if child.try_wait().expect("poll").is_some() {
+            break;
+        }
+        if committed_parquet(&arch) > 0 {
+            seen_while_running = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.wait().expect("weir ends");
+    assert!(status.success());
+    assert!(
+        seen_while_running,
+        "no file was committed before the query ended"
+    );
+    // Every row is in the archive once, across the rolled files.
+    let (code, stdout, stderr) = run(&[
+        "query",
+        &format!(
+            "SELECT COUNT(*) AS n, SUM(v) AS s FROM '{}'",
+            arch.display()
+        ),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "n,s\n16,136\n");
+    assert!(committed_parquet(&arch) >= 2);
+}
+
+#[test]
+fn weir_query_reads_a_declared_table_in_every_format() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let arch = tmp.path().join("t");
+    let (_dir, f) = script(
+        "w.sql",
+        &format!(
+            "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+             'number-of-rows' = '4', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+             'fields.v.end' = '4');\n\
+             CREATE TABLE t (v BIGINT, even BOOLEAN) PARTITIONED BY (even) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO t SELECT v, v % 2 = 0 FROM src;\n",
+            arch.display()
+        ),
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let ddl = format!(
+        "CREATE TABLE t (v BIGINT, even BOOLEAN) PARTITIONED BY (even) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');",
+        arch.display()
+    );
+    let q = format!("{ddl} SELECT v, even FROM t WHERE even ORDER BY v");
+    let out = |fmt: &str| {
+        let (code, stdout, stderr) = run(&["query", &q, "--format", fmt, "--quiet"]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    assert_eq!(out("csv"), "v,even\n2,true\n4,true\n");
+    assert_eq!(
+        out("ndjson"),
+        "{\"v\":2,\"even\":true}\n{\"v\":4,\"even\":true}\n"
+    );
+    assert_eq!(
+        out("json"),
+        "[{\"v\":2,\"even\":true},{\"v\":4,\"even\":true}]\n"
+    );
+    assert!(out("table").contains("| 2 | true |"));
+    // Reading a stream in batch is a clear error.
+    let (code, _, stderr) = run(&[
+        "query",
+        "CREATE TABLE g WITH ('connector' = 'nexmark'); SELECT * FROM g",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is a stream"), "{stderr}");
 }

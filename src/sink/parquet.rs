@@ -1,13 +1,14 @@
 //! The `filesystem` sink for `parquet`: a Hive-style partitioned archive.
 //!
-//! Rows go to `path/<col>=<value>/.../part-<run>-<n>.parquet`, one open file per partition.
-//! Each file is written under a hidden name (`.part-<run>-<n>.parquet.inprogress`) and
+//! Rows go to `path/<col>=<value>/.../part-<query>-<n>.parquet`, one open file per
+//! partition. Each file is written under a hidden name (`.part-<query>-<n>.parquet.inprogress`) and
 //! becomes visible only by an atomic rename when it is committed: when it reaches
 //! `sink.rolling-policy.file-size`, when it has been open for
 //! `sink.rolling-policy.rollover-interval` (checked every `sink.rolling-policy.check-interval`,
 //! so a quiet stream still commits), and when the query ends cleanly. A reader never sees a
 //! partial file; a crash leaves only hidden files, which the next start removes. Names are
-//! deterministic per (run, partition, sequence). Partition columns live in the folder names,
+//! deterministic per (query, partition, sequence): the same query over the same input
+//! rewrites the same files (an atomic replace), so a re-run adds no copies. Partition columns live in the folder names,
 //! not in the files (as Hive, Flink and DataFusion expect); the Arrow schema is stored in
 //! each file so timestamps keep their unit, and row groups carry min/max statistics.
 
@@ -50,6 +51,7 @@ pub struct ParquetSink {
     check: Duration,
     last_check: Instant,
     default_partition: String,
+    /// The query's id, naming its files.
     run: String,
     open: HashMap<String, OpenFile>,
     next: HashMap<String, u64>,
@@ -100,19 +102,6 @@ fn clean_in_progress(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A run id: the start time in milliseconds, base 36, so files of later runs sort after.
-fn run_id() -> String {
-    let mut n = crate::sql::functions::now_millis().max(0) as u64;
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut s = vec![];
-    while n > 0 {
-        s.push(digits[(n % 36) as usize]);
-        n /= 36;
-    }
-    s.reverse();
-    String::from_utf8(s).unwrap_or_default()
 }
 
 impl ParquetSink {
@@ -179,7 +168,7 @@ impl ParquetSink {
                 .get("partition.default-name")
                 .unwrap_or("__DEFAULT_PARTITION__")
                 .to_string(),
-            run: format!("{}-{part_name}", run_id()),
+            run: part_name.to_string(),
             open: HashMap::new(),
             next: HashMap::new(),
         })
