@@ -135,6 +135,20 @@ pub fn build_source(
             let format = Format::parse(options, &def.name)?;
             let path = PathBuf::from(options.require("path", &def.name)?);
             crate::source::filesystem::list_files(&path)?;
+            if format == Format::Parquet {
+                let time_col = def
+                    .watermark
+                    .as_ref()
+                    .map(|w| w.column.clone())
+                    .filter(|c| def.physical.index_of(c).is_ok());
+                return Ok(Box::new(crate::source::parquet::ParquetSource::new(
+                    path,
+                    def.physical.clone(),
+                    def.partitioned_by.clone(),
+                    time_col,
+                    batch_size,
+                )));
+            }
             let decoder = Decoder::new(format, def.physical.clone(), options)?;
             Ok(Box::new(crate::source::filesystem::FileSource::new(
                 path, decoder, batch_size,

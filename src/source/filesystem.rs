@@ -102,8 +102,15 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let hidden = name.to_string_lossy().starts_with(['.', '_']);
-        if !hidden && entry.file_type()?.is_file() {
+        if hidden {
+            continue;
+        }
+        let ft = entry.file_type()?;
+        if ft.is_file() {
             files.push(entry.path());
+        } else if ft.is_dir() && name.to_string_lossy().contains('=') {
+            // A Hive partition folder (`dt=2026-01-01`): its files belong to the table.
+            files.extend(list_files(&entry.path())?);
         }
     }
     files.sort();

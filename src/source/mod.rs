@@ -16,6 +16,7 @@ pub mod datagen;
 pub mod filesystem;
 pub mod memory;
 pub mod nexmark;
+pub mod parquet;
 pub mod stdin;
 pub mod watermark;
 

@@ -1,0 +1,179 @@
+//! Replay: Parquet files (a Weir archive or any other) as the source of a standing query.
+//!
+//! Files are read one after another in path order, each **in event-time order** (sorted by
+//! the table's `WATERMARK FOR` column when it is a stored column), with the watermark held
+//! until the last file as for any directory (see [`super::filesystem`]): a windowed query
+//! over the replay of an archive gives the rows it gave live. Hive partition folders
+//! (`dt=2026-01-01/hour=00`) fill the table's PARTITIONED BY columns.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{ArrayRef, new_null_array};
+use datafusion::arrow::compute::{SortOptions, cast, concat_batches, sort_to_indices, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchReader};
+use datafusion::common::ScalarValue;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Result, WeirError};
+use crate::source::filesystem::list_files;
+use crate::source::{Source, SourceContext};
+
+pub struct ParquetSource {
+    path: PathBuf,
+    /// The table's physical columns, as the source must produce them.
+    schema: SchemaRef,
+    partitioned_by: Vec<String>,
+    /// The stored column rows are sorted by within a file.
+    time_col: Option<String>,
+    batch_size: usize,
+}
+
+impl ParquetSource {
+    pub fn new(
+        path: PathBuf,
+        schema: SchemaRef,
+        partitioned_by: Vec<String>,
+        time_col: Option<String>,
+        batch_size: usize,
+    ) -> Self {
+        ParquetSource {
+            path,
+            schema,
+            partitioned_by,
+            time_col,
+            batch_size,
+        }
+    }
+
+    /// `k=v` pairs of the folders between the table's path and `file`.
+    fn partition_values(&self, file: &Path) -> Vec<(String, String)> {
+        let rel = file.strip_prefix(&self.path).unwrap_or(file);
+        rel.parent()
+            .map(|p| {
+                p.components()
+                    .filter_map(|c| {
+                        let s = c.as_os_str().to_string_lossy().to_string();
+                        s.split_once('=').map(|(k, v)| (k.to_string(), unescape(v)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One file, as the table's rows, sorted by event time.
+    fn read(&self, file: &Path) -> Result<Option<RecordBatch>> {
+        let what = |e: &dyn std::fmt::Display| {
+            WeirError::user(format!("cannot read '{}': {e}", file.display()))
+        };
+        let f = std::fs::File::open(file).map_err(|e| what(&e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| what(&e))?
+            .with_batch_size(64 * 1024)
+            .build()
+            .map_err(|e| what(&e))?;
+        let file_schema = reader.schema();
+        let mut batches = vec![];
+        for b in reader {
+            batches.push(b.map_err(|e| what(&e))?);
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let all = concat_batches(&file_schema, &batches)?;
+        let parts = self.partition_values(file);
+        let mut cols: Vec<ArrayRef> = vec![];
+        for field in self.schema.fields() {
+            let name = field.name();
+            let col = if self.partitioned_by.contains(name) {
+                match parts.iter().find(|(k, _)| k == name) {
+                    Some((_, v)) if v != "__DEFAULT_PARTITION__" => {
+                        let s = ScalarValue::Utf8(Some(v.clone())).to_array_of_size(rows)?;
+                        cast(&s, field.data_type())?
+                    }
+                    _ => new_null_array(field.data_type(), rows),
+                }
+            } else {
+                match file_schema.index_of(name) {
+                    Ok(i) => cast(all.column(i), field.data_type())?,
+                    Err(_) if field.is_nullable() => new_null_array(field.data_type(), rows),
+                    Err(_) => {
+                        return Err(WeirError::user(format!(
+                            "'{}' has no column '{name}', which is NOT NULL",
+                            file.display()
+                        )));
+                    }
+                }
+            };
+            cols.push(col);
+        }
+        let mut batch = RecordBatch::try_new(self.schema.clone(), cols)?;
+        if let Some(t) = &self.time_col
+            && let Ok(i) = self.schema.index_of(t)
+        {
+            let idx = sort_to_indices(
+                batch.column(i),
+                Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+                None,
+            )?;
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+                .collect::<Result<Vec<_>>>()?;
+            batch = RecordBatch::try_new(self.schema.clone(), cols)?;
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Undoes the `%XX` escapes of partition folder names.
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+impl Source for ParquetSource {
+    fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
+        let files: Vec<PathBuf> = list_files(&self.path)?
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        let n = files.len();
+        for (i, file) in files.iter().enumerate() {
+            ctx.hold_watermark(i + 1 < n);
+            let Some(batch) = self.read(file)? else {
+                continue;
+            };
+            let mut at = 0;
+            while at < batch.num_rows() {
+                let len = self.batch_size.min(batch.num_rows() - at);
+                if !ctx.emit(batch.slice(at, len))? {
+                    ctx.finish(false);
+                    return Ok(());
+                }
+                at += len;
+            }
+        }
+        ctx.finish(true);
+        Ok(())
+    }
+}
