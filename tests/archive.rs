@@ -243,3 +243,60 @@ async fn a_windowed_query_over_a_replayed_archive_gives_the_live_rows() {
         assert_eq!(rows(&results.pop().expect("replayed rows")), live);
     }
 }
+
+/// A third reader: pyarrow's dataset API (Hive partitioning) reads the archive. It needs
+/// `python3` with `pyarrow` (`.ci/run` installs it); without them the test is skipped
+/// locally and fails under CI=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyarrow_reads_the_archive_too() {
+    let has_pyarrow = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow.dataset"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyarrow {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have python3 with pyarrow (bash .ci/run installs it)"
+        );
+        eprintln!("skipped: python3 with pyarrow is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("hot");
+    let live = write_archive(&dir, "").await;
+    let script = r#"
+import sys
+import pyarrow as pa
+import pyarrow.dataset as ds
+part = ds.partitioning(pa.schema([("dt", pa.string()), ("hour", pa.string())]), flavor="hive")
+t = ds.dataset(sys.argv[1], format="parquet", partitioning=part).to_table()
+cols = ["name", "window_start", "window_end", "c", "s", "dt", "hour"]
+rows = []
+for r in t.select(cols).to_pylist():
+    v = []
+    for c in cols:
+        x = r[c]
+        if x is None:
+            v.append("null")
+        elif c.startswith("window_"):
+            v.append(x.strftime("%Y-%m-%dT%H:%M:%S"))
+        else:
+            v.append(str(x))
+    rows.append("|".join(v))
+print("\n".join(sorted(rows)))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &dir.display().to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, live);
+}
