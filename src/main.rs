@@ -103,6 +103,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
         sql
     };
     let mut session = Session::new();
+    session.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
     match session.batch(&sql).await {
         Ok(results) => {

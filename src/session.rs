@@ -47,6 +47,8 @@ pub struct Session {
     /// How bare SELECT results print.
     pub output: OutputFormat,
     pub quiet: bool,
+    /// Show a spinner on stderr while a batch query runs (set when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Default for Session {
@@ -77,6 +79,7 @@ impl Session {
             next_job: 1,
             output: OutputFormat::Table,
             quiet: false,
+            progress: false,
         }
     }
 
@@ -346,7 +349,17 @@ impl Session {
                         .await
                         .map_err(|e| e.at(Some(stmt.pos)))?;
                     let df = self.ctx.execute_logical_plan(plan).await?;
-                    out.push(df.collect().await?);
+                    let mut stream = df.execute_stream().await?;
+                    let progress = Progress::start(self.progress);
+                    let mut batches = vec![];
+                    use futures::StreamExt;
+                    while let Some(b) = stream.next().await {
+                        let b = b?;
+                        progress.rows(b.num_rows());
+                        batches.push(b);
+                    }
+                    progress.finish();
+                    out.push(batches);
                 }
                 Statement::Insert { .. } => {
                     return Err(WeirError::sql(
@@ -838,4 +851,37 @@ fn query_id(text: &str) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// A spinner with the elapsed time and the rows received so far, for long batch scans on a
+/// terminal; nothing at all when off (piped output, tests).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(on: bool) -> Progress {
+        if !on {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} scanning… {elapsed} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        Progress(Some(bar))
+    }
+
+    fn rows(&self, n: usize) {
+        if let Some(b) = &self.0 {
+            b.inc(n as u64);
+            b.set_message(format!("{} rows", b.position()));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
 }
