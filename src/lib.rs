@@ -25,6 +25,7 @@ pub mod job;
 pub mod operator;
 pub mod plan;
 pub mod session;
+pub mod shell;
 pub mod sink;
 pub mod source;
 pub mod sql;

@@ -19,6 +19,11 @@ use weir::{Outcome, Session};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Run the statements (and meta commands) of a file, print their results, and exit.
+    /// Without a command or -f, `weir` opens the interactive shell on a terminal and reads
+    /// statements from a pipe otherwise.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -76,10 +81,31 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None => {
-            eprintln!(
-                "The interactive shell is not available in this build yet.\nRun standing queries from files with: weir run FILE.sql (see weir --help)"
-            );
-            ExitCode::from(2)
+            if let Some(f) = cli.file {
+                return match std::fs::read_to_string(&f) {
+                    Ok(text) => exit(weir::shell::script(&rt, &text)),
+                    Err(e) => {
+                        eprintln!("error: cannot read '{}': {e}", f.display());
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                match weir::shell::interactive(&rt) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{}", e.render(None, None));
+                        ExitCode::from(1)
+                    }
+                }
+            } else {
+                let mut text = String::new();
+                if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                    eprintln!("error: cannot read stdin: {e}");
+                    return ExitCode::from(2);
+                }
+                exit(weir::shell::script(&rt, &text))
+            }
         }
         Some(Command::Run {
             files,
@@ -198,6 +224,14 @@ async fn run(files: Vec<PathBuf>, set: Vec<String>, format: OutputFormat, quiet:
         }
     }
     wait_for_jobs(jobs, quiet).await
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn one_line(s: &str) -> String {

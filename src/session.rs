@@ -87,6 +87,31 @@ impl Session {
         &self.ctx
     }
 
+    /// The schema of a table or view.
+    pub fn schema_of(&self, name: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+        if let Some(t) = self.tables.get(name) {
+            return Some(t.schema.clone());
+        }
+        if self.views.contains_key(name) {
+            let state = self.ctx.state();
+            let p = state
+                .catalog_list()
+                .catalog("datafusion")?
+                .schema("public")?;
+            // Views are registered synchronously as ViewTables; their schema is at hand.
+            return futures::executor::block_on(p.table(name))
+                .ok()
+                .flatten()
+                .map(|t| t.schema());
+        }
+        None
+    }
+
+    /// A table's definition (connector, options).
+    pub fn table_def(&self, name: &str) -> Option<Arc<TableDef>> {
+        self.tables.get(name).cloned()
+    }
+
     pub fn set(&mut self, key: &str, value: &str) {
         self.settings.insert(key.to_string(), value.to_string());
     }

@@ -18,7 +18,7 @@ pub mod runner;
 
 pub use message::Message;
 pub use metrics::{JobMetrics, OperatorMetrics};
-pub use runner::{Job, JobHandle, JobState};
+pub use runner::{Job, JobHandle, JobState, StopHandle};
 
 /// How many messages (batches or watermarks) one channel holds before its sender waits.
 pub const CHANNEL_CAPACITY: usize = 8;

@@ -34,6 +34,16 @@ pub struct Job {
 
 pub type JobHandle = JoinHandle<Result<()>>;
 
+/// Stops a job from elsewhere (see [`Job::stop_handle`]).
+#[derive(Clone)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 impl Job {
     /// Starts every task of `plan`, ending in `sink`.
     pub fn start(id: u64, name: String, plan: PlanNode, sink: Box<dyn Sink>) -> Job {
@@ -80,6 +90,11 @@ impl Job {
             stop,
             handle,
         }
+    }
+
+    /// A handle that stops this job, usable while something else waits for it.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
     }
 
     /// Asks the sources to stop; the job then drains and ends cleanly.

@@ -1,19 +1,24 @@
-//! Where a bare `SELECT` goes: the terminal, as tables (one per emitted chunk), CSV, JSON
-//! or NDJSON. Rows are shown as soon as they are emitted.
+//! Where a bare `SELECT` goes: the terminal. Tables are drawn as a stream — the header once,
+//! then each row as soon as it is emitted, the bottom border when the query ends (so a
+//! windowed query shows each window's rows the moment it fires, in one table). CSV, JSON and
+//! NDJSON are written per emitted batch.
 
 use std::io::Write;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::ArrayFormatter;
 
 use super::Sink;
 use crate::error::Result;
-use crate::format::encode::{OutputFormat, write_results};
+use crate::format::encode::{OutputFormat, format_options, write_results};
 
 pub struct TerminalSink {
     format: OutputFormat,
     first: bool,
     rows: usize,
     quiet: bool,
+    /// Column widths of the table being drawn, once its header is out.
+    widths: Option<Vec<usize>>,
 }
 
 impl TerminalSink {
@@ -23,14 +28,86 @@ impl TerminalSink {
             first: true,
             rows: 0,
             quiet,
+            widths: None,
         }
+    }
+
+    fn border(widths: &[usize]) -> String {
+        let mut s = String::from("+");
+        for w in widths {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s
+    }
+
+    fn line(cells: &[String], widths: &[usize]) -> String {
+        let mut s = String::from("|");
+        for (c, w) in cells.iter().zip(widths) {
+            let pad = w.saturating_sub(c.chars().count());
+            s.push(' ');
+            s.push_str(c);
+            s.push_str(&" ".repeat(pad));
+            s.push_str(" |");
+        }
+        s
+    }
+
+    fn table_rows(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
+        let opts = format_options();
+        let fmts = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let rows: Vec<Vec<String>> = (0..batch.num_rows())
+            .map(|r| fmts.iter().map(|f| f.value(r).to_string()).collect())
+            .collect();
+        let widths = match &self.widths {
+            Some(w) => w.clone(),
+            None => {
+                let names: Vec<String> = batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let widths: Vec<usize> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        rows.iter()
+                            .map(|r| r[i].chars().count())
+                            .chain([n.chars().count()])
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                writeln!(w, "{}", Self::border(&widths))?;
+                writeln!(w, "{}", Self::line(&names, &widths))?;
+                writeln!(w, "{}", Self::border(&widths))?;
+                self.widths = Some(widths.clone());
+                widths
+            }
+        };
+        for r in &rows {
+            writeln!(w, "{}", Self::line(r, &widths))?;
+        }
+        Ok(())
     }
 }
 
 impl Sink for TerminalSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-        write_results(&mut w, self.format, std::slice::from_ref(batch), self.first)?;
+        if self.format == OutputFormat::Table {
+            self.table_rows(batch, &mut w)?;
+        } else {
+            write_results(&mut w, self.format, std::slice::from_ref(batch), self.first)?;
+        }
         w.flush()?;
         self.first = false;
         self.rows += batch.num_rows();
@@ -38,6 +115,11 @@ impl Sink for TerminalSink {
     }
 
     fn finish(&mut self) -> Result<()> {
+        if let Some(widths) = &self.widths {
+            let mut w = std::io::stdout().lock();
+            writeln!(w, "{}", Self::border(widths))?;
+            w.flush()?;
+        }
         if !self.quiet && self.format == OutputFormat::Table {
             eprintln!("{} row(s)", self.rows);
         }

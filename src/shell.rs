@@ -1,0 +1,793 @@
+//! The interactive shell: `weir` with no arguments.
+//!
+//! rustyline reads statements (a [`Validator`] waits for the `;`, so they may span lines),
+//! keeps the history in `~/.weir_history` (or `$WEIR_HISTORY`), completes keywords, tables,
+//! columns, functions, connectors and option keys, and searches history with Ctrl-R. A bare
+//! `SELECT` streams its rows until its source ends or Ctrl-C cancels it — the shell stays
+//! up; `INSERT INTO` starts a background job, listed by `\jobs` / `SHOW JOBS` and stopped by
+//! `\stop ID` / `STOP JOB 'ID'`. The same loop serves scripts and pipes (`weir -f file.sql`,
+//! `echo "SELECT 1;" | weir`) without prompts.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use datafusion::arrow::array::{StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use rustyline::completion::{Completer, Pair};
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Editor, Helper};
+
+use crate::error::{Result, WeirError};
+use crate::format::encode::{OutputFormat, write_results};
+use crate::job::{Job, JobMetrics};
+use crate::session::{Outcome, Session};
+use crate::sql::parser::{Statement, parse_script};
+
+/// A meta command: `\` and a word.
+#[derive(Debug, PartialEq)]
+pub enum Meta {
+    Help,
+    Quit,
+    Describe(Option<String>),
+    Jobs,
+    Stop(u64),
+    Format(OutputFormat),
+    Timing(bool),
+    Include(PathBuf),
+}
+
+const META_HELP: &[(&str, &str)] = &[
+    ("\\?", "this help"),
+    ("\\q", "quit (running jobs are stopped cleanly)"),
+    ("\\d", "list tables and views"),
+    (
+        "\\d NAME",
+        "a table's columns, connector and options (secrets masked)",
+    ),
+    (
+        "\\jobs",
+        "the jobs: status, rows in/out, late rows, watermark, lag",
+    ),
+    ("\\stop ID", "stop a job cleanly (also STOP JOB 'ID')"),
+    ("\\format F", "table | csv | json | ndjson"),
+    ("\\timing on|off", "print how long each statement took"),
+    ("\\i FILE", "run the statements of a file"),
+];
+
+impl Meta {
+    pub fn parse(line: &str) -> std::result::Result<Meta, String> {
+        let line = line.trim().trim_end_matches(';').trim();
+        let mut parts = line.splitn(2, char::is_whitespace);
+        let cmd = parts.next().unwrap_or_default();
+        let arg = parts.next().map(str::trim).filter(|a| !a.is_empty());
+        match (cmd, arg) {
+            ("\\?" | "\\h" | "\\help", _) => Ok(Meta::Help),
+            ("\\q" | "\\quit", _) => Ok(Meta::Quit),
+            ("\\d", a) => Ok(Meta::Describe(a.map(str::to_string))),
+            ("\\jobs", _) => Ok(Meta::Jobs),
+            ("\\stop", Some(a)) => a
+                .trim_matches('\'')
+                .parse()
+                .map(Meta::Stop)
+                .map_err(|_| format!("\\stop takes a job id, not '{a}'")),
+            ("\\format", Some(a)) => clap::ValueEnum::from_str(a, true)
+                .map(Meta::Format)
+                .map_err(|_| format!("unknown format '{a}': table, csv, json or ndjson")),
+            ("\\timing", Some("on")) => Ok(Meta::Timing(true)),
+            ("\\timing", Some("off")) => Ok(Meta::Timing(false)),
+            ("\\i", Some(a)) => Ok(Meta::Include(PathBuf::from(a))),
+            _ => Err(format!("unknown command '{line}'; \\? lists the commands")),
+        }
+    }
+}
+
+/// A job the shell started, and how it ended.
+struct JobEntry {
+    id: u64,
+    name: String,
+    metrics: Arc<JobMetrics>,
+    job: Option<Job>,
+    status: String,
+}
+
+pub struct Shell {
+    session: Session,
+    jobs: Vec<JobEntry>,
+    format: OutputFormat,
+    timing: bool,
+    interactive: bool,
+    words: Arc<Mutex<BTreeSet<String>>>,
+}
+
+const KEYWORDS: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP BY",
+    "ORDER BY",
+    "HAVING",
+    "LIMIT",
+    "INSERT INTO",
+    "CREATE TABLE",
+    "CREATE VIEW",
+    "DROP TABLE",
+    "DROP VIEW",
+    "SHOW TABLES",
+    "SHOW JOBS",
+    "STOP JOB",
+    "DESCRIBE",
+    "EXPLAIN",
+    "SET",
+    "RESET",
+    "WITH",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "NULL",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "CAST",
+    "INTERVAL",
+    "SECOND",
+    "MINUTE",
+    "HOUR",
+    "DAY",
+    "TABLE",
+    "DESCRIPTOR",
+    "TUMBLE",
+    "HOP",
+    "CUMULATE",
+    "SESSION",
+    "WATERMARK FOR",
+    "PARTITIONED BY",
+    "PARTITION BY",
+    "UNION ALL",
+    "DISTINCT",
+    "OVER",
+    "ROW_NUMBER",
+    "window_start",
+    "window_end",
+    "window_time",
+    "TIMESTAMP(3)",
+    "BIGINT",
+    "INT",
+    "STRING",
+    "DOUBLE",
+    "BOOLEAN",
+    "DECIMAL",
+    "ROW",
+    "ARRAY",
+    "MAP",
+];
+
+impl Shell {
+    pub fn new(interactive: bool) -> Shell {
+        let mut session = Session::new();
+        session.output = OutputFormat::Table;
+        session.progress = interactive;
+        let shell = Shell {
+            session,
+            jobs: vec![],
+            format: OutputFormat::Table,
+            timing: false,
+            interactive,
+            words: Arc::new(Mutex::new(BTreeSet::new())),
+        };
+        shell.refresh_words();
+        shell
+    }
+
+    /// Recomputes what tab completes: keywords, relations, columns, functions,
+    /// connectors and their option keys.
+    fn refresh_words(&self) {
+        let mut w: BTreeSet<String> = KEYWORDS.iter().map(|s| s.to_string()).collect();
+        let state = self.session.context().state();
+        w.extend(state.scalar_functions().keys().cloned());
+        w.extend(state.aggregate_functions().keys().cloned());
+        for c in crate::connector::ALL {
+            w.insert(format!("'{c}'"));
+            for o in crate::connector::accepted_options(c, None) {
+                w.insert(format!("'{o}'"));
+            }
+        }
+        for name in self.session.relation_names() {
+            if let Some(schema) = self.session.schema_of(&name) {
+                w.extend(schema.fields().iter().map(|f| f.name().clone()));
+            }
+            w.insert(name);
+        }
+        if let Ok(mut words) = self.words.lock() {
+            *words = w;
+        }
+    }
+
+    fn out(&self, batches: &[RecordBatch]) {
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = write_results(&mut o, self.format, batches, true) {
+            eprintln!("{}", e.render(None, None));
+        }
+        let _ = o.flush();
+    }
+
+    /// Runs one entry: a meta command, or SQL text of one or more statements. Returns
+    /// false when the shell should end.
+    pub async fn handle(&mut self, input: &str) -> bool {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return true;
+        }
+        self.reap().await;
+        if trimmed.starts_with('\\') {
+            return match Meta::parse(trimmed) {
+                Ok(m) => self.meta(m).await,
+                Err(e) => {
+                    eprintln!("{e}");
+                    true
+                }
+            };
+        }
+        let started = Instant::now();
+        if let Err(e) = self.sql(trimmed).await {
+            eprintln!("{}", e.render(Some(trimmed), None));
+        }
+        if self.timing {
+            eprintln!("Time: {:.3}s", started.elapsed().as_secs_f64());
+        }
+        self.refresh_words();
+        true
+    }
+
+    async fn meta(&mut self, m: Meta) -> bool {
+        match m {
+            Meta::Help => {
+                let names: Vec<&str> = META_HELP.iter().map(|(c, _)| *c).collect();
+                let help: Vec<&str> = META_HELP.iter().map(|(_, h)| *h).collect();
+                if let Ok(b) = RecordBatch::try_new(
+                    Arc::new(Schema::new(vec![
+                        Field::new("command", DataType::Utf8, false),
+                        Field::new("description", DataType::Utf8, false),
+                    ])),
+                    vec![
+                        Arc::new(StringArray::from(names)),
+                        Arc::new(StringArray::from(help)),
+                    ],
+                ) {
+                    let saved = self.format;
+                    self.format = OutputFormat::Table;
+                    self.out(&[b]);
+                    self.format = saved;
+                }
+                println!(
+                    "SQL statements end with ';' and may span lines; Ctrl-C cancels a running SELECT."
+                );
+            }
+            Meta::Quit => return false,
+            Meta::Describe(None) => {
+                if let Err(e) = self.sql("SHOW TABLES;").await {
+                    eprintln!("{}", e.render(None, None));
+                }
+            }
+            Meta::Describe(Some(name)) => {
+                if let Err(e) = self.sql(&format!("DESCRIBE {name};")).await {
+                    eprintln!("{}", e.render(None, None));
+                } else if let Some(def) = self.session.table_def(&name) {
+                    println!("connector: {}", def.connector);
+                    if !def.partitioned_by.is_empty() {
+                        println!("partitioned by: {}", def.partitioned_by.join(", "));
+                    }
+                    for (k, v) in def.options.iter() {
+                        println!("  '{k}' = '{}'", mask(k, v));
+                    }
+                }
+            }
+            Meta::Jobs => self.show_jobs(),
+            Meta::Stop(id) => self.stop(id).await,
+            Meta::Format(f) => {
+                self.format = f;
+                self.session.output = f;
+                eprintln!("[INFO] format: {f:?}");
+            }
+            Meta::Timing(t) => {
+                self.timing = t;
+                eprintln!("[INFO] timing {}", if t { "on" } else { "off" });
+            }
+            Meta::Include(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    if let Err(e) = self.sql(&text).await {
+                        eprintln!(
+                            "{}",
+                            e.render(Some(&text), Some(&path.display().to_string()))
+                        );
+                    }
+                    self.refresh_words();
+                }
+                Err(e) => eprintln!("cannot read '{}': {e}", path.display()),
+            },
+        }
+        true
+    }
+
+    /// Stops a job cleanly: its sources stop, what is in flight drains to the sink, and the
+    /// sink commits; returns when it has ended.
+    async fn stop(&mut self, id: u64) {
+        match self.jobs.iter().find(|j| j.id == id) {
+            Some(JobEntry { job: Some(job), .. }) => {
+                job.stop();
+                eprintln!("[INFO] stopping job {id}…");
+                for _ in 0..600 {
+                    if job.is_finished() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                self.reap().await;
+                if let Some(j) = self.jobs.iter().find(|j| j.id == id) {
+                    eprintln!("[INFO] job {id} {}", j.status.to_lowercase());
+                }
+            }
+            Some(_) => eprintln!("job {id} has already ended"),
+            None => eprintln!("no job {id}; \\jobs lists them"),
+        }
+    }
+
+    /// Collects the outcome of jobs that have ended.
+    async fn reap(&mut self) {
+        for j in &mut self.jobs {
+            if j.job.as_ref().is_some_and(|job| job.is_finished())
+                && let Some(job) = j.job.take()
+            {
+                let stopped = job.is_stopping();
+                j.status = match job.wait().await {
+                    Ok(()) if stopped => "STOPPED".into(),
+                    Ok(()) => "FINISHED".into(),
+                    Err(e) => format!("FAILED: {e}"),
+                };
+            }
+        }
+    }
+
+    fn show_jobs(&self) {
+        let now = crate::sql::functions::now_millis();
+        let mut ids = vec![];
+        let mut status = vec![];
+        let mut rows_in = vec![];
+        let mut rows_out = vec![];
+        let mut late = vec![];
+        let mut wm = vec![];
+        let mut lag = vec![];
+        let mut names = vec![];
+        for j in &self.jobs {
+            ids.push(j.id);
+            status.push(match &j.job {
+                Some(job) if job.is_stopping() => "STOPPING".to_string(),
+                Some(_) => "RUNNING".to_string(),
+                None => j.status.clone(),
+            });
+            let ops = j.metrics.operators();
+            rows_in.push(
+                ops.iter()
+                    .filter(|o| o.name.starts_with("source"))
+                    .map(|o| o.rows_out())
+                    .sum::<u64>(),
+            );
+            rows_out.push(
+                ops.iter()
+                    .filter(|o| o.name == "sink")
+                    .map(|o| o.rows_in())
+                    .sum::<u64>(),
+            );
+            late.push(
+                j.metrics
+                    .late_rows
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let w = j
+                .metrics
+                .watermark
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let (ws, ls) = if w == i64::MIN || w == i64::MAX {
+                (
+                    if w == i64::MAX { "end" } else { "-" }.to_string(),
+                    "-".to_string(),
+                )
+            } else {
+                let ts = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(w)
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                    .unwrap_or_default();
+                (ts, format!("{:.1}s", (now - w) as f64 / 1000.0))
+            };
+            wm.push(ws);
+            lag.push(ls);
+            names.push(one_line(&j.name));
+        }
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("id", DataType::UInt64, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("rows in", DataType::UInt64, false),
+                Field::new("rows out", DataType::UInt64, false),
+                Field::new("late rows", DataType::UInt64, false),
+                Field::new("watermark", DataType::Utf8, false),
+                Field::new("lag", DataType::Utf8, false),
+                Field::new("query", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(ids)),
+                Arc::new(StringArray::from(status)),
+                Arc::new(UInt64Array::from(rows_in)),
+                Arc::new(UInt64Array::from(rows_out)),
+                Arc::new(UInt64Array::from(late)),
+                Arc::new(StringArray::from(wm)),
+                Arc::new(StringArray::from(lag)),
+                Arc::new(StringArray::from(names)),
+            ],
+        );
+        match b {
+            Ok(b) if b.num_rows() > 0 => self.out(&[b]),
+            Ok(_) => println!("no jobs"),
+            Err(e) => eprintln!("{e}"),
+        }
+    }
+
+    /// SQL text: the shell's own forms (`SHOW JOBS`, `STOP JOB 'id'`), or statements.
+    async fn sql(&mut self, text: &str) -> Result<()> {
+        let upper = text
+            .trim()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        if upper == "SHOW JOBS" {
+            self.show_jobs();
+            return Ok(());
+        }
+        if let Some(id) = upper.strip_prefix("STOP JOB ") {
+            match id.trim().trim_matches('\'').parse() {
+                Ok(id) => self.stop(id).await,
+                Err(_) => eprintln!("STOP JOB takes a job id: STOP JOB '3'"),
+            }
+            return Ok(());
+        }
+        for stmt in parse_script(text)? {
+            let bare_select = matches!(stmt.statement, Statement::Query(_));
+            match self.session.execute(&stmt).await? {
+                Outcome::Done(msg) => eprintln!("{msg}"),
+                Outcome::Rows(r) => self.out(&r),
+                Outcome::Started(job) if bare_select => self.follow(job).await?,
+                Outcome::Started(job) => {
+                    eprintln!(
+                        "[INFO] Job {} started in the background: {} (\\jobs lists it)",
+                        job.id,
+                        one_line(&job.name)
+                    );
+                    self.jobs.push(JobEntry {
+                        id: job.id,
+                        name: job.name.clone(),
+                        metrics: job.metrics.clone(),
+                        job: Some(job),
+                        status: String::new(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams a bare SELECT's rows until it ends; Ctrl-C cancels it (interactively).
+    async fn follow(&mut self, job: Job) -> Result<()> {
+        if !self.interactive {
+            return job.wait().await;
+        }
+        let stop = job.stop_handle();
+        let mut wait = std::pin::pin!(job.wait());
+        tokio::select! {
+            r = &mut wait => r,
+            _ = tokio::signal::ctrl_c() => {
+                stop.stop();
+                let r = wait.await;
+                eprintln!("[INFO] query cancelled");
+                r
+            }
+        }
+    }
+
+    /// Stops every running job and waits for them (at exit).
+    pub async fn shutdown(&mut self) {
+        for j in &self.jobs {
+            if let Some(job) = &j.job {
+                job.stop();
+            }
+        }
+        for j in &mut self.jobs {
+            if let Some(job) = j.job.take() {
+                let _ = job.wait().await;
+            }
+        }
+    }
+}
+
+/// Option values that look like secrets print as `******`.
+fn mask(key: &str, value: &str) -> String {
+    let k = key.to_ascii_lowercase();
+    if [
+        "password",
+        "secret",
+        "token",
+        "jaas",
+        "credential",
+        "key.pem",
+        "api-key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+    {
+        "******".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 60 {
+        format!("{}…", flat.chars().take(60).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+/// True when `input` is a complete entry: a meta command, or SQL ending in `;` outside
+/// quotes and comments.
+pub fn complete_entry(input: &str) -> bool {
+    let t = input.trim();
+    if t.is_empty() || t.starts_with('\\') {
+        return true;
+    }
+    let mut in_str: Option<char> = None;
+    let mut last = None;
+    let mut chars = t.chars().peekable();
+    let mut in_block = false;
+    while let Some(c) = chars.next() {
+        if in_block {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                in_block = false;
+            }
+            continue;
+        }
+        match in_str {
+            Some(q) => {
+                if c == q {
+                    in_str = None;
+                }
+                last = Some(c);
+            }
+            None => match c {
+                '\'' | '"' | '`' => {
+                    in_str = Some(c);
+                    last = Some(c);
+                }
+                '-' if chars.peek() == Some(&'-') => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    in_block = true;
+                }
+                c if c.is_whitespace() => {}
+                c => last = Some(c),
+            },
+        }
+    }
+    in_str.is_none() && last == Some(';')
+}
+
+struct WeirHelper {
+    words: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Completer for WeirHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || "_.'-".contains(c)))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let word = &before[start..];
+        if word.is_empty() {
+            return Ok((pos, vec![]));
+        }
+        let lower = word.to_ascii_lowercase();
+        let words = self.words.lock().map(|w| w.clone()).unwrap_or_default();
+        let candidates = words
+            .iter()
+            .filter(|w| w.to_ascii_lowercase().starts_with(&lower) && w.as_str() != word)
+            .map(|w| Pair {
+                display: w.clone(),
+                replacement: w.clone(),
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for WeirHelper {
+    type Hint = String;
+
+    fn hint(&self, line: &str, _pos: usize, _ctx: &Context<'_>) -> Option<String> {
+        line.is_empty()
+            .then(|| "  end statements with ';'  ·  \\? help  ·  \\q quit".to_string())
+    }
+}
+
+impl Highlighter for WeirHelper {
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        Cow::Owned(format!("\x1b[2m{hint}\x1b[0m"))
+    }
+}
+
+impl Validator for WeirHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(if complete_entry(ctx.input()) {
+            ValidationResult::Valid(None)
+        } else {
+            ValidationResult::Incomplete
+        })
+    }
+}
+
+impl Helper for WeirHelper {}
+
+fn history_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("WEIR_HISTORY") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var("HOME")
+        .ok()
+        .map(|h| PathBuf::from(h).join(".weir_history"))
+}
+
+/// The interactive loop, on a terminal.
+pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
+    let mut shell = Shell::new(true);
+    let mut editor: Editor<WeirHelper, DefaultHistory> =
+        Editor::new().map_err(|e| WeirError::external(e.to_string()))?;
+    editor.set_helper(Some(WeirHelper {
+        words: shell.words.clone(),
+    }));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!(
+        "Weir {} — streaming SQL in Flink's dialect. \\? for help, \\q to quit.",
+        env!("CARGO_PKG_VERSION")
+    );
+    loop {
+        match editor.readline("weir> ") {
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if let Some(h) = &history {
+                    let _ = editor.save_history(h);
+                }
+                if !rt.block_on(shell.handle(&line)) {
+                    break;
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => continue,
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(e) => return Err(WeirError::external(e.to_string())),
+        }
+    }
+    rt.block_on(shell.shutdown());
+    Ok(())
+}
+
+/// Statements from a file or a pipe, without prompts: each complete entry in turn.
+/// Returns false when one failed.
+pub fn script(rt: &tokio::runtime::Runtime, text: &str) -> bool {
+    let mut shell = Shell::new(false);
+    let mut ok = true;
+    let mut entry = String::new();
+    for line in text.lines() {
+        if entry.trim().is_empty() && line.trim().starts_with('\\') {
+            if !rt.block_on(shell.handle(line)) {
+                break;
+            }
+            continue;
+        }
+        entry.push_str(line);
+        entry.push('\n');
+        if complete_entry(&entry) {
+            let e = std::mem::take(&mut entry);
+            ok &= rt.block_on(shell.run_checked(&e));
+        }
+    }
+    if !entry.trim().is_empty() {
+        ok &= rt.block_on(shell.run_checked(&entry));
+    }
+    rt.block_on(async {
+        // Background jobs of a script run to their end.
+        for j in &mut shell.jobs {
+            if let Some(job) = j.job.take()
+                && let Err(e) = job.wait().await
+            {
+                eprintln!("Job {} failed: {}", j.id, e.render(None, None));
+                ok = false;
+            }
+        }
+    });
+    ok
+}
+
+impl Shell {
+    async fn run_checked(&mut self, text: &str) -> bool {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return true;
+        }
+        match self.sql(trimmed).await {
+            Ok(()) => {
+                self.refresh_words();
+                true
+            }
+            Err(e) => {
+                eprintln!("{}", e.render(Some(trimmed), None));
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_end_with_a_semicolon_outside_quotes() {
+        assert!(complete_entry("SELECT 1;"));
+        assert!(complete_entry("SELECT 1; -- done"));
+        assert!(!complete_entry("SELECT 1"));
+        assert!(!complete_entry("SELECT ';"));
+        assert!(complete_entry("SELECT ';';"));
+        assert!(!complete_entry("SELECT 1 /* ; */"));
+        assert!(complete_entry("\\jobs"));
+    }
+
+    #[test]
+    fn meta_commands() {
+        assert_eq!(Meta::parse("\\q"), Ok(Meta::Quit));
+        assert_eq!(Meta::parse("\\d t"), Ok(Meta::Describe(Some("t".into()))));
+        assert_eq!(Meta::parse("\\stop 3"), Ok(Meta::Stop(3)));
+        assert_eq!(
+            Meta::parse("\\format csv"),
+            Ok(Meta::Format(OutputFormat::Csv))
+        );
+        assert_eq!(Meta::parse("\\timing on"), Ok(Meta::Timing(true)));
+        assert!(Meta::parse("\\nope").is_err());
+    }
+}
