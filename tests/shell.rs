@@ -53,6 +53,11 @@ fn an_interactive_session() {
     s.send_line(format!("\\i {}", ddl.display())).expect("send");
     s.expect("Table 'sink' created").expect("the DDL ran");
 
+    // Tab completes a table name.
+    s.send("DESCRIBE datag\t").expect("tab");
+    s.send_line(";").expect("send");
+    s.expect("event_type").expect("DESCRIBE datagen ran");
+
     // A windowed query typed over three lines streams its windows as they close.
     s.send_line("SELECT window_start, COUNT(*) AS n")
         .expect("send");

@@ -19,6 +19,7 @@ pub struct TerminalSink {
     quiet: bool,
     /// Column widths of the table being drawn, once its header is out.
     widths: Option<Vec<usize>>,
+    started: std::time::Instant,
 }
 
 impl TerminalSink {
@@ -29,6 +30,7 @@ impl TerminalSink {
             rows: 0,
             quiet,
             widths: None,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -121,7 +123,11 @@ impl Sink for TerminalSink {
             w.flush()?;
         }
         if !self.quiet && self.format == OutputFormat::Table {
-            eprintln!("{} row(s)", self.rows);
+            eprintln!(
+                "{} row(s) in {:.3}s",
+                self.rows,
+                self.started.elapsed().as_secs_f64()
+            );
         }
         Ok(())
     }
