@@ -10,13 +10,14 @@ use crate::source::Source;
 use crate::sql::catalog::TableDef;
 use crate::sql::options::Options;
 
-pub const SOURCES: &[&str] = &["nexmark", "datagen", "filesystem", "stdin"];
-pub const SINKS: &[&str] = &["print", "blackhole", "filesystem"];
+pub const SOURCES: &[&str] = &["nexmark", "datagen", "filesystem", "stdin", "kafka"];
+pub const SINKS: &[&str] = &["print", "blackhole", "filesystem", "kafka"];
 pub const ALL: &[&str] = &[
     "nexmark",
     "datagen",
     "filesystem",
     "stdin",
+    "kafka",
     "print",
     "blackhole",
 ];
@@ -29,6 +30,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         "datagen" => v.extend(crate::source::datagen::OPTIONS),
         "filesystem" => v.extend(["path", "format"]),
         "stdin" => v.extend(["format"]),
+        "kafka" => v.extend(crate::source::kafka::OPTIONS),
         "print" => v.extend(crate::sink::print::OPTIONS),
         "blackhole" => {}
         _ => {}
@@ -47,6 +49,9 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
 fn format_of(def: &TableDef, options: &Options) -> Result<Option<Format>> {
     match def.connector.as_str() {
         "filesystem" | "stdin" => Format::parse(options, &def.name).map(Some),
+        "kafka" if options.get("format") != Some("raw") => {
+            Format::parse(options, &def.name).map(Some)
+        }
         _ => Ok(None),
     }
 }
@@ -154,6 +159,12 @@ pub fn build_source(
                 path, decoder, batch_size,
             )))
         }
+        "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new(
+            &def.name,
+            options,
+            def.physical.clone(),
+            batch_size,
+        )?)),
         "stdin" => {
             let format = Format::parse(options, &def.name)?;
             let decoder = Decoder::new(format, def.physical.clone(), options)?;
@@ -176,6 +187,9 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
             options.bool_or("standard-error", false)?,
         ))),
         "blackhole" => Ok(Box::new(crate::sink::blackhole::BlackholeSink)),
+        "kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create(
+            &def.name, options,
+        )?)),
         "filesystem" => {
             let format = Format::parse(options, &def.name)?;
             let path = PathBuf::from(options.require("path", &def.name)?);

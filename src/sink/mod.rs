@@ -10,6 +10,7 @@ pub mod blackhole;
 pub mod collect;
 pub mod conform;
 pub mod filesystem;
+pub mod kafka;
 pub mod parquet;
 pub mod print;
 pub mod terminal;

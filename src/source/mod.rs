@@ -14,6 +14,7 @@
 
 pub mod datagen;
 pub mod filesystem;
+pub mod kafka;
 pub mod memory;
 pub mod nexmark;
 pub mod parquet;

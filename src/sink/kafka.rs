@@ -1,0 +1,156 @@
+//! The `kafka` sink: each row becomes one message, its value encoded by `format` (`json` or
+//! `csv`), its key by `key.format` from `key.fields`. The producer is idempotent
+//! (`enable.idempotence`), sends wait while librdkafka's queue is full (backpressure), and a
+//! delivery error fails the query — never silently.
+
+use std::time::Duration;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::Sink;
+use crate::error::{Result, WeirError};
+use crate::format::Format;
+use crate::sql::options::Options;
+
+pub struct KafkaSink {
+    producer: BaseProducer,
+    topic: String,
+    format: Format,
+    key_format: Format,
+    key_fields: Vec<String>,
+}
+
+impl KafkaSink {
+    pub fn create(table: &str, options: &Options) -> Result<Self> {
+        options.require("properties.bootstrap.servers", table)?;
+        let topics = crate::source::kafka::topics(options, table)?;
+        let [topic] = topics.as_slice() else {
+            return Err(WeirError::sql(
+                "a kafka sink writes one topic",
+                options.pos("topic"),
+            ));
+        };
+        let format = Format::parse(options, table)?;
+        if format == Format::Parquet {
+            return Err(WeirError::sql(
+                "kafka messages are json or csv, not parquet",
+                options.pos("format"),
+            ));
+        }
+        match options.get("sink.partitioner") {
+            None | Some("default") => {}
+            Some(other) => {
+                return Err(WeirError::sql(
+                    format!("sink.partitioner '{other}' is not supported yet"),
+                    options.pos("sink.partitioner"),
+                )
+                .with_hint("'default': by key hash when key.fields is set, sticky otherwise"));
+            }
+        }
+        let key_format = match options.get("key.format") {
+            None => format,
+            Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some(other) => {
+                return Err(WeirError::sql(
+                    format!("key.format '{other}': use json or csv"),
+                    options.pos("key.format"),
+                ));
+            }
+        };
+        let mut config = crate::source::kafka::client_config(options);
+        config.set("enable.idempotence", "true");
+        let producer: BaseProducer = config
+            .create()
+            .map_err(|e| WeirError::external(format!("kafka: cannot create a producer: {e}")))?;
+        let key_fields = options
+            .get("key.fields")
+            .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        Ok(KafkaSink {
+            producer,
+            topic: topic.clone(),
+            format,
+            key_format,
+            key_fields,
+        })
+    }
+
+    fn encode(&self, batch: &RecordBatch, format: Format) -> Result<Vec<String>> {
+        let mut buf = vec![];
+        match format {
+            Format::Csv => {
+                let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .build(&mut buf);
+                w.write(batch)?;
+            }
+            _ => {
+                let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+                w.write(batch)?;
+                w.finish()?;
+            }
+        }
+        Ok(String::from_utf8_lossy(&buf)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let values = self.encode(batch, self.format)?;
+        let keys = if self.key_fields.is_empty() {
+            None
+        } else {
+            let idx = self
+                .key_fields
+                .iter()
+                .map(|k| {
+                    batch.schema().index_of(k).map_err(|_| {
+                        WeirError::user(format!("key.fields names '{k}', not a column"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let keyed = batch.project(&idx)?;
+            Some(self.encode(&keyed, self.key_format)?)
+        };
+        for (i, v) in values.iter().enumerate() {
+            let key = keys.as_ref().and_then(|k| k.get(i));
+            loop {
+                let mut record = BaseRecord::<String, String>::to(&self.topic).payload(v);
+                if let Some(k) = key {
+                    record = record.key(k);
+                }
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                        ),
+                        _,
+                    )) => {
+                        // Backpressure: wait for deliveries to free the queue.
+                        self.producer.poll(Duration::from_millis(50));
+                    }
+                    Err((e, _)) => {
+                        return Err(WeirError::external(format!(
+                            "kafka: cannot send to '{}': {e}",
+                            self.topic
+                        )));
+                    }
+                }
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))
+    }
+}
