@@ -233,6 +233,15 @@ impl Source for KafkaSource {
         consumer
             .assign(&tpl)
             .map_err(|e| kafka_err("cannot assign partitions", e))?;
+        // Each partition has its own watermark; the source's is their minimum.
+        let index: HashMap<(String, i32), usize> = tpl
+            .elements()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.topic().to_string(), e.partition()), i))
+            .collect();
+        ctx.set_partitions(index.len());
+        let mut ended = vec![false; index.len()];
         // Positions reached (the next offset to read), per partition.
         let mut pos: HashMap<(String, i32), i64> = HashMap::new();
         let done = |pos: &HashMap<(String, i32), i64>| {
@@ -243,12 +252,17 @@ impl Source for KafkaSource {
             ctx.finish(true);
             return Ok(());
         }
-        let mut values: Vec<Vec<u8>> = Vec::with_capacity(self.batch_size);
-        let mut origins: Vec<(String, i32, i64)> = Vec::with_capacity(self.batch_size);
+        // Per partition: values not yet emitted and where they came from.
+        let mut values: Vec<Vec<Vec<u8>>> = vec![vec![]; index.len()];
+        let mut origins: Vec<Vec<(String, i32, i64)>> = vec![vec![]; index.len()];
+        let mut buffered = 0usize;
         let mut last_commit = Instant::now();
+        let mut last_flush = Instant::now();
         loop {
             if ctx.should_stop() {
-                self.flush(&mut values, &mut origins, ctx)?;
+                for p in 0..values.len() {
+                    self.flush(p, &mut values[p], &mut origins[p], ctx)?;
+                }
                 let _ = consumer.commit_consumer_state(CommitMode::Sync);
                 ctx.finish(false);
                 return Ok(());
@@ -256,29 +270,45 @@ impl Source for KafkaSource {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     let key = (m.topic().to_string(), m.partition());
-                    if self.bounded && end.get(&key).is_some_and(|h| m.offset() >= *h) {
-                        pos.insert(key, m.offset() + 1);
-                    } else {
-                        values.push(m.payload().unwrap_or_default().to_vec());
-                        origins.push((key.0.clone(), key.1, m.offset()));
-                        pos.insert(key, m.offset() + 1);
+                    let p = index.get(&key).copied().unwrap_or(0);
+                    if !(self.bounded && end.get(&key).is_some_and(|h| m.offset() >= *h)) {
+                        values[p].push(m.payload().unwrap_or_default().to_vec());
+                        origins[p].push((key.0.clone(), key.1, m.offset()));
+                        buffered += 1;
                     }
+                    pos.insert(key, m.offset() + 1);
                 }
                 Some(Err(e)) => return Err(kafka_err("consume", e)),
                 None => {}
             }
             let finished = self.bounded && done(&pos);
-            if values.len() >= self.batch_size
-                || (!values.is_empty()
-                    && (finished || last_commit.elapsed() > Duration::from_millis(200)))
+            if buffered >= self.batch_size
+                || (buffered > 0 && (finished || last_flush.elapsed() > Duration::from_millis(200)))
             {
-                if !self.flush(&mut values, &mut origins, ctx)? {
-                    ctx.finish(false);
-                    return Ok(());
+                for p in 0..values.len() {
+                    if !self.flush(p, &mut values[p], &mut origins[p], ctx)? {
+                        ctx.finish(false);
+                        return Ok(());
+                    }
                 }
+                buffered = 0;
+                last_flush = Instant::now();
                 if last_commit.elapsed() > Duration::from_secs(1) {
                     let _ = consumer.commit_consumer_state(CommitMode::Async);
                     last_commit = Instant::now();
+                }
+            }
+            if self.bounded {
+                // A partition read to its end stops holding the watermark back.
+                for (k, high) in &end {
+                    if let Some(&p) = index.get(k)
+                        && !ended[p]
+                        && (*high <= 0 || pos.get(k).is_some_and(|x| x >= high))
+                        && values[p].is_empty()
+                    {
+                        ended[p] = true;
+                        ctx.partition_ended(p);
+                    }
                 }
             }
             if finished {
@@ -294,6 +324,7 @@ impl KafkaSource {
     /// Decodes and emits the collected values. Returns false when the source should stop.
     fn flush(
         &self,
+        partition: usize,
         values: &mut Vec<Vec<u8>>,
         origins: &mut Vec<(String, i32, i64)>,
         ctx: &mut SourceContext,
@@ -333,7 +364,7 @@ impl KafkaSource {
         values.clear();
         origins.clear();
         match batch {
-            Some(b) => ctx.emit(b),
+            Some(b) => ctx.emit_from(partition, b),
             None => Ok(true),
         }
     }

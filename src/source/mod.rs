@@ -93,6 +93,26 @@ impl SourceContext {
         }
     }
 
+    /// Declares that the source reads `n` partitions, each with its own watermark; the
+    /// source's watermark is their minimum (see [`SourceContext::emit_from`]).
+    pub fn set_partitions(&mut self, n: usize) {
+        self.stage.set_partitions(n);
+    }
+
+    /// Emits a batch of one partition's rows.
+    pub fn emit_from(&mut self, partition: usize, batch: RecordBatch) -> Result<bool> {
+        self.stage.set_partition(partition);
+        self.emit(batch)
+    }
+
+    /// A partition reached its end and stops holding the watermark back.
+    pub fn partition_ended(&mut self, partition: usize) {
+        if let Some(w) = self.stage.partition_ended(partition) {
+            self.job.observe_watermark(w);
+            self.send(Message::Watermark(w));
+        }
+    }
+
     /// While held, batches go out without watermarks (see `FileSource`); releasing the hold
     /// starts the watermark afresh from the rows that follow.
     pub fn hold_watermark(&mut self, hold: bool) {

@@ -38,6 +38,11 @@ pub struct SourceStage {
     emitted: i64,
     /// True while watermarks are held back (files still to read).
     held: bool,
+    /// Per partition (Kafka): each one's own watermark, and whether it has ended. The
+    /// source's watermark is then the minimum over the partitions that have not ended.
+    partitions: Vec<(i64, bool)>,
+    /// The partition the next batch comes from.
+    partition: usize,
 }
 
 impl SourceStage {
@@ -51,7 +56,40 @@ impl SourceStage {
             current: i64::MIN,
             emitted: i64::MIN,
             held: false,
+            partitions: vec![],
+            partition: 0,
         }
+    }
+
+    /// Declares `n` partitions: from now on batches say which one they come from.
+    pub fn set_partitions(&mut self, n: usize) {
+        self.partitions = vec![(i64::MIN, false); n];
+    }
+
+    /// The partition the following batches come from.
+    pub fn set_partition(&mut self, p: usize) {
+        self.partition = p;
+    }
+
+    /// A partition that has ended no longer holds the watermark back.
+    pub fn partition_ended(&mut self, p: usize) -> Option<i64> {
+        if let Some(e) = self.partitions.get_mut(p) {
+            e.1 = true;
+        }
+        self.current = self.current.max(self.partition_min());
+        (self.current > self.emitted).then(|| {
+            self.emitted = self.current;
+            self.current
+        })
+    }
+
+    fn partition_min(&self) -> i64 {
+        self.partitions
+            .iter()
+            .filter(|(_, ended)| !ended)
+            .map(|(w, _)| *w)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     /// Holds watermarks back, or releases them; on release the watermark restarts from the
@@ -105,8 +143,17 @@ impl SourceStage {
                 self.emitted = self.current;
                 start = i;
             }
-            if wm.is_valid(i) && wm.value(i) > self.current {
-                self.current = wm.value(i);
+            if wm.is_valid(i) {
+                if self.partitions.is_empty() {
+                    if wm.value(i) > self.current {
+                        self.current = wm.value(i);
+                    }
+                } else if let Some(e) = self.partitions.get_mut(self.partition)
+                    && wm.value(i) > e.0
+                {
+                    e.0 = wm.value(i);
+                    self.current = self.current.max(self.partition_min());
+                }
             }
         }
         if start == 0 {
