@@ -116,6 +116,21 @@ fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
         .map(|t| t.def.clone())
 }
 
+/// The stream tables a plan reads, through window tables too.
+fn stream_sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
+    if let LogicalPlan::TableScan(s) = plan {
+        if let Some(t) = stream_table(s) {
+            out.push(t);
+        }
+        if let Some(w) = window::window_table(s) {
+            stream_sources(&w.input, out);
+        }
+    }
+    for i in plan.inputs() {
+        stream_sources(i, out);
+    }
+}
+
 fn reads_stream(plan: &LogicalPlan) -> bool {
     if let LogicalPlan::TableScan(s) = plan {
         if stream_table(s).is_some() {
@@ -324,21 +339,8 @@ impl Planner<'_> {
     /// The idle timeout of an input: the shortest of its sources' `scan.watermark.idle-timeout`
     /// (or `table.exec.source.idle-timeout` when a source has none).
     fn idle_timeout(&self, plan: &LogicalPlan) -> Result<Option<std::time::Duration>> {
-        fn sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
-            if let LogicalPlan::TableScan(s) = plan {
-                if let Some(t) = stream_table(s) {
-                    out.push(t);
-                }
-                if let Some(w) = window::window_table(s) {
-                    sources(&w.input, out);
-                }
-            }
-            for i in plan.inputs() {
-                sources(i, out);
-            }
-        }
         let mut defs = vec![];
-        sources(plan, &mut defs);
+        stream_sources(plan, &mut defs);
         let global = self
             .settings
             .iter()
@@ -367,21 +369,8 @@ impl Planner<'_> {
     /// The sink for rows too late for their windows, when a source under the window names
     /// one with `'late-data.sink'`.
     fn late_sink(&self, w: &window::WindowInfo) -> Result<Option<Box<dyn crate::sink::Sink>>> {
-        fn sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
-            if let LogicalPlan::TableScan(s) = plan {
-                if let Some(t) = stream_table(s) {
-                    out.push(t);
-                }
-                if let Some(w) = window::window_table(s) {
-                    sources(&w.input, out);
-                }
-            }
-            for i in plan.inputs() {
-                sources(i, out);
-            }
-        }
         let mut defs = vec![];
-        sources(&w.input, &mut defs);
+        stream_sources(&w.input, &mut defs);
         let Some(def) = defs
             .iter()
             .find(|d| d.options.get("late-data.sink").is_some())
