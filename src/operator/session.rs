@@ -238,10 +238,180 @@ impl Operator for SessionAggregateOperator {
         self.job = Some(job.clone());
     }
 
+    /// One batch: a row per open session — its key columns `k0..`, `start`, `end`, then each
+    /// accumulator's state columns `a<j>_<i>` — with the watermark in the schema metadata.
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
-        Err(WeirError::user(
-            "SESSION window state cannot be snapshotted yet (only TUMBLE, HOP and CUMULATE)",
-        ))
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatchOptions;
+        let ids: Vec<u64> = self.by_end.iter().map(|(_, id)| *id).collect();
+        let mut keys = vec![];
+        let (mut starts, mut ends) = (vec![], vec![]);
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![];
+        for id in &ids {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            if slot.accs.is_none() {
+                slot.accs = Some(
+                    self.aggs
+                        .exprs
+                        .iter()
+                        .map(|e| Ok(e.create_accumulator()?))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+            let Some(accs) = slot.accs.as_mut() else {
+                continue;
+            };
+            let mut per_acc = vec![];
+            for a in accs.iter_mut() {
+                let st = a.state()?;
+                // Reading a state may consume it: put it back.
+                let arrays = st
+                    .iter()
+                    .map(|v| v.to_array())
+                    .collect::<datafusion::error::Result<Vec<_>>>()?;
+                per_acc.push(st);
+                *a = {
+                    let mut fresh = self.aggs.exprs[per_acc.len() - 1].create_accumulator()?;
+                    fresh.merge_batch(&arrays)?;
+                    fresh
+                };
+            }
+            states.push(per_acc);
+            starts.push(slot.start);
+            ends.push(slot.end);
+            keys.push(slot.key);
+        }
+        let n = starts.len();
+        let mut fields = vec![];
+        let mut cols: Vec<ArrayRef> = vec![];
+        if let Some(conv) = &self.converter {
+            let rows: Vec<_> = keys
+                .iter()
+                .filter_map(|k| self.key_rows.get(*k).and_then(|r| r.clone()))
+                .collect();
+            for (i, c) in conv
+                .convert_rows(rows.iter().map(|r| r.row()))?
+                .into_iter()
+                .enumerate()
+            {
+                fields.push(Field::new(format!("k{i}"), c.data_type().clone(), true));
+                cols.push(c);
+            }
+        }
+        fields.push(Field::new("start", DataType::Int64, false));
+        cols.push(Arc::new(Int64Array::from(starts)));
+        fields.push(Field::new("end", DataType::Int64, false));
+        cols.push(Arc::new(Int64Array::from(ends)));
+        for (j, e) in self.aggs.exprs.iter().enumerate() {
+            for i in 0..e.state_fields()?.len() {
+                let values: Vec<ScalarValue> = states.iter().map(|s| s[j][i].clone()).collect();
+                let a = if values.is_empty() {
+                    datafusion::arrow::array::new_empty_array(e.state_fields()?[i].data_type())
+                } else {
+                    ScalarValue::iter_to_array(values)?
+                };
+                fields.push(Field::new(format!("a{j}_{i}"), a.data_type().clone(), true));
+                cols.push(a);
+            }
+        }
+        let schema = Schema::new(fields).with_metadata(
+            [("weir.watermark".to_string(), self.watermark.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        Ok(Some(vec![RecordBatch::try_new_with_options(
+            Arc::new(schema),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(n)),
+        )?]))
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::Int64Array;
+        let bad = |m: &str| WeirError::internal(format!("session state does not fit: {m}"));
+        let Some(b) = state.into_iter().next() else {
+            return Ok(());
+        };
+        self.watermark = b
+            .schema()
+            .metadata()
+            .get("weir.watermark")
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| bad("no watermark"))?;
+        let nkeys = if self.converter.is_some() {
+            self.keys.len()
+        } else {
+            0
+        };
+        let key_cols = b.columns()[..nkeys].to_vec();
+        let col_i64 = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .ok_or_else(|| bad("start/end"))
+        };
+        let starts = col_i64(nkeys)?;
+        let ends = col_i64(nkeys + 1)?;
+        let converted = match &self.converter {
+            Some(conv) => Some(conv.convert_columns(&key_cols)?),
+            None => None,
+        };
+        for r in 0..b.num_rows() {
+            let k = match &converted {
+                Some(rows) => {
+                    let row = rows.row(r).owned();
+                    match self.key_ids.get(&row) {
+                        Some(id) => *id,
+                        None => {
+                            let id = self.sessions.len();
+                            self.key_ids.insert(row.clone(), id);
+                            self.key_rows.push(Some(row));
+                            self.sessions.push(vec![]);
+                            id
+                        }
+                    }
+                }
+                None => {
+                    if self.sessions.is_empty() {
+                        self.sessions.push(vec![]);
+                        self.key_rows.push(None);
+                    }
+                    0
+                }
+            };
+            let mut at = nkeys + 2;
+            let mut accs = vec![];
+            for e in &self.aggs.exprs {
+                let w = e.state_fields()?.len();
+                let cols: Vec<ArrayRef> = b.columns()[at..at + w]
+                    .iter()
+                    .map(|c| c.slice(r, 1))
+                    .collect();
+                at += w;
+                let mut a = e.create_accumulator()?;
+                a.merge_batch(&cols)?;
+                accs.push(a);
+            }
+            let id = self.next_slot;
+            self.next_slot += 1;
+            let (start, end) = (starts.value(r), ends.value(r));
+            self.slots.insert(
+                id,
+                Slot {
+                    key: k,
+                    start,
+                    end,
+                    accs: Some(accs),
+                },
+            );
+            self.by_end.insert((end, id));
+            self.sessions[k].push(id);
+        }
+        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
@@ -402,5 +572,140 @@ impl Operator for SessionAggregateOperator {
         self.fire_until(watermark, out)?;
         out.push(Message::Watermark(watermark));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+
+    fn operator() -> (SessionAggregateOperator, SchemaRef) {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let input = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("a", DataType::Int64, true),
+            Field::new("ts", ts.clone(), false),
+        ]));
+        let a = col("a", &input).expect("a");
+        let count = AggregateExprBuilder::new(count_udaf(), vec![a.clone()])
+            .schema(input.clone())
+            .alias("c")
+            .build()
+            .expect("count");
+        let sum = AggregateExprBuilder::new(sum_udaf(), vec![a.clone()])
+            .schema(input.clone())
+            .alias("s")
+            .build()
+            .expect("sum");
+        let out = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("window_start", ts.clone(), false),
+            Field::new("window_end", ts, false),
+            Field::new("c", DataType::Int64, false),
+            Field::new("s", DataType::Int64, true),
+        ]));
+        let op = SessionAggregateOperator::new(
+            5_000,
+            2,
+            vec![col("name", &input).expect("name")],
+            Arc::new(Schema::new(vec![Field::new("k0", DataType::Utf8, true)])),
+            Aggregates {
+                exprs: vec![Arc::new(count), Arc::new(sum)],
+                args: vec![vec![a.clone()], vec![a]],
+                filters: vec![None, None],
+            },
+            vec![
+                OutCol::Key(0),
+                OutCol::WindowStart,
+                OutCol::WindowEnd,
+                OutCol::Agg(0),
+                OutCol::Agg(1),
+            ],
+            out,
+        );
+        (op, input)
+    }
+
+    const ROWS: &[(i64, i64, Option<&str>)] = &[
+        (1, 1, Some("a")),
+        (2, 2, Some("a")),
+        (7, 3, Some("b")),
+        (6, 6, Some("b")),
+        (8, 3, Some("a")),
+        (16, 4, Some("b")),
+        (32, 7, None),
+        (34, 1, Some("b")),
+        (40, 10, Some("a")),
+        (42, 11, Some("d")),
+        (44, 13, Some("d")),
+    ];
+
+    fn feed(
+        op: &mut SessionAggregateOperator,
+        input: &SchemaRef,
+        rows: &[(i64, i64, Option<&str>)],
+        wm: &mut i64,
+        out: &mut Vec<Message>,
+    ) {
+        for (t, a, name) in rows {
+            let b = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![*name])),
+                    Arc::new(Int64Array::from(vec![*a])),
+                    Arc::new(TimestampMillisecondArray::from(vec![t * 1000])),
+                ],
+            )
+            .expect("batch");
+            op.process_batch(b, out).expect("batch in");
+            *wm = (*wm).max(t * 1000 - 1000);
+            op.process_watermark(*wm, out).expect("watermark");
+        }
+    }
+
+    fn text(out: &[Message]) -> Vec<String> {
+        let mut v = vec![];
+        for m in out {
+            if let Message::Batch(b) = m {
+                let s =
+                    datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(b))
+                        .expect("format")
+                        .to_string();
+                v.extend(
+                    s.lines()
+                        .filter(|l| l.starts_with("| ") && !l.contains("window_start"))
+                        .map(String::from),
+                );
+            }
+        }
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn open_sessions_survive_a_snapshot() {
+        let (mut whole, input) = operator();
+        let (mut wm, mut expected) = (i64::MIN, vec![]);
+        feed(&mut whole, &input, ROWS, &mut wm, &mut expected);
+        whole
+            .process_watermark(i64::MAX, &mut expected)
+            .expect("end");
+
+        let (mut first, _) = operator();
+        let (mut wm, mut got) = (i64::MIN, vec![]);
+        feed(&mut first, &input, &ROWS[..8], &mut wm, &mut got);
+        let state = first.snapshot().expect("snapshot").expect("state");
+        let (mut second, _) = operator();
+        second.restore(state).expect("restore");
+        feed(&mut second, &input, &ROWS[8..], &mut wm, &mut got);
+        second.process_watermark(i64::MAX, &mut got).expect("end");
+        assert_eq!(text(&got), text(&expected));
+        assert_eq!(text(&expected).len(), 8);
     }
 }
