@@ -78,7 +78,9 @@ pub fn validate(def: &TableDef) -> Result<()> {
         &format!("connector '{}'", def.connector),
         &accepted_options(&def.connector, format),
     )?;
-    if let Some((col, key)) = def.metadata.first() {
+    if def.connector == "kafka" {
+        crate::source::kafka::check_metadata(def)?;
+    } else if let Some((col, key)) = def.metadata.first() {
         return Err(WeirError::sql(
             format!(
                 "connector '{}' provides no metadata '{key}' (column '{col}')",
@@ -163,6 +165,7 @@ pub fn build_source(
             &def.name,
             options,
             def.physical.clone(),
+            &def.metadata,
             batch_size,
         )?)),
         "stdin" => {

@@ -757,8 +757,16 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
     if !def.has_columns {
         return Ok(plan);
     }
+    // Metadata columns are read-only (VIRTUAL): a sink writes the other columns.
+    let written: Vec<&Field> = def
+        .physical
+        .fields()
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
+        .collect();
     let target: Vec<&Field> = if columns.is_empty() {
-        def.physical.fields().iter().map(|f| f.as_ref()).collect()
+        written.clone()
     } else {
         columns
             .iter()
@@ -812,7 +820,7 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
     // Columns not listed in `INSERT INTO t (cols)` are NULL.
     if !columns.is_empty() {
         let mut full = vec![];
-        for f in def.physical.fields() {
+        for f in &written {
             match columns.iter().position(|c| c == f.name()) {
                 Some(i) => full.push(exprs[i].clone()),
                 None => full.push(

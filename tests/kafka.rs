@@ -1,7 +1,11 @@
-//! Kafka against a real Kafka-protocol broker (tansu) started here on 127.0.0.1: a standing
-//! query writes a topic of four partitions, a bounded read of the topic gives every row
-//! back once, a windowed query over the topic equals the same query over the original rows,
-//! and a malformed message fails the query naming its topic, partition and offset.
+//! Kafka against a real Kafka-protocol broker (tansu) started here on 127.0.0.1, with an
+//! independent client (Python confluent-kafka, `tests/kafka_client.py`) on the other side:
+//! what it writes Weir reads (every row once, metadata columns, every startup and bounded
+//! mode, a windowed query equal to the same query over a file), what Weir writes it reads;
+//! two Weir consumers in one group share the partitions across a rebalance without losing or
+//! repeating a row; a broker restarted mid-stream is reconnected; a broker that is down at
+//! start fails the query after a bounded retry; a slow sink keeps memory flat while a
+//! million-row topic waits; a malformed message names its topic, partition and offset.
 //!
 //! The broker binary comes from `$WEIR_TANSU` or `tansu` on the PATH (`bash .ci/run`
 //! builds it when missing); without it the tests are skipped locally and fail under CI=true.
@@ -9,10 +13,14 @@
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{Int32Type, TimestampMillisecondType};
 use weir::Session;
+use weir::sink::Sink;
+use weir::sql::parser::parse_script;
 
 fn tansu() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("WEIR_TANSU") {
@@ -30,7 +38,7 @@ struct Broker {
     child: Child,
     port: u16,
     bin: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -48,8 +56,19 @@ impl Broker {
             .map(|a| a.port())
             .expect("a free port");
         let dir = tempfile::tempdir().expect("tmp");
+        let child = Self::spawn(&bin, port, dir.path());
+        Some(Broker {
+            child,
+            port,
+            bin,
+            dir,
+        })
+    }
+
+    /// Starts the broker process on `port`, its data in `dir`, and waits until it listens.
+    fn spawn(bin: &std::path::Path, port: u16, dir: &std::path::Path) -> Child {
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .args([
                 "broker",
                 "--listener-url",
@@ -59,7 +78,7 @@ impl Broker {
                 "--storage-engine",
                 "sqlite://tansu.db",
             ])
-            .current_dir(dir.path())
+            .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,12 +91,18 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(Broker {
-            child,
-            port,
-            bin,
-            _dir: dir,
-        })
+        child
+    }
+
+    /// Stops the broker (SIGTERM, as an operator would) and starts it again on the same
+    /// port and data, `down` later.
+    fn restart(&mut self, down: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Self::spawn(&self.bin, self.port, self.dir.path());
     }
 
     fn bootstrap(&self) -> String {
@@ -112,19 +137,64 @@ impl Drop for Broker {
     }
 }
 
+/// 2026-01-01T00:00:00Z: message i of `produce-seq` is stamped `BASE + i * 10` ms.
+const BASE: i64 = 1767225600000;
+
+/// Runs the independent client; returns what it printed.
+fn client(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "kafka_client.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn sum_of(batches: &[RecordBatch], col: usize) -> (usize, i64) {
-    let mut rows = 0;
-    let mut sum = 0;
+    let values = ints(batches, col);
+    (values.len(), values.iter().sum())
+}
+
+fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
+    let mut out = vec![];
     for b in batches {
         let a = b
             .column(col)
             .as_any()
             .downcast_ref::<Int64Array>()
             .expect("BIGINT");
-        rows += a.len();
-        sum += a.iter().flatten().sum::<i64>();
+        out.extend(a.iter().flatten());
     }
-    (rows, sum)
+    out
+}
+
+/// Every row as text, sorted: results compared as multisets.
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut out = vec![];
+    for b in batches {
+        let fmts: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("fmt"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| f.value(r).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out.sort();
+    out
 }
 
 async fn collect(script: &str) -> Vec<RecordBatch> {
@@ -136,53 +206,520 @@ async fn collect(script: &str) -> Vec<RecordBatch> {
     r.pop().unwrap_or_default()
 }
 
+/// A sink that keeps the BIGINT values of its first column, shared with the test.
+struct Keep(Arc<Mutex<Vec<i64>>>);
+
+impl Sink for Keep {
+    fn write(&mut self, batch: &RecordBatch) -> weir::Result<()> {
+        let a = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("BIGINT");
+        self.0.lock().expect("lock").extend(a.iter().flatten());
+        Ok(())
+    }
+    fn finish(&mut self) -> weir::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops a standing query when the test ends, failed or not, so that its source thread
+/// does not keep the test process alive.
+struct StopOnDrop(weir::job::StopHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Starts `SELECT v FROM <table>` after the DDL, into a [`Keep`] sink.
+async fn start_keeping(
+    ddl: &str,
+    table: &str,
+) -> (StopOnDrop, weir::job::Job, Arc<Mutex<Vec<i64>>>) {
+    let mut s = Session::new();
+    s.run_collect(ddl).await.expect("ddl");
+    let kept = Arc::new(Mutex::new(vec![]));
+    let stmt = parse_script(&format!("SELECT v FROM {table}"))
+        .expect("parse")
+        .remove(0);
+    let job = s
+        .start_into(&stmt, Box::new(Keep(kept.clone())))
+        .await
+        .expect("the query starts");
+    (StopOnDrop(job.stop_handle()), job, kept)
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A kafka table `name` over `topic` with the given startup and bounded options.
+fn clicks_table(
+    name: &str,
+    topic: &str,
+    servers: &str,
+    modes: &str,
+    extra_columns: &str,
+) -> String {
+    format!(
+        "CREATE TABLE {name} (v BIGINT, user_id BIGINT, ts TIMESTAMP(3),{extra_columns} \
+         WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ('connector' = 'kafka', \
+         'topic' = '{topic}', 'properties.bootstrap.servers' = '{servers}', 'format' = 'json', {modes});"
+    )
+}
+
+const ALL: &str = "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_written_and_read_back() {
+async fn what_an_independent_client_writes_weir_reads() {
     let Some(broker) = Broker::start() else {
         return;
     };
     broker.create_topic("clicks", 4);
     let servers = broker.bootstrap();
-    let kafka = |extra: &str| {
+    client(&["produce-seq", &servers, "clicks", "2000", "4", "0"]);
+
+    // Every row once.
+    let rows_read = collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table("clicks", "clicks", &servers, ALL, "")
+    ))
+    .await;
+    assert_eq!(sum_of(&rows_read, 0), (2000, 2000 * 2001 / 2));
+
+    // A windowed query over the 4 partitions equals the same query over the same rows in a
+    // file (each partition has its own watermark, so their interleaving loses nothing).
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("clicks.json");
+    let mut text = String::new();
+    for i in 1..=2000i64 {
+        let ms = i * 10;
+        text.push_str(&format!(
+            "{{\"v\": {i}, \"user_id\": {}, \"ts\": \"2026-01-01 00:00:{:02}.{:03}\"}}\n",
+            i % 20,
+            ms / 1000,
+            ms % 1000
+        ));
+    }
+    std::fs::write(&file, text).expect("write");
+    let query = |t: &str| {
         format!(
-            "'connector' = 'kafka', 'topic' = 'clicks', 'properties.bootstrap.servers' = '{servers}', \
-             'format' = 'json'{extra}"
+            "SELECT user_id, COUNT(*) AS n, SUM(v) AS s, window_start, window_end FROM \
+             TABLE(TUMBLE(TABLE {t}, DESCRIPTOR(ts), INTERVAL '3' SECOND)) \
+             GROUP BY user_id, window_start, window_end;"
         )
     };
-    // Write 2000 rows, keyed by user, through the sink.
-    collect(&format!(
-        "CREATE TABLE src (v BIGINT, user_id BIGINT, ts AS to_timestamp_millis(1767225600000 + v * 10)) \
-         WITH ('connector' = 'datagen', 'rows-per-second' = '0', 'number-of-rows' = '2000', \
-         'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000', \
-         'fields.user_id.min' = '1', 'fields.user_id.max' = '20');\n\
-         CREATE TABLE out (v BIGINT, user_id BIGINT, ts TIMESTAMP(3)) WITH ({}, 'key.fields' = 'user_id');\n\
-         INSERT INTO out SELECT v, user_id, ts FROM src;",
-        kafka("")
+    let from_kafka = collect(&format!(
+        "{}\n{}",
+        clicks_table("clicks", "clicks", &servers, ALL, ""),
+        query("clicks")
     ))
     .await;
+    let from_file = collect(&format!(
+        "CREATE TABLE f (v BIGINT, user_id BIGINT, ts TIMESTAMP(3), \
+         WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ('connector' = 'filesystem', \
+         'path' = '{}', 'format' = 'json');\n{}",
+        file.display(),
+        query("f")
+    ))
+    .await;
+    assert_eq!(rows(&from_file).len(), 20 * 7);
+    assert_eq!(rows(&from_kafka), rows(&from_file));
 
-    // A bounded read from the earliest offsets: every row once.
-    let source = format!(
-        "CREATE TABLE clicks (v BIGINT, user_id BIGINT, ts TIMESTAMP(3), \
-         WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH ({});",
-        kafka(
-            ", 'properties.group.id' = 'weir-test', 'scan.startup.mode' = 'earliest-offset', \
-             'scan.bounded.mode' = 'latest-offset'"
+    // Metadata columns: partition, offset, key, timestamp and topic of every message.
+    let meta = collect(&format!(
+        "{}\nSELECT v, p, o, k, kts, topic FROM clicks;",
+        clicks_table(
+            "clicks",
+            "clicks",
+            &servers,
+            ALL,
+            " p INT METADATA FROM 'partition' VIRTUAL, o BIGINT METADATA FROM 'offset' VIRTUAL, \
+             k STRING METADATA FROM 'key' VIRTUAL, kts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL, \
+             topic STRING METADATA VIRTUAL,"
         )
-    );
-    let rows = collect(&format!("{source}\nSELECT v FROM clicks;")).await;
-    assert_eq!(sum_of(&rows, 0), (2000, 2000 * 2001 / 2));
-
-    // A windowed query over the topic: 10 s windows of 1000 rows each (the partitions'
-    // interleaving stays within the 5 s watermark bound).
-    let rows = collect(&format!(
-        "{source}\nSELECT COUNT(*) AS n, window_start FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), \
-         INTERVAL '10' SECOND)) GROUP BY window_start, window_end;"
     ))
     .await;
-    let (windows, total) = sum_of(&rows, 0);
-    assert_eq!(total, 2000);
-    assert!((2..=3).contains(&windows), "{windows} windows");
+    let mut n = 0;
+    for b in &meta {
+        let v = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("v");
+        let p = b.column(1).as_primitive::<Int32Type>();
+        let o = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("o");
+        let k = b.column(3).as_string::<i32>();
+        let kts = b.column(4).as_primitive::<TimestampMillisecondType>();
+        let topic = b.column(5).as_string::<i32>();
+        for r in 0..b.num_rows() {
+            let i = v.value(r);
+            assert_eq!(i64::from(p.value(r)), i % 4, "partition of {i}");
+            assert_eq!(
+                o.value(r),
+                (i - 1 - (i64::from(p.value(r)) + 3) % 4) / 4,
+                "offset of {i}"
+            );
+            assert_eq!(k.value(r), (i % 20).to_string(), "key of {i}");
+            assert_eq!(kts.value(r), BASE + i * 10, "timestamp of {i}");
+            assert_eq!(topic.value(r), "clicks");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 2000);
+
+    // specific-offsets, both ends: 100 rows from each of partitions 0-2 and 50 from 3.
+    let some = collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table(
+            "clicks",
+            "clicks",
+            &servers,
+            "'scan.startup.mode' = 'specific-offsets', \
+             'scan.startup.specific-offsets' = 'partition:0,offset:100;partition:1,offset:100;partition:2,offset:100;partition:3,offset:100', \
+             'scan.bounded.mode' = 'specific-offsets', \
+             'scan.bounded.specific-offsets' = 'partition:0,offset:200;partition:1,offset:200;partition:2,offset:200;partition:3,offset:150'",
+            ""
+        )
+    ))
+    .await;
+    assert_eq!(sum_of(&some, 0).0, 350);
+
+    // By message time: up to a bound (rows 1..=1000), and from a start (rows 1500..=2000).
+    let until = collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table(
+            "clicks",
+            "clicks",
+            &servers,
+            &format!(
+                "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'timestamp', \
+                 'scan.bounded.timestamp-millis' = '{}'",
+                BASE + 10_001
+            ),
+            ""
+        )
+    ))
+    .await;
+    assert_eq!(sum_of(&until, 0), (1000, 1000 * 1001 / 2));
+    let from = collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table(
+            "clicks",
+            "clicks",
+            &servers,
+            &format!(
+                "'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}', \
+                 'scan.bounded.mode' = 'latest-offset'",
+                BASE + 15_000
+            ),
+            ""
+        )
+    ))
+    .await;
+    assert_eq!(sum_of(&from, 0), (501, (1500..=2000).sum()));
+
+    // topic-pattern: every topic whose whole name matches.
+    let by_pattern = collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table("clicks", "clicks", &servers, ALL, "")
+            .replace("'topic' = 'clicks'", "'topic-pattern' = 'cl[a-z]+'")
+    ))
+    .await;
+    assert_eq!(sum_of(&by_pattern, 0).0, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_weir_writes_an_independent_client_reads() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("out", 4);
+    let servers = broker.bootstrap();
+    collect(&format!(
+        "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+         'number-of-rows' = '300', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+         'fields.v.end' = '300');\n\
+         CREATE TABLE out (v BIGINT, user_id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'out', \
+         'properties.bootstrap.servers' = '{servers}', 'format' = 'json', 'key.fields' = 'user_id');\n\
+         INSERT INTO out SELECT v, v % 7 FROM src;"
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "out", "300"]);
+    let mut seen = vec![];
+    let mut partition_of_key = std::collections::HashMap::new();
+    for line in printed.lines() {
+        let (p, k, v) = (field(line, "p"), field(line, "k"), field(line, "v"));
+        let value = v.replace("\\\"", "\"");
+        let n: i64 = value
+            .split("\"v\":")
+            .nth(1)
+            .and_then(|s| s.split([',', '}']).next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no v in {value}"));
+        assert!(value.contains(&format!("\"user_id\":{}", n % 7)), "{value}");
+        assert_eq!(
+            k.replace("\\\"", "\""),
+            format!("{{\"user_id\":{}}}", n % 7)
+        );
+        // One key, one partition.
+        assert_eq!(*partition_of_key.entry(k.clone()).or_insert(p.clone()), p);
+        seen.push(n);
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=300).collect::<Vec<_>>());
+}
+
+/// The raw text of `"name": value` in one of the client's JSON lines.
+fn field(line: &str, name: &str) -> String {
+    let key = format!("\"{name}\": ");
+    let rest = &line[line.find(&key).map(|i| i + key.len()).expect(name)..];
+    if let Some(s) = rest.strip_prefix('"') {
+        let mut end = 0;
+        let bytes = s.as_bytes();
+        while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
+            end += 1;
+        }
+        s[..end].to_string()
+    } else {
+        rest.split([',', '}'])
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_in_a_group_share_the_partitions() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("shared", 4);
+    let servers = broker.bootstrap();
+    client(&["produce-seq", &servers, "shared", "2000", "4", "0"]);
+    let ddl = clicks_table(
+        "shared",
+        "shared",
+        &servers,
+        "'scan.startup.mode' = 'group-offsets', 'properties.group.id' = 'weir-group', \
+         'properties.auto.offset.reset' = 'earliest', 'properties.session.timeout.ms' = '6000', \
+         'properties.heartbeat.interval.ms' = '500'",
+        "",
+    );
+    // One consumer takes all four partitions and reads the first 2000 rows.
+    let (_a_guard, a, a_rows) = start_keeping(&ddl, "shared").await;
+    wait_for("the first consumer's rows", 60, || {
+        a_rows.lock().expect("lock").len() >= 2000
+    })
+    .await;
+    // A second joins the group: the partitions are split between the two.
+    let (_b_guard, b, b_rows) = start_keeping(&ddl, "shared").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    client(&["produce-seq", &servers, "shared", "2000", "4", "0", "2001"]);
+    wait_for("all 4000 rows", 90, || {
+        a_rows.lock().expect("lock").len() + b_rows.lock().expect("lock").len() >= 4000
+    })
+    .await;
+    // Time for a duplicate to show, were there one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.stop();
+    b.stop();
+    a.wait_timeout(Duration::from_secs(30))
+        .await
+        .map_err(|_| "the first consumer did not stop")
+        .expect("stops")
+        .expect("the first consumer ran cleanly");
+    b.wait_timeout(Duration::from_secs(30))
+        .await
+        .map_err(|_| "the second consumer did not stop")
+        .expect("stops")
+        .expect("the second consumer ran cleanly");
+    let from_b = b_rows.lock().expect("lock").len();
+    let mut all: Vec<i64> = a_rows.lock().expect("lock").clone();
+    all.extend(b_rows.lock().expect("lock").iter());
+    all.sort();
+    assert_eq!(
+        all,
+        (1..=4000).collect::<Vec<_>>(),
+        "every row exactly once"
+    );
+    assert!(from_b > 0, "the second consumer got no partition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_mid_stream_is_reconnected() {
+    let Some(mut broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("steady", 1);
+    let servers = broker.bootstrap();
+    client(&["produce-seq", &servers, "steady", "1000", "1", "0"]);
+    // Reads up to offset 2000: the first 1000 rows are there, the rest come after the
+    // broker's restart.
+    let ddl = clicks_table(
+        "steady",
+        "steady",
+        &servers,
+        "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'specific-offsets', \
+         'scan.bounded.specific-offsets' = 'partition:0,offset:2000'",
+        "",
+    );
+    let (_guard, job, kept) = start_keeping(&ddl, "steady").await;
+    wait_for("the rows before the restart", 60, || {
+        kept.lock().expect("lock").len() >= 1000
+    })
+    .await;
+    broker.restart(Duration::from_secs(2));
+    client(&["produce-seq", &servers, "steady", "1000", "1", "0", "1001"]);
+    job.wait_timeout(Duration::from_secs(120))
+        .await
+        .map_err(|_| "the query did not end after the restart")
+        .expect("ends")
+        .expect("the query goes on after the restart");
+    let mut all = kept.lock().expect("lock").clone();
+    all.sort();
+    assert_eq!(
+        all.len(),
+        2000,
+        "rows {} (first {:?}, last {:?})",
+        all.len(),
+        all.first(),
+        all.last()
+    );
+    assert_eq!(all, (1..=2000).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_down_at_start_fails_after_a_bounded_retry() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let started = Instant::now();
+    let mut s = Session::new();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        s.run_collect(&format!(
+            "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', \
+             'properties.bootstrap.servers' = '127.0.0.1:{port}', 'format' = 'json', \
+             'properties.socket.connection.setup.timeout.ms' = '2000', \
+             'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');\n\
+             SELECT v FROM t;"
+        )),
+    )
+    .await
+    .expect("the retry is bounded")
+    .expect_err("no broker, no query");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("cannot reach the broker at '127.0.0.1:{port}'")),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// Resident and peak memory of a process, in KiB (VmRSS, VmHWM).
+fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("big", 4);
+    let servers = broker.bootstrap();
+    // A million messages of ~250 bytes: ~250 MB on the topic.
+    client(&["produce-seq", &servers, "big", "1000000", "4", "200"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("slow.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "{}\nCREATE TABLE out (v BIGINT, pad STRING) WITH ('connector' = 'print');\n\
+             INSERT INTO out SELECT v, pad FROM big;\n",
+            clicks_table("big", "big", &servers, ALL, " pad STRING,")
+        ),
+    )
+    .expect("write");
+    // The sink is a pipe this test reads at ~1000 rows/s, a few % of what the topic gives.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet"])
+        .arg(&script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("stdout");
+    let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = {
+        let read = read.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(25) {
+                if lines.next().is_none() {
+                    break;
+                }
+                let n = read.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n.is_multiple_of(10) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        })
+    };
+    let mut samples = vec![];
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(m) = memory_of(pid) {
+            samples.push(m);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    let rows = read.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("rows written by the slow sink: {rows}; (rss, peak) KiB per second: {samples:?}");
+    assert!(rows > 1000, "the sink wrote {rows} rows");
+    assert!(rows < 100_000, "the sink was not slow: {rows} rows");
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let early = samples.get(6).map(|s| s.0).unwrap_or(0);
+    let late = samples.last().map(|s| s.0).unwrap_or(0);
+    // The topic holds ~250 MB and the broker gives ~8 MB/s to a consumer that keeps asking:
+    // what the process holds (a debug build) stays below the topic and stops growing once
+    // the channels and librdkafka's 16 MiB queue are full.
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
+    assert!(
+        late < early + 24 * 1024,
+        "RSS grew from {early} KiB to {late} KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,4 +763,50 @@ async fn a_malformed_message_names_its_topic_partition_and_offset() {
     ))
     .await;
     assert_eq!(sum_of(&rows, 0).0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_stops_holding_the_watermark_back() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("lopsided", 2);
+    let servers = broker.bootstrap();
+    // Every message goes to partition 0; partition 1 stays empty.
+    client(&["produce-seq", &servers, "lopsided", "1000", "1", "0"]);
+    let ddl = clicks_table(
+        "lopsided",
+        "lopsided",
+        &servers,
+        "'scan.startup.mode' = 'earliest-offset', 'scan.watermark.idle-timeout' = '1 s'",
+        "",
+    );
+    let mut s = Session::new();
+    s.run_collect(&ddl).await.expect("ddl");
+    let kept = Arc::new(Mutex::new(vec![]));
+    let stmt = parse_script(
+        "SELECT COUNT(*) AS n FROM TABLE(TUMBLE(TABLE lopsided, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end",
+    )
+    .expect("parse")
+    .remove(0);
+    let job = s
+        .start_into(&stmt, Box::new(Keep(kept.clone())))
+        .await
+        .expect("starts");
+    let _guard = StopOnDrop(job.stop_handle());
+    // Rows span 10 s; with the empty partition idle, the watermark (last row − 5 s) closes
+    // the first four windows: rows 1..=399 (ts 0.01 s .. 3.99 s).
+    wait_for("windows to fire", 30, || {
+        kept.lock().expect("lock").iter().sum::<i64>() >= 399
+    })
+    .await;
+    job.stop();
+    job.wait_timeout(Duration::from_secs(30))
+        .await
+        .map_err(|_| "the query did not stop")
+        .expect("stops")
+        .expect("runs cleanly");
+    let counts = kept.lock().expect("lock").clone();
+    assert_eq!(counts.iter().take(4).sum::<i64>(), 399, "{counts:?}");
 }

@@ -83,6 +83,9 @@ pub struct Decoder {
 pub struct Decoded {
     pub batch: Option<RecordBatch>,
     pub skipped: usize,
+    /// The input lines the batch's rows came from, in order; None when every line gave a
+    /// row (no blank, comment or skipped lines).
+    pub kept: Option<Vec<usize>>,
 }
 
 impl Decoder {
@@ -105,6 +108,7 @@ impl Decoder {
 
     /// Decodes `lines` (without newlines); `origin` and `first_line` place errors.
     pub fn decode(&self, lines: &[String], origin: &str, first_line: usize) -> Result<Decoded> {
+        let lines_in = lines.len();
         let numbered: Vec<(usize, &String)> = lines
             .iter()
             .enumerate()
@@ -118,20 +122,27 @@ impl Decoder {
             return Ok(Decoded {
                 batch: None,
                 skipped: 0,
+                kept: Some(vec![]),
             });
         }
+        let all = numbered.len() == lines_in;
         if let Ok(b) = self.decode_chunk(&lines) {
             return Ok(Decoded {
                 batch: Some(b),
                 skipped: 0,
+                kept: (!all).then(|| numbered.iter().map(|(i, _)| *i).collect()),
             });
         }
         // Find the bad lines one by one.
         let mut good = vec![];
+        let mut kept = vec![];
         let mut skipped = 0;
         for (i, line) in lines.iter().enumerate() {
             match self.decode_chunk(&[line]) {
-                Ok(b) => good.push(b),
+                Ok(b) => {
+                    good.push(b);
+                    kept.push(numbered[i].0);
+                }
                 Err(reason) => {
                     if self.ignore_errors {
                         skipped += 1;
@@ -154,7 +165,11 @@ impl Decoder {
         } else {
             Some(concat_batches(&self.schema, &good)?)
         };
-        Ok(Decoded { batch, skipped })
+        Ok(Decoded {
+            batch,
+            skipped,
+            kept: Some(kept),
+        })
     }
 
     fn decode_chunk(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {

@@ -624,7 +624,16 @@ impl Planner<'_> {
     }
 
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
-        let options = crate::connector::effective_options(&table, self.settings)?;
+        let mut options = crate::connector::effective_options(&table, self.settings)?;
+        if options.get("scan.watermark.idle-timeout").is_none()
+            && let Some((_, v)) = self
+                .settings
+                .iter()
+                .find(|(k, _)| k == "table.exec.source.idle-timeout")
+        {
+            // A source with partitions (Kafka) applies the session's idle timeout to each.
+            options.insert("scan.watermark.idle-timeout", v.clone(), None);
+        }
         let source = crate::connector::build_source(&table, &options, self.batch_size)?;
         let physical_df = DFSchema::try_from(table.physical.as_ref().clone())?;
         let computed = if table.computed.is_empty() || !table.has_columns {

@@ -3,18 +3,50 @@
 //! (`enable.idempotence`), sends wait while librdkafka's queue is full (backpressure), and a
 //! delivery error fails the query — never silently.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::Sink;
 use crate::error::{Result, WeirError};
 use crate::format::Format;
 use crate::sql::options::Options;
 
+/// Delivery reports: the first failure (which fails the query at the next write or at
+/// the end) and the count of messages delivered.
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<Option<String>>,
+    delivered: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                if let Ok(mut f) = self.failed.lock()
+                    && f.is_none()
+                {
+                    *f = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
 pub struct KafkaSink {
-    producer: BaseProducer,
+    producer: BaseProducer<Deliveries>,
     topic: String,
     format: Format,
     key_format: Format,
@@ -61,8 +93,8 @@ impl KafkaSink {
         };
         let mut config = crate::source::kafka::client_config(options);
         config.set("enable.idempotence", "true");
-        let producer: BaseProducer = config
-            .create()
+        let producer: BaseProducer<Deliveries> = config
+            .create_with_context(Deliveries::default())
             .map_err(|e| WeirError::external(format!("kafka: cannot create a producer: {e}")))?;
         let key_fields = options
             .get("key.fields")
@@ -99,8 +131,29 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Fails when a message could not be delivered.
+    fn check_deliveries(&self) -> Result<()> {
+        let failed = self
+            .producer
+            .context()
+            .failed
+            .lock()
+            .ok()
+            .and_then(|f| f.clone());
+        match failed {
+            Some(e) => Err(WeirError::external(format!(
+                "kafka: a message to '{}' was not delivered: {e}",
+                self.topic
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Sink for KafkaSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.check_deliveries()?;
         let values = self.encode(batch, self.format)?;
         let keys = if self.key_fields.is_empty() {
             None
@@ -150,7 +203,8 @@ impl Sink for KafkaSink {
 
     fn finish(&mut self) -> Result<()> {
         self.producer
-            .flush(Duration::from_secs(30))
-            .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))
+            .flush(Duration::from_secs(60))
+            .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;
+        self.check_deliveries()
     }
 }

@@ -1,24 +1,41 @@
-//! The `kafka` source: a topic read through librdkafka (rdkafka).
+//! The `kafka` source: topics read through librdkafka (rdkafka).
 //!
-//! All partitions of the topic(s) are assigned to one consumer and read from the
-//! `scan.startup.mode` position; with `scan.bounded.mode` = `latest-offset` the source ends
-//! once every partition reaches the offset it had when the query started. Messages are
-//! decoded by the table's format (`json`, `csv`, or `raw`: the whole value in one column).
-//! The channel downstream is bounded, so a slow query stops this thread from polling and the
-//! consumer stops fetching (librdkafka's queue stays bounded by `queued.max.messages.kbytes`).
-//! Consumed offsets are committed to the group as Flink does without checkpoints.
+//! Two ways to read, as Flink's options choose:
+//! - **Group subscription** (`scan.startup.mode` = `group-offsets`, unbounded): the consumer
+//!   joins `properties.group.id` and the group spreads the partitions over its members.
+//!   When a rebalance takes partitions away, the positions reached in them are committed
+//!   first, so their next owner continues exactly where this one stopped.
+//! - **Assignment** (every other mode, and every bounded read): all partitions of the
+//!   topics are read by this consumer from the startup position; a bounded read ends when
+//!   every partition reaches its end offset.
+//!
+//! Each partition has its own watermark and the source's is their minimum. A partition
+//! that has sent nothing for `scan.watermark.idle-timeout` (or the session's
+//! `table.exec.source.idle-timeout`) stops holding it back until its next message.
+//!
+//! Backpressure: the channel downstream is bounded, so a slow query blocks this thread;
+//! it then stops polling and librdkafka stops fetching once its queue
+//! (`queued.max.messages.kbytes`, 16 MiB here unless set) is full. Consumed offsets are
+//! committed to the group as Flink does without checkpoints. Transient broker errors are
+//! logged and the client reconnects; only errors that cannot heal fail the query.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, BinaryArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message as _, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{Result, WeirError};
 use crate::format::{Decoder, Format};
@@ -28,11 +45,15 @@ use crate::sql::options::Options;
 /// Options of the kafka connector besides `properties.*` and the format's.
 pub const OPTIONS: &[&str] = &[
     "topic",
+    "topic-pattern",
     "properties.bootstrap.servers",
     "properties.group.id",
     "scan.startup.mode",
     "scan.startup.timestamp-millis",
+    "scan.startup.specific-offsets",
     "scan.bounded.mode",
+    "scan.bounded.timestamp-millis",
+    "scan.bounded.specific-offsets",
     "format",
     "key.format",
     "key.fields",
@@ -40,23 +61,67 @@ pub const OPTIONS: &[&str] = &[
     "properties.",
 ];
 
+/// The metadata a kafka table can declare (`col TYPE METADATA FROM 'key' VIRTUAL`).
+pub const METADATA: &[&str] = &[
+    "topic",
+    "partition",
+    "offset",
+    "timestamp",
+    "timestamp-type",
+    "key",
+];
+
 /// Where reading starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Startup {
     Earliest,
     Latest,
     Group,
     Timestamp(i64),
+    Specific(HashMap<i32, i64>),
+}
+
+/// Where a bounded read ends.
+#[derive(Debug, Clone)]
+enum Bound {
+    Unbounded,
+    Latest,
+    Group,
+    Timestamp(i64),
+    Specific(HashMap<i32, i64>),
+}
+
+/// Which topics: a list, or every topic whose whole name matches a pattern.
+#[derive(Debug, Clone)]
+enum Topics {
+    Names(Vec<String>),
+    Pattern(String, regex::Regex),
+}
+
+/// A metadata column: its index in the physical schema, its key and its declared type.
+#[derive(Debug, Clone)]
+struct MetaColumn {
+    index: usize,
+    key: String,
+    data_type: DataType,
 }
 
 pub struct KafkaSource {
     config: ClientConfig,
-    topics: Vec<String>,
+    servers: String,
+    topics: Topics,
     startup: Startup,
-    bounded: bool,
+    bound: Bound,
     decoder: Option<Decoder>,
+    /// The physical schema: value columns and metadata columns in declared order.
     schema: SchemaRef,
+    /// The columns the message value holds (the physical ones that are not metadata).
+    value_schema: SchemaRef,
+    meta: Vec<MetaColumn>,
     batch_size: usize,
+    idle_timeout: Option<Duration>,
+    /// How long the broker may stay unreachable at start before the query fails.
+    connect_timeout: Duration,
 }
 
 /// The librdkafka configuration of a table: every `properties.*` option.
@@ -79,14 +144,83 @@ pub fn topics(options: &Options, table: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Flink's `partition:0,offset:42;partition:1,offset:300`.
+fn specific_offsets(options: &Options, key: &str) -> Result<HashMap<i32, i64>> {
+    let text = options.get(key).ok_or_else(|| {
+        WeirError::sql(
+            format!("mode 'specific-offsets' needs '{key}'"),
+            options.pos(key.replace("specific-offsets", "mode").as_str()),
+        )
+        .with_hint(format!(
+            "'{key}' = 'partition:0,offset:42;partition:1,offset:300'"
+        ))
+    })?;
+    let bad = |what: &str| {
+        WeirError::sql(format!("option '{key}': {what}"), options.pos(key))
+            .with_hint("write 'partition:0,offset:42;partition:1,offset:300'")
+    };
+    let mut out = HashMap::new();
+    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let mut partition = None;
+        let mut offset = None;
+        for kv in part.split(',') {
+            match kv.trim().split_once(':') {
+                Some(("partition", v)) => {
+                    partition = Some(
+                        v.trim()
+                            .parse::<i32>()
+                            .map_err(|_| bad(&format!("'{v}' is not a partition number")))?,
+                    )
+                }
+                Some(("offset", v)) => {
+                    offset = Some(
+                        v.trim()
+                            .parse::<i64>()
+                            .map_err(|_| bad(&format!("'{v}' is not an offset")))?,
+                    )
+                }
+                _ => return Err(bad(&format!("cannot read '{}'", kv.trim()))),
+            }
+        }
+        match (partition, offset) {
+            (Some(p), Some(o)) => {
+                out.insert(p, o);
+            }
+            _ => return Err(bad(&format!("'{part}' needs both partition and offset"))),
+        }
+    }
+    Ok(out)
+}
+
 impl KafkaSource {
     pub fn new(
         table: &str,
         options: &Options,
         schema: SchemaRef,
+        metadata: &[(String, String)],
         batch_size: usize,
     ) -> Result<Self> {
-        options.require("properties.bootstrap.servers", table)?;
+        let servers = options
+            .require("properties.bootstrap.servers", table)?
+            .to_string();
+        let topics = match (options.get("topic"), options.get("topic-pattern")) {
+            (Some(_), Some(_)) => {
+                return Err(WeirError::sql(
+                    "give 'topic' or 'topic-pattern', not both",
+                    options.pos("topic-pattern"),
+                ));
+            }
+            (None, Some(p)) => {
+                let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                    WeirError::sql(
+                        format!("'topic-pattern' is not a regular expression: {e}"),
+                        options.pos("topic-pattern"),
+                    )
+                })?;
+                Topics::Pattern(p.to_string(), re)
+            }
+            _ => Topics::Names(topics(options, table)?),
+        };
         let startup = match options.get("scan.startup.mode").unwrap_or("group-offsets") {
             "earliest-offset" => Startup::Earliest,
             "latest-offset" => Startup::Latest,
@@ -101,25 +235,67 @@ impl KafkaSource {
                         )
                     })?,
             ),
+            "specific-offsets" => {
+                Startup::Specific(specific_offsets(options, "scan.startup.specific-offsets")?)
+            }
             other => {
                 return Err(WeirError::sql(
                     format!("unknown scan.startup.mode '{other}'"),
                     options.pos("scan.startup.mode"),
                 )
-                .with_hint("earliest-offset, latest-offset, group-offsets or timestamp"));
+                .with_hint(
+                    "earliest-offset, latest-offset, group-offsets, timestamp or specific-offsets",
+                ));
             }
         };
-        let bounded = match options.get("scan.bounded.mode") {
-            None | Some("unbounded") => false,
-            Some("latest-offset") => true,
+        let bound = match options.get("scan.bounded.mode") {
+            None | Some("unbounded") => Bound::Unbounded,
+            Some("latest-offset") => Bound::Latest,
+            Some("group-offsets") => Bound::Group,
+            Some("timestamp") => Bound::Timestamp(
+                options
+                    .parse_opt("scan.bounded.timestamp-millis")?
+                    .ok_or_else(|| {
+                        WeirError::sql(
+                            "scan.bounded.mode 'timestamp' needs 'scan.bounded.timestamp-millis'",
+                            options.pos("scan.bounded.mode"),
+                        )
+                    })?,
+            ),
+            Some("specific-offsets") => {
+                Bound::Specific(specific_offsets(options, "scan.bounded.specific-offsets")?)
+            }
             Some(other) => {
                 return Err(WeirError::sql(
                     format!("unknown scan.bounded.mode '{other}'"),
                     options.pos("scan.bounded.mode"),
                 )
-                .with_hint("latest-offset or unbounded"));
+                .with_hint(
+                    "unbounded, latest-offset, group-offsets, timestamp or specific-offsets",
+                ));
             }
         };
+        // Metadata columns come from the message; the rest from its value.
+        let mut meta = vec![];
+        for (col, key) in metadata {
+            let index = schema.index_of(col).map_err(|_| {
+                WeirError::internal(format!("metadata column '{col}' is not in the schema"))
+            })?;
+            meta.push(MetaColumn {
+                index,
+                key: key.clone(),
+                data_type: schema.field(index).data_type().clone(),
+            });
+        }
+        let value_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !meta.iter().any(|m| m.index == *i))
+                .map(|(_, f)| f.as_ref().clone())
+                .collect::<Vec<Field>>(),
+        ));
         let decoder = match options.get("format") {
             Some("raw") => None,
             _ => {
@@ -130,13 +306,13 @@ impl KafkaSource {
                         options.pos("format"),
                     ));
                 }
-                Some(Decoder::new(format, schema.clone(), options)?)
+                Some(Decoder::new(format, value_schema.clone(), options)?)
             }
         };
         if decoder.is_none()
-            && (schema.fields().len() != 1
+            && (value_schema.fields().len() != 1
                 || !matches!(
-                    schema.field(0).data_type(),
+                    value_schema.field(0).data_type(),
                     DataType::Utf8 | DataType::Binary
                 ))
         {
@@ -152,116 +328,396 @@ impl KafkaSource {
         if options.get("properties.group.id").is_none() {
             config.set("group.id", format!("weir-{table}"));
         }
+        if options
+            .get("properties.queued.max.messages.kbytes")
+            .is_none()
+        {
+            config.set("queued.max.messages.kbytes", "16384");
+        }
+        let connect_timeout = match options.get("properties.socket.connection.setup.timeout.ms") {
+            Some(v) => Duration::from_millis(v.parse().map_err(|_| {
+                WeirError::sql(
+                    format!("'properties.socket.connection.setup.timeout.ms' = '{v}' is not a number of milliseconds"),
+                    options.pos("properties.socket.connection.setup.timeout.ms"),
+                )
+            })?),
+            None => Duration::from_secs(30),
+        };
+        let idle_timeout = options
+            .duration_opt("scan.watermark.idle-timeout")?
+            .filter(|d| !d.is_zero());
         Ok(KafkaSource {
             config,
-            topics: topics(options, table)?,
+            servers,
+            topics,
             startup,
-            bounded,
+            bound,
             decoder,
             schema,
+            value_schema,
+            meta,
             batch_size,
+            idle_timeout,
+            connect_timeout,
         })
     }
 
-    fn raw_batch(&self, values: &[Vec<u8>]) -> Result<RecordBatch> {
-        let col: ArrayRef = match self.schema.field(0).data_type() {
-            DataType::Binary => Arc::new(BinaryArray::from_iter_values(values.iter())),
-            _ => Arc::new(StringArray::from_iter_values(
-                values
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v).to_string()),
-            )),
-        };
-        Ok(RecordBatch::try_new(self.schema.clone(), vec![col])?)
+    fn subscribes(&self) -> bool {
+        matches!(self.startup, Startup::Group) && matches!(self.bound, Bound::Unbounded)
     }
 }
 
-fn kafka_err(what: &str, e: rdkafka::error::KafkaError) -> WeirError {
+fn kafka_err(what: &str, e: KafkaError) -> WeirError {
     WeirError::external(format!("kafka: {what}: {e}"))
 }
 
-impl Source for KafkaSource {
-    fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        let consumer: BaseConsumer = self
-            .config
-            .create()
-            .map_err(|e| kafka_err("cannot create a consumer", e))?;
-        let timeout = Duration::from_secs(10);
-        // Every partition of every topic, at its starting offset; and, when bounded, the
-        // offset where it ends.
-        let mut tpl = TopicPartitionList::new();
-        let mut end: HashMap<(String, i32), i64> = HashMap::new();
-        for topic in &self.topics {
-            let md = consumer
-                .fetch_metadata(Some(topic), timeout)
-                .map_err(|e| kafka_err(&format!("cannot reach the broker for '{topic}'"), e))?;
-            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-                return Err(WeirError::user(format!("kafka: no topic '{topic}'")));
-            };
-            if t.partitions().is_empty() {
-                return Err(WeirError::user(format!(
-                    "kafka: topic '{topic}' does not exist (create it first)"
-                )));
-            }
-            for p in t.partitions() {
-                let offset = match self.startup {
-                    Startup::Earliest | Startup::Timestamp(_) => Offset::Beginning,
-                    Startup::Latest => Offset::End,
-                    Startup::Group => Offset::Stored,
-                };
-                tpl.add_partition_offset(topic, p.id(), offset)
-                    .map_err(|e| kafka_err("cannot assign", e))?;
-                if self.bounded {
-                    let (_, high) = consumer
-                        .fetch_watermarks(topic, p.id(), timeout)
-                        .map_err(|e| kafka_err("cannot read the end offsets", e))?;
-                    end.insert((topic.clone(), p.id()), high);
+/// Errors after which the client cannot go on by itself; every other consume error
+/// (a broker gone, a connection reset, a leader moving) heals when librdkafka reconnects.
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::InvalidGroupId
+                | RDKafkaErrorCode::Authentication
+        )
+    )
+}
+
+/// A rebalance seen by the consumer: partitions assigned or taken away.
+enum Change {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// The consumer's context: records rebalances for the read loop and, before partitions
+/// are taken away, commits the positions reached in them.
+#[derive(Default)]
+struct GroupContext {
+    changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn members(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = members(tpl);
+            if let Ok(pos) = consumer.position() {
+                let mut commit = TopicPartitionList::new();
+                for e in pos.elements() {
+                    if let Offset::Offset(o) = e.offset()
+                        && revoked
+                            .iter()
+                            .any(|(t, p)| t == e.topic() && *p == e.partition())
+                    {
+                        let _ = commit.add_partition_offset(
+                            e.topic(),
+                            e.partition(),
+                            Offset::Offset(o),
+                        );
+                    }
+                }
+                if commit.count() > 0
+                    && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
+                {
+                    tracing::warn!("kafka: committing revoked partitions failed: {e}");
                 }
             }
-        }
-        if let Startup::Timestamp(ms) = self.startup {
-            let mut times = TopicPartitionList::new();
-            for e in tpl.elements() {
-                times
-                    .add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))
-                    .map_err(|e| kafka_err("cannot assign", e))?;
+            if let Ok(mut c) = self.changes.lock() {
+                c.push(Change::Revoked(revoked));
             }
-            tpl = consumer
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Ok(mut c) = self.changes.lock()
+        {
+            c.push(Change::Assigned(members(tpl)));
+        }
+    }
+}
+
+/// Messages of one partition read but not yet emitted.
+#[derive(Default)]
+struct Pending {
+    values: Vec<Vec<u8>>,
+    offsets: Vec<i64>,
+    timestamps: Vec<Option<i64>>,
+    timestamp_types: Vec<&'static str>,
+    keys: Vec<Option<Vec<u8>>>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn clear(&mut self) {
+        *self = Pending::default();
+    }
+}
+
+/// One topic-partition this consumer reads.
+struct Part {
+    topic: String,
+    partition: i32,
+    /// Its index among the source's watermark partitions.
+    index: usize,
+    /// A bounded read stops before this offset.
+    end: Option<i64>,
+    /// The next offset to read, once a message was seen.
+    next: Option<i64>,
+    pending: Pending,
+    last_message: Instant,
+    /// Not holding the watermark: ended, idle, or taken away by a rebalance.
+    released: bool,
+    assigned: bool,
+}
+
+impl Part {
+    fn finished(&self) -> bool {
+        match self.end {
+            Some(end) => end <= 0 || self.next.is_some_and(|n| n >= end),
+            None => false,
+        }
+    }
+}
+
+impl KafkaSource {
+    /// The topics to read, resolved against the broker's metadata (retrying while the
+    /// broker cannot be reached, up to the connect timeout).
+    fn resolve(&self, consumer: &BaseConsumer<GroupContext>) -> Result<Vec<(String, Vec<i32>)>> {
+        let started = Instant::now();
+        let md = loop {
+            let wanted = match &self.topics {
+                Topics::Names(n) if n.len() == 1 => Some(n[0].as_str()),
+                _ => None,
+            };
+            match consumer.fetch_metadata(wanted, Duration::from_secs(5)) {
+                Ok(md) => break md,
+                Err(e) => {
+                    if started.elapsed() >= self.connect_timeout {
+                        return Err(WeirError::external(format!(
+                            "kafka: cannot reach the broker at '{}' (tried for {} s): {e}",
+                            self.servers,
+                            started.elapsed().as_secs()
+                        ))
+                        .with_hint(
+                            "is the broker running and is 'properties.bootstrap.servers' right?",
+                        ));
+                    }
+                    tracing::warn!("kafka: broker at '{}' not reachable yet: {e}", self.servers);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        };
+        let mut out = vec![];
+        match &self.topics {
+            Topics::Names(names) => {
+                for topic in names {
+                    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                        return Err(WeirError::user(format!(
+                            "kafka: no topic '{topic}' (create it first)"
+                        )));
+                    };
+                    if t.partitions().is_empty() {
+                        return Err(WeirError::user(format!(
+                            "kafka: topic '{topic}' does not exist (create it first)"
+                        )));
+                    }
+                    out.push((
+                        topic.clone(),
+                        t.partitions().iter().map(|p| p.id()).collect(),
+                    ));
+                }
+            }
+            Topics::Pattern(text, re) => {
+                for t in md.topics() {
+                    if re.is_match(t.name()) && !t.partitions().is_empty() {
+                        out.push((
+                            t.name().to_string(),
+                            t.partitions().iter().map(|p| p.id()).collect(),
+                        ));
+                    }
+                }
+                if out.is_empty() && !self.subscribes() {
+                    return Err(WeirError::user(format!(
+                        "kafka: no topic matches topic-pattern '{text}'"
+                    )));
+                }
+                out.sort();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Assignment mode: every partition from its startup offset, with its end offset when
+    /// the read is bounded.
+    fn assign_all(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        topics: &[(String, Vec<i32>)],
+        ctx: &mut SourceContext,
+    ) -> Result<Vec<Part>> {
+        let timeout = Duration::from_secs(10);
+        let by_time = |ms: i64| -> Result<TopicPartitionList> {
+            let mut times = TopicPartitionList::new();
+            for (topic, ps) in topics {
+                for p in ps {
+                    times
+                        .add_partition_offset(topic, *p, Offset::Offset(ms))
+                        .map_err(|e| kafka_err("cannot assign", e))?;
+                }
+            }
+            consumer
                 .offsets_for_times(times, timeout)
-                .map_err(|e| kafka_err("cannot look up offsets by time", e))?;
+                .map_err(|e| kafka_err("cannot look up offsets by time", e))
+        };
+        let start_times = match self.startup {
+            Startup::Timestamp(ms) => Some(by_time(ms)?),
+            _ => None,
+        };
+        let end_times = match self.bound {
+            Bound::Timestamp(ms) => Some(by_time(ms)?),
+            _ => None,
+        };
+        let committed = if matches!(self.bound, Bound::Group) {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, ps) in topics {
+                for p in ps {
+                    tpl.add_partition(topic, *p);
+                }
+            }
+            Some(
+                consumer
+                    .committed_offsets(tpl, timeout)
+                    .map_err(|e| kafka_err("cannot read the group's offsets", e))?,
+            )
+        } else {
+            None
+        };
+        let offset_in = |tpl: &TopicPartitionList, topic: &str, p: i32| {
+            tpl.find_partition(topic, p).map(|e| e.offset())
+        };
+        let mut tpl = TopicPartitionList::new();
+        let mut parts = vec![];
+        let total: usize = topics.iter().map(|(_, ps)| ps.len()).sum();
+        ctx.set_partitions(total);
+        for (topic, ps) in topics {
+            for &p in ps {
+                let start = match &self.startup {
+                    Startup::Earliest => Offset::Beginning,
+                    Startup::Latest => Offset::End,
+                    Startup::Group => Offset::Stored,
+                    Startup::Timestamp(_) => start_times
+                        .as_ref()
+                        .and_then(|t| offset_in(t, topic, p))
+                        .unwrap_or(Offset::End),
+                    Startup::Specific(m) => m
+                        .get(&p)
+                        .map(|o| Offset::Offset(*o))
+                        .unwrap_or(Offset::Beginning),
+                };
+                tpl.add_partition_offset(topic, p, start)
+                    .map_err(|e| kafka_err("cannot assign", e))?;
+                let mut next = match start {
+                    Offset::Offset(s) => Some(s),
+                    _ => None,
+                };
+                let end = if matches!(self.bound, Bound::Unbounded) {
+                    None
+                } else {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic, p, timeout)
+                        .map_err(|e| kafka_err("cannot read the end offsets", e))?;
+                    next = match start {
+                        Offset::Beginning => Some(low),
+                        Offset::End => Some(high),
+                        Offset::Offset(s) => Some(s.max(low)),
+                        _ => next,
+                    };
+                    Some(match &self.bound {
+                        Bound::Timestamp(_) => {
+                            match end_times.as_ref().and_then(|t| offset_in(t, topic, p)) {
+                                Some(Offset::Offset(o)) => o,
+                                _ => high,
+                            }
+                        }
+                        Bound::Group => {
+                            match committed.as_ref().and_then(|t| offset_in(t, topic, p)) {
+                                Some(Offset::Offset(o)) => o,
+                                _ => high,
+                            }
+                        }
+                        // A partition not listed has nothing to read.
+                        Bound::Specific(m) => m.get(&p).copied().unwrap_or(low),
+                        _ => high,
+                    })
+                };
+                parts.push(Part {
+                    topic: topic.clone(),
+                    partition: p,
+                    index: parts.len(),
+                    end,
+                    next,
+                    pending: Pending::default(),
+                    last_message: Instant::now(),
+                    released: false,
+                    assigned: true,
+                });
+            }
         }
         consumer
             .assign(&tpl)
             .map_err(|e| kafka_err("cannot assign partitions", e))?;
-        // Each partition has its own watermark; the source's is their minimum.
-        let index: HashMap<(String, i32), usize> = tpl
-            .elements()
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((e.topic().to_string(), e.partition()), i))
-            .collect();
-        ctx.set_partitions(index.len());
-        let mut ended = vec![false; index.len()];
-        // Positions reached (the next offset to read), per partition.
-        let mut pos: HashMap<(String, i32), i64> = HashMap::new();
-        let done = |pos: &HashMap<(String, i32), i64>| {
-            end.iter()
-                .all(|(k, high)| *high <= 0 || pos.get(k).is_some_and(|p| p >= high))
+        Ok(parts)
+    }
+}
+
+impl Source for KafkaSource {
+    fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
+        let consumer: BaseConsumer<GroupContext> = self
+            .config
+            .create_with_context(GroupContext::default())
+            .map_err(|e| kafka_err("cannot create a consumer", e))?;
+        let topics = self.resolve(&consumer)?;
+        let mut parts: Vec<Part> = if self.subscribes() {
+            let names: Vec<String> = match &self.topics {
+                Topics::Names(n) => n.clone(),
+                Topics::Pattern(p, _) => vec![format!("^(?:{p})$")],
+            };
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            consumer
+                .subscribe(&refs)
+                .map_err(|e| kafka_err("cannot subscribe", e))?;
+            ctx.set_partitions(0);
+            vec![]
+        } else {
+            self.assign_all(&consumer, &topics, ctx)?
         };
-        if self.bounded && done(&pos) && end.values().all(|h| *h <= 0) {
-            ctx.finish(true);
-            return Ok(());
-        }
-        // Per partition: values not yet emitted and where they came from.
-        let mut values: Vec<Vec<Vec<u8>>> = vec![vec![]; index.len()];
-        let mut origins: Vec<Vec<(String, i32, i64)>> = vec![vec![]; index.len()];
+        let bounded = !matches!(self.bound, Bound::Unbounded);
         let mut buffered = 0usize;
         let mut last_commit = Instant::now();
         let mut last_flush = Instant::now();
+        let mut last_warning: Option<Instant> = None;
         loop {
             if ctx.should_stop() {
-                for p in 0..values.len() {
-                    self.flush(p, &mut values[p], &mut origins[p], ctx)?;
+                for part in parts.iter_mut() {
+                    self.flush(part, ctx)?;
                 }
                 let _ = consumer.commit_consumer_state(CommitMode::Sync);
                 ctx.finish(false);
@@ -269,24 +725,49 @@ impl Source for KafkaSource {
             }
             match consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let key = (m.topic().to_string(), m.partition());
-                    let p = index.get(&key).copied().unwrap_or(0);
-                    if !(self.bounded && end.get(&key).is_some_and(|h| m.offset() >= *h)) {
-                        values[p].push(m.payload().unwrap_or_default().to_vec());
-                        origins[p].push((key.0.clone(), key.1, m.offset()));
-                        buffered += 1;
+                    let at = parts
+                        .iter()
+                        .position(|p| p.partition == m.partition() && p.topic == m.topic());
+                    if let Some(i) = at {
+                        let part = &mut parts[i];
+                        if part.end.is_none_or(|end| m.offset() < end) {
+                            let pending = &mut part.pending;
+                            pending
+                                .values
+                                .push(m.payload().unwrap_or_default().to_vec());
+                            pending.offsets.push(m.offset());
+                            let (ts, kind) = match m.timestamp() {
+                                Timestamp::CreateTime(t) => (Some(t), "CreateTime"),
+                                Timestamp::LogAppendTime(t) => (Some(t), "LogAppendTime"),
+                                Timestamp::NotAvailable => (None, "NoTimestampType"),
+                            };
+                            pending.timestamps.push(ts);
+                            pending.timestamp_types.push(kind);
+                            pending.keys.push(m.key().map(<[u8]>::to_vec));
+                            buffered += 1;
+                        }
+                        part.next = Some(m.offset() + 1);
+                        part.last_message = Instant::now();
                     }
-                    pos.insert(key, m.offset() + 1);
                 }
-                Some(Err(e)) => return Err(kafka_err("consume", e)),
+                Some(Err(e)) if is_fatal(&e) => return Err(kafka_err("consume", e)),
+                // The client reconnects by itself; say so now and then.
+                Some(Err(e))
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) =>
+                {
+                    tracing::warn!("kafka: {e} (reconnecting)");
+                    last_warning = Some(Instant::now());
+                }
+                Some(Err(_)) => {}
                 None => {}
             }
-            let finished = self.bounded && done(&pos);
+            self.apply_rebalances(&consumer, &mut parts, ctx)?;
+            let finished = bounded && parts.iter().all(Part::finished);
             if buffered >= self.batch_size
                 || (buffered > 0 && (finished || last_flush.elapsed() > Duration::from_millis(200)))
             {
-                for p in 0..values.len() {
-                    if !self.flush(p, &mut values[p], &mut origins[p], ctx)? {
+                for part in parts.iter_mut() {
+                    if !self.flush(part, ctx)? {
                         ctx.finish(false);
                         return Ok(());
                     }
@@ -298,17 +779,18 @@ impl Source for KafkaSource {
                     last_commit = Instant::now();
                 }
             }
-            if self.bounded {
-                // A partition read to its end stops holding the watermark back.
-                for (k, high) in &end {
-                    if let Some(&p) = index.get(k)
-                        && !ended[p]
-                        && (*high <= 0 || pos.get(k).is_some_and(|x| x >= high))
-                        && values[p].is_empty()
-                    {
-                        ended[p] = true;
-                        ctx.partition_ended(p);
-                    }
+            for part in parts.iter_mut() {
+                if part.released || !part.assigned || part.pending.len() > 0 {
+                    continue;
+                }
+                // A partition read to its end, or silent for the idle timeout, stops
+                // holding the watermark back (until its next message).
+                let idle = self
+                    .idle_timeout
+                    .is_some_and(|t| part.last_message.elapsed() >= t);
+                if (bounded && part.finished()) || idle {
+                    part.released = true;
+                    ctx.partition_ended(part.index);
                 }
             }
             if finished {
@@ -321,21 +803,136 @@ impl Source for KafkaSource {
 }
 
 impl KafkaSource {
-    /// Decodes and emits the collected values. Returns false when the source should stop.
-    fn flush(
+    /// Takes in the rebalances the consumer saw: new partitions are read (each with its own
+    /// watermark); partitions taken away have their read rows sent and stop holding the
+    /// watermark back.
+    fn apply_rebalances(
         &self,
-        partition: usize,
-        values: &mut Vec<Vec<u8>>,
-        origins: &mut Vec<(String, i32, i64)>,
+        consumer: &BaseConsumer<GroupContext>,
+        parts: &mut Vec<Part>,
         ctx: &mut SourceContext,
-    ) -> Result<bool> {
-        if values.is_empty() {
+    ) -> Result<()> {
+        let changes: Vec<Change> = match consumer.context().changes.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => return Err(WeirError::internal("kafka rebalance state poisoned")),
+        };
+        for change in changes {
+            match change {
+                Change::Assigned(list) => {
+                    for (topic, partition) in list {
+                        tracing::info!("kafka: assigned {topic}/{partition}");
+                        match parts
+                            .iter_mut()
+                            .find(|p| p.topic == topic && p.partition == partition)
+                        {
+                            Some(p) => {
+                                p.assigned = true;
+                                p.last_message = Instant::now();
+                            }
+                            None => {
+                                let index = ctx.add_partition();
+                                parts.push(Part {
+                                    topic,
+                                    partition,
+                                    index,
+                                    end: None,
+                                    next: None,
+                                    pending: Pending::default(),
+                                    last_message: Instant::now(),
+                                    released: false,
+                                    assigned: true,
+                                });
+                            }
+                        }
+                    }
+                }
+                Change::Revoked(list) => {
+                    for (topic, partition) in list {
+                        tracing::info!("kafka: revoked {topic}/{partition}");
+                        if let Some(p) = parts
+                            .iter_mut()
+                            .find(|p| p.topic == topic && p.partition == partition)
+                        {
+                            self.flush(p, ctx)?;
+                            p.assigned = false;
+                            if !p.released {
+                                p.released = true;
+                                ctx.partition_ended(p.index);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The message values as the value columns (`raw`: one column holding the value).
+    fn raw_batch(&self, values: &[Vec<u8>]) -> Result<RecordBatch> {
+        let col: ArrayRef = match self.value_schema.field(0).data_type() {
+            DataType::Binary => Arc::new(BinaryArray::from_iter_values(values.iter())),
+            _ => Arc::new(StringArray::from_iter_values(
+                values
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v).to_string()),
+            )),
+        };
+        Ok(RecordBatch::try_new(self.value_schema.clone(), vec![col])?)
+    }
+
+    /// One metadata column for the given messages of a partition.
+    fn meta_column(&self, m: &MetaColumn, part: &Part, rows: &[usize]) -> Result<ArrayRef> {
+        let p = &part.pending;
+        let native: ArrayRef = match m.key.as_str() {
+            "topic" => Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|_| part.topic.as_str()),
+            )),
+            "partition" => Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|_| part.partition),
+            )),
+            "offset" => Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|&i| p.offsets[i]),
+            )),
+            "timestamp" => Arc::new(TimestampMillisecondArray::from_iter(
+                rows.iter().map(|&i| p.timestamps[i]),
+            )),
+            "timestamp-type" => Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|&i| p.timestamp_types[i]),
+            )),
+            "key" => match m.data_type {
+                DataType::Binary => Arc::new(BinaryArray::from_iter(
+                    rows.iter().map(|&i| p.keys[i].as_deref()),
+                )),
+                _ => Arc::new(StringArray::from_iter(rows.iter().map(|&i| {
+                    p.keys[i]
+                        .as_deref()
+                        .map(|k| String::from_utf8_lossy(k).to_string())
+                }))),
+            },
+            other => {
+                return Err(WeirError::internal(format!(
+                    "kafka metadata '{other}' is not supplied"
+                )));
+            }
+        };
+        if native.data_type() == &m.data_type {
+            Ok(native)
+        } else {
+            Ok(cast(&native, &m.data_type)?)
+        }
+    }
+
+    /// Decodes and emits a partition's messages. Returns false when the source should stop.
+    fn flush(&self, part: &mut Part, ctx: &mut SourceContext) -> Result<bool> {
+        if part.pending.len() == 0 {
             return Ok(true);
         }
-        let batch = match &self.decoder {
-            None => Some(self.raw_batch(values)?),
+        let (values, kept): (Option<RecordBatch>, Option<Vec<usize>>) = match &self.decoder {
+            None => (Some(self.raw_batch(&part.pending.values)?), None),
             Some(d) => {
-                let lines: Vec<String> = values
+                let lines: Vec<String> = part
+                    .pending
+                    .values
                     .iter()
                     .map(|v| String::from_utf8_lossy(v).trim_end().to_string())
                     .collect();
@@ -344,11 +941,10 @@ impl KafkaSource {
                     Err(e) => {
                         // Name the message: topic, partition and offset.
                         for (i, l) in lines.iter().enumerate() {
-                            if d.decode(std::slice::from_ref(l), "kafka", 1).is_err()
-                                && let Some((t, p, o)) = origins.get(i)
-                            {
+                            if d.decode(std::slice::from_ref(l), "kafka", 1).is_err() {
                                 return Err(WeirError::user(format!(
-                                    "kafka topic '{t}' partition {p} offset {o}: a malformed record ({e})"
+                                    "kafka topic '{}' partition {} offset {}: a malformed record ({e})",
+                                    part.topic, part.partition, part.pending.offsets[i]
                                 )));
                             }
                         }
@@ -358,14 +954,74 @@ impl KafkaSource {
                 for _ in 0..decoded.skipped {
                     ctx.bad_record();
                 }
-                decoded.batch
+                (decoded.batch, decoded.kept)
             }
         };
-        values.clear();
-        origins.clear();
+        let batch = match values {
+            Some(v) if !self.meta.is_empty() => {
+                let rows: Vec<usize> = kept.unwrap_or_else(|| (0..v.num_rows()).collect());
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+                let mut vi = 0;
+                for i in 0..self.schema.fields().len() {
+                    match self.meta.iter().find(|m| m.index == i) {
+                        Some(m) => columns.push(self.meta_column(m, part, &rows)?),
+                        None => {
+                            columns.push(v.column(vi).clone());
+                            vi += 1;
+                        }
+                    }
+                }
+                Some(RecordBatch::try_new(self.schema.clone(), columns)?)
+            }
+            other => other,
+        };
+        part.pending.clear();
         match batch {
-            Some(b) => ctx.emit_from(partition, b),
+            Some(b) => ctx.emit_from(part.index, b),
             None => Ok(true),
         }
     }
+}
+
+/// Checks a kafka table's metadata columns: known keys of types they can be cast to.
+pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
+    for (col, key) in &def.metadata {
+        if !METADATA.contains(&key.as_str()) {
+            let mut e = WeirError::sql(
+                format!("connector 'kafka' provides no metadata '{key}' (column '{col}')"),
+                Some(def.pos),
+            );
+            e = match crate::error::did_you_mean(key, METADATA.iter().copied()) {
+                Some(s) => e.with_hint(format!(
+                    "did you mean '{s}'? metadata: {}",
+                    METADATA.join(", ")
+                )),
+                None => e.with_hint(format!("metadata: {}", METADATA.join(", "))),
+            };
+            return Err(e);
+        }
+        let native = match key.as_str() {
+            "topic" | "timestamp-type" => DataType::Utf8,
+            "partition" => DataType::Int32,
+            "offset" => DataType::Int64,
+            "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+            _ => DataType::Binary,
+        };
+        let declared = def
+            .physical
+            .field_with_name(col)
+            .map(|f| f.data_type().clone())
+            .map_err(|_| WeirError::internal(format!("no column '{col}'")))?;
+        let ok = match key.as_str() {
+            "key" => matches!(declared, DataType::Utf8 | DataType::Binary),
+            _ => datafusion::arrow::compute::can_cast_types(&native, &declared),
+        };
+        if !ok {
+            return Err(WeirError::sql(
+                format!("metadata '{key}' is {native}; column '{col}' is {declared}"),
+                Some(def.pos),
+            ));
+        }
+    }
+    Ok(())
 }

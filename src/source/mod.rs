@@ -99,13 +99,19 @@ impl SourceContext {
         self.stage.set_partitions(n);
     }
 
+    /// Adds a partition after the start (a group rebalance assigned it); returns its index.
+    pub fn add_partition(&mut self) -> usize {
+        self.stage.add_partition()
+    }
+
     /// Emits a batch of one partition's rows.
     pub fn emit_from(&mut self, partition: usize, batch: RecordBatch) -> Result<bool> {
         self.stage.set_partition(partition);
         self.emit(batch)
     }
 
-    /// A partition reached its end and stops holding the watermark back.
+    /// A partition reached its end, went idle or was taken away: it stops holding the
+    /// watermark back until its next row.
     pub fn partition_ended(&mut self, partition: usize) {
         if let Some(w) = self.stage.partition_ended(partition) {
             self.job.observe_watermark(w);

@@ -66,17 +66,38 @@ impl SourceStage {
         self.partitions = vec![(i64::MIN, false); n];
     }
 
-    /// The partition the following batches come from.
-    pub fn set_partition(&mut self, p: usize) {
-        self.partition = p;
+    /// Adds a partition (assigned after the start, as in a group rebalance) and returns its
+    /// index. It holds the watermark back from its first row on, not before: a partition
+    /// with nothing read yet starts at the source's current watermark.
+    pub fn add_partition(&mut self) -> usize {
+        self.partitions.push((self.current, false));
+        self.partitions.len() - 1
     }
 
-    /// A partition that has ended no longer holds the watermark back.
+    /// The partition the following batches come from; a partition that was idle or gone
+    /// holds the watermark again.
+    pub fn set_partition(&mut self, p: usize) {
+        self.partition = p;
+        if let Some(e) = self.partitions.get_mut(p)
+            && e.1
+        {
+            e.1 = false;
+            e.0 = e.0.max(self.emitted);
+        }
+    }
+
+    /// A partition that has ended (or is idle, or was taken away) no longer holds the
+    /// watermark back.
     pub fn partition_ended(&mut self, p: usize) -> Option<i64> {
         if let Some(e) = self.partitions.get_mut(p) {
             e.1 = true;
         }
         self.current = self.current.max(self.partition_min());
+        if self.current == i64::MAX && self.partitions.iter().all(|(_, ended)| *ended) {
+            // Every partition is idle: nothing to advance to yet.
+            self.current = self.emitted;
+            return None;
+        }
         (self.current > self.emitted).then(|| {
             self.emitted = self.current;
             self.current
