@@ -142,12 +142,25 @@ const BASE: i64 = 1767225600000;
 
 /// Runs the independent client; returns what it printed.
 fn client(args: &[&str]) -> String {
+    client_with_input(args, "")
+}
+
+/// Runs the independent client with `input` on its stdin.
+fn client_with_input(args: &[&str], input: &str) -> String {
+    use std::io::Write;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
-    let out = Command::new("python3")
+    let mut child = Command::new("python3")
         .arg(script)
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("python3 runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("client stdin");
+    }
+    let out = child.wait_with_output().expect("the client ends");
     assert!(
         out.status.success(),
         "kafka_client.py {args:?}: {}",
@@ -809,4 +822,102 @@ async fn an_idle_partition_stops_holding_the_watermark_back() {
         .expect("runs cleanly");
     let counts = kept.lock().expect("lock").clone();
     assert_eq!(counts.iter().take(4).sum::<i64>(), 399, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_example_query_archives_clicks_per_minute() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("clicks", 4);
+    let servers = broker.bootstrap();
+    // 600 clicks over 5 minutes, 5 users, 3 urls, spread over the 4 partitions.
+    let mut input = String::new();
+    for i in 0..600i64 {
+        let ms = i * 500;
+        let value = format!(
+            "{{\"user_id\": {}, \"url\": \"/p/{}\", \"ts\": \"2026-01-01 00:{:02}:{:02}.{:03}\"}}",
+            i % 5,
+            i % 3,
+            ms / 60_000,
+            ms / 1000 % 60,
+            ms % 1000
+        );
+        input.push_str(&format!(
+            "{{\"v\": {}, \"p\": {}}}\n",
+            json_string(&value),
+            i % 4
+        ));
+    }
+    client_with_input(&["produce", &servers, "clicks"], &input);
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/queries/kafka/clicks_per_minute.sql"
+    ))
+    .expect("the example query");
+    let script = dir.path().join("clicks_per_minute.sql");
+    std::fs::write(&script, text.replace("127.0.0.1:9092", &servers)).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "--quiet"])
+        .arg(&script)
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    // The watermark reaches 4:55, closing the first four minutes; the archive commits
+    // within its 10 s rollover interval.
+    let archive = dir.path().join("archive/clicks_per_minute");
+    let started = Instant::now();
+    let committed = || {
+        walk(&archive)
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "parquet"))
+    };
+    while !committed() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing archived"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("weir ends");
+    assert!(status.success(), "weir run exited with {status}");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT COUNT(*) AS w, SUM(clicks) AS c, MIN(clicks) AS lo, MAX(clicks) AS hi, \
+             MAX(urls) AS u FROM 'archive/clicks_per_minute'",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("weir query");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // 4 closed minutes x 5 users, 24 clicks each on all 3 urls.
+    assert!(printed.contains("20,480,24,24,3"), "{printed}");
+}
+
+fn json_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
