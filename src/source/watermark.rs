@@ -212,3 +212,69 @@ pub fn to_epoch_millis(values: &dyn Array) -> Result<Int64Array> {
         .cloned()
         .ok_or_else(|| WeirError::internal("cast to Int64 did not give Int64"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    fn batch(ts: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        )]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(ts.to_vec()))],
+        )
+        .expect("batch")
+    }
+
+    fn watermarks(messages: &[Message]) -> Vec<i64> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::Watermark(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partitions_hold_the_watermark_until_idle_and_again_when_they_wake() {
+        let mut s = SourceStage::new(None, Some((WatermarkExpr::Delay(0), 0)));
+        s.set_partitions(2);
+        s.set_partition(0);
+        // Partition 1 has sent nothing: partition 0 alone cannot advance the watermark.
+        assert!(watermarks(&s.apply(batch(&[100, 200])).expect("apply")).is_empty());
+        // Partition 1 idle: the watermark is partition 0's.
+        assert_eq!(s.partition_ended(1), Some(200));
+        s.set_partition(0);
+        assert_eq!(
+            watermarks(&s.apply(batch(&[300])).expect("apply")),
+            vec![300]
+        );
+        // Partition 1 wakes up behind: it holds the watermark again, from where it was.
+        s.set_partition(1);
+        assert!(watermarks(&s.apply(batch(&[250])).expect("apply")).is_empty());
+        s.set_partition(0);
+        assert!(watermarks(&s.apply(batch(&[400])).expect("apply")).is_empty());
+        s.set_partition(1);
+        assert_eq!(
+            watermarks(&s.apply(batch(&[350])).expect("apply")),
+            vec![350]
+        );
+        // Every partition idle: nothing to advance to.
+        assert_eq!(s.partition_ended(0), None);
+        assert_eq!(s.partition_ended(1), None);
+        // A partition added by a rebalance starts at the current watermark.
+        let p = s.add_partition();
+        s.set_partition(p);
+        assert_eq!(
+            watermarks(&s.apply(batch(&[500])).expect("apply")),
+            vec![500]
+        );
+    }
+}
