@@ -65,6 +65,199 @@ impl ScalarUDFImpl for Proctime {
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
+    for f in [
+        FlinkFn::SplitIndex,
+        FlinkFn::RegexpExtract,
+        FlinkFn::Hour,
+        FlinkFn::Mod,
+    ] {
+        ctx.register_udf(FlinkScalar::udf(f));
+    }
+}
+
+/// Flink's string and time functions that DataFusion spells differently or lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlinkFn {
+    /// `SPLIT_INDEX(str, separator, index)`: the index-th (0-based) piece of `str` split
+    /// at `separator`; NULL when the index is out of range or an argument is NULL.
+    SplitIndex,
+    /// `REGEXP_EXTRACT(str, regex[, index])`: group `index` (0, the default: the whole
+    /// match) of the first match; NULL when nothing matches or an argument is NULL.
+    RegexpExtract,
+    /// `HOUR(timestamp)`: the hour of the day, 0-23.
+    Hour,
+    /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
+    /// is 0.
+    Mod,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FlinkScalar {
+    f: FlinkFn,
+    names: Vec<String>,
+    signature: Signature,
+}
+
+impl FlinkScalar {
+    pub fn udf(f: FlinkFn) -> ScalarUDF {
+        let (name, signature) = match f {
+            FlinkFn::SplitIndex => ("split_index", Signature::any(3, Volatility::Immutable)),
+            FlinkFn::RegexpExtract => (
+                "regexp_extract",
+                Signature::one_of(
+                    vec![
+                        datafusion::logical_expr::TypeSignature::Any(2),
+                        datafusion::logical_expr::TypeSignature::Any(3),
+                    ],
+                    Volatility::Immutable,
+                ),
+            ),
+            FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
+        };
+        ScalarUDF::from(FlinkScalar {
+            f,
+            names: vec![name.to_string(), name.to_uppercase()],
+            signature,
+        })
+    }
+}
+
+/// An argument as an array of `n` values of type `t`.
+fn arg_as(
+    args: &ScalarFunctionArgs,
+    i: usize,
+    t: &DataType,
+) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
+    let a = args.args[i].to_array(args.number_rows)?;
+    Ok(datafusion::arrow::compute::cast(&a, t)?)
+}
+
+impl ScalarUDFImpl for FlinkScalar {
+    fn name(&self) -> &str {
+        &self.names[0]
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.names[1..]
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(match self.f {
+            FlinkFn::Hour | FlinkFn::Mod => DataType::Int64,
+            _ => DataType::Utf8,
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray};
+        use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
+        let n = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let out: datafusion::arrow::array::ArrayRef = match self.f {
+            FlinkFn::SplitIndex => {
+                let s = arg_as(&args, 0, &DataType::Utf8)?;
+                let sep = arg_as(&args, 1, &DataType::Utf8)?;
+                let idx = arg_as(&args, 2, &DataType::Int64)?;
+                let (s, sep, idx) = (
+                    s.as_string::<i32>(),
+                    sep.as_string::<i32>(),
+                    idx.as_primitive::<Int64Type>(),
+                );
+                std::sync::Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            if s.is_null(i) || sep.is_null(i) || idx.is_null(i) {
+                                return None;
+                            }
+                            let k = usize::try_from(idx.value(i)).ok()?;
+                            let sep = sep.value(i);
+                            if sep.is_empty() {
+                                return (k == 0).then(|| s.value(i).to_string());
+                            }
+                            s.value(i).split(sep).nth(k).map(str::to_string)
+                        })
+                        .collect::<StringArray>(),
+                )
+            }
+            FlinkFn::RegexpExtract => {
+                let s = arg_as(&args, 0, &DataType::Utf8)?;
+                let re = arg_as(&args, 1, &DataType::Utf8)?;
+                let idx = if args.args.len() > 2 {
+                    arg_as(&args, 2, &DataType::Int64)?
+                } else {
+                    std::sync::Arc::new(Int64Array::from(vec![0; n]))
+                };
+                let (s, re, idx) = (
+                    s.as_string::<i32>(),
+                    re.as_string::<i32>(),
+                    idx.as_primitive::<Int64Type>(),
+                );
+                let mut compiled: std::collections::HashMap<&str, regex::Regex> =
+                    std::collections::HashMap::new();
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    if s.is_null(i) || re.is_null(i) || idx.is_null(i) {
+                        values.push(None);
+                        continue;
+                    }
+                    let pattern = re.value(i);
+                    if !compiled.contains_key(pattern) {
+                        let r = regex::Regex::new(pattern).map_err(|e| {
+                            datafusion::error::DataFusionError::Plan(format!(
+                                "REGEXP_EXTRACT: '{pattern}' is not a regular expression: {e}"
+                            ))
+                        })?;
+                        compiled.insert(pattern, r);
+                    }
+                    let group = usize::try_from(idx.value(i)).ok();
+                    values.push(compiled.get(pattern).and_then(|r| {
+                        let caps = r.captures(s.value(i))?;
+                        caps.get(group?).map(|m| m.as_str().to_string())
+                    }));
+                }
+                std::sync::Arc::new(values.into_iter().collect::<StringArray>())
+            }
+            FlinkFn::Mod => {
+                let a = arg_as(&args, 0, &DataType::Int64)?;
+                let b = arg_as(&args, 1, &DataType::Int64)?;
+                let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
+                std::sync::Arc::new(
+                    a.iter()
+                        .zip(b.iter())
+                        .map(|(a, b)| match (a, b) {
+                            (Some(a), Some(b)) if b != 0 => Some(a.wrapping_rem(b)),
+                            _ => None,
+                        })
+                        .collect::<Int64Array>(),
+                )
+            }
+            FlinkFn::Hour => {
+                let ts = arg_as(&args, 0, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+                let ts = ts.as_primitive::<TimestampMillisecondType>();
+                std::sync::Arc::new(
+                    ts.iter()
+                        .map(|v| v.map(|ms| ms.rem_euclid(86_400_000) / 3_600_000))
+                        .collect::<Int64Array>(),
+                )
+            }
+        };
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
 }
 
 /// Flink's `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')`: Java date patterns (a pattern holding
