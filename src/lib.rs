@@ -18,6 +18,7 @@
 //! of its query, and leaves through a [`sink`]. [`job`] owns the tasks and channels of a
 //! running query; [`session`] owns the catalog and turns statements into jobs.
 
+pub mod bench;
 pub mod connector;
 pub mod error;
 pub mod format;

@@ -48,6 +48,11 @@ enum Command {
     /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
     /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
     /// `filesystem` tables declared with CREATE TABLE read what they hold now.
+    /// Benchmarks: `weir bench nexmark` runs the Nexmark queries of `queries/nexmark/`.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchSuite,
+    },
     Query {
         /// SQL statements separated by `;` (or `-` to read them from stdin).
         sql: String,
@@ -58,6 +63,65 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchSuite {
+    /// Each query in its own `weir run` over the same generated events: events/s, events/s
+    /// per core (over the CPU time used) and peak RSS, as a Markdown table.
+    Nexmark {
+        /// Queries to run (q0, q5, ...; repeat or separate by commas); default all.
+        #[arg(long = "query", value_delimiter = ',')]
+        queries: Vec<String>,
+        /// Events generated per query.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// The folder with ddl.sql and q<N>.sql.
+        #[arg(long, default_value = "queries/nexmark")]
+        dir: PathBuf,
+    },
+}
+
+fn bench(suite: BenchSuite) -> ExitCode {
+    let BenchSuite::Nexmark {
+        queries,
+        events,
+        dir,
+    } = suite;
+    let ddl = dir.join("ddl.sql");
+    if !ddl.is_file() {
+        eprintln!("error: no '{}'", ddl.display());
+        return ExitCode::from(2);
+    }
+    let list = match weir::bench::queries(&dir, &queries) {
+        Ok(l) if !l.is_empty() => l,
+        Ok(_) => {
+            eprintln!(
+                "error: no query q<N>.sql in '{}' matches {queries:?}",
+                dir.display()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: cannot read '{}': {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let weir = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find the weir binary: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut results = vec![];
+    for (name, path) in list {
+        eprintln!("{name} ...");
+        let m = weir::bench::measure(&weir, &ddl, &name, &path, events);
+        results.push(m);
+    }
+    print!("{}", weir::bench::table(&results));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -114,6 +178,7 @@ fn main() -> ExitCode {
             quiet,
         }) => rt.block_on(run(files, set, format, quiet)),
         Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
+        Some(Command::Bench { suite }) => bench(suite),
     }
 }
 

@@ -485,3 +485,32 @@ fn weir_query_reads_a_declared_table_in_every_format() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is a stream"), "{stderr}");
 }
+
+#[test]
+fn bench_nexmark_measures_what_runs_and_names_what_does_not() {
+    let (code, stdout, stderr) = run(&[
+        "bench",
+        "nexmark",
+        "--events",
+        "20000",
+        "--query",
+        "q0,q3,q11,q22",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let row = |q: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {q} |")))
+            .unwrap_or_else(|| panic!("no row for {q}: {stdout}"))
+            .to_string()
+    };
+    for q in ["q0", "q11", "q22"] {
+        let r = row(q);
+        let cells: Vec<&str> = r.split('|').map(str::trim).collect();
+        // | q | events | seconds | events/s | per core | peak RSS | note |
+        assert_eq!(cells[2], "20000", "{r}");
+        assert!(cells[3].parse::<f64>().is_ok_and(|s| s > 0.0), "{r}");
+        assert!(cells[6].ends_with("MiB") && cells[7].is_empty(), "{r}");
+    }
+    assert!(row("q3").contains("not supported"), "{}", row("q3"));
+}

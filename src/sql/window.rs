@@ -522,7 +522,13 @@ fn rewrite_select(
         );
     }
     let params = kind.parameters();
-    let Some((Expr::Identifier(time), rest)) = fargs.split_first() else {
+    // The time column, plain or qualified by the table's alias (`B.dateTime`).
+    let first = fargs.split_first().and_then(|(f, rest)| match f {
+        Expr::Identifier(i) => Some((i.clone(), rest)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| (i.clone(), rest)),
+        _ => None,
+    });
+    let Some((time, rest)) = first else {
         return Err(WeirError::sql(
             format!("{name}(...) in GROUP BY takes the time column first"),
             Some(pos),
