@@ -748,6 +748,9 @@ impl Source for KafkaSource {
                         }
                         part.next = Some(m.offset() + 1);
                         part.last_message = Instant::now();
+                        // Its rows hold the watermark again (the stage takes it back
+                        // when they are emitted); it may go idle again later.
+                        part.released = false;
                     }
                 }
                 Some(Err(e)) if is_fatal(&e) => return Err(kafka_err("consume", e)),
