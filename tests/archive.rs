@@ -6,10 +6,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::ArrayFormatter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir::Session;
-use weir::format::encode::format_options;
+use weir::format::encode::row_texts;
 
 const SOURCE: &str = "CREATE TABLE window_source_t (
   ts STRING, a_int INT, b_double DOUBLE, c_float FLOAT, d_bigdec DECIMAL(10, 2),
@@ -24,23 +23,7 @@ const WINDOWS: &str = "SELECT name, window_start, window_end, COUNT(*) AS c, SUM
     GROUP BY name, window_start, window_end";
 
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = format_options();
-    let mut out = vec![];
-    for b in batches {
-        let f: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                f.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
+    let mut out = row_texts(batches, "|").expect("format");
     out.sort();
     out
 }

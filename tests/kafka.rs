@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, TimestampMillisecondType};
 use weir::Session;
+use weir::format::encode::row_texts;
 use weir::sink::Sink;
 use weir::sql::parser::parse_script;
 
@@ -189,23 +190,7 @@ fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
 
 /// Every row as text, sorted: results compared as multisets.
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    let mut out = vec![];
-    for b in batches {
-        let fmts: Vec<ArrayFormatter> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default()).expect("fmt"))
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
+    let mut out = row_texts(batches, "|").expect("format");
     out.sort();
     out
 }
@@ -291,6 +276,15 @@ fn clicks_table(
     )
 }
 
+/// `SELECT v` over the topic `clicks`, read with the given startup and bounded options.
+async fn clicks_v(servers: &str, modes: &str) -> Vec<RecordBatch> {
+    collect(&format!(
+        "{}\nSELECT v FROM clicks;",
+        clicks_table("clicks", "clicks", servers, modes, "")
+    ))
+    .await
+}
+
 const ALL: &str = "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,11 +297,7 @@ async fn what_an_independent_client_writes_weir_reads() {
     client(&["produce-seq", &servers, "clicks", "2000", "4", "0"]);
 
     // Every row once.
-    let rows_read = collect(&format!(
-        "{}\nSELECT v FROM clicks;",
-        clicks_table("clicks", "clicks", &servers, ALL, "")
-    ))
-    .await;
+    let rows_read = clicks_v(&servers, ALL).await;
     assert_eq!(sum_of(&rows_read, 0), (2000, 2000 * 2001 / 2));
 
     // A windowed query over the 4 partitions equals the same query over the same rows in a
@@ -396,53 +386,35 @@ async fn what_an_independent_client_writes_weir_reads() {
     assert_eq!(n, 2000);
 
     // specific-offsets, both ends: 100 rows from each of partitions 0-2 and 50 from 3.
-    let some = collect(&format!(
-        "{}\nSELECT v FROM clicks;",
-        clicks_table(
-            "clicks",
-            "clicks",
-            &servers,
-            "'scan.startup.mode' = 'specific-offsets', \
-             'scan.startup.specific-offsets' = 'partition:0,offset:100;partition:1,offset:100;partition:2,offset:100;partition:3,offset:100', \
-             'scan.bounded.mode' = 'specific-offsets', \
-             'scan.bounded.specific-offsets' = 'partition:0,offset:200;partition:1,offset:200;partition:2,offset:200;partition:3,offset:150'",
-            ""
-        )
-    ))
+    let some = clicks_v(
+        &servers,
+        "'scan.startup.mode' = 'specific-offsets', \
+         'scan.startup.specific-offsets' = 'partition:0,offset:100;partition:1,offset:100;partition:2,offset:100;partition:3,offset:100', \
+         'scan.bounded.mode' = 'specific-offsets', \
+         'scan.bounded.specific-offsets' = 'partition:0,offset:200;partition:1,offset:200;partition:2,offset:200;partition:3,offset:150'",
+    )
     .await;
     assert_eq!(sum_of(&some, 0).0, 350);
 
     // By message time: up to a bound (rows 1..=1000), and from a start (rows 1500..=2000).
-    let until = collect(&format!(
-        "{}\nSELECT v FROM clicks;",
-        clicks_table(
-            "clicks",
-            "clicks",
-            &servers,
-            &format!(
-                "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'timestamp', \
-                 'scan.bounded.timestamp-millis' = '{}'",
-                BASE + 10_001
-            ),
-            ""
-        )
-    ))
+    let until = clicks_v(
+        &servers,
+        &format!(
+            "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'timestamp', \
+             'scan.bounded.timestamp-millis' = '{}'",
+            BASE + 10_001
+        ),
+    )
     .await;
     assert_eq!(sum_of(&until, 0), (1000, 1000 * 1001 / 2));
-    let from = collect(&format!(
-        "{}\nSELECT v FROM clicks;",
-        clicks_table(
-            "clicks",
-            "clicks",
-            &servers,
-            &format!(
-                "'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}', \
-                 'scan.bounded.mode' = 'latest-offset'",
-                BASE + 15_000
-            ),
-            ""
-        )
-    ))
+    let from = clicks_v(
+        &servers,
+        &format!(
+            "'scan.startup.mode' = 'timestamp', 'scan.startup.timestamp-millis' = '{}', \
+             'scan.bounded.mode' = 'latest-offset'",
+            BASE + 15_000
+        ),
+    )
     .await;
     assert_eq!(sum_of(&from, 0), (501, (1500..=2000).sum()));
 
@@ -870,8 +842,10 @@ async fn the_kafka_example_query_archives_clicks_per_minute() {
     // within its 10 s rollover interval.
     let archive = dir.path().join("archive/clicks_per_minute");
     let started = Instant::now();
+    // The archive's visible files, Hive partition folders included (what a reader sees).
     let committed = || {
-        walk(&archive)
+        weir::source::filesystem::list_files(&archive)
+            .unwrap_or_default()
             .iter()
             .any(|p| p.extension().is_some_and(|e| e == "parquet"))
     };
@@ -905,19 +879,4 @@ async fn the_kafka_example_query_archives_clicks_per_minute() {
 
 fn json_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -6,11 +6,10 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::util::display::ArrayFormatter;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir::Session;
-use weir::format::encode::format_options;
+use weir::format::encode::row_texts;
 use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
 
 const EVENTS: u64 = 5_000;
@@ -34,23 +33,7 @@ const QUERIES: &[&str] = &[
 ];
 
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = format_options();
-    let mut out = vec![];
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
+    let mut out = row_texts(batches, "|").expect("format");
     out.sort();
     out
 }

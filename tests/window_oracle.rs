@@ -18,13 +18,12 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::arrow::util::display::ArrayFormatter;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use weir::Session;
-use weir::format::encode::format_options;
+use weir::format::encode::row_texts;
 
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01
 
@@ -40,23 +39,7 @@ struct Row {
 }
 
 fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
-    let opts = format_options();
-    let mut out = vec![];
-    for b in batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).expect("formatter"))
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(
-                fmts.iter()
-                    .map(|f| f.value(r).to_string())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-            );
-        }
-    }
+    let mut out = row_texts(batches, "|").expect("format");
     out.sort();
     out
 }

@@ -15,6 +15,29 @@ pub fn format_options() -> FormatOptions<'static> {
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
 }
 
+/// Every cell of a batch as text (with `opts`), row by row.
+pub fn cell_texts(batch: &RecordBatch, opts: &FormatOptions) -> Result<Vec<Vec<String>>> {
+    let fmts = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), opts))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|r| fmts.iter().map(|f| f.value(r).to_string()).collect())
+        .collect())
+}
+
+/// Each row of the batches as one line of [`format_options`] cells joined by `sep`, in
+/// order: how tests compare results.
+pub fn row_texts(batches: &[RecordBatch], sep: &str) -> Result<Vec<String>> {
+    let opts = format_options();
+    let mut out = vec![];
+    for b in batches {
+        out.extend(cell_texts(b, &opts)?.into_iter().map(|r| r.join(sep)));
+    }
+    Ok(out)
+}
+
 /// Writes rows in Flink's print form: `+I[v1, v2, ...]`, one per line.
 pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) -> Result<()> {
     let opts = format_options();

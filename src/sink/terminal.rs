@@ -6,11 +6,10 @@
 use std::io::Write;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::ArrayFormatter;
 
 use super::Sink;
 use crate::error::Result;
-use crate::format::encode::{OutputFormat, format_options, write_results};
+use crate::format::encode::{OutputFormat, cell_texts, format_options, write_results};
 
 pub struct TerminalSink {
     format: OutputFormat,
@@ -56,15 +55,7 @@ impl TerminalSink {
     }
 
     fn table_rows(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
-        let opts = format_options();
-        let fmts = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let rows: Vec<Vec<String>> = (0..batch.num_rows())
-            .map(|r| fmts.iter().map(|f| f.value(r).to_string()).collect())
-            .collect();
+        let rows = cell_texts(batch, &format_options())?;
         let widths = match &self.widths {
             Some(w) => w.clone(),
             None => {
