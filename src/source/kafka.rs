@@ -714,6 +714,9 @@ impl Source for KafkaSource {
         let mut last_commit = Instant::now();
         let mut last_flush = Instant::now();
         let mut last_warning: Option<Instant> = None;
+        // The part the last message came from: messages come in runs per partition.
+        let mut hint = 0;
+        let mut last_check = Instant::now();
         loop {
             if ctx.should_stop() {
                 for part in parts.iter_mut() {
@@ -723,12 +726,27 @@ impl Source for KafkaSource {
                 ctx.finish(false);
                 return Ok(());
             }
-            match consumer.poll(Duration::from_millis(100)) {
+            let polled = consumer.poll(Duration::from_millis(100));
+            let got_message = matches!(polled, Some(Ok(_)));
+            match polled {
                 Some(Ok(m)) => {
-                    let at = parts
-                        .iter()
-                        .position(|p| p.partition == m.partition() && p.topic == m.topic());
-                    if let Some(i) = at {
+                    let mut at = find_part(&parts, hint, m.topic(), m.partition());
+                    if at.is_none() {
+                        // A partition assigned by the rebalance this poll served: take the
+                        // assignment in before its first message.
+                        self.apply_rebalances(&consumer, &mut parts, ctx)?;
+                        at = find_part(&parts, hint, m.topic(), m.partition());
+                    }
+                    let Some(i) = at else {
+                        return Err(WeirError::internal(format!(
+                            "kafka: a message from {}/{} at offset {}, a partition not assigned here",
+                            m.topic(),
+                            m.partition(),
+                            m.offset()
+                        )));
+                    };
+                    hint = i;
+                    {
                         let part = &mut parts[i];
                         if part.end.is_none_or(|end| m.offset() < end) {
                             let pending = &mut part.pending;
@@ -764,6 +782,15 @@ impl Source for KafkaSource {
                 Some(Err(_)) => {}
                 None => {}
             }
+            // While messages stream in, the rest (rebalances, flushing on time, idleness,
+            // the bounded end) is looked at every few milliseconds, not per message.
+            if got_message
+                && buffered < self.batch_size
+                && last_check.elapsed() < Duration::from_millis(20)
+            {
+                continue;
+            }
+            last_check = Instant::now();
             self.apply_rebalances(&consumer, &mut parts, ctx)?;
             let finished = bounded && parts.iter().all(Part::finished);
             if buffered >= self.batch_size
@@ -984,6 +1011,15 @@ impl KafkaSource {
             None => Ok(true),
         }
     }
+}
+
+/// The index of a topic-partition among `parts`, trying `hint` first.
+fn find_part(parts: &[Part], hint: usize, topic: &str, partition: i32) -> Option<usize> {
+    let is = |p: &Part| p.partition == partition && p.topic == topic;
+    if parts.get(hint).is_some_and(is) {
+        return Some(hint);
+    }
+    parts.iter().position(is)
 }
 
 /// Checks a kafka table's metadata columns: known keys of types they can be cast to.
