@@ -669,7 +669,7 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
             use std::io::BufRead;
             let mut lines = std::io::BufReader::new(stdout).lines();
             let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(25) {
+            while started.elapsed() < Duration::from_secs(35) {
                 if lines.next().is_none() {
                     break;
                 }
@@ -681,7 +681,7 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
         })
     };
     let mut samples = vec![];
-    for _ in 0..20 {
+    for _ in 0..30 {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(m) = memory_of(pid) {
             samples.push(m);
@@ -695,11 +695,12 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     assert!(rows > 1000, "the sink wrote {rows} rows");
     assert!(rows < 100_000, "the sink was not slow: {rows} rows");
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    let early = samples.get(6).map(|s| s.0).unwrap_or(0);
+    let early = samples.get(14).map(|s| s.0).unwrap_or(0);
     let late = samples.last().map(|s| s.0).unwrap_or(0);
     // The topic holds ~250 MB and the broker gives ~8 MB/s to a consumer that keeps asking:
     // what the process holds (a debug build) stays below the topic and stops growing once
-    // the channels and librdkafka's 16 MiB queue are full.
+    // the channels and librdkafka's 16 MiB queue are full (within ~10 s, even on a busy
+    // machine): from the 15th second to the 30th it stays flat.
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
     assert!(
         late < early + 24 * 1024,
