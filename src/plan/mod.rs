@@ -341,21 +341,11 @@ impl Planner<'_> {
     fn idle_timeout(&self, plan: &LogicalPlan) -> Result<Option<std::time::Duration>> {
         let mut defs = vec![];
         stream_sources(plan, &mut defs);
-        let global = self
-            .settings
-            .iter()
-            .find(|(k, _)| k == "table.exec.source.idle-timeout")
-            .map(|(_, v)| v.clone());
         let mut best: Option<std::time::Duration> = None;
         for d in defs {
-            let (text, pos) = match d.options.get("scan.watermark.idle-timeout") {
-                Some(v) => (
-                    Some(v.to_string()),
-                    d.options.pos("scan.watermark.idle-timeout"),
-                ),
-                None => (global.clone(), None),
+            let Some((text, pos)) = self.idle_setting(&d) else {
+                continue;
             };
-            let Some(text) = text else { continue };
             let t = crate::sql::options::parse_duration(&text)
                 .map_err(|m| WeirError::sql(format!("idle timeout: {m}"), pos))?;
             if t.is_zero() {
@@ -364,6 +354,22 @@ impl Planner<'_> {
             best = Some(best.map_or(t, |b: std::time::Duration| b.min(t)));
         }
         Ok(best)
+    }
+
+    /// A source's idle timeout as written: its `scan.watermark.idle-timeout`, else the
+    /// session's `table.exec.source.idle-timeout` (with no position).
+    fn idle_setting(&self, def: &TableDef) -> Option<(String, Option<crate::error::Pos>)> {
+        match def.options.get("scan.watermark.idle-timeout") {
+            Some(v) => Some((
+                v.to_string(),
+                def.options.pos("scan.watermark.idle-timeout"),
+            )),
+            None => self
+                .settings
+                .iter()
+                .find(|(k, _)| k == "table.exec.source.idle-timeout")
+                .map(|(_, v)| (v.clone(), None)),
+        }
     }
 
     /// The sink for rows too late for their windows, when a source under the window names
@@ -626,13 +632,10 @@ impl Planner<'_> {
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
         let mut options = crate::connector::effective_options(&table, self.settings)?;
         if options.get("scan.watermark.idle-timeout").is_none()
-            && let Some((_, v)) = self
-                .settings
-                .iter()
-                .find(|(k, _)| k == "table.exec.source.idle-timeout")
+            && let Some((v, _)) = self.idle_setting(&table)
         {
             // A source with partitions (Kafka) applies the session's idle timeout to each.
-            options.insert("scan.watermark.idle-timeout", v.clone(), None);
+            options.insert("scan.watermark.idle-timeout", v, None);
         }
         let source = crate::connector::build_source(&table, &options, self.batch_size)?;
         let physical_df = DFSchema::try_from(table.physical.as_ref().clone())?;
