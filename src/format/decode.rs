@@ -108,6 +108,12 @@ impl Decoder {
 
     /// Decodes `lines` (without newlines); `origin` and `first_line` place errors.
     pub fn decode(&self, lines: &[String], origin: &str, first_line: usize) -> Result<Decoded> {
+        self.decode_at(lines, &|i| format!("{origin}:{}", first_line + i))
+    }
+
+    /// Decodes `lines`; `place(i)` names line `i` in an error (a file and line, a Kafka
+    /// topic, partition and offset).
+    pub fn decode_at(&self, lines: &[String], place: &dyn Fn(usize) -> String) -> Result<Decoded> {
         let lines_in = lines.len();
         let numbered: Vec<(usize, &String)> = lines
             .iter()
@@ -149,9 +155,9 @@ impl Decoder {
                     } else {
                         let p = self.format.prefix();
                         return Err(WeirError::user(format!(
-                            "malformed {} record at {origin}:{}: {reason}",
+                            "malformed {} record at {}: {reason}",
                             p.to_uppercase(),
-                            first_line + numbered[i].0,
+                            place(numbered[i].0),
                         ))
                         .with_hint(format!(
                             "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records"

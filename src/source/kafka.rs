@@ -966,21 +966,13 @@ impl KafkaSource {
                     .iter()
                     .map(|v| String::from_utf8_lossy(v).trim_end().to_string())
                     .collect();
-                let decoded = match d.decode(&lines, "kafka", 1) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        // Name the message: topic, partition and offset.
-                        for (i, l) in lines.iter().enumerate() {
-                            if d.decode(std::slice::from_ref(l), "kafka", 1).is_err() {
-                                return Err(WeirError::user(format!(
-                                    "kafka topic '{}' partition {} offset {}: a malformed record ({e})",
-                                    part.topic, part.partition, part.pending.offsets[i]
-                                )));
-                            }
-                        }
-                        return Err(e);
-                    }
-                };
+                let pending = &part.pending;
+                let decoded = d.decode_at(&lines, &|i| {
+                    format!(
+                        "kafka topic '{}' partition {} offset {}",
+                        part.topic, part.partition, pending.offsets[i]
+                    )
+                })?;
                 for _ in 0..decoded.skipped {
                     ctx.bad_record();
                 }
