@@ -448,45 +448,21 @@ async fn what_weir_writes_an_independent_client_reads() {
     let mut seen = vec![];
     let mut partition_of_key = std::collections::HashMap::new();
     for line in printed.lines() {
-        let (p, k, v) = (field(line, "p"), field(line, "k"), field(line, "v"));
-        let value = v.replace("\\\"", "\"");
-        let n: i64 = value
-            .split("\"v\":")
-            .nth(1)
-            .and_then(|s| s.split([',', '}']).next())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no v in {value}"));
-        assert!(value.contains(&format!("\"user_id\":{}", n % 7)), "{value}");
+        let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let (p, k, v) = (&m["p"], &m["k"], m["v"].as_str().expect("a value"));
+        let value: serde_json::Value = serde_json::from_str(v).expect("a JSON value");
+        let n = value["v"].as_i64().unwrap_or_else(|| panic!("no v in {v}"));
+        assert_eq!(value["user_id"].as_i64(), Some(n % 7), "{v}");
         assert_eq!(
-            k.replace("\\\"", "\""),
-            format!("{{\"user_id\":{}}}", n % 7)
+            k.as_str(),
+            Some(format!("{{\"user_id\":{}}}", n % 7).as_str())
         );
         // One key, one partition.
-        assert_eq!(*partition_of_key.entry(k.clone()).or_insert(p.clone()), p);
+        assert_eq!(*partition_of_key.entry(n % 7).or_insert(p.clone()), *p);
         seen.push(n);
     }
     seen.sort();
     assert_eq!(seen, (1..=300).collect::<Vec<_>>());
-}
-
-/// The raw text of `"name": value` in one of the client's JSON lines.
-fn field(line: &str, name: &str) -> String {
-    let key = format!("\"{name}\": ");
-    let rest = &line[line.find(&key).map(|i| i + key.len()).expect(name)..];
-    if let Some(s) = rest.strip_prefix('"') {
-        let mut end = 0;
-        let bytes = s.as_bytes();
-        while end < bytes.len() && !(bytes[end] == b'"' && (end == 0 || bytes[end - 1] != b'\\')) {
-            end += 1;
-        }
-        s[..end].to_string()
-    } else {
-        rest.split([',', '}'])
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -808,19 +784,13 @@ async fn the_kafka_example_query_archives_clicks_per_minute() {
     let mut input = String::new();
     for i in 0..600i64 {
         let ms = i * 500;
-        let value = format!(
-            "{{\"user_id\": {}, \"url\": \"/p/{}\", \"ts\": \"2026-01-01 00:{:02}:{:02}.{:03}\"}}",
-            i % 5,
-            i % 3,
-            ms / 60_000,
-            ms / 1000 % 60,
-            ms % 1000
-        );
-        input.push_str(&format!(
-            "{{\"v\": {}, \"p\": {}}}\n",
-            json_string(&value),
-            i % 4
-        ));
+        let value = serde_json::json!({
+            "user_id": i % 5,
+            "url": format!("/p/{}", i % 3),
+            "ts": format!("2026-01-01 00:{:02}:{:02}.{:03}", ms / 60_000, ms / 1000 % 60, ms % 1000),
+        });
+        let message = serde_json::json!({"v": value.to_string(), "p": i % 4});
+        input.push_str(&format!("{message}\n"));
     }
     client_with_input(&["produce", &servers, "clicks"], &input);
     let dir = tempfile::tempdir().expect("tmp");
@@ -876,8 +846,4 @@ async fn the_kafka_example_query_archives_clicks_per_minute() {
     let printed = String::from_utf8_lossy(&out.stdout);
     // 4 closed minutes x 5 users, 24 clicks each on all 3 urls.
     assert!(printed.contains("20,480,24,24,3"), "{printed}");
-}
-
-fn json_string(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
