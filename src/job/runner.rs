@@ -186,6 +186,19 @@ fn spawn_node(
             let m = metrics.register(op.name());
             tasks.push(tokio::spawn(run_operator(op, input_rx, tx, m)));
         }
+        PlanNode::Join {
+            mut join,
+            left,
+            right,
+        } => {
+            let l = spawn_node(*left, metrics, stop, tasks);
+            let r = spawn_node(*right, metrics, stop, tasks);
+            join.attach(metrics);
+            let m = metrics.register(join.name());
+            tasks.push(tokio::spawn(crate::operator::join::run_join(
+                join, l, r, tx, m,
+            )));
+        }
         PlanNode::Union { inputs, idle } => {
             let rxs = inputs
                 .into_iter()

@@ -7,6 +7,7 @@
 //! so a filter and a projection cost one channel hop, not two.
 
 pub mod filter;
+pub mod join;
 pub mod limit;
 pub mod project;
 pub mod rank;

@@ -8,6 +8,7 @@
 //! bounded input. Nodes that need state (aggregates, joins, sorts) are refused with a
 //! clear message until their streaming operators exist.
 
+mod join;
 pub mod window;
 
 use std::fmt::Write as _;
@@ -23,6 +24,7 @@ use datafusion::prelude::SessionContext;
 use crate::error::{Result, WeirError};
 use crate::operator::Operator;
 use crate::operator::filter::FilterOperator;
+use crate::operator::join::StreamJoin;
 use crate::operator::limit::LimitOperator;
 use crate::operator::project::ProjectOperator;
 use crate::operator::rank::{RankCall, RankKind, RankOperator};
@@ -45,6 +47,12 @@ pub enum PlanNode {
     Operator {
         op: Box<dyn Operator>,
         input: Box<PlanNode>,
+    },
+    /// Two inputs joined (see [`crate::operator::join`]).
+    Join {
+        join: StreamJoin,
+        left: Box<PlanNode>,
+        right: Box<PlanNode>,
     },
     Union {
         inputs: Vec<PlanNode>,
@@ -84,6 +92,11 @@ impl PlanNode {
             PlanNode::Operator { op, input } => {
                 let _ = writeln!(s, "{pad}{}", op.name());
                 input.explain_into(s, depth + 1);
+            }
+            PlanNode::Join { join, left, right } => {
+                let _ = writeln!(s, "{pad}{}", join.name());
+                left.explain_into(s, depth + 1);
+                right.explain_into(s, depth + 1);
             }
             PlanNode::Union { inputs, .. } => {
                 let _ = writeln!(s, "{pad}Union");
@@ -242,10 +255,7 @@ impl Planner<'_> {
                 })
             }
             LogicalPlan::Aggregate(agg) => self.aggregate(agg),
-            LogicalPlan::Join(_) => Err(WeirError::sql(
-                "not supported in a standing query yet: joins of streams",
-                None,
-            )),
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Sort(_) => Err(WeirError::sql(
                 "not supported in a standing query: ORDER BY over an unbounded stream",
                 None,
@@ -732,19 +742,8 @@ fn watermark_expr(
     schema: &DFSchema,
     column: &str,
 ) -> Result<WatermarkExpr> {
-    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::{BinaryExpr, Expr, Operator as Op};
     let is_time_col = |e: &Expr| matches!(e, Expr::Column(c) if c.name == column);
-    let ms_of = |v: &ScalarValue| match v {
-        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
-            Some(i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000)
-                .filter(|_| i.nanoseconds % 1_000_000 == 0)
-        }
-        ScalarValue::IntervalDayTime(Some(i)) => {
-            Some(i.days as i64 * 86_400_000 + i.milliseconds as i64)
-        }
-        _ => None,
-    };
     let time_is_ms = schema
         .field_with_unqualified_name(column)
         .map(|f| {
@@ -765,7 +764,7 @@ fn watermark_expr(
             && is_time_col(left)
             && matches!(op, Op::Minus | Op::Plus)
             && let Expr::Literal(v, _) = right.as_ref()
-            && let Some(ms) = ms_of(v)
+            && let Some(ms) = interval_ms(v)
         {
             return Ok(WatermarkExpr::Delay(if *op == Op::Minus {
                 ms
@@ -775,4 +774,20 @@ fn watermark_expr(
         }
     }
     Ok(WatermarkExpr::Expr(compile(state, l, schema)?))
+}
+
+/// An INTERVAL literal of days, hours, minutes, seconds and milliseconds, in milliseconds
+/// (None for months, which have no fixed length, and for sub-millisecond parts).
+fn interval_ms(v: &datafusion::common::ScalarValue) -> Option<i64> {
+    use datafusion::common::ScalarValue;
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            Some(i.days as i64 * 86_400_000 + i.nanoseconds / 1_000_000)
+                .filter(|_| i.nanoseconds % 1_000_000 == 0)
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => {
+            Some(i.days as i64 * 86_400_000 + i.milliseconds as i64)
+        }
+        _ => None,
+    }
 }

@@ -1,0 +1,706 @@
+//! Joins of two streams: regular, interval and window joins.
+//!
+//! One operator serves the three; they differ in how long a row is kept and when results
+//! are emitted ([`JoinTime`]):
+//!
+//! - **Regular** (`a JOIN b ON a.k = b.k`, append-only inputs, INNER only): every row is
+//!   kept for as long as the query runs. A row is probed against the rows the other side has
+//!   kept so far and then kept itself, so each matching pair is emitted exactly once, when
+//!   the later of its two rows arrives.
+//! - **Interval** (`... AND a.ts BETWEEN b.ts - INTERVAL '10' SECOND AND b.ts`): the same,
+//!   but a row is dropped once the watermark makes a partner impossible. With
+//!   `left.t - right.t ∈ [lo, hi]` and future rows at or after the watermark `W`, a left row
+//!   can still meet a right row while `left.t - lo >= W`, a right row while
+//!   `right.t + hi >= W`. The output watermark is held back by `max(hi, -lo)`, the most a
+//!   joined row's times can trail the watermark.
+//! - **Window** (equal `window_start`/`window_end` of two windowed inputs): rows wait in
+//!   their window until the watermark passes its end, when the window's rows are joined at
+//!   once (INNER, LEFT, RIGHT or FULL OUTER) and its state dropped. Rows for a window that
+//!   has already been joined are late: dropped and counted.
+//!
+//! The equality keys are encoded with Arrow's row format, so any key types compare as SQL
+//! does; a NULL key matches nothing. The whole ON condition beyond the keys (time bounds,
+//! `>=` between columns) is DataFusion's compiled filter over the joined row, so what is
+//! emitted is exactly what a batch join would give; the time bounds only decide what to
+//! forget.
+//!
+//! Kept rows live in *segments*: a batch, its encoded keys and a hash index over them. New
+//! rows are a new segment; neighbouring segments of similar size are merged (dropping rows
+//! that have expired), so a side holds O(log n) segments and a probe looks at each once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::HashMap;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::physical_expr::PhysicalExpr;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use crate::error::{Result, WeirError};
+use crate::job::{JobMetrics, Message, OperatorMetrics};
+use crate::source::watermark::to_epoch_millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+    /// The left rows that meet a right row (an `EXISTS`/`IN`, or an inner join of which
+    /// only the left columns are used and the right is distinct).
+    LeftSemi,
+    RightSemi,
+    /// The left rows that meet no right row.
+    LeftAnti,
+    RightAnti,
+}
+
+impl JoinKind {
+    fn name(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "inner",
+            JoinKind::Left => "left outer",
+            JoinKind::Right => "right outer",
+            JoinKind::Full => "full outer",
+            JoinKind::LeftSemi => "left semi",
+            JoinKind::RightSemi => "right semi",
+            JoinKind::LeftAnti => "left anti",
+            JoinKind::RightAnti => "right anti",
+        }
+    }
+}
+
+/// How long rows are kept, and when results are emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinTime {
+    /// A regular join: rows are kept for as long as the query runs.
+    Unbounded,
+    /// `left.t - right.t` lies in `[lo, hi]` milliseconds; `left`/`right` are the time
+    /// columns of each side.
+    Interval {
+        left: usize,
+        right: usize,
+        lo: i64,
+        hi: i64,
+    },
+    /// Rows meet within a window: the `window_end` column of each side.
+    Window { left: usize, right: usize },
+}
+
+/// One side's keys and schema.
+pub struct JoinInput {
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub schema: SchemaRef,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Rows kept by one side: a batch with a hash index over its keys.
+struct Segment {
+    batch: RecordBatch,
+    rows: Rows,
+    /// The last row of each key hash; `next` chains rows with the same hash.
+    head: HashMap<u64, u32>,
+    next: Vec<u32>,
+    /// The latest event time of the segment's rows (interval joins), else i64::MAX.
+    max_time: i64,
+}
+
+/// Encoded keys of a batch: rows, hashes, and which rows have no NULL key.
+struct Keys {
+    rows: Rows,
+    hashes: Vec<u64>,
+    valid: Option<BooleanArray>,
+}
+
+impl Keys {
+    fn joinable(&self, i: usize) -> bool {
+        self.valid.as_ref().is_none_or(|v| v.value(i))
+    }
+}
+
+pub struct StreamJoin {
+    kind: JoinKind,
+    time: JoinTime,
+    left: JoinInput,
+    right: JoinInput,
+    /// The rest of the ON condition, over the joined row (left columns, then right).
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Left columns then right columns, as the condition sees them.
+    pair_schema: SchemaRef,
+    /// The join's output: the pair's columns (nullable as outer joins make them), or one
+    /// side's for semi and anti joins.
+    schema: SchemaRef,
+    converter: RowConverter,
+    hasher: RandomState,
+    kept: [Vec<Segment>; 2],
+    /// Window joins: the rows of each open window, by window end.
+    windows: BTreeMap<i64, [Vec<RecordBatch>; 2]>,
+    watermark: i64,
+    job: Option<Arc<JobMetrics>>,
+}
+
+impl StreamJoin {
+    pub fn new(
+        kind: JoinKind,
+        time: JoinTime,
+        left: JoinInput,
+        right: JoinInput,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        if left.keys.len() != right.keys.len() {
+            return Err(WeirError::internal("join sides have different key counts"));
+        }
+        let mut fields = vec![];
+        for (l, r) in left.keys.iter().zip(&right.keys) {
+            let lt = l.data_type(&left.schema)?;
+            let rt = r.data_type(&right.schema)?;
+            if lt != rt {
+                return Err(WeirError::sql(
+                    format!("join keys of different types: {lt} and {rt}"),
+                    None,
+                )
+                .with_hint("CAST one side so both keys have the same type"));
+            }
+            fields.push(SortField::new(lt));
+        }
+        if kind != JoinKind::Inner && !matches!(time, JoinTime::Window { .. }) {
+            return Err(WeirError::internal(
+                "outer joins of streams are window joins only",
+            ));
+        }
+        let pair_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            left.schema
+                .fields()
+                .iter()
+                .chain(right.schema.fields().iter())
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        Ok(StreamJoin {
+            pair_schema,
+            kind,
+            time,
+            left,
+            right,
+            filter,
+            schema,
+            converter: RowConverter::new(fields)?,
+            hasher: RandomState::default(),
+            kept: [vec![], vec![]],
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+            job: None,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        let what = match self.time {
+            JoinTime::Unbounded => "regular".to_string(),
+            JoinTime::Interval { lo, hi, .. } => format!("interval [{lo} ms, {hi} ms]"),
+            JoinTime::Window { .. } => "window".to_string(),
+        };
+        format!("join {} ({what})", self.kind.name())
+    }
+
+    pub fn attach(&mut self, job: &Arc<JobMetrics>) {
+        self.job = Some(job.clone());
+    }
+
+    fn input(&self, side: Side) -> &JoinInput {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    fn keys(&self, side: Side, batch: &RecordBatch) -> Result<Keys> {
+        let n = batch.num_rows();
+        let arrays = self
+            .input(side)
+            .keys
+            .iter()
+            .map(|k| k.evaluate(batch)?.into_array(n))
+            .collect::<datafusion::common::Result<Vec<ArrayRef>>>()?;
+        let rows = self.converter.convert_columns(&arrays)?;
+        let mut hashes = vec![0u64; n];
+        create_hashes(&arrays, &self.hasher, &mut hashes)?;
+        let valid = if arrays.iter().any(|a| a.null_count() > 0) {
+            Some(
+                (0..n)
+                    .map(|i| Some(arrays.iter().all(|a| a.is_valid(i))))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        Ok(Keys {
+            rows,
+            hashes,
+            valid,
+        })
+    }
+
+    fn segment(&self, side: Side, batch: RecordBatch) -> Result<Segment> {
+        let keys = self.keys(side, &batch)?;
+        let n = batch.num_rows();
+        let mut head: HashMap<u64, u32> = HashMap::with_capacity(n);
+        let mut next = vec![NONE; n];
+        for (i, h) in keys.hashes.iter().enumerate() {
+            if !keys.joinable(i) {
+                continue;
+            }
+            let prev = head.insert(*h, i as u32);
+            next[i] = prev.unwrap_or(NONE);
+        }
+        let max_time = match self.time_col(side) {
+            Some(c) => {
+                let t = to_epoch_millis(batch.column(c).as_ref())?;
+                datafusion::arrow::compute::max(&t).unwrap_or(i64::MIN)
+            }
+            None => i64::MAX,
+        };
+        Ok(Segment {
+            batch,
+            rows: keys.rows,
+            head,
+            next,
+            max_time,
+        })
+    }
+
+    fn time_col(&self, side: Side) -> Option<usize> {
+        match (self.time, side) {
+            (JoinTime::Interval { left, .. }, Side::Left) => Some(left),
+            (JoinTime::Interval { right, .. }, Side::Right) => Some(right),
+            _ => None,
+        }
+    }
+
+    /// The earliest time a kept row of `side` may have and still meet a future row.
+    fn horizon(&self, side: Side) -> i64 {
+        match (self.time, side) {
+            (JoinTime::Interval { lo, .. }, Side::Left) => self.watermark.saturating_add(lo),
+            (JoinTime::Interval { hi, .. }, Side::Right) => self.watermark.saturating_sub(hi),
+            _ => i64::MIN,
+        }
+    }
+
+    /// Pairs of (probe row, kept row) with equal keys.
+    fn probe(seg: &Segment, keys: &Keys, probe_idx: &mut Vec<u32>, kept_idx: &mut Vec<u32>) {
+        for (j, h) in keys.hashes.iter().enumerate() {
+            if !keys.joinable(j) {
+                continue;
+            }
+            let Some(&first) = seg.head.get(h) else {
+                continue;
+            };
+            let want = keys.rows.row(j);
+            let mut i = first;
+            while i != NONE {
+                if seg.rows.row(i as usize) == want {
+                    probe_idx.push(j as u32);
+                    kept_idx.push(i);
+                }
+                i = seg.next[i as usize];
+            }
+        }
+    }
+
+    /// The joined rows of `(left row, right row)` pairs that pass the filter, and which
+    /// pairs passed.
+    fn joined(
+        &self,
+        left: &RecordBatch,
+        left_idx: &[u32],
+        right: &RecordBatch,
+        right_idx: &[u32],
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
+        let li = UInt32Array::from(left_idx.to_vec());
+        let ri = UInt32Array::from(right_idx.to_vec());
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.pair_schema.fields().len());
+        for c in left.columns() {
+            cols.push(take(c.as_ref(), &li, None)?);
+        }
+        for c in right.columns() {
+            cols.push(take(c.as_ref(), &ri, None)?);
+        }
+        let batch = RecordBatch::try_new_with_options(
+            self.pair_schema.clone(),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(left_idx.len())),
+        )?;
+        let Some(f) = &self.filter else {
+            return Ok((batch, None));
+        };
+        let mask = f.evaluate(&batch)?.into_array(batch.num_rows())?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| WeirError::internal("join condition is not boolean"))?;
+        // NULL is not a match.
+        let mask = if mask.null_count() > 0 {
+            datafusion::arrow::compute::prep_null_mask_filter(mask)
+        } else {
+            mask.clone()
+        };
+        Ok((filter_record_batch(&batch, &mask)?, Some(mask)))
+    }
+
+    pub fn process(&mut self, side: Side, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        match self.time {
+            JoinTime::Window { left, right } => {
+                let col = if side == Side::Left { left } else { right };
+                self.keep_in_windows(side, col, batch)
+            }
+            _ => self.probe_and_keep(side, batch, out),
+        }
+    }
+
+    fn probe_and_keep(&mut self, side: Side, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        let other = match side {
+            Side::Left => 1,
+            Side::Right => 0,
+        };
+        let keys = self.keys(side, &batch)?;
+        for seg in &self.kept[other] {
+            let (mut p, mut k) = (vec![], vec![]);
+            Self::probe(seg, &keys, &mut p, &mut k);
+            if p.is_empty() {
+                continue;
+            }
+            let (joined, _) = match side {
+                Side::Left => self.joined(&batch, &p, &seg.batch, &k)?,
+                Side::Right => self.joined(&seg.batch, &k, &batch, &p)?,
+            };
+            if joined.num_rows() > 0 {
+                out.push(Message::Batch(self.output(joined)?));
+            }
+        }
+        // Rows that are already too old to meet anything are not kept.
+        let batch = self.unexpired(side, batch)?;
+        if batch.num_rows() > 0 {
+            let seg = self.segment(side, batch)?;
+            self.kept[side as usize].push(seg);
+            self.compact(side)?;
+        }
+        Ok(())
+    }
+
+    /// The rows of `batch` that can still meet a future row of the other side.
+    fn unexpired(&self, side: Side, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(c) = self.time_col(side) else {
+            return Ok(batch);
+        };
+        let horizon = self.horizon(side);
+        if horizon == i64::MIN {
+            return Ok(batch);
+        }
+        let t = to_epoch_millis(batch.column(c).as_ref())?;
+        let keep: BooleanArray = t
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| v >= horizon)))
+            .collect();
+        if keep.true_count() == batch.num_rows() {
+            return Ok(batch);
+        }
+        Ok(filter_record_batch(&batch, &keep)?)
+    }
+
+    /// Merges the newest segments while the newer is at least half the size of the older,
+    /// so sizes fall geometrically and a side has O(log n) segments.
+    fn compact(&mut self, side: Side) -> Result<()> {
+        let s = side as usize;
+        while self.kept[s].len() >= 2 {
+            let n = self.kept[s].len();
+            let newer = self.kept[s][n - 1].batch.num_rows();
+            let older = self.kept[s][n - 2].batch.num_rows();
+            if newer * 2 < older {
+                break;
+            }
+            let (Some(b), Some(a)) = (self.kept[s].pop(), self.kept[s].pop()) else {
+                break;
+            };
+            let merged = concat_batches(&a.batch.schema(), [&a.batch, &b.batch])?;
+            let merged = self.unexpired(side, merged)?;
+            if merged.num_rows() > 0 {
+                let seg = self.segment(side, merged)?;
+                self.kept[s].push(seg);
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_in_windows(&mut self, side: Side, end_col: usize, batch: RecordBatch) -> Result<()> {
+        let ends = to_epoch_millis(batch.column(end_col).as_ref())?;
+        let s = side as usize;
+        // The usual case: one window per batch (a window aggregate fires one at a time).
+        let first = (!ends.is_empty() && ends.is_valid(0)).then(|| ends.value(0));
+        if let Some(e) = first
+            && ends.null_count() == 0
+            && ends.values().iter().all(|v| *v == e)
+        {
+            if e <= self.watermark {
+                self.count_late(batch.num_rows());
+            } else {
+                self.windows.entry(e).or_default()[s].push(batch);
+            }
+            return Ok(());
+        }
+        let mut by_end: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        let mut late = 0;
+        for (i, e) in ends.iter().enumerate() {
+            match e {
+                Some(e) if e > self.watermark => by_end.entry(e).or_default().push(i as u32),
+                _ => late += 1,
+            }
+        }
+        self.count_late(late);
+        for (e, idx) in by_end {
+            let idx = UInt32Array::from(idx);
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let part = RecordBatch::try_new(batch.schema(), cols)?;
+            self.windows.entry(e).or_default()[s].push(part);
+        }
+        Ok(())
+    }
+
+    fn count_late(&self, n: usize) {
+        if n > 0
+            && let Some(j) = &self.job
+        {
+            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Joins the rows of one window, with outer rows padded with NULLs as the kind asks.
+    fn fire_window(&self, rows: [Vec<RecordBatch>; 2], out: &mut Vec<Message>) -> Result<()> {
+        let [l, r] = rows;
+        let left = concat_batches(&self.left.schema, &l)?;
+        let right = concat_batches(&self.right.schema, &r)?;
+        let mut left_hit = vec![false; left.num_rows()];
+        let mut right_hit = vec![false; right.num_rows()];
+        if left.num_rows() > 0 && right.num_rows() > 0 {
+            let seg = self.segment(Side::Right, right.clone())?;
+            let keys = self.keys(Side::Left, &left)?;
+            let (mut p, mut k) = (vec![], vec![]);
+            Self::probe(&seg, &keys, &mut p, &mut k);
+            if !p.is_empty() {
+                let (joined, mask) = self.joined(&left, &p, &right, &k)?;
+                for (n, (li, ri)) in p.iter().zip(&k).enumerate() {
+                    if mask.as_ref().is_none_or(|m| m.value(n)) {
+                        left_hit[*li as usize] = true;
+                        right_hit[*ri as usize] = true;
+                    }
+                }
+                if joined.num_rows() > 0 && self.emits_pairs() {
+                    out.push(Message::Batch(self.output(joined)?));
+                }
+            }
+        }
+        match self.kind {
+            JoinKind::Inner => {}
+            JoinKind::Left => self.pad(Side::Left, &left, &left_hit, out)?,
+            JoinKind::Right => self.pad(Side::Right, &right, &right_hit, out)?,
+            JoinKind::Full => {
+                self.pad(Side::Left, &left, &left_hit, out)?;
+                self.pad(Side::Right, &right, &right_hit, out)?;
+            }
+            JoinKind::LeftSemi => Self::select(&left, &left_hit, true, out)?,
+            JoinKind::LeftAnti => Self::select(&left, &left_hit, false, out)?,
+            JoinKind::RightSemi => Self::select(&right, &right_hit, true, out)?,
+            JoinKind::RightAnti => Self::select(&right, &right_hit, false, out)?,
+        }
+        Ok(())
+    }
+
+    fn emits_pairs(&self) -> bool {
+        matches!(
+            self.kind,
+            JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+        )
+    }
+
+    /// Joined pairs in the output's schema (the same columns; outer joins make them
+    /// nullable).
+    fn output(&self, pairs: RecordBatch) -> Result<RecordBatch> {
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            pairs.columns().to_vec(),
+            &RecordBatchOptions::new().with_row_count(Some(pairs.num_rows())),
+        )?)
+    }
+
+    /// The rows of one side that did (semi) or did not (anti) meet a row of the other.
+    fn select(batch: &RecordBatch, hit: &[bool], met: bool, out: &mut Vec<Message>) -> Result<()> {
+        let mask: BooleanArray = hit.iter().map(|h| Some(*h == met)).collect();
+        if mask.true_count() > 0 {
+            out.push(Message::Batch(filter_record_batch(batch, &mask)?));
+        }
+        Ok(())
+    }
+
+    /// The rows of `side` that met nothing, with NULLs for the other side's columns.
+    fn pad(&self, side: Side, batch: &RecordBatch, hit: &[bool], out: &mut Vec<Message>) -> Result<()> {
+        let missed: Vec<u32> = (0..hit.len() as u32).filter(|i| !hit[*i as usize]).collect();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let idx = UInt32Array::from(missed);
+        let n = idx.len();
+        let own = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let nulls = |schema: &SchemaRef| -> Vec<ArrayRef> {
+            schema
+                .fields()
+                .iter()
+                .map(|f| new_null_array(f.data_type(), n))
+                .collect()
+        };
+        let cols = match side {
+            Side::Left => own.into_iter().chain(nulls(&self.right.schema)).collect(),
+            Side::Right => nulls(&self.left.schema).into_iter().chain(own).collect(),
+        };
+        out.push(Message::Batch(RecordBatch::try_new(self.schema.clone(), cols)?));
+        Ok(())
+    }
+
+    pub fn watermark(&mut self, w: i64, out: &mut Vec<Message>) -> Result<()> {
+        if w <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = w;
+        match self.time {
+            JoinTime::Window { .. } => {
+                let open = self.windows.split_off(&w.saturating_add(1));
+                let due = std::mem::replace(&mut self.windows, open);
+                for (_, rows) in due {
+                    self.fire_window(rows, out)?;
+                }
+                out.push(Message::Watermark(w));
+            }
+            JoinTime::Interval { lo, hi, .. } => {
+                for side in [Side::Left, Side::Right] {
+                    let horizon = self.horizon(side);
+                    self.kept[side as usize].retain(|s| s.max_time >= horizon);
+                }
+                let lag = hi.max(-lo).max(0);
+                out.push(Message::Watermark(w.saturating_sub(lag)));
+            }
+            // A regular join's output rows can be arbitrarily older than the watermark, so
+            // its output carries none until the end.
+            JoinTime::Unbounded => {}
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark(i64::MAX, out)?;
+        if self.time == JoinTime::Unbounded {
+            out.push(Message::Watermark(i64::MAX));
+        }
+        self.kept = [vec![], vec![]];
+        Ok(())
+    }
+
+    /// Rows kept, per side (for tests and metrics).
+    pub fn kept_rows(&self) -> [usize; 2] {
+        let count = |s: &Vec<Segment>| s.iter().map(|g| g.batch.num_rows()).sum::<usize>();
+        let mut n = [count(&self.kept[0]), count(&self.kept[1])];
+        for rows in self.windows.values() {
+            for (i, side) in rows.iter().enumerate() {
+                n[i] += side.iter().map(|b| b.num_rows()).sum::<usize>();
+            }
+        }
+        n
+    }
+}
+
+/// Drives a join: messages from both inputs, the watermark as the smaller of the two (an
+/// input that has ended no longer holds it back), until both have ended.
+pub async fn run_join(
+    mut join: StreamJoin,
+    left: Receiver<Message>,
+    right: Receiver<Message>,
+    tx: Sender<Message>,
+    metrics: Arc<OperatorMetrics>,
+) -> Result<()> {
+    let (mtx, mut mrx) = tokio::sync::mpsc::channel::<(Side, Message)>(crate::job::CHANNEL_CAPACITY);
+    for (side, mut rx) in [(Side::Left, left), (Side::Right, right)] {
+        let mtx = mtx.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let end = matches!(m, Message::End);
+                if mtx.send((side, m)).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+    }
+    drop(mtx);
+    let mut wm = [i64::MIN; 2];
+    let mut ended = [false; 2];
+    let mut out = Vec::with_capacity(4);
+    while let Some((side, m)) = mrx.recv().await {
+        let s = side as usize;
+        match m {
+            Message::Batch(b) => {
+                metrics.add_in(b.num_rows());
+                join.process(side, b, &mut out)?;
+            }
+            Message::Watermark(w) => {
+                wm[s] = wm[s].max(w);
+                let min = (0..2).filter(|i| !ended[*i]).map(|i| wm[i]).min();
+                if let Some(min) = min {
+                    join.watermark(min, &mut out)?;
+                }
+            }
+            Message::End => {
+                ended[s] = true;
+                if ended.iter().all(|e| *e) {
+                    join.finish(&mut out)?;
+                    out.push(Message::End);
+                } else if let Some(min) = (0..2).filter(|i| !ended[*i]).map(|i| wm[i]).min() {
+                    join.watermark(min, &mut out)?;
+                }
+            }
+        }
+        let done = matches!(out.last(), Some(Message::End));
+        for m in out.drain(..) {
+            if let Message::Batch(b) = &m {
+                metrics.add_out(b.num_rows());
+            }
+            if tx.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+        if done {
+            return Ok(());
+        }
+    }
+    // An input went away without End: it failed, and its error is reported there.
+    Ok(())
+}
