@@ -360,7 +360,12 @@ impl StreamJoin {
         Ok((filter_record_batch(&batch, &mask)?, Some(mask)))
     }
 
-    pub fn process(&mut self, side: Side, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+    pub fn process(
+        &mut self,
+        side: Side,
+        batch: RecordBatch,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -373,7 +378,12 @@ impl StreamJoin {
         }
     }
 
-    fn probe_and_keep(&mut self, side: Side, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+    fn probe_and_keep(
+        &mut self,
+        side: Side,
+        batch: RecordBatch,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
         let other = match side {
             Side::Left => 1,
             Side::Right => 0,
@@ -561,8 +571,16 @@ impl StreamJoin {
     }
 
     /// The rows of `side` that met nothing, with NULLs for the other side's columns.
-    fn pad(&self, side: Side, batch: &RecordBatch, hit: &[bool], out: &mut Vec<Message>) -> Result<()> {
-        let missed: Vec<u32> = (0..hit.len() as u32).filter(|i| !hit[*i as usize]).collect();
+    fn pad(
+        &self,
+        side: Side,
+        batch: &RecordBatch,
+        hit: &[bool],
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        let missed: Vec<u32> = (0..hit.len() as u32)
+            .filter(|i| !hit[*i as usize])
+            .collect();
         if missed.is_empty() {
             return Ok(());
         }
@@ -584,7 +602,10 @@ impl StreamJoin {
             Side::Left => own.into_iter().chain(nulls(&self.right.schema)).collect(),
             Side::Right => nulls(&self.left.schema).into_iter().chain(own).collect(),
         };
-        out.push(Message::Batch(RecordBatch::try_new(self.schema.clone(), cols)?));
+        out.push(Message::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            cols,
+        )?));
         Ok(())
     }
 
@@ -648,7 +669,8 @@ pub async fn run_join(
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
 ) -> Result<()> {
-    let (mtx, mut mrx) = tokio::sync::mpsc::channel::<(Side, Message)>(crate::job::CHANNEL_CAPACITY);
+    let (mtx, mut mrx) =
+        tokio::sync::mpsc::channel::<(Side, Message)>(crate::job::CHANNEL_CAPACITY);
     for (side, mut rx) in [(Side::Left, left), (Side::Right, right)] {
         let mtx = mtx.clone();
         tokio::spawn(async move {
@@ -703,4 +725,125 @@ pub async fn run_join(
     }
     // An input went away without End: it failed, and its error is reported there.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn batch(k: &[i64], ts: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(k.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(ts.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn join(time: JoinTime, kind: JoinKind) -> StreamJoin {
+        let input = || JoinInput {
+            keys: vec![Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>],
+            schema: schema(),
+        };
+        let fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .chain(schema().fields().iter())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        StreamJoin::new(
+            kind,
+            time,
+            input(),
+            input(),
+            None,
+            Arc::new(Schema::new(fields)),
+        )
+        .expect("join")
+    }
+
+    fn rows(out: &[Message]) -> usize {
+        out.iter()
+            .map(|m| match m {
+                Message::Batch(b) => b.num_rows(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn interval_state_stays_bounded_as_the_watermark_moves() {
+        // left.t - right.t in [-1000, 0]: a left row waits at most 1 s for its right rows.
+        let mut j = join(
+            JoinTime::Interval {
+                left: 1,
+                right: 1,
+                lo: -1000,
+                hi: 0,
+            },
+            JoinKind::Inner,
+        );
+        let mut out = vec![];
+        let mut most = 0;
+        for step in 0..1000i64 {
+            let t = step * 100;
+            let keys: Vec<i64> = (0..10).map(|i| (step + i) % 7).collect();
+            j.process(Side::Left, batch(&keys, &[t; 10]), &mut out)
+                .expect("left");
+            j.process(Side::Right, batch(&keys, &[t + 500; 10]), &mut out)
+                .expect("right");
+            j.watermark(t, &mut out).expect("watermark");
+            let [l, r] = j.kept_rows();
+            most = most.max(l + r);
+        }
+        // 100 000 s of rows went through; only about 1.5 s of them may be kept.
+        assert!(most <= 400, "kept up to {most} rows");
+        assert!(rows(&out) > 0);
+        // The output watermark trails by the interval's width.
+        assert!(
+            out.iter()
+                .any(|m| matches!(m, Message::Watermark(w) if *w == 99_900 - 1000))
+        );
+    }
+
+    #[test]
+    fn a_window_is_joined_once_its_end_passes_and_then_forgotten() {
+        let mut j = join(JoinTime::Window { left: 1, right: 1 }, JoinKind::Full);
+        let mut out = vec![];
+        // Window end 10: keys 1, 2 on the left, 2, 3 on the right.
+        j.process(Side::Left, batch(&[1, 2], &[10, 10]), &mut out)
+            .expect("left");
+        j.process(Side::Right, batch(&[2, 3], &[10, 10]), &mut out)
+            .expect("right");
+        j.process(Side::Right, batch(&[2], &[20]), &mut out)
+            .expect("right");
+        assert_eq!(rows(&out), 0, "nothing before the window's end");
+        j.watermark(10, &mut out).expect("watermark");
+        // 2 met 2; 1 and 3 padded.
+        assert_eq!(rows(&out), 3);
+        assert_eq!(j.kept_rows(), [0, 1], "window 10 forgotten, window 20 open");
+        // A row for a window already joined is late.
+        out.clear();
+        j.process(Side::Left, batch(&[2], &[10]), &mut out)
+            .expect("late");
+        assert_eq!(j.kept_rows(), [0, 1]);
+        j.finish(&mut out).expect("finish");
+        assert_eq!(rows(&out), 1, "window 20's right row, padded");
+    }
 }

@@ -5,12 +5,15 @@ use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, Operator as Op};
 
-use super::{Planner, PlanNode, compile, reads_stream, window};
+use super::{PlanNode, Planner, compile, reads_stream, window};
 use crate::error::{Result, WeirError};
 use crate::operator::join::{JoinInput, JoinKind, JoinTime, StreamJoin};
 
 fn unsupported(what: impl std::fmt::Display) -> WeirError {
-    WeirError::sql(format!("not supported in a standing query yet: {what}"), None)
+    WeirError::sql(
+        format!("not supported in a standing query yet: {what}"),
+        None,
+    )
 }
 
 impl Planner<'_> {
@@ -36,10 +39,10 @@ impl Planner<'_> {
             return Err(unsupported("IS NOT DISTINCT FROM as a join condition"));
         }
         if j.on.is_empty() {
-            return Err(unsupported(
-                "a join of streams without an equality between the two sides",
-            )
-            .with_hint("join on equal columns, such as ON a.id = b.id"));
+            return Err(
+                unsupported("a join of streams without an equality between the two sides")
+                    .with_hint("join on equal columns, such as ON a.id = b.id"),
+            );
         }
         let (ls, rs) = (j.left.schema(), j.right.schema());
         let mut left_keys = vec![];
@@ -149,11 +152,20 @@ fn time_term(e: &Expr) -> Option<(&Column, i64)> {
                 return None;
             };
             let ms = super::interval_ms(v)?;
-            Some((c, if *op == Op::Plus { base + ms } else { base - ms }))
+            Some((
+                c,
+                if *op == Op::Plus {
+                    base + ms
+                } else {
+                    base - ms
+                },
+            ))
         }
         _ => None,
     }
 }
+
+type ColumnPair = (Column, Column);
 
 /// Time bounds between the two sides in the join's condition, as an interval join: both a
 /// lower and an upper bound on `left.t - right.t` for one pair of event-time columns.
@@ -161,8 +173,8 @@ fn interval(j: &Join) -> Result<Option<JoinTime>> {
     let Some(filter) = &j.filter else {
         return Ok(None);
     };
-    // (left column, right column) -> (lo, hi) of left - right.
-    let mut bounds: Vec<((Column, Column), Option<i64>, Option<i64>)> = vec![];
+    // Per (left column, right column): the bounds found on left - right.
+    let mut bounds: Vec<(ColumnPair, Option<i64>, Option<i64>)> = vec![];
     let mut add = |a: &Expr, op: Op, b: &Expr| {
         let (Some((ca, oa)), Some((cb, ob))) = (time_term(a), time_term(b)) else {
             return;

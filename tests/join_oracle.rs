@@ -1,0 +1,210 @@
+//! Joins, differentially: two random bounded streams (keys including NULL, times out of
+//! order within the watermark bound, random batch sizes) are joined by Weir's standing
+//! joins and by DataFusion batch SQL over the same rows, and every case must agree exactly:
+//! window joins (INNER, LEFT, RIGHT, FULL, and a semi join), interval joins and regular
+//! joins, each with a non-equality condition too.
+//!
+//! `WEIR_JOIN_CASES=n` changes the number of random cases; a failure prints the seed.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use weir::Session;
+use weir::format::encode::row_texts;
+
+const BASE: i64 = 1_767_225_600_000; // 2026-01-01
+/// How far a row's time may trail the latest before it (the watermark's delay).
+const BOUND: i64 = 2_000;
+
+/// Random rows (k, v, ts): a handful of keys and NULL, times moving forward with jitter
+/// that stays within the watermark's bound, so no row is late.
+fn generate(rng: &mut SmallRng, n: usize) -> RecordBatch {
+    let keys = ["a", "b", "c", "d"];
+    let mut now = BASE + rng.random_range(0..3_000);
+    let mut k = vec![];
+    let mut v = vec![];
+    let mut ts = vec![];
+    for _ in 0..n {
+        // The watermark is the latest time so far less BOUND; `now` only grows.
+        now += rng.random_range(0..800);
+        k.push((rng.random_range(0..10) > 0).then(|| keys[rng.random_range(0..keys.len())]));
+        v.push(Some(rng.random_range(0..20i64)));
+        ts.push(now - rng.random_range(0..=BOUND));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Utf8, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(k.into_iter().collect::<StringArray>()),
+        Arc::new(v.into_iter().collect::<Int64Array>()),
+        Arc::new(TimestampMillisecondArray::from(ts)),
+    ];
+    RecordBatch::try_new(schema, cols).expect("batch")
+}
+
+fn write_json(batch: &RecordBatch, path: &std::path::Path) {
+    let f = std::fs::File::create(path).expect("create data file");
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(f);
+    w.write(batch).expect("write rows");
+    w.finish().expect("finish");
+}
+
+fn texts(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = row_texts(batches, "|").expect("format");
+    out.sort();
+    out
+}
+
+/// A window aggregate of one side, in Weir's SQL and in DataFusion's.
+fn stream_side(t: &str) -> String {
+    format!(
+        "SELECT k, count(*) AS n, sum(v) AS s, window_start, window_end \
+         FROM TABLE(TUMBLE(TABLE {t}, DESCRIPTOR(ts), INTERVAL '5' SECOND)) \
+         GROUP BY k, window_start, window_end"
+    )
+}
+
+fn batch_side(t: &str) -> String {
+    format!(
+        "SELECT k, count(*) AS n, sum(v) AS s, date_bin(INTERVAL '5 seconds', ts) AS window_start, \
+           date_bin(INTERVAL '5 seconds', ts) + INTERVAL '5 seconds' AS window_end \
+         FROM {t} GROUP BY k, 4, 5"
+    )
+}
+
+/// (name, Weir's query, DataFusion's query).
+fn queries() -> Vec<(String, String, String)> {
+    let mut out = vec![];
+    for kind in ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"] {
+        for extra in ["", " AND L.s >= R.s"] {
+            let select = "SELECT L.k, L.n, L.s, R.k, R.n, R.s, \
+                COALESCE(L.window_start, R.window_start) AS ws";
+            let on = format!(
+                "ON L.k = R.k AND L.window_start = R.window_start AND L.window_end = R.window_end{extra}"
+            );
+            out.push((
+                format!("window {kind}{extra}"),
+                format!(
+                    "{select} FROM ({}) L {kind} ({}) R {on}",
+                    stream_side("a"),
+                    stream_side("b")
+                ),
+                format!(
+                    "{select} FROM ({}) L {kind} ({}) R {on}",
+                    batch_side("a"),
+                    batch_side("b")
+                ),
+            ));
+        }
+    }
+    // Only one side's columns, and the other side distinct: planned as a semi join.
+    let semi = |side: &dyn Fn(&str) -> String| {
+        format!(
+            "SELECT L.k, L.n, L.window_start FROM ({}) L JOIN \
+             (SELECT DISTINCT k, window_start, window_end FROM ({}) x) R \
+             ON L.k = R.k AND L.window_start = R.window_start AND L.window_end = R.window_end",
+            side("a"),
+            side("b")
+        )
+    };
+    out.push(("window semi".into(), semi(&stream_side), semi(&batch_side)));
+    let interval = "SELECT a.k, a.v, a.ts, b.v, b.ts FROM a JOIN b ON a.k = b.k \
+        AND a.ts BETWEEN b.ts - INTERVAL '3' SECOND AND b.ts + INTERVAL '1' SECOND";
+    out.push(("interval".into(), interval.into(), interval.into()));
+    let interval2 = "SELECT a.k, a.v, b.v FROM a, b WHERE a.k = b.k AND a.v < b.v \
+        AND b.ts >= a.ts AND b.ts < a.ts + INTERVAL '4' SECOND";
+    out.push((
+        "interval, written in WHERE".into(),
+        interval2.into(),
+        interval2.into(),
+    ));
+    let regular = "SELECT a.k, a.v, a.ts, b.v, b.ts FROM a JOIN b ON a.k = b.k AND a.v + 3 < b.v";
+    out.push(("regular".into(), regular.into(), regular.into()));
+    out
+}
+
+async fn oracle(a: &RecordBatch, b: &RecordBatch, sql: &str) -> Vec<String> {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    for (name, batch) in [("a", a), ("b", b)] {
+        let t = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).expect("mem table");
+        ctx.register_table(name, Arc::new(t)).expect("register");
+    }
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
+        .collect()
+        .await
+        .expect("oracle runs");
+    texts(&batches)
+}
+
+async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String> {
+    let mut script = format!("SET 'table.exec.batch-size' = '{batch_size}';\n");
+    for t in ["a", "b"] {
+        script.push_str(&format!(
+            "CREATE TABLE {t} (k STRING, v BIGINT, ts TIMESTAMP(3), \
+               WATERMARK FOR ts AS ts - INTERVAL '{BOUND}' MILLISECOND) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n",
+            dir.join(format!("{t}.json")).display()
+        ));
+    }
+    script.push_str(sql);
+    script.push(';');
+    let mut s = Session::new();
+    let mut results = s
+        .run_collect(&script)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    texts(&results.pop().expect("one result"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_joins_equal_batch_joins() {
+    let cases: u64 = std::env::var("WEIR_JOIN_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nonempty = std::collections::BTreeMap::<String, usize>::new();
+    for seed in 0..cases {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let (na, nb) = (rng.random_range(1..300), rng.random_range(1..300));
+        let a = generate(&mut rng, na);
+        let b = generate(&mut rng, nb);
+        write_json(&a, &dir.path().join("a.json"));
+        write_json(&b, &dir.path().join("b.json"));
+        let batch_size = [1, 7, 64, 8192][rng.random_range(0..4)];
+        for (name, stream_sql, batch_sql) in queries() {
+            let expected = oracle(&a, &b, &batch_sql).await;
+            let got = weir(dir.path(), batch_size, &stream_sql).await;
+            assert_eq!(
+                got,
+                expected,
+                "{name} differs (seed {seed}, batch size {batch_size}, {} and {} rows)",
+                a.num_rows(),
+                b.num_rows()
+            );
+            *nonempty.entry(name).or_default() += usize::from(!expected.is_empty());
+        }
+    }
+    // Every query must have had something to compare.
+    for (name, n) in nonempty {
+        assert!(n > 0, "{name} gave no rows in any case");
+    }
+}

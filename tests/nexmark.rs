@@ -1,0 +1,199 @@
+//! The Nexmark suite, checked: each query of `queries/nexmark/` that Weir runs is run as a
+//! standing query over a small seeded generator run, and its rows must equal those of an
+//! independent DataFusion batch query over the very same events held in memory. The batch
+//! side is written in plain DataFusion SQL (`date_bin` for windows, `regexp_match` and
+//! `split_part` for Flink's functions), so it shares no code with Weir's streaming
+//! operators. Each query runs with two source batch sizes, so results cannot depend on where
+//! batches are cut.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use weir::Session;
+use weir::format::encode::row_texts;
+use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
+
+/// 50 000 events at 1 000 events per second of event time: 50 s, five 10-second windows.
+const EVENTS: u64 = 50_000;
+const RATE: u32 = 1_000;
+const BASE: i64 = 1_767_225_600_000; // 2026-01-01 00:00:00, the DDL's 'base-time'
+
+/// (query file, the same query in DataFusion batch SQL over the views of `ddl.sql`).
+const CASES: &[(&str, &str)] = &[
+    (
+        "q0",
+        "SELECT auction, bidder, price, dateTime, extra FROM bid",
+    ),
+    (
+        "q1",
+        "SELECT auction, bidder, 0.908 * price AS price, dateTime, extra FROM bid",
+    ),
+    (
+        "q2",
+        "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+    ),
+    (
+        "q3",
+        "SELECT P.name, P.city, P.state, A.id FROM auction A JOIN person P ON A.seller = P.id \
+         WHERE A.category = 10 AND P.state IN ('OR', 'ID', 'CA')",
+    ),
+    (
+        "q7",
+        "SELECT B.auction, B.price, B.bidder, B.dateTime, B.extra FROM bid B JOIN ( \
+           SELECT max(price) AS maxprice, \
+             date_bin(INTERVAL '10 seconds', dateTime) + INTERVAL '10 seconds' AS wend \
+           FROM bid GROUP BY 2) B1 \
+         ON B.price = B1.maxprice \
+         WHERE B.dateTime >= B1.wend - INTERVAL '10 seconds' AND B.dateTime <= B1.wend",
+    ),
+    (
+        "q8",
+        "SELECT P.id, P.name, P.starttime FROM ( \
+           SELECT DISTINCT id, name, date_bin(INTERVAL '10 seconds', dateTime) AS starttime FROM person) P \
+         JOIN ( \
+           SELECT DISTINCT seller, date_bin(INTERVAL '10 seconds', dateTime) AS starttime FROM auction) A \
+         ON P.id = A.seller AND P.starttime = A.starttime",
+    ),
+    (
+        "q20",
+        "SELECT B.auction, B.bidder, B.price, B.channel, B.url, B.dateTime, B.extra, \
+           A.itemName, A.description, A.initialBid, A.reserve, A.dateTime, A.expires, A.seller, \
+           A.category, A.extra \
+         FROM bid B JOIN auction A ON B.auction = A.id WHERE A.category = 10",
+    ),
+    (
+        "q21",
+        "SELECT auction, bidder, price, channel, CASE \
+           WHEN lower(channel) = 'apple' THEN '0' WHEN lower(channel) = 'google' THEN '1' \
+           WHEN lower(channel) = 'facebook' THEN '2' WHEN lower(channel) = 'baidu' THEN '3' \
+           ELSE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] END AS channel_id \
+         FROM bid \
+         WHERE regexp_match(url, '(&|^)channel_id=([^&]*)')[2] IS NOT NULL \
+            OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu')",
+    ),
+    (
+        "q22",
+        "SELECT auction, bidder, price, channel, split_part(url, '/', 4) AS dir1, \
+           split_part(url, '/', 5) AS dir2, split_part(url, '/', 6) AS dir3 FROM bid",
+    ),
+];
+
+fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = row_texts(batches, "|").expect("format");
+    out.sort();
+    out
+}
+
+fn read(path: &str) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(format!("{root}/queries/nexmark/{path}"))
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+/// The SELECT of a suite file's `INSERT INTO nexmark_qN SELECT ...`.
+fn select_of(query: &str) -> String {
+    let text = read(&format!("{query}.sql"));
+    let at = text
+        .find("INSERT INTO")
+        .unwrap_or_else(|| panic!("{query}.sql has no INSERT INTO"));
+    let rest = &text[at + "INSERT INTO".len()..];
+    let name = rest.split_whitespace().next().expect("sink name");
+    let from = rest.find(name).expect("name") + name.len();
+    rest[from..].trim().trim_end_matches(';').to_string()
+}
+
+/// The `CREATE VIEW` statements of `ddl.sql`: plain SQL that DataFusion runs as it is.
+fn views() -> Vec<String> {
+    read("ddl.sql")
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| s.trim_start().starts_with("CREATE VIEW"))
+        .collect()
+}
+
+async fn batch_answer(sql: &str) -> Vec<String> {
+    let mut generator = NexmarkGenerator::new(NexmarkConfig {
+        events: Some(EVENTS),
+        first_event_rate: RATE as f64,
+        person_proportion: 1,
+        auction_proportion: 3,
+        bid_proportion: 46,
+        seed: 0,
+        base_time: BASE,
+    });
+    let mut batches = vec![];
+    while let Some(b) = generator.next_batch(1000).expect("generate") {
+        batches.push(b);
+    }
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
+    ctx.register_table("events", Arc::new(table))
+        .expect("register");
+    let datagen = "CREATE VIEW datagen AS SELECT event_type, person, auction, bid, \
+        CASE WHEN event_type = 0 THEN person.dateTime WHEN event_type = 1 THEN auction.dateTime \
+        ELSE bid.dateTime END AS dateTime FROM events";
+    for v in std::iter::once(datagen.to_string()).chain(views()) {
+        ctx.sql(&v)
+            .await
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+            .collect()
+            .await
+            .expect("view created");
+    }
+    rows(
+        &ctx.sql(sql)
+            .await
+            .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
+            .collect()
+            .await
+            .expect("oracle runs"),
+    )
+}
+
+async fn stream_answer(select: &str, batch_size: usize) -> Vec<String> {
+    let mut s = Session::new();
+    let script = format!(
+        "SET 'table.exec.batch-size' = '{batch_size}';\n\
+         SET 'events.num' = '{EVENTS}';\n\
+         SET 'first-event.rate' = '{RATE}';\n\
+         {}\n{select};",
+        read("ddl.sql")
+    );
+    let mut results = s
+        .run_collect(&script)
+        .await
+        .unwrap_or_else(|e| panic!("{select}: {e}"));
+    rows(&results.pop().expect("one result"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_queries_equal_datafusion_batch() {
+    for (query, oracle) in CASES {
+        let expected = batch_answer(oracle).await;
+        assert!(!expected.is_empty(), "the oracle gave no rows for {query}");
+        let select = select_of(query);
+        for batch_size in [8192, 333] {
+            let got = stream_answer(&select, batch_size).await;
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "row count differs for {query} (batch size {batch_size})"
+            );
+            assert_eq!(
+                got, expected,
+                "rows differ for {query} (batch size {batch_size})"
+            );
+        }
+        eprintln!("{query}: {} rows equal", expected.len());
+    }
+}
