@@ -40,6 +40,17 @@ const CASES: &[(&str, &str)] = &[
          WHERE A.category = 10 AND P.state IN ('OR', 'ID', 'CA')",
     ),
     (
+        "q5",
+        "WITH hops AS ( \
+           SELECT auction, date_bin(INTERVAL '2 seconds', dateTime) - back AS starttime \
+           FROM bid CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '2 seconds'), \
+             (INTERVAL '4 seconds'), (INTERVAL '6 seconds'), (INTERVAL '8 seconds')) AS o(back)), \
+         counts AS (SELECT auction, starttime, count(*) AS num FROM hops GROUP BY auction, starttime) \
+         SELECT c.auction, c.num FROM counts c \
+         JOIN (SELECT starttime, max(num) AS maxn FROM counts GROUP BY starttime) m \
+         ON c.starttime = m.starttime AND c.num >= m.maxn",
+    ),
+    (
         "q7",
         "SELECT B.auction, B.price, B.bidder, B.dateTime, B.extra FROM bid B JOIN ( \
            SELECT max(price) AS maxprice, \

@@ -223,19 +223,26 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
 /// `window_end` or `window_time`), following it up through projections, filters and aliases
 /// — the rows of one window then arrive together, in the batch the window fired.
 pub fn aggregated_window_column(plan: &LogicalPlan, name: &str) -> Option<String> {
+    aggregated_window_trace(plan, name).map(|(col, _)| col)
+}
+
+/// [`aggregated_window_column`] with the window it comes from, through any number of window
+/// aggregates of window aggregates.
+pub fn aggregated_window_trace(plan: &LogicalPlan, name: &str) -> Option<(String, WindowTrace)> {
     match plan {
         LogicalPlan::Aggregate(a) => {
             let i = position(&a.schema, name)?;
             let c = column_of(a.group_expr.get(i)?)?;
-            trace_window_column(&a.input, &c.name).map(|(col, _)| col)
+            trace_window_column(&a.input, &c.name)
+                .or_else(|| aggregated_window_trace(&a.input, &c.name))
         }
         LogicalPlan::Projection(p) => {
             let i = position(&p.schema, name)?;
             let c = column_of(p.expr.get(i)?)?;
-            aggregated_window_column(&p.input, &c.name)
+            aggregated_window_trace(&p.input, &c.name)
         }
-        LogicalPlan::Filter(f) => aggregated_window_column(&f.input, name),
-        LogicalPlan::SubqueryAlias(a) => aggregated_window_column(&a.input, name),
+        LogicalPlan::Filter(f) => aggregated_window_trace(&f.input, name),
+        LogicalPlan::SubqueryAlias(a) => aggregated_window_trace(&a.input, name),
         _ => None,
     }
 }
