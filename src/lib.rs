@@ -19,6 +19,7 @@
 //! running query; [`session`] owns the catalog and turns statements into jobs.
 
 pub mod bench;
+pub mod changelog;
 pub mod connector;
 pub mod error;
 pub mod format;

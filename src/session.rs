@@ -709,6 +709,7 @@ impl Session {
             settings: &settings,
             batch_size,
             sliced: Default::default(),
+            rank_limits: Default::default(),
             tables: &self.tables,
             part: format!("{}-0", query_id(&stmt.text)),
         };
@@ -744,6 +745,18 @@ impl Session {
                 let options = crate::connector::effective_options(&def, &settings)?;
                 let part = format!("{}-0", query_id(&stmt.text));
                 let sink = crate::connector::build_sink(&def, &options, &part)?;
+                if node.updates() && !sink.accepts_changes() {
+                    return Err(WeirError::sql(
+                        format!(
+                            "table '{}' (connector '{}') takes appended rows only, but this query's results update earlier ones (a changelog of +I, -U, +U, -D rows)",
+                            def.name, def.connector
+                        ),
+                        Some(*table_pos),
+                    )
+                    .with_hint(
+                        "write it to a 'print' or 'blackhole' table, or aggregate over windows, whose results never change",
+                    ));
+                }
                 Ok((node, sink))
             }
             _ => Err(WeirError::internal("not a query")),

@@ -41,6 +41,7 @@ pub fn row_texts(batches: &[RecordBatch], sep: &str) -> Result<Vec<String>> {
 /// Writes rows in Flink's print form: `+I[v1, v2, ...]`, one per line.
 pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) -> Result<()> {
     let opts = format_options();
+    let (batch, kinds) = crate::changelog::split(batch);
     let fmts = batch
         .columns()
         .iter()
@@ -50,7 +51,12 @@ pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) ->
     for row in 0..batch.num_rows() {
         line.clear();
         line.push_str(prefix);
-        line.push_str("+I[");
+        let kind = kinds
+            .as_ref()
+            .and_then(|k| crate::changelog::RowKind::from_i8(k.value(row)))
+            .unwrap_or(crate::changelog::RowKind::Insert);
+        line.push_str(kind.short());
+        line.push('[');
         for (i, f) in fmts.iter().enumerate() {
             if i > 0 {
                 line.push_str(", ");

@@ -7,11 +7,13 @@
 //! so a filter and a projection cost one channel hop, not two.
 
 pub mod filter;
+pub mod group;
 pub mod join;
 pub mod limit;
 pub mod project;
 pub mod rank;
 pub mod session;
+pub mod topn;
 pub mod union;
 pub mod window;
 
@@ -53,6 +55,12 @@ pub trait Operator: Send {
     /// Puts back state taken by [`Operator::snapshot`] of an operator of the same plan.
     fn restore(&mut self, _state: Vec<RecordBatch>) -> Result<()> {
         Ok(())
+    }
+
+    /// True when the operator's output is a changelog whatever its input (see
+    /// [`crate::changelog`]).
+    fn emits_changes(&self) -> bool {
+        false
     }
 
     /// True once the operator needs no more input (a satisfied LIMIT).
@@ -121,6 +129,10 @@ impl Operator for Chain {
 
     fn is_done(&self) -> bool {
         self.ops.iter().any(|o| o.is_done())
+    }
+
+    fn emits_changes(&self) -> bool {
+        self.ops.iter().any(|o| o.emits_changes())
     }
 
     fn attach(&mut self, job: &Arc<JobMetrics>) {

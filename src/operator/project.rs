@@ -49,11 +49,13 @@ impl Operator for ProjectOperator {
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
-        out.push(Message::Batch(project_batch(
-            &batch,
-            &self.exprs,
-            &self.schema,
-        )?));
+        let projected = project_batch(&batch, &self.exprs, &self.schema)?;
+        // The row kinds of a changelog go along.
+        let projected = match crate::changelog::kinds(&batch) {
+            Some(k) => crate::changelog::attach(projected, k.clone())?,
+            None => projected,
+        };
+        out.push(Message::Batch(projected));
         Ok(())
     }
 }

@@ -104,6 +104,8 @@ impl Planner<'_> {
         )?;
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
+        super::append_only(&left, "a join")?;
+        super::append_only(&right, "a join")?;
         Ok(PlanNode::Join {
             join,
             left: Box::new(left),

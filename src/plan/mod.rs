@@ -63,6 +63,16 @@ pub enum PlanNode {
 }
 
 impl PlanNode {
+    /// True when the plan's output is a changelog (rows that update earlier ones).
+    pub fn updates(&self) -> bool {
+        match self {
+            PlanNode::Source { .. } | PlanNode::Values { .. } => false,
+            PlanNode::Operator { op, input } => op.emits_changes() || input.updates(),
+            PlanNode::Join { left, right, .. } => left.updates() || right.updates(),
+            PlanNode::Union { inputs, .. } => inputs.iter().any(|i| i.updates()),
+        }
+    }
+
     /// An indented description, as `EXPLAIN` prints it.
     pub fn explain(&self) -> String {
         let mut s = String::new();
@@ -116,6 +126,9 @@ pub struct Planner<'a> {
     pub batch_size: usize,
     /// Window tables (by id) read in slice mode, because a window aggregate is above them.
     pub sliced: std::sync::Mutex<Vec<String>>,
+    /// Rank limits found in filters (`WHERE rn <= N`): (window node's address, index of
+    /// the ranking call, N), for Top-N over a whole stream.
+    pub rank_limits: std::sync::Mutex<Vec<(usize, usize, usize)>>,
     /// The catalog's tables, for `'late-data.sink'`.
     pub tables: &'a std::collections::BTreeMap<String, Arc<TableDef>>,
     /// A name for files this query writes (`<job>-0`).
@@ -210,6 +223,7 @@ impl Planner<'_> {
                 })
             }
             LogicalPlan::Filter(f) => {
+                self.note_rank_limit(f);
                 let input = self.node(&f.input)?;
                 let pred = compile(self.state, &f.predicate, f.input.schema())?;
                 Ok(PlanNode::Operator {
@@ -328,6 +342,7 @@ impl Planner<'_> {
         }
         let late = self.late_sink(&w)?;
         let input = self.node(&w.input)?;
+        append_only(&input, "a window table function")?;
         let node = if w.spec.kind == WindowKind::Session {
             // The session aggregate assigns rows to sessions itself.
             PlanNode::Operator {
@@ -430,6 +445,14 @@ impl Planner<'_> {
     /// and `window_end` of a window table function.
     fn aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
         use datafusion::logical_expr::{Expr, ExprSchemable};
+        let windowed = agg.group_expr.iter().any(|g| {
+            matches!(g, Expr::Column(c)
+                if window::trace_window_column(&agg.input, &c.name).is_some()
+                    || window::aggregated_window_trace(&agg.input, &c.name).is_some())
+        });
+        if !windowed {
+            return self.group_aggregate(agg);
+        }
         let input_schema = agg.input.schema();
         let mut layout = vec![];
         let mut keys = vec![];
@@ -556,6 +579,7 @@ impl Planner<'_> {
             s.push(table.call.id.clone());
         }
         let input = self.node(&agg.input)?;
+        append_only(&input, "a window aggregate")?;
         let schema = Arc::new(agg.schema.as_arrow().clone());
         let key_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(key_fields));
         let op: Box<dyn Operator> = if table.spec.kind == WindowKind::Session {
@@ -579,6 +603,66 @@ impl Planner<'_> {
         })
     }
 
+    /// A GROUP BY without a window: an aggregate over the whole stream, whose results
+    /// update (a changelog).
+    fn group_aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
+        use datafusion::logical_expr::Expr;
+        let input_schema = agg.input.schema();
+        if agg
+            .group_expr
+            .iter()
+            .any(|g| matches!(g, Expr::GroupingSet(_)))
+        {
+            return Err(WeirError::sql(
+                "not supported in a standing query yet: GROUPING SETS, CUBE and ROLLUP",
+                None,
+            ));
+        }
+        let keys = agg
+            .group_expr
+            .iter()
+            .map(|g| compile(self.state, g, input_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let physical_input = Arc::new(input_schema.as_arrow().clone());
+        let input = self.node(&agg.input)?;
+        let retracting = input.updates();
+        let mut calls = vec![];
+        for e in &agg.aggr_expr {
+            #[allow(deprecated)]
+            let (expr, filter, _order) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    e,
+                    input_schema,
+                    &physical_input,
+                    self.state.execution_props(),
+                )?;
+            if retracting && !expr.create_accumulator()?.supports_retract_batch() {
+                return Err(WeirError::sql(
+                    format!(
+                        "not supported in a standing query yet: {}() over results that update (it cannot take rows back)",
+                        expr.fun().name()
+                    ),
+                    None,
+                ));
+            }
+            calls.push(crate::operator::group::AggCall {
+                args: expr.expressions(),
+                expr,
+                filter,
+            });
+        }
+        let op = crate::operator::group::GroupAggregateOperator::new(
+            keys,
+            &physical_input,
+            calls,
+            Arc::new(agg.schema.as_arrow().clone()),
+        )?;
+        Ok(PlanNode::Operator {
+            op: Box::new(op),
+            input: Box::new(input),
+        })
+    }
+
     /// `ROW_NUMBER()`, `RANK()` or `DENSE_RANK()` over the rows of each fired window.
     fn rank(&self, w: &datafusion::logical_expr::Window) -> Result<PlanNode> {
         use datafusion::logical_expr::Expr;
@@ -593,7 +677,7 @@ impl Planner<'_> {
         };
         let input_schema = w.input.schema();
         let mut calls = vec![];
-        for e in &w.window_expr {
+        for (index, e) in w.window_expr.iter().enumerate() {
             let e = match e {
                 Expr::Alias(a) => a.expr.as_ref(),
                 e => e,
@@ -616,9 +700,25 @@ impl Planner<'_> {
             if !(window_cols.iter().any(|c| c == "window_start")
                 && window_cols.iter().any(|c| c == "window_end"))
             {
-                return Err(unsupported(format!(
-                    "{name}() OVER a stream, unless it is partitioned by window_start and window_end of a window aggregate"
-                )));
+                let limit = self.rank_limits.lock().ok().and_then(|l| {
+                    l.iter()
+                        .find(|(at, i, _)| *at == w as *const _ as usize && *i == index)
+                        .map(|(_, _, n)| *n)
+                });
+                return match limit {
+                    Some(n) if kind == RankKind::RowNumber && w.window_expr.len() == 1 => {
+                        self.top_n(w, f, n)
+                    }
+                    _ => Err(WeirError::sql(
+                        format!(
+                            "not supported in a standing query yet: {name}() OVER a whole stream without a rank limit"
+                        ),
+                        None,
+                    )
+                    .with_hint(
+                        "keep the first N of each partition: SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY t DESC) AS rn FROM s) WHERE rn <= N; or rank within windows: PARTITION BY window_start, window_end",
+                    )),
+                };
             }
             let partition = f
                 .params
@@ -654,6 +754,94 @@ impl Planner<'_> {
             )),
             input: Box::new(input),
         })
+    }
+
+    /// Top-N over a whole stream (a changelog): `ROW_NUMBER()` with a limit from the filter
+    /// above.
+    fn top_n(
+        &self,
+        w: &datafusion::logical_expr::Window,
+        f: &datafusion::logical_expr::expr::WindowFunction,
+        limit: usize,
+    ) -> Result<PlanNode> {
+        let input_schema = w.input.schema();
+        let partition = f
+            .params
+            .partition_by
+            .iter()
+            .map(|p| compile(self.state, p, input_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let order = f
+            .params
+            .order_by
+            .iter()
+            .map(|s| {
+                Ok((
+                    compile(self.state, &s.expr, input_schema)?,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !s.asc,
+                        nulls_first: s.nulls_first,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input = self.node(&w.input)?;
+        append_only(&input, "Top-N")?;
+        let op = crate::operator::topn::TopNOperator::new(
+            partition,
+            order,
+            limit,
+            &Arc::new(input_schema.as_arrow().clone()),
+            Arc::new(w.schema.as_arrow().clone()),
+        )?;
+        Ok(PlanNode::Operator {
+            op: Box::new(op),
+            input: Box::new(input),
+        })
+    }
+
+    /// Notes a limit on a rank (`rn <= N`, `rn < N`, `rn = 1`) in a filter's conjuncts, for
+    /// the ranking call it bounds.
+    fn note_rank_limit(&self, f: &datafusion::logical_expr::Filter) {
+        use datafusion::logical_expr::{BinaryExpr, Expr, Operator as Op};
+        let number = |e: &Expr| match e {
+            Expr::Literal(v, _) => v
+                .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
+                .ok()
+                .and_then(|v| match v {
+                    datafusion::common::ScalarValue::Int64(Some(n)) => Some(n),
+                    _ => None,
+                }),
+            _ => None,
+        };
+        for c in datafusion::logical_expr::utils::split_conjunction(&f.predicate) {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = c else {
+                continue;
+            };
+            let (col, op, n) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), r) if number(r).is_some() => (c, *op, number(r)),
+                (l, Expr::Column(c)) if number(l).is_some() => match op.swap() {
+                    Some(o) => (c, o, number(l)),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let Some(n) = n else { continue };
+            let limit = match op {
+                Op::LtEq => n,
+                Op::Lt => n - 1,
+                Op::Eq if n == 1 => 1,
+                _ => continue,
+            };
+            if limit < 1 {
+                continue;
+            }
+            if let Some((w, i)) = ranking_call(&f.input, &col.name)
+                && let Ok(mut l) = self.rank_limits.lock()
+            {
+                l.push((w as *const _ as usize, i, limit as usize));
+            }
+        }
     }
 
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
@@ -807,4 +995,39 @@ fn interval_ms(v: &datafusion::common::ScalarValue) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// The window node and ranking call that column `name` at the top of `plan` comes from.
+fn ranking_call<'a>(
+    plan: &'a LogicalPlan,
+    name: &str,
+) -> Option<(&'a datafusion::logical_expr::Window, usize)> {
+    match plan {
+        LogicalPlan::Window(w) => {
+            let i = window::position(&w.schema, name)?;
+            let inputs = w.input.schema().fields().len();
+            (i >= inputs).then_some((w, i - inputs))
+        }
+        LogicalPlan::Projection(p) => {
+            let i = window::position(&p.schema, name)?;
+            let c = window::column_of(p.expr.get(i)?)?;
+            ranking_call(&p.input, &c.name)
+        }
+        LogicalPlan::SubqueryAlias(a) => ranking_call(&a.input, name),
+        LogicalPlan::Filter(f) => ranking_call(&f.input, name),
+        _ => None,
+    }
+}
+
+/// Refuses a stateful operator over a changelog input (which it would read as inserts).
+fn append_only(input: &PlanNode, what: &str) -> Result<()> {
+    if input.updates() {
+        return Err(WeirError::sql(
+            format!(
+                "not supported in a standing query yet: {what} over results that update (a changelog)"
+            ),
+            None,
+        ));
+    }
+    Ok(())
 }

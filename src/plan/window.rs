@@ -93,11 +93,11 @@ pub fn window_table(scan: &TableScan) -> Option<Arc<WindowInfo>> {
     provider.downcast_ref::<WindowTable>().map(|t| t.0.clone())
 }
 
-fn position(schema: &DFSchema, name: &str) -> Option<usize> {
+pub(crate) fn position(schema: &DFSchema, name: &str) -> Option<usize> {
     schema.fields().iter().position(|f| f.name() == name)
 }
 
-fn column_of(e: &Expr) -> Option<&Column> {
+pub(crate) fn column_of(e: &Expr) -> Option<&Column> {
     match e {
         Expr::Column(c) => Some(c),
         Expr::Alias(a) => column_of(&a.expr),

@@ -11,6 +11,9 @@ impl Sink for BlackholeSink {
     fn write(&mut self, _batch: &RecordBatch) -> Result<()> {
         Ok(())
     }
+    fn accepts_changes(&self) -> bool {
+        true
+    }
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

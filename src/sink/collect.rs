@@ -32,6 +32,9 @@ impl Sink for CollectSink {
             .push(batch.clone());
         Ok(())
     }
+    fn accepts_changes(&self) -> bool {
+        true
+    }
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

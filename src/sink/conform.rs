@@ -42,6 +42,10 @@ impl Sink for ConformSink {
         self.inner.finish()
     }
 
+    fn accepts_changes(&self) -> bool {
+        self.inner.accepts_changes()
+    }
+
     fn tick(&self) -> Option<std::time::Duration> {
         self.inner.tick()
     }

@@ -31,6 +31,11 @@ pub trait Sink: Send {
     }
     /// Flushes and commits, once, after the last batch.
     fn finish(&mut self) -> Result<()>;
+    /// True when the sink takes a changelog (rows that update earlier ones; see
+    /// [`crate::changelog`]); the others take inserts only.
+    fn accepts_changes(&self) -> bool {
+        false
+    }
     /// How often the sink wants [`Sink::on_tick`] while no message arrives (a time-based
     /// commit), if at all.
     fn tick(&self) -> Option<std::time::Duration> {

@@ -38,6 +38,9 @@ impl Sink for PrintSink {
         }
         Ok(())
     }
+    fn accepts_changes(&self) -> bool {
+        true
+    }
     fn finish(&mut self) -> Result<()> {
         Ok(())
     }

@@ -95,6 +95,7 @@ impl Sink for TerminalSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let batch = &crate::changelog::for_display(batch)?;
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
         if self.format == OutputFormat::Table {
             self.table_rows(batch, &mut w)?;
@@ -105,6 +106,10 @@ impl Sink for TerminalSink {
         self.first = false;
         self.rows += batch.num_rows();
         Ok(())
+    }
+
+    fn accepts_changes(&self) -> bool {
+        true
     }
 
     fn finish(&mut self) -> Result<()> {

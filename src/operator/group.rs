@@ -1,0 +1,300 @@
+//! GROUP BY over a whole stream (no window): each group's aggregates are kept for as long
+//! as the query runs, and the result is a changelog (see [`crate::changelog`]).
+//!
+//! After each input batch, every group the batch touched emits its new result: `+I` the
+//! first time, then `-U` of the previous result and `+U` of the new one — unless the
+//! result did not change, as in Flink, which emits nothing then. Per batch, not per row:
+//! the rows in between are never seen downstream, and the result is the same.
+//!
+//! The input may itself be a changelog (an aggregate of an aggregate, Nexmark q4): its
+//! `-U`/`-D` rows are retracted from the accumulators, which the planner checks can
+//! retract, and a group whose rows are all retracted is deleted (`-D`).
+//!
+//! Each group holds one DataFusion [`Accumulator`] per aggregate (with `DISTINCT` and
+//! `FILTER (WHERE ...)` as DataFusion gives them), fed the group's rows of each batch.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{HashMap, ScalarValue};
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use crate::changelog::RowKind;
+use crate::error::{Result, WeirError};
+use crate::job::Message;
+use crate::operator::Operator;
+
+/// One aggregate call: the function, its arguments and its FILTER.
+pub struct AggCall {
+    pub expr: Arc<AggregateFunctionExpr>,
+    pub args: Vec<Arc<dyn PhysicalExpr>>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+struct Group {
+    key: Box<[u8]>,
+    accs: Vec<Box<dyn Accumulator>>,
+    /// The result last emitted.
+    last: Option<Vec<ScalarValue>>,
+    /// Input rows counted in (inserts less retractions).
+    rows: i64,
+}
+
+pub struct GroupAggregateOperator {
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    key_conv: Option<RowConverter>,
+    aggs: Vec<AggCall>,
+    /// The group keys, then the aggregates.
+    schema: SchemaRef,
+    index: HashMap<Box<[u8]>, usize>,
+    groups: Vec<Option<Group>>,
+    free: Vec<usize>,
+}
+
+impl GroupAggregateOperator {
+    pub fn new(
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        input: &SchemaRef,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let key_conv = if keys.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                keys.iter()
+                    .map(|k| Ok(SortField::new(k.data_type(input)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            )?)
+        };
+        if schema.fields().len() != keys.len() + aggs.len() {
+            return Err(WeirError::internal(
+                "group aggregate output is keys and aggregates",
+            ));
+        }
+        Ok(GroupAggregateOperator {
+            keys,
+            key_conv,
+            aggs,
+            schema,
+            index: HashMap::new(),
+            groups: vec![],
+            free: vec![],
+        })
+    }
+
+    /// Groups held (for tests and metrics).
+    pub fn groups(&self) -> usize {
+        self.index.len()
+    }
+
+    fn group_id(&mut self, key: &[u8]) -> Result<usize> {
+        if let Some(g) = self.index.get(key) {
+            return Ok(*g);
+        }
+        let accs = self
+            .aggs
+            .iter()
+            .map(|a| Ok(a.expr.create_accumulator()?))
+            .collect::<Result<Vec<_>>>()?;
+        let group = Group {
+            key: key.into(),
+            accs,
+            last: None,
+            rows: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.groups[id] = Some(group);
+                id
+            }
+            None => {
+                self.groups.push(Some(group));
+                self.groups.len() - 1
+            }
+        };
+        self.index.insert(key.into(), id);
+        Ok(id)
+    }
+}
+
+/// The rows of `rows` where `mask` (a FILTER) holds.
+fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
+    match mask {
+        None => rows.to_vec(),
+        Some(m) => rows
+            .iter()
+            .copied()
+            .filter(|i| m.is_valid(*i as usize) && m.value(*i as usize))
+            .collect(),
+    }
+}
+
+impl Operator for GroupAggregateOperator {
+    fn name(&self) -> String {
+        format!(
+            "group aggregate ({} key(s), {} aggregate(s), changelog)",
+            self.keys.len(),
+            self.aggs.len()
+        )
+    }
+
+    fn emits_changes(&self) -> bool {
+        true
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        let (batch, kinds) = crate::changelog::split(&batch);
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let key_rows = match &self.key_conv {
+            Some(c) => Some(
+                c.convert_columns(
+                    &self
+                        .keys
+                        .iter()
+                        .map(|k| Ok(k.evaluate(&batch)?.into_array(n)?))
+                        .collect::<Result<Vec<ArrayRef>>>()?,
+                )?,
+            ),
+            None => None,
+        };
+        // Rows per touched group, in order of first touch: (group, added rows, retracted).
+        let mut touched: Vec<(usize, Vec<u32>, Vec<u32>)> = vec![];
+        let mut slot: HashMap<usize, usize> = HashMap::new();
+        for i in 0..n {
+            let key: &[u8] = match &key_rows {
+                Some(r) => r.row(i).data(),
+                None => &[],
+            };
+            let g = self.group_id(key)?;
+            let s = *slot.entry(g).or_insert_with(|| {
+                touched.push((g, vec![], vec![]));
+                touched.len() - 1
+            });
+            let adds = kinds
+                .as_ref()
+                .is_none_or(|k| RowKind::from_i8(k.value(i)).is_some_and(RowKind::adds));
+            if adds {
+                touched[s].1.push(i as u32);
+            } else {
+                touched[s].2.push(i as u32);
+            }
+        }
+        let args = self
+            .aggs
+            .iter()
+            .map(|a| {
+                a.args
+                    .iter()
+                    .map(|e| Ok(e.evaluate(&batch)?.into_array(n)?))
+                    .collect::<Result<Vec<ArrayRef>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let masks = self
+            .aggs
+            .iter()
+            .map(|a| match &a.filter {
+                Some(f) => {
+                    let m = f.evaluate(&batch)?.into_array(n)?;
+                    Ok(Some(
+                        m.as_any()
+                            .downcast_ref::<BooleanArray>()
+                            .cloned()
+                            .ok_or_else(|| WeirError::internal("FILTER is not boolean"))?,
+                    ))
+                }
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut emitted: Vec<(Box<[u8]>, Vec<ScalarValue>, RowKind)> = vec![];
+        for (g, adds, retracts) in touched {
+            let Some(group) = self.groups[g].as_mut() else {
+                return Err(WeirError::internal("group vanished"));
+            };
+            for (a, acc) in group.accs.iter_mut().enumerate() {
+                for (rows, retract) in [(&adds, false), (&retracts, true)] {
+                    let rows = masked(rows, masks[a].as_ref());
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let idx = UInt32Array::from(rows);
+                    let values = args[a]
+                        .iter()
+                        .map(|c| take(c.as_ref(), &idx, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    if retract {
+                        acc.retract_batch(&values)?;
+                    } else {
+                        acc.update_batch(&values)?;
+                    }
+                }
+            }
+            group.rows += adds.len() as i64 - retracts.len() as i64;
+            if group.rows <= 0 {
+                // Every row of the group was retracted: the group is gone.
+                if let Some(last) = group.last.take() {
+                    emitted.push((group.key.clone(), last, RowKind::Delete));
+                }
+                let key = group.key.clone();
+                self.groups[g] = None;
+                self.index.remove(&key);
+                self.free.push(g);
+                continue;
+            }
+            let now = group
+                .accs
+                .iter_mut()
+                .map(|a| Ok(a.evaluate()?))
+                .collect::<Result<Vec<_>>>()?;
+            match group.last.take() {
+                None => emitted.push((group.key.clone(), now.clone(), RowKind::Insert)),
+                Some(old) if old == now => {
+                    group.last = Some(old);
+                    continue;
+                }
+                Some(old) => {
+                    emitted.push((group.key.clone(), old, RowKind::UpdateBefore));
+                    emitted.push((group.key.clone(), now.clone(), RowKind::UpdateAfter));
+                }
+            }
+            group.last = Some(now);
+        }
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let mut cols: Vec<ArrayRef> = match &self.key_conv {
+            Some(c) => {
+                let parser = c.parser();
+                c.convert_rows(emitted.iter().map(|(k, _, _)| parser.parse(k)))?
+            }
+            None => vec![],
+        };
+        for a in 0..self.aggs.len() {
+            let values = emitted.iter().map(|(_, v, _)| v[a].clone());
+            let field = self.schema.field(self.keys.len() + a);
+            let arr = ScalarValue::iter_to_array(values)?;
+            cols.push(if arr.data_type() == field.data_type() {
+                arr
+            } else {
+                datafusion::arrow::compute::cast(&arr, field.data_type())?
+            });
+        }
+        let data = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(emitted.len())),
+        )?;
+        let kinds = Int8Array::from_iter_values(emitted.iter().map(|(_, _, k)| *k as i8));
+        out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
+        Ok(())
+    }
+}

@@ -1,0 +1,272 @@
+//! Top-N over a whole stream: `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` followed
+//! by a filter `rank <= N` — and deduplication, its N = 1 case (Nexmark q18, q19, q9).
+//!
+//! The input only appends, so a row that is not among its partition's first N when it
+//! arrives never will be: each partition keeps at most N rows, sorted. A row that enters
+//! at rank r pushes those from r on down one place; as in Flink, the output is a changelog
+//! keyed by rank: for each rank that now holds another row, `-U` of the old row with that
+//! rank and `+U` of the new one, and `+I` for a rank that was empty. Rows with equal order
+//! keys rank in arrival order (a later row goes after the earlier ones).
+//!
+//! Order keys are encoded with Arrow's row format with each key's sort options, so their
+//! bytes compare in SQL order; kept rows are encoded whole in the row format and decoded
+//! only when they are emitted, so state is N rows per partition and holds no batches.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int8Array, UInt64Array};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::HashMap;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::changelog::RowKind;
+use crate::error::{Result, WeirError};
+use crate::job::Message;
+use crate::operator::Operator;
+
+struct Kept {
+    order: Box<[u8]>,
+    row: Box<[u8]>,
+}
+
+pub struct TopNOperator {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+    limit: usize,
+    /// The input's columns then the rank (the window node's schema).
+    schema: SchemaRef,
+    part_conv: Option<RowConverter>,
+    order_conv: RowConverter,
+    row_conv: RowConverter,
+    partitions: HashMap<Box<[u8]>, Vec<Kept>>,
+}
+
+impl TopNOperator {
+    pub fn new(
+        partition: Vec<Arc<dyn PhysicalExpr>>,
+        order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+        limit: usize,
+        input: &SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let part_conv = if partition.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                partition
+                    .iter()
+                    .map(|e| Ok(SortField::new(e.data_type(input)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            )?)
+        };
+        let order_conv = RowConverter::new(
+            order
+                .iter()
+                .map(|(e, o)| Ok(SortField::new_with_options(e.data_type(input)?, *o)))
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        let row_conv = RowConverter::new(
+            input
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
+        if schema.fields().len() != input.fields().len() + 1 {
+            return Err(WeirError::internal("Top-N output is its input and a rank"));
+        }
+        Ok(TopNOperator {
+            partition,
+            order,
+            limit,
+            schema,
+            part_conv,
+            order_conv,
+            row_conv,
+            partitions: HashMap::new(),
+        })
+    }
+
+    /// Rows kept (for tests and metrics).
+    pub fn kept_rows(&self) -> usize {
+        self.partitions.values().map(|p| p.len()).sum()
+    }
+}
+
+impl Operator for TopNOperator {
+    fn name(&self) -> String {
+        format!("top-{} (changelog)", self.limit)
+    }
+
+    fn emits_changes(&self) -> bool {
+        true
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let eval = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
+            Ok(e.evaluate(&batch)?.into_array(n)?)
+        };
+        let parts = match &self.part_conv {
+            Some(c) => Some(
+                c.convert_columns(
+                    &self
+                        .partition
+                        .iter()
+                        .map(eval)
+                        .collect::<Result<Vec<_>>>()?,
+                )?,
+            ),
+            None => None,
+        };
+        let orders = self.order_conv.convert_columns(
+            &self
+                .order
+                .iter()
+                .map(|(e, _)| eval(e))
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        let rows = self.row_conv.convert_columns(batch.columns())?;
+        // The changes: (encoded row, rank, kind), in order.
+        let mut changes: Vec<(Box<[u8]>, u64, RowKind)> = vec![];
+        let limit = self.limit;
+        for i in 0..n {
+            let key: &[u8] = match &parts {
+                Some(p) => p.row(i).data(),
+                None => &[],
+            };
+            let order = orders.row(i);
+            let part = match self.partitions.get_mut(key) {
+                Some(p) => p,
+                None => self.partitions.entry(key.into()).or_default(),
+            };
+            // After every kept row that sorts before or equal to it.
+            let at = part.partition_point(|k| k.order.as_ref() <= order.data());
+            if at >= limit {
+                continue;
+            }
+            let before = part.len();
+            part.insert(
+                at,
+                Kept {
+                    order: order.data().into(),
+                    row: rows.row(i).data().into(),
+                },
+            );
+            for r in at..before.min(limit) {
+                // Rank r+1 held part[r+1] (now shifted), and now holds part[r].
+                changes.push((part[r + 1].row.clone(), r as u64 + 1, RowKind::UpdateBefore));
+                changes.push((part[r].row.clone(), r as u64 + 1, RowKind::UpdateAfter));
+            }
+            if before < limit {
+                changes.push((part[before].row.clone(), before as u64 + 1, RowKind::Insert));
+            }
+            part.truncate(limit);
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let parser = self.row_conv.parser();
+        let encoded: Vec<_> = changes.iter().map(|(r, _, _)| parser.parse(r)).collect();
+        let mut cols = self.row_conv.convert_rows(encoded)?;
+        let ranks = UInt64Array::from_iter_values(changes.iter().map(|(_, r, _)| *r));
+        let rank_type = self
+            .schema
+            .field(self.schema.fields().len() - 1)
+            .data_type();
+        let ranks: ArrayRef = if rank_type == &DataType::UInt64 {
+            Arc::new(ranks)
+        } else {
+            datafusion::arrow::compute::cast(&ranks, rank_type)?
+        };
+        cols.push(ranks);
+        let data = RecordBatch::try_new(self.schema.clone(), cols)?;
+        let kinds = Int8Array::from_iter_values(changes.iter().map(|(_, _, k)| *k as i8));
+        out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn input() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]))
+    }
+
+    #[test]
+    fn top_two_per_key_as_a_changelog() {
+        let out_schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+            Field::new("rn", DataType::UInt64, false),
+        ]));
+        let mut op = TopNOperator::new(
+            vec![Arc::new(Column::new("k", 0))],
+            vec![(
+                Arc::new(Column::new("v", 1)),
+                SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            )],
+            2,
+            &input(),
+            out_schema,
+        )
+        .expect("top-n");
+        let batch = RecordBatch::try_new(
+            input(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 1, 1, 1, 2])),
+                Arc::new(Int64Array::from(vec![5, 7, 3, 9, 1])),
+            ],
+        )
+        .expect("batch");
+        let mut out = vec![];
+        op.process_batch(batch, &mut out).expect("process");
+        let Some(Message::Batch(b)) = out.first() else {
+            panic!("no output");
+        };
+        let text = crate::format::encode::row_texts(
+            &[crate::changelog::for_display(b).expect("display")],
+            " ",
+        )
+        .expect("format");
+        assert_eq!(
+            text,
+            vec![
+                "+I 1 5 1", // 5 alone
+                "-U 1 5 1", // 7 takes rank 1
+                "+U 1 7 1", "+I 1 5 2", // 5 moves to rank 2
+                // 3 ranks third: nothing
+                "-U 1 7 1", // 9 takes rank 1, 7 rank 2, 5 drops out
+                "+U 1 9 1", "-U 1 5 2", "+U 1 7 2", "+I 2 1 1",
+            ]
+        );
+        assert_eq!(op.kept_rows(), 3);
+        let result = crate::changelog::apply(
+            &out.iter()
+                .filter_map(|m| match m {
+                    Message::Batch(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .expect("apply");
+        assert_eq!(result.len(), 3, "{result:?}");
+    }
+}
