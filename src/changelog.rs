@@ -154,3 +154,57 @@ pub fn apply(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>> {
     }
     Ok(live.into_iter().flatten().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+
+    fn changes() -> RecordBatch {
+        let data = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![1, 1, 2, 7, 7]))],
+        )
+        .expect("batch");
+        let kinds = Int8Array::from(vec![0, 1, 2, 0, 3]);
+        attach(data, kinds).expect("attach")
+    }
+
+    #[test]
+    fn print_writes_each_row_kind_as_flink_does() {
+        let mut out = vec![];
+        crate::format::encode::write_print_rows(&mut out, &changes(), "q> ").expect("print");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "q> +I[1]\nq> -U[1]\nq> +U[2]\nq> +I[7]\nq> -D[7]\n"
+        );
+    }
+
+    #[test]
+    fn a_changelog_applied_is_its_final_rows() {
+        assert_eq!(
+            apply(&[changes()]).expect("apply"),
+            vec![vec!["2".to_string()]]
+        );
+        let bad = attach(
+            RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
+                vec![Arc::new(Int64Array::from(vec![5]))],
+            )
+            .expect("batch"),
+            Int8Array::from(vec![1]),
+        )
+        .expect("attach");
+        assert!(apply(&[bad]).is_err(), "-U of a row never inserted");
+    }
+
+    #[test]
+    fn a_user_column_named_op_is_not_a_row_kind() {
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(OP, DataType::Int8, false)])),
+            vec![Arc::new(Int8Array::from(vec![1]))],
+        )
+        .expect("batch");
+        assert!(kinds(&b).is_none());
+    }
+}

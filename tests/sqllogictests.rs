@@ -3,7 +3,8 @@
 //! Each file gets a fresh session. `statement ok` / `statement error <regex>` run DDL and
 //! check errors (the regex matches the rendered message, including `line:col` and the
 //! help line); `query` runs a standing query over bounded sources to its end and compares
-//! the rows it emitted. Run one file with `cargo test --test sqllogictests -- NAME`.
+//! the rows it emitted (a changelog with its row kinds, `+I`/`-U`/`+U`/`-D`, in a first
+//! column). Run one file with `cargo test --test sqllogictests -- NAME`.
 
 use std::path::PathBuf;
 
@@ -48,6 +49,8 @@ impl AsyncDB for Weir {
         let mut rows = vec![];
         let mut width = 0;
         for b in &batches {
+            // A changelog shows its row kinds first, as the terminal does.
+            let b = &weir::changelog::for_display(b).map_err(err)?;
             width = b.num_columns();
             let fmts = b
                 .columns()

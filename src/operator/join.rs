@@ -31,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
@@ -116,6 +117,8 @@ struct Segment {
     next: Vec<u32>,
     /// The latest event time of the segment's rows (interval joins), else i64::MAX.
     max_time: i64,
+    /// When its newest rows arrived (for `table.exec.state.ttl`).
+    arrived: Instant,
 }
 
 /// Encoded keys of a batch: rows, hashes, and which rows have no NULL key.
@@ -149,8 +152,14 @@ pub struct StreamJoin {
     /// Window joins: the rows of each open window, by window end.
     windows: BTreeMap<i64, [Vec<RecordBatch>; 2]>,
     watermark: i64,
+    /// How long kept rows live without a watermark to end them (`table.exec.state.ttl`).
+    ttl: Option<Duration>,
     job: Option<Arc<JobMetrics>>,
 }
+
+/// Interval joins merge segments up to this many rows, so that old rows leave in whole
+/// segments as the watermark passes them rather than waiting inside a large one.
+const INTERVAL_SEGMENT_ROWS: usize = 1 << 16;
 
 impl StreamJoin {
     pub fn new(
@@ -203,8 +212,16 @@ impl StreamJoin {
             kept: [vec![], vec![]],
             windows: BTreeMap::new(),
             watermark: i64::MIN,
+            ttl: None,
             job: None,
         })
+    }
+
+    /// Forgets kept rows once they have been kept for `ttl` (processing time), as Flink's
+    /// `table.exec.state.ttl` does; a regular join's state is otherwise never dropped.
+    pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl.filter(|t| !t.is_zero());
+        self
     }
 
     pub fn name(&self) -> String {
@@ -279,6 +296,7 @@ impl StreamJoin {
             head,
             next,
             max_time,
+            arrived: Instant::now(),
         })
     }
 
@@ -388,6 +406,12 @@ impl StreamJoin {
             Side::Left => 1,
             Side::Right => 0,
         };
+        if let Some(ttl) = self.ttl {
+            let now = Instant::now();
+            for kept in &mut self.kept {
+                kept.retain(|s| now.duration_since(s.arrived) < ttl);
+            }
+        }
         let keys = self.keys(side, &batch)?;
         for seg in &self.kept[other] {
             let (mut p, mut k) = (vec![], vec![]);
@@ -444,13 +468,17 @@ impl StreamJoin {
             if newer * 2 < older {
                 break;
             }
+            if matches!(self.time, JoinTime::Interval { .. }) && older >= INTERVAL_SEGMENT_ROWS {
+                break;
+            }
             let (Some(b), Some(a)) = (self.kept[s].pop(), self.kept[s].pop()) else {
                 break;
             };
             let merged = concat_batches(&a.batch.schema(), [&a.batch, &b.batch])?;
             let merged = self.unexpired(side, merged)?;
             if merged.num_rows() > 0 {
-                let seg = self.segment(side, merged)?;
+                let mut seg = self.segment(side, merged)?;
+                seg.arrived = b.arrived;
                 self.kept[s].push(seg);
             }
         }
@@ -845,5 +873,23 @@ mod tests {
         assert_eq!(j.kept_rows(), [0, 1]);
         j.finish(&mut out).expect("finish");
         assert_eq!(rows(&out), 1, "window 20's right row, padded");
+    }
+
+    #[test]
+    fn a_regular_join_forgets_rows_after_the_state_ttl() {
+        let mut j =
+            join(JoinTime::Unbounded, JoinKind::Inner).with_ttl(Some(Duration::from_millis(50)));
+        let mut out = vec![];
+        j.process(Side::Left, batch(&[1, 2], &[0, 0]), &mut out)
+            .expect("left");
+        j.process(Side::Right, batch(&[1], &[0]), &mut out)
+            .expect("right");
+        assert_eq!(rows(&out), 1, "a match within the TTL");
+        std::thread::sleep(Duration::from_millis(80));
+        out.clear();
+        j.process(Side::Right, batch(&[2], &[0]), &mut out)
+            .expect("right");
+        assert_eq!(rows(&out), 0, "the left rows have expired");
+        assert_eq!(j.kept_rows(), [0, 1]);
     }
 }

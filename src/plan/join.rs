@@ -101,7 +101,8 @@ impl Planner<'_> {
             },
             filter,
             std::sync::Arc::new(j.schema.as_arrow().clone()),
-        )?;
+        )?
+        .with_ttl(self.state_ttl()?);
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
         super::append_only(&left, "a join")?;
@@ -122,6 +123,23 @@ fn kind_name(t: JoinType) -> &'static str {
         JoinType::LeftSemi | JoinType::RightSemi => "EXISTS / IN (a semi join)",
         JoinType::LeftAnti | JoinType::RightAnti => "NOT EXISTS / NOT IN (an anti join)",
         _ => "JOIN",
+    }
+}
+
+impl Planner<'_> {
+    /// The session's `table.exec.state.ttl` (0, the default, keeps state for as long as the
+    /// query runs).
+    fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
+        match self
+            .settings
+            .iter()
+            .find(|(k, _)| k == "table.exec.state.ttl")
+        {
+            Some((_, v)) => crate::sql::options::parse_duration(v)
+                .map(Some)
+                .map_err(|m| WeirError::sql(format!("'table.exec.state.ttl': {m}"), None)),
+            None => Ok(None),
+        }
     }
 }
 

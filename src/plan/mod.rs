@@ -509,12 +509,10 @@ impl Planner<'_> {
         }
         let (Some(trace), Some(end_col)) = (trace, end_col) else {
             return Err(WeirError::sql(
-                "not supported in a standing query yet: GROUP BY over a stream without a window",
+                "a window aggregate groups by both window_start and window_end",
                 None,
             )
-            .with_hint(
-                "aggregate over a window: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) ... GROUP BY window_start, window_end, ...",
-            ));
+            .with_hint("add window_end to the GROUP BY"));
         };
         if !layout.iter().any(|c| matches!(c, OutCol::WindowStart)) {
             return Err(WeirError::sql(
