@@ -288,3 +288,40 @@ async fn suite_queries_equal_datafusion_batch() {
         eprintln!("{query}: {} rows equal", expected.len());
     }
 }
+
+/// q12 counts in windows of processing time, which no batch query can reproduce; but every
+/// bid is counted in exactly one window, so the counts per bidder over all windows must be
+/// DataFusion's count per bidder, and every window is 10 seconds of wall-clock time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q12_counts_every_bid_once_in_processing_time_windows() {
+    let expected = batch_answer("SELECT bidder, count(*) FROM bid GROUP BY bidder").await;
+    let got = stream_answer(&select_of("q12"), 333).await;
+    let mut per_bidder = std::collections::BTreeMap::<String, u64>::new();
+    for row in &got {
+        let cells: Vec<&str> = row.split('|').collect();
+        let [bidder, count, start, end] = cells[..] else {
+            panic!("q12 gives 4 columns: {row}");
+        };
+        *per_bidder.entry(bidder.to_string()).or_default() += count.parse::<u64>().expect("count");
+        let ms = |t: &str| {
+            let t = t.trim_end_matches('Z');
+            let secs: f64 = t[17..].parse().expect("seconds");
+            (t[11..13].parse::<i64>().expect("h") * 3600
+                + t[14..16].parse::<i64>().expect("m") * 60)
+                * 1000
+                + (secs * 1000.0) as i64
+        };
+        assert_eq!(
+            (ms(end) - ms(start)).rem_euclid(86_400_000),
+            10_000,
+            "{row}"
+        );
+        assert_eq!(ms(start) % 10_000, 0, "windows are aligned: {row}");
+    }
+    let mut totals: Vec<String> = per_bidder
+        .into_iter()
+        .map(|(b, n)| format!("{b}|{n}"))
+        .collect();
+    totals.sort();
+    assert_eq!(totals, expected);
+}

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod group;
 pub mod join;
 pub mod limit;
+pub mod proctime;
 pub mod project;
 pub mod rank;
 pub mod session;

@@ -341,8 +341,17 @@ impl Planner<'_> {
             ));
         }
         let late = self.late_sink(&w)?;
-        let input = self.node(&w.input)?;
+        let mut input = self.node(&w.input)?;
         append_only(&input, "a window table function")?;
+        let time_name = w.input.schema().field(w.time_index).name().clone();
+        if window::is_query_proctime(&w.input, &time_name) {
+            input = PlanNode::Operator {
+                op: Box::new(crate::operator::proctime::ProcTimeWatermark::new(
+                    w.time_index,
+                )),
+                input: Box::new(input),
+            };
+        }
         let node = if w.spec.kind == WindowKind::Session {
             // The session aggregate assigns rows to sessions itself.
             PlanNode::Operator {

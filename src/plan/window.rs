@@ -196,8 +196,9 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
             let Some(i) = position(&p.schema, name) else {
                 return false;
             };
-            match p.expr.get(i).and_then(column_of) {
-                Some(c) => is_time_attribute(&p.input, &c.name),
+            match p.expr.get(i) {
+                Some(e) if is_proctime_call(e) => true,
+                Some(e) => column_of(e).is_some_and(|c| is_time_attribute(&p.input, &c.name)),
                 None => false,
             }
         }
@@ -244,5 +245,33 @@ pub fn aggregated_window_trace(plan: &LogicalPlan, name: &str) -> Option<(String
         LogicalPlan::Filter(f) => aggregated_window_trace(&f.input, name),
         LogicalPlan::SubqueryAlias(a) => aggregated_window_trace(&a.input, name),
         _ => None,
+    }
+}
+
+fn is_proctime_call(e: &Expr) -> bool {
+    match e {
+        Expr::Alias(a) => is_proctime_call(&a.expr),
+        Expr::ScalarFunction(f) => f.name() == "proctime",
+        _ => false,
+    }
+}
+
+/// True when `name` at the top of `plan` is `PROCTIME()` computed in a query (not a table's
+/// `pt AS PROCTIME()` column), passed on unchanged: windows over it need the processing
+/// time as their watermark, whatever the source's event-time watermark is.
+pub fn is_query_proctime(plan: &LogicalPlan, name: &str) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let Some(e) = position(&p.schema, name).and_then(|i| p.expr.get(i)) else {
+                return false;
+            };
+            is_proctime_call(e)
+                || column_of(e).is_some_and(|c| is_query_proctime(&p.input, &c.name))
+        }
+        LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => plan
+            .inputs()
+            .first()
+            .is_some_and(|i| is_query_proctime(i, name)),
+        _ => false,
     }
 }
