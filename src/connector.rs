@@ -140,7 +140,7 @@ pub fn build_source(
         )?)),
         "filesystem" => {
             let format = Format::parse(options, &def.name)?;
-            let path = PathBuf::from(options.require("path", &def.name)?);
+            let path = local_path(options.require("path", &def.name)?);
             crate::source::filesystem::list_files(&path)?;
             if format == Format::Parquet {
                 let time_col = def
@@ -195,7 +195,7 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         )?)),
         "filesystem" => {
             let format = Format::parse(options, &def.name)?;
-            let path = PathBuf::from(options.require("path", &def.name)?);
+            let path = local_path(options.require("path", &def.name)?);
             if format == Format::Parquet {
                 return Ok(Box::new(crate::sink::parquet::ParquetSink::create(
                     &path,
@@ -227,4 +227,10 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
             SINKS.join(", ")
         ))),
     }
+}
+
+/// A `filesystem` table's path on this machine: a plain path, or a `file://` URL as Flink
+/// writes them.
+pub fn local_path(path: &str) -> PathBuf {
+    PathBuf::from(path.strip_prefix("file://").unwrap_or(path))
 }

@@ -701,6 +701,19 @@ impl Session {
         stmt: &Located,
     ) -> Result<(crate::plan::PlanNode, Box<dyn Sink>)> {
         let pos = Some(stmt.pos);
+        for (name, at) in &stmt.lookups {
+            if let Some(def) = self.tables.get(name)
+                && def.connector != "filesystem"
+            {
+                return Err(WeirError::sql(
+                    format!(
+                        "not supported in a standing query yet: FOR SYSTEM_TIME AS OF table '{name}' (connector '{}'); a lookup join reads a bounded table, connector 'filesystem'",
+                        def.connector
+                    ),
+                    Some(*at),
+                ));
+            }
+        }
         let batch_size = self.batch_size()?;
         let settings = self.settings_list();
         let state = self.ctx.state();

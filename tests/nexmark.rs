@@ -73,6 +73,11 @@ const CASES: &[(&str, &str)] = &[
     // The same text: a regular join and Top-1 by ROW_NUMBER().
     ("q9", ""),
     (
+        "q13",
+        "SELECT B.auction, B.bidder, B.price, B.dateTime, S.value \
+         FROM bid B JOIN side_input S ON B.auction % 10000 = S.key",
+    ),
+    (
         "q15",
         "SELECT to_char(dateTime, '%Y-%m-%d') AS day, count(*), \
            count(*) FILTER (WHERE price < 10000), \
@@ -165,17 +170,33 @@ fn select_of(query: &str) -> String {
     rest[from..].trim().trim_end_matches(';').to_string()
 }
 
+/// A suite file's tables other than its sink (q13's side input), as DDL.
+fn tables_of(query: &str) -> String {
+    statements(&read(&format!("{query}.sql")))
+        .into_iter()
+        .filter(|s| s.starts_with("CREATE TABLE") && !s.contains("nexmark_q"))
+        .map(|s| format!("{s};\n"))
+        .collect()
+}
+
+/// A script's statements, without comment lines.
+fn statements(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// The `CREATE VIEW` statements of `ddl.sql`: plain SQL that DataFusion runs as it is.
 fn views() -> Vec<String> {
-    read("ddl.sql")
-        .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| s.trim_start().starts_with("CREATE VIEW"))
+    statements(&read("ddl.sql"))
+        .into_iter()
+        .filter(|s| s.starts_with("CREATE VIEW"))
         .collect()
 }
 
@@ -200,6 +221,25 @@ async fn batch_answer(sql: &str) -> Vec<String> {
     let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
     ctx.register_table("events", Arc::new(table))
         .expect("register");
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let side_schema = Schema::new(vec![
+        Field::new("key", DataType::Int64, false),
+        Field::new("value", DataType::Utf8, false),
+    ]);
+    let side = datafusion::prelude::CsvReadOptions::new()
+        .has_header(false)
+        .schema(&side_schema)
+        .file_extension(".txt");
+    ctx.register_csv(
+        "side_input",
+        &format!(
+            "{}/queries/nexmark/side_input.txt",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        side,
+    )
+    .await
+    .expect("side input");
     let datagen = "CREATE VIEW datagen AS SELECT event_type, person, auction, bid, \
         CASE WHEN event_type = 0 THEN person.dateTime WHEN event_type = 1 THEN auction.dateTime \
         ELSE bid.dateTime END AS dateTime FROM events";
@@ -241,14 +281,16 @@ fn same_rows(got: &[String], expected: &[String]) -> bool {
 }
 
 /// The streaming result, its changelog (if it is one) applied: the rows it stands for.
-async fn stream_answer(select: &str, batch_size: usize) -> Vec<String> {
+async fn stream_answer(query: &str, batch_size: usize) -> Vec<String> {
+    let select = select_of(query);
     let mut s = Session::new();
     let script = format!(
         "SET 'table.exec.batch-size' = '{batch_size}';\n\
          SET 'events.num' = '{EVENTS}';\n\
          SET 'first-event.rate' = '{RATE}';\n\
-         {}\n{select};",
-        read("ddl.sql")
+         {}\n{}\n{select};",
+        read("ddl.sql"),
+        tables_of(query)
     );
     let mut results = s
         .run_collect(&script)
@@ -272,7 +314,7 @@ async fn suite_queries_equal_datafusion_batch() {
         let expected = batch_answer(oracle).await;
         assert!(!expected.is_empty(), "the oracle gave no rows for {query}");
         for batch_size in [8192, 333] {
-            let got = stream_answer(&select, batch_size).await;
+            let got = stream_answer(query, batch_size).await;
             assert_eq!(
                 got.len(),
                 expected.len(),
@@ -295,7 +337,7 @@ async fn suite_queries_equal_datafusion_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn q12_counts_every_bid_once_in_processing_time_windows() {
     let expected = batch_answer("SELECT bidder, count(*) FROM bid GROUP BY bidder").await;
-    let got = stream_answer(&select_of("q12"), 333).await;
+    let got = stream_answer("q12", 333).await;
     let mut per_bidder = std::collections::BTreeMap::<String, u64>::new();
     for row in &got {
         let cells: Vec<&str> = row.split('|').collect();

@@ -154,6 +154,9 @@ pub struct StreamJoin {
     watermark: i64,
     /// How long kept rows live without a watermark to end them (`table.exec.state.ttl`).
     ttl: Option<Duration>,
+    /// Sides whose input has ended: the other side's rows no longer wait for them (a
+    /// stream joined with a bounded table keeps only the table).
+    ended: [bool; 2],
     job: Option<Arc<JobMetrics>>,
 }
 
@@ -213,6 +216,7 @@ impl StreamJoin {
             windows: BTreeMap::new(),
             watermark: i64::MIN,
             ttl: None,
+            ended: [false; 2],
             job: None,
         })
     }
@@ -426,6 +430,9 @@ impl StreamJoin {
             if joined.num_rows() > 0 {
                 out.push(Message::Batch(self.output(joined)?));
             }
+        }
+        if self.ended[other] {
+            return Ok(());
         }
         // Rows that are already too old to meet anything are not kept.
         let batch = self.unexpired(side, batch)?;
@@ -666,6 +673,16 @@ impl StreamJoin {
         Ok(())
     }
 
+    /// One input has ended: no row of it is to come, so the other side's kept rows (which
+    /// wait only for those) are dropped, and its new rows are no longer kept.
+    pub fn end_side(&mut self, side: Side) {
+        self.ended[side as usize] = true;
+        if !matches!(self.time, JoinTime::Window { .. }) {
+            let other = 1 - side as usize;
+            self.kept[other].clear();
+        }
+    }
+
     pub fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
         self.watermark(i64::MAX, out)?;
         if self.time == JoinTime::Unbounded {
@@ -730,6 +747,7 @@ pub async fn run_join(
             }
             Message::End => {
                 ended[s] = true;
+                join.end_side(side);
                 if ended.iter().all(|e| *e) {
                     join.finish(&mut out)?;
                     out.push(Message::End);
@@ -891,5 +909,22 @@ mod tests {
             .expect("right");
         assert_eq!(rows(&out), 0, "the left rows have expired");
         assert_eq!(j.kept_rows(), [0, 1]);
+    }
+
+    #[test]
+    fn once_a_side_has_ended_the_other_side_keeps_nothing() {
+        // A stream joined with a bounded table: the table (right) ends first.
+        let mut j = join(JoinTime::Unbounded, JoinKind::Inner);
+        let mut out = vec![];
+        j.process(Side::Left, batch(&[1], &[0]), &mut out)
+            .expect("early left row");
+        j.process(Side::Right, batch(&[1, 2], &[0, 0]), &mut out)
+            .expect("table");
+        assert_eq!(rows(&out), 1, "the early row met the table");
+        j.end_side(Side::Right);
+        j.process(Side::Left, batch(&[2, 3], &[0, 0]), &mut out)
+            .expect("later rows");
+        assert_eq!(rows(&out), 2);
+        assert_eq!(j.kept_rows(), [0, 2], "only the table is kept");
     }
 }

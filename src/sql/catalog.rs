@@ -54,7 +54,14 @@ impl TableDef {
     pub fn from_ddl(c: &CreateTable, state: &SessionState) -> Result<TableDef> {
         let mut options = Options::new();
         for o in &c.options {
-            options.insert(o.key.clone(), o.value.clone(), Some(o.pos));
+            // Flink's legacy names, as older scripts (Nexmark's q13) still write them.
+            let key = match o.key.as_str() {
+                "connector.type" => "connector",
+                "connector.path" => "path",
+                "format.type" => "format",
+                k => k,
+            };
+            options.insert(key, o.value.clone(), Some(o.pos));
         }
         let connector = match options.get("connector") {
             Some(v) => v.to_string(),

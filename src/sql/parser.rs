@@ -26,7 +26,12 @@ pub struct Located {
     pub text: String,
     /// The window calls of the statement, each standing for a table named by its id.
     pub windows: Vec<WindowCall>,
+    /// Tables joined `FOR SYSTEM_TIME AS OF` (lookup joins), with where.
+    pub lookups: Vec<Lookup>,
 }
+
+/// A table joined `FOR SYSTEM_TIME AS OF`, and where.
+pub type Lookup = (String, Pos);
 
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -177,6 +182,71 @@ impl Lines {
     }
 }
 
+/// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
+/// noting the table before it: Flink's lookup join of a stream with a table.
+fn strip_system_time(
+    tokens: Vec<TokenWithSpan>,
+) -> Result<(Vec<TokenWithSpan>, Vec<Lookup>)> {
+    use crate::sql::window::{is_ws, next_sig};
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut lookups = vec![];
+    let mut i = 0;
+    while i < tokens.len() {
+        let seq = (|| {
+            let a = next_sig(&tokens, i + 1)?;
+            let b = next_sig(&tokens, a + 1)?;
+            let c = next_sig(&tokens, b + 1)?;
+            (word(&tokens[i], "FOR")
+                && word(&tokens[a], "SYSTEM_TIME")
+                && word(&tokens[b], "AS")
+                && word(&tokens[c], "OF"))
+            .then_some(c)
+        })();
+        let Some(of) = seq else {
+            out.push(tokens[i].clone());
+            i += 1;
+            continue;
+        };
+        let table = out
+            .iter()
+            .rev()
+            .find(|t| !is_ws(t))
+            .and_then(|t| match &t.token {
+                Token::Word(w) => Some(w.value.clone()),
+                _ => None,
+            });
+        let Some(table) = table else {
+            return Err(sql_err(
+                "FOR SYSTEM_TIME AS OF follows a table name",
+                &tokens[i],
+            ));
+        };
+        // The time column: `name` or `alias.name`.
+        let mut j = next_sig(&tokens, of + 1);
+        let mut parts = 0;
+        while let Some(k) = j {
+            match &tokens[k].token {
+                Token::Word(_) if parts % 2 == 0 => {}
+                Token::Period if parts % 2 == 1 => {}
+                _ => break,
+            }
+            parts += 1;
+            j = Some(k + 1);
+        }
+        if parts == 0 || parts % 2 == 0 {
+            let at = next_sig(&tokens, of + 1).unwrap_or(of);
+            return Err(sql_err(
+                "FOR SYSTEM_TIME AS OF takes the processing-time column of the stream, as in FOR SYSTEM_TIME AS OF s.proc_time",
+                &tokens[at],
+            ));
+        }
+        lookups.push((table, pos_of(&tokens[i])));
+        i = j.unwrap_or(tokens.len());
+    }
+    Ok((out, lookups))
+}
+
 /// Parses a script of `;`-separated statements.
 pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let dialect = GenericDialect {};
@@ -192,6 +262,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             )
         })?;
     let mut calls = vec![];
+    let (tokens, mut lookups) = strip_system_time(tokens)?;
     let tokens = rewrite_tokens(tokens, &mut calls)?;
     let lines = Lines::new(sql);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
@@ -229,11 +300,16 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             }
         }
         statement_windows(&mut statement, &mut windows)?;
+        let in_statement = |p: &Pos| *p >= pos && (end.token == Token::EOF || *p < pos_of(&end));
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            lookups.into_iter().partition(|(_, p)| in_statement(p));
+        lookups = rest;
         out.push(Located {
             statement,
             pos,
             text: text.trim().to_string(),
             windows,
+            lookups: mine,
         });
     }
     Ok(out)
@@ -415,6 +491,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 pos: pos_of(&inner_tok),
                 text: String::new(),
                 windows: vec![],
+                lookups: vec![],
             })))
         }
         _ => {

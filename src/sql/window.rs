@@ -136,12 +136,12 @@ fn next_id() -> String {
     )
 }
 
-fn is_ws(t: &TokenWithSpan) -> bool {
+pub(crate) fn is_ws(t: &TokenWithSpan) -> bool {
     matches!(t.token, Token::Whitespace(_))
 }
 
 /// The index of the next non-whitespace token at or after `i`.
-fn next_sig(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+pub(crate) fn next_sig(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
     (i..tokens.len()).find(|&j| !is_ws(&tokens[j]))
 }
 
