@@ -177,6 +177,36 @@ impl Session {
                 self.tables.insert(def.name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
             }
+            Statement::CreateFunction {
+                name,
+                name_pos,
+                class,
+                class_pos,
+            } => {
+                use crate::sql::functions::{FlinkScalar, NATIVE_CLASSES};
+                let Some((_, f)) = NATIVE_CLASSES.iter().find(|(c, _)| c == class) else {
+                    return Err(WeirError::sql(
+                        format!("Weir runs no Java: no function of its own implements '{class}'"),
+                        Some(*class_pos),
+                    )
+                    .with_hint(format!(
+                        "classes Weir implements natively: {}",
+                        NATIVE_CLASSES
+                            .iter()
+                            .map(|(c, _)| *c)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                };
+                if name.contains('.') {
+                    return Err(WeirError::sql(
+                        "a function name has no catalog or database",
+                        Some(*name_pos),
+                    ));
+                }
+                self.ctx.register_udf(FlinkScalar::udf_named(*f, name));
+                Ok(Outcome::Done(format!("[INFO] Function '{name}' created.")))
+            }
             Statement::CreateView {
                 name,
                 name_pos,

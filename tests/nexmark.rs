@@ -78,6 +78,15 @@ const CASES: &[(&str, &str)] = &[
          FROM bid B JOIN side_input S ON B.auction % 10000 = S.key",
     ),
     (
+        "q14",
+        "SELECT auction, bidder, 0.908 * price AS price, CASE \
+           WHEN date_part('hour', dateTime) >= 8 AND date_part('hour', dateTime) <= 18 THEN 'dayTime' \
+           WHEN date_part('hour', dateTime) <= 6 OR date_part('hour', dateTime) >= 20 THEN 'nightTime' \
+           ELSE 'otherTime' END AS bidTimeType, dateTime, extra, \
+           CAST(character_length(extra) - character_length(replace(extra, 'c', '')) AS BIGINT) AS c_counts \
+         FROM bid WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000",
+    ),
+    (
         "q15",
         "SELECT to_char(dateTime, '%Y-%m-%d') AS day, count(*), \
            count(*) FILTER (WHERE price < 10000), \
@@ -170,11 +179,15 @@ fn select_of(query: &str) -> String {
     rest[from..].trim().trim_end_matches(';').to_string()
 }
 
-/// A suite file's tables other than its sink (q13's side input), as DDL.
+/// A suite file's tables other than its sink (q13's side input) and functions (q14's), as
+/// DDL.
 fn tables_of(query: &str) -> String {
     statements(&read(&format!("{query}.sql")))
         .into_iter()
-        .filter(|s| s.starts_with("CREATE TABLE") && !s.contains("nexmark_q"))
+        .filter(|s| {
+            (s.starts_with("CREATE TABLE") && !s.contains("nexmark_q"))
+                || s.starts_with("CREATE FUNCTION")
+        })
         .map(|s| format!("{s};\n"))
         .collect()
 }

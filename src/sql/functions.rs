@@ -89,7 +89,16 @@ pub enum FlinkFn {
     /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
     /// is 0.
     Mod,
+    /// The Nexmark suite's `count_char(str, char)` (its class
+    /// `com.github.nexmark.flink.udf.CountChar`, given by `CREATE FUNCTION`): how many times
+    /// the first character of `char` occurs in `str`; 0 for a NULL `str`.
+    CountChar,
 }
+
+/// Java functions of Flink scripts that Weir implements natively, by class name: what
+/// `CREATE FUNCTION name AS 'class'` can name (Weir runs no Java).
+pub const NATIVE_CLASSES: &[(&str, FlinkFn)] =
+    &[("com.github.nexmark.flink.udf.CountChar", FlinkFn::CountChar)];
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FlinkScalar {
@@ -99,8 +108,27 @@ pub struct FlinkScalar {
 }
 
 impl FlinkScalar {
+    /// `f` under another name (what `CREATE FUNCTION` declares).
+    pub fn udf_named(f: FlinkFn, name: &str) -> ScalarUDF {
+        let (_, signature) = Self::spec(f);
+        ScalarUDF::from(FlinkScalar {
+            f,
+            names: vec![name.to_lowercase(), name.to_uppercase()],
+            signature,
+        })
+    }
+
     pub fn udf(f: FlinkFn) -> ScalarUDF {
-        let (name, signature) = match f {
+        let (name, signature) = Self::spec(f);
+        ScalarUDF::from(FlinkScalar {
+            f,
+            names: vec![name.to_string(), name.to_uppercase()],
+            signature,
+        })
+    }
+
+    fn spec(f: FlinkFn) -> (&'static str, Signature) {
+        match f {
             FlinkFn::SplitIndex => ("split_index", Signature::any(3, Volatility::Immutable)),
             FlinkFn::RegexpExtract => (
                 "regexp_extract",
@@ -114,12 +142,8 @@ impl FlinkScalar {
             ),
             FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
             FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
-        };
-        ScalarUDF::from(FlinkScalar {
-            f,
-            names: vec![name.to_string(), name.to_uppercase()],
-            signature,
-        })
+            FlinkFn::CountChar => ("count_char", Signature::any(2, Volatility::Immutable)),
+        }
     }
 }
 
@@ -148,7 +172,7 @@ impl ScalarUDFImpl for FlinkScalar {
 
     fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.f {
-            FlinkFn::Hour | FlinkFn::Mod => DataType::Int64,
+            FlinkFn::Hour | FlinkFn::Mod | FlinkFn::CountChar => DataType::Int64,
             _ => DataType::Utf8,
         })
     }
@@ -238,6 +262,25 @@ impl ScalarUDFImpl for FlinkScalar {
                         .map(|(a, b)| match (a, b) {
                             (Some(a), Some(b)) if b != 0 => Some(a.wrapping_rem(b)),
                             _ => None,
+                        })
+                        .collect::<Int64Array>(),
+                )
+            }
+            FlinkFn::CountChar => {
+                let s = arg_as(&args, 0, &DataType::Utf8)?;
+                let c = arg_as(&args, 1, &DataType::Utf8)?;
+                let (s, c) = (s.as_string::<i32>(), c.as_string::<i32>());
+                std::sync::Arc::new(
+                    (0..n)
+                        .map(|i| {
+                            let ch = (!c.is_null(i)).then(|| c.value(i).chars().next()).flatten();
+                            match (s.is_null(i), ch) {
+                                (true, _) => 0,
+                                (false, Some(ch)) => {
+                                    s.value(i).chars().filter(|x| *x == ch).count() as i64
+                                }
+                                (false, None) => 0,
+                            }
                         })
                         .collect::<Int64Array>(),
                 )

@@ -36,6 +36,13 @@ pub type Lookup = (String, Pos);
 #[derive(Debug, Clone)]
 pub enum Statement {
     CreateTable(Box<CreateTable>),
+    /// `CREATE FUNCTION name AS 'class'`.
+    CreateFunction {
+        name: String,
+        name_pos: Pos,
+        class: String,
+        class_pos: Pos,
+    },
     CreateView {
         name: String,
         name_pos: Pos,
@@ -184,9 +191,7 @@ impl Lines {
 
 /// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
 /// noting the table before it: Flink's lookup join of a stream with a table.
-fn strip_system_time(
-    tokens: Vec<TokenWithSpan>,
-) -> Result<(Vec<TokenWithSpan>, Vec<Lookup>)> {
+fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Lookup>)> {
     use crate::sql::window::{is_ws, next_sig};
     let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
@@ -367,10 +372,32 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                     query,
                 });
             }
+            let _ = p.parse_keyword(Keyword::SYSTEM);
+            if p.parse_keyword(Keyword::FUNCTION) {
+                let _ = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+                let (name, name_pos) = parse_name(p)?;
+                p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
+                let c = p.next_token();
+                let Token::SingleQuotedString(class) = &c.token else {
+                    return Err(sql_err(
+                        "CREATE FUNCTION ... AS takes a class name in quotes",
+                        &c,
+                    ));
+                };
+                if p.parse_keyword(Keyword::LANGUAGE) {
+                    p.next_token();
+                }
+                return Ok(Statement::CreateFunction {
+                    name,
+                    name_pos,
+                    class: class.clone(),
+                    class_pos: pos_of(&c),
+                });
+            }
             let next = p.peek_token();
             Err(sql_err(
                 format!(
-                    "expected TABLE or VIEW after CREATE, found '{}'",
+                    "expected TABLE, VIEW or FUNCTION after CREATE, found '{}'",
                     next.token
                 ),
                 &next,
