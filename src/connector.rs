@@ -28,7 +28,20 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
     match connector {
         "nexmark" => v.extend(crate::source::nexmark::OPTIONS),
         "datagen" => v.extend(crate::source::datagen::OPTIONS),
-        "filesystem" => v.extend(["path", "format"]),
+        "filesystem" => v.extend([
+            "path",
+            "format",
+            "sink.rolling-policy.file-size",
+            "sink.rolling-policy.rollover-interval",
+            "sink.rolling-policy.check-interval",
+            "partition.default-name",
+            "sink.partition-commit.trigger",
+            "sink.partition-commit.delay",
+            "sink.partition-commit.policy.kind",
+            "sink.partition-commit.success-file.name",
+            "partition.time-extractor.timestamp-pattern",
+            "partition.time-extractor.timestamp-formatter",
+        ]),
         "stdin" => v.extend(["format"]),
         "kafka" => v.extend(crate::source::kafka::OPTIONS),
         "print" => v.extend(crate::sink::print::OPTIONS),
@@ -196,22 +209,13 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         "filesystem" => {
             let format = Format::parse(options, &def.name)?;
             let path = local_path(options.require("path", &def.name)?);
-            if format == Format::Parquet {
-                return Ok(Box::new(crate::sink::parquet::ParquetSink::create(
+            if format == Format::Parquet || !def.partitioned_by.is_empty() {
+                return Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(
                     &path,
                     part_name,
                     &def.partitioned_by,
                     options,
                 )?));
-            }
-            if !def.partitioned_by.is_empty() {
-                return Err(WeirError::sql(
-                    format!(
-                        "table '{}': PARTITIONED BY needs 'format' = 'parquet' for now",
-                        def.name
-                    ),
-                    options.pos("format"),
-                ));
             }
             Ok(Box::new(crate::sink::filesystem::FileSink::create(
                 &path,

@@ -380,3 +380,71 @@ async fn q12_counts_every_bid_once_in_processing_time_windows() {
     totals.sort();
     assert_eq!(totals, expected);
 }
+
+/// q10 writes every bid as CSV into a folder per day and minute: read back by DataFusion's
+/// own CSV reader (partition values from the folder names), the rows are the bids, once,
+/// and every folder has been committed with its `_SUCCESS` file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q10_writes_every_bid_once_into_committed_partition_folders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bid");
+    let text = read("q10.sql").replace(
+        "file:///tmp/weir-nexmark/q10/bid/",
+        &format!("file://{}/", out.display()),
+    );
+    assert!(
+        text.contains(&out.display().to_string()),
+        "the path was replaced"
+    );
+    let script = format!(
+        "SET 'events.num' = '{EVENTS}';\nSET 'first-event.rate' = '{RATE}';\n{}\n{text}",
+        read("ddl.sql")
+    );
+    Session::new().run_collect(&script).await.expect("q10 runs");
+    let mut folders = 0;
+    for day in std::fs::read_dir(&out).expect("day folders").flatten() {
+        for minute in std::fs::read_dir(day.path())
+            .expect("minute folders")
+            .flatten()
+        {
+            folders += 1;
+            assert!(
+                minute.path().join("_SUCCESS").exists(),
+                "{} is committed",
+                minute.path().display()
+            );
+        }
+    }
+    // 50 s of event time from 00:00:00: the minute folders 00:00.
+    assert!(folders >= 1);
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.sql(&format!(
+        "CREATE EXTERNAL TABLE written (auction BIGINT, bidder BIGINT, price BIGINT, \
+           dateTime TIMESTAMP, extra VARCHAR, dt VARCHAR, hm VARCHAR) \
+         STORED AS CSV PARTITIONED BY (dt, hm) LOCATION '{}/' \
+         OPTIONS ('format.has_header' 'false')",
+        out.display()
+    ))
+    .await
+    .expect("external table")
+    .collect()
+    .await
+    .expect("created");
+    let got = rows(
+        &ctx.sql("SELECT auction, bidder, price, dateTime, extra, dt, hm FROM written")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("read back"),
+    );
+    let expected = batch_answer(
+        "SELECT auction, bidder, price, dateTime, extra, to_char(dateTime, '%Y-%m-%d'), \
+         to_char(dateTime, '%H:%M') FROM bid",
+    )
+    .await;
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+}

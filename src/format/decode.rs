@@ -47,14 +47,7 @@ impl Format {
                 "csv.header",
                 "csv.allow-comments",
             ],
-            Format::Parquet => &[
-                "parquet.compression",
-                "parquet.block.size",
-                "sink.rolling-policy.file-size",
-                "sink.rolling-policy.rollover-interval",
-                "sink.rolling-policy.check-interval",
-                "partition.default-name",
-            ],
+            Format::Parquet => &["parquet.compression", "parquet.block.size"],
         }
     }
 

@@ -11,7 +11,7 @@ pub mod collect;
 pub mod conform;
 pub mod filesystem;
 pub mod kafka;
-pub mod parquet;
+pub mod partitioned;
 pub mod print;
 pub mod terminal;
 

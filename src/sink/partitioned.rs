@@ -1,0 +1,772 @@
+//! The `filesystem` sink for Parquet archives and for partitioned CSV and JSON: Hive-style
+//! partition folders.
+//!
+//! Rows go to `path/<col>=<value>/.../part-<query>-<n>.<parquet|csv|json>`, one open file
+//! per partition. Each file is written under a hidden name (`.part-<query>-<n>.parquet.inprogress`) and
+//! becomes visible only by an atomic rename when it is committed: when it reaches
+//! `sink.rolling-policy.file-size`, when it has been open for
+//! `sink.rolling-policy.rollover-interval` (checked every `sink.rolling-policy.check-interval`,
+//! so a quiet stream still commits), and when the query ends cleanly. A reader never sees a
+//! partial file; a crash leaves only hidden files, which the next start removes. Names are
+//! deterministic per (query, partition, sequence): the same query over the same input
+//! rewrites the same files (an atomic replace), so a re-run adds no copies. Partition columns live in the folder names,
+//! not in the files (as Hive, Flink and DataFusion expect); the Arrow schema is stored in
+//! each file so timestamps keep their unit, and row groups carry min/max statistics.
+//!
+//! ## Partition commit
+//!
+//! As Flink's filesystem sink, a partition can be *committed* — its open file closed and,
+//! with `'sink.partition-commit.policy.kind' = 'success-file'`, an empty `_SUCCESS` file
+//! written in its folder — when `'sink.partition-commit.trigger'` says it is complete:
+//! `partition-time` when the watermark reaches the time its values stand for
+//! (`'partition.time-extractor.timestamp-pattern'`, such as `'$dt $hm:00'`) plus
+//! `'sink.partition-commit.delay'`; `process-time` (the default) when that delay has
+//! passed on the clock since the partition's first row. Rows that come after their
+//! partition was committed go to a new file, and the partition is committed again. The end
+//! of the input commits every partition.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::Sink;
+use crate::error::{Result, WeirError};
+use crate::format::Format;
+use crate::sql::options::Options;
+
+/// A `Write` that counts the bytes through it, for size-based rolling of CSV and JSON.
+struct Counting {
+    inner: BufWriter<File>,
+    written: Arc<AtomicU64>,
+}
+
+impl Counting {
+    fn new(f: File) -> (Self, Arc<AtomicU64>) {
+        let written = Arc::new(AtomicU64::new(0));
+        (
+            Counting {
+                inner: BufWriter::with_capacity(1 << 20, f),
+                written: written.clone(),
+            },
+            written,
+        )
+    }
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+enum FileWriter {
+    Parquet(ArrowWriter<File>),
+    Csv(
+        Box<datafusion::arrow::csv::Writer<Counting>>,
+        Arc<AtomicU64>,
+    ),
+    Json(
+        datafusion::arrow::json::LineDelimitedWriter<Counting>,
+        Arc<AtomicU64>,
+    ),
+}
+
+impl FileWriter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            FileWriter::Parquet(w) => w.write(batch)?,
+            FileWriter::Csv(w, _) => w.write(batch)?,
+            FileWriter::Json(w, _) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            FileWriter::Parquet(w) => w.bytes_written() as u64 + w.in_progress_size() as u64,
+            FileWriter::Csv(_, n) | FileWriter::Json(_, n) => n.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Flushes everything and gives the file back.
+    fn close(self) -> Result<File> {
+        let counting = match self {
+            FileWriter::Parquet(w) => return Ok(w.into_inner()?),
+            FileWriter::Csv(w, _) => w.into_inner(),
+            FileWriter::Json(mut w, _) => {
+                w.finish()?;
+                w.into_inner()
+            }
+        };
+        counting
+            .inner
+            .into_inner()
+            .map_err(|e| WeirError::external(format!("cannot flush a sink file: {e}")))
+    }
+}
+
+struct OpenFile {
+    writer: FileWriter,
+    tmp: PathBuf,
+    target: PathBuf,
+    opened: Instant,
+}
+
+/// When partitions are committed (see the module's documentation).
+#[derive(Debug, Clone, PartialEq)]
+enum Trigger {
+    ProcessTime,
+    /// The partition's time from this pattern of `$column` references.
+    PartitionTime(String),
+}
+
+struct Commit {
+    trigger: Trigger,
+    delay: Duration,
+    /// The success file's name, when the policy writes one.
+    success_file: Option<String>,
+}
+
+/// What the sink knows of a partition: its values, when its first row came, and whether
+/// it has rows since its last commit.
+struct PartitionState {
+    values: Vec<(String, String)>,
+    first_row: Instant,
+    dirty: bool,
+}
+
+pub struct PartitionedSink {
+    format: Format,
+    csv_header: bool,
+    delimiter: u8,
+    commit: Commit,
+    partitions: HashMap<String, PartitionState>,
+    base: PathBuf,
+    /// Indices of the partition columns in the incoming batches.
+    partition_cols: Vec<(usize, String)>,
+    /// Indices of the columns that go into the files.
+    data_cols: Vec<usize>,
+    data_schema: Option<SchemaRef>,
+    props: WriterProperties,
+    file_size: u64,
+    rollover: Duration,
+    check: Duration,
+    last_check: Instant,
+    default_partition: String,
+    /// The query's id, naming its files.
+    run: String,
+    open: HashMap<String, OpenFile>,
+    next: HashMap<String, u64>,
+}
+
+/// Parses `parquet.compression` (Flink's values, case-insensitive).
+fn compression(options: &Options) -> Result<Compression> {
+    let v = options.get("parquet.compression").unwrap_or("snappy");
+    Ok(match v.to_ascii_lowercase().as_str() {
+        "snappy" => Compression::SNAPPY,
+        "zstd" => Compression::ZSTD(ZstdLevel::default()),
+        "gzip" => Compression::GZIP(GzipLevel::default()),
+        "lz4" | "lz4_raw" => Compression::LZ4_RAW,
+        "uncompressed" | "none" => Compression::UNCOMPRESSED,
+        other => {
+            return Err(WeirError::sql(
+                format!("unknown parquet.compression '{other}'"),
+                options.pos("parquet.compression"),
+            )
+            .with_hint("use snappy, zstd, gzip, lz4 or uncompressed"));
+        }
+    })
+}
+
+fn duration(options: &Options, key: &str, default: Duration) -> Result<Duration> {
+    match options.get(key) {
+        Some(v) => crate::sql::options::parse_duration(v)
+            .map_err(|m| WeirError::sql(format!("option '{key}': {m}"), options.pos(key))),
+        None => Ok(default),
+    }
+}
+
+/// Removes the hidden in-progress files a crashed run left anywhere under `dir`.
+fn clean_in_progress(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries {
+        let e = e?;
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            clean_in_progress(&p)?;
+            continue;
+        }
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.starts_with(".part-") && n.ends_with(".inprogress") {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+fn commit_options(options: &Options) -> Result<Commit> {
+    let trigger = match options.get("sink.partition-commit.trigger") {
+        None | Some("process-time") => Trigger::ProcessTime,
+        Some("partition-time") => {
+            if let Some(f) = options.get("partition.time-extractor.timestamp-formatter")
+                && f != "yyyy-MM-dd HH:mm:ss"
+            {
+                return Err(WeirError::sql(
+                    format!(
+                        "not supported yet: partition time formatter '{f}' (only 'yyyy-MM-dd HH:mm:ss')"
+                    ),
+                    options.pos("partition.time-extractor.timestamp-formatter"),
+                ));
+            }
+            Trigger::PartitionTime(
+                options
+                    .get("partition.time-extractor.timestamp-pattern")
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        }
+        Some(other) => {
+            return Err(WeirError::sql(
+                format!("unknown 'sink.partition-commit.trigger' = '{other}'"),
+                options.pos("sink.partition-commit.trigger"),
+            )
+            .with_hint("use 'process-time' or 'partition-time'"));
+        }
+    };
+    let success_file = match options.get("sink.partition-commit.policy.kind") {
+        None => None,
+        Some(kinds) => {
+            let mut file = None;
+            for k in kinds.split(',').map(str::trim) {
+                match k {
+                    "success-file" => {
+                        file = Some(
+                            options
+                                .get("sink.partition-commit.success-file.name")
+                                .unwrap_or("_SUCCESS")
+                                .to_string(),
+                        )
+                    }
+                    other => {
+                        return Err(WeirError::sql(
+                            format!("not supported: partition commit policy '{other}'"),
+                            options.pos("sink.partition-commit.policy.kind"),
+                        )
+                        .with_hint("Weir writes 'success-file'; there is no metastore"));
+                    }
+                }
+            }
+            file
+        }
+    };
+    Ok(Commit {
+        trigger,
+        delay: duration(options, "sink.partition-commit.delay", Duration::ZERO)?,
+        success_file,
+    })
+}
+
+/// The epoch milliseconds a partition stands for: `pattern` with each `$column` replaced by
+/// the partition's value (the first partition value when there is no pattern), read as
+/// `yyyy-MM-dd HH:mm:ss` (or a date).
+fn partition_time(pattern: &str, values: &[(String, String)]) -> Option<i64> {
+    let mut text = if pattern.is_empty() {
+        values.first()?.1.clone()
+    } else {
+        pattern.to_string()
+    };
+    // Longer names first, so `$dt` does not eat the start of `$dtx`.
+    let mut by_len: Vec<&(String, String)> = values.iter().collect();
+    by_len.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+    for (name, value) in by_len {
+        text = text.replace(&format!("${name}"), value);
+    }
+    let text = if text.len() == 10 {
+        format!("{text} 00:00:00")
+    } else {
+        text
+    };
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(&text)
+        .ok()
+        .map(|ns| ns.div_euclid(1_000_000))
+}
+
+impl PartitionedSink {
+    pub fn create(
+        base: &Path,
+        part_name: &str,
+        partitioned_by: &[String],
+        options: &Options,
+    ) -> Result<Self> {
+        let format = Format::parse(options, "sink")?;
+        std::fs::create_dir_all(base).map_err(|e| {
+            WeirError::user(format!(
+                "cannot create the sink directory '{}': {e}",
+                base.display()
+            ))
+        })?;
+        clean_in_progress(base)?;
+        let file_size = match options.get("sink.rolling-policy.file-size") {
+            Some(v) => crate::sql::options::parse_size(v).map_err(|m| {
+                WeirError::sql(
+                    format!("option 'sink.rolling-policy.file-size': {m}"),
+                    options.pos("sink.rolling-policy.file-size"),
+                )
+            })?,
+            None => 128 << 20,
+        };
+        let block = match options.get("parquet.block.size") {
+            Some(v) => crate::sql::options::parse_size(v).map_err(|m| {
+                WeirError::sql(
+                    format!("option 'parquet.block.size': {m}"),
+                    options.pos("parquet.block.size"),
+                )
+            })?,
+            None => 128 << 20,
+        };
+        let props = WriterProperties::builder()
+            .set_compression(compression(options)?)
+            .set_statistics_enabled(EnabledStatistics::Page)
+            // Rows per row group: about `parquet.block.size` of data at ~100 bytes a row,
+            // at most a million.
+            .set_max_row_group_row_count(Some(((block / 100) as usize).clamp(1024, 1 << 20)))
+            .build();
+        Ok(PartitionedSink {
+            format,
+            csv_header: options.bool_or("csv.header", false)?,
+            delimiter: options.char_or("csv.field-delimiter", b',')?,
+            commit: commit_options(options)?,
+            partitions: HashMap::new(),
+            base: base.to_path_buf(),
+            partition_cols: partitioned_by
+                .iter()
+                .map(|p| (usize::MAX, p.clone()))
+                .collect(),
+            data_cols: vec![],
+            data_schema: None,
+            props,
+            file_size,
+            rollover: duration(
+                options,
+                "sink.rolling-policy.rollover-interval",
+                Duration::from_secs(30 * 60),
+            )?,
+            check: duration(
+                options,
+                "sink.rolling-policy.check-interval",
+                Duration::from_secs(60),
+            )?,
+            last_check: Instant::now(),
+            default_partition: options
+                .get("partition.default-name")
+                .unwrap_or("__DEFAULT_PARTITION__")
+                .to_string(),
+            run: part_name.to_string(),
+            open: HashMap::new(),
+            next: HashMap::new(),
+        })
+    }
+
+    /// Finds the partition columns in the first batch's schema.
+    fn bind(&mut self, schema: &Schema) -> Result<()> {
+        if self.data_schema.is_some() {
+            return Ok(());
+        }
+        for (idx, name) in &mut self.partition_cols {
+            *idx = schema.index_of(name).map_err(|_| {
+                WeirError::user(format!(
+                    "partition column '{name}' is not among the sink's columns"
+                ))
+            })?;
+        }
+        self.data_cols = (0..schema.fields().len())
+            .filter(|i| !self.partition_cols.iter().any(|(p, _)| p == i))
+            .collect();
+        self.data_schema = Some(Arc::new(schema.project(&self.data_cols)?));
+        Ok(())
+    }
+
+    /// The partition folder of every row (`dt=2026-11-24/hour=10`), or "" unpartitioned.
+    fn partition_paths(&self, batch: &RecordBatch) -> Result<Vec<String>> {
+        let n = batch.num_rows();
+        if self.partition_cols.is_empty() {
+            return Ok(vec![String::new(); n]);
+        }
+        let opts = FormatOptions::default();
+        let mut paths = vec![String::new(); n];
+        for (k, (idx, name)) in self.partition_cols.iter().enumerate() {
+            let col = batch.column(*idx);
+            let f = ArrayFormatter::try_new(col.as_ref(), &opts)?;
+            for (i, p) in paths.iter_mut().enumerate() {
+                let v = if col.is_null(i) {
+                    self.default_partition.clone()
+                } else {
+                    escape(&f.value(i).to_string())
+                };
+                if k > 0 {
+                    p.push('/');
+                }
+                p.push_str(name);
+                p.push('=');
+                p.push_str(&v);
+            }
+        }
+        Ok(paths)
+    }
+
+    fn file_for(&mut self, partition: &str) -> Result<&mut OpenFile> {
+        if !self.open.contains_key(partition) {
+            let dir = if partition.is_empty() {
+                self.base.clone()
+            } else {
+                self.base.join(partition)
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| WeirError::user(format!("cannot create '{}': {e}", dir.display())))?;
+            let seq = self.next.entry(partition.to_string()).or_insert(0);
+            let name = format!("part-{}-{seq}.{}", self.run, self.format.prefix());
+            *seq += 1;
+            let tmp = dir.join(format!(".{name}.inprogress"));
+            let target = dir.join(&name);
+            let f = File::create(&tmp).map_err(|e| {
+                WeirError::user(format!("cannot write to '{}': {e}", tmp.display()))
+            })?;
+            let schema = self
+                .data_schema
+                .clone()
+                .ok_or_else(|| WeirError::internal("sink not bound"))?;
+            let writer = match self.format {
+                Format::Parquet => {
+                    FileWriter::Parquet(ArrowWriter::try_new(f, schema, Some(self.props.clone()))?)
+                }
+                Format::Csv => {
+                    let (out, n) = Counting::new(f);
+                    FileWriter::Csv(
+                        Box::new(
+                            datafusion::arrow::csv::WriterBuilder::new()
+                                .with_header(self.csv_header)
+                                .with_delimiter(self.delimiter)
+                                .build(out),
+                        ),
+                        n,
+                    )
+                }
+                Format::Json => {
+                    let (out, n) = Counting::new(f);
+                    FileWriter::Json(datafusion::arrow::json::LineDelimitedWriter::new(out), n)
+                }
+            };
+            self.open.insert(
+                partition.to_string(),
+                OpenFile {
+                    writer,
+                    tmp,
+                    target,
+                    opened: Instant::now(),
+                },
+            );
+        }
+        self.open
+            .get_mut(partition)
+            .ok_or_else(|| WeirError::internal("sink file vanished"))
+    }
+
+    /// Commits partition `p`: closes its open file and writes its success file.
+    fn commit_partition(&mut self, p: &str) -> Result<()> {
+        self.commit(p)?;
+        if let Some(name) = &self.commit.success_file {
+            let dir = if p.is_empty() {
+                self.base.clone()
+            } else {
+                self.base.join(p)
+            };
+            std::fs::write(dir.join(name), b"").map_err(|e| {
+                WeirError::external(format!("cannot write '{}': {e}", dir.join(name).display()))
+            })?;
+        }
+        if let Some(st) = self.partitions.get_mut(p) {
+            st.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Commits the partitions the trigger says are complete at `watermark` (or, for the
+    /// processing-time trigger, now).
+    fn commit_due(&mut self, watermark: Option<i64>) -> Result<()> {
+        let delay = self.commit.delay;
+        let due: Vec<String> = self
+            .partitions
+            .iter()
+            .filter(|(_, st)| st.dirty)
+            .filter(|(_, st)| match (&self.commit.trigger, watermark) {
+                (Trigger::ProcessTime, _) => {
+                    self.commit.success_file.is_some() && st.first_row.elapsed() >= delay
+                }
+                (Trigger::PartitionTime(pattern), Some(w)) => partition_time(pattern, &st.values)
+                    .is_some_and(|t| t.saturating_add(delay.as_millis() as i64) <= w),
+                (Trigger::PartitionTime(_), None) => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for p in due {
+            self.commit_partition(&p)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, partition: &str) -> Result<()> {
+        let Some(f) = self.open.remove(partition) else {
+            return Ok(());
+        };
+        let file = f.writer.close()?;
+        file.sync_all()?;
+        std::fs::rename(&f.tmp, &f.target).map_err(|e| {
+            WeirError::external(format!("cannot commit '{}': {e}", f.target.display()))
+        })?;
+        Ok(())
+    }
+
+    /// Commits the files that have been open for the rollover interval.
+    fn roll_by_time(&mut self) -> Result<()> {
+        if self.last_check.elapsed() < self.check.min(self.rollover) {
+            return Ok(());
+        }
+        self.last_check = Instant::now();
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.rollover)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for p in due {
+            self.commit(&p)?;
+        }
+        Ok(())
+    }
+}
+
+/// Escapes a partition value for a folder name, as Hive does.
+fn escape(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c.is_control() || "\"#%'*/:=?\\\u{7f}{[]^".contains(c) {
+            s.push_str(&format!("%{:02X}", c as u32));
+        } else {
+            s.push(c);
+        }
+    }
+    s
+}
+
+impl Sink for PartitionedSink {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return self.roll_by_time();
+        }
+        self.bind(&batch.schema())?;
+        let paths = self.partition_paths(batch)?;
+        let mut groups: Vec<(String, Vec<u32>)> = vec![];
+        for (i, p) in paths.into_iter().enumerate() {
+            match groups.iter_mut().rev().find(|(q, _)| *q == p) {
+                Some((_, v)) => v.push(i as u32),
+                None => groups.push((p, vec![i as u32])),
+            }
+        }
+        for (p, idx) in &groups {
+            let st = self
+                .partitions
+                .entry(p.clone())
+                .or_insert_with(|| PartitionState {
+                    values: vec![],
+                    first_row: Instant::now(),
+                    dirty: false,
+                });
+            if !st.dirty && st.values.is_empty() {
+                st.values = self
+                    .partition_cols
+                    .iter()
+                    .map(|(c, name)| {
+                        let col = batch.column(*c);
+                        let i = idx[0] as usize;
+                        let v = if col.is_null(i) {
+                            self.default_partition.clone()
+                        } else {
+                            ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())
+                                .map(|f| f.value(i).to_string())
+                                .unwrap_or_default()
+                        };
+                        (name.clone(), v)
+                    })
+                    .collect();
+            }
+            st.dirty = true;
+        }
+        let whole = groups.len() == 1;
+        for (p, idx) in groups {
+            let cols: Vec<_> = if whole {
+                self.data_cols
+                    .iter()
+                    .map(|c| batch.column(*c).clone())
+                    .collect()
+            } else {
+                let idx = UInt32Array::from(idx);
+                self.data_cols
+                    .iter()
+                    .map(|c| take(batch.column(*c).as_ref(), &idx, None))
+                    .collect::<std::result::Result<_, _>>()?
+            };
+            let schema = self
+                .data_schema
+                .clone()
+                .ok_or_else(|| WeirError::internal("sink not bound"))?;
+            let part = RecordBatch::try_new(schema, cols)?;
+            let size = self.file_size;
+            let f = self.file_for(&p)?;
+            f.writer.write(&part)?;
+            if f.writer.size() >= size {
+                self.commit(&p)?;
+            }
+        }
+        self.roll_by_time()?;
+        self.commit_due(None)
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<()> {
+        self.roll_by_time()?;
+        self.commit_due(Some(watermark))
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        self.roll_by_time()?;
+        self.commit_due(None)
+    }
+
+    fn tick(&self) -> Option<Duration> {
+        Some(self.check.min(self.rollover))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let open: Vec<String> = self.open.keys().cloned().collect();
+        for p in open {
+            self.commit(&p)?;
+        }
+        // The end of the input completes every partition.
+        let dirty: Vec<String> = self
+            .partitions
+            .iter()
+            .filter(|(_, st)| st.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for p in dirty {
+            self.commit_partition(&p)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    fn rows(v: &[i64], dt: &str, hm: &[&str]) -> RecordBatch {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("v", DataType::Int64, false),
+                Field::new("dt", DataType::Utf8, false),
+                Field::new("hm", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(v.to_vec())),
+                Arc::new(StringArray::from(vec![dt; v.len()])),
+                Arc::new(StringArray::from(hm.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// The committed CSV files and the success file of one partition folder.
+    fn listing(dir: &Path) -> (usize, bool) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return (0, false);
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        (
+            names.iter().filter(|n| n.starts_with("part-")).count(),
+            names.iter().any(|n| n == "_SUCCESS"),
+        )
+    }
+
+    #[test]
+    fn partitions_commit_when_the_watermark_passes_their_time_and_delay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = Options::new();
+        for (k, v) in [
+            ("format", "csv"),
+            ("sink.partition-commit.trigger", "partition-time"),
+            ("sink.partition-commit.delay", "1 min"),
+            ("sink.partition-commit.policy.kind", "success-file"),
+            ("partition.time-extractor.timestamp-pattern", "$dt $hm:00"),
+        ] {
+            o.insert(k, v, None);
+        }
+        let mut sink =
+            PartitionedSink::create(dir.path(), "q", &["dt".to_string(), "hm".to_string()], &o)
+                .expect("sink");
+        sink.write(&rows(
+            &[1, 2, 3],
+            "2026-01-01",
+            &["00:01", "00:01", "00:02"],
+        ))
+        .expect("write");
+        let one = dir.path().join("dt=2026-01-01/hm=00%3A01");
+        let two = dir.path().join("dt=2026-01-01/hm=00%3A02");
+        let at = |s: &str| {
+            partition_time(
+                "$dt $hm:00",
+                &[("dt".into(), "2026-01-01".into()), ("hm".into(), s.into())],
+            )
+            .expect("time")
+        };
+        // 00:01 stands for 00:01:00; with the delay it is complete at 00:02:00.
+        sink.on_watermark(at("00:01") + 59_999).expect("watermark");
+        assert_eq!(listing(&one), (0, false), "not before its time");
+        sink.on_watermark(at("00:02")).expect("watermark");
+        assert_eq!(
+            listing(&one),
+            (1, true),
+            "committed at its time plus the delay"
+        );
+        assert_eq!(listing(&two), (0, false), "the next minute is still open");
+        // A late row reopens its partition in a new file, committed again at the end.
+        sink.write(&rows(&[4], "2026-01-01", &["00:01"]))
+            .expect("late row");
+        sink.finish().expect("finish");
+        assert_eq!(listing(&one), (2, true));
+        assert_eq!(listing(&two), (1, true));
+    }
+}
