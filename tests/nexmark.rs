@@ -72,6 +72,18 @@ const CASES: &[(&str, &str)] = &[
     ),
     // The same text: a regular join and Top-1 by ROW_NUMBER().
     ("q9", ""),
+    // Sessions by gaps and islands: a bid 10 s or more after the bidder's previous one
+    // starts a new session, which ends 10 s after its last bid.
+    (
+        "q11",
+        "WITH o AS (SELECT bidder, dateTime, CASE WHEN CAST(dateTime AS BIGINT) \
+             - LAG(CAST(dateTime AS BIGINT)) OVER (PARTITION BY bidder ORDER BY dateTime) < 10000 \
+             THEN 0 ELSE 1 END AS brk FROM bid), \
+         g AS (SELECT *, SUM(brk) OVER (PARTITION BY bidder ORDER BY dateTime, brk DESC \
+             ROWS UNBOUNDED PRECEDING) AS sid FROM o) \
+         SELECT bidder, count(*), MIN(dateTime), MAX(dateTime) + INTERVAL '10 seconds' \
+         FROM g GROUP BY bidder, sid",
+    ),
     (
         "q13",
         "SELECT B.auction, B.bidder, B.price, B.dateTime, S.value \
