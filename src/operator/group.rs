@@ -124,6 +124,10 @@ impl GroupAggregateOperator {
     }
 }
 
+/// A group's (start, length) of added and of retracted rows among an aggregate's gathered
+/// arguments.
+type Ranges = [(usize, usize); 2];
+
 /// The rows of `rows` where `mask` (a FILTER) holds.
 fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
     match mask {
@@ -215,26 +219,45 @@ impl Operator for GroupAggregateOperator {
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
+        // Per aggregate, its argument rows (those its FILTER keeps) gathered once, group
+        // after group, adds before retractions; each group then reads zero-copy slices.
+        let mut gathered: Vec<(Vec<ArrayRef>, Vec<Ranges>)> = vec![];
+        for a in 0..self.aggs.len() {
+            let mut perm: Vec<u32> = Vec::with_capacity(n);
+            let mut ranges = Vec::with_capacity(touched.len());
+            for (_, adds, retracts) in &touched {
+                let mut r = [(0, 0); 2];
+                for (k, rows) in [adds, retracts].into_iter().enumerate() {
+                    let start = perm.len();
+                    perm.extend(masked(rows, masks[a].as_ref()));
+                    r[k] = (start, perm.len() - start);
+                }
+                ranges.push(r);
+            }
+            let idx = UInt32Array::from(perm);
+            let values = args[a]
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            gathered.push((values, ranges));
+        }
         let mut emitted: Vec<(Box<[u8]>, Vec<ScalarValue>, RowKind)> = vec![];
-        for (g, adds, retracts) in touched {
+        for (slot, (g, adds, retracts)) in touched.into_iter().enumerate() {
             let Some(group) = self.groups[g].as_mut() else {
                 return Err(WeirError::internal("group vanished"));
             };
             for (a, acc) in group.accs.iter_mut().enumerate() {
-                for (rows, retract) in [(&adds, false), (&retracts, true)] {
-                    let rows = masked(rows, masks[a].as_ref());
-                    if rows.is_empty() {
+                let (values, ranges) = &gathered[a];
+                for (k, (start, len)) in ranges[slot].iter().enumerate() {
+                    if *len == 0 {
                         continue;
                     }
-                    let idx = UInt32Array::from(rows);
-                    let values = args[a]
-                        .iter()
-                        .map(|c| take(c.as_ref(), &idx, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    if retract {
-                        acc.retract_batch(&values)?;
+                    let part: Vec<ArrayRef> =
+                        values.iter().map(|v| v.slice(*start, *len)).collect();
+                    if k == 1 {
+                        acc.retract_batch(&part)?;
                     } else {
-                        acc.update_batch(&values)?;
+                        acc.update_batch(&part)?;
                     }
                 }
             }
