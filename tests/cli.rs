@@ -360,6 +360,47 @@ fn an_idle_source_stops_holding_back_a_union_after_its_timeout() {
     assert!(stderr.contains("late rows dropped: 2"), "{stderr}");
 }
 
+/// The same for a join: `slow`'s window aggregate holds the join back until it ends, unless
+/// its input goes idle, when the join's windows close on `fast`'s watermark alone and the
+/// row `slow` finally emits for the first window comes too late for it.
+#[test]
+fn an_idle_input_stops_holding_back_a_window_join_after_its_timeout() {
+    let sql = |idle: &str| {
+        let side = |t: &str| {
+            format!(
+                "(SELECT window_start, window_end, COUNT(*) AS c FROM TABLE(TUMBLE(TABLE {t}, \
+                 DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end)"
+            )
+        };
+        format!(
+            "{idle}\
+             CREATE TABLE fast (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+             WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '2000', \
+             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000');\n\
+             CREATE TABLE slow (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+             WITH ('connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '3', \
+             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3');\n\
+             CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT f.window_start, f.c, s.c FROM {} AS f LEFT JOIN {} AS s \
+             ON f.window_start = s.window_start AND f.window_end = s.window_end;\n",
+            side("fast"),
+            side("slow")
+        )
+    };
+    let (_d1, held) = script("held.sql", &sql(""));
+    let (code, _, stderr) = run(&["run", &held.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("late rows dropped"), "{stderr}");
+
+    let (_d2, idle) = script(
+        "idle.sql",
+        &sql("SET 'table.exec.source.idle-timeout' = '100 ms';\n"),
+    );
+    let (code, _, stderr) = run(&["run", &idle.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
+}
+
 fn committed_parquet(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -190,13 +190,14 @@ fn spawn_node(
             mut join,
             left,
             right,
+            idle,
         } => {
             let l = spawn_node(*left, metrics, stop, tasks);
             let r = spawn_node(*right, metrics, stop, tasks);
             join.attach(metrics);
             let m = metrics.register(join.name());
             tasks.push(tokio::spawn(crate::operator::join::run_join(
-                join, l, r, tx, m,
+                join, l, r, idle, tx, m,
             )));
         }
         PlanNode::Union { inputs, idle } => {

@@ -706,53 +706,55 @@ impl StreamJoin {
 }
 
 /// Drives a join: messages from both inputs, the watermark as the smaller of the two (an
-/// input that has ended no longer holds it back), until both have ended.
+/// input that has ended no longer holds it back, nor does one silent for its idle timeout,
+/// as in a union), until both have ended.
 pub async fn run_join(
     mut join: StreamJoin,
     left: Receiver<Message>,
     right: Receiver<Message>,
+    idle: [Option<Duration>; 2],
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
 ) -> Result<()> {
-    let (mtx, mut mrx) =
-        tokio::sync::mpsc::channel::<(Side, Message)>(crate::job::CHANNEL_CAPACITY);
-    for (side, mut rx) in [(Side::Left, left), (Side::Right, right)] {
-        let mtx = mtx.clone();
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                let end = matches!(m, Message::End);
-                if mtx.send((side, m)).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-    }
-    drop(mtx);
+    use crate::operator::union::{idle_tick, merge_inputs, merged, next_or_tick};
+    let mut mrx = merge_inputs(vec![left, right]);
+    let tick = idle_tick(&idle);
     let mut wm = [i64::MIN; 2];
     let mut ended = [false; 2];
+    let mut last_seen = [Instant::now(); 2];
     let mut out = Vec::with_capacity(4);
-    while let Some((side, m)) = mrx.recv().await {
-        let s = side as usize;
-        match m {
-            Message::Batch(b) => {
-                metrics.add_in(b.num_rows());
-                join.process(side, b, &mut out)?;
-            }
-            Message::Watermark(w) => {
-                wm[s] = wm[s].max(w);
-                let min = (0..2).filter(|i| !ended[*i]).map(|i| wm[i]).min();
-                if let Some(min) = min {
+    while let Some(next) = next_or_tick(&mut mrx, tick).await {
+        match next {
+            // A tick: an input may have gone idle.
+            None => {
+                if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
                     join.watermark(min, &mut out)?;
                 }
             }
-            Message::End => {
-                ended[s] = true;
-                join.end_side(side);
-                if ended.iter().all(|e| *e) {
-                    join.finish(&mut out)?;
-                    out.push(Message::End);
-                } else if let Some(min) = (0..2).filter(|i| !ended[*i]).map(|i| wm[i]).min() {
-                    join.watermark(min, &mut out)?;
+            Some((s, m)) => {
+                let side = if s == 0 { Side::Left } else { Side::Right };
+                last_seen[s] = Instant::now();
+                match m {
+                    Message::Batch(b) => {
+                        metrics.add_in(b.num_rows());
+                        join.process(side, b, &mut out)?;
+                    }
+                    Message::Watermark(w) => {
+                        wm[s] = wm[s].max(w);
+                        if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
+                            join.watermark(min, &mut out)?;
+                        }
+                    }
+                    Message::End => {
+                        ended[s] = true;
+                        join.end_side(side);
+                        if ended.iter().all(|e| *e) {
+                            join.finish(&mut out)?;
+                            out.push(Message::End);
+                        } else if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
+                            join.watermark(min, &mut out)?;
+                        }
+                    }
                 }
             }
         }

@@ -19,38 +19,16 @@ pub async fn run_union(
     metrics: Arc<OperatorMetrics>,
 ) -> Result<()> {
     let n = inputs.len();
-    let tick = idle
-        .iter()
-        .flatten()
-        .min()
-        .map(|d| (*d / 4).max(Duration::from_millis(5)));
+    let tick = idle_tick(&idle);
     let mut last_seen = vec![Instant::now(); n];
-    let (mtx, mut mrx) =
-        tokio::sync::mpsc::channel::<(usize, Message)>(crate::job::CHANNEL_CAPACITY);
-    for (i, mut rx) in inputs.into_iter().enumerate() {
-        let mtx = mtx.clone();
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                let end = matches!(m, Message::End);
-                if mtx.send((i, m)).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-    }
-    drop(mtx);
+    let mut mrx = merge_inputs(inputs);
     let mut watermarks = vec![i64::MIN; n];
     let mut ended = vec![false; n];
     let mut emitted = i64::MIN;
     loop {
-        let next = match tick {
-            Some(t) => match tokio::time::timeout(t, mrx.recv()).await {
-                Ok(m) => m.map(Some),
-                Err(_) => Some(None),
-            },
-            None => mrx.recv().await.map(Some),
+        let Some(next) = next_or_tick(&mut mrx, tick).await else {
+            break;
         };
-        let Some(next) = next else { break };
         let Some((i, m)) = next else {
             // A tick: an input may have become idle.
             if let Some(w) = merged(&watermarks, &ended, &idle, &last_seen)
@@ -98,9 +76,49 @@ pub async fn run_union(
     Ok(())
 }
 
+/// One channel of every input's messages, each tagged with its input's index.
+pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>) -> Receiver<(usize, Message)> {
+    let (mtx, mrx) = tokio::sync::mpsc::channel::<(usize, Message)>(crate::job::CHANNEL_CAPACITY);
+    for (i, mut rx) in inputs.into_iter().enumerate() {
+        let mtx = mtx.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                let end = matches!(m, Message::End);
+                if mtx.send((i, m)).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+    }
+    mrx
+}
+
+/// How often to look for inputs gone idle: a quarter of the shortest idle timeout.
+pub(crate) fn idle_tick(idle: &[Option<Duration>]) -> Option<Duration> {
+    idle.iter()
+        .flatten()
+        .min()
+        .map(|d| (*d / 4).max(Duration::from_millis(5)))
+}
+
+/// The next tagged message, or `Some(None)` when `tick` passes without one; None when every
+/// input is gone.
+pub(crate) async fn next_or_tick(
+    rx: &mut Receiver<(usize, Message)>,
+    tick: Option<Duration>,
+) -> Option<Option<(usize, Message)>> {
+    match tick {
+        Some(t) => match tokio::time::timeout(t, rx.recv()).await {
+            Ok(m) => m.map(Some),
+            Err(_) => Some(None),
+        },
+        None => rx.recv().await.map(Some),
+    }
+}
+
 /// The minimum watermark of the inputs that are neither ended nor idle; None when every
 /// live input is idle (the watermark then waits, as in Flink).
-fn merged(
+pub(crate) fn merged(
     watermarks: &[i64],
     ended: &[bool],
     idle: &[Option<Duration>],

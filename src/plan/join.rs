@@ -111,6 +111,7 @@ impl Planner<'_> {
             join,
             left: Box::new(left),
             right: Box::new(right),
+            idle: [self.idle_timeout(&j.left)?, self.idle_timeout(&j.right)?],
         })
     }
 }

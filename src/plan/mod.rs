@@ -53,6 +53,9 @@ pub enum PlanNode {
         join: StreamJoin,
         left: Box<PlanNode>,
         right: Box<PlanNode>,
+        /// Per side, how long it may stay silent before it stops holding the watermark
+        /// back (as for a union's inputs).
+        idle: [Option<std::time::Duration>; 2],
     },
     Union {
         inputs: Vec<PlanNode>,
@@ -103,7 +106,9 @@ impl PlanNode {
                 let _ = writeln!(s, "{pad}{}", op.name());
                 input.explain_into(s, depth + 1);
             }
-            PlanNode::Join { join, left, right } => {
+            PlanNode::Join {
+                join, left, right, ..
+            } => {
                 let _ = writeln!(s, "{pad}{}", join.name());
                 left.explain_into(s, depth + 1);
                 right.explain_into(s, depth + 1);
