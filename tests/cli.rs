@@ -401,6 +401,38 @@ fn an_idle_input_stops_holding_back_a_window_join_after_its_timeout() {
     assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
 }
 
+/// `table.exec.state.ttl` forgets a group (and a Top-N partition) that got no row for the
+/// TTL: rows 200 ms apart with a 50 ms TTL each start their key afresh (`+I`), where without
+/// it every row after the first updates it.
+#[test]
+fn state_ttl_forgets_idle_groups_and_partitions() {
+    let sql = |ttl: &str| {
+        format!(
+            "{ttl}CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5', \
+             'number-of-rows' = '4', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+             'fields.v.end' = '4');\n\
+             CREATE TABLE out (k STRING, n BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'agg');\n\
+             INSERT INTO out SELECT k, COUNT(*) FROM (SELECT 'x' AS k, v FROM src) GROUP BY k;\n\
+             CREATE TABLE top (v BIGINT, rn BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'top');\n\
+             INSERT INTO top SELECT v, rn FROM (SELECT v, ROW_NUMBER() OVER (PARTITION BY v % 1 ORDER BY v DESC) AS rn FROM src) WHERE rn <= 1;\n"
+        )
+    };
+    let count = |out: &str, prefix: &str| out.lines().filter(|l| l.starts_with(prefix)).count();
+    let (_d1, kept) = script("kept.sql", &sql(""));
+    let (code, stdout, stderr) = run(&["run", &kept.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&stdout, "agg> +I[x, "), 1, "{stdout}");
+    assert_eq!(count(&stdout, "agg> +U[x, "), 3, "{stdout}");
+    assert_eq!(count(&stdout, "top> +I["), 1, "{stdout}");
+
+    let (_d2, ttl) = script("ttl.sql", &sql("SET 'table.exec.state.ttl' = '50 ms';\n"));
+    let (code, stdout, stderr) = run(&["run", &ttl.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(&stdout, "agg> +I[x, 1]"), 4, "{stdout}");
+    assert_eq!(count(&stdout, "agg> +U["), 0, "{stdout}");
+    assert_eq!(count(&stdout, "top> +I["), 4, "{stdout}");
+}
+
 fn committed_parquet(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

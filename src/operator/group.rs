@@ -44,6 +44,8 @@ struct Group {
     last: Option<Vec<ScalarValue>>,
     /// Input rows counted in (inserts less retractions).
     rows: i64,
+    /// When a row last came for the group (`table.exec.state.ttl`).
+    touched: std::time::Instant,
 }
 
 pub struct GroupAggregateOperator {
@@ -55,6 +57,7 @@ pub struct GroupAggregateOperator {
     index: HashMap<Box<[u8]>, usize>,
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
+    ttl: Option<crate::operator::ttl::StateTtl>,
 }
 
 impl GroupAggregateOperator {
@@ -86,7 +89,32 @@ impl GroupAggregateOperator {
             index: HashMap::new(),
             groups: vec![],
             free: vec![],
+            ttl: None,
         })
+    }
+
+    /// Forgets groups that got no row for `ttl` (`table.exec.state.ttl`), without
+    /// emitting anything, as Flink does; a later row for one starts it again with `+I`.
+    pub fn with_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.ttl = crate::operator::ttl::StateTtl::new(ttl);
+        self
+    }
+
+    fn expire(&mut self) {
+        let Some(ttl) = &mut self.ttl else {
+            return;
+        };
+        if !ttl.sweep_due() {
+            return;
+        }
+        for (id, slot) in self.groups.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|g| ttl.expired(g.touched))
+                && let Some(g) = slot.take()
+            {
+                self.index.remove(&g.key);
+                self.free.push(id);
+            }
+        }
     }
 
     /// Groups held (for tests and metrics).
@@ -108,6 +136,7 @@ impl GroupAggregateOperator {
             accs,
             last: None,
             rows: 0,
+            touched: std::time::Instant::now(),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -159,6 +188,7 @@ impl Operator for GroupAggregateOperator {
         if n == 0 {
             return Ok(());
         }
+        self.expire();
         let key_rows = match &self.key_conv {
             Some(c) => Some(
                 c.convert_columns(
@@ -246,6 +276,7 @@ impl Operator for GroupAggregateOperator {
             let Some(group) = self.groups[g].as_mut() else {
                 return Err(WeirError::internal("group vanished"));
             };
+            group.touched = std::time::Instant::now();
             for (a, acc) in group.accs.iter_mut().enumerate() {
                 let (values, ranges) = &gathered[a];
                 for (k, (start, len)) in ranges[slot].iter().enumerate() {

@@ -15,6 +15,7 @@ pub mod project;
 pub mod rank;
 pub mod session;
 pub mod topn;
+pub mod ttl;
 pub mod union;
 pub mod window;
 

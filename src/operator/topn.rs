@@ -41,7 +41,9 @@ pub struct TopNOperator {
     part_conv: Option<RowConverter>,
     order_conv: RowConverter,
     row_conv: RowConverter,
-    partitions: HashMap<Box<[u8]>, Vec<Kept>>,
+    /// Each partition's kept rows and when a row last came for it.
+    partitions: HashMap<Box<[u8]>, (Vec<Kept>, std::time::Instant)>,
+    ttl: Option<crate::operator::ttl::StateTtl>,
 }
 
 impl TopNOperator {
@@ -87,12 +89,19 @@ impl TopNOperator {
             order_conv,
             row_conv,
             partitions: HashMap::new(),
+            ttl: None,
         })
+    }
+
+    /// Forgets partitions that got no row for `ttl` (`table.exec.state.ttl`).
+    pub fn with_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.ttl = crate::operator::ttl::StateTtl::new(ttl);
+        self
     }
 
     /// Rows kept (for tests and metrics).
     pub fn kept_rows(&self) -> usize {
-        self.partitions.values().map(|p| p.len()).sum()
+        self.partitions.values().map(|(p, _)| p.len()).sum()
     }
 }
 
@@ -133,6 +142,11 @@ impl Operator for TopNOperator {
                 .collect::<Result<Vec<_>>>()?,
         )?;
         let rows = self.row_conv.convert_columns(batch.columns())?;
+        if let Some(ttl) = &mut self.ttl
+            && ttl.sweep_due()
+        {
+            self.partitions.retain(|_, (_, t)| !ttl.expired(*t));
+        }
         // The changes: (encoded row, rank, kind), in order.
         let mut changes: Vec<(Box<[u8]>, u64, RowKind)> = vec![];
         let limit = self.limit;
@@ -142,10 +156,15 @@ impl Operator for TopNOperator {
                 None => &[],
             };
             let order = orders.row(i);
-            let part = match self.partitions.get_mut(key) {
+            let now = std::time::Instant::now();
+            let (part, touched) = match self.partitions.get_mut(key) {
                 Some(p) => p,
-                None => self.partitions.entry(key.into()).or_default(),
+                None => self
+                    .partitions
+                    .entry(key.into())
+                    .or_insert_with(|| (vec![], now)),
             };
+            *touched = now;
             // After every kept row that sorts before or equal to it.
             let at = part.partition_point(|k| k.order.as_ref() <= order.data());
             if at >= limit {

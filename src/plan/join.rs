@@ -130,7 +130,7 @@ fn kind_name(t: JoinType) -> &'static str {
 impl Planner<'_> {
     /// The session's `table.exec.state.ttl` (0, the default, keeps state for as long as the
     /// query runs).
-    fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
+    pub(super) fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
         match self
             .settings
             .iter()

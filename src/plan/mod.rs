@@ -668,7 +668,8 @@ impl Planner<'_> {
             &physical_input,
             calls,
             Arc::new(agg.schema.as_arrow().clone()),
-        )?;
+        )?
+        .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
             input: Box::new(input),
@@ -805,7 +806,8 @@ impl Planner<'_> {
             limit,
             &Arc::new(input_schema.as_arrow().clone()),
             Arc::new(w.schema.as_arrow().clone()),
-        )?;
+        )?
+        .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
             input: Box::new(input),
