@@ -64,7 +64,7 @@ impl Planner<'_> {
                 Some(t) => {
                     if kind != JoinKind::Inner {
                         return Err(unsupported(format!(
-                            "{} interval joins (only INNER)",
+                            "{} with time bounds (interval joins are INNER only)",
                             kind_name(j.join_type)
                         )));
                     }
@@ -72,8 +72,12 @@ impl Planner<'_> {
                 }
                 None => {
                     if kind != JoinKind::Inner {
+                        let why = match kind {
+                            JoinKind::LeftSemi | JoinKind::RightSemi => "",
+                            _ => ": its results would have to be retracted later",
+                        };
                         return Err(unsupported(format!(
-                            "{} of two streams without a window: its results would have to be retracted later",
+                            "{} of two streams without a window{why}",
                             kind_name(j.join_type)
                         ))
                         .with_hint(
