@@ -9,6 +9,7 @@
 //! clear message until their streaming operators exist.
 
 mod join;
+mod narrow;
 pub mod window;
 
 use std::fmt::Write as _;
@@ -878,7 +879,7 @@ impl Planner<'_> {
                     Some((_, e, pos)) => {
                         let l = logical_expr(self.state, e, &physical_df)
                             .map_err(|err| err.at(Some(*pos)))?;
-                        exprs.push(compile(self.state, &l, &physical_df)?);
+                        exprs.push(narrow::narrow(self.state, &l, &physical_df)?);
                     }
                     None => {
                         let _ = f;
