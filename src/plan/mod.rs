@@ -1,12 +1,13 @@
-//! From DataFusion's logical plan to a streaming plan: a tree of sources, operators and
-//! unions that [`crate::job`] runs as tasks.
+//! From DataFusion's logical plan to a streaming plan: a tree of sources, operators, joins
+//! and unions that [`crate::job`] runs as tasks.
 //!
 //! DataFusion parses, resolves and optimises the query (names, types, every scalar
 //! function, views); this module walks the optimised [`LogicalPlan`] and maps each node to
 //! its streaming form, compiling expressions once into [`PhysicalExpr`]s. A subtree that
 //! reads no stream (`VALUES`, `SELECT 1`) is run by DataFusion in batch and enters as a
-//! bounded input. Nodes that need state (aggregates, joins, sorts) are refused with a
-//! clear message until their streaming operators exist.
+//! bounded input. Aggregates become window aggregates or, without a window, changelog
+//! aggregates; joins are planned in [`join`]. What has no streaming form yet (a sort of an
+//! unbounded stream, an outer join without a window, …) is refused with a clear message.
 
 mod join;
 mod narrow;
