@@ -6,7 +6,7 @@
 //! its streaming form, compiling expressions once into [`PhysicalExpr`]s. A subtree that
 //! reads no stream (`VALUES`, `SELECT 1`) is run by DataFusion in batch and enters as a
 //! bounded input. Aggregates become window aggregates or, without a window, changelog
-//! aggregates; joins are planned in [`join`]. What has no streaming form yet (a sort of an
+//! aggregates; joins are planned in `join.rs`. What has no streaming form yet (a sort of an
 //! unbounded stream, an outer join without a window, …) is refused with a clear message.
 
 mod join;
