@@ -4,9 +4,10 @@
 //! are emitted ([`JoinTime`]):
 //!
 //! - **Regular** (`a JOIN b ON a.k = b.k`, append-only inputs, INNER only): every row is
-//!   kept for as long as the query runs. A row is probed against the rows the other side has
-//!   kept so far and then kept itself, so each matching pair is emitted exactly once, when
-//!   the later of its two rows arrives.
+//!   kept for as long as the query runs (or for `table.exec.state.ttl`). A row is probed
+//!   against the rows the other side has kept so far and then kept itself, so each matching
+//!   pair is emitted exactly once, when the later of its two rows arrives. Once one side has
+//!   ended (a bounded table, as in a lookup join), the other keeps nothing.
 //! - **Interval** (`... AND a.ts BETWEEN b.ts - INTERVAL '10' SECOND AND b.ts`): the same,
 //!   but a row is dropped once the watermark makes a partner impossible. With
 //!   `left.t - right.t ∈ [lo, hi]` and future rows at or after the watermark `W`, a left row
@@ -15,8 +16,8 @@
 //!   joined row's times can trail the watermark.
 //! - **Window** (equal `window_start`/`window_end` of two windowed inputs): rows wait in
 //!   their window until the watermark passes its end, when the window's rows are joined at
-//!   once (INNER, LEFT, RIGHT or FULL OUTER) and its state dropped. Rows for a window that
-//!   has already been joined are late: dropped and counted.
+//!   once (INNER, LEFT, RIGHT or FULL OUTER, semi or anti) and its state dropped. Rows for a
+//!   window that has already been joined are late: dropped and counted.
 //!
 //! The equality keys are encoded with Arrow's row format, so any key types compare as SQL
 //! does; a NULL key matches nothing. The whole ON condition beyond the keys (time bounds,
@@ -27,6 +28,8 @@
 //! Kept rows live in *segments*: a batch, its encoded keys and a hash index over them. New
 //! rows are a new segment; neighbouring segments of similar size are merged (dropping rows
 //! that have expired), so a side holds O(log n) segments and a probe looks at each once.
+//! Interval joins stop merging at 64 Ki rows, so old rows leave in whole segments as the
+//! watermark passes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
