@@ -160,6 +160,8 @@ pub struct StreamJoin {
     /// Sides whose input has ended: the other side's rows no longer wait for them (a
     /// stream joined with a bounded table keeps only the table).
     ended: [bool; 2],
+    /// Each input's own watermark.
+    side_watermark: [i64; 2],
     job: Option<Arc<JobMetrics>>,
 }
 
@@ -220,6 +222,7 @@ impl StreamJoin {
             watermark: i64::MIN,
             ttl: None,
             ended: [false; 2],
+            side_watermark: [i64::MIN; 2],
             job: None,
         })
     }
@@ -399,8 +402,41 @@ impl StreamJoin {
                 let col = if side == Side::Left { left } else { right };
                 self.keep_in_windows(side, col, batch)
             }
-            _ => self.probe_and_keep(side, batch, out),
+            JoinTime::Interval { .. } => {
+                let batch = self.drop_late(side, batch)?;
+                if batch.num_rows() == 0 {
+                    return Ok(());
+                }
+                self.probe_and_keep(side, batch, out)
+            }
+            JoinTime::Unbounded => self.probe_and_keep(side, batch, out),
         }
+    }
+
+    /// Notes the watermark one input has sent (its own, before the two are merged).
+    pub fn side_watermark(&mut self, side: Side, w: i64) {
+        let s = side as usize;
+        self.side_watermark[s] = self.side_watermark[s].max(w);
+    }
+
+    /// An interval join's input rows behind their own side's watermark are late: dropped and
+    /// counted, as a window drops them — so the result does not depend on how far the other
+    /// side's state has been cleaned when they come.
+    fn drop_late(&self, side: Side, batch: RecordBatch) -> Result<RecordBatch> {
+        let (Some(c), wm) = (self.time_col(side), self.side_watermark[side as usize]) else {
+            return Ok(batch);
+        };
+        if wm == i64::MIN {
+            return Ok(batch);
+        }
+        let t = to_epoch_millis(batch.column(c).as_ref())?;
+        let keep: BooleanArray = t.iter().map(|v| Some(v.is_some_and(|v| v >= wm))).collect();
+        let late = batch.num_rows() - keep.true_count();
+        if late == 0 {
+            return Ok(batch);
+        }
+        self.count_late(late);
+        Ok(filter_record_batch(&batch, &keep)?)
     }
 
     fn probe_and_keep(
@@ -498,13 +534,16 @@ impl StreamJoin {
     fn keep_in_windows(&mut self, side: Side, end_col: usize, batch: RecordBatch) -> Result<()> {
         let ends = to_epoch_millis(batch.column(end_col).as_ref())?;
         let s = side as usize;
+        // Late: a window already joined, or one this side's own watermark has passed (which
+        // its rows cannot come after, however the two sides' messages interleave).
+        let done = self.watermark.max(self.side_watermark[s]);
         // The usual case: one window per batch (a window aggregate fires one at a time).
         let first = (!ends.is_empty() && ends.is_valid(0)).then(|| ends.value(0));
         if let Some(e) = first
             && ends.null_count() == 0
             && ends.values().iter().all(|v| *v == e)
         {
-            if e <= self.watermark {
+            if e <= done {
                 self.count_late(batch.num_rows());
             } else {
                 self.windows.entry(e).or_default()[s].push(batch);
@@ -515,7 +554,7 @@ impl StreamJoin {
         let mut late = 0;
         for (i, e) in ends.iter().enumerate() {
             match e {
-                Some(e) if e > self.watermark => by_end.entry(e).or_default().push(i as u32),
+                Some(e) if e > done => by_end.entry(e).or_default().push(i as u32),
                 _ => late += 1,
             }
         }
@@ -744,6 +783,7 @@ pub async fn run_join(
                     }
                     Message::Watermark(w) => {
                         wm[s] = wm[s].max(w);
+                        join.side_watermark(side, w);
                         if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
                             join.watermark(min, &mut out)?;
                         }
