@@ -197,7 +197,7 @@ fn spawn_node(
             join.attach(metrics);
             let m = metrics.register(join.name());
             tasks.push(tokio::spawn(crate::operator::join::run_join(
-                join, l, r, idle, tx, m,
+                *join, l, r, idle, tx, m,
             )));
         }
         PlanNode::Union { inputs, idle } => {

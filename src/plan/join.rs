@@ -112,7 +112,7 @@ impl Planner<'_> {
         super::append_only(&left, "a join")?;
         super::append_only(&right, "a join")?;
         Ok(PlanNode::Join {
-            join,
+            join: Box::new(join),
             left: Box::new(left),
             right: Box::new(right),
             idle: [self.idle_timeout(&j.left)?, self.idle_timeout(&j.right)?],

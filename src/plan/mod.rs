@@ -52,7 +52,7 @@ pub enum PlanNode {
     },
     /// Two inputs joined (see [`crate::operator::join`]).
     Join {
-        join: StreamJoin,
+        join: Box<StreamJoin>,
         left: Box<PlanNode>,
         right: Box<PlanNode>,
         /// Per side, how long it may stay silent before it stops holding the watermark
