@@ -333,7 +333,10 @@ impl Operator for GroupAggregateOperator {
             None => vec![],
         };
         for a in 0..self.aggs.len() {
-            let values = emitted.iter().map(|(_, v, _)| v[a].clone());
+            // Moved out, not cloned: the values are not needed after this.
+            let values = emitted
+                .iter_mut()
+                .map(|(_, v, _)| std::mem::replace(&mut v[a], ScalarValue::Null));
             let field = self.schema.field(self.keys.len() + a);
             let arr = ScalarValue::iter_to_array(values)?;
             cols.push(if arr.data_type() == field.data_type() {
