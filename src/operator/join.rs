@@ -423,19 +423,29 @@ impl StreamJoin {
     /// counted, as a window drops them — so the result does not depend on how far the other
     /// side's state has been cleaned when they come.
     fn drop_late(&self, side: Side, batch: RecordBatch) -> Result<RecordBatch> {
-        let (Some(c), wm) = (self.time_col(side), self.side_watermark[side as usize]) else {
+        let before = batch.num_rows();
+        let kept = self.rows_from(side, self.side_watermark[side as usize], batch)?;
+        self.count_late(before - kept.num_rows());
+        Ok(kept)
+    }
+
+    /// The rows of `batch` whose time on `side` is at or after `t` (all of them when the
+    /// side has no time column or `t` is `i64::MIN`).
+    fn rows_from(&self, side: Side, t: i64, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some(c) = self.time_col(side) else {
             return Ok(batch);
         };
-        if wm == i64::MIN {
+        if t == i64::MIN {
             return Ok(batch);
         }
-        let t = to_epoch_millis(batch.column(c).as_ref())?;
-        let keep: BooleanArray = t.iter().map(|v| Some(v.is_some_and(|v| v >= wm))).collect();
-        let late = batch.num_rows() - keep.true_count();
-        if late == 0 {
+        let times = to_epoch_millis(batch.column(c).as_ref())?;
+        let keep: BooleanArray = times
+            .iter()
+            .map(|v| Some(v.is_some_and(|v| v >= t)))
+            .collect();
+        if keep.true_count() == batch.num_rows() {
             return Ok(batch);
         }
-        self.count_late(late);
         Ok(filter_record_batch(&batch, &keep)?)
     }
 
@@ -485,22 +495,7 @@ impl StreamJoin {
 
     /// The rows of `batch` that can still meet a future row of the other side.
     fn unexpired(&self, side: Side, batch: RecordBatch) -> Result<RecordBatch> {
-        let Some(c) = self.time_col(side) else {
-            return Ok(batch);
-        };
-        let horizon = self.horizon(side);
-        if horizon == i64::MIN {
-            return Ok(batch);
-        }
-        let t = to_epoch_millis(batch.column(c).as_ref())?;
-        let keep: BooleanArray = t
-            .iter()
-            .map(|v| Some(v.is_some_and(|v| v >= horizon)))
-            .collect();
-        if keep.true_count() == batch.num_rows() {
-            return Ok(batch);
-        }
-        Ok(filter_record_batch(&batch, &keep)?)
+        self.rows_from(side, self.horizon(side), batch)
     }
 
     /// Merges the newest segments while the newer is at least half the size of the older,

@@ -131,23 +131,6 @@ fn kind_name(t: JoinType) -> &'static str {
     }
 }
 
-impl Planner<'_> {
-    /// The session's `table.exec.state.ttl` (0, the default, keeps state for as long as the
-    /// query runs).
-    pub(super) fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
-        match self
-            .settings
-            .iter()
-            .find(|(k, _)| k == "table.exec.state.ttl")
-        {
-            Some((_, v)) => crate::sql::options::parse_duration(v)
-                .map(Some)
-                .map_err(|m| WeirError::sql(format!("'table.exec.state.ttl': {m}"), None)),
-            None => Ok(None),
-        }
-    }
-}
-
 /// The window column (`window_start`, `window_end`, `window_time`) `name` is, coming from
 /// a window aggregate or a window table function below.
 fn window_column(plan: &LogicalPlan, name: &str) -> Option<String> {

@@ -37,6 +37,12 @@ use crate::source::watermark::{SourceStage, WatermarkExpr};
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
 use crate::sql::window::WindowKind;
 
+/// Compiled ORDER BY keys with their directions.
+type OrderKeys = Vec<(
+    Arc<dyn PhysicalExpr>,
+    datafusion::arrow::compute::SortOptions,
+)>;
+
 /// A node of a streaming plan.
 pub enum PlanNode {
     Source {
@@ -397,6 +403,17 @@ impl Planner<'_> {
         Ok(best)
     }
 
+    /// The session's `table.exec.state.ttl` (0, the default, keeps state for as long as the
+    /// query runs).
+    fn state_ttl(&self) -> Result<Option<std::time::Duration>> {
+        match self.setting("table.exec.state.ttl") {
+            Some(v) => crate::sql::options::parse_duration(v)
+                .map(Some)
+                .map_err(|m| WeirError::sql(format!("'table.exec.state.ttl': {m}"), None)),
+            None => Ok(None),
+        }
+    }
+
     /// A source's idle timeout as written: its `scan.watermark.idle-timeout`, else the
     /// session's `table.exec.source.idle-timeout` (with no position).
     fn idle_setting(&self, def: &TableDef) -> Option<(String, Option<crate::error::Pos>)> {
@@ -406,11 +423,17 @@ impl Planner<'_> {
                 def.options.pos("scan.watermark.idle-timeout"),
             )),
             None => self
-                .settings
-                .iter()
-                .find(|(k, _)| k == "table.exec.source.idle-timeout")
-                .map(|(_, v)| (v.clone(), None)),
+                .setting("table.exec.source.idle-timeout")
+                .map(|v| (v.to_string(), None)),
         }
+    }
+
+    /// The value of a `SET` key in this session.
+    fn setting(&self, key: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The sink for rows too late for their windows, when a source under the window names
@@ -735,26 +758,7 @@ impl Planner<'_> {
                     )),
                 };
             }
-            let partition = f
-                .params
-                .partition_by
-                .iter()
-                .map(|p| compile(self.state, p, input_schema))
-                .collect::<Result<Vec<_>>>()?;
-            let order = f
-                .params
-                .order_by
-                .iter()
-                .map(|s| {
-                    Ok((
-                        compile(self.state, &s.expr, input_schema)?,
-                        datafusion::arrow::compute::SortOptions {
-                            descending: !s.asc,
-                            nulls_first: s.nulls_first,
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let (partition, order) = self.rank_keys(f, input_schema)?;
             calls.push(RankCall {
                 kind,
                 partition,
@@ -771,15 +775,12 @@ impl Planner<'_> {
         })
     }
 
-    /// Top-N over a whole stream (a changelog): `ROW_NUMBER()` with a limit from the filter
-    /// above.
-    fn top_n(
+    /// A ranking call's partition keys and order keys, compiled.
+    fn rank_keys(
         &self,
-        w: &datafusion::logical_expr::Window,
         f: &datafusion::logical_expr::expr::WindowFunction,
-        limit: usize,
-    ) -> Result<PlanNode> {
-        let input_schema = w.input.schema();
+        input_schema: &DFSchema,
+    ) -> Result<(Vec<Arc<dyn PhysicalExpr>>, OrderKeys)> {
         let partition = f
             .params
             .partition_by
@@ -800,6 +801,19 @@ impl Planner<'_> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        Ok((partition, order))
+    }
+
+    /// Top-N over a whole stream (a changelog): `ROW_NUMBER()` with a limit from the filter
+    /// above.
+    fn top_n(
+        &self,
+        w: &datafusion::logical_expr::Window,
+        f: &datafusion::logical_expr::expr::WindowFunction,
+        limit: usize,
+    ) -> Result<PlanNode> {
+        let input_schema = w.input.schema();
+        let (partition, order) = self.rank_keys(f, input_schema)?;
         let input = self.node(&w.input)?;
         append_only(&input, "Top-N")?;
         let op = crate::operator::topn::TopNOperator::new(
