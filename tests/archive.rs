@@ -2,13 +2,13 @@
 //! `query` and an independent reader (the `parquet` crate's own Arrow reader, file by file)
 //! read it back and agree with each other and with the rows the query produced.
 
+mod common;
+use common::rows;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use weir::Session;
-use weir::format::encode::row_texts;
 
 const SOURCE: &str = "CREATE TABLE window_source_t (
   ts STRING, a_int INT, b_double DOUBLE, c_float FLOAT, d_bigdec DECIMAL(10, 2),
@@ -21,12 +21,6 @@ const WINDOWS: &str = "SELECT name, window_start, window_end, COUNT(*) AS c, SUM
     date_format(window_start, '%Y-%m-%d') AS dt, date_format(window_start, '%H') AS `hour` \
     FROM TABLE(TUMBLE(TABLE window_source_t, DESCRIPTOR(rowtime), INTERVAL '5' SECOND)) \
     GROUP BY name, window_start, window_end";
-
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
-    out
-}
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("read dir") {

@@ -316,6 +316,20 @@ fn a_late_data_sink_that_is_not_a_table_is_an_error_at_its_option() {
     assert!(stderr.contains("1:"), "{stderr}");
 }
 
+/// Two event-time sources: `fast` (2 000 rows in a second, 20 s of event time) and `slow` (a
+/// row every half second, three in all, its times in the first window); `slow_opt` adds to
+/// `slow`'s options.
+fn fast_and_slow(slow_opt: &str) -> String {
+    format!(
+        "CREATE TABLE fast (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+         WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '2000', \
+         'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000');\n\
+         CREATE TABLE slow (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
+         WITH ('connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '3', \
+         'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3'{slow_opt});\n"
+    )
+}
+
 /// Two sources into one window: `slow` sends a row every half second. Without an idle
 /// timeout its watermark holds the union back, so no window closes before it ends and none
 /// of its rows is late; with one, the union goes on without it while it is silent, windows
@@ -325,16 +339,12 @@ fn an_idle_source_stops_holding_back_a_union_after_its_timeout() {
     let sql = |idle: &str, slow_opt: &str| {
         format!(
             "{idle}\
-             CREATE TABLE fast (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
-             WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '2000', \
-             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000');\n\
-             CREATE TABLE slow (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
-             WITH ('connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '3', \
-             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3'{slow_opt});\n\
+             {}\
              CREATE TABLE out WITH ('connector' = 'blackhole');\n\
              INSERT INTO out SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(\
              (SELECT v, ts FROM fast UNION ALL SELECT v, ts FROM slow), DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
-             GROUP BY window_start, window_end;\n"
+             GROUP BY window_start, window_end;\n",
+            fast_and_slow(slow_opt)
         )
     };
     let (_d1, held) = script("held.sql", &sql("", ""));
@@ -374,15 +384,11 @@ fn an_idle_input_stops_holding_back_a_window_join_after_its_timeout() {
         };
         format!(
             "{idle}\
-             CREATE TABLE fast (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
-             WITH ('connector' = 'datagen', 'rows-per-second' = '2000', 'number-of-rows' = '2000', \
-             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '2000');\n\
-             CREATE TABLE slow (v BIGINT, ts AS to_timestamp_millis(v * 10), WATERMARK FOR ts AS ts) \
-             WITH ('connector' = 'datagen', 'rows-per-second' = '2', 'number-of-rows' = '3', \
-             'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3');\n\
+             {}\
              CREATE TABLE out WITH ('connector' = 'blackhole');\n\
              INSERT INTO out SELECT f.window_start, f.c, s.c FROM {} AS f LEFT JOIN {} AS s \
              ON f.window_start = s.window_start AND f.window_end = s.window_end;\n",
+            fast_and_slow(""),
             side("fast"),
             side("slow")
         )

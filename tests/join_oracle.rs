@@ -6,6 +6,8 @@
 //!
 //! `WEIR_JOIN_CASES=n` changes the number of random cases; a failure prints the seed.
 
+mod common;
+use common::rows;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -17,7 +19,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use weir::Session;
-use weir::format::encode::row_texts;
 
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01
 /// How far a row's time may trail the latest before it (the watermark's delay).
@@ -82,12 +83,6 @@ fn write_json(batch: &RecordBatch, path: &std::path::Path) {
     let mut w = datafusion::arrow::json::LineDelimitedWriter::new(f);
     w.write(batch).expect("write rows");
     w.finish().expect("finish");
-}
-
-fn texts(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
-    out
 }
 
 /// A window aggregate of one side, in Weir's SQL and in DataFusion's.
@@ -173,7 +168,7 @@ async fn oracle(a: &RecordBatch, b: &RecordBatch, sql: &str) -> Vec<String> {
         .collect()
         .await
         .expect("oracle runs");
-    texts(&batches)
+    rows(&batches)
 }
 
 async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String> {
@@ -193,7 +188,7 @@ async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String
         .run_collect(&script)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    texts(&results.pop().expect("one result"))
+    rows(&results.pop().expect("one result"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,8 @@
 //! The broker binary comes from `$WEIR_TANSU` or `tansu` on the PATH (`bash .ci/run`
 //! builds it when missing); without it the tests are skipped locally and fail under CI=true.
 
+mod common;
+use common::rows;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +21,6 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{Int32Type, TimestampMillisecondType};
 use weir::Session;
-use weir::format::encode::row_texts;
 use weir::sink::Sink;
 use weir::sql::parser::parse_script;
 
@@ -185,13 +186,6 @@ fn ints(batches: &[RecordBatch], col: usize) -> Vec<i64> {
             .expect("BIGINT");
         out.extend(a.iter().flatten());
     }
-    out
-}
-
-/// Every row as text, sorted: results compared as multisets.
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
     out
 }
 

@@ -6,19 +6,31 @@
 //! operators. Each query runs with two source batch sizes, so results cannot depend on where
 //! batches are cut.
 
-use std::sync::Arc;
+mod common;
+use common::rows;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use weir::Session;
-use weir::format::encode::row_texts;
-use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
 
 /// 50 000 events at 1 000 events per second of event time: 50 s, five 10-second windows.
 const EVENTS: u64 = 50_000;
 const RATE: u32 = 1_000;
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01 00:00:00, the DDL's 'base-time'
+
+/// q15's and q16's figures: bids, bidders and auctions, in all and in three price ranges.
+macro_rules! price_range_counts {
+    () => {
+        "count(*), count(*) FILTER (WHERE price < 10000), \
+         count(*) FILTER (WHERE price >= 10000 AND price < 1000000), \
+         count(*) FILTER (WHERE price >= 1000000), \
+         count(DISTINCT bidder), count(DISTINCT bidder) FILTER (WHERE price < 10000), \
+         count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000), \
+         count(DISTINCT bidder) FILTER (WHERE price >= 1000000), \
+         count(DISTINCT auction), count(DISTINCT auction) FILTER (WHERE price < 10000), \
+         count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000), \
+         count(DISTINCT auction) FILTER (WHERE price >= 1000000)"
+    };
+}
 
 /// (query file, the same query in DataFusion batch SQL over the views of `ddl.sql`; empty
 /// when the file's own SELECT is plain SQL that DataFusion runs as it is).
@@ -100,31 +112,19 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "q15",
-        "SELECT to_char(dateTime, '%Y-%m-%d') AS day, count(*), \
-           count(*) FILTER (WHERE price < 10000), \
-           count(*) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(*) FILTER (WHERE price >= 1000000), \
-           count(DISTINCT bidder), count(DISTINCT bidder) FILTER (WHERE price < 10000), \
-           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(DISTINCT bidder) FILTER (WHERE price >= 1000000), \
-           count(DISTINCT auction), count(DISTINCT auction) FILTER (WHERE price < 10000), \
-           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(DISTINCT auction) FILTER (WHERE price >= 1000000) \
-         FROM bid GROUP BY 1",
+        concat!(
+            "SELECT to_char(dateTime, '%Y-%m-%d') AS day, ",
+            price_range_counts!(),
+            " FROM bid GROUP BY 1"
+        ),
     ),
     (
         "q16",
-        "SELECT channel, to_char(dateTime, '%Y-%m-%d') AS day, max(to_char(dateTime, '%H:%M')), \
-           count(*), count(*) FILTER (WHERE price < 10000), \
-           count(*) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(*) FILTER (WHERE price >= 1000000), \
-           count(DISTINCT bidder), count(DISTINCT bidder) FILTER (WHERE price < 10000), \
-           count(DISTINCT bidder) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(DISTINCT bidder) FILTER (WHERE price >= 1000000), \
-           count(DISTINCT auction), count(DISTINCT auction) FILTER (WHERE price < 10000), \
-           count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000), \
-           count(DISTINCT auction) FILTER (WHERE price >= 1000000) \
-         FROM bid GROUP BY 1, 2",
+        concat!(
+            "SELECT channel, to_char(dateTime, '%Y-%m-%d') AS day, max(to_char(dateTime, '%H:%M')), ",
+            price_range_counts!(),
+            " FROM bid GROUP BY 1, 2"
+        ),
     ),
     (
         "q17",
@@ -166,12 +166,6 @@ const CASES: &[(&str, &str)] = &[
            split_part(url, '/', 5) AS dir2, split_part(url, '/', 6) AS dir3 FROM bid",
     ),
 ];
-
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
-    out
-}
 
 fn read(path: &str) -> String {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -226,26 +220,7 @@ fn views() -> Vec<String> {
 }
 
 async fn batch_answer(sql: &str) -> Vec<String> {
-    let mut generator = NexmarkGenerator::new(NexmarkConfig {
-        events: Some(EVENTS),
-        first_event_rate: RATE as f64,
-        person_proportion: 1,
-        auction_proportion: 3,
-        bid_proportion: 46,
-        seed: 0,
-        base_time: BASE,
-    });
-    let mut batches = vec![];
-    while let Some(b) = generator.next_batch(1000).expect("generate") {
-        batches.push(b);
-    }
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(config);
-    let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
-    ctx.register_table("events", Arc::new(table))
-        .expect("register");
+    let ctx = common::nexmark_batch_context(EVENTS, RATE as f64, 0, BASE);
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let side_schema = Schema::new(vec![
         Field::new("key", DataType::Int64, false),

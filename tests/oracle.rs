@@ -3,14 +3,10 @@
 //! the rows must be equal — for several source batch sizes, so that results cannot depend
 //! on where batches are cut.
 
-use std::sync::Arc;
+mod common;
+use common::rows;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use weir::Session;
-use weir::format::encode::row_texts;
-use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
 
 const EVENTS: u64 = 5_000;
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01
@@ -32,33 +28,8 @@ const QUERIES: &[&str] = &[
     "SELECT auction FROM bid WHERE price < 1000 UNION ALL SELECT person.id FROM events WHERE event_type = 0",
 ];
 
-fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
-    out
-}
-
 async fn batch_answer(sql: &str) -> Vec<String> {
-    let mut generator = NexmarkGenerator::new(NexmarkConfig {
-        events: Some(EVENTS),
-        first_event_rate: 10_000.0,
-        person_proportion: 1,
-        auction_proportion: 3,
-        bid_proportion: 46,
-        seed: 3,
-        base_time: BASE,
-    });
-    let mut batches = vec![];
-    while let Some(b) = generator.next_batch(1000).expect("generate") {
-        batches.push(b);
-    }
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(config);
-    let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
-    ctx.register_table("events", Arc::new(table))
-        .expect("register");
+    let ctx = common::nexmark_batch_context(EVENTS, 10_000.0, 3, BASE);
     ctx.sql(VIEW)
         .await
         .expect("view")

@@ -11,6 +11,8 @@
 //! `WEIR_WINDOW_CASES=n` changes the number of cases per window kind; a failure prints the
 //! seed, and `WEIR_WINDOW_SEED=s` reruns just that case.
 
+mod common;
+use common::rows as rows_text;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -23,7 +25,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use weir::Session;
-use weir::format::encode::row_texts;
 
 const BASE: i64 = 1_767_225_600_000; // 2026-01-01
 
@@ -36,12 +37,6 @@ struct Row {
     v: Option<i64>,
     s: Option<String>,
     ts: i64,
-}
-
-fn rows_text(batches: &[RecordBatch]) -> Vec<String> {
-    let mut out = row_texts(batches, "|").expect("format");
-    out.sort();
-    out
 }
 
 fn ts_text(ms: i64) -> String {

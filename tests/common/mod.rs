@@ -1,0 +1,46 @@
+//! Helpers shared by the integration tests (each test file is its own crate and includes
+//! this module with `mod common;`, using what it needs).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use weir::format::encode::row_texts;
+use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
+
+/// Every row as one `|`-separated line, sorted: results compared as multisets.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = row_texts(batches, "|").expect("format");
+    out.sort();
+    out
+}
+
+/// A DataFusion context for batch SQL in Weir's dialect (case-sensitive identifiers, plain
+/// strings) holding `events`: the Nexmark generator's events for `events` events at `rate`
+/// events per second of event time, from `seed`, starting at `base` (epoch ms).
+pub fn nexmark_batch_context(events: u64, rate: f64, seed: u64, base: i64) -> SessionContext {
+    let mut generator = NexmarkGenerator::new(NexmarkConfig {
+        events: Some(events),
+        first_event_rate: rate,
+        person_proportion: 1,
+        auction_proportion: 3,
+        bid_proportion: 46,
+        seed,
+        base_time: base,
+    });
+    let mut batches = vec![];
+    while let Some(b) = generator.next_batch(1000).expect("generate") {
+        batches.push(b);
+    }
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    let ctx = SessionContext::new_with_config(config);
+    let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
+    ctx.register_table("events", Arc::new(table))
+        .expect("register");
+    ctx
+}
