@@ -37,6 +37,12 @@ use crate::source::watermark::{SourceStage, WatermarkExpr};
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
 use crate::sql::window::WindowKind;
 
+/// An aggregate function compiled, with its FILTER.
+type AggregateCall = (
+    Arc<datafusion::physical_expr::aggregate::AggregateFunctionExpr>,
+    Option<Arc<dyn PhysicalExpr>>,
+);
+
 /// Compiled ORDER BY keys with their directions.
 type OrderKeys = Vec<(
     Arc<dyn PhysicalExpr>,
@@ -567,14 +573,7 @@ impl Planner<'_> {
             filters: vec![],
         };
         for e in &agg.aggr_expr {
-            #[allow(deprecated)]
-            let (expr, filter, _order) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    e,
-                    input_schema,
-                    &physical_input,
-                    self.state.execution_props(),
-                )?;
+            let (expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
             layout.push(OutCol::Agg(aggs.exprs.len()));
             aggs.args.push(expr.expressions());
             aggs.exprs.push(expr);
@@ -640,6 +639,25 @@ impl Planner<'_> {
         })
     }
 
+    /// An aggregate call compiled: the function and its FILTER (ordering within the
+    /// aggregate is not used by the streaming aggregates).
+    fn aggregate_call(
+        &self,
+        e: &datafusion::logical_expr::Expr,
+        input_schema: &DFSchema,
+        physical_input: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<AggregateCall> {
+        #[allow(deprecated)]
+        let (expr, filter, _order) =
+            datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                e,
+                input_schema,
+                physical_input,
+                self.state.execution_props(),
+            )?;
+        Ok((expr, filter))
+    }
+
     /// A GROUP BY without a window: an aggregate over the whole stream, whose results
     /// update (a changelog).
     fn group_aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
@@ -665,14 +683,7 @@ impl Planner<'_> {
         let retracting = input.updates();
         let mut calls = vec![];
         for e in &agg.aggr_expr {
-            #[allow(deprecated)]
-            let (expr, filter, _order) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    e,
-                    input_schema,
-                    &physical_input,
-                    self.state.execution_props(),
-                )?;
+            let (expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
             if retracting && !expr.create_accumulator()?.supports_retract_batch() {
                 return Err(WeirError::sql(
                     format!(
