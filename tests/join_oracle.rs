@@ -15,7 +15,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use weir::Session;
@@ -154,21 +153,12 @@ fn queries() -> Vec<(String, String, String)> {
 }
 
 async fn oracle(a: &RecordBatch, b: &RecordBatch, sql: &str) -> Vec<String> {
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = common::batch_context();
     for (name, batch) in [("a", a), ("b", b)] {
         let t = MemTable::try_new(batch.schema(), vec![vec![batch.clone()]]).expect("mem table");
         ctx.register_table(name, Arc::new(t)).expect("register");
     }
-    let batches = ctx
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
-        .collect()
-        .await
-        .expect("oracle runs");
-    rows(&batches)
+    common::query(&ctx, sql).await
 }
 
 async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String> {

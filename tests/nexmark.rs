@@ -7,9 +7,7 @@
 //! batches are cut.
 
 mod common;
-use common::rows;
 
-use datafusion::prelude::{SessionConfig, SessionContext};
 use weir::Session;
 
 /// 50 000 events at 1 000 events per second of event time: 50 s, five 10-second windows.
@@ -244,21 +242,9 @@ async fn batch_answer(sql: &str) -> Vec<String> {
         CASE WHEN event_type = 0 THEN person.dateTime WHEN event_type = 1 THEN auction.dateTime \
         ELSE bid.dateTime END AS dateTime FROM events";
     for v in std::iter::once(datagen.to_string()).chain(views()) {
-        ctx.sql(&v)
-            .await
-            .unwrap_or_else(|e| panic!("{v}: {e}"))
-            .collect()
-            .await
-            .expect("view created");
+        common::query(&ctx, &v).await;
     }
-    rows(
-        &ctx.sql(sql)
-            .await
-            .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
-            .collect()
-            .await
-            .expect("oracle runs"),
-    )
+    common::query(&ctx, sql).await
 }
 
 /// Rows equal as text, or as numbers within a relative 1e-9 where both cells are
@@ -404,29 +390,23 @@ async fn q10_writes_every_bid_once_into_committed_partition_folders() {
     }
     // 50 s of event time from 00:00:00: the minute folders 00:00.
     assert!(folders >= 1);
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config(config);
-    ctx.sql(&format!(
-        "CREATE EXTERNAL TABLE written (auction BIGINT, bidder BIGINT, price BIGINT, \
-           dateTime TIMESTAMP, extra VARCHAR, dt VARCHAR, hm VARCHAR) \
-         STORED AS CSV PARTITIONED BY (dt, hm) LOCATION '{}/' \
-         OPTIONS ('format.has_header' 'false')",
-        out.display()
-    ))
-    .await
-    .expect("external table")
-    .collect()
-    .await
-    .expect("created");
-    let got = rows(
-        &ctx.sql("SELECT auction, bidder, price, dateTime, extra, dt, hm FROM written")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("read back"),
-    );
+    let ctx = common::batch_context();
+    common::query(
+        &ctx,
+        &format!(
+            "CREATE EXTERNAL TABLE written (auction BIGINT, bidder BIGINT, price BIGINT, \
+               dateTime TIMESTAMP, extra VARCHAR, dt VARCHAR, hm VARCHAR) \
+             STORED AS CSV PARTITIONED BY (dt, hm) LOCATION '{}/' \
+             OPTIONS ('format.has_header' 'false')",
+            out.display()
+        ),
+    )
+    .await;
+    let got = common::query(
+        &ctx,
+        "SELECT auction, bidder, price, dateTime, extra, dt, hm FROM written",
+    )
+    .await;
     let expected = batch_answer(
         "SELECT auction, bidder, price, dateTime, extra, to_char(dateTime, '%Y-%m-%d'), \
          to_char(dateTime, '%H:%M') FROM bid",

@@ -30,20 +30,8 @@ const QUERIES: &[&str] = &[
 
 async fn batch_answer(sql: &str) -> Vec<String> {
     let ctx = common::nexmark_batch_context(EVENTS, 10_000.0, 3, BASE);
-    ctx.sql(VIEW)
-        .await
-        .expect("view")
-        .collect()
-        .await
-        .expect("view created");
-    rows(
-        &ctx.sql(sql)
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run"),
-    )
+    common::query(&ctx, VIEW).await;
+    common::query(&ctx, sql).await
 }
 
 async fn stream_answer(sql: &str, batch_size: usize) -> Vec<String> {

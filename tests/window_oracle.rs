@@ -21,7 +21,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use weir::Session;
@@ -359,10 +358,7 @@ async fn late_oracle(rows: &[Row], kind: Kind, keyed: bool, bound: i64) -> Vec<S
     fields.push(Field::new("ws", DataType::Int64, false));
     fields.push(Field::new("we", DataType::Int64, false));
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("expanded");
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = common::batch_context();
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("mem table");
     ctx.register_table("w", Arc::new(table)).expect("register");
     let (sel, grp) = if keyed { ("k, ", ", k") } else { ("", "") };
@@ -370,32 +366,15 @@ async fn late_oracle(rows: &[Row], kind: Kind, keyed: bool, bound: i64) -> Vec<S
         "SELECT {sel}to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
          {MEASURES} FROM w GROUP BY ws, we{grp}"
     );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .expect("oracle plans")
-        .collect()
-        .await
-        .expect("oracle runs");
-    rows_text(&batches)
+    common::query(&ctx, &sql).await
 }
 
 async fn oracle(rows: &[Row], sql: &str) -> Vec<String> {
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = common::batch_context();
     let table =
         MemTable::try_new(batch_of(rows).schema(), vec![vec![batch_of(rows)]]).expect("mem table");
     ctx.register_table("t", Arc::new(table)).expect("register");
-    let batches = ctx
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("oracle plans {sql}: {e}"))
-        .collect()
-        .await
-        .expect("oracle runs");
-    rows_text(&batches)
+    common::query(&ctx, sql).await
 }
 
 async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) -> Vec<String> {

@@ -18,8 +18,28 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     out
 }
 
-/// A DataFusion context for batch SQL in Weir's dialect (case-sensitive identifiers, plain
-/// strings) holding `events`: the Nexmark generator's events for `events` events at `rate`
+/// A DataFusion context for batch SQL in Weir's dialect: case-sensitive identifiers and
+/// plain (not view) strings.
+pub fn batch_context() -> SessionContext {
+    let mut config = SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    SessionContext::new_with_config(config)
+}
+
+/// Runs `sql` in `ctx` to its end: its rows as [`rows`] gives them (none for DDL).
+pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("batch SQL plans {sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("batch SQL runs {sql}: {e}"));
+    rows(&batches)
+}
+
+/// A [`batch_context`] holding `events`: the Nexmark generator's events for `events` events at `rate`
 /// events per second of event time, from `seed`, starting at `base` (epoch ms).
 pub fn nexmark_batch_context(events: u64, rate: f64, seed: u64, base: i64) -> SessionContext {
     let mut generator = NexmarkGenerator::new(NexmarkConfig {
@@ -35,10 +55,7 @@ pub fn nexmark_batch_context(events: u64, rate: f64, seed: u64, base: i64) -> Se
     while let Some(b) = generator.next_batch(1000).expect("generate") {
         batches.push(b);
     }
-    let mut config = SessionConfig::new();
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = batch_context();
     let table = MemTable::try_new(schema(), vec![batches]).expect("mem table");
     ctx.register_table("events", Arc::new(table))
         .expect("register");
