@@ -207,22 +207,12 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
             &def.name, options,
         )?)),
         "filesystem" => {
-            let format = Format::parse(options, &def.name)?;
             let path = local_path(options.require("path", &def.name)?);
-            if format == Format::Parquet || !def.partitioned_by.is_empty() {
-                return Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(
-                    &path,
-                    part_name,
-                    &def.partitioned_by,
-                    options,
-                )?));
-            }
-            Ok(Box::new(crate::sink::filesystem::FileSink::create(
+            Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(
                 &path,
                 part_name,
-                format,
-                options.bool_or("csv.header", false)?,
-                options.char_or("csv.field-delimiter", b',')?,
+                &def.partitioned_by,
+                options,
             )?))
         }
         other => Err(WeirError::user(format!(

@@ -68,6 +68,7 @@ impl WeirError {
                 hint: Some(h.into()),
             },
             WeirError::User(m) => WeirError::User(format!("{m}\n  help: {}", h.into())),
+            WeirError::External(m) => WeirError::External(format!("{m}\n  help: {}", h.into())),
             other => other,
         }
     }

@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod changelog;
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod format;

@@ -44,6 +44,10 @@ enum Command {
         /// Print no job summaries on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// Ignore the jobs' saved checkpoints and start over (with checkpointing, a job
+        /// otherwise resumes from its latest completed checkpoint).
+        #[arg(long)]
+        from_scratch: bool,
     },
     /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
     /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
@@ -176,7 +180,8 @@ fn main() -> ExitCode {
             set,
             format,
             quiet,
-        }) => rt.block_on(run(files, set, format, quiet)),
+            from_scratch,
+        }) => rt.block_on(run(files, set, format, quiet, from_scratch)),
         Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
         Some(Command::Bench { suite }) => bench(suite),
     }
@@ -223,10 +228,17 @@ async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
     }
 }
 
-async fn run(files: Vec<PathBuf>, set: Vec<String>, format: OutputFormat, quiet: bool) -> ExitCode {
+async fn run(
+    files: Vec<PathBuf>,
+    set: Vec<String>,
+    format: OutputFormat,
+    quiet: bool,
+    from_scratch: bool,
+) -> ExitCode {
     let mut session = Session::new();
     session.output = format;
     session.quiet = quiet;
+    session.from_scratch = from_scratch;
     for kv in &set {
         match kv.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => session.set(k.trim(), v.trim()),

@@ -14,6 +14,7 @@ use datafusion::logical_expr::{Expr as DfExpr, ExprSchemable, LogicalPlan, Logic
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast;
 
+use crate::checkpoint::CheckpointConfig;
 use crate::error::{Result, WeirError, did_you_mean};
 use crate::format::encode::OutputFormat;
 use crate::job::Job;
@@ -49,6 +50,8 @@ pub struct Session {
     pub quiet: bool,
     /// Show a spinner on stderr while a batch query runs (set when stderr is a terminal).
     pub progress: bool,
+    /// Jobs ignore saved checkpoints and start over (`weir run --from-scratch`).
+    pub from_scratch: bool,
 }
 
 impl Default for Session {
@@ -80,7 +83,18 @@ impl Session {
             output: OutputFormat::Table,
             quiet: false,
             progress: false,
+            from_scratch: false,
         }
+    }
+
+    /// How the job of `stmt` checkpoints, from the settings (see [`crate::checkpoint`]).
+    fn checkpoint_config(&self, stmt: &Located) -> Result<CheckpointConfig> {
+        CheckpointConfig::from_settings(
+            &self.settings_list(),
+            &format!("q-{}", query_id(&stmt.text)),
+            self.from_scratch,
+        )
+        .map_err(|e| e.at(Some(stmt.pos)))
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -326,14 +340,11 @@ impl Session {
             }
             Statement::Query(_) | Statement::Insert { .. } => {
                 let (plan, sink) = self.plan_statement(stmt).await?;
+                let checkpoint = self.checkpoint_config(stmt)?;
                 let id = self.next_job;
+                let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
                 self.next_job += 1;
-                Ok(Outcome::Started(Job::start(
-                    id,
-                    stmt.text.clone(),
-                    plan,
-                    sink,
-                )))
+                Ok(Outcome::Started(job))
             }
         }
     }
@@ -439,9 +450,11 @@ impl Session {
             return Err(WeirError::sql("expected a SELECT", Some(stmt.pos)));
         }
         let (plan, _) = self.plan_statement(stmt).await?;
+        let checkpoint = self.checkpoint_config(stmt)?;
         let id = self.next_job;
+        let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
         self.next_job += 1;
-        Ok(Job::start(id, stmt.text.clone(), plan, sink))
+        Ok(job)
     }
 
     /// Runs a script to its end and returns the rows of its bare SELECT statements (each
@@ -754,7 +767,7 @@ impl Session {
             sliced: Default::default(),
             rank_limits: Default::default(),
             tables: &self.tables,
-            part: format!("{}-0", query_id(&stmt.text)),
+            part: format!("q-{}", query_id(&stmt.text)),
         };
         match &stmt.statement {
             Statement::Query(q) => {
@@ -786,7 +799,7 @@ impl Session {
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
                 let options = crate::connector::effective_options(&def, &settings)?;
-                let part = format!("{}-0", query_id(&stmt.text));
+                let part = format!("q-{}", query_id(&stmt.text));
                 let sink = crate::connector::build_sink(&def, &options, &part)?;
                 if node.updates() && !sink.accepts_changes() {
                     return Err(WeirError::sql(

@@ -6,11 +6,15 @@ use datafusion::arrow::record_batch::RecordBatch;
 ///
 /// Watermarks are event-time milliseconds since the epoch: "rows with an event time below
 /// this are late". A window whose end is at or before the watermark is complete and fires. A bounded source that runs to its end sends
-/// `Watermark(i64::MAX)` before `End`, which fires every open window. Checkpoint barriers
-/// will travel as a further variant.
+/// `Watermark(i64::MAX)` before `End`, which fires every open window.
+///
+/// `Barrier(n)` is checkpoint `n` (see [`crate::checkpoint`]): every message before it is
+/// part of the checkpoint's state, every message after it is not. A task saves its state
+/// when the barrier has arrived on all its inputs, then passes it on.
 #[derive(Debug, Clone)]
 pub enum Message {
     Batch(RecordBatch),
     Watermark(i64),
+    Barrier(u64),
     End,
 }

@@ -8,10 +8,11 @@ use tokio::sync::mpsc::{Receiver, channel};
 use tokio::task::JoinHandle;
 
 use super::{CHANNEL_CAPACITY, JobMetrics, Message};
+use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{Result, WeirError};
-use crate::operator::{Chain, Operator, run_operator};
+use crate::operator::{Chain, Operator, TaskCheckpoint, run_operator};
 use crate::plan::PlanNode;
-use crate::sink::{Sink, run_sink};
+use crate::sink::{Sink, SinkContext, run_sink};
 use crate::source::SourceContext;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,31 +31,144 @@ pub struct Job {
     pub metrics: Arc<JobMetrics>,
     stop: Arc<AtomicBool>,
     handle: JobHandle,
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 pub type JobHandle = JoinHandle<Result<()>>;
 
 /// Stops a job from elsewhere (see [`Job::stop_handle`]).
 #[derive(Clone)]
-pub struct StopHandle(Arc<AtomicBool>);
+pub struct StopHandle(Arc<AtomicBool>, Option<Arc<Checkpointer>>);
 
 impl StopHandle {
+    /// As [`Job::stop`].
     pub fn stop(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        stop_job(&self.0, self.1.as_ref());
+    }
+}
+
+/// With checkpoints, a stop takes a savepoint first: the sources send its barrier before
+/// they end, and the sink commits exactly what the savepoint holds.
+fn stop_job(stop: &AtomicBool, checkpointer: Option<&Arc<Checkpointer>>) {
+    if stop.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(cp) = checkpointer {
+        cp.stop_with_savepoint();
+    }
+    stop.store(true, Ordering::SeqCst);
+}
+
+fn fmt_age(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 7_200_000 {
+        format!("{:.1} min", ms as f64 / 60_000.0)
+    } else {
+        format!("{:.1} h", ms as f64 / 3_600_000.0)
     }
 }
 
 impl Job {
-    /// Starts every task of `plan`, ending in `sink`.
-    pub fn start(id: u64, name: String, plan: PlanNode, sink: Box<dyn Sink>) -> Job {
+    /// Starts every task of `plan`, ending in `sink`. With checkpointing (`checkpoint`
+    /// enabled), the job's checkpoint folder is opened first: its lock taken, the checkpoint
+    /// to restore read and checked against this plan. Errors: the job is already running,
+    /// the folder cannot be written, the saved state does not fit the plan, or a source or
+    /// operator cannot take part in checkpoints.
+    pub fn start(
+        id: u64,
+        name: String,
+        plan: PlanNode,
+        sink: Box<dyn Sink>,
+        checkpoint: CheckpointConfig,
+    ) -> Result<Job> {
+        let checkpointer = if checkpoint.enabled() {
+            check_checkpointable(&plan)?;
+            let cp = Checkpointer::open(checkpoint.clone())?;
+            if let Some(r) = cp.restored()
+                && r.manifest.finished
+            {
+                return Err(WeirError::user(format!(
+                    "job '{}' already ran to the end of its input (checkpoint {} in '{}'): its output is complete",
+                    checkpoint.job,
+                    r.manifest.checkpoint,
+                    r.path.display()
+                ))
+                .with_hint("run it again with --from-scratch, or SET 'pipeline.name' to a new name"));
+            }
+            Some(cp)
+        } else {
+            None
+        };
         let metrics = Arc::new(JobMetrics::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let mut spawner = Spawner {
+            metrics: &metrics,
+            stop: &stop,
+            checkpointer: checkpointer.clone(),
+            next_id: 0,
+            starts: vec![],
+        };
+        let rx = spawner.node(plan);
+        if let Some(cp) = &checkpointer {
+            cp.register("sink", "sink");
+            cp.check_plan()?;
+            if let Some(r) = cp.restored() {
+                let age = r.manifest.time_ms.abs_diff(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or(0),
+                );
+                let bytes: u64 = r.manifest.tasks.iter().map(|t| t.bytes).sum();
+                eprintln!(
+                    "[INFO] Job '{}' resumes from {} {} ({} ago, {bytes} bytes of state): {}",
+                    cp.config.job,
+                    if r.manifest.savepoint {
+                        "savepoint"
+                    } else {
+                        "checkpoint"
+                    },
+                    r.manifest.checkpoint,
+                    fmt_age(age),
+                    r.path.display()
+                );
+            }
+        }
         let mut tasks: Vec<JoinHandle<Result<()>>> = vec![];
-        let rx = spawn_node(plan, &metrics, &stop, &mut tasks);
+        for start in spawner.starts {
+            tasks.push(start());
+        }
         let sink_metrics = metrics.register("sink");
+        let sink_ctx = SinkContext {
+            job: checkpoint.job.clone(),
+            run: checkpointer
+                .as_ref()
+                .map(|c| c.run.clone())
+                .unwrap_or_else(crate::checkpoint::run_id),
+            checkpointer: checkpointer.clone(),
+        };
         tasks.push(tokio::task::spawn_blocking(move || {
-            run_sink(sink, rx, sink_metrics)
+            run_sink(sink, rx, sink_metrics, sink_ctx)
         }));
+        if let (Some(cp), Some(every)) = (&checkpointer, checkpoint.interval) {
+            let cp = cp.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if stop.load(Ordering::Relaxed) || Arc::strong_count(&cp) == 1 {
+                        return;
+                    }
+                    cp.trigger();
+                }
+            });
+        }
         let stop2 = stop.clone();
         let handle = tokio::spawn(async move {
             let mut first_err: Option<WeirError> = None;
@@ -83,23 +197,30 @@ impl Job {
                 None => Ok(()),
             }
         });
-        Job {
+        Ok(Job {
             id,
             name,
             metrics,
             stop,
             handle,
-        }
+            checkpointer,
+        })
+    }
+
+    /// The job's checkpoints, when it takes them.
+    pub fn checkpointer(&self) -> Option<&Arc<Checkpointer>> {
+        self.checkpointer.as_ref()
     }
 
     /// A handle that stops this job, usable while something else waits for it.
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.stop.clone())
+        StopHandle(self.stop.clone(), self.checkpointer.clone())
     }
 
-    /// Asks the sources to stop; the job then drains and ends cleanly.
+    /// Asks the sources to stop; the job then drains and ends cleanly. With checkpoints it
+    /// stops with a savepoint, from which the next run of the job continues.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        stop_job(&self.stop, self.checkpointer.as_ref());
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -135,81 +256,171 @@ impl Job {
     }
 }
 
-/// Starts the tasks of `node` and returns the channel its output arrives on.
-fn spawn_node(
-    node: PlanNode,
-    metrics: &Arc<JobMetrics>,
-    stop: &Arc<AtomicBool>,
-    tasks: &mut Vec<JoinHandle<Result<()>>>,
-) -> Receiver<Message> {
-    let (tx, rx) = channel(CHANNEL_CAPACITY);
+/// Refuses checkpointing for a plan with a source or operator that cannot save its state.
+fn check_checkpointable(node: &PlanNode) -> Result<()> {
     match node {
-        PlanNode::Source {
-            table,
-            mut source,
-            stage,
-        } => {
-            let m = metrics.register(format!("source {}", table.name));
-            let mut ctx = SourceContext::new(tx, stop.clone(), stage, m, metrics.clone());
-            tasks.push(tokio::task::spawn_blocking(move || source.run(&mut ctx)));
-        }
-        PlanNode::Values { batches } => {
-            let m = metrics.register("values");
-            tasks.push(tokio::spawn(async move {
-                for b in batches {
-                    m.add_out(b.num_rows());
-                    if tx.send(Message::Batch(b)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                let _ = tx.send(Message::Watermark(i64::MAX)).await;
-                let _ = tx.send(Message::End).await;
-                Ok(())
-            }));
-        }
-        PlanNode::Operator { op, input } => {
-            // Fuse a run of operators into one task.
-            let mut ops: Vec<Box<dyn Operator>> = vec![op];
-            let mut below = *input;
-            while let PlanNode::Operator { op, input } = below {
-                ops.push(op);
-                below = *input;
+        PlanNode::Source { table, source, .. } => {
+            if !source.checkpointable() {
+                return Err(WeirError::user(format!(
+                    "table '{}': a '{}' source cannot take part in checkpoints yet (it cannot replay from a saved position)",
+                    table.name,
+                    source.kind()
+                ))
+                .with_hint("checkpointing ('execution.checkpointing.interval') works with nexmark and memory sources; RESET it for this job"));
             }
-            ops.reverse();
-            let input_rx = spawn_node(below, metrics, stop, tasks);
-            let mut op: Box<dyn Operator> = if ops.len() == 1 {
-                ops.remove(0)
-            } else {
-                Box::new(Chain::new(ops))
-            };
-            op.attach(metrics);
-            let m = metrics.register(op.name());
-            tasks.push(tokio::spawn(run_operator(op, input_rx, tx, m)));
+            Ok(())
         }
-        PlanNode::Join {
-            mut join,
-            left,
-            right,
-            idle,
-        } => {
-            let l = spawn_node(*left, metrics, stop, tasks);
-            let r = spawn_node(*right, metrics, stop, tasks);
-            join.attach(metrics);
-            let m = metrics.register(join.name());
-            tasks.push(tokio::spawn(crate::operator::join::run_join(
-                *join, l, r, idle, tx, m,
-            )));
+        PlanNode::Values { .. } => Ok(()),
+        PlanNode::Operator { op, input } => {
+            if !op.checkpointable() {
+                return Err(WeirError::user(format!(
+                    "operator '{}' cannot save its state in a checkpoint yet",
+                    op.name()
+                ))
+                .with_hint("RESET 'execution.checkpointing.interval' for this job"));
+            }
+            check_checkpointable(input)
         }
-        PlanNode::Union { inputs, idle } => {
-            let rxs = inputs
-                .into_iter()
-                .map(|i| spawn_node(i, metrics, stop, tasks))
-                .collect();
-            let m = metrics.register("union");
-            tasks.push(tokio::spawn(crate::operator::union::run_union(
-                rxs, idle, tx, m,
-            )));
+        PlanNode::Join { left, right, .. } => {
+            check_checkpointable(left)?;
+            check_checkpointable(right)
         }
+        PlanNode::Union { inputs, .. } => inputs.iter().try_for_each(check_checkpointable),
     }
-    rx
+}
+
+type Start = Box<dyn FnOnce() -> JoinHandle<Result<()>> + Send>;
+
+/// Walks a plan, giving each task its channel and its stable id (`source-<n>`, `op-<n>`, in
+/// plan order), and collects the tasks to start once every id is registered (so that a
+/// restored checkpoint is checked against the whole plan before anything runs).
+struct Spawner<'a> {
+    metrics: &'a Arc<JobMetrics>,
+    stop: &'a Arc<AtomicBool>,
+    checkpointer: Option<Arc<Checkpointer>>,
+    next_id: usize,
+    starts: Vec<Start>,
+}
+
+impl Spawner<'_> {
+    fn id(&mut self, kind: &str, name: &str) -> String {
+        let id = format!("{kind}-{}", self.next_id);
+        self.next_id += 1;
+        if let Some(cp) = &self.checkpointer {
+            cp.register(&id, name);
+        }
+        id
+    }
+
+    /// Prepares the tasks of `node`; returns the channel its output arrives on.
+    fn node(&mut self, node: PlanNode) -> Receiver<Message> {
+        let (tx, rx) = channel(CHANNEL_CAPACITY);
+        match node {
+            PlanNode::Source {
+                table,
+                mut source,
+                stage,
+            } => {
+                let name = format!("source {}", table.name);
+                let task = self.id("source", &name);
+                let m = self.metrics.register(name);
+                let mut ctx =
+                    SourceContext::new(tx, self.stop.clone(), stage, m, self.metrics.clone());
+                let cp = self.checkpointer.clone();
+                self.starts.push(Box::new(move || {
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(cp) = cp
+                            && ctx.attach_checkpoints(cp, task, source.as_mut())?
+                        {
+                            // Read to its end before the checkpoint: nothing more to send.
+                            ctx.end(true);
+                            return Ok(());
+                        }
+                        source.run(&mut ctx)
+                    })
+                }));
+            }
+            PlanNode::Values { batches } => {
+                let m = self.metrics.register("values");
+                self.starts.push(Box::new(move || {
+                    tokio::spawn(async move {
+                        for b in batches {
+                            m.add_out(b.num_rows());
+                            if tx.send(Message::Batch(b)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        let _ = tx.send(Message::Watermark(i64::MAX)).await;
+                        let _ = tx.send(Message::End).await;
+                        Ok(())
+                    })
+                }));
+            }
+            PlanNode::Operator { op, input } => {
+                // Fuse a run of operators into one task.
+                let mut ops: Vec<Box<dyn Operator>> = vec![op];
+                let mut below = *input;
+                while let PlanNode::Operator { op, input } = below {
+                    ops.push(op);
+                    below = *input;
+                }
+                ops.reverse();
+                let input_rx = self.node(below);
+                let task_ids: Vec<String> = ops
+                    .iter()
+                    .map(|o| o.signature())
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|n| self.id("op", n))
+                    .collect();
+                let mut chain = Chain::new(ops);
+                chain.attach(self.metrics);
+                let m = self.metrics.register(chain.name());
+                let cp = self
+                    .checkpointer
+                    .clone()
+                    .map(|checkpointer| TaskCheckpoint {
+                        checkpointer,
+                        tasks: task_ids,
+                    });
+                self.starts.push(Box::new(move || {
+                    tokio::spawn(run_operator(chain, input_rx, tx, m, cp))
+                }));
+            }
+            PlanNode::Join {
+                mut join,
+                left,
+                right,
+                idle,
+            } => {
+                let l = self.node(*left);
+                let r = self.node(*right);
+                join.attach(self.metrics);
+                let name = join.name();
+                let task = self.id("op", &name);
+                let m = self.metrics.register(name);
+                let cp = self
+                    .checkpointer
+                    .clone()
+                    .map(|checkpointer| TaskCheckpoint {
+                        checkpointer,
+                        tasks: vec![task],
+                    });
+                self.starts.push(Box::new(move || {
+                    tokio::spawn(crate::operator::join::run_join(
+                        *join, l, r, idle, tx, m, cp,
+                    ))
+                }));
+            }
+            PlanNode::Union { inputs, idle } => {
+                let rxs = inputs.into_iter().map(|i| self.node(i)).collect();
+                self.id("op", "union");
+                let m = self.metrics.register("union");
+                self.starts.push(Box::new(move || {
+                    tokio::spawn(crate::operator::union::run_union(rxs, idle, tx, m))
+                }));
+            }
+        }
+        rx
+    }
 }

@@ -170,6 +170,11 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 }
 
 impl Operator for GroupAggregateOperator {
+    /// Its per-key state is not saved in checkpoints yet.
+    fn checkpointable(&self) -> bool {
+        false
+    }
+
     fn name(&self) -> String {
         format!(
             "group aggregate ({} key(s), {} aggregate(s), changelog)",

@@ -729,6 +729,104 @@ impl StreamJoin {
         Ok(())
     }
 
+    /// The join's state for a checkpoint: every kept row and every open window's rows, as
+    /// the input batches they came in (the schema's metadata says `part` = `kept` or
+    /// `window`, the `side`, 0 or 1, and a window's `end`), then an empty batch whose
+    /// metadata holds the watermarks and which sides have ended. Hash indexes are rebuilt
+    /// at restore.
+    pub fn snapshot(&self) -> Result<Option<Vec<RecordBatch>>> {
+        use datafusion::arrow::datatypes::Schema;
+        let tag = |b: &RecordBatch, meta: Vec<(&str, String)>| -> Result<RecordBatch> {
+            let schema = Schema::new(b.schema().fields().clone())
+                .with_metadata(meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            Ok(RecordBatch::try_new(
+                Arc::new(schema),
+                b.columns().to_vec(),
+            )?)
+        };
+        let mut out = vec![];
+        for (s, segs) in self.kept.iter().enumerate() {
+            for seg in segs {
+                out.push(tag(
+                    &seg.batch,
+                    vec![("part", "kept".into()), ("side", s.to_string())],
+                )?);
+            }
+        }
+        for (end, sides) in &self.windows {
+            for (s, batches) in sides.iter().enumerate() {
+                for b in batches {
+                    out.push(tag(
+                        b,
+                        vec![
+                            ("part", "window".into()),
+                            ("side", s.to_string()),
+                            ("end", end.to_string()),
+                        ],
+                    )?);
+                }
+            }
+        }
+        let meta = [
+            ("part", "meta".to_string()),
+            ("watermark", self.watermark.to_string()),
+            ("watermark0", self.side_watermark[0].to_string()),
+            ("watermark1", self.side_watermark[1].to_string()),
+            ("ended0", self.ended[0].to_string()),
+            ("ended1", self.ended[1].to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        out.push(RecordBatch::new_empty(Arc::new(
+            Schema::empty().with_metadata(meta),
+        )));
+        Ok(Some(out))
+    }
+
+    /// Puts back what [`StreamJoin::snapshot`] saved.
+    pub fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        let name = self.name();
+        let bad = |what: &str| {
+            WeirError::user(format!(
+                "the checkpoint's state of {name} is malformed: {what}"
+            ))
+        };
+        for b in state {
+            let meta = b.schema_ref().metadata().clone();
+            let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
+            let side = match get("side").as_str() {
+                "0" => Side::Left,
+                "1" => Side::Right,
+                _ => Side::Left,
+            };
+            let s = if side == Side::Left { 0 } else { 1 };
+            let as_input = |b: &RecordBatch| -> Result<RecordBatch> {
+                RecordBatch::try_new(self.input(side).schema.clone(), b.columns().to_vec())
+                    .map_err(|e| bad(&e.to_string()))
+            };
+            match get("part").as_str() {
+                "kept" => {
+                    let seg = self.segment(side, as_input(&b)?)?;
+                    self.kept[s].push(seg);
+                }
+                "window" => {
+                    let end: i64 = get("end").parse().map_err(|_| bad("a window's end"))?;
+                    let rows = as_input(&b)?;
+                    self.windows.entry(end).or_default()[s].push(rows);
+                }
+                "meta" => {
+                    let num = |k: &str| -> Result<i64> { get(k).parse().map_err(|_| bad(k)) };
+                    self.watermark = num("watermark")?;
+                    self.side_watermark = [num("watermark0")?, num("watermark1")?];
+                    self.ended = [get("ended0") == "true", get("ended1") == "true"];
+                }
+                other => return Err(bad(&format!("unknown part '{other}'"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Rows kept, per side (for tests and metrics).
     pub fn kept_rows(&self) -> [usize; 2] {
         let count = |s: &Vec<Segment>| s.iter().map(|g| g.batch.num_rows()).sum::<usize>();
@@ -752,15 +850,25 @@ pub async fn run_join(
     idle: [Option<Duration>; 2],
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
+    checkpoint: Option<crate::operator::TaskCheckpoint>,
 ) -> Result<()> {
     use crate::operator::union::{idle_tick, merge_inputs, merged, next_or_tick};
-    let mut mrx = merge_inputs(vec![left, right]);
+    if let Some(cp) = &checkpoint
+        && let Some(state) = cp
+            .checkpointer
+            .restored()
+            .and_then(|r| r.take(&cp.tasks[0]))
+    {
+        join.restore(state)?;
+    }
+    let mut merge = merge_inputs(vec![left, right]);
     let tick = idle_tick(&idle);
     let mut wm = [i64::MIN; 2];
     let mut ended = [false; 2];
     let mut last_seen = [Instant::now(); 2];
     let mut out = Vec::with_capacity(4);
-    while let Some(next) = next_or_tick(&mut mrx, tick).await {
+    while let Some(next) = next_or_tick(&mut merge.rx, tick).await {
+        let mut aligned = None;
         match next {
             // A tick: an input may have gone idle.
             None => {
@@ -783,8 +891,14 @@ pub async fn run_join(
                             join.watermark(min, &mut out)?;
                         }
                     }
+                    Message::Barrier(id) => {
+                        if merge.barrier(s, id, &ended) {
+                            aligned = Some(id);
+                        }
+                    }
                     Message::End => {
                         ended[s] = true;
+                        aligned = merge.aligned_after_end(&ended);
                         join.end_side(side);
                         if ended.iter().all(|e| *e) {
                             join.finish(&mut out)?;
@@ -796,7 +910,17 @@ pub async fn run_join(
                 }
             }
         }
+        if let Some(id) = aligned {
+            if let Some(cp) = &checkpoint {
+                cp.checkpointer.store(id, &cp.tasks[0], join.snapshot()?);
+            }
+            out.push(Message::Barrier(id));
+        }
         let done = matches!(out.last(), Some(Message::End));
+        if done && let Some(cp) = &checkpoint {
+            cp.checkpointer
+                .task_finished(&cp.tasks[0], join.snapshot()?);
+        }
         for m in out.drain(..) {
             if let Message::Batch(b) = &m {
                 metrics.add_out(b.num_rows());
@@ -804,6 +928,9 @@ pub async fn run_join(
             if tx.send(m).await.is_err() {
                 return Ok(());
             }
+        }
+        if let Some(id) = aligned {
+            merge.release(id);
         }
         if done {
             return Ok(());

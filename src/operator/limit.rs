@@ -25,6 +25,19 @@ impl Operator for LimitOperator {
         "limit".into()
     }
 
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        super::numbers_state(&[
+            ("skip", self.skip as i64),
+            ("remaining", self.remaining.min(i64::MAX as usize) as i64),
+        ])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        self.skip = super::number_from(&state, "skip", "limit")?.max(0) as usize;
+        self.remaining = super::number_from(&state, "remaining", "limit")?.max(0) as usize;
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
         let mut b = batch;
         if self.skip > 0 {

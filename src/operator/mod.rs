@@ -24,6 +24,7 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Receiver, Sender};
 
+use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::job::{JobMetrics, Message, OperatorMetrics};
 
@@ -59,6 +60,18 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// What the operator's saved state depends on, to tell at restore whether a checkpoint
+    /// fits a changed query: its name, and for aggregates the calls and key types.
+    fn signature(&self) -> String {
+        self.name()
+    }
+
+    /// False for an operator that keeps state it cannot yet save in a checkpoint; a job
+    /// with checkpointing refuses to start with one.
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
     /// True when the operator's output is a changelog whatever its input (see
     /// [`crate::changelog`]).
     fn emits_changes(&self) -> bool {
@@ -75,6 +88,10 @@ pub trait Operator: Send {
         match msg {
             Message::Batch(b) => self.process_batch(b, out),
             Message::Watermark(w) => self.process_watermark(w, out),
+            Message::Barrier(n) => {
+                out.push(Message::Barrier(n));
+                Ok(())
+            }
             Message::End => {
                 self.finish(out)?;
                 out.push(Message::End);
@@ -82,6 +99,41 @@ pub trait Operator: Send {
             }
         }
     }
+}
+
+/// A checkpoint state of a few named numbers (a watermark, a count): one row, one Int64
+/// column each.
+pub(crate) fn numbers_state(values: &[(&str, i64)]) -> Result<Option<Vec<RecordBatch>>> {
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Schema::new(
+        values
+            .iter()
+            .map(|(n, _)| Field::new(*n, DataType::Int64, false))
+            .collect::<Vec<_>>(),
+    );
+    let cols = values
+        .iter()
+        .map(|(_, v)| Arc::new(Int64Array::from(vec![*v])) as _)
+        .collect();
+    Ok(Some(vec![RecordBatch::try_new(Arc::new(schema), cols)?]))
+}
+
+/// Reads the number `name` of a [`numbers_state`]; `what` names the operator in errors.
+pub(crate) fn number_from(state: &[RecordBatch], name: &str, what: &str) -> Result<i64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    state
+        .first()
+        .and_then(|b| b.column_by_name(name))
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .filter(|c| c.len() == 1)
+        .map(|c| c.value(0))
+        .ok_or_else(|| {
+            crate::error::WeirError::user(format!(
+                "the checkpoint's state of '{what}' has no '{name}'"
+            ))
+        })
 }
 
 /// Several operators run in one task, each one's output feeding the next.
@@ -93,6 +145,45 @@ impl Chain {
     pub fn new(ops: Vec<Box<dyn Operator>>) -> Self {
         Chain { ops }
     }
+
+    /// The operators of the chain, first to last.
+    pub fn ops(&self) -> &[Box<dyn Operator>] {
+        &self.ops
+    }
+
+    /// Saves every operator's state for checkpoint `id` (the barrier has reached the
+    /// chain, so every message before it has passed all of them).
+    fn save(&mut self, cp: &TaskCheckpoint, id: Option<u64>) -> Result<()> {
+        for (op, task) in self.ops.iter_mut().zip(&cp.tasks) {
+            let state = op.snapshot()?;
+            match id {
+                Some(id) => cp.checkpointer.store(id, task, state),
+                None => cp.checkpointer.task_finished(task, state),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the operators' states from the restored checkpoint.
+    fn restore_from(&mut self, cp: &TaskCheckpoint) -> Result<()> {
+        let Some(r) = cp.checkpointer.restored() else {
+            return Ok(());
+        };
+        for (op, task) in self.ops.iter_mut().zip(&cp.tasks) {
+            if let Some(state) = r.take(task) {
+                op.restore(state)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A task's link to its job's checkpoints: the checkpointer and the stable ids of the
+/// task's operators (one per operator of a chain).
+#[derive(Clone)]
+pub struct TaskCheckpoint {
+    pub checkpointer: Arc<Checkpointer>,
+    pub tasks: Vec<String>,
 }
 
 fn push_through(ops: &mut [Box<dyn Operator>], msg: Message, out: &mut Vec<Message>) -> Result<()> {
@@ -133,6 +224,10 @@ impl Operator for Chain {
         self.ops.iter().any(|o| o.is_done())
     }
 
+    fn checkpointable(&self) -> bool {
+        self.ops.iter().all(|o| o.checkpointable())
+    }
+
     fn emits_changes(&self) -> bool {
         self.ops.iter().any(|o| o.emits_changes())
     }
@@ -144,21 +239,33 @@ impl Operator for Chain {
     }
 }
 
-/// Drives an operator: receive, handle, send, until `End` (or the downstream goes away).
-/// Returns when the operator has sent `End`.
+/// Drives a chain of operators: receive, handle, send, until `End` (or the downstream goes
+/// away). With checkpoints, restores the operators first, saves their states at each
+/// barrier before passing it on, and records their final states when the input ends.
+/// Returns when the chain has sent `End`.
 pub async fn run_operator(
-    mut op: Box<dyn Operator>,
+    mut op: Chain,
     mut rx: Receiver<Message>,
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
+    checkpoint: Option<TaskCheckpoint>,
 ) -> Result<()> {
+    if let Some(cp) = &checkpoint {
+        op.restore_from(cp)?;
+    }
     let mut out = Vec::with_capacity(4);
     while let Some(msg) = rx.recv().await {
         if let Message::Batch(b) = &msg {
             metrics.add_in(b.num_rows());
         }
         let ended = matches!(msg, Message::End);
+        if let (Message::Barrier(id), Some(cp)) = (&msg, &checkpoint) {
+            op.save(cp, Some(*id))?;
+        }
         op.handle(msg, &mut out)?;
+        if ended && let Some(cp) = &checkpoint {
+            op.save(cp, None)?;
+        }
         for m in out.drain(..) {
             if let Message::Batch(b) = &m {
                 metrics.add_out(b.num_rows());
@@ -174,6 +281,9 @@ pub async fn run_operator(
             // Nothing more is wanted: end downstream now; dropping `rx` tells upstream.
             let mut tail = vec![];
             op.handle(Message::End, &mut tail)?;
+            if let Some(cp) = &checkpoint {
+                op.save(cp, None)?;
+            }
             for m in tail {
                 let _ = tx.send(m).await;
             }

@@ -34,6 +34,15 @@ impl Operator for ProcTimeWatermark {
         "processing-time watermark".into()
     }
 
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        super::numbers_state(&[("watermark", self.watermark)])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        self.watermark = super::number_from(&state, "watermark", "processing-time watermark")?;
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
         let times = to_epoch_millis(batch.column(self.column).as_ref())?;
         let latest = max(&times);

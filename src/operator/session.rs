@@ -226,6 +226,10 @@ fn ts_array(ms: impl Iterator<Item = i64>, dt: &DataType) -> Result<ArrayRef> {
 }
 
 impl Operator for SessionAggregateOperator {
+    fn signature(&self) -> String {
+        format!("{} [{}]", self.name(), self.aggs.signature())
+    }
+
     fn name(&self) -> String {
         format!(
             "session window aggregate ({} key(s), {} aggregate(s))",

@@ -21,12 +21,12 @@ pub async fn run_union(
     let n = inputs.len();
     let tick = idle_tick(&idle);
     let mut last_seen = vec![Instant::now(); n];
-    let mut mrx = merge_inputs(inputs);
+    let mut merge = merge_inputs(inputs);
     let mut watermarks = vec![i64::MIN; n];
     let mut ended = vec![false; n];
     let mut emitted = i64::MIN;
     loop {
-        let Some(next) = next_or_tick(&mut mrx, tick).await else {
+        let Some(next) = next_or_tick(&mut merge.rx, tick).await else {
             break;
         };
         let Some((i, m)) = next else {
@@ -52,7 +52,25 @@ pub async fn run_union(
                 continue;
             }
             Message::Watermark(w) => watermarks[i] = watermarks[i].max(w),
-            Message::End => ended[i] = true,
+            // A union keeps no state: an aligned barrier just goes on.
+            Message::Barrier(id) => {
+                if merge.barrier(i, id, &ended) {
+                    if tx.send(Message::Barrier(id)).await.is_err() {
+                        return Ok(());
+                    }
+                    merge.release(id);
+                }
+                continue;
+            }
+            Message::End => {
+                ended[i] = true;
+                if let Some(id) = merge.aligned_after_end(&ended) {
+                    if tx.send(Message::Barrier(id)).await.is_err() {
+                        return Ok(());
+                    }
+                    merge.release(id);
+                }
+            }
         }
         if ended.iter().all(|e| *e) {
             break;
@@ -76,21 +94,86 @@ pub async fn run_union(
     Ok(())
 }
 
-/// One channel of every input's messages, each tagged with its input's index.
-pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>) -> Receiver<(usize, Message)> {
+/// Every input's messages on one channel, each tagged with its input's index, with the
+/// inputs aligned on checkpoint barriers (Flink's aligned checkpoints): after passing on
+/// `Barrier(n)`, an input sends nothing more until [`Merged::release`] of `n`, which the
+/// task calls once the barrier has come from every input that has not ended and it has
+/// saved its state and passed the barrier on.
+pub(crate) struct Merged {
+    pub rx: Receiver<(usize, Message)>,
+    release: tokio::sync::watch::Sender<u64>,
+    /// The last barrier id from each input.
+    seen: Vec<u64>,
+}
+
+impl Merged {
+    /// Input `i` sent `Barrier(id)`: true when every input not ended has now sent it.
+    pub fn barrier(&mut self, i: usize, id: u64, ended: &[bool]) -> bool {
+        if let Some(s) = self.seen.get_mut(i) {
+            *s = (*s).max(id);
+        }
+        self.aligned(id, ended)
+    }
+
+    fn aligned(&self, id: u64, ended: &[bool]) -> bool {
+        self.seen
+            .iter()
+            .zip(ended)
+            .all(|(seen, ended)| *ended || *seen >= id)
+    }
+
+    /// An input ended: the barrier that the other inputs now all wait at, if any.
+    pub fn aligned_after_end(&self, ended: &[bool]) -> Option<u64> {
+        let waiting = self
+            .seen
+            .iter()
+            .zip(ended)
+            .filter(|(_, e)| !**e)
+            .map(|(s, _)| *s)
+            .max()?;
+        (waiting > *self.release.borrow() && self.aligned(waiting, ended)).then_some(waiting)
+    }
+
+    /// Lets the inputs go on past barrier `id`.
+    pub fn release(&self, id: u64) {
+        self.release.send_if_modified(|r| {
+            let changed = id > *r;
+            *r = (*r).max(id);
+            changed
+        });
+    }
+}
+
+pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>) -> Merged {
     let (mtx, mrx) = tokio::sync::mpsc::channel::<(usize, Message)>(crate::job::CHANNEL_CAPACITY);
+    let (release, _) = tokio::sync::watch::channel(0u64);
+    let n = inputs.len();
     for (i, mut rx) in inputs.into_iter().enumerate() {
         let mtx = mtx.clone();
+        let mut released = release.subscribe();
         tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
                 let end = matches!(m, Message::End);
+                let barrier = match m {
+                    Message::Barrier(id) => Some(id),
+                    _ => None,
+                };
                 if mtx.send((i, m)).await.is_err() || end {
+                    break;
+                }
+                if let Some(id) = barrier
+                    && released.wait_for(|r| *r >= id).await.is_err()
+                {
                     break;
                 }
             }
         });
     }
-    mrx
+    Merged {
+        rx: mrx,
+        release,
+        seen: vec![0; n],
+    }
 }
 
 /// How often to look for inputs gone idle: a quarter of the shortest idle timeout.

@@ -228,6 +228,15 @@ impl Operator for WindowAssignOperator {
         self.job = Some(job.clone());
     }
 
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        super::numbers_state(&[("watermark", self.watermark)])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        self.watermark = super::number_from(&state, "watermark", "window")?;
+        Ok(())
+    }
+
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         if let Some(s) = &mut self.late_sink {
@@ -311,6 +320,15 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
+    /// The calls, as `max(price): Int64`, for [`Operator::signature`].
+    pub fn signature(&self) -> String {
+        self.exprs
+            .iter()
+            .map(|e| format!("{}: {}", e.name(), e.field().data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
         self.exprs
             .iter()
@@ -947,6 +965,20 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
+    fn signature(&self) -> String {
+        format!(
+            "{} [keys: {}] [{}]",
+            self.name(),
+            self.key_schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.aggs.signature()
+        )
+    }
+
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
         self.take_snapshot().map(Some)
     }

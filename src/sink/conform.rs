@@ -20,6 +20,22 @@ impl ConformSink {
 }
 
 impl Sink for ConformSink {
+    fn open(&mut self, ctx: &super::SinkContext) -> Result<()> {
+        self.inner.open(ctx)
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+        self.inner.pre_commit(checkpoint)
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<()> {
+        self.inner.commit(checkpoint)
+    }
+
+    fn discard(&mut self) -> Result<()> {
+        self.inner.discard()
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let Some(schema) = &self.schema else {
             return self.inner.write(batch);

@@ -46,7 +46,12 @@ impl ProducerContext for Deliveries {
 }
 
 pub struct KafkaSink {
-    producer: BaseProducer<Deliveries>,
+    /// Created by [`Sink::open`]: planning connects to nothing.
+    producer: Option<BaseProducer<Deliveries>>,
+    config: rdkafka::ClientConfig,
+    /// `sink.delivery-guarantee`: true for `at-least-once` (flush at each checkpoint),
+    /// false for `none`.
+    at_least_once: bool,
     topic: String,
     format: Format,
     key_format: Format,
@@ -93,15 +98,32 @@ impl KafkaSink {
         };
         let mut config = crate::source::kafka::client_config(options);
         config.set("enable.idempotence", "true");
-        let producer: BaseProducer<Deliveries> = config
-            .create_with_context(Deliveries::default())
-            .map_err(|e| WeirError::external(format!("kafka: cannot create a producer: {e}")))?;
+        let at_least_once = match options.get("sink.delivery-guarantee") {
+            None | Some("at-least-once") => true,
+            Some("none") => false,
+            Some("exactly-once") => {
+                return Err(WeirError::sql(
+                    "'sink.delivery-guarantee' = 'exactly-once' needs Kafka transactions, which Weir's Kafka sink does not use yet",
+                    options.pos("sink.delivery-guarantee"),
+                )
+                .with_hint("use 'at-least-once' (the producer is flushed at every checkpoint), and an idempotent consumer"));
+            }
+            Some(other) => {
+                return Err(WeirError::sql(
+                    format!("unknown 'sink.delivery-guarantee' = '{other}'"),
+                    options.pos("sink.delivery-guarantee"),
+                )
+                .with_hint("use 'at-least-once', 'none' or 'exactly-once'"));
+            }
+        };
         let key_fields = options
             .get("key.fields")
             .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         Ok(KafkaSink {
-            producer,
+            producer: None,
+            config,
+            at_least_once,
             topic: topic.clone(),
             format,
             key_format,
@@ -132,10 +154,16 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
+    fn producer(&self) -> Result<&BaseProducer<Deliveries>> {
+        self.producer
+            .as_ref()
+            .ok_or_else(|| WeirError::internal("the kafka sink was not opened"))
+    }
+
     /// Fails when a message could not be delivered.
     fn check_deliveries(&self) -> Result<()> {
         let failed = self
-            .producer
+            .producer()?
             .context()
             .failed
             .lock()
@@ -152,6 +180,27 @@ impl KafkaSink {
 }
 
 impl Sink for KafkaSink {
+    fn open(&mut self, _ctx: &super::SinkContext) -> Result<()> {
+        let producer: BaseProducer<Deliveries> = self
+            .config
+            .create_with_context(Deliveries::default())
+            .map_err(|e| WeirError::external(format!("kafka: cannot create a producer: {e}")))?;
+        self.producer = Some(producer);
+        Ok(())
+    }
+
+    /// At-least-once: every message sent before the barrier is acknowledged by the broker
+    /// before the checkpoint completes.
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+        if self.at_least_once {
+            self.producer()?
+                .flush(Duration::from_secs(60))
+                .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;
+            self.check_deliveries()?;
+        }
+        Ok(None)
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.check_deliveries()?;
         let values = self.encode(batch, self.format)?;
@@ -177,7 +226,7 @@ impl Sink for KafkaSink {
                 if let Some(k) = key {
                     record = record.key(k);
                 }
-                match self.producer.send(record) {
+                match self.producer()?.send(record) {
                     Ok(()) => break,
                     Err((
                         rdkafka::error::KafkaError::MessageProduction(
@@ -186,7 +235,7 @@ impl Sink for KafkaSink {
                         _,
                     )) => {
                         // Backpressure: wait for deliveries to free the queue.
-                        self.producer.poll(Duration::from_millis(50));
+                        self.producer()?.poll(Duration::from_millis(50));
                     }
                     Err((e, _)) => {
                         return Err(WeirError::external(format!(
@@ -197,12 +246,12 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        self.producer.poll(Duration::ZERO);
+        self.producer()?.poll(Duration::ZERO);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.producer
+        self.producer()?
             .flush(Duration::from_secs(60))
             .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;
         self.check_deliveries()

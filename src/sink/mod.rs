@@ -9,7 +9,6 @@
 pub mod blackhole;
 pub mod collect;
 pub mod conform;
-pub mod filesystem;
 pub mod kafka;
 pub mod partitioned;
 pub mod print;
@@ -20,11 +19,64 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::Receiver;
 
+use crate::checkpoint::Checkpointer;
 use crate::error::{Result, WeirError};
 use crate::job::{Message, OperatorMetrics};
 
+/// What a sink learns when its job starts (see [`Sink::open`]).
+pub struct SinkContext {
+    /// The job's identity (`pipeline.name`, or a hash of the statement), sanitized for
+    /// file names.
+    pub job: String,
+    /// This run's id, unique per start.
+    pub run: String,
+    /// The job's checkpoints, when it takes them: the sink then commits in two phases.
+    pub checkpointer: Option<Arc<Checkpointer>>,
+}
+
+impl SinkContext {
+    /// The sink's state in the restored checkpoint, if any.
+    pub fn restored(&self) -> Option<Vec<RecordBatch>> {
+        self.checkpointer.as_ref()?.restored()?.take("sink")
+    }
+}
+
+/// A sink: where rows leave a job.
+///
+/// With checkpoints, a sink commits in two phases, as Flink's `TwoPhaseCommitSinkFunction`:
+/// at a barrier, [`Sink::pre_commit`] makes everything written so far durable but not yet
+/// visible and returns what the commit will do; the checkpoint's manifest is written; then
+/// [`Sink::commit`] makes it visible. A restart re-commits what the restored checkpoint's
+/// state names (in [`Sink::open`]) and throws away the rest. Sinks that cannot hide rows
+/// (print, terminal, Kafka without transactions) flush at the barrier: at-least-once.
 pub trait Sink: Send {
+    /// Called once before the first message, when the job starts: the place where a sink
+    /// touches the outside world (creates folders, connects). Planning (and `EXPLAIN`)
+    /// never calls it.
+    fn open(&mut self, _ctx: &SinkContext) -> Result<()> {
+        Ok(())
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Phase one of checkpoint `checkpoint`: flush, close what is open as pending, and
+    /// return the state that lets a restart finish the commit (None: nothing to commit).
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+        Ok(None)
+    }
+
+    /// Phase two: the checkpoint is complete; make what [`Sink::pre_commit`] prepared
+    /// visible.
+    fn commit(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// The job was stopped after its last savepoint: throw away what was written since
+    /// (the next run writes it again).
+    fn discard(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Sees the watermark; sinks that commit by event time use it.
     fn on_watermark(&mut self, _watermark: i64) -> Result<()> {
         Ok(())
@@ -47,12 +99,16 @@ pub trait Sink: Send {
 }
 
 /// Drains `rx` into `sink`. A broken pipe on the terminal ends the query quietly (the
-/// reader went away, as with `weir run q.sql | head`).
+/// reader went away, as with `weir run q.sql | head`). With checkpoints, a barrier
+/// completes its checkpoint here (see [`Sink`]), and the end of the input takes a final one.
 pub fn run_sink(
     mut sink: Box<dyn Sink>,
     mut rx: Receiver<Message>,
     metrics: Arc<OperatorMetrics>,
+    ctx: SinkContext,
 ) -> Result<()> {
+    sink.open(&ctx)?;
+    let checkpointer = ctx.checkpointer;
     let tick = sink.tick();
     let handle = tokio::runtime::Handle::current();
     loop {
@@ -80,7 +136,26 @@ pub fn run_sink(
                 r
             }
             Message::Watermark(w) => sink.on_watermark(w),
-            Message::End => return sink.finish(),
+            Message::Barrier(id) => match &checkpointer {
+                Some(cp) => checkpoint(sink.as_mut(), cp, id, false).map(|_| ()),
+                None => Ok(()),
+            },
+            Message::End => {
+                if let Some(cp) = &checkpointer {
+                    if cp.is_stopping() {
+                        // Stopped: the savepoint holds everything committed; what came
+                        // after it is written again by the next run.
+                        return sink.discard();
+                    }
+                    let id = cp.final_id();
+                    if !checkpoint(sink.as_mut(), cp, id, true)? {
+                        return Err(WeirError::external(format!(
+                            "the final checkpoint ({id}) failed: rows after the last completed checkpoint were not committed"
+                        )));
+                    }
+                }
+                return sink.finish();
+            }
         };
         if let Err(e) = r {
             if is_broken_pipe(&e) {
@@ -92,6 +167,19 @@ pub fn run_sink(
     Err(WeirError::internal(
         "the query stopped before its end reached the sink",
     ))
+}
+
+/// Completes checkpoint `id` at the sink: pre-commit, manifest, commit. Returns false when
+/// the checkpoint failed and the job tolerates it (its pending files wait for the next).
+fn checkpoint(sink: &mut dyn Sink, cp: &Checkpointer, id: u64, finished: bool) -> Result<bool> {
+    let state = sink.pre_commit(id)?;
+    match cp.complete(id, state, finished)? {
+        Some(_) => {
+            sink.commit(id)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 pub fn is_broken_pipe(e: &WeirError) -> bool {

@@ -42,7 +42,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::Sink;
+use super::{Sink, SinkContext};
 use crate::error::{Result, WeirError};
 use crate::format::Format;
 use crate::sql::options::Options;
@@ -171,8 +171,19 @@ pub struct PartitionedSink {
     check: Duration,
     last_check: Instant,
     default_partition: String,
-    /// The query's id, naming its files.
+    /// The job's identity, naming its files (see [`SinkContext`]).
+    job: String,
+    /// This run's id, naming its files.
     run: String,
+    /// True once [`Sink::open`] has run.
+    opened: bool,
+    /// Commits in two phases, at checkpoints.
+    checkpointing: bool,
+    /// Closed files not yet visible: (hidden name, final name). Renamed when a checkpoint
+    /// completes.
+    pending: Vec<(PathBuf, PathBuf)>,
+    /// Success files to write when the pending files are committed.
+    pending_success: Vec<PathBuf>,
     open: HashMap<String, OpenFile>,
     next: HashMap<String, u64>,
 }
@@ -204,8 +215,19 @@ fn duration(options: &Options, key: &str, default: Duration) -> Result<Duration>
     }
 }
 
-/// Removes the hidden in-progress files a crashed run left anywhere under `dir`.
-fn clean_in_progress(dir: &Path) -> Result<()> {
+/// The job a hidden in-progress file belongs to: `.part-<job>-<run>-<subtask>-<seq>.<ext>
+/// .inprogress` (a job name may itself contain `-`).
+fn in_progress_job(name: &str) -> Option<&str> {
+    let body = name.strip_prefix(".part-")?.strip_suffix(".inprogress")?;
+    let body = &body[..body.rfind('.')?];
+    let mut parts = body.rsplitn(4, '-');
+    let (_seq, _subtask, _run) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()
+}
+
+/// Removes the hidden in-progress files that earlier runs of job `job` left anywhere under
+/// `dir` (never another job's).
+fn clean_in_progress(dir: &Path, job: &str) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
@@ -213,11 +235,11 @@ fn clean_in_progress(dir: &Path) -> Result<()> {
         let e = e?;
         let p = e.path();
         if e.file_type()?.is_dir() {
-            clean_in_progress(&p)?;
+            clean_in_progress(&p, job)?;
             continue;
         }
         let n = e.file_name().to_string_lossy().to_string();
-        if n.starts_with(".part-") && n.ends_with(".inprogress") {
+        if in_progress_job(&n) == Some(job) {
             std::fs::remove_file(&p)?;
         }
     }
@@ -319,13 +341,6 @@ impl PartitionedSink {
         options: &Options,
     ) -> Result<Self> {
         let format = Format::parse(options, "sink")?;
-        std::fs::create_dir_all(base).map_err(|e| {
-            WeirError::user(format!(
-                "cannot create the sink directory '{}': {e}",
-                base.display()
-            ))
-        })?;
-        clean_in_progress(base)?;
         let file_size = match options.get("sink.rolling-policy.file-size") {
             Some(v) => crate::sql::options::parse_size(v).map_err(|m| {
                 WeirError::sql(
@@ -381,10 +396,106 @@ impl PartitionedSink {
                 .get("partition.default-name")
                 .unwrap_or("__DEFAULT_PARTITION__")
                 .to_string(),
-            run: part_name.to_string(),
+            job: part_name.to_string(),
+            run: String::new(),
+            opened: false,
+            checkpointing: false,
+            pending: vec![],
+            pending_success: vec![],
             open: HashMap::new(),
             next: HashMap::new(),
         })
+    }
+
+    /// Opens the sink outside a job's sink task (a late-data sink): no checkpoints.
+    fn ensure_open(&mut self) -> Result<()> {
+        if self.opened {
+            return Ok(());
+        }
+        let ctx = SinkContext {
+            job: self.job.clone(),
+            run: crate::checkpoint::run_id(),
+            checkpointer: None,
+        };
+        self.open(&ctx)
+    }
+
+    /// The sink's pending files and success files as a checkpoint state: one batch of
+    /// (`kind`: `file` or `success`, `from`, `to`) paths.
+    fn pending_state(&self) -> Result<RecordBatch> {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{DataType, Field};
+        let mut kind = vec![];
+        let mut from = vec![];
+        let mut to = vec![];
+        for (tmp, target) in &self.pending {
+            kind.push("file");
+            from.push(tmp.display().to_string());
+            to.push(target.display().to_string());
+        }
+        for f in &self.pending_success {
+            kind.push("success");
+            from.push(f.display().to_string());
+            to.push(String::new());
+        }
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("from", DataType::Utf8, false),
+                Field::new("to", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(StringArray::from(kind)),
+                Arc::new(StringArray::from(from)),
+                Arc::new(StringArray::from(to)),
+            ],
+        )?)
+    }
+
+    /// Reads back [`PartitionedSink::pending_state`].
+    fn restore_pending(&mut self, state: &[RecordBatch]) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        let bad = || WeirError::user("the sink's state in the checkpoint is malformed");
+        for b in state {
+            if b.num_columns() != 3 {
+                return Err(bad());
+            }
+            let col = |i: usize| b.column(i).as_string_opt::<i32>().ok_or_else(bad);
+            let (kind, from, to) = (col(0)?, col(1)?, col(2)?);
+            for i in 0..b.num_rows() {
+                match kind.value(i) {
+                    "file" => self
+                        .pending
+                        .push((PathBuf::from(from.value(i)), PathBuf::from(to.value(i)))),
+                    "success" => self.pending_success.push(PathBuf::from(from.value(i))),
+                    _ => return Err(bad()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the pending files visible (an atomic rename each) and writes the pending
+    /// success files. A pending file already renamed (a restart after the commit) is fine;
+    /// one that is gone entirely is an error: its rows would be lost.
+    fn commit_pending(&mut self) -> Result<()> {
+        for (tmp, target) in std::mem::take(&mut self.pending) {
+            match std::fs::rename(&tmp, &target) {
+                Ok(()) => {}
+                Err(_) if target.is_file() && !tmp.exists() => {}
+                Err(e) => {
+                    return Err(WeirError::external(format!(
+                        "cannot commit '{}': {e}",
+                        target.display()
+                    )));
+                }
+            }
+        }
+        for f in std::mem::take(&mut self.pending_success) {
+            std::fs::write(&f, b"")
+                .map_err(|e| WeirError::external(format!("cannot write '{}': {e}", f.display())))?;
+        }
+        Ok(())
     }
 
     /// Finds the partition columns in the first batch's schema.
@@ -444,7 +555,12 @@ impl PartitionedSink {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| WeirError::user(format!("cannot create '{}': {e}", dir.display())))?;
             let seq = self.next.entry(partition.to_string()).or_insert(0);
-            let name = format!("part-{}-{seq}.{}", self.run, self.format.prefix());
+            let name = format!(
+                "part-{}-{}-0-{seq}.{}",
+                self.job,
+                self.run,
+                self.format.prefix()
+            );
             *seq += 1;
             let tmp = dir.join(format!(".{name}.inprogress"));
             let target = dir.join(&name);
@@ -491,18 +607,23 @@ impl PartitionedSink {
             .ok_or_else(|| WeirError::internal("sink file vanished"))
     }
 
-    /// Commits partition `p`: closes its open file and writes its success file.
+    /// Commits partition `p`: closes its open file and writes its success file (with
+    /// checkpoints, both wait for the next completed checkpoint).
     fn commit_partition(&mut self, p: &str) -> Result<()> {
-        self.commit(p)?;
+        self.close_file(p)?;
         if let Some(name) = &self.commit.success_file {
             let dir = if p.is_empty() {
                 self.base.clone()
             } else {
                 self.base.join(p)
             };
-            std::fs::write(dir.join(name), b"").map_err(|e| {
-                WeirError::external(format!("cannot write '{}': {e}", dir.join(name).display()))
-            })?;
+            if self.checkpointing {
+                self.pending_success.push(dir.join(name));
+            } else {
+                std::fs::write(dir.join(name), b"").map_err(|e| {
+                    WeirError::external(format!("cannot write '{}': {e}", dir.join(name).display()))
+                })?;
+            }
         }
         if let Some(st) = self.partitions.get_mut(p) {
             st.dirty = false;
@@ -534,12 +655,19 @@ impl PartitionedSink {
         Ok(())
     }
 
-    fn commit(&mut self, partition: &str) -> Result<()> {
+    /// Closes partition `partition`'s open file: it is renamed into place now, or, with
+    /// checkpoints, when the next checkpoint completes.
+    fn close_file(&mut self, partition: &str) -> Result<()> {
         let Some(f) = self.open.remove(partition) else {
             return Ok(());
         };
         let file = f.writer.close()?;
-        file.sync_all()?;
+        file.sync_all()
+            .map_err(|e| WeirError::external(format!("cannot write '{}': {e}", f.tmp.display())))?;
+        if self.checkpointing {
+            self.pending.push((f.tmp, f.target));
+            return Ok(());
+        }
         std::fs::rename(&f.tmp, &f.target).map_err(|e| {
             WeirError::external(format!("cannot commit '{}': {e}", f.target.display()))
         })?;
@@ -559,7 +687,7 @@ impl PartitionedSink {
             .map(|(k, _)| k.clone())
             .collect();
         for p in due {
-            self.commit(&p)?;
+            self.close_file(&p)?;
         }
         Ok(())
     }
@@ -579,7 +707,57 @@ fn escape(v: &str) -> String {
 }
 
 impl Sink for PartitionedSink {
+    /// Creates the folder. With checkpoints, first finishes the commit of the restored
+    /// checkpoint (its pending files renamed, its success files written), then removes the
+    /// in-progress files earlier runs of this job left (their rows come again from the
+    /// restored positions).
+    fn open(&mut self, ctx: &SinkContext) -> Result<()> {
+        self.job = ctx.job.clone();
+        self.run = ctx.run.clone();
+        self.checkpointing = ctx.checkpointer.is_some();
+        self.opened = true;
+        std::fs::create_dir_all(&self.base).map_err(|e| {
+            WeirError::user(format!(
+                "cannot create the sink directory '{}': {e}",
+                self.base.display()
+            ))
+        })?;
+        if self.checkpointing {
+            if let Some(state) = ctx.restored() {
+                self.restore_pending(&state)?;
+                self.commit_pending()?;
+            }
+            clean_in_progress(&self.base, &self.job)?;
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+        let open: Vec<String> = self.open.keys().cloned().collect();
+        for p in open {
+            self.close_file(&p)?;
+        }
+        Ok(Some(vec![self.pending_state()?]))
+    }
+
+    fn commit(&mut self, _checkpoint: u64) -> Result<()> {
+        self.commit_pending()
+    }
+
+    fn discard(&mut self) -> Result<()> {
+        for (_, f) in self.open.drain() {
+            drop(f.writer);
+            let _ = std::fs::remove_file(&f.tmp);
+        }
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        self.pending_success.clear();
+        Ok(())
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.ensure_open()?;
         if batch.num_rows() == 0 {
             return self.roll_by_time();
         }
@@ -644,7 +822,7 @@ impl Sink for PartitionedSink {
             let f = self.file_for(&p)?;
             f.writer.write(&part)?;
             if f.writer.size() >= size {
-                self.commit(&p)?;
+                self.close_file(&p)?;
             }
         }
         self.roll_by_time()?;
@@ -666,9 +844,13 @@ impl Sink for PartitionedSink {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.ensure_open()?;
         let open: Vec<String> = self.open.keys().cloned().collect();
         for p in open {
-            self.commit(&p)?;
+            self.close_file(&p)?;
+        }
+        if self.checkpointing {
+            self.commit_pending()?;
         }
         // The end of the input completes every partition.
         let dirty: Vec<String> = self

@@ -350,6 +350,10 @@ impl DatagenSource {
 }
 
 impl Source for DatagenSource {
+    fn kind(&self) -> &'static str {
+        "datagen"
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let start = Instant::now();
         let mut produced: u64 = 0;
@@ -362,7 +366,7 @@ impl Source for DatagenSource {
         loop {
             let n = (self.remaining().min(chunk as u64)) as usize;
             if n == 0 {
-                ctx.finish(true);
+                ctx.finish(self, true)?;
                 return Ok(());
             }
             if self.rows_per_second > 0 {
@@ -387,7 +391,7 @@ impl Source for DatagenSource {
                 *r -= n as u64;
             }
             if ctx.should_stop() || !ctx.emit(batch)? {
-                ctx.finish(false);
+                ctx.finish(self, false)?;
                 return Ok(());
             }
         }

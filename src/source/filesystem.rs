@@ -121,6 +121,16 @@ pub struct FileSource {
     path: PathBuf,
     decoder: Decoder,
     batch_size: usize,
+    /// The position after the last batch emitted: the file's index among the folder's
+    /// files (sorted by name), and the bytes and lines of it read.
+    position: FilePosition,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct FilePosition {
+    file: usize,
+    bytes: u64,
+    lines: usize,
 }
 
 impl FileSource {
@@ -129,80 +139,148 @@ impl FileSource {
             path,
             decoder,
             batch_size,
+            position: FilePosition::default(),
         }
     }
-}
 
-/// Reads `reader` line by line, decoding `batch_size` lines at a time into `ctx`.
-/// Returns false when the job asked to stop.
-pub fn pump_lines(
-    reader: &mut dyn BufRead,
-    origin: &str,
-    decoder: &Decoder,
-    batch_size: usize,
-    ctx: &mut SourceContext,
-) -> Result<bool> {
-    let mut lines = Vec::with_capacity(batch_size);
-    let mut first_line = 1;
-    let mut line_no = 0usize;
-    let mut buf = String::new();
-    loop {
-        buf.clear();
-        let n = reader
-            .read_line(&mut buf)
-            .map_err(|e| WeirError::user(format!("cannot read {origin}: {e}")))?;
-        if n > 0 {
-            line_no += 1;
-            if line_no == 1 && decoder.header {
-                first_line = 2;
-                continue;
+    /// Reads one file from `self.position` on, line by line, decoding `batch_size` lines
+    /// at a time into `ctx`, with a checkpoint chance after each batch. Returns false when
+    /// the job asked to stop.
+    fn pump(
+        &mut self,
+        reader: &mut dyn BufRead,
+        origin: &str,
+        ctx: &mut SourceContext,
+    ) -> Result<bool> {
+        let mut lines = Vec::with_capacity(self.batch_size);
+        let mut line_no = self.position.lines;
+        let mut bytes = self.position.bytes;
+        let mut first_line = line_no + 1;
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = reader
+                .read_line(&mut buf)
+                .map_err(|e| WeirError::user(format!("cannot read {origin}: {e}")))?;
+            bytes += n as u64;
+            if n > 0 {
+                line_no += 1;
+                if line_no == 1 && self.decoder.header {
+                    first_line = 2;
+                    continue;
+                }
+                lines.push(buf.trim_end_matches(['\n', '\r']).to_string());
             }
-            lines.push(buf.trim_end_matches(['\n', '\r']).to_string());
-        }
-        if lines.len() >= batch_size || (n == 0 && !lines.is_empty()) {
-            let d = decoder.decode(&lines, origin, first_line)?;
-            for _ in 0..d.skipped {
-                ctx.bad_record();
+            if lines.len() >= self.batch_size || (n == 0 && !lines.is_empty()) {
+                let d = self.decoder.decode(&lines, origin, first_line)?;
+                for _ in 0..d.skipped {
+                    ctx.bad_record();
+                }
+                first_line = line_no + 1;
+                lines.clear();
+                self.position.bytes = bytes;
+                self.position.lines = line_no;
+                if let Some(b) = d.batch
+                    && !ctx.emit(b)?
+                {
+                    return Ok(false);
+                }
+                ctx.checkpoint(self)?;
             }
-            first_line = line_no + 1;
-            lines.clear();
-            if let Some(b) = d.batch
-                && !ctx.emit(b)?
-            {
-                return Ok(false);
+            if n == 0 {
+                self.position.bytes = bytes;
+                self.position.lines = line_no;
+                return Ok(true);
             }
-        }
-        if n == 0 {
-            return Ok(true);
         }
     }
 }
 
 impl Source for FileSource {
+    fn kind(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
+    /// One row: `file` (the index among the folder's files, by name), `bytes` and `lines`
+    /// read of it.
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::UInt64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let p = self.position;
+        let schema = Schema::new(vec![
+            Field::new("file", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("lines", DataType::UInt64, false),
+        ]);
+        Ok(vec![RecordBatch::try_new(
+            std::sync::Arc::new(schema),
+            vec![
+                std::sync::Arc::new(UInt64Array::from(vec![p.file as u64])),
+                std::sync::Arc::new(UInt64Array::from(vec![p.bytes])),
+                std::sync::Arc::new(UInt64Array::from(vec![p.lines as u64])),
+            ],
+        )?])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::UInt64Type;
+        let bad = || {
+            WeirError::user(format!(
+                "the checkpoint's position in '{}' is malformed",
+                self.path.display()
+            ))
+        };
+        let b = state.first().ok_or_else(bad)?;
+        let get = |name: &str| -> Result<u64> {
+            b.column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .filter(|c| c.len() == 1)
+                .map(|c| c.value(0))
+                .ok_or_else(bad)
+        };
+        self.position = FilePosition {
+            file: get("file")? as usize,
+            bytes: get("bytes")?,
+            lines: get("lines")? as usize,
+        };
+        Ok(())
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let files = list_files(&self.path)?;
         let n = files.len();
-        for (i, file) in files.into_iter().enumerate() {
+        while let Some(file) = files.get(self.position.file) {
+            let i = self.position.file;
             // The watermark of a directory is the minimum over its files: a file not yet
             // read holds it back, and a file read to its end no longer does. Read one after
             // another, that means no watermark until the last file, whose own rows then
             // drive it (rows of one file are never late because of another's).
             ctx.hold_watermark(i + 1 < n);
-            let f = std::fs::File::open(&file)
+            let mut f = std::fs::File::open(file)
                 .map_err(|e| WeirError::user(format!("cannot open '{}': {e}", file.display())))?;
+            if self.position.bytes > 0 {
+                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(self.position.bytes))
+                    .map_err(|e| {
+                        WeirError::user(format!("cannot read '{}': {e}", file.display()))
+                    })?;
+            }
             let mut r = std::io::BufReader::with_capacity(1 << 20, f);
-            if !pump_lines(
-                &mut r,
-                &file.display().to_string(),
-                &self.decoder,
-                self.batch_size,
-                ctx,
-            )? {
-                ctx.finish(false);
+            if !self.pump(&mut r, &file.display().to_string(), ctx)? {
+                ctx.finish(self, false)?;
                 return Ok(());
             }
+            self.position = FilePosition {
+                file: i + 1,
+                bytes: 0,
+                lines: 0,
+            };
         }
-        ctx.finish(true);
+        ctx.finish(self, true)?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@
 //! committed to the group as Flink does without checkpoints. Transient broker errors are
 //! logged and the client reconnects; only errors that cannot heal fail the query.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,7 @@ pub const OPTIONS: &[&str] = &[
     "key.format",
     "key.fields",
     "sink.partitioner",
+    "sink.delivery-guarantee",
     "properties.",
 ];
 
@@ -122,6 +123,12 @@ pub struct KafkaSource {
     idle_timeout: Option<Duration>,
     /// How long the broker may stay unreachable at start before the query fails.
     connect_timeout: Duration,
+    /// With checkpoints: the next offset of each partition after the last emitted batch
+    /// (what a checkpoint saves), the offsets restored, and the offsets of each checkpoint
+    /// not yet committed to the group.
+    positions: Vec<(String, i32, i64)>,
+    restored: Option<HashMap<(String, i32), i64>>,
+    uncommitted: BTreeMap<u64, Vec<(String, i32, i64)>>,
 }
 
 /// The librdkafka configuration of a table: every `properties.*` option.
@@ -359,6 +366,9 @@ impl KafkaSource {
             batch_size,
             idle_timeout,
             connect_timeout,
+            positions: vec![],
+            restored: None,
+            uncommitted: BTreeMap::new(),
         })
     }
 
@@ -619,15 +629,20 @@ impl KafkaSource {
         ctx.set_partitions(total);
         for (topic, ps) in topics {
             for &p in ps {
-                let start = match &self.startup {
-                    Startup::Earliest => Offset::Beginning,
-                    Startup::Latest => Offset::End,
-                    Startup::Group => Offset::Stored,
-                    Startup::Timestamp(_) => start_times
+                let restored = self
+                    .restored
+                    .as_ref()
+                    .and_then(|r| r.get(&(topic.clone(), p)).copied());
+                let start = match (restored, &self.startup) {
+                    (Some(o), _) => Offset::Offset(o),
+                    (None, Startup::Earliest) => Offset::Beginning,
+                    (None, Startup::Latest) => Offset::End,
+                    (None, Startup::Group) => Offset::Stored,
+                    (None, Startup::Timestamp(_)) => start_times
                         .as_ref()
                         .and_then(|t| offset_in(t, topic, p))
                         .unwrap_or(Offset::End),
-                    Startup::Specific(m) => m
+                    (None, Startup::Specific(m)) => m
                         .get(&p)
                         .map(|o| Offset::Offset(*o))
                         .unwrap_or(Offset::Beginning),
@@ -639,6 +654,18 @@ impl KafkaSource {
                     _ => None,
                 };
                 let end = if matches!(self.bound, Bound::Unbounded) {
+                    if self.restored.is_some() || ctx.checkpointing() {
+                        // A checkpoint records where each partition started, read or not.
+                        let (low, high) = consumer
+                            .fetch_watermarks(topic, p, timeout)
+                            .map_err(|e| kafka_err("cannot read the end offsets", e))?;
+                        next = match start {
+                            Offset::Beginning => Some(low),
+                            Offset::End => Some(high),
+                            Offset::Offset(s) => Some(s.max(low)),
+                            _ => next,
+                        };
+                    }
                     None
                 } else {
                     let (low, high) = consumer
@@ -689,13 +716,80 @@ impl KafkaSource {
 }
 
 impl Source for KafkaSource {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
+    /// One row per partition read: `topic`, `partition` and `offset`, the next offset to
+    /// read after the last batch emitted.
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("topic", DataType::Utf8, false),
+            Field::new("partition", DataType::Int32, false),
+            Field::new("offset", DataType::Int64, false),
+        ]);
+        Ok(vec![RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    self.positions.iter().map(|p| p.0.clone()),
+                )),
+                Arc::new(Int32Array::from_iter_values(
+                    self.positions.iter().map(|p| p.1),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    self.positions.iter().map(|p| p.2),
+                )),
+            ],
+        )?])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+        let bad = || WeirError::user("the kafka source's offsets in the checkpoint are malformed");
+        let mut offsets = HashMap::new();
+        for b in &state {
+            if b.num_columns() != 3 {
+                return Err(bad());
+            }
+            let topic = b.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
+            let part = b
+                .column(1)
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(bad)?;
+            let off = b
+                .column(2)
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(bad)?;
+            for i in 0..b.num_rows() {
+                offsets.insert((topic.value(i).to_string(), part.value(i)), off.value(i));
+            }
+        }
+        self.positions = offsets
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, *o))
+            .collect();
+        self.restored = Some(offsets);
+        Ok(())
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let consumer: BaseConsumer<GroupContext> = self
             .config
             .create_with_context(GroupContext::default())
             .map_err(|e| kafka_err("cannot create a consumer", e))?;
         let topics = self.resolve(&consumer)?;
-        let mut parts: Vec<Part> = if self.subscribes() {
+        let checkpointing = ctx.checkpointing();
+        // With checkpoints, partitions are assigned, not subscribed through the group (as
+        // Flink's Kafka source does): the checkpoint, not the group, owns the positions.
+        let mut parts: Vec<Part> = if self.subscribes() && !checkpointing {
             let names: Vec<String> = match &self.topics {
                 Topics::Names(n) => n.clone(),
                 Topics::Pattern(p, _) => vec![format!("^(?:{p})$")],
@@ -722,8 +816,14 @@ impl Source for KafkaSource {
                 for part in parts.iter_mut() {
                     self.flush(part, ctx)?;
                 }
-                let _ = consumer.commit_consumer_state(CommitMode::Sync);
-                ctx.finish(false);
+                if checkpointing {
+                    // The savepoint's barrier follows the last batch; its offsets go to the
+                    // group when it completes, or from the savepoint at the next start.
+                    self.note_positions(&parts);
+                } else {
+                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                }
+                ctx.finish(self, false)?;
                 return Ok(());
             }
             let polled = consumer.poll(Duration::from_millis(100));
@@ -798,16 +898,32 @@ impl Source for KafkaSource {
             {
                 for part in parts.iter_mut() {
                     if !self.flush(part, ctx)? {
-                        ctx.finish(false);
+                        ctx.finish(self, false)?;
                         return Ok(());
                     }
                 }
                 buffered = 0;
                 last_flush = Instant::now();
-                if last_commit.elapsed() > Duration::from_secs(1) {
+                if !checkpointing && last_commit.elapsed() > Duration::from_secs(1) {
                     let _ = consumer.commit_consumer_state(CommitMode::Async);
                     last_commit = Instant::now();
                 }
+            }
+            if checkpointing {
+                if ctx.checkpoint_due() {
+                    for part in parts.iter_mut() {
+                        if !self.flush(part, ctx)? {
+                            ctx.finish(self, false)?;
+                            return Ok(());
+                        }
+                    }
+                    buffered = 0;
+                    self.note_positions(&parts);
+                    let id = ctx.checkpoint_requested();
+                    self.uncommitted.insert(id, self.positions.clone());
+                    ctx.checkpoint(self)?;
+                }
+                self.commit_completed(&consumer, ctx)?;
             }
             for part in parts.iter_mut() {
                 if part.released || !part.assigned || part.pending.len() > 0 {
@@ -824,11 +940,65 @@ impl Source for KafkaSource {
                 }
             }
             if finished {
-                let _ = consumer.commit_consumer_state(CommitMode::Sync);
-                ctx.finish(true);
+                if checkpointing {
+                    self.note_positions(&parts);
+                } else {
+                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                }
+                ctx.finish(self, true)?;
                 return Ok(());
             }
         }
+    }
+}
+
+impl KafkaSource {
+    /// Records each partition's next offset (every read message has been emitted).
+    fn note_positions(&mut self, parts: &[Part]) {
+        for p in parts {
+            let Some(next) = p.next else { continue };
+            match self
+                .positions
+                .iter_mut()
+                .find(|(t, n, _)| *t == p.topic && *n == p.partition)
+            {
+                Some(e) => e.2 = next,
+                None => self.positions.push((p.topic.clone(), p.partition, next)),
+            }
+        }
+    }
+
+    /// Commits to the group the offsets of the newest checkpoint that has completed (as
+    /// Flink: the group's offsets show progress; the checkpoint is what a restart reads).
+    fn commit_completed(
+        &mut self,
+        consumer: &BaseConsumer<GroupContext>,
+        ctx: &SourceContext,
+    ) -> Result<()> {
+        let Some(done) = ctx.last_completed() else {
+            return Ok(());
+        };
+        let mut newest = None;
+        while let Some(entry) = self.uncommitted.first_entry() {
+            if *entry.key() > done {
+                break;
+            }
+            newest = Some(entry.remove());
+        }
+        let Some(offsets) = newest else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in &offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(|e| kafka_err("cannot commit offsets", e))?;
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            // The checkpoint holds the positions; the group's are for monitoring. Said,
+            // not fatal (Flink does the same).
+            tracing::warn!("kafka: cannot commit the offsets of checkpoint {done}: {e}");
+        }
+        Ok(())
     }
 }
 

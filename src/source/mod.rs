@@ -27,17 +27,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::Sender;
 
-use crate::error::Result;
+use crate::checkpoint::Checkpointer;
+use crate::error::{Result, WeirError};
 use crate::job::{JobMetrics, Message, OperatorMetrics};
 use watermark::SourceStage;
 
 pub trait Source: Send {
     /// Produces batches until the input ends, `ctx.emit` returns false, or an error.
+    /// Between batches it calls [`SourceContext::checkpoint`], and it ends with
+    /// [`SourceContext::finish`].
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()>;
+
+    /// True when the source can save its position and replay from it (see
+    /// [`Source::snapshot`]); a job with checkpointing refuses to start otherwise.
+    fn checkpointable(&self) -> bool {
+        false
+    }
+
+    /// The source's position after the last batch it emitted, as Arrow batches, for a
+    /// checkpoint.
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        Ok(vec![])
+    }
+
+    /// Moves the source to a position taken by [`Source::snapshot`], before `run`.
+    fn restore(&mut self, _state: Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+
+    /// What the source is, for errors (`nexmark`, `kafka`).
+    fn kind(&self) -> &'static str;
 }
 
 pub struct SourceContext {
     tx: Sender<Message>,
+    /// The job's checkpoints and this source's task id, when it checkpoints.
+    checkpoint: Option<(Arc<Checkpointer>, String)>,
+    /// The id of the last barrier sent.
+    last_barrier: u64,
     stop: Arc<AtomicBool>,
     stage: SourceStage,
     metrics: Arc<OperatorMetrics>,
@@ -55,12 +82,87 @@ impl SourceContext {
     ) -> Self {
         SourceContext {
             tx,
+            checkpoint: None,
+            last_barrier: 0,
             stop,
             stage,
             metrics,
             job,
             closed: false,
         }
+    }
+
+    /// Makes the source take part in the job's checkpoints as task `task`; the restored
+    /// state, if any, is put back into `source` and the watermark generator. Returns true
+    /// when the restored source had already read its whole input.
+    pub fn attach_checkpoints(
+        &mut self,
+        checkpointer: Arc<Checkpointer>,
+        task: String,
+        source: &mut dyn Source,
+    ) -> Result<bool> {
+        let mut finished = false;
+        if let Some(mut state) = checkpointer.restored().and_then(|r| r.take(&task)) {
+            let stage = state.pop().ok_or_else(|| {
+                WeirError::user(format!("the checkpoint's state of {task} is empty"))
+            })?;
+            finished = self.stage.restore(&stage)?;
+            source.restore(state)?;
+            self.job.observe_watermark(self.stage_emitted());
+        }
+        self.last_barrier = checkpointer.requested();
+        self.checkpoint = Some((checkpointer, task));
+        Ok(finished)
+    }
+
+    /// True when the job takes checkpoints.
+    pub fn checkpointing(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// True when a checkpoint was requested and this source has not sent its barrier yet.
+    pub fn checkpoint_due(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|(cp, _)| cp.requested() > self.last_barrier)
+    }
+
+    /// The newest checkpoint id requested.
+    pub fn checkpoint_requested(&self) -> u64 {
+        self.checkpoint.as_ref().map_or(0, |(cp, _)| cp.requested())
+    }
+
+    /// The id of the newest completed checkpoint of the job, if any.
+    pub fn last_completed(&self) -> Option<u64> {
+        self.checkpoint.as_ref()?.0.last().map(|s| s.id)
+    }
+
+    fn stage_emitted(&self) -> i64 {
+        self.stage.emitted()
+    }
+
+    /// Sends the barriers of the checkpoints requested since the last one, after saving
+    /// `source`'s position and the watermark generator's state for each. Sources call it
+    /// between batches, when everything they have read has been emitted.
+    pub fn checkpoint(&mut self, source: &dyn Source) -> Result<()> {
+        let Some((cp, task)) = &self.checkpoint else {
+            return Ok(());
+        };
+        let requested = cp.requested();
+        if requested <= self.last_barrier {
+            return Ok(());
+        }
+        let mut state = source.snapshot()?;
+        state.push(self.stage.snapshot(false)?);
+        let (cp, task) = (cp.clone(), task.clone());
+        // Every id in between gets its barrier, so that all inputs of a join or union see
+        // the same ids.
+        for id in self.last_barrier + 1..=requested {
+            cp.store(id, &task, Some(state.clone()));
+            self.send(Message::Barrier(id));
+        }
+        self.last_barrier = requested;
+        Ok(())
     }
 
     /// True when the job was asked to stop or nobody reads the output any more.
@@ -132,9 +234,25 @@ impl SourceContext {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Ends the stream: a final watermark when the input was exhausted, then `End`.
-    pub fn finish(&mut self, exhausted: bool) {
-        if exhausted && !self.stop.load(Ordering::Relaxed) {
+    /// Ends the stream: a final watermark when the input was exhausted, then `End`. With
+    /// checkpoints, a savepoint requested by a stop gets its barrier first, and the source's
+    /// final position is recorded for the checkpoints that follow.
+    pub fn finish(&mut self, source: &dyn Source, exhausted: bool) -> Result<()> {
+        self.checkpoint(source)?;
+        let exhausted = exhausted && !self.stop.load(Ordering::Relaxed);
+        if let Some((cp, task)) = &self.checkpoint {
+            let mut state = source.snapshot()?;
+            state.push(self.stage.snapshot(exhausted)?);
+            cp.task_finished(task, Some(state));
+        }
+        self.end(exhausted);
+        Ok(())
+    }
+
+    /// Ends the stream of a source whose input was read to its end before the restored
+    /// checkpoint: the final watermark and `End`, nothing else.
+    pub fn end(&mut self, exhausted: bool) {
+        if exhausted {
             self.job.observe_watermark(i64::MAX);
             self.send(Message::Watermark(i64::MAX));
         }

@@ -23,7 +23,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use rand::rngs::SmallRng;
+use rand::rngs::Xoshiro256PlusPlus as SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use super::{Source, SourceContext};
@@ -694,15 +694,88 @@ impl NexmarkSource {
     }
 }
 
+impl NexmarkGenerator {
+    /// The generator's position: the next event's index and the random generator's state
+    /// (xoshiro256++, as JSON).
+    fn position(&self) -> Result<(u64, String)> {
+        let rng = serde_json::to_string(&self.rng)
+            .map_err(|e| WeirError::internal(format!("cannot save the generator: {e}")))?;
+        Ok((self.next_event, rng))
+    }
+
+    fn seek(&mut self, next_event: u64, rng: &str) -> Result<()> {
+        self.rng = serde_json::from_str(rng).map_err(|e| {
+            WeirError::user(format!(
+                "the nexmark generator's state in the checkpoint is malformed: {e}"
+            ))
+        })?;
+        self.next_event = next_event;
+        Ok(())
+    }
+}
+
 impl Source for NexmarkSource {
+    fn kind(&self) -> &'static str {
+        "nexmark"
+    }
+
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
+    /// One row: `next_event` (UInt64) and `rng` (the generator's random state, JSON).
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::{StringArray, UInt64Array};
+        let (next, rng) = self.generator.position()?;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("next_event", DataType::UInt64, false),
+            Field::new("rng", DataType::Utf8, false),
+        ]));
+        Ok(vec![RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt64Array::from(vec![next])),
+                Arc::new(StringArray::from(vec![rng])),
+            ],
+        )?])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::UInt64Type;
+        let bad =
+            || WeirError::user("the nexmark generator's state in the checkpoint is malformed");
+        let b = state.first().ok_or_else(bad)?;
+        if b.num_rows() != 1 || b.num_columns() != 2 {
+            return Err(bad());
+        }
+        let next = b
+            .column(0)
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(bad)?
+            .value(0);
+        let rng = b.column(1).as_string_opt::<i32>().ok_or_else(bad)?.value(0);
+        self.generator.seek(next, rng)
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        while let Some(batch) = self.generator.next_batch(self.batch_size)? {
-            if ctx.should_stop() || !ctx.emit(self.adapt.adapt(batch)?)? {
-                ctx.finish(false);
+        loop {
+            // Asked before generating: a batch generated is a batch sent, so the position
+            // a checkpoint saves never skips rows.
+            if ctx.should_stop() {
+                ctx.finish(self, false)?;
                 return Ok(());
             }
+            let Some(batch) = self.generator.next_batch(self.batch_size)? else {
+                break;
+            };
+            if !ctx.emit(self.adapt.adapt(batch)?)? {
+                ctx.finish(self, false)?;
+                return Ok(());
+            }
+            ctx.checkpoint(self)?;
         }
-        ctx.finish(true);
+        ctx.finish(self, true)?;
         Ok(())
     }
 }

@@ -152,6 +152,10 @@ fn unescape(v: &str) -> String {
 }
 
 impl Source for ParquetSource {
+    fn kind(&self) -> &'static str {
+        "filesystem (parquet)"
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let files: Vec<PathBuf> = list_files(&self.path)?
             .into_iter()
@@ -167,13 +171,13 @@ impl Source for ParquetSource {
             while at < batch.num_rows() {
                 let len = self.batch_size.min(batch.num_rows() - at);
                 if !ctx.emit(batch.slice(at, len))? {
-                    ctx.finish(false);
+                    ctx.finish(self, false)?;
                     return Ok(());
                 }
                 at += len;
             }
         }
-        ctx.finish(true);
+        ctx.finish(self, true)?;
         Ok(())
     }
 }

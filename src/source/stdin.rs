@@ -26,6 +26,10 @@ impl StdinSource {
 }
 
 impl Source for StdinSource {
+    fn kind(&self) -> &'static str {
+        "stdin"
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let (tx, rx) = sync_channel::<std::io::Result<String>>(self.batch_size.max(1024));
         std::thread::spawn(move || {
@@ -77,16 +81,16 @@ impl Source for StdinSource {
                 if let Some(b) = d.batch
                     && !ctx.emit(b)?
                 {
-                    ctx.finish(false);
+                    ctx.finish(self, false)?;
                     return Ok(());
                 }
             }
             if done {
-                ctx.finish(true);
+                ctx.finish(self, true)?;
                 return Ok(());
             }
             if ctx.should_stop() {
-                ctx.finish(false);
+                ctx.finish(self, false)?;
                 return Ok(());
             }
         }

@@ -61,6 +61,11 @@ impl SourceStage {
         }
     }
 
+    /// The last watermark sent downstream.
+    pub fn emitted(&self) -> i64 {
+        self.emitted
+    }
+
     /// Declares `n` partitions: from now on batches say which one they come from.
     pub fn set_partitions(&mut self, n: usize) {
         self.partitions = vec![(i64::MIN, false); n];
@@ -120,6 +125,65 @@ impl SourceStage {
             self.current = self.emitted;
         }
         self.held = hold;
+    }
+
+    /// The generator's state for a checkpoint: one row per partition (its watermark and
+    /// whether it has ended; none for a source without partitions), the source's current
+    /// and emitted watermarks, whether it is held and whether the source's input was
+    /// exhausted (`finished`) in the schema's metadata.
+    pub fn snapshot(&self, finished: bool) -> Result<RecordBatch> {
+        use datafusion::arrow::array::BooleanArray;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let meta = [
+            ("current", self.current.to_string()),
+            ("emitted", self.emitted.to_string()),
+            ("held", self.held.to_string()),
+            ("finished", finished.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let schema = Schema::new(vec![
+            Field::new("watermark", DataType::Int64, false),
+            Field::new("ended", DataType::Boolean, false),
+        ])
+        .with_metadata(meta);
+        Ok(RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(Int64Array::from_iter_values(
+                    self.partitions.iter().map(|p| p.0),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    self.partitions.iter().map(|p| Some(p.1)),
+                )),
+            ],
+        )?)
+    }
+
+    /// Puts back what [`SourceStage::snapshot`] saved; returns its `finished` flag.
+    pub fn restore(&mut self, b: &RecordBatch) -> Result<bool> {
+        use datafusion::arrow::array::AsArray;
+        let bad = || WeirError::user("a source's watermark state in the checkpoint is malformed");
+        let meta = b.schema_ref().metadata().clone();
+        let num =
+            |k: &str| -> Result<i64> { meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(bad) };
+        let flag = |k: &str| meta.get(k).is_some_and(|v| v == "true");
+        self.current = num("current")?;
+        self.emitted = num("emitted")?;
+        self.held = flag("held");
+        if b.num_columns() != 2 {
+            return Err(bad());
+        }
+        let w = b
+            .column(0)
+            .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+            .ok_or_else(bad)?;
+        let e = b.column(1).as_boolean_opt().ok_or_else(bad)?;
+        self.partitions = (0..b.num_rows())
+            .map(|i| (w.value(i), e.value(i)))
+            .collect();
+        Ok(flag("finished"))
     }
 
     /// Completes a batch of physical columns and interleaves it with watermarks.

@@ -1,0 +1,470 @@
+//! Checkpoints and exactly-once output, tried as a user would: `weir run` killed with
+//! SIGKILL (and stopped with SIGTERM) at random moments and started again, the Parquet
+//! archive read back by pyarrow (an independent reader) and compared, as a multiset, with an
+//! uninterrupted run's. Also: a second run adds to an archive instead of replacing it,
+//! EXPLAIN touches nothing, and a corrupt or foreign checkpoint is refused clearly.
+//!
+//! `WEIR_KILLS=50 cargo test --test checkpoint -- --nocapture` runs the harness longer
+//! (10 interruptions by default); `scripts/kill9.sh` does the same from a shell.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn weir() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = weir().args(args).output().expect("weir runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn has_pyarrow() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import pyarrow.dataset"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have python3 with pyarrow (bash .ci/run installs it)"
+        );
+        eprintln!("skipped: python3 with pyarrow is not installed");
+    }
+    ok
+}
+
+/// Every row of a Parquet archive (Hive partitions as columns) read by pyarrow, counted.
+fn pyarrow_rows(dir: &Path) -> BTreeMap<String, usize> {
+    let script = r#"
+import sys, os
+import pyarrow.dataset as ds
+if not os.path.isdir(sys.argv[1]):
+    sys.exit(0)
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table()
+cols = sorted(t.column_names)
+for r in t.select(cols).to_pylist():
+    print("|".join(str(r[c]) for c in cols))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &dir.display().to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rows = BTreeMap::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        *rows.entry(l.to_string()).or_insert(0) += 1;
+    }
+    rows
+}
+
+/// Hidden files (in-progress or pending) anywhere under `dir`.
+fn hidden_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(hidden_files(&p));
+        } else if e.file_name().to_string_lossy().starts_with('.') {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A HOP window aggregate, a windowed Top-N and a window join, over the Nexmark generator,
+/// into a partitioned Parquet archive.
+fn nexmark_job(archive: &Path, checkpoints: Option<&Path>, events: u64) -> String {
+    let settings = match checkpoints {
+        Some(dir) => format!(
+            "SET 'pipeline.name' = 'kill9';\n\
+             SET 'execution.checkpointing.interval' = '250ms';\n\
+             SET 'state.checkpoints.dir' = '{}';\n",
+            dir.display()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{settings}\
+CREATE TABLE datagen (
+    event_type INT,
+    bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR>,
+    dateTime AS bid.dateTime,
+    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'first-event.rate' = '10000', 'events.num' = '{events}',
+        'base-time' = '2026-01-01 00:00:00');
+CREATE VIEW bid AS
+SELECT bid.auction AS auction, bid.price AS price, dateTime FROM datagen WHERE event_type = 2;
+CREATE VIEW top3 AS
+SELECT window_start, window_end, auction, num, rn FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY num DESC, auction) AS rn
+    FROM (
+        SELECT window_start, window_end, auction, COUNT(*) AS num
+        FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+        GROUP BY window_start, window_end, auction
+    )
+) WHERE rn <= 3;
+CREATE VIEW maxprice AS
+SELECT window_start, window_end, MAX(price) AS maxprice
+FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+GROUP BY window_start, window_end;
+CREATE TABLE archive (
+    window_start TIMESTAMP(3), window_end TIMESTAMP(3), auction BIGINT, num BIGINT, rn BIGINT,
+    maxprice BIGINT, dt STRING
+) PARTITIONED BY (dt) WITH (
+    'connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet',
+    'sink.rolling-policy.file-size' = '4kb'
+);
+INSERT INTO archive
+SELECT t.window_start, t.window_end, t.auction, t.num, t.rn, m.maxprice,
+       DATE_FORMAT(t.window_start, 'yyyy-MM-dd')
+FROM top3 t JOIN maxprice m
+ON t.window_start = m.window_start AND t.window_end = m.window_end;
+",
+        archive.display()
+    )
+}
+
+#[test]
+fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
+    if !has_pyarrow() {
+        return;
+    }
+    let kills: usize = std::env::var("WEIR_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let events: u64 = 2_000_000 + 400_000 * kills as u64;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reference = tmp.path().join("reference");
+    let ref_sql = tmp.path().join("ref.sql");
+    std::fs::write(&ref_sql, nexmark_job(&reference, None, events)).expect("write");
+    let (code, err) = run(&["run", "-q", &ref_sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let expected = pyarrow_rows(&reference);
+    assert!(expected.len() > 100, "{} rows", expected.len());
+
+    let archive = tmp.path().join("archive");
+    let checkpoints = tmp.path().join("checkpoints");
+    let sql = tmp.path().join("job.sql");
+    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let mut rng_state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state
+    };
+    let mut interrupted = 0;
+    let mut resumed = 0;
+    let mut finished = false;
+    let started = Instant::now();
+    while interrupted < kills && started.elapsed() < Duration::from_secs(240) {
+        let child = weir()
+            .args(["run", "-q", &sql.display().to_string()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("weir starts");
+        let mut child = child;
+        let pid = child.id();
+        // Anywhere from before the first checkpoint to well after several.
+        std::thread::sleep(Duration::from_millis(150 + next() % 1200));
+        if child.try_wait().expect("try_wait").is_some() {
+            // It ran to its end before the signal.
+            let out = child.wait_with_output().expect("wait");
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            finished = true;
+            break;
+        }
+        // Every fourth interruption is a stop (SIGTERM: a savepoint), the rest SIGKILL.
+        let signal = if interrupted % 4 == 3 {
+            "-TERM"
+        } else {
+            "-KILL"
+        };
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill {signal} {pid}");
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if stderr.contains("resumes from") {
+            resumed += 1;
+        }
+        if signal == "-TERM" {
+            assert_eq!(out.status.code(), Some(0), "a stop exits cleanly: {stderr}");
+        }
+        interrupted += 1;
+    }
+    assert!(
+        interrupted >= kills.min(10),
+        "the job must still be running at each interruption ({interrupted} of {kills}); raise events"
+    );
+    assert!(resumed > 0, "a restart says it resumed from a checkpoint");
+    if !finished {
+        let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("resumes from"), "{err}");
+    }
+    // Run to its end, a further run of the same job has nothing to do.
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already ran to the end"), "{err}");
+
+    let got = pyarrow_rows(&archive);
+    let lost: Vec<_> = expected
+        .iter()
+        .filter(|(r, n)| got.get(*r).copied().unwrap_or(0) < **n)
+        .take(5)
+        .collect();
+    let duplicated: Vec<_> = got
+        .iter()
+        .filter(|(r, n)| expected.get(*r).copied().unwrap_or(0) < **n)
+        .take(5)
+        .collect();
+    assert!(
+        lost.is_empty() && duplicated.is_empty(),
+        "after {interrupted} interruptions: lost {lost:?}, duplicated {duplicated:?}"
+    );
+    assert_eq!(got, expected);
+    assert!(
+        hidden_files(&archive).is_empty(),
+        "{:?}",
+        hidden_files(&archive)
+    );
+    eprintln!(
+        "{interrupted} interruptions ({resumed} restarts resumed from a checkpoint): {} rows, 0 lost, 0 duplicated",
+        got.values().sum::<usize>()
+    );
+}
+
+/// A CSV source of `rows` (`id,v` lines) into an unpartitioned Parquet archive.
+fn csv_into_archive(dir: &Path, input: &Path, archive: &Path, extra: &str) -> PathBuf {
+    let sql = dir.join("copy.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "{extra}CREATE TABLE src (id BIGINT, v STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             CREATE TABLE archive (id BIGINT, v STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO archive SELECT id, v FROM src;\n",
+            input.display(),
+            archive.display()
+        ),
+    )
+    .expect("write");
+    sql
+}
+
+#[test]
+fn a_second_run_adds_to_the_archive_instead_of_replacing_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in.csv");
+    let archive = tmp.path().join("archive");
+    let sql = csv_into_archive(tmp.path(), &input, &archive, "");
+    std::fs::write(&input, "1,a\n2,b\n3,c\n").expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&input, "4,d\n5,e\n6,f\n").expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let out = weir()
+        .args([
+            "query",
+            "--format",
+            "csv",
+            &format!(
+                "SELECT COUNT(*) AS n, SUM(id) AS s FROM '{}'",
+                archive.display()
+            ),
+        ])
+        .output()
+        .expect("weir query");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "n,s\n6,21",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_job_never_deletes_another_jobs_in_progress_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "1,a\n").expect("write");
+    let archive = tmp.path().join("archive");
+    std::fs::create_dir_all(&archive).expect("mkdir");
+    // Another job's file being written, and a leftover of this job's own earlier run.
+    let other = archive.join(".part-other-lq3x1a2b3c-0-0.parquet.inprogress");
+    std::fs::write(&other, b"another job writes here").expect("write");
+    let ckpt = tmp.path().join("ckpt");
+    let extra = format!(
+        "SET 'pipeline.name' = 'copy';\nSET 'execution.checkpointing.interval' = '1s';\nSET 'state.checkpoints.dir' = '{}';\n",
+        ckpt.display()
+    );
+    let own = archive.join(".part-copy-lq3x1a2b3c-0-0.parquet.inprogress");
+    std::fs::write(&own, b"a killed run of this job").expect("write");
+    let sql = csv_into_archive(tmp.path(), &input, &archive, &extra);
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(&other).expect("the other job's file is untouched"),
+        b"another job writes here"
+    );
+    assert!(!own.exists(), "this job's own leftover is cleaned");
+}
+
+#[test]
+fn explain_and_a_failed_plan_touch_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let archive = tmp.path().join("not-yet");
+    let sql = tmp.path().join("e.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3');\n\
+             CREATE TABLE archive (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             EXPLAIN INSERT INTO archive SELECT id FROM src;\n",
+            archive.display()
+        ),
+    )
+    .expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!archive.exists(), "EXPLAIN created the sink's folder");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE src (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3');\n\
+             CREATE TABLE archive (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             INSERT INTO archive SELECT nope FROM src;\n",
+            archive.display()
+        ),
+    )
+    .expect("write");
+    let (code, _) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(!archive.exists(), "a failed plan created the sink's folder");
+}
+
+/// A bounded memory-free job whose checkpoints can be tampered with: the Nexmark job, killed
+/// once after its first checkpoints.
+fn killed_once(tmp: &Path) -> (PathBuf, PathBuf) {
+    let archive = tmp.join("archive");
+    let checkpoints = tmp.join("checkpoints");
+    let sql = tmp.join("job.sql");
+    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), 5_000_000)).expect("write");
+    let mut child = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let job = checkpoints.join("kill9");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !std::fs::read_dir(&job)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("_metadata").is_file()))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (sql, job)
+}
+
+#[test]
+fn a_corrupt_state_file_is_refused_with_its_path() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (sql, job) = killed_once(tmp.path());
+    let chk = std::fs::read_dir(&job)
+        .expect("job dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("_metadata").is_file())
+        .expect("a completed checkpoint");
+    let state = std::fs::read_dir(&chk)
+        .expect("chk dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "arrows"))
+        .expect("a state file");
+    let mut bytes = std::fs::read(&state).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&state, bytes).expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is corrupt") && err.contains(&state.display().to_string()),
+        "{err}"
+    );
+    // Starting over ignores it.
+    let (code, err) = run(&[
+        "run",
+        "-q",
+        "--from-scratch",
+        "--set",
+        "events.num=20000",
+        &sql.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_changed_query_is_refused_naming_the_operator() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (sql, _) = killed_once(tmp.path());
+    let text = std::fs::read_to_string(&sql).expect("read");
+    std::fs::write(
+        &sql,
+        text.replace("MAX(price) AS maxprice", "MIN(price) AS maxprice"),
+    )
+    .expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("the query changed") && err.contains("window aggregate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_source_that_cannot_replay_refuses_checkpointing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sql = tmp.path().join("s.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'execution.checkpointing.interval' = '1s';\nSET 'state.checkpoints.dir' = '{}';\n\
+             CREATE TABLE src (id BIGINT) WITH ('connector' = 'stdin', 'format' = 'csv');\n\
+             CREATE TABLE out (id BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT id FROM src;\n",
+            tmp.path().join("ckpt").display()
+        ),
+    )
+    .expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'stdin' source cannot take part in checkpoints"),
+        "{err}"
+    );
+}
