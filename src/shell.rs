@@ -54,9 +54,12 @@ const META_HELP: &[(&str, &str)] = &[
     ),
     (
         "\\jobs",
-        "the jobs: status, rows in/out, late rows, watermark, lag",
+        "the jobs: status, rows in/out, late rows, watermark, lag, last checkpoint",
     ),
-    ("\\stop ID", "stop a job cleanly (also STOP JOB 'ID')"),
+    (
+        "\\stop ID",
+        "stop a job cleanly, with a savepoint when it checkpoints (also STOP JOB 'ID' [WITH SAVEPOINT])",
+    ),
     ("\\format F", "table | csv | json | ndjson"),
     ("\\timing on|off", "print how long each statement took"),
     ("\\i FILE", "run the statements of a file"),
@@ -94,6 +97,8 @@ struct JobEntry {
     id: u64,
     name: String,
     metrics: Arc<JobMetrics>,
+    /// Its checkpoints, when it takes them.
+    checkpointer: Option<Arc<crate::checkpoint::Checkpointer>>,
     job: Option<Job>,
     status: String,
 }
@@ -367,8 +372,32 @@ impl Shell {
         let mut late = vec![];
         let mut wm = vec![];
         let mut lag = vec![];
+        let mut checkpoint = vec![];
         let mut names = vec![];
         for j in &self.jobs {
+            checkpoint.push(match &j.checkpointer {
+                None => "-".to_string(),
+                Some(cp) => match cp.last() {
+                    None => format!("none yet ({} failed)", cp.failed()),
+                    Some(c) => {
+                        let ms = c
+                            .completed
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as i64)
+                            .unwrap_or(0);
+                        let at =
+                            datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+                                .map(|d| d.format("%H:%M:%S").to_string())
+                                .unwrap_or_default();
+                        format!(
+                            "#{} at {at} UTC, {} ms, {} bytes",
+                            c.id,
+                            c.duration.as_millis(),
+                            c.bytes
+                        )
+                    }
+                },
+            });
             ids.push(j.id);
             status.push(match &j.job {
                 Some(job) if job.is_stopping() => "STOPPING".to_string(),
@@ -421,6 +450,7 @@ impl Shell {
                 Field::new("late rows", DataType::UInt64, false),
                 Field::new("watermark", DataType::Utf8, false),
                 Field::new("lag", DataType::Utf8, false),
+                Field::new("last checkpoint", DataType::Utf8, false),
                 Field::new("query", DataType::Utf8, false),
             ])),
             vec![
@@ -431,6 +461,7 @@ impl Shell {
                 Arc::new(UInt64Array::from(late)),
                 Arc::new(StringArray::from(wm)),
                 Arc::new(StringArray::from(lag)),
+                Arc::new(StringArray::from(checkpoint)),
                 Arc::new(StringArray::from(names)),
             ],
         );
@@ -455,6 +486,9 @@ impl Shell {
             return Ok(());
         }
         if let Some(id) = upper.strip_prefix("STOP JOB ") {
+            // Flink's `STOP JOB 'id' WITH SAVEPOINT`: with checkpoints every stop takes one.
+            let id = id.trim();
+            let id = id.strip_suffix(" WITH SAVEPOINT").unwrap_or(id);
             match id.trim().trim_matches('\'').parse() {
                 Ok(id) => self.stop(id).await,
                 Err(_) => eprintln!("STOP JOB takes a job id: STOP JOB '3'"),
@@ -477,6 +511,7 @@ impl Shell {
                         id: job.id,
                         name: job.name.clone(),
                         metrics: job.metrics.clone(),
+                        checkpointer: job.checkpointer().cloned(),
                         job: Some(job),
                         status: String::new(),
                     });

@@ -6,6 +6,8 @@ was written by someone else and what Weir writes is read by someone else.
   kafka_client.py produce-seq BOOTSTRAP TOPIC N PARTITIONS PAD [FIRST]
       N messages {"v": i, "user_id": i % 20, "ts": "<time>", "pad": "x" * PAD}, i = FIRST..,
       to partition i % PARTITIONS, keyed by i % 20, each i 10 ms after 2026-01-01 + i * 10 ms
+  kafka_client.py produce-paced BOOTSTRAP TOPIC N PARTITIONS RATE
+      as produce-seq (no padding, i = 1..N), RATE messages a second, each flushed at once
   kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v"} lines
 """
 
@@ -73,6 +75,21 @@ def produce_seq(bootstrap, topic, n, partitions, pad, first=1):
     finish(p)
 
 
+def produce_paced(bootstrap, topic, n, partitions, rate):
+    p = producer(bootstrap)
+    base = 1767225600000  # 2026-01-01T00:00:00Z
+    start = time.time()
+    for i in range(1, n + 1):
+        ms = base + i * 10
+        t = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + ".%03d" % (ms % 1000)
+        v = json.dumps({"v": i, "user_id": i % 20, "ts": t, "pad": ""})
+        send(p, topic, v, str(i % 20), i % partitions, ms)
+        due = start + i / rate
+        while time.time() < due:
+            p.poll(max(0.0, min(0.01, due - time.time())))
+    finish(p)
+
+
 def consume(bootstrap, topic, n):
     c = Consumer(
         {
@@ -108,6 +125,8 @@ if __name__ == "__main__":
     elif cmd == "produce-seq":
         first = int(args[5]) if len(args) > 5 else 1
         produce_seq(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), first)
+    elif cmd == "produce-paced":
+        produce_paced(args[0], args[1], int(args[2]), int(args[3]), float(args[4]))
     elif cmd == "consume":
         consume(args[0], args[1], int(args[2]))
     else:

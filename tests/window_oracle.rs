@@ -8,6 +8,9 @@
 //! oracle then expands each row to those of its windows that end after the watermark of the
 //! rows before it (the lateness rule), and DataFusion aggregates that.
 //!
+//! Every case also runs in the three-run form: with checkpoints, stopped part-way with a
+//! savepoint, and resumed from it; the rows of both runs together must be the same.
+//!
 //! `WEIR_WINDOW_CASES=n` changes the number of cases per window kind; a failure prints the
 //! seed, and `WEIR_WINDOW_SEED=s` reruns just that case.
 
@@ -394,6 +397,61 @@ async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) 
     rows_text(&results.pop().expect("one result"))
 }
 
+/// Cases whose checkpointed run was stopped part-way and resumed from its savepoint.
+static RESUMED: [std::sync::atomic::AtomicUsize; 4] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 4];
+
+/// The three-run form: the query with checkpoints every 10 ms, stopped with a savepoint
+/// `stop_after` into its run, then started again to restore it and finish, both runs into
+/// one collecting sink (which commits in two phases). Returns the rows and whether the
+/// second run resumed (false when the first had already reached the end).
+async fn weir_resumed(
+    path: &std::path::Path,
+    bound: i64,
+    batch_size: usize,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+) -> (Vec<String>, bool) {
+    let ddl = format!(
+        "SET 'table.exec.batch-size' = '{batch_size}';
+         SET 'pipeline.name' = 'oracle';
+         SET 'execution.checkpointing.interval' = '10ms';
+         SET 'state.checkpoints.dir' = '{}';
+         CREATE TABLE t (k STRING, v BIGINT, s STRING, ts TIMESTAMP(3), \
+           WATERMARK FOR ts AS ts - {}) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n",
+        checkpoints.display(),
+        ms(bound),
+        path.display()
+    );
+    let query = weir::sql::parser::parse_script(sql)
+        .expect("parses")
+        .pop()
+        .expect("one statement");
+    let sink = weir::sink::collect::CollectSink::new();
+    let mut first = Session::new();
+    first.run_collect(&ddl).await.expect("ddl");
+    let job = first
+        .start_into(&query, Box::new(sink.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    tokio::time::sleep(stop_after).await;
+    job.stop();
+    job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut second = Session::new();
+    second.run_collect(&ddl).await.expect("ddl");
+    let resumed = match second.start_into(&query, Box::new(sink.clone())).await {
+        Ok(job) => {
+            job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            true
+        }
+        Err(e) if e.to_string().contains("already ran to the end") => false,
+        Err(e) => panic!("{sql}: {e}"),
+    };
+    (rows_text(&sink.batches()), resumed)
+}
+
 async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
     let mut rng = SmallRng::seed_from_u64(seed * 4 + which as u64);
     let n = rng.random_range(1..400);
@@ -415,6 +473,25 @@ async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
     };
     let got = weir(&path, bound, batch_size, &stream_sql(kind, keyed)).await;
     assert!(!expected.is_empty(), "seed {seed}: the oracle gave no rows");
+    let checkpoints = dir.join(format!("checkpoints-{seed}-{which}"));
+    let (resumed_rows, resumed) = weir_resumed(
+        &path,
+        bound,
+        batch_size,
+        &stream_sql(kind, keyed),
+        &checkpoints,
+        std::time::Duration::from_millis(rng.random_range(0..25)),
+    )
+    .await;
+    if resumed {
+        RESUMED[which].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    assert!(
+        resumed_rows == expected,
+        "WEIR_WINDOW_SEED={seed}: {kind:?}, stopped with a savepoint and resumed: {} rows expected, {} got",
+        expected.len(),
+        resumed_rows.len()
+    );
     if got != expected {
         let missing: Vec<_> = expected
             .iter()
@@ -453,6 +530,14 @@ async fn run_kind(which: usize) {
         assert!(
             LATE_PAIRS[which].load(std::sync::atomic::Ordering::Relaxed) > 0,
             "no case had a late row"
+        );
+    }
+    let resumed = RESUMED[which].load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("{resumed} of {cases} cases stopped part-way and resumed from a savepoint");
+    if cases >= 20 {
+        assert!(
+            resumed as u64 >= cases / 10,
+            "only {resumed} of {cases} cases were stopped before their end and resumed"
         );
     }
 }
