@@ -161,7 +161,7 @@ async fn oracle(a: &RecordBatch, b: &RecordBatch, sql: &str) -> Vec<String> {
     common::query(&ctx, sql).await
 }
 
-async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String> {
+fn ddl(dir: &std::path::Path, batch_size: usize) -> String {
     let mut script = format!("SET 'table.exec.batch-size' = '{batch_size}';\n");
     for t in ["a", "b"] {
         script.push_str(&format!(
@@ -171,6 +171,11 @@ async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String
             dir.join(format!("{t}.json")).display()
         ));
     }
+    script
+}
+
+async fn weir(dir: &std::path::Path, batch_size: usize, sql: &str) -> Vec<String> {
+    let mut script = ddl(dir, batch_size);
     script.push_str(sql);
     script.push(';');
     let mut s = Session::new();
@@ -207,9 +212,27 @@ async fn stream_joins_equal_batch_joins() {
                 a.num_rows(),
                 b.num_rows()
             );
+            // The three-run form: checkpointed, stopped part-way, resumed.
+            let checkpoints = dir.path().join(format!("checkpoints-{seed}-{name}"));
+            let stop_after = std::time::Duration::from_millis(rng.random_range(0..25));
+            let (resumed, _) = common::resumed(
+                &ddl(dir.path(), batch_size),
+                &stream_sql,
+                &checkpoints,
+                stop_after,
+            )
+            .await;
+            assert_eq!(
+                resumed, expected,
+                "{name} stopped with a savepoint after {stop_after:?} and resumed differs (seed {seed}, batch size {batch_size})"
+            );
             *nonempty.entry(name).or_default() += usize::from(!expected.is_empty());
         }
     }
+    assert!(
+        common::RESUMED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no checkpointed run was stopped part-way and resumed"
+    );
     // Every query must have had something to compare.
     for (name, n) in nonempty {
         assert!(n > 0, "{name} gave no rows in any case");

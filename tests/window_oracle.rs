@@ -401,10 +401,7 @@ async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) 
 static RESUMED: [std::sync::atomic::AtomicUsize; 4] =
     [const { std::sync::atomic::AtomicUsize::new(0) }; 4];
 
-/// The three-run form: the query with checkpoints every 10 ms, stopped with a savepoint
-/// `stop_after` into its run, then started again to restore it and finish, both runs into
-/// one collecting sink (which commits in two phases). Returns the rows and whether the
-/// second run resumed (false when the first had already reached the end).
+/// The three-run form of [`weir`]: see [`common::resumed`].
 async fn weir_resumed(
     path: &std::path::Path,
     bound: i64,
@@ -414,42 +411,14 @@ async fn weir_resumed(
     stop_after: std::time::Duration,
 ) -> (Vec<String>, bool) {
     let ddl = format!(
-        "SET 'table.exec.batch-size' = '{batch_size}';
-         SET 'pipeline.name' = 'oracle';
-         SET 'execution.checkpointing.interval' = '10ms';
-         SET 'state.checkpoints.dir' = '{}';
+        "SET 'table.exec.batch-size' = '{batch_size}';\n\
          CREATE TABLE t (k STRING, v BIGINT, s STRING, ts TIMESTAMP(3), \
            WATERMARK FOR ts AS ts - {}) \
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n",
-        checkpoints.display(),
         ms(bound),
         path.display()
     );
-    let query = weir::sql::parser::parse_script(sql)
-        .expect("parses")
-        .pop()
-        .expect("one statement");
-    let sink = weir::sink::collect::CollectSink::new();
-    let mut first = Session::new();
-    first.run_collect(&ddl).await.expect("ddl");
-    let job = first
-        .start_into(&query, Box::new(sink.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    tokio::time::sleep(stop_after).await;
-    job.stop();
-    job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut second = Session::new();
-    second.run_collect(&ddl).await.expect("ddl");
-    let resumed = match second.start_into(&query, Box::new(sink.clone())).await {
-        Ok(job) => {
-            job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-            true
-        }
-        Err(e) if e.to_string().contains("already ran to the end") => false,
-        Err(e) => panic!("{sql}: {e}"),
-    };
-    (rows_text(&sink.batches()), resumed)
+    common::resumed(&ddl, sql, checkpoints, stop_after).await
 }
 
 async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {

@@ -61,3 +61,51 @@ pub fn nexmark_batch_context(events: u64, rate: f64, seed: u64, base: i64) -> Se
         .expect("register");
     ctx
 }
+
+/// Cases whose checkpointed run was stopped part-way and resumed from its savepoint.
+pub static RESUMED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The three-run form of a streaming query: after `ddl`, `sql` runs with checkpoints every
+/// 10 ms, is stopped with a savepoint `stop_after` into its run, then starts again in a new
+/// session, which restores the savepoint and finishes; both runs write into one collecting
+/// sink (which commits in two phases). Returns the sorted rows ([`rows`]) and whether the
+/// second run resumed (false when the first had already reached the end of its input).
+pub async fn resumed(
+    ddl: &str,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+) -> (Vec<String>, bool) {
+    let ddl = format!(
+        "SET 'pipeline.name' = 'resumed';\n\
+         SET 'execution.checkpointing.interval' = '10ms';\n\
+         SET 'state.checkpoints.dir' = '{}';\n{ddl}",
+        checkpoints.display()
+    );
+    let query = weir::sql::parser::parse_script(sql)
+        .expect("parses")
+        .pop()
+        .expect("one statement");
+    let sink = weir::sink::collect::CollectSink::new();
+    let mut first = weir::Session::new();
+    first.run_collect(&ddl).await.expect("ddl");
+    let job = first
+        .start_into(&query, Box::new(sink.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    tokio::time::sleep(stop_after).await;
+    job.stop();
+    job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut second = weir::Session::new();
+    second.run_collect(&ddl).await.expect("ddl");
+    let resumed = match second.start_into(&query, Box::new(sink.clone())).await {
+        Ok(job) => {
+            job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            RESUMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+        Err(e) if e.to_string().contains("already ran to the end") => false,
+        Err(e) => panic!("{sql}: {e}"),
+    };
+    (rows(&sink.batches()), resumed)
+}
