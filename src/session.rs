@@ -340,7 +340,13 @@ impl Session {
             }
             Statement::Query(_) | Statement::Insert { .. } => {
                 let (plan, sink) = self.plan_statement(stmt).await?;
-                let checkpoint = self.checkpoint_config(stmt)?;
+                let mut checkpoint = self.checkpoint_config(stmt)?;
+                if matches!(stmt.statement, Statement::Query(_)) {
+                    // Rows shown on the terminal are not a result to resume: a bare SELECT
+                    // starts afresh each time.
+                    checkpoint.interval = None;
+                    checkpoint.restore_path = None;
+                }
                 let id = self.next_job;
                 let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
                 self.next_job += 1;

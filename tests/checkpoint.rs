@@ -7,6 +7,8 @@
 //! `WEIR_KILLS=50 cargo test --test checkpoint -- --nocapture` runs the harness longer
 //! (10 interruptions by default); `scripts/kill9.sh` does the same from a shell.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -467,4 +469,55 @@ fn a_source_that_cannot_replay_refuses_checkpointing() {
         err.contains("'stdin' source cannot take part in checkpoints"),
         "{err}"
     );
+}
+
+/// The updating operators in the three-run form: GROUP BY (with DISTINCT) and a Top-N over
+/// a whole stream, checkpointed every 10 ms, stopped with a savepoint part-way and resumed,
+/// give exactly the changelog of a straight run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_and_top_n_resume_to_the_same_changelog() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in.csv");
+    let mut text = String::new();
+    let mut x: u64 = 7;
+    for i in 0..3000 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        text.push_str(&format!("k{},{},{i}\n", (x >> 33) % 13, (x >> 40) % 1000));
+    }
+    std::fs::write(&input, text).expect("write");
+    let ddl = format!(
+        "SET 'table.exec.batch-size' = '7';\n\
+         CREATE TABLE t (k STRING, v BIGINT, i BIGINT) WITH ('connector' = 'filesystem', \
+           'path' = '{}', 'format' = 'csv');\n",
+        input.display()
+    );
+    let queries = [
+        "SELECT k, COUNT(*) AS n, SUM(v) AS s, COUNT(DISTINCT v) AS d, MAX(i) AS m FROM t GROUP BY k",
+        "SELECT k, v, i, rn FROM (SELECT k, v, i, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, i) AS rn FROM t) WHERE rn <= 3",
+    ];
+    let mut resumed_runs = 0;
+    for (q, sql) in queries.iter().enumerate() {
+        let mut s = weir::Session::new();
+        let mut straight = s
+            .run_collect(&format!("{ddl}{sql};"))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let expected = common::rows(&straight.pop().expect("a result"));
+        assert!(expected.len() > 100, "{sql}: {} changes", expected.len());
+        for (n, ms) in [2u64, 9, 25].into_iter().enumerate() {
+            let checkpoints = tmp.path().join(format!("ckpt-{q}-{n}"));
+            let (got, resumed) =
+                common::resumed(&ddl, sql, &checkpoints, Duration::from_millis(ms)).await;
+            resumed_runs += usize::from(resumed);
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "{sql}: stopped after {ms} ms and resumed"
+            );
+            assert!(got == expected, "{sql}: stopped after {ms} ms and resumed");
+        }
+    }
+    assert!(resumed_runs > 0, "no run was stopped part-way");
 }

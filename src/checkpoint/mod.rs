@@ -805,13 +805,14 @@ fn finished_states_push(tasks: &mut Vec<TaskEntry>, id: &str) {
     }
 }
 
+/// The state files written for one checkpoint (task → file, bytes, CRC-32), or the first
+/// error.
+type Written = std::result::Result<HashMap<String, (String, u64, u32)>, WeirError>;
+
 /// The background writer: state files as they come, then a checkpoint's manifest.
 fn writer_loop(job_dir: PathBuf, retained: usize, rx: mpsc::Receiver<WriterMsg>) {
     // Per checkpoint: the files written (task → (file, bytes, crc)), or the first error.
-    let mut written: HashMap<
-        u64,
-        std::result::Result<HashMap<String, (String, u64, u32)>, WeirError>,
-    > = HashMap::new();
+    let mut written: HashMap<u64, Written> = HashMap::new();
     let write_one = |id: u64, task: &str, state: &[RecordBatch], written: &mut HashMap<u64, _>| {
         let entry = written.entry(id).or_insert_with(|| Ok(HashMap::new()));
         let Ok(files) = entry else { return };

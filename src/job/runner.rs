@@ -266,7 +266,7 @@ fn check_checkpointable(node: &PlanNode) -> Result<()> {
                     table.name,
                     source.kind()
                 ))
-                .with_hint("checkpointing ('execution.checkpointing.interval') works with nexmark and memory sources; RESET it for this job"));
+                .with_hint("checkpointing ('execution.checkpointing.interval') works with nexmark, filesystem (CSV, JSON), kafka and memory sources; RESET it for this job"));
             }
             Ok(())
         }

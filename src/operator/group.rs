@@ -170,9 +170,136 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 }
 
 impl Operator for GroupAggregateOperator {
-    /// Its per-key state is not saved in checkpoints yet.
-    fn checkpointable(&self) -> bool {
-        false
+    fn signature(&self) -> String {
+        format!(
+            "{} [{}]",
+            self.name(),
+            self.aggs
+                .iter()
+                .map(|a| format!("{}: {}", a.expr.name(), a.expr.field().data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    /// Every group: its key (`key`, Arrow row format), `rows` counted in, the result last
+    /// emitted (`last<j>` per aggregate) and each accumulator's state (`s<j>_<i>`, its
+    /// state fields), one row per group.
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        use datafusion::arrow::array::{BinaryArray, Int64Array};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let mut keys: Vec<Box<[u8]>> = vec![];
+        let mut rows = vec![];
+        let mut lasts: Vec<Vec<ScalarValue>> = vec![vec![]; self.aggs.len()];
+        let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![vec![]; self.aggs.len()];
+        for group in self.groups.iter_mut().flatten() {
+            keys.push(group.key.clone());
+            rows.push(group.rows);
+            for (j, acc) in group.accs.iter_mut().enumerate() {
+                let st = acc.state()?;
+                // `state` may consume what it reports: carry on from a copy of it.
+                let mut fresh = self.aggs[j].expr.create_accumulator()?;
+                let arrays = st
+                    .iter()
+                    .map(|v| v.to_array())
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                fresh.merge_batch(&arrays)?;
+                *acc = fresh;
+                let last = match &group.last {
+                    Some(l) => l[j].clone(),
+                    None => acc.evaluate()?,
+                };
+                lasts[j].push(last);
+                states[j].push(st);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(Some(vec![]));
+        }
+        let mut fields = vec![
+            Field::new("key", DataType::Binary, false),
+            Field::new("rows", DataType::Int64, false),
+        ];
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(BinaryArray::from_iter_values(keys.iter())),
+            Arc::new(Int64Array::from(rows)),
+        ];
+        for (j, values) in lasts.into_iter().enumerate() {
+            let arr = ScalarValue::iter_to_array(values)?;
+            fields.push(Field::new(
+                format!("last{j}"),
+                arr.data_type().clone(),
+                true,
+            ));
+            cols.push(arr);
+        }
+        for (j, per_group) in states.into_iter().enumerate() {
+            let width = per_group.first().map_or(0, Vec::len);
+            let mut by_field: Vec<Vec<ScalarValue>> = vec![vec![]; width];
+            for st in per_group {
+                for (i, v) in st.into_iter().enumerate() {
+                    if let Some(f) = by_field.get_mut(i) {
+                        f.push(v);
+                    }
+                }
+            }
+            for (i, values) in by_field.into_iter().enumerate() {
+                let arr = ScalarValue::iter_to_array(values)?;
+                fields.push(Field::new(
+                    format!("s{j}_{i}"),
+                    arr.data_type().clone(),
+                    true,
+                ));
+                cols.push(arr);
+            }
+        }
+        Ok(Some(vec![RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            cols,
+        )?]))
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let bad = |what: &str| {
+            WeirError::user(format!(
+                "the checkpoint's state of a group aggregate is malformed: {what}"
+            ))
+        };
+        for b in &state {
+            let keys = b
+                .column_by_name("key")
+                .and_then(|c| c.as_binary_opt::<i32>())
+                .ok_or_else(|| bad("key"))?;
+            let rows = b
+                .column_by_name("rows")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+                .ok_or_else(|| bad("rows"))?;
+            for r in 0..b.num_rows() {
+                let g = self.group_id(keys.value(r))?;
+                let group = self.groups[g]
+                    .as_mut()
+                    .ok_or_else(|| WeirError::internal("group vanished"))?;
+                group.rows = rows.value(r);
+                let mut last = vec![];
+                for (j, acc) in group.accs.iter_mut().enumerate() {
+                    let l = b
+                        .column_by_name(&format!("last{j}"))
+                        .ok_or_else(|| bad("last"))?;
+                    last.push(ScalarValue::try_from_array(l, r)?);
+                    let mut cols = vec![];
+                    let mut i = 0;
+                    while let Some(c) = b.column_by_name(&format!("s{j}_{i}")) {
+                        cols.push(c.slice(r, 1));
+                        i += 1;
+                    }
+                    acc.merge_batch(&cols)?;
+                }
+                group.last = Some(last);
+            }
+        }
+        Ok(())
     }
 
     fn name(&self) -> String {

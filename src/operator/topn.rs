@@ -106,9 +106,59 @@ impl TopNOperator {
 }
 
 impl Operator for TopNOperator {
-    /// Its per-key state is not saved in checkpoints yet.
-    fn checkpointable(&self) -> bool {
-        false
+    /// The kept rows of every partition, best first: one batch of `partition`, `order` and
+    /// `row` (Binary, in Arrow's row format of this Weir version).
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        use datafusion::arrow::array::BinaryBuilder;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let (mut part, mut order, mut row) = (
+            BinaryBuilder::new(),
+            BinaryBuilder::new(),
+            BinaryBuilder::new(),
+        );
+        for (key, (kept, _)) in &self.partitions {
+            for k in kept {
+                part.append_value(key);
+                order.append_value(&k.order);
+                row.append_value(&k.row);
+            }
+        }
+        let schema = Schema::new(vec![
+            Field::new("partition", DataType::Binary, false),
+            Field::new("order", DataType::Binary, false),
+            Field::new("row", DataType::Binary, false),
+        ]);
+        Ok(Some(vec![RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(part.finish()),
+                Arc::new(order.finish()),
+                Arc::new(row.finish()),
+            ],
+        )?]))
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::AsArray;
+        let bad = || WeirError::user("the checkpoint's state of a Top-N is malformed");
+        for b in &state {
+            if b.num_columns() != 3 {
+                return Err(bad());
+            }
+            let col = |i: usize| b.column(i).as_binary_opt::<i32>().ok_or_else(bad);
+            let (part, order, row) = (col(0)?, col(1)?, col(2)?);
+            for i in 0..b.num_rows() {
+                let entry = self
+                    .partitions
+                    .entry(part.value(i).into())
+                    .or_insert_with(|| (vec![], std::time::Instant::now()));
+                entry.0.push(Kept {
+                    order: order.value(i).into(),
+                    row: row.value(i).into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn name(&self) -> String {
