@@ -521,3 +521,101 @@ async fn group_by_and_top_n_resume_to_the_same_changelog() {
     }
     assert!(resumed_runs > 0, "no run was stopped part-way");
 }
+
+/// Waits until the job folder holds a completed checkpoint.
+fn wait_for_checkpoint(job: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !std::fs::read_dir(job)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("_metadata").is_file()))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes the job's checkpoint folder unwritable for `down` (a file stands where the folder
+/// was; root ignores permissions), then puts it back.
+fn break_checkpoints_for(job: &Path, down: Duration) {
+    let aside = job.with_extension("aside");
+    std::fs::rename(job, &aside).expect("move the folder aside");
+    std::fs::write(job, b"not a folder").expect("a file in its place");
+    std::thread::sleep(down);
+    std::fs::remove_file(job).expect("remove the file");
+    std::fs::rename(&aside, job).expect("put the folder back");
+}
+
+#[test]
+fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
+    if !has_pyarrow() {
+        return;
+    }
+    let events = 2_500_000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let reference = tmp.path().join("reference");
+    let ref_sql = tmp.path().join("ref.sql");
+    std::fs::write(&ref_sql, nexmark_job(&reference, None, events)).expect("write");
+    let (code, err) = run(&["run", "-q", &ref_sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let expected = pyarrow_rows(&reference);
+
+    // Tolerated: the job goes on, says which checkpoints failed, and loses nothing.
+    let archive = tmp.path().join("archive");
+    let checkpoints = tmp.path().join("checkpoints");
+    let sql = tmp.path().join("job.sql");
+    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let job = checkpoints.join("kill9");
+    let child = weir()
+        .args([
+            "run",
+            "-q",
+            "--set",
+            "execution.checkpointing.tolerable-failed-checkpoints=1000",
+            &sql.display().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    wait_for_checkpoint(&job);
+    break_checkpoints_for(&job, Duration::from_millis(800));
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("[WARN] checkpoint") && stderr.contains("failed"),
+        "{stderr}"
+    );
+    assert_eq!(pyarrow_rows(&archive), expected);
+
+    // Not tolerated (the default): the job fails naming the setting; no folder of a failed
+    // checkpoint is left to restore, and the next run resumes from the last good one.
+    let archive = tmp.path().join("archive2");
+    let checkpoints = tmp.path().join("checkpoints2");
+    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let job = checkpoints.join("kill9");
+    let child = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    wait_for_checkpoint(&job);
+    break_checkpoints_for(&job, Duration::from_millis(800));
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("tolerable-failed-checkpoints"), "{stderr}");
+    for e in std::fs::read_dir(&job).expect("job dir").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("chk-") {
+            assert!(
+                e.path().join("_metadata").is_file(),
+                "{name}: a checkpoint folder without its manifest"
+            );
+        }
+    }
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resumes from"), "{err}");
+    assert_eq!(pyarrow_rows(&archive), expected);
+}
