@@ -61,11 +61,21 @@ fn sample(pid: u32) -> Option<(f64, u64)> {
 }
 
 /// Runs `ddl` + `query` over `events` generated events in a child `weir run` process.
-pub fn measure(weir: &Path, ddl: &Path, name: &str, query: &Path, events: u64) -> Measured {
+pub fn measure(
+    weir: &Path,
+    ddl: &Path,
+    name: &str,
+    query: &Path,
+    events: u64,
+    settings: &[String],
+) -> Measured {
     let started = Instant::now();
     let child = Command::new(weir)
         .arg("run")
         .arg("--quiet")
+        // A benchmark run starts afresh even when the settings turn checkpoints on.
+        .arg("--from-scratch")
+        .args(settings.iter().flat_map(|s| ["--set", s.as_str()]))
         .arg("--set")
         .arg(format!("events.num={events}"))
         .arg(ddl)

@@ -7,7 +7,7 @@
 //!           ─► DataFusion logical plan ─► plan (streaming plan, compiled expressions)
 //!           ─► job (tokio tasks joined by bounded channels)
 //!
-//!  source/ ─► Message::{Batch, Watermark, End} ─► operator/ ─► sink/
+//!  source/ ─► Message::{Batch, Watermark, Barrier, End} ─► operator/ ─► sink/
 //!  (nexmark, datagen,    bounded channels:        (project,      (print, blackhole,
 //!   filesystem, stdin)   backpressure             filter, limit,  filesystem, terminal)
 //!                                                 union)
@@ -16,7 +16,8 @@
 //! A row enters in [`source`] (decoded by [`format`] for text inputs), gets its computed
 //! columns and advances the watermark in [`source::watermark`], passes the [`operator`]s
 //! of its query, and leaves through a [`sink`]. [`job`] owns the tasks and channels of a
-//! running query; [`session`] owns the catalog and turns statements into jobs.
+//! running query; [`session`] owns the catalog and turns statements into jobs;
+//! [`checkpoint`] saves a running job's state and restores it after a restart.
 
 pub mod bench;
 pub mod changelog;

@@ -83,6 +83,10 @@ enum BenchSuite {
         /// The folder with ddl.sql and q<N>.sql.
         #[arg(long, default_value = "queries/nexmark")]
         dir: PathBuf,
+        /// A setting for every query, as `weir run --set` (e.g.
+        /// execution.checkpointing.interval=10s).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 
@@ -91,6 +95,7 @@ fn bench(suite: BenchSuite) -> ExitCode {
         queries,
         events,
         dir,
+        set,
     } = suite;
     let ddl = dir.join("ddl.sql");
     if !ddl.is_file() {
@@ -121,7 +126,7 @@ fn bench(suite: BenchSuite) -> ExitCode {
     let mut results = vec![];
     for (name, path) in list {
         eprintln!("{name} ...");
-        let m = weir::bench::measure(&weir, &ddl, &name, &path, events);
+        let m = weir::bench::measure(&weir, &ddl, &name, &path, events, &set);
         results.push(m);
     }
     print!("{}", weir::bench::table(&results));
@@ -360,16 +365,18 @@ async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
         for j in jobs {
             if j.is_finished() {
                 let (id, name, metrics) = (j.id, j.name.clone(), j.metrics.clone());
+                let checkpoints = j.checkpointer().map(|c| c.summary());
                 let stopped = j.is_stopping();
                 match j.wait().await {
                     Ok(()) => {
                         if !quiet {
                             let secs = metrics.started.elapsed().as_secs_f64();
                             eprintln!(
-                                "[INFO] Job {id} {} after {secs:.2}s: {}\n{}",
+                                "[INFO] Job {id} {} after {secs:.2}s: {}\n{}{}",
                                 if stopped { "stopped" } else { "finished" },
                                 one_line(&name),
-                                metrics.report()
+                                metrics.report(),
+                                checkpoints.map(|c| format!("  {c}\n")).unwrap_or_default()
                             );
                         }
                     }

@@ -11,6 +11,9 @@
 //! operator before it waits in `send().await`, its own input fills, and finally the source
 //! thread blocks in `blocking_send`: a slow sink slows the source and memory stays bounded
 //! by (channels × capacity × batch size).
+//!
+//! Every task has a stable id from its place in the plan (`source-0`, `op-3`, `sink`): a
+//! checkpoint's state files are named by it and restored into the task of the same id.
 
 pub mod message;
 pub mod metrics;

@@ -4,7 +4,9 @@
 //! slow I/O never stalls the async runtime; while it writes, its bounded input channel
 //! fills and the query upstream waits (backpressure). `finish` is called only when the
 //! input ended cleanly, and is where files are committed; a failed query leaves no
-//! committed partial output.
+//! committed partial output. With checkpoints, sinks commit in two phases at every
+//! checkpoint (see [`Sink`]). A sink touches the outside world only from [`Sink::open`],
+//! when its job starts: planning and `EXPLAIN` create, delete and connect to nothing.
 
 pub mod blackhole;
 pub mod collect;

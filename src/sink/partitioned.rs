@@ -1,17 +1,22 @@
-//! The `filesystem` sink for Parquet archives and for partitioned CSV and JSON: Hive-style
-//! partition folders.
+//! The `filesystem` sink: Parquet archives and CSV / JSON files, in Hive-style partition
+//! folders when the table is `PARTITIONED BY`.
 //!
-//! Rows go to `path/<col>=<value>/.../part-<query>-<n>.<parquet|csv|json>`, one open file
-//! per partition. Each file is written under a hidden name (`.part-<query>-<n>.parquet.inprogress`) and
-//! becomes visible only by an atomic rename when it is committed: when it reaches
+//! Rows go to `path/<col>=<value>/.../part-<job>-<run>-<subtask>-<n>.<parquet|csv|json>`,
+//! one open file per partition: `<job>` is the job's identity (`pipeline.name`, else a hash
+//! of the statement) and `<run>` is unique to each start, so a run never replaces a file it
+//! did not write — running the same query again adds files beside the first run's. Each
+//! file is written under a hidden name (`.part-….parquet.inprogress`) and becomes visible
+//! only by an atomic rename. Without checkpoints the rename happens when the file reaches
 //! `sink.rolling-policy.file-size`, when it has been open for
 //! `sink.rolling-policy.rollover-interval` (checked every `sink.rolling-policy.check-interval`,
-//! so a quiet stream still commits), and when the query ends cleanly. A reader never sees a
-//! partial file; a crash leaves only hidden files, which the next start removes. Names are
-//! deterministic per (query, partition, sequence): the same query over the same input
-//! rewrites the same files (an atomic replace), so a re-run adds no copies. Partition columns live in the folder names,
-//! not in the files (as Hive, Flink and DataFusion expect); the Arrow schema is stored in
-//! each file so timestamps keep their unit, and row groups carry min/max statistics.
+//! so a quiet stream still commits), and when the query ends cleanly. With checkpoints
+//! (two-phase commit, as Flink's `FileSink`), files are closed at those times and at every
+//! checkpoint barrier as *pending*, listed in the checkpoint's state, and renamed when the
+//! checkpoint completes; a restart renames the pending files of the restored checkpoint and
+//! removes the job's other hidden files. A run only ever removes hidden files of its own
+//! job. Partition columns live in the folder names, not in the files (as Hive, Flink and
+//! DataFusion expect); the Arrow schema is stored in each Parquet file so timestamps keep
+//! their unit, and row groups carry min/max statistics.
 //!
 //! ## Partition commit
 //!
