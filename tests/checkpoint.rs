@@ -4,8 +4,8 @@
 //! uninterrupted run's. Also: a second run adds to an archive instead of replacing it,
 //! EXPLAIN touches nothing, and a corrupt or foreign checkpoint is refused clearly.
 //!
-//! `WEIR_KILLS=50 cargo test --test checkpoint -- --nocapture` runs the harness longer
-//! (10 interruptions by default); `scripts/kill9.sh` does the same from a shell.
+//! `WEIR_KILLS=50 cargo test --test checkpoint kill -- --nocapture` runs the harness longer
+//! (10 interruptions by default) and prints its figures.
 
 mod common;
 
@@ -141,6 +141,17 @@ ON t.window_start = m.window_start AND t.window_end = m.window_end;
     )
 }
 
+/// The rows of an uninterrupted run of [`nexmark_job`] over `events` events, without
+/// checkpoints, as pyarrow reads its archive.
+fn reference_rows(tmp: &Path, events: u64) -> BTreeMap<String, usize> {
+    let reference = tmp.join("reference");
+    let sql = tmp.join("ref.sql");
+    std::fs::write(&sql, nexmark_job(&reference, None, events)).expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    pyarrow_rows(&reference)
+}
+
 #[test]
 fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
     if !has_pyarrow() {
@@ -152,12 +163,7 @@ fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
         .unwrap_or(10);
     let events: u64 = 2_000_000 + 400_000 * kills as u64;
     let tmp = tempfile::tempdir().expect("tmp");
-    let reference = tmp.path().join("reference");
-    let ref_sql = tmp.path().join("ref.sql");
-    std::fs::write(&ref_sql, nexmark_job(&reference, None, events)).expect("write");
-    let (code, err) = run(&["run", "-q", &ref_sql.display().to_string()]);
-    assert_eq!(code, 0, "{err}");
-    let expected = pyarrow_rows(&reference);
+    let expected = reference_rows(tmp.path(), events);
     assert!(expected.len() > 100, "{} rows", expected.len());
 
     let archive = tmp.path().join("archive");
@@ -418,6 +424,20 @@ fn a_corrupt_state_file_is_refused_with_its_path() {
         err.contains("is corrupt") && err.contains(&state.display().to_string()),
         "{err}"
     );
+    // A given checkpoint is restored instead of the latest: here one that does not exist,
+    // then the newest one again by its path.
+    let (code, err) = run(&[
+        "run",
+        "-q",
+        "--set",
+        "execution.savepoint.path=/nonexistent/chk-9",
+        &sql.display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'execution.savepoint.path'") && err.contains("not a completed checkpoint"),
+        "{err}"
+    );
     // Starting over ignores it.
     let (code, err) = run(&[
         "run",
@@ -551,12 +571,7 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     }
     let events = 2_500_000;
     let tmp = tempfile::tempdir().expect("tmp");
-    let reference = tmp.path().join("reference");
-    let ref_sql = tmp.path().join("ref.sql");
-    std::fs::write(&ref_sql, nexmark_job(&reference, None, events)).expect("write");
-    let (code, err) = run(&["run", "-q", &ref_sql.display().to_string()]);
-    assert_eq!(code, 0, "{err}");
-    let expected = pyarrow_rows(&reference);
+    let expected = reference_rows(tmp.path(), events);
 
     // Tolerated: the job goes on, says which checkpoints failed, and loses nothing.
     let archive = tmp.path().join("archive");
@@ -618,4 +633,45 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("resumes from"), "{err}");
     assert_eq!(pyarrow_rows(&archive), expected);
+}
+
+/// The worst moments, hit on purpose (`WEIR_CRASH_AT`): the process aborts with every state
+/// file of checkpoint 3 written but no manifest, and, in another run, right after the
+/// manifest of checkpoint 3 and before the sink's commit. The restarts restore checkpoint 2
+/// (the first case; checkpoint 3 never existed) and re-commit checkpoint 3's pending files
+/// (the second), and the archive equals an uninterrupted run's.
+#[test]
+fn a_crash_around_the_manifest_loses_and_duplicates_nothing() {
+    if !has_pyarrow() {
+        return;
+    }
+    let events = 1_500_000;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let expected = reference_rows(tmp.path(), events);
+    for (n, point) in ["before-manifest", "after-manifest"]
+        .into_iter()
+        .enumerate()
+    {
+        let archive = tmp.path().join(format!("archive{n}"));
+        let checkpoints = tmp.path().join(format!("checkpoints{n}"));
+        let sql = tmp.path().join(format!("job{n}.sql"));
+        std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+        let out = weir()
+            .args(["run", "-q", &sql.display().to_string()])
+            .env("WEIR_CRASH_AT", format!("{point}:3"))
+            .output()
+            .expect("weir runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(stderr.contains("aborting"), "{point}: {stderr}");
+        assert_ne!(out.status.code(), Some(0), "{point}: {stderr}");
+        let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+        assert_eq!(code, 0, "{point}: {err}");
+        let restored = if point == "before-manifest" { 2 } else { 3 };
+        assert!(
+            err.contains(&format!("resumes from checkpoint {restored} ")),
+            "{point}: {err}"
+        );
+        assert_eq!(pyarrow_rows(&archive), expected, "{point}");
+        assert!(hidden_files(&archive).is_empty(), "{point}");
+    }
 }

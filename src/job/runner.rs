@@ -153,16 +153,18 @@ impl Job {
         tasks.push(tokio::task::spawn_blocking(move || {
             run_sink(sink, rx, sink_metrics, sink_ctx)
         }));
+        let done = Arc::new(AtomicBool::new(false));
         if let (Some(cp), Some(every)) = (&checkpointer, checkpoint.interval) {
             let cp = cp.clone();
             let stop = stop.clone();
+            let done = done.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    if stop.load(Ordering::Relaxed) || Arc::strong_count(&cp) == 1 {
+                    if stop.load(Ordering::Relaxed) || done.load(Ordering::Relaxed) {
                         return;
                     }
                     cp.trigger();
@@ -192,6 +194,7 @@ impl Job {
                     }
                 }
             }
+            done.store(true, Ordering::Relaxed);
             match first_err {
                 Some(e) => Err(e),
                 None => Ok(()),

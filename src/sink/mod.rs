@@ -177,6 +177,7 @@ fn checkpoint(sink: &mut dyn Sink, cp: &Checkpointer, id: u64, finished: bool) -
     let state = sink.pre_commit(id)?;
     match cp.complete(id, state, finished)? {
         Some(_) => {
+            crate::checkpoint::crash_point("after-manifest", id);
             sink.commit(id)?;
             Ok(true)
         }

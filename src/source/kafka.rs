@@ -653,21 +653,10 @@ impl KafkaSource {
                     Offset::Offset(s) => Some(s),
                     _ => None,
                 };
-                let end = if matches!(self.bound, Bound::Unbounded) {
-                    if self.restored.is_some() || ctx.checkpointing() {
-                        // A checkpoint records where each partition started, read or not.
-                        let (low, high) = consumer
-                            .fetch_watermarks(topic, p, timeout)
-                            .map_err(|e| kafka_err("cannot read the end offsets", e))?;
-                        next = match start {
-                            Offset::Beginning => Some(low),
-                            Offset::End => Some(high),
-                            Offset::Offset(s) => Some(s.max(low)),
-                            _ => next,
-                        };
-                    }
-                    None
-                } else {
+                let bounded = !matches!(self.bound, Bound::Unbounded);
+                // A bounded read needs the end offsets; a checkpoint records where each
+                // partition started, read or not.
+                let (low, high) = if bounded || ctx.checkpointing() {
                     let (low, high) = consumer
                         .fetch_watermarks(topic, p, timeout)
                         .map_err(|e| kafka_err("cannot read the end offsets", e))?;
@@ -677,6 +666,13 @@ impl KafkaSource {
                         Offset::Offset(s) => Some(s.max(low)),
                         _ => next,
                     };
+                    (low, high)
+                } else {
+                    (0, 0)
+                };
+                let end = if !bounded {
+                    None
+                } else {
                     Some(match &self.bound {
                         Bound::Timestamp(_) => {
                             match end_times.as_ref().and_then(|t| offset_in(t, topic, p)) {
