@@ -966,4 +966,7 @@ async fn kill_9_while_a_topic_is_fed_loses_and_duplicates_nothing() {
         got.windows(2).filter(|w| w[0] == w[1]).count()
     );
     assert_eq!(got, expected);
+    eprintln!(
+        "{kills} kills ({resumed} restarts resumed from a checkpoint): {n} messages, each once"
+    );
 }
