@@ -283,6 +283,9 @@ pub struct Checkpointer {
     pub run: String,
     restored: Option<Restored>,
     tasks: Mutex<Vec<TaskEntry>>,
+    /// The checkpoint id this run started from (the highest on disk): every id above it
+    /// is requested during this run, and every source sends a barrier for each.
+    start: u64,
     /// The highest checkpoint id requested from the sources.
     requested: AtomicU64,
     /// The highest id that completed or failed.
@@ -532,6 +535,7 @@ impl Checkpointer {
             run: new_run_id(),
             restored,
             tasks: Mutex::new(vec![]),
+            start,
             requested: AtomicU64::new(start),
             settled: AtomicU64::new(start),
             triggered_at: Mutex::new(BTreeMap::new()),
@@ -652,6 +656,13 @@ impl Checkpointer {
     /// True once [`Checkpointer::stop_with_savepoint`] was called.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The id this run's checkpoints count from: a source that starts late still sends the
+    /// barriers of every checkpoint requested since the run began (a stop right after the
+    /// start requests a savepoint before some sources are up).
+    pub fn start_id(&self) -> u64 {
+        self.start
     }
 
     /// The highest checkpoint id requested so far (sources compare it with the last

@@ -345,6 +345,13 @@ impl Spawner<'_> {
             }
             PlanNode::Values { batches } => {
                 let m = self.metrics.register("values");
+                // Rows computed in batch are sent before any barrier can be aligned past
+                // them (their input ends first), so every checkpoint holds them all: a
+                // restored job sends them no more.
+                let batches = match &self.checkpointer {
+                    Some(cp) if cp.restored().is_some() => vec![],
+                    _ => batches,
+                };
                 self.starts.push(Box::new(move || {
                     tokio::spawn(async move {
                         for b in batches {
