@@ -172,8 +172,13 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 impl Operator for GroupAggregateOperator {
     fn signature(&self) -> String {
         format!(
-            "{} [{}]",
+            "{} [keys: {}] [{}]",
             self.name(),
+            self.schema.fields()[..self.keys.len()]
+                .iter()
+                .map(|f| f.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             self.aggs
                 .iter()
                 .map(|a| format!("{}: {}", a.expr.name(), a.expr.field().data_type()))

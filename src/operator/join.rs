@@ -931,6 +931,8 @@ pub async fn run_join(
         }
         if let Some(id) = aligned {
             merge.release(id);
+            // Inputs held at the barrier were not idle.
+            last_seen.fill(Instant::now());
         }
         if done {
             return Ok(());

@@ -106,6 +106,21 @@ impl TopNOperator {
 }
 
 impl Operator for TopNOperator {
+    /// Its name and its output's column types: rows are saved in Arrow's row format, which
+    /// only the same types decode.
+    fn signature(&self) -> String {
+        format!(
+            "{} [{}]",
+            self.name(),
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
     /// The kept rows of every partition, best first: one batch of `partition`, `order` and
     /// `row` (Binary, in Arrow's row format of this Weir version).
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {

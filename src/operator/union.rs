@@ -59,6 +59,8 @@ pub async fn run_union(
                         return Ok(());
                     }
                     merge.release(id);
+                    // Inputs held at the barrier were not idle.
+                    last_seen.fill(Instant::now());
                 }
                 continue;
             }
@@ -84,6 +86,11 @@ pub async fn run_union(
                 return Ok(());
             }
         }
+    }
+    if !ended.iter().all(|e| *e) {
+        // An input went away without End: it failed, and its error is reported there. The
+        // union must not end as if its input were complete.
+        return Ok(());
     }
     // Every input ended: the final watermark is the highest any of them reached.
     let last = watermarks.iter().copied().max().unwrap_or(i64::MIN);

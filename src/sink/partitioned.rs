@@ -854,9 +854,6 @@ impl Sink for PartitionedSink {
         for p in open {
             self.close_file(&p)?;
         }
-        if self.checkpointing {
-            self.commit_pending()?;
-        }
         // The end of the input completes every partition.
         let dirty: Vec<String> = self
             .partitions
@@ -866,6 +863,10 @@ impl Sink for PartitionedSink {
             .collect();
         for p in dirty {
             self.commit_partition(&p)?;
+        }
+        if self.checkpointing {
+            // After the final checkpoint: the success files its commit queued.
+            self.commit_pending()?;
         }
         Ok(())
     }

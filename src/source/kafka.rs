@@ -892,11 +892,9 @@ impl Source for KafkaSource {
             if buffered >= self.batch_size
                 || (buffered > 0 && (finished || last_flush.elapsed() > Duration::from_millis(200)))
             {
-                for part in parts.iter_mut() {
-                    if !self.flush(part, ctx)? {
-                        ctx.finish(self, false)?;
-                        return Ok(());
-                    }
+                if !self.flush_all(&mut parts, ctx)? {
+                    ctx.finish(self, false)?;
+                    return Ok(());
                 }
                 buffered = 0;
                 last_flush = Instant::now();
@@ -907,14 +905,11 @@ impl Source for KafkaSource {
             }
             if checkpointing {
                 if ctx.checkpoint_due() {
-                    for part in parts.iter_mut() {
-                        if !self.flush(part, ctx)? {
-                            ctx.finish(self, false)?;
-                            return Ok(());
-                        }
+                    if !self.flush_all(&mut parts, ctx)? {
+                        ctx.finish(self, false)?;
+                        return Ok(());
                     }
                     buffered = 0;
-                    self.note_positions(&parts);
                     let id = ctx.checkpoint_requested();
                     self.uncommitted.insert(id, self.positions.clone());
                     ctx.checkpoint(self)?;
@@ -949,6 +944,20 @@ impl Source for KafkaSource {
 }
 
 impl KafkaSource {
+    /// Emits what every partition has read, then records each partition's next offset:
+    /// whatever happens next (a checkpoint, a stop's savepoint), the position saved is
+    /// exactly after the rows sent. Returns false when the job asked to stop.
+    fn flush_all(&mut self, parts: &mut [Part], ctx: &mut SourceContext) -> Result<bool> {
+        let mut go_on = true;
+        for part in parts.iter_mut() {
+            // Every partition is flushed even after a stop request: the rows read are sent
+            // before the savepoint's barrier, and the positions cover them.
+            go_on &= self.flush(part, ctx)?;
+        }
+        self.note_positions(parts);
+        Ok(go_on)
+    }
+
     /// Records each partition's next offset (every read message has been emitted).
     fn note_positions(&mut self, parts: &[Part]) {
         for p in parts {

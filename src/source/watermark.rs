@@ -68,7 +68,10 @@ impl SourceStage {
 
     /// Declares `n` partitions: from now on batches say which one they come from.
     pub fn set_partitions(&mut self, n: usize) {
-        self.partitions = vec![(i64::MIN, false); n];
+        // Partitions restored from a checkpoint keep their watermarks.
+        if self.partitions.len() != n {
+            self.partitions = vec![(i64::MIN, false); n];
+        }
     }
 
     /// Adds a partition (assigned after the start, as in a group rebalance) and returns its
