@@ -564,6 +564,27 @@ fn break_checkpoints_for(job: &Path, down: Duration) {
     std::fs::rename(&aside, job).expect("put the folder back");
 }
 
+/// Runs `sql` (with `args`), breaks its checkpoint folder for 800 ms once a checkpoint
+/// completed, and waits for the run to end: its exit code and stderr.
+fn run_with_checkpoints_broken(sql: &Path, job: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let child = weir()
+        .arg("run")
+        .arg("-q")
+        .args(args)
+        .arg(sql)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    wait_for_checkpoint(job);
+    break_checkpoints_for(job, Duration::from_millis(800));
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     if !has_pyarrow() {
@@ -579,23 +600,15 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     let sql = tmp.path().join("job.sql");
     std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
     let job = checkpoints.join("kill9");
-    let child = weir()
-        .args([
-            "run",
-            "-q",
+    let (code, stderr) = run_with_checkpoints_broken(
+        &sql,
+        &job,
+        &[
             "--set",
             "execution.checkpointing.tolerable-failed-checkpoints=1000",
-            &sql.display().to_string(),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    wait_for_checkpoint(&job);
-    break_checkpoints_for(&job, Duration::from_millis(800));
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("[WARN] checkpoint") && stderr.contains("failed"),
         "{stderr}"
@@ -608,17 +621,8 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     let checkpoints = tmp.path().join("checkpoints2");
     std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
     let job = checkpoints.join("kill9");
-    let child = weir()
-        .args(["run", "-q", &sql.display().to_string()])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    wait_for_checkpoint(&job);
-    break_checkpoints_for(&job, Duration::from_millis(800));
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = run_with_checkpoints_broken(&sql, &job, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("tolerable-failed-checkpoints"), "{stderr}");
     for e in std::fs::read_dir(&job).expect("job dir").flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -674,4 +678,57 @@ fn a_crash_around_the_manifest_loses_and_duplicates_nothing() {
         assert_eq!(pyarrow_rows(&archive), expected, "{point}");
         assert!(hidden_files(&archive).is_empty(), "{point}");
     }
+}
+
+/// A file source resumes in the file it was reading, found by name: a file added meanwhile
+/// that sorts before it does not shift the position (it is not read: the folder was past
+/// it), and every row of the other files comes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_source_resumes_by_file_name() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let mut expected = vec![];
+    for (f, base) in [("b.csv", 0), ("c.csv", 100_000)] {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("{}\n", base + i));
+            expected.push((base + i).to_string());
+        }
+        std::fs::write(input.join(f), text).expect("write");
+    }
+    expected.sort();
+    let ddl = format!(
+        "SET 'table.exec.batch-size' = '2';\n\
+         SET 'pipeline.name' = 'files';\n\
+         SET 'execution.checkpointing.interval' = '10ms';\n\
+         SET 'state.checkpoints.dir' = '{}';\n\
+         CREATE TABLE t (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+        tmp.path().join("ckpt").display(),
+        input.display()
+    );
+    let query = weir::sql::parser::parse_script("SELECT id FROM t")
+        .expect("parses")
+        .pop()
+        .expect("one statement");
+    let sink = weir::sink::collect::CollectSink::new();
+    let mut first = weir::Session::new();
+    first.run_collect(&ddl).await.expect("ddl");
+    let job = first
+        .start_into(&query, Box::new(sink.clone()))
+        .await
+        .expect("starts");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    job.stop();
+    job.wait().await.expect("stops");
+    let before = sink.batches().iter().map(|b| b.num_rows()).sum::<usize>();
+    std::fs::write(input.join("a.csv"), "-1\n-2\n").expect("an earlier file");
+    let mut second = weir::Session::new();
+    second.run_collect(&ddl).await.expect("ddl");
+    match second.start_into(&query, Box::new(sink.clone())).await {
+        Ok(job) => job.wait().await.expect("finishes"),
+        Err(e) => panic!("{e} (after {before} rows)"),
+    }
+    assert!(before < expected.len(), "the first run read everything");
+    assert_eq!(common::rows(&sink.batches()), expected);
 }

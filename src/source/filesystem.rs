@@ -124,6 +124,10 @@ pub struct FileSource {
     /// The position after the last batch emitted: the file's index among the folder's
     /// files (sorted by name), and the bytes and lines of it read.
     position: FilePosition,
+    /// The file at `position.file` ("" past the last one), saved with the position.
+    current: String,
+    /// A restored position, by file name: found in the listing when the source starts.
+    resume: Option<(String, u64, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -140,6 +144,8 @@ impl FileSource {
             decoder,
             batch_size,
             position: FilePosition::default(),
+            current: String::new(),
+            resume: None,
         }
     }
 
@@ -205,21 +211,21 @@ impl Source for FileSource {
         true
     }
 
-    /// One row: `file` (the index among the folder's files, by name), `bytes` and `lines`
+    /// One row: `file` (the file being read, "" when every file was), `bytes` and `lines`
     /// read of it.
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::UInt64Array;
+        use datafusion::arrow::array::{StringArray, UInt64Array};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         let p = self.position;
         let schema = Schema::new(vec![
-            Field::new("file", DataType::UInt64, false),
+            Field::new("file", DataType::Utf8, false),
             Field::new("bytes", DataType::UInt64, false),
             Field::new("lines", DataType::UInt64, false),
         ]);
         Ok(vec![RecordBatch::try_new(
             std::sync::Arc::new(schema),
             vec![
-                std::sync::Arc::new(UInt64Array::from(vec![p.file as u64])),
+                std::sync::Arc::new(StringArray::from(vec![self.current.clone()])),
                 std::sync::Arc::new(UInt64Array::from(vec![p.bytes])),
                 std::sync::Arc::new(UInt64Array::from(vec![p.lines as u64])),
             ],
@@ -227,7 +233,7 @@ impl Source for FileSource {
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::array::{Array, AsArray};
         use datafusion::arrow::datatypes::UInt64Type;
         let bad = || {
             WeirError::user(format!(
@@ -243,19 +249,46 @@ impl Source for FileSource {
                 .map(|c| c.value(0))
                 .ok_or_else(bad)
         };
-        self.position = FilePosition {
-            file: get("file")? as usize,
-            bytes: get("bytes")?,
-            lines: get("lines")? as usize,
-        };
+        let file = b
+            .column_by_name("file")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| c.len() == 1)
+            .ok_or_else(bad)?
+            .value(0)
+            .to_string();
+        self.resume = Some((file, get("bytes")?, get("lines")? as usize));
         Ok(())
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let files = list_files(&self.path)?;
         let n = files.len();
+        if let Some((name, bytes, lines)) = self.resume.take() {
+            // Resume in the file the checkpoint was reading, found by name: files added
+            // since do not shift the position.
+            let file = if name.is_empty() {
+                n
+            } else {
+                files
+                    .iter()
+                    .position(|f| f.display().to_string() == name)
+                    .ok_or_else(|| {
+                        WeirError::user(format!(
+                            "the checkpoint was reading '{name}', which is no longer in '{}'",
+                            self.path.display()
+                        ))
+                        .with_hint("restore the file, or start over with --from-scratch")
+                    })?
+            };
+            self.position = FilePosition { file, bytes, lines };
+        }
+        self.current = files
+            .get(self.position.file)
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
         while let Some(file) = files.get(self.position.file) {
             let i = self.position.file;
+            self.current = file.display().to_string();
             // The watermark of a directory is the minimum over its files: a file not yet
             // read holds it back, and a file read to its end no longer does. Read one after
             // another, that means no watermark until the last file, whose own rows then
@@ -279,6 +312,10 @@ impl Source for FileSource {
                 bytes: 0,
                 lines: 0,
             };
+            self.current = files
+                .get(i + 1)
+                .map(|f| f.display().to_string())
+                .unwrap_or_default();
         }
         ctx.finish(self, true)?;
         Ok(())
