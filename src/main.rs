@@ -240,6 +240,7 @@ async fn run(
     quiet: bool,
     from_scratch: bool,
 ) -> ExitCode {
+    let signals = StopSignals::install();
     let mut session = Session::new();
     session.output = format;
     session.quiet = quiet;
@@ -305,7 +306,7 @@ async fn run(
             }
         }
     }
-    wait_for_jobs(jobs, quiet).await
+    wait_for_jobs(jobs, quiet, signals).await
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -326,25 +327,53 @@ fn one_line(s: &str) -> String {
 }
 
 /// Waits for every job; the first Ctrl-C or SIGTERM stops them cleanly, a second exits now.
-async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool) -> ExitCode {
-    let mut failed = false;
-    let mut stopping = false;
-    let mut sigterm =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    while !jobs.is_empty() {
-        let signal = async {
-            match sigterm.as_mut() {
+/// SIGTERM and SIGINT (Ctrl-C), taken over when `weir run` starts: one that comes while
+/// the statements are still being planned stops the jobs cleanly once they run, instead of
+/// killing the process.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Waits for the next stop signal (forever when none could be installed).
+    async fn next(&mut self) {
+        let term = async {
+            match self.term.as_mut() {
                 Some(s) => {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {},
-                        _ = s.recv() => {},
-                    }
+                    s.recv().await;
                 }
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
+                None => std::future::pending::<()>().await,
             }
         };
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = int => {},
+        }
+    }
+}
+
+async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool, mut signals: StopSignals) -> ExitCode {
+    let mut failed = false;
+    let mut stopping = false;
+    while !jobs.is_empty() {
+        let signal = signals.next();
         tokio::select! {
             _ = signal => {
                 if stopping {

@@ -732,3 +732,37 @@ async fn a_file_source_resumes_by_file_name() {
     assert!(before < expected.len(), "the first run read everything");
     assert_eq!(common::rows(&sink.batches()), expected);
 }
+
+/// A SIGTERM that comes while the statements are still being planned stops the job cleanly
+/// with a savepoint (it used to kill the process: the signal came before the handler).
+#[test]
+fn a_sigterm_during_start_up_stops_cleanly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sql = tmp.path().join("job.sql");
+    std::fs::write(
+        &sql,
+        nexmark_job(
+            &tmp.path().join("archive"),
+            Some(&tmp.path().join("checkpoints")),
+            5_000_000,
+        ),
+    )
+    .expect("write");
+    let child = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    std::thread::sleep(Duration::from_millis(20));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
