@@ -190,6 +190,7 @@ fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
             .expect("weir starts");
         let mut child = child;
         let pid = child.id();
+        common::wait_until_it_catches_sigterm(pid);
         // Anywhere from before the first checkpoint to well after several.
         std::thread::sleep(Duration::from_millis(150 + next() % 1200));
         if child.try_wait().expect("try_wait").is_some() {
@@ -754,7 +755,8 @@ fn a_sigterm_during_start_up_stops_cleanly() {
         .stdout(Stdio::null())
         .spawn()
         .expect("weir starts");
-    std::thread::sleep(Duration::from_millis(20));
+    // As soon as it catches SIGTERM, which is before it plans the statements.
+    common::wait_until_it_catches_sigterm(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

@@ -938,6 +938,7 @@ async fn kill_9_while_a_topic_is_fed_loses_and_duplicates_nothing() {
     assert!(resumed >= 2, "{resumed} restarts resumed from a checkpoint");
     // The last run reads to the end of the topic, then is stopped (with a savepoint).
     let child = start();
+    common::wait_until_it_catches_sigterm(child.id());
     wait_for("every message in the files", 60, || {
         committed_values(&out).len() >= n
     })

@@ -109,3 +109,24 @@ pub async fn resumed(
     };
     (rows(&sink.batches()), resumed)
 }
+
+/// Waits (up to 30 s) until process `pid` catches SIGTERM (its `SigCgt` mask in /proc, bit
+/// 15): a SIGTERM sent earlier is the default handler's, which kills the process.
+pub fn wait_until_it_catches_sigterm(pid: u32) {
+    let status = format!("/proc/{pid}/status");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let caught = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            })
+            .is_some_and(|mask| mask & (1 << 14) != 0);
+        if caught {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
