@@ -701,37 +701,19 @@ async fn a_file_source_resumes_by_file_name() {
     expected.sort();
     let ddl = format!(
         "SET 'table.exec.batch-size' = '2';\n\
-         SET 'pipeline.name' = 'files';\n\
-         SET 'execution.checkpointing.interval' = '10ms';\n\
-         SET 'state.checkpoints.dir' = '{}';\n\
          CREATE TABLE t (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
-        tmp.path().join("ckpt").display(),
         input.display()
     );
-    let query = weir::sql::parser::parse_script("SELECT id FROM t")
-        .expect("parses")
-        .pop()
-        .expect("one statement");
-    let sink = weir::sink::collect::CollectSink::new();
-    let mut first = weir::Session::new();
-    first.run_collect(&ddl).await.expect("ddl");
-    let job = first
-        .start_into(&query, Box::new(sink.clone()))
-        .await
-        .expect("starts");
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    job.stop();
-    job.wait().await.expect("stops");
-    let before = sink.batches().iter().map(|b| b.num_rows()).sum::<usize>();
-    std::fs::write(input.join("a.csv"), "-1\n-2\n").expect("an earlier file");
-    let mut second = weir::Session::new();
-    second.run_collect(&ddl).await.expect("ddl");
-    match second.start_into(&query, Box::new(sink.clone())).await {
-        Ok(job) => job.wait().await.expect("finishes"),
-        Err(e) => panic!("{e} (after {before} rows)"),
-    }
-    assert!(before < expected.len(), "the first run read everything");
-    assert_eq!(common::rows(&sink.batches()), expected);
+    let (got, resumed) = common::resumed_with(
+        &ddl,
+        "SELECT id FROM t",
+        &tmp.path().join("ckpt"),
+        Duration::from_millis(30),
+        || std::fs::write(input.join("a.csv"), "-1\n-2\n").expect("an earlier file"),
+    )
+    .await;
+    assert!(resumed, "the first run read everything");
+    assert_eq!(got, expected);
 }
 
 /// A SIGTERM that comes while the statements are still being planned stops the job cleanly

@@ -76,6 +76,18 @@ pub async fn resumed(
     checkpoints: &std::path::Path,
     stop_after: std::time::Duration,
 ) -> (Vec<String>, bool) {
+    resumed_with(ddl, sql, checkpoints, stop_after, || {}).await
+}
+
+/// [`resumed`], with `between` run after the first run has stopped and before the second
+/// starts (to change the input meanwhile).
+pub async fn resumed_with(
+    ddl: &str,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+    between: impl FnOnce(),
+) -> (Vec<String>, bool) {
     let ddl = format!(
         "SET 'pipeline.name' = 'resumed';\n\
          SET 'execution.checkpointing.interval' = '10ms';\n\
@@ -96,6 +108,7 @@ pub async fn resumed(
     tokio::time::sleep(stop_after).await;
     job.stop();
     job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    between();
     let mut second = weir::Session::new();
     second.run_collect(&ddl).await.expect("ddl");
     let resumed = match second.start_into(&query, Box::new(sink.clone())).await {
