@@ -301,7 +301,8 @@ pub struct Checkpointer {
     /// Completed checkpoints' durations, ms: (sum, max), and their sizes, bytes: (sum, max).
     durations: Mutex<((u128, u128), (u64, u64))>,
     stopping: AtomicBool,
-    _lock: Option<File>,
+    /// Held while the job runs; released when it ends ([`Checkpointer::release`]).
+    lock: Mutex<Option<File>>,
 }
 
 /// A crash on purpose, for the tests that kill a job at the worst moments: when the
@@ -547,9 +548,17 @@ impl Checkpointer {
             completed_total: AtomicU64::new(0),
             durations: Mutex::new(((0, 0), (0, 0))),
             stopping: AtomicBool::new(false),
-            _lock: Some(lock),
+            lock: Mutex::new(Some(lock)),
             config,
         }))
+    }
+
+    /// Releases the job's lock once every task has ended, so that the next run of the job
+    /// (in this process too) can start while tasks still hold this checkpointer.
+    pub fn release(&self) {
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
     }
 
     /// The checkpoint this run restored, if any.

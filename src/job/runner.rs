@@ -172,6 +172,7 @@ impl Job {
             });
         }
         let stop2 = stop.clone();
+        let release = checkpointer.clone();
         let handle = tokio::spawn(async move {
             let mut first_err: Option<WeirError> = None;
             for t in tasks {
@@ -195,6 +196,9 @@ impl Job {
                 }
             }
             done.store(true, Ordering::Relaxed);
+            if let Some(cp) = &release {
+                cp.release();
+            }
             match first_err {
                 Some(e) => Err(e),
                 None => Ok(()),
