@@ -85,6 +85,19 @@ impl WeirError {
         }
     }
 
+    /// Points a SQL error at `p`, whatever position it had: for errors from SQL text that
+    /// Weir wrote itself (a window call's input, say), whose positions are in that text.
+    pub fn moved_to(self, p: Pos) -> Self {
+        match self {
+            WeirError::Sql { message, hint, .. } => WeirError::Sql {
+                message,
+                pos: Some(p),
+                hint,
+            },
+            other => other,
+        }
+    }
+
     /// True when the cause is the user's input (SQL, options, arguments): exit code 2.
     pub fn is_user_error(&self) -> bool {
         matches!(self, WeirError::Sql { .. } | WeirError::User(_))

@@ -185,7 +185,7 @@ impl Session {
                 crate::connector::validate(&def)?;
                 let def = Arc::new(def);
                 self.ctx.register_table(
-                    def.name.as_str(),
+                    relation(&def.name),
                     Arc::new(StreamTable { def: def.clone() }),
                 )?;
                 self.tables.insert(def.name.clone(), def);
@@ -244,8 +244,8 @@ impl Session {
                     .await
                     .map_err(|e| e.at(pos))?;
                 let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
-                self.ctx.deregister_table(name.as_str())?;
-                self.ctx.register_table(name.as_str(), Arc::new(view))?;
+                self.ctx.deregister_table(relation(name))?;
+                self.ctx.register_table(relation(name), Arc::new(view))?;
                 self.views.insert(name.clone(), query.to_string());
                 Ok(Outcome::Done(format!("[INFO] View '{name}' created.")))
             }
@@ -266,7 +266,7 @@ impl Session {
                     }
                     return Err(self.unknown_relation(name, *name_pos));
                 }
-                self.ctx.deregister_table(name.as_str())?;
+                self.ctx.deregister_table(relation(name))?;
                 Ok(Outcome::Done(format!(
                     "[INFO] {} '{name}' dropped.",
                     if *view { "View" } else { "Table" }
@@ -307,7 +307,7 @@ impl Session {
                 let schema = match self.tables.get(name) {
                     Some(t) => t.schema.clone(),
                     None if self.views.contains_key(name) => {
-                        self.ctx.table_provider(name.as_str()).await?.schema()
+                        self.ctx.table_provider(relation(name)).await?.schema()
                     }
                     None => return Err(self.unknown_relation(name, *name_pos)),
                 };
@@ -402,9 +402,9 @@ impl Session {
             has_columns: true,
             memory: Some(Arc::new(batches)),
         });
-        self.ctx.deregister_table(name)?;
+        self.ctx.deregister_table(relation(name))?;
         self.ctx
-            .register_table(name, Arc::new(StreamTable { def: def.clone() }))?;
+            .register_table(relation(name), Arc::new(StreamTable { def: def.clone() }))?;
         self.tables.insert(name.to_string(), def);
         Ok(())
     }
@@ -545,7 +545,7 @@ impl Session {
                 {
                     return Err(self.unknown_relation(name, *pos));
                 }
-                self.plain_plan(&q).await.map_err(|e| e.at(Some(*pos)))?
+                self.plain_plan(&q).await.map_err(|e| e.moved_to(*pos))?
             }
             WindowInput::Query(q) => self.plain_plan(q).await?,
         };
@@ -928,6 +928,20 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
         })
         .collect();
     Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// A table or view name as DataFusion's catalog keys it, its case kept: Flink keeps
+/// unquoted identifiers as written and matches them case-sensitively, while a `&str`
+/// given to DataFusion's `register_table` is parsed as SQL and lower-cased. A dotted name
+/// is `database.table` or `catalog.database.table`.
+fn relation(name: &str) -> datafusion::common::TableReference {
+    use datafusion::common::TableReference;
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts[..] {
+        [d, t] => TableReference::partial(d, t),
+        [c, d, t] => TableReference::full(c, d, t),
+        _ => TableReference::bare(name),
+    }
 }
 
 /// A table name as SQL text, quoted when it needs to be.

@@ -15,7 +15,7 @@ const SOURCE: &str = "CREATE TABLE window_source_t (
   `comment` STRING, name STRING,
   `rowtime` AS TO_TIMESTAMP(`ts`),
   WATERMARK FOR `rowtime` AS `rowtime` - INTERVAL '1' SECOND
-) WITH ('connector' = 'filesystem', 'path' = 'tests/data/window_source.csv', 'format' = 'csv');";
+) WITH ('connector' = 'filesystem', 'path' = 'tests/data/window_source.csv', 'format' = 'csv', 'csv.null-literal' = '');";
 
 const WINDOWS: &str = "SELECT name, window_start, window_end, COUNT(*) AS c, SUM(a_int) AS s, \
     date_format(window_start, '%Y-%m-%d') AS dt, date_format(window_start, '%H') AS `hour` \

@@ -246,7 +246,8 @@ fn a_window_query_prints_each_window_and_counts_the_late_row() {
             "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), \
              `comment` STRING, name STRING, rowtime AS TO_TIMESTAMP(ts), \
              WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) \
-             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv');\n\
+             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', \
+             'csv.null-literal' = '');\n\
              CREATE TABLE out WITH ('connector' = 'print');\n\
              INSERT INTO out SELECT name, window_start, COUNT(*) AS c \
              FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(rowtime), INTERVAL '5' SECOND)) \
@@ -276,7 +277,7 @@ fn late_rows_go_to_the_table_the_source_names() {
              `comment` STRING, name STRING, rowtime AS TO_TIMESTAMP(ts), \
              WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) \
              WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', \
-             'late-data.sink' = 'late_rows');\n\
+             'csv.null-literal' = '', 'late-data.sink' = 'late_rows');\n\
              CREATE TABLE late_rows WITH ('connector' = 'print', 'print-identifier' = 'late');\n\
              CREATE TABLE out WITH ('connector' = 'print', 'print-identifier' = 'out');\n\
              INSERT INTO out SELECT name, window_start, COUNT(*) AS c \

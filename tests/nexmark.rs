@@ -209,11 +209,31 @@ fn statements(script: &str) -> Vec<String> {
         .collect()
 }
 
-/// The `CREATE VIEW` statements of `ddl.sql`: plain SQL that DataFusion runs as it is.
+/// The `CREATE VIEW` statements of `ddl.sql`, for DataFusion. They project nested fields
+/// unaliased, one per line (`    bid.auction,`), as the suite's Flink DDL does: Flink names
+/// such a column `auction`, DataFusion `datagen.bid[auction]`, so each such line gets the
+/// alias Flink's rule gives it (`bid.auction AS auction`).
 fn views() -> Vec<String> {
     statements(&read("ddl.sql"))
         .into_iter()
         .filter(|s| s.starts_with("CREATE VIEW"))
+        .map(|view| {
+            view.lines()
+                .map(|line| {
+                    let item = line.trim().trim_end_matches(',');
+                    match item.split_once('.') {
+                        Some((_, field))
+                            if !item.contains(' ')
+                                && field.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                        {
+                            line.replacen(item, &format!("{item} AS {field}"), 1)
+                        }
+                        _ => line.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .collect()
 }
 

@@ -75,9 +75,12 @@ fn generate(rng: &mut SmallRng, n: usize, bound: i64) -> Vec<Row> {
     let mut base = BASE + rng.random_range(0..1000);
     (0..n)
         .map(|_| {
-            base += rng.random_range(0..300);
+            // Strictly after the watermark of the rows before (`max - bound`): a row at the
+            // watermark is late for a window ending 1 ms after it (Flink's rule), which the
+            // plain batch oracle does not model; `late_oracle` does.
+            base += rng.random_range(1..300);
             let jitter = if bound > 0 {
-                rng.random_range(0..=bound)
+                rng.random_range(0..bound)
             } else {
                 0
             };
@@ -274,7 +277,7 @@ fn batch_sql(kind: Kind, keyed: bool) -> String {
         Kind::Session { gap } => {
             let part = if keyed { "PARTITION BY k " } else { "" };
             return format!(
-                "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({part}ORDER BY {tsm}) < {gap} \
+                "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({part}ORDER BY {tsm}) <= {gap} \
                    THEN 0 ELSE 1 END AS brk FROM t), \
                  g AS (SELECT *, SUM(brk) OVER ({part}ORDER BY {tsm}, brk DESC ROWS UNBOUNDED PRECEDING) AS sid FROM o) \
                  SELECT {sel}to_timestamp_millis(MIN({tsm})) AS window_start, \
@@ -329,7 +332,8 @@ async fn late_oracle(rows: &[Row], kind: Kind, keyed: bool, bound: i64) -> Vec<S
     let mut expanded: Vec<(usize, i64, i64)> = vec![];
     for (i, r) in rows.iter().enumerate() {
         for (s, e) in windows_of(kind, r.ts) {
-            if e > wm {
+            // Flink fires a window when the watermark reaches `end - 1`.
+            if e - 1 > wm {
                 expanded.push((i, s, e));
             } else {
                 LATE_PAIRS[kind.index()].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -21,19 +21,38 @@ CREATE TABLE datagen (
 );
 
 CREATE VIEW person AS
-SELECT person.id AS id, person.name AS name, person.emailAddress AS emailAddress,
-       person.creditCard AS creditCard, person.city AS city, person.state AS state,
-       dateTime, person.extra AS extra
+SELECT
+    person.id,
+    person.name,
+    person.emailAddress,
+    person.creditCard,
+    person.city,
+    person.state,
+    dateTime,
+    person.extra
 FROM datagen WHERE event_type = 0;
 
 CREATE VIEW auction AS
-SELECT auction.id AS id, auction.itemName AS itemName, auction.description AS description,
-       auction.initialBid AS initialBid, auction.reserve AS reserve, dateTime,
-       auction.expires AS expires, auction.seller AS seller, auction.category AS category,
-       auction.extra AS extra
+SELECT
+    auction.id,
+    auction.itemName,
+    auction.description,
+    auction.initialBid,
+    auction.reserve,
+    dateTime,
+    auction.expires,
+    auction.seller,
+    auction.category,
+    auction.extra
 FROM datagen WHERE event_type = 1;
 
 CREATE VIEW bid AS
-SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price AS price,
-       bid.channel AS channel, bid.url AS url, dateTime, bid.extra AS extra
+SELECT
+    bid.auction,
+    bid.bidder,
+    bid.price,
+    bid.channel,
+    bid.url,
+    dateTime,
+    bid.extra
 FROM datagen WHERE event_type = 2;

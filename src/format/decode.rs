@@ -4,8 +4,11 @@
 //! is decoded again line by line to find the bad record, which then fails the query or is
 //! skipped, per the policy. Good chunks cost nothing extra.
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray, StringArray};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, WeirError};
@@ -46,6 +49,9 @@ impl Format {
                 "csv.quote-character",
                 "csv.header",
                 "csv.allow-comments",
+                "csv.null-literal",
+                "csv.escape-character",
+                "csv.disable-quote-character",
             ],
             Format::Parquet => &["parquet.compression", "parquet.block.size"],
         }
@@ -70,7 +76,21 @@ pub struct Decoder {
     /// For CSV: the first line of every file is a header to skip.
     pub header: bool,
     allow_comments: bool,
+    /// For CSV: matches the field text that reads as NULL (`csv.null-literal`); without
+    /// that option it matches nothing — an empty STRING field is the empty string and an
+    /// empty number a parse error, as in Flink (its `CsvToRowDataConverters`).
+    null: regex::Regex,
+    /// For CSV: the character that escapes the next one (`csv.escape-character`).
+    escape: Option<u8>,
+    /// For JSON: the schema read, with each top-level BOOLEAN column read as a string
+    /// (see [`Decoder::decode_json`]), and those columns' indexes.
+    json_schema: SchemaRef,
+    json_booleans: Vec<usize>,
 }
+
+/// A CSV quote byte that valid UTF-8 text never holds: `csv.disable-quote-character`
+/// quotes with it, so no field is ever quoted.
+const NO_QUOTE: u8 = 0xFF;
 
 /// A decoded chunk and how many lines of it were skipped as bad.
 pub struct Decoded {
@@ -84,14 +104,52 @@ pub struct Decoded {
 impl Decoder {
     pub fn new(format: Format, schema: SchemaRef, options: &Options) -> Result<Self> {
         let p = format.prefix();
+        let json_booleans: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.data_type() == &DataType::Boolean)
+            .map(|(i, _)| i)
+            .collect();
+        let json_schema = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Boolean => f.as_ref().clone().with_data_type(DataType::Utf8),
+                    _ => f.as_ref().clone(),
+                })
+                .collect::<Vec<_>>(),
+        ));
         Ok(Decoder {
+            json_schema,
+            json_booleans,
             format,
             schema,
             ignore_errors: options.bool_or(&format!("{p}.ignore-parse-errors"), false)?,
             delimiter: options.char_or("csv.field-delimiter", b',')?,
-            quote: options.char_or("csv.quote-character", b'"')?,
+            quote: if options.bool_or("csv.disable-quote-character", false)? {
+                if options.get("csv.quote-character").is_some() {
+                    return Err(WeirError::sql(
+                        "'csv.quote-character' and 'csv.disable-quote-character' = 'true' contradict each other",
+                        options.pos("csv.quote-character"),
+                    ));
+                }
+                NO_QUOTE
+            } else {
+                options.char_or("csv.quote-character", b'"')?
+            },
             header: options.bool_or("csv.header", false)?,
             allow_comments: options.bool_or("csv.allow-comments", false)?,
+            null: regex::Regex::new(&match options.get("csv.null-literal") {
+                Some(l) => format!("^{}$", regex::escape(l)),
+                None => r"[^\s\S]".to_string(),
+            })
+            .map_err(|e| WeirError::internal(format!("csv.null-literal: {e}")))?,
+            escape: match options.get("csv.escape-character") {
+                Some(_) => Some(options.char_or("csv.escape-character", b'\\')?),
+                None => None,
+            },
         })
     }
 
@@ -179,11 +237,36 @@ impl Decoder {
         }
     }
 
+    /// Decodes JSON lines as Flink's JSON format does (its `JsonToRowDataConverters`): a
+    /// number or boolean into a STRING column is its text, a numeric string into a number
+    /// column is parsed, and a BOOLEAN column takes `true`/`false` or a string, which is
+    /// TRUE when it is `true` in any case (Java's `Boolean.parseBoolean`) and FALSE
+    /// otherwise.
     fn decode_json(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
+        let b = self.decode_json_raw(lines)?;
+        if self.json_booleans.is_empty() {
+            return Ok(b);
+        }
+        let mut cols = b.columns().to_vec();
+        for &i in &self.json_booleans {
+            let Some(s) = cols[i].as_any().downcast_ref::<StringArray>() else {
+                return Err("a BOOLEAN column was not read as text".into());
+            };
+            let v: BooleanArray = s
+                .iter()
+                .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
+                .collect();
+            cols[i] = Arc::new(v);
+        }
+        RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| e.to_string())
+    }
+
+    fn decode_json_raw(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
         use datafusion::arrow::json::ReaderBuilder;
-        let mut d = ReaderBuilder::new(self.schema.clone())
+        let mut d = ReaderBuilder::new(self.json_schema.clone())
             .with_batch_size(lines.len().max(1))
             .with_strict_mode(false)
+            .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| e.to_string())?;
         for l in lines {
@@ -206,15 +289,26 @@ impl Decoder {
 
     fn decode_csv(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
         use datafusion::arrow::csv::ReaderBuilder;
+        // arrow-csv escapes only inside quotes; Flink's escape character works anywhere
+        // (`a\;b` is `a;b`), so escaped lines are first rewritten in plain quoted form.
+        let quote = if self.escape.is_some() {
+            b'"'
+        } else {
+            self.quote
+        };
         let mut d = ReaderBuilder::new(self.schema.clone())
             .with_header(false)
             .with_delimiter(self.delimiter)
-            .with_quote(self.quote)
+            .with_quote(quote)
+            .with_null_regex(self.null.clone())
             .with_batch_size(lines.len().max(1))
             .build_decoder();
         let mut buf = String::new();
         for l in lines {
-            buf.push_str(l);
+            match self.escape {
+                Some(e) => unescape_line(l, self.delimiter, self.quote, e, &mut buf),
+                None => buf.push_str(l),
+            }
             buf.push('\n');
         }
         let bytes = buf.as_bytes();
@@ -231,5 +325,60 @@ impl Decoder {
             Some(b) if b.num_rows() == lines.len() => Ok(b),
             Some(_) | None => Err("wrong number of fields".into()),
         }
+    }
+}
+
+/// Appends `line`, a CSV record with escape character `escape` (which makes the next
+/// character literal, in or out of quotes), to `out` as the same record without escapes:
+/// every field `"`-quoted with inner quotes doubled. `quote` is the line's quote character
+/// ([`NO_QUOTE`] for none).
+fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut String) {
+    let (delimiter, quote, escape) = (delimiter as char, quote as char, escape as char);
+    let quoting = quote != NO_QUOTE as char;
+    let mut chars = line.chars().peekable();
+    let mut in_quotes = false;
+    out.push('"');
+    while let Some(c) = chars.next() {
+        let literal = if c == escape {
+            match chars.next() {
+                Some(n) => n,
+                None => break,
+            }
+        } else if quoting && c == quote {
+            if in_quotes && chars.peek() == Some(&quote) {
+                chars.next();
+                quote
+            } else {
+                in_quotes = !in_quotes;
+                continue;
+            }
+        } else if c == delimiter && !in_quotes {
+            out.push('"');
+            out.push(delimiter);
+            out.push('"');
+            continue;
+        } else {
+            c
+        };
+        if literal == '"' {
+            out.push('"');
+        }
+        out.push(literal);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_csv_lines_become_plain_quoted_ones() {
+        let mut out = String::new();
+        unescape_line(r#"1;"quoted";a\;b"#, b';', NO_QUOTE, b'\\', &mut out);
+        assert_eq!(out, r#""1";"""quoted""";"a;b""#);
+        out.clear();
+        unescape_line(r#"x,"a,""b",c\,d,"#, b',', b'"', b'\\', &mut out);
+        assert_eq!(out, r#""x","a,""b","c,d","""#);
     }
 }

@@ -531,7 +531,7 @@ impl StreamJoin {
         let s = side as usize;
         // Late: a window already joined, or one this side's own watermark has passed (which
         // its rows cannot come after, however the two sides' messages interleave).
-        let done = self.watermark.max(self.side_watermark[s]);
+        let done = super::fired_through(self.watermark.max(self.side_watermark[s]));
         // The usual case: one window per batch (a window aggregate fires one at a time).
         let first = (!ends.is_empty() && ends.is_valid(0)).then(|| ends.value(0));
         if let Some(e) = first
@@ -688,7 +688,9 @@ impl StreamJoin {
         self.watermark = w;
         match self.time {
             JoinTime::Window { .. } => {
-                let open = self.windows.split_off(&w.saturating_add(1));
+                let open = self
+                    .windows
+                    .split_off(&super::fired_through(w).saturating_add(1));
                 let due = std::mem::replace(&mut self.windows, open);
                 for (_, rows) in due {
                     self.fire_window(rows, out)?;

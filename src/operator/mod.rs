@@ -293,3 +293,14 @@ pub async fn run_operator(
     // The upstream went away without End: it failed, and its error is reported there.
     Ok(())
 }
+
+/// The window end (exclusive, ms) through which windows have fired at watermark `wm`.
+///
+/// Flink fires a window `[start, end)` once the watermark reaches its last millisecond,
+/// `end - 1` (its `window_time`): a watermark `W` promises no more rows at or below `W`.
+/// So windows with `end <= fired_through(W)` have fired, and a row all of whose windows
+/// have fired is late. Source: Flink's `isWindowFired` (`windowEnd - 1 <= watermark`), used
+/// by its window aggregate, window join and window rank operators.
+pub fn fired_through(wm: i64) -> i64 {
+    wm.saturating_add(1)
+}

@@ -1,5 +1,10 @@
-//! SESSION windows: per key, rows closer than the gap form one session, which fires when
-//! the watermark passes its last row's time plus the gap.
+//! SESSION windows: per key, rows at most the gap apart form one session `[first row,
+//! last row + gap)`, which fires when the watermark reaches its last millisecond.
+//!
+//! As in Flink, each row opens the window `[t, t + gap)` and windows that overlap *or
+//! touch* merge (Flink's `TimeWindow.intersects`: `start <= other.end && end >=
+//! other.start`), so two rows exactly one gap apart are one session. A row whose own window
+//! has fired and that touches no open session is late.
 //!
 //! Sessions merge as rows arrive (a row can bridge two sessions), so each session keeps its
 //! own partial aggregate ([`Accumulator`]s, which can merge another session's state). A batch
@@ -142,6 +147,7 @@ impl SessionAggregateOperator {
     }
 
     fn fire_until(&mut self, wm: i64, out: &mut Vec<Message>) -> Result<()> {
+        let wm = super::fired_through(wm);
         let mut fired = vec![];
         while let Some(&(end, slot)) = self.by_end.first() {
             if end > wm {
@@ -444,11 +450,11 @@ impl Operator for SessionAggregateOperator {
                 .filter(|s| {
                     self.slots
                         .get(s)
-                        .is_some_and(|x| x.start < hi && x.end > lo)
+                        .is_some_and(|x| x.start <= hi && x.end >= lo)
                 })
                 .collect();
             if touching.is_empty() {
-                if hi <= self.watermark {
+                if hi <= super::fired_through(self.watermark) {
                     late += 1;
                     continue;
                 }

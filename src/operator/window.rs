@@ -11,7 +11,8 @@
 //!
 //! ## Firing and lateness
 //!
-//! A window fires when the watermark reaches its end; `Watermark(i64::MAX)` (the end of a
+//! A window fires when the watermark reaches its last millisecond, `end - 1`, as in Flink
+//! (see [`super::fired_through`]); `Watermark(i64::MAX)` (the end of a
 //! bounded input) fires them all. A row counts in each of its windows that has not fired; a
 //! row none of whose windows is still open is late: dropped and counted. Sources cut their
 //! batches before every row that is behind the watermark of the rows before it (see
@@ -194,7 +195,7 @@ impl WindowAssignOperator {
             return Ok(batch);
         };
         let ts = to_epoch_millis(batch.column(self.time_col).as_ref())?;
-        let wm = self.watermark;
+        let wm = super::fired_through(self.watermark);
         let spec = self.spec;
         let late: BooleanArray = (0..ts.len())
             .map(|i| Some(ts.is_null(i) || spec.last_window_end(spec.slice_end(ts.value(i))) <= wm))
@@ -544,7 +545,7 @@ impl WindowAggregateOperator {
                 // A slice that windows already taken in should have held.
                 self.cache.clear();
             }
-            let wm = self.watermark;
+            let wm = super::fired_through(self.watermark);
             for e in self.window_ends(end) {
                 if e > wm {
                     self.pending.insert(e);
@@ -607,6 +608,7 @@ impl WindowAggregateOperator {
     }
 
     fn fire_until(&mut self, wm: i64, out: &mut Vec<Message>) -> Result<()> {
+        let wm = super::fired_through(wm);
         while let Some(&e) = self.pending.first() {
             if e > wm {
                 break;
@@ -1031,7 +1033,7 @@ impl Operator for WindowAggregateOperator {
         }
         let whole = by_slice.len() == 1 && nulls == 0;
         for (end, idx) in by_slice {
-            if self.last_window_end(end) <= self.watermark {
+            if self.last_window_end(end) <= super::fired_through(self.watermark) {
                 self.count_late(idx.len());
                 continue;
             }

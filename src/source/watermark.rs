@@ -2,7 +2,7 @@
 //!
 //! The watermark of a table is `max(expr(row))` over the rows seen so far, where `expr` is
 //! the `WATERMARK FOR col AS expr` of its DDL (typically `col - INTERVAL '5' SECOND`). It is
-//! emitted after each batch that raises it — and before any row that is behind it — and
+//! emitted after each batch that raises it — and before any row at or behind it — and
 //! never goes backwards.
 
 use std::sync::Arc;
@@ -191,10 +191,11 @@ impl SourceStage {
 
     /// Completes a batch of physical columns and interleaves it with watermarks.
     ///
-    /// The batch is cut before every row whose time is behind the watermark of the rows
-    /// before it, and that watermark goes out first: operators then judge each such row
-    /// against exactly the watermark its predecessors imply, whatever the batch size. Rows
-    /// in order (or within the watermark's bound) cause no cut.
+    /// The batch is cut before every row whose time is at or behind the watermark of the
+    /// rows before it (a watermark `W` promises no rows at or below `W`; such a row is late
+    /// for a window ending at `W + 1` ms), and that watermark goes out first: operators then
+    /// judge each such row against exactly the watermark its predecessors imply, whatever
+    /// the batch size. Rows in order (or within the watermark's bound) cause no cut.
     pub fn apply(&mut self, batch: RecordBatch) -> Result<Vec<Message>> {
         let full = match &self.computed {
             Some((exprs, schema)) => project_batch(&batch, exprs, schema)?,
@@ -223,7 +224,7 @@ impl SourceStage {
         let mut out = vec![];
         let mut start = 0;
         for i in 0..full.num_rows() {
-            if self.current > self.emitted && ts.is_valid(i) && ts.value(i) < self.current {
+            if self.current > self.emitted && ts.is_valid(i) && ts.value(i) <= self.current {
                 if i > start {
                     out.push(Message::Batch(full.slice(start, i - start)));
                 }

@@ -324,8 +324,12 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
 /// statement its window calls.
 fn statement_windows(s: &mut Statement, windows: &mut Vec<WindowCall>) -> Result<()> {
     match s {
-        Statement::Query(q) => rewrite_group_windows(q, windows),
+        Statement::Query(q) => {
+            crate::sql::names::name_columns(q);
+            rewrite_group_windows(q, windows)
+        }
         Statement::Insert { query, .. } | Statement::CreateView { query, .. } => {
+            crate::sql::names::name_columns(query);
             rewrite_group_windows(query, windows)
         }
         Statement::Explain(inner) => {

@@ -289,8 +289,9 @@ fn parse_call(
         let explicit = p.parse_keyword(Keyword::TABLE);
         if p.peek_token().token == Token::LParen {
             p.next_token();
-            let q = p.parse_query().map_err(parser_error)?;
+            let mut q = p.parse_query().map_err(parser_error)?;
             p.expect_token(&Token::RParen).map_err(parser_error)?;
+            crate::sql::names::name_columns(&mut q);
             WindowInput::Query(q)
         } else if explicit {
             let t = p.peek_token();
