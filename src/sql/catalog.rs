@@ -206,10 +206,34 @@ impl TableDef {
 }
 
 /// Plans a sqlparser expression against a schema with DataFusion.
+///
+/// DataFusion plans the expression's text, so an error's position is first in that text;
+/// it is moved into the script by the expression's own span (when the expression has one),
+/// so it points at the offending token, not at the script's first line.
 pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result<DfExpr> {
-    state
-        .create_logical_expr(&e.to_string(), schema)
-        .map_err(WeirError::from)
+    use datafusion::sql::sqlparser::ast::Spanned;
+    let text = e.to_string();
+    state.create_logical_expr(&text, schema).map_err(|err| {
+        let err = WeirError::from(err);
+        let start = e.span().start;
+        match (&err, start.line) {
+            (WeirError::Sql { pos: Some(p), .. }, line) if line > 0 => {
+                let p = if p.line == 1 {
+                    crate::error::Pos {
+                        line,
+                        col: start.column + p.col.saturating_sub(1),
+                    }
+                } else {
+                    crate::error::Pos {
+                        line: line + p.line - 1,
+                        col: p.col,
+                    }
+                };
+                err.moved_to(p)
+            }
+            _ => err,
+        }
+    })
 }
 
 /// How a table appears to DataFusion's planner: its schema, and nothing to scan in batch —
