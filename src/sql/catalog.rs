@@ -212,6 +212,8 @@ impl TableDef {
 /// so it points at the offending token, not at the script's first line.
 pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result<DfExpr> {
     use datafusion::sql::sqlparser::ast::Spanned;
+    let mut e = e.clone();
+    crate::sql::rewrite::rewrite_expr(&mut e);
     let text = e.to_string();
     state.create_logical_expr(&text, schema).map_err(|err| {
         let err = WeirError::from(err);

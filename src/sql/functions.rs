@@ -65,6 +65,7 @@ impl ScalarUDFImpl for Proctime {
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
+    ctx.register_udf(ToTimestampLtz::udf());
     for f in [
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,
@@ -444,6 +445,184 @@ impl ScalarUDFImpl for DateFormat {
         }
         let out = b.finish();
         Ok(if matches!(args.args[0], ColumnarValue::Scalar(_)) {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(std::sync::Arc::new(out))
+        })
+    }
+}
+
+/// `TO_TIMESTAMP_LTZ`, as Flink defines it, into a `TIMESTAMP_LTZ(3)` (UTC milliseconds):
+///
+/// - `TO_TIMESTAMP_LTZ(numeric[, precision])`: epoch seconds (`precision` 0) or epoch
+///   milliseconds (`precision` 3, the default) — Flink accepts no other precision;
+/// - `TO_TIMESTAMP_LTZ(string[, format[, timezone]])`: `string` parsed with the Java
+///   pattern `format` (default `yyyy-MM-dd HH:mm:ss.SSS`) as a time in `timezone` (an IANA
+///   name such as `Asia/Shanghai`, or an offset such as `+08:00`; default UTC, Weir's
+///   session time zone; an offset in the string itself, pattern `X` or `Z`, wins). A string
+///   that does not match is NULL, as in Flink.
+///
+/// Errors: a precision other than 0 or 3, a non-constant precision, format or time zone,
+/// or an unknown time zone.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToTimestampLtz {
+    signature: Signature,
+}
+
+impl ToTimestampLtz {
+    pub fn udf() -> ScalarUDF {
+        use datafusion::logical_expr::TypeSignature::Any;
+        ScalarUDF::from(ToTimestampLtz {
+            signature: Signature::one_of(vec![Any(1), Any(2), Any(3)], Volatility::Immutable),
+        })
+    }
+}
+
+/// A constant string argument, or an error naming what it is for.
+fn const_string(v: &ColumnarValue, what: &str) -> datafusion::error::Result<Option<String>> {
+    match v {
+        ColumnarValue::Scalar(s) if s.is_null() => Ok(None),
+        ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(p))
+            | ScalarValue::LargeUtf8(Some(p))
+            | ScalarValue::Utf8View(Some(p)),
+        ) => Ok(Some(p.clone())),
+        _ => datafusion::common::plan_err!("TO_TIMESTAMP_LTZ takes a constant {what} string"),
+    }
+}
+
+impl ScalarUDFImpl for ToTimestampLtz {
+    fn name(&self) -> &str {
+        "to_timestamp_ltz"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some("UTC".into()),
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, TimestampMillisecondArray};
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+        let n = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let values = args.args[0].to_array(n)?;
+        let out: TimestampMillisecondArray = match values.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let format = match args.args.get(1) {
+                    Some(f) => const_string(f, "format")?,
+                    None => Some("yyyy-MM-dd HH:mm:ss.SSS".to_string()),
+                };
+                let zone = match args.args.get(2) {
+                    Some(z) => const_string(z, "time zone")?,
+                    None => Some("UTC".to_string()),
+                };
+                let (Some(format), Some(zone)) = (format, zone) else {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
+                        None,
+                        Some("UTC".into()),
+                    )));
+                };
+                let tz: datafusion::arrow::array::timezone::Tz = zone.parse().map_err(|_| {
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "TO_TIMESTAMP_LTZ: unknown time zone '{zone}' (write an IANA name such as 'Asia/Shanghai' or an offset such as '+08:00')"
+                    ))
+                })?;
+                let fmt = java_to_strftime(&format);
+                let s = cast(&values, &DataType::Utf8)?;
+                s.as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        let v = v?;
+                        if fmt.contains("%z")
+                            && let Ok(t) = chrono::DateTime::parse_from_str(v, &fmt)
+                        {
+                            return Some(t.timestamp_millis());
+                        }
+                        let local = chrono::NaiveDateTime::parse_from_str(v, &fmt)
+                            .ok()
+                            .or_else(|| {
+                                chrono::NaiveDate::parse_from_str(v, &fmt)
+                                    .ok()
+                                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                            })?;
+                        use chrono::TimeZone as _;
+                        local
+                            .and_local_timezone(tz)
+                            .earliest()
+                            .map(|t| t.timestamp_millis())
+                            .or_else(|| Some(tz.from_utc_datetime(&local).timestamp_millis()))
+                    })
+                    .collect()
+            }
+            t if t.is_numeric() => {
+                let precision = match args.args.get(1) {
+                    None => 3,
+                    Some(ColumnarValue::Scalar(p)) => match cast(&p.to_array()?, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .next()
+                        .flatten()
+                    {
+                        Some(p) => p,
+                        None => {
+                            return Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
+                                None,
+                                Some("UTC".into()),
+                            )));
+                        }
+                    },
+                    Some(_) => {
+                        return datafusion::common::plan_err!(
+                            "TO_TIMESTAMP_LTZ takes a constant precision, 0 or 3"
+                        );
+                    }
+                };
+                let factor = match precision {
+                    0 => 1000,
+                    3 => 1,
+                    p => {
+                        return datafusion::common::plan_err!(
+                            "TO_TIMESTAMP_LTZ: precision {p} is not supported; write 0 (epoch seconds) or 3 (epoch milliseconds)"
+                        );
+                    }
+                };
+                if t.is_integer() {
+                    cast(&values, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .map(|v| v.and_then(|v| v.checked_mul(factor)))
+                        .collect()
+                } else {
+                    cast(&values, &DataType::Float64)?
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .map(|v| v.map(|v| (v * factor as f64).trunc() as i64))
+                        .collect()
+                }
+            }
+            DataType::Null => TimestampMillisecondArray::new_null(n),
+            other => {
+                return datafusion::common::plan_err!(
+                    "TO_TIMESTAMP_LTZ takes epoch seconds or milliseconds (a number) or a string, not {other}"
+                );
+            }
+        };
+        let out = out.with_timezone("UTC");
+        Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
         } else {
             ColumnarValue::Array(std::sync::Arc::new(out))

@@ -7,5 +7,6 @@ pub mod functions;
 pub mod names;
 pub mod options;
 pub mod parser;
+pub mod rewrite;
 pub mod types;
 pub mod window;

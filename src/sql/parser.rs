@@ -326,10 +326,12 @@ fn statement_windows(s: &mut Statement, windows: &mut Vec<WindowCall>) -> Result
     match s {
         Statement::Query(q) => {
             crate::sql::names::name_columns(q);
+            crate::sql::rewrite::rewrite_query(q);
             rewrite_group_windows(q, windows)
         }
         Statement::Insert { query, .. } | Statement::CreateView { query, .. } => {
             crate::sql::names::name_columns(query);
+            crate::sql::rewrite::rewrite_query(query);
             rewrite_group_windows(query, windows)
         }
         Statement::Explain(inner) => {

@@ -292,6 +292,7 @@ fn parse_call(
             let mut q = p.parse_query().map_err(parser_error)?;
             p.expect_token(&Token::RParen).map_err(parser_error)?;
             crate::sql::names::name_columns(&mut q);
+            crate::sql::rewrite::rewrite_query(&mut q);
             WindowInput::Query(q)
         } else if explicit {
             let t = p.peek_token();

@@ -1,0 +1,352 @@
+//! Flink's built-in functions that DataFusion spells or defines differently, rewritten into
+//! DataFusion expressions before planning.
+//!
+//! Each rule keeps Flink's documented semantics ("System (Built-in) Functions" of Flink's
+//! Table API & SQL docs): `CONCAT`, `GREATEST` and `LEAST` are NULL when an argument is;
+//! `LOG(x)` is the natural logarithm; `REGEXP_REPLACE` replaces every match; `LEFT`/`RIGHT`
+//! of a negative length are `''`; `CHR` takes its code modulo 256; `ARRAY_POSITION` is 0
+//! when absent and `ARRAY_REMOVE` removes every match; `FIRST_VALUE`/`LAST_VALUE` skip
+//! NULLs (Flink's `FirstValueAggFunction`); `DAYOFWEEK`/`EXTRACT(DOW …)` count Sunday as 1;
+//! `SHA2`/`SHA224`/`SHA256`… return lower-case hex strings. Functions that need code of their
+//! own live in [`super::functions`].
+//!
+//! The rewrite works on the parsed statement, so a rewritten call's arguments keep their
+//! positions in the script and errors inside them still point at the offending token. It
+//! runs once per statement (from the parser) and once per computed column or watermark
+//! expression (from the catalog).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Ident, NullTreatment, ObjectName, Query, Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// Rewrites every Flink function call in `query` (and in queries nested in it).
+pub fn rewrite_query(query: &mut Query) {
+    let _ = query.visit(&mut Rewriter);
+}
+
+/// Rewrites every Flink function call in `expr`.
+pub fn rewrite_expr(expr: &mut Expr) {
+    let _ = expr.visit(&mut Rewriter);
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Some(new) = rewrite(e) {
+            *e = new;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `sql` parsed as an expression, its identifiers `__0`, `__1`, … replaced by `args`.
+fn template(sql: &str, args: &[Expr]) -> Option<Expr> {
+    let mut e = Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    struct Fill<'a>(&'a [Expr]);
+    impl VisitorMut for Fill<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Identifier(i) = e
+                && let Some(n) = i.value.strip_prefix("__")
+                && let Ok(n) = n.parse::<usize>()
+                && let Some(a) = self.0.get(n)
+            {
+                *e = Expr::Nested(Box::new(a.clone()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = e.visit(&mut Fill(args));
+    Some(e)
+}
+
+/// The plain positional arguments of a call, or None when it has others (named, `*`, …).
+fn plain_args(f: &Function) -> Option<Vec<Expr>> {
+    match &f.args {
+        FunctionArguments::None => Some(vec![]),
+        FunctionArguments::List(l) if l.duplicate_treatment.is_none() && l.clauses.is_empty() => l
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
+/// A time unit written as a bare word (`HOUR`) or a string (`'HOUR'`), upper-cased.
+fn unit(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(i.value.to_ascii_uppercase()),
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.to_ascii_uppercase()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Seconds in a fixed-length unit.
+fn unit_seconds(u: &str) -> Option<i64> {
+    Some(match u {
+        "SECOND" => 1,
+        "MINUTE" => 60,
+        "HOUR" => 3600,
+        "DAY" => 86_400,
+        "WEEK" => 604_800,
+        _ => return None,
+    })
+}
+
+/// Months in a calendar unit.
+fn unit_months(u: &str) -> Option<i64> {
+    Some(match u {
+        "MONTH" => 1,
+        "QUARTER" => 3,
+        "YEAR" => 12,
+        _ => return None,
+    })
+}
+
+fn rename(f: &Function, name: &str) -> Expr {
+    let mut f = f.clone();
+    f.name = ObjectName::from(vec![Ident::new(name)]);
+    Expr::Function(f)
+}
+
+fn rewrite(e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::Function(f) => rewrite_call(f),
+        // FLOOR(ts TO HOUR), CEIL(ts TO HOUR).
+        Expr::Floor {
+            expr,
+            field: CeilFloorKind::DateTimeField(u),
+        } if *u != DateTimeField::NoDateTime => {
+            let u = date_unit(u)?;
+            template(&format!("date_trunc('{u}', __0)"), &[*expr.clone()])
+        }
+        Expr::Ceil {
+            expr,
+            field: CeilFloorKind::DateTimeField(u),
+        } if *u != DateTimeField::NoDateTime => {
+            let u = date_unit(u)?;
+            template(
+                &format!(
+                    "CASE WHEN date_trunc('{u}', __0) = __0 THEN __0 \
+                     ELSE date_trunc('{u}', __0) + INTERVAL '1' {u} END"
+                ),
+                &[*expr.clone()],
+            )
+        }
+        // Flink counts the days of the week from Sunday = 1.
+        Expr::Extract {
+            field: DateTimeField::Dow,
+            expr,
+            ..
+        } => template(
+            "CAST(date_part('dow', __0) AS BIGINT) + 1",
+            &[*expr.clone()],
+        ),
+        _ => None,
+    }
+}
+
+fn date_unit(u: &DateTimeField) -> Option<&'static str> {
+    Some(match u {
+        DateTimeField::Year | DateTimeField::Years => "YEAR",
+        DateTimeField::Quarter => "QUARTER",
+        DateTimeField::Month | DateTimeField::Months => "MONTH",
+        DateTimeField::Week(_) | DateTimeField::Weeks => "WEEK",
+        DateTimeField::Day | DateTimeField::Days => "DAY",
+        DateTimeField::Hour | DateTimeField::Hours => "HOUR",
+        DateTimeField::Minute | DateTimeField::Minutes => "MINUTE",
+        DateTimeField::Second | DateTimeField::Seconds => "SECOND",
+        _ => return None,
+    })
+}
+
+fn rewrite_call(f: &Function) -> Option<Expr> {
+    if f.name.0.len() != 1 {
+        return None;
+    }
+    let name = f.name.to_string().to_ascii_uppercase();
+    // Aggregates keep their DISTINCT, FILTER and OVER: only the name or the NULL rule
+    // changes.
+    match name.as_str() {
+        "VARIANCE" => return Some(rename(f, "var_samp")),
+        "FIRST_VALUE" | "LAST_VALUE" if f.null_treatment.is_none() => {
+            let mut g = f.clone();
+            g.null_treatment = Some(NullTreatment::IgnoreNulls);
+            return Some(Expr::Function(g));
+        }
+        "LISTAGG" => {
+            let mut g = f.clone();
+            g.name = ObjectName::from(vec![Ident::new("string_agg")]);
+            if let FunctionArguments::List(l) = &mut g.args
+                && l.args.len() == 1
+            {
+                l.args
+                    .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                        Value::SingleQuotedString(",".into()),
+                    ))));
+            }
+            return Some(Expr::Function(g));
+        }
+        _ => {}
+    }
+    if f.over.is_some() || f.filter.is_some() {
+        return None;
+    }
+    let a = plain_args(f)?;
+    let t = |sql: &str| template(sql, &a);
+    match (name.as_str(), a.len()) {
+        ("CEILING", 1) => Some(rename(f, "ceil")),
+        ("TRUNCATE", 1 | 2) => Some(rename(f, "trunc")),
+        ("REGEXP", 2) => Some(rename(f, "regexp_like")),
+        ("SIGN", 1) => Some(rename(f, "signum")),
+        ("MAP_FROM_ARRAYS", 2) => Some(rename(f, "map")),
+        ("ARRAY_REMOVE", 2) => Some(rename(f, "array_remove_all")),
+        ("LOG", 1) => Some(rename(f, "ln")),
+        ("E", 0) => t("exp(1.0)"),
+        ("RAND_INTEGER", 1) => t("CAST(floor(random() * __0) AS INT)"),
+        // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
+        ("TO_TIMESTAMP" | "TO_DATE", 2) => match &a[1] {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(p) if !p.contains('%') => {
+                    let mut g = f.clone();
+                    if let FunctionArguments::List(l) = &mut g.args {
+                        l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                            Value::SingleQuotedString(super::functions::java_to_strftime(p)),
+                        )));
+                    }
+                    Some(Expr::Function(g))
+                }
+                _ => None,
+            },
+            _ => None,
+        },
+        ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
+        ("CURRENT_DATABASE", 0) => t("'default_database'"),
+        ("YEAR" | "QUARTER" | "MONTH" | "WEEK" | "MINUTE" | "SECOND", 1) => t(&format!(
+            "CAST(date_part('{}', __0) AS BIGINT)",
+            name.to_ascii_lowercase()
+        )),
+        ("DAYOFYEAR", 1) => t("CAST(date_part('doy', __0) AS BIGINT)"),
+        ("DAYOFMONTH", 1) => t("CAST(date_part('day', __0) AS BIGINT)"),
+        ("DAYOFWEEK", 1) => t("CAST(date_part('dow', __0) AS BIGINT) + 1"),
+        ("LOCATE", 2) => t("strpos(__1, __0)"),
+        ("LOCATE", 3) => t(
+            "CASE WHEN __2 < 1 THEN 0 WHEN strpos(substr(__1, __2), __0) = 0 THEN 0 \
+             ELSE strpos(substr(__1, __2), __0) + __2 - 1 END",
+        ),
+        ("TO_BASE64", 1) => t("encode(__0, 'base64pad')"),
+        ("FROM_BASE64", 1) => t("CAST(decode(__0, 'base64pad') AS STRING)"),
+        ("SHA224" | "SHA256" | "SHA384" | "SHA512", 1) => t(&format!(
+            "encode(digest(__0, '{}'), 'hex')",
+            name.to_ascii_lowercase()
+        )),
+        ("SHA2", 2) => {
+            let bits = match &a[1] {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n.clone(),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            match bits.as_str() {
+                "224" | "256" | "384" | "512" => {
+                    t(&format!("encode(digest(__0, 'sha{bits}'), 'hex')"))
+                }
+                _ => t("CAST(NULL AS STRING)"),
+            }
+        }
+        ("IS_ALPHA", 1) => t(r"coalesce(regexp_like(__0, '^\p{L}+$'), false)"),
+        ("IS_DIGIT", 1) => t(r"coalesce(regexp_like(__0, '^\p{Nd}+$'), false)"),
+        ("IS_DECIMAL", 1) => t(
+            r"coalesce(regexp_like(__0, '^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$'), false)",
+        ),
+        ("CHR", 1) => t("chr(__0 % 256)"),
+        ("LEFT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE left(__0, __1) END"),
+        ("RIGHT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE right(__0, __1) END"),
+        ("REGEXP_REPLACE", 3) => t("regexp_replace(__0, __1, __2, 'g')"),
+        ("ARRAY_POSITION", 2) => {
+            t("CASE WHEN __0 IS NULL THEN NULL ELSE coalesce(array_position(__0, __1), 0) END")
+        }
+        ("CONCAT", n) if n >= 1 => t(&(0..n)
+            .map(|i| format!("__{i}"))
+            .collect::<Vec<_>>()
+            .join(" || ")),
+        ("GREATEST" | "LEAST", n) if n >= 1 => {
+            let nulls = (0..n)
+                .map(|i| format!("__{i} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let list = (0..n)
+                .map(|i| format!("__{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            t(&format!(
+                "CASE WHEN {nulls} THEN NULL ELSE {}({list}) END",
+                name.to_ascii_lowercase()
+            ))
+        }
+        ("FROM_UNIXTIME", 1) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), 'yyyy-MM-dd HH:mm:ss')"),
+        ("FROM_UNIXTIME", 2) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), __1)"),
+        ("UNIX_TIMESTAMP", 0) => t("CAST(date_part('epoch', PROCTIME()) AS BIGINT)"),
+        ("UNIX_TIMESTAMP", 1) => t(
+            "CAST(floor(date_part('epoch', TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss'))) AS BIGINT)",
+        ),
+        ("UNIX_TIMESTAMP", 2) => {
+            t("CAST(floor(date_part('epoch', TO_TIMESTAMP_LTZ(__0, __1))) AS BIGINT)")
+        }
+        ("TIMESTAMPADD", 3) => {
+            let u = unit(&a[0])?;
+            if let Some(s) = unit_seconds(&u) {
+                t(&format!(
+                    "__2 + CAST(CAST(CAST(__1 AS BIGINT) * {s} AS STRING) || ' second' AS INTERVAL)"
+                ))
+            } else {
+                let m = unit_months(&u)?;
+                t(&format!(
+                    "__2 + CAST(CAST(CAST(__1 AS BIGINT) * {m} AS STRING) || ' month' AS INTERVAL)"
+                ))
+            }
+        }
+        ("TIMESTAMPDIFF", 3) => {
+            let u = unit(&a[0])?;
+            if let Some(s) = unit_seconds(&u) {
+                t(&format!(
+                    "CAST(trunc((date_part('epoch', __2) - date_part('epoch', __1)) / {s}) AS BIGINT)"
+                ))
+            } else {
+                // Whole months between the two, as Calcite counts them: a month is not
+                // complete until the day and time of the start come round again.
+                let m = unit_months(&u)?;
+                let months = "((CAST(date_part('year', __2) AS BIGINT) - CAST(date_part('year', __1) AS BIGINT)) * 12 \
+                     + CAST(date_part('month', __2) AS BIGINT) - CAST(date_part('month', __1) AS BIGINT))";
+                let shifted = format!(
+                    "CAST(__1 AS TIMESTAMP) + CAST(CAST({months} AS STRING) || ' month' AS INTERVAL)"
+                );
+                t(&format!(
+                    "CAST(trunc((CASE WHEN {months} > 0 AND CAST(__2 AS TIMESTAMP) < {shifted} THEN {months} - 1 \
+                     WHEN {months} < 0 AND CAST(__2 AS TIMESTAMP) > {shifted} THEN {months} + 1 \
+                     ELSE {months} END) / {m}) AS BIGINT)"
+                ))
+            }
+        }
+        _ => None,
+    }
+}
