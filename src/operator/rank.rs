@@ -6,8 +6,14 @@
 //! partition that includes `window_start` and `window_end` is complete within one batch: the
 //! ranks are computed per batch (sort by partition and order keys, then number the rows),
 //! with no state and no update rows.
+//!
+//! Over a window table function without an aggregate (Flink's window Top-N and window
+//! deduplication), a [`WindowBufferOperator`] first holds each window's rows until the
+//! window fires, then hands them on in one batch: the result is append-only, as in Flink.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take};
@@ -16,9 +22,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::error::Result;
-use crate::job::Message;
+use crate::error::{Result, WeirError};
+use crate::job::{JobMetrics, Message};
 use crate::operator::Operator;
+use crate::source::watermark::to_epoch_millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RankKind {
@@ -43,6 +50,10 @@ pub struct RankCall {
     pub kind: RankKind,
     pub partition: Vec<Arc<dyn PhysicalExpr>>,
     pub order: Vec<(Arc<dyn PhysicalExpr>, SortOptions)>,
+    /// How rows equal in the order keys are numbered: in arrival order (false: the first
+    /// to arrive is first, Flink's window Top-N) or newest first (true: Flink's window
+    /// deduplication keeping the last row, `ORDER BY rowtime DESC` with `rn = 1`).
+    pub newest_first: bool,
 }
 
 pub struct RankOperator {
@@ -94,6 +105,17 @@ fn ranks(call: &RankCall, batch: &RecordBatch) -> Result<(ArrayRef, Vec<u32>)> {
         values: c.clone(),
         options: Some(*o),
     }));
+    // Ties in the order keys go by arrival (the row's position in the batch), so ranks do
+    // not depend on the sort's stability.
+    if !sort.is_empty() {
+        sort.push(SortColumn {
+            values: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+            options: Some(SortOptions {
+                descending: call.newest_first,
+                nulls_first: false,
+            }),
+        });
+    }
     let sorted = if sort.is_empty() {
         (0..n as u32).collect::<Vec<_>>()
     } else {
@@ -166,5 +188,224 @@ impl Operator for RankOperator {
             cols,
         )?));
         Ok(())
+    }
+}
+
+/// Holds the rows of each window of a window table function until the window fires (the
+/// watermark reaches its end − 1 ms, [`super::fired_through`]), then releases every fired
+/// window's rows, in arrival order, in one batch per window: the input of a window Top-N
+/// or window deduplication over a window TVF with no aggregate (Flink's
+/// `WindowRankOperator` and `WindowDeduplicateOperator` also wait for the window to fire).
+/// A row whose window has fired is late: dropped and counted. State: the held rows.
+pub struct WindowBufferOperator {
+    /// The `window_end` column of the input.
+    end_col: usize,
+    schema: SchemaRef,
+    /// Held rows by window end (ms since the epoch).
+    windows: BTreeMap<i64, Vec<RecordBatch>>,
+    watermark: i64,
+    job: Option<Arc<JobMetrics>>,
+}
+
+const WINDOW_END: &str = "weir.window_end";
+const WATERMARK: &str = "weir.watermark";
+
+impl WindowBufferOperator {
+    pub fn new(end_col: usize, schema: SchemaRef) -> Self {
+        WindowBufferOperator {
+            end_col,
+            schema,
+            windows: BTreeMap::new(),
+            watermark: i64::MIN,
+            job: None,
+        }
+    }
+
+    fn count_late(&self, n: usize) {
+        if let Some(j) = &self.job
+            && n > 0
+        {
+            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Operator for WindowBufferOperator {
+    fn name(&self) -> String {
+        "window buffer".to_string()
+    }
+
+    fn attach(&mut self, job: &Arc<JobMetrics>) {
+        self.job = Some(job.clone());
+    }
+
+    fn signature(&self) -> String {
+        let types: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
+        format!("window buffer ({})", types.join(", "))
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let ends = to_epoch_millis(batch.column(self.end_col).as_ref())?;
+        let fired = super::fired_through(self.watermark);
+        let mut by_end: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        let mut late = 0;
+        for (i, e) in ends.iter().enumerate() {
+            match e {
+                Some(e) if e > fired => by_end.entry(e).or_default().push(i as u32),
+                _ => late += 1,
+            }
+        }
+        self.count_late(late);
+        if by_end.len() == 1 && late == 0 {
+            if let Some((e, _)) = by_end.pop_first() {
+                self.windows.entry(e).or_default().push(batch);
+            }
+            return Ok(());
+        }
+        for (e, idx) in by_end {
+            let idx = UInt32Array::from(idx);
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+                .collect::<Result<Vec<_>>>()?;
+            self.windows
+                .entry(e)
+                .or_default()
+                .push(RecordBatch::try_new(batch.schema(), cols)?);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        let open = self
+            .windows
+            .split_off(&super::fired_through(self.watermark).saturating_add(1));
+        let due = std::mem::replace(&mut self.windows, open);
+        for (_, batches) in due {
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| self.schema.clone());
+            out.push(Message::Batch(datafusion::arrow::compute::concat_batches(
+                &schema, &batches,
+            )?));
+        }
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        let tag = |b: &RecordBatch, end: Option<i64>| -> Result<RecordBatch> {
+            let mut meta = std::collections::HashMap::from([(
+                WATERMARK.to_string(),
+                self.watermark.to_string(),
+            )]);
+            if let Some(e) = end {
+                meta.insert(WINDOW_END.to_string(), e.to_string());
+            }
+            let schema = Arc::new(b.schema().as_ref().clone().with_metadata(meta));
+            Ok(RecordBatch::try_new(schema, b.columns().to_vec())?)
+        };
+        let mut out = vec![tag(&RecordBatch::new_empty(self.schema.clone()), None)?];
+        for (e, batches) in &self.windows {
+            for b in batches {
+                out.push(tag(b, Some(*e))?);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        let bad = |what: &str| {
+            WeirError::user(format!("checkpoint: window buffer state has a bad {what}"))
+        };
+        self.windows.clear();
+        for b in state {
+            let meta = b.schema().metadata().clone();
+            let wm = meta.get(WATERMARK).ok_or_else(|| bad("watermark"))?;
+            self.watermark = wm.parse().map_err(|_| bad("watermark"))?;
+            if let Some(e) = meta.get(WINDOW_END) {
+                let e: i64 = e.parse().map_err(|_| bad("window end"))?;
+                let plain = RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())
+                    .map_err(|_| bad("schema"))?;
+                self.windows.entry(e).or_default().push(plain);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    fn batch(ends: &[i64], ids: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(ends.to_vec())),
+            ],
+        )
+        .expect("test batch")
+    }
+
+    fn ids(out: &[Message]) -> Vec<Vec<i64>> {
+        out.iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .expect("ids")
+                        .values()
+                        .to_vec(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windows_are_released_when_they_fire_and_survive_a_checkpoint() {
+        let schema = batch(&[], &[]).schema();
+        let mut op = WindowBufferOperator::new(1, schema.clone());
+        let mut out = vec![];
+        op.process_batch(batch(&[10, 20, 10], &[1, 2, 3]), &mut out)
+            .expect("rows");
+        // The window ending at 10 fires at watermark 9 (end - 1 ms), not before.
+        op.process_watermark(8, &mut out).expect("watermark");
+        assert!(ids(&out).is_empty());
+        let state = op.snapshot().expect("snapshot").expect("state");
+        let mut back = WindowBufferOperator::new(1, schema);
+        back.restore(state).expect("restore");
+        let mut got = vec![];
+        back.process_watermark(9, &mut got).expect("watermark");
+        assert_eq!(ids(&got), vec![vec![1, 3]]);
+        // A row for the fired window is late and dropped.
+        back.process_batch(batch(&[10, 20], &[4, 5]), &mut got)
+            .expect("rows");
+        back.process_watermark(i64::MAX, &mut got).expect("end");
+        assert_eq!(ids(&got), vec![vec![1, 3], vec![2, 5]]);
     }
 }

@@ -726,6 +726,9 @@ impl Planner<'_> {
         };
         let input_schema = w.input.schema();
         let mut calls = vec![];
+        // The input's `window_end` column when the windows come straight from a window table
+        // function (no aggregate): their rows are held until each window fires.
+        let mut buffer_end: Option<usize> = None;
         for (index, e) in w.window_expr.iter().enumerate() {
             let e = match e {
                 Expr::Alias(a) => a.expr.as_ref(),
@@ -740,9 +743,13 @@ impl Planner<'_> {
             };
             let mut window_cols = vec![];
             for p in &f.params.partition_by {
-                if let Expr::Column(c) = p
-                    && let Some(col) = window::aggregated_window_column(&w.input, &c.name)
-                {
+                let Expr::Column(c) = p else { continue };
+                if let Some(col) = window::aggregated_window_column(&w.input, &c.name) {
+                    window_cols.push(col);
+                } else if let Some((col, _)) = window::trace_window_column(&w.input, &c.name) {
+                    if col == "window_end" {
+                        buffer_end = window::position(input_schema, &c.name);
+                    }
                     window_cols.push(col);
                 }
             }
@@ -770,13 +777,34 @@ impl Planner<'_> {
                 };
             }
             let (partition, order) = self.rank_keys(f, input_schema)?;
+            // Flink's window deduplication: ROW_NUMBER() ordered by the time attribute
+            // descending, `rn = 1`, keeps the last row among equal times.
+            let limit_one = self.rank_limits.lock().ok().is_some_and(|l| {
+                l.iter()
+                    .any(|(at, i, n)| *at == w as *const _ as usize && *i == index && *n == 1)
+            });
+            let newest_first = kind == RankKind::RowNumber
+                && limit_one
+                && matches!(f.params.order_by.as_slice(), [s] if !s.asc
+                    && matches!(&s.expr, Expr::Column(c) if window::is_time_attribute(&w.input, &c.name)));
             calls.push(RankCall {
                 kind,
                 partition,
                 order,
+                newest_first,
             });
         }
-        let input = self.node(&w.input)?;
+        let mut input = self.node(&w.input)?;
+        if let Some(end) = buffer_end {
+            append_only(&input, "a window Top-N")?;
+            input = PlanNode::Operator {
+                op: Box::new(crate::operator::rank::WindowBufferOperator::new(
+                    end,
+                    Arc::new(input_schema.as_arrow().clone()),
+                )),
+                input: Box::new(input),
+            };
+        }
         Ok(PlanNode::Operator {
             op: Box::new(RankOperator::new(
                 calls,
