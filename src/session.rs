@@ -526,6 +526,7 @@ impl Session {
             .statement_to_plan(stmt)
             .await
             .map_err(|e| self.improve(e))?;
+        let plan = crate::sql::rewrite::flink_avg(plan)?;
         Ok(state.optimize(&plan)?)
     }
 

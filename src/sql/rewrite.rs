@@ -350,3 +350,105 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         _ => None,
     }
 }
+
+/// Gives `AVG` Flink's result types, on a planned query: the average of an integer column
+/// has the column's type (the sum divided by the count, truncated toward zero, as Java's
+/// integer division), and of a `DECIMAL(p, s)` column is a `DECIMAL(38, max(6, s))`
+/// rounded half-up (Flink's `AvgAggFunction` and `LogicalTypeMerging.findAvgAggType`).
+/// DataFusion averages integers as DOUBLE and truncates decimals at scale `s + 4`, so each
+/// such `AVG` is computed at one more digit than the result needs and cast to Flink's
+/// type in a projection above the aggregate (an Arrow decimal cast rounds half-up).
+/// Column names and qualifiers are kept, so nothing above notices.
+///
+/// Errors: only DataFusion's, when rebuilding the aggregate.
+pub fn flink_avg(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{Aggregate, Expr as E, ExprSchemable, LogicalPlan, Projection};
+    use std::sync::Arc;
+    plan.transform_up(|p| {
+        let LogicalPlan::Aggregate(a) = &p else {
+            return Ok(Transformed::no(p));
+        };
+        let input_schema = a.input.schema();
+        let mut finals: Vec<Option<DataType>> = vec![];
+        let mut aggr = vec![];
+        let groups = a.group_expr.len();
+        for (j, e) in a.aggr_expr.iter().enumerate() {
+            let inner = match e {
+                E::Alias(al) => al.expr.as_ref(),
+                e => e,
+            };
+            let mut out = None;
+            if let E::AggregateFunction(f) = inner
+                && f.func.name().eq_ignore_ascii_case("avg")
+                && f.params.args.len() == 1
+            {
+                let t = f.params.args[0].get_type(input_schema)?;
+                let arg = match &t {
+                    DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::UInt8
+                    | DataType::UInt16
+                    | DataType::UInt32
+                    | DataType::UInt64 => {
+                        out = Some(t.clone());
+                        None
+                    }
+                    DataType::Decimal128(p, s) if *s >= 0 => {
+                        let target = (*s).max(6);
+                        // DataFusion's average has scale s' + 4: at least target + 1.
+                        let scale = (*s).max(target - 3);
+                        let precision = (*p as i8 + (scale - *s)).min(38) as u8;
+                        out = Some(DataType::Decimal128(38, target));
+                        Some(f.params.args[0].clone().cast_to(
+                            &DataType::Decimal128(precision, scale),
+                            input_schema,
+                        )?)
+                    }
+                    _ => None,
+                };
+                if out.is_some() {
+                    // The name the aggregate gave this column, kept for what reads it.
+                    let name = a.schema.field(groups + j).name().clone();
+                    let mut g = f.clone();
+                    if let Some(arg) = arg {
+                        g.params.args = vec![arg];
+                    }
+                    aggr.push(E::AggregateFunction(g).alias(name));
+                }
+            }
+            if out.is_none() {
+                aggr.push(e.clone());
+            }
+            finals.push(out);
+        }
+        if finals.iter().all(Option::is_none) {
+            return Ok(Transformed::no(p));
+        }
+        let new = Aggregate::try_new(a.input.clone(), a.group_expr.clone(), aggr)?;
+        let schema = new.schema.clone();
+        let exprs = schema
+            .iter()
+            .enumerate()
+            .map(|(i, (q, f))| {
+                let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
+                match i.checked_sub(groups).and_then(|j| finals.get(j)).cloned().flatten() {
+                    Some(t) => Ok(col
+                        .cast_to(&t, &schema)?
+                        .alias_qualified(q.cloned(), f.name())),
+                    None => Ok(col),
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(
+            exprs,
+            Arc::new(LogicalPlan::Aggregate(new)),
+        )?)))
+    })
+    .map(|t| t.data)
+}
