@@ -48,7 +48,7 @@ fn generate_with_late(rng: &mut SmallRng, n: usize, late: bool) -> (RecordBatch,
         let t = if late && rng.random_range(0..8) == 0 {
             now - BOUND - rng.random_range(1..4_000)
         } else {
-            now - rng.random_range(0..BOUND)
+            now - rng.random_range(0..=BOUND)
         };
         on_time.push(max == i64::MIN || t >= max - BOUND);
         max = max.max(t);

@@ -75,9 +75,11 @@ fn generate(rng: &mut SmallRng, n: usize, bound: i64) -> Vec<Row> {
     let mut base = BASE + rng.random_range(0..1000);
     (0..n)
         .map(|_| {
-            // Strictly after the watermark of the rows before (`max - bound`): a row at the
-            // watermark is late for a window ending 1 ms after it (Flink's rule), which the
-            // plain batch oracle does not model; `late_oracle` does.
+            // Strictly after the watermark of the rows before (`max - bound`) when the
+            // disorder is the watermark's bound: a row at the watermark is late for a window
+            // ending 1 ms after it (Flink's rule), which the plain batch oracle does not
+            // model. The late cases (disorder beyond the bound) do have rows at and behind
+            // the watermark, and `late_oracle` models the 1 ms edge exactly.
             base += rng.random_range(1..300);
             let jitter = if bound > 0 {
                 rng.random_range(0..bound)

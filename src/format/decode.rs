@@ -82,8 +82,8 @@ pub struct Decoder {
     null: regex::Regex,
     /// For CSV: the character that escapes the next one (`csv.escape-character`).
     escape: Option<u8>,
-    /// For JSON: the schema read, with each top-level BOOLEAN column read as a string
-    /// (see [`Decoder::decode_json`]), and those columns' indexes.
+    /// The schema read, with each top-level BOOLEAN column read as a string (see
+    /// [`Decoder::booleans`]), and those columns' indexes.
     json_schema: SchemaRef,
     json_booleans: Vec<usize>,
 }
@@ -230,20 +230,20 @@ impl Decoder {
     }
 
     fn decode_chunk(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
-        match self.format {
-            Format::Json => self.decode_json(lines),
-            Format::Csv => self.decode_csv(lines),
-            Format::Parquet => Err("parquet is not a line format".to_string()),
-        }
+        let b = match self.format {
+            Format::Json => self.decode_json_raw(lines)?,
+            Format::Csv => self.decode_csv(lines)?,
+            Format::Parquet => return Err("parquet is not a line format".to_string()),
+        };
+        self.booleans(b)
     }
 
-    /// Decodes JSON lines as Flink's JSON format does (its `JsonToRowDataConverters`): a
-    /// number or boolean into a STRING column is its text, a numeric string into a number
-    /// column is parsed, and a BOOLEAN column takes `true`/`false` or a string, which is
-    /// TRUE when it is `true` in any case (Java's `Boolean.parseBoolean`) and FALSE
-    /// otherwise.
-    fn decode_json(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
-        let b = self.decode_json_raw(lines)?;
+    /// BOOLEAN columns as Flink's JSON and CSV formats read them (their
+    /// `JsonToRowDataConverters` and `CsvToRowDataConverters`): `true`/`false`, or a string
+    /// that is TRUE when it is `true` in any case once trimmed (Java's
+    /// `Boolean.parseBoolean`) and FALSE otherwise. In JSON, a number or boolean into a
+    /// STRING column is its text and a numeric string into a number column is parsed.
+    fn booleans(&self, b: RecordBatch) -> std::result::Result<RecordBatch, String> {
         if self.json_booleans.is_empty() {
             return Ok(b);
         }
@@ -296,7 +296,7 @@ impl Decoder {
         } else {
             self.quote
         };
-        let mut d = ReaderBuilder::new(self.schema.clone())
+        let mut d = ReaderBuilder::new(self.json_schema.clone())
             .with_header(false)
             .with_delimiter(self.delimiter)
             .with_quote(quote)
@@ -340,7 +340,13 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
     out.push('"');
     while let Some(c) = chars.next() {
         let literal = if c == escape {
+            // As Jackson's CSV decoder: `\n`, `\r`, `\t` and `\0` are the control
+            // characters, anything else stands for itself.
             match chars.next() {
+                Some('n') => '\n',
+                Some('r') => '\r',
+                Some('t') => '\t',
+                Some('0') => '\0',
                 Some(n) => n,
                 None => break,
             }
@@ -380,5 +386,8 @@ mod tests {
         out.clear();
         unescape_line(r#"x,"a,""b",c\,d,"#, b',', b'"', b'\\', &mut out);
         assert_eq!(out, r#""x","a,""b","c,d","""#);
+        out.clear();
+        unescape_line(r"a\tb,c\nd", b',', b'"', b'\\', &mut out);
+        assert_eq!(out, "\"a\tb\",\"c\nd\"");
     }
 }

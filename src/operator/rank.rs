@@ -211,6 +211,7 @@ const WINDOW_END: &str = "weir.window_end";
 const WATERMARK: &str = "weir.watermark";
 
 impl WindowBufferOperator {
+    /// A buffer over rows of `schema` whose `window_end` (a TIMESTAMP) is column `end_col`.
     pub fn new(end_col: usize, schema: SchemaRef) -> Self {
         WindowBufferOperator {
             end_col,
@@ -336,8 +337,14 @@ impl Operator for WindowBufferOperator {
             self.watermark = wm.parse().map_err(|_| bad("watermark"))?;
             if let Some(e) = meta.get(WINDOW_END) {
                 let e: i64 = e.parse().map_err(|_| bad("window end"))?;
-                let plain = RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())
-                    .map_err(|_| bad("schema"))?;
+                // The batch's own fields (their nullability is what the rows had), without
+                // the checkpoint's metadata.
+                let fields = b.schema().fields().clone();
+                let plain = RecordBatch::try_new(
+                    Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                    b.columns().to_vec(),
+                )
+                .map_err(|_| bad("schema"))?;
                 self.windows.entry(e).or_default().push(plain);
             }
         }

@@ -470,6 +470,7 @@ pub struct ToTimestampLtz {
 }
 
 impl ToTimestampLtz {
+    /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
         use datafusion::logical_expr::TypeSignature::Any;
         ScalarUDF::from(ToTimestampLtz {
@@ -559,12 +560,18 @@ impl ScalarUDFImpl for ToTimestampLtz {
                                     .ok()
                                     .and_then(|d| d.and_hms_opt(0, 0, 0))
                             })?;
-                        use chrono::TimeZone as _;
-                        local
-                            .and_local_timezone(tz)
-                            .earliest()
-                            .map(|t| t.timestamp_millis())
-                            .or_else(|| Some(tz.from_utc_datetime(&local).timestamp_millis()))
+                        use chrono::{Offset as _, TimeZone as _};
+                        match local.and_local_timezone(tz).earliest() {
+                            Some(t) => Some(t.timestamp_millis()),
+                            // In a gap (clocks moved forward), Java moves the time later by
+                            // the gap's length: the instant of the offset before the gap.
+                            None => {
+                                let before = local - chrono::Duration::hours(6);
+                                let offset = tz.offset_from_local_datetime(&before).earliest()?;
+                                let secs = offset.fix().local_minus_utc() as i64;
+                                Some(local.and_utc().timestamp_millis() - secs * 1000)
+                            }
+                        }
                     })
                     .collect()
             }

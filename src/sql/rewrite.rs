@@ -11,7 +11,8 @@
 //! own live in [`super::functions`].
 //!
 //! The rewrite works on the parsed statement, so a rewritten call's arguments keep their
-//! positions in the script and errors inside them still point at the offending token. It
+//! positions in the script (an error in an argument of a query's call points at it; in a
+//! computed column, positions are approximate once a call is rewritten). It
 //! runs once per statement (from the parser) and once per computed column or watermark
 //! expression (from the catalog).
 
@@ -136,18 +137,21 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             field: CeilFloorKind::DateTimeField(u),
         } if *u != DateTimeField::NoDateTime => {
             let u = date_unit(u)?;
-            template(&format!("date_trunc('{u}', __0)"), &[*expr.clone()])
+            template(&floor_to(u, "__0"), &[*expr.clone()])
         }
         Expr::Ceil {
             expr,
             field: CeilFloorKind::DateTimeField(u),
         } if *u != DateTimeField::NoDateTime => {
             let u = date_unit(u)?;
+            let f = floor_to(u, "__0");
+            let step = if u == "WEEK" {
+                "7 DAY".to_string()
+            } else {
+                format!("1 {u}")
+            };
             template(
-                &format!(
-                    "CASE WHEN date_trunc('{u}', __0) = __0 THEN __0 \
-                     ELSE date_trunc('{u}', __0) + INTERVAL '1' {u} END"
-                ),
+                &format!("CASE WHEN {f} = __0 THEN __0 ELSE {f} + INTERVAL '{step}' END"),
                 &[*expr.clone()],
             )
         }
@@ -161,6 +165,16 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             &[*expr.clone()],
         ),
         _ => None,
+    }
+}
+
+/// `x` rounded down to a whole `unit`; weeks start on Sunday, as in Flink (its
+/// `julianDateFloor`), where DataFusion's `date_trunc` starts them on Monday.
+fn floor_to(unit: &str, x: &str) -> String {
+    if unit == "WEEK" {
+        format!("(date_trunc('week', {x} + INTERVAL '1' DAY) - INTERVAL '1' DAY)")
+    } else {
+        format!("date_trunc('{unit}', {x})")
     }
 }
 
@@ -247,11 +261,12 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("DAYOFYEAR", 1) => t("CAST(date_part('doy', __0) AS BIGINT)"),
         ("DAYOFMONTH", 1) => t("CAST(date_part('day', __0) AS BIGINT)"),
         ("DAYOFWEEK", 1) => t("CAST(date_part('dow', __0) AS BIGINT) + 1"),
-        ("LOCATE", 2) => t("strpos(__1, __0)"),
-        ("LOCATE", 3) => t(
-            "CASE WHEN __2 < 1 THEN 0 WHEN strpos(substr(__1, __2), __0) = 0 THEN 0 \
-             ELSE strpos(substr(__1, __2), __0) + __2 - 1 END",
-        ),
+        // Flink's `s.indexOf(seek, from - 1) + 1` over its binary strings: a start below 1
+        // is 1, and an empty search string is at 1 (`BinaryStringData.indexOf`).
+        ("LOCATE", 2) => t("CASE WHEN __0 = '' THEN 1 ELSE strpos(__1, __0) END"),
+        ("LOCATE", 3) => t("CASE WHEN __0 = '' THEN 1 \
+             WHEN strpos(substr(__1, greatest(__2, 1)), __0) = 0 THEN 0 \
+             ELSE strpos(substr(__1, greatest(__2, 1)), __0) + greatest(__2, 1) - 1 END"),
         ("TO_BASE64", 1) => t("encode(__0, 'base64pad')"),
         ("FROM_BASE64", 1) => t("CAST(decode(__0, 'base64pad') AS STRING)"),
         ("SHA224" | "SHA256" | "SHA384" | "SHA512", 1) => t(&format!(
@@ -275,10 +290,11 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         }
         ("IS_ALPHA", 1) => t(r"coalesce(regexp_like(__0, '^\p{L}+$'), false)"),
         ("IS_DIGIT", 1) => t(r"coalesce(regexp_like(__0, '^\p{Nd}+$'), false)"),
+        // What Java's `Double.parseDouble` takes (but hexadecimal forms).
         ("IS_DECIMAL", 1) => t(
-            r"coalesce(regexp_like(__0, '^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$'), false)",
+            r"coalesce(regexp_like(__0, '^\s*[+-]?(NaN|Infinity|([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[fFdD]?)\s*$'), false)",
         ),
-        ("CHR", 1) => t("chr(__0 % 256)"),
+        ("CHR", 1) => t("CASE WHEN __0 < 0 THEN '' ELSE chr(__0 % 256) END"),
         ("LEFT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE left(__0, __1) END"),
         ("RIGHT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE right(__0, __1) END"),
         ("REGEXP_REPLACE", 3) => t("regexp_replace(__0, __1, __2, 'g')"),
@@ -306,12 +322,14 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("FROM_UNIXTIME", 1) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), 'yyyy-MM-dd HH:mm:ss')"),
         ("FROM_UNIXTIME", 2) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), __1)"),
         ("UNIX_TIMESTAMP", 0) => t("CAST(date_part('epoch', PROCTIME()) AS BIGINT)"),
+        // Milliseconds / 1000, truncated; a string that does not parse is Long.MIN_VALUE
+        // (Flink's `DateTimeUtils.unixTimestamp`).
         ("UNIX_TIMESTAMP", 1) => t(
-            "CAST(floor(date_part('epoch', TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss'))) AS BIGINT)",
+            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss') AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
-        ("UNIX_TIMESTAMP", 2) => {
-            t("CAST(floor(date_part('epoch', TO_TIMESTAMP_LTZ(__0, __1))) AS BIGINT)")
-        }
+        ("UNIX_TIMESTAMP", 2) => t(
+            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+        ),
         ("TIMESTAMPADD", 3) => {
             let u = unit(&a[0])?;
             if let Some(s) = unit_seconds(&u) {
@@ -328,8 +346,11 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("TIMESTAMPDIFF", 3) => {
             let u = unit(&a[0])?;
             if let Some(s) = unit_seconds(&u) {
+                // Whole milliseconds, divided as integers (truncated toward zero).
                 t(&format!(
-                    "CAST(trunc((date_part('epoch', __2) - date_part('epoch', __1)) / {s}) AS BIGINT)"
+                    "(CAST(CAST(CAST(__2 AS TIMESTAMP) AS TIMESTAMP(3)) AS BIGINT) \
+                     - CAST(CAST(CAST(__1 AS TIMESTAMP) AS TIMESTAMP(3)) AS BIGINT)) / {}",
+                    s * 1000
                 ))
             } else {
                 // Whole months between the two, as Calcite counts them: a month is not
@@ -405,10 +426,11 @@ pub fn flink_avg(
                         let scale = (*s).max(target - 3);
                         let precision = (*p as i8 + (scale - *s)).min(38) as u8;
                         out = Some(DataType::Decimal128(38, target));
-                        Some(f.params.args[0].clone().cast_to(
-                            &DataType::Decimal128(precision, scale),
-                            input_schema,
-                        )?)
+                        Some(
+                            f.params.args[0]
+                                .clone()
+                                .cast_to(&DataType::Decimal128(precision, scale), input_schema)?,
+                        )
                     }
                     _ => None,
                 };
@@ -437,7 +459,12 @@ pub fn flink_avg(
             .enumerate()
             .map(|(i, (q, f))| {
                 let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
-                match i.checked_sub(groups).and_then(|j| finals.get(j)).cloned().flatten() {
+                match i
+                    .checked_sub(groups)
+                    .and_then(|j| finals.get(j))
+                    .cloned()
+                    .flatten()
+                {
                     Some(t) => Ok(col
                         .cast_to(&t, &schema)?
                         .alias_qualified(q.cloned(), f.name())),
@@ -445,10 +472,9 @@ pub fn flink_avg(
                 }
             })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(
-            exprs,
-            Arc::new(LogicalPlan::Aggregate(new)),
-        )?)))
+        Ok(Transformed::yes(LogicalPlan::Projection(
+            Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(new)))?,
+        )))
     })
     .map(|t| t.data)
 }
