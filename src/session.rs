@@ -43,6 +43,10 @@ pub struct Session {
     ctx: SessionContext,
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, String>,
+    /// The `CREATE TABLE` statements as written, for `SHOW CREATE TABLE`.
+    ddl: BTreeMap<String, String>,
+    /// Names given by `CREATE FUNCTION`.
+    user_functions: std::collections::BTreeSet<String>,
     settings: BTreeMap<String, String>,
     next_job: u64,
     /// How bare SELECT results print.
@@ -78,6 +82,8 @@ impl Session {
             ctx,
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
+            ddl: BTreeMap::new(),
+            user_functions: std::collections::BTreeSet::new(),
             settings: BTreeMap::new(),
             next_job: 1,
             output: OutputFormat::Table,
@@ -188,6 +194,7 @@ impl Session {
                     relation(&def.name),
                     Arc::new(StreamTable { def: def.clone() }),
                 )?;
+                self.ddl.insert(def.name.clone(), stmt.text.clone());
                 self.tables.insert(def.name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
             }
@@ -219,6 +226,7 @@ impl Session {
                     ));
                 }
                 self.ctx.register_udf(FlinkScalar::udf_named(*f, name));
+                self.user_functions.insert(name.clone());
                 Ok(Outcome::Done(format!("[INFO] Function '{name}' created.")))
             }
             Statement::CreateView {
@@ -293,6 +301,57 @@ impl Session {
                     None => self.settings.clear(),
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
+            }
+            Statement::ShowFunctions { user } => {
+                let names: std::collections::BTreeSet<String> = if *user {
+                    self.user_functions.clone()
+                } else {
+                    let state = self.ctx.state();
+                    state
+                        .scalar_functions()
+                        .keys()
+                        .chain(state.aggregate_functions().keys())
+                        .chain(state.window_functions().keys())
+                        .cloned()
+                        .chain(
+                            crate::sql::rewrite::FLINK_NAMES
+                                .iter()
+                                .map(|n| n.to_ascii_lowercase()),
+                        )
+                        .chain(self.user_functions.iter().cloned())
+                        .collect()
+                };
+                Ok(Outcome::Rows(vec![kv_batch(
+                    ["function name"],
+                    names.into_iter().map(|n| [n]).collect(),
+                )?]))
+            }
+            Statement::ShowCreate {
+                view,
+                name,
+                name_pos,
+            } => {
+                let text = if *view {
+                    self.views
+                        .get(name)
+                        .map(|q| format!("CREATE VIEW {} AS\n{q}", quote_name(name)))
+                } else {
+                    self.ddl.get(name).cloned()
+                };
+                match text {
+                    Some(t) => Ok(Outcome::Rows(vec![kv_batch(["result"], vec![[t]])?])),
+                    None if !*view && self.views.contains_key(name) => Err(WeirError::sql(
+                        format!("'{name}' is a view"),
+                        Some(*name_pos),
+                    )
+                    .with_hint(format!("SHOW CREATE VIEW {name}"))),
+                    None if *view && self.tables.contains_key(name) => Err(WeirError::sql(
+                        format!("'{name}' is a table"),
+                        Some(*name_pos),
+                    )
+                    .with_hint(format!("SHOW CREATE TABLE {name}"))),
+                    None => Err(self.unknown_relation(name, *name_pos)),
+                }
             }
             Statement::ShowTables => {
                 let rows = self

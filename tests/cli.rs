@@ -610,3 +610,84 @@ fn bench_nexmark_measures_what_runs_and_names_what_does_not() {
     }
     assert!(row("q90").contains("not supported"), "{}", row("q90"));
 }
+
+#[test]
+fn a_statement_set_runs_its_inserts_and_holds_only_inserts() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_dedup.csv");
+    let (_dir, f) = script(
+        "set.sql",
+        &format!(
+            "CREATE TABLE bids (ts STRING, item STRING, price INT) \
+             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv');\n\
+             CREATE TABLE cheap WITH ('connector' = 'print', 'print-identifier' = 'cheap');\n\
+             CREATE TABLE dear WITH ('connector' = 'print', 'print-identifier' = 'dear');\n\
+             EXECUTE STATEMENT SET\n\
+             BEGIN\n\
+             INSERT INTO cheap SELECT item, price FROM bids WHERE price < 6;\n\
+             INSERT INTO dear SELECT item, price FROM bids WHERE price >= 20;\n\
+             END;\n"
+        ),
+    );
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "cheap> +I[A, 5]",
+            "cheap> +I[E, 1]",
+            "dear> +I[B, 30]",
+            "dear> +I[C, 20]",
+        ]
+    );
+    let (_dir, f) = script("bad_set.sql", "BEGIN STATEMENT SET;\nSELECT 1;\nEND;\n");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("2:1") && stderr.contains("a statement set holds only INSERT statements"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn show_functions_and_show_create_table() {
+    let (_dir, f) = script(
+        "show.sql",
+        "CREATE TABLE t (a INT, b STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '1');\n\
+         CREATE FUNCTION count_char AS 'com.github.nexmark.flink.udf.CountChar';\n\
+         SHOW FUNCTIONS;\n\
+         SHOW USER FUNCTIONS;\n\
+         SHOW CREATE TABLE t;\n",
+    );
+    let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in [
+        "to_timestamp_ltz",
+        "listagg",
+        "timestampdiff",
+        "count_char",
+        "upper",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == name),
+            "{name} missing: {stdout}"
+        );
+    }
+    // SHOW USER FUNCTIONS: the header and count_char only.
+    let user: Vec<&str> = stdout
+        .split("function name")
+        .nth(2)
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take_while(|l| *l != "result")
+        .collect();
+    assert_eq!(user, vec!["count_char"], "{stdout}");
+    assert!(
+        stdout.contains(
+            "CREATE TABLE t (a INT, b STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '1')"
+        ),
+        "{stdout}"
+    );
+}

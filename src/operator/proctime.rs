@@ -2,10 +2,11 @@
 //! (`FROM (SELECT *, PROCTIME() AS p_time FROM bid)`, Nexmark q12).
 //!
 //! Such a column holds the wall-clock time at which each batch passed the projection, so
-//! the watermark of the rows below it is that time: after each batch this operator emits the
-//! highest `PROCTIME()` seen as the watermark, in place of the source's event-time
-//! watermarks, which say nothing about processing time. A window then fires with the first
-//! batch after its end (or at the end of a bounded input).
+//! the watermark of the rows below it follows that time: after each batch this operator
+//! emits the highest `PROCTIME()` seen less 1 ms as the watermark (a later batch may be read
+//! in the same millisecond), in place of the source's event-time watermarks, which say
+//! nothing about processing time. A window then fires with the first batch at or after its
+//! end (or at the end of a bounded input).
 
 use datafusion::arrow::compute::max;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -47,7 +48,9 @@ impl Operator for ProcTimeWatermark {
         let times = to_epoch_millis(batch.column(self.column).as_ref())?;
         let latest = max(&times);
         out.push(Message::Batch(batch));
-        if let Some(t) = latest
+        // The clock only moves on: no row at or below `t - 1` is to come (a row at `t`
+        // may, in the same millisecond), so that is the watermark.
+        if let Some(t) = latest.map(|t| t.saturating_sub(1))
             && t > self.watermark
         {
             self.watermark = t;

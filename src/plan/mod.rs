@@ -966,9 +966,11 @@ impl Planner<'_> {
                 ))
             }
             // Without an event-time watermark, a `PROCTIME()` column drives the windows:
-            // its values (the time each batch is read) are the watermark.
+            // its values (the time each batch is read) less 1 ms are the watermark — the
+            // clock only moves on, so no row at or below it comes (a batch read in the
+            // same millisecond as the last is not late for a window it fired).
             None => match table.proctime_column() {
-                Some(c) => Some((WatermarkExpr::Delay(0), table.schema.index_of(c)?)),
+                Some(c) => Some((WatermarkExpr::Delay(1), table.schema.index_of(c)?)),
                 None => None,
             },
         };

@@ -74,6 +74,17 @@ pub enum Statement {
     },
     /// `SHOW TABLES`.
     ShowTables,
+    /// `SHOW [USER] FUNCTIONS`: the functions a query can call (`user`: only those of
+    /// `CREATE FUNCTION`).
+    ShowFunctions {
+        user: bool,
+    },
+    /// `SHOW CREATE TABLE t` / `SHOW CREATE VIEW v`: the statement that made it.
+    ShowCreate {
+        view: bool,
+        name: String,
+        name_pos: Pos,
+    },
     /// `DESCRIBE t` / `DESC t`.
     Describe {
         name: String,
@@ -252,6 +263,83 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
     Ok((out, lookups))
 }
 
+/// Takes Flink's statement-set wrappers out of the tokens — `EXECUTE STATEMENT SET BEGIN
+/// … END;` and the SQL client's `BEGIN STATEMENT SET; … END;` — leaving the INSERTs inside,
+/// which Weir starts together, each as its own job reading its own sources (Flink runs
+/// them as one job; the rows written are the same). As in Flink, a set holds only INSERT
+/// statements and must be closed.
+fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    use crate::sql::window::next_sig;
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut open: Option<usize> = None;
+    // At the start of a statement (after `;` or the set's opening).
+    let mut at_start = true;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        if crate::sql::window::is_ws(t) || t.token == Token::EOF {
+            out.push(t.clone());
+            i += 1;
+            continue;
+        }
+        if at_start {
+            let sig = |from: usize, n: usize| -> Option<Vec<usize>> {
+                let mut v = vec![];
+                let mut at = from;
+                for _ in 0..n {
+                    let k = next_sig(&tokens, at)?;
+                    v.push(k);
+                    at = k + 1;
+                }
+                Some(v)
+            };
+            if open.is_none() {
+                if let Some(v) = sig(i, 4)
+                    && word(&tokens[v[0]], "EXECUTE")
+                    && word(&tokens[v[1]], "STATEMENT")
+                    && word(&tokens[v[2]], "SET")
+                    && word(&tokens[v[3]], "BEGIN")
+                {
+                    open = Some(i);
+                    i = v[3] + 1;
+                    continue;
+                }
+                if let Some(v) = sig(i, 4)
+                    && word(&tokens[v[0]], "BEGIN")
+                    && word(&tokens[v[1]], "STATEMENT")
+                    && word(&tokens[v[2]], "SET")
+                    && tokens[v[3]].token == Token::SemiColon
+                {
+                    open = Some(i);
+                    i = v[3] + 1;
+                    continue;
+                }
+            } else if word(t, "END") {
+                open = None;
+                i += 1;
+                continue;
+            } else if t.token != Token::SemiColon && !word(t, "INSERT") {
+                return Err(
+                    sql_err("a statement set holds only INSERT statements", t).with_hint(
+                        "run other statements before EXECUTE STATEMENT SET BEGIN or after its END;",
+                    ),
+                );
+            }
+        }
+        at_start = t.token == Token::SemiColon;
+        out.push(t.clone());
+        i += 1;
+    }
+    if let Some(at) = open {
+        return Err(sql_err(
+            "the statement set is not closed: END; is missing",
+            &tokens[at],
+        ));
+    }
+    Ok(out)
+}
+
 /// Parses a script of `;`-separated statements.
 pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let dialect = GenericDialect {};
@@ -267,6 +355,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             )
         })?;
     let mut calls = vec![];
+    let tokens = strip_statement_sets(tokens)?;
     let (tokens, mut lookups) = strip_system_time(tokens)?;
     let tokens = rewrite_tokens(tokens, &mut calls)?;
     let lines = Lines::new(sql);
@@ -498,9 +587,30 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             if p.parse_keyword(Keyword::TABLES) || p.parse_keyword(Keyword::VIEWS) {
                 return Ok(Statement::ShowTables);
             }
+            let user = p.parse_keyword(Keyword::USER);
+            if p.parse_keyword(Keyword::FUNCTIONS) {
+                return Ok(Statement::ShowFunctions { user });
+            }
+            if !user && p.parse_keyword(Keyword::CREATE) {
+                let view = if p.parse_keyword(Keyword::VIEW) {
+                    true
+                } else {
+                    p.expect_keyword_is(Keyword::TABLE).map_err(parser_error)?;
+                    false
+                };
+                let (name, name_pos) = parse_name(p)?;
+                return Ok(Statement::ShowCreate {
+                    view,
+                    name,
+                    name_pos,
+                });
+            }
             let n = p.peek_token();
-            Err(sql_err(format!("SHOW {} is not supported", n.token), &n)
-                .with_hint("SHOW TABLES lists tables and views"))
+            Err(
+                sql_err(format!("SHOW {} is not supported", n.token), &n).with_hint(
+                    "SHOW TABLES, SHOW FUNCTIONS, SHOW CREATE TABLE t and SHOW CREATE VIEW v work",
+                ),
+            )
         }
         Keyword::DESCRIBE | Keyword::DESC => {
             p.next_token();

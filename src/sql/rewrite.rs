@@ -192,6 +192,42 @@ fn date_unit(u: &DateTimeField) -> Option<&'static str> {
     })
 }
 
+/// The Flink function names this module gives a meaning DataFusion lacks (for `SHOW
+/// FUNCTIONS`).
+pub const FLINK_NAMES: &[&str] = &[
+    "VARIANCE",
+    "LISTAGG",
+    "CEILING",
+    "TRUNCATE",
+    "REGEXP",
+    "SIGN",
+    "MAP_FROM_ARRAYS",
+    "E",
+    "RAND_INTEGER",
+    "IF",
+    "CURRENT_DATABASE",
+    "YEAR",
+    "QUARTER",
+    "MONTH",
+    "WEEK",
+    "MINUTE",
+    "SECOND",
+    "DAYOFYEAR",
+    "DAYOFMONTH",
+    "DAYOFWEEK",
+    "LOCATE",
+    "TO_BASE64",
+    "FROM_BASE64",
+    "SHA2",
+    "IS_ALPHA",
+    "IS_DIGIT",
+    "IS_DECIMAL",
+    "FROM_UNIXTIME",
+    "UNIX_TIMESTAMP",
+    "TIMESTAMPADD",
+    "TIMESTAMPDIFF",
+];
+
 fn rewrite_call(f: &Function) -> Option<Expr> {
     if f.name.0.len() != 1 {
         return None;
