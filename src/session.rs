@@ -266,6 +266,7 @@ impl Session {
                 let exists = if *view {
                     self.views.remove(name).is_some()
                 } else {
+                    self.ddl.remove(name);
                     self.tables.remove(name).is_some()
                 };
                 if !exists {
