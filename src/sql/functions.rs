@@ -66,6 +66,9 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
+    for f in crate::sql::json::JsonFn::udfs() {
+        ctx.register_udf(f);
+    }
     for f in [
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod functions;
+pub mod json;
 pub mod names;
 pub mod options;
 pub mod parser;
