@@ -61,6 +61,25 @@ impl ScalarUDFImpl for Proctime {
     }
 }
 
+/// True when every argument of a call is a constant: its result is then one constant too.
+pub(crate) fn all_scalar(args: &ScalarFunctionArgs) -> bool {
+    args.args
+        .iter()
+        .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+}
+
+/// A function's result column, as a constant when its arguments all were (`scalar`).
+pub(crate) fn shaped(
+    out: datafusion::arrow::array::ArrayRef,
+    scalar: bool,
+) -> datafusion::error::Result<ColumnarValue> {
+    Ok(if scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
 /// Registers Weir's functions with a DataFusion context.
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
@@ -188,10 +207,7 @@ impl ScalarUDFImpl for FlinkScalar {
         use datafusion::arrow::array::{Array, AsArray, Int64Array, StringArray};
         use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
         let n = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = all_scalar(&args);
         let out: datafusion::arrow::array::ArrayRef = match self.f {
             FlinkFn::SplitIndex => {
                 let s = arg_as(&args, 0, &DataType::Utf8)?;
@@ -299,11 +315,7 @@ impl ScalarUDFImpl for FlinkScalar {
                 )
             }
         };
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        shaped(out, scalar)
     }
 }
 
@@ -447,11 +459,10 @@ impl ScalarUDFImpl for DateFormat {
             }
         }
         let out = b.finish();
-        Ok(if matches!(args.args[0], ColumnarValue::Scalar(_)) {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(std::sync::Arc::new(out))
-        })
+        shaped(
+            std::sync::Arc::new(out),
+            matches!(args.args[0], ColumnarValue::Scalar(_)),
+        )
     }
 }
 
@@ -519,10 +530,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
         use datafusion::arrow::compute::cast;
         use datafusion::arrow::datatypes::{Float64Type, Int64Type};
         let n = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = all_scalar(&args);
         let values = args.args[0].to_array(n)?;
         let out: TimestampMillisecondArray = match values.data_type() {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
@@ -632,11 +640,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
             }
         };
         let out = out.with_timezone("UTC");
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(std::sync::Arc::new(out))
-        })
+        shaped(std::sync::Arc::new(out), scalar)
     }
 }
 

@@ -202,10 +202,7 @@ impl ScalarUDFImpl for JsonFn {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = super::functions::all_scalar(&args);
         let out: ArrayRef = if self.kind == Kind::String {
             let a = args.args[0].to_array(n)?;
             let mut v = Vec::with_capacity(n);
@@ -272,11 +269,7 @@ impl ScalarUDFImpl for JsonFn {
                 ),
             }
         };
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        super::functions::shaped(out, scalar)
     }
 }
 
