@@ -88,6 +88,17 @@ fn hidden_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A checkpointed [`nexmark_job`] of `events` events written to `dir/job{tag}.sql`, archiving
+/// into `dir/archive{tag}` with checkpoints in `dir/checkpoints{tag}`: (archive, checkpoints,
+/// script).
+fn checkpointed_job(dir: &Path, tag: &str, events: u64) -> (PathBuf, PathBuf, PathBuf) {
+    let archive = dir.join(format!("archive{tag}"));
+    let checkpoints = dir.join(format!("checkpoints{tag}"));
+    let sql = dir.join(format!("job{tag}.sql"));
+    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    (archive, checkpoints, sql)
+}
+
 /// A HOP window aggregate, a windowed Top-N and a window join, over the Nexmark generator,
 /// into a partitioned Parquet archive.
 fn nexmark_job(archive: &Path, checkpoints: Option<&Path>, events: u64) -> String {
@@ -166,10 +177,7 @@ fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
     let expected = reference_rows(tmp.path(), events);
     assert!(expected.len() > 100, "{} rows", expected.len());
 
-    let archive = tmp.path().join("archive");
-    let checkpoints = tmp.path().join("checkpoints");
-    let sql = tmp.path().join("job.sql");
-    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let (archive, _, sql) = checkpointed_job(tmp.path(), "", events);
     let mut rng_state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         rng_state ^= rng_state << 13;
@@ -596,10 +604,7 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     let expected = reference_rows(tmp.path(), events);
 
     // Tolerated: the job goes on, says which checkpoints failed, and loses nothing.
-    let archive = tmp.path().join("archive");
-    let checkpoints = tmp.path().join("checkpoints");
-    let sql = tmp.path().join("job.sql");
-    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let (archive, checkpoints, sql) = checkpointed_job(tmp.path(), "", events);
     let job = checkpoints.join("kill9");
     let (code, stderr) = run_with_checkpoints_broken(
         &sql,
@@ -618,9 +623,7 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
 
     // Not tolerated (the default): the job fails naming the setting; no folder of a failed
     // checkpoint is left to restore, and the next run resumes from the last good one.
-    let archive = tmp.path().join("archive2");
-    let checkpoints = tmp.path().join("checkpoints2");
-    std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+    let (archive, checkpoints, sql) = checkpointed_job(tmp.path(), "2", events);
     let job = checkpoints.join("kill9");
     let (code, stderr) = run_with_checkpoints_broken(&sql, &job, &[]);
     assert_eq!(code, Some(1), "{stderr}");
@@ -657,10 +660,7 @@ fn a_crash_around_the_manifest_loses_and_duplicates_nothing() {
         .into_iter()
         .enumerate()
     {
-        let archive = tmp.path().join(format!("archive{n}"));
-        let checkpoints = tmp.path().join(format!("checkpoints{n}"));
-        let sql = tmp.path().join(format!("job{n}.sql"));
-        std::fs::write(&sql, nexmark_job(&archive, Some(&checkpoints), events)).expect("write");
+        let (archive, _, sql) = checkpointed_job(tmp.path(), &n.to_string(), events);
         let out = weir()
             .args(["run", "-q", &sql.display().to_string()])
             .env("WEIR_CRASH_AT", format!("{point}:3"))
