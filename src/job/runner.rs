@@ -273,7 +273,7 @@ fn check_checkpointable(node: &PlanNode) -> Result<()> {
                     table.name,
                     source.kind()
                 ))
-                .with_hint("checkpointing ('execution.checkpointing.interval') works with nexmark, filesystem (CSV, JSON), kafka and memory sources; RESET it for this job"));
+                .with_hint("checkpointing ('execution.checkpointing.interval') works with nexmark, datagen, filesystem (CSV, JSON, Parquet), kafka and memory sources; RESET it for this job"));
             }
             Ok(())
         }
@@ -329,7 +329,9 @@ impl Spawner<'_> {
                 stage,
             } => {
                 let name = format!("source {}", table.name);
-                let task = self.id("source", &name);
+                // The manifest names what the source reads, so that a restore into a source
+                // reading another path or topic is refused.
+                let task = self.id("source", &format!("{name} ({})", source.origin()));
                 let m = self.metrics.register(name);
                 let mut ctx =
                     SourceContext::new(tx, self.stop.clone(), stage, m, self.metrics.clone());
@@ -430,8 +432,12 @@ impl Spawner<'_> {
                 let rxs = inputs.into_iter().map(|i| self.node(i)).collect();
                 self.id("op", "union");
                 let m = self.metrics.register("union");
+                let aligned = self
+                    .checkpointer
+                    .as_ref()
+                    .is_none_or(|c| c.config.exactly_once);
                 self.starts.push(Box::new(move || {
-                    tokio::spawn(crate::operator::union::run_union(rxs, idle, tx, m))
+                    tokio::spawn(crate::operator::union::run_union(rxs, idle, aligned, tx, m))
                 }));
             }
         }

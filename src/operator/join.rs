@@ -863,7 +863,10 @@ pub async fn run_join(
     {
         join.restore(state)?;
     }
-    let mut merge = merge_inputs(vec![left, right]);
+    let aligned = checkpoint
+        .as_ref()
+        .is_none_or(|cp| cp.checkpointer.config.exactly_once);
+    let mut merge = merge_inputs(vec![left, right], aligned);
     let tick = idle_tick(&idle);
     let mut wm = [i64::MIN; 2];
     let mut ended = [false; 2];

@@ -12,16 +12,20 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use crate::error::Result;
 use crate::job::{Message, OperatorMetrics};
 
+/// Runs the union of `inputs` into `tx`. `aligned` holds an input at a checkpoint barrier
+/// until every input has sent it (`EXACTLY_ONCE`); without it (`AT_LEAST_ONCE`) inputs flow
+/// on past their barriers (see [`merge_inputs`]).
 pub async fn run_union(
     inputs: Vec<Receiver<Message>>,
     idle: Vec<Option<Duration>>,
+    aligned: bool,
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
 ) -> Result<()> {
     let n = inputs.len();
     let tick = idle_tick(&idle);
     let mut last_seen = vec![Instant::now(); n];
-    let mut merge = merge_inputs(inputs);
+    let mut merge = merge_inputs(inputs, aligned);
     let mut watermarks = vec![i64::MIN; n];
     let mut ended = vec![false; n];
     let mut emitted = i64::MIN;
@@ -151,7 +155,12 @@ impl Merged {
     }
 }
 
-pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>) -> Merged {
+/// Merges `inputs` into one tagged channel. With `aligned` (checkpointing mode
+/// `EXACTLY_ONCE`), an input that passed on a barrier waits for [`Merged::release`]; without
+/// it (`AT_LEAST_ONCE`, Flink's mode that skips alignment), it goes on at once, so
+/// that rows after the barrier may be in the state saved for it and come again after a
+/// restore — never lost, possibly repeated.
+pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>, aligned: bool) -> Merged {
     let (mtx, mrx) = tokio::sync::mpsc::channel::<(usize, Message)>(crate::job::CHANNEL_CAPACITY);
     let (release, _) = tokio::sync::watch::channel(0u64);
     let n = inputs.len();
@@ -169,6 +178,7 @@ pub(crate) fn merge_inputs(inputs: Vec<Receiver<Message>>) -> Merged {
                     break;
                 }
                 if let Some(id) = barrier
+                    && aligned
                     && released.wait_for(|r| *r >= id).await.is_err()
                 {
                     break;
@@ -229,4 +239,50 @@ pub(crate) fn merged(
         };
     }
     active.iter().map(|j| watermarks[*j]).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    fn batch(v: i64) -> Message {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let b =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).expect("batch");
+        Message::Batch(b)
+    }
+
+    /// Input 0 sends `Barrier(1)` and then a row while input 1 has not sent its barrier:
+    /// aligned (EXACTLY_ONCE), the row waits for the release; unaligned (AT_LEAST_ONCE), it
+    /// comes through at once.
+    async fn row_after_barrier_passes(aligned: bool) -> bool {
+        let (tx0, rx0) = tokio::sync::mpsc::channel(8);
+        let (_tx1, rx1) = tokio::sync::mpsc::channel::<Message>(8);
+        let mut merge = merge_inputs(vec![rx0, rx1], aligned);
+        tx0.send(Message::Barrier(1)).await.expect("send");
+        tx0.send(batch(7)).await.expect("send");
+        let first = merge.rx.recv().await;
+        assert!(matches!(first, Some((0, Message::Barrier(1)))));
+        assert!(
+            !merge.barrier(0, 1, &[false, false]),
+            "input 1 has not sent it"
+        );
+        let next = tokio::time::timeout(Duration::from_millis(200), merge.rx.recv()).await;
+        let passed = matches!(next, Ok(Some((0, Message::Batch(_)))));
+        if !passed {
+            merge.release(1);
+            let after = merge.rx.recv().await;
+            assert!(matches!(after, Some((0, Message::Batch(_)))), "released");
+        }
+        passed
+    }
+
+    #[tokio::test]
+    async fn exactly_once_holds_an_input_at_its_barrier_and_at_least_once_does_not() {
+        assert!(!row_after_barrier_passes(true).await);
+        assert!(row_after_barrier_passes(false).await);
+    }
 }

@@ -16,7 +16,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use rand::rngs::SmallRng;
+use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use super::{Source, SourceContext};
@@ -50,7 +50,9 @@ pub struct DatagenSource {
     rows_per_second: u64,
     remaining: Option<u64>,
     batch_size: usize,
-    rng: SmallRng,
+    /// The generator of random values; saved whole in a checkpoint, so that a restored job
+    /// draws the values an uninterrupted one would have.
+    rng: Xoshiro256PlusPlus,
 }
 
 fn type_range(dt: &DataType) -> (f64, f64) {
@@ -182,7 +184,7 @@ impl DatagenSource {
             rows_per_second: o.parse_or("rows-per-second", 10_000)?,
             remaining: o.parse_opt("number-of-rows")?,
             batch_size,
-            rng: SmallRng::seed_from_u64(o.parse_or("seed", 0)?),
+            rng: Xoshiro256PlusPlus::seed_from_u64(o.parse_or("seed", 0)?),
         })
     }
 
@@ -394,6 +396,107 @@ impl Source for DatagenSource {
                 ctx.finish(self, false)?;
                 return Ok(());
             }
+            ctx.checkpoint(self)?;
         }
+    }
+
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
+    /// Two batches: one row with `remaining` (rows `number-of-rows` still allows, NULL when
+    /// unbounded) and `rng` (the random generator's state, as JSON); then one row per
+    /// column, `field` and `next` (the next value of a sequence column, NULL for a random
+    /// one).
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::{StringArray, UInt64Array};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let rng = serde_json::to_string(&self.rng)
+            .map_err(|e| WeirError::internal(format!("datagen state: {e}")))?;
+        let head = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("remaining", DataType::UInt64, true),
+                Field::new("rng", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(vec![self.remaining])),
+                Arc::new(StringArray::from(vec![rng])),
+            ],
+        )?;
+        let names: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let next: Vec<Option<i64>> = self
+            .fields
+            .iter()
+            .map(|f| match f.kind {
+                Kind::Sequence { next, .. } => Some(next),
+                Kind::Random { .. } => None,
+            })
+            .collect();
+        let fields = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("field", DataType::Utf8, false),
+                Field::new("next", DataType::Int64, true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(Int64Array::from(next)),
+            ],
+        )?;
+        Ok(vec![head, fields])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
+        let bad = |what: &str| {
+            WeirError::user(format!(
+                "the checkpoint's datagen state is malformed: {what}"
+            ))
+        };
+        let [head, fields] = state.as_slice() else {
+            return Err(bad("two batches expected"));
+        };
+        let remaining = head
+            .column_by_name("remaining")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .filter(|c| c.len() == 1)
+            .ok_or_else(|| bad("remaining"))?;
+        let rng = head
+            .column_by_name("rng")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| c.len() == 1)
+            .ok_or_else(|| bad("rng"))?;
+        self.rng = serde_json::from_str(rng.value(0)).map_err(|e| bad(&e.to_string()))?;
+        self.remaining = remaining.is_valid(0).then(|| remaining.value(0));
+        let names = fields
+            .column_by_name("field")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| bad("field"))?;
+        let next = fields
+            .column_by_name("next")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| bad("next"))?;
+        for (i, f) in self.fields.iter_mut().enumerate() {
+            let name = self.schema.field(i).name();
+            let saved = (0..names.len()).find(|&j| names.value(j) == name);
+            match (&mut f.kind, saved) {
+                (Kind::Sequence { next: n, .. }, Some(j)) if next.is_valid(j) => {
+                    *n = next.value(j);
+                }
+                (Kind::Random { .. }, Some(j)) if next.is_null(j) => {}
+                _ => {
+                    return Err(WeirError::user(format!(
+                        "the checkpoint's datagen state does not fit column '{name}': the table's columns or their 'kind' changed"
+                    ))
+                    .with_hint("start over with --from-scratch"));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -207,6 +207,10 @@ impl Source for FileSource {
         "filesystem"
     }
 
+    fn origin(&self) -> String {
+        format!("filesystem '{}'", self.path.display())
+    }
+
     fn checkpointable(&self) -> bool {
         true
     }

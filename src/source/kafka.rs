@@ -716,6 +716,14 @@ impl Source for KafkaSource {
         "kafka"
     }
 
+    fn origin(&self) -> String {
+        let topics = match &self.topics {
+            Topics::Names(n) => format!("topics '{}'", n.join(",")),
+            Topics::Pattern(p, _) => format!("topic-pattern '{p}'"),
+        };
+        format!("kafka '{}' {topics}", self.servers)
+    }
+
     fn checkpointable(&self) -> bool {
         true
     }

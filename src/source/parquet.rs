@@ -8,8 +8,12 @@
 
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::{ArrayRef, new_null_array};
-use datafusion::arrow::compute::{SortOptions, cast, concat_batches, sort_to_indices, take};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, UInt64Array, new_null_array};
+use datafusion::arrow::compute::{
+    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take,
+};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchReader};
 use datafusion::common::ScalarValue;
@@ -27,6 +31,12 @@ pub struct ParquetSource {
     /// The stored column rows are sorted by within a file.
     time_col: Option<String>,
     batch_size: usize,
+    /// The file being read ("" when every file was) and the rows of it emitted: the
+    /// position a checkpoint saves.
+    current: String,
+    rows: u64,
+    /// A restored position, found by file name when the source starts.
+    resume: Option<(String, u64)>,
 }
 
 impl ParquetSource {
@@ -43,6 +53,9 @@ impl ParquetSource {
             partitioned_by,
             time_col,
             batch_size,
+            current: String::new(),
+            rows: 0,
+            resume: None,
         }
     }
 
@@ -112,12 +125,23 @@ impl ParquetSource {
         if let Some(t) = &self.time_col
             && let Ok(i) = self.schema.index_of(t)
         {
-            let idx = sort_to_indices(
-                batch.column(i),
-                Some(SortOptions {
-                    descending: false,
-                    nulls_first: true,
-                }),
+            // Stable (ties keep the file's order), so that a restored job finds the rows
+            // of a file in the order an uninterrupted one emitted them.
+            let order: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..rows as u64));
+            let idx = lexsort_to_indices(
+                &[
+                    SortColumn {
+                        values: batch.column(i).clone(),
+                        options: Some(SortOptions {
+                            descending: false,
+                            nulls_first: true,
+                        }),
+                    },
+                    SortColumn {
+                        values: order,
+                        options: None,
+                    },
+                ],
                 None,
             )?;
             let cols = batch
@@ -156,27 +180,105 @@ impl Source for ParquetSource {
         "filesystem (parquet)"
     }
 
+    fn origin(&self) -> String {
+        format!("filesystem (parquet) '{}'", self.path.display())
+    }
+
+    fn checkpointable(&self) -> bool {
+        true
+    }
+
+    /// One row: `file` (the file being read, "" when every file was) and `rows` of it
+    /// emitted, in the file's event-time order.
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("file", DataType::Utf8, false),
+            Field::new("rows", DataType::UInt64, false),
+        ]);
+        Ok(vec![RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec![self.current.clone()])),
+                Arc::new(UInt64Array::from(vec![self.rows])),
+            ],
+        )?])
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::UInt64Type;
+        let bad = || {
+            WeirError::user(format!(
+                "the checkpoint's position in '{}' is malformed",
+                self.path.display()
+            ))
+        };
+        let b = state.first().ok_or_else(bad)?;
+        let rows = b
+            .column_by_name("rows")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .filter(|c| c.len() == 1)
+            .ok_or_else(bad)?
+            .value(0);
+        let file = b
+            .column_by_name("file")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .filter(|c| c.len() == 1)
+            .ok_or_else(bad)?
+            .value(0)
+            .to_string();
+        self.resume = Some((file, rows));
+        Ok(())
+    }
+
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let files: Vec<PathBuf> = list_files(&self.path)?
             .into_iter()
             .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
             .collect();
         let n = files.len();
-        for (i, file) in files.iter().enumerate() {
-            ctx.hold_watermark(i + 1 < n);
-            let Some(batch) = self.read(file)? else {
-                continue;
+        let mut first = 0;
+        if let Some((name, rows)) = self.resume.take() {
+            // Resume in the file the checkpoint was reading, found by name: files added
+            // since do not shift the position.
+            first = if name.is_empty() {
+                n
+            } else {
+                files
+                    .iter()
+                    .position(|f| f.display().to_string() == name)
+                    .ok_or_else(|| {
+                        WeirError::user(format!(
+                            "the checkpoint was reading '{name}', which is no longer in '{}'",
+                            self.path.display()
+                        ))
+                        .with_hint("restore the file, or start over with --from-scratch")
+                    })?
             };
-            let mut at = 0;
-            while at < batch.num_rows() {
-                let len = self.batch_size.min(batch.num_rows() - at);
-                if !ctx.emit(batch.slice(at, len))? {
-                    ctx.finish(self, false)?;
-                    return Ok(());
-                }
-                at += len;
-            }
+            self.rows = rows;
         }
+        for (i, file) in files.iter().enumerate().skip(first) {
+            self.current = file.display().to_string();
+            ctx.hold_watermark(i + 1 < n);
+            if let Some(batch) = self.read(file)? {
+                let mut at = (self.rows as usize).min(batch.num_rows());
+                while at < batch.num_rows() {
+                    let len = self.batch_size.min(batch.num_rows() - at);
+                    let go_on = ctx.emit(batch.slice(at, len))?;
+                    at += len;
+                    self.rows = at as u64;
+                    if !go_on {
+                        ctx.finish(self, false)?;
+                        return Ok(());
+                    }
+                    ctx.checkpoint(self)?;
+                }
+            }
+            self.rows = 0;
+        }
+        self.current = String::new();
         ctx.finish(self, true)?;
         Ok(())
     }
