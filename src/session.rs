@@ -76,7 +76,7 @@ impl Session {
             o.execution.target_partitions = 1;
         }
         // `FROM 'archive/hot_items'`: a quoted path is a table (Hive partitions inferred).
-        let ctx = SessionContext::new_with_config(config).enable_url_table();
+        let ctx = crate::sql::url_table::with_url_tables(SessionContext::new_with_config(config));
         crate::sql::functions::register(&ctx);
         Session {
             ctx,

@@ -10,4 +10,5 @@ pub mod options;
 pub mod parser;
 pub mod rewrite;
 pub mod types;
+pub mod url_table;
 pub mod window;
