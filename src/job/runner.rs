@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::{CHANNEL_CAPACITY, JobMetrics, Message};
 use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{Result, WeirError};
-use crate::operator::{Chain, Operator, TaskCheckpoint, run_operator};
+use crate::operator::{Chain, Operator, TaskCheckpoint, TaskInputs, run_task};
 use crate::plan::PlanNode;
 use crate::sink::{Sink, SinkContext, run_sink};
 use crate::source::SourceContext;
@@ -319,6 +319,41 @@ impl Spawner<'_> {
         id
     }
 
+    /// Prepares the task of an operator with several inputs (a join, a union), run by the
+    /// same loop as every other ([`run_task`]).
+    fn spawn_task(
+        &mut self,
+        op: Box<dyn Operator>,
+        receivers: Vec<Receiver<Message>>,
+        idle: Vec<Option<std::time::Duration>>,
+        tx: tokio::sync::mpsc::Sender<Message>,
+    ) {
+        let mut chain = Chain::new(vec![op]);
+        chain.attach(self.metrics);
+        let name = chain.name();
+        let task = self.id("op", &name);
+        let m = self.metrics.register(name);
+        let aligned = self
+            .checkpointer
+            .as_ref()
+            .is_none_or(|c| c.config.exactly_once);
+        let cp = self
+            .checkpointer
+            .clone()
+            .map(|checkpointer| TaskCheckpoint {
+                checkpointer,
+                tasks: vec![task],
+            });
+        let inputs = TaskInputs {
+            receivers,
+            idle,
+            aligned,
+        };
+        self.starts.push(Box::new(move || {
+            tokio::spawn(run_task(chain, inputs, tx, m, cp))
+        }));
+    }
+
     /// Prepares the tasks of `node`; returns the channel its output arrives on.
     fn node(&mut self, node: PlanNode) -> Receiver<Message> {
         let (tx, rx) = channel(CHANNEL_CAPACITY);
@@ -400,45 +435,24 @@ impl Spawner<'_> {
                         tasks: task_ids,
                     });
                 self.starts.push(Box::new(move || {
-                    tokio::spawn(run_operator(chain, input_rx, tx, m, cp))
+                    tokio::spawn(run_task(chain, TaskInputs::one(input_rx), tx, m, cp))
                 }));
             }
             PlanNode::Join {
-                mut join,
+                join,
                 left,
                 right,
                 idle,
             } => {
                 let l = self.node(*left);
                 let r = self.node(*right);
-                join.attach(self.metrics);
-                let name = join.name();
-                let task = self.id("op", &name);
-                let m = self.metrics.register(name);
-                let cp = self
-                    .checkpointer
-                    .clone()
-                    .map(|checkpointer| TaskCheckpoint {
-                        checkpointer,
-                        tasks: vec![task],
-                    });
-                self.starts.push(Box::new(move || {
-                    tokio::spawn(crate::operator::join::run_join(
-                        *join, l, r, idle, tx, m, cp,
-                    ))
-                }));
+                let op: Box<dyn Operator> = join;
+                self.spawn_task(op, vec![l, r], idle.to_vec(), tx);
             }
             PlanNode::Union { inputs, idle } => {
-                let rxs = inputs.into_iter().map(|i| self.node(i)).collect();
-                self.id("op", "union");
-                let m = self.metrics.register("union");
-                let aligned = self
-                    .checkpointer
-                    .as_ref()
-                    .is_none_or(|c| c.config.exactly_once);
-                self.starts.push(Box::new(move || {
-                    tokio::spawn(crate::operator::union::run_union(rxs, idle, aligned, tx, m))
-                }));
+                let rxs: Vec<_> = inputs.into_iter().map(|i| self.node(i)).collect();
+                let op = Box::new(crate::operator::union::UnionOperator::new(rxs.len()));
+                self.spawn_task(op, rxs, idle, tx);
             }
         }
         rx

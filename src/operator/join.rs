@@ -44,10 +44,9 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::HashMap;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
-use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::error::{Result, WeirError};
-use crate::job::{JobMetrics, Message, OperatorMetrics};
+use crate::job::{JobMetrics, Message};
 use crate::source::watermark::to_epoch_millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -842,109 +841,58 @@ impl StreamJoin {
     }
 }
 
-/// Drives a join: messages from both inputs, the watermark as the smaller of the two (an
-/// input that has ended no longer holds it back, nor does one silent for its idle timeout,
-/// as in a union), until both have ended.
-pub async fn run_join(
-    mut join: StreamJoin,
-    left: Receiver<Message>,
-    right: Receiver<Message>,
-    idle: [Option<Duration>; 2],
-    tx: Sender<Message>,
-    metrics: Arc<OperatorMetrics>,
-    checkpoint: Option<crate::operator::TaskCheckpoint>,
-) -> Result<()> {
-    use crate::operator::union::{idle_tick, merge_inputs, merged, next_or_tick};
-    if let Some(cp) = &checkpoint
-        && let Some(state) = cp
-            .checkpointer
-            .restored()
-            .and_then(|r| r.take(&cp.tasks[0]))
-    {
-        join.restore(state)?;
+/// A join in the one operator model: input 0 is the left side, input 1 the right; the run
+/// loop ([`super::run_task`]) merges the two watermarks (an input that has ended no longer
+/// holds it back, nor does one silent for its idle timeout) and aligns barriers.
+impl super::Operator for StreamJoin {
+    fn name(&self) -> String {
+        StreamJoin::name(self)
     }
-    let aligned = checkpoint
-        .as_ref()
-        .is_none_or(|cp| cp.checkpointer.config.exactly_once);
-    let mut merge = merge_inputs(vec![left, right], aligned);
-    let tick = idle_tick(&idle);
-    let mut wm = [i64::MIN; 2];
-    let mut ended = [false; 2];
-    let mut last_seen = [Instant::now(); 2];
-    let mut out = Vec::with_capacity(4);
-    while let Some(next) = next_or_tick(&mut merge.rx, tick).await {
-        let mut aligned = None;
-        match next {
-            // A tick: an input may have gone idle.
-            None => {
-                if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
-                    join.watermark(min, &mut out)?;
-                }
-            }
-            Some((s, m)) => {
-                let side = if s == 0 { Side::Left } else { Side::Right };
-                last_seen[s] = Instant::now();
-                match m {
-                    Message::Batch(b) => {
-                        metrics.add_in(b.num_rows());
-                        join.process(side, b, &mut out)?;
-                    }
-                    Message::Watermark(w) => {
-                        wm[s] = wm[s].max(w);
-                        join.side_watermark(side, w);
-                        if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
-                            join.watermark(min, &mut out)?;
-                        }
-                    }
-                    Message::Barrier(id) => {
-                        if merge.barrier(s, id, &ended) {
-                            aligned = Some(id);
-                        }
-                    }
-                    Message::End => {
-                        ended[s] = true;
-                        aligned = merge.aligned_after_end(&ended);
-                        join.end_side(side);
-                        if ended.iter().all(|e| *e) {
-                            join.finish(&mut out)?;
-                            out.push(Message::End);
-                        } else if let Some(min) = merged(&wm, &ended, &idle, &last_seen) {
-                            join.watermark(min, &mut out)?;
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(id) = aligned {
-            if let Some(cp) = &checkpoint {
-                cp.checkpointer.store(id, &cp.tasks[0], join.snapshot()?);
-            }
-            out.push(Message::Barrier(id));
-        }
-        let done = matches!(out.last(), Some(Message::End));
-        if done && let Some(cp) = &checkpoint {
-            cp.checkpointer
-                .task_finished(&cp.tasks[0], join.snapshot()?);
-        }
-        for m in out.drain(..) {
-            if let Message::Batch(b) = &m {
-                metrics.add_out(b.num_rows());
-            }
-            if tx.send(m).await.is_err() {
-                return Ok(());
-            }
-        }
-        if let Some(id) = aligned {
-            merge.release(id);
-            // Inputs held at the barrier were not idle.
-            last_seen.fill(Instant::now());
-        }
-        if done {
-            return Ok(());
-        }
+
+    fn attach(&mut self, job: &Arc<JobMetrics>) {
+        StreamJoin::attach(self, job);
     }
-    // An input went away without End: it failed, and its error is reported there.
-    Ok(())
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        self.process(Side::Left, batch, out)
+    }
+
+    fn process_input_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        self.process(side_of(input), batch, out)
+    }
+
+    fn input_watermark(&mut self, input: usize, watermark: i64) {
+        self.side_watermark(side_of(input), watermark);
+    }
+
+    fn end_input(&mut self, input: usize) {
+        self.end_side(side_of(input));
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark(watermark, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        StreamJoin::finish(self, out)
+    }
+
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        StreamJoin::snapshot(self)
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        StreamJoin::restore(self, state)
+    }
+}
+
+fn side_of(input: usize) -> Side {
+    if input == 0 { Side::Left } else { Side::Right }
 }
 
 #[cfg(test)]

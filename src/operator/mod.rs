@@ -1,10 +1,12 @@
 //! Operators: what a standing query does to batches between its sources and its sink.
 //!
 //! An [`Operator`] is synchronous and owns its state; the async plumbing (channels, the run
-//! loop, metrics) lives in [`run_operator`]. A stateless operator turns each batch into at
-//! most one batch; a stateful one (windows) keeps state across batches and emits rows when a
-//! watermark passes. Consecutive stateless operators are fused into one task by [`Chain`],
-//! so a filter and a projection cost one channel hop, not two.
+//! loop, barrier alignment, metrics, checkpoints) lives once, in [`run_task`], for every
+//! operator — single-input ones, joins (two inputs) and unions (any number). A stateless
+//! operator turns each batch into at most one batch; a stateful one (windows) keeps state
+//! across batches and emits rows when a watermark passes. Consecutive single-input
+//! operators are fused into one task by [`Chain`], so a filter and a projection cost one
+//! channel hop, not two.
 
 pub mod filter;
 pub mod group;
@@ -37,6 +39,25 @@ pub trait Operator: Send {
 
     /// Handles one batch, pushing whatever it produces to `out`.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()>;
+
+    /// Handles one batch of input `input` (0 for a single-input operator; a join's left
+    /// input is 0, its right 1; a union's in the order of its branches).
+    fn process_input_batch(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        self.process_batch(batch, out)
+    }
+
+    /// Notes the watermark input `input` sent, before the run loop merges the inputs'
+    /// watermarks (their minimum goes to [`Operator::process_watermark`]).
+    fn input_watermark(&mut self, _input: usize, _watermark: i64) {}
+
+    /// Input `input` has ended while others may go on; [`Operator::finish`] follows when
+    /// every input has ended.
+    fn end_input(&mut self, _input: usize) {}
 
     /// Handles a watermark; stateless operators pass it on.
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
@@ -220,6 +241,38 @@ impl Operator for Chain {
         push_through(&mut self.ops, msg, out)
     }
 
+    /// The chain's first operator takes the input (a join or a union has several); its
+    /// output goes through the rest.
+    fn process_input_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        let Some((first, rest)) = self.ops.split_first_mut() else {
+            out.push(Message::Batch(batch));
+            return Ok(());
+        };
+        let mut tmp = Vec::with_capacity(2);
+        first.process_input_batch(input, batch, &mut tmp)?;
+        for m in tmp {
+            push_through(rest, m, out)?;
+        }
+        Ok(())
+    }
+
+    fn input_watermark(&mut self, input: usize, watermark: i64) {
+        if let Some(first) = self.ops.first_mut() {
+            first.input_watermark(input, watermark);
+        }
+    }
+
+    fn end_input(&mut self, input: usize) {
+        if let Some(first) = self.ops.first_mut() {
+            first.end_input(input);
+        }
+    }
+
     fn is_done(&self) -> bool {
         self.ops.iter().any(|o| o.is_done())
     }
@@ -239,32 +292,164 @@ impl Operator for Chain {
     }
 }
 
-/// Drives a chain of operators: receive, handle, send, until `End` (or the downstream goes
-/// away). With checkpoints, restores the operators first, saves their states at each
-/// barrier before passing it on, and records their final states when the input ends.
-/// Returns when the chain has sent `End`.
-pub async fn run_operator(
+/// Where a task's messages come from: one channel, or several merged (with barrier
+/// alignment, see [`union::Merged`]).
+enum Inputs {
+    One(Receiver<Message>),
+    Many(union::Merged),
+}
+
+impl Inputs {
+    /// The next message and the index of its input; `Some(None)` when `tick` passed
+    /// without one (only for several inputs); None when every input is gone.
+    async fn next(
+        &mut self,
+        tick: Option<std::time::Duration>,
+    ) -> Option<Option<(usize, Message)>> {
+        match self {
+            Inputs::One(rx) => rx.recv().await.map(|m| Some((0, m))),
+            Inputs::Many(m) => union::next_or_tick(&mut m.rx, tick).await,
+        }
+    }
+
+    /// Input `i` sent `Barrier(id)`: true when every input not ended has now sent it.
+    fn barrier(&mut self, i: usize, id: u64, ended: &[bool]) -> bool {
+        match self {
+            Inputs::One(_) => true,
+            Inputs::Many(m) => m.barrier(i, id, ended),
+        }
+    }
+
+    fn aligned_after_end(&self, ended: &[bool]) -> Option<u64> {
+        match self {
+            Inputs::One(_) => None,
+            Inputs::Many(m) => m.aligned_after_end(ended),
+        }
+    }
+
+    fn release(&self, id: u64) {
+        if let Inputs::Many(m) = self {
+            m.release(id);
+        }
+    }
+}
+
+/// How a task takes its inputs: one channel each, each input's idle timeout (an idle input
+/// stops holding the merged watermark back), and whether barriers are aligned
+/// (`EXACTLY_ONCE`) or not (`AT_LEAST_ONCE`; see [`union::merge_inputs`]).
+pub struct TaskInputs {
+    pub receivers: Vec<Receiver<Message>>,
+    pub idle: Vec<Option<std::time::Duration>>,
+    pub aligned: bool,
+}
+
+impl TaskInputs {
+    /// One input, never idle.
+    pub fn one(rx: Receiver<Message>) -> Self {
+        TaskInputs {
+            receivers: vec![rx],
+            idle: vec![None],
+            aligned: true,
+        }
+    }
+}
+
+/// Drives one task — a chain of operators, a join or a union — for every kind alike:
+/// receive, handle, send, until `End` (or the downstream goes away).
+///
+/// - **Watermarks**: each input's is noted ([`Operator::input_watermark`]); their minimum
+///   over inputs that have neither ended nor gone idle goes to the operator whenever it
+///   rises.
+/// - **Barriers**: with several inputs, a barrier is handled once it has come from every
+///   input that has not ended (aligned, Flink's exactly-once checkpoints). With checkpoints,
+///   the operators' states are saved then, before the barrier is passed on, and their final
+///   states when every input has ended; the states of the restored checkpoint are put back
+///   before the first message.
+/// - **End**: each input's end goes to [`Operator::end_input`]; when all have ended, the
+///   operator finishes and `End` goes downstream.
+///
+/// Returns when the task has sent `End`.
+pub async fn run_task(
     mut op: Chain,
-    mut rx: Receiver<Message>,
+    inputs: TaskInputs,
     tx: Sender<Message>,
     metrics: Arc<OperatorMetrics>,
     checkpoint: Option<TaskCheckpoint>,
 ) -> Result<()> {
+    use std::time::Instant;
     if let Some(cp) = &checkpoint {
         op.restore_from(cp)?;
     }
+    let n = inputs.receivers.len();
+    let idle = inputs.idle;
+    let tick = union::idle_tick(&idle);
+    let mut inputs = if n == 1 {
+        Inputs::One(
+            inputs
+                .receivers
+                .into_iter()
+                .next()
+                .ok_or_else(|| crate::error::WeirError::internal("a task without input"))?,
+        )
+    } else {
+        Inputs::Many(union::merge_inputs(inputs.receivers, inputs.aligned))
+    };
+    let mut watermarks = vec![i64::MIN; n];
+    let mut ended = vec![false; n];
+    let mut last_seen = vec![Instant::now(); n];
+    let mut emitted = i64::MIN;
     let mut out = Vec::with_capacity(4);
-    while let Some(msg) = rx.recv().await {
-        if let Message::Batch(b) = &msg {
-            metrics.add_in(b.num_rows());
+    while let Some(next) = inputs.next(tick).await {
+        let mut aligned = None;
+        let mut rise = false;
+        match next {
+            // A tick: an input may have gone idle.
+            None => rise = true,
+            Some((i, msg)) => {
+                last_seen[i] = Instant::now();
+                match msg {
+                    Message::Batch(b) => {
+                        metrics.add_in(b.num_rows());
+                        op.process_input_batch(i, b, &mut out)?;
+                    }
+                    Message::Watermark(w) => {
+                        watermarks[i] = watermarks[i].max(w);
+                        op.input_watermark(i, w);
+                        rise = true;
+                    }
+                    Message::Barrier(id) => {
+                        if inputs.barrier(i, id, &ended) {
+                            aligned = Some(id);
+                        }
+                    }
+                    Message::End => {
+                        ended[i] = true;
+                        aligned = inputs.aligned_after_end(&ended);
+                        op.end_input(i);
+                        rise = !ended.iter().all(|e| *e);
+                    }
+                }
+            }
         }
-        let ended = matches!(msg, Message::End);
-        if let (Message::Barrier(id), Some(cp)) = (&msg, &checkpoint) {
-            op.save(cp, Some(*id))?;
+        if rise
+            && let Some(min) = union::merged(&watermarks, &ended, &idle, &last_seen)
+            && min > emitted
+        {
+            emitted = min;
+            op.handle(Message::Watermark(min), &mut out)?;
         }
-        op.handle(msg, &mut out)?;
-        if ended && let Some(cp) = &checkpoint {
-            op.save(cp, None)?;
+        if let Some(id) = aligned {
+            if let Some(cp) = &checkpoint {
+                op.save(cp, Some(id))?;
+            }
+            op.handle(Message::Barrier(id), &mut out)?;
+        }
+        let done = ended.iter().all(|e| *e);
+        if done {
+            op.handle(Message::End, &mut out)?;
+            if let Some(cp) = &checkpoint {
+                op.save(cp, None)?;
+            }
         }
         for m in out.drain(..) {
             if let Message::Batch(b) = &m {
@@ -274,11 +459,17 @@ pub async fn run_operator(
                 return Ok(());
             }
         }
-        if ended {
+        if let Some(id) = aligned {
+            inputs.release(id);
+            // Inputs held at the barrier were not idle.
+            last_seen.fill(Instant::now());
+        }
+        if done {
             return Ok(());
         }
         if op.is_done() {
-            // Nothing more is wanted: end downstream now; dropping `rx` tells upstream.
+            // Nothing more is wanted: end downstream now; dropping the inputs tells
+            // upstream.
             let mut tail = vec![];
             op.handle(Message::End, &mut tail)?;
             if let Some(cp) = &checkpoint {
@@ -290,7 +481,7 @@ pub async fn run_operator(
             return Ok(());
         }
     }
-    // The upstream went away without End: it failed, and its error is reported there.
+    // An input went away without End: it failed, and its error is reported there.
     Ok(())
 }
 

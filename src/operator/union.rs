@@ -4,105 +4,63 @@
 //! no longer holds it back, nor does one that has sent nothing for its idle timeout, until
 //! it sends again), and the union ends when every input has ended.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{Receiver, Sender};
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc::Receiver;
 
 use crate::error::Result;
-use crate::job::{Message, OperatorMetrics};
+use crate::job::Message;
 
-/// Runs the union of `inputs` into `tx`. `aligned` holds an input at a checkpoint barrier
-/// until every input has sent it (`EXACTLY_ONCE`); without it (`AT_LEAST_ONCE`) inputs flow
-/// on past their barriers (see [`merge_inputs`]).
-pub async fn run_union(
-    inputs: Vec<Receiver<Message>>,
-    idle: Vec<Option<Duration>>,
-    aligned: bool,
-    tx: Sender<Message>,
-    metrics: Arc<OperatorMetrics>,
-) -> Result<()> {
-    let n = inputs.len();
-    let tick = idle_tick(&idle);
-    let mut last_seen = vec![Instant::now(); n];
-    let mut merge = merge_inputs(inputs, aligned);
-    let mut watermarks = vec![i64::MIN; n];
-    let mut ended = vec![false; n];
-    let mut emitted = i64::MIN;
-    loop {
-        let Some(next) = next_or_tick(&mut merge.rx, tick).await else {
-            break;
-        };
-        let Some((i, m)) = next else {
-            // A tick: an input may have become idle.
-            if let Some(w) = merged(&watermarks, &ended, &idle, &last_seen)
-                && w > emitted
-            {
-                emitted = w;
-                if tx.send(Message::Watermark(w)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            continue;
-        };
-        last_seen[i] = Instant::now();
-        match m {
-            Message::Batch(b) => {
-                metrics.add_in(b.num_rows());
-                metrics.add_out(b.num_rows());
-                if tx.send(Message::Batch(b)).await.is_err() {
-                    return Ok(());
-                }
-                continue;
-            }
-            Message::Watermark(w) => watermarks[i] = watermarks[i].max(w),
-            // A union keeps no state: an aligned barrier just goes on.
-            Message::Barrier(id) => {
-                if merge.barrier(i, id, &ended) {
-                    if tx.send(Message::Barrier(id)).await.is_err() {
-                        return Ok(());
-                    }
-                    merge.release(id);
-                    // Inputs held at the barrier were not idle.
-                    last_seen.fill(Instant::now());
-                }
-                continue;
-            }
-            Message::End => {
-                ended[i] = true;
-                if let Some(id) = merge.aligned_after_end(&ended) {
-                    if tx.send(Message::Barrier(id)).await.is_err() {
-                        return Ok(());
-                    }
-                    merge.release(id);
-                }
-            }
-        }
-        if ended.iter().all(|e| *e) {
-            break;
-        }
-        let Some(min) = merged(&watermarks, &ended, &idle, &last_seen) else {
-            continue;
-        };
-        if min > emitted {
-            emitted = min;
-            if tx.send(Message::Watermark(min)).await.is_err() {
-                return Ok(());
-            }
+/// UNION ALL in the one operator model: rows of every input pass as they come; the run loop
+/// ([`super::run_task`]) merges the watermarks and aligns barriers. When every input has
+/// ended, the final watermark is the highest any of them reached.
+pub struct UnionOperator {
+    /// The highest watermark each input sent.
+    watermarks: Vec<i64>,
+    /// The last watermark passed on.
+    emitted: i64,
+}
+
+impl UnionOperator {
+    pub fn new(inputs: usize) -> Self {
+        UnionOperator {
+            watermarks: vec![i64::MIN; inputs],
+            emitted: i64::MIN,
         }
     }
-    if !ended.iter().all(|e| *e) {
-        // An input went away without End: it failed, and its error is reported there. The
-        // union must not end as if its input were complete.
-        return Ok(());
+}
+
+impl super::Operator for UnionOperator {
+    fn name(&self) -> String {
+        "union".to_string()
     }
-    // Every input ended: the final watermark is the highest any of them reached.
-    let last = watermarks.iter().copied().max().unwrap_or(i64::MIN);
-    if last > emitted {
-        let _ = tx.send(Message::Watermark(last)).await;
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Batch(batch));
+        Ok(())
     }
-    let _ = tx.send(Message::End).await;
-    Ok(())
+
+    fn input_watermark(&mut self, input: usize, watermark: i64) {
+        if let Some(w) = self.watermarks.get_mut(input) {
+            *w = (*w).max(watermark);
+        }
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        self.emitted = self.emitted.max(watermark);
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let last = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
+        if last > self.emitted {
+            self.emitted = last;
+            out.push(Message::Watermark(last));
+        }
+        Ok(())
+    }
 }
 
 /// Every input's messages on one channel, each tagged with its input's index, with the
@@ -247,6 +205,7 @@ mod tests {
     use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
 
     fn batch(v: i64) -> Message {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
