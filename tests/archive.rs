@@ -129,7 +129,7 @@ async fn small_files_roll_and_every_row_is_kept_once() {
     let dir = tmp.path().join("rolled");
     // A hidden file of another job (its file being written) is never touched.
     std::fs::create_dir_all(dir.join("dt=2020-10-10/hour=00")).expect("mkdir");
-    let other = dir.join("dt=2020-10-10/hour=00/.part-other-lq3x1a2b3c-0-0.parquet.inprogress");
+    let other = dir.join("dt=2020-10-10/hour=00/.part-other-lq3x1a2b3c-0-1-0.parquet.inprogress");
     std::fs::write(&other, b"x").expect("another job's file");
     let live = write_archive(&dir, ", 'sink.rolling-policy.file-size' = '1'").await;
     let mut all = vec![];

@@ -180,6 +180,9 @@ pub struct PartitionedSink {
     job: String,
     /// This run's id, naming its files.
     run: String,
+    /// The checkpoint the files opened now will be committed with (0 without checkpoints),
+    /// naming them too.
+    checkpoint: u64,
     /// True once [`Sink::open`] has run.
     opened: bool,
     /// Commits in two phases, at checkpoints.
@@ -220,13 +223,15 @@ fn duration(options: &Options, key: &str, default: Duration) -> Result<Duration>
     }
 }
 
-/// The job a hidden in-progress file belongs to: `.part-<job>-<run>-<subtask>-<seq>.<ext>
-/// .inprogress` (a job name may itself contain `-`).
+/// The job a hidden in-progress file belongs to:
+/// `.part-<job>-<run>-<subtask>-<checkpoint>-<seq>.<ext>.inprogress` (a job name may itself
+/// contain `-`).
 fn in_progress_job(name: &str) -> Option<&str> {
     let body = name.strip_prefix(".part-")?.strip_suffix(".inprogress")?;
     let body = &body[..body.rfind('.')?];
-    let mut parts = body.rsplitn(4, '-');
-    let (_seq, _subtask, _run) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut parts = body.rsplitn(5, '-');
+    let (_seq, _checkpoint, _subtask, _run) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     parts.next()
 }
 
@@ -403,6 +408,7 @@ impl PartitionedSink {
                 .to_string(),
             job: part_name.to_string(),
             run: String::new(),
+            checkpoint: 0,
             opened: false,
             checkpointing: false,
             pending: vec![],
@@ -560,10 +566,13 @@ impl PartitionedSink {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| WeirError::user(format!("cannot create '{}': {e}", dir.display())))?;
             let seq = self.next.entry(partition.to_string()).or_insert(0);
+            // Job, run, subtask, checkpoint and sequence: no run ever writes a name that
+            // another run (or job) wrote.
             let name = format!(
-                "part-{}-{}-0-{seq}.{}",
+                "part-{}-{}-0-{}-{seq}.{}",
                 self.job,
                 self.run,
+                self.checkpoint,
                 self.format.prefix()
             );
             *seq += 1;
@@ -720,6 +729,7 @@ impl Sink for PartitionedSink {
         self.job = ctx.job.clone();
         self.run = ctx.run.clone();
         self.checkpointing = ctx.checkpointer.is_some();
+        self.checkpoint = ctx.checkpointer.as_ref().map_or(0, |c| c.start_id() + 1);
         self.opened = true;
         std::fs::create_dir_all(&self.base).map_err(|e| {
             WeirError::user(format!(
@@ -737,10 +747,13 @@ impl Sink for PartitionedSink {
         Ok(())
     }
 
-    fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
         let open: Vec<String> = self.open.keys().cloned().collect();
         for p in open {
             self.close_file(&p)?;
+        }
+        if self.checkpointing {
+            self.checkpoint = self.checkpoint.max(checkpoint + 1);
         }
         Ok(Some(vec![self.pending_state()?]))
     }
