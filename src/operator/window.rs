@@ -229,7 +229,15 @@ impl Operator for WindowAssignOperator {
         self.job = Some(job.clone());
     }
 
+    /// The watermark; and, at every checkpoint, the late-data sink makes the late rows it
+    /// holds visible (closes its open files): they are kept at least once — a restore
+    /// that replays rows after this checkpoint's sources' positions diverts their late
+    /// rows again.
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        if let Some(s) = &mut self.late_sink {
+            s.pre_commit(0)?;
+            s.commit(0)?;
+        }
         super::numbers_state(&[("watermark", self.watermark)])
     }
 
