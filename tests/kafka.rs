@@ -971,3 +971,97 @@ async fn kill_9_while_a_topic_is_fed_loses_and_duplicates_nothing() {
         "{kills} kills ({resumed} restarts resumed from a checkpoint): {n} messages, each once"
     );
 }
+
+/// `group-offsets` for a group with no committed offset starts at the end of each partition
+/// (`auto.offset.reset`'s default): a checkpoint taken before the first message must still
+/// record that position. Before, it recorded none, and a run killed then restarted at the
+/// new end — the messages produced meanwhile were never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_without_offsets_checkpoints_its_starting_position() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let servers = broker.bootstrap();
+    broker.create_topic("fresh", 2);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
+    let produce = |n: u32, first: u32| {
+        let ok = Command::new("python3")
+            .args([
+                script,
+                "produce-seq",
+                &servers,
+                "fresh",
+                &n.to_string(),
+                "2",
+                "0",
+                &first.to_string(),
+            ])
+            .status()
+            .expect("the producer runs")
+            .success();
+        assert!(ok, "produced");
+    };
+    // Before the job: not to be read (the job starts at the end).
+    produce(100, 1);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let checkpoints = tmp.path().join("ckpt");
+    let sql = tmp.path().join("fresh.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'pipeline.name' = 'fresh';\n\
+             SET 'execution.checkpointing.interval' = '100ms';\n\
+             SET 'state.checkpoints.dir' = '{}';\n\
+             CREATE TABLE fresh (v BIGINT, user_id BIGINT) WITH ('connector' = 'kafka', \
+               'topic' = 'fresh', 'properties.bootstrap.servers' = '{servers}', \
+               'properties.group.id' = 'fresh-group', 'scan.startup.mode' = 'group-offsets', \
+               'format' = 'json');\n\
+             CREATE TABLE out (v BIGINT, user_id BIGINT) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'json');\n\
+             INSERT INTO out SELECT v, user_id FROM fresh;\n",
+            checkpoints.display(),
+            out.display()
+        ),
+    )
+    .expect("write");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "-q", &sql.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts")
+    };
+    let child = start();
+    let job = checkpoints.join("fresh");
+    wait_for("a completed checkpoint", 60, || {
+        std::fs::read_dir(&job)
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("_metadata").is_file()))
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait_with_output();
+    // While no job runs: these are the job's to read.
+    produce(50, 101);
+    let child = start();
+    common::wait_until_it_catches_sigterm(child.id());
+    let read_all = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < read_all && committed_values(&out).len() < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let expected: Vec<i64> = (101..=150).collect();
+    assert_eq!(committed_values(&out), expected);
+}

@@ -605,7 +605,11 @@ impl KafkaSource {
             Bound::Timestamp(ms) => Some(by_time(ms)?),
             _ => None,
         };
-        let committed = if matches!(self.bound, Bound::Group) {
+        // The group's offsets: a bounded read up to them, and, with checkpoints, the
+        // position a `group-offsets` start records before its first message.
+        let committed = if matches!(self.bound, Bound::Group)
+            || (matches!(self.startup, Startup::Group) && ctx.checkpointing())
+        {
             let mut tpl = TopicPartitionList::new();
             for (topic, ps) in topics {
                 for p in ps {
@@ -664,6 +668,17 @@ impl KafkaSource {
                         Offset::Beginning => Some(low),
                         Offset::End => Some(high),
                         Offset::Offset(s) => Some(s.max(low)),
+                        // The group's offset, or where `auto.offset.reset` sends a
+                        // partition the group has none for (librdkafka's default: the end).
+                        Offset::Stored => {
+                            match committed.as_ref().and_then(|t| offset_in(t, topic, p)) {
+                                Some(Offset::Offset(o)) => Some(o.max(low)),
+                                _ => Some(match self.config.get("auto.offset.reset") {
+                                    Some("earliest" | "smallest" | "beginning") => low,
+                                    _ => high,
+                                }),
+                            }
+                        }
                         _ => next,
                     };
                     (low, high)
