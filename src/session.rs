@@ -56,6 +56,10 @@ pub struct Session {
     pub progress: bool,
     /// Jobs ignore saved checkpoints and start over (`weir run --from-scratch`).
     pub from_scratch: bool,
+    /// For tests of stopping part-way: in the checkpointed jobs started from now on, each
+    /// source waits after emitting this many rows until the job is stopped (see
+    /// [`CheckpointConfig::pause_sources_after`]).
+    pub pause_sources_after: Option<u64>,
 }
 
 impl Default for Session {
@@ -90,17 +94,20 @@ impl Session {
             quiet: false,
             progress: false,
             from_scratch: false,
+            pause_sources_after: None,
         }
     }
 
     /// How the job of `stmt` checkpoints, from the settings (see [`crate::checkpoint`]).
     fn checkpoint_config(&self, stmt: &Located) -> Result<CheckpointConfig> {
-        CheckpointConfig::from_settings(
+        let mut config = CheckpointConfig::from_settings(
             &self.settings_list(),
             &format!("q-{}", query_id(&stmt.text)),
             self.from_scratch,
         )
-        .map_err(|e| e.at(Some(stmt.pos)))
+        .map_err(|e| e.at(Some(stmt.pos)))?;
+        config.pause_sources_after = self.pause_sources_after;
+        Ok(config)
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -134,6 +141,16 @@ impl Session {
 
     pub fn set(&mut self, key: &str, value: &str) {
         self.settings.insert(key.to_string(), value.to_string());
+    }
+
+    /// The value `SET` gave `key`, if any.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).map(String::as_str)
+    }
+
+    /// Forgets `key`'s value, as `RESET 'key'`.
+    pub fn unset(&mut self, key: &str) {
+        self.settings.remove(key);
     }
 
     fn batch_size(&self) -> Result<usize> {

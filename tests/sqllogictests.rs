@@ -5,13 +5,21 @@
 //! help line); `query` runs a standing query over bounded sources to its end and compares
 //! the rows it emitted (a changelog with its row kinds, `+I`/`-U`/`+U`/`-D`, in a first
 //! column). Run one file with `cargo test --test sqllogictests -- NAME`.
+//!
+//! Every `query` over a stream also runs in the **three-run form**, with one row per batch:
+//! straight through; with checkpoints, stopped with a savepoint after each source's
+//! second row; restored from it and run to the end. The rows of the stopped and the
+//! restored run together must equal the straight run's (as a multiset of changes).
+//! `WEIR_SLT_THREE_RUN=0` turns it off.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::util::display::ArrayFormatter;
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 use weir::format::encode::format_options;
+use weir::sql::parser::Statement;
 use weir::{Session, WeirError};
 
 struct Weir {
@@ -45,35 +53,10 @@ impl AsyncDB for Weir {
         let Some(batches) = results.into_iter().last() else {
             return Ok(DBOutput::StatementComplete(0));
         };
-        let opts = format_options().with_null("NULL");
-        let mut rows = vec![];
-        let mut width = 0;
-        for b in &batches {
-            // A changelog shows its row kinds first, as the terminal does.
-            let b = &weir::changelog::for_display(b).map_err(err)?;
-            width = b.num_columns();
-            let fmts = b
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| SltError(e.to_string()))?;
-            for r in 0..b.num_rows() {
-                rows.push(
-                    fmts.iter()
-                        .zip(b.columns())
-                        .map(|(f, c)| {
-                            let s = f.value(r).to_string();
-                            if c.is_valid(r) && s.is_empty() {
-                                "(empty)".to_string()
-                            } else {
-                                s
-                            }
-                        })
-                        .collect(),
-                );
-            }
+        if std::env::var("WEIR_SLT_THREE_RUN").as_deref() != Ok("0") {
+            self.three_run(sql).await?;
         }
+        let (width, rows) = format_rows(&batches)?;
         Ok(DBOutput::Rows {
             types: vec![DefaultColumnType::Any; width],
             rows,
@@ -85,6 +68,151 @@ impl AsyncDB for Weir {
     fn engine_name(&self) -> &str {
         "weir"
     }
+}
+
+/// Queries stopped part-way and restored by the three-run form.
+static RESUMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Settings the three-run form changes, put back after it.
+const THREE_RUN_KEYS: &[&str] = &[
+    "table.exec.batch-size",
+    "execution.checkpointing.interval",
+    "state.checkpoints.dir",
+    "pipeline.name",
+];
+
+impl Weir {
+    /// The three-run form of `sql` (see the module docs), when it is one query over a
+    /// stream; an error says how the runs differ.
+    async fn three_run(&mut self, sql: &str) -> Result<(), SltError> {
+        let Ok(mut stmts) = weir::sql::parser::parse_script(sql) else {
+            return Ok(());
+        };
+        if stmts.len() != 1 || !matches!(stmts[0].statement, Statement::Query(_)) {
+            return Ok(());
+        }
+        let stmt = stmts.remove(0);
+        let saved: Vec<(&str, Option<String>)> = THREE_RUN_KEYS
+            .iter()
+            .map(|k| (*k, self.session.setting(k).map(str::to_string)))
+            .collect();
+        let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
+        let outcome = self.three_runs(&stmt, dir.path()).await;
+        self.session.pause_sources_after = None;
+        for (k, v) in saved {
+            match v {
+                Some(v) => self.session.set(k, &v),
+                None => self.session.unset(k),
+            }
+        }
+        outcome
+    }
+
+    async fn three_runs(
+        &mut self,
+        stmt: &weir::sql::parser::Located,
+        dir: &std::path::Path,
+    ) -> Result<(), SltError> {
+        use weir::sink::collect::CollectSink;
+        let s = &mut self.session;
+        s.set("table.exec.batch-size", "1");
+        s.set("execution.checkpointing.interval", "10ms");
+        s.set("state.checkpoints.dir", &dir.display().to_string());
+        s.set("pipeline.name", "three-run");
+        // Stopped part-way: each source waits after its second row for the stop.
+        s.pause_sources_after = Some(2);
+        let resumed = CollectSink::new();
+        let job = match s.start_into(stmt, Box::new(resumed.clone())).await {
+            Ok(job) => job,
+            // A source that cannot replay (stdin) has no three-run form.
+            Err(e) if e.to_string().contains("cannot take part in checkpoints") => return Ok(()),
+            Err(e) => return Err(SltError(format!("three-run, first run: {e}"))),
+        };
+        if job.metrics.operator("source ").is_none() {
+            // Reads no stream: nothing to stop part-way.
+            job.wait().await.map_err(err)?;
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        job.stop();
+        job.wait()
+            .await
+            .map_err(|e| SltError(format!("three-run, stopped run: {e}")))?;
+        s.pause_sources_after = None;
+        match s.start_into(stmt, Box::new(resumed.clone())).await {
+            Ok(job) => {
+                job.wait()
+                    .await
+                    .map_err(|e| SltError(format!("three-run, restored run: {e}")))?;
+                RESUMED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.to_string().contains("already ran to the end") => {}
+            Err(e) => return Err(SltError(format!("three-run, restored run: {e}"))),
+        }
+        // Straight through, with the same batches, for comparison.
+        s.unset("execution.checkpointing.interval");
+        let straight = CollectSink::new();
+        s.start_into(stmt, Box::new(straight.clone()))
+            .await
+            .map_err(err)?
+            .wait()
+            .await
+            .map_err(err)?;
+        let (_, mut want) = format_rows(&straight.batches())?;
+        let (_, mut got) = format_rows(&resumed.batches())?;
+        want.sort();
+        got.sort();
+        if got != want {
+            return Err(SltError(format!(
+                "three-run: stopped part-way and restored, the query gave\n{}\ninstead of\n{}",
+                got.iter()
+                    .map(|r| r.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                want.iter()
+                    .map(|r| r.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Rows as text cells (a changelog's row kinds first), and the number of columns.
+fn format_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+) -> Result<(usize, Vec<Vec<String>>), SltError> {
+    let opts = format_options().with_null("NULL");
+    let mut rows = vec![];
+    let mut width = 0;
+    for b in batches {
+        // A changelog shows its row kinds first, as the terminal does.
+        let b = &weir::changelog::for_display(b).map_err(err)?;
+        width = b.num_columns();
+        let fmts = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SltError(e.to_string()))?;
+        for r in 0..b.num_rows() {
+            rows.push(
+                fmts.iter()
+                    .zip(b.columns())
+                    .map(|(f, c)| {
+                        let s = f.value(r).to_string();
+                        if c.is_valid(r) && s.is_empty() {
+                            "(empty)".to_string()
+                        } else {
+                            s
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok((width, rows))
 }
 
 fn main() {
@@ -124,7 +252,15 @@ fn main() {
             }
         }
     }
-    println!("\n{passed} passed, {failed} failed");
+    let resumed = RESUMED.load(Ordering::Relaxed);
+    println!("\n{passed} passed, {failed} failed; {resumed} queries stopped part-way and restored");
+    let three_run = std::env::var("WEIR_SLT_THREE_RUN").as_deref() != Ok("0");
+    if three_run && filter.is_none() && resumed < 20 {
+        println!(
+            "the three-run form restored only {resumed} queries: it is not exercising restores"
+        );
+        failed += 1;
+    }
     if failed > 0 {
         std::process::exit(1);
     }

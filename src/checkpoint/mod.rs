@@ -70,6 +70,11 @@ pub struct CheckpointConfig {
     pub restore_path: Option<PathBuf>,
     /// Ignore saved state: start over (a new checkpoint history replaces the old one).
     pub from_scratch: bool,
+    /// For tests of the three-run form (run straight; stop part-way with a savepoint;
+    /// restore and finish): each source waits after emitting this many rows until the job
+    /// is stopped, so that a stop lands part-way through even a tiny input. Never set from
+    /// SQL.
+    pub pause_sources_after: Option<u64>,
 }
 
 /// The option keys read by [`CheckpointConfig::from_settings`].
@@ -193,6 +198,7 @@ impl CheckpointConfig {
                 .filter(|p| !p.trim().is_empty())
                 .map(|p| crate::connector::local_path(p.trim())),
             from_scratch,
+            pause_sources_after: None,
         })
     }
 

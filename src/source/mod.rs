@@ -77,6 +77,10 @@ pub struct SourceContext {
     metrics: Arc<OperatorMetrics>,
     job: Arc<JobMetrics>,
     closed: bool,
+    /// Rows emitted, and after how many to wait for the stop (see
+    /// [`crate::checkpoint::CheckpointConfig::pause_sources_after`]).
+    rows: u64,
+    pause_after: Option<u64>,
 }
 
 impl SourceContext {
@@ -96,6 +100,8 @@ impl SourceContext {
             metrics,
             job,
             closed: false,
+            rows: 0,
+            pause_after: None,
         }
     }
 
@@ -123,6 +129,7 @@ impl SourceContext {
             }
         }
         self.last_barrier = checkpointer.start_id();
+        self.pause_after = checkpointer.config.pause_sources_after;
         self.checkpoint = Some((checkpointer, task));
         Ok(finished)
     }
@@ -197,6 +204,12 @@ impl SourceContext {
                 self.job.observe_watermark(w);
             }
             self.send(m);
+        }
+        self.rows += rows as u64;
+        if self.pause_after.is_some_and(|n| self.rows >= n) {
+            while !self.should_stop() {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
         Ok(!self.should_stop())
     }
@@ -292,6 +305,7 @@ mod tests {
             tolerable_failures: 0,
             restore_path: None,
             from_scratch: false,
+            pause_sources_after: None,
         })
         .expect("checkpointer");
         let savepoint = cp.stop_with_savepoint();
