@@ -329,14 +329,14 @@ fn a_job_never_deletes_another_jobs_in_progress_files() {
     let archive = tmp.path().join("archive");
     std::fs::create_dir_all(&archive).expect("mkdir");
     // Another job's file being written, and a leftover of this job's own earlier run.
-    let other = archive.join(".part-other-lq3x1a2b3c-0-0.parquet.inprogress");
+    let other = archive.join(".part-other-lq3x1a2b3c-0-1-0.parquet.inprogress");
     std::fs::write(&other, b"another job writes here").expect("write");
     let ckpt = tmp.path().join("ckpt");
     let extra = format!(
         "SET 'pipeline.name' = 'copy';\nSET 'execution.checkpointing.interval' = '1s';\nSET 'state.checkpoints.dir' = '{}';\n",
         ckpt.display()
     );
-    let own = archive.join(".part-copy-lq3x1a2b3c-0-0.parquet.inprogress");
+    let own = archive.join(".part-copy-lq3x1a2b3c-0-1-0.parquet.inprogress");
     std::fs::write(&own, b"a killed run of this job").expect("write");
     let sql = csv_into_archive(tmp.path(), &input, &archive, &extra);
     let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
@@ -855,4 +855,86 @@ async fn a_source_reading_something_else_is_refused_at_restore() {
         msg.contains("the query changed") && msg.contains("b.csv") && msg.contains("a.csv"),
         "{msg}"
     );
+}
+
+/// Every late-row file under `dir` that is visible (not hidden), as lines.
+fn visible_lines(dir: &Path) -> Vec<String> {
+    let mut lines = vec![];
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = f.file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') && name.ends_with(".csv") {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// A window's `late-data.sink` takes part in checkpoints: the late rows it holds become
+/// visible at a checkpoint, while the job runs, so a kill -9 after it loses none of them;
+/// the restarted job replays from that checkpoint and every late row is there at least once.
+#[test]
+fn late_rows_survive_a_kill_after_a_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let late_dir = tmp.path().join("late");
+    // Rows 1 000, 2 000 and 3 000 are 100 s behind: late for every window. 2 000 rows a
+    // second: they come within 1.5 s, and the input would end after 20 s (the restarted
+    // run reads the rest as fast as it can).
+    let late: Vec<String> = ["1000", "2000", "3000"].map(String::from).to_vec();
+    let checkpoints = tmp.path().join("checkpoints");
+    let sql = tmp.path().join("late.sql");
+    let text = format!(
+        "SET 'pipeline.name' = 'late';\n\
+             SET 'execution.checkpointing.interval' = '50ms';\n\
+             SET 'state.checkpoints.dir' = '{}';\n\
+             CREATE TABLE src (i BIGINT, rowtime AS TO_TIMESTAMP_LTZ(CASE WHEN i IN (1000, 2000, 3000) \
+               THEN i * 10 - 100000 ELSE i * 10 + 200000 END, 3), \
+               WATERMARK FOR rowtime AS rowtime) WITH ('connector' = 'datagen', \
+               'rows-per-second' = '2000', 'fields.i.kind' = 'sequence', 'fields.i.start' = '0', \
+               'fields.i.end' = '39999', 'late-data.sink' = 'late_rows');\n\
+             CREATE TABLE late_rows (i BIGINT, rowtime TIMESTAMP_LTZ(3)) WITH (\
+               'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             CREATE TABLE out (window_start TIMESTAMP(3), c BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT window_start, COUNT(*) FROM \
+               TABLE(TUMBLE(TABLE src, DESCRIPTOR(rowtime), INTERVAL '1' SECOND)) \
+               GROUP BY window_start, window_end;\n",
+        checkpoints.display(),
+        late_dir.display()
+    );
+    std::fs::write(&sql, &text).expect("write");
+    let ids = |dir: &Path| -> Vec<String> {
+        visible_lines(dir)
+            .iter()
+            .map(|l| l.split(',').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut child = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) && ids(&late_dir).len() < late.len() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let visible_after = started.elapsed();
+    let running = child.try_wait().expect("status").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    // The input lasts 20 s: rows visible only at its end did not come with a checkpoint.
+    assert!(
+        running && visible_after < Duration::from_secs(12),
+        "the late rows became visible after {visible_after:?}, when the job ended"
+    );
+    assert_eq!(ids(&late_dir), late, "visible at a checkpoint");
+    let text = text.replace("'rows-per-second' = '2000'", "'rows-per-second' = '0'");
+    std::fs::write(&sql, &text).expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resumes from checkpoint"), "{err}");
+    let mut after = ids(&late_dir);
+    after.dedup();
+    assert_eq!(after, late, "every late row, at least once");
 }
