@@ -93,6 +93,14 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         FlinkFn::RegexpExtract,
         FlinkFn::Hour,
         FlinkFn::Mod,
+        FlinkFn::Bin,
+        FlinkFn::Hex,
+        FlinkFn::Sha1,
+        FlinkFn::ParseUrl,
+        FlinkFn::Element,
+        FlinkFn::CurrentRowTimestamp,
+        FlinkFn::ConvertTz,
+        FlinkFn::StrToMap,
     ] {
         ctx.register_udf(FlinkScalar::udf(f));
     }
@@ -112,6 +120,35 @@ pub enum FlinkFn {
     /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
     /// is 0.
     Mod,
+    /// `BIN(INT)`: the integer in binary, as Java's `Long.toBinaryString` (a negative
+    /// number as its 64-bit two's complement).
+    Bin,
+    /// `HEX(numeric)` / `HEX(string)`: an integer in upper-case hexadecimal (Java's
+    /// `Long.toHexString`), or a string's UTF-8 bytes as upper-case hex pairs.
+    Hex,
+    /// `SHA1(string)`: the SHA-1 digest of the string's UTF-8 bytes, as 40 lower-case hex
+    /// digits.
+    Sha1,
+    /// `PARSE_URL(url, part[, key])`: a part of a URL as Java's `java.net.URL` gives it
+    /// (`HOST`, `PATH`, `QUERY`, `REF`, `PROTOCOL`, `AUTHORITY`, `FILE`, `USERINFO`), or
+    /// with `key` the value of that key in the query; NULL for a malformed URL, a missing
+    /// part or a NULL argument (Flink's `SqlFunctionUtils.parseUrl`).
+    ParseUrl,
+    /// `ELEMENT(array)`: the sole element of a one-element array; NULL for an empty or
+    /// NULL array; an error for more elements.
+    Element,
+    /// `CURRENT_ROW_TIMESTAMP()`: the current time, evaluated for every row, as a
+    /// `TIMESTAMP_LTZ(3)`.
+    CurrentRowTimestamp,
+    /// `CONVERT_TZ(string, from_zone, to_zone)`: a `yyyy-MM-dd HH:mm:ss` time read in one
+    /// zone (an IANA name or `UTC`) and written in another; NULL for text that is not such
+    /// a time, an unknown zone or a NULL argument.
+    ConvertTz,
+    /// `STR_TO_MAP(string[, pair_delimiter, key_value_delimiter])`: a `MAP<STRING,
+    /// STRING>` from `k=v` pairs (delimiters are regular expressions, default `,` and `=`;
+    /// a pair without the key-value delimiter maps its key to NULL; a repeated key keeps its
+    /// last value, as Flink's Java map does).
+    StrToMap,
     /// The Nexmark suite's `count_char(str, char)` (its class
     /// `com.github.nexmark.flink.udf.CountChar`, given by `CREATE FUNCTION`): how many times
     /// the first character of `char` occurs in `str`; 0 for a NULL `str`.
@@ -166,6 +203,35 @@ impl FlinkScalar {
             FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
             FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
             FlinkFn::CountChar => ("count_char", Signature::any(2, Volatility::Immutable)),
+            FlinkFn::Bin => ("bin", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::Hex => ("hex", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::Sha1 => ("sha1", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::ParseUrl => (
+                "parse_url",
+                Signature::one_of(
+                    vec![
+                        datafusion::logical_expr::TypeSignature::Any(2),
+                        datafusion::logical_expr::TypeSignature::Any(3),
+                    ],
+                    Volatility::Immutable,
+                ),
+            ),
+            FlinkFn::Element => ("element", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::CurrentRowTimestamp => (
+                "current_row_timestamp",
+                Signature::nullary(Volatility::Volatile),
+            ),
+            FlinkFn::ConvertTz => ("convert_tz", Signature::any(3, Volatility::Immutable)),
+            FlinkFn::StrToMap => (
+                "str_to_map",
+                Signature::one_of(
+                    vec![
+                        datafusion::logical_expr::TypeSignature::Any(1),
+                        datafusion::logical_expr::TypeSignature::Any(3),
+                    ],
+                    Volatility::Immutable,
+                ),
+            ),
         }
     }
 }
@@ -193,9 +259,25 @@ impl ScalarUDFImpl for FlinkScalar {
         &self.signature
     }
 
-    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.f {
             FlinkFn::Hour | FlinkFn::Mod | FlinkFn::CountChar => DataType::Int64,
+            FlinkFn::CurrentRowTimestamp => {
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+            }
+            FlinkFn::StrToMap => string_map_type(),
+            FlinkFn::Element => match args.first() {
+                Some(
+                    DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _),
+                ) => f.data_type().clone(),
+                Some(DataType::Null) => DataType::Null,
+                other => {
+                    return Err(datafusion::error::DataFusionError::Plan(format!(
+                        "ELEMENT takes an ARRAY, not {}",
+                        other.map_or("nothing".to_string(), |t| t.to_string())
+                    )));
+                }
+            },
             _ => DataType::Utf8,
         })
     }
@@ -305,6 +387,22 @@ impl ScalarUDFImpl for FlinkScalar {
                         .collect::<Int64Array>(),
                 )
             }
+            FlinkFn::Bin
+            | FlinkFn::Hex
+            | FlinkFn::Sha1
+            | FlinkFn::ParseUrl
+            | FlinkFn::ConvertTz => {
+                return flink_strings(self.f, &args);
+            }
+            FlinkFn::StrToMap => return str_to_map(&args),
+            FlinkFn::Element => return element(&args),
+            FlinkFn::CurrentRowTimestamp => {
+                let now = now_millis();
+                std::sync::Arc::new(
+                    datafusion::arrow::array::TimestampMillisecondArray::from(vec![now; n])
+                        .with_timezone("UTC"),
+                )
+            }
             FlinkFn::Hour => {
                 let ts = arg_as(&args, 0, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
                 let ts = ts.as_primitive::<TimestampMillisecondType>();
@@ -317,6 +415,323 @@ impl ScalarUDFImpl for FlinkScalar {
         };
         shaped(out, scalar)
     }
+}
+
+/// `BIN`, `HEX`, `SHA1` and `PARSE_URL`: string results, NULL for a NULL argument.
+fn flink_strings(
+    f: FlinkFn,
+    args: &ScalarFunctionArgs,
+) -> datafusion::error::Result<ColumnarValue> {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use sha1::Digest;
+    let n = args.number_rows;
+    let scalar = all_scalar(args);
+    let first = args.args[0].to_array(n)?;
+    let out: StringArray = match f {
+        FlinkFn::Bin => {
+            let v = datafusion::arrow::compute::cast(&first, &DataType::Int64)?;
+            v.as_primitive::<Int64Type>()
+                .iter()
+                .map(|x| x.map(|x| format!("{:b}", x as u64)))
+                .collect()
+        }
+        FlinkFn::Hex if first.data_type().is_integer() || first.data_type().is_floating() => {
+            let v = datafusion::arrow::compute::cast(&first, &DataType::Int64)?;
+            v.as_primitive::<Int64Type>()
+                .iter()
+                .map(|x| x.map(|x| format!("{:X}", x as u64)))
+                .collect()
+        }
+        FlinkFn::Hex | FlinkFn::Sha1 => {
+            let v = datafusion::arrow::compute::cast(&first, &DataType::Utf8)?;
+            v.as_string::<i32>()
+                .iter()
+                .map(|x| {
+                    x.map(|x| {
+                        if f == FlinkFn::Sha1 {
+                            sha1::Sha1::digest(x.as_bytes())
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect()
+                        } else {
+                            x.bytes().map(|b| format!("{b:02X}")).collect::<String>()
+                        }
+                    })
+                })
+                .collect()
+        }
+        FlinkFn::ConvertTz => {
+            let t = datafusion::arrow::compute::cast(&first, &DataType::Utf8)?;
+            let from = arg_as(args, 1, &DataType::Utf8)?;
+            let to = arg_as(args, 2, &DataType::Utf8)?;
+            let (t, from, to) = (
+                t.as_string::<i32>(),
+                from.as_string::<i32>(),
+                to.as_string::<i32>(),
+            );
+            (0..n)
+                .map(|i| {
+                    if t.is_null(i) || from.is_null(i) || to.is_null(i) {
+                        return None;
+                    }
+                    convert_tz(t.value(i), from.value(i), to.value(i))
+                })
+                .collect()
+        }
+        _ => {
+            let url = datafusion::arrow::compute::cast(&first, &DataType::Utf8)?;
+            let part = arg_as(args, 1, &DataType::Utf8)?;
+            let key = match args.args.get(2) {
+                Some(_) => Some(arg_as(args, 2, &DataType::Utf8)?),
+                None => None,
+            };
+            let (url, part) = (url.as_string::<i32>(), part.as_string::<i32>());
+            let key = key.as_ref().map(|k| k.as_string::<i32>());
+            (0..n)
+                .map(|i| {
+                    if url.is_null(i) || part.is_null(i) || key.is_some_and(|k| k.is_null(i)) {
+                        return None;
+                    }
+                    let u = JavaUrl::parse(url.value(i))?;
+                    match key {
+                        Some(k) if part.value(i) == "QUERY" => u.query_value(k.value(i)),
+                        Some(_) => None,
+                        None => u.part(part.value(i)),
+                    }
+                })
+                .collect()
+        }
+    };
+    shaped(std::sync::Arc::new(out), scalar)
+}
+
+/// `time` (`yyyy-MM-dd HH:mm:ss`) read in zone `from` and written in zone `to`.
+fn convert_tz(time: &str, from: &str, to: &str) -> Option<String> {
+    let zone = |z: &str| -> Option<chrono_tz::Tz> {
+        if z.eq_ignore_ascii_case("UTC") || z.eq_ignore_ascii_case("GMT") || z == "Z" {
+            return Some(chrono_tz::UTC);
+        }
+        z.parse().ok()
+    };
+    let (from, to) = (zone(from)?, zone(to)?);
+    let local = chrono::NaiveDateTime::parse_from_str(time.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    // A time a clock skips (a DST gap) does not exist; one it repeats is taken the first
+    // time, as Java's `ZonedDateTime.of` does.
+    let at = chrono::TimeZone::from_local_datetime(&from, &local).earliest()?;
+    Some(
+        at.with_timezone(&to)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+    )
+}
+
+/// Flink's `MAP<STRING, STRING>`, in the layout DataFusion's map functions use.
+fn string_map_type() -> DataType {
+    use datafusion::arrow::datatypes::{Field, Fields};
+    DataType::Map(
+        std::sync::Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Utf8, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+/// `STR_TO_MAP`: see [`FlinkFn::StrToMap`].
+fn str_to_map(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+    use datafusion::arrow::array::{Array, AsArray, MapBuilder, MapFieldNames, StringBuilder};
+    let n = args.number_rows;
+    let scalar = all_scalar(args);
+    let text = arg_as(args, 0, &DataType::Utf8)?;
+    let text = text.as_string::<i32>();
+    let delims = if args.args.len() == 3 {
+        Some((
+            arg_as(args, 1, &DataType::Utf8)?,
+            arg_as(args, 2, &DataType::Utf8)?,
+        ))
+    } else {
+        None
+    };
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "key".into(),
+        value: "value".into(),
+    };
+    let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
+    let mut compiled: std::collections::HashMap<String, regex::Regex> = Default::default();
+    let mut regex = |p: &str| -> datafusion::error::Result<regex::Regex> {
+        if let Some(r) = compiled.get(p) {
+            return Ok(r.clone());
+        }
+        let r = regex::Regex::new(p).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!(
+                "STR_TO_MAP: '{p}' is not a regular expression: {e}"
+            ))
+        })?;
+        compiled.insert(p.to_string(), r.clone());
+        Ok(r)
+    };
+    for i in 0..n {
+        let (pair, kv) = match &delims {
+            Some((p, k)) => {
+                let (p, k) = (p.as_string::<i32>(), k.as_string::<i32>());
+                if p.is_null(i) || k.is_null(i) {
+                    b.append(false)?;
+                    continue;
+                }
+                (p.value(i).to_string(), k.value(i).to_string())
+            }
+            None => (",".to_string(), "=".to_string()),
+        };
+        if text.is_null(i) {
+            b.append(false)?;
+            continue;
+        }
+        let (pair, kv) = (regex(&pair)?, regex(&kv)?);
+        let mut entries: Vec<(String, Option<String>)> = vec![];
+        for p in pair.split(text.value(i)) {
+            let mut it = kv.splitn(p, 2);
+            let key = it.next().unwrap_or_default().to_string();
+            let value = it.next().map(str::to_string);
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(e) => e.1 = value,
+                None => entries.push((key, value)),
+            }
+        }
+        for (k, v) in entries {
+            b.keys().append_value(k);
+            b.values().append_option(v);
+        }
+        b.append(true)?;
+    }
+    let out: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(b.finish());
+    // The builder marks its entries nullable-free only by its field; match the declared type.
+    let out = datafusion::arrow::compute::cast(&out, &string_map_type())?;
+    shaped(out, scalar)
+}
+
+/// A URL split as `java.net.URL` splits it: `protocol://authority/path?query#ref`.
+struct JavaUrl<'a> {
+    protocol: &'a str,
+    authority: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    reference: Option<&'a str>,
+}
+
+impl<'a> JavaUrl<'a> {
+    /// None when `s` has no `protocol://` prefix (Java's URL refuses it).
+    fn parse(s: &'a str) -> Option<Self> {
+        let (protocol, rest) = s.split_once("://")?;
+        let mut chars = protocol.chars();
+        if !chars.next()?.is_ascii_alphabetic()
+            || !chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+        {
+            return None;
+        }
+        let (rest, reference) = match rest.split_once('#') {
+            Some((r, f)) => (r, Some(f)),
+            None => (rest, None),
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        Some(JavaUrl {
+            protocol,
+            authority,
+            path,
+            query,
+            reference,
+        })
+    }
+
+    fn part(&self, name: &str) -> Option<String> {
+        let userinfo = self.authority.rsplit_once('@').map(|(u, _)| u);
+        let host_port = self
+            .authority
+            .rsplit_once('@')
+            .map_or(self.authority, |(_, h)| h);
+        let host = if host_port.starts_with('[') {
+            host_port.split_inclusive(']').next().unwrap_or(host_port)
+        } else {
+            host_port.split(':').next().unwrap_or(host_port)
+        };
+        Some(match name {
+            "HOST" => host.to_string(),
+            "PATH" => self.path.to_string(),
+            "QUERY" => self.query?.to_string(),
+            "REF" => self.reference?.to_string(),
+            "PROTOCOL" => self.protocol.to_string(),
+            "AUTHORITY" => self.authority.to_string(),
+            "FILE" => match self.query {
+                Some(q) => format!("{}?{q}", self.path),
+                None => self.path.to_string(),
+            },
+            "USERINFO" => userinfo?.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The value of `key` in the query: Flink matches `(&|^)key=([^&]*)`.
+    fn query_value(&self, key: &str) -> Option<String> {
+        self.query?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    }
+}
+
+/// `ELEMENT(array)`: see [`FlinkFn::Element`].
+fn element(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+    use datafusion::arrow::array::{Array, AsArray, new_null_array};
+    let n = args.number_rows;
+    let scalar = all_scalar(args);
+    let a = args.args[0].to_array(n)?;
+    if a.data_type() == &DataType::Null {
+        return shaped(new_null_array(&DataType::Null, n), scalar);
+    }
+    let a = datafusion::arrow::compute::cast(
+        &a,
+        &DataType::List(match a.data_type() {
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => f.clone(),
+            t => {
+                return Err(datafusion::error::DataFusionError::Execution(format!(
+                    "ELEMENT takes an ARRAY, not {t}"
+                )));
+            }
+        }),
+    )?;
+    let list = a.as_list::<i32>();
+    let mut idx: Vec<Option<u32>> = Vec::with_capacity(n);
+    for i in 0..n {
+        if list.is_null(i) {
+            idx.push(None);
+            continue;
+        }
+        let (start, end) = (list.value_offsets()[i], list.value_offsets()[i + 1]);
+        match end - start {
+            0 => idx.push(None),
+            1 => idx.push(Some(start as u32)),
+            k => {
+                return Err(datafusion::error::DataFusionError::Execution(format!(
+                    "ELEMENT: the array has {k} elements; ELEMENT takes an array of at most one"
+                )));
+            }
+        }
+    }
+    let idx = datafusion::arrow::array::UInt32Array::from(idx);
+    let out = datafusion::arrow::compute::take(list.values().as_ref(), &idx, None)?;
+    shaped(out, scalar)
 }
 
 /// Flink's `DATE_FORMAT(ts, 'yyyy-MM-dd HH:mm:ss')`: Java date patterns (a pattern holding

@@ -206,6 +206,8 @@ pub const FLINK_NAMES: &[&str] = &[
     "RAND_INTEGER",
     "IF",
     "CURRENT_DATABASE",
+    "LOCALTIMESTAMP",
+    "LOCALTIME",
     "YEAR",
     "QUARTER",
     "MONTH",
@@ -290,6 +292,9 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         },
         ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
         ("CURRENT_DATABASE", 0) => t("'default_database'"),
+        // The local time zone is UTC (`table.local-time-zone` is not read yet).
+        ("LOCALTIMESTAMP", 0) => t("arrow_cast(now(), 'Timestamp(Millisecond, None)')"),
+        ("LOCALTIME", 0) => t("arrow_cast(date_trunc('second', now()), 'Time32(Second)')"),
         ("YEAR" | "QUARTER" | "MONTH" | "WEEK" | "MINUTE" | "SECOND", 1) => t(&format!(
             "CAST(date_part('{}', __0) AS BIGINT)",
             name.to_ascii_lowercase()
