@@ -853,8 +853,11 @@ impl super::Operator for StreamJoin {
         StreamJoin::attach(self, job);
     }
 
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
-        self.process(Side::Left, batch, out)
+    /// A join's rows always come with their input's index ([`super::Operator::process_input_batch`]).
+    fn process_batch(&mut self, _batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        Err(crate::error::WeirError::internal(
+            "a join was given rows without their side",
+        ))
     }
 
     fn process_input_batch(

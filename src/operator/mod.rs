@@ -65,7 +65,7 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Called once when the input ends, before `End` goes downstream.
+    /// Called once when every input has ended, before `End` goes downstream.
     fn finish(&mut self, _out: &mut Vec<Message>) -> Result<()> {
         Ok(())
     }
@@ -361,7 +361,8 @@ impl TaskInputs {
 ///   over inputs that have neither ended nor gone idle goes to the operator whenever it
 ///   rises.
 /// - **Barriers**: with several inputs, a barrier is handled once it has come from every
-///   input that has not ended (aligned, Flink's exactly-once checkpoints). With checkpoints,
+///   input that has not ended. In `EXACTLY_ONCE` mode an input that sent it is held until
+///   then (aligned, Flink's exactly-once checkpoints); in `AT_LEAST_ONCE` it flows on. With checkpoints,
 ///   the operators' states are saved then, before the barrier is passed on, and their final
 ///   states when every input has ended; the states of the restored checkpoint are put back
 ///   before the first message.
@@ -396,40 +397,47 @@ pub async fn run_task(
     };
     let mut watermarks = vec![i64::MIN; n];
     let mut ended = vec![false; n];
+    // When each input last sent rows or a watermark: a barrier says nothing of its data (a
+    // silent source sends them too). The time an input is held at an aligned barrier counts
+    // too: alignments take milliseconds, idle timeouts seconds, and a held input that has
+    // rows sends them as soon as it is released.
     let mut last_seen = vec![Instant::now(); n];
     let mut emitted = i64::MIN;
     let mut out = Vec::with_capacity(4);
     while let Some(next) = inputs.next(tick).await {
         let mut aligned = None;
-        let mut rise = false;
+        let rise;
         match next {
             // A tick: an input may have gone idle.
             None => rise = true,
-            Some((i, msg)) => {
-                last_seen[i] = Instant::now();
-                match msg {
-                    Message::Batch(b) => {
-                        metrics.add_in(b.num_rows());
-                        op.process_input_batch(i, b, &mut out)?;
-                    }
-                    Message::Watermark(w) => {
-                        watermarks[i] = watermarks[i].max(w);
-                        op.input_watermark(i, w);
-                        rise = true;
-                    }
-                    Message::Barrier(id) => {
-                        if inputs.barrier(i, id, &ended) {
-                            aligned = Some(id);
-                        }
-                    }
-                    Message::End => {
-                        ended[i] = true;
-                        aligned = inputs.aligned_after_end(&ended);
-                        op.end_input(i);
-                        rise = !ended.iter().all(|e| *e);
-                    }
+            Some((i, msg)) => match msg {
+                Message::Batch(b) => {
+                    last_seen[i] = Instant::now();
+                    metrics.add_in(b.num_rows());
+                    op.process_input_batch(i, b, &mut out)?;
+                    // Another input may have gone idle meanwhile: with messages coming, no
+                    // tick comes to notice it.
+                    rise = tick.is_some();
                 }
-            }
+                Message::Watermark(w) => {
+                    last_seen[i] = Instant::now();
+                    watermarks[i] = watermarks[i].max(w);
+                    op.input_watermark(i, w);
+                    rise = true;
+                }
+                Message::Barrier(id) => {
+                    if inputs.barrier(i, id, &ended) {
+                        aligned = Some(id);
+                    }
+                    rise = tick.is_some();
+                }
+                Message::End => {
+                    ended[i] = true;
+                    aligned = inputs.aligned_after_end(&ended);
+                    op.end_input(i);
+                    rise = !ended.iter().all(|e| *e);
+                }
+            },
         }
         if rise
             && let Some(min) = union::merged(&watermarks, &ended, &idle, &last_seen)
@@ -461,8 +469,6 @@ pub async fn run_task(
         }
         if let Some(id) = aligned {
             inputs.release(id);
-            // Inputs held at the barrier were not idle.
-            last_seen.fill(Instant::now());
         }
         if done {
             return Ok(());
