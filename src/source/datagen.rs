@@ -51,7 +51,8 @@ pub struct DatagenSource {
     remaining: Option<u64>,
     batch_size: usize,
     /// The generator of random values; saved whole in a checkpoint, so that a restored job
-    /// draws the values an uninterrupted one would have.
+    /// draws the numbers and strings an uninterrupted one would have (random timestamps
+    /// and dates count back from the wall clock, so those differ).
     rng: Xoshiro256PlusPlus,
 }
 
@@ -378,6 +379,12 @@ impl Source for DatagenSource {
                     std::thread::sleep(due - elapsed);
                 }
             }
+            // A stop comes before a batch is generated, never between generating and
+            // sending it: the position a savepoint saves is after the last batch sent.
+            if ctx.should_stop() {
+                ctx.finish(self, false)?;
+                return Ok(());
+            }
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
@@ -392,7 +399,7 @@ impl Source for DatagenSource {
             if let Some(r) = self.remaining.as_mut() {
                 *r -= n as u64;
             }
-            if ctx.should_stop() || !ctx.emit(batch)? {
+            if !ctx.emit(batch)? {
                 ctx.finish(self, false)?;
                 return Ok(());
             }

@@ -263,7 +263,16 @@ impl Source for ParquetSource {
             self.current = file.display().to_string();
             ctx.hold_watermark(i + 1 < n);
             if let Some(batch) = self.read(file)? {
-                let mut at = (self.rows as usize).min(batch.num_rows());
+                if self.rows as usize > batch.num_rows() {
+                    return Err(WeirError::user(format!(
+                        "the checkpoint had read {} rows of '{}', which now has {}: the file changed",
+                        self.rows,
+                        file.display(),
+                        batch.num_rows()
+                    ))
+                    .with_hint("restore the file, or start over with --from-scratch"));
+                }
+                let mut at = self.rows as usize;
                 while at < batch.num_rows() {
                     let len = self.batch_size.min(batch.num_rows() - at);
                     let go_on = ctx.emit(batch.slice(at, len))?;
