@@ -179,8 +179,8 @@ impl KafkaSink {
     }
 }
 
-impl Sink for KafkaSink {
-    fn open(&mut self, _ctx: &super::SinkContext) -> Result<()> {
+impl KafkaSink {
+    fn connect(&mut self) -> Result<()> {
         let producer: BaseProducer<Deliveries> = self
             .config
             .create_with_context(Deliveries::default())
@@ -188,11 +188,18 @@ impl Sink for KafkaSink {
         self.producer = Some(producer);
         Ok(())
     }
+}
+
+impl Sink for KafkaSink {
+    fn open(&mut self, _ctx: &super::SinkContext) -> Result<()> {
+        self.connect()
+    }
 
     /// At-least-once: every message sent before the barrier is acknowledged by the broker
-    /// before the checkpoint completes.
+    /// before the checkpoint completes. A sink that sent nothing yet (a late-data sink
+    /// connects at its first row) has nothing to wait for.
     fn pre_commit(&mut self, _checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
-        if self.at_least_once {
+        if self.at_least_once && self.producer.is_some() {
             self.producer()?
                 .flush(Duration::from_secs(60))
                 .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;
@@ -202,6 +209,10 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.producer.is_none() {
+            // A late-data sink is not opened by a sink task: it connects at its first row.
+            self.connect()?;
+        }
         self.check_deliveries()?;
         let values = self.encode(batch, self.format)?;
         let keys = if self.key_fields.is_empty() {
@@ -251,6 +262,9 @@ impl Sink for KafkaSink {
     }
 
     fn finish(&mut self) -> Result<()> {
+        if self.producer.is_none() {
+            return Ok(());
+        }
         self.producer()?
             .flush(Duration::from_secs(60))
             .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;

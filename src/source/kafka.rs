@@ -605,10 +605,12 @@ impl KafkaSource {
             Bound::Timestamp(ms) => Some(by_time(ms)?),
             _ => None,
         };
-        // The group's offsets: a bounded read up to them, and, with checkpoints, the
-        // position a `group-offsets` start records before its first message.
+        // The group's offsets: a bounded read up to them, and where a `group-offsets`
+        // start begins whenever the start must be known before the first message (a
+        // bounded read compares it with the end; a checkpoint records it).
+        let bounded = !matches!(self.bound, Bound::Unbounded);
         let committed = if matches!(self.bound, Bound::Group)
-            || (matches!(self.startup, Startup::Group) && ctx.checkpointing())
+            || (matches!(self.startup, Startup::Group) && (bounded || ctx.checkpointing()))
         {
             let mut tpl = TopicPartitionList::new();
             for (topic, ps) in topics {
@@ -651,13 +653,10 @@ impl KafkaSource {
                         .map(|o| Offset::Offset(*o))
                         .unwrap_or(Offset::Beginning),
                 };
-                tpl.add_partition_offset(topic, p, start)
-                    .map_err(|e| kafka_err("cannot assign", e))?;
                 let mut next = match start {
                     Offset::Offset(s) => Some(s),
                     _ => None,
                 };
-                let bounded = !matches!(self.bound, Bound::Unbounded);
                 // A bounded read needs the end offsets; a checkpoint records where each
                 // partition started, read or not.
                 let (low, high) = if bounded || ctx.checkpointing() {
@@ -685,6 +684,14 @@ impl KafkaSource {
                 } else {
                     (0, 0)
                 };
+                // Where the group's offset was resolved, the consumer starts exactly there:
+                // the position recorded and the one read from cannot differ.
+                let start = match (start, next) {
+                    (Offset::Stored, Some(o)) => Offset::Offset(o),
+                    _ => start,
+                };
+                tpl.add_partition_offset(topic, p, start)
+                    .map_err(|e| kafka_err("cannot assign", e))?;
                 let end = if !bounded {
                     None
                 } else {
@@ -731,12 +738,12 @@ impl Source for KafkaSource {
         "kafka"
     }
 
+    /// The topics (the servers may change: a cluster keeps its topics and offsets).
     fn origin(&self) -> String {
-        let topics = match &self.topics {
-            Topics::Names(n) => format!("topics '{}'", n.join(",")),
-            Topics::Pattern(p, _) => format!("topic-pattern '{p}'"),
-        };
-        format!("kafka '{}' {topics}", self.servers)
+        match &self.topics {
+            Topics::Names(n) => format!("kafka topics '{}'", n.join(",")),
+            Topics::Pattern(p, _) => format!("kafka topic-pattern '{p}'"),
+        }
     }
 
     fn checkpointable(&self) -> bool {
