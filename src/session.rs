@@ -59,6 +59,7 @@ pub struct Session {
     /// For tests of stopping part-way: in the checkpointed jobs started from now on, each
     /// source waits after emitting this many rows until the job is stopped (see
     /// [`CheckpointConfig::pause_sources_after`]).
+    #[doc(hidden)]
     pub pause_sources_after: Option<u64>,
 }
 

@@ -983,24 +983,7 @@ async fn a_group_without_offsets_checkpoints_its_starting_position() {
     };
     let servers = broker.bootstrap();
     broker.create_topic("fresh", 2);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
-    let produce = |n: u32, first: u32| {
-        let ok = Command::new("python3")
-            .args([
-                script,
-                "produce-seq",
-                &servers,
-                "fresh",
-                &n.to_string(),
-                "2",
-                "0",
-                &first.to_string(),
-            ])
-            .status()
-            .expect("the producer runs")
-            .success();
-        assert!(ok, "produced");
-    };
+    let produce = |n: u32, first: u32| produce_seq(&servers, "fresh", n, first);
     // Before the job: not to be read (the job starts at the end).
     produce(100, 1);
     let tmp = tempfile::tempdir().expect("tmp");
@@ -1064,4 +1047,99 @@ async fn a_group_without_offsets_checkpoints_its_starting_position() {
     );
     let expected: Vec<i64> = (101..=150).collect();
     assert_eq!(committed_values(&out), expected);
+}
+
+/// Produces `n` JSON messages `{"v": first…}` into the 2 partitions of `topic` with the
+/// independent client.
+fn produce_seq(servers: &str, topic: &str, n: u32, first: u32) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka_client.py");
+    let ok = Command::new("python3")
+        .args([
+            script,
+            "produce-seq",
+            servers,
+            topic,
+            &n.to_string(),
+            "2",
+            "0",
+            &first.to_string(),
+        ])
+        .status()
+        .expect("the producer runs")
+        .success();
+    assert!(ok, "produced");
+}
+
+/// A bounded read (`scan.bounded.mode` = `latest-offset`) from the group's offsets starts
+/// where the group's last read ended: two runs read the first 50 messages, then the next 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_read_from_group_offsets_starts_at_the_groups_offsets() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let servers = broker.bootstrap();
+    broker.create_topic("again", 2);
+    produce_seq(&servers, "again", 50, 1);
+    let script = format!(
+        "CREATE TABLE a (v BIGINT, user_id BIGINT) WITH ('connector' = 'kafka', 'topic' = 'again', \
+           'properties.bootstrap.servers' = '{servers}', 'properties.group.id' = 'again-group', \
+           'scan.startup.mode' = 'group-offsets', 'properties.auto.offset.reset' = 'earliest', \
+           'scan.bounded.mode' = 'latest-offset', 'format' = 'json');\n\
+         SELECT v FROM a;"
+    );
+    let mut first = ints(&collect(&script).await, 0);
+    first.sort();
+    assert_eq!(first, (1..=50).collect::<Vec<i64>>());
+    produce_seq(&servers, "again", 50, 51);
+    let mut second = ints(&collect(&script).await, 0);
+    second.sort();
+    assert_eq!(second, (51..=100).collect::<Vec<i64>>());
+}
+
+/// With checkpoints, a silent input of a union still goes idle: its barriers (a silent
+/// source sends them too) are not data, and do not keep it from its idle timeout. Before,
+/// each barrier made it "seen", and the union's watermark waited for it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_union_input_goes_idle_while_checkpointing() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("busy", 1);
+    broker.create_topic("quiet", 1);
+    let servers = broker.bootstrap();
+    client(&["produce-seq", &servers, "busy", "1000", "1", "0"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let modes = "'scan.startup.mode' = 'earliest-offset', 'scan.watermark.idle-timeout' = '1 s'";
+    let ddl = format!(
+        "SET 'execution.checkpointing.interval' = '100ms';\n\
+         SET 'state.checkpoints.dir' = '{}';\n{}\n{}",
+        tmp.path().display(),
+        clicks_table("busy", "busy", &servers, modes, ""),
+        clicks_table("quiet", "quiet", &servers, modes, "")
+    ) + "\nCREATE VIEW both_topics AS SELECT * FROM busy UNION ALL SELECT * FROM quiet;";
+    let mut s = Session::new();
+    s.run_collect(&ddl).await.expect("ddl");
+    let kept = Arc::new(Mutex::new(vec![]));
+    let stmt = parse_script(
+        "SELECT COUNT(*) AS n FROM TABLE(TUMBLE(TABLE both_topics, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end",
+    )
+    .expect("parse")
+    .remove(0);
+    let job = s
+        .start_into(&stmt, Box::new(Keep(kept.clone())))
+        .await
+        .expect("starts");
+    let _guard = StopOnDrop(job.stop_handle());
+    // As with an idle partition: the first four windows close, rows 1..=399.
+    wait_for("windows to fire", 30, || {
+        kept.lock().expect("lock").iter().sum::<i64>() >= 399
+    })
+    .await;
+    job.stop();
+    job.wait_timeout(Duration::from_secs(30))
+        .await
+        .map_err(|_| "the query did not stop")
+        .expect("stops")
+        .expect("runs cleanly");
 }

@@ -74,6 +74,7 @@ pub struct CheckpointConfig {
     /// restore and finish): each source waits after emitting this many rows until the job
     /// is stopped, so that a stop lands part-way through even a tiny input. Never set from
     /// SQL.
+    #[doc(hidden)]
     pub pause_sources_after: Option<u64>,
 }
 
@@ -600,6 +601,10 @@ impl Checkpointer {
         for saved in &r.manifest.tasks {
             match tasks.iter().find(|t| t.id == saved.id) {
                 Some(t) if t.name == saved.name => {}
+                // Checkpoints of earlier versions name a source without what it reads.
+                Some(t)
+                    if saved.name.starts_with("source ")
+                        && t.name.starts_with(&format!("{} (", saved.name)) => {}
                 found => {
                     return Err(WeirError::user(format!(
                         "checkpoint {} of job '{}' ('{}') holds the state of task {} ({}), which this query {}; the query changed since it was taken",

@@ -230,8 +230,13 @@ fn in_progress_job(name: &str) -> Option<&str> {
     let body = name.strip_prefix(".part-")?.strip_suffix(".inprogress")?;
     let body = &body[..body.rfind('.')?];
     let mut parts = body.rsplitn(5, '-');
-    let (_seq, _checkpoint, _subtask, _run) =
+    let (seq, checkpoint, subtask, _run) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    // Numbers where numbers belong: a name of another layout is no job's of this one.
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !(numeric(seq) && numeric(checkpoint) && numeric(subtask)) {
+        return None;
+    }
     parts.next()
 }
 

@@ -58,7 +58,7 @@ pub trait Source: Send {
     /// What the source is, for errors (`nexmark`, `kafka`).
     fn kind(&self) -> &'static str;
 
-    /// What the source reads (`filesystem '/data/in'`, `kafka 'host:9092' topics 'a,b'`),
+    /// What the source reads (`filesystem '/data/in'`, `kafka topics 'a,b'`),
     /// kept in a checkpoint's manifest with the source's task: a restore into a source that
     /// reads something else is refused, since the saved position means nothing there.
     fn origin(&self) -> String {

@@ -5,7 +5,8 @@
 //! sink's `.part-….parquet.inprogress`, a partition's `_SUCCESS` — and when one of them
 //! comes first the folder is "not found". Weir skips hidden files (names starting with `.`
 //! or `_`, as Hive and Flink's filesystem readers do) when it picks the format; the table
-//! then lists only files with that extension, so the hidden ones are never read.
+//! then lists only files with that extension, so an in-progress file (`….inprogress`) or a
+//! success file is never read.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -60,15 +61,16 @@ fn first_visible_file(dir: &Path) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .filter(|e| !hidden(&e.file_name()))
-        .map(|e| e.path())
+        .filter_map(|e| Some((e.path(), e.file_type().ok()?)))
         .collect();
-    entries.sort();
-    for e in entries {
-        if e.is_file() {
-            return Some(e);
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        // Links are not followed (a link to a parent folder would never end).
+        if kind.is_file() {
+            return Some(path);
         }
-        if e.is_dir()
-            && let Some(f) = first_visible_file(&e)
+        if kind.is_dir()
+            && let Some(f) = first_visible_file(&path)
         {
             return Some(f);
         }
