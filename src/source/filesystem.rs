@@ -117,6 +117,78 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A file source's position as checkpoint state: one row of `file` (the file being read,
+/// "" when every file was) and the named counters (bytes, lines, rows) read of it.
+pub(crate) fn position_state(file: &str, numbers: &[(&str, u64)]) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = vec![Field::new("file", DataType::Utf8, false)];
+    let mut columns: Vec<ArrayRef> = vec![std::sync::Arc::new(StringArray::from(vec![file]))];
+    for (name, v) in numbers {
+        fields.push(Field::new(*name, DataType::UInt64, false));
+        columns.push(std::sync::Arc::new(UInt64Array::from(vec![*v])));
+    }
+    Ok(vec![RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?])
+}
+
+/// Reads a [`position_state`] of the source at `path`: the file and the `numbers` named.
+/// Errors: the state does not have that shape.
+pub(crate) fn position_from(
+    state: &[RecordBatch],
+    path: &Path,
+    numbers: &[&str],
+) -> Result<(String, Vec<u64>)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::UInt64Type;
+    let bad = || {
+        WeirError::user(format!(
+            "the checkpoint's position in '{}' is malformed",
+            path.display()
+        ))
+    };
+    let b = state.first().ok_or_else(bad)?;
+    let values = numbers
+        .iter()
+        .map(|name| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .filter(|c| c.len() == 1)
+                .map(|c| c.value(0))
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let file = b
+        .column_by_name("file")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .filter(|c| c.len() == 1)
+        .ok_or_else(bad)?
+        .value(0)
+        .to_string();
+    Ok((file, values))
+}
+
+/// The index in `files` of the file a checkpoint was reading, found by name (files added
+/// since do not shift it); `files.len()` for "" (every file was read). Errors: the file is
+/// gone from the source at `path`.
+pub(crate) fn resume_index(files: &[PathBuf], name: &str, path: &Path) -> Result<usize> {
+    if name.is_empty() {
+        return Ok(files.len());
+    }
+    files
+        .iter()
+        .position(|f| f.display().to_string() == name)
+        .ok_or_else(|| {
+            WeirError::user(format!(
+                "the checkpoint was reading '{name}', which is no longer in '{}'",
+                path.display()
+            ))
+            .with_hint("restore the file, or start over with --from-scratch")
+        })
+}
+
 pub struct FileSource {
     path: PathBuf,
     decoder: Decoder,
@@ -218,49 +290,16 @@ impl Source for FileSource {
     /// One row: `file` (the file being read, "" when every file was), `bytes` and `lines`
     /// read of it.
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::{StringArray, UInt64Array};
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
         let p = self.position;
-        let schema = Schema::new(vec![
-            Field::new("file", DataType::Utf8, false),
-            Field::new("bytes", DataType::UInt64, false),
-            Field::new("lines", DataType::UInt64, false),
-        ]);
-        Ok(vec![RecordBatch::try_new(
-            std::sync::Arc::new(schema),
-            vec![
-                std::sync::Arc::new(StringArray::from(vec![self.current.clone()])),
-                std::sync::Arc::new(UInt64Array::from(vec![p.bytes])),
-                std::sync::Arc::new(UInt64Array::from(vec![p.lines as u64])),
-            ],
-        )?])
+        position_state(
+            &self.current,
+            &[("bytes", p.bytes), ("lines", p.lines as u64)],
+        )
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        use datafusion::arrow::array::{Array, AsArray};
-        use datafusion::arrow::datatypes::UInt64Type;
-        let bad = || {
-            WeirError::user(format!(
-                "the checkpoint's position in '{}' is malformed",
-                self.path.display()
-            ))
-        };
-        let b = state.first().ok_or_else(bad)?;
-        let get = |name: &str| -> Result<u64> {
-            b.column_by_name(name)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-                .filter(|c| c.len() == 1)
-                .map(|c| c.value(0))
-                .ok_or_else(bad)
-        };
-        let file = b
-            .column_by_name("file")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .filter(|c| c.len() == 1)
-            .ok_or_else(bad)?
-            .value(0)
-            .to_string();
-        self.resume = Some((file, get("bytes")?, get("lines")? as usize));
+        let (file, n) = position_from(&state, &self.path, &["bytes", "lines"])?;
+        self.resume = Some((file, n[0], n[1] as usize));
         Ok(())
     }
 
@@ -270,20 +309,7 @@ impl Source for FileSource {
         if let Some((name, bytes, lines)) = self.resume.take() {
             // Resume in the file the checkpoint was reading, found by name: files added
             // since do not shift the position.
-            let file = if name.is_empty() {
-                n
-            } else {
-                files
-                    .iter()
-                    .position(|f| f.display().to_string() == name)
-                    .ok_or_else(|| {
-                        WeirError::user(format!(
-                            "the checkpoint was reading '{name}', which is no longer in '{}'",
-                            self.path.display()
-                        ))
-                        .with_hint("restore the file, or start over with --from-scratch")
-                    })?
-            };
+            let file = resume_index(&files, &name, &self.path)?;
             self.position = FilePosition { file, bytes, lines };
         }
         self.current = files

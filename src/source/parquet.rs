@@ -20,7 +20,7 @@ use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Result, WeirError};
-use crate::source::filesystem::list_files;
+use crate::source::filesystem::{list_files, position_from, position_state, resume_index};
 use crate::source::{Source, SourceContext};
 
 pub struct ParquetSource {
@@ -191,45 +191,12 @@ impl Source for ParquetSource {
     /// One row: `file` (the file being read, "" when every file was) and `rows` of it
     /// emitted, in the file's event-time order.
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::StringArray;
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        let schema = Schema::new(vec![
-            Field::new("file", DataType::Utf8, false),
-            Field::new("rows", DataType::UInt64, false),
-        ]);
-        Ok(vec![RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from(vec![self.current.clone()])),
-                Arc::new(UInt64Array::from(vec![self.rows])),
-            ],
-        )?])
+        position_state(&self.current, &[("rows", self.rows)])
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        use datafusion::arrow::array::{Array, AsArray};
-        use datafusion::arrow::datatypes::UInt64Type;
-        let bad = || {
-            WeirError::user(format!(
-                "the checkpoint's position in '{}' is malformed",
-                self.path.display()
-            ))
-        };
-        let b = state.first().ok_or_else(bad)?;
-        let rows = b
-            .column_by_name("rows")
-            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-            .filter(|c| c.len() == 1)
-            .ok_or_else(bad)?
-            .value(0);
-        let file = b
-            .column_by_name("file")
-            .and_then(|c| c.as_string_opt::<i32>())
-            .filter(|c| c.len() == 1)
-            .ok_or_else(bad)?
-            .value(0)
-            .to_string();
-        self.resume = Some((file, rows));
+        let (file, n) = position_from(&state, &self.path, &["rows"])?;
+        self.resume = Some((file, n[0]));
         Ok(())
     }
 
@@ -241,22 +208,7 @@ impl Source for ParquetSource {
         let n = files.len();
         let mut first = 0;
         if let Some((name, rows)) = self.resume.take() {
-            // Resume in the file the checkpoint was reading, found by name: files added
-            // since do not shift the position.
-            first = if name.is_empty() {
-                n
-            } else {
-                files
-                    .iter()
-                    .position(|f| f.display().to_string() == name)
-                    .ok_or_else(|| {
-                        WeirError::user(format!(
-                            "the checkpoint was reading '{name}', which is no longer in '{}'",
-                            self.path.display()
-                        ))
-                        .with_hint("restore the file, or start over with --from-scratch")
-                    })?
-            };
+            first = resume_index(&files, &name, &self.path)?;
             self.rows = rows;
         }
         for (i, file) in files.iter().enumerate().skip(first) {
