@@ -7,8 +7,12 @@
 use std::process::Command;
 use std::time::Duration;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use expectrl::process::Healthcheck;
-use expectrl::session::OsSession;
+use expectrl::session::{OsProcess, OsStream};
+use expectrl::stream::log::LogStream;
 use expectrl::{Expect, Session};
 
 fn weir() -> Command {
@@ -26,13 +30,58 @@ const DDL: &str = "CREATE TABLE datagen (
 CREATE TABLE sink WITH ('connector' = 'blackhole');
 ";
 
-fn start(history: &std::path::Path) -> OsSession {
+/// Everything read from and written to the terminal, shown when an expectation fails (a
+/// bare `ExpectTimeout` says nothing about what the shell printed instead).
+#[derive(Clone, Default)]
+struct Transcript(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Transcript {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut t) = self.0.lock() {
+            t.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+type Shell = Session<OsProcess, LogStream<OsStream, Transcript>>;
+
+struct Term {
+    s: Shell,
+    log: Transcript,
+}
+
+impl Term {
+    /// Waits for `needle` (a literal string); on a timeout, fails with `what` and the last
+    /// 8 000 bytes of the transcript.
+    fn want(&mut self, needle: &str, what: &str) {
+        if let Err(e) = self.s.expect(needle) {
+            let t = self.log.0.lock().map(|t| t.clone()).unwrap_or_default();
+            let t = String::from_utf8_lossy(&t[t.len().saturating_sub(8000)..]).into_owned();
+            panic!("{what}: waiting for {needle:?}: {e}\n--- the terminal's last bytes ---\n{t}");
+        }
+    }
+    fn line(&mut self, text: &str) {
+        self.s.send_line(text).expect("send");
+    }
+    fn send(&mut self, text: &str) {
+        self.s.send(text).expect("send");
+    }
+}
+
+fn start(history: &std::path::Path) -> Term {
     let mut cmd = weir();
     cmd.env("WEIR_HISTORY", history).env("TERM", "xterm");
-    let mut s = Session::spawn(cmd).expect("weir starts in a pty");
+    let s = Session::spawn(cmd).expect("weir starts in a pty");
+    let log = Transcript::default();
+    let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
     s.set_expect_timeout(Some(Duration::from_secs(30)));
-    s.expect("weir> ").expect("a prompt");
-    s
+    let mut t = Term { s, log };
+    t.want("weir> ", "a prompt");
+    t
 }
 
 #[test]
@@ -50,69 +99,69 @@ fn an_interactive_session() {
     .expect("archive rows");
 
     let mut s = start(&history);
-    s.send_line(format!("\\i {}", ddl.display())).expect("send");
-    s.expect("Table 'sink' created").expect("the DDL ran");
+    s.line(&format!("\\i {}", ddl.display()));
+    s.want("Table 'sink' created", "the DDL ran");
 
     // Tab completes a table name.
-    s.send("DESCRIBE datag\t").expect("tab");
-    s.send_line(";").expect("send");
-    s.expect("event_type").expect("DESCRIBE datagen ran");
+    s.send("DESCRIBE datag\t");
+    s.line(";");
+    s.want("event_type", "DESCRIBE datagen ran");
 
     // A windowed query typed over three lines streams its windows as they close.
-    s.send_line("SELECT window_start, COUNT(*) AS n")
-        .expect("send");
-    s.send_line("FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))")
-        .expect("send");
-    s.send_line("GROUP BY window_start, window_end;")
-        .expect("send");
-    s.expect("2026-01-01T00:00:01").expect("a window row");
-    s.expect("| 1000")
-        .expect("a full window: 1000 events a second");
+    s.line("SELECT window_start, COUNT(*) AS n");
+    s.line("FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(dateTime), INTERVAL '1' SECOND))");
+    s.line("GROUP BY window_start, window_end;");
+    s.want("2026-01-01T00:00:01", "a window row");
+    s.want("| 1000", "a full window: 1000 events a second");
     // Ctrl-C cancels the query, not the shell.
-    s.send("\x03").expect("ctrl-c");
-    s.expect("query cancelled").expect("cancelled");
-    s.expect("weir> ").expect("the prompt again");
+    s.send("\x03");
+    s.want("query cancelled", "cancelled");
+    s.want("weir> ", "the prompt again");
 
     // A background job, listed and stopped.
-    s.send_line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;")
-        .expect("send");
-    s.expect("started in the background").expect("a job");
-    s.send_line("\\jobs").expect("send");
-    s.expect("RUNNING").expect("listed as running");
-    s.send_line("\\stop 2").expect("send");
-    s.expect("job 2 stopped").expect("stopped");
-    s.send_line("SHOW JOBS;").expect("send");
-    s.expect("STOPPED").expect("stopped");
+    s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
+    s.want("started in the background", "a job");
+    s.line("\\jobs");
+    s.want("RUNNING", "listed as running");
+    s.line("\\stop 2");
+    s.want("job 2 stopped", "stopped");
+    s.line("SHOW JOBS;");
+    s.want("STOPPED", "stopped");
+    // The whole table, so that nothing in it (its lag in seconds, say) is taken for what
+    // the next statement prints.
+    s.want("weir> ", "the prompt after SHOW JOBS");
 
     // An archive query, in batch.
-    s.send_line(format!(
-        "SELECT SUM(a) AS total FROM '{}';",
+    s.line(&format!(
+        "SELECT SUM(a) AS total_of_a FROM '{}';",
         archive.display()
-    ))
-    .expect("send");
-    s.expect("43").expect("the sum");
+    ));
+    s.want("| total_of_a |", "the archive query's header");
+    s.want("| 43 ", "the sum");
+    s.want("weir> ", "the prompt after the archive query");
 
     // Errors show the caret and the shell goes on.
-    s.send_line("SELECT nope FROM datagen;").expect("send");
-    s.expect("^").expect("a caret");
-    s.expect("weir> ").expect("the prompt again");
+    s.line("SELECT nope FROM datagen;");
+    s.want("No field named nope", "the error");
+    s.want("^", "a caret");
+    s.want("weir> ", "the prompt again");
 
-    s.send_line("\\q").expect("send");
+    s.line("\\q");
     for _ in 0..100 {
-        if !s.is_alive().unwrap_or(false) {
+        if !s.s.is_alive().unwrap_or(false) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!s.is_alive().unwrap_or(true), "\\q ends the shell");
+    assert!(!s.s.is_alive().unwrap_or(true), "\\q ends the shell");
 
     // A new start has the history: Ctrl-R finds the archive query.
     let mut s = start(&history);
-    s.send("\x12").expect("ctrl-r");
-    s.send("SUM(a)").expect("search");
-    s.expect("total FROM").expect("found in the history");
-    s.send("\x03").expect("ctrl-c");
-    s.send_line("\\q").expect("send");
+    s.send("\x12");
+    s.send("SUM(a)");
+    s.want("total_of_a FROM", "found in the history");
+    s.send("\x03");
+    s.line("\\q");
     let text = std::fs::read_to_string(&history).expect("history file");
     assert!(
         text.contains("GROUP BY window_start, window_end;"),
@@ -121,7 +170,6 @@ fn an_interactive_session() {
 }
 
 fn pipe(input: &str, args: &[&str]) -> (i32, String, String) {
-    use std::io::Write;
     let mut child = weir()
         .args(args)
         .stdin(std::process::Stdio::piped())
