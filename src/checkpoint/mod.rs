@@ -310,6 +310,17 @@ pub struct Checkpointer {
     stopping: AtomicBool,
     /// Held while the job runs; released when it ends ([`Checkpointer::release`]).
     lock: Mutex<Option<File>>,
+    /// What operators that write outside the sink learn of checkpoints (see
+    /// [`Checkpointer::completed_id`] and [`Checkpointer::sink_done`]).
+    progress: tokio::sync::watch::Sender<Progress>,
+}
+
+/// The completed checkpoints as operators see them: the highest id completed in this run
+/// (or restored), and whether the sink has ended (no more checkpoint will complete).
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    completed: u64,
+    sink_done: bool,
 }
 
 /// A crash on purpose, for the tests that kill a job at the worst moments: when the
@@ -546,6 +557,10 @@ impl Checkpointer {
             start,
             requested: AtomicU64::new(start),
             settled: AtomicU64::new(start),
+            progress: tokio::sync::watch::Sender::new(Progress {
+                completed: start,
+                sink_done: false,
+            }),
             triggered_at: Mutex::new(BTreeMap::new()),
             finished: Mutex::new(BTreeMap::new()),
             writer: Mutex::new(tx),
@@ -782,6 +797,8 @@ impl Checkpointer {
         match result {
             Ok((bytes, path)) => {
                 self.failures_in_row.store(0, Ordering::Relaxed);
+                self.progress
+                    .send_modify(|p| p.completed = p.completed.max(id));
                 self.completed_total.fetch_add(1, Ordering::Relaxed);
                 let stats = CheckpointStats {
                     id,
@@ -827,6 +844,29 @@ impl Checkpointer {
                 }
                 Ok(None)
             }
+        }
+    }
+
+    /// The highest checkpoint id completed in this run, or the one it started from: what
+    /// an operator that prepared output for checkpoints up to it may now make visible (as
+    /// Flink's `notifyCheckpointComplete`).
+    pub fn completed_id(&self) -> u64 {
+        self.progress.borrow().completed
+    }
+
+    /// The sink has ended (on any path): no checkpoint completes after this.
+    pub fn mark_sink_done(&self) {
+        self.progress.send_modify(|p| p.sink_done = true);
+    }
+
+    /// Waits until the sink has ended, then returns the highest completed checkpoint id: an
+    /// operator that ended before its job's final checkpoint learns whether that checkpoint
+    /// (or a stop's savepoint) completed.
+    pub async fn sink_done(&self) -> u64 {
+        let mut rx = self.progress.subscribe();
+        match rx.wait_for(|p| p.sink_done).await {
+            Ok(p) => p.completed,
+            Err(_) => self.completed_id(),
         }
     }
 

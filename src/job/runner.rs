@@ -149,8 +149,23 @@ impl Job {
                 .map(|c| c.run.clone())
                 .unwrap_or_else(crate::checkpoint::run_id),
             checkpointer: checkpointer.clone(),
+            restored: checkpointer
+                .as_ref()
+                .and_then(|c| c.restored())
+                .and_then(|r| r.take("sink")),
         };
         tasks.push(tokio::task::spawn_blocking(move || {
+            // Operators that wait for the final checkpoint learn here that none comes
+            // after, however the sink ended (a guard: a panic too).
+            struct Done(Option<Arc<crate::checkpoint::Checkpointer>>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    if let Some(cp) = &self.0 {
+                        cp.mark_sink_done();
+                    }
+                }
+            }
+            let _done = Done(sink_ctx.checkpointer.clone());
             run_sink(sink, rx, sink_metrics, sink_ctx)
         }));
         let done = Arc::new(AtomicBool::new(false));

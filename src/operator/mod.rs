@@ -76,6 +76,42 @@ pub trait Operator: Send {
         Ok(None)
     }
 
+    /// Called once by the run loop before the first message, after the restored state is
+    /// back ([`Operator::restore`]), with the job's checkpoints when it takes them: where
+    /// an operator that writes outside the sink (a window's `'late-data.sink'`) opens that
+    /// output. As Flink's `open()` after `initializeState()`.
+    fn open(&mut self, _checkpointer: Option<&Arc<Checkpointer>>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint`'s barrier has reached the operator; its
+    /// [`Operator::snapshot`] follows. An operator with output of its own prepares it for
+    /// the commit here (Flink's `prepareSnapshotPreBarrier`).
+    fn prepare_snapshot(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every checkpoint up to `checkpoint` has completed: output prepared for them may
+    /// become visible. The run loop calls it as it notices (Flink's
+    /// `notifyCheckpointComplete`), and once more after the job's sink has ended when
+    /// [`Operator::awaits_final_checkpoint`] says so.
+    fn notify_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// True when the operator has output of its own to commit with the job's final
+    /// checkpoint (or a stop's savepoint): its task then outlives its input until the sink
+    /// has ended, and learns which checkpoint completed last.
+    fn awaits_final_checkpoint(&self) -> bool {
+        false
+    }
+
+    /// The job's sink has ended; `completed` is the last checkpoint that completed. Output
+    /// prepared for later ones is thrown away (a restart writes it again).
+    fn close(&mut self, _completed: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Puts back state taken by [`Operator::snapshot`] of an operator of the same plan.
     fn restore(&mut self, _state: Vec<RecordBatch>) -> Result<()> {
         Ok(())
@@ -176,6 +212,9 @@ impl Chain {
     /// chain, so every message before it has passed all of them).
     fn save(&mut self, cp: &TaskCheckpoint, id: Option<u64>) -> Result<()> {
         for (op, task) in self.ops.iter_mut().zip(&cp.tasks) {
+            if let Some(id) = id {
+                op.prepare_snapshot(id)?;
+            }
             let state = op.snapshot()?;
             match id {
                 Some(id) => cp.checkpointer.store(id, task, state),
@@ -290,6 +329,24 @@ impl Operator for Chain {
             o.attach(job);
         }
     }
+
+    fn open(&mut self, checkpointer: Option<&Arc<Checkpointer>>) -> Result<()> {
+        self.ops.iter_mut().try_for_each(|o| o.open(checkpointer))
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        self.ops
+            .iter_mut()
+            .try_for_each(|o| o.notify_checkpoint_complete(checkpoint))
+    }
+
+    fn awaits_final_checkpoint(&self) -> bool {
+        self.ops.iter().any(|o| o.awaits_final_checkpoint())
+    }
+
+    fn close(&mut self, completed: u64) -> Result<()> {
+        self.ops.iter_mut().try_for_each(|o| o.close(completed))
+    }
 }
 
 /// Where a task's messages come from: one channel, or several merged (with barrier
@@ -381,6 +438,11 @@ pub async fn run_task(
     if let Some(cp) = &checkpoint {
         op.restore_from(cp)?;
     }
+    op.open(checkpoint.as_ref().map(|c| &c.checkpointer))?;
+    let notices = op.awaits_final_checkpoint();
+    let mut notified = checkpoint
+        .as_ref()
+        .map_or(0, |c| c.checkpointer.completed_id());
     let n = inputs.receivers.len();
     let idle = inputs.idle;
     let tick = union::idle_tick(&idle);
@@ -405,6 +467,13 @@ pub async fn run_task(
     let mut emitted = i64::MIN;
     let mut out = Vec::with_capacity(4);
     while let Some(next) = inputs.next(tick).await {
+        if notices && let Some(cp) = &checkpoint {
+            let c = cp.checkpointer.completed_id();
+            if c > notified {
+                notified = c;
+                op.notify_checkpoint_complete(c)?;
+            }
+        }
         let mut aligned = None;
         let rise;
         match next {
@@ -471,7 +540,7 @@ pub async fn run_task(
             inputs.release(id);
         }
         if done {
-            return Ok(());
+            return close(&mut op, &checkpoint, notices).await;
         }
         if op.is_done() {
             // Nothing more is wanted: end downstream now; dropping the inputs tells
@@ -484,11 +553,23 @@ pub async fn run_task(
             for m in tail {
                 let _ = tx.send(m).await;
             }
-            return Ok(());
+            return close(&mut op, &checkpoint, notices).await;
         }
     }
     // An input went away without End: it failed, and its error is reported there.
     Ok(())
+}
+
+/// The end of a task whose operators commit output of their own: waits for the job's sink
+/// to end (its final checkpoint, or a stop's savepoint, has then completed or failed),
+/// commits what the last completed checkpoint covers, and throws away the rest.
+async fn close(op: &mut Chain, checkpoint: &Option<TaskCheckpoint>, notices: bool) -> Result<()> {
+    let Some(cp) = checkpoint.as_ref().filter(|_| notices) else {
+        return Ok(());
+    };
+    let completed = cp.checkpointer.sink_done().await;
+    op.notify_checkpoint_complete(completed)?;
+    op.close(completed)
 }
 
 /// The window end (exclusive, ms) through which windows have fired at watermark `wm`.

@@ -166,6 +166,14 @@ pub struct WindowAssignOperator {
     slices: bool,
     /// Where rows too late for all their windows go, when the source names a table.
     late_sink: Option<Box<dyn crate::sink::Sink>>,
+    /// With checkpoints: the late sink commits in two phases, as the job's sink does, but
+    /// from this operator (prepared at each barrier, committed when the checkpoint
+    /// completes).
+    checkpointer: Option<Arc<crate::checkpoint::Checkpointer>>,
+    /// The late sink's pending files as of the last barrier, part of the snapshot.
+    late_state: Option<Vec<RecordBatch>>,
+    /// The late sink's pending files in the restored checkpoint, committed at `open`.
+    late_restored: Option<Vec<RecordBatch>>,
     watermark: i64,
     job: Option<Arc<JobMetrics>>,
 }
@@ -178,6 +186,9 @@ impl WindowAssignOperator {
             schema,
             slices,
             late_sink: None,
+            checkpointer: None,
+            late_state: None,
+            late_restored: None,
             watermark: i64::MIN,
             job: None,
         }
@@ -229,20 +240,73 @@ impl Operator for WindowAssignOperator {
         self.job = Some(job.clone());
     }
 
-    /// The watermark; and, at every checkpoint, the late-data sink makes the late rows it
-    /// holds visible (closes its open files): they are kept at least once — a restore
-    /// that replays rows after this checkpoint's sources' positions diverts their late
-    /// rows again.
-    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
-        if let Some(s) = &mut self.late_sink {
-            s.pre_commit(0)?;
-            s.commit(0)?;
+    /// With checkpoints, opens the late-data sink as the job's sink is opened: it first
+    /// commits the late files the restored checkpoint had prepared, then removes the
+    /// in-progress files earlier runs of this job left (their rows come again from the
+    /// restored positions).
+    fn open(&mut self, checkpointer: Option<&Arc<crate::checkpoint::Checkpointer>>) -> Result<()> {
+        let (Some(sink), Some(cp)) = (&mut self.late_sink, checkpointer) else {
+            return Ok(());
+        };
+        sink.open(&crate::sink::SinkContext {
+            job: cp.config.job.clone(),
+            run: cp.run.clone(),
+            checkpointer: Some(cp.clone()),
+            restored: self.late_restored.take(),
+        })?;
+        self.checkpointer = Some(cp.clone());
+        Ok(())
+    }
+
+    /// Phase one for the late-data sink: its files so far become pending, named in this
+    /// checkpoint's state.
+    fn prepare_snapshot(&mut self, checkpoint: u64) -> Result<()> {
+        if let (Some(s), Some(_)) = (&mut self.late_sink, &self.checkpointer) {
+            self.late_state = s.pre_commit(checkpoint)?;
         }
-        super::numbers_state(&[("watermark", self.watermark)])
+        Ok(())
+    }
+
+    /// The watermark (a one-row batch), then the late-data sink's pending files (a batch
+    /// of `kind`, `from`, `to` paths), if it has any.
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        let mut state = super::numbers_state(&[("watermark", self.watermark)])?.unwrap_or_default();
+        state.extend(self.late_state.iter().flatten().cloned());
+        Ok(Some(state))
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         self.watermark = super::number_from(&state, "watermark", "window")?;
+        let late: Vec<RecordBatch> = state.into_iter().skip(1).collect();
+        self.late_restored = (!late.is_empty()).then_some(late);
+        Ok(())
+    }
+
+    /// Phase two for the late-data sink: its files of checkpoints up to `checkpoint`
+    /// become visible. Late rows thus appear once each checkpoint completes, exactly once
+    /// across restarts.
+    fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
+        if let (Some(s), Some(_)) = (&mut self.late_sink, &self.checkpointer) {
+            s.commit(checkpoint)?;
+        }
+        Ok(())
+    }
+
+    fn awaits_final_checkpoint(&self) -> bool {
+        self.late_sink.is_some() && self.checkpointer.is_some()
+    }
+
+    /// After the job's sink has ended: what no completed checkpoint covers is thrown away
+    /// (a stopped job's rows after its savepoint, which the next run diverts again); a job
+    /// that ran to its end then completes the late sink (its partitions' success files).
+    fn close(&mut self, _completed: u64) -> Result<()> {
+        let (Some(s), Some(cp)) = (&mut self.late_sink, &self.checkpointer) else {
+            return Ok(());
+        };
+        s.discard()?;
+        if !cp.is_stopping() {
+            s.finish()?;
+        }
         Ok(())
     }
 
@@ -255,11 +319,21 @@ impl Operator for WindowAssignOperator {
         Ok(())
     }
 
+    /// Without checkpoints, the late-data sink commits now. With them, its last files are
+    /// prepared for the job's final checkpoint and committed when it completes (see
+    /// [`Operator::close`]); a stopping job's go nowhere.
     fn finish(&mut self, _out: &mut Vec<Message>) -> Result<()> {
-        if let Some(s) = &mut self.late_sink {
-            s.finish()?;
+        let Some(s) = &mut self.late_sink else {
+            return Ok(());
+        };
+        match &self.checkpointer {
+            None => s.finish(),
+            Some(cp) if cp.is_stopping() => Ok(()),
+            Some(cp) => {
+                self.late_state = s.pre_commit(cp.next_checkpoint())?;
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {

@@ -34,13 +34,9 @@ pub struct SinkContext {
     pub run: String,
     /// The job's checkpoints, when it takes them: the sink then commits in two phases.
     pub checkpointer: Option<Arc<Checkpointer>>,
-}
-
-impl SinkContext {
-    /// The sink's state in the restored checkpoint, if any.
-    pub fn restored(&self) -> Option<Vec<RecordBatch>> {
-        self.checkpointer.as_ref()?.restored()?.take("sink")
-    }
+    /// The sink's state in the restored checkpoint, if any: what [`Sink::pre_commit`]
+    /// returned for it, to finish committing.
+    pub restored: Option<Vec<RecordBatch>>,
 }
 
 /// A sink: where rows leave a job.

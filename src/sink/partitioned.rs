@@ -187,11 +187,11 @@ pub struct PartitionedSink {
     opened: bool,
     /// Commits in two phases, at checkpoints.
     checkpointing: bool,
-    /// Closed files not yet visible: (hidden name, final name). Renamed when a checkpoint
-    /// completes.
-    pending: Vec<(PathBuf, PathBuf)>,
-    /// Success files to write when the pending files are committed.
-    pending_success: Vec<PathBuf>,
+    /// Closed files not yet visible: (the checkpoint that commits it, hidden name, final
+    /// name). Renamed when that checkpoint completes.
+    pending: Vec<(u64, PathBuf, PathBuf)>,
+    /// Success files to write when the pending files are committed: (checkpoint, path).
+    pending_success: Vec<(u64, PathBuf)>,
     open: HashMap<String, OpenFile>,
     next: HashMap<String, u64>,
 }
@@ -432,6 +432,7 @@ impl PartitionedSink {
             job: self.job.clone(),
             run: crate::checkpoint::run_id(),
             checkpointer: None,
+            restored: None,
         };
         self.open(&ctx)
     }
@@ -444,12 +445,12 @@ impl PartitionedSink {
         let mut kind = vec![];
         let mut from = vec![];
         let mut to = vec![];
-        for (tmp, target) in &self.pending {
+        for (_, tmp, target) in &self.pending {
             kind.push("file");
             from.push(tmp.display().to_string());
             to.push(target.display().to_string());
         }
-        for f in &self.pending_success {
+        for (_, f) in &self.pending_success {
             kind.push("success");
             from.push(f.display().to_string());
             to.push(String::new());
@@ -480,10 +481,12 @@ impl PartitionedSink {
             let (kind, from, to) = (col(0)?, col(1)?, col(2)?);
             for i in 0..b.num_rows() {
                 match kind.value(i) {
-                    "file" => self
-                        .pending
-                        .push((PathBuf::from(from.value(i)), PathBuf::from(to.value(i)))),
-                    "success" => self.pending_success.push(PathBuf::from(from.value(i))),
+                    "file" => self.pending.push((
+                        0,
+                        PathBuf::from(from.value(i)),
+                        PathBuf::from(to.value(i)),
+                    )),
+                    "success" => self.pending_success.push((0, PathBuf::from(from.value(i)))),
                     _ => return Err(bad()),
                 }
             }
@@ -491,11 +494,27 @@ impl PartitionedSink {
         Ok(())
     }
 
-    /// Makes the pending files visible (an atomic rename each) and writes the pending
-    /// success files. A pending file already renamed (a restart after the commit) is fine;
-    /// one that is gone entirely is an error: its rows would be lost.
+    /// Makes every pending file visible; see [`PartitionedSink::commit_through`].
     fn commit_pending(&mut self) -> Result<()> {
-        for (tmp, target) in std::mem::take(&mut self.pending) {
+        self.commit_through(u64::MAX)
+    }
+
+    /// Makes the pending files of checkpoints up to `checkpoint` visible (an atomic rename
+    /// each) and writes their success files; later ones stay pending. A pending file
+    /// already renamed (a restart after the commit) is fine; one that is gone entirely is
+    /// an error: its rows would be lost.
+    fn commit_through(&mut self, checkpoint: u64) -> Result<()> {
+        let (due, later) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(id, _, _)| *id <= checkpoint);
+        self.pending = later;
+        let (due_success, later) = std::mem::take(&mut self.pending_success)
+            .into_iter()
+            .partition(|(id, _)| *id <= checkpoint);
+        self.pending_success = later;
+        let due: Vec<(u64, PathBuf, PathBuf)> = due;
+        let due_success: Vec<(u64, PathBuf)> = due_success;
+        for (_, tmp, target) in due {
             match std::fs::rename(&tmp, &target) {
                 Ok(()) => {}
                 Err(_) if target.is_file() && !tmp.exists() => {}
@@ -507,7 +526,7 @@ impl PartitionedSink {
                 }
             }
         }
-        for f in std::mem::take(&mut self.pending_success) {
+        for (_, f) in due_success {
             std::fs::write(&f, b"")
                 .map_err(|e| WeirError::external(format!("cannot write '{}': {e}", f.display())))?;
         }
@@ -637,7 +656,7 @@ impl PartitionedSink {
                 self.base.join(p)
             };
             if self.checkpointing {
-                self.pending_success.push(dir.join(name));
+                self.pending_success.push((self.checkpoint, dir.join(name)));
             } else {
                 std::fs::write(dir.join(name), b"").map_err(|e| {
                     WeirError::external(format!("cannot write '{}': {e}", dir.join(name).display()))
@@ -684,7 +703,7 @@ impl PartitionedSink {
         file.sync_all()
             .map_err(|e| WeirError::external(format!("cannot write '{}': {e}", f.tmp.display())))?;
         if self.checkpointing {
-            self.pending.push((f.tmp, f.target));
+            self.pending.push((self.checkpoint, f.tmp, f.target));
             return Ok(());
         }
         std::fs::rename(&f.tmp, &f.target).map_err(|e| {
@@ -743,8 +762,8 @@ impl Sink for PartitionedSink {
             ))
         })?;
         if self.checkpointing {
-            if let Some(state) = ctx.restored() {
-                self.restore_pending(&state)?;
+            if let Some(state) = &ctx.restored {
+                self.restore_pending(state)?;
                 self.commit_pending()?;
             }
             clean_in_progress(&self.base, &self.job)?;
@@ -757,14 +776,23 @@ impl Sink for PartitionedSink {
         for p in open {
             self.close_file(&p)?;
         }
+        // Everything closed since the last checkpoint is this one's.
+        for (id, _, _) in &mut self.pending {
+            *id = (*id).min(checkpoint);
+        }
+        for (id, _) in &mut self.pending_success {
+            *id = (*id).min(checkpoint);
+        }
         if self.checkpointing {
             self.checkpoint = self.checkpoint.max(checkpoint + 1);
         }
         Ok(Some(vec![self.pending_state()?]))
     }
 
-    fn commit(&mut self, _checkpoint: u64) -> Result<()> {
-        self.commit_pending()
+    /// Commits what checkpoints up to `checkpoint` prepared: a late-data sink learns of
+    /// completed checkpoints after the next may have been prepared.
+    fn commit(&mut self, checkpoint: u64) -> Result<()> {
+        self.commit_through(checkpoint)
     }
 
     fn discard(&mut self) -> Result<()> {
@@ -772,7 +800,7 @@ impl Sink for PartitionedSink {
             drop(f.writer);
             let _ = std::fs::remove_file(&f.tmp);
         }
-        for (tmp, _) in self.pending.drain(..) {
+        for (_, tmp, _) in self.pending.drain(..) {
             let _ = std::fs::remove_file(&tmp);
         }
         self.pending_success.clear();
