@@ -48,6 +48,16 @@ enum Command {
         /// otherwise resumes from its latest completed checkpoint).
         #[arg(long)]
         from_scratch: bool,
+        /// Serve the jobs' metrics for Prometheus at http://ADDR/metrics (e.g.
+        /// 127.0.0.1:9249; port 0 picks a free one). Without it, the setting
+        /// 'metrics.reporter.prom.port' serves on 127.0.0.1.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
+        /// How often each job's progress (rows/s in and out, watermark, event-time lag,
+        /// p99 latency) is logged when stderr is not a terminal (on a terminal it is a live
+        /// line). Flink's duration syntax: 10s, 1min, 500ms; 0 turns it off.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = weir::sql::options::parse_duration)]
+        progress_interval: Duration,
     },
     /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
     /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
@@ -138,9 +148,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,weir::progress=info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -186,7 +197,17 @@ fn main() -> ExitCode {
             format,
             quiet,
             from_scratch,
-        }) => rt.block_on(run(files, set, format, quiet, from_scratch)),
+            metrics_addr,
+            progress_interval,
+        }) => rt.block_on(run(
+            files,
+            set,
+            format,
+            quiet,
+            from_scratch,
+            metrics_addr,
+            progress_interval,
+        )),
         Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
         Some(Command::Bench { suite }) => bench(suite),
     }
@@ -239,9 +260,12 @@ async fn run(
     format: OutputFormat,
     quiet: bool,
     from_scratch: bool,
+    metrics_addr: Option<String>,
+    progress_interval: Duration,
 ) -> ExitCode {
     let signals = StopSignals::install();
     let mut session = Session::new();
+    session.metrics_addr = metrics_addr;
     session.output = format;
     session.quiet = quiet;
     session.from_scratch = from_scratch;
@@ -306,7 +330,7 @@ async fn run(
             }
         }
     }
-    wait_for_jobs(jobs, quiet, signals).await
+    wait_for_jobs(jobs, quiet, signals, progress_interval).await
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -369,10 +393,134 @@ impl StopSignals {
     }
 }
 
-async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool, mut signals: StopSignals) -> ExitCode {
+/// Each running job's progress: a live line per job on a terminal (indicatif), else a log
+/// line (`weir::progress`, through `tracing`) every `interval`.
+struct ProgressLines {
+    bars: Option<indicatif::MultiProgress>,
+    lines: Vec<(u64, indicatif::ProgressBar)>,
+    interval: Duration,
+    last: std::time::Instant,
+    /// Per job: (when, source rows, sink rows) at the last update, for rates.
+    seen: std::collections::HashMap<u64, (std::time::Instant, u64, u64)>,
+}
+
+impl ProgressLines {
+    fn new(quiet: bool, interval: Duration) -> ProgressLines {
+        use std::io::IsTerminal;
+        let live = !quiet && std::io::stderr().is_terminal();
+        ProgressLines {
+            bars: live.then(indicatif::MultiProgress::new),
+            lines: vec![],
+            interval: if quiet { Duration::ZERO } else { interval },
+            last: std::time::Instant::now(),
+            seen: Default::default(),
+        }
+    }
+
+    /// One job's status: `rows/s in 2 000, out 3 · watermark 2026-01-01 00:00:21 · lag
+    /// 1.2 s · p99 1.7 ms`.
+    fn status(&mut self, j: &Job) -> String {
+        let m = &j.metrics;
+        let ops = m.operators();
+        let rows_in: u64 = ops
+            .iter()
+            .filter(|o| o.name.starts_with("source"))
+            .map(|o| o.rows_out())
+            .sum();
+        let rows_out: u64 = ops
+            .iter()
+            .filter(|o| o.name == "sink")
+            .map(|o| o.rows_in())
+            .sum();
+        let now = std::time::Instant::now();
+        let (t, i0, o0) = self
+            .seen
+            .insert(j.id, (now, rows_in, rows_out))
+            .unwrap_or((m.started, 0, 0));
+        let secs = now.duration_since(t).as_secs_f64().max(1e-3);
+        let wm = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
+        let (wm, lag) = if wm == i64::MIN || wm == i64::MAX {
+            ("-".to_string(), "-".to_string())
+        } else {
+            let at = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(wm)
+                .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                .unwrap_or_default();
+            let lag = (weir::sql::functions::now_millis() - wm) as f64 / 1000.0;
+            (at, format!("{lag:.1} s"))
+        };
+        let l = m.latency();
+        let p99 = if l.count > 0 {
+            weir::job::metrics::fmt_us(l.p99)
+        } else {
+            "-".to_string()
+        };
+        format!(
+            "job {}: rows/s in {:.0}, out {:.0} · watermark {wm} · lag {lag} · p99 latency {p99}",
+            j.id,
+            (rows_in - i0.min(rows_in)) as f64 / secs,
+            (rows_out - o0.min(rows_out)) as f64 / secs,
+        )
+    }
+
+    fn update(&mut self, jobs: &[Job]) {
+        if let Some(bars) = &self.bars {
+            if self.last.elapsed() < Duration::from_millis(500) {
+                return;
+            }
+            self.last = std::time::Instant::now();
+            for j in jobs {
+                if !self.lines.iter().any(|(id, _)| *id == j.id) {
+                    let bar = bars.add(indicatif::ProgressBar::new_spinner());
+                    self.lines.push((j.id, bar));
+                }
+            }
+            let lines: Vec<(u64, String)> = jobs.iter().map(|j| (j.id, self.status(j))).collect();
+            for (id, msg) in lines {
+                if let Some((_, bar)) = self.lines.iter().find(|(i, _)| *i == id) {
+                    bar.set_message(msg);
+                    bar.tick();
+                }
+            }
+            return;
+        }
+        if self.interval.is_zero() || self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        for j in jobs {
+            let line = self.status(j);
+            tracing::info!(target: "weir::progress", "{line}");
+        }
+    }
+
+    /// Prints a line on stderr above the live lines.
+    fn say(&self, line: &str) {
+        match &self.bars {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A job ended: its live line goes away (its summary follows).
+    fn remove(&mut self, id: u64) {
+        if let Some(i) = self.lines.iter().position(|(j, _)| *j == id) {
+            let (_, bar) = self.lines.remove(i);
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn wait_for_jobs(
+    mut jobs: Vec<Job>,
+    quiet: bool,
+    mut signals: StopSignals,
+    progress_interval: Duration,
+) -> ExitCode {
     let mut failed = false;
     let mut stopping = false;
+    let mut progress = ProgressLines::new(quiet, progress_interval);
     while !jobs.is_empty() {
+        progress.update(&jobs);
         let signal = signals.next();
         tokio::select! {
             _ = signal => {
@@ -382,7 +530,7 @@ async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool, mut signals: StopSignals
                 }
                 stopping = true;
                 if !quiet {
-                    eprintln!("[INFO] stopping {} job(s)…", jobs.len());
+                    progress.say(&format!("[INFO] stopping {} job(s)…", jobs.len()));
                 }
                 for j in &jobs {
                     j.stop();
@@ -393,6 +541,7 @@ async fn wait_for_jobs(mut jobs: Vec<Job>, quiet: bool, mut signals: StopSignals
         let mut still = vec![];
         for j in jobs {
             if j.is_finished() {
+                progress.remove(j.id);
                 let (id, name, metrics) = (j.id, j.name.clone(), j.metrics.clone());
                 let checkpoints = j.checkpointer().map(|c| c.summary());
                 let stopped = j.is_stopping();

@@ -61,6 +61,10 @@ pub struct Session {
     /// [`CheckpointConfig::pause_sources_after`]).
     #[doc(hidden)]
     pub pause_sources_after: Option<u64>,
+    /// Where `/metrics` is served (`weir run --metrics-addr`); without it, the setting
+    /// `metrics.reporter.prom.port` serves on 127.0.0.1.
+    pub metrics_addr: Option<String>,
+    metrics_server: Option<Arc<crate::job::exporter::MetricsServer>>,
 }
 
 impl Default for Session {
@@ -96,7 +100,51 @@ impl Session {
             progress: false,
             from_scratch: false,
             pause_sources_after: None,
+            metrics_addr: None,
+            metrics_server: None,
         }
+    }
+
+    /// The address `/metrics` is to be served on, if any: `--metrics-addr`, else
+    /// `127.0.0.1:<metrics.reporter.prom.port>` (Flink's option). Errors: a port that is
+    /// not a number from 0 to 65535.
+    fn metrics_address(&self) -> Result<Option<String>> {
+        if let Some(a) = &self.metrics_addr {
+            return Ok(Some(a.clone()));
+        }
+        let Some(port) = self.setting("metrics.reporter.prom.port") else {
+            return Ok(None);
+        };
+        let port: u16 = port.trim().parse().map_err(|_| {
+            WeirError::user(format!(
+                "'metrics.reporter.prom.port' must be a port number (0 to 65535), not '{port}'"
+            ))
+        })?;
+        Ok(Some(format!("127.0.0.1:{port}")))
+    }
+
+    /// The running `/metrics` endpoint, started at the configured address when there is
+    /// one (and restarted when the address changed).
+    pub fn metrics_server(&mut self) -> Result<Option<Arc<crate::job::exporter::MetricsServer>>> {
+        let Some(addr) = self.metrics_address()? else {
+            return Ok(None);
+        };
+        let same = |s: &crate::job::exporter::MetricsServer| {
+            addr.parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a == s.addr() || (a.port() == 0 && a.ip() == s.addr().ip()))
+        };
+        if let Some(s) = &self.metrics_server
+            && same(s)
+        {
+            return Ok(Some(s.clone()));
+        }
+        self.metrics_server = None;
+        let s = Arc::new(crate::job::exporter::MetricsServer::start(&addr)?);
+        if !self.quiet {
+            eprintln!("[INFO] Metrics at http://{}/metrics", s.addr());
+        }
+        self.metrics_server = Some(s.clone());
+        Ok(Some(s))
     }
 
     /// How the job of `stmt` checkpoints, from the settings (see [`crate::checkpoint`]).
@@ -426,8 +474,11 @@ impl Session {
                     checkpoint.restore_path = None;
                 }
                 let id = self.next_job;
+                let name = checkpoint.job.clone();
+                let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
                 let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
                 self.next_job += 1;
+                export(server, &job, &name);
                 Ok(Outcome::Started(job))
             }
         }
@@ -536,8 +587,11 @@ impl Session {
         let (plan, _) = self.plan_statement(stmt).await?;
         let checkpoint = self.checkpoint_config(stmt)?;
         let id = self.next_job;
+        let name = checkpoint.job.clone();
+        let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
         let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
         self.next_job += 1;
+        export(server, &job, &name);
         Ok(job)
     }
 
@@ -1084,5 +1138,17 @@ impl Progress {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Lists a started job at the `/metrics` endpoint, if one is configured.
+fn export(server: Option<Arc<crate::job::exporter::MetricsServer>>, job: &Job, name: &str) {
+    if let Some(s) = server {
+        s.add_job(
+            name,
+            job.id,
+            job.metrics.clone(),
+            job.checkpointer().cloned(),
+        );
     }
 }

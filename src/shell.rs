@@ -38,6 +38,7 @@ pub enum Meta {
     Quit,
     Describe(Option<String>),
     Jobs,
+    Metrics(Option<u64>),
     Stop(u64),
     Format(OutputFormat),
     Timing(bool),
@@ -54,7 +55,11 @@ const META_HELP: &[(&str, &str)] = &[
     ),
     (
         "\\jobs",
-        "the jobs: status, rows in/out, late rows, watermark, lag, last checkpoint",
+        "the jobs: status, rows in/out, rows/s, late rows, watermark, lag, p99 latency, last checkpoint",
+    ),
+    (
+        "\\metrics [ID]",
+        "per operator of each job (or job ID): rows, batches, busy and backpressured time, latency (also SHOW METRICS)",
     ),
     (
         "\\stop ID",
@@ -76,6 +81,12 @@ impl Meta {
             ("\\q" | "\\quit", _) => Ok(Meta::Quit),
             ("\\d", a) => Ok(Meta::Describe(a.map(str::to_string))),
             ("\\jobs", _) => Ok(Meta::Jobs),
+            ("\\metrics", None) => Ok(Meta::Metrics(None)),
+            ("\\metrics", Some(a)) => a
+                .trim_matches('\'')
+                .parse()
+                .map(|id| Meta::Metrics(Some(id)))
+                .map_err(|_| format!("\\metrics takes a job id, not '{a}'")),
             ("\\stop", Some(a)) => a
                 .trim_matches('\'')
                 .parse()
@@ -127,6 +138,7 @@ const KEYWORDS: &[&str] = &[
     "DROP VIEW",
     "SHOW TABLES",
     "SHOW JOBS",
+    "SHOW METRICS",
     "STOP JOB",
     "DESCRIBE",
     "EXPLAIN",
@@ -298,6 +310,7 @@ impl Shell {
                 }
             }
             Meta::Jobs => self.show_jobs(),
+            Meta::Metrics(id) => self.show_metrics(id),
             Meta::Stop(id) => self.stop(id).await,
             Meta::Format(f) => {
                 self.format = f;
@@ -363,6 +376,92 @@ impl Shell {
         }
     }
 
+    /// `\metrics [id]`: a table per job of its operators' counters, averaged over the
+    /// job's run so far, then its end-to-end latency.
+    fn show_metrics(&self, id: Option<u64>) {
+        let jobs: Vec<&JobEntry> = self
+            .jobs
+            .iter()
+            .filter(|j| id.is_none_or(|id| j.id == id))
+            .collect();
+        if jobs.is_empty() {
+            match id {
+                Some(id) => eprintln!("no job {id}; \\jobs lists them"),
+                None => println!("no jobs"),
+            }
+            return;
+        }
+        for j in jobs {
+            let secs = j.metrics.started.elapsed().as_secs_f64().max(1e-3);
+            let ops = j.metrics.operators();
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let pct = |ns: u64| format!("{:.1} %", ns as f64 / 1e9 / secs * 100.0);
+            let b = RecordBatch::try_new(
+                Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::UInt64, false),
+                    Field::new("operator", DataType::Utf8, false),
+                    Field::new("rows in", DataType::UInt64, false),
+                    Field::new("rows out", DataType::UInt64, false),
+                    Field::new("rows/s out", DataType::UInt64, false),
+                    Field::new("batches in", DataType::UInt64, false),
+                    Field::new("batches out", DataType::UInt64, false),
+                    Field::new("busy", DataType::Utf8, false),
+                    Field::new("backpressured", DataType::Utf8, false),
+                ])),
+                vec![
+                    Arc::new(UInt64Array::from_iter_values(0..ops.len() as u64)),
+                    Arc::new(StringArray::from_iter_values(
+                        ops.iter().map(|o| o.name.clone()),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| o.rows_in()),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| o.rows_out()),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| (o.rows_out() as f64 / secs) as u64),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| load(&o.batches_in)),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| load(&o.batches_out)),
+                    )),
+                    Arc::new(StringArray::from_iter_values(ops.iter().map(|o| {
+                        if o.name.starts_with("source") {
+                            "-".to_string()
+                        } else {
+                            pct(load(&o.busy_ns))
+                        }
+                    }))),
+                    Arc::new(StringArray::from_iter_values(
+                        ops.iter().map(|o| pct(load(&o.backpressured_ns))),
+                    )),
+                ],
+            );
+            println!("job {} ({:.1} s): {}", j.id, secs, one_line(&j.name));
+            match b {
+                Ok(b) => self.out(&[b]),
+                Err(e) => eprintln!("{e}"),
+            }
+            let l = j.metrics.latency();
+            if l.count > 0 {
+                use crate::job::metrics::fmt_us;
+                println!(
+                    "end-to-end latency: p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} rows)",
+                    fmt_us(l.p50),
+                    fmt_us(l.p90),
+                    fmt_us(l.p99),
+                    fmt_us(l.p999),
+                    fmt_us(l.max),
+                    l.count
+                );
+            }
+        }
+    }
+
     fn show_jobs(&self) {
         let now = crate::sql::functions::now_millis();
         let mut ids = vec![];
@@ -374,6 +473,8 @@ impl Shell {
         let mut lag = vec![];
         let mut checkpoint = vec![];
         let mut names = vec![];
+        let mut rate = vec![];
+        let mut p99 = vec![];
         for j in &self.jobs {
             checkpoint.push(match &j.checkpointer {
                 None => "-".to_string(),
@@ -440,6 +541,14 @@ impl Shell {
             wm.push(ws);
             lag.push(ls);
             names.push(one_line(&j.name));
+            let secs = j.metrics.started.elapsed().as_secs_f64().max(1e-3);
+            rate.push((rows_out.last().copied().unwrap_or(0) as f64 / secs) as u64);
+            let l = j.metrics.latency();
+            p99.push(if l.count > 0 {
+                crate::job::metrics::fmt_us(l.p99)
+            } else {
+                "-".to_string()
+            });
         }
         let b = RecordBatch::try_new(
             Arc::new(Schema::new(vec![
@@ -447,9 +556,11 @@ impl Shell {
                 Field::new("status", DataType::Utf8, false),
                 Field::new("rows in", DataType::UInt64, false),
                 Field::new("rows out", DataType::UInt64, false),
+                Field::new("rows/s out", DataType::UInt64, false),
                 Field::new("late rows", DataType::UInt64, false),
                 Field::new("watermark", DataType::Utf8, false),
                 Field::new("lag", DataType::Utf8, false),
+                Field::new("p99 latency", DataType::Utf8, false),
                 Field::new("last checkpoint", DataType::Utf8, false),
                 Field::new("query", DataType::Utf8, false),
             ])),
@@ -458,9 +569,11 @@ impl Shell {
                 Arc::new(StringArray::from(status)),
                 Arc::new(UInt64Array::from(rows_in)),
                 Arc::new(UInt64Array::from(rows_out)),
+                Arc::new(UInt64Array::from(rate)),
                 Arc::new(UInt64Array::from(late)),
                 Arc::new(StringArray::from(wm)),
                 Arc::new(StringArray::from(lag)),
+                Arc::new(StringArray::from(p99)),
                 Arc::new(StringArray::from(checkpoint)),
                 Arc::new(StringArray::from(names)),
             ],
@@ -483,6 +596,10 @@ impl Shell {
             .to_ascii_uppercase();
         if upper == "SHOW JOBS" {
             self.show_jobs();
+            return Ok(());
+        }
+        if upper == "SHOW METRICS" {
+            self.show_metrics(None);
             return Ok(());
         }
         if let Some(id) = upper.strip_prefix("STOP JOB ") {

@@ -118,8 +118,11 @@ fn an_interactive_session() {
     s.want("query cancelled", "cancelled");
     s.want("weir> ", "the prompt again");
 
-    // A background job, listed and stopped.
+    // A background job, its metrics served for Prometheus, listed and stopped.
+    s.line("SET 'metrics.reporter.prom.port' = '0';");
+    s.want("weir> ", "the prompt after SET");
     s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
+    s.want("Metrics at http://127.0.0.1:", "the metrics endpoint");
     s.want("started in the background", "a job");
     s.line("\\jobs");
     s.want("RUNNING", "listed as running");
@@ -130,6 +133,10 @@ fn an_interactive_session() {
     // The whole table, so that nothing in it (its lag in seconds, say) is taken for what
     // the next statement prints.
     s.want("weir> ", "the prompt after SHOW JOBS");
+    s.line("\\metrics 2");
+    s.want("| backpressured |", "the metrics table");
+    s.want("end-to-end latency: p50", "the job's latency");
+    s.want("weir> ", "the prompt after \\metrics");
 
     // An archive query, in batch.
     s.line(&format!(

@@ -885,6 +885,11 @@ impl Checkpointer {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Checkpoints completed so far in this run.
+    pub fn completed(&self) -> u64 {
+        self.completed_total.load(Ordering::Relaxed)
+    }
+
     /// Checkpoints that failed so far in this run.
     pub fn failed(&self) -> u64 {
         self.failed_total.load(Ordering::Relaxed)

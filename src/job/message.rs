@@ -11,10 +11,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 /// `Barrier(n)` is checkpoint `n` (see [`crate::checkpoint`]): every message before it is
 /// part of the checkpoint's state, every message after it is not. A task saves its state
 /// when the barrier has arrived on all its inputs, then passes it on.
+///
+/// `Origin(t)`: the messages that follow on this channel were caused by the batch a source
+/// emitted at `t` (for rows a watermark fired, the batch that carried that watermark). The
+/// sink measures end-to-end latency from it. Tasks forward it before the output it
+/// caused; operators never see it.
 #[derive(Debug, Clone)]
 pub enum Message {
     Batch(RecordBatch),
     Watermark(i64),
     Barrier(u64),
     End,
+    Origin(std::time::Instant),
 }

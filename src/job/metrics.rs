@@ -1,23 +1,47 @@
-//! Per-job and per-operator counters. Plain atomics: updated on the hot path with relaxed
-//! ordering, read by whoever reports (the end-of-run summary, the shell's job list).
+//! Per-job and per-operator metrics. Counters are plain atomics, updated on the hot path
+//! with relaxed ordering (per batch, never per row); the end-to-end latency is an HDR
+//! histogram updated once per batch the sink writes. Read by whoever reports: the
+//! end-of-run summary, the shell's job list, the Prometheus endpoint
+//! ([`crate::job::exporter`]).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
+/// One task's counters (a source, a chain of operators, a join or union, the sink).
 #[derive(Debug)]
 pub struct OperatorMetrics {
     pub name: String,
     pub rows_in: AtomicU64,
     pub rows_out: AtomicU64,
+    /// Batches taken in and sent on.
+    pub batches_in: AtomicU64,
+    pub batches_out: AtomicU64,
+    /// Time spent processing messages, ns (Flink's `busyTimeMsPerSecond`, as a total).
+    pub busy_ns: AtomicU64,
+    /// Time spent waiting for room in the output channel, ns: the task was ready but its
+    /// consumer was not (Flink's `backPressuredTimeMsPerSecond`, as a total).
+    pub backpressured_ns: AtomicU64,
 }
 
 impl OperatorMetrics {
     pub fn add_in(&self, n: usize) {
         self.rows_in.fetch_add(n as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
     }
     pub fn add_out(&self, n: usize) {
         self.rows_out.fetch_add(n as u64, Ordering::Relaxed);
+        self.batches_out.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add_busy(&self, d: Duration) {
+        self.busy_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+    pub fn add_backpressured(&self, d: Duration) {
+        self.backpressured_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
     pub fn rows_in(&self) -> u64 {
         self.rows_in.load(Ordering::Relaxed)
@@ -37,6 +61,25 @@ pub struct JobMetrics {
     pub late_rows: AtomicU64,
     /// The highest watermark a source has emitted (ms), `i64::MIN` before the first.
     pub watermark: AtomicI64,
+    /// End-to-end latency, µs, one value per row the sink wrote: from the moment a source
+    /// emitted the batch that made the row ready (for a window's row, the batch whose
+    /// watermark fired it) to the moment the sink wrote it. 1 µs to 1 h, 3 significant
+    /// digits.
+    latency: Mutex<Histogram<u64>>,
+}
+
+/// Percentiles of [`JobMetrics::latency`], µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatencySummary {
+    /// Rows measured.
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    /// Sum of every row's latency, µs (for Prometheus's `_sum`).
+    pub sum: f64,
 }
 
 impl Default for JobMetrics {
@@ -47,8 +90,14 @@ impl Default for JobMetrics {
             bad_records: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            latency: Mutex::new(new_latency_histogram()),
         }
     }
+}
+
+/// 1 µs .. 1 h at 3 significant digits: about 30 KB.
+fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
 }
 
 impl JobMetrics {
@@ -57,6 +106,10 @@ impl JobMetrics {
             name: name.into(),
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
+            batches_out: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
         });
         if let Ok(mut ops) = self.operators.lock() {
             ops.push(m.clone());
@@ -77,6 +130,45 @@ impl JobMetrics {
 
     pub fn observe_watermark(&self, wm: i64) {
         self.watermark.fetch_max(wm, Ordering::Relaxed);
+    }
+
+    /// Records that `rows` rows were written `latency` after the batch that made them
+    /// ready left its source.
+    pub fn record_latency(&self, latency: Duration, rows: usize) {
+        if rows == 0 {
+            return;
+        }
+        let us = (latency.as_micros() as u64).clamp(1, 3_600_000_000);
+        if let Ok(mut h) = self.latency.lock() {
+            let _ = h.record_n(us, rows as u64);
+        }
+    }
+
+    /// The end-to-end latency's percentiles so far (all zero before the first row).
+    pub fn latency(&self) -> LatencySummary {
+        let Ok(h) = self.latency.lock() else {
+            return LatencySummary::default();
+        };
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            sum: h.mean() * h.len() as f64,
+        }
+    }
+
+    /// How many rows had a latency at or below each bound (µs), for Prometheus buckets.
+    pub fn latency_buckets(&self, bounds_us: &[u64]) -> Vec<u64> {
+        let Ok(h) = self.latency.lock() else {
+            return vec![0; bounds_us.len()];
+        };
+        bounds_us.iter().map(|b| h.count_between(0, *b)).collect()
     }
 
     /// A multi-line table of the operators' counters.
@@ -103,6 +195,29 @@ impl JobMetrics {
         if late > 0 {
             s.push_str(&format!("  late rows dropped: {late}\n"));
         }
+        let l = self.latency();
+        if l.count > 0 {
+            s.push_str(&format!(
+                "  end-to-end latency: p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} rows)\n",
+                fmt_us(l.p50),
+                fmt_us(l.p90),
+                fmt_us(l.p99),
+                fmt_us(l.p999),
+                fmt_us(l.max),
+                l.count
+            ));
+        }
         s
+    }
+}
+
+/// A latency for people: `840 µs`, `12.3 ms`, `2.41 s`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format!("{:.1} ms", us as f64 / 1_000.0)
+    } else {
+        format!("{:.2} s", us as f64 / 1_000_000.0)
     }
 }

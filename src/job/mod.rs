@@ -15,6 +15,7 @@
 //! Every task has a stable id from its place in the plan (`source-0`, `op-3`, `sink`): a
 //! checkpoint's state files are named by it and restored into the task of the same id.
 
+pub mod exporter;
 pub mod message;
 pub mod metrics;
 pub mod runner;
@@ -23,5 +24,6 @@ pub use message::Message;
 pub use metrics::{JobMetrics, OperatorMetrics};
 pub use runner::{Job, JobHandle, JobState, StopHandle};
 
-/// How many messages (batches or watermarks) one channel holds before its sender waits.
-pub const CHANNEL_CAPACITY: usize = 8;
+/// How many messages one channel holds before its sender waits: about 8 batches, each
+/// preceded by its (tiny) [`Message::Origin`].
+pub const CHANNEL_CAPACITY: usize = 16;

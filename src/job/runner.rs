@@ -154,6 +154,7 @@ impl Job {
                 .and_then(|c| c.restored())
                 .and_then(|r| r.take("sink")),
         };
+        let job_metrics = metrics.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             // Operators that wait for the final checkpoint learn here that none comes
             // after, however the sink ended (a guard: a panic too).
@@ -166,7 +167,7 @@ impl Job {
                 }
             }
             let _done = Done(sink_ctx.checkpointer.clone());
-            run_sink(sink, rx, sink_metrics, sink_ctx)
+            run_sink(sink, rx, sink_metrics, job_metrics, sink_ctx)
         }));
         let done = Arc::new(AtomicBool::new(false));
         if let (Some(cp), Some(every)) = (&checkpointer, checkpoint.interval) {

@@ -154,6 +154,10 @@ pub trait Operator: Send {
                 out.push(Message::End);
                 Ok(())
             }
+            Message::Origin(t) => {
+                out.push(Message::Origin(t));
+                Ok(())
+            }
         }
     }
 }
@@ -466,7 +470,11 @@ pub async fn run_task(
     let mut last_seen = vec![Instant::now(); n];
     let mut emitted = i64::MIN;
     let mut out = Vec::with_capacity(4);
+    // End-to-end latency: the origin each input announced last, and the one last sent on.
+    let mut origins: Vec<Option<Instant>> = vec![None; n];
+    let mut sent_origin: Option<Instant> = None;
     while let Some(next) = inputs.next(tick).await {
+        let busy_from = Instant::now();
         if notices && let Some(cp) = &checkpoint {
             let c = cp.checkpointer.completed_id();
             if c > notified {
@@ -476,10 +484,20 @@ pub async fn run_task(
         }
         let mut aligned = None;
         let rise;
+        // What caused the output of this step: the origin of the input that sent the
+        // message, or, for a tick (an input gone idle), the tick itself.
+        let cause = match &next {
+            Some((i, _)) => origins[*i],
+            None => Some(busy_from),
+        };
         match next {
             // A tick: an input may have gone idle.
             None => rise = true,
             Some((i, msg)) => match msg {
+                Message::Origin(t) => {
+                    origins[i] = Some(t);
+                    rise = false;
+                }
                 Message::Batch(b) => {
                     last_seen[i] = Instant::now();
                     metrics.add_in(b.num_rows());
@@ -528,11 +546,21 @@ pub async fn run_task(
                 op.save(cp, None)?;
             }
         }
+        metrics.add_busy(busy_from.elapsed());
+        if cause != sent_origin
+            && let Some(t) = cause
+            && out
+                .iter()
+                .any(|m| matches!(m, Message::Batch(_) | Message::Watermark(_)))
+        {
+            sent_origin = cause;
+            out.insert(0, Message::Origin(t));
+        }
         for m in out.drain(..) {
             if let Message::Batch(b) = &m {
                 metrics.add_out(b.num_rows());
             }
-            if tx.send(m).await.is_err() {
+            if !send(&tx, m, &metrics).await {
                 return Ok(());
             }
         }
@@ -558,6 +586,22 @@ pub async fn run_task(
     }
     // An input went away without End: it failed, and its error is reported there.
     Ok(())
+}
+
+/// Sends `m` on, counting the time spent waiting for room as backpressure. False when the
+/// receiver has gone.
+async fn send(tx: &Sender<Message>, m: Message, metrics: &OperatorMetrics) -> bool {
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.try_send(m) {
+        Ok(()) => true,
+        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Full(m)) => {
+            let from = std::time::Instant::now();
+            let ok = tx.send(m).await.is_ok();
+            metrics.add_backpressured(from.elapsed());
+            ok
+        }
+    }
 }
 
 /// The end of a task whose operators commit output of their own: waits for the job's sink

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::Receiver;
 
 use crate::checkpoint::Checkpointer;
 use crate::error::{Result, WeirError};
-use crate::job::{Message, OperatorMetrics};
+use crate::job::{JobMetrics, Message, OperatorMetrics};
 
 /// What a sink learns when its job starts (see [`Sink::open`]).
 pub struct SinkContext {
@@ -99,12 +99,16 @@ pub trait Sink: Send {
 /// Drains `rx` into `sink`. A broken pipe on the terminal ends the query quietly (the
 /// reader went away, as with `weir run q.sql | head`). With checkpoints, a barrier
 /// completes its checkpoint here (see [`Sink`]), and the end of the input takes a final one.
+/// Each batch written records its rows' end-to-end latency in `job` (from the last
+/// [`Message::Origin`] to the end of the write).
 pub fn run_sink(
     mut sink: Box<dyn Sink>,
     mut rx: Receiver<Message>,
     metrics: Arc<OperatorMetrics>,
+    job: Arc<JobMetrics>,
     ctx: SinkContext,
 ) -> Result<()> {
+    let mut origin: Option<std::time::Instant> = None;
     sink.open(&ctx)?;
     let checkpointer = ctx.checkpointer;
     let tick = sink.tick();
@@ -127,11 +131,21 @@ pub fn run_sink(
         let r = match msg {
             Message::Batch(b) => {
                 metrics.add_in(b.num_rows());
+                let from = std::time::Instant::now();
                 let r = sink.write(&b);
+                let now = std::time::Instant::now();
+                metrics.add_busy(now - from);
                 if r.is_ok() {
                     metrics.add_out(b.num_rows());
+                    if let Some(t) = origin {
+                        job.record_latency(now.saturating_duration_since(t), b.num_rows());
+                    }
                 }
                 r
+            }
+            Message::Origin(t) => {
+                origin = Some(t);
+                Ok(())
             }
             Message::Watermark(w) => sink.on_watermark(w),
             Message::Barrier(id) => match &checkpointer {

@@ -199,6 +199,8 @@ impl SourceContext {
         let messages = self.stage.apply(batch)?;
         self.metrics.add_in(rows);
         self.metrics.add_out(rows);
+        // What follows was caused by this batch (see `Message::Origin`).
+        self.send(Message::Origin(std::time::Instant::now()));
         for m in messages {
             if let Message::Watermark(w) = m {
                 self.job.observe_watermark(w);
@@ -214,9 +216,22 @@ impl SourceContext {
         Ok(!self.should_stop())
     }
 
+    /// Sends `m`, blocking while the channel is full (that time counts as backpressure).
     fn send(&mut self, m: Message) {
-        if !self.closed && self.tx.blocking_send(m).is_err() {
-            self.closed = true;
+        use tokio::sync::mpsc::error::TrySendError;
+        if self.closed {
+            return;
+        }
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => self.closed = true,
+            Err(TrySendError::Full(m)) => {
+                let from = std::time::Instant::now();
+                if self.tx.blocking_send(m).is_err() {
+                    self.closed = true;
+                }
+                self.metrics.add_backpressured(from.elapsed());
+            }
         }
     }
 
@@ -242,6 +257,7 @@ impl SourceContext {
     pub fn partition_ended(&mut self, partition: usize) {
         if let Some(w) = self.stage.partition_ended(partition) {
             self.job.observe_watermark(w);
+            self.send(Message::Origin(std::time::Instant::now()));
             self.send(Message::Watermark(w));
         }
     }
@@ -279,6 +295,7 @@ impl SourceContext {
     pub fn end(&mut self, exhausted: bool) {
         if exhausted {
             self.job.observe_watermark(i64::MAX);
+            self.send(Message::Origin(std::time::Instant::now()));
             self.send(Message::Watermark(i64::MAX));
         }
         self.send(Message::End);

@@ -1,11 +1,16 @@
 //! The `stdin` source: JSON-lines or CSV records from standard input, until it closes.
 //!
-//! A reader thread feeds lines through a small channel so that a quiet pipe still delivers
-//! what it has: a batch goes out when it is full or when no line came for 100 ms.
+//! A reader thread feeds lines through a small channel so that a slow or quiet pipe still
+//! delivers what it has: a batch goes out when it is full or when its first line has
+//! waited 100 ms (a linger, as Kafka producers' `linger.ms`), whichever comes first. A
+//! steady trickle of lines therefore waits at most 100 ms, never until a batch fills.
 
 use std::io::BufRead;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a line waits for more to batch with.
+const LINGER: Duration = Duration::from_millis(100);
 
 use super::{Source, SourceContext};
 use crate::error::{Result, WeirError};
@@ -55,8 +60,11 @@ impl Source for StdinSource {
         let mut first_line = 1;
         let mut line_no = 0;
         let mut skip_header = self.decoder.header;
+        // When the oldest line of the batch being filled came.
+        let mut oldest: Option<Instant> = None;
         loop {
-            let (flush, done) = match rx.recv_timeout(Duration::from_millis(100)) {
+            let wait = oldest.map_or(LINGER, |t| LINGER.saturating_sub(t.elapsed()));
+            let (flush, done) = match rx.recv_timeout(wait) {
                 Ok(Ok(l)) => {
                     line_no += 1;
                     if skip_header {
@@ -65,7 +73,11 @@ impl Source for StdinSource {
                         continue;
                     }
                     lines.push(l.trim_end_matches(['\n', '\r']).to_string());
-                    (lines.len() >= self.batch_size, false)
+                    let first = *oldest.get_or_insert_with(Instant::now);
+                    (
+                        lines.len() >= self.batch_size || first.elapsed() >= LINGER,
+                        false,
+                    )
                 }
                 Ok(Err(e)) => return Err(WeirError::external(format!("cannot read stdin: {e}"))),
                 Err(RecvTimeoutError::Timeout) => (!lines.is_empty(), false),
@@ -77,6 +89,7 @@ impl Source for StdinSource {
                     ctx.bad_record();
                 }
                 lines.clear();
+                oldest = None;
                 first_line = line_no + 1;
                 if let Some(b) = d.batch
                     && !ctx.emit(b)?
