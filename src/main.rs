@@ -24,6 +24,25 @@ struct Cli {
     /// statements from a pipe otherwise.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// What to log on stderr: error, warn, info, debug or trace, or a filter such as
+    /// `warn,weir::job=info` (tracing's EnvFilter syntax; `WEIR_LOG` overrides it). The
+    /// default logs warnings and `weir run`'s progress lines.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILTER",
+        default_value = "warn,weir::progress=info"
+    )]
+    log_level: String,
+    /// Log lines as text, or as JSON objects (one per line) for a log collector.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -145,14 +164,25 @@ fn bench(suite: BenchSuite) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,weir::progress=info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = match tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG") {
+        Ok(f) => f,
+        Err(_) => match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: --log-level '{}': {e}", cli.log_level);
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -623,8 +623,13 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     )
     .expect("write");
     // The sink is a pipe this test reads at ~1000 rows/s, a few % of what the topic gives.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "--quiet"])
+        .args(["run", "--quiet", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .arg(&script)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -651,10 +656,18 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
         })
     };
     let mut samples = vec![];
-    for _ in 0..30 {
+    let mut exposition = String::new();
+    for second in 0..30 {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(m) = memory_of(pid) {
             samples.push(m);
+        }
+        if second == 20 {
+            exposition = ureq::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .call()
+                .ok()
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .unwrap_or_default();
         }
     }
     let _ = child.kill();
@@ -672,6 +685,35 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     // the channels and librdkafka's 16 MiB queue are full (within ~10 s, even on a busy
     // machine): from the 15th second to the 30th it stays flat.
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
+    // The metrics say why: the consumer is far behind the topic (its lag, per partition,
+    // from librdkafka's statistics) and the source spends its time waiting for room
+    // downstream (backpressured), after 20 s of a sink that takes a few % of the input.
+    let value = |line: &str| {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let lag: f64 = exposition
+        .lines()
+        .filter(|l| l.starts_with("weir_kafka_consumer_lag{"))
+        .map(value)
+        .sum();
+    let partitions = exposition
+        .lines()
+        .filter(|l| l.starts_with("weir_kafka_consumer_lag{"))
+        .count();
+    assert_eq!(partitions, 4, "{exposition}");
+    assert!(lag > 500_000.0, "consumer lag {lag}: {exposition}");
+    let waited: f64 = exposition
+        .lines()
+        .filter(|l| {
+            l.starts_with("weir_operator_backpressured_seconds_total{")
+                && l.contains(r#"operator="source "#)
+        })
+        .map(value)
+        .sum();
+    assert!(waited > 10.0, "the source waited {waited} s: {exposition}");
     assert!(
         late < early + 24 * 1024,
         "RSS grew from {early} KiB to {late} KiB"

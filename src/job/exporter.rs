@@ -247,6 +247,11 @@ impl Collector for Jobs {
             "Time since the job started.",
             Some(Unit::Seconds),
         );
+        let mut kafka_lag = Family::new(
+            "weir_kafka_consumer_lag",
+            "A Kafka source partition's high-water offset minus the source's position, messages (librdkafka's statistics, every second).",
+            None,
+        );
         let mut cp_done = Family::new(
             "weir_job_checkpoints_completed",
             "Checkpoints completed in this run.",
@@ -298,6 +303,13 @@ impl Collector for Jobs {
                 wm.rows.push((job.clone(), w as f64 / 1000.0));
                 lag.rows.push((job.clone(), (now_ms - w) as f64 / 1000.0));
             }
+            for (table, topic, partition, lag) in e.metrics.consumer_lags() {
+                let mut l = job.clone();
+                l.push(("table", table));
+                l.push(("topic", topic));
+                l.push(("partition", partition.to_string()));
+                kafka_lag.rows.push((l, lag as f64));
+            }
             uptime
                 .rows
                 .push((job.clone(), e.metrics.started.elapsed().as_secs_f64()));
@@ -315,7 +327,7 @@ impl Collector for Jobs {
         ] {
             counters(&mut enc, f)?;
         }
-        for f in [wm, lag, uptime, cp_dur, cp_size] {
+        for f in [wm, lag, kafka_lag, uptime, cp_dur, cp_size] {
             gauges(&mut enc, f)?;
         }
         // End-to-end latency, a histogram per job with fixed buckets, from the HDR

@@ -66,6 +66,9 @@ pub struct JobMetrics {
     /// watermark fired it) to the moment the sink wrote it. 1 µs to 1 h, 3 significant
     /// digits.
     latency: Mutex<Histogram<u64>>,
+    /// Kafka sources' consumer lag, messages: (table, topic, partition) → high-water offset
+    /// minus position, as librdkafka's statistics last reported it (every second).
+    consumer_lag: Mutex<std::collections::BTreeMap<(String, String, i32), i64>>,
 }
 
 /// Percentiles of [`JobMetrics::latency`], µs.
@@ -91,6 +94,7 @@ impl Default for JobMetrics {
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             latency: Mutex::new(new_latency_histogram()),
+            consumer_lag: Mutex::new(Default::default()),
         }
     }
 }
@@ -130,6 +134,25 @@ impl JobMetrics {
 
     pub fn observe_watermark(&self, wm: i64) {
         self.watermark.fetch_max(wm, Ordering::Relaxed);
+    }
+
+    /// Notes a Kafka partition's consumer lag (messages).
+    pub fn set_consumer_lag(&self, table: &str, topic: &str, partition: i32, lag: i64) {
+        if let Ok(mut m) = self.consumer_lag.lock() {
+            m.insert((table.to_string(), topic.to_string(), partition), lag);
+        }
+    }
+
+    /// Every Kafka partition's last known consumer lag: (table, topic, partition, messages).
+    pub fn consumer_lags(&self) -> Vec<(String, String, i32, i64)> {
+        self.consumer_lag
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((t, topic, p), l)| (t.clone(), topic.clone(), *p, *l))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Records that `rows` rows were written `latency` after the batch that made them

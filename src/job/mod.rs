@@ -24,6 +24,6 @@ pub use message::Message;
 pub use metrics::{JobMetrics, OperatorMetrics};
 pub use runner::{Job, JobHandle, JobState, StopHandle};
 
-/// How many messages one channel holds before its sender waits: about 8 batches, each
-/// preceded by its (tiny) [`Message::Origin`].
-pub const CHANNEL_CAPACITY: usize = 16;
+/// How many messages one channel holds before its sender waits. A batch is often preceded
+/// by its (tiny) [`Message::Origin`], so between 4 and 8 batches.
+pub const CHANNEL_CAPACITY: usize = 8;

@@ -189,6 +189,9 @@ impl Job {
         }
         let stop2 = stop.clone();
         let release = checkpointer.clone();
+        let job_name = checkpoint.job.clone();
+        let job_metrics = metrics.clone();
+        tracing::info!(target: "weir::job", job = %job_name, job_id = id, "job started");
         let handle = tokio::spawn(async move {
             let mut first_err: Option<WeirError> = None;
             for t in tasks {
@@ -214,6 +217,19 @@ impl Job {
             done.store(true, Ordering::Relaxed);
             if let Some(cp) = &release {
                 cp.release();
+            }
+            let secs = job_metrics.started.elapsed().as_secs_f64();
+            let l = job_metrics.latency();
+            match &first_err {
+                Some(e) => tracing::error!(
+                    target: "weir::job", job = %job_name, job_id = id, seconds = secs,
+                    error = %e.render(None, None), "job failed"
+                ),
+                None => tracing::info!(
+                    target: "weir::job", job = %job_name, job_id = id, seconds = secs,
+                    stopped = stop2.load(Ordering::Relaxed),
+                    latency_p50_us = l.p50, latency_p99_us = l.p99, "job ended"
+                ),
             }
             match first_err {
                 Some(e) => Err(e),

@@ -514,6 +514,15 @@ impl PartitionedSink {
         self.pending_success = later;
         let due: Vec<(u64, PathBuf, PathBuf)> = due;
         let due_success: Vec<(u64, PathBuf)> = due_success;
+        if !due.is_empty() {
+            tracing::info!(
+                target: "weir::sink",
+                path = %self.base.display(),
+                checkpoint,
+                files = due.len(),
+                "files committed"
+            );
+        }
         for (_, tmp, target) in due {
             match std::fs::rename(&tmp, &target) {
                 Ok(()) => {}

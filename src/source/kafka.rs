@@ -108,6 +108,8 @@ struct MetaColumn {
 }
 
 pub struct KafkaSource {
+    /// The source table's name (a label of the consumer-lag metric).
+    table: String,
     config: ClientConfig,
     servers: String,
     topics: Topics,
@@ -341,6 +343,11 @@ impl KafkaSource {
         {
             config.set("queued.max.messages.kbytes", "16384");
         }
+        // librdkafka's statistics carry each partition's high-water offset and position:
+        // their difference is exported as `weir_kafka_consumer_lag`.
+        if options.get("properties.statistics.interval.ms").is_none() {
+            config.set("statistics.interval.ms", "1000");
+        }
         let connect_timeout = match options.get("properties.socket.connection.setup.timeout.ms") {
             Some(v) => Duration::from_millis(v.parse().map_err(|_| {
                 WeirError::sql(
@@ -354,6 +361,7 @@ impl KafkaSource {
             .duration_opt("scan.watermark.idle-timeout")?
             .filter(|d| !d.is_zero());
         Ok(KafkaSource {
+            table: table.to_string(),
             config,
             servers,
             topics,
@@ -406,13 +414,39 @@ enum Change {
 }
 
 /// The consumer's context: records rebalances for the read loop and, before partitions
-/// are taken away, commits the positions reached in them.
+/// are taken away, commits the positions reached in them; keeps the consumer lag that
+/// librdkafka's statistics report, per partition, in the job's metrics.
 #[derive(Default)]
 struct GroupContext {
     changes: Mutex<Vec<Change>>,
+    /// The job's metrics and the source table's name, for the consumer lag.
+    lag: Option<(Arc<crate::job::JobMetrics>, String)>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some((job, table)) = &self.lag else {
+            return;
+        };
+        for (topic, t) in &statistics.topics {
+            for (p, s) in &t.partitions {
+                // Partition -1 is librdkafka's internal unassigned one. The position is the offset the source consumes next (librdkafka's
+                // `app_offset`); its own `consumer_lag` counts from the committed offset,
+                // which a checkpointing or not-yet-committing source does not keep
+                // current. Before the source's first message of a partition, the fetch
+                // position stands in (its start, until librdkafka prefetches).
+                let position = if s.app_offset >= 0 {
+                    s.app_offset
+                } else {
+                    s.next_offset
+                };
+                if *p >= 0 && s.hi_offset >= 0 && position >= 0 {
+                    job.set_consumer_lag(table, topic, *p, (s.hi_offset - position).max(0));
+                }
+            }
+        }
+    }
+}
 
 fn members(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
@@ -809,7 +843,10 @@ impl Source for KafkaSource {
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
         let consumer: BaseConsumer<GroupContext> = self
             .config
-            .create_with_context(GroupContext::default())
+            .create_with_context(GroupContext {
+                lag: Some((ctx.job_metrics(), self.table.clone())),
+                ..GroupContext::default()
+            })
             .map_err(|e| kafka_err("cannot create a consumer", e))?;
         let topics = self.resolve(&consumer)?;
         let checkpointing = ctx.checkpointing();
@@ -957,6 +994,14 @@ impl Source for KafkaSource {
                     .is_some_and(|t| part.last_message.elapsed() >= t);
                 if (bounded && part.finished()) || idle {
                     part.released = true;
+                    if idle && !(bounded && part.finished()) {
+                        tracing::info!(
+                            target: "weir::source",
+                            topic = %part.topic,
+                            partition = part.partition,
+                            "partition idle: it no longer holds the watermark back"
+                        );
+                    }
                     ctx.partition_ended(part.index);
                 }
             }

@@ -184,6 +184,12 @@ impl SourceContext {
         Ok(())
     }
 
+    /// The job's metrics (a source that measures more, such as Kafka's consumer lag, keeps
+    /// it there).
+    pub fn job_metrics(&self) -> Arc<JobMetrics> {
+        self.job.clone()
+    }
+
     /// True when the job was asked to stop or nobody reads the output any more.
     pub fn should_stop(&self) -> bool {
         self.closed || self.stop.load(Ordering::Relaxed)
