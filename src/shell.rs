@@ -408,6 +408,7 @@ impl Shell {
                     Field::new("batches out", DataType::UInt64, false),
                     Field::new("busy", DataType::Utf8, false),
                     Field::new("backpressured", DataType::Utf8, false),
+                    Field::new("state", DataType::Utf8, false),
                 ])),
                 vec![
                     Arc::new(UInt64Array::from_iter_values(0..ops.len() as u64)),
@@ -439,6 +440,12 @@ impl Shell {
                     Arc::new(StringArray::from_iter_values(
                         ops.iter().map(|o| pct(load(&o.backpressured_ns))),
                     )),
+                    Arc::new(StringArray::from_iter_values(ops.iter().map(
+                        |o| match o.state() {
+                            Some((rows, bytes)) => format!("{rows} rows, {bytes} bytes"),
+                            None => "-".to_string(),
+                        },
+                    ))),
                 ],
             );
             println!("job {} ({:.1} s): {}", j.id, secs, one_line(&j.name));

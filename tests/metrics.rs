@@ -172,6 +172,13 @@ fn prometheus_scrapes_rows_watermark_and_latency_of_a_running_job() {
     // A window fires as the batch carrying its watermark goes through: the time to pass
     // one batch through the job, well under a 100 ms batch interval, never zero.
     assert!(p50 > 0.0 && p50 < 0.1, "p50 end-to-end latency {p50} s");
+    // The window aggregate's state: its open slice's group and COUNT accumulator.
+    let state = query(
+        prom_port,
+        r#"weir_operator_state_bytes{operator=~".*window aggregate.*"}"#,
+    )
+    .expect("the window aggregate's state size");
+    assert!(state > 0.0, "state bytes {state}");
     let watermark = query(prom_port, "weir_job_watermark_seconds").expect("watermark");
     let source_rows = query(
         prom_port,

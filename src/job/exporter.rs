@@ -222,6 +222,16 @@ impl Collector for Jobs {
             "Time an operator waited for room in its output channel (rate(): Flink's backPressuredTimeMsPerSecond / 1000).",
             Some(Unit::Seconds),
         );
+        let mut state_rows = Family::new(
+            "weir_operator_state_rows",
+            "Rows of state a stateful operator keeps (groups, kept join rows), sampled every 250 ms.",
+            None,
+        );
+        let mut state_bytes = Family::new(
+            "weir_operator_state",
+            "Bytes of state a stateful operator keeps, as Arrow and DataFusion account them, sampled every 250 ms.",
+            Some(Unit::Bytes),
+        );
         let mut late = Family::new(
             "weir_job_late_records",
             "Rows that came after all their windows had fired.",
@@ -288,6 +298,10 @@ impl Collector for Jobs {
                 if !o.name.starts_with("source") {
                     busy.rows.push((l.clone(), get(&o.busy_ns) / 1e9));
                 }
+                if let Some((rows, bytes)) = o.state() {
+                    state_rows.rows.push((l.clone(), rows as f64));
+                    state_bytes.rows.push((l.clone(), bytes as f64));
+                }
                 bp.rows.push((l, get(&o.backpressured_ns) / 1e9));
             }
             late.rows.push((
@@ -327,7 +341,16 @@ impl Collector for Jobs {
         ] {
             counters(&mut enc, f)?;
         }
-        for f in [wm, lag, kafka_lag, uptime, cp_dur, cp_size] {
+        for f in [
+            wm,
+            lag,
+            kafka_lag,
+            state_rows,
+            state_bytes,
+            uptime,
+            cp_dur,
+            cp_size,
+        ] {
             gauges(&mut enc, f)?;
         }
         // End-to-end latency, a histogram per job with fixed buckets, from the HDR

@@ -24,6 +24,10 @@ pub struct OperatorMetrics {
     /// Time spent waiting for room in the output channel, ns: the task was ready but its
     /// consumer was not (Flink's `backPressuredTimeMsPerSecond`, as a total).
     pub backpressured_ns: AtomicU64,
+    /// The state a stateful task keeps, sampled a few times a second: rows (groups, kept
+    /// join rows) and bytes; `u64::MAX` rows for a task that reports none.
+    pub state_rows: AtomicU64,
+    pub state_bytes: AtomicU64,
 }
 
 impl OperatorMetrics {
@@ -34,6 +38,15 @@ impl OperatorMetrics {
     pub fn add_out(&self, n: usize) {
         self.rows_out.fetch_add(n as u64, Ordering::Relaxed);
         self.batches_out.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn set_state(&self, rows: u64, bytes: u64) {
+        self.state_rows.store(rows, Ordering::Relaxed);
+        self.state_bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// The last sampled state size, `(rows, bytes)`, if the task reports one.
+    pub fn state(&self) -> Option<(u64, u64)> {
+        let rows = self.state_rows.load(Ordering::Relaxed);
+        (rows != u64::MAX).then(|| (rows, self.state_bytes.load(Ordering::Relaxed)))
     }
     pub fn add_busy(&self, d: Duration) {
         self.busy_ns
@@ -114,6 +127,8 @@ impl JobMetrics {
             batches_out: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             backpressured_ns: AtomicU64::new(0),
+            state_rows: AtomicU64::new(u64::MAX),
+            state_bytes: AtomicU64::new(0),
         });
         if let Ok(mut ops) = self.operators.lock() {
             ops.push(m.clone());

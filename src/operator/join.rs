@@ -845,6 +845,24 @@ impl StreamJoin {
 /// loop ([`super::run_task`]) merges the two watermarks (an input that has ended no longer
 /// holds it back, nor does one silent for its idle timeout) and aligns barriers.
 impl super::Operator for StreamJoin {
+    /// Rows kept on both sides (segments and open windows) and their batches' bytes, with
+    /// the encoded keys and hash index of each segment.
+    fn state_size(&self) -> Option<(u64, u64)> {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for s in self.kept.iter().flatten() {
+            rows += s.batch.num_rows() as u64;
+            bytes += (s.batch.get_array_memory_size()
+                + s.rows.size()
+                + s.head.capacity() * 16
+                + s.next.capacity() * 4) as u64;
+        }
+        for b in self.windows.values().flatten().flatten() {
+            rows += b.num_rows() as u64;
+            bytes += b.get_array_memory_size() as u64;
+        }
+        Some((rows, bytes))
+    }
+
     fn name(&self) -> String {
         StreamJoin::name(self)
     }

@@ -140,6 +140,14 @@ pub trait Operator: Send {
         false
     }
 
+    /// The state the operator keeps now, for metrics: `(rows, bytes)` — rows in its
+    /// own terms (groups, kept join rows), bytes as Arrow and DataFusion account their
+    /// buffers. None for an operator that keeps no state or does not measure it. Called
+    /// a few times a second, so it must not walk every row.
+    fn state_size(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Dispatches one message.
     fn handle(&mut self, msg: Message, out: &mut Vec<Message>) -> Result<()> {
         match msg {
@@ -348,6 +356,13 @@ impl Operator for Chain {
         self.ops.iter().any(|o| o.awaits_final_checkpoint())
     }
 
+    fn state_size(&self) -> Option<(u64, u64)> {
+        self.ops
+            .iter()
+            .filter_map(|o| o.state_size())
+            .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     fn close(&mut self, completed: u64) -> Result<()> {
         self.ops.iter_mut().try_for_each(|o| o.close(completed))
     }
@@ -473,8 +488,16 @@ pub async fn run_task(
     // End-to-end latency: the origin each input announced last, and the one last sent on.
     let mut origins: Vec<Option<Instant>> = vec![None; n];
     let mut sent_origin: Option<Instant> = None;
+    // State size is sampled a few times a second (it sums over slices or segments).
+    let mut state_sampled = Instant::now();
     while let Some(next) = inputs.next(tick).await {
         let busy_from = Instant::now();
+        if busy_from.duration_since(state_sampled) >= std::time::Duration::from_millis(250) {
+            state_sampled = busy_from;
+            if let Some((rows, bytes)) = op.state_size() {
+                metrics.set_state(rows, bytes);
+            }
+        }
         if notices && let Some(cp) = &checkpoint {
             let c = cp.checkpointer.completed_id();
             if c > notified {

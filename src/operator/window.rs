@@ -1049,6 +1049,31 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
+    /// Groups per slice (or window) summed over the slices kept, and their keys' and
+    /// accumulators' bytes (live slices) or arrays' (frozen ones).
+    fn state_size(&self) -> Option<(u64, u64)> {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for s in self.slices.values() {
+            match s {
+                SliceState::Live { groups, accs } => {
+                    rows += groups.len as u64;
+                    bytes += groups.values.as_ref().map_or(0, |v| v.size()) as u64;
+                    bytes += accs.iter().map(|a| a.size() as u64).sum::<u64>();
+                }
+                SliceState::Frozen(f) => {
+                    rows += f.len as u64;
+                    bytes += f
+                        .keys
+                        .iter()
+                        .chain(f.states.iter().flatten())
+                        .map(|a| a.get_array_memory_size() as u64)
+                        .sum::<u64>();
+                }
+            }
+        }
+        Some((rows, bytes))
+    }
+
     fn signature(&self) -> String {
         format!(
             "{} [keys: {}] [{}]",
