@@ -180,7 +180,7 @@ impl Operator for GroupAggregateOperator {
             n += 1;
             bytes += (g.key.len() + g.accs.iter().map(|a| a.size()).sum::<usize>()) as u64;
         }
-        let per = if n == 0 { 0 } else { bytes / n };
+        let per = bytes.checked_div(n).unwrap_or(0);
         Some((rows, per * rows))
     }
 
