@@ -524,10 +524,10 @@ impl ProgressLines {
     }
 
     /// Prints a line on stderr above the live lines.
-    fn say(&self, line: &str) {
+    fn say(&self, text: &str) {
         match &self.bars {
-            Some(b) => b.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
+            Some(b) => b.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
         }
     }
 
@@ -579,19 +579,22 @@ async fn wait_for_jobs(
                     Ok(()) => {
                         if !quiet {
                             let secs = metrics.started.elapsed().as_secs_f64();
-                            eprintln!(
+                            progress.say(&format!(
                                 "[INFO] Job {id} {} after {secs:.2}s: {}\n{}{}",
                                 if stopped { "stopped" } else { "finished" },
                                 one_line(&name),
                                 metrics.report(),
                                 checkpoints.map(|c| format!("  {c}\n")).unwrap_or_default()
-                            );
+                            ));
                         }
                     }
                     Err(e) => {
                         failed = true;
-                        eprintln!("Job {id} failed: {}", one_line(&name));
-                        eprintln!("{}", e.render(None, None));
+                        progress.say(&format!(
+                            "Job {id} failed: {}\n{}",
+                            one_line(&name),
+                            e.render(None, None)
+                        ));
                     }
                 }
             } else {

@@ -64,7 +64,8 @@ pub struct Session {
     /// Where `/metrics` is served (`weir run --metrics-addr`); without it, the setting
     /// `metrics.reporter.prom.port` serves on 127.0.0.1.
     pub metrics_addr: Option<String>,
-    metrics_server: Option<Arc<crate::job::exporter::MetricsServer>>,
+    /// The `/metrics` endpoint and the address it was asked for.
+    metrics_server: Option<(String, Arc<crate::job::exporter::MetricsServer>)>,
 }
 
 impl Default for Session {
@@ -124,26 +125,26 @@ impl Session {
     }
 
     /// The running `/metrics` endpoint, started at the configured address when there is
-    /// one (and restarted when the address changed).
+    /// one. The first address configured stays: a later change of the setting is refused
+    /// while this session runs (its jobs are listed where they were).
     pub fn metrics_server(&mut self) -> Result<Option<Arc<crate::job::exporter::MetricsServer>>> {
         let Some(addr) = self.metrics_address()? else {
             return Ok(None);
         };
-        let same = |s: &crate::job::exporter::MetricsServer| {
-            addr.parse::<std::net::SocketAddr>()
-                .is_ok_and(|a| a == s.addr() || (a.port() == 0 && a.ip() == s.addr().ip()))
-        };
-        if let Some(s) = &self.metrics_server
-            && same(s)
-        {
-            return Ok(Some(s.clone()));
+        if let Some((served, s)) = &self.metrics_server {
+            if *served == addr {
+                return Ok(Some(s.clone()));
+            }
+            return Err(WeirError::user(format!(
+                "metrics are already served at http://{}/metrics ('{served}'); this session cannot move them to '{addr}'",
+                s.addr()
+            )));
         }
-        self.metrics_server = None;
         let s = Arc::new(crate::job::exporter::MetricsServer::start(&addr)?);
         if !self.quiet {
             eprintln!("[INFO] Metrics at http://{}/metrics", s.addr());
         }
-        self.metrics_server = Some(s.clone());
+        self.metrics_server = Some((addr, s.clone()));
         Ok(Some(s))
     }
 
@@ -907,6 +908,7 @@ impl Session {
             rank_limits: Default::default(),
             tables: &self.tables,
             part: format!("q-{}", query_id(&stmt.text)),
+            late_sinks: Default::default(),
         };
         match &stmt.statement {
             Statement::Query(q) => {

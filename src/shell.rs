@@ -409,6 +409,7 @@ impl Shell {
                     Field::new("busy", DataType::Utf8, false),
                     Field::new("backpressured", DataType::Utf8, false),
                     Field::new("state", DataType::Utf8, false),
+                    Field::new("p99 processing", DataType::Utf8, false),
                 ])),
                 vec![
                     Arc::new(UInt64Array::from_iter_values(0..ops.len() as u64)),
@@ -446,6 +447,14 @@ impl Shell {
                             None => "-".to_string(),
                         },
                     ))),
+                    Arc::new(StringArray::from_iter_values(ops.iter().map(|o| {
+                        let (l, _) = o.processing_with_buckets(&[]);
+                        if o.name.starts_with("source") || l.count == 0 {
+                            "-".to_string()
+                        } else {
+                            crate::job::metrics::fmt_us(l.p99)
+                        }
+                    }))),
                 ],
             );
             println!("job {} ({:.1} s): {}", j.id, secs, one_line(&j.name));

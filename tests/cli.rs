@@ -317,6 +317,29 @@ fn a_late_data_sink_that_is_not_a_table_is_an_error_at_its_option() {
     assert!(stderr.contains("1:"), "{stderr}");
 }
 
+/// Two windows of one query sending late rows to one table would write files of the same
+/// names: refused at planning, at the option.
+#[test]
+fn two_windows_sharing_a_late_data_table_are_refused() {
+    let (_dir, f) = script(
+        "late_shared.sql",
+        "CREATE TABLE src (ts TIMESTAMP(3), v INT, WATERMARK FOR ts AS ts) \
+         WITH ('connector' = 'datagen', 'number-of-rows' = '10', 'late-data.sink' = 'late_rows');\n\
+         CREATE TABLE late_rows WITH ('connector' = 'blackhole');\n\
+         SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+         GROUP BY window_start, window_end \
+         UNION ALL \
+         SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '2' SECOND)) \
+         GROUP BY window_start, window_end;\n",
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("'late-data.sink' = 'late_rows' serves two windows of this query"),
+        "{stderr}"
+    );
+}
+
 /// Two event-time sources: `fast` (2 000 rows in a second, 20 s of event time) and `slow` (a
 /// row every half second, three in all, its times in the first window); `slow_opt` adds to
 /// `slow`'s options.

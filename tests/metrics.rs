@@ -172,13 +172,25 @@ fn prometheus_scrapes_rows_watermark_and_latency_of_a_running_job() {
     // A window fires as the batch carrying its watermark goes through: the time to pass
     // one batch through the job, well under a 100 ms batch interval, never zero.
     assert!(p50 > 0.0 && p50 < 0.1, "p50 end-to-end latency {p50} s");
-    // The window aggregate's state: its open slice's group and COUNT accumulator.
+    // The window aggregate's state: its open slice's group and COUNT accumulator (sampled
+    // 4 times a second; right after a window fires it holds nothing, so over 10 s).
     let state = query(
         prom_port,
-        r#"weir_operator_state_bytes{operator=~".*window aggregate.*"}"#,
+        r#"max_over_time(weir_operator_state_bytes{operator=~".*window aggregate.*"}[10s])"#,
     )
     .expect("the window aggregate's state size");
     assert!(state > 0.0, "state bytes {state}");
+    // The window operator's processing latency per batch: a histogram Prometheus can
+    // take a quantile of, and small (a 100-row batch of a COUNT).
+    let p99_processing = query(
+        prom_port,
+        r#"histogram_quantile(0.99, weir_operator_processing_latency_seconds_bucket{operator=~".*window aggregate.*"})"#,
+    )
+    .expect("the window operator's processing latency");
+    assert!(
+        p99_processing > 0.0 && p99_processing < 0.25,
+        "p99 processing {p99_processing} s"
+    );
     let watermark = query(prom_port, "weir_job_watermark_seconds").expect("watermark");
     let source_rows = query(
         prom_port,

@@ -859,14 +859,29 @@ impl Checkpointer {
         self.progress.send_modify(|p| p.sink_done = true);
     }
 
-    /// Waits until the sink has ended, then returns the highest completed checkpoint id: an
-    /// operator that ended before its job's final checkpoint learns whether that checkpoint
-    /// (or a stop's savepoint) completed.
-    pub async fn sink_done(&self) -> u64 {
+    /// Waits until the sink has ended, calling `notify` with each newly completed
+    /// checkpoint id meanwhile (an operator whose input ended commits its output as the
+    /// checkpoints covering it complete, not only at the job's end); then returns the
+    /// highest completed id, so that the operator learns whether the final checkpoint (or a
+    /// stop's savepoint) completed. Errors: those of `notify`.
+    pub async fn sink_done_notifying(
+        &self,
+        mut notify: impl FnMut(u64) -> Result<()>,
+    ) -> Result<u64> {
         let mut rx = self.progress.subscribe();
-        match rx.wait_for(|p| p.sink_done).await {
-            Ok(p) => p.completed,
-            Err(_) => self.completed_id(),
+        let mut seen = 0;
+        loop {
+            let p = *rx.borrow_and_update();
+            if p.completed > seen {
+                seen = p.completed;
+                notify(seen)?;
+            }
+            if p.sink_done {
+                return Ok(p.completed);
+            }
+            if rx.changed().await.is_err() {
+                return Ok(self.completed_id());
+            }
         }
     }
 

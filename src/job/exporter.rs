@@ -31,6 +31,24 @@ pub const LATENCY_BUCKETS_S: [f64; 16] = [
     60.0,
 ];
 
+/// Upper bounds of the processing-latency histogram's buckets, seconds (`le`).
+pub const PROCESSING_BUCKETS_S: [f64; 12] = [
+    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// Each bucket's own count from cumulative counts at `bounds` (the encoder sums them back
+/// into Prometheus's cumulative `le` counts), with `+Inf` taking the rest of `count`.
+fn per_bucket(bounds: &[f64], cumulative: &[u64], count: u64) -> Vec<(f64, u64)> {
+    let mut below = 0;
+    let mut buckets: Vec<(f64, u64)> = vec![];
+    for (bound, c) in bounds.iter().zip(cumulative) {
+        buckets.push((*bound, c.saturating_sub(below)));
+        below = below.max(*c);
+    }
+    buckets.push((f64::INFINITY, count.saturating_sub(below)));
+    buckets
+}
+
 /// A job as the endpoint sees it.
 struct Entry {
     job: String,
@@ -353,6 +371,41 @@ impl Collector for Jobs {
         ] {
             gauges(&mut enc, f)?;
         }
+        // Processing latency per operator (not sources: their work happens outside the run
+        // loop), a histogram with fixed buckets.
+        {
+            let mut m = enc.encode_descriptor(
+                "weir_operator_processing_latency",
+                "Per batch or watermark an operator handled: from taking it to having its output ready (waiting for room downstream not included).",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            let bounds_us: Vec<u64> = PROCESSING_BUCKETS_S
+                .iter()
+                .map(|s| (s * 1e6) as u64)
+                .collect();
+            for e in jobs.iter() {
+                for (i, o) in e.metrics.operators().iter().enumerate() {
+                    if o.name.starts_with("source") {
+                        continue;
+                    }
+                    let labels = vec![
+                        ("job", e.job.clone()),
+                        ("job_id", e.job_id.to_string()),
+                        ("operator_id", i.to_string()),
+                        ("operator", o.name.clone()),
+                    ];
+                    let (l, cumulative) = o.processing_with_buckets(&bounds_us);
+                    let buckets = per_bucket(&PROCESSING_BUCKETS_S, &cumulative, l.count);
+                    m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                        l.sum / 1e6,
+                        l.count,
+                        &buckets,
+                        None,
+                    )?;
+                }
+            }
+        }
         // End-to-end latency, a histogram per job with fixed buckets, from the HDR
         // histogram's counts.
         let mut m = enc.encode_descriptor(
@@ -364,17 +417,8 @@ impl Collector for Jobs {
         let bounds_us: Vec<u64> = LATENCY_BUCKETS_S.iter().map(|s| (s * 1e6) as u64).collect();
         for e in jobs.iter() {
             let job = vec![("job", e.job.clone()), ("job_id", e.job_id.to_string())];
-            let l = e.metrics.latency();
-            // The encoder sums the buckets into Prometheus's cumulative `le` counts: give it
-            // each bucket's own count.
-            let cumulative = e.metrics.latency_buckets(&bounds_us);
-            let mut below = 0;
-            let mut buckets: Vec<(f64, u64)> = vec![];
-            for (bound, c) in LATENCY_BUCKETS_S.iter().zip(cumulative) {
-                buckets.push((*bound, c.saturating_sub(below)));
-                below = below.max(c);
-            }
-            buckets.push((f64::INFINITY, l.count.saturating_sub(below)));
+            let (l, cumulative) = e.metrics.latency_with_buckets(&bounds_us);
+            let buckets = per_bucket(&LATENCY_BUCKETS_S, &cumulative, l.count);
             m.encode_family(&job)?.encode_histogram::<NoLabelSet>(
                 l.sum / 1e6,
                 l.count,

@@ -15,7 +15,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 /// `Origin(t)`: the messages that follow on this channel were caused by the batch a source
 /// emitted at `t` (for rows a watermark fired, the batch that carried that watermark). The
 /// sink measures end-to-end latency from it. Tasks forward it before the output it
-/// caused; operators never see it.
+/// caused; operators never see it. A monotonic clock reading of this process: it is never
+/// saved in a checkpoint.
 #[derive(Debug, Clone)]
 pub enum Message {
     Batch(RecordBatch),

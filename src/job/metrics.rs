@@ -16,8 +16,9 @@ pub struct OperatorMetrics {
     pub name: String,
     pub rows_in: AtomicU64,
     pub rows_out: AtomicU64,
-    /// Batches taken in and sent on.
+    /// Batches taken in.
     pub batches_in: AtomicU64,
+    /// Batches sent on (for the sink: written).
     pub batches_out: AtomicU64,
     /// Time spent processing messages, ns (Flink's `busyTimeMsPerSecond`, as a total).
     pub busy_ns: AtomicU64,
@@ -28,17 +29,24 @@ pub struct OperatorMetrics {
     /// join rows) and bytes; `u64::MAX` rows for a task that reports none.
     pub state_rows: AtomicU64,
     pub state_bytes: AtomicU64,
+    /// Processing latency, µs, one value per batch or watermark handled: from taking the
+    /// message to having its output ready (waiting for room downstream not included).
+    /// 1 µs to 1 h, 2 significant digits.
+    processing: Mutex<Histogram<u64>>,
 }
 
 impl OperatorMetrics {
+    /// Counts a batch of `n` rows taken in.
     pub fn add_in(&self, n: usize) {
         self.rows_in.fetch_add(n as u64, Ordering::Relaxed);
         self.batches_in.fetch_add(1, Ordering::Relaxed);
     }
+    /// Counts a batch of `n` rows sent on.
     pub fn add_out(&self, n: usize) {
         self.rows_out.fetch_add(n as u64, Ordering::Relaxed);
         self.batches_out.fetch_add(1, Ordering::Relaxed);
     }
+    /// Notes the task's state size: `rows` rows, `bytes` bytes.
     pub fn set_state(&self, rows: u64, bytes: u64) {
         self.state_rows.store(rows, Ordering::Relaxed);
         self.state_bytes.store(bytes, Ordering::Relaxed);
@@ -48,10 +56,33 @@ impl OperatorMetrics {
         let rows = self.state_rows.load(Ordering::Relaxed);
         (rows != u64::MAX).then(|| (rows, self.state_bytes.load(Ordering::Relaxed)))
     }
+    /// Records one message's processing latency.
+    pub fn record_processing(&self, d: Duration) {
+        let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
+        if let Ok(mut h) = self.processing.lock() {
+            let _ = h.record(us);
+        }
+    }
+
+    /// The processing latency's percentiles and, under the same lock, how many messages
+    /// took at most each bound (µs).
+    pub fn processing_with_buckets(&self, bounds_us: &[u64]) -> (LatencySummary, Vec<u64>) {
+        let Ok(h) = self.processing.lock() else {
+            return (LatencySummary::default(), vec![0; bounds_us.len()]);
+        };
+        let buckets = bounds_us
+            .iter()
+            .map(|b| h.count_between(0, *b).min(h.len()))
+            .collect();
+        (summary(&h), buckets)
+    }
+
+    /// Adds time spent processing.
     pub fn add_busy(&self, d: Duration) {
         self.busy_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
+    /// Adds time spent waiting for room in the output channel.
     pub fn add_backpressured(&self, d: Duration) {
         self.backpressured_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
@@ -74,6 +105,9 @@ pub struct JobMetrics {
     pub late_rows: AtomicU64,
     /// The highest watermark a source has emitted (ms), `i64::MIN` before the first.
     pub watermark: AtomicI64,
+    /// Late rows not logged yet, and when (ms since the start) the last late-rows line was.
+    late_unlogged: AtomicU64,
+    late_logged_at: AtomicU64,
     /// End-to-end latency, µs, one value per row the sink wrote: from the moment a source
     /// emitted the batch that made the row ready (for a window's row, the batch whose
     /// watermark fired it) to the moment the sink wrote it. 1 µs to 1 h, 3 significant
@@ -89,10 +123,15 @@ pub struct JobMetrics {
 pub struct LatencySummary {
     /// Rows measured.
     pub count: u64,
+    /// Median, µs.
     pub p50: u64,
+    /// 90th percentile, µs.
     pub p90: u64,
+    /// 99th percentile, µs.
     pub p99: u64,
+    /// 99.9th percentile, µs.
     pub p999: u64,
+    /// The largest, µs.
     pub max: u64,
     /// Sum of every row's latency, µs (for Prometheus's `_sum`).
     pub sum: f64,
@@ -106,13 +145,30 @@ impl Default for JobMetrics {
             bad_records: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            late_unlogged: AtomicU64::new(0),
+            late_logged_at: AtomicU64::new(0),
             latency: Mutex::new(new_latency_histogram()),
             consumer_lag: Mutex::new(Default::default()),
         }
     }
 }
 
-/// 1 µs .. 1 h at 3 significant digits: about 30 KB.
+fn summary(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    LatencySummary {
+        count: h.len(),
+        p50: h.value_at_quantile(0.5),
+        p90: h.value_at_quantile(0.9),
+        p99: h.value_at_quantile(0.99),
+        p999: h.value_at_quantile(0.999),
+        max: h.max(),
+        sum: h.mean() * h.len() as f64,
+    }
+}
+
+/// 1 µs .. 1 h at 3 significant digits: about 190 KB per job.
 fn new_latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
 }
@@ -129,6 +185,9 @@ impl JobMetrics {
             backpressured_ns: AtomicU64::new(0),
             state_rows: AtomicU64::new(u64::MAX),
             state_bytes: AtomicU64::new(0),
+            processing: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("constant bounds are valid"),
+            ),
         });
         if let Ok(mut ops) = self.operators.lock() {
             ops.push(m.clone());
@@ -147,6 +206,24 @@ impl JobMetrics {
             .find(|o| o.name.starts_with(prefix))
     }
 
+    /// Counts `n` late rows (dropped, or sent to a late-data sink) and logs them
+    /// (`weir::job`, at most one line per 10 s: how many came since the last line).
+    pub fn add_late(&self, n: u64) {
+        self.late_rows.fetch_add(n, Ordering::Relaxed);
+        self.late_unlogged.fetch_add(n, Ordering::Relaxed);
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.late_logged_at.load(Ordering::Relaxed);
+        if (now.saturating_sub(last) >= 10_000 || last == 0)
+            && self
+                .late_logged_at
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let rows = self.late_unlogged.swap(0, Ordering::Relaxed);
+            tracing::info!(target: "weir::job", late_rows = rows, "late rows");
+        }
+    }
+
     pub fn observe_watermark(&self, wm: i64) {
         self.watermark.fetch_max(wm, Ordering::Relaxed);
     }
@@ -155,6 +232,13 @@ impl JobMetrics {
     pub fn set_consumer_lag(&self, table: &str, topic: &str, partition: i32, lag: i64) {
         if let Ok(mut m) = self.consumer_lag.lock() {
             m.insert((table.to_string(), topic.to_string(), partition), lag);
+        }
+    }
+
+    /// Forgets the consumer lag of table `table`'s partitions (before new statistics).
+    pub fn clear_consumer_lag(&self, table: &str) {
+        if let Ok(mut m) = self.consumer_lag.lock() {
+            m.retain(|(t, _, _), _| t != table);
         }
     }
 
@@ -184,29 +268,23 @@ impl JobMetrics {
 
     /// The end-to-end latency's percentiles so far (all zero before the first row).
     pub fn latency(&self) -> LatencySummary {
-        let Ok(h) = self.latency.lock() else {
-            return LatencySummary::default();
-        };
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            sum: h.mean() * h.len() as f64,
+        match self.latency.lock() {
+            Ok(h) => summary(&h),
+            Err(_) => LatencySummary::default(),
         }
     }
 
-    /// How many rows had a latency at or below each bound (µs), for Prometheus buckets.
-    pub fn latency_buckets(&self, bounds_us: &[u64]) -> Vec<u64> {
+    /// The percentiles and, taken under the same lock (so that they agree), how many rows
+    /// had a latency at or below each bound (µs), for Prometheus buckets.
+    pub fn latency_with_buckets(&self, bounds_us: &[u64]) -> (LatencySummary, Vec<u64>) {
         let Ok(h) = self.latency.lock() else {
-            return vec![0; bounds_us.len()];
+            return (LatencySummary::default(), vec![0; bounds_us.len()]);
         };
-        bounds_us.iter().map(|b| h.count_between(0, *b)).collect()
+        let buckets = bounds_us
+            .iter()
+            .map(|b| h.count_between(0, *b).min(h.len()))
+            .collect();
+        (summary(&h), buckets)
     }
 
     /// A multi-line table of the operators' counters.

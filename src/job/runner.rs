@@ -429,10 +429,14 @@ impl Spawner<'_> {
                     tokio::spawn(async move {
                         for b in batches {
                             m.add_out(b.num_rows());
-                            if tx.send(Message::Batch(b)).await.is_err() {
+                            let origin = Message::Origin(std::time::Instant::now());
+                            if tx.send(origin).await.is_err()
+                                || tx.send(Message::Batch(b)).await.is_err()
+                            {
                                 return Ok(());
                             }
                         }
+                        let _ = tx.send(Message::Origin(std::time::Instant::now())).await;
                         let _ = tx.send(Message::Watermark(i64::MAX)).await;
                         let _ = tx.send(Message::End).await;
                         Ok(())

@@ -33,7 +33,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
@@ -570,7 +569,7 @@ impl StreamJoin {
         if n > 0
             && let Some(j) = &self.job
         {
-            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+            j.add_late(n as u64);
         }
     }
 

@@ -30,6 +30,12 @@ use crate::checkpoint::Checkpointer;
 use crate::error::Result;
 use crate::job::{JobMetrics, Message, OperatorMetrics};
 
+/// One operator of a job. The run loop ([`run_task`]) calls, in order: `restore` (with a
+/// checkpoint), `open`, then per message `process_input_batch` / `input_watermark` /
+/// `process_watermark` / `end_input`, at each barrier `prepare_snapshot` then `snapshot`,
+/// `finish` when every input has ended, and — for an operator that
+/// [`Operator::awaits_final_checkpoint`] — `notify_checkpoint_complete` as checkpoints
+/// complete and `close` once the job's sink has ended.
 pub trait Operator: Send {
     /// A short name for metrics and EXPLAIN, such as `filter` or `project`.
     fn name(&self) -> String;
@@ -513,6 +519,11 @@ pub async fn run_task(
             Some((i, _)) => origins[*i],
             None => Some(busy_from),
         };
+        // Processing latency is kept for batches and watermarks (what does work).
+        let measured = matches!(
+            &next,
+            Some((_, Message::Batch(_))) | Some((_, Message::Watermark(_)))
+        );
         match next {
             // A tick: an input may have gone idle.
             None => rise = true,
@@ -569,7 +580,11 @@ pub async fn run_task(
                 op.save(cp, None)?;
             }
         }
-        metrics.add_busy(busy_from.elapsed());
+        let took = busy_from.elapsed();
+        metrics.add_busy(took);
+        if measured {
+            metrics.record_processing(took);
+        }
         if cause != sent_origin
             && let Some(t) = cause
             && out
@@ -584,7 +599,9 @@ pub async fn run_task(
                 metrics.add_out(b.num_rows());
             }
             if !send(&tx, m, &metrics).await {
-                return Ok(());
+                // Nobody reads on (a LIMIT downstream): output of this task's own still
+                // waits for the checkpoints that cover it.
+                return close(&mut op, &checkpoint, notices).await;
             }
         }
         if let Some(id) = aligned {
@@ -602,7 +619,12 @@ pub async fn run_task(
                 op.save(cp, None)?;
             }
             for m in tail {
-                let _ = tx.send(m).await;
+                if let Message::Batch(b) = &m {
+                    metrics.add_out(b.num_rows());
+                }
+                if !send(&tx, m, &metrics).await {
+                    break;
+                }
             }
             return close(&mut op, &checkpoint, notices).await;
         }
@@ -634,7 +656,10 @@ async fn close(op: &mut Chain, checkpoint: &Option<TaskCheckpoint>, notices: boo
     let Some(cp) = checkpoint.as_ref().filter(|_| notices) else {
         return Ok(());
     };
-    let completed = cp.checkpointer.sink_done().await;
+    let completed = cp
+        .checkpointer
+        .sink_done_notifying(|c| op.notify_checkpoint_complete(c))
+        .await?;
     op.notify_checkpoint_complete(completed)?;
     op.close(completed)
 }

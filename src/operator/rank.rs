@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::{SortColumn, SortOptions, cast, lexsort_to_indices, take};
@@ -226,7 +225,7 @@ impl WindowBufferOperator {
         if let Some(j) = &self.job
             && n > 0
         {
-            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+            j.add_late(n as u64);
         }
     }
 }

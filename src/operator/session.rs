@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, UInt32Array};
 use datafusion::arrow::compute::{cast, filter, take};
@@ -101,7 +100,7 @@ impl SessionAggregateOperator {
 
     fn count_late(&self, n: usize) {
         if let Some(j) = &self.job {
-            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+            j.add_late(n as u64);
         }
     }
 

@@ -21,7 +21,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, TimestampMillisecondArray, UInt32Array,
@@ -174,6 +173,9 @@ pub struct WindowAssignOperator {
     late_state: Option<Vec<RecordBatch>>,
     /// The late sink's pending files in the restored checkpoint, committed at `open`.
     late_restored: Option<Vec<RecordBatch>>,
+    /// The checkpoint the late sink's last files were prepared for at the end of the input:
+    /// the sink completes (success files) only once it has completed.
+    final_prepared: Option<u64>,
     watermark: i64,
     job: Option<Arc<JobMetrics>>,
 }
@@ -189,6 +191,7 @@ impl WindowAssignOperator {
             checkpointer: None,
             late_state: None,
             late_restored: None,
+            final_prepared: None,
             watermark: i64::MIN,
             job: None,
         }
@@ -218,7 +221,7 @@ impl WindowAssignOperator {
         let late_rows = datafusion::arrow::compute::filter_record_batch(&batch, &late)?;
         sink.write(&late_rows)?;
         if let Some(j) = &self.job {
-            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+            j.add_late(n as u64);
         }
         let keep = datafusion::arrow::compute::not(&late)?;
         Ok(datafusion::arrow::compute::filter_record_batch(
@@ -299,12 +302,12 @@ impl Operator for WindowAssignOperator {
     /// After the job's sink has ended: what no completed checkpoint covers is thrown away
     /// (a stopped job's rows after its savepoint, which the next run diverts again); a job
     /// that ran to its end then completes the late sink (its partitions' success files).
-    fn close(&mut self, _completed: u64) -> Result<()> {
+    fn close(&mut self, completed: u64) -> Result<()> {
         let (Some(s), Some(cp)) = (&mut self.late_sink, &self.checkpointer) else {
             return Ok(());
         };
         s.discard()?;
-        if !cp.is_stopping() {
+        if !cp.is_stopping() && self.final_prepared.is_some_and(|f| completed >= f) {
             s.finish()?;
         }
         Ok(())
@@ -330,7 +333,9 @@ impl Operator for WindowAssignOperator {
             None => s.finish(),
             Some(cp) if cp.is_stopping() => Ok(()),
             Some(cp) => {
-                self.late_state = s.pre_commit(cp.next_checkpoint())?;
+                let id = cp.next_checkpoint();
+                self.late_state = s.pre_commit(id)?;
+                self.final_prepared = Some(id);
                 Ok(())
             }
         }
@@ -616,7 +621,7 @@ impl WindowAggregateOperator {
     fn count_late(&mut self, n: usize) {
         self.late += n as u64;
         if let Some(j) = &self.job {
-            j.late_rows.fetch_add(n as u64, Ordering::Relaxed);
+            j.add_late(n as u64);
         }
     }
 

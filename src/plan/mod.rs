@@ -150,6 +150,9 @@ pub struct Planner<'a> {
     pub rank_limits: std::sync::Mutex<Vec<(usize, usize, usize)>>,
     /// The catalog's tables, for `'late-data.sink'`.
     pub tables: &'a std::collections::BTreeMap<String, Arc<TableDef>>,
+    /// Late-data sinks already given to a window of this query: two windows may not share
+    /// one (their files would carry the same names).
+    pub late_sinks: std::sync::Mutex<Vec<String>>,
     /// A name for files this query writes (`<job>-0`).
     pub part: String,
 }
@@ -460,6 +463,18 @@ impl Planner<'_> {
                 "'late-data.sink' works with TUMBLE, HOP and CUMULATE windows, not SESSION yet",
                 pos,
             ));
+        }
+        if let Ok(mut used) = self.late_sinks.lock() {
+            if used.iter().any(|u| u == name) {
+                return Err(WeirError::sql(
+                    format!(
+                        "'late-data.sink' = '{name}' serves two windows of this query; one window per late-data table"
+                    ),
+                    pos,
+                )
+                .with_hint("declare a second late-data table, or a second source table naming it"));
+            }
+            used.push(name.to_string());
         }
         let Some(target) = self.tables.get(name) else {
             return Err(WeirError::sql(

@@ -518,7 +518,7 @@ impl PartitionedSink {
             tracing::info!(
                 target: "weir::sink",
                 path = %self.base.display(),
-                checkpoint,
+                checkpoint = (checkpoint != u64::MAX).then_some(checkpoint),
                 files = due.len(),
                 "files committed"
             );

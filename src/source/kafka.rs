@@ -428,6 +428,9 @@ impl ClientContext for GroupContext {
         let Some((job, table)) = &self.lag else {
             return;
         };
+        // Only the partitions this consumer fetches now: a revoked one's figure would
+        // go stale (and count twice beside the member that took it over).
+        job.clear_consumer_lag(table);
         for (topic, t) in &statistics.topics {
             for (p, s) in &t.partitions {
                 // Partition -1 is librdkafka's internal unassigned one. The position is the offset the source consumes next (librdkafka's
@@ -440,7 +443,7 @@ impl ClientContext for GroupContext {
                 } else {
                     s.next_offset
                 };
-                if *p >= 0 && s.hi_offset >= 0 && position >= 0 {
+                if *p >= 0 && s.fetch_state == "active" && s.hi_offset >= 0 && position >= 0 {
                     job.set_consumer_lag(table, topic, *p, (s.hi_offset - position).max(0));
                 }
             }
