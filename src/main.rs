@@ -451,17 +451,7 @@ impl ProgressLines {
     /// 1.2 s · p99 1.7 ms`.
     fn status(&mut self, j: &Job) -> String {
         let m = &j.metrics;
-        let ops = m.operators();
-        let rows_in: u64 = ops
-            .iter()
-            .filter(|o| o.name.starts_with("source"))
-            .map(|o| o.rows_out())
-            .sum();
-        let rows_out: u64 = ops
-            .iter()
-            .filter(|o| o.name == "sink")
-            .map(|o| o.rows_in())
-            .sum();
+        let (rows_in, rows_out) = m.rows_read_written();
         let now = std::time::Instant::now();
         let (t, i0, o0) = self
             .seen
@@ -472,9 +462,7 @@ impl ProgressLines {
         let (wm, lag) = if wm == i64::MIN || wm == i64::MAX {
             ("-".to_string(), "-".to_string())
         } else {
-            let at = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(wm)
-                .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-                .unwrap_or_default();
+            let at = weir::job::metrics::fmt_watermark(wm);
             let lag = (weir::sql::functions::now_millis() - wm) as f64 / 1000.0;
             (at, format!("{lag:.1} s"))
         };

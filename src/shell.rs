@@ -464,16 +464,7 @@ impl Shell {
             }
             let l = j.metrics.latency();
             if l.count > 0 {
-                use crate::job::metrics::fmt_us;
-                println!(
-                    "end-to-end latency: p50 {}, p90 {}, p99 {}, p99.9 {}, max {} ({} rows)",
-                    fmt_us(l.p50),
-                    fmt_us(l.p90),
-                    fmt_us(l.p99),
-                    fmt_us(l.p999),
-                    fmt_us(l.max),
-                    l.count
-                );
+                println!("end-to-end latency: {l}");
             }
         }
     }
@@ -521,19 +512,9 @@ impl Shell {
                 Some(_) => "RUNNING".to_string(),
                 None => j.status.clone(),
             });
-            let ops = j.metrics.operators();
-            rows_in.push(
-                ops.iter()
-                    .filter(|o| o.name.starts_with("source"))
-                    .map(|o| o.rows_out())
-                    .sum::<u64>(),
-            );
-            rows_out.push(
-                ops.iter()
-                    .filter(|o| o.name == "sink")
-                    .map(|o| o.rows_in())
-                    .sum::<u64>(),
-            );
+            let (read, written) = j.metrics.rows_read_written();
+            rows_in.push(read);
+            rows_out.push(written);
             late.push(
                 j.metrics
                     .late_rows
@@ -549,10 +530,10 @@ impl Shell {
                     "-".to_string(),
                 )
             } else {
-                let ts = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(w)
-                    .map(|d| d.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-                    .unwrap_or_default();
-                (ts, format!("{:.1}s", (now - w) as f64 / 1000.0))
+                (
+                    crate::job::metrics::fmt_watermark(w),
+                    format!("{:.1}s", (now - w) as f64 / 1000.0),
+                )
             };
             wm.push(ws);
             lag.push(ls);

@@ -35,6 +35,14 @@ fn tansu() -> Option<PathBuf> {
     })
 }
 
+/// A free TCP port of 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A broker on a free port of 127.0.0.1, stopped when dropped.
 struct Broker {
     child: Child,
@@ -53,10 +61,7 @@ impl Broker {
             eprintln!("skipped: no tansu broker ($WEIR_TANSU or PATH)");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let dir = tempfile::tempdir().expect("tmp");
         let child = Self::spawn(&bin, port, dir.path());
         Some(Broker {
@@ -562,10 +567,7 @@ async fn a_broker_restarted_mid_stream_is_reconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_at_start_fails_after_a_bounded_retry() {
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = free_port();
     let started = Instant::now();
     let mut s = Session::new();
     let err = tokio::time::timeout(
@@ -623,10 +625,7 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     )
     .expect("write");
     // The sink is a pipe this test reads at ~1000 rows/s, a few % of what the topic gives.
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let metrics_port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "--quiet", "--metrics-addr"])
         .arg(format!("127.0.0.1:{metrics_port}"))
