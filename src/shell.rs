@@ -39,6 +39,8 @@ pub enum Meta {
     Describe(Option<String>),
     Jobs,
     Metrics(Option<u64>),
+    /// `\explain ID`: a running job's plan with live numbers.
+    Explain(u64),
     Stop(u64),
     Format(OutputFormat),
     Timing(bool),
@@ -59,7 +61,11 @@ const META_HELP: &[(&str, &str)] = &[
     ),
     (
         "\\metrics [ID]",
-        "per operator of each job (or job ID): rows, batches, busy and backpressured time, latency (also SHOW METRICS)",
+        "per operator of each job (or job ID): rows, rows/s, late rows, bad records, batches, busy and backpressured time, state, latency (also SHOW METRICS)",
+    ),
+    (
+        "\\explain ID",
+        "a job's plan with each task's live rows, rates, state and latency (also EXPLAIN JOB 'ID')",
     ),
     (
         "\\stop ID",
@@ -87,6 +93,11 @@ impl Meta {
                 .parse()
                 .map(|id| Meta::Metrics(Some(id)))
                 .map_err(|_| format!("\\metrics takes a job id, not '{a}'")),
+            ("\\explain", Some(a)) => a
+                .trim_matches('\'')
+                .parse()
+                .map(Meta::Explain)
+                .map_err(|_| format!("\\explain takes a job id, not '{a}'")),
             ("\\stop", Some(a)) => a
                 .trim_matches('\'')
                 .parse()
@@ -140,6 +151,7 @@ const KEYWORDS: &[&str] = &[
     "SHOW JOBS",
     "SHOW METRICS",
     "STOP JOB",
+    "EXPLAIN JOB",
     "DESCRIBE",
     "EXPLAIN",
     "SET",
@@ -311,6 +323,7 @@ impl Shell {
             }
             Meta::Jobs => self.show_jobs(),
             Meta::Metrics(id) => self.show_metrics(id),
+            Meta::Explain(id) => self.explain_job(id),
             Meta::Stop(id) => self.stop(id).await,
             Meta::Format(f) => {
                 self.format = f;
@@ -376,8 +389,9 @@ impl Shell {
         }
     }
 
-    /// `\metrics [id]`: a table per job of its operators' counters, averaged over the
-    /// job's run so far, then its end-to-end latency.
+    /// `\metrics [id]`: a table per job of its operators' counters, their rates over the
+    /// last 10 s, busy and backpressured time as shares of the job's run so far, then its
+    /// end-to-end latency.
     fn show_metrics(&self, id: Option<u64>) {
         let jobs: Vec<&JobEntry> = self
             .jobs
@@ -397,13 +411,17 @@ impl Shell {
             let load =
                 |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             let pct = |ns: u64| format!("{:.1} %", ns as f64 / 1e9 / secs * 100.0);
+            let rates: Vec<(f64, f64)> = ops.iter().map(|o| o.rates(j.metrics.started)).collect();
             let b = RecordBatch::try_new(
                 Arc::new(Schema::new(vec![
                     Field::new("id", DataType::UInt64, false),
                     Field::new("operator", DataType::Utf8, false),
                     Field::new("rows in", DataType::UInt64, false),
                     Field::new("rows out", DataType::UInt64, false),
+                    Field::new("rows/s in", DataType::UInt64, false),
                     Field::new("rows/s out", DataType::UInt64, false),
+                    Field::new("late rows", DataType::UInt64, false),
+                    Field::new("bad records", DataType::UInt64, false),
                     Field::new("batches in", DataType::UInt64, false),
                     Field::new("batches out", DataType::UInt64, false),
                     Field::new("busy", DataType::Utf8, false),
@@ -423,7 +441,16 @@ impl Shell {
                         ops.iter().map(|o| o.rows_out()),
                     )),
                     Arc::new(UInt64Array::from_iter_values(
-                        ops.iter().map(|o| (o.rows_out() as f64 / secs) as u64),
+                        rates.iter().map(|r| r.0.round() as u64),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        rates.iter().map(|r| r.1.round() as u64),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| load(&o.late_rows)),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        ops.iter().map(|o| load(&o.bad_records)),
                     )),
                     Arc::new(UInt64Array::from_iter_values(
                         ops.iter().map(|o| load(&o.batches_in)),
@@ -466,6 +493,26 @@ impl Shell {
             if l.count > 0 {
                 println!("end-to-end latency: {l}");
             }
+        }
+    }
+
+    /// `EXPLAIN JOB 'id'` / `\explain id`: the job's plan, sink first, each task's live
+    /// numbers beside it (see [`JobMetrics::explain`]).
+    fn explain_job(&self, id: u64) {
+        match self.jobs.iter().find(|j| j.id == id) {
+            None => eprintln!("no job {id}; \\jobs lists them"),
+            Some(j) => match j.metrics.explain() {
+                Some(text) => {
+                    println!(
+                        "job {} ({:.1} s): {}",
+                        j.id,
+                        j.metrics.started.elapsed().as_secs_f64(),
+                        one_line(&j.name)
+                    );
+                    print!("{text}");
+                }
+                None => eprintln!("job {id} has not placed its tasks yet"),
+            },
         }
     }
 
@@ -538,8 +585,7 @@ impl Shell {
             wm.push(ws);
             lag.push(ls);
             names.push(one_line(&j.name));
-            let secs = j.metrics.started.elapsed().as_secs_f64().max(1e-3);
-            rate.push((rows_out.last().copied().unwrap_or(0) as f64 / secs) as u64);
+            rate.push(j.metrics.rates_read_written().1.round() as u64);
             let l = j.metrics.latency();
             p99.push(if l.count > 0 {
                 crate::job::metrics::fmt_us(l.p99)
@@ -597,6 +643,13 @@ impl Shell {
         }
         if upper == "SHOW METRICS" {
             self.show_metrics(None);
+            return Ok(());
+        }
+        if let Some(id) = upper.strip_prefix("EXPLAIN JOB ") {
+            match id.trim().trim_matches('\'').parse() {
+                Ok(id) => self.explain_job(id),
+                Err(_) => eprintln!("EXPLAIN JOB takes a job id: EXPLAIN JOB '3'"),
+            }
             return Ok(());
         }
         if let Some(id) = upper.strip_prefix("STOP JOB ") {

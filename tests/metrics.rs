@@ -346,3 +346,98 @@ fn stderr_of(child: &mut Child) -> (bool, String) {
     let ok = child.wait().is_ok_and(|s| s.success());
     (ok, err)
 }
+
+/// Swallows what it is given.
+struct Discard;
+
+impl weir::sink::Sink for Discard {
+    fn write(&mut self, _batch: &datafusion::arrow::record_batch::RecordBatch) -> weir::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> weir::Result<()> {
+        Ok(())
+    }
+}
+
+/// A running job's plan with live numbers (the shell's `EXPLAIN JOB`): a session window's
+/// open sessions as its state, the source's current rate, and the late rows the session
+/// operator dropped, counted for its task as well as for the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_jobs_plan_shows_its_state_rates_and_late_rows() {
+    let mut s = weir::Session::new();
+    // 16 000 rows at 4 000 a second, event time 1 ms per row, 10 keys. From row 4 000 on,
+    // every row with i % 100 = 99 is 3 s behind and has a key of its own (10), with no
+    // open session it could join: its session would end 2 s before the watermark (which
+    // trails the rows by at most one 500-row batch), so it is late — 120 rows.
+    s.run_collect(
+        "SET 'table.exec.batch-size' = '500';\n\
+         CREATE TABLE src (i BIGINT, \
+           k AS CASE WHEN i % 100 = 99 AND i >= 4000 THEN 10 ELSE i % 10 END, \
+           ts AS TO_TIMESTAMP_LTZ(CASE WHEN i % 100 = 99 AND i >= 4000 THEN i - 3000 ELSE i END, 3), \
+           WATERMARK FOR ts AS ts) \
+         WITH ('connector' = 'datagen', 'rows-per-second' = '4000', \
+           'fields.i.kind' = 'sequence', 'fields.i.start' = '0', 'fields.i.end' = '15999');",
+    )
+    .await
+    .expect("ddl");
+    let stmt = weir::sql::parser::parse_script(
+        "SELECT k, window_start, window_end, COUNT(*) AS n \
+         FROM TABLE(SESSION(TABLE src PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+         GROUP BY k, window_start, window_end",
+    )
+    .expect("parse")
+    .remove(0);
+    let job = s.start_into(&stmt, Box::new(Discard)).await.expect("start");
+    let metrics = job.metrics.clone();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let live = metrics.explain().expect("the plan of a running job");
+    let session_line = task_line(&live, "session window aggregate");
+    // Each key's rows are 10 ms apart in event time: one open session per key.
+    assert!(
+        session_line.contains("state 10 rows"),
+        "ten open sessions:\n{live}"
+    );
+    let source = metrics.operator("source").expect("the source's metrics");
+    let (_, rate) = source.rates(metrics.started);
+    assert!(
+        (2500.0..=5500.0).contains(&rate),
+        "source rows/s {rate}, paced at 4000:\n{live}"
+    );
+    let source_line = live
+        .lines()
+        .find(|l| l.contains("Source: src"))
+        .unwrap_or_else(|| panic!("no source in\n{live}"));
+    assert!(source_line.contains("/s)"), "{source_line}");
+    job.wait().await.expect("runs to its end");
+    let task = metrics
+        .operators()
+        .into_iter()
+        .find(|o| o.name.contains("session window aggregate"))
+        .expect("the session task");
+    let late = task.late_rows.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(late, 120);
+    assert_eq!(
+        metrics.late_rows.load(std::sync::atomic::Ordering::Relaxed),
+        120
+    );
+    let done = metrics.explain().expect("the plan of an ended job");
+    let session_line = task_line(&done, "session window aggregate");
+    assert!(session_line.contains("late 120"), "{done}");
+    assert!(session_line.contains("in 16000 rows"), "{done}");
+}
+
+/// The line of `plan` (from `JobMetrics::explain`) that carries the numbers of the task
+/// running the operator named by `needle`: the first line of its chain.
+fn task_line<'a>(plan: &'a str, needle: &str) -> &'a str {
+    let lines: Vec<&str> = plan.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle} in\n{plan}"));
+    lines[..=at]
+        .iter()
+        .rev()
+        .find(|l| !l.ends_with("[same task]"))
+        .copied()
+        .unwrap_or_else(|| panic!("no task line above {needle} in\n{plan}"))
+}

@@ -126,6 +126,13 @@ fn an_interactive_session() {
     s.want("started in the background", "a job");
     s.line("\\jobs");
     s.want("RUNNING", "listed as running");
+    s.want("weir> ", "the prompt after \\jobs");
+    // Its plan, with each task's live numbers.
+    s.line("EXPLAIN JOB 2;");
+    s.want("Sink   [in ", "the sink's live numbers");
+    s.want("Source: datagen (connector 'nexmark'", "the plan's source");
+    s.want("[out ", "the source's live numbers");
+    s.want("weir> ", "the prompt after EXPLAIN JOB");
     s.line("\\stop 2");
     s.want("job 2 stopped", "stopped");
     s.line("SHOW JOBS;");

@@ -250,6 +250,16 @@ impl Collector for Jobs {
             "Bytes of state a stateful operator keeps, as Arrow and DataFusion account them, sampled every 250 ms.",
             Some(Unit::Bytes),
         );
+        let mut op_late = Family::new(
+            "weir_operator_late_records",
+            "Rows an operator dropped (or sent to its late-data sink) because their windows had fired (Flink's numLateRecordsDropped).",
+            None,
+        );
+        let mut op_bad = Family::new(
+            "weir_operator_bad_records",
+            "Records a source's decoder skipped ('*.ignore-parse-errors').",
+            None,
+        );
         let mut late = Family::new(
             "weir_job_late_records",
             "Rows that came after all their windows had fired.",
@@ -320,6 +330,11 @@ impl Collector for Jobs {
                     state_rows.rows.push((l.clone(), rows as f64));
                     state_bytes.rows.push((l.clone(), bytes as f64));
                 }
+                if o.name.starts_with("source") {
+                    op_bad.rows.push((l.clone(), get(&o.bad_records)));
+                } else if o.name != "sink" {
+                    op_late.rows.push((l.clone(), get(&o.late_rows)));
+                }
                 bp.rows.push((l, get(&o.backpressured_ns) / 1e9));
             }
             late.rows.push((
@@ -355,7 +370,7 @@ impl Collector for Jobs {
             }
         }
         for f in [
-            rin, rout, bin, bout, busy, bp, late, bad, cp_done, cp_failed,
+            rin, rout, bin, bout, busy, bp, op_late, op_bad, late, bad, cp_done, cp_failed,
         ] {
             counters(&mut enc, f)?;
         }

@@ -29,6 +29,14 @@ pub struct OperatorMetrics {
     /// join rows) and bytes; `u64::MAX` rows for a task that reports none.
     pub state_rows: AtomicU64,
     pub state_bytes: AtomicU64,
+    /// Rows the task's operators dropped as late (or sent to a late-data sink): Flink's
+    /// `numLateRecordsDropped`.
+    pub late_rows: AtomicU64,
+    /// Records a source's decoder skipped under `*.ignore-parse-errors`.
+    pub bad_records: AtomicU64,
+    /// Samples of (when, rows in, rows out), one a second over the last 10 s, for the
+    /// current rates ([`OperatorMetrics::rates`]).
+    samples: Mutex<std::collections::VecDeque<(Instant, u64, u64)>>,
     /// Processing latency, µs, one value per batch or watermark handled: from taking the
     /// message to having its output ready (waiting for room downstream not included).
     /// 1 µs to 1 h, 2 significant digits.
@@ -70,6 +78,36 @@ impl OperatorMetrics {
         with_buckets(&self.processing, bounds_us)
     }
 
+    /// Notes the counters now, for [`OperatorMetrics::rates`]; samples older than
+    /// [`RATE_SPAN`] go.
+    pub fn sample(&self, now: Instant) {
+        if let Ok(mut s) = self.samples.lock() {
+            s.push_back((now, self.rows_in(), self.rows_out()));
+            while s.len() > 1 && s.front().is_some_and(|f| now - f.0 > RATE_SPAN) {
+                s.pop_front();
+            }
+        }
+    }
+
+    /// Rows per second in and out over the last [`RATE_SPAN`] (from the oldest sample kept
+    /// to now; Flink's `numRecordsInPerSecond` is the same kind of meter over 60 s). Before
+    /// the first sample, the averages since the job started; once the job has ended and
+    /// sampling stopped, the rates decay towards 0.
+    pub fn rates(&self, started: Instant) -> (f64, f64) {
+        let now = Instant::now();
+        let (at, rin, rout) = self
+            .samples
+            .lock()
+            .ok()
+            .and_then(|s| s.front().copied())
+            .unwrap_or((started, 0, 0));
+        let secs = (now - at).as_secs_f64().max(1e-3);
+        (
+            self.rows_in().saturating_sub(rin) as f64 / secs,
+            self.rows_out().saturating_sub(rout) as f64 / secs,
+        )
+    }
+
     /// Adds time spent processing.
     pub fn add_busy(&self, d: Duration) {
         self.busy_ns
@@ -85,6 +123,27 @@ impl OperatorMetrics {
     }
     pub fn rows_out(&self) -> u64 {
         self.rows_out.load(Ordering::Relaxed)
+    }
+}
+
+/// The span over which [`OperatorMetrics::rates`] measures the current rates.
+pub const RATE_SPAN: Duration = Duration::from_secs(10);
+
+/// What an operator inside a task counts into: its task's metrics and its job's. Given to
+/// every operator of a chain by [`crate::operator::Operator::attach`].
+#[derive(Debug, Clone)]
+pub struct TaskMetrics {
+    pub job: Arc<JobMetrics>,
+    pub task: Arc<OperatorMetrics>,
+}
+
+impl TaskMetrics {
+    /// Counts `n` late rows, for the task and the job (see [`JobMetrics::add_late`]).
+    pub fn add_late(&self, n: u64) {
+        if n > 0 {
+            self.task.late_rows.fetch_add(n, Ordering::Relaxed);
+            self.job.add_late(n);
+        }
     }
 }
 
@@ -109,6 +168,8 @@ pub struct JobMetrics {
     /// Kafka sources' consumer lag, messages: (table, topic, partition) → high-water offset
     /// minus position, as librdkafka's statistics last reported it (every second).
     consumer_lag: Mutex<std::collections::BTreeMap<(String, String, i32), i64>>,
+    /// The job's tasks as a tree, set once its tasks are placed.
+    plan: std::sync::OnceLock<TaskNode>,
 }
 
 /// Percentiles of [`JobMetrics::latency`], µs.
@@ -130,6 +191,75 @@ pub struct LatencySummary {
     pub sum: f64,
 }
 
+/// A running job's plan as tasks: each node the lines of the plan it runs (a fused chain's
+/// operators, top first, as `EXPLAIN` prints them), its task's metrics, and its inputs.
+/// Rendered with live numbers by [`JobMetrics::explain`].
+#[derive(Debug)]
+pub struct TaskNode {
+    pub lines: Vec<String>,
+    pub metrics: Arc<OperatorMetrics>,
+    pub inputs: Vec<TaskNode>,
+}
+
+impl TaskNode {
+    fn render(&self, started: Instant, s: &mut String, depth: usize) {
+        use std::fmt::Write;
+        let m = &self.metrics;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (rate_in, rate_out) = m.rates(started);
+        let mut facts = vec![];
+        let source = m.name.starts_with("source") || m.name == "values";
+        if !source {
+            facts.push(format!("in {} rows ({:.0}/s)", m.rows_in(), rate_in));
+        }
+        if m.name != "sink" {
+            facts.push(format!("out {} rows ({:.0}/s)", m.rows_out(), rate_out));
+        }
+        if let Some((rows, bytes)) = m.state() {
+            facts.push(format!(
+                "state {rows} rows, {}",
+                indicatif::HumanBytes(bytes)
+            ));
+        }
+        if load(&m.late_rows) > 0 {
+            facts.push(format!("late {}", load(&m.late_rows)));
+        }
+        if load(&m.bad_records) > 0 {
+            facts.push(format!("bad records {}", load(&m.bad_records)));
+        }
+        if !source {
+            let (l, _) = m.processing_with_buckets(&[]);
+            if l.count > 0 {
+                facts.push(format!("p99 processing {}", fmt_us(l.p99)));
+            }
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            facts.push(format!(
+                "busy {:.0} %",
+                load(&m.busy_ns) as f64 / 1e9 / secs * 100.0
+            ));
+        }
+        let bp = load(&m.backpressured_ns);
+        if bp > 0 {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            facts.push(format!(
+                "backpressured {:.0} %",
+                bp as f64 / 1e9 / secs * 100.0
+            ));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let pad = "  ".repeat(depth + i);
+            if i == 0 {
+                let _ = writeln!(s, "{pad}{line}   [{}]", facts.join(" · "));
+            } else {
+                let _ = writeln!(s, "{pad}{line}   [same task]");
+            }
+        }
+        for input in &self.inputs {
+            input.render(started, s, depth + self.lines.len().max(1));
+        }
+    }
+}
+
 impl Default for JobMetrics {
     fn default() -> Self {
         JobMetrics {
@@ -142,6 +272,7 @@ impl Default for JobMetrics {
             late_logged_at: AtomicU64::new(0),
             latency: Mutex::new(new_latency_histogram()),
             consumer_lag: Mutex::new(Default::default()),
+            plan: std::sync::OnceLock::new(),
         }
     }
 }
@@ -214,6 +345,9 @@ impl JobMetrics {
             backpressured_ns: AtomicU64::new(0),
             state_rows: AtomicU64::new(u64::MAX),
             state_bytes: AtomicU64::new(0),
+            late_rows: AtomicU64::new(0),
+            bad_records: AtomicU64::new(0),
+            samples: Mutex::new(std::collections::VecDeque::new()),
             processing: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("constant bounds are valid"),
             ),
@@ -222,6 +356,15 @@ impl JobMetrics {
             ops.push(m.clone());
         }
         m
+    }
+
+    /// Samples every operator's counters for their current rates; the job's runner calls
+    /// it every second while the job runs.
+    pub fn sample_rates(&self) {
+        let now = Instant::now();
+        for o in self.operators() {
+            o.sample(now);
+        }
     }
 
     pub fn operators(&self) -> Vec<Arc<OperatorMetrics>> {
@@ -319,6 +462,40 @@ impl JobMetrics {
             .filter(|o| o.name == "sink")
             .map(|o| o.rows_in())
             .sum();
+        (read, written)
+    }
+
+    /// Notes the job's tasks as a tree (once; later calls are ignored).
+    pub fn set_plan(&self, plan: TaskNode) {
+        let _ = self.plan.set(plan);
+    }
+
+    /// The job's plan, the sink first, with each task's live numbers beside its first line:
+    /// rows in and out with their rates over the last 10 s, state, late rows, bad records,
+    /// p99 processing latency, busy and backpressured shares of the run; then the
+    /// end-to-end latency. None before the job's tasks are placed.
+    pub fn explain(&self) -> Option<String> {
+        let plan = self.plan.get()?;
+        let mut s = String::new();
+        plan.render(self.started, &mut s, 0);
+        let l = self.latency();
+        if l.count > 0 {
+            s.push_str(&format!("end-to-end latency: {l}\n"));
+        }
+        Some(s)
+    }
+
+    /// Rows per second the sources read and the sink wrote, over the last [`RATE_SPAN`]
+    /// (see [`OperatorMetrics::rates`]).
+    pub fn rates_read_written(&self) -> (f64, f64) {
+        let (mut read, mut written) = (0.0, 0.0);
+        for o in self.operators() {
+            if o.name.starts_with("source") {
+                read += o.rates(self.started).1;
+            } else if o.name == "sink" {
+                written += o.rates(self.started).0;
+            }
+        }
         (read, written)
     }
 

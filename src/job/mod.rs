@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod runner;
 
 pub use message::Message;
-pub use metrics::{JobMetrics, OperatorMetrics};
+pub use metrics::{JobMetrics, OperatorMetrics, TaskMetrics};
 pub use runner::{Job, JobHandle, JobState, StopHandle};
 
 /// How many messages one channel holds before its sender waits. A batch is often preceded

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::{Receiver, channel};
 use tokio::task::JoinHandle;
 
-use super::{CHANNEL_CAPACITY, JobMetrics, Message};
+use super::metrics::TaskNode;
+use super::{CHANNEL_CAPACITY, JobMetrics, Message, OperatorMetrics, TaskMetrics};
 use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{Result, WeirError};
 use crate::operator::{Chain, Operator, TaskCheckpoint, TaskInputs, run_task};
@@ -111,7 +112,7 @@ impl Job {
             next_id: 0,
             starts: vec![],
         };
-        let rx = spawner.node(plan);
+        let (rx, tree) = spawner.node(plan);
         if let Some(cp) = &checkpointer {
             cp.register("sink", "sink");
             cp.check_plan()?;
@@ -142,6 +143,11 @@ impl Job {
             tasks.push(start());
         }
         let sink_metrics = metrics.register("sink");
+        metrics.set_plan(TaskNode {
+            lines: vec!["Sink".to_string()],
+            metrics: sink_metrics.clone(),
+            inputs: vec![tree],
+        });
         let sink_ctx = SinkContext {
             job: checkpoint.job.clone(),
             run: checkpointer
@@ -184,6 +190,18 @@ impl Job {
                         return;
                     }
                     cp.trigger();
+                }
+            });
+        }
+        {
+            let metrics = metrics.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while !done.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    metrics.sample_rates();
                 }
             });
         }
@@ -359,12 +377,15 @@ impl Spawner<'_> {
         receivers: Vec<Receiver<Message>>,
         idle: Vec<Option<std::time::Duration>>,
         tx: tokio::sync::mpsc::Sender<Message>,
-    ) {
+    ) -> Arc<OperatorMetrics> {
         let mut chain = Chain::new(vec![op]);
-        chain.attach(self.metrics);
         let name = chain.name();
         let task = self.id("op", &name);
         let m = self.metrics.register(name);
+        chain.attach(&TaskMetrics {
+            job: self.metrics.clone(),
+            task: m.clone(),
+        });
         let aligned = self
             .checkpointer
             .as_ref()
@@ -381,15 +402,24 @@ impl Spawner<'_> {
             idle,
             aligned,
         };
+        let metrics = m.clone();
         self.starts.push(Box::new(move || {
             tokio::spawn(run_task(chain, inputs, tx, m, cp))
         }));
+        metrics
     }
 
-    /// Prepares the tasks of `node`; returns the channel its output arrives on.
-    fn node(&mut self, node: PlanNode) -> Receiver<Message> {
+    /// Prepares the tasks of `node`; returns the channel its output arrives on, and its
+    /// tasks as a tree (for a running job's `EXPLAIN`).
+    fn node(&mut self, node: PlanNode) -> (Receiver<Message>, TaskNode) {
         let (tx, rx) = channel(CHANNEL_CAPACITY);
-        match node {
+        let label = node.label();
+        let leaf = |metrics: &Arc<OperatorMetrics>| TaskNode {
+            lines: vec![label.clone()],
+            metrics: metrics.clone(),
+            inputs: vec![],
+        };
+        let tree = match node {
             PlanNode::Source {
                 table,
                 mut source,
@@ -400,6 +430,7 @@ impl Spawner<'_> {
                 // reading another path or topic is refused.
                 let task = self.id("source", &format!("{name} ({})", source.origin()));
                 let m = self.metrics.register(name);
+                let tree = leaf(&m);
                 let mut ctx =
                     SourceContext::new(tx, self.stop.clone(), stage, m, self.metrics.clone());
                 let cp = self.checkpointer.clone();
@@ -415,9 +446,11 @@ impl Spawner<'_> {
                         source.run(&mut ctx)
                     })
                 }));
+                tree
             }
             PlanNode::Values { batches } => {
                 let m = self.metrics.register("values");
+                let tree = leaf(&m);
                 // Rows computed in batch are sent before any barrier can be aligned past
                 // them (their input ends first), so every checkpoint holds them all: a
                 // restored job sends them no more.
@@ -442,6 +475,7 @@ impl Spawner<'_> {
                         Ok(())
                     })
                 }));
+                tree
             }
             PlanNode::Operator { op, input } => {
                 // Fuse a run of operators into one task.
@@ -451,8 +485,9 @@ impl Spawner<'_> {
                     ops.push(op);
                     below = *input;
                 }
+                let lines: Vec<String> = ops.iter().map(|o| o.name()).collect();
                 ops.reverse();
-                let input_rx = self.node(below);
+                let (input_rx, input) = self.node(below);
                 let task_ids: Vec<String> = ops
                     .iter()
                     .map(|o| o.signature())
@@ -461,8 +496,11 @@ impl Spawner<'_> {
                     .map(|n| self.id("op", n))
                     .collect();
                 let mut chain = Chain::new(ops);
-                chain.attach(self.metrics);
                 let m = self.metrics.register(chain.name());
+                chain.attach(&TaskMetrics {
+                    job: self.metrics.clone(),
+                    task: m.clone(),
+                });
                 let cp = self
                     .checkpointer
                     .clone()
@@ -470,9 +508,15 @@ impl Spawner<'_> {
                         checkpointer,
                         tasks: task_ids,
                     });
+                let tree = TaskNode {
+                    lines,
+                    metrics: m.clone(),
+                    inputs: vec![input],
+                };
                 self.starts.push(Box::new(move || {
                     tokio::spawn(run_task(chain, TaskInputs::one(input_rx), tx, m, cp))
                 }));
+                tree
             }
             PlanNode::Join {
                 join,
@@ -480,17 +524,26 @@ impl Spawner<'_> {
                 right,
                 idle,
             } => {
-                let l = self.node(*left);
-                let r = self.node(*right);
+                let (l, lt) = self.node(*left);
+                let (r, rt) = self.node(*right);
                 let op: Box<dyn Operator> = join;
-                self.spawn_task(op, vec![l, r], idle.to_vec(), tx);
+                let m = self.spawn_task(op, vec![l, r], idle.to_vec(), tx);
+                TaskNode {
+                    inputs: vec![lt, rt],
+                    ..leaf(&m)
+                }
             }
             PlanNode::Union { inputs, idle } => {
-                let rxs: Vec<_> = inputs.into_iter().map(|i| self.node(i)).collect();
+                let (rxs, trees): (Vec<_>, Vec<_>) =
+                    inputs.into_iter().map(|i| self.node(i)).unzip();
                 let op = Box::new(crate::operator::union::UnionOperator::new(rxs.len()));
-                self.spawn_task(op, rxs, idle, tx);
+                let m = self.spawn_task(op, rxs, idle, tx);
+                TaskNode {
+                    inputs: trees,
+                    ..leaf(&m)
+                }
             }
-        }
-        rx
+        };
+        (rx, tree)
     }
 }

@@ -45,7 +45,7 @@ use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, WeirError};
-use crate::job::{JobMetrics, Message};
+use crate::job::{Message, TaskMetrics};
 use crate::source::watermark::to_epoch_millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +160,7 @@ pub struct StreamJoin {
     ended: [bool; 2],
     /// Each input's own watermark.
     side_watermark: [i64; 2],
-    job: Option<Arc<JobMetrics>>,
+    metrics: Option<TaskMetrics>,
 }
 
 /// Interval joins merge segments up to this many rows, so that old rows leave in whole
@@ -221,7 +221,7 @@ impl StreamJoin {
             ttl: None,
             ended: [false; 2],
             side_watermark: [i64::MIN; 2],
-            job: None,
+            metrics: None,
         })
     }
 
@@ -241,8 +241,8 @@ impl StreamJoin {
         format!("join {} ({what})", self.kind.name())
     }
 
-    pub fn attach(&mut self, job: &Arc<JobMetrics>) {
-        self.job = Some(job.clone());
+    pub fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
     }
 
     fn input(&self, side: Side) -> &JoinInput {
@@ -567,7 +567,7 @@ impl StreamJoin {
 
     fn count_late(&self, n: usize) {
         if n > 0
-            && let Some(j) = &self.job
+            && let Some(j) = &self.metrics
         {
             j.add_late(n as u64);
         }
@@ -866,8 +866,8 @@ impl super::Operator for StreamJoin {
         StreamJoin::name(self)
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
-        StreamJoin::attach(self, job);
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        StreamJoin::attach(self, metrics);
     }
 
     /// A join's rows always come with their input's index ([`super::Operator::process_input_batch`]).

@@ -28,7 +28,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::checkpoint::Checkpointer;
 use crate::error::Result;
-use crate::job::{JobMetrics, Message, OperatorMetrics};
+use crate::job::{Message, OperatorMetrics, TaskMetrics};
 
 /// One operator of a job. The run loop ([`run_task`]) calls, in order: `restore` (with a
 /// checkpoint), `open`, then per message `process_input_batch` / `input_watermark` /
@@ -41,7 +41,7 @@ pub trait Operator: Send {
     fn name(&self) -> String;
 
     /// Gives the operator the job's metrics (late rows are counted there).
-    fn attach(&mut self, _job: &Arc<JobMetrics>) {}
+    fn attach(&mut self, _metrics: &TaskMetrics) {}
 
     /// Handles one batch, pushing whatever it produces to `out`.
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()>;
@@ -342,9 +342,9 @@ impl Operator for Chain {
         self.ops.iter().any(|o| o.emits_changes())
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
+    fn attach(&mut self, metrics: &TaskMetrics) {
         for o in &mut self.ops {
-            o.attach(job);
+            o.attach(metrics);
         }
     }
 

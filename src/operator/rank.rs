@@ -22,7 +22,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, WeirError};
-use crate::job::{JobMetrics, Message};
+use crate::job::{Message, TaskMetrics};
 use crate::operator::Operator;
 use crate::source::watermark::to_epoch_millis;
 
@@ -203,7 +203,7 @@ pub struct WindowBufferOperator {
     /// Held rows by window end (ms since the epoch).
     windows: BTreeMap<i64, Vec<RecordBatch>>,
     watermark: i64,
-    job: Option<Arc<JobMetrics>>,
+    metrics: Option<TaskMetrics>,
 }
 
 const WINDOW_END: &str = "weir.window_end";
@@ -217,12 +217,12 @@ impl WindowBufferOperator {
             schema,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
-            job: None,
+            metrics: None,
         }
     }
 
     fn count_late(&self, n: usize) {
-        if let Some(j) = &self.job
+        if let Some(j) = &self.metrics
             && n > 0
         {
             j.add_late(n as u64);
@@ -235,8 +235,19 @@ impl Operator for WindowBufferOperator {
         "window buffer".to_string()
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
-        self.job = Some(job.clone());
+    /// The held rows and their Arrow buffers' bytes.
+    fn state_size(&self) -> Option<(u64, u64)> {
+        let batches = self.windows.values().flatten();
+        Some(batches.fold((0, 0), |(r, b), batch| {
+            (
+                r + batch.num_rows() as u64,
+                b + batch.get_array_memory_size() as u64,
+            )
+        }))
+    }
+
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
     }
 
     fn signature(&self) -> String {

@@ -24,7 +24,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, WeirError};
-use crate::job::{JobMetrics, Message};
+use crate::job::{Message, TaskMetrics};
 use crate::operator::Operator;
 use crate::operator::window::{Aggregates, OutCol};
 use crate::source::watermark::to_epoch_millis;
@@ -53,7 +53,7 @@ pub struct SessionAggregateOperator {
     layout: Vec<OutCol>,
     schema: SchemaRef,
     watermark: i64,
-    job: Option<Arc<JobMetrics>>,
+    metrics: Option<TaskMetrics>,
 }
 
 impl SessionAggregateOperator {
@@ -94,12 +94,12 @@ impl SessionAggregateOperator {
             layout,
             schema,
             watermark: i64::MIN,
-            job: None,
+            metrics: None,
         }
     }
 
     fn count_late(&self, n: usize) {
-        if let Some(j) = &self.job {
+        if let Some(j) = &self.metrics {
             j.add_late(n as u64);
         }
     }
@@ -243,8 +243,32 @@ impl Operator for SessionAggregateOperator {
         )
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
-        self.job = Some(job.clone());
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
+    }
+
+    /// Open sessions, and the bytes of their accumulators and of the key index: measured
+    /// over the first 1 000 of each and scaled (it is called a few times a second).
+    fn state_size(&self) -> Option<(u64, u64)> {
+        fn scaled(total: usize, sample: impl Iterator<Item = usize>) -> u64 {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for b in sample.take(1000) {
+                n += 1;
+                bytes += b as u64;
+            }
+            bytes.checked_div(n).unwrap_or(0) * total as u64
+        }
+        let accs = scaled(
+            self.slots.len(),
+            self.slots
+                .values()
+                .map(|s| s.accs.iter().flatten().map(|a| a.size()).sum::<usize>()),
+        );
+        let keys = scaled(
+            self.key_ids.len(),
+            self.key_ids.keys().map(|k| 2 * k.as_ref().as_ref().len()),
+        );
+        Some((self.slots.len() as u64, accs + keys))
     }
 
     /// One batch: a row per open session — its key columns `k0..`, `start`, `end`, then each

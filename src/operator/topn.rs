@@ -180,6 +180,23 @@ impl Operator for TopNOperator {
         format!("top-{} (changelog)", self.limit)
     }
 
+    /// Kept rows over all partitions and their bytes (row format, with the sort keys):
+    /// measured over the first 1 000 partitions and scaled.
+    fn state_size(&self) -> Option<(u64, u64)> {
+        let (mut n, mut rows, mut bytes) = (0u64, 0u64, 0u64);
+        for (key, (kept, _)) in self.partitions.iter().take(1000) {
+            n += 1;
+            rows += kept.len() as u64;
+            bytes += (key.len()
+                + kept
+                    .iter()
+                    .map(|k| k.order.len() + k.row.len())
+                    .sum::<usize>()) as u64;
+        }
+        let total = self.partitions.len() as u64;
+        Some((rows * total / n.max(1), bytes * total / n.max(1)))
+    }
+
     fn emits_changes(&self) -> bool {
         true
     }

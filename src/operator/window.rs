@@ -36,7 +36,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::error::{Result, WeirError};
-use crate::job::{JobMetrics, Message};
+use crate::job::{Message, TaskMetrics};
 use crate::operator::Operator;
 use crate::source::watermark::to_epoch_millis;
 use crate::sql::window::WindowKind;
@@ -177,7 +177,7 @@ pub struct WindowAssignOperator {
     /// the sink completes (success files) only once it has completed.
     final_prepared: Option<u64>,
     watermark: i64,
-    job: Option<Arc<JobMetrics>>,
+    metrics: Option<TaskMetrics>,
 }
 
 impl WindowAssignOperator {
@@ -193,7 +193,7 @@ impl WindowAssignOperator {
             late_restored: None,
             final_prepared: None,
             watermark: i64::MIN,
-            job: None,
+            metrics: None,
         }
     }
 
@@ -220,7 +220,7 @@ impl WindowAssignOperator {
         }
         let late_rows = datafusion::arrow::compute::filter_record_batch(&batch, &late)?;
         sink.write(&late_rows)?;
-        if let Some(j) = &self.job {
+        if let Some(j) = &self.metrics {
             j.add_late(n as u64);
         }
         let keep = datafusion::arrow::compute::not(&late)?;
@@ -239,8 +239,8 @@ impl Operator for WindowAssignOperator {
         )
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
-        self.job = Some(job.clone());
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
     }
 
     /// With checkpoints, opens the late-data sink as the job's sink is opened: it first
@@ -568,7 +568,7 @@ pub struct WindowAggregateOperator {
     /// Ends of windows with rows, not yet fired.
     pending: BTreeSet<i64>,
     watermark: i64,
-    job: Option<Arc<JobMetrics>>,
+    metrics: Option<TaskMetrics>,
     late: u64,
     ids: Vec<usize>,
     cache: SlideCache,
@@ -598,7 +598,7 @@ impl WindowAggregateOperator {
             slices: BTreeMap::new(),
             pending: BTreeSet::new(),
             watermark: i64::MIN,
-            job: None,
+            metrics: None,
             late: 0,
             ids: vec![],
             cache: SlideCache::default(),
@@ -620,7 +620,7 @@ impl WindowAggregateOperator {
 
     fn count_late(&mut self, n: usize) {
         self.late += n as u64;
-        if let Some(j) = &self.job {
+        if let Some(j) = &self.metrics {
             j.add_late(n as u64);
         }
     }
@@ -1110,8 +1110,8 @@ impl Operator for WindowAggregateOperator {
         )
     }
 
-    fn attach(&mut self, job: &Arc<JobMetrics>) {
-        self.job = Some(job.clone());
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {

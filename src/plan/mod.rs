@@ -97,8 +97,8 @@ impl PlanNode {
         s
     }
 
-    fn explain_into(&self, s: &mut String, depth: usize) {
-        let pad = "  ".repeat(depth);
+    /// This node's own line of [`PlanNode::explain`], without its inputs.
+    pub fn label(&self) -> String {
         match self {
             PlanNode::Source { table, .. } => {
                 let wm = table
@@ -106,29 +106,31 @@ impl PlanNode {
                     .as_ref()
                     .map(|w| format!(", watermark {} AS {}", w.column, w.expr))
                     .unwrap_or_default();
-                let _ = writeln!(
-                    s,
-                    "{pad}Source: {} (connector '{}'{wm})",
+                format!(
+                    "Source: {} (connector '{}'{wm})",
                     table.name, table.connector
-                );
+                )
             }
             PlanNode::Values { batches } => {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                let _ = writeln!(s, "{pad}Values: {rows} row(s)");
+                format!("Values: {rows} row(s)")
             }
-            PlanNode::Operator { op, input } => {
-                let _ = writeln!(s, "{pad}{}", op.name());
-                input.explain_into(s, depth + 1);
-            }
-            PlanNode::Join {
-                join, left, right, ..
-            } => {
-                let _ = writeln!(s, "{pad}{}", join.name());
+            PlanNode::Operator { op, .. } => op.name(),
+            PlanNode::Join { join, .. } => join.name(),
+            PlanNode::Union { .. } => "Union".to_string(),
+        }
+    }
+
+    fn explain_into(&self, s: &mut String, depth: usize) {
+        let _ = writeln!(s, "{}{}", "  ".repeat(depth), self.label());
+        match self {
+            PlanNode::Source { .. } | PlanNode::Values { .. } => {}
+            PlanNode::Operator { input, .. } => input.explain_into(s, depth + 1),
+            PlanNode::Join { left, right, .. } => {
                 left.explain_into(s, depth + 1);
                 right.explain_into(s, depth + 1);
             }
             PlanNode::Union { inputs, .. } => {
-                let _ = writeln!(s, "{pad}Union");
                 for i in inputs {
                     i.explain_into(s, depth + 1);
                 }

@@ -279,6 +279,9 @@ impl SourceContext {
         self.job
             .bad_records
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .bad_records
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ends the stream: a final watermark when the input was exhausted, then `End`. With
