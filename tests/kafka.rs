@@ -712,7 +712,9 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
         })
         .map(value)
         .sum();
-    assert!(waited > 10.0, "the source waited {waited} s: {exposition}");
+    // A quarter of those 20 s at least (a sink keeping up gives ~0): the rest goes to
+    // fetching and decoding in a debug build, more of it on a busy machine (9.4 s seen).
+    assert!(waited > 5.0, "the source waited {waited} s: {exposition}");
     assert!(
         late < early + 24 * 1024,
         "RSS grew from {early} KiB to {late} KiB"
