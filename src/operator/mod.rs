@@ -535,6 +535,7 @@ pub async fn run_task(
                 Message::Batch(b) => {
                     last_seen[i] = Instant::now();
                     metrics.add_in(b.num_rows());
+                    crate::sql::current_watermark::set(emitted);
                     op.process_input_batch(i, b, &mut out)?;
                     // Another input may have gone idle meanwhile: with messages coming, no
                     // tick comes to notice it.

@@ -85,8 +85,17 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
-    for f in crate::sql::json::JsonFn::udfs() {
+    ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
+    for f in crate::sql::json::JsonFn::udfs()
+        .into_iter()
+        .chain(crate::sql::json_build::JsonBuild::udfs())
+        .chain(crate::sql::random::SeededRand::udfs())
+        .chain(crate::sql::charset::CharsetFn::udfs())
+    {
         ctx.register_udf(f);
+    }
+    for f in crate::sql::json_build::JsonAgg::udafs() {
+        ctx.register_udaf(f);
     }
     for f in [
         FlinkFn::SplitIndex,

@@ -147,7 +147,7 @@ impl JsonFn {
 
 /// A value as JSON (for `JSON_STRING`): numbers and booleans as themselves, strings quoted,
 /// lists as arrays, NULL as NULL.
-fn to_json(v: &ScalarValue) -> Option<Value> {
+pub(crate) fn to_json(v: &ScalarValue) -> Option<Value> {
     if v.is_null() {
         return None;
     }

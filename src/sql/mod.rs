@@ -3,12 +3,17 @@
 //! ([`catalog`]).
 
 pub mod catalog;
+pub mod charset;
+pub mod current_watermark;
 pub mod functions;
 pub mod json;
+pub mod json_build;
 pub mod names;
 pub mod options;
 pub mod parser;
+pub mod random;
 pub mod rewrite;
+pub mod syntax;
 pub mod types;
 pub mod url_table;
 pub mod window;

@@ -357,6 +357,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let mut calls = vec![];
     let tokens = strip_statement_sets(tokens)?;
     let (tokens, mut lookups) = strip_system_time(tokens)?;
+    let tokens = crate::sql::syntax::rewrite_tokens(tokens)?;
     let tokens = rewrite_tokens(tokens, &mut calls)?;
     let lines = Lines::new(sql);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);

@@ -128,9 +128,180 @@ fn rename(f: &Function, name: &str) -> Expr {
     Expr::Function(f)
 }
 
+/// The arguments of `e` when it is a plain call of `name` (as [`super::syntax`] writes
+/// them).
+fn call_of(e: &Expr, name: &str) -> Option<Vec<Expr>> {
+    match e {
+        Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name) => plain_args(f),
+        _ => None,
+    }
+}
+
+/// `'d hh:mm:ss.fff'`-style text of an `INTERVAL '…' <from> TO <to>` as the
+/// `'10 days 4 hours …'` text DataFusion reads; None for text that does not fit the range.
+fn interval_text(text: &str, from: &DateTimeField, to: &DateTimeField) -> Option<String> {
+    let norm = |f: &DateTimeField| match f {
+        DateTimeField::Day | DateTimeField::Days => Some(2),
+        DateTimeField::Year | DateTimeField::Years => Some(0),
+        DateTimeField::Month | DateTimeField::Months => Some(1),
+        DateTimeField::Hour | DateTimeField::Hours => Some(3),
+        DateTimeField::Minute | DateTimeField::Minutes => Some(4),
+        DateTimeField::Second | DateTimeField::Seconds => Some(5),
+        _ => None,
+    };
+    let (a, b) = (norm(from)?, norm(to)?);
+    // YEAR TO MONTH, or a range within DAY … SECOND.
+    if a > b || (a < 2 && b >= 2) {
+        return None;
+    }
+    let names = ["years", "months", "days", "hours", "minutes", "seconds"];
+    let text = text.trim();
+    let (sign, text) = match text.strip_prefix('-') {
+        Some(t) => ("-", t),
+        None => ("", text.strip_prefix('+').unwrap_or(text)),
+    };
+    let parts: Vec<&str> = if a < 2 {
+        text.split('-').collect()
+    } else {
+        text.split([' ', ':']).filter(|p| !p.is_empty()).collect()
+    };
+    if parts.len() != b - a + 1 {
+        return None;
+    }
+    let mut out = vec![];
+    for (k, p) in parts.iter().enumerate() {
+        let unit = a + k;
+        let ok = if unit == 5 {
+            p.parse::<f64>().is_ok()
+        } else {
+            p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty()
+        };
+        if !ok {
+            return None;
+        }
+        out.push(format!("{sign}{p} {}", names[unit]));
+    }
+    Some(out.join(" "))
+}
+
+/// Flink's SQL `SIMILAR TO` pattern as an anchored regular expression (`%` any text, `_`
+/// one character; `|`, `*`, `+`, `?`, `{m,n}`, `( )` and `[ ]` as in regular expressions;
+/// other characters literal), or None when `escape` is given (Flink does not support it).
+fn similar_to_regex(p: &str) -> String {
+    let mut out = String::from("^(?:");
+    for c in p.chars() {
+        match c {
+            '%' => out.push_str(".*"),
+            '_' => out.push('.'),
+            '|' | '*' | '+' | '?' | '{' | '}' | '(' | ')' | '[' | ']' | ',' | '-' | '^' => {
+                out.push(c)
+            }
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    out.push_str(")$");
+    out
+}
+
+/// A new id for a call site of a seeded random function: each `RAND(seed)` of a query has
+/// its own sequence, as each has its own `java.util.Random` in Flink.
+fn rand_site() -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn rewrite(e: &Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => rewrite_call(f),
+        // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
+        Expr::Cast {
+            data_type: datafusion::sql::sqlparser::ast::DataType::Bytes(_),
+            ..
+        } => {
+            let mut c = e.clone();
+            if let Expr::Cast { data_type, .. } = &mut c {
+                *data_type = datafusion::sql::sqlparser::ast::DataType::Bytea;
+            }
+            Some(c)
+        }
+        // x BETWEEN SYMMETRIC a AND b (see `super::syntax`).
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let l = call_of(low, "__weir_symmetric")?.pop()?;
+            let sql = if *negated {
+                "NOT ((__0 BETWEEN __1 AND __2) OR (__0 BETWEEN __2 AND __1))"
+            } else {
+                "(__0 BETWEEN __1 AND __2) OR (__0 BETWEEN __2 AND __1)"
+            };
+            template(sql, &[*expr.clone(), l, *high.clone()])
+        }
+        // x IS [NOT] JSON kind (see `super::syntax`).
+        Expr::IsNotDistinctFrom(a, b) => {
+            let kind = call_of(b, "__weir_is_json")?.pop()?;
+            template("weir_is_json(__0, __1)", &[*a.clone(), kind])
+        }
+        Expr::IsDistinctFrom(a, b) => {
+            let kind = call_of(b, "__weir_is_json")?.pop()?;
+            template("NOT weir_is_json(__0, __1)", &[*a.clone(), kind])
+        }
+        // (start, end or length) OVERLAPS (start, end or length): Calcite's rule — each
+        // pair ordered, then each ends no earlier than the other starts.
+        Expr::BinaryOp {
+            left,
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::Overlaps,
+            right,
+        } => {
+            let pair = |e: &Expr| -> Option<(Expr, Expr)> {
+                let Expr::Tuple(v) = e else { return None };
+                let [s, x] = v.as_slice() else { return None };
+                let end = if matches!(x, Expr::Interval(_)) {
+                    template("__0 + __1", &[s.clone(), x.clone()])?
+                } else {
+                    x.clone()
+                };
+                Some((s.clone(), end))
+            };
+            let ((s1, e1), (s2, e2)) = (pair(left)?, pair(right)?);
+            template(
+                "greatest(__0, __1) >= least(__2, __3) AND greatest(__2, __3) >= least(__0, __1)",
+                &[s1, e1, s2, e2],
+            )
+        }
+        // INTERVAL '10 00:00:00.004' DAY TO SECOND, INTERVAL '2-10' YEAR TO MONTH.
+        Expr::Interval(i) => {
+            let (Some(from), Some(to)) = (&i.leading_field, &i.last_field) else {
+                return None;
+            };
+            let Expr::Value(v) = i.value.as_ref() else {
+                return None;
+            };
+            let Value::SingleQuotedString(text) = &v.value else {
+                return None;
+            };
+            let text = interval_text(text, from, to)?;
+            template(&format!("INTERVAL '{text}'"), &[])
+        }
+        // SIMILAR TO: anchored, Flink's (Calcite's) SQL regular expressions.
+        Expr::SimilarTo {
+            negated,
+            expr,
+            pattern,
+            escape_char: None,
+        } => {
+            let Expr::Value(v) = pattern.as_ref() else {
+                return None;
+            };
+            let Value::SingleQuotedString(p) = &v.value else {
+                return None;
+            };
+            let re = similar_to_regex(p).replace('\'', "''");
+            let not = if *negated { "NOT " } else { "" };
+            template(&format!("{not}regexp_like(__0, '{re}')"), &[*expr.clone()])
+        }
         // FLOOR(ts TO HOUR), CEIL(ts TO HOUR).
         Expr::Floor {
             expr,
@@ -259,6 +430,64 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         }
         _ => {}
     }
+    // COUNT(DISTINCT a, b): rows where no argument is NULL, distinct over all of them.
+    if name == "COUNT"
+        && let FunctionArguments::List(l) = &f.args
+        && l.duplicate_treatment
+            == Some(datafusion::sql::sqlparser::ast::DuplicateTreatment::Distinct)
+        && l.args.len() > 1
+    {
+        let args: Vec<Expr> = l
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let n = args.len();
+        let all = (0..n)
+            .map(|i| format!("__{i} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let fields = (0..n)
+            .map(|i| format!("__{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let Expr::Function(mut g) = template(
+            &format!("COUNT(DISTINCT CASE WHEN {all} THEN struct({fields}) END)"),
+            &args,
+        )?
+        else {
+            return None;
+        };
+        g.filter = f.filter.clone();
+        g.over = f.over.clone();
+        return Some(Expr::Function(g));
+    }
+    // JSON_OBJECTAGG / JSON_ARRAYAGG (see `super::syntax`): the ON NULL mode, whether the
+    // value is itself JSON built by a JSON function, then the key and value.
+    if let ("__WEIR_JSON_OBJECTAGG" | "__WEIR_JSON_ARRAYAGG", Some(mut a)) =
+        (name.as_str(), plain_args(f))
+        && !a.is_empty()
+    {
+        let raw = a.last().is_some_and(is_json_built);
+        a.insert(
+            1,
+            Expr::value(Value::SingleQuotedString(raw_flag(raw).into())),
+        );
+        let mut g = f.clone();
+        g.name = ObjectName::from(vec![Ident::new(
+            name.trim_start_matches('_').to_ascii_lowercase(),
+        )]);
+        if let FunctionArguments::List(l) = &mut g.args {
+            l.args = a
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect();
+        }
+        return Some(Expr::Function(g));
+    }
     if f.over.is_some() || f.filter.is_some() {
         return None;
     }
@@ -274,6 +503,54 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("LOG", 1) => Some(rename(f, "ln")),
         ("E", 0) => t("exp(1.0)"),
         ("RAND_INTEGER", 1) => t("CAST(floor(random() * __0) AS INT)"),
+        ("RAND", 1) => t(&format!("weir_rand(__0, {})", rand_site())),
+        ("RAND_INTEGER", 2) => t(&format!("weir_rand_integer(__0, __1, {})", rand_site())),
+        ("ENCODE", 2) => t("weir_encode(__0, __1)"),
+        ("DECODE", 2) => t("weir_decode(__0, __1)"),
+        // Searching NULL finds a NULL element (Flink's `ArrayContainsFunction`).
+        ("ARRAY_CONTAINS", 2) => t("CASE WHEN __0 IS NULL THEN NULL \
+             WHEN __1 IS NULL THEN array_position(__0, __1) IS NOT NULL \
+             ELSE array_has(__0, __1) END"),
+        ("__WEIR_MAP", n) if n >= 2 && n % 2 == 0 => {
+            let keys = (0..n)
+                .step_by(2)
+                .map(|i| format!("__{i}"))
+                .collect::<Vec<_>>();
+            let values = (1..n)
+                .step_by(2)
+                .map(|i| format!("__{i}"))
+                .collect::<Vec<_>>();
+            t(&format!(
+                "map(make_array({}), make_array({}))",
+                keys.join(", "),
+                values.join(", ")
+            ))
+        }
+        ("__WEIR_JSON_OBJECT" | "__WEIR_JSON_ARRAY", n) if n >= 1 => {
+            let object = name == "__WEIR_JSON_OBJECT";
+            if object && n % 2 == 0 {
+                return None;
+            }
+            // Which values are JSON built by a JSON function (inserted as JSON, not text).
+            let flags: String = a[1..]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !object || i % 2 == 1)
+                .map(|(_, e)| raw_flag(is_json_built(e)))
+                .collect();
+            let mut args = a.clone();
+            args.insert(1, Expr::value(Value::SingleQuotedString(flags)));
+            let list = (0..args.len())
+                .map(|i| format!("__{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let fname = if object {
+                "weir_json_object"
+            } else {
+                "weir_json_array"
+            };
+            template(&format!("{fname}({list})"), &args)
+        }
         // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
         ("TO_TIMESTAMP" | "TO_DATE", 2) => match &a[1] {
             Expr::Value(v) => match &v.value {
@@ -411,6 +688,22 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// True for a call that builds JSON (`JSON_OBJECT`, `JSON_ARRAY`, rewritten already).
+fn is_json_built(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Nested(n) => n.as_ref(),
+        e => e,
+    };
+    matches!(e, Expr::Function(f) if {
+        let n = f.name.to_string().to_ascii_lowercase();
+        n == "weir_json_object" || n == "weir_json_array"
+    })
+}
+
+fn raw_flag(raw: bool) -> &'static str {
+    if raw { "R" } else { "V" }
 }
 
 /// Gives `AVG` Flink's result types, on a planned query: the average of an integer column

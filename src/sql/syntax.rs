@@ -1,0 +1,351 @@
+//! Flink's SQL syntax that sqlparser does not parse, turned into calls it does, token by
+//! token, before parsing; [`super::rewrite`] then gives each call Flink's meaning:
+//!
+//! - `x BETWEEN ASYMMETRIC a AND b` is the plain `BETWEEN`; `x BETWEEN SYMMETRIC a AND b`
+//!   becomes `x BETWEEN __weir_symmetric(a) AND b`, which the rewrite turns into
+//!   `(x BETWEEN a AND b) OR (x BETWEEN b AND a)` (Flink's rule: "inclusively between
+//!   value2 and value3" in either order).
+//! - `x IS [NOT] JSON [VALUE | SCALAR | ARRAY | OBJECT]` becomes
+//!   `x IS [NOT] DISTINCT FROM __weir_is_json('KIND')` (the comparison keeps the operator's
+//!   precedence), rewritten into `is_json(x, 'KIND')` or its negation.
+//! - `CASE x WHEN a, b THEN r` (several values in one `WHEN`) becomes
+//!   `CASE x WHEN a THEN r WHEN b THEN r`.
+//! - `MAP[k1, v1, k2, v2]` becomes `__weir_map(k1, v1, k2, v2)`.
+//! - `JSON_OBJECT([KEY] k VALUE v, … [NULL | ABSENT] ON NULL)`,
+//!   `JSON_ARRAY(v, … [NULL | ABSENT] ON NULL)` and their aggregates become
+//!   `__weir_json_object('NULL', k, v, …)` and so on: the `ON NULL` behaviour first (Flink's
+//!   defaults: `NULL ON NULL` for objects, `ABSENT ON NULL` for arrays), then the arguments.
+//!
+//! Each new token takes the span of the token it replaces, so errors still point into the
+//! user's text.
+
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
+
+use crate::error::Result;
+use crate::sql::parser::sql_err;
+use crate::sql::window::is_ws;
+
+fn word(t: &TokenWithSpan, w: &str) -> bool {
+    matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
+}
+
+/// The index of the next token at or after `i` that is not whitespace or a comment.
+fn next_sig(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
+    (i..tokens.len()).find(|&j| !is_ws(&tokens[j]))
+}
+
+fn make(token: Token, like: &TokenWithSpan) -> TokenWithSpan {
+    TokenWithSpan {
+        token,
+        span: like.span,
+    }
+}
+
+fn name(s: &str, like: &TokenWithSpan) -> TokenWithSpan {
+    make(Token::make_word(s, None), like)
+}
+
+fn space(like: &TokenWithSpan) -> TokenWithSpan {
+    make(Token::Whitespace(Whitespace::Space), like)
+}
+
+/// How deep `t` nests: +1 for an opening parenthesis or bracket, −1 for a closing one.
+fn nesting(t: &TokenWithSpan) -> i32 {
+    match t.token {
+        Token::LParen | Token::LBracket => 1,
+        Token::RParen | Token::RBracket => -1,
+        _ => 0,
+    }
+}
+
+/// The index of the token closing the bracket or parenthesis opened at `open`.
+fn closing(tokens: &[TokenWithSpan], open: usize) -> Result<usize> {
+    let mut depth = 0;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        depth += nesting(t);
+        if depth == 0 {
+            return Ok(j);
+        }
+    }
+    Err(sql_err("this bracket is never closed", &tokens[open]))
+}
+
+/// The first token from `from` on, outside brackets and nested `CASE … END`, for which
+/// `stop` holds (it sees the token and whether it is at the top level).
+fn find_top(
+    tokens: &[TokenWithSpan],
+    from: usize,
+    stop: impl Fn(&TokenWithSpan) -> bool,
+) -> Option<usize> {
+    let (mut depth, mut cases) = (0, 0);
+    for (j, t) in tokens.iter().enumerate().skip(from) {
+        if depth == 0 && cases == 0 && stop(t) {
+            return Some(j);
+        }
+        depth += nesting(t);
+        if depth < 0 {
+            return None;
+        }
+        if word(t, "CASE") {
+            cases += 1;
+        } else if word(t, "END") && cases > 0 {
+            cases -= 1;
+        }
+    }
+    None
+}
+
+/// Rewrites Flink's syntax in `tokens` (see the module's docs).
+pub fn rewrite_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let mut out = Vec::with_capacity(tokens.len());
+    rewrite_into(&tokens, &mut out)?;
+    Ok(out)
+}
+
+fn rewrite_into(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Result<()> {
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        let next = next_sig(tokens, i + 1);
+        // BETWEEN [ASYMMETRIC | SYMMETRIC]
+        if word(t, "BETWEEN")
+            && let Some(j) = next
+        {
+            if word(&tokens[j], "ASYMMETRIC") {
+                out.push(t.clone());
+                i = j + 1;
+                continue;
+            }
+            if word(&tokens[j], "SYMMETRIC") {
+                let and = find_top(tokens, j + 1, |t| word(t, "AND"))
+                    .ok_or_else(|| sql_err("BETWEEN SYMMETRIC needs '… AND …'", t))?;
+                out.push(t.clone());
+                out.push(space(t));
+                out.push(name("__weir_symmetric", &tokens[j]));
+                out.push(make(Token::LParen, &tokens[j]));
+                rewrite_into(&tokens[j + 1..and], out)?;
+                out.push(make(Token::RParen, &tokens[j]));
+                out.push(space(t));
+                i = and;
+                continue;
+            }
+        }
+        // IS [NOT] JSON [kind]
+        if word(t, "IS")
+            && let Some(j) = next
+        {
+            let negated = word(&tokens[j], "NOT");
+            let j = if negated {
+                next_sig(tokens, j + 1)
+            } else {
+                Some(j)
+            };
+            if let Some(j) = j.filter(|&j| word(&tokens[j], "JSON")) {
+                let (kind, end) = match next_sig(tokens, j + 1) {
+                    Some(k)
+                        if ["VALUE", "SCALAR", "ARRAY", "OBJECT"]
+                            .iter()
+                            .any(|w| word(&tokens[k], w)) =>
+                    {
+                        (tokens[k].token.to_string().to_ascii_uppercase(), k + 1)
+                    }
+                    _ => ("VALUE".to_string(), j + 1),
+                };
+                out.push(t.clone());
+                out.push(space(t));
+                if !negated {
+                    out.push(name("NOT", t));
+                    out.push(space(t));
+                }
+                out.push(name("DISTINCT", t));
+                out.push(space(t));
+                out.push(name("FROM", t));
+                out.push(space(t));
+                out.push(name("__weir_is_json", &tokens[j]));
+                out.push(make(Token::LParen, &tokens[j]));
+                out.push(make(Token::SingleQuotedString(kind), &tokens[j]));
+                out.push(make(Token::RParen, &tokens[j]));
+                i = end;
+                continue;
+            }
+        }
+        // WHEN a, b THEN r (a simple CASE's WHEN with several values)
+        if word(t, "WHEN")
+            && let Some(then) = find_top(tokens, i + 1, |t| word(t, "THEN"))
+        {
+            let mut values = vec![];
+            let mut from = i + 1;
+            while let Some(c) = find_top(&tokens[..then], from, |t| t.token == Token::Comma) {
+                values.push(from..c);
+                from = c + 1;
+            }
+            if !values.is_empty() {
+                values.push(from..then);
+                let end = find_top(tokens, then + 1, |t| {
+                    word(t, "WHEN") || word(t, "ELSE") || word(t, "END")
+                })
+                .ok_or_else(|| sql_err("this CASE has no END", t))?;
+                for v in values {
+                    out.push(t.clone());
+                    out.push(space(t));
+                    rewrite_into(&tokens[v], out)?;
+                    out.push(space(t));
+                    out.push(tokens[then].clone());
+                    out.push(space(t));
+                    rewrite_into(&tokens[then + 1..end], out)?;
+                    out.push(space(t));
+                }
+                i = end;
+                continue;
+            }
+        }
+        // MAP[…]
+        if word(t, "MAP")
+            && let Some(j) = next
+            && tokens[j].token == Token::LBracket
+        {
+            let close = closing(tokens, j)?;
+            out.push(name("__weir_map", t));
+            out.push(make(Token::LParen, &tokens[j]));
+            rewrite_into(&tokens[j + 1..close], out)?;
+            out.push(make(Token::RParen, &tokens[close]));
+            i = close + 1;
+            continue;
+        }
+        // JSON_OBJECT(…), JSON_ARRAY(…), JSON_OBJECTAGG(…), JSON_ARRAYAGG(…)
+        let json = [
+            "JSON_OBJECT",
+            "JSON_ARRAY",
+            "JSON_OBJECTAGG",
+            "JSON_ARRAYAGG",
+        ]
+        .into_iter()
+        .find(|f| word(t, f));
+        if let Some(f) = json
+            && let Some(open) = next
+            && tokens[open].token == Token::LParen
+        {
+            let close = closing(tokens, open)?;
+            let object = f.starts_with("JSON_OBJECT");
+            // The ON NULL clause, last inside the parentheses.
+            let sig: Vec<usize> = (open + 1..close).filter(|&k| !is_ws(&tokens[k])).collect();
+            let (mode, body_end) = match sig.as_slice() {
+                [.., a, b, c] if word(&tokens[*b], "ON") && word(&tokens[*c], "NULL") => {
+                    if word(&tokens[*a], "NULL") {
+                        ("NULL", *a)
+                    } else if word(&tokens[*a], "ABSENT") {
+                        ("ABSENT", *a)
+                    } else {
+                        return Err(sql_err(
+                            format!("{f}: expected NULL ON NULL or ABSENT ON NULL"),
+                            &tokens[*a],
+                        ));
+                    }
+                }
+                _ => (if object { "NULL" } else { "ABSENT" }, close),
+            };
+            out.push(name(&format!("__weir_{}", f.to_ascii_lowercase()), t));
+            out.push(make(Token::LParen, &tokens[open]));
+            out.push(make(Token::SingleQuotedString(mode.into()), &tokens[open]));
+            let body = &tokens[open + 1..body_end];
+            if body.iter().any(|t| !is_ws(t)) {
+                out.push(make(Token::Comma, &tokens[open]));
+            }
+            if object {
+                // [KEY] k VALUE v: KEY goes, VALUE becomes a comma; keys and values are
+                // rewritten whole (they may hold constructs of their own).
+                let mut at_start = true;
+                let mut k = 0;
+                while k < body.len() {
+                    let b = &body[k];
+                    if is_ws(b) || b.token == Token::Comma {
+                        at_start = at_start || b.token == Token::Comma;
+                        out.push(b.clone());
+                        k += 1;
+                    } else if at_start && word(b, "KEY") {
+                        at_start = false;
+                        k += 1;
+                    } else if word(b, "VALUE") {
+                        out.push(make(Token::Comma, b));
+                        at_start = false;
+                        k += 1;
+                    } else {
+                        let end =
+                            find_top(body, k, |t| t.token == Token::Comma || word(t, "VALUE"))
+                                .unwrap_or(body.len());
+                        rewrite_into(&body[k..end], out)?;
+                        at_start = false;
+                        k = end;
+                    }
+                }
+            } else {
+                rewrite_into(body, out)?;
+            }
+            out.push(make(Token::RParen, &tokens[close]));
+            i = close + 1;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+
+    fn rewritten(sql: &str) -> String {
+        let tokens = Tokenizer::new(&GenericDialect {}, sql)
+            .tokenize_with_location()
+            .expect("tokens");
+        rewrite_tokens(tokens)
+            .expect("rewrite")
+            .iter()
+            .map(|t| t.token.to_string())
+            .collect::<String>()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            rewritten("x BETWEEN SYMMETRIC f(1, 2) AND 3"),
+            "x BETWEEN __weir_symmetric( f(1, 2) ) AND 3"
+        );
+        assert_eq!(
+            rewritten("x BETWEEN ASYMMETRIC 1 AND 3"),
+            "x BETWEEN 1 AND 3"
+        );
+        assert_eq!(
+            rewritten("'1' IS NOT JSON SCALAR"),
+            "'1' IS DISTINCT FROM __weir_is_json('SCALAR')"
+        );
+        assert_eq!(
+            rewritten("a IS JSON AND b"),
+            "a IS NOT DISTINCT FROM __weir_is_json('VALUE') AND b"
+        );
+        assert_eq!(
+            rewritten("CASE x WHEN 1, 2 THEN 'a' WHEN 3 THEN 'b' ELSE 'c' END"),
+            "CASE x WHEN 1 THEN 'a' WHEN 2 THEN 'a' WHEN 3 THEN 'b' ELSE 'c' END"
+        );
+        assert_eq!(
+            rewritten("CASE WHEN f(a, b) THEN 1 END"),
+            "CASE WHEN f(a, b) THEN 1 END"
+        );
+        assert_eq!(rewritten("MAP['a', 1]"), "__weir_map('a', 1)");
+        assert_eq!(
+            rewritten("JSON_OBJECT(KEY 'K1' VALUE JSON_ARRAY(1) ABSENT ON NULL)"),
+            "__weir_json_object('ABSENT', 'K1' , __weir_json_array('ABSENT',1) )"
+        );
+        assert_eq!(rewritten("JSON_ARRAY()"), "__weir_json_array('ABSENT')");
+        assert_eq!(
+            rewritten("JSON_OBJECTAGG(KEY k VALUE v)"),
+            "__weir_json_objectagg('NULL', k , v)"
+        );
+    }
+}
