@@ -7,8 +7,18 @@
 //! (NULL when it is absent, an object or an array, or when the text is not JSON);
 //! `JSON_QUERY` returns the object or array at the path as JSON text (several matches of a
 //! `[*]` become an array; NULL when absent or a scalar); `JSON_EXISTS` is TRUE when the
-//! path matches (FALSE on an error). The `RETURNING`, `ON EMPTY`, `ON ERROR` and `WRAPPER`
-//! clauses are not supported yet.
+//! path matches (FALSE on an error).
+//!
+//! The clauses come as extra arguments ([`super::syntax`] writes them): `json_value(json,
+//! path, on_empty, default, on_error, default)` (`'NULL'`, `'ERROR'` or `'DEFAULT'`, the
+//! default as text), `json_query(json, path, wrapper, on_empty, on_error)` (`'WITHOUT'`,
+//! `'CONDITIONAL'` or `'UNCONDITIONAL'`; `'NULL'`, `'ERROR'`, `'EMPTY ARRAY'` or
+//! `'EMPTY OBJECT'`) and `json_exists(json, path, on_error)` (`'TRUE'`, `'FALSE'`,
+//! `'UNKNOWN'` or `'ERROR'`). What is empty and what is an error follows Calcite's
+//! `JsonFunctions`, which Flink runs: in `lax` mode (the default) a missing key or text that
+//! is not JSON is empty; in `strict` mode both are errors, as are a non-scalar value for
+//! `JSON_VALUE` and a scalar for `JSON_QUERY` (which `lax` mode treats as empty); a JSON
+//! `null` at the path is empty.
 
 use std::sync::Arc;
 
@@ -112,6 +122,32 @@ fn select<'a>(v: &'a Value, steps: &[Step], out: &mut Vec<&'a Value>, many: &mut
     }
 }
 
+/// The value at `path` in `text`, as Calcite's `jsonApiCommonSyntax` finds it: whether the
+/// path is strict, and the value (several matches of a `[*]` as an array), None when empty
+/// (nothing there, a JSON `null`, or — in lax mode — text that is not JSON). Errors: a path
+/// that is not one, and in strict mode text that is not JSON or nothing at the path.
+fn evaluate(text: &str, path: &str) -> std::result::Result<(bool, Option<Value>), String> {
+    let strict = path.trim_start().starts_with("strict ");
+    let steps = parse_path(path).ok_or_else(|| format!("'{path}' is not a JSON path"))?;
+    let doc = match serde_json::from_str::<Value>(text) {
+        Ok(d) => d,
+        Err(_) if strict => return Err(format!("'{text}' is not JSON")),
+        Err(_) => return Ok((false, None)),
+    };
+    let (mut out, mut many) = (vec![], false);
+    select(&doc, &steps, &mut out, &mut many);
+    let value = if many {
+        Some(Value::Array(out.into_iter().cloned().collect()))
+    } else {
+        out.first().map(|v| (*v).clone())
+    };
+    match value {
+        None if strict => Err(format!("nothing at '{path}'")),
+        Some(Value::Null) | None => Ok((strict, None)),
+        v => Ok((strict, v)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Value,
@@ -135,10 +171,11 @@ impl JsonFn {
             .map(|kind| {
                 ScalarUDF::from(JsonFn {
                     kind,
-                    signature: Signature::any(
-                        if kind == Kind::String { 1 } else { 2 },
-                        Volatility::Immutable,
-                    ),
+                    signature: if kind == Kind::String {
+                        Signature::any(1, Volatility::Immutable)
+                    } else {
+                        Signature::variadic_any(Volatility::Immutable)
+                    },
                 })
             })
             .collect()
@@ -217,56 +254,131 @@ impl ScalarUDFImpl for JsonFn {
             let path =
                 datafusion::arrow::compute::cast(&args.args[1].to_array(n)?, &DataType::Utf8)?;
             let (text, path) = (text.as_string::<i32>(), path.as_string::<i32>());
-            let found = (0..n).map(|i| {
-                if text.is_null(i) || path.is_null(i) {
-                    return None;
+            let strings = |from: usize| -> datafusion::error::Result<Vec<Option<ArrayRef>>> {
+                (from..args.args.len())
+                    .map(|i| {
+                        Ok(Some(datafusion::arrow::compute::cast(
+                            &args.args[i].to_array(n)?,
+                            &DataType::Utf8,
+                        )?))
+                    })
+                    .collect()
+            };
+            let extra = strings(2)?;
+            let word = |k: usize, i: usize, default: &str| -> String {
+                match extra.get(k).and_then(|a| a.as_ref()) {
+                    Some(a) if !a.is_null(i) => a.as_string::<i32>().value(i).to_string(),
+                    _ => default.to_string(),
                 }
-                let steps = parse_path(path.value(i));
-                let doc = serde_json::from_str::<Value>(text.value(i)).ok();
-                Some((doc, steps))
-            });
+            };
+            let text_at = |k: usize, i: usize| -> Option<String> {
+                match extra.get(k).and_then(|a| a.as_ref()) {
+                    Some(a) if !a.is_null(i) => Some(a.as_string::<i32>().value(i).to_string()),
+                    _ => None,
+                }
+            };
+            let name = self.name().to_ascii_uppercase();
+            let fail =
+                |e: &str| datafusion::error::DataFusionError::Execution(format!("{name}: {e}"));
             match self.kind {
-                Kind::Exists => Arc::new(
-                    found
-                        .map(|f| {
-                            f.map(|(doc, steps)| match (doc, steps) {
-                                (Some(d), Some(s)) => {
-                                    let (mut out, mut many) = (vec![], false);
-                                    select(&d, &s, &mut out, &mut many);
-                                    !out.is_empty()
-                                }
-                                _ => false,
-                            })
-                        })
-                        .collect::<BooleanArray>(),
-                ),
-                _ => Arc::new(
-                    found
-                        .map(|f| {
-                            let (Some(d), Some(s)) = f? else { return None };
-                            let (mut out, mut many) = (vec![], false);
-                            select(&d, &s, &mut out, &mut many);
-                            match self.kind {
-                                Kind::Value => match out.as_slice() {
-                                    [Value::String(s)] => Some(s.clone()),
-                                    [v @ (Value::Number(_) | Value::Bool(_))] => {
-                                        Some(v.to_string())
-                                    }
-                                    _ => None,
-                                },
-                                _ if many => Some(
-                                    Value::Array(out.into_iter().cloned().collect()).to_string(),
-                                ),
-                                _ => match out.as_slice() {
-                                    [v @ (Value::Object(_) | Value::Array(_))] => {
-                                        Some(v.to_string())
-                                    }
-                                    _ => None,
-                                },
+                Kind::Exists => {
+                    let mut out = Vec::with_capacity(n);
+                    for i in 0..n {
+                        if text.is_null(i) || path.is_null(i) {
+                            out.push(None);
+                            continue;
+                        }
+                        out.push(match evaluate(text.value(i), path.value(i)) {
+                            Err(e) => match word(0, i, "FALSE").as_str() {
+                                "TRUE" => Some(true),
+                                "UNKNOWN" => None,
+                                "ERROR" => return Err(fail(&e)),
+                                _ => Some(false),
+                            },
+                            Ok((_, v)) => Some(v.is_some()),
+                        });
+                    }
+                    Arc::new(BooleanArray::from(out))
+                }
+                Kind::Value => {
+                    let mut out = Vec::with_capacity(n);
+                    for i in 0..n {
+                        if text.is_null(i) || path.is_null(i) {
+                            out.push(None);
+                            continue;
+                        }
+                        let on_error = |e: String| -> datafusion::error::Result<Option<String>> {
+                            match word(2, i, "NULL").as_str() {
+                                "ERROR" => Err(fail(&e)),
+                                "DEFAULT" => Ok(text_at(3, i)),
+                                _ => Ok(None),
                             }
-                        })
-                        .collect::<StringArray>(),
-                ),
+                        };
+                        let on_empty = || -> datafusion::error::Result<Option<String>> {
+                            match word(0, i, "NULL").as_str() {
+                                "ERROR" => Err(fail("empty result (ERROR ON EMPTY)")),
+                                "DEFAULT" => Ok(text_at(1, i)),
+                                _ => Ok(None),
+                            }
+                        };
+                        out.push(match evaluate(text.value(i), path.value(i)) {
+                            Err(e) => on_error(e)?,
+                            Ok((_, None)) => on_empty()?,
+                            Ok((strict, Some(v))) => match v {
+                                Value::String(s) => Some(s),
+                                v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
+                                v if !strict => {
+                                    let _ = v;
+                                    on_empty()?
+                                }
+                                v => {
+                                    on_error(format!("strict mode needs a scalar value, not {v}"))?
+                                }
+                            },
+                        });
+                    }
+                    Arc::new(StringArray::from(out))
+                }
+                _ => {
+                    let mut out = Vec::with_capacity(n);
+                    for i in 0..n {
+                        if text.is_null(i) || path.is_null(i) {
+                            out.push(None);
+                            continue;
+                        }
+                        let behave =
+                            |k: usize, e: String| -> datafusion::error::Result<Option<String>> {
+                                match word(k, i, "NULL").as_str() {
+                                    "ERROR" => Err(fail(&e)),
+                                    "EMPTY ARRAY" => Ok(Some("[]".into())),
+                                    "EMPTY OBJECT" => Ok(Some("{}".into())),
+                                    _ => Ok(None),
+                                }
+                            };
+                        out.push(match evaluate(text.value(i), path.value(i)) {
+                            Err(e) => behave(2, e)?,
+                            Ok((_, None)) => behave(1, "empty result (ERROR ON EMPTY)".into())?,
+                            Ok((strict, Some(v))) => {
+                                let v = match word(0, i, "WITHOUT").as_str() {
+                                    "UNCONDITIONAL" => Value::Array(vec![v]),
+                                    "CONDITIONAL" if !v.is_array() => Value::Array(vec![v]),
+                                    _ => v,
+                                };
+                                match v {
+                                    v @ (Value::Object(_) | Value::Array(_)) => Some(v.to_string()),
+                                    _ if !strict => {
+                                        behave(1, "empty result (ERROR ON EMPTY)".into())?
+                                    }
+                                    v => behave(
+                                        2,
+                                        format!("strict mode needs an array or object, not {v}"),
+                                    )?,
+                                }
+                            }
+                        });
+                    }
+                    Arc::new(StringArray::from(out))
+                }
             }
         };
         super::functions::shaped(out, scalar)

@@ -16,6 +16,12 @@
 //!   `__weir_json_object('NULL', k, v, …)` and so on: the `ON NULL` behaviour first (Flink's
 //!   defaults: `NULL ON NULL` for objects, `ABSENT ON NULL` for arrays), then the arguments.
 //!
+//! - `JSON_VALUE(j, p [RETURNING type] [… ON EMPTY] [… ON ERROR])`, `JSON_QUERY(j, p
+//!   [… WRAPPER] [… ON EMPTY] [… ON ERROR])` and `JSON_EXISTS(j, p [… ON ERROR])` with
+//!   clauses pass them on as arguments: `json_value(j, p, 'NULL', NULL, 'DEFAULT', x)`,
+//!   `json_query(j, p, 'CONDITIONAL', 'EMPTY ARRAY', 'NULL')`, `json_exists(j, p,
+//!   'TRUE')`; `RETURNING type` becomes a `CAST(… AS type)` around the call.
+//!
 //! Each new token takes the span of the token it replaces, so errors still point into the
 //! user's text.
 
@@ -212,6 +218,18 @@ fn rewrite_into(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Resul
             i = close + 1;
             continue;
         }
+        // JSON_VALUE / JSON_QUERY / JSON_EXISTS with clauses.
+        let query_fn = ["JSON_VALUE", "JSON_QUERY", "JSON_EXISTS"]
+            .into_iter()
+            .find(|f| word(t, f));
+        if let Some(f) = query_fn
+            && let Some(open) = next
+            && tokens[open].token == Token::LParen
+            && let Some(n) = json_clauses(tokens, f, i, open, out)?
+        {
+            i = n;
+            continue;
+        }
         // JSON_OBJECT(…), JSON_ARRAY(…), JSON_OBJECTAGG(…), JSON_ARRAYAGG(…)
         let json = [
             "JSON_OBJECT",
@@ -291,6 +309,195 @@ fn rewrite_into(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Resul
     Ok(())
 }
 
+/// Where the clauses of a JSON query function start: the first top-level word of
+/// `tokens[from..]` that begins one.
+fn clause_start(tokens: &[TokenWithSpan], from: usize) -> Option<usize> {
+    let (mut depth, mut k) = (0, from);
+    while k < tokens.len() {
+        let t = &tokens[k];
+        if depth == 0 {
+            let on_next = next_sig(tokens, k + 1).is_some_and(|n| word(&tokens[n], "ON"));
+            if ["RETURNING", "DEFAULT", "WITH", "WITHOUT", "EMPTY"]
+                .iter()
+                .any(|w| word(t, w))
+                || (["NULL", "ERROR", "TRUE", "FALSE", "UNKNOWN"]
+                    .iter()
+                    .any(|w| word(t, w))
+                    && on_next)
+            {
+                return Some(k);
+            }
+        }
+        depth += nesting(t);
+        if depth < 0 {
+            return None;
+        }
+        k += 1;
+    }
+    None
+}
+
+/// Rewrites `f(json, path <clauses>)` (`f` one of JSON_VALUE, JSON_QUERY, JSON_EXISTS,
+/// its name at `at_name` and its `(` at `open`) into `out`; returns the index after its `)`, or None (nothing
+/// written) when the call has no clauses.
+fn json_clauses(
+    tokens: &[TokenWithSpan],
+    f: &str,
+    at_name: usize,
+    open: usize,
+    out: &mut Vec<TokenWithSpan>,
+) -> Result<Option<usize>> {
+    let close = closing(tokens, open)?;
+    let inner = &tokens[..close];
+    let Some(comma) = find_top(inner, open + 1, |t| t.token == Token::Comma) else {
+        return Ok(None);
+    };
+    let Some(start) = clause_start(inner, comma + 1) else {
+        return Ok(None);
+    };
+    let t = &tokens[open];
+    let sig: Vec<usize> = (start..close).filter(|&k| !is_ws(&tokens[k])).collect();
+    let at = |k: usize| &tokens[sig[k]];
+    let is = |k: usize, w: &str| k < sig.len() && word(at(k), w);
+    let bad = |k: usize, what: &str| {
+        sql_err(
+            format!("{f}: expected {what}"),
+            if k < sig.len() { at(k) } else { &tokens[close] },
+        )
+    };
+    // (mode, default tokens) for ON EMPTY and ON ERROR; the wrapper; RETURNING's type.
+    let mut on_empty: (String, Option<std::ops::Range<usize>>) = ("NULL".into(), None);
+    let mut on_error: (String, Option<std::ops::Range<usize>>) = (
+        if f == "JSON_EXISTS" { "FALSE" } else { "NULL" }.into(),
+        None,
+    );
+    let mut wrapper = "WITHOUT".to_string();
+    let mut returning: Option<std::ops::Range<usize>> = None;
+    let mut k = 0;
+    while k < sig.len() {
+        if is(k, "RETURNING") && f == "JSON_VALUE" {
+            // The type runs to the next clause.
+            let from = sig[k] + 1;
+            let end = clause_start(inner, from).unwrap_or(close);
+            returning = Some(from..end);
+            k = sig.iter().position(|&x| x >= end).unwrap_or(sig.len());
+            continue;
+        }
+        if (is(k, "WITH") || is(k, "WITHOUT")) && f == "JSON_QUERY" {
+            let mut kind = if is(k, "WITH") {
+                "UNCONDITIONAL"
+            } else {
+                "WITHOUT"
+            };
+            k += 1;
+            if kind != "WITHOUT" && (is(k, "CONDITIONAL") || is(k, "UNCONDITIONAL")) {
+                if is(k, "CONDITIONAL") {
+                    kind = "CONDITIONAL";
+                }
+                k += 1;
+            }
+            if is(k, "ARRAY") {
+                k += 1;
+            }
+            if !is(k, "WRAPPER") {
+                return Err(bad(k, "WRAPPER"));
+            }
+            wrapper = kind.to_string();
+            k += 1;
+            continue;
+        }
+        // <behaviour> ON EMPTY | ON ERROR
+        let (mode, default, after) = if is(k, "DEFAULT") && f == "JSON_VALUE" {
+            let from = sig[k] + 1;
+            let on = find_top(inner, from, |t| word(t, "ON"))
+                .ok_or_else(|| bad(k, "ON EMPTY or ON ERROR after DEFAULT"))?;
+            let next = sig.iter().position(|&x| x == on).unwrap_or(sig.len());
+            ("DEFAULT".to_string(), Some(from..on), next)
+        } else if is(k, "EMPTY") && f == "JSON_QUERY" && (is(k + 1, "ARRAY") || is(k + 1, "OBJECT"))
+        {
+            (
+                format!("EMPTY {}", at(k + 1).token.to_string().to_ascii_uppercase()),
+                None,
+                k + 2,
+            )
+        } else if ["NULL", "ERROR"].iter().any(|w| is(k, w))
+            || (f == "JSON_EXISTS" && ["TRUE", "FALSE", "UNKNOWN"].iter().any(|w| is(k, w)))
+        {
+            (at(k).token.to_string().to_ascii_uppercase(), None, k + 1)
+        } else {
+            return Err(bad(
+                k,
+                "a clause (RETURNING, WRAPPER, … ON EMPTY, … ON ERROR)",
+            ));
+        };
+        if !is(after, "ON") {
+            return Err(bad(after, "ON EMPTY or ON ERROR"));
+        }
+        if is(after + 1, "EMPTY") && f != "JSON_EXISTS" {
+            on_empty = (mode, default);
+        } else if is(after + 1, "ERROR") {
+            on_error = (mode, default);
+        } else {
+            return Err(bad(after + 1, "EMPTY or ERROR after ON"));
+        }
+        k = after + 2;
+    }
+    let quoted = |s: &str| make(Token::SingleQuotedString(s.to_string()), t);
+    if returning.is_some() {
+        out.push(name("CAST", &tokens[at_name]));
+        out.push(make(Token::LParen, t));
+    }
+    out.push(name(&f.to_ascii_lowercase(), &tokens[at_name]));
+    out.push(make(Token::LParen, t));
+    rewrite_into(&tokens[open + 1..start], out)?;
+    let behaviour = |b: &(String, Option<std::ops::Range<usize>>),
+                     out: &mut Vec<TokenWithSpan>|
+     -> Result<()> {
+        out.push(make(Token::Comma, t));
+        out.push(quoted(&b.0));
+        if f == "JSON_VALUE" {
+            out.push(make(Token::Comma, t));
+            match &b.1 {
+                // The default as text, as the value would be (RETURNING casts both).
+                Some(r) => {
+                    out.push(name("CAST", t));
+                    out.push(make(Token::LParen, t));
+                    rewrite_into(&tokens[r.clone()], out)?;
+                    out.push(space(t));
+                    out.push(name("AS", t));
+                    out.push(space(t));
+                    out.push(name("STRING", t));
+                    out.push(make(Token::RParen, t));
+                }
+                None => out.push(name("NULL", t)),
+            }
+        }
+        Ok(())
+    };
+    match f {
+        "JSON_VALUE" => {
+            behaviour(&on_empty, out)?;
+            behaviour(&on_error, out)?;
+        }
+        "JSON_QUERY" => {
+            out.push(make(Token::Comma, t));
+            out.push(quoted(&wrapper));
+            behaviour(&on_empty, out)?;
+            behaviour(&on_error, out)?;
+        }
+        _ => behaviour(&on_error, out)?,
+    }
+    out.push(make(Token::RParen, &tokens[close]));
+    if let Some(r) = returning {
+        out.push(space(t));
+        out.push(name("AS", t));
+        out.push(space(t));
+        out.extend(tokens[r].iter().cloned());
+        out.push(make(Token::RParen, &tokens[close]));
+    }
+    Ok(Some(close + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +550,19 @@ mod tests {
             "__weir_json_object('ABSENT', 'K1' , __weir_json_array('ABSENT',1) )"
         );
         assert_eq!(rewritten("JSON_ARRAY()"), "__weir_json_array('ABSENT')");
+        assert_eq!(
+            rewritten("JSON_VALUE(j, 'strict $.b' RETURNING INT DEFAULT f(1, 2) ON ERROR)"),
+            "CAST(json_value(j, 'strict $.b' ,'NULL',NULL,'DEFAULT',CAST( f(1, 2) AS STRING)) AS INT )"
+        );
+        assert_eq!(
+            rewritten("JSON_QUERY('{}', '$' WITH CONDITIONAL ARRAY WRAPPER EMPTY OBJECT ON EMPTY)"),
+            "json_query('{}', '$' ,'CONDITIONAL','EMPTY OBJECT','NULL')"
+        );
+        assert_eq!(
+            rewritten("JSON_EXISTS('{}', 'strict $.b' TRUE ON ERROR)"),
+            "json_exists('{}', 'strict $.b' ,'TRUE')"
+        );
+        assert_eq!(rewritten("JSON_VALUE(j, '$.a')"), "JSON_VALUE(j, '$.a')");
         assert_eq!(
             rewritten("JSON_OBJECTAGG(KEY k VALUE v)"),
             "__weir_json_objectagg('NULL', k , v)"
