@@ -301,7 +301,12 @@ async fn run(
     session.from_scratch = from_scratch;
     for kv in &set {
         match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => session.set(k.trim(), v.trim()),
+            Some((k, v)) if !k.trim().is_empty() => {
+                if let Err(e) = session.set(k.trim(), v.trim()) {
+                    eprintln!("error: --set {kv}: {}", e.render(None, None));
+                    return ExitCode::from(2);
+                }
+            }
             _ => {
                 eprintln!("error: --set takes KEY=VALUE, got '{kv}'");
                 return ExitCode::from(2);

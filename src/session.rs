@@ -189,8 +189,25 @@ impl Session {
         self.tables.get(name).cloned()
     }
 
-    pub fn set(&mut self, key: &str, value: &str) {
+    /// Sets `key` as `SET 'key' = 'value'` does. Errors: a value the setting cannot take
+    /// (checked here for `table.local-time-zone`; other settings when a statement uses
+    /// them).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if key == crate::sql::local_time::KEY {
+            self.set_zone(Some(value))?;
+        }
         self.settings.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Gives DataFusion's functions the session time zone (`table.local-time-zone`; None:
+    /// UTC, Weir's default).
+    fn set_zone(&mut self, zone: Option<&str>) -> Result<()> {
+        let zone = zone.map(crate::sql::local_time::parse_zone).transpose()?;
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().execution.time_zone = zone;
+        Ok(())
     }
 
     /// The value `SET` gave `key`, if any.
@@ -200,6 +217,9 @@ impl Session {
 
     /// Forgets `key`'s value, as `RESET 'key'`.
     pub fn unset(&mut self, key: &str) {
+        if key == crate::sql::local_time::KEY {
+            let _ = self.set_zone(None);
+        }
         self.settings.remove(key);
     }
 
@@ -350,7 +370,7 @@ impl Session {
             }
             Statement::Set { key, value } => match (key, value) {
                 (Some(k), Some(v)) => {
-                    self.settings.insert(k.clone(), v.clone());
+                    self.set(k, v).map_err(|e| e.at(Some(stmt.pos)))?;
                     Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
                 }
                 _ => Ok(Outcome::Rows(vec![kv_batch(
@@ -363,10 +383,11 @@ impl Session {
             },
             Statement::Reset(k) => {
                 match k {
-                    Some(k) => {
-                        self.settings.remove(k);
+                    Some(k) => self.unset(k),
+                    None => {
+                        let _ = self.set_zone(None);
+                        self.settings.clear();
                     }
-                    None => self.settings.clear(),
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
             }

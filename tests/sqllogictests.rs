@@ -107,7 +107,10 @@ impl Weir {
         self.session.pause_sources_after = None;
         for (k, v) in saved {
             match v {
-                Some(v) => self.session.set(k, &v),
+                Some(v) => self
+                    .session
+                    .set(k, &v)
+                    .map_err(|e| SltError(e.to_string()))?,
                 None => self.session.unset(k),
             }
         }
@@ -121,10 +124,14 @@ impl Weir {
     ) -> Result<(), SltError> {
         use weir::sink::collect::CollectSink;
         let s = &mut self.session;
-        s.set("table.exec.batch-size", "1");
-        s.set("execution.checkpointing.interval", "10ms");
-        s.set("state.checkpoints.dir", &dir.display().to_string());
-        s.set("pipeline.name", "three-run");
+        for (k, v) in [
+            ("table.exec.batch-size", "1".to_string()),
+            ("execution.checkpointing.interval", "10ms".to_string()),
+            ("state.checkpoints.dir", dir.display().to_string()),
+            ("pipeline.name", "three-run".to_string()),
+        ] {
+            s.set(k, &v).map_err(|e| SltError(e.to_string()))?;
+        }
         // Stopped part-way: each source waits after its second row for the stop.
         s.pause_sources_after = Some(2);
         let resumed = CollectSink::new();

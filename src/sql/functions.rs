@@ -86,6 +86,8 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
+    ctx.register_udf(crate::sql::local_time::LocalNow::udf());
+    ctx.register_udf(crate::sql::similar::Similar::udf());
     for f in crate::sql::json::JsonFn::udfs()
         .into_iter()
         .chain(crate::sql::json_build::JsonBuild::udfs())
@@ -856,16 +858,29 @@ impl ScalarUDFImpl for DateFormat {
         };
         let fmt = java_to_strftime(&pattern);
         let values = args.args[0].to_array(n)?;
+        // A TIMESTAMP_LTZ is written as the wall-clock time of the session zone.
+        let zone = match values.data_type() {
+            DataType::Timestamp(_, Some(_)) => {
+                Some(crate::sql::local_time::zone_of(&args.config_options))
+            }
+            _ => None,
+        };
         let ts = cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
         let ts = ts
             .as_any()
             .downcast_ref::<TimestampMillisecondArray>()
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("timestamp cast".into()))?;
+        let wall = |ms: i64| match &zone {
+            Some(tz) => crate::sql::local_time::local_millis(ms, tz),
+            None => ms,
+        };
         let mut b = StringBuilder::with_capacity(n, n * fmt.len());
         for i in 0..ts.len() {
             match (ts.is_valid(i))
                 .then(|| {
-                    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ts.value(i))
+                    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(wall(
+                        ts.value(i),
+                    ))
                 })
                 .flatten()
             {
@@ -962,6 +977,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     Some(f) => const_string(f, "format")?,
                     None => Some("yyyy-MM-dd HH:mm:ss.SSS".to_string()),
                 };
+                // UTC unless the call names a zone (Flink's documented default here).
                 let zone = match args.args.get(2) {
                     Some(z) => const_string(z, "time zone")?,
                     None => Some("UTC".to_string()),

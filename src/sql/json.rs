@@ -182,13 +182,85 @@ impl JsonFn {
     }
 }
 
-/// A value as JSON (for `JSON_STRING`): numbers and booleans as themselves, strings quoted,
-/// lists as arrays, NULL as NULL.
+/// A value as JSON (for `JSON_STRING` and the JSON constructors), as Flink's
+/// `JsonGenerateUtils` writes it: numbers and booleans as themselves, strings quoted, lists
+/// as arrays, maps and rows as objects, bytes in base64, a `TIMESTAMP` as ISO-8601 local
+/// date-time text (`2020-01-01T00:00:00`, the fraction only when there is one) and a
+/// `TIMESTAMP_LTZ` as an instant (`…Z`); NULL as NULL.
 pub(crate) fn to_json(v: &ScalarValue) -> Option<Value> {
     if v.is_null() {
         return None;
     }
+    let element = |a: &ArrayRef, i: usize| {
+        ScalarValue::try_from_array(a, i)
+            .ok()
+            .and_then(|s| to_json(&s))
+            .unwrap_or(Value::Null)
+    };
+    let key = |a: &ArrayRef, i: usize| match ScalarValue::try_from_array(a, i) {
+        Ok(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)),
+        ) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    };
+    let timestamp = |nanos: i64, zoned: bool| -> Value {
+        let Some(t) = chrono::DateTime::from_timestamp_nanos(nanos)
+            .naive_utc()
+            .into()
+        else {
+            return Value::Null;
+        };
+        let t: chrono::NaiveDateTime = t;
+        let mut text = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let frac = t.and_utc().timestamp_subsec_nanos();
+        if frac > 0 {
+            let digits = format!("{frac:09}");
+            text.push('.');
+            text.push_str(digits.trim_end_matches('0'));
+        }
+        if zoned {
+            text.push('Z');
+        }
+        Value::String(text)
+    };
     Some(match v {
+        ScalarValue::TimestampSecond(Some(x), tz) => {
+            timestamp(x.saturating_mul(1_000_000_000), tz.is_some())
+        }
+        ScalarValue::TimestampMillisecond(Some(x), tz) => {
+            timestamp(x.saturating_mul(1_000_000), tz.is_some())
+        }
+        ScalarValue::TimestampMicrosecond(Some(x), tz) => {
+            timestamp(x.saturating_mul(1_000), tz.is_some())
+        }
+        ScalarValue::TimestampNanosecond(Some(x), tz) => timestamp(*x, tz.is_some()),
+        ScalarValue::Binary(Some(b))
+        | ScalarValue::LargeBinary(Some(b))
+        | ScalarValue::BinaryView(Some(b)) => {
+            use base64::Engine;
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        ScalarValue::Map(m) => {
+            let Some(entries) = (m.len() == 1).then(|| m.value(0)) else {
+                return Some(Value::Null);
+            };
+            let (keys, values) = (entries.column(0).clone(), entries.column(1).clone());
+            Value::Object(
+                (0..entries.len())
+                    .map(|i| (key(&keys, i), element(&values, i)))
+                    .collect(),
+            )
+        }
+        ScalarValue::Struct(st) => Value::Object(
+            st.fields()
+                .iter()
+                .zip(st.columns())
+                .map(|(f, c)| (f.name().clone(), element(c, 0)))
+                .collect(),
+        ),
         ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))

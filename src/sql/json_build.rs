@@ -108,9 +108,21 @@ impl ScalarUDFImpl for JsonBuild {
         &self.signature
     }
 
-    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.kind {
-            Build::IsJson => DataType::Boolean,
+            Build::IsJson => match args.first() {
+                Some(
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null,
+                ) => DataType::Boolean,
+                other => {
+                    return Err(DataFusionError::Plan(format!(
+                        "IS JSON takes a STRING, not {}",
+                        other.map_or("nothing".to_string(), |t| {
+                            crate::sql::types::flink_type_name(t)
+                        })
+                    )));
+                }
+            },
             _ => DataType::Utf8,
         })
     }

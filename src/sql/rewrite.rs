@@ -137,72 +137,6 @@ fn call_of(e: &Expr, name: &str) -> Option<Vec<Expr>> {
     }
 }
 
-/// `'d hh:mm:ss.fff'`-style text of an `INTERVAL '…' <from> TO <to>` as the
-/// `'10 days 4 hours …'` text DataFusion reads; None for text that does not fit the range.
-fn interval_text(text: &str, from: &DateTimeField, to: &DateTimeField) -> Option<String> {
-    let norm = |f: &DateTimeField| match f {
-        DateTimeField::Day | DateTimeField::Days => Some(2),
-        DateTimeField::Year | DateTimeField::Years => Some(0),
-        DateTimeField::Month | DateTimeField::Months => Some(1),
-        DateTimeField::Hour | DateTimeField::Hours => Some(3),
-        DateTimeField::Minute | DateTimeField::Minutes => Some(4),
-        DateTimeField::Second | DateTimeField::Seconds => Some(5),
-        _ => None,
-    };
-    let (a, b) = (norm(from)?, norm(to)?);
-    // YEAR TO MONTH, or a range within DAY … SECOND.
-    if a > b || (a < 2 && b >= 2) {
-        return None;
-    }
-    let names = ["years", "months", "days", "hours", "minutes", "seconds"];
-    let text = text.trim();
-    let (sign, text) = match text.strip_prefix('-') {
-        Some(t) => ("-", t),
-        None => ("", text.strip_prefix('+').unwrap_or(text)),
-    };
-    let parts: Vec<&str> = if a < 2 {
-        text.split('-').collect()
-    } else {
-        text.split([' ', ':']).filter(|p| !p.is_empty()).collect()
-    };
-    if parts.len() != b - a + 1 {
-        return None;
-    }
-    let mut out = vec![];
-    for (k, p) in parts.iter().enumerate() {
-        let unit = a + k;
-        let ok = if unit == 5 {
-            p.parse::<f64>().is_ok()
-        } else {
-            p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty()
-        };
-        if !ok {
-            return None;
-        }
-        out.push(format!("{sign}{p} {}", names[unit]));
-    }
-    Some(out.join(" "))
-}
-
-/// Flink's SQL `SIMILAR TO` pattern as an anchored regular expression (`%` any text, `_`
-/// one character; `|`, `*`, `+`, `?`, `{m,n}`, `( )` and `[ ]` as in regular expressions;
-/// other characters literal), or None when `escape` is given (Flink does not support it).
-fn similar_to_regex(p: &str) -> String {
-    let mut out = String::from("^(?:");
-    for c in p.chars() {
-        match c {
-            '%' => out.push_str(".*"),
-            '_' => out.push('.'),
-            '|' | '*' | '+' | '?' | '{' | '}' | '(' | ')' | '[' | ']' | ',' | '-' | '^' => {
-                out.push(c)
-            }
-            c => out.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    out.push_str(")$");
-    out
-}
-
 /// A new id for a call site of a seeded random function: each `RAND(seed)` of a query has
 /// its own sequence, as each has its own `java.util.Random` in Flink.
 fn rand_site() -> i64 {
@@ -240,13 +174,20 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             template(sql, &[*expr.clone(), l, *high.clone()])
         }
         // x IS [NOT] JSON kind (see `super::syntax`).
-        Expr::IsNotDistinctFrom(a, b) => {
-            let kind = call_of(b, "__weir_is_json")?.pop()?;
-            template("weir_is_json(__0, __1)", &[*a.clone(), kind])
-        }
-        Expr::IsDistinctFrom(a, b) => {
-            let kind = call_of(b, "__weir_is_json")?.pop()?;
-            template("NOT weir_is_json(__0, __1)", &[*a.clone(), kind])
+        Expr::BinaryOp {
+            left,
+            op:
+                op @ (datafusion::sql::sqlparser::ast::BinaryOperator::Eq
+                | datafusion::sql::sqlparser::ast::BinaryOperator::NotEq),
+            right,
+        } => {
+            let kind = call_of(right, "__weir_is_json")?.pop()?;
+            let sql = if *op == datafusion::sql::sqlparser::ast::BinaryOperator::Eq {
+                "weir_is_json(__0, __1)"
+            } else {
+                "NOT weir_is_json(__0, __1)"
+            };
+            template(sql, &[*left.clone(), kind])
         }
         // (start, end or length) OVERLAPS (start, end or length): Calcite's rule — each
         // pair ordered, then each ends no earlier than the other starts.
@@ -266,41 +207,31 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 Some((s.clone(), end))
             };
             let ((s1, e1), (s2, e2)) = (pair(left)?, pair(right)?);
+            // Ordered with CASE, not GREATEST/LEAST (which skip NULLs): a NULL bound makes
+            // the answer NULL, as in Calcite's `convertOverlaps`.
             template(
-                "greatest(__0, __1) >= least(__2, __3) AND greatest(__2, __3) >= least(__0, __1)",
+                "(CASE WHEN __0 <= __1 THEN __1 ELSE __0 END) >= (CASE WHEN __2 <= __3 THEN __2 ELSE __3 END) \
+                 AND (CASE WHEN __2 <= __3 THEN __3 ELSE __2 END) >= (CASE WHEN __0 <= __1 THEN __0 ELSE __1 END)",
                 &[s1, e1, s2, e2],
             )
         }
-        // INTERVAL '10 00:00:00.004' DAY TO SECOND, INTERVAL '2-10' YEAR TO MONTH.
-        Expr::Interval(i) => {
-            let (Some(from), Some(to)) = (&i.leading_field, &i.last_field) else {
-                return None;
-            };
-            let Expr::Value(v) = i.value.as_ref() else {
-                return None;
-            };
-            let Value::SingleQuotedString(text) = &v.value else {
-                return None;
-            };
-            let text = interval_text(text, from, to)?;
-            template(&format!("INTERVAL '{text}'"), &[])
-        }
-        // SIMILAR TO: anchored, Flink's (Calcite's) SQL regular expressions.
+        // SIMILAR TO: the whole string, Flink's (Calcite's) SQL regular expressions.
         Expr::SimilarTo {
             negated,
             expr,
             pattern,
-            escape_char: None,
+            escape_char,
         } => {
-            let Expr::Value(v) = pattern.as_ref() else {
-                return None;
-            };
-            let Value::SingleQuotedString(p) = &v.value else {
-                return None;
-            };
-            let re = similar_to_regex(p).replace('\'', "''");
             let not = if *negated { "NOT " } else { "" };
-            template(&format!("{not}regexp_like(__0, '{re}')"), &[*expr.clone()])
+            let mut args = vec![*expr.clone(), *pattern.clone()];
+            if let Some(e) = escape_char {
+                args.push(Expr::value(e.clone()));
+            }
+            let list = (0..args.len())
+                .map(|i| format!("__{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            template(&format!("{not}weir_similar({list})"), &args)
         }
         // FLOOR(ts TO HOUR), CEIL(ts TO HOUR).
         Expr::Floor {
@@ -379,6 +310,10 @@ pub const FLINK_NAMES: &[&str] = &[
     "CURRENT_DATABASE",
     "LOCALTIMESTAMP",
     "LOCALTIME",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "NOW",
+    "CURRENT_DATE",
     "YEAR",
     "QUARTER",
     "MONTH",
@@ -467,24 +402,25 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
     }
     // JSON_OBJECTAGG / JSON_ARRAYAGG (see `super::syntax`): the ON NULL mode, whether the
     // value is itself JSON built by a JSON function, then the key and value.
-    if let ("__WEIR_JSON_OBJECTAGG" | "__WEIR_JSON_ARRAYAGG", Some(mut a)) =
-        (name.as_str(), plain_args(f))
-        && !a.is_empty()
-    {
-        let raw = a.last().is_some_and(is_json_built);
-        a.insert(
-            1,
-            Expr::value(Value::SingleQuotedString(raw_flag(raw).into())),
-        );
+    if matches!(
+        name.as_str(),
+        "__WEIR_JSON_OBJECTAGG" | "__WEIR_JSON_ARRAYAGG"
+    ) {
         let mut g = f.clone();
         g.name = ObjectName::from(vec![Ident::new(
             name.trim_start_matches('_').to_ascii_lowercase(),
         )]);
+        // Its clauses (ORDER BY, FILTER, OVER) stay; the flag goes after the ON NULL mode.
         if let FunctionArguments::List(l) = &mut g.args {
-            l.args = a
-                .into_iter()
-                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-                .collect();
+            let raw = l.args.last().is_some_and(
+                |a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if is_json_built(e)),
+            );
+            l.args.insert(
+                1.min(l.args.len()),
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                    Value::SingleQuotedString(raw_flag(raw).into()),
+                ))),
+            );
         }
         return Some(Expr::Function(g));
     }
@@ -569,9 +505,11 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         },
         ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
         ("CURRENT_DATABASE", 0) => t("'default_database'"),
-        // The local time zone is UTC (`table.local-time-zone` is not read yet).
-        ("LOCALTIMESTAMP", 0) => t("arrow_cast(now(), 'Timestamp(Millisecond, None)')"),
-        ("LOCALTIME", 0) => t("arrow_cast(date_trunc('second', now()), 'Time32(Second)')"),
+        // The current time, in the session zone (see `super::local_time`).
+        ("LOCALTIMESTAMP", 0) => t("weir_now('TIMESTAMP')"),
+        ("LOCALTIME" | "CURRENT_TIME", 0) => t("weir_now('TIME')"),
+        ("CURRENT_TIMESTAMP" | "NOW", 0) => t("weir_now('INSTANT')"),
+        ("CURRENT_DATE", 0) => t("weir_now('DATE')"),
         ("YEAR" | "QUARTER" | "MONTH" | "WEEK" | "MINUTE" | "SECOND", 1) => t(&format!(
             "CAST(date_part('{}', __0) AS BIGINT)",
             name.to_ascii_lowercase()
@@ -640,13 +578,13 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("FROM_UNIXTIME", 1) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), 'yyyy-MM-dd HH:mm:ss')"),
         ("FROM_UNIXTIME", 2) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), __1)"),
         ("UNIX_TIMESTAMP", 0) => t("CAST(date_part('epoch', PROCTIME()) AS BIGINT)"),
-        // Milliseconds / 1000, truncated; a string that does not parse is Long.MIN_VALUE
-        // (Flink's `DateTimeUtils.unixTimestamp`).
+        // Milliseconds / 1000, truncated, the text read in the session zone; a string that
+        // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`).
         ("UNIX_TIMESTAMP", 1) => t(
-            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss') AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("UNIX_TIMESTAMP", 2) => t(
-            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1, weir_now('ZONE')) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("TIMESTAMPADD", 3) => {
             let u = unit(&a[0])?;
