@@ -42,7 +42,11 @@ impl Format {
     /// The options this format accepts, for validation.
     pub fn options(self) -> &'static [&'static str] {
         match self {
-            Format::Json => &["json.ignore-parse-errors", "json.timestamp-format.standard"],
+            Format::Json => &[
+                "json.ignore-parse-errors",
+                "json.timestamp-format.standard",
+                "json.fail-on-missing-field",
+            ],
             Format::Csv => &[
                 "csv.ignore-parse-errors",
                 "csv.field-delimiter",
@@ -86,6 +90,9 @@ pub struct Decoder {
     /// [`Decoder::booleans`]), and those columns' indexes.
     json_schema: SchemaRef,
     json_booleans: Vec<usize>,
+    /// For JSON: a record without one of the table's fields is malformed
+    /// (`json.fail-on-missing-field`; otherwise the field is NULL).
+    fail_on_missing: bool,
 }
 
 /// A CSV quote byte that valid UTF-8 text never holds: `csv.disable-quote-character`
@@ -121,12 +128,24 @@ impl Decoder {
                 })
                 .collect::<Vec<_>>(),
         ));
+        let ignore_errors = options.bool_or(&format!("{p}.ignore-parse-errors"), false)?;
+        let fail_on_missing =
+            format == Format::Json && options.bool_or("json.fail-on-missing-field", false)?;
+        // Flink's JsonFormatFactory refuses the pair too: a missing field would be both an
+        // error and skipped.
+        if fail_on_missing && ignore_errors {
+            return Err(WeirError::sql(
+                "'json.fail-on-missing-field' and 'json.ignore-parse-errors' cannot both be 'true'",
+                options.pos("json.fail-on-missing-field"),
+            ));
+        }
         Ok(Decoder {
             json_schema,
             json_booleans,
+            fail_on_missing,
             format,
             schema,
-            ignore_errors: options.bool_or(&format!("{p}.ignore-parse-errors"), false)?,
+            ignore_errors,
             delimiter: options.char_or("csv.field-delimiter", b',')?,
             quote: if options.bool_or("csv.disable-quote-character", false)? {
                 if options.get("csv.quote-character").is_some() {
@@ -274,6 +293,20 @@ impl Decoder {
             let t = l.trim();
             if !t.starts_with('{') {
                 return Err("a JSON-lines record must be an object".into());
+            }
+            if self.fail_on_missing {
+                let v: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
+                if let Some(f) = self
+                    .json_schema
+                    .fields()
+                    .iter()
+                    .find(|f| v.get(f.name()).is_none())
+                {
+                    return Err(format!(
+                        "the field '{}' is missing ('json.fail-on-missing-field' is 'true')",
+                        f.name()
+                    ));
+                }
             }
             let buf = format!("{t}\n");
             let used = d.decode(buf.as_bytes()).map_err(|e| e.to_string())?;
