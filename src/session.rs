@@ -285,6 +285,52 @@ impl Session {
                 self.tables.insert(def.name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
             }
+            Statement::AlterTable {
+                name,
+                name_pos,
+                if_exists,
+                options,
+                reset,
+            } => {
+                let Some(old) = self.tables.get(name) else {
+                    if *if_exists {
+                        return Ok(Outcome::Done(format!("[INFO] No table '{name}' to alter.")));
+                    }
+                    return Err(self.unknown_relation(name, *name_pos));
+                };
+                let mut def = TableDef::clone(old);
+                for o in options {
+                    if *reset {
+                        if o.key == "connector" {
+                            return Err(WeirError::sql(
+                                "the option 'connector' cannot be reset",
+                                Some(o.pos),
+                            )
+                            .with_hint(
+                                "drop the table and create it again with another connector",
+                            ));
+                        }
+                        def.options.remove(&o.key);
+                    } else {
+                        def.options
+                            .insert(o.key.clone(), o.value.clone(), Some(o.pos));
+                    }
+                }
+                def.connector = def.options.get("connector").unwrap_or_default().to_string();
+                crate::connector::validate(&def)?;
+                let def = Arc::new(def);
+                self.ctx.deregister_table(relation(name))?;
+                self.ctx
+                    .register_table(relation(name), Arc::new(StreamTable { def: def.clone() }))?;
+                if let Some(ddl) = self.ddl.get(name) {
+                    let opts: Vec<(&str, &str)> = def.options.iter().collect();
+                    if let Some(text) = crate::sql::parser::with_options_replaced(ddl, &opts) {
+                        self.ddl.insert(name.clone(), text);
+                    }
+                }
+                self.tables.insert(name.clone(), def);
+                Ok(Outcome::Done(format!("[INFO] Table '{name}' altered.")))
+            }
             Statement::CreateFunction {
                 name,
                 name_pos,

@@ -323,7 +323,11 @@ impl Shell {
             }
             Meta::Jobs => self.show_jobs(),
             Meta::Metrics(id) => self.show_metrics(id),
-            Meta::Explain(id) => self.explain_job(id),
+            Meta::Explain(id) => {
+                if let Err(e) = self.explain_job(id) {
+                    eprintln!("{}", e.render(None, None));
+                }
+            }
             Meta::Stop(id) => self.stop(id).await,
             Meta::Format(f) => {
                 self.format = f;
@@ -498,9 +502,14 @@ impl Shell {
 
     /// `EXPLAIN JOB 'id'` / `\explain id`: the job's plan, sink first, each task's live
     /// numbers beside it (see [`JobMetrics::explain`]).
-    fn explain_job(&self, id: u64) {
+    /// Errors: no job has that id.
+    fn explain_job(&self, id: u64) -> Result<()> {
         match self.jobs.iter().find(|j| j.id == id) {
-            None => eprintln!("no job {id}; \\jobs lists them"),
+            None => {
+                return Err(
+                    WeirError::user(format!("no job {id}")).with_hint("\\jobs lists the jobs")
+                );
+            }
             Some(j) => match j.metrics.explain() {
                 Some(text) => {
                     println!(
@@ -514,6 +523,7 @@ impl Shell {
                 None => eprintln!("job {id} has not placed its tasks yet"),
             },
         }
+        Ok(())
     }
 
     fn show_jobs(&self) {
@@ -646,11 +656,14 @@ impl Shell {
             return Ok(());
         }
         if let Some(id) = upper.strip_prefix("EXPLAIN JOB ") {
-            match id.trim().trim_matches('\'').parse() {
+            return match id.trim().trim_matches('\'').parse() {
                 Ok(id) => self.explain_job(id),
-                Err(_) => eprintln!("EXPLAIN JOB takes a job id: EXPLAIN JOB '3'"),
-            }
-            return Ok(());
+                Err(_) => Err(WeirError::user(format!(
+                    "EXPLAIN JOB takes a job id, not {}",
+                    id.trim()
+                ))
+                .with_hint("EXPLAIN JOB '3'")),
+            };
         }
         if let Some(id) = upper.strip_prefix("STOP JOB ") {
             // Flink's `STOP JOB 'id' WITH SAVEPOINT`: with checkpoints every stop takes one.

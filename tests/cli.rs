@@ -681,9 +681,17 @@ fn show_functions_and_show_create_table() {
          CREATE FUNCTION count_char AS 'com.github.nexmark.flink.udf.CountChar';\n\
          SHOW FUNCTIONS;\n\
          SHOW USER FUNCTIONS;\n\
+         SHOW CREATE TABLE t;\n\
+         ALTER TABLE t SET ('number-of-rows' = '7', 'rows-per-second' = '5');\n\
+         ALTER TABLE t RESET ('rows-per-second');\n\
          SHOW CREATE TABLE t;\n",
     );
     let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
+    // After ALTER TABLE, SHOW CREATE TABLE gives the options as they are now.
+    assert!(
+        stdout.contains("'number-of-rows' = '7'") && !stdout.contains("'rows-per-second'"),
+        "{stdout}"
+    );
     assert_eq!(code, 0, "{stderr}");
     for name in [
         "to_timestamp_ltz",

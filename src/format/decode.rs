@@ -229,9 +229,13 @@ impl Decoder {
                             p.to_uppercase(),
                             place(numbered[i].0),
                         ))
-                        .with_hint(format!(
-                            "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records"
-                        )));
+                        .with_hint(if self.fail_on_missing && reason.contains("is missing") {
+                            "add the field to the record, or set 'json.fail-on-missing-field' = 'false' to read it as NULL".to_string()
+                        } else {
+                            format!(
+                                "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records"
+                            )
+                        }));
                     }
                 }
             }

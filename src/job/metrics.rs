@@ -91,8 +91,9 @@ impl OperatorMetrics {
 
     /// Rows per second in and out over the last [`RATE_SPAN`] (from the oldest sample kept
     /// to now; Flink's `numRecordsInPerSecond` is the same kind of meter over 60 s). Before
-    /// the first sample, the averages since the job started; once the job has ended and
-    /// sampling stopped, the rates decay towards 0.
+    /// the first sample, the averages since the job started. Once the job has ended,
+    /// sampling stops and the rates fall as 1/t (what came last over the time since its
+    /// oldest sample), so a finished job shows a small, shrinking rate rather than 0.
     pub fn rates(&self, started: Instant) -> (f64, f64) {
         let now = Instant::now();
         let (at, rin, rout) = self
@@ -133,7 +134,9 @@ pub const RATE_SPAN: Duration = Duration::from_secs(10);
 /// every operator of a chain by [`crate::operator::Operator::attach`].
 #[derive(Debug, Clone)]
 pub struct TaskMetrics {
+    /// The job the task belongs to.
     pub job: Arc<JobMetrics>,
+    /// The task's own counters (all operators of a fused chain share them).
     pub task: Arc<OperatorMetrics>,
 }
 
@@ -196,8 +199,12 @@ pub struct LatencySummary {
 /// Rendered with live numbers by [`JobMetrics::explain`].
 #[derive(Debug)]
 pub struct TaskNode {
+    /// The plan lines the task runs: its operators' names, top first (one for a source, a
+    /// join, a union or the sink).
     pub lines: Vec<String>,
+    /// The task's counters.
     pub metrics: Arc<OperatorMetrics>,
+    /// The tasks feeding it, in input order (a join: left, then right).
     pub inputs: Vec<TaskNode>,
 }
 

@@ -524,6 +524,10 @@ pub async fn run_task(
             &next,
             Some((_, Message::Batch(_))) | Some((_, Message::Watermark(_)))
         );
+        // CURRENT_WATERMARK reads the watermark this task had before the message (rows a
+        // watermark fires are evaluated under the one before it, as in Flink, where the
+        // window sends its results before the watermark); no other task's afterwards.
+        let watermark_scope = crate::sql::current_watermark::Scope::enter(emitted);
         match next {
             // A tick: an input may have gone idle.
             None => rise = true,
@@ -535,7 +539,6 @@ pub async fn run_task(
                 Message::Batch(b) => {
                     last_seen[i] = Instant::now();
                     metrics.add_in(b.num_rows());
-                    crate::sql::current_watermark::set(emitted);
                     op.process_input_batch(i, b, &mut out)?;
                     // Another input may have gone idle meanwhile: with messages coming, no
                     // tick comes to notice it.
@@ -581,6 +584,7 @@ pub async fn run_task(
                 op.save(cp, None)?;
             }
         }
+        drop(watermark_scope);
         let took = busy_from.elapsed();
         metrics.add_busy(took);
         if measured {

@@ -18,7 +18,7 @@ use crate::sql::options::Options;
 use crate::sql::parser::{ColumnKind, CreateTable, WatermarkDef};
 
 /// A table of the catalog.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TableDef {
     pub name: String,
     pub pos: Pos,

@@ -55,6 +55,8 @@ impl Charset {
             Charset::Utf8 => s.as_bytes().to_vec(),
             Charset::Utf16Be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
             Charset::Utf16Le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            // Java writes the byte-order mark before the first character only.
+            Charset::Utf16 if s.is_empty() => vec![],
             Charset::Utf16 => [0xFE, 0xFF]
                 .into_iter()
                 .chain(s.encode_utf16().flat_map(u16::to_be_bytes))
@@ -211,6 +213,7 @@ mod tests {
             assert_eq!(c.decode(&c.encode(s)), s);
         }
         assert_eq!(Charset::Latin1.decode(&[0x61, 0xE9]), "aé");
+        assert!(Charset::Utf16.encode("").is_empty());
         assert!(Charset::parse("EBCDIC").is_err());
     }
 }

@@ -3,9 +3,9 @@
 //! when none has arrived yet (and in batch queries, which have no watermark). The usual use
 //! is keeping late rows out: `WHERE CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)`.
 //!
-//! A task's run loop ([`crate::operator::run_task`]) notes its current watermark in a
-//! thread-local before it hands a batch to its operators ([`set`]); the function reads it
-//! while the batch is evaluated on that same thread.
+//! A task's run loop notes its current watermark in a thread-local while it hands a
+//! message to its operators ([`Scope`]), and clears it before it waits for anything; the
+//! function reads it while the rows are evaluated on that same thread.
 
 use std::cell::Cell;
 
@@ -26,6 +26,25 @@ pub fn set(watermark: i64) {
     CURRENT.with(|c| c.set(watermark));
 }
 
+/// The watermark noted for this thread while alive (see [`set`]); back to none when
+/// dropped, on every path out (an error too), so that no other task or batch query on the
+/// thread reads it.
+pub struct Scope(());
+
+impl Scope {
+    /// Notes `watermark` (ms) until the scope is dropped.
+    pub fn enter(watermark: i64) -> Scope {
+        set(watermark);
+        Scope(())
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        set(i64::MIN);
+    }
+}
+
 /// `CURRENT_WATERMARK(rowtime)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CurrentWatermark {
@@ -33,6 +52,7 @@ pub struct CurrentWatermark {
 }
 
 impl CurrentWatermark {
+    /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(CurrentWatermark {
             signature: Signature::any(1, Volatility::Volatile),

@@ -118,6 +118,7 @@ pub struct LocalNow {
 }
 
 impl LocalNow {
+    /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(LocalNow {
             signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),

@@ -22,6 +22,11 @@ impl Options {
         self.values.insert(key.into(), (value.into(), pos));
     }
 
+    /// Forgets `key`; true when it was set.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.values.remove(key).is_some()
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|(v, _)| v.as_str())
     }

@@ -92,6 +92,16 @@ pub enum Statement {
     },
     /// `EXPLAIN <query or insert>`.
     Explain(Box<Located>),
+    /// `ALTER TABLE [IF EXISTS] t SET ('k' = 'v', …)` or `… RESET ('k', …)`: changes a
+    /// table's options (Flink's forms; later jobs see them, running ones keep theirs).
+    AlterTable {
+        name: String,
+        name_pos: Pos,
+        if_exists: bool,
+        /// Options to set; with `reset`, only their keys count.
+        options: Vec<TableOption>,
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +208,54 @@ impl Lines {
             .map(|(i, _)| start + i)
             .unwrap_or(src.len())
     }
+}
+
+/// `ddl` (a `CREATE TABLE` statement) with its `WITH (…)` clause replaced by `options`,
+/// one per line in key order; None when it has no such clause or does not tokenize.
+pub fn with_options_replaced(ddl: &str, options: &[(&str, &str)]) -> Option<String> {
+    let tokens = Tokenizer::new(&GenericDialect {}, ddl)
+        .tokenize_with_location()
+        .ok()?;
+    let mut depth = 0i32;
+    let mut with_at = None;
+    for (i, t) in tokens.iter().enumerate() {
+        match &t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.keyword == Keyword::WITH => with_at = Some(i),
+            _ => {}
+        }
+    }
+    let at = with_at?;
+    let open = (at + 1..tokens.len()).find(|&j| !crate::sql::window::is_ws(&tokens[j]))?;
+    if tokens[open].token != Token::LParen {
+        return None;
+    }
+    let mut depth = 0;
+    let close = (open..tokens.len()).find(|&j| {
+        match tokens[j].token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+    })?;
+    let lines = Lines::new(ddl);
+    let (from, to) = (
+        lines.offset(ddl, pos_of(&tokens[at])),
+        lines.offset(ddl, pos_of(&tokens[close])) + 1,
+    );
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let body = options
+        .iter()
+        .map(|(k, v)| format!("  {} = {}", quote(k), quote(v)))
+        .collect::<Vec<_>>()
+        .join(",\n");
+    Some(format!(
+        "{}WITH (\n{body}\n){}",
+        &ddl[..from],
+        &ddl[to.min(ddl.len())..]
+    ))
 }
 
 /// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
@@ -560,6 +618,69 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             }
             Ok(Statement::Reset(Some(parse_setting_word(p, true)?)))
         }
+        Keyword::ALTER => {
+            p.next_token();
+            p.expect_keyword_is(Keyword::TABLE).map_err(parser_error)?;
+            let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let (name, name_pos) = parse_name(p)?;
+            let t = p.peek_token();
+            let reset = if p.parse_keyword(Keyword::SET) {
+                false
+            } else if p.parse_keyword(Keyword::RESET) {
+                true
+            } else {
+                return Err(sql_err(
+                    format!("expected SET or RESET after ALTER TABLE {name}, found '{}'", t.token),
+                    &t,
+                )
+                .with_hint("Weir alters a table's options: ALTER TABLE t SET ('k' = 'v') or ALTER TABLE t RESET ('k'); renaming and changing columns are not supported"));
+            };
+            p.expect_token(&Token::LParen).map_err(parser_error)?;
+            let mut options: Vec<TableOption> = vec![];
+            loop {
+                let kt = p.next_token();
+                let Token::SingleQuotedString(key) = &kt.token else {
+                    return Err(sql_err(
+                        format!("expected a quoted option key, found '{}'", kt.token),
+                        &kt,
+                    ));
+                };
+                let value = if reset {
+                    String::new()
+                } else {
+                    p.expect_token(&Token::Eq).map_err(parser_error)?;
+                    let vt = p.next_token();
+                    match &vt.token {
+                        Token::SingleQuotedString(v) => v.clone(),
+                        other => {
+                            return Err(sql_err(
+                                format!("expected a quoted value for '{key}', found '{other}'"),
+                                &vt,
+                            ));
+                        }
+                    }
+                };
+                if options.iter().any(|o| o.key == *key) {
+                    return Err(sql_err(format!("option '{key}' is given twice"), &kt));
+                }
+                options.push(TableOption {
+                    key: key.clone(),
+                    value,
+                    pos: pos_of(&kt),
+                });
+                if !p.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            p.expect_token(&Token::RParen).map_err(parser_error)?;
+            Ok(Statement::AlterTable {
+                name,
+                name_pos,
+                if_exists,
+                options,
+                reset,
+            })
+        }
         Keyword::DROP => {
             p.next_token();
             let _ = p.parse_keyword(Keyword::TEMPORARY);
@@ -639,9 +760,9 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             })))
         }
         _ => {
-            const STARTS: [&str; 10] = [
+            const STARTS: [&str; 11] = [
                 "SELECT", "WITH", "CREATE", "INSERT", "SET", "RESET", "DROP", "SHOW", "DESCRIBE",
-                "EXPLAIN",
+                "EXPLAIN", "ALTER",
             ];
             let word = t.token.to_string();
             let mut e = sql_err(

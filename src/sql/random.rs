@@ -6,7 +6,9 @@
 //! [`super::rewrite`] turns `RAND(seed)` into `weir_rand(seed, site)` and
 //! `RAND_INTEGER(seed, bound)` into `weir_rand_integer(seed, bound, site)`, `site` a number
 //! unique to the call. The sequence starts afresh each time a query is planned (a restored
-//! job too, as Flink's restarts from `open()`).
+//! job too, as Flink's restarts from `open()`): planning simplifies each call into one of
+//! its own, with a new generator ([`ScalarUDFImpl::simplify`]), so two queries over one
+//! view, or one statement planned twice, do not share a sequence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,7 @@ const MULTIPLIER: u64 = 0x5DEECE66D;
 const MASK: u64 = (1 << 48) - 1;
 
 impl JavaRandom {
+    /// A generator seeded as `new java.util.Random(seed)`.
     pub fn new(seed: i64) -> Self {
         JavaRandom((seed as u64 ^ MULTIPLIER) & MASK)
     }
@@ -65,14 +68,18 @@ impl JavaRandom {
 #[derive(Debug)]
 pub struct SeededRand {
     integer: bool,
+    /// True for the instance planning made for one call (see the module's docs).
+    planned: bool,
     signature: Signature,
     /// Each call site's generator, made from the seed of the first row it sees.
     sites: Mutex<HashMap<i64, JavaRandom>>,
 }
 
 impl PartialEq for SeededRand {
+    /// Instances planning made are each their own (their generators differ).
     fn eq(&self, other: &Self) -> bool {
-        self.integer == other.integer
+        self.integer == other.integer && !self.planned && !other.planned
+            || std::ptr::eq(self, other)
     }
 }
 impl Eq for SeededRand {}
@@ -90,6 +97,7 @@ impl SeededRand {
             .map(|integer| {
                 ScalarUDF::from(SeededRand {
                     integer,
+                    planned: false,
                     signature: Signature::any(if integer { 3 } else { 2 }, Volatility::Volatile),
                     sites: Mutex::new(HashMap::new()),
                 })
@@ -111,6 +119,28 @@ impl ScalarUDFImpl for SeededRand {
         &self.signature
     }
 
+    /// Gives the call a generator of its own, each time a plan holding it is simplified
+    /// (a view's stored plan too: every query over it starts the sequence afresh).
+    /// DataFusion's simplifier stops after its fixed number of cycles.
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        _info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> datafusion::error::Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        use datafusion::logical_expr::simplify::ExprSimplifyResult;
+        let own = ScalarUDF::from(SeededRand {
+            integer: self.integer,
+            planned: true,
+            signature: self.signature.clone(),
+            sites: Mutex::new(HashMap::new()),
+        });
+        Ok(ExprSimplifyResult::Simplified(
+            datafusion::logical_expr::Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(Arc::new(own), args),
+            ),
+        ))
+    }
+
     fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(if self.integer {
             DataType::Int32
@@ -124,6 +154,11 @@ impl ScalarUDFImpl for SeededRand {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
+        if n == 0 {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.return_type(&[])?),
+            ));
+        }
         let int64 = |i: usize| -> datafusion::error::Result<_> {
             Ok(datafusion::arrow::compute::cast(
                 &args.args[i].to_array(n)?,

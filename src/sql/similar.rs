@@ -94,6 +94,7 @@ impl std::hash::Hash for Similar {
 }
 
 impl Similar {
+    /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(Similar {
             signature: Signature::variadic_any(Volatility::Immutable),
