@@ -414,7 +414,6 @@ impl Shell {
             let ops = j.metrics.operators();
             let load =
                 |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            let pct = |ns: u64| format!("{:.1} %", ns as f64 / 1e9 / secs * 100.0);
             let rates: Vec<(f64, f64)> = ops.iter().map(|o| o.rates(j.metrics.started)).collect();
             let b = RecordBatch::try_new(
                 Arc::new(Schema::new(vec![
@@ -466,11 +465,12 @@ impl Shell {
                         if o.name.starts_with("source") {
                             "-".to_string()
                         } else {
-                            pct(load(&o.busy_ns))
+                            format!("{:.1} %", o.shares(j.metrics.started).0)
                         }
                     }))),
                     Arc::new(StringArray::from_iter_values(
-                        ops.iter().map(|o| pct(load(&o.backpressured_ns))),
+                        ops.iter()
+                            .map(|o| format!("{:.1} %", o.shares(j.metrics.started).1)),
                     )),
                     Arc::new(StringArray::from_iter_values(ops.iter().map(
                         |o| match o.state() {

@@ -109,6 +109,15 @@ impl OperatorMetrics {
         )
     }
 
+    /// Time busy and time backpressured, each as a percentage of the time since `started`
+    /// (the job's start): Flink's `busyTimeMsPerSecond` and `backPressuredTimeMsPerSecond`
+    /// / 10, averaged over the run.
+    pub fn shares(&self, started: Instant) -> (f64, f64) {
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let pct = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9 / secs * 100.0;
+        (pct(&self.busy_ns), pct(&self.backpressured_ns))
+    }
+
     /// Adds time spent processing.
     pub fn add_busy(&self, d: Duration) {
         self.busy_ns
@@ -234,24 +243,16 @@ impl TaskNode {
         if load(&m.bad_records) > 0 {
             facts.push(format!("bad records {}", load(&m.bad_records)));
         }
+        let (busy, backpressured) = m.shares(started);
         if !source {
             let (l, _) = m.processing_with_buckets(&[]);
             if l.count > 0 {
                 facts.push(format!("p99 processing {}", fmt_us(l.p99)));
             }
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            facts.push(format!(
-                "busy {:.0} %",
-                load(&m.busy_ns) as f64 / 1e9 / secs * 100.0
-            ));
+            facts.push(format!("busy {busy:.0} %"));
         }
-        let bp = load(&m.backpressured_ns);
-        if bp > 0 {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            facts.push(format!(
-                "backpressured {:.0} %",
-                bp as f64 / 1e9 / secs * 100.0
-            ));
+        if load(&m.backpressured_ns) > 0 {
+            facts.push(format!("backpressured {backpressured:.0} %"));
         }
         for (i, line) in self.lines.iter().enumerate() {
             let pad = "  ".repeat(depth + i);

@@ -143,15 +143,16 @@ impl ScalarUDFImpl for CharsetFn {
     ) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
         let scalar = super::functions::all_scalar(&args);
-        let input = datafusion::arrow::compute::cast(
-            &args.args[0].to_array(n)?,
+        let input = super::functions::arg_as(
+            &args,
+            0,
             if self.encode {
                 &DataType::Utf8
             } else {
                 &DataType::Binary
             },
         )?;
-        let names = datafusion::arrow::compute::cast(&args.args[1].to_array(n)?, &DataType::Utf8)?;
+        let names = super::functions::arg_as(&args, 1, &DataType::Utf8)?;
         let names = names.as_string::<i32>();
         let mut charsets = Vec::with_capacity(n);
         for i in 0..n {

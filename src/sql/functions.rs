@@ -247,8 +247,8 @@ impl FlinkScalar {
     }
 }
 
-/// An argument as an array of `n` values of type `t`.
-fn arg_as(
+/// Argument `i` of a call as an array of its `n` rows, cast to `t`.
+pub(crate) fn arg_as(
     args: &ScalarFunctionArgs,
     i: usize,
     t: &DataType,

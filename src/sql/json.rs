@@ -182,6 +182,16 @@ impl JsonFn {
     }
 }
 
+/// A value as the key of a JSON object: a string as itself, anything else as it prints.
+pub(crate) fn key_text(v: ScalarValue) -> String {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s,
+        other => other.to_string(),
+    }
+}
+
 /// A value as JSON (for `JSON_STRING` and the JSON constructors), as Flink's
 /// `JsonGenerateUtils` writes it: numbers and booleans as themselves, strings quoted, lists
 /// as arrays, maps and rows as objects, bytes in base64, a `TIMESTAMP` as ISO-8601 local
@@ -197,14 +207,10 @@ pub(crate) fn to_json(v: &ScalarValue) -> Option<Value> {
             .and_then(|s| to_json(&s))
             .unwrap_or(Value::Null)
     };
-    let key = |a: &ArrayRef, i: usize| match ScalarValue::try_from_array(a, i) {
-        Ok(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)),
-        ) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
+    let key = |a: &ArrayRef, i: usize| {
+        ScalarValue::try_from_array(a, i)
+            .map(key_text)
+            .unwrap_or_default()
     };
     let timestamp = |nanos: i64, zoned: bool| -> Value {
         let Some(t) = chrono::DateTime::from_timestamp_nanos(nanos)
@@ -321,33 +327,21 @@ impl ScalarUDFImpl for JsonFn {
             }
             Arc::new(StringArray::from(v))
         } else {
-            let text =
-                datafusion::arrow::compute::cast(&args.args[0].to_array(n)?, &DataType::Utf8)?;
-            let path =
-                datafusion::arrow::compute::cast(&args.args[1].to_array(n)?, &DataType::Utf8)?;
+            let utf8 = |i: usize| super::functions::arg_as(&args, i, &DataType::Utf8);
+            let (text, path) = (utf8(0)?, utf8(1)?);
             let (text, path) = (text.as_string::<i32>(), path.as_string::<i32>());
-            let strings = |from: usize| -> datafusion::error::Result<Vec<Option<ArrayRef>>> {
-                (from..args.args.len())
-                    .map(|i| {
-                        Ok(Some(datafusion::arrow::compute::cast(
-                            &args.args[i].to_array(n)?,
-                            &DataType::Utf8,
-                        )?))
-                    })
-                    .collect()
-            };
-            let extra = strings(2)?;
-            let word = |k: usize, i: usize, default: &str| -> String {
-                match extra.get(k).and_then(|a| a.as_ref()) {
-                    Some(a) if !a.is_null(i) => a.as_string::<i32>().value(i).to_string(),
-                    _ => default.to_string(),
-                }
-            };
+            // The clauses' arguments (see the module's docs), as text.
+            let extra = (2..args.args.len())
+                .map(utf8)
+                .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
             let text_at = |k: usize, i: usize| -> Option<String> {
-                match extra.get(k).and_then(|a| a.as_ref()) {
-                    Some(a) if !a.is_null(i) => Some(a.as_string::<i32>().value(i).to_string()),
-                    _ => None,
-                }
+                extra
+                    .get(k)
+                    .filter(|a| !a.is_null(i))
+                    .map(|a| a.as_string::<i32>().value(i).to_string())
+            };
+            let word = |k: usize, i: usize, default: &str| -> String {
+                text_at(k, i).unwrap_or_else(|| default.to_string())
             };
             let name = self.name().to_ascii_uppercase();
             let fail =

@@ -50,6 +50,40 @@ fn json_text(v: &ScalarValue, raw: bool) -> Option<String> {
     super::json::to_json(v).map(|j| j.to_string())
 }
 
+/// A value's JSON text under the ON NULL behaviour: None (leave it out) for a NULL with
+/// `ABSENT ON NULL`, `null` for one with `NULL ON NULL`.
+fn on_null(value: Option<String>, absent: bool) -> Option<String> {
+    match value {
+        None if absent => None,
+        v => Some(v.unwrap_or_else(|| "null".into())),
+    }
+}
+
+/// JSON text of `entries` (key, value as JSON text): an object, compact, keys in order; or
+/// an array of the values.
+fn compose(object: bool, entries: &[(String, String)]) -> String {
+    if object {
+        let parts: Vec<String> = entries
+            .iter()
+            .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+            .collect();
+        format!("{{{}}}", parts.join(","))
+    } else {
+        let parts: Vec<&str> = entries.iter().map(|(_, v)| v.as_str()).collect();
+        format!("[{}]", parts.join(","))
+    }
+}
+
+/// Row `i` of `keys` as an object key (see [`super::json::key_text`]). Errors: it is NULL
+/// (`what` names the function).
+fn object_key(keys: &ArrayRef, i: usize, what: &str) -> datafusion::error::Result<String> {
+    let key = ScalarValue::try_from_array(keys, i)?;
+    if key.is_null() {
+        return Err(err(format!("{what}: a key is NULL")));
+    }
+    Ok(super::json::key_text(key))
+}
+
 fn literal(args: &[ColumnarValue], i: usize, what: &str) -> datafusion::error::Result<String> {
     match args.get(i) {
         Some(ColumnarValue::Scalar(
@@ -134,8 +168,7 @@ impl ScalarUDFImpl for JsonBuild {
         let n = args.number_rows;
         let scalar = super::functions::all_scalar(&args);
         if self.kind == Build::IsJson {
-            let text =
-                datafusion::arrow::compute::cast(&args.args[0].to_array(n)?, &DataType::Utf8)?;
+            let text = super::functions::arg_as(&args, 0, &DataType::Utf8)?;
             let text = text.as_string::<i32>();
             let kind = literal(&args.args, 1, "IS JSON")?;
             let out: BooleanArray = (0..n)
@@ -171,49 +204,26 @@ impl ScalarUDFImpl for JsonBuild {
             .iter()
             .map(|a| a.to_array(n))
             .collect::<datafusion::error::Result<_>>()?;
+        let object = self.kind == Build::Object;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let mut parts = vec![];
-            if self.kind == Build::Object {
-                for (p, kv) in cols.chunks(2).enumerate() {
-                    let [k, v] = kv else { continue };
-                    let key = ScalarValue::try_from_array(k, i)?;
-                    if key.is_null() {
-                        return Err(err("JSON_OBJECT: a key is NULL".into()));
-                    }
-                    let key = match key {
-                        ScalarValue::Utf8(Some(s))
-                        | ScalarValue::LargeUtf8(Some(s))
-                        | ScalarValue::Utf8View(Some(s)) => s,
-                        other => other.to_string(),
-                    };
-                    let value = json_text(
-                        &ScalarValue::try_from_array(v, i)?,
-                        flags.get(p).copied().unwrap_or(false),
-                    );
-                    match value {
-                        None if absent => {}
-                        v => parts.push(format!(
-                            "{}:{}",
-                            Value::String(key),
-                            v.unwrap_or_else(|| "null".into())
-                        )),
-                    }
+            let mut entries = vec![];
+            // (key, value) columns for an object, value columns for an array.
+            let per = if object { 2 } else { 1 };
+            for (p, kv) in cols.chunks(per).enumerate() {
+                let (key, v) = match (object, kv) {
+                    (true, [k, v]) => (object_key(k, i, "JSON_OBJECT")?, v),
+                    (false, [v]) => (String::new(), v),
+                    _ => continue,
+                };
+                let raw = flags.get(p).copied().unwrap_or(false);
+                if let Some(v) =
+                    on_null(json_text(&ScalarValue::try_from_array(v, i)?, raw), absent)
+                {
+                    entries.push((key, v));
                 }
-                out.push(format!("{{{}}}", parts.join(",")));
-            } else {
-                for (p, c) in cols.iter().enumerate() {
-                    let value = json_text(
-                        &ScalarValue::try_from_array(c, i)?,
-                        flags.get(p).copied().unwrap_or(false),
-                    );
-                    match value {
-                        None if absent => {}
-                        v => parts.push(v.unwrap_or_else(|| "null".into())),
-                    }
-                }
-                out.push(format!("[{}]", parts.join(",")));
             }
+            out.push(compose(object, &entries));
         }
         super::functions::shaped(Arc::new(StringArray::from(out)), scalar)
     }
@@ -308,41 +318,20 @@ impl Accumulator for JsonAccumulator {
             let absent = ScalarValue::try_from_array(mode, i)?.to_string() == "ABSENT";
             let raw = ScalarValue::try_from_array(flag, i)?.to_string() == "R";
             let (key, value) = if self.object {
-                let key = ScalarValue::try_from_array(&values[2], i)?;
-                if key.is_null() {
-                    return Err(err("JSON_OBJECTAGG: a key is NULL".into()));
-                }
-                let key = match key {
-                    ScalarValue::Utf8(Some(s))
-                    | ScalarValue::LargeUtf8(Some(s))
-                    | ScalarValue::Utf8View(Some(s)) => s,
-                    other => other.to_string(),
-                };
+                let key = object_key(&values[2], i, "JSON_OBJECTAGG")?;
                 (key, ScalarValue::try_from_array(&values[3], i)?)
             } else {
                 (String::new(), ScalarValue::try_from_array(&values[2], i)?)
             };
-            match json_text(&value, raw) {
-                None if absent => {}
-                v => self.add(key, v.unwrap_or_else(|| "null".into()))?,
+            if let Some(v) = on_null(json_text(&value, raw), absent) {
+                self.add(key, v)?;
             }
         }
         Ok(())
     }
 
     fn evaluate(&mut self) -> datafusion::error::Result<ScalarValue> {
-        let text = if self.object {
-            let parts: Vec<String> = self
-                .entries
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        } else {
-            let parts: Vec<&str> = self.entries.iter().map(|(_, v)| v.as_str()).collect();
-            format!("[{}]", parts.join(","))
-        };
-        Ok(ScalarValue::Utf8(Some(text)))
+        Ok(ScalarValue::Utf8(Some(compose(self.object, &self.entries))))
     }
 
     fn size(&self) -> usize {

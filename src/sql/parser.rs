@@ -227,19 +227,11 @@ pub fn with_options_replaced(ddl: &str, options: &[(&str, &str)]) -> Option<Stri
         }
     }
     let at = with_at?;
-    let open = (at + 1..tokens.len()).find(|&j| !crate::sql::window::is_ws(&tokens[j]))?;
+    let open = crate::sql::window::next_sig(&tokens, at + 1)?;
     if tokens[open].token != Token::LParen {
         return None;
     }
-    let mut depth = 0;
-    let close = (open..tokens.len()).find(|&j| {
-        match tokens[j].token {
-            Token::LParen => depth += 1,
-            Token::RParen => depth -= 1,
-            _ => {}
-        }
-        depth == 0
-    })?;
+    let close = crate::sql::syntax::closing(&tokens, open).ok()?;
     let lines = Lines::new(ddl);
     let (from, to) = (
         lines.offset(ddl, pos_of(&tokens[at])),

@@ -159,12 +159,7 @@ impl ScalarUDFImpl for SeededRand {
                 datafusion::arrow::array::new_empty_array(&self.return_type(&[])?),
             ));
         }
-        let int64 = |i: usize| -> datafusion::error::Result<_> {
-            Ok(datafusion::arrow::compute::cast(
-                &args.args[i].to_array(n)?,
-                &DataType::Int64,
-            )?)
-        };
+        let int64 = |i: usize| super::functions::arg_as(&args, i, &DataType::Int64);
         let seed = int64(0)?;
         let seed = seed.as_primitive::<Int64Type>();
         let site_arg = int64(args.args.len() - 1)?;

@@ -72,6 +72,14 @@ fn template(sql: &str, args: &[Expr]) -> Option<Expr> {
     Some(e)
 }
 
+/// The placeholders `__i` of a template for each `i` of `ixs`, each followed by `suffix`
+/// (`" IS NULL"`), joined by `sep`.
+fn slots(ixs: impl Iterator<Item = usize>, suffix: &str, sep: &str) -> String {
+    ixs.map(|i| format!("__{i}{suffix}"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 /// The plain positional arguments of a call, or None when it has others (named, `*`, …).
 fn plain_args(f: &Function) -> Option<Vec<Expr>> {
     match &f.args {
@@ -227,10 +235,7 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             if let Some(e) = escape_char {
                 args.push(Expr::value(e.clone()));
             }
-            let list = (0..args.len())
-                .map(|i| format!("__{i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = slots(0..args.len(), "", ", ");
             template(&format!("{not}weir_similar({list})"), &args)
         }
         // FLOOR(ts TO HOUR), CEIL(ts TO HOUR).
@@ -381,14 +386,8 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
             })
             .collect::<Option<_>>()?;
         let n = args.len();
-        let all = (0..n)
-            .map(|i| format!("__{i} IS NOT NULL"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let fields = (0..n)
-            .map(|i| format!("__{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let all = slots(0..n, " IS NOT NULL", " AND ");
+        let fields = slots(0..n, "", ", ");
         let Expr::Function(mut g) = template(
             &format!("COUNT(DISTINCT CASE WHEN {all} THEN struct({fields}) END)"),
             &args,
@@ -448,19 +447,9 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
              WHEN __1 IS NULL THEN array_position(__0, __1) IS NOT NULL \
              ELSE array_has(__0, __1) END"),
         ("__WEIR_MAP", n) if n >= 2 && n % 2 == 0 => {
-            let keys = (0..n)
-                .step_by(2)
-                .map(|i| format!("__{i}"))
-                .collect::<Vec<_>>();
-            let values = (1..n)
-                .step_by(2)
-                .map(|i| format!("__{i}"))
-                .collect::<Vec<_>>();
-            t(&format!(
-                "map(make_array({}), make_array({}))",
-                keys.join(", "),
-                values.join(", ")
-            ))
+            let keys = slots((0..n).step_by(2), "", ", ");
+            let values = slots((1..n).step_by(2), "", ", ");
+            t(&format!("map(make_array({keys}), make_array({values}))"))
         }
         ("__WEIR_JSON_OBJECT" | "__WEIR_JSON_ARRAY", n) if n >= 1 => {
             let object = name == "__WEIR_JSON_OBJECT";
@@ -476,10 +465,7 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
                 .collect();
             let mut args = a.clone();
             args.insert(1, Expr::value(Value::SingleQuotedString(flags)));
-            let list = (0..args.len())
-                .map(|i| format!("__{i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let list = slots(0..args.len(), "", ", ");
             let fname = if object {
                 "weir_json_object"
             } else {
@@ -557,19 +543,10 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         ("ARRAY_POSITION", 2) => {
             t("CASE WHEN __0 IS NULL THEN NULL ELSE coalesce(array_position(__0, __1), 0) END")
         }
-        ("CONCAT", n) if n >= 1 => t(&(0..n)
-            .map(|i| format!("__{i}"))
-            .collect::<Vec<_>>()
-            .join(" || ")),
+        ("CONCAT", n) if n >= 1 => t(&slots(0..n, "", " || ")),
         ("GREATEST" | "LEAST", n) if n >= 1 => {
-            let nulls = (0..n)
-                .map(|i| format!("__{i} IS NULL"))
-                .collect::<Vec<_>>()
-                .join(" OR ");
-            let list = (0..n)
-                .map(|i| format!("__{i}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let nulls = slots(0..n, " IS NULL", " OR ");
+            let list = slots(0..n, "", ", ");
             t(&format!(
                 "CASE WHEN {nulls} THEN NULL ELSE {}({list}) END",
                 name.to_ascii_lowercase()

@@ -146,12 +146,7 @@ impl ScalarUDFImpl for Similar {
     ) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
         let scalar = super::functions::all_scalar(&args);
-        let utf8 = |i: usize| -> datafusion::error::Result<_> {
-            Ok(datafusion::arrow::compute::cast(
-                &args.args[i].to_array(n)?,
-                &DataType::Utf8,
-            )?)
-        };
+        let utf8 = |i: usize| super::functions::arg_as(&args, i, &DataType::Utf8);
         let (s, p) = (utf8(0)?, utf8(1)?);
         let e = if args.args.len() > 2 {
             Some(utf8(2)?)

@@ -33,15 +33,10 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Whitespace};
 
 use crate::error::Result;
 use crate::sql::parser::sql_err;
-use crate::sql::window::is_ws;
+use crate::sql::window::{is_ws, next_sig};
 
 fn word(t: &TokenWithSpan, w: &str) -> bool {
     matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w))
-}
-
-/// The index of the next token at or after `i` that is not whitespace or a comment.
-fn next_sig(tokens: &[TokenWithSpan], i: usize) -> Option<usize> {
-    (i..tokens.len()).find(|&j| !is_ws(&tokens[j]))
 }
 
 fn make(token: Token, like: &TokenWithSpan) -> TokenWithSpan {
@@ -70,7 +65,7 @@ fn nesting(t: &TokenWithSpan) -> i32 {
 
 /// The index of the token closing the bracket or parenthesis opened at `open`. Errors: it
 /// is never closed, or closed by the other kind (`MAP['a', 1)`).
-fn closing(tokens: &[TokenWithSpan], open: usize) -> Result<usize> {
+pub(crate) fn closing(tokens: &[TokenWithSpan], open: usize) -> Result<usize> {
     let mut stack = vec![];
     for (j, t) in tokens.iter().enumerate().skip(open) {
         match t.token {
