@@ -120,7 +120,10 @@ fn an_interactive_session() {
 
     // A background job, its metrics served for Prometheus, listed and stopped.
     s.line("SET 'metrics.reporter.prom.port' = '0';");
-    s.want("weir> ", "the prompt after SET");
+    // Its own output, not "weir> ": the shell redraws the prompt with each typed key, so
+    // that would match the echo and the next line would be typed while SET runs (and be
+    // lost when the terminal's mode is switched back).
+    s.want("Execute statement succeeded", "SET done");
     s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
     s.want("Metrics at http://127.0.0.1:", "the metrics endpoint");
     s.want("started in the background", "a job");
