@@ -88,6 +88,7 @@ impl Session {
         // `FROM 'archive/hot_items'`: a quoted path is a table (Hive partitions inferred).
         let ctx = crate::sql::url_table::with_url_tables(SessionContext::new_with_config(config));
         crate::sql::functions::register(&ctx);
+        ctx.add_analyzer_rule(Arc::new(crate::sql::lateral::LateralUnnest));
         Session {
             ctx,
             tables: BTreeMap::new(),

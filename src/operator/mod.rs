@@ -19,6 +19,7 @@ pub mod session;
 pub mod topn;
 pub mod ttl;
 pub mod union;
+pub mod unnest;
 pub mod window;
 
 use std::sync::Arc;

@@ -29,6 +29,14 @@ impl Planner<'_> {
             JoinType::RightAnti => JoinKind::RightAnti,
             other => return Err(unsupported(format!("{other} joins of streams"))),
         };
+        if crate::sql::lateral::correlated(&j.right) {
+            return Err(unsupported(
+                "this join with UNNEST or a LATERAL subquery",
+            )
+            .with_hint(
+                "expand arrays with CROSS JOIN UNNEST(arr) AS t (x), or LEFT JOIN UNNEST(arr) AS t (x) ON TRUE to keep rows with empty arrays",
+            ));
+        }
         if !reads_stream(&j.left) || !reads_stream(&j.right) {
             return Err(unsupported(
                 "joining a stream with a table that is not a stream",

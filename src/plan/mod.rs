@@ -302,6 +302,28 @@ impl Planner<'_> {
                 "order the output downstream, or read the archived output with a batch query",
             )),
             LogicalPlan::Window(w) => self.rank(w),
+            LogicalPlan::Unnest(u) => {
+                let input = self.node(&u.input)?;
+                append_only(&input, "UNNEST")?;
+                let lists = u
+                    .list_type_columns
+                    .iter()
+                    .map(|(index, l)| datafusion::physical_plan::unnest::ListUnnest {
+                        index_in_input_schema: *index,
+                        depth: l.depth,
+                    })
+                    .collect();
+                Ok(PlanNode::Operator {
+                    op: Box::new(crate::operator::unnest::UnnestOperator::new(
+                        Arc::new(u.input.schema().as_arrow().clone()),
+                        lists,
+                        u.struct_type_columns.clone(),
+                        Arc::new(u.schema.as_arrow().clone()),
+                        u.options.clone(),
+                    )),
+                    input: Box::new(input),
+                })
+            }
             LogicalPlan::Distinct(_) => Err(WeirError::sql(
                 "not supported in a standing query yet: DISTINCT over a stream",
                 None,

@@ -212,6 +212,10 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 })
         }
         LogicalPlan::Union(u) => u.inputs.iter().all(|i| is_time_attribute(i, name)),
+        // An unnest repeats the columns it does not expand.
+        LogicalPlan::Unnest(u) => {
+            !u.exec_columns.iter().any(|c| c.name == name) && is_time_attribute(&u.input, name)
+        }
         LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) | LogicalPlan::Limit(_) => plan
             .inputs()
             .first()

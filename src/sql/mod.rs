@@ -8,6 +8,7 @@ pub mod current_watermark;
 pub mod functions;
 pub mod json;
 pub mod json_build;
+pub mod lateral;
 pub mod local_time;
 pub mod names;
 pub mod options;

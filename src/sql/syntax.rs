@@ -11,7 +11,9 @@
 //!   `weir_is_json(x, 'KIND')` or its negation.
 //! - A simple `CASE x WHEN a, b THEN r … END` with several values in a `WHEN` becomes the
 //!   searched `CASE WHEN (x) IN (a, b) THEN r … END` (each result written once).
-//! - `MAP[k1, v1, k2, v2]` becomes `__weir_map(k1, v1, k2, v2)`.
+//! - `MAP[k1, v1, k2, v2]` becomes `__weir_map(k1, v1, k2, v2)`; `ARRAY[a, b]` becomes
+//!   `make_array(a, b)` (DataFusion's own array literal is the same call, but it loses
+//!   the columns of an enclosing query, as in `CROSS JOIN UNNEST(ARRAY[t.a, t.b])`).
 //! - `INTERVAL '10 00:00:00.004' DAY TO SECOND` and `INTERVAL '2-10' YEAR TO MONTH` (a
 //!   range of units, each field after the first within its unit, as Calcite checks) become
 //!   `INTERVAL '10 days 0 hours 0 minutes 0.004 seconds'`.
@@ -242,20 +244,28 @@ fn rewrite_level(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Resu
             i = end;
             continue;
         }
-        // MAP[…]
-        if word(t, "MAP")
+        // MAP[…] and ARRAY[…]
+        let constructor = ["MAP", "ARRAY"].into_iter().find(|c| word(t, c));
+        if let Some(c) = constructor
             && let Some(j) = next
             && tokens[j].token == Token::LBracket
         {
             let close = closing(tokens, j)?;
-            let parts = split_commas(tokens, j + 1..close);
-            if parts.len() % 2 == 1 || parts.iter().any(|p| blank(&tokens[p.clone()])) {
-                return Err(sql_err(
-                    "MAP[…] takes keys and values in pairs: MAP['a', 1, 'b', 2]",
-                    t,
-                ));
+            if c == "MAP" {
+                let parts = split_commas(tokens, j + 1..close);
+                if parts.len() % 2 == 1 || parts.iter().any(|p| blank(&tokens[p.clone()])) {
+                    return Err(sql_err(
+                        "MAP[…] takes keys and values in pairs: MAP['a', 1, 'b', 2]",
+                        t,
+                    ));
+                }
             }
-            out.push(name("__weir_map", t));
+            let f = if c == "MAP" {
+                "__weir_map"
+            } else {
+                "make_array"
+            };
+            out.push(name(f, t));
             out.push(make(Token::LParen, &tokens[j]));
             rewrite_into(&tokens[j + 1..close], out)?;
             out.push(make(Token::RParen, &tokens[close]));
@@ -816,6 +826,7 @@ mod tests {
             "CASE WHEN f(a, b) THEN 1 END"
         );
         assert_eq!(rewritten("MAP['a', 1]"), "__weir_map('a', 1)");
+        assert_eq!(rewritten("ARRAY[t.a, 2]"), "make_array(t.a, 2)");
         assert_eq!(
             rewritten("JSON_OBJECT(KEY 'K1' VALUE JSON_ARRAY(1) ABSENT ON NULL)"),
             "__weir_json_object('ABSENT', 'K1' , __weir_json_array('ABSENT',1) )"
