@@ -314,14 +314,7 @@ async fn stream_answer(query: &str, batch_size: usize) -> Vec<String> {
         .run_collect(&script)
         .await
         .unwrap_or_else(|e| panic!("{select}: {e}"));
-    let batches = results.pop().expect("one result");
-    let mut out: Vec<String> = weir::changelog::apply(&batches)
-        .expect("a valid changelog")
-        .into_iter()
-        .map(|r| r.join("|"))
-        .collect();
-    out.sort();
-    out
+    common::applied_rows(&results.pop().expect("one result"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

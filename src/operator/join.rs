@@ -3,11 +3,15 @@
 //! One operator serves the three; they differ in how long a row is kept and when results
 //! are emitted ([`JoinTime`]):
 //!
-//! - **Regular** (`a JOIN b ON a.k = b.k`, append-only inputs, INNER only): every row is
-//!   kept for as long as the query runs (or for `table.exec.state.ttl`). A row is probed
-//!   against the rows the other side has kept so far and then kept itself, so each matching
-//!   pair is emitted exactly once, when the later of its two rows arrives. Once one side has
-//!   ended (a bounded table, as in a lookup join), the other keeps nothing.
+//! - **Regular** (`a JOIN b ON a.k = b.k`, append-only inputs): every row is kept for as
+//!   long as the query runs (or for `table.exec.state.ttl`). A row is probed against the
+//!   rows the other side has kept so far and then kept itself, so each matching pair is
+//!   emitted exactly once, when the later of its two rows arrives. Once one side has ended
+//!   (a bounded table, as in a lookup join), the other keeps nothing. `LEFT`, `RIGHT` and
+//!   `FULL OUTER` joins give a changelog, as Flink's streaming join does: a row of an outer
+//!   side that meets nothing is emitted at once padded with NULLs (`+I`); when its first
+//!   partner comes, that padded row is retracted (`-D`) before the pair is inserted. Each
+//!   kept row of an outer side remembers whether it has met a partner.
 //! - **Interval** (`... AND a.ts BETWEEN b.ts - INTERVAL '10' SECOND AND b.ts`): the same,
 //!   but a row is dropped once the watermark makes a partner impossible. With
 //!   `left.t - right.t ∈ [lo, hi]` and future rows at or after the watermark `W`, a left row
@@ -35,7 +39,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int8Array, UInt32Array, new_null_array,
+};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -44,6 +50,7 @@ use datafusion::common::HashMap;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 
+use crate::changelog::RowKind;
 use crate::error::{Result, WeirError};
 use crate::job::{Message, TaskMetrics};
 use crate::source::watermark::to_epoch_millis;
@@ -120,6 +127,8 @@ struct Segment {
     max_time: i64,
     /// When its newest rows arrived (for `table.exec.state.ttl`).
     arrived: Instant,
+    /// Per row: whether it has met a partner (outer regular joins; else all false).
+    matched: Vec<bool>,
 }
 
 /// Encoded keys of a batch: rows, hashes, and which rows have no NULL key.
@@ -192,10 +201,17 @@ impl StreamJoin {
             }
             fields.push(SortField::new(lt));
         }
-        if kind != JoinKind::Inner && !matches!(time, JoinTime::Window { .. }) {
-            return Err(WeirError::internal(
-                "outer joins of streams are window joins only",
-            ));
+        let outer = matches!(kind, JoinKind::Left | JoinKind::Right | JoinKind::Full);
+        let allowed = match time {
+            JoinTime::Window { .. } => true,
+            JoinTime::Unbounded => kind == JoinKind::Inner || outer,
+            JoinTime::Interval { .. } => kind == JoinKind::Inner,
+        };
+        if !allowed {
+            return Err(WeirError::internal(format!(
+                "a {} join of streams needs a window",
+                kind.name()
+            )));
         }
         let pair_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
             left.schema
@@ -305,6 +321,7 @@ impl StreamJoin {
             next,
             max_time,
             arrived: Instant::now(),
+            matched: vec![false; n],
         })
     }
 
@@ -447,6 +464,30 @@ impl StreamJoin {
         Ok(filter_record_batch(&batch, &keep)?)
     }
 
+    /// Whether the join pads the unmatched rows of `side` (an outer regular join's
+    /// outer sides), which makes its output a changelog.
+    fn pads(&self, side: Side) -> bool {
+        self.time == JoinTime::Unbounded
+            && match side {
+                Side::Left => matches!(self.kind, JoinKind::Left | JoinKind::Full),
+                Side::Right => matches!(self.kind, JoinKind::Right | JoinKind::Full),
+            }
+    }
+
+    /// True for outer regular joins, whose output is a changelog.
+    pub fn emits_changes(&self) -> bool {
+        self.pads(Side::Left) || self.pads(Side::Right)
+    }
+
+    /// `batch` of the output with every row of kind `kind` when the output is a changelog.
+    fn changes(&self, batch: RecordBatch, kind: RowKind) -> Result<Message> {
+        if !self.emits_changes() {
+            return Ok(Message::Batch(batch));
+        }
+        let kinds = Int8Array::from(vec![kind as i8; batch.num_rows()]);
+        Ok(Message::Batch(crate::changelog::attach(batch, kinds)?))
+    }
+
     fn probe_and_keep(
         &mut self,
         side: Side,
@@ -457,6 +498,7 @@ impl StreamJoin {
             Side::Left => 1,
             Side::Right => 0,
         };
+        let other_side = side_of(other);
         if let Some(ttl) = self.ttl {
             let now = Instant::now();
             for kept in &mut self.kept {
@@ -464,27 +506,61 @@ impl StreamJoin {
             }
         }
         let keys = self.keys(side, &batch)?;
-        for seg in &self.kept[other] {
+        let mut hit = vec![false; batch.num_rows()];
+        for g in 0..self.kept[other].len() {
+            let seg = &self.kept[other][g];
             let (mut p, mut k) = (vec![], vec![]);
             Self::probe(seg, &keys, &mut p, &mut k);
             if p.is_empty() {
                 continue;
             }
-            let (joined, _) = match side {
+            let (joined, mask) = match side {
                 Side::Left => self.joined(&batch, &p, &seg.batch, &k)?,
                 Side::Right => self.joined(&seg.batch, &k, &batch, &p)?,
             };
+            // Partners met for the first time: their padded rows are retracted first.
+            let mut first = vec![];
+            for (n, (pi, ki)) in p.iter().zip(&k).enumerate() {
+                if mask.as_ref().is_none_or(|m| m.value(n)) {
+                    hit[*pi as usize] = true;
+                    if !seg.matched[*ki as usize] && !first.contains(ki) {
+                        first.push(*ki);
+                    }
+                }
+            }
+            if self.pads(other_side) && !first.is_empty() {
+                let padded = self.padded(other_side, &seg.batch, first.clone())?;
+                out.push(self.changes(padded, RowKind::Delete)?);
+            }
+            let seg = &mut self.kept[other][g];
+            for ki in first {
+                seg.matched[ki as usize] = true;
+            }
             if joined.num_rows() > 0 {
-                out.push(Message::Batch(self.output(joined)?));
+                let joined = self.output(joined)?;
+                out.push(self.changes(joined, RowKind::Insert)?);
+            }
+        }
+        if self.pads(side) {
+            let missed: Vec<u32> = (0..hit.len() as u32)
+                .filter(|i| !hit[*i as usize])
+                .collect();
+            if !missed.is_empty() {
+                let padded = self.padded(side, &batch, missed)?;
+                out.push(self.changes(padded, RowKind::Insert)?);
             }
         }
         if self.ended[other] {
             return Ok(());
         }
         // Rows that are already too old to meet anything are not kept.
+        let before = batch.num_rows();
         let batch = self.unexpired(side, batch)?;
         if batch.num_rows() > 0 {
-            let seg = self.segment(side, batch)?;
+            let mut seg = self.segment(side, batch)?;
+            if seg.batch.num_rows() == before {
+                seg.matched = hit;
+            }
             self.kept[side as usize].push(seg);
             self.compact(side)?;
         }
@@ -514,10 +590,15 @@ impl StreamJoin {
                 break;
             };
             let merged = concat_batches(&a.batch.schema(), [&a.batch, &b.batch])?;
+            let all = merged.num_rows();
             let merged = self.unexpired(side, merged)?;
             if merged.num_rows() > 0 {
                 let mut seg = self.segment(side, merged)?;
                 seg.arrived = b.arrived;
+                // Only an interval join drops rows here, and it keeps no flags.
+                if seg.batch.num_rows() == all {
+                    seg.matched = [a.matched, b.matched].concat();
+                }
                 self.kept[s].push(seg);
             }
         }
@@ -651,10 +732,16 @@ impl StreamJoin {
         let missed: Vec<u32> = (0..hit.len() as u32)
             .filter(|i| !hit[*i as usize])
             .collect();
-        if missed.is_empty() {
-            return Ok(());
+        if !missed.is_empty() {
+            out.push(Message::Batch(self.padded(side, batch, missed)?));
         }
-        let idx = UInt32Array::from(missed);
+        Ok(())
+    }
+
+    /// Rows `idx` of `batch` (of `side`) with NULLs for the other side's columns, in the
+    /// output's schema.
+    fn padded(&self, side: Side, batch: &RecordBatch, idx: Vec<u32>) -> Result<RecordBatch> {
+        let idx = UInt32Array::from(idx);
         let n = idx.len();
         let own = batch
             .columns()
@@ -672,11 +759,7 @@ impl StreamJoin {
             Side::Left => own.into_iter().chain(nulls(&self.right.schema)).collect(),
             Side::Right => nulls(&self.left.schema).into_iter().chain(own).collect(),
         };
-        out.push(Message::Batch(RecordBatch::try_new(
-            self.schema.clone(),
-            cols,
-        )?));
-        Ok(())
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
 
     pub fn watermark(&mut self, w: i64, out: &mut Vec<Message>) -> Result<()> {
@@ -747,10 +830,31 @@ impl StreamJoin {
         let mut out = vec![];
         for (s, segs) in self.kept.iter().enumerate() {
             for seg in segs {
-                out.push(tag(
-                    &seg.batch,
-                    vec![("part", "kept".into()), ("side", s.to_string())],
-                )?);
+                if self.pads(side_of(s)) {
+                    // The rows, then whether each has met a partner.
+                    let mut fields = seg.batch.schema().fields().to_vec();
+                    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                        "__weir_matched",
+                        datafusion::arrow::datatypes::DataType::Boolean,
+                        false,
+                    )));
+                    let mut cols = seg.batch.columns().to_vec();
+                    cols.push(Arc::new(BooleanArray::from(seg.matched.clone())));
+                    let with_flags = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+                    out.push(tag(
+                        &with_flags,
+                        vec![
+                            ("part", "kept".into()),
+                            ("side", s.to_string()),
+                            ("matched", "true".into()),
+                        ],
+                    )?);
+                } else {
+                    out.push(tag(
+                        &seg.batch,
+                        vec![("part", "kept".into()), ("side", s.to_string())],
+                    )?);
+                }
             }
         }
         for (end, sides) in &self.windows {
@@ -806,6 +910,21 @@ impl StreamJoin {
                     .map_err(|e| bad(&e.to_string()))
             };
             match get("part").as_str() {
+                "kept" if get("matched") == "true" => {
+                    let n = b.num_columns();
+                    let flags = b
+                        .column(n.saturating_sub(1))
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| bad("a kept row's matched flag"))?
+                        .clone();
+                    let mut seg = self.segment(
+                        side,
+                        as_input(&b.project(&(0..n - 1).collect::<Vec<_>>())?)?,
+                    )?;
+                    seg.matched = flags.iter().map(|f| f.unwrap_or(false)).collect();
+                    self.kept[s].push(seg);
+                }
                 "kept" => {
                     let seg = self.segment(side, as_input(&b)?)?;
                     self.kept[s].push(seg);
@@ -868,6 +987,10 @@ impl super::Operator for StreamJoin {
 
     fn attach(&mut self, metrics: &TaskMetrics) {
         StreamJoin::attach(self, metrics);
+    }
+
+    fn emits_changes(&self) -> bool {
+        StreamJoin::emits_changes(self)
     }
 
     /// A join's rows always come with their input's index ([`super::Operator::process_input_batch`]).
@@ -1033,6 +1156,67 @@ mod tests {
         assert_eq!(j.kept_rows(), [0, 1]);
         j.finish(&mut out).expect("finish");
         assert_eq!(rows(&out), 1, "window 20's right row, padded");
+    }
+
+    /// The changes as text, `+I 1 1970-01-01T00:00:00.010 null null`, in order.
+    fn changes(out: &[Message]) -> Vec<String> {
+        let batches: Vec<RecordBatch> = out
+            .iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(crate::changelog::for_display(b).expect("display")),
+                _ => None,
+            })
+            .collect();
+        crate::format::encode::row_texts(&batches, " ").expect("format")
+    }
+
+    #[test]
+    fn an_outer_regular_join_retracts_a_padded_row_when_its_first_partner_comes() {
+        // Flink's streaming join: an unmatched row of an outer side is emitted padded at
+        // once; its first partner retracts that row (-D) before the pair goes in (+I); a
+        // later partner only adds its pair.
+        let mut j = join(JoinTime::Unbounded, JoinKind::Full);
+        assert!(j.emits_changes());
+        let mut out = vec![];
+        j.process(Side::Left, batch(&[1, 2], &[10, 20]), &mut out)
+            .expect("left");
+        j.process(Side::Right, batch(&[1, 3], &[30, 40]), &mut out)
+            .expect("right");
+        j.process(Side::Right, batch(&[1], &[50]), &mut out)
+            .expect("right");
+        j.process(Side::Left, batch(&[3], &[60]), &mut out)
+            .expect("left");
+        let t = |ms: i64| format!("1970-01-01T00:00:00.{ms:03}");
+        assert_eq!(
+            changes(&out),
+            vec![
+                format!("+I 1 {} null null", t(10)),
+                format!("+I 2 {} null null", t(20)),
+                format!("-D 1 {} null null", t(10)),
+                format!("+I 1 {} 1 {}", t(10), t(30)),
+                format!("+I null null 3 {}", t(40)),
+                format!("+I 1 {} 1 {}", t(10), t(50)),
+                format!("-D null null 3 {}", t(40)),
+                format!("+I 3 {} 3 {}", t(60), t(40)),
+            ]
+        );
+        // A checkpoint keeps which rows have met a partner: a restored join does not
+        // retract the padded row of key 1 again.
+        let state = j.snapshot().expect("snapshot").expect("state");
+        let mut restored = join(JoinTime::Unbounded, JoinKind::Full);
+        restored.restore(state).expect("restore");
+        let mut out = vec![];
+        restored
+            .process(Side::Right, batch(&[1, 2], &[70, 80]), &mut out)
+            .expect("right");
+        assert_eq!(
+            changes(&out),
+            vec![
+                format!("-D 2 {} null null", t(20)),
+                format!("+I 1 {} 1 {}", t(10), t(70)),
+                format!("+I 2 {} 2 {}", t(20), t(80)),
+            ]
+        );
     }
 
     #[test]

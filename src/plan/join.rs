@@ -79,13 +79,12 @@ impl Planner<'_> {
                     t
                 }
                 None => {
-                    if kind != JoinKind::Inner {
-                        let why = match kind {
-                            JoinKind::LeftSemi | JoinKind::RightSemi => "",
-                            _ => ": its results would have to be retracted later",
-                        };
+                    if !matches!(
+                        kind,
+                        JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+                    ) {
                         return Err(unsupported(format!(
-                            "{} of two streams without a window{why}",
+                            "{} of two streams without a window",
                             kind_name(j.join_type)
                         ))
                         .with_hint(

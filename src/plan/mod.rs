@@ -85,7 +85,9 @@ impl PlanNode {
         match self {
             PlanNode::Source { .. } | PlanNode::Values { .. } => false,
             PlanNode::Operator { op, input } => op.emits_changes() || input.updates(),
-            PlanNode::Join { left, right, .. } => left.updates() || right.updates(),
+            PlanNode::Join {
+                join, left, right, ..
+            } => join.emits_changes() || left.updates() || right.updates(),
             PlanNode::Union { inputs, .. } => inputs.iter().any(|i| i.updates()),
         }
     }

@@ -11,9 +11,22 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use weir::format::encode::row_texts;
 use weir::source::nexmark::{NexmarkConfig, NexmarkGenerator, schema};
 
-/// Every row as one `|`-separated line, sorted: results compared as multisets.
+/// Every row as one `|`-separated line, sorted: results compared as multisets (a
+/// changelog's rows with their kinds).
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut out = row_texts(batches, "|").expect("format");
+    out.sort();
+    out
+}
+
+/// The rows a result stands for, as [`rows`] gives them: a changelog is applied first
+/// (a retraction of a row that is not there fails the test).
+pub fn applied_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out: Vec<String> = weir::changelog::apply(batches)
+        .expect("a valid changelog")
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect();
     out.sort();
     out
 }
@@ -79,6 +92,16 @@ pub async fn resumed(
     resumed_with(ddl, sql, checkpoints, stop_after, || {}).await
 }
 
+/// [`resumed`], giving the batches both runs wrote.
+pub async fn resumed_batches(
+    ddl: &str,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+) -> (Vec<RecordBatch>, bool) {
+    resumed_batches_with(ddl, sql, checkpoints, stop_after, || {}).await
+}
+
 /// [`resumed`], with `between` run after the first run has stopped and before the second
 /// starts (to change the input meanwhile).
 pub async fn resumed_with(
@@ -88,6 +111,17 @@ pub async fn resumed_with(
     stop_after: std::time::Duration,
     between: impl FnOnce(),
 ) -> (Vec<String>, bool) {
+    let (batches, resumed) = resumed_batches_with(ddl, sql, checkpoints, stop_after, between).await;
+    (rows(&batches), resumed)
+}
+
+async fn resumed_batches_with(
+    ddl: &str,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+    between: impl FnOnce(),
+) -> (Vec<RecordBatch>, bool) {
     let ddl = format!(
         "SET 'pipeline.name' = 'resumed';\n\
          SET 'execution.checkpointing.interval' = '10ms';\n\
@@ -120,7 +154,7 @@ pub async fn resumed_with(
         Err(e) if e.to_string().contains("already ran to the end") => false,
         Err(e) => panic!("{sql}: {e}"),
     };
-    (rows(&sink.batches()), resumed)
+    (sink.batches(), resumed)
 }
 
 /// Waits (up to 30 s) until process `pid` catches SIGTERM (its `SigCgt` mask in /proc, bit
