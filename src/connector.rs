@@ -11,13 +11,14 @@ use crate::sql::catalog::TableDef;
 use crate::sql::options::Options;
 
 pub const SOURCES: &[&str] = &["nexmark", "datagen", "filesystem", "stdin", "kafka"];
-pub const SINKS: &[&str] = &["print", "blackhole", "filesystem", "kafka"];
+pub const SINKS: &[&str] = &["print", "blackhole", "filesystem", "kafka", "upsert-kafka"];
 pub const ALL: &[&str] = &[
     "nexmark",
     "datagen",
     "filesystem",
     "stdin",
     "kafka",
+    "upsert-kafka",
     "print",
     "blackhole",
 ];
@@ -44,6 +45,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         ]),
         "stdin" => v.extend(["format"]),
         "kafka" => v.extend(crate::source::kafka::OPTIONS),
+        "upsert-kafka" => v.extend(crate::sink::kafka::UPSERT_OPTIONS),
         "print" => v.extend(crate::sink::print::OPTIONS),
         "blackhole" => {}
         _ => {}
@@ -104,6 +106,9 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
+    }
+    if def.connector == "upsert-kafka" {
+        crate::sink::kafka::check_upsert_table(def)?;
     }
     if def.connector == "nexmark" {
         crate::source::nexmark::NexmarkConfig::from_options(&def.options)?;
@@ -205,6 +210,9 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         "blackhole" => Ok(Box::new(crate::sink::blackhole::BlackholeSink)),
         "kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create(
             &def.name, options,
+        )?)),
+        "upsert-kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create_upsert(
+            def, options,
         )?)),
         "filesystem" => {
             let path = local_path(options.require("path", &def.name)?);

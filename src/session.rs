@@ -597,6 +597,7 @@ impl Session {
             metadata: vec![],
             watermark,
             partitioned_by: vec![],
+            primary_key: vec![],
             has_columns: true,
             memory: Some(Arc::new(batches)),
         });
@@ -1019,7 +1020,7 @@ impl Session {
                         Some(*table_pos),
                     )
                     .with_hint(
-                        "write it to a 'print' or 'blackhole' table, or aggregate over windows, whose results never change",
+                        "write it to an 'upsert-kafka', 'print' or 'blackhole' table, or aggregate over windows, whose results never change",
                     ));
                 }
                 Ok((node, sink))

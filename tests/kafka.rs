@@ -464,6 +464,112 @@ async fn what_weir_writes_an_independent_client_reads() {
     assert_eq!(seen, (1..=300).collect::<Vec<_>>());
 }
 
+/// A CSV value holding line breaks is still one message, under its own row's key (the
+/// encoded batch is not split on lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_value_with_line_breaks_keeps_its_own_key() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("lines", 1);
+    let servers = broker.bootstrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.json");
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"s\": \"a\\nb\"}\n{\"id\": 2, \"s\": \"c\"}\n{\"id\": 3, \"s\": \"d\\ne\\r\\nf\"}\n",
+    )
+    .expect("write");
+    collect(&format!(
+        "CREATE TABLE src (id BIGINT, s STRING) WITH ('connector' = 'filesystem', \
+         'path' = '{}', 'format' = 'json');\n\
+         CREATE TABLE out (id BIGINT, s STRING) WITH ('connector' = 'kafka', 'topic' = 'lines', \
+         'properties.bootstrap.servers' = '{servers}', 'format' = 'csv', 'key.fields' = 'id', \
+         'key.format' = 'json');\n\
+         INSERT INTO out SELECT id, s FROM src;",
+        input.display()
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "lines", "3"]);
+    let got: Vec<(String, String)> = printed
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            (
+                m["k"].as_str().expect("a key").to_string(),
+                m["v"].as_str().expect("a value").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("{\"id\":1}".to_string(), "1,\"a\nb\"".to_string()),
+            ("{\"id\":2}".to_string(), "2,c".to_string()),
+            ("{\"id\":3}".to_string(), "3,\"d\ne\r\nf\"".to_string()),
+        ]
+    );
+}
+
+/// An updating result into `upsert-kafka`: keyed by the primary key, `+I`/`+U` as values,
+/// `-D` as tombstones, `-U` dropped — so the topic read as "the last value per key" (what
+/// a compacted topic keeps) is the result. Counts of counts over v = 1..300 by v % 7: six
+/// keys end with 43 rows and one with 42, so only c = 42 (n = 1) and c = 43 (n = 6) stay;
+/// every smaller c was passed through and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updating_result_into_upsert_kafka_reads_back_as_the_result() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("counts", 3);
+    let servers = broker.bootstrap();
+    collect(&format!(
+        "SET 'table.exec.batch-size' = '1';\n\
+         CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+         'number-of-rows' = '300', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+         'fields.v.end' = '300');\n\
+         CREATE TABLE counts (c BIGINT, n BIGINT, PRIMARY KEY (c) NOT ENFORCED) WITH ( \
+         'connector' = 'upsert-kafka', 'topic' = 'counts', \
+         'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+         'value.format' = 'json');\n\
+         INSERT INTO counts SELECT c, COUNT(*) FROM \
+           (SELECT v % 7 AS k, COUNT(*) AS c FROM src GROUP BY v % 7) GROUP BY c;"
+    ))
+    .await;
+    // Messages: the first row of each of the 7 keys moves one group (c = 1: +I, then +U);
+    // each later row moves two (its key leaves group c, which is updated or deleted, and
+    // enters c + 1, inserted or updated); -U rows are not sent. 7 + 293 * 2 = 593.
+    let mut last: std::collections::BTreeMap<i64, Option<i64>> = Default::default();
+    let mut tombstones = 0;
+    let mut n = 0;
+    let printed = client(&["consume", &servers, "counts", "593"]);
+    for line in printed.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let key: serde_json::Value =
+            serde_json::from_str(m["k"].as_str().expect("a key")).expect("a JSON key");
+        let c = key["c"].as_i64().unwrap_or_else(|| panic!("no c in {key}"));
+        let value = m["v"].as_str().map(|v| {
+            let v: serde_json::Value = serde_json::from_str(v).expect("a JSON value");
+            assert_eq!(
+                v["c"].as_i64(),
+                Some(c),
+                "the value holds the key's columns too"
+            );
+            v["n"].as_i64().unwrap_or_else(|| panic!("no n in {v}"))
+        });
+        tombstones += usize::from(value.is_none());
+        last.insert(c, value);
+        n += 1;
+    }
+    assert_eq!(n, 593);
+    let live: Vec<(i64, i64)> = last
+        .iter()
+        .filter_map(|(c, v)| v.map(|v| (*c, v)))
+        .collect();
+    assert_eq!(live, vec![(42, 1), (43, 6)], "{printed}");
+    assert_eq!(tombstones, 41, "c = 1..41 each deleted once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_in_a_group_share_the_partitions() {
     let Some(broker) = Broker::start() else {

@@ -9,6 +9,7 @@ was written by someone else and what Weir writes is read by someone else.
   kafka_client.py produce-paced BOOTSTRAP TOPIC N PARTITIONS RATE
       as produce-seq (no padding, i = 1..N), RATE messages a second, each flushed at once
   kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v"} lines
+                                                 (v null for a tombstone)
 """
 
 import json
@@ -111,7 +112,9 @@ def consume(bootstrap, topic, n):
         if m.error():
             sys.exit(str(m.error()))
         key = m.key().decode() if m.key() is not None else None
-        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": m.value().decode()}))
+        # A tombstone (an upsert sink's delete) has no value: null.
+        value = m.value().decode() if m.value() is not None else None
+        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": value}))
         got += 1
     c.close()
     if got < n:

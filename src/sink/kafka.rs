@@ -2,6 +2,12 @@
 //! `csv`), its key by `key.format` from `key.fields`. The producer is idempotent
 //! (`enable.idempotence`), sends wait while librdkafka's queue is full (backpressure), and a
 //! delivery error fails the query — never silently.
+//!
+//! The `upsert-kafka` sink takes a changelog, as Flink's does: the message key is the
+//! table's `PRIMARY KEY (…) NOT ENFORCED` columns (`key.format`), `+I` and `+U` rows are
+//! messages with the row as value (`value.format`; `'value.fields-include' = 'EXCEPT_KEY'`
+//! leaves the key's columns out), a `-D` row is a tombstone (the key with a NULL value) and
+//! a `-U` row is dropped — so the topic, read as "the last value per key", is the result.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +51,17 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// The options of an `upsert-kafka` table (Flink's names).
+pub const UPSERT_OPTIONS: &[&str] = &[
+    "topic",
+    "properties.bootstrap.servers",
+    "key.format",
+    "value.format",
+    "value.fields-include",
+    "sink.delivery-guarantee",
+    "properties.",
+];
+
 pub struct KafkaSink {
     /// Created by [`Sink::open`]: planning connects to nothing.
     producer: Option<BaseProducer<Deliveries>>,
@@ -56,10 +73,64 @@ pub struct KafkaSink {
     format: Format,
     key_format: Format,
     key_fields: Vec<String>,
+    /// `upsert-kafka`: a changelog in, tombstones for deletes; true when the value leaves
+    /// the key's columns out (`'value.fields-include' = 'EXCEPT_KEY'`).
+    upsert: Option<bool>,
+}
+
+/// `json` or `csv` from option `key` (required).
+fn message_format(options: &Options, key: &str, table: &str) -> Result<Format> {
+    match options.require(key, table)? {
+        "json" => Ok(Format::Json),
+        "csv" => Ok(Format::Csv),
+        other => Err(WeirError::sql(
+            format!("{key} '{other}': use json or csv"),
+            options.pos(key),
+        )),
+    }
 }
 
 impl KafkaSink {
+    /// An `upsert-kafka` sink for `def`: its key is the table's primary key. Errors: no
+    /// primary key, a missing or unknown `key.format`/`value.format`, an unknown
+    /// `value.fields-include`, and what [`KafkaSink::create`] checks.
+    pub fn create_upsert(def: &crate::sql::catalog::TableDef, options: &Options) -> Result<Self> {
+        let table = def.name.as_str();
+        let (format, key_format, except_key) = upsert_formats(def, options)?;
+        let mut sink = Self::with_formats(table, options, format, key_format)?;
+        sink.key_fields = def.primary_key.clone();
+        sink.upsert = Some(except_key);
+        Ok(sink)
+    }
+
     pub fn create(table: &str, options: &Options) -> Result<Self> {
+        let format = Format::parse(options, table)?;
+        let key_format = match options.get("key.format") {
+            None => format,
+            Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some(other) => {
+                return Err(WeirError::sql(
+                    format!("key.format '{other}': use json or csv"),
+                    options.pos("key.format"),
+                ));
+            }
+        };
+        let mut sink = Self::with_formats(table, options, format, key_format)?;
+        sink.key_fields = options
+            .get("key.fields")
+            .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        Ok(sink)
+    }
+
+    /// The topic, the producer's configuration and the delivery guarantee, checked.
+    fn with_formats(
+        table: &str,
+        options: &Options,
+        format: Format,
+        key_format: Format,
+    ) -> Result<Self> {
         options.require("properties.bootstrap.servers", table)?;
         let topics = crate::source::kafka::topics(options, table)?;
         let [topic] = topics.as_slice() else {
@@ -68,7 +139,6 @@ impl KafkaSink {
                 options.pos("topic"),
             ));
         };
-        let format = Format::parse(options, table)?;
         if format == Format::Parquet {
             return Err(WeirError::sql(
                 "kafka messages are json or csv, not parquet",
@@ -85,17 +155,6 @@ impl KafkaSink {
                 .with_hint("'default': by key hash when key.fields is set, sticky otherwise"));
             }
         }
-        let key_format = match options.get("key.format") {
-            None => format,
-            Some("json") => Format::Json,
-            Some("csv") => Format::Csv,
-            Some(other) => {
-                return Err(WeirError::sql(
-                    format!("key.format '{other}': use json or csv"),
-                    options.pos("key.format"),
-                ));
-            }
-        };
         let mut config = crate::source::kafka::client_config(options);
         config.set("enable.idempotence", "true");
         let at_least_once = match options.get("sink.delivery-guarantee") {
@@ -116,10 +175,6 @@ impl KafkaSink {
                 .with_hint("use 'at-least-once', 'none' or 'exactly-once'"));
             }
         };
-        let key_fields = options
-            .get("key.fields")
-            .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_default();
         Ok(KafkaSink {
             producer: None,
             config,
@@ -127,29 +182,42 @@ impl KafkaSink {
             topic: topic.clone(),
             format,
             key_format,
-            key_fields,
+            key_fields: vec![],
+            upsert: None,
         })
     }
 
+    /// One encoded message per row of `batch`.
     fn encode(&self, batch: &RecordBatch, format: Format) -> Result<Vec<String>> {
-        let mut buf = vec![];
+        let text = |buf: Vec<u8>| {
+            String::from_utf8(buf)
+                .map_err(|e| WeirError::internal(format!("an encoded message is not UTF-8: {e}")))
+        };
         match format {
             Format::Csv => {
-                let mut w = datafusion::arrow::csv::WriterBuilder::new()
-                    .with_header(false)
-                    .build(&mut buf);
-                w.write(batch)?;
+                // Row by row: a quoted CSV value may hold a line break, so the lines of
+                // the whole batch are not its rows.
+                (0..batch.num_rows())
+                    .map(|i| {
+                        let mut buf = vec![];
+                        datafusion::arrow::csv::WriterBuilder::new()
+                            .with_header(false)
+                            .build(&mut buf)
+                            .write(&batch.slice(i, 1))?;
+                        let line = text(buf)?;
+                        Ok(line.strip_suffix('\n').unwrap_or(&line).to_string())
+                    })
+                    .collect()
             }
             _ => {
+                // JSON escapes line breaks inside strings: one line per row.
+                let mut buf = vec![];
                 let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
                 w.write(batch)?;
                 w.finish()?;
+                Ok(text(buf)?.lines().map(str::to_string).collect())
             }
         }
-        Ok(String::from_utf8_lossy(&buf)
-            .lines()
-            .map(str::to_string)
-            .collect())
     }
 }
 
@@ -180,6 +248,38 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
+    /// Sends one message (no value: a tombstone), waiting while the producer's queue is
+    /// full (backpressure).
+    fn send(&self, key: Option<&String>, value: Option<&String>) -> Result<()> {
+        loop {
+            let mut record = BaseRecord::<String, String>::to(&self.topic);
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match self.producer()?.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    // Backpressure: wait for deliveries to free the queue.
+                    self.producer()?.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => {
+                    return Err(WeirError::external(format!(
+                        "kafka: cannot send to '{}': {e}",
+                        self.topic
+                    )));
+                }
+            }
+        }
+    }
+
     fn connect(&mut self) -> Result<()> {
         let producer: BaseProducer<Deliveries> = self
             .config
@@ -208,54 +308,53 @@ impl Sink for KafkaSink {
         Ok(None)
     }
 
+    fn accepts_changes(&self) -> bool {
+        self.upsert.is_some()
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if self.producer.is_none() {
             // A late-data sink is not opened by a sink task: it connects at its first row.
             self.connect()?;
         }
         self.check_deliveries()?;
-        let values = self.encode(batch, self.format)?;
-        let keys = if self.key_fields.is_empty() {
+        let (data, kinds) = crate::changelog::split(batch);
+        let key_idx = self
+            .key_fields
+            .iter()
+            .map(|k| {
+                data.schema()
+                    .index_of(k)
+                    .map_err(|_| WeirError::user(format!("key.fields names '{k}', not a column")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let values = match self.upsert {
+            Some(true) => {
+                let rest: Vec<usize> = (0..data.num_columns())
+                    .filter(|i| !key_idx.contains(i))
+                    .collect();
+                self.encode(&data.project(&rest)?, self.format)?
+            }
+            _ => self.encode(&data, self.format)?,
+        };
+        let keys = if key_idx.is_empty() {
             None
         } else {
-            let idx = self
-                .key_fields
-                .iter()
-                .map(|k| {
-                    batch.schema().index_of(k).map_err(|_| {
-                        WeirError::user(format!("key.fields names '{k}', not a column"))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let keyed = batch.project(&idx)?;
-            Some(self.encode(&keyed, self.key_format)?)
+            Some(self.encode(&data.project(&key_idx)?, self.key_format)?)
         };
         for (i, v) in values.iter().enumerate() {
-            let key = keys.as_ref().and_then(|k| k.get(i));
-            loop {
-                let mut record = BaseRecord::<String, String>::to(&self.topic).payload(v);
-                if let Some(k) = key {
-                    record = record.key(k);
-                }
-                match self.producer()?.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        _,
-                    )) => {
-                        // Backpressure: wait for deliveries to free the queue.
-                        self.producer()?.poll(Duration::from_millis(50));
-                    }
-                    Err((e, _)) => {
-                        return Err(WeirError::external(format!(
-                            "kafka: cannot send to '{}': {e}",
-                            self.topic
-                        )));
-                    }
-                }
-            }
+            let kind = match &kinds {
+                Some(k) => crate::changelog::RowKind::from_i8(k.value(i))
+                    .ok_or_else(|| WeirError::internal("unknown row kind"))?,
+                None => crate::changelog::RowKind::Insert,
+            };
+            let value = match kind {
+                crate::changelog::RowKind::UpdateBefore => continue,
+                // A tombstone: the key with no value.
+                crate::changelog::RowKind::Delete => None,
+                _ => Some(v),
+            };
+            self.send(keys.as_ref().and_then(|k| k.get(i)), value)?;
         }
         self.producer()?.poll(Duration::ZERO);
         Ok(())
@@ -270,4 +369,61 @@ impl Sink for KafkaSink {
             .map_err(|e| WeirError::external(format!("kafka: delivery failed: {e}")))?;
         self.check_deliveries()
     }
+}
+
+/// An `upsert-kafka` table's value format, key format, and whether the value leaves the
+/// key's columns out; errors as [`KafkaSink::create_upsert`] says.
+fn upsert_formats(
+    def: &crate::sql::catalog::TableDef,
+    options: &Options,
+) -> Result<(Format, Format, bool)> {
+    check_upsert(def)?;
+    let format = message_format(options, "value.format", &def.name)?;
+    let key_format = message_format(options, "key.format", &def.name)?;
+    let except_key = match options.get("value.fields-include") {
+        None | Some("ALL") => false,
+        Some("EXCEPT_KEY") => true,
+        Some(other) => {
+            return Err(WeirError::sql(
+                format!("unknown 'value.fields-include' = '{other}'"),
+                options.pos("value.fields-include"),
+            )
+            .with_hint("use 'ALL' or 'EXCEPT_KEY'"));
+        }
+    };
+    Ok((format, key_format, except_key))
+}
+
+/// Checks an `upsert-kafka` table at `CREATE TABLE`: a primary key of its own columns,
+/// `key.format` and `value.format` (`json` or `csv`), a known `value.fields-include`.
+pub fn check_upsert_table(def: &crate::sql::catalog::TableDef) -> Result<()> {
+    upsert_formats(def, &def.options).map(|_| ())
+}
+
+/// An `upsert-kafka` table needs a primary key of its own columns.
+fn check_upsert(def: &crate::sql::catalog::TableDef) -> Result<()> {
+    if def.primary_key.is_empty() {
+        return Err(WeirError::sql(
+            format!(
+                "table '{}' (connector 'upsert-kafka') needs a primary key: its columns are the message key",
+                def.name
+            ),
+            Some(def.pos),
+        )
+        .with_hint("declare it with the columns: PRIMARY KEY (id) NOT ENFORCED"));
+    }
+    if let Some(k) = def
+        .primary_key
+        .iter()
+        .find(|k| def.physical.index_of(k).is_err())
+    {
+        return Err(WeirError::sql(
+            format!(
+                "the primary key of table '{}' names '{k}', not a column",
+                def.name
+            ),
+            Some(def.pos),
+        ));
+    }
+    Ok(())
 }

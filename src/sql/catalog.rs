@@ -34,6 +34,9 @@ pub struct TableDef {
     pub metadata: Vec<(String, String)>,
     pub watermark: Option<WatermarkDef>,
     pub partitioned_by: Vec<String>,
+    /// The columns of `PRIMARY KEY (…) NOT ENFORCED`, in order (none when not declared):
+    /// an `upsert-kafka` table's message key.
+    pub primary_key: Vec<String>,
     /// False when the DDL had no column list (a sink takes its schema from the query).
     pub has_columns: bool,
     /// Rows held in memory, for a table registered with `Session::register_batches`.
@@ -199,6 +202,7 @@ impl TableDef {
             metadata,
             watermark: c.watermark.clone(),
             partitioned_by: c.partitioned_by.iter().map(|(p, _)| p.clone()).collect(),
+            primary_key: c.primary_key.clone(),
             has_columns,
             memory: None,
         })

@@ -144,52 +144,79 @@ impl Options {
     }
 }
 
-/// Parses Flink durations: `'10 s'`, `'10s'`, `'500 ms'`, `'1 min'`, `'2 h'`, `'1 d'`, or a
-/// bare number of milliseconds.
+/// Parses a duration as Flink's `TimeUtils.parseDuration` reads one: a number and a unit
+/// (`'10 s'`, `'10s'`, `'500 ms'`, `'1 min'`, `'2 h'`, `'1 d'`; Flink's units `d`/`day`,
+/// `h`/`hour`, `min`/`m`/`minute`, `s`/`sec`/`second`, `ms`/`milli`/`millisecond`,
+/// `µs`/`micro`/`microsecond`, `ns`/`nano`/`nanosecond`, with plurals, in any case), or a
+/// bare number of milliseconds. Parsed by `humantime`, which also takes sums (`'1h 30min'`)
+/// and fractions (`'1.5 s'`). Errors: not a duration, an unknown unit, or more than
+/// `u64::MAX` seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration such as '10 s' or '500 ms'"))?;
-    let ms = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
-        "s" | "sec" | "secs" | "second" | "seconds" => n * 1e3,
-        "min" | "m" | "minute" | "minutes" => n * 60e3,
-        "h" | "hour" | "hours" => n * 3600e3,
-        "d" | "day" | "days" => n * 86400e3,
-        other => {
-            return Err(format!(
-                "unknown time unit '{other}' in '{s}' (use ms, s, min, h or d)"
-            ));
+    let t = s.trim().to_lowercase();
+    if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("'{s}' is too long a duration"));
+    }
+    // Flink's long unit names that humantime spells otherwise.
+    let mut words = String::new();
+    let mut rest = t.as_str();
+    while let Some(start) = rest.find(|c: char| c.is_alphabetic()) {
+        let end = rest[start..]
+            .find(|c: char| !c.is_alphabetic())
+            .map_or(rest.len(), |e| start + e);
+        words.push_str(&rest[..start]);
+        words.push_str(match &rest[start..end] {
+            "milli" | "millisecond" | "milliseconds" => "ms",
+            "micro" | "micros" | "microsecond" | "microseconds" => "us",
+            "nano" | "nanosecond" | "nanoseconds" => "ns",
+            other => other,
+        });
+        rest = &rest[end..];
+    }
+    words.push_str(rest);
+    humantime::parse_duration(&words).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => format!("'{s}' is too long a duration"),
+        humantime::DurationError::UnknownUnit { unit, .. } => {
+            format!("unknown time unit '{unit}' in '{s}' (use ms, s, min, h or d)")
         }
-    };
-    Ok(Duration::from_micros((ms * 1000.0) as u64))
+        _ => format!("'{s}' is not a duration such as '10 s' or '500 ms'"),
+    })
 }
 
-/// Parses Flink memory sizes: `'128MB'`, `'64 kb'`, `'1gb'`, or a bare number of bytes.
+/// Parses a memory size as Flink's `MemorySize` reads one: a number and a unit, binary
+/// (`'128mb'` is 128 × 2^20 bytes; Flink's units `b`/`bytes`, `k`/`kb`/`kibibytes`,
+/// `m`/`mb`/`mebibytes`, `g`/`gb`/`gibibytes`, `t`/`tb`/`tebibytes`, in any case), or a bare
+/// number of bytes. Parsed by `parse-size`. Errors: not a size, or more than `u64::MAX`
+/// bytes (`'99999999999999999gb'`).
 pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let t = s.trim().to_lowercase();
+    let split = t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size such as '128MB'"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" | "bytes" => 1,
-        "k" | "kb" | "kibibytes" => 1 << 10,
-        "m" | "mb" | "mebibytes" => 1 << 20,
-        "g" | "gb" | "gibibytes" => 1 << 30,
+    let unit = match unit.trim() {
+        "bytes" => "b",
+        "kibibytes" => "kib",
+        "mebibytes" => "mib",
+        "gibibytes" => "gib",
+        "tebibytes" => "tib",
+        u @ ("" | "b" | "k" | "kb" | "kib" | "m" | "mb" | "mib" | "g" | "gb" | "gib" | "t"
+        | "tb" | "tib") => u,
         other => {
             return Err(format!(
-                "unknown size unit '{other}' in '{s}' (use kb, mb or gb)"
+                "unknown size unit '{other}' in '{s}' (use b, kb, mb, gb or tb)"
             ));
         }
     };
-    Ok(n * mult)
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(format!("{}{unit}", num.trim()))
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => {
+                format!("'{s}' is larger than the largest size, 16 EiB")
+            }
+            _ => format!("'{s}' is not a size such as '128mb'"),
+        })
 }
 
 #[cfg(test)]
@@ -202,7 +229,23 @@ mod tests {
         assert_eq!(parse_duration("1min"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("ten s").is_err());
+        assert_eq!(
+            parse_duration("2 Milliseconds"),
+            Ok(Duration::from_millis(2))
+        );
+        assert_eq!(parse_duration("1 d"), Ok(Duration::from_secs(86400)));
+        let long = parse_duration("99999999999999999999 d").expect_err("overflow");
+        assert!(long.contains("too long"), "{long}");
+        assert!(parse_duration("5 parsecs").is_err());
         assert_eq!(parse_size("128MB"), Ok(128 << 20));
+        assert_eq!(parse_size("64 kibibytes"), Ok(64 << 10));
+        assert_eq!(parse_size("1 tb"), Ok(1 << 40));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        // Flink's example of an option too large for its type: an error naming it, no
+        // wrapping or panic.
+        let big = parse_size("99999999999999999gb").expect_err("overflow");
+        assert!(big.contains("larger than"), "{big}");
+        assert!(parse_size("12 parsecs").is_err());
     }
 
     #[test]
