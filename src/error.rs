@@ -120,6 +120,8 @@ impl WeirError {
                 if let (Some(p), Some(src)) = (pos, source)
                     && let Some(line) = src.lines().nth(p.line.saturating_sub(1) as usize)
                 {
+                    // Secrets in the quoted line are starred out, length kept.
+                    let line = crate::sql::options::scrub_sql(line);
                     let num = p.line.to_string();
                     let pad = " ".repeat(num.len());
                     // Columns count characters; keep tabs so the caret lines up.

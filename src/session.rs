@@ -424,7 +424,14 @@ impl Session {
                     ["key", "value"],
                     self.settings
                         .iter()
-                        .map(|(k, v)| [k.clone(), v.clone()])
+                        .map(|(k, v)| {
+                            let v = if crate::sql::options::is_sensitive(k) {
+                                "******".to_string()
+                            } else {
+                                v.clone()
+                            };
+                            [k.clone(), v]
+                        })
                         .collect(),
                 )?])),
             },
@@ -472,7 +479,10 @@ impl Session {
                         .get(name)
                         .map(|q| format!("CREATE VIEW {} AS\n{q}", quote_name(name)))
                 } else {
-                    self.ddl.get(name).cloned()
+                    // As written, but with secrets starred out.
+                    self.ddl
+                        .get(name)
+                        .map(|d| crate::sql::options::scrub_sql(d))
                 };
                 match text {
                     Some(t) => Ok(Outcome::Rows(vec![kv_batch(["result"], vec![[t]])?])),

@@ -317,7 +317,12 @@ impl Shell {
                         println!("partitioned by: {}", def.partitioned_by.join(", "));
                     }
                     for (k, v) in def.options.iter() {
-                        println!("  '{k}' = '{}'", mask(k, v));
+                        let v = if crate::sql::options::is_sensitive(k) {
+                            "******"
+                        } else {
+                            v
+                        };
+                        println!("  '{k}' = '{v}'");
                     }
                 }
             }
@@ -735,26 +740,6 @@ impl Shell {
 }
 
 /// Option values that look like secrets print as `******`.
-fn mask(key: &str, value: &str) -> String {
-    let k = key.to_ascii_lowercase();
-    if [
-        "password",
-        "secret",
-        "token",
-        "jaas",
-        "credential",
-        "key.pem",
-        "api-key",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-    {
-        "******".to_string()
-    } else {
-        value.to_string()
-    }
-}
-
 fn one_line(s: &str) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > 60 {

@@ -722,3 +722,56 @@ fn show_functions_and_show_create_table() {
         "{stdout}"
     );
 }
+
+/// A secret option's value never shows: not in an error's quoted line, `SET`, `SHOW CREATE
+/// TABLE`, `EXPLAIN`, nor in an error from the Kafka client (which quotes values it
+/// rejects).
+#[test]
+fn secrets_never_show() {
+    let secret = "hunter2-secret";
+    let table = |extra: &str| {
+        format!(
+            "CREATE TABLE k (v BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', \
+             'properties.bootstrap.servers' = '127.0.0.1:9', \
+             'properties.sasl.password' = '{secret}', 'format' = 'json'{extra});\n"
+        )
+    };
+    // An error whose quoted line holds the secret.
+    let (_d, f) = script("bad.sql", &table(", 'bogus' = '1'"));
+    let (code, out, err) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown option 'bogus'"), "{err}");
+    assert!(
+        err.contains("'properties.sasl.password' = '**************'"),
+        "{err}"
+    );
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    // SET, SHOW CREATE TABLE and EXPLAIN.
+    let (_d, f) = script(
+        "show.sql",
+        &format!(
+            "{}SET 'properties.sasl.password' = '{secret}';\nSET;\nSHOW CREATE TABLE k;\n\
+             EXPLAIN SELECT * FROM k;\n",
+            table("")
+        ),
+    );
+    let (code, out, err) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CREATE TABLE k"), "{out}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    // A value the Kafka client rejects and quotes.
+    let (_d, f) = script(
+        "client.sql",
+        &format!(
+            "{}SELECT * FROM k;\n",
+            table(
+                ", 'properties.security.protocol' = 'SASL_PLAINTEXT', \
+                 'properties.sasl.mechanism' = 'hunter2-secret'"
+            )
+        ),
+    );
+    let (code, out, err) = run(&["run", &f.display().to_string()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("kafka"), "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}

@@ -28,9 +28,15 @@ use crate::sql::options::Options;
 struct Deliveries {
     failed: Mutex<Option<String>>,
     delivered: AtomicU64,
+    /// Sensitive property values, never logged.
+    secrets: Vec<String>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::source::kafka::log_scrubbed(&self.secrets, level, fac, message);
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -283,8 +289,16 @@ impl KafkaSink {
     fn connect(&mut self) -> Result<()> {
         let producer: BaseProducer<Deliveries> = self
             .config
-            .create_with_context(Deliveries::default())
-            .map_err(|e| WeirError::external(format!("kafka: cannot create a producer: {e}")))?;
+            .create_with_context(Deliveries {
+                secrets: crate::source::kafka::secrets(&self.config),
+                ..Deliveries::default()
+            })
+            .map_err(|e| {
+                WeirError::external(format!(
+                    "kafka: cannot create a producer: {}",
+                    crate::source::kafka::scrubbed(&self.config, &e)
+                ))
+            })?;
         self.producer = Some(producer);
         Ok(())
     }

@@ -144,6 +144,52 @@ pub fn client_config(options: &Options) -> ClientConfig {
     c
 }
 
+/// The values of `config`'s sensitive properties ([`crate::sql::options::is_sensitive`]),
+/// to scrub from what the client says.
+pub fn secrets(config: &ClientConfig) -> Vec<String> {
+    config
+        .config_map()
+        .iter()
+        .filter(|(k, v)| crate::sql::options::is_sensitive(k) && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+        .collect()
+}
+
+/// `text` with every one of `secrets` replaced by `******`.
+pub fn scrub(secrets: &[String], text: &str) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        out = out.replace(s.as_str(), "******");
+    }
+    out
+}
+
+/// `e` (a client error) as text, scrubbed of `config`'s secrets: librdkafka quotes the
+/// values it rejects.
+pub fn scrubbed(config: &ClientConfig, e: &dyn std::fmt::Display) -> String {
+    scrub(&secrets(config), &e.to_string())
+}
+
+/// A librdkafka log line, scrubbed of `secrets` (its configuration warnings quote values),
+/// at the level librdkafka gave it (as rdkafka's default `ClientContext::log`).
+pub fn log_scrubbed(
+    secrets: &[String],
+    level: rdkafka::config::RDKafkaLogLevel,
+    fac: &str,
+    message: &str,
+) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    let message = scrub(secrets, message);
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+    }
+}
+
 pub fn topics(options: &Options, table: &str) -> Result<Vec<String>> {
     Ok(options
         .require("topic", table)?
@@ -421,9 +467,15 @@ struct GroupContext {
     changes: Mutex<Vec<Change>>,
     /// The job's metrics and the source table's name, for the consumer lag.
     lag: Option<(Arc<crate::job::JobMetrics>, String)>,
+    /// Sensitive property values, never logged.
+    secrets: Vec<String>,
 }
 
 impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log_scrubbed(&self.secrets, level, fac, message);
+    }
+
     fn stats(&self, statistics: rdkafka::Statistics) {
         let Some((job, table)) = &self.lag else {
             return;
@@ -848,9 +900,15 @@ impl Source for KafkaSource {
             .config
             .create_with_context(GroupContext {
                 lag: Some((ctx.job_metrics(), self.table.clone())),
+                secrets: secrets(&self.config),
                 ..GroupContext::default()
             })
-            .map_err(|e| kafka_err("cannot create a consumer", e))?;
+            .map_err(|e| {
+                WeirError::external(format!(
+                    "kafka: cannot create a consumer: {}",
+                    scrubbed(&self.config, &e)
+                ))
+            })?;
         let topics = self.resolve(&consumer)?;
         let checkpointing = ctx.checkpointing();
         // With checkpoints, partitions are assigned, not subscribed through the group (as

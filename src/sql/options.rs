@@ -13,7 +13,66 @@ pub struct Options {
     values: BTreeMap<String, (String, Option<Pos>)>,
 }
 
+/// Whether option `key` holds a secret, whose value Weir never shows (in errors, `\d`,
+/// `SHOW CREATE TABLE`, `SET`, logs): a name with a part `password`, `passwd`, `secret`,
+/// `token`, `credential(s)`, `apikey`, `auth` or `jaas` (as Flink's
+/// `GlobalConfiguration.isSensitive` list: `password`, `secret`, `token`, `apikey`,
+/// `auth-params`, `basic-auth`, `jaas.config`, …), a part `key` after the first (`ssl.key.pem`,
+/// `fs.azure.account.key`; the leading `key.` of `key.format`/`key.fields` names the message
+/// key), or any `sasl.` property.
+pub fn is_sensitive(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    if k.starts_with("sasl.") || k.contains(".sasl.") {
+        return true;
+    }
+    k.split(['.', '-', '_']).enumerate().any(|(i, part)| {
+        matches!(
+            part,
+            "password"
+                | "passwd"
+                | "secret"
+                | "token"
+                | "credential"
+                | "credentials"
+                | "apikey"
+                | "auth"
+                | "jaas"
+        ) || (part == "key" && i > 0)
+    })
+}
+
+/// `text` (SQL as written) with the value of every sensitive `'key' = 'value'` pair
+/// ([`is_sensitive`]) replaced by as many `*` (so a caret under the line still points at
+/// the same column).
+pub fn scrub_sql(text: &str) -> String {
+    static PAIR: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"'((?:[^']|'')*)'(\s*=\s*)'((?:[^']|'')*)'").ok()
+    });
+    let Some(re) = PAIR.as_ref() else {
+        return text.to_string();
+    };
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        let (key, eq, value) = (&c[1], &c[2], &c[3]);
+        if is_sensitive(&key.replace("''", "'")) {
+            format!("'{key}'{eq}'{}'", "*".repeat(value.chars().count()))
+        } else {
+            c[0].to_string()
+        }
+    })
+    .into_owned()
+}
+
 impl Options {
+    pub fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for (k, v) in self.iter() {
+            if is_sensitive(k) && !v.is_empty() {
+                out = out.replace(v, "******");
+            }
+        }
+        out
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -246,6 +305,37 @@ mod tests {
         let big = parse_size("99999999999999999gb").expect_err("overflow");
         assert!(big.contains("larger than"), "{big}");
         assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn secrets_are_recognised_by_name_and_scrubbed_from_sql() {
+        for k in [
+            "properties.sasl.jaas.config",
+            "properties.sasl.password",
+            "properties.ssl.key.password",
+            "properties.ssl.key.pem",
+            "fs.azure.account.key",
+            "password",
+            "s3.secret-key",
+            "http.api_token",
+            "basic-auth",
+        ] {
+            assert!(is_sensitive(k), "{k}");
+        }
+        for k in [
+            "key.format",
+            "key.fields",
+            "topic",
+            "format",
+            "value.format",
+        ] {
+            assert!(!is_sensitive(k), "{k}");
+        }
+        let sql = "WITH ('topic' = 't', 'properties.sasl.password' = 'hunter2', 'x' = 'y')";
+        assert_eq!(
+            scrub_sql(sql),
+            "WITH ('topic' = 't', 'properties.sasl.password' = '*******', 'x' = 'y')"
+        );
     }
 
     #[test]
