@@ -14,7 +14,13 @@ use weir::{Outcome, Session};
 #[command(
     name = "weir",
     version,
-    about = "Weir: streaming SQL in Flink's dialect, on Arrow and DataFusion"
+    about = "Weir: streaming SQL in Flink's dialect, on Arrow and DataFusion",
+    after_help = "Examples:
+  weir                                  the interactive shell (\\help inside)
+  weir -f setup.sql                     run a file's statements and meta commands, then exit
+  weir run queries/nexmark/q5.sql       a standing query on the embedded Nexmark generator
+  weir query \"SELECT * FROM 'archive/hot_items' LIMIT 10\"
+  weir bench nexmark --events 1000000 --query q0,q5"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -49,6 +55,11 @@ enum LogFormat {
 enum Command {
     /// Run the statements of SQL files in order; INSERT INTO and SELECT start standing
     /// queries, which run until their sources end or Ctrl-C / SIGTERM stops them.
+    #[command(after_help = "Examples:
+  weir run queries/nexmark/q5.sql --set events.num=1000000
+  weir run ddl.sql job.sql --format csv --quiet > out.csv
+  weir run job.sql --set execution.checkpointing.interval=10s --metrics-addr 127.0.0.1:9249
+  weir run job.sql --from-scratch        ignore the job's saved checkpoints")]
     Run {
         /// SQL files (statements separated by `;`).
         #[arg(required = true)]
@@ -78,14 +89,22 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = weir::sql::options::parse_duration)]
         progress_interval: Duration,
     },
-    /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
-    /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
-    /// `filesystem` tables declared with CREATE TABLE read what they hold now.
-    /// Benchmarks: `weir bench nexmark` runs the Nexmark queries of `queries/nexmark/`.
+    /// Benchmarks: `weir bench nexmark` runs the Nexmark queries of `queries/nexmark/`, each
+    /// in its own process, and prints events/s, events/s per core and peak memory.
+    #[command(after_help = "Examples:
+  weir bench nexmark --events 1000000
+  weir bench nexmark --query q0,q5 --set execution.checkpointing.interval=10s")]
     Bench {
         #[command(subcommand)]
         suite: BenchSuite,
     },
+    /// Run SQL in batch over archives and files: `FROM 'archive/hot_items'` reads a
+    /// directory (Parquet, JSON or CSV; Hive partition folders become columns), and
+    /// `filesystem` tables declared with CREATE TABLE read what they hold now.
+    #[command(after_help = "Examples:
+  weir query \"SELECT * FROM 'archive/hot_items' WHERE dt = '2026-01-01' ORDER BY window_start\"
+  weir query --format csv \"SELECT dt, COUNT(*) FROM 'archive/hot_items' GROUP BY dt\"
+  echo \"SELECT 1 + 1;\" | weir query -")]
     Query {
         /// SQL statements separated by `;` (or `-` to read them from stdin).
         sql: String,
@@ -102,6 +121,9 @@ enum Command {
 enum BenchSuite {
     /// Each query in its own `weir run` over the same generated events: events/s, events/s
     /// per core (over the CPU time used) and peak RSS, as a Markdown table.
+    #[command(after_help = "Examples:
+  weir bench nexmark --events 1000000
+  weir bench nexmark --query q0,q5 --dir queries/nexmark")]
     Nexmark {
         /// Queries to run (q0, q5, ...; repeat or separate by commas); default all.
         #[arg(long = "query", value_delimiter = ',')]

@@ -26,6 +26,10 @@ use crate::sql::catalog::{StreamTable, TableDef};
 use crate::sql::parser::{Located, Statement};
 use crate::sql::window::{WindowCall, WindowInput, WindowKind};
 
+/// The most rows per source batch `table.exec.batch-size` takes: sources allocate a batch's
+/// buffers up front, so the bound keeps one batch's memory sane (1 Mi rows).
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 /// The default rows per batch from sources; `SET 'table.exec.batch-size' = 'n'` changes it.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 
@@ -84,6 +88,9 @@ impl Session {
             o.sql_parser.collect_spans = true;
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.target_partitions = 1;
+            // Flink orders NULL lowest (FlinkPlannerImpl.defaultNullCollation = LOW): first
+            // in ASC, last in DESC, where no NULLS FIRST/LAST is written.
+            o.sql_parser.default_null_ordering = "nulls_min".to_string();
         }
         // `FROM 'archive/hot_items'`: a quoted path is a table (Hive partitions inferred).
         let ctx = crate::sql::url_table::with_url_tables(SessionContext::new_with_config(config));
@@ -227,11 +234,15 @@ impl Session {
     fn batch_size(&self) -> Result<usize> {
         match self.settings.get("table.exec.batch-size") {
             None => Ok(DEFAULT_BATCH_SIZE),
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                WeirError::user(format!(
-                    "'table.exec.batch-size' = '{v}' must be a positive number"
-                ))
-            }),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_BATCH_SIZE).contains(n))
+                .ok_or_else(|| {
+                    WeirError::user(format!(
+                        "'table.exec.batch-size' = '{v}' must be a number of rows from 1 to {MAX_BATCH_SIZE}"
+                    ))
+                }),
         }
     }
 
@@ -630,6 +641,8 @@ impl Session {
                         .await
                         .map_err(|e| e.at(Some(stmt.pos)))?;
                     let df = self.ctx.execute_logical_plan(plan).await?;
+                    crate::sql::lateral::check_runnable(&df.clone().into_optimized_plan()?)
+                        .map_err(|e| e.at(Some(stmt.pos)))?;
                     let mut stream = df.execute_stream().await?;
                     let progress = Progress::start(self.progress);
                     let mut batches = vec![];

@@ -775,3 +775,25 @@ fn secrets_never_show() {
     assert!(err.contains("kafka"), "{err}");
     assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
 }
+
+/// Every command's help has its own description and examples.
+#[test]
+fn every_help_screen_describes_its_command_with_examples() {
+    for (args, about) in [
+        (vec!["--help"], "streaming SQL in Flink's dialect"),
+        (vec!["run", "--help"], "Run the statements of SQL files"),
+        (vec!["query", "--help"], "Run SQL in batch over archives"),
+        (vec!["bench", "--help"], "Benchmarks"),
+        (
+            vec!["bench", "nexmark", "--help"],
+            "Each query in its own `weir run`",
+        ),
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(about), "{args:?}: {out}");
+        assert!(out.contains("Examples:\n  weir"), "{args:?}: {out}");
+    }
+    let (_, bench, _) = run(&["bench", "--help"]);
+    assert!(!bench.contains("batch over archives"), "{bench}");
+}

@@ -35,6 +35,20 @@ pub struct AggCall {
     pub expr: Arc<AggregateFunctionExpr>,
     pub args: Vec<Arc<dyn PhysicalExpr>>,
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Use the function's sliding accumulator, which takes rows back (`SUM` over an
+    /// updating input), rather than its plain one.
+    pub sliding: bool,
+}
+
+impl AggCall {
+    /// A fresh accumulator of the kind this call uses.
+    fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        Ok(if self.sliding {
+            self.expr.create_sliding_accumulator()?
+        } else {
+            self.expr.create_accumulator()?
+        })
+    }
 }
 
 struct Group {
@@ -129,7 +143,7 @@ impl GroupAggregateOperator {
         let accs = self
             .aggs
             .iter()
-            .map(|a| Ok(a.expr.create_accumulator()?))
+            .map(|a| a.accumulator())
             .collect::<Result<Vec<_>>>()?;
         let group = Group {
             key: key.into(),
@@ -217,7 +231,7 @@ impl Operator for GroupAggregateOperator {
             for (j, acc) in group.accs.iter_mut().enumerate() {
                 let st = acc.state()?;
                 // `state` may consume what it reports: carry on from a copy of it.
-                let mut fresh = self.aggs[j].expr.create_accumulator()?;
+                let mut fresh = self.aggs[j].accumulator()?;
                 let arrays = st
                     .iter()
                     .map(|v| v.to_array())

@@ -30,12 +30,7 @@ impl Planner<'_> {
             other => return Err(unsupported(format!("{other} joins of streams"))),
         };
         if crate::sql::lateral::correlated(&j.right) {
-            return Err(unsupported(
-                "this join with UNNEST or a LATERAL subquery",
-            )
-            .with_hint(
-                "expand arrays with CROSS JOIN UNNEST(arr) AS t (x), or LEFT JOIN UNNEST(arr) AS t (x) ON TRUE to keep rows with empty arrays",
-            ));
+            return Err(crate::sql::lateral::unsupported_lateral());
         }
         if !reads_stream(&j.left) || !reads_stream(&j.right) {
             return Err(unsupported(

@@ -207,11 +207,9 @@ impl Planner<'_> {
     pub async fn plan(&self, plan: &LogicalPlan) -> Result<PlanNode> {
         if !reads_stream(plan) {
             let ctx = SessionContext::new_with_state(self.state.clone());
-            let batches = ctx
-                .execute_logical_plan(plan.clone())
-                .await?
-                .collect()
-                .await?;
+            let df = ctx.execute_logical_plan(plan.clone()).await?;
+            crate::sql::lateral::check_runnable(&df.clone().into_optimized_plan()?)?;
+            let batches = df.collect().await?;
             return Ok(PlanNode::Values { batches });
         }
         self.node(plan)
@@ -725,7 +723,14 @@ impl Planner<'_> {
         let mut calls = vec![];
         for e in &agg.aggr_expr {
             let (expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
-            if retracting && !expr.create_accumulator()?.supports_retract_batch() {
+            // SUM's plain accumulator cannot take rows back; its sliding one can (a sum
+            // less the value). MIN and MAX's sliding ones only drop their oldest row, so
+            // they stay refused.
+            let sliding = retracting
+                && !expr.create_accumulator()?.supports_retract_batch()
+                && expr.fun().name() == "sum"
+                && expr.create_sliding_accumulator()?.supports_retract_batch();
+            if retracting && !sliding && !expr.create_accumulator()?.supports_retract_batch() {
                 return Err(WeirError::sql(
                     format!(
                         "not supported in a standing query yet: {}() over results that update (it cannot take rows back)",
@@ -738,6 +743,7 @@ impl Planner<'_> {
                 args: expr.expressions(),
                 expr,
                 filter,
+                sliding,
             });
         }
         let op = crate::operator::group::GroupAggregateOperator::new(

@@ -107,16 +107,58 @@ pub(crate) fn correlated(plan: &LogicalPlan) -> bool {
         .unwrap_or(false)
 }
 
+/// The error for a lateral join this rule does not take and DataFusion cannot run (what
+/// [`correlated`] finds), with the forms that run. Errors: always.
+pub(crate) fn unsupported_lateral() -> crate::error::WeirError {
+    crate::error::WeirError::sql(
+        "not supported yet: this join with UNNEST or a LATERAL subquery",
+        None,
+    )
+    .with_hint(
+        "expand arrays with CROSS JOIN UNNEST(arr) AS t (x), or LEFT JOIN UNNEST(arr) AS t (x) ON TRUE to keep rows with empty arrays",
+    )
+}
+
+/// Fails with [`unsupported_lateral`] when `plan`, optimised, still holds a correlated
+/// subquery (which DataFusion's physical planner would reject with an internal message).
+pub(crate) fn check_runnable(plan: &LogicalPlan) -> crate::error::Result<()> {
+    if correlated(plan) {
+        return Err(unsupported_lateral());
+    }
+    Ok(())
+}
+
 /// The plan of a lateral subquery on a join's right (under its alias), if it refers to
-/// the left side.
+/// the left side — or of an `UNNEST` of constants (`UNNEST(ARRAY[1, 2])`), which expands
+/// the same way though DataFusion plans it as a plain cross join.
 fn lateral_subquery(plan: &LogicalPlan) -> Option<&LogicalPlan> {
-    match plan {
-        LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
-            LogicalPlan::Subquery(s) if !s.outer_ref_columns.is_empty() => Some(&s.subquery),
-            _ => None,
-        },
+    let inner = match plan {
+        LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+        other => other,
+    };
+    match inner {
         LogicalPlan::Subquery(s) if !s.outer_ref_columns.is_empty() => Some(&s.subquery),
+        other if unnest_of_one_row(other) => Some(other),
         _ => None,
+    }
+}
+
+/// Whether `plan` is projections and filters over an `Unnest` over one empty row.
+fn unnest_of_one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => unnest_of_one_row(&p.input),
+        LogicalPlan::Filter(f) => unnest_of_one_row(&f.input),
+        LogicalPlan::Unnest(u) => one_row(&u.input),
+        _ => false,
+    }
+}
+
+/// Whether `plan` is projections over one empty row.
+fn one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => one_row(&p.input),
+        LogicalPlan::EmptyRelation(e) => e.produce_one_row,
+        _ => false,
     }
 }
 

@@ -37,6 +37,7 @@ pub fn batch_context() -> SessionContext {
     let mut config = SessionConfig::new();
     config.options_mut().sql_parser.enable_ident_normalization = false;
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    config.options_mut().sql_parser.default_null_ordering = "nulls_min".to_string();
     SessionContext::new_with_config(config)
 }
 
