@@ -26,6 +26,20 @@ use crate::sql::catalog::{StreamTable, TableDef};
 use crate::sql::parser::{Located, Statement};
 use crate::sql::window::{WindowCall, WindowInput, WindowKind};
 
+/// The rows per source batch that `'table.exec.batch-size' = v` asks for. Errors: not a
+/// number from 1 to [`MAX_BATCH_SIZE`].
+fn batch_size_of(v: &str) -> Result<usize> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_BATCH_SIZE).contains(n))
+        .ok_or_else(|| {
+            WeirError::user(format!(
+                "'table.exec.batch-size' = '{v}' must be a number of rows from 1 to {MAX_BATCH_SIZE}"
+            ))
+        })
+}
+
 /// The most rows per source batch `table.exec.batch-size` takes: sources allocate a batch's
 /// buffers up front, so the bound keeps one batch's memory sane (1 Mi rows).
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
@@ -204,6 +218,21 @@ impl Session {
         if key == crate::sql::local_time::KEY {
             self.set_zone(Some(value))?;
         }
+        // A value is checked when it is set, by the code that reads it later.
+        let one = [(key.to_string(), value.to_string())];
+        if key.starts_with("execution.checkpointing.") || key.starts_with("state.checkpoints.") {
+            crate::checkpoint::CheckpointConfig::from_settings(&one, "job", false)?;
+        }
+        match key {
+            "table.exec.batch-size" => {
+                batch_size_of(value)?;
+            }
+            "table.exec.source.idle-timeout" | "table.exec.state.ttl" => {
+                crate::sql::options::parse_duration(value)
+                    .map_err(|m| WeirError::user(format!("setting '{key}': {m}")))?;
+            }
+            _ => {}
+        }
         self.settings.insert(key.to_string(), value.to_string());
         Ok(())
     }
@@ -234,15 +263,7 @@ impl Session {
     fn batch_size(&self) -> Result<usize> {
         match self.settings.get("table.exec.batch-size") {
             None => Ok(DEFAULT_BATCH_SIZE),
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_BATCH_SIZE).contains(n))
-                .ok_or_else(|| {
-                    WeirError::user(format!(
-                        "'table.exec.batch-size' = '{v}' must be a number of rows from 1 to {MAX_BATCH_SIZE}"
-                    ))
-                }),
+            Some(v) => batch_size_of(v),
         }
     }
 
@@ -653,6 +674,11 @@ impl Session {
                         batches.push(b);
                     }
                     progress.finish();
+                    // No rows: one empty batch still carries the columns (a table's header,
+                    // a CSV header line).
+                    if batches.is_empty() {
+                        batches.push(RecordBatch::new_empty(stream.schema()));
+                    }
                     out.push(batches);
                 }
                 Statement::Insert { .. } => {

@@ -797,3 +797,16 @@ fn every_help_screen_describes_its_command_with_examples() {
     let (_, bench, _) = run(&["bench", "--help"]);
     assert!(!bench.contains("batch over archives"), "{bench}");
 }
+
+/// An empty result still shows its columns: a table's header box, a CSV header line, `[]`.
+#[test]
+fn an_empty_query_result_keeps_its_columns() {
+    let sql = "SELECT 1 AS a, 'x' AS b WHERE false";
+    let (code, out, err) = run(&["query", "-q", sql]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "+---+---+\n| a | b |\n+---+---+\n+---+---+\n");
+    let (_, out, _) = run(&["query", "-q", "--format", "csv", sql]);
+    assert_eq!(out, "a,b\n");
+    let (_, out, _) = run(&["query", "-q", "--format", "json", sql]);
+    assert_eq!(out, "[]\n");
+}
