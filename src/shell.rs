@@ -258,6 +258,9 @@ impl Shell {
             return true;
         }
         self.reap().await;
+        if let Some(m) = word_command(trimmed) {
+            return self.meta(m).await;
+        }
         if trimmed.starts_with('\\') {
             return match Meta::parse(trimmed) {
                 Ok(m) => self.meta(m).await,
@@ -749,11 +752,27 @@ fn one_line(s: &str) -> String {
     }
 }
 
-/// True when `input` is a complete entry: a meta command, or SQL ending in `;` outside
-/// quotes and comments.
+/// Flink sql-client's word commands, with or without `;`: `HELP` is `\?`, `QUIT` and
+/// `EXIT` are `\q` (any case).
+fn word_command(input: &str) -> Option<Meta> {
+    match input
+        .trim()
+        .trim_end_matches(';')
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "help" => Some(Meta::Help),
+        "quit" | "exit" => Some(Meta::Quit),
+        _ => None,
+    }
+}
+
+/// True when `input` is a complete entry: a meta command (also `help`, `quit`, `exit`), or
+/// SQL ending in `;` outside quotes and comments.
 pub fn complete_entry(input: &str) -> bool {
     let t = input.trim();
-    if t.is_empty() || t.starts_with('\\') {
+    if t.is_empty() || t.starts_with('\\') || word_command(t).is_some() {
         return true;
     }
     let mut in_str: Option<char> = None;
@@ -914,7 +933,9 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str) -> bool {
     let mut ok = true;
     let mut entry = String::new();
     for line in text.lines() {
-        if entry.trim().is_empty() && line.trim().starts_with('\\') {
+        if entry.trim().is_empty()
+            && (line.trim().starts_with('\\') || word_command(line).is_some())
+        {
             if !rt.block_on(shell.handle(line)) {
                 break;
             }
@@ -976,6 +997,13 @@ mod tests {
         assert!(complete_entry("SELECT ';';"));
         assert!(!complete_entry("SELECT 1 /* ; */"));
         assert!(complete_entry("\\jobs"));
+        // Flink's word commands end an entry without a `;`.
+        assert!(complete_entry("quit"));
+        assert!(complete_entry("EXIT;"));
+        assert!(complete_entry(" help "));
+        assert!(!complete_entry("helpme"));
+        assert!(matches!(word_command("Quit;"), Some(Meta::Quit)));
+        assert!(matches!(word_command("HELP"), Some(Meta::Help)));
     }
 
     #[test]
