@@ -247,6 +247,37 @@ impl Session {
         Ok(())
     }
 
+    /// The views whose query reads table or view `name` (directly, or through a view it
+    /// reads: a view's plan holds the views it reads), in name order.
+    async fn views_reading(&self, name: &str) -> Vec<String> {
+        let mut out = vec![];
+        for v in self.views.keys() {
+            if v == name {
+                continue;
+            }
+            let Ok(provider) = self.ctx.table_provider(relation(v)).await else {
+                continue;
+            };
+            let Some(view) = provider.downcast_ref::<datafusion::datasource::ViewTable>() else {
+                continue;
+            };
+            use datafusion::common::tree_node::TreeNode;
+            let reads = view
+                .logical_plan()
+                .exists(|p| {
+                    Ok(
+                        matches!(p, datafusion::logical_expr::LogicalPlan::TableScan(s)
+                        if s.table_name.table() == name),
+                    )
+                })
+                .unwrap_or(false);
+            if reads {
+                out.push(v.clone());
+            }
+        }
+        out
+    }
+
     /// The value `SET` gave `key`, if any.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key).map(String::as_str)
@@ -429,6 +460,23 @@ impl Session {
                 name_pos,
                 if_exists,
             } => {
+                let users = self.views_reading(name).await;
+                if !users.is_empty() {
+                    return Err(WeirError::sql(
+                        format!(
+                            "{} '{name}' is read by view{} {}",
+                            if *view { "view" } else { "table" },
+                            if users.len() > 1 { "s" } else { "" },
+                            users
+                                .iter()
+                                .map(|u| format!("'{u}'"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Some(*name_pos),
+                    )
+                    .with_hint(format!("drop {} first", users.join(", "))));
+                }
                 let exists = if *view {
                     self.views.remove(name).is_some()
                 } else {
@@ -531,10 +579,11 @@ impl Session {
                     None => Err(self.unknown_relation(name, *name_pos)),
                 }
             }
-            Statement::ShowTables => {
+            Statement::ShowTables { views_only } => {
                 let rows = self
                     .tables
                     .values()
+                    .filter(|_| !views_only)
                     .map(|t| [t.name.clone(), format!("table ({})", t.connector)])
                     .chain(self.views.keys().map(|v| [v.clone(), "view".to_string()]))
                     .collect();

@@ -72,8 +72,10 @@ pub enum Statement {
         name_pos: Pos,
         if_exists: bool,
     },
-    /// `SHOW TABLES`.
-    ShowTables,
+    /// `SHOW TABLES` (tables and views, as Flink lists them) or `SHOW VIEWS` (views only).
+    ShowTables {
+        views_only: bool,
+    },
     /// `SHOW [USER] FUNCTIONS`: the functions a query can call (`user`: only those of
     /// `CREATE FUNCTION`).
     ShowFunctions {
@@ -698,8 +700,11 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         }
         Keyword::SHOW => {
             p.next_token();
-            if p.parse_keyword(Keyword::TABLES) || p.parse_keyword(Keyword::VIEWS) {
-                return Ok(Statement::ShowTables);
+            if p.parse_keyword(Keyword::TABLES) {
+                return Ok(Statement::ShowTables { views_only: false });
+            }
+            if p.parse_keyword(Keyword::VIEWS) {
+                return Ok(Statement::ShowTables { views_only: true });
             }
             let user = p.parse_keyword(Keyword::USER);
             if p.parse_keyword(Keyword::FUNCTIONS) {
