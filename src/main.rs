@@ -328,6 +328,9 @@ async fn run(
                     eprintln!("error: --set {kv}: {}", e.render(None, None));
                     return ExitCode::from(2);
                 }
+                if let Some(w) = weir::session::unknown_setting(k.trim()) {
+                    eprintln!("warning: --set {kv}: {w}");
+                }
             }
             _ => {
                 eprintln!("error: --set takes KEY=VALUE, got '{kv}'");

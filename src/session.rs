@@ -26,6 +26,55 @@ use crate::sql::catalog::{StreamTable, TableDef};
 use crate::sql::parser::{Located, Statement};
 use crate::sql::window::{WindowCall, WindowInput, WindowKind};
 
+/// The session settings Weir reads itself (Flink's names); a setting may also be any
+/// connector's or format's option, which overrides that option of every table.
+pub const SETTINGS: &[&str] = &[
+    "table.exec.batch-size",
+    "table.exec.source.idle-timeout",
+    "table.exec.state.ttl",
+    crate::sql::local_time::KEY,
+    "execution.checkpointing.interval",
+    "execution.checkpointing.mode",
+    "execution.checkpointing.tolerable-failed-checkpoints",
+    "execution.savepoint.path",
+    "state.checkpoints.dir",
+    "state.checkpoints.num-retained",
+    "pipeline.name",
+    "metrics.reporter.prom.port",
+];
+
+/// A warning for `SET key` when nothing in Weir reads `key` (a typo, most often), with the
+/// nearest known name; None for a known setting, connector or format option.
+pub fn unknown_setting(key: &str) -> Option<String> {
+    let mut known: Vec<&str> = SETTINGS.to_vec();
+    for c in crate::connector::ALL {
+        use crate::format::Format;
+        for f in [
+            None,
+            Some(Format::Json),
+            Some(Format::Csv),
+            Some(Format::Parquet),
+        ] {
+            known.extend(crate::connector::accepted_options(c, f));
+        }
+    }
+    let prefixed = known.iter().any(|k| {
+        (k.ends_with('.') || k.ends_with('#')) && key.starts_with(k.trim_end_matches('#'))
+    });
+    if known.contains(&key) || prefixed {
+        return None;
+    }
+    known.retain(|k| !k.ends_with('.') && !k.ends_with('#'));
+    known.sort_unstable();
+    known.dedup();
+    let hint = crate::error::did_you_mean(key, known.iter().copied())
+        .map(|m| format!(" (did you mean '{m}'?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "'{key}' is not a setting Weir reads{hint}; it is kept, and used by nothing"
+    ))
+}
+
 /// The rows per source batch that `'table.exec.batch-size' = v` asks for. Errors: not a
 /// number from 1 to [`MAX_BATCH_SIZE`].
 fn batch_size_of(v: &str) -> Result<usize> {
@@ -498,7 +547,10 @@ impl Session {
             Statement::Set { key, value } => match (key, value) {
                 (Some(k), Some(v)) => {
                     self.set(k, v).map_err(|e| e.at(Some(stmt.pos)))?;
-                    Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
+                    Ok(Outcome::Done(match unknown_setting(k) {
+                        Some(w) => format!("[WARNING] {w}"),
+                        None => "[INFO] Execute statement succeeded.".into(),
+                    }))
                 }
                 _ => Ok(Outcome::Rows(vec![kv_batch(
                     ["key", "value"],

@@ -810,3 +810,32 @@ fn an_empty_query_result_keeps_its_columns() {
     let (_, out, _) = run(&["query", "-q", "--format", "json", sql]);
     assert_eq!(out, "[]\n");
 }
+
+/// A setting nothing reads (a typo) is named with the nearest known one, from `--set` and
+/// from `SET`; a bad value of a known setting fails at the flag.
+#[test]
+fn a_mistyped_setting_is_named_with_a_suggestion() {
+    let (_d, f) = script(
+        "s.sql",
+        "SET 'table.exec.stat.ttl' = '1 h';\nSELECT 1 AS x;\n",
+    );
+    let (code, out, err) = run(&["run", "--set", "events.nmu=100", &f.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --set events.nmu=100: 'events.nmu' is not a setting Weir reads (did you mean 'events.num'?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[WARNING] 'table.exec.stat.ttl' is not a setting Weir reads (did you mean 'table.exec.state.ttl'?)"),
+        "{err}"
+    );
+    assert!(out.contains("| 1 |"), "{out}");
+    let (code, _, err) = run(&[
+        "run",
+        "--set",
+        "table.exec.state.ttl=ten",
+        &f.display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--set table.exec.state.ttl=ten"), "{err}");
+}
