@@ -117,11 +117,12 @@ impl WeirError {
                     ));
                 }
                 out.push_str(&format!(": {message}"));
-                if let (Some(p), Some(src)) = (pos, source)
+                // Secrets in the quoted statement are starred out, length kept (the whole
+                // statement first: a key and its value may be on different lines).
+                let source = source.map(crate::sql::options::scrub_sql);
+                if let (Some(p), Some(src)) = (pos, source.as_deref())
                     && let Some(line) = src.lines().nth(p.line.saturating_sub(1) as usize)
                 {
-                    // Secrets in the quoted line are starred out, length kept.
-                    let line = crate::sql::options::scrub_sql(line);
                     let num = p.line.to_string();
                     let pad = " ".repeat(num.len());
                     // Columns count characters; keep tabs so the caret lines up.

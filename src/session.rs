@@ -556,14 +556,7 @@ impl Session {
                     ["key", "value"],
                     self.settings
                         .iter()
-                        .map(|(k, v)| {
-                            let v = if crate::sql::options::is_sensitive(k) {
-                                "******".to_string()
-                            } else {
-                                v.clone()
-                            };
-                            [k.clone(), v]
-                        })
+                        .map(|(k, v)| [k.clone(), crate::sql::options::shown(k, v).to_string()])
                         .collect(),
                 )?])),
             },

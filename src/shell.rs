@@ -320,12 +320,7 @@ impl Shell {
                         println!("partitioned by: {}", def.partitioned_by.join(", "));
                     }
                     for (k, v) in def.options.iter() {
-                        let v = if crate::sql::options::is_sensitive(k) {
-                            "******"
-                        } else {
-                            v
-                        };
-                        println!("  '{k}' = '{v}'");
+                        println!("  '{k}' = '{}'", crate::sql::options::shown(k, v));
                     }
                 }
             }
@@ -742,7 +737,6 @@ impl Shell {
     }
 }
 
-/// Option values that look like secrets print as `******`.
 fn one_line(s: &str) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > 60 {
@@ -909,7 +903,8 @@ pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
     loop {
         match editor.readline("weir> ") {
             Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
+                // The history file keeps no secret (an option's value starred out).
+                let _ = editor.add_history_entry(crate::sql::options::scrub_sql(&line).as_str());
                 if let Some(h) = &history {
                     let _ = editor.save_history(h);
                 }

@@ -751,7 +751,9 @@ fn secrets_never_show() {
         "show.sql",
         &format!(
             "{}SET 'properties.sasl.password' = '{secret}';\nSET;\nSHOW CREATE TABLE k;\n\
-             EXPLAIN SELECT * FROM k;\n",
+             EXPLAIN SELECT * FROM k;\n\
+             ALTER TABLE k SET ('properties.sasl.jaas.config' = '{secret}-jaas');\n\
+             SHOW CREATE TABLE k;\n",
             table("")
         ),
     );

@@ -156,9 +156,9 @@ fn queries() -> Vec<(String, String, String)> {
         out.push((format!("regular {kind}"), regular.clone(), regular));
     }
     // An aggregate over an outer join's changelog: SUM and COUNT take the retracted
-    // padded rows back.
-    let summed =
-        "SELECT a.k, COUNT(*), SUM(b.v), COUNT(b.v) FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.k";
+    // padded rows back (SUM(a.v) takes back real values: the left side of each).
+    let summed = "SELECT a.k, COUNT(*), SUM(a.v), SUM(b.v), COUNT(b.v) \
+        FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.k";
     out.push(("SUM over a LEFT JOIN".into(), summed.into(), summed.into()));
     out
 }

@@ -442,6 +442,16 @@ impl Operator for GroupAggregateOperator {
                 return Err(WeirError::internal("group vanished"));
             };
             group.touched = std::time::Instant::now();
+            if group.rows == 0 && adds.is_empty() {
+                // Retractions for a group with no rows (its state expired with
+                // `table.exec.state.ttl`): ignored, as Flink's GroupAggFunction ignores a
+                // retraction with no accumulator (an accumulator would go below empty).
+                let key = group.key.clone();
+                self.groups[g] = None;
+                self.index.remove(&key);
+                self.free.push(g);
+                continue;
+            }
             for (a, acc) in group.accs.iter_mut().enumerate() {
                 let (values, ranges) = &gathered[a];
                 for (k, (start, len)) in ranges[slot].iter().enumerate() {

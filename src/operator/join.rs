@@ -520,10 +520,13 @@ impl StreamJoin {
             };
             // Partners met for the first time: their padded rows are retracted first.
             let mut first = vec![];
+            let mut seen = vec![false; seg.matched.len()];
             for (n, (pi, ki)) in p.iter().zip(&k).enumerate() {
+                let kr = *ki as usize;
                 if mask.as_ref().is_none_or(|m| m.value(n)) {
                     hit[*pi as usize] = true;
-                    if !seg.matched[*ki as usize] && !first.contains(ki) {
+                    if !seg.matched[kr] && !seen[kr] {
+                        seen[kr] = true;
                         first.push(*ki);
                     }
                 }
@@ -912,8 +915,11 @@ impl StreamJoin {
             match get("part").as_str() {
                 "kept" if get("matched") == "true" => {
                     let n = b.num_columns();
+                    if n == 0 {
+                        return Err(bad("kept rows without their matched flags"));
+                    }
                     let flags = b
-                        .column(n.saturating_sub(1))
+                        .column(n - 1)
                         .as_any()
                         .downcast_ref::<BooleanArray>()
                         .ok_or_else(|| bad("a kept row's matched flag"))?

@@ -17,6 +17,7 @@ use super::Operator;
 use crate::error::Result;
 use crate::job::Message;
 
+/// Expands the list columns of each batch (see the module's documentation); stateless.
 pub struct UnnestOperator {
     input_schema: SchemaRef,
     lists: Vec<ListUnnest>,
@@ -67,12 +68,17 @@ impl Operator for UnnestOperator {
             self.options.clone(),
         )?;
         let stream = exec.execute(0, self.context.clone())?;
-        // A one-batch in-memory input: the stream never waits on I/O. Unconstrained, as
-        // DataFusion's streams take from tokio's cooperative budget, which only a yield to
-        // tokio refills: once it ran out they would stay pending here for ever.
-        let batches = futures::executor::block_on(tokio::task::unconstrained(
-            datafusion::physical_plan::common::collect(stream),
-        ))?;
+        // A one-batch in-memory input: the stream never waits on I/O, so it is polled to
+        // its end at once. Unconstrained, as DataFusion's streams take from tokio's
+        // cooperative budget, which only a yield to tokio refills; were it ever pending,
+        // that is an error rather than a blocked worker.
+        use futures::FutureExt;
+        let batches =
+            tokio::task::unconstrained(datafusion::physical_plan::common::collect(stream))
+                .now_or_never()
+                .ok_or_else(|| {
+                    crate::error::WeirError::internal("an unnest of one batch had to wait")
+                })??;
         out.extend(
             batches
                 .into_iter()

@@ -726,10 +726,16 @@ impl Planner<'_> {
             // SUM's plain accumulator cannot take rows back; its sliding one can (a sum
             // less the value). MIN and MAX's sliding ones only drop their oldest row, so
             // they stay refused.
+            // SUM(DISTINCT)'s sliding accumulator keeps counts its state does not carry
+            // through a checkpoint, so it stays refused.
             let sliding = retracting
                 && !expr.create_accumulator()?.supports_retract_batch()
                 && expr.fun().name() == "sum"
-                && expr.create_sliding_accumulator()?.supports_retract_batch();
+                && !expr.is_distinct()
+                && expr
+                    .create_sliding_accumulator()
+                    .ok()
+                    .is_some_and(|a| a.supports_retract_batch());
             if retracting && !sliding && !expr.create_accumulator()?.supports_retract_batch() {
                 return Err(WeirError::sql(
                     format!(

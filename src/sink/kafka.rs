@@ -113,14 +113,7 @@ impl KafkaSink {
         let format = Format::parse(options, table)?;
         let key_format = match options.get("key.format") {
             None => format,
-            Some("json") => Format::Json,
-            Some("csv") => Format::Csv,
-            Some(other) => {
-                return Err(WeirError::sql(
-                    format!("key.format '{other}': use json or csv"),
-                    options.pos("key.format"),
-                ));
-            }
+            Some(_) => message_format(options, "key.format", table)?,
         };
         let mut sink = Self::with_formats(table, options, format, key_format)?;
         sink.key_fields = options
@@ -351,6 +344,17 @@ impl Sink for KafkaSink {
             }
             _ => self.encode(&data, self.format)?,
         };
+        if self.upsert.is_some()
+            && let Some(&c) = key_idx.iter().find(|&&c| data.column(c).null_count() > 0)
+        {
+            // Flink enforces a primary key's NOT NULL at the sink
+            // (`table.exec.sink.not-null-enforcer` = ERROR): a NULL key has no message key.
+            return Err(WeirError::user(format!(
+                "upsert-kafka '{}': a row with a NULL primary key column '{}'",
+                self.topic,
+                data.schema().field(c).name()
+            )));
+        }
         let keys = if key_idx.is_empty() {
             None
         } else {

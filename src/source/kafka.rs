@@ -147,12 +147,16 @@ pub fn client_config(options: &Options) -> ClientConfig {
 /// The values of `config`'s sensitive properties ([`crate::sql::options::is_sensitive`]),
 /// to scrub from what the client says.
 pub fn secrets(config: &ClientConfig) -> Vec<String> {
-    config
+    let mut out: Vec<String> = config
         .config_map()
         .iter()
         .filter(|(k, v)| crate::sql::options::is_sensitive(k) && !v.is_empty())
         .map(|(_, v)| v.to_string())
-        .collect()
+        .collect();
+    // Longest first: a secret that contains another (`admin123`, `admin`) goes whole.
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    out
 }
 
 /// `text` with every one of `secrets` replaced by `******`.

@@ -14,31 +14,40 @@ pub struct Options {
 }
 
 /// Whether option `key` holds a secret, whose value Weir never shows (in errors, `\d`,
-/// `SHOW CREATE TABLE`, `SET`, logs): a name with a part `password`, `passwd`, `secret`,
-/// `token`, `credential(s)`, `apikey`, `auth` or `jaas` (as Flink's
-/// `GlobalConfiguration.isSensitive` list: `password`, `secret`, `token`, `apikey`,
-/// `auth-params`, `basic-auth`, `jaas.config`, …), a part `key` after the first (`ssl.key.pem`,
-/// `fs.azure.account.key`; the leading `key.` of `key.format`/`key.fields` names the message
-/// key), or any `sasl.` property.
+/// `SHOW CREATE TABLE`, `SET`, logs): a name that contains `password`, `passwd`, `secret`,
+/// `token`, `credential`, `apikey`, `api-key`, `jaas`, `auth-params`, `basic-auth` or
+/// `http-headers` anywhere (`clientSecret`, `s3.secretkey`; as Flink's
+/// `GlobalConfiguration.isSensitive` matches its list), a part `auth`, a part `key` after the
+/// first (`ssl.key.pem`, `fs.azure.account.key`; the leading `key.` of
+/// `key.format`/`key.fields` names the message key), or any `sasl.` property.
 pub fn is_sensitive(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     if k.starts_with("sasl.") || k.contains(".sasl.") {
         return true;
     }
-    k.split(['.', '-', '_']).enumerate().any(|(i, part)| {
-        matches!(
-            part,
-            "password"
-                | "passwd"
-                | "secret"
-                | "token"
-                | "credential"
-                | "credentials"
-                | "apikey"
-                | "auth"
-                | "jaas"
-        ) || (part == "key" && i > 0)
-    })
+    const WORDS: &[&str] = &[
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "apikey",
+        "api-key",
+        "api_key",
+        "jaas",
+        "auth-params",
+        "basic-auth",
+        "http-headers",
+    ];
+    WORDS.iter().any(|w| k.contains(w))
+        || k.split(['.', '-', '_'])
+            .enumerate()
+            .any(|(i, part)| part == "auth" || (part == "key" && i > 0))
+}
+
+/// `value` of option `key` as Weir shows it: `******` for a secret ([`is_sensitive`]).
+pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_sensitive(key) { "******" } else { value }
 }
 
 /// `text` (SQL as written) with the value of every sensitive `'key' = 'value'` pair
@@ -63,16 +72,6 @@ pub fn scrub_sql(text: &str) -> String {
 }
 
 impl Options {
-    pub fn scrub(&self, message: &str) -> String {
-        let mut out = message.to_string();
-        for (k, v) in self.iter() {
-            if is_sensitive(k) && !v.is_empty() {
-                out = out.replace(v, "******");
-            }
-        }
-        out
-    }
-
     pub fn new() -> Self {
         Self::default()
     }
@@ -319,6 +318,10 @@ mod tests {
             "s3.secret-key",
             "http.api_token",
             "basic-auth",
+            "clientSecret",
+            "accessToken",
+            "s3.secretkey",
+            "dbPassword",
         ] {
             assert!(is_sensitive(k), "{k}");
         }
@@ -331,6 +334,11 @@ mod tests {
         ] {
             assert!(!is_sensitive(k), "{k}");
         }
+        // Across lines too (a long JAAS string on its own line).
+        assert_eq!(
+            scrub_sql("'properties.sasl.jaas.config' =\n  'org.x required;'"),
+            "'properties.sasl.jaas.config' =\n  '***************'"
+        );
         let sql = "WITH ('topic' = 't', 'properties.sasl.password' = 'hunter2', 'x' = 'y')";
         assert_eq!(
             scrub_sql(sql),

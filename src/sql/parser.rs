@@ -130,6 +130,8 @@ pub struct ColumnDef {
     pub name: String,
     pub pos: Pos,
     pub kind: ColumnKind,
+    /// Declared `PRIMARY KEY [NOT ENFORCED]` on the column itself.
+    pub primary_key: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -938,13 +940,23 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
                     .with_hint("options are written 'key' = 'value'"));
                 }
             };
-            p.expect_token(&Token::Eq).map_err(parser_error)?;
+            if !p.consume_token(&Token::Eq) {
+                // Not sqlparser's message: it would quote the next token, a secret maybe.
+                let next = p.peek_token();
+                return Err(sql_err(format!("expected = after option '{key}'"), &next)
+                    .with_hint("options are written 'key' = 'value'"));
+            }
             let vt = p.next_token();
             let value = match &vt.token {
                 Token::SingleQuotedString(s) => s.clone(),
                 other => {
+                    let found = if crate::sql::options::is_sensitive(&key) {
+                        "an unquoted value".to_string()
+                    } else {
+                        format!("'{other}'")
+                    };
                     return Err(sql_err(
-                        format!("expected a quoted value for '{key}', found '{other}'"),
+                        format!("expected a quoted value for '{key}', found {found}"),
                         &vt,
                     )
                     .with_hint("option values are strings: 'key' = '10'"));
@@ -969,6 +981,17 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
             sql_err("CREATE TABLE ... AS SELECT is not supported yet", &t)
                 .with_hint("create the sink table with WITH (...) options, then INSERT INTO it"),
         );
+    }
+    // `id BIGINT PRIMARY KEY NOT ENFORCED` on a column, as Flink also takes it.
+    let on_columns: Vec<&ColumnDef> = columns.iter().filter(|c| c.primary_key).collect();
+    if let Some(c) = on_columns.first() {
+        if !primary_key.is_empty() || on_columns.len() > 1 {
+            return Err(WeirError::sql(
+                "a table has one primary key: declare it once, as PRIMARY KEY (a, b) NOT ENFORCED",
+                Some(c.pos),
+            ));
+        }
+        primary_key = vec![c.name.clone()];
     }
     Ok(CreateTable {
         name,
@@ -1001,6 +1024,7 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
             name,
             pos,
             kind: ColumnKind::Computed(Box::new(expr)),
+            primary_key: false,
         });
     }
     let (data_type, nullable) = TypeParser::new(p).parse_type_with_nullability()?;
@@ -1021,13 +1045,19 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
             is_virtual,
         };
     }
-    if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+    let primary_key = p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]);
+    if primary_key {
         let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
     }
     if p.parse_keyword(Keyword::COMMENT) {
         p.parse_literal_string().map_err(parser_error)?;
     }
-    Ok(ColumnDef { name, pos, kind })
+    Ok(ColumnDef {
+        name,
+        pos,
+        kind,
+        primary_key,
+    })
 }
 
 #[cfg(test)]
