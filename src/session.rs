@@ -755,10 +755,8 @@ impl Session {
                         .logical_plan(q, &stmt.windows)
                         .await
                         .map_err(|e| e.at(Some(stmt.pos)))?;
-                    let df = self.ctx.execute_logical_plan(plan).await?;
-                    crate::sql::lateral::check_runnable(&df.clone().into_optimized_plan()?)
-                        .map_err(|e| e.at(Some(stmt.pos)))?;
-                    let mut stream = df.execute_stream().await?;
+                    let mut stream =
+                        crate::plan::batch_stream(&self.ctx.state(), &plan, Some(stmt.pos)).await?;
                     let progress = Progress::start(self.progress);
                     let mut batches = vec![];
                     use futures::StreamExt;

@@ -21,7 +21,6 @@ use datafusion::common::DFSchema;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{LogicalPlan, TableScan};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::prelude::SessionContext;
 
 use crate::error::{Result, WeirError};
 use crate::operator::Operator;
@@ -169,6 +168,26 @@ fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
 }
 
 /// The stream tables a plan reads, through window tables too.
+/// Runs `plan` (a query that reads no stream) in batch: optimised once, refused when a
+/// lateral join DataFusion cannot run is left in it (that error pointed at `pos`, not
+/// DataFusion's internal one), then executed. Errors: planning and execution errors.
+pub(crate) async fn batch_stream(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    pos: Option<crate::error::Pos>,
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
+    let optimized = state.optimize(plan)?;
+    crate::sql::lateral::check_runnable(&optimized).map_err(|e| e.at(pos))?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, state)
+        .await?;
+    Ok(datafusion::physical_plan::execute_stream(
+        physical,
+        state.task_ctx(),
+    )?)
+}
+
 fn stream_sources(plan: &LogicalPlan, out: &mut Vec<Arc<TableDef>>) {
     if let LogicalPlan::TableScan(s) = plan {
         if let Some(t) = stream_table(s) {
@@ -206,10 +225,8 @@ fn compile(
 impl Planner<'_> {
     pub async fn plan(&self, plan: &LogicalPlan) -> Result<PlanNode> {
         if !reads_stream(plan) {
-            let ctx = SessionContext::new_with_state(self.state.clone());
-            let df = ctx.execute_logical_plan(plan.clone()).await?;
-            crate::sql::lateral::check_runnable(&df.clone().into_optimized_plan()?)?;
-            let batches = df.collect().await?;
+            let stream = batch_stream(self.state, plan, None).await?;
+            let batches = datafusion::physical_plan::common::collect(stream).await?;
             return Ok(PlanNode::Values { batches });
         }
         self.node(plan)
