@@ -54,9 +54,14 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         v.extend(f.options());
     }
     if SOURCES.contains(&connector) {
-        // Where rows too late for their windows go (a declared sink table), and how long a
-        // silent source holds back a union's watermark.
-        v.extend(["late-data.sink", "scan.watermark.idle-timeout"]);
+        // Where rows too late for their windows go and where records it cannot read go
+        // (declared sink tables), and how long a silent source holds back a union's
+        // watermark.
+        v.extend([
+            "late-data.sink",
+            "dead-letter.sink",
+            "scan.watermark.idle-timeout",
+        ]);
     }
     v
 }

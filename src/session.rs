@@ -1119,6 +1119,7 @@ impl Session {
             tables: &self.tables,
             part: format!("q-{}", query_id(&stmt.text)),
             late_sinks: Default::default(),
+            dead_letters: Default::default(),
         };
         match &stmt.statement {
             Statement::Query(q) => {

@@ -1000,3 +1000,202 @@ fn late_rows_are_committed_once_across_a_crash_before_the_manifest() {
     );
     assert!(hidden_files(&late_dir).is_empty());
 }
+
+/// Writes `good` JSON records `{"id":i,"v":"s<i>"}` to `dir/in/input.json` with one bad
+/// record after every `every` good ones, of five kinds (truncated JSON, not an object, a
+/// wrong type, invalid UTF-8, trailing garbage). Returns the bad records' line numbers and
+/// bytes.
+fn mixed_input(dir: &Path, good: u64, every: u64) -> Vec<(usize, Vec<u8>)> {
+    use std::io::Write;
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(input.join("input.json")).expect("create"));
+    let mut bad = vec![];
+    let mut line = 0;
+    for i in 0..good {
+        line += 1;
+        writeln!(f, "{{\"id\":{i},\"v\":\"s{i}\"}}").expect("write");
+        if (i + 1) % every == 0 {
+            line += 1;
+            let n = bad.len();
+            let raw: Vec<u8> = match n % 5 {
+                0 => format!("{{\"id\":{i},\"v\":").into_bytes(),
+                1 => format!("[{i}]").into_bytes(),
+                2 => format!("{{\"id\":\"x{i}\",\"v\":\"b\"}}").into_bytes(),
+                3 => [
+                    &b"{\"id\":1,\"v\":\"\xff\xfe"[..],
+                    format!("{i}\"}}").as_bytes(),
+                ]
+                .concat(),
+                _ => format!("{{\"id\":{i},\"v\":\"t\"}} trailing").into_bytes(),
+            };
+            f.write_all(&raw).expect("write");
+            f.write_all(b"\n").expect("write");
+            bad.push((line, raw));
+        }
+    }
+    f.flush().expect("flush");
+    bad
+}
+
+/// The dead-letter script: the mixed input into CSV `out`, its bad records into the JSON
+/// table `bad`; with `checkpoints`, checkpointed every 50 ms.
+fn dead_letter_job(dir: &Path, checkpoints: bool) -> PathBuf {
+    let sql = dir.join("dl.sql");
+    let settings = if checkpoints {
+        format!(
+            "SET 'pipeline.name' = 'dl';\n\
+             SET 'execution.checkpointing.interval' = '50ms';\n\
+             SET 'state.checkpoints.dir' = '{}';\n",
+            dir.join("checkpoints").display()
+        )
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        &sql,
+        format!(
+            "{settings}\
+             CREATE TABLE src (id BIGINT, v STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{in}', 'format' = 'json', 'dead-letter.sink' = 'bad');\n\
+             CREATE TABLE bad (source STRING, raw STRING, error STRING) WITH (\
+               'connector' = 'filesystem', 'path' = '{bad}', 'format' = 'json');\n\
+             CREATE TABLE out (id BIGINT, v STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{out}', 'format' = 'csv');\n\
+             INSERT INTO out SELECT id, v FROM src;\n",
+            in = dir.join("in").display(),
+            bad = dir.join("bad").display(),
+            out = dir.join("out").display(),
+        ),
+    )
+    .expect("write");
+    sql
+}
+
+/// Checks the dead-letter job's output: every good record once in `out`, every bad one
+/// once in `bad`, with its bytes (invalid UTF-8 replaced), a reason and its file and line.
+fn check_dead_letters(dir: &Path, good: u64, bad: &[(usize, Vec<u8>)]) {
+    let mut ids: Vec<u64> = visible_lines(&dir.join("out"))
+        .iter()
+        .map(|l| {
+            let (id, v) = l.split_once(',').expect("two columns");
+            assert_eq!(v, format!("s{id}"));
+            id.parse().expect("an id")
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len() as u64, good, "every good record, once");
+    assert!(ids.iter().enumerate().all(|(i, id)| i as u64 == *id));
+    let mut letters = vec![];
+    for f in std::fs::read_dir(dir.join("bad")).expect("bad").flatten() {
+        let name = f.file_name().to_string_lossy().to_string();
+        if !name.starts_with('.') {
+            let text = std::fs::read_to_string(f.path()).expect("read");
+            for l in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON row");
+                letters.push((
+                    v["source"].as_str().expect("source").to_string(),
+                    v["raw"].as_str().expect("raw").to_string(),
+                    v["error"].as_str().expect("error").to_string(),
+                ));
+            }
+        }
+    }
+    letters.sort();
+    let input = dir.join("in").join("input.json");
+    let mut want: Vec<(String, String)> = bad
+        .iter()
+        .map(|(line, raw)| {
+            (
+                format!("{}:{line}", input.display()),
+                String::from_utf8_lossy(raw).to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(letters.len(), want.len(), "every bad record, once");
+    for ((source, raw, error), (want_source, want_raw)) in letters.iter().zip(&want) {
+        assert_eq!((source, raw), (want_source, want_raw));
+        assert!(!error.is_empty(), "{source}: a reason");
+    }
+    assert!(hidden_files(&dir.join("bad")).is_empty());
+}
+
+/// `'dead-letter.sink'`: 10 000 malformed records mixed into 1 000 000 good ones. The job
+/// runs to its end, every good row arrives once, every bad record is in the dead-letter
+/// table once with its reason and place, and the run counts them.
+#[test]
+fn bad_records_go_to_the_dead_letter_table_and_good_ones_arrive() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = mixed_input(tmp.path(), 1_000_000, 100);
+    assert_eq!(bad.len(), 10_000);
+    let sql = dead_letter_job(tmp.path(), false);
+    let (code, err) = run(&["run", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bad records skipped: 10000"), "{err}");
+    check_dead_letters(tmp.path(), 1_000_000, &bad);
+}
+
+/// Dead letters commit with the job's checkpoints: a crash with checkpoint 5's state
+/// written but no manifest restarts from checkpoint 4, and still every bad record is in the
+/// dead-letter table once and every good one in the output once.
+#[test]
+fn dead_letters_are_written_once_across_a_crash() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = mixed_input(tmp.path(), 1_000_000, 100);
+    let sql = dead_letter_job(tmp.path(), true);
+    let out = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .env("WEIR_CRASH_AT", "before-manifest:5")
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(stderr.contains("aborting"), "{stderr}");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resumes from checkpoint 4 "), "{err}");
+    check_dead_letters(tmp.path(), 1_000_000, &bad);
+}
+
+/// A dead-letter table must be a table with the columns of a dead letter.
+#[test]
+fn a_dead_letter_table_with_other_columns_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    mixed_input(tmp.path(), 10, 5);
+    let sql = tmp.path().join("q.sql");
+    let script = |bad: &str| {
+        format!(
+            "CREATE TABLE src (id BIGINT, v STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'json', 'dead-letter.sink' = 'bad');\n\
+             {bad}\n\
+             INSERT INTO bad2 SELECT CAST(id AS STRING), v, v FROM src;\n",
+            tmp.path().join("in").display()
+        )
+    };
+    std::fs::write(
+        &sql,
+        script(
+            "CREATE TABLE bad (raw STRING, line BIGINT) WITH ('connector' = 'print');\n\
+             CREATE TABLE bad2 (raw STRING, error STRING, source STRING) WITH ('connector' = 'blackhole');",
+        ),
+    )
+    .expect("write");
+    let (code, err) = run(&["run", &sql.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("the dead-letter table 'bad' has a column 'line'"),
+        "{err}"
+    );
+    std::fs::write(
+        &sql,
+        script("CREATE TABLE bad2 (raw STRING, error STRING, source STRING) WITH ('connector' = 'blackhole');"),
+    )
+    .expect("write");
+    let (code, err) = run(&["run", &sql.display().to_string()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("'dead-letter.sink' names 'bad', which is not a table"),
+        "{err}"
+    );
+}

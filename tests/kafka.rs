@@ -1292,3 +1292,93 @@ async fn a_silent_union_input_goes_idle_while_checkpointing() {
         .expect("stops")
         .expect("runs cleanly");
 }
+
+/// `'dead-letter.sink'` on a Kafka source: 10 000 malformed messages (truncated JSON, not
+/// an object, a wrong type, invalid UTF-8) mixed into 1 000 000 good ones on four
+/// partitions. The job keeps running to the end of the topic, every good row arrives once,
+/// every bad message is in the dead-letter table once with its topic, partition and
+/// offset, and the run counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_go_to_the_dead_letter_table() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("mixed_dl", 4);
+    let servers = broker.bootstrap();
+    let hex = client(&["produce-mixed", &servers, "mixed_dl", "1000000", "4", "100"]);
+    let mut want: Vec<String> = hex
+        .lines()
+        .map(|h| {
+            let bytes: Vec<u8> = (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect();
+            String::from_utf8_lossy(&bytes).to_string()
+        })
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 10_000);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (out, bad) = (dir.path().join("out"), dir.path().join("bad"));
+    let script = dir.path().join("dl.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE mixed (v BIGINT, user_id BIGINT, ts TIMESTAMP(3)) WITH (\
+               'connector' = 'kafka', 'topic' = 'mixed_dl', 'properties.bootstrap.servers' = '{servers}', \
+               'format' = 'json', {ALL}, 'dead-letter.sink' = 'bad');\n\
+             CREATE TABLE bad (raw STRING, error STRING, source STRING) WITH (\
+               'connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+             CREATE TABLE out (v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO out SELECT v FROM mixed;\n",
+            bad.display(),
+            out.display()
+        ),
+    )
+    .expect("write");
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run"])
+        .arg(&script)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("bad records skipped: 10000"), "{stderr}");
+    let read = |d: &std::path::Path| -> Vec<String> {
+        let mut lines = vec![];
+        for f in std::fs::read_dir(d).expect("dir").flatten() {
+            if !f.file_name().to_string_lossy().starts_with('.') {
+                let text = std::fs::read_to_string(f.path()).expect("read");
+                lines.extend(text.lines().map(str::to_string));
+            }
+        }
+        lines
+    };
+    let mut vs: Vec<i64> = read(&out)
+        .iter()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    vs.sort_unstable();
+    assert_eq!(
+        vs,
+        (1..=1_000_000).collect::<Vec<i64>>(),
+        "every good row once"
+    );
+    let mut raws = vec![];
+    let mut sources = std::collections::BTreeSet::new();
+    for l in read(&bad) {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("a JSON row");
+        let raw = v["raw"].as_str().expect("raw").to_string();
+        let source = v["source"].as_str().expect("source").to_string();
+        assert!(
+            source.starts_with("kafka topic 'mixed_dl' partition "),
+            "{source}"
+        );
+        assert!(!v["error"].as_str().unwrap_or_default().is_empty(), "{l}");
+        raws.push(raw);
+        sources.insert(source);
+    }
+    raws.sort();
+    assert_eq!(raws, want, "every bad message once");
+    assert_eq!(sources.len(), 10_000, "each at its own offset");
+}

@@ -76,6 +76,34 @@ def produce_seq(bootstrap, topic, n, partitions, pad, first=1):
     finish(p)
 
 
+def produce_mixed(bootstrap, topic, n, partitions, every):
+    """n good records v = 1..n as produce-seq writes them, and after every `every`-th one a
+    bad record of four kinds (truncated JSON, not an object, a wrong type, invalid UTF-8)
+    to the same partition. Prints each bad record's bytes as hex, one per line."""
+    p = producer(bootstrap)
+    base = 1767225600000  # 2026-01-01T00:00:00Z
+    for i in range(1, n + 1):
+        ms = base + i * 10
+        t = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + ".%03d" % (ms % 1000)
+        v = json.dumps({"v": i, "user_id": i % 20, "ts": t})
+        send(p, topic, v, None, i % partitions, ms)
+        if i % every == 0:
+            kind = (i // every) % 4
+            if kind == 0:
+                bad = ('{"v": %d, "user_id":' % i).encode()
+            elif kind == 1:
+                bad = ("[%d]" % i).encode()
+            elif kind == 2:
+                bad = ('{"v": "x%d", "user_id": 1, "ts": "%s"}' % (i, t)).encode()
+            else:
+                bad = b'{"v": 1, "user_id": "\xff\xfe' + str(i).encode() + b'"}'
+            send(p, topic, bad, None, i % partitions, ms)
+            print(bad.hex())
+        if i % 10000 == 0:
+            p.poll(0)
+    finish(p)
+
+
 def produce_paced(bootstrap, topic, n, partitions, rate):
     p = producer(bootstrap)
     base = 1767225600000  # 2026-01-01T00:00:00Z
@@ -128,6 +156,8 @@ if __name__ == "__main__":
     elif cmd == "produce-seq":
         first = int(args[5]) if len(args) > 5 else 1
         produce_seq(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), first)
+    elif cmd == "produce-mixed":
+        produce_mixed(args[0], args[1], int(args[2]), int(args[3]), int(args[4]))
     elif cmd == "produce-paced":
         produce_paced(args[0], args[1], int(args[2]), int(args[3]), float(args[4]))
     elif cmd == "consume":

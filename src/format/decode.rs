@@ -74,6 +74,8 @@ impl Format {
 pub struct Decoder {
     format: Format,
     schema: SchemaRef,
+    /// Malformed records are skipped (and counted, or sent to the dead-letter table)
+    /// rather than failing the query: `*.ignore-parse-errors`, or `'dead-letter.sink'`.
     ignore_errors: bool,
     delimiter: u8,
     quote: u8,
@@ -95,14 +97,25 @@ pub struct Decoder {
     fail_on_missing: bool,
 }
 
+/// What [`Decoder::split`] found: decoded parts, the lines they hold and the bad lines
+/// with their reasons (indexes among the non-blank lines).
+#[derive(Default)]
+struct Found {
+    good: Vec<RecordBatch>,
+    kept: Vec<usize>,
+    bad: Vec<(usize, String)>,
+}
+
 /// A CSV quote byte that valid UTF-8 text never holds: `csv.disable-quote-character`
 /// quotes with it, so no field is ever quoted.
 const NO_QUOTE: u8 = 0xFF;
 
-/// A decoded chunk and how many lines of it were skipped as bad.
+/// A decoded chunk and the lines of it skipped as bad.
 pub struct Decoded {
     pub batch: Option<RecordBatch>,
-    pub skipped: usize,
+    /// The input lines skipped as malformed (`*.ignore-parse-errors`,
+    /// `'dead-letter.sink'`), by index, each with the reason.
+    pub bad: Vec<(usize, String)>,
     /// The input lines the batch's rows came from, in order; None when every line gave a
     /// row (no blank, comment or skipped lines).
     pub kept: Option<Vec<usize>>,
@@ -128,12 +141,13 @@ impl Decoder {
                 })
                 .collect::<Vec<_>>(),
         ));
-        let ignore_errors = options.bool_or(&format!("{p}.ignore-parse-errors"), false)?;
+        let ignore_parse_errors = options.bool_or(&format!("{p}.ignore-parse-errors"), false)?;
+        let ignore_errors = ignore_parse_errors || options.get("dead-letter.sink").is_some();
         let fail_on_missing =
             format == Format::Json && options.bool_or("json.fail-on-missing-field", false)?;
         // Flink's JsonFormatFactory refuses the pair too: a missing field would be both an
         // error and skipped.
-        if fail_on_missing && ignore_errors {
+        if fail_on_missing && ignore_parse_errors {
             return Err(WeirError::sql(
                 "'json.fail-on-missing-field' and 'json.ignore-parse-errors' cannot both be 'true'",
                 options.pos("json.fail-on-missing-field"),
@@ -176,6 +190,24 @@ impl Decoder {
         self.schema.clone()
     }
 
+    /// True when a malformed record is skipped rather than an error.
+    pub fn skips_bad_records(&self) -> bool {
+        self.ignore_errors
+    }
+
+    /// The error for a record that is not even text (invalid UTF-8) at `place`, when
+    /// malformed records fail the query.
+    pub fn not_text(&self, reason: &str, place: &str) -> WeirError {
+        let p = self.format.prefix();
+        WeirError::user(format!(
+            "malformed {} record at {place}: {reason}",
+            p.to_uppercase()
+        ))
+        .with_hint(format!(
+            "fix the record, or set '{p}.ignore-parse-errors' = 'true' (or 'dead-letter.sink') to skip bad records"
+        ))
+    }
+
     /// Decodes `lines` (without newlines); `origin` and `first_line` place errors.
     pub fn decode(&self, lines: &[String], origin: &str, first_line: usize) -> Result<Decoded> {
         self.decode_at(lines, &|i| format!("{origin}:{}", first_line + i))
@@ -197,59 +229,89 @@ impl Decoder {
         if lines.is_empty() {
             return Ok(Decoded {
                 batch: None,
-                skipped: 0,
+                bad: vec![],
                 kept: Some(vec![]),
             });
         }
         let all = numbered.len() == lines_in;
-        if let Ok(b) = self.decode_chunk(&lines) {
-            return Ok(Decoded {
-                batch: Some(b),
-                skipped: 0,
-                kept: (!all).then(|| numbered.iter().map(|(i, _)| *i).collect()),
-            });
-        }
-        // Find the bad lines one by one.
-        let mut good = vec![];
-        let mut kept = vec![];
-        let mut skipped = 0;
-        for (i, line) in lines.iter().enumerate() {
-            match self.decode_chunk(&[line]) {
-                Ok(b) => {
-                    good.push(b);
-                    kept.push(numbered[i].0);
-                }
-                Err(reason) => {
-                    if self.ignore_errors {
-                        skipped += 1;
-                    } else {
-                        let p = self.format.prefix();
-                        return Err(WeirError::user(format!(
-                            "malformed {} record at {}: {reason}",
-                            p.to_uppercase(),
-                            place(numbered[i].0),
-                        ))
-                        .with_hint(if self.fail_on_missing && reason.contains("is missing") {
-                            "add the field to the record, or set 'json.fail-on-missing-field' = 'false' to read it as NULL".to_string()
-                        } else {
-                            format!(
-                                "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records"
-                            )
-                        }));
-                    }
-                }
+        let first_error = match self.decode_chunk(&lines) {
+            Ok(b) => {
+                return Ok(Decoded {
+                    batch: Some(b),
+                    bad: vec![],
+                    kept: (!all).then(|| numbered.iter().map(|(i, _)| *i).collect()),
+                });
             }
-        }
-        let batch = if good.is_empty() {
+            Err(e) => Some(e),
+        };
+        // Find the bad lines by halves: good halves are kept whole, so a few bad lines
+        // among thousands cost a few dozen decodes, not one per line.
+        let mut found = Found::default();
+        self.split(&lines, 0, first_error, &mut found, &|i| {
+            place(numbered[i].0)
+        })?;
+        let batch = if found.good.is_empty() {
             None
         } else {
-            Some(concat_batches(&self.schema, &good)?)
+            Some(concat_batches(&self.schema, &found.good)?)
         };
         Ok(Decoded {
             batch,
-            skipped,
-            kept: Some(kept),
+            bad: found
+                .bad
+                .into_iter()
+                .map(|(i, r)| (numbered[i].0, r))
+                .collect(),
+            kept: Some(found.kept.into_iter().map(|i| numbered[i].0).collect()),
         })
+    }
+
+    /// Decodes `lines` (the non-blank lines from index `from` on), which failed as a whole
+    /// with `failed` when that is known, into `found`: a part that decodes is kept whole,
+    /// one that does not is split in two, down to single bad lines — in order, so the
+    /// first bad line is the first one reported. Errors: a bad line when bad records are
+    /// not skipped (`place(i)` names line `i`).
+    fn split(
+        &self,
+        lines: &[&String],
+        from: usize,
+        failed: Option<String>,
+        found: &mut Found,
+        place: &dyn Fn(usize) -> String,
+    ) -> Result<()> {
+        let failed = match failed {
+            Some(reason) => reason,
+            None => match self.decode_chunk(lines) {
+                Ok(b) => {
+                    found.good.push(b);
+                    found.kept.extend(from..from + lines.len());
+                    return Ok(());
+                }
+                Err(reason) => reason,
+            },
+        };
+        if lines.len() > 1 {
+            let mid = lines.len() / 2;
+            self.split(&lines[..mid], from, None, found, place)?;
+            return self.split(&lines[mid..], from + mid, None, found, place);
+        }
+        if self.ignore_errors {
+            found.bad.push((from, failed));
+            return Ok(());
+        }
+        let p = self.format.prefix();
+        Err(WeirError::user(format!(
+            "malformed {} record at {}: {failed}",
+            p.to_uppercase(),
+            place(from),
+        ))
+        .with_hint(if self.fail_on_missing && failed.contains("is missing") {
+            "add the field to the record, or set 'json.fail-on-missing-field' = 'false' to read it as NULL".to_string()
+        } else {
+            format!(
+                "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records, or 'dead-letter.sink' to keep them in a table"
+            )
+        }))
     }
 
     fn decode_chunk(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {

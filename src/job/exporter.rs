@@ -257,7 +257,7 @@ impl Collector for Jobs {
         );
         let mut op_bad = Family::new(
             "weir_operator_bad_records",
-            "Records a source's decoder skipped ('*.ignore-parse-errors').",
+            "Records a source could not read and skipped ('*.ignore-parse-errors'), or sent to its 'dead-letter.sink' table.",
             None,
         );
         let mut late = Family::new(
@@ -267,7 +267,7 @@ impl Collector for Jobs {
         );
         let mut bad = Family::new(
             "weir_job_bad_records",
-            "Records a decoder skipped ('*.ignore-parse-errors').",
+            "Records the job's sources could not read and skipped ('*.ignore-parse-errors', 'dead-letter.sink').",
             None,
         );
         let mut wm = Family::new(

@@ -17,6 +17,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 /// sink measures end-to-end latency from it. Tasks forward it before the output it
 /// caused; operators never see it. A monotonic clock reading of this process: it is never
 /// saved in a checkpoint.
+///
+/// `DeadLetters(i, batch)`: records a source could not read, for the job's dead-letter
+/// table `i` (see [`crate::sink::dead_letter`]). Tasks forward them as they come, so they
+/// keep their place between barriers; only the sink task writes them.
 #[derive(Debug, Clone)]
 pub enum Message {
     Batch(RecordBatch),
@@ -24,4 +28,5 @@ pub enum Message {
     Barrier(u64),
     End,
     Origin(std::time::Instant),
+    DeadLetters(usize, RecordBatch),
 }

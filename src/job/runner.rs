@@ -111,8 +111,17 @@ impl Job {
             checkpointer: checkpointer.clone(),
             next_id: 0,
             starts: vec![],
+            dead_letters: vec![],
         };
         let (rx, tree) = spawner.node(plan);
+        let sink: Box<dyn Sink> = if spawner.dead_letters.is_empty() {
+            sink
+        } else {
+            Box::new(crate::sink::dead_letter::WithDeadLetters::new(
+                sink,
+                std::mem::take(&mut spawner.dead_letters),
+            ))
+        };
         if let Some(cp) = &checkpointer {
             cp.register("sink", "sink");
             cp.check_plan()?;
@@ -357,6 +366,9 @@ struct Spawner<'a> {
     checkpointer: Option<Arc<Checkpointer>>,
     next_id: usize,
     starts: Vec<Start>,
+    /// The sources' dead-letter sinks, driven by the sink task; a source's index here
+    /// tags its dead letters.
+    dead_letters: Vec<Box<dyn Sink>>,
 }
 
 impl Spawner<'_> {
@@ -424,6 +436,7 @@ impl Spawner<'_> {
                 table,
                 mut source,
                 stage,
+                dead_letter,
             } => {
                 let name = format!("source {}", table.name);
                 // The manifest names what the source reads, so that a restore into a source
@@ -433,6 +446,10 @@ impl Spawner<'_> {
                 let tree = leaf(&m);
                 let mut ctx =
                     SourceContext::new(tx, self.stop.clone(), stage, m, self.metrics.clone());
+                if let Some(d) = dead_letter {
+                    ctx.with_dead_letters(self.dead_letters.len());
+                    self.dead_letters.push(d);
+                }
                 let cp = self.checkpointer.clone();
                 self.starts.push(Box::new(move || {
                     tokio::task::spawn_blocking(move || {

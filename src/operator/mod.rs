@@ -173,6 +173,10 @@ pub trait Operator: Send {
                 out.push(Message::Origin(t));
                 Ok(())
             }
+            m @ Message::DeadLetters(..) => {
+                out.push(m);
+                Ok(())
+            }
         }
     }
 }
@@ -535,6 +539,11 @@ pub async fn run_task(
             Some((i, msg)) => match msg {
                 Message::Origin(t) => {
                     origins[i] = Some(t);
+                    rise = false;
+                }
+                // Passed on untouched, in their place among the input's messages.
+                m @ Message::DeadLetters(..) => {
+                    out.push(m);
                     rise = false;
                 }
                 Message::Batch(b) => {

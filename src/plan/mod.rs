@@ -54,6 +54,8 @@ pub enum PlanNode {
         table: Arc<TableDef>,
         source: Box<dyn Source>,
         stage: SourceStage,
+        /// Where the records it cannot read go (`'dead-letter.sink'`).
+        dead_letter: Option<Box<dyn crate::sink::Sink>>,
     },
     /// Rows computed in batch (a subtree that reads no stream).
     Values { batches: Vec<RecordBatch> },
@@ -156,6 +158,9 @@ pub struct Planner<'a> {
     /// Late-data sinks already given to a window of this query: two windows may not share
     /// one (their files would carry the same names).
     pub late_sinks: std::sync::Mutex<Vec<String>>,
+    /// Dead-letter sinks built so far for this query's sources (each source scan gets its
+    /// own, named `dead-<part>-<n>` in plan order).
+    pub dead_letters: std::sync::Mutex<usize>,
     /// A name for files this query writes (`<job>-0`).
     pub part: String,
 }
@@ -1044,11 +1049,64 @@ impl Planner<'_> {
                 None => None,
             },
         };
+        let dead_letter = self.dead_letter_sink(&table, &options)?;
         Ok(PlanNode::Source {
             table,
             source,
             stage: SourceStage::new(computed, watermark),
+            dead_letter,
         })
+    }
+
+    /// The sink for the records `table` cannot read, when it names one with
+    /// `'dead-letter.sink'`: the named table's sink, its rows projected onto its columns
+    /// (see [`crate::sink::dead_letter`]). Errors: no such table, a column a dead letter
+    /// does not have, the table itself.
+    fn dead_letter_sink(
+        &self,
+        table: &TableDef,
+        options: &crate::sql::options::Options,
+    ) -> Result<Option<Box<dyn crate::sink::Sink>>> {
+        let Some(name) = options.get("dead-letter.sink") else {
+            return Ok(None);
+        };
+        let pos = options.pos("dead-letter.sink");
+        if name == table.name {
+            return Err(WeirError::sql(
+                format!("'dead-letter.sink' of '{name}' names the table itself"),
+                pos,
+            ));
+        }
+        let Some(target) = self.tables.get(name) else {
+            return Err(WeirError::sql(
+                format!("'dead-letter.sink' names '{name}', which is not a table"),
+                pos,
+            )
+            .with_hint(format!(
+                "declare it with CREATE TABLE {name} (raw STRING, error STRING, source STRING) WITH ('connector' = 'filesystem' | 'kafka' | 'print', ...)"
+            )));
+        };
+        let schema = crate::sink::dead_letter::table_schema(
+            name,
+            target.has_columns.then_some(&target.physical),
+            pos,
+        )?;
+        let n = match self.dead_letters.lock() {
+            Ok(mut n) => {
+                *n += 1;
+                *n
+            }
+            Err(_) => return Err(WeirError::internal("dead-letter counter poisoned")),
+        };
+        let target_options = crate::connector::effective_options(target, self.settings)?;
+        let sink = crate::connector::build_sink(
+            target,
+            &target_options,
+            &format!("dead-{}-{n}", self.part),
+        )?;
+        Ok(Some(Box::new(
+            crate::sink::dead_letter::DeadLetterSink::new(sink, schema),
+        )))
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod blackhole;
 pub mod collect;
 pub mod conform;
+pub mod dead_letter;
 pub mod kafka;
 pub mod partitioned;
 pub mod print;
@@ -56,6 +57,14 @@ pub trait Sink: Send {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Writes dead letters (of [`dead_letter::letter_schema`]) to dead-letter table
+    /// `table` of the job; only the sink task's [`dead_letter::WithDeadLetters`] has any.
+    fn write_dead_letters(&mut self, table: usize, _batch: &RecordBatch) -> Result<()> {
+        Err(WeirError::internal(format!(
+            "dead letters for table {table} reached a sink without dead-letter tables"
+        )))
+    }
 
     /// Phase one of checkpoint `checkpoint`: flush, close what is open as pending, and
     /// return the state that lets a restart finish the commit (None: nothing to commit).
@@ -147,6 +156,7 @@ pub fn run_sink(
                 origin = Some(t);
                 Ok(())
             }
+            Message::DeadLetters(table, b) => sink.write_dead_letters(table, &b),
             Message::Watermark(w) => sink.on_watermark(w),
             Message::Barrier(id) => match &checkpointer {
                 Some(cp) => checkpoint(sink.as_mut(), cp, id, false).map(|_| ()),

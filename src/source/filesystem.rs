@@ -234,11 +234,11 @@ impl FileSource {
         let mut line_no = self.position.lines;
         let mut bytes = self.position.bytes;
         let mut first_line = line_no + 1;
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         loop {
             buf.clear();
             let n = reader
-                .read_line(&mut buf)
+                .read_until(b'\n', &mut buf)
                 .map_err(|e| WeirError::user(format!("cannot read {origin}: {e}")))?;
             bytes += n as u64;
             if n > 0 {
@@ -247,13 +247,25 @@ impl FileSource {
                     first_line = 2;
                     continue;
                 }
-                lines.push(buf.trim_end_matches(['\n', '\r']).to_string());
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                match std::str::from_utf8(line) {
+                    Ok(l) => lines.push(l.to_string()),
+                    Err(e) => {
+                        let reason = format!("invalid UTF-8 ({e})");
+                        let place = format!("{origin}:{line_no}");
+                        if !self.decoder.skips_bad_records() {
+                            return Err(self.decoder.not_text(&reason, &place));
+                        }
+                        ctx.bad_record(line, &reason, place)?;
+                        // A blank line keeps the numbering: it gives no row.
+                        lines.push(String::new());
+                    }
+                }
             }
             if lines.len() >= self.batch_size || (n == 0 && !lines.is_empty()) {
                 let d = self.decoder.decode(&lines, origin, first_line)?;
-                for _ in 0..d.skipped {
-                    ctx.bad_record();
-                }
+                ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
                 first_line = line_no + 1;
                 lines.clear();
                 self.position.bytes = bytes;

@@ -1275,22 +1275,30 @@ impl KafkaSource {
         let (values, kept): (Option<RecordBatch>, Option<Vec<usize>>) = match &self.decoder {
             None => (Some(self.raw_batch(&part.pending.values)?), None),
             Some(d) => {
-                let lines: Vec<String> = part
-                    .pending
-                    .values
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v).trim_end().to_string())
-                    .collect();
                 let pending = &part.pending;
-                let decoded = d.decode_at(&lines, &|i| {
+                let place = |i: usize| {
                     format!(
                         "kafka topic '{}' partition {} offset {}",
                         part.topic, part.partition, pending.offsets[i]
                     )
-                })?;
-                for _ in 0..decoded.skipped {
-                    ctx.bad_record();
+                };
+                let mut lines: Vec<String> = Vec::with_capacity(pending.values.len());
+                for (i, v) in pending.values.iter().enumerate() {
+                    match std::str::from_utf8(v) {
+                        Ok(t) => lines.push(t.trim_end().to_string()),
+                        Err(e) => {
+                            let reason = format!("invalid UTF-8 ({e})");
+                            if !d.skips_bad_records() {
+                                return Err(d.not_text(&reason, &place(i)));
+                            }
+                            ctx.bad_record(v, &reason, place(i))?;
+                            // A blank line keeps the indexes: it gives no row.
+                            lines.push(String::new());
+                        }
+                    }
                 }
+                let decoded = d.decode_at(&lines, &place)?;
+                ctx.bad_lines(&decoded, &lines, &place)?;
                 (decoded.batch, decoded.kept)
             }
         };

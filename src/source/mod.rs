@@ -81,7 +81,15 @@ pub struct SourceContext {
     /// [`crate::checkpoint::CheckpointConfig::pause_sources_after`]).
     rows: u64,
     pause_after: Option<u64>,
+    /// The job's dead-letter table this source's bad records go to
+    /// (`'dead-letter.sink'`), and those not sent yet.
+    dead_letter: Option<usize>,
+    letters: crate::sink::dead_letter::Letters,
 }
+
+/// Bad records a source holds before it sends them on anyway (they also go with its next
+/// batch or barrier).
+const LETTERS_PER_MESSAGE: usize = 4096;
 
 impl SourceContext {
     pub fn new(
@@ -102,7 +110,15 @@ impl SourceContext {
             closed: false,
             rows: 0,
             pause_after: None,
+            dead_letter: None,
+            letters: Default::default(),
         }
+    }
+
+    /// Sends this source's bad records to the job's dead-letter table `table` (see
+    /// [`crate::sink::dead_letter`]) instead of only counting them.
+    pub fn with_dead_letters(&mut self, table: usize) {
+        self.dead_letter = Some(table);
     }
 
     /// Makes the source take part in the job's checkpoints as task `task`; the restored
@@ -164,6 +180,8 @@ impl SourceContext {
     /// `source`'s position and the watermark generator's state for each. Sources call it
     /// between batches, when everything they have read has been emitted.
     pub fn checkpoint(&mut self, source: &dyn Source) -> Result<()> {
+        // Bad records read before the position saved belong before the barrier.
+        self.send_letters()?;
         let Some((cp, task)) = &self.checkpoint else {
             return Ok(());
         };
@@ -201,6 +219,7 @@ impl SourceContext {
         if batch.num_rows() == 0 {
             return Ok(!self.should_stop());
         }
+        self.send_letters()?;
         let rows = batch.num_rows();
         let messages = self.stage.apply(batch)?;
         self.metrics.add_in(rows);
@@ -274,14 +293,49 @@ impl SourceContext {
         self.stage.hold(hold);
     }
 
-    /// Counts a record skipped by a decoder's `ignore-parse-errors` policy.
-    pub fn bad_record(&self) {
+    /// Counts a record the source could not read and skipped (`*.ignore-parse-errors`,
+    /// `'dead-letter.sink'`); with a dead-letter table, the record (`raw`, as read), the
+    /// reason and its place go there.
+    pub fn bad_record(&mut self, raw: &[u8], error: &str, place: String) -> Result<()> {
         self.job
             .bad_records
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.metrics
             .bad_records
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.dead_letter.is_some() {
+            self.letters.push(raw, error, place);
+            if self.letters.len() >= LETTERS_PER_MESSAGE {
+                self.send_letters()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts (and with a dead-letter table, sends there) the records of `lines` that
+    /// `decoded` skipped; `place(i)` names line `i`.
+    pub fn bad_lines(
+        &mut self,
+        decoded: &crate::format::decode::Decoded,
+        lines: &[String],
+        place: &dyn Fn(usize) -> String,
+    ) -> Result<()> {
+        for (i, reason) in &decoded.bad {
+            let raw = lines.get(*i).map_or(&b""[..], |l| l.as_bytes());
+            self.bad_record(raw, reason, place(*i))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the bad records held (see [`SourceContext::bad_record`]).
+    fn send_letters(&mut self) -> Result<()> {
+        if let Some(table) = self.dead_letter
+            && !self.letters.is_empty()
+        {
+            let b = self.letters.take()?;
+            self.send(Message::DeadLetters(table, b));
+        }
+        Ok(())
     }
 
     /// Ends the stream: a final watermark when the input was exhausted, then `End`. With

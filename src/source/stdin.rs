@@ -85,9 +85,7 @@ impl Source for StdinSource {
             };
             if flush {
                 let d = self.decoder.decode(&lines, "stdin", first_line)?;
-                for _ in 0..d.skipped {
-                    ctx.bad_record();
-                }
+                ctx.bad_lines(&d, &lines, &|i| format!("stdin:{}", first_line + i))?;
                 lines.clear();
                 oldest = None;
                 first_line = line_no + 1;
