@@ -112,6 +112,29 @@ pub fn validate(def: &TableDef) -> Result<()> {
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
     }
+    if let Some(name) = def.options.get("dead-letter.sink") {
+        let pos = def.options.pos("dead-letter.sink");
+        if name.trim().is_empty() {
+            return Err(WeirError::sql(
+                "'dead-letter.sink' is empty; it names the table that takes the records this source cannot read",
+                pos,
+            ));
+        }
+        // Only sources that decode text meet records they cannot read.
+        if !matches!(format, Some(Format::Json | Format::Csv)) {
+            return Err(WeirError::sql(
+                format!(
+                    "'dead-letter.sink' works with sources that decode JSON or CSV (filesystem, stdin, kafka); table '{}' reads {}",
+                    def.name,
+                    match format {
+                        Some(f) => format!("format '{}'", f.prefix()),
+                        None => format!("connector '{}'", def.connector),
+                    }
+                ),
+                pos,
+            ));
+        }
+    }
     if def.connector == "upsert-kafka" {
         crate::sink::kafka::check_upsert_table(def)?;
     }

@@ -151,6 +151,78 @@ fn stdin_source_reads_a_pipe() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "+I[B, 4]\n+I[C, 6]\n");
 }
 
+/// Bad records on stdin — invalid UTF-8 among them (it failed the whole job before) — go
+/// to the dead-letter table, numbered from the first line, and the good rows go on; a BOM
+/// before the first record is skipped.
+#[test]
+fn stdin_bad_records_go_to_the_dead_letter_table() {
+    let (_dir, f) = script(
+        "q.sql",
+        "CREATE TABLE input (id BIGINT, v STRING) WITH ('connector' = 'stdin', 'format' = 'json', \
+           'dead-letter.sink' = 'bad');\n\
+         CREATE TABLE bad (source STRING, raw BYTES) WITH ('connector' = 'print', 'print-identifier' = 'bad');\n\
+         CREATE TABLE out (id BIGINT, v STRING) WITH ('connector' = 'print', 'print-identifier' = 'out');\n\
+         INSERT INTO out SELECT id, v FROM input;",
+    );
+    let mut child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"\xEF\xBB\xBF{\"id\":1,\"v\":\"a\"}\n\xff\xfe\n{\"id\":2,\n{\"id\":3,\"v\":\"c\"}\n",
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "bad> +I[stdin:2, fffe]",
+            "bad> +I[stdin:3, 7b226964223a322c]",
+            "out> +I[1, a]",
+            "out> +I[3, c]"
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad records skipped: 2"), "{stderr}");
+}
+
+/// `'dead-letter.sink'` is refused where no record can be bad, and when empty.
+#[test]
+fn a_dead_letter_sink_on_a_source_that_decodes_nothing_is_refused() {
+    let (_dir, f) = script(
+        "q.sql",
+        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'dead-letter.sink' = 'bad');",
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("works with sources that decode JSON or CSV")
+            && stderr.contains("connector 'datagen'"),
+        "{stderr}"
+    );
+    let (_dir, f) = script(
+        "q.sql",
+        "CREATE TABLE s (id BIGINT) WITH ('connector' = 'stdin', 'format' = 'json', 'dead-letter.sink' = '');",
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("'dead-letter.sink' is empty"), "{stderr}");
+}
+
 #[test]
 fn filesystem_sink_commits_one_complete_file() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -106,6 +106,85 @@ struct Found {
     bad: Vec<(usize, String)>,
 }
 
+/// How deep a JSON record may nest objects and arrays: Jackson's default
+/// (`StreamReadConstraints.DEFAULT_MAX_DEPTH`), which Flink's JSON format reads with.
+/// Deeper records are malformed (they would exhaust the decoder's stack).
+pub const MAX_JSON_DEPTH: usize = 1000;
+
+/// True when `json` nests objects and arrays deeper than [`MAX_JSON_DEPTH`] (brackets in
+/// strings do not count).
+fn too_deep(json: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The longest reason kept for a bad record (its raw text is kept whole elsewhere).
+const MAX_REASON: usize = 300;
+
+/// arrow-csv's message for one record, as a reason: the column named instead of numbered,
+/// without its line within the decoded chunk (not the file's) or the row's data, which
+/// the record itself shows.
+fn csv_error(message: &str, schema: &Schema) -> String {
+    let mut m = message
+        .split(". Row data:")
+        .next()
+        .unwrap_or(message)
+        .to_string();
+    if let Some(i) = m.find(" for column ") {
+        let rest = &m[i + " for column ".len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if let Some(f) = digits
+            .parse::<usize>()
+            .ok()
+            .and_then(|c| schema.fields().get(c))
+        {
+            let tail = rest[digits.len()..].to_string();
+            let tail = match tail.find(" at line ") {
+                Some(j) => tail[..j].to_string(),
+                None => tail,
+            };
+            m = format!("{} for column '{}'{tail}", &m[..i], f.name());
+        }
+    }
+    m
+}
+
+/// `m` cut to at most [`MAX_REASON`] bytes (a value quoted in a message may be huge).
+fn short(mut m: String) -> String {
+    if m.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push('…');
+    }
+    m
+}
+
 /// A CSV quote byte that valid UTF-8 text never holds: `csv.disable-quote-character`
 /// quotes with it, so no field is ever quoted.
 const NO_QUOTE: u8 = 0xFF;
@@ -295,6 +374,7 @@ impl Decoder {
             self.split(&lines[..mid], from, None, found, place)?;
             return self.split(&lines[mid..], from + mid, None, found, place);
         }
+        let failed = short(failed);
         if self.ignore_errors {
             found.bad.push((from, failed));
             return Ok(());
@@ -360,6 +440,11 @@ impl Decoder {
             if !t.starts_with('{') {
                 return Err("a JSON-lines record must be an object".into());
             }
+            if too_deep(t.as_bytes()) {
+                return Err(format!(
+                    "the record nests deeper than {MAX_JSON_DEPTH} levels"
+                ));
+            }
             if self.fail_on_missing {
                 let v: serde_json::Value = serde_json::from_str(t).map_err(|e| e.to_string())?;
                 if let Some(f) = self
@@ -404,6 +489,17 @@ impl Decoder {
             .build_decoder();
         let mut buf = String::new();
         for l in lines {
+            // A record is one line: a quote left open would take in the line end (and,
+            // in a batch, the next record).
+            if self.escape.is_none()
+                && self.quote != NO_QUOTE
+                && l.bytes().filter(|b| *b == self.quote).count() % 2 == 1
+            {
+                return Err(format!(
+                    "a field quoted with {} is not closed on its line (a record cannot span lines)",
+                    self.quote as char
+                ));
+            }
             match self.escape {
                 Some(e) => unescape_line(l, self.delimiter, self.quote, e, &mut buf),
                 None => buf.push_str(l),
@@ -412,15 +508,17 @@ impl Decoder {
         }
         let bytes = buf.as_bytes();
         let mut off = 0;
+        let error =
+            |e: datafusion::arrow::error::ArrowError| csv_error(&e.to_string(), &self.schema);
         while off < bytes.len() {
-            let used = d.decode(&bytes[off..]).map_err(|e| e.to_string())?;
+            let used = d.decode(&bytes[off..]).map_err(error)?;
             if used == 0 {
                 break;
             }
             off += used;
         }
-        let _ = d.decode(&[]).map_err(|e| e.to_string())?;
-        match d.flush().map_err(|e| e.to_string())? {
+        let _ = d.decode(&[]).map_err(error)?;
+        match d.flush().map_err(error)? {
             Some(b) if b.num_rows() == lines.len() => Ok(b),
             Some(_) | None => Err("wrong number of fields".into()),
         }
@@ -488,5 +586,95 @@ mod tests {
         out.clear();
         unescape_line(r"a\tb,c\nd", b',', b'"', b'\\', &mut out);
         assert_eq!(out, "\"a\tb\",\"c\nd\"");
+    }
+
+    fn decoder(format: Format, options: &[(&str, &str)]) -> Decoder {
+        use datafusion::arrow::datatypes::Field;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let mut o = Options::default();
+        for (k, v) in options {
+            o.insert(k.to_string(), v.to_string(), None);
+        }
+        Decoder::new(format, schema, &o).expect("decoder")
+    }
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Bad lines are found by halves, in order, with their indexes and reasons; the good
+    /// ones around them are kept.
+    #[test]
+    fn bad_lines_among_good_ones_are_found_in_order() {
+        let d = decoder(Format::Json, &[("json.ignore-parse-errors", "true")]);
+        let mut input: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"id":{i},"v":"s"}}"#))
+            .collect();
+        input[7] = "[7]".into();
+        input[50] = r#"{"id":"x"}"#.into();
+        input[99] = "{".into();
+        let got = d.decode(&input, "f", 1).expect("decodes");
+        let bad: Vec<usize> = got.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, vec![7, 50, 99]);
+        assert!(got.bad[1].1.contains("Int64"), "{}", got.bad[1].1);
+        let kept = got.kept.expect("kept");
+        assert_eq!(kept.len(), 97);
+        assert!(!kept.contains(&7) && !kept.contains(&50) && kept.contains(&51));
+        assert_eq!(got.batch.expect("rows").num_rows(), 97);
+    }
+
+    /// A record nesting deeper than Jackson's limit is malformed, not a stack overflow
+    /// (100 000 levels crashed the process before).
+    #[test]
+    fn a_record_nested_too_deep_is_malformed() {
+        let d = decoder(Format::Json, &[("json.ignore-parse-errors", "true")]);
+        let deep = format!(
+            r#"{{"id":1,"v":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let ok = format!(r#"{{"id":2,"v":"{}"}}"#, "[".repeat(5000));
+        let got = d.decode(&lines(&[&deep, &ok]), "f", 1).expect("decodes");
+        assert_eq!(got.bad.len(), 1);
+        assert!(
+            got.bad[0].1.contains("deeper than 1000"),
+            "{}",
+            got.bad[0].1
+        );
+        assert_eq!(
+            got.batch.expect("rows").num_rows(),
+            1,
+            "brackets in a string do not nest"
+        );
+    }
+
+    /// A CSV quote left open is a bad record (it took in the line end before), and arrow's
+    /// message names the column, not its place in the chunk or the whole row.
+    #[test]
+    fn an_unclosed_csv_quote_is_malformed_and_reasons_name_the_column() {
+        let d = decoder(Format::Csv, &[("csv.ignore-parse-errors", "true")]);
+        let got = d
+            .decode(
+                &lines(&["5,\"open", "6,f", "x,g", r#"7,"a ""q"" b""#]),
+                "f",
+                1,
+            )
+            .expect("decodes");
+        let bad: Vec<usize> = got.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, vec![0, 2]);
+        assert!(got.bad[0].1.contains("not closed"), "{}", got.bad[0].1);
+        assert!(got.bad[1].1.contains("column 'id'"), "{}", got.bad[1].1);
+        assert!(!got.bad[1].1.contains("Row data"), "{}", got.bad[1].1);
+        let rows = got.batch.expect("rows");
+        assert_eq!(rows.num_rows(), 2);
+        let v = rows
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("v");
+        assert_eq!(v.value(1), r#"a "q" b"#);
     }
 }

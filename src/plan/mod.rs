@@ -158,9 +158,10 @@ pub struct Planner<'a> {
     /// Late-data sinks already given to a window of this query: two windows may not share
     /// one (their files would carry the same names).
     pub late_sinks: std::sync::Mutex<Vec<String>>,
-    /// Dead-letter sinks built so far for this query's sources (each source scan gets its
-    /// own, named `dead-<part>-<n>` in plan order).
-    pub dead_letters: std::sync::Mutex<usize>,
+    /// The source tables given a dead-letter sink so far in this query, in plan order
+    /// (the n-th writes as `dead-<part>-<n>`). A table read twice (a self-join) sends its
+    /// dead letters from its first scan only.
+    pub dead_letters: std::sync::Mutex<Vec<String>>,
     /// A name for files this query writes (`<job>-0`).
     pub part: String,
 }
@@ -1070,33 +1071,37 @@ impl Planner<'_> {
         let Some(name) = options.get("dead-letter.sink") else {
             return Ok(None);
         };
-        let pos = options.pos("dead-letter.sink");
-        if name == table.name {
-            return Err(WeirError::sql(
-                format!("'dead-letter.sink' of '{name}' names the table itself"),
-                pos,
-            ));
+        // The option sits in another statement (the source's CREATE TABLE): errors name
+        // the table rather than point into this one.
+        let source = &table.name;
+        if name == source {
+            return Err(WeirError::user(format!(
+                "table '{source}': 'dead-letter.sink' names the table itself"
+            )));
         }
         let Some(target) = self.tables.get(name) else {
-            return Err(WeirError::sql(
-                format!("'dead-letter.sink' names '{name}', which is not a table"),
-                pos,
-            )
+            return Err(WeirError::user(format!(
+                "table '{source}': 'dead-letter.sink' names '{name}', which is not a table"
+            ))
             .with_hint(format!(
-                "declare it with CREATE TABLE {name} (raw STRING, error STRING, source STRING) WITH ('connector' = 'filesystem' | 'kafka' | 'print', ...)"
+                "declare it with CREATE TABLE {} (raw STRING, error STRING, source STRING) WITH ('connector' = 'filesystem' | 'kafka' | 'print', ...)",
+                if name.is_empty() { "bad_records" } else { name }
             )));
         };
         let schema = crate::sink::dead_letter::table_schema(
             name,
             target.has_columns.then_some(&target.physical),
-            pos,
+            source,
         )?;
         let n = match self.dead_letters.lock() {
-            Ok(mut n) => {
-                *n += 1;
-                *n
+            Ok(mut seen) => {
+                if seen.iter().any(|t| t == source) {
+                    return Ok(None);
+                }
+                seen.push(source.clone());
+                seen.len()
             }
-            Err(_) => return Err(WeirError::internal("dead-letter counter poisoned")),
+            Err(_) => return Err(WeirError::internal("dead-letter tables poisoned")),
         };
         let target_options = crate::connector::effective_options(target, self.settings)?;
         let sink = crate::connector::build_sink(

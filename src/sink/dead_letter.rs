@@ -72,59 +72,56 @@ impl Letters {
     }
 }
 
-/// Checks the table `name` that a source's `'dead-letter.sink'` names (`schema`: its
-/// declared columns, or None when it declares none) and returns the columns its rows get.
-/// Errors: a column other than `raw`, `error` and `source`, `raw` neither STRING nor BYTES,
-/// the others not STRING — each pointing at `pos`, the option.
-pub fn table_schema(
-    name: &str,
-    schema: Option<&SchemaRef>,
-    pos: Option<crate::error::Pos>,
-) -> Result<SchemaRef> {
-    let Some(schema) = schema else {
-        return Ok(Arc::new(Schema::new(vec![
+/// Checks the table `name` that the `'dead-letter.sink'` of table `source` names
+/// (`schema`: its declared columns, or None when it declares none) and returns the
+/// columns its rows get. Errors: a column other than `raw`, `error` and `source`, `raw`
+/// neither STRING nor BYTES, the others not STRING.
+pub fn table_schema(name: &str, schema: Option<&SchemaRef>, source: &str) -> Result<SchemaRef> {
+    let all = || {
+        Arc::new(Schema::new(vec![
             Field::new("raw", DataType::Utf8, true),
             Field::new("error", DataType::Utf8, true),
             Field::new("source", DataType::Utf8, true),
-        ])));
+        ]))
+    };
+    let Some(schema) = schema.filter(|s| !s.fields().is_empty()) else {
+        return Ok(all());
     };
     for f in schema.fields() {
         let ok = match f.name().as_str() {
             "raw" => matches!(
                 f.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Binary
+                    | DataType::LargeBinary
             ),
-            "error" | "source" => matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8),
+            "error" | "source" => matches!(
+                f.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ),
             other => {
-                return Err(WeirError::sql(
-                    format!(
-                        "the dead-letter table '{name}' has a column '{other}'; a dead letter has the columns raw, error and source"
-                    ),
-                    pos,
-                )
+                return Err(WeirError::user(format!(
+                    "table '{source}': the dead-letter table '{name}' has a column '{other}'; a dead letter has the columns raw, error and source"
+                ))
                 .with_hint(format!(
                     "declare it as CREATE TABLE {name} (raw STRING, error STRING, source STRING) WITH (...)"
                 )));
             }
         };
         if !ok {
-            return Err(WeirError::sql(
-                format!(
-                    "column '{}' of the dead-letter table '{name}' is {}; it must be {}",
-                    f.name(),
-                    f.data_type(),
-                    if f.name() == "raw" {
-                        "STRING or BYTES"
-                    } else {
-                        "STRING"
-                    }
-                ),
-                pos,
-            ));
+            return Err(WeirError::user(format!(
+                "table '{source}': column '{}' of the dead-letter table '{name}' is {}; it must be {}",
+                f.name(),
+                crate::sql::types::flink_type_name(f.data_type()),
+                if f.name() == "raw" {
+                    "STRING or BYTES"
+                } else {
+                    "STRING"
+                }
+            )));
         }
-    }
-    if schema.fields().is_empty() {
-        return table_schema(name, None, pos);
     }
     Ok(schema.clone())
 }
@@ -152,7 +149,7 @@ impl DeadLetterSink {
             let c = letters.column(i);
             let c: ArrayRef = match (i, f.data_type()) {
                 // Raw bytes into a STRING: as read, with invalid UTF-8 replaced.
-                (0, DataType::Utf8 | DataType::LargeUtf8) => {
+                (0, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
                     let b = c
                         .as_any()
                         .downcast_ref::<BinaryArray>()

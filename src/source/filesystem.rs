@@ -247,21 +247,13 @@ impl FileSource {
                     first_line = 2;
                     continue;
                 }
-                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                match std::str::from_utf8(line) {
-                    Ok(l) => lines.push(l.to_string()),
-                    Err(e) => {
-                        let reason = format!("invalid UTF-8 ({e})");
-                        let place = format!("{origin}:{line_no}");
-                        if !self.decoder.skips_bad_records() {
-                            return Err(self.decoder.not_text(&reason, &place));
-                        }
-                        ctx.bad_record(line, &reason, place)?;
-                        // A blank line keeps the numbering: it gives no row.
-                        lines.push(String::new());
-                    }
+                let mut line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line_no == 1 {
+                    line = line.strip_prefix(super::UTF8_BOM).unwrap_or(line);
                 }
+                let text = ctx.text_line(&self.decoder, line, &|| format!("{origin}:{line_no}"))?;
+                lines.push(text);
             }
             if lines.len() >= self.batch_size || (n == 0 && !lines.is_empty()) {
                 let d = self.decoder.decode(&lines, origin, first_line)?;

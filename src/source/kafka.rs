@@ -1284,18 +1284,8 @@ impl KafkaSource {
                 };
                 let mut lines: Vec<String> = Vec::with_capacity(pending.values.len());
                 for (i, v) in pending.values.iter().enumerate() {
-                    match std::str::from_utf8(v) {
-                        Ok(t) => lines.push(t.trim_end().to_string()),
-                        Err(e) => {
-                            let reason = format!("invalid UTF-8 ({e})");
-                            if !d.skips_bad_records() {
-                                return Err(d.not_text(&reason, &place(i)));
-                            }
-                            ctx.bad_record(v, &reason, place(i))?;
-                            // A blank line keeps the indexes: it gives no row.
-                            lines.push(String::new());
-                        }
-                    }
+                    let text = ctx.text_line(d, v.trim_ascii_end(), &|| place(i))?;
+                    lines.push(text);
                 }
                 let decoded = d.decode_at(&lines, &place)?;
                 ctx.bad_lines(&decoded, &lines, &place)?;

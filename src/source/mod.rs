@@ -87,6 +87,9 @@ pub struct SourceContext {
     letters: crate::sink::dead_letter::Letters,
 }
 
+/// The byte order mark some editors put at the start of a UTF-8 file; skipped there.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Bad records a source holds before it sends them on anyway (they also go with its next
 /// batch or barrier).
 const LETTERS_PER_MESSAGE: usize = 4096;
@@ -310,6 +313,29 @@ impl SourceContext {
             }
         }
         Ok(())
+    }
+
+    /// `raw` (one record, without its line end) as text for `decoder`: itself when it is
+    /// UTF-8. Otherwise it is a bad record — counted and skipped (with a dead-letter
+    /// table, sent there), or the error when bad records fail the query — and an empty
+    /// line takes its place, which gives no row but keeps the numbering. `place` names it.
+    pub fn text_line(
+        &mut self,
+        decoder: &crate::format::Decoder,
+        raw: &[u8],
+        place: &dyn Fn() -> String,
+    ) -> Result<String> {
+        match std::str::from_utf8(raw) {
+            Ok(t) => Ok(t.to_string()),
+            Err(e) => {
+                let reason = format!("invalid UTF-8 ({e})");
+                if !decoder.skips_bad_records() {
+                    return Err(decoder.not_text(&reason, &place()));
+                }
+                self.bad_record(raw, &reason, place())?;
+                Ok(String::new())
+            }
+        }
     }
 
     /// Counts (and with a dead-letter table, sends there) the records of `lines` that

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// How long a line waits for more to batch with.
 const LINGER: Duration = Duration::from_millis(100);
 
-use super::{Source, SourceContext};
+use super::{Source, SourceContext, UTF8_BOM};
 use crate::error::{Result, WeirError};
 use crate::format::Decoder;
 
@@ -36,13 +36,13 @@ impl Source for StdinSource {
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        let (tx, rx) = sync_channel::<std::io::Result<String>>(self.batch_size.max(1024));
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(self.batch_size.max(1024));
         std::thread::spawn(move || {
             let stdin = std::io::stdin();
             let mut lock = stdin.lock();
             loop {
-                let mut s = String::new();
-                match lock.read_line(&mut s) {
+                let mut s = Vec::new();
+                match lock.read_until(b'\n', &mut s) {
                     Ok(0) => break,
                     Ok(_) => {
                         if tx.send(Ok(s)).is_err() {
@@ -72,7 +72,13 @@ impl Source for StdinSource {
                         first_line += 1;
                         continue;
                     }
-                    lines.push(l.trim_end_matches(['\n', '\r']).to_string());
+                    let mut l = l.strip_suffix(b"\n").unwrap_or(&l);
+                    l = l.strip_suffix(b"\r").unwrap_or(l);
+                    if line_no == 1 {
+                        l = l.strip_prefix(UTF8_BOM).unwrap_or(l);
+                    }
+                    let text = ctx.text_line(&self.decoder, l, &|| format!("stdin:{line_no}"))?;
+                    lines.push(text);
                     let first = *oldest.get_or_insert_with(Instant::now);
                     (
                         lines.len() >= self.batch_size || first.elapsed() >= LINGER,
