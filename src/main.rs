@@ -558,6 +558,19 @@ impl ProgressLines {
     }
 }
 
+/// How long a stop request (SIGTERM, Ctrl-C) waits for the jobs to drain and, with
+/// checkpoints, take their savepoint, before the process ends without them.
+const STOP_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Ends the process at once with `code`: the runtime's orderly shutdown would wait for
+/// tasks that are busy in a long synchronous step.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
 async fn wait_for_jobs(
     mut jobs: Vec<Job>,
     quiet: bool,
@@ -565,18 +578,39 @@ async fn wait_for_jobs(
     progress_interval: Duration,
 ) -> ExitCode {
     let mut failed = false;
-    let mut stopping = false;
+    let mut stopping: Option<std::time::Instant> = None;
     let mut progress = ProgressLines::new(quiet, progress_interval);
     while !jobs.is_empty() {
         progress.update(&jobs);
+        if let Some(since) = stopping
+            && since.elapsed() >= STOP_DEADLINE
+        {
+            // An operator busy in one long step (or a sink that blocks) holds the stop
+            // up: the process ends now. Jobs with checkpoints resume from their last one;
+            // without, their uncommitted output is left hidden.
+            let safe = jobs.iter().all(|j| j.checkpointer().is_some());
+            for j in &jobs {
+                eprintln!(
+                    "[WARN] Job {} was still busy {:.0} s after the stop request; it ends without draining{}",
+                    j.id,
+                    STOP_DEADLINE.as_secs_f64(),
+                    if j.checkpointer().is_some() {
+                        " (its next run resumes from its last completed checkpoint)"
+                    } else {
+                        " (its uncommitted output is discarded)"
+                    }
+                );
+            }
+            exit_now(if safe && !failed { 0 } else { 130 });
+        }
         let signal = signals.next();
         tokio::select! {
             _ = signal => {
-                if stopping {
+                if stopping.is_some() {
                     eprintln!("stopped without draining");
-                    return ExitCode::from(130);
+                    exit_now(130);
                 }
-                stopping = true;
+                stopping = Some(std::time::Instant::now());
                 if !quiet {
                     progress.say(&format!("[INFO] stopping {} job(s)…", jobs.len()));
                 }

@@ -32,6 +32,7 @@ pub const SETTINGS: &[&str] = &[
     "table.exec.batch-size",
     "table.exec.source.idle-timeout",
     "table.exec.state.ttl",
+    WINDOWS_PER_ROW_KEY,
     crate::sql::local_time::KEY,
     "execution.checkpointing.interval",
     "execution.checkpointing.mode",
@@ -92,6 +93,26 @@ fn batch_size_of(v: &str) -> Result<usize> {
 /// The most rows per source batch `table.exec.batch-size` takes: sources allocate a batch's
 /// buffers up front, so the bound keeps one batch's memory sane (1 Mi rows).
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
+/// The setting that bounds how many windows of a HOP or CUMULATE window one row may fall
+/// into (its size over its slide or step): every row is counted, and at the end emitted,
+/// in each of them, so the bound keeps one clause from asking for unbounded work.
+pub const WINDOWS_PER_ROW_KEY: &str = "table.exec.window.max-windows-per-row";
+
+/// The default of [`WINDOWS_PER_ROW_KEY`]: a one-second slide over a day is 86 400.
+pub const DEFAULT_WINDOWS_PER_ROW: i64 = 100_000;
+
+fn windows_per_row_of(v: &str) -> Result<i64> {
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            WeirError::user(format!(
+                "'{WINDOWS_PER_ROW_KEY}' = '{v}' must be a whole number of windows, at least 1"
+            ))
+        })
+}
 
 /// The default rows per batch from sources; `SET 'table.exec.batch-size' = 'n'` changes it.
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
@@ -275,6 +296,9 @@ impl Session {
         match key {
             "table.exec.batch-size" => {
                 batch_size_of(value)?;
+            }
+            WINDOWS_PER_ROW_KEY => {
+                windows_per_row_of(value)?;
             }
             "table.exec.source.idle-timeout" | "table.exec.state.ttl" => {
                 crate::sql::options::parse_duration(value)
@@ -1021,6 +1045,32 @@ impl Session {
                 }
             }
         };
+        if matches!(w.kind, WindowKind::Hop | WindowKind::Cumulate) {
+            let limit = match self.settings.get(WINDOWS_PER_ROW_KEY) {
+                Some(v) => windows_per_row_of(v)?,
+                None => DEFAULT_WINDOWS_PER_ROW,
+            };
+            // The windows a row falls into: ceil(size / slide).
+            let per_row = spec.size / spec.slide + i64::from(spec.size % spec.slide != 0);
+            if per_row > limit {
+                let (what, arg) = match w.kind {
+                    WindowKind::Hop => ("slide", "SLIDE"),
+                    _ => ("step", "STEP"),
+                };
+                return Err(WeirError::sql(
+                    format!(
+                        "this {} window puts every row into {per_row} windows (size {} ms over {what} {} ms); at most {limit} are allowed",
+                        w.kind.name(),
+                        spec.size,
+                        spec.slide
+                    ),
+                    pos_of(arg),
+                )
+                .with_hint(format!(
+                    "use a longer {what} or a shorter size, or raise SET '{WINDOWS_PER_ROW_KEY}' = '{per_row}' (each row is then counted and emitted {per_row} times)"
+                )));
+            }
+        }
         Ok(WindowTable(Arc::new(WindowInfo::new(
             w.clone(),
             spec,

@@ -259,6 +259,60 @@ fn filesystem_sink_commits_one_complete_file() {
     );
 }
 
+/// One clause must not ask for unbounded work: a HOP that puts each row into 86.4 M
+/// windows (a 1 ms slide over a day) is refused at planning, naming the setting that
+/// allows it; allowed, a stop request still ends the process within a second though the
+/// window operator is busy in one long step (it ran on for minutes before).
+#[test]
+fn a_huge_hop_is_refused_and_a_busy_job_stops_within_a_second() {
+    let query = |setting: &str| {
+        format!(
+            "{setting}CREATE TABLE t (ts TIMESTAMP(3), v BIGINT, WATERMARK FOR ts AS ts) WITH (\
+               'connector' = 'datagen', 'rows-per-second' = '10', 'fields.v.kind' = 'sequence', \
+               'fields.v.start' = '1', 'fields.v.end' = '1000');\n\
+             SELECT window_start, SUM(v) FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), \
+               INTERVAL '0.001' SECOND, INTERVAL '1' DAY)) GROUP BY window_start, window_end;"
+        )
+    };
+    let (_dir, f) = script("q.sql", &query(""));
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("puts every row into 86400000 windows")
+            && stderr.contains("table.exec.window.max-windows-per-row"),
+        "{stderr}"
+    );
+    let (_dir, f) = script(
+        "q.sql",
+        &query("SET 'table.exec.window.max-windows-per-row' = '100000000';\n"),
+    );
+    let child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The first rows' watermark starts the firing of millions of windows.
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = child.id().to_string();
+    let sent = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let took = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // One second of grace, and slack for a loaded machine.
+    assert!(
+        took < Duration::from_millis(2500),
+        "stopped after {took:?}: {stderr}"
+    );
+    assert!(stderr.contains("ends without draining"), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+}
+
 #[test]
 fn sigterm_stops_an_unbounded_query_cleanly() {
     let (_dir, f) = script(
