@@ -41,8 +41,13 @@ pub struct SessionAggregateOperator {
     time_col: usize,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     converter: Option<RowConverter>,
+    /// Keys with open sessions, by their encoded row; a key's id indexes `key_rows` and
+    /// `sessions`. A key whose last session fired is forgotten and its id reused, so the
+    /// index is as large as the keys with open sessions, not every key ever seen.
     key_ids: HashMap<OwnedRow, usize>,
     key_rows: Vec<Option<OwnedRow>>,
+    /// Ids of forgotten keys, to reuse.
+    free_ids: Vec<usize>,
     /// Open sessions (slot ids) per key id.
     sessions: Vec<Vec<u64>>,
     slots: HashMap<u64, Slot>,
@@ -66,26 +71,28 @@ impl SessionAggregateOperator {
         aggs: Aggregates,
         layout: Vec<OutCol>,
         schema: SchemaRef,
-    ) -> Self {
+    ) -> Result<Self> {
+        // Errors: a key type the row format cannot encode (it used to fall back to one
+        // key for every row — wrong results without a word).
         let converter = if key_schema.fields().is_empty() {
             None
         } else {
-            RowConverter::new(
+            Some(RowConverter::new(
                 key_schema
                     .fields()
                     .iter()
                     .map(|f| SortField::new(f.data_type().clone()))
                     .collect(),
-            )
-            .ok()
+            )?)
         };
-        SessionAggregateOperator {
+        Ok(SessionAggregateOperator {
             gap,
             time_col,
             keys,
             converter,
             key_ids: HashMap::new(),
             key_rows: vec![],
+            free_ids: vec![],
             sessions: vec![],
             slots: HashMap::new(),
             next_slot: 0,
@@ -95,6 +102,38 @@ impl SessionAggregateOperator {
             schema,
             watermark: i64::MIN,
             metrics: None,
+        })
+    }
+
+    /// The id of key `row`, given one (a forgotten key's, or a new one) if it has none.
+    fn intern(&mut self, row: OwnedRow) -> usize {
+        if let Some(id) = self.key_ids.get(&row) {
+            return *id;
+        }
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.key_rows[id] = Some(row.clone());
+                id
+            }
+            None => {
+                self.key_rows.push(Some(row.clone()));
+                self.sessions.push(vec![]);
+                self.key_rows.len() - 1
+            }
+        };
+        self.key_ids.insert(row, id);
+        id
+    }
+
+    /// Forgets key `k` if it has no open session left (its id goes to reuse). The one
+    /// key of a session window without PARTITION BY stays.
+    fn release_if_idle(&mut self, k: usize) {
+        if self.converter.is_none() || !self.sessions.get(k).is_some_and(|s| s.is_empty()) {
+            return;
+        }
+        if let Some(row) = self.key_rows.get_mut(k).and_then(Option::take) {
+            self.key_ids.remove(&row);
+            self.free_ids.push(k);
         }
     }
 
@@ -130,17 +169,7 @@ impl SessionAggregateOperator {
         let converted = conv.convert_columns(&cols)?;
         let mut ids = Vec::with_capacity(rows);
         for r in converted.iter() {
-            let id = match self.key_ids.get(&r.owned()) {
-                Some(id) => *id,
-                None => {
-                    let id = self.sessions.len();
-                    self.key_ids.insert(r.owned(), id);
-                    self.key_rows.push(Some(r.owned()));
-                    self.sessions.push(vec![]);
-                    id
-                }
-            };
-            ids.push(id);
+            ids.push(self.intern(r.owned()));
         }
         Ok(ids)
     }
@@ -174,6 +203,9 @@ impl SessionAggregateOperator {
             }
             None => vec![],
         };
+        for s in &fired {
+            self.release_if_idle(s.key);
+        }
         let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); self.aggs.exprs.len()];
         for s in &mut fired {
             match &mut s.accs {
@@ -395,19 +427,7 @@ impl Operator for SessionAggregateOperator {
         };
         for r in 0..b.num_rows() {
             let k = match &converted {
-                Some(rows) => {
-                    let row = rows.row(r).owned();
-                    match self.key_ids.get(&row) {
-                        Some(id) => *id,
-                        None => {
-                            let id = self.sessions.len();
-                            self.key_ids.insert(row.clone(), id);
-                            self.key_rows.push(Some(row));
-                            self.sessions.push(vec![]);
-                            id
-                        }
-                    }
-                }
+                Some(rows) => self.intern(rows.row(r).owned()),
                 None => {
                     if self.sessions.is_empty() {
                         self.sessions.push(vec![]);
@@ -557,13 +577,19 @@ impl Operator for SessionAggregateOperator {
             }
         }
         // Pass 2b: each session takes its rows.
+        // Sessions in the order of their first row; an index finds a session's entry (a
+        // linear search was quadratic in a batch of many keys).
         let mut by_root: Vec<(u64, Vec<u32>)> = vec![];
+        let mut root_at: HashMap<u64, usize> = HashMap::new();
         for (i, s) in row_slot.iter().enumerate() {
             let Some(s) = s else { continue };
             let r = find(*s);
-            match by_root.iter_mut().rev().find(|(x, _)| *x == r) {
-                Some((_, v)) => v.push(i as u32),
-                None => by_root.push((r, vec![i as u32])),
+            match root_at.get(&r) {
+                Some(&at) => by_root[at].1.push(i as u32),
+                None => {
+                    root_at.insert(r, by_root.len());
+                    by_root.push((r, vec![i as u32]));
+                }
             }
         }
         for (root, idx) in by_root {
@@ -593,6 +619,10 @@ impl Operator for SessionAggregateOperator {
                 }
                 acc.update_batch(&a)?;
             }
+        }
+        // Keys whose rows were all late opened no session.
+        for k in kids {
+            self.release_if_idle(k);
         }
         Ok(())
     }
@@ -661,7 +691,8 @@ mod tests {
                 OutCol::Agg(1),
             ],
             out,
-        );
+        )
+        .expect("operator");
         (op, input)
     }
 
@@ -719,6 +750,58 @@ mod tests {
         }
         v.sort();
         v
+    }
+
+    /// A key is forgotten once its last session fires: a million keys, each seen once, a
+    /// millisecond apart, keep only the keys of the last few seconds (the gap is 5 s) in
+    /// the index — it held every key ever seen before — and every row is counted once.
+    #[test]
+    fn a_million_keys_keep_only_the_open_ones() {
+        let (mut op, input) = operator();
+        let mut out = vec![];
+        let (n, per_batch) = (1_000_000i64, 10_000i64);
+        let mut most_keys = 0;
+        for b in 0..n / per_batch {
+            let range = b * per_batch..(b + 1) * per_batch;
+            let names: Vec<String> = range.clone().map(|i| format!("k{i}")).collect();
+            let batch = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(Int64Array::from_iter_values(range.clone().map(|_| 1))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(range.clone())),
+                ],
+            )
+            .expect("batch");
+            op.process_batch(batch, &mut out).expect("batch in");
+            op.process_watermark(range.end - 1_000, &mut out)
+                .expect("watermark");
+            most_keys = most_keys.max(op.key_ids.len());
+        }
+        assert!(most_keys <= 16_000, "{most_keys} keys held at once");
+        assert!(
+            op.key_rows.len() <= 16_000,
+            "{} key slots",
+            op.key_rows.len()
+        );
+        op.process_watermark(i64::MAX, &mut out).expect("end");
+        assert!(op.key_ids.is_empty() && op.slots.is_empty());
+        let counted: i64 = out
+            .iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .map(|b| {
+                let c = b
+                    .column(3)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("c");
+                c.iter().flatten().sum::<i64>()
+            })
+            .sum();
+        assert_eq!(counted, n);
     }
 
     #[test]

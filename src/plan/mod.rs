@@ -689,7 +689,7 @@ impl Planner<'_> {
                 aggs,
                 layout,
                 schema,
-            ))
+            )?)
         } else {
             Box::new(WindowAggregateOperator::new(
                 table.spec, sliced, end_col, keys, key_schema, aggs, layout, schema,
