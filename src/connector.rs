@@ -34,6 +34,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
             "format",
             "sink.rolling-policy.file-size",
             "sink.rolling-policy.rollover-interval",
+            "sink.rolling-policy.inactivity-interval",
             "sink.rolling-policy.check-interval",
             "partition.default-name",
             "sink.partition-commit.trigger",
