@@ -142,6 +142,20 @@ pub trait Operator: Send {
         false
     }
 
+    /// True when the last step left output still to produce (a watermark that completes
+    /// more windows than one chunk holds): the run loop sends what came so far, then
+    /// calls [`Operator::resume`] until this is false, before anything else — so the
+    /// output of one message is never all held at once, and no barrier or snapshot comes
+    /// between its chunks.
+    fn has_more(&self) -> bool {
+        false
+    }
+
+    /// Produces the next chunk of the output [`Operator::has_more`] announced.
+    fn resume(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
     /// True once the operator needs no more input (a satisfied LIMIT).
     fn is_done(&self) -> bool {
         false
@@ -337,6 +351,25 @@ impl Operator for Chain {
 
     fn is_done(&self) -> bool {
         self.ops.iter().any(|o| o.is_done())
+    }
+
+    fn has_more(&self) -> bool {
+        self.ops.iter().any(|o| o.has_more())
+    }
+
+    /// Resumes the last operator with more to produce (its output comes before anything
+    /// more an earlier one produces), through the operators after it.
+    fn resume(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let Some(j) = self.ops.iter().rposition(|o| o.has_more()) else {
+            return Ok(());
+        };
+        let (head, rest) = self.ops.split_at_mut(j + 1);
+        let mut tmp = Vec::with_capacity(2);
+        head[j].resume(&mut tmp)?;
+        for m in tmp {
+            push_through(rest, m, out)?;
+        }
+        Ok(())
     }
 
     fn checkpointable(&self) -> bool {
@@ -580,6 +613,25 @@ pub async fn run_task(
         {
             emitted = min;
             op.handle(Message::Watermark(min), &mut out)?;
+            // A watermark that fires more than one chunk: each goes on before the next.
+            while op.has_more() {
+                if cause != sent_origin
+                    && let Some(t) = cause
+                    && out.iter().any(|m| matches!(m, Message::Batch(_)))
+                {
+                    sent_origin = cause;
+                    out.insert(0, Message::Origin(t));
+                }
+                for m in out.drain(..) {
+                    if let Message::Batch(b) = &m {
+                        metrics.add_out(b.num_rows());
+                    }
+                    if !send(&tx, m, &metrics).await {
+                        return close(&mut op, &checkpoint, notices).await;
+                    }
+                }
+                op.resume(&mut out)?;
+            }
         }
         if let Some(id) = aligned {
             if let Some(cp) = &checkpoint {

@@ -568,6 +568,9 @@ pub struct WindowAggregateOperator {
     /// Ends of windows with rows, not yet fired.
     pending: BTreeSet<i64>,
     watermark: i64,
+    /// A watermark whose windows are still being fired, a chunk at a time (see
+    /// [`Operator::resume`]); it goes downstream after the last of them.
+    firing: Option<i64>,
     metrics: Option<TaskMetrics>,
     late: u64,
     ids: Vec<usize>,
@@ -597,6 +600,7 @@ impl WindowAggregateOperator {
             schema,
             slices: BTreeMap::new(),
             pending: BTreeSet::new(),
+            firing: None,
             watermark: i64::MIN,
             metrics: None,
             late: 0,
@@ -694,14 +698,24 @@ impl WindowAggregateOperator {
         Ok(())
     }
 
-    fn fire_until(&mut self, wm: i64, out: &mut Vec<Message>) -> Result<()> {
+    /// Fires the windows that watermark `wm` completes, stopping once a step has produced
+    /// [`FIRE_CHUNK_ROWS`] rows while more are due; returns true when every due window has
+    /// fired. The run loop sends each chunk on before the next (see
+    /// [`Operator::resume`]), so a watermark that completes a million windows (the end of
+    /// the input) never holds all their rows at once.
+    fn fire_until(&mut self, wm: i64, out: &mut Vec<Message>) -> Result<bool> {
         let wm = super::fired_through(wm);
+        let mut rows = 0;
         while let Some(&e) = self.pending.first() {
             if e > wm {
                 break;
             }
+            if rows >= FIRE_CHUNK_ROWS {
+                return Ok(false);
+            }
             self.pending.pop_first();
             if let Some(b) = self.fire(e)? {
+                rows += b.num_rows();
                 out.push(Message::Batch(b));
             }
         }
@@ -716,7 +730,7 @@ impl WindowAggregateOperator {
         for s in done {
             self.slices.remove(&s);
         }
-        Ok(())
+        Ok(true)
     }
 
     fn last_window_end(&self, slice_end: i64) -> i64 {
@@ -951,6 +965,8 @@ impl WindowAggregateOperator {
 }
 
 const SLICE_END: &str = "weir.slice_end";
+/// Rows a window aggregate fires in one step before it lets the run loop send them on.
+pub const FIRE_CHUNK_ROWS: usize = 64 * 1024;
 const WATERMARK: &str = "weir.watermark";
 
 impl WindowAggregateOperator {
@@ -1174,8 +1190,25 @@ impl Operator for WindowAggregateOperator {
             return Ok(());
         }
         self.watermark = watermark;
-        self.fire_until(watermark, out)?;
-        out.push(Message::Watermark(watermark));
+        if self.fire_until(watermark, out)? {
+            out.push(Message::Watermark(watermark));
+        } else {
+            self.firing = Some(watermark);
+        }
+        Ok(())
+    }
+
+    fn has_more(&self) -> bool {
+        self.firing.is_some()
+    }
+
+    fn resume(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        if let Some(w) = self.firing
+            && self.fire_until(w, out)?
+        {
+            self.firing = None;
+            out.push(Message::Watermark(w));
+        }
         Ok(())
     }
 
@@ -1315,6 +1348,63 @@ mod tests {
         v.retain(|l| !l.contains("window_start"));
         v.sort();
         v
+    }
+
+    /// The end of the input fires every open window; it comes in chunks of about
+    /// [`FIRE_CHUNK_ROWS`] rows, the watermark after the last, and nothing is lost: 40 000
+    /// names in each of 10 panes of a HOP (5 s slide, 10 s size) give 11 windows of 40 000
+    /// rows, all fired by the final watermark.
+    #[test]
+    fn the_end_of_the_input_fires_in_chunks() {
+        let (mut op, input) = hop_operator();
+        let names: Vec<String> = (0..40_000).map(|i| format!("n{i}")).collect();
+        let mut out = vec![];
+        for pane in 1..=10i64 {
+            let b = RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(StringArray::from(names.clone())),
+                    Arc::new(Int64Array::from_iter_values((0..40_000).map(|_| 1))),
+                    Arc::new(TimestampMillisecondArray::from_iter_values(
+                        (0..40_000).map(|_| pane * 5_000),
+                    )),
+                ],
+            )
+            .expect("batch");
+            op.process_batch(b, &mut out).expect("rows");
+        }
+        assert!(out.is_empty());
+        let rows = |out: &[Message]| -> usize {
+            out.iter()
+                .map(|m| match m {
+                    Message::Batch(b) => b.num_rows(),
+                    _ => 0,
+                })
+                .sum()
+        };
+        op.process_watermark(i64::MAX, &mut out).expect("end");
+        let mut chunks = 0;
+        let mut total = 0;
+        loop {
+            let n = rows(&out);
+            assert!(n < FIRE_CHUNK_ROWS + 40_000, "a chunk of {n} rows");
+            total += n;
+            chunks += 1;
+            let last = matches!(out.last(), Some(Message::Watermark(i64::MAX)));
+            assert_eq!(
+                last,
+                !op.has_more(),
+                "the watermark comes after the last chunk"
+            );
+            out.clear();
+            if !op.has_more() {
+                break;
+            }
+            op.resume(&mut out).expect("resume");
+        }
+        // Each pane is in two windows: 11 windows, each with all 40 000 names.
+        assert_eq!(total, 11 * 40_000);
+        assert!(chunks >= 5, "{chunks} chunks");
     }
 
     #[test]
