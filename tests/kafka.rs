@@ -1382,3 +1382,39 @@ async fn malformed_messages_go_to_the_dead_letter_table() {
     assert_eq!(raws, want, "every bad message once");
     assert_eq!(sources.len(), 10_000, "each at its own offset");
 }
+
+/// A message without a value (a tombstone) gives no row, and is counted: it was dropped
+/// without a word before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_skipped_and_counted() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("with_tombstones", 1);
+    let servers = broker.bootstrap();
+    client_with_input(
+        &["produce", &servers, "with_tombstones"],
+        "{\"v\": \"{\\\"v\\\": 1}\", \"k\": \"a\"}\n{\"v\": null, \"k\": \"a\"}\n{\"v\": \"{\\\"v\\\": 2}\", \"k\": \"b\"}\n",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("t.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE t (v BIGINT) WITH ('connector' = 'kafka', 'topic' = 'with_tombstones', \
+               'properties.bootstrap.servers' = '{servers}', 'format' = 'json', {ALL});\n\
+             CREATE TABLE out (v BIGINT) WITH ('connector' = 'print');\n\
+             INSERT INTO out SELECT v FROM t;\n"
+        ),
+    )
+    .expect("write");
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&script)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "+I[1]\n+I[2]\n");
+    assert!(stderr.contains("Kafka tombstones skipped: 1"), "{stderr}");
+}

@@ -270,6 +270,11 @@ impl Collector for Jobs {
             "Records the job's sources could not read and skipped ('*.ignore-parse-errors', 'dead-letter.sink').",
             None,
         );
+        let mut tombstones = Family::new(
+            "weir_job_kafka_tombstones_skipped",
+            "Kafka messages without a value the job's sources skipped (no row for them).",
+            None,
+        );
         let mut wm = Family::new(
             "weir_job_watermark",
             "The job's current watermark, seconds since the epoch (absent before the first).",
@@ -345,6 +350,10 @@ impl Collector for Jobs {
                 job.clone(),
                 e.metrics.bad_records.load(Ordering::Relaxed) as f64,
             ));
+            tombstones.rows.push((
+                job.clone(),
+                e.metrics.tombstones.load(Ordering::Relaxed) as f64,
+            ));
             let w = e.metrics.watermark.load(Ordering::Relaxed);
             if w != i64::MIN && w != i64::MAX {
                 wm.rows.push((job.clone(), w as f64 / 1000.0));
@@ -370,7 +379,8 @@ impl Collector for Jobs {
             }
         }
         for f in [
-            rin, rout, bin, bout, busy, bp, op_late, op_bad, late, bad, cp_done, cp_failed,
+            rin, rout, bin, bout, busy, bp, op_late, op_bad, late, bad, tombstones, cp_done,
+            cp_failed,
         ] {
             counters(&mut enc, f)?;
         }

@@ -165,6 +165,9 @@ pub struct JobMetrics {
     operators: Mutex<Vec<Arc<OperatorMetrics>>>,
     /// Records a decoder skipped under `*.ignore-parse-errors`.
     pub bad_records: AtomicU64,
+    /// Kafka messages without a value (tombstones) a source skipped: a `kafka` table has
+    /// no row for them (Flink's JSON and CSV formats read a null message as no row).
+    pub tombstones: AtomicU64,
     /// Rows that arrived after their window had fired.
     pub late_rows: AtomicU64,
     /// The highest watermark a source has emitted (ms), `i64::MIN` before the first.
@@ -274,6 +277,7 @@ impl Default for JobMetrics {
             started: Instant::now(),
             operators: Mutex::new(vec![]),
             bad_records: AtomicU64::new(0),
+            tombstones: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             late_unlogged: AtomicU64::new(0),
@@ -527,6 +531,10 @@ impl JobMetrics {
         let late = self.late_rows.load(Ordering::Relaxed);
         if bad > 0 {
             s.push_str(&format!("  bad records skipped: {bad}\n"));
+        }
+        let tombstones = self.tombstones.load(Ordering::Relaxed);
+        if tombstones > 0 {
+            s.push_str(&format!("  Kafka tombstones skipped: {tombstones}\n"));
         }
         if late > 0 {
             s.push_str(&format!("  late rows dropped: {late}\n"));

@@ -518,7 +518,13 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = members(tpl);
-            if let Ok(pos) = consumer.position() {
+            let position = consumer.position();
+            if let Err(e) = &position {
+                tracing::warn!(
+                    "kafka: the positions of revoked partitions are unknown ({e}); the group's offsets for them stay where they were"
+                );
+            }
+            if let Ok(pos) = position {
                 let mut commit = TopicPartitionList::new();
                 for e in pos.elements() {
                     if let Offset::Offset(o) = e.offset()
@@ -949,7 +955,7 @@ impl Source for KafkaSource {
                     // group when it completes, or from the savepoint at the next start.
                     self.note_positions(&parts);
                 } else {
-                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                    commit_group(&consumer, CommitMode::Sync);
                 }
                 ctx.finish(self, false)?;
                 return Ok(());
@@ -976,7 +982,12 @@ impl Source for KafkaSource {
                     hint = i;
                     {
                         let part = &mut parts[i];
-                        if part.end.is_none_or(|end| m.offset() < end) {
+                        if part.end.is_none_or(|end| m.offset() < end) && m.payload().is_none() {
+                            // A tombstone: no row, but counted.
+                            ctx.job_metrics()
+                                .tombstones
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        } else if part.end.is_none_or(|end| m.offset() < end) {
                             let pending = &mut part.pending;
                             pending
                                 .values
@@ -1031,7 +1042,7 @@ impl Source for KafkaSource {
                 buffered = 0;
                 last_flush = Instant::now();
                 if !checkpointing && last_commit.elapsed() > Duration::from_secs(1) {
-                    let _ = consumer.commit_consumer_state(CommitMode::Async);
+                    commit_group(&consumer, CommitMode::Async);
                     last_commit = Instant::now();
                 }
             }
@@ -1074,7 +1085,7 @@ impl Source for KafkaSource {
                 if checkpointing {
                     self.note_positions(&parts);
                 } else {
-                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                    commit_group(&consumer, CommitMode::Sync);
                 }
                 ctx.finish(self, true)?;
                 return Ok(());
@@ -1315,6 +1326,23 @@ impl KafkaSource {
             Some(b) => ctx.emit_from(part.index, b),
             None => Ok(true),
         }
+    }
+}
+
+/// Commits the consumer's positions to its group (without checkpoints: the group's
+/// offsets are where the next run starts). A failure is logged with its cause — the next
+/// run then reads again from the group's older offsets — except "no offset stored"
+/// (nothing consumed yet), which is no failure.
+fn commit_group<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    mode: CommitMode,
+) {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    match consumer.commit_consumer_state(mode) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(
+            "kafka: cannot commit the consumer's offsets to its group ({e}); a later run re-reads from the group's last committed offsets"
+        ),
     }
 }
 
