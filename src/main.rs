@@ -88,6 +88,11 @@ enum Command {
         /// line). Flink's duration syntax: 10s, 1min, 500ms; 0 turns it off.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = weir::sql::options::parse_duration)]
         progress_interval: Duration,
+        /// How long a stop (Ctrl-C, SIGTERM) waits for the jobs to drain and take their
+        /// savepoints before the process ends without them (a job then resumes from its
+        /// last completed checkpoint). Flink's duration syntax.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = weir::sql::options::parse_duration)]
+        stop_timeout: Duration,
     },
     /// Benchmarks: `weir bench nexmark` runs the Nexmark queries of `queries/nexmark/`, each
     /// in its own process, and prints events/s, events/s per core and peak memory.
@@ -251,6 +256,7 @@ fn main() -> ExitCode {
             from_scratch,
             metrics_addr,
             progress_interval,
+            stop_timeout,
         }) => rt.block_on(run(
             files,
             set,
@@ -259,6 +265,7 @@ fn main() -> ExitCode {
             from_scratch,
             metrics_addr,
             progress_interval,
+            stop_timeout,
         )),
         Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
         Some(Command::Bench { suite }) => bench(suite),
@@ -306,6 +313,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     files: Vec<PathBuf>,
     set: Vec<String>,
@@ -314,6 +322,7 @@ async fn run(
     from_scratch: bool,
     metrics_addr: Option<String>,
     progress_interval: Duration,
+    stop_timeout: Duration,
 ) -> ExitCode {
     let signals = StopSignals::install();
     let mut session = Session::new();
@@ -390,7 +399,7 @@ async fn run(
             }
         }
     }
-    wait_for_jobs(jobs, quiet, signals, progress_interval).await
+    wait_for_jobs(jobs, quiet, signals, progress_interval, stop_timeout).await
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -558,10 +567,6 @@ impl ProgressLines {
     }
 }
 
-/// How long a stop request (SIGTERM, Ctrl-C) waits for the jobs to drain and, with
-/// checkpoints, take their savepoint, before the process ends without them.
-const STOP_DEADLINE: Duration = Duration::from_secs(1);
-
 /// Ends the process at once with `code`: the runtime's orderly shutdown would wait for
 /// tasks that are busy in a long synchronous step.
 fn exit_now(code: i32) -> ! {
@@ -576,6 +581,7 @@ async fn wait_for_jobs(
     quiet: bool,
     mut signals: StopSignals,
     progress_interval: Duration,
+    stop_timeout: Duration,
 ) -> ExitCode {
     let mut failed = false;
     let mut stopping: Option<std::time::Instant> = None;
@@ -583,7 +589,7 @@ async fn wait_for_jobs(
     while !jobs.is_empty() {
         progress.update(&jobs);
         if let Some(since) = stopping
-            && since.elapsed() >= STOP_DEADLINE
+            && since.elapsed() >= stop_timeout
         {
             // An operator busy in one long step (or a sink that blocks) holds the stop
             // up: the process ends now. Jobs with checkpoints resume from their last one;
@@ -591,9 +597,9 @@ async fn wait_for_jobs(
             let safe = jobs.iter().all(|j| j.checkpointer().is_some());
             for j in &jobs {
                 eprintln!(
-                    "[WARN] Job {} was still busy {:.0} s after the stop request; it ends without draining{}",
+                    "[WARN] Job {} was still busy {:.1} s after the stop request (--stop-timeout); it ends without draining{}",
                     j.id,
-                    STOP_DEADLINE.as_secs_f64(),
+                    stop_timeout.as_secs_f64(),
                     if j.checkpointer().is_some() {
                         " (its next run resumes from its last completed checkpoint)"
                     } else {
@@ -601,7 +607,13 @@ async fn wait_for_jobs(
                     }
                 );
             }
-            exit_now(if safe && !failed { 0 } else { 130 });
+            exit_now(if failed {
+                1
+            } else if safe {
+                0
+            } else {
+                130
+            });
         }
         let signal = signals.next();
         tokio::select! {

@@ -95,8 +95,9 @@ fn batch_size_of(v: &str) -> Result<usize> {
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
 /// The setting that bounds how many windows of a HOP or CUMULATE window one row may fall
-/// into (its size over its slide or step): every row is counted, and at the end emitted,
-/// in each of them, so the bound keeps one clause from asking for unbounded work.
+/// into (its size over its slide or step): each group is emitted once per window, so the
+/// output — and the work of firing — grows with it; the bound keeps one clause from
+/// asking for unbounded work.
 pub const WINDOWS_PER_ROW_KEY: &str = "table.exec.window.max-windows-per-row";
 
 /// The default of [`WINDOWS_PER_ROW_KEY`]: a one-second slide over a day is 86 400.
@@ -1067,7 +1068,7 @@ impl Session {
                     pos_of(arg),
                 )
                 .with_hint(format!(
-                    "use a longer {what} or a shorter size, or raise SET '{WINDOWS_PER_ROW_KEY}' = '{per_row}' (each row is then counted and emitted {per_row} times)"
+                    "use a longer {what} or a shorter size, or raise SET '{WINDOWS_PER_ROW_KEY}' = '{per_row}' (a group is then emitted in up to {per_row} windows for each row's time)"
                 )));
             }
         }

@@ -141,6 +141,35 @@ fn too_deep(json: &[u8]) -> bool {
     false
 }
 
+/// True when CSV record `line` ends inside a quoted field. As csv-core and Jackson read
+/// it, a quote opens a quoted field only at the field's start (`5,12" screen` holds a
+/// literal quote), and a doubled quote inside one is a quote character.
+fn quote_left_open(line: &[u8], delimiter: u8, quote: u8) -> bool {
+    let (mut at_start, mut quoted) = (true, false);
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if quoted {
+            if b == quote {
+                if line.get(i + 1) == Some(&quote) {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if b == delimiter {
+            at_start = true;
+            i += 1;
+            continue;
+        } else if at_start && b == quote {
+            quoted = true;
+        }
+        at_start = false;
+        i += 1;
+    }
+    quoted
+}
+
 /// The longest reason kept for a bad record (its raw text is kept whole elsewhere).
 const MAX_REASON: usize = 300;
 
@@ -493,7 +522,7 @@ impl Decoder {
             // in a batch, the next record).
             if self.escape.is_none()
                 && self.quote != NO_QUOTE
-                && l.bytes().filter(|b| *b == self.quote).count() % 2 == 1
+                && quote_left_open(l.as_bytes(), self.delimiter, self.quote)
             {
                 return Err(format!(
                     "a field quoted with {} is not closed on its line (a record cannot span lines)",
@@ -658,7 +687,7 @@ mod tests {
         let d = decoder(Format::Csv, &[("csv.ignore-parse-errors", "true")]);
         let got = d
             .decode(
-                &lines(&["5,\"open", "6,f", "x,g", r#"7,"a ""q"" b""#]),
+                &lines(&["5,\"open", "6,12\" screen", "x,g", r#"7,"a ""q"" b""#]),
                 "f",
                 1,
             )
@@ -675,6 +704,11 @@ mod tests {
             .as_any()
             .downcast_ref::<StringArray>()
             .expect("v");
+        assert_eq!(
+            v.value(0),
+            r#"12" screen"#,
+            "a quote inside an unquoted field"
+        );
         assert_eq!(v.value(1), r#"a "q" b"#);
     }
 }

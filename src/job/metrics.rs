@@ -163,7 +163,8 @@ impl TaskMetrics {
 pub struct JobMetrics {
     pub started: Instant,
     operators: Mutex<Vec<Arc<OperatorMetrics>>>,
-    /// Records a decoder skipped under `*.ignore-parse-errors`.
+    /// Records the sources could not read and skipped (`*.ignore-parse-errors`,
+    /// `'dead-letter.sink'`).
     pub bad_records: AtomicU64,
     /// Kafka messages without a value (tombstones) a source skipped: a `kafka` table has
     /// no row for them (Flink's JSON and CSV formats read a null message as no row).

@@ -114,7 +114,8 @@ impl Job {
             dead_letters: vec![],
         };
         let (rx, tree) = spawner.node(plan);
-        let sink: Box<dyn Sink> = if spawner.dead_letters.is_empty() {
+        let has_letters = !spawner.dead_letters.is_empty();
+        let sink: Box<dyn Sink> = if !has_letters {
             sink
         } else {
             Box::new(crate::sink::dead_letter::WithDeadLetters::new(
@@ -169,6 +170,16 @@ impl Job {
                 .and_then(|c| c.restored())
                 .and_then(|r| r.take("sink")),
         };
+        if let Some(r) = &sink_ctx.restored
+            && !has_letters
+            && crate::sink::dead_letter::holds_letter_state(r)
+        {
+            return Err(WeirError::user(format!(
+                "job '{}': its checkpoint holds dead letters not yet committed, but the query no longer names a 'dead-letter.sink'",
+                checkpoint.job
+            ))
+            .with_hint("restore the option, or start over with --from-scratch"));
+        }
         let job_metrics = metrics.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
             // Operators that wait for the final checkpoint learn here that none comes

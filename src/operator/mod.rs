@@ -551,6 +551,8 @@ pub async fn run_task(
         }
         let mut aligned = None;
         let rise;
+        // Time this step spent sending chunks of its output on (see `Operator::resume`).
+        let mut waited = std::time::Duration::ZERO;
         // What caused the output of this step: the origin of the input that sent the
         // message, or, for a tick (an input gone idle), the tick itself.
         let cause = match &next {
@@ -613,8 +615,9 @@ pub async fn run_task(
         {
             emitted = min;
             op.handle(Message::Watermark(min), &mut out)?;
-            // A watermark that fires more than one chunk: each goes on before the next.
-            while op.has_more() {
+            // A watermark that fires more than one chunk: each goes on before the next
+            // (the time waiting for room downstream is not busy time).
+            while op.has_more() && !op.is_done() {
                 if cause != sent_origin
                     && let Some(t) = cause
                     && out.iter().any(|m| matches!(m, Message::Batch(_)))
@@ -622,6 +625,7 @@ pub async fn run_task(
                     sent_origin = cause;
                     out.insert(0, Message::Origin(t));
                 }
+                let sending = Instant::now();
                 for m in out.drain(..) {
                     if let Message::Batch(b) = &m {
                         metrics.add_out(b.num_rows());
@@ -630,6 +634,7 @@ pub async fn run_task(
                         return close(&mut op, &checkpoint, notices).await;
                     }
                 }
+                waited += sending.elapsed();
                 op.resume(&mut out)?;
             }
         }
@@ -647,7 +652,7 @@ pub async fn run_task(
             }
         }
         drop(watermark_scope);
-        let took = busy_from.elapsed();
+        let took = busy_from.elapsed().saturating_sub(waited);
         metrics.add_busy(took);
         if measured {
             metrics.record_processing(took);

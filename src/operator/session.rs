@@ -42,8 +42,9 @@ pub struct SessionAggregateOperator {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     converter: Option<RowConverter>,
     /// Keys with open sessions, by their encoded row; a key's id indexes `key_rows` and
-    /// `sessions`. A key whose last session fired is forgotten and its id reused, so the
-    /// index is as large as the keys with open sessions, not every key ever seen.
+    /// `sessions`. A key whose last session fired is forgotten (its row dropped) and its
+    /// id reused: the map holds the keys with open sessions, and the two vectors stay at
+    /// the most keys ever open at once, not every key ever seen.
     key_ids: HashMap<OwnedRow, usize>,
     key_rows: Vec<Option<OwnedRow>>,
     /// Ids of forgotten keys, to reuse.

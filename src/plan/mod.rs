@@ -158,9 +158,8 @@ pub struct Planner<'a> {
     /// Late-data sinks already given to a window of this query: two windows may not share
     /// one (their files would carry the same names).
     pub late_sinks: std::sync::Mutex<Vec<String>>,
-    /// The source tables given a dead-letter sink so far in this query, in plan order
-    /// (the n-th writes as `dead-<part>-<n>`). A table read twice (a self-join) sends its
-    /// dead letters from its first scan only.
+    /// The source tables given a dead-letter sink so far in this query. A table read
+    /// twice (a self-join) sends its dead letters from its first scan only.
     pub dead_letters: std::sync::Mutex<Vec<String>>,
     /// A name for files this query writes (`<job>-0`).
     pub part: String,
@@ -1093,22 +1092,19 @@ impl Planner<'_> {
             target.has_columns.then_some(&target.physical),
             source,
         )?;
-        let n = match self.dead_letters.lock() {
+        match self.dead_letters.lock() {
             Ok(mut seen) => {
                 if seen.iter().any(|t| t == source) {
                     return Ok(None);
                 }
                 seen.push(source.clone());
-                seen.len()
             }
             Err(_) => return Err(WeirError::internal("dead-letter tables poisoned")),
-        };
+        }
         let target_options = crate::connector::effective_options(target, self.settings)?;
-        let sink = crate::connector::build_sink(
-            target,
-            &target_options,
-            &format!("dead-{}-{n}", self.part),
-        )?;
+        // The name its files carry is given when the job opens it (see
+        // `WithDeadLetters`).
+        let sink = crate::connector::build_sink(target, &target_options, &self.part)?;
         Ok(Some(Box::new(
             crate::sink::dead_letter::DeadLetterSink::new(sink, schema),
         )))

@@ -219,18 +219,24 @@ impl WithDeadLetters {
     }
 }
 
-fn tag(batch: RecordBatch, i: usize) -> Result<RecordBatch> {
+/// `batch` with its schema's metadata marking it as dead-letter sink `i`'s state (None:
+/// unmarked, the job's sink's).
+fn mark(batch: RecordBatch, i: Option<usize>) -> Result<RecordBatch> {
     let mut meta = batch.schema().metadata().clone();
-    meta.insert(STATE_KEY.to_string(), i.to_string());
-    let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(meta));
-    Ok(batch.with_schema(schema)?)
-}
-
-fn untag(batch: RecordBatch) -> Result<RecordBatch> {
-    let mut meta = batch.schema().metadata().clone();
-    meta.remove(STATE_KEY);
+    match i {
+        Some(i) => meta.insert(STATE_KEY.to_string(), i.to_string()),
+        None => meta.remove(STATE_KEY),
+    };
     let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(meta));
     Ok(RecordBatch::try_new(schema, batch.columns().to_vec())?)
+}
+
+/// True when a sink task's checkpoint state holds dead-letter sinks' state: a query
+/// restored from it must still have them.
+pub fn holds_letter_state(state: &[RecordBatch]) -> bool {
+    state
+        .iter()
+        .any(|b| b.schema().metadata().contains_key(STATE_KEY))
 }
 
 impl Sink for WithDeadLetters {
@@ -251,7 +257,7 @@ impl Sink for WithDeadLetters {
                         ))
                         .with_hint("start over with --from-scratch"));
                     };
-                    l.push(untag(b.clone())?);
+                    l.push(mark(b.clone(), None)?);
                 }
                 None => main.push(b.clone()),
             }
@@ -288,7 +294,7 @@ impl Sink for WithDeadLetters {
             if let Some(l) = s.pre_commit(checkpoint)? {
                 let l = l
                     .into_iter()
-                    .map(|b| tag(b, i))
+                    .map(|b| mark(b, Some(i)))
                     .collect::<Result<Vec<_>>>()?;
                 state.get_or_insert_with(Vec::new).extend(l);
             }

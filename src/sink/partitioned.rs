@@ -198,8 +198,9 @@ pub struct PartitionedSink {
     /// Success files to write when the pending files are committed: (checkpoint, path).
     pending_success: Vec<(u64, PathBuf)>,
     open: HashMap<String, OpenFile>,
-    /// The sequence number of the next file this run opens in this checkpoint, over all
-    /// partitions (per partition, it kept an entry for every partition ever written).
+    /// The sequence number of the next file this run opens, over all partitions (one per
+    /// partition kept an entry for every partition ever written); with the run id in every
+    /// name, no two files of a job share one.
     next: u64,
 }
 

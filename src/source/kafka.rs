@@ -982,12 +982,13 @@ impl Source for KafkaSource {
                     hint = i;
                     {
                         let part = &mut parts[i];
-                        if part.end.is_none_or(|end| m.offset() < end) && m.payload().is_none() {
+                        let wanted = part.end.is_none_or(|end| m.offset() < end);
+                        if wanted && m.payload().is_none() {
                             // A tombstone: no row, but counted.
                             ctx.job_metrics()
                                 .tombstones
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        } else if part.end.is_none_or(|end| m.offset() < end) {
+                        } else if wanted {
                             let pending = &mut part.pending;
                             pending
                                 .values

@@ -333,6 +333,7 @@ impl SourceContext {
                     return Err(decoder.not_text(&reason, &place()));
                 }
                 self.bad_record(raw, &reason, place())?;
+                self.send_letters()?;
                 Ok(String::new())
             }
         }
@@ -350,10 +351,13 @@ impl SourceContext {
             let raw = lines.get(*i).map_or(&b""[..], |l| l.as_bytes());
             self.bad_record(raw, reason, place(*i))?;
         }
-        Ok(())
+        // Sent now, not with the next good row or barrier: a source may go on for long
+        // with neither (stdin, Kafka between checkpoints).
+        self.send_letters()
     }
 
-    /// Sends the bad records held (see [`SourceContext::bad_record`]).
+    /// Sends the bad records held (see [`SourceContext::bad_record`]) downstream, in their
+    /// place before the next batch or barrier.
     fn send_letters(&mut self) -> Result<()> {
         if let Some(table) = self.dead_letter
             && !self.letters.is_empty()
