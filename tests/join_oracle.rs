@@ -160,6 +160,15 @@ fn queries() -> Vec<(String, String, String)> {
     let summed = "SELECT a.k, COUNT(*), SUM(a.v), SUM(b.v), COUNT(b.v) \
         FROM a LEFT JOIN b ON a.k = b.k GROUP BY a.k";
     out.push(("SUM over a LEFT JOIN".into(), summed.into(), summed.into()));
+    // MIN and MAX over it keep every value with its count: a retracted padded row's NULL
+    // is skipped, and a retracted value makes way for the next.
+    let extremes = "SELECT a.k, MIN(b.v), MAX(b.v), MIN(a.v), MAX(b.ts) \
+        FROM a LEFT JOIN b ON a.k = b.k AND a.v + 3 < b.v GROUP BY a.k";
+    out.push((
+        "MIN/MAX over a LEFT JOIN".into(),
+        extremes.into(),
+        extremes.into(),
+    ));
     out
 }
 

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod group;
 pub mod join;
 pub mod limit;
+pub mod minmax;
 pub mod proctime;
 pub mod project;
 pub mod rank;

@@ -744,10 +744,25 @@ impl Planner<'_> {
         let retracting = input.updates();
         let mut calls = vec![];
         for e in &agg.aggr_expr {
-            let (expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
+            let (mut expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
+            // MIN and MAX over a changelog keep every value with its count (Flink's
+            // Min/MaxWithRetractAggFunction): DataFusion's keep one value, and their
+            // sliding ones drop only their oldest row.
+            let fun = expr.fun().name().to_string();
+            if retracting && (fun == "min" || fun == "max") {
+                use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+                let udaf = datafusion::logical_expr::AggregateUDF::new_from_impl(
+                    crate::operator::minmax::MinMaxWithRetract::new(fun == "max"),
+                );
+                expr = Arc::new(
+                    AggregateExprBuilder::new(Arc::new(udaf), expr.expressions())
+                        .schema(physical_input.clone())
+                        .alias(expr.name())
+                        .build()?,
+                );
+            }
             // SUM's plain accumulator cannot take rows back; its sliding one can (a sum
-            // less the value). MIN and MAX's sliding ones only drop their oldest row, so
-            // they stay refused.
+            // less the value).
             // SUM(DISTINCT)'s sliding accumulator keeps counts its state does not carry
             // through a checkpoint, so it stays refused.
             let sliding = retracting
