@@ -28,6 +28,29 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `weir run <script>` with `input` on its stdin: exit code, stdout, stderr.
+fn run_with_stdin(script: &std::path::Path, input: &[u8]) -> (i32, String, String) {
+    let mut child = weir()
+        .args(["run", &script.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn every_example_query_runs_bounded() {
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/queries"))
@@ -128,27 +151,9 @@ fn stdin_source_reads_a_pipe() {
          CREATE TABLE out (name STRING, doubled INT) WITH ('connector' = 'print');\n\
          INSERT INTO out SELECT upper(name), n * 2 FROM input WHERE n > 1;",
     );
-    let mut child = weir()
-        .args(["run", &f.display().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"a,1\nb,2\nc,3\n")
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "+I[B, 4]\n+I[C, 6]\n");
+    let (code, stdout, stderr) = run_with_stdin(&f, b"a,1\nb,2\nc,3\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "+I[B, 4]\n+I[C, 6]\n");
 }
 
 /// Bad records on stdin — invalid UTF-8 among them (it failed the whole job before) — go
@@ -164,28 +169,12 @@ fn stdin_bad_records_go_to_the_dead_letter_table() {
          CREATE TABLE out (id BIGINT, v STRING) WITH ('connector' = 'print', 'print-identifier' = 'out');\n\
          INSERT INTO out SELECT id, v FROM input;",
     );
-    let mut child = weir()
-        .args(["run", &f.display().to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"\xEF\xBB\xBF{\"id\":1,\"v\":\"a\"}\n\xff\xfe\n{\"id\":2,\n{\"id\":3,\"v\":\"c\"}\n",
-        )
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (code, stdout, stderr) = run_with_stdin(
+        &f,
+        b"\xEF\xBB\xBF{\"id\":1,\"v\":\"a\"}\n\xff\xfe\n{\"id\":2,\n{\"id\":3,\"v\":\"c\"}\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines: Vec<String> = stdout.lines().map(str::to_string).collect();
     lines.sort();
     assert_eq!(
         lines,

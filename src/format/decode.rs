@@ -114,6 +114,11 @@ pub const MAX_JSON_DEPTH: usize = 1000;
 /// True when `json` nests objects and arrays deeper than [`MAX_JSON_DEPTH`] (brackets in
 /// strings do not count).
 fn too_deep(json: &[u8]) -> bool {
+    // Deeper than the limit takes more opening brackets than that: short records are
+    // never scanned.
+    if json.len() <= MAX_JSON_DEPTH {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         if in_string {
@@ -303,17 +308,21 @@ impl Decoder {
         self.ignore_errors
     }
 
-    /// The error for a record that is not even text (invalid UTF-8) at `place`, when
-    /// malformed records fail the query.
-    pub fn not_text(&self, reason: &str, place: &str) -> WeirError {
+    /// The error for a malformed record at `place` (why: `reason`; invalid UTF-8 too),
+    /// when malformed records fail the query; the hint says how to skip or keep them.
+    pub fn malformed(&self, reason: &str, place: &str) -> WeirError {
         let p = self.format.prefix();
         WeirError::user(format!(
             "malformed {} record at {place}: {reason}",
             p.to_uppercase()
         ))
-        .with_hint(format!(
-            "fix the record, or set '{p}.ignore-parse-errors' = 'true' (or 'dead-letter.sink') to skip bad records"
-        ))
+        .with_hint(if self.fail_on_missing && reason.contains("is missing") {
+            "add the field to the record, or set 'json.fail-on-missing-field' = 'false' to read it as NULL".to_string()
+        } else {
+            format!(
+                "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records, or 'dead-letter.sink' to keep them in a table"
+            )
+        })
     }
 
     /// Decodes `lines` (without newlines); `origin` and `first_line` place errors.
@@ -408,19 +417,7 @@ impl Decoder {
             found.bad.push((from, failed));
             return Ok(());
         }
-        let p = self.format.prefix();
-        Err(WeirError::user(format!(
-            "malformed {} record at {}: {failed}",
-            p.to_uppercase(),
-            place(from),
-        ))
-        .with_hint(if self.fail_on_missing && failed.contains("is missing") {
-            "add the field to the record, or set 'json.fail-on-missing-field' = 'false' to read it as NULL".to_string()
-        } else {
-            format!(
-                "fix the record, or set '{p}.ignore-parse-errors' = 'true' to skip and count bad records, or 'dead-letter.sink' to keep them in a table"
-            )
-        }))
+        Err(self.malformed(&failed, &place(from)))
     }
 
     fn decode_chunk(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {

@@ -379,7 +379,7 @@ struct Spawner<'a> {
     starts: Vec<Start>,
     /// The sources' dead-letter sinks, driven by the sink task; a source's index here
     /// tags its dead letters.
-    dead_letters: Vec<Box<dyn Sink>>,
+    dead_letters: Vec<crate::sink::dead_letter::DeadLetterTable>,
 }
 
 impl Spawner<'_> {

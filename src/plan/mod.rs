@@ -55,7 +55,7 @@ pub enum PlanNode {
         source: Box<dyn Source>,
         stage: SourceStage,
         /// Where the records it cannot read go (`'dead-letter.sink'`).
-        dead_letter: Option<Box<dyn crate::sink::Sink>>,
+        dead_letter: Option<crate::sink::dead_letter::DeadLetterTable>,
     },
     /// Rows computed in batch (a subtree that reads no stream).
     Values { batches: Vec<RecordBatch> },
@@ -1081,7 +1081,7 @@ impl Planner<'_> {
         &self,
         table: &TableDef,
         options: &crate::sql::options::Options,
-    ) -> Result<Option<Box<dyn crate::sink::Sink>>> {
+    ) -> Result<Option<crate::sink::dead_letter::DeadLetterTable>> {
         let Some(name) = options.get("dead-letter.sink") else {
             return Ok(None);
         };
@@ -1120,9 +1120,10 @@ impl Planner<'_> {
         // The name its files carry is given when the job opens it (see
         // `WithDeadLetters`).
         let sink = crate::connector::build_sink(target, &target_options, &self.part)?;
-        Ok(Some(Box::new(
-            crate::sink::dead_letter::DeadLetterSink::new(sink, schema),
-        )))
+        Ok(Some(crate::sink::dead_letter::DeadLetterTable {
+            sink,
+            schema,
+        }))
     }
 }
 

@@ -126,18 +126,14 @@ pub fn table_schema(name: &str, schema: Option<&SchemaRef>, source: &str) -> Res
     Ok(schema.clone())
 }
 
-/// One dead-letter table: letters of [`letter_schema`] projected onto its columns.
-pub struct DeadLetterSink {
-    inner: Box<dyn Sink>,
-    schema: SchemaRef,
+/// One dead-letter table: its sink, and its columns (from [`table_schema`]) that letters
+/// of [`letter_schema`] are projected onto.
+pub struct DeadLetterTable {
+    pub sink: Box<dyn Sink>,
+    pub schema: SchemaRef,
 }
 
-impl DeadLetterSink {
-    /// `schema` comes from [`table_schema`].
-    pub fn new(inner: Box<dyn Sink>, schema: SchemaRef) -> Self {
-        DeadLetterSink { inner, schema }
-    }
-
+impl DeadLetterTable {
     /// `letters` (of [`letter_schema`]) as rows of this table.
     fn project(&self, letters: &RecordBatch) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = vec![];
@@ -169,37 +165,6 @@ impl DeadLetterSink {
     }
 }
 
-impl Sink for DeadLetterSink {
-    fn open(&mut self, ctx: &SinkContext) -> Result<()> {
-        self.inner.open(ctx)
-    }
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let b = self.project(batch)?;
-        self.inner.write(&b)
-    }
-    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
-        self.inner.pre_commit(checkpoint)
-    }
-    fn commit(&mut self, checkpoint: u64) -> Result<()> {
-        self.inner.commit(checkpoint)
-    }
-    fn discard(&mut self) -> Result<()> {
-        self.inner.discard()
-    }
-    fn on_watermark(&mut self, watermark: i64) -> Result<()> {
-        self.inner.on_watermark(watermark)
-    }
-    fn finish(&mut self) -> Result<()> {
-        self.inner.finish()
-    }
-    fn tick(&self) -> Option<std::time::Duration> {
-        self.inner.tick()
-    }
-    fn on_tick(&mut self) -> Result<()> {
-        self.inner.on_tick()
-    }
-}
-
 /// Schema metadata naming which dead-letter sink a piece of checkpoint state belongs to.
 const STATE_KEY: &str = "weir.dead_letter";
 
@@ -208,14 +173,22 @@ const STATE_KEY: &str = "weir.dead_letter";
 /// marked with the sink's index, so a restore hands each its own.
 pub struct WithDeadLetters {
     main: Box<dyn Sink>,
-    letters: Vec<Box<dyn Sink>>,
+    letters: Vec<DeadLetterTable>,
 }
 
 impl WithDeadLetters {
     /// `letters[i]` takes the dead letters of index `i` (see
     /// [`crate::source::SourceContext::with_dead_letters`]).
-    pub fn new(main: Box<dyn Sink>, letters: Vec<Box<dyn Sink>>) -> Self {
+    pub fn new(main: Box<dyn Sink>, letters: Vec<DeadLetterTable>) -> Self {
         WithDeadLetters { main, letters }
+    }
+
+    /// Runs `f` on every dead-letter sink, then on the job's sink.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Sink) -> Result<()>) -> Result<()> {
+        for l in &mut self.letters {
+            f(l.sink.as_mut())?;
+        }
+        f(self.main.as_mut())
     }
 }
 
@@ -271,8 +244,9 @@ impl Sink for WithDeadLetters {
             checkpointer: ctx.checkpointer.clone(),
             restored: (!restored.is_empty()).then_some(restored),
         };
-        for (i, (s, r)) in self.letters.iter_mut().zip(letters).enumerate() {
-            s.open(&with(format!("{}-dead-letters-{i}", ctx.job), r))?;
+        for (i, (l, r)) in self.letters.iter_mut().zip(letters).enumerate() {
+            l.sink
+                .open(&with(format!("{}-dead-letters-{i}", ctx.job), r))?;
         }
         self.main.open(&with(ctx.job.clone(), main))
     }
@@ -283,15 +257,18 @@ impl Sink for WithDeadLetters {
 
     fn write_dead_letters(&mut self, table: usize, batch: &RecordBatch) -> Result<()> {
         match self.letters.get_mut(table) {
-            Some(s) => s.write(batch),
+            Some(l) => {
+                let rows = l.project(batch)?;
+                l.sink.write(&rows)
+            }
             None => Err(WeirError::internal(format!("no dead-letter sink {table}"))),
         }
     }
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
         let mut state = self.main.pre_commit(checkpoint)?;
-        for (i, s) in self.letters.iter_mut().enumerate() {
-            if let Some(l) = s.pre_commit(checkpoint)? {
+        for (i, t) in self.letters.iter_mut().enumerate() {
+            if let Some(l) = t.sink.pre_commit(checkpoint)? {
                 let l = l
                     .into_iter()
                     .map(|b| mark(b, Some(i)))
@@ -303,31 +280,19 @@ impl Sink for WithDeadLetters {
     }
 
     fn commit(&mut self, checkpoint: u64) -> Result<()> {
-        for s in &mut self.letters {
-            s.commit(checkpoint)?;
-        }
-        self.main.commit(checkpoint)
+        self.each(|s| s.commit(checkpoint))
     }
 
     fn discard(&mut self) -> Result<()> {
-        for s in &mut self.letters {
-            s.discard()?;
-        }
-        self.main.discard()
+        self.each(|s| s.discard())
     }
 
     fn on_watermark(&mut self, watermark: i64) -> Result<()> {
-        for s in &mut self.letters {
-            s.on_watermark(watermark)?;
-        }
-        self.main.on_watermark(watermark)
+        self.each(|s| s.on_watermark(watermark))
     }
 
     fn finish(&mut self) -> Result<()> {
-        for s in &mut self.letters {
-            s.finish()?;
-        }
-        self.main.finish()
+        self.each(|s| s.finish())
     }
 
     fn accepts_changes(&self) -> bool {
@@ -337,20 +302,15 @@ impl Sink for WithDeadLetters {
     /// The shortest of the sinks' ticks; each sink keeps its own clock in `on_tick`.
     fn tick(&self) -> Option<std::time::Duration> {
         std::iter::once(&self.main)
-            .chain(&self.letters)
+            .chain(self.letters.iter().map(|l| &l.sink))
             .filter_map(|s| s.tick())
             .min()
     }
 
     fn on_tick(&mut self) -> Result<()> {
-        for s in &mut self.letters {
-            if s.tick().is_some() {
-                s.on_tick()?;
-            }
-        }
-        if self.main.tick().is_some() {
-            self.main.on_tick()?;
-        }
-        Ok(())
+        self.each(|s| match s.tick() {
+            Some(_) => s.on_tick(),
+            None => Ok(()),
+        })
     }
 }

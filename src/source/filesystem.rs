@@ -247,11 +247,7 @@ impl FileSource {
                     first_line = 2;
                     continue;
                 }
-                let mut line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                line = line.strip_suffix(b"\r").unwrap_or(line);
-                if line_no == 1 {
-                    line = line.strip_prefix(super::UTF8_BOM).unwrap_or(line);
-                }
+                let line = super::line_body(&buf, line_no);
                 let text = ctx.text_line(&self.decoder, line, &|| format!("{origin}:{line_no}"))?;
                 lines.push(text);
             }

@@ -88,7 +88,19 @@ pub struct SourceContext {
 }
 
 /// The byte order mark some editors put at the start of a UTF-8 file; skipped there.
-pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Line `line_no` (from 1) of a text input as read, without its line end (`\n` or
+/// `\r\n`) and, on the first line, without a UTF-8 byte order mark.
+pub fn line_body(raw: &[u8], line_no: usize) -> &[u8] {
+    let l = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let l = l.strip_suffix(b"\r").unwrap_or(l);
+    if line_no == 1 {
+        l.strip_prefix(UTF8_BOM).unwrap_or(l)
+    } else {
+        l
+    }
+}
 
 /// Bad records a source holds before it sends them on anyway (they also go with its next
 /// batch or barrier).
@@ -330,7 +342,7 @@ impl SourceContext {
             Err(e) => {
                 let reason = format!("invalid UTF-8 ({e})");
                 if !decoder.skips_bad_records() {
-                    return Err(decoder.not_text(&reason, &place()));
+                    return Err(decoder.malformed(&reason, &place()));
                 }
                 self.bad_record(raw, &reason, place())?;
                 self.send_letters()?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// How long a line waits for more to batch with.
 const LINGER: Duration = Duration::from_millis(100);
 
-use super::{Source, SourceContext, UTF8_BOM};
+use super::{Source, SourceContext, line_body};
 use crate::error::{Result, WeirError};
 use crate::format::Decoder;
 
@@ -72,11 +72,7 @@ impl Source for StdinSource {
                         first_line += 1;
                         continue;
                     }
-                    let mut l = l.strip_suffix(b"\n").unwrap_or(&l);
-                    l = l.strip_suffix(b"\r").unwrap_or(l);
-                    if line_no == 1 {
-                        l = l.strip_prefix(UTF8_BOM).unwrap_or(l);
-                    }
+                    let l = line_body(&l, line_no);
                     let text = ctx.text_line(&self.decoder, l, &|| format!("stdin:{line_no}"))?;
                     lines.push(text);
                     let first = *oldest.get_or_insert_with(Instant::now);
