@@ -13,6 +13,7 @@ pub mod group;
 pub mod join;
 pub mod limit;
 pub mod minmax;
+pub mod over;
 pub mod proctime;
 pub mod project;
 pub mod rank;

@@ -323,6 +323,7 @@ impl Planner<'_> {
             .with_hint(
                 "order the output downstream, or read the archived output with a batch query",
             )),
+            LogicalPlan::Window(w) if is_over_aggregate(w) => self.over(w),
             LogicalPlan::Window(w) => self.rank(w),
             LogicalPlan::Unnest(u) => {
                 let input = self.node(&u.input)?;
@@ -717,6 +718,161 @@ impl Planner<'_> {
                 self.state.execution_props(),
             )?;
         Ok((expr, filter))
+    }
+
+    /// OVER aggregates over a stream (Flink's "Over Aggregation"; see
+    /// [`crate::operator::over`]): every call shares one PARTITION BY, an ORDER BY of one
+    /// time attribute ascending, and a frame ending at the current row, as Flink requires.
+    fn over(&self, w: &datafusion::logical_expr::Window) -> Result<PlanNode> {
+        use crate::operator::over::{Frame, OverAggregateOperator};
+        use datafusion::logical_expr::{
+            Expr, WindowFrameBound, WindowFrameUnits, expr::WindowFunction,
+        };
+        let refuse =
+            |what: &str| WeirError::sql(format!("OVER aggregates over a stream: {what}"), None);
+        let input_schema = w.input.schema();
+        let physical_input = Arc::new(input_schema.as_arrow().clone());
+        let calls: Vec<&WindowFunction> = w
+            .window_expr
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Alias(a) => match a.expr.as_ref() {
+                    Expr::WindowFunction(f) => Some(f.as_ref()),
+                    _ => None,
+                },
+                Expr::WindowFunction(f) => Some(f.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let Some(first) = calls.first() else {
+            return Err(WeirError::internal("an OVER aggregate without calls"));
+        };
+        let p = &first.params;
+        if calls.iter().any(|c| {
+            c.params.partition_by != p.partition_by
+                || c.params.order_by != p.order_by
+                || c.params.window_frame != p.window_frame
+        }) {
+            // DataFusion gives calls of one PARTITION BY and ORDER BY one node; Flink asks
+            // for one window per query.
+            return Err(refuse(
+                "the aggregates of one PARTITION BY and ORDER BY must share one frame, as Flink requires",
+            )
+            .with_hint("compute the other frame in a query over this one's result"));
+        }
+        let time = match p.order_by.as_slice() {
+            [s] if s.asc => match &s.expr {
+                Expr::Column(c) if window::is_time_attribute(&w.input, &c.name) => {
+                    input_schema.index_of_column(c)?
+                }
+                _ => {
+                    return Err(refuse(&format!(
+                        "ORDER BY {} is not a time attribute (an event-time column with a WATERMARK)",
+                        s.expr
+                    )));
+                }
+            },
+            [_] => return Err(refuse("the ORDER BY time attribute must be ascending")),
+            _ => {
+                return Err(refuse("they need ORDER BY one time attribute, ascending")
+                    .with_hint("OVER (PARTITION BY k ORDER BY rowtime RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW)"));
+            }
+        };
+        let f = &p.window_frame;
+        if f.end_bound != WindowFrameBound::CurrentRow {
+            return Err(refuse(
+                "the frame must end at CURRENT ROW (rows after it have not come yet)",
+            ));
+        }
+        let frame = match (&f.units, &f.start_bound) {
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(v)) if v.is_null() => {
+                Frame::Unbounded { rows: true }
+            }
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) if v.is_null() => {
+                Frame::Unbounded { rows: false }
+            }
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(v)) => {
+                let n = match v {
+                    datafusion::common::ScalarValue::UInt64(Some(n)) => *n,
+                    other => {
+                        return Err(refuse(&format!("ROWS {other} PRECEDING is not a row count")));
+                    }
+                };
+                Frame::Rows(n)
+            }
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => {
+                Frame::Range(interval_ms(v).ok_or_else(|| {
+                    refuse(&format!("RANGE {v} PRECEDING must be an INTERVAL of days, hours, minutes, seconds or milliseconds"))
+                })?)
+            }
+            (WindowFrameUnits::Rows | WindowFrameUnits::Range, WindowFrameBound::CurrentRow) => {
+                Frame::Rows(0)
+            }
+            _ => return Err(refuse("the frame must start at UNBOUNDED PRECEDING, n PRECEDING or an INTERVAL PRECEDING")),
+        };
+        let frame = match (frame, &f.units) {
+            (Frame::Rows(0), WindowFrameUnits::Range) => Frame::Range(0),
+            (fr, _) => fr,
+        };
+        let mut input = self.node(&w.input)?;
+        append_only(&input, "an OVER aggregate")?;
+        // Over `PROCTIME()` computed in the query, the processing time is the watermark.
+        if window::is_query_proctime(&w.input, input_schema.field(time).name()) {
+            input = PlanNode::Operator {
+                op: Box::new(crate::operator::proctime::ProcTimeWatermark::new(time)),
+                input: Box::new(input),
+            };
+        }
+        let partition = p
+            .partition_by
+            .iter()
+            .map(|e| compile(self.state, e, input_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let mut aggs = vec![];
+        for c in &calls {
+            let datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(udf) = &c.fun
+            else {
+                return Err(WeirError::internal(
+                    "an OVER aggregate's call is not an aggregate",
+                ));
+            };
+            if c.params.distinct {
+                return Err(refuse(&format!(
+                    "{}(DISTINCT …) OVER is not supported yet",
+                    udf.name()
+                )));
+            }
+            let call = Expr::AggregateFunction(
+                datafusion::logical_expr::expr::AggregateFunction::new_udf(
+                    udf.clone(),
+                    c.params.args.clone(),
+                    false,
+                    c.params.filter.clone(),
+                    vec![],
+                    c.params.null_treatment,
+                ),
+            );
+            let (expr, filter) = self.aggregate_call(&call, input_schema, &physical_input)?;
+            aggs.push(crate::operator::group::AggCall {
+                args: expr.expressions(),
+                expr,
+                filter,
+                sliding: frame != (Frame::Unbounded { rows: true })
+                    && frame != (Frame::Unbounded { rows: false }),
+            });
+        }
+        let op = OverAggregateOperator::new(
+            partition,
+            physical_input,
+            time,
+            frame,
+            aggs,
+            Arc::new(w.schema.as_arrow().clone()),
+        )?;
+        Ok(PlanNode::Operator {
+            op: Box::new(op),
+            input: Box::new(input),
+        })
     }
 
     /// A GROUP BY without a window: an aggregate over the whole stream, whose results
@@ -1246,4 +1402,18 @@ fn append_only(input: &PlanNode, what: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// True when every call of a window node is an aggregate function (`SUM(x) OVER (…)`), not
+/// a ranking or offset function.
+pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
+    use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
+    !w.window_expr.is_empty()
+        && w.window_expr.iter().all(|e| {
+            let e = match e {
+                Expr::Alias(a) => a.expr.as_ref(),
+                e => e,
+            };
+            matches!(e, Expr::WindowFunction(f) if matches!(f.fun, WindowFunctionDefinition::AggregateUDF(_)))
+        })
 }

@@ -212,6 +212,12 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 })
         }
         LogicalPlan::Union(u) => u.inputs.iter().all(|i| is_time_attribute(i, name)),
+        // An OVER aggregate emits each row before the watermark passes its time (Flink keeps
+        // the time attribute through it too).
+        LogicalPlan::Window(w) if crate::plan::is_over_aggregate(w) => {
+            position(&w.schema, name).is_some_and(|i| i < w.input.schema().fields().len())
+                && is_time_attribute(&w.input, name)
+        }
         // An unnest repeats the columns it does not expand.
         LogicalPlan::Unnest(u) => {
             !u.exec_columns.iter().any(|c| c.name == name) && is_time_attribute(&u.input, name)

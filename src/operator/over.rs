@@ -1,0 +1,695 @@
+//! OVER aggregates over a stream (Flink's "Over Aggregation"): each input row comes out
+//! once, with aggregates over the rows of its partition in a frame ending at it.
+//!
+//! As Flink's event-time OVER (`RowTimeRangeBoundedPrecedingFunction`,
+//! `RowTimeRowsBoundedPrecedingFunction` and their unbounded forms): the ORDER BY is a
+//! time attribute, ascending; a row waits until the watermark reaches its time, then the
+//! rows of each partition are taken in time order (rows of equal time in arrival order). A
+//! row at or below the watermark when it arrives is late: dropped and counted. Frames:
+//!
+//! - `ROWS BETWEEN n PRECEDING AND CURRENT ROW`: the row and the n rows before it.
+//! - `RANGE BETWEEN INTERVAL 'x' PRECEDING AND CURRENT ROW`: the rows whose time is at
+//!   least the row's time less x, including every row of the same time (its peers, which
+//!   all get the same values).
+//! - `… UNBOUNDED PRECEDING …` (and no frame with an ORDER BY, SQL's default `RANGE`): all
+//!   rows so far.
+//!
+//! A bounded frame's accumulators are DataFusion's sliding ones, which take the rows that
+//! leave the frame back; the frame's rows (their time and each aggregate's arguments) are
+//! kept for that. The output is append-only: the input's columns, then the aggregates.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::{HashMap, ScalarValue};
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{Result, WeirError};
+use crate::job::Message;
+use crate::job::metrics::TaskMetrics;
+use crate::operator::Operator;
+use crate::operator::group::AggCall;
+
+/// Which rows before the current one a frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// `ROWS BETWEEN n PRECEDING AND CURRENT ROW`.
+    Rows(u64),
+    /// `RANGE BETWEEN INTERVAL … PRECEDING AND CURRENT ROW`, the interval in ms.
+    Range(i64),
+    /// `UNBOUNDED PRECEDING`, as ROWS (`true`: each row its own value) or RANGE (peers
+    /// share one).
+    Unbounded { rows: bool },
+}
+
+impl Frame {
+    fn bounded(self) -> bool {
+        !matches!(self, Frame::Unbounded { .. })
+    }
+}
+
+/// A row in a bounded frame: its time and, per aggregate, its arguments (None when the
+/// aggregate's FILTER left it out).
+struct FrameRow {
+    ts: i64,
+    args: Vec<Option<Vec<ScalarValue>>>,
+}
+
+struct Partition {
+    accs: Vec<Box<dyn Accumulator>>,
+    frame: VecDeque<FrameRow>,
+}
+
+pub struct OverAggregateOperator {
+    partition: Vec<Arc<dyn PhysicalExpr>>,
+    key_conv: Option<RowConverter>,
+    /// The time attribute's column in the input.
+    time: usize,
+    frame: Frame,
+    aggs: Vec<AggCall>,
+    input_schema: SchemaRef,
+    /// The input's columns, then one per aggregate.
+    schema: SchemaRef,
+    watermark: Option<i64>,
+    /// Rows waiting for the watermark to reach their time.
+    pending: Vec<RecordBatch>,
+    parts: HashMap<Box<[u8]>, Partition>,
+    metrics: Option<TaskMetrics>,
+}
+
+impl OverAggregateOperator {
+    /// `partition`: the PARTITION BY expressions; `time`: the ORDER BY time attribute's
+    /// column in `input`; `schema`: the input's fields then one per call. Errors when a
+    /// bounded frame's aggregate cannot take rows back.
+    pub fn new(
+        partition: Vec<Arc<dyn PhysicalExpr>>,
+        input: SchemaRef,
+        time: usize,
+        frame: Frame,
+        aggs: Vec<AggCall>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        if schema.fields().len() != input.fields().len() + aggs.len() {
+            return Err(WeirError::internal(
+                "an OVER aggregate's output is its input and the aggregates",
+            ));
+        }
+        let key_conv = if partition.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(
+                partition
+                    .iter()
+                    .map(|k| Ok(SortField::new(k.data_type(&input)?)))
+                    .collect::<Result<Vec<_>>>()?,
+            )?)
+        };
+        let op = OverAggregateOperator {
+            partition,
+            key_conv,
+            time,
+            frame,
+            aggs,
+            input_schema: input,
+            schema,
+            watermark: None,
+            pending: vec![],
+            parts: HashMap::new(),
+            metrics: None,
+        };
+        // Each call's accumulator is made once here, so a frame that needs rows taken
+        // back fails at planning, not at the first row.
+        op.accumulators()?;
+        Ok(op)
+    }
+
+    /// A fresh accumulator per call: sliding ones (which take rows back) for a bounded
+    /// frame.
+    fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        self.aggs
+            .iter()
+            .map(|a| {
+                if !self.frame.bounded() {
+                    return Ok(a.expr.create_accumulator()?);
+                }
+                let acc = a.expr.create_sliding_accumulator()?;
+                if !acc.supports_retract_batch() {
+                    return Err(WeirError::sql(
+                        format!(
+                            "not supported in a standing query yet: {}() over a bounded OVER frame (it cannot take rows back)",
+                            a.expr.fun().name()
+                        ),
+                        None,
+                    )
+                    .with_hint("use ROWS/RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"));
+                }
+                Ok(acc)
+            })
+            .collect()
+    }
+
+    /// The time attribute of `batch`'s rows, ms since the epoch (NULL: `i64::MIN`, late).
+    fn times(&self, batch: &RecordBatch) -> Result<Vec<i64>> {
+        let col = batch.column(self.time);
+        let ms = cast(col, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+        let ms = cast(&ms, &DataType::Int64)?;
+        let ms = ms.as_primitive::<Int64Type>();
+        Ok((0..ms.len())
+            .map(|i| if ms.is_null(i) { i64::MIN } else { ms.value(i) })
+            .collect())
+    }
+
+    /// The partition keys of `batch`'s rows, in Arrow's row format (empty without
+    /// PARTITION BY).
+    fn keys(&self, batch: &RecordBatch) -> Result<Vec<Box<[u8]>>> {
+        let Some(conv) = &self.key_conv else {
+            return Ok(vec![Box::from(&[][..]); batch.num_rows()]);
+        };
+        let cols = self
+            .partition
+            .iter()
+            .map(|e| Ok(e.evaluate(batch)?.into_array(batch.num_rows())?))
+            .collect::<Result<Vec<_>>>()?;
+        let rows = conv.convert_columns(&cols)?;
+        Ok((0..batch.num_rows())
+            .map(|i| Box::from(rows.row(i).as_ref()))
+            .collect())
+    }
+
+    /// Each call's argument arrays and FILTER mask over `batch`.
+    #[allow(clippy::type_complexity)]
+    fn arguments(&self, batch: &RecordBatch) -> Result<Vec<(Vec<ArrayRef>, Option<BooleanArray>)>> {
+        let n = batch.num_rows();
+        self.aggs
+            .iter()
+            .map(|a| {
+                let args = a
+                    .args
+                    .iter()
+                    .map(|e| Ok(e.evaluate(batch)?.into_array(n)?))
+                    .collect::<Result<Vec<_>>>()?;
+                let mask = match &a.filter {
+                    Some(f) => Some(f.evaluate(batch)?.into_array(n)?.as_boolean().clone()),
+                    None => None,
+                };
+                Ok((args, mask))
+            })
+            .collect()
+    }
+
+    /// Takes the rows at or below `watermark` out of the pending ones and emits them with
+    /// their aggregates.
+    fn fire(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let all = concat_batches(&self.input_schema, &self.pending)?;
+        self.pending.clear();
+        let times = self.times(&all)?;
+        let ready_mask: BooleanArray = times.iter().map(|t| Some(*t <= watermark)).collect();
+        let rest = filter_record_batch(&all, &datafusion::arrow::compute::not(&ready_mask)?)?;
+        if rest.num_rows() > 0 {
+            self.pending.push(rest);
+        }
+        let ready = filter_record_batch(&all, &ready_mask)?;
+        if ready.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = self.times(&ready)?;
+        let keys = self.keys(&ready)?;
+        let args = self.arguments(&ready)?;
+        // By partition, then time, then arrival.
+        let mut order: Vec<u32> = (0..ready.num_rows() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            keys[a]
+                .cmp(&keys[b])
+                .then(times[a].cmp(&times[b]))
+                .then(a.cmp(&b))
+        });
+        let mut values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(order.len()); self.aggs.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let key = &keys[order[i] as usize];
+            let mut end = i;
+            while end < order.len() && keys[order[end] as usize] == *key {
+                end += 1;
+            }
+            if !self.parts.contains_key(key) {
+                let accs = self.accumulators()?;
+                self.parts.insert(
+                    key.clone(),
+                    Partition {
+                        accs,
+                        frame: VecDeque::new(),
+                    },
+                );
+            }
+            let part = self
+                .parts
+                .get_mut(key)
+                .ok_or_else(|| WeirError::internal("an OVER partition vanished"))?;
+            // Runs of rows that share one result: each row alone for ROWS frames, rows of
+            // one time (peers) for RANGE frames.
+            let mut r = i;
+            while r < end {
+                let t = times[order[r] as usize];
+                let mut run_end = r + 1;
+                if matches!(
+                    self.frame,
+                    Frame::Range(_) | Frame::Unbounded { rows: false }
+                ) {
+                    while run_end < end && times[order[run_end] as usize] == t {
+                        run_end += 1;
+                    }
+                }
+                for &row in &order[r..run_end] {
+                    add(
+                        part,
+                        &self.aggs,
+                        &args,
+                        row as usize,
+                        t,
+                        self.frame.bounded(),
+                    )?;
+                }
+                match self.frame {
+                    Frame::Rows(n) => {
+                        while part.frame.len() as u64 > n.saturating_add(1) {
+                            retract_front(part)?;
+                        }
+                    }
+                    Frame::Range(x) => {
+                        while part
+                            .frame
+                            .front()
+                            .is_some_and(|f| f.ts < t.saturating_sub(x))
+                        {
+                            retract_front(part)?;
+                        }
+                    }
+                    Frame::Unbounded { .. } => {}
+                }
+                let result = part
+                    .accs
+                    .iter_mut()
+                    .map(|a| Ok(a.evaluate()?))
+                    .collect::<Result<Vec<_>>>()?;
+                for _ in r..run_end {
+                    for (j, v) in result.iter().enumerate() {
+                        values[j].push(v.clone());
+                    }
+                }
+                r = run_end;
+            }
+            // A partition whose frame is empty again keeps nothing (a bounded frame's
+            // accumulators hold only the frame's rows).
+            if self.frame.bounded() && part.frame.is_empty() {
+                self.parts.remove(key);
+            }
+            i = end;
+        }
+        let idx = UInt32Array::from(order);
+        let mut cols: Vec<ArrayRef> = ready
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &idx, None))
+            .collect::<std::result::Result<_, _>>()?;
+        for (j, v) in values.into_iter().enumerate() {
+            let arr = ScalarValue::iter_to_array(v)?;
+            let want = self
+                .schema
+                .field(self.input_schema.fields().len() + j)
+                .data_type();
+            cols.push(if arr.data_type() == want {
+                arr
+            } else {
+                cast(&arr, want)?
+            });
+        }
+        out.push(Message::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            cols,
+        )?));
+        Ok(())
+    }
+}
+
+/// Adds row `row` (of time `ts`) to `part`'s accumulators, and with a bounded frame to
+/// its frame.
+fn add(
+    part: &mut Partition,
+    aggs: &[AggCall],
+    args: &[(Vec<ArrayRef>, Option<BooleanArray>)],
+    row: usize,
+    ts: i64,
+    bounded: bool,
+) -> Result<()> {
+    let mut kept = Vec::with_capacity(aggs.len());
+    for (j, (cols, mask)) in args.iter().enumerate() {
+        if mask
+            .as_ref()
+            .is_some_and(|m| !(m.is_valid(row) && m.value(row)))
+        {
+            kept.push(None);
+            continue;
+        }
+        let one: Vec<ArrayRef> = cols.iter().map(|c| c.slice(row, 1)).collect();
+        part.accs[j].update_batch(&one)?;
+        if bounded {
+            kept.push(Some(
+                cols.iter()
+                    .map(|c| ScalarValue::try_from_array(c, row))
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
+            ));
+        }
+    }
+    if bounded {
+        part.frame.push_back(FrameRow { ts, args: kept });
+    }
+    Ok(())
+}
+
+/// Takes the oldest row of `part`'s frame back out of its accumulators.
+fn retract_front(part: &mut Partition) -> Result<()> {
+    let Some(old) = part.frame.pop_front() else {
+        return Ok(());
+    };
+    for (j, args) in old.args.into_iter().enumerate() {
+        if let Some(args) = args {
+            let arrays = args
+                .iter()
+                .map(|v| v.to_array())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            part.accs[j].retract_batch(&arrays)?;
+        }
+    }
+    Ok(())
+}
+
+/// Schema metadata naming what a state batch holds.
+const STATE: &str = "weir.over";
+
+impl Operator for OverAggregateOperator {
+    fn name(&self) -> String {
+        "over aggregate".into()
+    }
+
+    fn signature(&self) -> String {
+        format!(
+            "{} [{:?}] [{}]",
+            self.name(),
+            self.frame,
+            self.aggs
+                .iter()
+                .map(|a| format!("{}: {}", a.expr.name(), a.expr.field().data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+
+    fn attach(&mut self, metrics: &TaskMetrics) {
+        self.metrics = Some(metrics.clone());
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = match self.watermark {
+            None => batch,
+            Some(w) => {
+                let times = self.times(&batch)?;
+                let on_time: BooleanArray = times.iter().map(|t| Some(*t > w)).collect();
+                let kept = filter_record_batch(&batch, &on_time)?;
+                let late = batch.num_rows() - kept.num_rows();
+                if late > 0
+                    && let Some(m) = &self.metrics
+                {
+                    m.add_late(late as u64);
+                }
+                kept
+            }
+        };
+        if batch.num_rows() > 0 {
+            self.pending.push(batch);
+        }
+        Ok(())
+    }
+
+    fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
+        if self.watermark.is_some_and(|w| watermark <= w) {
+            return Ok(());
+        }
+        self.watermark = Some(watermark);
+        self.fire(watermark, out)?;
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        // The end of a bounded input: every row waiting is complete.
+        self.fire(i64::MAX, out)
+    }
+
+    fn state_size(&self) -> Option<(u64, u64)> {
+        let pending: usize = self.pending.iter().map(RecordBatch::num_rows).sum();
+        let bytes: usize = self
+            .pending
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum::<usize>()
+            + self
+                .parts
+                .values()
+                .take(1000)
+                .map(|p| p.accs.iter().map(|a| a.size()).sum::<usize>())
+                .sum::<usize>();
+        Some(((pending + self.parts.len()) as u64, bytes as u64))
+    }
+
+    /// The rows waiting for the watermark (the input's columns, tagged `pending`), and the
+    /// partitions: with a bounded frame, the frame's rows (`key`, `ts`, each call's
+    /// arguments `a<j>_<i>` and whether its FILTER kept the row `f<j>`), from which the
+    /// accumulators are rebuilt; unbounded, each accumulator's state (`s<j>_<i>`).
+    fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
+        let mut out = vec![];
+        let tagged = |fields: Vec<Field>, what: &str| {
+            Arc::new(Schema::new_with_metadata(
+                fields,
+                [(STATE.to_string(), what.to_string())].into(),
+            ))
+        };
+        if !self.pending.is_empty() {
+            let all = concat_batches(&self.input_schema, &self.pending)?;
+            let fields = self
+                .input_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            out.push(RecordBatch::try_new(
+                tagged(fields, "pending"),
+                all.columns().to_vec(),
+            )?);
+        }
+        if self.parts.is_empty() {
+            return Ok(Some(out));
+        }
+        let mut keys: Vec<&[u8]> = vec![];
+        let mut fields = vec![Field::new("key", DataType::Binary, false)];
+        let mut cols: Vec<ArrayRef> = vec![];
+        if self.frame.bounded() {
+            let mut ts = vec![];
+            let mut flags: Vec<Vec<bool>> = vec![vec![]; self.aggs.len()];
+            let mut values: Vec<Vec<Vec<ScalarValue>>> = self
+                .aggs
+                .iter()
+                .map(|a| vec![vec![]; a.args.len()])
+                .collect();
+            for (key, part) in &self.parts {
+                for row in &part.frame {
+                    keys.push(key);
+                    ts.push(row.ts);
+                    for (j, a) in row.args.iter().enumerate() {
+                        flags[j].push(a.is_some());
+                        for (i, v) in values[j].iter_mut().enumerate() {
+                            let dt = self.aggs[j].args[i].data_type(&self.input_schema)?;
+                            v.push(match a {
+                                Some(args) => args[i].clone(),
+                                None => ScalarValue::try_from(&dt)?,
+                            });
+                        }
+                    }
+                }
+            }
+            fields.push(Field::new("ts", DataType::Int64, false));
+            cols.push(Arc::new(datafusion::arrow::array::Int64Array::from(ts)));
+            for (j, f) in flags.into_iter().enumerate() {
+                fields.push(Field::new(format!("f{j}"), DataType::Boolean, false));
+                cols.push(Arc::new(BooleanArray::from(f)));
+                for (i, v) in std::mem::take(&mut values[j]).into_iter().enumerate() {
+                    let dt = self.aggs[j].args[i].data_type(&self.input_schema)?;
+                    let arr = if v.is_empty() {
+                        datafusion::arrow::array::new_empty_array(&dt)
+                    } else {
+                        ScalarValue::iter_to_array(v)?
+                    };
+                    fields.push(Field::new(
+                        format!("a{j}_{i}"),
+                        arr.data_type().clone(),
+                        true,
+                    ));
+                    cols.push(arr);
+                }
+            }
+        } else {
+            let mut states: Vec<Vec<Vec<ScalarValue>>> = vec![vec![]; self.aggs.len()];
+            let mut rebuilt = vec![];
+            for (key, part) in self.parts.iter_mut() {
+                keys.push(key);
+                for (j, acc) in part.accs.iter_mut().enumerate() {
+                    let st = acc.state()?;
+                    // `state` may consume what it reports: carry on from a copy of it.
+                    let arrays = st
+                        .iter()
+                        .map(|v| v.to_array())
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    rebuilt.push((key.clone(), j, arrays));
+                    states[j].push(st);
+                }
+            }
+            for (j, per_part) in states.into_iter().enumerate() {
+                let width = per_part.first().map_or(0, Vec::len);
+                let mut by_field: Vec<Vec<ScalarValue>> = vec![vec![]; width];
+                for st in per_part {
+                    for (i, v) in st.into_iter().enumerate() {
+                        if let Some(f) = by_field.get_mut(i) {
+                            f.push(v);
+                        }
+                    }
+                }
+                for (i, v) in by_field.into_iter().enumerate() {
+                    let arr = ScalarValue::iter_to_array(v)?;
+                    fields.push(Field::new(
+                        format!("s{j}_{i}"),
+                        arr.data_type().clone(),
+                        true,
+                    ));
+                    cols.push(arr);
+                }
+            }
+            let keys_owned: Vec<Box<[u8]>> = keys.iter().map(|k| Box::from(*k)).collect();
+            cols.insert(
+                0,
+                Arc::new(BinaryArray::from_iter_values(keys_owned.iter())),
+            );
+            let batch = RecordBatch::try_new(tagged(fields, "accumulators"), cols)?;
+            for (key, j, arrays) in rebuilt {
+                let mut acc = self.accumulators()?.swap_remove(j);
+                acc.merge_batch(&arrays)?;
+                if let Some(p) = self.parts.get_mut(&key) {
+                    p.accs[j] = acc;
+                }
+            }
+            out.push(batch);
+            return Ok(Some(out));
+        }
+        cols.insert(0, Arc::new(BinaryArray::from_iter_values(keys.iter())));
+        out.push(RecordBatch::try_new(tagged(fields, "frame"), cols)?);
+        Ok(Some(out))
+    }
+
+    fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
+        let bad = |what: &str| {
+            WeirError::user(format!(
+                "the checkpoint's state of an OVER aggregate is malformed: {what}"
+            ))
+        };
+        for b in state {
+            let what = b
+                .schema()
+                .metadata()
+                .get(STATE)
+                .cloned()
+                .unwrap_or_default();
+            match what.as_str() {
+                "pending" => {
+                    let b = RecordBatch::try_new(self.input_schema.clone(), b.columns().to_vec())?;
+                    self.pending.push(b);
+                }
+                "frame" | "accumulators" => {
+                    let keys = b
+                        .column_by_name("key")
+                        .and_then(|c| c.as_binary_opt::<i32>())
+                        .ok_or_else(|| bad("key"))?;
+                    let ts = b
+                        .column_by_name("ts")
+                        .and_then(|c| c.as_primitive_opt::<Int64Type>());
+                    for r in 0..b.num_rows() {
+                        let key: Box<[u8]> = Box::from(keys.value(r));
+                        if !self.parts.contains_key(&key) {
+                            let accs = self.accumulators()?;
+                            self.parts.insert(
+                                key.clone(),
+                                Partition {
+                                    accs,
+                                    frame: VecDeque::new(),
+                                },
+                            );
+                        }
+                        let part = self
+                            .parts
+                            .get_mut(&key)
+                            .ok_or_else(|| WeirError::internal("an OVER partition vanished"))?;
+                        if what == "accumulators" {
+                            for (j, acc) in part.accs.iter_mut().enumerate() {
+                                let mut cols = vec![];
+                                let mut i = 0;
+                                while let Some(c) = b.column_by_name(&format!("s{j}_{i}")) {
+                                    cols.push(c.slice(r, 1));
+                                    i += 1;
+                                }
+                                acc.merge_batch(&cols)?;
+                            }
+                            continue;
+                        }
+                        let t = ts.ok_or_else(|| bad("ts"))?.value(r);
+                        let mut args = vec![];
+                        for (j, a) in self.aggs.iter().enumerate() {
+                            let kept = b
+                                .column_by_name(&format!("f{j}"))
+                                .map(|c| c.as_boolean().value(r))
+                                .ok_or_else(|| bad("f"))?;
+                            if !kept {
+                                args.push(None);
+                                continue;
+                            }
+                            let mut values = vec![];
+                            let mut arrays = vec![];
+                            for i in 0..a.args.len() {
+                                let c = b
+                                    .column_by_name(&format!("a{j}_{i}"))
+                                    .ok_or_else(|| bad("arguments"))?;
+                                values.push(ScalarValue::try_from_array(c, r)?);
+                                arrays.push(c.slice(r, 1));
+                            }
+                            part.accs[j].update_batch(&arrays)?;
+                            args.push(Some(values));
+                        }
+                        part.frame.push_back(FrameRow { ts: t, args });
+                    }
+                }
+                other => return Err(bad(&format!("unknown part '{other}'"))),
+            }
+        }
+        Ok(())
+    }
+}
