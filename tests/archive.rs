@@ -279,3 +279,192 @@ print("\n".join(sorted(rows)))
         .collect();
     assert_eq!(got, live);
 }
+
+/// Mounts a tmpfs of `size` at `dir` (root only). Returns false where it cannot be mounted:
+/// the test is then skipped locally, and fails under CI=true.
+fn mount_tmpfs(dir: &Path, size: &str) -> bool {
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must be able to mount a tmpfs (it runs as root)"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+    }
+    ok
+}
+
+/// Unmounts the tmpfs when dropped, whatever the test's outcome.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The disk fills while the archive is written (a 1 MiB tmpfs): the job fails with an
+/// error naming the file and the cause, the file being written is removed (no partial file
+/// is ever visible, and it holds no space), and every file committed before is intact —
+/// read whole by an independent reader (pyarrow), every row once.
+#[test]
+fn a_full_disk_fails_the_job_and_keeps_the_committed_files_intact() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    if !mount_tmpfs(&mnt, "1m") {
+        return;
+    }
+    let _mounted = Mounted(mnt.clone());
+    let archive = mnt.join("archive");
+    let script = tmp.path().join("fill.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE gen (id BIGINT, pad STRING) WITH ('connector' = 'datagen', \
+               'fields.id.kind' = 'sequence', 'fields.id.start' = '1', \
+               'fields.id.end' = '2000000', 'fields.pad.length' = '40', 'seed' = '7');\n\
+             CREATE TABLE archive (id BIGINT, pad STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'parquet', \
+               'sink.rolling-policy.file-size' = '100kb');\n\
+             INSERT INTO archive SELECT id, pad FROM gen;\n",
+            archive.display()
+        ),
+    )
+    .expect("write script");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&script)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write '{}", archive.display())),
+        "{stderr}"
+    );
+    let mut all = vec![];
+    files(&archive, &mut all);
+    let hidden: Vec<_> = all
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    assert!(hidden.is_empty(), "partial files left: {hidden:?}");
+    assert!(
+        all.len() >= 3,
+        "files committed before the disk filled: {all:?}"
+    );
+    let has_pyarrow = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow.parquet"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyarrow {
+        assert!(std::env::var("CI").is_err(), "CI must have pyarrow");
+        return;
+    }
+    // Each committed file read whole, file by file: ids never repeat, and the rows before
+    // the first missing id are every id from 1 (the source writes them in order).
+    let read = r#"
+import sys, pyarrow.parquet as pq
+ids = []
+for f in sys.argv[1:]:
+    t = pq.read_table(f)
+    assert t.num_rows > 0, f
+    ids += t.column("id").to_pylist()
+print(len(ids), len(set(ids)), min(ids), max(ids))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", read])
+        .args(&all)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    let [rows, distinct, min, max] = stats[..] else {
+        panic!("unexpected output {stats:?}");
+    };
+    assert_eq!(rows, distinct, "a row committed twice");
+    assert_eq!(
+        (min, max),
+        (1, rows),
+        "committed files hold ids 1..={rows} in order"
+    );
+}
+
+/// The archive's folder becomes unusable mid-run (replaced by a file): the job fails with
+/// an error naming the path and the cause, and exits non-zero — it never reports success.
+#[test]
+fn an_archive_path_that_breaks_mid_run_fails_the_job() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let archive = tmp.path().join("archive");
+    let script = tmp.path().join("run.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE gen (id BIGINT, pad STRING) WITH ('connector' = 'datagen', \
+               'rows-per-second' = '20000', 'fields.pad.length' = '20');\n\
+             CREATE TABLE archive (id BIGINT, pad STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv', 'sink.rolling-policy.file-size' = '20kb');\n\
+             INSERT INTO archive SELECT id, pad FROM gen;\n",
+            archive.display()
+        ),
+    )
+    .expect("write script");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let committed = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+        })
+    };
+    let start = std::time::Instant::now();
+    while !committed(&archive) {
+        assert!(start.elapsed().as_secs() < 60, "no file committed in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::rename(&archive, tmp.path().join("moved")).expect("move the archive away");
+    std::fs::write(&archive, b"not a folder").expect("a file in its place");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed().as_secs() > 60 {
+            let _ = child.kill();
+            panic!("the job went on for 60 s with its archive path gone");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr reads");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&archive.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("File exists")
+            || stderr.contains("Not a directory")
+            || stderr.contains("No such file"),
+        "{stderr}"
+    );
+}

@@ -726,9 +726,19 @@ impl PartitionedSink {
         if self.commit.success_file.is_none() {
             self.partitions.remove(partition);
         }
-        let file = f.writer.close()?;
-        file.sync_all()
-            .map_err(|e| WeirError::external(format!("cannot write '{}': {e}", f.tmp.display())))?;
+        let closed = f.writer.close().and_then(|file| {
+            file.sync_all()
+                .map_err(|e| WeirError::external(e.to_string()))
+        });
+        if let Err(e) = closed {
+            // Never renamed into place: readers see no part of it, and it takes no space.
+            let _ = std::fs::remove_file(&f.tmp);
+            return Err(WeirError::external(format!(
+                "cannot write '{}': {}",
+                f.tmp.display(),
+                e
+            )));
+        }
         if self.checkpointing {
             self.pending.push((self.checkpoint, f.tmp, f.target));
             return Ok(());
@@ -912,7 +922,17 @@ impl Sink for PartitionedSink {
             let part = RecordBatch::try_new(schema, cols)?;
             let size = self.file_size;
             let f = self.file_for(&p)?;
-            f.writer.write(&part)?;
+            if let Err(e) = f.writer.write(&part) {
+                // A file that failed part-way (a full disk) is removed, not left to fill it.
+                let tmp = f.tmp.clone();
+                self.open.remove(&p);
+                let _ = std::fs::remove_file(&tmp);
+                return Err(WeirError::external(format!(
+                    "cannot write '{}': {}",
+                    tmp.display(),
+                    e
+                )));
+            }
             f.written = Instant::now();
             if f.writer.size() >= size {
                 self.close_file(&p)?;
