@@ -132,6 +132,8 @@ pub struct Session {
     ctx: SessionContext,
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, String>,
+    /// Each view's columns, kept at its creation (a view's schema never changes).
+    view_schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
     /// The `CREATE TABLE` statements as written, for `SHOW CREATE TABLE`.
     ddl: BTreeMap<String, String>,
     /// Names given by `CREATE FUNCTION`.
@@ -185,6 +187,7 @@ impl Session {
             ctx,
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
+            view_schemas: BTreeMap::new(),
             ddl: BTreeMap::new(),
             user_functions: std::collections::BTreeSet::new(),
             settings: BTreeMap::new(),
@@ -262,19 +265,7 @@ impl Session {
         if let Some(t) = self.tables.get(name) {
             return Some(t.schema.clone());
         }
-        if self.views.contains_key(name) {
-            let state = self.ctx.state();
-            let p = state
-                .catalog_list()
-                .catalog("datafusion")?
-                .schema("public")?;
-            // Views are registered synchronously as ViewTables; their schema is at hand.
-            return futures::executor::block_on(p.table(name))
-                .ok()
-                .flatten()
-                .map(|t| t.schema());
-        }
-        None
+        self.view_schemas.get(name).cloned()
     }
 
     /// A table's definition (connector, options).
@@ -522,6 +513,8 @@ impl Session {
                     .logical_plan(query, &stmt.windows)
                     .await
                     .map_err(|e| e.at(pos))?;
+                self.view_schemas
+                    .insert(name.clone(), Arc::new(plan.schema().as_arrow().clone()));
                 let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
                 self.ctx.deregister_table(relation(name))?;
                 self.ctx.register_table(relation(name), Arc::new(view))?;
@@ -552,6 +545,7 @@ impl Session {
                     .with_hint(format!("drop {} first", users.join(", "))));
                 }
                 let exists = if *view {
+                    self.view_schemas.remove(name);
                     self.views.remove(name).is_some()
                 } else {
                     self.ddl.remove(name);

@@ -27,3 +27,15 @@ pub use runner::{Job, JobHandle, JobState, StopHandle};
 /// How many messages one channel holds before its sender waits. A batch is often preceded
 /// by its (tiny) [`Message::Origin`], so between 4 and 8 batches.
 pub const CHANNEL_CAPACITY: usize = 8;
+
+/// Runs `f`, which blocks (file I/O), from inside a job's async task: on a multi-threaded
+/// runtime through [`tokio::task::block_in_place`], so the worker's other tasks move to
+/// another thread meanwhile; elsewhere (a current-thread runtime, no runtime) directly.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

@@ -219,7 +219,7 @@ impl WindowAssignOperator {
             return Ok(batch);
         }
         let late_rows = datafusion::arrow::compute::filter_record_batch(&batch, &late)?;
-        sink.write(&late_rows)?;
+        crate::job::blocking(|| sink.write(&late_rows))?;
         if let Some(j) = &self.metrics {
             j.add_late(n as u64);
         }
@@ -251,12 +251,13 @@ impl Operator for WindowAssignOperator {
         let (Some(sink), Some(cp)) = (&mut self.late_sink, checkpointer) else {
             return Ok(());
         };
-        sink.open(&crate::sink::SinkContext {
+        let ctx = crate::sink::SinkContext {
             job: cp.config.job.clone(),
             run: cp.run.clone(),
             checkpointer: Some(cp.clone()),
             restored: self.late_restored.take(),
-        })?;
+        };
+        crate::job::blocking(|| sink.open(&ctx))?;
         self.checkpointer = Some(cp.clone());
         Ok(())
     }
@@ -265,7 +266,7 @@ impl Operator for WindowAssignOperator {
     /// checkpoint's state.
     fn prepare_snapshot(&mut self, checkpoint: u64) -> Result<()> {
         if let (Some(s), Some(_)) = (&mut self.late_sink, &self.checkpointer) {
-            self.late_state = s.pre_commit(checkpoint)?;
+            self.late_state = crate::job::blocking(|| s.pre_commit(checkpoint))?;
         }
         Ok(())
     }
@@ -290,7 +291,7 @@ impl Operator for WindowAssignOperator {
     /// across restarts.
     fn notify_checkpoint_complete(&mut self, checkpoint: u64) -> Result<()> {
         if let (Some(s), Some(_)) = (&mut self.late_sink, &self.checkpointer) {
-            s.commit(checkpoint)?;
+            crate::job::blocking(|| s.commit(checkpoint))?;
         }
         Ok(())
     }
@@ -306,17 +307,18 @@ impl Operator for WindowAssignOperator {
         let (Some(s), Some(cp)) = (&mut self.late_sink, &self.checkpointer) else {
             return Ok(());
         };
-        s.discard()?;
-        if !cp.is_stopping() && self.final_prepared.is_some_and(|f| completed >= f) {
-            s.finish()?;
-        }
+        let finish = !cp.is_stopping() && self.final_prepared.is_some_and(|f| completed >= f);
+        crate::job::blocking(|| {
+            s.discard()?;
+            if finish { s.finish() } else { Ok(()) }
+        })?;
         Ok(())
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         if let Some(s) = &mut self.late_sink {
-            s.on_watermark(watermark)?;
+            crate::job::blocking(|| s.on_watermark(watermark))?;
         }
         out.push(Message::Watermark(watermark));
         Ok(())
@@ -330,11 +332,11 @@ impl Operator for WindowAssignOperator {
             return Ok(());
         };
         match &self.checkpointer {
-            None => s.finish(),
+            None => crate::job::blocking(|| s.finish()),
             Some(cp) if cp.is_stopping() => Ok(()),
             Some(cp) => {
                 let id = cp.next_checkpoint();
-                self.late_state = s.pre_commit(id)?;
+                self.late_state = crate::job::blocking(|| s.pre_commit(id))?;
                 self.final_prepared = Some(id);
                 Ok(())
             }
