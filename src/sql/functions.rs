@@ -85,6 +85,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
+    ctx.register_udf(TypeOf::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
     ctx.register_udf(crate::sql::local_time::LocalNow::udf());
     ctx.register_udf(crate::sql::similar::Similar::udf());
@@ -1097,5 +1098,118 @@ mod tests {
             "%Y-%m-%dT%H:%M:%S.%3f"
         );
         assert_eq!(java_to_strftime("%Y"), "%Y");
+    }
+}
+
+/// `TYPEOF(input)` / `TYPEOF(input, force_serializable)` (Flink's conversion functions):
+/// the input's type as a string — the summary form (`INT NOT NULL`, `STRING`,
+/// `TIMESTAMP_LTZ(3)`, `ARRAY<BIGINT>`), or with `force_serializable` TRUE the full form a
+/// catalog stores (`VARCHAR(2147483647)`, `TIMESTAMP(3) WITH LOCAL TIME ZONE`). `NOT NULL`
+/// follows the expression's nullability as the planner knows it. A string literal is a
+/// `STRING` here (Flink types it `CHAR(n)`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TypeOf {
+    signature: Signature,
+}
+
+impl TypeOf {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(TypeOf {
+            signature: Signature::one_of(
+                vec![
+                    datafusion::logical_expr::TypeSignature::Any(1),
+                    datafusion::logical_expr::TypeSignature::Any(2),
+                ],
+                Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+/// A type as Flink writes it: [`crate::sql::types::flink_type_name`]'s summary, or the
+/// serializable form; nested types name their elements' and fields' nullability too.
+fn flink_type_string(dt: &DataType, nullable: bool, serializable: bool) -> String {
+    let base = match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if serializable => {
+            "VARCHAR(2147483647)".to_string()
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView if serializable => {
+            "VARBINARY(2147483647)".to_string()
+        }
+        DataType::Timestamp(_, Some(_)) if serializable => {
+            let p = match crate::sql::types::flink_type_name(dt).as_str() {
+                "TIMESTAMP_LTZ(0)" => 0,
+                "TIMESTAMP_LTZ(6)" => 6,
+                "TIMESTAMP_LTZ(9)" => 9,
+                _ => 3,
+            };
+            format!("TIMESTAMP({p}) WITH LOCAL TIME ZONE")
+        }
+        DataType::List(f) | DataType::LargeList(f) => format!(
+            "ARRAY<{}>",
+            flink_type_string(f.data_type(), f.is_nullable(), serializable)
+        ),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!(
+                "MAP<{}, {}>",
+                // Arrow's map keys are never NULL; Flink's MAP<K, V> keys are nullable.
+                flink_type_string(kv[0].data_type(), true, serializable),
+                flink_type_string(kv[1].data_type(), kv[1].is_nullable(), serializable)
+            ),
+            _ => crate::sql::types::flink_type_name(dt),
+        },
+        DataType::Struct(fields) => format!(
+            "ROW<{}>",
+            fields
+                .iter()
+                .map(|f| format!(
+                    "`{}` {}",
+                    f.name(),
+                    flink_type_string(f.data_type(), f.is_nullable(), serializable)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => crate::sql::types::flink_type_name(other),
+    };
+    if nullable {
+        base
+    } else {
+        format!("{base} NOT NULL")
+    }
+}
+
+impl ScalarUDFImpl for TypeOf {
+    fn name(&self) -> &str {
+        "typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let serializable = match args.args.get(1) {
+            None => false,
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(b))) => b.unwrap_or(false),
+            Some(_) => {
+                return Err(datafusion::error::DataFusionError::Plan(
+                    "TYPEOF's force_serializable must be a BOOLEAN literal".into(),
+                ));
+            }
+        };
+        let field = args.arg_fields.first().ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan("TYPEOF takes an expression".into())
+        })?;
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+            flink_type_string(field.data_type(), field.is_nullable(), serializable),
+        ))))
     }
 }

@@ -46,6 +46,40 @@ impl VisitorMut for Rewriter {
         }
         ControlFlow::Continue(())
     }
+
+    /// `UNNEST(a) WITH ORDINALITY AS t(x, n)` (Flink 1.19): the arrays, then each element's
+    /// 1-based position as an INT — unnested beside them as an array of positions
+    /// `1..=CARDINALITY(a)` (of the longest array when there are several, the shorter
+    /// padded with NULL, as UNNEST of several arrays pads). A NULL or empty array gives no
+    /// positions, as it gives no elements.
+    fn post_visit_table_factor(
+        &mut self,
+        t: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> ControlFlow<()> {
+        if let datafusion::sql::sqlparser::ast::TableFactor::UNNEST {
+            array_exprs,
+            with_ordinality,
+            ..
+        } = t
+            && *with_ordinality
+            && !array_exprs.is_empty()
+        {
+            let lengths = slots(0..array_exprs.len(), ") AS BIGINT)", ", CAST(CARDINALITY(");
+            let longest = if array_exprs.len() == 1 {
+                format!("CAST(CARDINALITY({lengths}")
+            } else {
+                format!("GREATEST(CAST(CARDINALITY({lengths})")
+            };
+            if let Some(positions) = template(
+                &format!("CAST(range(1, {longest} + 1) AS ARRAY<INT>)"),
+                array_exprs,
+            ) {
+                array_exprs.push(positions);
+                *with_ordinality = false;
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `sql` parsed as an expression, its identifiers `__0`, `__1`, … replaced by `args`.
@@ -369,6 +403,18 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
             return Some(Expr::Function(g));
         }
         _ => {}
+    }
+    // TYPEOF of an integer literal: Calcite types one that fits in an INT as `INT NOT NULL`
+    // (DataFusion reads every integer literal as a BIGINT).
+    if name == "TYPEOF"
+        && let FunctionArguments::List(l) = &f.args
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) = l.args.first()
+        && let Value::Number(n, _) = &v.value
+        && n.parse::<i32>().is_ok()
+    {
+        return Some(Expr::value(Value::SingleQuotedString(
+            "INT NOT NULL".into(),
+        )));
     }
     // COUNT(DISTINCT a, b): rows where no argument is NULL, distinct over all of them.
     if name == "COUNT"
