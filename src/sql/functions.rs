@@ -86,6 +86,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
     ctx.register_udf(TypeOf::udf());
+    ctx.register_udf(crate::sql::unnest_fields::UnnestField::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
     ctx.register_udf(crate::sql::local_time::LocalNow::udf());
     ctx.register_udf(crate::sql::similar::Similar::udf());

@@ -18,5 +18,6 @@ pub mod rewrite;
 pub mod similar;
 pub mod syntax;
 pub mod types;
+pub mod unnest_fields;
 pub mod url_table;
 pub mod window;

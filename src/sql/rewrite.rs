@@ -56,6 +56,30 @@ impl VisitorMut for Rewriter {
         &mut self,
         t: &mut datafusion::sql::sqlparser::ast::TableFactor,
     ) -> ControlFlow<()> {
+        // `UNNEST(e) AS t (c1, …, cn)`, n > 1: a map's keys and values, or an array of rows'
+        // fields, side by side (see `super::unnest_fields`).
+        if let datafusion::sql::sqlparser::ast::TableFactor::UNNEST {
+            array_exprs,
+            with_ordinality,
+            alias: Some(alias),
+            ..
+        } = t
+            && array_exprs.len() == 1
+        {
+            let names =
+                alias.columns.len() - usize::from(*with_ordinality && !alias.columns.is_empty());
+            if names > 1 {
+                let e = array_exprs[0].clone();
+                *array_exprs = (1..=names)
+                    .filter_map(|i| {
+                        template(
+                            &format!("{}(__0, {i}, {names})", super::unnest_fields::NAME),
+                            std::slice::from_ref(&e),
+                        )
+                    })
+                    .collect();
+            }
+        }
         if let datafusion::sql::sqlparser::ast::TableFactor::UNNEST {
             array_exprs,
             with_ordinality,
