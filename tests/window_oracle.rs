@@ -243,6 +243,28 @@ fn stream_sql(kind: Kind, keyed: bool) -> String {
 fn batch_sql(kind: Kind, keyed: bool) -> String {
     let (sel, grp) = if keyed { ("k, ", ", k") } else { ("", "") };
     let tsm = "CAST(ts AS BIGINT)";
+    if let Kind::Session { gap } = kind {
+        let part = if keyed { "PARTITION BY k " } else { "" };
+        return format!(
+            "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({part}ORDER BY {tsm}) <= {gap} \
+               THEN 0 ELSE 1 END AS brk FROM t), \
+             g AS (SELECT *, SUM(brk) OVER ({part}ORDER BY {tsm}, brk DESC ROWS UNBOUNDED PRECEDING) AS sid FROM o) \
+             SELECT {sel}to_timestamp_millis(MIN({tsm})) AS window_start, \
+               to_timestamp_millis(MAX({tsm}) + {gap}) AS window_end, {MEASURES} \
+             FROM g GROUP BY sid{grp}"
+        );
+    }
+    format!(
+        "SELECT {sel}to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
+         {MEASURES} FROM ({}) w GROUP BY ws, we{grp}",
+        batch_windows(kind)
+    )
+}
+
+/// Each row of `t` once per window of its (`ws`, `we`: ms), in batch SQL (TUMBLE by
+/// `date_bin`, HOP and CUMULATE by expanding each row to its windows); not SESSION.
+fn batch_windows(kind: Kind) -> String {
+    let tsm = "CAST(ts AS BIGINT)";
     let bin = |w: i64, off: i64| {
         format!(
             "CAST(arrow_cast(date_bin({}, ts, to_timestamp_millis({off})), 'Timestamp(Millisecond, None)') AS BIGINT)",
@@ -276,22 +298,9 @@ fn batch_sql(kind: Kind, keyed: bool) -> String {
                 b = bin(size, offset)
             )
         }
-        Kind::Session { gap } => {
-            let part = if keyed { "PARTITION BY k " } else { "" };
-            return format!(
-                "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({part}ORDER BY {tsm}) <= {gap} \
-                   THEN 0 ELSE 1 END AS brk FROM t), \
-                 g AS (SELECT *, SUM(brk) OVER ({part}ORDER BY {tsm}, brk DESC ROWS UNBOUNDED PRECEDING) AS sid FROM o) \
-                 SELECT {sel}to_timestamp_millis(MIN({tsm})) AS window_start, \
-                   to_timestamp_millis(MAX({tsm}) + {gap}) AS window_end, {MEASURES} \
-                 FROM g GROUP BY sid{grp}"
-            );
-        }
+        Kind::Session { .. } => unreachable!("SESSION windows are not expanded"),
     };
-    format!(
-        "SELECT {sel}to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
-         {MEASURES} FROM ({windows}) w GROUP BY ws, we{grp}"
-    )
+    windows
 }
 
 /// The windows (start, end) of `ts`, enumerated the plain way.
@@ -649,5 +658,64 @@ async fn over_aggregates_equal_batch() {
     eprintln!("{resumed_cases} of {cases} OVER cases stopped part-way and resumed");
     if cases >= 20 {
         assert!(resumed_cases as u64 >= cases / 10, "too few cases resumed");
+    }
+}
+
+/// GROUPING SETS, ROLLUP and CUBE over TUMBLE, HOP and CUMULATE windows equal DataFusion's
+/// batch GROUP BY of the same sets over the rows expanded to their windows: random rows
+/// (NULL keys among them, so a set's NULL and a NULL key must stay apart), random windows
+/// and batch sizes; straight and stopped/resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_sets_equal_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    for seed in 0..cases {
+        let mut rng = SmallRng::seed_from_u64(seed + 7_000);
+        let n = rng.random_range(1..300);
+        let bound = [0, 100, 1000][rng.random_range(0..3)];
+        let rows = generate(&mut rng, n, bound);
+        let which = rng.random_range(0..3);
+        let kind = random_kind(&mut rng, which);
+        let sets = [
+            "CUBE (k, s)",
+            "ROLLUP (k, s)",
+            "GROUPING SETS ((k), (s), ())",
+            "GROUPING SETS ((k, s), (k), (k))",
+        ][rng.random_range(0..4)];
+        let measures = "COUNT(*) AS c, SUM(v) AS sv, MAX(v) AS mx, GROUPING(k, s) AS g";
+        let stream = stream_sql(kind, false).replace(
+            &format!("SELECT window_start, window_end, {MEASURES} FROM"),
+            &format!("SELECT k, s, window_start, window_end, {measures} FROM"),
+        );
+        let stream = format!("{stream}, {sets}");
+        let batch = format!(
+            "SELECT k, s, to_timestamp_millis(ws) AS window_start, to_timestamp_millis(we) AS window_end, \
+             {measures} FROM ({}) w GROUP BY ws, we, {sets}",
+            batch_windows(kind)
+        );
+        let path = dir.path().join(format!("gs-{seed}.json"));
+        write_json(&rows, &path);
+        let expected = oracle(&rows, &batch).await;
+        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
+        let got = weir(&path, bound, batch_size, &stream).await;
+        assert!(
+            got == expected,
+            "seed {seed}: {stream}\nexpected {:#?}\ngot {:#?}",
+            &expected[..expected.len().min(10)],
+            &got[..got.len().min(10)]
+        );
+        let (again, _) = weir_resumed(
+            &path,
+            bound,
+            batch_size,
+            &stream,
+            &dir.path().join(format!("gs-cp-{seed}")),
+            std::time::Duration::from_millis(rng.random_range(0..25)),
+        )
+        .await;
+        assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
 }

@@ -8,6 +8,7 @@
 //! operators are fused into one task by [`Chain`], so a filter and a projection cost one
 //! channel hop, not two.
 
+pub mod expand;
 pub mod filter;
 pub mod group;
 pub mod join;

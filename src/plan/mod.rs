@@ -552,13 +552,31 @@ impl Planner<'_> {
     /// and `window_end` of a window table function.
     fn aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
         use datafusion::logical_expr::{Expr, ExprSchemable};
-        let windowed = agg.group_expr.iter().any(|g| {
+        let grouping = self.grouping_sets(agg)?;
+        let group_exprs: Vec<Expr> = match &grouping {
+            Some(g) => g.exprs.clone(),
+            None => agg.group_expr.clone(),
+        };
+        let is_window_col = |g: &Expr| {
             matches!(g, Expr::Column(c)
                 if window::trace_window_column(&agg.input, &c.name).is_some()
                     || window::aggregated_window_trace(&agg.input, &c.name).is_some())
-        });
+        };
+        let windowed = group_exprs.iter().any(is_window_col);
         if !windowed {
-            return self.group_aggregate(agg);
+            return self.group_aggregate(agg, grouping);
+        }
+        if let Some(g) = &grouping
+            && group_exprs
+                .iter()
+                .enumerate()
+                .any(|(i, e)| is_window_col(e) && g.sets.iter().any(|s| s.nulls[i]))
+        {
+            return Err(WeirError::sql(
+                "every grouping set of a window aggregate keeps window_start and window_end",
+                None,
+            )
+            .with_hint("GROUP BY window_start, window_end, GROUPING SETS ((a), ())"));
         }
         let input_schema = agg.input.schema();
         let mut layout = vec![];
@@ -569,7 +587,7 @@ impl Planner<'_> {
         // Grouping by the window columns of a window aggregate below (Nexmark q5's maximum
         // of per-auction counts): each of its windows arrives whole, when it fires.
         let mut cascaded = false;
-        for g in &agg.group_expr {
+        for (gi, g) in group_exprs.iter().enumerate() {
             let traced = match g {
                 Expr::Column(c) => window::trace_window_column(&agg.input, &c.name)
                     .map(|t| (t, false))
@@ -599,12 +617,6 @@ impl Planner<'_> {
                 trace = Some(tr);
                 continue;
             }
-            if matches!(g, Expr::GroupingSet(_)) {
-                return Err(WeirError::sql(
-                    "not supported in a standing query yet: GROUPING SETS, CUBE and ROLLUP",
-                    None,
-                ));
-            }
             layout.push(OutCol::Key(keys.len()));
             let dt = g.get_type(input_schema)?;
             key_fields.push(datafusion::arrow::datatypes::Field::new(
@@ -612,7 +624,16 @@ impl Planner<'_> {
                 dt,
                 true,
             ));
-            keys.push(compile(self.state, g, input_schema)?);
+            keys.push(match &grouping {
+                // The key's value (or NULL) as the expansion put it.
+                Some(gs) => gs.key_column(gi),
+                None => compile(self.state, g, input_schema)?,
+            });
+        }
+        if let Some(gs) = &grouping {
+            layout.push(OutCol::Key(keys.len()));
+            key_fields.push(gs.id_field());
+            keys.push(gs.id_column());
         }
         let (Some(trace), Some(end_col)) = (trace, end_col) else {
             return Err(WeirError::sql(
@@ -647,11 +668,7 @@ impl Planner<'_> {
         let uses_window = agg
             .aggr_expr
             .iter()
-            .chain(
-                agg.group_expr
-                    .iter()
-                    .filter(|g| !matches!(g, Expr::Column(_))),
-            )
+            .chain(group_exprs.iter().filter(|g| !matches!(g, Expr::Column(_))))
             .any(|e| {
                 e.column_refs()
                     .iter()
@@ -676,8 +693,11 @@ impl Planner<'_> {
         {
             s.push(table.call.id.clone());
         }
-        let input = self.node(&agg.input)?;
+        let mut input = self.node(&agg.input)?;
         append_only(&input, "a window aggregate")?;
+        if let Some(gs) = grouping {
+            input = gs.expand(input)?;
+        }
         let schema = Arc::new(agg.schema.as_arrow().clone());
         let key_schema = Arc::new(datafusion::arrow::datatypes::Schema::new(key_fields));
         let op: Box<dyn Operator> = if table.spec.kind == WindowKind::Session {
@@ -718,6 +738,85 @@ impl Planner<'_> {
                 self.state.execution_props(),
             )?;
         Ok((expr, filter))
+    }
+
+    /// For an aggregate over `GROUPING SETS`, `ROLLUP` or `CUBE` (DataFusion gives one
+    /// grouping-set expression, window columns crossed in): its distinct keys, each set as
+    /// the keys it leaves out with its grouping id (DataFusion's `__grouping_id` encoding),
+    /// and the expanded input's schema. None for a plain GROUP BY.
+    fn grouping_sets(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<Option<Grouping>> {
+        use datafusion::logical_expr::{Expr, ExprSchemable, GroupingSet};
+        let [Expr::GroupingSet(gs)] = agg.group_expr.as_slice() else {
+            return Ok(None);
+        };
+        let exprs: Vec<Expr> = gs.distinct_expr().into_iter().cloned().collect();
+        let sets: Vec<Vec<Expr>> = match gs {
+            GroupingSet::Rollup(e) => (0..=e.len()).rev().map(|i| e[..i].to_vec()).collect(),
+            GroupingSet::Cube(e) => {
+                if e.len() > 12 {
+                    return Err(WeirError::sql(
+                        format!(
+                            "CUBE of {} keys makes {} grouping sets; at most 12 keys",
+                            e.len(),
+                            1u64 << e.len().min(63)
+                        ),
+                        None,
+                    ));
+                }
+                (0..1usize << e.len())
+                    .map(|mask| {
+                        e.iter()
+                            .enumerate()
+                            .filter(|(i, _)| mask & (1 << i) != 0)
+                            .map(|(_, x)| x.clone())
+                            .collect()
+                    })
+                    .collect()
+            }
+            GroupingSet::GroupingSets(s) => s.clone(),
+        };
+        let n = exprs.len();
+        let mut ordinals: std::collections::HashMap<Vec<bool>, u64> = Default::default();
+        let mut specs = vec![];
+        for set in &sets {
+            let nulls: Vec<bool> = exprs.iter().map(|d| !set.contains(d)).collect();
+            let semantic = nulls
+                .iter()
+                .fold(0u64, |acc, &null| (acc << 1) | u64::from(null));
+            let ordinal = ordinals.entry(nulls.clone()).or_insert(0);
+            let id = semantic | (*ordinal << n);
+            *ordinal += 1;
+            specs.push(crate::operator::expand::GroupingSetSpec { nulls, id });
+        }
+        let input_schema = agg.input.schema();
+        let mut fields: Vec<datafusion::arrow::datatypes::Field> = input_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let inputs = fields.len();
+        let mut keys = vec![];
+        for (i, e) in exprs.iter().enumerate() {
+            fields.push(datafusion::arrow::datatypes::Field::new(
+                format!("__weir_key{i}"),
+                e.get_type(input_schema)?,
+                true,
+            ));
+            keys.push(compile(self.state, e, input_schema)?);
+        }
+        let id_type = agg.schema.field(n).data_type().clone();
+        fields.push(datafusion::arrow::datatypes::Field::new(
+            datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID,
+            id_type,
+            false,
+        ));
+        Ok(Some(Grouping {
+            exprs,
+            sets: specs,
+            keys,
+            inputs,
+            schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        }))
     }
 
     /// OVER aggregates over a stream (Flink's "Over Aggregation"; see
@@ -877,27 +976,33 @@ impl Planner<'_> {
 
     /// A GROUP BY without a window: an aggregate over the whole stream, whose results
     /// update (a changelog).
-    fn group_aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
-        use datafusion::logical_expr::Expr;
+    fn group_aggregate(
+        &self,
+        agg: &datafusion::logical_expr::Aggregate,
+        grouping: Option<Grouping>,
+    ) -> Result<PlanNode> {
         let input_schema = agg.input.schema();
-        if agg
-            .group_expr
-            .iter()
-            .any(|g| matches!(g, Expr::GroupingSet(_)))
-        {
-            return Err(WeirError::sql(
-                "not supported in a standing query yet: GROUPING SETS, CUBE and ROLLUP",
-                None,
-            ));
-        }
-        let keys = agg
-            .group_expr
-            .iter()
-            .map(|g| compile(self.state, g, input_schema))
-            .collect::<Result<Vec<_>>>()?;
         let physical_input = Arc::new(input_schema.as_arrow().clone());
-        let input = self.node(&agg.input)?;
+        let mut input = self.node(&agg.input)?;
         let retracting = input.updates();
+        let (keys, key_input) = match &grouping {
+            Some(gs) => {
+                append_only(&input, "GROUPING SETS, ROLLUP or CUBE")?;
+                let mut keys: Vec<_> = (0..gs.exprs.len()).map(|i| gs.key_column(i)).collect();
+                keys.push(gs.id_column());
+                (keys, gs.schema.clone())
+            }
+            None => (
+                agg.group_expr
+                    .iter()
+                    .map(|g| compile(self.state, g, input_schema))
+                    .collect::<Result<Vec<_>>>()?,
+                physical_input.clone(),
+            ),
+        };
+        if let Some(gs) = grouping {
+            input = gs.expand(input)?;
+        }
         let mut calls = vec![];
         for e in &agg.aggr_expr {
             let (mut expr, filter) = self.aggregate_call(e, input_schema, &physical_input)?;
@@ -947,7 +1052,7 @@ impl Planner<'_> {
         }
         let op = crate::operator::group::GroupAggregateOperator::new(
             keys,
-            &physical_input,
+            &key_input,
             calls,
             Arc::new(agg.schema.as_arrow().clone()),
         )?
@@ -1416,4 +1521,49 @@ pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
             };
             matches!(e, Expr::WindowFunction(f) if matches!(f.fun, WindowFunctionDefinition::AggregateUDF(_)))
         })
+}
+
+/// An aggregate's grouping sets, planned (see `Planner::grouping_sets`).
+struct Grouping {
+    /// The distinct group keys, in DataFusion's order.
+    exprs: Vec<datafusion::logical_expr::Expr>,
+    sets: Vec<crate::operator::expand::GroupingSetSpec>,
+    /// The keys compiled over the aggregate's input.
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// Columns of the aggregate's input (the expansion's keys follow them).
+    inputs: usize,
+    /// The expansion's output: the input's columns, the keys, the grouping id.
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+impl Grouping {
+    /// Key `i` as the expansion gives it (its value or NULL).
+    fn key_column(&self, i: usize) -> Arc<dyn PhysicalExpr> {
+        let at = self.inputs + i;
+        Arc::new(datafusion::physical_expr::expressions::Column::new(
+            self.schema.field(at).name(),
+            at,
+        ))
+    }
+
+    /// The grouping id as the expansion gives it.
+    fn id_column(&self) -> Arc<dyn PhysicalExpr> {
+        self.key_column(self.exprs.len())
+    }
+
+    fn id_field(&self) -> datafusion::arrow::datatypes::Field {
+        self.schema.field(self.inputs + self.exprs.len()).clone()
+    }
+
+    /// `input`, each row repeated once per grouping set.
+    fn expand(self, input: PlanNode) -> Result<PlanNode> {
+        Ok(PlanNode::Operator {
+            op: Box::new(crate::operator::expand::ExpandOperator::new(
+                self.keys,
+                self.sets,
+                self.schema,
+            )?),
+            input: Box::new(input),
+        })
+    }
 }

@@ -408,6 +408,8 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
     // changes.
     match name.as_str() {
         "VARIANCE" => return Some(rename(f, "var_samp")),
+        // Flink's GROUPING_ID(a, b) is GROUPING(a, b): the bits of the keys a set leaves out.
+        "GROUPING_ID" => return Some(rename(f, "grouping")),
         "FIRST_VALUE" | "LAST_VALUE" if f.null_treatment.is_none() => {
             let mut g = f.clone();
             g.null_treatment = Some(NullTreatment::IgnoreNulls);
