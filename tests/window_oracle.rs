@@ -271,7 +271,7 @@ fn batch_windows(kind: Kind) -> String {
             ms(w)
         )
     };
-    let windows = match kind {
+    match kind {
         Kind::Tumble { size, offset } => format!(
             "SELECT *, {b} AS ws, {b} + {size} AS we FROM t",
             b = bin(size, offset)
@@ -299,8 +299,7 @@ fn batch_windows(kind: Kind) -> String {
             )
         }
         Kind::Session { .. } => unreachable!("SESSION windows are not expanded"),
-    };
-    windows
+    }
 }
 
 /// The windows (start, end) of `ts`, enumerated the plain way.
