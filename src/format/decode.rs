@@ -241,16 +241,17 @@ impl Decoder {
             .fields()
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.data_type() == &DataType::Boolean)
+            .filter(|(_, f)| booleans_as_text(f.data_type()) != *f.data_type())
             .map(|(i, _)| i)
             .collect();
         let json_schema = Arc::new(Schema::new(
             schema
                 .fields()
                 .iter()
-                .map(|f| match f.data_type() {
-                    DataType::Boolean => f.as_ref().clone().with_data_type(DataType::Utf8),
-                    _ => f.as_ref().clone(),
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(booleans_as_text(f.data_type()))
                 })
                 .collect::<Vec<_>>(),
         ));
@@ -429,7 +430,8 @@ impl Decoder {
         self.booleans(b)
     }
 
-    /// BOOLEAN columns as Flink's JSON and CSV formats read them (their
+    /// BOOLEAN columns and fields (nested in ROWs, ARRAYs and MAPs too) as Flink's JSON and
+    /// CSV formats read them (their
     /// `JsonToRowDataConverters` and `CsvToRowDataConverters`): `true`/`false`, or a string
     /// that is TRUE when it is `true` in any case once trimmed (Java's
     /// `Boolean.parseBoolean`) and FALSE otherwise. In JSON, a number or boolean into a
@@ -440,14 +442,7 @@ impl Decoder {
         }
         let mut cols = b.columns().to_vec();
         for &i in &self.json_booleans {
-            let Some(s) = cols[i].as_any().downcast_ref::<StringArray>() else {
-                return Err("a BOOLEAN column was not read as text".into());
-            };
-            let v: BooleanArray = s
-                .iter()
-                .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
-                .collect();
-            cols[i] = Arc::new(v);
+            cols[i] = text_to_booleans(&cols[i], self.schema.field(i).data_type())?;
         }
         RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| e.to_string())
     }
@@ -708,4 +703,80 @@ mod tests {
         );
         assert_eq!(v.value(1), r#"a "q" b"#);
     }
+}
+
+/// `dt` with every BOOLEAN in it, nested ones too, read as text first (see
+/// [`Decoder::booleans`]).
+fn booleans_as_text(dt: &DataType) -> DataType {
+    let field = |f: &datafusion::arrow::datatypes::FieldRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(booleans_as_text(f.data_type())),
+        )
+    };
+    match dt {
+        DataType::Boolean => DataType::Utf8,
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// An array read with [`booleans_as_text`]'s type, as `target`: each BOOLEAN text TRUE when
+/// it is `true` in any case once trimmed (Java's `Boolean.parseBoolean`), else FALSE.
+fn text_to_booleans(
+    a: &datafusion::arrow::array::ArrayRef,
+    target: &DataType,
+) -> std::result::Result<datafusion::arrow::array::ArrayRef, String> {
+    use datafusion::arrow::array::{AsArray, ListArray, MapArray, StructArray};
+    let e = |e: datafusion::arrow::error::ArrowError| e.to_string();
+    Ok(match (a.data_type(), target) {
+        (DataType::Utf8, DataType::Boolean) => {
+            let s = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("a BOOLEAN was not read as text")?;
+            Arc::new(
+                s.iter()
+                    .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
+                    .collect::<BooleanArray>(),
+            )
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let s = a.as_struct();
+            let children = s
+                .columns()
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| text_to_booleans(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Arc::new(StructArray::try_new(fields.clone(), children, s.nulls().cloned()).map_err(e)?)
+        }
+        (DataType::List(_), DataType::List(f)) => {
+            let l = a.as_list::<i32>();
+            let values = text_to_booleans(l.values(), f.data_type())?;
+            Arc::new(
+                ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(e)?,
+            )
+        }
+        (DataType::Map(_, _), DataType::Map(f, sorted)) => {
+            let m = a.as_map();
+            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
+            let entries = text_to_booleans(&entries, f.data_type())?;
+            Arc::new(
+                MapArray::try_new(
+                    f.clone(),
+                    m.offsets().clone(),
+                    entries.as_struct().clone(),
+                    m.nulls().cloned(),
+                    *sorted,
+                )
+                .map_err(e)?,
+            )
+        }
+        _ => a.clone(),
+    })
 }
