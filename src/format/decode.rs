@@ -592,6 +592,82 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
     out.push('"');
 }
 
+/// `dt` with every BOOLEAN in it, nested ones too, read as text first (see
+/// [`Decoder::booleans`]).
+fn booleans_as_text(dt: &DataType) -> DataType {
+    let field = |f: &datafusion::arrow::datatypes::FieldRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(booleans_as_text(f.data_type())),
+        )
+    };
+    match dt {
+        DataType::Boolean => DataType::Utf8,
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// An array read with [`booleans_as_text`]'s type, as `target`: each BOOLEAN text TRUE when
+/// it is `true` in any case once trimmed (Java's `Boolean.parseBoolean`), else FALSE.
+fn text_to_booleans(
+    a: &datafusion::arrow::array::ArrayRef,
+    target: &DataType,
+) -> std::result::Result<datafusion::arrow::array::ArrayRef, String> {
+    use datafusion::arrow::array::{AsArray, ListArray, MapArray, StructArray};
+    let e = |e: datafusion::arrow::error::ArrowError| e.to_string();
+    Ok(match (a.data_type(), target) {
+        (DataType::Utf8, DataType::Boolean) => {
+            let s = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("a BOOLEAN was not read as text")?;
+            Arc::new(
+                s.iter()
+                    .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
+                    .collect::<BooleanArray>(),
+            )
+        }
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            let s = a.as_struct();
+            let children = s
+                .columns()
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| text_to_booleans(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Arc::new(StructArray::try_new(fields.clone(), children, s.nulls().cloned()).map_err(e)?)
+        }
+        (DataType::List(_), DataType::List(f)) => {
+            let l = a.as_list::<i32>();
+            let values = text_to_booleans(l.values(), f.data_type())?;
+            Arc::new(
+                ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())
+                    .map_err(e)?,
+            )
+        }
+        (DataType::Map(_, _), DataType::Map(f, sorted)) => {
+            let m = a.as_map();
+            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
+            let entries = text_to_booleans(&entries, f.data_type())?;
+            Arc::new(
+                MapArray::try_new(
+                    f.clone(),
+                    m.offsets().clone(),
+                    entries.as_struct().clone(),
+                    m.nulls().cloned(),
+                    *sorted,
+                )
+                .map_err(e)?,
+            )
+        }
+        _ => a.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,80 +779,4 @@ mod tests {
         );
         assert_eq!(v.value(1), r#"a "q" b"#);
     }
-}
-
-/// `dt` with every BOOLEAN in it, nested ones too, read as text first (see
-/// [`Decoder::booleans`]).
-fn booleans_as_text(dt: &DataType) -> DataType {
-    let field = |f: &datafusion::arrow::datatypes::FieldRef| {
-        Arc::new(
-            f.as_ref()
-                .clone()
-                .with_data_type(booleans_as_text(f.data_type())),
-        )
-    };
-    match dt {
-        DataType::Boolean => DataType::Utf8,
-        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
-        DataType::List(f) => DataType::List(field(f)),
-        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
-        other => other.clone(),
-    }
-}
-
-/// An array read with [`booleans_as_text`]'s type, as `target`: each BOOLEAN text TRUE when
-/// it is `true` in any case once trimmed (Java's `Boolean.parseBoolean`), else FALSE.
-fn text_to_booleans(
-    a: &datafusion::arrow::array::ArrayRef,
-    target: &DataType,
-) -> std::result::Result<datafusion::arrow::array::ArrayRef, String> {
-    use datafusion::arrow::array::{AsArray, ListArray, MapArray, StructArray};
-    let e = |e: datafusion::arrow::error::ArrowError| e.to_string();
-    Ok(match (a.data_type(), target) {
-        (DataType::Utf8, DataType::Boolean) => {
-            let s = a
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or("a BOOLEAN was not read as text")?;
-            Arc::new(
-                s.iter()
-                    .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
-                    .collect::<BooleanArray>(),
-            )
-        }
-        (DataType::Struct(_), DataType::Struct(fields)) => {
-            let s = a.as_struct();
-            let children = s
-                .columns()
-                .iter()
-                .zip(fields.iter())
-                .map(|(c, f)| text_to_booleans(c, f.data_type()))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            Arc::new(StructArray::try_new(fields.clone(), children, s.nulls().cloned()).map_err(e)?)
-        }
-        (DataType::List(_), DataType::List(f)) => {
-            let l = a.as_list::<i32>();
-            let values = text_to_booleans(l.values(), f.data_type())?;
-            Arc::new(
-                ListArray::try_new(f.clone(), l.offsets().clone(), values, l.nulls().cloned())
-                    .map_err(e)?,
-            )
-        }
-        (DataType::Map(_, _), DataType::Map(f, sorted)) => {
-            let m = a.as_map();
-            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
-            let entries = text_to_booleans(&entries, f.data_type())?;
-            Arc::new(
-                MapArray::try_new(
-                    f.clone(),
-                    m.offsets().clone(),
-                    entries.as_struct().clone(),
-                    m.nulls().cloned(),
-                    *sorted,
-                )
-                .map_err(e)?,
-            )
-        }
-        _ => a.clone(),
-    })
 }
