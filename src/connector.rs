@@ -113,6 +113,19 @@ pub fn validate(def: &TableDef) -> Result<()> {
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
     }
+    // The format's options and the columns it can read, checked now rather than at the
+    // first query (the decoder reads the columns that are not metadata).
+    if let Some(f @ (Format::Csv | Format::Json)) = format {
+        let value = datafusion::arrow::datatypes::Schema::new(
+            def.physical
+                .fields()
+                .iter()
+                .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        );
+        crate::format::Decoder::new(f, std::sync::Arc::new(value), &def.options)?;
+    }
     if let Some(name) = def.options.get("dead-letter.sink") {
         let pos = def.options.pos("dead-letter.sink");
         if name.trim().is_empty() {

@@ -956,3 +956,73 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--set table.exec.state.ttl=ten"), "{err}");
 }
+
+/// CSV ARRAY columns, as Flink's CSV format: elements joined by
+/// `csv.array-element-delimiter` (default `;`), read with each element trimmed (strings
+/// kept as written), an empty field an empty array; written the same way, with the
+/// table's own delimiter; a bad element is a malformed record naming the column; a ROW
+/// column is refused at its table.
+#[test]
+fn csv_arrays_read_and_write_with_the_element_delimiter() {
+    let out = tempfile::tempdir().expect("tmp");
+    let (_d, f) = script(
+        "arrays.sql",
+        &format!(
+            "CREATE TABLE t (id INT, tags ARRAY<STRING>, nums ARRAY<INT>) WITH ('connector' = 'filesystem', \
+               'path' = '{}/tests/data/csv_arrays.csv', 'format' = 'csv');\n\
+             SELECT id, tags, nums, CARDINALITY(tags) FROM t;\n\
+             CREATE TABLE o (id INT, tags ARRAY<STRING>, nums ARRAY<INT>) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv', 'csv.array-element-delimiter' = '|');\n\
+             INSERT INTO o SELECT * FROM t;\n",
+            env!("CARGO_MANIFEST_DIR"),
+            out.path().display()
+        ),
+    );
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    for row in [
+        "| 1  | [a, b, c] | [1, 2] | 3 ",
+        "| 2  | []        | []     | 0 ",
+        "| 3  | [x|y]     | [7]    | 1 ",
+    ] {
+        assert!(stdout.contains(row), "{row}\n{stdout}");
+    }
+    let mut written = String::new();
+    for e in std::fs::read_dir(out.path()).expect("output folder") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "csv") {
+            written.push_str(&std::fs::read_to_string(p).expect("read"));
+        }
+    }
+    let mut lines: Vec<&str> = written.lines().collect();
+    lines.sort();
+    // An element holding the delimiter is written as it is: read back, it splits.
+    assert_eq!(lines, ["1,a|b|c,1|2", "2,,", "3,x|y,7"], "{written}");
+
+    let (_d, f) = script(
+        "bad.sql",
+        &format!(
+            "CREATE TABLE t (id INT, tags ARRAY<STRING>, nums ARRAY<INT>) WITH ('connector' = 'filesystem', \
+               'path' = '{}/tests/data/csv_arrays.csv', 'format' = 'csv', 'csv.array-element-delimiter' = '+');\n\
+             SELECT * FROM t;\n",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("csv_arrays.csv:1: column 'nums': an element is not of type INT"),
+        "{stderr}"
+    );
+    let (_d, f) = script(
+        "row.sql",
+        "CREATE TABLE t (id INT, r ROW<a INT>) WITH ('connector' = 'filesystem', \
+           'path' = 'x.csv', 'format' = 'csv');\n",
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the CSV format cannot read column 'r' of type ROW<`a` INT>"),
+        "{stderr}"
+    );
+}

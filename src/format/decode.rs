@@ -56,6 +56,7 @@ impl Format {
                 "csv.null-literal",
                 "csv.escape-character",
                 "csv.disable-quote-character",
+                "csv.array-element-delimiter",
             ],
             Format::Parquet => &["parquet.compression", "parquet.block.size"],
         }
@@ -92,6 +93,11 @@ pub struct Decoder {
     /// [`Decoder::booleans`]), and those columns' indexes.
     json_schema: SchemaRef,
     json_booleans: Vec<usize>,
+    /// For CSV: `json_schema` with each ARRAY column read as text, split at
+    /// `array_delimiter` (`csv.array-element-delimiter`, default `;`) afterwards.
+    csv_schema: SchemaRef,
+    csv_arrays: Vec<usize>,
+    array_delimiter: String,
     /// For JSON: a record without one of the table's fields is malformed
     /// (`json.fail-on-missing-field`; otherwise the field is NULL).
     fail_on_missing: bool,
@@ -255,6 +261,58 @@ impl Decoder {
                 })
                 .collect::<Vec<_>>(),
         ));
+        // CSV reads ARRAYs of scalar values (Flink's CSV format: elements joined by
+        // `csv.array-element-delimiter`); no ROW or MAP.
+        let mut csv_arrays = vec![];
+        if format == Format::Csv {
+            for (i, f) in schema.fields().iter().enumerate() {
+                let nested = |dt: &DataType| {
+                    matches!(
+                        dt,
+                        DataType::List(_) | DataType::Struct(_) | DataType::Map(..)
+                    )
+                };
+                match f.data_type() {
+                    DataType::List(e) if !nested(e.data_type()) => csv_arrays.push(i),
+                    dt if nested(dt) => {
+                        return Err(WeirError::sql(
+                            format!(
+                                "the CSV format cannot read column '{}' of type {}: it reads scalar values and ARRAYs of them",
+                                f.name(),
+                                crate::sql::types::flink_type_name(dt)
+                            ),
+                            options.pos("format"),
+                        )
+                        .with_hint("use 'format' = 'json' for nested values"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let csv_schema = Arc::new(Schema::new(
+            json_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if csv_arrays.contains(&i) {
+                        f.as_ref().clone().with_data_type(DataType::Utf8)
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let array_delimiter = options
+            .get("csv.array-element-delimiter")
+            .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
+            .to_string();
+        if array_delimiter.is_empty() {
+            return Err(WeirError::sql(
+                "'csv.array-element-delimiter' must not be empty",
+                options.pos("csv.array-element-delimiter"),
+            ));
+        }
         let ignore_parse_errors = options.bool_or(&format!("{p}.ignore-parse-errors"), false)?;
         let ignore_errors = ignore_parse_errors || options.get("dead-letter.sink").is_some();
         let fail_on_missing =
@@ -270,6 +328,9 @@ impl Decoder {
         Ok(Decoder {
             json_schema,
             json_booleans,
+            csv_schema,
+            csv_arrays,
+            array_delimiter,
             fail_on_missing,
             format,
             schema,
@@ -501,7 +562,7 @@ impl Decoder {
         } else {
             self.quote
         };
-        let mut d = ReaderBuilder::new(self.json_schema.clone())
+        let mut d = ReaderBuilder::new(self.csv_schema.clone())
             .with_header(false)
             .with_delimiter(self.delimiter)
             .with_quote(quote)
@@ -540,9 +601,86 @@ impl Decoder {
         }
         let _ = d.decode(&[]).map_err(error)?;
         match d.flush().map_err(error)? {
-            Some(b) if b.num_rows() == lines.len() => Ok(b),
+            Some(b) if b.num_rows() == lines.len() => self.csv_arrays(b),
             Some(_) | None => Err("wrong number of fields".into()),
         }
+    }
+
+    /// The ARRAY columns of a CSV batch, read as text, split into their elements at
+    /// `csv.array-element-delimiter`, each element trimmed and read as the element type
+    /// (an empty field is an empty array; the null literal, NULL).
+    fn csv_arrays(&self, b: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        use datafusion::arrow::array::ListArray;
+        use datafusion::arrow::buffer::OffsetBuffer;
+        if self.csv_arrays.is_empty() {
+            return Ok(b);
+        }
+        let mut cols = b.columns().to_vec();
+        for &i in &self.csv_arrays {
+            let DataType::List(element) = self.json_schema.field(i).data_type() else {
+                return Err("an ARRAY column lost its type".into());
+            };
+            let text = cols[i]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("an ARRAY column was not read as text")?;
+            let mut pieces: Vec<&str> = vec![];
+            let mut lengths = Vec::with_capacity(text.len());
+            for v in text.iter() {
+                let before = pieces.len();
+                if let Some(v) = v
+                    && !v.is_empty()
+                {
+                    pieces.extend(v.split(self.array_delimiter.as_str()));
+                }
+                lengths.push(pieces.len() - before);
+            }
+            let strings = StringArray::from_iter_values(pieces.iter().map(|p| {
+                if element.data_type() == &DataType::Utf8 {
+                    *p
+                } else {
+                    p.trim()
+                }
+            }));
+            let values = datafusion::arrow::compute::cast_with_options(
+                &strings,
+                element.data_type(),
+                &datafusion::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                format!(
+                    "column '{}': an element is not of type {}: {e}",
+                    self.schema.field(i).name(),
+                    crate::sql::types::flink_type_name(element.data_type())
+                )
+            })?;
+            let nulls = text.nulls().cloned();
+            cols[i] = Arc::new(
+                ListArray::try_new(
+                    element.clone(),
+                    OffsetBuffer::from_lengths(lengths),
+                    values,
+                    nulls,
+                )
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        let schema = Arc::new(Schema::new(
+            b.schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(self.json_schema.field(i).data_type().clone())
+                })
+                .collect::<Vec<_>>(),
+        ));
+        RecordBatch::try_new(schema, cols).map_err(|e| e.to_string())
     }
 }
 

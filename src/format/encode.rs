@@ -137,3 +137,53 @@ pub fn write_results(
     }
     Ok(())
 }
+
+/// Flink's default `csv.array-element-delimiter`.
+pub const CSV_ARRAY_DELIMITER: &str = ";";
+
+/// `batch` ready for a CSV writer, which takes no nested values: each ARRAY column as the
+/// text of its elements joined by `array_delimiter` (Flink's `csv.array-element-delimiter`,
+/// default `;`), a NULL array NULL. Other columns are unchanged.
+pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::List(_)))
+    {
+        return Ok(batch.clone());
+    }
+    let opts = FormatOptions::default();
+    let mut fields = vec![];
+    let mut cols = vec![];
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !matches!(f.data_type(), DataType::List(_)) {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+            continue;
+        }
+        let list = c.as_list::<i32>();
+        let values = ArrayFormatter::try_new(list.values().as_ref(), &opts)?;
+        let mut out = StringBuilder::new();
+        for row in 0..list.len() {
+            if list.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let (start, end) = (
+                list.value_offsets()[row] as usize,
+                list.value_offsets()[row + 1] as usize,
+            );
+            let text: Vec<String> = (start..end).map(|i| values.value(i).to_string()).collect();
+            out.append_value(text.join(array_delimiter));
+        }
+        fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+        cols.push(std::sync::Arc::new(out.finish()) as datafusion::arrow::array::ArrayRef);
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        cols,
+    )?)
+}

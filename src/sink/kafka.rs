@@ -69,6 +69,10 @@ pub const UPSERT_OPTIONS: &[&str] = &[
 ];
 
 pub struct KafkaSink {
+    /// CSV messages: the field delimiter (`csv.field-delimiter`) and how ARRAY elements
+    /// are joined (`csv.array-element-delimiter`).
+    delimiter: u8,
+    array_delimiter: String,
     /// Created by [`Sink::open`]: planning connects to nothing.
     producer: Option<BaseProducer<Deliveries>>,
     config: rdkafka::ClientConfig,
@@ -175,6 +179,11 @@ impl KafkaSink {
             }
         };
         Ok(KafkaSink {
+            delimiter: options.char_or("csv.field-delimiter", b',')?,
+            array_delimiter: options
+                .get("csv.array-element-delimiter")
+                .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
+                .to_string(),
             producer: None,
             config,
             at_least_once,
@@ -196,11 +205,13 @@ impl KafkaSink {
             Format::Csv => {
                 // Row by row: a quoted CSV value may hold a line break, so the lines of
                 // the whole batch are not its rows.
+                let batch = crate::format::encode::csv_ready(batch, &self.array_delimiter)?;
                 (0..batch.num_rows())
                     .map(|i| {
                         let mut buf = vec![];
                         datafusion::arrow::csv::WriterBuilder::new()
                             .with_header(false)
+                            .with_delimiter(self.delimiter)
                             .build(&mut buf)
                             .write(&batch.slice(i, 1))?;
                         let line = text(buf)?;

@@ -164,6 +164,8 @@ pub struct PartitionedSink {
     format: Format,
     csv_header: bool,
     delimiter: u8,
+    /// CSV: how ARRAY elements are joined (`csv.array-element-delimiter`).
+    array_delimiter: String,
     commit: Commit,
     partitions: HashMap<String, PartitionState>,
     base: PathBuf,
@@ -393,6 +395,10 @@ impl PartitionedSink {
             format,
             csv_header: options.bool_or("csv.header", false)?,
             delimiter: options.char_or("csv.field-delimiter", b',')?,
+            array_delimiter: options
+                .get("csv.array-element-delimiter")
+                .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
+                .to_string(),
             commit: commit_options(options)?,
             partitions: HashMap::new(),
             base: base.to_path_buf(),
@@ -919,7 +925,10 @@ impl Sink for PartitionedSink {
                 .data_schema
                 .clone()
                 .ok_or_else(|| WeirError::internal("sink not bound"))?;
-            let part = RecordBatch::try_new(schema, cols)?;
+            let mut part = RecordBatch::try_new(schema, cols)?;
+            if self.format == Format::Csv {
+                part = crate::format::encode::csv_ready(&part, &self.array_delimiter)?;
+            }
             let size = self.file_size;
             let f = self.file_for(&p)?;
             if let Err(e) = f.writer.write(&part) {
