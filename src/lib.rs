@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod format;
+pub mod fuzz;
 pub mod job;
 pub mod operator;
 pub mod plan;

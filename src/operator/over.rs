@@ -138,8 +138,8 @@ impl OverAggregateOperator {
                 if !self.frame.bounded() {
                     return Ok(a.expr.create_accumulator()?);
                 }
-                let acc = a.expr.create_sliding_accumulator()?;
-                if !acc.supports_retract_batch() {
+                let acc = a.expr.create_sliding_accumulator().ok();
+                if !acc.as_ref().is_some_and(|a| a.supports_retract_batch()) {
                     return Err(WeirError::sql(
                         format!(
                             "not supported in a standing query yet: {}() over a bounded OVER frame (it cannot take rows back)",
@@ -149,7 +149,7 @@ impl OverAggregateOperator {
                     )
                     .with_hint("use ROWS/RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"));
                 }
-                Ok(acc)
+                acc.ok_or_else(|| WeirError::internal("a sliding accumulator vanished"))
             })
             .collect()
     }
@@ -423,23 +423,22 @@ impl Operator for OverAggregateOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = match self.watermark {
-            None => batch,
-            Some(w) => {
-                let times = self.times(&batch)?;
-                let on_time: BooleanArray = times.iter().map(|t| Some(*t > w)).collect();
-                let kept = filter_record_batch(&batch, &on_time)?;
-                let late = batch.num_rows() - kept.num_rows();
-                if late > 0
-                    && let Some(m) = &self.metrics
-                {
-                    m.add_late(late as u64);
-                }
-                kept
-            }
-        };
-        if batch.num_rows() > 0 {
+        // A row without a time is late, as one at or below the watermark (Flink's OVER
+        // operators drop both).
+        let w = self.watermark.unwrap_or(i64::MIN);
+        let times = self.times(&batch)?;
+        let on_time: BooleanArray = times.iter().map(|t| Some(*t > w)).collect();
+        if on_time.true_count() == batch.num_rows() {
             self.pending.push(batch);
+            return Ok(());
+        }
+        let kept = filter_record_batch(&batch, &on_time)?;
+        let late = batch.num_rows() - kept.num_rows();
+        if let Some(m) = &self.metrics {
+            m.add_late(late as u64);
+        }
+        if kept.num_rows() > 0 {
+            self.pending.push(kept);
         }
         Ok(())
     }

@@ -776,6 +776,19 @@ impl Planner<'_> {
             GroupingSet::GroupingSets(s) => s.clone(),
         };
         let n = exprs.len();
+        // DataFusion's grouping id: a bit per key, the duplicate ordinal above them, in at
+        // most 64 bits.
+        let duplicates = sets.len().saturating_sub(1) as u64;
+        let ordinal_bits = (u64::BITS - duplicates.leading_zeros()) as usize;
+        if n + ordinal_bits > 64 {
+            return Err(WeirError::sql(
+                format!(
+                    "GROUPING SETS over {n} distinct keys: at most {} (each key takes a bit of the grouping id)",
+                    64 - ordinal_bits
+                ),
+                None,
+            ));
+        }
         let mut ordinals: std::collections::HashMap<Vec<bool>, u64> = Default::default();
         let mut specs = vec![];
         for set in &sets {
@@ -900,9 +913,14 @@ impl Planner<'_> {
                 Frame::Rows(n)
             }
             (WindowFrameUnits::Range, WindowFrameBound::Preceding(v)) => {
-                Frame::Range(interval_ms(v).ok_or_else(|| {
-                    refuse(&format!("RANGE {v} PRECEDING must be an INTERVAL of days, hours, minutes, seconds or milliseconds"))
-                })?)
+                match interval_ms(v) {
+                    Some(ms) if ms >= 0 => Frame::Range(ms),
+                    Some(_) => return Err(refuse("a RANGE frame's INTERVAL … PRECEDING must not be negative")),
+                    None => return Err(refuse(
+                        "a RANGE frame's offset is an INTERVAL of days, hours, minutes, seconds or milliseconds (months and years have no fixed length)",
+                    )
+                    .with_hint("RANGE BETWEEN INTERVAL '1' HOUR PRECEDING AND CURRENT ROW")),
+                }
             }
             (WindowFrameUnits::Rows | WindowFrameUnits::Range, WindowFrameBound::CurrentRow) => {
                 Frame::Rows(0)
@@ -1090,7 +1108,13 @@ impl Planner<'_> {
             };
             let name = f.fun.name().to_ascii_lowercase();
             let Some(kind) = RankKind::from_name(&name) else {
-                return Err(unsupported(format!("{name}() OVER (...) over a stream")));
+                return Err(WeirError::sql(
+                    format!("not supported in a standing query yet: {name}() OVER (...) over a stream"),
+                    None,
+                )
+                .with_hint(
+                    "OVER over a stream takes aggregate functions (SUM, COUNT, MIN, MAX, AVG, …) ordered by a time attribute, and ROW_NUMBER, RANK or DENSE_RANK for Top-N",
+                ));
             };
             let mut window_cols = vec![];
             for p in &f.params.partition_by {

@@ -980,35 +980,15 @@ impl Source for KafkaSource {
                         )));
                     };
                     hint = i;
-                    {
-                        let part = &mut parts[i];
-                        let wanted = part.end.is_none_or(|end| m.offset() < end);
-                        if wanted && m.payload().is_none() {
-                            // A tombstone: no row, but counted.
-                            ctx.job_metrics()
-                                .tombstones
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        } else if wanted {
-                            let pending = &mut part.pending;
-                            pending
-                                .values
-                                .push(m.payload().unwrap_or_default().to_vec());
-                            pending.offsets.push(m.offset());
-                            let (ts, kind) = match m.timestamp() {
-                                Timestamp::CreateTime(t) => (Some(t), "CreateTime"),
-                                Timestamp::LogAppendTime(t) => (Some(t), "LogAppendTime"),
-                                Timestamp::NotAvailable => (None, "NoTimestampType"),
-                            };
-                            pending.timestamps.push(ts);
-                            pending.timestamp_types.push(kind);
-                            pending.keys.push(m.key().map(<[u8]>::to_vec));
-                            buffered += 1;
-                        }
-                        part.next = Some(m.offset() + 1);
-                        part.last_message = Instant::now();
-                        // Its rows hold the watermark again (the stage takes it back
-                        // when they are emitted); it may go idle again later.
-                        part.released = false;
+                    if take_message(
+                        &mut parts[i],
+                        m.payload(),
+                        m.key(),
+                        m.timestamp(),
+                        m.offset(),
+                        &ctx.job_metrics(),
+                    ) {
+                        buffered += 1;
                     }
                 }
                 Some(Err(e)) if is_fatal(&e) => return Err(kafka_err("consume", e)),
@@ -1327,6 +1307,105 @@ impl KafkaSource {
             Some(b) => ctx.emit_from(part.index, b),
             None => Ok(true),
         }
+    }
+}
+
+/// Takes one message of partition `part` in: its value, key and timestamp are buffered
+/// for the next flush, unless it lies past the bounded read's end. A message without a
+/// value (a tombstone) gives no row and is counted. Returns true when it was buffered.
+fn take_message(
+    part: &mut Part,
+    value: Option<&[u8]>,
+    key: Option<&[u8]>,
+    timestamp: Timestamp,
+    offset: i64,
+    job: &crate::job::metrics::JobMetrics,
+) -> bool {
+    let wanted = part.end.is_none_or(|end| offset < end);
+    let buffered = match value {
+        _ if !wanted => false,
+        None => {
+            job.tombstones
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false
+        }
+        Some(v) => {
+            let pending = &mut part.pending;
+            pending.values.push(v.to_vec());
+            pending.offsets.push(offset);
+            let (ts, kind) = match timestamp {
+                Timestamp::CreateTime(t) => (Some(t), "CreateTime"),
+                Timestamp::LogAppendTime(t) => (Some(t), "LogAppendTime"),
+                Timestamp::NotAvailable => (None, "NoTimestampType"),
+            };
+            pending.timestamps.push(ts);
+            pending.timestamp_types.push(kind);
+            pending.keys.push(key.map(<[u8]>::to_vec));
+            true
+        }
+    };
+    part.next = Some(offset + 1);
+    part.last_message = Instant::now();
+    // Its rows hold the watermark again (the stage takes it back when they are emitted);
+    // it may go idle again later.
+    part.released = false;
+    buffered
+}
+
+/// One Kafka message as the consumer hands it over: what [`KafkaSource::replay`] takes.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub value: Option<Vec<u8>>,
+    pub key: Option<Vec<u8>>,
+    /// Milliseconds since the epoch, with Kafka's timestamp type; None: no timestamp.
+    pub timestamp: Option<(i64, bool)>,
+    pub offset: i64,
+}
+
+impl KafkaSource {
+    /// Puts `messages` of partition 0 of `topic` through the path a consumed message
+    /// takes (buffering, tombstones, decoding, metadata columns, bad records) and emits
+    /// the rows into `ctx`, without a broker: for the fuzzer and tests of the record
+    /// path. `timestamp`'s flag: true for `LogAppendTime`, false for `CreateTime`.
+    /// Errors: those of decoding (a malformed record when bad records fail the query).
+    pub fn replay(
+        &self,
+        topic: &str,
+        messages: &[RawMessage],
+        ctx: &mut SourceContext,
+    ) -> Result<()> {
+        let mut part = Part {
+            topic: topic.to_string(),
+            partition: 0,
+            index: 0,
+            end: None,
+            next: None,
+            pending: Pending::default(),
+            last_message: Instant::now(),
+            released: false,
+            assigned: true,
+        };
+        for m in messages {
+            let ts = match m.timestamp {
+                Some((t, true)) => Timestamp::LogAppendTime(t),
+                Some((t, false)) => Timestamp::CreateTime(t),
+                None => Timestamp::NotAvailable,
+            };
+            let job = ctx.job_metrics();
+            take_message(
+                &mut part,
+                m.value.as_deref(),
+                m.key.as_deref(),
+                ts,
+                m.offset,
+                &job,
+            );
+            if part.pending.len() >= self.batch_size {
+                self.flush(&mut part, ctx)?;
+            }
+        }
+        self.flush(&mut part, ctx)?;
+        Ok(())
     }
 }
 

@@ -86,6 +86,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
     ctx.register_udf(TypeOf::udf());
+    ctx.register_udf(Cardinality::udf());
     ctx.register_udf(crate::sql::unnest_fields::UnnestField::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
     ctx.register_udf(crate::sql::local_time::LocalNow::udf());
@@ -1116,13 +1117,7 @@ pub struct TypeOf {
 impl TypeOf {
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(TypeOf {
-            signature: Signature::one_of(
-                vec![
-                    datafusion::logical_expr::TypeSignature::Any(1),
-                    datafusion::logical_expr::TypeSignature::Any(2),
-                ],
-                Volatility::Immutable,
-            ),
+            signature: Signature::variadic_any(Volatility::Immutable),
         })
     }
 }
@@ -1171,6 +1166,7 @@ fn flink_type_string(dt: &DataType, nullable: bool, serializable: bool) -> Strin
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        DataType::Null => return "NULL".to_string(),
         other => crate::sql::types::flink_type_name(other),
     };
     if nullable {
@@ -1193,6 +1189,26 @@ impl ScalarUDFImpl for TypeOf {
         Ok(DataType::Utf8)
     }
 
+    /// Checks the call at planning: one expression, then at most a BOOLEAN literal.
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
+        let usage = || {
+            datafusion::error::DataFusionError::Plan(
+                "TYPEOF takes an expression and, optionally, force_serializable: a BOOLEAN literal (TYPEOF(x) or TYPEOF(x, TRUE))".into(),
+            )
+        };
+        match args.scalar_arguments {
+            [_] => {}
+            [_, Some(ScalarValue::Boolean(_))] => {}
+            _ => return Err(usage()),
+        }
+        Ok(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new(self.name(), DataType::Utf8, false),
+        ))
+    }
+
     fn invoke_with_args(
         &self,
         args: ScalarFunctionArgs,
@@ -1212,5 +1228,82 @@ impl ScalarUDFImpl for TypeOf {
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
             flink_type_string(field.data_type(), field.is_nullable(), serializable),
         ))))
+    }
+}
+
+/// `CARDINALITY(array)` / `CARDINALITY(map)` as Flink counts: an array's elements (of an
+/// array of arrays, the outer ones — DataFusion's counts every nested element), a map's
+/// entries; NULL for NULL. Registered under DataFusion's name, in its place.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Cardinality {
+    signature: Signature,
+}
+
+impl Cardinality {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(Cardinality {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for Cardinality {
+    fn name(&self) -> &str {
+        "cardinality"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args.first() {
+            Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
+            | Some(DataType::Map(..))
+            | Some(DataType::Null) => Ok(DataType::Int32),
+            Some(other) => Err(datafusion::error::DataFusionError::Plan(format!(
+                "CARDINALITY takes an ARRAY or a MAP, not {}",
+                crate::sql::types::flink_type_name(other)
+            ))),
+            None => Err(datafusion::error::DataFusionError::Plan(
+                "CARDINALITY takes an ARRAY or a MAP".into(),
+            )),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int32Array};
+        let scalar = all_scalar(&args);
+        let a = args.args[0].to_array(args.number_rows)?;
+        let out: Int32Array = match a.data_type() {
+            DataType::List(_) => {
+                let l = a.as_list::<i32>();
+                (0..l.len())
+                    .map(|i| l.is_valid(i).then(|| l.value_length(i)))
+                    .collect()
+            }
+            DataType::LargeList(_) => {
+                let l = a.as_list::<i64>();
+                (0..l.len())
+                    .map(|i| l.is_valid(i).then(|| l.value_length(i) as i32))
+                    .collect()
+            }
+            DataType::FixedSizeList(_, n) => {
+                let l = a.as_fixed_size_list();
+                (0..l.len()).map(|i| l.is_valid(i).then_some(*n)).collect()
+            }
+            DataType::Map(..) => {
+                let m = a.as_map();
+                let o = m.value_offsets();
+                (0..m.len())
+                    .map(|i| m.is_valid(i).then(|| o[i + 1] - o[i]))
+                    .collect()
+            }
+            _ => (0..a.len()).map(|_| None).collect(),
+        };
+        shaped(std::sync::Arc::new(out), scalar)
     }
 }

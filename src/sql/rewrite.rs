@@ -88,11 +88,11 @@ impl VisitorMut for Rewriter {
             && *with_ordinality
             && !array_exprs.is_empty()
         {
-            let lengths = slots(0..array_exprs.len(), ") AS BIGINT)", ", CAST(CARDINALITY(");
+            let lengths = slots(0..array_exprs.len(), ") AS BIGINT)", ", CAST(array_length(");
             let longest = if array_exprs.len() == 1 {
-                format!("CAST(CARDINALITY({lengths}")
+                format!("CAST(array_length({lengths}")
             } else {
-                format!("GREATEST(CAST(CARDINALITY({lengths})")
+                format!("GREATEST(CAST(array_length({lengths})")
             };
             if let Some(positions) = template(
                 &format!("CAST(range(1, {longest} + 1) AS ARRAY<INT>)"),
@@ -434,6 +434,10 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
     // (DataFusion reads every integer literal as a BIGINT).
     if name == "TYPEOF"
         && let FunctionArguments::List(l) = &f.args
+        && (l.args.len() == 1
+            || (l.args.len() == 2
+                && matches!(&l.args[1], FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(b)))
+                    if matches!(b.value, Value::Boolean(_)))))
         && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) = l.args.first()
         && let Value::Number(n, _) = &v.value
         && n.parse::<i32>().is_ok()
@@ -703,6 +707,97 @@ fn raw_flag(raw: bool) -> &'static str {
 /// Column names and qualifiers are kept, so nothing above notices.
 ///
 /// Errors: only DataFusion's, when rebuilding the aggregate.
+/// `AVG` over an OVER window, Flink's type as [`flink_avg`] gives it to a GROUP BY: of
+/// an integer, that integer type (the quotient truncated); of a `DECIMAL(p, s)`,
+/// `DECIMAL(38, max(s, 6))`, rounded half up.
+fn flink_avg_over(
+    w: &datafusion::logical_expr::Window,
+    plan: &datafusion::logical_expr::LogicalPlan,
+) -> datafusion::error::Result<
+    datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>,
+> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{
+        Expr as E, ExprSchemable, LogicalPlan, Projection, Window, WindowFunctionDefinition,
+    };
+    use std::sync::Arc;
+    let input_schema = w.input.schema();
+    let inputs = input_schema.fields().len();
+    let mut finals: Vec<Option<DataType>> = vec![];
+    let mut exprs = vec![];
+    for (j, e) in w.window_expr.iter().enumerate() {
+        let inner = match e {
+            E::Alias(a) => a.expr.as_ref(),
+            e => e,
+        };
+        let mut out = None;
+        if let E::WindowFunction(f) = inner
+            && let WindowFunctionDefinition::AggregateUDF(u) = &f.fun
+            && u.name().eq_ignore_ascii_case("avg")
+            && f.params.args.len() == 1
+        {
+            let t = f.params.args[0].get_type(input_schema)?;
+            let arg = match &t {
+                t if t.is_integer() => {
+                    out = Some(t.clone());
+                    None
+                }
+                DataType::Decimal128(p, s) if *s >= 0 => {
+                    let target = (*s).max(6);
+                    let scale = (*s).max(target - 3);
+                    let precision = (*p as i8 + (scale - *s)).min(38) as u8;
+                    out = Some(DataType::Decimal128(38, target));
+                    Some(
+                        f.params.args[0]
+                            .clone()
+                            .cast_to(&DataType::Decimal128(precision, scale), input_schema)?,
+                    )
+                }
+                _ => None,
+            };
+            if out.is_some() {
+                let name = w.schema.field(inputs + j).name().clone();
+                let mut g = f.as_ref().clone();
+                if let Some(arg) = arg {
+                    g.params.args = vec![arg];
+                }
+                exprs.push(E::WindowFunction(Box::new(g)).alias(name));
+            }
+        }
+        if out.is_none() {
+            exprs.push(e.clone());
+        }
+        finals.push(out);
+    }
+    if finals.iter().all(Option::is_none) {
+        return Ok(Transformed::no(plan.clone()));
+    }
+    let new = Window::try_new(exprs, w.input.clone())?;
+    let schema = new.schema.clone();
+    let cols = schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
+            match i
+                .checked_sub(inputs)
+                .and_then(|j| finals.get(j))
+                .cloned()
+                .flatten()
+            {
+                Some(t) => Ok(col
+                    .cast_to(&t, &schema)?
+                    .alias_qualified(q.cloned(), f.name())),
+                None => Ok(col),
+            }
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(cols, Arc::new(LogicalPlan::Window(new)))?,
+    )))
+}
+
 pub fn flink_avg(
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
@@ -711,6 +806,9 @@ pub fn flink_avg(
     use datafusion::logical_expr::{Aggregate, Expr as E, ExprSchemable, LogicalPlan, Projection};
     use std::sync::Arc;
     plan.transform_up(|p| {
+        if let LogicalPlan::Window(w) = &p {
+            return flink_avg_over(w, &p);
+        }
         let LogicalPlan::Aggregate(a) = &p else {
             return Ok(Transformed::no(p));
         };
