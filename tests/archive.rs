@@ -468,3 +468,121 @@ fn an_archive_path_that_breaks_mid_run_fails_the_job() {
         "{stderr}"
     );
 }
+
+/// Writes `rows` rows (`ts`: a shuffled sequence of distinct milliseconds; `pad`: 200
+/// characters) as one Parquet file, row groups of 64 Ki rows.
+fn write_shuffled_parquet(path: &Path, rows: usize) {
+    use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("pad", DataType::Utf8, false),
+    ]));
+    let f = std::fs::File::create(path).expect("create the file");
+    let mut w = ArrowWriter::try_new(f, schema.clone(), None).expect("writer");
+    let base = 1_767_225_600_000_i64;
+    // A permutation of 0..rows (multiplying by a number prime to it).
+    let step = 7_919_usize;
+    assert_ne!(rows % step, 0);
+    let mut i = 0;
+    while i < rows {
+        let n = (rows - i).min(65_536);
+        let ts: Vec<i64> = (i..i + n)
+            .map(|k| base + ((k * step) % rows) as i64)
+            .collect();
+        let pad = StringArray::from_iter_values((i..i + n).map(|k| format!("{:0200}", k % 1000)));
+        let cols: Vec<ArrayRef> =
+            vec![Arc::new(TimestampMillisecondArray::from(ts)), Arc::new(pad)];
+        w.write(&RecordBatch::try_new(schema.clone(), cols).expect("batch"))
+            .expect("write");
+        i += n;
+    }
+    w.close().expect("close");
+}
+
+/// Replaying a Parquet file sorts it by event time with bounded memory (an external sort
+/// that spills): a file of 1 000 000 rows in shuffled time order (about 230 MB as Arrow
+/// arrays) replays through a window aggregate whose watermark has no delay — every row
+/// counted, none late, so the order was right — and the process's peak resident memory
+/// stays under 400 MB (reading the file whole and sorting it took about three copies).
+/// Peak memory is the child's `ru_maxrss`, measured by Python's `resource`.
+#[test]
+fn a_large_shuffled_parquet_file_replays_in_order_with_bounded_memory() {
+    let has_python = std::process::Command::new("python3")
+        .args(["-c", "import resource"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_python {
+        assert!(std::env::var("CI").is_err(), "CI must have python3");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("shuffled.parquet");
+    let rows = 1_000_000;
+    write_shuffled_parquet(&file, rows);
+    let script = tmp.path().join("replay.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE r (ts TIMESTAMP(3), pad STRING, WATERMARK FOR ts AS ts) \
+               WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+             CREATE TABLE out (c BIGINT, l INT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT COUNT(*), MAX(CHAR_LENGTH(pad)) \
+               FROM TABLE(TUMBLE(TABLE r, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+               GROUP BY window_start, window_end;\n",
+            file.display()
+        ),
+    )
+    .expect("script");
+    let measure = r#"
+import resource, subprocess, sys
+p = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(p.stderr)
+print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", measure, env!("CARGO_BIN_EXE_weir"), "run"])
+        .arg(&script)
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let [code, kib] = stdout
+        .split_whitespace()
+        .map(|v| v.parse::<i64>().expect("a number"))
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("{stdout}\n{stderr}");
+    };
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains("late rows dropped"),
+        "rows came out of order:\n{stderr}"
+    );
+    // Every row in, and 1 000 windows of 1 000 rows out (the times are 0..1 000 000 ms).
+    let counts = |name: &str| -> Vec<u64> {
+        stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| {
+                l.split_whitespace()
+                    .rev()
+                    .take(2)
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(counts("source r"), [rows as u64, rows as u64], "{stderr}");
+    assert_eq!(counts("sink"), [1000, 1000], "{stderr}");
+    let mib = kib / 1024;
+    eprintln!("peak resident memory: {mib} MiB");
+    assert!(mib < 400, "peak resident memory {mib} MiB:\n{stderr}");
+}

@@ -1,21 +1,18 @@
 //! Replay: Parquet files (a Weir archive or any other) as the source of a standing query.
 //!
 //! Files are read one after another in path order, each **in event-time order** (sorted by
-//! the table's `WATERMARK FOR` column when it is a stored column), with the watermark held
+//! the table's `WATERMARK FOR` column when it is a stored column, by an external sort that
+//! spills to disk past [`SORT_MEMORY`]), with the watermark held
 //! until the last file as for any directory (see [`super::filesystem`]): a windowed query
 //! over the replay of an archive gives the rows it gave live. Hive partition folders
 //! (`dt=2026-01-01/hour=00`) fill the table's PARTITIONED BY columns.
 
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{ArrayRef, UInt64Array, new_null_array};
-use datafusion::arrow::compute::{
-    SortColumn, SortOptions, cast, concat_batches, lexsort_to_indices, take,
-};
+use datafusion::arrow::array::{ArrayRef, new_null_array};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchReader};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -74,28 +71,17 @@ impl ParquetSource {
             .unwrap_or_default()
     }
 
-    /// One file, as the table's rows, sorted by event time.
-    fn read(&self, file: &Path) -> Result<Option<RecordBatch>> {
-        let what = |e: &dyn std::fmt::Display| {
-            WeirError::user(format!("cannot read '{}': {e}", file.display()))
-        };
-        let f = std::fs::File::open(file).map_err(|e| what(&e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-            .map_err(|e| what(&e))?
-            .with_batch_size(64 * 1024)
-            .build()
-            .map_err(|e| what(&e))?;
-        let file_schema = reader.schema();
-        let mut batches = vec![];
-        for b in reader {
-            batches.push(b.map_err(|e| what(&e))?);
-        }
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if rows == 0 {
-            return Ok(None);
-        }
-        let all = concat_batches(&file_schema, &batches)?;
-        let parts = self.partition_values(file);
+    /// The table's columns of `batch`, read from `file` (`file_schema`): stored columns
+    /// cast to the table's types, partition columns from the folder names, missing
+    /// nullable columns NULL.
+    fn conform(
+        &self,
+        file: &Path,
+        batch: &RecordBatch,
+        parts: &[(String, String)],
+    ) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let file_schema = batch.schema();
         let mut cols: Vec<ArrayRef> = vec![];
         for field in self.schema.fields() {
             let name = field.name();
@@ -109,7 +95,7 @@ impl ParquetSource {
                 }
             } else {
                 match file_schema.index_of(name) {
-                    Ok(i) => cast(all.column(i), field.data_type())?,
+                    Ok(i) => cast(batch.column(i), field.data_type())?,
                     Err(_) if field.is_nullable() => new_null_array(field.data_type(), rows),
                     Err(_) => {
                         return Err(WeirError::user(format!(
@@ -121,37 +107,101 @@ impl ParquetSource {
             };
             cols.push(col);
         }
-        let mut batch = RecordBatch::try_new(self.schema.clone(), cols)?;
-        if let Some(t) = &self.time_col
-            && let Ok(i) = self.schema.index_of(t)
-        {
-            // Stable (ties keep the file's order), so that a restored job finds the rows
-            // of a file in the order an uninterrupted one emitted them.
-            let order: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..rows as u64));
-            let idx = lexsort_to_indices(
-                &[
-                    SortColumn {
-                        values: batch.column(i).clone(),
-                        options: Some(SortOptions {
-                            descending: false,
-                            nulls_first: true,
-                        }),
-                    },
-                    SortColumn {
-                        values: order,
-                        options: None,
-                    },
-                ],
-                None,
-            )?;
-            let cols = batch
-                .columns()
-                .iter()
-                .map(|c| Ok(take(c.as_ref(), &idx, None)?))
-                .collect::<Result<Vec<_>>>()?;
-            batch = RecordBatch::try_new(self.schema.clone(), cols)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
+    }
+
+    /// One file's rows in event-time order (ties in the file's order, so a restored job
+    /// finds them as an uninterrupted one emitted them), and how many there are. A file
+    /// larger than [`SORT_MEMORY`] is sorted by DataFusion's external sort, which spills
+    /// sorted runs to temporary files and merges them: memory stays bounded whatever the
+    /// file's size. A file whose rows need no sort (no time column stored in it) streams
+    /// as it is.
+    fn open(&self, file: &Path) -> Result<(u64, FileRows)> {
+        let what = |e: &dyn std::fmt::Display| {
+            WeirError::user(format!("cannot read '{}': {e}", file.display()))
+        };
+        let f = std::fs::File::open(file).map_err(|e| what(&e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| what(&e))?;
+        let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let sort_by = self
+            .time_col
+            .as_ref()
+            .filter(|t| builder.schema().index_of(t).is_ok());
+        let Some(time) = sort_by else {
+            let reader = builder
+                .with_batch_size(self.batch_size.clamp(1, 64 * 1024))
+                .build()
+                .map_err(|e| what(&e))?;
+            return Ok((rows, FileRows::Plain(reader)));
+        };
+        use datafusion::execution::disk_manager::DiskManagerBuilder;
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col};
+        let env = RuntimeEnvBuilder::new()
+            .with_memory_limit(SORT_MEMORY, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default())
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_batch_size(self.batch_size.clamp(1, 64 * 1024));
+        let ctx = SessionContext::new_with_config_rt(config, env);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| WeirError::external(format!("a runtime for sorting: {e}")))?;
+        let path = file.display().to_string();
+        let stream = rt
+            .block_on(async {
+                let df = ctx
+                    .read_parquet(path.as_str(), ParquetReadOptions::default())
+                    .await?;
+                let names: Vec<String> = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                // The file's order, to break ties (one partition: the scan is in order).
+                let df = df.window(vec![
+                    datafusion::functions_window::expr_fn::row_number().alias(ROW),
+                ])?;
+                let df = df.sort(vec![
+                    col(format!("\"{time}\"")).sort(true, true),
+                    col(ROW).sort(true, false),
+                ])?;
+                let df =
+                    df.select_columns(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
+                df.execute_stream().await
+            })
+            .map_err(|e| what(&e))?;
+        Ok((rows, FileRows::Sorted { rt, stream }))
+    }
+}
+
+/// The column that numbers a file's rows while it is sorted.
+const ROW: &str = "__weir_file_row";
+
+/// Memory one file's sort may hold before it spills to disk: 128 MiB.
+pub const SORT_MEMORY: usize = 128 << 20;
+
+/// A file's rows as [`ParquetSource::open`] reads them.
+enum FileRows {
+    Plain(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader),
+    Sorted {
+        rt: tokio::runtime::Runtime,
+        stream: datafusion::physical_plan::SendableRecordBatchStream,
+    },
+}
+
+impl FileRows {
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        match self {
+            FileRows::Plain(r) => r.next().map(|b| Ok(b?)),
+            FileRows::Sorted { rt, stream } => {
+                use futures::StreamExt;
+                rt.block_on(stream.next()).map(|b| Ok(b?))
+            }
         }
-        Ok(Some(batch))
     }
 }
 
@@ -214,22 +264,39 @@ impl Source for ParquetSource {
         for (i, file) in files.iter().enumerate().skip(first) {
             self.current = file.display().to_string();
             ctx.hold_watermark(i + 1 < n);
-            if let Some(batch) = self.read(file)? {
-                if self.rows as usize > batch.num_rows() {
-                    return Err(WeirError::user(format!(
-                        "the checkpoint had read {} rows of '{}', which now has {}: the file changed",
-                        self.rows,
-                        file.display(),
-                        batch.num_rows()
-                    ))
-                    .with_hint("restore the file, or start over with --from-scratch"));
-                }
-                let mut at = self.rows as usize;
-                while at < batch.num_rows() {
-                    let len = self.batch_size.min(batch.num_rows() - at);
-                    let go_on = ctx.emit(batch.slice(at, len))?;
-                    at += len;
-                    self.rows = at as u64;
+            let (total, mut rows) = self.open(file)?;
+            if self.rows > total {
+                return Err(WeirError::user(format!(
+                    "the checkpoint had read {} rows of '{}', which now has {total}: the file changed",
+                    self.rows,
+                    file.display(),
+                ))
+                .with_hint("restore the file, or start over with --from-scratch"));
+            }
+            let parts = self.partition_values(file);
+            // Rows a restored checkpoint had emitted already.
+            let mut skip = self.rows as usize;
+            let mut at = self.rows;
+            while let Some(batch) = rows.next() {
+                let batch = batch.map_err(|e| {
+                    WeirError::user(format!("cannot read '{}': {e}", file.display()))
+                })?;
+                let batch = if skip >= batch.num_rows() {
+                    skip -= batch.num_rows();
+                    continue;
+                } else {
+                    let b = batch.slice(skip, batch.num_rows() - skip);
+                    skip = 0;
+                    b
+                };
+                let batch = self.conform(file, &batch, &parts)?;
+                let mut off = 0;
+                while off < batch.num_rows() {
+                    let len = self.batch_size.max(1).min(batch.num_rows() - off);
+                    let go_on = ctx.emit(batch.slice(off, len))?;
+                    off += len;
+                    at += len as u64;
+                    self.rows = at;
                     if !go_on {
                         ctx.finish(self, false)?;
                         return Ok(());
