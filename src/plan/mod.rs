@@ -947,11 +947,18 @@ impl Planner<'_> {
             .collect::<Result<Vec<_>>>()?;
         let mut aggs = vec![];
         for c in &calls {
-            let datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(udf) = &c.fun
-            else {
-                return Err(WeirError::internal(
-                    "an OVER aggregate's call is not an aggregate",
-                ));
+            let udf = match &c.fun {
+                datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(udf) => {
+                    udf.clone()
+                }
+                // FIRST_VALUE and LAST_VALUE as the aggregates of the same name (the rows
+                // come in time order).
+                datafusion::logical_expr::WindowFunctionDefinition::WindowUDF(w) => self
+                    .state
+                    .aggregate_functions()
+                    .get(w.name())
+                    .cloned()
+                    .ok_or_else(|| WeirError::internal(format!("no aggregate {}()", w.name())))?,
             };
             if c.params.distinct {
                 return Err(refuse(&format!(
@@ -1533,8 +1540,8 @@ fn append_only(input: &PlanNode, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// True when every call of a window node is an aggregate function (`SUM(x) OVER (…)`), not
-/// a ranking or offset function.
+/// True when every call of a window node is an aggregate function (`SUM(x) OVER (…)`,
+/// `FIRST_VALUE`, `LAST_VALUE`), not a ranking or offset function.
 pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
     use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
     !w.window_expr.is_empty()
@@ -1543,7 +1550,12 @@ pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
                 Expr::Alias(a) => a.expr.as_ref(),
                 e => e,
             };
-            matches!(e, Expr::WindowFunction(f) if matches!(f.fun, WindowFunctionDefinition::AggregateUDF(_)))
+            matches!(e, Expr::WindowFunction(f) if match &f.fun {
+                WindowFunctionDefinition::AggregateUDF(_) => true,
+                WindowFunctionDefinition::WindowUDF(w) => {
+                    matches!(w.name(), "first_value" | "last_value")
+                }
+            })
         })
 }
 
