@@ -147,6 +147,22 @@ fn queries() -> Vec<(String, String, String)> {
         interval2.into(),
         interval2.into(),
     ));
+    for kind in ["LEFT JOIN", "RIGHT JOIN", "FULL JOIN"] {
+        // Outer interval joins: a row that met nothing comes padded once the watermark
+        // passes its last chance (append-only, as Flink's).
+        let outer = format!(
+            "SELECT a.k, a.v, a.ts, b.v, b.ts FROM a {kind} b ON a.k = b.k \
+             AND a.ts BETWEEN b.ts - INTERVAL '3' SECOND AND b.ts + INTERVAL '1' SECOND"
+        );
+        out.push((format!("outer interval {kind}"), outer.clone(), outer));
+    }
+    let outer_where = "SELECT a.k, a.v, b.v FROM a LEFT JOIN b ON a.k = b.k AND a.v < b.v \
+        AND b.ts >= a.ts AND b.ts < a.ts + INTERVAL '4' SECOND";
+    out.push((
+        "outer interval LEFT JOIN with a condition".into(),
+        outer_where.into(),
+        outer_where.into(),
+    ));
     for kind in ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"] {
         // Outer joins give a changelog (a padded row is retracted when its first partner
         // comes), applied before the rows are compared.

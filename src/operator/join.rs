@@ -125,6 +125,8 @@ struct Segment {
     next: Vec<u32>,
     /// The latest event time of the segment's rows (interval joins), else i64::MAX.
     max_time: i64,
+    /// The earliest (a NULL time counts as i64::MIN), else i64::MAX.
+    min_time: i64,
     /// When its newest rows arrived (for `table.exec.state.ttl`).
     arrived: Instant,
     /// Per row: whether it has met a partner (outer regular joins; else all false).
@@ -205,7 +207,7 @@ impl StreamJoin {
         let allowed = match time {
             JoinTime::Window { .. } => true,
             JoinTime::Unbounded => kind == JoinKind::Inner || outer,
-            JoinTime::Interval { .. } => kind == JoinKind::Inner,
+            JoinTime::Interval { .. } => kind == JoinKind::Inner || outer,
         };
         if !allowed {
             return Err(WeirError::internal(format!(
@@ -307,12 +309,17 @@ impl StreamJoin {
             let prev = head.insert(*h, i as u32);
             next[i] = prev.unwrap_or(NONE);
         }
-        let max_time = match self.time_col(side) {
+        let (min_time, max_time) = match self.time_col(side) {
             Some(c) => {
                 let t = to_epoch_millis(batch.column(c).as_ref())?;
-                datafusion::arrow::compute::max(&t).unwrap_or(i64::MIN)
+                let min = if t.null_count() > 0 {
+                    i64::MIN
+                } else {
+                    datafusion::arrow::compute::min(&t).unwrap_or(i64::MIN)
+                };
+                (min, datafusion::arrow::compute::max(&t).unwrap_or(i64::MIN))
             }
-            None => i64::MAX,
+            None => (i64::MAX, i64::MAX),
         };
         Ok(Segment {
             batch,
@@ -320,6 +327,7 @@ impl StreamJoin {
             head,
             next,
             max_time,
+            min_time,
             arrived: Instant::now(),
             matched: vec![false; n],
         })
@@ -474,6 +482,60 @@ impl StreamJoin {
             }
     }
 
+    /// Whether an interval join pads the unmatched rows of `side` (its outer sides), once
+    /// they can meet nothing more: when the watermark passes their last chance, as Flink's
+    /// outer interval join emits them — so the output stays append-only.
+    fn pads_on_expiry(&self, side: Side) -> bool {
+        matches!(self.time, JoinTime::Interval { .. })
+            && match side {
+                Side::Left => matches!(self.kind, JoinKind::Left | JoinKind::Full),
+                Side::Right => matches!(self.kind, JoinKind::Right | JoinKind::Full),
+            }
+    }
+
+    /// Whether `side`'s kept rows remember if they have met a partner (and a checkpoint
+    /// saves that).
+    fn tracks_matches(&self, side: Side) -> bool {
+        self.pads(side) || self.pads_on_expiry(side)
+    }
+
+    /// An interval join's outer side: its kept rows that can meet nothing more at the
+    /// current watermark and met nothing, padded with NULLs (and marked, so they come once).
+    fn pad_expired(&mut self, side: Side, out: &mut Vec<Message>) -> Result<()> {
+        if !self.pads_on_expiry(side) {
+            return Ok(());
+        }
+        let horizon = self.horizon(side);
+        let Some(c) = self.time_col(side) else {
+            return Ok(());
+        };
+        let s = side as usize;
+        let mut padded = vec![];
+        for g in 0..self.kept[s].len() {
+            if self.kept[s][g].min_time >= horizon {
+                continue;
+            }
+            let times = to_epoch_millis(self.kept[s][g].batch.column(c).as_ref())?;
+            let seg = &mut self.kept[s][g];
+            let idx: Vec<u32> = (0..times.len())
+                .filter(|&i| {
+                    !seg.matched[i] && (times.is_null(i) || times.value(i) < horizon)
+                })
+                .map(|i| i as u32)
+                .collect();
+            for &i in &idx {
+                seg.matched[i as usize] = true;
+            }
+            if !idx.is_empty() {
+                padded.push(self.padded(side, &self.kept[s][g].batch, idx)?);
+            }
+        }
+        for b in padded {
+            out.push(Message::Batch(b));
+        }
+        Ok(())
+    }
+
     /// True for outer regular joins, whose output is a changelog.
     pub fn emits_changes(&self) -> bool {
         self.pads(Side::Left) || self.pads(Side::Right)
@@ -553,6 +615,44 @@ impl StreamJoin {
                 out.push(self.changes(padded, RowKind::Insert)?);
             }
         }
+        if self.pads_on_expiry(side) {
+            // An outer interval join's side: rows that can meet nothing more (the other
+            // side has ended, or their time is behind the horizon) are padded now if they
+            // met nothing; the others are kept with their flags.
+            let keep: Vec<bool> = if self.ended[other] {
+                vec![false; batch.num_rows()]
+            } else {
+                let c = self.time_col(side).ok_or_else(|| {
+                    WeirError::internal("an interval join side without a time column")
+                })?;
+                let horizon = self.horizon(side);
+                let times = to_epoch_millis(batch.column(c).as_ref())?;
+                (0..times.len())
+                    .map(|i| times.is_valid(i) && times.value(i) >= horizon)
+                    .collect()
+            };
+            let gone: Vec<u32> = (0..keep.len() as u32)
+                .filter(|&i| !keep[i as usize] && !hit[i as usize])
+                .collect();
+            if !gone.is_empty() {
+                out.push(Message::Batch(self.padded(side, &batch, gone)?));
+            }
+            let mask: BooleanArray = keep.iter().map(|k| Some(*k)).collect();
+            let flags: Vec<bool> = hit
+                .iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(h, _)| *h)
+                .collect();
+            let batch = filter_record_batch(&batch, &mask)?;
+            if batch.num_rows() > 0 {
+                let mut seg = self.segment(side, batch)?;
+                seg.matched = flags;
+                self.kept[side as usize].push(seg);
+                self.compact(side)?;
+            }
+            return Ok(());
+        }
         if self.ended[other] {
             return Ok(());
         }
@@ -594,7 +694,12 @@ impl StreamJoin {
             };
             let merged = concat_batches(&a.batch.schema(), [&a.batch, &b.batch])?;
             let all = merged.num_rows();
-            let merged = self.unexpired(side, merged)?;
+            // An outer side's expired rows leave through `pad_expired`, which pads them.
+            let merged = if self.pads_on_expiry(side) {
+                merged
+            } else {
+                self.unexpired(side, merged)?
+            };
             if merged.num_rows() > 0 {
                 let mut seg = self.segment(side, merged)?;
                 seg.arrived = b.arrived;
@@ -783,6 +888,7 @@ impl StreamJoin {
             }
             JoinTime::Interval { lo, hi, .. } => {
                 for side in [Side::Left, Side::Right] {
+                    self.pad_expired(side, out)?;
                     let horizon = self.horizon(side);
                     self.kept[side as usize].retain(|s| s.max_time >= horizon);
                 }
@@ -800,8 +906,10 @@ impl StreamJoin {
     /// wait only for those) are dropped, and its new rows are no longer kept.
     pub fn end_side(&mut self, side: Side) {
         self.ended[side as usize] = true;
-        if !matches!(self.time, JoinTime::Window { .. }) {
-            let other = 1 - side as usize;
+        let other = 1 - side as usize;
+        // An outer side's unmatched rows still come out padded (at the watermark or the
+        // end), so they stay.
+        if !matches!(self.time, JoinTime::Window { .. }) && !self.pads_on_expiry(side_of(other)) {
             self.kept[other].clear();
         }
     }
@@ -833,7 +941,7 @@ impl StreamJoin {
         let mut out = vec![];
         for (s, segs) in self.kept.iter().enumerate() {
             for seg in segs {
-                if self.pads(side_of(s)) {
+                if self.tracks_matches(side_of(s)) {
                     // The rows, then whether each has met a partner.
                     let mut fields = seg.batch.schema().fields().to_vec();
                     fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(

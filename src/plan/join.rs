@@ -65,9 +65,12 @@ impl Planner<'_> {
             Some((left, right)) => JoinTime::Window { left, right },
             None => match interval(j)? {
                 Some(t) => {
-                    if kind != JoinKind::Inner {
+                    if !matches!(
+                        kind,
+                        JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+                    ) {
                         return Err(unsupported(format!(
-                            "{} with time bounds (interval joins are INNER only)",
+                            "{} with time bounds (interval joins are INNER, LEFT, RIGHT or FULL)",
                             kind_name(j.join_type)
                         )));
                     }
