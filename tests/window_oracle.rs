@@ -584,11 +584,16 @@ async fn over_aggregates_equal_batch() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let mut resumed_cases = 0;
+    let mut late_rows = 0;
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(seed + 9_000);
         let n = rng.random_range(1..300);
         let bound = [0, 100, 1000][rng.random_range(0..3)];
-        let mut rows = generate(&mut rng, n, bound);
+        // Half the cases put rows out of order beyond the bound: those at or below the
+        // watermark of the rows before them (`max(ts) - bound`) are late and dropped.
+        let late = rng.random_range(0..2) == 0;
+        let disorder = if late { bound * 2 + 1500 } else { bound };
+        let mut rows = generate(&mut rng, n, disorder);
         // Repeated times: peers for RANGE frames, ties broken by arrival for ROWS.
         for i in 1..rows.len() {
             if rng.random_range(0..4) == 0 && rows[i - 1].ts > rows[i].ts - bound.max(1) {
@@ -617,9 +622,29 @@ async fn over_aggregates_equal_batch() {
         );
         let path = dir.path().join(format!("over-{seed}.json"));
         write_json(&rows, &path);
+        let mut wm = i64::MIN;
+        let on_time: Vec<usize> = (0..rows.len())
+            .filter(|&i| {
+                let keep = rows[i].ts > wm;
+                wm = wm.max(rows[i].ts - bound);
+                keep
+            })
+            .collect();
+        late_rows += rows.len() - on_time.len();
         let ctx = common::batch_context();
         let b = batch_of(&rows);
-        let seq: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows.len() as i64));
+        let take = datafusion::arrow::array::UInt32Array::from_iter_values(
+            on_time.iter().map(|&i| i as u32),
+        );
+        let b = RecordBatch::try_new(
+            b.schema(),
+            b.columns()
+                .iter()
+                .map(|c| datafusion::arrow::compute::take(c.as_ref(), &take, None).expect("take"))
+                .collect(),
+        )
+        .expect("on-time rows");
+        let seq: ArrayRef = Arc::new(Int64Array::from_iter_values(0..b.num_rows() as i64));
         let mut fields: Vec<Field> = b
             .schema()
             .fields()
@@ -654,7 +679,12 @@ async fn over_aggregates_equal_batch() {
         resumed_cases += usize::from(resumed);
         assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
-    eprintln!("{resumed_cases} of {cases} OVER cases stopped part-way and resumed");
+    eprintln!(
+        "{resumed_cases} of {cases} OVER cases stopped part-way and resumed; {late_rows} late rows"
+    );
+    if cases >= 20 {
+        assert!(late_rows > 0, "no case had a late row");
+    }
     if cases >= 20 {
         assert!(resumed_cases as u64 >= cases / 10, "too few cases resumed");
     }

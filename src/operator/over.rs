@@ -16,7 +16,10 @@
 //!
 //! A bounded frame's accumulators are DataFusion's sliding ones, which take the rows that
 //! leave the frame back; the frame's rows (their time and each aggregate's arguments) are
-//! kept for that. The output is append-only: the input's columns, then the aggregates.
+//! kept for that. A RANGE frame's rows leave as the watermark passes them, and a partition
+//! with none left is forgotten; ROWS and unbounded frames keep each partition's last rows
+//! or accumulators for as long as the query runs (as Flink without a state TTL). The
+//! output is append-only: the input's columns, then the aggregates.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -77,8 +80,9 @@ pub struct OverAggregateOperator {
     /// The input's columns, then one per aggregate.
     schema: SchemaRef,
     watermark: Option<i64>,
-    /// Rows waiting for the watermark to reach their time.
-    pending: Vec<RecordBatch>,
+    /// Rows waiting for the watermark to reach their time, in batches with the earliest
+    /// time of each: a watermark touches only the batches it has reached.
+    pending: Vec<(i64, RecordBatch)>,
     parts: HashMap<Box<[u8]>, Partition>,
     metrics: Option<TaskMetrics>,
 }
@@ -206,17 +210,19 @@ impl OverAggregateOperator {
     /// Takes the rows at or below `watermark` out of the pending ones and emits them with
     /// their aggregates.
     fn fire(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
-        if self.pending.is_empty() {
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(min, _)| *min <= watermark);
+        self.pending = waiting;
+        if due.is_empty() {
             return Ok(());
         }
-        let all = concat_batches(&self.input_schema, &self.pending)?;
-        self.pending.clear();
+        let due: Vec<RecordBatch> = due.into_iter().map(|(_, b)| b).collect();
+        let all = concat_batches(&self.input_schema, &due)?;
         let times = self.times(&all)?;
         let ready_mask: BooleanArray = times.iter().map(|t| Some(*t <= watermark)).collect();
         let rest = filter_record_batch(&all, &datafusion::arrow::compute::not(&ready_mask)?)?;
-        if rest.num_rows() > 0 {
-            self.pending.push(rest);
-        }
+        self.wait(rest)?;
         let ready = filter_record_batch(&all, &ready_mask)?;
         if ready.num_rows() == 0 {
             return Ok(());
@@ -309,11 +315,6 @@ impl OverAggregateOperator {
                 }
                 r = run_end;
             }
-            // A partition whose frame is empty again keeps nothing (a bounded frame's
-            // accumulators hold only the frame's rows).
-            if self.frame.bounded() && part.frame.is_empty() {
-                self.parts.remove(key);
-            }
             i = end;
         }
         let idx = UInt32Array::from(order);
@@ -338,6 +339,43 @@ impl OverAggregateOperator {
             self.schema.clone(),
             cols,
         )?));
+        Ok(())
+    }
+}
+
+impl OverAggregateOperator {
+    /// Keeps `batch`'s rows until the watermark reaches them.
+    fn wait(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let min = self.times(&batch)?.into_iter().min().unwrap_or(i64::MIN);
+        self.pending.push((min, batch));
+        Ok(())
+    }
+
+    /// A RANGE frame's rows no future row can reach once the watermark is at `watermark`
+    /// (a future row's frame starts after `watermark - x`): taken back out, and a partition
+    /// left with none forgotten — so the state holds only what future frames can see.
+    /// ROWS and unbounded frames keep theirs (a partition's next row needs them however
+    /// late it comes), as in Flink.
+    fn forget(&mut self, watermark: i64) -> Result<()> {
+        let Frame::Range(x) = self.frame else {
+            return Ok(());
+        };
+        let horizon = watermark.saturating_sub(x);
+        let mut empty = vec![];
+        for (key, part) in self.parts.iter_mut() {
+            while part.frame.front().is_some_and(|f| f.ts <= horizon) {
+                retract_front(part)?;
+            }
+            if part.frame.is_empty() {
+                empty.push(key.clone());
+            }
+        }
+        for k in empty {
+            self.parts.remove(&k);
+        }
         Ok(())
     }
 }
@@ -429,18 +467,14 @@ impl Operator for OverAggregateOperator {
         let times = self.times(&batch)?;
         let on_time: BooleanArray = times.iter().map(|t| Some(*t > w)).collect();
         if on_time.true_count() == batch.num_rows() {
-            self.pending.push(batch);
-            return Ok(());
+            return self.wait(batch);
         }
         let kept = filter_record_batch(&batch, &on_time)?;
         let late = batch.num_rows() - kept.num_rows();
         if let Some(m) = &self.metrics {
             m.add_late(late as u64);
         }
-        if kept.num_rows() > 0 {
-            self.pending.push(kept);
-        }
-        Ok(())
+        self.wait(kept)
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
@@ -449,6 +483,7 @@ impl Operator for OverAggregateOperator {
         }
         self.watermark = Some(watermark);
         self.fire(watermark, out)?;
+        self.forget(watermark)?;
         out.push(Message::Watermark(watermark));
         Ok(())
     }
@@ -458,20 +493,24 @@ impl Operator for OverAggregateOperator {
         self.fire(i64::MAX, out)
     }
 
+    /// Rows waiting plus rows in frames, and the waiting rows' and accumulators' bytes
+    /// (the accumulators of the first 1 000 partitions, scaled).
     fn state_size(&self) -> Option<(u64, u64)> {
-        let pending: usize = self.pending.iter().map(RecordBatch::num_rows).sum();
-        let bytes: usize = self
+        let pending: usize = self.pending.iter().map(|(_, b)| b.num_rows()).sum();
+        let framed: usize = self.parts.values().map(|p| p.frame.len()).sum();
+        let (mut n, mut acc_bytes) = (0usize, 0usize);
+        for p in self.parts.values().take(1000) {
+            n += 1;
+            acc_bytes += p.accs.iter().map(|a| a.size()).sum::<usize>();
+        }
+        let per = acc_bytes.checked_div(n).unwrap_or(0);
+        let bytes = self
             .pending
             .iter()
-            .map(RecordBatch::get_array_memory_size)
+            .map(|(_, b)| b.get_array_memory_size())
             .sum::<usize>()
-            + self
-                .parts
-                .values()
-                .take(1000)
-                .map(|p| p.accs.iter().map(|a| a.size()).sum::<usize>())
-                .sum::<usize>();
-        Some(((pending + self.parts.len()) as u64, bytes as u64))
+            + per * self.parts.len();
+        Some(((pending + framed) as u64, bytes as u64))
     }
 
     /// The rows waiting for the watermark (the input's columns, tagged `pending`), and the
@@ -486,8 +525,23 @@ impl Operator for OverAggregateOperator {
                 [(STATE.to_string(), what.to_string())].into(),
             ))
         };
+        let mut w = super::numbers_state(&[("watermark", self.watermark.unwrap_or(i64::MIN))])?
+            .unwrap_or_default();
+        if let Some(b) = w.pop() {
+            let fields = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            out.push(RecordBatch::try_new(
+                tagged(fields, "watermark"),
+                b.columns().to_vec(),
+            )?);
+        }
         if !self.pending.is_empty() {
-            let all = concat_batches(&self.input_schema, &self.pending)?;
+            let batches: Vec<RecordBatch> = self.pending.iter().map(|(_, b)| b.clone()).collect();
+            let all = concat_batches(&self.input_schema, &batches)?;
             let fields = self
                 .input_schema
                 .fields()
@@ -622,7 +676,15 @@ impl Operator for OverAggregateOperator {
             match what.as_str() {
                 "pending" => {
                     let b = RecordBatch::try_new(self.input_schema.clone(), b.columns().to_vec())?;
-                    self.pending.push(b);
+                    self.wait(b)?;
+                }
+                "watermark" => {
+                    let w = super::number_from(
+                        std::slice::from_ref(&b),
+                        "watermark",
+                        "over aggregate",
+                    )?;
+                    self.watermark = (w != i64::MIN).then_some(w);
                 }
                 "frame" | "accumulators" => {
                     let keys = b
@@ -665,7 +727,8 @@ impl Operator for OverAggregateOperator {
                         for (j, a) in self.aggs.iter().enumerate() {
                             let kept = b
                                 .column_by_name(&format!("f{j}"))
-                                .map(|c| c.as_boolean().value(r))
+                                .and_then(|c| c.as_boolean_opt())
+                                .map(|c| c.value(r))
                                 .ok_or_else(|| bad("f"))?;
                             if !kept {
                                 args.push(None);
@@ -690,5 +753,96 @@ impl Operator for OverAggregateOperator {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+
+    /// COUNT(v) OVER (PARTITION BY k ORDER BY ts `frame`) over (k BIGINT, v BIGINT, ts).
+    fn operator(frame: Frame) -> OverAggregateOperator {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
+        let expr = AggregateExprBuilder::new(
+            datafusion::functions_aggregate::count::count_udaf(),
+            vec![v.clone()],
+        )
+        .schema(input.clone())
+        .alias("c")
+        .build()
+        .expect("count");
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("c", DataType::Int64, false));
+        OverAggregateOperator::new(
+            vec![Arc::new(Column::new("k", 0))],
+            input,
+            2,
+            frame,
+            vec![AggCall {
+                expr: Arc::new(expr),
+                args: vec![v],
+                filter: None,
+                sliding: true,
+            }],
+            Arc::new(Schema::new(fields)),
+        )
+        .expect("operator")
+    }
+
+    fn batch(op: &OverAggregateOperator, keys: std::ops::Range<i64>, ts: i64) -> RecordBatch {
+        let n = keys.end - keys.start;
+        RecordBatch::try_new(
+            op.input_schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(keys)),
+                Arc::new(Int64Array::from(vec![1; n as usize])),
+                Arc::new(TimestampMillisecondArray::from(vec![ts; n as usize])),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// A RANGE frame forgets a partition once the watermark has passed its rows by the
+    /// frame's width: 10 000 keys seen once each leave nothing behind.
+    #[test]
+    fn a_range_frame_forgets_partitions_the_watermark_has_passed() {
+        let mut op = operator(Frame::Range(1_000));
+        let mut out = vec![];
+        for i in 0..10 {
+            let b = batch(&op, i * 1_000..(i + 1) * 1_000, i * 100);
+            op.process_batch(b, &mut out).expect("batch");
+            op.process_watermark(i * 100, &mut out).expect("watermark");
+        }
+        assert!(op.parts.len() <= 10_000);
+        op.process_watermark(10_000, &mut out).expect("watermark");
+        assert_eq!(op.parts.len(), 0, "partitions left");
+        let rows: usize = out
+            .iter()
+            .map(|m| match m {
+                Message::Batch(b) => b.num_rows(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(rows, 10_000);
+        // A ROWS frame keeps each partition's last rows (its next row needs them).
+        let mut op = operator(Frame::Rows(2));
+        let b = batch(&op, 0..100, 5);
+        op.process_batch(b, &mut out).expect("batch");
+        op.process_watermark(1_000_000, &mut out)
+            .expect("watermark");
+        assert_eq!(op.parts.len(), 100);
     }
 }
