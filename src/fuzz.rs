@@ -41,6 +41,7 @@ pub const SCHEMAS: &[&str] = &[
     "r ROW<x INT, tags ARRAY<STRING>>, m MAP<STRING, BIGINT>, l ARRAY<ROW<v DOUBLE>>",
     "b BYTES, i TINYINT, s SMALLINT, f FLOAT, big DECIMAL(38, 18), n TIMESTAMP(9)",
     "s STRING",
+    "a ARRAY<INT>, s ARRAY<STRING>, d ARRAY<DATE>, n BIGINT",
 ];
 
 /// The schema [`SCHEMAS`]`[i % len]` as Arrow fields.

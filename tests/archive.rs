@@ -586,3 +586,54 @@ print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     eprintln!("peak resident memory: {mib} MiB");
     assert!(mib < 400, "peak resident memory {mib} MiB:\n{stderr}");
 }
+
+/// A replayed file in a folder whose name holds glob characters (`tag=[eu]`) is read as
+/// that file, and its rows are sorted by the time as the table reads it: the stored text
+/// `2026-01-01T11:30:00+02:00` is 09:30 UTC, before `…T10:00:00+00:00`, though it sorts
+/// after it as text. With a watermark of no delay, a wrong order would make it late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_sorts_by_the_tables_time_and_reads_paths_with_glob_characters() {
+    use datafusion::arrow::array::{ArrayRef, Int32Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("r").join("tag=[eu]");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Utf8, false),
+        Field::new("v", DataType::Int32, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![
+            "2026-01-01T10:00:00+00:00",
+            "2026-01-01T11:30:00+02:00",
+            "2026-01-01T10:10:00+00:00",
+        ])),
+        Arc::new(Int32Array::from(vec![1, 2, 3])),
+    ];
+    let f = std::fs::File::create(dir.join("part-0.parquet")).expect("create");
+    let mut w = ArrowWriter::try_new(f, schema.clone(), None).expect("writer");
+    w.write(&RecordBatch::try_new(schema, cols).expect("batch"))
+        .expect("write");
+    w.close().expect("close");
+    let mut s = Session::new();
+    let script = format!(
+        "CREATE TABLE r (ts TIMESTAMP(3), v INT, tag STRING, WATERMARK FOR ts AS ts) \
+           PARTITIONED BY (tag) \
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+         SELECT tag, window_start, COUNT(*), SUM(v) \
+           FROM TABLE(TUMBLE(TABLE r, DESCRIPTOR(ts), INTERVAL '1' HOUR)) \
+           GROUP BY tag, window_start, window_end;",
+        tmp.path().join("r").display()
+    );
+    let mut results = s.run_collect(&script).await.expect("the replay runs");
+    assert_eq!(
+        rows(&results.pop().expect("rows")),
+        [
+            "[eu]|2026-01-01T09:00:00|1|2",
+            "[eu]|2026-01-01T10:00:00|2|4",
+        ]
+    );
+}

@@ -959,9 +959,9 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
 
 /// CSV ARRAY columns, as Flink's CSV format: elements joined by
 /// `csv.array-element-delimiter` (default `;`), read with each element trimmed (strings
-/// kept as written), an empty field an empty array; written the same way, with the
-/// table's own delimiter; a bad element is a malformed record naming the column; a ROW
-/// column is refused at its table.
+/// kept as written), an empty field an empty array, an empty number element NULL; written
+/// the same way, with the table's own delimiter, a NULL element empty; a bad element is a
+/// malformed record naming the column; a ROW column is refused at its table.
 #[test]
 fn csv_arrays_read_and_write_with_the_element_delimiter() {
     let out = tempfile::tempdir().expect("tmp");
@@ -981,9 +981,10 @@ fn csv_arrays_read_and_write_with_the_element_delimiter() {
     let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
     for row in [
-        "| 1  | [a, b, c] | [1, 2] | 3 ",
-        "| 2  | []        | []     | 0 ",
-        "| 3  | [x|y]     | [7]    | 1 ",
+        "| 1  | [a, b, c] | [1, 2]       | 3 ",
+        "| 2  | []        | []           | 0 ",
+        "| 3  | [x|y]     | [7]          | 1 ",
+        "| 4  | [a, , b]  | [1, null, 3] | 3 ",
     ] {
         assert!(stdout.contains(row), "{row}\n{stdout}");
     }
@@ -997,7 +998,12 @@ fn csv_arrays_read_and_write_with_the_element_delimiter() {
     let mut lines: Vec<&str> = written.lines().collect();
     lines.sort();
     // An element holding the delimiter is written as it is: read back, it splits.
-    assert_eq!(lines, ["1,a|b|c,1|2", "2,,", "3,x|y,7"], "{written}");
+    // A NULL element is written empty (the default null literal) and read back NULL.
+    assert_eq!(
+        lines,
+        ["1,a|b|c,1|2", "2,,", "3,x|y,7", "4,a||b,1||3"],
+        "{written}"
+    );
 
     let (_d, f) = script(
         "bad.sql",

@@ -607,8 +607,9 @@ impl Decoder {
     }
 
     /// The ARRAY columns of a CSV batch, read as text, split into their elements at
-    /// `csv.array-element-delimiter`, each element trimmed and read as the element type
-    /// (an empty field is an empty array; the null literal, NULL).
+    /// `csv.array-element-delimiter`, each element trimmed (but strings) and read as the
+    /// element type (an empty field is an empty array; the field or an element equal to
+    /// the null literal, and an empty element that is not a string, NULL).
     fn csv_arrays(&self, b: RecordBatch) -> std::result::Result<RecordBatch, String> {
         use datafusion::arrow::array::ListArray;
         use datafusion::arrow::buffer::OffsetBuffer;
@@ -635,13 +636,20 @@ impl Decoder {
                 }
                 lengths.push(pieces.len() - before);
             }
-            let strings = StringArray::from_iter_values(pieces.iter().map(|p| {
-                if element.data_type() == &DataType::Utf8 {
-                    *p
-                } else {
-                    p.trim()
-                }
-            }));
+            // An element that is the null literal, or an empty one that is not a string,
+            // is NULL (as `csv_ready` writes a NULL element).
+            let is_text = element.data_type() == &DataType::Utf8;
+            let strings: StringArray = pieces
+                .iter()
+                .map(|p| {
+                    let v = if is_text { *p } else { p.trim() };
+                    if self.null.is_match(v) || (!is_text && v.is_empty()) {
+                        None
+                    } else {
+                        Some(v)
+                    }
+                })
+                .collect();
             let values = datafusion::arrow::compute::cast_with_options(
                 &strings,
                 element.data_type(),

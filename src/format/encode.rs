@@ -143,8 +143,9 @@ pub const CSV_ARRAY_DELIMITER: &str = ";";
 
 /// `batch` ready for a CSV writer, which takes no nested values: each ARRAY column as the
 /// text of its elements joined by `array_delimiter` (Flink's `csv.array-element-delimiter`,
-/// default `;`), a NULL array NULL. Other columns are unchanged.
-pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str) -> Result<RecordBatch> {
+/// default `;`), a NULL element as `null` (`csv.null-literal`, default empty), a NULL
+/// array NULL. Other columns are unchanged.
+pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Result<RecordBatch> {
     use datafusion::arrow::array::{Array, AsArray, StringBuilder};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     if !batch
@@ -176,7 +177,16 @@ pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str) -> Result<RecordBat
                 list.value_offsets()[row] as usize,
                 list.value_offsets()[row + 1] as usize,
             );
-            let text: Vec<String> = (start..end).map(|i| values.value(i).to_string()).collect();
+            let items = list.values();
+            let text: Vec<String> = (start..end)
+                .map(|i| {
+                    if items.is_null(i) {
+                        null.to_string()
+                    } else {
+                        values.value(i).to_string()
+                    }
+                })
+                .collect();
             out.append_value(text.join(array_delimiter));
         }
         fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));

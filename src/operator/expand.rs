@@ -89,7 +89,15 @@ impl Operator for ExpandOperator {
                 });
             }
             let id: ArrayRef = Arc::new(UInt64Array::from(vec![set.id; n]));
-            cols.push(cast(&id, id_type)?);
+            // Checked at planning to fit; never a NULL in the non-null id.
+            cols.push(datafusion::arrow::compute::cast_with_options(
+                &id,
+                id_type,
+                &datafusion::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )?);
             parts.push(RecordBatch::try_new(self.schema.clone(), cols)?);
         }
         out.push(Message::Batch(concat_batches(&self.schema, &parts)?));

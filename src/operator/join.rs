@@ -518,9 +518,7 @@ impl StreamJoin {
             let times = to_epoch_millis(self.kept[s][g].batch.column(c).as_ref())?;
             let seg = &mut self.kept[s][g];
             let idx: Vec<u32> = (0..times.len())
-                .filter(|&i| {
-                    !seg.matched[i] && (times.is_null(i) || times.value(i) < horizon)
-                })
+                .filter(|&i| !seg.matched[i] && (times.is_null(i) || times.value(i) < horizon))
                 .map(|i| i as u32)
                 .collect();
             for &i in &idx {

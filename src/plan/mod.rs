@@ -776,10 +776,18 @@ impl Planner<'_> {
             GroupingSet::GroupingSets(s) => s.clone(),
         };
         let n = exprs.len();
-        // DataFusion's grouping id: a bit per key, the duplicate ordinal above them, in at
-        // most 64 bits.
-        let duplicates = sets.len().saturating_sub(1) as u64;
-        let ordinal_bits = (u64::BITS - duplicates.leading_zeros()) as usize;
+        // DataFusion's grouping id: a bit per key (set when the set leaves it out), and
+        // above those the set's ordinal among sets that leave out the same keys.
+        let mut ordinals: std::collections::HashMap<Vec<bool>, u64> = Default::default();
+        let mut specs = vec![];
+        for set in &sets {
+            let nulls: Vec<bool> = exprs.iter().map(|d| !set.contains(d)).collect();
+            let ordinal = ordinals.entry(nulls.clone()).or_insert(0);
+            specs.push((nulls, *ordinal));
+            *ordinal += 1;
+        }
+        let max_ordinal = specs.iter().map(|(_, o)| *o).max().unwrap_or(0);
+        let ordinal_bits = (u64::BITS - max_ordinal.leading_zeros()) as usize;
         if n + ordinal_bits > 64 {
             return Err(WeirError::sql(
                 format!(
@@ -789,18 +797,32 @@ impl Planner<'_> {
                 None,
             ));
         }
-        let mut ordinals: std::collections::HashMap<Vec<bool>, u64> = Default::default();
-        let mut specs = vec![];
-        for set in &sets {
-            let nulls: Vec<bool> = exprs.iter().map(|d| !set.contains(d)).collect();
-            let semantic = nulls
-                .iter()
-                .fold(0u64, |acc, &null| (acc << 1) | u64::from(null));
-            let ordinal = ordinals.entry(nulls.clone()).or_insert(0);
-            let id = semantic | (*ordinal << n);
-            *ordinal += 1;
-            specs.push(crate::operator::expand::GroupingSetSpec { nulls, id });
+        let id_type = agg.schema.field(n).data_type().clone();
+        let id_bits: usize = match id_type {
+            datafusion::arrow::datatypes::DataType::UInt8 => 8,
+            datafusion::arrow::datatypes::DataType::UInt16 => 16,
+            datafusion::arrow::datatypes::DataType::UInt32 => 32,
+            _ => 64,
+        };
+        if n + ordinal_bits > id_bits {
+            return Err(WeirError::sql(
+                "not supported in a standing query yet: grouping sets repeated so often that their ids outgrow the grouping id's type",
+                None,
+            )
+            .with_hint("list each grouping set once"));
         }
+        let specs: Vec<crate::operator::expand::GroupingSetSpec> = specs
+            .into_iter()
+            .map(|(nulls, ordinal)| {
+                let semantic = nulls
+                    .iter()
+                    .fold(0u64, |acc, &null| (acc << 1) | u64::from(null));
+                crate::operator::expand::GroupingSetSpec {
+                    id: semantic | ordinal.checked_shl(n as u32).unwrap_or(0),
+                    nulls,
+                }
+            })
+            .collect();
         let input_schema = agg.input.schema();
         let mut fields: Vec<datafusion::arrow::datatypes::Field> = input_schema
             .fields()
@@ -817,7 +839,6 @@ impl Planner<'_> {
             ));
             keys.push(compile(self.state, e, input_schema)?);
         }
-        let id_type = agg.schema.field(n).data_type().clone();
         fields.push(datafusion::arrow::datatypes::Field::new(
             datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID,
             id_type,

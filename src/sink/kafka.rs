@@ -73,6 +73,8 @@ pub struct KafkaSink {
     /// are joined (`csv.array-element-delimiter`).
     delimiter: u8,
     array_delimiter: String,
+    /// CSV messages: a NULL ARRAY element's text (`csv.null-literal`).
+    csv_null: String,
     /// Created by [`Sink::open`]: planning connects to nothing.
     producer: Option<BaseProducer<Deliveries>>,
     config: rdkafka::ClientConfig,
@@ -184,6 +186,7 @@ impl KafkaSink {
                 .get("csv.array-element-delimiter")
                 .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
                 .to_string(),
+            csv_null: options.get("csv.null-literal").unwrap_or("").to_string(),
             producer: None,
             config,
             at_least_once,
@@ -205,7 +208,8 @@ impl KafkaSink {
             Format::Csv => {
                 // Row by row: a quoted CSV value may hold a line break, so the lines of
                 // the whole batch are not its rows.
-                let batch = crate::format::encode::csv_ready(batch, &self.array_delimiter)?;
+                let batch =
+                    crate::format::encode::csv_ready(batch, &self.array_delimiter, &self.csv_null)?;
                 (0..batch.num_rows())
                     .map(|i| {
                         let mut buf = vec![];

@@ -164,8 +164,10 @@ pub struct PartitionedSink {
     format: Format,
     csv_header: bool,
     delimiter: u8,
-    /// CSV: how ARRAY elements are joined (`csv.array-element-delimiter`).
+    /// CSV: how ARRAY elements are joined (`csv.array-element-delimiter`), and a NULL
+    /// element's text (`csv.null-literal`).
     array_delimiter: String,
+    csv_null: String,
     commit: Commit,
     partitions: HashMap<String, PartitionState>,
     base: PathBuf,
@@ -399,6 +401,7 @@ impl PartitionedSink {
                 .get("csv.array-element-delimiter")
                 .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
                 .to_string(),
+            csv_null: options.get("csv.null-literal").unwrap_or("").to_string(),
             commit: commit_options(options)?,
             partitions: HashMap::new(),
             base: base.to_path_buf(),
@@ -927,7 +930,8 @@ impl Sink for PartitionedSink {
                 .ok_or_else(|| WeirError::internal("sink not bound"))?;
             let mut part = RecordBatch::try_new(schema, cols)?;
             if self.format == Format::Csv {
-                part = crate::format::encode::csv_ready(&part, &self.array_delimiter)?;
+                part =
+                    crate::format::encode::csv_ready(&part, &self.array_delimiter, &self.csv_null)?;
             }
             let size = self.file_size;
             let f = self.file_for(&p)?;

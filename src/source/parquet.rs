@@ -149,7 +149,15 @@ impl ParquetSource {
             .enable_all()
             .build()
             .map_err(|e| WeirError::external(format!("a runtime for sorting: {e}")))?;
-        let path = file.display().to_string();
+        // A `file://` URL: a path DataFusion would otherwise read as a glob (`[`, `*`, `?`
+        // in a Hive folder or a file name) names just this file.
+        let abs = std::fs::canonicalize(file).map_err(|e| what(&e))?;
+        let path = file_url(&abs);
+        let time_type = self
+            .schema
+            .field_with_name(time)
+            .map(|f| f.data_type().clone())
+            .map_err(|e| what(&e))?;
         let stream = rt
             .block_on(async {
                 let df = ctx
@@ -165,8 +173,11 @@ impl ParquetSource {
                 let df = df.window(vec![
                     datafusion::functions_window::expr_fn::row_number().alias(ROW),
                 ])?;
+                // By the time as the table reads it (a stored STRING parsed as a TIMESTAMP
+                // sorts by instant, not by text).
                 let df = df.sort(vec![
-                    col(format!("\"{time}\"")).sort(true, true),
+                    datafusion::prelude::cast(datafusion::prelude::ident(time), time_type)
+                        .sort(true, true),
                     col(ROW).sort(true, false),
                 ])?;
                 let df =
@@ -174,8 +185,23 @@ impl ParquetSource {
                 df.execute_stream().await
             })
             .map_err(|e| what(&e))?;
-        Ok((rows, FileRows::Sorted { rt, stream }))
+        Ok((rows, FileRows::Sorted { stream, rt }))
     }
+}
+
+/// `path` (absolute) as a `file://` URL, each byte but unreserved ones and `/`
+/// percent-encoded.
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match *b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                url.push(*b as char)
+            }
+            other => url.push_str(&format!("%{other:02X}")),
+        }
+    }
+    url
 }
 
 /// The column that numbers a file's rows while it is sorted.
@@ -187,9 +213,11 @@ pub const SORT_MEMORY: usize = 128 << 20;
 /// A file's rows as [`ParquetSource::open`] reads them.
 enum FileRows {
     Plain(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader),
+    /// The stream before its runtime: fields drop in order, and DataFusion's tasks must go
+    /// while their runtime still exists.
     Sorted {
-        rt: tokio::runtime::Runtime,
         stream: datafusion::physical_plan::SendableRecordBatchStream,
+        rt: tokio::runtime::Runtime,
     },
 }
 
@@ -197,7 +225,7 @@ impl FileRows {
     fn next(&mut self) -> Option<Result<RecordBatch>> {
         match self {
             FileRows::Plain(r) => r.next().map(|b| Ok(b?)),
-            FileRows::Sorted { rt, stream } => {
+            FileRows::Sorted { stream, rt } => {
                 use futures::StreamExt;
                 rt.block_on(stream.next()).map(|b| Ok(b?))
             }

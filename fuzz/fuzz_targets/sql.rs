@@ -1,0 +1,4 @@
+//! Fuzz target: see `weir::fuzz::sql` for what it drives and its input layout.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| weir::fuzz::sql(data));
