@@ -981,17 +981,11 @@ impl Planner<'_> {
                     .cloned()
                     .ok_or_else(|| WeirError::internal(format!("no aggregate {}()", w.name())))?,
             };
-            if c.params.distinct {
-                return Err(refuse(&format!(
-                    "{}(DISTINCT …) OVER is not supported yet",
-                    udf.name()
-                )));
-            }
             let call = Expr::AggregateFunction(
                 datafusion::logical_expr::expr::AggregateFunction::new_udf(
                     udf.clone(),
                     c.params.args.clone(),
-                    false,
+                    c.params.distinct,
                     c.params.filter.clone(),
                     vec![],
                     c.params.null_treatment,
