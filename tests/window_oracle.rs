@@ -572,6 +572,47 @@ fn over_frame(rng: &mut SmallRng) -> (String, String, bool) {
     }
 }
 
+/// A batch context whose table `t` holds the rows that are on time for a stream with
+/// watermark `max(ts) - bound` (a row at or below the watermark of the rows before it is
+/// late), in arrival order, with a column `seq` numbering them; and how many were late.
+fn on_time_table(rows: &[Row], bound: i64) -> (datafusion::prelude::SessionContext, usize) {
+    let mut wm = i64::MIN;
+    let on_time: Vec<usize> = (0..rows.len())
+        .filter(|&i| {
+            let keep = rows[i].ts > wm;
+            wm = wm.max(rows[i].ts - bound);
+            keep
+        })
+        .collect();
+    let late = rows.len() - on_time.len();
+    let ctx = common::batch_context();
+    let b = batch_of(rows);
+    let take =
+        datafusion::arrow::array::UInt32Array::from_iter_values(on_time.iter().map(|&i| i as u32));
+    let b = RecordBatch::try_new(
+        b.schema(),
+        b.columns()
+            .iter()
+            .map(|c| datafusion::arrow::compute::take(c.as_ref(), &take, None).expect("take"))
+            .collect(),
+    )
+    .expect("on-time rows");
+    let seq: ArrayRef = Arc::new(Int64Array::from_iter_values(0..b.num_rows() as i64));
+    let mut fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("seq", DataType::Int64, false));
+    let mut cols = b.columns().to_vec();
+    cols.push(seq);
+    let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch");
+    let table = MemTable::try_new(b.schema(), vec![vec![b]]).expect("mem table");
+    ctx.register_table("t", Arc::new(table)).expect("register");
+    (ctx, late)
+}
+
 /// OVER aggregates over a stream equal DataFusion's OVER over the same rows in batch: random
 /// rows (out of order within the watermark's bound, times repeating), random frames —
 /// ROWS n / UNBOUNDED, RANGE INTERVAL / UNBOUNDED, the default — with and without
@@ -622,41 +663,8 @@ async fn over_aggregates_equal_batch() {
         );
         let path = dir.path().join(format!("over-{seed}.json"));
         write_json(&rows, &path);
-        let mut wm = i64::MIN;
-        let on_time: Vec<usize> = (0..rows.len())
-            .filter(|&i| {
-                let keep = rows[i].ts > wm;
-                wm = wm.max(rows[i].ts - bound);
-                keep
-            })
-            .collect();
-        late_rows += rows.len() - on_time.len();
-        let ctx = common::batch_context();
-        let b = batch_of(&rows);
-        let take = datafusion::arrow::array::UInt32Array::from_iter_values(
-            on_time.iter().map(|&i| i as u32),
-        );
-        let b = RecordBatch::try_new(
-            b.schema(),
-            b.columns()
-                .iter()
-                .map(|c| datafusion::arrow::compute::take(c.as_ref(), &take, None).expect("take"))
-                .collect(),
-        )
-        .expect("on-time rows");
-        let seq: ArrayRef = Arc::new(Int64Array::from_iter_values(0..b.num_rows() as i64));
-        let mut fields: Vec<Field> = b
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new("seq", DataType::Int64, false));
-        let mut cols = b.columns().to_vec();
-        cols.push(seq);
-        let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).expect("batch");
-        let table = MemTable::try_new(b.schema(), vec![vec![b]]).expect("mem table");
-        ctx.register_table("t", Arc::new(table)).expect("register");
+        let (ctx, late) = on_time_table(&rows, bound);
+        late_rows += late;
         let expected = common::query(&ctx, &batch).await;
         let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
         let got = weir(&path, bound, batch_size, &stream).await;
@@ -686,6 +694,96 @@ async fn over_aggregates_equal_batch() {
         assert!(late_rows > 0, "no case had a late row");
     }
     if cases >= 20 {
+        assert!(resumed_cases as u64 >= cases / 10, "too few cases resumed");
+    }
+}
+
+/// `LAG` over a stream equals DataFusion's batch `LAG` under Flink's peer rule: random rows
+/// (NULL values, times repeating, half the cases with late rows), random offsets and
+/// defaults, with and without PARTITION BY; rows of one time share the lag of the last of
+/// them to arrive (in batch: the row lags in arrival order, then each (key, time) group
+/// takes its last row's value). Straight, and stopped part-way and resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_equals_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let (mut resumed_cases, mut late_rows) = (0, 0);
+    for seed in 0..cases {
+        let mut rng = SmallRng::seed_from_u64(seed + 11_000);
+        let n = rng.random_range(1..300);
+        let bound = [0, 100, 1000][rng.random_range(0..3)];
+        let late = rng.random_range(0..2) == 0;
+        let mut rows = generate(&mut rng, n, if late { bound * 2 + 1500 } else { bound });
+        for i in 1..rows.len() {
+            if rng.random_range(0..3) == 0 && rows[i - 1].ts > rows[i].ts - bound.max(1) {
+                rows[i].ts = rows[i - 1].ts;
+            }
+        }
+        let keyed = rng.random_range(0..4) > 0;
+        let (partition, group) = if keyed {
+            ("PARTITION BY k ", "k, ")
+        } else {
+            ("", "")
+        };
+        let offset = rng.random_range(0..4);
+        let default = rng.random_range(-5..5);
+        let calls = |order: &str| {
+            format!(
+                "LAG(v) OVER ({partition}ORDER BY {order}) AS l1, \
+                 LAG(v, {offset}) OVER ({partition}ORDER BY {order}) AS ln, \
+                 LAG(v, {offset}, CAST({default} AS BIGINT)) OVER ({partition}ORDER BY {order}) AS ld, \
+                 LAG(s, 2) OVER ({partition}ORDER BY {order}) AS ls"
+            )
+        };
+        let stream = format!("SELECT k, v, s, ts, {} FROM t", calls("ts"));
+        let last = |c: &str| {
+            format!(
+                "FIRST_VALUE({c}) OVER (PARTITION BY {group}ts ORDER BY seq DESC \
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {c}"
+            )
+        };
+        let batch = format!(
+            "SELECT k, v, s, ts, {}, {}, {}, {} FROM (SELECT k, v, s, ts, seq, {} FROM t) l",
+            last("l1"),
+            last("ln"),
+            last("ld"),
+            last("ls"),
+            calls("ts, seq")
+        );
+        let path = dir.path().join(format!("lag-{seed}.json"));
+        write_json(&rows, &path);
+        let (ctx, late) = on_time_table(&rows, bound);
+        late_rows += late;
+        let expected = common::query(&ctx, &batch).await;
+        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
+        let got = weir(&path, bound, batch_size, &stream).await;
+        assert!(
+            got == expected,
+            "seed {seed}: {stream}\n{n} rows, bound {bound}, batch size {batch_size}\n\
+             expected {:#?}\ngot {:#?}",
+            &expected[..expected.len().min(10)],
+            &got[..got.len().min(10)]
+        );
+        let (again, resumed) = weir_resumed(
+            &path,
+            bound,
+            batch_size,
+            &stream,
+            &dir.path().join(format!("lag-cp-{seed}")),
+            std::time::Duration::from_millis(rng.random_range(0..25)),
+        )
+        .await;
+        resumed_cases += usize::from(resumed);
+        assert!(again == expected, "seed {seed}: resumed: {stream}");
+    }
+    eprintln!(
+        "{resumed_cases} of {cases} LAG cases stopped part-way and resumed; {late_rows} late rows"
+    );
+    if cases >= 20 {
+        assert!(late_rows > 0, "no case had a late row");
         assert!(resumed_cases as u64 >= cases / 10, "too few cases resumed");
     }
 }

@@ -12,6 +12,7 @@ pub mod expand;
 pub mod filter;
 pub mod group;
 pub mod join;
+pub mod lag;
 pub mod limit;
 pub mod minmax;
 pub mod over;

@@ -52,7 +52,8 @@ pub enum Frame {
 }
 
 impl Frame {
-    fn bounded(self) -> bool {
+    /// Whether rows leave the frame (ROWS n or RANGE x), as opposed to UNBOUNDED PRECEDING.
+    pub fn bounded(self) -> bool {
         !matches!(self, Frame::Unbounded { .. })
     }
 }

@@ -972,14 +972,37 @@ impl Planner<'_> {
                 datafusion::logical_expr::WindowFunctionDefinition::AggregateUDF(udf) => {
                     udf.clone()
                 }
-                // FIRST_VALUE and LAST_VALUE as the aggregates of the same name (the rows
-                // come in time order).
-                datafusion::logical_expr::WindowFunctionDefinition::WindowUDF(w) => self
-                    .state
-                    .aggregate_functions()
-                    .get(w.name())
-                    .cloned()
-                    .ok_or_else(|| WeirError::internal(format!("no aggregate {}()", w.name())))?,
+                datafusion::logical_expr::WindowFunctionDefinition::WindowUDF(w) => {
+                    match w.name() {
+                        // Flink's LagAggFunction: the rows so far, peers added together.
+                        "lag" if frame.bounded() => {
+                            return Err(refuse(
+                                "LAG takes no frame (it looks back over the rows so far)",
+                            )
+                            .with_hint("LAG(v) OVER (PARTITION BY k ORDER BY rowtime)"));
+                        }
+                        "lag" => Arc::new(datafusion::logical_expr::AggregateUDF::new_from_impl(
+                            crate::operator::lag::Lag::default(),
+                        )),
+                        "lead" => {
+                            return Err(refuse(
+                                "LEAD needs rows that have not come yet; Flink refuses it in stream mode too",
+                            )
+                            .with_hint("LAG looks back: LAG(v) OVER (ORDER BY rowtime)"));
+                        }
+                        // FIRST_VALUE and LAST_VALUE as the aggregates of the same name
+                        // (the rows come in time order).
+                        name => match self.state.aggregate_functions().get(name) {
+                            Some(f) => f.clone(),
+                            None => {
+                                return Err(refuse(&format!(
+                                    "{}() is not supported there yet",
+                                    name.to_uppercase()
+                                )));
+                            }
+                        },
+                    }
+                }
             };
             let call = Expr::AggregateFunction(
                 datafusion::logical_expr::expr::AggregateFunction::new_udf(
@@ -1568,7 +1591,7 @@ pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
             matches!(e, Expr::WindowFunction(f) if match &f.fun {
                 WindowFunctionDefinition::AggregateUDF(_) => true,
                 WindowFunctionDefinition::WindowUDF(w) => {
-                    matches!(w.name(), "first_value" | "last_value")
+                    matches!(w.name(), "first_value" | "last_value" | "lag" | "lead")
                 }
             })
         })

@@ -399,11 +399,61 @@ pub const FLINK_NAMES: &[&str] = &[
     "TIMESTAMPDIFF",
 ];
 
+/// An aggregate whose argument is a `CAST`, with the cast wrapped in a one-argument
+/// `COALESCE` (which changes nothing): DataFusion names a cast by its operand alone, so
+/// `MAX(i)` beside `MAX(CAST(i AS BIGINT))` gave two aggregate columns one name and the
+/// query failed ("duplicate unqualified field name"). Flink names both `EXPR$n`.
+fn distinct_cast_names(f: &Function, name: &str) -> Option<Expr> {
+    const AGGREGATES: &[&str] = &[
+        "SUM",
+        "MIN",
+        "MAX",
+        "AVG",
+        "COUNT",
+        "STDDEV_POP",
+        "STDDEV_SAMP",
+        "VAR_POP",
+        "VAR_SAMP",
+        "VARIANCE",
+        "FIRST_VALUE",
+        "LAST_VALUE",
+        "LISTAGG",
+        "COLLECT",
+    ];
+    if !AGGREGATES.contains(&name) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let is_cast = |a: &FunctionArg| {
+        matches!(
+            a,
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Cast { .. }))
+        )
+    };
+    if !list.args.iter().any(is_cast) {
+        return None;
+    }
+    let mut g = f.clone();
+    if let FunctionArguments::List(list) = &mut g.args {
+        for a in &mut list.args {
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Cast { .. })) = a {
+                *e = template("COALESCE(__0)", &[e.clone()])?;
+            }
+        }
+    }
+    Some(Expr::Function(g))
+}
+
 fn rewrite_call(f: &Function) -> Option<Expr> {
     if f.name.0.len() != 1 {
         return None;
     }
     let name = f.name.to_string().to_ascii_uppercase();
+    if let Some(g) = distinct_cast_names(f, &name) {
+        return Some(g);
+    }
     // Aggregates keep their DISTINCT, FILTER and OVER: only the name or the NULL rule
     // changes.
     match name.as_str() {
@@ -697,203 +747,222 @@ fn raw_flag(raw: bool) -> &'static str {
     if raw { "R" } else { "V" }
 }
 
-/// Gives `AVG` Flink's result types, on a planned query: the average of an integer column
-/// has the column's type (the sum divided by the count, truncated toward zero, as Java's
-/// integer division), and of a `DECIMAL(p, s)` column is a `DECIMAL(38, max(6, s))`
-/// rounded half-up (Flink's `AvgAggFunction` and `LogicalTypeMerging.findAvgAggType`).
-/// DataFusion averages integers as DOUBLE and truncates decimals at scale `s + 4`, so each
-/// such `AVG` is computed at one more digit than the result needs and cast to Flink's
-/// type in a projection above the aggregate (an Arrow decimal cast rounds half-up).
-/// Column names and qualifiers are kept, so nothing above notices.
-///
-/// Errors: only DataFusion's, when rebuilding the aggregate.
-/// `AVG` over an OVER window, Flink's type as [`flink_avg`] gives it to a GROUP BY: of
-/// an integer, that integer type (the quotient truncated); of a `DECIMAL(p, s)`,
-/// `DECIMAL(38, max(s, 6))`, rounded half up.
-fn flink_avg_over(
-    w: &datafusion::logical_expr::Window,
-    plan: &datafusion::logical_expr::LogicalPlan,
-) -> datafusion::error::Result<
-    datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>,
-> {
-    use datafusion::arrow::datatypes::DataType;
-    use datafusion::common::tree_node::Transformed;
-    use datafusion::logical_expr::{
-        Expr as E, ExprSchemable, LogicalPlan, Projection, Window, WindowFunctionDefinition,
-    };
-    use std::sync::Arc;
-    let input_schema = w.input.schema();
-    let inputs = input_schema.fields().len();
-    let mut finals: Vec<Option<DataType>> = vec![];
-    let mut exprs = vec![];
-    for (j, e) in w.window_expr.iter().enumerate() {
-        let inner = match e {
-            E::Alias(a) => a.expr.as_ref(),
-            e => e,
-        };
-        let mut out = None;
-        if let E::WindowFunction(f) = inner
-            && let WindowFunctionDefinition::AggregateUDF(u) = &f.fun
-            && u.name().eq_ignore_ascii_case("avg")
-            && f.params.args.len() == 1
-        {
-            let t = f.params.args[0].get_type(input_schema)?;
-            let arg = match &t {
-                t if t.is_integer() => {
-                    out = Some(t.clone());
-                    None
-                }
-                DataType::Decimal128(p, s) if *s >= 0 => {
-                    let target = (*s).max(6);
-                    let scale = (*s).max(target - 3);
-                    let precision = (*p as i8 + (scale - *s)).min(38) as u8;
-                    out = Some(DataType::Decimal128(38, target));
-                    Some(
-                        f.params.args[0]
-                            .clone()
-                            .cast_to(&DataType::Decimal128(precision, scale), input_schema)?,
-                    )
-                }
-                _ => None,
-            };
-            if out.is_some() {
-                let name = w.schema.field(inputs + j).name().clone();
-                let mut g = f.as_ref().clone();
-                if let Some(arg) = arg {
-                    g.params.args = vec![arg];
-                }
-                exprs.push(E::WindowFunction(Box::new(g)).alias(name));
+/// How an aggregate's result becomes Flink's type in the projection above it.
+#[derive(Clone)]
+enum Finish {
+    /// An Arrow cast (a decimal cast rounds half-up).
+    Cast(datafusion::arrow::datatypes::DataType),
+    /// The 64-bit sum taken modulo the narrower integer type's range, as Java's `int`,
+    /// `short` and `byte` additions overflow (Flink's `IntSumAggFunction` and friends).
+    Wrap(datafusion::arrow::datatypes::DataType),
+}
+
+impl Finish {
+    fn apply(
+        &self,
+        col: datafusion::logical_expr::Expr,
+        schema: &datafusion::common::DFSchema,
+    ) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+        use datafusion::arrow::datatypes::DataType;
+        use datafusion::logical_expr::{ExprSchemable, Operator, binary_expr, lit, when};
+        match self {
+            Finish::Cast(t) => col.cast_to(t, schema),
+            Finish::Wrap(t) => {
+                let bits = match t {
+                    DataType::Int8 => 8,
+                    DataType::Int16 => 16,
+                    _ => 32,
+                };
+                let full = 1i64 << bits;
+                let low = binary_expr(
+                    col.cast_to(&DataType::Int64, schema)?,
+                    Operator::BitwiseAnd,
+                    lit(full - 1),
+                );
+                when(low.clone().gt_eq(lit(full / 2)), low.clone() - lit(full))
+                    .otherwise(low)?
+                    .cast_to(t, schema)
             }
         }
-        if out.is_none() {
-            exprs.push(e.clone());
+    }
+}
+
+/// Flink's result type for a call of aggregate `name` over `args`, where DataFusion's
+/// differs: the new argument (None: as it is) and how the result is finished. Flink's
+/// rules (`LogicalTypeMerging.findAvgAggType`, `findSumAggType`, `AvgAggFunction`,
+/// `SumAggFunction`):
+///
+/// - `AVG` of an integer has the integer's type (the sum divided by the count, truncated
+///   toward zero, as Java's integer division); of a `DECIMAL(p, s)`, `DECIMAL(38, max(6,
+///   s))` rounded half-up. DataFusion averages integers as DOUBLE and truncates decimals
+///   at scale `s + 4`, so the average is computed at one more digit than the result needs.
+/// - `SUM` of a `TINYINT`, `SMALLINT` or `INT` has that type (overflowing as Java does);
+///   of a `DECIMAL(p, s)`, `DECIMAL(38, s)`.
+fn flink_aggregate_type(
+    name: &str,
+    args: &[datafusion::logical_expr::Expr],
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<Option<(Option<datafusion::logical_expr::Expr>, Finish)>> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::ExprSchemable;
+    let [arg] = args else {
+        return Ok(None);
+    };
+    let t = arg.get_type(schema)?;
+    Ok(match (name.to_ascii_lowercase().as_str(), &t) {
+        ("avg", t) if t.is_integer() => Some((None, Finish::Cast(t.clone()))),
+        ("avg", DataType::Decimal128(p, s)) if *s >= 0 => {
+            let target = (*s).max(6);
+            // DataFusion's average has scale s' + 4: at least target + 1.
+            let scale = (*s).max(target - 3);
+            let precision = (*p as i8 + (scale - *s)).min(38) as u8;
+            Some((
+                Some(
+                    arg.clone()
+                        .cast_to(&DataType::Decimal128(precision, scale), schema)?,
+                ),
+                Finish::Cast(DataType::Decimal128(38, target)),
+            ))
         }
-        finals.push(out);
-    }
-    if finals.iter().all(Option::is_none) {
-        return Ok(Transformed::no(plan.clone()));
-    }
-    let new = Window::try_new(exprs, w.input.clone())?;
-    let schema = new.schema.clone();
+        ("sum", DataType::Int8 | DataType::Int16 | DataType::Int32) => {
+            Some((None, Finish::Wrap(t.clone())))
+        }
+        ("sum", DataType::Decimal128(_, s)) => {
+            Some((None, Finish::Cast(DataType::Decimal128(38, *s))))
+        }
+        _ => None,
+    })
+}
+
+/// The projection above a rebuilt aggregate or window node: its columns as they are,
+/// and from `first` on, the calls finished as `finals` says. Names and qualifiers are
+/// kept, so nothing above notices.
+fn finish_projection(
+    node: datafusion::logical_expr::LogicalPlan,
+    first: usize,
+    finals: &[Option<Finish>],
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::logical_expr::{Expr as E, LogicalPlan, Projection};
+    let schema = node.schema().clone();
+    // The grouping id of GROUPING SETS stays below: nothing above reads it, and when the
+    // query calls GROUPING() the analyzer's projection of the aggregate drops it.
     let cols = schema
         .iter()
         .enumerate()
+        .filter(|(_, (_, f))| f.name() != datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID)
         .map(|(i, (q, f))| {
             let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
             match i
-                .checked_sub(inputs)
+                .checked_sub(first)
                 .and_then(|j| finals.get(j))
                 .cloned()
                 .flatten()
             {
-                Some(t) => Ok(col
-                    .cast_to(&t, &schema)?
+                Some(fin) => Ok(fin
+                    .apply(col, &schema)?
                     .alias_qualified(q.cloned(), f.name())),
                 None => Ok(col),
             }
         })
         .collect::<datafusion::error::Result<Vec<_>>>()?;
-    Ok(Transformed::yes(LogicalPlan::Projection(
-        Projection::try_new(cols, Arc::new(LogicalPlan::Window(new)))?,
-    )))
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        cols,
+        std::sync::Arc::new(node),
+    )?))
 }
 
+/// Gives `AVG` and `SUM` Flink's result types (see [`flink_aggregate_type`]), on a
+/// planned query, in GROUP BY aggregates and OVER windows: each such call is computed as
+/// DataFusion does (at the argument's new type, if any) and finished to Flink's type in a
+/// projection above its node.
+///
+/// Errors: only DataFusion's, when rebuilding a node.
 pub fn flink_avg(
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-    use datafusion::arrow::datatypes::DataType;
     use datafusion::common::tree_node::{Transformed, TreeNode};
-    use datafusion::logical_expr::{Aggregate, Expr as E, ExprSchemable, LogicalPlan, Projection};
-    use std::sync::Arc;
+    use datafusion::logical_expr::{
+        Aggregate, Expr as E, LogicalPlan, Window, WindowFunctionDefinition,
+    };
     plan.transform_up(|p| {
-        if let LogicalPlan::Window(w) = &p {
-            return flink_avg_over(w, &p);
-        }
-        let LogicalPlan::Aggregate(a) = &p else {
-            return Ok(Transformed::no(p));
+        let (calls, input, first, out_schema) = match &p {
+            // The aggregates follow the group columns (with GROUPING SETS: every key, then
+            // the grouping id).
+            LogicalPlan::Aggregate(a) => (
+                &a.aggr_expr,
+                &a.input,
+                a.schema.fields().len() - a.aggr_expr.len(),
+                &a.schema,
+            ),
+            LogicalPlan::Window(w) => (
+                &w.window_expr,
+                &w.input,
+                w.input.schema().fields().len(),
+                &w.schema,
+            ),
+            _ => return Ok(Transformed::no(p)),
         };
-        let input_schema = a.input.schema();
-        let mut finals: Vec<Option<DataType>> = vec![];
-        let mut aggr = vec![];
-        let groups = a.group_expr.len();
-        for (j, e) in a.aggr_expr.iter().enumerate() {
+        let input_schema = input.schema();
+        let mut finals: Vec<Option<Finish>> = vec![];
+        let mut exprs = vec![];
+        for (j, e) in calls.iter().enumerate() {
             let inner = match e {
                 E::Alias(al) => al.expr.as_ref(),
                 e => e,
             };
-            let mut out = None;
-            if let E::AggregateFunction(f) = inner
-                && f.func.name().eq_ignore_ascii_case("avg")
-                && f.params.args.len() == 1
-            {
-                let t = f.params.args[0].get_type(input_schema)?;
-                let arg = match &t {
-                    DataType::Int8
-                    | DataType::Int16
-                    | DataType::Int32
-                    | DataType::Int64
-                    | DataType::UInt8
-                    | DataType::UInt16
-                    | DataType::UInt32
-                    | DataType::UInt64 => {
-                        out = Some(t.clone());
-                        None
-                    }
-                    DataType::Decimal128(p, s) if *s >= 0 => {
-                        let target = (*s).max(6);
-                        // DataFusion's average has scale s' + 4: at least target + 1.
-                        let scale = (*s).max(target - 3);
-                        let precision = (*p as i8 + (scale - *s)).min(38) as u8;
-                        out = Some(DataType::Decimal128(38, target));
-                        Some(
-                            f.params.args[0]
-                                .clone()
-                                .cast_to(&DataType::Decimal128(precision, scale), input_schema)?,
+            // The name the node gave this column, kept for what reads it.
+            let name = out_schema.field(first + j).name().clone();
+            let changed = match inner {
+                E::AggregateFunction(f) => {
+                    flink_aggregate_type(f.func.name(), &f.params.args, input_schema)?.map(
+                        |(arg, fin)| {
+                            let mut g = f.clone();
+                            if let Some(arg) = arg {
+                                g.params.args = vec![arg];
+                            }
+                            (E::AggregateFunction(g).alias(name), fin)
+                        },
+                    )
+                }
+                E::WindowFunction(f) => match &f.fun {
+                    WindowFunctionDefinition::AggregateUDF(u) => {
+                        flink_aggregate_type(u.name(), &f.params.args, input_schema)?.map(
+                            |(arg, fin)| {
+                                let mut g = f.as_ref().clone();
+                                if let Some(arg) = arg {
+                                    g.params.args = vec![arg];
+                                }
+                                (E::WindowFunction(Box::new(g)).alias(name), fin)
+                            },
                         )
                     }
                     _ => None,
-                };
-                if out.is_some() {
-                    // The name the aggregate gave this column, kept for what reads it.
-                    let name = a.schema.field(groups + j).name().clone();
-                    let mut g = f.clone();
-                    if let Some(arg) = arg {
-                        g.params.args = vec![arg];
-                    }
-                    aggr.push(E::AggregateFunction(g).alias(name));
+                },
+                _ => None,
+            };
+            match changed {
+                Some((e, fin)) => {
+                    exprs.push(e);
+                    finals.push(Some(fin));
+                }
+                None => {
+                    exprs.push(e.clone());
+                    finals.push(None);
                 }
             }
-            if out.is_none() {
-                aggr.push(e.clone());
-            }
-            finals.push(out);
         }
         if finals.iter().all(Option::is_none) {
             return Ok(Transformed::no(p));
         }
-        let new = Aggregate::try_new(a.input.clone(), a.group_expr.clone(), aggr)?;
-        let schema = new.schema.clone();
-        let exprs = schema
-            .iter()
-            .enumerate()
-            .map(|(i, (q, f))| {
-                let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
-                match i
-                    .checked_sub(groups)
-                    .and_then(|j| finals.get(j))
-                    .cloned()
-                    .flatten()
-                {
-                    Some(t) => Ok(col
-                        .cast_to(&t, &schema)?
-                        .alias_qualified(q.cloned(), f.name())),
-                    None => Ok(col),
-                }
-            })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(Transformed::yes(LogicalPlan::Projection(
-            Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(new)))?,
-        )))
+        let node = match &p {
+            LogicalPlan::Aggregate(a) => LogicalPlan::Aggregate(Aggregate::try_new(
+                a.input.clone(),
+                a.group_expr.clone(),
+                exprs,
+            )?),
+            _ => LogicalPlan::Window(Window::try_new(exprs, input.clone())?),
+        };
+        Ok(Transformed::yes(finish_projection(node, first, &finals)?))
     })
     .map(|t| t.data)
 }
