@@ -652,14 +652,25 @@ async fn over_aggregates_equal_batch() {
                  SUM(v) FILTER (WHERE v > 10) OVER {w} AS big"
             )
         };
-        let stream = format!(
-            "SELECT k, v, s, ts, {} FROM t",
-            calls(&window("ts", &frame))
-        );
+        // Over ROWS frames (where arrival breaks ties, so the batch order is exact):
+        // aggregates that cannot take rows back, rebuilt from a bounded frame's rows.
+        let firsts = |w: &str, ignore: &str| {
+            if by_rows {
+                format!(
+                    ", FIRST_VALUE(v){ignore} OVER {w} AS fv, LAST_VALUE(s){ignore} OVER {w} AS ls"
+                )
+            } else {
+                String::new()
+            }
+        };
+        let w = window("ts", &frame);
+        let stream = format!("SELECT k, v, s, ts, {}{} FROM t", calls(&w), firsts(&w, ""));
         let order = if by_rows { "ts, seq" } else { "ts" };
+        let w = window(order, &batch_frame);
         let batch = format!(
-            "SELECT k, v, s, ts, {} FROM t",
-            calls(&window(order, &batch_frame))
+            "SELECT k, v, s, ts, {}{} FROM t",
+            calls(&w),
+            firsts(&w, " IGNORE NULLS")
         );
         let path = dir.path().join(format!("over-{seed}.json"));
         write_json(&rows, &path);

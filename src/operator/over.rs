@@ -68,6 +68,9 @@ struct FrameRow {
 struct Partition {
     accs: Vec<Box<dyn Accumulator>>,
     frame: VecDeque<FrameRow>,
+    /// A row left the frame since the aggregates that cannot take rows back were last
+    /// built from it.
+    stale: bool,
 }
 
 pub struct OverAggregateOperator {
@@ -77,6 +80,9 @@ pub struct OverAggregateOperator {
     time: usize,
     frame: Frame,
     aggs: Vec<AggCall>,
+    /// Per aggregate: over a bounded frame, it cannot take rows back (`FIRST_VALUE`,
+    /// `LISTAGG`, …), so it is built again from the frame's rows after rows leave.
+    rebuild: Vec<bool>,
     input_schema: SchemaRef,
     /// The input's columns, then one per aggregate.
     schema: SchemaRef,
@@ -90,8 +96,10 @@ pub struct OverAggregateOperator {
 
 impl OverAggregateOperator {
     /// `partition`: the PARTITION BY expressions; `time`: the ORDER BY time attribute's
-    /// column in `input`; `schema`: the input's fields then one per call. Errors when a
-    /// bounded frame's aggregate cannot take rows back.
+    /// column in `input`; `schema`: the input's fields then one per call. An aggregate
+    /// over a bounded frame that cannot take rows back (Flink has retracting versions of
+    /// `FIRST_VALUE`, `LAST_VALUE`, `LISTAGG`) is built again from the frame's kept rows
+    /// whenever rows have left it: O(frame rows) per result instead of O(1).
     pub fn new(
         partition: Vec<Arc<dyn PhysicalExpr>>,
         input: SchemaRef,
@@ -115,12 +123,23 @@ impl OverAggregateOperator {
                     .collect::<Result<Vec<_>>>()?,
             )?)
         };
+        let rebuild = aggs
+            .iter()
+            .map(|a| {
+                frame.bounded()
+                    && !a
+                        .expr
+                        .create_sliding_accumulator()
+                        .is_ok_and(|acc| acc.supports_retract_batch())
+            })
+            .collect();
         let op = OverAggregateOperator {
             partition,
             key_conv,
             time,
             frame,
             aggs,
+            rebuild,
             input_schema: input,
             schema,
             watermark: None,
@@ -135,26 +154,16 @@ impl OverAggregateOperator {
     }
 
     /// A fresh accumulator per call: sliding ones (which take rows back) for a bounded
-    /// frame.
+    /// frame, where the aggregate has one.
     fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
         self.aggs
             .iter()
-            .map(|a| {
-                if !self.frame.bounded() {
+            .zip(&self.rebuild)
+            .map(|(a, &rebuild)| {
+                if !self.frame.bounded() || rebuild {
                     return Ok(a.expr.create_accumulator()?);
                 }
-                let acc = a.expr.create_sliding_accumulator().ok();
-                if !acc.as_ref().is_some_and(|a| a.supports_retract_batch()) {
-                    return Err(WeirError::sql(
-                        format!(
-                            "not supported in a standing query yet: {}() over a bounded OVER frame (it cannot take rows back)",
-                            a.expr.fun().name()
-                        ),
-                        None,
-                    )
-                    .with_hint("use ROWS/RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"));
-                }
-                acc.ok_or_else(|| WeirError::internal("a sliding accumulator vanished"))
+                Ok(a.expr.create_sliding_accumulator()?)
             })
             .collect()
     }
@@ -256,6 +265,7 @@ impl OverAggregateOperator {
                     Partition {
                         accs,
                         frame: VecDeque::new(),
+                        stale: false,
                     },
                 );
             }
@@ -290,7 +300,7 @@ impl OverAggregateOperator {
                 match self.frame {
                     Frame::Rows(n) => {
                         while part.frame.len() as u64 > n.saturating_add(1) {
-                            retract_front(part)?;
+                            retract_front(part, &self.rebuild)?;
                         }
                     }
                     Frame::Range(x) => {
@@ -299,11 +309,12 @@ impl OverAggregateOperator {
                             .front()
                             .is_some_and(|f| f.ts < t.saturating_sub(x))
                         {
-                            retract_front(part)?;
+                            retract_front(part, &self.rebuild)?;
                         }
                     }
                     Frame::Unbounded { .. } => {}
                 }
+                refresh(part, &self.aggs, &self.rebuild)?;
                 let result = part
                     .accs
                     .iter_mut()
@@ -368,7 +379,7 @@ impl OverAggregateOperator {
         let mut empty = vec![];
         for (key, part) in self.parts.iter_mut() {
             while part.frame.front().is_some_and(|f| f.ts <= horizon) {
-                retract_front(part)?;
+                retract_front(part, &self.rebuild)?;
             }
             if part.frame.is_empty() {
                 empty.push(key.clone());
@@ -416,12 +427,43 @@ fn add(
     Ok(())
 }
 
-/// Takes the oldest row of `part`'s frame back out of its accumulators.
-fn retract_front(part: &mut Partition) -> Result<()> {
+/// Builds the aggregates marked in `rebuild` (those that cannot take rows back) again
+/// from `part`'s frame, if rows have left it since they were last built.
+fn refresh(part: &mut Partition, aggs: &[AggCall], rebuild: &[bool]) -> Result<()> {
+    if !part.stale {
+        return Ok(());
+    }
+    part.stale = false;
+    for (j, a) in aggs.iter().enumerate() {
+        if !rebuild.get(j).copied().unwrap_or(false) {
+            continue;
+        }
+        let mut acc = a.expr.create_accumulator()?;
+        for row in &part.frame {
+            if let Some(Some(args)) = row.args.get(j) {
+                let arrays = args
+                    .iter()
+                    .map(|v| v.to_array())
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                acc.update_batch(&arrays)?;
+            }
+        }
+        part.accs[j] = acc;
+    }
+    Ok(())
+}
+
+/// Takes the oldest row of `part`'s frame back out of its accumulators (the ones in
+/// `rebuild` are marked stale instead: see [`refresh`]).
+fn retract_front(part: &mut Partition, rebuild: &[bool]) -> Result<()> {
     let Some(old) = part.frame.pop_front() else {
         return Ok(());
     };
     for (j, args) in old.args.into_iter().enumerate() {
+        if rebuild.get(j).copied().unwrap_or(false) {
+            part.stale = true;
+            continue;
+        }
         if let Some(args) = args {
             let arrays = args
                 .iter()
@@ -704,6 +746,7 @@ impl Operator for OverAggregateOperator {
                                 Partition {
                                     accs,
                                     frame: VecDeque::new(),
+                                    stale: false,
                                 },
                             );
                         }

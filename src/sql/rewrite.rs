@@ -403,7 +403,7 @@ pub const FLINK_NAMES: &[&str] = &[
 /// `COALESCE` (which changes nothing): DataFusion names a cast by its operand alone, so
 /// `MAX(i)` beside `MAX(CAST(i AS BIGINT))` gave two aggregate columns one name and the
 /// query failed ("duplicate unqualified field name"). Flink names both `EXPR$n`.
-fn distinct_cast_names(f: &Function, name: &str) -> Option<Expr> {
+fn distinct_cast_names(f: &Function) -> Option<Function> {
     const AGGREGATES: &[&str] = &[
         "SUM",
         "MIN",
@@ -420,7 +420,8 @@ fn distinct_cast_names(f: &Function, name: &str) -> Option<Expr> {
         "LISTAGG",
         "COLLECT",
     ];
-    if !AGGREGATES.contains(&name) {
+    let name = f.name.to_string().to_ascii_uppercase();
+    if f.name.0.len() != 1 || !AGGREGATES.contains(&name.as_str()) {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
@@ -439,21 +440,26 @@ fn distinct_cast_names(f: &Function, name: &str) -> Option<Expr> {
     if let FunctionArguments::List(list) = &mut g.args {
         for a in &mut list.args {
             if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Cast { .. })) = a {
-                *e = template("COALESCE(__0)", &[e.clone()])?;
+                *e = template("COALESCE(__0)", std::slice::from_ref(e))?;
             }
         }
     }
-    Some(Expr::Function(g))
+    Some(g)
 }
 
 fn rewrite_call(f: &Function) -> Option<Expr> {
+    match distinct_cast_names(f) {
+        Some(g) => Some(flink_call(&g).unwrap_or(Expr::Function(g))),
+        None => flink_call(f),
+    }
+}
+
+/// A Flink function call as DataFusion can plan it, or None when it needs nothing.
+fn flink_call(f: &Function) -> Option<Expr> {
     if f.name.0.len() != 1 {
         return None;
     }
     let name = f.name.to_string().to_ascii_uppercase();
-    if let Some(g) = distinct_cast_names(f, &name) {
-        return Some(g);
-    }
     // Aggregates keep their DISTINCT, FILTER and OVER: only the name or the NULL rule
     // changes.
     match name.as_str() {
