@@ -8,6 +8,10 @@
 //! * [`WeirError::User`] — bad arguments, options or input data (a malformed record, a
 //!   missing file). The message names the cause (file and line, option name).
 //! * [`WeirError::External`] / [`WeirError::Internal`] — the world or Weir failed at run time.
+//! * [`WeirError::OutputClosed`] — the reader of Weir's output went away (`weir … | head`).
+//! * [`WeirError::Cancelled`] — a task stopped because another failed first.
+//!
+//! Code decides by the variant, never by the message's words.
 
 use std::fmt;
 
@@ -34,6 +38,12 @@ pub enum WeirError {
     External(String),
     /// A bug in Weir.
     Internal(String),
+    /// The reader of Weir's output went away (a closed pipe, as `weir … | head` closes
+    /// it): the run ends without an error.
+    OutputClosed(String),
+    /// A task stopped because another task of its job failed first: never the cause a
+    /// job reports when there is another.
+    Cancelled(String),
 }
 
 pub type Result<T, E = WeirError> = std::result::Result<T, E>;
@@ -98,6 +108,11 @@ impl WeirError {
         }
     }
 
+    /// A task that stopped because another failed (see [`WeirError::Cancelled`]).
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        WeirError::Cancelled(message.into())
+    }
+
     /// True when the cause is the user's input (SQL, options, arguments): exit code 2.
     pub fn is_user_error(&self) -> bool {
         matches!(self, WeirError::Sql { .. } | WeirError::User(_))
@@ -139,7 +154,9 @@ impl WeirError {
                 out
             }
             WeirError::User(m) => format!("error: {m}"),
-            WeirError::External(m) => format!("error: {m}"),
+            WeirError::External(m) | WeirError::OutputClosed(m) | WeirError::Cancelled(m) => {
+                format!("error: {m}")
+            }
             WeirError::Internal(m) => format!("internal error (a bug in Weir): {m}"),
         }
     }
@@ -158,7 +175,10 @@ impl fmt::Display for WeirError {
                 }
                 Ok(())
             }
-            WeirError::User(m) | WeirError::External(m) => write!(f, "{m}"),
+            WeirError::User(m)
+            | WeirError::External(m)
+            | WeirError::OutputClosed(m)
+            | WeirError::Cancelled(m) => write!(f, "{m}"),
             WeirError::Internal(m) => write!(f, "internal error: {m}"),
         }
     }
@@ -168,6 +188,9 @@ impl std::error::Error for WeirError {}
 
 impl From<std::io::Error> for WeirError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return WeirError::OutputClosed(e.to_string());
+        }
         WeirError::External(e.to_string())
     }
 }
@@ -180,6 +203,17 @@ impl From<datafusion::parquet::errors::ParquetError> for WeirError {
 
 impl From<datafusion::arrow::error::ArrowError> for WeirError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        use datafusion::arrow::error::ArrowError;
+        let closed = match &e {
+            ArrowError::IoError(_, io) => io.kind() == std::io::ErrorKind::BrokenPipe,
+            ArrowError::ExternalError(x) => x
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe),
+            _ => false,
+        };
+        if closed {
+            return WeirError::OutputClosed(e.to_string());
+        }
         WeirError::External(e.to_string())
     }
 }
@@ -207,7 +241,17 @@ impl From<DataFusionError> for WeirError {
                 pos,
                 hint,
             },
-            DataFusionError::ArrowError(a, _) => WeirError::External(a.to_string()),
+            DataFusionError::ArrowError(a, _) => match a.as_ref() {
+                datafusion::arrow::error::ArrowError::IoError(_, io)
+                    if io.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    WeirError::OutputClosed(a.to_string())
+                }
+                _ => WeirError::External(a.to_string()),
+            },
+            DataFusionError::IoError(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+                WeirError::OutputClosed(io.to_string())
+            }
             DataFusionError::IoError(io) => WeirError::External(io.to_string()),
             DataFusionError::Internal(m) => WeirError::Internal(m.clone()),
             DataFusionError::External(x) => match x.downcast_ref::<WeirError>() {
@@ -243,24 +287,10 @@ pub fn did_you_mean<'a>(wrong: &str, valid: impl IntoIterator<Item = &'a str>) -
     let w = wrong.to_ascii_lowercase();
     valid
         .into_iter()
-        .map(|v| (levenshtein(&w, &v.to_ascii_lowercase()), v))
+        .map(|v| (strsim::levenshtein(&w, &v.to_ascii_lowercase()), v))
         .filter(|(d, v)| *d <= (v.len().max(3) / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v.to_string())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

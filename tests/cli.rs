@@ -342,6 +342,48 @@ fn sigterm_stops_an_unbounded_query_cleanly() {
     assert!(ids.iter().enumerate().all(|(i, id)| *id == i as u64 + 1));
 }
 
+/// `weir run q.sql | head -n 3`: the reader closes the pipe and the unbounded job ends at
+/// once, quietly and with success (a closed output is `WeirError::OutputClosed`, not a
+/// failure).
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly() {
+    use std::io::{BufRead, BufReader};
+    let (_dir, f) = script(
+        "q.sql",
+        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
+         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO out SELECT id FROM g;",
+    );
+    let mut child = weir()
+        .args(["run", &f.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    for want in ["+I[1]", "+I[2]", "+I[3]"] {
+        assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some(want));
+    }
+    drop(lines);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still running after its output closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
+}
+
 #[test]
 fn help_names_the_commands() {
     let (code, stdout, _) = run(&["--help"]);

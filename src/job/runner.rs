@@ -240,14 +240,10 @@ impl Job {
                 if let Err(e) = r {
                     // Once a task fails, the others are told to stop; keep the first cause.
                     stop2.store(true, Ordering::Relaxed);
-                    let secondary = matches!(&e, WeirError::Internal(m) if m.contains("stopped before its end"));
+                    let secondary = matches!(&e, WeirError::Cancelled(_));
                     match &first_err {
                         None => first_err = Some(e),
-                        Some(WeirError::Internal(m))
-                            if m.contains("stopped before its end") && !secondary =>
-                        {
-                            first_err = Some(e)
-                        }
+                        Some(WeirError::Cancelled(_)) if !secondary => first_err = Some(e),
                         _ => {}
                     }
                 }

@@ -180,13 +180,13 @@ pub fn run_sink(
             }
         };
         if let Err(e) = r {
-            if is_broken_pipe(&e) {
+            if matches!(e, WeirError::OutputClosed(_)) {
                 return Ok(());
             }
             return Err(e);
         }
     }
-    Err(WeirError::internal(
+    Err(WeirError::cancelled(
         "the query stopped before its end reached the sink",
     ))
 }
@@ -203,8 +203,4 @@ fn checkpoint(sink: &mut dyn Sink, cp: &Checkpointer, id: u64, finished: bool) -
         }
         None => Ok(false),
     }
-}
-
-pub fn is_broken_pipe(e: &WeirError) -> bool {
-    matches!(e, WeirError::External(m) if m.contains("Broken pipe") || m.contains("broken pipe"))
 }
