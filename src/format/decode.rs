@@ -98,6 +98,12 @@ pub struct Decoder {
     csv_schema: SchemaRef,
     csv_arrays: Vec<usize>,
     array_delimiter: String,
+    /// For CSV: `csv_schema` with the integer and floating-point columns read as text too,
+    /// and those columns' indexes — the second try of a chunk that failed, whose numbers
+    /// are then trimmed (Flink's CSV format reads `" 5"` as 5: `Integer.parseInt(text.trim())`
+    /// in its `CsvToRowDataConverters`) and parsed. Clean input never pays for it.
+    csv_text_schema: SchemaRef,
+    csv_numbers: Vec<usize>,
     /// For JSON: a record without one of the table's fields is malformed
     /// (`json.fail-on-missing-field`; otherwise the field is NULL).
     fail_on_missing: bool,
@@ -303,6 +309,27 @@ impl Decoder {
                 })
                 .collect::<Vec<_>>(),
         ));
+        let csv_numbers: Vec<usize> = csv_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.data_type().is_integer() || f.data_type().is_floating())
+            .map(|(i, _)| i)
+            .collect();
+        let csv_text_schema = Arc::new(Schema::new(
+            csv_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if csv_numbers.contains(&i) {
+                        f.as_ref().clone().with_data_type(DataType::Utf8)
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ));
         let array_delimiter = options
             .get("csv.array-element-delimiter")
             .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
@@ -330,6 +357,8 @@ impl Decoder {
             json_booleans,
             csv_schema,
             csv_arrays,
+            csv_text_schema,
+            csv_numbers,
             array_delimiter,
             fail_on_missing,
             format,
@@ -554,6 +583,60 @@ impl Decoder {
     }
 
     fn decode_csv(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
+        let b = match self.read_csv(lines, &self.csv_schema) {
+            Ok(b) => b,
+            Err(e) if self.csv_numbers.is_empty() => return Err(e),
+            // Perhaps numbers with spaces around them: read them as text and trim.
+            Err(e) => {
+                // A record malformed either way keeps the first try's reason.
+                let Ok(b) = self.read_csv(lines, &self.csv_text_schema) else {
+                    return Err(e);
+                };
+                self.trimmed_numbers(b).map_err(|_| e)?
+            }
+        };
+        self.csv_arrays(b)
+    }
+
+    /// The number columns of `b` (read by `csv_text_schema` as text), trimmed of what
+    /// Java's `String.trim` removes (characters up to U+0020) and parsed as their types.
+    fn trimmed_numbers(&self, b: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        let mut cols = b.columns().to_vec();
+        for &i in &self.csv_numbers {
+            let text = cols[i]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("a number column was not read as text")?;
+            let trimmed: StringArray = text
+                .iter()
+                .map(|v| v.map(|t| t.trim_matches(|c: char| c <= ' ')))
+                .collect();
+            let want = self.csv_schema.field(i).data_type();
+            cols[i] = datafusion::arrow::compute::cast_with_options(
+                &trimmed,
+                want,
+                &datafusion::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                format!(
+                    "column '{}': not a number of type {}: {e}",
+                    self.schema.field(i).name(),
+                    crate::sql::types::flink_type_name(want)
+                )
+            })?;
+        }
+        RecordBatch::try_new(self.csv_schema.clone(), cols).map_err(|e| e.to_string())
+    }
+
+    /// Reads `lines` as CSV records of `schema`.
+    fn read_csv(
+        &self,
+        lines: &[&String],
+        schema: &SchemaRef,
+    ) -> std::result::Result<RecordBatch, String> {
         use datafusion::arrow::csv::ReaderBuilder;
         // arrow-csv escapes only inside quotes; Flink's escape character works anywhere
         // (`a\;b` is `a;b`), so escaped lines are first rewritten in plain quoted form.
@@ -562,7 +645,7 @@ impl Decoder {
         } else {
             self.quote
         };
-        let mut d = ReaderBuilder::new(self.csv_schema.clone())
+        let mut d = ReaderBuilder::new(schema.clone())
             .with_header(false)
             .with_delimiter(self.delimiter)
             .with_quote(quote)
@@ -601,7 +684,7 @@ impl Decoder {
         }
         let _ = d.decode(&[]).map_err(error)?;
         match d.flush().map_err(error)? {
-            Some(b) if b.num_rows() == lines.len() => self.csv_arrays(b),
+            Some(b) if b.num_rows() == lines.len() => Ok(b),
             Some(_) | None => Err("wrong number of fields".into()),
         }
     }
