@@ -889,6 +889,7 @@ impl Session {
             .await
             .map_err(|e| self.improve(e))?;
         let plan = crate::sql::rewrite::flink_avg(plan)?;
+        let plan = crate::sql::names::star_names(plan, query)?;
         Ok(state.optimize(&plan)?)
     }
 

@@ -23,7 +23,8 @@ use datafusion::sql::sqlparser::ast::{
 /// views' bodies, CTEs, set operations), the name Flink gives it.
 ///
 /// A select list that holds `*` keeps DataFusion's names for the items after the star:
-/// their positions depend on the star's width, which is known only once planned.
+/// their positions depend on the star's width, which is known only once planned
+/// ([`star_names`] names them then).
 pub fn name_columns(query: &mut Query) {
     let _ = query.visit(&mut Namer);
 }
@@ -150,6 +151,81 @@ fn name_select(select: &mut Select) {
             }
         }
     }
+}
+
+/// Gives a planned query whose (leftmost) select list holds `*` Flink's names, which
+/// [`name_columns`] could not write before the star's width was known: the star's
+/// columns, then the items after it — an unaliased expression there is `EXPR$n`, `n` its
+/// position in the expanded list — and a name that repeats an earlier one gets Calcite's
+/// suffix (`SELECT *` over a join of two tables with an `id` column gives `id`, `id0`).
+/// With more than one star only the repeats are renamed. Errors: DataFusion's, building
+/// the renaming projection.
+pub fn star_names(
+    plan: datafusion::logical_expr::LogicalPlan,
+    query: &Query,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::logical_expr::{Expr as E, LogicalPlan, Projection};
+    let mut body = query.body.as_ref();
+    let select = loop {
+        match body {
+            SetExpr::Select(s) => break s,
+            SetExpr::SetOperation { left, .. } => body = left,
+            SetExpr::Query(q) => body = q.body.as_ref(),
+            _ => return Ok(plan),
+        }
+    };
+    let is_star = |i: &SelectItem| {
+        matches!(
+            i,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    };
+    let stars = select.projection.iter().filter(|i| is_star(i)).count();
+    if stars == 0 {
+        return Ok(plan);
+    }
+    let schema = plan.schema().clone();
+    let mut names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    if stars == 1 {
+        let relations = relations(select);
+        let at = select.projection.iter().position(is_star).unwrap_or(0);
+        let after = select.projection.len() - at - 1;
+        let width = names.len().saturating_sub(at + after);
+        for (k, item) in select.projection[at + 1..].iter().enumerate() {
+            let ordinal = at + width + k;
+            if let (SelectItem::UnnamedExpr(e), Some(name)) = (item, names.get_mut(ordinal)) {
+                let (flink, _) = derived(e, ordinal, &relations);
+                if flink.starts_with("EXPR$") {
+                    *name = flink;
+                }
+            }
+        }
+    }
+    let mut used = HashSet::new();
+    let names: Vec<String> = names.iter().map(|n| uniquify(n, &mut used)).collect();
+    if names
+        .iter()
+        .zip(schema.fields())
+        .all(|(n, f)| n == f.name())
+    {
+        return Ok(plan);
+    }
+    let exprs = schema
+        .iter()
+        .zip(names)
+        .map(|((q, f), name)| {
+            let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
+            if name == *f.name() {
+                col
+            } else {
+                col.alias(name)
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        std::sync::Arc::new(plan),
+    )?))
 }
 
 /// `name`, or `name` with the smallest suffix `0`, `1`, … not in `used`; the result is
