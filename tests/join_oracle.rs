@@ -147,6 +147,21 @@ fn queries() -> Vec<(String, String, String)> {
         interval2.into(),
         interval2.into(),
     ));
+    // A window over an INNER interval join's output, which keeps the time attributes: no
+    // joined row may be late there (the join's watermark trails by its bounds).
+    let joined = "SELECT a.k, a.v AS av, b.v AS bv, a.ts FROM a JOIN b ON a.k = b.k \
+        AND a.ts BETWEEN b.ts - INTERVAL '3' SECOND AND b.ts + INTERVAL '1' SECOND";
+    out.push((
+        "interval, then a window".into(),
+        format!(
+            "SELECT k, window_start, COUNT(*), SUM(av), MAX(bv) FROM TABLE(TUMBLE(TABLE ({joined}), \
+             DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY k, window_start, window_end"
+        ),
+        format!(
+            "SELECT k, date_bin(INTERVAL '1 second', ts, TIMESTAMP '1970-01-01T00:00:00') AS window_start, \
+             COUNT(*), SUM(av), MAX(bv) FROM ({joined}) j GROUP BY k, 2"
+        ),
+    ));
     for kind in ["LEFT JOIN", "RIGHT JOIN", "FULL JOIN"] {
         // Outer interval joins: a row that met nothing comes padded once the watermark
         // passes its last chance (append-only, as Flink's).

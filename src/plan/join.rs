@@ -180,6 +180,16 @@ fn time_term(e: &Expr) -> Option<(&Column, i64)> {
 
 type ColumnPair = (Column, Column);
 
+/// True when `j` joins by time bounds (an interval join), not by equal windows.
+pub(crate) fn is_interval_join(j: &Join) -> bool {
+    let window_keys = j.on.iter().any(|(l, r)| {
+        matches!((l, r), (Expr::Column(lc), Expr::Column(rc))
+            if window_column(&j.left, &lc.name).as_deref() == Some("window_end")
+                && window_column(&j.right, &rc.name).as_deref() == Some("window_end"))
+    });
+    !window_keys && matches!(interval(j), Ok(Some(JoinTime::Interval { .. })))
+}
+
 /// Time bounds between the two sides in the join's condition, as an interval join: both a
 /// lower and an upper bound on `left.t - right.t` for one pair of event-time columns.
 fn interval(j: &Join) -> Result<Option<JoinTime>> {

@@ -212,6 +212,19 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 })
         }
         LogicalPlan::Union(u) => u.inputs.iter().all(|i| is_time_attribute(i, name)),
+        // An INNER interval join keeps both sides' time attributes, as Flink's: a joined
+        // row is never behind the join's output watermark, which trails by the bounds.
+        LogicalPlan::Join(j)
+            if j.join_type == datafusion::logical_expr::JoinType::Inner
+                && crate::plan::join::is_interval_join(j) =>
+        {
+            let left = j.left.schema().fields().len();
+            match position(&j.schema, name) {
+                Some(i) if i < left => is_time_attribute(&j.left, name),
+                Some(_) => is_time_attribute(&j.right, name),
+                None => false,
+            }
+        }
         // An OVER aggregate emits each row before the watermark passes its time (Flink keeps
         // the time attribute through it too).
         LogicalPlan::Window(w) if crate::plan::is_over_aggregate(w) => {
