@@ -113,6 +113,26 @@ impl WeirError {
         WeirError::Cancelled(message.into())
     }
 
+    /// Moves a SQL error's position from a piece of a script to the whole script: the
+    /// piece starts at line `line`, column `col` (1-based) of it.
+    pub fn offset_by(self, line: u64, col: u64) -> Self {
+        match self {
+            WeirError::Sql {
+                message,
+                pos: Some(p),
+                hint,
+            } => WeirError::Sql {
+                message,
+                pos: Some(Pos {
+                    line: p.line + line - 1,
+                    col: if p.line == 1 { p.col + col - 1 } else { p.col },
+                }),
+                hint,
+            },
+            other => other,
+        }
+    }
+
     /// True when the cause is the user's input (SQL, options, arguments): exit code 2.
     pub fn is_user_error(&self) -> bool {
         matches!(self, WeirError::Sql { .. } | WeirError::User(_))

@@ -224,7 +224,11 @@ fn main() -> ExitCode {
         None => {
             if let Some(f) = cli.file {
                 return match std::fs::read_to_string(&f) {
-                    Ok(text) => exit(weir::shell::script(&rt, &text)),
+                    Ok(text) => exit(weir::shell::script(
+                        &rt,
+                        &text,
+                        Some(&f.display().to_string()),
+                    )),
                     Err(e) => {
                         eprintln!("error: cannot read '{}': {e}", f.display());
                         ExitCode::from(2)
@@ -245,7 +249,7 @@ fn main() -> ExitCode {
                     eprintln!("error: cannot read stdin: {e}");
                     return ExitCode::from(2);
                 }
-                exit(weir::shell::script(&rt, &text))
+                exit(weir::shell::script(&rt, &text, None))
             }
         }
         Some(Command::Run {

@@ -770,6 +770,9 @@ impl Session {
         for stmt in crate::sql::parser::parse_script(sql)? {
             match &stmt.statement {
                 Statement::Query(q) => {
+                    if let Some(e) = missing_path(q, &stmt) {
+                        return Err(e);
+                    }
                     let plan = self
                         .logical_plan(q, &stmt.windows)
                         .await
@@ -1167,6 +1170,14 @@ impl Session {
             late_sinks: Default::default(),
             dead_letters: Default::default(),
         };
+        let read = match &stmt.statement {
+            Statement::Query(q) => Some(q.as_ref()),
+            Statement::Insert { query, .. } => Some(query.as_ref()),
+            _ => None,
+        };
+        if let Some(e) = read.and_then(|q| missing_path(q, stmt)) {
+            return Err(e);
+        }
         match &stmt.statement {
             Statement::Query(q) => {
                 let plan = self
@@ -1326,6 +1337,50 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
 /// unquoted identifiers as written and matches them case-sensitively, while a `&str`
 /// given to DataFusion's `register_table` is parsed as SQL and lower-cased. A dotted name
 /// is `database.table` or `catalog.database.table`.
+/// The first quoted local path `query` reads as a table (`FROM 'archive/x'`) that names
+/// no file or folder: an error at the path in `stmt`'s text, naming the folder it was
+/// looked for from. URLs (`s3://…`) and globs are left to DataFusion.
+fn missing_path(query: &ast::Query, stmt: &Located) -> Option<WeirError> {
+    let mut missing = None;
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |name| {
+        if let [part] = name.0.as_slice()
+            && let Some(i) = part.as_ident()
+            && i.quote_style == Some('\'')
+            && !i.value.contains("://")
+            && !i.value.contains(['*', '?', '['])
+            && !std::path::Path::new(&i.value).exists()
+        {
+            missing = Some(i.value.clone());
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    let path = missing?;
+    let at = stmt.text.find(&format!("'{path}'")).map(|off| {
+        let before = &stmt.text[..off];
+        let line = before.matches('\n').count() as u64;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64;
+        crate::error::Pos {
+            line: stmt.pos.line + line,
+            col: if line == 0 {
+                stmt.pos.col + col
+            } else {
+                col + 1
+            },
+        }
+    });
+    let here = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| "the current folder".into());
+    Some(
+        WeirError::sql(
+            format!("no file or folder '{path}' (looked for from {here})"),
+            at,
+        )
+        .with_hint("a quoted path is a table: a Parquet, CSV or JSON file, or a folder of them"),
+    )
+}
+
 fn relation(name: &str) -> datafusion::common::TableReference {
     use datafusion::common::TableReference;
     let parts: Vec<&str> = name.split('.').collect();

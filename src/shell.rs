@@ -922,29 +922,34 @@ pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
 }
 
 /// Statements from a file or a pipe, without prompts: each complete entry in turn.
+/// Errors point at their line and column in `text`, and name `file` when there is one.
 /// Returns false when one failed.
-pub fn script(rt: &tokio::runtime::Runtime, text: &str) -> bool {
+pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> bool {
     let mut shell = Shell::new(false);
     let mut ok = true;
     let mut entry = String::new();
-    for line in text.lines() {
-        if entry.trim().is_empty()
-            && (line.trim().starts_with('\\') || word_command(line).is_some())
-        {
-            if !rt.block_on(shell.handle(line)) {
-                break;
+    // The 1-based line of `text` where the entry began.
+    let mut first_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        if entry.trim().is_empty() {
+            entry.clear();
+            first_line = i + 1;
+            if line.trim().starts_with('\\') || word_command(line).is_some() {
+                if !rt.block_on(shell.handle(line)) {
+                    break;
+                }
+                continue;
             }
-            continue;
         }
         entry.push_str(line);
         entry.push('\n');
         if complete_entry(&entry) {
             let e = std::mem::take(&mut entry);
-            ok &= rt.block_on(shell.run_checked(&e));
+            ok &= rt.block_on(shell.run_checked(&e, first_line, text, file));
         }
     }
     if !entry.trim().is_empty() {
-        ok &= rt.block_on(shell.run_checked(&entry));
+        ok &= rt.block_on(shell.run_checked(&entry, first_line, text, file));
     }
     rt.block_on(async {
         // Background jobs of a script run to their end.
@@ -961,18 +966,32 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str) -> bool {
 }
 
 impl Shell {
-    async fn run_checked(&mut self, text: &str) -> bool {
-        let trimmed = text.trim();
+    /// Runs `entry`, which begins at line `first_line` of `whole` (a script, `file` if
+    /// it has a name); an error is shown at its place in `whole`.
+    async fn run_checked(
+        &mut self,
+        entry: &str,
+        first_line: usize,
+        whole: &str,
+        file: Option<&str>,
+    ) -> bool {
+        let trimmed = entry.trim();
         if trimmed.is_empty() {
             return true;
         }
+        // Where `trimmed` starts in `whole`: after the entry's leading blank lines and
+        // spaces.
+        let lead = &entry[..entry.len() - entry.trim_start().len()];
+        let line = first_line + lead.matches('\n').count();
+        let col = lead.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         match self.sql(trimmed).await {
             Ok(()) => {
                 self.refresh_words();
                 true
             }
             Err(e) => {
-                eprintln!("{}", e.render(Some(trimmed), None));
+                let e = e.offset_by(line as u64, col as u64);
+                eprintln!("{}", e.render(Some(whole), file));
                 false
             }
         }

@@ -246,4 +246,72 @@ fn a_file_with_an_error_reports_it_and_fails() {
     );
     assert!(stderr.contains("nope"), "{stderr}");
     assert!(stderr.contains('^'), "{stderr}");
+    // At its place in the file: line 2, column 8, under the file's own line.
+    assert!(
+        stderr.contains(&format!("SQL error at {}:2:8: ", f.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 | SELECT nope;"), "{stderr}");
+}
+
+/// Piped statements: an error's line and column count from the start of the input, past
+/// blank lines, indentation and earlier statements on its line.
+#[test]
+fn piped_errors_point_at_their_line_of_the_input() {
+    let (code, _, stderr) = pipe(
+        "SELECT 1;\n\n  SELECT 2,\n   nope;\nSELECT 3; SELECT nope2;\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("SQL error at 4:4: No field named nope."),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("SQL error at 5:18: No field named nope2."),
+        "{stderr}"
+    );
+}
+
+/// `\format json` over a changelog (a GROUP BY over a stream, its rows in chunks of three):
+/// one JSON array over the whole run — every change, NULL keys written as `null` — that a
+/// JSON reader takes, whose last value per key is the batch count; an empty result is `[]`.
+#[test]
+fn json_results_are_one_array_over_the_whole_run() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let input = format!(
+        "\\format json\n\
+         CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
+         SET 'table.exec.batch-size' = '3';\n\
+         SELECT name, COUNT(*) AS c FROM src GROUP BY name;\n\
+         SELECT name FROM src WHERE false;\n"
+    );
+    let (code, stdout, stderr) = pipe(&input, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<serde_json::Value>();
+    let changes = values.next().expect("one array").expect("valid JSON");
+    let changes = changes.as_array().expect("an array");
+    assert!(changes.len() > 5, "{stdout}");
+    let mut last = std::collections::BTreeMap::new();
+    for c in changes {
+        if c["op"] != "-U" {
+            last.insert(c["name"].to_string(), c["c"].as_i64().expect("count"));
+        }
+    }
+    let text = std::fs::read_to_string(data).expect("data");
+    let mut want = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let name = line.rsplit(',').next().unwrap_or("");
+        let key = if name.is_empty() {
+            "null".to_string()
+        } else {
+            format!("\"{name}\"")
+        };
+        *want.entry(key).or_insert(0) += 1;
+    }
+    assert_eq!(last, want, "{stdout}");
+    let empty = values.next().expect("a second array").expect("valid JSON");
+    assert_eq!(empty, serde_json::json!([]));
+    assert!(values.next().is_none(), "{stdout}");
 }

@@ -121,21 +121,33 @@ pub fn write_results(
                 wr.write(b)?;
             }
         }
+        // NULLs are written (`"k":null`), as Flink's JSON format writes them.
         OutputFormat::Json => {
-            let mut wr = datafusion::arrow::json::ArrayWriter::new(&mut *w);
+            let mut wr = datafusion::arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut *w);
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             wr.write_batches(&refs)?;
             wr.finish()?;
             writeln!(w)?;
         }
         OutputFormat::Ndjson => {
-            let mut wr = datafusion::arrow::json::LineDelimitedWriter::new(&mut *w);
+            let mut wr = ndjson_writer(&mut *w);
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             wr.write_batches(&refs)?;
             wr.finish()?;
         }
     }
     Ok(())
+}
+
+/// A JSON-lines writer into `w` that writes NULLs (`"k":null`), as Flink's JSON format.
+pub fn ndjson_writer<W: Write>(
+    w: W,
+) -> datafusion::arrow::json::Writer<W, datafusion::arrow::json::writer::LineDelimited> {
+    datafusion::arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, datafusion::arrow::json::writer::LineDelimited>(w)
 }
 
 /// Flink's default `csv.array-element-delimiter`.

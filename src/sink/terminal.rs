@@ -97,10 +97,30 @@ impl Sink for TerminalSink {
         }
         let batch = &crate::changelog::for_display(batch)?;
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-        if self.format == OutputFormat::Table {
-            self.table_rows(batch, &mut w)?;
-        } else {
-            write_results(&mut w, self.format, std::slice::from_ref(batch), self.first)?;
+        match self.format {
+            OutputFormat::Table => self.table_rows(batch, &mut w)?,
+            // One JSON array over the whole run (rows come in chunks as windows fire or
+            // results change): `[` before the first row, `,` between rows, `]` at the end.
+            OutputFormat::Json => {
+                let mut lines = Vec::new();
+                let mut wr = crate::format::encode::ndjson_writer(&mut lines);
+                wr.write(batch)?;
+                wr.finish()?;
+                for (i, line) in lines
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .enumerate()
+                {
+                    let sep: &[u8] = if self.rows == 0 && i == 0 {
+                        b"[\n"
+                    } else {
+                        b",\n"
+                    };
+                    w.write_all(sep)?;
+                    w.write_all(line)?;
+                }
+            }
+            _ => write_results(&mut w, self.format, std::slice::from_ref(batch), self.first)?,
         }
         w.flush()?;
         self.first = false;
@@ -116,6 +136,11 @@ impl Sink for TerminalSink {
         if let Some(widths) = &self.widths {
             let mut w = std::io::stdout().lock();
             writeln!(w, "{}", Self::border(widths))?;
+            w.flush()?;
+        }
+        if self.format == OutputFormat::Json {
+            let mut w = std::io::stdout().lock();
+            w.write_all(if self.rows == 0 { b"[]\n" } else { b"\n]\n" })?;
             w.flush()?;
         }
         if !self.quiet && self.format == OutputFormat::Table {
