@@ -36,4 +36,12 @@ pub mod source;
 pub mod sql;
 
 pub use error::{Result, WeirError};
+
+/// Whether to colour what goes to stderr (log levels, the shell's hint): only on a
+/// terminal, and not when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>).
+pub fn colour_stderr() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 pub use session::{Outcome, Session};

@@ -206,9 +206,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => logs.with_ansi(weir::colour_stderr()).init(),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

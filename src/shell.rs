@@ -859,6 +859,9 @@ impl Hinter for WeirHelper {
 
 impl Highlighter for WeirHelper {
     fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        if !crate::colour_stderr() {
+            return Cow::Borrowed(hint);
+        }
         Cow::Owned(format!("\x1b[2m{hint}\x1b[0m"))
     }
 }

@@ -315,3 +315,32 @@ fn json_results_are_one_array_over_the_whole_run() {
     assert_eq!(empty, serde_json::json!([]));
     assert!(values.next().is_none(), "{stdout}");
 }
+
+/// Colour only where it is wanted: the shell's dimmed hint (`\? help`) is drawn with an
+/// ANSI code on a terminal, and without one when `NO_COLOR` is set (https://no-color.org).
+#[test]
+fn no_color_turns_the_colours_off() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for no_color in [false, true] {
+        let mut cmd = weir();
+        cmd.env("WEIR_HISTORY", tmp.path().join("history"))
+            .env("TERM", "xterm");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let s = Session::spawn(cmd).expect("weir starts in a pty");
+        let log = Transcript::default();
+        let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
+        s.set_expect_timeout(Some(Duration::from_secs(30)));
+        let mut t = Term { s, log };
+        t.want("\\q quit", "the hint");
+        // The transcript holds what was read as Rust's debug text of it.
+        let seen = t.log.0.lock().map(|v| v.clone()).unwrap_or_default();
+        let seen = String::from_utf8_lossy(&seen);
+        let dim = seen.contains("\\u{1b}[2m");
+        assert_eq!(dim, !no_color, "NO_COLOR={no_color}: {seen}");
+        t.line("\\q");
+    }
+}
