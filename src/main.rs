@@ -109,7 +109,8 @@ enum Command {
     #[command(after_help = "Examples:
   weir query \"SELECT * FROM 'archive/hot_items' WHERE dt = '2026-01-01' ORDER BY window_start\"
   weir query --format csv \"SELECT dt, COUNT(*) FROM 'archive/hot_items' GROUP BY dt\"
-  echo \"SELECT 1 + 1;\" | weir query -")]
+  echo \"SELECT 1 + 1;\" | weir query -
+  weir query --maxrows 0 \"SELECT * FROM 'archive/hot_items'\"")]
     Query {
         /// SQL statements separated by `;` (or `-` to read them from stdin).
         sql: String,
@@ -119,6 +120,10 @@ enum Command {
         /// Print no row count and time on stderr.
         #[arg(long, short)]
         quiet: bool,
+        /// The most rows a table shows (the count still counts them all); 0 shows all.
+        /// Default: 40 on a terminal, as datafusion-cli; all when piped.
+        #[arg(long)]
+        maxrows: Option<usize>,
     },
 }
 
@@ -269,12 +274,26 @@ fn main() -> ExitCode {
             progress_interval,
             stop_timeout,
         )),
-        Some(Command::Query { sql, format, quiet }) => rt.block_on(query(sql, format, quiet)),
+        Some(Command::Query {
+            sql,
+            format,
+            quiet,
+            maxrows,
+        }) => {
+            let maxrows =
+                maxrows.unwrap_or(if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                    40
+                } else {
+                    0
+                });
+            rt.block_on(query(sql, format, quiet, maxrows))
+        }
         Some(Command::Bench { suite }) => bench(suite),
     }
 }
 
-async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
+/// `weir query`: `maxrows` is the most rows a table shows (0: all).
+async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -> ExitCode {
     let sql = if sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
@@ -292,14 +311,27 @@ async fn query(sql: String, format: OutputFormat, quiet: bool) -> ExitCode {
         Ok(results) => {
             let mut out = std::io::stdout().lock();
             for batches in &results {
-                if let Err(e) = write_results(&mut out, format, batches, true) {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                let shown = if format == OutputFormat::Table && maxrows > 0 && rows > maxrows {
+                    weir::format::encode::first_rows(batches, maxrows)
+                } else {
+                    batches.clone()
+                };
+                if let Err(e) = write_results(&mut out, format, &shown, true) {
                     eprintln!("{}", e.render(None, None));
                     return ExitCode::from(1);
                 }
                 let _ = std::io::Write::flush(&mut out);
                 if !quiet {
-                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                    eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());
+                    let more = if shown.iter().map(|b| b.num_rows()).sum::<usize>() < rows {
+                        format!(" (the first {maxrows} shown; --maxrows 0 shows all)")
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "{rows} row(s) in {:.3}s{more}",
+                        started.elapsed().as_secs_f64()
+                    );
                 }
             }
             ExitCode::SUCCESS

@@ -42,7 +42,25 @@ pub const SETTINGS: &[&str] = &[
     "state.checkpoints.num-retained",
     "pipeline.name",
     "metrics.reporter.prom.port",
+    MAX_COLUMN_WIDTH_KEY,
+    "sql-client.display.max-column-width",
 ];
+
+/// Flink's `table.display.max-column-width` (its sql-client's older name,
+/// `sql-client.display.max-column-width`, is read too): the widest a result table's cell is
+/// drawn, in characters, longer text cut to it with `...` at its end. Default 30, as Flink;
+/// 0: no limit.
+pub const MAX_COLUMN_WIDTH_KEY: &str = "table.display.max-column-width";
+
+/// The column width limit `value` sets ([`MAX_COLUMN_WIDTH_KEY`]). Errors: not a
+/// non-negative integer.
+fn max_column_width_of(key: &str, value: &str) -> Result<usize> {
+    value.trim().parse().map_err(|_| {
+        WeirError::user(format!(
+            "setting '{key}': '{value}' is not a width in characters (a whole number; 0 for no limit)"
+        ))
+    })
+}
 
 /// A warning for `SET key` when nothing in Weir reads `key` (a typo, most often), with the
 /// nearest known name; None for a known setting, connector or format option.
@@ -142,6 +160,8 @@ pub struct Session {
     next_job: u64,
     /// How bare SELECT results print.
     pub output: OutputFormat,
+    /// Result rows drawn one field per line (`\\x`, as psql's expanded display).
+    pub expanded: bool,
     pub quiet: bool,
     /// Show a spinner on stderr while a batch query runs (set when stderr is a terminal).
     pub progress: bool,
@@ -193,6 +213,7 @@ impl Session {
             settings: BTreeMap::new(),
             next_job: 1,
             output: OutputFormat::Table,
+            expanded: false,
             quiet: false,
             progress: false,
             from_scratch: false,
@@ -292,6 +313,9 @@ impl Session {
             WINDOWS_PER_ROW_KEY => {
                 windows_per_row_of(value)?;
             }
+            MAX_COLUMN_WIDTH_KEY | "sql-client.display.max-column-width" => {
+                max_column_width_of(key, value)?;
+            }
             "table.exec.source.idle-timeout" | "table.exec.state.ttl" => {
                 crate::sql::options::parse_duration(value)
                     .map_err(|m| WeirError::user(format!("setting '{key}': {m}")))?;
@@ -341,6 +365,27 @@ impl Session {
             }
         }
         out
+    }
+
+    /// How result tables are drawn: the column width limit the settings give and the
+    /// expanded display (`\\x`). Errors: a malformed width.
+    pub fn display(&self) -> Result<crate::format::encode::Display> {
+        let width = match self
+            .settings
+            .get(MAX_COLUMN_WIDTH_KEY)
+            .map(|v| (MAX_COLUMN_WIDTH_KEY, v))
+            .or_else(|| {
+                self.settings
+                    .get("sql-client.display.max-column-width")
+                    .map(|v| ("sql-client.display.max-column-width", v))
+            }) {
+            Some((k, v)) => max_column_width_of(k, v)?,
+            None => crate::format::encode::Display::DEFAULT_MAX_WIDTH,
+        };
+        Ok(crate::format::encode::Display {
+            max_width: width,
+            expanded: self.expanded,
+        })
     }
 
     /// The value `SET` gave `key`, if any.
@@ -1185,10 +1230,10 @@ impl Session {
                     .await
                     .map_err(|e| e.at(pos))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
-                let sink = Box::new(crate::sink::terminal::TerminalSink::new(
-                    self.output,
-                    self.quiet,
-                ));
+                let sink = Box::new(
+                    crate::sink::terminal::TerminalSink::new(self.output, self.quiet)
+                        .with_display(self.display()?),
+                );
                 Ok((node, sink))
             }
             Statement::Insert {

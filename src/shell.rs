@@ -42,8 +42,12 @@ pub enum Meta {
     /// `\explain ID`: a running job's plan with live numbers.
     Explain(u64),
     Stop(u64),
-    Format(OutputFormat),
-    Timing(bool),
+    /// `\\format F`; None: show the current one.
+    Format(Option<OutputFormat>),
+    /// `\\timing on|off`; None: switch it over (as psql's `\\timing`).
+    Timing(Option<bool>),
+    /// `\\x on|off`: expanded display; None: switch it over (as psql's `\\x`).
+    Expanded(Option<bool>),
     Include(PathBuf),
 }
 
@@ -71,8 +75,18 @@ const META_HELP: &[(&str, &str)] = &[
         "\\stop ID",
         "stop a job cleanly, with a savepoint when it checkpoints (also STOP JOB 'ID' [WITH SAVEPOINT])",
     ),
-    ("\\format F", "table | csv | json | ndjson"),
-    ("\\timing on|off", "print how long each statement took"),
+    (
+        "\\format [F]",
+        "table | csv | json | ndjson (alone: the current one)",
+    ),
+    (
+        "\\timing [on|off]",
+        "print how long each statement took (alone: switch it over)",
+    ),
+    (
+        "\\x [on|off]",
+        "expanded display: each result row one field per line (alone: switch it over); cells are cut to SET 'table.display.max-column-width' (default 30, 0 for none)",
+    ),
     ("\\i FILE", "run the statements of a file"),
 ];
 
@@ -103,12 +117,28 @@ impl Meta {
                 .parse()
                 .map(Meta::Stop)
                 .map_err(|_| format!("\\stop takes a job id, not '{a}'")),
+            ("\\format", None) => Ok(Meta::Format(None)),
             ("\\format", Some(a)) => clap::ValueEnum::from_str(a, true)
-                .map(Meta::Format)
+                .map(|f| Meta::Format(Some(f)))
                 .map_err(|_| format!("unknown format '{a}': table, csv, json or ndjson")),
-            ("\\timing", Some("on")) => Ok(Meta::Timing(true)),
-            ("\\timing", Some("off")) => Ok(Meta::Timing(false)),
+            ("\\timing" | "\\x", a) => {
+                let on = match a {
+                    None => None,
+                    Some("on") => Some(true),
+                    Some("off") => Some(false),
+                    Some(other) => return Err(format!("{cmd} takes on or off, not '{other}'")),
+                };
+                Ok(if cmd == "\\x" {
+                    Meta::Expanded(on)
+                } else {
+                    Meta::Timing(on)
+                })
+            }
             ("\\i", Some(a)) => Ok(Meta::Include(PathBuf::from(a))),
+            ("\\explain" | "\\stop", None) => Err(format!(
+                "{cmd} takes a job id: {cmd} ID (\\jobs lists them)"
+            )),
+            ("\\i", None) => Err("\\i takes a file: \\i FILE".to_string()),
             _ => Err(format!("unknown command '{line}'; \\? lists the commands")),
         }
     }
@@ -332,14 +362,24 @@ impl Shell {
                 }
             }
             Meta::Stop(id) => self.stop(id).await,
-            Meta::Format(f) => {
+            Meta::Format(None) => {
+                eprintln!("[INFO] format: {:?}", self.format);
+            }
+            Meta::Format(Some(f)) => {
                 self.format = f;
                 self.session.output = f;
                 eprintln!("[INFO] format: {f:?}");
             }
             Meta::Timing(t) => {
-                self.timing = t;
-                eprintln!("[INFO] timing {}", if t { "on" } else { "off" });
+                self.timing = t.unwrap_or(!self.timing);
+                eprintln!("[INFO] timing {}", if self.timing { "on" } else { "off" });
+            }
+            Meta::Expanded(x) => {
+                self.session.expanded = x.unwrap_or(!self.session.expanded);
+                eprintln!(
+                    "[INFO] expanded display {}",
+                    if self.session.expanded { "on" } else { "off" }
+                );
             }
             Meta::Include(path) => match std::fs::read_to_string(&path) {
                 Ok(text) => {
@@ -1030,9 +1070,14 @@ mod tests {
         assert_eq!(Meta::parse("\\stop 3"), Ok(Meta::Stop(3)));
         assert_eq!(
             Meta::parse("\\format csv"),
-            Ok(Meta::Format(OutputFormat::Csv))
+            Ok(Meta::Format(Some(OutputFormat::Csv)))
         );
-        assert_eq!(Meta::parse("\\timing on"), Ok(Meta::Timing(true)));
+        assert_eq!(Meta::parse("\\timing on"), Ok(Meta::Timing(Some(true))));
+        assert_eq!(Meta::parse("\\timing"), Ok(Meta::Timing(None)));
+        assert_eq!(Meta::parse("\\x"), Ok(Meta::Expanded(None)));
+        assert_eq!(Meta::parse("\\x off"), Ok(Meta::Expanded(Some(false))));
+        assert_eq!(Meta::parse("\\format"), Ok(Meta::Format(None)));
+        assert!(Meta::parse("\\stop").is_err_and(|e| e.contains("takes a job id")));
         assert!(Meta::parse("\\nope").is_err());
     }
 }

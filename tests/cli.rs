@@ -1074,3 +1074,23 @@ fn csv_arrays_read_and_write_with_the_element_delimiter() {
         "{stderr}"
     );
 }
+
+/// `weir query --maxrows N` shows a table's first N rows and says how many there were;
+/// piped, with no flag, every row is shown (the default of 40 is for a terminal).
+#[test]
+fn maxrows_limits_a_shown_table_not_the_count() {
+    let sql = "SELECT x FROM (VALUES (1), (2), (3), (4), (5)) AS t(x) ORDER BY x";
+    let (code, out, err) = run(&["query", "--maxrows", "2", sql]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "+---+\n| x |\n+---+\n| 1 |\n| 2 |\n+---+\n");
+    assert!(
+        err.contains("5 row(s) in") && err.contains("the first 2 shown"),
+        "{err}"
+    );
+    let (_, out, err) = run(&["query", sql]);
+    assert_eq!(out.matches("| 5 |").count(), 1, "{out}");
+    assert!(!err.contains("shown"), "{err}");
+    // Other formats are data, never cut.
+    let (_, out, _) = run(&["query", "--maxrows", "2", "--format", "csv", sql]);
+    assert_eq!(out, "x\n1\n2\n3\n4\n5\n");
+}

@@ -344,3 +344,52 @@ fn no_color_turns_the_colours_off() {
         t.line("\\q");
     }
 }
+
+/// Result tables stay readable: a cell is cut to `table.display.max-column-width` (Flink's,
+/// default 30) with `...`; a later row wider than the columns drawn so far closes the box
+/// and opens a wider one (every row line as wide as the border above it); `\x` draws each
+/// row one field per line; `\x` again switches back.
+#[test]
+fn wide_cells_are_cut_boxes_hold_and_x_expands_rows() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let input = format!(
+        "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
+         SET 'table.exec.batch-size' = '1';\n\
+         SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n\
+         SELECT name, REPEAT('x', a_int) AS grows FROM src WHERE a_int IS NOT NULL;\n\
+         \\x\n\
+         SELECT name, a_int FROM src LIMIT 2;\n\
+         \\x\n\
+         SET 'table.display.max-column-width' = '0';\n\
+         SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n"
+    );
+    let (code, stdout, stderr) = pipe(&input, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // Cut to 30 characters: 27 of the text, then `...`; whole once the limit is 0.
+    let cut = format!("| {}... |", "ab".repeat(14).get(..27).unwrap_or_default());
+    assert!(stdout.contains(&cut), "{stdout}");
+    assert!(
+        stdout.contains(&format!("| {} |", "ab".repeat(20))),
+        "{stdout}"
+    );
+    // No row line breaks its box.
+    let mut border = 0;
+    let mut boxes = 0;
+    for line in stdout.lines() {
+        if line.starts_with("+-") {
+            border = line.chars().count();
+            boxes += 1;
+        } else if line.starts_with("| ") {
+            assert_eq!(line.chars().count(), border, "{line}\n{stdout}");
+        }
+    }
+    // The growing column reopened its box at least once (3 borders per box, 4 tables).
+    assert!(boxes > 12, "{stdout}");
+    assert!(
+        stdout.contains(
+            "-[ RECORD 1 ]-\nname  | a\na_int | 1\n-[ RECORD 2 ]-\nname  | a\na_int | 2\n"
+        ),
+        "{stdout}"
+    );
+}

@@ -98,6 +98,75 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
+/// How result tables are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Display {
+    /// The widest a cell is drawn, in characters (0: no limit); longer text is cut to it,
+    /// its last three characters `...`, as Flink's sql-client does.
+    pub max_width: usize,
+    /// One field per line, under a `-[ RECORD n ]-` line per row (psql's `\x`).
+    pub expanded: bool,
+}
+
+impl Display {
+    /// Flink's `table.display.max-column-width` default.
+    pub const DEFAULT_MAX_WIDTH: usize = 30;
+
+    /// `text` cut to the width limit.
+    pub fn cut(&self, text: String) -> String {
+        if self.max_width == 0 || text.chars().count() <= self.max_width {
+            return text;
+        }
+        let keep = self.max_width.saturating_sub(3);
+        let mut out: String = text.chars().take(keep).collect();
+        out.push_str(&".".repeat(self.max_width.min(3)));
+        out
+    }
+}
+
+impl Default for Display {
+    fn default() -> Self {
+        Display {
+            max_width: Display::DEFAULT_MAX_WIDTH,
+            expanded: false,
+        }
+    }
+}
+
+/// Rows in the expanded form (psql's `\x`): per row a `-[ RECORD n ]-` line (n from
+/// `first`, 1-based), then `name | value` per column, names padded to the longest.
+pub fn expanded_rows(names: &[String], rows: &[Vec<String>], first: usize) -> String {
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let head = format!("-[ RECORD {} ]", first + i);
+        let rule = (width + 3).saturating_sub(head.chars().count()).max(1);
+        out.push_str(&head);
+        out.push_str(&"-".repeat(rule));
+        out.push('\n');
+        for (n, v) in names.iter().zip(r) {
+            let pad = width - n.chars().count();
+            out.push_str(&format!("{n}{} | {v}\n", " ".repeat(pad)));
+        }
+    }
+    out
+}
+
+/// The first `n` rows of `batches` (all of them when there are fewer).
+pub fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
+    let mut left = n;
+    let mut out = vec![];
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let take = b.num_rows().min(left);
+        out.push(b.slice(0, take));
+        left -= take;
+    }
+    out
+}
+
 /// Writes one chunk of results; `first` says whether a CSV header is due.
 pub fn write_results(
     w: &mut dyn Write,

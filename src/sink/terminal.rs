@@ -1,7 +1,10 @@
 //! Where a bare `SELECT` goes: the terminal. Tables are drawn as a stream — the header once,
 //! then each row as soon as it is emitted, the bottom border when the query ends (so a
-//! windowed query shows each window's rows the moment it fires, in one table). CSV, JSON and
-//! NDJSON are written per emitted batch.
+//! windowed query shows each window's rows the moment it fires, in one table). Cells are cut
+//! to `table.display.max-column-width` (Flink's, default 30); a later row wider than the
+//! columns drawn so far closes the table and opens a wider one, so no row breaks its box.
+//! With `\x` each row is drawn one field per line. CSV, JSON and NDJSON are written per
+//! emitted batch (JSON as one array over the whole run).
 
 use std::io::Write;
 
@@ -9,7 +12,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::Sink;
 use crate::error::Result;
-use crate::format::encode::{OutputFormat, cell_texts, format_options, write_results};
+use crate::format::encode::{
+    Display, OutputFormat, cell_texts, expanded_rows, format_options, write_results,
+};
 
 pub struct TerminalSink {
     format: OutputFormat,
@@ -18,6 +23,7 @@ pub struct TerminalSink {
     quiet: bool,
     /// Column widths of the table being drawn, once its header is out.
     widths: Option<Vec<usize>>,
+    display: Display,
     started: std::time::Instant,
 }
 
@@ -29,8 +35,15 @@ impl TerminalSink {
             rows: 0,
             quiet,
             widths: None,
+            display: Display::default(),
             started: std::time::Instant::now(),
         }
+    }
+
+    /// Draws tables as `display` says (width limit, expanded rows).
+    pub fn with_display(mut self, display: Display) -> Self {
+        self.display = display;
+        self
     }
 
     fn border(widths: &[usize]) -> String {
@@ -55,27 +68,43 @@ impl TerminalSink {
     }
 
     fn table_rows(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
-        let rows = cell_texts(batch, &format_options())?;
+        let rows: Vec<Vec<String>> = cell_texts(batch, &format_options())?
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| self.display.cut(c)).collect())
+            .collect();
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if self.display.expanded {
+            write!(w, "{}", expanded_rows(&names, &rows, self.rows + 1))?;
+            return Ok(());
+        }
+        let needed: Vec<usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([n.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         let widths = match &self.widths {
-            Some(w) => w.clone(),
-            None => {
-                let names: Vec<String> = batch
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-                let widths: Vec<usize> = names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| {
-                        rows.iter()
-                            .map(|r| r[i].chars().count())
-                            .chain([n.chars().count()])
-                            .max()
-                            .unwrap_or(0)
-                    })
-                    .collect();
+            Some(old) if old.iter().zip(&needed).all(|(o, n)| o >= n) => old.clone(),
+            old => {
+                // The first rows, or rows wider than the table drawn so far: close it and
+                // draw a new header as wide as both.
+                let widths: Vec<usize> = match old {
+                    Some(old) => {
+                        writeln!(w, "{}", Self::border(old))?;
+                        old.iter().zip(&needed).map(|(o, n)| *o.max(n)).collect()
+                    }
+                    None => needed,
+                };
                 writeln!(w, "{}", Self::border(&widths))?;
                 writeln!(w, "{}", Self::line(&names, &widths))?;
                 writeln!(w, "{}", Self::border(&widths))?;
