@@ -388,6 +388,37 @@ impl Session {
         })
     }
 
+    /// What `SET;` lists, as Flink's sql-client: every setting Weir reads with its value
+    /// (its default when unset; empty when unset means off), then any other key set
+    /// (connector and format options overriding every table's), secrets masked, by key.
+    fn settings_shown(&self) -> Vec<[String; 2]> {
+        let default = |k: &str| -> String {
+            match k {
+                "table.exec.batch-size" => DEFAULT_BATCH_SIZE.to_string(),
+                WINDOWS_PER_ROW_KEY => DEFAULT_WINDOWS_PER_ROW.to_string(),
+                MAX_COLUMN_WIDTH_KEY => {
+                    crate::format::encode::Display::DEFAULT_MAX_WIDTH.to_string()
+                }
+                crate::sql::local_time::KEY => "UTC".into(),
+                "table.exec.source.idle-timeout" | "table.exec.state.ttl" => "0 ms".into(),
+                "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),
+                "execution.checkpointing.tolerable-failed-checkpoints" => "0".into(),
+                "state.checkpoints.num-retained" => "1".into(),
+                "state.checkpoints.dir" => crate::checkpoint::default_dir().display().to_string(),
+                _ => String::new(),
+            }
+        };
+        let mut rows: std::collections::BTreeMap<String, String> = SETTINGS
+            .iter()
+            .filter(|k| **k != "sql-client.display.max-column-width")
+            .map(|k| (k.to_string(), default(k)))
+            .collect();
+        for (k, v) in &self.settings {
+            rows.insert(k.clone(), crate::sql::options::shown(k, v).to_string());
+        }
+        rows.into_iter().map(|(k, v)| [k, v]).collect()
+    }
+
     /// The value `SET` gave `key`, if any.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key).map(String::as_str)
@@ -618,10 +649,7 @@ impl Session {
                 }
                 _ => Ok(Outcome::Rows(vec![kv_batch(
                     ["key", "value"],
-                    self.settings
-                        .iter()
-                        .map(|(k, v)| [k.clone(), crate::sql::options::shown(k, v).to_string()])
-                        .collect(),
+                    self.settings_shown(),
                 )?])),
             },
             Statement::Reset(k) => {

@@ -1094,3 +1094,27 @@ fn maxrows_limits_a_shown_table_not_the_count() {
     let (_, out, _) = run(&["query", "--maxrows", "2", "--format", "csv", sql]);
     assert_eq!(out, "x\n1\n2\n3\n4\n5\n");
 }
+
+/// `SET;` lists every setting Weir reads with its value — the default when unset — and the
+/// other keys set, a secret's value masked, as Flink's sql-client lists its properties.
+#[test]
+fn set_alone_lists_every_setting_with_its_value() {
+    let (code, out, err) = run(&[
+        "query",
+        "--format",
+        "csv",
+        "SET 'table.exec.batch-size' = '5'; SET 'kafka.sasl.password' = 'hunter2'; SET",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "table.exec.batch-size,5",
+        "table.display.max-column-width,30",
+        "table.local-time-zone,UTC",
+        "execution.checkpointing.mode,EXACTLY_ONCE",
+        "execution.checkpointing.interval,",
+        "kafka.sasl.password,******",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line}: {out}");
+    }
+    assert!(!out.contains("hunter2"), "{out}");
+}
