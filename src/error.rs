@@ -133,6 +133,14 @@ impl WeirError {
         }
     }
 
+    /// Where a SQL error points, if it does.
+    pub fn pos(&self) -> Option<Pos> {
+        match self {
+            WeirError::Sql { pos, .. } => *pos,
+            _ => None,
+        }
+    }
+
     /// True when the cause is the user's input (SQL, options, arguments): exit code 2.
     pub fn is_user_error(&self) -> bool {
         matches!(self, WeirError::Sql { .. } | WeirError::User(_))

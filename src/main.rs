@@ -191,7 +191,18 @@ fn bench(suite: BenchSuite) -> ExitCode {
         results.push(m);
     }
     print!("{}", weir::bench::table(&results));
-    ExitCode::SUCCESS
+    // A query that failed is in the table with its error, and the run fails.
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|m| m.error.is_some())
+        .map(|m| m.query.as_str())
+        .collect();
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {} failed: {}", failed.len(), failed.join(", "));
+        ExitCode::from(1)
+    }
 }
 
 fn main() -> ExitCode {
@@ -531,14 +542,10 @@ impl ProgressLines {
             .insert(j.id, (now, rows_in, rows_out))
             .unwrap_or((m.started, 0, 0));
         let secs = now.duration_since(t).as_secs_f64().max(1e-3);
-        let wm = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
-        let (wm, lag) = if wm == i64::MIN || wm == i64::MAX {
-            ("-".to_string(), "-".to_string())
-        } else {
-            let at = weir::job::metrics::fmt_watermark(wm);
-            let lag = (weir::sql::functions::now_millis() - wm) as f64 / 1000.0;
-            (at, format!("{lag:.1} s"))
-        };
+        let (wm, lag) = weir::job::metrics::watermark_and_lag(
+            m.watermark.load(std::sync::atomic::Ordering::Relaxed),
+            weir::sql::functions::now_millis(),
+        );
         let l = m.latency();
         let p99 = if l.count > 0 {
             weir::job::metrics::fmt_us(l.p99)

@@ -343,7 +343,16 @@ impl Shell {
             }
             Meta::Describe(Some(name)) => {
                 if let Err(e) = self.sql(&format!("DESCRIBE {name};")).await {
-                    eprintln!("{}", e.render(None, None));
+                    // Shown under what was typed: `\\d NAME`, the name 6 columns to the
+                    // left of where it is in `DESCRIBE NAME`.
+                    let e = match e.pos() {
+                        Some(p) if p.line == 1 && p.col > 6 => e.moved_to(crate::error::Pos {
+                            line: 1,
+                            col: p.col - 6,
+                        }),
+                        _ => e,
+                    };
+                    eprintln!("{}", e.render(Some(&format!("\\d {name}")), None));
                 } else if let Some(def) = self.session.table_def(&name) {
                     println!("connector: {}", def.connector);
                     if !def.partitioned_by.is_empty() {
@@ -620,23 +629,15 @@ impl Shell {
                     .late_rows
                     .load(std::sync::atomic::Ordering::Relaxed),
             );
-            let w = j
-                .metrics
-                .watermark
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let (ws, ls) = if w == i64::MIN || w == i64::MAX {
-                (
-                    if w == i64::MAX { "end" } else { "-" }.to_string(),
-                    "-".to_string(),
-                )
-            } else {
-                (
-                    crate::job::metrics::fmt_watermark(w),
-                    format!("{:.1}s", (now - w) as f64 / 1000.0),
-                )
-            };
+            let (ws, ls) = crate::job::metrics::watermark_and_lag(
+                j.metrics
+                    .watermark
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                now,
+            );
             wm.push(ws);
-            lag.push(ls);
+            // A job that no longer runs has no lag (it would grow with the clock).
+            lag.push(if j.job.is_some() { ls } else { "-".into() });
             names.push(one_line(&j.name));
             rate.push(j.metrics.rates_read_written().1.round() as u64);
             let l = j.metrics.latency();
@@ -763,15 +764,27 @@ impl Shell {
     }
 
     /// Stops every running job and waits for them (at exit).
+    /// Stops the jobs still running (cleanly: sources stop, rows in flight drain, sinks
+    /// commit) and says how each ended, with its rows in and out.
     pub async fn shutdown(&mut self) {
         for j in &self.jobs {
             if let Some(job) = &j.job {
+                eprintln!("[INFO] stopping job {}…", j.id);
                 job.stop();
             }
         }
         for j in &mut self.jobs {
             if let Some(job) = j.job.take() {
-                let _ = job.wait().await;
+                let end = match job.wait().await {
+                    Ok(()) => "stopped".to_string(),
+                    Err(e) => format!("failed: {e}"),
+                };
+                let (read, written) = j.metrics.rows_read_written();
+                eprintln!(
+                    "[INFO] job {} {end} ({read} rows in, {written} rows out): {}",
+                    j.id,
+                    one_line(&j.name)
+                );
             }
         }
     }

@@ -393,3 +393,34 @@ fn wide_cells_are_cut_boxes_hold_and_x_expands_rows() {
         "{stdout}"
     );
 }
+
+/// `\q` (and Ctrl-D) with a job still running stops it cleanly and says how it ended, with
+/// its rows in and out; a stopped job in `\jobs` shows no lag (it would grow with the clock).
+#[test]
+fn quitting_stops_running_jobs_and_says_how_they_ended() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ddl = tmp.path().join("ddl.sql");
+    std::fs::write(&ddl, DDL).expect("ddl");
+    for quit in ["\\q", "\x04"] {
+        let mut s = start(&tmp.path().join("history"));
+        s.line(&format!("\\i {}", ddl.display()));
+        s.want("Table 'sink' created", "the DDL ran");
+        s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
+        s.want("started in the background", "a job");
+        s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
+        s.want("started in the background", "a second job");
+        s.line("\\stop 2");
+        s.want("job 2 stopped", "stopped");
+        s.line("\\jobs");
+        s.want("STOPPED", "the stopped job");
+        s.want("weir> ", "the prompt after \\jobs");
+        if quit == "\\q" {
+            s.line(quit);
+        } else {
+            s.send(quit);
+        }
+        s.want("stopping job 1", "the running job is stopped");
+        s.want("[INFO] job 1 stopped (", "how it ended");
+        s.want("rows out): INSERT INTO sink", "its rows and query");
+    }
+}

@@ -326,6 +326,31 @@ pub fn fmt_watermark(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The watermark `watermark` (ms since the epoch; `i64::MIN` none yet, `i64::MAX` the
+/// end) and how far it trails the clock `now_ms`, for people: `("2026-01-01 00:00:04.415",
+/// "1.2 s")`, a lag past a minute in days, hours, minutes and seconds (`"333days 4h 5m
+/// 38s"`, humantime's form); `"-"` for what there is none of.
+pub fn watermark_and_lag(watermark: i64, now_ms: i64) -> (String, String) {
+    match watermark {
+        i64::MIN => ("-".into(), "-".into()),
+        i64::MAX => ("end".into(), "-".into()),
+        w => {
+            let lag_ms = now_ms.saturating_sub(w);
+            let lag = if lag_ms.abs() < 60_000 {
+                format!("{:.1} s", lag_ms as f64 / 1000.0)
+            } else {
+                let secs = lag_ms.unsigned_abs() / 1000;
+                let sign = if lag_ms < 0 { "-" } else { "" };
+                format!(
+                    "{sign}{}",
+                    humantime::format_duration(std::time::Duration::from_secs(secs))
+                )
+            };
+            (fmt_watermark(w), lag)
+        }
+    }
+}
+
 fn summary(h: &Histogram<u64>) -> LatencySummary {
     if h.is_empty() {
         return LatencySummary::default();
@@ -556,5 +581,25 @@ pub fn fmt_us(us: u64) -> String {
         format!("{:.1} ms", us as f64 / 1_000.0)
     } else {
         format!("{:.2} s", us as f64 / 1_000_000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_reads_in_seconds_then_in_days_hours_minutes() {
+        let w = 1_767_225_600_000; // 2026-01-01 00:00:00 UTC
+        assert_eq!(
+            watermark_and_lag(w, w + 1_234),
+            ("2026-01-01 00:00:00.000".to_string(), "1.2 s".to_string())
+        );
+        assert_eq!(
+            watermark_and_lag(w, w + (2 * 86_400 + 3 * 3_600 + 4 * 60 + 5) * 1000 + 999).1,
+            "2days 3h 4m 5s"
+        );
+        assert_eq!(watermark_and_lag(i64::MIN, w), ("-".into(), "-".into()));
+        assert_eq!(watermark_and_lag(i64::MAX, w), ("end".into(), "-".into()));
     }
 }
