@@ -734,25 +734,54 @@ impl Session {
                     }
                     None => return Err(self.unknown_relation(name, *name_pos)),
                 };
-                let wm = self.tables.get(name).and_then(|t| t.watermark.clone());
+                // Flink's DESCRIBE: name, type (a time attribute marked `*ROWTIME*` or
+                // `*PROCTIME*`), null, key (`PRI(…)`), extras (a computed column's `AS
+                // expr`, a metadata column's `METADATA FROM 'key'`), watermark.
+                let def = self.tables.get(name).cloned();
+                let pk = def
+                    .as_ref()
+                    .filter(|d| !d.primary_key.is_empty())
+                    .map(|d| format!("PRI({})", d.primary_key.join(", ")));
                 let rows = schema
                     .fields()
                     .iter()
-                    .map(|f| {
-                        let extra = match &wm {
-                            Some(w) if w.column == *f.name() => format!("WATERMARK AS {}", w.expr),
-                            _ => String::new(),
-                        };
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let mut ty = crate::sql::types::flink_type_name(f.data_type());
+                        let (mut key, mut extras, mut watermark) =
+                            (String::new(), String::new(), String::new());
+                        if let Some(d) = &def {
+                            if let Some(w) = d.watermark.as_ref().filter(|w| w.column == *f.name())
+                            {
+                                ty.push_str(" *ROWTIME*");
+                                watermark = w.expr.to_string();
+                            }
+                            if d.proctime_column() == Some(f.name().as_str()) {
+                                ty.push_str(" *PROCTIME*");
+                            }
+                            if d.primary_key.contains(f.name()) {
+                                key = pk.clone().unwrap_or_default();
+                            }
+                            if let Some((_, e, _)) = d.computed.iter().find(|(c, _, _)| *c == i) {
+                                extras = format!("AS {e}");
+                            } else if let Some((_, k)) =
+                                d.metadata.iter().find(|(c, _)| c == f.name())
+                            {
+                                extras = format!("METADATA FROM '{k}'");
+                            }
+                        }
                         [
                             f.name().clone(),
-                            crate::sql::types::flink_type_name(f.data_type()),
+                            ty,
                             f.is_nullable().to_string(),
-                            extra,
+                            key,
+                            extras,
+                            watermark,
                         ]
                     })
                     .collect();
                 Ok(Outcome::Rows(vec![kv_batch(
-                    ["name", "type", "null", "watermark"],
+                    ["name", "type", "null", "key", "extras", "watermark"],
                     rows,
                 )?]))
             }
