@@ -303,6 +303,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The columns of the terminal on stderr (where summaries go); 100 when it is not one and
+/// `COLUMNS` does not say.
+fn terminal_width() -> usize {
+    console::Term::stderr()
+        .size_checked()
+        .map(|(_, cols)| cols as usize)
+        .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+        .unwrap_or(100)
+}
+
 /// `weir query`: `maxrows` is the most rows a table shows (0: all).
 async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -> ExitCode {
     let sql = if sql == "-" {
@@ -688,7 +698,7 @@ async fn wait_for_jobs(
                                 "[INFO] Job {id} {} after {secs:.2}s: {}\n{}{}",
                                 if stopped { "stopped" } else { "finished" },
                                 one_line(&name),
-                                metrics.report(),
+                                metrics.report(terminal_width()),
                                 checkpoints.map(|c| format!("  {c}\n")).unwrap_or_default()
                             ));
                         }

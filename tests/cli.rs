@@ -86,7 +86,7 @@ fn passthrough_prints_every_bid_in_flinks_form() {
             .iter()
             .all(|l| l.starts_with("q0> +I[") && l.ends_with(']'))
     );
-    assert!(stderr.contains("source datagen"), "{stderr}");
+    assert!(stderr.contains("Source: datagen"), "{stderr}");
 }
 
 #[test]
@@ -1119,4 +1119,53 @@ fn set_alone_lists_every_setting_with_its_value() {
         assert!(out.lines().any(|l| l == line), "{line}: {out}");
     }
     assert!(!out.contains("hunter2"), "{out}");
+}
+
+/// The end-of-run summary is the plan as a tree, the sink first, a line per task with
+/// short operator names and its rows beside it, within the terminal's width (`COLUMNS`
+/// when stderr is not a terminal): Nexmark q5 at 80 columns.
+#[test]
+fn the_run_summary_is_a_tree_that_fits_the_terminal() {
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
+    let out = weir()
+        .env("COLUMNS", "80")
+        .args([
+            "run",
+            "--set",
+            "events.num=20000",
+            &format!("{suite}/ddl.sql"),
+            &format!("{suite}/q5.sql"),
+        ])
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(
+        summary.iter().all(|l| l.chars().count() <= 80),
+        "{summary:#?}"
+    );
+    let at = |needle: &str| {
+        summary
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}: {summary:#?}"))
+    };
+    // Sink, then the join under it, then both of its inputs, each fed by a source.
+    assert!(at("Sink") < at("└─ project"));
+    assert!(at("└─ project") < at("join left semi (window)"));
+    assert!(
+        summary
+            .iter()
+            .filter(|l| l.contains("Source: datagen"))
+            .count()
+            == 2
+    );
+    assert!(
+        summary
+            .iter()
+            .any(|l| l.contains("├─ window aggregate HOP ← window HOP"))
+    );
+    // The join's rows out: 5 rows, and no project → project noise.
+    assert!(!stderr.contains("project → project"), "{stderr}");
 }

@@ -222,6 +222,41 @@ pub struct TaskNode {
 }
 
 impl TaskNode {
+    /// This task and those feeding it as summary lines (see [`JobMetrics::report`]): the
+    /// name drawn after `lead` (the tree's lines to it), the inputs under `rest`.
+    fn summary_lines(
+        &self,
+        lead: &str,
+        rest: &str,
+        out: &mut Vec<(String, Option<u64>, Option<u64>)>,
+    ) {
+        let short: Vec<String> = self.lines.iter().map(|l| short_name(l)).collect();
+        let mut kept: Vec<String> = short
+            .iter()
+            .filter(|n| n.as_str() != "project")
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            kept = short.into_iter().take(1).collect();
+        }
+        let m = &self.metrics;
+        let source = m.name.starts_with("source") || m.name == "values";
+        out.push((
+            format!("{lead}{}", kept.join(" ← ")),
+            (!source).then(|| m.rows_in()),
+            (m.name != "sink").then(|| m.rows_out()),
+        ));
+        for (i, input) in self.inputs.iter().enumerate() {
+            let last = i + 1 == self.inputs.len();
+            let (branch, more) = if last {
+                ("└─ ", "   ")
+            } else {
+                ("├─ ", "│  ")
+            };
+            input.summary_lines(&format!("{rest}{branch}"), &format!("{rest}{more}"), out);
+        }
+    }
+
     fn render(&self, started: Instant, s: &mut String, depth: usize) {
         use std::fmt::Write;
         let m = &self.metrics;
@@ -537,21 +572,51 @@ impl JobMetrics {
         (read, written)
     }
 
-    /// A multi-line table of the operators' counters.
-    pub fn report(&self) -> String {
-        let ops = self.operators();
-        let width = ops.iter().map(|o| o.name.len()).max().unwrap_or(8).max(8);
+    /// The end-of-run summary, fitting `width` columns: the plan as a tree, the sink first
+    /// as `EXPLAIN` prints it, one line per task — its operators top first, joined by `←`
+    /// (fed by), projections left out unless the task has nothing else, details with
+    /// numbers dropped — with its rows in and out beside it; then bad records, late rows
+    /// and the end-to-end latency. Before the tasks are placed, one line per operator.
+    pub fn report(&self, width: usize) -> String {
+        let mut lines: Vec<(String, Option<u64>, Option<u64>)> = vec![];
+        match self.plan.get() {
+            Some(plan) => plan.summary_lines("", "", &mut lines),
+            None => {
+                for o in self.operators() {
+                    lines.push((o.name.clone(), Some(o.rows_in()), Some(o.rows_out())));
+                }
+            }
+        }
+        let numbers = 2 * 12;
+        let longest = lines
+            .iter()
+            .map(|(n, _, _)| n.chars().count())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let name_width = longest.min(width.saturating_sub(2 + numbers).max(20));
+        let cell = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         let mut s = format!(
-            "  {:<width$}  {:>12}  {:>12}\n",
+            "  {:<name_width$}  {:>10}  {:>10}\n",
             "operator", "rows in", "rows out"
         );
-        for o in ops {
-            s.push_str(&format!(
-                "  {:<width$}  {:>12}  {:>12}\n",
-                o.name,
-                o.rows_in(),
-                o.rows_out()
-            ));
+        for (name, rows_in, rows_out) in &lines {
+            let shown: String = if name.chars().count() > name_width {
+                let mut t: String = name.chars().take(name_width.saturating_sub(1)).collect();
+                t.push('…');
+                t
+            } else {
+                name.clone()
+            };
+            let pad = name_width.saturating_sub(shown.chars().count());
+            let line = format!(
+                "  {shown}{}  {:>10}  {:>10}",
+                " ".repeat(pad),
+                cell(*rows_in),
+                cell(*rows_out)
+            );
+            s.push_str(line.trim_end());
+            s.push('\n');
         }
         let bad = self.bad_records.load(Ordering::Relaxed);
         let late = self.late_rows.load(Ordering::Relaxed);
@@ -567,10 +632,54 @@ impl JobMetrics {
         }
         let l = self.latency();
         if l.count > 0 {
-            s.push_str(&format!("  end-to-end latency: {l}\n"));
+            let line = format!("  end-to-end latency: {l}");
+            if line.chars().count() <= width {
+                s.push_str(&line);
+                s.push('\n');
+            } else {
+                // Too wide: the figures on a line of their own.
+                s.push_str(&format!("  end-to-end latency:\n    {l}\n"));
+            }
         }
         s
     }
+}
+
+/// An operator's name without the details in parentheses that hold numbers (`window
+/// aggregate HOP (1 key(s), 1 aggregate(s))` is `window aggregate HOP`) or say how it works
+/// inside (`(slices)`); `join left semi (window)` keeps its kind.
+fn short_name(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(open) = rest.find(" (") {
+        // The parenthesis that closes this one (details nest: `key(s)`).
+        let mut depth = 0;
+        let mut close = None;
+        for (i, c) in rest[open + 1..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(open + 1 + i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            break;
+        };
+        let inner = &rest[open + 2..close];
+        out.push_str(&rest[..open]);
+        if !(inner.chars().any(|c| c.is_ascii_digit()) || inner == "slices") {
+            out.push_str(&rest[open..=close]);
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A latency for people: `840 µs`, `12.3 ms`, `2.41 s`.
@@ -587,6 +696,20 @@ pub fn fmt_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_names_drop_numbered_details() {
+        assert_eq!(
+            short_name("window aggregate HOP (1 key(s), 1 aggregate(s))"),
+            "window aggregate HOP"
+        );
+        assert_eq!(short_name("window HOP (slices)"), "window HOP");
+        assert_eq!(
+            short_name("join left semi (window)"),
+            "join left semi (window)"
+        );
+        assert_eq!(short_name("Source: datagen"), "Source: datagen");
+    }
 
     #[test]
     fn lag_reads_in_seconds_then_in_days_hours_minutes() {
