@@ -1,12 +1,14 @@
 //! The interactive shell: `weir` with no arguments.
 //!
 //! rustyline reads statements (a [`Validator`] waits for the `;`, so they may span lines),
-//! keeps the history in `~/.weir_history` (or `$WEIR_HISTORY`), completes keywords, tables,
-//! columns, functions, connectors and option keys, and searches history with Ctrl-R. A bare
+//! keeps the history in `~/.weir_history` (or `$WEIR_HISTORY`), completes by position in the
+//! statement ([`complete`]), and searches history with Ctrl-R. A bare
 //! `SELECT` streams its rows until its source ends or Ctrl-C cancels it — the shell stays
 //! up; `INSERT INTO` starts a background job, listed by `\jobs` / `SHOW JOBS` and stopped by
 //! `\stop ID` / `STOP JOB 'ID'`. The same loop serves scripts and pipes (`weir -f file.sql`,
 //! `echo "SELECT 1;" | weir`) without prompts.
+
+mod complete;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -161,7 +163,7 @@ pub struct Shell {
     format: OutputFormat,
     timing: bool,
     interactive: bool,
-    words: Arc<Mutex<BTreeSet<String>>>,
+    words: Arc<Mutex<complete::Catalog>>,
 }
 
 const KEYWORDS: &[&str] = &[
@@ -242,33 +244,110 @@ impl Shell {
             format: OutputFormat::Table,
             timing: false,
             interactive,
-            words: Arc::new(Mutex::new(BTreeSet::new())),
+            words: Arc::new(Mutex::new(complete::Catalog::default())),
         };
         shell.refresh_words();
         shell
     }
 
-    /// Recomputes what tab completes: keywords, relations, columns, functions,
-    /// connectors and their option keys.
+    /// Recomputes what tab completes (see [`complete`]): relations with their columns,
+    /// ROW fields and time attributes; functions; keywords; connectors and their options;
+    /// settings; meta commands.
     fn refresh_words(&self) {
-        let mut w: BTreeSet<String> = KEYWORDS.iter().map(|s| s.to_string()).collect();
+        use crate::format::Format;
         let state = self.session.context().state();
-        w.extend(state.scalar_functions().keys().cloned());
-        w.extend(state.aggregate_functions().keys().cloned());
-        for c in crate::connector::ALL {
-            w.insert(format!("'{c}'"));
-            for o in crate::connector::accepted_options(c, None) {
-                w.insert(format!("'{o}'"));
-            }
-        }
-        for name in self.session.relation_names() {
-            if let Some(schema) = self.session.schema_of(&name) {
-                w.extend(schema.fields().iter().map(|f| f.name().clone()));
-            }
-            w.insert(name);
-        }
+        let mut functions: BTreeSet<String> = state
+            .scalar_functions()
+            .keys()
+            .chain(state.aggregate_functions().keys())
+            .filter(|f| !f.starts_with("__") && !f.starts_with("weir_"))
+            .map(|f| f.to_ascii_uppercase())
+            .collect();
+        functions.retain(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let relations = self
+            .session
+            .relation_names()
+            .into_iter()
+            .map(|name| {
+                let columns = self
+                    .session
+                    .schema_of(&name)
+                    .map(|schema| {
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| {
+                                let fields = match f.data_type() {
+                                    DataType::Struct(fs) => {
+                                        fs.iter().map(|x| x.name().clone()).collect()
+                                    }
+                                    _ => vec![],
+                                };
+                                (f.name().clone(), fields)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let time_columns = self
+                    .session
+                    .table_def(&name)
+                    .map(|d| {
+                        d.watermark
+                            .iter()
+                            .map(|w| w.column.clone())
+                            .chain(d.proctime_column().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                complete::Relation {
+                    name,
+                    columns,
+                    time_columns,
+                }
+            })
+            .collect();
+        let options = crate::connector::ALL
+            .iter()
+            .map(|c| {
+                let mut o: BTreeSet<String> = BTreeSet::new();
+                for f in [
+                    None,
+                    Some(Format::Json),
+                    Some(Format::Csv),
+                    Some(Format::Parquet),
+                ] {
+                    o.extend(
+                        crate::connector::accepted_options(c, f)
+                            .into_iter()
+                            .filter(|k| !k.ends_with('.') && !k.ends_with('#'))
+                            .map(str::to_string),
+                    );
+                }
+                (c.to_string(), o.into_iter().collect())
+            })
+            .collect();
+        let mut meta: Vec<String> = META_HELP
+            .iter()
+            .filter_map(|(c, _)| c.split_whitespace().next().map(str::to_string))
+            .collect();
+        meta.dedup();
+        let catalog = complete::Catalog {
+            relations,
+            functions: functions.into_iter().collect(),
+            keywords: KEYWORDS.iter().map(|k| k.to_string()).collect(),
+            connectors: crate::connector::ALL
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            options,
+            settings: crate::session::SETTINGS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
+            meta,
+        };
         if let Ok(mut words) = self.words.lock() {
-            *words = w;
+            *words = catalog;
         }
     }
 
@@ -866,7 +945,7 @@ pub fn complete_entry(input: &str) -> bool {
 }
 
 struct WeirHelper {
-    words: Arc<Mutex<BTreeSet<String>>>,
+    words: Arc<Mutex<complete::Catalog>>,
 }
 
 impl Completer for WeirHelper {
@@ -878,26 +957,18 @@ impl Completer for WeirHelper {
         pos: usize,
         _ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before
-            .rfind(|c: char| !(c.is_alphanumeric() || "_.'-".contains(c)))
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        let word = &before[start..];
-        if word.is_empty() {
-            return Ok((pos, vec![]));
-        }
-        let lower = word.to_ascii_lowercase();
-        let words = self.words.lock().map(|w| w.clone()).unwrap_or_default();
-        let candidates = words
-            .iter()
-            .filter(|w| w.to_ascii_lowercase().starts_with(&lower) && w.as_str() != word)
-            .map(|w| Pair {
-                display: w.clone(),
-                replacement: w.clone(),
-            })
-            .collect();
-        Ok((start, candidates))
+        let catalog = self.words.lock().map(|w| w.clone()).unwrap_or_default();
+        let (start, candidates) = complete::complete(&catalog, &line[..pos], line);
+        Ok((
+            start,
+            candidates
+                .into_iter()
+                .map(|c| Pair {
+                    display: c.clone(),
+                    replacement: c,
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -943,8 +1014,12 @@ fn history_path() -> Option<PathBuf> {
 /// The interactive loop, on a terminal.
 pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
     let mut shell = Shell::new(true);
+    // Tab completes what the candidates share and lists them all, as bash and psql do.
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
     let mut editor: Editor<WeirHelper, DefaultHistory> =
-        Editor::new().map_err(|e| WeirError::external(e.to_string()))?;
+        Editor::with_config(config).map_err(|e| WeirError::external(e.to_string()))?;
     editor.set_helper(Some(WeirHelper {
         words: shell.words.clone(),
     }));

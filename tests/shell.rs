@@ -424,3 +424,34 @@ fn quitting_stops_running_jobs_and_says_how_they_ended() {
         s.want("rows out): INSERT INTO sink", "its rows and query");
     }
 }
+
+/// Tab completes by position: after FROM only relations (`FROM s` is `sink`, not a type or
+/// a function), after `alias.` that relation's columns (a second Tab lists them all), in
+/// `DESCRIPTOR(` the time attribute.
+#[test]
+fn tab_completes_by_position_in_the_statement() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ddl = tmp.path().join("ddl.sql");
+    std::fs::write(&ddl, DDL).expect("ddl");
+    let mut s = start(&tmp.path().join("history"));
+    s.line(&format!("\\i {}", ddl.display()));
+    s.want("Table 'sink' created", "the DDL ran");
+    s.send("DESCRIBE s\t");
+    s.want("DESCRIBE sink", "FROM-like position: the relation");
+    s.send("\x03");
+    s.want("weir> ", "a fresh line");
+    s.send("SELECT * FROM datagen g WHERE g.ev\t");
+    s.want("g.event_type", "the alias's column");
+    s.send("\x03");
+    s.want("weir> ", "a fresh line");
+    s.send("SELECT * FROM datagen g WHERE g.\t\t");
+    s.want("event_type", "the listed columns");
+    s.want("auction", "the listed columns");
+    s.want("dateTime", "the listed columns");
+    s.send("\x03");
+    s.want("weir> ", "a fresh line");
+    s.send("SELECT * FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(d\t");
+    s.want("DESCRIPTOR(dateTime", "the time attribute");
+    s.send("\x03");
+    s.line("\\q");
+}

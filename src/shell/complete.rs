@@ -1,0 +1,432 @@
+//! Tab completion by position in the statement, as psql and datafusion-cli complete:
+//!
+//! - after `FROM`, `JOIN`, `TABLE`, `INTO`, `DESCRIBE`, `DROP TABLE|VIEW` and `\d`: tables
+//!   and views;
+//! - after `alias.` (or `table.`): that relation's columns; after `alias.col.`: the fields
+//!   of a `ROW` column;
+//! - inside `DESCRIPTOR(`: the time attributes (a `WATERMARK` column or `PROCTIME()`) of the
+//!   tables the statement reads;
+//! - inside quotes after `'connector' =`: the connectors; inside a `WITH (…)` clause: the
+//!   options of the statement's connector (every connector's when none is named yet); after
+//!   `SET`: the settings; after `FROM` or `\i`: file paths;
+//! - a word starting with `\`: the meta commands;
+//! - anywhere else: the columns of the relations the statement reads, then functions, then
+//!   keywords — only columns when nothing is typed yet.
+//!
+//! [`complete`] is a pure function of the text and a [`Catalog`] snapshot, so it is tested
+//! without a terminal.
+
+use std::collections::BTreeSet;
+
+/// What completion knows of the session, refreshed after every statement.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub relations: Vec<Relation>,
+    /// Scalar and aggregate functions, as the user types them (upper case).
+    pub functions: Vec<String>,
+    pub keywords: Vec<String>,
+    pub connectors: Vec<String>,
+    /// Per connector, the option keys it (and its formats) accepts.
+    pub options: Vec<(String, Vec<String>)>,
+    pub settings: Vec<String>,
+    pub meta: Vec<String>,
+}
+
+/// A table or view as completion sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Relation {
+    pub name: String,
+    /// Columns with, for a `ROW` column, its fields.
+    pub columns: Vec<(String, Vec<String>)>,
+    /// The columns that are time attributes.
+    pub time_columns: Vec<String>,
+}
+
+/// Where the word being completed starts in `before` (the text up to the cursor), and the
+/// candidates that replace it, in the order to show them.
+pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>) {
+    // Inside an open quote: a connector, an option key, a setting or a path.
+    if let Some(q) = open_quote(before) {
+        let word = &before[q + 1..];
+        let lead = before[..q].trim_end();
+        let upper = lead.to_ascii_uppercase();
+        let candidates: Vec<String> = if lead.ends_with('=')
+            && last_quoted(&lead[..lead.len() - 1]).as_deref() == Some("connector")
+        {
+            cat.connectors.clone()
+        } else if upper.ends_with("FROM") || upper.ends_with("JOIN") {
+            return (q + 1, paths(word));
+        } else if upper.ends_with("SET") {
+            cat.settings.clone()
+        } else if in_with_clause(lead) && (lead.ends_with('(') || lead.ends_with(',')) {
+            match connector_of(whole) {
+                Some(c) => cat
+                    .options
+                    .iter()
+                    .find(|(name, _)| *name == c)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_default(),
+                None => {
+                    let all: BTreeSet<String> =
+                        cat.options.iter().flat_map(|(_, o)| o.clone()).collect();
+                    all.into_iter().collect()
+                }
+            }
+        } else {
+            vec![]
+        };
+        let picked = matching(&candidates, word)
+            .into_iter()
+            .map(|c| format!("{c}'"))
+            .collect();
+        return (q + 1, picked);
+    }
+    let trimmed = before.trim_start();
+    // `\i FILE`: a path; `\d NAME`: a relation; `\…`: a meta command.
+    if let Some(rest) = trimmed.strip_prefix("\\i ") {
+        let start = before.len() - rest.len();
+        return (start, paths(rest));
+    }
+    let start = before
+        .rfind(|c: char| !(c.is_alphanumeric() || "_.$\\".contains(c)))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let word = &before[start..];
+    if word.starts_with('\\') {
+        return (start, matching(&cat.meta, word));
+    }
+    let names = || -> Vec<String> { cat.relations.iter().map(|r| r.name.clone()).collect() };
+    if trimmed.starts_with("\\d ") {
+        return (start, matching(&names(), word));
+    }
+    // `alias.col…`: the columns of the relation the alias names, or a ROW column's fields.
+    if let Some(dot) = word.rfind('.') {
+        let path: Vec<&str> = word[..dot].split('.').collect();
+        let after = &word[dot + 1..];
+        let scope = aliases(whole);
+        let relation = scope
+            .iter()
+            .find(|(alias, _)| *alias == path[0])
+            .map(|(_, r)| r.as_str())
+            .unwrap_or(path[0]);
+        let Some(r) = cat.relations.iter().find(|r| r.name == relation) else {
+            return (start + dot + 1, vec![]);
+        };
+        let candidates: Vec<String> = match path.as_slice() {
+            [_] => r.columns.iter().map(|(c, _)| c.clone()).collect(),
+            [_, col] => r
+                .columns
+                .iter()
+                .find(|(c, _)| c == col)
+                .map(|(_, f)| f.clone())
+                .unwrap_or_default(),
+            _ => vec![],
+        };
+        return (start + dot + 1, matching(&candidates, after));
+    }
+    let head = before[..start].trim_end();
+    let previous = last_word(head).to_ascii_uppercase();
+    let upper_head = head.to_ascii_uppercase();
+    if matches!(
+        previous.as_str(),
+        "FROM" | "JOIN" | "TABLE" | "INTO" | "DESCRIBE" | "VIEW" | "EXISTS"
+    ) || upper_head.ends_with("SHOW CREATE TABLE")
+    {
+        return (start, matching(&names(), word));
+    }
+    let in_scope: Vec<&Relation> = {
+        let scope = aliases(whole);
+        cat.relations
+            .iter()
+            .filter(|r| scope.iter().any(|(_, name)| *name == r.name))
+            .collect()
+    };
+    if inside_call(head, "DESCRIPTOR") {
+        let mut times: Vec<String> = in_scope
+            .iter()
+            .flat_map(|r| r.time_columns.clone())
+            .collect();
+        if times.is_empty() {
+            times = cat
+                .relations
+                .iter()
+                .flat_map(|r| r.time_columns.clone())
+                .collect();
+        }
+        times.sort();
+        times.dedup();
+        return (start, matching(&times, word));
+    }
+    let mut columns: Vec<String> = in_scope
+        .iter()
+        .flat_map(|r| r.columns.iter().map(|(c, _)| c.clone()))
+        .collect();
+    let mut seen = BTreeSet::new();
+    columns.retain(|c| seen.insert(c.clone()));
+    let mut out = matching(&columns, word);
+    if !word.is_empty() {
+        out.extend(matching(&cat.functions, word));
+        out.extend(matching(&cat.keywords, word));
+    }
+    (start, out)
+}
+
+/// The candidates that start with `word` (ignoring case), not `word` itself, in order.
+fn matching(candidates: &[String], word: &str) -> Vec<String> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .filter(|c| c.to_ascii_lowercase().starts_with(&lower) && c.as_str() != word)
+        .cloned()
+        .collect()
+}
+
+/// The byte position of the quote that opens the string the cursor is in, if it is in one
+/// (`''` inside a string is a quote, as SQL writes it).
+fn open_quote(text: &str) -> Option<usize> {
+    let mut open = None;
+    for (i, c) in text.char_indices() {
+        if c == '\'' {
+            open = match open {
+                None => Some(i),
+                Some(_) => None,
+            };
+        }
+    }
+    open
+}
+
+/// The last quoted string in `text` (`'connector'` → `connector`).
+fn last_quoted(text: &str) -> Option<String> {
+    let t = text.trim_end();
+    let inner = t.strip_suffix('\'')?;
+    let open = inner.rfind('\'')?;
+    Some(inner[open + 1..].to_string())
+}
+
+/// The last word of `text` (letters, digits and `_`, or `\d`-like commands).
+fn last_word(text: &str) -> &str {
+    let t = text.trim_end();
+    let start = t
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\\'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    &t[start..]
+}
+
+/// True when the text ends inside the parentheses of a `WITH (` clause.
+fn in_with_clause(text: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    let Some(at) = upper.rfind("WITH") else {
+        return false;
+    };
+    let after = &text[at + 4..];
+    let opens = after.matches('(').count();
+    let closes = after.matches(')').count();
+    after.trim_start().starts_with('(') && opens > closes
+}
+
+/// True when the text ends inside the parentheses of a call of `name` (`DESCRIPTOR(`).
+fn inside_call(text: &str, name: &str) -> bool {
+    let upper = text.to_ascii_uppercase();
+    let Some(at) = upper.rfind(&format!("{name}(")) else {
+        return false;
+    };
+    !text[at..].contains(')')
+}
+
+/// The connector a statement names (`'connector' = 'kafka'`).
+fn connector_of(statement: &str) -> Option<String> {
+    let lower = statement.to_ascii_lowercase();
+    let at = lower.find("'connector'")?;
+    let rest = statement[at + "'connector'".len()..].trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start().strip_prefix('\'')?;
+    let end = rest.find('\'')?;
+    Some(rest[..end].to_string())
+}
+
+/// The relations a statement reads, with the name each goes by (`FROM bid B` gives
+/// `(B, bid)` and `(bid, bid)`; `TABLE(TUMBLE(TABLE bid, …))` gives `(bid, bid)`).
+fn aliases(statement: &str) -> Vec<(String, String)> {
+    let words: Vec<&str> = statement
+        .split(|c: char| c.is_whitespace() || "(),;".contains(c))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out = vec![];
+    for (i, w) in words.iter().enumerate() {
+        if !matches!(
+            w.to_ascii_uppercase().as_str(),
+            "FROM" | "JOIN" | "TABLE" | "INTO"
+        ) {
+            continue;
+        }
+        let Some(name) = words.get(i + 1) else {
+            continue;
+        };
+        let name = name.trim_matches('`').to_string();
+        out.push((name.clone(), name.clone()));
+        let mut next = i + 2;
+        if words
+            .get(next)
+            .is_some_and(|w| w.eq_ignore_ascii_case("AS"))
+        {
+            next += 1;
+        }
+        if let Some(alias) = words.get(next) {
+            let reserved = [
+                "WHERE", "JOIN", "LEFT", "RIGHT", "FULL", "INNER", "ON", "GROUP", "ORDER", "LIMIT",
+                "UNION", "FOR", "CROSS", "WINDOW", "HAVING", "SELECT",
+            ];
+            if !reserved.contains(&alias.to_ascii_uppercase().as_str())
+                && alias.chars().all(|c| c.is_alphanumeric() || c == '_')
+            {
+                out.push((alias.to_string(), name));
+            }
+        }
+    }
+    out
+}
+
+/// Files and folders whose path starts with `typed` (a folder gets a trailing `/`).
+fn paths(typed: &str) -> Vec<String> {
+    let (dir, prefix) = match typed.rfind('/') {
+        Some(i) => (&typed[..=i], &typed[i + 1..]),
+        None => ("", typed),
+    };
+    let read = if dir.is_empty() { "." } else { dir };
+    let Ok(entries) = std::fs::read_dir(read) else {
+        return vec![];
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.starts_with(prefix) || (name.starts_with('.') && !prefix.starts_with('.')) {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(format!("{dir}{name}{slash}"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            relations: vec![
+                Relation {
+                    name: "bid".into(),
+                    columns: vec![
+                        ("auction".into(), vec![]),
+                        ("bidder".into(), vec![]),
+                        ("price".into(), vec![]),
+                        ("dateTime".into(), vec![]),
+                    ],
+                    time_columns: vec!["dateTime".into()],
+                },
+                Relation {
+                    name: "datagen".into(),
+                    columns: vec![
+                        ("event_type".into(), vec![]),
+                        (
+                            "person".into(),
+                            vec!["id".into(), "name".into(), "city".into()],
+                        ),
+                    ],
+                    time_columns: vec![],
+                },
+            ],
+            functions: vec!["BIT_AND".into(), "COUNT".into(), "SUM".into()],
+            keywords: vec!["BETWEEN".into(), "FROM".into(), "SELECT".into()],
+            connectors: vec!["kafka".into(), "nexmark".into()],
+            options: vec![
+                ("kafka".into(), vec!["connector".into(), "topic".into()]),
+                (
+                    "nexmark".into(),
+                    vec!["connector".into(), "events.num".into()],
+                ),
+            ],
+            settings: vec!["table.exec.batch-size".into()],
+            meta: vec!["\\d".into(), "\\jobs".into(), "\\x".into()],
+        }
+    }
+
+    fn done(text: &str) -> Vec<String> {
+        complete(&catalog(), text, text).1
+    }
+
+    #[test]
+    fn after_from_only_relations() {
+        assert_eq!(done("SELECT * FROM b"), ["bid"]);
+        assert_eq!(done("SELECT * FROM "), ["bid", "datagen"]);
+        assert_eq!(done("SELECT * FROM bid JOIN d"), ["datagen"]);
+        assert_eq!(done("\\d "), ["bid", "datagen"]);
+    }
+
+    #[test]
+    fn columns_of_the_relations_read_come_first() {
+        // No relation read yet: functions, then keywords.
+        assert_eq!(done("SELECT b"), ["BIT_AND", "BETWEEN"]);
+        let text = "SELECT b";
+        let whole = "SELECT b FROM bid";
+        assert_eq!(
+            complete(&catalog(), text, whole).1,
+            ["bidder", "BIT_AND", "BETWEEN"]
+        );
+        // Nothing typed: the columns alone.
+        assert_eq!(
+            complete(&catalog(), "SELECT ", "SELECT  FROM bid").1,
+            ["auction", "bidder", "price", "dateTime"]
+        );
+    }
+
+    #[test]
+    fn an_alias_dot_gives_its_columns_and_a_row_its_fields() {
+        assert_eq!(
+            done("SELECT B.p"),
+            Vec::<String>::new(),
+            "no alias B in scope yet"
+        );
+        let whole = "SELECT B.p FROM bid AS B";
+        assert_eq!(
+            complete(&catalog(), "SELECT B.p", whole),
+            (9, vec!["price".into()])
+        );
+        let whole = "SELECT g.person.c FROM datagen g";
+        assert_eq!(
+            complete(&catalog(), "SELECT g.person.c", whole),
+            (16, vec!["city".into()])
+        );
+    }
+
+    #[test]
+    fn descriptor_offers_time_attributes() {
+        assert_eq!(
+            done("SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR("),
+            ["dateTime"]
+        );
+    }
+
+    #[test]
+    fn quoted_connectors_options_and_settings() {
+        assert_eq!(
+            done("CREATE TABLE t (a INT) WITH ('connector' = 'k"),
+            ["kafka'"]
+        );
+        assert_eq!(
+            done("CREATE TABLE t (a INT) WITH ('connector' = 'nexmark', '"),
+            ["connector'", "events.num'"]
+        );
+        assert_eq!(done("SET 'table"), ["table.exec.batch-size'"]);
+    }
+
+    #[test]
+    fn meta_commands() {
+        assert_eq!(done("\\j"), ["\\jobs"]);
+    }
+}
