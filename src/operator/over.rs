@@ -220,20 +220,31 @@ impl OverAggregateOperator {
     /// Takes the rows at or below `watermark` out of the pending ones and emits them with
     /// their aggregates.
     fn fire(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(min, _)| *min <= watermark);
+        // The waiting batches stay in arrival order — a batch the watermark has reached in
+        // part keeps its other rows where it was — so the rows taken out, and the ones
+        // left, are in the order they came (rows of one time are added in that order: it
+        // decides LAG, FIRST_VALUE and LAST_VALUE among peers).
+        let mut ready_parts = vec![];
+        let mut waiting = Vec::with_capacity(self.pending.len());
+        for (min, b) in std::mem::take(&mut self.pending) {
+            if min > watermark {
+                waiting.push((min, b));
+                continue;
+            }
+            let times = self.times(&b)?;
+            let ready_mask: BooleanArray = times.iter().map(|t| Some(*t <= watermark)).collect();
+            let rest = filter_record_batch(&b, &datafusion::arrow::compute::not(&ready_mask)?)?;
+            if rest.num_rows() > 0 {
+                let min = self.times(&rest)?.into_iter().min().unwrap_or(i64::MIN);
+                waiting.push((min, rest));
+            }
+            ready_parts.push(filter_record_batch(&b, &ready_mask)?);
+        }
         self.pending = waiting;
-        if due.is_empty() {
+        if ready_parts.is_empty() {
             return Ok(());
         }
-        let due: Vec<RecordBatch> = due.into_iter().map(|(_, b)| b).collect();
-        let all = concat_batches(&self.input_schema, &due)?;
-        let times = self.times(&all)?;
-        let ready_mask: BooleanArray = times.iter().map(|t| Some(*t <= watermark)).collect();
-        let rest = filter_record_batch(&all, &datafusion::arrow::compute::not(&ready_mask)?)?;
-        self.wait(rest)?;
-        let ready = filter_record_batch(&all, &ready_mask)?;
+        let ready = concat_batches(&self.input_schema, &ready_parts)?;
         if ready.num_rows() == 0 {
             return Ok(());
         }
@@ -857,6 +868,78 @@ mod tests {
             ],
         )
         .expect("batch")
+    }
+
+    /// Rows of one time come out in the order they arrived, even when the first of them
+    /// waited in a batch the watermark had reached in part: LAG over the default RANGE
+    /// frame gives the peers the value before the last of them to arrive.
+    #[test]
+    fn peers_keep_their_arrival_order_across_partly_fired_batches() {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]));
+        let v: Arc<dyn PhysicalExpr> = Arc::new(Column::new("v", 1));
+        let lag = datafusion::logical_expr::AggregateUDF::new_from_impl(
+            crate::operator::lag::Lag::default(),
+        );
+        let expr = AggregateExprBuilder::new(Arc::new(lag), vec![v.clone()])
+            .schema(input.clone())
+            .alias("l")
+            .build()
+            .expect("lag");
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("l", DataType::Int64, true));
+        let mut op = OverAggregateOperator::new(
+            vec![Arc::new(Column::new("k", 0))],
+            input.clone(),
+            2,
+            Frame::Unbounded { rows: false },
+            vec![AggCall {
+                expr: Arc::new(expr),
+                args: vec![v],
+                filter: None,
+                sliding: false,
+            }],
+            Arc::new(Schema::new(fields)),
+        )
+        .expect("operator");
+        let rows = |vs: Vec<i64>, ts: Vec<i64>| {
+            RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(Int64Array::from(vec![1; vs.len()])),
+                    Arc::new(Int64Array::from(vs)),
+                    Arc::new(TimestampMillisecondArray::from(ts)),
+                ],
+            )
+            .expect("batch")
+        };
+        let mut out = vec![];
+        // Row 2 (at 10) waits in the first batch after the watermark at 5 has taken row 1
+        // out of it; row 3 (at 10, too) came later, in a batch of its own.
+        op.process_batch(rows(vec![1, 2], vec![5, 10]), &mut out)
+            .expect("batch");
+        op.process_batch(rows(vec![3], vec![10]), &mut out)
+            .expect("batch");
+        op.process_watermark(5, &mut out).expect("watermark");
+        op.process_watermark(10, &mut out).expect("watermark");
+        let mut got = vec![];
+        for m in &out {
+            if let Message::Batch(b) = m {
+                let v = b.column(1).as_primitive::<Int64Type>();
+                let l = b.column(3).as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    got.push((v.value(i), l.is_valid(i).then(|| l.value(i))));
+                }
+            }
+        }
+        assert_eq!(got, [(1, None), (2, Some(2)), (3, Some(2))]);
     }
 
     /// A RANGE frame forgets a partition once the watermark has passed its rows by the
