@@ -216,7 +216,7 @@ impl std::error::Error for WeirError {}
 
 impl From<std::io::Error> for WeirError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
+        if closed_pipe(&e) {
             return WeirError::OutputClosed(e.to_string());
         }
         WeirError::External(e.to_string())
@@ -229,17 +229,22 @@ impl From<datafusion::parquet::errors::ParquetError> for WeirError {
     }
 }
 
+/// True when `e` is, or wraps, a write to a pipe whose reader has gone.
+fn closed_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    use datafusion::arrow::error::ArrowError;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.kind() == std::io::ErrorKind::BrokenPipe;
+    }
+    match e.downcast_ref::<ArrowError>() {
+        Some(ArrowError::IoError(_, io)) => io.kind() == std::io::ErrorKind::BrokenPipe,
+        Some(ArrowError::ExternalError(x)) => closed_pipe(x.as_ref()),
+        _ => false,
+    }
+}
+
 impl From<datafusion::arrow::error::ArrowError> for WeirError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
-        use datafusion::arrow::error::ArrowError;
-        let closed = match &e {
-            ArrowError::IoError(_, io) => io.kind() == std::io::ErrorKind::BrokenPipe,
-            ArrowError::ExternalError(x) => x
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe),
-            _ => false,
-        };
-        if closed {
+        if closed_pipe(&e) {
             return WeirError::OutputClosed(e.to_string());
         }
         WeirError::External(e.to_string())
@@ -269,21 +274,18 @@ impl From<DataFusionError> for WeirError {
                 pos,
                 hint,
             },
-            DataFusionError::ArrowError(a, _) => match a.as_ref() {
-                datafusion::arrow::error::ArrowError::IoError(_, io)
-                    if io.kind() == std::io::ErrorKind::BrokenPipe =>
-                {
-                    WeirError::OutputClosed(a.to_string())
-                }
-                _ => WeirError::External(a.to_string()),
-            },
-            DataFusionError::IoError(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            DataFusionError::ArrowError(a, _) if closed_pipe(a.as_ref()) => {
+                WeirError::OutputClosed(a.to_string())
+            }
+            DataFusionError::ArrowError(a, _) => WeirError::External(a.to_string()),
+            DataFusionError::IoError(io) if closed_pipe(io) => {
                 WeirError::OutputClosed(io.to_string())
             }
             DataFusionError::IoError(io) => WeirError::External(io.to_string()),
             DataFusionError::Internal(m) => WeirError::Internal(m.clone()),
             DataFusionError::External(x) => match x.downcast_ref::<WeirError>() {
                 Some(w) => w.clone(),
+                None if closed_pipe(x.as_ref()) => WeirError::OutputClosed(x.to_string()),
                 None => WeirError::External(x.to_string()),
             },
             other => WeirError::External(clean_df_message(&other.to_string())),

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use weir::format::encode::{OutputFormat, write_results};
 use weir::job::Job;
 use weir::sql::parser::parse_script;
-use weir::{Outcome, Session};
+use weir::{Outcome, Session, WeirError};
 
 #[derive(Parser)]
 #[command(
@@ -338,9 +338,14 @@ async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -
                 } else {
                     batches.clone()
                 };
-                if let Err(e) = write_results(&mut out, format, &shown, true) {
-                    eprintln!("{}", e.render(None, None));
-                    return ExitCode::from(1);
+                match write_results(&mut out, format, &shown, true) {
+                    Ok(()) => {}
+                    // The reader went away (`weir query … | head`): nothing more to say.
+                    Err(WeirError::OutputClosed(_)) => return ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("{}", e.render(None, None));
+                        return ExitCode::from(1);
+                    }
                 }
                 let _ = std::io::Write::flush(&mut out);
                 if !quiet {

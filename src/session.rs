@@ -416,6 +416,10 @@ impl Session {
         for (k, v) in &self.settings {
             rows.insert(k.clone(), crate::sql::options::shown(k, v).to_string());
         }
+        // The width in use, also when only the older key set it.
+        if let Ok(d) = self.display() {
+            rows.insert(MAX_COLUMN_WIDTH_KEY.to_string(), d.max_width.to_string());
+        }
         rows.into_iter().map(|(k, v)| [k, v]).collect()
     }
 
@@ -1435,10 +1439,6 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
-/// A table or view name as DataFusion's catalog keys it, its case kept: Flink keeps
-/// unquoted identifiers as written and matches them case-sensitively, while a `&str`
-/// given to DataFusion's `register_table` is parsed as SQL and lower-cased. A dotted name
-/// is `database.table` or `catalog.database.table`.
 /// The first quoted local path `query` reads as a table (`FROM 'archive/x'`) that names
 /// no file or folder: an error at the path in `stmt`'s text, naming the folder it was
 /// looked for from. URLs (`s3://…`) and globs are left to DataFusion.
@@ -1458,19 +1458,32 @@ fn missing_path(query: &ast::Query, stmt: &Located) -> Option<WeirError> {
         std::ops::ControlFlow::Continue(())
     });
     let path = missing?;
-    let at = stmt.text.find(&format!("'{path}'")).map(|off| {
-        let before = &stmt.text[..off];
-        let line = before.matches('\n').count() as u64;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64;
-        crate::error::Pos {
-            line: stmt.pos.line + line,
-            col: if line == 0 {
-                stmt.pos.col + col
-            } else {
-                col + 1
-            },
-        }
-    });
+    // The quoted path where it is read: after FROM or JOIN (the same text elsewhere, a
+    // string in the select list say, is not it).
+    let quoted = format!("'{path}'");
+    let upper = stmt.text.to_ascii_uppercase();
+    let at = stmt
+        .text
+        .match_indices(&quoted)
+        .map(|(off, _)| off)
+        .find(|&off| {
+            let before = upper[..off].trim_end();
+            before.ends_with("FROM") || before.ends_with("JOIN")
+        })
+        .or_else(|| stmt.text.find(&quoted))
+        .map(|off| {
+            let before = &stmt.text[..off];
+            let line = before.matches('\n').count() as u64;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64;
+            crate::error::Pos {
+                line: stmt.pos.line + line,
+                col: if line == 0 {
+                    stmt.pos.col + col
+                } else {
+                    col + 1
+                },
+            }
+        });
     let here = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|_| "the current folder".into());
@@ -1483,6 +1496,10 @@ fn missing_path(query: &ast::Query, stmt: &Located) -> Option<WeirError> {
     )
 }
 
+/// A table or view name as DataFusion's catalog keys it, its case kept: Flink keeps
+/// unquoted identifiers as written and matches them case-sensitively, while a `&str`
+/// given to DataFusion's `register_table` is parsed as SQL and lower-cased. A dotted name
+/// is `database.table` or `catalog.database.table`.
 fn relation(name: &str) -> datafusion::common::TableReference {
     use datafusion::common::TableReference;
     let parts: Vec<&str> = name.split('.').collect();

@@ -842,7 +842,6 @@ impl Shell {
         }
     }
 
-    /// Stops every running job and waits for them (at exit).
     /// Stops the jobs still running (cleanly: sources stop, rows in flight drain, sinks
     /// commit) and says how each ended, with its rows in and out.
     pub async fn shutdown(&mut self) {

@@ -1166,6 +1166,34 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
             .iter()
             .any(|l| l.contains("├─ window aggregate HOP ← window HOP"))
     );
-    // The join's rows out: 5 rows, and no project → project noise.
-    assert!(!stderr.contains("project → project"), "{stderr}");
+    // The join's 5 rows out, and no project ← project noise.
+    let join = summary[at("join left semi (window)")];
+    assert!(join.trim_end().ends_with(" 5"), "{join}");
+    assert!(!stderr.contains("project ← project"), "{stderr}");
+}
+
+/// `weir query … | head -n 2`: the reader goes away mid-result and the query ends with 0,
+/// saying nothing (a closed output is no failure).
+#[test]
+fn weir_query_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = weir()
+        .args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT * FROM generate_series(1, 2000000)",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("value"));
+    assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("1"));
+    drop(lines);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
 }

@@ -182,12 +182,18 @@ pub fn write_results(
             )?;
             writeln!(w, "{t}")?;
         }
+        // Each batch is encoded into memory, then written: arrow's CSV writer turns an I/O
+        // error into text, and a closed pipe must stay one (`WeirError::OutputClosed`).
         OutputFormat::Csv => {
-            let mut wr = datafusion::arrow::csv::WriterBuilder::new()
-                .with_header(first)
-                .build(&mut *w);
-            for b in batches {
+            let mut buf = Vec::new();
+            for (i, b) in batches.iter().enumerate() {
+                buf.clear();
+                let mut wr = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(first && i == 0)
+                    .build(&mut buf);
                 wr.write(b)?;
+                drop(wr);
+                w.write_all(&buf)?;
             }
         }
         // NULLs are written (`"k":null`), as Flink's JSON format writes them.

@@ -61,6 +61,41 @@ fn offset(args: &AccumulatorArgs) -> Result<usize> {
     }
 }
 
+/// `LAG`'s default (the third argument) must be a value of the value's type: a constant
+/// that a cast to it would change (`1.5` for a BIGINT, `'x'`) or an expression of a type
+/// that does not cast to it is refused when the query is planned, not at its first row.
+fn check_default(args: &AccumulatorArgs, value_type: &DataType) -> Result<()> {
+    let Some(e) = args.exprs.get(2) else {
+        return Ok(());
+    };
+    let bad = |what: String| {
+        DataFusionError::Plan(format!(
+            "LAG's default must be a value of its first argument's type ({}), not {what}",
+            crate::sql::types::flink_type_name(value_type)
+        ))
+    };
+    match e.downcast_ref::<Literal>() {
+        Some(l) if !l.value().is_null() => {
+            let v = l.value();
+            let same = v
+                .cast_to(value_type)
+                .and_then(|c| c.cast_to(&v.data_type()))
+                .is_ok_and(|back| back == *v);
+            if !same {
+                return Err(bad(v.to_string()));
+            }
+        }
+        Some(_) => {}
+        None => {
+            let t = e.data_type(args.schema)?;
+            if !datafusion::arrow::compute::can_cast_types(&t, value_type) {
+                return Err(bad(format!("{e} ({t})")));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl AggregateUDFImpl for Lag {
     fn name(&self) -> &str {
         "lag"
@@ -81,6 +116,7 @@ impl AggregateUDFImpl for Lag {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let value_type = args.return_field.data_type().clone();
+        check_default(&args, &value_type)?;
         Ok(Box::new(LagAccumulator {
             offset: offset(&args)?,
             default: ScalarValue::try_from(&value_type)?,

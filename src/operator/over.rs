@@ -16,7 +16,9 @@
 //!
 //! A bounded frame's accumulators are DataFusion's sliding ones, which take the rows that
 //! leave the frame back; the frame's rows (their time and each aggregate's arguments) are
-//! kept for that. A RANGE frame's rows leave as the watermark passes them, and a partition
+//! kept for that. An aggregate without a sliding accumulator (`FIRST_VALUE`, `LAST_VALUE`,
+//! `LISTAGG`, …; Flink has retracting versions) is built again from the kept rows after
+//! rows leave. Rows of one time are added in the order they arrived. A RANGE frame's rows leave as the watermark passes them, and a partition
 //! with none left is forgotten; ROWS and unbounded frames keep each partition's last rows
 //! or accumulators for as long as the query runs (as Flink without a state TTL). The
 //! output is append-only: the input's columns, then the aggregates.

@@ -981,6 +981,16 @@ impl Planner<'_> {
                             )
                             .with_hint("LAG(v) OVER (PARTITION BY k ORDER BY rowtime)"));
                         }
+                        "lag"
+                            if c.params.null_treatment
+                                == Some(
+                                    datafusion::logical_expr::expr::NullTreatment::IgnoreNulls,
+                                ) =>
+                        {
+                            return Err(refuse(
+                                "LAG … IGNORE NULLS (Flink's LAG counts NULL values as rows)",
+                            ));
+                        }
                         "lag" => Arc::new(datafusion::logical_expr::AggregateUDF::new_from_impl(
                             crate::operator::lag::Lag::default(),
                         )),
@@ -1578,8 +1588,9 @@ fn append_only(input: &PlanNode, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// True when every call of a window node is an aggregate function (`SUM(x) OVER (…)`,
-/// `FIRST_VALUE`, `LAST_VALUE`), not a ranking or offset function.
+/// True when every call of a window node is an OVER aggregate over a stream: an aggregate
+/// function (`SUM(x) OVER (…)`), `FIRST_VALUE`, `LAST_VALUE` or `LAG` (and `LEAD`, which
+/// the planner refuses with Flink's reason) — not a ranking function (Top-N).
 pub(crate) fn is_over_aggregate(w: &datafusion::logical_expr::Window) -> bool {
     use datafusion::logical_expr::{Expr, WindowFunctionDefinition};
     !w.window_expr.is_empty()

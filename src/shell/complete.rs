@@ -87,10 +87,7 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         let start = before.len() - rest.len();
         return (start, paths(rest));
     }
-    let start = before
-        .rfind(|c: char| !(c.is_alphanumeric() || "_.$\\".contains(c)))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let start = word_start(before, |c| c.is_alphanumeric() || "_.$\\".contains(c));
     let word = &before[start..];
     if word.starts_with('\\') {
         return (start, matching(&cat.meta, word));
@@ -207,11 +204,16 @@ fn last_quoted(text: &str) -> Option<String> {
 /// The last word of `text` (letters, digits and `_`, or `\d`-like commands).
 fn last_word(text: &str) -> &str {
     let t = text.trim_end();
-    let start = t
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\\'))
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    &t[start..]
+    &t[word_start(t, |c| c.is_alphanumeric() || c == '_' || c == '\\')..]
+}
+
+/// Where the run of characters `in_word` accepts that ends `text` starts (a byte offset on
+/// a character boundary: the character before it may be several bytes, as `≥`).
+fn word_start(text: &str, in_word: impl Fn(char) -> bool) -> usize {
+    text.char_indices()
+        .rev()
+        .find(|(_, c)| !in_word(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 /// True when the text ends inside the parentheses of a `WITH (` clause.
@@ -423,6 +425,20 @@ mod tests {
             ["connector'", "events.num'"]
         );
         assert_eq!(done("SET 'table"), ["table.exec.batch-size'"]);
+    }
+
+    #[test]
+    fn a_word_after_a_character_of_several_bytes() {
+        let whole = "SELECT * FROM bid WHERE price≥ pr";
+        assert_eq!(
+            complete(&catalog(), whole, whole),
+            (whole.len() - 2, vec!["price".to_string()])
+        );
+        assert_eq!(
+            done("SELECT * FROM bid WHERE price≥"),
+            ["auction", "bidder", "price", "dateTime"]
+        );
+        assert_eq!(done("SELECT 'é' FROM b"), ["bid"]);
     }
 
     #[test]

@@ -161,6 +161,11 @@ impl Sink for TerminalSink {
         true
     }
 
+    /// What was printed stays printed: the table or the JSON array is closed as at the end.
+    fn discard(&mut self) -> Result<()> {
+        self.finish()
+    }
+
     fn finish(&mut self) -> Result<()> {
         if let Some(widths) = &self.widths {
             let mut w = std::io::stdout().lock();
