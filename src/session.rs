@@ -44,6 +44,7 @@ pub const SETTINGS: &[&str] = &[
     "metrics.reporter.prom.port",
     MAX_COLUMN_WIDTH_KEY,
     "sql-client.display.max-column-width",
+    crate::format::encode::ResultMode::KEY,
 ];
 
 /// Flink's `table.display.max-column-width` (its sql-client's older name,
@@ -316,6 +317,9 @@ impl Session {
             MAX_COLUMN_WIDTH_KEY | "sql-client.display.max-column-width" => {
                 max_column_width_of(key, value)?;
             }
+            crate::format::encode::ResultMode::KEY => {
+                crate::format::encode::ResultMode::parse(value)?;
+            }
             "table.exec.source.idle-timeout" | "table.exec.state.ttl" => {
                 crate::sql::options::parse_duration(value)
                     .map_err(|m| WeirError::user(format!("setting '{key}': {m}")))?;
@@ -382,9 +386,14 @@ impl Session {
             Some((k, v)) => max_column_width_of(k, v)?,
             None => crate::format::encode::Display::DEFAULT_MAX_WIDTH,
         };
+        let mode = match self.settings.get(crate::format::encode::ResultMode::KEY) {
+            Some(v) => crate::format::encode::ResultMode::parse(v)?,
+            None => crate::format::encode::ResultMode::default(),
+        };
         Ok(crate::format::encode::Display {
             max_width: width,
             expanded: self.expanded,
+            mode,
         })
     }
 
@@ -399,6 +408,7 @@ impl Session {
                 MAX_COLUMN_WIDTH_KEY => {
                     crate::format::encode::Display::DEFAULT_MAX_WIDTH.to_string()
                 }
+                crate::format::encode::ResultMode::KEY => "tableau".into(),
                 crate::sql::local_time::KEY => "UTC".into(),
                 "table.exec.source.idle-timeout" | "table.exec.state.ttl" => "0 ms".into(),
                 "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),

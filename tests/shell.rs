@@ -455,3 +455,96 @@ fn tab_completes_by_position_in_the_statement() {
     s.send("\x03");
     s.line("\\q");
 }
+
+/// Flink's result modes for a changelog (a GROUP BY over a stream, rows in chunks of
+/// three): `table` shows the current result — every key once, with its batch count, no
+/// `-U` row — `changelog` every change in Flink's print form, and `tableau` (the default)
+/// every change as a row with its `op`.
+#[test]
+fn result_modes_table_changelog_and_tableau() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let ddl = format!(
+        "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
+         SET 'table.exec.batch-size' = '3';\n"
+    );
+    let query = "SELECT name, COUNT(*) AS c FROM src WHERE name IS NOT NULL GROUP BY name;\n";
+    let text = std::fs::read_to_string(data).expect("data");
+    let mut want = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let name = line.rsplit(',').next().unwrap_or("");
+        if !name.is_empty() {
+            *want.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    let run = |mode: &str| {
+        let set = if mode.is_empty() {
+            String::new()
+        } else {
+            format!("SET 'sql-client.execution.result-mode' = '{mode}';\n")
+        };
+        let (code, stdout, stderr) = pipe(&format!("{ddl}{set}{query}"), &[]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let table = run("table");
+    let mut got = std::collections::BTreeMap::new();
+    for line in table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("| name"))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert!(
+            got.insert(
+                cells[1].to_string(),
+                cells[2].parse::<i32>().expect("count")
+            )
+            .is_none(),
+            "a key twice: {table}"
+        );
+    }
+    assert_eq!(got, want, "{table}");
+    assert!(!table.contains("-U") && !table.contains("| op"), "{table}");
+    let changelog = run("changelog");
+    assert!(
+        changelog.lines().any(|l| l.starts_with("-U[")),
+        "{changelog}"
+    );
+    assert!(
+        changelog
+            .lines()
+            .all(|l| l.starts_with('+') || l.starts_with('-')),
+        "{changelog}"
+    );
+    let tableau = run("");
+    assert!(
+        tableau.contains("| op ") && tableau.contains("| -U "),
+        "{tableau}"
+    );
+    // A mode Flink does not have is refused with the three it has.
+    let (code, _, stderr) = pipe("SET 'sql-client.execution.result-mode' = 'grid';\n", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("table, changelog or tableau"), "{stderr}");
+}
+
+/// In the `table` result mode on a terminal, an updating result is redrawn in place (the
+/// cursor goes back up over the last drawing and clears it) instead of scrolling a row per
+/// change; Ctrl-C still cancels it.
+#[test]
+fn table_mode_redraws_the_result_in_place() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ddl = tmp.path().join("ddl.sql");
+    std::fs::write(&ddl, DDL).expect("ddl");
+    let mut s = start(&tmp.path().join("history"));
+    s.line(&format!("\\i {}", ddl.display()));
+    s.want("Table 'sink' created", "the DDL ran");
+    s.line("SET 'sql-client.execution.result-mode' = 'table';");
+    s.want("Execute statement succeeded", "SET done");
+    s.line("SELECT event_type, COUNT(*) AS n FROM datagen GROUP BY event_type;");
+    s.want("| event_type |", "the result's header");
+    s.want("A\r\x1b[J", "a redraw over the last drawing");
+    s.want("| event_type |", "the header drawn again");
+    s.send("\x03");
+    s.want("query cancelled", "cancelled");
+    s.line("\\q");
+}

@@ -106,6 +106,42 @@ pub struct Display {
     pub max_width: usize,
     /// One field per line, under a `-[ RECORD n ]-` line per row (psql's `\x`).
     pub expanded: bool,
+    /// How a standing query's rows are shown (Flink's `sql-client.execution.result-mode`).
+    pub mode: ResultMode,
+}
+
+/// Flink's sql-client result modes (`SET 'sql-client.execution.result-mode'`), for a
+/// standing query's rows in table format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultMode {
+    /// The current result, its changes applied (`-U`/`-D` take a row out, `+I`/`+U` put
+    /// one in), redrawn in place on a terminal a few times a second and printed once at
+    /// the end when not on one.
+    Table,
+    /// Every change on its own line in Flink's print form: `+I[a, 1]`, `-U[a, 1]`, ….
+    Changelog,
+    /// Every change as a row of one table drawn as the rows come, an `op` column first for
+    /// a changelog (Weir's default).
+    #[default]
+    Tableau,
+}
+
+impl ResultMode {
+    /// Flink's setting key.
+    pub const KEY: &'static str = "sql-client.execution.result-mode";
+
+    /// Parses `table`, `changelog` or `tableau` (any case). Errors: another value.
+    pub fn parse(value: &str) -> Result<ResultMode> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "table" => Ok(ResultMode::Table),
+            "changelog" => Ok(ResultMode::Changelog),
+            "tableau" => Ok(ResultMode::Tableau),
+            other => Err(WeirError::user(format!(
+                "setting '{}': '{other}' is not a result mode: table, changelog or tableau",
+                ResultMode::KEY
+            ))),
+        }
+    }
 }
 
 impl Display {
@@ -129,6 +165,7 @@ impl Default for Display {
         Display {
             max_width: Display::DEFAULT_MAX_WIDTH,
             expanded: false,
+            mode: ResultMode::default(),
         }
     }
 }

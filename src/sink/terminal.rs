@@ -13,7 +13,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::Sink;
 use crate::error::Result;
 use crate::format::encode::{
-    Display, OutputFormat, cell_texts, expanded_rows, format_options, write_results,
+    Display, OutputFormat, ResultMode, cell_texts, expanded_rows, format_options, write_print_rows,
+    write_results,
 };
 
 pub struct TerminalSink {
@@ -24,6 +25,12 @@ pub struct TerminalSink {
     /// Column widths of the table being drawn, once its header is out.
     widths: Option<Vec<usize>>,
     display: Display,
+    /// `table` result mode: the current result's column names and rows (changes applied,
+    /// cells as shown), the lines drawn last (to draw over them) and when.
+    current: Vec<Vec<String>>,
+    names: Vec<String>,
+    drawn: usize,
+    drawn_at: Option<std::time::Instant>,
     started: std::time::Instant,
 }
 
@@ -36,6 +43,10 @@ impl TerminalSink {
             quiet,
             widths: None,
             display: Display::default(),
+            current: vec![],
+            names: vec![],
+            drawn: 0,
+            drawn_at: None,
             started: std::time::Instant::now(),
         }
     }
@@ -65,6 +76,93 @@ impl TerminalSink {
             s.push_str(" |");
         }
         s
+    }
+
+    /// `table` mode: applies a batch's changes to the current result (`+I`/`+U` add a
+    /// row, `-U`/`-D` take out an equal one), then redraws it when on a terminal (at most
+    /// five times a second).
+    fn apply(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
+        let (data, kinds) = crate::changelog::split(batch);
+        if self.names.is_empty() {
+            self.names = data
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+        }
+        let rows = cell_texts(&data, &format_options())?;
+        for (i, row) in rows.into_iter().enumerate() {
+            let row: Vec<String> = row.into_iter().map(|c| self.display.cut(c)).collect();
+            let kind = kinds
+                .as_ref()
+                .and_then(|k| crate::changelog::RowKind::from_i8(k.value(i)))
+                .unwrap_or(crate::changelog::RowKind::Insert);
+            match kind {
+                crate::changelog::RowKind::Insert | crate::changelog::RowKind::UpdateAfter => {
+                    self.current.push(row)
+                }
+                _ => {
+                    if let Some(at) = self.current.iter().position(|r| *r == row) {
+                        self.current.remove(at);
+                    }
+                }
+            }
+        }
+        let due = self
+            .drawn_at
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(200));
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) && due {
+            self.draw(w)?;
+        }
+        Ok(())
+    }
+
+    /// Draws the current result (`table` mode) over the one drawn before, at most as many
+    /// rows as the terminal has lines for, then how many more there are.
+    fn draw(&mut self, w: &mut dyn Write) -> Result<()> {
+        if self.drawn > 0 {
+            // Up to the first line drawn before, and clear from there down.
+            write!(w, "\x1b[{}A\r\x1b[J", self.drawn)?;
+        }
+        let room = console::Term::stdout()
+            .size_checked()
+            .map_or(usize::MAX, |(rows, _)| {
+                (rows as usize).saturating_sub(6).max(5)
+            });
+        let shown = &self.current[..self.current.len().min(room)];
+        let widths: Vec<usize> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                shown
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([n.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut lines = vec![
+            Self::border(&widths),
+            Self::line(&self.names, &widths),
+            Self::border(&widths),
+        ];
+        lines.extend(shown.iter().map(|r| Self::line(r, &widths)));
+        lines.push(Self::border(&widths));
+        if shown.len() < self.current.len() {
+            lines.push(format!(
+                "… {} more row(s)",
+                self.current.len() - shown.len()
+            ));
+        }
+        for l in &lines {
+            writeln!(w, "{l}")?;
+        }
+        self.drawn = lines.len();
+        self.drawn_at = Some(std::time::Instant::now());
+        Ok(())
     }
 
     fn table_rows(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
@@ -124,16 +222,19 @@ impl Sink for TerminalSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = &crate::changelog::for_display(batch)?;
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
-        match self.format {
-            OutputFormat::Table => self.table_rows(batch, &mut w)?,
+        match (self.format, self.display.mode) {
+            (OutputFormat::Table, ResultMode::Table) => self.apply(batch, &mut w)?,
+            (OutputFormat::Table, ResultMode::Changelog) => write_print_rows(&mut w, batch, "")?,
+            (OutputFormat::Table, ResultMode::Tableau) => {
+                self.table_rows(&crate::changelog::for_display(batch)?, &mut w)?
+            }
             // One JSON array over the whole run (rows come in chunks as windows fire or
             // results change): `[` before the first row, `,` between rows, `]` at the end.
-            OutputFormat::Json => {
+            (OutputFormat::Json, _) => {
                 let mut lines = Vec::new();
                 let mut wr = crate::format::encode::ndjson_writer(&mut lines);
-                wr.write(batch)?;
+                wr.write(&crate::changelog::for_display(batch)?)?;
                 wr.finish()?;
                 for (i, line) in lines
                     .split(|b| *b == b'\n')
@@ -149,7 +250,12 @@ impl Sink for TerminalSink {
                     w.write_all(line)?;
                 }
             }
-            _ => write_results(&mut w, self.format, std::slice::from_ref(batch), self.first)?,
+            _ => write_results(
+                &mut w,
+                self.format,
+                &[crate::changelog::for_display(batch)?],
+                self.first,
+            )?,
         }
         w.flush()?;
         self.first = false;
@@ -167,6 +273,22 @@ impl Sink for TerminalSink {
     }
 
     fn finish(&mut self) -> Result<()> {
+        let table_mode =
+            self.format == OutputFormat::Table && self.display.mode == ResultMode::Table;
+        if table_mode && !self.names.is_empty() {
+            let mut w = std::io::stdout().lock();
+            self.draw(&mut w)?;
+            w.flush()?;
+            if !self.quiet {
+                eprintln!(
+                    "{} row(s), {} change(s) in {:.3}s",
+                    self.current.len(),
+                    self.rows,
+                    self.started.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
         if let Some(widths) = &self.widths {
             let mut w = std::io::stdout().lock();
             writeln!(w, "{}", Self::border(widths))?;
