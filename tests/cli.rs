@@ -1197,3 +1197,35 @@ fn weir_query_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
 }
+
+/// A relative path is read from the working directory, as in Flink: run from elsewhere, a
+/// query naming one says so, with the folder it looked in.
+#[test]
+fn a_relative_path_outside_its_folder_says_where_it_looked() {
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
+    let out = weir()
+        .current_dir(elsewhere.path())
+        .args([
+            "run",
+            "--set",
+            "events.num=2000",
+            &format!("{suite}/ddl.sql"),
+            &format!("{suite}/q13.sql"),
+        ])
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cannot read 'queries/nexmark/side_input.txt'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "read from the working directory, here {}",
+            elsewhere.path().display()
+        )),
+        "{stderr}"
+    );
+}

@@ -90,8 +90,17 @@ impl SchemaAdapter {
 
 /// The files a path names: itself, or the visible files of a directory in name order.
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| WeirError::user(format!("cannot read '{}': {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        let err = WeirError::user(format!("cannot read '{}': {e}", path.display()));
+        // A relative path is read from the working directory, as in Flink.
+        match std::env::current_dir() {
+            Ok(here) if path.is_relative() => err.with_hint(format!(
+                "a relative path is read from the working directory, here {}; run from the folder it is relative to, or give an absolute path",
+                here.display()
+            )),
+            _ => err,
+        }
+    })?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
