@@ -439,17 +439,23 @@ fn tab_completes_by_position_in_the_statement() {
     s.send("DESCRIBE s\t");
     s.want("DESCRIBE sink", "FROM-like position: the relation");
     s.send("\x03");
-    s.want("weir> ", "a fresh line");
+    // The empty line's hint, not "weir> " (the line being cancelled is redrawn with the
+    // prompt too, and text typed before the new line is ready is lost).
+    s.want("\\q quit", "a fresh, empty line");
     s.send("SELECT * FROM datagen g WHERE g.ev\t");
     s.want("g.event_type", "the alias's column");
     s.send("\x03");
-    s.want("weir> ", "a fresh line");
+    // The empty line's hint, not "weir> " (the line being cancelled is redrawn with the
+    // prompt too, and text typed before the new line is ready is lost).
+    s.want("\\q quit", "a fresh, empty line");
     s.send("SELECT * FROM datagen g WHERE g.\t\t");
     s.want("event_type", "the listed columns");
     s.want("auction", "the listed columns");
     s.want("dateTime", "the listed columns");
     s.send("\x03");
-    s.want("weir> ", "a fresh line");
+    // The empty line's hint, not "weir> " (the line being cancelled is redrawn with the
+    // prompt too, and text typed before the new line is ready is lost).
+    s.want("\\q quit", "a fresh, empty line");
     s.send("SELECT * FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(d\t");
     s.want("DESCRIPTOR(dateTime", "the time attribute");
     s.send("\x03");
