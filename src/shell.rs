@@ -163,6 +163,8 @@ pub struct Shell {
     format: OutputFormat,
     timing: bool,
     interactive: bool,
+    /// The SELECT just followed was cancelled with Ctrl-C.
+    cancelled: bool,
     words: Arc<Mutex<complete::Catalog>>,
 }
 
@@ -244,6 +246,7 @@ impl Shell {
             format: OutputFormat::Table,
             timing: false,
             interactive,
+            cancelled: false,
             words: Arc::new(Mutex::new(complete::Catalog::default())),
         };
         shell.refresh_words();
@@ -803,7 +806,27 @@ impl Shell {
             match self.session.execute(&stmt).await? {
                 Outcome::Done(msg) => eprintln!("{msg}"),
                 Outcome::Rows(r) => self.out(&r),
-                Outcome::Started(job) if bare_select => self.follow(job).await?,
+                Outcome::Started(job) if bare_select => {
+                    // Listed by `\\jobs` once it has ended, as Flink lists a SELECT's job,
+                    // so the ids there run without gaps.
+                    let mut entry = JobEntry {
+                        id: job.id,
+                        name: job.name.clone(),
+                        metrics: job.metrics.clone(),
+                        checkpointer: job.checkpointer().cloned(),
+                        job: None,
+                        status: String::new(),
+                    };
+                    let r = self.follow(job).await;
+                    entry.status = match (&r, self.cancelled) {
+                        (Ok(()), true) => "CANCELED".into(),
+                        (Ok(()), false) => "FINISHED".into(),
+                        (Err(e), _) => format!("FAILED: {e}"),
+                    };
+                    self.cancelled = false;
+                    self.jobs.push(entry);
+                    r?
+                }
                 Outcome::Started(job) => {
                     eprintln!(
                         "[INFO] Job {} started in the background: {} (\\jobs lists it)",
@@ -837,6 +860,7 @@ impl Shell {
                 stop.stop();
                 let r = wait.await;
                 eprintln!("[INFO] query cancelled");
+                self.cancelled = true;
                 r
             }
         }

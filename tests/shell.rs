@@ -128,6 +128,8 @@ fn an_interactive_session() {
     s.want("Metrics at http://127.0.0.1:", "the metrics endpoint");
     s.want("started in the background", "a job");
     s.line("\\jobs");
+    // The cancelled SELECT is job 1, listed too: the ids run without gaps.
+    s.want("CANCELED", "the cancelled SELECT listed");
     s.want("RUNNING", "listed as running");
     s.want("weir> ", "the prompt after \\jobs");
     // Its plan, with each task's live numbers.
