@@ -354,11 +354,19 @@ impl Shell {
         }
     }
 
+    /// Prints a statement's rows; at a terminal, output taller than the screen goes
+    /// through the pager, as psql's does.
     fn out(&self, batches: &[RecordBatch]) {
-        let mut o = std::io::stdout().lock();
-        if let Err(e) = write_results(&mut o, self.format, batches, true) {
+        let mut text = Vec::new();
+        if let Err(e) = write_results(&mut text, self.format, batches, true) {
             eprintln!("{}", e.render(None, None));
+            return;
         }
+        if self.interactive && page(&text) {
+            return;
+        }
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(&text);
         let _ = o.flush();
     }
 
@@ -890,6 +898,37 @@ impl Shell {
             }
         }
     }
+}
+
+/// Shows `text` through the pager when stdout is a terminal and `text` is taller than it:
+/// `$PAGER` (empty: none), else `less -FRSX` (which quits by itself when the text fits).
+/// Returns false when nothing was paged (the caller prints `text`).
+fn page(text: &[u8]) -> bool {
+    let term = console::Term::stdout();
+    let Some((rows, _)) = term.size_checked() else {
+        return false;
+    };
+    if text.iter().filter(|b| **b == b'\n').count() < rows as usize {
+        return false;
+    }
+    let pager = std::env::var("PAGER").unwrap_or_else(|_| "less -FRSX".into());
+    let mut words = pager.split_whitespace();
+    let Some(program) = words.next() else {
+        return false;
+    };
+    let child = std::process::Command::new(program)
+        .args(words)
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    if let Some(mut input) = child.stdin.take() {
+        // A pager quit early closes its input: not an error.
+        let _ = input.write_all(text);
+    }
+    let _ = child.wait();
+    true
 }
 
 fn one_line(s: &str) -> String {

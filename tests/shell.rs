@@ -556,3 +556,37 @@ fn table_mode_redraws_the_result_in_place() {
     s.want("query cancelled", "cancelled");
     s.line("\\q");
 }
+
+/// Output taller than the terminal goes through `$PAGER` (here one that marks its lines),
+/// shorter output straight to the screen.
+#[test]
+fn long_output_goes_through_the_pager() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cmd = weir();
+    cmd.env("WEIR_HISTORY", tmp.path().join("history"))
+        .env("TERM", "xterm")
+        .env("PAGER", "sed s/^/PAGED:/");
+    let s = Session::spawn(cmd).expect("weir starts in a pty");
+    let log = Transcript::default();
+    let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
+    s.set_expect_timeout(Some(Duration::from_secs(30)));
+    let mut t = Term { s, log };
+    t.want("\\q quit", "the prompt");
+    t.line("SHOW FUNCTIONS;");
+    t.want("PAGED:| function name", "the functions through the pager");
+    t.want("PAGED:| CONVERT_TZ", "the list");
+    t.want("\\q quit", "the prompt again");
+    t.line("SET 'a.b' = 'c';");
+    t.want("not a setting", "SET done");
+    t.line("SHOW TABLES;");
+    t.want("| name", "a short table");
+    t.want("\\q quit", "the prompt again");
+    let seen = t.log.0.lock().map(|v| v.clone()).unwrap_or_default();
+    let seen = String::from_utf8_lossy(&seen);
+    let after = seen.rsplit("SHOW TABLES").next().unwrap_or_default();
+    assert!(
+        !after.contains("PAGED:"),
+        "a short table was paged: {after}"
+    );
+    t.line("\\q");
+}
