@@ -3,8 +3,11 @@
 //! windowed query shows each window's rows the moment it fires, in one table). Cells are cut
 //! to `table.display.max-column-width` (Flink's, default 30); a later row wider than the
 //! columns drawn so far closes the table and opens a wider one, so no row breaks its box.
-//! With `\x` each row is drawn one field per line. CSV, JSON and NDJSON are written per
-//! emitted batch (JSON as one array over the whole run).
+//! With `\x` each row is drawn one field per line. That is the `tableau` result mode, the
+//! default; `changelog` prints each change in Flink's print form, and `table` keeps the
+//! current result and redraws it in place (a line wider than the terminal wraps, so the
+//! redraw is exact only for results that fit its width — which cut cells help). CSV, JSON
+//! and NDJSON are written per emitted batch (JSON as one array over the whole run).
 
 use std::io::Write;
 
