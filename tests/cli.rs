@@ -302,15 +302,15 @@ fn a_huge_hop_is_refused_and_a_busy_job_stops_within_a_second() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
 }
 
+/// An unbounded job printing 1, 2, 3, … (1 000 rows a second) as `+I[n]` lines.
+const COUNTING_TO_PRINT: &str = "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
+     'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
+     CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
+     INSERT INTO out SELECT id FROM g;";
+
 #[test]
 fn sigterm_stops_an_unbounded_query_cleanly() {
-    let (_dir, f) = script(
-        "q.sql",
-        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
-         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
-         CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
-         INSERT INTO out SELECT id FROM g;",
-    );
+    let (_dir, f) = script("q.sql", COUNTING_TO_PRINT);
     let child = weir()
         .args(["run", &f.display().to_string()])
         .stdout(Stdio::piped())
@@ -348,13 +348,7 @@ fn sigterm_stops_an_unbounded_query_cleanly() {
 #[test]
 fn a_closed_output_pipe_ends_the_run_quietly() {
     use std::io::{BufRead, BufReader};
-    let (_dir, f) = script(
-        "q.sql",
-        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000', \
-         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000000000');\n\
-         CREATE TABLE out (id BIGINT) WITH ('connector' = 'print');\n\
-         INSERT INTO out SELECT id FROM g;",
-    );
+    let (_dir, f) = script("q.sql", COUNTING_TO_PRINT);
     let mut child = weir()
         .args(["run", &f.display().to_string()])
         .stdout(Stdio::piped())

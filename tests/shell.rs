@@ -64,6 +64,12 @@ impl Term {
             panic!("{what}: waiting for {needle:?}: {e}\n--- the terminal's last bytes ---\n{t}");
         }
     }
+    /// What was read and written so far, as the log's Rust debug text of it (an escape
+    /// byte reads `\u{1b}`).
+    fn transcript(&self) -> String {
+        let t = self.log.0.lock().map(|t| t.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&t).into_owned()
+    }
     fn line(&mut self, text: &str) {
         self.s.send_line(text).expect("send");
     }
@@ -72,16 +78,33 @@ impl Term {
     }
 }
 
-fn start(history: &std::path::Path) -> Term {
-    let mut cmd = weir();
-    cmd.env("WEIR_HISTORY", history).env("TERM", "xterm");
+/// `cmd` started in a pseudo-terminal, everything it reads and writes logged.
+fn spawn(cmd: Command) -> Term {
     let s = Session::spawn(cmd).expect("weir starts in a pty");
     let log = Transcript::default();
     let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
     s.set_expect_timeout(Some(Duration::from_secs(30)));
-    let mut t = Term { s, log };
+    Term { s, log }
+}
+
+/// The shell in a pseudo-terminal with its history in `history` and `env` set (a `None`
+/// value removes the variable), once its first prompt is out.
+fn start_with(history: &std::path::Path, env: &[(&str, Option<&str>)]) -> Term {
+    let mut cmd = weir();
+    cmd.env("WEIR_HISTORY", history).env("TERM", "xterm");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut t = spawn(cmd);
     t.want("weir> ", "a prompt");
     t
+}
+
+fn start(history: &std::path::Path) -> Term {
+    start_with(history, &[])
 }
 
 #[test]
@@ -188,6 +211,31 @@ fn an_interactive_session() {
     );
 }
 
+const WINDOW_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+
+/// The statements that declare `src` over `tests/data/window_source.csv` and read it
+/// `batch_size` rows at a time.
+fn src_table(batch_size: usize) -> String {
+    format!(
+        "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{WINDOW_SOURCE}', 'format' = 'csv', 'csv.null-literal' = '');\n\
+         SET 'table.exec.batch-size' = '{batch_size}';\n"
+    )
+}
+
+/// How many rows of `src` have each name (None: the empty field, NULL), read from the file.
+fn rows_per_name() -> std::collections::BTreeMap<Option<String>, i64> {
+    let text = std::fs::read_to_string(WINDOW_SOURCE).expect("data");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let name = line.rsplit(',').next().unwrap_or("");
+        *counts
+            .entry((!name.is_empty()).then(|| name.to_string()))
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
 fn pipe(input: &str, args: &[&str]) -> (i32, String, String) {
     let mut child = weir()
         .args(args)
@@ -280,14 +328,11 @@ fn piped_errors_point_at_their_line_of_the_input() {
 /// JSON reader takes, whose last value per key is the batch count; an empty result is `[]`.
 #[test]
 fn json_results_are_one_array_over_the_whole_run() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
     let input = format!(
-        "\\format json\n\
-         CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
-         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
-         SET 'table.exec.batch-size' = '3';\n\
+        "\\format json\n{}\
          SELECT name, COUNT(*) AS c FROM src GROUP BY name;\n\
-         SELECT name FROM src WHERE false;\n"
+         SELECT name FROM src WHERE false;\n",
+        src_table(3)
     );
     let (code, stdout, stderr) = pipe(&input, &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -301,17 +346,11 @@ fn json_results_are_one_array_over_the_whole_run() {
             last.insert(c["name"].to_string(), c["c"].as_i64().expect("count"));
         }
     }
-    let text = std::fs::read_to_string(data).expect("data");
-    let mut want = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let name = line.rsplit(',').next().unwrap_or("");
-        let key = if name.is_empty() {
-            "null".to_string()
-        } else {
-            format!("\"{name}\"")
-        };
-        *want.entry(key).or_insert(0) += 1;
-    }
+    // JSON's text of each name: `"a"`, or `null`.
+    let want: std::collections::BTreeMap<String, i64> = rows_per_name()
+        .into_iter()
+        .map(|(name, n)| (name.map_or("null".into(), |n| format!("\"{n}\"")), n))
+        .collect();
     assert_eq!(last, want, "{stdout}");
     let empty = values.next().expect("a second array").expect("valid JSON");
     assert_eq!(empty, serde_json::json!([]));
@@ -324,23 +363,12 @@ fn json_results_are_one_array_over_the_whole_run() {
 fn no_color_turns_the_colours_off() {
     let tmp = tempfile::tempdir().expect("tmp");
     for no_color in [false, true] {
-        let mut cmd = weir();
-        cmd.env("WEIR_HISTORY", tmp.path().join("history"))
-            .env("TERM", "xterm");
-        if no_color {
-            cmd.env("NO_COLOR", "1");
-        } else {
-            cmd.env_remove("NO_COLOR");
-        }
-        let s = Session::spawn(cmd).expect("weir starts in a pty");
-        let log = Transcript::default();
-        let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
-        s.set_expect_timeout(Some(Duration::from_secs(30)));
-        let mut t = Term { s, log };
+        let mut t = start_with(
+            &tmp.path().join("history"),
+            &[("NO_COLOR", no_color.then_some("1"))],
+        );
         t.want("\\q quit", "the hint");
-        // The transcript holds what was read as Rust's debug text of it.
-        let seen = t.log.0.lock().map(|v| v.clone()).unwrap_or_default();
-        let seen = String::from_utf8_lossy(&seen);
+        let seen = t.transcript();
         let dim = seen.contains("\\u{1b}[2m");
         assert_eq!(dim, !no_color, "NO_COLOR={no_color}: {seen}");
         t.line("\\q");
@@ -353,18 +381,15 @@ fn no_color_turns_the_colours_off() {
 /// row one field per line; `\x` again switches back.
 #[test]
 fn wide_cells_are_cut_boxes_hold_and_x_expands_rows() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
     let input = format!(
-        "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
-         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
-         SET 'table.exec.batch-size' = '1';\n\
-         SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n\
+        "{}SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n\
          SELECT name, REPEAT('x', a_int) AS grows FROM src WHERE a_int IS NOT NULL;\n\
          \\x\n\
          SELECT name, a_int FROM src LIMIT 2;\n\
          \\x\n\
          SET 'table.display.max-column-width' = '0';\n\
-         SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n"
+         SELECT REPEAT('ab', 20) AS t FROM src LIMIT 1;\n",
+        src_table(1)
     );
     let (code, stdout, stderr) = pipe(&input, &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -470,21 +495,12 @@ fn tab_completes_by_position_in_the_statement() {
 /// every change as a row with its `op`.
 #[test]
 fn result_modes_table_changelog_and_tableau() {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
-    let ddl = format!(
-        "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), `comment` STRING, name STRING) \
-         WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', 'csv.null-literal' = '');\n\
-         SET 'table.exec.batch-size' = '3';\n"
-    );
+    let ddl = src_table(3);
     let query = "SELECT name, COUNT(*) AS c FROM src WHERE name IS NOT NULL GROUP BY name;\n";
-    let text = std::fs::read_to_string(data).expect("data");
-    let mut want = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let name = line.rsplit(',').next().unwrap_or("");
-        if !name.is_empty() {
-            *want.entry(name.to_string()).or_insert(0) += 1;
-        }
-    }
+    let want: std::collections::BTreeMap<String, i64> = rows_per_name()
+        .into_iter()
+        .filter_map(|(name, n)| Some((name?, n)))
+        .collect();
     let run = |mode: &str| {
         let set = if mode.is_empty() {
             String::new()
@@ -505,7 +521,7 @@ fn result_modes_table_changelog_and_tableau() {
         assert!(
             got.insert(
                 cells[1].to_string(),
-                cells[2].parse::<i32>().expect("count")
+                cells[2].parse::<i64>().expect("count")
             )
             .is_none(),
             "a key twice: {table}"
@@ -562,15 +578,10 @@ fn table_mode_redraws_the_result_in_place() {
 #[test]
 fn long_output_goes_through_the_pager() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut cmd = weir();
-    cmd.env("WEIR_HISTORY", tmp.path().join("history"))
-        .env("TERM", "xterm")
-        .env("PAGER", "sed s/^/PAGED:/");
-    let s = Session::spawn(cmd).expect("weir starts in a pty");
-    let log = Transcript::default();
-    let mut s = expectrl::session::log(s, log.clone()).expect("a logged session");
-    s.set_expect_timeout(Some(Duration::from_secs(30)));
-    let mut t = Term { s, log };
+    let mut t = start_with(
+        &tmp.path().join("history"),
+        &[("PAGER", Some("sed s/^/PAGED:/"))],
+    );
     t.want("\\q quit", "the prompt");
     t.line("SHOW FUNCTIONS;");
     t.want("PAGED:| function name", "the functions through the pager");
@@ -581,8 +592,7 @@ fn long_output_goes_through_the_pager() {
     t.line("SHOW TABLES;");
     t.want("| name", "a short table");
     t.want("\\q quit", "the prompt again");
-    let seen = t.log.0.lock().map(|v| v.clone()).unwrap_or_default();
-    let seen = String::from_utf8_lossy(&seen);
+    let seen = t.transcript();
     let after = seen.rsplit("SHOW TABLES").next().unwrap_or_default();
     assert!(
         !after.contains("PAGED:"),

@@ -613,6 +613,65 @@ fn on_time_table(rows: &[Row], bound: i64) -> (datafusion::prelude::SessionConte
     (ctx, late)
 }
 
+/// Rows for an OVER case (drawing from `rng` in this order: how many, the watermark's bound,
+/// whether rows come late, the rows, then which times repeat): half the cases put rows out
+/// of order beyond the bound — those at or below the watermark of the rows before them
+/// (`max(ts) - bound`) are late and dropped — and about one row in `tie_one_in` repeats
+/// the time of the row before it (peers for RANGE frames, ties broken by arrival for ROWS).
+/// Returns the rows and the bound (ms).
+fn rows_with_late_and_peers(rng: &mut SmallRng, tie_one_in: u32) -> (Vec<Row>, i64) {
+    let n = rng.random_range(1..300);
+    let bound = [0, 100, 1000][rng.random_range(0..3)];
+    let late = rng.random_range(0..2) == 0;
+    let mut rows = generate(rng, n, if late { bound * 2 + 1500 } else { bound });
+    for i in 1..rows.len() {
+        if rng.random_range(0..tie_one_in) == 0 && rows[i - 1].ts > rows[i].ts - bound.max(1) {
+            rows[i].ts = rows[i - 1].ts;
+        }
+    }
+    (rows, bound)
+}
+
+/// Runs `stream` over `rows` (written to `dir/<name>.json`) at a random batch size and
+/// asserts it equals `batch` over the on-time rows; then again checkpointed, stopped after
+/// a random moment and resumed, equal too. Returns how many rows were late and whether the
+/// second run was stopped part-way and resumed.
+async fn straight_and_resumed(
+    dir: &std::path::Path,
+    name: &str,
+    rng: &mut SmallRng,
+    rows: &[Row],
+    bound: i64,
+    stream: &str,
+    batch: &str,
+) -> (usize, bool) {
+    let path = dir.join(format!("{name}.json"));
+    write_json(rows, &path);
+    let (ctx, late) = on_time_table(rows, bound);
+    let expected = common::query(&ctx, batch).await;
+    let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
+    let got = weir(&path, bound, batch_size, stream).await;
+    assert!(
+        got == expected,
+        "{name}: {stream}\n{} rows, bound {bound}, batch size {batch_size}\n\
+         expected {:#?}\ngot {:#?}",
+        rows.len(),
+        &expected[..expected.len().min(10)],
+        &got[..got.len().min(10)]
+    );
+    let (again, resumed) = weir_resumed(
+        &path,
+        bound,
+        batch_size,
+        stream,
+        &dir.join(format!("{name}-cp")),
+        std::time::Duration::from_millis(rng.random_range(0..25)),
+    )
+    .await;
+    assert!(again == expected, "{name}: resumed: {stream}");
+    (late, resumed)
+}
+
 /// OVER aggregates over a stream equal DataFusion's OVER over the same rows in batch: random
 /// rows (out of order within the watermark's bound, times repeating), random frames —
 /// ROWS n / UNBOUNDED, RANGE INTERVAL / UNBOUNDED, the default — with and without
@@ -628,19 +687,7 @@ async fn over_aggregates_equal_batch() {
     let mut late_rows = 0;
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(seed + 9_000);
-        let n = rng.random_range(1..300);
-        let bound = [0, 100, 1000][rng.random_range(0..3)];
-        // Half the cases put rows out of order beyond the bound: those at or below the
-        // watermark of the rows before them (`max(ts) - bound`) are late and dropped.
-        let late = rng.random_range(0..2) == 0;
-        let disorder = if late { bound * 2 + 1500 } else { bound };
-        let mut rows = generate(&mut rng, n, disorder);
-        // Repeated times: peers for RANGE frames, ties broken by arrival for ROWS.
-        for i in 1..rows.len() {
-            if rng.random_range(0..4) == 0 && rows[i - 1].ts > rows[i].ts - bound.max(1) {
-                rows[i].ts = rows[i - 1].ts;
-            }
-        }
+        let (rows, bound) = rows_with_late_and_peers(&mut rng, 4);
         let (frame, batch_frame, by_rows) = over_frame(&mut rng);
         let keyed = rng.random_range(0..4) > 0;
         let partition = if keyed { "PARTITION BY k " } else { "" };
@@ -672,31 +719,18 @@ async fn over_aggregates_equal_batch() {
             calls(&w),
             firsts(&w, " IGNORE NULLS")
         );
-        let path = dir.path().join(format!("over-{seed}.json"));
-        write_json(&rows, &path);
-        let (ctx, late) = on_time_table(&rows, bound);
-        late_rows += late;
-        let expected = common::query(&ctx, &batch).await;
-        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
-        let got = weir(&path, bound, batch_size, &stream).await;
-        assert!(
-            got == expected,
-            "seed {seed}: {stream}\n{n} rows, bound {bound}, batch size {batch_size}\n\
-             expected {:#?}\ngot {:#?}",
-            &expected[..expected.len().min(10)],
-            &got[..got.len().min(10)]
-        );
-        let (again, resumed) = weir_resumed(
-            &path,
+        let (late, resumed) = straight_and_resumed(
+            dir.path(),
+            &format!("over-{seed}"),
+            &mut rng,
+            &rows,
             bound,
-            batch_size,
             &stream,
-            &dir.path().join(format!("over-cp-{seed}")),
-            std::time::Duration::from_millis(rng.random_range(0..25)),
+            &batch,
         )
         .await;
+        late_rows += late;
         resumed_cases += usize::from(resumed);
-        assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
     eprintln!(
         "{resumed_cases} of {cases} OVER cases stopped part-way and resumed; {late_rows} late rows"
@@ -724,15 +758,7 @@ async fn lag_equals_batch() {
     let (mut resumed_cases, mut late_rows) = (0, 0);
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(seed + 11_000);
-        let n = rng.random_range(1..300);
-        let bound = [0, 100, 1000][rng.random_range(0..3)];
-        let late = rng.random_range(0..2) == 0;
-        let mut rows = generate(&mut rng, n, if late { bound * 2 + 1500 } else { bound });
-        for i in 1..rows.len() {
-            if rng.random_range(0..3) == 0 && rows[i - 1].ts > rows[i].ts - bound.max(1) {
-                rows[i].ts = rows[i - 1].ts;
-            }
-        }
+        let (rows, bound) = rows_with_late_and_peers(&mut rng, 3);
         let keyed = rng.random_range(0..4) > 0;
         let (partition, group) = if keyed {
             ("PARTITION BY k ", "k, ")
@@ -764,31 +790,18 @@ async fn lag_equals_batch() {
             last("ls"),
             calls("ts, seq")
         );
-        let path = dir.path().join(format!("lag-{seed}.json"));
-        write_json(&rows, &path);
-        let (ctx, late) = on_time_table(&rows, bound);
-        late_rows += late;
-        let expected = common::query(&ctx, &batch).await;
-        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
-        let got = weir(&path, bound, batch_size, &stream).await;
-        assert!(
-            got == expected,
-            "seed {seed}: {stream}\n{n} rows, bound {bound}, batch size {batch_size}\n\
-             expected {:#?}\ngot {:#?}",
-            &expected[..expected.len().min(10)],
-            &got[..got.len().min(10)]
-        );
-        let (again, resumed) = weir_resumed(
-            &path,
+        let (late, resumed) = straight_and_resumed(
+            dir.path(),
+            &format!("lag-{seed}"),
+            &mut rng,
+            &rows,
             bound,
-            batch_size,
             &stream,
-            &dir.path().join(format!("lag-cp-{seed}")),
-            std::time::Duration::from_millis(rng.random_range(0..25)),
+            &batch,
         )
         .await;
+        late_rows += late;
         resumed_cases += usize::from(resumed);
-        assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
     eprintln!(
         "{resumed_cases} of {cases} LAG cases stopped part-way and resumed; {late_rows} late rows"

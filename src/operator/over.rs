@@ -155,19 +155,9 @@ impl OverAggregateOperator {
         Ok(op)
     }
 
-    /// A fresh accumulator per call: sliding ones (which take rows back) for a bounded
-    /// frame, where the aggregate has one.
+    /// A fresh accumulator per call (see [`accumulators`]).
     fn accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        self.aggs
-            .iter()
-            .zip(&self.rebuild)
-            .map(|(a, &rebuild)| {
-                if !self.frame.bounded() || rebuild {
-                    return Ok(a.expr.create_accumulator()?);
-                }
-                Ok(a.expr.create_sliding_accumulator()?)
-            })
-            .collect()
+        accumulators(&self.aggs, &self.rebuild, self.frame)
     }
 
     /// The time attribute of `batch`'s rows, ms since the epoch (NULL: `i64::MIN`, late).
@@ -271,21 +261,7 @@ impl OverAggregateOperator {
             while end < order.len() && keys[order[end] as usize] == *key {
                 end += 1;
             }
-            if !self.parts.contains_key(key) {
-                let accs = self.accumulators()?;
-                self.parts.insert(
-                    key.clone(),
-                    Partition {
-                        accs,
-                        frame: VecDeque::new(),
-                        stale: false,
-                    },
-                );
-            }
-            let part = self
-                .parts
-                .get_mut(key)
-                .ok_or_else(|| WeirError::internal("an OVER partition vanished"))?;
+            let part = partition(&mut self.parts, key, &self.aggs, &self.rebuild, self.frame)?;
             // Runs of rows that share one result: each row alone for ROWS frames, rows of
             // one time (peers) for RANGE frames.
             let mut r = i;
@@ -438,6 +414,48 @@ fn add(
         part.frame.push_back(FrameRow { ts, args: kept });
     }
     Ok(())
+}
+
+/// A fresh accumulator per call: sliding ones (which take rows back) for a bounded frame,
+/// but for the calls marked in `rebuild` (they have none, and are built again from the
+/// frame's rows instead).
+fn accumulators(
+    aggs: &[AggCall],
+    rebuild: &[bool],
+    frame: Frame,
+) -> Result<Vec<Box<dyn Accumulator>>> {
+    aggs.iter()
+        .zip(rebuild)
+        .map(|(a, &rebuild)| {
+            if !frame.bounded() || rebuild {
+                return Ok(a.expr.create_accumulator()?);
+            }
+            Ok(a.expr.create_sliding_accumulator()?)
+        })
+        .collect()
+}
+
+/// Partition `key`'s state in `parts`, begun with fresh accumulators if it has none yet.
+fn partition<'a>(
+    parts: &'a mut HashMap<Box<[u8]>, Partition>,
+    key: &[u8],
+    aggs: &[AggCall],
+    rebuild: &[bool],
+    frame: Frame,
+) -> Result<&'a mut Partition> {
+    if !parts.contains_key(key) {
+        parts.insert(
+            Box::from(key),
+            Partition {
+                accs: accumulators(aggs, rebuild, frame)?,
+                frame: VecDeque::new(),
+                stale: false,
+            },
+        );
+    }
+    parts
+        .get_mut(key)
+        .ok_or_else(|| WeirError::internal("an OVER partition vanished"))
 }
 
 /// Builds the aggregates marked in `rebuild` (those that cannot take rows back) again
@@ -752,21 +770,13 @@ impl Operator for OverAggregateOperator {
                         .and_then(|c| c.as_primitive_opt::<Int64Type>());
                     for r in 0..b.num_rows() {
                         let key: Box<[u8]> = Box::from(keys.value(r));
-                        if !self.parts.contains_key(&key) {
-                            let accs = self.accumulators()?;
-                            self.parts.insert(
-                                key.clone(),
-                                Partition {
-                                    accs,
-                                    frame: VecDeque::new(),
-                                    stale: false,
-                                },
-                            );
-                        }
-                        let part = self
-                            .parts
-                            .get_mut(&key)
-                            .ok_or_else(|| WeirError::internal("an OVER partition vanished"))?;
+                        let part = partition(
+                            &mut self.parts,
+                            &key,
+                            &self.aggs,
+                            &self.rebuild,
+                            self.frame,
+                        )?;
                         if what == "accumulators" {
                             for (j, acc) in part.accs.iter_mut().enumerate() {
                                 let mut cols = vec![];
