@@ -193,6 +193,7 @@ impl Session {
             let o = config.options_mut();
             // Flink's identifiers are case-sensitive (`dateTime`), so are Weir's.
             o.sql_parser.enable_ident_normalization = false;
+            o.sql_parser.parse_float_as_decimal = true;
             o.sql_parser.collect_spans = true;
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.target_partitions = 1;
@@ -1008,6 +1009,7 @@ impl Session {
             .await
             .map_err(|e| self.improve(e))?;
         let plan = crate::sql::rewrite::flink_avg(plan)?;
+        let plan = crate::sql::decimal::flink_division(plan)?;
         let plan = crate::sql::names::star_names(plan, query)?;
         Ok(state.optimize(&plan)?)
     }

@@ -87,6 +87,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ToTimestampLtz::udf());
     ctx.register_udf(TypeOf::udf());
     ctx.register_udf(Cardinality::udf());
+    ctx.register_udf(crate::sql::decimal::DecimalDivide::udf());
     ctx.register_udf(crate::sql::unnest_fields::UnnestField::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
     ctx.register_udf(crate::sql::local_time::LocalNow::udf());
@@ -96,6 +97,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         .chain(crate::sql::json_build::JsonBuild::udfs())
         .chain(crate::sql::random::SeededRand::udfs())
         .chain(crate::sql::charset::CharsetFn::udfs())
+        .chain(crate::sql::decimal::FlinkRounding::udfs())
     {
         ctx.register_udf(f);
     }

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod charset;
 pub mod current_watermark;
+pub mod decimal;
 pub mod functions;
 pub mod json;
 pub mod json_build;

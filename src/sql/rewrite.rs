@@ -213,6 +213,11 @@ fn rand_site() -> i64 {
 fn rewrite(e: &Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => rewrite_call(f),
+        // A literal with an exponent (`1.5E0`) is a DOUBLE; without one (`1.5`), a
+        // DECIMAL (the session parses it so, as Flink's literals are).
+        Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n.contains(['e', 'E'])) => {
+            template("CAST(__0 AS DOUBLE)", std::slice::from_ref(e))
+        }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {
             data_type: datafusion::sql::sqlparser::ast::DataType::Bytes(_),

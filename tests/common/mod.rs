@@ -38,6 +38,8 @@ pub fn batch_context() -> SessionContext {
     config.options_mut().sql_parser.enable_ident_normalization = false;
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.default_null_ordering = "nulls_min".to_string();
+    // Flink's literals, as Weir's: `0.908` is a DECIMAL, not a DOUBLE.
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     SessionContext::new_with_config(config)
 }
 

@@ -1,0 +1,557 @@
+//! Flink's rules for `DECIMAL` results where DataFusion's differ: division, and `FLOOR`,
+//! `CEIL`, `ROUND`, `TRUNCATE` and `SIGN` (of an integer too); and the literals that
+//! feed them (see `super::rewrite`: `1.5` is a `DECIMAL(2, 1)`, `1.5E0` a `DOUBLE`).
+//!
+//! Division (`LogicalTypeMerging.findDivisionDecimalType`): `DECIMAL(p1, s1) /
+//! DECIMAL(p2, s2)` is `DECIMAL(p1 - s1 + s2 + s, s)` with `s = max(6, s1 + p2 + 1)`, an
+//! integer taken as `DECIMAL(3|5|10|19, 0)`; above 38 digits the scale gives way
+//! (`adjustPrecisionScale`: 38 digits, scale `max(38 - integer digits, min(s, 6))`). The
+//! quotient is rounded half-up to the scale (`DecimalData.divide`), and is NULL where it
+//! does not fit the precision (`DecimalData.fromBigDecimal`). DataFusion's quotient has
+//! scale `s1 + 4`, truncated (`7.0 / 2` is `3.50000`; Flink's `3.500000000000`).
+//!
+//! The others:
+//!
+//! - `SIGN(d)` has the type of `d` (Calcite's `ARG0`): `SIGN(-2.5)` is `-1.0`,
+//!   `SIGN(-5)` is `-1`.
+//! - `FLOOR(d)` and `CEIL(d)` of a `DECIMAL(p, s)` are `DECIMAL(p, 0)` (Calcite's
+//!   `ReturnTypes.ARG0_OR_EXACT_NO_SCALE`, which Flink's `FlinkSqlOperatorTable.FLOOR`
+//!   and `CEIL` use).
+//! - `ROUND(d, r)` and `TRUNCATE(d, r)` with a literal `r` (0 when absent) are
+//!   `LogicalTypeMerging.findRoundDecimalType(p, s, r)`: `DECIMAL(p, s)` when `r >= s`,
+//!   `DECIMAL(min(38, 1 + p - s), 0)` when `r < 0`, else `DECIMAL(1 + p - s + r, r)`;
+//!   with an `r` that is not a literal, `DECIMAL(p, s)`. `ROUND` rounds half away from
+//!   zero (Java's `RoundingMode.HALF_UP`); `TRUNCATE` toward zero.
+//!
+//! DataFusion keeps the argument's scale instead (`FLOOR(-12.345)` is `-13.000`) and fails
+//! where rounding up needs one more digit (`CEIL(CAST(0.99 AS DECIMAL(2, 2)))`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Array, Int64Array};
+use datafusion::arrow::compute::{CastOptions, cast, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type, i256};
+use datafusion::common::types::{NativeType, logical_int32};
+use datafusion::common::{ScalarValue, exec_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
+use datafusion::logical_expr::{
+    Coercion, ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, TypeSignature, TypeSignatureClass,
+};
+
+/// Which of the five functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Mode {
+    Floor,
+    Ceil,
+    Round,
+    Truncate,
+    Sign,
+}
+
+/// One of the five functions: DataFusion's own for every type but `Decimal128`, Flink's
+/// for that.
+#[derive(Debug)]
+pub struct FlinkRounding {
+    mode: Mode,
+    inner: Arc<ScalarUDF>,
+    /// DataFusion's signature with integers taken as they are (Flink's `FLOOR` of an `INT`
+    /// is an `INT`; DataFusion's is a `DOUBLE`).
+    signature: Signature,
+}
+
+impl PartialEq for FlinkRounding {
+    fn eq(&self, other: &Self) -> bool {
+        self.mode == other.mode
+    }
+}
+
+impl Eq for FlinkRounding {}
+
+impl std::hash::Hash for FlinkRounding {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.mode.hash(state);
+    }
+}
+
+impl FlinkRounding {
+    /// The five functions, named as DataFusion names them (`floor`, `ceil`, `round`,
+    /// `trunc`, `signum`), so registering them replaces DataFusion's.
+    pub fn udfs() -> Vec<ScalarUDF> {
+        use datafusion::functions::math;
+        [
+            (Mode::Floor, math::floor()),
+            (Mode::Ceil, math::ceil()),
+            (Mode::Round, math::round()),
+            (Mode::Truncate, math::trunc()),
+            (Mode::Sign, math::signum()),
+        ]
+        .into_iter()
+        .map(|(mode, inner)| {
+            let integer = Coercion::new_exact(TypeSignatureClass::Integer);
+            let places = Coercion::new_implicit(
+                TypeSignatureClass::Native(logical_int32()),
+                vec![TypeSignatureClass::Integer],
+                NativeType::Int32,
+            );
+            let mut forms = vec![TypeSignature::Coercible(vec![integer.clone()])];
+            if matches!(mode, Mode::Round | Mode::Truncate) {
+                forms.push(TypeSignature::Coercible(vec![integer, places]));
+            }
+            match &inner.signature().type_signature {
+                TypeSignature::OneOf(theirs) => forms.extend(theirs.iter().cloned()),
+                theirs => forms.push(theirs.clone()),
+            }
+            let signature = Signature::one_of(forms, inner.signature().volatility);
+            ScalarUDF::from(FlinkRounding {
+                mode,
+                inner,
+                signature,
+            })
+        })
+        .collect()
+    }
+
+    /// The digits kept after the point (`r`) when it is a literal; `Some(None)` when it is
+    /// not, `None` for a NULL literal.
+    fn digits(&self, scalar: Option<Option<&ScalarValue>>) -> Result<Option<Option<i64>>> {
+        match (self.mode, scalar) {
+            (_, None) => Ok(Some(Some(0))),
+            (_, Some(None)) => Ok(Some(None)),
+            (_, Some(Some(v))) => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(r)) => Ok(Some(Some(r))),
+                _ => Ok(None),
+            },
+        }
+    }
+}
+
+/// Flink's result type of rounding a `DECIMAL(p, s)` to `r` digits (`None`: not a
+/// literal), as `LogicalTypeMerging.findRoundDecimalType`.
+fn round_type(p: u8, s: i8, r: Option<i64>) -> (u8, i8) {
+    match r {
+        None => (p, s),
+        Some(r) if r >= s as i64 => (p, s),
+        Some(r) if r < 0 => ((1 + p as i64 - s as i64).min(38) as u8, 0),
+        Some(r) => ((1 + p as i64 - s as i64 + r).min(38) as u8, r as i8),
+    }
+}
+
+impl ScalarUDFImpl for FlinkRounding {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        exec_err!("{} has its type from return_field_from_args", self.name())
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|f| f.is_nullable());
+        let t = match args.arg_fields.first().map(|f| f.data_type()) {
+            Some(t) if t.is_integer() => t.clone(),
+            Some(DataType::Decimal128(p, s)) => {
+                let (p, s) = match self.mode {
+                    Mode::Floor | Mode::Ceil => (*p, 0),
+                    Mode::Sign => (*p, *s),
+                    _ => match self.digits(args.scalar_arguments.get(1).copied())? {
+                        Some(r) => round_type(*p, *s, r),
+                        None => (*p, *s),
+                    },
+                };
+                DataType::Decimal128(p, s)
+            }
+            _ => return self.inner.return_field_from_args(args),
+        };
+        Ok(Arc::new(Field::new(self.name(), t, nullable)))
+    }
+
+    fn output_ordering(&self, inputs: &[ExprProperties]) -> Result<SortProperties> {
+        self.inner.output_ordering(inputs)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let t = args.arg_fields[0].data_type().clone();
+        let (s, p_out, s_out) = match (&t, args.return_field.data_type()) {
+            (DataType::Decimal128(_, s), DataType::Decimal128(p, s_out)) => (*s, *p, *s_out),
+            (t, _) if t.is_integer() => (0, 38, 0),
+            _ => return self.inner.invoke_with_args(args),
+        };
+        let rows = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let value = cast(&args.args[0].to_array(rows)?, &DataType::Decimal128(38, s))?;
+        let value = value.as_primitive::<Decimal128Type>();
+        let digits: Int64Array = match args.args.get(1) {
+            Some(r) if matches!(self.mode, Mode::Round | Mode::Truncate) => {
+                cast(&r.to_array(rows)?, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            }
+            _ => Int64Array::from_value(0, rows),
+        };
+        let mut out = Vec::with_capacity(rows);
+        for i in 0..rows {
+            if value.is_null(i) || digits.is_null(i) {
+                out.push(None);
+                continue;
+            }
+            let v = if self.mode == Mode::Sign {
+                Some(value.value(i).signum() * 10i128.pow(s_out.max(0) as u32))
+            } else {
+                round_unscaled(self.mode, value.value(i), s, digits.value(i), s_out)
+            }
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "{} of {} overflows {}",
+                    self.name().to_ascii_uppercase(),
+                    value.value_as_string(i),
+                    args.return_field.data_type()
+                ))
+            })?;
+            out.push(Some(v));
+        }
+        let array = Decimal128Array::from(out).with_precision_and_scale(p_out, s_out)?;
+        array.validate_decimal_precision(p_out)?;
+        let mut array: ArrayRef = Arc::new(array);
+        if t.is_integer() {
+            array = wrap_to(&array, &t)?;
+        }
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+}
+
+/// Rounded integers (a `DECIMAL(38, 0)`) back in their type `t`, wrapping as Java's
+/// narrowing casts do where rounding left its range (`ROUND(CAST(127 AS TINYINT), -1)` is
+/// -126 in Flink, whose `sround` casts the rounded `long` back to a `byte`).
+fn wrap_to(array: &ArrayRef, t: &DataType) -> Result<ArrayRef> {
+    use datafusion::arrow::datatypes as dt;
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let wide = cast_with_options(array, &DataType::Int64, &options)?;
+    let wide = wide.as_primitive::<Int64Type>();
+    Ok(match t {
+        DataType::Int8 => Arc::new(wide.unary::<_, dt::Int8Type>(|v| v as i8)),
+        DataType::Int16 => Arc::new(wide.unary::<_, dt::Int16Type>(|v| v as i16)),
+        DataType::Int32 => Arc::new(wide.unary::<_, dt::Int32Type>(|v| v as i32)),
+        DataType::UInt8 => Arc::new(wide.unary::<_, dt::UInt8Type>(|v| v as u8)),
+        DataType::UInt16 => Arc::new(wide.unary::<_, dt::UInt16Type>(|v| v as u16)),
+        DataType::UInt32 => Arc::new(wide.unary::<_, dt::UInt32Type>(|v| v as u32)),
+        DataType::UInt64 => Arc::new(wide.unary::<_, dt::UInt64Type>(|v| v as u64)),
+        _ => Arc::new(wide.clone()),
+    })
+}
+
+/// `v` (unscaled, at scale `s`) rounded to `r` digits after the point as `mode` says, and
+/// given back unscaled at scale `s_out`; `None` on overflow.
+fn round_unscaled(mode: Mode, v: i128, s: i8, r: i64, s_out: i8) -> Option<i128> {
+    let s = s as i64;
+    let s_out = s_out as i64;
+    if r >= s {
+        return v.checked_mul(10i128.checked_pow(u32::try_from(s_out - s).ok()?)?);
+    }
+    // Digits dropped: beyond 38 every value of a DECIMAL(38) is smaller than the divisor.
+    let dropped = u32::try_from(s - r).ok()?;
+    let (q, rem, d) = match 10i128.checked_pow(dropped) {
+        Some(d) => (v / d, v % d, d),
+        None => (0, v, i128::MAX),
+    };
+    let q = match mode {
+        Mode::Truncate => q,
+        Mode::Floor if rem < 0 => q - 1,
+        Mode::Ceil if rem > 0 => q + 1,
+        Mode::Round if rem.unsigned_abs() >= d.unsigned_abs().div_ceil(2) => q + v.signum(),
+        _ => q,
+    };
+    if q == 0 {
+        return Some(0);
+    }
+    q.checked_mul(10i128.checked_pow(u32::try_from(s_out - r).ok()?)?)
+}
+
+/// Flink's `adjustPrecisionScale`: a type of more than 38 digits keeps its integer
+/// digits and gives up scale, down to `min(scale, 6)`.
+fn adjust(precision: i64, scale: i64) -> (u8, i8) {
+    if precision <= 38 {
+        return (precision as u8, scale as i8);
+    }
+    let integer = precision - scale;
+    (38, (38 - integer).max(scale.min(6)) as i8)
+}
+
+/// The `DECIMAL(p, s)` Flink takes an exact number of type `t` as (`None`: not one).
+fn as_decimal(t: &DataType) -> Option<(i64, i64)> {
+    Some(match t {
+        DataType::Decimal128(p, s) => (*p as i64, *s as i64),
+        DataType::Int8 | DataType::UInt8 => (3, 0),
+        DataType::Int16 | DataType::UInt16 => (5, 0),
+        DataType::Int32 | DataType::UInt32 => (10, 0),
+        DataType::Int64 => (19, 0),
+        DataType::UInt64 => (20, 0),
+        _ => return None,
+    })
+}
+
+/// The type of `l / r` by Flink's rule, when one side is a `DECIMAL` and the other a
+/// `DECIMAL` or an integer.
+fn division_type(l: &DataType, r: &DataType) -> Option<(u8, i8)> {
+    if !matches!(l, DataType::Decimal128(..)) && !matches!(r, DataType::Decimal128(..)) {
+        return None;
+    }
+    let ((p1, s1), (p2, s2)) = (as_decimal(l)?, as_decimal(r)?);
+    let scale = 6.max(s1 + p2 + 1);
+    Some(adjust(p1 - s1 + s2 + scale, scale))
+}
+
+/// `l / r` of decimals by Flink's rule (see the module's docs); the planner puts it where
+/// a `/` has a `DECIMAL` side (see [`flink_division`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DecimalDivide {
+    signature: Signature,
+}
+
+/// The name of [`DecimalDivide`].
+pub const DIVIDE: &str = "weir_decimal_divide";
+
+impl DecimalDivide {
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(DecimalDivide {
+            signature: Signature::any(2, datafusion::logical_expr::Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for DecimalDivide {
+    fn name(&self) -> &str {
+        DIVIDE
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [l, r] => match division_type(l, r) {
+                Some((p, s)) => Ok(DataType::Decimal128(p, s)),
+                None => exec_err!("{DIVIDE} takes a DECIMAL and a DECIMAL or an integer"),
+            },
+            _ => exec_err!("{DIVIDE} takes two arguments"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let DataType::Decimal128(p, s) = args.return_field.data_type().clone() else {
+            return exec_err!("{DIVIDE} gives a DECIMAL");
+        };
+        let rows = args.number_rows;
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let side = |i: usize| -> Result<(ArrayRef, i64)> {
+            let a = args.args[i].to_array(rows)?;
+            let scale = as_decimal(a.data_type()).map_or(0, |(_, s)| s);
+            Ok((cast(&a, &DataType::Decimal128(38, scale as i8))?, scale))
+        };
+        let ((l, s1), (r, s2)) = (side(0)?, side(1)?);
+        let (l, r) = (
+            l.as_primitive::<Decimal128Type>(),
+            r.as_primitive::<Decimal128Type>(),
+        );
+        // l / r at scale s: (l · 10^(s − s1 + s2)) / r, in 256 bits.
+        let shift = s as i64 - s1 + s2;
+        let ten = |n: i64| i256::from_i128(10).checked_pow(n.unsigned_abs() as u32);
+        let (num_mul, den_mul) = match (shift >= 0, ten(shift)) {
+            (true, Some(t)) => (t, i256::ONE),
+            (false, Some(t)) => (i256::ONE, t),
+            _ => return exec_err!("{DIVIDE}: scale {s} out of range"),
+        };
+        let limit = ten(p as i64).unwrap_or(i256::MAX);
+        let mut out = Vec::with_capacity(rows);
+        for i in 0..rows {
+            if l.is_null(i) || r.is_null(i) {
+                out.push(None);
+                continue;
+            }
+            let den = i256::from_i128(r.value(i)).wrapping_mul(den_mul);
+            if den == i256::ZERO {
+                return Err(datafusion::error::DataFusionError::ArrowError(
+                    Box::new(datafusion::arrow::error::ArrowError::DivideByZero),
+                    None,
+                ));
+            }
+            let Some(num) = i256::from_i128(l.value(i)).checked_mul(num_mul) else {
+                out.push(None);
+                continue;
+            };
+            let (q, rem) = (num.wrapping_div(den), num.wrapping_rem(den));
+            let half = rem.wrapping_abs().wrapping_mul(i256::from_i128(2)) >= den.wrapping_abs();
+            let q = if half {
+                let away = if (num < i256::ZERO) == (den < i256::ZERO) {
+                    i256::ONE
+                } else {
+                    i256::MINUS_ONE
+                };
+                q.wrapping_add(away)
+            } else {
+                q
+            };
+            // Past the precision: NULL, as Flink's DecimalData.fromBigDecimal.
+            out.push((q.wrapping_abs() < limit).then(|| q.as_i128()));
+        }
+        let array: ArrayRef = Arc::new(Decimal128Array::from(out).with_precision_and_scale(p, s)?);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+}
+
+/// An integer literal as Flink types it: an `INT` where it fits (DataFusion makes every
+/// one a `BIGINT`), so `7.0 / 2` has the scale of a `DECIMAL(2, 1) / INT`.
+fn int_literal(e: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
+    use datafusion::logical_expr::Expr;
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), m) if i32::try_from(v).is_ok() => {
+            Expr::Literal(ScalarValue::Int32(Some(v as i32)), m)
+        }
+        Expr::Negative(inner) => match *inner {
+            Expr::Literal(ScalarValue::Int64(Some(v)), m) if i32::try_from(-v).is_ok() => {
+                Expr::Literal(ScalarValue::Int32(Some(-v as i32)), m)
+            }
+            inner => Expr::Negative(Box::new(inner)),
+        },
+        e => e,
+    }
+}
+
+/// Puts [`DecimalDivide`] in place of every `/` with a `DECIMAL` side (the other a
+/// `DECIMAL` or an integer) in a planned (not yet analysed) query, keeping every column's
+/// name.
+///
+/// Errors: DataFusion's, when an operand's type cannot be found.
+pub fn flink_division(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::ScalarFunction;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::utils::merge_schema;
+    use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
+    let divide = Arc::new(DecimalDivide::udf());
+    plan.transform_up_with_subqueries(|node| {
+        let schema = merge_schema(&node.inputs());
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_up(|x| match x {
+                Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Divide,
+                    right,
+                }) => {
+                    let (left, right) = (int_literal(*left), int_literal(*right));
+                    let types = left
+                        .get_type(&schema)
+                        .and_then(|l| Ok((l, right.get_type(&schema)?)));
+                    match types {
+                        Ok((l, r)) if division_type(&l, &r).is_some() => {
+                            Ok(Transformed::yes(Expr::ScalarFunction(
+                                ScalarFunction::new_udf(divide.clone(), vec![left, right]),
+                            )))
+                        }
+                        _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                            left: Box::new(left),
+                            op: Operator::Divide,
+                            right: Box::new(right),
+                        }))),
+                    }
+                }
+                x => Ok(Transformed::no(x)),
+            })?;
+            Ok(if t.transformed {
+                t.update_data(|e| saved.restore(e))
+            } else {
+                t
+            })
+        })
+    })
+    .map(|t| t.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_follow_find_round_decimal_type() {
+        // LogicalTypeMergingTest.testFindRoundingDecimalType's cases.
+        assert_eq!(round_type(32, 8, Some(5)), (30, 5));
+        assert_eq!(round_type(32, 8, Some(10)), (32, 8));
+        assert_eq!(round_type(30, 20, Some(18)), (29, 18));
+        assert_eq!(round_type(10, 10, Some(2)), (3, 2));
+        assert_eq!(round_type(10, 3, Some(-1)), (8, 0));
+        assert_eq!(round_type(10, 3, None), (10, 3));
+    }
+
+    #[test]
+    fn division_types_follow_flink() {
+        // DECIMAL(2, 1) / INT: scale max(6, 1 + 10 + 1) = 12, precision 2 - 1 + 12 = 13.
+        assert_eq!(
+            division_type(&DataType::Decimal128(2, 1), &DataType::Int32),
+            Some((13, 12))
+        );
+        // Past 38 digits the scale gives way (findAvgAggType's DECIMAL(38, 2) / BIGINT →
+        // DECIMAL(38, 6), LogicalTypeMergingTest.testFindAvgAggType).
+        assert_eq!(
+            division_type(&DataType::Decimal128(38, 2), &DataType::Decimal128(20, 0)),
+            Some((38, 6))
+        );
+        assert_eq!(division_type(&DataType::Int32, &DataType::Int32), None);
+        assert_eq!(
+            division_type(&DataType::Decimal128(5, 2), &DataType::Float64),
+            None
+        );
+    }
+
+    #[test]
+    fn rounding_modes() {
+        // -12.345 at scale 3.
+        let v = -12345;
+        assert_eq!(round_unscaled(Mode::Floor, v, 3, 0, 0), Some(-13));
+        assert_eq!(round_unscaled(Mode::Ceil, v, 3, 0, 0), Some(-12));
+        assert_eq!(round_unscaled(Mode::Truncate, v, 3, 1, 1), Some(-123));
+        assert_eq!(round_unscaled(Mode::Round, v, 3, 2, 2), Some(-1235));
+        assert_eq!(round_unscaled(Mode::Round, v, 3, -1, 0), Some(-10));
+        // Half away from zero.
+        assert_eq!(round_unscaled(Mode::Round, 25, 1, 0, 0), Some(3));
+        assert_eq!(round_unscaled(Mode::Round, -25, 1, 0, 0), Some(-3));
+        assert_eq!(round_unscaled(Mode::Round, 24, 1, 0, 0), Some(2));
+        // A non-literal r keeps the scale: 12.345 to 1 digit is 12.300.
+        assert_eq!(round_unscaled(Mode::Round, 12345, 3, 1, 3), Some(12300));
+        // More digits than there are: the value itself.
+        assert_eq!(round_unscaled(Mode::Round, 12345, 3, 5, 3), Some(12345));
+        // Dropping more than 38 digits.
+        assert_eq!(round_unscaled(Mode::Truncate, 12345, 3, -40, 0), Some(0));
+        assert_eq!(round_unscaled(Mode::Round, 12345, 3, -40, 0), Some(0));
+    }
+}
