@@ -125,6 +125,9 @@ pub fn validate(def: &TableDef) -> Result<()> {
                 .collect::<Vec<_>>(),
         );
         crate::format::Decoder::new(f, std::sync::Arc::new(value), &def.options)?;
+        if f == Format::Json {
+            crate::format::json_out::JsonWrite::from_options(&def.options)?;
+        }
     }
     if let Some(name) = def.options.get("dead-letter.sink") {
         let pos = def.options.pos("dead-letter.sink");

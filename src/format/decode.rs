@@ -46,6 +46,9 @@ impl Format {
                 "json.ignore-parse-errors",
                 "json.timestamp-format.standard",
                 "json.fail-on-missing-field",
+                "json.encode.decimal-as-plain-number",
+                "json.map-null-key.mode",
+                "json.map-null-key.literal",
             ],
             Format::Csv => &[
                 "csv.ignore-parse-errors",
@@ -821,7 +824,7 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
     out.push('"');
 }
 
-/// `dt` with every BOOLEAN in it, nested ones too, read as text first (see
+/// `dt` with every BOOLEAN and BYTES in it, nested ones too, read as text first (see
 /// [`Decoder::booleans`]).
 fn booleans_as_text(dt: &DataType) -> DataType {
     let field = |f: &datafusion::arrow::datatypes::FieldRef| {
@@ -832,7 +835,7 @@ fn booleans_as_text(dt: &DataType) -> DataType {
         )
     };
     match dt {
-        DataType::Boolean => DataType::Utf8,
+        DataType::Boolean | DataType::Binary => DataType::Utf8,
         DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
         DataType::List(f) => DataType::List(field(f)),
         DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
@@ -841,7 +844,9 @@ fn booleans_as_text(dt: &DataType) -> DataType {
 }
 
 /// An array read with [`booleans_as_text`]'s type, as `target`: each BOOLEAN text TRUE when
-/// it is `true` in any case once trimmed (Java's `Boolean.parseBoolean`), else FALSE.
+/// it is `true` in any case once trimmed (Java's `Boolean.parseBoolean`), else FALSE; each
+/// BYTES text decoded from Base64, as Flink's JSON and CSV formats read binary values
+/// (Jackson's `binaryValue()`), an invalid one failing the record.
 fn text_to_booleans(
     a: &datafusion::arrow::array::ArrayRef,
     target: &DataType,
@@ -859,6 +864,22 @@ fn text_to_booleans(
                     .map(|v| v.map(|t| t.trim().eq_ignore_ascii_case("true")))
                     .collect::<BooleanArray>(),
             )
+        }
+        (DataType::Utf8, DataType::Binary) => {
+            use base64::Engine;
+            let s = a
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("a BYTES value was not read as text")?;
+            let bytes = s
+                .iter()
+                .map(|v| {
+                    v.map(|t| base64::engine::general_purpose::STANDARD.decode(t.trim()))
+                        .transpose()
+                        .map_err(|e| format!("a BYTES value is not Base64: {e}"))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Arc::new(datafusion::arrow::array::BinaryArray::from_iter(bytes))
         }
         (DataType::Struct(_), DataType::Struct(fields)) => {
             let s = a.as_struct();

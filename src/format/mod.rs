@@ -7,5 +7,6 @@
 
 pub mod decode;
 pub mod encode;
+pub mod json_out;
 
 pub use decode::{Decoder, Format};

@@ -75,6 +75,8 @@ pub struct KafkaSink {
     array_delimiter: String,
     /// CSV messages: a NULL ARRAY element's text (`csv.null-literal`).
     csv_null: String,
+    /// How JSON messages are written (Flink's `json.*` write options).
+    json: crate::format::json_out::JsonWrite,
     /// Created by [`Sink::open`]: planning connects to nothing.
     producer: Option<BaseProducer<Deliveries>>,
     config: rdkafka::ClientConfig,
@@ -187,6 +189,7 @@ impl KafkaSink {
                 .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
                 .to_string(),
             csv_null: options.get("csv.null-literal").unwrap_or("").to_string(),
+            json: crate::format::json_out::JsonWrite::from_options(options)?,
             producer: None,
             config,
             at_least_once,
@@ -226,7 +229,7 @@ impl KafkaSink {
             _ => {
                 // JSON escapes line breaks inside strings: one line per row.
                 let mut buf = vec![];
-                let mut w = datafusion::arrow::json::LineDelimitedWriter::new(&mut buf);
+                let mut w = self.json.writer(&mut buf);
                 w.write(batch)?;
                 w.finish()?;
                 Ok(text(buf)?.lines().map(str::to_string).collect())

@@ -168,6 +168,8 @@ pub struct PartitionedSink {
     /// element's text (`csv.null-literal`).
     array_delimiter: String,
     csv_null: String,
+    /// How JSON rows are written (Flink's `json.*` write options).
+    json: crate::format::json_out::JsonWrite,
     commit: Commit,
     partitions: HashMap<String, PartitionState>,
     base: PathBuf,
@@ -402,6 +404,7 @@ impl PartitionedSink {
                 .unwrap_or(crate::format::encode::CSV_ARRAY_DELIMITER)
                 .to_string(),
             csv_null: options.get("csv.null-literal").unwrap_or("").to_string(),
+            json: crate::format::json_out::JsonWrite::from_options(options)?,
             commit: commit_options(options)?,
             partitions: HashMap::new(),
             base: base.to_path_buf(),
@@ -658,7 +661,7 @@ impl PartitionedSink {
                 }
                 Format::Json => {
                     let (out, n) = Counting::new(f);
-                    FileWriter::Json(datafusion::arrow::json::LineDelimitedWriter::new(out), n)
+                    FileWriter::Json(self.json.writer(out), n)
                 }
             };
             self.open.insert(

@@ -1,0 +1,272 @@
+//! Rows written as Flink's `json` format writes them (`JsonRowDataSerializationSchema`):
+//! every column present, a NULL as `null`; `TIMESTAMP` as `2020-10-10 00:00:01.5` (or
+//! `2020-10-10T00:00:01.5` with `'json.timestamp-format.standard' = 'ISO-8601'`), a
+//! `TIMESTAMP_LTZ` the same with a `Z`; `TIME` as `00:00:01.5` — the fraction with as many
+//! digits as it needs, none when it is zero (Java's `appendFraction(NANO_OF_SECOND, 0, 9,
+//! true)`); a `DECIMAL` as a JSON number in Java's `BigDecimal.toString()` form
+//! (`2.7E-8`), or plain (`0.000000027`) with `'json.encode.decimal-as-plain-number' =
+//! 'true'`; `BYTES` as Base64 (Jackson's binary node).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use base64::Engine;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, FieldRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::{
+    Encoder, EncoderFactory, EncoderOptions, LineDelimited, NullableEncoder,
+};
+use datafusion::arrow::json::{Writer, WriterBuilder};
+
+use crate::error::{Result, WeirError};
+use crate::sql::options::Options;
+
+/// The write options of Flink's `json` format that change what is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JsonWrite {
+    /// `json.timestamp-format.standard` = `ISO-8601` (default `SQL`).
+    pub iso8601: bool,
+    /// `json.encode.decimal-as-plain-number` (default false).
+    pub plain_decimals: bool,
+}
+
+impl JsonWrite {
+    /// The options of a table's `json` format.
+    ///
+    /// Errors: a value Flink does not accept, naming the option. `json.map-null-key.mode`
+    /// (`FAIL`, `DROP` or `LITERAL`) and `json.map-null-key.literal` are checked and
+    /// accepted; a Weir `MAP` never holds a NULL key (`MAP[NULL, 1]` is refused at
+    /// planning), so they have nothing to act on.
+    pub fn from_options(options: &Options) -> Result<JsonWrite> {
+        let iso8601 = match options.get("json.timestamp-format.standard") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("SQL") => false,
+            Some(v) if v.eq_ignore_ascii_case("ISO-8601") => true,
+            Some(v) => {
+                return Err(WeirError::sql(
+                    format!("option 'json.timestamp-format.standard': '{v}' is not a standard"),
+                    options.pos("json.timestamp-format.standard"),
+                )
+                .with_hint("valid values: 'SQL' (the default), 'ISO-8601'"));
+            }
+        };
+        if let Some(v) = options.get("json.map-null-key.mode")
+            && !["FAIL", "DROP", "LITERAL"]
+                .iter()
+                .any(|m| v.eq_ignore_ascii_case(m))
+        {
+            return Err(WeirError::sql(
+                format!("option 'json.map-null-key.mode': '{v}' is not a mode"),
+                options.pos("json.map-null-key.mode"),
+            )
+            .with_hint("valid values: 'FAIL' (the default), 'DROP', 'LITERAL'"));
+        }
+        Ok(JsonWrite {
+            iso8601,
+            plain_decimals: options.bool_or("json.encode.decimal-as-plain-number", false)?,
+        })
+    }
+
+    /// A JSON-lines writer into `w` that writes as Flink does (see the module's docs).
+    pub fn writer<W: Write>(self, w: W) -> Writer<W, LineDelimited> {
+        WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .with_encoder_factory(Arc::new(FlinkJson(self)))
+            .build::<_, LineDelimited>(w)
+    }
+}
+
+/// The arrow-json encoders for the types Flink writes differently from arrow's defaults.
+#[derive(Debug)]
+struct FlinkJson(JsonWrite);
+
+impl EncoderFactory for FlinkJson {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> std::result::Result<Option<NullableEncoder<'a>>, ArrowError> {
+        let encoder: Box<dyn Encoder + 'a> = match array.data_type() {
+            DataType::Decimal128(_, scale) if !self.0.plain_decimals => Box::new(DecimalText {
+                array: array.as_primitive(),
+                scale: *scale,
+            }),
+            DataType::Timestamp(unit, tz) => Box::new(TimestampText {
+                nanos: Nanos::of(array, *unit)?,
+                separator: if self.0.iso8601 { 'T' } else { ' ' },
+                zone: tz.is_some(),
+            }),
+            DataType::Time32(unit) | DataType::Time64(unit) => Box::new(TimeText {
+                nanos: Nanos::of(array, *unit)?,
+            }),
+            DataType::Binary => Box::new(Base64Text(array.as_binary::<i32>())),
+            DataType::LargeBinary => Box::new(Base64Text(array.as_binary::<i64>())),
+            _ => return Ok(None),
+        };
+        Ok(Some(NullableEncoder::new(encoder, array.nulls().cloned())))
+    }
+}
+
+/// Java's `BigDecimal.toString()` of `unscaled × 10^-scale`: plain when the scale is not
+/// negative and the exponent of the leading digit is at least -6, else scientific
+/// (`2.7E-8`, `0E-9`, `1.2E+3`).
+pub fn java_decimal_text(unscaled: i128, scale: i8) -> String {
+    let digits = unscaled.unsigned_abs().to_string();
+    let sign = if unscaled < 0 { "-" } else { "" };
+    let scale = scale as i64;
+    let adjusted = digits.len() as i64 - 1 - scale;
+    if scale >= 0 && adjusted >= -6 {
+        let s = scale as usize;
+        return if s == 0 {
+            format!("{sign}{digits}")
+        } else if digits.len() > s {
+            let (int, frac) = digits.split_at(digits.len() - s);
+            format!("{sign}{int}.{frac}")
+        } else {
+            format!("{sign}0.{}{digits}", "0".repeat(s - digits.len()))
+        };
+    }
+    let (first, rest) = digits.split_at(1);
+    let point = if rest.is_empty() { "" } else { "." };
+    let exp_sign = if adjusted >= 0 { "+" } else { "" };
+    format!("{sign}{first}{point}{rest}E{exp_sign}{adjusted}")
+}
+
+struct DecimalText<'a> {
+    array: &'a datafusion::arrow::array::Decimal128Array,
+    scale: i8,
+}
+
+impl Encoder for DecimalText<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(java_decimal_text(self.array.value(idx), self.scale).as_bytes());
+    }
+}
+
+/// A temporal column's values as nanoseconds (since the epoch, or since midnight).
+struct Nanos {
+    values: datafusion::arrow::array::Int64Array,
+    per_unit: i128,
+}
+
+impl Nanos {
+    fn of(array: &dyn Array, unit: TimeUnit) -> std::result::Result<Self, ArrowError> {
+        use datafusion::arrow::compute::cast;
+        let per_unit = match unit {
+            TimeUnit::Second => 1_000_000_000,
+            TimeUnit::Millisecond => 1_000_000,
+            TimeUnit::Microsecond => 1_000,
+            TimeUnit::Nanosecond => 1,
+        };
+        // The stored integers, as they are (a TIME(0..3) is 32 bits).
+        let raw = match array.data_type() {
+            DataType::Time32(_) => cast(array, &DataType::Int32)?,
+            _ => cast(array, &DataType::Int64)?,
+        };
+        let values = cast(&raw, &DataType::Int64)?
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .clone();
+        Ok(Nanos { values, per_unit })
+    }
+
+    fn at(&self, idx: usize) -> i128 {
+        self.values.value(idx) as i128 * self.per_unit
+    }
+}
+
+/// `.5`, `.123`, or nothing: the fraction of a second with as many digits as it needs.
+fn fraction(nanos: u32, out: &mut String) {
+    if nanos > 0 {
+        let text = format!(".{nanos:09}");
+        out.push_str(text.trim_end_matches('0'));
+    }
+}
+
+struct TimestampText {
+    nanos: Nanos,
+    separator: char,
+    zone: bool,
+}
+
+impl Encoder for TimestampText {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let n = self.nanos.at(idx);
+        let secs = n.div_euclid(1_000_000_000) as i64;
+        let sub = n.rem_euclid(1_000_000_000) as u32;
+        let mut text = String::from("\"");
+        match chrono::DateTime::from_timestamp(secs, 0) {
+            Some(t) => {
+                let t = t.naive_utc();
+                text.push_str(&t.format("%Y-%m-%d").to_string());
+                text.push(self.separator);
+                text.push_str(&t.format("%H:%M:%S").to_string());
+                fraction(sub, &mut text);
+                if self.zone {
+                    text.push('Z');
+                }
+            }
+            None => text.push_str(&secs.to_string()),
+        }
+        text.push('"');
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+struct TimeText {
+    nanos: Nanos,
+}
+
+impl Encoder for TimeText {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let n = self.nanos.at(idx).rem_euclid(86_400 * 1_000_000_000);
+        let secs = (n / 1_000_000_000) as u32;
+        let mut text = format!(
+            "\"{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        fraction((n % 1_000_000_000) as u32, &mut text);
+        text.push('"');
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+struct Base64Text<'a, O: datafusion::arrow::array::OffsetSizeTrait>(
+    &'a datafusion::arrow::array::GenericBinaryArray<O>,
+);
+
+impl<O: datafusion::arrow::array::OffsetSizeTrait> Encoder for Base64Text<'_, O> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        out.push(b'"');
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(self.0.value(idx))
+                .as_bytes(),
+        );
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_as_java_writes_them() {
+        // java.math.BigDecimal's documented examples of toString().
+        assert_eq!(java_decimal_text(123, 0), "123");
+        assert_eq!(java_decimal_text(-123, 0), "-123");
+        assert_eq!(java_decimal_text(123, -1), "1.23E+3");
+        assert_eq!(java_decimal_text(123, 3), "0.123");
+        assert_eq!(java_decimal_text(123, 10), "1.23E-8");
+        assert_eq!(java_decimal_text(-123, 12), "-1.23E-10");
+        assert_eq!(java_decimal_text(0, 9), "0E-9");
+        assert_eq!(java_decimal_text(27, 9), "2.7E-8");
+        assert_eq!(java_decimal_text(5, 6), "0.000005");
+        assert_eq!(java_decimal_text(5, 7), "5E-7");
+        assert_eq!(java_decimal_text(12345, 2), "123.45");
+    }
+}
