@@ -88,6 +88,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(TypeOf::udf());
     ctx.register_udf(Cardinality::udf());
     ctx.register_udf(crate::sql::decimal::DecimalDivide::udf());
+    ctx.register_udf(crate::sql::map_fn::FlinkMap::udf());
     ctx.register_udf(crate::sql::unnest_fields::UnnestField::udf());
     ctx.register_udf(crate::sql::current_watermark::CurrentWatermark::udf());
     ctx.register_udf(crate::sql::local_time::LocalNow::udf());

@@ -11,6 +11,7 @@ pub mod json;
 pub mod json_build;
 pub mod lateral;
 pub mod local_time;
+pub mod map_fn;
 pub mod names;
 pub mod options;
 pub mod parser;

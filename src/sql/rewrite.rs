@@ -570,7 +570,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
         ("TRUNCATE", 1 | 2) => Some(rename(f, "trunc")),
         ("REGEXP", 2) => Some(rename(f, "regexp_like")),
         ("SIGN", 1) => Some(rename(f, "signum")),
-        ("MAP_FROM_ARRAYS", 2) => Some(rename(f, "map")),
+        ("MAP_FROM_ARRAYS", 2) => Some(rename(f, super::map_fn::NAME)),
         ("ARRAY_REMOVE", 2) => Some(rename(f, "array_remove_all")),
         ("LOG", 1) => Some(rename(f, "ln")),
         ("E", 0) => t("exp(1.0)"),
@@ -586,7 +586,10 @@ fn flink_call(f: &Function) -> Option<Expr> {
         ("__WEIR_MAP", n) if n >= 2 && n % 2 == 0 => {
             let keys = slots((0..n).step_by(2), "", ", ");
             let values = slots((1..n).step_by(2), "", ", ");
-            t(&format!("map(make_array({keys}), make_array({values}))"))
+            t(&format!(
+                "{}(make_array({keys}), make_array({values}))",
+                super::map_fn::NAME
+            ))
         }
         ("__WEIR_JSON_OBJECT" | "__WEIR_JSON_ARRAY", n) if n >= 1 => {
             let object = name == "__WEIR_JSON_OBJECT";
