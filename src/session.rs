@@ -601,7 +601,7 @@ impl Session {
                     }
                 }
                 let plan = self
-                    .logical_plan(query, &stmt.windows)
+                    .logical_plan(query, &stmt.windows, &stmt.lookups)
                     .await
                     .map_err(|e| e.at(pos))?;
                 self.view_schemas
@@ -891,7 +891,7 @@ impl Session {
                         return Err(e);
                     }
                     let plan = self
-                        .logical_plan(q, &stmt.windows)
+                        .logical_plan(q, &stmt.windows, &stmt.lookups)
                         .await
                         .map_err(|e| e.at(Some(stmt.pos)))?;
                     let mut stream =
@@ -973,15 +973,76 @@ impl Session {
         &self,
         query: &ast::Query,
         windows: &[WindowCall],
+        lookups: &[crate::sql::parser::Lookup],
     ) -> Result<LogicalPlan> {
         let mut registered = vec![];
-        let r = self
+        let r = match self
             .plan_with_windows(query, windows, &mut registered)
-            .await;
+            .await
+        {
+            Ok(plan) => self
+                .check_lookup_columns(query, lookups)
+                .await
+                .map(|_| plan),
+            e => e,
+        };
         for id in registered {
             let _ = self.ctx.deregister_table(id.as_str());
         }
         r
+    }
+
+    /// Each `FOR SYSTEM_TIME AS OF <column>` names a column of the query's tables, as Flink
+    /// checks (the clause is taken out before DataFusion plans, so nothing else would):
+    /// `SELECT <column> FROM <the query's FROM>` is planned, not run.
+    ///
+    /// Errors: the column is unknown, pointing at it.
+    async fn check_lookup_columns(
+        &self,
+        query: &ast::Query,
+        lookups: &[crate::sql::parser::Lookup],
+    ) -> Result<()> {
+        let ast::SetExpr::Select(select) = query.body.as_ref() else {
+            return Ok(());
+        };
+        for l in lookups.iter().filter(|l| !l.column.is_empty()) {
+            let column = if l.column.len() == 1 {
+                ast::Expr::Identifier(ast::Ident::new(&l.column[0]))
+            } else {
+                ast::Expr::CompoundIdentifier(l.column.iter().map(ast::Ident::new).collect())
+            };
+            let mut probe = select.as_ref().clone();
+            probe.projection = vec![ast::SelectItem::UnnamedExpr(column)];
+            probe.selection = None;
+            probe.group_by = ast::GroupByExpr::Expressions(vec![], vec![]);
+            probe.having = None;
+            probe.named_window = vec![];
+            probe.qualify = None;
+            probe.distinct = None;
+            let mut q = query.clone();
+            q.body = Box::new(ast::SetExpr::Select(Box::new(probe)));
+            q.order_by = None;
+            q.limit_clause = None;
+            let stmt = datafusion::sql::parser::Statement::Statement(Box::new(
+                ast::Statement::Query(Box::new(q)),
+            ));
+            if let Err(e) = self.ctx.state().statement_to_plan(stmt).await {
+                let text = e.to_string();
+                if text.contains("No field named") || text.contains("not found") {
+                    return Err(WeirError::sql(
+                        format!(
+                            "FOR SYSTEM_TIME AS OF {}: no such column in the query's tables",
+                            l.column.join(".")
+                        ),
+                        Some(l.column_pos),
+                    )
+                    .with_hint(
+                        "name the stream's processing-time attribute, as in FOR SYSTEM_TIME AS OF o.proc_time",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn plan_with_windows(
@@ -1261,7 +1322,12 @@ impl Session {
         stmt: &Located,
     ) -> Result<(crate::plan::PlanNode, Box<dyn Sink>)> {
         let pos = Some(stmt.pos);
-        for (name, at) in &stmt.lookups {
+        for crate::sql::parser::Lookup {
+            table: name,
+            pos: at,
+            ..
+        } in &stmt.lookups
+        {
             if let Some(def) = self.tables.get(name)
                 && def.connector != "filesystem"
             {
@@ -1299,7 +1365,7 @@ impl Session {
         match &stmt.statement {
             Statement::Query(q) => {
                 let plan = self
-                    .logical_plan(q, &stmt.windows)
+                    .logical_plan(q, &stmt.windows, &stmt.lookups)
                     .await
                     .map_err(|e| e.at(pos))?;
                 let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
@@ -1319,7 +1385,7 @@ impl Session {
                     return Err(self.unknown_relation(table, *table_pos));
                 };
                 let plan = self
-                    .logical_plan(query, &stmt.windows)
+                    .logical_plan(query, &stmt.windows, &stmt.lookups)
                     .await
                     .map_err(|e| e.at(pos))?;
                 let plan =

@@ -30,8 +30,15 @@ pub struct Located {
     pub lookups: Vec<Lookup>,
 }
 
-/// A table joined `FOR SYSTEM_TIME AS OF`, and where.
-pub type Lookup = (String, Pos);
+/// A table joined `FOR SYSTEM_TIME AS OF <column>`: the table, where the clause starts, and
+/// the column's parts (`o.proc_time`) and place.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub table: String,
+    pub pos: Pos,
+    pub column: Vec<String>,
+    pub column_pos: Pos,
+}
 
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -311,8 +318,22 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
                 &tokens[at],
             ));
         }
-        lookups.push((table, pos_of(&tokens[i])));
-        i = j.unwrap_or(tokens.len());
+        let first = next_sig(&tokens, of + 1).unwrap_or(of);
+        let end = j.unwrap_or(tokens.len());
+        let column = tokens[first..end]
+            .iter()
+            .filter_map(|t| match &t.token {
+                Token::Word(w) => Some(w.value.clone()),
+                _ => None,
+            })
+            .collect();
+        lookups.push(Lookup {
+            table,
+            pos: pos_of(&tokens[i]),
+            column,
+            column_pos: pos_of(&tokens[first]),
+        });
+        i = end;
     }
     Ok((out, lookups))
 }
@@ -451,7 +472,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
         statement_windows(&mut statement, &mut windows)?;
         let in_statement = |p: &Pos| *p >= pos && (end.token == Token::EOF || *p < pos_of(&end));
         let (mine, rest): (Vec<_>, Vec<_>) =
-            lookups.into_iter().partition(|(_, p)| in_statement(p));
+            lookups.into_iter().partition(|l| in_statement(&l.pos));
         lookups = rest;
         out.push(Located {
             statement,
