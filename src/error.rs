@@ -148,6 +148,12 @@ impl WeirError {
 
     /// Renders the error for a terminal; SQL errors show the line of `source` with a caret.
     pub fn render(&self, source: Option<&str>, file: Option<&str>) -> String {
+        format!("[ERROR] {}", self.render_body(source, file))
+    }
+
+    /// [`WeirError::render`] without the `[ERROR]` tag, for a message that quotes the error
+    /// (`[WARNING] checkpoint 3 … failed: <this>`).
+    pub fn render_body(&self, source: Option<&str>, file: Option<&str>) -> String {
         match self {
             WeirError::Sql { message, pos, hint } => {
                 let mut out = String::from("SQL error");
@@ -181,9 +187,9 @@ impl WeirError {
                 }
                 out
             }
-            WeirError::User(m) => format!("error: {m}"),
+            WeirError::User(m) => m.clone(),
             WeirError::External(m) | WeirError::OutputClosed(m) | WeirError::Cancelled(m) => {
-                format!("error: {m}")
+                m.clone()
             }
             WeirError::Internal(m) => format!("internal error (a bug in Weir): {m}"),
         }
@@ -335,7 +341,7 @@ mod tests {
         let r = e.render(Some(src), Some("q.sql"));
         assert_eq!(
             r,
-            "SQL error at q.sql:2:8: unknown column 'x'\n  |\n2 | SELECT x FROM t;\n  |        ^\n  help: did you mean 'y'?"
+            "[ERROR] SQL error at q.sql:2:8: unknown column 'x'\n  |\n2 | SELECT x FROM t;\n  |        ^\n  help: did you mean 'y'?"
         );
     }
 

@@ -27,6 +27,7 @@ pub mod error;
 pub mod format;
 pub mod fuzz;
 pub mod job;
+pub mod message;
 pub mod operator;
 pub mod plan;
 pub mod session;

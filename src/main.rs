@@ -160,27 +160,27 @@ fn bench(suite: BenchSuite) -> ExitCode {
     } = suite;
     let ddl = dir.join("ddl.sql");
     if !ddl.is_file() {
-        eprintln!("error: no '{}'", ddl.display());
+        weir::message::error(format!("no '{}'", ddl.display()));
         return ExitCode::from(2);
     }
     let list = match weir::bench::queries(&dir, &queries) {
         Ok(l) if !l.is_empty() => l,
         Ok(_) => {
-            eprintln!(
-                "error: no query q<N>.sql in '{}' matches {queries:?}",
+            weir::message::error(format!(
+                "no query q<N>.sql in '{}' matches {queries:?}",
                 dir.display()
-            );
+            ));
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("error: cannot read '{}': {e}", dir.display());
+            weir::message::error(format!("cannot read '{}': {e}", dir.display()));
             return ExitCode::from(2);
         }
     };
     let weir = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: cannot find the weir binary: {e}");
+            weir::message::error(format!("cannot find the weir binary: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -200,7 +200,7 @@ fn bench(suite: BenchSuite) -> ExitCode {
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("error: {} failed: {}", failed.len(), failed.join(", "));
+        weir::message::error(format!("{} failed: {}", failed.len(), failed.join(", ")));
         ExitCode::from(1)
     }
 }
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
         Err(_) => match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("error: --log-level '{}': {e}", cli.log_level);
+                weir::message::error(format!("--log-level '{}': {e}", cli.log_level));
                 return ExitCode::from(2);
             }
         },
@@ -222,7 +222,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(weir::colour_stderr()).init(),
+        LogFormat::Text => logs
+            .with_ansi(weir::colour_stderr())
+            .event_format(weir::message::Tagged {
+                colour: weir::colour_stderr(),
+            })
+            .init(),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -230,7 +235,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            weir::message::error(format!("cannot start the runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -244,7 +249,7 @@ fn main() -> ExitCode {
                         Some(&f.display().to_string()),
                     )),
                     Err(e) => {
-                        eprintln!("error: cannot read '{}': {e}", f.display());
+                        weir::message::error(format!("cannot read '{}': {e}", f.display()));
                         ExitCode::from(2)
                     }
                 };
@@ -253,14 +258,14 @@ fn main() -> ExitCode {
                 match weir::shell::interactive(&rt) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        eprintln!("{}", e.render(None, None));
+                        weir::message::say(e.render(None, None));
                         ExitCode::from(1)
                     }
                 }
             } else {
                 let mut text = String::new();
                 if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
-                    eprintln!("error: cannot read stdin: {e}");
+                    weir::message::error(format!("cannot read stdin: {e}"));
                     return ExitCode::from(2);
                 }
                 exit(weir::shell::script(&rt, &text, None))
@@ -318,7 +323,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -
     let sql = if sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
-            eprintln!("error: cannot read stdin: {e}");
+            weir::message::error(format!("cannot read stdin: {e}"));
             return ExitCode::from(2);
         }
         s
@@ -343,7 +348,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -
                     // The reader went away (`weir query … | head`): nothing more to say.
                     Err(WeirError::OutputClosed(_)) => return ExitCode::SUCCESS,
                     Err(e) => {
-                        eprintln!("{}", e.render(None, None));
+                        weir::message::say(e.render(None, None));
                         return ExitCode::from(1);
                     }
                 }
@@ -363,7 +368,7 @@ async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}", e.render(Some(&sql), None));
+            weir::message::say(e.render(Some(&sql), None));
             if e.is_user_error() {
                 ExitCode::from(2)
             } else {
@@ -394,15 +399,15 @@ async fn run(
         match kv.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
                 if let Err(e) = session.set(k.trim(), v.trim()) {
-                    eprintln!("error: --set {kv}: {}", e.render(None, None));
+                    weir::message::error(format!("--set {kv}: {}", e.render_body(None, None)));
                     return ExitCode::from(2);
                 }
                 if let Some(w) = weir::session::unknown_setting(k.trim()) {
-                    eprintln!("warning: --set {kv}: {w}");
+                    weir::message::warning(format!("--set {kv}: {w}"));
                 }
             }
             _ => {
-                eprintln!("error: --set takes KEY=VALUE, got '{kv}'");
+                weir::message::error(format!("--set takes KEY=VALUE, got '{kv}'"));
                 return ExitCode::from(2);
             }
         }
@@ -413,14 +418,14 @@ async fn run(
         let text = match std::fs::read_to_string(f) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: cannot read '{}': {e}", f.display());
+                weir::message::error(format!("cannot read '{}': {e}", f.display()));
                 return ExitCode::from(2);
             }
         };
         match parse_script(&text) {
             Ok(stmts) => scripts.push((f.display().to_string(), text, stmts)),
             Err(e) => {
-                eprintln!("{}", e.render(Some(&text), Some(&f.display().to_string())));
+                weir::message::say(e.render(Some(&text), Some(&f.display().to_string())));
                 return ExitCode::from(2);
             }
         }
@@ -431,23 +436,27 @@ async fn run(
             match session.execute(stmt).await {
                 Ok(Outcome::Done(msg)) => {
                     if !quiet {
-                        eprintln!("{msg}");
+                        weir::message::say(msg);
                     }
                 }
                 Ok(Outcome::Rows(batches)) => {
                     let mut out = std::io::stdout().lock();
                     if let Err(e) = write_results(&mut out, format, &batches, true) {
-                        eprintln!("{}", e.render(None, None));
+                        weir::message::say(e.render(None, None));
                     }
                 }
                 Ok(Outcome::Started(job)) => {
                     if !quiet {
-                        eprintln!("[INFO] Job {} started: {}", job.id, one_line(&job.name));
+                        weir::message::say(format!(
+                            "[INFO] Job {} started: {}",
+                            job.id,
+                            one_line(&job.name)
+                        ));
                     }
                     jobs.push(job);
                 }
                 Err(e) => {
-                    eprintln!("{}", e.render(Some(text), Some(file)));
+                    weir::message::say(e.render(Some(text), Some(file)));
                     for j in &jobs {
                         j.stop();
                     }
@@ -609,8 +618,8 @@ impl ProgressLines {
     /// Prints a line on stderr above the live lines.
     fn say(&self, text: &str) {
         match &self.bars {
-            Some(b) => b.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            Some(b) => b.suspend(|| weir::message::say(text)),
+            None => weir::message::say(text),
         }
     }
 
@@ -653,7 +662,7 @@ async fn wait_for_jobs(
             let safe = jobs.iter().all(|j| j.checkpointer().is_some());
             for j in &jobs {
                 eprintln!(
-                    "[WARN] Job {} was still busy {:.1} s after the stop request (--stop-timeout); it ends without draining{}",
+                    "[WARNING] Job {} was still busy {:.1} s after the stop request (--stop-timeout); it ends without draining{}",
                     j.id,
                     stop_timeout.as_secs_f64(),
                     if j.checkpointer().is_some() {
@@ -675,7 +684,7 @@ async fn wait_for_jobs(
         tokio::select! {
             _ = signal => {
                 if stopping.is_some() {
-                    eprintln!("stopped without draining");
+                    weir::message::warning("stopped without draining");
                     exit_now(130);
                 }
                 stopping = Some(std::time::Instant::now());
@@ -711,7 +720,7 @@ async fn wait_for_jobs(
                     Err(e) => {
                         failed = true;
                         progress.say(&format!(
-                            "Job {id} failed: {}\n{}",
+                            "[ERROR] Job {id} failed: {}\n{}",
                             one_line(&name),
                             e.render(None, None)
                         ));

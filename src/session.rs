@@ -261,7 +261,7 @@ impl Session {
         }
         let s = Arc::new(crate::job::exporter::MetricsServer::start(&addr)?);
         if !self.quiet {
-            eprintln!("[INFO] Metrics at http://{}/metrics", s.addr());
+            crate::message::info(format!("Metrics at http://{}/metrics", s.addr()));
         }
         self.metrics_server = Some((addr, s.clone()));
         Ok(Some(s))

@@ -359,7 +359,7 @@ impl Shell {
     fn out(&self, batches: &[RecordBatch]) {
         let mut text = Vec::new();
         if let Err(e) = write_results(&mut text, self.format, batches, true) {
-            eprintln!("{}", e.render(None, None));
+            crate::message::say(e.render(None, None));
             return;
         }
         if self.interactive && page(&text) {
@@ -385,14 +385,14 @@ impl Shell {
             return match Meta::parse(trimmed) {
                 Ok(m) => self.meta(m).await,
                 Err(e) => {
-                    eprintln!("{e}");
+                    crate::message::error(e);
                     true
                 }
             };
         }
         let started = Instant::now();
         if let Err(e) = self.sql(trimmed).await {
-            eprintln!("{}", e.render(Some(trimmed), None));
+            crate::message::say(e.render(Some(trimmed), None));
         }
         if self.timing {
             eprintln!("Time: {:.3}s", started.elapsed().as_secs_f64());
@@ -428,7 +428,7 @@ impl Shell {
             Meta::Quit => return false,
             Meta::Describe(None) => {
                 if let Err(e) = self.sql("SHOW TABLES;").await {
-                    eprintln!("{}", e.render(None, None));
+                    crate::message::say(e.render(None, None));
                 }
             }
             Meta::Describe(Some(name)) => {
@@ -442,7 +442,7 @@ impl Shell {
                         }),
                         _ => e,
                     };
-                    eprintln!("{}", e.render(Some(&format!("\\d {name}")), None));
+                    crate::message::say(e.render(Some(&format!("\\d {name}")), None));
                 } else if let Some(def) = self.session.table_def(&name) {
                     println!("connector: {}", def.connector);
                     if !def.partitioned_by.is_empty() {
@@ -457,40 +457,42 @@ impl Shell {
             Meta::Metrics(id) => self.show_metrics(id),
             Meta::Explain(id) => {
                 if let Err(e) = self.explain_job(id) {
-                    eprintln!("{}", e.render(None, None));
+                    crate::message::say(e.render(None, None));
                 }
             }
             Meta::Stop(id) => self.stop(id).await,
             Meta::Format(None) => {
-                eprintln!("[INFO] format: {:?}", self.format);
+                crate::message::say(format!("[INFO] format: {:?}", self.format));
             }
             Meta::Format(Some(f)) => {
                 self.format = f;
                 self.session.output = f;
-                eprintln!("[INFO] format: {f:?}");
+                crate::message::say(format!("[INFO] format: {f:?}"));
             }
             Meta::Timing(t) => {
                 self.timing = t.unwrap_or(!self.timing);
-                eprintln!("[INFO] timing {}", if self.timing { "on" } else { "off" });
+                crate::message::say(format!(
+                    "[INFO] timing {}",
+                    if self.timing { "on" } else { "off" }
+                ));
             }
             Meta::Expanded(x) => {
                 self.session.expanded = x.unwrap_or(!self.session.expanded);
-                eprintln!(
+                crate::message::say(format!(
                     "[INFO] expanded display {}",
                     if self.session.expanded { "on" } else { "off" }
-                );
+                ));
             }
             Meta::Include(path) => match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     if let Err(e) = self.sql(&text).await {
-                        eprintln!(
-                            "{}",
-                            e.render(Some(&text), Some(&path.display().to_string()))
+                        crate::message::say(
+                            e.render(Some(&text), Some(&path.display().to_string())),
                         );
                     }
                     self.refresh_words();
                 }
-                Err(e) => eprintln!("cannot read '{}': {e}", path.display()),
+                Err(e) => crate::message::error(format!("cannot read '{}': {e}", path.display())),
             },
         }
         true
@@ -502,7 +504,7 @@ impl Shell {
         match self.jobs.iter().find(|j| j.id == id) {
             Some(JobEntry { job: Some(job), .. }) => {
                 job.stop();
-                eprintln!("[INFO] stopping job {id}…");
+                crate::message::say(format!("[INFO] stopping job {id}…"));
                 for _ in 0..600 {
                     if job.is_finished() {
                         break;
@@ -511,11 +513,11 @@ impl Shell {
                 }
                 self.reap().await;
                 if let Some(j) = self.jobs.iter().find(|j| j.id == id) {
-                    eprintln!("[INFO] job {id} {}", j.status.to_lowercase());
+                    crate::message::say(format!("[INFO] job {id} {}", j.status.to_lowercase()));
                 }
             }
-            Some(_) => eprintln!("job {id} has already ended"),
-            None => eprintln!("no job {id}; \\jobs lists them"),
+            Some(_) => crate::message::info(format!("job {id} has already ended")),
+            None => crate::message::error(format!("no job {id}; \\jobs lists them")),
         }
     }
 
@@ -546,7 +548,7 @@ impl Shell {
             .collect();
         if jobs.is_empty() {
             match id {
-                Some(id) => eprintln!("no job {id}; \\jobs lists them"),
+                Some(id) => crate::message::error(format!("no job {id}; \\jobs lists them")),
                 None => println!("no jobs"),
             }
             return;
@@ -633,7 +635,7 @@ impl Shell {
             println!("job {} ({:.1} s): {}", j.id, secs, one_line(&j.name));
             match b {
                 Ok(b) => self.out(&[b]),
-                Err(e) => eprintln!("{e}"),
+                Err(e) => crate::message::error(e),
             }
             let l = j.metrics.latency();
             if l.count > 0 {
@@ -662,7 +664,7 @@ impl Shell {
                     );
                     print!("{text}");
                 }
-                None => eprintln!("job {id} has not placed its tasks yet"),
+                None => crate::message::info(format!("job {id} has not placed its tasks yet")),
             },
         }
         Ok(())
@@ -768,7 +770,7 @@ impl Shell {
         match b {
             Ok(b) if b.num_rows() > 0 => self.out(&[b]),
             Ok(_) => println!("no jobs"),
-            Err(e) => eprintln!("{e}"),
+            Err(e) => crate::message::error(e),
         }
     }
 
@@ -805,14 +807,14 @@ impl Shell {
             let id = id.strip_suffix(" WITH SAVEPOINT").unwrap_or(id);
             match id.trim().trim_matches('\'').parse() {
                 Ok(id) => self.stop(id).await,
-                Err(_) => eprintln!("STOP JOB takes a job id: STOP JOB '3'"),
+                Err(_) => crate::message::error("STOP JOB takes a job id: STOP JOB '3'"),
             }
             return Ok(());
         }
         for stmt in parse_script(text)? {
             let bare_select = matches!(stmt.statement, Statement::Query(_));
             match self.session.execute(&stmt).await? {
-                Outcome::Done(msg) => eprintln!("{msg}"),
+                Outcome::Done(msg) => crate::message::say(msg),
                 Outcome::Rows(r) => self.out(&r),
                 Outcome::Started(job) if bare_select => {
                     // Listed by `\\jobs` once it has ended, as Flink lists a SELECT's job,
@@ -836,11 +838,11 @@ impl Shell {
                     r?
                 }
                 Outcome::Started(job) => {
-                    eprintln!(
+                    crate::message::say(format!(
                         "[INFO] Job {} started in the background: {} (\\jobs lists it)",
                         job.id,
                         one_line(&job.name)
-                    );
+                    ));
                     self.jobs.push(JobEntry {
                         id: job.id,
                         name: job.name.clone(),
@@ -867,7 +869,7 @@ impl Shell {
             _ = tokio::signal::ctrl_c() => {
                 stop.stop();
                 let r = wait.await;
-                eprintln!("[INFO] query cancelled");
+                crate::message::say(format!("[INFO] query cancelled"));
                 self.cancelled = true;
                 r
             }
@@ -879,7 +881,7 @@ impl Shell {
     pub async fn shutdown(&mut self) {
         for j in &self.jobs {
             if let Some(job) = &j.job {
-                eprintln!("[INFO] stopping job {}…", j.id);
+                crate::message::say(format!("[INFO] stopping job {}…", j.id));
                 job.stop();
             }
         }
@@ -890,11 +892,11 @@ impl Shell {
                     Err(e) => format!("failed: {e}"),
                 };
                 let (read, written) = j.metrics.rows_read_written();
-                eprintln!(
+                crate::message::say(format!(
                     "[INFO] job {} {end} ({read} rows in, {written} rows out): {}",
                     j.id,
                     one_line(&j.name)
-                );
+                ));
             }
         }
     }
@@ -1150,7 +1152,11 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> b
             if let Some(job) = j.job.take()
                 && let Err(e) = job.wait().await
             {
-                eprintln!("Job {} failed: {}", j.id, e.render(None, None));
+                crate::message::say(format!(
+                    "[ERROR] Job {} failed:\n{}",
+                    j.id,
+                    e.render(None, None)
+                ));
                 ok = false;
             }
         }
@@ -1184,7 +1190,7 @@ impl Shell {
             }
             Err(e) => {
                 let e = e.offset_by(line as u64, col as u64);
-                eprintln!("{}", e.render(Some(whole), file));
+                crate::message::say(e.render(Some(whole), file));
                 false
             }
         }

@@ -616,7 +616,7 @@ fn failed_checkpoints_are_reported_tolerated_and_never_restored() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("[WARN] checkpoint") && stderr.contains("failed"),
+        stderr.contains("[WARNING] checkpoint") && stderr.contains("failed"),
         "{stderr}"
     );
     assert_eq!(pyarrow_rows(&archive), expected);

@@ -99,12 +99,12 @@ fn bad_sql_exits_2_with_a_caret() {
     assert_eq!(code, 2);
     let err = stderr
         .lines()
-        .skip_while(|l| !l.starts_with("SQL error"))
+        .skip_while(|l| !l.starts_with("[ERROR] SQL error"))
         .collect::<Vec<_>>()
         .join("\n");
     let err = err.replace(&dir.path().display().to_string(), "DIR");
     insta::assert_snapshot!(err, @r"
-    SQL error at DIR/bad.sql:2:11: No field named b.
+    [ERROR] SQL error at DIR/bad.sql:2:11: No field named b.
     Valid fields are t.a.
       |
     2 | SELECT a, b FROM t;
@@ -768,7 +768,7 @@ fn bench_nexmark_measures_what_runs_and_names_what_does_not() {
     ]);
     // The table holds every query; the run fails, naming the one that did.
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("error: 1 failed: q90"), "{stderr}");
+    assert!(stderr.contains("[ERROR] 1 failed: q90"), "{stderr}");
     let row = |q: &str| {
         stdout
             .lines()
@@ -977,7 +977,7 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
     let (code, out, err) = run(&["run", "--set", "events.nmu=100", &f.display().to_string()]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("warning: --set events.nmu=100: 'events.nmu' is not a setting Weir reads (did you mean 'events.num'?)"),
+        err.contains("[WARNING] --set events.nmu=100: 'events.nmu' is not a setting Weir reads (did you mean 'events.num'?)"),
         "{err}"
     );
     assert!(

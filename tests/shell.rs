@@ -358,7 +358,8 @@ fn json_results_are_one_array_over_the_whole_run() {
 }
 
 /// Colour only where it is wanted: the shell's dimmed hint (`\? help`) is drawn with an
-/// ANSI code on a terminal, and without one when `NO_COLOR` is set (https://no-color.org).
+/// ANSI code on a terminal, and without one when `NO_COLOR` is set (https://no-color.org);
+/// so is a message's `[ERROR]` tag.
 #[test]
 fn no_color_turns_the_colours_off() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -371,6 +372,12 @@ fn no_color_turns_the_colours_off() {
         let seen = t.transcript();
         let dim = seen.contains("\\u{1b}[2m");
         assert_eq!(dim, !no_color, "NO_COLOR={no_color}: {seen}");
+        // A message's tag is coloured too (one style: `[ERROR] …`), and plain without.
+        t.line("\\stop 9");
+        t.want("no job 9", "the error");
+        let seen = t.transcript();
+        let plain = seen.contains("[ERROR] no job 9");
+        assert_eq!(plain, no_color, "NO_COLOR={no_color}: {seen}");
         t.line("\\q");
     }
 }
@@ -447,7 +454,7 @@ fn quitting_stops_running_jobs_and_says_how_they_ended() {
             s.send(quit);
         }
         s.want("stopping job 1", "the running job is stopped");
-        s.want("[INFO] job 1 stopped (", "how it ended");
+        s.want("job 1 stopped (", "how it ended");
         s.want("rows out): INSERT INTO sink", "its rows and query");
     }
 }

@@ -332,7 +332,7 @@ pub fn crash_point(point: &str, id: u64) {
     if let Ok(at) = std::env::var("WEIR_CRASH_AT")
         && at == format!("{point}:{id}")
     {
-        eprintln!("[WARN] WEIR_CRASH_AT={at}: aborting");
+        crate::message::warning(format!("WEIR_CRASH_AT={at}: aborting"));
         std::process::abort();
     }
 }
@@ -829,17 +829,17 @@ impl Checkpointer {
             Err(e) => {
                 self.failed_total.fetch_add(1, Ordering::Relaxed);
                 let n = self.failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
-                eprintln!(
-                    "[WARN] checkpoint {id} of job '{}' failed ({n} in a row, {} tolerated): {}",
+                crate::message::say(format!(
+                    "[WARNING] checkpoint {id} of job '{}' failed ({n} in a row, {} tolerated): {}",
                     self.config.job,
                     self.config.tolerable_failures,
-                    e.render(None, None)
-                );
+                    e.render_body(None, None)
+                ));
                 if n > self.config.tolerable_failures {
                     return Err(WeirError::external(format!(
                         "checkpoint {id} failed and the job tolerates {} failed checkpoint(s) in a row ('execution.checkpointing.tolerable-failed-checkpoints'): {}",
                         self.config.tolerable_failures,
-                        e.render(None, None)
+                        e.render_body(None, None)
                     )));
                 }
                 Ok(None)

@@ -134,7 +134,7 @@ impl Job {
                         .unwrap_or(0),
                 );
                 let bytes: u64 = r.manifest.tasks.iter().map(|t| t.bytes).sum();
-                eprintln!(
+                crate::message::say(format!(
                     "[INFO] Job '{}' resumes from {} {} ({} ago, {bytes} bytes of state): {}",
                     cp.config.job,
                     if r.manifest.savepoint {
@@ -145,7 +145,7 @@ impl Job {
                     r.manifest.checkpoint,
                     fmt_age(age),
                     r.path.display()
-                );
+                ));
             }
         }
         let mut tasks: Vec<JoinHandle<Result<()>>> = vec![];
@@ -257,7 +257,7 @@ impl Job {
             match &first_err {
                 Some(e) => tracing::error!(
                     target: "weir::job", job = %job_name, job_id = id, seconds = secs,
-                    error = %e.render(None, None), "job failed"
+                    error = %e.render_body(None, None), "job failed"
                 ),
                 None => tracing::info!(
                     target: "weir::job", job = %job_name, job_id = id, seconds = secs,
