@@ -869,7 +869,7 @@ impl Shell {
             _ = tokio::signal::ctrl_c() => {
                 stop.stop();
                 let r = wait.await;
-                crate::message::say(format!("[INFO] query cancelled"));
+                crate::message::info("query cancelled");
                 self.cancelled = true;
                 r
             }
