@@ -1011,22 +1011,7 @@ impl Session {
             } else {
                 ast::Expr::CompoundIdentifier(l.column.iter().map(ast::Ident::new).collect())
             };
-            let mut probe = select.as_ref().clone();
-            probe.projection = vec![ast::SelectItem::UnnamedExpr(column)];
-            probe.selection = None;
-            probe.group_by = ast::GroupByExpr::Expressions(vec![], vec![]);
-            probe.having = None;
-            probe.named_window = vec![];
-            probe.qualify = None;
-            probe.distinct = None;
-            let mut q = query.clone();
-            q.body = Box::new(ast::SetExpr::Select(Box::new(probe)));
-            q.order_by = None;
-            q.limit_clause = None;
-            let stmt = datafusion::sql::parser::Statement::Statement(Box::new(
-                ast::Statement::Query(Box::new(q)),
-            ));
-            if let Err(e) = self.ctx.state().statement_to_plan(stmt).await {
+            if let Err(e) = self.probe_expr(query, select, column).await {
                 let text = e.to_string();
                 if text.contains("No field named") || text.contains("not found") {
                     return Err(WeirError::sql(
@@ -1045,6 +1030,102 @@ impl Session {
         Ok(())
     }
 
+    /// Plans, without running it, `SELECT <expr> FROM <the FROM of select>` (in `query`,
+    /// whose WITH it keeps): what `expr` is over the query's tables.
+    async fn probe_expr(
+        &self,
+        query: &ast::Query,
+        select: &ast::Select,
+        expr: ast::Expr,
+    ) -> datafusion::error::Result<LogicalPlan> {
+        let mut probe = select.clone();
+        probe.projection = vec![ast::SelectItem::UnnamedExpr(expr)];
+        probe.selection = None;
+        probe.group_by = ast::GroupByExpr::Expressions(vec![], vec![]);
+        probe.having = None;
+        probe.named_window = vec![];
+        probe.qualify = None;
+        probe.distinct = None;
+        let mut q = query.clone();
+        q.body = Box::new(ast::SetExpr::Select(Box::new(probe)));
+        q.order_by = None;
+        q.limit_clause = None;
+        let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
+            Box::new(q),
+        )));
+        self.ctx.state().statement_to_plan(stmt).await
+    }
+
+    /// Flink's `compositeType.*`: `SELECT r.* FROM t` (or `t.r.*`) with `r` a ROW column
+    /// (not a relation of the FROM clause) selects the row's fields, each named as the field
+    /// (a repeated name with Calcite's suffix). `None` when the query has no such star.
+    async fn expand_row_stars(&self, query: &ast::Query) -> Result<Option<ast::Query>> {
+        let ast::SetExpr::Select(select) = query.body.as_ref() else {
+            return Ok(None);
+        };
+        let relations = from_names(&select.from);
+        let mut items = Vec::with_capacity(select.projection.len());
+        let mut changed = false;
+        for item in &select.projection {
+            let ast::SelectItem::QualifiedWildcard(
+                ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) = item
+            else {
+                items.push(item.clone());
+                continue;
+            };
+            let parts: Vec<ast::Ident> = name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident().cloned())
+                .collect();
+            if parts.len() != name.0.len()
+                || (parts.len() == 1 && relations.iter().any(|r| *r == parts[0].value))
+            {
+                items.push(item.clone());
+                continue;
+            }
+            let expr = if parts.len() == 1 {
+                ast::Expr::Identifier(parts[0].clone())
+            } else {
+                ast::Expr::CompoundIdentifier(parts.clone())
+            };
+            let fields = match self.probe_expr(query, select, expr).await {
+                Ok(plan) => match plan.schema().field(0).data_type() {
+                    datafusion::arrow::datatypes::DataType::Struct(fs) => fs.clone(),
+                    _ => {
+                        items.push(item.clone());
+                        continue;
+                    }
+                },
+                Err(_) => {
+                    items.push(item.clone());
+                    continue;
+                }
+            };
+            changed = true;
+            for f in fields.iter() {
+                let mut path = parts.clone();
+                path.push(ast::Ident::with_quote('"', f.name()));
+                items.push(ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(
+                    path,
+                )));
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let mut select = select.as_ref().clone();
+        select.projection = items;
+        let mut q = query.clone();
+        q.body = Box::new(ast::SetExpr::Select(Box::new(select)));
+        // Named now that the fields are known: each by its field, a repeat with Calcite's
+        // suffix (`auction`, `auction0`).
+        crate::sql::names::name_columns(&mut q);
+        Ok(Some(q))
+    }
+
     async fn plan_with_windows(
         &self,
         query: &ast::Query,
@@ -1061,6 +1142,8 @@ impl Session {
     }
 
     async fn plain_plan(&self, query: &ast::Query) -> Result<LogicalPlan> {
+        let expanded = self.expand_row_stars(query).await?;
+        let query = expanded.as_ref().unwrap_or(query);
         let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
             Box::new(query.clone()),
         )));
@@ -1662,4 +1745,48 @@ fn export(server: Option<Arc<crate::job::exporter::MetricsServer>>, job: &Job, n
             job.checkpointer().cloned(),
         );
     }
+}
+
+/// The names the relations of a FROM clause go by (their aliases, else their table names),
+/// nested joins included: what a qualifier `x.*` may name.
+fn from_names(from: &[ast::TableWithJoins]) -> Vec<String> {
+    fn factor(t: &ast::TableFactor, out: &mut Vec<String>) {
+        use ast::TableFactor as F;
+        let alias = match t {
+            F::Table { name, alias, .. } => {
+                if alias.is_none()
+                    && let Some(last) = name.0.last().and_then(|p| p.as_ident())
+                {
+                    out.push(last.value.clone());
+                }
+                alias
+            }
+            F::Derived { alias, .. }
+            | F::UNNEST { alias, .. }
+            | F::Function { alias, .. }
+            | F::TableFunction { alias, .. } => alias,
+            F::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                walk(table_with_joins, out);
+                alias
+            }
+            _ => &None,
+        };
+        if let Some(a) = alias {
+            out.push(a.name.value.clone());
+        }
+    }
+    fn walk(t: &ast::TableWithJoins, out: &mut Vec<String>) {
+        factor(&t.relation, out);
+        for j in &t.joins {
+            factor(&j.relation, out);
+        }
+    }
+    let mut out = vec![];
+    for t in from {
+        walk(t, &mut out);
+    }
+    out
 }

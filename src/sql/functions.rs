@@ -105,6 +105,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     for f in crate::sql::json_build::JsonAgg::udafs() {
         ctx.register_udaf(f);
     }
+    ctx.register_udaf(crate::sql::collect::Collect::udaf());
     for f in [
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,

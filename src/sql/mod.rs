@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod charset;
+pub mod collect;
 pub mod current_watermark;
 pub mod decimal;
 pub mod functions;
