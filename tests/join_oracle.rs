@@ -186,6 +186,25 @@ fn queries() -> Vec<(String, String, String)> {
         );
         out.push((format!("regular {kind}"), regular.clone(), regular));
     }
+    // Subqueries in expressions over whole streams, planned as semi and anti joins: a
+    // row of `a` comes once its first partner is there (EXISTS, IN); under NOT EXISTS it
+    // comes at once and is taken back when its first partner comes.
+    for (name, sql) in [
+        (
+            "EXISTS, correlated with a condition",
+            "SELECT a.k, a.v, a.ts FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.v > a.v)",
+        ),
+        (
+            "IN (a subquery)",
+            "SELECT a.k, a.v FROM a WHERE a.k IN (SELECT b.k FROM b WHERE b.v > 12)",
+        ),
+        (
+            "NOT EXISTS",
+            "SELECT a.k, a.v FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.v < a.v)",
+        ),
+    ] {
+        out.push((name.into(), sql.into(), sql.into()));
+    }
     // An aggregate over an outer join's changelog: SUM and COUNT take the retracted
     // padded rows back (SUM(a.v) takes back real values: the left side of each).
     let summed = "SELECT a.k, COUNT(*), SUM(a.v), SUM(b.v), COUNT(b.v) \

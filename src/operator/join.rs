@@ -205,8 +205,7 @@ impl StreamJoin {
         }
         let outer = matches!(kind, JoinKind::Left | JoinKind::Right | JoinKind::Full);
         let allowed = match time {
-            JoinTime::Window { .. } => true,
-            JoinTime::Unbounded => kind == JoinKind::Inner || outer,
+            JoinTime::Window { .. } | JoinTime::Unbounded => true,
             JoinTime::Interval { .. } => kind == JoinKind::Inner || outer,
         };
         if !allowed {
@@ -496,7 +495,28 @@ impl StreamJoin {
     /// Whether `side`'s kept rows remember if they have met a partner (and a checkpoint
     /// saves that).
     fn tracks_matches(&self, side: Side) -> bool {
-        self.pads(side) || self.pads_on_expiry(side)
+        self.pads(side)
+            || self.pads_on_expiry(side)
+            || self.selects().is_some_and(|(s, _)| s == side)
+    }
+
+    /// A semi or anti join over whole streams (a subquery in `EXISTS`/`IN`, or `NOT
+    /// EXISTS`): the side whose rows are the output, and whether it keeps the rows that
+    /// meet a partner (semi) or those that meet none (anti). As Flink's
+    /// `StreamingSemiAntiJoinOperator`: a semi join emits a row once, when its first
+    /// partner is there (append-only); an anti join emits a row at once when it has no
+    /// partner (`+I`) and takes it back (`-D`) when its first partner comes.
+    fn selects(&self) -> Option<(Side, bool)> {
+        if self.time != JoinTime::Unbounded {
+            return None;
+        }
+        match self.kind {
+            JoinKind::LeftSemi => Some((Side::Left, true)),
+            JoinKind::RightSemi => Some((Side::Right, true)),
+            JoinKind::LeftAnti => Some((Side::Left, false)),
+            JoinKind::RightAnti => Some((Side::Right, false)),
+            _ => None,
+        }
     }
 
     /// An interval join's outer side: its kept rows that can meet nothing more at the
@@ -534,9 +554,12 @@ impl StreamJoin {
         Ok(())
     }
 
-    /// True for outer regular joins, whose output is a changelog.
+    /// True for outer regular joins and anti joins over whole streams, whose output is a
+    /// changelog.
     pub fn emits_changes(&self) -> bool {
-        self.pads(Side::Left) || self.pads(Side::Right)
+        self.pads(Side::Left)
+            || self.pads(Side::Right)
+            || matches!(self.selects(), Some((_, false)))
     }
 
     /// `batch` of the output with every row of kind `kind` when the output is a changelog.
@@ -595,13 +618,48 @@ impl StreamJoin {
                 let padded = self.padded(other_side, &seg.batch, first.clone())?;
                 out.push(self.changes(padded, RowKind::Delete)?);
             }
+            // A kept row of a semi join's output side meeting its first partner comes
+            // out now; of an anti join's, it is taken back.
+            if let Some((out_side, semi)) = self.selects()
+                && out_side == other_side
+                && !first.is_empty()
+            {
+                let idx = UInt32Array::from(first.clone());
+                let cols = seg
+                    .batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &idx, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let rows = self.output(RecordBatch::try_new(seg.batch.schema(), cols)?)?;
+                let kind = if semi {
+                    RowKind::Insert
+                } else {
+                    RowKind::Delete
+                };
+                out.push(self.changes(rows, kind)?);
+            }
             let seg = &mut self.kept[other][g];
             for ki in first {
                 seg.matched[ki as usize] = true;
             }
+            if self.selects().is_some() {
+                continue;
+            }
             if joined.num_rows() > 0 {
                 let joined = self.output(joined)?;
                 out.push(self.changes(joined, RowKind::Insert)?);
+            }
+        }
+        // The output side's new rows: a semi join's that met a partner, an anti join's
+        // that met none.
+        if let Some((out_side, semi)) = self.selects()
+            && out_side == side
+        {
+            let mask: BooleanArray = hit.iter().map(|h| Some(*h == semi)).collect();
+            if mask.true_count() > 0 {
+                let rows = self.output(filter_record_batch(&batch, &mask)?)?;
+                out.push(self.changes(rows, RowKind::Insert)?);
             }
         }
         if self.pads(side) {

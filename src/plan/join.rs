@@ -26,6 +26,11 @@ impl Planner<'_> {
             JoinType::LeftSemi => JoinKind::LeftSemi,
             JoinType::RightSemi => JoinKind::RightSemi,
             JoinType::LeftAnti if !j.null_aware => JoinKind::LeftAnti,
+            JoinType::LeftAnti => {
+                return Err(unsupported("NOT IN (a subquery) over streams").with_hint(
+                    "NOT EXISTS (SELECT … WHERE s.k = t.k) gives the same rows where the keys are not NULL",
+                ));
+            }
             JoinType::RightAnti => JoinKind::RightAnti,
             other => return Err(unsupported(format!("{other} joins of streams"))),
         };
@@ -33,6 +38,17 @@ impl Planner<'_> {
             return Err(crate::sql::lateral::unsupported_lateral());
         }
         if !reads_stream(&j.left) || !reads_stream(&j.right) {
+            // A subquery in an expression is planned as a semi or anti join.
+            if matches!(
+                j.join_type,
+                JoinType::LeftSemi | JoinType::RightSemi | JoinType::LeftAnti | JoinType::RightAnti
+            ) {
+                return Err(unsupported(format!(
+                    "a subquery in an expression, {}, whose subquery reads no stream",
+                    kind_name(j.join_type)
+                ))
+                .with_hint("a list of values is written IN (1, 2); batch queries (weir query) take any subquery"));
+            }
             return Err(unsupported(
                 "joining a stream with a table that is not a stream",
             )
@@ -76,21 +92,7 @@ impl Planner<'_> {
                     }
                     t
                 }
-                None => {
-                    if !matches!(
-                        kind,
-                        JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
-                    ) {
-                        return Err(unsupported(format!(
-                            "{} of two streams without a window",
-                            kind_name(j.join_type)
-                        ))
-                        .with_hint(
-                            "join windows (equal window_start and window_end on both sides), or use an INNER JOIN",
-                        ));
-                    }
-                    JoinTime::Unbounded
-                }
+                None => JoinTime::Unbounded,
             },
         };
         let filter = match &j.filter {
