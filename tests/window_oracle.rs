@@ -870,3 +870,64 @@ async fn grouping_sets_equal_batch() {
         assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
 }
+
+/// Window Top-N over a window TVF (RANK and DENSE_RANK, limits 1 to 3, a partition key)
+/// equals DataFusion's batch ranking of the same rows in `date_bin` windows: thousands of
+/// rows per window, so the buffer's cut to the rows that can still rank (see
+/// `WindowBufferOperator::with_limit`) happens many times; straight and resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_top_n_equals_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+        / 5;
+    for seed in 0..cases.max(2) {
+        let mut rng = SmallRng::seed_from_u64(seed + 9_000);
+        let n = rng.random_range(1500..4000);
+        let rows = generate(&mut rng, n, 0);
+        let f = ["RANK", "DENSE_RANK"][rng.random_range(0..2)];
+        let limit = rng.random_range(1..4);
+        let size = ["1' MINUTE", "10' MINUTE"][rng.random_range(0..2)];
+        let stream = format!(
+            "SELECT * FROM (SELECT k, v, window_start, window_end, \
+               {f}() OVER (PARTITION BY window_start, window_end, k ORDER BY v DESC) AS rn \
+             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '{size}))) WHERE rn <= {limit}"
+        );
+        let bin = format!(
+            "date_bin(INTERVAL '{}', ts, TIMESTAMP '1970-01-01 00:00:00')",
+            size.replace("' MINUTE", " minutes")
+        );
+        let batch = format!(
+            "SELECT * FROM (SELECT k, v, {bin} AS window_start, \
+               {bin} + INTERVAL '{}' AS window_end, \
+               {f}() OVER (PARTITION BY {bin}, k ORDER BY v DESC) AS rn FROM t) WHERE rn <= {limit}",
+            size.replace("' MINUTE", " minutes")
+        );
+        let path = dir.path().join(format!("topn-{seed}.json"));
+        write_json(&rows, &path);
+        let expected = oracle(&rows, &batch).await;
+        assert!(!expected.is_empty());
+        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
+        let got = weir(&path, 0, batch_size, &stream).await;
+        assert!(
+            got == expected,
+            "seed {seed}: {stream}\nexpected {} rows {:#?}\ngot {} rows {:#?}",
+            expected.len(),
+            &expected[..expected.len().min(10)],
+            got.len(),
+            &got[..got.len().min(10)]
+        );
+        let (again, _) = weir_resumed(
+            &path,
+            0,
+            batch_size,
+            &stream,
+            &dir.path().join(format!("topn-cp-{seed}")),
+            std::time::Duration::from_millis(rng.random_range(0..25)),
+        )
+        .await;
+        assert!(again == expected, "seed {seed}: resumed: {stream}");
+    }
+}

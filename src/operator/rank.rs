@@ -45,6 +45,7 @@ impl RankKind {
 }
 
 /// One ranking call: its partition and order keys.
+#[derive(Clone)]
 pub struct RankCall {
     pub kind: RankKind,
     pub partition: Vec<Arc<dyn PhysicalExpr>>,
@@ -199,6 +200,12 @@ impl Operator for RankOperator {
 pub struct WindowBufferOperator {
     /// The `window_end` column of the input.
     end_col: usize,
+    /// The ranking a filter bounds (`rn <= N` above), when there is one: a window's held
+    /// rows are then cut, as they grow, to those that can still rank (see
+    /// [`WindowBufferOperator::with_limit`]).
+    limit: Option<(RankCall, u64)>,
+    /// Per window: how many held rows make the next cut (twice what the last one kept).
+    cut_at: BTreeMap<i64, usize>,
     schema: SchemaRef,
     /// Held rows by window end (ms since the epoch).
     windows: BTreeMap<i64, Vec<RecordBatch>>,
@@ -214,6 +221,8 @@ impl WindowBufferOperator {
     pub fn new(end_col: usize, schema: SchemaRef) -> Self {
         WindowBufferOperator {
             end_col,
+            limit: None,
+            cut_at: BTreeMap::new(),
             schema,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
@@ -227,6 +236,57 @@ impl WindowBufferOperator {
         {
             j.add_late(n as u64);
         }
+    }
+
+    /// Holds only the rows that can still rank within `limit` under `call` (the one
+    /// ranking above, bounded by a filter `rank <= limit`), as Flink's window Top-N keeps
+    /// only the top rows of each window: whenever a window's held rows double, they are
+    /// ranked as the window's final ranking will rank them and those past the limit are
+    /// dropped (in arrival order, which the ranking uses for ties). A row's rank only grows
+    /// as rows come — for ROW_NUMBER, RANK and DENSE_RANK alike — so a dropped row could
+    /// never have ranked; the fired result is the same as from every row.
+    pub fn with_limit(mut self, call: RankCall, limit: u64) -> Self {
+        self.limit = Some((call, limit));
+        self
+    }
+
+    /// Cuts window `end`'s held rows to those that can still rank, when they have grown
+    /// past the window's mark.
+    fn cut(&mut self, end: i64) -> Result<()> {
+        let Some((call, limit)) = &self.limit else {
+            return Ok(());
+        };
+        let Some(batches) = self.windows.get_mut(&end) else {
+            return Ok(());
+        };
+        let held: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let mark = self
+            .cut_at
+            .get(&end)
+            .copied()
+            .unwrap_or(0)
+            .max(2 * *limit as usize)
+            .max(256);
+        if held <= mark {
+            return Ok(());
+        }
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let all = datafusion::arrow::compute::concat_batches(&first.schema(), batches.iter())?;
+        let (ranks, _) = ranks(call, &all)?;
+        let ranks = ranks
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| WeirError::internal("ranks are not UInt64"))?;
+        let keep: datafusion::arrow::array::BooleanArray = ranks
+            .iter()
+            .map(|r| Some(r.is_some_and(|r| r <= *limit)))
+            .collect();
+        let kept = datafusion::arrow::compute::filter_record_batch(&all, &keep)?;
+        self.cut_at.insert(end, 2 * kept.num_rows());
+        *batches = vec![kept];
+        Ok(())
     }
 }
 
@@ -278,6 +338,7 @@ impl Operator for WindowBufferOperator {
         if by_end.len() == 1 && late == 0 {
             if let Some((e, _)) = by_end.pop_first() {
                 self.windows.entry(e).or_default().push(batch);
+                self.cut(e)?;
             }
             return Ok(());
         }
@@ -292,6 +353,7 @@ impl Operator for WindowBufferOperator {
                 .entry(e)
                 .or_default()
                 .push(RecordBatch::try_new(batch.schema(), cols)?);
+            self.cut(e)?;
         }
         Ok(())
     }
@@ -302,6 +364,9 @@ impl Operator for WindowBufferOperator {
             .windows
             .split_off(&super::fired_through(self.watermark).saturating_add(1));
         let due = std::mem::replace(&mut self.windows, open);
+        for e in due.keys() {
+            self.cut_at.remove(e);
+        }
         for (_, batches) in due {
             let schema = batches
                 .first()
@@ -424,5 +489,75 @@ mod buffer_tests {
             .expect("rows");
         back.process_watermark(i64::MAX, &mut got).expect("end");
         assert_eq!(ids(&got), vec![vec![1, 3], vec![2, 5]]);
+    }
+
+    /// With a rank limit the buffer holds a bounded number of rows, and what it releases
+    /// ranks to the same top rows as every row would: ROW_NUMBER, RANK and DENSE_RANK by
+    /// `id % 50` descending, with many ties, for limits 1 and 3.
+    #[test]
+    fn a_rank_limit_bounds_the_held_rows_and_keeps_the_same_top() {
+        use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+        let schema = batch(&[], &[]).schema();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
+            Arc::new(Column::new("id", 0)),
+            datafusion::logical_expr::Operator::Modulo,
+            Arc::new(Literal::new(datafusion::common::ScalarValue::Int64(Some(
+                50,
+            )))),
+        ));
+        for kind in [RankKind::RowNumber, RankKind::Rank, RankKind::DenseRank] {
+            for limit in [1u64, 3] {
+                let call = RankCall {
+                    kind,
+                    partition: vec![],
+                    order: vec![(
+                        key.clone(),
+                        SortOptions {
+                            descending: true,
+                            nulls_first: false,
+                        },
+                    )],
+                    newest_first: false,
+                };
+                let top = |op: &mut WindowBufferOperator| -> (Vec<i64>, u64) {
+                    let mut most = 0;
+                    for chunk in 0..100 {
+                        // A scrambled order of 0..10000, 100 rows at a time.
+                        let ids: Vec<i64> = (0..100)
+                            .map(|i| (chunk * 100 + i) * 7919 % 10_000)
+                            .collect();
+                        op.process_batch(batch(&vec![1000; ids.len()], &ids), &mut vec![])
+                            .expect("rows");
+                        most = most.max(op.state_size().map_or(0, |(rows, _)| rows));
+                    }
+                    let mut out = vec![];
+                    op.process_watermark(i64::MAX, &mut out).expect("fire");
+                    let Some(Message::Batch(fired)) = out.first() else {
+                        panic!("no window fired");
+                    };
+                    let (ranks, _) = ranks(&call, fired).expect("ranks");
+                    let ranks = ranks.as_any().downcast_ref::<UInt64Array>().expect("u64");
+                    let ids = fired
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .expect("ids");
+                    let mut top: Vec<i64> = (0..fired.num_rows())
+                        .filter(|&i| ranks.value(i) <= limit)
+                        .map(|i| ids.value(i))
+                        .collect();
+                    top.sort();
+                    (top, most)
+                };
+                let (all, _) = top(&mut WindowBufferOperator::new(1, schema.clone()));
+                let (cut, most) = top(&mut WindowBufferOperator::new(1, schema.clone())
+                    .with_limit(call.clone(), limit));
+                assert_eq!(cut, all, "{kind:?} <= {limit}");
+                assert!(!all.is_empty());
+                // At most twice what ranks (ties included), or the first mark, and a batch.
+                let bound = 2 * (all.len() as u64).max(256) + 100;
+                assert!(most <= bound, "{kind:?} <= {limit}: held {most} rows");
+            }
+        }
     }
 }

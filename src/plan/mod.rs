@@ -1227,11 +1227,23 @@ impl Planner<'_> {
         let mut input = self.node(&w.input)?;
         if let Some(end) = buffer_end {
             append_only(&input, "a window Top-N")?;
+            let mut buffer = crate::operator::rank::WindowBufferOperator::new(
+                end,
+                Arc::new(input_schema.as_arrow().clone()),
+            );
+            // One ranking bounded by a filter above: only the rows that can still rank
+            // are held (the largest bound, should the node feed more than one filter).
+            let limit = self.rank_limits.lock().ok().and_then(|l| {
+                l.iter()
+                    .filter(|(at, i, _)| *at == w as *const _ as usize && *i == 0)
+                    .map(|(_, _, n)| *n as u64)
+                    .max()
+            });
+            if let ([call], Some(n)) = (calls.as_slice(), limit) {
+                buffer = buffer.with_limit(call.clone(), n);
+            }
             input = PlanNode::Operator {
-                op: Box::new(crate::operator::rank::WindowBufferOperator::new(
-                    end,
-                    Arc::new(input_schema.as_arrow().clone()),
-                )),
+                op: Box::new(buffer),
                 input: Box::new(input),
             };
         }
