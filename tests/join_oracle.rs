@@ -186,6 +186,14 @@ fn queries() -> Vec<(String, String, String)> {
         );
         out.push((format!("regular {kind}"), regular.clone(), regular));
     }
+    // USING: one common column, COALESCE(a.k, b.k), first in `*` (Calcite's expansion);
+    // DataFusion's batch join is given the same in its explicit form.
+    out.push((
+        "regular FULL JOIN USING".into(),
+        "SELECT * FROM a FULL JOIN b USING (k)".into(),
+        "SELECT COALESCE(a.k, b.k) AS k, a.v, a.ts, b.v, b.ts FROM a FULL JOIN b ON a.k = b.k"
+            .into(),
+    ));
     // Subqueries in expressions over whole streams, planned as semi and anti joins: a
     // row of `a` comes once its first partner is there (EXISTS, IN); under NOT EXISTS it
     // comes at once and is taken back when its first partner comes.

@@ -23,4 +23,5 @@ pub mod syntax;
 pub mod types;
 pub mod unnest_fields;
 pub mod url_table;
+pub mod using;
 pub mod window;

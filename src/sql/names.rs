@@ -26,6 +26,8 @@ use datafusion::sql::sqlparser::ast::{
 /// their positions depend on the star's width, which is known only once planned
 /// ([`star_names`] names them then).
 pub fn name_columns(query: &mut Query) {
+    // `USING` joins first: their `*` and common columns are then named as Flink names them.
+    super::using::rewrite(query);
     let _ = query.visit(&mut Namer);
 }
 
