@@ -1180,6 +1180,10 @@ fn flink_type_string(dt: &DataType, nullable: bool, serializable: bool) -> Strin
     }
 }
 
+/// The result field's metadata key under which [`TypeOf`] notes the type of a literal
+/// argument whose Arrow type does not tell it (a string literal is a `CHAR(n)`).
+const LITERAL_TYPE: &str = "weir.typeof.literal";
+
 impl ScalarUDFImpl for TypeOf {
     fn name(&self) -> &str {
         "typeof"
@@ -1208,9 +1212,21 @@ impl ScalarUDFImpl for TypeOf {
             [_, Some(ScalarValue::Boolean(_))] => {}
             _ => return Err(usage()),
         }
-        Ok(std::sync::Arc::new(
-            datafusion::arrow::datatypes::Field::new(self.name(), DataType::Utf8, false),
-        ))
+        let field = datafusion::arrow::datatypes::Field::new(self.name(), DataType::Utf8, false);
+        // A string literal is a CHAR of its length in Flink (Calcite types 'abc' CHAR(3)),
+        // which the value alone no longer shows: noted on the result's field.
+        let field = match args.scalar_arguments.first() {
+            Some(Some(
+                ScalarValue::Utf8(Some(text))
+                | ScalarValue::LargeUtf8(Some(text))
+                | ScalarValue::Utf8View(Some(text)),
+            )) => field.with_metadata(std::collections::HashMap::from([(
+                LITERAL_TYPE.to_string(),
+                format!("CHAR({}) NOT NULL", text.chars().count()),
+            )])),
+            _ => field,
+        };
+        Ok(std::sync::Arc::new(field))
     }
 
     fn invoke_with_args(
@@ -1226,6 +1242,9 @@ impl ScalarUDFImpl for TypeOf {
                 ));
             }
         };
+        if let Some(t) = args.return_field.metadata().get(LITERAL_TYPE) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(t.clone()))));
+        }
         let field = args.arg_fields.first().ok_or_else(|| {
             datafusion::error::DataFusionError::Plan("TYPEOF takes an expression".into())
         })?;
