@@ -661,7 +661,7 @@ async fn wait_for_jobs(
             // without, their uncommitted output is left hidden.
             let safe = jobs.iter().all(|j| j.checkpointer().is_some());
             for j in &jobs {
-                eprintln!(
+                weir::message::say(format!(
                     "[WARNING] Job {} was still busy {:.1} s after the stop request (--stop-timeout); it ends without draining{}",
                     j.id,
                     stop_timeout.as_secs_f64(),
@@ -670,7 +670,7 @@ async fn wait_for_jobs(
                     } else {
                         " (its uncommitted output is discarded)"
                     }
-                );
+                ));
             }
             exit_now(if failed {
                 1
@@ -722,7 +722,7 @@ async fn wait_for_jobs(
                         progress.say(&format!(
                             "[ERROR] Job {id} failed: {}\n{}",
                             one_line(&name),
-                            e.render(None, None)
+                            e.render_body(None, None)
                         ));
                     }
                 }

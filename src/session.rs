@@ -1005,7 +1005,14 @@ impl Session {
         let ast::SetExpr::Select(select) = query.body.as_ref() else {
             return Ok(());
         };
-        for l in lookups.iter().filter(|l| !l.column.is_empty()) {
+        // Only the lookups of this select: one in a CTE, a derived table or a view has its
+        // own FROM clause (its columns are checked when that query runs alone, or not).
+        let mut tables = from_tables(&select.from);
+        tables.extend(from_names(&select.from));
+        for l in lookups
+            .iter()
+            .filter(|l| !l.column.is_empty() && tables.contains(&l.table))
+        {
             let column = if l.column.len() == 1 {
                 ast::Expr::Identifier(ast::Ident::new(&l.column[0]))
             } else {
@@ -1747,46 +1754,46 @@ fn export(server: Option<Arc<crate::job::exporter::MetricsServer>>, job: &Job, n
     }
 }
 
-/// The names the relations of a FROM clause go by (their aliases, else their table names),
-/// nested joins included: what a qualifier `x.*` may name.
+/// The names the relations of a FROM clause go by (their aliases, else their table names;
+/// see [`crate::sql::using::relation_name`]), nested joins included: what a qualifier
+/// `x.*` may name.
 fn from_names(from: &[ast::TableWithJoins]) -> Vec<String> {
-    fn factor(t: &ast::TableFactor, out: &mut Vec<String>) {
-        use ast::TableFactor as F;
-        let alias = match t {
-            F::Table { name, alias, .. } => {
-                if alias.is_none()
-                    && let Some(last) = name.0.last().and_then(|p| p.as_ident())
-                {
-                    out.push(last.value.clone());
-                }
-                alias
-            }
-            F::Derived { alias, .. }
-            | F::UNNEST { alias, .. }
-            | F::Function { alias, .. }
-            | F::TableFunction { alias, .. } => alias,
-            F::NestedJoin {
-                table_with_joins,
-                alias,
-            } => {
+    relations(from)
+        .filter_map(|t| crate::sql::using::relation_name(t).map(|i| i.value))
+        .collect()
+}
+
+/// The tables a FROM clause reads by name (the last part of each name), nested joins
+/// included.
+fn from_tables(from: &[ast::TableWithJoins]) -> Vec<String> {
+    relations(from)
+        .filter_map(|t| match t {
+            ast::TableFactor::Table { name, .. } => name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every relation of a FROM clause, those of nested joins too.
+fn relations(from: &[ast::TableWithJoins]) -> impl Iterator<Item = &ast::TableFactor> {
+    fn walk<'a>(t: &'a ast::TableWithJoins, out: &mut Vec<&'a ast::TableFactor>) {
+        for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            out.push(f);
+            if let ast::TableFactor::NestedJoin {
+                table_with_joins, ..
+            } = f
+            {
                 walk(table_with_joins, out);
-                alias
             }
-            _ => &None,
-        };
-        if let Some(a) = alias {
-            out.push(a.name.value.clone());
-        }
-    }
-    fn walk(t: &ast::TableWithJoins, out: &mut Vec<String>) {
-        factor(&t.relation, out);
-        for j in &t.joins {
-            factor(&j.relation, out);
         }
     }
     let mut out = vec![];
     for t in from {
         walk(t, &mut out);
     }
-    out
+    out.into_iter()
 }

@@ -1155,7 +1155,7 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> b
                 crate::message::say(format!(
                     "[ERROR] Job {} failed:\n{}",
                     j.id,
-                    e.render(None, None)
+                    e.render_body(None, None)
                 ));
                 ok = false;
             }

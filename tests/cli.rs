@@ -1226,16 +1226,16 @@ fn a_relative_path_outside_its_folder_says_where_it_looked() {
 
 /// The filesystem sink writes JSON rows as Flink's JSON format does: every column, NULL as
 /// `null`, timestamps in the SQL (or ISO-8601) form with the fraction they need, a
-/// TIMESTAMP_LTZ with `Z`, decimals as Java's `BigDecimal.toString()` (or plain), BYTES
+/// TIMESTAMP_LTZ with `Z`, a TIME in whole seconds, decimals as Java's `BigDecimal.toString()` (or plain), BYTES
 /// in Base64 — and a JSON source reads all of it back to the same values.
 #[test]
 fn json_rows_are_written_as_flinks_json_format_and_read_back() {
     let out = tempfile::tempdir().expect("tmp");
     let columns = "a INT, s STRING, d DECIMAL(10, 9), ts TIMESTAMP(3), lt TIMESTAMP_LTZ(3), \
-                   t TIME, b BYTES, m MAP<STRING, INT>";
+                   t TIME(3), b BYTES, m MAP<STRING, INT>";
     let row = "SELECT 1, CAST(NULL AS STRING), CAST(0.000000027 AS DECIMAL(10, 9)), \
                TIMESTAMP '2020-10-10 00:00:01.5', TO_TIMESTAMP_LTZ(1602288000000, 3), \
-               TIME '12:30:00', CAST('hi' AS BYTES), MAP['k', 1]";
+               TIME '12:30:00.5', CAST('hi' AS BYTES), MAP['k', 1]";
     let table = |name: &str, extra: &str| {
         format!(
             "CREATE TABLE {name} ({columns}) WITH ('connector' = 'filesystem', \

@@ -95,6 +95,7 @@ pub struct Decoder {
     /// The schema read, with each top-level BOOLEAN column read as a string (see
     /// [`Decoder::booleans`]), and those columns' indexes.
     json_schema: SchemaRef,
+    /// The columns read as text first and converted after (BOOLEANs and BYTES, nested too).
     json_booleans: Vec<usize>,
     /// For CSV: `json_schema` with each ARRAY column read as text, split at
     /// `array_delimiter` (`csv.array-element-delimiter`, default `;`) afterwards.

@@ -1,9 +1,10 @@
 //! Rows written as Flink's `json` format writes them (`JsonRowDataSerializationSchema`):
 //! every column present, a NULL as `null`; `TIMESTAMP` as `2020-10-10 00:00:01.5` (or
 //! `2020-10-10T00:00:01.5` with `'json.timestamp-format.standard' = 'ISO-8601'`), a
-//! `TIMESTAMP_LTZ` the same with a `Z`; `TIME` as `00:00:01.5` — the fraction with as many
-//! digits as it needs, none when it is zero (Java's `appendFraction(NANO_OF_SECOND, 0, 9,
-//! true)`); a `DECIMAL` as a JSON number in Java's `BigDecimal.toString()` form
+//! `TIMESTAMP_LTZ` the same with a `Z` — the fraction with as many digits as it needs, none
+//! when it is zero (Java's `appendFraction(NANO_OF_SECOND, 0, 9, true)`); `TIME` as
+//! `00:00:01`, whole seconds (Flink's converter takes `LocalTime.ofSecondOfDay(ms /
+//! 1000)`); a `DECIMAL` as a JSON number in Java's `BigDecimal.toString()` form
 //! (`2.7E-8`), or plain (`0.000000027`) with `'json.encode.decimal-as-plain-number' =
 //! 'true'`; `BYTES` as Base64 (Jackson's binary node).
 
@@ -222,14 +223,12 @@ impl Encoder for TimeText {
     fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
         let n = self.nanos.at(idx).rem_euclid(86_400 * 1_000_000_000);
         let secs = (n / 1_000_000_000) as u32;
-        let mut text = format!(
-            "\"{:02}:{:02}:{:02}",
+        let text = format!(
+            "\"{:02}:{:02}:{:02}\"",
             secs / 3600,
             secs / 60 % 60,
             secs % 60
         );
-        fraction((n % 1_000_000_000) as u32, &mut text);
-        text.push('"');
         out.extend_from_slice(text.as_bytes());
     }
 }

@@ -7,7 +7,9 @@
 //!   long as the query runs (or for `table.exec.state.ttl`). A row is probed against the
 //!   rows the other side has kept so far and then kept itself, so each matching pair is
 //!   emitted exactly once, when the later of its two rows arrives. Once one side has ended
-//!   (a bounded table, as in a lookup join), the other keeps nothing. `LEFT`, `RIGHT` and
+//!   (a bounded table, as in a lookup join), the other keeps nothing. Semi and anti joins
+//!   (a subquery in `EXISTS`/`IN`, `NOT EXISTS`) emit only their output side's rows, once
+//!   (see [`StreamJoin::selects`]). `LEFT`, `RIGHT` and
 //!   `FULL OUTER` joins give a changelog, as Flink's streaming join does: a row of an outer
 //!   side that meets nothing is emitted at once padded with NULLs (`+I`); when its first
 //!   partner comes, that padded row is retracted (`-D`) before the pair is inserted. Each
@@ -129,7 +131,8 @@ struct Segment {
     min_time: i64,
     /// When its newest rows arrived (for `table.exec.state.ttl`).
     arrived: Instant,
-    /// Per row: whether it has met a partner (outer regular joins; else all false).
+    /// Per row: whether it has met a partner (outer joins' outer sides and the output side
+    /// of a semi or anti join over whole streams; else all false).
     matched: Vec<bool>,
 }
 

@@ -25,6 +25,7 @@ pub struct Collect {
 }
 
 impl Collect {
+    /// The aggregate function, registered as `collect`.
     pub fn udaf() -> AggregateUDF {
         AggregateUDF::from(Collect {
             signature: Signature::any(1, Volatility::Immutable),
@@ -74,6 +75,7 @@ impl AggregateUDFImpl for Collect {
             distinct: args.is_distinct,
             counts: vec![],
             at: HashMap::new(),
+            zeros: 0,
         }))
     }
 
@@ -107,6 +109,8 @@ struct CollectAccumulator {
     /// when rows are taken back (such values are left out of the result).
     counts: Vec<(ScalarValue, i64)>,
     at: HashMap<ScalarValue, usize>,
+    /// How many of `counts` are at 0.
+    zeros: usize,
 }
 
 impl CollectAccumulator {
@@ -123,6 +127,21 @@ impl CollectAccumulator {
             }
         };
         self.counts[i].1 += n;
+        if self.counts[i].1 == 0 {
+            self.zeros += 1;
+            // Values taken back to nothing leave once they are half of what is kept, so
+            // the state follows the live multiset (order of first arrival kept).
+            if self.zeros * 2 > self.counts.len() {
+                self.counts.retain(|(_, n)| *n != 0);
+                self.at = self
+                    .counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (v, _))| (v.clone(), i))
+                    .collect();
+                self.zeros = 0;
+            }
+        }
     }
 }
 

@@ -99,6 +99,12 @@ impl FlinkRounding {
             if matches!(mode, Mode::Round | Mode::Truncate) {
                 forms.push(TypeSignature::Coercible(vec![integer, places]));
             }
+            // DataFusion's SIGNUM takes only floats: a DECIMAL keeps its type.
+            if mode == Mode::Sign {
+                forms.push(TypeSignature::Coercible(vec![Coercion::new_exact(
+                    TypeSignatureClass::Decimal,
+                )]));
+            }
             match &inner.signature().type_signature {
                 TypeSignature::OneOf(theirs) => forms.extend(theirs.iter().cloned()),
                 theirs => forms.push(theirs.clone()),
@@ -208,7 +214,14 @@ impl ScalarUDFImpl for FlinkRounding {
                 continue;
             }
             let v = if self.mode == Mode::Sign {
-                Some(value.value(i).signum() * 10i128.pow(s_out.max(0) as u32))
+                // ±1 may not fit the type (SIGN of a DECIMAL(1, 1)): NULL then, as Flink's
+                // DecimalData.fromBigDecimal gives.
+                let one = 10i128.pow(s_out.max(0) as u32);
+                if one >= 10i128.pow(p_out as u32) && value.value(i) != 0 {
+                    out.push(None);
+                    continue;
+                }
+                Some(value.value(i).signum() * one)
             } else {
                 round_unscaled(self.mode, value.value(i), s, digits.value(i), s_out)
             }
@@ -331,6 +344,7 @@ pub struct DecimalDivide {
 pub const DIVIDE: &str = "weir_decimal_divide";
 
 impl DecimalDivide {
+    /// The function, as the planner's pass and the session register it.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(DecimalDivide {
             signature: Signature::any(2, datafusion::logical_expr::Volatility::Immutable),
@@ -435,8 +449,12 @@ fn int_literal(e: datafusion::logical_expr::Expr) -> datafusion::logical_expr::E
             Expr::Literal(ScalarValue::Int32(Some(v as i32)), m)
         }
         Expr::Negative(inner) => match *inner {
-            Expr::Literal(ScalarValue::Int64(Some(v)), m) if i32::try_from(-v).is_ok() => {
-                Expr::Literal(ScalarValue::Int32(Some(-v as i32)), m)
+            Expr::Literal(ScalarValue::Int64(Some(v)), m)
+                if v.checked_neg()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .is_some() =>
+            {
+                Expr::Literal(ScalarValue::Int32(Some(-(v as i32))), m)
             }
             inner => Expr::Negative(Box::new(inner)),
         },
@@ -469,20 +487,22 @@ pub fn flink_division(
                     op: Operator::Divide,
                     right,
                 }) => {
-                    let (left, right) = (int_literal(*left), int_literal(*right));
-                    let types = left
+                    // Integer literals as Flink types them, in a DECIMAL division only (an
+                    // integer one keeps DataFusion's operands, and so its names).
+                    let (l, r) = (int_literal((*left).clone()), int_literal((*right).clone()));
+                    let types = l
                         .get_type(&schema)
-                        .and_then(|l| Ok((l, right.get_type(&schema)?)));
+                        .and_then(|lt| Ok((lt, r.get_type(&schema)?)));
                     match types {
-                        Ok((l, r)) if division_type(&l, &r).is_some() => {
+                        Ok((lt, rt)) if division_type(&lt, &rt).is_some() => {
                             Ok(Transformed::yes(Expr::ScalarFunction(
-                                ScalarFunction::new_udf(divide.clone(), vec![left, right]),
+                                ScalarFunction::new_udf(divide.clone(), vec![l, r]),
                             )))
                         }
                         _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
-                            left: Box::new(left),
+                            left,
                             op: Operator::Divide,
-                            right: Box::new(right),
+                            right,
                         }))),
                     }
                 }

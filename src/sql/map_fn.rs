@@ -26,6 +26,7 @@ pub struct FlinkMap {
 }
 
 impl FlinkMap {
+    /// The function, registered under [`NAME`].
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(FlinkMap {
             signature: Signature::any(2, Volatility::Immutable),

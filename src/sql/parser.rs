@@ -34,9 +34,13 @@ pub struct Located {
 /// the column's parts (`o.proc_time`) and place.
 #[derive(Debug, Clone)]
 pub struct Lookup {
+    /// The table joined (its name as written, last part).
     pub table: String,
+    /// Where `FOR SYSTEM_TIME` starts.
     pub pos: Pos,
+    /// The `AS OF` column's parts (`["o", "proc_time"]`).
     pub column: Vec<String>,
+    /// Where the column starts.
     pub column_pos: Pos,
 }
 

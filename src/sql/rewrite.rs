@@ -215,8 +215,15 @@ fn rewrite(e: &Expr) -> Option<Expr> {
         Expr::Function(f) => rewrite_call(f),
         // A literal with an exponent (`1.5E0`) is a DOUBLE; without one (`1.5`), a
         // DECIMAL (the session parses it so, as Flink's literals are).
+        // From its text: parsed as a DECIMAL first, 1E200 or 1E-80 would not fit one.
         Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n.contains(['e', 'E'])) => {
-            template("CAST(__0 AS DOUBLE)", std::slice::from_ref(e))
+            let Value::Number(n, _) = &v.value else {
+                return None;
+            };
+            template(
+                "CAST(__0 AS DOUBLE)",
+                &[Expr::value(Value::SingleQuotedString(n.clone()))],
+            )
         }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {

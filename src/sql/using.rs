@@ -7,7 +7,9 @@
 //! The rewrite, before planning: `USING (k)` becomes `ON l.k = r.k`; in that select, `*`
 //! becomes `COALESCE(l.k, r.k) AS k, l.* EXCLUDE (k), r.* EXCLUDE (k)` and an unqualified
 //! `k` becomes `COALESCE(l.k, r.k)` (named `k` in the select list). Only a FROM clause of
-//! two named relations joined `USING` is rewritten; a qualified `l.k` keeps its side.
+//! two named relations joined `USING` is rewritten (in any select: nested, or a branch of a
+//! UNION); three or more relations keep DataFusion's reading. A qualified `l.k` keeps its
+//! side.
 
 use std::ops::ControlFlow;
 
@@ -30,30 +32,52 @@ impl VisitorMut for Using {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut()
-            && let Some(cols) = rewrite_select(select)
-            && let Some(order) = query.order_by.as_mut()
-            && let datafusion::sql::sqlparser::ast::OrderByKind::Expressions(exprs) =
-                &mut order.kind
-        {
-            for e in exprs {
-                replace_keys(&mut e.expr, &cols);
+        // The query's own ORDER BY sees the keys of a lone select.
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            if let Some(cols) = rewrite_select(select)
+                && let Some(order) = query.order_by.as_mut()
+                && let datafusion::sql::sqlparser::ast::OrderByKind::Expressions(exprs) =
+                    &mut order.kind
+            {
+                for e in exprs {
+                    replace_keys(&mut e.expr, &cols);
+                }
             }
+        } else {
+            set_operands(query.body.as_mut());
         }
         ControlFlow::Continue(())
     }
 }
 
-/// The name a relation goes by: its alias, else its table name's last part.
-fn relation_name(t: &TableFactor) -> Option<Ident> {
+/// The selects of a UNION, INTERSECT or EXCEPT, each rewritten (a parenthesized query is
+/// a query of its own, which the visitor reaches).
+fn set_operands(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            rewrite_select(select);
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            set_operands(left);
+            set_operands(right);
+        }
+        _ => {}
+    }
+}
+
+/// The name a relation goes by: its alias, else (a table) its name's last part; `None`
+/// for a relation without either.
+pub(crate) fn relation_name(t: &TableFactor) -> Option<Ident> {
     match t {
         TableFactor::Table { name, alias, .. } => match alias {
             Some(a) => Some(a.name.clone()),
             None => name.0.last().and_then(|p| p.as_ident()).cloned(),
         },
-        TableFactor::Derived { alias, .. } | TableFactor::UNNEST { alias, .. } => {
-            alias.as_ref().map(|a| a.name.clone())
-        }
+        TableFactor::Derived { alias, .. }
+        | TableFactor::UNNEST { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::TableFunction { alias, .. }
+        | TableFactor::NestedJoin { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
         _ => None,
     }
 }
