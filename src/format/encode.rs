@@ -228,7 +228,7 @@ pub fn write_results(
                 let mut wr = datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(first && i == 0)
                     .build(&mut buf);
-                wr.write(b)?;
+                wr.write(&nested_as_text(b)?)?;
                 drop(wr);
                 w.write_all(&buf)?;
             }
@@ -251,6 +251,51 @@ pub fn write_results(
         }
     }
     Ok(())
+}
+
+/// `batch` with each nested column (ARRAY, MAP, ROW) as the text the table shows
+/// (`[1, 2]`, `{a: 1}`), for the CSV output of `weir query` and the shell, which a CSV
+/// writer takes only as scalars; NULL stays empty.
+fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, StringBuilder};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let opts = format_options();
+    let mut fields = vec![];
+    let mut cols = vec![];
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+            continue;
+        }
+        let text = ArrayFormatter::try_new(c.as_ref(), &opts)?;
+        let mut out = StringBuilder::new();
+        for row in 0..c.len() {
+            if c.is_null(row) {
+                out.append_null();
+            } else {
+                out.append_value(text.value(row).to_string());
+            }
+        }
+        fields.push(Field::new(
+            f.name(),
+            datafusion::arrow::datatypes::DataType::Utf8,
+            f.is_nullable(),
+        ));
+        cols.push(std::sync::Arc::new(out.finish()) as datafusion::arrow::array::ArrayRef);
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        cols,
+    )?)
 }
 
 /// A JSON-lines writer into `w` that writes NULLs (`"k":null`), as Flink's JSON format.
