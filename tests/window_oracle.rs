@@ -905,29 +905,19 @@ async fn window_top_n_equals_batch() {
                {f}() OVER (PARTITION BY {bin}, k ORDER BY v DESC) AS rn FROM t) WHERE rn <= {limit}",
             size.replace("' MINUTE", " minutes")
         );
-        let path = dir.path().join(format!("topn-{seed}.json"));
-        write_json(&rows, &path);
-        let expected = oracle(&rows, &batch).await;
-        assert!(!expected.is_empty());
-        let batch_size = [1, 7, 100, 8192][rng.random_range(0..4)];
-        let got = weir(&path, 0, batch_size, &stream).await;
         assert!(
-            got == expected,
-            "seed {seed}: {stream}\nexpected {} rows {:#?}\ngot {} rows {:#?}",
-            expected.len(),
-            &expected[..expected.len().min(10)],
-            got.len(),
-            &got[..got.len().min(10)]
+            !oracle(&rows, &batch).await.is_empty(),
+            "seed {seed}: nothing ranks"
         );
-        let (again, _) = weir_resumed(
-            &path,
+        straight_and_resumed(
+            dir.path(),
+            &format!("topn-{seed}"),
+            &mut rng,
+            &rows,
             0,
-            batch_size,
             &stream,
-            &dir.path().join(format!("topn-cp-{seed}")),
-            std::time::Duration::from_millis(rng.random_range(0..25)),
+            &batch,
         )
         .await;
-        assert!(again == expected, "seed {seed}: resumed: {stream}");
     }
 }

@@ -628,13 +628,9 @@ impl StreamJoin {
                 && !first.is_empty()
             {
                 let idx = UInt32Array::from(first.clone());
-                let cols = seg
-                    .batch
-                    .columns()
-                    .iter()
-                    .map(|c| take(c.as_ref(), &idx, None))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let rows = self.output(RecordBatch::try_new(seg.batch.schema(), cols)?)?;
+                let rows = self.output(datafusion::arrow::compute::take_record_batch(
+                    &seg.batch, &idx,
+                )?)?;
                 let kind = if semi {
                     RowKind::Insert
                 } else {

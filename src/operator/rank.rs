@@ -204,8 +204,10 @@ pub struct WindowBufferOperator {
     /// rows are then cut, as they grow, to those that can still rank (see
     /// [`WindowBufferOperator::with_limit`]).
     limit: Option<(RankCall, u64)>,
-    /// Per window: how many held rows make the next cut (twice what the last one kept).
-    cut_at: BTreeMap<i64, usize>,
+    /// Per window, with a limit: the rows held, and how many make the next cut (twice what
+    /// the last cut kept). Counted from the held batches when a window is first met (new,
+    /// or restored from a checkpoint), then kept up as rows come, so a push costs O(1).
+    sizes: BTreeMap<i64, (usize, usize)>,
     schema: SchemaRef,
     /// Held rows by window end (ms since the epoch).
     windows: BTreeMap<i64, Vec<RecordBatch>>,
@@ -222,7 +224,7 @@ impl WindowBufferOperator {
         WindowBufferOperator {
             end_col,
             limit: None,
-            cut_at: BTreeMap::new(),
+            sizes: BTreeMap::new(),
             schema,
             windows: BTreeMap::new(),
             watermark: i64::MIN,
@@ -250,24 +252,27 @@ impl WindowBufferOperator {
         self
     }
 
-    /// Cuts window `end`'s held rows to those that can still rank, when they have grown
-    /// past the window's mark.
-    fn cut(&mut self, end: i64) -> Result<()> {
+    /// Cuts window `end`'s held rows (`added` of them just pushed) to those that can still
+    /// rank, when they have grown past the window's mark.
+    fn cut(&mut self, end: i64, added: usize) -> Result<()> {
         let Some((call, limit)) = &self.limit else {
             return Ok(());
         };
         let Some(batches) = self.windows.get_mut(&end) else {
             return Ok(());
         };
-        let held: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let mark = self
-            .cut_at
-            .get(&end)
-            .copied()
-            .unwrap_or(0)
-            .max(2 * *limit as usize)
-            .max(256);
-        if held <= mark {
+        let floor = (2 * *limit as usize).max(256);
+        let (held, mark) = match self.sizes.entry(end) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                let s = e.into_mut();
+                s.0 += added;
+                s
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert((batches.iter().map(|b| b.num_rows()).sum(), floor))
+            }
+        };
+        if *held <= *mark {
             return Ok(());
         }
         let Some(first) = batches.first() else {
@@ -284,7 +289,8 @@ impl WindowBufferOperator {
             .map(|r| Some(r.is_some_and(|r| r <= *limit)))
             .collect();
         let kept = datafusion::arrow::compute::filter_record_batch(&all, &keep)?;
-        self.cut_at.insert(end, 2 * kept.num_rows());
+        *held = kept.num_rows();
+        *mark = (2 * kept.num_rows()).max(floor);
         *batches = vec![kept];
         Ok(())
     }
@@ -337,8 +343,9 @@ impl Operator for WindowBufferOperator {
         self.count_late(late);
         if by_end.len() == 1 && late == 0 {
             if let Some((e, _)) = by_end.pop_first() {
+                let added = batch.num_rows();
                 self.windows.entry(e).or_default().push(batch);
-                self.cut(e)?;
+                self.cut(e, added)?;
             }
             return Ok(());
         }
@@ -353,7 +360,7 @@ impl Operator for WindowBufferOperator {
                 .entry(e)
                 .or_default()
                 .push(RecordBatch::try_new(batch.schema(), cols)?);
-            self.cut(e)?;
+            self.cut(e, idx.len())?;
         }
         Ok(())
     }
@@ -365,7 +372,7 @@ impl Operator for WindowBufferOperator {
             .split_off(&super::fired_through(self.watermark).saturating_add(1));
         let due = std::mem::replace(&mut self.windows, open);
         for e in due.keys() {
-            self.cut_at.remove(e);
+            self.sizes.remove(e);
         }
         for (_, batches) in due {
             let schema = batches

@@ -193,10 +193,7 @@ impl ScalarUDFImpl for FlinkRounding {
             _ => return self.inner.invoke_with_args(args),
         };
         let rows = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = crate::sql::functions::all_scalar(&args);
         let value = cast(&args.args[0].to_array(rows)?, &DataType::Decimal128(38, s))?;
         let value = value.as_primitive::<Decimal128Type>();
         let digits: Int64Array = match args.args.get(1) {
@@ -241,11 +238,7 @@ impl ScalarUDFImpl for FlinkRounding {
         if t.is_integer() {
             array = wrap_to(&array, &t)?;
         }
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        crate::sql::functions::shaped(array, scalar)
     }
 }
 
@@ -376,10 +369,7 @@ impl ScalarUDFImpl for DecimalDivide {
             return exec_err!("{DIVIDE} gives a DECIMAL");
         };
         let rows = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = crate::sql::functions::all_scalar(&args);
         let side = |i: usize| -> Result<(ArrayRef, i64)> {
             let a = args.args[i].to_array(rows)?;
             let scale = as_decimal(a.data_type()).map_or(0, |(_, s)| s);
@@ -432,11 +422,7 @@ impl ScalarUDFImpl for DecimalDivide {
             out.push((q.wrapping_abs() < limit).then(|| q.as_i128()));
         }
         let array: ArrayRef = Arc::new(Decimal128Array::from(out).with_precision_and_scale(p, s)?);
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
-        } else {
-            ColumnarValue::Array(array)
-        })
+        crate::sql::functions::shaped(array, scalar)
     }
 }
 

@@ -9,7 +9,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::common::{HashMap, ScalarValue, exec_err};
+use datafusion::common::{HashMap, exec_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -49,10 +49,7 @@ impl ScalarUDFImpl for FlinkMap {
 
     fn invoke_with_args(&self, mut args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let scalar = crate::sql::functions::all_scalar(&args);
         let [keys, values] = args.args.as_slice() else {
             return exec_err!("{NAME} takes two lists");
         };
@@ -63,12 +60,10 @@ impl ScalarUDFImpl for FlinkMap {
         let (keys, values) = last_value_per_key(keys.as_list::<i32>(), values.as_list::<i32>())?;
         args.args = vec![ColumnarValue::Array(keys), ColumnarValue::Array(values)];
         let out = datafusion::functions_nested::map::map_udf().invoke_with_args(args)?;
-        Ok(match out {
-            ColumnarValue::Array(a) if scalar => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&a, 0)?)
-            }
-            out => out,
-        })
+        match out {
+            ColumnarValue::Array(a) => crate::sql::functions::shaped(a, scalar),
+            out => Ok(out),
+        }
     }
 }
 
