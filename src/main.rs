@@ -133,7 +133,8 @@ enum BenchSuite {
     /// per core (over the CPU time used) and peak RSS, as a Markdown table.
     #[command(after_help = "Examples:
   weir bench nexmark --events 1000000
-  weir bench nexmark --query q0,q5 --dir queries/nexmark")]
+  weir bench nexmark --query q0,q5 --dir queries/nexmark
+  weir bench nexmark --query q16 --parallelism 1,2")]
     Nexmark {
         /// Queries to run (q0, q5, ...; repeat or separate by commas); default all.
         #[arg(long = "query", value_delimiter = ',')]
@@ -148,6 +149,10 @@ enum BenchSuite {
         /// execution.checkpointing.interval=10s).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run each query at these parallelisms (`parallelism.default`; separate by
+        /// commas), one row each, interleaved; default: the machine's cores.
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+        parallelism: Vec<u16>,
     },
 }
 
@@ -157,6 +162,7 @@ fn bench(suite: BenchSuite) -> ExitCode {
         events,
         dir,
         set,
+        parallelism,
     } = suite;
     let ddl = dir.join("ddl.sql");
     if !ddl.is_file() {
@@ -185,10 +191,25 @@ fn bench(suite: BenchSuite) -> ExitCode {
         }
     };
     let mut results = vec![];
+    let parallelism: Vec<Option<u16>> = if parallelism.is_empty() {
+        vec![None]
+    } else {
+        parallelism.into_iter().map(Some).collect()
+    };
     for (name, path) in list {
-        eprintln!("{name} ...");
-        let m = weir::bench::measure(&weir, &ddl, &name, &path, events, &set);
-        results.push(m);
+        for p in &parallelism {
+            let mut set = set.clone();
+            let label = match p {
+                Some(p) => {
+                    set.push(format!("parallelism.default={p}"));
+                    format!("{name} p{p}")
+                }
+                None => name.clone(),
+            };
+            eprintln!("{label} ...");
+            let m = weir::bench::measure(&weir, &ddl, &label, &path, events, &set);
+            results.push(m);
+        }
     }
     print!("{}", weir::bench::table(&results));
     // A query that failed is in the table with its error, and the run fails.

@@ -41,11 +41,39 @@ pub const SETTINGS: &[&str] = &[
     "state.checkpoints.dir",
     "state.checkpoints.num-retained",
     "pipeline.name",
+    PARALLELISM_KEY,
+    "table.exec.resource.default-parallelism",
+    MAX_PARALLELISM_KEY,
     "metrics.reporter.prom.port",
     MAX_COLUMN_WIDTH_KEY,
     "sql-client.display.max-column-width",
     crate::format::encode::ResultMode::KEY,
 ];
+
+/// Flink's `parallelism.default`: how many subtasks each keyed operator of a job runs as
+/// (`table.exec.resource.default-parallelism`, when set, wins, as in Flink). Default: the
+/// machine's cores.
+pub const PARALLELISM_KEY: &str = "parallelism.default";
+
+/// Flink's `pipeline.max-parallelism`: the number of key groups keyed state is split into,
+/// the most subtasks a keyed operator can run as. Default 128 (Flink's for small jobs).
+pub const MAX_PARALLELISM_KEY: &str = "pipeline.max-parallelism";
+
+/// The number a parallelism setting holds. Errors: not a whole number from 1 to 32768
+/// (Flink's upper bound for `pipeline.max-parallelism`).
+fn parallelism_of(key: &str, value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if (1..=32_768).contains(&n) => Ok(n),
+        _ => Err(WeirError::user(format!(
+            "setting '{key}': '{value}' is not a parallelism (a whole number from 1 to 32768)"
+        ))),
+    }
+}
+
+/// The machine's cores, the default parallelism.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// Flink's `table.display.max-column-width` (its sql-client's older name,
 /// `sql-client.display.max-column-width`, is read too): the widest a result table's cell is
@@ -318,6 +346,9 @@ impl Session {
             MAX_COLUMN_WIDTH_KEY | "sql-client.display.max-column-width" => {
                 max_column_width_of(key, value)?;
             }
+            PARALLELISM_KEY | "table.exec.resource.default-parallelism" | MAX_PARALLELISM_KEY => {
+                parallelism_of(key, value)?;
+            }
             crate::format::encode::ResultMode::KEY => {
                 crate::format::encode::ResultMode::parse(value)?;
             }
@@ -415,6 +446,10 @@ impl Session {
                 "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),
                 "execution.checkpointing.tolerable-failed-checkpoints" => "0".into(),
                 "state.checkpoints.num-retained" => "1".into(),
+                PARALLELISM_KEY => cores().to_string(),
+                MAX_PARALLELISM_KEY => {
+                    crate::operator::exchange::DEFAULT_MAX_PARALLELISM.to_string()
+                }
                 "state.checkpoints.dir" => crate::checkpoint::default_dir().display().to_string(),
                 _ => String::new(),
             }
@@ -432,6 +467,43 @@ impl Session {
             rows.insert(MAX_COLUMN_WIDTH_KEY.to_string(), d.max_width.to_string());
         }
         rows.into_iter().map(|(k, v)| [k, v]).collect()
+    }
+
+    /// How many subtasks each keyed operator of a job runs as ([`PARALLELISM_KEY`]), at
+    /// most `pipeline.max-parallelism`. Errors: a malformed setting, or a parallelism above
+    /// the maximum.
+    pub fn parallelism(&self) -> Result<usize> {
+        let p = match self
+            .settings
+            .get_key_value("table.exec.resource.default-parallelism")
+            .or_else(|| self.settings.get_key_value(PARALLELISM_KEY))
+        {
+            Some((k, v)) => parallelism_of(k, v)?,
+            None => cores(),
+        };
+        let max = self.max_parallelism()?;
+        if p > max {
+            if self.settings.contains_key(PARALLELISM_KEY)
+                || self
+                    .settings
+                    .contains_key("table.exec.resource.default-parallelism")
+            {
+                return Err(WeirError::user(format!(
+                    "parallelism {p} is above '{MAX_PARALLELISM_KEY}' ({max}): a keyed operator cannot run as more subtasks than it has key groups"
+                ))
+                .with_hint(format!("SET '{MAX_PARALLELISM_KEY}' = '{p}' or higher")));
+            }
+            return Ok(max);
+        }
+        Ok(p)
+    }
+
+    /// The number of key groups ([`MAX_PARALLELISM_KEY`]). Errors: a malformed setting.
+    pub fn max_parallelism(&self) -> Result<usize> {
+        match self.settings.get(MAX_PARALLELISM_KEY) {
+            Some(v) => parallelism_of(MAX_PARALLELISM_KEY, v),
+            None => Ok(crate::operator::exchange::DEFAULT_MAX_PARALLELISM),
+        }
     }
 
     /// The value `SET` gave `key`, if any.
@@ -801,8 +873,8 @@ impl Session {
                 )?]))
             }
             Statement::Explain(inner) => {
-                let (plan, _) = self.plan_statement(inner).await?;
-                let text = plan.explain();
+                let (plans, _) = self.plan_statement(inner).await?;
+                let text = plans.first().map(|p| p.explain()).unwrap_or_default();
                 Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
             }
             Statement::Query(_) | Statement::Insert { .. } => {
@@ -817,7 +889,14 @@ impl Session {
                 let id = self.next_job;
                 let name = checkpoint.job.clone();
                 let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
-                let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
+                let job = Job::start(
+                    id,
+                    stmt.text.clone(),
+                    plan,
+                    sink,
+                    checkpoint,
+                    self.max_parallelism()?,
+                )?;
                 self.next_job += 1;
                 export(server, &job, &name);
                 Ok(Outcome::Started(job))
@@ -939,7 +1018,14 @@ impl Session {
         let id = self.next_job;
         let name = checkpoint.job.clone();
         let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
-        let job = Job::start(id, stmt.text.clone(), plan, sink, checkpoint)?;
+        let job = Job::start(
+            id,
+            stmt.text.clone(),
+            plan,
+            sink,
+            checkpoint,
+            self.max_parallelism()?,
+        )?;
         self.next_job += 1;
         export(server, &job, &name);
         Ok(job)
@@ -1410,7 +1496,7 @@ impl Session {
     async fn plan_statement(
         &self,
         stmt: &Located,
-    ) -> Result<(crate::plan::PlanNode, Box<dyn Sink>)> {
+    ) -> Result<(Vec<crate::plan::PlanNode>, Box<dyn Sink>)> {
         let pos = Some(stmt.pos);
         for crate::sql::parser::Lookup {
             table: name,
@@ -1432,8 +1518,9 @@ impl Session {
         }
         let batch_size = self.batch_size()?;
         let settings = self.settings_list();
+        let parallelism = self.parallelism()?;
         let state = self.ctx.state();
-        let planner = Planner {
+        let planner = || Planner {
             state: &state,
             settings: &settings,
             batch_size,
@@ -1443,6 +1530,18 @@ impl Session {
             part: format!("q-{}", query_id(&stmt.text)),
             late_sinks: Default::default(),
             dead_letters: Default::default(),
+        };
+        // A parallel job runs copies of its keyed operators: the plan is made once per
+        // subtask (each copy its own state; the job reads copy 0's sources).
+        let plan_copies = async |plan: &LogicalPlan| -> Result<Vec<crate::plan::PlanNode>> {
+            let first = planner().plan(plan).await?;
+            let mut copies = vec![first];
+            if !matches!(copies[0], crate::plan::PlanNode::Values { .. }) {
+                for _ in 1..parallelism {
+                    copies.push(planner().plan(plan).await?);
+                }
+            }
+            Ok(copies)
         };
         let read = match &stmt.statement {
             Statement::Query(q) => Some(q.as_ref()),
@@ -1458,12 +1557,12 @@ impl Session {
                     .logical_plan(q, &stmt.windows, &stmt.lookups)
                     .await
                     .map_err(|e| e.at(pos))?;
-                let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
+                let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
                 let sink = Box::new(
                     crate::sink::terminal::TerminalSink::new(self.output, self.quiet)
                         .with_display(self.display()?),
                 );
-                Ok((node, sink))
+                Ok((nodes, sink))
             }
             Statement::Insert {
                 table,
@@ -1480,11 +1579,11 @@ impl Session {
                     .map_err(|e| e.at(pos))?;
                 let plan =
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
-                let node = planner.plan(&plan).await.map_err(|e| e.at(pos))?;
+                let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
                 let options = crate::connector::effective_options(&def, &settings)?;
                 let part = format!("q-{}", query_id(&stmt.text));
                 let sink = crate::connector::build_sink(&def, &options, &part)?;
-                if node.updates() && !sink.accepts_changes() {
+                if nodes.iter().any(|n| n.updates()) && !sink.accepts_changes() {
                     return Err(WeirError::sql(
                         format!(
                             "table '{}' (connector '{}') takes appended rows only, but this query's results update earlier ones (a changelog of +I, -U, +U, -D rows)",
@@ -1496,7 +1595,7 @@ impl Session {
                         "write it to an 'upsert-kafka', 'print' or 'blackhole' table, or aggregate over windows, whose results never change",
                     ));
                 }
-                Ok((node, sink))
+                Ok((nodes, sink))
             }
             _ => Err(WeirError::internal("not a query")),
         }

@@ -163,6 +163,8 @@ fn reference_rows(tmp: &Path, events: u64) -> BTreeMap<String, usize> {
     pyarrow_rows(&reference)
 }
 
+/// Killed (or stopped) at random moments, each restart at another parallelism, the job
+/// ends with exactly the archive of an uninterrupted run.
 #[test]
 fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
     if !has_pyarrow() {
@@ -190,8 +192,17 @@ fn kill_9_anywhere_then_restart_loses_and_duplicates_nothing() {
     let mut finished = false;
     let started = Instant::now();
     while interrupted < kills && started.elapsed() < Duration::from_secs(240) {
+        // Each start at another parallelism (1, 2, 3, 1, …): a restore splits the keyed
+        // state anew by key group.
+        let parallelism = format!("parallelism.default={}", interrupted % 3 + 1);
         let child = weir()
-            .args(["run", "-q", &sql.display().to_string()])
+            .args([
+                "run",
+                "-q",
+                "--set",
+                &parallelism,
+                &sql.display().to_string(),
+            ])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -477,6 +488,39 @@ fn a_changed_query_is_refused_naming_the_operator() {
     );
 }
 
+/// A checkpoint's keyed state is split into `pipeline.max-parallelism` key groups: a
+/// restore with another number is refused, naming both and the setting to use; the files
+/// stay as they were. (Another parallelism is fine: see the kill -9 test.)
+#[test]
+fn a_checkpoint_of_other_key_groups_is_refused_with_both() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (sql, job) = killed_once(tmp.path());
+    let before: Vec<_> = std::fs::read_dir(&job)
+        .expect("job folder")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let (code, err) = run(&[
+        "run",
+        "-q",
+        "--set",
+        "pipeline.max-parallelism=64",
+        &sql.display().to_string(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("splits its keyed state into 128 key groups, and this run has 64")
+            && err.contains("SET 'pipeline.max-parallelism' = '128'"),
+        "{err}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&job)
+        .expect("job folder")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after);
+}
+
 #[test]
 fn a_source_that_cannot_replay_refuses_checkpointing() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -501,7 +545,8 @@ fn a_source_that_cannot_replay_refuses_checkpointing() {
 }
 
 /// The updating operators in the three-run form: GROUP BY (with DISTINCT) and a Top-N over
-/// a whole stream, checkpointed every 10 ms, stopped with a savepoint part-way and resumed,
+/// a whole stream, checkpointed every 10 ms, stopped with a savepoint part-way and resumed
+/// at another parallelism (1 → 2, 2 → 3, 3 → 1: the keyed state split anew by key group),
 /// give exactly the changelog of a straight run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_by_and_top_n_resume_to_the_same_changelog() {
@@ -535,17 +580,27 @@ async fn group_by_and_top_n_resume_to_the_same_changelog() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         let expected = common::rows(&straight.pop().expect("a result"));
         assert!(expected.len() > 100, "{sql}: {} changes", expected.len());
-        for (n, ms) in [2u64, 9, 25].into_iter().enumerate() {
+        for (n, (ms, p)) in [(2u64, (1, 2)), (9, (2, 3)), (25, (3, 1))]
+            .into_iter()
+            .enumerate()
+        {
             let checkpoints = tmp.path().join(format!("ckpt-{q}-{n}"));
             let (got, resumed) =
-                common::resumed(&ddl, sql, &checkpoints, Duration::from_millis(ms)).await;
+                common::rescaled(&ddl, sql, &checkpoints, Duration::from_millis(ms), p).await;
             resumed_runs += usize::from(resumed);
             assert_eq!(
                 got.len(),
                 expected.len(),
-                "{sql}: stopped after {ms} ms and resumed"
+                "{sql}: stopped after {ms} ms at parallelism {} and resumed at {}",
+                p.0,
+                p.1
             );
-            assert!(got == expected, "{sql}: stopped after {ms} ms and resumed");
+            assert!(
+                got == expected,
+                "{sql}: stopped after {ms} ms at parallelism {} and resumed at {}",
+                p.0,
+                p.1
+            );
         }
     }
     assert!(resumed_runs > 0, "no run was stopped part-way");

@@ -1137,6 +1137,8 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
         .args([
             "run",
             "--set",
+            "parallelism.default=1",
+            "--set",
             "events.num=20000",
             &format!("{suite}/ddl.sql"),
             &format!("{suite}/q5.sql"),
@@ -1175,6 +1177,43 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
     let join = summary[at("join left semi (window)")];
     assert!(join.trim_end().ends_with(" 5"), "{join}");
     assert!(!stderr.contains("project ← project"), "{stderr}");
+
+    // In parallel, a task run as several subtasks says how many; the window assignment
+    // (stateless) stays with its source, the keyed aggregates and the join run as two.
+    let out = weir()
+        .env("COLUMNS", "80")
+        .args([
+            "run",
+            "--set",
+            "parallelism.default=2",
+            "--set",
+            "events.num=20000",
+            &format!("{suite}/ddl.sql"),
+            &format!("{suite}/q5.sql"),
+        ])
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(
+        summary.iter().all(|l| l.chars().count() <= 80),
+        "{summary:#?}"
+    );
+    let join = summary
+        .iter()
+        .find(|l| l.contains("join left semi (window) ×2"))
+        .unwrap_or_else(|| panic!("{summary:#?}"));
+    assert!(join.trim_end().ends_with(" 5"), "{join}");
+    assert_eq!(
+        summary
+            .iter()
+            .filter(|l| l.contains("─ window aggregate HOP ×2"))
+            .count(),
+        2,
+        "{summary:#?}"
+    );
+    assert!(summary.iter().any(|l| l.contains("└─ window HOP ← filter")));
 }
 
 /// `weir query … | head -n 2`: the reader goes away mid-result and the query ends with 0,

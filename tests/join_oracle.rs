@@ -137,6 +137,20 @@ fn queries() -> Vec<(String, String, String)> {
         )
     };
     out.push(("window semi".into(), semi(&stream_side), semi(&batch_side)));
+    // Not a join, but two inputs all the same: a union of two keyed window aggregates, which
+    // run as several subtasks each in a parallel job and meet in one union.
+    let union = |side: &dyn Fn(&str) -> String| {
+        format!(
+            "SELECT k, n, s, window_start FROM ({}) UNION ALL SELECT k, n, s, window_start FROM ({})",
+            side("a"),
+            side("b")
+        )
+    };
+    out.push((
+        "union of window aggregates".into(),
+        union(&stream_side),
+        union(&batch_side),
+    ));
     let interval = "SELECT a.k, a.v, a.ts, b.v, b.ts FROM a JOIN b ON a.k = b.k \
         AND a.ts BETWEEN b.ts - INTERVAL '3' SECOND AND b.ts + INTERVAL '1' SECOND";
     out.push(("interval".into(), interval.into(), interval.into()));
@@ -240,7 +254,10 @@ async fn oracle(a: &RecordBatch, b: &RecordBatch, sql: &str) -> Vec<String> {
 }
 
 fn ddl(dir: &std::path::Path, batch_size: usize) -> String {
-    let mut script = format!("SET 'table.exec.batch-size' = '{batch_size}';\n");
+    let mut script = format!(
+        "SET 'table.exec.batch-size' = '{batch_size}';\nSET 'parallelism.default' = '{}';\n",
+        common::parallelism_for(batch_size)
+    );
     for t in ["a", "b"] {
         script.push_str(&format!(
             "CREATE TABLE {t} (k STRING, v BIGINT, ts TIMESTAMP(3), \

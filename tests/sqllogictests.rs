@@ -11,6 +11,9 @@
 //! second row; restored from it and run to the end. The rows of the stopped and the
 //! restored run together must equal the straight run's (as a multiset of changes).
 //! `WEIR_SLT_THREE_RUN=0` turns it off.
+//!
+//! Every file runs at `parallelism.default` 2: keyed operators as two subtasks behind hash
+//! exchanges, whatever the machine's cores.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -250,9 +253,13 @@ fn main() {
             continue;
         }
         let mut runner = sqllogictest::Runner::new(|| async {
-            Ok(Weir {
-                session: Session::new(),
-            })
+            // Every file runs in parallel (keyed operators as two subtasks, behind hash
+            // exchanges), whatever the machine's cores: the answers must not change.
+            let mut session = Session::new();
+            session
+                .set("parallelism.default", "2")
+                .map_err(|e| SltError(e.to_string()))?;
+            Ok(Weir { session })
         });
         match rt.block_on(runner.run_file_async(&f)) {
             Ok(()) => {

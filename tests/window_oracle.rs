@@ -397,9 +397,11 @@ async fn oracle(rows: &[Row], sql: &str) -> Vec<String> {
 async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) -> Vec<String> {
     let script = format!(
         "SET 'table.exec.batch-size' = '{batch_size}';\n\
+         SET 'parallelism.default' = '{}';\n\
          CREATE TABLE t (k STRING, v BIGINT, s STRING, ts TIMESTAMP(3), \
            WATERMARK FOR ts AS ts - {}) \
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n{sql};",
+        common::parallelism_for(batch_size),
         ms(bound),
         path.display()
     );
@@ -415,7 +417,9 @@ async fn weir(path: &std::path::Path, bound: i64, batch_size: usize, sql: &str) 
 static RESUMED: [std::sync::atomic::AtomicUsize; 4] =
     [const { std::sync::atomic::AtomicUsize::new(0) }; 4];
 
-/// The three-run form of [`weir`]: see [`common::resumed`].
+/// The three-run form of [`weir`] across a change of parallelism: the first run at
+/// [`common::parallelism_for`] `batch_size`, the second at the next of 1, 2, 3 (see
+/// [`common::rescaled`]).
 async fn weir_resumed(
     path: &std::path::Path,
     bound: i64,
@@ -432,7 +436,8 @@ async fn weir_resumed(
         ms(bound),
         path.display()
     );
-    common::resumed(&ddl, sql, checkpoints, stop_after).await
+    let before = common::parallelism_for(batch_size);
+    common::rescaled(&ddl, sql, checkpoints, stop_after, (before, before % 3 + 1)).await
 }
 
 async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {

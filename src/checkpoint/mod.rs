@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -237,7 +237,15 @@ pub struct Manifest {
     pub finished: bool,
     /// Taken when the job was stopped (a savepoint).
     pub savepoint: bool,
+    /// The job's `pipeline.max-parallelism`: its number of key groups, which a restore at
+    /// another parallelism must share.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: usize,
     pub tasks: Vec<TaskEntry>,
+}
+
+fn default_max_parallelism() -> usize {
+    crate::operator::exchange::DEFAULT_MAX_PARALLELISM
 }
 
 /// What a completed checkpoint measured, for the job list and the log.
@@ -265,6 +273,33 @@ impl Restored {
     pub fn take(&self, task: &str) -> Option<Vec<RecordBatch>> {
         self.states.lock().ok()?.remove(task)
     }
+
+    /// Copies of the states saved by operator `base`'s subtasks — `base` itself when it
+    /// ran as one, `base.<k>` when it ran as several — in subtask order: what a restore at
+    /// another parallelism splits between the new subtasks, each taking its key groups.
+    pub fn states_of(&self, base: &str) -> Vec<Vec<RecordBatch>> {
+        let Ok(states) = self.states.lock() else {
+            return vec![];
+        };
+        let mut found: Vec<(usize, Vec<RecordBatch>)> = states
+            .iter()
+            .filter_map(|(id, state)| {
+                let k = if id == base {
+                    0
+                } else {
+                    id.strip_prefix(base)?.strip_prefix('.')?.parse().ok()?
+                };
+                Some((k, state.clone()))
+            })
+            .collect();
+        found.sort_by_key(|(k, _)| *k);
+        found.into_iter().map(|(_, state)| state).collect()
+    }
+
+    /// The parallelism of the job's keyed operators when the checkpoint was taken.
+    pub fn parallelism(&self) -> usize {
+        parallelism_of_ids(self.manifest.tasks.iter().map(|t| t.id.as_str()))
+    }
 }
 
 enum WriterMsg {
@@ -290,6 +325,11 @@ pub struct Checkpointer {
     pub run: String,
     restored: Option<Restored>,
     tasks: Mutex<Vec<TaskEntry>>,
+    /// The job's key groups (`pipeline.max-parallelism`), recorded in each manifest.
+    max_parallelism: AtomicUsize,
+    /// The restored checkpoint was taken at another parallelism: its keyed state is split
+    /// anew by key group ([`Checkpointer::check_plan`]).
+    rescaled: AtomicBool,
     /// The checkpoint id this run started from (the highest on disk): every id above it
     /// is requested during this run, and every source sends a barrier for each.
     start: u64,
@@ -566,6 +606,8 @@ impl Checkpointer {
             writer: Mutex::new(tx),
             last: Mutex::new(None),
             failures_in_row: AtomicU32::new(0),
+            max_parallelism: AtomicUsize::new(default_max_parallelism()),
+            rescaled: AtomicBool::new(false),
             failed_total: AtomicU64::new(0),
             completed_total: AtomicU64::new(0),
             durations: Mutex::new(((0, 0), (0, 0))),
@@ -607,13 +649,51 @@ impl Checkpointer {
     }
 
     /// Checks that the restored checkpoint was taken of this plan: the same tasks, in the
-    /// same places. Call after every task registered.
-    pub fn check_plan(&self) -> Result<()> {
+    /// same places, at any parallelism — taken at another, its keyed state is split anew
+    /// by key group ([`Checkpointer::is_rescaled`]), which needs the same
+    /// `max_parallelism` (as Flink: the number of key groups cannot change). Call after
+    /// every task registered.
+    pub fn check_plan(&self, max_parallelism: usize) -> Result<()> {
+        self.max_parallelism
+            .store(max_parallelism, Ordering::Relaxed);
         let Some(r) = &self.restored else {
             return Ok(());
         };
         let tasks = self.tasks.lock().map(|t| t.clone()).unwrap_or_default();
-        for saved in &r.manifest.tasks {
+        if r.manifest.max_parallelism != max_parallelism {
+            return Err(WeirError::user(format!(
+                "checkpoint {} of job '{}' ('{}') splits its keyed state into {} key groups, and this run has {max_parallelism} ('pipeline.max-parallelism')",
+                r.manifest.checkpoint,
+                self.config.job,
+                r.path.display(),
+                r.manifest.max_parallelism,
+            ))
+            .with_hint(format!("SET 'pipeline.max-parallelism' = '{}' to resume it, or start over with --from-scratch", r.manifest.max_parallelism)));
+        }
+        let saved_p = r.parallelism();
+        let now_p = parallelism_of_ids(tasks.iter().map(|t| t.id.as_str()));
+        self.rescaled.store(saved_p != now_p, Ordering::Relaxed);
+        // One entry per operator, whatever its number of subtasks.
+        let base = |id: &str| match id.rsplit_once('.') {
+            Some((b, k)) if k.parse::<usize>().is_ok() => b.to_string(),
+            _ => id.to_string(),
+        };
+        let mut saved_ops: Vec<TaskEntry> = vec![];
+        for t in &r.manifest.tasks {
+            let id = base(&t.id);
+            if !saved_ops.iter().any(|s| s.id == id) {
+                saved_ops.push(TaskEntry { id, ..t.clone() });
+            }
+        }
+        let mut tasks_ops: Vec<TaskEntry> = vec![];
+        for t in &tasks {
+            let id = base(&t.id);
+            if !tasks_ops.iter().any(|s| s.id == id) {
+                tasks_ops.push(TaskEntry { id, ..t.clone() });
+            }
+        }
+        let tasks = tasks_ops;
+        for saved in &saved_ops {
             match tasks.iter().find(|t| t.id == saved.id) {
                 Some(t) if t.name == saved.name => {}
                 // Checkpoints of earlier versions name a source without what it reads.
@@ -639,7 +719,7 @@ impl Checkpointer {
         }
         if let Some(t) = tasks
             .iter()
-            .find(|t| !r.manifest.tasks.iter().any(|s| s.id == t.id))
+            .find(|t| !saved_ops.iter().any(|s| s.id == t.id))
         {
             return Err(WeirError::user(format!(
                 "checkpoint {} of job '{}' has no state for task {} ({}): the query changed since it was taken",
@@ -648,6 +728,13 @@ impl Checkpointer {
             .with_hint("start over with --from-scratch, or SET 'pipeline.name' to a new name"));
         }
         Ok(())
+    }
+
+    /// True when the restored checkpoint was taken at another parallelism (known once
+    /// [`Checkpointer::check_plan`] ran): each keyed operator's subtasks then take their
+    /// key groups' rows of every old subtask's state.
+    pub fn is_rescaled(&self) -> bool {
+        self.rescaled.load(Ordering::Relaxed)
     }
 
     /// Asks the sources for checkpoint `n+1` unless one is still under way; returns its id.
@@ -765,6 +852,7 @@ impl Checkpointer {
             time_ms: now_ms(),
             finished,
             savepoint: self.is_stopping(),
+            max_parallelism: self.max_parallelism.load(Ordering::Relaxed),
             tasks,
         };
         let (reply, rx) = mpsc::sync_channel(1);
@@ -1055,4 +1143,14 @@ fn prune(job_dir: &Path, latest: u64, retained: usize) {
             let _ = std::fs::remove_dir_all(p);
         }
     }
+}
+
+/// The parallelism of a job's keyed operators as its task ids show it: subtask `k` of an
+/// operator run as several is `op-<n>.<k>`; 1 when no id has a subtask.
+fn parallelism_of_ids<'a>(ids: impl Iterator<Item = &'a str>) -> usize {
+    ids.filter_map(|id| id.rsplit_once('.'))
+        .filter_map(|(_, k)| k.parse::<usize>().ok())
+        .map(|k| k + 1)
+        .max()
+        .unwrap_or(1)
 }

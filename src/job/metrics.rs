@@ -41,6 +41,8 @@ pub struct OperatorMetrics {
     /// message to having its output ready (waiting for room downstream not included).
     /// 1 µs to 1 h, 2 significant digits.
     processing: Mutex<Histogram<u64>>,
+    /// Each subtask's last state sample, `(rows, bytes)` (see `set_subtask_state`).
+    subtask_states: Mutex<Vec<(u64, u64)>>,
 }
 
 impl OperatorMetrics {
@@ -58,6 +60,21 @@ impl OperatorMetrics {
     pub fn set_state(&self, rows: u64, bytes: u64) {
         self.state_rows.store(rows, Ordering::Relaxed);
         self.state_bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// Notes the state size of subtask `subtask` of a task run as several: the task's is
+    /// the sum over its subtasks' last samples.
+    pub fn set_subtask_state(&self, subtask: usize, rows: u64, bytes: u64) {
+        let Ok(mut parts) = self.subtask_states.lock() else {
+            return;
+        };
+        if parts.len() <= subtask {
+            parts.resize(subtask + 1, (0, 0));
+        }
+        parts[subtask] = (rows, bytes);
+        let (r, b) = parts
+            .iter()
+            .fold((0u64, 0u64), |a, p| (a.0 + p.0, a.1 + p.1));
+        self.set_state(r, b);
     }
     /// The last sampled state size, `(rows, bytes)`, if the task reports one.
     pub fn state(&self) -> Option<(u64, u64)> {
@@ -215,8 +232,10 @@ pub struct TaskNode {
     /// The plan lines the task runs: its operators' names, top first (one for a source, a
     /// join, a union or the sink).
     pub lines: Vec<String>,
-    /// The task's counters.
+    /// The task's counters (shared by its subtasks when it runs as several).
     pub metrics: Arc<OperatorMetrics>,
+    /// How many subtasks run it (see `parallelism.default`); 1 for most.
+    pub parallelism: usize,
     /// The tasks feeding it, in input order (a join: left, then right).
     pub inputs: Vec<TaskNode>,
 }
@@ -242,7 +261,11 @@ impl TaskNode {
         let m = &self.metrics;
         let source = m.name.starts_with("source") || m.name == "values";
         out.push((
-            format!("{lead}{}", kept.join(" ← ")),
+            if self.parallelism > 1 {
+                format!("{lead}{} ×{}", kept.join(" ← "), self.parallelism)
+            } else {
+                format!("{lead}{}", kept.join(" ← "))
+            },
             (!source).then(|| m.rows_in()),
             (m.name != "sink").then(|| m.rows_out()),
         ));
@@ -292,6 +315,10 @@ impl TaskNode {
         }
         if load(&m.backpressured_ns) > 0 {
             facts.push(format!("backpressured {backpressured:.0} %"));
+        }
+        if self.parallelism > 1 {
+            // Busy and backpressured shares add up over the subtasks (200 %: two cores).
+            facts.push(format!("{} subtasks", self.parallelism));
         }
         for (i, line) in self.lines.iter().enumerate() {
             let pad = "  ".repeat(depth + i);
@@ -421,6 +448,7 @@ impl JobMetrics {
             late_rows: AtomicU64::new(0),
             bad_records: AtomicU64::new(0),
             samples: Mutex::new(std::collections::VecDeque::new()),
+            subtask_states: Mutex::new(vec![]),
             processing: Mutex::new(
                 Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("constant bounds are valid"),
             ),

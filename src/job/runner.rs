@@ -11,6 +11,7 @@ use super::metrics::TaskNode;
 use super::{CHANNEL_CAPACITY, JobMetrics, Message, OperatorMetrics, TaskMetrics};
 use crate::checkpoint::{CheckpointConfig, Checkpointer};
 use crate::error::{Result, WeirError};
+use crate::operator::exchange::{Exchange, Output};
 use crate::operator::{Chain, Operator, TaskCheckpoint, TaskInputs, run_task};
 use crate::plan::PlanNode;
 use crate::sink::{Sink, SinkContext, run_sink};
@@ -81,12 +82,16 @@ impl Job {
     pub fn start(
         id: u64,
         name: String,
-        plan: PlanNode,
+        plans: Vec<PlanNode>,
         sink: Box<dyn Sink>,
         checkpoint: CheckpointConfig,
+        max_parallelism: usize,
     ) -> Result<Job> {
+        let Some(plan) = plans.first() else {
+            return Err(WeirError::internal("a job without a plan"));
+        };
         let checkpointer = if checkpoint.enabled() {
-            check_checkpointable(&plan)?;
+            check_checkpointable(plan)?;
             let cp = Checkpointer::open(checkpoint.clone())?;
             if let Some(r) = cp.restored()
                 && r.manifest.finished
@@ -112,8 +117,11 @@ impl Job {
             next_id: 0,
             starts: vec![],
             dead_letters: vec![],
+            parallelism: plans.len(),
+            max_parallelism,
         };
-        let (rx, tree) = spawner.node(plan);
+        let (rx, tree) = spawner.node(plans, Want::Single);
+        let rx = spawner.merge(rx)?;
         let has_letters = !spawner.dead_letters.is_empty();
         let sink: Box<dyn Sink> = if !has_letters {
             sink
@@ -125,7 +133,7 @@ impl Job {
         };
         if let Some(cp) = &checkpointer {
             cp.register("sink", "sink");
-            cp.check_plan()?;
+            cp.check_plan(max_parallelism)?;
             if let Some(r) = cp.restored() {
                 let age = r.manifest.time_ms.abs_diff(
                     std::time::SystemTime::now()
@@ -156,6 +164,7 @@ impl Job {
         metrics.set_plan(TaskNode {
             lines: vec!["Sink".to_string()],
             metrics: sink_metrics.clone(),
+            parallelism: 1,
             inputs: vec![tree],
         });
         let sink_ctx = SinkContext {
@@ -364,9 +373,42 @@ fn check_checkpointable(node: &PlanNode) -> Result<()> {
 
 type Start = Box<dyn FnOnce() -> JoinHandle<Result<()>> + Send>;
 
+/// How a task wants its input delivered (see [`crate::operator::Distribution`]).
+enum Want {
+    /// As its input runs: one channel from each of the input's subtasks, one each.
+    Forward,
+    /// Every subtask of the input into one reader.
+    Single,
+    /// Split by these keys over the job's parallelism.
+    Hash(Vec<Arc<dyn datafusion::physical_plan::PhysicalExpr>>),
+}
+
+impl Want {
+    fn of(d: &crate::operator::Distribution, input: usize) -> Want {
+        use crate::operator::Distribution;
+        match d {
+            Distribution::Forward => Want::Forward,
+            Distribution::Single => Want::Single,
+            Distribution::Hash(keys) => match keys.get(input) {
+                Some(k) if !k.is_empty() => Want::Hash(k.clone()),
+                _ => Want::Single,
+            },
+        }
+    }
+}
+
+/// The channels a task reads, per subtask of the reader: `[subtask][channel]`.
+type Inputs = Vec<Vec<Receiver<Message>>>;
+
 /// Walks a plan, giving each task its channel and its stable id (`source-<n>`, `op-<n>`, in
-/// plan order), and collects the tasks to start once every id is registered (so that a
-/// restored checkpoint is checked against the whole plan before anything runs).
+/// plan order; `op-<n>.<subtask>` for each subtask of a parallel operator), and collects
+/// the tasks to start once every id is registered (so that a restored checkpoint is
+/// checked against the whole plan before anything runs).
+///
+/// With a parallelism `p` above 1 the walk gets `p` copies of the plan (planned alike), and
+/// runs each keyed operator as `p` subtasks, subtask `k` with copy `k`'s operator, behind a
+/// hash exchange ([`crate::operator::exchange`]); stateless operators run beside their input
+/// and the rest, as sources, as one task (copy 0's).
 struct Spawner<'a> {
     metrics: &'a Arc<JobMetrics>,
     stop: &'a Arc<AtomicBool>,
@@ -376,75 +418,239 @@ struct Spawner<'a> {
     /// The sources' dead-letter sinks, driven by the sink task; a source's index here
     /// tags its dead letters.
     dead_letters: Vec<crate::sink::dead_letter::DeadLetterTable>,
+    parallelism: usize,
+    max_parallelism: usize,
 }
 
 impl Spawner<'_> {
     fn id(&mut self, kind: &str, name: &str) -> String {
         let id = format!("{kind}-{}", self.next_id);
         self.next_id += 1;
-        if let Some(cp) = &self.checkpointer {
-            cp.register(&id, name);
-        }
+        self.register(&id, name);
         id
     }
 
-    /// Prepares the task of an operator with several inputs (a join, a union), run by the
-    /// same loop as every other ([`run_task`]).
-    fn spawn_task(
-        &mut self,
-        op: Box<dyn Operator>,
-        receivers: Vec<Receiver<Message>>,
-        idle: Vec<Option<std::time::Duration>>,
-        tx: tokio::sync::mpsc::Sender<Message>,
-    ) -> Arc<OperatorMetrics> {
-        let mut chain = Chain::new(vec![op]);
-        let name = chain.name();
-        let task = self.id("op", &name);
-        let m = self.metrics.register(name);
-        chain.attach(&TaskMetrics {
-            job: self.metrics.clone(),
-            task: m.clone(),
-        });
-        let aligned = self
-            .checkpointer
+    fn register(&self, id: &str, name: &str) {
+        if let Some(cp) = &self.checkpointer {
+            cp.register(id, name);
+        }
+    }
+
+    fn aligned(&self) -> bool {
+        self.checkpointer
             .as_ref()
-            .is_none_or(|c| c.config.exactly_once);
+            .is_none_or(|c| c.config.exactly_once)
+    }
+
+    /// The outputs of `p` subtasks and what their reader gets, as `want` asks.
+    fn connect(&self, p: usize, want: &Want) -> (Vec<Output>, Inputs) {
+        match want {
+            Want::Hash(keys) if self.parallelism > 1 => {
+                let n = self.parallelism;
+                let mut readers: Inputs = (0..n).map(|_| vec![]).collect();
+                let mut outs = vec![];
+                for _ in 0..p {
+                    let mut txs = vec![];
+                    for r in readers.iter_mut() {
+                        let (tx, rx) = channel(CHANNEL_CAPACITY);
+                        txs.push(tx);
+                        r.push(rx);
+                    }
+                    outs.push(Output::Hash(Exchange::new(
+                        keys.clone(),
+                        txs,
+                        self.max_parallelism,
+                    )));
+                }
+                (outs, readers)
+            }
+            Want::Forward => {
+                let (outs, readers): (Vec<_>, Vec<_>) = (0..p)
+                    .map(|_| {
+                        let (tx, rx) = channel(CHANNEL_CAPACITY);
+                        (Output::One(tx), vec![rx])
+                    })
+                    .unzip();
+                (outs, readers)
+            }
+            _ => {
+                let (outs, rxs): (Vec<_>, Vec<_>) = (0..p)
+                    .map(|_| {
+                        let (tx, rx) = channel(CHANNEL_CAPACITY);
+                        (Output::One(tx), rx)
+                    })
+                    .unzip();
+                (outs, vec![rxs])
+            }
+        }
+    }
+
+    /// Delivers the output of a one-task producer (a source, rows computed in batch) as
+    /// `want` asks; a hash exchange takes a task of its own.
+    fn deliver_one(&mut self, rx: Receiver<Message>, want: &Want) -> Inputs {
+        if !matches!(want, Want::Hash(_)) || self.parallelism <= 1 {
+            return vec![vec![rx]];
+        }
+        let (mut outs, readers) = self.connect(1, want);
+        let m = self.metrics.register("exchange");
+        let chain = Chain::new(vec![]);
+        let inputs = TaskInputs::one(rx);
         let cp = self
             .checkpointer
             .clone()
             .map(|checkpointer| TaskCheckpoint {
                 checkpointer,
-                tasks: vec![task],
+                tasks: vec![],
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: self.max_parallelism,
             });
-        let inputs = TaskInputs {
-            receivers,
-            idle,
-            aligned,
-        };
-        let metrics = m.clone();
-        self.starts.push(Box::new(move || {
-            tokio::spawn(run_task(chain, inputs, tx, m, cp))
-        }));
-        metrics
+        if let Some(out) = outs.pop() {
+            self.starts.push(Box::new(move || {
+                tokio::spawn(run_task(chain, inputs, out, m, cp))
+            }));
+        }
+        readers
     }
 
-    /// Prepares the tasks of `node`; returns the channel its output arrives on, and its
-    /// tasks as a tree (for a running job's `EXPLAIN`).
-    fn node(&mut self, node: PlanNode) -> (Receiver<Message>, TaskNode) {
-        let (tx, rx) = channel(CHANNEL_CAPACITY);
-        let label = node.label();
+    /// Prepares the subtasks of one stage: subtask `k` runs `chains[k]` over `inputs[k]`
+    /// (channel `i` carrying logical input `input_of[k][i]`, idle after `idle[k][i]`), its
+    /// operators checkpointed under `ids` (suffixed `.<k>` when there are several
+    /// subtasks). Returns the stage's metrics (shared by its subtasks) and what its reader
+    /// gets.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &mut self,
+        chains: Vec<Chain>,
+        inputs: Inputs,
+        input_of: Vec<Vec<usize>>,
+        idle: Vec<Vec<Option<Duration>>>,
+        ids: Vec<String>,
+        want: &Want,
+    ) -> (Arc<OperatorMetrics>, Inputs) {
+        let p = chains.len();
+        debug_assert_eq!(p, inputs.len(), "a subtask without its input channels");
+        let name = chains.first().map(|c| c.name()).unwrap_or_default();
+        let m = self
+            .metrics
+            .register(if p > 1 { format!("{name} ×{p}") } else { name });
+        let (outs, readers) = self.connect(p, want);
+        let aligned = self.aligned();
+        let parts = chains
+            .into_iter()
+            .zip(inputs)
+            .zip(input_of)
+            .zip(idle)
+            .zip(outs)
+            .enumerate();
+        for (k, ((((mut chain, receivers), input_of), idle), out)) in parts {
+            chain.attach(&TaskMetrics {
+                job: self.metrics.clone(),
+                task: m.clone(),
+            });
+            let tasks: Vec<String> = if p > 1 {
+                ids.iter().map(|id| format!("{id}.{k}")).collect()
+            } else {
+                ids.clone()
+            };
+            if p > 1 {
+                for (t, c) in tasks.iter().zip(chain.ops()) {
+                    self.register(t, &c.signature());
+                }
+            }
+            let cp = self
+                .checkpointer
+                .clone()
+                .map(|checkpointer| TaskCheckpoint {
+                    checkpointer,
+                    tasks,
+                    subtask: k,
+                    parallelism: p,
+                    max_parallelism: self.max_parallelism,
+                });
+            let inputs = TaskInputs {
+                receivers,
+                idle,
+                aligned,
+                input_of,
+                subtask: k,
+            };
+            let m = m.clone();
+            self.starts.push(Box::new(move || {
+                tokio::spawn(run_task(chain, inputs, out, m, cp))
+            }));
+        }
+        (m, readers)
+    }
+
+    /// One channel for the job's sink: several subtasks' outputs are merged by a task of
+    /// their own (watermarks merged, barriers aligned, as any task's inputs).
+    fn merge(&mut self, mut readers: Inputs) -> Result<Receiver<Message>> {
+        let Some(channels) = readers.pop().filter(|_| readers.is_empty()) else {
+            return Err(WeirError::internal("a job's output is not one stream"));
+        };
+        if channels.len() == 1 {
+            return channels
+                .into_iter()
+                .next()
+                .ok_or_else(|| WeirError::internal("a job without output"));
+        }
+        let n = channels.len();
+        let (_, mut out) = self.stage(
+            vec![Chain::new(vec![])],
+            vec![channels],
+            vec![vec![0; n]],
+            vec![vec![None; n]],
+            vec![],
+            &Want::Single,
+        );
+        out.pop()
+            .and_then(|c| c.into_iter().next())
+            .ok_or_else(|| WeirError::internal("a job without output"))
+    }
+
+    /// Ids for the operators `names` of a stage of `p` subtasks: registered as they are
+    /// for one subtask; for several, each subtask registers its own (see [`Self::stage`]).
+    fn ids(&mut self, names: &[String], p: usize) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                if p > 1 {
+                    let id = format!("op-{}", self.next_id);
+                    self.next_id += 1;
+                    id
+                } else {
+                    self.id("op", n)
+                }
+            })
+            .collect()
+    }
+
+    /// Prepares the tasks of `nodes` (the job's copies of one plan node, one per unit of
+    /// parallelism); returns the channels its output arrives on, per subtask of its reader
+    /// as `want` asks, and its tasks as a tree (for a running job's `EXPLAIN`).
+    fn node(&mut self, mut nodes: Vec<PlanNode>, want: Want) -> (Inputs, TaskNode) {
+        let label = nodes.first().map(|n| n.label()).unwrap_or_default();
         let leaf = |metrics: &Arc<OperatorMetrics>| TaskNode {
             lines: vec![label.clone()],
             metrics: metrics.clone(),
+            parallelism: 1,
             inputs: vec![],
         };
-        let tree = match node {
+        if nodes.is_empty() {
+            // Never: a job has at least one copy of its plan.
+            let m = self.metrics.register("empty");
+            return (vec![], leaf(&m));
+        }
+        let first = nodes.remove(0);
+        match first {
             PlanNode::Source {
                 table,
                 mut source,
                 stage,
                 dead_letter,
             } => {
+                let (tx, rx) = channel(CHANNEL_CAPACITY);
                 let name = format!("source {}", table.name);
                 // The manifest names what the source reads, so that a restore into a source
                 // reading another path or topic is refused.
@@ -470,9 +676,10 @@ impl Spawner<'_> {
                         source.run(&mut ctx)
                     })
                 }));
-                tree
+                (self.deliver_one(rx, &want), tree)
             }
             PlanNode::Values { batches } => {
+                let (tx, rx) = channel(CHANNEL_CAPACITY);
                 let m = self.metrics.register("values");
                 let tree = leaf(&m);
                 // Rows computed in batch are sent before any barrier can be aligned past
@@ -499,48 +706,11 @@ impl Spawner<'_> {
                         Ok(())
                     })
                 }));
-                tree
+                (self.deliver_one(rx, &want), tree)
             }
             PlanNode::Operator { op, input } => {
-                // Fuse a run of operators into one task.
-                let mut ops: Vec<Box<dyn Operator>> = vec![op];
-                let mut below = *input;
-                while let PlanNode::Operator { op, input } = below {
-                    ops.push(op);
-                    below = *input;
-                }
-                let lines: Vec<String> = ops.iter().map(|o| o.name()).collect();
-                ops.reverse();
-                let (input_rx, input) = self.node(below);
-                let task_ids: Vec<String> = ops
-                    .iter()
-                    .map(|o| o.signature())
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|n| self.id("op", n))
-                    .collect();
-                let mut chain = Chain::new(ops);
-                let m = self.metrics.register(chain.name());
-                chain.attach(&TaskMetrics {
-                    job: self.metrics.clone(),
-                    task: m.clone(),
-                });
-                let cp = self
-                    .checkpointer
-                    .clone()
-                    .map(|checkpointer| TaskCheckpoint {
-                        checkpointer,
-                        tasks: task_ids,
-                    });
-                let tree = TaskNode {
-                    lines,
-                    metrics: m.clone(),
-                    inputs: vec![input],
-                };
-                self.starts.push(Box::new(move || {
-                    tokio::spawn(run_task(chain, TaskInputs::one(input_rx), tx, m, cp))
-                }));
-                tree
+                nodes.insert(0, PlanNode::Operator { op, input });
+                self.chain(nodes, want)
             }
             PlanNode::Join {
                 join,
@@ -548,26 +718,204 @@ impl Spawner<'_> {
                 right,
                 idle,
             } => {
-                let (l, lt) = self.node(*left);
-                let (r, rt) = self.node(*right);
-                let op: Box<dyn Operator> = join;
-                let m = self.spawn_task(op, vec![l, r], idle.to_vec(), tx);
-                TaskNode {
-                    inputs: vec![lt, rt],
-                    ..leaf(&m)
+                let others: Vec<(Box<crate::operator::join::StreamJoin>, PlanNode, PlanNode)> =
+                    nodes
+                        .into_iter()
+                        .filter_map(|n| match n {
+                            PlanNode::Join {
+                                join, left, right, ..
+                            } => Some((join, *left, *right)),
+                            _ => None,
+                        })
+                        .collect();
+                let dist = if self.parallelism > 1 {
+                    join.distribution()
+                } else {
+                    crate::operator::Distribution::Single
+                };
+                let keyed = matches!(dist, crate::operator::Distribution::Hash(_));
+                let mut joins = vec![join];
+                let (mut lefts, mut rights) = (vec![*left], vec![*right]);
+                for (j, l, r) in others {
+                    joins.push(j);
+                    lefts.push(l);
+                    rights.push(r);
                 }
+                let (ls, lt) = self.node(lefts, Want::of(&dist, 0));
+                let (rs, rt) = self.node(rights, Want::of(&dist, 1));
+                let p = if keyed { self.parallelism } else { 1 };
+                let mut chains = vec![];
+                let mut inputs = vec![];
+                let mut input_of = vec![];
+                let mut idles = vec![];
+                let mut ls = ls.into_iter();
+                let mut rs = rs.into_iter();
+                for j in joins.into_iter().take(p) {
+                    let (l, r) = (ls.next().unwrap_or_default(), rs.next().unwrap_or_default());
+                    input_of.push(
+                        std::iter::repeat_n(0, l.len())
+                            .chain(std::iter::repeat_n(1, r.len()))
+                            .collect(),
+                    );
+                    idles.push(
+                        std::iter::repeat_n(idle[0], l.len())
+                            .chain(std::iter::repeat_n(idle[1], r.len()))
+                            .collect(),
+                    );
+                    inputs.push(l.into_iter().chain(r).collect());
+                    let op: Box<dyn Operator> = j;
+                    chains.push(Chain::new(vec![op]));
+                }
+                let names: Vec<String> = chains.iter().map(|c| c.name()).collect();
+                let ids = self.ids(&names[..1.min(names.len())], p);
+                let (m, readers) = self.stage(chains, inputs, input_of, idles, ids, &want);
+                (
+                    readers,
+                    TaskNode {
+                        inputs: vec![lt, rt],
+                        parallelism: p,
+                        ..leaf(&m)
+                    },
+                )
             }
             PlanNode::Union { inputs, idle } => {
-                let (rxs, trees): (Vec<_>, Vec<_>) =
-                    inputs.into_iter().map(|i| self.node(i)).unzip();
-                let op = Box::new(crate::operator::union::UnionOperator::new(rxs.len()));
-                let m = self.spawn_task(op, rxs, idle, tx);
-                TaskNode {
-                    inputs: trees,
-                    ..leaf(&m)
+                // One union task (copy 0's), reading every subtask of each input; each
+                // input is walked with all its copies, as its keyed operators need them.
+                let count = inputs.len();
+                let mut per_input: Vec<Vec<PlanNode>> =
+                    inputs.into_iter().map(|i| vec![i]).collect();
+                for other in nodes {
+                    if let PlanNode::Union { inputs, .. } = other {
+                        for (copies, input) in per_input.iter_mut().zip(inputs) {
+                            copies.push(input);
+                        }
+                    }
                 }
+                let mut channels = vec![];
+                let mut input_of = vec![];
+                let mut idles = vec![];
+                let mut trees = vec![];
+                for (i, copies) in per_input.into_iter().enumerate() {
+                    let (rxs, tree) = self.node(copies, Want::Single);
+                    for rx in rxs.into_iter().flatten() {
+                        channels.push(rx);
+                        input_of.push(i);
+                        idles.push(idle.get(i).copied().flatten());
+                    }
+                    trees.push(tree);
+                }
+                let op = Box::new(crate::operator::union::UnionOperator::new(count));
+                let chain = Chain::new(vec![op]);
+                let ids = self.ids(&[chain.name()], 1);
+                let (m, readers) = self.stage(
+                    vec![chain],
+                    vec![channels],
+                    vec![input_of],
+                    vec![idles],
+                    ids,
+                    &want,
+                );
+                (
+                    readers,
+                    TaskNode {
+                        inputs: trees,
+                        ..leaf(&m)
+                    },
+                )
             }
+        }
+    }
+
+    /// A run of single-input operators (the copies of it, one per unit of parallelism),
+    /// fused into as few tasks as their distributions allow: one task when the job runs
+    /// with parallelism 1; else a new stage wherever a keyed operator needs its input
+    /// re-split, or an operator that needs all rows follows parallel ones.
+    fn chain(&mut self, nodes: Vec<PlanNode>, want: Want) -> (Inputs, TaskNode) {
+        // Each copy's operators, first (bottom) to last, and what lies below them.
+        let mut copies: Vec<Vec<Option<Box<dyn Operator>>>> = vec![];
+        let mut belows = vec![];
+        for node in nodes {
+            let mut ops: Vec<Option<Box<dyn Operator>>> = vec![];
+            let mut below = node;
+            while let PlanNode::Operator { op, input } = below {
+                ops.push(Some(op));
+                below = *input;
+            }
+            ops.reverse();
+            copies.push(ops);
+            belows.push(below);
+        }
+        let Some(ops0) = copies.first() else {
+            let m = self.metrics.register("empty");
+            return (
+                vec![],
+                TaskNode {
+                    lines: vec![],
+                    metrics: m,
+                    parallelism: 1,
+                    inputs: vec![],
+                },
+            );
         };
-        (rx, tree)
+        let dists: Vec<crate::operator::Distribution> = ops0
+            .iter()
+            .map(|o| match (o, self.parallelism) {
+                (Some(o), p) if p > 1 => o.distribution(),
+                _ => crate::operator::Distribution::Single,
+            })
+            .collect();
+        let count = dists.len();
+        let (mut readers, mut tree) = self.node(belows, Want::of(&dists[0], 0));
+        let mut at = 0;
+        while at < count {
+            let p = readers.len();
+            // This stage: operators from `at` up to (not including) `end`.
+            let mut end = at + 1;
+            while end < count {
+                use crate::operator::Distribution;
+                let joins = match &dists[end] {
+                    Distribution::Forward => true,
+                    Distribution::Single => p == 1,
+                    Distribution::Hash(_) => self.parallelism <= 1,
+                };
+                if !joins {
+                    break;
+                }
+                end += 1;
+            }
+            let mut chains = vec![];
+            for ops in copies.iter_mut().take(p) {
+                let stage: Vec<Box<dyn Operator>> =
+                    ops[at..end].iter_mut().filter_map(|o| o.take()).collect();
+                chains.push(Chain::new(stage));
+            }
+            let Some(c0) = chains.first() else {
+                break;
+            };
+            let lines: Vec<String> = c0.ops().iter().rev().map(|o| o.name()).collect();
+            let names: Vec<String> = c0.ops().iter().map(|o| o.signature()).collect();
+            let ids = self.ids(&names, p);
+            let next = if end < count {
+                Want::of(&dists[end], 0)
+            } else {
+                match &want {
+                    Want::Forward => Want::Forward,
+                    Want::Single => Want::Single,
+                    Want::Hash(k) => Want::Hash(k.clone()),
+                }
+            };
+            let input_of = readers.iter().map(|r| vec![0; r.len()]).collect();
+            let idle = readers.iter().map(|r| vec![None; r.len()]).collect();
+            let (m, out) = self.stage(chains, readers, input_of, idle, ids, &next);
+            readers = out;
+            tree = TaskNode {
+                lines,
+                metrics: m,
+                parallelism: p,
+                inputs: vec![tree],
+            };
+            at = end;
+        }
+        (readers, tree)
     }
 }

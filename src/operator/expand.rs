@@ -53,6 +53,10 @@ impl ExpandOperator {
 }
 
 impl Operator for ExpandOperator {
+    fn distribution(&self) -> super::Distribution {
+        super::Distribution::Forward
+    }
+
     fn name(&self) -> String {
         format!("expand ({} grouping sets)", self.sets.len())
     }

@@ -22,6 +22,10 @@ impl FilterOperator {
 }
 
 impl Operator for FilterOperator {
+    fn distribution(&self) -> super::Distribution {
+        super::Distribution::Forward
+    }
+
     fn name(&self) -> String {
         "filter".into()
     }

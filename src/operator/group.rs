@@ -184,6 +184,14 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 }
 
 impl Operator for GroupAggregateOperator {
+    fn distribution(&self) -> super::Distribution {
+        if self.keys.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.keys.clone()])
+        }
+    }
+
     /// Groups, and their keys' and accumulators' bytes: measured over the first 1 000
     /// groups and scaled (walking a million groups four times a second would cost more
     /// than the metric is worth).
@@ -290,6 +298,14 @@ impl Operator for GroupAggregateOperator {
             Arc::new(Schema::new(fields)),
             cols,
         )?]))
+    }
+
+    /// The group keys of the batch's `key` column.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        match &self.key_conv {
+            Some(conv) => super::keys_of_rows(conv, batch, "key").map(Some),
+            None => Ok(None),
+        }
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {

@@ -1132,6 +1132,14 @@ impl StreamJoin {
 /// loop ([`super::run_task`]) merges the two watermarks (an input that has ended no longer
 /// holds it back, nor does one silent for its idle timeout) and aligns barriers.
 impl super::Operator for StreamJoin {
+    fn distribution(&self) -> super::Distribution {
+        if self.left.keys.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.left.keys.clone(), self.right.keys.clone()])
+        }
+    }
+
     /// Rows kept on both sides (segments and open windows) and their batches' bytes, with
     /// the encoded keys and hash index of each segment.
     fn state_size(&self) -> Option<(u64, u64)> {
@@ -1200,6 +1208,41 @@ impl super::Operator for StreamJoin {
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         StreamJoin::restore(self, state)
+    }
+
+    /// Kept and windowed rows: their side's join keys evaluated anew (the matched flags
+    /// left aside); the watermarks go to every subtask.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        let meta = batch.schema_ref().metadata();
+        if !matches!(
+            meta.get("part").map(String::as_str),
+            Some("kept" | "window")
+        ) {
+            return Ok(None);
+        }
+        let side = match meta.get("side").map(String::as_str) {
+            Some("1") => Side::Right,
+            _ => Side::Left,
+        };
+        let input = self.input(side);
+        if input.keys.is_empty() {
+            return Ok(None);
+        }
+        let n = input.schema.fields().len();
+        if batch.num_columns() < n {
+            return Err(WeirError::user(format!(
+                "the checkpoint's state of {} is malformed: rows of {} columns, the input has {n}",
+                self.name(),
+                batch.num_columns()
+            )));
+        }
+        let rows = RecordBatch::try_new(input.schema.clone(), batch.columns()[..n].to_vec())?;
+        let keys = input
+            .keys
+            .iter()
+            .map(|k| Ok(k.evaluate(&rows)?.into_array(rows.num_rows())?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(keys))
     }
 }
 

@@ -8,6 +8,7 @@
 //! operators are fused into one task by [`Chain`], so a filter and a projection cost one
 //! channel hop, not two.
 
+pub mod exchange;
 pub mod expand;
 pub mod filter;
 pub mod group;
@@ -28,12 +29,29 @@ pub mod window;
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use tokio::sync::mpsc::{Receiver, Sender};
+use datafusion::physical_plan::PhysicalExpr;
+use tokio::sync::mpsc::Receiver;
 
 use crate::checkpoint::Checkpointer;
-use crate::error::Result;
+use crate::error::{Result, WeirError};
 use crate::job::{Message, OperatorMetrics, TaskMetrics};
+
+/// How an operator's input reaches it when the job runs with a parallelism above 1
+/// (`'parallelism.default'`), as Flink's partitioners route records between subtasks.
+pub enum Distribution {
+    /// Row by row, nothing kept across rows: the operator runs beside its input, as many
+    /// subtasks as it (Flink's `forward`).
+    Forward,
+    /// Every row must meet one instance (a global aggregate, a LIMIT, a clock of its own):
+    /// one subtask reads all the input's subtasks (Flink's `global`).
+    Single,
+    /// Keyed state: each input's rows go to the subtask owning their key's key group (one
+    /// key list per input, over that input's schema; Flink's `hash`). See
+    /// [`exchange`].
+    Hash(Vec<Vec<Arc<dyn PhysicalExpr>>>),
+}
 
 /// One operator of a job. The run loop ([`run_task`]) calls, in order: `restore` (with a
 /// checkpoint), `open`, then per message `process_input_batch` / `input_watermark` /
@@ -124,8 +142,27 @@ pub trait Operator: Send {
     }
 
     /// Puts back state taken by [`Operator::snapshot`] of an operator of the same plan.
+    /// After a change of parallelism it gets the batches of every subtask that saved them,
+    /// each keyed batch cut to the keys this subtask now owns ([`Operator::state_keys`]),
+    /// and so must merge several batches of one kind.
     fn restore(&mut self, _state: Vec<RecordBatch>) -> Result<()> {
         Ok(())
+    }
+
+    /// For one batch of this operator's [`Operator::snapshot`]: the key of each row, as
+    /// the hash exchange in front of it evaluates it (same columns, same types), so a
+    /// checkpoint taken at one parallelism restores at another, each subtask taking the
+    /// rows of its key groups. `None`: the batch is not split by key (a watermark, the
+    /// rows still to come of a stream's progress) and every subtask gets it whole. An
+    /// operator whose [`Operator::distribution`] is by hash must say; the default refuses.
+    fn state_keys(&self, _batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        match self.distribution() {
+            Distribution::Hash(_) => Err(WeirError::user(format!(
+                "the state of '{}' cannot be split between a different number of subtasks",
+                self.name()
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// What the operator's saved state depends on, to tell at restore whether a checkpoint
@@ -144,6 +181,13 @@ pub trait Operator: Send {
     /// [`crate::changelog`]).
     fn emits_changes(&self) -> bool {
         false
+    }
+
+    /// How the operator's input must be split among its parallel subtasks. The default,
+    /// [`Distribution::Single`], is always correct; stateless operators say `Forward` and
+    /// keyed ones the keys their state is kept by.
+    fn distribution(&self) -> Distribution {
+        Distribution::Single
     }
 
     /// True when the last step left output still to produce (a watermark that completes
@@ -217,6 +261,27 @@ pub(crate) fn numbers_state(values: &[(&str, i64)]) -> Result<Option<Vec<RecordB
     Ok(Some(vec![RecordBatch::try_new(Arc::new(schema), cols)?]))
 }
 
+/// The key columns of saved state whose keys are kept in Arrow's row format: column
+/// `column` of `batch` (Binary, rows of `conv`), back as arrays for
+/// [`Operator::state_keys`]. Errors: no such Binary column.
+pub(crate) fn keys_of_rows(
+    conv: &datafusion::arrow::row::RowConverter,
+    batch: &RecordBatch,
+    column: &str,
+) -> Result<Vec<ArrayRef>> {
+    use datafusion::arrow::array::AsArray;
+    let rows = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_binary_opt::<i32>())
+        .ok_or_else(|| {
+            WeirError::user(format!(
+                "the checkpoint's state has no column '{column}' of keys"
+            ))
+        })?;
+    let parser = conv.parser();
+    Ok(conv.convert_rows(rows.iter().flatten().map(|r| parser.parse(r)))?)
+}
+
 /// Reads the number `name` of a [`numbers_state`]; `what` names the operator in errors.
 pub(crate) fn number_from(state: &[RecordBatch], name: &str, what: &str) -> Result<i64> {
     use datafusion::arrow::array::AsArray;
@@ -270,10 +335,38 @@ impl Chain {
         let Some(r) = cp.checkpointer.restored() else {
             return Ok(());
         };
+        let rescaled = cp.checkpointer.is_rescaled();
         for (op, task) in self.ops.iter_mut().zip(&cp.tasks) {
-            if let Some(state) = r.take(task) {
-                op.restore(state)?;
+            if !rescaled {
+                if let Some(state) = r.take(task) {
+                    op.restore(state)?;
+                }
+                continue;
             }
+            // Taken at another parallelism: every old subtask's state of this operator,
+            // keyed batches cut to the key groups this subtask owns.
+            let base = match task.rsplit_once('.') {
+                Some((base, _)) if cp.parallelism > 1 => base,
+                _ => task.as_str(),
+            };
+            let saved = r.states_of(base);
+            if saved.is_empty() {
+                continue;
+            }
+            let mut state = vec![];
+            for batch in saved.into_iter().flatten() {
+                match op.state_keys(&batch)? {
+                    Some(keys) if cp.parallelism > 1 => state.push(exchange::rows_of_subtask(
+                        &batch,
+                        &keys,
+                        cp.subtask,
+                        cp.parallelism,
+                        cp.max_parallelism,
+                    )?),
+                    _ => state.push(batch),
+                }
+            }
+            op.restore(state)?;
         }
         Ok(())
     }
@@ -285,6 +378,12 @@ impl Chain {
 pub struct TaskCheckpoint {
     pub checkpointer: Arc<Checkpointer>,
     pub tasks: Vec<String>,
+    /// This task's place among its stage's subtasks: `subtask` of `parallelism`, with the
+    /// job's `pipeline.max-parallelism` key groups (for restoring a checkpoint taken at
+    /// another parallelism).
+    pub subtask: usize,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
 }
 
 fn push_through(ops: &mut [Box<dyn Operator>], msg: Message, out: &mut Vec<Message>) -> Result<()> {
@@ -461,10 +560,18 @@ impl Inputs {
 /// How a task takes its inputs: one channel each, each input's idle timeout (an idle input
 /// stops holding the merged watermark back), and whether barriers are aligned
 /// (`EXACTLY_ONCE`) or not (`AT_LEAST_ONCE`; see [`union::merge_inputs`]).
+///
+/// A parallel job gives a subtask one channel from each subtask of its input:
+/// `input_of[i]` is the operator's input that channel `i` carries (a join's left is 0, its
+/// right 1). The operator sees one input per logical input: its watermark is the minimum
+/// over that input's channels, and it ends when all of them have.
 pub struct TaskInputs {
     pub receivers: Vec<Receiver<Message>>,
     pub idle: Vec<Option<std::time::Duration>>,
     pub aligned: bool,
+    pub input_of: Vec<usize>,
+    /// Which subtask of its operators the task is (0 for one that runs alone).
+    pub subtask: usize,
 }
 
 impl TaskInputs {
@@ -474,8 +581,22 @@ impl TaskInputs {
             receivers: vec![rx],
             idle: vec![None],
             aligned: true,
+            input_of: vec![0],
+            subtask: 0,
         }
     }
+}
+
+/// The watermark of logical input `l`: the minimum over its channels that have not ended
+/// (i64::MIN while one has sent none; i64::MAX once all have ended).
+fn logical_watermark(l: usize, input_of: &[usize], watermarks: &[i64], ended: &[bool]) -> i64 {
+    input_of
+        .iter()
+        .enumerate()
+        .filter(|(i, of)| **of == l && !ended[*i])
+        .map(|(i, _)| watermarks[i])
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 /// Drives one task — a chain of operators, a join or a union — for every kind alike:
@@ -497,7 +618,7 @@ impl TaskInputs {
 pub async fn run_task(
     mut op: Chain,
     inputs: TaskInputs,
-    tx: Sender<Message>,
+    mut tx: exchange::Output,
     metrics: Arc<OperatorMetrics>,
     checkpoint: Option<TaskCheckpoint>,
 ) -> Result<()> {
@@ -511,6 +632,15 @@ pub async fn run_task(
         .as_ref()
         .map_or(0, |c| c.checkpointer.completed_id());
     let n = inputs.receivers.len();
+    let input_of = inputs.input_of;
+    let subtask = inputs.subtask;
+    if input_of.len() != n {
+        return Err(crate::error::WeirError::internal(
+            "a task's inputs and their logical inputs differ in number",
+        ));
+    }
+    // The watermark each logical input last reported to the operator.
+    let mut reported = vec![i64::MIN; input_of.iter().max().map_or(0, |m| m + 1)];
     let idle = inputs.idle;
     let tick = union::idle_tick(&idle);
     let mut inputs = if n == 1 {
@@ -543,7 +673,7 @@ pub async fn run_task(
         if busy_from.duration_since(state_sampled) >= std::time::Duration::from_millis(250) {
             state_sampled = busy_from;
             if let Some((rows, bytes)) = op.state_size() {
-                metrics.set_state(rows, bytes);
+                metrics.set_subtask_state(subtask, rows, bytes);
             }
         }
         if notices && let Some(cp) = &checkpoint {
@@ -588,7 +718,7 @@ pub async fn run_task(
                 Message::Batch(b) => {
                     last_seen[i] = Instant::now();
                     metrics.add_in(b.num_rows());
-                    op.process_input_batch(i, b, &mut out)?;
+                    op.process_input_batch(input_of[i], b, &mut out)?;
                     // Another input may have gone idle meanwhile: with messages coming, no
                     // tick comes to notice it.
                     rise = tick.is_some();
@@ -596,7 +726,12 @@ pub async fn run_task(
                 Message::Watermark(w) => {
                     last_seen[i] = Instant::now();
                     watermarks[i] = watermarks[i].max(w);
-                    op.input_watermark(i, w);
+                    let l = input_of[i];
+                    let lw = logical_watermark(l, &input_of, &watermarks, &ended);
+                    if lw > reported[l] {
+                        reported[l] = lw;
+                        op.input_watermark(l, lw);
+                    }
                     rise = true;
                 }
                 Message::Barrier(id) => {
@@ -608,7 +743,17 @@ pub async fn run_task(
                 Message::End => {
                     ended[i] = true;
                     aligned = inputs.aligned_after_end(&ended);
-                    op.end_input(i);
+                    let l = input_of[i];
+                    if input_of.iter().zip(&ended).all(|(of, e)| *of != l || *e) {
+                        op.end_input(l);
+                    } else {
+                        // The input's other channels may hold its watermark higher now.
+                        let lw = logical_watermark(l, &input_of, &watermarks, &ended);
+                        if lw > reported[l] {
+                            reported[l] = lw;
+                            op.input_watermark(l, lw);
+                        }
+                    }
                     rise = !ended.iter().all(|e| *e);
                 }
             },
@@ -634,7 +779,7 @@ pub async fn run_task(
                     if let Message::Batch(b) = &m {
                         metrics.add_out(b.num_rows());
                     }
-                    if !send(&tx, m, &metrics).await {
+                    if !tx.send(m, &metrics).await? {
                         return close(&mut op, &checkpoint, notices).await;
                     }
                 }
@@ -674,7 +819,7 @@ pub async fn run_task(
             if let Message::Batch(b) = &m {
                 metrics.add_out(b.num_rows());
             }
-            if !send(&tx, m, &metrics).await {
+            if !tx.send(m, &metrics).await? {
                 // Nobody reads on (a LIMIT downstream): output of this task's own still
                 // waits for the checkpoints that cover it.
                 return close(&mut op, &checkpoint, notices).await;
@@ -698,7 +843,7 @@ pub async fn run_task(
                 if let Message::Batch(b) = &m {
                     metrics.add_out(b.num_rows());
                 }
-                if !send(&tx, m, &metrics).await {
+                if !tx.send(m, &metrics).await? {
                     break;
                 }
             }
@@ -707,22 +852,6 @@ pub async fn run_task(
     }
     // An input went away without End: it failed, and its error is reported there.
     Ok(())
-}
-
-/// Sends `m` on, counting the time spent waiting for room as backpressure. False when the
-/// receiver has gone.
-async fn send(tx: &Sender<Message>, m: Message, metrics: &OperatorMetrics) -> bool {
-    use tokio::sync::mpsc::error::TrySendError;
-    match tx.try_send(m) {
-        Ok(()) => true,
-        Err(TrySendError::Closed(_)) => false,
-        Err(TrySendError::Full(m)) => {
-            let from = std::time::Instant::now();
-            let ok = tx.send(m).await.is_ok();
-            metrics.add_backpressured(from.elapsed());
-            ok
-        }
-    }
 }
 
 /// The end of a task whose operators commit output of their own: waits for the job's sink

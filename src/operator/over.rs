@@ -510,6 +510,14 @@ fn retract_front(part: &mut Partition, rebuild: &[bool]) -> Result<()> {
 const STATE: &str = "weir.over";
 
 impl Operator for OverAggregateOperator {
+    fn distribution(&self) -> super::Distribution {
+        if self.partition.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.partition.clone()])
+        }
+    }
+
     fn name(&self) -> String {
         "over aggregate".into()
     }
@@ -732,6 +740,28 @@ impl Operator for OverAggregateOperator {
         cols.insert(0, Arc::new(BinaryArray::from_iter_values(keys.iter())));
         out.push(RecordBatch::try_new(tagged(fields, "frame"), cols)?);
         Ok(Some(out))
+    }
+
+    /// Rows waiting: their partition keys evaluated anew; partitions: their `key`
+    /// column; the watermark goes to every subtask.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        let Some(conv) = &self.key_conv else {
+            return Ok(None);
+        };
+        match batch.schema().metadata().get(STATE).map(String::as_str) {
+            Some("pending") => {
+                let rows =
+                    RecordBatch::try_new(self.input_schema.clone(), batch.columns().to_vec())?;
+                let keys = self
+                    .partition
+                    .iter()
+                    .map(|k| Ok(k.evaluate(&rows)?.into_array(rows.num_rows())?))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Some(keys))
+            }
+            Some("frame" | "accumulators") => super::keys_of_rows(conv, batch, "key").map(Some),
+            _ => Ok(None),
+        }
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {

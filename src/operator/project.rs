@@ -44,6 +44,10 @@ pub fn project_batch(
 }
 
 impl Operator for ProjectOperator {
+    fn distribution(&self) -> super::Distribution {
+        super::Distribution::Forward
+    }
+
     fn name(&self) -> String {
         "project".into()
     }

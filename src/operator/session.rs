@@ -63,6 +63,77 @@ pub struct SessionAggregateOperator {
 }
 
 impl SessionAggregateOperator {
+    /// Puts back one batch of saved sessions (see [`Operator::snapshot`]).
+    fn restore_batch(&mut self, b: RecordBatch) -> Result<()> {
+        use datafusion::arrow::array::Int64Array;
+        let bad = |m: &str| WeirError::internal(format!("session state does not fit: {m}"));
+        self.watermark = b
+            .schema()
+            .metadata()
+            .get("weir.watermark")
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| bad("no watermark"))?;
+        let nkeys = if self.converter.is_some() {
+            self.keys.len()
+        } else {
+            0
+        };
+        let key_cols = b.columns()[..nkeys].to_vec();
+        let col_i64 = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .ok_or_else(|| bad("start/end"))
+        };
+        let starts = col_i64(nkeys)?;
+        let ends = col_i64(nkeys + 1)?;
+        let converted = match &self.converter {
+            Some(conv) => Some(conv.convert_columns(&key_cols)?),
+            None => None,
+        };
+        for r in 0..b.num_rows() {
+            let k = match &converted {
+                Some(rows) => self.intern(rows.row(r).owned()),
+                None => {
+                    if self.sessions.is_empty() {
+                        self.sessions.push(vec![]);
+                        self.key_rows.push(None);
+                    }
+                    0
+                }
+            };
+            let mut at = nkeys + 2;
+            let mut accs = vec![];
+            for e in &self.aggs.exprs {
+                let w = e.state_fields()?.len();
+                let cols: Vec<ArrayRef> = b.columns()[at..at + w]
+                    .iter()
+                    .map(|c| c.slice(r, 1))
+                    .collect();
+                at += w;
+                let mut a = e.create_accumulator()?;
+                a.merge_batch(&cols)?;
+                accs.push(a);
+            }
+            let id = self.next_slot;
+            self.next_slot += 1;
+            let (start, end) = (starts.value(r), ends.value(r));
+            self.slots.insert(
+                id,
+                Slot {
+                    key: k,
+                    start,
+                    end,
+                    accs: Some(accs),
+                },
+            );
+            self.by_end.insert((end, id));
+            self.sessions[k].push(id);
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         gap: i64,
@@ -264,6 +335,14 @@ fn ts_array(ms: impl Iterator<Item = i64>, dt: &DataType) -> Result<ArrayRef> {
 }
 
 impl Operator for SessionAggregateOperator {
+    fn distribution(&self) -> super::Distribution {
+        if self.keys.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.keys.clone()])
+        }
+    }
+
     fn signature(&self) -> String {
         format!("{} [{}]", self.name(), self.aggs.signature())
     }
@@ -395,75 +474,19 @@ impl Operator for SessionAggregateOperator {
         )?]))
     }
 
+    /// The key columns `k0..` of the open sessions.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        if self.converter.is_none() || batch.num_columns() < self.keys.len() {
+            return Ok(None);
+        }
+        Ok(Some(batch.columns()[..self.keys.len()].to_vec()))
+    }
+
+    /// Puts back one batch of [`Operator::snapshot`], or several after a change of
+    /// parallelism (one per old subtask, their keys disjoint).
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        use datafusion::arrow::array::Int64Array;
-        let bad = |m: &str| WeirError::internal(format!("session state does not fit: {m}"));
-        let Some(b) = state.into_iter().next() else {
-            return Ok(());
-        };
-        self.watermark = b
-            .schema()
-            .metadata()
-            .get("weir.watermark")
-            .and_then(|w| w.parse().ok())
-            .ok_or_else(|| bad("no watermark"))?;
-        let nkeys = if self.converter.is_some() {
-            self.keys.len()
-        } else {
-            0
-        };
-        let key_cols = b.columns()[..nkeys].to_vec();
-        let col_i64 = |i: usize| {
-            b.column(i)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-                .ok_or_else(|| bad("start/end"))
-        };
-        let starts = col_i64(nkeys)?;
-        let ends = col_i64(nkeys + 1)?;
-        let converted = match &self.converter {
-            Some(conv) => Some(conv.convert_columns(&key_cols)?),
-            None => None,
-        };
-        for r in 0..b.num_rows() {
-            let k = match &converted {
-                Some(rows) => self.intern(rows.row(r).owned()),
-                None => {
-                    if self.sessions.is_empty() {
-                        self.sessions.push(vec![]);
-                        self.key_rows.push(None);
-                    }
-                    0
-                }
-            };
-            let mut at = nkeys + 2;
-            let mut accs = vec![];
-            for e in &self.aggs.exprs {
-                let w = e.state_fields()?.len();
-                let cols: Vec<ArrayRef> = b.columns()[at..at + w]
-                    .iter()
-                    .map(|c| c.slice(r, 1))
-                    .collect();
-                at += w;
-                let mut a = e.create_accumulator()?;
-                a.merge_batch(&cols)?;
-                accs.push(a);
-            }
-            let id = self.next_slot;
-            self.next_slot += 1;
-            let (start, end) = (starts.value(r), ends.value(r));
-            self.slots.insert(
-                id,
-                Slot {
-                    key: k,
-                    start,
-                    end,
-                    accs: Some(accs),
-                },
-            );
-            self.by_end.insert((end, id));
-            self.sessions[k].push(id);
+        for b in state {
+            self.restore_batch(b)?;
         }
         Ok(())
     }

@@ -106,6 +106,14 @@ impl TopNOperator {
 }
 
 impl Operator for TopNOperator {
+    fn distribution(&self) -> super::Distribution {
+        if self.partition.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.partition.clone()])
+        }
+    }
+
     /// Its name and its output's column types: rows are saved in Arrow's row format, which
     /// only the same types decode.
     fn signature(&self) -> String {
@@ -151,6 +159,14 @@ impl Operator for TopNOperator {
                 Arc::new(row.finish()),
             ],
         )?]))
+    }
+
+    /// The partition keys of the batch's `partition` column.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        match &self.part_conv {
+            Some(conv) => super::keys_of_rows(conv, batch, "partition").map(Some),
+            None => Ok(None),
+        }
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {

@@ -50,6 +50,10 @@ impl UnnestOperator {
 }
 
 impl Operator for UnnestOperator {
+    fn distribution(&self) -> super::Distribution {
+        super::Distribution::Forward
+    }
+
     fn name(&self) -> String {
         "unnest".into()
     }

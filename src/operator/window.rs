@@ -231,6 +231,15 @@ impl WindowAssignOperator {
 }
 
 impl Operator for WindowAssignOperator {
+    /// Row by row, unless rows too late go to a late-data table (one writer).
+    fn distribution(&self) -> super::Distribution {
+        if self.late_sink.is_some() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Forward
+        }
+    }
+
     fn name(&self) -> String {
         format!(
             "window {}{}",
@@ -1058,20 +1067,52 @@ impl WindowAggregateOperator {
                 states.push(b.columns()[at..at + w].to_vec());
                 at += w;
             }
-            self.slices.insert(
-                end,
-                SliceState::Frozen(Arc::new(Frozen {
-                    keys,
-                    len: b.num_rows(),
-                    states,
-                })),
-            );
+            let mut frozen = Frozen {
+                keys,
+                len: b.num_rows(),
+                states,
+            };
+            // After a change of parallelism a slice comes in parts, one per old subtask
+            // (their keys are disjoint).
+            if let Some(SliceState::Frozen(had)) = self.slices.get(&end) {
+                let concat = |a: &[ArrayRef], b: &[ArrayRef]| -> Result<Vec<ArrayRef>> {
+                    a.iter()
+                        .zip(b)
+                        .map(|(x, y)| {
+                            Ok(datafusion::arrow::compute::concat(&[
+                                x.as_ref(),
+                                y.as_ref(),
+                            ])?)
+                        })
+                        .collect()
+                };
+                frozen = Frozen {
+                    keys: concat(&had.keys, &frozen.keys)?,
+                    len: had.len + frozen.len,
+                    states: had
+                        .states
+                        .iter()
+                        .zip(&frozen.states)
+                        .map(|(x, y)| concat(x, y))
+                        .collect::<Result<Vec<_>>>()?,
+                };
+            }
+            self.slices
+                .insert(end, SliceState::Frozen(Arc::new(frozen)));
         }
         Ok(())
     }
 }
 
 impl Operator for WindowAggregateOperator {
+    fn distribution(&self) -> super::Distribution {
+        if self.keys.is_empty() {
+            super::Distribution::Single
+        } else {
+            super::Distribution::Hash(vec![self.keys.clone()])
+        }
+    }
+
     /// Groups per slice (or window) summed over the slices kept, and their keys' and
     /// accumulators' bytes (live slices) or arrays' (frozen ones).
     fn state_size(&self) -> Option<(u64, u64)> {
@@ -1117,6 +1158,19 @@ impl Operator for WindowAggregateOperator {
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         self.put_back(state)
+    }
+
+    /// A slice's keys are its first columns; the windows pending and the watermark go to
+    /// every subtask.
+    fn state_keys(&self, batch: &RecordBatch) -> Result<Option<Vec<ArrayRef>>> {
+        let nkeys = self.key_schema.fields().len();
+        if nkeys == 0
+            || !batch.schema().metadata().contains_key(SLICE_END)
+            || batch.num_columns() < nkeys
+        {
+            return Ok(None);
+        }
+        Ok(Some(batch.columns()[..nkeys].to_vec()))
     }
 
     fn name(&self) -> String {

@@ -1175,6 +1175,13 @@ impl Planner<'_> {
             for p in &f.params.partition_by {
                 let Expr::Column(c) = p else { continue };
                 if let Some(col) = window::aggregated_window_column(&w.input, &c.name) {
+                    // A window aggregate sends each window's rows at once — from each of
+                    // its subtasks: in a parallel job they are gathered until it fires.
+                    // Gathered at every parallelism, so that the plan (and a checkpoint of
+                    // it) does not depend on the number of subtasks.
+                    if col == "window_end" {
+                        buffer_end = window::position(input_schema, &c.name);
+                    }
                     window_cols.push(col);
                 } else if let Some((col, _)) = window::trace_window_column(&w.input, &c.name) {
                     if col == "window_end" {

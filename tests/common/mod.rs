@@ -102,7 +102,23 @@ pub async fn resumed_batches(
     checkpoints: &std::path::Path,
     stop_after: std::time::Duration,
 ) -> (Vec<RecordBatch>, bool) {
-    resumed_batches_with(ddl, sql, checkpoints, stop_after, || {}).await
+    resumed_batches_with(ddl, sql, checkpoints, stop_after, || {}, None).await
+}
+
+/// [`resumed`] across a change of parallelism: the first run has its keyed operators at
+/// `parallelism.0` subtasks, the second restores its savepoint at `parallelism.1`, each
+/// subtask taking the key groups it now owns.
+#[allow(dead_code)]
+pub async fn rescaled(
+    ddl: &str,
+    sql: &str,
+    checkpoints: &std::path::Path,
+    stop_after: std::time::Duration,
+    parallelism: (usize, usize),
+) -> (Vec<String>, bool) {
+    let (batches, resumed) =
+        resumed_batches_with(ddl, sql, checkpoints, stop_after, || {}, Some(parallelism)).await;
+    (rows(&batches), resumed)
 }
 
 /// [`resumed`], with `between` run after the first run has stopped and before the second
@@ -114,7 +130,8 @@ pub async fn resumed_with(
     stop_after: std::time::Duration,
     between: impl FnOnce(),
 ) -> (Vec<String>, bool) {
-    let (batches, resumed) = resumed_batches_with(ddl, sql, checkpoints, stop_after, between).await;
+    let (batches, resumed) =
+        resumed_batches_with(ddl, sql, checkpoints, stop_after, between, None).await;
     (rows(&batches), resumed)
 }
 
@@ -124,7 +141,12 @@ async fn resumed_batches_with(
     checkpoints: &std::path::Path,
     stop_after: std::time::Duration,
     between: impl FnOnce(),
+    parallelism: Option<(usize, usize)>,
 ) -> (Vec<RecordBatch>, bool) {
+    let at = |p: Option<usize>| {
+        p.map(|p| format!("SET 'parallelism.default' = '{p}';\n"))
+            .unwrap_or_default()
+    };
     let ddl = format!(
         "SET 'pipeline.name' = 'resumed';\n\
          SET 'execution.checkpointing.interval' = '10ms';\n\
@@ -137,7 +159,10 @@ async fn resumed_batches_with(
         .expect("one statement");
     let sink = weir::sink::collect::CollectSink::new();
     let mut first = weir::Session::new();
-    first.run_collect(&ddl).await.expect("ddl");
+    first
+        .run_collect(&format!("{ddl}{}", at(parallelism.map(|p| p.0))))
+        .await
+        .expect("ddl");
     let job = first
         .start_into(&query, Box::new(sink.clone()))
         .await
@@ -147,7 +172,10 @@ async fn resumed_batches_with(
     job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     between();
     let mut second = weir::Session::new();
-    second.run_collect(&ddl).await.expect("ddl");
+    second
+        .run_collect(&format!("{ddl}{}", at(parallelism.map(|p| p.1))))
+        .await
+        .expect("ddl");
     let resumed = match second.start_into(&query, Box::new(sink.clone())).await {
         Ok(job) => {
             job.wait().await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -178,5 +206,17 @@ pub fn wait_until_it_catches_sigterm(pid: u32) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The parallelism (`parallelism.default`) a differential test runs a query at, chosen by
+/// its source batch size so that the sizes a test tries cover parallelism 1, 2 and 3: 1 for
+/// one row per batch, 2 for other odd sizes, 3 for even ones.
+#[allow(dead_code)]
+pub fn parallelism_for(batch_size: usize) -> usize {
+    match batch_size {
+        1 => 1,
+        n if n % 2 == 1 => 2,
+        _ => 3,
     }
 }
