@@ -515,7 +515,10 @@ async fn a_csv_value_with_line_breaks_keeps_its_own_key() {
 /// `-D` as tombstones, `-U` dropped — so the topic read as "the last value per key" (what
 /// a compacted topic keeps) is the result. Counts of counts over v = 1..300 by v % 7: six
 /// keys end with 43 rows and one with 42, so only c = 42 (n = 1) and c = 43 (n = 6) stay;
-/// every smaller c was passed through and deleted.
+/// every smaller c was passed through and deleted. The job runs at the default parallelism
+/// (the machine's cores): the inner groups' subtasks then interleave, so how often a c
+/// empties and fills again varies from run to run (Flink orders changes per key only), but
+/// the message count and the last value per key do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_updating_result_into_upsert_kafka_reads_back_as_the_result() {
     let Some(broker) = Broker::start() else {
@@ -567,7 +570,18 @@ async fn an_updating_result_into_upsert_kafka_reads_back_as_the_result() {
         .filter_map(|(c, v)| v.map(|v| (*c, v)))
         .collect();
     assert_eq!(live, vec![(42, 1), (43, 6)], "{printed}");
-    assert_eq!(tombstones, 41, "c = 1..41 each deleted once");
+    let deleted: Vec<i64> = last
+        .iter()
+        .filter_map(|(c, v)| v.is_none().then_some(*c))
+        .collect();
+    assert_eq!(
+        deleted,
+        (1..=41).collect::<Vec<_>>(),
+        "c = 1..41 end deleted: {printed}"
+    );
+    // Each of c = 1..41 emptied at least once (exactly once when one subtask counts the
+    // keys in turn).
+    assert!(tombstones >= 41, "{tombstones} tombstones: {printed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
