@@ -10,7 +10,14 @@ use crate::source::Source;
 use crate::sql::catalog::TableDef;
 use crate::sql::options::Options;
 
-pub const SOURCES: &[&str] = &["nexmark", "datagen", "filesystem", "stdin", "kafka"];
+pub const SOURCES: &[&str] = &[
+    "nexmark",
+    "datagen",
+    "filesystem",
+    "stdin",
+    "kafka",
+    "upsert-kafka",
+];
 pub const SINKS: &[&str] = &["print", "blackhole", "filesystem", "kafka", "upsert-kafka"];
 pub const ALL: &[&str] = &[
     "nexmark",
@@ -46,7 +53,10 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         ]),
         "stdin" => v.extend(["format"]),
         "kafka" => v.extend(crate::source::kafka::OPTIONS),
-        "upsert-kafka" => v.extend(crate::sink::kafka::UPSERT_OPTIONS),
+        "upsert-kafka" => {
+            v.extend(crate::sink::kafka::UPSERT_OPTIONS);
+            v.extend(crate::sink::kafka::side_format_options());
+        }
         "print" => v.extend(crate::sink::print::OPTIONS),
         "blackhole" => {}
         _ => {}
@@ -154,6 +164,8 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "upsert-kafka" {
         crate::sink::kafka::check_upsert_table(def)?;
+        // Its key's and value's format options, checked now (nothing connects yet).
+        crate::source::kafka::KafkaSource::new_upsert(def, &def.options, 1)?;
     }
     if def.connector == "nexmark" {
         crate::source::nexmark::NexmarkConfig::from_options(&def.options)?;
@@ -230,6 +242,9 @@ pub fn build_source(
             def.physical.clone(),
             &def.metadata,
             batch_size,
+        )?)),
+        "upsert-kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new_upsert(
+            def, options, batch_size,
         )?)),
         "stdin" => {
             let format = Format::parse(options, &def.name)?;

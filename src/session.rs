@@ -874,7 +874,10 @@ impl Session {
             }
             Statement::Explain(inner) => {
                 let (plans, _) = self.plan_statement(inner).await?;
-                let text = plans.first().map(|p| p.explain()).unwrap_or_default();
+                let text = plans
+                    .first()
+                    .map(|p| p.explain().trim_end().to_string())
+                    .unwrap_or_default();
                 Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
             }
             Statement::Query(_) | Statement::Insert { .. } => {

@@ -212,6 +212,40 @@ fn a_dead_letter_sink_on_a_source_that_decodes_nothing_is_refused() {
     assert!(stderr.contains("'dead-letter.sink' is empty"), "{stderr}");
 }
 
+/// Read, an `upsert-kafka` table is a changelog: its upserts and tombstones pass Flink's
+/// ChangelogNormalize, keyed by the primary key, before anything else (planning connects
+/// to no broker); a SELECT of it into an append-only table is refused as an updating one.
+#[test]
+fn an_upsert_kafka_table_is_read_through_changelog_normalize() {
+    let ddl = "CREATE TABLE u (c BIGINT, n BIGINT, PRIMARY KEY (c) NOT ENFORCED) WITH (\
+        'connector' = 'upsert-kafka', 'topic' = 'counts', \
+        'properties.bootstrap.servers' = '127.0.0.1:9', 'key.format' = 'json', \
+        'value.format' = 'json');\n";
+    let (_dir, f) = script(
+        "q.sql",
+        &format!("{ddl}EXPLAIN SELECT c, n FROM u WHERE n > 1;"),
+    );
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let normalize = stdout.find("ChangelogNormalize(key=[c])");
+    let source = stdout.find("Source: u (connector 'upsert-kafka')");
+    let filter = stdout.find("filter");
+    assert!(
+        filter < normalize && normalize < source && filter.is_some(),
+        "{stdout}"
+    );
+    let (_dir, f) = script(
+        "q.sql",
+        &format!(
+            "{ddl}CREATE TABLE out (c BIGINT, n BIGINT) WITH ('connector' = 'filesystem', \
+               'path' = '/tmp/never', 'format' = 'csv');\nINSERT INTO out SELECT c, n FROM u;"
+        ),
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("takes appended rows only"), "{stderr}");
+}
+
 #[test]
 fn filesystem_sink_commits_one_complete_file() {
     let dir = tempfile::tempdir().expect("tmp");

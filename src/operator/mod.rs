@@ -16,6 +16,7 @@ pub mod join;
 pub mod lag;
 pub mod limit;
 pub mod minmax;
+pub mod normalize;
 pub mod over;
 pub mod proctime;
 pub mod project;

@@ -250,7 +250,23 @@ impl Planner<'_> {
                     ));
                 };
                 let table_schema = table.schema.clone();
-                let node = self.source(table)?;
+                let mut node = self.source(table.clone())?;
+                if table.connector == "upsert-kafka" {
+                    // Upserts and tombstones become a changelog before anything reads them
+                    // (Flink's ChangelogNormalize), keyed by the primary key.
+                    let key = table
+                        .primary_key
+                        .iter()
+                        .map(|k| table_schema.index_of(k))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    node = PlanNode::Operator {
+                        op: Box::new(crate::operator::normalize::NormalizeOperator::new(
+                            table_schema.clone(),
+                            key,
+                        )?),
+                        input: Box::new(node),
+                    };
+                }
                 self.scan_tail(node, scan, &table_schema)
             }
             LogicalPlan::Projection(p) => {

@@ -57,7 +57,9 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The options of an `upsert-kafka` table (Flink's names).
+/// The options of an `upsert-kafka` table (Flink's names): as a source it also takes a
+/// bounded read's end; its key's and value's format options (`key.json.*`, `value.csv.*`,
+/// …) are [`side_format_options`].
 pub const UPSERT_OPTIONS: &[&str] = &[
     "topic",
     "properties.bootstrap.servers",
@@ -65,8 +67,28 @@ pub const UPSERT_OPTIONS: &[&str] = &[
     "value.format",
     "value.fields-include",
     "sink.delivery-guarantee",
+    "scan.bounded.mode",
+    "scan.bounded.timestamp-millis",
+    "scan.bounded.specific-offsets",
     "properties.",
 ];
+
+/// Each JSON and CSV format option prefixed by the side it applies to, as Flink's
+/// upsert-kafka names them: `key.json.ignore-parse-errors`, `value.csv.field-delimiter`, ….
+pub fn side_format_options() -> &'static [&'static str] {
+    static OPTIONS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut v: Vec<&'static str> = vec![];
+        for side in ["key", "value"] {
+            for f in [Format::Json, Format::Csv] {
+                for o in f.options() {
+                    v.push(Box::leak(format!("{side}.{o}").into_boxed_str()));
+                }
+            }
+        }
+        v
+    });
+    &OPTIONS
+}
 
 pub struct KafkaSink {
     /// CSV messages: the field delimiter (`csv.field-delimiter`) and how ARRAY elements
@@ -111,7 +133,14 @@ impl KafkaSink {
     pub fn create_upsert(def: &crate::sql::catalog::TableDef, options: &Options) -> Result<Self> {
         let table = def.name.as_str();
         let (format, key_format, except_key) = upsert_formats(def, options)?;
-        let mut sink = Self::with_formats(table, options, format, key_format)?;
+        // The value's format options (`value.json.*`, `value.csv.*`) as the writer reads them.
+        let mut merged = options.clone();
+        for (k, v) in crate::source::kafka::side_options(options, "value", format).iter() {
+            if k != "format" {
+                merged.insert(k, v, None);
+            }
+        }
+        let mut sink = Self::with_formats(table, &merged, format, key_format)?;
         sink.key_fields = def.primary_key.clone();
         sink.upsert = Some(except_key);
         Ok(sink)
@@ -409,7 +438,7 @@ impl Sink for KafkaSink {
 
 /// An `upsert-kafka` table's value format, key format, and whether the value leaves the
 /// key's columns out; errors as [`KafkaSink::create_upsert`] says.
-fn upsert_formats(
+pub(crate) fn upsert_formats(
     def: &crate::sql::catalog::TableDef,
     options: &Options,
 ) -> Result<(Format, Format, bool)> {

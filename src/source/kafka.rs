@@ -18,6 +18,13 @@
 //! (`queued.max.messages.kbytes`, 16 MiB here unless set) is full. Consumed offsets are
 //! committed to the group as Flink does without checkpoints. Transient broker errors are
 //! logged and the client reconnects; only errors that cannot heal fail the query.
+//!
+//! The `upsert-kafka` source reads a topic as a changelog, as Flink's does: the message
+//! key (`key.format`) holds the primary key's columns, a value (`value.format`) is an
+//! upsert of that key (`+I` here; [`crate::operator::normalize`] makes `+I`/`-U`/`+U` of
+//! it), and a tombstone (a message without a value) deletes the key (`-D`, the key's
+//! columns set, the others NULL). It always starts at the earliest offset (Flink's
+//! upsert-kafka takes no startup mode: the whole topic is the table).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -131,6 +138,60 @@ pub struct KafkaSource {
     positions: Vec<(String, i32, i64)>,
     restored: Option<HashMap<(String, i32), i64>>,
     uncommitted: BTreeMap<u64, Vec<(String, i32, i64)>>,
+    /// `upsert-kafka`: how keys are read and rows assembled.
+    upsert: Option<Upsert>,
+}
+
+/// How an `upsert-kafka` source reads its messages (Flink's `key.format`,
+/// `value.fields-include`).
+struct Upsert {
+    /// Decodes message keys into the primary key's columns, in key order.
+    key_decoder: Decoder,
+    /// The physical index of each primary-key column, in key order.
+    key_columns: Vec<usize>,
+    /// `'value.fields-include' = 'EXCEPT_KEY'`: the value holds the other columns only
+    /// and the key's come from the message key; `ALL`: the value holds every column.
+    except_key: bool,
+}
+
+/// The options of a format read from an `upsert-kafka` table's `<side>.<format>.*`
+/// options (`value.json.ignore-parse-errors`, Flink's names), keyed as the format reads
+/// them (`json.ignore-parse-errors`), with `format` set to it.
+pub(crate) fn side_options(options: &Options, side: &str, format: Format) -> Options {
+    let mut o = Options::new();
+    let prefix = format!("{side}.{}.", format.prefix());
+    for (k, v) in options.iter() {
+        if let Some(rest) = k.strip_prefix(&prefix) {
+            o.insert(format!("{}.{rest}", format.prefix()), v, options.pos(k));
+        }
+    }
+    o.insert(
+        "format",
+        format.prefix(),
+        options.pos(&format!("{side}.format")),
+    );
+    o
+}
+
+/// Per line of a decode: the row of `decoded`'s batch it gave, if any.
+fn rows_by_line(lines: usize, decoded: &crate::format::decode::Decoded) -> Vec<Option<u32>> {
+    let rows = decoded.batch.as_ref().map_or(0, |b| b.num_rows());
+    let mut out = vec![None; lines];
+    match &decoded.kept {
+        Some(kept) => {
+            for (row, &line) in kept.iter().enumerate() {
+                if let Some(slot) = out.get_mut(line) {
+                    *slot = u32::try_from(row).ok();
+                }
+            }
+        }
+        None => {
+            for (row, slot) in out.iter_mut().enumerate().take(rows) {
+                *slot = u32::try_from(row).ok();
+            }
+        }
+    }
+    out
 }
 
 /// The librdkafka configuration of a table: every `properties.*` option.
@@ -427,7 +488,65 @@ impl KafkaSource {
             positions: vec![],
             restored: None,
             uncommitted: BTreeMap::new(),
+            upsert: None,
         })
+    }
+
+    /// An `upsert-kafka` source for `def` (see the module's docs). Errors: those of
+    /// [`crate::sink::kafka::upsert_formats`] (no primary key, a missing or unknown key or
+    /// value format, an unknown `value.fields-include`), the formats' options
+    /// (`key.json.*`, `value.csv.*`, …) and what [`KafkaSource::new`] checks.
+    pub fn new_upsert(
+        def: &crate::sql::catalog::TableDef,
+        options: &Options,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let (value_format, key_format, except_key) =
+            crate::sink::kafka::upsert_formats(def, options)?;
+        let physical = &def.physical;
+        let key_columns = def
+            .primary_key
+            .iter()
+            .map(|k| physical.index_of(k))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut value_options = options.clone();
+        for (k, v) in side_options(options, "value", value_format).iter() {
+            value_options.insert(k, v, None);
+        }
+        value_options.insert("scan.startup.mode", "earliest-offset", None);
+        let mut source = Self::new(&def.name, &value_options, physical.clone(), &[], batch_size)?;
+        if except_key {
+            source.value_schema = Arc::new(Schema::new(
+                physical
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !key_columns.contains(i))
+                    .map(|(_, f)| f.as_ref().clone())
+                    .collect::<Vec<Field>>(),
+            ));
+            source.decoder = Some(Decoder::new(
+                value_format,
+                source.value_schema.clone(),
+                &value_options,
+            )?);
+        }
+        let key_schema = Arc::new(Schema::new(
+            key_columns
+                .iter()
+                .map(|&i| physical.field(i).clone())
+                .collect::<Vec<Field>>(),
+        ));
+        source.upsert = Some(Upsert {
+            key_decoder: Decoder::new(
+                key_format,
+                key_schema,
+                &side_options(options, "key", key_format),
+            )?,
+            key_columns,
+            except_key,
+        });
+        Ok(source)
     }
 
     fn subscribes(&self) -> bool {
@@ -564,6 +683,8 @@ impl ConsumerContext for GroupContext {
 #[derive(Default)]
 struct Pending {
     values: Vec<Vec<u8>>,
+    /// Per message: a tombstone (`upsert-kafka` only; its value is empty).
+    deleted: Vec<bool>,
     offsets: Vec<i64>,
     timestamps: Vec<Option<i64>>,
     timestamp_types: Vec<&'static str>,
@@ -987,6 +1108,7 @@ impl Source for KafkaSource {
                         m.timestamp(),
                         m.offset(),
                         &ctx.job_metrics(),
+                        self.upsert.is_some(),
                     ) {
                         buffered += 1;
                     }
@@ -1264,6 +1386,14 @@ impl KafkaSource {
         if part.pending.len() == 0 {
             return Ok(true);
         }
+        if let Some(u) = &self.upsert {
+            let batch = self.upsert_batch(u, part, ctx);
+            part.pending.clear();
+            return match batch? {
+                Some(b) => ctx.emit_from(part.index, b),
+                None => Ok(true),
+            };
+        }
         let (values, kept): (Option<RecordBatch>, Option<Vec<usize>>) = match &self.decoder {
             None => (Some(self.raw_batch(&part.pending.values)?), None),
             Some(d) => {
@@ -1310,9 +1440,135 @@ impl KafkaSource {
     }
 }
 
+impl KafkaSource {
+    /// An `upsert-kafka` partition's pending messages as one changelog batch in message
+    /// order: `+I` for each value, `-D` for each tombstone (its key's columns set, the
+    /// others NULL). A message whose key or value cannot be read is a bad record (counted
+    /// and skipped, or the error, as the format's `ignore-parse-errors` says); a message
+    /// without a key is one too. None: no rows.
+    fn upsert_batch(
+        &self,
+        u: &Upsert,
+        part: &Part,
+        ctx: &mut SourceContext,
+    ) -> Result<Option<RecordBatch>> {
+        use datafusion::arrow::array::{Int8Array, UInt32Array, new_null_array};
+        use datafusion::arrow::compute::{interleave, take};
+        let Some(d) = &self.decoder else {
+            return Err(WeirError::internal(
+                "an upsert-kafka source without a format",
+            ));
+        };
+        let pending = &part.pending;
+        let n = pending.len();
+        let place = |i: usize| {
+            format!(
+                "kafka topic '{}' partition {} offset {}",
+                part.topic,
+                part.partition,
+                pending.offsets.get(i).copied().unwrap_or(-1)
+            )
+        };
+        let mut key_lines = Vec::with_capacity(n);
+        for (i, k) in pending.keys.iter().enumerate() {
+            match k {
+                Some(k) => {
+                    key_lines.push(ctx.text_line(&u.key_decoder, k.trim_ascii_end(), &|| place(i))?)
+                }
+                None => {
+                    let reason = "an upsert-kafka message without a key";
+                    if !u.key_decoder.skips_bad_records() {
+                        return Err(u.key_decoder.malformed(reason, &place(i)));
+                    }
+                    ctx.bad_record(&pending.values[i], reason, place(i))?;
+                    key_lines.push(String::new());
+                }
+            }
+        }
+        let keys = u.key_decoder.decode_at(&key_lines, &place)?;
+        ctx.bad_lines(&keys, &key_lines, &place)?;
+        let key_row = rows_by_line(n, &keys);
+        let with_value: Vec<usize> = (0..n).filter(|&i| !pending.deleted[i]).collect();
+        let mut value_lines = Vec::with_capacity(with_value.len());
+        for &i in &with_value {
+            value_lines.push(ctx.text_line(d, pending.values[i].trim_ascii_end(), &|| place(i))?);
+        }
+        let value_place = |j: usize| place(with_value.get(j).copied().unwrap_or(usize::MAX));
+        let values = d.decode_at(&value_lines, &value_place)?;
+        ctx.bad_lines(&values, &value_lines, &value_place)?;
+        let value_row = rows_by_line(value_lines.len(), &values);
+        // Each message that gives a row: its key's row and its value's (None: a delete).
+        let mut rows: Vec<(u32, Option<u32>)> = Vec::with_capacity(n);
+        let mut next_value = 0;
+        for (i, key) in key_row.iter().enumerate() {
+            let value = if pending.deleted[i] {
+                None
+            } else {
+                next_value += 1;
+                match value_row.get(next_value - 1).copied().flatten() {
+                    Some(r) => Some(r),
+                    None => continue,
+                }
+            };
+            if let Some(k) = *key {
+                rows.push((k, value));
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (Some(key_batch), value_batch) = (keys.batch, values.batch) else {
+            return Ok(None);
+        };
+        let key_take = UInt32Array::from_iter_values(rows.iter().map(|r| r.0));
+        let value_take = UInt32Array::from_iter(rows.iter().map(|r| r.1));
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (c, field) in self.schema.fields().iter().enumerate() {
+            let value_col = match &value_batch {
+                Some(b) => b
+                    .schema()
+                    .index_of(field.name())
+                    .ok()
+                    .map(|i| b.column(i).clone()),
+                None => None,
+            };
+            let key_pos = u.key_columns.iter().position(|&k| k == c);
+            let column = match (key_pos, value_col) {
+                // ALL: the value's copy of a key column for upserts, the key's for deletes
+                // (a tombstone has no value).
+                (Some(k), Some(v)) if !u.except_key => {
+                    let key_col = key_batch.column(k);
+                    let picks: Vec<(usize, usize)> = rows
+                        .iter()
+                        .map(|&(kr, vr)| match vr {
+                            Some(vr) => (0, vr as usize),
+                            None => (1, kr as usize),
+                        })
+                        .collect();
+                    interleave(&[v.as_ref(), key_col.as_ref()], &picks)?
+                }
+                (Some(k), _) => take(key_batch.column(k).as_ref(), &key_take, None)?,
+                (None, Some(v)) => take(v.as_ref(), &value_take, None)?,
+                (None, None) => new_null_array(field.data_type(), rows.len()),
+            };
+            columns.push(column);
+        }
+        let kinds = Int8Array::from_iter_values(rows.iter().map(|r| {
+            if r.1.is_some() {
+                crate::changelog::RowKind::Insert as i8
+            } else {
+                crate::changelog::RowKind::Delete as i8
+            }
+        }));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        Ok(Some(crate::changelog::attach(batch, kinds)?))
+    }
+}
+
 /// Takes one message of partition `part` in: its value, key and timestamp are buffered
 /// for the next flush, unless it lies past the bounded read's end. A message without a
-/// value (a tombstone) gives no row and is counted. Returns true when it was buffered.
+/// value (a tombstone) gives no row and is counted, except in an `upsert` source, where it
+/// is buffered as the delete of its key. Returns true when it was buffered.
 fn take_message(
     part: &mut Part,
     value: Option<&[u8]>,
@@ -1320,18 +1576,22 @@ fn take_message(
     timestamp: Timestamp,
     offset: i64,
     job: &crate::job::metrics::JobMetrics,
+    upsert: bool,
 ) -> bool {
     let wanted = part.end.is_none_or(|end| offset < end);
     let buffered = match value {
         _ if !wanted => false,
-        None => {
+        None if !upsert => {
             job.tombstones
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             false
         }
-        Some(v) => {
+        v => {
             let pending = &mut part.pending;
-            pending.values.push(v.to_vec());
+            pending.deleted.push(v.is_none());
+            pending
+                .values
+                .push(v.map(<[u8]>::to_vec).unwrap_or_default());
             pending.offsets.push(offset);
             let (ts, kind) = match timestamp {
                 Timestamp::CreateTime(t) => (Some(t), "CreateTime"),
@@ -1399,6 +1659,7 @@ impl KafkaSource {
                 ts,
                 m.offset,
                 &job,
+                self.upsert.is_some(),
             );
             if part.pending.len() >= self.batch_size {
                 self.flush(&mut part, ctx)?;

@@ -198,7 +198,13 @@ impl SourceStage {
     /// the batch size. Rows in order (or within the watermark's bound) cause no cut.
     pub fn apply(&mut self, batch: RecordBatch) -> Result<Vec<Message>> {
         let full = match &self.computed {
-            Some((exprs, schema)) => project_batch(&batch, exprs, schema)?,
+            // An upsert source's row kinds go along past the computed columns.
+            Some((exprs, schema)) => match crate::changelog::split(&batch) {
+                (data, Some(kinds)) => {
+                    crate::changelog::attach(project_batch(&data, exprs, schema)?, kinds)?
+                }
+                _ => project_batch(&batch, exprs, schema)?,
+            },
             None => batch,
         };
         let Some((expr, time_col)) = &self.watermark else {
