@@ -233,6 +233,7 @@ impl Session {
         let ctx = crate::sql::url_table::with_url_tables(SessionContext::new_with_config(config));
         crate::sql::functions::register(&ctx);
         ctx.add_analyzer_rule(Arc::new(crate::sql::lateral::LateralUnnest));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::group_id::ResolveGroupId));
         Session {
             ctx,
             tables: BTreeMap::new(),

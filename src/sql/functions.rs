@@ -106,6 +106,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         ctx.register_udaf(f);
     }
     ctx.register_udaf(crate::sql::collect::Collect::udaf());
+    ctx.register_udaf(crate::sql::group_id::GroupId::udaf());
     for f in [
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,

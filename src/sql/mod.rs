@@ -8,6 +8,7 @@ pub mod collect;
 pub mod current_watermark;
 pub mod decimal;
 pub mod functions;
+pub mod group_id;
 pub mod json;
 pub mod json_build;
 pub mod lateral;
