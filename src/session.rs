@@ -624,6 +624,60 @@ impl Session {
                 self.tables.insert(name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{name}' altered.")))
             }
+            Statement::RenameTable {
+                name,
+                name_pos,
+                if_exists,
+                to,
+                to_pos,
+            } => {
+                let Some(old) = self.tables.get(name) else {
+                    if *if_exists {
+                        return Ok(Outcome::Done(format!(
+                            "[INFO] No table '{name}' to rename."
+                        )));
+                    }
+                    return Err(self.unknown_relation(name, *name_pos));
+                };
+                if self.tables.contains_key(to) || self.views.contains_key(to) {
+                    return Err(WeirError::sql(
+                        format!("a table or view named '{to}' already exists"),
+                        Some(*to_pos),
+                    ));
+                }
+                // A view reads its tables by name: renaming one under it would break it.
+                let users = self.views_reading(name).await;
+                if !users.is_empty() {
+                    return Err(WeirError::sql(
+                        format!(
+                            "table '{name}' is read by view{} {}",
+                            if users.len() > 1 { "s" } else { "" },
+                            users
+                                .iter()
+                                .map(|u| format!("'{u}'"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        Some(*name_pos),
+                    )
+                    .with_hint(format!("drop {} first", users.join(", "))));
+                }
+                let mut def = TableDef::clone(old);
+                def.name = to.clone();
+                let def = Arc::new(def);
+                self.ctx.deregister_table(relation(name))?;
+                self.ctx
+                    .register_table(relation(to), Arc::new(StreamTable { def: def.clone() }))?;
+                self.tables.remove(name);
+                self.tables.insert(to.clone(), def);
+                if let Some(ddl) = self.ddl.remove(name) {
+                    let text = crate::sql::parser::with_name_replaced(&ddl, to).unwrap_or(ddl);
+                    self.ddl.insert(to.clone(), text);
+                }
+                Ok(Outcome::Done(format!(
+                    "[INFO] Table '{name}' renamed to '{to}'."
+                )))
+            }
             Statement::CreateFunction {
                 name,
                 name_pos,

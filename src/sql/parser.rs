@@ -115,6 +115,14 @@ pub enum Statement {
         options: Vec<TableOption>,
         reset: bool,
     },
+    /// `ALTER TABLE [IF EXISTS] t RENAME TO u` (Flink's form).
+    RenameTable {
+        name: String,
+        name_pos: Pos,
+        if_exists: bool,
+        to: String,
+        to_pos: Pos,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +268,55 @@ pub fn with_options_replaced(ddl: &str, options: &[(&str, &str)]) -> Option<Stri
         .join(",\n");
     Some(format!(
         "{}WITH (\n{body}\n){}",
+        &ddl[..from],
+        &ddl[to.min(ddl.len())..]
+    ))
+}
+
+/// `ddl` (a `CREATE TABLE`'s text) naming the table `name` instead: the name after `TABLE`
+/// (and `IF NOT EXISTS`) is replaced, quoted with backticks unless it is a plain
+/// identifier. None: no such name in the text.
+pub fn with_name_replaced(ddl: &str, name: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&GenericDialect {}, ddl)
+        .tokenize_with_location()
+        .ok()?;
+    let sig = |i: usize| crate::sql::window::next_sig(&tokens, i);
+    let word = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(w) if w.keyword == k && w.quote_style.is_none());
+    let mut at = sig(0)?;
+    while !word(at, Keyword::TABLE) {
+        at = sig(at + 1)?;
+    }
+    let mut first = sig(at + 1)?;
+    if word(first, Keyword::IF) {
+        first = sig(sig(sig(first + 1)? + 1)? + 1)?;
+    }
+    // A dotted name: its parts and the periods between them.
+    let mut last = first;
+    while let Some(dot) = sig(last + 1).filter(|&d| tokens[d].token == Token::Period) {
+        last = sig(dot + 1)?;
+    }
+    let lines = Lines::new(ddl);
+    let from = lines.offset(ddl, pos_of(&tokens[first]));
+    let end = &tokens[last].span.end;
+    let to = lines.offset(
+        ddl,
+        Pos {
+            line: end.line,
+            col: end.column,
+        },
+    );
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let written = if plain {
+        name.to_string()
+    } else {
+        format!("`{}`", name.replace('`', "``"))
+    };
+    Some(format!(
+        "{}{written}{}",
         &ddl[..from],
         &ddl[to.min(ddl.len())..]
     ))
@@ -645,6 +702,17 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let (name, name_pos) = parse_name(p)?;
             let t = p.peek_token();
+            if p.parse_keyword(Keyword::RENAME) {
+                p.expect_keyword_is(Keyword::TO).map_err(parser_error)?;
+                let (to, to_pos) = parse_name(p)?;
+                return Ok(Statement::RenameTable {
+                    name,
+                    name_pos,
+                    if_exists,
+                    to,
+                    to_pos,
+                });
+            }
             let reset = if p.parse_keyword(Keyword::SET) {
                 false
             } else if p.parse_keyword(Keyword::RESET) {
@@ -654,7 +722,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                     format!("expected SET or RESET after ALTER TABLE {name}, found '{}'", t.token),
                     &t,
                 )
-                .with_hint("Weir alters a table's options: ALTER TABLE t SET ('k' = 'v') or ALTER TABLE t RESET ('k'); renaming and changing columns are not supported"));
+                .with_hint("Weir alters a table's name or options: ALTER TABLE t RENAME TO u, ALTER TABLE t SET ('k' = 'v') or ALTER TABLE t RESET ('k'); changing columns is not supported"));
             };
             p.expect_token(&Token::LParen).map_err(parser_error)?;
             let mut options: Vec<TableOption> = vec![];
