@@ -209,8 +209,8 @@ fn queries() -> Vec<(String, String, String)> {
             .into(),
     ));
     // Subqueries in expressions over whole streams, planned as semi and anti joins: a
-    // row of `a` comes once its first partner is there (EXISTS, IN); under NOT EXISTS it
-    // comes at once and is taken back when its first partner comes.
+    // row of `a` comes once its first partner is there (EXISTS, IN); under NOT EXISTS and
+    // NOT IN it comes at once and is taken back when its first partner comes.
     for (name, sql) in [
         (
             "EXISTS, correlated with a condition",
@@ -223,6 +223,16 @@ fn queries() -> Vec<(String, String, String)> {
         (
             "NOT EXISTS",
             "SELECT a.k, a.v FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.v < a.v)",
+        ),
+        // NOT IN's NULL rule: a NULL among the subquery's values takes every row back; a
+        // row with a NULL key stays only while the subquery is empty.
+        (
+            "NOT IN (a subquery that may hold NULL)",
+            "SELECT a.k, a.v FROM a WHERE a.k NOT IN (SELECT b.k FROM b WHERE b.v = 19)",
+        ),
+        (
+            "NOT IN (a subquery without NULL)",
+            "SELECT a.k, a.v FROM a WHERE a.k NOT IN (SELECT b.k FROM b WHERE b.k IN ('a', 'b') AND b.v > 12)",
         ),
     ] {
         out.push((name.into(), sql.into(), sql.into()));

@@ -175,6 +175,11 @@ pub struct StreamJoin {
     /// Each input's own watermark.
     side_watermark: [i64; 2],
     metrics: Option<TaskMetrics>,
+    /// `NOT IN (subquery)`: a null-aware anti join (see [`StreamJoin::null_aware`]), and
+    /// whether the right side has sent a row, and a row with a NULL key.
+    null_aware: bool,
+    right_seen: bool,
+    right_null: bool,
 }
 
 /// Interval joins merge segments up to this many rows, so that old rows leave in whole
@@ -242,7 +247,51 @@ impl StreamJoin {
             ended: [false; 2],
             side_watermark: [i64::MIN; 2],
             metrics: None,
+            null_aware: false,
+            right_seen: false,
+            right_null: false,
         })
+    }
+
+    /// Makes a left anti join null-aware, as SQL's `x NOT IN (SELECT y …)` is: a left row
+    /// is in the result only while no right row equals it **and** no right `y` is NULL
+    /// (`x <> NULL` is unknown); a row whose `x` is NULL only while the right side is
+    /// empty. Over an append-only right side, as Flink's anti join with the condition
+    /// `x = y OR x IS NULL OR y IS NULL`: a left row comes out at once (`+I`) when it
+    /// qualifies and is taken back (`-D`) when its first partner, the right side's first
+    /// NULL, or (for a NULL `x`) the right side's first row arrives. Its flags are global,
+    /// so it runs as one subtask.
+    pub fn null_aware(mut self, on: bool) -> Self {
+        self.null_aware = on && self.kind == JoinKind::LeftAnti;
+        self
+    }
+
+    /// A null-aware anti join's left rows still out that the right side's first row (all
+    /// with a NULL key) or first NULL (`all`: every one) now takes back.
+    fn retract_left(&mut self, all: bool, out: &mut Vec<Message>) -> Result<()> {
+        let mut taken = vec![];
+        for g in 0..self.kept[0].len() {
+            let keys = self.keys(Side::Left, &self.kept[0][g].batch)?;
+            let seg = &mut self.kept[0][g];
+            let idx: Vec<u32> = (0..seg.matched.len())
+                .filter(|&i| !seg.matched[i] && (all || !keys.joinable(i)))
+                .map(|i| i as u32)
+                .collect();
+            for &i in &idx {
+                seg.matched[i as usize] = true;
+            }
+            if !idx.is_empty() {
+                taken.push(datafusion::arrow::compute::take_record_batch(
+                    &seg.batch,
+                    &UInt32Array::from(idx),
+                )?);
+            }
+        }
+        for b in taken {
+            let rows = self.output(b)?;
+            out.push(self.changes(rows, RowKind::Delete)?);
+        }
+        Ok(())
     }
 
     /// Forgets kept rows once they have been kept for `ttl` (processing time), as Flink's
@@ -258,7 +307,8 @@ impl StreamJoin {
             JoinTime::Interval { lo, hi, .. } => format!("interval [{lo} ms, {hi} ms]"),
             JoinTime::Window { .. } => "window".to_string(),
         };
-        format!("join {} ({what})", self.kind.name())
+        let null_aware = if self.null_aware { " null-aware" } else { "" };
+        format!("join {}{null_aware} ({what})", self.kind.name())
     }
 
     pub fn attach(&mut self, metrics: &TaskMetrics) {
@@ -592,7 +642,22 @@ impl StreamJoin {
             }
         }
         let keys = self.keys(side, &batch)?;
+        if self.null_aware && side == Side::Right && batch.num_rows() > 0 {
+            let first_row = !self.right_seen;
+            let first_null = !self.right_null && (0..batch.num_rows()).any(|i| !keys.joinable(i));
+            self.right_seen = true;
+            self.right_null |= first_null;
+            if first_row || first_null {
+                self.retract_left(first_null, out)?;
+            }
+        }
         let mut hit = vec![false; batch.num_rows()];
+        if self.null_aware && side == Side::Left {
+            // Rows that may never come out count as met: not emitted, never taken back.
+            for (i, h) in hit.iter_mut().enumerate() {
+                *h = self.right_null || (self.right_seen && !keys.joinable(i));
+            }
+        }
         for g in 0..self.kept[other].len() {
             let seg = &self.kept[other][g];
             let (mut p, mut k) = (vec![], vec![]);
@@ -1044,6 +1109,8 @@ impl StreamJoin {
             ("watermark1", self.side_watermark[1].to_string()),
             ("ended0", self.ended[0].to_string()),
             ("ended1", self.ended[1].to_string()),
+            ("right_seen", self.right_seen.to_string()),
+            ("right_null", self.right_null.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -1108,6 +1175,8 @@ impl StreamJoin {
                     self.watermark = num("watermark")?;
                     self.side_watermark = [num("watermark0")?, num("watermark1")?];
                     self.ended = [get("ended0") == "true", get("ended1") == "true"];
+                    self.right_seen |= get("right_seen") == "true";
+                    self.right_null |= get("right_null") == "true";
                 }
                 other => return Err(bad(&format!("unknown part '{other}'"))),
             }
@@ -1133,7 +1202,7 @@ impl StreamJoin {
 /// holds it back, nor does one silent for its idle timeout) and aligns barriers.
 impl super::Operator for StreamJoin {
     fn distribution(&self) -> super::Distribution {
-        if self.left.keys.is_empty() {
+        if self.left.keys.is_empty() || self.null_aware {
             super::Distribution::Single
         } else {
             super::Distribution::Hash(vec![self.left.keys.clone(), self.right.keys.clone()])

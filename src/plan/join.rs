@@ -25,12 +25,15 @@ impl Planner<'_> {
             JoinType::Full => JoinKind::Full,
             JoinType::LeftSemi => JoinKind::LeftSemi,
             JoinType::RightSemi => JoinKind::RightSemi,
-            JoinType::LeftAnti if !j.null_aware => JoinKind::LeftAnti,
-            JoinType::LeftAnti => {
-                return Err(unsupported("NOT IN (a subquery) over streams").with_hint(
-                    "NOT EXISTS (SELECT … WHERE s.k = t.k) gives the same rows where the keys are not NULL",
+            JoinType::LeftAnti if j.null_aware && (j.filter.is_some() || j.on.len() != 1) => {
+                return Err(unsupported(
+                    "NOT IN (a subquery) over streams correlated with the outer query or with a condition on other columns",
+                )
+                .with_hint(
+                    "NOT EXISTS (SELECT … WHERE s.k = t.k AND …) gives the same rows where the keys are not NULL",
                 ));
             }
+            JoinType::LeftAnti => JoinKind::LeftAnti,
             JoinType::RightAnti => JoinKind::RightAnti,
             other => return Err(unsupported(format!("{other} joins of streams"))),
         };
@@ -113,7 +116,8 @@ impl Planner<'_> {
             filter,
             std::sync::Arc::new(j.schema.as_arrow().clone()),
         )?
-        .with_ttl(self.state_ttl()?);
+        .with_ttl(self.state_ttl()?)
+        .null_aware(j.null_aware);
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
         super::append_only(&left, "a join")?;
