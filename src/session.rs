@@ -373,6 +373,28 @@ impl Session {
         Ok(())
     }
 
+    /// The error for dropping or renaming table `name` (at `pos`) while another table
+    /// names it as where its late rows or bad records go (`'late-data.sink'`,
+    /// `'dead-letter.sink'`); None when none does.
+    fn named_by_options(&self, name: &str, pos: crate::error::Pos) -> Option<WeirError> {
+        self.tables.iter().find_map(|(other, d)| {
+            ["late-data.sink", "dead-letter.sink"]
+                .into_iter()
+                .find(|o| other != name && d.options.get(o) == Some(name))
+                .map(|option| {
+                    WeirError::sql(
+                        format!(
+                            "table '{name}' is named by table '{other}' in its option '{option}'"
+                        ),
+                        Some(pos),
+                    )
+                    .with_hint(format!(
+                        "ALTER TABLE {other} SET ('{option}' = '…') or drop {other} first"
+                    ))
+                })
+        })
+    }
+
     /// The views whose query reads table or view `name` (directly, or through a view it
     /// reads: a view's plan holds the views it reads), in name order.
     async fn views_reading(&self, name: &str) -> Vec<String> {
@@ -387,17 +409,7 @@ impl Session {
             let Some(view) = provider.downcast_ref::<datafusion::datasource::ViewTable>() else {
                 continue;
             };
-            use datafusion::common::tree_node::TreeNode;
-            let reads = view
-                .logical_plan()
-                .exists(|p| {
-                    Ok(
-                        matches!(p, datafusion::logical_expr::LogicalPlan::TableScan(s)
-                        if s.table_name.table() == name),
-                    )
-                })
-                .unwrap_or(false);
-            if reads {
+            if plan_reads(view.logical_plan(), name) {
                 out.push(v.clone());
             }
         }
@@ -646,21 +658,13 @@ impl Session {
                     ));
                 }
                 // A view reads its tables by name: renaming one under it would break it.
-                let users = self.views_reading(name).await;
-                if !users.is_empty() {
-                    return Err(WeirError::sql(
-                        format!(
-                            "table '{name}' is read by view{} {}",
-                            if users.len() > 1 { "s" } else { "" },
-                            users
-                                .iter()
-                                .map(|u| format!("'{u}'"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        Some(*name_pos),
-                    )
-                    .with_hint(format!("drop {} first", users.join(", "))));
+                if let Some(e) =
+                    read_by_views("table", name, *name_pos, &self.views_reading(name).await)
+                {
+                    return Err(e);
+                }
+                if let Some(e) = self.named_by_options(name, *name_pos) {
+                    return Err(e);
                 }
                 let mut def = TableDef::clone(old);
                 def.name = to.clone();
@@ -745,22 +749,14 @@ impl Session {
                 name_pos,
                 if_exists,
             } => {
-                let users = self.views_reading(name).await;
-                if !users.is_empty() {
-                    return Err(WeirError::sql(
-                        format!(
-                            "{} '{name}' is read by view{} {}",
-                            if *view { "view" } else { "table" },
-                            if users.len() > 1 { "s" } else { "" },
-                            users
-                                .iter()
-                                .map(|u| format!("'{u}'"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        Some(*name_pos),
-                    )
-                    .with_hint(format!("drop {} first", users.join(", "))));
+                let kind = if *view { "view" } else { "table" };
+                if let Some(e) =
+                    read_by_views(kind, name, *name_pos, &self.views_reading(name).await)
+                {
+                    return Err(e);
+                }
+                if let Some(e) = self.named_by_options(name, *name_pos) {
+                    return Err(e);
                 }
                 let exists = if *view {
                     self.view_schemas.remove(name);
@@ -1953,4 +1949,49 @@ fn relations(from: &[ast::TableWithJoins]) -> impl Iterator<Item = &ast::TableFa
         walk(t, &mut out);
     }
     out.into_iter()
+}
+
+/// True when `plan` scans table or view `name`: anywhere in it, in its subqueries
+/// (`WHERE k IN (SELECT …)`) and in the input of a window table function over it.
+fn plan_reads(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut reads = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(s) = p {
+            let windowed = crate::plan::window::window_table(s);
+            if s.table_name.table() == name || windowed.is_some_and(|w| plan_reads(&w.input, name))
+            {
+                reads = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reads
+}
+
+/// The error for dropping or renaming `kind` (`table`, `view`) `name` while the views
+/// `users` read it by name; None when none does.
+fn read_by_views(
+    kind: &str,
+    name: &str,
+    pos: crate::error::Pos,
+    users: &[String],
+) -> Option<WeirError> {
+    if users.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = users.iter().map(|u| format!("'{u}'")).collect();
+    Some(
+        WeirError::sql(
+            format!(
+                "{kind} '{name}' is read by view{} {}",
+                if users.len() > 1 { "s" } else { "" },
+                names.join(", ")
+            ),
+            Some(pos),
+        )
+        .with_hint(format!("drop {} first", users.join(", "))),
+    )
 }

@@ -291,6 +291,10 @@ impl StreamJoin {
             let rows = self.output(b)?;
             out.push(self.changes(rows, RowKind::Delete)?);
         }
+        if all {
+            // A NULL in the subquery is there for good: no left row comes out again.
+            self.kept[0].clear();
+        }
         Ok(())
     }
 
@@ -641,6 +645,10 @@ impl StreamJoin {
                 kept.retain(|s| now.duration_since(s.arrived) < ttl);
             }
         }
+        if self.null_aware && side == Side::Left && self.right_null {
+            // Nothing comes out any more, and nothing needs keeping.
+            return Ok(());
+        }
         let keys = self.keys(side, &batch)?;
         if self.null_aware && side == Side::Right && batch.num_rows() > 0 {
             let first_row = !self.right_seen;
@@ -649,6 +657,11 @@ impl StreamJoin {
             self.right_null |= first_null;
             if first_row || first_null {
                 self.retract_left(first_null, out)?;
+            }
+            if self.right_null {
+                // The answer is empty for good: the right side's rows matter no more.
+                self.kept[1].clear();
+                return Ok(());
             }
         }
         let mut hit = vec![false; batch.num_rows()];

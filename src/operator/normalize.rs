@@ -31,6 +31,26 @@ use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::Operator;
 
+/// `schema` with every column but those named in `key` nullable: the rows of an upsert
+/// stream before normalization, whose deletes (a tombstone) hold only the key, whatever
+/// the table declares `NOT NULL`.
+pub fn nullable_except(schema: &SchemaRef, key: &[String]) -> SchemaRef {
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if key.contains(f.name()) {
+                    f.as_ref().clone()
+                } else {
+                    f.as_ref().clone().with_nullable(true)
+                }
+            })
+            .collect::<Vec<Field>>(),
+        schema.metadata().clone(),
+    ))
+}
+
 pub struct NormalizeOperator {
     /// The data columns (without the row kind).
     schema: SchemaRef,

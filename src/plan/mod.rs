@@ -1412,7 +1412,13 @@ impl Planner<'_> {
                     }
                 }
             }
-            Some((exprs, table.schema.clone()))
+            // An upsert table's deletes hold only the key until normalization.
+            let schema = if table.connector == "upsert-kafka" {
+                crate::operator::normalize::nullable_except(&table.schema, &table.primary_key)
+            } else {
+                table.schema.clone()
+            };
+            Some((exprs, schema))
         };
         let watermark = match &table.watermark {
             Some(w) => {

@@ -515,6 +515,9 @@ impl KafkaSource {
         }
         value_options.insert("scan.startup.mode", "earliest-offset", None);
         let mut source = Self::new(&def.name, &value_options, physical.clone(), &[], batch_size)?;
+        // A delete holds only the key: the other columns are NULL until normalization
+        // puts the kept row in its place.
+        source.schema = crate::operator::normalize::nullable_except(physical, &def.primary_key);
         if except_key {
             source.value_schema = Arc::new(Schema::new(
                 physical
@@ -1469,18 +1472,28 @@ impl KafkaSource {
                 pending.offsets.get(i).copied().unwrap_or(-1)
             )
         };
+        // An empty key or value is malformed, as for Flink's formats (it would otherwise
+        // be skipped as a blank line, silently).
+        let malformed = |ctx: &mut SourceContext,
+                         d: &Decoder,
+                         raw: &[u8],
+                         reason: &str,
+                         i: usize|
+         -> Result<()> {
+            if !d.skips_bad_records() {
+                return Err(d.malformed(reason, &place(i)));
+            }
+            ctx.bad_record(raw, reason, place(i))
+        };
         let mut key_lines = Vec::with_capacity(n);
         for (i, k) in pending.keys.iter().enumerate() {
-            match k {
-                Some(k) => {
-                    key_lines.push(ctx.text_line(&u.key_decoder, k.trim_ascii_end(), &|| place(i))?)
+            match k.as_deref().map(<[u8]>::trim_ascii) {
+                Some(k) if !k.is_empty() => {
+                    key_lines.push(ctx.text_line(&u.key_decoder, k, &|| place(i))?)
                 }
-                None => {
+                _ => {
                     let reason = "an upsert-kafka message without a key";
-                    if !u.key_decoder.skips_bad_records() {
-                        return Err(u.key_decoder.malformed(reason, &place(i)));
-                    }
-                    ctx.bad_record(&pending.values[i], reason, place(i))?;
+                    malformed(ctx, &u.key_decoder, &pending.values[i], reason, i)?;
                     key_lines.push(String::new());
                 }
             }
@@ -1488,10 +1501,20 @@ impl KafkaSource {
         let keys = u.key_decoder.decode_at(&key_lines, &place)?;
         ctx.bad_lines(&keys, &key_lines, &place)?;
         let key_row = rows_by_line(n, &keys);
-        let with_value: Vec<usize> = (0..n).filter(|&i| !pending.deleted[i]).collect();
+        // The values of messages whose key was read (a bad key already counted the
+        // message).
+        let with_value: Vec<usize> = (0..n)
+            .filter(|&i| !pending.deleted[i] && key_row[i].is_some())
+            .collect();
         let mut value_lines = Vec::with_capacity(with_value.len());
         for &i in &with_value {
-            value_lines.push(ctx.text_line(d, pending.values[i].trim_ascii_end(), &|| place(i))?);
+            let v = pending.values[i].trim_ascii();
+            if v.is_empty() {
+                malformed(ctx, d, v, "an empty upsert-kafka message value", i)?;
+                value_lines.push(String::new());
+            } else {
+                value_lines.push(ctx.text_line(d, v, &|| place(i))?);
+            }
         }
         let value_place = |j: usize| place(with_value.get(j).copied().unwrap_or(usize::MAX));
         let values = d.decode_at(&value_lines, &value_place)?;
@@ -1503,6 +1526,8 @@ impl KafkaSource {
         for (i, key) in key_row.iter().enumerate() {
             let value = if pending.deleted[i] {
                 None
+            } else if key.is_none() {
+                continue;
             } else {
                 next_value += 1;
                 match value_row.get(next_value - 1).copied().flatten() {
