@@ -8,13 +8,16 @@
 //! `DeduplicateFunctionHelper.processLastRowOnChangelog`):
 //! - an upsert of a new key: `+I` of it;
 //! - an upsert of a known key: `-U` of the kept row, then `+U` of the new one — nothing
-//!   when the new row equals the kept one (Flink drops such repeats when state has no TTL);
+//!   when the new row equals the kept one, unless state has a TTL (Flink then sends the
+//!   repeat on, so that downstream state it refreshes does not expire early);
 //! - a delete (or `-U`) of a known key: `-D` of the **kept** row, and the key is forgotten;
 //!   of an unknown key: nothing.
 //!
-//! State: one row per live key, keys and rows in Arrow's row format. Keyed by the primary
-//! key, so it runs as several subtasks behind a hash exchange and restores at another
-//! parallelism.
+//! State: one row per live key, keys and rows in Arrow's row format; with
+//! `table.exec.state.ttl`, a key that got no message for the TTL is forgotten (a later delete
+//! of it then emits nothing, a later upsert `+I`), as Flink's state TTL does. Keyed by the
+//! primary key, so it runs as several subtasks behind a hash exchange and restores at
+//! another parallelism.
 
 use std::sync::Arc;
 
@@ -51,6 +54,9 @@ pub fn nullable_except(schema: &SchemaRef, key: &[String]) -> SchemaRef {
     ))
 }
 
+/// A key's last row (row format) and when the key last got a message.
+type Kept = (Box<[u8]>, std::time::Instant);
+
 pub struct NormalizeOperator {
     /// The data columns (without the row kind).
     schema: SchemaRef,
@@ -59,8 +65,10 @@ pub struct NormalizeOperator {
     key_names: Vec<String>,
     key_conv: RowConverter,
     row_conv: RowConverter,
-    /// The last row of each live key, both in the row format.
-    rows: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// The last row of each live key, both in the row format, and when the key last got
+    /// a message.
+    rows: HashMap<Box<[u8]>, Kept>,
+    ttl: Option<crate::operator::ttl::StateTtl>,
 }
 
 impl NormalizeOperator {
@@ -94,7 +102,14 @@ impl NormalizeOperator {
             key_conv,
             row_conv,
             rows: HashMap::new(),
+            ttl: None,
         })
+    }
+
+    /// Forgets keys that got no message for `ttl` (`table.exec.state.ttl`).
+    pub fn with_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.ttl = crate::operator::ttl::StateTtl::new(ttl);
+        self
     }
 
     fn state_schema() -> SchemaRef {
@@ -157,6 +172,13 @@ impl Operator for NormalizeOperator {
                 .collect::<Vec<_>>(),
         )?;
         let rows = self.row_conv.convert_columns(data.columns())?;
+        if let Some(ttl) = &mut self.ttl
+            && ttl.sweep_due()
+        {
+            self.rows.retain(|_, (_, t)| !ttl.expired(*t));
+        }
+        let now = std::time::Instant::now();
+        let repeats_go_on = self.ttl.is_some();
         // What goes out, in order: each row's bytes and kind.
         let mut emitted: Vec<(Box<[u8]>, RowKind)> = vec![];
         for i in 0..data.num_rows() {
@@ -172,16 +194,17 @@ impl Operator for NormalizeOperator {
                 match self.rows.get_mut(&key) {
                     None => {
                         emitted.push((row.clone(), RowKind::Insert));
-                        self.rows.insert(key, row);
+                        self.rows.insert(key, (row, now));
                     }
-                    Some(kept) if *kept == row => {}
-                    Some(kept) => {
+                    Some((kept, touched)) if *kept == row && !repeats_go_on => *touched = now,
+                    Some((kept, touched)) => {
                         let before = std::mem::replace(kept, row.clone());
+                        *touched = now;
                         emitted.push((before, RowKind::UpdateBefore));
                         emitted.push((row, RowKind::UpdateAfter));
                     }
                 }
-            } else if let Some(kept) = self.rows.remove(&key) {
+            } else if let Some((kept, _)) = self.rows.remove(&key) {
                 // The kept row, not the input's: a tombstone holds only the key.
                 emitted.push((kept, RowKind::Delete));
             }
@@ -201,7 +224,7 @@ impl Operator for NormalizeOperator {
 
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
         let (mut keys, mut rows) = (BinaryBuilder::new(), BinaryBuilder::new());
-        for (k, r) in &self.rows {
+        for (k, (r, _)) in &self.rows {
             keys.append_value(k);
             rows.append_value(r);
         }
@@ -227,14 +250,17 @@ impl Operator for NormalizeOperator {
             };
             let (keys, rows) = (col("key")?, col("row")?);
             for i in 0..b.num_rows() {
-                self.rows.insert(keys.value(i).into(), rows.value(i).into());
+                self.rows.insert(
+                    keys.value(i).into(),
+                    (rows.value(i).into(), std::time::Instant::now()),
+                );
             }
         }
         Ok(())
     }
 
     fn state_size(&self) -> Option<(u64, u64)> {
-        let bytes: usize = self.rows.iter().map(|(k, r)| k.len() + r.len()).sum();
+        let bytes: usize = self.rows.iter().map(|(k, (r, _))| k.len() + r.len()).sum();
         Some((self.rows.len() as u64, bytes as u64))
     }
 }
@@ -326,5 +352,34 @@ mod tests {
             )
             .expect("process");
         assert_eq!(changes(&out), ["-D[1, c]", "+I[2, d]"]);
+    }
+
+    /// With `table.exec.state.ttl`: a repeat goes on (as Flink's, to refresh downstream
+    /// state), and a key idle for the TTL is forgotten — its delete then emits nothing.
+    #[test]
+    fn a_state_ttl_forgets_idle_keys_and_sends_repeats_on() {
+        let schema = upserts(&[]).schema();
+        let data = Arc::new(Schema::new(schema.fields()[..2].to_vec()));
+        let mut op = NormalizeOperator::new(data, vec![0])
+            .expect("op")
+            .with_ttl(Some(std::time::Duration::from_millis(20)));
+        let mut out = vec![];
+        op.process_batch(
+            upserts(&[
+                (1, Some("a"), RowKind::Insert),
+                (1, Some("a"), RowKind::Insert),
+            ]),
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(changes(&out), ["+I[1, a]", "-U[1, a]", "+U[1, a]"]);
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        let mut out = vec![];
+        op.process_batch(
+            upserts(&[(1, None, RowKind::Delete), (1, Some("b"), RowKind::Insert)]),
+            &mut out,
+        )
+        .expect("process");
+        assert_eq!(changes(&out), ["+I[1, b]"]);
     }
 }

@@ -260,10 +260,13 @@ impl Planner<'_> {
                         .map(|k| table_schema.index_of(k))
                         .collect::<std::result::Result<Vec<_>, _>>()?;
                     node = PlanNode::Operator {
-                        op: Box::new(crate::operator::normalize::NormalizeOperator::new(
-                            table_schema.clone(),
-                            key,
-                        )?),
+                        op: Box::new(
+                            crate::operator::normalize::NormalizeOperator::new(
+                                table_schema.clone(),
+                                key,
+                            )?
+                            .with_ttl(self.state_ttl()?),
+                        ),
                         input: Box::new(node),
                     };
                 }
