@@ -262,6 +262,18 @@ pub(crate) fn numbers_state(values: &[(&str, i64)]) -> Result<Option<Vec<RecordB
     Ok(Some(vec![RecordBatch::try_new(Arc::new(schema), cols)?]))
 }
 
+/// The column types of `schema`, comma-separated: the part of an operator's
+/// [`Operator::signature`] that says which rows its saved state (Arrow's row format, which
+/// only the same types decode) holds.
+pub(crate) fn column_types(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The key columns of saved state whose keys are kept in Arrow's row format: column
 /// `column` of `batch` (Binary, rows of `conv`), back as arrays for
 /// [`Operator::state_keys`]. Errors: no such Binary column.

@@ -143,16 +143,7 @@ impl Operator for NormalizeOperator {
     /// Its name and its columns' types: rows are saved in Arrow's row format, which only
     /// the same types decode.
     fn signature(&self) -> String {
-        format!(
-            "{} [{}]",
-            self.name(),
-            self.schema
-                .fields()
-                .iter()
-                .map(|f| f.data_type().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("{} [{}]", self.name(), super::column_types(&self.schema))
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {

@@ -317,13 +317,7 @@ impl Operator for WindowBufferOperator {
     }
 
     fn signature(&self) -> String {
-        let types: Vec<String> = self
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().to_string())
-            .collect();
-        format!("window buffer ({})", types.join(", "))
+        format!("window buffer ({})", super::column_types(&self.schema))
     }
 
     fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {

@@ -117,16 +117,7 @@ impl Operator for TopNOperator {
     /// Its name and its output's column types: rows are saved in Arrow's row format, which
     /// only the same types decode.
     fn signature(&self) -> String {
-        format!(
-            "{} [{}]",
-            self.name(),
-            self.schema
-                .fields()
-                .iter()
-                .map(|f| f.data_type().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!("{} [{}]", self.name(), super::column_types(&self.schema))
     }
 
     /// The kept rows of every partition, best first: one batch of `partition`, `order` and

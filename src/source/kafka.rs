@@ -1474,17 +1474,6 @@ impl KafkaSource {
         };
         // An empty key or value is malformed, as for Flink's formats (it would otherwise
         // be skipped as a blank line, silently).
-        let malformed = |ctx: &mut SourceContext,
-                         d: &Decoder,
-                         raw: &[u8],
-                         reason: &str,
-                         i: usize|
-         -> Result<()> {
-            if !d.skips_bad_records() {
-                return Err(d.malformed(reason, &place(i)));
-            }
-            ctx.bad_record(raw, reason, place(i))
-        };
         let mut key_lines = Vec::with_capacity(n);
         for (i, k) in pending.keys.iter().enumerate() {
             match k.as_deref().map(<[u8]>::trim_ascii) {
@@ -1493,7 +1482,7 @@ impl KafkaSource {
                 }
                 _ => {
                     let reason = "an upsert-kafka message without a key";
-                    malformed(ctx, &u.key_decoder, &pending.values[i], reason, i)?;
+                    ctx.bad_input(&u.key_decoder, &pending.values[i], reason, place(i))?;
                     key_lines.push(String::new());
                 }
             }
@@ -1510,7 +1499,7 @@ impl KafkaSource {
         for &i in &with_value {
             let v = pending.values[i].trim_ascii();
             if v.is_empty() {
-                malformed(ctx, d, v, "an empty upsert-kafka message value", i)?;
+                ctx.bad_input(d, v, "an empty upsert-kafka message value", place(i))?;
                 value_lines.push(String::new());
             } else {
                 value_lines.push(ctx.text_line(d, v, &|| place(i))?);

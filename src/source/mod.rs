@@ -340,15 +340,27 @@ impl SourceContext {
         match std::str::from_utf8(raw) {
             Ok(t) => Ok(t.to_string()),
             Err(e) => {
-                let reason = format!("invalid UTF-8 ({e})");
-                if !decoder.skips_bad_records() {
-                    return Err(decoder.malformed(&reason, &place()));
-                }
-                self.bad_record(raw, &reason, place())?;
-                self.send_letters()?;
+                self.bad_input(decoder, raw, &format!("invalid UTF-8 ({e})"), place())?;
                 Ok(String::new())
             }
         }
+    }
+
+    /// A record `decoder` cannot take for `reason` (`raw` as read, `place` where): the
+    /// error when bad records fail the query, else counted and skipped (with a dead-letter
+    /// table, sent there now).
+    pub fn bad_input(
+        &mut self,
+        decoder: &crate::format::Decoder,
+        raw: &[u8],
+        reason: &str,
+        place: String,
+    ) -> Result<()> {
+        if !decoder.skips_bad_records() {
+            return Err(decoder.malformed(reason, &place));
+        }
+        self.bad_record(raw, reason, place)?;
+        self.send_letters()
     }
 
     /// Counts (and with a dead-letter table, sends there) the records of `lines` that
