@@ -48,6 +48,8 @@ pub const SETTINGS: &[&str] = &[
     MAX_COLUMN_WIDTH_KEY,
     "sql-client.display.max-column-width",
     crate::format::encode::ResultMode::KEY,
+    crate::plan::REUSE_SOURCE_KEY,
+    crate::plan::REUSE_SUB_PLAN_KEY,
 ];
 
 /// Flink's `parallelism.default`: how many subtasks each keyed operator of a job runs as
@@ -234,6 +236,7 @@ impl Session {
         crate::sql::functions::register(&ctx);
         ctx.add_analyzer_rule(Arc::new(crate::sql::lateral::LateralUnnest));
         ctx.add_analyzer_rule(Arc::new(crate::sql::group_id::ResolveGroupId));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::local_time::LtzInSessionZone));
         Session {
             ctx,
             tables: BTreeMap::new(),
@@ -357,6 +360,13 @@ impl Session {
                 crate::sql::options::parse_duration(value)
                     .map_err(|m| WeirError::user(format!("setting '{key}': {m}")))?;
             }
+            crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY
+                if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") =>
+            {
+                return Err(WeirError::user(format!(
+                    "setting '{key}' is 'true' or 'false', not '{value}'"
+                )));
+            }
             _ => {}
         }
         self.settings.insert(key.to_string(), value.to_string());
@@ -435,10 +445,20 @@ impl Session {
             Some(v) => crate::format::encode::ResultMode::parse(v)?,
             None => crate::format::encode::ResultMode::default(),
         };
+        let zone = self
+            .ctx
+            .state_ref()
+            .read()
+            .config_options()
+            .execution
+            .time_zone
+            .as_deref()
+            .map(std::sync::Arc::from);
         Ok(crate::format::encode::Display {
             max_width: width,
             expanded: self.expanded,
             mode,
+            zone,
         })
     }
 
@@ -457,6 +477,7 @@ impl Session {
                 crate::sql::local_time::KEY => "UTC".into(),
                 "table.exec.source.idle-timeout" | "table.exec.state.ttl" => "0 ms".into(),
                 "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),
+                crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY => "true".into(),
                 "execution.checkpointing.tolerable-failed-checkpoints" => "0".into(),
                 "state.checkpoints.num-retained" => "1".into(),
                 PARALLELISM_KEY => cores().to_string(),

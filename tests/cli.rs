@@ -156,6 +156,75 @@ fn stdin_source_reads_a_pipe() {
     assert_eq!(stdout, "+I[B, 4]\n+I[C, 6]\n");
 }
 
+/// A TIMESTAMP_LTZ is shown in a table as the session zone's wall clock, as Flink's
+/// sql-client shows it; CSV keeps the instant, for programs.
+#[test]
+fn a_timestamp_ltz_is_shown_in_the_session_zone() {
+    let (_dir, f) = script(
+        "q.sql",
+        "SET 'table.local-time-zone' = 'Asia/Shanghai';\n\
+         SELECT TO_TIMESTAMP_LTZ(0, 3) AS l, CAST(TO_TIMESTAMP_LTZ(0, 3) AS TIMESTAMP(3)) AS t;",
+    );
+    let (code, stdout, stderr) = run(&["run", "-q", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("| 1970-01-01T08:00:00 | 1970-01-01T08:00:00 |"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = run(&["run", "-q", "--format", "csv", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "l,t\n1970-01-01T00:00:00Z,1970-01-01T08:00:00\n");
+}
+
+/// A table read twice in one job is read once, by one source whose rows both reads get
+/// (Flink's `table.optimizer.reuse-source-enabled`, default true): every line of stdin
+/// reaches both sides of the UNION ALL. With reuse off, each read has its own source, and
+/// two readers of one pipe share its lines between them.
+#[test]
+fn a_table_read_twice_is_read_by_one_source() {
+    let query = "CREATE TABLE s (x INT) WITH ('connector' = 'stdin', 'format' = 'csv');\n\
+                 CREATE TABLE out (x INT) WITH ('connector' = 'print');\n\
+                 INSERT INTO out SELECT x FROM s UNION ALL SELECT x * 10 FROM s;";
+    let input: String = (1..=500).map(|i| format!("{i}\n")).collect();
+    let rows = |stdout: &str| {
+        let mut v: Vec<i64> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("+I[")?.strip_suffix(']')?.parse().ok())
+            .collect();
+        v.sort();
+        v
+    };
+    let (_dir, f) = script("q.sql", query);
+    let (code, stdout, stderr) = run_with_stdin(&f, input.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let mut expected: Vec<i64> = (1..=500).chain((1..=500).map(|i| i * 10)).collect();
+    expected.sort();
+    assert_eq!(rows(&stdout), expected);
+
+    let (_dir, f) = script(
+        "q.sql",
+        &format!("SET 'table.optimizer.reuse-source-enabled' = 'false';\n{query}"),
+    );
+    let (code, stdout, stderr) = run_with_stdin(&f, input.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        rows(&stdout).len(),
+        500,
+        "each line read by one of the two sources"
+    );
+
+    let (_dir, f) = script(
+        "q.sql",
+        &format!("SET 'table.optimizer.reuse-source-enabled' = 'yes';\n{query}"),
+    );
+    let (code, _, stderr) = run_with_stdin(&f, input.as_bytes());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("'table.optimizer.reuse-source-enabled' is 'true' or 'false', not 'yes'"),
+        "{stderr}"
+    );
+}
+
 /// Bad records on stdin — invalid UTF-8 among them (it failed the whole job before) — go
 /// to the dead-letter table, numbered from the first line, and the good rows go on; a BOM
 /// before the first record is skipped.

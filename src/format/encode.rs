@@ -99,7 +99,7 @@ impl std::str::FromStr for OutputFormat {
 }
 
 /// How result tables are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Display {
     /// The widest a cell is drawn, in characters (0: no limit); longer text is cut to it,
     /// its last three characters `...`, as Flink's sql-client does.
@@ -108,6 +108,10 @@ pub struct Display {
     pub expanded: bool,
     /// How a standing query's rows are shown (Flink's `sql-client.execution.result-mode`).
     pub mode: ResultMode,
+    /// The session zone (`table.local-time-zone`, as Arrow reads it: 'Asia/Shanghai',
+    /// '+08:00'; None: UTC). A `TIMESTAMP_LTZ` is shown as its wall-clock time there, as
+    /// Flink's sql-client shows it.
+    pub zone: Option<std::sync::Arc<str>>,
 }
 
 /// Flink's sql-client result modes (`SET 'sql-client.execution.result-mode'`), for a
@@ -148,6 +152,30 @@ impl Display {
     /// Flink's `table.display.max-column-width` default.
     pub const DEFAULT_MAX_WIDTH: usize = 30;
 
+    /// `batch` with each `TIMESTAMP_LTZ` column as the wall-clock time of the session zone
+    /// (a `TIMESTAMP` of the same precision), as the shell shows it. Errors: an unknown
+    /// zone (the session checked it when it was set).
+    pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let has_ltz = |f: &Field| matches!(f.data_type(), DataType::Timestamp(_, Some(_)));
+        if !batch.schema().fields().iter().any(|f| has_ltz(f)) {
+            return Ok(batch.clone());
+        }
+        let zone = self.zone.as_deref().unwrap_or("UTC");
+        let tz: datafusion::arrow::array::timezone::Tz = zone
+            .parse()
+            .map_err(|e| WeirError::user(format!("time zone '{zone}': {e}")))?;
+        let mut fields = vec![];
+        let mut columns = vec![];
+        for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            let c = crate::sql::local_time::local_wall(c, &tz)?;
+            fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
+            columns.push(c);
+        }
+        let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
+        Ok(RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
+    }
+
     /// `text` cut to the width limit.
     pub fn cut(&self, text: String) -> String {
         if self.max_width == 0 || text.chars().count() <= self.max_width {
@@ -166,6 +194,7 @@ impl Default for Display {
             max_width: Display::DEFAULT_MAX_WIDTH,
             expanded: false,
             mode: ResultMode::default(),
+            zone: None,
         }
     }
 }

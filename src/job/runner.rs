@@ -119,6 +119,8 @@ impl Job {
             dead_letters: vec![],
             parallelism: plans.len(),
             max_parallelism,
+            reads: reads_per_table(plan),
+            shared: Default::default(),
         };
         let (rx, tree) = spawner.node(plans, Want::Single);
         let rx = spawner.merge(rx)?;
@@ -420,6 +422,32 @@ struct Spawner<'a> {
     dead_letters: Vec<crate::sink::dead_letter::DeadLetterTable>,
     parallelism: usize,
     max_parallelism: usize,
+    /// How often the plan reads each table it reads through a shared source (see
+    /// `PlanNode::Source::reuse`).
+    reads: std::collections::HashMap<String, usize>,
+    /// A shared source's channels not yet taken by one of its reads, and its metrics.
+    shared: std::collections::HashMap<String, (Vec<Receiver<Message>>, Arc<OperatorMetrics>)>,
+}
+
+/// How many times `plan` reads each table whose reads may share a source.
+fn reads_per_table(plan: &PlanNode) -> std::collections::HashMap<String, usize> {
+    fn walk(n: &PlanNode, out: &mut std::collections::HashMap<String, usize>) {
+        match n {
+            PlanNode::Source {
+                reuse: Some(key), ..
+            } => *out.entry(key.clone()).or_default() += 1,
+            PlanNode::Source { .. } | PlanNode::Values { .. } => {}
+            PlanNode::Operator { input, .. } => walk(input, out),
+            PlanNode::Join { left, right, .. } => {
+                walk(left, out);
+                walk(right, out);
+            }
+            PlanNode::Union { inputs, .. } => inputs.iter().for_each(|i| walk(i, out)),
+        }
+    }
+    let mut out = Default::default();
+    walk(plan, &mut out);
+    out
 }
 
 impl Spawner<'_> {
@@ -511,6 +539,32 @@ impl Spawner<'_> {
             }));
         }
         readers
+    }
+
+    /// Copies everything `rx` carries to `n` channels (one source, several reads of it), on
+    /// a task of its own; returns the channels.
+    fn fan_out(&mut self, rx: Receiver<Message>, n: usize) -> Vec<Receiver<Message>> {
+        let (senders, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| channel(CHANNEL_CAPACITY)).unzip();
+        let out = Output::All {
+            open: vec![true; n],
+            senders,
+        };
+        let m = self.metrics.register("fan-out");
+        let inputs = TaskInputs::one(rx);
+        let cp = self
+            .checkpointer
+            .clone()
+            .map(|checkpointer| TaskCheckpoint {
+                checkpointer,
+                tasks: vec![],
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: self.max_parallelism,
+            });
+        self.starts.push(Box::new(move || {
+            tokio::spawn(run_task(Chain::new(vec![]), inputs, out, m, cp))
+        }));
+        rxs
     }
 
     /// Prepares the subtasks of one stage: subtask `k` runs `chains[k]` over `inputs[k]`
@@ -649,7 +703,17 @@ impl Spawner<'_> {
                 mut source,
                 stage,
                 dead_letter,
+                reuse,
             } => {
+                // A later read of a table the job reads through one source: a channel of
+                // that source's (this read's own source never starts).
+                let taken = reuse
+                    .as_ref()
+                    .and_then(|k| self.shared.get_mut(k))
+                    .and_then(|(rxs, m)| Some((rxs.pop()?, m.clone())));
+                if let Some((rx, m)) = taken {
+                    return (self.deliver_one(rx, &want), leaf(&m));
+                }
                 let (tx, rx) = channel(CHANNEL_CAPACITY);
                 let name = format!("source {}", table.name);
                 // The manifest names what the source reads, so that a restore into a source
@@ -676,6 +740,20 @@ impl Spawner<'_> {
                         source.run(&mut ctx)
                     })
                 }));
+                let reads = reuse.as_ref().and_then(|k| self.reads.get(k)).copied();
+                let rx = match (reuse, reads) {
+                    (Some(key), Some(n)) if n > 1 => {
+                        let mut rxs = self.fan_out(rx, n);
+                        let first = rxs.pop();
+                        rxs.reverse();
+                        self.shared.insert(key, (rxs, tree.metrics.clone()));
+                        match first {
+                            Some(rx) => rx,
+                            None => return (vec![], tree),
+                        }
+                    }
+                    _ => rx,
+                };
                 (self.deliver_one(rx, &want), tree)
             }
             PlanNode::Values { batches } => {

@@ -153,6 +153,13 @@ impl Exchange {
 pub enum Output {
     One(Sender<Message>),
     Hash(Exchange),
+    /// Every message to every reader still open: one source read by several parts of a
+    /// plan (Flink's source reuse). Dead letters go to the first open reader only, so that
+    /// each is written once.
+    All {
+        senders: Vec<Sender<Message>>,
+        open: Vec<bool>,
+    },
 }
 
 impl Output {
@@ -186,6 +193,20 @@ impl Output {
                     }
                 }
                 Ok(x.open.iter().any(|o| *o))
+            }
+            Output::All { senders, open } => {
+                if matches!(m, Message::DeadLetters(..)) {
+                    if let Some(s) = open.iter().position(|o| *o) {
+                        open[s] = send_one(&senders[s], m, metrics).await;
+                    }
+                } else {
+                    for (tx, o) in senders.iter().zip(open.iter_mut()) {
+                        if *o {
+                            *o = send_one(tx, m.clone(), metrics).await;
+                        }
+                    }
+                }
+                Ok(open.iter().any(|o| *o))
             }
         }
     }

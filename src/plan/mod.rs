@@ -48,6 +48,11 @@ type OrderKeys = Vec<(
     datafusion::arrow::compute::SortOptions,
 )>;
 
+/// Flink's setting that lets a job read a table scanned twice with one source.
+pub const REUSE_SOURCE_KEY: &str = "table.optimizer.reuse-source-enabled";
+/// Flink's setting that source reuse needs as well.
+pub const REUSE_SUB_PLAN_KEY: &str = "table.optimizer.reuse-sub-plan-enabled";
+
 /// A node of a streaming plan.
 pub enum PlanNode {
     Source {
@@ -56,6 +61,10 @@ pub enum PlanNode {
         stage: SourceStage,
         /// Where the records it cannot read go (`'dead-letter.sink'`).
         dead_letter: Option<crate::sink::dead_letter::DeadLetterTable>,
+        /// What the reads of one table in a job share (its name) when they share one
+        /// source task, as Flink's `table.optimizer.reuse-source-enabled` (default true)
+        /// reuses a table scanned twice; None when each read has its own.
+        reuse: Option<String>,
     },
     /// Rows computed in batch (a subtree that reads no stream).
     Values { batches: Vec<RecordBatch> },
@@ -501,6 +510,17 @@ impl Planner<'_> {
                 .setting("table.exec.source.idle-timeout")
                 .map(|v| (v.to_string(), None)),
         }
+    }
+
+    /// Flink's `table.optimizer.reuse-source-enabled` (and the
+    /// `table.optimizer.reuse-sub-plan-enabled` it needs), both true by default: a table read
+    /// more than once in a job is read by one source task, whose rows every read gets.
+    fn reuses_sources(&self) -> bool {
+        [REUSE_SOURCE_KEY, REUSE_SUB_PLAN_KEY].iter().all(|k| {
+            !self
+                .setting(k)
+                .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        })
     }
 
     /// The value of a `SET` key in this session.
@@ -1449,11 +1469,13 @@ impl Planner<'_> {
             },
         };
         let dead_letter = self.dead_letter_sink(&table, &options)?;
+        let reuse = self.reuses_sources().then(|| table.name.clone());
         Ok(PlanNode::Source {
             table,
             source,
             stage: SourceStage::new(computed, watermark),
             dead_letter,
+            reuse,
         })
     }
 

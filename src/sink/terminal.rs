@@ -225,6 +225,15 @@ impl Sink for TerminalSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // In a table, a TIMESTAMP_LTZ shows the session zone's wall clock (Flink's
+        // sql-client); CSV and JSON keep the instant (`…Z`), for programs.
+        let localized;
+        let batch = if self.format == OutputFormat::Table {
+            localized = self.display.localize(batch)?;
+            &localized
+        } else {
+            batch
+        };
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
         match (self.format, self.display.mode) {
             (OutputFormat::Table, ResultMode::Table) => self.apply(batch, &mut w)?,

@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{Offset, TimeZone, Timelike};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::array::timezone::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::ScalarValue;
@@ -82,6 +83,212 @@ pub fn local_millis(ms: i64, tz: &Tz) -> i64 {
     };
     let offset = tz.offset_from_utc_datetime(&utc.naive_utc()).fix();
     ms + offset.local_minus_utc() as i64 * 1000
+}
+
+/// `array` as the wall-clock times of `tz`: a `TIMESTAMP_LTZ` (Arrow timestamps with a
+/// zone) becomes timestamps without one, in the same unit, each moved by `tz`'s offset at
+/// that instant (so daylight saving is followed); any other array is returned as it is.
+/// Errors: none in practice (the casts between timestamps and Int64 are exact).
+pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    let DataType::Timestamp(unit, Some(_)) = array.data_type() else {
+        return Ok(array.clone());
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let raw = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    let local: datafusion::arrow::array::Int64Array = raw.as_primitive::<Int64Type>().unary(|v| {
+        let offset = chrono::DateTime::from_timestamp(v.div_euclid(per_second), 0)
+            .map(|d| {
+                tz.offset_from_utc_datetime(&d.naive_utc())
+                    .fix()
+                    .local_minus_utc()
+            })
+            .unwrap_or(0);
+        v.saturating_add(offset as i64 * per_second)
+    });
+    let local: ArrayRef = Arc::new(local);
+    debug_assert_eq!(local.len(), array.len());
+    Ok(datafusion::arrow::compute::cast(
+        &local,
+        &DataType::Timestamp(*unit, None),
+    )?)
+}
+
+/// `weir_local_wall(ltz)`: a `TIMESTAMP_LTZ` as the wall-clock time of the session zone, a
+/// `TIMESTAMP` of the same precision (see [`local_wall`]). [`LtzInSessionZone`] puts it
+/// where Flink reads a `TIMESTAMP_LTZ` in the session zone.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LocalWall {
+    signature: Signature,
+}
+
+impl LocalWall {
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(LocalWall {
+            signature: Signature::any(1, Volatility::Stable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for LocalWall {
+    fn name(&self) -> &str {
+        LOCAL_WALL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args.first() {
+            Some(DataType::Timestamp(unit, _)) => Ok(DataType::Timestamp(*unit, None)),
+            other => {
+                datafusion::common::plan_err!("{LOCAL_WALL} takes a TIMESTAMP_LTZ, not {other:?}")
+            }
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let tz = zone_of(&args.config_options);
+        let Some(arg) = args.args.first() else {
+            return datafusion::common::exec_err!("{LOCAL_WALL} takes one argument");
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(args.number_rows.max(1))?;
+        let out = local_wall(&array, &tz).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("{LOCAL_WALL}: {e}"))
+        })?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
+const LOCAL_WALL: &str = "weir_local_wall";
+
+/// Flink reads a `TIMESTAMP_LTZ` in the session zone wherever it becomes a wall-clock
+/// value (Flink's "Time Zone" page: `TIMESTAMP_LTZ` "is interpreted using the session time
+/// zone" when converted to `TIMESTAMP`, `DATE`, `TIME` or a string, and its fields, as
+/// `HOUR(ltz)` or `EXTRACT(DAY FROM ltz)`, are the session zone's). An analyzer rule: a
+/// `CAST`/`TRY_CAST` of a `TIMESTAMP_LTZ` to one of those types, `HOUR` of one, and
+/// `date_part` (which `DAYOFMONTH`, `EXTRACT`, … become) of one read it through
+/// `weir_local_wall`.
+/// Nothing changes in a UTC session, where the wall clock is the instant's.
+#[derive(Debug, Default)]
+pub struct LtzInSessionZone;
+
+impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
+    fn name(&self) -> &str {
+        "ltz_in_session_zone"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        config: &ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::TreeNode;
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        let utc = match config.execution.time_zone.as_deref() {
+            None => true,
+            Some(z) => {
+                let z = z.trim();
+                z.eq_ignore_ascii_case("UTC") || z == "+00:00" || z == "Z"
+            }
+        };
+        if utc {
+            return Ok(plan);
+        }
+        let wall = Arc::new(LocalWall::udf());
+        Ok(plan
+            .transform_up_with_subqueries(|p| {
+                let schema = match p.inputs().as_slice() {
+                    [one] => one.schema().clone(),
+                    _ => p.schema().clone(),
+                };
+                let names = NamePreserver::new(&p);
+                p.map_expressions(|e| {
+                    let name = names.save(&e);
+                    e.transform_up(|e| to_wall(e, &schema, &wall))
+                        .map(|t| t.update_data(|e| name.restore(e)))
+                })
+            })?
+            .data)
+    }
+}
+
+fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSchema) -> bool {
+    use datafusion::logical_expr::ExprSchemable;
+    matches!(e.get_type(schema), Ok(DataType::Timestamp(_, Some(_))))
+}
+
+fn to_wall(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+    wall: &Arc<ScalarUDF>,
+) -> datafusion::error::Result<
+    datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::expr::ScalarFunction;
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    let wall_of = |x: Expr| Expr::ScalarFunction(ScalarFunction::new_udf(wall.clone(), vec![x]));
+    let wall_clock_type = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Timestamp(_, None)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Time32(_)
+                | DataType::Time64(_)
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+        )
+    };
+    Ok(match e {
+        Expr::Cast(Cast { expr, field })
+            if wall_clock_type(field.data_type()) && is_ltz(&expr, schema) =>
+        {
+            Transformed::yes(Expr::Cast(Cast::new_from_field(
+                Box::new(wall_of(*expr)),
+                field,
+            )))
+        }
+        Expr::TryCast(TryCast { expr, field })
+            if wall_clock_type(field.data_type()) && is_ltz(&expr, schema) =>
+        {
+            Transformed::yes(Expr::TryCast(TryCast {
+                expr: Box::new(wall_of(*expr)),
+                field,
+            }))
+        }
+        // `date_part(unit, ts)` (`EXTRACT`, `DAYOFMONTH`, …) and Flink's `HOUR(ts)`.
+        Expr::ScalarFunction(mut f)
+            if matches!(
+                (f.func.name(), f.args.len()),
+                ("date_part", 2) | ("hour", 1)
+            ) && f.args.last().is_some_and(|a| is_ltz(a, schema)) =>
+        {
+            if let Some(arg) = f.args.pop() {
+                f.args.push(wall_of(arg));
+            }
+            Transformed::yes(Expr::ScalarFunction(f))
+        }
+        e => Transformed::no(e),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
