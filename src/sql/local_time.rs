@@ -120,26 +120,86 @@ pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
     )?)
 }
 
+/// `array` (timestamps without a zone, read as wall-clock times of `tz`) as the instants
+/// they are there: a `TIMESTAMP_LTZ` (zone "UTC") of the same unit. A time that occurs twice
+/// (when clocks go back) is its earlier instant; one that does not occur (when they go
+/// forward) is read with the offset before the change — both as Java's
+/// `LocalDateTime.atZone`, which Flink uses. Errors: none in practice.
+pub fn from_local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let DataType::Timestamp(unit, None) = array.data_type() else {
+        return Ok(array.clone());
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let raw = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    let instants: datafusion::arrow::array::Int64Array =
+        raw.as_primitive::<Int64Type>().unary(|v| {
+            let secs = v.div_euclid(per_second);
+            let offset = chrono::DateTime::from_timestamp(secs, 0).map(|d| {
+                let wall = d.naive_utc();
+                match tz.offset_from_local_datetime(&wall) {
+                    chrono::LocalResult::Single(o) => o.fix().local_minus_utc(),
+                    chrono::LocalResult::Ambiguous(a, b) => {
+                        a.fix().local_minus_utc().max(b.fix().local_minus_utc())
+                    }
+                    chrono::LocalResult::None => tz
+                        .offset_from_utc_datetime(&(wall - chrono::Duration::days(1)))
+                        .fix()
+                        .local_minus_utc(),
+                }
+            });
+            v.saturating_sub(offset.unwrap_or(0) as i64 * per_second)
+        });
+    let instants: ArrayRef = Arc::new(instants);
+    Ok(datafusion::arrow::compute::cast(
+        &instants,
+        &DataType::Timestamp(*unit, Some("UTC".into())),
+    )?)
+}
+
 /// `weir_local_wall(ltz)`: a `TIMESTAMP_LTZ` as the wall-clock time of the session zone, a
-/// `TIMESTAMP` of the same precision (see [`local_wall`]). [`LtzInSessionZone`] puts it
-/// where Flink reads a `TIMESTAMP_LTZ` in the session zone.
+/// `TIMESTAMP` of the same precision (see [`local_wall`]); `weir_from_local_wall(ts)`: the
+/// reverse, a `TIMESTAMP` read in the session zone as a `TIMESTAMP_LTZ` (see
+/// [`from_local_wall`]). [`LtzInSessionZone`] puts them where Flink converts between the
+/// two in the session zone.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct LocalWall {
     signature: Signature,
+    /// True for `weir_local_wall`, false for `weir_from_local_wall`.
+    to_local: bool,
 }
 
 impl LocalWall {
-    /// The function, to register with a DataFusion context.
+    /// `weir_local_wall`, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
         ScalarUDF::from(LocalWall {
             signature: Signature::any(1, Volatility::Stable),
+            to_local: true,
+        })
+    }
+
+    /// `weir_from_local_wall`, to register with a DataFusion context.
+    pub fn reverse_udf() -> ScalarUDF {
+        ScalarUDF::from(LocalWall {
+            signature: Signature::any(1, Volatility::Stable),
+            to_local: false,
         })
     }
 }
 
 impl ScalarUDFImpl for LocalWall {
     fn name(&self) -> &str {
-        LOCAL_WALL
+        if self.to_local {
+            LOCAL_WALL
+        } else {
+            FROM_LOCAL_WALL
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -147,11 +207,22 @@ impl ScalarUDFImpl for LocalWall {
     }
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        match args.first() {
-            Some(DataType::Timestamp(unit, _)) => Ok(DataType::Timestamp(*unit, None)),
-            other => {
-                datafusion::common::plan_err!("{LOCAL_WALL} takes a TIMESTAMP_LTZ, not {other:?}")
+        match (args.first(), self.to_local) {
+            (Some(DataType::Timestamp(unit, Some(_))), true) => {
+                Ok(DataType::Timestamp(*unit, None))
             }
+            (Some(DataType::Timestamp(unit, None)), false) => {
+                Ok(DataType::Timestamp(*unit, Some("UTC".into())))
+            }
+            (other, _) => datafusion::common::plan_err!(
+                "{} takes a {}, not {other:?}",
+                self.name(),
+                if self.to_local {
+                    "TIMESTAMP_LTZ"
+                } else {
+                    "TIMESTAMP"
+                }
+            ),
         }
     }
 
@@ -161,12 +232,17 @@ impl ScalarUDFImpl for LocalWall {
     ) -> datafusion::error::Result<ColumnarValue> {
         let tz = zone_of(&args.config_options);
         let Some(arg) = args.args.first() else {
-            return datafusion::common::exec_err!("{LOCAL_WALL} takes one argument");
+            return datafusion::common::exec_err!("{} takes one argument", self.name());
         };
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
         let array = arg.to_array(args.number_rows.max(1))?;
-        let out = local_wall(&array, &tz).map_err(|e| {
-            datafusion::error::DataFusionError::Execution(format!("{LOCAL_WALL}: {e}"))
+        let out = if self.to_local {
+            local_wall(&array, &tz)
+        } else {
+            from_local_wall(&array, &tz)
+        }
+        .map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("{}: {e}", self.name()))
         })?;
         Ok(if scalar {
             ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
@@ -177,6 +253,7 @@ impl ScalarUDFImpl for LocalWall {
 }
 
 const LOCAL_WALL: &str = "weir_local_wall";
+const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 
 /// Flink reads a `TIMESTAMP_LTZ` in the session zone wherever it becomes a wall-clock
 /// value (Flink's "Time Zone" page: `TIMESTAMP_LTZ` "is interpreted using the session time
@@ -211,7 +288,10 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
         if utc {
             return Ok(plan);
         }
-        let wall = Arc::new(LocalWall::udf());
+        let wall = (
+            Arc::new(LocalWall::udf()),
+            Arc::new(LocalWall::reverse_udf()),
+        );
         Ok(plan
             .transform_up_with_subqueries(|p| {
                 let schema = match p.inputs().as_slice() {
@@ -237,14 +317,37 @@ fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSch
 fn to_wall(
     e: datafusion::logical_expr::Expr,
     schema: &datafusion::common::DFSchema,
-    wall: &Arc<ScalarUDF>,
+    wall: &(Arc<ScalarUDF>, Arc<ScalarUDF>),
 ) -> datafusion::error::Result<
     datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
 > {
     use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::expr::ScalarFunction;
     use datafusion::logical_expr::{Cast, Expr, TryCast};
-    let wall_of = |x: Expr| Expr::ScalarFunction(ScalarFunction::new_udf(wall.clone(), vec![x]));
+    let wall_of = |x: Expr| Expr::ScalarFunction(ScalarFunction::new_udf(wall.0.clone(), vec![x]));
+    // A wall-clock value (a TIMESTAMP, a DATE, text) as a TIMESTAMP_LTZ of `unit`: read as a
+    // TIMESTAMP, then in the session zone.
+    let instant_of = |x: Expr, unit: TimeUnit| {
+        Expr::ScalarFunction(ScalarFunction::new_udf(
+            wall.1.clone(),
+            vec![Expr::Cast(Cast::new(
+                Box::new(x),
+                DataType::Timestamp(unit, None),
+            ))],
+        ))
+    };
+    let wall_clock_source = |x: &Expr| {
+        use datafusion::logical_expr::ExprSchemable;
+        matches!(
+            x.get_type(schema),
+            Ok(DataType::Timestamp(_, None)
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View)
+        )
+    };
     let wall_clock_type = |t: &DataType| {
         matches!(
             t,
@@ -264,6 +367,19 @@ fn to_wall(
         {
             Transformed::yes(Expr::Cast(Cast::new_from_field(
                 Box::new(wall_of(*expr)),
+                field,
+            )))
+        }
+        Expr::Cast(Cast { expr, field })
+            if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
+                && wall_clock_source(&expr) =>
+        {
+            let DataType::Timestamp(unit, _) = field.data_type() else {
+                return Ok(Transformed::no(Expr::Cast(Cast { expr, field })));
+            };
+            let unit = *unit;
+            Transformed::yes(Expr::Cast(Cast::new_from_field(
+                Box::new(instant_of(*expr, unit)),
                 field,
             )))
         }

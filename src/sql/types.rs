@@ -356,3 +356,34 @@ pub fn flink_type_name(dt: &DataType) -> String {
         other => other.to_string(),
     }
 }
+
+/// Flink's type names that DataFusion's SQL planner does not know, in a query
+/// (`CAST(x AS TIMESTAMP_LTZ(3))`): sqlparser reads them as custom types, and this planner
+/// maps them as `CREATE TABLE` does (see the module's table). Other types are DataFusion's.
+#[derive(Debug, Default)]
+pub struct FlinkTypes;
+
+impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
+    fn plan_type_field(
+        &self,
+        sql_type: &datafusion::sql::sqlparser::ast::DataType,
+    ) -> datafusion::error::Result<Option<datafusion::arrow::datatypes::FieldRef>> {
+        use datafusion::arrow::datatypes::DataType as Arrow;
+        use datafusion::sql::sqlparser::ast::DataType as Sql;
+        let Sql::Custom(..) = sql_type else {
+            return Ok(None);
+        };
+        let text = sql_type.to_string();
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let Ok(mut parser) = Parser::new(&dialect).try_with_sql(&text) else {
+            return Ok(None);
+        };
+        Ok(match TypeParser::new(&mut parser).parse_type() {
+            Ok(t) if parser.peek_token().token == Token::EOF => {
+                Some(Arc::new(Field::new("", t, true)))
+            }
+            Ok(_) | Err(_) => None,
+        }
+        .filter(|f| !matches!(f.data_type(), Arrow::Null)))
+    }
+}

@@ -39,6 +39,7 @@ pub fn with_url_tables(ctx: SessionContext) -> SessionContext {
     let ctx: SessionContext = ctx
         .into_state_builder()
         .with_catalog_list(catalogs)
+        .with_type_planner(Arc::new(crate::sql::types::FlinkTypes))
         .build()
         .into();
     factory
