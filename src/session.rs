@@ -1427,7 +1427,29 @@ impl Session {
             Ok(v)
         };
         let pos_of = |name: &str| w.arg(name).map(|a| a.2);
-        let offset = ms("OFFSET")?.unwrap_or(0);
+        let mut offset = ms("OFFSET")?.unwrap_or(0);
+        // Over a TIMESTAMP_LTZ, windows start on the session zone's wall clock (a day window
+        // at its midnight), as Flink aligns them: the grid moves back by the zone's offset.
+        // A zone with daylight saving time keeps UTC's grid (see the README).
+        if matches!(
+            input.schema().field(time_index).data_type(),
+            DataType::Timestamp(_, Some(_))
+        ) && w.kind != WindowKind::Session
+        {
+            let zone = self
+                .ctx
+                .state()
+                .config_options()
+                .execution
+                .time_zone
+                .clone();
+            if let Some(shift) = zone
+                .as_deref()
+                .and_then(crate::sql::local_time::fixed_offset_ms)
+            {
+                offset -= shift;
+            }
+        }
         let spec = match w.kind {
             WindowKind::Tumble => {
                 let size = positive("SIZE", ms("SIZE")?.unwrap_or(0), pos_of("SIZE"))?;

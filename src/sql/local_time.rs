@@ -76,6 +76,24 @@ pub fn zone_of(config: &ConfigOptions) -> Tz {
         .unwrap_or_else(|| Tz::from_str("UTC").expect("UTC is a zone"))
 }
 
+/// The offset from UTC of zone `zone` (as the session keeps it: 'Asia/Shanghai',
+/// '+08:00') in ms, when it is one offset all year — from 2000 to 2100, checked on the
+/// first of every month; None for a zone with daylight saving time or an unknown zone.
+pub fn fixed_offset_ms(zone: &str) -> Option<i64> {
+    let tz = Tz::from_str(zone).ok()?;
+    let mut offsets = (2000..=2100)
+        .flat_map(|y| (1..=12).map(move |m| (y, m)))
+        .map(|(y, m)| {
+            chrono::NaiveDate::from_ymd_opt(y, m, 1)
+                .and_then(|d| d.and_hms_opt(12, 0, 0))
+                .map(|t| tz.offset_from_utc_datetime(&t).fix().local_minus_utc())
+        });
+    let first = offsets.next()??;
+    offsets
+        .all(|o| o == Some(first))
+        .then_some(first as i64 * 1000)
+}
+
 /// Milliseconds since the epoch of the wall-clock time in `tz` at instant `ms`.
 pub fn local_millis(ms: i64, tz: &Tz) -> i64 {
     let Some(utc) = chrono::DateTime::from_timestamp_millis(ms) else {
@@ -261,8 +279,10 @@ const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 /// `HOUR(ltz)` or `EXTRACT(DAY FROM ltz)`, are the session zone's). An analyzer rule: a
 /// `CAST`/`TRY_CAST` of a `TIMESTAMP_LTZ` to one of those types, `HOUR` of one, and
 /// `date_part` (which `DAYOFMONTH`, `EXTRACT`, … become) of one read it through
-/// `weir_local_wall`.
-/// Nothing changes in a UTC session, where the wall clock is the instant's.
+/// `weir_local_wall`, and a `TIMESTAMP`, `DATE` or string cast to a `TIMESTAMP_LTZ` goes
+/// through `weir_from_local_wall`. In a UTC session the values do not change, but a string made from a
+/// `TIMESTAMP_LTZ` is its wall clock there too (`1970-01-01T00:00:00`, no `Z`), as Flink
+/// writes it.
 #[derive(Debug, Default)]
 pub struct LtzInSessionZone;
 
@@ -274,20 +294,10 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
     fn analyze(
         &self,
         plan: datafusion::logical_expr::LogicalPlan,
-        config: &ConfigOptions,
+        _config: &ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
         use datafusion::common::tree_node::TreeNode;
         use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        let utc = match config.execution.time_zone.as_deref() {
-            None => true,
-            Some(z) => {
-                let z = z.trim();
-                z.eq_ignore_ascii_case("UTC") || z == "+00:00" || z == "Z"
-            }
-        };
-        if utc {
-            return Ok(plan);
-        }
         let wall = (
             Arc::new(LocalWall::udf()),
             Arc::new(LocalWall::reverse_udf()),
@@ -547,5 +557,9 @@ mod tests {
         assert!(parse_zone("Mars/Olympus").is_err());
         let tz = Tz::from_str("Asia/Shanghai").expect("zone");
         assert_eq!(local_millis(0, &tz), 8 * 3_600_000);
+        assert_eq!(fixed_offset_ms("Asia/Shanghai"), Some(8 * 3_600_000));
+        assert_eq!(fixed_offset_ms("+05:30"), Some(19_800_000));
+        assert_eq!(fixed_offset_ms("UTC"), Some(0));
+        assert_eq!(fixed_offset_ms("Europe/Berlin"), None);
     }
 }
