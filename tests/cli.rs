@@ -258,6 +258,45 @@ fn stdin_bad_records_go_to_the_dead_letter_table() {
     assert!(stderr.contains("bad records skipped: 2"), "{stderr}");
 }
 
+/// Read twice (one source for both reads), a table's bad records reach its dead-letter
+/// table once, even when the read that carries them ends early (a LIMIT): they go on
+/// through the other read.
+#[test]
+fn a_shared_source_sends_each_dead_letter_once() {
+    let (_dir, f) = script(
+        "q.sql",
+        "CREATE TABLE input (id BIGINT) WITH ('connector' = 'stdin', 'format' = 'json', \
+           'dead-letter.sink' = 'bad');\n\
+         CREATE TABLE bad (source STRING) WITH ('connector' = 'print', 'print-identifier' = 'bad');\n\
+         CREATE TABLE out (id BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'out');\n\
+         INSERT INTO out SELECT id FROM (SELECT id FROM input LIMIT 1) UNION ALL SELECT id * 10 FROM input;",
+    );
+    let mut input = String::new();
+    for i in 1..=3000 {
+        input.push_str(&format!("{{\"id\":{i}}}\n"));
+        if i % 1000 == 0 {
+            input.push_str("{oops\n");
+        }
+    }
+    let (code, stdout, stderr) = run_with_stdin(&f, input.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let bad: Vec<&str> = stdout.lines().filter(|l| l.starts_with("bad>")).collect();
+    assert_eq!(
+        bad,
+        [
+            "bad> +I[stdin:1001]",
+            "bad> +I[stdin:2002]",
+            "bad> +I[stdin:3003]"
+        ],
+        "{stderr}"
+    );
+    let out = stdout.lines().filter(|l| l.starts_with("out>")).count();
+    assert_eq!(
+        out, 3001,
+        "one row through the LIMIT, all 3000 through the other read"
+    );
+}
+
 /// `'dead-letter.sink'` is refused where no record can be bad, and when empty.
 #[test]
 fn a_dead_letter_sink_on_a_source_that_decodes_nothing_is_refused() {

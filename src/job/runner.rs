@@ -712,6 +712,9 @@ impl Spawner<'_> {
                     .and_then(|k| self.shared.get_mut(k))
                     .and_then(|(rxs, m)| Some((rxs.pop()?, m.clone())));
                 if let Some((rx, m)) = taken {
+                    // Its number is kept, so that the ids of the tasks after it do not
+                    // depend on which reads share a source.
+                    self.next_id += 1;
                     return (self.deliver_one(rx, &want), leaf(&m));
                 }
                 let (tx, rx) = channel(CHANNEL_CAPACITY);
@@ -743,9 +746,11 @@ impl Spawner<'_> {
                 let reads = reuse.as_ref().and_then(|k| self.reads.get(k)).copied();
                 let rx = match (reuse, reads) {
                     (Some(key), Some(n)) if n > 1 => {
+                        // This read (the first) takes channel 0, which carries the dead
+                        // letters; the later reads pop the rest in order.
                         let mut rxs = self.fan_out(rx, n);
-                        let first = rxs.pop();
                         rxs.reverse();
+                        let first = rxs.pop();
                         self.shared.insert(key, (rxs, tree.metrics.clone()));
                         match first {
                             Some(rx) => rx,

@@ -196,8 +196,32 @@ impl Output {
             }
             Output::All { senders, open } => {
                 if matches!(m, Message::DeadLetters(..)) {
-                    if let Some(s) = open.iter().position(|o| *o) {
-                        open[s] = send_one(&senders[s], m, metrics).await;
+                    // To the first reader still open; one that has gone hands them on.
+                    let mut m = Some(m);
+                    for (tx, o) in senders.iter().zip(open.iter_mut()) {
+                        let Some(letters) = m.take().filter(|_| *o) else {
+                            continue;
+                        };
+                        match tx.try_send(letters) {
+                            Ok(()) => break,
+                            Err(TrySendError::Closed(back)) => {
+                                *o = false;
+                                m = Some(back);
+                            }
+                            Err(TrySendError::Full(back)) => {
+                                let from = std::time::Instant::now();
+                                match tx.send(back).await {
+                                    Ok(()) => {
+                                        metrics.add_backpressured(from.elapsed());
+                                        break;
+                                    }
+                                    Err(e) => {
+                                        *o = false;
+                                        m = Some(e.0);
+                                    }
+                                }
+                            }
+                        }
                     }
                 } else {
                     for (tx, o) in senders.iter().zip(open.iter_mut()) {

@@ -793,6 +793,9 @@ pub async fn run_task(
                         metrics.add_out(b.num_rows());
                     }
                     if !tx.send(m, &metrics).await? {
+                        // The inputs go first: a source shared with other reads (or a hash exchange)
+                        // must not wait on a channel nobody empties while this task waits.
+                        drop(inputs);
                         return close(&mut op, &checkpoint, notices).await;
                     }
                 }
@@ -835,6 +838,9 @@ pub async fn run_task(
             if !tx.send(m, &metrics).await? {
                 // Nobody reads on (a LIMIT downstream): output of this task's own still
                 // waits for the checkpoints that cover it.
+                // The inputs go first: a source shared with other reads (or a hash exchange)
+                // must not wait on a channel nobody empties while this task waits.
+                drop(inputs);
                 return close(&mut op, &checkpoint, notices).await;
             }
         }
@@ -842,6 +848,9 @@ pub async fn run_task(
             inputs.release(id);
         }
         if done {
+            // The inputs go first: a source shared with other reads (or a hash exchange)
+            // must not wait on a channel nobody empties while this task waits.
+            drop(inputs);
             return close(&mut op, &checkpoint, notices).await;
         }
         if op.is_done() {
@@ -860,6 +869,9 @@ pub async fn run_task(
                     break;
                 }
             }
+            // The inputs go first: a source shared with other reads (or a hash exchange)
+            // must not wait on a channel nobody empties while this task waits.
+            drop(inputs);
             return close(&mut op, &checkpoint, notices).await;
         }
     }

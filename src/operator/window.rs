@@ -1138,9 +1138,12 @@ impl Operator for WindowAggregateOperator {
         Some((rows, bytes))
     }
 
+    /// Keys, aggregates and, when the windows are not on the plain grid, its offset (a
+    /// window `OFFSET`, or a session zone's over a `TIMESTAMP_LTZ`): a checkpoint whose
+    /// slices lie on another grid is refused rather than mixed in.
     fn signature(&self) -> String {
         format!(
-            "{} [keys: {}] [{}]",
+            "{} [keys: {}] [{}]{}",
             self.name(),
             self.key_schema
                 .fields()
@@ -1148,7 +1151,12 @@ impl Operator for WindowAggregateOperator {
                 .map(|f| f.data_type().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.aggs.signature()
+            self.aggs.signature(),
+            if self.spec.offset == 0 {
+                String::new()
+            } else {
+                format!(" [grid offset {} ms]", self.spec.offset)
+            }
         )
     }
 

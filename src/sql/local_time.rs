@@ -77,11 +77,14 @@ pub fn zone_of(config: &ConfigOptions) -> Tz {
 }
 
 /// The offset from UTC of zone `zone` (as the session keeps it: 'Asia/Shanghai',
-/// '+08:00') in ms, when it is one offset all year — from 2000 to 2100, checked on the
-/// first of every month; None for a zone with daylight saving time or an unknown zone.
+/// '+08:00') in ms, when it keeps one offset all year — from this year to 2100, checked on
+/// the first of every month (so 'Europe/Moscow', fixed since 2014, is one); None for a zone
+/// with daylight saving time or an unknown zone.
 pub fn fixed_offset_ms(zone: &str) -> Option<i64> {
     let tz = Tz::from_str(zone).ok()?;
-    let mut offsets = (2000..=2100)
+    use chrono::Datelike;
+    let this_year = chrono::Utc::now().year();
+    let mut offsets = (this_year..=2100)
         .flat_map(|y| (1..=12).map(move |m| (y, m)))
         .map(|(y, m)| {
             chrono::NaiveDate::from_ymd_opt(y, m, 1)
@@ -270,6 +273,63 @@ impl ScalarUDFImpl for LocalWall {
     }
 }
 
+/// `weir_epoch_ms(t)`: milliseconds since the epoch of a `TIMESTAMP` (its wall clock read
+/// as UTC), a `TIMESTAMP_LTZ` (its instant, whatever the session zone) or a `DATE`, as a
+/// `BIGINT` — what `TIMESTAMPDIFF` subtracts, so that a difference of instants stays one
+/// across a daylight-saving change (a `CAST` to `TIMESTAMP` would read them in the zone).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct EpochMillis {
+    signature: Signature,
+}
+
+impl EpochMillis {
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(EpochMillis {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for EpochMillis {
+    fn name(&self) -> &str {
+        "weir_epoch_ms"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return datafusion::common::exec_err!("weir_epoch_ms takes one argument");
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(args.number_rows.max(1))?;
+        let tz = match array.data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let ms = datafusion::arrow::compute::cast(
+            &array,
+            &DataType::Timestamp(TimeUnit::Millisecond, tz),
+        )?;
+        let out = datafusion::arrow::compute::cast(&ms, &DataType::Int64)?;
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
+    }
+}
+
 const LOCAL_WALL: &str = "weir_local_wall";
 const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 
@@ -350,12 +410,7 @@ fn to_wall(
         use datafusion::logical_expr::ExprSchemable;
         matches!(
             x.get_type(schema),
-            Ok(DataType::Timestamp(_, None)
-                | DataType::Date32
-                | DataType::Date64
-                | DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Utf8View)
+            Ok(DataType::Timestamp(_, None) | DataType::Date32 | DataType::Date64)
         )
     };
     let wall_clock_type = |t: &DataType| {
@@ -394,6 +449,19 @@ fn to_wall(
             )))
         }
         Expr::TryCast(TryCast { expr, field })
+            if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
+                && wall_clock_source(&expr) =>
+        {
+            let DataType::Timestamp(unit, _) = field.data_type() else {
+                return Ok(Transformed::no(Expr::TryCast(TryCast { expr, field })));
+            };
+            let unit = *unit;
+            Transformed::yes(Expr::TryCast(TryCast {
+                expr: Box::new(instant_of(*expr, unit)),
+                field,
+            }))
+        }
+        Expr::TryCast(TryCast { expr, field })
             if wall_clock_type(field.data_type()) && is_ltz(&expr, schema) =>
         {
             Transformed::yes(Expr::TryCast(TryCast {
@@ -406,7 +474,12 @@ fn to_wall(
             if matches!(
                 (f.func.name(), f.args.len()),
                 ("date_part", 2) | ("hour", 1)
-            ) && f.args.last().is_some_and(|a| is_ltz(a, schema)) =>
+            ) && f.args.last().is_some_and(|a| is_ltz(a, schema))
+                // The epoch is an instant's, in every zone.
+                && !matches!(
+                    f.args.first(),
+                    Some(Expr::Literal(ScalarValue::Utf8(Some(u)), _)) if u.eq_ignore_ascii_case("epoch")
+                ) =>
         {
             if let Some(arg) = f.args.pop() {
                 f.args.push(wall_of(arg));
@@ -561,5 +634,6 @@ mod tests {
         assert_eq!(fixed_offset_ms("+05:30"), Some(19_800_000));
         assert_eq!(fixed_offset_ms("UTC"), Some(0));
         assert_eq!(fixed_offset_ms("Europe/Berlin"), None);
+        assert_eq!(fixed_offset_ms("Europe/Moscow"), Some(3 * 3_600_000));
     }
 }

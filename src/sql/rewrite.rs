@@ -728,8 +728,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
             if let Some(s) = unit_seconds(&u) {
                 // Whole milliseconds, divided as integers (truncated toward zero).
                 t(&format!(
-                    "(CAST(CAST(CAST(__2 AS TIMESTAMP) AS TIMESTAMP(3)) AS BIGINT) \
-                     - CAST(CAST(CAST(__1 AS TIMESTAMP) AS TIMESTAMP(3)) AS BIGINT)) / {}",
+                    "(weir_epoch_ms(__2) - weir_epoch_ms(__1)) / {}",
                     s * 1000
                 ))
             } else {
