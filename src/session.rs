@@ -952,6 +952,50 @@ impl Session {
                     .unwrap_or_default();
                 Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
             }
+            Statement::StatementSet(members) if members.len() == 1 => {
+                Box::pin(self.execute(&members[0])).await
+            }
+            Statement::StatementSet(members) => {
+                // One job: each INSERT's plan tagged with its index, the plans under one
+                // union, and their sinks as one (see `crate::sink::multi`).
+                let mut copies: Vec<Vec<crate::plan::PlanNode>> = vec![];
+                let mut sinks = vec![];
+                for (i, m) in members.iter().enumerate() {
+                    let (plans, sink) = self.plan_statement(m).await?;
+                    for (k, plan) in plans.into_iter().enumerate() {
+                        if copies.len() <= k {
+                            copies.push(vec![]);
+                        }
+                        copies[k].push(crate::plan::PlanNode::Operator {
+                            op: Box::new(crate::sink::multi::Tag::new(i)),
+                            input: Box::new(plan),
+                        });
+                    }
+                    sinks.push(sink);
+                }
+                let plans: Vec<crate::plan::PlanNode> = copies
+                    .into_iter()
+                    .map(|inputs| crate::plan::PlanNode::Union {
+                        idle: vec![None; inputs.len()],
+                        inputs,
+                    })
+                    .collect();
+                let checkpoint = self.checkpoint_config(stmt)?;
+                let id = self.next_job;
+                let name = checkpoint.job.clone();
+                let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
+                let job = Job::start(
+                    id,
+                    stmt.text.clone(),
+                    plans,
+                    Box::new(crate::sink::multi::MultiSink::new(sinks)),
+                    checkpoint,
+                    self.max_parallelism()?,
+                )?;
+                self.next_job += 1;
+                export(server, &job, &name);
+                Ok(Outcome::Started(job))
+            }
             Statement::Query(_) | Statement::Insert { .. } => {
                 let (plan, sink) = self.plan_statement(stmt).await?;
                 let mut checkpoint = self.checkpoint_config(stmt)?;

@@ -959,12 +959,101 @@ fn a_statement_set_runs_its_inserts_and_holds_only_inserts() {
             "dear> +I[C, 20]",
         ]
     );
+    // One job, as Flink runs a statement set.
+    assert!(
+        stderr.contains("Job 1 started: EXECUTE STATEMENT SET"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Job 2 started"), "{stderr}");
     let (_dir, f) = script("bad_set.sql", "BEGIN STATEMENT SET;\nSELECT 1;\nEND;\n");
     let (code, _, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("2:1") && stderr.contains("a statement set holds only INSERT statements"),
         "{stderr}"
+    );
+}
+
+/// A statement set is one job whose INSERTs share what they read: every line of stdin
+/// reaches both INSERTs (as separate jobs, two readers of one pipe shared its lines); and
+/// with checkpoints, one checkpoint covers both sinks, each committing its own files.
+#[test]
+fn a_statement_set_reads_its_tables_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out");
+    let sql = dir.path().join("set.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE s (x INT) WITH ('connector' = 'stdin', 'format' = 'csv');\n\
+             CREATE TABLE small (x INT) WITH ('connector' = 'print', 'print-identifier' = 'small');\n\
+             CREATE TABLE archive (x INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             BEGIN STATEMENT SET;\n\
+             INSERT INTO small SELECT x FROM s WHERE x <= 3;\n\
+             INSERT INTO archive SELECT x * 10 FROM s;\n\
+             END;\n",
+            out.display()
+        ),
+    )
+    .expect("write");
+    let input: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    let (code, stdout, stderr) = run_with_stdin(&sql, input.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let mut small: Vec<&str> = stdout.lines().filter(|l| l.starts_with("small>")).collect();
+    small.sort();
+    assert_eq!(
+        small,
+        ["small> +I[1]", "small> +I[2]", "small> +I[3]"],
+        "{stderr}"
+    );
+    let visible = |dir: &std::path::Path| {
+        let mut v: Vec<i64> = vec![];
+        for e in std::fs::read_dir(dir).expect("folder") {
+            let p = e.expect("entry").path();
+            if p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            {
+                let text = std::fs::read_to_string(&p).expect("read");
+                v.extend(text.lines().filter_map(|l| l.trim().parse::<i64>().ok()));
+            }
+        }
+        v.sort();
+        v
+    };
+    assert_eq!(
+        visible(&out),
+        (1..=2000).map(|i| i * 10).collect::<Vec<_>>()
+    );
+
+    // Checkpointed: a file read once into two file sinks, both complete.
+    let input_file = dir.path().join("in.csv");
+    std::fs::write(&input_file, &input).expect("write");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'execution.checkpointing.interval' = '50ms';\n\
+             SET 'state.checkpoints.dir' = '{}';\n\
+             CREATE TABLE s (x INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             CREATE TABLE a (x INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             CREATE TABLE b (x INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             EXECUTE STATEMENT SET BEGIN\n\
+             INSERT INTO a SELECT x FROM s WHERE x % 2 = 0;\n\
+             INSERT INTO b SELECT x FROM s WHERE x % 2 = 1;\n\
+             END;\n",
+            dir.path().join("checkpoints").display(),
+            input_file.display(),
+            a.display(),
+            b.display()
+        ),
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(visible(&a), (1..=1000).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(
+        visible(&b),
+        (1..=1000).map(|i| i * 2 - 1).collect::<Vec<_>>()
     );
 }
 

@@ -13,6 +13,7 @@ pub mod collect;
 pub mod conform;
 pub mod dead_letter;
 pub mod kafka;
+pub mod multi;
 pub mod partitioned;
 pub mod print;
 pub mod terminal;

@@ -8,8 +8,9 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-/// `PROCTIME()`: the wall-clock time (UTC, milliseconds) at which a batch is read. A computed
-/// column `pt AS PROCTIME()` makes `pt` a processing-time attribute that windows can use.
+/// `PROCTIME()`: the instant at which a batch is read, a `TIMESTAMP_LTZ(3)` (Flink's type;
+/// shown in the session zone). A computed column `pt AS PROCTIME()` makes `pt` a
+/// processing-time attribute that windows can use.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Proctime {
     signature: Signature,
@@ -47,7 +48,24 @@ impl ScalarUDFImpl for Proctime {
     }
 
     fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
-        Ok(DataType::Timestamp(TimeUnit::Millisecond, None))
+        Ok(DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some("UTC".into()),
+        ))
+    }
+
+    /// `TIMESTAMP_LTZ(3) NOT NULL`, as Flink types it.
+    fn return_field_from_args(
+        &self,
+        _args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
+        Ok(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new(
+                self.name(),
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
+        ))
     }
 
     fn invoke_with_args(
@@ -56,7 +74,7 @@ impl ScalarUDFImpl for Proctime {
     ) -> datafusion::error::Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
             Some(now_millis()),
-            None,
+            Some("UTC".into()),
         )))
     }
 }

@@ -46,6 +46,9 @@ pub struct Lookup {
 
 #[derive(Debug, Clone)]
 pub enum Statement {
+    /// `EXECUTE STATEMENT SET BEGIN … END;` (or the SQL client's `BEGIN STATEMENT SET; …
+    /// END;`): its INSERTs, run as one job, as Flink runs them.
+    StatementSet(Vec<Located>),
     CreateTable(Box<CreateTable>),
     /// `CREATE FUNCTION name AS 'class'`.
     CreateFunction {
@@ -399,16 +402,21 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
     Ok((out, lookups))
 }
 
+/// Where a statement set starts (its first word) and where its `END` is.
+type SetSpan = (Pos, Pos);
+
 /// Takes Flink's statement-set wrappers out of the tokens — `EXECUTE STATEMENT SET BEGIN
 /// … END;` and the SQL client's `BEGIN STATEMENT SET; … END;` — leaving the INSERTs inside,
-/// which Weir starts together, each as its own job reading its own sources (Flink runs
-/// them as one job; the rows written are the same). As in Flink, a set holds only INSERT
-/// statements and must be closed.
-fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+/// and returns where each set was, so that [`parse_script`] makes its INSERTs one
+/// [`Statement::StatementSet`] (one job, as Flink runs them). As in Flink, a set holds only
+/// INSERT statements and must be closed.
+fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<SetSpan>)> {
     use crate::sql::window::next_sig;
     let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut open: Option<usize> = None;
+    // Where each set starts (its first word) and ends (its END).
+    let mut sets = vec![];
     // At the start of a statement (after `;` or the set's opening).
     let mut at_start = true;
     let mut i = 0;
@@ -452,7 +460,9 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>
                     continue;
                 }
             } else if word(t, "END") {
-                open = None;
+                if let Some(start) = open.take() {
+                    sets.push((pos_of(&tokens[start]), pos_of(t)));
+                }
                 i += 1;
                 continue;
             } else if t.token != Token::SemiColon && !word(t, "INSERT") {
@@ -473,7 +483,54 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>
             &tokens[at],
         ));
     }
-    Ok(out)
+    Ok((out, sets))
+}
+
+/// Flink's long spelling `TIMESTAMP[(p)] WITH LOCAL TIME ZONE` as its short one,
+/// `TIMESTAMP_LTZ[(p)]`, which a query's `CAST` and a table's column both read.
+fn local_time_zone_types(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    use crate::sql::window::next_sig;
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        if word(t, "TIMESTAMP") {
+            // After the optional precision: the index of the token that may start WITH.
+            let mut after = i + 1;
+            if let Some(open) = next_sig(&tokens, i + 1)
+                && tokens[open].token == Token::LParen
+                && let Some(n) = next_sig(&tokens, open + 1)
+                && matches!(tokens[n].token, Token::Number(..))
+                && let Some(close) = next_sig(&tokens, n + 1)
+                && tokens[close].token == Token::RParen
+            {
+                after = close + 1;
+            }
+            let mut at = after;
+            let mut matched = true;
+            for w in ["WITH", "LOCAL", "TIME", "ZONE"] {
+                match next_sig(&tokens, at) {
+                    Some(k) if word(&tokens[k], w) => at = k + 1,
+                    _ => {
+                        matched = false;
+                        break;
+                    }
+                }
+            }
+            if matched {
+                let mut ltz = t.clone();
+                ltz.token = Token::make_word("TIMESTAMP_LTZ", None);
+                out.push(ltz);
+                out.extend(tokens[i + 1..after].iter().cloned());
+                i = at;
+                continue;
+            }
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    out
 }
 
 /// Parses a script of `;`-separated statements.
@@ -491,7 +548,8 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             )
         })?;
     let mut calls = vec![];
-    let tokens = strip_statement_sets(tokens)?;
+    let (tokens, sets) = strip_statement_sets(tokens)?;
+    let tokens = local_time_zone_types(tokens);
     let (tokens, mut lookups) = strip_system_time(tokens)?;
     let tokens = crate::sql::syntax::rewrite_tokens(tokens)?;
     let tokens = rewrite_tokens(tokens, &mut calls)?;
@@ -543,7 +601,58 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             lookups: mine,
         });
     }
-    Ok(out)
+    Ok(group_statement_sets(sql, &lines, out, &sets))
+}
+
+/// The statements inside each statement set (`sets`: where each starts and where its END
+/// is) as one [`Statement::StatementSet`], at the set's start, its text the whole set.
+fn group_statement_sets(
+    sql: &str,
+    lines: &Lines,
+    statements: Vec<Located>,
+    sets: &[SetSpan],
+) -> Vec<Located> {
+    let mut out: Vec<Located> = vec![];
+    let mut current: Option<(usize, Vec<Located>)> = None;
+    for stmt in statements {
+        let set = sets
+            .iter()
+            .position(|(start, end)| stmt.pos >= *start && stmt.pos < *end);
+        if let Some((at, members)) = current.take() {
+            if set == Some(at) {
+                let mut members = members;
+                members.push(stmt);
+                current = Some((at, members));
+                continue;
+            }
+            out.push(statement_set(sql, lines, sets[at], members));
+        }
+        match set {
+            Some(at) => current = Some((at, vec![stmt])),
+            None => out.push(stmt),
+        }
+    }
+    if let Some((at, members)) = current {
+        out.push(statement_set(sql, lines, sets[at], members));
+    }
+    out
+}
+
+fn statement_set(
+    sql: &str,
+    lines: &Lines,
+    (start, end): (Pos, Pos),
+    members: Vec<Located>,
+) -> Located {
+    let from = lines.offset(sql, start);
+    let to = (lines.offset(sql, end) + 3).min(sql.len());
+    Located {
+        statement: Statement::StatementSet(members),
+        pos: start,
+        text: sql.get(from..to).unwrap_or_default().trim().to_string(),
+        windows: vec![],
+        lookups: vec![],
+    }
 }
 
 /// Rewrites group-window functions in the statement's query and hands an EXPLAIN's inner

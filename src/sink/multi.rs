@@ -1,0 +1,172 @@
+//! A statement set's sinks as one: the INSERTs of `EXECUTE STATEMENT SET` run as one job,
+//! as Flink runs them, so that the tables they read are read once (see source reuse in
+//! [`crate::job::runner`]) and one checkpoint covers every sink.
+//!
+//! Each INSERT's plan ends in a [`Tag`] that marks its batches with the INSERT's index
+//! (schema metadata [`TAG`]); the plans meet in a union, and [`MultiSink`] hands each batch
+//! to its INSERT's sink, the tag taken off. Watermarks, ticks, checkpoints and the end go to
+//! every sink; each sink's checkpoint state is kept under its index. The watermark a sink
+//! sees is the minimum over the INSERTs (the union's), so a sink that commits partitions by
+//! event time may commit later than it would alone (Flink gives each sink its own).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{Sink, SinkContext};
+use crate::error::{Result, WeirError};
+use crate::job::Message;
+
+/// The schema metadata key that says which INSERT of a statement set a batch (or a sink's
+/// checkpoint state) belongs to: its index, from 0.
+pub const TAG: &str = "weir.statement";
+
+fn tagged(batch: &RecordBatch, index: usize) -> Result<RecordBatch> {
+    let mut meta: HashMap<String, String> = batch.schema().metadata().clone();
+    meta.insert(TAG.to_string(), index.to_string());
+    let schema = Schema::new(batch.schema().fields().clone()).with_metadata(meta);
+    Ok(batch.clone().with_schema(Arc::new(schema))?)
+}
+
+/// The index a batch is tagged with, and the batch without the tag.
+fn untagged(batch: &RecordBatch) -> Result<(Option<usize>, RecordBatch)> {
+    let mut meta = batch.schema().metadata().clone();
+    let Some(index) = meta.remove(TAG) else {
+        return Ok((None, batch.clone()));
+    };
+    let schema = Schema::new(batch.schema().fields().clone()).with_metadata(meta);
+    Ok((
+        index.parse().ok(),
+        RecordBatch::try_new_with_options(
+            Arc::new(schema),
+            batch.columns().to_vec(),
+            &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                .with_row_count(Some(batch.num_rows())),
+        )?,
+    ))
+}
+
+/// Marks every batch of one INSERT of a statement set with its index (see the module).
+pub struct Tag {
+    index: usize,
+}
+
+impl Tag {
+    pub fn new(index: usize) -> Self {
+        Tag { index }
+    }
+}
+
+impl crate::operator::Operator for Tag {
+    fn name(&self) -> String {
+        format!("statement {}", self.index + 1)
+    }
+
+    fn distribution(&self) -> crate::operator::Distribution {
+        crate::operator::Distribution::Forward
+    }
+
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Batch(tagged(&batch, self.index)?));
+        Ok(())
+    }
+}
+
+/// The sinks of a statement set's INSERTs, in order, as one sink (see the module).
+pub struct MultiSink {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl MultiSink {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        MultiSink { sinks }
+    }
+
+    /// Calls `f` on every sink, all of them even after one fails; the first error.
+    fn each(&mut self, mut f: impl FnMut(&mut Box<dyn Sink>) -> Result<()>) -> Result<()> {
+        let mut first = None;
+        for s in &mut self.sinks {
+            if let Err(e) = f(s) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Sink for MultiSink {
+    fn open(&mut self, ctx: &SinkContext) -> Result<()> {
+        // Each sink gets the part of the restored state tagged with its index.
+        let mut restored: Vec<Option<Vec<RecordBatch>>> = vec![None; self.sinks.len()];
+        for b in ctx.restored.iter().flatten() {
+            let (index, b) = untagged(b)?;
+            let slot = index.and_then(|i| restored.get_mut(i)).ok_or_else(|| {
+                WeirError::user(
+                    "the checkpoint's sink state is not a statement set's: the job changed since it was taken",
+                )
+            })?;
+            slot.get_or_insert_with(Vec::new).push(b);
+        }
+        for (sink, restored) in self.sinks.iter_mut().zip(restored) {
+            sink.open(&SinkContext {
+                job: ctx.job.clone(),
+                run: ctx.run.clone(),
+                checkpointer: ctx.checkpointer.clone(),
+                restored,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let (index, batch) = untagged(batch)?;
+        let sink = index
+            .and_then(|i| self.sinks.get_mut(i))
+            .ok_or_else(|| WeirError::internal("a statement set's batch without its INSERT"))?;
+        sink.write(&batch)
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<Vec<RecordBatch>>> {
+        let mut state: Option<Vec<RecordBatch>> = None;
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Some(batches) = sink.pre_commit(checkpoint)? {
+                let mine = batches
+                    .iter()
+                    .map(|b| tagged(b, i))
+                    .collect::<Result<Vec<_>>>()?;
+                state.get_or_insert_with(Vec::new).extend(mine);
+            }
+        }
+        Ok(state)
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<()> {
+        self.each(|s| s.commit(checkpoint))
+    }
+
+    fn discard(&mut self) -> Result<()> {
+        self.each(|s| s.discard())
+    }
+
+    fn on_watermark(&mut self, watermark: i64) -> Result<()> {
+        self.each(|s| s.on_watermark(watermark))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.each(|s| s.finish())
+    }
+
+    fn accepts_changes(&self) -> bool {
+        self.sinks.iter().all(|s| s.accepts_changes())
+    }
+
+    fn tick(&self) -> Option<std::time::Duration> {
+        self.sinks.iter().filter_map(|s| s.tick()).min()
+    }
+
+    fn on_tick(&mut self) -> Result<()> {
+        self.each(|s| s.on_tick())
+    }
+}
