@@ -1025,7 +1025,7 @@ fn a_statement_set_reads_its_tables_once() {
         (1..=2000).map(|i| i * 10).collect::<Vec<_>>()
     );
 
-    // Checkpointed: a file read once into two file sinks, both complete.
+    // Checkpointed: a file read once into three file sinks (two of one table), all complete.
     let input_file = dir.path().join("in.csv");
     std::fs::write(&input_file, &input).expect("write");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -1040,6 +1040,7 @@ fn a_statement_set_reads_its_tables_once() {
              EXECUTE STATEMENT SET BEGIN\n\
              INSERT INTO a SELECT x FROM s WHERE x % 2 = 0;\n\
              INSERT INTO b SELECT x FROM s WHERE x % 2 = 1;\n\
+             INSERT INTO a SELECT x + 10000 FROM s WHERE x <= 10;\n\
              END;\n",
             dir.path().join("checkpoints").display(),
             input_file.display(),
@@ -1050,7 +1051,11 @@ fn a_statement_set_reads_its_tables_once() {
     .expect("write");
     let (code, _, stderr) = run(&["run", "-q", &sql.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(visible(&a), (1..=1000).map(|i| i * 2).collect::<Vec<_>>());
+    // Two INSERTs into `a`: neither overwrites the other's files.
+    let mut expected_a: Vec<i64> = (1..=1000).map(|i| i * 2).collect();
+    expected_a.extend(10001..=10010);
+    expected_a.sort();
+    assert_eq!(visible(&a), expected_a);
     assert_eq!(
         visible(&b),
         (1..=1000).map(|i| i * 2 - 1).collect::<Vec<_>>()

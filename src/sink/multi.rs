@@ -109,9 +109,11 @@ impl Sink for MultiSink {
             })?;
             slot.get_or_insert_with(Vec::new).push(b);
         }
-        for (sink, restored) in self.sinks.iter_mut().zip(restored) {
+        // Each sink names its files by a job name of its own (`<job>-<index>`), so two
+        // INSERTs into one table never write the same name, nor clean up each other's.
+        for (i, (sink, restored)) in self.sinks.iter_mut().zip(restored).enumerate() {
             sink.open(&SinkContext {
-                job: ctx.job.clone(),
+                job: format!("{}-{i}", ctx.job),
                 run: ctx.run.clone(),
                 checkpointer: ctx.checkpointer.clone(),
                 restored,
