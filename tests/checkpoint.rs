@@ -1254,3 +1254,99 @@ fn a_dead_letter_table_with_other_columns_is_refused() {
         "{err}"
     );
 }
+
+/// A statement set is one job with one checkpoint over all its sinks: killed with -9 at
+/// random moments and restarted, its two file sinks end with exactly an uninterrupted
+/// run's rows, none lost, none twice.
+#[test]
+fn a_statement_set_killed_and_restarted_writes_each_row_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let job = |dir: &Path, checkpoints: Option<&Path>| {
+        let settings = checkpoints
+            .map(|c| {
+                format!(
+                    "SET 'pipeline.name' = 'set';\n\
+                     SET 'execution.checkpointing.interval' = '200ms';\n\
+                     SET 'state.checkpoints.dir' = '{}';\n",
+                    c.display()
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "{settings}\
+CREATE TABLE datagen (
+    event_type INT,
+    bid ROW<auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, dateTime TIMESTAMP(3), extra VARCHAR>,
+    dateTime AS bid.dateTime,
+    WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'first-event.rate' = '10000', 'events.num' = '1500000',
+        'base-time' = '2026-01-01 00:00:00');
+CREATE TABLE even_prices (auction BIGINT, price BIGINT) WITH (
+    'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+CREATE TABLE counts (window_start TIMESTAMP(3), bids BIGINT) WITH (
+    'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+EXECUTE STATEMENT SET BEGIN
+INSERT INTO even_prices SELECT bid.auction, bid.price FROM datagen WHERE event_type = 2 AND bid.price % 2 = 0;
+INSERT INTO counts SELECT window_start, COUNT(*) FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) WHERE event_type = 2 GROUP BY window_start, window_end;
+END;
+",
+            dir.join("even").display(),
+            dir.join("counts").display()
+        )
+    };
+    let reference = tmp.path().join("reference");
+    let sql = tmp.path().join("ref.sql");
+    std::fs::write(&sql, job(&reference, None)).expect("write");
+    let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (even, counts) = (
+        visible_lines(&reference.join("even")),
+        visible_lines(&reference.join("counts")),
+    );
+    assert!(
+        even.len() > 10_000 && counts.len() > 10,
+        "{} {}",
+        even.len(),
+        counts.len()
+    );
+
+    let out = tmp.path().join("out");
+    let sql = tmp.path().join("set.sql");
+    std::fs::write(&sql, job(&out, Some(&tmp.path().join("checkpoints")))).expect("write");
+    let mut finished = false;
+    let mut kills = 0;
+    for round in 0..8 {
+        let mut child = weir()
+            .args(["run", "-q", &sql.display().to_string()])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("weir starts");
+        let pid = child.id();
+        common::wait_until_it_catches_sigterm(pid);
+        std::thread::sleep(Duration::from_millis(400 + 150 * round));
+        if child.try_wait().expect("try_wait").is_some() {
+            let out = child.wait_with_output().expect("wait");
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            // A start after the end of the input says so, with exit code 2.
+            assert!(
+                out.status.code() == Some(0) || stderr.contains("already ran to the end"),
+                "{stderr}"
+            );
+            finished = true;
+            break;
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let _ = child.wait();
+        kills += 1;
+    }
+    assert!(kills > 0, "the job ended before the first kill");
+    if !finished {
+        let (code, err) = run(&["run", "-q", &sql.display().to_string()]);
+        assert!(code == 0 || err.contains("already ran to the end"), "{err}");
+    }
+    assert_eq!(visible_lines(&out.join("even")), even);
+    assert_eq!(visible_lines(&out.join("counts")), counts);
+}
