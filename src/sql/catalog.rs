@@ -219,7 +219,12 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
     let mut e = e.clone();
     crate::sql::rewrite::rewrite_expr(&mut e);
     let text = e.to_string();
-    state.create_logical_expr(&text, schema).map_err(|err| {
+    // A computed column or watermark reads a TIMESTAMP_LTZ in the session zone, as a
+    // query does (the analyzer, which does it there, does not run on lone expressions).
+    let zoned = state
+        .create_logical_expr(&text, schema)
+        .and_then(|l| crate::sql::local_time::in_session_zone(l, schema));
+    zoned.map_err(|err| {
         let err = WeirError::from(err);
         let start = e.span().start;
         match (&err, start.line) {

@@ -379,6 +379,20 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
     }
 }
 
+/// What [`LtzInSessionZone`] does to a plan, for one expression over `schema` (a table's
+/// computed column or watermark, which the analyzer does not see).
+pub fn in_session_zone(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+    use datafusion::common::tree_node::TreeNode;
+    let wall = (
+        Arc::new(LocalWall::udf()),
+        Arc::new(LocalWall::reverse_udf()),
+    );
+    Ok(e.transform_up(|e| to_wall(e, schema, &wall))?.data)
+}
+
 fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSchema) -> bool {
     use datafusion::logical_expr::ExprSchemable;
     matches!(e.get_type(schema), Ok(DataType::Timestamp(_, Some(_))))
