@@ -199,8 +199,11 @@ impl Output {
                     // To the first reader still open; one that has gone hands them on.
                     let mut m = Some(m);
                     for (tx, o) in senders.iter().zip(open.iter_mut()) {
-                        let Some(letters) = m.take().filter(|_| *o) else {
+                        if !*o {
                             continue;
+                        }
+                        let Some(letters) = m.take() else {
+                            break;
                         };
                         match tx.try_send(letters) {
                             Ok(()) => break,
@@ -253,6 +256,58 @@ async fn send_one(tx: &Sender<Message>, m: Message, metrics: &OperatorMetrics) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fan-out gives rows to every read, and dead letters once, to the first read still
+    /// open (regression: letters were dropped once the first read had ended).
+    #[tokio::test]
+    async fn a_fan_out_copies_rows_and_hands_dead_letters_on() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let metrics = crate::job::JobMetrics::default().register("fan-out");
+        let (txs, mut rxs): (Vec<_>, Vec<_>) =
+            (0..3).map(|_| tokio::sync::mpsc::channel(8)).unzip();
+        let mut out = Output::All {
+            open: vec![true; 3],
+            senders: txs,
+        };
+        assert!(
+            out.send(Message::Batch(batch.clone()), &metrics)
+                .await
+                .unwrap()
+        );
+        for rx in rxs.iter_mut() {
+            assert!(matches!(rx.try_recv(), Ok(Message::Batch(b)) if b.num_rows() == 2));
+        }
+        assert!(
+            out.send(Message::DeadLetters(0, batch.clone()), &metrics)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(rxs[0].try_recv(), Ok(Message::DeadLetters(..))));
+        assert!(rxs[1].try_recv().is_err() && rxs[2].try_recv().is_err());
+        // The first read ends: rows go to the others, and so do the letters, every time.
+        drop(rxs.remove(0));
+        assert!(
+            out.send(Message::Batch(batch.clone()), &metrics)
+                .await
+                .unwrap()
+        );
+        for _ in 0..2 {
+            assert!(
+                out.send(Message::DeadLetters(0, batch.clone()), &metrics)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert!(matches!(rxs[0].try_recv(), Ok(Message::Batch(_))));
+        assert!(matches!(rxs[0].try_recv(), Ok(Message::DeadLetters(..))));
+        assert!(matches!(rxs[0].try_recv(), Ok(Message::DeadLetters(..))));
+        assert!(matches!(rxs[1].try_recv(), Ok(Message::Batch(_))));
+        assert!(rxs[1].try_recv().is_err());
+    }
 
     #[test]
     fn key_groups_split_into_contiguous_ranges() {
