@@ -166,6 +166,19 @@ pub struct Shell {
     /// The SELECT just followed was cancelled with Ctrl-C.
     cancelled: bool,
     words: Arc<Mutex<complete::Catalog>>,
+    /// The INSERTs of a statement set opened with `BEGIN STATEMENT SET;` and not yet
+    /// closed by `END;` (Flink's SQL client collects them the same way).
+    statement_set: Option<Vec<String>>,
+}
+
+/// What the shell does with a statement while statement sets are collected.
+enum SetStep {
+    /// Not part of a statement set: run it as it is.
+    Pass,
+    /// Taken into the open statement set (or opened one).
+    Collected,
+    /// `END;` closed the set: run this script (the whole set as one statement).
+    Run(String),
 }
 
 const KEYWORDS: &[&str] = &[
@@ -248,6 +261,7 @@ impl Shell {
             interactive,
             cancelled: false,
             words: Arc::new(Mutex::new(complete::Catalog::default())),
+            statement_set: None,
         };
         shell.refresh_words();
         shell
@@ -774,8 +788,85 @@ impl Shell {
         }
     }
 
+    /// Flink's SQL-client statement sets, typed a statement at a time: `BEGIN STATEMENT SET;`
+    /// opens one (so does `EXECUTE STATEMENT SET BEGIN` with the first INSERT after it, as
+    /// a pasted set arrives), each INSERT is checked and collected, and `END;` runs them as
+    /// one job. Errors: anything but an INSERT or END while a set is open (the set stays
+    /// open), an INSERT that does not parse, END with nothing collected.
+    fn statement_set_step(&mut self, text: &str) -> Result<SetStep> {
+        let body = text.trim().trim_end_matches(';').trim();
+        let words: Vec<String> = body
+            .split_whitespace()
+            .take(4)
+            .map(|w| w.to_ascii_uppercase())
+            .collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        if self.statement_set.is_none() {
+            if words == ["BEGIN", "STATEMENT", "SET"] {
+                self.statement_set = Some(vec![]);
+                crate::message::say("[INFO] Begin a statement set.");
+                return Ok(SetStep::Collected);
+            }
+            // A pasted `EXECUTE STATEMENT SET BEGIN INSERT …;` that ends before its END.
+            if words == ["EXECUTE", "STATEMENT", "SET", "BEGIN"] && parse_script(text).is_err() {
+                let mut rest = body;
+                for _ in 0..4 {
+                    rest = rest.trim_start();
+                    rest = rest.find(char::is_whitespace).map_or("", |at| &rest[at..]);
+                }
+                self.statement_set = Some(vec![]);
+                crate::message::say("[INFO] Begin a statement set.");
+                if !rest.trim().is_empty() {
+                    self.collect_insert(rest.trim())?;
+                }
+                return Ok(SetStep::Collected);
+            }
+            return Ok(SetStep::Pass);
+        }
+        if words == ["END"] {
+            let inserts = self.statement_set.take().unwrap_or_default();
+            if inserts.is_empty() {
+                return Err(
+                    WeirError::user("the statement set is empty: nothing to run")
+                        .with_hint("add INSERT statements between BEGIN STATEMENT SET; and END;"),
+                );
+            }
+            return Ok(SetStep::Run(format!(
+                "BEGIN STATEMENT SET;\n{}\nEND;",
+                inserts.join(";\n") + ";"
+            )));
+        }
+        self.collect_insert(body)?;
+        Ok(SetStep::Collected)
+    }
+
+    /// Checks one statement of an open statement set and keeps it.
+    fn collect_insert(&mut self, body: &str) -> Result<()> {
+        let parsed = parse_script(body)?;
+        if !matches!(parsed.as_slice(), [one] if matches!(one.statement, Statement::Insert { .. }))
+        {
+            return Err(WeirError::user(
+                "a statement set holds only INSERT statements; END; runs it",
+            ));
+        }
+        if let Some(set) = &mut self.statement_set {
+            set.push(body.to_string());
+        }
+        crate::message::say("[INFO] Add SQL update statement to the statement set.");
+        Ok(())
+    }
+
     /// SQL text: the shell's own forms (`SHOW JOBS`, `STOP JOB 'id'`), or statements.
     async fn sql(&mut self, text: &str) -> Result<()> {
+        let script;
+        let text = match self.statement_set_step(text)? {
+            SetStep::Collected => return Ok(()),
+            SetStep::Run(t) => {
+                script = t;
+                script.as_str()
+            }
+            SetStep::Pass => text,
+        };
         let upper = text
             .trim()
             .trim_end_matches(';')

@@ -607,3 +607,53 @@ fn long_output_goes_through_the_pager() {
     );
     t.line("\\q");
 }
+
+/// Flink's SQL-client statement set, a statement at a time: `BEGIN STATEMENT SET;` opens
+/// it, each INSERT is collected (anything else is refused and the set stays open), and
+/// `END;` runs them as one job.
+#[test]
+fn a_statement_set_typed_a_statement_at_a_time_runs_as_one_job() {
+    let (code, stdout, stderr) = pipe(
+        "CREATE TABLE t (v BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3',\n\
+           'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '3');\n\
+         CREATE TABLE a (v BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'a');\n\
+         CREATE TABLE b (v BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'b');\n\
+         BEGIN STATEMENT SET;\n\
+         INSERT INTO a SELECT v FROM t;\n\
+         SELECT 1;\n\
+         INSERT INTO b\n  SELECT v * 10 FROM t;\n\
+         END;\n",
+        &[],
+    );
+    assert_eq!(code, 1, "the refused SELECT fails the piped run: {stderr}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "a> +I[1]",
+            "a> +I[2]",
+            "a> +I[3]",
+            "b> +I[10]",
+            "b> +I[20]",
+            "b> +I[30]"
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("[INFO] Begin a statement set."), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("[INFO] Add SQL update statement to the statement set.")
+            .count(),
+        2,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a statement set holds only INSERT statements"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Job 1 started") && !stderr.contains("Job 2"),
+        "{stderr}"
+    );
+}
