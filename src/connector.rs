@@ -46,6 +46,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
             "partition.default-name",
             "sink.partition-commit.trigger",
             "sink.partition-commit.delay",
+            "sink.partition-commit.watermark-time-zone",
             "sink.partition-commit.policy.kind",
             "sink.partition-commit.success-file.name",
             "partition.time-extractor.timestamp-pattern",

@@ -148,6 +148,10 @@ enum Trigger {
 struct Commit {
     trigger: Trigger,
     delay: Duration,
+    /// `sink.partition-commit.watermark-time-zone` (Flink's; default UTC): the zone whose
+    /// wall clock the watermark is read on before it meets a partition's time, which is
+    /// wall-clock text — set it to the session zone when the rowtime is a `TIMESTAMP_LTZ`.
+    watermark_zone: Option<datafusion::arrow::array::timezone::Tz>,
     /// The success file's name, when the policy writes one.
     success_file: Option<String>,
 }
@@ -330,10 +334,24 @@ fn commit_options(options: &Options) -> Result<Commit> {
             file
         }
     };
+    let watermark_zone = match options.get("sink.partition-commit.watermark-time-zone") {
+        None => None,
+        Some(z) => {
+            let text = crate::sql::local_time::parse_zone(z).map_err(|_| {
+                WeirError::sql(
+                    format!("'sink.partition-commit.watermark-time-zone' = '{z}' is not a time zone"),
+                    options.pos("sink.partition-commit.watermark-time-zone"),
+                )
+                .with_hint("use a full name such as 'Asia/Shanghai', 'UTC', or an offset such as 'GMT+08:00'")
+            })?;
+            text.parse().ok()
+        }
+    };
     Ok(Commit {
         trigger,
         delay: duration(options, "sink.partition-commit.delay", Duration::ZERO)?,
         success_file,
+        watermark_zone,
     })
 }
 
@@ -707,6 +725,14 @@ impl PartitionedSink {
     /// processing-time trigger, now).
     fn commit_due(&mut self, watermark: Option<i64>) -> Result<()> {
         let delay = self.commit.delay;
+        // Partition times are wall-clock text: the watermark meets them on the wall clock
+        // of the watermark zone (UTC unless set).
+        let watermark = match (watermark, &self.commit.watermark_zone) {
+            (Some(w), Some(tz)) if w != i64::MAX && w != i64::MIN => {
+                Some(crate::sql::local_time::local_millis(w, tz))
+            }
+            (w, _) => w,
+        };
         let due: Vec<String> = self
             .partitions
             .iter()
@@ -1127,5 +1153,50 @@ mod tests {
         sink.finish().expect("finish");
         assert_eq!(listing(&one), (2, true));
         assert_eq!(listing(&two), (1, true));
+    }
+
+    /// Flink's `sink.partition-commit.watermark-time-zone`: partition times are wall-clock
+    /// text, so with a `TIMESTAMP_LTZ` rowtime in Shanghai the watermark (an instant) is
+    /// read on Shanghai's clock — the 00:01 partition is complete when the watermark reaches
+    /// 00:02 there, 16:02 UTC the day before; without the option, 8 hours later.
+    #[test]
+    fn the_watermark_time_zone_reads_the_watermark_on_the_partitions_clock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = Options::new();
+        for (k, v) in [
+            ("format", "csv"),
+            ("sink.partition-commit.trigger", "partition-time"),
+            ("sink.partition-commit.delay", "1 min"),
+            ("sink.partition-commit.policy.kind", "success-file"),
+            ("sink.partition-commit.watermark-time-zone", "Asia/Shanghai"),
+            ("partition.time-extractor.timestamp-pattern", "$dt $hm:00"),
+        ] {
+            o.insert(k, v, None);
+        }
+        let mut sink =
+            PartitionedSink::create(dir.path(), "q", &["dt".to_string(), "hm".to_string()], &o)
+                .expect("sink");
+        sink.write(&rows(&[1], "2026-01-01", &["00:01"]))
+            .expect("write");
+        let one = dir.path().join("dt=2026-01-01/hm=00%3A01");
+        let local = partition_time(
+            "$dt $hm:00",
+            &[
+                ("dt".into(), "2026-01-01".into()),
+                ("hm".into(), "00:02".into()),
+            ],
+        )
+        .expect("time");
+        let eight_hours = 8 * 3_600_000;
+        sink.on_watermark(local - eight_hours - 1)
+            .expect("watermark");
+        assert_eq!(listing(&one), (0, false), "not before 00:02 in Shanghai");
+        sink.on_watermark(local - eight_hours).expect("watermark");
+        assert_eq!(listing(&one), (1, true), "complete at 00:02 in Shanghai");
+
+        let mut bad = Options::new();
+        bad.insert("sink.partition-commit.watermark-time-zone", "PST", None);
+        let err = commit_options(&bad).err().expect("refused");
+        assert!(err.to_string().contains("is not a time zone"), "{err}");
     }
 }
