@@ -409,7 +409,7 @@ fn to_wall(
     use datafusion::logical_expr::expr::ScalarFunction;
     use datafusion::logical_expr::{Cast, Expr, TryCast};
     let wall_of = |x: Expr| Expr::ScalarFunction(ScalarFunction::new_udf(wall.0.clone(), vec![x]));
-    // A wall-clock value (a TIMESTAMP, a DATE, text) as a TIMESTAMP_LTZ of `unit`: read as a
+    // A wall-clock value (a TIMESTAMP or a DATE) as a TIMESTAMP_LTZ of `unit`: read as a
     // TIMESTAMP, then in the session zone.
     let instant_of = |x: Expr, unit: TimeUnit| {
         Expr::ScalarFunction(ScalarFunction::new_udf(
