@@ -955,31 +955,8 @@ impl Session {
             Statement::StatementSet(members) if members.len() == 1 => {
                 Box::pin(self.execute(&members[0])).await
             }
-            Statement::StatementSet(members) => {
-                // One job: each INSERT's plan tagged with its index, the plans under one
-                // union, and their sinks as one (see `crate::sink::multi`).
-                let mut copies: Vec<Vec<crate::plan::PlanNode>> = vec![];
-                let mut sinks = vec![];
-                for (i, m) in members.iter().enumerate() {
-                    let (plans, sink) = self.plan_statement(m).await?;
-                    for (k, plan) in plans.into_iter().enumerate() {
-                        if copies.len() <= k {
-                            copies.push(vec![]);
-                        }
-                        copies[k].push(crate::plan::PlanNode::Operator {
-                            op: Box::new(crate::sink::multi::Tag::new(i)),
-                            input: Box::new(plan),
-                        });
-                    }
-                    sinks.push(sink);
-                }
-                let plans: Vec<crate::plan::PlanNode> = copies
-                    .into_iter()
-                    .map(|inputs| crate::plan::PlanNode::Union {
-                        idle: vec![None; inputs.len()],
-                        inputs,
-                    })
-                    .collect();
+            Statement::StatementSet(_) => {
+                let (plans, sink) = self.plan_statement(stmt).await?;
                 let checkpoint = self.checkpoint_config(stmt)?;
                 let id = self.next_job;
                 let name = checkpoint.job.clone();
@@ -988,7 +965,7 @@ impl Session {
                     id,
                     stmt.text.clone(),
                     plans,
-                    Box::new(crate::sink::multi::MultiSink::new(sinks)),
+                    sink,
                     checkpoint,
                     self.max_parallelism()?,
                 )?;
@@ -1638,6 +1615,33 @@ impl Session {
         &self,
         stmt: &Located,
     ) -> Result<(Vec<crate::plan::PlanNode>, Box<dyn Sink>)> {
+        if let Statement::StatementSet(members) = &stmt.statement {
+            // One job: each INSERT's plan tagged with its index, the plans under one union,
+            // and their sinks as one (see `crate::sink::multi`).
+            let mut copies: Vec<Vec<crate::plan::PlanNode>> = vec![];
+            let mut sinks = vec![];
+            for (i, m) in members.iter().enumerate() {
+                let (plans, sink) = Box::pin(self.plan_statement(m)).await?;
+                for (k, plan) in plans.into_iter().enumerate() {
+                    if copies.len() <= k {
+                        copies.push(vec![]);
+                    }
+                    copies[k].push(crate::plan::PlanNode::Operator {
+                        op: Box::new(crate::sink::multi::Tag::new(i)),
+                        input: Box::new(plan),
+                    });
+                }
+                sinks.push(sink);
+            }
+            let plans = copies
+                .into_iter()
+                .map(|inputs| crate::plan::PlanNode::Union {
+                    idle: vec![None; inputs.len()],
+                    inputs,
+                })
+                .collect();
+            return Ok((plans, Box::new(crate::sink::multi::MultiSink::new(sinks))));
+        }
         let pos = Some(stmt.pos);
         for crate::sql::parser::Lookup {
             table: name,

@@ -965,6 +965,21 @@ fn a_statement_set_runs_its_inserts_and_holds_only_inserts() {
         "{stderr}"
     );
     assert!(!stderr.contains("Job 2 started"), "{stderr}");
+    // EXPLAIN STATEMENT SET shows the one plan, each INSERT under it; nothing runs.
+    let explain = std::fs::read_to_string(&f)
+        .expect("read")
+        .replace("EXECUTE STATEMENT SET", "EXPLAIN STATEMENT SET");
+    let (_dir2, g) = script("explain.sql", &explain);
+    let (code, stdout, stderr) = run(&["run", "-q", &g.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Union")
+            && stdout.contains("statement 1")
+            && stdout.contains("statement 2")
+            && stdout.matches("Source: bids").count() == 2,
+        "{stdout}"
+    );
+    assert!(!stdout.contains("+I["), "{stdout}");
     let (_dir, f) = script("bad_set.sql", "BEGIN STATEMENT SET;\nSELECT 1;\nEND;\n");
     let (code, _, stderr) = run(&["run", &f.display().to_string()]);
     assert_eq!(code, 2, "{stderr}");

@@ -402,8 +402,9 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
     Ok((out, lookups))
 }
 
-/// Where a statement set starts (its first word) and where its `END` is.
-type SetSpan = (Pos, Pos);
+/// Where a statement set starts (its first word), where its `END` is, and whether it is
+/// explained (`EXPLAIN STATEMENT SET`) rather than run.
+type SetSpan = (Pos, Pos, bool);
 
 /// Takes Flink's statement-set wrappers out of the tokens — `EXECUTE STATEMENT SET BEGIN
 /// … END;` and the SQL client's `BEGIN STATEMENT SET; … END;` — leaving the INSERTs inside,
@@ -415,8 +416,10 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
     let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut open: Option<usize> = None;
-    // Where each set starts (its first word) and ends (its END).
+    // Where each set starts (its first word) and ends (its END), and whether it is
+    // explained (`EXPLAIN STATEMENT SET BEGIN … END;`) rather than run.
     let mut sets = vec![];
+    let mut explain = false;
     // At the start of a statement (after `;` or the set's opening).
     let mut at_start = true;
     let mut i = 0;
@@ -440,12 +443,13 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
             };
             if open.is_none() {
                 if let Some(v) = sig(i, 4)
-                    && word(&tokens[v[0]], "EXECUTE")
+                    && (word(&tokens[v[0]], "EXECUTE") || word(&tokens[v[0]], "EXPLAIN"))
                     && word(&tokens[v[1]], "STATEMENT")
                     && word(&tokens[v[2]], "SET")
                     && word(&tokens[v[3]], "BEGIN")
                 {
                     open = Some(i);
+                    explain = word(&tokens[v[0]], "EXPLAIN");
                     i = v[3] + 1;
                     continue;
                 }
@@ -461,8 +465,9 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
                 }
             } else if word(t, "END") {
                 if let Some(start) = open.take() {
-                    sets.push((pos_of(&tokens[start]), pos_of(t)));
+                    sets.push((pos_of(&tokens[start]), pos_of(t), explain));
                 }
+                explain = false;
                 i += 1;
                 continue;
             } else if t.token != Token::SemiColon && !word(t, "INSERT") {
@@ -617,7 +622,7 @@ fn group_statement_sets(
     for stmt in statements {
         let set = sets
             .iter()
-            .position(|(start, end)| stmt.pos >= *start && stmt.pos < *end);
+            .position(|(start, end, _)| stmt.pos >= *start && stmt.pos < *end);
         if let Some((at, members)) = current.take() {
             if set == Some(at) {
                 let mut members = members;
@@ -641,15 +646,25 @@ fn group_statement_sets(
 fn statement_set(
     sql: &str,
     lines: &Lines,
-    (start, end): (Pos, Pos),
+    (start, end, explain): SetSpan,
     members: Vec<Located>,
 ) -> Located {
     let from = lines.offset(sql, start);
     let to = (lines.offset(sql, end) + 3).min(sql.len());
-    Located {
+    let set = Located {
         statement: Statement::StatementSet(members),
         pos: start,
         text: sql.get(from..to).unwrap_or_default().trim().to_string(),
+        windows: vec![],
+        lookups: vec![],
+    };
+    if !explain {
+        return set;
+    }
+    Located {
+        text: set.text.clone(),
+        statement: Statement::Explain(Box::new(set)),
+        pos: start,
         windows: vec![],
         lookups: vec![],
     }
