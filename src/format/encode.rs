@@ -156,9 +156,13 @@ impl Display {
     /// (a `TIMESTAMP` of the same precision), as the shell shows it. Errors: an unknown
     /// zone (the session checked it when it was set).
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        let has_ltz = |f: &Field| matches!(f.data_type(), DataType::Timestamp(_, Some(_)));
-        if !batch.schema().fields().iter().any(|f| has_ltz(f)) {
+        use datafusion::arrow::datatypes::Schema;
+        if !batch
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| has_ltz(f.data_type()))
+        {
             return Ok(batch.clone());
         }
         let zone = self.zone.as_deref().unwrap_or("UTC");
@@ -168,7 +172,7 @@ impl Display {
         let mut fields = vec![];
         let mut columns = vec![];
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-            let c = crate::sql::local_time::local_wall(c, &tz)?;
+            let c = local_nested(c, &tz)?;
             fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
             columns.push(c);
         }
@@ -197,6 +201,84 @@ impl Default for Display {
             zone: None,
         }
     }
+}
+
+/// True when `t` is or holds a `TIMESTAMP_LTZ` (in a ROW, ARRAY or MAP).
+fn has_ltz(t: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType;
+    match t {
+        DataType::Timestamp(_, Some(_)) => true,
+        DataType::Struct(fields) => fields.iter().any(|f| has_ltz(f.data_type())),
+        DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => has_ltz(f.data_type()),
+        _ => false,
+    }
+}
+
+/// `array` with every `TIMESTAMP_LTZ` in it — at the top, or inside a ROW, ARRAY or MAP —
+/// as the wall-clock time of `tz` (see [`crate::sql::local_time::local_wall`]).
+fn local_nested(
+    array: &datafusion::arrow::array::ArrayRef,
+    tz: &datafusion::arrow::array::timezone::Tz,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{
+        Array, AsArray, LargeListArray, ListArray, MapArray, StructArray,
+    };
+    use datafusion::arrow::datatypes::{DataType, Field, Fields};
+    use std::sync::Arc;
+    if !has_ltz(array.data_type()) {
+        return Ok(array.clone());
+    }
+    let retyped = |f: &Field, t: &DataType| Arc::new(f.clone().with_data_type(t.clone()));
+    Ok(match array.data_type() {
+        DataType::Timestamp(_, Some(_)) => crate::sql::local_time::local_wall(array, tz)?,
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            let children = s
+                .columns()
+                .iter()
+                .map(|c| local_nested(c, tz))
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Fields = fields
+                .iter()
+                .zip(&children)
+                .map(|(f, c)| retyped(f, c.data_type()))
+                .collect();
+            Arc::new(StructArray::try_new(fields, children, s.nulls().cloned())?)
+        }
+        DataType::List(f) => {
+            let l = array.as_list::<i32>();
+            let values = local_nested(l.values(), tz)?;
+            Arc::new(ListArray::try_new(
+                retyped(f, values.data_type()),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        DataType::LargeList(f) => {
+            let l = array.as_list::<i64>();
+            let values = local_nested(l.values(), tz)?;
+            Arc::new(LargeListArray::try_new(
+                retyped(f, values.data_type()),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        DataType::Map(f, sorted) => {
+            let m = array.as_map();
+            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
+            let entries = local_nested(&entries, tz)?;
+            Arc::new(MapArray::try_new(
+                retyped(f, entries.data_type()),
+                m.offsets().clone(),
+                entries.as_struct().clone(),
+                m.nulls().cloned(),
+                *sorted,
+            )?)
+        }
+        _ => array.clone(),
+    })
 }
 
 /// Rows in the expanded form (psql's `\x`): per row a `-[ RECORD n ]-` line (n from
