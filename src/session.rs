@@ -955,25 +955,7 @@ impl Session {
             Statement::StatementSet(members) if members.len() == 1 => {
                 Box::pin(self.execute(&members[0])).await
             }
-            Statement::StatementSet(_) => {
-                let (plans, sink) = self.plan_statement(stmt).await?;
-                let checkpoint = self.checkpoint_config(stmt)?;
-                let id = self.next_job;
-                let name = checkpoint.job.clone();
-                let server = self.metrics_server().map_err(|e| e.at(Some(stmt.pos)))?;
-                let job = Job::start(
-                    id,
-                    stmt.text.clone(),
-                    plans,
-                    sink,
-                    checkpoint,
-                    self.max_parallelism()?,
-                )?;
-                self.next_job += 1;
-                export(server, &job, &name);
-                Ok(Outcome::Started(job))
-            }
-            Statement::Query(_) | Statement::Insert { .. } => {
+            Statement::Query(_) | Statement::Insert { .. } | Statement::StatementSet(_) => {
                 let (plan, sink) = self.plan_statement(stmt).await?;
                 let mut checkpoint = self.checkpoint_config(stmt)?;
                 if matches!(stmt.statement, Statement::Query(_)) {

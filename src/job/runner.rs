@@ -523,8 +523,19 @@ impl Spawner<'_> {
         let m = self.metrics.register("exchange");
         let chain = Chain::new(vec![]);
         let inputs = TaskInputs::one(rx);
-        let cp = self
-            .checkpointer
+        let cp = self.stateless_checkpoint();
+        if let Some(out) = outs.pop() {
+            self.starts.push(Box::new(move || {
+                tokio::spawn(run_task(chain, inputs, out, m, cp))
+            }));
+        }
+        readers
+    }
+
+    /// What a task of no operators (an exchange, a fan-out) needs of the job's checkpoints:
+    /// it passes barriers on and saves nothing.
+    fn stateless_checkpoint(&self) -> Option<TaskCheckpoint> {
+        self.checkpointer
             .clone()
             .map(|checkpointer| TaskCheckpoint {
                 checkpointer,
@@ -532,13 +543,7 @@ impl Spawner<'_> {
                 subtask: 0,
                 parallelism: 1,
                 max_parallelism: self.max_parallelism,
-            });
-        if let Some(out) = outs.pop() {
-            self.starts.push(Box::new(move || {
-                tokio::spawn(run_task(chain, inputs, out, m, cp))
-            }));
-        }
-        readers
+            })
     }
 
     /// Copies everything `rx` carries to `n` channels (one source, several reads of it), on
@@ -551,16 +556,7 @@ impl Spawner<'_> {
         };
         let m = self.metrics.register("fan-out");
         let inputs = TaskInputs::one(rx);
-        let cp = self
-            .checkpointer
-            .clone()
-            .map(|checkpointer| TaskCheckpoint {
-                checkpointer,
-                tasks: vec![],
-                subtask: 0,
-                parallelism: 1,
-                max_parallelism: self.max_parallelism,
-            });
+        let cp = self.stateless_checkpoint();
         self.starts.push(Box::new(move || {
             tokio::spawn(run_task(Chain::new(vec![]), inputs, out, m, cp))
         }));

@@ -99,23 +99,33 @@ pub fn fixed_offset_ms(zone: &str) -> Option<i64> {
 
 /// Milliseconds since the epoch of the wall-clock time in `tz` at instant `ms`.
 pub fn local_millis(ms: i64, tz: &Tz) -> i64 {
-    let Some(utc) = chrono::DateTime::from_timestamp_millis(ms) else {
+    if chrono::DateTime::from_timestamp_millis(ms).is_none() {
         return ms;
-    };
-    let offset = tz.offset_from_utc_datetime(&utc.naive_utc()).fix();
-    ms + offset.local_minus_utc() as i64 * 1000
+    }
+    ms + utc_offset_at(tz, ms.div_euclid(1000)) * 1000
 }
 
-/// `array` as the wall-clock times of `tz`: a `TIMESTAMP_LTZ` (Arrow timestamps with a
-/// zone) becomes timestamps without one, in the same unit, each moved by `tz`'s offset at
-/// that instant (so daylight saving is followed); any other array is returned as it is.
-/// Errors: none in practice (the casts between timestamps and Int64 are exact).
-pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
-    use datafusion::arrow::array::{Array, AsArray};
+/// The offset from UTC of `tz` at the instant `secs` (epoch seconds), in seconds.
+fn utc_offset_at(tz: &Tz, secs: i64) -> i64 {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| {
+            tz.offset_from_utc_datetime(&d.naive_utc())
+                .fix()
+                .local_minus_utc() as i64
+        })
+        .unwrap_or(0)
+}
+
+/// Each value of `array` (Arrow timestamps of `unit`) moved by `offset(epoch seconds)`
+/// seconds, as timestamps of `unit` in zone `zone` (None: without one).
+fn moved(
+    array: &ArrayRef,
+    unit: TimeUnit,
+    zone: Option<Arc<str>>,
+    offset: impl Fn(i64) -> i64,
+) -> Result<ArrayRef> {
+    use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int64Type;
-    let DataType::Timestamp(unit, Some(_)) = array.data_type() else {
-        return Ok(array.clone());
-    };
     let per_second: i64 = match unit {
         TimeUnit::Second => 1,
         TimeUnit::Millisecond => 1_000,
@@ -123,22 +133,25 @@ pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
         TimeUnit::Nanosecond => 1_000_000_000,
     };
     let raw = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
-    let local: datafusion::arrow::array::Int64Array = raw.as_primitive::<Int64Type>().unary(|v| {
-        let offset = chrono::DateTime::from_timestamp(v.div_euclid(per_second), 0)
-            .map(|d| {
-                tz.offset_from_utc_datetime(&d.naive_utc())
-                    .fix()
-                    .local_minus_utc()
-            })
-            .unwrap_or(0);
-        v.saturating_add(offset as i64 * per_second)
-    });
-    let local: ArrayRef = Arc::new(local);
-    debug_assert_eq!(local.len(), array.len());
+    let out: datafusion::arrow::array::Int64Array = raw
+        .as_primitive::<Int64Type>()
+        .unary(|v| v.saturating_add(offset(v.div_euclid(per_second)) * per_second));
+    let out: ArrayRef = Arc::new(out);
     Ok(datafusion::arrow::compute::cast(
-        &local,
-        &DataType::Timestamp(*unit, None),
+        &out,
+        &DataType::Timestamp(unit, zone),
     )?)
+}
+
+/// `array` as the wall-clock times of `tz`: a `TIMESTAMP_LTZ` (Arrow timestamps with a
+/// zone) becomes timestamps without one, in the same unit, each moved by `tz`'s offset at
+/// that instant (so daylight saving is followed); any other array is returned as it is.
+/// Errors: none in practice (the casts between timestamps and Int64 are exact).
+pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, Some(_)) = array.data_type() else {
+        return Ok(array.clone());
+    };
+    moved(array, *unit, None, |secs| utc_offset_at(tz, secs))
 }
 
 /// `array` (timestamps without a zone, read as wall-clock times of `tz`) as the instants
@@ -147,41 +160,25 @@ pub fn local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
 /// forward) is read with the offset before the change — both as Java's
 /// `LocalDateTime.atZone`, which Flink uses. Errors: none in practice.
 pub fn from_local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::Int64Type;
     let DataType::Timestamp(unit, None) = array.data_type() else {
         return Ok(array.clone());
     };
-    let per_second: i64 = match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    };
-    let raw = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
-    let instants: datafusion::arrow::array::Int64Array =
-        raw.as_primitive::<Int64Type>().unary(|v| {
-            let secs = v.div_euclid(per_second);
-            let offset = chrono::DateTime::from_timestamp(secs, 0).map(|d| {
-                let wall = d.naive_utc();
-                match tz.offset_from_local_datetime(&wall) {
-                    chrono::LocalResult::Single(o) => o.fix().local_minus_utc(),
-                    chrono::LocalResult::Ambiguous(a, b) => {
-                        a.fix().local_minus_utc().max(b.fix().local_minus_utc())
-                    }
-                    chrono::LocalResult::None => tz
-                        .offset_from_utc_datetime(&(wall - chrono::Duration::days(1)))
-                        .fix()
-                        .local_minus_utc(),
-                }
-            });
-            v.saturating_sub(offset.unwrap_or(0) as i64 * per_second)
-        });
-    let instants: ArrayRef = Arc::new(instants);
-    Ok(datafusion::arrow::compute::cast(
-        &instants,
-        &DataType::Timestamp(*unit, Some("UTC".into())),
-    )?)
+    moved(array, *unit, Some("UTC".into()), |secs| {
+        let Some(wall) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
+            return 0;
+        };
+        let offset = match tz.offset_from_local_datetime(&wall) {
+            chrono::LocalResult::Single(o) => o.fix().local_minus_utc(),
+            chrono::LocalResult::Ambiguous(a, b) => {
+                a.fix().local_minus_utc().max(b.fix().local_minus_utc())
+            }
+            chrono::LocalResult::None => tz
+                .offset_from_utc_datetime(&(wall - chrono::Duration::days(1)))
+                .fix()
+                .local_minus_utc(),
+        };
+        -(offset as i64)
+    })
 }
 
 /// `weir_local_wall(ltz)`: a `TIMESTAMP_LTZ` as the wall-clock time of the session zone, a
@@ -265,11 +262,7 @@ impl ScalarUDFImpl for LocalWall {
         .map_err(|e| {
             datafusion::error::DataFusionError::Execution(format!("{}: {e}", self.name()))
         })?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        crate::sql::functions::shaped(out, scalar)
     }
 }
 
@@ -322,11 +315,7 @@ impl ScalarUDFImpl for EpochMillis {
             &DataType::Timestamp(TimeUnit::Millisecond, tz),
         )?;
         let out = datafusion::arrow::compute::cast(&ms, &DataType::Int64)?;
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        crate::sql::functions::shaped(out, scalar)
     }
 }
 
@@ -440,49 +429,31 @@ fn to_wall(
                 | DataType::Utf8View
         )
     };
+    // The operand a cast to `target` reads instead of `expr`, or `expr` back.
+    let operand = |expr: Expr, target: &DataType| -> std::result::Result<Expr, Expr> {
+        match target {
+            t if wall_clock_type(t) && is_ltz(&expr, schema) => Ok(wall_of(expr)),
+            DataType::Timestamp(unit, Some(_)) if wall_clock_source(&expr) => {
+                Ok(instant_of(expr, *unit))
+            }
+            _ => Err(expr),
+        }
+    };
     Ok(match e {
-        Expr::Cast(Cast { expr, field })
-            if wall_clock_type(field.data_type()) && is_ltz(&expr, schema) =>
-        {
-            Transformed::yes(Expr::Cast(Cast::new_from_field(
-                Box::new(wall_of(*expr)),
+        Expr::Cast(Cast { expr, field }) => match operand(*expr, field.data_type()) {
+            Ok(x) => Transformed::yes(Expr::Cast(Cast::new_from_field(Box::new(x), field))),
+            Err(x) => Transformed::no(Expr::Cast(Cast::new_from_field(Box::new(x), field))),
+        },
+        Expr::TryCast(TryCast { expr, field }) => match operand(*expr, field.data_type()) {
+            Ok(x) => Transformed::yes(Expr::TryCast(TryCast {
+                expr: Box::new(x),
                 field,
-            )))
-        }
-        Expr::Cast(Cast { expr, field })
-            if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
-                && wall_clock_source(&expr) =>
-        {
-            let DataType::Timestamp(unit, _) = field.data_type() else {
-                return Ok(Transformed::no(Expr::Cast(Cast { expr, field })));
-            };
-            let unit = *unit;
-            Transformed::yes(Expr::Cast(Cast::new_from_field(
-                Box::new(instant_of(*expr, unit)),
+            })),
+            Err(x) => Transformed::no(Expr::TryCast(TryCast {
+                expr: Box::new(x),
                 field,
-            )))
-        }
-        Expr::TryCast(TryCast { expr, field })
-            if matches!(field.data_type(), DataType::Timestamp(_, Some(_)))
-                && wall_clock_source(&expr) =>
-        {
-            let DataType::Timestamp(unit, _) = field.data_type() else {
-                return Ok(Transformed::no(Expr::TryCast(TryCast { expr, field })));
-            };
-            let unit = *unit;
-            Transformed::yes(Expr::TryCast(TryCast {
-                expr: Box::new(instant_of(*expr, unit)),
-                field,
-            }))
-        }
-        Expr::TryCast(TryCast { expr, field })
-            if wall_clock_type(field.data_type()) && is_ltz(&expr, schema) =>
-        {
-            Transformed::yes(Expr::TryCast(TryCast {
-                expr: Box::new(wall_of(*expr)),
-                field,
-            }))
-        }
+            })),
+        },
         // `date_part(unit, ts)` (`EXTRACT`, `DAYOFMONTH`, …) and Flink's `HOUR(ts)`.
         Expr::ScalarFunction(mut f)
             if matches!(
