@@ -113,6 +113,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(crate::sql::local_time::LocalWall::udf());
     ctx.register_udf(crate::sql::local_time::LocalWall::reverse_udf());
     ctx.register_udf(crate::sql::local_time::EpochMillis::udf());
+    ctx.register_udf(crate::sql::local_time::TimestampText::udf());
     ctx.register_udf(crate::sql::similar::Similar::udf());
     for f in crate::sql::json::JsonFn::udfs()
         .into_iter()

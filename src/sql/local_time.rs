@@ -319,6 +319,71 @@ impl ScalarUDFImpl for EpochMillis {
     }
 }
 
+/// `weir_timestamp_text(ts)`: a `TIMESTAMP` as Flink's `CAST(ts AS STRING)` writes it —
+/// `yyyy-MM-dd HH:mm:ss`, then the fraction to the type's precision (Flink's
+/// `DateTimeUtils.formatTimestamp`: `2024-03-10 00:30:00.000` for a TIMESTAMP(3), no
+/// fraction for a TIMESTAMP(0)). Precision is read from the Arrow unit: seconds 0,
+/// milliseconds 3, microseconds 6, nanoseconds 9. [`LtzInSessionZone`] puts it where a
+/// `TIMESTAMP` (or a `TIMESTAMP_LTZ`, on the session zone's wall clock) becomes a string;
+/// DataFusion's own cast writes ISO-8601 (`2024-03-10T00:30:00`). A NULL stays NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimestampText {
+    signature: Signature,
+}
+
+impl TimestampText {
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(TimestampText {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for TimestampText {
+    fn name(&self) -> &str {
+        TIMESTAMP_TEXT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args.first() {
+            Some(DataType::Timestamp(_, None)) => Ok(DataType::Utf8),
+            other => {
+                datafusion::common::plan_err!("{TIMESTAMP_TEXT} takes a TIMESTAMP, not {other:?}")
+            }
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return datafusion::common::exec_err!("{TIMESTAMP_TEXT} takes one argument");
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(args.number_rows.max(1))?;
+        let format = match array.data_type() {
+            DataType::Timestamp(TimeUnit::Second, _) => "%Y-%m-%d %H:%M:%S",
+            DataType::Timestamp(TimeUnit::Millisecond, _) => "%Y-%m-%d %H:%M:%S%.3f",
+            DataType::Timestamp(TimeUnit::Microsecond, _) => "%Y-%m-%d %H:%M:%S%.6f",
+            _ => "%Y-%m-%d %H:%M:%S%.9f",
+        };
+        let options = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            format_options: datafusion::arrow::util::display::FormatOptions::default()
+                .with_timestamp_format(Some(format)),
+        };
+        let out = datafusion::arrow::compute::cast_with_options(&array, &DataType::Utf8, &options)?;
+        crate::sql::functions::shaped(out, scalar)
+    }
+}
+
+const TIMESTAMP_TEXT: &str = "weir_timestamp_text";
 const LOCAL_WALL: &str = "weir_local_wall";
 const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 
@@ -329,9 +394,9 @@ const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 /// `CAST`/`TRY_CAST` of a `TIMESTAMP_LTZ` to one of those types, `HOUR` of one, and
 /// `date_part` (which `DAYOFMONTH`, `EXTRACT`, … become) of one read it through
 /// `weir_local_wall`, and a `TIMESTAMP`, `DATE` or string cast to a `TIMESTAMP_LTZ` goes
-/// through `weir_from_local_wall`. In a UTC session the values do not change, but a string made from a
-/// `TIMESTAMP_LTZ` is its wall clock there too (`1970-01-01T00:00:00`, no `Z`), as Flink
-/// writes it.
+/// through `weir_from_local_wall`. A `TIMESTAMP` (and so a `TIMESTAMP_LTZ`'s wall clock)
+/// made a string is Flink's text, through `weir_timestamp_text` ([`TimestampText`]): in a UTC
+/// session `1970-01-01 00:00:00.000`, no `Z`, as Flink writes it.
 #[derive(Debug, Default)]
 pub struct LtzInSessionZone;
 
@@ -350,6 +415,7 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
         let wall = (
             Arc::new(LocalWall::udf()),
             Arc::new(LocalWall::reverse_udf()),
+            Arc::new(TimestampText::udf()),
         );
         Ok(plan
             .transform_up_with_subqueries(|p| {
@@ -378,6 +444,7 @@ pub fn in_session_zone(
     let wall = (
         Arc::new(LocalWall::udf()),
         Arc::new(LocalWall::reverse_udf()),
+        Arc::new(TimestampText::udf()),
     );
     Ok(e.transform_up(|e| to_wall(e, schema, &wall))?.data)
 }
@@ -390,7 +457,7 @@ fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSch
 fn to_wall(
     e: datafusion::logical_expr::Expr,
     schema: &datafusion::common::DFSchema,
-    wall: &(Arc<ScalarUDF>, Arc<ScalarUDF>),
+    wall: &(Arc<ScalarUDF>, Arc<ScalarUDF>, Arc<ScalarUDF>),
 ) -> datafusion::error::Result<
     datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
 > {
@@ -439,21 +506,59 @@ fn to_wall(
             _ => Err(expr),
         }
     };
+    // A TIMESTAMP (an LTZ already on the wall clock) made a string: Flink's text, cast on
+    // to the string type asked for when it is not Utf8.
+    let text = |x: Expr, field: FieldRef, try_cast: bool| -> Option<Expr> {
+        use datafusion::logical_expr::ExprSchemable;
+        let string = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        );
+        let wall_clock = matches!(x.get_type(schema), Ok(DataType::Timestamp(_, None)))
+            || matches!(&x, Expr::ScalarFunction(f) if f.func.name() == LOCAL_WALL);
+        if !(string && wall_clock) {
+            return None;
+        }
+        let t = Expr::ScalarFunction(ScalarFunction::new_udf(wall.2.clone(), vec![x]));
+        Some(match field.data_type() {
+            DataType::Utf8 => t,
+            _ if try_cast => Expr::TryCast(TryCast {
+                expr: Box::new(t),
+                field,
+            }),
+            _ => Expr::Cast(Cast::new_from_field(Box::new(t), field)),
+        })
+    };
     Ok(match e {
-        Expr::Cast(Cast { expr, field }) => match operand(*expr, field.data_type()) {
-            Ok(x) => Transformed::yes(Expr::Cast(Cast::new_from_field(Box::new(x), field))),
-            Err(x) => Transformed::no(Expr::Cast(Cast::new_from_field(Box::new(x), field))),
-        },
-        Expr::TryCast(TryCast { expr, field }) => match operand(*expr, field.data_type()) {
-            Ok(x) => Transformed::yes(Expr::TryCast(TryCast {
-                expr: Box::new(x),
-                field,
-            })),
-            Err(x) => Transformed::no(Expr::TryCast(TryCast {
-                expr: Box::new(x),
-                field,
-            })),
-        },
+        Expr::Cast(Cast { expr, field }) => {
+            let (x, changed) = match operand(*expr, field.data_type()) {
+                Ok(x) => (x, true),
+                Err(x) => (x, false),
+            };
+            match text(x.clone(), field.clone(), false) {
+                Some(t) => Transformed::yes(t),
+                None => Transformed::new_transformed(
+                    Expr::Cast(Cast::new_from_field(Box::new(x), field)),
+                    changed,
+                ),
+            }
+        }
+        Expr::TryCast(TryCast { expr, field }) => {
+            let (x, changed) = match operand(*expr, field.data_type()) {
+                Ok(x) => (x, true),
+                Err(x) => (x, false),
+            };
+            match text(x.clone(), field.clone(), true) {
+                Some(t) => Transformed::yes(t),
+                None => Transformed::new_transformed(
+                    Expr::TryCast(TryCast {
+                        expr: Box::new(x),
+                        field,
+                    }),
+                    changed,
+                ),
+            }
+        }
         // `date_part(unit, ts)` (`EXTRACT`, `DAYOFMONTH`, …) and Flink's `HOUR(ts)`.
         Expr::ScalarFunction(mut f)
             if matches!(
@@ -470,6 +575,35 @@ fn to_wall(
                 f.args.push(wall_of(arg));
             }
             Transformed::yes(Expr::ScalarFunction(f))
+        }
+        // A TIMESTAMP(0) (a literal without a fraction) moved by an interval keeps the
+        // interval's milliseconds, as Flink's documented `TIMESTAMP '2020-01-01 00:00:00' +
+        // INTERVAL '10 00:00:00.004' DAY TO SECOND` = `2020-01-11 00:00:00.004`: the
+        // timestamp is taken in milliseconds first.
+        Expr::BinaryExpr(mut b)
+            if matches!(
+                b.op,
+                datafusion::logical_expr::Operator::Plus
+                    | datafusion::logical_expr::Operator::Minus
+            ) && [b.left.as_ref(), b.right.as_ref()].iter().any(|x| {
+                use datafusion::logical_expr::ExprSchemable;
+                matches!(x.get_type(schema), Ok(DataType::Interval(_)))
+            }) =>
+        {
+            use datafusion::logical_expr::ExprSchemable;
+            let mut changed = false;
+            for side in [&mut b.left, &mut b.right] {
+                if let Ok(DataType::Timestamp(TimeUnit::Second, tz)) = side.get_type(schema) {
+                    let x =
+                        std::mem::replace(side.as_mut(), Expr::Literal(ScalarValue::Null, None));
+                    **side = Expr::Cast(Cast::new(
+                        Box::new(x),
+                        DataType::Timestamp(TimeUnit::Millisecond, tz),
+                    ));
+                    changed = true;
+                }
+            }
+            Transformed::new_transformed(Expr::BinaryExpr(b), changed)
         }
         e => Transformed::no(e),
     })

@@ -47,6 +47,11 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        nested_unnest_fields(&mut q.body);
+        ControlFlow::Continue(())
+    }
+
     /// `UNNEST(a) WITH ORDINALITY AS t(x, n)` (Flink 1.19): the arrays, then each element's
     /// 1-based position as an INT — unnested beside them as an array of positions
     /// `1..=CARDINALITY(a)` (of the longest array when there are several, the shorter
@@ -103,6 +108,89 @@ impl VisitorMut for Rewriter {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `… CROSS JOIN UNNEST(e.bid.tags)`: a nested field of the left side, which DataFusion
+/// cannot take as an outer reference ("Nested identifiers are not yet supported"), is
+/// read with `get_field` from the left side's column instead (`get_field(e.bid, 'tags')`),
+/// so only the column is referred to across the join. The first part is the table when it
+/// names one of the `FROM` clause's relations (as Calcite resolves it), else the column.
+fn nested_unnest_fields(body: &mut datafusion::sql::sqlparser::ast::SetExpr) {
+    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor};
+    let select = match body {
+        SetExpr::Select(s) => s,
+        SetExpr::SetOperation { left, right, .. } => {
+            nested_unnest_fields(left);
+            nested_unnest_fields(right);
+            return;
+        }
+        _ => return,
+    };
+    let relation_name = |t: &TableFactor| -> Option<String> {
+        match t {
+            TableFactor::Table { alias: Some(a), .. }
+            | TableFactor::Derived { alias: Some(a), .. }
+            | TableFactor::TableFunction { alias: Some(a), .. }
+            | TableFactor::Function { alias: Some(a), .. } => Some(a.name.value.clone()),
+            TableFactor::Table { name, .. } => name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone()),
+            _ => None,
+        }
+    };
+    let names = select
+        .from
+        .iter()
+        .flat_map(|t| {
+            std::iter::once(&t.relation)
+                .chain(t.joins.iter().map(|j| &j.relation))
+                .filter_map(relation_name)
+        })
+        .collect::<Vec<_>>();
+    struct Fields<'a>(&'a [String]);
+    impl VisitorMut for Fields<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            let Expr::CompoundIdentifier(parts) = e else {
+                return ControlFlow::Continue(());
+            };
+            let column = if self.0.iter().any(|n| *n == parts[0].value) {
+                2
+            } else {
+                1
+            };
+            if parts.len() <= column {
+                return ControlFlow::Continue(());
+            }
+            let mut out = if column == 2 {
+                Expr::CompoundIdentifier(parts[..2].to_vec())
+            } else {
+                Expr::Identifier(parts[0].clone())
+            };
+            for field in &parts[column..] {
+                let name = field.value.replace('\'', "''");
+                match template(&format!("get_field(__0, '{name}')"), &[out.clone()]) {
+                    Some(x) => out = x,
+                    None => return ControlFlow::Continue(()),
+                }
+            }
+            *e = out;
+            ControlFlow::Continue(())
+        }
+    }
+    for t in &mut select.from {
+        for relation in
+            std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
+        {
+            if let TableFactor::UNNEST { array_exprs, .. } = relation {
+                for a in array_exprs.iter_mut() {
+                    let _ = a.visit(&mut Fields(&names));
+                }
+            }
+        }
     }
 }
 
@@ -224,6 +312,36 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 "CAST(__0 AS DOUBLE)",
                 &[Expr::value(Value::SingleQuotedString(n.clone()))],
             )
+        }
+        // A `TIMESTAMP` literal has the precision of the fraction written (Calcite's
+        // `SqlTimestampLiteral`, as in Flink): `TIMESTAMP '2024-03-10 00:30:00'` is a
+        // TIMESTAMP(0), `… 00:30:00.5` a TIMESTAMP(1), held at the next Arrow unit (s, ms,
+        // µs, ns); DataFusion would make every one a TIMESTAMP(9).
+        Expr::TypedString(t)
+            if matches!(
+                t.data_type,
+                datafusion::sql::sqlparser::ast::DataType::Timestamp(
+                    None,
+                    datafusion::sql::sqlparser::ast::TimezoneInfo::None
+                )
+            ) =>
+        {
+            let text = t.value.clone().into_string()?;
+            let digits = text.trim().rsplit_once('.').map_or(0, |(_, f)| {
+                f.chars().take_while(char::is_ascii_digit).count()
+            });
+            let precision = match digits {
+                0 => 0,
+                1..=3 => 3,
+                4..=6 => 6,
+                _ => 9,
+            };
+            let mut t = t.clone();
+            t.data_type = datafusion::sql::sqlparser::ast::DataType::Timestamp(
+                Some(precision),
+                datafusion::sql::sqlparser::ast::TimezoneInfo::None,
+            );
+            Some(Expr::TypedString(t))
         }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {

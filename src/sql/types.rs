@@ -369,7 +369,27 @@ impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
         sql_type: &datafusion::sql::sqlparser::ast::DataType,
     ) -> datafusion::error::Result<Option<datafusion::arrow::datatypes::FieldRef>> {
         use datafusion::arrow::datatypes::DataType as Arrow;
-        use datafusion::sql::sqlparser::ast::DataType as Sql;
+        use datafusion::sql::sqlparser::ast::{DataType as Sql, TimezoneInfo};
+        // `TIMESTAMP` alone is Flink's TIMESTAMP(6); a precision DataFusion has no unit
+        // for (1, 2, 4, 5, 7, 8) is held at the next one, as in `CREATE TABLE`. A
+        // TIMESTAMP(0) (and DataFusion's 3, 6, 9) stays DataFusion's (seconds, …).
+        if let Sql::Timestamp(precision, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) =
+            sql_type
+        {
+            use datafusion::arrow::datatypes::TimeUnit;
+            let unit = match precision {
+                None => TimeUnit::Microsecond,
+                Some(1 | 2) => TimeUnit::Millisecond,
+                Some(4 | 5) => TimeUnit::Microsecond,
+                Some(7 | 8) => TimeUnit::Nanosecond,
+                Some(_) => return Ok(None),
+            };
+            return Ok(Some(Arc::new(Field::new(
+                "",
+                Arrow::Timestamp(unit, None),
+                true,
+            ))));
+        }
         let Sql::Custom(..) = sql_type else {
             return Ok(None);
         };
