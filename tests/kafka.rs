@@ -1438,6 +1438,52 @@ async fn tombstones_are_skipped_and_counted() {
     assert!(stderr.contains("Kafka tombstones skipped: 1"), "{stderr}");
 }
 
+/// An `upsert-kafka` message without a key gives no row and is counted, as Flink's
+/// upsert-kafka source emits nothing for it (regression: it failed the job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_messages_without_a_key_are_skipped_and_counted() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("keyless", 1);
+    let servers = broker.bootstrap();
+    client_with_input(
+        &["produce", &servers, "keyless"],
+        "{\"v\": \"{\\\"id\\\": 1, \\\"v\\\": 10}\", \"k\": \"{\\\"id\\\": 1}\"}\n\
+         {\"v\": \"{\\\"id\\\": 2, \\\"v\\\": 20}\"}\n\
+         {\"v\": \"{\\\"id\\\": 3, \\\"v\\\": 30}\", \"k\": \"{\\\"id\\\": 3}\"}\n",
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("t.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE t (id BIGINT, v BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ( \
+               'connector' = 'upsert-kafka', 'topic' = 'keyless', \
+               'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+               'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');\n\
+             CREATE TABLE out (id BIGINT, v BIGINT) WITH ('connector' = 'print');\n\
+             INSERT INTO out SELECT id, v FROM t;\n"
+        ),
+    )
+    .expect("write");
+    let run = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&script)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "+I[1, 10]\n+I[3, 30]\n"
+    );
+    assert!(
+        stderr.contains("upsert-kafka messages without a key skipped: 1"),
+        "{stderr}"
+    );
+}
+
 /// An `upsert-kafka` table read as a source, as Flink reads one: messages written by an
 /// independent client — keyed JSON upserts of 40 ids over two partitions, repeats of the
 /// same value, tombstones of live and of unknown ids — become a changelog (`+I`, `-U`/`+U`
@@ -1489,7 +1535,7 @@ async fn an_upsert_kafka_topic_reads_as_the_table_of_each_keys_last_value() {
     }
     assert!(tombstones > 300, "{tombstones} tombstones");
     // Malformed messages, skipped and counted where the table says so: an empty value, a
-    // message without a key, a key that is not JSON.
+    // message without a key (skipped and counted in any table), a key that is not JSON.
     except_key.push_str(
         "{\"v\": \"\", \"k\": \"{\\\"id\\\": 1}\", \"p\": 1}\n\
          {\"v\": \"{\\\"name\\\": \\\"x\\\", \\\"score\\\": 1}\", \"p\": 0}\n\

@@ -275,6 +275,11 @@ impl Collector for Jobs {
             "Kafka messages without a value the job's sources skipped (no row for them).",
             None,
         );
+        let mut keyless = Family::new(
+            "weir_job_kafka_keyless_skipped",
+            "upsert-kafka messages without a key the job's sources skipped (no row for them).",
+            None,
+        );
         let mut wm = Family::new(
             "weir_job_watermark",
             "The job's current watermark, seconds since the epoch (absent before the first).",
@@ -354,6 +359,10 @@ impl Collector for Jobs {
                 job.clone(),
                 e.metrics.tombstones.load(Ordering::Relaxed) as f64,
             ));
+            keyless.rows.push((
+                job.clone(),
+                e.metrics.keyless.load(Ordering::Relaxed) as f64,
+            ));
             let w = e.metrics.watermark.load(Ordering::Relaxed);
             if w != i64::MIN && w != i64::MAX {
                 wm.rows.push((job.clone(), w as f64 / 1000.0));
@@ -379,8 +388,8 @@ impl Collector for Jobs {
             }
         }
         for f in [
-            rin, rout, bin, bout, busy, bp, op_late, op_bad, late, bad, tombstones, cp_done,
-            cp_failed,
+            rin, rout, bin, bout, busy, bp, op_late, op_bad, late, bad, tombstones, keyless,
+            cp_done, cp_failed,
         ] {
             counters(&mut enc, f)?;
         }

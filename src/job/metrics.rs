@@ -186,6 +186,9 @@ pub struct JobMetrics {
     /// Kafka messages without a value (tombstones) a source skipped: a `kafka` table has
     /// no row for them (Flink's JSON and CSV formats read a null message as no row).
     pub tombstones: AtomicU64,
+    /// `upsert-kafka` messages without a key a source skipped: no key, no row to upsert or
+    /// delete (Flink's upsert-kafka source emits nothing for them).
+    pub keyless: AtomicU64,
     /// Rows that arrived after their window had fired.
     pub late_rows: AtomicU64,
     /// The highest watermark a source has emitted (ms), `i64::MIN` before the first.
@@ -341,6 +344,7 @@ impl Default for JobMetrics {
             operators: Mutex::new(vec![]),
             bad_records: AtomicU64::new(0),
             tombstones: AtomicU64::new(0),
+            keyless: AtomicU64::new(0),
             late_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             late_unlogged: AtomicU64::new(0),
@@ -654,6 +658,12 @@ impl JobMetrics {
         let tombstones = self.tombstones.load(Ordering::Relaxed);
         if tombstones > 0 {
             s.push_str(&format!("  Kafka tombstones skipped: {tombstones}\n"));
+        }
+        let keyless = self.keyless.load(Ordering::Relaxed);
+        if keyless > 0 {
+            s.push_str(&format!(
+                "  upsert-kafka messages without a key skipped: {keyless}\n"
+            ));
         }
         if late > 0 {
             s.push_str(&format!("  late rows dropped: {late}\n"));

@@ -1447,8 +1447,9 @@ impl KafkaSource {
     /// An `upsert-kafka` partition's pending messages as one changelog batch in message
     /// order: `+I` for each value, `-D` for each tombstone (its key's columns set, the
     /// others NULL). A message whose key or value cannot be read is a bad record (counted
-    /// and skipped, or the error, as the format's `ignore-parse-errors` says); a message
-    /// without a key is one too. None: no rows.
+    /// and skipped, or the error, as the format's `ignore-parse-errors` says), and so is
+    /// one with an empty key; a message without a key gives no row and is counted in
+    /// [`JobMetrics::keyless`](crate::job::metrics::JobMetrics). None: no rows.
     fn upsert_batch(
         &self,
         u: &Upsert,
@@ -1472,6 +1473,8 @@ impl KafkaSource {
                 pending.offsets.get(i).copied().unwrap_or(-1)
             )
         };
+        // A message without a key gives no row and is counted (Flink's upsert-kafka
+        // source collects no key row for a null key, so it emits nothing for the message).
         // An empty key or value is malformed, as for Flink's formats (it would otherwise
         // be skipped as a blank line, silently).
         let mut key_lines = Vec::with_capacity(n);
@@ -1480,8 +1483,14 @@ impl KafkaSource {
                 Some(k) if !k.is_empty() => {
                     key_lines.push(ctx.text_line(&u.key_decoder, k, &|| place(i))?)
                 }
-                _ => {
-                    let reason = "an upsert-kafka message without a key";
+                None => {
+                    ctx.job_metrics()
+                        .keyless
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    key_lines.push(String::new());
+                }
+                Some(_) => {
+                    let reason = "an upsert-kafka message with an empty key";
                     ctx.bad_input(&u.key_decoder, &pending.values[i], reason, place(i))?;
                     key_lines.push(String::new());
                 }
