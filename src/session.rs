@@ -227,6 +227,11 @@ impl Session {
             o.sql_parser.collect_spans = true;
             o.sql_parser.map_string_types_to_utf8view = false;
             o.execution.target_partitions = 1;
+            // DataFusion's leaf-expression pushdown (`extract_leaf_expressions`) fails on a
+            // struct field read beside an unnested column ("Schema contains qualified field
+            // name t.tag and unqualified field name tag"): `SELECT bid.price, tag FROM e
+            // CROSS JOIN UNNEST(…) AS t (tag)`. Weir's planner narrows struct reads itself.
+            o.optimizer.enable_leaf_expression_pushdown = false;
             // Flink orders NULL lowest (FlinkPlannerImpl.defaultNullCollation = LOW): first
             // in ASC, last in DESC, where no NULLS FIRST/LAST is written.
             o.sql_parser.default_null_ordering = "nulls_min".to_string();
@@ -1779,7 +1784,9 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
         let e = if from == f.data_type() {
             col
         } else if datafusion::arrow::compute::can_cast_types(from, f.data_type()) {
-            col.cast_to(f.data_type(), &schema)?
+            // As the same CAST in a query reads: a TIMESTAMP_LTZ in the session zone, a
+            // timestamp into a string as Flink's text.
+            crate::sql::local_time::in_session_zone(col.cast_to(f.data_type(), &schema)?, &schema)?
         } else {
             return Err(WeirError::sql(
                 format!(

@@ -399,6 +399,40 @@ fn filesystem_sink_commits_one_complete_file() {
     );
 }
 
+/// An INSERT casts to the sink's column types as the same CAST in a query does: a
+/// TIMESTAMP into a STRING column is Flink's text, a TIMESTAMP_LTZ the session zone's wall
+/// clock (regression: ISO-8601, and the LTZ's UTC instant with a `Z`).
+#[test]
+fn an_insert_writes_timestamps_into_string_columns_as_cast_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out_dir = dir.path().join("out");
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        format!(
+            "SET 'table.local-time-zone' = 'Asia/Shanghai';\n\
+             CREATE TABLE src (ms BIGINT, ts AS TO_TIMESTAMP_LTZ(ms, 3)) WITH ('connector' = 'datagen', \
+             'number-of-rows' = '1', 'fields.ms.min' = '0', 'fields.ms.max' = '0');\n\
+             CREATE TABLE out (a STRING, b STRING, c VARCHAR(40)) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO out SELECT ts, TIMESTAMP '2024-01-01 00:00:00', CAST(ts AS TIMESTAMP(3)) FROM src;",
+            out_dir.display()
+        ),
+    )
+    .expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let text: String = std::fs::read_dir(&out_dir)
+        .expect("out dir")
+        .filter_map(|e| e.ok())
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .collect();
+    assert_eq!(
+        text,
+        "1970-01-01 08:00:00.000,2024-01-01 00:00:00,1970-01-01 08:00:00.000\n"
+    );
+}
+
 /// One clause must not ask for unbounded work: a HOP that puts each row into 86.4 M
 /// windows (a 1 ms slide over a day) is refused at planning, naming the setting that
 /// allows it; allowed, a stop request still ends the process within a second though the

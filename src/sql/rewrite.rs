@@ -28,6 +28,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// Rewrites every Flink function call in `query` (and in queries nested in it).
 pub fn rewrite_query(query: &mut Query) {
     let _ = query.visit(&mut Rewriter);
+    nested_unnest_fields(query);
 }
 
 /// Rewrites every Flink function call in `expr`.
@@ -44,11 +45,6 @@ impl VisitorMut for Rewriter {
         if let Some(new) = rewrite(e) {
             *e = new;
         }
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-        nested_unnest_fields(&mut q.body);
         ControlFlow::Continue(())
     }
 
@@ -114,84 +110,114 @@ impl VisitorMut for Rewriter {
 /// `… CROSS JOIN UNNEST(e.bid.tags)`: a nested field of the left side, which DataFusion
 /// cannot take as an outer reference ("Nested identifiers are not yet supported"), is
 /// read with `get_field` from the left side's column instead (`get_field(e.bid, 'tags')`),
-/// so only the column is referred to across the join. The first part is the table when it
-/// names one of the `FROM` clause's relations (as Calcite resolves it), else the column.
-fn nested_unnest_fields(body: &mut datafusion::sql::sqlparser::ast::SetExpr) {
-    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor};
-    let select = match body {
-        SetExpr::Select(s) => s,
-        SetExpr::SetOperation { left, right, .. } => {
-            nested_unnest_fields(left);
-            nested_unnest_fields(right);
-            return;
+/// so only the column is referred to across the join; `e.p.m['k']` and `e.p.arr[1]` keep
+/// their subscripts after it. The first part is a table when it names a relation of the
+/// statement (a table, view, derived table, UNNEST or join alias, as Calcite resolves a
+/// qualifier first), else the column.
+fn nested_unnest_fields(query: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{AccessExpr, TableFactor};
+    struct Names(Vec<String>);
+    impl VisitorMut for Names {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+            let name = match t {
+                TableFactor::Table { alias: Some(a), .. }
+                | TableFactor::Derived { alias: Some(a), .. }
+                | TableFactor::TableFunction { alias: Some(a), .. }
+                | TableFactor::Function { alias: Some(a), .. }
+                | TableFactor::UNNEST { alias: Some(a), .. }
+                | TableFactor::NestedJoin { alias: Some(a), .. } => Some(a.name.value.clone()),
+                TableFactor::Table { name, .. } => name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.clone()),
+                _ => None,
+            };
+            self.0.extend(name);
+            ControlFlow::Continue(())
         }
-        _ => return,
-    };
-    let relation_name = |t: &TableFactor| -> Option<String> {
-        match t {
-            TableFactor::Table { alias: Some(a), .. }
-            | TableFactor::Derived { alias: Some(a), .. }
-            | TableFactor::TableFunction { alias: Some(a), .. }
-            | TableFactor::Function { alias: Some(a), .. } => Some(a.name.value.clone()),
-            TableFactor::Table { name, .. } => name
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(|i| i.value.clone()),
-            _ => None,
+    }
+    /// `parts` (`e.bid.tags`, or `bid.tags`) as `get_field` calls on the column; None when
+    /// they name only a column.
+    fn fields_of(parts: &[Ident], names: &[String]) -> Option<Expr> {
+        let first = &parts.first()?.value;
+        let column = if names.iter().any(|n| n == first) {
+            2
+        } else {
+            1
+        };
+        if parts.len() <= column {
+            return None;
         }
-    };
-    let names = select
-        .from
-        .iter()
-        .flat_map(|t| {
-            std::iter::once(&t.relation)
-                .chain(t.joins.iter().map(|j| &j.relation))
-                .filter_map(relation_name)
-        })
-        .collect::<Vec<_>>();
+        let mut out = if column == 2 {
+            Expr::CompoundIdentifier(parts[..2].to_vec())
+        } else {
+            Expr::Identifier(parts[0].clone())
+        };
+        for field in &parts[column..] {
+            let name = field.value.replace('\'', "''");
+            out = template(&format!("get_field(__0, '{name}')"), &[out])?;
+        }
+        Some(out)
+    }
     struct Fields<'a>(&'a [String]);
     impl VisitorMut for Fields<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            let Expr::CompoundIdentifier(parts) = e else {
-                return ControlFlow::Continue(());
-            };
-            let column = if self.0.iter().any(|n| *n == parts[0].value) {
-                2
-            } else {
-                1
-            };
-            if parts.len() <= column {
-                return ControlFlow::Continue(());
-            }
-            let mut out = if column == 2 {
-                Expr::CompoundIdentifier(parts[..2].to_vec())
-            } else {
-                Expr::Identifier(parts[0].clone())
-            };
-            for field in &parts[column..] {
-                let name = field.value.replace('\'', "''");
-                match template(&format!("get_field(__0, '{name}')"), &[out.clone()]) {
-                    Some(x) => out = x,
-                    None => return ControlFlow::Continue(()),
+            match e {
+                Expr::CompoundIdentifier(parts) => {
+                    if let Some(out) = fields_of(parts, self.0) {
+                        *e = out;
+                    }
                 }
+                Expr::CompoundFieldAccess { root, access_chain } => {
+                    let mut parts = match root.as_ref() {
+                        Expr::Identifier(i) => vec![i.clone()],
+                        Expr::CompoundIdentifier(p) => p.clone(),
+                        _ => return ControlFlow::Continue(()),
+                    };
+                    let dots = access_chain
+                        .iter()
+                        .map_while(|a| match a {
+                            AccessExpr::Dot(Expr::Identifier(i)) => Some(i.clone()),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>();
+                    let k = dots.len();
+                    parts.extend(dots);
+                    if let Some(out) = fields_of(&parts, self.0) {
+                        let rest = access_chain[k..].to_vec();
+                        *e = if rest.is_empty() {
+                            out
+                        } else {
+                            Expr::CompoundFieldAccess {
+                                root: Box::new(out),
+                                access_chain: rest,
+                            }
+                        };
+                    }
+                }
+                _ => {}
             }
-            *e = out;
             ControlFlow::Continue(())
         }
     }
-    for t in &mut select.from {
-        for relation in
-            std::iter::once(&mut t.relation).chain(t.joins.iter_mut().map(|j| &mut j.relation))
-        {
-            if let TableFactor::UNNEST { array_exprs, .. } = relation {
+    struct Unnests<'a>(&'a [String]);
+    impl VisitorMut for Unnests<'_> {
+        type Break = ();
+        fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::UNNEST { array_exprs, .. } = t {
                 for a in array_exprs.iter_mut() {
-                    let _ = a.visit(&mut Fields(&names));
+                    let _ = a.visit(&mut Fields(self.0));
                 }
             }
+            ControlFlow::Continue(())
         }
     }
+    let mut names = Names(vec![]);
+    let _ = query.visit(&mut names);
+    let _ = query.visit(&mut Unnests(&names.0));
 }
 
 /// `sql` parsed as an expression, its identifiers `__0`, `__1`, … replaced by `args`.
@@ -739,21 +765,26 @@ fn flink_call(f: &Function) -> Option<Expr> {
             template(&format!("{fname}({list})"), &args)
         }
         // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
-        ("TO_TIMESTAMP" | "TO_DATE", 2) => match &a[1] {
-            Expr::Value(v) => match &v.value {
-                Value::SingleQuotedString(p) if !p.contains('%') => {
-                    let mut g = f.clone();
-                    if let FunctionArguments::List(l) = &mut g.args {
-                        l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                            Value::SingleQuotedString(super::functions::java_to_strftime(p)),
-                        )));
-                    }
-                    Some(Expr::Function(g))
-                }
-                _ => None,
-            },
-            _ => None,
-        },
+        // `TO_TIMESTAMP` is a TIMESTAMP(3) in Flink (its operator table's
+        // `explicit(TIMESTAMP, 3)`); DataFusion's `to_timestamp` a TIMESTAMP(9).
+        ("TO_TIMESTAMP" | "TO_DATE", 2) => {
+            let mut g = f.clone();
+            if let Expr::Value(v) = &a[1]
+                && let Value::SingleQuotedString(p) = &v.value
+                && !p.contains('%')
+                && let FunctionArguments::List(l) = &mut g.args
+            {
+                l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                    Value::SingleQuotedString(super::functions::java_to_strftime(p)),
+                )));
+            }
+            if name == "TO_TIMESTAMP" {
+                template("CAST(__0 AS TIMESTAMP(3))", &[Expr::Function(g)])
+            } else {
+                Some(Expr::Function(g))
+            }
+        }
+        ("TO_TIMESTAMP", 1) => template("CAST(__0 AS TIMESTAMP(3))", &[Expr::Function(f.clone())]),
         ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
         ("CURRENT_DATABASE", 0) => t("'default_database'"),
         // The current time, in the session zone (see `super::local_time`).
