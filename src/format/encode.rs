@@ -152,17 +152,16 @@ impl Display {
     /// Flink's `table.display.max-column-width` default.
     pub const DEFAULT_MAX_WIDTH: usize = 30;
 
-    /// `batch` with each `TIMESTAMP_LTZ` column as the wall-clock time of the session zone
-    /// (a `TIMESTAMP` of the same precision), as the shell shows it. Errors: an unknown
-    /// zone (the session checked it when it was set).
+    /// `batch` as the shell shows it, Flink's sql-client's way: each `TIMESTAMP_LTZ` (also
+    /// one in a ROW, ARRAY or MAP) as the wall-clock time of the session zone, and each
+    /// `TIMESTAMP` column then as the text a `CAST` to `STRING` gives
+    /// (`2024-03-10 00:30:00.000`, see [`crate::sql::local_time::timestamp_text`]). Errors:
+    /// an unknown zone (the session checked it when it was set).
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        use datafusion::arrow::datatypes::Schema;
-        if !batch
-            .schema()
-            .fields()
-            .iter()
-            .any(|f| has_ltz(f.data_type()))
-        {
+        use datafusion::arrow::datatypes::{DataType, Schema};
+        if !batch.schema().fields().iter().any(|f| {
+            has_ltz(f.data_type()) || matches!(f.data_type(), DataType::Timestamp(_, None))
+        }) {
             return Ok(batch.clone());
         }
         let zone = self.zone.as_deref().unwrap_or("UTC");
@@ -172,7 +171,10 @@ impl Display {
         let mut fields = vec![];
         let mut columns = vec![];
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-            let c = local_nested(c, &tz)?;
+            let mut c = local_nested(c, &tz)?;
+            if matches!(c.data_type(), DataType::Timestamp(_, None)) {
+                c = crate::sql::local_time::timestamp_text(&c)?;
+            }
             fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
             columns.push(c);
         }
@@ -418,6 +420,31 @@ pub fn ndjson_writer<W: Write>(
         .build::<_, datafusion::arrow::json::writer::LineDelimited>(w)
 }
 
+/// How Flink's CSV format writes a `TIMESTAMP` (its `RowDataToCsvConverters`, with
+/// `TimeFormats.SQL_TIMESTAMP_FORMAT`): a space between date and time, the fraction only
+/// when there is one (`2024-03-10 00:30:00.123`, `2024-03-10 00:30:01`); chrono's `%.f`
+/// writes it in 3, 6 or 9 digits.
+pub const CSV_TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
+
+/// How Flink's CSV format writes a `TIMESTAMP_LTZ`: its UTC instant as
+/// [`CSV_TIMESTAMP_FORMAT`] then `Z` (`SQL_TIMESTAMP_WITH_LOCAL_TIMEZONE_FORMAT`).
+pub const CSV_TIMESTAMP_LTZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.fZ";
+
+/// A CSV writer as Flink's CSV format writes, with `delimiter` and, when `header`, a
+/// header line (see [`CSV_TIMESTAMP_FORMAT`]).
+pub fn csv_writer<W: std::io::Write>(
+    w: W,
+    delimiter: u8,
+    header: bool,
+) -> datafusion::arrow::csv::Writer<W> {
+    datafusion::arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .with_delimiter(delimiter)
+        .with_timestamp_format(CSV_TIMESTAMP_FORMAT.to_string())
+        .with_timestamp_tz_format(CSV_TIMESTAMP_LTZ_FORMAT.to_string())
+        .build(w)
+}
+
 /// Flink's default `csv.array-element-delimiter`.
 pub const CSV_ARRAY_DELIMITER: &str = ";";
 
@@ -436,7 +463,9 @@ pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Resu
     {
         return Ok(batch.clone());
     }
-    let opts = FormatOptions::default();
+    let opts = FormatOptions::default()
+        .with_timestamp_format(Some(CSV_TIMESTAMP_FORMAT))
+        .with_timestamp_tz_format(Some(CSV_TIMESTAMP_LTZ_FORMAT));
     let mut fields = vec![];
     let mut cols = vec![];
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {

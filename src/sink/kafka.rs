@@ -245,10 +245,7 @@ impl KafkaSink {
                 (0..batch.num_rows())
                     .map(|i| {
                         let mut buf = vec![];
-                        datafusion::arrow::csv::WriterBuilder::new()
-                            .with_header(false)
-                            .with_delimiter(self.delimiter)
-                            .build(&mut buf)
+                        crate::format::encode::csv_writer(&mut buf, self.delimiter, false)
                             .write(&batch.slice(i, 1))?;
                         let line = text(buf)?;
                         Ok(line.strip_suffix('\n').unwrap_or(&line).to_string())

@@ -668,12 +668,11 @@ impl PartitionedSink {
                 Format::Csv => {
                     let (out, n) = Counting::new(f);
                     FileWriter::Csv(
-                        Box::new(
-                            datafusion::arrow::csv::WriterBuilder::new()
-                                .with_header(self.csv_header)
-                                .with_delimiter(self.delimiter)
-                                .build(out),
-                        ),
+                        Box::new(crate::format::encode::csv_writer(
+                            out,
+                            self.delimiter,
+                            self.csv_header,
+                        )),
                         n,
                     )
                 }

@@ -367,20 +367,30 @@ impl ScalarUDFImpl for TimestampText {
         };
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
         let array = arg.to_array(args.number_rows.max(1))?;
-        let format = match array.data_type() {
-            DataType::Timestamp(TimeUnit::Second, _) => "%Y-%m-%d %H:%M:%S",
-            DataType::Timestamp(TimeUnit::Millisecond, _) => "%Y-%m-%d %H:%M:%S%.3f",
-            DataType::Timestamp(TimeUnit::Microsecond, _) => "%Y-%m-%d %H:%M:%S%.6f",
-            _ => "%Y-%m-%d %H:%M:%S%.9f",
-        };
-        let options = datafusion::arrow::compute::CastOptions {
-            safe: false,
-            format_options: datafusion::arrow::util::display::FormatOptions::default()
-                .with_timestamp_format(Some(format)),
-        };
-        let out = datafusion::arrow::compute::cast_with_options(&array, &DataType::Utf8, &options)?;
-        crate::sql::functions::shaped(out, scalar)
+        crate::sql::functions::shaped(timestamp_text(&array)?, scalar)
     }
+}
+
+/// `array` (timestamps without a zone) as Flink's text of them, a Utf8 array (see
+/// [`TimestampText`]); NULLs stay NULL. Errors: none in practice (a cast of timestamps to
+/// strings).
+pub fn timestamp_text(array: &ArrayRef) -> datafusion::error::Result<ArrayRef> {
+    let format = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => "%Y-%m-%d %H:%M:%S",
+        DataType::Timestamp(TimeUnit::Millisecond, _) => "%Y-%m-%d %H:%M:%S%.3f",
+        DataType::Timestamp(TimeUnit::Microsecond, _) => "%Y-%m-%d %H:%M:%S%.6f",
+        _ => "%Y-%m-%d %H:%M:%S%.9f",
+    };
+    let options = datafusion::arrow::compute::CastOptions {
+        safe: false,
+        format_options: datafusion::arrow::util::display::FormatOptions::default()
+            .with_timestamp_format(Some(format)),
+    };
+    Ok(datafusion::arrow::compute::cast_with_options(
+        array,
+        &DataType::Utf8,
+        &options,
+    )?)
 }
 
 const TIMESTAMP_TEXT: &str = "weir_timestamp_text";

@@ -369,6 +369,57 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             );
             Some(Expr::TypedString(t))
         }
+        // A CAST to CHAR(n) pads with spaces to n characters and cuts what is longer, one
+        // to VARCHAR(n) cuts (Flink 1.15's cast rules, FLINK-24413); DataFusion keeps the
+        // whole string for both.
+        Expr::Cast {
+            kind,
+            expr,
+            data_type,
+            ..
+        } if matches!(
+            kind,
+            datafusion::sql::sqlparser::ast::CastKind::Cast
+                | datafusion::sql::sqlparser::ast::CastKind::TryCast
+                | datafusion::sql::sqlparser::ast::CastKind::SafeCast
+        ) && matches!(
+            data_type,
+            datafusion::sql::sqlparser::ast::DataType::Char(Some(_))
+                | datafusion::sql::sqlparser::ast::DataType::Character(Some(_))
+                | datafusion::sql::sqlparser::ast::DataType::Varchar(Some(_))
+                | datafusion::sql::sqlparser::ast::DataType::CharVarying(Some(_))
+                | datafusion::sql::sqlparser::ast::DataType::CharacterVarying(Some(_))
+        ) =>
+        {
+            use datafusion::sql::sqlparser::ast::{CharacterLength, DataType as T};
+            let (fixed, n) = match data_type {
+                T::Char(Some(CharacterLength::IntegerLength { length, .. }))
+                | T::Character(Some(CharacterLength::IntegerLength { length, .. })) => {
+                    (true, *length)
+                }
+                T::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+                | T::CharVarying(Some(CharacterLength::IntegerLength { length, .. }))
+                | T::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+                    (false, *length)
+                }
+                _ => return None,
+            };
+            let cast = if matches!(kind, datafusion::sql::sqlparser::ast::CastKind::Cast) {
+                "CAST"
+            } else {
+                "TRY_CAST"
+            };
+            let f = if fixed { "rpad" } else { "substr" };
+            let tail = if fixed {
+                format!("{n})")
+            } else {
+                format!("1, {n})")
+            };
+            template(
+                &format!("{f}({cast}(__0 AS STRING), {tail}"),
+                std::slice::from_ref(expr.as_ref()),
+            )
+        }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {
             data_type: datafusion::sql::sqlparser::ast::DataType::Bytes(_),
@@ -764,27 +815,31 @@ fn flink_call(f: &Function) -> Option<Expr> {
             };
             template(&format!("{fname}({list})"), &args)
         }
+        // `TO_TIMESTAMP(string[, format])` (Flink's `DateTimeUtils.toTimestampData`): the
+        // string as a TIMESTAMP(3) (its operator table's `explicit(TIMESTAMP, 3)`); a
+        // string that does not match is NULL, as in Flink (DataFusion's `to_timestamp`
+        // fails the query). Without a format, any `yyyy-MM-dd HH:mm:ss[.f]` (or with a
+        // `T`) reads. With one, the string is read with the Java pattern as a UTC instant
+        // by `TO_TIMESTAMP_LTZ`, whose wall clock it is then; `arrow_cast` drops the zone
+        // without the session zone's shift.
+        ("TO_TIMESTAMP", 1) => t("TRY_CAST(__0 AS TIMESTAMP(3))"),
+        ("TO_TIMESTAMP", 2) => t("arrow_cast(TO_TIMESTAMP_LTZ(__0, __1, 'UTC'), 'Timestamp(ms)')"),
         // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
-        // `TO_TIMESTAMP` is a TIMESTAMP(3) in Flink (its operator table's
-        // `explicit(TIMESTAMP, 3)`); DataFusion's `to_timestamp` a TIMESTAMP(9).
-        ("TO_TIMESTAMP" | "TO_DATE", 2) => {
-            let mut g = f.clone();
-            if let Expr::Value(v) = &a[1]
-                && let Value::SingleQuotedString(p) = &v.value
-                && !p.contains('%')
-                && let FunctionArguments::List(l) = &mut g.args
-            {
-                l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                    Value::SingleQuotedString(super::functions::java_to_strftime(p)),
-                )));
-            }
-            if name == "TO_TIMESTAMP" {
-                template("CAST(__0 AS TIMESTAMP(3))", &[Expr::Function(g)])
-            } else {
-                Some(Expr::Function(g))
-            }
-        }
-        ("TO_TIMESTAMP", 1) => template("CAST(__0 AS TIMESTAMP(3))", &[Expr::Function(f.clone())]),
+        ("TO_DATE", 2) => match &a[1] {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(p) if !p.contains('%') => {
+                    let mut g = f.clone();
+                    if let FunctionArguments::List(l) = &mut g.args {
+                        l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                            Value::SingleQuotedString(super::functions::java_to_strftime(p)),
+                        )));
+                    }
+                    Some(Expr::Function(g))
+                }
+                _ => None,
+            },
+            _ => None,
+        },
         ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
         ("CURRENT_DATABASE", 0) => t("'default_database'"),
         // The current time, in the session zone (see `super::local_time`).
