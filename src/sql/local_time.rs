@@ -350,11 +350,29 @@ impl ScalarUDFImpl for TimestampText {
     }
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        match args.first() {
-            Some(DataType::Timestamp(_, None)) => Ok(DataType::Utf8),
-            other => {
-                datafusion::common::plan_err!("{TIMESTAMP_TEXT} takes a TIMESTAMP, not {other:?}")
-            }
+        fn texted(t: &DataType, top: bool) -> Option<DataType> {
+            Some(match t {
+                DataType::Timestamp(_, None) => DataType::Utf8,
+                DataType::Timestamp(_, Some(_)) if !top => DataType::Utf8,
+                DataType::List(f) => DataType::List(Arc::new(
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(texted(f.data_type(), false)?),
+                )),
+                DataType::LargeList(f) => DataType::LargeList(Arc::new(
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(texted(f.data_type(), false)?),
+                )),
+                _ => return None,
+            })
+        }
+        match args.first().and_then(|t| texted(t, true)) {
+            Some(t) => Ok(t),
+            None => datafusion::common::plan_err!(
+                "{TIMESTAMP_TEXT} takes a TIMESTAMP or an ARRAY of timestamps, not {:?}",
+                args.first()
+            ),
         }
     }
 
@@ -367,8 +385,51 @@ impl ScalarUDFImpl for TimestampText {
         };
         let scalar = matches!(arg, ColumnarValue::Scalar(_));
         let array = arg.to_array(args.number_rows.max(1))?;
-        crate::sql::functions::shaped(timestamp_text(&array)?, scalar)
+        let tz = zone_of(&args.config_options);
+        crate::sql::functions::shaped(nested_text(&array, &tz)?, scalar)
     }
+}
+
+/// `array` as [`timestamp_text`] writes it, each element of an ARRAY of timestamps too (a
+/// `TIMESTAMP_LTZ` element on `tz`'s wall clock, as a `CAST` of it alone reads).
+fn nested_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray, LargeListArray, ListArray};
+    let retyped = |f: &FieldRef, values: &ArrayRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(values.data_type().clone()),
+        )
+    };
+    Ok(match array.data_type() {
+        DataType::Timestamp(_, Some(_)) => {
+            let wall = local_wall(array, tz).map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!("{TIMESTAMP_TEXT}: {e}"))
+            })?;
+            timestamp_text(&wall)?
+        }
+        DataType::List(f) => {
+            let l = array.as_list::<i32>();
+            let values = nested_text(l.values(), tz)?;
+            Arc::new(ListArray::try_new(
+                retyped(f, &values),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        DataType::LargeList(f) => {
+            let l = array.as_list::<i64>();
+            let values = nested_text(l.values(), tz)?;
+            Arc::new(LargeListArray::try_new(
+                retyped(f, &values),
+                l.offsets().clone(),
+                values,
+                l.nulls().cloned(),
+            )?)
+        }
+        _ => timestamp_text(array)?,
+    })
 }
 
 /// `array` (timestamps without a zone) as Flink's text of them, a Utf8 array (see
@@ -526,7 +587,26 @@ fn to_wall(
         );
         let wall_clock = matches!(x.get_type(schema), Ok(DataType::Timestamp(_, None)))
             || matches!(&x, Expr::ScalarFunction(f) if f.func.name() == LOCAL_WALL);
-        if !(string && wall_clock) {
+        // An ARRAY of timestamps into an ARRAY of strings: each element so.
+        let elements = |t: &DataType| match t {
+            DataType::List(f) | DataType::LargeList(f) => Some(f.data_type().clone()),
+            _ => None,
+        };
+        let array_of_text = x
+            .get_type(schema)
+            .ok()
+            .as_ref()
+            .and_then(elements)
+            .is_some_and(|from| {
+                matches!(from, DataType::Timestamp(..))
+                    && elements(field.data_type()).is_some_and(|to| {
+                        matches!(
+                            to,
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                        )
+                    })
+            });
+        if !(array_of_text || string && wall_clock) {
             return None;
         }
         let t = Expr::ScalarFunction(ScalarFunction::new_udf(wall.2.clone(), vec![x]));
