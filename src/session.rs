@@ -230,7 +230,8 @@ impl Session {
             // DataFusion's leaf-expression pushdown (`extract_leaf_expressions`) fails on a
             // struct field read beside an unnested column ("Schema contains qualified field
             // name t.tag and unqualified field name tag"): `SELECT bid.price, tag FROM e
-            // CROSS JOIN UNNEST(…) AS t (tag)`. Weir's planner narrows struct reads itself.
+            // CROSS JOIN UNNEST(…) AS t (tag)`. Weir's streaming planner narrows struct reads
+            // itself (`plan::narrow`); a batch Parquet scan reads a struct column whole.
             o.optimizer.enable_leaf_expression_pushdown = false;
             // Flink orders NULL lowest (FlinkPlannerImpl.defaultNullCollation = LOW): first
             // in ASC, last in DESC, where no NULLS FIRST/LAST is written.
@@ -242,6 +243,7 @@ impl Session {
         ctx.add_analyzer_rule(Arc::new(crate::sql::lateral::LateralUnnest));
         ctx.add_analyzer_rule(Arc::new(crate::sql::group_id::ResolveGroupId));
         ctx.add_analyzer_rule(Arc::new(crate::sql::local_time::LtzInSessionZone));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::types::PositionalRowCasts));
         Session {
             ctx,
             tables: BTreeMap::new(),

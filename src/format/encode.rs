@@ -420,18 +420,8 @@ pub fn ndjson_writer<W: Write>(
         .build::<_, datafusion::arrow::json::writer::LineDelimited>(w)
 }
 
-/// How Flink's CSV format writes a `TIMESTAMP` (its `RowDataToCsvConverters`, with
-/// `TimeFormats.SQL_TIMESTAMP_FORMAT`): a space between date and time, the fraction only
-/// when there is one (`2024-03-10 00:30:00.123`, `2024-03-10 00:30:01`); chrono's `%.f`
-/// writes it in 3, 6 or 9 digits.
-pub const CSV_TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
-
-/// How Flink's CSV format writes a `TIMESTAMP_LTZ`: its UTC instant as
-/// [`CSV_TIMESTAMP_FORMAT`] then `Z` (`SQL_TIMESTAMP_WITH_LOCAL_TIMEZONE_FORMAT`).
-pub const CSV_TIMESTAMP_LTZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.fZ";
-
-/// A CSV writer as Flink's CSV format writes, with `delimiter` and, when `header`, a
-/// header line (see [`CSV_TIMESTAMP_FORMAT`]).
+/// A CSV writer with `delimiter` and, when `header`, a header line. Timestamps reach it
+/// as text already (see [`csv_ready`]).
 pub fn csv_writer<W: std::io::Write>(
     w: W,
     delimiter: u8,
@@ -440,9 +430,46 @@ pub fn csv_writer<W: std::io::Write>(
     datafusion::arrow::csv::WriterBuilder::new()
         .with_header(header)
         .with_delimiter(delimiter)
-        .with_timestamp_format(CSV_TIMESTAMP_FORMAT.to_string())
-        .with_timestamp_tz_format(CSV_TIMESTAMP_LTZ_FORMAT.to_string())
         .build(w)
+}
+
+/// Each timestamp of `array` as Flink's CSV format writes it (its `RowDataToCsvConverters`
+/// with `TimeFormats.SQL_TIMESTAMP_FORMAT`): `2024-03-10 00:30:00.25`, the fraction with as
+/// many digits as it needs (none when it is zero), as Weir's JSON writer writes it; a
+/// `TIMESTAMP_LTZ` as its UTC instant so, then `Z`. Other arrays come back as they are.
+/// Errors: a value outside chrono's range of dates.
+pub fn sql_timestamp_text(
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{AsArray, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+    let DataType::Timestamp(unit, tz) = array.data_type() else {
+        return Ok(array.clone());
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let ints = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 24);
+    for v in ints.as_primitive::<Int64Type>().iter() {
+        let Some(v) = v else {
+            out.append_null();
+            continue;
+        };
+        let nanos = (v.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32;
+        let t = chrono::DateTime::from_timestamp(v.div_euclid(per_second), 0)
+            .ok_or_else(|| WeirError::user(format!("timestamp {v} is out of range")))?;
+        let mut text = t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string();
+        crate::format::json_out::fraction(nanos, &mut text);
+        if tz.is_some() {
+            text.push('Z');
+        }
+        out.append_value(text);
+    }
+    Ok(std::sync::Arc::new(out.finish()))
 }
 
 /// Flink's default `csv.array-element-delimiter`.
@@ -451,7 +478,8 @@ pub const CSV_ARRAY_DELIMITER: &str = ";";
 /// `batch` ready for a CSV writer, which takes no nested values: each ARRAY column as the
 /// text of its elements joined by `array_delimiter` (Flink's `csv.array-element-delimiter`,
 /// default `;`), a NULL element as `null` (`csv.null-literal`, default empty), a NULL
-/// array NULL. Other columns are unchanged.
+/// array NULL; each timestamp (a column's, or an element's) as [`sql_timestamp_text`]
+/// writes it. Other columns are unchanged.
 pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Result<RecordBatch> {
     use datafusion::arrow::array::{Array, AsArray, StringBuilder};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -459,23 +487,28 @@ pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Resu
         .schema()
         .fields()
         .iter()
-        .any(|f| matches!(f.data_type(), DataType::List(_)))
+        .any(|f| matches!(f.data_type(), DataType::List(_) | DataType::Timestamp(..)))
     {
         return Ok(batch.clone());
     }
-    let opts = FormatOptions::default()
-        .with_timestamp_format(Some(CSV_TIMESTAMP_FORMAT))
-        .with_timestamp_tz_format(Some(CSV_TIMESTAMP_LTZ_FORMAT));
+    let opts = FormatOptions::default();
     let mut fields = vec![];
     let mut cols = vec![];
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(f.data_type(), DataType::Timestamp(..)) {
+            let text = sql_timestamp_text(c)?;
+            fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+            cols.push(text);
+            continue;
+        }
         if !matches!(f.data_type(), DataType::List(_)) {
             fields.push(f.as_ref().clone());
             cols.push(c.clone());
             continue;
         }
         let list = c.as_list::<i32>();
-        let values = ArrayFormatter::try_new(list.values().as_ref(), &opts)?;
+        let items = sql_timestamp_text(list.values())?;
+        let values = ArrayFormatter::try_new(items.as_ref(), &opts)?;
         let mut out = StringBuilder::new();
         for row in 0..list.len() {
             if list.is_null(row) {
@@ -486,7 +519,6 @@ pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Resu
                 list.value_offsets()[row] as usize,
                 list.value_offsets()[row + 1] as usize,
             );
-            let items = list.values();
             let text: Vec<String> = (start..end)
                 .map(|i| {
                     if items.is_null(i) {

@@ -178,7 +178,7 @@ impl Nanos {
 }
 
 /// `.5`, `.123`, or nothing: the fraction of a second with as many digits as it needs.
-fn fraction(nanos: u32, out: &mut String) {
+pub(crate) fn fraction(nanos: u32, out: &mut String) {
     if nanos > 0 {
         let text = format!(".{nanos:09}");
         out.push_str(text.trim_end_matches('0'));

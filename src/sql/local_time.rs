@@ -334,8 +334,9 @@ pub struct TimestampText {
 impl TimestampText {
     /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
+        // Stable: an LTZ element is read in the session zone.
         ScalarUDF::from(TimestampText {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::any(1, Volatility::Stable),
         })
     }
 }
@@ -433,8 +434,8 @@ fn nested_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef>
 }
 
 /// `array` (timestamps without a zone) as Flink's text of them, a Utf8 array (see
-/// [`TimestampText`]); NULLs stay NULL. Errors: none in practice (a cast of timestamps to
-/// strings).
+/// [`TimestampText`]); NULLs stay NULL. Errors: a timestamp outside chrono's range of
+/// dates (a `TRY_CAST` fails on it too).
 pub fn timestamp_text(array: &ArrayRef) -> datafusion::error::Result<ArrayRef> {
     let format = match array.data_type() {
         DataType::Timestamp(TimeUnit::Second, _) => "%Y-%m-%d %H:%M:%S",
@@ -587,25 +588,28 @@ fn to_wall(
         );
         let wall_clock = matches!(x.get_type(schema), Ok(DataType::Timestamp(_, None)))
             || matches!(&x, Expr::ScalarFunction(f) if f.func.name() == LOCAL_WALL);
-        // An ARRAY of timestamps into an ARRAY of strings: each element so.
-        let elements = |t: &DataType| match t {
-            DataType::List(f) | DataType::LargeList(f) => Some(f.data_type().clone()),
-            _ => None,
-        };
-        let array_of_text = x
-            .get_type(schema)
-            .ok()
-            .as_ref()
-            .and_then(elements)
-            .is_some_and(|from| {
-                matches!(from, DataType::Timestamp(..))
-                    && elements(field.data_type()).is_some_and(|to| {
-                        matches!(
+        // An ARRAY of timestamps (or of such ARRAYs) into one of strings: each element so.
+        fn texts(from: &DataType, to: &DataType) -> bool {
+            let elements = |t: &DataType| match t {
+                DataType::List(f) | DataType::LargeList(f) => Some(f.data_type().clone()),
+                _ => None,
+            };
+            match (elements(from), elements(to)) {
+                (Some(a), Some(b)) => texts(&a, &b),
+                (None, None) => {
+                    matches!(from, DataType::Timestamp(..))
+                        && matches!(
                             to,
                             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
                         )
-                    })
-            });
+                }
+                _ => false,
+            }
+        }
+        let array_of_text = x.get_type(schema).is_ok_and(|from| {
+            matches!(from, DataType::List(_) | DataType::LargeList(_))
+                && texts(&from, field.data_type())
+        });
         if !(array_of_text || string && wall_clock) {
             return None;
         }
@@ -665,35 +669,6 @@ fn to_wall(
                 f.args.push(wall_of(arg));
             }
             Transformed::yes(Expr::ScalarFunction(f))
-        }
-        // A TIMESTAMP(0) (a literal without a fraction) moved by an interval keeps the
-        // interval's milliseconds, as Flink's documented `TIMESTAMP '2020-01-01 00:00:00' +
-        // INTERVAL '10 00:00:00.004' DAY TO SECOND` = `2020-01-11 00:00:00.004`: the
-        // timestamp is taken in milliseconds first.
-        Expr::BinaryExpr(mut b)
-            if matches!(
-                b.op,
-                datafusion::logical_expr::Operator::Plus
-                    | datafusion::logical_expr::Operator::Minus
-            ) && [b.left.as_ref(), b.right.as_ref()].iter().any(|x| {
-                use datafusion::logical_expr::ExprSchemable;
-                matches!(x.get_type(schema), Ok(DataType::Interval(_)))
-            }) =>
-        {
-            use datafusion::logical_expr::ExprSchemable;
-            let mut changed = false;
-            for side in [&mut b.left, &mut b.right] {
-                if let Ok(DataType::Timestamp(TimeUnit::Second, tz)) = side.get_type(schema) {
-                    let x =
-                        std::mem::replace(side.as_mut(), Expr::Literal(ScalarValue::Null, None));
-                    **side = Expr::Cast(Cast::new(
-                        Box::new(x),
-                        DataType::Timestamp(TimeUnit::Millisecond, tz),
-                    ));
-                    changed = true;
-                }
-            }
-            Transformed::new_transformed(Expr::BinaryExpr(b), changed)
         }
         e => Transformed::no(e),
     })

@@ -220,6 +220,17 @@ fn nested_unnest_fields(query: &mut Query) {
     let _ = query.visit(&mut Unnests(&names.0));
 }
 
+/// Whether `e` is a `TIMESTAMP` literal of precision 0 (no fraction written).
+fn second_literal(e: &Expr) -> bool {
+    matches!(e, Expr::TypedString(t) if matches!(
+        t.data_type,
+        datafusion::sql::sqlparser::ast::DataType::Timestamp(
+            Some(0),
+            datafusion::sql::sqlparser::ast::TimezoneInfo::None
+        )
+    ))
+}
+
 /// `sql` parsed as an expression, its identifiers `__0`, `__1`, … replaced by `args`.
 fn template(sql: &str, args: &[Expr]) -> Option<Expr> {
     let mut e = Parser::new(&GenericDialect {})
@@ -384,8 +395,8 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 | datafusion::sql::sqlparser::ast::CastKind::SafeCast
         ) && matches!(
             data_type,
-            datafusion::sql::sqlparser::ast::DataType::Char(Some(_))
-                | datafusion::sql::sqlparser::ast::DataType::Character(Some(_))
+            datafusion::sql::sqlparser::ast::DataType::Char(_)
+                | datafusion::sql::sqlparser::ast::DataType::Character(_)
                 | datafusion::sql::sqlparser::ast::DataType::Varchar(Some(_))
                 | datafusion::sql::sqlparser::ast::DataType::CharVarying(Some(_))
                 | datafusion::sql::sqlparser::ast::DataType::CharacterVarying(Some(_))
@@ -393,6 +404,8 @@ fn rewrite(e: &Expr) -> Option<Expr> {
         {
             use datafusion::sql::sqlparser::ast::{CharacterLength, DataType as T};
             let (fixed, n) = match data_type {
+                // `CHAR` alone is CHAR(1) (Flink's type system; `VARCHAR` alone is STRING).
+                T::Char(None) | T::Character(None) => (true, 1),
                 T::Char(Some(CharacterLength::IntegerLength { length, .. }))
                 | T::Character(Some(CharacterLength::IntegerLength { length, .. })) => {
                     (true, *length)
@@ -419,6 +432,34 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 &format!("{f}({cast}(__0 AS STRING), {tail}"),
                 std::slice::from_ref(expr.as_ref()),
             )
+        }
+        // A TIMESTAMP(0) literal moved by an interval keeps the interval's milliseconds, as
+        // Flink's documented `TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '10 00:00:00.004'
+        // DAY TO SECOND` = `2020-01-11 00:00:00.004`: the literal is a TIMESTAMP(3) there.
+        Expr::BinaryOp { left, op, right }
+            if matches!(
+                op,
+                datafusion::sql::sqlparser::ast::BinaryOperator::Plus
+                    | datafusion::sql::sqlparser::ast::BinaryOperator::Minus
+            ) && (matches!(left.as_ref(), Expr::Interval(_)) && second_literal(right)
+                || matches!(right.as_ref(), Expr::Interval(_)) && second_literal(left)) =>
+        {
+            let to_ms = |e: &Expr| match e {
+                Expr::TypedString(t) if second_literal(e) => {
+                    let mut t = t.clone();
+                    t.data_type = datafusion::sql::sqlparser::ast::DataType::Timestamp(
+                        Some(3),
+                        datafusion::sql::sqlparser::ast::TimezoneInfo::None,
+                    );
+                    Expr::TypedString(t)
+                }
+                other => other.clone(),
+            };
+            Some(Expr::BinaryOp {
+                left: Box::new(to_ms(left)),
+                op: op.clone(),
+                right: Box::new(to_ms(right)),
+            })
         }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {
@@ -820,10 +861,13 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // string that does not match is NULL, as in Flink (DataFusion's `to_timestamp`
         // fails the query). Without a format, any `yyyy-MM-dd HH:mm:ss[.f]` (or with a
         // `T`) reads. With one, the string is read with the Java pattern as a UTC instant
-        // by `TO_TIMESTAMP_LTZ`, whose wall clock it is then; `arrow_cast` drops the zone
-        // without the session zone's shift.
+        // by `TO_TIMESTAMP_LTZ`, whose wall clock it is then; the casts through BIGINT
+        // drop the zone without the session zone's shift (also when a plan is analysed
+        // again after DataFusion made them plain CASTs).
         ("TO_TIMESTAMP", 1) => t("TRY_CAST(__0 AS TIMESTAMP(3))"),
-        ("TO_TIMESTAMP", 2) => t("arrow_cast(TO_TIMESTAMP_LTZ(__0, __1, 'UTC'), 'Timestamp(ms)')"),
+        ("TO_TIMESTAMP", 2) => {
+            t("arrow_cast(arrow_cast(TO_TIMESTAMP_LTZ(__0, __1, 'UTC'), 'Int64'), 'Timestamp(ms)')")
+        }
         // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
         ("TO_DATE", 2) => match &a[1] {
             Expr::Value(v) => match &v.value {

@@ -28,6 +28,11 @@
 //!   `json_query(j, p, 'CONDITIONAL', 'EMPTY ARRAY', 'NULL')`, `json_exists(j, p,
 //!   'TRUE')`; `RETURNING type` becomes a `CAST(… AS type)` around the call.
 //!
+//! - `CAST(x AS MAP<STRING, BIGINT>)`, `CAST(x AS ROW<a INT, b STRING>)` and an `ARRAY<…>`
+//!   holding either (Flink's type syntax, which sqlparser does not read in an expression)
+//!   become `CAST(x AS "MAP<STRING, BIGINT>")`, a quoted type name that
+//!   [`super::types::FlinkTypes`] reads as `CREATE TABLE` does.
+//!
 //! Each new token takes the span of the token it replaces, so errors still point into the
 //! user's text.
 
@@ -165,11 +170,57 @@ fn rewrite_into(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Resul
     r
 }
 
+/// The index of the `>` that closes the `<` at `open` (a `>>` closes two), if any.
+fn closing_angle(tokens: &[TokenWithSpan], open: usize) -> Option<(usize, bool)> {
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        match &t.token {
+            Token::Lt => depth += 1,
+            Token::Gt => depth = depth.checked_sub(1)?,
+            Token::ShiftRight => depth = depth.checked_sub(2)?,
+            Token::SemiColon => return None,
+            _ => {}
+        }
+        if depth == 0 {
+            return Some((j, matches!(t.token, Token::ShiftRight)));
+        }
+    }
+    None
+}
+
 fn rewrite_level(tokens: &[TokenWithSpan], out: &mut Vec<TokenWithSpan>) -> Result<()> {
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
         let next = next_sig(tokens, i + 1);
+        // AS MAP<…> / ROW<…> / ARRAY<… ROW or MAP …>: one quoted type name.
+        if word(t, "AS")
+            && let Some(j) = next
+            && (word(&tokens[j], "MAP") || word(&tokens[j], "ROW") || word(&tokens[j], "ARRAY"))
+            && let Some(lt) = next_sig(tokens, j + 1)
+            && tokens[lt].token == Token::Lt
+            && let Some((close, _)) = closing_angle(tokens, lt)
+            && (!word(&tokens[j], "ARRAY")
+                || tokens[lt..close]
+                    .iter()
+                    .any(|t| word(t, "ROW") || word(t, "MAP")))
+        {
+            let text: String = tokens[j..=close]
+                .iter()
+                .map(|t| t.token.to_string())
+                .collect();
+            out.push(t.clone());
+            out.push(make(
+                Token::Word(datafusion::sql::sqlparser::tokenizer::Word {
+                    value: text,
+                    quote_style: Some('"'),
+                    keyword: datafusion::sql::sqlparser::keywords::Keyword::NoKeyword,
+                }),
+                &tokens[j],
+            ));
+            i = close + 1;
+            continue;
+        }
         // BETWEEN [ASYMMETRIC | SYMMETRIC]
         if word(t, "BETWEEN")
             && let Some(j) = next

@@ -390,10 +390,18 @@ impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
                 true,
             ))));
         }
-        let Sql::Custom(..) = sql_type else {
+        let Sql::Custom(name, args) = sql_type else {
             return Ok(None);
         };
-        let text = sql_type.to_string();
+        // `CAST(x AS MAP<…>)` and `ROW<…>` arrive as one quoted name (see
+        // `super::syntax`): the type is its text.
+        let text = match (name.0.as_slice(), args.is_empty()) {
+            ([part], true) => match part.as_ident() {
+                Some(i) if i.quote_style == Some('"') => i.value.clone(),
+                _ => sql_type.to_string(),
+            },
+            _ => sql_type.to_string(),
+        };
         let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
         let Ok(mut parser) = Parser::new(&dialect).try_with_sql(&text) else {
             return Ok(None);
@@ -406,4 +414,96 @@ impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
         }
         .filter(|f| !matches!(f.data_type(), Arrow::Null)))
     }
+}
+
+/// Flink casts a `ROW` to a `ROW` type field by field, by position (its `RowToRowCastRule`:
+/// the target's names, each field cast to its target type); Arrow's cast matches fields by
+/// name and refuses `CAST(ROW(1, 'x') AS ROW<a INT, b STRING>)`. This analyzer rule writes
+/// such a cast as `named_struct` of the cast fields (a NULL row stays NULL), nested rows too.
+#[derive(Debug, Default)]
+pub struct PositionalRowCasts;
+
+impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
+    fn name(&self) -> &str {
+        "weir_positional_row_casts"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
+        Ok(plan
+            .transform_up_with_subqueries(|p| {
+                let schema = match p.inputs().as_slice() {
+                    [one] => one.schema().clone(),
+                    _ => p.schema().clone(),
+                };
+                let names = NamePreserver::new(&p);
+                p.map_expressions(|e| {
+                    let name = names.save(&e);
+                    e.transform_up(|e| match e {
+                        Expr::Cast(Cast { expr, field })
+                            if renames(expr.get_type(&schema).ok().as_ref(), field.data_type()) =>
+                        {
+                            let from = expr.get_type(&schema)?;
+                            Ok(Transformed::yes(positional(
+                                *expr,
+                                &from,
+                                field.data_type(),
+                            )?))
+                        }
+                        e => Ok(Transformed::no(e)),
+                    })
+                    .map(|t| t.update_data(|e| name.restore(e)))
+                })
+            })?
+            .data)
+    }
+}
+
+/// Whether a cast from `from` to `to` is a row cast Arrow would match by name: two structs
+/// of one arity whose names differ somewhere (at any depth).
+fn renames(from: Option<&DataType>, to: &DataType) -> bool {
+    match (from, to) {
+        (Some(DataType::Struct(a)), DataType::Struct(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b.iter())
+            .any(|(x, y)| x.name() != y.name() || renames(Some(x.data_type()), y.data_type())),
+        _ => false,
+    }
+}
+
+/// `e` (of row type `from`) cast to the row type `to` field by field, by position.
+fn positional(
+    e: datafusion::logical_expr::Expr,
+    from: &DataType,
+    to: &DataType,
+) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+    use datafusion::functions::core::expr_fn::{get_field, named_struct};
+    use datafusion::logical_expr::{Cast, Expr, lit, when};
+    let (DataType::Struct(a), DataType::Struct(b)) = (from, to) else {
+        return Ok(Expr::Cast(Cast::new(Box::new(e), to.clone())));
+    };
+    let mut args = Vec::with_capacity(2 * b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        let part = get_field(e.clone(), x.name().as_str());
+        let cast = if renames(Some(x.data_type()), y.data_type()) {
+            positional(part, x.data_type(), y.data_type())?
+        } else if x.data_type() == y.data_type() {
+            part
+        } else {
+            Expr::Cast(Cast::new(Box::new(part), y.data_type().clone()))
+        };
+        args.push(lit(y.name().as_str()));
+        args.push(cast);
+    }
+    when(
+        e.is_null(),
+        Expr::Literal(datafusion::common::ScalarValue::try_from(to)?, None),
+    )
+    .otherwise(named_struct(args))
 }
