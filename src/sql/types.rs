@@ -467,7 +467,7 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
 
 /// Whether a cast from `from` to `to` is a row cast Arrow would match by name: two structs
 /// of one arity whose names differ somewhere (at any depth).
-fn renames(from: Option<&DataType>, to: &DataType) -> bool {
+pub(crate) fn renames(from: Option<&DataType>, to: &DataType) -> bool {
     match (from, to) {
         (Some(DataType::Struct(a)), DataType::Struct(b)) if a.len() == b.len() => a
             .iter()
@@ -478,7 +478,7 @@ fn renames(from: Option<&DataType>, to: &DataType) -> bool {
 }
 
 /// `e` (of row type `from`) cast to the row type `to` field by field, by position.
-fn positional(
+pub(crate) fn positional(
     e: datafusion::logical_expr::Expr,
     from: &DataType,
     to: &DataType,
