@@ -222,9 +222,7 @@ fn local_nested(
     array: &datafusion::arrow::array::ArrayRef,
     tz: &datafusion::arrow::array::timezone::Tz,
 ) -> Result<datafusion::arrow::array::ArrayRef> {
-    use datafusion::arrow::array::{
-        Array, AsArray, LargeListArray, ListArray, MapArray, StructArray,
-    };
+    use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
     use datafusion::arrow::datatypes::{DataType, Field, Fields};
     use std::sync::Arc;
     if !has_ltz(array.data_type()) {
@@ -247,25 +245,9 @@ fn local_nested(
                 .collect();
             Arc::new(StructArray::try_new(fields, children, s.nulls().cloned())?)
         }
-        DataType::List(f) => {
-            let l = array.as_list::<i32>();
-            let values = local_nested(l.values(), tz)?;
-            Arc::new(ListArray::try_new(
-                retyped(f, values.data_type()),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )?)
-        }
-        DataType::LargeList(f) => {
-            let l = array.as_list::<i64>();
-            let values = local_nested(l.values(), tz)?;
-            Arc::new(LargeListArray::try_new(
-                retyped(f, values.data_type()),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )?)
+        DataType::List(_) | DataType::LargeList(_) => {
+            crate::sql::local_time::list_values(array, |values| local_nested(values, tz))
+                .unwrap_or_else(|| Ok(array.clone()))?
         }
         DataType::Map(f, sorted) => {
             let m = array.as_map();

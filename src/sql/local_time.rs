@@ -394,14 +394,6 @@ impl ScalarUDFImpl for TimestampText {
 /// `array` as [`timestamp_text`] writes it, each element of an ARRAY of timestamps too (a
 /// `TIMESTAMP_LTZ` element on `tz`'s wall clock, as a `CAST` of it alone reads).
 fn nested_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef> {
-    use datafusion::arrow::array::{Array, AsArray, LargeListArray, ListArray};
-    let retyped = |f: &FieldRef, values: &ArrayRef| {
-        Arc::new(
-            f.as_ref()
-                .clone()
-                .with_data_type(values.data_type().clone()),
-        )
-    };
     Ok(match array.data_type() {
         DataType::Timestamp(_, Some(_)) => {
             let wall = local_wall(array, tz).map_err(|e| {
@@ -409,25 +401,9 @@ fn nested_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef>
             })?;
             timestamp_text(&wall)?
         }
-        DataType::List(f) => {
-            let l = array.as_list::<i32>();
-            let values = nested_text(l.values(), tz)?;
-            Arc::new(ListArray::try_new(
-                retyped(f, &values),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )?)
-        }
-        DataType::LargeList(f) => {
-            let l = array.as_list::<i64>();
-            let values = nested_text(l.values(), tz)?;
-            Arc::new(LargeListArray::try_new(
-                retyped(f, &values),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )?)
+        DataType::List(_) | DataType::LargeList(_) => {
+            list_values(array, |values| nested_text(values, tz))
+                .unwrap_or_else(|| Ok(array.clone()))?
         }
         _ => timestamp_text(array)?,
     })
@@ -453,6 +429,48 @@ pub fn timestamp_text(array: &ArrayRef) -> datafusion::error::Result<ArrayRef> {
         &DataType::Utf8,
         &options,
     )?)
+}
+
+/// `array` (an ARRAY, `List` or `LargeList`) with its values replaced by `f` of them, the
+/// element type following; None for any other array. Errors: `f`'s, or values that do not
+/// fit the offsets (`f` must keep their number).
+pub(crate) fn list_values<E: From<datafusion::arrow::error::ArrowError>>(
+    array: &ArrayRef,
+    f: impl FnOnce(&ArrayRef) -> std::result::Result<ArrayRef, E>,
+) -> Option<std::result::Result<ArrayRef, E>> {
+    use datafusion::arrow::array::{Array, AsArray, LargeListArray, ListArray};
+    let retyped = |f: &FieldRef, values: &ArrayRef| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(values.data_type().clone()),
+        )
+    };
+    Some(match array.data_type() {
+        DataType::List(field) => {
+            let l = array.as_list::<i32>();
+            f(l.values()).and_then(|values| {
+                Ok(Arc::new(ListArray::try_new(
+                    retyped(field, &values),
+                    l.offsets().clone(),
+                    values,
+                    l.nulls().cloned(),
+                )?) as ArrayRef)
+            })
+        }
+        DataType::LargeList(field) => {
+            let l = array.as_list::<i64>();
+            f(l.values()).and_then(|values| {
+                Ok(Arc::new(LargeListArray::try_new(
+                    retyped(field, &values),
+                    l.offsets().clone(),
+                    values,
+                    l.nulls().cloned(),
+                )?) as ArrayRef)
+            })
+        }
+        _ => return None,
+    })
 }
 
 const TIMESTAMP_TEXT: &str = "weir_timestamp_text";
@@ -482,28 +500,43 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::TreeNode;
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
         let wall = (
             Arc::new(LocalWall::udf()),
             Arc::new(LocalWall::reverse_udf()),
             Arc::new(TimestampText::udf()),
         );
-        Ok(plan
-            .transform_up_with_subqueries(|p| {
-                let schema = match p.inputs().as_slice() {
-                    [one] => one.schema().clone(),
-                    _ => p.schema().clone(),
-                };
-                let names = NamePreserver::new(&p);
-                p.map_expressions(|e| {
-                    let name = names.save(&e);
-                    e.transform_up(|e| to_wall(e, &schema, &wall))
-                        .map(|t| t.update_data(|e| name.restore(e)))
-                })
-            })?
-            .data)
+        each_expression(plan, |e, schema| to_wall(e, schema, &wall))
     }
+}
+
+/// `plan` with `f` applied bottom-up to every expression of every node (subqueries too),
+/// over the node's input schema (its own for a node of several inputs), each top-level
+/// expression keeping its name: the walk Weir's analyzer rules share.
+pub(crate) fn each_expression(
+    plan: datafusion::logical_expr::LogicalPlan,
+    f: impl Fn(
+        datafusion::logical_expr::Expr,
+        &datafusion::common::DFSchema,
+    ) -> datafusion::error::Result<
+        datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+    >,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    Ok(plan
+        .transform_up_with_subqueries(|p| {
+            let schema = match p.inputs().as_slice() {
+                [one] => one.schema().clone(),
+                _ => p.schema().clone(),
+            };
+            let names = NamePreserver::new(&p);
+            p.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| f(e, &schema))
+                    .map(|t| t.update_data(|e| name.restore(e)))
+            })
+        })?
+        .data)
 }
 
 /// What [`LtzInSessionZone`] does to a plan, for one expression over `schema` (a table's

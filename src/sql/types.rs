@@ -433,35 +433,21 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::{Transformed, TreeNode};
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
+        use datafusion::common::tree_node::Transformed;
         use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
-        Ok(plan
-            .transform_up_with_subqueries(|p| {
-                let schema = match p.inputs().as_slice() {
-                    [one] => one.schema().clone(),
-                    _ => p.schema().clone(),
-                };
-                let names = NamePreserver::new(&p);
-                p.map_expressions(|e| {
-                    let name = names.save(&e);
-                    e.transform_up(|e| match e {
-                        Expr::Cast(Cast { expr, field })
-                            if renames(expr.get_type(&schema).ok().as_ref(), field.data_type()) =>
-                        {
-                            let from = expr.get_type(&schema)?;
-                            Ok(Transformed::yes(positional(
-                                *expr,
-                                &from,
-                                field.data_type(),
-                            )?))
-                        }
-                        e => Ok(Transformed::no(e)),
-                    })
-                    .map(|t| t.update_data(|e| name.restore(e)))
-                })
-            })?
-            .data)
+        crate::sql::local_time::each_expression(plan, |e, schema| match e {
+            Expr::Cast(Cast { expr, field })
+                if renames(expr.get_type(schema).ok().as_ref(), field.data_type()) =>
+            {
+                let from = expr.get_type(schema)?;
+                Ok(Transformed::yes(positional(
+                    *expr,
+                    &from,
+                    field.data_type(),
+                )?))
+            }
+            e => Ok(Transformed::no(e)),
+        })
     }
 }
 
