@@ -1494,8 +1494,9 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
     assert!(join.trim_end().ends_with(" 5"), "{join}");
     assert!(!stderr.contains("project ← project"), "{stderr}");
 
-    // In parallel, a task run as several subtasks says how many; the window assignment
-    // (stateless) stays with its source, the keyed aggregates and the join run as two.
+    // In parallel, a task run as several subtasks says how many: the generator is split in
+    // two (its rows go to keyed operators), the window assignment (stateless) runs beside
+    // each half, the keyed aggregates and the join run as two.
     let out = weir()
         .env("COLUMNS", "80")
         .args([
@@ -1529,7 +1530,18 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
         2,
         "{summary:#?}"
     );
-    assert!(summary.iter().any(|l| l.contains("└─ window HOP ← filter")));
+    assert!(
+        summary
+            .iter()
+            .any(|l| l.contains("└─ window HOP ← filter ×2")),
+        "{summary:#?}"
+    );
+    assert!(
+        summary
+            .iter()
+            .any(|l| l.contains("Source: datagen") && l.contains("×2")),
+        "{summary:#?}"
+    );
 }
 
 /// `weir query … | head -n 2`: the reader goes away mid-result and the query ends with 0,

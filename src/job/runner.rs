@@ -15,7 +15,8 @@ use crate::operator::exchange::{Exchange, Output};
 use crate::operator::{Chain, Operator, TaskCheckpoint, TaskInputs, run_task};
 use crate::plan::PlanNode;
 use crate::sink::{Sink, SinkContext, run_sink};
-use crate::source::SourceContext;
+use crate::source::watermark::SourceStage;
+use crate::source::{Source, SourceContext};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
@@ -121,6 +122,7 @@ impl Job {
             max_parallelism,
             reads: reads_per_table(plan),
             shared: Default::default(),
+            feeds_keyed: false,
         };
         let (rx, tree) = spawner.node(plans, Want::Single);
         let rx = spawner.merge(rx)?;
@@ -402,6 +404,9 @@ impl Want {
 /// The channels a task reads, per subtask of the reader: `[subtask][channel]`.
 type Inputs = Vec<Vec<Receiver<Message>>>;
 
+/// A shared source's channels, per read of it and, within, per subtask: `[read][subtask]`.
+type Reads = Vec<Vec<Receiver<Message>>>;
+
 /// Walks a plan, giving each task its channel and its stable id (`source-<n>`, `op-<n>`, in
 /// plan order; `op-<n>.<subtask>` for each subtask of a parallel operator), and collects
 /// the tasks to start once every id is registered (so that a restored checkpoint is
@@ -426,7 +431,13 @@ struct Spawner<'a> {
     /// `PlanNode::Source::reuse`).
     reads: std::collections::HashMap<String, usize>,
     /// A shared source's channels not yet taken by one of its reads, and its metrics.
-    shared: std::collections::HashMap<String, (Vec<Receiver<Message>>, Arc<OperatorMetrics>)>,
+    /// True while walking below a run of stateless operators whose rows go next to a keyed
+    /// operator (re-split by key anyway): a source there may be split (see
+    /// [`crate::source::Source::split`]). Elsewhere a source reads on one task, so that the
+    /// order of its rows reaches an operator that needs all rows (a LIMIT, the sink) as read.
+    feeds_keyed: bool,
+    /// Per read, the channels of each of its subtasks.
+    shared: std::collections::HashMap<String, (Reads, Arc<OperatorMetrics>)>,
 }
 
 /// How many times `plan` reads each table whose reads may share a source.
@@ -530,6 +541,34 @@ impl Spawner<'_> {
             }));
         }
         readers
+    }
+
+    /// Delivers the outputs of a producer's subtasks (a split source's) as `want` asks: each
+    /// to its own reader (`Forward`), all to one, or each through a hash exchange task.
+    fn deliver(&mut self, mut rxs: Vec<Receiver<Message>>, want: &Want) -> Inputs {
+        if rxs.len() == 1
+            && let Some(rx) = rxs.pop()
+        {
+            return self.deliver_one(rx, want);
+        }
+        match want {
+            Want::Hash(_) if self.parallelism > 1 => {
+                let (outs, readers) = self.connect(rxs.len(), want);
+                let m = self.metrics.register("exchange");
+                for (rx, out) in rxs.into_iter().zip(outs) {
+                    let chain = Chain::new(vec![]);
+                    let inputs = TaskInputs::one(rx);
+                    let cp = self.stateless_checkpoint();
+                    let m = m.clone();
+                    self.starts.push(Box::new(move || {
+                        tokio::spawn(run_task(chain, inputs, out, m, cp))
+                    }));
+                }
+                readers
+            }
+            Want::Forward => rxs.into_iter().map(|rx| vec![rx]).collect(),
+            _ => vec![rxs],
+        }
     }
 
     /// What a task of no operators (an exchange, a fan-out) needs of the job's checkpoints:
@@ -696,66 +735,122 @@ impl Spawner<'_> {
         match first {
             PlanNode::Source {
                 table,
-                mut source,
+                source,
                 stage,
-                dead_letter,
+                mut dead_letter,
                 reuse,
             } => {
-                // A later read of a table the job reads through one source: a channel of
+                // A later read of a table the job reads through one source: channels of
                 // that source's (this read's own source never starts).
                 let taken = reuse
                     .as_ref()
                     .and_then(|k| self.shared.get_mut(k))
-                    .and_then(|(rxs, m)| Some((rxs.pop()?, m.clone())));
-                if let Some((rx, m)) = taken {
+                    .and_then(|(reads, m)| Some((reads.pop()?, m.clone())));
+                if let Some((rxs, m)) = taken {
                     // Its number is kept, so that the ids of the tasks after it do not
                     // depend on which reads share a source.
                     self.next_id += 1;
-                    return (self.deliver_one(rx, &want), leaf(&m));
+                    let tree = TaskNode {
+                        parallelism: rxs.len(),
+                        ..leaf(&m)
+                    };
+                    return (self.deliver(rxs, &want), tree);
                 }
-                let (tx, rx) = channel(CHANNEL_CAPACITY);
+                // Split over the job's parallelism where the source can be (not with a
+                // dead-letter table: one writer); subtask `k` with copy `k`'s watermarks.
+                let mut stages = vec![stage];
+                stages.extend(nodes.into_iter().filter_map(|n| match n {
+                    PlanNode::Source { stage, .. } => Some(stage),
+                    _ => None,
+                }));
+                let keyed = match &want {
+                    Want::Hash(_) => true,
+                    Want::Forward => self.feeds_keyed,
+                    Want::Single => false,
+                };
+                let split = if self.parallelism > 1 && keyed && dead_letter.is_none() {
+                    source
+                        .split(self.parallelism)
+                        .filter(|parts| parts.len() > 1 && parts.len() <= stages.len())
+                } else {
+                    None
+                };
+                let parts: Vec<(Box<dyn Source>, SourceStage)> = match split {
+                    Some(parts) => parts.into_iter().zip(stages).collect(),
+                    None => vec![(source, stages.swap_remove(0))],
+                };
+                let p = parts.len();
                 let name = format!("source {}", table.name);
                 // The manifest names what the source reads, so that a restore into a source
                 // reading another path or topic is refused.
-                let task = self.id("source", &format!("{name} ({})", source.origin()));
+                let label = format!("{name} ({})", parts[0].0.origin());
+                let base = format!("source-{}", self.next_id);
+                self.next_id += 1;
                 let m = self.metrics.register(name);
-                let tree = leaf(&m);
-                let mut ctx =
-                    SourceContext::new(tx, self.stop.clone(), stage, m, self.metrics.clone());
-                if let Some(d) = dead_letter {
-                    ctx.with_dead_letters(self.dead_letters.len());
-                    self.dead_letters.push(d);
+                let tree = TaskNode {
+                    parallelism: p,
+                    ..leaf(&m)
+                };
+                let mut rxs = vec![];
+                for (k, (mut source, stage)) in parts.into_iter().enumerate() {
+                    let task = if p > 1 {
+                        format!("{base}.{k}")
+                    } else {
+                        base.clone()
+                    };
+                    self.register(&task, &label);
+                    let (tx, rx) = channel(CHANNEL_CAPACITY);
+                    rxs.push(rx);
+                    let mut ctx = SourceContext::new(
+                        tx,
+                        self.stop.clone(),
+                        stage,
+                        m.clone(),
+                        self.metrics.clone(),
+                    );
+                    if let Some(d) = dead_letter.take() {
+                        ctx.with_dead_letters(self.dead_letters.len());
+                        self.dead_letters.push(d);
+                    }
+                    let cp = self.checkpointer.clone();
+                    self.starts.push(Box::new(move || {
+                        tokio::task::spawn_blocking(move || {
+                            if let Some(cp) = cp
+                                && ctx.attach_checkpoints(cp, task, source.as_mut())?
+                            {
+                                // Read to its end before the checkpoint: nothing more to
+                                // send.
+                                ctx.end(true);
+                                return Ok(());
+                            }
+                            source.run(&mut ctx)
+                        })
+                    }));
                 }
-                let cp = self.checkpointer.clone();
-                self.starts.push(Box::new(move || {
-                    tokio::task::spawn_blocking(move || {
-                        if let Some(cp) = cp
-                            && ctx.attach_checkpoints(cp, task, source.as_mut())?
-                        {
-                            // Read to its end before the checkpoint: nothing more to send.
-                            ctx.end(true);
-                            return Ok(());
-                        }
-                        source.run(&mut ctx)
-                    })
-                }));
                 let reads = reuse.as_ref().and_then(|k| self.reads.get(k)).copied();
-                let rx = match (reuse, reads) {
+                let rxs = match (reuse, reads) {
                     (Some(key), Some(n)) if n > 1 => {
-                        // This read (the first) takes channel 0, which carries the dead
-                        // letters; the later reads pop the rest in order.
-                        let mut rxs = self.fan_out(rx, n);
-                        rxs.reverse();
-                        let first = rxs.pop();
-                        self.shared.insert(key, (rxs, tree.metrics.clone()));
+                        // Each subtask's channel copied to every read. This read (the
+                        // first) takes channels 0, which carry the dead letters; the later
+                        // reads pop the rest in order.
+                        let mut per_read: Vec<Vec<Receiver<Message>>> =
+                            (0..n).map(|_| vec![]).collect();
+                        for rx in rxs {
+                            for (read, copy) in per_read.iter_mut().zip(self.fan_out(rx, n)) {
+                                read.push(copy);
+                            }
+                        }
+                        per_read.reverse();
+                        let first = per_read.pop();
+                        self.shared.insert(key, (per_read, tree.metrics.clone()));
                         match first {
-                            Some(rx) => rx,
+                            Some(rxs) => rxs,
                             None => return (vec![], tree),
                         }
                     }
-                    _ => rx,
+                    _ => rxs,
                 };
-                (self.deliver_one(rx, &want), tree)
+                (self.deliver(rxs, &want), tree)
             }
             PlanNode::Values { batches } => {
                 let (tx, rx) = channel(CHANNEL_CAPACITY);
@@ -944,7 +1039,16 @@ impl Spawner<'_> {
             })
             .collect();
         let count = dists.len();
+        let keyed = match dists
+            .iter()
+            .find(|d| !matches!(d, crate::operator::Distribution::Forward))
+        {
+            Some(d) => matches!(Want::of(d, 0), Want::Hash(_)),
+            None => matches!(want, Want::Hash(_)),
+        };
+        let outer = std::mem::replace(&mut self.feeds_keyed, keyed);
         let (mut readers, mut tree) = self.node(belows, Want::of(&dists[0], 0));
+        self.feeds_keyed = outer;
         let mut at = 0;
         while at < count {
             let p = readers.len();

@@ -15,6 +15,7 @@ use crate::format::Decoder;
 
 /// Selects a table's declared columns by name from a connector's native batches, casting
 /// where the declared type differs.
+#[derive(Clone)]
 pub struct SchemaAdapter {
     indices: Vec<usize>,
     target: SchemaRef,

@@ -55,6 +55,15 @@ pub trait Source: Send {
         Ok(())
     }
 
+    /// The source as `n` subtasks that together read exactly what it reads, each a part
+    /// (Flink's source splits), for a job of parallelism `n`; `None` when it reads on one
+    /// task. A split source's checkpoints hold one state per subtask, and after a restore
+    /// at another parallelism each new subtask's [`Source::restore`] gets the states of
+    /// every old one, to take its part of what is left.
+    fn split(&self, _n: usize) -> Option<Vec<Box<dyn Source>>> {
+        None
+    }
+
     /// What the source is, for errors (`nexmark`, `kafka`).
     fn kind(&self) -> &'static str;
 
@@ -64,6 +73,61 @@ pub trait Source: Send {
     fn origin(&self) -> String {
         self.kind().to_string()
     }
+}
+
+/// The state source task `task` restores: its own; or, restored at another parallelism,
+/// the states of every subtask the source ran as (`<base>.<k>`), each one's source batches
+/// in turn, then one watermark state — the one furthest behind (no subtask is moved past
+/// what it had sent), finished only when every one was.
+fn restored_state(
+    r: &crate::checkpoint::Restored,
+    task: &str,
+    rescaled: bool,
+) -> Option<Result<Vec<RecordBatch>>> {
+    if !rescaled {
+        return r.take(task).map(Ok);
+    }
+    let base = match task.rsplit_once('.') {
+        Some((b, k)) if k.parse::<usize>().is_ok() => b,
+        _ => task,
+    };
+    let states = r.states_of(base);
+    if states.len() <= 1 {
+        return states.into_iter().next().map(Ok);
+    }
+    let mut batches = vec![];
+    let mut stages = vec![];
+    for mut s in states {
+        match s.pop() {
+            Some(stage) => stages.push(stage),
+            None => {
+                return Some(Err(WeirError::user(format!(
+                    "the checkpoint's state of a subtask of {base} is empty"
+                ))));
+            }
+        }
+        batches.extend(s);
+    }
+    let meta = |b: &RecordBatch, k: &str| b.schema_ref().metadata().get(k).cloned();
+    let all_finished = stages
+        .iter()
+        .all(|b| meta(b, "finished").as_deref() == Some("true"));
+    let behind = stages.into_iter().min_by_key(|b| {
+        meta(b, "emitted")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(i64::MIN)
+    })?;
+    let mut meta_map = behind.schema_ref().metadata().clone();
+    meta_map.insert("finished".into(), all_finished.to_string());
+    let schema = Arc::new(behind.schema_ref().as_ref().clone().with_metadata(meta_map));
+    Some(
+        RecordBatch::try_new(schema, behind.columns().to_vec())
+            .map(|stage| {
+                batches.push(stage);
+                batches
+            })
+            .map_err(WeirError::from),
+    )
 }
 
 pub struct SourceContext {
@@ -146,7 +210,11 @@ impl SourceContext {
         source: &mut dyn Source,
     ) -> Result<bool> {
         let mut finished = false;
-        if let Some(mut state) = checkpointer.restored().and_then(|r| r.take(&task)) {
+        if let Some(mut state) = checkpointer
+            .restored()
+            .and_then(|r| restored_state(r, &task, checkpointer.is_rescaled()))
+            .transpose()?
+        {
             let saved = state.clone();
             let stage = state.pop().ok_or_else(|| {
                 WeirError::user(format!("the checkpoint's state of {task} is empty"))

@@ -12,6 +12,12 @@
 //! * `extra` padding has the same length distribution but is cut from a pre-generated pool
 //!   of random letters, so generation stays far faster than any query over it.
 //!
+//! Each event draws from its own random state, seeded by the seed and the event's index (as
+//! the reference generator seeds each event by its id), so an event is the same whichever
+//! task makes it: a job with `parallelism.default` N splits the stream by event index,
+//! subtask `k` making events `k`, `k + N`, `k + 2N`, … (see [`Source::split`]), and the N
+//! streams together are exactly the one stream of parallelism 1.
+//!
 //! Output columns (Flink's names and types): `event_type INT`, `person ROW<...>`,
 //! `auction ROW<...>`, `bid ROW<...>`; exactly one ROW is non-null per event.
 
@@ -251,11 +257,34 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
 }
 
 /// Deterministic generator of Nexmark events; `next_batch` builds Arrow columns directly.
+/// The events a rescaled restore must not send again: event `i` below `until` was sent
+/// when `i < next[i % next.len()]` (the old subtasks' next events, by residue).
+#[derive(Clone)]
+struct Sent {
+    next: Vec<u64>,
+    until: u64,
+}
+
+impl Sent {
+    fn contains(&self, i: u64) -> bool {
+        let n = self.next.len() as u64;
+        n > 0 && self.next.get((i % n) as usize).is_some_and(|at| i < *at)
+    }
+}
+
+#[derive(Clone)]
 pub struct NexmarkGenerator {
     cfg: NexmarkConfig,
     rng: SmallRng,
     inter_event_delay_us: f64,
+    /// The next event this generator makes (its index in the whole stream).
     next_event: u64,
+    /// Events between two of this generator's: the number of subtasks sharing the stream.
+    stride: u64,
+    /// After a restore at another parallelism: events below `until` already sent, as
+    /// `sent(i)` = `i < next[i % stride]` of the old subtasks' positions (see
+    /// [`NexmarkGenerator::resume`]).
+    sent: Option<Sent>,
     channel_cache: Vec<(String, String)>,
     hot_urls: Vec<String>,
     pool: Vec<u8>,
@@ -288,6 +317,8 @@ impl NexmarkGenerator {
             cfg,
             rng,
             next_event: 0,
+            stride: 1,
+            sent: None,
             channel_cache,
             hot_urls,
             pool,
@@ -299,12 +330,79 @@ impl NexmarkGenerator {
         self.schema.clone()
     }
 
+    /// This generator as subtask `k` of `n` sharing the stream: it makes events `k`,
+    /// `k + n`, `k + 2n`, …
+    pub fn subtask(mut self, k: u64, n: u64) -> Self {
+        self.next_event = k;
+        self.stride = n.max(1);
+        self
+    }
+
     /// Events still to generate (`u64::MAX` when unbounded).
     pub fn remaining(&self) -> u64 {
         match self.cfg.events {
-            Some(n) => n.saturating_sub(self.next_event),
+            Some(n) => n.saturating_sub(self.next_event).div_ceil(self.stride),
             None => u64::MAX,
         }
+    }
+
+    /// The random state of event `n`: one per event, from the seed and the index.
+    fn rng_for_event(&self, n: u64) -> SmallRng {
+        SmallRng::seed_from_u64(n ^ self.cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Moves to the next event not sent yet; false when the configured count is reached.
+    fn advance_to_unsent(&mut self) -> bool {
+        if let Some(sent) = &self.sent {
+            while self.next_event < sent.until && sent.contains(self.next_event) {
+                self.next_event += self.stride;
+            }
+            if self.next_event >= sent.until {
+                self.sent = None;
+            }
+        }
+        self.cfg.events.is_none_or(|n| self.next_event < n)
+    }
+
+    /// Positions a subtask `k` of `n` after a restore, from the positions the old subtasks
+    /// saved (`(next event, stride)` each, stride = their number): it resumes at the
+    /// first of its events some old subtask had not sent, and skips those sent after it.
+    pub fn resume(&mut self, k: u64, n: u64, old: &[(u64, u64)]) -> Result<()> {
+        let bad = || {
+            WeirError::user(
+                "the nexmark generator's positions in the checkpoint do not cover the stream",
+            )
+        };
+        let Some(&(_, old_stride)) = old.first() else {
+            return Err(bad());
+        };
+        self.stride = n.max(1);
+        // The same split as before: this subtask's own position.
+        if old_stride == self.stride
+            && let Some(&(at, _)) = old
+                .iter()
+                .find(|(at, s)| *s == self.stride && at % self.stride == k)
+        {
+            self.next_event = at;
+            self.sent = None;
+            return Ok(());
+        }
+        // Position `r` is the old subtask making events ≡ r (mod old stride).
+        let mut next = vec![None; old_stride as usize];
+        for &(at, stride) in old {
+            if stride != old_stride || stride == 0 {
+                return Err(bad());
+            }
+            let slot = next.get_mut((at % stride) as usize).ok_or_else(bad)?;
+            *slot = Some(at);
+        }
+        let next: Vec<u64> = next.into_iter().collect::<Option<_>>().ok_or_else(bad)?;
+        let low = next.iter().copied().min().unwrap_or(0);
+        let until = next.iter().copied().max().unwrap_or(0);
+        // The first of this subtask's events at or after `low`.
+        self.next_event = low + (k + self.stride - low % self.stride) % self.stride;
+        self.sent = Some(Sent { next, until });
+        Ok(())
     }
 
     fn timestamp_for_event(&self, n: u64) -> i64 {
@@ -376,6 +474,9 @@ impl NexmarkGenerator {
 
     /// Generates up to `max_rows` events; `None` when the configured count is reached.
     pub fn next_batch(&mut self, max_rows: usize) -> Result<Option<RecordBatch>> {
+        if !self.advance_to_unsent() {
+            return Ok(None);
+        }
         let n = (self.remaining().min(max_rows as u64)) as usize;
         if n == 0 {
             return Ok(None);
@@ -418,8 +519,12 @@ impl NexmarkGenerator {
         let total = self.cfg.total();
         let mut scratch = String::new();
         for _ in 0..n {
+            if !self.advance_to_unsent() {
+                break;
+            }
             let event_number = self.next_event;
-            self.next_event += 1;
+            self.next_event += self.stride;
+            self.rng = self.rng_for_event(event_number);
             let event_id = event_number as i64;
             let ts = self.timestamp_for_event(event_number);
             let rem = event_id % total;
@@ -679,6 +784,8 @@ pub struct NexmarkSource {
     batch_size: usize,
     /// Selects and casts the generator's columns to the table's declared physical columns.
     adapt: super::filesystem::SchemaAdapter,
+    /// This source as subtask `.0` of `.1` sharing the stream.
+    subtask: (u64, u64),
 }
 
 impl NexmarkSource {
@@ -690,27 +797,8 @@ impl NexmarkSource {
             generator,
             batch_size,
             adapt,
+            subtask: (0, 1),
         })
-    }
-}
-
-impl NexmarkGenerator {
-    /// The generator's position: the next event's index and the random generator's state
-    /// (xoshiro256++, as JSON).
-    fn position(&self) -> Result<(u64, String)> {
-        let rng = serde_json::to_string(&self.rng)
-            .map_err(|e| WeirError::internal(format!("cannot save the generator: {e}")))?;
-        Ok((self.next_event, rng))
-    }
-
-    fn seek(&mut self, next_event: u64, rng: &str) -> Result<()> {
-        self.rng = serde_json::from_str(rng).map_err(|e| {
-            WeirError::user(format!(
-                "the nexmark generator's state in the checkpoint is malformed: {e}"
-            ))
-        })?;
-        self.next_event = next_event;
-        Ok(())
     }
 }
 
@@ -723,39 +811,63 @@ impl Source for NexmarkSource {
         true
     }
 
-    /// One row: `next_event` (UInt64) and `rng` (the generator's random state, JSON).
+    /// Subtask `k` makes events `k`, `k + n`, `k + 2n`, … of the one stream, each the same
+    /// event as at parallelism 1 (one random state per event): the event-time order within
+    /// each subtask is the stream's.
+    fn split(&self, n: usize) -> Option<Vec<Box<dyn Source>>> {
+        let n = n.max(1) as u64;
+        let parts = (0..n)
+            .map(|k| {
+                Box::new(NexmarkSource {
+                    generator: self.generator.clone().subtask(k, n),
+                    batch_size: self.batch_size,
+                    adapt: self.adapt.clone(),
+                    subtask: (k, n),
+                }) as Box<dyn Source>
+            })
+            .collect();
+        Some(parts)
+    }
+
+    /// One row: `next_event` (UInt64, the next event this subtask makes) and `stride`
+    /// (UInt64, the number of subtasks sharing the stream).
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::{StringArray, UInt64Array};
-        let (next, rng) = self.generator.position()?;
+        use datafusion::arrow::array::UInt64Array;
         let schema = Arc::new(Schema::new(vec![
             Field::new("next_event", DataType::UInt64, false),
-            Field::new("rng", DataType::Utf8, false),
+            Field::new("stride", DataType::UInt64, false),
         ]));
         Ok(vec![RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(UInt64Array::from(vec![next])),
-                Arc::new(StringArray::from(vec![rng])),
+                Arc::new(UInt64Array::from(vec![self.generator.next_event])),
+                Arc::new(UInt64Array::from(vec![self.generator.stride])),
             ],
         )?])
     }
 
+    /// Takes the rows of every old subtask (several after a restore at another
+    /// parallelism); a state without `stride` is one generator's.
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         use datafusion::arrow::array::AsArray;
         use datafusion::arrow::datatypes::UInt64Type;
         let bad =
             || WeirError::user("the nexmark generator's state in the checkpoint is malformed");
-        let b = state.first().ok_or_else(bad)?;
-        if b.num_rows() != 1 || b.num_columns() != 2 {
-            return Err(bad());
+        let mut old = vec![];
+        for b in &state {
+            let next = b
+                .column_by_name("next_event")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                .ok_or_else(bad)?;
+            let stride = b
+                .column_by_name("stride")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+            for r in 0..b.num_rows() {
+                old.push((next.value(r), stride.map_or(1, |s| s.value(r))));
+            }
         }
-        let next = b
-            .column(0)
-            .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(bad)?
-            .value(0);
-        let rng = b.column(1).as_string_opt::<i32>().ok_or_else(bad)?.value(0);
-        self.generator.seek(next, rng)
+        let (k, n) = self.subtask;
+        self.generator.resume(k, n, &old)
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
@@ -845,5 +957,61 @@ mod tests {
         let joined =
             datafusion::arrow::compute::concat_batches(&whole.schema(), &parts).expect("concat");
         assert_eq!(whole, joined);
+    }
+
+    /// All of a generator's events, in one batch.
+    fn drain(mut g: NexmarkGenerator, batch: usize) -> RecordBatch {
+        let mut parts = vec![];
+        while let Some(p) = g.next_batch(batch).expect("gen") {
+            parts.push(p);
+        }
+        datafusion::arrow::compute::concat_batches(&schema(), &parts).expect("concat")
+    }
+
+    #[test]
+    fn subtasks_make_the_one_stream_between_them() {
+        let whole = drain(NexmarkGenerator::new(cfg(1000, 3)), 1000);
+        for n in [2u64, 3, 7] {
+            let parts: Vec<RecordBatch> = (0..n)
+                .map(|k| drain(NexmarkGenerator::new(cfg(1000, 3)).subtask(k, n), 64))
+                .collect();
+            assert_eq!(parts.iter().map(|p| p.num_rows()).sum::<usize>(), 1000);
+            for i in 0..1000usize {
+                let part = &parts[i % n as usize];
+                assert_eq!(
+                    whole.slice(i, 1),
+                    part.slice(i / n as usize, 1),
+                    "event {i} of {n} subtasks"
+                );
+            }
+        }
+    }
+
+    /// Three subtasks stopped at different events, resumed as two: each event the three
+    /// had not sent comes once, and none they had sent.
+    #[test]
+    fn a_restore_at_another_parallelism_sends_each_event_once() {
+        let whole = drain(NexmarkGenerator::new(cfg(500, 9)), 500);
+        // Old subtask r of 3 had sent its events below old[r].
+        let old = [(15u64, 3u64), (28, 3), (8, 3)];
+        let sent = |i: u64| i < old[(i % 3) as usize].0;
+        for n in [1u64, 2, 4] {
+            for k in 0..n {
+                let mut g = NexmarkGenerator::new(cfg(500, 9));
+                g.resume(k, n, &old).expect("resume");
+                let got = drain(g, 5);
+                let want: Vec<usize> = (0..500u64)
+                    .filter(|i| i % n == k && !sent(*i))
+                    .map(|i| i as usize)
+                    .collect();
+                assert_eq!(got.num_rows(), want.len(), "subtask {k} of {n}");
+                for (row, i) in want.iter().enumerate() {
+                    assert_eq!(got.slice(row, 1), whole.slice(*i, 1), "subtask {k} of {n}");
+                }
+            }
+        }
+        // Positions that leave a residue out are refused, not guessed.
+        let mut g = NexmarkGenerator::new(cfg(500, 9));
+        assert!(g.resume(0, 2, &[(15, 3), (28, 3)]).is_err());
     }
 }
