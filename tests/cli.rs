@@ -440,19 +440,22 @@ fn an_insert_writes_timestamps_into_string_columns_as_cast_does() {
 
 /// A ROW written into a ROW column whose fields are named otherwise is cast by position,
 /// taking the column's names, as Flink's implicit cast of rows (Arrow matches by name and
-/// refused it).
+/// refused it); so is each ROW of an ARRAY.
 #[test]
 fn an_insert_casts_a_row_by_position() {
     let (_dir, f) = script(
         "q.sql",
         "CREATE TABLE g (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '2', \
          'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '2');\n\
-         CREATE TABLE o (r ROW<a INT, b STRING>) WITH ('connector' = 'print');\n\
-         INSERT INTO o SELECT ROW(n, 'x') FROM g;",
+         CREATE TABLE o (r ROW<a INT, b STRING>, l ARRAY<ROW<c BIGINT>>) WITH ('connector' = 'print');\n\
+         INSERT INTO o SELECT ROW(n, 'x'), ARRAY[ROW(n * 10)] FROM g;",
     );
     let (code, stdout, stderr) = run(&["run", "-q", &f.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "+I[{a: 1, b: x}]\n+I[{a: 2, b: x}]\n");
+    assert_eq!(
+        stdout,
+        "+I[{a: 1, b: x}, [{c: 10}]]\n+I[{a: 2, b: x}, [{c: 20}]]\n"
+    );
 }
 
 /// One clause must not ask for unbounded work: a HOP that puts each row into 86.4 M

@@ -121,6 +121,7 @@ impl Job {
             parallelism: plans.len(),
             max_parallelism,
             reads: reads_per_table(plan),
+            split_reads: split_reads(plan, plans.len()),
             shared: Default::default(),
             feeds_keyed: false,
         };
@@ -436,6 +437,9 @@ struct Spawner<'a> {
     /// [`crate::source::Source::split`]). Elsewhere a source reads on one task, so that the
     /// order of its rows reaches an operator that needs all rows (a LIMIT, the sink) as read.
     feeds_keyed: bool,
+    /// Per table read through a shared source: whether every read of it may be split (see
+    /// [`split_reads`]).
+    split_reads: std::collections::HashMap<String, bool>,
     /// Per read, the channels of each of its subtasks.
     shared: std::collections::HashMap<String, (Reads, Arc<OperatorMetrics>)>,
 }
@@ -458,6 +462,73 @@ fn reads_per_table(plan: &PlanNode) -> std::collections::HashMap<String, usize> 
     }
     let mut out = Default::default();
     walk(plan, &mut out);
+    out
+}
+
+/// Whether the rows of a run of operators `ops` (bottom first) may come from a split source:
+/// at parallelism above 1, the first operator that is not stateless is keyed and takes its
+/// rows in any order ([`Operator::order_insensitive`]); `above` when all are stateless
+/// (whether what reads the run may).
+fn feeds_keyed<'a>(
+    mut ops: impl Iterator<Item = &'a dyn Operator>,
+    parallelism: usize,
+    above: bool,
+) -> bool {
+    use crate::operator::Distribution;
+    if parallelism <= 1 {
+        return false;
+    }
+    match ops.find(|o| !matches!(o.distribution(), Distribution::Forward)) {
+        Some(o) => matches!(Want::of(&o.distribution(), 0), Want::Hash(_)) && o.order_insensitive(),
+        None => above,
+    }
+}
+
+/// Per table whose reads may share one source: whether every read of it goes to a keyed,
+/// order-insensitive operator (see [`feeds_keyed`]), as [`Spawner`] walks the plan — only
+/// then is the shared source split, so no read gets the stream out of order.
+fn split_reads(plan: &PlanNode, parallelism: usize) -> std::collections::HashMap<String, bool> {
+    fn walk(
+        n: &PlanNode,
+        keyed: bool,
+        parallelism: usize,
+        out: &mut std::collections::HashMap<String, bool>,
+    ) {
+        match n {
+            PlanNode::Source {
+                reuse: Some(key), ..
+            } => {
+                let every = out.entry(key.clone()).or_insert(true);
+                *every = *every && keyed;
+            }
+            PlanNode::Source { .. } | PlanNode::Values { .. } => {}
+            PlanNode::Operator { .. } => {
+                let mut ops: Vec<&dyn Operator> = vec![];
+                let mut below = n;
+                while let PlanNode::Operator { op, input } = below {
+                    ops.push(op.as_ref());
+                    below = input;
+                }
+                ops.reverse();
+                let keyed = feeds_keyed(ops.into_iter(), parallelism, keyed);
+                walk(below, keyed, parallelism, out);
+            }
+            PlanNode::Join {
+                join, left, right, ..
+            } => {
+                let keyed = parallelism > 1
+                    && matches!(Want::of(&join.distribution(), 0), Want::Hash(_))
+                    && join.order_insensitive();
+                walk(left, keyed, parallelism, out);
+                walk(right, keyed, parallelism, out);
+            }
+            PlanNode::Union { inputs, .. } => {
+                inputs.iter().for_each(|i| walk(i, false, parallelism, out))
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk(plan, false, parallelism, &mut out);
     out
 }
 
@@ -763,10 +834,9 @@ impl Spawner<'_> {
                     PlanNode::Source { stage, .. } => Some(stage),
                     _ => None,
                 }));
-                let keyed = match &want {
-                    Want::Hash(_) => true,
-                    Want::Forward => self.feeds_keyed,
-                    Want::Single => false,
+                let keyed = match reuse.as_ref().and_then(|k| self.split_reads.get(k)) {
+                    Some(every_read) => *every_read,
+                    None => !matches!(want, Want::Single) && self.feeds_keyed,
                 };
                 let split = if self.parallelism > 1 && keyed && dead_letter.is_none() {
                     source
@@ -915,8 +985,11 @@ impl Spawner<'_> {
                     lefts.push(l);
                     rights.push(r);
                 }
+                let outer =
+                    std::mem::replace(&mut self.feeds_keyed, keyed && joins[0].order_insensitive());
                 let (ls, lt) = self.node(lefts, Want::of(&dist, 0));
                 let (rs, rt) = self.node(rights, Want::of(&dist, 1));
+                self.feeds_keyed = outer;
                 let p = if keyed { self.parallelism } else { 1 };
                 let mut chains = vec![];
                 let mut inputs = vec![];
@@ -969,6 +1042,7 @@ impl Spawner<'_> {
                 let mut input_of = vec![];
                 let mut idles = vec![];
                 let mut trees = vec![];
+                let outer = std::mem::replace(&mut self.feeds_keyed, false);
                 for (i, copies) in per_input.into_iter().enumerate() {
                     let (rxs, tree) = self.node(copies, Want::Single);
                     for rx in rxs.into_iter().flatten() {
@@ -978,6 +1052,7 @@ impl Spawner<'_> {
                     }
                     trees.push(tree);
                 }
+                self.feeds_keyed = outer;
                 let op = Box::new(crate::operator::union::UnionOperator::new(count));
                 let chain = Chain::new(vec![op]);
                 let ids = self.ids(&[chain.name()], 1);
@@ -1039,13 +1114,11 @@ impl Spawner<'_> {
             })
             .collect();
         let count = dists.len();
-        let keyed = match dists
-            .iter()
-            .find(|d| !matches!(d, crate::operator::Distribution::Forward))
-        {
-            Some(d) => matches!(Want::of(d, 0), Want::Hash(_)),
-            None => matches!(want, Want::Hash(_)),
-        };
+        let keyed = feeds_keyed(
+            ops0.iter().flatten().map(|o| o.as_ref()),
+            self.parallelism,
+            matches!(want, Want::Hash(_)) && self.feeds_keyed,
+        );
         let outer = std::mem::replace(&mut self.feeds_keyed, keyed);
         let (mut readers, mut tree) = self.node(belows, Want::of(&dists[0], 0));
         self.feeds_keyed = outer;

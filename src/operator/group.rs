@@ -184,6 +184,10 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 }
 
 impl Operator for GroupAggregateOperator {
+    fn order_insensitive(&self) -> bool {
+        self.aggs.iter().all(|a| super::commutative(&a.expr))
+    }
+
     fn distribution(&self) -> super::Distribution {
         if self.keys.is_empty() {
             super::Distribution::Single

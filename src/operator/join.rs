@@ -1214,6 +1214,11 @@ impl StreamJoin {
 /// loop ([`super::run_task`]) merges the two watermarks (an input that has ended no longer
 /// holds it back, nor does one silent for its idle timeout) and aligns barriers.
 impl super::Operator for StreamJoin {
+    /// Joins pair rows by key and time whatever their order: the rows out are the same.
+    fn order_insensitive(&self) -> bool {
+        true
+    }
+
     fn distribution(&self) -> super::Distribution {
         if self.left.keys.is_empty() || self.null_aware {
             super::Distribution::Single

@@ -191,6 +191,16 @@ pub trait Operator: Send {
         Distribution::Single
     }
 
+    /// True when the operator's output, for the rows of one key, does not depend on the
+    /// order they arrive in from its input channels (counts, sums, extremes, joins): then
+    /// its input may come from a source split into subtasks (see
+    /// [`crate::source::Source::split`]), whose rows of one key interleave at random. False
+    /// (the default) where ties go by arrival — a Top-N or deduplication, `LISTAGG`,
+    /// `FIRST_VALUE`, an OVER frame of rows.
+    fn order_insensitive(&self) -> bool {
+        false
+    }
+
     /// True when the last step left output still to produce (a watermark that completes
     /// more windows than one chunk holds): the run loop sends what came so far, then
     /// calls [`Operator::resume`] until this is false, before anything else — so the
@@ -903,4 +913,34 @@ async fn close(op: &mut Chain, checkpoint: &Option<TaskCheckpoint>, notices: boo
 /// by its window aggregate, window join and window rank operators.
 pub fn fired_through(wm: i64) -> i64 {
     wm.saturating_add(1)
+}
+
+/// True when aggregate `e`'s result is the same whatever the order of its rows: `COUNT`,
+/// `SUM`, `MIN`, `MAX`, `AVG`, the variances and deviations, the bit and boolean folds,
+/// with or without `DISTINCT` (see [`Operator::order_insensitive`]).
+pub fn commutative(e: &datafusion::physical_expr::aggregate::AggregateFunctionExpr) -> bool {
+    matches!(
+        e.fun().name(),
+        "count"
+            | "sum"
+            | "min"
+            | "max"
+            | "avg"
+            | "mean"
+            | "max_with_retract"
+            | "min_with_retract"
+            | "stddev"
+            | "stddev_pop"
+            | "stddev_samp"
+            | "var"
+            | "var_pop"
+            | "var_samp"
+            | "var_population"
+            | "var_sample"
+            | "bit_and"
+            | "bit_or"
+            | "bit_xor"
+            | "bool_and"
+            | "bool_or"
+    )
 }

@@ -335,6 +335,10 @@ fn ts_array(ms: impl Iterator<Item = i64>, dt: &DataType) -> Result<ArrayRef> {
 }
 
 impl Operator for SessionAggregateOperator {
+    fn order_insensitive(&self) -> bool {
+        self.aggs.exprs.iter().all(|e| super::commutative(e))
+    }
+
     fn distribution(&self) -> super::Distribution {
         if self.keys.is_empty() {
             super::Distribution::Single

@@ -1105,6 +1105,10 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
+    fn order_insensitive(&self) -> bool {
+        self.aggs.exprs.iter().all(|e| super::commutative(e))
+    }
+
     fn distribution(&self) -> super::Distribution {
         if self.keys.is_empty() {
             super::Distribution::Single

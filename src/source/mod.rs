@@ -84,8 +84,11 @@ fn restored_state(
     task: &str,
     rescaled: bool,
 ) -> Option<Result<Vec<RecordBatch>>> {
-    if !rescaled {
-        return r.take(task).map(Ok);
+    // Its own state when it has one and the job's parallelism is the same; else (also
+    // when the source ran as another number of subtasks than the job's keyed operators
+    // show, as in a checkpoint of a version that did not split it) every subtask's.
+    if !rescaled && let Some(own) = r.take(task) {
+        return Some(Ok(own));
     }
     let base = match task.rsplit_once('.') {
         Some((b, k)) if k.parse::<usize>().is_ok() => b,

@@ -257,19 +257,13 @@ fn nulls(valid: &[bool]) -> Option<NullBuffer> {
 }
 
 /// Deterministic generator of Nexmark events; `next_batch` builds Arrow columns directly.
-/// The events a rescaled restore must not send again: event `i` below `until` was sent
-/// when `i < next[i % next.len()]` (the old subtasks' next events, by residue).
-#[derive(Clone)]
-struct Sent {
-    next: Vec<u64>,
-    until: u64,
-}
+/// A generation of subtasks' positions: event `i` was sent by it when
+/// `i < next[i % next.len()]` (`next`: each old subtask's next event, by residue).
+type Generation = Vec<u64>;
 
-impl Sent {
-    fn contains(&self, i: u64) -> bool {
-        let n = self.next.len() as u64;
-        n > 0 && self.next.get((i % n) as usize).is_some_and(|at| i < *at)
-    }
+fn generation_sent(g: &Generation, i: u64) -> bool {
+    let n = g.len() as u64;
+    n > 0 && g.get((i % n) as usize).is_some_and(|at| i < *at)
 }
 
 #[derive(Clone)]
@@ -281,10 +275,11 @@ pub struct NexmarkGenerator {
     next_event: u64,
     /// Events between two of this generator's: the number of subtasks sharing the stream.
     stride: u64,
-    /// After a restore at another parallelism: events below `until` already sent, as
-    /// `sent(i)` = `i < next[i % stride]` of the old subtasks' positions (see
-    /// [`NexmarkGenerator::resume`]).
-    sent: Option<Sent>,
+    /// After a restore at another parallelism: the earlier generations of subtasks whose
+    /// sent events reach past this generator's next one, each an exact account of what it
+    /// sent (see [`NexmarkGenerator::resume`]); kept in this generator's checkpoints until
+    /// it passes them.
+    sent: Vec<Generation>,
     channel_cache: Vec<(String, String)>,
     hot_urls: Vec<String>,
     pool: Vec<u8>,
@@ -318,7 +313,7 @@ impl NexmarkGenerator {
             rng,
             next_event: 0,
             stride: 1,
-            sent: None,
+            sent: vec![],
             channel_cache,
             hot_urls,
             pool,
@@ -353,55 +348,72 @@ impl NexmarkGenerator {
 
     /// Moves to the next event not sent yet; false when the configured count is reached.
     fn advance_to_unsent(&mut self) -> bool {
-        if let Some(sent) = &self.sent {
-            while self.next_event < sent.until && sent.contains(self.next_event) {
+        if !self.sent.is_empty() {
+            while self
+                .sent
+                .iter()
+                .any(|g| generation_sent(g, self.next_event))
+            {
                 self.next_event += self.stride;
             }
-            if self.next_event >= sent.until {
-                self.sent = None;
-            }
+            // A generation none of whose sent events lie ahead no longer matters.
+            let at = self.next_event;
+            self.sent
+                .retain(|g| g.iter().copied().max().is_some_and(|m| m > at));
         }
         self.cfg.events.is_none_or(|n| self.next_event < n)
     }
 
-    /// Positions a subtask `k` of `n` after a restore, from the positions the old subtasks
-    /// saved (`(next event, stride)` each, stride = their number): it resumes at the
-    /// first of its events some old subtask had not sent, and skips those sent after it.
-    pub fn resume(&mut self, k: u64, n: u64, old: &[(u64, u64)]) -> Result<()> {
+    /// Positions subtask `k` of `n` after a restore. `own` holds the saved positions
+    /// (`(next event, stride)`, stride = that run's number of subtasks) — only its own when
+    /// the split is the same, else one per old subtask, which must cover every residue
+    /// once — and `inherited` the earlier generations the old subtasks still carried. It
+    /// resumes at the first of its events some old subtask had not sent, and skips every
+    /// event any generation sent. Errors: positions that leave a residue out or name one
+    /// twice.
+    pub fn resume(
+        &mut self,
+        k: u64,
+        n: u64,
+        own: &[(u64, u64)],
+        inherited: Vec<Generation>,
+    ) -> Result<()> {
         let bad = || {
             WeirError::user(
-                "the nexmark generator's positions in the checkpoint do not cover the stream",
+                "the nexmark generator's positions in the checkpoint do not cover the stream once",
             )
         };
-        let Some(&(_, old_stride)) = old.first() else {
+        let Some(&(_, old_stride)) = own.first() else {
             return Err(bad());
         };
         self.stride = n.max(1);
+        self.sent = inherited;
         // The same split as before: this subtask's own position.
         if old_stride == self.stride
-            && let Some(&(at, _)) = old
+            && let Some(&(at, _)) = own
                 .iter()
                 .find(|(at, s)| *s == self.stride && at % self.stride == k)
         {
             self.next_event = at;
-            self.sent = None;
             return Ok(());
         }
         // Position `r` is the old subtask making events ≡ r (mod old stride).
         let mut next = vec![None; old_stride as usize];
-        for &(at, stride) in old {
+        for &(at, stride) in own {
             if stride != old_stride || stride == 0 {
                 return Err(bad());
             }
             let slot = next.get_mut((at % stride) as usize).ok_or_else(bad)?;
-            *slot = Some(at);
+            if slot.replace(at).is_some() {
+                return Err(bad());
+            }
         }
-        let next: Vec<u64> = next.into_iter().collect::<Option<_>>().ok_or_else(bad)?;
+        let next: Generation = next.into_iter().collect::<Option<_>>().ok_or_else(bad)?;
         let low = next.iter().copied().min().unwrap_or(0);
-        let until = next.iter().copied().max().unwrap_or(0);
-        // The first of this subtask's events at or after `low`.
+        // The first of this subtask's events at or after `low` (every event below `low` was
+        // sent); those after it the old subtasks sent are skipped.
         self.next_event = low + (k + self.stride - low % self.stride) % self.stride;
-        self.sent = Some(Sent { next, until });
+        self.sent.push(next);
         Ok(())
     }
 
@@ -829,45 +841,80 @@ impl Source for NexmarkSource {
         Some(parts)
     }
 
-    /// One row: `next_event` (UInt64, the next event this subtask makes) and `stride`
-    /// (UInt64, the number of subtasks sharing the stream).
+    /// Rows of `next_event`, `stride` (UInt64 both) and `generation` (UInt32): first this
+    /// subtask's position (generation 0: the next event it makes, and the number of
+    /// subtasks sharing the stream), then, after a restore at another parallelism, each
+    /// earlier generation it still skips for (generation `j` ≥ 1: one row per old subtask,
+    /// by residue, `stride` their number).
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::UInt64Array;
+        use datafusion::arrow::array::{UInt32Array, UInt64Array};
+        let g = &self.generator;
+        let mut next = vec![g.next_event];
+        let mut stride = vec![g.stride];
+        let mut generation = vec![0u32];
+        for (j, gen_) in g.sent.iter().enumerate() {
+            next.extend(gen_.iter().copied());
+            stride.extend(std::iter::repeat_n(gen_.len() as u64, gen_.len()));
+            generation.extend(std::iter::repeat_n(j as u32 + 1, gen_.len()));
+        }
         let schema = Arc::new(Schema::new(vec![
             Field::new("next_event", DataType::UInt64, false),
             Field::new("stride", DataType::UInt64, false),
+            Field::new("generation", DataType::UInt32, false),
         ]));
         Ok(vec![RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(UInt64Array::from(vec![self.generator.next_event])),
-                Arc::new(UInt64Array::from(vec![self.generator.stride])),
+                Arc::new(UInt64Array::from(next)),
+                Arc::new(UInt64Array::from(stride)),
+                Arc::new(UInt32Array::from(generation)),
             ],
         )?])
     }
 
-    /// Takes the rows of every old subtask (several after a restore at another
-    /// parallelism); a state without `stride` is one generator's.
+    /// Takes the states of the old subtasks — its own, or every one's after a restore at
+    /// another parallelism (see [`NexmarkGenerator::resume`]). A state of the generator of
+    /// earlier versions (one random sequence for the whole stream, `rng`) is refused: the
+    /// events after its position would not be the ones it promised.
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         use datafusion::arrow::array::AsArray;
-        use datafusion::arrow::datatypes::UInt64Type;
+        use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
         let bad =
             || WeirError::user("the nexmark generator's state in the checkpoint is malformed");
-        let mut old = vec![];
+        let mut own = vec![];
+        let mut inherited: Vec<Generation> = vec![];
         for b in &state {
-            let next = b
-                .column_by_name("next_event")
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            if b.column_by_name("rng").is_some() {
+                return Err(WeirError::user(
+                    "the checkpoint holds the position of an earlier version's nexmark generator, whose events differ from this one's",
+                )
+                .with_hint("start over with --from-scratch, or SET 'pipeline.name' to a new name"));
+            }
+            let column = |name: &str| {
+                b.column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    .ok_or_else(bad)
+            };
+            let (next, stride) = (column("next_event")?, column("stride")?);
+            let generation = b
+                .column_by_name("generation")
+                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
                 .ok_or_else(bad)?;
-            let stride = b
-                .column_by_name("stride")
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>());
+            let mut gens: std::collections::BTreeMap<u32, Generation> = Default::default();
             for r in 0..b.num_rows() {
-                old.push((next.value(r), stride.map_or(1, |s| s.value(r))));
+                match generation.value(r) {
+                    0 => own.push((next.value(r), stride.value(r))),
+                    j => gens.entry(j).or_default().push(next.value(r)),
+                }
+            }
+            for g in gens.into_values() {
+                if !inherited.contains(&g) {
+                    inherited.push(g);
+                }
             }
         }
         let (k, n) = self.subtask;
-        self.generator.resume(k, n, &old)
+        self.generator.resume(k, n, &own, inherited)
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
@@ -998,7 +1045,7 @@ mod tests {
         for n in [1u64, 2, 4] {
             for k in 0..n {
                 let mut g = NexmarkGenerator::new(cfg(500, 9));
-                g.resume(k, n, &old).expect("resume");
+                g.resume(k, n, &old, vec![]).expect("resume");
                 let got = drain(g, 5);
                 let want: Vec<usize> = (0..500u64)
                     .filter(|i| i % n == k && !sent(*i))
@@ -1012,6 +1059,93 @@ mod tests {
         }
         // Positions that leave a residue out are refused, not guessed.
         let mut g = NexmarkGenerator::new(cfg(500, 9));
-        assert!(g.resume(0, 2, &[(15, 3), (28, 3)]).is_err());
+        assert!(g.resume(0, 2, &[(15, 3), (28, 3)], vec![]).is_err());
+        assert!(
+            g.resume(0, 2, &[(15, 3), (28, 3), (8, 3), (18, 3)], vec![])
+                .is_err()
+        );
+    }
+
+    /// Each row as text, to compare events across batches.
+    fn rows(b: &RecordBatch) -> Vec<String> {
+        use datafusion::arrow::util::display::array_value_to_string;
+        (0..b.num_rows())
+            .map(|r| {
+                b.columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, r).expect("text"))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
+    fn source(k: u64, n: u64) -> NexmarkSource {
+        let mut s = NexmarkSource::new(cfg(500, 9), schema(), 3).expect("source");
+        s.generator = s.generator.clone().subtask(k, n);
+        s.subtask = (k, n);
+        s
+    }
+
+    /// Restored from three subtasks into two, checkpointed while still skipping what the
+    /// three sent, and restored again into three: every event comes exactly once over the
+    /// runs (regression: the second checkpoint forgot the first restore's skips).
+    #[test]
+    fn a_second_restore_remembers_what_the_first_skipped() {
+        let whole = rows(&drain(NexmarkGenerator::new(cfg(500, 9)), 500));
+        let mut seen: Vec<String> = vec![];
+        // Run A: three subtasks, stopped at different events.
+        let mut a_states = vec![];
+        for (r, stop) in [(0u64, 15u64), (1, 28), (2, 8)] {
+            let mut s = source(r, 3);
+            while s.generator.next_event < stop {
+                let b = s.generator.next_batch(1).expect("gen").expect("some");
+                seen.extend(rows(&b));
+            }
+            a_states.extend(s.snapshot().expect("snapshot"));
+        }
+        // Run B: two subtasks, a few batches each.
+        let mut b_states = vec![];
+        for (k, batches) in [(0u64, 2), (1, 5)] {
+            let mut s = source(k, 2);
+            s.restore(a_states.clone()).expect("restore");
+            for _ in 0..batches {
+                let b = s.generator.next_batch(3).expect("gen").expect("some");
+                seen.extend(rows(&b));
+            }
+            b_states.extend(s.snapshot().expect("snapshot"));
+        }
+        // Run C: three subtasks, to the end.
+        for k in 0..3 {
+            let mut s = source(k, 3);
+            s.restore(b_states.clone()).expect("restore");
+            while let Some(b) = s.generator.next_batch(7).expect("gen") {
+                seen.extend(rows(&b));
+            }
+        }
+        let mut want = whole.clone();
+        want.sort();
+        seen.sort();
+        assert_eq!(seen.len(), want.len());
+        assert!(seen == want, "some event came twice or never");
+    }
+
+    /// A checkpoint of the earlier generator (one random sequence, `rng`) is refused.
+    #[test]
+    fn an_earlier_versions_position_is_refused() {
+        use datafusion::arrow::array::{StringArray, UInt64Array};
+        let old = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("next_event", DataType::UInt64, false),
+                Field::new("rng", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(UInt64Array::from(vec![10u64])),
+                Arc::new(StringArray::from(vec!["{}"])),
+            ],
+        )
+        .expect("batch");
+        let err = source(0, 1).restore(vec![old]).expect_err("refused");
+        assert!(err.to_string().contains("earlier version"), "{err}");
     }
 }

@@ -452,18 +452,154 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
 }
 
 /// Whether a cast from `from` to `to` is a row cast Arrow would match by name: two structs
-/// of one arity whose names differ somewhere (at any depth).
+/// of one arity whose names differ somewhere (at any depth, in an ARRAY's elements and a
+/// MAP's keys and values too).
 pub(crate) fn renames(from: Option<&DataType>, to: &DataType) -> bool {
     match (from, to) {
         (Some(DataType::Struct(a)), DataType::Struct(b)) if a.len() == b.len() => a
             .iter()
             .zip(b.iter())
             .any(|(x, y)| x.name() != y.name() || renames(Some(x.data_type()), y.data_type())),
+        (Some(DataType::List(a)), DataType::List(b))
+        | (Some(DataType::LargeList(a)), DataType::LargeList(b))
+        | (Some(DataType::Map(a, _)), DataType::Map(b, _)) => {
+            renames(Some(a.data_type()), b.data_type())
+        }
         _ => false,
     }
 }
 
-/// `e` (of row type `from`) cast to the row type `to` field by field, by position.
+/// The name of [`PositionalCast`].
+pub const POSITIONAL_CAST: &str = "weir_positional_cast";
+
+/// `weir_positional_cast(x, t)`: `x` cast to the type of `t` (a typed NULL) with every ROW
+/// in it — in an ARRAY's elements, a MAP's keys or values, a ROW's fields — cast field by
+/// field by position, taking the target's names, as Flink's `RowToRowCastRule` casts
+/// (Arrow's cast matches fields by name). Used for rows inside arrays and maps, which an
+/// expression cannot reach field by field; a ROW alone is cast by [`positional`]'s
+/// expressions. Errors: rows of another arity, or a value Arrow cannot cast.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PositionalCast {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PositionalCast {
+    /// The function, to put into a plan.
+    pub fn udf() -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::from(PositionalCast {
+            signature: datafusion::logical_expr::Signature::any(
+                2,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PositionalCast {
+    fn name(&self) -> &str {
+        POSITIONAL_CAST
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args {
+            [_, to] => Ok(to.clone()),
+            _ => datafusion::common::plan_err!("{POSITIONAL_CAST} takes a value and a type"),
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        let [x, _] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("{POSITIONAL_CAST} takes a value and a type");
+        };
+        let scalar = matches!(x, datafusion::logical_expr::ColumnarValue::Scalar(_));
+        let array = x.to_array(args.number_rows.max(1))?;
+        let cast = by_position(&array, args.return_field.data_type())?;
+        crate::sql::functions::shaped(cast, scalar)
+    }
+}
+
+/// `array` cast to `to`, rows by position (see [`PositionalCast`]); other values as CAST
+/// casts them (an overflow is an error, not NULL).
+fn by_position(
+    array: &datafusion::arrow::array::ArrayRef,
+    to: &DataType,
+) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{
+        Array, AsArray, LargeListArray, ListArray, MapArray, StructArray,
+    };
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    Ok(match (array.data_type(), to) {
+        (DataType::Struct(a), DataType::Struct(b)) => {
+            if a.len() != b.len() {
+                return datafusion::common::exec_err!(
+                    "cannot cast a ROW of {} fields to a ROW of {}",
+                    a.len(),
+                    b.len()
+                );
+            }
+            let s = array.as_struct();
+            let columns = s
+                .columns()
+                .iter()
+                .zip(b.iter())
+                .map(|(c, f)| by_position(c, f.data_type()))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            Arc::new(StructArray::try_new(
+                b.clone(),
+                columns,
+                s.nulls().cloned(),
+            )?)
+        }
+        (DataType::List(_), DataType::List(f)) => {
+            let l = array.as_list::<i32>();
+            Arc::new(ListArray::try_new(
+                f.clone(),
+                l.offsets().clone(),
+                by_position(l.values(), f.data_type())?,
+                l.nulls().cloned(),
+            )?)
+        }
+        (DataType::LargeList(_), DataType::LargeList(f)) => {
+            let l = array.as_list::<i64>();
+            Arc::new(LargeListArray::try_new(
+                f.clone(),
+                l.offsets().clone(),
+                by_position(l.values(), f.data_type())?,
+                l.nulls().cloned(),
+            )?)
+        }
+        (DataType::Map(_, _), DataType::Map(f, sorted)) => {
+            let m = array.as_map();
+            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
+            let entries = by_position(&entries, f.data_type())?;
+            Arc::new(MapArray::try_new(
+                f.clone(),
+                m.offsets().clone(),
+                entries.as_struct().clone(),
+                m.nulls().cloned(),
+                *sorted,
+            )?)
+        }
+        _ => cast_with_options(
+            array,
+            to,
+            &CastOptions {
+                safe: false,
+                ..Default::default()
+            },
+        )?,
+    })
+}
+
+/// `e` (of row type `from`) cast to the row type `to` field by field, by position; an
+/// ARRAY or MAP holding rows through [`PositionalCast`].
 pub(crate) fn positional(
     e: datafusion::logical_expr::Expr,
     from: &DataType,
@@ -472,6 +608,18 @@ pub(crate) fn positional(
     use datafusion::functions::core::expr_fn::{get_field, named_struct};
     use datafusion::logical_expr::{Cast, Expr, lit, when};
     let (DataType::Struct(a), DataType::Struct(b)) = (from, to) else {
+        if renames(Some(from), to) {
+            // Rows inside an ARRAY or a MAP: cast by the function, element by element.
+            return Ok(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::new(PositionalCast::udf()),
+                    vec![
+                        e,
+                        Expr::Literal(datafusion::common::ScalarValue::try_from(to)?, None),
+                    ],
+                ),
+            ));
+        }
         return Ok(Expr::Cast(Cast::new(Box::new(e), to.clone())));
     };
     let mut args = Vec::with_capacity(2 * b.len());
