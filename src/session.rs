@@ -1787,7 +1787,7 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
             col
         } else if crate::sql::types::renames(Some(from), f.data_type()) {
             // A ROW into a ROW column of other field names: by position, as a CAST reads.
-            crate::sql::types::positional(col, from, f.data_type())?
+            crate::sql::types::positional(col, from, f.data_type(), false)?
         } else if datafusion::arrow::compute::can_cast_types(from, f.data_type()) {
             // As the same CAST in a query reads: a TIMESTAMP_LTZ in the session zone, a
             // timestamp into a string as Flink's text.

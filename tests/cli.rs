@@ -1547,6 +1547,47 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
     );
 }
 
+/// A float sum's last digits depend on the order of its terms: over the generator at
+/// parallelism 2, a window `SUM` of a `DOUBLE` keeps the source on one task (rows of one
+/// key in the stream's order, the same answer each run), a `SUM` of a `BIGINT` splits it.
+#[test]
+fn a_float_sum_keeps_its_source_on_one_task() {
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
+    let source_line = |sum: &str| {
+        let (_dir, f) = script(
+            "q.sql",
+            &format!(
+                "CREATE TABLE o (auction BIGINT, s {sum}) WITH ('connector' = 'blackhole');\n\
+                 INSERT INTO o SELECT auction, SUM(CAST(price AS {sum}) / 7) \
+                 FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+                 GROUP BY auction, window_start, window_end;"
+            ),
+        );
+        let out = weir()
+            .env("COLUMNS", "100")
+            .args([
+                "run",
+                "--set",
+                "parallelism.default=2",
+                "--set",
+                "events.num=20000",
+                &format!("{suite}/ddl.sql"),
+                &f.display().to_string(),
+            ])
+            .output()
+            .expect("weir runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.contains("Source: datagen"))
+            .unwrap_or_else(|| panic!("{stderr}"))
+            .to_string()
+    };
+    assert!(!source_line("DOUBLE").contains('×'));
+    assert!(source_line("BIGINT").contains("×2"));
+}
+
 /// `weir query … | head -n 2`: the reader goes away mid-result and the query ends with 0,
 /// saying nothing (a closed output is no failure).
 #[test]

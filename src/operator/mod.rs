@@ -916,31 +916,26 @@ pub fn fired_through(wm: i64) -> i64 {
 }
 
 /// True when aggregate `e`'s result is the same whatever the order of its rows: `COUNT`,
-/// `SUM`, `MIN`, `MAX`, `AVG`, the variances and deviations, the bit and boolean folds,
-/// with or without `DISTINCT` (see [`Operator::order_insensitive`]).
+/// `MIN`, `MAX`, the bit and boolean folds, with or without `DISTINCT`, and `SUM` and `AVG`
+/// when they add exactly (no floating-point state: a float sum's last digits depend on the
+/// order of its terms, so do the variances') (see [`Operator::order_insensitive`]).
 pub fn commutative(e: &datafusion::physical_expr::aggregate::AggregateFunctionExpr) -> bool {
-    matches!(
-        e.fun().name(),
-        "count"
-            | "sum"
-            | "min"
-            | "max"
-            | "avg"
-            | "mean"
-            | "max_with_retract"
-            | "min_with_retract"
-            | "stddev"
-            | "stddev_pop"
-            | "stddev_samp"
-            | "var"
-            | "var_pop"
-            | "var_samp"
-            | "var_population"
-            | "var_sample"
-            | "bit_and"
-            | "bit_or"
-            | "bit_xor"
-            | "bool_and"
-            | "bool_or"
-    )
+    let exact = || {
+        e.state_fields().is_ok_and(|fields| {
+            fields.iter().all(|f| {
+                !matches!(
+                    f.data_type(),
+                    datafusion::arrow::datatypes::DataType::Float16
+                        | datafusion::arrow::datatypes::DataType::Float32
+                        | datafusion::arrow::datatypes::DataType::Float64
+                )
+            })
+        })
+    };
+    match e.fun().name() {
+        "count" | "min" | "max" | "max_with_retract" | "min_with_retract" | "bit_and"
+        | "bit_or" | "bit_xor" | "bool_and" | "bool_or" => true,
+        "sum" | "avg" | "mean" => exact(),
+        _ => false,
+    }
 }

@@ -434,19 +434,29 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
         use datafusion::common::tree_node::Transformed;
-        use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
-        crate::sql::local_time::each_expression(plan, |e, schema| match e {
-            Expr::Cast(Cast { expr, field })
-                if renames(expr.get_type(schema).ok().as_ref(), field.data_type()) =>
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+        crate::sql::local_time::each_expression(plan, |e, schema| {
+            let (expr, field, safe) = match e {
+                Expr::Cast(Cast { expr, field }) => (expr, field, false),
+                Expr::TryCast(TryCast { expr, field }) => (expr, field, true),
+                e => return Ok(Transformed::no(e)),
+            };
+            let from = expr.get_type(schema).ok();
+            if let Some((a, b)) = from
+                .as_ref()
+                .and_then(|from| arity_mismatch(from, field.data_type()))
             {
-                let from = expr.get_type(schema)?;
-                Ok(Transformed::yes(positional(
-                    *expr,
-                    &from,
-                    field.data_type(),
-                )?))
+                return datafusion::common::plan_err!(
+                    "cannot cast a ROW of {a} field(s) to a ROW of {b}: a CAST of rows goes field by field, by position"
+                );
             }
-            e => Ok(Transformed::no(e)),
+            match from {
+                Some(from) if renames(Some(&from), field.data_type()) => Ok(Transformed::yes(
+                    positional(*expr, &from, field.data_type(), safe)?,
+                )),
+                _ if safe => Ok(Transformed::no(Expr::TryCast(TryCast { expr, field }))),
+                _ => Ok(Transformed::no(Expr::Cast(Cast { expr, field }))),
+            }
         })
     }
 }
@@ -469,8 +479,33 @@ pub(crate) fn renames(from: Option<&DataType>, to: &DataType) -> bool {
     }
 }
 
-/// The name of [`PositionalCast`].
+/// The first pair of ROWs, at any depth of a cast from `from` to `to`, whose numbers of
+/// fields differ: `(from's, to's)`.
+fn arity_mismatch(from: &DataType, to: &DataType) -> Option<(usize, usize)> {
+    match (from, to) {
+        (DataType::Struct(a), DataType::Struct(b)) if a.len() != b.len() => {
+            Some((a.len(), b.len()))
+        }
+        (DataType::Struct(a), DataType::Struct(b)) => a
+            .iter()
+            .zip(b.iter())
+            .find_map(|(x, y)| arity_mismatch(x.data_type(), y.data_type())),
+        (
+            DataType::List(a) | DataType::LargeList(a) | DataType::FixedSizeList(a, _),
+            DataType::List(b) | DataType::LargeList(b) | DataType::FixedSizeList(b, _),
+        )
+        | (DataType::Map(a, _), DataType::Map(b, _)) => {
+            arity_mismatch(a.data_type(), b.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// The name of [`PositionalCast`]; of its `TRY_CAST` form, [`POSITIONAL_TRY_CAST`].
 pub const POSITIONAL_CAST: &str = "weir_positional_cast";
+/// `weir_positional_try_cast(x, t)`: as [`POSITIONAL_CAST`], a value that cannot be cast
+/// becoming NULL (`TRY_CAST`).
+pub const POSITIONAL_TRY_CAST: &str = "weir_positional_try_cast";
 
 /// `weir_positional_cast(x, t)`: `x` cast to the type of `t` (a typed NULL) with every ROW
 /// in it — in an ARRAY's elements, a MAP's keys or values, a ROW's fields — cast field by
@@ -481,23 +516,30 @@ pub const POSITIONAL_CAST: &str = "weir_positional_cast";
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PositionalCast {
     signature: datafusion::logical_expr::Signature,
+    /// `TRY_CAST`: a value that cannot be cast becomes NULL.
+    safe: bool,
 }
 
 impl PositionalCast {
-    /// The function, to put into a plan.
-    pub fn udf() -> datafusion::logical_expr::ScalarUDF {
+    /// The function (`safe`: the `TRY_CAST` form), to put into a plan.
+    pub fn udf(safe: bool) -> datafusion::logical_expr::ScalarUDF {
         datafusion::logical_expr::ScalarUDF::from(PositionalCast {
             signature: datafusion::logical_expr::Signature::any(
                 2,
                 datafusion::logical_expr::Volatility::Immutable,
             ),
+            safe,
         })
     }
 }
 
 impl datafusion::logical_expr::ScalarUDFImpl for PositionalCast {
     fn name(&self) -> &str {
-        POSITIONAL_CAST
+        if self.safe {
+            POSITIONAL_TRY_CAST
+        } else {
+            POSITIONAL_CAST
+        }
     }
 
     fn signature(&self) -> &datafusion::logical_expr::Signature {
@@ -520,16 +562,17 @@ impl datafusion::logical_expr::ScalarUDFImpl for PositionalCast {
         };
         let scalar = matches!(x, datafusion::logical_expr::ColumnarValue::Scalar(_));
         let array = x.to_array(args.number_rows.max(1))?;
-        let cast = by_position(&array, args.return_field.data_type())?;
+        let cast = by_position(&array, args.return_field.data_type(), self.safe)?;
         crate::sql::functions::shaped(cast, scalar)
     }
 }
 
 /// `array` cast to `to`, rows by position (see [`PositionalCast`]); other values as CAST
-/// casts them (an overflow is an error, not NULL).
+/// casts them (an overflow is an error), or with `safe` as TRY_CAST does (NULL).
 fn by_position(
     array: &datafusion::arrow::array::ArrayRef,
     to: &DataType,
+    safe: bool,
 ) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
     use datafusion::arrow::array::{
         Array, AsArray, LargeListArray, ListArray, MapArray, StructArray,
@@ -549,7 +592,7 @@ fn by_position(
                 .columns()
                 .iter()
                 .zip(b.iter())
-                .map(|(c, f)| by_position(c, f.data_type()))
+                .map(|(c, f)| by_position(c, f.data_type(), safe))
                 .collect::<datafusion::error::Result<Vec<_>>>()?;
             Arc::new(StructArray::try_new(
                 b.clone(),
@@ -562,7 +605,7 @@ fn by_position(
             Arc::new(ListArray::try_new(
                 f.clone(),
                 l.offsets().clone(),
-                by_position(l.values(), f.data_type())?,
+                by_position(l.values(), f.data_type(), safe)?,
                 l.nulls().cloned(),
             )?)
         }
@@ -571,14 +614,14 @@ fn by_position(
             Arc::new(LargeListArray::try_new(
                 f.clone(),
                 l.offsets().clone(),
-                by_position(l.values(), f.data_type())?,
+                by_position(l.values(), f.data_type(), safe)?,
                 l.nulls().cloned(),
             )?)
         }
         (DataType::Map(_, _), DataType::Map(f, sorted)) => {
             let m = array.as_map();
             let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
-            let entries = by_position(&entries, f.data_type())?;
+            let entries = by_position(&entries, f.data_type(), safe)?;
             Arc::new(MapArray::try_new(
                 f.clone(),
                 m.offsets().clone(),
@@ -591,28 +634,44 @@ fn by_position(
             array,
             to,
             &CastOptions {
-                safe: false,
+                safe,
                 ..Default::default()
             },
         )?,
     })
 }
 
-/// `e` (of row type `from`) cast to the row type `to` field by field, by position; an
+/// `e` cast to `to` by a plain CAST, or TRY_CAST when `safe`.
+fn leaf(
+    e: datafusion::logical_expr::Expr,
+    to: &DataType,
+    safe: bool,
+) -> datafusion::logical_expr::Expr {
+    use datafusion::logical_expr::{Cast, Expr, TryCast};
+    if safe {
+        Expr::TryCast(TryCast::new(Box::new(e), to.clone()))
+    } else {
+        Expr::Cast(Cast::new(Box::new(e), to.clone()))
+    }
+}
+
+/// `e` (of row type `from`) cast to the row type `to` field by field, by position (leaf
+/// values by TRY_CAST when `safe`); an
 /// ARRAY or MAP holding rows through [`PositionalCast`].
 pub(crate) fn positional(
     e: datafusion::logical_expr::Expr,
     from: &DataType,
     to: &DataType,
+    safe: bool,
 ) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
     use datafusion::functions::core::expr_fn::{get_field, named_struct};
-    use datafusion::logical_expr::{Cast, Expr, lit, when};
+    use datafusion::logical_expr::{Expr, lit, when};
     let (DataType::Struct(a), DataType::Struct(b)) = (from, to) else {
         if renames(Some(from), to) {
             // Rows inside an ARRAY or a MAP: cast by the function, element by element.
             return Ok(Expr::ScalarFunction(
                 datafusion::logical_expr::expr::ScalarFunction::new_udf(
-                    Arc::new(PositionalCast::udf()),
+                    Arc::new(PositionalCast::udf(safe)),
                     vec![
                         e,
                         Expr::Literal(datafusion::common::ScalarValue::try_from(to)?, None),
@@ -620,17 +679,17 @@ pub(crate) fn positional(
                 ),
             ));
         }
-        return Ok(Expr::Cast(Cast::new(Box::new(e), to.clone())));
+        return Ok(leaf(e, to, safe));
     };
     let mut args = Vec::with_capacity(2 * b.len());
     for (x, y) in a.iter().zip(b.iter()) {
         let part = get_field(e.clone(), x.name().as_str());
         let cast = if renames(Some(x.data_type()), y.data_type()) {
-            positional(part, x.data_type(), y.data_type())?
+            positional(part, x.data_type(), y.data_type(), safe)?
         } else if x.data_type() == y.data_type() {
             part
         } else {
-            Expr::Cast(Cast::new(Box::new(part), y.data_type().clone()))
+            leaf(part, y.data_type(), safe)
         };
         args.push(lit(y.name().as_str()));
         args.push(cast);
