@@ -567,6 +567,22 @@ impl datafusion::logical_expr::ScalarUDFImpl for PositionalCast {
     }
 }
 
+/// A list `array` (offsets `O`) cast to a list of `item`s, its elements by [`by_position`].
+fn list_by_position<O: datafusion::arrow::array::OffsetSizeTrait>(
+    array: &datafusion::arrow::array::ArrayRef,
+    item: &datafusion::arrow::datatypes::FieldRef,
+    safe: bool,
+) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray, GenericListArray};
+    let l = array.as_list::<O>();
+    Ok(Arc::new(GenericListArray::<O>::try_new(
+        item.clone(),
+        l.offsets().clone(),
+        by_position(l.values(), item.data_type(), safe)?,
+        l.nulls().cloned(),
+    )?))
+}
+
 /// `array` cast to `to`, rows by position (see [`PositionalCast`]); other values as CAST
 /// casts them (an overflow is an error), or with `safe` as TRY_CAST does (NULL).
 fn by_position(
@@ -574,9 +590,7 @@ fn by_position(
     to: &DataType,
     safe: bool,
 ) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
-    use datafusion::arrow::array::{
-        Array, AsArray, LargeListArray, ListArray, MapArray, StructArray,
-    };
+    use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
     use datafusion::arrow::compute::{CastOptions, cast_with_options};
     Ok(match (array.data_type(), to) {
         (DataType::Struct(a), DataType::Struct(b)) => {
@@ -600,23 +614,9 @@ fn by_position(
                 s.nulls().cloned(),
             )?)
         }
-        (DataType::List(_), DataType::List(f)) => {
-            let l = array.as_list::<i32>();
-            Arc::new(ListArray::try_new(
-                f.clone(),
-                l.offsets().clone(),
-                by_position(l.values(), f.data_type(), safe)?,
-                l.nulls().cloned(),
-            )?)
-        }
+        (DataType::List(_), DataType::List(f)) => list_by_position::<i32>(array, f, safe)?,
         (DataType::LargeList(_), DataType::LargeList(f)) => {
-            let l = array.as_list::<i64>();
-            Arc::new(LargeListArray::try_new(
-                f.clone(),
-                l.offsets().clone(),
-                by_position(l.values(), f.data_type(), safe)?,
-                l.nulls().cloned(),
-            )?)
+            list_by_position::<i64>(array, f, safe)?
         }
         (DataType::Map(_, _), DataType::Map(f, sorted)) => {
             let m = array.as_map();
