@@ -1588,6 +1588,78 @@ fn a_float_sum_keeps_its_source_on_one_task() {
     assert!(source_line("BIGINT").contains("×2"));
 }
 
+/// At parallelism 2 a file source without a watermark is cut into byte ranges, one per
+/// subtask, where its rows go to a join: the joined rows are those of parallelism 1. With a
+/// watermark it reads on one task (which rows are late is then decided as at parallelism 1).
+#[test]
+fn a_file_source_is_read_in_ranges_by_a_join() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (orders, customers) = (dir.path().join("orders"), dir.path().join("customers.csv"));
+    std::fs::create_dir_all(&orders).expect("mkdir");
+    for f in 0..2 {
+        let text: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "{},{},{}\n",
+                    f * 3000 + i,
+                    (i * 7) % 101,
+                    "x".repeat(i % 40)
+                )
+            })
+            .collect();
+        std::fs::write(orders.join(format!("part-{f}.csv")), text).expect("write");
+    }
+    let text: String = (0..100).map(|i| format!("{i},name{i}\n")).collect();
+    std::fs::write(&customers, text).expect("write");
+    let run_at = |parallelism: &str, watermark: &str| {
+        let (_d, f) = script(
+            "j.sql",
+            &format!(
+                "CREATE TABLE o (id BIGINT, cid BIGINT, pad STRING{watermark}) \
+                 WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+                 CREATE TABLE c (id BIGINT, name STRING) \
+                 WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+                 CREATE TABLE out WITH ('connector' = 'print');\n\
+                 INSERT INTO out SELECT o.id, c.name FROM o JOIN c ON o.cid = c.id;\n",
+                orders.display(),
+                customers.display()
+            ),
+        );
+        let out = weir()
+            .env("COLUMNS", "100")
+            .args([
+                "run",
+                "--set",
+                &format!("parallelism.default={parallelism}"),
+                &f.display().to_string(),
+            ])
+            .output()
+            .expect("weir runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        let source = stderr
+            .lines()
+            .find(|l| l.contains("Source: o"))
+            .unwrap_or_else(|| panic!("{stderr}"))
+            .to_string();
+        (rows, source)
+    };
+    let (one, _) = run_at("1", "");
+    assert_eq!(one.len(), 5942, "orders whose customer exists");
+    let (two, source) = run_at("2", "");
+    assert!(source.contains("×2"), "{source}");
+    assert_eq!(two, one);
+    let time = ", ts AS TO_TIMESTAMP_LTZ(id, 3), WATERMARK FOR ts AS ts";
+    let (timed, source) = run_at("2", time);
+    assert!(!source.contains('×'), "{source}");
+    assert_eq!(timed, one);
+}
+
 /// `weir query … | head -n 2`: the reader goes away mid-result and the query ends with 0,
 /// saying nothing (a closed output is no failure).
 #[test]

@@ -75,6 +75,7 @@ impl Format {
 }
 
 /// Decodes lines of one format into batches of a fixed schema.
+#[derive(Clone)]
 pub struct Decoder {
     format: Format,
     schema: SchemaRef,

@@ -838,7 +838,11 @@ impl Spawner<'_> {
                     Some(every_read) => *every_read,
                     None => !matches!(want, Want::Single) && self.feeds_keyed,
                 };
-                let split = if self.parallelism > 1 && keyed && dead_letter.is_none() {
+                // With a watermark, only where every subtask's rows keep the stream's time
+                // order: elsewhere which rows are late would depend on the cut and on how
+                // the subtasks' watermarks interleave.
+                let in_time = !stages[0].has_watermark() || source.split_keeps_time_order();
+                let split = if self.parallelism > 1 && keyed && in_time && dead_letter.is_none() {
                     source
                         .split(self.parallelism)
                         .filter(|parts| parts.len() > 1 && parts.len() <= stages.len())

@@ -184,8 +184,12 @@ fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
 }
 
 impl Operator for GroupAggregateOperator {
+    /// False: the final values do not depend on the order rows come in, but the updates
+    /// on the way do (`+U` of the sum after the first row of a key depends on which row
+    /// came first), so a source feeding it stays on one task and the changelog is the same
+    /// at every parallelism.
     fn order_insensitive(&self) -> bool {
-        self.aggs.iter().all(|a| super::commutative(&a.expr))
+        false
     }
 
     fn distribution(&self) -> super::Distribution {

@@ -1214,9 +1214,11 @@ impl StreamJoin {
 /// loop ([`super::run_task`]) merges the two watermarks (an input that has ended no longer
 /// holds it back, nor does one silent for its idle timeout) and aligns barriers.
 impl super::Operator for StreamJoin {
-    /// Joins pair rows by key and time whatever their order: the rows out are the same.
+    /// Joins pair rows by key and time whatever their order: the rows out are the same —
+    /// unless the output is a changelog (an outer or anti join over whole streams), whose
+    /// padded rows and their retractions depend on which side's row came first.
     fn order_insensitive(&self) -> bool {
-        true
+        !self.emits_changes()
     }
 
     fn distribution(&self) -> super::Distribution {

@@ -1,6 +1,8 @@
 //! The `filesystem` source: JSON-lines or CSV files, one file or every file of a directory
-//! (sorted by name, hidden files skipped), read once — a bounded input.
+//! (sorted by name, hidden files skipped), read once — a bounded input. At parallelism `n`
+//! each file is read as `n` byte ranges, one per subtask (see [`FileSource`]).
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -199,24 +201,75 @@ pub(crate) fn resume_index(files: &[PathBuf], name: &str, path: &Path) -> Result
         })
 }
 
+/// Byte ranges `[start, end)` of one file whose lines (those that start in them) have been
+/// read: sorted, disjoint, not touching.
+type Spans = Vec<(u64, u64)>;
+
+/// Adds `[a, b)` to `spans`, merging what overlaps or touches.
+fn add_span(spans: &mut Spans, a: u64, b: u64) {
+    if a >= b {
+        return;
+    }
+    spans.push((a, b));
+    spans.sort_unstable();
+    let mut merged: Spans = Vec::with_capacity(spans.len());
+    for &(a, b) in spans.iter() {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    *spans = merged;
+}
+
+/// The parts of `[lo, hi)` that `spans` does not cover, in order.
+fn gaps(spans: &[(u64, u64)], lo: u64, hi: u64) -> Spans {
+    let mut out = vec![];
+    let mut at = lo;
+    for &(a, b) in spans {
+        if b <= at {
+            continue;
+        }
+        if a >= hi {
+            break;
+        }
+        if a > at {
+            out.push((at, a));
+        }
+        at = at.max(b);
+    }
+    if at < hi {
+        out.push((at, hi));
+    }
+    out
+}
+
+/// The `filesystem` source over JSON-lines or CSV files, as subtask `k` of `n` (Flink's
+/// file splits, cut by bytes): of every file it reads the lines that *start* in the `k`-th
+/// of `n` equal byte ranges (the last range runs to the end of the file, whatever it has
+/// grown to), so the `n` subtasks read every line exactly once between them. A range that
+/// starts inside a line skips it: the line belongs to the range its first byte is in.
+///
+/// Its position is the set of byte ranges read, by file (a file read to its end is read
+/// to `u64::MAX`); a checkpoint holds those within the subtask's own ranges and names every
+/// file listed when the job started, so a restore at any parallelism takes the union of the
+/// old subtasks' and reads what is left of its new ranges of those files — as Flink's
+/// bounded file source keeps its splits, a file added since is not read.
 pub struct FileSource {
     path: PathBuf,
     decoder: Decoder,
     batch_size: usize,
-    /// The position after the last batch emitted: the file's index among the folder's
-    /// files (sorted by name), and the bytes and lines of it read.
-    position: FilePosition,
-    /// The file at `position.file` ("" past the last one), saved with the position.
-    current: String,
-    /// A restored position, by file name: found in the listing when the source starts.
-    resume: Option<(String, u64, usize)>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct FilePosition {
-    file: usize,
-    bytes: u64,
-    lines: usize,
+    /// This source as subtask `.0` of `.1`.
+    subtask: (u64, u64),
+    /// What has been read, by file: restored, then grown as batches are emitted.
+    done: BTreeMap<String, Spans>,
+    /// This subtask's range of each file listed when it started, in name order.
+    ranges: Vec<(String, u64, u64)>,
+    /// A restored position of an unsplit source of an earlier version (the file being
+    /// read, "" when every file was, and its bytes read): earlier files were read whole.
+    legacy: Option<(String, u64)>,
+    /// After a restore, the files the job listed when it started: only they are read.
+    known: Option<std::collections::BTreeSet<String>>,
 }
 
 impl FileSource {
@@ -225,31 +278,73 @@ impl FileSource {
             path,
             decoder,
             batch_size,
-            position: FilePosition::default(),
-            current: String::new(),
-            resume: None,
+            subtask: (0, 1),
+            done: BTreeMap::new(),
+            ranges: vec![],
+            legacy: None,
+            known: None,
         }
     }
 
-    /// Reads one file from `self.position` on, line by line, decoding `batch_size` lines
-    /// at a time into `ctx`, with a checkpoint chance after each batch. Returns false when
-    /// the job asked to stop.
-    fn pump(
+    /// This subtask's byte range of a file of `size` bytes.
+    fn range_of(&self, size: u64) -> (u64, u64) {
+        let (k, n) = self.subtask;
+        let cut = |i: u64| ((size as u128 * i as u128) / n as u128) as u64;
+        let end = if k + 1 == n { u64::MAX } else { cut(k + 1) };
+        (cut(k), end)
+    }
+
+    /// Reads the lines of `file` that start in `[from, to)`, decoding `batch_size` lines at
+    /// a time into `ctx`, with a checkpoint chance after each batch. Returns false when the
+    /// job asked to stop.
+    fn read_piece(
         &mut self,
-        reader: &mut dyn BufRead,
-        origin: &str,
+        file: &Path,
+        from: u64,
+        to: u64,
         ctx: &mut SourceContext,
     ) -> Result<bool> {
-        let mut lines = Vec::with_capacity(self.batch_size);
-        let mut line_no = self.position.lines;
-        let mut bytes = self.position.bytes;
-        let mut first_line = line_no + 1;
+        use std::io::{Read, Seek, SeekFrom};
+        let origin = file.display().to_string();
+        let cannot = |e: std::io::Error| WeirError::user(format!("cannot read {origin}: {e}"));
+        let mut f = std::fs::File::open(file)
+            .map_err(|e| WeirError::user(format!("cannot open '{origin}': {e}")))?;
+        // Where the first whole line at or after `from` starts: a range that begins inside
+        // a line leaves that line to the range before.
+        let mut bytes = from;
+        let mut r = std::io::BufReader::with_capacity(1 << 20, &mut f);
         let mut buf = Vec::new();
+        if from > 0 {
+            r.seek(SeekFrom::Start(from - 1)).map_err(cannot)?;
+            let n = r.read_until(b'\n', &mut buf).map_err(cannot)?;
+            bytes = from - 1 + n as u64;
+        }
+        let start = bytes;
+        // The line number of the first line, for messages: the line ends before it.
+        let mut line_no = 0usize;
+        if start > 0 {
+            let mut head = std::fs::File::open(file)
+                .map_err(|e| WeirError::user(format!("cannot open '{origin}': {e}")))?
+                .take(start);
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = head.read(&mut chunk).map_err(cannot)?;
+                if n == 0 {
+                    break;
+                }
+                line_no += memchr::memchr_iter(b'\n', &chunk[..n]).count();
+            }
+        }
+        let key = origin.clone();
+        let mut lines = Vec::with_capacity(self.batch_size);
+        let mut first_line = line_no + 1;
         loop {
             buf.clear();
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| WeirError::user(format!("cannot read {origin}: {e}")))?;
+            let n = if bytes < to {
+                r.read_until(b'\n', &mut buf).map_err(cannot)?
+            } else {
+                0
+            };
             bytes += n as u64;
             if n > 0 {
                 line_no += 1;
@@ -262,12 +357,13 @@ impl FileSource {
                 lines.push(text);
             }
             if lines.len() >= self.batch_size || (n == 0 && !lines.is_empty()) {
-                let d = self.decoder.decode(&lines, origin, first_line)?;
+                let d = self.decoder.decode(&lines, &origin, first_line)?;
                 ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
                 first_line = line_no + 1;
                 lines.clear();
-                self.position.bytes = bytes;
-                self.position.lines = line_no;
+                // Marked before the batch goes: a batch emitted is a batch read. From
+                // `from`: the bytes skipped before `start` hold no line start.
+                add_span(self.done.entry(key.clone()).or_default(), from, bytes);
                 if let Some(b) = d.batch
                     && !ctx.emit(b)?
                 {
@@ -276,8 +372,9 @@ impl FileSource {
                 ctx.checkpoint(self)?;
             }
             if n == 0 {
-                self.position.bytes = bytes;
-                self.position.lines = line_no;
+                // At the end of the file, it is read to its end, whatever it grows to.
+                let end = if bytes < to { u64::MAX } else { bytes };
+                add_span(self.done.entry(key).or_default(), from, end);
                 return Ok(true);
             }
         }
@@ -297,67 +394,337 @@ impl Source for FileSource {
         true
     }
 
-    /// One row: `file` (the file being read, "" when every file was), `bytes` and `lines`
-    /// read of it.
-    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let p = self.position;
-        position_state(
-            &self.current,
-            &[("bytes", p.bytes), ("lines", p.lines as u64)],
-        )
+    /// Subtask `k` reads the lines starting in the `k`-th of `n` byte ranges of every file.
+    fn split(&self, n: usize) -> Option<Vec<Box<dyn Source>>> {
+        let n = n.max(1) as u64;
+        let parts = (0..n)
+            .map(|k| {
+                Box::new(FileSource {
+                    path: self.path.clone(),
+                    decoder: self.decoder.clone(),
+                    batch_size: self.batch_size,
+                    subtask: (k, n),
+                    done: self.done.clone(),
+                    ranges: vec![],
+                    legacy: self.legacy.clone(),
+                    known: self.known.clone(),
+                }) as Box<dyn Source>
+            })
+            .collect();
+        Some(parts)
     }
 
+    /// Rows of `file` (Utf8), `start` and `end` (UInt64): the byte ranges of this
+    /// subtask's own ranges whose lines have been read (a line counts where it starts), and
+    /// an empty range `[0, 0)` for each file listed with none read.
+    fn snapshot(&self) -> Result<Vec<RecordBatch>> {
+        use datafusion::arrow::array::{StringArray, UInt64Array};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let (mut files, mut starts, mut ends) = (vec![], vec![], vec![]);
+        for (file, lo, hi) in &self.ranges {
+            let spans = self.done.get(file).map_or(&[][..], |s| s.as_slice());
+            if !spans.iter().any(|&(a, b)| a.max(*lo) < b.min(*hi)) {
+                files.push(file.as_str());
+                starts.push(0);
+                ends.push(0);
+                continue;
+            }
+            for &(a, b) in spans {
+                let (a, b) = (a.max(*lo), b.min(*hi));
+                if a < b {
+                    files.push(file.as_str());
+                    starts.push(a);
+                    ends.push(b);
+                }
+            }
+        }
+        let schema = std::sync::Arc::new(Schema::new(vec![
+            Field::new("file", DataType::Utf8, false),
+            Field::new("start", DataType::UInt64, false),
+            Field::new("end", DataType::UInt64, false),
+        ]));
+        Ok(vec![RecordBatch::try_new(
+            schema,
+            vec![
+                std::sync::Arc::new(StringArray::from(files)),
+                std::sync::Arc::new(UInt64Array::from(starts)),
+                std::sync::Arc::new(UInt64Array::from(ends)),
+            ],
+        )?])
+    }
+
+    /// Takes the ranges read of every state given (its own, or every old subtask's after a
+    /// restore at another parallelism). A state of an earlier version's unsplit source (the
+    /// file being read and the `bytes` and `lines` read of it) is taken too.
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
-        let (file, n) = position_from(&state, &self.path, &["bytes", "lines"])?;
-        self.resume = Some((file, n[0], n[1] as usize));
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::UInt64Type;
+        let bad = || {
+            WeirError::user(format!(
+                "the checkpoint's position in '{}' is malformed",
+                self.path.display()
+            ))
+        };
+        for b in &state {
+            if b.column_by_name("start").is_none() {
+                let (file, n) = position_from(std::slice::from_ref(b), &self.path, &["bytes"])?;
+                self.legacy = Some((file, n[0]));
+                continue;
+            }
+            let files = b
+                .column_by_name("file")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(bad)?;
+            let number = |name: &str| {
+                b.column_by_name(name)
+                    .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+                    .ok_or_else(bad)
+            };
+            let (starts, ends) = (number("start")?, number("end")?);
+            let known = self.known.get_or_insert_default();
+            for r in 0..b.num_rows() {
+                known.insert(files.value(r).to_string());
+                let spans = self.done.entry(files.value(r).to_string()).or_default();
+                add_span(spans, starts.value(r), ends.value(r));
+            }
+        }
         Ok(())
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        let files = list_files(&self.path)?;
-        let n = files.len();
-        if let Some((name, bytes, lines)) = self.resume.take() {
-            // Resume in the file the checkpoint was reading, found by name: files added
-            // since do not shift the position.
-            let file = resume_index(&files, &name, &self.path)?;
-            self.position = FilePosition { file, bytes, lines };
+        let mut files = list_files(&self.path)?;
+        if let Some(known) = &self.known {
+            // A file the checkpoint still had to read must be there.
+            for name in known {
+                let read = self.done.get(name).is_some_and(|s| s == &[(0, u64::MAX)]);
+                if !read && !files.iter().any(|f| f.display().to_string() == *name) {
+                    return Err(WeirError::user(format!(
+                        "the checkpoint was to read '{name}', which is no longer in '{}'",
+                        self.path.display()
+                    ))
+                    .with_hint("restore the file, or start over with --from-scratch"));
+                }
+            }
+            files.retain(|f| known.contains(&f.display().to_string()));
         }
-        self.current = files
-            .get(self.position.file)
-            .map(|f| f.display().to_string())
-            .unwrap_or_default();
-        while let Some(file) = files.get(self.position.file) {
-            let i = self.position.file;
-            self.current = file.display().to_string();
+        let size = |f: &Path| {
+            std::fs::metadata(f)
+                .map(|m| m.len())
+                .map_err(|e| WeirError::user(format!("cannot read '{}': {e}", f.display())))
+        };
+        if let Some((name, bytes)) = self.legacy.take() {
+            // Resume in the file the checkpoint was reading, found by name: files added
+            // since do not shift the position; the files before it were read whole.
+            let at = resume_index(&files, &name, &self.path)?;
+            for (i, f) in files.iter().enumerate().take((at + 1).min(files.len())) {
+                let end = if i == at { bytes } else { size(f)? };
+                add_span(
+                    self.done.entry(f.display().to_string()).or_default(),
+                    0,
+                    end,
+                );
+            }
+        }
+        let mut pieces = vec![];
+        self.ranges.clear();
+        for f in &files {
+            let name = f.display().to_string();
+            let (lo, hi) = self.range_of(size(f)?);
+            let spans = self.done.get(&name).map_or(&[][..], |s| s.as_slice());
+            for (a, b) in gaps(spans, lo, hi) {
+                pieces.push((f.clone(), a, b));
+            }
+            self.ranges.push((name, lo, hi));
+        }
+        for (i, (file, a, b)) in pieces.iter().enumerate() {
             // The watermark of a directory is the minimum over its files: a file not yet
             // read holds it back, and a file read to its end no longer does. Read one after
-            // another, that means no watermark until the last file, whose own rows then
+            // another, that means no watermark until the last piece, whose own rows then
             // drive it (rows of one file are never late because of another's).
-            ctx.hold_watermark(i + 1 < n);
-            let mut f = std::fs::File::open(file)
-                .map_err(|e| WeirError::user(format!("cannot open '{}': {e}", file.display())))?;
-            if self.position.bytes > 0 {
-                std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(self.position.bytes))
-                    .map_err(|e| {
-                        WeirError::user(format!("cannot read '{}': {e}", file.display()))
-                    })?;
-            }
-            let mut r = std::io::BufReader::with_capacity(1 << 20, f);
-            if !self.pump(&mut r, &file.display().to_string(), ctx)? {
+            ctx.hold_watermark(i + 1 < pieces.len());
+            if !self.read_piece(file, *a, *b, ctx)? {
                 ctx.finish(self, false)?;
                 return Ok(());
             }
-            self.position = FilePosition {
-                file: i + 1,
-                bytes: 0,
-                lines: 0,
-            };
-            self.current = files
-                .get(i + 1)
-                .map(|f| f.display().to_string())
-                .unwrap_or_default();
         }
         ctx.finish(self, true)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobMetrics, Message};
+    use crate::source::watermark::SourceStage;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn spans_merge_and_leave_gaps() {
+        let mut s = vec![];
+        add_span(&mut s, 10, 20);
+        add_span(&mut s, 30, 40);
+        add_span(&mut s, 20, 25);
+        add_span(&mut s, 5, 5);
+        assert_eq!(s, vec![(10, 25), (30, 40)]);
+        assert_eq!(gaps(&s, 0, 50), vec![(0, 10), (25, 30), (40, 50)]);
+        assert_eq!(gaps(&s, 12, 35), vec![(25, 30)]);
+        assert_eq!(gaps(&s, 10, 25), vec![]);
+        assert_eq!(gaps(&[], 3, 9), vec![(3, 9)]);
+    }
+
+    fn source(dir: &Path, batch: usize) -> FileSource {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let options = crate::sql::options::Options::new();
+        let decoder = Decoder::new(crate::format::Format::Csv, schema, &options).expect("decoder");
+        FileSource::new(dir.to_path_buf(), decoder, batch)
+    }
+
+    /// Runs `s` to its end, or until `stop_after` batches came, and gives the ids it sent.
+    fn run(mut s: Box<dyn Source>, stop_after: Option<usize>) -> (Vec<i64>, Box<dyn Source>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let job = Arc::new(JobMetrics::default());
+        let mut ctx = SourceContext::new(
+            tx,
+            stop.clone(),
+            SourceStage::new(None, None),
+            job.register("source"),
+            job,
+        );
+        let t = std::thread::spawn(move || {
+            s.run(&mut ctx).expect("run");
+            s
+        });
+        let (mut ids, mut batches) = (vec![], 0);
+        while let Some(m) = rx.blocking_recv() {
+            match m {
+                Message::Batch(b) => {
+                    ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+                    batches += 1;
+                    if stop_after.is_some_and(|n| batches >= n) {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Message::End => break,
+                _ => {}
+            }
+        }
+        (ids, t.join().expect("source thread"))
+    }
+
+    /// Two files of lines of different lengths (some long enough that a range boundary
+    /// falls inside them), 1 to 3000.
+    fn files() -> (tempfile::TempDir, Vec<i64>) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut all = vec![];
+        for (f, ids) in [("a.csv", 1..=1700), ("b.csv", 1701..=3000)] {
+            let mut text = String::new();
+            for i in ids {
+                text.push_str(&format!("{i},{}\n", "x".repeat((i % 37) as usize)));
+                all.push(i);
+            }
+            std::fs::write(dir.path().join(f), text).expect("write");
+        }
+        (dir, all)
+    }
+
+    fn sorted(mut v: Vec<i64>) -> Vec<i64> {
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn subtasks_read_every_line_once_between_them() {
+        let (dir, all) = files();
+        for n in [1, 2, 3, 7] {
+            let parts = source(dir.path(), 100).split(n).expect("splits");
+            assert_eq!(parts.len(), n);
+            let (mut ids, mut state) = (vec![], vec![]);
+            for p in parts {
+                let (got, p) = run(p, None);
+                ids.extend(got);
+                state.extend(p.snapshot().expect("snapshot"));
+            }
+            assert_eq!(sorted(ids), all, "parallelism {n}");
+            // Between them, their positions say each file was read to its end.
+            let mut s = source(dir.path(), 100);
+            s.restore(state).expect("restore");
+            assert_eq!(s.done.len(), 2);
+            assert!(
+                s.done.values().all(|d| d == &[(0, u64::MAX)]),
+                "{:?}",
+                s.done
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_first_range_skips_a_header() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let text: String = std::iter::once("id,v\n".to_string())
+            .chain((1..=500).map(|i| format!("{i},v{i}\n")))
+            .collect();
+        std::fs::write(dir.path().join("h.csv"), text).expect("write");
+        let mut s = source(dir.path(), 64);
+        s.decoder.header = true;
+        let mut ids = vec![];
+        for p in s.split(3).expect("splits") {
+            ids.extend(run(p, None).0);
+        }
+        assert_eq!(sorted(ids), (1..=500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_restore_at_another_parallelism_reads_the_rest_once() {
+        let (dir, all) = files();
+        // 3 subtasks, each stopped after its first batches; then 2, then 1.
+        let mut sent = vec![];
+        let mut state = vec![];
+        for k in 0..3 {
+            let mut s = source(dir.path(), 50);
+            s.subtask = (k, 3);
+            let (ids, s) = run(Box::new(s), Some(2 + k as usize));
+            sent.extend(ids);
+            state.extend(s.snapshot().expect("snapshot"));
+        }
+        assert!(sent.len() < all.len());
+        let mut next = vec![];
+        for k in 0..2 {
+            let mut s = source(dir.path(), 50);
+            s.subtask = (k, 2);
+            s.restore(state.clone()).expect("restore");
+            let (ids, s) = run(Box::new(s), Some(3));
+            sent.extend(ids);
+            next.extend(s.snapshot().expect("snapshot"));
+        }
+        let mut s = source(dir.path(), 50);
+        s.restore(next).expect("restore");
+        sent.extend(run(Box::new(s), None).0);
+        assert_eq!(sorted(sent), all);
+    }
+
+    #[test]
+    fn a_position_of_the_unsplit_source_of_an_earlier_version_is_taken() {
+        let (dir, all) = files();
+        // Read all of a.csv and the first 5 lines of b.csv.
+        let b = std::fs::read(dir.path().join("b.csv")).expect("read");
+        let five: usize = b
+            .split_inclusive(|c| *c == b'\n')
+            .take(5)
+            .map(|l| l.len())
+            .sum();
+        let name = dir.path().join("b.csv").display().to_string();
+        let state = position_state(&name, &[("bytes", five as u64), ("lines", 5)]).expect("state");
+        let mut s = source(dir.path(), 100);
+        s.restore(state).expect("restore");
+        let (ids, _) = run(Box::new(s), None);
+        assert_eq!(ids, all[1705..].to_vec());
     }
 }

@@ -64,6 +64,15 @@ pub trait Source: Send {
         None
     }
 
+    /// True when each subtask of [`Source::split`] gives its rows in the order of event
+    /// time whenever the whole stream does (the Nexmark generator's every `n`-th event):
+    /// then no row is late at parallelism `n` that is not at 1, and a table with a
+    /// watermark may be split. False (a file cut into byte ranges) keeps a table with a
+    /// watermark on one task, where which rows are late is decided as at parallelism 1.
+    fn split_keeps_time_order(&self) -> bool {
+        false
+    }
+
     /// What the source is, for errors (`nexmark`, `kafka`).
     fn kind(&self) -> &'static str;
 

@@ -841,6 +841,11 @@ impl Source for NexmarkSource {
         Some(parts)
     }
 
+    /// Its events' times grow with their index, in every subtask's stride as in the stream.
+    fn split_keeps_time_order(&self) -> bool {
+        true
+    }
+
     /// Rows of `next_event`, `stride` (UInt64 both) and `generation` (UInt32): first this
     /// subtask's position (generation 0: the next event it makes, and the number of
     /// subtasks sharing the stream), then, after a restore at another parallelism, each

@@ -123,6 +123,11 @@ impl SourceStage {
 
     /// Holds watermarks back, or releases them; on release the watermark restarts from the
     /// rows that follow (it never goes below what was already sent).
+    /// True when the table declares a watermark (`WATERMARK FOR …`).
+    pub fn has_watermark(&self) -> bool {
+        self.watermark.is_some()
+    }
+
     pub fn hold(&mut self, hold: bool) {
         if self.held && !hold {
             self.current = self.emitted;
