@@ -703,6 +703,25 @@ fn to_wall(
             }
             Transformed::yes(Expr::ScalarFunction(f))
         }
+        // `date_trunc(unit, ltz)` (`FLOOR`/`CEIL(ltz TO unit)`): truncated on the session
+        // zone's wall clock and read back in it, as Flink's `DateTimeUtils.timestampFloor(range,
+        // ts, tz)` floors a `TIMESTAMP_LTZ` (a day starts at the zone's midnight).
+        Expr::ScalarFunction(mut f)
+            if f.func.name() == "date_trunc"
+                && f.args.len() == 2
+                && f.args.last().is_some_and(|a| {
+                    use datafusion::logical_expr::ExprSchemable;
+                    matches!(a.get_type(schema), Ok(DataType::Timestamp(_, Some(tz))) if tz.as_ref() == "UTC")
+                }) =>
+        {
+            if let Some(arg) = f.args.pop() {
+                f.args.push(wall_of(arg));
+            }
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                wall.1.clone(),
+                vec![Expr::ScalarFunction(f)],
+            )))
+        }
         e => Transformed::no(e),
     })
 }
