@@ -10,7 +10,8 @@
 //! planned: Flink evaluates them per record in streaming mode. [`super::rewrite`] turns
 //! them into `weir_now('<kind>')`. `DATE_FORMAT` and `FROM_UNIXTIME` of a `TIMESTAMP_LTZ`
 //! write it in the session zone, and `UNIX_TIMESTAMP(string)` reads text in it
-//! (`TO_TIMESTAMP_LTZ(string)` reads UTC unless given a zone, as Flink documents).
+//! (`TO_TIMESTAMP_LTZ(string)` reads UTC unless given a zone, as Flink documents; a `CAST`
+//! of a string to a `TIMESTAMP_LTZ` reads it in the session zone, see [`LtzInSessionZone`]).
 //!
 //! The zone lives in DataFusion's `datafusion.execution.time_zone` option of the session,
 //! where every function reads it at run time ([`zone_of`]); Weir's default, unlike
@@ -475,6 +476,9 @@ pub(crate) fn list_values<E: From<datafusion::arrow::error::ArrowError>>(
 
 const TIMESTAMP_TEXT: &str = "weir_timestamp_text";
 const LOCAL_WALL: &str = "weir_local_wall";
+/// A date-time string that ends in a zone offset after its time of day (`…:00Z`,
+/// `… 08:00:00+08:00`, `…T08:00-0500`).
+const OFFSET_AT_END: &str = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?)$";
 const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 
 /// Flink reads a `TIMESTAMP_LTZ` in the session zone wherever it becomes a wall-clock
@@ -483,8 +487,9 @@ const FROM_LOCAL_WALL: &str = "weir_from_local_wall";
 /// `HOUR(ltz)` or `EXTRACT(DAY FROM ltz)`, are the session zone's). An analyzer rule: a
 /// `CAST`/`TRY_CAST` of a `TIMESTAMP_LTZ` to one of those types, `HOUR` of one, and
 /// `date_part` (which `DAYOFMONTH`, `EXTRACT`, … become) of one read it through
-/// `weir_local_wall`, and a `TIMESTAMP`, `DATE` or string cast to a `TIMESTAMP_LTZ` goes
-/// through `weir_from_local_wall`. A `TIMESTAMP` (and so a `TIMESTAMP_LTZ`'s wall clock)
+/// `weir_local_wall`, and a `TIMESTAMP`, `DATE` or string (one without a zone offset) cast
+/// to a `TIMESTAMP_LTZ` goes through `weir_from_local_wall`; `date_trunc` of one (`FLOOR`,
+/// `CEIL`) truncates its wall clock. A `TIMESTAMP` (and so a `TIMESTAMP_LTZ`'s wall clock)
 /// made a string is Flink's text, through `weir_timestamp_text` ([`TimestampText`]): in a UTC
 /// session `1970-01-01 00:00:00.000`, no `Z`, as Flink writes it.
 #[derive(Debug, Default)]
@@ -601,12 +606,59 @@ fn to_wall(
                 | DataType::Utf8View
         )
     };
+    let string_source = |x: &Expr| {
+        use datafusion::logical_expr::ExprSchemable;
+        matches!(
+            x.get_type(schema),
+            Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        )
+    };
+    // A string as a TIMESTAMP_LTZ of `unit` (Flink's `StringToTimestampCastRule` reads it
+    // in the session zone): a time that names its offset (`…Z`, `…+08:00`) is that
+    // instant; any other is a wall-clock time of the session zone. The instant's cast goes
+    // through the zone `+00:00`, which this rule leaves alone, so a second analysis of the
+    // plan changes nothing.
+    let string_instant = |x: Expr, unit: TimeUnit, try_cast: bool| {
+        let cast = |x: Expr, t: DataType| {
+            if try_cast {
+                Expr::TryCast(TryCast::new(Box::new(x), t))
+            } else {
+                Expr::Cast(Cast::new(Box::new(x), t))
+            }
+        };
+        let names_offset = Expr::ScalarFunction(ScalarFunction::new_udf(
+            datafusion::functions::regex::regexp_like(),
+            vec![
+                x.clone(),
+                Expr::Literal(ScalarValue::Utf8(Some(OFFSET_AT_END.into())), None),
+            ],
+        ));
+        let instant = cast(
+            cast(x.clone(), DataType::Timestamp(unit, Some("+00:00".into()))),
+            DataType::Timestamp(unit, Some("UTC".into())),
+        );
+        let wall = Expr::ScalarFunction(ScalarFunction::new_udf(
+            wall.1.clone(),
+            vec![cast(x, DataType::Timestamp(unit, None))],
+        ));
+        Expr::Case(datafusion::logical_expr::Case::new(
+            None,
+            vec![(Box::new(names_offset), Box::new(instant))],
+            Some(Box::new(wall)),
+        ))
+    };
     // The operand a cast to `target` reads instead of `expr`, or `expr` back.
-    let operand = |expr: Expr, target: &DataType| -> std::result::Result<Expr, Expr> {
+    let operand = |expr: Expr,
+                   target: &DataType,
+                   try_cast: bool|
+     -> std::result::Result<Expr, Expr> {
         match target {
             t if wall_clock_type(t) && is_ltz(&expr, schema) => Ok(wall_of(expr)),
             DataType::Timestamp(unit, Some(_)) if wall_clock_source(&expr) => {
                 Ok(instant_of(expr, *unit))
+            }
+            DataType::Timestamp(unit, Some(tz)) if tz.as_ref() == "UTC" && string_source(&expr) => {
+                Ok(string_instant(expr, *unit, try_cast))
             }
             _ => Err(expr),
         }
@@ -658,7 +710,7 @@ fn to_wall(
     };
     Ok(match e {
         Expr::Cast(Cast { expr, field }) => {
-            let (x, changed) = match operand(*expr, field.data_type()) {
+            let (x, changed) = match operand(*expr, field.data_type(), false) {
                 Ok(x) => (x, true),
                 Err(x) => (x, false),
             };
@@ -671,7 +723,7 @@ fn to_wall(
             }
         }
         Expr::TryCast(TryCast { expr, field }) => {
-            let (x, changed) = match operand(*expr, field.data_type()) {
+            let (x, changed) = match operand(*expr, field.data_type(), true) {
                 Ok(x) => (x, true),
                 Err(x) => (x, false),
             };
