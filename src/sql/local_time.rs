@@ -392,6 +392,157 @@ impl ScalarUDFImpl for TimestampText {
     }
 }
 
+/// `weir_collection_text(x)`: an `ARRAY`, `MAP` or `ROW` as one string, as Flink's
+/// `ArrayToStringCastRule`, `MapToStringCastRule` and `RowToStringCastRule` write it:
+/// `[1, NULL, 3]`, `{a=1, b=NULL}`, `(1, x)` — elements joined by `, `, a NULL element
+/// `NULL`, nested collections likewise, timestamps as a `CAST` of each writes them (a
+/// `TIMESTAMP_LTZ` on the session zone's wall clock), other values as their `CAST` to
+/// `STRING`. A NULL collection stays NULL. [`LtzInSessionZone`] puts it where a collection
+/// is cast to a string.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CollectionText {
+    signature: Signature,
+}
+
+impl CollectionText {
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        // Stable: an LTZ element is read in the session zone.
+        ScalarUDF::from(CollectionText {
+            signature: Signature::any(1, Volatility::Stable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for CollectionText {
+    fn name(&self) -> &str {
+        COLLECTION_TEXT
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, StringArray};
+        let Some(arg) = args.args.first() else {
+            return datafusion::common::exec_err!("{COLLECTION_TEXT} takes one argument");
+        };
+        let scalar = matches!(arg, ColumnarValue::Scalar(_));
+        let array = arg.to_array(args.number_rows.max(1))?;
+        let tz = zone_of(&args.config_options);
+        let texts = element_texts(&array, &tz)?;
+        let out: StringArray = (0..array.len())
+            .map(|i| (!array.is_null(i)).then(|| texts[i].clone()))
+            .collect();
+        crate::sql::functions::shaped(Arc::new(out), scalar)
+    }
+}
+
+/// Each value of `array` as Flink's `CAST(… AS STRING)` writes it, `NULL` for a NULL (the
+/// text an element gets inside a collection).
+fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<String>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let n = array.len();
+    let joined = |texts: &[String],
+                  ranges: &mut dyn Iterator<Item = (usize, usize)>,
+                  open: &str,
+                  close: &str| {
+        ranges
+            .enumerate()
+            .map(|(i, (a, b))| {
+                if array.is_null(i) {
+                    "NULL".to_string()
+                } else {
+                    format!("{open}{}{close}", texts[a..b].join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    Ok(match array.data_type() {
+        DataType::List(_) => {
+            let l = array.as_list::<i32>();
+            let texts = element_texts(l.values(), tz)?;
+            let o = l.value_offsets();
+            joined(
+                &texts,
+                &mut (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)),
+                "[",
+                "]",
+            )
+        }
+        DataType::LargeList(_) => {
+            let l = array.as_list::<i64>();
+            let texts = element_texts(l.values(), tz)?;
+            let o = l.value_offsets();
+            joined(
+                &texts,
+                &mut (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)),
+                "[",
+                "]",
+            )
+        }
+        DataType::Map(_, _) => {
+            let m = array.as_map();
+            let keys = element_texts(m.keys(), tz)?;
+            let values = element_texts(m.values(), tz)?;
+            let pairs: Vec<String> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let o = m.value_offsets();
+            joined(
+                &pairs,
+                &mut (0..n).map(|i| (o[i] as usize, o[i + 1] as usize)),
+                "{",
+                "}",
+            )
+        }
+        DataType::Struct(_) => {
+            let st = array.as_struct();
+            let columns = st
+                .columns()
+                .iter()
+                .map(|c| element_texts(c, tz))
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            (0..n)
+                .map(|i| {
+                    if array.is_null(i) {
+                        "NULL".to_string()
+                    } else {
+                        let fields: Vec<&str> = columns.iter().map(|c| c[i].as_str()).collect();
+                        format!("({})", fields.join(", "))
+                    }
+                })
+                .collect()
+        }
+        _ => {
+            let text = match array.data_type() {
+                DataType::Timestamp(..) => nested_text(array, tz)?,
+                _ => datafusion::arrow::compute::cast(array, &DataType::Utf8)?,
+            };
+            let text = text.as_string::<i32>();
+            (0..n)
+                .map(|i| {
+                    if text.is_null(i) {
+                        "NULL".to_string()
+                    } else {
+                        text.value(i).to_string()
+                    }
+                })
+                .collect()
+        }
+    })
+}
+
 /// `array` as [`timestamp_text`] writes it, each element of an ARRAY of timestamps too (a
 /// `TIMESTAMP_LTZ` element on `tz`'s wall clock, as a `CAST` of it alone reads).
 fn nested_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef> {
@@ -476,6 +627,7 @@ pub(crate) fn list_values<E: From<datafusion::arrow::error::ArrowError>>(
 
 const TIMESTAMP_TEXT: &str = "weir_timestamp_text";
 const LOCAL_WALL: &str = "weir_local_wall";
+const COLLECTION_TEXT: &str = "weir_collection_text";
 /// A date-time string that ends in a zone offset after its time of day (`…:00Z`,
 /// `… 08:00:00+08:00`, `…T08:00-0500`).
 const OFFSET_AT_END: &str = r"\d:\d{2}(:\d{2}(\.\d*)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?)$";
@@ -509,6 +661,7 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for LtzInSessionZone {
             Arc::new(LocalWall::udf()),
             Arc::new(LocalWall::reverse_udf()),
             Arc::new(TimestampText::udf()),
+            Arc::new(CollectionText::udf()),
         );
         each_expression(plan, |e, schema| to_wall(e, schema, &wall))
     }
@@ -555,9 +708,19 @@ pub fn in_session_zone(
         Arc::new(LocalWall::udf()),
         Arc::new(LocalWall::reverse_udf()),
         Arc::new(TimestampText::udf()),
+        Arc::new(CollectionText::udf()),
     );
     Ok(e.transform_up(|e| to_wall(e, schema, &wall))?.data)
 }
+
+/// [`LtzInSessionZone`]'s functions: `weir_local_wall`, `weir_from_local_wall`,
+/// `weir_timestamp_text`, `weir_collection_text`.
+type Udfs = (
+    Arc<ScalarUDF>,
+    Arc<ScalarUDF>,
+    Arc<ScalarUDF>,
+    Arc<ScalarUDF>,
+);
 
 fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSchema) -> bool {
     use datafusion::logical_expr::ExprSchemable;
@@ -567,7 +730,7 @@ fn is_ltz(e: &datafusion::logical_expr::Expr, schema: &datafusion::common::DFSch
 fn to_wall(
     e: datafusion::logical_expr::Expr,
     schema: &datafusion::common::DFSchema,
-    wall: &(Arc<ScalarUDF>, Arc<ScalarUDF>, Arc<ScalarUDF>),
+    wall: &Udfs,
 ) -> datafusion::error::Result<
     datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
 > {
@@ -673,6 +836,22 @@ fn to_wall(
         );
         let wall_clock = matches!(x.get_type(schema), Ok(DataType::Timestamp(_, None)))
             || matches!(&x, Expr::ScalarFunction(f) if f.func.name() == LOCAL_WALL);
+        // An ARRAY, MAP or ROW made one string: Flink's text of it.
+        if string
+            && matches!(
+                x.get_type(schema),
+                Ok(DataType::List(_)
+                    | DataType::LargeList(_)
+                    | DataType::Map(..)
+                    | DataType::Struct(_))
+            )
+        {
+            let t = Expr::ScalarFunction(ScalarFunction::new_udf(wall.3.clone(), vec![x]));
+            return Some(match field.data_type() {
+                DataType::Utf8 => t,
+                _ => Expr::Cast(Cast::new_from_field(Box::new(t), field)),
+            });
+        }
         // An ARRAY of timestamps (or of such ARRAYs) into one of strings: each element so.
         fn texts(from: &DataType, to: &DataType) -> bool {
             let elements = |t: &DataType| match t {
