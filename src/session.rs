@@ -193,6 +193,9 @@ pub struct Session {
     pub output: OutputFormat,
     /// Result rows drawn one field per line (`\\x`, as psql's expanded display).
     pub expanded: bool,
+    /// The shell prints each statement's time (`\\timing on`), so a result's footer gives
+    /// only its count.
+    pub timing: bool,
     pub quiet: bool,
     /// Show a spinner on stderr while a batch query runs (set when stderr is a terminal).
     pub progress: bool,
@@ -255,6 +258,7 @@ impl Session {
             next_job: 1,
             output: OutputFormat::Table,
             expanded: false,
+            timing: false,
             quiet: false,
             progress: false,
             from_scratch: false,
@@ -464,6 +468,7 @@ impl Session {
         Ok(crate::format::encode::Display {
             max_width: width,
             expanded: self.expanded,
+            timed: self.timing,
             mode,
             zone,
         })

@@ -161,7 +161,6 @@ pub struct Shell {
     session: Session,
     jobs: Vec<JobEntry>,
     format: OutputFormat,
-    timing: bool,
     interactive: bool,
     /// The SELECT just followed was cancelled with Ctrl-C.
     cancelled: bool,
@@ -169,6 +168,10 @@ pub struct Shell {
     /// The INSERTs of a statement set opened with `BEGIN STATEMENT SET;` and not yet
     /// closed by `END;` (Flink's SQL client collects them the same way).
     statement_set: Option<Vec<String>>,
+    /// While a script's meta command runs: the script (`-f` file or piped input), its
+    /// file's name, and the line and column (from 1) the command starts at, so that its
+    /// error points there.
+    script_place: Option<(Arc<str>, Option<String>, usize, usize)>,
 }
 
 /// What the shell does with a statement while statement sets are collected.
@@ -257,11 +260,11 @@ impl Shell {
             session,
             jobs: vec![],
             format: OutputFormat::Table,
-            timing: false,
             interactive,
             cancelled: false,
             words: Arc::new(Mutex::new(complete::Catalog::default())),
             statement_set: None,
+            script_place: None,
         };
         shell.refresh_words();
         shell
@@ -408,7 +411,7 @@ impl Shell {
         if let Err(e) = self.sql(trimmed).await {
             crate::message::say(e.render(Some(trimmed), None));
         }
-        if self.timing {
+        if self.session.timing {
             eprintln!("Time: {:.3}s", started.elapsed().as_secs_f64());
         }
         self.refresh_words();
@@ -456,7 +459,13 @@ impl Shell {
                         }),
                         _ => e,
                     };
-                    crate::message::say(e.render(Some(&format!("\\d {name}")), None));
+                    match self.script_place.clone() {
+                        Some((whole, file, line, col)) => crate::message::say(
+                            e.offset_by(line as u64, col as u64)
+                                .render(Some(&whole), file.as_deref()),
+                        ),
+                        None => crate::message::say(e.render(Some(&format!("\\d {name}")), None)),
+                    }
                 } else if let Some(def) = self.session.table_def(&name) {
                     println!("connector: {}", def.connector);
                     if !def.partitioned_by.is_empty() {
@@ -484,10 +493,10 @@ impl Shell {
                 crate::message::say(format!("[INFO] format: {f:?}"));
             }
             Meta::Timing(t) => {
-                self.timing = t.unwrap_or(!self.timing);
+                self.session.timing = t.unwrap_or(!self.session.timing);
                 crate::message::say(format!(
                     "[INFO] timing {}",
-                    if self.timing { "on" } else { "off" }
+                    if self.session.timing { "on" } else { "off" }
                 ));
             }
             Meta::Expanded(x) => {
@@ -1212,6 +1221,7 @@ pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
 /// Returns false when one failed.
 pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> bool {
     let mut shell = Shell::new(false);
+    let whole: Arc<str> = Arc::from(text);
     let mut ok = true;
     let mut entry = String::new();
     // The 1-based line of `text` where the entry began.
@@ -1221,7 +1231,11 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> b
             entry.clear();
             first_line = i + 1;
             if line.trim().starts_with('\\') || word_command(line).is_some() {
-                if !rt.block_on(shell.handle(line)) {
+                let col = line.chars().count() - line.trim_start().chars().count() + 1;
+                shell.script_place = Some((whole.clone(), file.map(str::to_string), i + 1, col));
+                let go_on = rt.block_on(shell.handle(line));
+                shell.script_place = None;
+                if !go_on {
                     break;
                 }
                 continue;
@@ -1274,7 +1288,8 @@ impl Shell {
         let lead = &entry[..entry.len() - entry.trim_start().len()];
         let line = first_line + lead.matches('\n').count();
         let col = lead.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        match self.sql(trimmed).await {
+        let started = Instant::now();
+        let ok = match self.sql(trimmed).await {
             Ok(()) => {
                 self.refresh_words();
                 true
@@ -1284,7 +1299,11 @@ impl Shell {
                 crate::message::say(e.render(Some(whole), file));
                 false
             }
+        };
+        if self.session.timing {
+            eprintln!("Time: {:.3}s", started.elapsed().as_secs_f64());
         }
+        ok
     }
 }
 

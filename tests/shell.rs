@@ -286,6 +286,24 @@ fn statements_from_a_pipe_print_results_without_prompts() {
     ");
 }
 
+/// `\timing on` gives each statement one time, psql's `Time: …` after it; the result's
+/// footer then gives only its count (regression: two different times for one SELECT).
+#[test]
+fn timing_prints_one_time_per_statement() {
+    let (code, _, stderr) = pipe("SELECT 1 AS a;\n\\timing on\nSELECT 2 AS b;\n", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let footers: Vec<&&str> = lines.iter().filter(|l| l.contains("row(s)")).collect();
+    assert_eq!(footers.len(), 2, "{stderr}");
+    assert!(footers[0].starts_with("1 row(s) in "), "{stderr}");
+    assert_eq!(*footers[1], "1 row(s)", "{stderr}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("Time: ")).count(),
+        1,
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_file_with_an_error_reports_it_and_fails() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -324,6 +342,13 @@ fn piped_errors_point_at_their_line_of_the_input() {
         stderr.contains("SQL error at 5:18: No field named nope2."),
         "{stderr}"
     );
+    // A meta command's error too (regression: 1:4, under a line of its own).
+    let (_, _, stderr) = pipe("SELECT 1;\n\n  \\d nope\n", &[]);
+    assert!(
+        stderr.contains("SQL error at 3:6: no table or view named 'nope'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 |   \\d nope"), "{stderr}");
 }
 
 /// `\format json` over a changelog (a GROUP BY over a stream, its rows in chunks of three):

@@ -106,6 +106,9 @@ pub struct Display {
     pub max_width: usize,
     /// One field per line, under a `-[ RECORD n ]-` line per row (psql's `\x`).
     pub expanded: bool,
+    /// The statement's time is printed after it (the shell's `\timing on`, psql's
+    /// `Time: …`): a result's footer then gives its count alone, not a second time.
+    pub timed: bool,
     /// How a standing query's rows are shown (Flink's `sql-client.execution.result-mode`).
     pub mode: ResultMode,
     /// The session zone (`table.local-time-zone`, as Arrow reads it: 'Asia/Shanghai',
@@ -199,6 +202,7 @@ impl Default for Display {
         Display {
             max_width: Display::DEFAULT_MAX_WIDTH,
             expanded: false,
+            timed: false,
             mode: ResultMode::default(),
             zone: None,
         }

@@ -54,6 +54,16 @@ impl TerminalSink {
         }
     }
 
+    /// ` in 0.012s` for a footer, or nothing when the shell prints the statement's time
+    /// after it (`\timing on`).
+    fn took(&self) -> String {
+        if self.display.timed {
+            String::new()
+        } else {
+            format!(" in {:.3}s", self.started.elapsed().as_secs_f64())
+        }
+    }
+
     /// Draws tables as `display` says (width limit, expanded rows).
     pub fn with_display(mut self, display: Display) -> Self {
         self.display = display;
@@ -293,10 +303,10 @@ impl Sink for TerminalSink {
             w.flush()?;
             if !self.quiet {
                 eprintln!(
-                    "{} row(s), {} change(s) in {:.3}s",
+                    "{} row(s), {} change(s){}",
                     self.current.len(),
                     self.rows,
-                    self.started.elapsed().as_secs_f64()
+                    self.took()
                 );
             }
             return Ok(());
@@ -312,11 +322,7 @@ impl Sink for TerminalSink {
             w.flush()?;
         }
         if !self.quiet && self.format == OutputFormat::Table {
-            eprintln!(
-                "{} row(s) in {:.3}s",
-                self.rows,
-                self.started.elapsed().as_secs_f64()
-            );
+            eprintln!("{} row(s){}", self.rows, self.took());
         }
         Ok(())
     }
