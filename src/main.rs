@@ -468,10 +468,9 @@ async fn run(
                 }
                 Ok(Outcome::Started(job)) => {
                     if !quiet {
-                        weir::message::say(format!(
-                            "[INFO] Job {} started: {}",
-                            job.id,
-                            one_line(&job.name)
+                        weir::message::say(job_line(
+                            &format!("[INFO] Job {} started: ", job.id),
+                            &job.name,
                         ));
                     }
                     jobs.push(job);
@@ -500,13 +499,13 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-fn one_line(s: &str) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 100 {
-        format!("{}…", flat.chars().take(100).collect::<String>())
-    } else {
-        flat
-    }
+/// `prefix` then a job's statement on one line, the whole within the terminal's width (the
+/// statement cut with `…`, though never to fewer than 20 characters).
+fn job_line(prefix: &str, name: &str) -> String {
+    let room = terminal_width()
+        .saturating_sub(prefix.chars().count())
+        .max(20);
+    format!("{prefix}{}", weir::message::one_line(name, room))
 }
 
 /// Waits for every job; the first Ctrl-C or SIGTERM stops them cleanly, a second exits now.
@@ -729,10 +728,13 @@ async fn wait_for_jobs(
                     Ok(()) => {
                         if !quiet {
                             let secs = metrics.started.elapsed().as_secs_f64();
+                            let how = if stopped { "stopped" } else { "finished" };
                             progress.say(&format!(
-                                "[INFO] Job {id} {} after {secs:.2}s: {}\n{}{}",
-                                if stopped { "stopped" } else { "finished" },
-                                one_line(&name),
+                                "{}\n{}{}",
+                                job_line(
+                                    &format!("[INFO] Job {id} {how} after {secs:.2}s: "),
+                                    &name
+                                ),
                                 metrics.report(terminal_width()),
                                 checkpoints.map(|c| format!("  {c}\n")).unwrap_or_default()
                             ));
@@ -741,8 +743,8 @@ async fn wait_for_jobs(
                     Err(e) => {
                         failed = true;
                         progress.say(&format!(
-                            "[ERROR] Job {id} failed: {}\n{}",
-                            one_line(&name),
+                            "{}\n{}",
+                            job_line(&format!("[ERROR] Job {id} failed: "), &name),
                             e.render_body(None, None)
                         ));
                     }

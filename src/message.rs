@@ -90,6 +90,18 @@ where
     }
 }
 
+/// `s` on one line (each run of whitespace one space), cut to `max` characters, the last
+/// of them `…`, when longer: a statement named in a message.
+pub fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        let keep = max.saturating_sub(1);
+        format!("{}…", flat.chars().take(keep).collect::<String>())
+    } else {
+        flat
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

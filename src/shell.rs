@@ -1033,13 +1033,9 @@ fn page(text: &[u8]) -> bool {
     true
 }
 
+/// A job's statement on one line of at most 61 characters.
 fn one_line(s: &str) -> String {
-    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > 60 {
-        format!("{}…", flat.chars().take(60).collect::<String>())
-    } else {
-        flat
-    }
+    crate::message::one_line(s, 61)
 }
 
 /// Flink sql-client's word commands, with or without `;`: `HELP` is `\?`, `QUIT` and

@@ -11,6 +11,19 @@ fn weir() -> Command {
     c
 }
 
+/// `weir ARGS` with `COLUMNS=80` (the width the end-of-run summary fits when stderr is not a
+/// terminal), ending with 0: its stdout and stderr.
+fn run_at_80(args: &[&str]) -> (String, String) {
+    let out = weir()
+        .env("COLUMNS", "80")
+        .args(args)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).to_string(), stderr)
+}
+
 /// Writes `sql` to a file `name` in a new temporary directory (kept while the guard lives).
 fn script(name: &str, sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tmp");
@@ -1451,25 +1464,24 @@ fn set_alone_lists_every_setting_with_its_value() {
 #[test]
 fn the_run_summary_is_a_tree_that_fits_the_terminal() {
     let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
-    let out = weir()
-        .env("COLUMNS", "80")
-        .args([
-            "run",
-            "--set",
-            "parallelism.default=1",
-            "--set",
-            "events.num=20000",
-            &format!("{suite}/ddl.sql"),
-            &format!("{suite}/q5.sql"),
-        ])
-        .output()
-        .expect("weir runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (_, stderr) = run_at_80(&[
+        "run",
+        "--set",
+        "parallelism.default=1",
+        "--set",
+        "events.num=20000",
+        &format!("{suite}/ddl.sql"),
+        &format!("{suite}/q5.sql"),
+    ]);
     let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    // Every line: the summary's, and the job's started and finished lines, its statement
+    // cut with `…` (regression: 123 and 136 characters).
+    assert!(stderr.lines().all(|l| l.chars().count() <= 80), "{stderr}");
     assert!(
-        summary.iter().all(|l| l.chars().count() <= 80),
-        "{summary:#?}"
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[INFO] Job 1 started: ") && l.ends_with('…')),
+        "{stderr}"
     );
     let at = |needle: &str| {
         summary
@@ -1500,21 +1512,15 @@ fn the_run_summary_is_a_tree_that_fits_the_terminal() {
     // In parallel, a task run as several subtasks says how many: the generator is split in
     // two (its rows go to keyed operators), the window assignment (stateless) runs beside
     // each half, the keyed aggregates and the join run as two.
-    let out = weir()
-        .env("COLUMNS", "80")
-        .args([
-            "run",
-            "--set",
-            "parallelism.default=2",
-            "--set",
-            "events.num=20000",
-            &format!("{suite}/ddl.sql"),
-            &format!("{suite}/q5.sql"),
-        ])
-        .output()
-        .expect("weir runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (_, stderr) = run_at_80(&[
+        "run",
+        "--set",
+        "parallelism.default=2",
+        "--set",
+        "events.num=20000",
+        &format!("{suite}/ddl.sql"),
+        &format!("{suite}/q5.sql"),
+    ]);
     let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
     assert!(
         summary.iter().all(|l| l.chars().count() <= 80),
@@ -1563,21 +1569,15 @@ fn a_float_sum_keeps_its_source_on_one_task() {
                  GROUP BY auction, window_start, window_end;"
             ),
         );
-        let out = weir()
-            .env("COLUMNS", "100")
-            .args([
-                "run",
-                "--set",
-                "parallelism.default=2",
-                "--set",
-                "events.num=20000",
-                &format!("{suite}/ddl.sql"),
-                &f.display().to_string(),
-            ])
-            .output()
-            .expect("weir runs");
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let (_, stderr) = run_at_80(&[
+            "run",
+            "--set",
+            "parallelism.default=2",
+            "--set",
+            "events.num=20000",
+            &format!("{suite}/ddl.sql"),
+            &f.display().to_string(),
+        ]);
         stderr
             .lines()
             .find(|l| l.contains("Source: datagen"))
@@ -1625,22 +1625,13 @@ fn a_file_source_is_read_in_ranges_by_a_join() {
                 customers.display()
             ),
         );
-        let out = weir()
-            .env("COLUMNS", "100")
-            .args([
-                "run",
-                "--set",
-                &format!("parallelism.default={parallelism}"),
-                &f.display().to_string(),
-            ])
-            .output()
-            .expect("weir runs");
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(0), "{stderr}");
-        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let (stdout, stderr) = run_at_80(&[
+            "run",
+            "--set",
+            &format!("parallelism.default={parallelism}"),
+            &f.display().to_string(),
+        ]);
+        let mut rows: Vec<String> = stdout.lines().map(str::to_string).collect();
         rows.sort();
         let source = stderr
             .lines()

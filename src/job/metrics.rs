@@ -675,8 +675,26 @@ impl JobMetrics {
                 s.push_str(&line);
                 s.push('\n');
             } else {
-                // Too wide: the figures on a line of their own.
-                s.push_str(&format!("  end-to-end latency:\n    {l}\n"));
+                // Too wide: the figures on lines of their own, broken between figures.
+                s.push_str("  end-to-end latency:\n");
+                let figures = l.to_string();
+                let mut line = String::from("   ");
+                for (i, f) in figures.split(", ").enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    // One character kept for the comma a break leaves.
+                    if line.len() > 3
+                        && line.chars().count() + sep.len() + f.chars().count() + 1 > width
+                    {
+                        s.push_str(&line);
+                        s.push_str(",\n");
+                        line = format!("    {f}");
+                    } else {
+                        line.push_str(sep);
+                        line.push_str(f);
+                    }
+                }
+                s.push_str(&line);
+                s.push('\n');
             }
         }
         s
@@ -734,6 +752,29 @@ pub fn fmt_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The end-to-end latency line of the summary stays within the width: on its own
+    /// line when the label does not fit, broken between figures when they do not either
+    /// (regression: an 83-character line at 80 columns).
+    #[test]
+    fn the_latency_line_fits_the_width() {
+        let m = JobMetrics::default();
+        for ms in [262_400u64, 262_700, 262_710, 262_720, 262_730] {
+            m.record_latency(Duration::from_micros(ms), 1);
+        }
+        for width in [120, 80, 60, 40] {
+            let report = m.report(width);
+            let lines: Vec<&str> = report.lines().filter(|l| !l.is_empty()).collect();
+            assert!(
+                lines.iter().all(|l| l.chars().count() <= width),
+                "{width}: {report}"
+            );
+            let text = lines.join(" ");
+            for figure in ["p50 ", "p90 ", "p99 ", "p99.9 ", "max ", "(5 rows)"] {
+                assert!(text.contains(figure), "{width}: {report}");
+            }
+        }
+    }
 
     #[test]
     fn short_names_drop_numbered_details() {
