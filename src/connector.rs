@@ -177,13 +177,21 @@ pub fn validate(def: &TableDef) -> Result<()> {
 /// The table's options with session `SET` overrides applied: a session key that the
 /// table's connector accepts replaces the table's value (so `weir run --set
 /// 'events.num=1000'` bounds every Nexmark source of a script).
-pub fn effective_options(def: &TableDef, settings: &[(String, String)]) -> Result<Options> {
+pub fn effective_options(
+    def: &TableDef,
+    settings: &[(String, String)],
+    origins: &std::collections::BTreeMap<String, String>,
+) -> Result<Options> {
     let mut o = def.options.clone();
     let format = format_of(def, &o)?;
     let accepted = accepted_options(&def.connector, format);
     for (k, v) in settings {
         if k != "connector" && accepted.contains(&k.as_str()) {
-            o.insert(k.clone(), v.clone(), None);
+            let origin = origins
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| format!("SET '{k}' = '{v}'"));
+            o.insert_setting(k, v, &origin);
         }
     }
     Ok(o)

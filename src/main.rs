@@ -419,7 +419,7 @@ async fn run(
     for kv in &set {
         match kv.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
-                if let Err(e) = session.set(k.trim(), v.trim()) {
+                if let Err(e) = session.set_from_flag(k.trim(), v.trim()) {
                     weir::message::error(format!("--set {kv}: {}", e.render_body(None, None)));
                     return ExitCode::from(2);
                 }

@@ -188,6 +188,8 @@ pub struct Session {
     /// Names given by `CREATE FUNCTION`.
     user_functions: std::collections::BTreeSet<String>,
     settings: BTreeMap<String, String>,
+    /// Where each setting came from: `--set k=v` or `SET 'k' = 'v'`.
+    setting_origins: BTreeMap<String, String>,
     next_job: u64,
     /// How bare SELECT results print.
     pub output: OutputFormat,
@@ -255,6 +257,7 @@ impl Session {
             ddl: BTreeMap::new(),
             user_functions: std::collections::BTreeSet::new(),
             settings: BTreeMap::new(),
+            setting_origins: BTreeMap::new(),
             next_job: 1,
             output: OutputFormat::Table,
             expanded: false,
@@ -381,6 +384,17 @@ impl Session {
             _ => {}
         }
         self.settings.insert(key.to_string(), value.to_string());
+        self.setting_origins
+            .insert(key.to_string(), format!("SET '{key}' = '{value}'"));
+        Ok(())
+    }
+
+    /// Sets `key` as [`Session::set`] does, from the command line's `--set KEY=VALUE`: a
+    /// bad value a table's option takes from it is reported at the flag.
+    pub fn set_from_flag(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set(key, value)?;
+        self.setting_origins
+            .insert(key.to_string(), format!("--set {key}={value}"));
         Ok(())
     }
 
@@ -563,6 +577,7 @@ impl Session {
             let _ = self.set_zone(None);
         }
         self.settings.remove(key);
+        self.setting_origins.remove(key);
     }
 
     fn batch_size(&self) -> Result<usize> {
@@ -829,6 +844,7 @@ impl Session {
                     None => {
                         let _ = self.set_zone(None);
                         self.settings.clear();
+                        self.setting_origins.clear();
                     }
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
@@ -1662,6 +1678,7 @@ impl Session {
         let planner = || Planner {
             state: &state,
             settings: &settings,
+            setting_origins: &self.setting_origins,
             batch_size,
             sliced: Default::default(),
             rank_limits: Default::default(),
@@ -1719,7 +1736,8 @@ impl Session {
                 let plan =
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
                 let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
-                let options = crate::connector::effective_options(&def, &settings)?;
+                let options =
+                    crate::connector::effective_options(&def, &settings, &self.setting_origins)?;
                 let part = format!("q-{}", query_id(&stmt.text));
                 let sink = crate::connector::build_sink(&def, &options, &part)?;
                 if nodes.iter().any(|n| n.updates()) && !sink.accepts_changes() {

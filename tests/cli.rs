@@ -1336,6 +1336,29 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--set table.exec.state.ttl=ten"), "{err}");
+    // A connector's option given by the flag, which a table reads only when a query runs:
+    // its bad value is reported at the flag, not at the INSERT (regression); one given by
+    // SET, at that SET.
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
+    let (ddl, q0) = (format!("{suite}/ddl.sql"), format!("{suite}/q0.sql"));
+    let (code, _, err) = run(&["run", "--set", "events.num=abc", &ddl, &q0]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "[ERROR] --set events.num=abc: option 'events.num' = 'abc' is not a valid u64"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("INSERT"), "{err}");
+    let (_d2, set) = script("set.sql", "SET 'events.num' = 'x';\n");
+    let (code, _, err) = run(&["run", &ddl, &set.display().to_string(), &q0]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "[ERROR] SET 'events.num' = 'x': option 'events.num' = 'x' is not a valid u64"
+        ),
+        "{err}"
+    );
 }
 
 /// CSV ARRAY columns, as Flink's CSV format: elements joined by

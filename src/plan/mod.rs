@@ -156,6 +156,8 @@ impl PlanNode {
 pub struct Planner<'a> {
     pub state: &'a SessionState,
     pub settings: &'a [(String, String)],
+    /// Where each setting came from (`--set k=v`, `SET 'k' = 'v'`), for errors.
+    pub setting_origins: &'a std::collections::BTreeMap<String, String>,
     pub batch_size: usize,
     /// Window tables (by id) read in slice mode, because a window aggregate is above them.
     pub sliced: std::sync::Mutex<Vec<String>>,
@@ -579,7 +581,8 @@ impl Planner<'_> {
                 pos,
             ));
         }
-        let options = crate::connector::effective_options(target, self.settings)?;
+        let options =
+            crate::connector::effective_options(target, self.settings, self.setting_origins)?;
         let sink = crate::connector::build_sink(target, &options, &format!("late-{}", self.part))?;
         Ok(Some(Box::new(crate::sink::conform::ConformSink::new(
             sink,
@@ -1402,7 +1405,8 @@ impl Planner<'_> {
     }
 
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
-        let mut options = crate::connector::effective_options(&table, self.settings)?;
+        let mut options =
+            crate::connector::effective_options(&table, self.settings, self.setting_origins)?;
         if options.get("scan.watermark.idle-timeout").is_none()
             && let Some((v, _)) = self.idle_setting(&table)
         {
@@ -1522,7 +1526,8 @@ impl Planner<'_> {
             }
             Err(_) => return Err(WeirError::internal("dead-letter tables poisoned")),
         }
-        let target_options = crate::connector::effective_options(target, self.settings)?;
+        let target_options =
+            crate::connector::effective_options(target, self.settings, self.setting_origins)?;
         // The name its files carry is given when the job opens it (see
         // `WithDeadLetters`).
         let sink = crate::connector::build_sink(target, &target_options, &self.part)?;

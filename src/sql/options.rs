@@ -11,6 +11,9 @@ use crate::error::{Pos, Result, WeirError, did_you_mean};
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     values: BTreeMap<String, (String, Option<Pos>)>,
+    /// Where an option set by the session rather than the table came from (`--set k=v`,
+    /// `SET 'k' = 'v'`): a bad value is reported there, not at the statement.
+    origins: BTreeMap<String, String>,
 }
 
 /// Whether option `key` holds a secret, whose value Weir never shows (in errors, `\d`,
@@ -80,6 +83,23 @@ impl Options {
         self.values.insert(key.into(), (value.into(), pos));
     }
 
+    /// Sets `key` from the session (`origin`: the `--set` flag or `SET` statement that
+    /// gave it), overriding the table's value.
+    pub fn insert_setting(&mut self, key: &str, value: &str, origin: &str) {
+        self.values
+            .insert(key.to_string(), (value.to_string(), None));
+        self.origins.insert(key.to_string(), origin.to_string());
+    }
+
+    /// An error about `key`'s value: at the option in the table's `WITH`, or, for a value
+    /// the session set, naming the flag or statement that set it.
+    fn bad(&self, key: &str, message: String) -> WeirError {
+        match self.origins.get(key) {
+            Some(origin) => WeirError::user(format!("{origin}: {message}")),
+            None => WeirError::sql(message, self.pos(key)),
+        }
+    }
+
     /// Forgets `key`; true when it was set.
     pub fn remove(&mut self, key: &str) -> bool {
         self.values.remove(key).is_some()
@@ -120,7 +140,8 @@ impl Options {
 
     fn parse_value<T: FromStr>(&self, key: &str, v: &str) -> Result<T> {
         v.trim().parse::<T>().map_err(|_| {
-            WeirError::sql(
+            self.bad(
+                key,
                 format!(
                     "option '{key}' = '{v}' is not a valid {}",
                     std::any::type_name::<T>()
@@ -128,7 +149,6 @@ impl Options {
                         .next()
                         .unwrap_or("value")
                 ),
-                self.pos(key),
             )
         })
     }
@@ -139,9 +159,9 @@ impl Options {
             None => Ok(default),
             Some(v) if v == "true" => Ok(true),
             Some(v) if v == "false" => Ok(false),
-            Some(v) => Err(WeirError::sql(
+            Some(v) => Err(self.bad(
+                key,
                 format!("option '{key}' = '{v}' must be 'true' or 'false'"),
-                self.pos(key),
             )),
         }
     }
@@ -149,10 +169,7 @@ impl Options {
     /// A duration option in Flink's syntax.
     pub fn duration_opt(&self, key: &str) -> Result<Option<Duration>> {
         self.get(key)
-            .map(|v| {
-                parse_duration(v)
-                    .map_err(|m| WeirError::sql(format!("option '{key}': {m}"), self.pos(key)))
-            })
+            .map(|v| parse_duration(v).map_err(|m| self.bad(key, format!("option '{key}': {m}"))))
             .transpose()
     }
 
@@ -162,9 +179,9 @@ impl Options {
             None => Ok(default),
             Some("\\t") => Ok(b'\t'),
             Some(v) if v.len() == 1 => Ok(v.as_bytes()[0]),
-            Some(v) => Err(WeirError::sql(
+            Some(v) => Err(self.bad(
+                key,
                 format!("option '{key}' = '{v}' must be a single character"),
-                self.pos(key),
             )),
         }
     }
