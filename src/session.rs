@@ -1210,7 +1210,26 @@ impl Session {
             } else {
                 ast::Expr::CompoundIdentifier(l.column.iter().map(ast::Ident::new).collect())
             };
-            if let Err(e) = self.probe_expr(query, select, column).await {
+            let probed = self.probe_expr(query, select, column).await;
+            // A time attribute is a timestamp: a column of another type (a key, say) is
+            // refused, as Flink refuses a non-time attribute there.
+            if let Ok(plan) = &probed
+                && let Some(f) = plan.schema().fields().first()
+                && !matches!(f.data_type(), DataType::Timestamp(..))
+            {
+                return Err(WeirError::sql(
+                    format!(
+                        "FOR SYSTEM_TIME AS OF {}: a column of type {}, not a time attribute",
+                        l.column.join("."),
+                        crate::sql::types::flink_type_name(f.data_type())
+                    ),
+                    Some(l.column_pos),
+                )
+                .with_hint(
+                    "name the stream's processing-time attribute, as in FOR SYSTEM_TIME AS OF o.proc_time",
+                ));
+            }
+            if let Err(e) = probed {
                 let text = e.to_string();
                 if text.contains("No field named") || text.contains("not found") {
                     return Err(WeirError::sql(
