@@ -1285,6 +1285,46 @@ fn every_help_screen_describes_its_command_with_examples() {
     assert!(!bench.contains("batch over archives"), "{bench}");
 }
 
+/// Every help screen, whole, as a snapshot (`tests/snapshots/`): a change to one shows in
+/// review (`cargo insta review`).
+#[test]
+fn help_screens_snapshot() {
+    for (name, args) in [
+        ("help", vec!["--help"]),
+        ("help_run", vec!["run", "--help"]),
+        ("help_query", vec!["query", "--help"]),
+        ("help_bench", vec!["bench", "--help"]),
+        ("help_bench_nexmark", vec!["bench", "nexmark", "--help"]),
+    ] {
+        let (code, out, err) = run(&args);
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(name, out);
+    }
+}
+
+/// The end-of-run summary of Nexmark q5 at parallelism 1 (a join tree, its counts
+/// deterministic), as a snapshot, without the latency figures, which vary by run.
+#[test]
+fn the_q5_summary_snapshot() {
+    let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/queries/nexmark");
+    let (_, stderr) = run_at_80(&[
+        "run",
+        "--set",
+        "parallelism.default=1",
+        "--set",
+        "events.num=20000",
+        &format!("{suite}/ddl.sql"),
+        &format!("{suite}/q5.sql"),
+    ]);
+    let summary: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.contains(" finished after "))
+        .skip(1)
+        .take_while(|l| !l.contains("end-to-end latency"))
+        .collect();
+    insta::assert_snapshot!("summary_q5", summary.join("\n"));
+}
+
 /// An empty result still shows its columns: a table's header box, a CSV header line, `[]`.
 #[test]
 fn an_empty_query_result_keeps_its_columns() {
