@@ -387,6 +387,27 @@ impl Shell {
         let _ = o.flush();
     }
 
+    /// A status table (`\\jobs`, `\\metrics`) as results are drawn: cells cut to
+    /// `table.display.max-column-width`, or one field per line under `\\x`.
+    fn out_status(&self, b: RecordBatch) {
+        if self.format != OutputFormat::Table {
+            return self.out(&[b]);
+        }
+        let text = self
+            .session
+            .display()
+            .and_then(|d| crate::format::encode::display_table(&[b], &d));
+        match text {
+            Ok(t) => {
+                if self.interactive && page(t.as_bytes()) {
+                    return;
+                }
+                print!("{t}");
+            }
+            Err(e) => crate::message::say(e.render(None, None)),
+        }
+    }
+
     /// Runs one entry: a meta command, or SQL text of one or more statements. Returns
     /// false when the shell should end.
     pub async fn handle(&mut self, input: &str) -> bool {
@@ -657,7 +678,7 @@ impl Shell {
             );
             println!("job {} ({:.1} s): {}", j.id, secs, one_line(&j.name));
             match b {
-                Ok(b) => self.out(&[b]),
+                Ok(b) => self.out_status(b),
                 Err(e) => crate::message::error(e),
             }
             let l = j.metrics.latency();
@@ -754,7 +775,12 @@ impl Shell {
             // A job that no longer runs has no lag (it would grow with the clock).
             lag.push(if j.job.is_some() { ls } else { "-".into() });
             names.push(one_line(&j.name));
-            rate.push(j.metrics.rates_read_written().1.round() as u64);
+            // Nor a rate: it writes nothing any more (the 10 s average would fade slowly).
+            rate.push(if j.job.is_some() {
+                j.metrics.rates_read_written().1.round() as u64
+            } else {
+                0
+            });
             let l = j.metrics.latency();
             p99.push(if l.count > 0 {
                 crate::job::metrics::fmt_us(l.p99)
@@ -791,7 +817,7 @@ impl Shell {
             ],
         );
         match b {
-            Ok(b) if b.num_rows() > 0 => self.out(&[b]),
+            Ok(b) if b.num_rows() > 0 => self.out_status(b),
             Ok(_) => println!("no jobs"),
             Err(e) => crate::message::error(e),
         }

@@ -304,6 +304,32 @@ fn timing_prints_one_time_per_statement() {
     );
 }
 
+/// `\jobs` draws its table as results are drawn: the statement cut to the column width
+/// (`...`), and one field per line under `\x` (regression: the whole statement, the table
+/// 200 columns wide).
+#[test]
+fn jobs_are_listed_within_the_column_width() {
+    let (code, stdout, stderr) = pipe(
+        "CREATE TABLE t (v BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3');\n\
+         CREATE TABLE o (v BIGINT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO o SELECT v FROM t WHERE v IS NOT NULL OR v IS NULL;\n\
+         \\jobs\n\\x on\n\\jobs\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("| INSERT INTO o SELECT v FROM... |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("query           | INSERT INTO o SELECT v FROM..."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("-[ RECORD 1 ]-"), "{stdout}");
+    // A job that has ended writes nothing: its rate is 0 (regression: it faded slowly).
+    assert!(stdout.contains("rows/s out      | 0\n"), "{stdout}");
+}
+
 #[test]
 fn a_file_with_an_error_reports_it_and_fails() {
     let tmp = tempfile::tempdir().expect("tmp");

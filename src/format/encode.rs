@@ -288,6 +288,52 @@ pub fn expanded_rows(names: &[String], rows: &[Vec<String>], first: usize) -> St
     out
 }
 
+/// `batches` drawn as `display` draws a result: a boxed table of their cells (as
+/// [`format_options`] writes them), each cut to the width limit, or psql's expanded rows.
+pub fn display_table(batches: &[RecordBatch], display: &Display) -> Result<String> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let Some(first) = batches.first() else {
+        return Ok(String::new());
+    };
+    let names: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let opts = format_options();
+    let mut rows: Vec<Vec<String>> = vec![];
+    for b in batches {
+        rows.extend(
+            cell_texts(b, &opts)?
+                .into_iter()
+                .map(|r| r.into_iter().map(|c| display.cut(c)).collect()),
+        );
+    }
+    if display.expanded {
+        return Ok(expanded_rows(&names, &rows, 1));
+    }
+    let schema = std::sync::Arc::new(Schema::new(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
+    ));
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| {
+            std::sync::Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
+        .collect();
+    let table = RecordBatch::try_new(schema, columns)?;
+    Ok(format!(
+        "{}\n",
+        datafusion::arrow::util::pretty::pretty_format_batches(&[table])?
+    ))
+}
+
 /// The first `n` rows of `batches` (all of them when there are fewer).
 pub fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
     let mut left = n;
