@@ -75,7 +75,6 @@ impl Format {
 }
 
 /// Decodes lines of one format into batches of a fixed schema.
-#[derive(Clone)]
 pub struct Decoder {
     format: Format,
     schema: SchemaRef,

@@ -1,6 +1,6 @@
 //! The `filesystem` source: JSON-lines or CSV files, one file or every file of a directory
-//! (sorted by name, hidden files skipped), read once — a bounded input. At parallelism `n`
-//! each file is read as `n` byte ranges, one per subtask (see [`FileSource`]).
+//! (sorted by name, hidden files skipped), read once — a bounded input. Its position is
+//! kept as the byte ranges read of each file (see [`FileSource`]).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -249,6 +249,10 @@ fn gaps(spans: &[(u64, u64)], lo: u64, hi: u64) -> Spans {
 /// of `n` equal byte ranges (the last range runs to the end of the file, whatever it has
 /// grown to), so the `n` subtasks read every line exactly once between them. A range that
 /// starts inside a line skips it: the line belongs to the range its first byte is in.
+/// A job reads it as one subtask (`(0, 1)`): it does not offer [`Source::split`] yet, as
+/// subtasks that each list and measure the files cut a file growing meanwhile differently
+/// (rows lost), and restored at the same parallelism recompute their ranges from the new
+/// sizes (rows repeated).
 ///
 /// Its position is the set of byte ranges read, by file (a file read to its end is read
 /// to `u64::MAX`); a checkpoint holds those within the subtask's own ranges and names every
@@ -392,26 +396,6 @@ impl Source for FileSource {
 
     fn checkpointable(&self) -> bool {
         true
-    }
-
-    /// Subtask `k` reads the lines starting in the `k`-th of `n` byte ranges of every file.
-    fn split(&self, n: usize) -> Option<Vec<Box<dyn Source>>> {
-        let n = n.max(1) as u64;
-        let parts = (0..n)
-            .map(|k| {
-                Box::new(FileSource {
-                    path: self.path.clone(),
-                    decoder: self.decoder.clone(),
-                    batch_size: self.batch_size,
-                    subtask: (k, n),
-                    done: self.done.clone(),
-                    ranges: vec![],
-                    legacy: self.legacy.clone(),
-                    known: self.known.clone(),
-                }) as Box<dyn Source>
-            })
-            .collect();
-        Some(parts)
     }
 
     /// Rows of `file` (Utf8), `start` and `end` (UInt64): the byte ranges of this
@@ -643,12 +627,12 @@ mod tests {
     #[test]
     fn subtasks_read_every_line_once_between_them() {
         let (dir, all) = files();
-        for n in [1, 2, 3, 7] {
-            let parts = source(dir.path(), 100).split(n).expect("splits");
-            assert_eq!(parts.len(), n);
+        for n in [1u64, 2, 3, 7] {
             let (mut ids, mut state) = (vec![], vec![]);
-            for p in parts {
-                let (got, p) = run(p, None);
+            for k in 0..n {
+                let mut p = source(dir.path(), 100);
+                p.subtask = (k, n);
+                let (got, p) = run(Box::new(p), None);
                 ids.extend(got);
                 state.extend(p.snapshot().expect("snapshot"));
             }
@@ -672,11 +656,12 @@ mod tests {
             .chain((1..=500).map(|i| format!("{i},v{i}\n")))
             .collect();
         std::fs::write(dir.path().join("h.csv"), text).expect("write");
-        let mut s = source(dir.path(), 64);
-        s.decoder.header = true;
         let mut ids = vec![];
-        for p in s.split(3).expect("splits") {
-            ids.extend(run(p, None).0);
+        for k in 0..3 {
+            let mut s = source(dir.path(), 64);
+            s.decoder.header = true;
+            s.subtask = (k, 3);
+            ids.extend(run(Box::new(s), None).0);
         }
         assert_eq!(sorted(ids), (1..=500).collect::<Vec<_>>());
     }
