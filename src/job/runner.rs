@@ -124,6 +124,7 @@ impl Job {
             split_reads: split_reads(plan, plans.len()),
             shared: Default::default(),
             feeds_keyed: false,
+            ordered_above: false,
         };
         let (rx, tree) = spawner.node(plans, Want::Single);
         let rx = spawner.merge(rx)?;
@@ -437,6 +438,10 @@ struct Spawner<'a> {
     /// [`crate::source::Source::split`]). Elsewhere a source reads on one task, so that the
     /// order of its rows reaches an operator that needs all rows (a LIMIT, the sink) as read.
     feeds_keyed: bool,
+    /// True while walking below an operator that depends on the order of its rows per key
+    /// (see [`orders_below`]), through joins and stateless runs up to it: a join there
+    /// passes its inputs' order on, so its sources stay on one task each.
+    ordered_above: bool,
     /// Per table read through a shared source: whether every read of it may be split (see
     /// [`split_reads`]).
     split_reads: std::collections::HashMap<String, bool>,
@@ -484,6 +489,31 @@ fn feeds_keyed<'a>(
     }
 }
 
+/// Whether the rows below a run of operators `ops` (bottom first) reach an operator that
+/// depends on their order per key: the first operator that is not stateless is not
+/// [`Operator::order_insensitive`] (a Top-N, `FIRST_VALUE`, `LISTAGG`, a LIMIT); `above` when
+/// all are stateless. An order-insensitive aggregate gives the same rows per key whatever
+/// its input's order, so below it this is false again — but a join passes its inputs' order
+/// on to its output (the pairs of one key come out in the order their rows came in), so it
+/// keeps `above` (see [`split_reads`] and [`Spawner`]).
+fn orders_below<'a>(mut ops: impl Iterator<Item = &'a dyn Operator>, above: bool) -> bool {
+    use crate::operator::Distribution;
+    match ops.find(|o| !matches!(o.distribution(), Distribution::Forward)) {
+        Some(o) => !o.order_insensitive(),
+        None => above,
+    }
+}
+
+/// Whether a join may take its inputs from split sources: keyed at parallelism above 1,
+/// order-insensitive, and with no operator above it that depends on the order of its
+/// output (`ordered_above`, see [`orders_below`]).
+fn join_feeds_keyed(join: &dyn Operator, parallelism: usize, ordered_above: bool) -> bool {
+    parallelism > 1
+        && matches!(Want::of(&join.distribution(), 0), Want::Hash(_))
+        && join.order_insensitive()
+        && !ordered_above
+}
+
 /// Per table whose reads may share one source: whether every read of it goes to a keyed,
 /// order-insensitive operator (see [`feeds_keyed`]), as [`Spawner`] walks the plan — only
 /// then is the shared source split, so no read gets the stream out of order.
@@ -491,6 +521,7 @@ fn split_reads(plan: &PlanNode, parallelism: usize) -> std::collections::HashMap
     fn walk(
         n: &PlanNode,
         keyed: bool,
+        ordered_above: bool,
         parallelism: usize,
         out: &mut std::collections::HashMap<String, bool>,
     ) {
@@ -510,25 +541,24 @@ fn split_reads(plan: &PlanNode, parallelism: usize) -> std::collections::HashMap
                     below = input;
                 }
                 ops.reverse();
+                let ordered = orders_below(ops.iter().copied(), ordered_above);
                 let keyed = feeds_keyed(ops.into_iter(), parallelism, keyed);
-                walk(below, keyed, parallelism, out);
+                walk(below, keyed, ordered, parallelism, out);
             }
             PlanNode::Join {
                 join, left, right, ..
             } => {
-                let keyed = parallelism > 1
-                    && matches!(Want::of(&join.distribution(), 0), Want::Hash(_))
-                    && join.order_insensitive();
-                walk(left, keyed, parallelism, out);
-                walk(right, keyed, parallelism, out);
+                let keyed = join_feeds_keyed(join.as_ref(), parallelism, ordered_above);
+                walk(left, keyed, ordered_above, parallelism, out);
+                walk(right, keyed, ordered_above, parallelism, out);
             }
-            PlanNode::Union { inputs, .. } => {
-                inputs.iter().for_each(|i| walk(i, false, parallelism, out))
-            }
+            PlanNode::Union { inputs, .. } => inputs
+                .iter()
+                .for_each(|i| walk(i, false, ordered_above, parallelism, out)),
         }
     }
     let mut out = Default::default();
-    walk(plan, false, parallelism, &mut out);
+    walk(plan, false, false, parallelism, &mut out);
     out
 }
 
@@ -989,8 +1019,10 @@ impl Spawner<'_> {
                     lefts.push(l);
                     rights.push(r);
                 }
-                let outer =
-                    std::mem::replace(&mut self.feeds_keyed, keyed && joins[0].order_insensitive());
+                let outer = std::mem::replace(
+                    &mut self.feeds_keyed,
+                    join_feeds_keyed(joins[0].as_ref(), self.parallelism, self.ordered_above),
+                );
                 let (ls, lt) = self.node(lefts, Want::of(&dist, 0));
                 let (rs, rt) = self.node(rights, Want::of(&dist, 1));
                 self.feeds_keyed = outer;
@@ -1123,9 +1155,15 @@ impl Spawner<'_> {
             self.parallelism,
             matches!(want, Want::Hash(_)) && self.feeds_keyed,
         );
+        let ordered = orders_below(
+            ops0.iter().flatten().map(|o| o.as_ref()),
+            self.ordered_above,
+        );
         let outer = std::mem::replace(&mut self.feeds_keyed, keyed);
+        let outer_ordered = std::mem::replace(&mut self.ordered_above, ordered);
         let (mut readers, mut tree) = self.node(belows, Want::of(&dists[0], 0));
         self.feeds_keyed = outer;
+        self.ordered_above = outer_ordered;
         let mut at = 0;
         while at < count {
             let p = readers.len();
