@@ -129,13 +129,54 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A file source's position as checkpoint state: one row of `file` (the file being read,
-/// "" when every file was) and the named counters (bytes, lines, rows) read of it.
-pub(crate) fn position_state(file: &str, numbers: &[(&str, u64)]) -> Result<Vec<RecordBatch>> {
-    use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+/// A listed file's name as checkpoint state: the bytes of its path, whole. A name that is
+/// not UTF-8 stays itself (its `display()` text would replace the bad bytes, so two such
+/// names could share one position).
+pub(crate) fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_encoded_bytes()
+}
+
+/// The path whose [`path_bytes`] are `bytes` (on a system other than Unix, a name that is
+/// not UTF-8 is read with its bad bytes replaced).
+pub(crate) fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// The `file` column of a position: Binary ([`path_bytes`]), or Utf8 as earlier versions
+/// wrote it. None when it is neither.
+pub(crate) fn file_column(b: &RecordBatch) -> Option<Vec<PathBuf>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let c = b.column_by_name("file")?;
+    if let Some(c) = c.as_binary_opt::<i32>() {
+        return Some(
+            c.iter()
+                .map(|v| path_from_bytes(v.unwrap_or_default()))
+                .collect(),
+        );
+    }
+    let c = c.as_string_opt::<i32>()?;
+    Some((0..c.len()).map(|i| PathBuf::from(c.value(i))).collect())
+}
+
+/// A file source's position as checkpoint state: one row of `file` (Binary, the
+/// [`path_bytes`] of the file being read; empty when every file was) and the named
+/// counters (bytes, lines, rows) read of it.
+pub(crate) fn position_state(file: &Path, numbers: &[(&str, u64)]) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{ArrayRef, BinaryArray, UInt64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let mut fields = vec![Field::new("file", DataType::Utf8, false)];
-    let mut columns: Vec<ArrayRef> = vec![std::sync::Arc::new(StringArray::from(vec![file]))];
+    let mut fields = vec![Field::new("file", DataType::Binary, false)];
+    let mut columns: Vec<ArrayRef> =
+        vec![std::sync::Arc::new(BinaryArray::from(vec![path_bytes(
+            file,
+        )]))];
     for (name, v) in numbers {
         fields.push(Field::new(*name, DataType::UInt64, false));
         columns.push(std::sync::Arc::new(UInt64Array::from(vec![*v])));
@@ -152,7 +193,7 @@ pub(crate) fn position_from(
     state: &[RecordBatch],
     path: &Path,
     numbers: &[&str],
-) -> Result<(String, Vec<u64>)> {
+) -> Result<(PathBuf, Vec<u64>)> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::UInt64Type;
     let bad = || {
@@ -172,33 +213,28 @@ pub(crate) fn position_from(
                 .ok_or_else(bad)
         })
         .collect::<Result<Vec<_>>>()?;
-    let file = b
-        .column_by_name("file")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .filter(|c| c.len() == 1)
-        .ok_or_else(bad)?
-        .value(0)
-        .to_string();
+    let file = file_column(b)
+        .filter(|f| f.len() == 1)
+        .and_then(|f| f.into_iter().next())
+        .ok_or_else(bad)?;
     Ok((file, values))
 }
 
 /// The index in `files` of the file a checkpoint was reading, found by name (files added
-/// since do not shift it); `files.len()` for "" (every file was read). Errors: the file is
-/// gone from the source at `path`.
-pub(crate) fn resume_index(files: &[PathBuf], name: &str, path: &Path) -> Result<usize> {
-    if name.is_empty() {
+/// since do not shift it); `files.len()` for an empty name (every file was read). Errors:
+/// the file is gone from the source at `path`.
+pub(crate) fn resume_index(files: &[PathBuf], name: &Path, path: &Path) -> Result<usize> {
+    if name.as_os_str().is_empty() {
         return Ok(files.len());
     }
-    files
-        .iter()
-        .position(|f| f.display().to_string() == name)
-        .ok_or_else(|| {
-            WeirError::user(format!(
-                "the checkpoint was reading '{name}', which is no longer in '{}'",
-                path.display()
-            ))
-            .with_hint("restore the file, or start over with --from-scratch")
-        })
+    files.iter().position(|f| f == name).ok_or_else(|| {
+        WeirError::user(format!(
+            "the checkpoint was reading '{}', which is no longer in '{}'",
+            name.display(),
+            path.display()
+        ))
+        .with_hint("restore the file, or start over with --from-scratch")
+    })
 }
 
 /// Byte ranges `[start, end)` of one file whose lines (those that start in them) have been
@@ -266,14 +302,14 @@ pub struct FileSource {
     /// This source as subtask `.0` of `.1`.
     subtask: (u64, u64),
     /// What has been read, by file: restored, then grown as batches are emitted.
-    done: BTreeMap<String, Spans>,
+    done: BTreeMap<PathBuf, Spans>,
     /// This subtask's range of each file listed when it started, in name order.
-    ranges: Vec<(String, u64, u64)>,
+    ranges: Vec<(PathBuf, u64, u64)>,
     /// A restored position of an unsplit source of an earlier version (the file being
-    /// read, "" when every file was, and its bytes read): earlier files were read whole.
-    legacy: Option<(String, u64)>,
+    /// read, empty when every file was, and its bytes read): earlier files were read whole.
+    legacy: Option<(PathBuf, u64)>,
     /// After a restore, the files the job listed when it started: only they are read.
-    known: Option<std::collections::BTreeSet<String>>,
+    known: Option<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl FileSource {
@@ -339,7 +375,7 @@ impl FileSource {
                 line_no += memchr::memchr_iter(b'\n', &chunk[..n]).count();
             }
         }
-        let key = origin.clone();
+        let key = file.to_path_buf();
         let mut lines = Vec::with_capacity(self.batch_size);
         let mut first_line = line_no + 1;
         loop {
@@ -398,17 +434,17 @@ impl Source for FileSource {
         true
     }
 
-    /// Rows of `file` (Utf8), `start` and `end` (UInt64): the byte ranges of this
+    /// Rows of `file` (Binary, see [`path_bytes`]), `start` and `end` (UInt64): the byte ranges of this
     /// subtask's own ranges whose lines have been read (a line counts where it starts), and
     /// an empty range `[0, 0)` for each file listed with none read.
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        use datafusion::arrow::array::{StringArray, UInt64Array};
+        use datafusion::arrow::array::{BinaryArray, UInt64Array};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         let (mut files, mut starts, mut ends) = (vec![], vec![], vec![]);
         for (file, lo, hi) in &self.ranges {
             let spans = self.done.get(file).map_or(&[][..], |s| s.as_slice());
             if !spans.iter().any(|&(a, b)| a.max(*lo) < b.min(*hi)) {
-                files.push(file.as_str());
+                files.push(path_bytes(file));
                 starts.push(0);
                 ends.push(0);
                 continue;
@@ -416,21 +452,21 @@ impl Source for FileSource {
             for &(a, b) in spans {
                 let (a, b) = (a.max(*lo), b.min(*hi));
                 if a < b {
-                    files.push(file.as_str());
+                    files.push(path_bytes(file));
                     starts.push(a);
                     ends.push(b);
                 }
             }
         }
         let schema = std::sync::Arc::new(Schema::new(vec![
-            Field::new("file", DataType::Utf8, false),
+            Field::new("file", DataType::Binary, false),
             Field::new("start", DataType::UInt64, false),
             Field::new("end", DataType::UInt64, false),
         ]));
         Ok(vec![RecordBatch::try_new(
             schema,
             vec![
-                std::sync::Arc::new(StringArray::from(files)),
+                std::sync::Arc::new(BinaryArray::from(files)),
                 std::sync::Arc::new(UInt64Array::from(starts)),
                 std::sync::Arc::new(UInt64Array::from(ends)),
             ],
@@ -455,10 +491,7 @@ impl Source for FileSource {
                 self.legacy = Some((file, n[0]));
                 continue;
             }
-            let files = b
-                .column_by_name("file")
-                .and_then(|c| c.as_string_opt::<i32>())
-                .ok_or_else(bad)?;
+            let files = file_column(b).ok_or_else(bad)?;
             let number = |name: &str| {
                 b.column_by_name(name)
                     .and_then(|c| c.as_primitive_opt::<UInt64Type>())
@@ -466,9 +499,9 @@ impl Source for FileSource {
             };
             let (starts, ends) = (number("start")?, number("end")?);
             let known = self.known.get_or_insert_default();
-            for r in 0..b.num_rows() {
-                known.insert(files.value(r).to_string());
-                let spans = self.done.entry(files.value(r).to_string()).or_default();
+            for (r, file) in files.into_iter().enumerate() {
+                known.insert(file.clone());
+                let spans = self.done.entry(file).or_default();
                 add_span(spans, starts.value(r), ends.value(r));
             }
         }
@@ -481,15 +514,16 @@ impl Source for FileSource {
             // A file the checkpoint still had to read must be there.
             for name in known {
                 let read = self.done.get(name).is_some_and(|s| s == &[(0, u64::MAX)]);
-                if !read && !files.iter().any(|f| f.display().to_string() == *name) {
+                if !read && !files.contains(name) {
                     return Err(WeirError::user(format!(
-                        "the checkpoint was to read '{name}', which is no longer in '{}'",
+                        "the checkpoint was to read '{}', which is no longer in '{}'",
+                        name.display(),
                         self.path.display()
                     ))
                     .with_hint("restore the file, or start over with --from-scratch"));
                 }
             }
-            files.retain(|f| known.contains(&f.display().to_string()));
+            files.retain(|f| known.contains(f));
         }
         let size = |f: &Path| {
             std::fs::metadata(f)
@@ -502,17 +536,13 @@ impl Source for FileSource {
             let at = resume_index(&files, &name, &self.path)?;
             for (i, f) in files.iter().enumerate().take((at + 1).min(files.len())) {
                 let end = if i == at { bytes } else { size(f)? };
-                add_span(
-                    self.done.entry(f.display().to_string()).or_default(),
-                    0,
-                    end,
-                );
+                add_span(self.done.entry(f.clone()).or_default(), 0, end);
             }
         }
         let mut pieces = vec![];
         self.ranges.clear();
         for f in &files {
-            let name = f.display().to_string();
+            let name = f.clone();
             let (lo, hi) = self.range_of(size(f)?);
             let spans = self.done.get(&name).map_or(&[][..], |s| s.as_slice());
             for (a, b) in gaps(spans, lo, hi) {
@@ -695,6 +725,33 @@ mod tests {
         assert_eq!(sorted(sent), all);
     }
 
+    /// Two files whose names are not UTF-8 and differ only in the bad byte keep positions of
+    /// their own: stopped in the first and resumed, every line is read once. Regression:
+    /// both were keyed by their `display()` text (`a\u{FFFD}.csv`), so the second was taken
+    /// for the first and its rows were lost.
+    #[cfg(unix)]
+    #[test]
+    fn names_that_are_not_utf8_keep_their_own_positions() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut all = vec![];
+        for (name, ids) in [(&b"a\xfe.csv"[..], 1..=400), (&b"a\xff.csv"[..], 401..=800)] {
+            let text: String = ids
+                .inspect(|i| all.push(*i))
+                .map(|i| format!("{i},x\n"))
+                .collect();
+            let f = dir.path().join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(f, text).expect("write");
+        }
+        let (mut sent, s) = run(Box::new(source(dir.path(), 100)), Some(2));
+        assert!(sent.len() < 400, "{}", sent.len());
+        let state = s.snapshot().expect("snapshot");
+        let mut s = source(dir.path(), 100);
+        s.restore(state).expect("restore");
+        sent.extend(run(Box::new(s), None).0);
+        assert_eq!(sorted(sent), all);
+    }
+
     #[test]
     fn a_position_of_the_unsplit_source_of_an_earlier_version_is_taken() {
         let (dir, all) = files();
@@ -705,8 +762,26 @@ mod tests {
             .take(5)
             .map(|l| l.len())
             .sum();
+        // As earlier versions wrote it: the file's name as text.
         let name = dir.path().join("b.csv").display().to_string();
-        let state = position_state(&name, &[("bytes", five as u64), ("lines", 5)]).expect("state");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("file", DataType::Utf8, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("lines", DataType::UInt64, false),
+        ]));
+        let state = vec![
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(datafusion::arrow::array::StringArray::from(vec![name])),
+                    Arc::new(datafusion::arrow::array::UInt64Array::from(vec![
+                        five as u64,
+                    ])),
+                    Arc::new(datafusion::arrow::array::UInt64Array::from(vec![5u64])),
+                ],
+            )
+            .expect("state"),
+        ];
         let mut s = source(dir.path(), 100);
         s.restore(state).expect("restore");
         let (ids, _) = run(Box::new(s), None);

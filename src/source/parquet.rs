@@ -30,10 +30,10 @@ pub struct ParquetSource {
     batch_size: usize,
     /// The file being read ("" when every file was) and the rows of it emitted: the
     /// position a checkpoint saves.
-    current: String,
+    current: PathBuf,
     rows: u64,
     /// A restored position, found by file name when the source starts.
-    resume: Option<(String, u64)>,
+    resume: Option<(PathBuf, u64)>,
 }
 
 impl ParquetSource {
@@ -50,7 +50,7 @@ impl ParquetSource {
             partitioned_by,
             time_col,
             batch_size,
-            current: String::new(),
+            current: PathBuf::new(),
             rows: 0,
             resume: None,
         }
@@ -266,7 +266,7 @@ impl Source for ParquetSource {
         true
     }
 
-    /// One row: `file` (the file being read, "" when every file was) and `rows` of it
+    /// One row: `file` (the file being read, empty when every file was) and `rows` of it
     /// emitted, in the file's event-time order.
     fn snapshot(&self) -> Result<Vec<RecordBatch>> {
         position_state(&self.current, &[("rows", self.rows)])
@@ -290,7 +290,7 @@ impl Source for ParquetSource {
             self.rows = rows;
         }
         for (i, file) in files.iter().enumerate().skip(first) {
-            self.current = file.display().to_string();
+            self.current = file.clone();
             ctx.hold_watermark(i + 1 < n);
             let (total, mut rows) = self.open(file)?;
             if self.rows > total {
@@ -334,7 +334,7 @@ impl Source for ParquetSource {
             }
             self.rows = 0;
         }
-        self.current = String::new();
+        self.current = PathBuf::new();
         ctx.finish(self, true)?;
         Ok(())
     }
