@@ -432,6 +432,21 @@ impl Session {
 
     /// The views whose query reads table or view `name` (directly, or through a view it
     /// reads: a view's plan holds the views it reads), in name order.
+    /// Puts `def` in place of table `name`'s definition in the provider DataFusion holds,
+    /// so the views that read it see it too (see [`StreamTable::replace`]); a table of
+    /// another kind of provider is registered anew.
+    async fn replace_table(&self, name: &str, def: Arc<TableDef>) -> Result<()> {
+        let provider = self.ctx.table_provider(relation(name)).await?;
+        if let Some(t) = provider.downcast_ref::<StreamTable>() {
+            t.replace(def);
+            return Ok(());
+        }
+        self.ctx.deregister_table(relation(name))?;
+        self.ctx
+            .register_table(relation(name), Arc::new(StreamTable::new(def)))?;
+        Ok(())
+    }
+
     async fn views_reading(&self, name: &str) -> Vec<String> {
         let mut out = vec![];
         for v in self.views.keys() {
@@ -630,10 +645,8 @@ impl Session {
                 let def = TableDef::from_ddl(c, &self.ctx.state())?;
                 crate::connector::validate(&def)?;
                 let def = Arc::new(def);
-                self.ctx.register_table(
-                    relation(&def.name),
-                    Arc::new(StreamTable { def: def.clone() }),
-                )?;
+                self.ctx
+                    .register_table(relation(&def.name), Arc::new(StreamTable::new(def.clone())))?;
                 self.ddl.insert(def.name.clone(), stmt.text.clone());
                 self.tables.insert(def.name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
@@ -672,15 +685,62 @@ impl Session {
                 def.connector = def.options.get("connector").unwrap_or_default().to_string();
                 crate::connector::validate(&def)?;
                 let def = Arc::new(def);
-                self.ctx.deregister_table(relation(name))?;
-                self.ctx
-                    .register_table(relation(name), Arc::new(StreamTable { def: def.clone() }))?;
+                self.replace_table(name, def.clone()).await?;
                 if let Some(ddl) = self.ddl.get(name) {
                     let opts: Vec<(&str, &str)> = def.options.iter().collect();
                     if let Some(text) = crate::sql::parser::with_options_replaced(ddl, &opts) {
                         self.ddl.insert(name.clone(), text);
                     }
                 }
+                self.tables.insert(name.clone(), def);
+                Ok(Outcome::Done(format!("[INFO] Table '{name}' altered.")))
+            }
+            Statement::AlterSchema {
+                name,
+                name_pos,
+                if_exists,
+                change,
+                pos: at,
+            } => {
+                if !self.tables.contains_key(name) {
+                    if *if_exists {
+                        return Ok(Outcome::Done(format!("[INFO] No table '{name}' to alter.")));
+                    }
+                    return Err(self.unknown_relation(name, *name_pos));
+                }
+                // A view is typed by the columns it was created over.
+                if let Some(e) =
+                    read_by_views("table", name, *name_pos, &self.views_reading(name).await)
+                {
+                    return Err(e);
+                }
+                let Some(ddl) = self.ddl.get(name) else {
+                    return Err(WeirError::sql(
+                        format!("table '{name}' was not declared by CREATE TABLE"),
+                        Some(*name_pos),
+                    ));
+                };
+                let altered = crate::sql::alter::apply(ddl, name, change, *at)?;
+                // The new text is declared as a CREATE TABLE is; what it refuses (a
+                // computed column of an unknown function, a watermark on a non-time
+                // column) is reported at the change.
+                let moved = |e: WeirError| altered.moved(e, *at);
+                let located = crate::sql::parser::parse_script(&altered.text).map_err(moved)?;
+                let Some(Statement::CreateTable(c)) = located.first().map(|l| &l.statement) else {
+                    return Err(WeirError::sql(
+                        "the altered table does not parse",
+                        Some(*at),
+                    ));
+                };
+                let mut c = c.clone();
+                c.name = name.clone();
+                let def = TableDef::from_ddl(&c, &self.ctx.state()).map_err(moved)?;
+                crate::connector::validate(&def).map_err(moved)?;
+                let def = Arc::new(def);
+                self.ctx.deregister_table(relation(name))?;
+                self.ctx
+                    .register_table(relation(name), Arc::new(StreamTable::new(def.clone())))?;
+                self.ddl.insert(name.clone(), altered.text);
                 self.tables.insert(name.clone(), def);
                 Ok(Outcome::Done(format!("[INFO] Table '{name}' altered.")))
             }
@@ -719,7 +779,7 @@ impl Session {
                 let def = Arc::new(def);
                 self.ctx.deregister_table(relation(name))?;
                 self.ctx
-                    .register_table(relation(to), Arc::new(StreamTable { def: def.clone() }))?;
+                    .register_table(relation(to), Arc::new(StreamTable::new(def.clone())))?;
                 self.tables.remove(name);
                 self.tables.insert(to.clone(), def);
                 if let Some(ddl) = self.ddl.remove(name) {
@@ -1060,7 +1120,7 @@ impl Session {
         });
         self.ctx.deregister_table(relation(name))?;
         self.ctx
-            .register_table(relation(name), Arc::new(StreamTable { def: def.clone() }))?;
+            .register_table(relation(name), Arc::new(StreamTable::new(def.clone())))?;
         self.tables.insert(name.to_string(), def);
         Ok(())
     }

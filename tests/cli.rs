@@ -1169,6 +1169,9 @@ fn show_functions_and_show_create_table() {
          SHOW CREATE TABLE t;\n\
          ALTER TABLE t SET ('number-of-rows' = '7', 'rows-per-second' = '5');\n\
          ALTER TABLE t RESET ('rows-per-second');\n\
+         SHOW CREATE TABLE t;\n\
+         ALTER TABLE t ADD (c AS a + 1 AFTER a, PRIMARY KEY (a) NOT ENFORCED);\n\
+         ALTER TABLE t RENAME b TO `b b`;\n\
          SHOW CREATE TABLE t;\n",
     );
     let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
@@ -1203,6 +1206,13 @@ fn show_functions_and_show_create_table() {
     assert!(
         stdout.contains(
             "CREATE TABLE t (a INT, b STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '1')"
+        ),
+        "{stdout}"
+    );
+    // After ADD and RENAME, the columns as they are now, one per line, the options kept.
+    assert!(
+        stdout.contains(
+            "CREATE TABLE t (\n  a INT,\n  c AS a + 1,\n  `b b` STRING,\n  PRIMARY KEY (a) NOT ENFORCED\n) WITH ("
         ),
         "{stdout}"
     );

@@ -178,9 +178,7 @@ pub struct Planner<'a> {
 
 fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
     let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
-    provider
-        .downcast_ref::<StreamTable>()
-        .map(|t| t.def.clone())
+    provider.downcast_ref::<StreamTable>().map(|t| t.def())
 }
 
 /// The stream tables a plan reads, through window tables too.

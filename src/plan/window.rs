@@ -180,9 +180,10 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 return false;
             };
             if let Some(t) = provider.downcast_ref::<StreamTable>() {
-                return match &t.def.watermark {
+                let def = t.def();
+                return match &def.watermark {
                     Some(w) => w.column == name,
-                    None => t.def.proctime_column() == Some(name),
+                    None => def.proctime_column() == Some(name),
                 };
             }
             if let Some(w) = provider.downcast_ref::<WindowTable>().map(|t| &t.0) {

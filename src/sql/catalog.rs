@@ -249,15 +249,44 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
 
 /// How a table appears to DataFusion's planner: its schema, and nothing to scan in batch —
 /// standing queries read it through the streaming runtime, which recognises this type.
+///
+/// It holds the table as declared now: `ALTER TABLE … SET` replaces the definition in place
+/// ([`StreamTable::replace`]), so a view created before reads the new options too, as a
+/// Flink view, kept as SQL, would.
 #[derive(Debug)]
 pub struct StreamTable {
-    pub def: Arc<TableDef>,
+    def: std::sync::RwLock<Arc<TableDef>>,
+}
+
+impl StreamTable {
+    pub fn new(def: Arc<TableDef>) -> Self {
+        StreamTable {
+            def: std::sync::RwLock::new(def),
+        }
+    }
+
+    /// The table as declared now.
+    pub fn def(&self) -> Arc<TableDef> {
+        match self.def.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `def` in place of the table's definition, for every plan and view that reads
+    /// this table from now on. Its schema must be the same (views are typed by it).
+    pub fn replace(&self, def: Arc<TableDef>) {
+        match self.def.write() {
+            Ok(mut d) => *d = def,
+            Err(poisoned) => *poisoned.into_inner() = def,
+        }
+    }
 }
 
 #[async_trait]
 impl TableProvider for StreamTable {
     fn schema(&self) -> SchemaRef {
-        self.def.schema.clone()
+        self.def().schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -274,14 +303,15 @@ impl TableProvider for StreamTable {
         filters: &[DfExpr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        if self.def.connector == "filesystem" {
-            let table = listing_table(&self.def)
+        let def = self.def();
+        if def.connector == "filesystem" {
+            let table = listing_table(&def)
                 .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
             return table.scan(state, projection, filters, limit).await;
         }
         datafusion::common::plan_err!(
             "table '{}' is a stream; read it in a standing query (SELECT or INSERT INTO)",
-            self.def.name
+            def.name
         )
     }
 
@@ -290,14 +320,15 @@ impl TableProvider for StreamTable {
         filters: &[&DfExpr],
     ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
         use datafusion::logical_expr::TableProviderFilterPushDown as P;
+        let def = self.def();
         Ok(filters
             .iter()
             .map(|f| {
-                let on_partitions = !self.def.partitioned_by.is_empty()
-                    && self.def.connector == "filesystem"
+                let on_partitions = !def.partitioned_by.is_empty()
+                    && def.connector == "filesystem"
                     && f.column_refs()
                         .iter()
-                        .all(|c| self.def.partitioned_by.contains(&c.name));
+                        .all(|c| def.partitioned_by.contains(&c.name));
                 if on_partitions {
                     P::Inexact
                 } else {

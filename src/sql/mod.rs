@@ -2,6 +2,7 @@
 //! ([`types`]), table options ([`options`]) and the catalog of tables and views
 //! ([`catalog`]).
 
+pub mod alter;
 pub mod catalog;
 pub mod charset;
 pub mod collect;

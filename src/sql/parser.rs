@@ -118,6 +118,16 @@ pub enum Statement {
         options: Vec<TableOption>,
         reset: bool,
     },
+    /// `ALTER TABLE [IF EXISTS] t ADD … | MODIFY … | DROP … | RENAME a TO b`: a change of
+    /// the table's columns, watermark or primary key (Flink's forms, FLIP-273).
+    AlterSchema {
+        name: String,
+        name_pos: Pos,
+        if_exists: bool,
+        change: crate::sql::alter::SchemaChange,
+        /// Where the change starts (`ADD`, `MODIFY`, …).
+        pos: Pos,
+    },
     /// `ALTER TABLE [IF EXISTS] t RENAME TO u` (Flink's form).
     RenameTable {
         name: String,
@@ -135,7 +145,11 @@ pub struct CreateTable {
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<WatermarkDef>,
+    /// Where `WATERMARK FOR` starts.
+    pub watermark_pos: Option<Pos>,
     pub primary_key: Vec<String>,
+    /// Where a table-level `[CONSTRAINT n] PRIMARY KEY (…)` starts.
+    pub primary_key_pos: Option<Pos>,
     pub partitioned_by: Vec<(String, Pos)>,
     pub options: Vec<TableOption>,
 }
@@ -593,6 +607,12 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
                 i += 1;
             }
         }
+        if let Statement::AlterSchema { change, .. } = &mut statement {
+            for c in change.components_mut() {
+                let (a, b) = (lines.offset(sql, c.pos), lines.offset(sql, c.end));
+                c.text = sql.get(a..b.max(a)).unwrap_or_default().trim().to_string();
+            }
+        }
         statement_windows(&mut statement, &mut windows)?;
         let in_statement = |p: &Pos| *p >= pos && (end.token == Token::EOF || *p < pos_of(&end));
         let (mine, rest): (Vec<_>, Vec<_>) =
@@ -827,7 +847,24 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             let (name, name_pos) = parse_name(p)?;
             let t = p.peek_token();
             if p.parse_keyword(Keyword::RENAME) {
-                p.expect_keyword_is(Keyword::TO).map_err(parser_error)?;
+                if !p.parse_keyword(Keyword::TO) {
+                    // `RENAME a TO b`: a column.
+                    let (from, from_pos) = parse_ident(p)?;
+                    p.expect_keyword_is(Keyword::TO).map_err(parser_error)?;
+                    let (to, to_pos) = parse_ident(p)?;
+                    return Ok(Statement::AlterSchema {
+                        name,
+                        name_pos,
+                        if_exists,
+                        change: crate::sql::alter::SchemaChange::RenameColumn {
+                            from,
+                            from_pos,
+                            to,
+                            to_pos,
+                        },
+                        pos: pos_of(&t),
+                    });
+                }
                 let (to, to_pos) = parse_name(p)?;
                 return Ok(Statement::RenameTable {
                     name,
@@ -837,16 +874,25 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                     to_pos,
                 });
             }
+            if let Some(change) = parse_schema_change(p)? {
+                return Ok(Statement::AlterSchema {
+                    name,
+                    name_pos,
+                    if_exists,
+                    change,
+                    pos: pos_of(&t),
+                });
+            }
             let reset = if p.parse_keyword(Keyword::SET) {
                 false
             } else if p.parse_keyword(Keyword::RESET) {
                 true
             } else {
                 return Err(sql_err(
-                    format!("expected SET or RESET after ALTER TABLE {name}, found '{}'", t.token),
+                    format!("expected ADD, MODIFY, DROP, RENAME, SET or RESET after ALTER TABLE {name}, found '{}'", t.token),
                     &t,
                 )
-                .with_hint("Weir alters a table's name or options: ALTER TABLE t RENAME TO u, ALTER TABLE t SET ('k' = 'v') or ALTER TABLE t RESET ('k'); changing columns is not supported"));
+                .with_hint("ALTER TABLE t ADD c INT, MODIFY c BIGINT, DROP c, RENAME c TO d, RENAME TO u, SET ('k' = 'v') or RESET ('k')"));
             };
             p.expect_token(&Token::LParen).map_err(parser_error)?;
             let mut options: Vec<TableOption> = vec![];
@@ -1012,6 +1058,13 @@ fn parse_name(p: &mut Parser) -> Result<(String, Pos)> {
     Ok((parts.join("."), pos_of(&t)))
 }
 
+/// One identifier (a column's name) and where it is.
+fn parse_ident(p: &mut Parser) -> Result<(String, Pos)> {
+    let t = p.peek_token();
+    let i = p.parse_identifier().map_err(parser_error)?;
+    Ok((i.value, pos_of(&t)))
+}
+
 /// A key or value of `SET`: a quoted string, or a bare word/number as a convenience.
 fn parse_setting_word(p: &mut Parser, key: bool) -> Result<String> {
     let t = p.next_token();
@@ -1057,7 +1110,9 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
     let (name, name_pos) = parse_name(p)?;
     let mut columns = vec![];
     let mut watermark = None;
+    let mut watermark_pos = None;
     let mut primary_key = vec![];
+    let mut primary_key_pos = None;
     if p.consume_token(&Token::LParen) {
         loop {
             let t = p.peek_token();
@@ -1066,44 +1121,19 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
             {
                 let upper = w.value.to_ascii_uppercase();
                 if upper == "WATERMARK" {
-                    p.next_token();
                     if watermark.is_some() {
                         return Err(sql_err("a table has at most one WATERMARK", &t));
                     }
-                    p.expect_keyword_is(Keyword::FOR).map_err(parser_error)?;
-                    let col_tok = p.peek_token();
-                    let column = p.parse_identifier().map_err(parser_error)?.value;
-                    p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
-                    let expr_tok = p.peek_token();
-                    let expr = p.parse_expr().map_err(parser_error)?;
-                    watermark = Some(WatermarkDef {
-                        column,
-                        column_pos: pos_of(&col_tok),
-                        expr,
-                        expr_pos: pos_of(&expr_tok),
-                    });
+                    watermark = Some(parse_watermark(p)?);
+                    watermark_pos = Some(pos_of(&t));
                     if !p.consume_token(&Token::Comma) {
                         break;
                     }
                     continue;
                 }
                 if w.keyword == Keyword::PRIMARY || w.keyword == Keyword::CONSTRAINT {
-                    p.next_token();
-                    if w.keyword == Keyword::CONSTRAINT {
-                        p.parse_identifier().map_err(parser_error)?;
-                        p.expect_keyword_is(Keyword::PRIMARY)
-                            .map_err(parser_error)?;
-                    }
-                    p.expect_keyword_is(Keyword::KEY).map_err(parser_error)?;
-                    p.expect_token(&Token::LParen).map_err(parser_error)?;
-                    primary_key = p
-                        .parse_comma_separated(|p| p.parse_identifier())
-                        .map_err(parser_error)?
-                        .into_iter()
-                        .map(|i| i.value)
-                        .collect();
-                    p.expect_token(&Token::RParen).map_err(parser_error)?;
-                    let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+                    primary_key = parse_primary_key(p)?;
+                    primary_key_pos = Some(pos_of(&t));
                     if !p.consume_token(&Token::Comma) {
                         break;
                     }
@@ -1216,10 +1246,171 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
         if_not_exists,
         columns,
         watermark,
+        watermark_pos,
         primary_key,
+        primary_key_pos,
         partitioned_by,
         options,
     })
+}
+
+/// After `ALTER TABLE t`: `ADD …`, `MODIFY …` or `DROP …` (Flink's forms); None when the
+/// next word is none of them.
+fn parse_schema_change(p: &mut Parser) -> Result<Option<crate::sql::alter::SchemaChange>> {
+    use crate::sql::alter::SchemaChange;
+    if p.parse_keyword(Keyword::ADD) {
+        return Ok(Some(SchemaChange::Add(parse_components(p)?)));
+    }
+    if p.parse_keyword(Keyword::MODIFY) {
+        return Ok(Some(SchemaChange::Modify(parse_components(p)?)));
+    }
+    if !p.parse_keyword(Keyword::DROP) {
+        return Ok(None);
+    }
+    let t = p.peek_token();
+    if let Token::Word(w) = &t.token
+        && w.quote_style.is_none()
+    {
+        if w.value.eq_ignore_ascii_case("WATERMARK") {
+            p.next_token();
+            return Ok(Some(SchemaChange::DropWatermark));
+        }
+        if w.keyword == Keyword::PRIMARY {
+            p.next_token();
+            p.expect_keyword_is(Keyword::KEY).map_err(parser_error)?;
+            return Ok(Some(SchemaChange::DropPrimaryKey));
+        }
+        if w.keyword == Keyword::CONSTRAINT {
+            p.next_token();
+            p.parse_identifier().map_err(parser_error)?;
+            return Ok(Some(SchemaChange::DropPrimaryKey));
+        }
+    }
+    let mut columns = vec![];
+    if p.consume_token(&Token::LParen) {
+        loop {
+            columns.push(parse_ident(p)?);
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen).map_err(parser_error)?;
+    } else {
+        // `DROP c`, or `DROP COLUMN c` as other dialects write it.
+        let _ = p.parse_keyword(Keyword::COLUMN);
+        columns.push(parse_ident(p)?);
+    }
+    Ok(Some(SchemaChange::Drop(columns)))
+}
+
+/// `WATERMARK FOR col AS expr`, from the `WATERMARK` word on.
+fn parse_watermark(p: &mut Parser) -> Result<WatermarkDef> {
+    p.next_token();
+    p.expect_keyword_is(Keyword::FOR).map_err(parser_error)?;
+    let col_tok = p.peek_token();
+    let column = p.parse_identifier().map_err(parser_error)?.value;
+    p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
+    let expr_tok = p.peek_token();
+    let expr = p.parse_expr().map_err(parser_error)?;
+    Ok(WatermarkDef {
+        column,
+        column_pos: pos_of(&col_tok),
+        expr,
+        expr_pos: pos_of(&expr_tok),
+    })
+}
+
+/// `[CONSTRAINT name] PRIMARY KEY (a, …) [NOT ENFORCED]`: the key's columns.
+fn parse_primary_key(p: &mut Parser) -> Result<Vec<String>> {
+    if p.parse_keyword(Keyword::CONSTRAINT) {
+        p.parse_identifier().map_err(parser_error)?;
+    }
+    p.expect_keyword_is(Keyword::PRIMARY)
+        .map_err(parser_error)?;
+    p.expect_keyword_is(Keyword::KEY).map_err(parser_error)?;
+    p.expect_token(&Token::LParen).map_err(parser_error)?;
+    let key = p
+        .parse_comma_separated(|p| p.parse_identifier())
+        .map_err(parser_error)?
+        .into_iter()
+        .map(|i| i.value)
+        .collect();
+    p.expect_token(&Token::RParen).map_err(parser_error)?;
+    let _ = p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+    Ok(key)
+}
+
+/// One schema component of `ALTER TABLE … ADD` or `MODIFY`: a column (with `FIRST` or
+/// `AFTER c` for its place), a watermark or a primary key. Its text is filled in by
+/// [`parse_script`].
+fn parse_component(p: &mut Parser) -> Result<crate::sql::alter::Component> {
+    use crate::sql::alter::{Component, ComponentKind, Order};
+    let t = p.peek_token();
+    let word = match &t.token {
+        Token::Word(w) if w.quote_style.is_none() => {
+            Some((w.value.to_ascii_uppercase(), w.keyword))
+        }
+        _ => None,
+    };
+    let kind = match word {
+        Some((upper, _)) if upper == "WATERMARK" => {
+            parse_watermark(p)?;
+            ComponentKind::Watermark
+        }
+        Some((_, Keyword::PRIMARY | Keyword::CONSTRAINT)) => {
+            ComponentKind::PrimaryKey(parse_primary_key(p)?)
+        }
+        _ => {
+            let c = parse_column(p)?;
+            ComponentKind::Column(c.name)
+        }
+    };
+    let next = p.peek_token();
+    // At the end of the script, the component runs to its end.
+    let end = if next.token == Token::EOF {
+        Pos {
+            line: u64::MAX,
+            col: 1,
+        }
+    } else {
+        pos_of(&next)
+    };
+    let order = if p.parse_keyword(Keyword::FIRST) {
+        Some(Order::First)
+    } else if p.parse_keyword(Keyword::AFTER) {
+        let at = p.peek_token();
+        let c = p.parse_identifier().map_err(parser_error)?.value;
+        Some(Order::After(c, pos_of(&at)))
+    } else {
+        None
+    };
+    if order.is_some() && !matches!(kind, ComponentKind::Column(_)) {
+        return Err(sql_err("only a column takes FIRST or AFTER", &t));
+    }
+    Ok(Component {
+        kind,
+        pos: pos_of(&t),
+        end,
+        text: String::new(),
+        order,
+    })
+}
+
+/// The components of `ADD`/`MODIFY`: one, or a parenthesised list.
+fn parse_components(p: &mut Parser) -> Result<Vec<crate::sql::alter::Component>> {
+    if p.consume_token(&Token::LParen) {
+        let mut out = vec![];
+        loop {
+            out.push(parse_component(p)?);
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        p.expect_token(&Token::RParen).map_err(parser_error)?;
+        Ok(out)
+    } else {
+        Ok(vec![parse_component(p)?])
+    }
 }
 
 fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
