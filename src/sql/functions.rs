@@ -103,6 +103,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
+    ctx.register_udf(ToTimestamp::udf());
     ctx.register_udf(TypeOf::udf());
     ctx.register_udf(Cardinality::udf());
     ctx.register_udf(crate::sql::decimal::DecimalDivide::udf());
@@ -1110,6 +1111,139 @@ impl ScalarUDFImpl for ToTimestampLtz {
             }
         };
         let out = out.with_timezone("UTC");
+        shaped(std::sync::Arc::new(out), scalar)
+    }
+}
+
+/// `TO_TIMESTAMP(string[, format])` as Flink's `DateTimeUtils.parseTimestampData` reads it,
+/// into a `TIMESTAMP(3)` (milliseconds, no zone): the wall clock as written.
+///
+/// - Without a format, `yyyy-M-d` or `yyyy-M-d H:m:s[.fffffffff]` (one or two digits for
+///   month, day and time fields; Flink's `DEFAULT_TIMESTAMP_FORMATTER`) — a `T` between date
+///   and time, or a zone offset after it, does not match.
+/// - With one, the Java pattern; an offset it reads (`X`, `Z`) is left out: the time is the
+///   wall clock written. When the pattern does not match, Flink's fallback: the trimmed
+///   string as `java.sql.Timestamp.valueOf` (`yyyy-M-d HH:mm:ss[.f]`) or, without a space,
+///   `java.sql.Date.valueOf` (`yyyy-M-d`, at midnight).
+///
+/// A string that matches neither is NULL. Fractions past milliseconds are cut (Flink's
+/// precision 3, FLINK-14925). Errors: a format that is not a constant string.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ToTimestamp {
+    signature: Signature,
+}
+
+impl ToTimestamp {
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        use datafusion::logical_expr::TypeSignature::Any;
+        ScalarUDF::from(ToTimestamp {
+            signature: Signature::one_of(vec![Any(1), Any(2)], Volatility::Immutable),
+        })
+    }
+}
+
+/// `yyyy-M-d[ H:m:s[.f]]` (`with_time` false: the date alone), as a date and time.
+fn flink_default_timestamp(s: &str, with_time: bool) -> Option<chrono::NaiveDateTime> {
+    static DATE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{0,9}))?)?$",
+        )
+        .ok()
+    });
+    let c = DATE.as_ref()?.captures(s)?;
+    if !with_time && c.get(4).is_some() {
+        return None;
+    }
+    let n = |i: usize| c.get(i).and_then(|m| m.as_str().parse::<u32>().ok());
+    let date = chrono::NaiveDate::from_ymd_opt(c.get(1)?.as_str().parse().ok()?, n(2)?, n(3)?)?;
+    let millis = c.get(7).map_or(0, |f| {
+        let digits: String = f
+            .as_str()
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(3)
+            .collect();
+        digits.parse::<u32>().unwrap_or(0)
+    });
+    date.and_hms_milli_opt(
+        n(4).unwrap_or(0),
+        n(5).unwrap_or(0),
+        n(6).unwrap_or(0),
+        millis,
+    )
+}
+
+/// `s` read with the strftime pattern `fmt` (from a Java one) as the wall clock it writes,
+/// the fields it lacks taken as Flink's `fromTemporalAccessor` does (a date without a time
+/// at midnight, a time without a date on 1970-01-01).
+fn wall_clock(s: &str, fmt: &str) -> Option<chrono::NaiveDateTime> {
+    if fmt.contains("%z")
+        && let Ok(t) = chrono::DateTime::parse_from_str(s, fmt)
+    {
+        return Some(t.naive_local());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, fmt)
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, fmt)
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .or_else(|| {
+            let t = chrono::NaiveTime::parse_from_str(s, fmt).ok()?;
+            Some(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.and_time(t))
+        })
+}
+
+impl ScalarUDFImpl for ToTimestamp {
+    fn name(&self) -> &str {
+        "weir_to_timestamp"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Millisecond, None))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, TimestampMillisecondArray};
+        use datafusion::arrow::compute::cast;
+        let n = args.number_rows;
+        let scalar = all_scalar(&args);
+        let format = match args.args.get(1) {
+            Some(f) => match const_string(f, "format")? {
+                Some(f) => Some(java_to_strftime(&f)),
+                None => {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
+                        None, None,
+                    )));
+                }
+            },
+            None => None,
+        };
+        let values = cast(&args.args[0].to_array(n)?, &DataType::Utf8)?;
+        let out: TimestampMillisecondArray = values
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                let v = v?;
+                let t = match &format {
+                    None => flink_default_timestamp(v, true),
+                    Some(fmt) => wall_clock(v, fmt).or_else(|| {
+                        let v = v.trim();
+                        flink_default_timestamp(v, v.contains(' '))
+                    }),
+                }?;
+                Some(t.and_utc().timestamp_millis())
+            })
+            .collect();
         shaped(std::sync::Arc::new(out), scalar)
     }
 }

@@ -856,18 +856,11 @@ fn flink_call(f: &Function) -> Option<Expr> {
             };
             template(&format!("{fname}({list})"), &args)
         }
-        // `TO_TIMESTAMP(string[, format])` (Flink's `DateTimeUtils.toTimestampData`): the
-        // string as a TIMESTAMP(3) (its operator table's `explicit(TIMESTAMP, 3)`); a
-        // string that does not match is NULL, as in Flink (DataFusion's `to_timestamp`
-        // fails the query). Without a format, any `yyyy-MM-dd HH:mm:ss[.f]` (or with a
-        // `T`) reads. With one, the string is read with the Java pattern as a UTC instant
-        // by `TO_TIMESTAMP_LTZ`, whose wall clock it is then; the casts through BIGINT
-        // drop the zone without the session zone's shift (also when a plan is analysed
-        // again after DataFusion made them plain CASTs).
-        ("TO_TIMESTAMP", 1) => t("TRY_CAST(__0 AS TIMESTAMP(3))"),
-        ("TO_TIMESTAMP", 2) => {
-            t("arrow_cast(arrow_cast(TO_TIMESTAMP_LTZ(__0, __1, 'UTC'), 'Int64'), 'Timestamp(ms)')")
-        }
+        // `TO_TIMESTAMP(string[, format])`: a TIMESTAMP(3) (Flink's operator table's
+        // `explicit(TIMESTAMP, 3)`), read as Flink's `parseTimestampData` reads it (see
+        // `ToTimestamp`); a string that does not match is NULL, as in Flink.
+        ("TO_TIMESTAMP", 1) => t("weir_to_timestamp(__0)"),
+        ("TO_TIMESTAMP", 2) => t("weir_to_timestamp(__0, __1)"),
         // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
         ("TO_DATE", 2) => match &a[1] {
             Expr::Value(v) => match &v.value {
