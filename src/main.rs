@@ -460,6 +460,15 @@ async fn run(
                         weir::message::say(msg);
                     }
                 }
+                Ok(Outcome::Text(t)) if format == OutputFormat::Table => println!("{t}"),
+                Ok(Outcome::Text(t)) => {
+                    let mut out = std::io::stdout().lock();
+                    let written = Outcome::text_rows(&t)
+                        .and_then(|b| write_results(&mut out, format, &b, true));
+                    if let Err(e) = written {
+                        weir::message::say(e.render(None, None));
+                    }
+                }
                 Ok(Outcome::Rows(batches)) => {
                     let mut out = std::io::stdout().lock();
                     if let Err(e) = write_results(&mut out, format, &batches, true) {

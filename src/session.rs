@@ -175,6 +175,16 @@ pub enum Outcome {
     Rows(Vec<RecordBatch>),
     /// A standing query that is now running.
     Started(Job),
+    /// Text to show as it is (`SHOW CREATE TABLE`, as Flink's sql-client prints it); a
+    /// format other than a table writes it as one `result` cell ([`Outcome::text_rows`]).
+    Text(String),
+}
+
+impl Outcome {
+    /// `text` as rows: one `result` column, one row.
+    pub fn text_rows(text: &str) -> Result<Vec<RecordBatch>> {
+        Ok(vec![kv_batch(["result"], vec![[text.to_string()]])?])
+    }
 }
 
 pub struct Session {
@@ -249,7 +259,7 @@ impl Session {
         ctx.add_analyzer_rule(Arc::new(crate::sql::group_id::ResolveGroupId));
         ctx.add_analyzer_rule(Arc::new(crate::sql::local_time::LtzInSessionZone));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::PositionalRowCasts));
-        Session {
+        let mut session = Session {
             ctx,
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
@@ -268,7 +278,10 @@ impl Session {
             pause_sources_after: None,
             metrics_addr: None,
             metrics_server: None,
-        }
+        };
+        // The machine's zone, Flink's default (it always names a zone).
+        let _ = session.set_zone(None);
+        session
     }
 
     /// The address `/metrics` is to be served on, if any: `--metrics-addr`, else
@@ -399,9 +412,12 @@ impl Session {
     }
 
     /// Gives DataFusion's functions the session time zone (`table.local-time-zone`; None:
-    /// UTC, Weir's default).
+    /// the machine's, Flink's default).
     fn set_zone(&mut self, zone: Option<&str>) -> Result<()> {
-        let zone = zone.map(crate::sql::local_time::parse_zone).transpose()?;
+        let zone = Some(match zone {
+            Some(z) => crate::sql::local_time::parse_zone(z)?,
+            None => crate::sql::local_time::machine_zone(),
+        });
         let state = self.ctx.state_ref();
         let mut state = state.write();
         state.config_mut().options_mut().execution.time_zone = zone;
@@ -515,7 +531,7 @@ impl Session {
                     crate::format::encode::Display::DEFAULT_MAX_WIDTH.to_string()
                 }
                 crate::format::encode::ResultMode::KEY => "tableau".into(),
-                crate::sql::local_time::KEY => "UTC".into(),
+                crate::sql::local_time::KEY => crate::sql::local_time::machine_zone(),
                 "table.exec.source.idle-timeout" | "table.exec.state.ttl" => "0 ms".into(),
                 "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),
                 crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY => "true".into(),
@@ -949,7 +965,7 @@ impl Session {
                         .map(|d| crate::sql::options::scrub_sql(d))
                 };
                 match text {
-                    Some(t) => Ok(Outcome::Rows(vec![kv_batch(["result"], vec![[t]])?])),
+                    Some(t) => Ok(Outcome::Text(t)),
                     None if !*view && self.views.contains_key(name) => Err(WeirError::sql(
                         format!("'{name}' is a view"),
                         Some(*name_pos),
@@ -1165,6 +1181,7 @@ impl Session {
                 }
                 _ => match self.execute(&stmt).await? {
                     Outcome::Rows(r) => out.push(r),
+                    Outcome::Text(t) => out.push(Outcome::text_rows(&t)?),
                     Outcome::Done(_) => {}
                     Outcome::Started(job) => job.wait().await?,
                 },
@@ -1214,6 +1231,7 @@ impl Session {
             match self.execute(&stmt).await? {
                 Outcome::Started(job) => job.wait().await?,
                 Outcome::Rows(r) => results.push(r),
+                Outcome::Text(t) => results.push(Outcome::text_rows(&t)?),
                 Outcome::Done(_) => {}
             }
         }

@@ -942,6 +942,15 @@ impl Shell {
             match self.session.execute(&stmt).await? {
                 Outcome::Done(msg) => crate::message::say(msg),
                 Outcome::Rows(r) => self.out(&r),
+                Outcome::Text(t) if self.format == OutputFormat::Table => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = writeln!(o, "{t}");
+                    let _ = o.flush();
+                }
+                Outcome::Text(t) => match Outcome::text_rows(&t) {
+                    Ok(r) => self.out(&r),
+                    Err(e) => crate::message::say(e.render(None, None)),
+                },
                 Outcome::Started(job) if bare_select => {
                     // Listed by `\\jobs` once it has ended, as Flink lists a SELECT's job,
                     // so the ids there run without gaps.

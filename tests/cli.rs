@@ -1661,6 +1661,55 @@ fn a_float_sum_keeps_its_source_on_one_task() {
     assert!(source_line("BIGINT").contains("×2"));
 }
 
+/// `SHOW CREATE TABLE` prints the statement as text in a table-format run (as Flink's
+/// sql-client does), not as one wide cell.
+#[test]
+fn show_create_table_prints_text() {
+    let (_dir, f) = script(
+        "sc.sql",
+        "CREATE TABLE s (k BIGINT, v STRING) WITH ('connector' = 'blackhole');\n\
+         ALTER TABLE s ADD w INT;\n\
+         SHOW CREATE TABLE s;\n",
+    );
+    let (code, stdout, stderr) = run(&["-f", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "CREATE TABLE s (\n  k BIGINT,\n  v STRING,\n  w INT\n) WITH ('connector' = 'blackhole')\n"
+    );
+}
+
+/// The session zone defaults to the machine's, as Flink's `table.local-time-zone` defaults
+/// to the JVM's: `TZ` names it here. `SET` overrides it, and `'default'` brings it back.
+#[test]
+fn the_session_zone_defaults_to_the_machines() {
+    let (_dir, f) = script(
+        "zone.sql",
+        "SELECT CAST(TO_TIMESTAMP_LTZ(0, 3) AS STRING) AS t;\n\
+         SET 'table.local-time-zone' = 'UTC';\n\
+         SELECT CAST(TO_TIMESTAMP_LTZ(0, 3) AS STRING) AS t;\n\
+         SET 'table.local-time-zone' = 'default';\n\
+         SELECT CAST(TO_TIMESTAMP_LTZ(0, 3) AS STRING) AS t;\n",
+    );
+    let out = weir()
+        .env("TZ", "Asia/Shanghai")
+        .args(["run", "--format", "csv", &f.display().to_string()])
+        .output()
+        .expect("weir runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let times: Vec<&str> = stdout.lines().filter(|l| l.starts_with("1970")).collect();
+    assert_eq!(
+        times,
+        [
+            "1970-01-01 08:00:00.000",
+            "1970-01-01 00:00:00.000",
+            "1970-01-01 08:00:00.000"
+        ],
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The last value per key of a changelog printed as `+I[k, v]` / `+U[k, v]` / `-D[k, …]`.
 fn last_per_key(printed: &str) -> std::collections::BTreeMap<String, String> {
     let mut last = std::collections::BTreeMap::new();

@@ -942,7 +942,7 @@ impl ScalarUDFImpl for DateFormat {
 ///   milliseconds (`precision` 3, the default) — Flink accepts no other precision;
 /// - `TO_TIMESTAMP_LTZ(string[, format[, timezone]])`: `string` parsed with the Java
 ///   pattern `format` (default `yyyy-MM-dd HH:mm:ss.SSS`) as a time in `timezone` (an IANA
-///   name such as `Asia/Shanghai`, or an offset such as `+08:00`; default UTC, Weir's
+///   name such as `Asia/Shanghai`, or an offset such as `+08:00`; default UTC, as Flink documents; not the
 ///   session time zone; an offset in the string itself, pattern `X` or `Z`, wins). A string
 ///   that does not match is NULL, as in Flink.
 ///

@@ -14,8 +14,8 @@
 //! of a string to a `TIMESTAMP_LTZ` reads it in the session zone, see [`LtzInSessionZone`]).
 //!
 //! The zone lives in DataFusion's `datafusion.execution.time_zone` option of the session,
-//! where every function reads it at run time ([`zone_of`]); Weir's default, unlike
-//! Flink's (the JVM's zone), is UTC.
+//! where every function reads it at run time ([`zone_of`]); its default, as Flink's (the
+//! JVM's zone), is the machine's ([`machine_zone`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,12 +35,16 @@ use crate::error::{Result, WeirError};
 /// Flink's option naming the session time zone.
 pub const KEY: &str = "table.local-time-zone";
 
-/// A zone as Flink accepts it — a full name such as 'America/Los_Angeles', 'UTC', or a
-/// custom id 'GMT+08:00' / 'GMT-8' — as the text Arrow reads ('+08:00' for the custom
+/// A zone as Flink accepts it — a full name such as 'America/Los_Angeles', 'UTC', a
+/// custom id 'GMT+08:00' / 'GMT-8', or 'default' (the machine's, [`machine_zone`]) — as the
+/// text Arrow reads ('+08:00' for the custom
 /// ids). Errors: anything else (Flink refuses abbreviations such as 'PST' too), naming the
 /// option.
 pub fn parse_zone(z: &str) -> Result<String> {
     let t = z.trim();
+    if t.eq_ignore_ascii_case("default") {
+        return Ok(machine_zone());
+    }
     let bad = || {
         WeirError::user(format!(
             "'{KEY}' = '{z}' is not a time zone: use a full name such as 'America/Los_Angeles' or 'Asia/Shanghai', 'UTC', or an offset such as 'GMT+08:00'"
@@ -65,6 +69,49 @@ pub fn parse_zone(z: &str) -> Result<String> {
     };
     Tz::from_str(&text).map_err(|_| bad())?;
     Ok(text)
+}
+
+/// The machine's time zone, Flink's default for `table.local-time-zone` (its `'default'`,
+/// the JVM's zone): `TZ` when it names a zone (`Asia/Shanghai`, `:Asia/Shanghai`, `UTC`),
+/// else the system's (`/etc/localtime`, read by `iana-time-zone`), else UTC.
+pub fn machine_zone() -> String {
+    let from_env = std::env::var("TZ").ok().and_then(|tz| {
+        let tz = tz.trim_start_matches(':').trim();
+        parse_zone(tz)
+            .ok()
+            .or_else(|| Tz::from_str(tz).ok().map(|_| tz.to_string()))
+    });
+    from_env
+        .or_else(|| {
+            iana_time_zone::get_timezone()
+                .ok()
+                .filter(|z| Tz::from_str(z).is_ok())
+        })
+        .map(|z| {
+            // The names the system gives UTC (`Etc/UTC` on Debian) are UTC.
+            const UTC: [&str; 14] = [
+                "Etc/UTC",
+                "Etc/UCT",
+                "UCT",
+                "Etc/Universal",
+                "Universal",
+                "Etc/Zulu",
+                "Zulu",
+                "Etc/GMT",
+                "GMT",
+                "Etc/GMT0",
+                "GMT0",
+                "Etc/Greenwich",
+                "Greenwich",
+                "Etc/GMT+0",
+            ];
+            if UTC.contains(&z.as_str()) {
+                "UTC".to_string()
+            } else {
+                z
+            }
+        })
+        .unwrap_or_else(|| "UTC".to_string())
 }
 
 /// The session zone in `config` (UTC when unset).
