@@ -388,15 +388,30 @@ impl Shell {
     }
 
     /// A status table (`\\jobs`, `\\metrics`) as results are drawn: cells cut to
-    /// `table.display.max-column-width`, or one field per line under `\\x`.
+    /// `table.display.max-column-width`, or one field per line under `\\x` — and so too
+    /// when the table would be wider than the terminal (psql's `\\x auto`; not when
+    /// output goes to a pipe), so that it never wraps.
     fn out_status(&self, b: RecordBatch) {
         if self.format != OutputFormat::Table {
             return self.out(&[b]);
         }
-        let text = self
-            .session
-            .display()
-            .and_then(|d| crate::format::encode::display_table(&[b], &d));
+        let width = console::Term::stdout()
+            .size_checked()
+            .map(|(_, cols)| cols as usize);
+        let text = self.session.display().and_then(|d| {
+            let t = crate::format::encode::display_table(std::slice::from_ref(&b), &d)?;
+            let widest = t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+            match width {
+                Some(w) if !d.expanded && widest > w => {
+                    let d = crate::format::encode::Display {
+                        expanded: true,
+                        ..d
+                    };
+                    crate::format::encode::display_table(&[b], &d)
+                }
+                _ => Ok(t),
+            }
+        });
         match text {
             Ok(t) => {
                 if self.interactive && page(t.as_bytes()) {

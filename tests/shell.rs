@@ -91,7 +91,10 @@ fn spawn(cmd: Command) -> Term {
 /// value removes the variable), once its first prompt is out.
 fn start_with(history: &std::path::Path, env: &[(&str, Option<&str>)]) -> Term {
     let mut cmd = weir();
-    cmd.env("WEIR_HISTORY", history).env("TERM", "xterm");
+    // Output taller than the terminal is not held in a pager (one test sets its own).
+    cmd.env("WEIR_HISTORY", history)
+        .env("TERM", "xterm")
+        .env("PAGER", "cat");
     for (k, v) in env {
         match v {
             Some(v) => cmd.env(k, v),
@@ -153,7 +156,13 @@ fn an_interactive_session() {
     s.line("INSERT INTO sink SELECT bid.price FROM datagen WHERE event_type = 2;");
     s.want("Metrics at http://127.0.0.1:", "the metrics endpoint");
     s.want("started in the background", "a job");
+    // At 80 columns the table (eleven columns) would wrap: one field per line instead
+    // (psql's `\\x auto`).
+    s.s.get_process_mut()
+        .set_window_size(80, 60)
+        .expect("the terminal's size");
     s.line("\\jobs");
+    s.want("-[ RECORD 1 ]-", "one field per line at 80 columns");
     // The cancelled SELECT is job 1, listed too: the ids run without gaps.
     s.want("CANCELED", "the cancelled SELECT listed");
     s.want("RUNNING", "listed as running");
@@ -172,7 +181,8 @@ fn an_interactive_session() {
     // the next statement prints.
     s.want("weir> ", "the prompt after SHOW JOBS");
     s.line("\\metrics 2");
-    s.want("| backpressured |", "the metrics table");
+    // At 80 columns, one field per line.
+    s.want("backpressured", "the metrics table");
     s.want("end-to-end latency: p50", "the job's latency");
     s.want("weir> ", "the prompt after \\metrics");
 
