@@ -1778,7 +1778,6 @@ impl Session {
             setting_origins: &self.setting_origins,
             batch_size,
             sliced: Default::default(),
-            rank_limits: Default::default(),
             tables: &self.tables,
             part: format!("q-{}", query_id(&stmt.text)),
             late_sinks: Default::default(),

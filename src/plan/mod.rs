@@ -11,6 +11,7 @@
 
 mod join;
 mod narrow;
+pub mod rank_limit;
 pub mod window;
 
 use std::fmt::Write as _;
@@ -161,9 +162,6 @@ pub struct Planner<'a> {
     pub batch_size: usize,
     /// Window tables (by id) read in slice mode, because a window aggregate is above them.
     pub sliced: std::sync::Mutex<Vec<String>>,
-    /// Rank limits found in filters (`WHERE rn <= N`): (window node's address, index of
-    /// the ranking call, N), for Top-N over a whole stream.
-    pub rank_limits: std::sync::Mutex<Vec<(usize, usize, usize)>>,
     /// The catalog's tables, for `'late-data.sink'`.
     pub tables: &'a std::collections::BTreeMap<String, Arc<TableDef>>,
     /// Late-data sinks already given to a window of this query: two windows may not share
@@ -243,7 +241,9 @@ impl Planner<'_> {
             let batches = datafusion::physical_plan::common::collect(stream).await?;
             return Ok(PlanNode::Values { batches });
         }
-        self.node(plan)
+        // Rank limits (`WHERE rn <= N`) become nodes of the plan (see `rank_limit`).
+        let plan = rank_limit::lift(plan)?;
+        self.node(&plan)
     }
 
     fn node(&self, plan: &LogicalPlan) -> Result<PlanNode> {
@@ -297,7 +297,6 @@ impl Planner<'_> {
                 })
             }
             LogicalPlan::Filter(f) => {
-                self.note_rank_limit(f);
                 let input = self.node(&f.input)?;
                 let pred = compile(self.state, &f.predicate, f.input.schema())?;
                 Ok(PlanNode::Operator {
@@ -352,7 +351,23 @@ impl Planner<'_> {
                 "order the output downstream, or read the archived output with a batch query",
             )),
             LogicalPlan::Window(w) if is_over_aggregate(w) => self.over(w),
-            LogicalPlan::Window(w) => self.rank(w),
+            LogicalPlan::Window(w) => self.rank(w, None),
+            LogicalPlan::Extension(_) => match rank_limit::RankLimit::of(plan) {
+                Some(r) => match &r.input {
+                    LogicalPlan::Window(w) => self.rank(w, Some(r)),
+                    other => Err(WeirError::sql(
+                        format!(
+                            "not supported in a standing query: a rank limit over {}",
+                            other.display()
+                        ),
+                        None,
+                    )),
+                },
+                None => Err(WeirError::sql(
+                    format!("not supported in a standing query: {}", plan.display()),
+                    None,
+                )),
+            },
             LogicalPlan::Unnest(u) => {
                 let input = self.node(&u.input)?;
                 append_only(&input, "UNNEST")?;
@@ -1177,7 +1192,12 @@ impl Planner<'_> {
     }
 
     /// `ROW_NUMBER()`, `RANK()` or `DENSE_RANK()` over the rows of each fired window.
-    fn rank(&self, w: &datafusion::logical_expr::Window) -> Result<PlanNode> {
+    /// Ranking calls over a stream (`limits`: the bounds filters above put on them).
+    fn rank(
+        &self,
+        w: &datafusion::logical_expr::Window,
+        limits: Option<&rank_limit::RankLimit>,
+    ) -> Result<PlanNode> {
         use datafusion::logical_expr::Expr;
         let unsupported = |what: String| {
             WeirError::sql(
@@ -1233,11 +1253,7 @@ impl Planner<'_> {
             if !(window_cols.iter().any(|c| c == "window_start")
                 && window_cols.iter().any(|c| c == "window_end"))
             {
-                let limit = self.rank_limits.lock().ok().and_then(|l| {
-                    l.iter()
-                        .find(|(at, i, _)| *at == w as *const _ as usize && *i == index)
-                        .map(|(_, _, n)| *n)
-                });
+                let limit = limits.and_then(|l| l.limit(index));
                 return match limit {
                     Some(n) if kind == RankKind::RowNumber && w.window_expr.len() == 1 => {
                         self.top_n(w, f, n)
@@ -1256,10 +1272,7 @@ impl Planner<'_> {
             let (partition, order) = self.rank_keys(f, input_schema)?;
             // Flink's window deduplication: ROW_NUMBER() ordered by the time attribute
             // descending, `rn = 1`, keeps the last row among equal times.
-            let limit_one = self.rank_limits.lock().ok().is_some_and(|l| {
-                l.iter()
-                    .any(|(at, i, n)| *at == w as *const _ as usize && *i == index && *n == 1)
-            });
+            let limit_one = limits.and_then(|l| l.limit(index)) == Some(1);
             let newest_first = kind == RankKind::RowNumber
                 && limit_one
                 && matches!(f.params.order_by.as_slice(), [s] if !s.asc
@@ -1279,13 +1292,8 @@ impl Planner<'_> {
                 Arc::new(input_schema.as_arrow().clone()),
             );
             // One ranking bounded by a filter above: only the rows that can still rank
-            // are held (the largest bound, should the node feed more than one filter).
-            let limit = self.rank_limits.lock().ok().and_then(|l| {
-                l.iter()
-                    .filter(|(at, i, _)| *at == w as *const _ as usize && *i == 0)
-                    .map(|(_, _, n)| *n as u64)
-                    .max()
-            });
+            // are held.
+            let limit = limits.and_then(|l| l.limit(0)).map(|n| n as u64);
             if let ([call], Some(n)) = (calls.as_slice(), limit) {
                 buffer = buffer.with_limit(call.clone(), n);
             }
@@ -1356,50 +1364,6 @@ impl Planner<'_> {
             op: Box::new(op),
             input: Box::new(input),
         })
-    }
-
-    /// Notes a limit on a rank (`rn <= N`, `rn < N`, `rn = 1`) in a filter's conjuncts, for
-    /// the ranking call it bounds.
-    fn note_rank_limit(&self, f: &datafusion::logical_expr::Filter) {
-        use datafusion::logical_expr::{BinaryExpr, Expr, Operator as Op};
-        let number = |e: &Expr| match e {
-            Expr::Literal(v, _) => v
-                .cast_to(&datafusion::arrow::datatypes::DataType::Int64)
-                .ok()
-                .and_then(|v| match v {
-                    datafusion::common::ScalarValue::Int64(Some(n)) => Some(n),
-                    _ => None,
-                }),
-            _ => None,
-        };
-        for c in datafusion::logical_expr::utils::split_conjunction(&f.predicate) {
-            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = c else {
-                continue;
-            };
-            let (col, op, n) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), r) if number(r).is_some() => (c, *op, number(r)),
-                (l, Expr::Column(c)) if number(l).is_some() => match op.swap() {
-                    Some(o) => (c, o, number(l)),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            let Some(n) = n else { continue };
-            let limit = match op {
-                Op::LtEq => n,
-                Op::Lt => n - 1,
-                Op::Eq if n == 1 => 1,
-                _ => continue,
-            };
-            if limit < 1 {
-                continue;
-            }
-            if let Some((w, i)) = ranking_call(&f.input, &col.name)
-                && let Ok(mut l) = self.rank_limits.lock()
-            {
-                l.push((w as *const _ as usize, i, limit as usize));
-            }
-        }
     }
 
     fn source(&self, table: Arc<TableDef>) -> Result<PlanNode> {
@@ -1622,8 +1586,9 @@ fn interval_ms(v: &datafusion::common::ScalarValue) -> Option<i64> {
     }
 }
 
-/// The window node and ranking call that column `name` at the top of `plan` comes from.
-fn ranking_call<'a>(
+/// The window node and ranking call that column `name` at the top of `plan` comes from
+/// (through a [`rank_limit::RankLimit`] too).
+pub(crate) fn ranking_call<'a>(
     plan: &'a LogicalPlan,
     name: &str,
 ) -> Option<(&'a datafusion::logical_expr::Window, usize)> {
@@ -1631,7 +1596,8 @@ fn ranking_call<'a>(
         LogicalPlan::Window(w) => {
             let i = window::position(&w.schema, name)?;
             let inputs = w.input.schema().fields().len();
-            (i >= inputs).then_some((w, i - inputs))
+            // `then`, not `then_some`: an input column (i < inputs) must not subtract.
+            (i >= inputs).then(|| (w, i - inputs))
         }
         LogicalPlan::Projection(p) => {
             let i = window::position(&p.schema, name)?;
@@ -1640,6 +1606,7 @@ fn ranking_call<'a>(
         }
         LogicalPlan::SubqueryAlias(a) => ranking_call(&a.input, name),
         LogicalPlan::Filter(f) => ranking_call(&f.input, name),
+        LogicalPlan::Extension(_) => ranking_call(&rank_limit::RankLimit::of(plan)?.input, name),
         _ => None,
     }
 }
