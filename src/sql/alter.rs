@@ -89,6 +89,17 @@ struct Part {
     written: Option<Pos>,
 }
 
+impl From<&Component> for Part {
+    /// A component the change brought, as written in the `ALTER`.
+    fn from(comp: &Component) -> Self {
+        Part {
+            kind: comp.kind.clone(),
+            text: comp.text.clone(),
+            written: Some(comp.pos),
+        }
+    }
+}
+
 /// The significant tokens of `text` (no white space or comments), each with its byte range.
 fn tokens(text: &str) -> Result<Vec<(usize, usize, Token)>> {
     let lines: Vec<usize> = std::iter::once(0)
@@ -414,11 +425,7 @@ fn change_parts(
     match change {
         SchemaChange::Add(list) => {
             for comp in list {
-                let part = Part {
-                    kind: comp.kind.clone(),
-                    text: comp.text.clone(),
-                    written: Some(comp.pos),
-                };
+                let part = Part::from(comp);
                 match &comp.kind {
                     ComponentKind::Column(n) => {
                         if column_at(parts, n).is_some() {
@@ -457,11 +464,7 @@ fn change_parts(
         }
         SchemaChange::Modify(list) => {
             for comp in list {
-                let part = Part {
-                    kind: comp.kind.clone(),
-                    text: comp.text.clone(),
-                    written: Some(comp.pos),
-                };
+                let part = Part::from(comp);
                 match &comp.kind {
                     ComponentKind::Column(n) => {
                         let i = column_at(parts, n).ok_or_else(|| {
