@@ -1448,6 +1448,7 @@ impl Session {
             .statement_to_plan(stmt)
             .await
             .map_err(|e| self.improve(e))?;
+        let plan = crate::sql::literals::flink_int_literals(plan)?;
         let plan = crate::sql::rewrite::flink_avg(plan)?;
         let plan = crate::sql::decimal::flink_division(plan)?;
         let plan = crate::sql::names::star_names(plan, query)?;

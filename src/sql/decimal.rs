@@ -426,28 +426,6 @@ impl ScalarUDFImpl for DecimalDivide {
     }
 }
 
-/// An integer literal as Flink types it: an `INT` where it fits (DataFusion makes every
-/// one a `BIGINT`), so `7.0 / 2` has the scale of a `DECIMAL(2, 1) / INT`.
-fn int_literal(e: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
-    use datafusion::logical_expr::Expr;
-    match e {
-        Expr::Literal(ScalarValue::Int64(Some(v)), m) if i32::try_from(v).is_ok() => {
-            Expr::Literal(ScalarValue::Int32(Some(v as i32)), m)
-        }
-        Expr::Negative(inner) => match *inner {
-            Expr::Literal(ScalarValue::Int64(Some(v)), m)
-                if v.checked_neg()
-                    .and_then(|n| i32::try_from(n).ok())
-                    .is_some() =>
-            {
-                Expr::Literal(ScalarValue::Int32(Some(-(v as i32))), m)
-            }
-            inner => Expr::Negative(Box::new(inner)),
-        },
-        e => e,
-    }
-}
-
 /// Puts [`DecimalDivide`] in place of every `/` with a `DECIMAL` side (the other a
 /// `DECIMAL` or an integer) in a planned (not yet analysed) query, keeping every column's
 /// name.
@@ -475,7 +453,10 @@ pub fn flink_division(
                 }) => {
                     // Integer literals as Flink types them, in a DECIMAL division only (an
                     // integer one keeps DataFusion's operands, and so its names).
-                    let (l, r) = (int_literal((*left).clone()), int_literal((*right).clone()));
+                    let (l, r) = (
+                        super::literals::int_literal((*left).clone()),
+                        super::literals::int_literal((*right).clone()),
+                    );
                     let types = l
                         .get_type(&schema)
                         .and_then(|lt| Ok((lt, r.get_type(&schema)?)));

@@ -13,6 +13,7 @@ pub mod group_id;
 pub mod json;
 pub mod json_build;
 pub mod lateral;
+pub mod literals;
 pub mod local_time;
 pub mod map_fn;
 pub mod names;

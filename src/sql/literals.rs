@@ -1,0 +1,221 @@
+//! Integer literals typed as Flink types them.
+//!
+//! Calcite (and so Flink) gives an integer literal the type `INT` when it fits in 32 bits
+//! and `BIGINT` otherwise (`SqlLiteral.createExactNumeric`); DataFusion makes every one a
+//! `BIGINT`. Where the literal's type becomes the result's type, that changes the answer:
+//! `a + 1` over an `INT` column is an `INT` in Flink (and wraps past 2³¹ − 1, as Java's
+//! `int` does) but a `BIGINT` in DataFusion; `CASE WHEN … THEN 1 ELSE 0 END` and
+//! `COALESCE(a, 0)` are `INT`s in Flink; `SELECT 1` is an `INT` column.
+//!
+//! [`flink_int_literals`] retypes the literals in those places — an operand of `+`, `-`,
+//! `*`, `/`, `%` beside another number, a branch of `CASE`, an argument of `COALESCE`,
+//! `NULLIF`, `IFNULL`, `GREATEST`, `LEAST` and `ABS`, and a literal projected as it is —
+//! before DataFusion's type coercion runs, so coercion then widens an `INT` literal to
+//! its partner's type exactly as Flink's does (`b + 1` with `b` a `BIGINT` stays a
+//! `BIGINT`). Elsewhere a literal keeps DataFusion's `BIGINT`: arguments whose type does
+//! not reach the result (`SUBSTRING(s, 1, 2)`, `ROUND(x, 2)`, a window's sizes), limits and
+//! comparisons, where the type changes nothing.
+
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::expr::{Alias, Case, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+
+use crate::error::Result;
+
+/// An integer literal as Flink types it: an `INT` where it fits (a negated one too), else
+/// the expression unchanged.
+pub fn int_literal(e: Expr) -> Expr {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), m) if i32::try_from(v).is_ok() => {
+            Expr::Literal(ScalarValue::Int32(Some(v as i32)), m)
+        }
+        Expr::Negative(inner) => match *inner {
+            Expr::Literal(ScalarValue::Int64(Some(v)), m) => {
+                match v.checked_neg().and_then(|n| i32::try_from(n).ok()) {
+                    // -2147483648 is an INT though 2147483648 is not.
+                    Some(n) => Expr::Literal(ScalarValue::Int32(Some(n)), m),
+                    None => Expr::Negative(Box::new(Expr::Literal(ScalarValue::Int64(Some(v)), m))),
+                }
+            }
+            inner => Expr::Negative(Box::new(inner)),
+        },
+        e => e,
+    }
+}
+
+/// Whether `e` is an integer literal [`int_literal`] would retype.
+fn is_int_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => i32::try_from(*v).is_ok(),
+        Expr::Negative(inner) => match inner.as_ref() {
+            Expr::Literal(ScalarValue::Int64(Some(v)), _) => {
+                v.checked_neg().is_some_and(|n| i32::try_from(n).is_ok())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The functions whose result type is their arguments' common type in Flink, so an integer
+/// literal argument makes an `INT` of them (`COALESCE(a, 0)` over an `INT` column).
+const FOLLOW_ARGUMENTS: &[&str] = &[
+    "coalesce", "nullif", "nvl", "ifnull", "greatest", "least", "abs", "floor", "ceil", "signum",
+];
+
+/// Retypes the integer literals of a planned (not yet analysed) query where Flink's type
+/// reaches the result (see the module's documentation), keeping every column's name.
+///
+/// Errors: DataFusion's, when a node cannot be rebuilt.
+pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up_with_subqueries(|node| {
+            let schema = merge_schema(&node.inputs());
+            if let LogicalPlan::Values(v) = &node {
+                // `VALUES (1), (2)`: a column of INTs. Rebuilt, so its schema has the
+                // literals' types.
+                // A column whose values are all such literals: `VALUES (1), (2147483648)`
+                // stays a BIGINT, as its widest value is one.
+                let width = v.values.first().map_or(0, Vec::len);
+                let ints: Vec<bool> = (0..width)
+                    .map(|c| {
+                        v.values
+                            .iter()
+                            .all(|row| row.get(c).is_some_and(is_int_literal))
+                    })
+                    .collect();
+                if !ints.contains(&true) {
+                    return Ok(Transformed::no(node));
+                }
+                let rows = v
+                    .values
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .zip(&ints)
+                            .map(|(e, int)| {
+                                if *int {
+                                    int_literal(e.clone())
+                                } else {
+                                    e.clone()
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                return Ok(Transformed::yes(
+                    datafusion::logical_expr::LogicalPlanBuilder::values(rows)?.build()?,
+                ));
+            }
+            let projects = matches!(node, LogicalPlan::Projection(_));
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                if matches!(e, Expr::GroupingSet(_)) {
+                    // Its columns are named by its expressions, and an alias cannot keep
+                    // those names inside it: a grouping set's literals stay as planned.
+                    return Ok(Transformed::no(e));
+                }
+                let saved = names.save(&e);
+                let e = if projects { projected(e) } else { e };
+                let t = e.transform_up(|x| retype(x, &schema))?;
+                Ok(if t.transformed {
+                    t.update_data(|e| saved.restore(e))
+                } else {
+                    t
+                })
+            })
+        })?
+        .data)
+}
+
+/// A projected literal (under its alias, if any) as an `INT`.
+fn projected(e: Expr) -> Expr {
+    match e {
+        Expr::Alias(Alias {
+            expr,
+            relation,
+            name,
+            metadata,
+        }) => Expr::Alias(Alias {
+            expr: Box::new(int_literal(*expr)),
+            relation,
+            name,
+            metadata,
+        }),
+        e => int_literal(e),
+    }
+}
+
+/// One expression's integer literals retyped where their type reaches its result.
+fn retype(
+    x: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<Transformed<Expr>> {
+    let numeric = |e: &Expr| is_int_literal(e) || e.get_type(schema).is_ok_and(|t| t.is_numeric());
+    Ok(match x {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Plus
+                    | Operator::Minus
+                    | Operator::Multiply
+                    | Operator::Divide
+                    | Operator::Modulo
+            ) && (is_int_literal(&left) || is_int_literal(&right))
+                && numeric(&left)
+                && numeric(&right) =>
+        {
+            Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                left: Box::new(int_literal(*left)),
+                op,
+                right: Box::new(int_literal(*right)),
+            }))
+        }
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) if when_then_expr.iter().any(|(_, t)| is_int_literal(t))
+            || else_expr.as_deref().is_some_and(is_int_literal) =>
+        {
+            Transformed::yes(Expr::Case(Case {
+                expr,
+                when_then_expr: when_then_expr
+                    .into_iter()
+                    .map(|(w, t)| (w, Box::new(int_literal(*t))))
+                    .collect(),
+                else_expr: else_expr.map(|e| Box::new(int_literal(*e))),
+            }))
+        }
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if FOLLOW_ARGUMENTS.contains(&func.name()) && args.iter().any(is_int_literal) =>
+        {
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+                func,
+                args: args.into_iter().map(int_literal).collect(),
+            }))
+        }
+        x => Transformed::no(x),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::logical_expr::lit;
+
+    #[test]
+    fn literals_that_fit_an_int_are_ints() {
+        assert_eq!(int_literal(lit(7i64)), lit(7i32));
+        assert_eq!(int_literal(lit(i64::from(i32::MAX))), lit(i32::MAX));
+        assert_eq!(
+            int_literal(lit(i64::from(i32::MAX) + 1)),
+            lit(2147483648i64)
+        );
+        assert_eq!(int_literal(-lit(2147483648i64)), lit(i32::MIN));
+        assert_eq!(int_literal(lit(1.5f64)), lit(1.5f64));
+    }
+}
