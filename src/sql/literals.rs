@@ -9,7 +9,9 @@
 //!
 //! [`flink_int_literals`] retypes the literals in those places — an operand of `+`, `-`,
 //! `*`, `/`, `%` beside another number, a branch of `CASE`, an argument of `COALESCE`,
-//! `NULLIF`, `IFNULL`, `GREATEST`, `LEAST` and `ABS`, and a literal projected as it is —
+//! `NULLIF`, `IFNULL`, `GREATEST`, `LEAST`, `ABS`, `FLOOR`, `CEIL`, `SIGN`, `SUM`, `MIN`,
+//! `MAX`, `AVG`, `FIRST_VALUE` and `LAST_VALUE`, a `VALUES` column of them, and a literal
+//! projected as it is —
 //! before DataFusion's type coercion runs, so coercion then widens an `INT` literal to
 //! its partner's type exactly as Flink's does (`b + 1` with `b` a `BIGINT` stays a
 //! `BIGINT`). Elsewhere a literal keeps DataFusion's `BIGINT`: arguments whose type does
@@ -65,6 +67,10 @@ fn is_int_literal(e: &Expr) -> bool {
 const FOLLOW_ARGUMENTS: &[&str] = &[
     "coalesce", "nullif", "nvl", "ifnull", "greatest", "least", "abs", "floor", "ceil", "signum",
 ];
+
+/// The aggregates whose result type follows their argument's in Flink (`SUM(1)` is an
+/// `INT`).
+const FOLLOW_ARGUMENTS_AGG: &[&str] = &["sum", "min", "max", "avg", "first_value", "last_value"];
 
 /// Retypes the integer literals of a planned (not yet analysed) query where Flink's type
 /// reaches the result (see the module's documentation), keeping every column's name.
@@ -197,6 +203,16 @@ fn retype(
                 func,
                 args: args.into_iter().map(int_literal).collect(),
             }))
+        }
+        Expr::AggregateFunction(mut f)
+            if FOLLOW_ARGUMENTS_AGG.contains(&f.func.name())
+                && f.params.args.iter().any(is_int_literal) =>
+        {
+            f.params.args = std::mem::take(&mut f.params.args)
+                .into_iter()
+                .map(int_literal)
+                .collect();
+            Transformed::yes(Expr::AggregateFunction(f))
         }
         x => Transformed::no(x),
     })
