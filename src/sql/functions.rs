@@ -905,28 +905,57 @@ impl ScalarUDFImpl for DateFormat {
             Some(tz) => crate::sql::local_time::local_millis(ms, tz),
             None => ms,
         };
+        // The pattern parsed once, not per row.
+        let items: Vec<chrono::format::Item<'_>> =
+            chrono::format::StrftimeItems::new(&fmt).collect();
+        if items.contains(&chrono::format::Item::Error) {
+            return datafusion::common::plan_err!(
+                "DATE_FORMAT: '{pattern}' is not a valid date pattern"
+            );
+        }
+        // A pattern without a fraction of a second writes the same text for every instant
+        // of one second: rows of a stream mostly come in time order, so the text of the
+        // row before is reused while the second does not change.
+        let subsecond = items.iter().any(|i| {
+            matches!(
+                i,
+                chrono::format::Item::Fixed(
+                    chrono::format::Fixed::Nanosecond
+                        | chrono::format::Fixed::Nanosecond3
+                        | chrono::format::Fixed::Nanosecond6
+                        | chrono::format::Fixed::Nanosecond9
+                        | chrono::format::Fixed::Internal(_)
+                ) | chrono::format::Item::Numeric(chrono::format::Numeric::Nanosecond, _)
+            )
+        });
         let mut b = StringBuilder::with_capacity(n, n * fmt.len());
+        let mut text = String::new();
+        let mut second: Option<i64> = None;
         for i in 0..ts.len() {
-            match (ts.is_valid(i))
-                .then(|| {
-                    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(wall(
-                        ts.value(i),
-                    ))
-                })
-                .flatten()
-            {
-                Some(dt) => {
-                    use std::fmt::Write as _;
-                    let mut s = String::new();
-                    if write!(s, "{}", dt.format(&fmt)).is_err() {
-                        return datafusion::common::plan_err!(
-                            "DATE_FORMAT: '{pattern}' is not a valid date pattern"
-                        );
-                    }
-                    b.append_value(s);
-                }
-                None => b.append_null(),
+            if !ts.is_valid(i) {
+                b.append_null();
+                continue;
             }
+            let ms = wall(ts.value(i));
+            let this = (!subsecond).then(|| ms.div_euclid(1000));
+            if this.is_none() || this != second {
+                let Some(dt) =
+                    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+                else {
+                    second = None;
+                    b.append_null();
+                    continue;
+                };
+                use std::fmt::Write as _;
+                text.clear();
+                if write!(text, "{}", dt.format_with_items(items.iter())).is_err() {
+                    return datafusion::common::plan_err!(
+                        "DATE_FORMAT: '{pattern}' is not a valid date pattern"
+                    );
+                }
+                second = this;
+            }
+            b.append_value(&text);
         }
         let out = b.finish();
         shaped(
