@@ -72,6 +72,9 @@ pub struct GroupAggregateOperator {
     groups: Vec<Option<Group>>,
     free: Vec<usize>,
     ttl: Option<crate::operator::ttl::StateTtl>,
+    /// Scratch for [`Operator::process_batch`]: per group, its place among the groups a
+    /// batch touched (usize::MAX between batches).
+    slot_of: Vec<usize>,
 }
 
 impl GroupAggregateOperator {
@@ -104,6 +107,7 @@ impl GroupAggregateOperator {
             groups: vec![],
             free: vec![],
             ttl: None,
+            slot_of: vec![],
         })
     }
 
@@ -167,19 +171,26 @@ impl GroupAggregateOperator {
     }
 }
 
+/// Where an emitted row's group key is: in its group, still held (not copied per row),
+/// or copied out of a group deleted in the same batch.
+enum Key {
+    Group(usize),
+    Owned(Box<[u8]>),
+}
+
 /// A group's (start, length) of added and of retracted rows among an aggregate's gathered
 /// arguments.
 type Ranges = [(usize, usize); 2];
 
-/// The rows of `rows` where `mask` (a FILTER) holds.
-fn masked(rows: &[u32], mask: Option<&BooleanArray>) -> Vec<u32> {
+/// Appends to `out` the rows of `rows` where `mask` (a FILTER) holds.
+fn extend_masked(out: &mut Vec<u32>, rows: &[u32], mask: Option<&BooleanArray>) {
     match mask {
-        None => rows.to_vec(),
-        Some(m) => rows
-            .iter()
-            .copied()
-            .filter(|i| m.is_valid(*i as usize) && m.value(*i as usize))
-            .collect(),
+        None => out.extend_from_slice(rows),
+        Some(m) => out.extend(
+            rows.iter()
+                .copied()
+                .filter(|i| m.is_valid(*i as usize) && m.value(*i as usize)),
+        ),
     }
 }
 
@@ -392,17 +403,25 @@ impl Operator for GroupAggregateOperator {
         };
         // Rows per touched group, in order of first touch: (group, added rows, retracted).
         let mut touched: Vec<(usize, Vec<u32>, Vec<u32>)> = vec![];
-        let mut slot: HashMap<usize, usize> = HashMap::new();
+        // Each group's place in `touched` (indexed by group, usize::MAX for none), reset
+        // for the touched groups after the loop.
+        let mut slot = std::mem::take(&mut self.slot_of);
         for i in 0..n {
             let key: &[u8] = match &key_rows {
                 Some(r) => r.row(i).data(),
                 None => &[],
             };
             let g = self.group_id(key)?;
-            let s = *slot.entry(g).or_insert_with(|| {
+            if slot.len() <= g {
+                slot.resize(self.groups.len().max(g + 1), usize::MAX);
+            }
+            let s = if slot[g] == usize::MAX {
                 touched.push((g, vec![], vec![]));
-                touched.len() - 1
-            });
+                slot[g] = touched.len() - 1;
+                slot[g]
+            } else {
+                slot[g]
+            };
             let adds = kinds
                 .as_ref()
                 .is_none_or(|k| RowKind::from_i8(k.value(i)).is_some_and(RowKind::adds));
@@ -412,6 +431,10 @@ impl Operator for GroupAggregateOperator {
                 touched[s].2.push(i as u32);
             }
         }
+        for (g, _, _) in &touched {
+            slot[*g] = usize::MAX;
+        }
+        self.slot_of = slot;
         let args = self
             .aggs
             .iter()
@@ -448,7 +471,7 @@ impl Operator for GroupAggregateOperator {
                 let mut r = [(0, 0); 2];
                 for (k, rows) in [adds, retracts].into_iter().enumerate() {
                     let start = perm.len();
-                    perm.extend(masked(rows, masks[a].as_ref()));
+                    extend_masked(&mut perm, rows, masks[a].as_ref());
                     r[k] = (start, perm.len() - start);
                 }
                 ranges.push(r);
@@ -460,7 +483,10 @@ impl Operator for GroupAggregateOperator {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             gathered.push((values, ranges));
         }
-        let mut emitted: Vec<(Box<[u8]>, Vec<ScalarValue>, RowKind)> = vec![];
+        // Emitted rows: their group's key (`Key::Group` while the group lives, so it is not
+        // copied), values and kind.
+        let mut emitted: Vec<(Key, Vec<ScalarValue>, RowKind)> = vec![];
+        let mut part: Vec<ArrayRef> = vec![];
         for (slot, (g, adds, retracts)) in touched.into_iter().enumerate() {
             let Some(group) = self.groups[g].as_mut() else {
                 return Err(WeirError::internal("group vanished"));
@@ -482,8 +508,8 @@ impl Operator for GroupAggregateOperator {
                     if *len == 0 {
                         continue;
                     }
-                    let part: Vec<ArrayRef> =
-                        values.iter().map(|v| v.slice(*start, *len)).collect();
+                    part.clear();
+                    part.extend(values.iter().map(|v| v.slice(*start, *len)));
                     if k == 1 {
                         acc.retract_batch(&part)?;
                     } else {
@@ -495,7 +521,7 @@ impl Operator for GroupAggregateOperator {
             if group.rows <= 0 {
                 // Every row of the group was retracted: the group is gone.
                 if let Some(last) = group.last.take() {
-                    emitted.push((group.key.clone(), last, RowKind::Delete));
+                    emitted.push((Key::Owned(group.key.clone()), last, RowKind::Delete));
                 }
                 let key = group.key.clone();
                 self.groups[g] = None;
@@ -509,14 +535,14 @@ impl Operator for GroupAggregateOperator {
                 .map(|a| Ok(a.evaluate()?))
                 .collect::<Result<Vec<_>>>()?;
             match group.last.take() {
-                None => emitted.push((group.key.clone(), now.clone(), RowKind::Insert)),
+                None => emitted.push((Key::Group(g), now.clone(), RowKind::Insert)),
                 Some(old) if old == now => {
                     group.last = Some(old);
                     continue;
                 }
                 Some(old) => {
-                    emitted.push((group.key.clone(), old, RowKind::UpdateBefore));
-                    emitted.push((group.key.clone(), now.clone(), RowKind::UpdateAfter));
+                    emitted.push((Key::Group(g), old, RowKind::UpdateBefore));
+                    emitted.push((Key::Group(g), now.clone(), RowKind::UpdateAfter));
                 }
             }
             group.last = Some(now);
@@ -527,7 +553,17 @@ impl Operator for GroupAggregateOperator {
         let mut cols: Vec<ArrayRef> = match &self.key_conv {
             Some(c) => {
                 let parser = c.parser();
-                c.convert_rows(emitted.iter().map(|(k, _, _)| parser.parse(k)))?
+                let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
+                for (k, _, _) in &emitted {
+                    keys.push(match k {
+                        Key::Owned(k) => k,
+                        Key::Group(g) => match self.groups.get(*g) {
+                            Some(Some(group)) => &group.key,
+                            _ => return Err(WeirError::internal("emitted group vanished")),
+                        },
+                    });
+                }
+                c.convert_rows(keys.into_iter().map(|k| parser.parse(k)))?
             }
             None => vec![],
         };
