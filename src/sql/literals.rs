@@ -81,10 +81,9 @@ pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
         .transform_up_with_subqueries(|node| {
             let schema = merge_schema(&node.inputs());
             if let LogicalPlan::Values(v) = &node {
-                // `VALUES (1), (2)`: a column of INTs. Rebuilt, so its schema has the
-                // literals' types.
-                // A column whose values are all such literals: `VALUES (1), (2147483648)`
-                // stays a BIGINT, as its widest value is one.
+                // `VALUES (1), (2)` is a column of INTs: a column whose values are all
+                // such literals is retyped and the node rebuilt, so its schema has their
+                // types. `VALUES (1), (2147483648)` stays a BIGINT, as its widest value is.
                 let width = v.values.first().map_or(0, Vec::len);
                 let ints: Vec<bool> = (0..width)
                     .map(|c| {
