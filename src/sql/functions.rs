@@ -303,7 +303,13 @@ impl ScalarUDFImpl for FlinkScalar {
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.f {
-            FlinkFn::Hour | FlinkFn::Mod | FlinkFn::CountChar => DataType::Int64,
+            // MOD has its divisor's type (Calcite's ReturnTypes.NULLABLE_MOD, ARG1_NULLABLE):
+            // MOD(7, 2) is an INT, MOD(7, CAST(2 AS BIGINT)) a BIGINT.
+            FlinkFn::Mod => match args.get(1) {
+                Some(t @ (DataType::Int8 | DataType::Int16 | DataType::Int32)) => t.clone(),
+                _ => DataType::Int64,
+            },
+            FlinkFn::Hour | FlinkFn::CountChar => DataType::Int64,
             FlinkFn::CurrentRowTimestamp => {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
             }
@@ -400,7 +406,7 @@ impl ScalarUDFImpl for FlinkScalar {
                 let a = arg_as(&args, 0, &DataType::Int64)?;
                 let b = arg_as(&args, 1, &DataType::Int64)?;
                 let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
-                std::sync::Arc::new(
+                let rem: datafusion::arrow::array::ArrayRef = std::sync::Arc::new(
                     a.iter()
                         .zip(b.iter())
                         .map(|(a, b)| match (a, b) {
@@ -408,7 +414,14 @@ impl ScalarUDFImpl for FlinkScalar {
                             _ => None,
                         })
                         .collect::<Int64Array>(),
-                )
+                );
+                // In the divisor's type: a remainder is smaller than its divisor, so it fits.
+                match args.args.get(1).map(|a| a.data_type()) {
+                    Some(t @ (DataType::Int8 | DataType::Int16 | DataType::Int32)) => {
+                        datafusion::arrow::compute::cast(&rem, &t)?
+                    }
+                    _ => rem,
+                }
             }
             FlinkFn::CountChar => {
                 let s = arg_as(&args, 0, &DataType::Utf8)?;

@@ -66,6 +66,7 @@ fn is_int_literal(e: &Expr) -> bool {
 /// literal argument makes an `INT` of them (`COALESCE(a, 0)` over an `INT` column).
 const FOLLOW_ARGUMENTS: &[&str] = &[
     "coalesce", "nullif", "nvl", "ifnull", "greatest", "least", "abs", "floor", "ceil", "signum",
+    "mod",
 ];
 
 /// The aggregates whose result type follows their argument's in Flink (`SUM(1)` is an
