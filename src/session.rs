@@ -1557,26 +1557,28 @@ impl Session {
         };
         let pos_of = |name: &str| w.arg(name).map(|a| a.2);
         let mut offset = ms("OFFSET")?.unwrap_or(0);
-        // Over a TIMESTAMP_LTZ, windows start on the session zone's wall clock (a day window
-        // at its midnight), as Flink aligns them: the grid moves back by the zone's offset.
-        // A zone with daylight saving time keeps UTC's grid (see the README).
+        // Over a TIMESTAMP_LTZ, windows lie on the session zone's wall clock (a day window
+        // from midnight to midnight), as Flink places them: a zone of one offset moves the
+        // grid back by it; a named zone whose offset changes (daylight saving time, or
+        // changes in past years) puts the grid on its wall clock.
+        let mut zone = None;
         if matches!(
             input.schema().field(time_index).data_type(),
             DataType::Timestamp(_, Some(_))
         ) && w.kind != WindowKind::Session
         {
-            let zone = self
+            let session_zone = self
                 .ctx
                 .state()
                 .config_options()
                 .execution
                 .time_zone
                 .clone();
-            if let Some(shift) = zone
-                .as_deref()
-                .and_then(crate::sql::local_time::fixed_offset_ms)
-            {
-                offset -= shift;
+            let session_zone = session_zone.as_deref().unwrap_or("UTC");
+            match crate::sql::local_time::fixed_offset_ms(session_zone) {
+                Some(0) => {}
+                Some(shift) if session_zone.parse::<chrono_tz::Tz>().is_err() => offset -= shift,
+                _ => zone = session_zone.parse::<chrono_tz::Tz>().ok(),
             }
         }
         let spec = match w.kind {
@@ -1587,6 +1589,7 @@ impl Session {
                     size,
                     slide: size,
                     offset,
+                    zone,
                 }
             }
             WindowKind::Hop => {
@@ -1597,6 +1600,7 @@ impl Session {
                     size,
                     slide,
                     offset,
+                    zone,
                 }
             }
             WindowKind::Cumulate => {
@@ -1613,6 +1617,7 @@ impl Session {
                     size,
                     slide: step,
                     offset,
+                    zone,
                 }
             }
             WindowKind::Session => {
@@ -1622,6 +1627,7 @@ impl Session {
                     size: gap,
                     slide: gap,
                     offset: 0,
+                    zone: None,
                 }
             }
         };

@@ -12,7 +12,8 @@
 //! ## Firing and lateness
 //!
 //! A window fires when the watermark reaches its last millisecond, `end - 1`, as in Flink
-//! (see [`super::fired_through`]); `Watermark(i64::MAX)` (the end of a
+//! (see [`super::fired_through`]; on a zone's wall clock, that millisecond's instant:
+//! [`WindowSpec::fires_at`]); `Watermark(i64::MAX)` (the end of a
 //! bounded input) fires them all. A row counts in each of its windows that has not fired; a
 //! row none of whose windows is still open is late: dropped and counted. Sources cut their
 //! batches before every row that is behind the watermark of the rows before it (see
@@ -49,7 +50,16 @@ pub struct WindowSpec {
     pub size: i64,
     /// HOP's slide, CUMULATE's step; equal to `size` for TUMBLE.
     pub slide: i64,
+    /// Where the grid starts: windows start at `offset + k * slide` on the grid's clock.
     pub offset: i64,
+    /// The clock the grid lies on: None for epoch milliseconds (a `TIMESTAMP`, or a
+    /// `TIMESTAMP_LTZ` in a zone of one offset, folded into `offset`); a zone for a
+    /// `TIMESTAMP_LTZ` in a zone whose offset changes (daylight saving time), whose
+    /// windows lie on its wall clock as in Flink — a day window runs from midnight to
+    /// midnight, 23 or 25 hours when the clocks change. Slices, window starts and ends
+    /// inside the operators are then wall-clock milliseconds (see [`WindowSpec::grid_time`]);
+    /// rows, watermarks and output columns stay instants.
+    pub zone: Option<chrono_tz::Tz>,
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -62,6 +72,49 @@ pub fn floor_grid(t: i64, step: i64, offset: i64) -> i64 {
 }
 
 impl WindowSpec {
+    /// Event time `ts` (epoch ms) on the grid's clock: itself, or the zone's wall clock
+    /// read as UTC (Flink's `toUtcTimestampMills`).
+    pub fn grid_time(&self, ts: i64) -> i64 {
+        match &self.zone {
+            Some(z) => crate::sql::local_time::local_millis(ts, z),
+            None => ts,
+        }
+    }
+
+    /// The instant (epoch ms) of grid time `t`, for the `window_start` and `window_end`
+    /// columns (Java's `LocalDateTime.atZone` rules where the zone's clocks change).
+    pub fn instant(&self, t: i64) -> i64 {
+        match &self.zone {
+            Some(z) => crate::sql::local_time::instant_of_wall(t, z),
+            None => t,
+        }
+    }
+
+    /// The watermark (epoch ms) at which the window or slice ending at grid time `end`
+    /// fires, and its `window_time`: its last millisecond, `end - 1`, as an instant (on a
+    /// zone's wall clock, Flink's `toEpochMillsForTimer`: a skipped time fires at the hour
+    /// the clocks jumped to, a repeated one at its later occurrence). Non-decreasing in
+    /// `end`.
+    pub fn fires_at(&self, end: i64) -> i64 {
+        let last = end.saturating_sub(1);
+        match &self.zone {
+            Some(z) => crate::sql::local_time::fire_instant_of_wall(last, z),
+            None => last,
+        }
+    }
+
+    /// The grid time of a window end given as an instant (a `window_end` column): the
+    /// reverse of [`WindowSpec::instant`] for window ends, read through the window's last
+    /// millisecond so that an end the clocks skipped maps back to itself.
+    pub fn grid_end(&self, end: i64) -> i64 {
+        match &self.zone {
+            Some(z) => {
+                crate::sql::local_time::local_millis(end.saturating_sub(1), z).saturating_add(1)
+            }
+            None => end,
+        }
+    }
+
     /// The slice width.
     pub fn pane(&self) -> i64 {
         match self.kind {
@@ -209,10 +262,17 @@ impl WindowAssignOperator {
             return Ok(batch);
         };
         let ts = to_epoch_millis(batch.column(self.time_col).as_ref())?;
-        let wm = super::fired_through(self.watermark);
+        let wm = self.watermark;
         let spec = self.spec;
         let late: BooleanArray = (0..ts.len())
-            .map(|i| Some(ts.is_null(i) || spec.last_window_end(spec.slice_end(ts.value(i))) <= wm))
+            .map(|i| {
+                Some(
+                    ts.is_null(i)
+                        || spec.fires_at(
+                            spec.last_window_end(spec.slice_end(spec.grid_time(ts.value(i)))),
+                        ) <= wm,
+                )
+            })
             .collect();
         let n = late.true_count();
         if n == 0 {
@@ -364,8 +424,9 @@ impl Operator for WindowAssignOperator {
             if ts.is_null(i) {
                 continue;
             }
-            let t = ts.value(i);
+            let t = self.spec.grid_time(ts.value(i));
             if self.slices {
+                // Slices stay on the grid's clock: only the window aggregate reads them.
                 let e = self.spec.slice_end(t);
                 idx.push(i as u32);
                 starts.push(e - self.spec.pane());
@@ -389,7 +450,12 @@ impl Operator for WindowAssignOperator {
                 take(c.as_ref(), &indices, None)?
             });
         }
-        let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+        let times: Vec<i64> = ends.iter().map(|e| self.spec.fires_at(*e)).collect();
+        if !self.slices && self.spec.zone.is_some() {
+            for t in starts.iter_mut().chain(ends.iter_mut()) {
+                *t = self.spec.instant(*t);
+            }
+        }
         cols.push(timestamp_array(starts, self.schema.field(n).data_type())?);
         cols.push(timestamp_array(ends, self.schema.field(n + 1).data_type())?);
         cols.push(timestamp_array(
@@ -647,9 +713,8 @@ impl WindowAggregateOperator {
                 // A slice that windows already taken in should have held.
                 self.cache.clear();
             }
-            let wm = super::fired_through(self.watermark);
             for e in self.window_ends(end) {
-                if e > wm {
+                if self.spec.fires_at(e) > self.watermark {
                     self.pending.insert(e);
                 }
             }
@@ -715,10 +780,9 @@ impl WindowAggregateOperator {
     /// [`Operator::resume`]), so a watermark that completes a million windows (the end of
     /// the input) never holds all their rows at once.
     fn fire_until(&mut self, wm: i64, out: &mut Vec<Message>) -> Result<bool> {
-        let wm = super::fired_through(wm);
         let mut rows = 0;
         while let Some(&e) = self.pending.first() {
-            if e > wm {
+            if self.spec.fires_at(e) > wm {
                 break;
             }
             if rows >= FIRE_CHUNK_ROWS {
@@ -735,8 +799,8 @@ impl WindowAggregateOperator {
             .slices
             .keys()
             .copied()
-            .take_while(|s| *s <= wm)
-            .filter(|s| self.last_window_end(*s) <= wm)
+            .take_while(|s| self.spec.fires_at(*s) <= wm)
+            .filter(|s| self.spec.fires_at(self.last_window_end(*s)) <= wm)
             .collect();
         for s in done {
             self.slices.remove(&s);
@@ -957,9 +1021,9 @@ impl WindowAggregateOperator {
                     .get(*k)
                     .cloned()
                     .ok_or_else(|| WeirError::internal("window aggregate key missing"))?,
-                OutCol::WindowStart => timestamp_column(start, n, dt)?,
-                OutCol::WindowEnd => timestamp_column(end, n, dt)?,
-                OutCol::WindowTime => timestamp_column(end - 1, n, dt)?,
+                OutCol::WindowStart => timestamp_column(self.spec.instant(start), n, dt)?,
+                OutCol::WindowEnd => timestamp_column(self.spec.instant(end), n, dt)?,
+                OutCol::WindowTime => timestamp_column(self.spec.fires_at(end), n, dt)?,
                 OutCol::Agg(j) => values
                     .get(*j)
                     .cloned()
@@ -1147,7 +1211,7 @@ impl Operator for WindowAggregateOperator {
     /// slices lie on another grid is refused rather than mixed in.
     fn signature(&self) -> String {
         format!(
-            "{} [keys: {}] [{}]{}",
+            "{} [keys: {}] [{}]{}{}",
             self.name(),
             self.key_schema
                 .fields()
@@ -1160,6 +1224,10 @@ impl Operator for WindowAggregateOperator {
                 String::new()
             } else {
                 format!(" [grid offset {} ms]", self.spec.offset)
+            },
+            match &self.spec.zone {
+                Some(z) => format!(" [wall clock {z}]"),
+                None => String::new(),
             }
         )
     }
@@ -1218,7 +1286,12 @@ impl Operator for WindowAggregateOperator {
                 nulls += 1;
                 continue;
             }
-            let e = ends.value(i);
+            let e = if self.sliced {
+                ends.value(i)
+            } else {
+                // A window end from a window table's column: an instant.
+                self.spec.grid_end(ends.value(i))
+            };
             match by_slice.iter_mut().rev().find(|(s, _)| *s == e) {
                 Some((_, v)) => v.push(i as u32),
                 None => by_slice.push((e, vec![i as u32])),
@@ -1229,7 +1302,7 @@ impl Operator for WindowAggregateOperator {
         }
         let whole = by_slice.len() == 1 && nulls == 0;
         for (end, idx) in by_slice {
-            if self.last_window_end(end) <= super::fired_through(self.watermark) {
+            if self.spec.fires_at(self.last_window_end(end)) <= self.watermark {
                 self.count_late(idx.len());
                 continue;
             }
@@ -1525,6 +1598,7 @@ mod tests {
             size,
             slide,
             offset,
+            zone: None,
         }
     }
 

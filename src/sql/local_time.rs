@@ -145,8 +145,9 @@ pub fn fixed_offset_ms(zone: &str) -> Option<i64> {
         .then_some(first as i64 * 1000)
 }
 
-/// Milliseconds since the epoch of the wall-clock time in `tz` at instant `ms`.
-pub fn local_millis(ms: i64, tz: &Tz) -> i64 {
+/// Milliseconds since the epoch of the wall-clock time in `tz` at instant `ms` (the wall
+/// clock read as if it were UTC: Flink's `TimeWindowUtil.toUtcTimestampMills`).
+pub fn local_millis<T: TimeZone>(ms: i64, tz: &T) -> i64 {
     if chrono::DateTime::from_timestamp_millis(ms).is_none() {
         return ms;
     }
@@ -154,7 +155,7 @@ pub fn local_millis(ms: i64, tz: &Tz) -> i64 {
 }
 
 /// The offset from UTC of `tz` at the instant `secs` (epoch seconds), in seconds.
-fn utc_offset_at(tz: &Tz, secs: i64) -> i64 {
+fn utc_offset_at<T: TimeZone>(tz: &T, secs: i64) -> i64 {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|d| {
             tz.offset_from_utc_datetime(&d.naive_utc())
@@ -162,6 +163,54 @@ fn utc_offset_at(tz: &Tz, secs: i64) -> i64 {
                 .local_minus_utc() as i64
         })
         .unwrap_or(0)
+}
+
+/// The offset from UTC of `tz` in seconds at the wall-clock time `secs` (epoch seconds of
+/// the wall clock read as UTC), as Java's `LocalDateTime.atZone` picks it: a time that
+/// occurs twice (clocks going back) takes the earlier instant's offset; one that does not
+/// occur (clocks going forward) takes the offset before the change, so it is read as the
+/// same distance past the change.
+fn wall_offset_at<T: TimeZone>(tz: &T, secs: i64) -> i64 {
+    let Some(wall) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
+        return 0;
+    };
+    let offset = match tz.offset_from_local_datetime(&wall) {
+        chrono::LocalResult::Single(o) => o.fix().local_minus_utc(),
+        chrono::LocalResult::Ambiguous(a, b) => {
+            a.fix().local_minus_utc().max(b.fix().local_minus_utc())
+        }
+        chrono::LocalResult::None => tz
+            .offset_from_utc_datetime(&(wall - chrono::Duration::days(1)))
+            .fix()
+            .local_minus_utc(),
+    };
+    offset as i64
+}
+
+/// The instant (epoch ms) of the wall-clock time `wall` of `tz` (ms since the epoch of the
+/// wall clock read as UTC): the reverse of [`local_millis`], with Java's
+/// `LocalDateTime.atZone` rules for times that occur twice or not at all (Flink's
+/// `TimeWindowUtil.toEpochMills`).
+pub fn instant_of_wall<T: TimeZone>(wall: i64, tz: &T) -> i64 {
+    wall.saturating_sub(wall_offset_at(tz, wall.div_euclid(1000)) * 1000)
+}
+
+/// The watermark (epoch ms) at which a window of `tz`'s wall clock whose last millisecond
+/// is the wall-clock time `last` fires, by Flink's `TimeWindowUtil.toEpochMillsForTimer`: the
+/// instant of `last`, except that a time skipped when clocks go forward fires at the whole
+/// hour the clocks jumped to, and one that occurs twice when they go back fires at its
+/// later occurrence (so the rows of both occurrences are in). Non-decreasing in `last`.
+pub fn fire_instant_of_wall<T: TimeZone>(last: i64, tz: &T) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    let t1 = instant_of_wall(last, tz);
+    let t2 = instant_of_wall(last.saturating_add(HOUR), tz);
+    if t1 == t2 {
+        t1 - t1.rem_euclid(HOUR)
+    } else if t2 - t1 > HOUR {
+        t1.saturating_add(HOUR)
+    } else {
+        t1
+    }
 }
 
 /// Each value of `array` (Arrow timestamps of `unit`) moved by `offset(epoch seconds)`
@@ -212,20 +261,7 @@ pub fn from_local_wall(array: &ArrayRef, tz: &Tz) -> Result<ArrayRef> {
         return Ok(array.clone());
     };
     moved(array, *unit, Some("UTC".into()), |secs| {
-        let Some(wall) = chrono::DateTime::from_timestamp(secs, 0).map(|d| d.naive_utc()) else {
-            return 0;
-        };
-        let offset = match tz.offset_from_local_datetime(&wall) {
-            chrono::LocalResult::Single(o) => o.fix().local_minus_utc(),
-            chrono::LocalResult::Ambiguous(a, b) => {
-                a.fix().local_minus_utc().max(b.fix().local_minus_utc())
-            }
-            chrono::LocalResult::None => tz
-                .offset_from_utc_datetime(&(wall - chrono::Duration::days(1)))
-                .fix()
-                .local_minus_utc(),
-        };
-        -(offset as i64)
+        -wall_offset_at(tz, secs)
     })
 }
 
@@ -1130,6 +1166,48 @@ impl ScalarUDFImpl for LocalNow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flink's `TimeWindowUtil.toEpochMillsForTimer`, with the Los Angeles instants its
+    /// source documents: 2021-03-14 00:00 PST is 1615708800000, 03:00 PDT (02:00 skipped)
+    /// 1615716000000; 2021-11-07 01:00 PDT is 1636272000000 and 01:00 PST 1636275600000.
+    #[test]
+    fn window_timers_across_daylight_saving() {
+        let la: chrono_tz::Tz = "America/Los_Angeles".parse().expect("zone");
+        const H: i64 = 3_600_000;
+        // Wall-clock milliseconds (read as UTC) of 2021-03-14 00:00 and 2021-11-07 00:00.
+        let spring = 1615680000000;
+        let autumn = 1636243200000;
+        assert_eq!(local_millis(1615708800000, &la), spring);
+        assert_eq!(instant_of_wall(spring, &la), 1615708800000);
+        // 02:00 and 02:59:59 do not occur: both fire at 03:00 PDT.
+        assert_eq!(fire_instant_of_wall(spring + 2 * H, &la), 1615716000000);
+        assert_eq!(
+            fire_instant_of_wall(spring + 3 * H - 1000, &la),
+            1615716000000
+        );
+        // 01:59:59.999 PST is an hour and a millisecond before that.
+        assert_eq!(
+            fire_instant_of_wall(spring + 2 * H - 1, &la),
+            1615716000000 - 1
+        );
+        // 01:00 occurs twice: its window fires at the second, 01:00 PST.
+        assert_eq!(instant_of_wall(autumn + H, &la), 1636272000000);
+        assert_eq!(fire_instant_of_wall(autumn + H, &la), 1636275600000);
+        assert_eq!(
+            fire_instant_of_wall(autumn + 2 * H - 1, &la),
+            1636275600000 + H - 1
+        );
+        assert_eq!(local_millis(1636275600000, &la), autumn + H);
+        // Monotone through both changes, minute by minute.
+        for base in [spring, autumn] {
+            let mut last = i64::MIN;
+            for m in 0..(4 * 60) {
+                let t = fire_instant_of_wall(base + m * 60_000, &la);
+                assert!(t >= last, "{base} + {m} min");
+                last = t;
+            }
+        }
+    }
 
     #[test]
     fn zones() {
