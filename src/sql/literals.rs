@@ -10,8 +10,8 @@
 //! [`flink_int_literals`] retypes the literals in those places — an operand of `+`, `-`,
 //! `*`, `/`, `%` beside another number, a branch of `CASE`, an argument of `COALESCE`,
 //! `NULLIF`, `IFNULL`, `GREATEST`, `LEAST`, `ABS`, `FLOOR`, `CEIL`, `SIGN`, `SUM`, `MIN`,
-//! `MAX`, `AVG`, `FIRST_VALUE` and `LAST_VALUE`, a `VALUES` column of them, and a literal
-//! projected as it is —
+//! `MAX`, `AVG`, `FIRST_VALUE` and `LAST_VALUE` (grouped or OVER), a `VALUES` column of them,
+//! and a literal projected as it is —
 //! before DataFusion's type coercion runs, so coercion then widens an `INT` literal to
 //! its partner's type exactly as Flink's does (`b + 1` with `b` a `BIGINT` stays a
 //! `BIGINT`). Elsewhere a literal keeps DataFusion's `BIGINT`: arguments whose type does
@@ -23,7 +23,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::expr::{Alias, Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
-use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, WindowFunctionDefinition,
+};
 
 use crate::error::Result;
 
@@ -213,6 +215,20 @@ fn retype(
                 .map(int_literal)
                 .collect();
             Transformed::yes(Expr::AggregateFunction(f))
+        }
+        Expr::WindowFunction(mut w)
+            if matches!(
+                &w.fun,
+                WindowFunctionDefinition::AggregateUDF(f)
+                    if FOLLOW_ARGUMENTS_AGG.contains(&f.name())
+            ) && w.params.args.iter().any(is_int_literal) =>
+        {
+            // An OVER aggregate: `SUM(1) OVER w` is an INT too.
+            w.params.args = std::mem::take(&mut w.params.args)
+                .into_iter()
+                .map(int_literal)
+                .collect();
+            Transformed::yes(Expr::WindowFunction(w))
         }
         x => Transformed::no(x),
     })
