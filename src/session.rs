@@ -1558,9 +1558,9 @@ impl Session {
         let pos_of = |name: &str| w.arg(name).map(|a| a.2);
         let mut offset = ms("OFFSET")?.unwrap_or(0);
         // Over a TIMESTAMP_LTZ, windows lie on the session zone's wall clock (a day window
-        // from midnight to midnight), as Flink places them: a zone of one offset moves the
-        // grid back by it; a named zone whose offset changes (daylight saving time, or
-        // changes in past years) puts the grid on its wall clock.
+        // from midnight to midnight), as Flink places them: a zone that keeps one offset
+        // from now on moves the grid back by it; one with daylight saving time puts the
+        // grid on its wall clock (see `WindowSpec::zone`).
         let mut zone = None;
         if matches!(
             input.schema().field(time_index).data_type(),
@@ -1576,9 +1576,8 @@ impl Session {
                 .clone();
             let session_zone = session_zone.as_deref().unwrap_or("UTC");
             match crate::sql::local_time::fixed_offset_ms(session_zone) {
-                Some(0) => {}
-                Some(shift) if session_zone.parse::<chrono_tz::Tz>().is_err() => offset -= shift,
-                _ => zone = session_zone.parse::<chrono_tz::Tz>().ok(),
+                Some(shift) => offset -= shift,
+                None => zone = session_zone.parse::<chrono_tz::Tz>().ok(),
             }
         }
         let spec = match w.kind {

@@ -768,7 +768,7 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
             use std::io::BufRead;
             let mut lines = std::io::BufReader::new(stdout).lines();
             let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(35) {
+            while started.elapsed() < Duration::from_secs(45) {
                 if lines.next().is_none() {
                     break;
                 }
@@ -781,7 +781,7 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     };
     let mut samples = vec![];
     let mut exposition = String::new();
-    for second in 0..30 {
+    for second in 0..40 {
         std::thread::sleep(Duration::from_secs(1));
         if let Some(m) = memory_of(pid) {
             samples.push(m);
@@ -802,18 +802,22 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
     assert!(rows > 1000, "the sink wrote {rows} rows");
     assert!(rows < 100_000, "the sink was not slow: {rows} rows");
     let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    let early = samples.get(19).map(|s| s.0).unwrap_or(0);
+    let early = samples.get(24).map(|s| s.0).unwrap_or(0);
     let late = samples.last().map(|s| s.0).unwrap_or(0);
     // The topic holds ~250 MB and the broker gives ~8 MB/s to a consumer that keeps asking:
     // what the process holds (a debug build) stays below the topic and stops growing once
     // the channels and librdkafka's 16 MiB queue are full. On a busy machine that took 17 s
-    // (CI: 142 MiB at 15 s, 165 MiB at 17 s, 168 MiB from then to 30 s), so the last ten
-    // seconds are the ones held flat: a source that ignored the slow sink would add the
-    // broker's ~8 MB/s, ~80 MB in those ten seconds.
+    // (CI: 142 MiB at 15 s, 165 MiB at 17 s, 168 MiB from then to 30 s; another run reached
+    // 165 MiB only at 22 s), so the last fifteen seconds, from the 25th to the 40th, are the
+    // ones held flat: a source that ignored the slow sink would add the broker's ~8 MB/s,
+    // ~120 MB in those fifteen seconds.
     assert!(peak < 200 * 1024, "peak RSS {peak} KiB");
     // The metrics say why: the consumer is far behind the topic (its lag, per partition,
-    // from librdkafka's statistics) and the source spends its time waiting for room
-    // downstream (backpressured), after 20 s of a sink that takes a few % of the input.
+    // from librdkafka's statistics) and the tasks before the sink spend their time waiting
+    // for room downstream (backpressured), after 20 s of a sink that takes a few % of the
+    // input. Which of them waits is timing: the task right before the sink when the source
+    // is slower to fetch than the channels are to fill (CI: source 2.6 s, project 6.0 s),
+    // else the source.
     let value = |line: &str| {
         line.rsplit(' ')
             .next()
@@ -835,13 +839,16 @@ async fn a_slow_sink_keeps_memory_flat_over_a_million_rows() {
         .lines()
         .filter(|l| {
             l.starts_with("weir_operator_backpressured_seconds_total{")
-                && l.contains(r#"operator="source "#)
+                && !l.contains(r#"operator="sink""#)
         })
         .map(value)
         .sum();
     // A quarter of those 20 s at least (a sink keeping up gives ~0): the rest goes to
-    // fetching and decoding in a debug build, more of it on a busy machine (9.4 s seen).
-    assert!(waited > 5.0, "the source waited {waited} s: {exposition}");
+    // fetching and decoding in a debug build, more of it on a busy machine (8.6 s seen).
+    assert!(
+        waited > 5.0,
+        "the tasks before the sink waited {waited} s: {exposition}"
+    );
     assert!(
         late < early + 16 * 1024,
         "RSS grew from {early} KiB to {late} KiB"

@@ -81,8 +81,9 @@ impl WindowSpec {
         }
     }
 
-    /// The instant (epoch ms) of grid time `t`, for the `window_start` and `window_end`
-    /// columns (Java's `LocalDateTime.atZone` rules where the zone's clocks change).
+    /// The instant (epoch ms) of grid time `t`, for the `window_start` column (Java's
+    /// `LocalDateTime.atZone` rules where the zone's clocks change: a repeated time is its
+    /// earlier occurrence, so a window starting in the repeated hour starts at the first).
     pub fn instant(&self, t: i64) -> i64 {
         match &self.zone {
             Some(z) => crate::sql::local_time::instant_of_wall(t, z),
@@ -90,11 +91,28 @@ impl WindowSpec {
         }
     }
 
+    /// The instant (epoch ms) of the window end at grid time `end`, for the `window_end`
+    /// column: one past the instant the window fires ([`WindowSpec::fires_at`]), so that
+    /// `window_end - 1` is its `window_time` and operators downstream (window joins, window
+    /// Top-N) that fire a window when the watermark reaches `window_end - 1` fire it when
+    /// its rows are all in. On a plain grid it is `end`; on a zone's wall clock it is
+    /// `end`'s instant except where the clocks change (a repeated end is its later
+    /// occurrence; an end whose last millisecond was skipped is the hour the clocks jumped
+    /// to, plus 1 ms).
+    pub fn end_instant(&self, end: i64) -> i64 {
+        match &self.zone {
+            Some(_) => self.fires_at(end).saturating_add(1),
+            None => end,
+        }
+    }
+
     /// The watermark (epoch ms) at which the window or slice ending at grid time `end`
     /// fires, and its `window_time`: its last millisecond, `end - 1`, as an instant (on a
     /// zone's wall clock, Flink's `toEpochMillsForTimer`: a skipped time fires at the hour
     /// the clocks jumped to, a repeated one at its later occurrence). Non-decreasing in
-    /// `end`.
+    /// `end` where the zone's changes are whole hours, as that formula assumes (a zone
+    /// changing by 30 minutes, `Australia/Lord_Howe`, can fire a window of its changing
+    /// hour late).
     pub fn fires_at(&self, end: i64) -> i64 {
         let last = end.saturating_sub(1);
         match &self.zone {
@@ -103,13 +121,22 @@ impl WindowSpec {
         }
     }
 
-    /// The grid time of a window end given as an instant (a `window_end` column): the
-    /// reverse of [`WindowSpec::instant`] for window ends, read through the window's last
-    /// millisecond so that an end the clocks skipped maps back to itself.
+    /// The grid time of a window end given as an instant (a `window_end` column, from
+    /// [`WindowSpec::end_instant`]): its last millisecond read on the wall clock, brought to
+    /// the end of the slice holding the millisecond before it — which maps an end whose
+    /// last millisecond the clocks skipped back to itself. Two window ends inside one
+    /// skipped hour (a HOP or CUMULATE whose slices are shorter than the change) share
+    /// one instant and cannot be told apart: they map to the later.
     pub fn grid_end(&self, end: i64) -> i64 {
         match &self.zone {
             Some(z) => {
-                crate::sql::local_time::local_millis(end.saturating_sub(1), z).saturating_add(1)
+                let last = crate::sql::local_time::local_millis(end.saturating_sub(1), z);
+                let pane = self.pane();
+                if pane > 1 {
+                    floor_grid(last.saturating_sub(1), pane, self.offset).saturating_add(pane)
+                } else {
+                    last.saturating_add(1)
+                }
             }
             None => end,
         }
@@ -452,8 +479,11 @@ impl Operator for WindowAssignOperator {
         }
         let times: Vec<i64> = ends.iter().map(|e| self.spec.fires_at(*e)).collect();
         if !self.slices && self.spec.zone.is_some() {
-            for t in starts.iter_mut().chain(ends.iter_mut()) {
+            for t in starts.iter_mut() {
                 *t = self.spec.instant(*t);
+            }
+            for t in ends.iter_mut() {
+                *t = self.spec.end_instant(*t);
             }
         }
         cols.push(timestamp_array(starts, self.schema.field(n).data_type())?);
@@ -1022,7 +1052,7 @@ impl WindowAggregateOperator {
                     .cloned()
                     .ok_or_else(|| WeirError::internal("window aggregate key missing"))?,
                 OutCol::WindowStart => timestamp_column(self.spec.instant(start), n, dt)?,
-                OutCol::WindowEnd => timestamp_column(self.spec.instant(end), n, dt)?,
+                OutCol::WindowEnd => timestamp_column(self.spec.end_instant(end), n, dt)?,
                 OutCol::WindowTime => timestamp_column(self.spec.fires_at(end), n, dt)?,
                 OutCol::Agg(j) => values
                     .get(*j)
