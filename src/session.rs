@@ -1751,6 +1751,7 @@ impl Session {
                 .map(|inputs| crate::plan::PlanNode::Union {
                     idle: vec![None; inputs.len()],
                     inputs,
+                    statement_set: true,
                 })
                 .collect();
             return Ok((plans, Box::new(crate::sink::multi::MultiSink::new(sinks))));

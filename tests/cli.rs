@@ -1158,6 +1158,68 @@ fn a_statement_set_reads_its_tables_once() {
     );
 }
 
+/// Each sink of a statement set commits by its own INSERT's watermark, as Flink gives each
+/// sink its own: the partitions of an INSERT from a finished file commit (`_SUCCESS`) while
+/// another INSERT of the set, reading an endless source without a watermark, keeps the job
+/// running. With one watermark for the set (the least over its INSERTs) they would wait
+/// for the endless one.
+#[test]
+fn each_sink_of_a_statement_set_commits_by_its_own_watermark() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = dir.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "2026-01-01 10:00:00,a\n2026-01-01 11:00:00,b\n2026-01-02 09:00:00,c\n",
+    )
+    .expect("write");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let sql = dir.path().join("set.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "CREATE TABLE s (ts TIMESTAMP(3), name STRING, WATERMARK FOR ts AS ts) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             CREATE TABLE endless (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10');\n\
+             CREATE TABLE a (name STRING, dt STRING) PARTITIONED BY (dt) WITH (\
+             'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', \
+             'sink.partition-commit.trigger' = 'partition-time', \
+             'sink.partition-commit.delay' = '1 d', \
+             'sink.partition-commit.policy.kind' = 'success-file');\n\
+             CREATE TABLE b (x BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             EXECUTE STATEMENT SET BEGIN\n\
+             INSERT INTO a SELECT name, DATE_FORMAT(ts, 'yyyy-MM-dd') FROM s;\n\
+             INSERT INTO b SELECT x FROM endless;\n\
+             END;\n",
+            input.display(),
+            a.display(),
+            b.display()
+        ),
+    )
+    .expect("write");
+    let mut child = weir()
+        .args(["run", "-q", &sql.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let success = |dt: &str| a.join(format!("dt={dt}")).join("_SUCCESS").exists();
+    let started = std::time::Instant::now();
+    while !(success("2026-01-01") && success("2026-01-02"))
+        && started.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let running = child.try_wait().ok().flatten().is_none();
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("weir ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(running, "the job ended: {stderr}");
+    assert!(
+        success("2026-01-01") && success("2026-01-02"),
+        "partitions not committed while the other INSERT runs: {stderr}"
+    );
+}
+
 #[test]
 fn show_functions_and_show_create_table() {
     let (_dir, f) = script(

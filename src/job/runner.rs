@@ -1061,7 +1061,11 @@ impl Spawner<'_> {
                     },
                 )
             }
-            PlanNode::Union { inputs, idle } => {
+            PlanNode::Union {
+                inputs,
+                idle,
+                statement_set,
+            } => {
                 // One union task (copy 0's), reading every subtask of each input; each
                 // input is walked with all its copies, as its keyed operators need them.
                 let count = inputs.len();
@@ -1089,7 +1093,11 @@ impl Spawner<'_> {
                     trees.push(tree);
                 }
                 self.feeds_keyed = outer;
-                let op = Box::new(crate::operator::union::UnionOperator::new(count));
+                let op = Box::new(if statement_set {
+                    crate::operator::union::UnionOperator::statement_set(count)
+                } else {
+                    crate::operator::union::UnionOperator::new(count)
+                });
                 let chain = Chain::new(vec![op]);
                 let ids = self.ids(&[chain.name()], 1);
                 let (m, readers) = self.stage(

@@ -1275,8 +1275,14 @@ impl super::Operator for StreamJoin {
         self.process(side_of(input), batch, out)
     }
 
-    fn input_watermark(&mut self, input: usize, watermark: i64) {
+    fn input_watermark(
+        &mut self,
+        input: usize,
+        watermark: i64,
+        _out: &mut Vec<Message>,
+    ) -> Result<()> {
         self.side_watermark(side_of(input), watermark);
+        Ok(())
     }
 
     fn end_input(&mut self, input: usize) {

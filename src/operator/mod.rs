@@ -83,7 +83,16 @@ pub trait Operator: Send {
 
     /// Notes the watermark input `input` sent, before the run loop merges the inputs'
     /// watermarks (their minimum goes to [`Operator::process_watermark`]).
-    fn input_watermark(&mut self, _input: usize, _watermark: i64) {}
+    /// Whatever it pushes to `out` goes downstream before the merged watermark (a statement
+    /// set's union passes each INSERT's watermark on to its sink this way).
+    fn input_watermark(
+        &mut self,
+        _input: usize,
+        _watermark: i64,
+        _out: &mut Vec<Message>,
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// Input `input` has ended while others may go on; [`Operator::finish`] follows when
     /// every input has ended.
@@ -463,10 +472,21 @@ impl Operator for Chain {
         Ok(())
     }
 
-    fn input_watermark(&mut self, input: usize, watermark: i64) {
-        if let Some(first) = self.ops.first_mut() {
-            first.input_watermark(input, watermark);
+    fn input_watermark(
+        &mut self,
+        input: usize,
+        watermark: i64,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        let Some((first, rest)) = self.ops.split_first_mut() else {
+            return Ok(());
+        };
+        let mut tmp = vec![];
+        first.input_watermark(input, watermark, &mut tmp)?;
+        for m in tmp {
+            push_through(rest, m, out)?;
         }
+        Ok(())
     }
 
     fn end_input(&mut self, input: usize) {
@@ -753,7 +773,7 @@ pub async fn run_task(
                     let lw = logical_watermark(l, &input_of, &watermarks, &ended);
                     if lw > reported[l] {
                         reported[l] = lw;
-                        op.input_watermark(l, lw);
+                        op.input_watermark(l, lw, &mut out)?;
                     }
                     rise = true;
                 }
@@ -774,7 +794,7 @@ pub async fn run_task(
                         let lw = logical_watermark(l, &input_of, &watermarks, &ended);
                         if lw > reported[l] {
                             reported[l] = lw;
-                            op.input_watermark(l, lw);
+                            op.input_watermark(l, lw, &mut out)?;
                         }
                     }
                     rise = !ended.iter().all(|e| *e);

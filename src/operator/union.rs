@@ -20,6 +20,9 @@ pub struct UnionOperator {
     watermarks: Vec<i64>,
     /// The last watermark passed on.
     emitted: i64,
+    /// A statement set's union: each input's own watermark goes on as a watermark mark
+    /// for its INSERT's sink (see [`crate::sink::multi`]).
+    marks: bool,
 }
 
 impl UnionOperator {
@@ -27,6 +30,17 @@ impl UnionOperator {
         UnionOperator {
             watermarks: vec![i64::MIN; inputs],
             emitted: i64::MIN,
+            marks: false,
+        }
+    }
+
+    /// The union of a statement set's INSERTs, input `i` being INSERT `i`: it passes each
+    /// INSERT's watermark (the least over that input's channels, as the run loop merges
+    /// them) on as a watermark mark, so each sink commits by its own INSERT's watermark.
+    pub fn statement_set(inputs: usize) -> Self {
+        UnionOperator {
+            marks: true,
+            ..UnionOperator::new(inputs)
         }
     }
 }
@@ -41,10 +55,19 @@ impl super::Operator for UnionOperator {
         Ok(())
     }
 
-    fn input_watermark(&mut self, input: usize, watermark: i64) {
+    fn input_watermark(
+        &mut self,
+        input: usize,
+        watermark: i64,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
         if let Some(w) = self.watermarks.get_mut(input) {
             *w = (*w).max(watermark);
+            if self.marks {
+                out.push(Message::Batch(crate::sink::multi::mark(input, *w)?));
+            }
         }
+        Ok(())
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {

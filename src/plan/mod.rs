@@ -87,6 +87,9 @@ pub enum PlanNode {
         /// Per input: how long it may stay silent before its watermark stops holding the
         /// union back (`scan.watermark.idle-timeout`, `table.exec.source.idle-timeout`).
         idle: Vec<Option<std::time::Duration>>,
+        /// A statement set's union (input `i` is INSERT `i`): each input's watermark also
+        /// goes on to its own sink (see [`crate::sink::multi`]).
+        statement_set: bool,
     },
 }
 
@@ -319,7 +322,11 @@ impl Planner<'_> {
                         ));
                     }
                 }
-                Ok(PlanNode::Union { inputs, idle })
+                Ok(PlanNode::Union {
+                    inputs,
+                    idle,
+                    statement_set: false,
+                })
             }
             LogicalPlan::Limit(l) => {
                 use datafusion::logical_expr::{FetchType, SkipType};

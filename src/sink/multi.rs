@@ -4,10 +4,17 @@
 //!
 //! Each INSERT's plan ends in a [`Tag`] that marks its batches with the INSERT's index
 //! (schema metadata [`TAG`]); the plans meet in a union, and [`MultiSink`] hands each batch
-//! to its INSERT's sink, the tag taken off. Watermarks, ticks, checkpoints and the end go to
-//! every sink; each sink's checkpoint state is kept under its index. The watermark a sink
-//! sees is the minimum over the INSERTs (the union's), so a sink that commits partitions by
-//! event time may commit later than it would alone (Flink gives each sink its own).
+//! to its INSERT's sink, the tag taken off. Ticks, checkpoints and the end go to every sink.
+//!
+//! Each sink gets its own INSERT's watermark, as Flink gives each sink of a statement set
+//! the watermark of its own pipeline: the set's union
+//! ([`crate::operator::union::UnionOperator::statement_set`]) knows each input's watermark
+//! (the least over its channels, as the run loop merges them) and passes it on, whenever it
+//! rises, as a *watermark mark* — a batch of no rows and no columns whose metadata names
+//! the INSERT and the watermark ([`MARK`]) — which the [`MultiSink`] gives to that INSERT's
+//! sink alone. So one INSERT's late or idle input does not hold back the partition commits
+//! of another. The union's own watermark (the least over every INSERT) reaches each sink
+//! too, where it is never ahead of the sink's own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +29,28 @@ use crate::job::Message;
 /// The schema metadata key that says which INSERT of a statement set a batch (or a sink's
 /// checkpoint state) belongs to: its index, from 0.
 pub const TAG: &str = "weir.statement";
+
+/// The schema metadata key of a watermark mark (see the module): the watermark, in epoch
+/// milliseconds.
+pub const MARK: &str = "weir.statement.watermark";
+
+/// A watermark mark: INSERT `index`'s watermark is `watermark` (see the module).
+pub fn mark(index: usize, watermark: i64) -> Result<RecordBatch> {
+    let meta = HashMap::from([
+        (TAG.to_string(), index.to_string()),
+        (MARK.to_string(), watermark.to_string()),
+    ]);
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty().with_metadata(meta)),
+        vec![],
+        &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(0)),
+    )?)
+}
+
+/// The watermark of a watermark mark; None for a batch of rows.
+fn mark_of(batch: &RecordBatch) -> Option<i64> {
+    batch.schema_ref().metadata().get(MARK)?.parse().ok()
+}
 
 fn tagged(batch: &RecordBatch, index: usize) -> Result<RecordBatch> {
     let mut meta: HashMap<String, String> = batch.schema().metadata().clone();
@@ -77,11 +106,30 @@ impl crate::operator::Operator for Tag {
 /// The sinks of a statement set's INSERTs, in order, as one sink (see the module).
 pub struct MultiSink {
     sinks: Vec<Box<dyn Sink>>,
+    /// Per INSERT, the watermark its sink was last given.
+    given: Vec<i64>,
 }
 
 impl MultiSink {
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        MultiSink { sinks }
+        let n = sinks.len();
+        MultiSink {
+            sinks,
+            given: vec![i64::MIN; n],
+        }
+    }
+
+    /// Gives INSERT `index`'s sink watermark `w` when it is ahead of the last it got.
+    fn give(&mut self, index: usize, w: i64) -> Result<()> {
+        let (Some(sink), Some(given)) = (self.sinks.get_mut(index), self.given.get_mut(index))
+        else {
+            return Err(WeirError::internal("a watermark for no INSERT of the set"));
+        };
+        if w > *given {
+            *given = w;
+            sink.on_watermark(w)?;
+        }
+        Ok(())
     }
 
     /// Calls `f` on every sink, all of them even after one fails; the first error.
@@ -123,6 +171,12 @@ impl Sink for MultiSink {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(w) = mark_of(batch) {
+            let (index, _) = untagged(batch)?;
+            let index =
+                index.ok_or_else(|| WeirError::internal("a watermark mark for no INSERT"))?;
+            return self.give(index, w);
+        }
         let (index, batch) = untagged(batch)?;
         let sink = index
             .and_then(|i| self.sinks.get_mut(i))
@@ -152,8 +206,16 @@ impl Sink for MultiSink {
         self.each(|s| s.discard())
     }
 
+    /// The union's watermark, the least over every INSERT: each sink's own (from the marks)
+    /// is never behind it, so it reaches a sink only when that sink's marks have not.
     fn on_watermark(&mut self, watermark: i64) -> Result<()> {
-        self.each(|s| s.on_watermark(watermark))
+        let mut first = None;
+        for i in 0..self.sinks.len() {
+            if let Err(e) = self.give(i, watermark) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     fn finish(&mut self) -> Result<()> {
