@@ -862,7 +862,11 @@ pub async fn run_task(
             out.insert(0, Message::Origin(t));
         }
         for m in out.drain(..) {
-            if let Message::Batch(b) = &m {
+            // A batch without columns carries a watermark mark, not rows (see
+            // `crate::sink::multi`): not counted as a batch.
+            if let Message::Batch(b) = &m
+                && b.num_columns() > 0
+            {
                 metrics.add_out(b.num_rows());
             }
             if !tx.send(m, &metrics).await? {

@@ -139,6 +139,9 @@ pub fn run_sink(
             },
         };
         let r = match msg {
+            // A statement set's watermark mark (no columns): a watermark, not a batch of
+            // rows, so neither counted nor timed (see `crate::sink::multi`).
+            Message::Batch(b) if b.num_columns() == 0 => sink.write(&b),
             Message::Batch(b) => {
                 metrics.add_in(b.num_rows());
                 let from = std::time::Instant::now();
