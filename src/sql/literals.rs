@@ -11,15 +11,16 @@
 //! `*`, `/`, `%` beside another number, a branch of `CASE`, an argument of `COALESCE`,
 //! `NULLIF`, `IFNULL`, `GREATEST`, `LEAST`, `ABS`, `FLOOR`, `CEIL`, `SIGN`, `SUM`, `MIN`,
 //! `MAX`, `AVG`, `FIRST_VALUE` and `LAST_VALUE` (grouped or OVER), a `VALUES` column of them,
-//! and a literal projected as it is —
+//! a key expression of `GROUPING SETS`/`ROLLUP`/`CUBE` (whose output columns take the new
+//! expression's name, which the nodes above then follow), and a literal projected as it is —
 //! before DataFusion's type coercion runs, so coercion then widens an `INT` literal to
 //! its partner's type exactly as Flink's does (`b + 1` with `b` a `BIGINT` stays a
 //! `BIGINT`). Elsewhere a literal keeps DataFusion's `BIGINT`: arguments whose type does
 //! not reach the result (`SUBSTRING(s, 1, 2)`, `ROUND(x, 2)`, a window's sizes), limits and
 //! comparisons, where the type changes nothing.
 
-use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, HashMap, ScalarValue};
 use datafusion::logical_expr::expr::{Alias, Case, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::utils::merge_schema;
@@ -80,8 +81,12 @@ const FOLLOW_ARGUMENTS_AGG: &[&str] = &["sum", "min", "max", "avg", "first_value
 ///
 /// Errors: DataFusion's, when a node cannot be rebuilt.
 pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
+    // Columns whose names changed below (a grouping set's expressions, which cannot keep
+    // their names under an alias): old name → new name, for the nodes above to follow.
+    let mut renamed: HashMap<String, String> = HashMap::new();
     Ok(plan
         .transform_up_with_subqueries(|node| {
+            let (node, followed) = follow_renames(node, &renamed)?;
             let schema = merge_schema(&node.inputs());
             if let LogicalPlan::Values(v) = &node {
                 // `VALUES (1), (2)` is a column of INTs: a column whose values are all
@@ -120,11 +125,21 @@ pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
             }
             let projects = matches!(node, LogicalPlan::Projection(_));
             let names = NamePreserver::new(&node);
-            node.map_expressions(|e| {
-                if matches!(e, Expr::GroupingSet(_)) {
+            let before: Vec<String> = node
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            let mut sets = false;
+            let t = node.map_expressions(|e| {
+                if let Expr::GroupingSet(_) = e {
                     // Its columns are named by its expressions, and an alias cannot keep
-                    // those names inside it: a grouping set's literals stay as planned.
-                    return Ok(Transformed::no(e));
+                    // those names inside it: the set's expressions are retyped and renamed,
+                    // and the nodes above follow the new names (`follow_renames`).
+                    let t = e.transform_up(|x| retype(x, &schema))?;
+                    sets |= t.transformed;
+                    return Ok(t);
                 }
                 let saved = names.save(&e);
                 let e = if projects { projected(e) } else { e };
@@ -134,9 +149,57 @@ pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
                 } else {
                     t
                 })
-            })
+            })?;
+            if !sets && !followed {
+                return Ok(t);
+            }
+            let node = t.data.recompute_schema()?;
+            for (old, f) in before.into_iter().zip(node.schema().fields()) {
+                if &old != f.name() {
+                    renamed.insert(old, f.name().clone());
+                }
+            }
+            Ok(Transformed::yes(node))
         })?
         .data)
+}
+
+/// `node` with its references to columns renamed below (`renamed`: old name → new name)
+/// following the new names, and whether any did (its schema is then to be recomputed). A
+/// projection keeps its output names (the renamed column under its old name).
+fn follow_renames(
+    node: LogicalPlan,
+    renamed: &HashMap<String, String>,
+) -> datafusion::error::Result<(LogicalPlan, bool)> {
+    if renamed.is_empty() {
+        return Ok((node, false));
+    }
+    let schema = merge_schema(&node.inputs());
+    let projects = matches!(node, LogicalPlan::Projection(_));
+    let t = node.map_expressions(|e| {
+        let top = e.clone();
+        let t = e.transform_up(|x| match x {
+            Expr::Column(c) if !schema.has_column(&c) => {
+                let Some(new) = renamed.get(&c.name) else {
+                    return Ok(Transformed::no(Expr::Column(c)));
+                };
+                let to = Column::new(c.relation.clone(), new);
+                if schema.has_column(&to) {
+                    Ok(Transformed::yes(Expr::Column(to)))
+                } else {
+                    Ok(Transformed::no(Expr::Column(c)))
+                }
+            }
+            x => Ok(Transformed::no(x)),
+        })?;
+        if projects && t.transformed && !matches!(top, Expr::Alias(_)) {
+            let (relation, name) = top.qualified_name();
+            return Ok(t.update_data(|e| e.alias_qualified(relation, name)));
+        }
+        Ok(t)
+    })?;
+    // Every node above a rename is rebuilt, so its schema has the new names and types.
+    Ok((t.data, true))
 }
 
 /// A projected literal (under its alias, if any) as an `INT`.
