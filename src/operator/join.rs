@@ -15,19 +15,15 @@
 //!   partner comes, that padded row is retracted (`-D`) before the pair is inserted. Each
 //!   kept row of an outer side remembers whether it has met a partner.
 //! - **Interval** (`... AND a.ts BETWEEN b.ts - INTERVAL '10' SECOND AND b.ts`): the same,
-//!   but a row is dropped once the watermark makes a partner impossible, as in Flink's
-//!   `TimeIntervalJoin`. With `left.t - right.t ∈ [lo, hi]` and the two inputs' merged
-//!   watermark `W` (no more rows at or below it), a new left row is kept while
-//!   `left.t - lo > W`, a right row while `right.t + hi > W`, and a kept row leaves once
-//!   `left.t - lo < W` (`right.t + hi < W`); an outer side's row that met nothing is padded
-//!   then. A row behind the watermark is not dropped: it meets the other side's rows still
-//!   kept, as Flink's does, and is kept or padded by the same rules. The output watermark is
-//!   held back by `max(hi, -lo)`, the most a joined row's times can trail the watermark.
+//!   but a row is dropped once the watermark makes a partner impossible. With
+//!   `left.t - right.t ∈ [lo, hi]` and future rows at or after the watermark `W`, a left row
+//!   can still meet a right row while `left.t - lo >= W`, a right row while
+//!   `right.t + hi >= W`. The output watermark is held back by `max(hi, -lo)`, the most a
+//!   joined row's times can trail the watermark.
 //! - **Window** (equal `window_start`/`window_end` of two windowed inputs): rows wait in
 //!   their window until the watermark passes its end, when the window's rows are joined at
 //!   once (INNER, LEFT, RIGHT or FULL OUTER, semi or anti) and its state dropped. Rows for a
-//!   window that has already been joined (by the merged watermark) are late: dropped and
-//!   counted, as in Flink's `WindowJoinOperator`.
+//!   window that has already been joined are late: dropped and counted.
 //!
 //! The equality keys are encoded with Arrow's row format, so any key types compare as SQL
 //! does; a NULL key matches nothing. The whole ON condition beyond the keys (time bounds,
@@ -176,6 +172,8 @@ pub struct StreamJoin {
     /// Sides whose input has ended: the other side's rows no longer wait for them (a
     /// stream joined with a bounded table keeps only the table).
     ended: [bool; 2],
+    /// Each input's own watermark.
+    side_watermark: [i64; 2],
     metrics: Option<TaskMetrics>,
     /// `NOT IN (subquery)`: a null-aware anti join (see [`StreamJoin::null_aware`]), and
     /// whether the right side has sent a row, and a row with a NULL key.
@@ -247,6 +245,7 @@ impl StreamJoin {
             watermark: i64::MIN,
             ttl: None,
             ended: [false; 2],
+            side_watermark: [i64::MIN; 2],
             metrics: None,
             null_aware: false,
             right_seen: false,
@@ -407,18 +406,6 @@ impl StreamJoin {
         }
     }
 
-    /// The earliest time a *new* row of `side` must have to be kept: Flink's
-    /// `TimeIntervalJoin` caches a left row only while the watermark is below the latest
-    /// right time it can meet (`W < t - lo`), a right row while `W < t + hi` — a watermark
-    /// `W` promises no more rows at or below `W`. One past [`Self::horizon`], which decides
-    /// how long a kept row stays (Flink's expiration time: `t - lo < W` removes it).
-    fn keep_from(&self, side: Side) -> i64 {
-        if self.watermark == i64::MIN {
-            return i64::MIN;
-        }
-        self.horizon(side).saturating_add(1)
-    }
-
     /// Pairs of (probe row, kept row) with equal keys.
     fn probe(seg: &Segment, keys: &Keys, probe_idx: &mut Vec<u32>, kept_idx: &mut Vec<u32>) {
         for (j, h) in keys.hashes.iter().enumerate() {
@@ -494,10 +481,31 @@ impl StreamJoin {
                 let col = if side == Side::Left { left } else { right };
                 self.keep_in_windows(side, col, batch)
             }
-            JoinTime::Interval { .. } | JoinTime::Unbounded => {
+            JoinTime::Interval { .. } => {
+                let batch = self.drop_late(side, batch)?;
+                if batch.num_rows() == 0 {
+                    return Ok(());
+                }
                 self.probe_and_keep(side, batch, out)
             }
+            JoinTime::Unbounded => self.probe_and_keep(side, batch, out),
         }
+    }
+
+    /// Notes the watermark one input has sent (its own, before the two are merged).
+    pub fn side_watermark(&mut self, side: Side, w: i64) {
+        let s = side as usize;
+        self.side_watermark[s] = self.side_watermark[s].max(w);
+    }
+
+    /// An interval join's input rows behind their own side's watermark are late: dropped and
+    /// counted, as a window drops them — so the result does not depend on how far the other
+    /// side's state has been cleaned when they come.
+    fn drop_late(&self, side: Side, batch: RecordBatch) -> Result<RecordBatch> {
+        let before = batch.num_rows();
+        let kept = self.rows_from(side, self.side_watermark[side as usize], batch)?;
+        self.count_late(before - kept.num_rows());
+        Ok(kept)
     }
 
     /// The rows of `batch` whose time on `side` is at or after `t` (all of them when the
@@ -750,10 +758,10 @@ impl StreamJoin {
                 let c = self.time_col(side).ok_or_else(|| {
                     WeirError::internal("an interval join side without a time column")
                 })?;
-                let from = self.keep_from(side);
+                let horizon = self.horizon(side);
                 let times = to_epoch_millis(batch.column(c).as_ref())?;
                 (0..times.len())
-                    .map(|i| times.is_valid(i) && times.value(i) >= from)
+                    .map(|i| times.is_valid(i) && times.value(i) >= horizon)
                     .collect()
             };
             let gone: Vec<u32> = (0..keep.len() as u32)
@@ -783,7 +791,7 @@ impl StreamJoin {
         }
         // Rows that are already too old to meet anything are not kept.
         let before = batch.num_rows();
-        let batch = self.rows_from(side, self.keep_from(side), batch)?;
+        let batch = self.unexpired(side, batch)?;
         if batch.num_rows() > 0 {
             let mut seg = self.segment(side, batch)?;
             if seg.batch.num_rows() == before {
@@ -841,9 +849,9 @@ impl StreamJoin {
     fn keep_in_windows(&mut self, side: Side, end_col: usize, batch: RecordBatch) -> Result<()> {
         let ends = to_epoch_millis(batch.column(end_col).as_ref())?;
         let s = side as usize;
-        // Late: a window already joined — fired by the merged watermark, as Flink's
-        // `WindowJoinOperator` judges its rows (`isWindowFired` at the operator's watermark).
-        let done = super::fired_through(self.watermark);
+        // Late: a window already joined, or one this side's own watermark has passed (which
+        // its rows cannot come after, however the two sides' messages interleave).
+        let done = super::fired_through(self.watermark.max(self.side_watermark[s]));
         // The usual case: one window per batch (a window aggregate fires one at a time).
         let first = (!ends.is_empty() && ends.is_valid(0)).then(|| ends.value(0));
         if let Some(e) = first
@@ -1110,6 +1118,8 @@ impl StreamJoin {
         let meta = [
             ("part", "meta".to_string()),
             ("watermark", self.watermark.to_string()),
+            ("watermark0", self.side_watermark[0].to_string()),
+            ("watermark1", self.side_watermark[1].to_string()),
             ("ended0", self.ended[0].to_string()),
             ("ended1", self.ended[1].to_string()),
             ("right_seen", self.right_seen.to_string()),
@@ -1176,6 +1186,7 @@ impl StreamJoin {
                 "meta" => {
                     let num = |k: &str| -> Result<i64> { get(k).parse().map_err(|_| bad(k)) };
                     self.watermark = num("watermark")?;
+                    self.side_watermark = [num("watermark0")?, num("watermark1")?];
                     self.ended = [get("ended0") == "true", get("ended1") == "true"];
                     self.right_seen |= get("right_seen") == "true";
                     self.right_null |= get("right_null") == "true";
@@ -1262,6 +1273,16 @@ impl super::Operator for StreamJoin {
         out: &mut Vec<Message>,
     ) -> Result<()> {
         self.process(side_of(input), batch, out)
+    }
+
+    fn input_watermark(
+        &mut self,
+        input: usize,
+        watermark: i64,
+        _out: &mut Vec<Message>,
+    ) -> Result<()> {
+        self.side_watermark(side_of(input), watermark);
+        Ok(())
     }
 
     fn end_input(&mut self, input: usize) {
@@ -1417,59 +1438,6 @@ mod tests {
             out.iter()
                 .any(|m| matches!(m, Message::Watermark(w) if *w == 99_900 - 1000))
         );
-    }
-
-    #[test]
-    fn an_interval_join_judges_rows_by_the_merged_watermark_as_flink_does() {
-        // left.t - right.t in [-1000, 0]: a left row meets right rows up to 1 s later.
-        let mut j = join(
-            JoinTime::Interval {
-                left: 1,
-                right: 1,
-                lo: -1000,
-                hi: 0,
-            },
-            JoinKind::Left,
-        );
-        let mut out = vec![];
-        // The left input's own watermark ran ahead (5000, say); the merged one is the
-        // right's, 0, and only that one reaches the join.
-        j.watermark(0, &mut out).expect("watermark");
-        j.process(Side::Right, batch(&[1], &[2000]), &mut out)
-            .expect("right");
-        // Behind its own side's watermark but not the merged one: not late (Flink's
-        // operator time is the merged watermark), so it meets and is kept.
-        j.process(Side::Left, batch(&[1], &[1500]), &mut out)
-            .expect("left");
-        assert_eq!(rows(&out), 1, "the pair");
-        assert_eq!(j.kept_rows(), [1, 1]);
-        out.clear();
-        // W = 3000: both leave (1500 + 1000 < 3000, 2000 + 0 < 3000); the left row had met.
-        j.watermark(3000, &mut out).expect("watermark");
-        assert_eq!(rows(&out), 0);
-        assert_eq!(j.kept_rows(), [0, 0]);
-        j.process(Side::Right, batch(&[1], &[3500]), &mut out)
-            .expect("right");
-        // Rows behind the merged watermark still meet what is kept (Flink joins them with
-        // its cache). Key 1 at 2600 can still meet right rows up to 3600 > W: kept. Key 2
-        // at 1900 (up to 2900) and key 3 at 2000 (up to 3000, and W = 3000 promises no row
-        // at 3000) can meet nothing more: padded at once, not kept.
-        j.process(Side::Left, batch(&[1, 2, 3], &[2600, 1900, 2000]), &mut out)
-            .expect("late left");
-        assert_eq!(changes(&out).len(), 3, "{:?}", changes(&out));
-        assert_eq!(
-            changes(&out)
-                .iter()
-                .filter(|c| c.ends_with("null null"))
-                .count(),
-            2,
-            "{:?}",
-            changes(&out)
-        );
-        assert_eq!(j.kept_rows(), [1, 1]);
-        out.clear();
-        j.finish(&mut out).expect("finish");
-        assert_eq!(rows(&out), 0, "the kept left row had met its partner");
     }
 
     #[test]
