@@ -6,7 +6,9 @@
 //! at rank r pushes those from r on down one place; as in Flink, the output is a changelog
 //! keyed by rank: for each rank that now holds another row, `-U` of the old row with that
 //! rank and `+U` of the new one, and `+I` for a rank that was empty. Rows with equal order
-//! keys rank in arrival order (a later row goes after the earlier ones).
+//! keys rank in arrival order (a later row goes after the earlier ones, Flink's
+//! `AppendOnlyTopNFunction`), except in a deduplication keeping the last row
+//! ([`TopNOperator::newest_first`]), where the later row wins.
 //!
 //! Order keys are encoded with Arrow's row format with each key's sort options, so their
 //! bytes compare in SQL order; kept rows are encoded whole in the row format and decoded
@@ -44,6 +46,8 @@ pub struct TopNOperator {
     /// Each partition's kept rows and when a row last came for it.
     partitions: HashMap<Box<[u8]>, (Vec<Kept>, std::time::Instant)>,
     ttl: Option<crate::operator::ttl::StateTtl>,
+    /// Whether a row goes before the kept rows whose order keys equal its own.
+    newest_first: bool,
 }
 
 impl TopNOperator {
@@ -90,7 +94,18 @@ impl TopNOperator {
             row_conv,
             partitions: HashMap::new(),
             ttl: None,
+            newest_first: false,
         })
+    }
+
+    /// Ranks a row before the kept rows whose order keys equal its own (else after them):
+    /// Flink's deduplication keeping the last row (`ORDER BY` a time attribute `DESC`,
+    /// `rn = 1`), where of rows with equal times the later one is kept — by event time,
+    /// as Flink's `DeduplicateFunctionHelper` replaces the kept row when its time is at or
+    /// below the new one's; by processing time, the latest row.
+    pub fn newest_first(mut self, on: bool) -> Self {
+        self.newest_first = on;
+        self
     }
 
     /// Forgets partitions that got no row for `ttl` (`table.exec.state.ttl`).
@@ -259,8 +274,13 @@ impl Operator for TopNOperator {
                     .or_insert_with(|| (vec![], now)),
             };
             *touched = now;
-            // After every kept row that sorts before or equal to it.
-            let at = part.partition_point(|k| k.order.as_ref() <= order.data());
+            // After every kept row that sorts before it, and after (or, newest first,
+            // before) those equal to it.
+            let at = if self.newest_first {
+                part.partition_point(|k| k.order.as_ref() < order.data())
+            } else {
+                part.partition_point(|k| k.order.as_ref() <= order.data())
+            };
             if at >= limit {
                 continue;
             }

@@ -1357,6 +1357,13 @@ impl Planner<'_> {
     ) -> Result<PlanNode> {
         let input_schema = w.input.schema();
         let (partition, order) = self.rank_keys(f, input_schema)?;
+        // Flink's deduplication keeping the last row: `ROW_NUMBER()` ordered by a time
+        // attribute descending, `rn = 1`; of rows with equal times the later one wins
+        // (Flink's `DeduplicateFunctionHelper` replaces the kept row when its time is <=
+        // the new one's; with processing time, always).
+        let keep_last = limit == 1
+            && matches!(f.params.order_by.as_slice(), [s] if !s.asc
+                && matches!(&s.expr, datafusion::logical_expr::Expr::Column(c) if window::is_time_attribute(&w.input, &c.name)));
         let input = self.node(&w.input)?;
         append_only(&input, "Top-N")?;
         let op = crate::operator::topn::TopNOperator::new(
@@ -1366,6 +1373,7 @@ impl Planner<'_> {
             &Arc::new(input_schema.as_arrow().clone()),
             Arc::new(w.schema.as_arrow().clone()),
         )?
+        .newest_first(keep_last)
         .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
