@@ -1264,19 +1264,38 @@ impl Session {
 
     /// Each `FOR SYSTEM_TIME AS OF <column>` names a column of the query's tables, as Flink
     /// checks (the clause is taken out before DataFusion plans, so nothing else would):
-    /// `SELECT <column> FROM <the query's FROM>` is planned, not run.
+    /// `SELECT <column> FROM <the FROM of its select>` is planned, not run — for the query's
+    /// own select and those of its CTEs, derived tables and set operations.
     ///
-    /// Errors: the column is unknown, pointing at it.
+    /// Errors: the column is unknown, or not a time attribute, pointing at it; or it is an
+    /// event-time attribute, which asks for an event-time temporal join (the version of a
+    /// versioned table valid at each row's time), which Weir does not run yet — refused
+    /// rather than joined with every version.
     async fn check_lookup_columns(
         &self,
         query: &ast::Query,
         lookups: &[crate::sql::parser::Lookup],
     ) -> Result<()> {
-        let ast::SetExpr::Select(select) = query.body.as_ref() else {
+        if lookups.is_empty() {
             return Ok(());
-        };
+        }
+        let mut selects = vec![];
+        selects_of(query, None, &mut selects);
+        for (context, select) in &selects {
+            self.check_lookups_of(context, select, lookups).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_lookup_columns`] for one select (in `query`, whose WITH it keeps).
+    async fn check_lookups_of(
+        &self,
+        query: &ast::Query,
+        select: &ast::Select,
+        lookups: &[crate::sql::parser::Lookup],
+    ) -> Result<()> {
         // Only the lookups of this select: one in a CTE, a derived table or a view has its
-        // own FROM clause (its columns are checked when that query runs alone, or not).
+        // own FROM clause.
         let mut tables = from_tables(&select.from);
         tables.extend(from_names(&select.from));
         for l in lookups
@@ -1307,19 +1326,38 @@ impl Session {
                     "name the stream's processing-time attribute, as in FOR SYSTEM_TIME AS OF o.proc_time",
                 ));
             }
-            if let Err(e) = probed {
-                let text = e.to_string();
-                if text.contains("No field named") || text.contains("not found") {
-                    return Err(WeirError::sql(
-                        format!(
-                            "FOR SYSTEM_TIME AS OF {}: no such column in the query's tables",
-                            l.column.join(".")
-                        ),
-                        Some(l.column_pos),
-                    )
-                    .with_hint(
-                        "name the stream's processing-time attribute, as in FOR SYSTEM_TIME AS OF o.proc_time",
-                    ));
+            match probed {
+                Ok(plan) => {
+                    let (q, f) = plan.schema().qualified_field(0);
+                    let col = datafusion::common::Column::new(q.cloned(), f.name());
+                    if !crate::plan::window::is_proctime_attribute(&plan, &col) {
+                        return Err(WeirError::sql(
+                            format!(
+                                "not supported in a standing query yet: FOR SYSTEM_TIME AS OF {}, an event-time temporal join (each row joined with the version of '{}' valid at its time)",
+                                l.column.join("."),
+                                l.table
+                            ),
+                            Some(l.column_pos),
+                        )
+                        .with_hint(
+                            "join as of the stream's processing time (a PROCTIME() column, as in FOR SYSTEM_TIME AS OF o.proc_time), which looks up the table's rows as they are",
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    if text.contains("No field named") || text.contains("not found") {
+                        return Err(WeirError::sql(
+                            format!(
+                                "FOR SYSTEM_TIME AS OF {}: no such column in the query's tables",
+                                l.column.join(".")
+                            ),
+                            Some(l.column_pos),
+                        )
+                        .with_hint(
+                            "name the stream's processing-time attribute, as in FOR SYSTEM_TIME AS OF o.proc_time",
+                        ));
+                    }
                 }
             }
         }
@@ -2125,6 +2163,50 @@ fn from_names(from: &[ast::TableWithJoins]) -> Vec<String> {
     relations(from)
         .filter_map(|t| crate::sql::using::relation_name(t).map(|i| i.value))
         .collect()
+}
+
+/// Every select of `query` with the query it is probed in (its own, with the outer WITH
+/// when it has none): the body's (through set operations), its CTEs' and its derived
+/// tables', nested ones too.
+fn selects_of(
+    query: &ast::Query,
+    outer: Option<&ast::With>,
+    out: &mut Vec<(ast::Query, ast::Select)>,
+) {
+    let mut context = query.clone();
+    if context.with.is_none() {
+        context.with = outer.cloned();
+    }
+    let with = context.with.clone();
+    if let Some(w) = &query.with {
+        for cte in &w.cte_tables {
+            selects_of(&cte.query, with.as_ref(), out);
+        }
+    }
+    fn body(
+        set: &ast::SetExpr,
+        context: &ast::Query,
+        with: Option<&ast::With>,
+        out: &mut Vec<(ast::Query, ast::Select)>,
+    ) {
+        match set {
+            ast::SetExpr::Select(select) => {
+                out.push((context.clone(), select.as_ref().clone()));
+                for f in relations(&select.from) {
+                    if let ast::TableFactor::Derived { subquery, .. } = f {
+                        selects_of(subquery, with, out);
+                    }
+                }
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                body(left, context, with, out);
+                body(right, context, with, out);
+            }
+            ast::SetExpr::Query(q) => selects_of(q, with, out),
+            _ => {}
+        }
+    }
+    body(&query.body, &context, with.as_ref(), out);
 }
 
 /// The tables a FROM clause reads by name (the last part of each name), nested joins

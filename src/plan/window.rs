@@ -280,6 +280,48 @@ fn is_proctime_call(e: &Expr) -> bool {
     }
 }
 
+/// True when column `col` at the top of `plan` is a processing-time attribute: a table's
+/// `PROCTIME()` column or `PROCTIME()` computed in a query, passed on unchanged through
+/// projections, filters, aliases and joins (followed by its qualified name, so a self-join's
+/// two sides stay apart).
+pub fn is_proctime_attribute(plan: &LogicalPlan, col: &Column) -> bool {
+    let Some(i) = plan.schema().maybe_index_of_column(col) else {
+        return false;
+    };
+    let below = |input: &LogicalPlan, i: usize| {
+        let (q, f) = input.schema().qualified_field(i);
+        is_proctime_attribute(input, &Column::new(q.cloned(), f.name()))
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
+                return false;
+            };
+            provider.downcast_ref::<StreamTable>().is_some_and(|t| {
+                t.def().proctime_column() == Some(scan.projected_schema.field(i).name())
+            })
+        }
+        LogicalPlan::Projection(p) => match p.expr.get(i) {
+            Some(e) if is_proctime_call(e) => true,
+            Some(e) => column_of(e).is_some_and(|c| is_proctime_attribute(&p.input, c)),
+            None => false,
+        },
+        LogicalPlan::Join(j) => {
+            let left = j.left.schema().fields().len();
+            if i < left {
+                below(&j.left, i)
+            } else {
+                below(&j.right, i - left)
+            }
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Sort(_) => plan.inputs().first().is_some_and(|input| below(input, i)),
+        _ => false,
+    }
+}
+
 /// True when `name` at the top of `plan` is `PROCTIME()` computed in a query (not a table's
 /// `pt AS PROCTIME()` column), passed on unchanged: windows over it need the processing
 /// time as their watermark, whatever the source's event-time watermark is.
