@@ -189,6 +189,9 @@ impl Outcome {
 
 pub struct Session {
     ctx: SessionContext,
+    /// Where the `FOR SYSTEM_TIME AS OF` clauses judged event-time (temporal joins) start,
+    /// from the last standing query planned: its planner makes them temporal joins.
+    temporal_lookups: std::sync::Mutex<Vec<crate::error::Pos>>,
     tables: BTreeMap<String, Arc<TableDef>>,
     views: BTreeMap<String, String>,
     /// Each view's columns, kept at its creation (a view's schema never changes).
@@ -277,6 +280,7 @@ impl Session {
             from_scratch: false,
             pause_sources_after: None,
             metrics_addr: None,
+            temporal_lookups: Default::default(),
             metrics_server: None,
         };
         // The machine's zone, Flink's default (it always names a zone).
@@ -856,7 +860,7 @@ impl Session {
                     }
                 }
                 let plan = self
-                    .logical_plan(query, &stmt.windows, &stmt.lookups)
+                    .logical_plan(query, &stmt.windows, &stmt.lookups, false)
                     .await
                     .map_err(|e| e.at(pos))?;
                 self.view_schemas
@@ -1152,7 +1156,7 @@ impl Session {
                         return Err(e);
                     }
                     let plan = self
-                        .logical_plan(q, &stmt.windows, &stmt.lookups)
+                        .logical_plan(q, &stmt.windows, &stmt.lookups, false)
                         .await
                         .map_err(|e| e.at(Some(stmt.pos)))?;
                     let mut stream =
@@ -1244,6 +1248,7 @@ impl Session {
         query: &ast::Query,
         windows: &[WindowCall],
         lookups: &[crate::sql::parser::Lookup],
+        temporal: bool,
     ) -> Result<LogicalPlan> {
         let mut registered = vec![];
         let r = match self
@@ -1251,7 +1256,7 @@ impl Session {
             .await
         {
             Ok(plan) => self
-                .check_lookup_columns(query, lookups)
+                .check_lookup_columns(query, lookups, temporal)
                 .await
                 .map(|_| plan),
             e => e,
@@ -1268,13 +1273,14 @@ impl Session {
     /// own select and those of its CTEs, derived tables and set operations.
     ///
     /// Errors: the column is unknown, or not a time attribute, pointing at it; or it is an
-    /// event-time attribute, which asks for an event-time temporal join (the version of a
-    /// versioned table valid at each row's time), which Weir does not run yet — refused
-    /// rather than joined with every version.
+    /// event-time attribute — an event-time temporal join (the version of a versioned table
+    /// valid at each row's time), which only a standing query runs (`temporal`): a view's
+    /// or a bounded query's would be joined with every version.
     async fn check_lookup_columns(
         &self,
         query: &ast::Query,
         lookups: &[crate::sql::parser::Lookup],
+        temporal: bool,
     ) -> Result<()> {
         if lookups.is_empty() {
             return Ok(());
@@ -1282,7 +1288,8 @@ impl Session {
         let mut selects = vec![];
         selects_of(query, None, &mut selects);
         for (context, select) in &selects {
-            self.check_lookups_of(context, select, lookups).await?;
+            self.check_lookups_of(context, select, lookups, temporal)
+                .await?;
         }
         Ok(())
     }
@@ -1293,6 +1300,7 @@ impl Session {
         query: &ast::Query,
         select: &ast::Select,
         lookups: &[crate::sql::parser::Lookup],
+        temporal: bool,
     ) -> Result<()> {
         // Only the lookups of this select: one in a CTE, a derived table or a view has its
         // own FROM clause.
@@ -1330,17 +1338,22 @@ impl Session {
                 Ok(plan) => {
                     let (q, f) = plan.schema().qualified_field(0);
                     let col = datafusion::common::Column::new(q.cloned(), f.name());
-                    if !crate::plan::window::is_proctime_attribute(&plan, &col) {
+                    let event_time = !crate::plan::window::is_proctime_attribute(&plan, &col);
+                    if temporal && event_time {
+                        if let Ok(mut t) = self.temporal_lookups.lock() {
+                            t.push(l.pos);
+                        }
+                    } else if event_time {
                         return Err(WeirError::sql(
                             format!(
-                                "not supported in a standing query yet: FOR SYSTEM_TIME AS OF {}, an event-time temporal join (each row joined with the version of '{}' valid at its time)",
+                                "not supported yet in a view or a bounded query: FOR SYSTEM_TIME AS OF {}, an event-time temporal join (each row joined with the version of '{}' valid at its time)",
                                 l.column.join("."),
                                 l.table
                             ),
                             Some(l.column_pos),
                         )
                         .with_hint(
-                            "join as of the stream's processing time (a PROCTIME() column, as in FOR SYSTEM_TIME AS OF o.proc_time), which looks up the table's rows as they are",
+                            "run it as a standing query (weir run, or INSERT INTO), or join as of the stream's processing time (FOR SYSTEM_TIME AS OF o.proc_time)",
                         ));
                     }
                 }
@@ -1795,28 +1808,14 @@ impl Session {
             return Ok((plans, Box::new(crate::sink::multi::MultiSink::new(sinks))));
         }
         let pos = Some(stmt.pos);
-        for crate::sql::parser::Lookup {
-            table: name,
-            pos: at,
-            ..
-        } in &stmt.lookups
-        {
-            if let Some(def) = self.tables.get(name)
-                && def.connector != "filesystem"
-            {
-                return Err(WeirError::sql(
-                    format!(
-                        "not supported in a standing query yet: FOR SYSTEM_TIME AS OF table '{name}' (connector '{}'); a lookup join reads a bounded table, connector 'filesystem'",
-                        def.connector
-                    ),
-                    Some(*at),
-                ));
-            }
-        }
         let batch_size = self.batch_size()?;
         let settings = self.settings_list();
         let parallelism = self.parallelism()?;
         let state = self.ctx.state();
+        // Filled as the statement's query is planned (`check_lookup_columns`).
+        if let Ok(mut t) = self.temporal_lookups.lock() {
+            t.clear();
+        }
         let planner = || Planner {
             state: &state,
             settings: &settings,
@@ -1827,6 +1826,12 @@ impl Session {
             part: format!("q-{}", query_id(&stmt.text)),
             late_sinks: Default::default(),
             dead_letters: Default::default(),
+            lookups: &stmt.lookups,
+            temporal: self
+                .temporal_lookups
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_default(),
         };
         // A parallel job runs copies of its keyed operators: the plan is made once per
         // subtask (each copy its own state; the job reads copy 0's sources).
@@ -1851,7 +1856,7 @@ impl Session {
         match &stmt.statement {
             Statement::Query(q) => {
                 let plan = self
-                    .logical_plan(q, &stmt.windows, &stmt.lookups)
+                    .logical_plan(q, &stmt.windows, &stmt.lookups, true)
                     .await
                     .map_err(|e| e.at(pos))?;
                 let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
@@ -1871,7 +1876,7 @@ impl Session {
                     return Err(self.unknown_relation(table, *table_pos));
                 };
                 let plan = self
-                    .logical_plan(query, &stmt.windows, &stmt.lookups)
+                    .logical_plan(query, &stmt.windows, &stmt.lookups, true)
                     .await
                     .map_err(|e| e.at(pos))?;
                 let plan =

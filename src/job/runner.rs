@@ -996,16 +996,15 @@ impl Spawner<'_> {
                 right,
                 idle,
             } => {
-                let others: Vec<(Box<crate::operator::join::StreamJoin>, PlanNode, PlanNode)> =
-                    nodes
-                        .into_iter()
-                        .filter_map(|n| match n {
-                            PlanNode::Join {
-                                join, left, right, ..
-                            } => Some((join, *left, *right)),
-                            _ => None,
-                        })
-                        .collect();
+                let others: Vec<(Box<dyn crate::operator::Operator>, PlanNode, PlanNode)> = nodes
+                    .into_iter()
+                    .filter_map(|n| match n {
+                        PlanNode::Join {
+                            join, left, right, ..
+                        } => Some((join, *left, *right)),
+                        _ => None,
+                    })
+                    .collect();
                 let dist = if self.parallelism > 1 {
                     join.distribution()
                 } else {

@@ -1,13 +1,20 @@
 //! Planning a join of two streams: which kind of stream join it is (window, interval or
 //! regular; see [`crate::operator::join`]), its keys and the rest of its condition.
 
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Join, LogicalPlan, Operator as Op};
+use std::sync::Arc;
+
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Join, LogicalPlan, Operator as Op, SubqueryAlias, TableScan,
+};
 
 use super::{PlanNode, Planner, compile, reads_stream, window};
 use crate::error::{Result, WeirError};
 use crate::operator::join::{JoinInput, JoinKind, JoinTime, StreamJoin};
+use crate::sql::catalog::TableDef;
+use crate::sql::parser::Lookup;
 
 fn unsupported(what: impl std::fmt::Display) -> WeirError {
     WeirError::sql(
@@ -18,6 +25,19 @@ fn unsupported(what: impl std::fmt::Display) -> WeirError {
 
 impl Planner<'_> {
     pub(super) fn join(&self, j: &Join) -> Result<PlanNode> {
+        match self.lookup_of(j) {
+            Some((lookup, def, true)) => return self.temporal_join(j, &lookup, &def),
+            Some((lookup, def, false)) if def.connector != "filesystem" => {
+                return Err(WeirError::sql(
+                    format!(
+                        "not supported in a standing query yet: FOR SYSTEM_TIME AS OF table '{}' (connector '{}'); a lookup join reads a bounded table, connector 'filesystem'",
+                        lookup.table, def.connector
+                    ),
+                    Some(lookup.pos),
+                ));
+            }
+            _ => {}
+        }
         let kind = match j.join_type {
             JoinType::Inner => JoinKind::Inner,
             JoinType::Left => JoinKind::Left,
@@ -269,4 +289,300 @@ fn interval(j: &Join) -> Result<Option<JoinTime>> {
         }
     }
     Ok(None)
+}
+
+/// The table a join's right input scans, under an alias or not, with the predicates the
+/// optimizer pushed onto it (from the ON clause or the WHERE): the scan, the alias and the
+/// predicates over the right input's columns.
+fn right_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&SubqueryAlias>, Vec<Expr>)> {
+    match plan {
+        LogicalPlan::Filter(f) => {
+            let (scan, alias, mut preds) = right_scan(&f.input)?;
+            preds.extend(split_conjunction(&f.predicate).into_iter().cloned());
+            Some((scan, alias, preds))
+        }
+        LogicalPlan::TableScan(s) => Some((s, None, s.filters.clone())),
+        LogicalPlan::SubqueryAlias(a) => {
+            let (scan, None, preds) = right_scan(&a.input)? else {
+                return None;
+            };
+            // The scan's own filters name the table; above the alias, the alias.
+            let preds = preds
+                .into_iter()
+                .map(|p| {
+                    p.transform(|e| match e {
+                        Expr::Column(c) => Ok(datafusion::common::tree_node::Transformed::yes(
+                            Expr::Column(Column::new(Some(a.alias.clone()), c.name)),
+                        )),
+                        e => Ok(datafusion::common::tree_node::Transformed::no(e)),
+                    })
+                    .map(|t| t.data)
+                })
+                .collect::<datafusion::error::Result<Vec<_>>>()
+                .ok()?;
+            Some((scan, Some(a), preds))
+        }
+        _ => None,
+    }
+}
+
+/// The table scanned at the bottom of `plan` through nodes of one input.
+fn scanned(plan: &LogicalPlan) -> Option<&TableScan> {
+    match plan {
+        LogicalPlan::TableScan(s) => Some(s),
+        p => match p.inputs().as_slice() {
+            [one] => scanned(one),
+            _ => None,
+        },
+    }
+}
+
+impl Planner<'_> {
+    /// The `FOR SYSTEM_TIME AS OF` of `j` (the right input's table joined as of a time
+    /// attribute of the left), with the table and whether it is an event-time attribute
+    /// (an event-time temporal join) rather than the processing time (a lookup join).
+    fn lookup_of(&self, j: &Join) -> Option<(Lookup, Arc<TableDef>, bool)> {
+        let scan = scanned(&j.right)?;
+        let def = super::stream_table(scan)?;
+        let alias = match right_scan(&j.right) {
+            Some((_, Some(a), _)) => Some(a.alias.table().to_string()),
+            _ => None,
+        };
+        let lookup = self
+            .lookups
+            .iter()
+            .find(|l| l.table == def.name || alias.as_deref() == Some(l.table.as_str()))?;
+        let event_time = self.temporal.contains(&lookup.pos);
+        Some((lookup.clone(), def, event_time))
+    }
+
+    /// An event-time temporal join (see [`crate::operator::temporal`]): `j`'s left input
+    /// joined with the versions of `def`, its right input, as of the left's `lookup`
+    /// column. Flink's rules: INNER or LEFT; the table has a primary key and an event-time
+    /// attribute, and the join's equalities are on exactly its primary key.
+    fn temporal_join(&self, j: &Join, lookup: &Lookup, def: &TableDef) -> Result<PlanNode> {
+        let at = |e: WeirError| e.at(Some(lookup.pos));
+        let left_outer = match j.join_type {
+            JoinType::Inner => false,
+            JoinType::Left => true,
+            other => {
+                return Err(at(unsupported(format!(
+                    "{} as an event-time temporal join (Flink's are INNER or LEFT)",
+                    kind_name(other)
+                ))));
+            }
+        };
+        if def.primary_key.is_empty() {
+            return Err(at(WeirError::sql(
+                format!(
+                    "an event-time temporal join needs a primary key on the versioned table '{}' (PRIMARY KEY (…) NOT ENFORCED)",
+                    def.name
+                ),
+                None,
+            )));
+        }
+        let Some(wm) = &def.watermark else {
+            return Err(at(WeirError::sql(
+                format!(
+                    "an event-time temporal join needs an event-time attribute on the versioned table '{}' (a WATERMARK FOR its version time)",
+                    def.name
+                ),
+                None,
+            )));
+        };
+        let mut right_key_names = vec![];
+        for (_, r) in &j.on {
+            match r {
+                Expr::Column(c) => right_key_names.push(c.name.clone()),
+                _ => right_key_names.clear(),
+            }
+        }
+        let mut want = def.primary_key.clone();
+        want.sort();
+        let mut got = right_key_names.clone();
+        got.sort();
+        if got != want || right_key_names.len() != j.on.len() {
+            return Err(at(WeirError::sql(
+                format!(
+                    "an event-time temporal join joins on the versioned table's primary key: ON equalities of exactly [{}] of '{}'",
+                    def.primary_key.join(", "),
+                    def.name
+                ),
+                None,
+            )));
+        }
+        // The right input reads the version time too (the optimizer drops it when the
+        // query does not select it): added after the columns the join's schema has.
+        // Predicates on the table's columns (from the ON clause or the WHERE) hold for the
+        // version chosen, as Flink applies them: they join the condition rather than filter
+        // the versions before the choice.
+        let Some((scan, alias, preds)) = right_scan(&j.right) else {
+            return Err(at(unsupported(format!(
+                "an event-time temporal join whose versioned table '{}' is read through a view or a subquery",
+                def.name
+            ))
+            .with_hint("join the table itself: JOIN t FOR SYSTEM_TIME AS OF s.time ON …")));
+        };
+        let time_in_table =
+            scan.source.schema().index_of(&wm.column).map_err(|_| {
+                WeirError::internal("the version time is not a column of its table")
+            })?;
+        let mut projection = scan
+            .projection
+            .clone()
+            .unwrap_or_else(|| (0..scan.source.schema().fields().len()).collect());
+        let right_time = match projection.iter().position(|i| *i == time_in_table) {
+            Some(p) => p,
+            None => {
+                projection.push(time_in_table);
+                projection.len() - 1
+            }
+        };
+        let widened = LogicalPlan::TableScan(
+            datafusion::logical_expr::TableScanBuilder::new(
+                scan.table_name.clone(),
+                scan.source.clone(),
+            )
+            .with_projection(Some(projection))
+            .with_fetch(scan.fetch)
+            .build()?,
+        );
+        let right_plan = match alias {
+            Some(a) => LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                Arc::new(widened),
+                a.alias.clone(),
+            )?),
+            None => widened,
+        };
+        // The stream's AS OF column, read too if the optimizer dropped it (at the end).
+        let col = lookup_column(lookup);
+        let (left_plan, left_time) = match j.left.schema().maybe_index_of_column(&col) {
+            Some(i) => (j.left.as_ref().clone(), i),
+            None => widen(&j.left, &col.name)?.ok_or_else(|| {
+                at(unsupported(format!(
+                    "an event-time temporal join as of {}, which the join's left input does not pass on",
+                    lookup.column.join(".")
+                ))
+                .with_hint("select the time column in the subquery or view the stream is read through"))
+            })?,
+        };
+        let (ls, rs) = (left_plan.schema(), right_plan.schema());
+        // The output: the join's own columns of each side.
+        let out_cols: Vec<usize> = (0..j.left.schema().fields().len())
+            .chain((0..j.right.schema().fields().len()).map(|i| i + ls.fields().len()))
+            .collect();
+        let mut left_keys = vec![];
+        let mut right_keys = vec![];
+        for (l, r) in &j.on {
+            left_keys.push(compile(self.state, l, ls)?);
+            right_keys.push(compile(self.state, r, rs)?);
+        }
+        let condition = j.filter.iter().cloned().chain(preds).reduce(Expr::and);
+        let filter = match &condition {
+            Some(f) => Some(compile(self.state, f, &ls.join(rs)?)?),
+            None => None,
+        };
+        let join = crate::operator::temporal::TemporalJoin::new(
+            left_outer,
+            left_keys,
+            right_keys,
+            left_time,
+            right_time,
+            filter,
+            Arc::new(ls.as_arrow().clone()),
+            Arc::new(rs.as_arrow().clone()),
+            Arc::new(j.schema.as_arrow().clone()),
+            out_cols,
+        )?;
+        let left = self.node(&left_plan)?;
+        let right = self.node(&right_plan)?;
+        super::append_only(&left, "an event-time temporal join")?;
+        Ok(PlanNode::Join {
+            join: Box::new(join),
+            left: Box::new(left),
+            right: Box::new(right),
+            idle: [
+                self.idle_timeout(&left_plan)?,
+                self.idle_timeout(&right_plan)?,
+            ],
+        })
+    }
+}
+
+/// `plan` reading the column `name` of the table it scans too, at the end of its columns
+/// when it did not pass it on (the optimizer drops columns no one above reads): the plan
+/// and the column's index. `None` for a plan other than a scan under filters, aliases and
+/// projections.
+fn widen(plan: &LogicalPlan, name: &str) -> Result<Option<(LogicalPlan, usize)>> {
+    if let Some(i) = plan.schema().fields().iter().position(|f| f.name() == name) {
+        return Ok(Some((plan.clone(), i)));
+    }
+    Ok(match plan {
+        LogicalPlan::TableScan(s) => {
+            let Ok(t) = s.source.schema().index_of(name) else {
+                return Ok(None);
+            };
+            let mut projection = s
+                .projection
+                .clone()
+                .unwrap_or_else(|| (0..s.source.schema().fields().len()).collect());
+            projection.push(t);
+            let at = projection.len() - 1;
+            let scan = datafusion::logical_expr::TableScanBuilder::new(
+                s.table_name.clone(),
+                s.source.clone(),
+            )
+            .with_projection(Some(projection))
+            .with_filters(s.filters.clone())
+            .with_fetch(s.fetch)
+            .build()?;
+            Some((LogicalPlan::TableScan(scan), at))
+        }
+        LogicalPlan::SubqueryAlias(a) => match widen(&a.input, name)? {
+            Some((input, i)) => Some((
+                LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                    Arc::new(input),
+                    a.alias.clone(),
+                )?),
+                i,
+            )),
+            None => None,
+        },
+        LogicalPlan::Filter(f) => match widen(&f.input, name)? {
+            Some((input, i)) => Some((
+                LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+                    f.predicate.clone(),
+                    Arc::new(input),
+                )?),
+                i,
+            )),
+            None => None,
+        },
+        LogicalPlan::Projection(p) => match widen(&p.input, name)? {
+            Some((input, i)) => {
+                let (q, f) = input.schema().qualified_field(i);
+                let mut exprs = p.expr.clone();
+                exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+                let at = exprs.len() - 1;
+                Some((
+                    LogicalPlan::Projection(datafusion::logical_expr::Projection::try_new(
+                        exprs,
+                        Arc::new(input),
+                    )?),
+                    at,
+                ))
+            }
+            None => None,
+        },
+        _ => None,
+    })
+}
+
+/// The `AS OF` column of `l` (`o.t` or `t`).
+fn lookup_column(l: &Lookup) -> Column {
+    match l.column.as_slice() {
+        [.., q, name] => Column::new(Some(q.as_str()), name),
+        [name] => Column::new_unqualified(name),
+        [] => Column::new_unqualified(""),
+    }
 }

@@ -26,7 +26,6 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::error::{Result, WeirError};
 use crate::operator::Operator;
 use crate::operator::filter::FilterOperator;
-use crate::operator::join::StreamJoin;
 use crate::operator::limit::LimitOperator;
 use crate::operator::project::ProjectOperator;
 use crate::operator::rank::{RankCall, RankKind, RankOperator};
@@ -75,7 +74,7 @@ pub enum PlanNode {
     },
     /// Two inputs joined (see [`crate::operator::join`]).
     Join {
-        join: Box<StreamJoin>,
+        join: Box<dyn Operator>,
         left: Box<PlanNode>,
         right: Box<PlanNode>,
         /// Per side, how long it may stay silent before it stops holding the watermark
@@ -175,9 +174,15 @@ pub struct Planner<'a> {
     pub dead_letters: std::sync::Mutex<Vec<String>>,
     /// A name for files this query writes (`<job>-0`).
     pub part: String,
+    /// The statement's `FOR SYSTEM_TIME AS OF` joins: those as of an event-time attribute
+    /// are event-time temporal joins.
+    pub lookups: &'a [crate::sql::parser::Lookup],
+    /// Where those of them as of an event-time attribute start (see
+    /// `Session::check_lookup_columns`).
+    pub temporal: Vec<crate::error::Pos>,
 }
 
-fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
+pub(crate) fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
     let provider = datafusion::datasource::source_as_provider(&scan.source).ok()?;
     provider.downcast_ref::<StreamTable>().map(|t| t.def())
 }
