@@ -518,3 +518,151 @@ impl Operator for TemporalJoin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int8Array, TimestampMillisecondArray};
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::physical_expr::expressions::Column;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("v", DataType::Int64, false),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn batch(k: &[i64], v: &[i64], ts: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(k.to_vec())),
+                Arc::new(Int64Array::from(v.to_vec())),
+                Arc::new(TimestampMillisecondArray::from(ts.to_vec())),
+            ],
+        )
+        .expect("batch")
+    }
+
+    fn join(left_outer: bool) -> TemporalJoin {
+        let key = || vec![Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>];
+        let out = Arc::new(Schema::new(
+            schema()
+                .fields()
+                .iter()
+                .chain(schema().fields().iter())
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        TemporalJoin::new(
+            left_outer,
+            key(),
+            key(),
+            2,
+            2,
+            None,
+            schema(),
+            schema(),
+            out,
+            (0..6).collect(),
+        )
+        .expect("join")
+    }
+
+    /// `(left v, right v or None)` of the output, in order.
+    fn pairs(out: &[Message]) -> Vec<(i64, Option<i64>)> {
+        let mut r = vec![];
+        for m in out {
+            if let Message::Batch(b) = m {
+                let lv = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("v");
+                let rv = b
+                    .column(4)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("v");
+                for i in 0..b.num_rows() {
+                    r.push((lv.value(i), rv.is_valid(i).then(|| rv.value(i))));
+                }
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn each_row_meets_the_version_valid_at_its_time_once_the_watermark_passes() {
+        let mut j = join(true);
+        let mut out = vec![];
+        // Key 1: 10 from 100, 20 from 200, 21 also from 200 (the later one counts).
+        j.process_input_batch(
+            1,
+            batch(&[1, 1, 1], &[10, 20, 21], &[100, 200, 200]),
+            &mut out,
+        )
+        .expect("versions");
+        j.process_input_batch(
+            0,
+            batch(&[1, 1, 1, 2], &[1, 2, 3, 4], &[50, 150, 200, 300]),
+            &mut out,
+        )
+        .expect("rows");
+        assert!(pairs(&out).is_empty(), "nothing before the watermark");
+        j.process_watermark(200, &mut out).expect("watermark");
+        // 50: no version yet (padded); 150: 10; 200: 21.
+        assert_eq!(pairs(&out), vec![(1, None), (2, Some(10)), (3, Some(21))]);
+        // Only the version valid at the watermark is kept for key 1.
+        assert_eq!(j.kept_rows(), [1, 1]);
+        out.clear();
+        // A retraction at 250 ends key 1; key 2 never had a version.
+        let (b, _) = crate::changelog::split(&batch(&[1], &[21], &[250]));
+        let b = crate::changelog::attach(
+            b,
+            Int8Array::from(vec![crate::changelog::RowKind::Delete as i8]),
+        )
+        .expect("changelog");
+        j.process_input_batch(1, b, &mut out).expect("retraction");
+        j.process_input_batch(0, batch(&[1, 1], &[5, 6], &[240, 260]), &mut out)
+            .expect("rows");
+        j.finish(&mut out).expect("finish");
+        let mut got = pairs(&out);
+        got.sort();
+        assert_eq!(got, vec![(4, None), (5, Some(21)), (6, None)]);
+        assert_eq!(
+            j.kept_rows(),
+            [0, 0],
+            "a retraction at the end forgets the key"
+        );
+    }
+
+    #[test]
+    fn versions_stay_bounded_as_the_watermark_moves() {
+        let mut j = join(false);
+        let mut out = vec![];
+        let mut most = 0;
+        for step in 0..2000i64 {
+            let t = step * 10;
+            let keys: Vec<i64> = (0..5).collect();
+            j.process_input_batch(1, batch(&keys, &[step; 5], &[t; 5]), &mut out)
+                .expect("versions");
+            j.process_input_batch(0, batch(&keys, &[step; 5], &[t + 5; 5]), &mut out)
+                .expect("rows");
+            j.process_watermark(t, &mut out).expect("watermark");
+            let [w, v] = j.kept_rows();
+            most = most.max(w + v);
+        }
+        // 10 000 versions went through: a key keeps its current one and those above.
+        assert!(most <= 20, "kept up to {most}");
+        // Every row met the version of its own step.
+        assert!(pairs(&out).iter().all(|(l, r)| Some(*l) == *r));
+        assert_eq!(pairs(&out).len(), 5 * 1999);
+    }
+}
