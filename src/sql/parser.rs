@@ -339,6 +339,31 @@ pub fn with_name_replaced(ddl: &str, name: &str) -> Option<String> {
     ))
 }
 
+/// `query` with its columns named `columns`: `SELECT * FROM (query) AS v (columns…)`.
+/// Too few or too many names are DataFusion's error when the view is planned.
+fn with_column_names(
+    query: Box<Query>,
+    columns: &[datafusion::sql::sqlparser::ast::Ident],
+) -> Result<Box<Query>> {
+    use datafusion::sql::sqlparser::ast::{SetExpr, TableFactor};
+    let names: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let template = format!("SELECT * FROM (SELECT 1) AS v ({})", names.join(", "));
+    let mut outer = Parser::new(&GenericDialect {})
+        .try_with_sql(&template)
+        .and_then(|mut p| p.parse_query())
+        .map_err(parser_error)?;
+    let SetExpr::Select(select) = outer.body.as_mut() else {
+        return Err(WeirError::internal("a view's column list"));
+    };
+    let Some(TableFactor::Derived { subquery, .. }) =
+        select.from.first_mut().map(|t| &mut t.relation)
+    else {
+        return Err(WeirError::internal("a view's column list"));
+    };
+    *subquery = query;
+    Ok(outer)
+}
+
 /// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
 /// noting the table before it: Flink's lookup join of a stream with a table.
 fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Lookup>)> {
@@ -738,8 +763,21 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             if p.parse_keyword(Keyword::VIEW) {
                 let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
                 let (name, name_pos) = parse_name(p)?;
+                // `CREATE VIEW v (a, b) AS …` names the view's columns (Flink's syntax).
+                let columns = if p.consume_token(&Token::LParen) {
+                    let cols = p
+                        .parse_comma_separated(|p| p.parse_identifier())
+                        .map_err(parser_error)?;
+                    p.expect_token(&Token::RParen).map_err(parser_error)?;
+                    cols
+                } else {
+                    vec![]
+                };
                 p.expect_keyword_is(Keyword::AS).map_err(parser_error)?;
-                let query = p.parse_query().map_err(parser_error)?;
+                let mut query = p.parse_query().map_err(parser_error)?;
+                if !columns.is_empty() {
+                    query = with_column_names(query, &columns)?;
+                }
                 return Ok(Statement::CreateView {
                     name,
                     name_pos,
