@@ -16,7 +16,8 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, Query, Select, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
+    Expr, Ident, Query, Select, SelectItem, SetExpr, TableAlias, TableAliasColumnDef, TableFactor,
+    VisitMut, VisitorMut,
 };
 
 /// Gives every select item of `query`, and of every query nested in it (subqueries,
@@ -38,6 +39,37 @@ impl VisitorMut for Namer {
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
         name_body(&mut query.body);
+        ControlFlow::Continue(())
+    }
+
+    /// `(VALUES …)` in FROM without column names: Calcite names its columns `EXPR$0`,
+    /// `EXPR$1`, … (DataFusion: `column1`, …).
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived {
+            subquery, alias, ..
+        } = factor
+            && let SetExpr::Values(v) = subquery.body.as_ref()
+            && alias.as_ref().is_none_or(|a| a.columns.is_empty())
+        {
+            let width = v.rows.first().map_or(0, |r| r.content.len());
+            let columns = (0..width)
+                .map(|i| TableAliasColumnDef {
+                    name: Ident::with_quote('"', format!("EXPR${i}")),
+                    data_type: None,
+                })
+                .collect();
+            match alias {
+                Some(a) => a.columns = columns,
+                None => {
+                    *alias = Some(TableAlias {
+                        explicit: true,
+                        name: Ident::new("__weir_values"),
+                        columns,
+                        at: None,
+                    })
+                }
+            }
+        }
         ControlFlow::Continue(())
     }
 }
