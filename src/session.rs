@@ -1037,10 +1037,12 @@ impl Session {
                                 extras = format!("METADATA FROM '{k}'");
                             }
                         }
+                        // A primary key's columns are NOT NULL (Flink's resolved schema).
+                        let nullable = f.is_nullable() && key.is_empty();
                         [
                             f.name().clone(),
                             ty,
-                            f.is_nullable().to_string(),
+                            nullable.to_string(),
                             key,
                             extras,
                             watermark,
