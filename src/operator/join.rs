@@ -178,6 +178,9 @@ pub struct StreamJoin {
     /// `NOT IN (subquery)`: a null-aware anti join (see [`StreamJoin::null_aware`]), and
     /// whether the right side has sent a row, and a row with a NULL key.
     null_aware: bool,
+    /// NULL keys meet NULL keys (`IS NOT DISTINCT FROM`, as DataFusion plans `INTERSECT`
+    /// and `EXCEPT`).
+    nulls_equal: bool,
     right_seen: bool,
     right_null: bool,
 }
@@ -248,6 +251,7 @@ impl StreamJoin {
             side_watermark: [i64::MIN; 2],
             metrics: None,
             null_aware: false,
+            nulls_equal: false,
             right_seen: false,
             right_null: false,
         })
@@ -261,6 +265,13 @@ impl StreamJoin {
     /// qualifies and is taken back (`-D`) when its first partner, the right side's first
     /// NULL, or (for a NULL `x`) the right side's first row arrives. Its flags are global,
     /// so it runs as one subtask.
+    /// Makes NULL keys meet NULL keys: the join's equalities are `IS NOT DISTINCT FROM`
+    /// (`INTERSECT` and `EXCEPT`, which compare whole rows, NULLs alike).
+    pub fn nulls_equal(mut self, on: bool) -> Self {
+        self.nulls_equal = on;
+        self
+    }
+
     pub fn null_aware(mut self, on: bool) -> Self {
         self.null_aware = on && self.kind == JoinKind::LeftAnti;
         self
@@ -337,7 +348,7 @@ impl StreamJoin {
         let rows = self.converter.convert_columns(&arrays)?;
         let mut hashes = vec![0u64; n];
         create_hashes(&arrays, &self.hasher, &mut hashes)?;
-        let valid = if arrays.iter().any(|a| a.null_count() > 0) {
+        let valid = if !self.nulls_equal && arrays.iter().any(|a| a.null_count() > 0) {
             Some(
                 (0..n)
                     .map(|i| Some(arrays.iter().all(|a| a.is_valid(i))))

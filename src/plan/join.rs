@@ -25,6 +25,40 @@ fn unsupported(what: impl std::fmt::Display) -> WeirError {
 
 impl Planner<'_> {
     pub(super) fn join(&self, j: &Join) -> Result<PlanNode> {
+        // `INTERSECT` and `EXCEPT`: DataFusion's semi or anti join of the left side's
+        // distinct rows, `IS NOT DISTINCT FROM` on every column. Over streams the distinct
+        // goes after the join (the same rows: whether a row meets a partner depends only
+        // on its value), so the join reads append-only rows and the distinct takes the
+        // anti join's retractions.
+        if matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+            && j.null_equality == NullEquality::NullEqualsNull
+            && let LogicalPlan::Aggregate(a) = j.left.as_ref()
+            && a.aggr_expr.is_empty()
+            && a.input.schema().fields().len() == a.schema.fields().len()
+        {
+            let inner = Join::try_new(
+                a.input.clone(),
+                j.right.clone(),
+                j.on.clone(),
+                j.filter.clone(),
+                j.join_type,
+                j.join_constraint,
+                j.null_equality,
+                j.null_aware,
+            )?;
+            let distinct = datafusion::logical_expr::Aggregate::try_new(
+                Arc::new(LogicalPlan::Join(inner)),
+                a.group_expr.clone(),
+                vec![],
+            )?;
+            // The join under it compares NULLs alike (checked below).
+            self.nulls_equal_join
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let planned = self.aggregate(&distinct);
+            self.nulls_equal_join
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            return planned;
+        }
         match self.lookup_of(j) {
             Some((lookup, def, true)) => return self.temporal_join(j, &lookup, &def),
             Some((lookup, def, false)) if def.connector != "filesystem" => {
@@ -57,6 +91,19 @@ impl Planner<'_> {
             JoinType::RightAnti => JoinKind::RightAnti,
             other => return Err(unsupported(format!("{other} joins of streams"))),
         };
+        if j.null_equality == NullEquality::NullEqualsNull
+            && !self
+                .nulls_equal_join
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            // DataFusion's INTERSECT ALL and EXCEPT ALL keep every copy of a left row that
+            // meets (or misses) the right side, not the SQL counts (min(m, n), m - n)
+            // Flink gives.
+            return Err(unsupported(
+                "INTERSECT ALL or EXCEPT ALL over streams, or IS NOT DISTINCT FROM as a join condition",
+            )
+            .with_hint("INTERSECT and EXCEPT (without ALL) run"));
+        }
         if crate::sql::lateral::correlated(&j.right) {
             return Err(crate::sql::lateral::unsupported_lateral());
         }
@@ -76,9 +123,6 @@ impl Planner<'_> {
                 "joining a stream with a table that is not a stream",
             )
             .with_hint("both sides of a join must be streams (CREATE TABLE ... WITH ('connector' = ...))"));
-        }
-        if j.null_equality == NullEquality::NullEqualsNull {
-            return Err(unsupported("IS NOT DISTINCT FROM as a join condition"));
         }
         if j.on.is_empty() {
             return Err(
@@ -137,7 +181,8 @@ impl Planner<'_> {
             std::sync::Arc::new(j.schema.as_arrow().clone()),
         )?
         .with_ttl(self.state_ttl()?)
-        .null_aware(j.null_aware);
+        .null_aware(j.null_aware)
+        .nulls_equal(j.null_equality == NullEquality::NullEqualsNull);
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
         super::append_only(&left, "a join")?;

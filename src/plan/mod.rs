@@ -180,6 +180,9 @@ pub struct Planner<'a> {
     /// Where those of them as of an event-time attribute start (see
     /// `Session::check_lookup_columns`).
     pub temporal: Vec<crate::error::Pos>,
+    /// Set while the distinct of an `INTERSECT`/`EXCEPT` plans its join, which compares
+    /// NULLs alike (see `Planner::join`).
+    pub nulls_equal_join: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
