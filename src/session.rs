@@ -1252,7 +1252,21 @@ impl Session {
         lookups: &[crate::sql::parser::Lookup],
         temporal: bool,
     ) -> Result<LogicalPlan> {
-        let mut registered = vec![];
+        let mut registered: Vec<String> = vec![];
+        // Each `FOR SYSTEM_TIME AS OF` table under the statement's own name for it.
+        for l in lookups {
+            let provider = match self.ctx.table_provider(relation(&l.table)).await {
+                Ok(p) => p,
+                Err(_) => {
+                    for id in registered {
+                        let _ = self.ctx.deregister_table(id.as_str());
+                    }
+                    return Err(self.unknown_relation(&l.table, l.table_pos));
+                }
+            };
+            self.ctx.register_table(l.id.as_str(), provider)?;
+            registered.push(l.id.clone());
+        }
         let r = match self
             .plan_with_windows(query, windows, &mut registered)
             .await
@@ -1310,7 +1324,7 @@ impl Session {
         tables.extend(from_names(&select.from));
         for l in lookups
             .iter()
-            .filter(|l| !l.column.is_empty() && tables.contains(&l.table))
+            .filter(|l| !l.column.is_empty() && tables.contains(&l.id))
         {
             let column = if l.column.len() == 1 {
                 ast::Expr::Identifier(ast::Ident::new(&l.column[0]))
@@ -1341,6 +1355,20 @@ impl Session {
                     let (q, f) = plan.schema().qualified_field(0);
                     let col = datafusion::common::Column::new(q.cloned(), f.name());
                     let event_time = !crate::plan::window::is_proctime_attribute(&plan, &col);
+                    if event_time && !crate::plan::window::is_rowtime_attribute(&plan, &col) {
+                        // Flink: "only supports 'FOR SYSTEM_TIME AS OF' left table's time
+                        // attribute field".
+                        return Err(WeirError::sql(
+                            format!(
+                                "FOR SYSTEM_TIME AS OF {}: a timestamp but not a time attribute of the stream (its WATERMARK column or a PROCTIME() column)",
+                                l.column.join(".")
+                            ),
+                            Some(l.column_pos),
+                        )
+                        .with_hint(
+                            "join as of the stream's event-time attribute (as in FOR SYSTEM_TIME AS OF o.order_time) or processing-time attribute (o.proc_time)",
+                        ));
+                    }
                     if temporal && event_time {
                         if let Ok(mut t) = self.temporal_lookups.lock() {
                             t.push(l.pos);

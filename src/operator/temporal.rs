@@ -393,15 +393,6 @@ impl Operator for TemporalJoin {
         true
     }
 
-    fn signature(&self) -> String {
-        format!(
-            "{} [{}] [{}]",
-            self.name(),
-            super::column_types(&self.left_schema),
-            super::column_types(&self.right_schema)
-        )
-    }
-
     fn state_size(&self) -> Option<(u64, u64)> {
         let [w, v] = self.kept_rows();
         let bytes = self

@@ -389,15 +389,22 @@ impl Planner<'_> {
     fn lookup_of(&self, j: &Join) -> Option<(Lookup, Arc<TableDef>, bool)> {
         let scan = scanned(&j.right)?;
         let def = super::stream_table(scan)?;
-        let alias = match right_scan(&j.right) {
-            Some((_, Some(a), _)) => Some(a.alias.table().to_string()),
-            _ => None,
-        };
         let lookup = self
             .lookups
             .iter()
-            .find(|l| l.table == def.name || alias.as_deref() == Some(l.table.as_str()))?;
-        let event_time = self.temporal.contains(&lookup.pos);
+            .find(|l| scan.table_name.table() == l.id)?;
+        // The AS OF column's kind, read through what the optimizer pruned: a processing-
+        // time attribute makes a lookup join, any other an event-time temporal join (a
+        // timestamp that is no time attribute is refused there, or before).
+        let col = lookup_column(lookup);
+        let proctime = match widen(&j.left, &col) {
+            Ok(Some((plan, i))) => {
+                let (q, f) = plan.schema().qualified_field(i);
+                window::is_proctime_attribute(&plan, &Column::new(q.cloned(), f.name()))
+            }
+            _ => false,
+        };
+        let event_time = self.temporal.contains(&lookup.pos) || !proctime;
         Some((lookup.clone(), def, event_time))
     }
 
@@ -435,21 +442,37 @@ impl Planner<'_> {
                 None,
             )));
         };
-        let mut right_key_names = vec![];
-        for (_, r) in &j.on {
-            match r {
-                Expr::Column(c) => right_key_names.push(c.name.clone()),
-                _ => right_key_names.clear(),
+        // The primary key's equalities are the join's keys (Flink: the key must be among
+        // the join's equalities); any other equality is part of the condition on the
+        // version chosen.
+        let key_column = |e: &Expr| -> Option<String> {
+            match e {
+                Expr::Column(c) if def.primary_key.contains(&c.name) => Some(c.name.clone()),
+                Expr::Cast(c) => match c.expr.as_ref() {
+                    Expr::Column(col) if def.primary_key.contains(&col.name) => {
+                        Some(col.name.clone())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        let mut key_pairs: Vec<(Expr, Expr)> = vec![];
+        let mut other_equalities: Vec<Expr> = vec![];
+        let mut covered: Vec<String> = vec![];
+        for (l, r) in &j.on {
+            match key_column(r) {
+                Some(name) if !covered.contains(&name) => {
+                    covered.push(name);
+                    key_pairs.push((l.clone(), r.clone()));
+                }
+                _ => other_equalities.push(l.clone().eq(r.clone())),
             }
         }
-        let mut want = def.primary_key.clone();
-        want.sort();
-        let mut got = right_key_names.clone();
-        got.sort();
-        if got != want || right_key_names.len() != j.on.len() {
+        if def.primary_key.iter().any(|k| !covered.contains(k)) {
             return Err(at(WeirError::sql(
                 format!(
-                    "an event-time temporal join joins on the versioned table's primary key: ON equalities of exactly [{}] of '{}'",
+                    "an event-time temporal join joins on the versioned table's primary key: ON equalities of [{}] of '{}'",
                     def.primary_key.join(", "),
                     def.name
                 ),
@@ -503,14 +526,26 @@ impl Planner<'_> {
         let col = lookup_column(lookup);
         let (left_plan, left_time) = match j.left.schema().maybe_index_of_column(&col) {
             Some(i) => (j.left.as_ref().clone(), i),
-            None => widen(&j.left, &col.name)?.ok_or_else(|| {
+            None => widen(&j.left, &col)?.ok_or_else(|| {
                 at(unsupported(format!(
                     "an event-time temporal join as of {}, which the join's left input does not pass on",
                     lookup.column.join(".")
                 ))
-                .with_hint("select the time column in the subquery or view the stream is read through"))
+                .with_hint("select the time column in the subquery or view the stream is read through, or in the query"))
             })?,
         };
+        {
+            let (q, f) = left_plan.schema().qualified_field(left_time);
+            if !window::is_rowtime_attribute(&left_plan, &Column::new(q.cloned(), f.name())) {
+                return Err(WeirError::sql(
+                    format!(
+                        "FOR SYSTEM_TIME AS OF {}: a timestamp but not a time attribute of the stream (its WATERMARK column or a PROCTIME() column)",
+                        lookup.column.join(".")
+                    ),
+                    Some(lookup.column_pos),
+                ));
+            }
+        }
         let (ls, rs) = (left_plan.schema(), right_plan.schema());
         // The output: the join's own columns of each side.
         let out_cols: Vec<usize> = (0..j.left.schema().fields().len())
@@ -518,11 +553,17 @@ impl Planner<'_> {
             .collect();
         let mut left_keys = vec![];
         let mut right_keys = vec![];
-        for (l, r) in &j.on {
+        for (l, r) in &key_pairs {
             left_keys.push(compile(self.state, l, ls)?);
             right_keys.push(compile(self.state, r, rs)?);
         }
-        let condition = j.filter.iter().cloned().chain(preds).reduce(Expr::and);
+        let condition = j
+            .filter
+            .iter()
+            .cloned()
+            .chain(other_equalities)
+            .chain(preds)
+            .reduce(Expr::and);
         let filter = match &condition {
             Some(f) => Some(compile(self.state, f, &ls.join(rs)?)?),
             None => None,
@@ -554,17 +595,20 @@ impl Planner<'_> {
     }
 }
 
-/// `plan` reading the column `name` of the table it scans too, at the end of its columns
-/// when it did not pass it on (the optimizer drops columns no one above reads): the plan
-/// and the column's index. `None` for a plan other than a scan under filters, aliases and
-/// projections.
-fn widen(plan: &LogicalPlan, name: &str) -> Result<Option<(LogicalPlan, usize)>> {
-    if let Some(i) = plan.schema().fields().iter().position(|f| f.name() == name) {
+/// `plan` passing on the column `col` of a table it reads too, at the end of its columns
+/// when it did not (the optimizer drops columns no one above reads): the plan and the
+/// column's index. `None` when `plan` does not read it through scans, aliases, filters,
+/// projections and joins.
+fn widen(plan: &LogicalPlan, col: &Column) -> Result<Option<(LogicalPlan, usize)>> {
+    if let Some(i) = plan.schema().maybe_index_of_column(col) {
         return Ok(Some((plan.clone(), i)));
     }
     Ok(match plan {
         LogicalPlan::TableScan(s) => {
-            let Ok(t) = s.source.schema().index_of(name) else {
+            if col.relation.as_ref().is_some_and(|r| r != &s.table_name) {
+                return Ok(None);
+            }
+            let Ok(t) = s.source.schema().index_of(&col.name) else {
                 return Ok(None);
             };
             let mut projection = s
@@ -583,17 +627,22 @@ fn widen(plan: &LogicalPlan, name: &str) -> Result<Option<(LogicalPlan, usize)>>
             .build()?;
             Some((LogicalPlan::TableScan(scan), at))
         }
-        LogicalPlan::SubqueryAlias(a) => match widen(&a.input, name)? {
-            Some((input, i)) => Some((
-                LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
-                    Arc::new(input),
-                    a.alias.clone(),
-                )?),
-                i,
-            )),
-            None => None,
-        },
-        LogicalPlan::Filter(f) => match widen(&f.input, name)? {
+        LogicalPlan::SubqueryAlias(a) => {
+            if col.relation.as_ref().is_some_and(|r| r != &a.alias) {
+                return Ok(None);
+            }
+            match widen(&a.input, &Column::new_unqualified(&col.name))? {
+                Some((input, i)) => Some((
+                    LogicalPlan::SubqueryAlias(SubqueryAlias::try_new(
+                        Arc::new(input),
+                        a.alias.clone(),
+                    )?),
+                    i,
+                )),
+                None => None,
+            }
+        }
+        LogicalPlan::Filter(f) => match widen(&f.input, col)? {
             Some((input, i)) => Some((
                 LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
                     f.predicate.clone(),
@@ -603,7 +652,7 @@ fn widen(plan: &LogicalPlan, name: &str) -> Result<Option<(LogicalPlan, usize)>>
             )),
             None => None,
         },
-        LogicalPlan::Projection(p) => match widen(&p.input, name)? {
+        LogicalPlan::Projection(p) => match widen(&p.input, col)? {
             Some((input, i)) => {
                 let (q, f) = input.schema().qualified_field(i);
                 let mut exprs = p.expr.clone();
@@ -619,6 +668,44 @@ fn widen(plan: &LogicalPlan, name: &str) -> Result<Option<(LogicalPlan, usize)>>
             }
             None => None,
         },
+        LogicalPlan::Join(j) => {
+            let (left, right) = if let Some((l, _)) = widen(&j.left, col)? {
+                (Arc::new(l), j.right.clone())
+            } else if let Some((r, _)) = widen(&j.right, col)? {
+                (j.left.clone(), Arc::new(r))
+            } else {
+                return Ok(None);
+            };
+            let joined = LogicalPlan::Join(Join::try_new(
+                left,
+                right,
+                j.on.clone(),
+                j.filter.clone(),
+                j.join_type,
+                j.join_constraint,
+                j.null_equality,
+                j.null_aware,
+            )?);
+            // The join's own columns in their places, then the one read for the caller.
+            let Some(at) = joined.schema().maybe_index_of_column(col) else {
+                return Ok(None);
+            };
+            let (q, f) = joined.schema().qualified_field(at);
+            let mut exprs: Vec<Expr> = j
+                .schema
+                .iter()
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect();
+            exprs.push(Expr::Column(Column::new(q.cloned(), f.name())));
+            let n = exprs.len() - 1;
+            Some((
+                LogicalPlan::Projection(datafusion::logical_expr::Projection::try_new(
+                    exprs,
+                    Arc::new(joined),
+                )?),
+                n,
+            ))
+        }
         _ => None,
     })
 }

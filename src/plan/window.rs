@@ -213,6 +213,20 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 })
         }
         LogicalPlan::Union(u) => u.inputs.iter().all(|i| is_time_attribute(i, name)),
+        // A lookup or temporal join (`FOR SYSTEM_TIME AS OF`, its table read under a name
+        // of its own) keeps the stream's time attributes, as Flink's: each row goes out
+        // as its own time passes the watermark (or at once).
+        LogicalPlan::Join(j)
+            if matches!(
+                j.join_type,
+                datafusion::logical_expr::JoinType::Inner
+                    | datafusion::logical_expr::JoinType::Left
+            ) && reads_lookup(&j.right) =>
+        {
+            let left = j.left.schema().fields().len();
+            matches!(position(&j.schema, name), Some(i) if i < left)
+                && is_time_attribute(&j.left, name)
+        }
         // An INNER interval join keeps both sides' time attributes, as Flink's: a joined
         // row is never behind the join's output watermark, which trails by the bounds.
         LogicalPlan::Join(j)
@@ -276,6 +290,64 @@ fn is_proctime_call(e: &Expr) -> bool {
     match e {
         Expr::Alias(a) => is_proctime_call(&a.expr),
         Expr::ScalarFunction(f) => f.name() == "proctime",
+        _ => false,
+    }
+}
+
+/// True when `plan` (a join's right input) scans a `FOR SYSTEM_TIME AS OF` table, read
+/// under its statement's own name for it (`__weir_lookup_N`).
+fn reads_lookup(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(s) => s.table_name.table().starts_with("__weir_lookup_"),
+        p => match p.inputs().as_slice() {
+            [one] => reads_lookup(one),
+            _ => false,
+        },
+    }
+}
+
+/// True when column `col` at the top of `plan` is an event-time attribute of a table it
+/// reads (its `WATERMARK FOR` column), passed on unchanged through projections, filters,
+/// aliases and joins — or one [`is_time_attribute`] finds (a window's `window_time`).
+pub fn is_rowtime_attribute(plan: &LogicalPlan, col: &Column) -> bool {
+    if is_time_attribute(plan, &col.name) && !is_proctime_attribute(plan, col) {
+        return true;
+    }
+    let Some(i) = plan.schema().maybe_index_of_column(col) else {
+        return false;
+    };
+    let below = |input: &LogicalPlan, i: usize| {
+        let (q, f) = input.schema().qualified_field(i);
+        is_rowtime_attribute(input, &Column::new(q.cloned(), f.name()))
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
+                return false;
+            };
+            provider.downcast_ref::<StreamTable>().is_some_and(|t| {
+                t.def()
+                    .watermark
+                    .as_ref()
+                    .is_some_and(|w| &w.column == scan.projected_schema.field(i).name())
+            })
+        }
+        LogicalPlan::Projection(p) => match p.expr.get(i) {
+            Some(e) => column_of(e).is_some_and(|c| is_rowtime_attribute(&p.input, c)),
+            None => false,
+        },
+        LogicalPlan::Join(j) => {
+            let left = j.left.schema().fields().len();
+            if i < left {
+                below(&j.left, i)
+            } else {
+                below(&j.right, i - left)
+            }
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::SubqueryAlias(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Sort(_) => plan.inputs().first().is_some_and(|input| below(input, i)),
         _ => false,
     }
 }

@@ -6,6 +6,8 @@
 //! `SET`/`RESET` and `DROP`, so that a whole script becomes a list of [`Statement`]s, each
 //! with its position for error messages. Every error carries `line:col`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{Expr, Query};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -32,10 +34,18 @@ pub struct Located {
 
 /// A table joined `FOR SYSTEM_TIME AS OF <column>`: the table, where the clause starts, and
 /// the column's parts (`o.proc_time`) and place.
+///
+/// The statement reads the table under a name of its own, [`Lookup::id`]
+/// (`__weir_lookup_N`, aliased as the table or as written), which the session registers as
+/// the table while the statement is planned: the planner knows each such join by it.
 #[derive(Debug, Clone)]
 pub struct Lookup {
     /// The table joined (its name as written, last part).
     pub table: String,
+    /// The name the statement reads it under.
+    pub id: String,
+    /// Where the table's name is.
+    pub table_pos: Pos,
     /// Where `FOR SYSTEM_TIME` starts.
     pub pos: Pos,
     /// The `AS OF` column's parts (`["o", "proc_time"]`).
@@ -364,6 +374,8 @@ fn with_column_names(
     Ok(outer)
 }
 
+static NEXT_LOOKUP: AtomicUsize = AtomicUsize::new(1);
+
 /// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
 /// noting the table before it: Flink's lookup join of a stream with a table.
 fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, Vec<Lookup>)> {
@@ -388,20 +400,40 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
             i += 1;
             continue;
         };
-        let table = out
-            .iter()
-            .rev()
-            .find(|t| !is_ws(t))
-            .and_then(|t| match &t.token {
-                Token::Word(w) => Some(w.value.clone()),
-                _ => None,
-            });
-        let Some(table) = table else {
+        // The table's name (`t`, `db.t`), or `t AS a` / `t a` with the alias before.
+        let sig: Vec<usize> = (0..out.len()).filter(|&k| !is_ws(&out[k])).collect();
+        let is_word = |k: usize| matches!(&out[k].token, Token::Word(_));
+        let last = sig.last().copied().filter(|&k| is_word(k));
+        let Some(last) = last else {
             return Err(sql_err(
                 "FOR SYSTEM_TIME AS OF follows a table name",
                 &tokens[i],
             ));
         };
+        let before = |k: usize| sig.iter().rev().find(|&&j| j < k).copied();
+        let (table_at, aliased) = match before(last) {
+            Some(b) if word(&out[b], "AS") => match before(b) {
+                Some(t) if is_word(t) => (t, true),
+                _ => (last, false),
+            },
+            Some(b)
+                if is_word(b)
+                    && !["JOIN", "FROM", "LATERAL", "ON", "AND", "OR"]
+                        .iter()
+                        .any(|k| word(&out[b], k)) =>
+            {
+                (b, true)
+            }
+            _ => (last, false),
+        };
+        let Token::Word(table_word) = out[table_at].token.clone() else {
+            return Err(sql_err(
+                "FOR SYSTEM_TIME AS OF follows a table name",
+                &tokens[i],
+            ));
+        };
+        let table = table_word.value.clone();
+        let table_pos = pos_of(&out[table_at]);
         // The time column: `name` or `alias.name`.
         let mut j = next_sig(&tokens, of + 1);
         let mut parts = 0;
@@ -430,8 +462,52 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
                 _ => None,
             })
             .collect();
+        // The table is read under a name of its own, aliased as it was written (`db.t`
+        // loses its qualifier, which the alias does not need).
+        let id = format!(
+            "__weir_lookup_{}",
+            NEXT_LOOKUP.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut start = table_at;
+        while start >= 2 && matches!(out[start - 1].token, Token::Period) && is_word(start - 2) {
+            start -= 2;
+        }
+        let span = out[table_at].span;
+        let renamed = TokenWithSpan::new(
+            Token::Word(datafusion::sql::sqlparser::tokenizer::Word {
+                value: id.clone(),
+                quote_style: None,
+                keyword: Keyword::NoKeyword,
+            }),
+            span,
+        );
+        let alias_after = !aliased
+            && next_sig(&tokens, end).is_some_and(|k| {
+                matches!(&tokens[k].token, Token::Word(w) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword)
+            });
+        let mut replacement = vec![renamed];
+        if !aliased && !alias_after {
+            let ws = TokenWithSpan::new(
+                Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+                span,
+            );
+            replacement.push(ws.clone());
+            replacement.push(TokenWithSpan::new(
+                Token::Word(datafusion::sql::sqlparser::tokenizer::Word {
+                    value: "AS".into(),
+                    quote_style: None,
+                    keyword: Keyword::AS,
+                }),
+                span,
+            ));
+            replacement.push(ws);
+            replacement.push(TokenWithSpan::new(Token::Word(table_word), span));
+        }
+        out.splice(start..=table_at, replacement);
         lookups.push(Lookup {
             table,
+            id,
+            table_pos,
             pos: pos_of(&tokens[i]),
             column,
             column_pos: pos_of(&tokens[first]),
