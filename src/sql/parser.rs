@@ -719,6 +719,10 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
         let (mine, rest): (Vec<_>, Vec<_>) =
             lookups.into_iter().partition(|l| in_statement(&l.pos));
         lookups = rest;
+        // EXPLAIN's statement reads the same tables.
+        if let Statement::Explain(inner) = &mut statement {
+            inner.lookups = mine.clone();
+        }
         out.push(Located {
             statement,
             pos,
