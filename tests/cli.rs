@@ -343,6 +343,36 @@ fn a_dead_letter_sink_on_a_source_that_decodes_nothing_is_refused() {
     assert!(stderr.contains("'dead-letter.sink' is empty"), "{stderr}");
 }
 
+/// An event-time temporal join with an `upsert-kafka` versioned table (Flink's usual
+/// one): EXPLAIN shows the join the query runs — the versions through ChangelogNormalize —
+/// (regression: EXPLAIN showed a regular join), planned without a broker.
+#[test]
+fn explain_shows_an_event_time_temporal_join_over_an_upsert_kafka_table() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, "o1,EUR,2020-04-15 12:00:00\n").expect("csv");
+    let sql = format!(
+        "CREATE TABLE rates (currency STRING, rate DECIMAL(10, 4), update_time TIMESTAMP(3), \
+         WATERMARK FOR update_time AS update_time - INTERVAL '15' SECOND, \
+         PRIMARY KEY (currency) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', 'topic' = 'rates', \
+         'properties.bootstrap.servers' = '127.0.0.1:9', 'key.format' = 'json', 'value.format' = 'json');\n\
+         CREATE TABLE orders (id STRING, currency STRING, order_time TIMESTAMP(3), \
+         WATERMARK FOR order_time AS order_time - INTERVAL '15' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         EXPLAIN SELECT o.id, r.rate FROM orders AS o \
+         LEFT JOIN rates FOR SYSTEM_TIME AS OF o.order_time AS r ON o.currency = r.currency;",
+        orders.display()
+    );
+    let f = dir.path().join("q.sql");
+    std::fs::write(&f, sql).expect("write");
+    let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let join = stdout.find("temporal join left (event time)");
+    let normalize = stdout.find("ChangelogNormalize(key=[currency])");
+    assert!(join.is_some() && join < normalize, "{stdout}");
+    assert!(!stdout.contains("regular"), "{stdout}");
+}
+
 /// Read, an `upsert-kafka` table is a changelog: its upserts and tombstones pass Flink's
 /// ChangelogNormalize, keyed by the primary key, before anything else (planning connects
 /// to no broker); a SELECT of it into an append-only table is refused as an updating one.
