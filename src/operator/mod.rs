@@ -22,6 +22,7 @@ pub mod proctime;
 pub mod project;
 pub mod rank;
 pub mod session;
+pub mod sort;
 pub mod temporal;
 pub mod topn;
 pub mod ttl;

@@ -358,13 +358,7 @@ impl Planner<'_> {
             }
             LogicalPlan::Aggregate(agg) => self.aggregate(agg),
             LogicalPlan::Join(j) => self.join(j),
-            LogicalPlan::Sort(_) => Err(WeirError::sql(
-                "not supported in a standing query: ORDER BY over an unbounded stream",
-                None,
-            )
-            .with_hint(
-                "order the output downstream, or read the archived output with a batch query",
-            )),
+            LogicalPlan::Sort(s) => self.sort(s),
             LogicalPlan::Window(w) if is_over_aggregate(w) => self.over(w),
             LogicalPlan::Window(w) => self.rank(w, None),
             LogicalPlan::Extension(_) => match rank_limit::RankLimit::of(plan) {
@@ -1353,6 +1347,64 @@ impl Planner<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((partition, order))
+    }
+
+    /// `ORDER BY` over a stream: sorted first on an ascending event-time attribute (Flink's
+    /// rule for streaming sorts), rows go out in order as the watermark passes them (see
+    /// [`crate::operator::sort`]); a `LIMIT` keeps the first rows so ordered.
+    fn sort(&self, s: &datafusion::logical_expr::Sort) -> Result<PlanNode> {
+        let schema = s.input.schema();
+        let time = match s.expr.first() {
+            Some(first) if first.asc => match &first.expr {
+                datafusion::logical_expr::Expr::Column(c)
+                    if window::is_time_attribute(&s.input, &c.name)
+                        && !window::is_proctime_attribute(&s.input, c) =>
+                {
+                    schema.index_of_column(c).ok()
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(time) = time else {
+            return Err(WeirError::sql(
+                "not supported in a standing query: ORDER BY over an unbounded stream other than first on an ascending event-time attribute",
+                None,
+            )
+            .with_hint(
+                "sort first on the stream's time attribute (ORDER BY rowtime, …), as Flink requires; or read the archived output with a batch query",
+            ));
+        };
+        let order = s
+            .expr
+            .iter()
+            .map(|e| {
+                Ok((
+                    compile(self.state, &e.expr, schema)?,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !e.asc,
+                        nulls_first: e.nulls_first,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input = self.node(&s.input)?;
+        append_only(&input, "ORDER BY")?;
+        let mut node = PlanNode::Operator {
+            op: Box::new(crate::operator::sort::TemporalSortOperator::new(
+                Arc::new(schema.as_arrow().clone()),
+                time,
+                order,
+            )),
+            input: Box::new(input),
+        };
+        if let Some(fetch) = s.fetch {
+            node = PlanNode::Operator {
+                op: Box::new(LimitOperator::new(0, Some(fetch))),
+                input: Box::new(node),
+            };
+        }
+        Ok(node)
     }
 
     /// Top-N over a whole stream (a changelog): `ROW_NUMBER()` with a limit from the filter
