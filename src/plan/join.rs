@@ -1,11 +1,11 @@
 //! Planning a join of two streams: which kind of stream join it is (window, interval or
 //! regular; see [`crate::operator::join`]), its keys and the rest of its condition.
 
+use std::sync::Arc;
+
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, JoinType, NullEquality};
 use datafusion::logical_expr::utils::split_conjunction;
-use std::sync::Arc;
-
 use datafusion::logical_expr::{
     BinaryExpr, Expr, Join, LogicalPlan, Operator as Op, SubqueryAlias, TableScan,
 };
@@ -396,15 +396,16 @@ impl Planner<'_> {
         // The AS OF column's kind, read through what the optimizer pruned: a processing-
         // time attribute makes a lookup join, any other an event-time temporal join (a
         // timestamp that is no time attribute is refused there, or before).
+        // Where the optimizer dropped the column with the expression that made it (a
+        // `PROCTIME()` no one reads), the session's judgement over the unpruned query holds.
         let col = lookup_column(lookup);
-        let proctime = match widen(&j.left, &col) {
+        let event_time = match widen(&j.left, &col) {
             Ok(Some((plan, i))) => {
                 let (q, f) = plan.schema().qualified_field(i);
-                window::is_proctime_attribute(&plan, &Column::new(q.cloned(), f.name()))
+                !window::is_proctime_attribute(&plan, &Column::new(q.cloned(), f.name()))
             }
-            _ => false,
+            _ => self.temporal.contains(&lookup.pos),
         };
-        let event_time = self.temporal.contains(&lookup.pos) || !proctime;
         Some((lookup.clone(), def, event_time))
     }
 
