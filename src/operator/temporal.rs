@@ -4,8 +4,8 @@
 //! `TemporalRowTimeJoinOperator`).
 //!
 //! The versioned table is a stream with a primary key and an event-time attribute: each of
-//! its rows is the key's version from its time on, until the next one (a `-U`/`-D` of a
-//! changelog ends it). A stream row waits until the merged watermark `W` reaches its time
+//! its rows is the key's version from its time on, until the next one (a `-D` of a
+//! changelog ends it; a `-U` is passed over, the table being read as upserts). A stream row waits until the merged watermark `W` reaches its time
 //! (a watermark promises no more rows at or below it, so every version valid at `t <= W`
 //! is in), then meets the key's latest version with a time at or before `t` — if that
 //! version is an insertion or update and the rest of the ON condition holds; a `LEFT JOIN`
@@ -159,9 +159,16 @@ impl TemporalJoin {
                 continue;
             }
             let time = times.value(i);
-            let live = kinds.as_ref().is_none_or(|k| {
-                crate::changelog::RowKind::from_i8(k.value(i)).is_none_or(|k| k.adds())
-            });
+            let kind = kinds
+                .as_ref()
+                .and_then(|k| crate::changelog::RowKind::from_i8(k.value(i)));
+            // The table is read as upserts, as Flink asks of its input (no update-before):
+            // a `-U` says nothing the `+U` after it does not — and it carries the old
+            // version's time, where it would end that version.
+            if kind == Some(crate::changelog::RowKind::UpdateBefore) {
+                continue;
+            }
+            let live = kind.is_none_or(|k| k.adds());
             let key: Box<[u8]> = keys.row(i).data().into();
             let list = self.versions.entry(key.clone()).or_default();
             let version = Version {
@@ -621,16 +628,43 @@ mod tests {
         )
         .expect("changelog");
         j.process_input_batch(1, b, &mut out).expect("retraction");
+        // A changelog's -U (the old version, at its own time) ends nothing: the +U after
+        // it is the next version.
+        let kinds = |k: &[crate::changelog::RowKind]| {
+            Int8Array::from(k.iter().map(|k| *k as i8).collect::<Vec<_>>())
+        };
+        let (b, _) = crate::changelog::split(&batch(&[7, 7, 7], &[70, 70, 71], &[100, 100, 230]));
+        let b = crate::changelog::attach(
+            b,
+            kinds(&[
+                crate::changelog::RowKind::Insert,
+                crate::changelog::RowKind::UpdateBefore,
+                crate::changelog::RowKind::UpdateAfter,
+            ]),
+        )
+        .expect("changelog");
+        j.process_input_batch(1, b, &mut out).expect("upserts");
+        j.process_input_batch(0, batch(&[7, 7], &[8, 9], &[220, 240]), &mut out)
+            .expect("rows");
         j.process_input_batch(0, batch(&[1, 1], &[5, 6], &[240, 260]), &mut out)
             .expect("rows");
         j.finish(&mut out).expect("finish");
         let mut got = pairs(&out);
         got.sort();
-        assert_eq!(got, vec![(4, None), (5, Some(21)), (6, None)]);
+        assert_eq!(
+            got,
+            vec![
+                (4, None),
+                (5, Some(21)),
+                (6, None),
+                (8, Some(70)),
+                (9, Some(71))
+            ]
+        );
         assert_eq!(
             j.kept_rows(),
-            [0, 0],
-            "a retraction at the end forgets the key"
+            [0, 1],
+            "key 1 forgotten after its retraction; key 7 keeps its last version"
         );
     }
 
