@@ -1863,6 +1863,7 @@ impl Session {
                 .map(|t| t.clone())
                 .unwrap_or_default(),
             nulls_equal_join: Default::default(),
+            rank_unused: Default::default(),
         };
         // A parallel job runs copies of its keyed operators: the plan is made once per
         // subtask (each copy its own state; the job reads copy 0's sources).

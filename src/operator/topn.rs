@@ -48,6 +48,8 @@ pub struct TopNOperator {
     ttl: Option<crate::operator::ttl::StateTtl>,
     /// Whether a row goes before the kept rows whose order keys equal its own.
     newest_first: bool,
+    /// The query drops the rank: only rows entering and leaving the top go out.
+    without_rank: bool,
 }
 
 impl TopNOperator {
@@ -95,7 +97,17 @@ impl TopNOperator {
             partitions: HashMap::new(),
             ttl: None,
             newest_first: false,
+            without_rank: false,
         })
+    }
+
+    /// The query does not read the rank (Flink's "no ranking output" Top-N): a row that
+    /// enters the top N goes out as `+I`, one pushed out of it as `-D` (before), and rows
+    /// that only move within it send nothing — as Flink's `AppendOnlyTopNFunction` does
+    /// without a row number. The rank column is still filled (with the entering rank).
+    pub fn without_rank(mut self, on: bool) -> Self {
+        self.without_rank = on;
+        self
     }
 
     /// Ranks a row before the kept rows whose order keys equal its own (else after them):
@@ -292,6 +304,14 @@ impl Operator for TopNOperator {
                     row: rows.row(i).data().into(),
                 },
             );
+            if self.without_rank {
+                if part.len() > limit {
+                    changes.push((part[limit].row.clone(), limit as u64, RowKind::Delete));
+                }
+                changes.push((part[at].row.clone(), at as u64 + 1, RowKind::Insert));
+                part.truncate(limit);
+                continue;
+            }
             for r in at..before.min(limit) {
                 // Rank r+1 held part[r+1] (now shifted), and now holds part[r].
                 changes.push((part[r + 1].row.clone(), r as u64 + 1, RowKind::UpdateBefore));

@@ -183,6 +183,29 @@ pub struct Planner<'a> {
     /// Set while the distinct of an `INTERSECT`/`EXCEPT` plans its join, which compares
     /// NULLs alike (see `Planner::join`).
     pub nulls_equal_join: std::sync::atomic::AtomicBool,
+    /// Set while a projection that drops a Top-N's rank column plans its input.
+    pub rank_unused: std::sync::atomic::AtomicBool,
+}
+
+/// True when `p` projects a Top-N (a rank limit, under filters) without its rank column.
+fn rank_dropped(p: &datafusion::logical_expr::Projection) -> bool {
+    let mut below = p.input.as_ref();
+    while let LogicalPlan::Filter(f) = below {
+        below = f.input.as_ref();
+    }
+    let Some(r) = rank_limit::RankLimit::of(below) else {
+        return false;
+    };
+    let LogicalPlan::Window(w) = &r.input else {
+        return false;
+    };
+    if w.window_expr.len() != 1 {
+        return false;
+    }
+    let rank = w.schema.field(w.schema.fields().len() - 1).name();
+    !p.expr
+        .iter()
+        .any(|e| e.column_refs().iter().any(|c| &c.name == rank))
 }
 
 pub(crate) fn stream_table(scan: &TableScan) -> Option<Arc<TableDef>> {
@@ -293,6 +316,10 @@ impl Planner<'_> {
                 self.scan_tail(node, scan, &table_schema)
             }
             LogicalPlan::Projection(p) => {
+                // A Top-N whose rank this projection drops sends only the rows that enter
+                // and leave (see `TopNOperator::without_rank`).
+                self.rank_unused
+                    .store(rank_dropped(p), std::sync::atomic::Ordering::Relaxed);
                 let input = self.node(&p.input)?;
                 let exprs = p
                     .expr
@@ -1424,6 +1451,15 @@ impl Planner<'_> {
         let keep_last = limit == 1
             && matches!(f.params.order_by.as_slice(), [s] if !s.asc
                 && matches!(&s.expr, datafusion::logical_expr::Expr::Column(c) if window::is_time_attribute(&w.input, &c.name)));
+        // Flink's deduplication (N = 1 ordered by a time attribute) sends updates of the
+        // row kept; its Top-N without the rank column only the rows that enter and leave.
+        let dedup = limit == 1
+            && matches!(f.params.order_by.as_slice(), [s]
+                if matches!(&s.expr, datafusion::logical_expr::Expr::Column(c) if window::is_time_attribute(&w.input, &c.name)));
+        let without_rank = !dedup
+            && self
+                .rank_unused
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
         let input = self.node(&w.input)?;
         append_only(&input, "Top-N")?;
         let op = crate::operator::topn::TopNOperator::new(
@@ -1434,6 +1470,7 @@ impl Planner<'_> {
             Arc::new(w.schema.as_arrow().clone()),
         )?
         .newest_first(keep_last)
+        .without_rank(without_rank)
         .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
