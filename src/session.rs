@@ -2290,7 +2290,15 @@ fn plan_reads(plan: &datafusion::logical_expr::LogicalPlan, name: &str) -> bool 
     let _ = plan.apply_with_subqueries(|p| {
         if let LogicalPlan::TableScan(s) = p {
             let windowed = crate::plan::window::window_table(s);
-            if s.table_name.table() == name || windowed.is_some_and(|w| plan_reads(&w.input, name))
+            // A `FOR SYSTEM_TIME AS OF` table is read under a name of its own.
+            let looked_up = s.table_name.table().starts_with("__weir_lookup_")
+                && datafusion::datasource::source_as_provider(&s.source).is_ok_and(|p| {
+                    p.downcast_ref::<StreamTable>()
+                        .is_some_and(|t| t.def().name == name)
+                });
+            if s.table_name.table() == name
+                || looked_up
+                || windowed.is_some_and(|w| plan_reads(&w.input, name))
             {
                 reads = true;
                 return Ok(TreeNodeRecursion::Stop);

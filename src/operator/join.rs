@@ -265,15 +265,15 @@ impl StreamJoin {
     /// qualifies and is taken back (`-D`) when its first partner, the right side's first
     /// NULL, or (for a NULL `x`) the right side's first row arrives. Its flags are global,
     /// so it runs as one subtask.
+    pub fn null_aware(mut self, on: bool) -> Self {
+        self.null_aware = on && self.kind == JoinKind::LeftAnti;
+        self
+    }
+
     /// Makes NULL keys meet NULL keys: the join's equalities are `IS NOT DISTINCT FROM`
     /// (`INTERSECT` and `EXCEPT`, which compare whole rows, NULLs alike).
     pub fn nulls_equal(mut self, on: bool) -> Self {
         self.nulls_equal = on;
-        self
-    }
-
-    pub fn null_aware(mut self, on: bool) -> Self {
-        self.null_aware = on && self.kind == JoinKind::LeftAnti;
         self
     }
 

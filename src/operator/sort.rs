@@ -19,6 +19,8 @@ use crate::job::{Message, TaskMetrics};
 use crate::operator::Operator;
 use crate::source::watermark::to_epoch_millis;
 
+/// The temporal sort: rows of one input, held until the watermark passes them (see the
+/// module's documentation).
 pub struct TemporalSortOperator {
     schema: SchemaRef,
     /// The event-time column (the first sort key, ascending).
@@ -145,13 +147,32 @@ impl Operator for TemporalSortOperator {
         ))
     }
 
-    /// The rows still waiting, as they came.
+    /// The rows still waiting, as they came, and a zero-row batch whose metadata holds the
+    /// watermark (`watermark`), which decides what is late after a restore.
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
-        Ok(Some(self.waiting.clone()))
+        let mut out = self.waiting.clone();
+        let meta = datafusion::arrow::datatypes::Schema::empty().with_metadata(
+            [("watermark".to_string(), self.watermark.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        out.push(RecordBatch::try_new_with_options(
+            Arc::new(meta),
+            vec![],
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(0)),
+        )?);
+        Ok(Some(out))
     }
 
     fn restore(&mut self, state: Vec<RecordBatch>) -> Result<()> {
         for b in state {
+            if let Some(w) = b.schema().metadata().get("watermark") {
+                let w: i64 = w.parse().map_err(|_| {
+                    WeirError::user("the checkpoint's state of a sort is malformed")
+                })?;
+                self.watermark = self.watermark.max(w);
+                continue;
+            }
             let b = RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())
                 .map_err(|_| WeirError::user("the checkpoint's state of a sort is malformed"))?;
             self.waiting.push(b);

@@ -396,10 +396,6 @@ impl Operator for TemporalJoin {
         super::Distribution::Hash(vec![self.left_keys.clone(), self.right_keys.clone()])
     }
 
-    fn order_insensitive(&self) -> bool {
-        true
-    }
-
     fn state_size(&self) -> Option<(u64, u64)> {
         let [w, v] = self.kept_rows();
         let bytes = self

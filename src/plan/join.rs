@@ -371,6 +371,17 @@ fn right_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&SubqueryAlias>,
     }
 }
 
+/// True when `plan`, through nodes of one input, holds a SubqueryAlias named `name`.
+fn aliased_as(plan: &LogicalPlan, name: &str) -> bool {
+    match plan {
+        LogicalPlan::SubqueryAlias(a) if a.alias.table() == name => true,
+        p => match p.inputs().as_slice() {
+            [one] => aliased_as(one, name),
+            _ => false,
+        },
+    }
+}
+
 /// The table scanned at the bottom of `plan` through nodes of one input.
 fn scanned(plan: &LogicalPlan) -> Option<&TableScan> {
     match plan {
@@ -389,10 +400,12 @@ impl Planner<'_> {
     fn lookup_of(&self, j: &Join) -> Option<(Lookup, Arc<TableDef>, bool)> {
         let scan = scanned(&j.right)?;
         let def = super::stream_table(scan)?;
+        // The table read under the lookup's name: a scan of it, or a view of that name
+        // expanded (a SubqueryAlias of it over the view's plan).
         let lookup = self
             .lookups
             .iter()
-            .find(|l| scan.table_name.table() == l.id)?;
+            .find(|l| scan.table_name.table() == l.id || aliased_as(&j.right, &l.id))?;
         // The AS OF column's kind, read through what the optimizer pruned: a processing-
         // time attribute makes a lookup join, any other an event-time temporal join (a
         // timestamp that is no time attribute is refused there, or before).
@@ -537,7 +550,11 @@ impl Planner<'_> {
         };
         {
             let (q, f) = left_plan.schema().qualified_field(left_time);
-            if !window::is_rowtime_attribute(&left_plan, &Column::new(q.cloned(), f.name())) {
+            // The join's own left input must pass the time attribute on (a regular join's
+            // output has none: its rows can trail the watermark), as Flink requires.
+            if !window::is_rowtime_attribute(&left_plan, &Column::new(q.cloned(), f.name()))
+                || !window::is_time_attribute(&left_plan, f.name())
+            {
                 return Err(WeirError::sql(
                     format!(
                         "FOR SYSTEM_TIME AS OF {}: a timestamp but not a time attribute of the stream (its WATERMARK column or a PROCTIME() column)",

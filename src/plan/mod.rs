@@ -190,7 +190,9 @@ pub struct Planner<'a> {
 /// True when `p` projects a Top-N (a rank limit, under filters) without its rank column.
 fn rank_dropped(p: &datafusion::logical_expr::Projection) -> bool {
     let mut below = p.input.as_ref();
+    let mut filters = vec![];
     while let LogicalPlan::Filter(f) = below {
+        filters.push(&f.predicate);
         below = f.input.as_ref();
     }
     let Some(r) = rank_limit::RankLimit::of(below) else {
@@ -203,6 +205,28 @@ fn rank_dropped(p: &datafusion::logical_expr::Projection) -> bool {
         return false;
     }
     let rank = w.schema.field(w.schema.fields().len() - 1).name();
+    // Only upper bounds on the rank (`rn <= N`, `rn < N`): a lower bound (or `rn = k`) reads
+    // ranks that, without the rank's updates, would be stale.
+    use datafusion::logical_expr::{BinaryExpr, Expr, Operator as Op};
+    let upper = |e: &Expr| match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(..)) if &c.name == rank => {
+                matches!(op, Op::Lt | Op::LtEq)
+            }
+            (Expr::Literal(..), Expr::Column(c)) if &c.name == rank => {
+                matches!(op, Op::Gt | Op::GtEq)
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    for f in filters {
+        for c in datafusion::logical_expr::utils::split_conjunction(f) {
+            if c.column_refs().iter().any(|col| &col.name == rank) && !upper(c) {
+                return false;
+            }
+        }
+    }
     !p.expr
         .iter()
         .any(|e| e.column_refs().iter().any(|c| &c.name == rank))
@@ -320,7 +344,10 @@ impl Planner<'_> {
                 // and leave (see `TopNOperator::without_rank`).
                 self.rank_unused
                     .store(rank_dropped(p), std::sync::atomic::Ordering::Relaxed);
-                let input = self.node(&p.input)?;
+                let input = self.node(&p.input);
+                self.rank_unused
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                let input = input?;
                 let exprs = p
                     .expr
                     .iter()
