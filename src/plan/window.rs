@@ -313,43 +313,12 @@ pub fn is_rowtime_attribute(plan: &LogicalPlan, col: &Column) -> bool {
     if is_time_attribute(plan, &col.name) && !is_proctime_attribute(plan, col) {
         return true;
     }
-    let Some(i) = plan.schema().maybe_index_of_column(col) else {
-        return false;
-    };
-    let below = |input: &LogicalPlan, i: usize| {
-        let (q, f) = input.schema().qualified_field(i);
-        is_rowtime_attribute(input, &Column::new(q.cloned(), f.name()))
-    };
-    match plan {
-        LogicalPlan::TableScan(scan) => {
-            let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
-                return false;
-            };
-            provider.downcast_ref::<StreamTable>().is_some_and(|t| {
-                t.def()
-                    .watermark
-                    .as_ref()
-                    .is_some_and(|w| &w.column == scan.projected_schema.field(i).name())
-            })
-        }
-        LogicalPlan::Projection(p) => match p.expr.get(i) {
-            Some(e) => column_of(e).is_some_and(|c| is_rowtime_attribute(&p.input, c)),
-            None => false,
-        },
-        LogicalPlan::Join(j) => {
-            let left = j.left.schema().fields().len();
-            if i < left {
-                below(&j.left, i)
-            } else {
-                below(&j.right, i - left)
-            }
-        }
-        LogicalPlan::Filter(_)
-        | LogicalPlan::SubqueryAlias(_)
-        | LogicalPlan::Limit(_)
-        | LogicalPlan::Sort(_) => plan.inputs().first().is_some_and(|input| below(input, i)),
-        _ => false,
-    }
+    traces_to(
+        plan,
+        col,
+        &|def, name| def.watermark.as_ref().is_some_and(|w| w.column == name),
+        &|_| false,
+    )
 }
 
 /// True when column `col` at the top of `plan` is a processing-time attribute: a table's
@@ -357,25 +326,42 @@ pub fn is_rowtime_attribute(plan: &LogicalPlan, col: &Column) -> bool {
 /// projections, filters, aliases and joins (followed by its qualified name, so a self-join's
 /// two sides stay apart).
 pub fn is_proctime_attribute(plan: &LogicalPlan, col: &Column) -> bool {
+    traces_to(
+        plan,
+        col,
+        &|def, name| def.proctime_column() == Some(name),
+        &is_proctime_call,
+    )
+}
+
+/// Follows column `col` of `plan` down through projections, filters, aliases, limits, sorts
+/// and joins (by qualified name) to where it is made: true when that is a table column
+/// `at_scan(table, column name)` accepts, or a projected expression `made` accepts.
+fn traces_to(
+    plan: &LogicalPlan,
+    col: &Column,
+    at_scan: &dyn Fn(&crate::sql::catalog::TableDef, &str) -> bool,
+    made: &dyn Fn(&Expr) -> bool,
+) -> bool {
     let Some(i) = plan.schema().maybe_index_of_column(col) else {
         return false;
     };
     let below = |input: &LogicalPlan, i: usize| {
         let (q, f) = input.schema().qualified_field(i);
-        is_proctime_attribute(input, &Column::new(q.cloned(), f.name()))
+        traces_to(input, &Column::new(q.cloned(), f.name()), at_scan, made)
     };
     match plan {
         LogicalPlan::TableScan(scan) => {
             let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source) else {
                 return false;
             };
-            provider.downcast_ref::<StreamTable>().is_some_and(|t| {
-                t.def().proctime_column() == Some(scan.projected_schema.field(i).name())
-            })
+            provider
+                .downcast_ref::<StreamTable>()
+                .is_some_and(|t| at_scan(&t.def(), scan.projected_schema.field(i).name()))
         }
         LogicalPlan::Projection(p) => match p.expr.get(i) {
-            Some(e) if is_proctime_call(e) => true,
-            Some(e) => column_of(e).is_some_and(|c| is_proctime_attribute(&p.input, c)),
+            Some(e) if made(e) => true,
+            Some(e) => column_of(e).is_some_and(|c| traces_to(&p.input, c, at_scan, made)),
             None => false,
         },
         LogicalPlan::Join(j) => {
