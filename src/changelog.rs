@@ -19,6 +19,68 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Result, WeirError};
 
+/// The row kinds a stream may hold — Flink's changelog mode, which `EXPLAIN
+/// CHANGELOG_MODE` prints per node in Flink's spelling and order: `[I,UB,UA,D]` (insert,
+/// update-before, update-after, delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangelogMode(u8);
+
+impl ChangelogMode {
+    /// Only inserts: an append-only stream.
+    pub const INSERT_ONLY: ChangelogMode = ChangelogMode(1 << RowKind::Insert as u8);
+    /// Every kind: a retracting changelog.
+    pub const ALL: ChangelogMode = ChangelogMode(0b1111);
+
+    /// The mode holding exactly `kinds`.
+    pub fn of(kinds: &[RowKind]) -> ChangelogMode {
+        ChangelogMode(kinds.iter().fold(0, |m, k| m | 1 << *k as u8))
+    }
+
+    /// True when the stream may hold rows of `kind`.
+    pub fn contains(self, kind: RowKind) -> bool {
+        self.0 & (1 << kind as u8) != 0
+    }
+
+    /// The kinds of either mode.
+    pub fn union(self, other: ChangelogMode) -> ChangelogMode {
+        ChangelogMode(self.0 | other.0)
+    }
+
+    /// True when the stream may take back rows (`-U` or `-D`).
+    pub fn retracts(self) -> bool {
+        self.contains(RowKind::UpdateBefore) || self.contains(RowKind::Delete)
+    }
+
+    /// The mode of a stream merging streams of `modes` (insert-only when there are none).
+    pub fn merged(modes: &[ChangelogMode]) -> ChangelogMode {
+        modes
+            .iter()
+            .fold(ChangelogMode(0), |a, b| a.union(*b))
+            .or_insert_only()
+    }
+
+    fn or_insert_only(self) -> ChangelogMode {
+        if self.0 == 0 { Self::INSERT_ONLY } else { self }
+    }
+}
+
+impl std::fmt::Display for ChangelogMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (RowKind::Insert, "I"),
+            (RowKind::UpdateBefore, "UB"),
+            (RowKind::UpdateAfter, "UA"),
+            (RowKind::Delete, "D"),
+        ];
+        let held: Vec<&str> = names
+            .iter()
+            .filter(|(k, _)| self.contains(*k))
+            .map(|(_, n)| *n)
+            .collect();
+        write!(f, "[{}]", held.join(","))
+    }
+}
+
 /// The name of the row-kind column.
 pub const OP: &str = "op";
 const MARK: &str = "weir.row_kind";

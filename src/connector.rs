@@ -112,6 +112,8 @@ pub fn validate(def: &TableDef) -> Result<()> {
     )?;
     if def.connector == "kafka" {
         crate::source::kafka::check_metadata(def)?;
+    } else if def.connector == "filesystem" {
+        check_file_metadata(def)?;
     } else if let Some((col, key)) = def.metadata.first() {
         return Err(WeirError::sql(
             format!(
@@ -127,15 +129,7 @@ pub fn validate(def: &TableDef) -> Result<()> {
     // The format's options and the columns it can read, checked now rather than at the
     // first query (the decoder reads the columns that are not metadata).
     if let Some(f @ (Format::Csv | Format::Json)) = format {
-        let value = datafusion::arrow::datatypes::Schema::new(
-            def.physical
-                .fields()
-                .iter()
-                .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<_>>(),
-        );
-        crate::format::Decoder::new(f, std::sync::Arc::new(value), &def.options)?;
+        crate::format::Decoder::new(f, value_schema(def), &def.options)?;
         if f == Format::Json {
             crate::format::json_out::JsonWrite::from_options(&def.options)?;
         }
@@ -170,6 +164,54 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "nexmark" {
         crate::source::nexmark::NexmarkConfig::from_options(&def.options)?;
+    }
+    Ok(())
+}
+
+/// The columns a table's records hold: its physical columns that are not metadata.
+fn value_schema(def: &TableDef) -> datafusion::arrow::datatypes::SchemaRef {
+    std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
+        def.physical
+            .fields()
+            .iter()
+            .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Checks a `filesystem` table's metadata columns: keys it supplies (Flink's
+/// `file.path`, `file.name`, `file.size`, `file.modification-time`), of types they can be
+/// cast to, and only on a source (Flink's filesystem sink writes no metadata).
+fn check_file_metadata(def: &TableDef) -> Result<()> {
+    use crate::source::filesystem::{METADATA, metadata_type};
+    for (col, key) in &def.metadata {
+        let Some(native) = metadata_type(key) else {
+            let e = WeirError::sql(
+                format!("connector 'filesystem' provides no metadata '{key}' (column '{col}')"),
+                Some(def.pos),
+            );
+            return Err(
+                match crate::error::did_you_mean(key, METADATA.iter().copied()) {
+                    Some(s) => e.with_hint(format!(
+                        "did you mean '{s}'? metadata: {}",
+                        METADATA.join(", ")
+                    )),
+                    None => e.with_hint(format!("metadata: {}", METADATA.join(", "))),
+                },
+            );
+        };
+        let declared = def
+            .physical
+            .field_with_name(col)
+            .map(|f| f.data_type().clone())
+            .map_err(|_| WeirError::internal(format!("no column '{col}'")))?;
+        if !datafusion::arrow::compute::can_cast_types(&native, &declared) {
+            return Err(WeirError::sql(
+                format!("metadata '{key}' is {native}; column '{col}' is {declared}"),
+                Some(def.pos),
+            ));
+        }
     }
     Ok(())
 }
@@ -232,18 +274,22 @@ pub fn build_source(
                     .as_ref()
                     .map(|w| w.column.clone())
                     .filter(|c| def.physical.index_of(c).is_ok());
-                return Ok(Box::new(crate::source::parquet::ParquetSource::new(
-                    path,
-                    def.physical.clone(),
-                    def.partitioned_by.clone(),
-                    time_col,
-                    batch_size,
-                )));
+                return Ok(Box::new(
+                    crate::source::parquet::ParquetSource::new(
+                        path,
+                        def.physical.clone(),
+                        def.partitioned_by.clone(),
+                        time_col,
+                        batch_size,
+                    )
+                    .with_metadata(def.metadata.clone()),
+                ));
             }
-            let decoder = Decoder::new(format, def.physical.clone(), options)?;
-            Ok(Box::new(crate::source::filesystem::FileSource::new(
-                path, decoder, batch_size,
-            )))
+            let decoder = Decoder::new(format, value_schema(def), options)?;
+            Ok(Box::new(
+                crate::source::filesystem::FileSource::new(path, decoder, batch_size)
+                    .with_metadata(def.physical.clone(), def.metadata.clone()),
+            ))
         }
         "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new(
             &def.name,

@@ -103,7 +103,10 @@ pub fn sql(data: &[u8]) {
                     text: s.text.clone(),
                     windows: vec![],
                     lookups: vec![],
-                    statement: Statement::Explain(Box::new(s)),
+                    statement: Statement::Explain {
+                        inner: Box::new(s),
+                        changelog_mode: false,
+                    },
                 },
                 _ => s,
             };

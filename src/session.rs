@@ -193,6 +193,7 @@ pub struct Session {
     /// from the last standing query planned: its planner makes them temporal joins.
     temporal_lookups: std::sync::Mutex<Vec<crate::error::Pos>>,
     tables: BTreeMap<String, Arc<TableDef>>,
+    /// Each view's `CREATE VIEW` statement as written, for `SHOW CREATE VIEW`.
     views: BTreeMap<String, String>,
     /// Each view's columns, kept at its creation (a view's schema never changes).
     view_schemas: BTreeMap<String, datafusion::arrow::datatypes::SchemaRef>,
@@ -236,7 +237,11 @@ impl Default for Session {
 
 impl Session {
     pub fn new() -> Self {
-        let mut config = SessionConfig::new().with_information_schema(false);
+        // Flink's built-in catalog and database, so that `default_catalog.default_database.t`
+        // and `default_database.t` name the table `t` as they do in Flink.
+        let mut config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_default_catalog_and_schema("default_catalog", "default_database");
         {
             let o = config.options_mut();
             // Flink's identifiers are case-sensitive (`dateTime`), so are Weir's.
@@ -868,7 +873,8 @@ impl Session {
                 let view = datafusion::catalog::view::ViewTable::new(plan, Some(query.to_string()));
                 self.ctx.deregister_table(relation(name))?;
                 self.ctx.register_table(relation(name), Arc::new(view))?;
-                self.views.insert(name.clone(), query.to_string());
+                self.views
+                    .insert(name.clone(), stmt.text.trim().to_string());
                 Ok(Outcome::Done(format!("[INFO] View '{name}' created.")))
             }
             Statement::Drop {
@@ -959,9 +965,8 @@ impl Session {
                 name_pos,
             } => {
                 let text = if *view {
-                    self.views
-                        .get(name)
-                        .map(|q| format!("CREATE VIEW {} AS\n{q}", quote_name(name)))
+                    // As written, like a table's (the query Weir plans is rewritten).
+                    self.views.get(name).cloned()
                 } else {
                     // As written, but with secrets starred out.
                     self.ddl
@@ -1054,11 +1059,14 @@ impl Session {
                     rows,
                 )?]))
             }
-            Statement::Explain(inner) => {
+            Statement::Explain {
+                inner,
+                changelog_mode,
+            } => {
                 let (plans, _) = self.plan_statement(inner).await?;
                 let text = plans
                     .first()
-                    .map(|p| p.explain().trim_end().to_string())
+                    .map(|p| p.explain(*changelog_mode).trim_end().to_string())
                     .unwrap_or_default();
                 Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
             }

@@ -123,6 +123,43 @@ async fn an_archive_reads_back_the_same_with_weir_and_with_the_parquet_crate() {
     assert_eq!(independent, live);
 }
 
+/// Read back as a stream, each row of the archive carries Flink's file metadata: the path
+/// and size of the Parquet file it was read from, as the file system has them, and every
+/// row of the query is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_read_as_a_stream_carries_each_files_metadata() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("meta");
+    let live = write_archive(&dir, "").await;
+    let mut s = Session::new();
+    let script = format!(
+        "CREATE TABLE back (name STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
+           c BIGINT, s BIGINT, f STRING METADATA FROM 'file.path', n BIGINT METADATA FROM 'file.size', \
+           dt STRING, `hour` STRING) PARTITIONED BY (dt, `hour`) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'parquet');\n\
+         SELECT name, window_start, window_end, c, s, dt, `hour`, f, n FROM back;",
+        dir.display()
+    );
+    let mut results = s.run_collect(&script).await.expect("read back");
+    let got = rows(&results.pop().expect("the rows"));
+    let mut all = vec![];
+    files(&dir, &mut all);
+    let mut plain = vec![];
+    for r in &got {
+        let cells: Vec<&str> = r.rsplitn(3, '|').collect();
+        let (size, path, row) = (cells[0], cells[1], cells[2]);
+        assert!(
+            all.iter().any(|p| p.display().to_string() == path),
+            "{path} is not a file of the archive"
+        );
+        let on_disk = std::fs::metadata(path).expect("the row's file").len();
+        assert_eq!(size, on_disk.to_string(), "{r}");
+        plain.push(row.to_string());
+    }
+    plain.sort();
+    assert_eq!(plain, live);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_roll_and_every_row_is_kept_once() {
     let tmp = tempfile::tempdir().expect("tmp");

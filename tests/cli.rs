@@ -407,6 +407,84 @@ fn an_upsert_kafka_table_is_read_through_changelog_normalize() {
     assert!(stderr.contains("takes appended rows only"), "{stderr}");
 }
 
+/// `EXPLAIN CHANGELOG_MODE` ends each node's line with the row kinds its output may hold,
+/// in Flink's spelling (`changelogMode=[I,UB,UA]`): a source and a filter append; an
+/// aggregate of appended rows inserts and updates, of an upsert table's rows (through
+/// ChangelogNormalize, all kinds) deletes too; a Top-N without its rank enters and leaves
+/// (`[I,D]`); an outer join takes padded rows back (`[I,D]`). Other explain details are
+/// refused by name.
+#[test]
+fn explain_changelog_mode_shows_each_nodes_row_kinds() {
+    let ddl = "CREATE TABLE orders (order_id INT, customer STRING, amount DECIMAL(10, 2), ts TIMESTAMP(3)) \
+        WITH ('connector' = 'filesystem', 'path' = 'tests/data/orders.csv', 'format' = 'csv', 'csv.header' = 'true');\n\
+        CREATE TABLE u (c BIGINT, n BIGINT, PRIMARY KEY (c) NOT ENFORCED) WITH (\
+        'connector' = 'upsert-kafka', 'topic' = 'counts', \
+        'properties.bootstrap.servers' = '127.0.0.1:9', 'key.format' = 'json', \
+        'value.format' = 'json');\n";
+    let explain = |q: &str| {
+        let (_dir, f) = script("q.sql", &format!("{ddl}{q}"));
+        let (code, stdout, stderr) = run(&["run", &f.display().to_string()]);
+        assert_eq!(code, 0, "{q}: {stderr}");
+        stdout
+    };
+    let line = |out: &str, what: &str| -> String {
+        out.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what} in {out}"))
+            .trim_matches(|c: char| c == '|' || c.is_whitespace())
+            .to_string()
+    };
+    // The plan's first line: its top node.
+    let top = |out: &str| line(out, "changelogMode");
+    let out = explain(
+        "EXPLAIN CHANGELOG_MODE SELECT customer, COUNT(*) FROM orders WHERE amount > 1 GROUP BY customer;",
+    );
+    assert!(
+        line(&out, "Source: orders").ends_with("changelogMode=[I]"),
+        "{out}"
+    );
+    assert!(line(&out, "filter").ends_with("changelogMode=[I]"), "{out}");
+    assert!(
+        line(&out, "aggregate").ends_with("changelogMode=[I,UB,UA]"),
+        "{out}"
+    );
+    let out = explain("EXPLAIN CHANGELOG_MODE SELECT n, COUNT(*) FROM u GROUP BY n;");
+    assert!(
+        line(&out, "Source: u").ends_with("changelogMode=[UA,D]"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "ChangelogNormalize").ends_with("changelogMode=[I,UB,UA,D]"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "aggregate").ends_with("changelogMode=[I,UB,UA,D]"),
+        "{out}"
+    );
+    let out = explain(
+        "EXPLAIN CHANGELOG_MODE SELECT customer, amount FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY customer ORDER BY amount DESC) AS rn FROM orders) WHERE rn <= 2;",
+    );
+    assert!(top(&out).ends_with("changelogMode=[I,D]"), "{out}");
+    let out = explain(
+        "EXPLAIN CHANGELOG_MODE SELECT a.order_id, b.order_id FROM orders AS a LEFT JOIN orders AS b ON a.customer = b.customer AND b.amount > 100;",
+    );
+    assert!(top(&out).ends_with("changelogMode=[I,D]"), "{out}");
+    // Without the detail, no modes.
+    let out = explain("EXPLAIN SELECT customer FROM orders;");
+    assert!(!out.contains("changelogMode"), "{out}");
+    let (_dir, f) = script(
+        "q.sql",
+        &format!("{ddl}EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;"),
+    );
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("EXPLAIN ESTIMATED_COST is not supported"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn filesystem_sink_commits_one_complete_file() {
     let dir = tempfile::tempdir().expect("tmp");

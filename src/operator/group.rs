@@ -25,7 +25,7 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::changelog::RowKind;
+use crate::changelog::{ChangelogMode, RowKind};
 use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::Operator;
@@ -380,6 +380,18 @@ impl Operator for GroupAggregateOperator {
 
     fn emits_changes(&self) -> bool {
         true
+    }
+
+    /// A group's first result is inserted, its later ones update it (`-U`/`+U`); a group
+    /// whose rows are all taken back is deleted, which only a retracting input can cause.
+    fn changelog_mode(&self, inputs: &[ChangelogMode]) -> ChangelogMode {
+        use crate::changelog::RowKind::*;
+        let updates = ChangelogMode::of(&[Insert, UpdateBefore, UpdateAfter]);
+        if ChangelogMode::merged(inputs).retracts() {
+            updates.union(ChangelogMode::of(&[Delete]))
+        } else {
+            updates
+        }
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {

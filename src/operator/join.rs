@@ -52,7 +52,7 @@ use datafusion::common::HashMap;
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::changelog::RowKind;
+use crate::changelog::{ChangelogMode, RowKind};
 use crate::error::{Result, WeirError};
 use crate::job::{Message, TaskMetrics};
 use crate::source::watermark::to_epoch_millis;
@@ -1268,6 +1268,17 @@ impl super::Operator for StreamJoin {
 
     fn emits_changes(&self) -> bool {
         StreamJoin::emits_changes(self)
+    }
+
+    /// Over append-only inputs (the only ones a join takes): inserts, and for an outer or
+    /// anti join the deletes that take a padded or unmatched row back (`+I`/`-D`).
+    fn changelog_mode(&self, _inputs: &[ChangelogMode]) -> ChangelogMode {
+        use crate::changelog::RowKind::*;
+        if StreamJoin::emits_changes(self) {
+            ChangelogMode::of(&[Insert, Delete])
+        } else {
+            ChangelogMode::INSERT_ONLY
+        }
     }
 
     /// A join's rows always come with their input's index ([`super::Operator::process_input_batch`]).

@@ -37,6 +37,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::PhysicalExpr;
 use tokio::sync::mpsc::Receiver;
 
+use crate::changelog::ChangelogMode;
 use crate::checkpoint::Checkpointer;
 use crate::error::{Result, WeirError};
 use crate::job::{Message, OperatorMetrics, TaskMetrics};
@@ -193,6 +194,18 @@ pub trait Operator: Send {
     /// [`crate::changelog`]).
     fn emits_changes(&self) -> bool {
         false
+    }
+
+    /// The row kinds the operator's output may hold, given its inputs' (one per input):
+    /// Flink's changelog mode, as `EXPLAIN CHANGELOG_MODE` shows it. By default every kind
+    /// when it [emits changes](Operator::emits_changes), else its inputs' kinds (a
+    /// stateless operator passes each row's kind on).
+    fn changelog_mode(&self, inputs: &[ChangelogMode]) -> ChangelogMode {
+        if self.emits_changes() {
+            ChangelogMode::ALL
+        } else {
+            ChangelogMode::merged(inputs)
+        }
     }
 
     /// How the operator's input must be split among its parallel subtasks. The default,
@@ -526,6 +539,14 @@ impl Operator for Chain {
 
     fn emits_changes(&self) -> bool {
         self.ops.iter().any(|o| o.emits_changes())
+    }
+
+    fn changelog_mode(&self, inputs: &[ChangelogMode]) -> ChangelogMode {
+        let mut ops = self.ops.iter();
+        let first = ops
+            .next()
+            .map_or(ChangelogMode::merged(inputs), |o| o.changelog_mode(inputs));
+        ops.fold(first, |mode, o| o.changelog_mode(&[mode]))
     }
 
     fn attach(&mut self, metrics: &TaskMetrics) {

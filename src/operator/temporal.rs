@@ -357,6 +357,15 @@ impl Operator for TemporalJoin {
         )
     }
 
+    /// Each row of the (append-only) stream once, met with one version: inserts only,
+    /// whatever the versioned side's changelog.
+    fn changelog_mode(
+        &self,
+        _inputs: &[crate::changelog::ChangelogMode],
+    ) -> crate::changelog::ChangelogMode {
+        crate::changelog::ChangelogMode::INSERT_ONLY
+    }
+
     fn process_batch(&mut self, _batch: RecordBatch, _out: &mut Vec<Message>) -> Result<()> {
         Err(WeirError::internal("a temporal join reads two inputs"))
     }

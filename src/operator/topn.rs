@@ -24,7 +24,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::changelog::RowKind;
+use crate::changelog::{ChangelogMode, RowKind};
 use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::Operator;
@@ -233,6 +233,17 @@ impl Operator for TopNOperator {
 
     fn emits_changes(&self) -> bool {
         true
+    }
+
+    /// Rows entering and leaving the top (`+I`/`-D`), and with the rank selected the rows
+    /// whose rank changes (`-U`/`+U`), as Flink's Top-N with and without ranking output.
+    fn changelog_mode(&self, _inputs: &[ChangelogMode]) -> ChangelogMode {
+        use crate::changelog::RowKind::*;
+        if self.without_rank {
+            ChangelogMode::of(&[Insert, Delete])
+        } else {
+            ChangelogMode::ALL
+        }
     }
 
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<Message>) -> Result<()> {

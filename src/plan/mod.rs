@@ -105,10 +105,35 @@ impl PlanNode {
         }
     }
 
-    /// An indented description, as `EXPLAIN` prints it.
-    pub fn explain(&self) -> String {
+    /// The row kinds the plan's output may hold (Flink's changelog mode). A source is
+    /// append-only, except an `upsert-kafka` one, whose rows are upserts and deletes
+    /// (Flink's `[UA,D]`) until its ChangelogNormalize.
+    pub fn changelog_mode(&self) -> crate::changelog::ChangelogMode {
+        use crate::changelog::{ChangelogMode, RowKind};
+        match self {
+            PlanNode::Source { table, .. } if table.connector == "upsert-kafka" => {
+                ChangelogMode::of(&[RowKind::UpdateAfter, RowKind::Delete])
+            }
+            PlanNode::Source { .. } | PlanNode::Values { .. } => ChangelogMode::INSERT_ONLY,
+            PlanNode::Operator { op, input } => op.changelog_mode(&[input.changelog_mode()]),
+            PlanNode::Join {
+                join, left, right, ..
+            } => join.changelog_mode(&[left.changelog_mode(), right.changelog_mode()]),
+            PlanNode::Union { inputs, .. } => ChangelogMode::merged(
+                &inputs
+                    .iter()
+                    .map(|i| i.changelog_mode())
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    /// An indented description, as `EXPLAIN` prints it; with `changelog_mode`, each line
+    /// ends in its node's changelog mode (`, changelogMode=[I,UB,UA]`), as Flink's
+    /// `EXPLAIN CHANGELOG_MODE` shows it.
+    pub fn explain(&self, changelog_mode: bool) -> String {
         let mut s = String::new();
-        self.explain_into(&mut s, 0);
+        self.explain_into(&mut s, 0, changelog_mode);
         s
     }
 
@@ -136,18 +161,22 @@ impl PlanNode {
         }
     }
 
-    fn explain_into(&self, s: &mut String, depth: usize) {
-        let _ = writeln!(s, "{}{}", "  ".repeat(depth), self.label());
+    fn explain_into(&self, s: &mut String, depth: usize, modes: bool) {
+        let mode = match modes {
+            true => format!(", changelogMode={}", self.changelog_mode()),
+            false => String::new(),
+        };
+        let _ = writeln!(s, "{}{}{mode}", "  ".repeat(depth), self.label());
         match self {
             PlanNode::Source { .. } | PlanNode::Values { .. } => {}
-            PlanNode::Operator { input, .. } => input.explain_into(s, depth + 1),
+            PlanNode::Operator { input, .. } => input.explain_into(s, depth + 1, modes),
             PlanNode::Join { left, right, .. } => {
-                left.explain_into(s, depth + 1);
-                right.explain_into(s, depth + 1);
+                left.explain_into(s, depth + 1, modes);
+                right.explain_into(s, depth + 1, modes);
             }
             PlanNode::Union { inputs, .. } => {
                 for i in inputs {
-                    i.explain_into(s, depth + 1);
+                    i.explain_into(s, depth + 1, modes);
                 }
             }
         }

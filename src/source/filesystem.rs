@@ -15,6 +15,87 @@ use super::{Source, SourceContext};
 use crate::error::{Result, WeirError};
 use crate::format::Decoder;
 
+/// The metadata the `filesystem` connector supplies (`col TYPE METADATA FROM 'file.path'`),
+/// as Flink's filesystem connector documents them: the file's full path and name
+/// (`STRING NOT NULL`), its size in bytes (`BIGINT NOT NULL`) and its modification time
+/// (`TIMESTAMP_LTZ(3) NOT NULL`).
+pub const METADATA: &[&str] = &[
+    "file.path",
+    "file.name",
+    "file.size",
+    "file.modification-time",
+];
+
+/// What a file is, for its metadata columns: its absolute path, size (bytes) and
+/// modification time (epoch ms), taken when its reading starts.
+#[derive(Debug, Clone)]
+pub(crate) struct FileFacts {
+    path: String,
+    name: String,
+    size: i64,
+    modified_ms: i64,
+}
+
+impl FileFacts {
+    /// Errors: the file cannot be stat'ed.
+    pub(crate) fn of(file: &Path) -> Result<FileFacts> {
+        let meta = std::fs::metadata(file)
+            .map_err(|e| WeirError::user(format!("cannot read '{}': {e}", file.display())))?;
+        let modified_ms = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
+        let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        Ok(FileFacts {
+            path: abs.to_string_lossy().into_owned(),
+            name: file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: meta.len() as i64,
+            modified_ms,
+        })
+    }
+
+    /// The column of metadata `key` for `rows` rows, cast to `to` (the declared type).
+    /// Errors: an unknown key (checked when the table is created) or a failing cast.
+    pub(crate) fn column(
+        &self,
+        key: &str,
+        rows: usize,
+        to: &datafusion::arrow::datatypes::DataType,
+    ) -> Result<ArrayRef> {
+        use datafusion::common::ScalarValue;
+        let value = match key {
+            "file.path" => ScalarValue::Utf8(Some(self.path.clone())),
+            "file.name" => ScalarValue::Utf8(Some(self.name.clone())),
+            "file.size" => ScalarValue::Int64(Some(self.size)),
+            "file.modification-time" => {
+                ScalarValue::TimestampMillisecond(Some(self.modified_ms), Some("UTC".into()))
+            }
+            other => {
+                return Err(WeirError::internal(format!(
+                    "connector 'filesystem' provides no metadata '{other}'"
+                )));
+            }
+        };
+        Ok(cast(&value.to_array_of_size(rows)?, to)?)
+    }
+}
+
+/// The native type of a `filesystem` metadata key (see [`METADATA`]), None for an unknown
+/// one.
+pub fn metadata_type(key: &str) -> Option<datafusion::arrow::datatypes::DataType> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    Some(match key {
+        "file.path" | "file.name" => DataType::Utf8,
+        "file.size" => DataType::Int64,
+        "file.modification-time" => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+        _ => return None,
+    })
+}
+
 /// Selects a table's declared columns by name from a connector's native batches, casting
 /// where the declared type differs.
 #[derive(Clone)]
@@ -310,6 +391,10 @@ pub struct FileSource {
     legacy: Option<(PathBuf, u64)>,
     /// After a restore, the files the job listed when it started: only they are read.
     known: Option<std::collections::BTreeSet<PathBuf>>,
+    /// With metadata columns: the table's physical columns (decoded and metadata, in
+    /// declared order) and the metadata columns' names and keys; the decoder reads the
+    /// others.
+    metadata: Option<(SchemaRef, Vec<(String, String)>)>,
 }
 
 impl FileSource {
@@ -323,7 +408,45 @@ impl FileSource {
             ranges: vec![],
             legacy: None,
             known: None,
+            metadata: None,
         }
+    }
+
+    /// Adds metadata columns (`file.path`, …; see [`METADATA`]): `physical` is every
+    /// column the table reads, in declared order, `metadata` the metadata columns' names
+    /// and keys; the decoder reads the other columns.
+    pub fn with_metadata(mut self, physical: SchemaRef, metadata: Vec<(String, String)>) -> Self {
+        if !metadata.is_empty() {
+            self.metadata = Some((physical, metadata));
+        }
+        self
+    }
+
+    /// The table's row of a decoded batch from `facts`' file: the decoded columns with
+    /// the metadata columns in their places.
+    fn with_facts(&self, batch: RecordBatch, facts: Option<&FileFacts>) -> Result<RecordBatch> {
+        let (Some((schema, meta)), Some(facts)) = (&self.metadata, facts) else {
+            return Ok(batch);
+        };
+        let rows = batch.num_rows();
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            let col = match meta.iter().find(|(c, _)| c == f.name()) {
+                Some((_, key)) => facts.column(key, rows, f.data_type())?,
+                None => batch
+                    .column_by_name(f.name())
+                    .cloned()
+                    .ok_or_else(|| WeirError::internal(format!("no column '{}'", f.name())))?,
+            };
+            cols.push(col);
+        }
+        let options =
+            datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            cols,
+            &options,
+        )?)
     }
 
     /// This subtask's byte range of a file of `size` bytes.
@@ -376,6 +499,10 @@ impl FileSource {
             }
         }
         let key = file.to_path_buf();
+        let facts = match self.metadata {
+            Some(_) => Some(FileFacts::of(file)?),
+            None => None,
+        };
         let mut lines = Vec::with_capacity(self.batch_size);
         let mut first_line = line_no + 1;
         loop {
@@ -405,7 +532,7 @@ impl FileSource {
                 // `from`: the bytes skipped before `start` hold no line start.
                 add_span(self.done.entry(key.clone()).or_default(), from, bytes);
                 if let Some(b) = d.batch
-                    && !ctx.emit(b)?
+                    && !ctx.emit(self.with_facts(b, facts.as_ref())?)?
                 {
                     return Ok(false);
                 }

@@ -17,7 +17,9 @@ use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Result, WeirError};
-use crate::source::filesystem::{list_files, position_from, position_state, resume_index};
+use crate::source::filesystem::{
+    FileFacts, list_files, position_from, position_state, resume_index,
+};
 use crate::source::{Source, SourceContext};
 
 pub struct ParquetSource {
@@ -34,6 +36,8 @@ pub struct ParquetSource {
     rows: u64,
     /// A restored position, found by file name when the source starts.
     resume: Option<(PathBuf, u64)>,
+    /// The metadata columns (`file.path`, …): names and keys.
+    metadata: Vec<(String, String)>,
 }
 
 impl ParquetSource {
@@ -53,7 +57,15 @@ impl ParquetSource {
             current: PathBuf::new(),
             rows: 0,
             resume: None,
+            metadata: vec![],
         }
+    }
+
+    /// Adds metadata columns (names and keys, see
+    /// [`crate::source::filesystem::METADATA`]), filled from each file read.
+    pub fn with_metadata(mut self, metadata: Vec<(String, String)>) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// `k=v` pairs of the folders between the table's path and `file`.
@@ -79,13 +91,17 @@ impl ParquetSource {
         file: &Path,
         batch: &RecordBatch,
         parts: &[(String, String)],
+        facts: Option<&FileFacts>,
     ) -> Result<RecordBatch> {
         let rows = batch.num_rows();
         let file_schema = batch.schema();
         let mut cols: Vec<ArrayRef> = vec![];
         for field in self.schema.fields() {
             let name = field.name();
-            let col = if self.partitioned_by.contains(name) {
+            let meta = self.metadata.iter().find(|(c, _)| c == name);
+            let col = if let (Some((_, key)), Some(facts)) = (meta, facts) {
+                facts.column(key, rows, field.data_type())?
+            } else if self.partitioned_by.contains(name) {
                 match parts.iter().find(|(k, _)| k == name) {
                     Some((_, v)) if v != "__DEFAULT_PARTITION__" => {
                         let s = ScalarValue::Utf8(Some(v.clone())).to_array_of_size(rows)?;
@@ -302,6 +318,10 @@ impl Source for ParquetSource {
                 .with_hint("restore the file, or start over with --from-scratch"));
             }
             let parts = self.partition_values(file);
+            let facts = match self.metadata.is_empty() {
+                true => None,
+                false => Some(FileFacts::of(file)?),
+            };
             // Rows a restored checkpoint had emitted already.
             let mut skip = self.rows as usize;
             let mut at = self.rows;
@@ -317,7 +337,7 @@ impl Source for ParquetSource {
                     skip = 0;
                     b
                 };
-                let batch = self.conform(file, &batch, &parts)?;
+                let batch = self.conform(file, &batch, &parts, facts.as_ref())?;
                 let mut off = 0;
                 while off < batch.num_rows() {
                     let len = self.batch_size.max(1).min(batch.num_rows() - off);

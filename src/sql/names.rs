@@ -29,10 +29,14 @@ use datafusion::sql::sqlparser::ast::{
 pub fn name_columns(query: &mut Query) {
     // `USING` joins first: their `*` and common columns are then named as Flink names them.
     super::using::rewrite(query);
-    let _ = query.visit(&mut Namer);
+    let _ = query.visit(&mut Namer { values: 0 });
 }
 
-struct Namer;
+/// Names select lists; `values` counts the unaliased `(VALUES …)` named so far, each of
+/// which gets an alias of its own (`__weir_values_1`, …) so that two in one FROM do not clash.
+struct Namer {
+    values: usize,
+}
 
 impl VisitorMut for Namer {
     type Break = ();
@@ -61,9 +65,10 @@ impl VisitorMut for Namer {
             match alias {
                 Some(a) => a.columns = columns,
                 None => {
+                    self.values += 1;
                     *alias = Some(TableAlias {
                         explicit: true,
-                        name: Ident::new("__weir_values"),
+                        name: Ident::new(format!("__weir_values_{}", self.values)),
                         columns,
                         at: None,
                     })

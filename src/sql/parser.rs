@@ -116,8 +116,13 @@ pub enum Statement {
         name: String,
         name_pos: Pos,
     },
-    /// `EXPLAIN <query or insert>`.
-    Explain(Box<Located>),
+    /// `EXPLAIN [CHANGELOG_MODE] <query or insert>`: the plan, with each node's changelog
+    /// mode (the row kinds its output may hold, `[I,UB,UA,D]`) when `changelog_mode`, as
+    /// Flink's `EXPLAIN CHANGELOG_MODE` shows it.
+    Explain {
+        inner: Box<Located>,
+        changelog_mode: bool,
+    },
     /// `ALTER TABLE [IF EXISTS] t SET ('k' = 'v', …)` or `… RESET ('k', …)`: changes a
     /// table's options (Flink's forms; later jobs see them, running ones keep theirs).
     AlterTable {
@@ -432,11 +437,13 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
                 &tokens[i],
             ));
         };
-        let table = table_word.value.clone();
         let table_pos = pos_of(&out[table_at]);
-        // The time column: `name` or `alias.name`.
+        // The time column: `name` or `alias.name` (spaces and comments may stand between
+        // the parts, as anywhere in SQL).
         let mut j = next_sig(&tokens, of + 1);
         let mut parts = 0;
+        // Just past the column's last part.
+        let mut past = of + 1;
         while let Some(k) = j {
             match &tokens[k].token {
                 Token::Word(_) if parts % 2 == 0 => {}
@@ -444,7 +451,8 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
                 _ => break,
             }
             parts += 1;
-            j = Some(k + 1);
+            past = k + 1;
+            j = next_sig(&tokens, k + 1);
         }
         if parts == 0 || parts % 2 == 0 {
             let at = next_sig(&tokens, of + 1).unwrap_or(of);
@@ -454,7 +462,7 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
             ));
         }
         let first = next_sig(&tokens, of + 1).unwrap_or(of);
-        let end = j.unwrap_or(tokens.len());
+        let end = past;
         let column = tokens[first..end]
             .iter()
             .filter_map(|t| match &t.token {
@@ -472,6 +480,15 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
         while start >= 2 && matches!(out[start - 1].token, Token::Period) && is_word(start - 2) {
             start -= 2;
         }
+        // The table as written, qualifier and all (`db.t`), so it is looked up where named.
+        let table = out[start..=table_at]
+            .iter()
+            .filter_map(|t| match &t.token {
+                Token::Word(w) => Some(w.value.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(".");
         let span = out[table_at].span;
         let renamed = TokenWithSpan::new(
             Token::Word(datafusion::sql::sqlparser::tokenizer::Word {
@@ -481,9 +498,15 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
             }),
             span,
         );
+        // An alias after the clause (`… AS OF o.ts AS r`, `… AS OF o.ts r`): any word the
+        // parser takes as a table alias there, keywords such as `value` included.
         let alias_after = !aliased
             && next_sig(&tokens, end).is_some_and(|k| {
-                matches!(&tokens[k].token, Token::Word(w) if w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword)
+                matches!(&tokens[k].token, Token::Word(w)
+                    if w.quote_style.is_some()
+                        || w.keyword == Keyword::AS
+                        || !datafusion::sql::sqlparser::keywords::RESERVED_FOR_TABLE_ALIAS
+                            .contains(&w.keyword))
             });
         let mut replacement = vec![renamed];
         if !aliased && !alias_after {
@@ -720,7 +743,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             lookups.into_iter().partition(|l| in_statement(&l.pos));
         lookups = rest;
         // EXPLAIN's statement reads the same tables.
-        if let Statement::Explain(inner) = &mut statement {
+        if let Statement::Explain { inner, .. } = &mut statement {
             inner.lookups = mine.clone();
         }
         out.push(Located {
@@ -788,7 +811,10 @@ fn statement_set(
     }
     Located {
         text: set.text.clone(),
-        statement: Statement::Explain(Box::new(set)),
+        statement: Statement::Explain {
+            inner: Box::new(set),
+            changelog_mode: false,
+        },
         pos: start,
         windows: vec![],
         lookups: vec![],
@@ -809,7 +835,7 @@ fn statement_windows(s: &mut Statement, windows: &mut Vec<WindowCall>) -> Result
             crate::sql::rewrite::rewrite_query(query);
             rewrite_group_windows(query, windows)
         }
-        Statement::Explain(inner) => {
+        Statement::Explain { inner, .. } => {
             statement_windows(&mut inner.statement, windows)?;
             inner.windows = windows.clone();
             Ok(())
@@ -1123,6 +1149,30 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             p.next_token();
             let _ = p.parse_keyword(Keyword::PLAN);
             let _ = p.parse_keyword(Keyword::FOR);
+            // Flink's explain details: `EXPLAIN CHANGELOG_MODE, ESTIMATED_COST … <query>`.
+            let mut changelog_mode = false;
+            loop {
+                let d = p.peek_token();
+                let Token::Word(w) = &d.token else { break };
+                if w.quote_style.is_some() {
+                    break;
+                }
+                match w.value.to_ascii_uppercase().as_str() {
+                    "CHANGELOG_MODE" => changelog_mode = true,
+                    "ESTIMATED_COST" | "JSON_EXECUTION_PLAN" | "PLAN_ADVICE" => {
+                        return Err(sql_err(
+                            format!("EXPLAIN {} is not supported", w.value.to_ascii_uppercase()),
+                            &d,
+                        )
+                        .with_hint("EXPLAIN and EXPLAIN CHANGELOG_MODE work"));
+                    }
+                    _ => break,
+                }
+                p.next_token();
+                if !p.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
             let inner_tok = p.peek_token();
             let inner = parse_statement(p)?;
             if !matches!(inner, Statement::Query(_) | Statement::Insert { .. }) {
@@ -1131,13 +1181,16 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                     &inner_tok,
                 ));
             }
-            Ok(Statement::Explain(Box::new(Located {
-                statement: inner,
-                pos: pos_of(&inner_tok),
-                text: String::new(),
-                windows: vec![],
-                lookups: vec![],
-            })))
+            Ok(Statement::Explain {
+                inner: Box::new(Located {
+                    statement: inner,
+                    pos: pos_of(&inner_tok),
+                    text: String::new(),
+                    windows: vec![],
+                    lookups: vec![],
+                }),
+                changelog_mode,
+            })
         }
         _ => {
             const STARTS: [&str; 11] = [
