@@ -926,3 +926,77 @@ async fn window_top_n_equals_batch() {
         .await;
     }
 }
+
+/// SESSION without an aggregate: every row with its session's bounds, against the batch
+/// oracle's sessions (a gap-break running sum, joined back to each row), over random
+/// on-time rows, keyed or not, at several batch sizes and parallelisms, straight and
+/// stopped part-way and resumed from a savepoint at another parallelism.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_rows_equal_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut resumed_cases = 0;
+    for seed in 0..cases {
+        let mut rng = SmallRng::seed_from_u64(9000 + seed);
+        let n = rng.random_range(1..300);
+        let bound = [0, 100, 1000][rng.random_range(0..3)];
+        let rows = generate(&mut rng, n, bound);
+        let gap = rng.random_range(1..1500);
+        let keyed = rng.random_range(0..3) > 0;
+        let batch_size = [1, 3, 17, 8192][rng.random_range(0..4)];
+        let path = dir.path().join(format!("rows-{seed}.json"));
+        write_json(&rows, &path);
+        let part = if keyed { " PARTITION BY k" } else { "" };
+        let stream = format!(
+            "SELECT k, v, s, ts, window_start, window_end, window_time \
+             FROM TABLE(SESSION(TABLE t{part}, DESCRIPTOR(ts), {}))",
+            ms(gap)
+        );
+        let tsm = "CAST(ts AS BIGINT)";
+        let (p, on) = if keyed {
+            ("PARTITION BY k ", " AND g.k IS NOT DISTINCT FROM b.k")
+        } else {
+            ("", "")
+        };
+        let kcol = if keyed { "k, " } else { "" };
+        let batch = format!(
+            "WITH o AS (SELECT *, CASE WHEN {tsm} - LAG({tsm}) OVER ({p}ORDER BY {tsm}) <= {gap} \
+               THEN 0 ELSE 1 END AS brk FROM t), \
+             g AS (SELECT *, SUM(brk) OVER ({p}ORDER BY {tsm}, brk DESC ROWS UNBOUNDED PRECEDING) AS sid FROM o), \
+             b AS (SELECT {kcol}sid, MIN({tsm}) AS ws, MAX({tsm}) + {gap} AS we FROM g GROUP BY {kcol}sid) \
+             SELECT g.k, g.v, g.s, g.ts, to_timestamp_millis(b.ws), to_timestamp_millis(b.we), \
+               to_timestamp_millis(b.we - 1) \
+             FROM g JOIN b ON g.sid = b.sid{on}"
+        );
+        let expected = oracle(&rows, &batch).await;
+        assert_eq!(expected.len(), rows.len(), "seed {seed}: every row once");
+        let got = weir(&path, bound, batch_size, &stream).await;
+        assert!(
+            got == expected,
+            "seed {seed}: keyed {keyed}, gap {gap} ms, bound {bound} ms, batch size {batch_size}: \
+             {} rows expected, {} got",
+            expected.len(),
+            got.len()
+        );
+        let (resumed_rows, resumed) = weir_resumed(
+            &path,
+            bound,
+            batch_size,
+            &stream,
+            &dir.path().join(format!("checkpoints-rows-{seed}")),
+            std::time::Duration::from_millis(rng.random_range(0..25)),
+        )
+        .await;
+        resumed_cases += resumed as u64;
+        assert!(
+            resumed_rows == expected,
+            "seed {seed}: stopped with a savepoint and resumed: {} rows expected, {} got",
+            expected.len(),
+            resumed_rows.len()
+        );
+    }
+    eprintln!("{resumed_cases} of {cases} cases stopped part-way and resumed");
+}

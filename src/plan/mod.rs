@@ -538,12 +538,6 @@ impl Planner<'_> {
             return Err(WeirError::internal("not a window table"));
         };
         let sliced = self.sliced.lock().is_ok_and(|s| s.contains(&w.call.id));
-        if w.spec.kind == WindowKind::Session && !sliced {
-            return Err(WeirError::sql(
-                "SESSION windows must be aggregated: GROUP BY window_start, window_end",
-                Some(w.call.pos),
-            ));
-        }
         let late = self.late_sink(&w)?;
         let mut input = self.node(&w.input)?;
         append_only(&input, "a window table function")?;
@@ -556,7 +550,9 @@ impl Planner<'_> {
                 input: Box::new(input),
             };
         }
-        let node = if w.spec.kind == WindowKind::Session {
+        let node = if w.spec.kind == WindowKind::Session && !sliced {
+            session_rows(&w, input)?
+        } else if w.spec.kind == WindowKind::Session {
             // The session aggregate assigns rows to sessions itself.
             PlanNode::Operator {
                 op: Box::new(ProjectOperator::new(session_columns(&w)?, w.schema.clone())),
@@ -1670,6 +1666,111 @@ impl Planner<'_> {
 
 /// For a SESSION window's rows: the input columns, and the event time in each of the three
 /// window columns (the session aggregate reads `window_end` as the row's time).
+/// A SESSION window table function whose rows are not aggregated (Flink 1.19's session
+/// window TVF on its own): each row goes out with its session's `window_start`,
+/// `window_end` and `window_time` once the session closes — when the watermark reaches
+/// its last millisecond — so the output is append-only and its `window_time` a time
+/// attribute. Sessions are per `PARTITION BY` key and merge as in a session aggregate.
+///
+/// Planned as the session aggregate of `ARRAY_AGG` of every column (each list holds the
+/// session's rows in one order, so the lists line up), unnested and put back in the
+/// window table's column order: sessions, their merging, late rows, checkpoints and
+/// rescaling are the session aggregate's. Errors: a `PARTITION BY` column the input lacks.
+fn session_rows(w: &window::WindowInfo, input: PlanNode) -> Result<PlanNode> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::Column;
+    let in_schema = Arc::new(w.input.schema().as_arrow().clone());
+    let n = in_schema.fields().len();
+    let column =
+        |i: usize| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new(in_schema.field(i).name(), i)) };
+    let mut keys = vec![];
+    let mut key_fields = vec![];
+    for (name, pos) in &w.call.partition_by {
+        let i = in_schema.index_of(name).map_err(|_| {
+            WeirError::sql(
+                format!("PARTITION BY {name}: no such column in the SESSION window's input"),
+                Some(*pos),
+            )
+        })?;
+        keys.push(column(i));
+        key_fields.push(in_schema.field(i).as_ref().clone());
+    }
+    let array_agg = datafusion::functions_aggregate::array_agg::array_agg_udaf();
+    let mut exprs = vec![];
+    let mut args = vec![];
+    for i in 0..n {
+        exprs.push(Arc::new(
+            AggregateExprBuilder::new(array_agg.clone(), vec![column(i)])
+                .schema(in_schema.clone())
+                .alias(format!("rows{i}"))
+                .build()?,
+        ));
+        args.push(vec![column(i)]);
+    }
+    let times: Vec<Field> = w.schema.fields()[n..]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut agg_fields = times.clone();
+    let mut layout = vec![OutCol::WindowStart, OutCol::WindowEnd, OutCol::WindowTime];
+    for (i, e) in exprs.iter().enumerate() {
+        agg_fields.push(e.field().as_ref().clone().with_name(format!("rows{i}")));
+        layout.push(OutCol::Agg(i));
+    }
+    let agg_schema = Arc::new(Schema::new(agg_fields));
+    let aggs = Aggregates {
+        filters: vec![None; n],
+        exprs,
+        args,
+    };
+    let sessions = SessionAggregateOperator::new(
+        w.spec.size,
+        w.time_index,
+        keys,
+        Arc::new(Schema::new(key_fields)),
+        aggs,
+        layout,
+        agg_schema.clone(),
+    )?;
+    // One row per element of the lists, in place: the three times, then the columns.
+    let mut unnested = times.clone();
+    for f in in_schema.fields() {
+        unnested.push(Field::new(f.name(), f.data_type().clone(), true));
+    }
+    let unnest = crate::operator::unnest::UnnestOperator::new(
+        agg_schema,
+        (0..n)
+            .map(|i| datafusion::physical_plan::unnest::ListUnnest {
+                index_in_input_schema: 3 + i,
+                depth: 1,
+            })
+            .collect(),
+        vec![],
+        Arc::new(Schema::new(unnested.clone())),
+        datafusion::common::UnnestOptions::new().with_preserve_nulls(true),
+    );
+    let reorder: Vec<Arc<dyn PhysicalExpr>> = (0..n)
+        .map(|i| 3 + i)
+        .chain(0..3)
+        .map(|i| Arc::new(Column::new(unnested[i].name(), i)) as Arc<dyn PhysicalExpr>)
+        .collect();
+    let node = node_of(Box::new(sessions), input);
+    let node = node_of(Box::new(unnest), node);
+    Ok(node_of(
+        Box::new(ProjectOperator::new(reorder, w.schema.clone())),
+        node,
+    ))
+}
+
+/// `op` over `input`.
+fn node_of(op: Box<dyn Operator>, input: PlanNode) -> PlanNode {
+    PlanNode::Operator {
+        op,
+        input: Box::new(input),
+    }
+}
+
 fn session_columns(w: &window::WindowInfo) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
     use datafusion::physical_expr::expressions::Column;
     let in_schema = w.input.schema().as_arrow().clone();
