@@ -168,13 +168,18 @@ pub fn validate(def: &TableDef) -> Result<()> {
     Ok(())
 }
 
-/// The columns a table's records hold: its physical columns that are not metadata.
+/// The columns a table's records hold: its physical columns that are not metadata, nor
+/// (for a `filesystem` table) partition columns, which its folders hold (the filesystem
+/// sink writes the other columns into the files).
 fn value_schema(def: &TableDef) -> datafusion::arrow::datatypes::SchemaRef {
+    let in_folders =
+        |name: &str| def.connector == "filesystem" && def.partitioned_by.iter().any(|p| p == name);
     std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(
         def.physical
             .fields()
             .iter()
             .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
+            .filter(|f| !in_folders(f.name()))
             .map(|f| f.as_ref().clone())
             .collect::<Vec<_>>(),
     ))
@@ -287,8 +292,11 @@ pub fn build_source(
             }
             let decoder = Decoder::new(format, value_schema(def), options)?;
             Ok(Box::new(
-                crate::source::filesystem::FileSource::new(path, decoder, batch_size)
-                    .with_metadata(def.physical.clone(), def.metadata.clone()),
+                crate::source::filesystem::FileSource::new(path, decoder, batch_size).with_columns(
+                    def.physical.clone(),
+                    def.metadata.clone(),
+                    def.partitioned_by.clone(),
+                ),
             ))
         }
         "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new(

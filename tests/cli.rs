@@ -473,16 +473,42 @@ fn explain_changelog_mode_shows_each_nodes_row_kinds() {
     // Without the detail, no modes.
     let out = explain("EXPLAIN SELECT customer FROM orders;");
     assert!(!out.contains("changelogMode"), "{out}");
-    let (_dir, f) = script(
-        "q.sql",
-        &format!("{ddl}EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;"),
+    // Deduplication keeping the first row by processing time appends (Flink's
+    // ProcTimeDeduplicateKeepFirstRowFunction); a Top-N selecting its rank updates ranks.
+    let out = explain(
+        "EXPLAIN CHANGELOG_MODE SELECT customer, amount FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY customer ORDER BY pt) AS rn FROM (SELECT *, PROCTIME() AS pt FROM orders)) WHERE rn = 1;",
     );
-    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
-    assert_eq!(code, 2, "{stderr}");
+    assert!(top(&out).ends_with("changelogMode=[I]"), "{out}");
+    let out = explain(
+        "EXPLAIN CHANGELOG_MODE SELECT customer, amount, rn FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY customer ORDER BY amount DESC) AS rn FROM orders) WHERE rn <= 2;",
+    );
+    assert!(top(&out).ends_with("changelogMode=[I,UB,UA]"), "{out}");
+    // A statement set takes the detail too.
+    let out = explain(
+        "CREATE TABLE s (customer STRING) WITH ('connector' = 'blackhole');\n\
+         EXPLAIN CHANGELOG_MODE STATEMENT SET BEGIN INSERT INTO s SELECT customer FROM orders; END;",
+    );
     assert!(
-        stderr.contains("EXPLAIN ESTIMATED_COST is not supported"),
-        "{stderr}"
+        line(&out, "Source: orders").ends_with("changelogMode=[I]"),
+        "{out}"
     );
+    for (q, error) in [
+        (
+            "EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;",
+            "EXPLAIN ESTIMATED_COST is not supported",
+        ),
+        (
+            "EXPLAIN CHANGELOG_MODE, SELECT customer FROM orders;",
+            "expected an explain detail after ','",
+        ),
+    ] {
+        let (_dir, f) = script("q.sql", &format!("{ddl}{q}"));
+        let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(error), "{stderr}");
+    }
 }
 
 #[test]

@@ -60,9 +60,19 @@ pub struct SessionAggregateOperator {
     schema: SchemaRef,
     watermark: i64,
     metrics: Option<TaskMetrics>,
+    /// Its aggregates collect the sessions' rows (a SESSION window without an aggregate):
+    /// only its name differs.
+    collects_rows: bool,
 }
 
 impl SessionAggregateOperator {
+    /// Marks the operator as collecting each session's rows (`ARRAY_AGG` of every column,
+    /// unnested after it), for [`Operator::name`].
+    pub fn collecting_rows(mut self) -> Self {
+        self.collects_rows = true;
+        self
+    }
+
     /// Puts back one batch of saved sessions (see [`Operator::snapshot`]).
     fn restore_batch(&mut self, b: RecordBatch) -> Result<()> {
         use datafusion::arrow::array::Int64Array;
@@ -174,6 +184,7 @@ impl SessionAggregateOperator {
             schema,
             watermark: i64::MIN,
             metrics: None,
+            collects_rows: false,
         })
     }
 
@@ -352,6 +363,9 @@ impl Operator for SessionAggregateOperator {
     }
 
     fn name(&self) -> String {
+        if self.collects_rows {
+            return format!("session window rows ({} key(s))", self.keys.len());
+        }
         format!(
             "session window aggregate ({} key(s), {} aggregate(s))",
             self.keys.len(),

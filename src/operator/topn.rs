@@ -50,6 +50,9 @@ pub struct TopNOperator {
     newest_first: bool,
     /// The query drops the rank: only rows entering and leaving the top go out.
     without_rank: bool,
+    /// Each partition keeps its first row to arrive and never replaces it (Flink's
+    /// deduplication keeping the first row by processing time): the output is append-only.
+    keeps_first_arrival: bool,
 }
 
 impl TopNOperator {
@@ -98,6 +101,7 @@ impl TopNOperator {
             ttl: None,
             newest_first: false,
             without_rank: false,
+            keeps_first_arrival: false,
         })
     }
 
@@ -117,6 +121,14 @@ impl TopNOperator {
     /// below the new one's; by processing time, the latest row.
     pub fn newest_first(mut self, on: bool) -> Self {
         self.newest_first = on;
+        self
+    }
+
+    /// Keeps each partition's first row to arrive for good (Flink's
+    /// `ProcTimeDeduplicateKeepFirstRowFunction`: `ROW_NUMBER() OVER (… ORDER BY proctime
+    /// ASC) = 1`): rows go out once as inserts, and the output is append-only.
+    pub fn keeps_first_arrival(mut self, on: bool) -> Self {
+        self.keeps_first_arrival = on;
         self
     }
 
@@ -211,6 +223,9 @@ impl Operator for TopNOperator {
     }
 
     fn name(&self) -> String {
+        if self.keeps_first_arrival {
+            return "top-1 (first row by processing time)".to_string();
+        }
         format!("top-{} (changelog)", self.limit)
     }
 
@@ -232,17 +247,21 @@ impl Operator for TopNOperator {
     }
 
     fn emits_changes(&self) -> bool {
-        true
+        !self.keeps_first_arrival
     }
 
-    /// Rows entering and leaving the top (`+I`/`-D`), and with the rank selected the rows
-    /// whose rank changes (`-U`/`+U`), as Flink's Top-N with and without ranking output.
+    /// Rows entering and leaving the top (`+I`/`-D`), or, with the rank selected, rows
+    /// inserted at a rank not held before (`+I`) and the rows whose rank changes
+    /// (`-U`/`+U`; a row pushed out of the top is the old row of its rank's update);
+    /// inserts only when each partition keeps its first row.
     fn changelog_mode(&self, _inputs: &[ChangelogMode]) -> ChangelogMode {
         use crate::changelog::RowKind::*;
-        if self.without_rank {
+        if self.keeps_first_arrival {
+            ChangelogMode::INSERT_ONLY
+        } else if self.without_rank {
             ChangelogMode::of(&[Insert, Delete])
         } else {
-            ChangelogMode::ALL
+            ChangelogMode::of(&[Insert, UpdateBefore, UpdateAfter])
         }
     }
 
@@ -297,6 +316,9 @@ impl Operator for TopNOperator {
                     .or_insert_with(|| (vec![], now)),
             };
             *touched = now;
+            if self.keeps_first_arrival && !part.is_empty() {
+                continue;
+            }
             // After every kept row that sorts before it, and after (or, newest first,
             // before) those equal to it.
             let at = if self.newest_first {
@@ -352,6 +374,11 @@ impl Operator for TopNOperator {
         cols.push(ranks);
         let data = RecordBatch::try_new(self.schema.clone(), cols)?;
         let kinds = Int8Array::from_iter_values(changes.iter().map(|(_, _, k)| *k as i8));
+        if self.keeps_first_arrival {
+            // Inserts only: an append-only stream carries no row kinds.
+            out.push(Message::Batch(data));
+            return Ok(());
+        }
         out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
         Ok(())
     }

@@ -1503,6 +1503,12 @@ impl Planner<'_> {
         let keep_last = limit == 1
             && matches!(f.params.order_by.as_slice(), [s] if !s.asc
                 && matches!(&s.expr, datafusion::logical_expr::Expr::Column(c) if window::is_time_attribute(&w.input, &c.name)));
+        // Flink's deduplication keeping the first row by processing time: the first row to
+        // arrive stays, and the result is append-only (Flink's
+        // `ProcTimeDeduplicateKeepFirstRowFunction`).
+        let keep_first_arrival = limit == 1
+            && matches!(f.params.order_by.as_slice(), [s] if s.asc
+                && matches!(&s.expr, datafusion::logical_expr::Expr::Column(c) if window::is_proctime_attribute(&w.input, c)));
         // Flink's deduplication (N = 1 ordered by a time attribute) sends updates of the
         // row kept; its Top-N without the rank column only the rows that enter and leave.
         let dedup = limit == 1
@@ -1522,6 +1528,7 @@ impl Planner<'_> {
             Arc::new(w.schema.as_arrow().clone()),
         )?
         .newest_first(keep_last)
+        .keeps_first_arrival(keep_first_arrival)
         .without_rank(without_rank)
         .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
@@ -1732,7 +1739,8 @@ fn session_rows(w: &window::WindowInfo, input: PlanNode) -> Result<PlanNode> {
         aggs,
         layout,
         agg_schema.clone(),
-    )?;
+    )?
+    .collecting_rows();
     // One row per element of the lists, in place: the three times, then the columns.
     let mut unnested = times.clone();
     for f in in_schema.fields() {

@@ -181,10 +181,9 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
             };
             if let Some(t) = provider.downcast_ref::<StreamTable>() {
                 let def = t.def();
-                return match &def.watermark {
-                    Some(w) => w.column == name,
-                    None => def.proctime_column() == Some(name),
-                };
+                // A table may have both (Flink's rowtime and proctime attributes).
+                return def.watermark.as_ref().is_some_and(|w| w.column == name)
+                    || def.proctime_column() == Some(name);
             }
             if let Some(w) = provider.downcast_ref::<WindowTable>().map(|t| &t.0) {
                 let time = w.input.schema().field(w.time_index).name();

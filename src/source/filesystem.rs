@@ -30,6 +30,8 @@ pub const METADATA: &[&str] = &[
 /// modification time (epoch ms), taken when its reading starts.
 #[derive(Debug, Clone)]
 pub(crate) struct FileFacts {
+    /// The file as listed.
+    file: PathBuf,
     path: String,
     name: String,
     size: i64,
@@ -48,6 +50,7 @@ impl FileFacts {
             .map_or(0, |d| d.as_millis() as i64);
         let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         Ok(FileFacts {
+            file: file.to_path_buf(),
             path: abs.to_string_lossy().into_owned(),
             name: file
                 .file_name()
@@ -80,7 +83,81 @@ impl FileFacts {
                 )));
             }
         };
-        Ok(cast(&value.to_array_of_size(rows)?, to)?)
+        let options = datafusion::arrow::compute::CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        datafusion::arrow::compute::cast_with_options(&value.to_array_of_size(rows)?, to, &options)
+            .map_err(|e| {
+                WeirError::user(format!(
+                    "metadata '{key}' of '{}' does not fit the column's type {to}: {e}",
+                    self.path
+                ))
+            })
+    }
+}
+
+/// The `k=v` pairs of the Hive partition folders between a table's `root` and `file`
+/// (`dt=2026-01-01/h=1/part-0.csv` gives `dt` and `h`), values `%XX`-unescaped as the
+/// filesystem sink escapes them.
+pub(crate) fn partition_values(root: &Path, file: &Path) -> Vec<(String, String)> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    rel.parent()
+        .map(|p| {
+            p.components()
+                .filter_map(|c| {
+                    let s = c.as_os_str().to_string_lossy().to_string();
+                    s.split_once('=').map(|(k, v)| (k.to_string(), unescape(v)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A partition folder's value with its `%XX` escapes decoded (a `%` not followed by two
+/// hex digits stays as it is).
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        if b[i] == b'%'
+            && let Some(x) = hex
+        {
+            out.push(x);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// A partition column's value for `rows` rows, cast to `to`: NULL for a file outside any
+/// folder of it, or in Flink's `__DEFAULT_PARTITION__` (the folder of NULL values).
+/// Errors: the folder's value does not cast to the column's type.
+pub(crate) fn partition_column(
+    value: Option<&str>,
+    rows: usize,
+    to: &datafusion::arrow::datatypes::DataType,
+) -> Result<ArrayRef> {
+    use datafusion::common::ScalarValue;
+    match value {
+        Some(v) if v != "__DEFAULT_PARTITION__" => {
+            let options = datafusion::arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            let s = ScalarValue::Utf8(Some(v.to_string())).to_array_of_size(rows)?;
+            datafusion::arrow::compute::cast_with_options(&s, to, &options)
+                .map_err(|e| WeirError::user(format!("partition value '{v}' is not a {to}: {e}")))
+        }
+        _ => Ok(datafusion::arrow::array::new_null_array(to, rows)),
     }
 }
 
@@ -391,10 +468,17 @@ pub struct FileSource {
     legacy: Option<(PathBuf, u64)>,
     /// After a restore, the files the job listed when it started: only they are read.
     known: Option<std::collections::BTreeSet<PathBuf>>,
-    /// With metadata columns: the table's physical columns (decoded and metadata, in
-    /// declared order) and the metadata columns' names and keys; the decoder reads the
-    /// others.
-    metadata: Option<(SchemaRef, Vec<(String, String)>)>,
+    /// With metadata or partition columns: the table's physical columns (decoded,
+    /// metadata and partition columns, in declared order), the metadata columns' names and
+    /// keys, and the partition columns' names; the decoder reads the others.
+    extra: Option<ExtraColumns>,
+}
+
+/// The columns of a file table that its files' lines do not hold (see [`FileSource`]).
+struct ExtraColumns {
+    physical: SchemaRef,
+    metadata: Vec<(String, String)>,
+    partitioned_by: Vec<String>,
 }
 
 impl FileSource {
@@ -408,35 +492,56 @@ impl FileSource {
             ranges: vec![],
             legacy: None,
             known: None,
-            metadata: None,
+            extra: None,
         }
     }
 
-    /// Adds metadata columns (`file.path`, …; see [`METADATA`]): `physical` is every
-    /// column the table reads, in declared order, `metadata` the metadata columns' names
-    /// and keys; the decoder reads the other columns.
-    pub fn with_metadata(mut self, physical: SchemaRef, metadata: Vec<(String, String)>) -> Self {
-        if !metadata.is_empty() {
-            self.metadata = Some((physical, metadata));
+    /// Adds metadata columns (`file.path`, …; see [`METADATA`]) and Hive partition
+    /// columns (from the `k=v` folders under the table's path, as Flink's filesystem
+    /// source reads them): `physical` is every column the table reads, in declared order,
+    /// `metadata` the metadata columns' names and keys, `partitioned_by` the partition
+    /// columns; the decoder reads the other columns.
+    pub fn with_columns(
+        mut self,
+        physical: SchemaRef,
+        metadata: Vec<(String, String)>,
+        partitioned_by: Vec<String>,
+    ) -> Self {
+        if !metadata.is_empty() || !partitioned_by.is_empty() {
+            self.extra = Some(ExtraColumns {
+                physical,
+                metadata,
+                partitioned_by,
+            });
         }
         self
     }
 
     /// The table's row of a decoded batch from `facts`' file: the decoded columns with
-    /// the metadata columns in their places.
+    /// the metadata and partition columns in their places.
     fn with_facts(&self, batch: RecordBatch, facts: Option<&FileFacts>) -> Result<RecordBatch> {
-        let (Some((schema, meta)), Some(facts)) = (&self.metadata, facts) else {
+        let (Some(extra), Some(facts)) = (&self.extra, facts) else {
             return Ok(batch);
         };
+        let schema = &extra.physical;
+        let parts = partition_values(&self.path, &facts.file);
         let rows = batch.num_rows();
         let mut cols = Vec::with_capacity(schema.fields().len());
         for f in schema.fields() {
-            let col = match meta.iter().find(|(c, _)| c == f.name()) {
-                Some((_, key)) => facts.column(key, rows, f.data_type())?,
-                None => batch
-                    .column_by_name(f.name())
+            let name = f.name();
+            let col = if let Some((_, key)) = extra.metadata.iter().find(|(c, _)| c == name) {
+                facts.column(key, rows, f.data_type())?
+            } else if extra.partitioned_by.contains(name) {
+                let value = parts
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_str());
+                partition_column(value, rows, f.data_type())?
+            } else {
+                batch
+                    .column_by_name(name)
                     .cloned()
-                    .ok_or_else(|| WeirError::internal(format!("no column '{}'", f.name())))?,
+                    .ok_or_else(|| WeirError::internal(format!("no column '{name}'")))?
             };
             cols.push(col);
         }
@@ -499,7 +604,7 @@ impl FileSource {
             }
         }
         let key = file.to_path_buf();
-        let facts = match self.metadata {
+        let facts = match self.extra {
             Some(_) => Some(FileFacts::of(file)?),
             None => None,
         };

@@ -70,17 +70,7 @@ impl ParquetSource {
 
     /// `k=v` pairs of the folders between the table's path and `file`.
     fn partition_values(&self, file: &Path) -> Vec<(String, String)> {
-        let rel = file.strip_prefix(&self.path).unwrap_or(file);
-        rel.parent()
-            .map(|p| {
-                p.components()
-                    .filter_map(|c| {
-                        let s = c.as_os_str().to_string_lossy().to_string();
-                        s.split_once('=').map(|(k, v)| (k.to_string(), unescape(v)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::source::filesystem::partition_values(&self.path, file)
     }
 
     /// The table's columns of `batch`, read from `file` (`file_schema`): stored columns
@@ -247,26 +237,6 @@ impl FileRows {
             }
         }
     }
-}
-
-/// Undoes the `%XX` escapes of partition folder names.
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16)
-        {
-            out.push(x);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 impl Source for ParquetSource {

@@ -379,6 +379,48 @@ fn with_column_names(
     Ok(outer)
 }
 
+/// Flink's built-in catalog and database: the only ones Weir has.
+const DEFAULT_CATALOG: &str = "default_catalog";
+const DEFAULT_DATABASE: &str = "default_database";
+
+/// Drops Flink's default qualifiers from object names — `default_catalog.default_database.t`
+/// and `default_database.t` are `t` — so that every statement (DDL, DESCRIBE, INSERT INTO,
+/// window TVFs, joins, `FOR SYSTEM_TIME AS OF`) finds the object as Flink does, and a
+/// created object is named `t`. Names are matched as written (case-sensitively, quoted or
+/// not); `default_database` after another qualifier (`c.default_database.t`) is left for
+/// the planner to refuse.
+fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let is = |t: Option<&TokenWithSpan>, name: &str| matches!(t.map(|t| &t.token), Some(Token::Word(w)) if w.value == name);
+    let dot = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Period));
+    let word = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Word(_)));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let after_dot = dot(out.last());
+        if !after_dot
+            && is(tokens.get(i), DEFAULT_CATALOG)
+            && dot(tokens.get(i + 1))
+            && is(tokens.get(i + 2), DEFAULT_DATABASE)
+            && dot(tokens.get(i + 3))
+            && word(tokens.get(i + 4))
+        {
+            i += 4;
+            continue;
+        }
+        if !after_dot
+            && is(tokens.get(i), DEFAULT_DATABASE)
+            && dot(tokens.get(i + 1))
+            && word(tokens.get(i + 2))
+        {
+            i += 2;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    out
+}
+
 static NEXT_LOOKUP: AtomicUsize = AtomicUsize::new(1);
 
 /// Takes `FOR SYSTEM_TIME AS OF <column>` out of the tokens (the parser does not know it),
@@ -541,8 +583,9 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
 }
 
 /// Where a statement set starts (its first word), where its `END` is, and whether it is
-/// explained (`EXPLAIN STATEMENT SET`) rather than run.
-type SetSpan = (Pos, Pos, bool);
+/// explained (`EXPLAIN STATEMENT SET`) rather than run: `Some(changelog_mode)` then, true
+/// for `EXPLAIN CHANGELOG_MODE STATEMENT SET`.
+type SetSpan = (Pos, Pos, Option<bool>);
 
 /// Takes Flink's statement-set wrappers out of the tokens — `EXECUTE STATEMENT SET BEGIN
 /// … END;` and the SQL client's `BEGIN STATEMENT SET; … END;` — leaving the INSERTs inside,
@@ -557,7 +600,7 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
     // Where each set starts (its first word) and ends (its END), and whether it is
     // explained (`EXPLAIN STATEMENT SET BEGIN … END;`) rather than run.
     let mut sets = vec![];
-    let mut explain = false;
+    let mut explain = None;
     // At the start of a statement (after `;` or the set's opening).
     let mut at_start = true;
     let mut i = 0;
@@ -580,6 +623,40 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
                 Some(v)
             };
             if open.is_none() {
+                // `EXPLAIN CHANGELOG_MODE[, …] STATEMENT SET`: the details come first.
+                let mut from = i;
+                let mut details = None;
+                if let Some(e) = next_sig(&tokens, i)
+                    && word(&tokens[e], "EXPLAIN")
+                {
+                    let mut at = e + 1;
+                    let mut changelog = false;
+                    while let Some(d) = next_sig(&tokens, at)
+                        && word(&tokens[d], "CHANGELOG_MODE")
+                    {
+                        changelog = true;
+                        at = d + 1;
+                        match next_sig(&tokens, at) {
+                            Some(c) if tokens[c].token == Token::Comma => at = c + 1,
+                            _ => break,
+                        }
+                    }
+                    if changelog {
+                        from = at;
+                        details = Some(true);
+                    }
+                }
+                if let Some(v) = sig(from, 3)
+                    && details.is_some()
+                    && word(&tokens[v[0]], "STATEMENT")
+                    && word(&tokens[v[1]], "SET")
+                    && word(&tokens[v[2]], "BEGIN")
+                {
+                    open = Some(i);
+                    explain = details;
+                    i = v[2] + 1;
+                    continue;
+                }
                 if let Some(v) = sig(i, 4)
                     && (word(&tokens[v[0]], "EXECUTE") || word(&tokens[v[0]], "EXPLAIN"))
                     && word(&tokens[v[1]], "STATEMENT")
@@ -587,7 +664,7 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
                     && word(&tokens[v[3]], "BEGIN")
                 {
                     open = Some(i);
-                    explain = word(&tokens[v[0]], "EXPLAIN");
+                    explain = word(&tokens[v[0]], "EXPLAIN").then_some(false);
                     i = v[3] + 1;
                     continue;
                 }
@@ -605,7 +682,7 @@ fn strip_statement_sets(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan
                 if let Some(start) = open.take() {
                     sets.push((pos_of(&tokens[start]), pos_of(t), explain));
                 }
-                explain = false;
+                explain = None;
                 i += 1;
                 continue;
             } else if t.token != Token::SemiColon && !word(t, "INSERT") {
@@ -691,6 +768,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             )
         })?;
     let mut calls = vec![];
+    let tokens = default_qualifiers(tokens);
     let (tokens, sets) = strip_statement_sets(tokens)?;
     let tokens = local_time_zone_types(tokens);
     let (tokens, mut lookups) = strip_system_time(tokens)?;
@@ -806,14 +884,14 @@ fn statement_set(
         windows: vec![],
         lookups: vec![],
     };
-    if !explain {
+    let Some(changelog_mode) = explain else {
         return set;
-    }
+    };
     Located {
         text: set.text.clone(),
         statement: Statement::Explain {
             inner: Box::new(set),
-            changelog_mode: false,
+            changelog_mode,
         },
         pos: start,
         windows: vec![],
@@ -1171,6 +1249,20 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 p.next_token();
                 if !p.consume_token(&Token::Comma) {
                     break;
+                }
+                let next = p.peek_token();
+                let detail = matches!(&next.token, Token::Word(w) if w.quote_style.is_none()
+                    && ["CHANGELOG_MODE", "ESTIMATED_COST", "JSON_EXECUTION_PLAN", "PLAN_ADVICE"]
+                        .contains(&w.value.to_ascii_uppercase().as_str()));
+                if !detail {
+                    return Err(sql_err(
+                        format!(
+                            "expected an explain detail after ',', found '{}'",
+                            next.token
+                        ),
+                        &next,
+                    )
+                    .with_hint("EXPLAIN CHANGELOG_MODE <query>"));
                 }
             }
             let inner_tok = p.peek_token();
