@@ -1803,9 +1803,26 @@ impl Session {
         if let (Some(rest), WeirError::Sql { pos, .. }) = (msg.split("table '").nth(1), &w)
             && msg.contains("not found")
         {
-            let name = rest.split('\'').next().unwrap_or("");
-            let name = name.rsplit('.').next().unwrap_or(name);
+            let full = rest.split('\'').next().unwrap_or("");
+            let name = full.rsplit('.').next().unwrap_or(full);
             if let Some(p) = pos {
+                // Another catalog or database than Flink's default ones (the parser drops
+                // those): Weir has no other.
+                let qualifier = full
+                    .strip_suffix(name)
+                    .map(|q| q.trim_end_matches('.'))
+                    // `db.t` is `default_catalog.db.t` to the planner: the user wrote `db`.
+                    .map(|q| q.strip_prefix("default_catalog.").unwrap_or(q))
+                    .filter(|q| !q.is_empty() && *q != "default_database");
+                if let Some(q) = qualifier {
+                    return WeirError::sql(
+                        format!("no catalog or database '{q}': Weir has only default_catalog.default_database"),
+                        Some(*p),
+                    )
+                    .with_hint(format!(
+                        "name the table '{name}' or 'default_catalog.default_database.{name}' (names are case-sensitive)"
+                    ));
+                }
                 return self.unknown_relation(name, *p);
             }
         }

@@ -347,6 +347,11 @@ fn right_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&SubqueryAlias>,
             Some((scan, alias, preds))
         }
         LogicalPlan::TableScan(s) => Some((s, None, s.filters.clone())),
+        // Columns only (the optimizer narrows a scan so above a filter on a column the
+        // query does not select): the scan is read whole anyway.
+        LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+            right_scan(&p.input)
+        }
         LogicalPlan::SubqueryAlias(a) => {
             let (scan, None, preds) = right_scan(&a.input)? else {
                 return None;

@@ -1,5 +1,5 @@
 //! The `filesystem` source: JSON-lines or CSV files, one file or every file of a directory
-//! (sorted by name, hidden files skipped), read once — a bounded input. Its position is
+//! and its folders (sorted by path, hidden files skipped), read once — a bounded input. Its position is
 //! kept as the byte ranges read of each file (see [`FileSource`]).
 
 use std::collections::BTreeMap;
@@ -249,7 +249,9 @@ impl SchemaAdapter {
     }
 }
 
-/// The files a path names: itself, or the visible files of a directory in name order.
+/// The files a path names: itself, or the visible files of a directory and of its visible
+/// folders, at any depth (as Flink's recursive enumerator), in path order. Names starting
+/// with `.` or `_` are hidden (files being written, success files).
 pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     let meta = std::fs::metadata(path).map_err(|e| {
         let err = WeirError::user(format!("cannot read '{}': {e}", path.display()));
@@ -278,8 +280,9 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
         let ft = entry.file_type()?;
         if ft.is_file() {
             files.push(entry.path());
-        } else if ft.is_dir() && name.to_string_lossy().contains('=') {
-            // A Hive partition folder (`dt=2026-01-01`): its files belong to the table.
+        } else if ft.is_dir() {
+            // Nested folders too, as Flink's recursive file enumerator reads them (Hive
+            // partition folders, `dt=2026-01-01`, among them).
             files.extend(list_files(&entry.path())?);
         }
     }
