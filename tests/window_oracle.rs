@@ -500,6 +500,14 @@ async fn run_case(seed: u64, which: usize, dir: &std::path::Path) {
     }
 }
 
+/// How many random cases a test runs: `WEIR_WINDOW_CASES`, or `default`.
+fn case_count(default: u64) -> u64 {
+    std::env::var("WEIR_WINDOW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 async fn run_kind(which: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     if let Ok(seed) = std::env::var("WEIR_WINDOW_SEED") {
@@ -507,10 +515,7 @@ async fn run_kind(which: usize) {
         run_case(seed, which, dir.path()).await;
         return;
     }
-    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let cases = case_count(60);
     for seed in 0..cases {
         run_case(seed, which, dir.path()).await;
     }
@@ -684,10 +689,7 @@ async fn straight_and_resumed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_aggregates_equal_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let cases = case_count(40);
     let mut resumed_cases = 0;
     let mut late_rows = 0;
     for seed in 0..cases {
@@ -756,10 +758,7 @@ async fn over_aggregates_equal_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_equals_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let cases = case_count(30);
     let (mut resumed_cases, mut late_rows) = (0, 0);
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(seed + 11_000);
@@ -824,10 +823,7 @@ async fn lag_equals_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grouping_sets_equal_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let cases = case_count(30);
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(seed + 7_000);
         let n = rng.random_range(1..300);
@@ -934,10 +930,7 @@ async fn window_top_n_equals_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_rows_equal_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: u64 = std::env::var("WEIR_WINDOW_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let cases = case_count(30);
     let mut resumed_cases = 0;
     for seed in 0..cases {
         let mut rng = SmallRng::seed_from_u64(9000 + seed);
@@ -946,9 +939,6 @@ async fn session_rows_equal_batch() {
         let rows = generate(&mut rng, n, bound);
         let gap = rng.random_range(1..1500);
         let keyed = rng.random_range(0..3) > 0;
-        let batch_size = [1, 3, 17, 8192][rng.random_range(0..4)];
-        let path = dir.path().join(format!("rows-{seed}.json"));
-        write_json(&rows, &path);
         let part = if keyed { " PARTITION BY k" } else { "" };
         let stream = format!(
             "SELECT k, v, s, ts, window_start, window_end, window_time \
@@ -971,32 +961,27 @@ async fn session_rows_equal_batch() {
                to_timestamp_millis(b.we - 1) \
              FROM g JOIN b ON g.sid = b.sid{on}"
         );
-        let expected = oracle(&rows, &batch).await;
-        assert_eq!(expected.len(), rows.len(), "seed {seed}: every row once");
-        let got = weir(&path, bound, batch_size, &stream).await;
-        assert!(
-            got == expected,
-            "seed {seed}: keyed {keyed}, gap {gap} ms, bound {bound} ms, batch size {batch_size}: \
-             {} rows expected, {} got",
-            expected.len(),
-            got.len()
+        assert_eq!(
+            oracle(&rows, &batch).await.len(),
+            rows.len(),
+            "seed {seed}: every row once"
         );
-        let (resumed_rows, resumed) = weir_resumed(
-            &path,
+        let (late, resumed) = straight_and_resumed(
+            dir.path(),
+            &format!("rows-{seed}"),
+            &mut rng,
+            &rows,
             bound,
-            batch_size,
             &stream,
-            &dir.path().join(format!("checkpoints-rows-{seed}")),
-            std::time::Duration::from_millis(rng.random_range(0..25)),
+            &batch,
         )
         .await;
+        assert_eq!(late, 0, "seed {seed}: the rows are on time");
         resumed_cases += resumed as u64;
-        assert!(
-            resumed_rows == expected,
-            "seed {seed}: stopped with a savepoint and resumed: {} rows expected, {} got",
-            expected.len(),
-            resumed_rows.len()
-        );
     }
     eprintln!("{resumed_cases} of {cases} cases stopped part-way and resumed");
+    assert!(
+        cases < 20 || resumed_cases >= cases / 10,
+        "only {resumed_cases} of {cases} cases were stopped before their end and resumed"
+    );
 }
