@@ -236,6 +236,9 @@ impl Default for Session {
 }
 
 impl Session {
+    /// A session with an empty catalog (Flink's `default_catalog.default_database`),
+    /// Flink's planner settings (case-sensitive identifiers, decimal literals) and the
+    /// session zone of the machine.
     pub fn new() -> Self {
         // Flink's built-in catalog and database, so that `default_catalog.default_database.t`
         // and `default_database.t` name the table `t` as they do in Flink.

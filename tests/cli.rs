@@ -503,6 +503,10 @@ fn explain_changelog_mode_shows_each_nodes_row_kinds() {
             "EXPLAIN CHANGELOG_MODE, SELECT customer FROM orders;",
             "expected an explain detail after ','",
         ),
+        (
+            "EXPLAIN CHANGELOG_MODE, CHANGELOG_MODE SELECT customer FROM orders;",
+            "EXPLAIN CHANGELOG_MODE is given twice",
+        ),
     ] {
         let (_dir, f) = script("q.sql", &format!("{ddl}{q}"));
         let (code, _, stderr) = run(&["run", &f.display().to_string()]);

@@ -315,10 +315,12 @@ impl Operator for TopNOperator {
                     .entry(key.into())
                     .or_insert_with(|| (vec![], now)),
             };
-            *touched = now;
+            // A row the partition ignores (it keeps its first) is no write: it does not
+            // keep the partition from expiring, as Flink's state TTL counts writes.
             if self.keeps_first_arrival && !part.is_empty() {
                 continue;
             }
+            *touched = now;
             // After every kept row that sorts before it, and after (or, newest first,
             // before) those equal to it.
             let at = if self.newest_first {

@@ -1671,8 +1671,6 @@ impl Planner<'_> {
     }
 }
 
-/// For a SESSION window's rows: the input columns, and the event time in each of the three
-/// window columns (the session aggregate reads `window_end` as the row's time).
 /// A SESSION window table function whose rows are not aggregated (Flink 1.19's session
 /// window TVF on its own): each row goes out with its session's `window_start`,
 /// `window_end` and `window_time` once the session closes — when the watermark reaches
@@ -1779,6 +1777,8 @@ fn node_of(op: Box<dyn Operator>, input: PlanNode) -> PlanNode {
     }
 }
 
+/// For a SESSION window's rows: the input columns, and the event time in each of the three
+/// window columns (the session aggregate reads `window_end` as the row's time).
 fn session_columns(w: &window::WindowInfo) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
     use datafusion::physical_expr::expressions::Column;
     let in_schema = w.input.schema().as_arrow().clone();

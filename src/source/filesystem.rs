@@ -138,10 +138,12 @@ fn unescape(v: &str) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
-/// A partition column's value for `rows` rows, cast to `to`: NULL for a file outside any
-/// folder of it, or in Flink's `__DEFAULT_PARTITION__` (the folder of NULL values).
-/// Errors: the folder's value does not cast to the column's type.
+/// Partition column `column`'s value for `rows` rows of `file`, cast to `to`: NULL for a
+/// file outside any folder of it, or in Flink's `__DEFAULT_PARTITION__` (the folder of
+/// NULL values). Errors: the folder's value does not cast to the column's type.
 pub(crate) fn partition_column(
+    column: &str,
+    file: &Path,
     value: Option<&str>,
     rows: usize,
     to: &datafusion::arrow::datatypes::DataType,
@@ -155,7 +157,13 @@ pub(crate) fn partition_column(
             };
             let s = ScalarValue::Utf8(Some(v.to_string())).to_array_of_size(rows)?;
             datafusion::arrow::compute::cast_with_options(&s, to, &options)
-                .map_err(|e| WeirError::user(format!("partition value '{v}' is not a {to}: {e}")))
+                .map_err(|e| {
+                    WeirError::user(format!(
+                        "the folder {column}={v} of '{}' does not fit partition column '{column}' ({}): {e}",
+                        file.display(),
+                        crate::sql::types::flink_type_name(to)
+                    ))
+                })
         }
         _ => Ok(datafusion::arrow::array::new_null_array(to, rows)),
     }
@@ -539,7 +547,7 @@ impl FileSource {
                     .iter()
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.as_str());
-                partition_column(value, rows, f.data_type())?
+                partition_column(name, &facts.file, value, rows, f.data_type())?
             } else {
                 batch
                     .column_by_name(name)

@@ -1236,6 +1236,9 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                     break;
                 }
                 match w.value.to_ascii_uppercase().as_str() {
+                    "CHANGELOG_MODE" if changelog_mode => {
+                        return Err(sql_err("EXPLAIN CHANGELOG_MODE is given twice", &d));
+                    }
                     "CHANGELOG_MODE" => changelog_mode = true,
                     "ESTIMATED_COST" | "JSON_EXECUTION_PLAN" | "PLAN_ADVICE" => {
                         return Err(sql_err(
