@@ -268,13 +268,70 @@ fn named_arg(p: &mut Parser) -> Option<String> {
     None
 }
 
+/// A window call's arguments in its parameters' order (`DATA`, `TIMECOL`, then
+/// [`WindowKind::parameters`]) when every one is named: Flink (Calcite) takes named
+/// arguments in any order (`SESSION(TIMECOL => …, GAP => …, DATA => …)`). Positional or
+/// mixed arguments are left as written, for the parser to judge.
+fn in_parameter_order(kind: WindowKind, inner: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    // The arguments: runs of tokens between commas outside parentheses.
+    let mut pieces: Vec<Vec<TokenWithSpan>> = vec![vec![]];
+    let mut commas = vec![];
+    let mut depth = 0i32;
+    for t in inner.iter().cloned() {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                commas.push(t);
+                pieces.push(vec![]);
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = pieces.last_mut() {
+            last.push(t);
+        }
+    }
+    let name_of = |piece: &[TokenWithSpan]| {
+        let a = next_sig(piece, 0)?;
+        let b = next_sig(piece, a + 1)?;
+        match (&piece[a].token, &piece[b].token) {
+            (Token::Word(w), Token::RArrow) => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        }
+    };
+    let order: Vec<&str> = ["DATA", "TIMECOL"]
+        .into_iter()
+        .chain(kind.parameters().iter().copied())
+        .collect();
+    let mut ranked = vec![];
+    for piece in pieces {
+        let Some(rank) = name_of(&piece).and_then(|n| order.iter().position(|o| *o == n)) else {
+            return inner;
+        };
+        ranked.push((rank, piece));
+    }
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let mut out = vec![];
+    for (i, (_, piece)) in ranked.into_iter().enumerate() {
+        if i > 0
+            && let Some(c) = commas.get(i - 1)
+        {
+            out.push(c.clone());
+        }
+        out.extend(piece);
+    }
+    out
+}
+
 fn parse_call(
     kind: WindowKind,
     short: bool,
     at: &TokenWithSpan,
     close: &TokenWithSpan,
-    mut inner: Vec<TokenWithSpan>,
+    inner: Vec<TokenWithSpan>,
 ) -> Result<WindowCall> {
+    let mut inner = in_parameter_order(kind, inner);
     inner.push(TokenWithSpan::new(Token::EOF, close.span));
     let dialect = GenericDialect {};
     let mut p = Parser::new(&dialect).with_tokens_with_locations(inner);
