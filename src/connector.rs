@@ -186,8 +186,8 @@ fn value_schema(def: &TableDef) -> datafusion::arrow::datatypes::SchemaRef {
 }
 
 /// Checks a `filesystem` table's metadata columns: keys it supplies (Flink's
-/// `file.path`, `file.name`, `file.size`, `file.modification-time`), of types they can be
-/// cast to, and only on a source (Flink's filesystem sink writes no metadata).
+/// `file.path`, `file.name`, `file.size`, `file.modification-time`) and types they can be
+/// cast to. Errors name the column and the key; a sink leaves metadata columns unwritten.
 fn check_file_metadata(def: &TableDef) -> Result<()> {
     use crate::source::filesystem::{METADATA, metadata_type};
     for (col, key) in &def.metadata {
