@@ -32,7 +32,7 @@ impl Planner<'_> {
         // anti join's retractions.
         if matches!(j.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
             && j.null_equality == NullEquality::NullEqualsNull
-            && let LogicalPlan::Aggregate(a) = j.left.as_ref()
+            && let Some(a) = super::window_aggregate::aggregate_of(j.left.as_ref())
             && a.aggr_expr.is_empty()
             && a.input.schema().fields().len() == a.schema.fields().len()
         {

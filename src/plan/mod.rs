@@ -13,6 +13,7 @@ mod join;
 mod narrow;
 pub mod rank_limit;
 pub mod window;
+pub mod window_aggregate;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::source::Source;
 use crate::source::watermark::{SourceStage, WatermarkExpr};
 use crate::sql::catalog::{StreamTable, TableDef, logical_expr};
 use crate::sql::window::WindowKind;
+use window_aggregate::WindowAggregate;
 
 /// An aggregate function compiled, with its FILTER.
 type AggregateCall = (
@@ -328,8 +330,10 @@ impl Planner<'_> {
             let batches = datafusion::physical_plan::common::collect(stream).await?;
             return Ok(PlanNode::Values { batches });
         }
-        // Rank limits (`WHERE rn <= N`) become nodes of the plan (see `rank_limit`).
+        // Rank limits (`WHERE rn <= N`) and window aggregates become nodes of the plan
+        // (see `rank_limit` and `window_aggregate`).
         let plan = rank_limit::lift(plan)?;
+        let plan = window_aggregate::lift(&plan)?;
         self.node(&plan)
     }
 
@@ -444,6 +448,9 @@ impl Planner<'_> {
             LogicalPlan::Sort(s) => self.sort(s),
             LogicalPlan::Window(w) if is_over_aggregate(w) => self.over(w),
             LogicalPlan::Window(w) => self.rank(w, None),
+            LogicalPlan::Extension(_) if let Some(w) = WindowAggregate::of(plan) => {
+                self.window_aggregate(w)
+            }
             LogicalPlan::Extension(_) => match rank_limit::RankLimit::of(plan) {
                 Some(r) => match &r.input {
                     LogicalPlan::Window(w) => self.rank(w, Some(r)),
@@ -693,22 +700,28 @@ impl Planner<'_> {
 
     /// A GROUP BY over a stream: a window aggregate, whose GROUP BY holds `window_start`
     /// and `window_end` of a window table function.
+    /// An aggregate: a window aggregate when its GROUP BY holds window columns (one not
+    /// lifted into a [`WindowAggregate`] node yet), else a GROUP BY over the whole stream.
     fn aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {
+        match WindowAggregate::resolve(agg)? {
+            Some(w) => self.window_aggregate(&w),
+            None => {
+                let grouping = self.grouping_sets(agg)?;
+                self.group_aggregate(agg, grouping)
+            }
+        }
+    }
+
+    /// A window aggregate: a window (or session) aggregate operator over its input.
+    fn window_aggregate(&self, w: &WindowAggregate) -> Result<PlanNode> {
         use datafusion::logical_expr::{Expr, ExprSchemable};
+        let agg = &w.aggregate;
         let grouping = self.grouping_sets(agg)?;
         let group_exprs: Vec<Expr> = match &grouping {
             Some(g) => g.exprs.clone(),
             None => agg.group_expr.clone(),
         };
-        let is_window_col = |g: &Expr| {
-            matches!(g, Expr::Column(c)
-                if window::trace_window_column(&agg.input, &c.name).is_some()
-                    || window::aggregated_window_trace(&agg.input, &c.name).is_some())
-        };
-        let windowed = group_exprs.iter().any(is_window_col);
-        if !windowed {
-            return self.group_aggregate(agg, grouping);
-        }
+        let is_window_col = |g: &Expr| w.is_window_column(g);
         if let Some(g) = &grouping
             && group_exprs
                 .iter()
@@ -732,16 +745,12 @@ impl Planner<'_> {
         let mut cascaded = false;
         for (gi, g) in group_exprs.iter().enumerate() {
             let traced = match g {
-                Expr::Column(c) => window::trace_window_column(&agg.input, &c.name)
-                    .map(|t| (t, false))
-                    .or_else(|| {
-                        window::aggregated_window_trace(&agg.input, &c.name).map(|t| (t, true))
-                    }),
+                Expr::Column(c) => w.column(&c.name),
                 _ => None,
             };
-            if let (Expr::Column(c), Some(((col, tr), below))) = (g, traced) {
-                cascaded |= below;
-                match col.as_str() {
+            if let (Expr::Column(c), Some(wc)) = (g, traced) {
+                cascaded |= wc.cascaded;
+                match wc.column.as_str() {
                     "window_start" => layout.push(OutCol::WindowStart),
                     "window_end" => {
                         end_col = Some(input_schema.index_of_column(c)?);
@@ -749,15 +758,7 @@ impl Planner<'_> {
                     }
                     _ => layout.push(OutCol::WindowTime),
                 }
-                if let Some(prev) = &trace
-                    && prev.table.call.id != tr.table.call.id
-                {
-                    return Err(WeirError::sql(
-                        "GROUP BY has the columns of two different windows",
-                        None,
-                    ));
-                }
-                trace = Some(tr);
+                trace = Some(w.trace(wc));
                 continue;
             }
             layout.push(OutCol::Key(keys.len()));
@@ -815,7 +816,7 @@ impl Planner<'_> {
             .any(|e| {
                 e.column_refs()
                     .iter()
-                    .any(|c| window::trace_window_column(&agg.input, &c.name).is_some())
+                    .any(|c| w.column(&c.name).is_some_and(|wc| !wc.cascaded))
             });
         if cascaded && table.spec.kind == WindowKind::Session {
             return Err(WeirError::sql(

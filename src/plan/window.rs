@@ -16,6 +16,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::operator::window::WindowSpec;
+use crate::plan::window_aggregate::WindowAggregate;
 use crate::sql::catalog::StreamTable;
 use crate::sql::window::WindowCall;
 
@@ -202,12 +203,15 @@ pub fn is_time_attribute(plan: &LogicalPlan, name: &str) -> bool {
                 None => false,
             }
         }
-        LogicalPlan::Aggregate(a) => {
+        LogicalPlan::Aggregate(_) | LogicalPlan::Extension(_) => {
+            let Some(w) = WindowAggregate::in_plan(plan) else {
+                return false;
+            };
             name == "window_time"
-                && a.group_expr.iter().any(|g| {
+                && w.aggregate.group_expr.iter().any(|g| {
                     column_of(g).is_some_and(|c| {
-                        trace_window_column(&a.input, &c.name)
-                            .is_some_and(|(col, _)| col == "window_time")
+                        w.column(&c.name)
+                            .is_some_and(|wc| !wc.cascaded && wc.column == "window_time")
                     })
                 })
         }
@@ -268,11 +272,12 @@ pub fn aggregated_window_column(plan: &LogicalPlan, name: &str) -> Option<String
 /// aggregates of window aggregates.
 pub fn aggregated_window_trace(plan: &LogicalPlan, name: &str) -> Option<(String, WindowTrace)> {
     match plan {
-        LogicalPlan::Aggregate(a) => {
+        LogicalPlan::Aggregate(_) | LogicalPlan::Extension(_) => {
+            let w = WindowAggregate::in_plan(plan)?;
+            let a = &w.aggregate;
             let i = position(&a.schema, name)?;
-            let c = column_of(a.group_expr.get(i)?)?;
-            trace_window_column(&a.input, &c.name)
-                .or_else(|| aggregated_window_trace(&a.input, &c.name))
+            let c = w.column(&column_of(a.group_expr.get(i)?)?.name)?;
+            Some((c.column.clone(), w.trace(c)))
         }
         LogicalPlan::Projection(p) => {
             let i = position(&p.schema, name)?;
