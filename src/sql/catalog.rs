@@ -223,6 +223,7 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
     // query does (the analyzer, which does it there, does not run on lone expressions).
     let zoned = state
         .create_logical_expr(&text, schema)
+        .and_then(|l| crate::sql::literals::flink_int_literals_expr(l, schema))
         .and_then(|l| crate::sql::local_time::in_session_zone(l, schema));
     zoned.map_err(|err| {
         let err = WeirError::from(err);

@@ -202,6 +202,17 @@ fn follow_renames(
     Ok((t.data, true))
 }
 
+/// A lone expression (a table's computed column, `b AS a + 1`) with its integer literals
+/// typed as Flink types them, as [`flink_int_literals`] types a projection's: `a + 1` over
+/// an `INT` column `a` is an `INT`. Errors when an operand's type cannot be found in
+/// `schema`.
+pub fn flink_int_literals_expr(
+    e: Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<Expr> {
+    Ok(projected(e).transform_up(|x| retype(x, schema))?.data)
+}
+
 /// A projected literal (under its alias, if any) as an `INT`.
 fn projected(e: Expr) -> Expr {
     match e {
