@@ -1011,7 +1011,7 @@ impl Session {
                 };
                 // Flink's DESCRIBE: name, type (a time attribute marked `*ROWTIME*` or
                 // `*PROCTIME*`), null, key (`PRI(…)`), extras (a computed column's `AS
-                // expr`, a metadata column's `METADATA FROM 'key'`), watermark.
+                // expr`, a metadata column's `METADATA [FROM 'key'] [VIRTUAL]`), watermark.
                 let def = self.tables.get(name).cloned();
                 let pk = def
                     .as_ref()
@@ -1025,6 +1025,7 @@ impl Session {
                         let mut ty = crate::sql::types::flink_type_name(f.data_type());
                         let (mut key, mut extras, mut watermark) =
                             (String::new(), String::new(), String::new());
+                        let mut nullable = true;
                         if let Some(d) = &def {
                             if let Some(w) = d.watermark.as_ref().filter(|w| w.column == *f.name())
                             {
@@ -1039,14 +1040,15 @@ impl Session {
                             }
                             if let Some((_, e, _)) = d.computed.iter().find(|(c, _, _)| *c == i) {
                                 extras = format!("AS {e}");
-                            } else if let Some((_, k)) =
-                                d.metadata.iter().find(|(c, _)| c == f.name())
+                            } else if let Some((_, text, declared_nullable)) =
+                                d.metadata_declared.iter().find(|(c, _, _)| c == f.name())
                             {
-                                extras = format!("METADATA FROM '{k}'");
+                                extras = text.clone();
+                                nullable &= *declared_nullable;
                             }
                         }
                         // A primary key's columns are NOT NULL (Flink's resolved schema).
-                        let nullable = f.is_nullable() && key.is_empty();
+                        let nullable = nullable && f.is_nullable() && key.is_empty();
                         [
                             f.name().clone(),
                             ty,
@@ -1145,6 +1147,7 @@ impl Session {
             schema,
             computed: vec![],
             metadata: vec![],
+            metadata_declared: vec![],
             watermark,
             partitioned_by: vec![],
             primary_key: vec![],

@@ -32,6 +32,11 @@ pub struct TableDef {
     pub computed: Vec<(usize, Expr, Pos)>,
     /// Metadata columns: name and key.
     pub metadata: Vec<(String, String)>,
+    /// Metadata columns as declared, for `DESCRIBE`: name, Flink's extras text (`METADATA`,
+    /// ` FROM 'key'` when a key is written, ` VIRTUAL`; Flink's
+    /// `Column.MetadataColumn#explainExtras`) and whether it was declared nullable (the
+    /// column itself is nullable whatever was declared: a record may lack the metadata).
+    pub metadata_declared: Vec<(String, String, bool)>,
     pub watermark: Option<WatermarkDef>,
     pub partitioned_by: Vec<String>,
     /// The columns of `PRIMARY KEY (…) NOT ENFORCED`, in order (none when not declared):
@@ -90,6 +95,7 @@ impl TableDef {
         }
         let mut physical_fields = vec![];
         let mut metadata = vec![];
+        let mut metadata_declared = vec![];
         for col in &c.columns {
             match &col.kind {
                 ColumnKind::Physical {
@@ -98,9 +104,22 @@ impl TableDef {
                 } => {
                     physical_fields.push(Field::new(&col.name, data_type.clone(), *nullable));
                 }
-                ColumnKind::Metadata { data_type, key, .. } => {
+                ColumnKind::Metadata {
+                    data_type,
+                    nullable,
+                    key,
+                    is_virtual,
+                } => {
                     physical_fields.push(Field::new(&col.name, data_type.clone(), true));
                     metadata.push((col.name.clone(), key.clone().unwrap_or(col.name.clone())));
+                    let mut extras = "METADATA".to_string();
+                    if let Some(k) = key {
+                        extras.push_str(&format!(" FROM '{}'", k.replace('\'', "''")));
+                    }
+                    if *is_virtual {
+                        extras.push_str(" VIRTUAL");
+                    }
+                    metadata_declared.push((col.name.clone(), extras, *nullable));
                 }
                 ColumnKind::Computed(_) => {}
             }
@@ -200,6 +219,7 @@ impl TableDef {
             schema,
             computed,
             metadata,
+            metadata_declared,
             watermark: c.watermark.clone(),
             partitioned_by: c.partitioned_by.iter().map(|(p, _)| p.clone()).collect(),
             primary_key: c.primary_key.clone(),

@@ -194,6 +194,8 @@ pub enum ColumnKind {
     /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`, supplied by the connector.
     Metadata {
         data_type: DataType,
+        /// False when declared `NOT NULL`.
+        nullable: bool,
         key: Option<String>,
         is_virtual: bool,
     },
@@ -1715,6 +1717,7 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
         let is_virtual = p.parse_keyword(Keyword::VIRTUAL);
         kind = ColumnKind::Metadata {
             data_type,
+            nullable,
             key,
             is_virtual,
         };
