@@ -270,6 +270,16 @@ impl From<DataFusionError> for WeirError {
                 .map(|h| h.message.clone())
                 .or_else(|| d.notes.first().map(|n| n.message.clone()))
         });
+        // Names Weir gives internally (an unaliased VALUES, a lookup table) mean nothing to
+        // the user: such a hint says what to write instead, or goes.
+        let hint = match hint {
+            Some(h) if h.contains("__weir_values_") => Some(
+                "give the VALUES an alias, as in (VALUES (1)) AS t(x), and qualify the column with it"
+                    .to_string(),
+            ),
+            Some(h) if h.contains("__weir_") => None,
+            h => h,
+        };
         let inner = e.find_root();
         match inner {
             DataFusionError::Plan(_)

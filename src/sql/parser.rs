@@ -391,10 +391,19 @@ const DEFAULT_DATABASE: &str = "default_database";
 /// created object is named `t`. Names are matched as written (case-sensitively, quoted or
 /// not); `default_database` after another qualifier (`c.default_database.t`) is left for
 /// the planner to refuse.
+///
+/// A script that uses `default_database` alone (a table alias, `FROM t AS default_database`)
+/// keeps `default_database.x`, which then names the alias's column, as Calcite resolves a
+/// name in scope before a schema.
 fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is = |t: Option<&TokenWithSpan>, name: &str| matches!(t.map(|t| &t.token), Some(Token::Word(w)) if w.value == name);
     let dot = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Period));
     let word = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Word(_)));
+    let alias_named_database = (0..tokens.len()).any(|i| {
+        is(tokens.get(i), DEFAULT_DATABASE)
+            && !dot(tokens.get(i + 1))
+            && !(i > 0 && dot(tokens.get(i - 1)))
+    });
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
@@ -410,6 +419,7 @@ fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             continue;
         }
         if !after_dot
+            && !alias_named_database
             && is(tokens.get(i), DEFAULT_DATABASE)
             && dot(tokens.get(i + 1))
             && word(tokens.get(i + 2))
@@ -421,6 +431,50 @@ fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         i += 1;
     }
     out
+}
+
+/// Refuses a reserved word that stands for a value (`USER`, `CURRENT_DATE`, …) used
+/// unquoted as a qualifier (`user.id`, after `FROM t AS user`): the parser reads it as the
+/// function, and Flink (Calcite) reserves these words too. The error points at the word and
+/// says how to quote it.
+fn reserved_qualifiers(tokens: &[TokenWithSpan]) -> Result<()> {
+    use crate::sql::window::next_sig;
+    const VALUE_WORDS: [Keyword; 10] = [
+        Keyword::USER,
+        Keyword::CURRENT_USER,
+        Keyword::SESSION_USER,
+        Keyword::CURRENT_DATE,
+        Keyword::CURRENT_TIME,
+        Keyword::CURRENT_TIMESTAMP,
+        Keyword::LOCALTIME,
+        Keyword::LOCALTIMESTAMP,
+        Keyword::CURRENT_ROLE,
+        Keyword::CURRENT_CATALOG,
+    ];
+    for (i, t) in tokens.iter().enumerate() {
+        let Token::Word(w) = &t.token else { continue };
+        if w.quote_style.is_some() || !VALUE_WORDS.contains(&w.keyword) {
+            continue;
+        }
+        let qualifies = next_sig(tokens, i + 1)
+            .is_some_and(|k| matches!(tokens[k].token, Token::Period));
+        let qualified = i > 0 && matches!(tokens[i - 1].token, Token::Period);
+        if qualifies && !qualified {
+            return Err(sql_err(
+                format!(
+                    "'{}' is a reserved word (the function {}), so it cannot qualify a name unquoted",
+                    w.value,
+                    w.value.to_uppercase()
+                ),
+                t,
+            )
+            .with_hint(format!(
+                "quote it where it names a table or alias: `{}`",
+                w.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 static NEXT_LOOKUP: AtomicUsize = AtomicUsize::new(1);
@@ -504,6 +558,24 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
                 "FOR SYSTEM_TIME AS OF takes the processing-time column of the stream, as in FOR SYSTEM_TIME AS OF s.proc_time",
                 &tokens[at],
             ));
+        }
+        // Only a column: Flink refuses an expression there ("Temporal table join currently
+        // only supports 'FOR SYSTEM_TIME AS OF' left table's time attribute field").
+        if let Some(k) = next_sig(&tokens, past)
+            && !matches!(
+                tokens[k].token,
+                Token::Word(_)
+                    | Token::Comma
+                    | Token::RParen
+                    | Token::SemiColon
+                    | Token::EOF
+            )
+        {
+            return Err(sql_err(
+                "FOR SYSTEM_TIME AS OF takes a time attribute column of the stream as it is (FOR SYSTEM_TIME AS OF o.order_time), not an expression",
+                &tokens[k],
+            )
+            .with_hint("declare the time you mean as a column of the stream (with its WATERMARK, for an event-time join) and name that column"));
         }
         let first = next_sig(&tokens, of + 1).unwrap_or(of);
         let end = past;
@@ -770,6 +842,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
             )
         })?;
     let mut calls = vec![];
+    reserved_qualifiers(&tokens)?;
     let tokens = default_qualifiers(tokens);
     let (tokens, sets) = strip_statement_sets(tokens)?;
     let tokens = local_time_zone_types(tokens);
