@@ -456,8 +456,8 @@ fn reserved_qualifiers(tokens: &[TokenWithSpan]) -> Result<()> {
         if w.quote_style.is_some() || !VALUE_WORDS.contains(&w.keyword) {
             continue;
         }
-        let qualifies = next_sig(tokens, i + 1)
-            .is_some_and(|k| matches!(tokens[k].token, Token::Period));
+        let qualifies =
+            next_sig(tokens, i + 1).is_some_and(|k| matches!(tokens[k].token, Token::Period));
         let qualified = i > 0 && matches!(tokens[i - 1].token, Token::Period);
         if qualifies && !qualified {
             return Err(sql_err(
@@ -564,11 +564,7 @@ fn strip_system_time(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>, 
         if let Some(k) = next_sig(&tokens, past)
             && !matches!(
                 tokens[k].token,
-                Token::Word(_)
-                    | Token::Comma
-                    | Token::RParen
-                    | Token::SemiColon
-                    | Token::EOF
+                Token::Word(_) | Token::Comma | Token::RParen | Token::SemiColon | Token::EOF
             )
         {
             return Err(sql_err(
