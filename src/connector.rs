@@ -168,6 +168,24 @@ pub fn validate(def: &TableDef) -> Result<()> {
     Ok(())
 }
 
+/// Checks the option values the `datagen` generator parses, when a statement writes them
+/// (`CREATE TABLE`, `ALTER TABLE … SET`), so an error points at that statement rather than
+/// at a query reading the table, maybe in another file ([`validate`] checks `nexmark`'s).
+/// Not after `ALTER TABLE` changes columns: Flink keeps a dropped or renamed column's
+/// `fields.<name>.*` options, which fail the next query that reads the table. Errors: the
+/// first bad option, at its position.
+pub fn validate_generator(def: &TableDef) -> Result<()> {
+    if def.connector == "datagen" && def.memory.is_none() {
+        crate::source::datagen::DatagenSource::new(
+            def.physical.clone(),
+            &def.options,
+            &def.name,
+            1,
+        )?;
+    }
+    Ok(())
+}
+
 /// The columns a table's records hold: its physical columns that are not metadata, nor
 /// (for a `filesystem` table) partition columns, which its folders hold (the filesystem
 /// sink writes the other columns into the files).

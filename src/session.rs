@@ -672,6 +672,7 @@ impl Session {
                 }
                 let def = TableDef::from_ddl(c, &self.ctx.state())?;
                 crate::connector::validate(&def)?;
+                crate::connector::validate_generator(&def)?;
                 let def = Arc::new(def);
                 self.ctx
                     .register_table(relation(&def.name), Arc::new(StreamTable::new(def.clone())))?;
@@ -712,6 +713,7 @@ impl Session {
                 }
                 def.connector = def.options.get("connector").unwrap_or_default().to_string();
                 crate::connector::validate(&def)?;
+                crate::connector::validate_generator(&def)?;
                 let def = Arc::new(def);
                 self.replace_table(name, def.clone()).await?;
                 if let Some(ddl) = self.ddl.get(name) {

@@ -125,6 +125,31 @@ fn bad_sql_exits_2_with_a_caret() {
     ");
 }
 
+/// A generator's bad option value is reported at its CREATE TABLE, in the DDL's own file.
+/// Regression: it was found when the query in the next file planned, and reported at the
+/// DDL's line and column in the query's file.
+#[test]
+fn a_bad_option_value_points_at_its_create_table_file() {
+    let (dir, ddl) = script(
+        "ddl.sql",
+        "CREATE TABLE a1 (x INT)\n  WITH ('connector' = 'datagen', 'rows-per-second' = 'x');\n",
+    );
+    let query = dir.path().join("use.sql");
+    std::fs::write(&query, "SELECT * FROM a1;\n").expect("write");
+    let (code, stdout, stderr) = run(&[
+        "run",
+        &ddl.display().to_string(),
+        &query.display().to_string(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "a query ran: {stdout}");
+    assert!(
+        stderr.contains("ddl.sql:2:34: option 'rows-per-second' = 'x' is not a valid u64"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("use.sql"), "{stderr}");
+}
+
 #[test]
 fn a_syntax_error_starts_nothing() {
     let (_dir, f) = script(
