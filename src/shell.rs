@@ -172,6 +172,9 @@ pub struct Shell {
     /// file's name, and the line and column (from 1) the command starts at, so that its
     /// error points there.
     script_place: Option<(Arc<str>, Option<String>, usize, usize)>,
+    /// Set when a meta command fails; a script reads and clears it after each command
+    /// (the script then exits 1, as for a failed statement).
+    meta_failed: std::cell::Cell<bool>,
 }
 
 /// What the shell does with a statement while statement sets are collected.
@@ -265,6 +268,7 @@ impl Shell {
             words: Arc::new(Mutex::new(complete::Catalog::default())),
             statement_set: None,
             script_place: None,
+            meta_failed: std::cell::Cell::new(false),
         };
         shell.refresh_words();
         shell
@@ -438,7 +442,7 @@ impl Shell {
             return match Meta::parse(trimmed) {
                 Ok(m) => self.meta(m).await,
                 Err(e) => {
-                    crate::message::error(e);
+                    self.meta_error(e);
                     true
                 }
             };
@@ -481,11 +485,12 @@ impl Shell {
             Meta::Quit => return false,
             Meta::Describe(None) => {
                 if let Err(e) = self.sql("SHOW TABLES;").await {
-                    crate::message::say(e.render(None, None));
+                    self.meta_error(e.render_body(None, None));
                 }
             }
             Meta::Describe(Some(name)) => {
                 if let Err(e) = self.sql(&format!("DESCRIBE {name};")).await {
+                    self.meta_failed.set(true);
                     // Shown under what was typed: `\\d NAME`, the name 6 columns to the
                     // left of where it is in `DESCRIBE NAME`.
                     let e = match e.pos() {
@@ -516,7 +521,7 @@ impl Shell {
             Meta::Metrics(id) => self.show_metrics(id),
             Meta::Explain(id) => {
                 if let Err(e) = self.explain_job(id) {
-                    crate::message::say(e.render(None, None));
+                    self.meta_error(e.render_body(None, None));
                 }
             }
             Meta::Stop(id) => self.stop(id).await,
@@ -545,16 +550,30 @@ impl Shell {
             Meta::Include(path) => match std::fs::read_to_string(&path) {
                 Ok(text) => {
                     if let Err(e) = self.sql(&text).await {
+                        self.meta_failed.set(true);
                         crate::message::say(
                             e.render(Some(&text), Some(&path.display().to_string())),
                         );
                     }
                     self.refresh_words();
                 }
-                Err(e) => crate::message::error(format!("cannot read '{}': {e}", path.display())),
+                Err(e) => self.meta_error(format!("cannot read '{}': {e}", path.display())),
             },
         }
         true
+    }
+
+    /// Reports a meta command's error: in a script at the command's place (`file:line:col`),
+    /// and the script then counts as failed; at the prompt as it is.
+    fn meta_error(&self, message: impl std::fmt::Display) {
+        self.meta_failed.set(true);
+        match &self.script_place {
+            Some((_, file, line, col)) => crate::message::error(format!(
+                "at {}{line}:{col}: {message}",
+                file.as_deref().map(|f| format!("{f}:")).unwrap_or_default()
+            )),
+            None => crate::message::error(message),
+        }
     }
 
     /// Stops a job cleanly: its sources stop, what is in flight drains to the sink, and the
@@ -576,7 +595,7 @@ impl Shell {
                 }
             }
             Some(_) => crate::message::info(format!("job {id} has already ended")),
-            None => crate::message::error(format!("no job {id}; \\jobs lists them")),
+            None => self.meta_error(format!("no job {id}; \\jobs lists them")),
         }
     }
 
@@ -607,7 +626,7 @@ impl Shell {
             .collect();
         if jobs.is_empty() {
             match id {
-                Some(id) => crate::message::error(format!("no job {id}; \\jobs lists them")),
+                Some(id) => self.meta_error(format!("no job {id}; \\jobs lists them")),
                 None => println!("no jobs"),
             }
             return;
@@ -1281,6 +1300,9 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> b
                 shell.script_place = Some((whole.clone(), file.map(str::to_string), i + 1, col));
                 let go_on = rt.block_on(shell.handle(line));
                 shell.script_place = None;
+                if shell.meta_failed.take() {
+                    ok = false;
+                }
                 if !go_on {
                     break;
                 }

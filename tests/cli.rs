@@ -2226,3 +2226,42 @@ fn json_rows_are_written_as_flinks_json_format_and_read_back() {
         "{stderr}"
     );
 }
+
+/// A meta command that fails in a `-f` script or piped input is reported at its line and
+/// column and makes the run exit 1, as a failed statement does; the statements around it
+/// still run. Regression: reported with no place, and the run exited 0.
+#[test]
+fn a_failed_meta_command_in_a_script_exits_1_at_its_line() {
+    let (_dir, f) = script(
+        "m.sql",
+        "\\format csv\nSELECT 1 AS a;\n  \\x maybe\n\\stop 99\nSELECT 2 AS b;\n",
+    );
+    let (code, stdout, stderr) = run(&["-f", &f.display().to_string()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("m.sql:3:3: \\x takes on or off, not 'maybe'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("m.sql:4:1: no job 99"), "{stderr}");
+    assert_eq!(stdout, "a\n1\nb\n2\n");
+    // The same from a pipe (no file name).
+    let mut child = weir()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"SELECT 1 AS a;\n\\bogus\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at 2:1: unknown command '\\bogus'"),
+        "{stderr}"
+    );
+}
