@@ -349,12 +349,12 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
             options.bool_or("standard-error", false)?,
         ))),
         "blackhole" => Ok(Box::new(crate::sink::blackhole::BlackholeSink)),
-        "kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create(
-            &def.name, options,
-        )?)),
-        "upsert-kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create_upsert(
-            def, options,
-        )?)),
+        "kafka" => Ok(Box::new(
+            crate::sink::kafka::KafkaSink::create(&def.name, options)?.with_metadata(def),
+        )),
+        "upsert-kafka" => Ok(Box::new(
+            crate::sink::kafka::KafkaSink::create_upsert(def, options)?.with_metadata(def),
+        )),
         "filesystem" => {
             let path = local_path(options.require("path", &def.name)?);
             Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(

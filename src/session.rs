@@ -1042,11 +1042,11 @@ impl Session {
                             }
                             if let Some((_, e, _)) = d.computed.iter().find(|(c, _, _)| *c == i) {
                                 extras = format!("AS {e}");
-                            } else if let Some((_, text, declared_nullable)) =
-                                d.metadata_declared.iter().find(|(c, _, _)| c == f.name())
+                            } else if let Some(m) =
+                                d.metadata_declared.iter().find(|m| m.name == *f.name())
                             {
-                                extras = text.clone();
-                                nullable &= *declared_nullable;
+                                extras = m.extras.clone();
+                                nullable &= m.nullable;
                             }
                         }
                         // A primary key's columns are NOT NULL (Flink's resolved schema).
@@ -1976,23 +1976,38 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
     if !def.has_columns {
         return Ok(plan);
     }
-    // Metadata columns are read-only (VIRTUAL): a sink writes the other columns.
+    // A sink writes its physical columns and its persisted metadata columns (those not
+    // VIRTUAL, which its connector must be able to write), as in Flink.
+    let persisted = def.written_metadata()?;
     let written: Vec<&Field> = def
         .physical
         .fields()
         .iter()
         .map(|f| f.as_ref())
-        .filter(|f| !def.metadata.iter().any(|(c, _)| c == f.name()))
+        .filter(|f| {
+            !def.metadata.iter().any(|(c, _)| c == f.name())
+                || persisted.iter().any(|m| m.name == *f.name())
+        })
         .collect();
     let target: Vec<&Field> = if columns.is_empty() {
         written.clone()
     } else {
         columns
             .iter()
-            .map(|c| {
-                def.physical.field_with_name(c).map_err(|_| {
-                    WeirError::sql(format!("table '{}' has no column '{c}'", def.name), None)
-                })
+            .map(|c| match written.iter().find(|f| f.name() == c) {
+                Some(f) => Ok(*f),
+                // A VIRTUAL metadata column is read-only, as in Flink.
+                None if def.physical.field_with_name(c).is_ok() => Err(WeirError::sql(
+                    format!(
+                        "column '{c}' of table '{}' is VIRTUAL metadata, which a sink does not write",
+                        def.name
+                    ),
+                    None,
+                )),
+                None => Err(WeirError::sql(
+                    format!("table '{}' has no column '{c}'", def.name),
+                    None,
+                )),
             })
             .collect::<Result<Vec<_>>>()?
     };

@@ -464,6 +464,56 @@ async fn what_weir_writes_an_independent_client_reads() {
     assert_eq!(seen, (1..=300).collect::<Vec<_>>());
 }
 
+/// A sink's persisted `timestamp` metadata column is each message's timestamp, and not part
+/// of its value, as Flink's Kafka sink writes it; a NULL leaves the producer's time. Read
+/// by the independent client. Regression: the column was left unwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_metadata_column_is_the_messages_timestamp() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("stamped", 2);
+    let servers = broker.bootstrap();
+    collect(&format!(
+        "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+         'number-of-rows' = '50', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+         'fields.v.end' = '50');\n\
+         CREATE TABLE stamped (v BIGINT, ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp', \
+         `offset` BIGINT METADATA VIRTUAL) WITH ('connector' = 'kafka', 'topic' = 'stamped', \
+         'properties.bootstrap.servers' = '{servers}', 'format' = 'json');\n\
+         INSERT INTO stamped SELECT v, CASE WHEN v = 50 THEN NULL ELSE TO_TIMESTAMP_LTZ({BASE} + v * 1000, 3) END FROM src;"
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "stamped", "50"]);
+    let mut seen = vec![];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for line in printed.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let v = m["v"].as_str().expect("a value");
+        assert!(
+            !v.contains("ts"),
+            "the timestamp column is in the value: {v}"
+        );
+        let value: serde_json::Value = serde_json::from_str(v).expect("a JSON value");
+        let n = value["v"].as_i64().unwrap_or_else(|| panic!("no v in {v}"));
+        let t = m["t"].as_i64().expect("a timestamp");
+        if n == 50 {
+            assert!(
+                (now - 600_000..now + 600_000).contains(&t),
+                "{t} is not now"
+            );
+        } else {
+            assert_eq!(t, BASE + n * 1000, "{line}");
+        }
+        seen.push(n);
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=50).collect::<Vec<_>>());
+}
+
 /// A CSV value holding line breaks is still one message, under its own row's key (the
 /// encoded batch is not split on lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ was written by someone else and what Weir writes is read by someone else.
       to partition i % PARTITIONS, keyed by i % 20, each i 10 ms after 2026-01-01 + i * 10 ms
   kafka_client.py produce-paced BOOTSTRAP TOPIC N PARTITIONS RATE
       as produce-seq (no padding, i = 1..N), RATE messages a second, each flushed at once
-  kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v"} lines
+  kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v", "t"} lines
                                                  (v null for a tombstone)
 """
 
@@ -16,7 +16,7 @@ import json
 import sys
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Producer, TopicPartition
 
 
 def producer(bootstrap):
@@ -142,7 +142,10 @@ def consume(bootstrap, topic, n):
         key = m.key().decode() if m.key() is not None else None
         # A tombstone (an upsert sink's delete) has no value: null.
         value = m.value().decode() if m.value() is not None else None
-        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": value}))
+        # The message's timestamp in epoch ms (None when it has none).
+        kind, ts = m.timestamp()
+        t = ts if kind != TIMESTAMP_NOT_AVAILABLE else None
+        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": value, "t": t}))
         got += 1
     c.close()
     if got < n:

@@ -112,6 +112,10 @@ pub struct KafkaSink {
     /// `upsert-kafka`: a changelog in, tombstones for deletes; true when the value leaves
     /// the key's columns out (`'value.fields-include' = 'EXCEPT_KEY'`).
     upsert: Option<bool>,
+    /// The column declared `METADATA FROM 'timestamp'` (not `VIRTUAL`): each message's
+    /// timestamp (epoch ms) is its value, and the column is not encoded into the value,
+    /// as Flink's Kafka sink writes it. A NULL leaves the timestamp to the producer.
+    timestamp_column: Option<String>,
 }
 
 /// `json` or `csv` from option `key` (required).
@@ -227,7 +231,46 @@ impl KafkaSink {
             key_format,
             key_fields: vec![],
             upsert: None,
+            timestamp_column: None,
         })
+    }
+
+    /// The sink writing `def`'s persisted `timestamp` metadata column, if it has one, as
+    /// each message's timestamp.
+    pub fn with_metadata(mut self, def: &crate::sql::catalog::TableDef) -> Self {
+        self.timestamp_column = def
+            .metadata_declared
+            .iter()
+            .find(|m| !m.is_virtual && m.key == "timestamp")
+            .map(|m| m.name.clone());
+        self
+    }
+
+    /// `data` without its timestamp metadata column, and that column's values in epoch
+    /// milliseconds (None: the batch has no such column, as a late-data sink's rows).
+    fn take_timestamps(
+        &self,
+        data: RecordBatch,
+    ) -> Result<(RecordBatch, Option<Vec<Option<i64>>>)> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+        let Some(i) = self
+            .timestamp_column
+            .as_ref()
+            .and_then(|c| data.schema().index_of(c).ok())
+        else {
+            return Ok((data, None));
+        };
+        let ms = datafusion::arrow::compute::cast(
+            data.column(i),
+            &DataType::Timestamp(TimeUnit::Millisecond, None),
+        )?;
+        let ms = ms.as_primitive::<TimestampMillisecondType>();
+        let times = (0..ms.len())
+            .map(|r| ms.is_valid(r).then(|| ms.value(r)))
+            .collect();
+        let rest: Vec<usize> = (0..data.num_columns()).filter(|&c| c != i).collect();
+        Ok((data.project(&rest)?, Some(times)))
     }
 
     /// One encoded message per row of `batch`.
@@ -291,11 +334,14 @@ impl KafkaSink {
 }
 
 impl KafkaSink {
-    /// Sends one message (no value: a tombstone), waiting while the producer's queue is
-    /// full (backpressure).
-    fn send(&self, key: Option<&String>, value: Option<&String>) -> Result<()> {
+    /// Sends one message (no value: a tombstone), with its timestamp (epoch ms; None: the
+    /// producer's), waiting while the producer's queue is full (backpressure).
+    fn send(&self, key: Option<&String>, value: Option<&String>, time: Option<i64>) -> Result<()> {
         loop {
             let mut record = BaseRecord::<String, String>::to(&self.topic);
+            if let Some(t) = time {
+                record = record.timestamp(t);
+            }
             if let Some(v) = value {
                 record = record.payload(v);
             }
@@ -370,6 +416,7 @@ impl Sink for KafkaSink {
         }
         self.check_deliveries()?;
         let (data, kinds) = crate::changelog::split(batch);
+        let (data, times) = self.take_timestamps(data)?;
         let key_idx = self
             .key_fields
             .iter()
@@ -416,7 +463,8 @@ impl Sink for KafkaSink {
                 crate::changelog::RowKind::Delete => None,
                 _ => Some(v),
             };
-            self.send(keys.as_ref().and_then(|k| k.get(i)), value)?;
+            let time = times.as_ref().and_then(|t| t.get(i).copied().flatten());
+            self.send(keys.as_ref().and_then(|k| k.get(i)), value, time)?;
         }
         self.producer()?.poll(Duration::ZERO);
         Ok(())

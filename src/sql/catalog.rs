@@ -17,6 +17,22 @@ use crate::error::{Pos, Result, WeirError};
 use crate::sql::options::Options;
 use crate::sql::parser::{ColumnKind, CreateTable, WatermarkDef};
 
+/// A metadata column as declared: `name TYPE [NOT NULL] METADATA [FROM 'key'] [VIRTUAL]`.
+#[derive(Debug, Clone)]
+pub struct MetadataDecl {
+    pub name: String,
+    /// The metadata key: the one written after `FROM`, else the column's name.
+    pub key: String,
+    /// Flink's `DESCRIBE` extras text (`Column.MetadataColumn#explainExtras`): `METADATA`,
+    /// ` FROM 'key'` when a key is written, ` VIRTUAL`.
+    pub extras: String,
+    /// False when declared `NOT NULL` (the column itself is nullable whatever was
+    /// declared: a record may lack the metadata).
+    pub nullable: bool,
+    /// `VIRTUAL`: read only. Otherwise a sink writes it, if its connector can.
+    pub is_virtual: bool,
+}
+
 /// A table of the catalog.
 #[derive(Debug, Clone)]
 pub struct TableDef {
@@ -32,11 +48,8 @@ pub struct TableDef {
     pub computed: Vec<(usize, Expr, Pos)>,
     /// Metadata columns: name and key.
     pub metadata: Vec<(String, String)>,
-    /// Metadata columns as declared, for `DESCRIBE`: name, Flink's extras text (`METADATA`,
-    /// ` FROM 'key'` when a key is written, ` VIRTUAL`; Flink's
-    /// `Column.MetadataColumn#explainExtras`) and whether it was declared nullable (the
-    /// column itself is nullable whatever was declared: a record may lack the metadata).
-    pub metadata_declared: Vec<(String, String, bool)>,
+    /// Metadata columns as declared (see [`MetadataDecl`]), in order.
+    pub metadata_declared: Vec<MetadataDecl>,
     pub watermark: Option<WatermarkDef>,
     pub partitioned_by: Vec<String>,
     /// The columns of `PRIMARY KEY (…) NOT ENFORCED`, in order (none when not declared):
@@ -48,7 +61,51 @@ pub struct TableDef {
     pub memory: Option<Arc<Vec<datafusion::arrow::record_batch::RecordBatch>>>,
 }
 
+/// The metadata keys a sink of `connector` writes, as Flink's sinks list them
+/// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's (and upsert-kafka's)
+/// `timestamp` (Flink's Kafka sink writes `headers` too, which Weir's Kafka tables do not
+/// declare yet); the other connectors write none.
+pub fn writable_metadata(connector: &str) -> &'static [&'static str] {
+    match connector {
+        "kafka" | "upsert-kafka" => &["timestamp"],
+        _ => &[],
+    }
+}
+
 impl TableDef {
+    /// The metadata columns a sink of this table writes: those not `VIRTUAL`, in order.
+    /// Errors (as Flink's planner does) on one whose key the connector cannot write,
+    /// naming the keys it can and the way out (`VIRTUAL`).
+    pub fn written_metadata(&self) -> Result<Vec<&MetadataDecl>> {
+        let writable = writable_metadata(&self.connector);
+        let mut out = vec![];
+        for m in self.metadata_declared.iter().filter(|m| !m.is_virtual) {
+            if !writable.contains(&m.key.as_str()) {
+                let can = match writable {
+                    [] => format!("connector '{}' writes no metadata", self.connector),
+                    keys => format!(
+                        "connector '{}' writes the metadata {}",
+                        self.connector,
+                        keys.join(", ")
+                    ),
+                };
+                return Err(WeirError::sql(
+                    format!(
+                        "sink table '{}' cannot write metadata column '{}' (key '{}'): {can}",
+                        self.name, m.name, m.key
+                    ),
+                    None,
+                )
+                .with_hint(format!(
+                    "declare it read-only: `{}` … METADATA … VIRTUAL",
+                    m.name
+                )));
+            }
+            out.push(m);
+        }
+        Ok(out)
+    }
+
     /// The column declared `AS PROCTIME()`, if any: a processing-time attribute.
     pub fn proctime_column(&self) -> Option<&str> {
         self.computed.iter().find_map(|(i, e, _)| {
@@ -119,7 +176,13 @@ impl TableDef {
                     if *is_virtual {
                         extras.push_str(" VIRTUAL");
                     }
-                    metadata_declared.push((col.name.clone(), extras, *nullable));
+                    metadata_declared.push(MetadataDecl {
+                        name: col.name.clone(),
+                        key: key.clone().unwrap_or(col.name.clone()),
+                        extras,
+                        nullable: *nullable,
+                        is_virtual: *is_virtual,
+                    });
                 }
                 ColumnKind::Computed(_) => {}
             }
