@@ -310,6 +310,7 @@ fn message(offset: i64, m: &[u8]) -> RawMessage {
         value: (flags & 1 == 0).then(|| value.to_vec()),
         key,
         timestamp: (flags & 4 != 0).then_some((offset * 1000, flags & 8 != 0)),
+        headers: vec![],
         offset,
     }
 }

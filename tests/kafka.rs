@@ -514,6 +514,82 @@ async fn a_timestamp_metadata_column_is_the_messages_timestamp() {
     assert_eq!(seen, (1..=50).collect::<Vec<_>>());
 }
 
+/// Flink's `headers` metadata (`MAP<STRING, BYTES>`): read from what the independent
+/// client wrote (a header without a value is a NULL entry), and written back as the
+/// headers of each message Weir sends (not into its value), which the client reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_metadata_is_read_and_written() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("with_headers", 1);
+    broker.create_topic("headers_out", 1);
+    let servers = broker.bootstrap();
+    client_with_input(
+        &["produce", &servers, "with_headers"],
+        "{\"v\": \"{\\\"id\\\": 1}\", \"h\": [[\"trace\", \"t-1\"], [\"empty\", null]]}\n\
+         {\"v\": \"{\\\"id\\\": 2}\"}\n\
+         {\"v\": \"{\\\"id\\\": 3}\", \"h\": [[\"trace\", \"t-3\"]]}\n",
+    );
+    let rows = collect(&format!(
+        "CREATE TABLE src (id BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL) WITH ( \
+           'connector' = 'kafka', 'topic' = 'with_headers', 'properties.bootstrap.servers' = '{servers}', \
+           'format' = 'json', 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');\n\
+         SELECT id, CARDINALITY(h), CAST(h['trace'] AS STRING), h['empty'] IS NULL FROM src;"
+    ))
+    .await;
+    let mut got: Vec<String> = vec![];
+    for b in &rows {
+        for r in 0..b.num_rows() {
+            let cells: Vec<String> = (0..b.num_columns())
+                .map(|c| {
+                    datafusion::arrow::util::display::array_value_to_string(b.column(c), r)
+                        .expect("shown")
+                })
+                .collect();
+            got.push(cells.join(" "));
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["1 2 t-1 true", "2 0  true", "3 1 t-3 true"]);
+    collect(&format!(
+        "CREATE TABLE src (id BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL) WITH ( \
+           'connector' = 'kafka', 'topic' = 'with_headers', 'properties.bootstrap.servers' = '{servers}', \
+           'format' = 'json', 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');\n\
+         CREATE TABLE headers_out (id BIGINT, hs MAP<STRING, BYTES> METADATA FROM 'headers') WITH ( \
+           'connector' = 'kafka', 'topic' = 'headers_out', 'properties.bootstrap.servers' = '{servers}', \
+           'format' = 'json');\n\
+         INSERT INTO headers_out SELECT id, h FROM src;"
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "headers_out", "3"]);
+    let mut seen: Vec<(String, serde_json::Value)> = printed
+        .lines()
+        .map(|line| {
+            let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (
+                m["v"].as_str().expect("a value").to_string(),
+                m["h"].clone(),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            (
+                "{\"id\":1}".to_string(),
+                serde_json::json!([["trace", "t-1"], ["empty", null]])
+            ),
+            ("{\"id\":2}".to_string(), serde_json::json!([])),
+            (
+                "{\"id\":3}".to_string(),
+                serde_json::json!([["trace", "t-3"]])
+            ),
+        ]
+    );
+}
+
 /// A CSV value holding line breaks is still one message, under its own row's key (the
 /// encoded batch is not split on lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

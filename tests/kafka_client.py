@@ -2,13 +2,14 @@
 """An independent Kafka client for Weir's tests (confluent-kafka), so that what Weir reads
 was written by someone else and what Weir writes is read by someone else.
 
-  kafka_client.py produce BOOTSTRAP TOPIC        < lines of {"v": value, "k": key, "p": partition, "ts": ms}
+  kafka_client.py produce BOOTSTRAP TOPIC        < lines of {"v": value, "k": key, "p": partition, "ts": ms,
+                                                   "h": [[header key, value or null], ...]}
   kafka_client.py produce-seq BOOTSTRAP TOPIC N PARTITIONS PAD [FIRST]
       N messages {"v": i, "user_id": i % 20, "ts": "<time>", "pad": "x" * PAD}, i = FIRST..,
       to partition i % PARTITIONS, keyed by i % 20, each i 10 ms after 2026-01-01 + i * 10 ms
   kafka_client.py produce-paced BOOTSTRAP TOPIC N PARTITIONS RATE
       as produce-seq (no padding, i = 1..N), RATE messages a second, each flushed at once
-  kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v", "t"} lines
+  kafka_client.py consume BOOTSTRAP TOPIC N      prints N messages as {"p", "o", "k", "v", "t", "h"} lines
                                                  (v null for a tombstone)
 """
 
@@ -30,8 +31,10 @@ def producer(bootstrap):
     )
 
 
-def send(p, topic, value, key=None, partition=None, ts=None):
+def send(p, topic, value, key=None, partition=None, ts=None, headers=None):
     kwargs = {"value": value}
+    if headers is not None:
+        kwargs["headers"] = headers
     if key is not None:
         kwargs["key"] = key
     if partition is not None:
@@ -58,7 +61,10 @@ def produce(bootstrap, topic):
         if not line.strip():
             continue
         m = json.loads(line)
-        send(p, topic, m["v"], m.get("k"), m.get("p"), m.get("ts"))
+        # "h": headers as [[key, value or null], ...], in order.
+        h = m.get("h")
+        headers = [(k, None if v is None else v.encode()) for k, v in h] if h is not None else None
+        send(p, topic, m["v"], m.get("k"), m.get("p"), m.get("ts"), headers)
     finish(p)
 
 
@@ -145,7 +151,9 @@ def consume(bootstrap, topic, n):
         # The message's timestamp in epoch ms (None when it has none).
         kind, ts = m.timestamp()
         t = ts if kind != TIMESTAMP_NOT_AVAILABLE else None
-        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": value, "t": t}))
+        # Headers as [[key, value or null], ...] in order (values decoded as UTF-8).
+        h = [[k, None if v is None else v.decode()] for k, v in (m.headers() or [])]
+        print(json.dumps({"p": m.partition(), "o": m.offset(), "k": key, "v": value, "t": t, "h": h}))
         got += 1
     c.close()
     if got < n:

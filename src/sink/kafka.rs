@@ -116,6 +116,16 @@ pub struct KafkaSink {
     /// timestamp (epoch ms) is its value, and the column is not encoded into the value,
     /// as Flink's Kafka sink writes it. A NULL leaves the timestamp to the producer.
     timestamp_column: Option<String>,
+    /// The column declared `METADATA FROM 'headers'` (`MAP<STRING, BYTES>`, not
+    /// `VIRTUAL`): each message's headers, one per entry, not encoded into the value.
+    headers_column: Option<String>,
+}
+
+/// A batch's Kafka metadata per row (see [`KafkaSink::take_metadata`]).
+#[derive(Default)]
+struct Metadata {
+    times: Option<Vec<Option<i64>>>,
+    headers: Option<Vec<Option<rdkafka::message::OwnedHeaders>>>,
 }
 
 /// `json` or `csv` from option `key` (required).
@@ -232,45 +242,76 @@ impl KafkaSink {
             key_fields: vec![],
             upsert: None,
             timestamp_column: None,
+            headers_column: None,
         })
     }
 
-    /// The sink writing `def`'s persisted `timestamp` metadata column, if it has one, as
-    /// each message's timestamp.
+    /// The sink writing `def`'s persisted `timestamp` and `headers` metadata columns, if it
+    /// has them, as each message's timestamp and headers.
     pub fn with_metadata(mut self, def: &crate::sql::catalog::TableDef) -> Self {
-        self.timestamp_column = def
-            .metadata_declared
-            .iter()
-            .find(|m| !m.is_virtual && m.key == "timestamp")
-            .map(|m| m.name.clone());
+        let persisted = |key: &str| {
+            def.metadata_declared
+                .iter()
+                .find(|m| !m.is_virtual && m.key == key)
+                .map(|m| m.name.clone())
+        };
+        self.timestamp_column = persisted("timestamp");
+        self.headers_column = persisted("headers");
         self
     }
 
-    /// `data` without its timestamp metadata column, and that column's values in epoch
-    /// milliseconds (None: the batch has no such column, as a late-data sink's rows).
-    fn take_timestamps(
-        &self,
-        data: RecordBatch,
-    ) -> Result<(RecordBatch, Option<Vec<Option<i64>>>)> {
+    /// `data` without its metadata columns, and their values per row: the timestamp in
+    /// epoch milliseconds and the headers (each None when the batch has no such column,
+    /// as a late-data sink's rows).
+    fn take_metadata(&self, data: RecordBatch) -> Result<(RecordBatch, Metadata)> {
         use datafusion::arrow::array::{Array, AsArray};
         use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
-        let Some(i) = self
-            .timestamp_column
-            .as_ref()
-            .and_then(|c| data.schema().index_of(c).ok())
-        else {
-            return Ok((data, None));
-        };
-        let ms = datafusion::arrow::compute::cast(
-            data.column(i),
-            &DataType::Timestamp(TimeUnit::Millisecond, None),
-        )?;
-        let ms = ms.as_primitive::<TimestampMillisecondType>();
-        let times = (0..ms.len())
-            .map(|r| ms.is_valid(r).then(|| ms.value(r)))
+        let at = |c: &Option<String>| c.as_ref().and_then(|c| data.schema().index_of(c).ok());
+        let (ts_at, headers_at) = (at(&self.timestamp_column), at(&self.headers_column));
+        let mut meta = Metadata::default();
+        if let Some(i) = ts_at {
+            let ms = datafusion::arrow::compute::cast(
+                data.column(i),
+                &DataType::Timestamp(TimeUnit::Millisecond, None),
+            )?;
+            let ms = ms.as_primitive::<TimestampMillisecondType>();
+            meta.times = Some(
+                (0..ms.len())
+                    .map(|r| ms.is_valid(r).then(|| ms.value(r)))
+                    .collect(),
+            );
+        }
+        if let Some(i) = headers_at {
+            let map = data
+                .column(i)
+                .as_map_opt()
+                .ok_or_else(|| WeirError::internal("a kafka sink's headers column is not a map"))?;
+            let mut rows = Vec::with_capacity(map.len());
+            for r in 0..map.len() {
+                if map.is_null(r) {
+                    rows.push(None);
+                    continue;
+                }
+                let entries = map.value(r);
+                let keys = datafusion::arrow::compute::cast(entries.column(0), &DataType::Utf8)?;
+                let values =
+                    datafusion::arrow::compute::cast(entries.column(1), &DataType::Binary)?;
+                let (keys, values) = (keys.as_string::<i32>(), values.as_binary::<i32>());
+                let mut h = rdkafka::message::OwnedHeaders::new_with_capacity(keys.len());
+                for e in 0..keys.len() {
+                    h = h.insert(rdkafka::message::Header {
+                        key: keys.value(e),
+                        value: values.is_valid(e).then(|| values.value(e)),
+                    });
+                }
+                rows.push(Some(h));
+            }
+            meta.headers = Some(rows);
+        }
+        let rest: Vec<usize> = (0..data.num_columns())
+            .filter(|&c| Some(c) != ts_at && Some(c) != headers_at)
             .collect();
-        let rest: Vec<usize> = (0..data.num_columns()).filter(|&c| c != i).collect();
-        Ok((data.project(&rest)?, Some(times)))
+        Ok((data.project(&rest)?, meta))
     }
 
     /// One encoded message per row of `batch`.
@@ -335,12 +376,21 @@ impl KafkaSink {
 
 impl KafkaSink {
     /// Sends one message (no value: a tombstone), with its timestamp (epoch ms; None: the
-    /// producer's), waiting while the producer's queue is full (backpressure).
-    fn send(&self, key: Option<&String>, value: Option<&String>, time: Option<i64>) -> Result<()> {
+    /// producer's) and headers, waiting while the producer's queue is full (backpressure).
+    fn send(
+        &self,
+        key: Option<&String>,
+        value: Option<&String>,
+        time: Option<i64>,
+        headers: Option<rdkafka::message::OwnedHeaders>,
+    ) -> Result<()> {
         loop {
             let mut record = BaseRecord::<String, String>::to(&self.topic);
             if let Some(t) = time {
                 record = record.timestamp(t);
+            }
+            if let Some(h) = &headers {
+                record = record.headers(h.clone());
             }
             if let Some(v) = value {
                 record = record.payload(v);
@@ -416,7 +466,7 @@ impl Sink for KafkaSink {
         }
         self.check_deliveries()?;
         let (data, kinds) = crate::changelog::split(batch);
-        let (data, times) = self.take_timestamps(data)?;
+        let (data, mut meta) = self.take_metadata(data)?;
         let key_idx = self
             .key_fields
             .iter()
@@ -463,8 +513,15 @@ impl Sink for KafkaSink {
                 crate::changelog::RowKind::Delete => None,
                 _ => Some(v),
             };
-            let time = times.as_ref().and_then(|t| t.get(i).copied().flatten());
-            self.send(keys.as_ref().and_then(|k| k.get(i)), value, time)?;
+            let time = meta
+                .times
+                .as_ref()
+                .and_then(|t| t.get(i).copied().flatten());
+            let headers = meta
+                .headers
+                .as_mut()
+                .and_then(|h| h.get_mut(i).and_then(Option::take));
+            self.send(keys.as_ref().and_then(|k| k.get(i)), value, time, headers)?;
         }
         self.producer()?.poll(Duration::ZERO);
         Ok(())

@@ -76,8 +76,65 @@ pub const METADATA: &[&str] = &[
     "offset",
     "timestamp",
     "timestamp-type",
+    "headers",
     "key",
 ];
+
+/// One message's headers in order: key and value (None: a header without a value).
+pub type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+
+/// The headers of a consumed message, copied.
+fn header_list(h: Option<&rdkafka::message::BorrowedHeaders>) -> HeaderList {
+    use rdkafka::message::Headers;
+    h.map(|h| {
+        h.iter()
+            .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Messages' headers as a `MAP<STRING, BYTES>` column of type `data_type` (Flink's
+/// `headers` metadata): one entry per header, in order; a header without a value maps
+/// to NULL. Errors: `data_type` is no such map.
+pub fn headers_column(rows: &[&HeaderList], data_type: &DataType) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{BinaryBuilder, MapBuilder, MapFieldNames, StringBuilder};
+    let DataType::Map(entries, _) = data_type else {
+        return Err(WeirError::internal(format!(
+            "headers are a map, not {data_type}"
+        )));
+    };
+    let DataType::Struct(kv) = entries.data_type() else {
+        return Err(WeirError::internal("a map's entries are a struct"));
+    };
+    let [k, v] = kv.iter().collect::<Vec<_>>()[..] else {
+        return Err(WeirError::internal("a map's entries are a key and a value"));
+    };
+    let names = MapFieldNames {
+        entry: entries.name().clone(),
+        key: k.name().clone(),
+        value: v.name().clone(),
+    };
+    let mut b = MapBuilder::new(Some(names), StringBuilder::new(), BinaryBuilder::new())
+        .with_values_field(v.clone());
+    for h in rows {
+        for (key, value) in h.iter() {
+            b.keys().append_value(key);
+            match value {
+                Some(x) => b.values().append_value(x),
+                None => b.values().append_null(),
+            }
+        }
+        b.append(true)?;
+    }
+    let map: ArrayRef = Arc::new(b.finish());
+    // The declared key field may differ in nullability only.
+    if map.data_type() == data_type {
+        Ok(map)
+    } else {
+        Ok(cast(&map, data_type)?)
+    }
+}
 
 /// Where reading starts.
 #[derive(Debug, Clone)]
@@ -692,6 +749,8 @@ struct Pending {
     timestamps: Vec<Option<i64>>,
     timestamp_types: Vec<&'static str>,
     keys: Vec<Option<Vec<u8>>>,
+    /// Per message, its headers (kept only when a `headers` metadata column reads them).
+    headers: Vec<HeaderList>,
 }
 
 impl Pending {
@@ -1104,10 +1163,12 @@ impl Source for KafkaSource {
                         )));
                     };
                     hint = i;
+                    let headers = self.reads_headers().then(|| header_list(m.headers()));
                     if take_message(
                         &mut parts[i],
                         m.payload(),
                         m.key(),
+                        headers,
                         m.timestamp(),
                         m.offset(),
                         &ctx.job_metrics(),
@@ -1361,6 +1422,14 @@ impl KafkaSource {
             "timestamp-type" => Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|&i| p.timestamp_types[i]),
             )),
+            "headers" => {
+                let none = HeaderList::new();
+                let lists: Vec<&HeaderList> = rows
+                    .iter()
+                    .map(|&i| p.headers.get(i).unwrap_or(&none))
+                    .collect();
+                return headers_column(&lists, &m.data_type);
+            }
             "key" => match m.data_type {
                 DataType::Binary => Arc::new(BinaryArray::from_iter(
                     rows.iter().map(|&i| p.keys[i].as_deref()),
@@ -1592,10 +1661,12 @@ impl KafkaSource {
 /// for the next flush, unless it lies past the bounded read's end. A message without a
 /// value (a tombstone) gives no row and is counted, except in an `upsert` source, where it
 /// is buffered as the delete of its key. Returns true when it was buffered.
+#[allow(clippy::too_many_arguments)]
 fn take_message(
     part: &mut Part,
     value: Option<&[u8]>,
     key: Option<&[u8]>,
+    headers: Option<HeaderList>,
     timestamp: Timestamp,
     offset: i64,
     job: &crate::job::metrics::JobMetrics,
@@ -1624,6 +1695,9 @@ fn take_message(
             pending.timestamps.push(ts);
             pending.timestamp_types.push(kind);
             pending.keys.push(key.map(<[u8]>::to_vec));
+            if let Some(h) = headers {
+                pending.headers.push(h);
+            }
             true
         }
     };
@@ -1643,9 +1717,15 @@ pub struct RawMessage {
     /// Milliseconds since the epoch, with Kafka's timestamp type; None: no timestamp.
     pub timestamp: Option<(i64, bool)>,
     pub offset: i64,
+    pub headers: HeaderList,
 }
 
 impl KafkaSource {
+    /// True when a `headers` metadata column reads the messages' headers.
+    fn reads_headers(&self) -> bool {
+        self.meta.iter().any(|m| m.key == "headers")
+    }
+
     /// Puts `messages` of partition 0 of `topic` through the path a consumed message
     /// takes (buffering, tombstones, decoding, metadata columns, bad records) and emits
     /// the rows into `ctx`, without a broker: for the fuzzer and tests of the record
@@ -1679,6 +1759,7 @@ impl KafkaSource {
                 &mut part,
                 m.value.as_deref(),
                 m.key.as_deref(),
+                self.reads_headers().then(|| m.headers.clone()),
                 ts,
                 m.offset,
                 &job,
@@ -1741,6 +1822,20 @@ pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
             "partition" => DataType::Int32,
             "offset" => DataType::Int64,
             "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+            "headers" => DataType::Map(
+                Arc::new(Field::new(
+                    "entries",
+                    DataType::Struct(
+                        vec![
+                            Field::new("key", DataType::Utf8, false),
+                            Field::new("value", DataType::Binary, true),
+                        ]
+                        .into(),
+                    ),
+                    false,
+                )),
+                false,
+            ),
             _ => DataType::Binary,
         };
         let declared = def
@@ -1750,11 +1845,22 @@ pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
             .map_err(|_| WeirError::internal(format!("no column '{col}'")))?;
         let ok = match key.as_str() {
             "key" => matches!(declared, DataType::Utf8 | DataType::Binary),
+            // Flink's MAP<STRING, BYTES>.
+            "headers" => matches!(&declared, DataType::Map(e, _)
+                if matches!(e.data_type(), DataType::Struct(kv)
+                    if kv.len() == 2
+                        && kv[0].data_type() == &DataType::Utf8
+                        && kv[1].data_type() == &DataType::Binary)),
             _ => datafusion::arrow::compute::can_cast_types(&native, &declared),
         };
         if !ok {
+            let flink = |t: &DataType| crate::sql::types::flink_type_name(t);
             return Err(WeirError::sql(
-                format!("metadata '{key}' is {native}; column '{col}' is {declared}"),
+                format!(
+                    "metadata '{key}' is {}; column '{col}' is {}",
+                    flink(&native),
+                    flink(&declared)
+                ),
                 Some(def.pos),
             ));
         }

@@ -63,11 +63,10 @@ pub struct TableDef {
 
 /// The metadata keys a sink of `connector` writes, as Flink's sinks list them
 /// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's (and upsert-kafka's)
-/// `timestamp` (Flink's Kafka sink writes `headers` too, which Weir's Kafka tables do not
-/// declare yet); the other connectors write none.
+/// `headers` and `timestamp`; the other connectors write none.
 pub fn writable_metadata(connector: &str) -> &'static [&'static str] {
     match connector {
-        "kafka" | "upsert-kafka" => &["timestamp"],
+        "kafka" | "upsert-kafka" => &["headers", "timestamp"],
         _ => &[],
     }
 }
