@@ -352,9 +352,9 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         "kafka" => Ok(Box::new(
             crate::sink::kafka::KafkaSink::create(&def.name, options)?.with_metadata(def),
         )),
-        "upsert-kafka" => Ok(Box::new(
-            crate::sink::kafka::KafkaSink::create_upsert(def, options)?.with_metadata(def),
-        )),
+        "upsert-kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create_upsert(
+            def, options,
+        )?)),
         "filesystem" => {
             let path = local_path(options.require("path", &def.name)?);
             Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(

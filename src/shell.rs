@@ -92,6 +92,32 @@ const META_HELP: &[(&str, &str)] = &[
     ("\\i FILE", "run the statements of a file"),
 ];
 
+/// The meta commands' help, as psql's `\\?` lays it out: each command, then its
+/// description wrapped to `width` columns (at least 40) under a common indent; then how SQL
+/// statements are entered.
+fn help_text(width: usize) -> String {
+    let indent = META_HELP.iter().map(|(c, _)| c.len()).max().unwrap_or(0) + 4;
+    let width = width.max(40);
+    let mut out = String::from("Meta commands:\n");
+    for (cmd, what) in META_HELP {
+        let first = format!("  {cmd:<w$}", w = indent - 2);
+        let rest = " ".repeat(indent);
+        let opts = textwrap::Options::new(width.saturating_sub(1))
+            .initial_indent(&first)
+            .subsequent_indent(&rest);
+        for line in textwrap::wrap(what, opts) {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.push_str(&textwrap::fill(
+        "SQL statements end with ';' and may span lines; Ctrl-C cancels a running SELECT.",
+        width.saturating_sub(1),
+    ));
+    out.push('\n');
+    out
+}
+
 impl Meta {
     pub fn parse(line: &str) -> std::result::Result<Meta, String> {
         let line = line.trim().trim_end_matches(';').trim();
@@ -461,26 +487,10 @@ impl Shell {
     async fn meta(&mut self, m: Meta) -> bool {
         match m {
             Meta::Help => {
-                let names: Vec<&str> = META_HELP.iter().map(|(c, _)| *c).collect();
-                let help: Vec<&str> = META_HELP.iter().map(|(_, h)| *h).collect();
-                if let Ok(b) = RecordBatch::try_new(
-                    Arc::new(Schema::new(vec![
-                        Field::new("command", DataType::Utf8, false),
-                        Field::new("description", DataType::Utf8, false),
-                    ])),
-                    vec![
-                        Arc::new(StringArray::from(names)),
-                        Arc::new(StringArray::from(help)),
-                    ],
-                ) {
-                    let saved = self.format;
-                    self.format = OutputFormat::Table;
-                    self.out(&[b]);
-                    self.format = saved;
-                }
-                println!(
-                    "SQL statements end with ';' and may span lines; Ctrl-C cancels a running SELECT."
-                );
+                let width = console::Term::stdout()
+                    .size_checked()
+                    .map_or(80, |(_, cols)| cols as usize);
+                print!("{}", help_text(width));
             }
             Meta::Quit => return false,
             Meta::Describe(None) => {
@@ -967,7 +977,7 @@ impl Shell {
             let id = id.strip_suffix(" WITH SAVEPOINT").unwrap_or(id);
             match id.trim().trim_matches('\'').parse() {
                 Ok(id) => self.stop(id).await,
-                Err(_) => crate::message::error("STOP JOB takes a job id: STOP JOB '3'"),
+                Err(_) => self.meta_error("STOP JOB takes a job id: STOP JOB '3'"),
             }
             return Ok(());
         }
@@ -1313,11 +1323,11 @@ pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> b
         entry.push('\n');
         if complete_entry(&entry) {
             let e = std::mem::take(&mut entry);
-            ok &= rt.block_on(shell.run_checked(&e, first_line, text, file));
+            ok &= rt.block_on(shell.run_checked(&e, first_line, &whole, file));
         }
     }
     if !entry.trim().is_empty() {
-        ok &= rt.block_on(shell.run_checked(&entry, first_line, text, file));
+        ok &= rt.block_on(shell.run_checked(&entry, first_line, &whole, file));
     }
     rt.block_on(async {
         // Background jobs of a script run to their end.
@@ -1344,7 +1354,7 @@ impl Shell {
         &mut self,
         entry: &str,
         first_line: usize,
-        whole: &str,
+        whole: &Arc<str>,
         file: Option<&str>,
     ) -> bool {
         let trimmed = entry.trim();
@@ -1357,10 +1367,15 @@ impl Shell {
         let line = first_line + lead.matches('\n').count();
         let col = lead.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         let started = Instant::now();
-        let ok = match self.sql(trimmed).await {
+        // Where an error without a place of its own (`STOP JOB '99'`) is shown.
+        self.script_place = Some((whole.clone(), file.map(str::to_string), line, col));
+        let ran = self.sql(trimmed).await;
+        self.script_place = None;
+        let ok = match ran {
+            // A statement the shell handles itself (`STOP JOB`) may have failed too.
             Ok(()) => {
                 self.refresh_words();
-                true
+                !self.meta_failed.take()
             }
             Err(e) => {
                 let e = e.offset_by(line as u64, col as u64);
@@ -1378,6 +1393,26 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The help fits the terminal: at 80 and 60 columns no line is wider, and every
+    /// command is listed with its description.
+    #[test]
+    fn help_fits_the_terminal() {
+        for width in [80, 60] {
+            let text = help_text(width);
+            for line in text.lines() {
+                assert!(line.chars().count() < width, "{width}: {line:?}");
+            }
+            for (cmd, what) in META_HELP {
+                assert!(
+                    text.lines().any(|l| l.starts_with(&format!("  {cmd} "))),
+                    "{cmd}"
+                );
+                let first_word = what.split_whitespace().next().unwrap_or_default();
+                assert!(text.contains(first_word), "{what}");
+            }
+        }
+    }
 
     #[test]
     fn entries_end_with_a_semicolon_outside_quotes() {

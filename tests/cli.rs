@@ -2229,12 +2229,13 @@ fn json_rows_are_written_as_flinks_json_format_and_read_back() {
 
 /// A meta command that fails in a `-f` script or piped input is reported at its line and
 /// column and makes the run exit 1, as a failed statement does; the statements around it
-/// still run. Regression: reported with no place, and the run exited 0.
+/// still run. Regression: reported with no place, and the run exited 0 (also for
+/// `STOP JOB`, which the shell handles itself).
 #[test]
 fn a_failed_meta_command_in_a_script_exits_1_at_its_line() {
     let (_dir, f) = script(
         "m.sql",
-        "\\format csv\nSELECT 1 AS a;\n  \\x maybe\n\\stop 99\nSELECT 2 AS b;\n",
+        "\\format csv\nSELECT 1 AS a;\n  \\x maybe\n\\stop 99\nSELECT 2 AS b;\nSTOP JOB '98';\n",
     );
     let (code, stdout, stderr) = run(&["-f", &f.display().to_string()]);
     assert_eq!(code, 1, "{stderr}");
@@ -2243,6 +2244,8 @@ fn a_failed_meta_command_in_a_script_exits_1_at_its_line() {
         "{stderr}"
     );
     assert!(stderr.contains("m.sql:4:1: no job 99"), "{stderr}");
+    // Flink's statement form of the same, handled by the shell.
+    assert!(stderr.contains("m.sql:6:1: no job 98"), "{stderr}");
     assert_eq!(stdout, "a\n1\nb\n2\n");
     // The same from a pipe (no file name).
     let mut child = weir()

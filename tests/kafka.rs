@@ -512,11 +512,32 @@ async fn a_timestamp_metadata_column_is_the_messages_timestamp() {
     }
     seen.sort();
     assert_eq!(seen, (1..=50).collect::<Vec<_>>());
+    // A time before 1970 fails the job with the cause, as Kafka's producer refuses it.
+    let mut s = Session::new();
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        s.run_collect(&format!(
+            "CREATE TABLE stamped (v BIGINT, ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp') WITH ( \
+             'connector' = 'kafka', 'topic' = 'stamped', \
+             'properties.bootstrap.servers' = '{servers}', 'format' = 'json');\n\
+             INSERT INTO stamped SELECT 1, TO_TIMESTAMP_LTZ(-1000, 3);"
+        )),
+    )
+    .await
+    .expect("the query ends in time");
+    let e = r
+        .expect_err("a timestamp before 1970 is refused")
+        .to_string();
+    assert!(
+        e.contains("a message timestamp of -1000 ms is before 1970"),
+        "{e}"
+    );
 }
 
 /// Flink's `headers` metadata (`MAP<STRING, BYTES>`): read from what the independent
-/// client wrote (a header without a value is a NULL entry), and written back as the
-/// headers of each message Weir sends (not into its value), which the client reads.
+/// client wrote (a header without a value is a NULL entry; of a repeated key the last
+/// value counts, as in Flink's map), and written back as the headers of each message Weir
+/// sends (not into its value), which the client reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_metadata_is_read_and_written() {
     let Some(broker) = Broker::start() else {
@@ -529,7 +550,7 @@ async fn headers_metadata_is_read_and_written() {
         &["produce", &servers, "with_headers"],
         "{\"v\": \"{\\\"id\\\": 1}\", \"h\": [[\"trace\", \"t-1\"], [\"empty\", null]]}\n\
          {\"v\": \"{\\\"id\\\": 2}\"}\n\
-         {\"v\": \"{\\\"id\\\": 3}\", \"h\": [[\"trace\", \"t-3\"]]}\n",
+         {\"v\": \"{\\\"id\\\": 3}\", \"h\": [[\"trace\", \"old\"], [\"trace\", \"t-3\"]]}\n",
     );
     let rows = collect(&format!(
         "CREATE TABLE src (id BIGINT, h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL) WITH ( \

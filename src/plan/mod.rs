@@ -680,11 +680,14 @@ impl Planner<'_> {
             .with_hint("declare it with CREATE TABLE ... WITH ('connector' = 'print' | 'filesystem' | ...)"));
         };
         let in_cols = w.input.schema().fields().len();
-        if target.has_columns && target.physical.fields().len() != in_cols {
+        // The columns its sink writes: not VIRTUAL metadata (and persisted metadata only
+        // where the connector writes it), as an INSERT into it.
+        let written = target.sink_schema().map_err(|e| e.at(pos))?;
+        if target.has_columns && written.fields().len() != in_cols {
             return Err(WeirError::sql(
                 format!(
-                    "late rows have the {in_cols} column(s) of the window's input, but '{name}' has {}",
-                    target.physical.fields().len()
+                    "late rows have the {in_cols} column(s) of the window's input, but '{name}' takes {}",
+                    written.fields().len()
                 ),
                 pos,
             ));
@@ -694,12 +697,10 @@ impl Planner<'_> {
         let sink = crate::connector::build_sink(target, &options, &format!("late-{}", self.part))?;
         Ok(Some(Box::new(crate::sink::conform::ConformSink::new(
             sink,
-            target.has_columns.then(|| target.physical.clone()),
+            target.has_columns.then_some(written),
         ))))
     }
 
-    /// A GROUP BY over a stream: a window aggregate, whose GROUP BY holds `window_start`
-    /// and `window_end` of a window table function.
     /// An aggregate: a window aggregate when its GROUP BY holds window columns (one not
     /// lifted into a [`WindowAggregate`] node yet), else a GROUP BY over the whole stream.
     fn aggregate(&self, agg: &datafusion::logical_expr::Aggregate) -> Result<PlanNode> {

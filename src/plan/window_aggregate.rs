@@ -67,8 +67,11 @@ pub struct WindowColumn {
 /// is the aggregate's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd)]
 pub struct WindowAggregate {
+    /// DataFusion's aggregate, as planned: its input, keys, aggregates and schema.
     pub aggregate: Aggregate,
+    /// The window the GROUP BY's window columns come from.
     pub window: WindowRef,
+    /// Every input column the aggregate reads that is a window column.
     pub columns: Vec<WindowColumn>,
 }
 

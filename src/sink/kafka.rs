@@ -261,8 +261,7 @@ impl KafkaSink {
     }
 
     /// `data` without its metadata columns, and their values per row: the timestamp in
-    /// epoch milliseconds and the headers (each None when the batch has no such column,
-    /// as a late-data sink's rows).
+    /// epoch milliseconds and the headers (each None when the batch has no such column).
     fn take_metadata(&self, data: RecordBatch) -> Result<(RecordBatch, Metadata)> {
         use datafusion::arrow::array::{Array, AsArray};
         use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
@@ -517,6 +516,13 @@ impl Sink for KafkaSink {
                 .times
                 .as_ref()
                 .and_then(|t| t.get(i).copied().flatten());
+            if let Some(t) = time.filter(|t| *t < 0) {
+                // Kafka's producer refuses it (Flink's too: "Invalid timestamp").
+                return Err(WeirError::user(format!(
+                    "kafka '{}': a message timestamp of {t} ms is before 1970, which Kafka cannot hold",
+                    self.topic
+                )));
+            }
             let headers = meta
                 .headers
                 .as_mut()

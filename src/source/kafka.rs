@@ -83,20 +83,52 @@ pub const METADATA: &[&str] = &[
 /// One message's headers in order: key and value (None: a header without a value).
 pub type HeaderList = Vec<(String, Option<Vec<u8>>)>;
 
-/// The headers of a consumed message, copied.
+/// The headers of a consumed message, copied. A key that is not UTF-8 is read with
+/// replacement characters, as Flink decodes it (rdkafka's own `Headers::iter` panics on
+/// one, so librdkafka is asked directly).
 fn header_list(h: Option<&rdkafka::message::BorrowedHeaders>) -> HeaderList {
     use rdkafka::message::Headers;
-    h.map(|h| {
-        h.iter()
-            .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
-            .collect()
-    })
-    .unwrap_or_default()
+    let Some(h) = h else {
+        return vec![];
+    };
+    let native = h as *const rdkafka::message::BorrowedHeaders
+        as *const rdkafka::bindings::rd_kafka_headers_t;
+    (0..h.count())
+        .filter_map(|idx| {
+            let mut name: *const std::ffi::c_char = std::ptr::null();
+            let mut value: *const std::ffi::c_void = std::ptr::null();
+            let mut size = 0usize;
+            // SAFETY: `native` is the librdkafka headers object `h` stands for (rdkafka's
+            // `BorrowedHeaders` is that pointer, as its own methods cast it), alive while
+            // the message is borrowed; `idx` is below its count. librdkafka then points
+            // `name` at a NUL-terminated string and `value` at `size` bytes (or null), both
+            // owned by the headers object, and they are copied before `h` goes.
+            let err = unsafe {
+                rdkafka::bindings::rd_kafka_header_get_all(
+                    native, idx, &mut name, &mut value, &mut size,
+                )
+            };
+            if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || name.is_null()
+            {
+                return None;
+            }
+            // SAFETY: as above.
+            let key = unsafe { std::ffi::CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned();
+            let bytes = (!value.is_null())
+                // SAFETY: as above: `size` bytes at `value`.
+                .then(|| unsafe { std::slice::from_raw_parts(value as *const u8, size) }.to_vec());
+            Some((key, bytes))
+        })
+        .collect()
 }
 
 /// Messages' headers as a `MAP<STRING, BYTES>` column of type `data_type` (Flink's
-/// `headers` metadata): one entry per header, in order; a header without a value maps
-/// to NULL. Errors: `data_type` is no such map.
+/// `headers` metadata): one entry per key, in order; of a key repeated the last value
+/// counts, as Flink's map of the headers keeps it; a header without a value maps to NULL.
+/// Errors: `data_type` is no such map.
 pub fn headers_column(rows: &[&HeaderList], data_type: &DataType) -> Result<ArrayRef> {
     use datafusion::arrow::array::{BinaryBuilder, MapBuilder, MapFieldNames, StringBuilder};
     let DataType::Map(entries, _) = data_type else {
@@ -118,7 +150,10 @@ pub fn headers_column(rows: &[&HeaderList], data_type: &DataType) -> Result<Arra
     let mut b = MapBuilder::new(Some(names), StringBuilder::new(), BinaryBuilder::new())
         .with_values_field(v.clone());
     for h in rows {
-        for (key, value) in h.iter() {
+        for (i, (key, value)) in h.iter().enumerate() {
+            if h[i + 1..].iter().any(|(later, _)| later == key) {
+                continue;
+            }
             b.keys().append_value(key);
             match value {
                 Some(x) => b.values().append_value(x),
@@ -1717,6 +1752,7 @@ pub struct RawMessage {
     /// Milliseconds since the epoch, with Kafka's timestamp type; None: no timestamp.
     pub timestamp: Option<(i64, bool)>,
     pub offset: i64,
+    /// Its headers, in order.
     pub headers: HeaderList,
 }
 

@@ -20,6 +20,7 @@ use crate::sql::parser::{ColumnKind, CreateTable, WatermarkDef};
 /// A metadata column as declared: `name TYPE [NOT NULL] METADATA [FROM 'key'] [VIRTUAL]`.
 #[derive(Debug, Clone)]
 pub struct MetadataDecl {
+    /// The column's name.
     pub name: String,
     /// The metadata key: the one written after `FROM`, else the column's name.
     pub key: String,
@@ -62,11 +63,11 @@ pub struct TableDef {
 }
 
 /// The metadata keys a sink of `connector` writes, as Flink's sinks list them
-/// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's (and upsert-kafka's)
-/// `headers` and `timestamp`; the other connectors write none.
+/// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's `headers` and `timestamp`; the
+/// other connectors write none (an `upsert-kafka` table declares no metadata columns yet).
 pub fn writable_metadata(connector: &str) -> &'static [&'static str] {
     match connector {
-        "kafka" | "upsert-kafka" => &["headers", "timestamp"],
+        "kafka" => &["headers", "timestamp"],
         _ => &[],
     }
 }
@@ -103,6 +104,24 @@ impl TableDef {
             out.push(m);
         }
         Ok(out)
+    }
+
+    /// The columns a sink of this table writes, in order: its physical columns less its
+    /// metadata columns, except the persisted ones its connector writes. Errors as
+    /// [`TableDef::written_metadata`].
+    pub fn sink_schema(&self) -> Result<SchemaRef> {
+        let persisted = self.written_metadata()?;
+        let fields: Vec<Field> = self
+            .physical
+            .fields()
+            .iter()
+            .filter(|f| {
+                !self.metadata.iter().any(|(c, _)| c == f.name())
+                    || persisted.iter().any(|m| m.name == *f.name())
+            })
+            .map(|f| f.as_ref().clone())
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
     }
 
     /// The column declared `AS PROCTIME()`, if any: a processing-time attribute.

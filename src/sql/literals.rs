@@ -203,14 +203,20 @@ fn follow_renames(
 }
 
 /// A lone expression (a table's computed column, `b AS a + 1`) with its integer literals
-/// typed as Flink types them, as [`flink_int_literals`] types a projection's: `a + 1` over
-/// an `INT` column `a` is an `INT`. Errors when an operand's type cannot be found in
-/// `schema`.
+/// typed as Flink types them, as [`flink_int_literals`] types a projection's (`a + 1` over
+/// an `INT` column `a` is an `INT`), then coerced as DataFusion's analyzer coerces a
+/// query's expressions — which does not run on a lone expression — so that the type it
+/// reports is the type it computes (`CASE WHEN … THEN 10 ELSE big END` is a `BIGINT`).
+/// Errors when an operand's type cannot be found in `schema`, or the types do not meet.
 pub fn flink_int_literals_expr(
     e: Expr,
     schema: &datafusion::common::DFSchema,
 ) -> datafusion::error::Result<Expr> {
-    Ok(projected(e).transform_up(|x| retype(x, schema))?.data)
+    use datafusion::common::tree_node::TreeNode as _;
+    let typed = projected(e).transform_up(|x| retype(x, schema))?.data;
+    let mut coerce =
+        datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter::new(schema);
+    Ok(typed.rewrite(&mut coerce)?.data)
 }
 
 /// A projected literal (under its alias, if any) as an `INT`.

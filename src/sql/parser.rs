@@ -392,18 +392,33 @@ const DEFAULT_DATABASE: &str = "default_database";
 /// not); `default_database` after another qualifier (`c.default_database.t`) is left for
 /// the planner to refuse.
 ///
-/// A script that uses `default_database` alone (a table alias, `FROM t AS default_database`)
-/// keeps `default_database.x`, which then names the alias's column, as Calcite resolves a
-/// name in scope before a schema.
+/// A statement that uses `default_database` alone (a table alias, `FROM t AS
+/// default_database`) keeps its `default_database.x`, which then names the alias's column,
+/// as Calcite resolves a name in scope before a schema.
 fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     let is = |t: Option<&TokenWithSpan>, name: &str| matches!(t.map(|t| &t.token), Some(Token::Word(w)) if w.value == name);
     let dot = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Period));
     let word = |t: Option<&TokenWithSpan>| matches!(t.map(|t| &t.token), Some(Token::Word(_)));
-    let alias_named_database = (0..tokens.len()).any(|i| {
-        is(tokens.get(i), DEFAULT_DATABASE)
-            && !dot(tokens.get(i + 1))
-            && !(i > 0 && dot(tokens.get(i - 1)))
-    });
+    // Per token, its statement's ordinal (statements end at `;`), and the statements that
+    // use `default_database` alone.
+    let statement: Vec<usize> = tokens
+        .iter()
+        .scan(0, |n, t| {
+            let this = *n;
+            if matches!(t.token, Token::SemiColon) {
+                *n += 1;
+            }
+            Some(this)
+        })
+        .collect();
+    let aliased: std::collections::HashSet<usize> = (0..tokens.len())
+        .filter(|&i| {
+            is(tokens.get(i), DEFAULT_DATABASE)
+                && !dot(tokens.get(i + 1))
+                && !(i > 0 && dot(tokens.get(i - 1)))
+        })
+        .map(|i| statement[i])
+        .collect();
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
@@ -419,7 +434,7 @@ fn default_qualifiers(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             continue;
         }
         if !after_dot
-            && !alias_named_database
+            && !aliased.contains(&statement[i])
             && is(tokens.get(i), DEFAULT_DATABASE)
             && dot(tokens.get(i + 1))
             && word(tokens.get(i + 2))
@@ -458,7 +473,10 @@ fn reserved_qualifiers(tokens: &[TokenWithSpan]) -> Result<()> {
         }
         let qualifies =
             next_sig(tokens, i + 1).is_some_and(|k| matches!(tokens[k].token, Token::Period));
-        let qualified = i > 0 && matches!(tokens[i - 1].token, Token::Period);
+        let qualified = (0..i)
+            .rev()
+            .find(|&k| !crate::sql::window::is_ws(&tokens[k]))
+            .is_some_and(|k| matches!(tokens[k].token, Token::Period));
         if qualifies && !qualified {
             return Err(sql_err(
                 format!(
