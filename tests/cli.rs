@@ -836,6 +836,63 @@ fn late_rows_go_to_the_table_the_source_names() {
     assert!(stderr.contains("late rows dropped: 1"), "{stderr}");
 }
 
+/// A late-data table may have metadata columns as a sink may: a `VIRTUAL` one is read-only
+/// and not among the columns late rows fill (regression: counted, so the table was refused
+/// as having one column too many), and a persisted one its connector cannot write is
+/// refused at the option.
+#[test]
+fn a_late_data_table_takes_its_writable_columns() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/window_source.csv");
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("late");
+    let sql = |meta: &str| {
+        format!(
+            "CREATE TABLE src (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), \
+             `comment` STRING, name STRING, rowtime AS TO_TIMESTAMP(ts), \
+             WATERMARK FOR rowtime AS rowtime - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = '{data}', 'format' = 'csv', \
+             'csv.null-literal' = '', 'late-data.sink' = 'late_rows');\n\
+             CREATE TABLE late_rows (ts STRING, a_int INT, b DOUBLE, c FLOAT, d DECIMAL(10, 2), \
+             `comment` STRING, name STRING, rowtime TIMESTAMP(3), \
+             path STRING METADATA FROM 'file.path'{meta}) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+             CREATE TABLE out WITH ('connector' = 'blackhole');\n\
+             INSERT INTO out SELECT name, window_start, COUNT(*) AS c \
+             FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(rowtime), INTERVAL '5' SECOND)) \
+             WHERE name = 'a' GROUP BY name, window_start, window_end;\n",
+            out.display()
+        )
+    };
+    let f = dir.path().join("late.sql");
+    std::fs::write(&f, sql(" VIRTUAL")).expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut written = String::new();
+    for e in std::fs::read_dir(&out).expect("the late rows' folder") {
+        let p = e.expect("entry").path();
+        if !p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            written.push_str(&std::fs::read_to_string(&p).expect("read"));
+        }
+    }
+    let rows: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{written}");
+    assert_eq!(rows[0]["a_int"], 5, "{written}");
+    assert!(rows[0].get("path").is_none(), "{written}");
+    std::fs::write(&f, sql("")).expect("write");
+    let (code, _, stderr) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("sink table 'late_rows' cannot write metadata column 'path'"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_late_data_sink_that_is_not_a_table_is_an_error_at_its_option() {
     let (_dir, f) = script(
