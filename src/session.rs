@@ -1978,8 +1978,17 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
     }
     // A sink writes its physical columns and its persisted metadata columns (those not
     // VIRTUAL, which its connector must be able to write), as in Flink.
-    let sink_schema = def.sink_schema()?;
-    let written: Vec<&Field> = sink_schema.fields().iter().map(|f| f.as_ref()).collect();
+    let persisted = def.written_metadata()?;
+    let written: Vec<&Field> = def
+        .physical
+        .fields()
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| {
+            !def.metadata.iter().any(|(c, _)| c == f.name())
+                || persisted.iter().any(|m| m.name == *f.name())
+        })
+        .collect();
     let target: Vec<&Field> = if columns.is_empty() {
         written.clone()
     } else {
