@@ -50,7 +50,12 @@ pub const SETTINGS: &[&str] = &[
     crate::format::encode::ResultMode::KEY,
     crate::plan::REUSE_SOURCE_KEY,
     crate::plan::REUSE_SUB_PLAN_KEY,
+    DML_SYNC_KEY,
 ];
+
+/// Flink's `table.dml-sync`: `true` makes the shell wait for an INSERT's job to end before
+/// the next statement (default `false`: it runs in the background and `\jobs` lists it).
+pub const DML_SYNC_KEY: &str = "table.dml-sync";
 
 /// Flink's `parallelism.default`: how many subtasks each keyed operator of a job runs as
 /// (`table.exec.resource.default-parallelism`, when set, wins, as in Flink). Default: the
@@ -399,7 +404,7 @@ impl Session {
                 crate::sql::options::parse_duration(value)
                     .map_err(|m| WeirError::user(format!("setting '{key}': {m}")))?;
             }
-            crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY
+            crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY | DML_SYNC_KEY
                 if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") =>
             {
                 return Err(WeirError::user(format!(
@@ -547,6 +552,7 @@ impl Session {
                 "table.exec.source.idle-timeout" | "table.exec.state.ttl" => "0 ms".into(),
                 "execution.checkpointing.mode" => "EXACTLY_ONCE".into(),
                 crate::plan::REUSE_SOURCE_KEY | crate::plan::REUSE_SUB_PLAN_KEY => "true".into(),
+                DML_SYNC_KEY => "false".into(),
                 "execution.checkpointing.tolerable-failed-checkpoints" => "0".into(),
                 "state.checkpoints.num-retained" => "1".into(),
                 PARALLELISM_KEY => cores().to_string(),
@@ -1978,17 +1984,8 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
     }
     // A sink writes its physical columns and its persisted metadata columns (those not
     // VIRTUAL, which its connector must be able to write), as in Flink.
-    let persisted = def.written_metadata()?;
-    let written: Vec<&Field> = def
-        .physical
-        .fields()
-        .iter()
-        .map(|f| f.as_ref())
-        .filter(|f| {
-            !def.metadata.iter().any(|(c, _)| c == f.name())
-                || persisted.iter().any(|m| m.name == *f.name())
-        })
-        .collect();
+    let sink_schema = def.sink_schema()?;
+    let written: Vec<&Field> = sink_schema.fields().iter().map(|f| f.as_ref()).collect();
     let target: Vec<&Field> = if columns.is_empty() {
         written.clone()
     } else {

@@ -995,9 +995,10 @@ impl Shell {
                     Ok(r) => self.out(&r),
                     Err(e) => crate::message::say(e.render(None, None)),
                 },
-                Outcome::Started(job) if bare_select => {
+                Outcome::Started(job) if bare_select || self.dml_sync() => {
                     // Listed by `\\jobs` once it has ended, as Flink lists a SELECT's job,
-                    // so the ids there run without gaps.
+                    // so the ids there run without gaps. An INSERT waits here too under
+                    // Flink's `table.dml-sync`.
                     let mut entry = JobEntry {
                         id: job.id,
                         name: job.name.clone(),
@@ -1014,7 +1015,10 @@ impl Shell {
                     };
                     self.cancelled = false;
                     self.jobs.push(entry);
-                    r?
+                    r?;
+                    if !bare_select {
+                        crate::message::info("Complete execution of the SQL update statement.");
+                    }
                 }
                 Outcome::Started(job) => {
                     crate::message::say(format!(
@@ -1034,6 +1038,14 @@ impl Shell {
             }
         }
         Ok(())
+    }
+
+    /// Whether an INSERT runs to its end before the next statement (Flink's
+    /// `table.dml-sync`, default false: it starts in the background).
+    fn dml_sync(&self) -> bool {
+        self.session
+            .setting(crate::session::DML_SYNC_KEY)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 
     /// Streams a bare SELECT's rows until it ends; Ctrl-C cancels it (interactively).

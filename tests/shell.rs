@@ -322,6 +322,7 @@ fn jobs_are_listed_within_the_column_width() {
     let (code, stdout, stderr) = pipe(
         "CREATE TABLE t (v BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3');\n\
          CREATE TABLE o (v BIGINT) WITH ('connector' = 'blackhole');\n\
+         SET 'table.dml-sync' = 'true';\n\
          INSERT INTO o SELECT v FROM t WHERE v IS NOT NULL OR v IS NULL;\n\
          \\jobs\n\\x on\n\\jobs\n",
         &[],
@@ -338,6 +339,36 @@ fn jobs_are_listed_within_the_column_width() {
     assert!(stdout.contains("-[ RECORD 1 ]-"), "{stdout}");
     // A job that has ended writes nothing: its rate is 0 (regression: it faded slowly).
     assert!(stdout.contains("rows/s out      | 0\n"), "{stdout}");
+}
+
+/// Flink's `table.dml-sync`: an INSERT runs to its end before the next statement, so a
+/// later statement reads all it wrote (at 1000 rows/s the job takes half a second; in the
+/// background the SELECT would find none of it).
+#[test]
+fn dml_sync_waits_for_the_insert() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().display().to_string();
+    let (code, stdout, stderr) = pipe(
+        &format!(
+            "CREATE TABLE t (v BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '500', \
+               'rows-per-second' = '1000', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', 'fields.v.end' = '500');\n\
+             CREATE TABLE o (v BIGINT) WITH ('connector' = 'filesystem', 'path' = '{dir}', \
+               'format' = 'csv');\n\
+             SET 'table.dml-sync' = 'true';\n\
+             INSERT INTO o SELECT v FROM t;\n\
+             SELECT COUNT(*) AS n, SUM(v) AS s FROM o;\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("Complete execution of the SQL update statement."),
+        "{stderr}"
+    );
+    assert!(stdout.contains("| 500 | 125250 |"), "{stdout}");
+    let (code, _, stderr) = pipe("SET 'table.dml-sync' = 'yes';\n", &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("'table.dml-sync' is 'true' or 'false'"), "{stderr}");
 }
 
 #[test]
