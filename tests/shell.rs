@@ -368,7 +368,10 @@ fn dml_sync_waits_for_the_insert() {
     assert!(stdout.contains("| 500 | 125250 |"), "{stdout}");
     let (code, _, stderr) = pipe("SET 'table.dml-sync' = 'yes';\n", &[]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("'table.dml-sync' is 'true' or 'false'"), "{stderr}");
+    assert!(
+        stderr.contains("'table.dml-sync' is 'true' or 'false'"),
+        "{stderr}"
+    );
 }
 
 #[test]

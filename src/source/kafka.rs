@@ -1886,7 +1886,9 @@ pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
                 if matches!(e.data_type(), DataType::Struct(kv)
                     if kv.len() == 2
                         && kv[0].data_type() == &DataType::Utf8
-                        && kv[1].data_type() == &DataType::Binary)),
+                        && kv[1].data_type() == &DataType::Binary
+                        // A header may have no value: a NOT NULL value cannot hold it.
+                        && kv[1].is_nullable())),
             _ => datafusion::arrow::compute::can_cast_types(&native, &declared),
         };
         if !ok {

@@ -334,14 +334,14 @@ pub fn flink_type_name(dt: &DataType) -> String {
                 format!("TIMESTAMP({p})")
             }
         }
-        DataType::List(f) | DataType::LargeList(f) => {
-            format!("ARRAY<{}>", flink_type_name(f.data_type()))
-        }
+        // A nested type's NOT NULL is part of its name, as in Flink (`ARRAY<INT NOT NULL>`);
+        // a map's key is never NULL in Arrow, so only its value says so.
+        DataType::List(f) | DataType::LargeList(f) => format!("ARRAY<{}>", nested(f)),
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => format!(
                 "MAP<{}, {}>",
                 flink_type_name(kv[0].data_type()),
-                flink_type_name(kv[1].data_type())
+                nested(&kv[1])
             ),
             other => other.to_string(),
         },
@@ -349,11 +349,21 @@ pub fn flink_type_name(dt: &DataType) -> String {
             "ROW<{}>",
             fields
                 .iter()
-                .map(|f| format!("`{}` {}", f.name(), flink_type_name(f.data_type())))
+                .map(|f| format!("`{}` {}", f.name(), nested(f)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         other => other.to_string(),
+    }
+}
+
+/// A nested field's type as Flink names it: its type, then `NOT NULL` when it is not
+/// nullable.
+fn nested(f: &datafusion::arrow::datatypes::Field) -> String {
+    if f.is_nullable() {
+        flink_type_name(f.data_type())
+    } else {
+        format!("{} NOT NULL", flink_type_name(f.data_type()))
     }
 }
 
