@@ -275,6 +275,7 @@ impl Session {
         ctx.add_analyzer_rule(Arc::new(crate::sql::group_id::ResolveGroupId));
         ctx.add_analyzer_rule(Arc::new(crate::sql::local_time::LtzInSessionZone));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::PositionalRowCasts));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::types::MapKeyCasts));
         let mut session = Session {
             ctx,
             tables: BTreeMap::new(),

@@ -471,6 +471,55 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
     }
 }
 
+/// `m[k]` on a MAP reads the entry whose key equals `k`, in the map's key type: the key is
+/// cast to it (`m[1]` of a `MAP<INT, STRING>`, whose literal is a BIGINT before this; Flink
+/// types it INT). DataFusion's `get_field` compares the keys as they come and fails at run
+/// time on a mismatch ("Invalid comparison operation: Int64 == Int32").
+#[derive(Debug)]
+pub struct MapKeyCasts;
+
+impl datafusion::optimizer::analyzer::AnalyzerRule for MapKeyCasts {
+    fn name(&self) -> &str {
+        "weir_map_key_casts"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::{Expr, ExprSchemable};
+        crate::sql::local_time::each_expression(plan, |e, schema| {
+            let Expr::ScalarFunction(mut f) = e else {
+                return Ok(Transformed::no(e));
+            };
+            if f.name() != "get_field" || f.args.len() != 2 {
+                return Ok(Transformed::no(Expr::ScalarFunction(f)));
+            }
+            let key_type = match f.args[0].get_type(schema) {
+                Ok(DataType::Map(entries, _)) => match entries.data_type() {
+                    DataType::Struct(kv) if kv.len() == 2 => kv[0].data_type().clone(),
+                    _ => return Ok(Transformed::no(Expr::ScalarFunction(f))),
+                },
+                _ => return Ok(Transformed::no(Expr::ScalarFunction(f))),
+            };
+            match f.args[1].get_type(schema) {
+                Ok(t) if t != key_type => {}
+                _ => return Ok(Transformed::no(Expr::ScalarFunction(f))),
+            }
+            let key = f.args.remove(1);
+            let key = match key {
+                // A literal stays one (`get_field` reads a map key from a literal).
+                Expr::Literal(v, meta) => Expr::Literal(v.cast_to(&key_type)?, meta),
+                other => other.cast_to(&key_type, schema)?,
+            };
+            f.args.push(key);
+            Ok(Transformed::yes(Expr::ScalarFunction(f)))
+        })
+    }
+}
+
 /// Whether a cast from `from` to `to` is a row cast Arrow would match by name: two structs
 /// of one arity whose names differ somewhere (at any depth, in an ARRAY's elements and a
 /// MAP's keys and values too).
