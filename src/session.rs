@@ -1303,7 +1303,13 @@ impl Session {
         for id in registered {
             let _ = self.ctx.deregister_table(id.as_str());
         }
-        r
+        r.map_err(|e| match e.pos() {
+            None if matches!(e, WeirError::Sql { .. }) => {
+                let p = function_named_in(query, &e.to_string());
+                e.at(p)
+            }
+            _ => e,
+        })
     }
 
     /// Each `FOR SYSTEM_TIME AS OF <column>` names a column of the query's tables, as Flink
@@ -2090,6 +2096,44 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
         })
         .collect();
     Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// Where in `query` the function an error `message` names is called: DataFusion's errors
+/// about a call's arguments ("Function 'abs' expects 1 arguments but received 2", "No
+/// function matches the given name and argument types 'octet_length(Int32)'") carry no
+/// position, so the first quoted word of the message that names a function the query
+/// calls points at that call's name (its first call, when it is called more than once).
+fn function_named_in(query: &ast::Query, message: &str) -> Option<crate::error::Pos> {
+    let mut calls: Vec<(String, crate::error::Pos)> = vec![];
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(query, |e| {
+        if let ast::Expr::Function(f) = e
+            && let Some(part) = f.name.0.last()
+            && let Some(id) = part.as_ident()
+            && id.span.start.line > 0
+        {
+            calls.push((
+                id.value.to_lowercase(),
+                crate::error::Pos {
+                    line: id.span.start.line,
+                    col: id.span.start.column,
+                },
+            ));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    // Quoted words, in order: 'abs' or 'abs(Utf8, Int64)'.
+    message.split('\'').skip(1).step_by(2).find_map(|quoted| {
+        let name: String = quoted
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect::<String>()
+            .to_lowercase();
+        calls
+            .iter()
+            .filter(|(n, _)| !name.is_empty() && *n == name)
+            .map(|(_, p)| *p)
+            .min()
+    })
 }
 
 /// The first quoted local path `query` reads as a table (`FROM 'archive/x'`) that names

@@ -477,17 +477,22 @@ fn reserved_qualifiers(tokens: &[TokenWithSpan]) -> Result<()> {
             .rev()
             .find(|&k| !crate::sql::window::is_ws(&tokens[k]))
             .is_some_and(|k| matches!(tokens[k].token, Token::Period));
-        if qualifies && !qualified {
+        if qualifies {
             return Err(sql_err(
                 format!(
-                    "'{}' is a reserved word (the function {}), so it cannot qualify a name unquoted",
+                    "'{}' is a reserved word (the function {}), so it cannot {} unquoted",
                     w.value,
-                    w.value.to_uppercase()
+                    w.value.to_uppercase(),
+                    if qualified {
+                        "name a field of a nested name"
+                    } else {
+                        "qualify a name"
+                    }
                 ),
                 t,
             )
             .with_hint(format!(
-                "quote it where it names a table or alias: `{}`",
+                "quote it where it names a table, alias or field: `{}`",
                 w.value
             )));
         }
