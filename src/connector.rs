@@ -110,7 +110,7 @@ pub fn validate(def: &TableDef) -> Result<()> {
         &format!("connector '{}'", def.connector),
         &accepted_options(&def.connector, format),
     )?;
-    if def.connector == "kafka" {
+    if def.connector == "kafka" || def.connector == "upsert-kafka" {
         crate::source::kafka::check_metadata(def)?;
     } else if def.connector == "filesystem" {
         check_file_metadata(def)?;
@@ -352,9 +352,9 @@ pub fn build_sink(def: &TableDef, options: &Options, part_name: &str) -> Result<
         "kafka" => Ok(Box::new(
             crate::sink::kafka::KafkaSink::create(&def.name, options)?.with_metadata(def),
         )),
-        "upsert-kafka" => Ok(Box::new(crate::sink::kafka::KafkaSink::create_upsert(
-            def, options,
-        )?)),
+        "upsert-kafka" => Ok(Box::new(
+            crate::sink::kafka::KafkaSink::create_upsert(def, options)?.with_metadata(def),
+        )),
         "filesystem" => {
             let path = local_path(options.require("path", &def.name)?);
             Ok(Box::new(crate::sink::partitioned::PartitionedSink::create(

@@ -14,8 +14,8 @@
 //!   options (bits), the rest is the records, one per line.
 //! - [`kafka_record`]: byte 0 picks a schema, byte 1 the format and options; the rest is
 //!   messages separated by `0xFF`, each: a flag byte (bit 0: no value — a tombstone; bit 1:
-//!   a key; bit 2: a timestamp, bit 3: log-append time), then with a key, its length (one
-//!   byte) and bytes, and the value.
+//!   a key; bit 2: a timestamp, bit 3: log-append time; bit 4: a leader epoch, the top
+//!   three bits), then with a key, its length (one byte) and bytes, and the value.
 
 use std::sync::{Arc, OnceLock};
 
@@ -212,7 +212,7 @@ pub fn csv(data: &[u8]) {
 }
 
 /// The Kafka record path (buffering, tombstones, decoding, the `key`, `offset`,
-/// `timestamp` and `timestamp-type` metadata columns, bad records), without a broker; see
+/// `timestamp`, `timestamp-type` and `leader-epoch` metadata columns, bad records), without a broker; see
 /// the module's input layout. Format byte: bit 0 CSV (else JSON), bit 1 metadata columns,
 /// the other bits the format's options.
 pub fn kafka_record(data: &[u8]) {
@@ -245,6 +245,7 @@ pub fn kafka_record(data: &[u8]) {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             ),
             ("tt", "timestamp-type", DataType::Utf8),
+            ("le", "leader-epoch", DataType::Int32),
         ] {
             if value_schema.field_with_name(name).is_err() {
                 fields.push(Field::new(name, ty, true));
@@ -312,5 +313,6 @@ fn message(offset: i64, m: &[u8]) -> RawMessage {
         timestamp: (flags & 4 != 0).then_some((offset * 1000, flags & 8 != 0)),
         headers: vec![],
         offset,
+        leader_epoch: (flags & 16 != 0).then_some(i32::from(flags >> 5)),
     }
 }

@@ -1778,3 +1778,107 @@ async fn an_upsert_kafka_topic_reads_as_the_table_of_each_keys_last_value() {
         "a filter over it"
     );
 }
+
+/// An `upsert-kafka` table's metadata columns, as Flink's: read from each message (the
+/// `offset` and `headers` of the message that gave a key's row), and its persisted
+/// `timestamp` and `headers` written as each message's, a delete's tombstone included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_kafka_metadata_is_read_and_written() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("up_in", 1);
+    broker.create_topic("up_out", 1);
+    let servers = broker.bootstrap();
+    client_with_input(
+        &["produce", &servers, "up_in"],
+        "{\"k\": \"{\\\"id\\\": 1}\", \"v\": \"{\\\"id\\\": 1, \\\"n\\\": 10}\", \"h\": [[\"src\", \"a\"]]}\n\
+         {\"k\": \"{\\\"id\\\": 2}\", \"v\": \"{\\\"id\\\": 2, \\\"n\\\": 20}\", \"h\": [[\"src\", \"b\"]]}\n\
+         {\"k\": \"{\\\"id\\\": 1}\", \"v\": \"{\\\"id\\\": 1, \\\"n\\\": 11}\", \"h\": [[\"src\", \"c\"]]}\n\
+         {\"k\": \"{\\\"id\\\": 2}\", \"v\": null}\n",
+    );
+    let source = format!(
+        "CREATE TABLE up (id BIGINT, n BIGINT, `offset` BIGINT METADATA VIRTUAL, \
+           h MAP<STRING, BYTES> METADATA FROM 'headers' VIRTUAL, \
+           le INT METADATA FROM 'leader-epoch' VIRTUAL, PRIMARY KEY (id) NOT ENFORCED) \
+         WITH ('connector' = 'upsert-kafka', 'topic' = 'up_in', \
+           'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+           'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');\n"
+    );
+    let rows = collect(&format!(
+        "{source}SELECT id, n, `offset`, CAST(h['src'] AS STRING), le FROM up;"
+    ))
+    .await;
+    // The test broker stamps no leader epoch on a batch (librdkafka's -1): NULL, as
+    // Flink's `leader-epoch` is then (`src/source/kafka.rs` tests a given one).
+    assert_eq!(common::applied_rows(&rows), ["1|11|2|c|null"]);
+    collect(&format!(
+        "{source}CREATE TABLE up_out (id BIGINT, n BIGINT, ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp', \
+           hs MAP<STRING, BYTES> METADATA FROM 'headers', PRIMARY KEY (id) NOT ENFORCED) \
+         WITH ('connector' = 'upsert-kafka', 'topic' = 'up_out', \
+           'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+           'value.format' = 'json');\n\
+         INSERT INTO up_out SELECT id, n, TO_TIMESTAMP_LTZ({BASE} + n * 1000, 3), h FROM up;"
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "up_out", "4"]);
+    let mut seen: Vec<(String, serde_json::Value, i64, serde_json::Value)> = printed
+        .lines()
+        .map(|line| {
+            let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            (
+                m["k"].as_str().expect("a key").to_string(),
+                m["v"].clone(),
+                m["t"].as_i64().expect("a timestamp"),
+                m["h"].clone(),
+            )
+        })
+        .collect();
+    // Each key's messages in their order (a stable sort by key).
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(seen.len(), 4, "{printed}");
+    let value = |id: i64, n: i64| serde_json::json!(format!("{{\"id\":{id},\"n\":{n}}}"));
+    let header = |s: &str| serde_json::json!([["src", s]]);
+    assert_eq!(
+        seen[..3],
+        [
+            (
+                "{\"id\":1}".to_string(),
+                value(1, 10),
+                BASE + 10_000,
+                header("a")
+            ),
+            (
+                "{\"id\":1}".to_string(),
+                value(1, 11),
+                BASE + 11_000,
+                header("c")
+            ),
+            (
+                "{\"id\":2}".to_string(),
+                value(2, 20),
+                BASE + 20_000,
+                header("b")
+            ),
+        ]
+    );
+    // id 2's delete: a tombstone under its key, after its value.
+    assert_eq!(
+        (seen[3].0.as_str(), &seen[3].1),
+        ("{\"id\":2}", &serde_json::Value::Null),
+        "{printed}"
+    );
+    // A primary key is of physical columns, as Flink requires.
+    let mut s = Session::new();
+    let e = s
+        .run_collect(&format!(
+            "CREATE TABLE bad (id BIGINT, o BIGINT METADATA FROM 'offset', \
+               PRIMARY KEY (o) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', 'topic' = 'up_in', \
+               'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+               'value.format' = 'json');"
+        ))
+        .await
+        .expect_err("a primary key on a metadata column is refused")
+        .to_string();
+    assert!(e.contains("'o', a metadata column"), "{e}");
+}

@@ -77,6 +77,7 @@ pub const METADATA: &[&str] = &[
     "timestamp",
     "timestamp-type",
     "headers",
+    "leader-epoch",
     "key",
 ];
 
@@ -606,7 +607,13 @@ impl KafkaSource {
             value_options.insert(k, v, None);
         }
         value_options.insert("scan.startup.mode", "earliest-offset", None);
-        let mut source = Self::new(&def.name, &value_options, physical.clone(), &[], batch_size)?;
+        let mut source = Self::new(
+            &def.name,
+            &value_options,
+            physical.clone(),
+            &def.metadata,
+            batch_size,
+        )?;
         // A delete holds only the key: the other columns are NULL until normalization
         // puts the kept row in its place.
         source.schema = crate::operator::normalize::nullable_except(physical, &def.primary_key);
@@ -616,7 +623,9 @@ impl KafkaSource {
                     .fields()
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| !key_columns.contains(i))
+                    .filter(|(i, _)| {
+                        !key_columns.contains(i) && !source.meta.iter().any(|m| m.index == *i)
+                    })
                     .map(|(_, f)| f.as_ref().clone())
                     .collect::<Vec<Field>>(),
             ));
@@ -783,6 +792,8 @@ struct Pending {
     offsets: Vec<i64>,
     timestamps: Vec<Option<i64>>,
     timestamp_types: Vec<&'static str>,
+    /// Per message, its leader epoch (None: the broker gave none).
+    leader_epochs: Vec<Option<i32>>,
     keys: Vec<Option<Vec<u8>>>,
     /// Per message, its headers (kept only when a `headers` metadata column reads them).
     headers: Vec<HeaderList>,
@@ -1199,12 +1210,17 @@ impl Source for KafkaSource {
                     };
                     hint = i;
                     let headers = self.reads_headers().then(|| header_list(m.headers()));
+                    // rdkafka does not expose it; librdkafka gives -1 for none.
+                    // SAFETY: `m` holds the message for the call.
+                    let epoch =
+                        unsafe { rdkafka::bindings::rd_kafka_message_leader_epoch(m.ptr()) };
                     if take_message(
                         &mut parts[i],
                         m.payload(),
                         m.key(),
                         headers,
                         m.timestamp(),
+                        (epoch >= 0).then_some(epoch),
                         m.offset(),
                         &ctx.job_metrics(),
                         self.upsert.is_some(),
@@ -1457,6 +1473,9 @@ impl KafkaSource {
             "timestamp-type" => Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|&i| p.timestamp_types[i]),
             )),
+            "leader-epoch" => Arc::new(Int32Array::from_iter(
+                rows.iter().map(|&i| p.leader_epochs[i]),
+            )),
             "headers" => {
                 let none = HeaderList::new();
                 let lists: Vec<&HeaderList> = rows
@@ -1624,6 +1643,8 @@ impl KafkaSource {
         let value_row = rows_by_line(value_lines.len(), &values);
         // Each message that gives a row: its key's row and its value's (None: a delete).
         let mut rows: Vec<(u32, Option<u32>)> = Vec::with_capacity(n);
+        // ... and the message's place among the pending ones (for metadata columns).
+        let mut messages: Vec<usize> = Vec::with_capacity(n);
         let mut next_value = 0;
         for (i, key) in key_row.iter().enumerate() {
             let value = if pending.deleted[i] {
@@ -1639,6 +1660,7 @@ impl KafkaSource {
             };
             if let Some(k) = *key {
                 rows.push((k, value));
+                messages.push(i);
             }
         }
         if rows.is_empty() {
@@ -1651,6 +1673,12 @@ impl KafkaSource {
         let value_take = UInt32Array::from_iter(rows.iter().map(|r| r.1));
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (c, field) in self.schema.fields().iter().enumerate() {
+            // A metadata column: from the message (a delete's from its tombstone), as
+            // Flink's upsert-kafka source reads it.
+            if let Some(m) = self.meta.iter().find(|m| m.index == c) {
+                columns.push(self.meta_column(m, part, &messages)?);
+                continue;
+            }
             let value_col = match &value_batch {
                 Some(b) => b
                     .schema()
@@ -1703,6 +1731,7 @@ fn take_message(
     key: Option<&[u8]>,
     headers: Option<HeaderList>,
     timestamp: Timestamp,
+    leader_epoch: Option<i32>,
     offset: i64,
     job: &crate::job::metrics::JobMetrics,
     upsert: bool,
@@ -1729,6 +1758,7 @@ fn take_message(
             };
             pending.timestamps.push(ts);
             pending.timestamp_types.push(kind);
+            pending.leader_epochs.push(leader_epoch);
             pending.keys.push(key.map(<[u8]>::to_vec));
             if let Some(h) = headers {
                 pending.headers.push(h);
@@ -1754,6 +1784,8 @@ pub struct RawMessage {
     pub offset: i64,
     /// Its headers, in order.
     pub headers: HeaderList,
+    /// The partition leader's epoch when it was written (None: not known).
+    pub leader_epoch: Option<i32>,
 }
 
 impl KafkaSource {
@@ -1797,6 +1829,7 @@ impl KafkaSource {
                 m.key.as_deref(),
                 self.reads_headers().then(|| m.headers.clone()),
                 ts,
+                m.leader_epoch,
                 m.offset,
                 &job,
                 self.upsert.is_some(),
@@ -1839,9 +1872,22 @@ fn find_part(parts: &[Part], hint: usize, topic: &str, partition: i32) -> Option
 /// Checks a kafka table's metadata columns: known keys of types they can be cast to.
 pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
     for (col, key) in &def.metadata {
+        if def.primary_key.contains(col) {
+            // Flink: "A PRIMARY KEY constraint must be declared on physical columns."
+            return Err(WeirError::sql(
+                format!(
+                    "the primary key of table '{}' names '{col}', a metadata column: a primary key is of physical columns",
+                    def.name
+                ),
+                Some(def.pos),
+            ));
+        }
         if !METADATA.contains(&key.as_str()) {
             let mut e = WeirError::sql(
-                format!("connector 'kafka' provides no metadata '{key}' (column '{col}')"),
+                format!(
+                    "connector '{}' provides no metadata '{key}' (column '{col}')",
+                    def.connector
+                ),
                 Some(def.pos),
             );
             e = match crate::error::did_you_mean(key, METADATA.iter().copied()) {
@@ -1855,7 +1901,7 @@ pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
         }
         let native = match key.as_str() {
             "topic" | "timestamp-type" => DataType::Utf8,
-            "partition" => DataType::Int32,
+            "partition" | "leader-epoch" => DataType::Int32,
             "offset" => DataType::Int64,
             "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
             "headers" => DataType::Map(
@@ -1904,4 +1950,63 @@ pub fn check_metadata(def: &crate::sql::catalog::TableDef) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::metrics::JobMetrics;
+    use crate::source::watermark::SourceStage;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int32Type;
+
+    /// `leader-epoch` (Flink's `INT NULL`): the message's epoch, NULL where the broker
+    /// gave none (librdkafka's -1; the test broker gives none, so the Kafka test sees
+    /// only NULL).
+    #[test]
+    fn leader_epoch_metadata_is_the_messages_or_null() {
+        let mut options = Options::default();
+        for (k, v) in [
+            ("connector", "kafka"),
+            ("topic", "t"),
+            ("properties.bootstrap.servers", "127.0.0.1:9"),
+            ("format", "json"),
+        ] {
+            options.insert(k, v, None);
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int64, true),
+            Field::new("le", DataType::Int32, true),
+        ]));
+        let meta = [("le".to_string(), "leader-epoch".to_string())];
+        let source = KafkaSource::new("t", &options, schema, &meta, 64).expect("a source");
+        let message = |offset: i64, epoch: Option<i32>| RawMessage {
+            value: Some(format!("{{\"v\": {offset}}}").into_bytes()),
+            key: None,
+            timestamp: None,
+            offset,
+            headers: vec![],
+            leader_epoch: epoch,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let job = Arc::new(JobMetrics::default());
+        let mut ctx = SourceContext::new(
+            tx,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            SourceStage::new(None, None),
+            job.register("source"),
+            job.clone(),
+        );
+        source
+            .replay("t", &[message(0, Some(5)), message(1, None)], &mut ctx)
+            .expect("replayed");
+        let mut epochs: Vec<Option<i32>> = vec![];
+        while let Ok(m) = rx.try_recv() {
+            if let crate::job::message::Message::Batch(b) = m {
+                let col = b.column(1).as_primitive::<Int32Type>();
+                epochs.extend(col.iter());
+            }
+        }
+        assert_eq!(epochs, [Some(5), None]);
+    }
 }

@@ -63,11 +63,12 @@ pub struct TableDef {
 }
 
 /// The metadata keys a sink of `connector` writes, as Flink's sinks list them
-/// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's `headers` and `timestamp`; the
-/// other connectors write none (an `upsert-kafka` table declares no metadata columns yet).
+/// (`SupportsWritingMetadata#listWritableMetadata`): Kafka's `headers` and `timestamp`, for
+/// `kafka` and `upsert-kafka` (a delete's tombstone carries them too); the other connectors
+/// write none.
 pub fn writable_metadata(connector: &str) -> &'static [&'static str] {
     match connector {
-        "kafka" => &["headers", "timestamp"],
+        "kafka" | "upsert-kafka" => &["headers", "timestamp"],
         _ => &[],
     }
 }
