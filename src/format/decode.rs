@@ -587,6 +587,17 @@ impl Decoder {
     }
 
     fn decode_csv(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
+        if self.csv_schema.fields().is_empty() {
+            // A table of only metadata and partition columns: each line is a row with no
+            // fields read, as Flink's CSV format takes a line longer than the schema.
+            return RecordBatch::try_new_with_options(
+                self.schema.clone(),
+                vec![],
+                &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                    .with_row_count(Some(lines.len())),
+            )
+            .map_err(|e| e.to_string());
+        }
         let b = match self.read_csv(lines, &self.csv_schema) {
             Ok(b) => b,
             Err(e) if self.csv_numbers.is_empty() => return Err(e),

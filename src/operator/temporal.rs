@@ -11,8 +11,8 @@
 //! version is an insertion or update and the rest of the ON condition holds; a `LEFT JOIN`
 //! pads it with NULLs otherwise, an `INNER JOIN` drops it. Of two versions with one time
 //! the later one counts, as Flink's state keyed by the version's time keeps it. The output
-//! is append-only, in the stream rows' time order per watermark, and keeps the stream's
-//! time attribute.
+//! is append-only, the rows a watermark releases in the order they arrived (as Flink's
+//! operator emits them, by their arrival sequence), and keeps the stream's time attribute.
 //!
 //! State: the stream rows still above the watermark, and per key the versions from the
 //! latest one at or before the watermark on (older ones can no longer be chosen). Keys and
@@ -189,8 +189,8 @@ impl TemporalJoin {
         Ok(())
     }
 
-    /// Joins the waiting stream rows at or below `w` (in time order) and forgets the
-    /// versions no later row can choose.
+    /// Joins the waiting stream rows at or below `w` (in the order they arrived) and
+    /// forgets the versions no later row can choose.
     fn fire(&mut self, w: i64, out: &mut Vec<Message>) -> Result<()> {
         if !self.waiting.is_empty() {
             let all = concat_batches(&self.left_schema, &self.waiting)?;
@@ -211,7 +211,6 @@ impl TemporalJoin {
                 self.waiting.push(take_batch(&all, &idx)?);
             }
             if !due.is_empty() {
-                due.sort_by_key(|(t, _)| *t);
                 self.join_rows(&all, &due, out)?;
             }
         }
@@ -237,7 +236,8 @@ impl TemporalJoin {
         Ok(())
     }
 
-    /// The rows `due` of `all` (time, index; in time order) joined with their versions.
+    /// The rows `due` of `all` (time, index; in the order they go out) joined with their
+    /// versions.
     fn join_rows(
         &self,
         all: &RecordBatch,
