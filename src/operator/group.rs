@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, UInt32Array};
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, ScalarValue};
@@ -38,11 +38,21 @@ pub struct AggCall {
     /// Use the function's sliding accumulator, which takes rows back (`SUM` over an
     /// updating input), rather than its plain one.
     pub sliding: bool,
+    /// For `AGG(DISTINCT …)` over an updating input: the types of its arguments and the
+    /// call without DISTINCT, which [`crate::operator::minmax::distinct_with_retract`]
+    /// evaluates over the distinct values it counts (so rows can be taken back).
+    pub distinct_retract: Option<(Vec<DataType>, Arc<AggregateFunctionExpr>)>,
 }
 
 impl AggCall {
     /// A fresh accumulator of the kind this call uses.
-    fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
+    pub(crate) fn accumulator(&self) -> Result<Box<dyn Accumulator>> {
+        if let Some((types, inner)) = &self.distinct_retract {
+            return Ok(crate::operator::minmax::distinct_with_retract(
+                types.clone(),
+                inner.clone(),
+            )?);
+        }
         Ok(if self.sliding {
             self.expr.create_sliding_accumulator()?
         } else {

@@ -7,6 +7,9 @@
 //! Values are kept in Arrow's row format, whose bytes sort as the values do (NULLs are
 //! skipped, as `MIN`/`MAX` skip them). The state — for checkpoints — is two lists: the
 //! distinct values and their counts.
+//!
+//! The same value counts make `AGG(DISTINCT …)` take rows back
+//! ([`distinct_with_retract`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 /// The aggregate function: `MIN` (`max` false) or `MAX` that takes rows back.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -56,7 +60,7 @@ impl AggregateUDFImpl for MinMaxWithRetract {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(ValueCounts::new(
+        Ok(Box::new(ValueCounts::min_max(
             args.return_field.data_type().clone(),
             self.max,
         )?))
@@ -81,40 +85,84 @@ impl AggregateUDFImpl for MinMaxWithRetract {
     }
 }
 
-/// Every value held, in the row format, with how many times.
+/// What a [`ValueCounts`] gives from the values it holds.
+#[derive(Debug)]
+enum Pick {
+    Min,
+    Max,
+    /// The aggregate (its plain, non-DISTINCT form) of the distinct values.
+    Distinct(Arc<AggregateFunctionExpr>),
+}
+
+/// Every value held (a row of the arguments), in the row format, with how many times.
 #[derive(Debug)]
 struct ValueCounts {
-    max: bool,
-    data_type: DataType,
+    pick: Pick,
+    data_types: Vec<DataType>,
     converter: RowConverter,
     values: BTreeMap<OwnedRow, i64>,
 }
 
+/// An accumulator of `AGG(DISTINCT args)` that takes rows back, as Flink's distinct
+/// aggregates over a changelog keep each distinct value with its count (a `MapView`): a
+/// value is in the distinct set while its count is above 0, and the result is `inner` —
+/// the same aggregate without DISTINCT — over that set, computed when asked. Rows with a
+/// NULL argument are skipped, as the aggregates it is used for skip them. The state, for
+/// checkpoints, is a list per argument of the distinct values and a list of their counts.
+///
+/// `arg_types` are the types of `inner`'s arguments. Errors: a type Arrow's row format
+/// cannot encode.
+pub fn distinct_with_retract(
+    arg_types: Vec<DataType>,
+    inner: Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn Accumulator>> {
+    Ok(Box::new(ValueCounts::new(
+        arg_types,
+        Pick::Distinct(inner),
+    )?))
+}
+
 impl ValueCounts {
-    fn new(data_type: DataType, max: bool) -> Result<Self> {
+    fn new(data_types: Vec<DataType>, pick: Pick) -> Result<Self> {
         Ok(ValueCounts {
-            max,
-            converter: RowConverter::new(vec![SortField::new(data_type.clone())])?,
-            data_type,
+            pick,
+            converter: RowConverter::new(
+                data_types
+                    .iter()
+                    .map(|t| SortField::new(t.clone()))
+                    .collect(),
+            )?,
+            data_types,
             values: BTreeMap::new(),
         })
     }
 
-    /// Adds `by` (negative: takes back) to each non-NULL value of `values`, `counts[i]`
-    /// times for value `i` (once without counts). A value whose count reaches 0 is gone.
-    fn add(&mut self, values: &ArrayRef, counts: Option<&Int64Array>, by: i64) -> Result<()> {
-        let rows = self
-            .converter
-            .convert_columns(std::slice::from_ref(values))?;
-        for i in 0..values.len() {
-            if values.is_null(i) {
+    fn min_max(data_type: DataType, max: bool) -> Result<Self> {
+        Self::new(vec![data_type], if max { Pick::Max } else { Pick::Min })
+    }
+
+    /// Adds `by` (negative: takes back) to each row of `values` none of whose columns is
+    /// NULL, `counts[i]` times for row `i` (once without counts). A row whose count
+    /// reaches 0 is gone.
+    fn add(&mut self, values: &[ArrayRef], counts: Option<&Int64Array>, by: i64) -> Result<()> {
+        let columns = values.get(..self.data_types.len()).ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "{} argument(s) where {} were expected",
+                values.len(),
+                self.data_types.len()
+            ))
+        })?;
+        let rows = self.converter.convert_columns(columns)?;
+        let n = columns.first().map_or(0, |c| c.len());
+        for i in 0..n {
+            if columns.iter().any(|c| c.is_null(i)) {
                 continue;
             }
-            let n = by * counts.map_or(1, |c| c.value(i));
+            let add = by * counts.map_or(1, |c| c.value(i));
             let row = rows.row(i).owned();
             let left = {
                 let c = self.values.entry(row.clone()).or_insert(0);
-                *c += n;
+                *c += add;
                 *c
             };
             if left <= 0 {
@@ -124,30 +172,29 @@ impl ValueCounts {
         Ok(())
     }
 
-    fn distinct_values(&self) -> Result<ArrayRef> {
-        let arrays = self
+    /// The distinct values, a column per argument.
+    fn distinct_values(&self) -> Result<Vec<ArrayRef>> {
+        Ok(self
             .converter
-            .convert_rows(self.values.keys().map(|r| r.row()))?;
-        arrays
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("no values column".into()))
+            .convert_rows(self.values.keys().map(|r| r.row()))?)
+    }
+
+    /// The value of a NULL result (no value held).
+    fn null(&self) -> Result<ScalarValue> {
+        match self.data_types.first() {
+            Some(t) => ScalarValue::try_from(t),
+            None => Ok(ScalarValue::Null),
+        }
     }
 }
 
 impl Accumulator for ValueCounts {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        match values.first() {
-            Some(v) => self.add(v, None, 1),
-            None => Ok(()),
-        }
+        self.add(values, None, 1)
     }
 
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        match values.first() {
-            Some(v) => self.add(v, None, -1),
-            None => Ok(()),
-        }
+        self.add(values, None, -1)
     }
 
     fn supports_retract_batch(&self) -> bool {
@@ -155,20 +202,26 @@ impl Accumulator for ValueCounts {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let held = if self.max {
-            self.values.keys().next_back()
-        } else {
-            self.values.keys().next()
+        let held = match &self.pick {
+            Pick::Max => self.values.keys().next_back(),
+            Pick::Min => self.values.keys().next(),
+            Pick::Distinct(inner) => {
+                let mut acc = inner.create_accumulator()?;
+                if !self.values.is_empty() {
+                    acc.update_batch(&self.distinct_values()?)?;
+                }
+                return acc.evaluate();
+            }
         };
         match held {
             Some(row) => {
                 let arrays = self.converter.convert_rows([row.row()])?;
                 match arrays.first() {
                     Some(a) => ScalarValue::try_from_array(a, 0),
-                    None => ScalarValue::try_from(&self.data_type),
+                    None => self.null(),
                 }
             }
-            None => ScalarValue::try_from(&self.data_type),
+            None => self.null(),
         }
     }
 
@@ -183,51 +236,45 @@ impl Accumulator for ValueCounts {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values = self.distinct_values()?;
-        let counts: ArrayRef =
-            Arc::new(Int64Array::from_iter_values(self.values.values().copied()));
-        Ok(vec![
+        let list = |a: ArrayRef| {
             ScalarValue::List(Arc::new(
-                datafusion::common::utils::SingleRowListArrayBuilder::new(values)
+                datafusion::common::utils::SingleRowListArrayBuilder::new(a)
                     .with_nullable(true)
                     .build_list_array(),
-            )),
-            ScalarValue::List(Arc::new(
-                datafusion::common::utils::SingleRowListArrayBuilder::new(counts)
-                    .with_nullable(true)
-                    .build_list_array(),
-            )),
-        ])
+            ))
+        };
+        let mut out: Vec<ScalarValue> = self.distinct_values()?.into_iter().map(list).collect();
+        out.push(list(Arc::new(Int64Array::from_iter_values(
+            self.values.values().copied(),
+        ))));
+        Ok(out)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let (Some(values), Some(counts)) = (states.first(), states.get(1)) else {
-            return Err(DataFusionError::Internal(
-                "min/max with retract: a state of two lists".into(),
-            ));
-        };
-        let (Some(values), Some(counts)) =
-            (values.as_list_opt::<i32>(), counts.as_list_opt::<i32>())
-        else {
-            return Err(DataFusionError::Internal(
-                "min/max with retract: its state's columns are not lists".into(),
-            ));
-        };
-        for r in 0..values.len() {
-            if values.is_null(r) || counts.is_null(r) {
+        let width = self.data_types.len();
+        let malformed =
+            |what: &str| DataFusionError::Internal(format!("a value-count state: {what}"));
+        if states.len() != width + 1 {
+            return Err(malformed("a list per argument and a list of counts"));
+        }
+        let lists = states
+            .iter()
+            .map(|s| s.as_list_opt::<i32>())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("its columns are not lists"))?;
+        for r in 0..states[0].len() {
+            if lists.iter().any(|l| l.is_null(r)) {
                 continue;
             }
-            let v = values.value(r);
-            let c = counts.value(r);
+            let values: Vec<ArrayRef> = lists[..width].iter().map(|l| l.value(r)).collect();
+            let c = lists[width].value(r);
             let c = c
                 .as_primitive_opt::<Int64Type>()
-                .ok_or_else(|| DataFusionError::Internal("counts are not BIGINT".into()))?;
-            if v.len() != c.len() {
-                return Err(DataFusionError::Internal(
-                    "min/max with retract: values and counts differ in length".into(),
-                ));
+                .ok_or_else(|| malformed("counts are not BIGINT"))?;
+            if values.iter().any(|v| v.len() != c.len()) {
+                return Err(malformed("values and counts differ in length"));
             }
-            self.add(&v, Some(c), 1)?;
+            self.add(&values, Some(c), 1)?;
         }
         Ok(())
     }
@@ -241,8 +288,8 @@ mod tests {
     /// Values come and go in any order; MIN and MAX follow, through a state round trip.
     #[test]
     fn retracted_values_make_way_for_the_next() {
-        let mut max = ValueCounts::new(DataType::Int32, true).expect("acc");
-        let mut min = ValueCounts::new(DataType::Int32, false).expect("acc");
+        let mut max = ValueCounts::min_max(DataType::Int32, true).expect("acc");
+        let mut min = ValueCounts::min_max(DataType::Int32, false).expect("acc");
         let a: ArrayRef = Arc::new(Int32Array::from(vec![
             Some(5),
             None,
@@ -265,7 +312,7 @@ mod tests {
         assert_eq!(min.evaluate().expect("min"), ScalarValue::Int32(Some(5)));
         let st = max.state().expect("state");
         let arrays: Vec<ArrayRef> = st.iter().map(|v| v.to_array().expect("array")).collect();
-        let mut again = ValueCounts::new(DataType::Int32, true).expect("acc");
+        let mut again = ValueCounts::min_max(DataType::Int32, true).expect("acc");
         again.merge_batch(&arrays).expect("merge");
         let nine: ArrayRef = Arc::new(Int32Array::from(vec![9]));
         again
@@ -276,5 +323,47 @@ mod tests {
             .retract_batch(&[Arc::new(Int32Array::from(vec![5])) as ArrayRef])
             .expect("retract");
         assert_eq!(again.evaluate().expect("max"), ScalarValue::Int32(None));
+    }
+
+    /// SUM(DISTINCT): a value counts while any of its rows is held, and the counts go
+    /// through a checkpoint's state; rows with a NULL argument are skipped.
+    #[test]
+    fn distinct_values_leave_with_their_last_row() {
+        use datafusion::arrow::array::Int64Array as I64;
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+        use datafusion::physical_expr::expressions::col;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let sum = AggregateExprBuilder::new(
+            datafusion::functions_aggregate::sum::sum_udaf(),
+            vec![col("x", &schema).expect("column")],
+        )
+        .schema(schema)
+        .alias("s")
+        .build()
+        .expect("sum");
+        let sum = Arc::new(sum);
+        let mut acc = distinct_with_retract(vec![DataType::Int64], sum.clone()).expect("acc");
+        let rows: ArrayRef = Arc::new(I64::from(vec![Some(5), Some(5), Some(7), None]));
+        acc.update_batch(std::slice::from_ref(&rows))
+            .expect("update");
+        assert_eq!(acc.evaluate().expect("sum"), ScalarValue::Int64(Some(12)));
+        let five: ArrayRef = Arc::new(I64::from(vec![5]));
+        acc.retract_batch(std::slice::from_ref(&five))
+            .expect("retract");
+        assert_eq!(acc.evaluate().expect("sum"), ScalarValue::Int64(Some(12)));
+        acc.retract_batch(std::slice::from_ref(&five))
+            .expect("retract");
+        assert_eq!(acc.evaluate().expect("sum"), ScalarValue::Int64(Some(7)));
+        let st = acc.state().expect("state");
+        let arrays: Vec<ArrayRef> = st.iter().map(|v| v.to_array().expect("array")).collect();
+        let mut again = distinct_with_retract(vec![DataType::Int64], sum).expect("acc");
+        again.merge_batch(&arrays).expect("merge");
+        assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(Some(7)));
+        let seven: ArrayRef = Arc::new(I64::from(vec![7]));
+        again
+            .retract_batch(std::slice::from_ref(&seven))
+            .expect("retract");
+        assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(None));
     }
 }

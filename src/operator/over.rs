@@ -893,6 +893,7 @@ mod tests {
                 args: vec![v],
                 filter: None,
                 sliding: true,
+                distinct_retract: None,
             }],
             Arc::new(Schema::new(fields)),
         )
@@ -947,6 +948,7 @@ mod tests {
                 args: vec![v],
                 filter: None,
                 sliding: false,
+                distinct_retract: None,
             }],
             Arc::new(Schema::new(fields)),
         )

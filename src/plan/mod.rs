@@ -55,6 +55,26 @@ pub const REUSE_SOURCE_KEY: &str = "table.optimizer.reuse-source-enabled";
 /// Flink's setting that source reuse needs as well.
 pub const REUSE_SUB_PLAN_KEY: &str = "table.optimizer.reuse-sub-plan-enabled";
 
+/// The aggregates whose `DISTINCT` form over an updating input Weir computes from counted
+/// distinct values (each skips NULLs, so the distinct set holds no NULL): the rest of
+/// Flink's aggregates keep their own rules there.
+pub const NULL_SKIPPING_AGGREGATES: &[&str] = &[
+    "sum",
+    "avg",
+    "count",
+    "min",
+    "max",
+    "stddev",
+    "stddev_pop",
+    "var",
+    "var_pop",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+];
+
 /// A node of a streaming plan.
 pub enum PlanNode {
     Source {
@@ -1176,6 +1196,7 @@ impl Planner<'_> {
                 filter,
                 sliding: frame != (Frame::Unbounded { rows: true })
                     && frame != (Frame::Unbounded { rows: false }),
+                distinct_retract: None,
             });
         }
         let op = OverAggregateOperator::new(
@@ -1193,7 +1214,10 @@ impl Planner<'_> {
     }
 
     /// A GROUP BY without a window: an aggregate over the whole stream, whose results
-    /// update (a changelog).
+    /// update (a changelog). Over an updating input, MIN and MAX keep every value with
+    /// its count, SUM uses its sliding accumulator, and `AGG(DISTINCT …)` of one of
+    /// [`NULL_SKIPPING_AGGREGATES`] counts its distinct values; any other aggregate that
+    /// cannot take rows back is refused.
     fn group_aggregate(
         &self,
         agg: &datafusion::logical_expr::Aggregate,
@@ -1252,7 +1276,34 @@ impl Planner<'_> {
                     .create_sliding_accumulator()
                     .ok()
                     .is_some_and(|a| a.supports_retract_batch());
-            if retracting && !sliding && !expr.create_accumulator()?.supports_retract_batch() {
+            // AGG(DISTINCT …) of an aggregate that skips NULLs: the distinct values are
+            // counted, so a value leaves the set when its last row is taken back (Flink's
+            // distinct aggregates over a changelog), and the plain aggregate runs over them.
+            let distinct_retract = if retracting
+                && expr.is_distinct()
+                && !expr.create_accumulator()?.supports_retract_batch()
+                && NULL_SKIPPING_AGGREGATES.contains(&fun.as_str())
+            {
+                use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+                let inner =
+                    AggregateExprBuilder::new(expr.fun().clone().into(), expr.expressions())
+                        .schema(physical_input.clone())
+                        .alias(expr.name())
+                        .build()?;
+                let types = expr
+                    .expressions()
+                    .iter()
+                    .map(|e| Ok(e.data_type(&physical_input)?))
+                    .collect::<Result<Vec<_>>>()?;
+                Some((types, Arc::new(inner)))
+            } else {
+                None
+            };
+            if retracting
+                && !sliding
+                && distinct_retract.is_none()
+                && !expr.create_accumulator()?.supports_retract_batch()
+            {
                 return Err(WeirError::sql(
                     format!(
                         "not supported in a standing query yet: {}() over results that update (it cannot take rows back)",
@@ -1266,6 +1317,7 @@ impl Planner<'_> {
                 expr,
                 filter,
                 sliding,
+                distinct_retract,
             });
         }
         let op = crate::operator::group::GroupAggregateOperator::new(
