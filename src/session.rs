@@ -1303,13 +1303,7 @@ impl Session {
         for id in registered {
             let _ = self.ctx.deregister_table(id.as_str());
         }
-        r.map_err(|e| match e.pos() {
-            None if matches!(e, WeirError::Sql { .. }) => {
-                let p = function_named_in(query, &e.to_string());
-                e.at(p)
-            }
-            _ => e,
-        })
+        r.map_err(|e| at_function(e, query))
     }
 
     /// Each `FOR SYSTEM_TIME AS OF <column>` names a column of the query's tables, as Flink
@@ -1937,7 +1931,9 @@ impl Session {
                     .logical_plan(q, &stmt.windows, &stmt.lookups, true)
                     .await
                     .map_err(|e| e.at(pos))?;
-                let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
+                let nodes = plan_copies(&plan)
+                    .await
+                    .map_err(|e| at_function(e, q).at(pos))?;
                 let sink = Box::new(
                     crate::sink::terminal::TerminalSink::new(self.output, self.quiet)
                         .with_display(self.display()?),
@@ -1959,7 +1955,9 @@ impl Session {
                     .map_err(|e| e.at(pos))?;
                 let plan =
                     conform_to_sink(plan, &def, columns).map_err(|e| e.at(Some(*table_pos)))?;
-                let nodes = plan_copies(&plan).await.map_err(|e| e.at(pos))?;
+                let nodes = plan_copies(&plan)
+                    .await
+                    .map_err(|e| at_function(e, query).at(pos))?;
                 let options =
                     crate::connector::effective_options(&def, &settings, &self.setting_origins)?;
                 let part = format!("q-{}", query_id(&stmt.text));
@@ -2098,11 +2096,24 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
+/// A SQL error without a position, pointed at the call in `query` of the function it names
+/// (see [`function_named_in`]), when it names one; any other error as it is.
+fn at_function(e: WeirError, query: &ast::Query) -> WeirError {
+    match e.pos() {
+        None if matches!(e, WeirError::Sql { .. }) => {
+            let p = function_named_in(query, &e.to_string());
+            e.at(p)
+        }
+        _ => e,
+    }
+}
+
 /// Where in `query` the function an error `message` names is called: DataFusion's errors
 /// about a call's arguments ("Function 'abs' expects 1 arguments but received 2", "No
-/// function matches the given name and argument types 'octet_length(Int32)'") carry no
-/// position, so the first quoted word of the message that names a function the query
-/// calls points at that call's name (its first call, when it is called more than once).
+/// function matches the given name and argument types 'octet_length(Int32)'") and the
+/// planner's about a call ("sum() over results that update") carry no position, so the
+/// first word of the message, quoted or before `(`, that names a function the query calls
+/// points at that call's name (its first call, when it is called more than once).
 fn function_named_in(query: &ast::Query, message: &str) -> Option<crate::error::Pos> {
     let mut calls: Vec<(String, crate::error::Pos)> = vec![];
     let _ = datafusion::sql::sqlparser::ast::visit_expressions(query, |e| {
@@ -2112,7 +2123,7 @@ fn function_named_in(query: &ast::Query, message: &str) -> Option<crate::error::
             && id.span.start.line > 0
         {
             calls.push((
-                id.value.to_lowercase(),
+                crate::sql::rewrite::user_function_name(&id.value),
                 crate::error::Pos {
                     line: id.span.start.line,
                     col: id.span.start.column,
@@ -2121,13 +2132,23 @@ fn function_named_in(query: &ast::Query, message: &str) -> Option<crate::error::
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    // Quoted words, in order: 'abs' or 'abs(Utf8, Int64)'.
-    message.split('\'').skip(1).step_by(2).find_map(|quoted| {
-        let name: String = quoted
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    // Quoted words, in order ('abs' or 'abs(Utf8, Int64)'), then words before `(`.
+    let quoted = message
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(|q| q.chars().take_while(|c| word(*c)).collect::<String>());
+    let called = message.match_indices('(').map(|(i, _)| {
+        let before: String = message[..i]
             .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect::<String>()
-            .to_lowercase();
+            .rev()
+            .take_while(|c| word(*c))
+            .collect();
+        before.chars().rev().collect::<String>()
+    });
+    quoted.chain(called).find_map(|name| {
+        let name = crate::sql::rewrite::user_function_name(&name);
         calls
             .iter()
             .filter(|(n, _)| !name.is_empty() && *n == name)

@@ -1307,7 +1307,7 @@ impl Planner<'_> {
                 return Err(WeirError::sql(
                     format!(
                         "not supported in a standing query yet: {}() over results that update (it cannot take rows back)",
-                        expr.fun().name()
+                        crate::sql::rewrite::user_function_name(expr.fun().name())
                     ),
                     None,
                 ));

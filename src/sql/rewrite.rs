@@ -315,8 +315,19 @@ fn unit_months(u: &str) -> Option<i64> {
 
 fn rename(f: &Function, name: &str) -> Expr {
     let mut f = f.clone();
-    f.name = ObjectName::from(vec![Ident::new(name)]);
+    f.name = renamed(&f.name, name);
     Expr::Function(f)
+}
+
+/// `name` where `was` was written (its span kept, so errors about the call point at it).
+fn renamed(was: &ObjectName, name: &str) -> ObjectName {
+    let span = was
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.span)
+        .unwrap_or(datafusion::sql::sqlparser::tokenizer::Span::empty());
+    ObjectName::from(vec![Ident::with_span(span, name)])
 }
 
 /// The arguments of `e` when it is a plain call of `name` (as [`super::syntax`] writes
@@ -605,6 +616,19 @@ fn date_unit(u: &DateTimeField) -> Option<&'static str> {
     })
 }
 
+/// The name, lowercase, a user wrote for a function Weir calls `internal` once rewritten
+/// (`string_agg` is `LISTAGG`, `weir_json_arrayagg` and the token rewrite's
+/// `__WEIR_JSON_ARRAYAGG` are `JSON_ARRAYAGG`): for errors that name the call.
+pub fn user_function_name(internal: &str) -> String {
+    let n = internal.to_ascii_lowercase();
+    let n = n.trim_start_matches('_');
+    let n = n.strip_prefix("weir_").unwrap_or(n);
+    match n {
+        "string_agg" => "listagg".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// The Flink function names this module gives a meaning DataFusion lacks (for `SHOW
 /// FUNCTIONS`).
 pub const FLINK_NAMES: &[&str] = &[
@@ -721,7 +745,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
         }
         "LISTAGG" => {
             let mut g = f.clone();
-            g.name = ObjectName::from(vec![Ident::new("string_agg")]);
+            g.name = renamed(&f.name, "string_agg");
             if let FunctionArguments::List(l) = &mut g.args
                 && l.args.len() == 1
             {
@@ -786,9 +810,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
         "__WEIR_JSON_OBJECTAGG" | "__WEIR_JSON_ARRAYAGG"
     ) {
         let mut g = f.clone();
-        g.name = ObjectName::from(vec![Ident::new(
-            name.trim_start_matches('_').to_ascii_lowercase(),
-        )]);
+        g.name = renamed(&f.name, &name.trim_start_matches('_').to_ascii_lowercase());
         // Its clauses (ORDER BY, FILTER, OVER) stay; the flag goes after the ON NULL mode.
         if let FunctionArguments::List(l) = &mut g.args {
             let raw = l.args.last().is_some_and(
