@@ -2097,64 +2097,16 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
 }
 
 /// A SQL error without a position, pointed at the call in `query` of the function it names
-/// (see [`function_named_in`]), when it names one; any other error as it is.
+/// (see [`crate::sql::rewrite::function_named_in`]), when it names one; any other error
+/// as it is.
 fn at_function(e: WeirError, query: &ast::Query) -> WeirError {
     match e.pos() {
         None if matches!(e, WeirError::Sql { .. }) => {
-            let p = function_named_in(query, &e.to_string());
+            let p = crate::sql::rewrite::function_named_in(query, &e.to_string());
             e.at(p)
         }
         _ => e,
     }
-}
-
-/// Where in `query` the function an error `message` names is called: DataFusion's errors
-/// about a call's arguments ("Function 'abs' expects 1 arguments but received 2", "No
-/// function matches the given name and argument types 'octet_length(Int32)'") and the
-/// planner's about a call ("sum() over results that update") carry no position, so the
-/// first word of the message, quoted or before `(`, that names a function the query calls
-/// points at that call's name (its first call, when it is called more than once).
-fn function_named_in(query: &ast::Query, message: &str) -> Option<crate::error::Pos> {
-    let mut calls: Vec<(String, crate::error::Pos)> = vec![];
-    let _ = datafusion::sql::sqlparser::ast::visit_expressions(query, |e| {
-        if let ast::Expr::Function(f) = e
-            && let Some(part) = f.name.0.last()
-            && let Some(id) = part.as_ident()
-            && id.span.start.line > 0
-        {
-            calls.push((
-                crate::sql::rewrite::user_function_name(&id.value),
-                crate::error::Pos {
-                    line: id.span.start.line,
-                    col: id.span.start.column,
-                },
-            ));
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    // Quoted words, in order ('abs' or 'abs(Utf8, Int64)'), then words before `(`.
-    let quoted = message
-        .split('\'')
-        .skip(1)
-        .step_by(2)
-        .map(|q| q.chars().take_while(|c| word(*c)).collect::<String>());
-    let called = message.match_indices('(').map(|(i, _)| {
-        let before: String = message[..i]
-            .chars()
-            .rev()
-            .take_while(|c| word(*c))
-            .collect();
-        before.chars().rev().collect::<String>()
-    });
-    quoted.chain(called).find_map(|name| {
-        let name = crate::sql::rewrite::user_function_name(&name);
-        calls
-            .iter()
-            .filter(|(n, _)| !name.is_empty() && *n == name)
-            .map(|(_, p)| *p)
-            .min()
-    })
 }
 
 /// The first quoted local path `query` reads as a table (`FROM 'archive/x'`) that names

@@ -345,6 +345,11 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
                 };
                 err.moved_to(p)
             }
+            // An error without a position (a call's arguments, say): at the call.
+            (WeirError::Sql { pos: None, .. }, _) => {
+                let p = crate::sql::rewrite::function_named_in(&e, &err.to_string());
+                err.at(p)
+            }
             _ => err,
         }
     })

@@ -629,6 +629,58 @@ pub fn user_function_name(internal: &str) -> String {
     }
 }
 
+/// Where in `node` (a query or an expression) the function an error `message` names is called: DataFusion's errors
+/// about a call's arguments ("Function 'abs' expects 1 arguments but received 2", "No
+/// function matches the given name and argument types 'octet_length(Int32)'") and the
+/// planner's about a call ("sum() over results that update") carry no position, so the
+/// first word of the message, quoted or before `(`, that names a function `node` calls
+/// points at that call's name (its first call, when it is called more than once).
+pub fn function_named_in<V: datafusion::sql::sqlparser::ast::Visit>(
+    node: &V,
+    message: &str,
+) -> Option<crate::error::Pos> {
+    let mut calls: Vec<(String, crate::error::Pos)> = vec![];
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(node, |e| {
+        if let Expr::Function(f) = e
+            && let Some(part) = f.name.0.last()
+            && let Some(id) = part.as_ident()
+            && id.span.start.line > 0
+        {
+            calls.push((
+                user_function_name(&id.value),
+                crate::error::Pos {
+                    line: id.span.start.line,
+                    col: id.span.start.column,
+                },
+            ));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    // Quoted words, in order ('abs' or 'abs(Utf8, Int64)'), then words before `(`.
+    let quoted = message
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(|q| q.chars().take_while(|c| word(*c)).collect::<String>());
+    let called = message.match_indices('(').map(|(i, _)| {
+        let before: String = message[..i]
+            .chars()
+            .rev()
+            .take_while(|c| word(*c))
+            .collect();
+        before.chars().rev().collect::<String>()
+    });
+    quoted.chain(called).find_map(|name| {
+        let name = user_function_name(&name);
+        calls
+            .iter()
+            .filter(|(n, _)| !name.is_empty() && *n == name)
+            .map(|(_, p)| *p)
+            .min()
+    })
+}
+
 /// The Flink function names this module gives a meaning DataFusion lacks (for `SHOW
 /// FUNCTIONS`).
 pub const FLINK_NAMES: &[&str] = &[
