@@ -2101,8 +2101,9 @@ fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<
 /// as it is.
 fn at_function(e: WeirError, query: &ast::Query) -> WeirError {
     match e.pos() {
-        None if matches!(e, WeirError::Sql { .. }) => {
-            let p = crate::sql::rewrite::function_named_in(query, &e.to_string());
+        None if let WeirError::Sql { message, .. } = &e => {
+            // The message alone: a hint may name other calls.
+            let p = crate::sql::rewrite::function_named_in(query, message);
             e.at(p)
         }
         _ => e,

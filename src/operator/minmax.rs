@@ -205,6 +205,10 @@ impl Accumulator for ValueCounts {
         let held = match &self.pick {
             Pick::Max => self.values.keys().next_back(),
             Pick::Min => self.values.keys().next(),
+            // COUNT(DISTINCT …): the number of distinct values (NULLs are never held).
+            Pick::Distinct(inner) if inner.fun().name() == "count" => {
+                return Ok(ScalarValue::Int64(Some(self.values.len() as i64)));
+            }
             Pick::Distinct(inner) => {
                 let mut acc = inner.create_accumulator()?;
                 if !self.values.is_empty() {

@@ -1266,8 +1266,8 @@ impl Planner<'_> {
             }
             // SUM's plain accumulator cannot take rows back; its sliding one can (a sum
             // less the value).
-            // SUM(DISTINCT)'s sliding accumulator keeps counts its state does not carry
-            // through a checkpoint, so it stays refused.
+            // (Not for SUM(DISTINCT): its sliding accumulator keeps counts its state does
+            // not carry through a checkpoint; the distinct values' counts below do.)
             let sliding = retracting
                 && !expr.create_accumulator()?.supports_retract_batch()
                 && expr.fun().name() == "sum"

@@ -346,8 +346,13 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
                 err.moved_to(p)
             }
             // An error without a position (a call's arguments, say): at the call.
-            (WeirError::Sql { pos: None, .. }, _) => {
-                let p = crate::sql::rewrite::function_named_in(&e, &err.to_string());
+            (
+                WeirError::Sql {
+                    pos: None, message, ..
+                },
+                _,
+            ) => {
+                let p = crate::sql::rewrite::function_named_in(&e, message);
                 err.at(p)
             }
             _ => err,

@@ -241,6 +241,15 @@ fn template(sql: &str, args: &[Expr]) -> Option<Expr> {
     impl VisitorMut for Fill<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            // The template's own calls were never written by the user: their spans (in
+            // the template's text) go, so no error is placed by them.
+            if let Expr::Function(f) = e {
+                for part in f.name.0.iter_mut() {
+                    if let datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(i) = part {
+                        i.span = datafusion::sql::sqlparser::tokenizer::Span::empty();
+                    }
+                }
+            }
             if let Expr::Identifier(i) = e
                 && let Some(n) = i.value.strip_prefix("__")
                 && let Ok(n) = n.parse::<usize>()
@@ -639,23 +648,35 @@ pub fn function_named_in<V: datafusion::sql::sqlparser::ast::Visit>(
     node: &V,
     message: &str,
 ) -> Option<crate::error::Pos> {
-    let mut calls: Vec<(String, crate::error::Pos)> = vec![];
+    // Each call the user wrote: its name, place and number of arguments (calls a rewrite
+    // made from a template have no span, so none is taken for the user's).
+    let mut calls: Vec<(String, crate::error::Pos, usize)> = vec![];
     let _ = datafusion::sql::sqlparser::ast::visit_expressions(node, |e| {
         if let Expr::Function(f) = e
             && let Some(part) = f.name.0.last()
             && let Some(id) = part.as_ident()
             && id.span.start.line > 0
         {
+            let args = match &f.args {
+                FunctionArguments::List(l) => l.args.len(),
+                _ => 0,
+            };
             calls.push((
                 user_function_name(&id.value),
                 crate::error::Pos {
                     line: id.span.start.line,
                     col: id.span.start.column,
                 },
+                args,
             ));
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    // "… but received 2": of several calls of the function, the one with 2 arguments.
+    let received: Option<usize> = message
+        .split_once("received ")
+        .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok());
     let word = |c: char| c.is_alphanumeric() || c == '_';
     // Quoted words, in order ('abs' or 'abs(Utf8, Int64)'), then words before `(`.
     let quoted = message
@@ -673,11 +694,16 @@ pub fn function_named_in<V: datafusion::sql::sqlparser::ast::Visit>(
     });
     quoted.chain(called).find_map(|name| {
         let name = user_function_name(&name);
-        calls
-            .iter()
-            .filter(|(n, _)| !name.is_empty() && *n == name)
-            .map(|(_, p)| *p)
+        let named = || {
+            calls
+                .iter()
+                .filter(|(n, _, _)| !name.is_empty() && *n == name)
+        };
+        named()
+            .filter(|(_, _, args)| received.is_some_and(|r| r == *args))
+            .map(|(_, p, _)| *p)
             .min()
+            .or_else(|| named().map(|(_, p, _)| *p).min())
     })
 }
 
