@@ -894,7 +894,6 @@ mod tests {
                 filter: None,
                 sliding: true,
                 distinct_retract: None,
-                arrival: None,
             }],
             Arc::new(Schema::new(fields)),
         )
@@ -950,7 +949,6 @@ mod tests {
                 filter: None,
                 sliding: false,
                 distinct_retract: None,
-                arrival: None,
             }],
             Arc::new(Schema::new(fields)),
         )
