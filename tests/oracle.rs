@@ -115,3 +115,34 @@ async fn distinct_aggregates_over_a_changelog_equal_batch() {
         assert_eq!(got, expected, "batch size {batch_size}");
     }
 }
+
+/// Aggregates of arrival order over results that update (`ARRAY_AGG`, with and without
+/// DISTINCT, and `LISTAGG`): the rows they hold once the changelog is applied equal
+/// DataFusion's batch answer, for every source batch size — sorted, since their order is
+/// the arrival order a batch engine has no notion of (`tests/slt/changelog.slt` checks the
+/// order by Flink's rules). Each auction's old count leaves its old group's array as the
+/// new one comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrival_order_aggregates_over_a_changelog_hold_the_batch_rows() {
+    let inner = "SELECT auction, COUNT(*) AS c, MAX(bidder) % 3 AS b FROM bid GROUP BY auction";
+    let outer = |listagg: &str| {
+        format!(
+            "SELECT c % 4 AS g, ARRAY_SORT(ARRAY_AGG(auction)), ARRAY_SORT(ARRAY_AGG(DISTINCT b)), \
+             LENGTH({listagg}), COUNT(*) FROM ({inner}) GROUP BY c % 4"
+        )
+    };
+    let expected = batch_answer(&outer("string_agg(CAST(c AS STRING), ',')")).await;
+    assert!(expected.len() == 4, "{expected:?}");
+    for batch_size in [1, 97, 8192] {
+        let mut s = Session::new();
+        let script = format!(
+            "SET 'table.exec.batch-size' = '{batch_size}';\n\
+             CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
+             {VIEW};\n{};",
+            outer("LISTAGG(CAST(c AS STRING))")
+        );
+        let mut results = s.run_collect(&script).await.expect("standing query runs");
+        let got = common::applied_rows(&results.pop().expect("one result"));
+        assert_eq!(got, expected, "batch size {batch_size}");
+    }
+}

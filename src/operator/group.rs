@@ -4,7 +4,9 @@
 //! After each input batch, every group the batch touched emits its new result: `+I` the
 //! first time, then `-U` of the previous result and `+U` of the new one — unless the
 //! result did not change, as in Flink, which emits nothing then. Per batch, not per row:
-//! the rows in between are never seen downstream, and the result is the same.
+//! the rows in between are never seen downstream, and the result is the same. The groups
+//! emit in the order of their last row in the batch, as Flink's final results of them
+//! come row by row.
 //!
 //! The input may itself be a changelog (an aggregate of an aggregate, Nexmark q4): its
 //! `-U`/`-D` rows are retracted from the accumulators, which the planner checks can
@@ -42,6 +44,11 @@ pub struct AggCall {
     /// call without DISTINCT, which [`crate::operator::minmax::distinct_with_retract`]
     /// evaluates over the distinct values it counts (so rows can be taken back).
     pub distinct_retract: Option<(Vec<DataType>, Arc<AggregateFunctionExpr>)>,
+    /// For an aggregate that cannot take rows back, over an updating input: the types of
+    /// its arguments, the call without DISTINCT and whether it had it, for
+    /// [`crate::operator::arrival::with_retract`], which holds the rows in arrival order
+    /// (Flink's retracting `FIRST_VALUE`, `LISTAGG`, JSON aggregates, …).
+    pub arrival: Option<(Vec<DataType>, Arc<AggregateFunctionExpr>, bool)>,
 }
 
 impl AggCall {
@@ -51,6 +58,13 @@ impl AggCall {
             return Ok(crate::operator::minmax::distinct_with_retract(
                 types.clone(),
                 inner.clone(),
+            )?);
+        }
+        if let Some((types, inner, distinct)) = &self.arrival {
+            return Ok(crate::operator::arrival::with_retract(
+                types.clone(),
+                inner.clone(),
+                *distinct,
             )?);
         }
         Ok(if self.sliding {
@@ -188,9 +202,48 @@ enum Key {
     Owned(Box<[u8]>),
 }
 
-/// A group's (start, length) of added and of retracted rows among an aggregate's gathered
-/// arguments.
-type Ranges = [(usize, usize); 2];
+/// Where a group's rows are among an aggregate's gathered arguments.
+enum Ranges {
+    /// (start, length) of the added rows, then of the retracted ones.
+    AddsThenRetractions([(usize, usize); 2]),
+    /// (start, length, retracted) of each run of one kind, in row order.
+    Runs(Vec<(usize, usize, bool)>),
+}
+
+/// Appends the rows of `adds` and `retracts` (each ascending) that `mask` keeps to `out`
+/// in row order, and gives the runs of one kind: (start in `out`, length, retracted).
+fn in_row_order(
+    out: &mut Vec<u32>,
+    adds: &[u32],
+    retracts: &[u32],
+    mask: Option<&BooleanArray>,
+) -> Vec<(usize, usize, bool)> {
+    let kept = |i: u32| mask.is_none_or(|m| m.is_valid(i as usize) && m.value(i as usize));
+    let mut runs: Vec<(usize, usize, bool)> = vec![];
+    let (mut a, mut r) = (0, 0);
+    loop {
+        let (row, retract) = match (adds.get(a), retracts.get(r)) {
+            (Some(x), Some(y)) if x < y => (*x, false),
+            (Some(x), None) => (*x, false),
+            (_, Some(y)) => (*y, true),
+            (None, None) => break,
+        };
+        if retract {
+            r += 1;
+        } else {
+            a += 1;
+        }
+        if !kept(row) {
+            continue;
+        }
+        match runs.last_mut() {
+            Some(last) if last.2 == retract => last.1 += 1,
+            _ => runs.push((out.len(), 1, retract)),
+        }
+        out.push(row);
+    }
+    runs
+}
 
 /// Appends to `out` the rows of `rows` where `mask` (a FILTER) holds.
 fn extend_masked(out: &mut Vec<u32>, rows: &[u32], mask: Option<&BooleanArray>) {
@@ -485,18 +538,27 @@ impl Operator for GroupAggregateOperator {
             .collect::<Result<Vec<_>>>()?;
         // Per aggregate, its argument rows (those its FILTER keeps) gathered once, group
         // after group, adds before retractions; each group then reads zero-copy slices.
+        // An aggregate of arrival order (`arrival`) gets each group's rows in the batch's
+        // order instead, as runs of adds and retractions: a DISTINCT value taken back
+        // and added again moves to the end, as it does row by row.
         let mut gathered: Vec<(Vec<ArrayRef>, Vec<Ranges>)> = vec![];
         for a in 0..self.aggs.len() {
+            let in_order = self.aggs[a].arrival.is_some();
+            let mask = masks[a].as_ref();
             let mut perm: Vec<u32> = Vec::with_capacity(n);
             let mut ranges = Vec::with_capacity(touched.len());
             for (_, adds, retracts) in &touched {
+                if in_order && !adds.is_empty() && !retracts.is_empty() {
+                    ranges.push(Ranges::Runs(in_row_order(&mut perm, adds, retracts, mask)));
+                    continue;
+                }
                 let mut r = [(0, 0); 2];
                 for (k, rows) in [adds, retracts].into_iter().enumerate() {
                     let start = perm.len();
-                    extend_masked(&mut perm, rows, masks[a].as_ref());
+                    extend_masked(&mut perm, rows, mask);
                     r[k] = (start, perm.len() - start);
                 }
-                ranges.push(r);
+                ranges.push(Ranges::AddsThenRetractions(r));
             }
             let idx = UInt32Array::from(perm);
             let values = args[a]
@@ -509,7 +571,23 @@ impl Operator for GroupAggregateOperator {
         // copied), values and kind.
         let mut emitted: Vec<(Key, Vec<ScalarValue>, RowKind)> = vec![];
         let mut part: Vec<ArrayRef> = vec![];
-        for (slot, (g, adds, retracts)) in touched.into_iter().enumerate() {
+        // Groups emit in the order of their last row in the batch: where Flink, row by
+        // row, emits a group's final result of the batch (at that row), so an aggregate
+        // of arrival order downstream (LISTAGG, LAST_VALUE over this changelog) gives
+        // Flink's answer whatever the batch size.
+        let mut order: Vec<usize> = (0..touched.len()).collect();
+        if touched.len() > 1 {
+            let last = |(_, adds, retracts): &(usize, Vec<u32>, Vec<u32>)| {
+                adds.last().max(retracts.last()).copied().unwrap_or(0)
+            };
+            order.sort_unstable_by_key(|s| last(&touched[*s]));
+        }
+        for slot in order {
+            let (g, adds, retracts) = (
+                touched[slot].0,
+                std::mem::take(&mut touched[slot].1),
+                std::mem::take(&mut touched[slot].2),
+            );
             let Some(group) = self.groups[g].as_mut() else {
                 return Err(WeirError::internal("group vanished"));
             };
@@ -526,13 +604,19 @@ impl Operator for GroupAggregateOperator {
             }
             for (a, acc) in group.accs.iter_mut().enumerate() {
                 let (values, ranges) = &gathered[a];
-                for (k, (start, len)) in ranges[slot].iter().enumerate() {
+                let runs = match &ranges[slot] {
+                    Ranges::AddsThenRetractions([adds, retracts]) => {
+                        &[(adds.0, adds.1, false), (retracts.0, retracts.1, true)][..]
+                    }
+                    Ranges::Runs(runs) => &runs[..],
+                };
+                for (start, len, retract) in runs {
                     if *len == 0 {
                         continue;
                     }
                     part.clear();
                     part.extend(values.iter().map(|v| v.slice(*start, *len)));
-                    if k == 1 {
+                    if *retract {
                         acc.retract_batch(&part)?;
                     } else {
                         acc.update_batch(&part)?;

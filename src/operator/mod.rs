@@ -8,6 +8,7 @@
 //! operators are fused into one task by [`Chain`], so a filter and a projection cost one
 //! channel hop, not two.
 
+pub mod arrival;
 pub mod exchange;
 pub mod expand;
 pub mod filter;

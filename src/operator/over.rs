@@ -894,6 +894,7 @@ mod tests {
                 filter: None,
                 sliding: true,
                 distinct_retract: None,
+                arrival: None,
             }],
             Arc::new(Schema::new(fields)),
         )
@@ -949,6 +950,7 @@ mod tests {
                 filter: None,
                 sliding: false,
                 distinct_retract: None,
+                arrival: None,
             }],
             Arc::new(Schema::new(fields)),
         )

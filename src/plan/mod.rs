@@ -1197,6 +1197,7 @@ impl Planner<'_> {
                 sliding: frame != (Frame::Unbounded { rows: true })
                     && frame != (Frame::Unbounded { rows: false }),
                 distinct_retract: None,
+                arrival: None,
             });
         }
         let op = OverAggregateOperator::new(
@@ -1216,8 +1217,10 @@ impl Planner<'_> {
     /// A GROUP BY without a window: an aggregate over the whole stream, whose results
     /// update (a changelog). Over an updating input, MIN and MAX keep every value with
     /// its count, SUM uses its sliding accumulator, and `AGG(DISTINCT …)` of one of
-    /// [`NULL_SKIPPING_AGGREGATES`] counts its distinct values; any other aggregate that
-    /// cannot take rows back is refused.
+    /// [`NULL_SKIPPING_AGGREGATES`] counts its distinct values, and any other aggregate
+    /// that cannot take rows back holds its rows in arrival order
+    /// ([`crate::operator::arrival`]), with `DISTINCT` each distinct row once; their
+    /// `ORDER BY` forms are refused.
     fn group_aggregate(
         &self,
         agg: &datafusion::logical_expr::Aggregate,
@@ -1264,12 +1267,17 @@ impl Planner<'_> {
                         .build()?,
                 );
             }
+            // Whether the accumulator takes a row back by its value. ARRAY_AGG's plain one
+            // takes back its oldest rows, whatever they hold (for window frames), and
+            // ARRAY_AGG(DISTINCT)'s counts its state does not carry through a checkpoint.
+            let takes_back =
+                expr.create_accumulator()?.supports_retract_batch() && fun != "array_agg";
             // SUM's plain accumulator cannot take rows back; its sliding one can (a sum
             // less the value).
             // (Not for SUM(DISTINCT): its sliding accumulator keeps counts its state does
             // not carry through a checkpoint; the distinct values' counts below do.)
             let sliding = retracting
-                && !expr.create_accumulator()?.supports_retract_batch()
+                && !takes_back
                 && expr.fun().name() == "sum"
                 && !expr.is_distinct()
                 && expr
@@ -1281,7 +1289,7 @@ impl Planner<'_> {
             // distinct aggregates over a changelog), and the plain aggregate runs over them.
             let distinct_retract = if retracting
                 && expr.is_distinct()
-                && !expr.create_accumulator()?.supports_retract_batch()
+                && !takes_back
                 && NULL_SKIPPING_AGGREGATES.contains(&fun.as_str())
             {
                 use datafusion::physical_expr::aggregate::AggregateExprBuilder;
@@ -1299,16 +1307,54 @@ impl Planner<'_> {
             } else {
                 None
             };
+            // Any other aggregate that cannot take rows back (FIRST_VALUE, LISTAGG, the
+            // JSON aggregates, …) holds its rows in arrival order, as Flink's retracting
+            // versions do, and takes the earliest equal one back.
+            let arrival = if retracting
+                && !sliding
+                && distinct_retract.is_none()
+                && expr.order_bys().is_empty()
+                && !takes_back
+            {
+                use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+                let types = expr
+                    .expressions()
+                    .iter()
+                    .map(|e| Ok(e.data_type(&physical_input)?))
+                    .collect::<Result<Vec<_>>>()?;
+                let inner = if expr.is_distinct() {
+                    Arc::new(
+                        AggregateExprBuilder::new(expr.fun().clone().into(), expr.expressions())
+                            .schema(physical_input.clone())
+                            .alias(expr.name())
+                            .with_ignore_nulls(expr.ignore_nulls())
+                            .build()?,
+                    )
+                } else {
+                    expr.clone()
+                };
+                let distinct = expr.is_distinct();
+                // Arrow's row format must hold every argument (it has no MAP).
+                crate::operator::arrival::with_retract(types.clone(), inner.clone(), distinct)
+                    .ok()
+                    .map(|_| (types, inner, distinct))
+            } else {
+                None
+            };
             if retracting
                 && !sliding
                 && distinct_retract.is_none()
-                && !expr.create_accumulator()?.supports_retract_batch()
+                && arrival.is_none()
+                && !takes_back
             {
+                let name = crate::sql::rewrite::user_function_name(expr.fun().name());
+                let why = if expr.order_bys().is_empty() {
+                    format!("{name}() over results that update (it cannot take rows back)")
+                } else {
+                    format!("{name}(… ORDER BY …) over results that update")
+                };
                 return Err(WeirError::sql(
-                    format!(
-                        "not supported in a standing query yet: {}() over results that update (it cannot take rows back)",
-                        crate::sql::rewrite::user_function_name(expr.fun().name())
-                    ),
+                    format!("not supported in a standing query yet: {why}"),
                     None,
                 ));
             }
@@ -1318,6 +1364,7 @@ impl Planner<'_> {
                 filter,
                 sliding,
                 distinct_retract,
+                arrival,
             });
         }
         let op = crate::operator::group::GroupAggregateOperator::new(
