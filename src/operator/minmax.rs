@@ -101,6 +101,11 @@ struct ValueCounts {
     data_types: Vec<DataType>,
     converter: RowConverter,
     values: BTreeMap<OwnedRow, i64>,
+    /// For `Pick::Distinct` of an aggregate that takes rows back (SUM, AVG, STDDEV, …):
+    /// that aggregate, kept over the distinct set — fed a value when its count leaves 0,
+    /// and the value taken back when its count returns to 0 — so a result costs O(1),
+    /// not O(distinct values). Not checkpointed: restoring adds the values again.
+    live: Option<Box<dyn Accumulator>>,
 }
 
 /// An accumulator of `AGG(DISTINCT args)` that takes rows back, as Flink's distinct
@@ -134,6 +139,7 @@ impl ValueCounts {
             )?,
             data_types,
             values: BTreeMap::new(),
+            live: None,
         })
     }
 
@@ -154,19 +160,48 @@ impl ValueCounts {
         })?;
         let rows = self.converter.convert_columns(columns)?;
         let n = columns.first().map_or(0, |c| c.len());
+        // Rows whose value entered the set (its count left 0) or left it (back to 0),
+        // for the live aggregate. Counts move one way within a call (all added, or all
+        // taken back), so a value enters or leaves at most once per call.
+        let (mut entered, mut left) = (vec![], vec![]);
+        let track = self.live.is_some();
         for i in 0..n {
             if columns.iter().any(|c| c.is_null(i)) {
                 continue;
             }
             let add = by * counts.map_or(1, |c| c.value(i));
             let row = rows.row(i).owned();
-            let left = {
+            let (before, after) = {
                 let c = self.values.entry(row.clone()).or_insert(0);
+                let before = *c;
                 *c += add;
-                *c
+                (before, *c)
             };
-            if left <= 0 {
+            if after <= 0 {
                 self.values.remove(&row);
+            }
+            if !track {
+                continue;
+            }
+            if before <= 0 && after > 0 {
+                entered.push(i as u32);
+            } else if before > 0 && after <= 0 {
+                left.push(i as u32);
+            }
+        }
+        if let Some(live) = self.live.as_mut() {
+            let rows_of = |idx: Vec<u32>| -> Result<Vec<ArrayRef>> {
+                let idx = datafusion::arrow::array::UInt32Array::from(idx);
+                Ok(columns
+                    .iter()
+                    .map(|c| datafusion::arrow::compute::take(c.as_ref(), &idx, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?)
+            };
+            if !entered.is_empty() {
+                live.update_batch(&rows_of(entered)?)?;
+            }
+            if !left.is_empty() {
+                live.retract_batch(&rows_of(left)?)?;
             }
         }
         Ok(())
@@ -209,6 +244,12 @@ impl Accumulator for ValueCounts {
             Pick::Distinct(inner) if inner.fun().name() == "count" => {
                 return Ok(ScalarValue::Int64(Some(self.values.len() as i64)));
             }
+            Pick::Distinct(_) if self.live.is_some() => {
+                return match self.live.as_mut() {
+                    Some(live) => live.evaluate(),
+                    None => self.null(),
+                };
+            }
             Pick::Distinct(inner) => {
                 let mut acc = inner.create_accumulator()?;
                 if !self.values.is_empty() {
@@ -237,6 +278,7 @@ impl Accumulator for ValueCounts {
                 .keys()
                 .map(|r| r.as_ref().len() + std::mem::size_of::<OwnedRow>() + 8)
                 .sum::<usize>()
+            + self.live.as_ref().map_or(0, |a| a.size())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -364,10 +406,22 @@ mod tests {
         let mut again = distinct_with_retract(vec![DataType::Int64], sum).expect("acc");
         again.merge_batch(&arrays).expect("merge");
         assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(Some(7)));
+        // A value never held, taken back, changes nothing.
+        let nine: ArrayRef = Arc::new(I64::from(vec![9]));
+        again
+            .retract_batch(std::slice::from_ref(&nine))
+            .expect("retract");
+        assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(Some(7)));
         let seven: ArrayRef = Arc::new(I64::from(vec![7]));
         again
             .retract_batch(std::slice::from_ref(&seven))
             .expect("retract");
         assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(None));
+        // The set fills again: each value counts once, however many rows bring it.
+        let threes: ArrayRef = Arc::new(I64::from(vec![3, 3, 4]));
+        again
+            .update_batch(std::slice::from_ref(&threes))
+            .expect("update");
+        assert_eq!(again.evaluate().expect("sum"), ScalarValue::Int64(Some(7)));
     }
 }
