@@ -30,6 +30,11 @@ struct Cli {
     /// statements from a pipe otherwise.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// The most rows a bounded query's table shows in the shell (the count still counts
+    /// them all); 0 shows all. Default: 40 on a terminal, as datafusion-cli; all for -f
+    /// and piped input. `\maxrows N` changes it in the shell.
+    #[arg(long, value_name = "N")]
+    maxrows: Option<usize>,
     /// What to log on stderr: error, warn, info, debug or trace, or a filter such as
     /// `warn,weir::job=info` (tracing's EnvFilter syntax; `WEIR_LOG` overrides it). The
     /// default logs warnings and `weir run`'s progress lines.
@@ -268,6 +273,7 @@ fn main() -> ExitCode {
                         &rt,
                         &text,
                         Some(&f.display().to_string()),
+                        cli.maxrows,
                     )),
                     Err(e) => {
                         weir::message::error(format!("cannot read '{}': {e}", f.display()));
@@ -276,7 +282,7 @@ fn main() -> ExitCode {
                 };
             }
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                match weir::shell::interactive(&rt) {
+                match weir::shell::interactive(&rt, cli.maxrows) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         weir::message::say(e.render(None, None));
@@ -289,7 +295,7 @@ fn main() -> ExitCode {
                     weir::message::error(format!("cannot read stdin: {e}"));
                     return ExitCode::from(2);
                 }
-                exit(weir::shell::script(&rt, &text, None))
+                exit(weir::shell::script(&rt, &text, None, cli.maxrows))
             }
         }
         Some(Command::Run {

@@ -214,6 +214,9 @@ pub struct Session {
     pub output: OutputFormat,
     /// Result rows drawn one field per line (`\\x`, as psql's expanded display).
     pub expanded: bool,
+    /// The most rows a bounded SELECT's table draws, the rest counted (0: all): the
+    /// shell's `--maxrows` and `\\maxrows`, as datafusion-cli's.
+    pub max_rows: usize,
     /// The shell prints each statement's time (`\\timing on`), so a result's footer gives
     /// only its count.
     pub timing: bool,
@@ -288,6 +291,7 @@ impl Session {
             next_job: 1,
             output: OutputFormat::Table,
             expanded: false,
+            max_rows: 0,
             timing: false,
             quiet: false,
             progress: false,
@@ -534,6 +538,7 @@ impl Session {
             timed: self.timing,
             mode,
             zone,
+            max_rows: 0,
         })
     }
 
@@ -1934,9 +1939,15 @@ impl Session {
                 let nodes = plan_copies(&plan)
                     .await
                     .map_err(|e| at_function(e, q).at(pos))?;
+                let mut display = self.display()?;
+                // A bounded query's table (an archive's, a file's) shows its first rows; a
+                // stream's rows keep coming as windows fire.
+                if self.max_rows > 0 && reads_only_bounded(&plan) {
+                    display.max_rows = self.max_rows;
+                }
                 let sink = Box::new(
                     crate::sink::terminal::TerminalSink::new(self.output, self.quiet)
-                        .with_display(self.display()?),
+                        .with_display(display),
                 );
                 Ok((nodes, sink))
             }
@@ -2108,6 +2119,33 @@ fn at_function(e: WeirError, query: &ast::Query) -> WeirError {
         }
         _ => e,
     }
+}
+
+/// True when every table `plan` reads ends: quoted paths and other batch tables, and
+/// `filesystem` tables (read once, to the end of their files).
+fn reads_only_bounded(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut bounded = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let stream =
+                crate::plan::stream_table(scan).is_some_and(|d| d.connector != "filesystem");
+            // A window TVF's table reads its input plan.
+            let window_over_stream = datafusion::datasource::source_as_provider(&scan.source)
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<crate::plan::window::WindowTable>()
+                        .map(|w| !reads_only_bounded(&w.0.input))
+                })
+                .unwrap_or(false);
+            if stream || window_over_stream {
+                bounded = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    bounded
 }
 
 /// The first quoted local path `query` reads as a table (`FROM 'archive/x'`) that names

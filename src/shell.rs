@@ -50,6 +50,9 @@ pub enum Meta {
     Timing(Option<bool>),
     /// `\\x on|off`: expanded display; None: switch it over (as psql's `\\x`).
     Expanded(Option<bool>),
+    /// `\\maxrows N`: the most rows a batch result's table shows (0: all, as
+    /// datafusion-cli's `--maxrows`); None: show the current limit.
+    MaxRows(Option<usize>),
     Include(PathBuf),
 }
 
@@ -88,6 +91,10 @@ const META_HELP: &[(&str, &str)] = &[
     (
         "\\x [on|off]",
         "expanded display: each result row one field per line (alone: switch it over); cells are cut to SET 'table.display.max-column-width' (default 30, 0 for none)",
+    ),
+    (
+        "\\maxrows [N]",
+        "the most rows a bounded query's table (an archive's, a file's) shows, the count still counting them all (0: all; default 40 on a terminal, --maxrows)",
     ),
     ("\\i FILE", "run the statements of a file"),
 ];
@@ -162,6 +169,11 @@ impl Meta {
                     Meta::Timing(on)
                 })
             }
+            ("\\maxrows", None) => Ok(Meta::MaxRows(None)),
+            ("\\maxrows", Some(a)) => a
+                .parse()
+                .map(|n| Meta::MaxRows(Some(n)))
+                .map_err(|_| format!("\\maxrows takes a number of rows (0: all), not '{a}'")),
             ("\\i", Some(a)) => Ok(Meta::Include(PathBuf::from(a))),
             ("\\explain" | "\\stop", None) => Err(format!(
                 "{cmd} takes a job id: {cmd} ID (\\jobs lists them)"
@@ -285,6 +297,8 @@ impl Shell {
         let mut session = Session::new();
         session.output = OutputFormat::Table;
         session.progress = interactive;
+        // As datafusion-cli and `weir query`: 40 rows on a terminal, all otherwise.
+        session.max_rows = if interactive { 40 } else { 0 };
         let shell = Shell {
             session,
             jobs: vec![],
@@ -549,6 +563,15 @@ impl Shell {
                     "[INFO] timing {}",
                     if self.session.timing { "on" } else { "off" }
                 ));
+            }
+            Meta::MaxRows(n) => {
+                if let Some(n) = n {
+                    self.session.max_rows = n;
+                }
+                crate::message::say(match self.session.max_rows {
+                    0 => "[INFO] maxrows: all rows shown".to_string(),
+                    n => format!("[INFO] maxrows: {n}"),
+                });
             }
             Meta::Expanded(x) => {
                 self.session.expanded = x.unwrap_or(!self.session.expanded);
@@ -1263,8 +1286,13 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// The interactive loop, on a terminal.
-pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
+/// The interactive shell; `maxrows` (`--maxrows`) overrides the 40 rows a batch query's
+/// table shows.
+pub fn interactive(rt: &tokio::runtime::Runtime, maxrows: Option<usize>) -> Result<()> {
     let mut shell = Shell::new(true);
+    if let Some(n) = maxrows {
+        shell.session.max_rows = n;
+    }
     // Tab completes what the candidates share and lists them all, as bash and psql do.
     let config = rustyline::Config::builder()
         .completion_type(rustyline::CompletionType::List)
@@ -1306,8 +1334,17 @@ pub fn interactive(rt: &tokio::runtime::Runtime) -> Result<()> {
 /// Statements from a file or a pipe, without prompts: each complete entry in turn.
 /// Errors point at their line and column in `text`, and name `file` when there is one.
 /// Returns false when one failed.
-pub fn script(rt: &tokio::runtime::Runtime, text: &str, file: Option<&str>) -> bool {
+/// `maxrows` (`--maxrows`) limits the rows a batch query's table shows (all without it).
+pub fn script(
+    rt: &tokio::runtime::Runtime,
+    text: &str,
+    file: Option<&str>,
+    maxrows: Option<usize>,
+) -> bool {
     let mut shell = Shell::new(false);
+    if let Some(n) = maxrows {
+        shell.session.max_rows = n;
+    }
     let whole: Arc<str> = Arc::from(text);
     let mut ok = true;
     let mut entry = String::new();

@@ -2325,3 +2325,52 @@ fn a_failed_meta_command_in_a_script_exits_1_at_its_line() {
         "{stderr}"
     );
 }
+
+/// `--maxrows` and `\maxrows` (datafusion-cli's row limit): a bounded query's table shows
+/// its first rows and the footer counts them all; a stream's rows are never cut, and
+/// `\maxrows 0` shows all again. A bad value is an error at its line.
+#[test]
+fn maxrows_cuts_a_bounded_tables_rows_and_counts_them_all() {
+    let (dir, path) = script(
+        "rows.sql",
+        "CREATE TABLE t (name STRING, v INT) WITH ('connector' = 'filesystem', 'path' = 'rows.csv', 'format' = 'csv');\n\
+         SELECT v FROM t;\n\
+         \\maxrows 0\n\
+         SELECT v FROM t WHERE v > 7;\n\
+         CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '5', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '5');\n\
+         \\maxrows 2\n\
+         SELECT id FROM g;\n\
+         \\maxrows two\n",
+    );
+    let rows: String = (0..10).map(|i| format!("n{i},{i}\n")).collect();
+    std::fs::write(dir.path().join("rows.csv"), rows).expect("write");
+    let out = weir()
+        .current_dir(dir.path())
+        .args(["--maxrows", "3", "-f", &path.display().to_string()])
+        .output()
+        .expect("weir runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let cells: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("| v") && !l.contains("| id"))
+        .map(|l| l.trim_matches(|c| c == '|' || c == ' '))
+        .collect();
+    // The first 3 of 10, then both rows over 7, then the stream's 5 whole.
+    assert_eq!(
+        cells,
+        ["0", "1", "2", "8", "9", "1", "2", "3", "4", "5"],
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("10 row(s)")
+            && stderr.contains("(the first 3 shown; \\maxrows 0 shows all)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("shown;").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("rows.sql:8:1: \\maxrows takes a number of rows (0: all), not 'two'"),
+        "{stderr}"
+    );
+}

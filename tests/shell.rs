@@ -755,3 +755,41 @@ fn a_statement_set_typed_a_statement_at_a_time_runs_as_one_job() {
         "{stderr}"
     );
 }
+
+/// On a terminal a bounded query's table shows its first 40 rows, as datafusion-cli's,
+/// and the footer counts them all; `\maxrows 0` shows every row.
+#[test]
+fn a_bounded_result_shows_its_first_40_rows_on_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let csv = tmp.path().join("rows.csv");
+    let rows: String = (0..100).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&csv, rows).expect("write");
+    let ddl = tmp.path().join("ddl.sql");
+    std::fs::write(
+        &ddl,
+        format!(
+            "CREATE TABLE r (v INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');",
+            csv.display()
+        ),
+    )
+    .expect("ddl");
+    let mut t = start(&tmp.path().join("history"));
+    t.line(&format!("\\i {}", ddl.display()));
+    t.want("Table 'r' created", "the table");
+    t.line("SELECT v FROM r;");
+    t.want("| 39 |", "the 40th row");
+    t.want("100 row(s)", "the count of all rows");
+    t.want(
+        "(the first 40 shown; \\maxrows 0 shows all)",
+        "what was cut",
+    );
+    let seen = t.transcript();
+    assert!(!seen.contains("| 40 |"), "a 41st row was drawn: {seen}");
+    t.want("weir> ", "the prompt");
+    t.line("\\maxrows 0");
+    t.want("maxrows: all rows shown", "the limit lifted");
+    t.line("SELECT v FROM r WHERE v > 90;");
+    t.want("| 99 |", "the last row");
+    t.want("9 row(s)", "the count");
+    t.line("\\q");
+}

@@ -115,6 +115,9 @@ pub struct Display {
     /// '+08:00'; None: UTC). A `TIMESTAMP_LTZ` is shown as its wall-clock time there, as
     /// Flink's sql-client shows it.
     pub zone: Option<std::sync::Arc<str>>,
+    /// The most rows a `tableau` table draws (0: all); the rest are counted in the
+    /// footer, as datafusion-cli's `--maxrows`. The shell sets it for bounded queries.
+    pub max_rows: usize,
 }
 
 /// Flink's sql-client result modes (`SET 'sql-client.execution.result-mode'`), for a
@@ -205,6 +208,7 @@ impl Default for Display {
             timed: false,
             mode: ResultMode::default(),
             zone: None,
+            max_rows: 0,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct TerminalSink {
     drawn: usize,
     drawn_at: Option<std::time::Instant>,
     started: std::time::Instant,
+    /// `tableau` rows drawn, at most `display.max_rows` when that is set.
+    shown: usize,
 }
 
 impl TerminalSink {
@@ -51,6 +53,7 @@ impl TerminalSink {
             drawn: 0,
             drawn_at: None,
             started: std::time::Instant::now(),
+            shown: 0,
         }
     }
 
@@ -249,7 +252,15 @@ impl Sink for TerminalSink {
             (OutputFormat::Table, ResultMode::Table) => self.apply(batch, &mut w)?,
             (OutputFormat::Table, ResultMode::Changelog) => write_print_rows(&mut w, batch, "")?,
             (OutputFormat::Table, ResultMode::Tableau) => {
-                self.table_rows(&crate::changelog::for_display(batch)?, &mut w)?
+                let room = match self.display.max_rows {
+                    0 => batch.num_rows(),
+                    max => max.saturating_sub(self.shown).min(batch.num_rows()),
+                };
+                if room > 0 {
+                    let rows = batch.slice(0, room);
+                    self.table_rows(&crate::changelog::for_display(&rows)?, &mut w)?;
+                    self.shown += room;
+                }
             }
             // One JSON array over the whole run (rows come in chunks as windows fire or
             // results change): `[` before the first row, `,` between rows, `]` at the end.
@@ -322,7 +333,15 @@ impl Sink for TerminalSink {
             w.flush()?;
         }
         if !self.quiet && self.format == OutputFormat::Table {
-            eprintln!("{} row(s){}", self.rows, self.took());
+            let cut = if self.shown < self.rows && self.display.max_rows > 0 {
+                format!(
+                    " (the first {} shown; \\maxrows 0 shows all)",
+                    self.display.max_rows
+                )
+            } else {
+                String::new()
+            };
+            eprintln!("{} row(s){}{cut}", self.rows, self.took());
         }
         Ok(())
     }
