@@ -1285,9 +1285,8 @@ fn history_path() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".weir_history"))
 }
 
-/// The interactive loop, on a terminal.
-/// The interactive shell; `maxrows` (`--maxrows`) overrides the 40 rows a batch query's
-/// table shows.
+/// The interactive loop, on a terminal; `maxrows` (`--maxrows`) overrides the 40 rows a
+/// bounded query's table shows (0 shows all).
 pub fn interactive(rt: &tokio::runtime::Runtime, maxrows: Option<usize>) -> Result<()> {
     let mut shell = Shell::new(true);
     if let Some(n) = maxrows {

@@ -64,6 +64,22 @@ async fn assert_stream_equals_batch(stream: &str, batch: &str) {
     }
 }
 
+/// The standing query `stream`, a changelog, once applied (each `-U`/`-D` taking its row
+/// back) holds the rows `expected`, for every source batch size.
+async fn assert_applied_changelog_equals(stream: &str, expected: &[String]) {
+    for batch_size in [1, 97, 8192] {
+        let mut s = Session::new();
+        let script = format!(
+            "SET 'table.exec.batch-size' = '{batch_size}';\n\
+             CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
+             {VIEW};\n{stream};"
+        );
+        let mut results = s.run_collect(&script).await.expect("standing query runs");
+        let got = common::applied_rows(&results.pop().expect("one result"));
+        assert_eq!(got, expected, "batch size {batch_size}: {stream}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateless_queries_equal_datafusion_batch() {
     for q in QUERIES {
@@ -102,18 +118,7 @@ async fn distinct_aggregates_over_a_changelog_equal_batch() {
     };
     let expected = batch_answer(&outer("c * 10 + b", "CAST(AVG(DISTINCT c) AS BIGINT)")).await;
     assert!(expected.len() == 4, "{expected:?}");
-    for batch_size in [1, 97, 8192] {
-        let mut s = Session::new();
-        let script = format!(
-            "SET 'table.exec.batch-size' = '{batch_size}';\n\
-             CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
-             {VIEW};\n{};",
-            outer("c, b", "AVG(DISTINCT c)")
-        );
-        let mut results = s.run_collect(&script).await.expect("standing query runs");
-        let got = common::applied_rows(&results.pop().expect("one result"));
-        assert_eq!(got, expected, "batch size {batch_size}");
-    }
+    assert_applied_changelog_equals(&outer("c, b", "AVG(DISTINCT c)"), &expected).await;
 }
 
 /// Aggregates of arrival order over results that update (`ARRAY_AGG`, with and without
@@ -133,16 +138,5 @@ async fn arrival_order_aggregates_over_a_changelog_hold_the_batch_rows() {
     };
     let expected = batch_answer(&outer("string_agg(CAST(c AS STRING), ',')")).await;
     assert!(expected.len() == 4, "{expected:?}");
-    for batch_size in [1, 97, 8192] {
-        let mut s = Session::new();
-        let script = format!(
-            "SET 'table.exec.batch-size' = '{batch_size}';\n\
-             CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
-             {VIEW};\n{};",
-            outer("LISTAGG(CAST(c AS STRING))")
-        );
-        let mut results = s.run_collect(&script).await.expect("standing query runs");
-        let got = common::applied_rows(&results.pop().expect("one result"));
-        assert_eq!(got, expected, "batch size {batch_size}");
-    }
+    assert_applied_changelog_equals(&outer("LISTAGG(CAST(c AS STRING))"), &expected).await;
 }
