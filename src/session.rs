@@ -1083,10 +1083,30 @@ impl Session {
                 changelog_mode,
             } => {
                 let (plans, _) = self.plan_statement(inner).await?;
-                let text = plans
+                let mut text = plans
                     .first()
                     .map(|p| p.explain(*changelog_mode).trim_end().to_string())
                     .unwrap_or_default();
+                if let Statement::Insert { table, .. } = &inner.statement {
+                    // The sink heads the tree, as in Flink's plan; like Flink's, its mode
+                    // is `[NONE]`, since it sends no rows on.
+                    let connector = self
+                        .tables
+                        .get(table)
+                        .map(|d| d.connector.clone())
+                        .unwrap_or_default();
+                    let mode = if *changelog_mode {
+                        ", changelogMode=[NONE]"
+                    } else {
+                        ""
+                    };
+                    let mut tree = format!("Sink: {table} (connector '{connector}'){mode}");
+                    for line in text.lines() {
+                        tree.push_str("\n  ");
+                        tree.push_str(line);
+                    }
+                    text = tree;
+                }
                 Ok(Outcome::Rows(vec![kv_batch(["plan"], vec![[text]])?]))
             }
             Statement::StatementSet(members) if members.len() == 1 => {
@@ -1860,13 +1880,17 @@ impl Session {
             let mut copies: Vec<Vec<crate::plan::PlanNode>> = vec![];
             let mut sinks = vec![];
             for (i, m) in members.iter().enumerate() {
+                let table = match &m.statement {
+                    Statement::Insert { table, .. } => table.as_str(),
+                    _ => "",
+                };
                 let (plans, sink) = Box::pin(self.plan_statement(m)).await?;
                 for (k, plan) in plans.into_iter().enumerate() {
                     if copies.len() <= k {
                         copies.push(vec![]);
                     }
                     copies[k].push(crate::plan::PlanNode::Operator {
-                        op: Box::new(crate::sink::multi::Tag::new(i)),
+                        op: Box::new(crate::sink::multi::Tag::new(i, table)),
                         input: Box::new(plan),
                     });
                 }

@@ -519,6 +519,35 @@ fn explain_changelog_mode_shows_each_nodes_row_kinds() {
         line(&out, "Source: orders").ends_with("changelogMode=[I]"),
         "{out}"
     );
+    assert!(
+        line(&out, "statement 1").ends_with("INSERT INTO s, changelogMode=[I]"),
+        "{out}"
+    );
+    // An INSERT's tree is headed by its sink, whose mode is Flink's `[NONE]` (it sends no
+    // rows on); the query's nodes hang under it.
+    let out = explain(
+        "CREATE TABLE s (customer STRING, n BIGINT) WITH ('connector' = 'blackhole');\n\
+         EXPLAIN CHANGELOG_MODE INSERT INTO s SELECT customer, COUNT(*) FROM orders GROUP BY customer;",
+    );
+    assert_eq!(
+        top(&out),
+        "Sink: s (connector 'blackhole'), changelogMode=[NONE]",
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("|   ") && l.contains("aggregate")),
+        "{out}"
+    );
+    let out = explain(
+        "CREATE TABLE s (customer STRING) WITH ('connector' = 'blackhole');\n\
+         EXPLAIN INSERT INTO s SELECT customer FROM orders;",
+    );
+    assert_eq!(
+        line(&out, "Sink"),
+        "Sink: s (connector 'blackhole')",
+        "{out}"
+    );
     for (q, error) in [
         (
             "EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;",

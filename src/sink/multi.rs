@@ -80,17 +80,23 @@ fn untagged(batch: &RecordBatch) -> Result<(Option<usize>, RecordBatch)> {
 /// Marks every batch of one INSERT of a statement set with its index (see the module).
 pub struct Tag {
     index: usize,
+    /// The INSERT's target table, named in `EXPLAIN`.
+    table: String,
 }
 
 impl Tag {
-    pub fn new(index: usize) -> Self {
-        Tag { index }
+    /// Tags the rows of the set's statement `index` (from 0), an INSERT into `table`.
+    pub fn new(index: usize, table: &str) -> Self {
+        Tag {
+            index,
+            table: table.to_string(),
+        }
     }
 }
 
 impl crate::operator::Operator for Tag {
     fn name(&self) -> String {
-        format!("statement {}", self.index + 1)
+        format!("statement {}: INSERT INTO {}", self.index + 1, self.table)
     }
 
     fn distribution(&self) -> crate::operator::Distribution {
