@@ -76,7 +76,8 @@ enum Command {
         /// How bare SELECT results print.
         #[arg(long, value_enum, default_value = "table")]
         format: OutputFormat,
-        /// Print no job summaries on stderr.
+        /// Print no [INFO] lines, progress or job summaries on stderr; warnings and errors
+        /// still show.
         #[arg(long, short)]
         quiet: bool,
         /// Ignore the jobs' saved checkpoints and start over (with checkpointing, a job
@@ -466,6 +467,8 @@ async fn run(
                         weir::message::say(msg);
                     }
                 }
+                // A warning is not chatter: --quiet keeps it.
+                Ok(Outcome::Warning(msg)) => weir::message::say(msg),
                 Ok(Outcome::Text(t)) if format == OutputFormat::Table => println!("{t}"),
                 Ok(Outcome::Text(t)) => {
                     let mut out = std::io::stdout().lock();

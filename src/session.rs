@@ -176,6 +176,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 8192;
 pub enum Outcome {
     /// DDL or SET: a message for the user.
     Done(String),
+    /// A statement that ran, with a warning for the user (`[WARNING] …`: a SET of a key
+    /// Weir does not read), shown even where `--quiet` hides [`Outcome::Done`].
+    Warning(String),
     /// Rows to show (SHOW TABLES, DESCRIBE, SET, EXPLAIN).
     Rows(Vec<RecordBatch>),
     /// A standing query that is now running.
@@ -931,10 +934,10 @@ impl Session {
             Statement::Set { key, value } => match (key, value) {
                 (Some(k), Some(v)) => {
                     self.set(k, v).map_err(|e| e.at(Some(stmt.pos)))?;
-                    Ok(Outcome::Done(match unknown_setting(k) {
-                        Some(w) => format!("[WARNING] {w}"),
-                        None => "[INFO] Execute statement succeeded.".into(),
-                    }))
+                    Ok(match unknown_setting(k) {
+                        Some(w) => Outcome::Warning(format!("[WARNING] {w}")),
+                        None => Outcome::Done("[INFO] Execute statement succeeded.".into()),
+                    })
                 }
                 _ => Ok(Outcome::Rows(vec![kv_batch(
                     ["key", "value"],
@@ -1236,7 +1239,7 @@ impl Session {
                 _ => match self.execute(&stmt).await? {
                     Outcome::Rows(r) => out.push(r),
                     Outcome::Text(t) => out.push(Outcome::text_rows(&t)?),
-                    Outcome::Done(_) => {}
+                    Outcome::Done(_) | Outcome::Warning(_) => {}
                     Outcome::Started(job) => job.wait().await?,
                 },
             }
@@ -1286,7 +1289,7 @@ impl Session {
                 Outcome::Started(job) => job.wait().await?,
                 Outcome::Rows(r) => results.push(r),
                 Outcome::Text(t) => results.push(Outcome::text_rows(&t)?),
-                Outcome::Done(_) => {}
+                Outcome::Done(_) | Outcome::Warning(_) => {}
             }
         }
         Ok(results)

@@ -1007,7 +1007,7 @@ impl Shell {
         for stmt in parse_script(text)? {
             let bare_select = matches!(stmt.statement, Statement::Query(_));
             match self.session.execute(&stmt).await? {
-                Outcome::Done(msg) => crate::message::say(msg),
+                Outcome::Done(msg) | Outcome::Warning(msg) => crate::message::say(msg),
                 Outcome::Rows(r) => self.out(&r),
                 Outcome::Text(t) if self.format == OutputFormat::Table => {
                     let mut o = std::io::stdout().lock();

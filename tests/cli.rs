@@ -1689,6 +1689,21 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
         "{err}"
     );
     assert!(out.contains("| 1 |"), "{out}");
+    // --quiet hides the [INFO] lines, not the warnings.
+    let (code, _, err) = run(&[
+        "run",
+        "-q",
+        "--set",
+        "events.nmu=100",
+        &f.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("'events.nmu' is not a setting Weir reads")
+            && err.contains("'table.exec.stat.ttl' is not a setting Weir reads"),
+        "{err}"
+    );
+    assert!(!err.contains("[INFO]"), "{err}");
     let (code, _, err) = run(&[
         "run",
         "--set",
