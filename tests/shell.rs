@@ -591,6 +591,10 @@ fn tab_completes_by_position_in_the_statement() {
     s.send("SELECT * FROM TABLE(TUMBLE(TABLE datagen, DESCRIPTOR(d\t");
     s.want("DESCRIPTOR(dateTime", "the time attribute");
     s.send("\x03");
+    s.want("\\q quit", "a fresh, empty line");
+    s.send("WITH w AS (SELECT event_type AS kind FROM datagen) SELECT * FROM w WHERE ki\t");
+    s.want("WHERE kind", "a WITH query's column");
+    s.send("\x03");
     s.line("\\q");
 }
 

@@ -10,6 +10,8 @@
 //!   options of the statement's connector (every connector's when none is named yet); after
 //!   `SET`: the settings; after `FROM` or `\i`: file paths;
 //! - a word starting with `\`: the meta commands;
+//! - the statement's own `WITH` queries and derived tables count as relations (see
+//!   [`local_relations`]);
 //! - anywhere else: the columns of the relations the statement reads, then functions, then
 //!   keywords — only columns when nothing is typed yet.
 //!
@@ -92,7 +94,35 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
     if word.starts_with('\\') {
         return (start, matching(&cat.meta, word));
     }
-    let names = || -> Vec<String> { cat.relations.iter().map(|r| r.name.clone()).collect() };
+    // The statement's own relations: its `WITH` queries and its derived tables.
+    let local = local_relations(whole, cat);
+    let subqueries: Vec<String> = local
+        .iter()
+        .filter(|(_, derived)| *derived)
+        .map(|(r, _)| r.name.clone())
+        .collect();
+    let extended;
+    let cat = if local.is_empty() {
+        cat
+    } else {
+        let mut c = cat.clone();
+        // Ahead of the catalog's: a WITH query hides a table of its name.
+        c.relations = local
+            .into_iter()
+            .map(|(r, _)| r)
+            .chain(c.relations)
+            .collect();
+        extended = c;
+        &extended
+    };
+    let names = || -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        cat.relations
+            .iter()
+            .filter(|r| !subqueries.contains(&r.name) && seen.insert(r.name.clone()))
+            .map(|r| r.name.clone())
+            .collect()
+    };
     if trimmed.starts_with("\\d ") {
         return (start, matching(&names(), word));
     }
@@ -133,9 +163,13 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
     }
     let in_scope: Vec<&Relation> = {
         let scope = aliases(whole);
+        let mut seen = BTreeSet::new();
         cat.relations
             .iter()
-            .filter(|r| scope.iter().any(|(_, name)| *name == r.name))
+            .filter(|r| {
+                (scope.iter().any(|(_, name)| *name == r.name) || subqueries.contains(&r.name))
+                    && seen.insert(r.name.clone())
+            })
             .collect()
     };
     if inside_call(head, "DESCRIPTOR") {
@@ -289,6 +323,257 @@ fn aliases(statement: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The relations a statement defines itself, as `(relation, derived)`: each `WITH name AS
+/// (SELECT …)` query (`derived` false: it is read by name after `FROM`) and each derived
+/// table `(SELECT …) AS x` (`derived` true: in scope where it stands). Their columns are
+/// the inner select list's names, as Flink (Calcite) names them: an alias, a column's
+/// last field, the columns `*` and `t.*` stand for, `EXPR$n` for another expression.
+fn local_relations(statement: &str, cat: &Catalog) -> Vec<(Relation, bool)> {
+    let mut out: Vec<(Relation, bool)> = vec![];
+    for (open, _) in statement.match_indices('(') {
+        let inner_start = open + 1;
+        let rest = statement[inner_start..].trim_start();
+        if !rest
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("SELECT"))
+        {
+            continue;
+        }
+        let close = closing_paren(statement, open);
+        let inner = &statement[inner_start..close.unwrap_or(statement.len())];
+        // Where the cursor's half-typed text still leaves the query open, it has columns
+        // as far as they are typed.
+        let known = Catalog {
+            relations: out
+                .iter()
+                .map(|(r, _)| r.clone())
+                .chain(cat.relations.iter().cloned())
+                .collect(),
+            ..Catalog::default()
+        };
+        let columns = select_columns(inner, &known);
+        // `name AS (` after WITH or a comma: a WITH query.
+        let before = statement[..open].trim_end();
+        let words: Vec<&str> = before.split_whitespace().rev().take(3).collect();
+        if let [as_kw, name, ..] = words.as_slice()
+            && as_kw.eq_ignore_ascii_case("AS")
+        {
+            let lead = words.get(2).copied().unwrap_or("");
+            let name_is_led =
+                lead.eq_ignore_ascii_case("WITH") || lead.ends_with(',') || name.contains(',');
+            if name_is_led {
+                let name = name.rsplit(',').next().unwrap_or(name).trim_matches('`');
+                if is_identifier(name) {
+                    out.push((relation(name, columns), false));
+                }
+                continue;
+            }
+        }
+        // `(SELECT …) [AS] x`: a derived table.
+        let Some(close) = close else {
+            continue;
+        };
+        let mut after = statement[close + 1..]
+            .split(|c: char| c.is_whitespace() || "(),;".contains(c))
+            .filter(|w| !w.is_empty());
+        let mut alias = after.next();
+        if alias.is_some_and(|a| a.eq_ignore_ascii_case("AS")) {
+            alias = after.next();
+        }
+        if let Some(a) = alias.map(|a| a.trim_matches('`'))
+            && is_identifier(a)
+            && !is_reserved(a)
+        {
+            out.push((relation(a, columns), true));
+        }
+    }
+    out
+}
+
+fn relation(name: &str, columns: Vec<String>) -> Relation {
+    Relation {
+        name: name.to_string(),
+        columns: columns.into_iter().map(|c| (c, vec![])).collect(),
+        time_columns: vec![],
+    }
+}
+
+fn is_identifier(w: &str) -> bool {
+    !w.is_empty()
+        && w.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && !w.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Words that follow a relation and so are no alias of it.
+fn is_reserved(w: &str) -> bool {
+    [
+        "WHERE",
+        "JOIN",
+        "LEFT",
+        "RIGHT",
+        "FULL",
+        "INNER",
+        "ON",
+        "GROUP",
+        "ORDER",
+        "LIMIT",
+        "UNION",
+        "FOR",
+        "CROSS",
+        "WINDOW",
+        "HAVING",
+        "SELECT",
+        "END",
+        "FROM",
+        "AND",
+        "OR",
+        "AS",
+        "EXCEPT",
+        "INTERSECT",
+    ]
+    .contains(&w.to_ascii_uppercase().as_str())
+}
+
+/// The byte position of the `)` that closes the `(` at `open`, outside quotes; None while
+/// it is still open.
+fn closing_paren(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quoted = false;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `text` split at the commas outside parentheses and quotes.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let (mut depth, mut quoted, mut from) = (0usize, false, 0);
+    let mut parts = vec![];
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                parts.push(&text[from..i]);
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[from..]);
+    parts
+}
+
+/// The names of a `SELECT`'s columns (`query` starts at SELECT), as Flink names them.
+fn select_columns(query: &str, cat: &Catalog) -> Vec<String> {
+    let q = query.trim_start();
+    let body = &q[6.min(q.len())..];
+    // The select list ends at the first FROM outside parentheses and quotes.
+    let (mut depth, mut quoted, mut end) = (0usize, false, body.len());
+    let upper = body.to_ascii_uppercase();
+    for (i, c) in body.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ if !quoted
+                && depth == 0
+                && upper[i..].starts_with("FROM")
+                && body[..i].ends_with(char::is_whitespace)
+                && !upper[i + 4..].starts_with(|c: char| c.is_alphanumeric() || c == '_') =>
+            {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let list = body[..end].trim_start();
+    let list = match list.get(..8) {
+        Some(w) if w.eq_ignore_ascii_case("DISTINCT") => &list[8..],
+        _ => list,
+    };
+    let scope = aliases(q);
+    let mut names = vec![];
+    for (i, item) in split_top_level(list).into_iter().enumerate() {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let words = split_top_level_words(item);
+        let last = words.last().copied().unwrap_or("").trim_matches('`');
+        if words.len() >= 3 && words[words.len() - 2].eq_ignore_ascii_case("AS") {
+            names.push(last.to_string());
+        } else if let Some(prefix) = item.strip_suffix('*') {
+            // `*` or `t.*`: the columns of the relations it stands for.
+            let alias = prefix.trim_end_matches('.').trim_matches('`');
+            for (a, name) in &scope {
+                if !alias.is_empty() && a != alias {
+                    continue;
+                }
+                if let Some(r) = cat.relations.iter().find(|r| r.name == *name) {
+                    names.extend(r.columns.iter().map(|(c, _)| c.clone()));
+                }
+            }
+        } else if words.len() == 1 && item.split('.').all(|p| is_identifier(p.trim_matches('`'))) {
+            names.push(
+                last.rsplit('.')
+                    .next()
+                    .unwrap_or(last)
+                    .trim_matches('`')
+                    .to_string(),
+            );
+        } else if words.len() >= 2
+            && is_identifier(last)
+            && !is_reserved(last)
+            && !words[words.len() - 2].ends_with(|c: char| "+-*/%=<>|".contains(c))
+        {
+            names.push(last.to_string());
+        } else {
+            names.push(format!("EXPR${i}"));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// `text` split at the whitespace outside parentheses and quotes.
+fn split_top_level_words(text: &str) -> Vec<&str> {
+    let (mut depth, mut quoted, mut from) = (0usize, false, None);
+    let mut words = vec![];
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c.is_whitespace() && !quoted && depth == 0 {
+            if let Some(f) = from.take() {
+                words.push(&text[f..i]);
+            }
+        } else if from.is_none() {
+            from = Some(i);
+        }
+    }
+    if let Some(f) = from {
+        words.push(&text[f..]);
+    }
+    words
+}
+
 /// Files and folders whose path starts with `typed` (a folder gets a trailing `/`).
 fn paths(typed: &str) -> Vec<String> {
     let (dir, prefix) = match typed.rfind('/') {
@@ -439,6 +724,40 @@ mod tests {
             ["auction", "bidder", "price", "dateTime"]
         );
         assert_eq!(done("SELECT 'é' FROM b"), ["bid"]);
+    }
+
+    #[test]
+    fn with_queries_and_derived_tables_are_in_scope() {
+        // A WITH query is offered after FROM and its columns in its reader.
+        let with = "WITH cheap AS (SELECT auction, price * 2 AS doubled, bidder b, price + 1 FROM bid WHERE price < 10), \
+            late AS (SELECT * FROM bid) ";
+        assert_eq!(done(&format!("{with}SELECT * FROM ch")), ["cheap"]);
+        let text = format!("{with}SELECT c.");
+        let whole = format!("{text} FROM cheap c");
+        assert_eq!(
+            complete(&catalog(), &text, &whole).1,
+            ["auction", "doubled", "b", "EXPR$3"]
+        );
+        let text = format!("{with}SELECT d");
+        let whole = format!("{text} FROM late");
+        assert_eq!(complete(&catalog(), &text, &whole).1, ["dateTime"]);
+        // A derived table's alias, with or without AS, and its columns where it is read.
+        let text = "SELECT x.";
+        let whole = "SELECT x. FROM (SELECT auction, B.price AS p FROM bid B) AS x";
+        assert_eq!(complete(&catalog(), text, whole).1, ["auction", "p"]);
+        let text = "SELECT pr";
+        let whole = "SELECT pr FROM (SELECT DISTINCT price FROM bid) y WHERE y.price > 1";
+        assert_eq!(complete(&catalog(), text, whole).1, ["price"]);
+        // Not a table name after FROM.
+        assert_eq!(
+            complete(
+                &catalog(),
+                "SELECT * FROM ",
+                "SELECT * FROM (SELECT 1 AS one) z"
+            )
+            .1,
+            ["bid", "datagen"]
+        );
     }
 
     #[test]
