@@ -1200,6 +1200,7 @@ impl Session {
 
     /// Runs a script in batch: DDL and SET as usual; each SELECT runs once over what its
     /// tables hold now (`filesystem` tables and quoted paths) and its rows are returned.
+    /// A statement's warning (a SET of a key nothing reads) is written to stderr.
     pub async fn batch(&mut self, sql: &str) -> Result<Vec<Vec<RecordBatch>>> {
         let mut out = vec![];
         for stmt in crate::sql::parser::parse_script(sql)? {
@@ -1239,7 +1240,8 @@ impl Session {
                 _ => match self.execute(&stmt).await? {
                     Outcome::Rows(r) => out.push(r),
                     Outcome::Text(t) => out.push(Outcome::text_rows(&t)?),
-                    Outcome::Done(_) | Outcome::Warning(_) => {}
+                    Outcome::Warning(w) => crate::message::say(w),
+                    Outcome::Done(_) => {}
                     Outcome::Started(job) => job.wait().await?,
                 },
             }

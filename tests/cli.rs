@@ -1704,6 +1704,18 @@ fn a_mistyped_setting_is_named_with_a_suggestion() {
         "{err}"
     );
     assert!(!err.contains("[INFO]"), "{err}");
+    // `weir query` warns too, and its rows still come.
+    let (code, out, err) = run(&[
+        "query",
+        "-q",
+        "SET 'table.exec.stat.ttl' = '1 h'; SELECT 1 AS x",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("'table.exec.stat.ttl' is not a setting Weir reads (did you mean 'table.exec.state.ttl'?)"),
+        "{err}"
+    );
+    assert!(out.contains("| 1 |"), "{out}");
     let (code, _, err) = run(&[
         "run",
         "--set",

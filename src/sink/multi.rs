@@ -99,6 +99,12 @@ impl crate::operator::Operator for Tag {
         format!("statement {}: INSERT INTO {}", self.index + 1, self.table)
     }
 
+    /// The statement's place alone, as before the table was named: a job's tasks are
+    /// identified by their operators' signatures, so its checkpoints keep fitting.
+    fn signature(&self) -> String {
+        format!("statement {}", self.index + 1)
+    }
+
     fn distribution(&self) -> crate::operator::Distribution {
         crate::operator::Distribution::Forward
     }
