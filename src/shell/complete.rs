@@ -131,11 +131,16 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         let path: Vec<&str> = word[..dot].split('.').collect();
         let after = &word[dot + 1..];
         let scope = aliases(whole);
-        let relation = scope
-            .iter()
-            .find(|(alias, _)| *alias == path[0])
-            .map(|(_, r)| r.as_str())
-            .unwrap_or(path[0]);
+        // A derived table's alias names it, not the table its query reads last
+        // (`(SELECT … FROM events) AS t`).
+        let relation = match subqueries.iter().any(|n| n == path[0]) {
+            true => path[0],
+            false => scope
+                .iter()
+                .find(|(alias, _)| *alias == path[0])
+                .map(|(_, r)| r.as_str())
+                .unwrap_or(path[0]),
+        };
         let Some(r) = cat.relations.iter().find(|r| r.name == relation) else {
             return (start + dot + 1, vec![]);
         };
@@ -745,6 +750,11 @@ mod tests {
         let text = "SELECT x.";
         let whole = "SELECT x. FROM (SELECT auction, B.price AS p FROM bid B) AS x";
         assert_eq!(complete(&catalog(), text, whole).1, ["auction", "p"]);
+        let whole = "SELECT t. FROM (SELECT bid.price, B.bidder AS ch, price * 2 FROM bid) AS t";
+        assert_eq!(
+            complete(&catalog(), "SELECT t.", whole).1,
+            ["price", "ch", "EXPR$2"]
+        );
         let text = "SELECT pr";
         let whole = "SELECT pr FROM (SELECT DISTINCT price FROM bid) y WHERE y.price > 1";
         assert_eq!(complete(&catalog(), text, whole).1, ["price"]);
