@@ -6,6 +6,7 @@
 mod common;
 use common::rows;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use weir::Session;
 
 const EVENTS: u64 = 5_000;
@@ -35,6 +36,12 @@ async fn batch_answer(sql: &str) -> Vec<String> {
 }
 
 async fn stream_answer(sql: &str, batch_size: usize) -> Vec<String> {
+    rows(&stream_result(sql, batch_size).await)
+}
+
+/// The result of the standing query `sql` over the events, read in batches of
+/// `batch_size` rows.
+async fn stream_result(sql: &str, batch_size: usize) -> Vec<RecordBatch> {
     let mut s = Session::new();
     let script = format!(
         "SET 'table.exec.batch-size' = '{batch_size}';\n\
@@ -42,7 +49,7 @@ async fn stream_answer(sql: &str, batch_size: usize) -> Vec<String> {
          {VIEW};\n{sql};"
     );
     let mut results = s.run_collect(&script).await.expect("standing query runs");
-    rows(&results.pop().expect("one result"))
+    results.pop().expect("one result")
 }
 
 /// The standing query `stream` gives the rows the batch query `batch` gives, for every
@@ -68,14 +75,7 @@ async fn assert_stream_equals_batch(stream: &str, batch: &str) {
 /// back) holds the rows `expected`, for every source batch size.
 async fn assert_applied_changelog_equals(stream: &str, expected: &[String]) {
     for batch_size in [1, 97, 8192] {
-        let mut s = Session::new();
-        let script = format!(
-            "SET 'table.exec.batch-size' = '{batch_size}';\n\
-             CREATE TABLE events WITH ('connector' = 'nexmark', 'events.num' = '{EVENTS}', 'seed' = '3', 'base-time' = '{BASE}');\n\
-             {VIEW};\n{stream};"
-        );
-        let mut results = s.run_collect(&script).await.expect("standing query runs");
-        let got = common::applied_rows(&results.pop().expect("one result"));
+        let got = common::applied_rows(&stream_result(stream, batch_size).await);
         assert_eq!(got, expected, "batch size {batch_size}: {stream}");
     }
 }

@@ -313,16 +313,11 @@ fn aliases(statement: &str) -> Vec<(String, String)> {
         {
             next += 1;
         }
-        if let Some(alias) = words.get(next) {
-            let reserved = [
-                "WHERE", "JOIN", "LEFT", "RIGHT", "FULL", "INNER", "ON", "GROUP", "ORDER", "LIMIT",
-                "UNION", "FOR", "CROSS", "WINDOW", "HAVING", "SELECT",
-            ];
-            if !reserved.contains(&alias.to_ascii_uppercase().as_str())
-                && alias.chars().all(|c| c.is_alphanumeric() || c == '_')
-            {
-                out.push((alias.to_string(), name));
-            }
+        if let Some(alias) = words.get(next)
+            && !is_reserved(alias)
+            && is_identifier(alias)
+        {
+            out.push((alias.to_string(), name));
         }
     }
     out
@@ -348,15 +343,7 @@ fn local_relations(statement: &str, cat: &Catalog) -> Vec<(Relation, bool)> {
         let inner = &statement[inner_start..close.unwrap_or(statement.len())];
         // Where the cursor's half-typed text still leaves the query open, it has columns
         // as far as they are typed.
-        let known = Catalog {
-            relations: out
-                .iter()
-                .map(|(r, _)| r.clone())
-                .chain(cat.relations.iter().cloned())
-                .collect(),
-            ..Catalog::default()
-        };
-        let columns = select_columns(inner, &known);
+        let columns = select_columns(inner, &out, cat);
         // `name AS (` after WITH or a comma: a WITH query.
         let before = statement[..open].trim_end();
         let words: Vec<&str> = before.split_whitespace().rev().take(3).collect();
@@ -439,71 +426,59 @@ fn is_reserved(w: &str) -> bool {
     .contains(&w.to_ascii_uppercase().as_str())
 }
 
-/// The byte position of the `)` that closes the `(` at `open`, outside quotes; None while
-/// it is still open.
-fn closing_paren(text: &str, open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut quoted = false;
-    for (i, c) in text[open..].char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return Some(open + i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// `text` split at the commas outside parentheses and quotes.
-fn split_top_level(text: &str) -> Vec<&str> {
-    let (mut depth, mut quoted, mut from) = (0usize, false, 0);
-    let mut parts = vec![];
-    for (i, c) in text.char_indices() {
+/// Each character of `text` with its byte position and the parenthesis depth after it, or
+/// None for a quote and what it encloses (`'…'`, where `''` closes and reopens).
+fn depths(text: &str) -> impl Iterator<Item = (usize, char, Option<usize>)> + '_ {
+    let (mut depth, mut quoted) = (0usize, false);
+    text.char_indices().map(move |(i, c)| {
         match c {
             '\'' => quoted = !quoted,
             '(' if !quoted => depth += 1,
             ')' if !quoted => depth = depth.saturating_sub(1),
-            ',' if !quoted && depth == 0 => {
-                parts.push(&text[from..i]);
-                from = i + 1;
-            }
             _ => {}
+        }
+        let outside = !quoted && c != '\'';
+        (i, c, outside.then_some(depth))
+    })
+}
+
+/// The byte position of the `)` that closes the `(` at `open`, outside quotes; None while
+/// it is still open.
+fn closing_paren(text: &str, open: usize) -> Option<usize> {
+    depths(&text[open..])
+        .find(|&(_, c, d)| c == ')' && d == Some(0))
+        .map(|(i, _, _)| open + i)
+}
+
+/// `text` split at the commas outside parentheses and quotes.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut from = 0;
+    let mut parts = vec![];
+    for (i, c, d) in depths(text) {
+        if c == ',' && d == Some(0) {
+            parts.push(&text[from..i]);
+            from = i + 1;
         }
     }
     parts.push(&text[from..]);
     parts
 }
 
-/// The names of a `SELECT`'s columns (`query` starts at SELECT), as Flink names them.
-fn select_columns(query: &str, cat: &Catalog) -> Vec<String> {
+/// The names of a `SELECT`'s columns (`query` starts at SELECT), as Flink names them; `*`
+/// reads the relations in `local` (the statement's own, found so far) ahead of `cat`'s.
+fn select_columns(query: &str, local: &[(Relation, bool)], cat: &Catalog) -> Vec<String> {
     let q = query.trim_start();
     let body = &q[6.min(q.len())..];
     // The select list ends at the first FROM outside parentheses and quotes.
-    let (mut depth, mut quoted, mut end) = (0usize, false, body.len());
     let upper = body.to_ascii_uppercase();
-    for (i, c) in body.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            _ if !quoted
-                && depth == 0
+    let end = depths(body)
+        .find(|&(i, _, d)| {
+            d == Some(0)
                 && upper[i..].starts_with("FROM")
                 && body[..i].ends_with(char::is_whitespace)
-                && !upper[i + 4..].starts_with(|c: char| c.is_alphanumeric() || c == '_') =>
-            {
-                end = i;
-                break;
-            }
-            _ => {}
-        }
-    }
+                && !upper[i + 4..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        })
+        .map_or(body.len(), |(i, _, _)| i);
     let list = body[..end].trim_start();
     let list = match list.get(..8) {
         Some(w) if w.eq_ignore_ascii_case("DISTINCT") => &list[8..],
@@ -527,7 +502,8 @@ fn select_columns(query: &str, cat: &Catalog) -> Vec<String> {
                 if !alias.is_empty() && a != alias {
                     continue;
                 }
-                if let Some(r) = cat.relations.iter().find(|r| r.name == *name) {
+                let mut known = local.iter().map(|(r, _)| r).chain(&cat.relations);
+                if let Some(r) = known.find(|r| r.name == *name) {
                     names.extend(r.columns.iter().map(|(c, _)| c.clone()));
                 }
             }
@@ -556,16 +532,10 @@ fn select_columns(query: &str, cat: &Catalog) -> Vec<String> {
 
 /// `text` split at the whitespace outside parentheses and quotes.
 fn split_top_level_words(text: &str) -> Vec<&str> {
-    let (mut depth, mut quoted, mut from) = (0usize, false, None);
+    let mut from = None;
     let mut words = vec![];
-    for (i, c) in text.char_indices() {
-        match c {
-            '\'' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        if c.is_whitespace() && !quoted && depth == 0 {
+    for (i, c, d) in depths(text) {
+        if c.is_whitespace() && d == Some(0) {
             if let Some(f) = from.take() {
                 words.push(&text[f..i]);
             }
