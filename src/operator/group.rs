@@ -12,7 +12,10 @@
 //! `-U`/`-D` rows are retracted from the accumulators, which the planner checks can
 //! retract, and a group whose rows are all retracted is deleted (`-D`).
 //!
-//! Each group holds one DataFusion [`Accumulator`] per aggregate (with `DISTINCT` and
+//! Over an append-only input whose aggregates are all COUNT, COUNT(DISTINCT), SUM, MIN or
+//! MAX of the common types, the state is one column per aggregate indexed by group
+//! ([`crate::operator::group_columns`]), updated in one pass over each batch. Otherwise
+//! each group holds one DataFusion [`Accumulator`] per aggregate (with `DISTINCT` and
 //! `FILTER (WHERE ...)` as DataFusion gives them), fed the group's rows of each batch.
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use crate::changelog::{ChangelogMode, RowKind};
 use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::Operator;
+use crate::operator::group_columns::GroupColumn;
 
 /// One aggregate call: the function, its arguments and its FILTER.
 pub struct AggCall {
@@ -99,6 +103,9 @@ pub struct GroupAggregateOperator {
     /// Scratch for [`Operator::process_batch`]: per group, its place among the groups a
     /// batch touched (usize::MAX between batches).
     slot_of: Vec<usize>,
+    /// Over an append-only input where every aggregate has one: the aggregates' state as
+    /// columns indexed by group (the groups then hold no accumulators).
+    columns: Option<Vec<GroupColumn>>,
 }
 
 impl GroupAggregateOperator {
@@ -132,7 +139,23 @@ impl GroupAggregateOperator {
             free: vec![],
             ttl: None,
             slot_of: vec![],
+            columns: None,
         })
+    }
+
+    /// Keeps the aggregates' state in columns indexed by group
+    /// ([`crate::operator::group_columns`]) when the input is append-only and every
+    /// aggregate has a columnar form; otherwise one accumulator per group and aggregate.
+    /// `input`: the schema the aggregates' arguments are evaluated over.
+    pub fn vectorised(mut self, append_only: bool, input: &SchemaRef) -> Self {
+        if append_only && self.groups.is_empty() {
+            self.columns = self
+                .aggs
+                .iter()
+                .map(|a| GroupColumn::of(a, input))
+                .collect::<Option<Vec<_>>>();
+        }
+        self
     }
 
     /// Forgets groups that got no row for `ttl` (`table.exec.state.ttl`), without
@@ -149,12 +172,21 @@ impl GroupAggregateOperator {
         if !ttl.sweep_due() {
             return;
         }
+        let mut dead = vec![false; self.groups.len()];
         for (id, slot) in self.groups.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|g| ttl.expired(g.touched))
                 && let Some(g) = slot.take()
             {
                 self.index.remove(&g.key);
                 self.free.push(id);
+                dead[id] = true;
+            }
+        }
+        if let Some(columns) = &mut self.columns
+            && dead.contains(&true)
+        {
+            for c in columns {
+                c.forget(&dead);
             }
         }
     }
@@ -168,11 +200,14 @@ impl GroupAggregateOperator {
         if let Some(g) = self.index.get(key) {
             return Ok(*g);
         }
-        let accs = self
-            .aggs
-            .iter()
-            .map(|a| a.accumulator())
-            .collect::<Result<Vec<_>>>()?;
+        let accs = match self.columns {
+            Some(_) => vec![],
+            None => self
+                .aggs
+                .iter()
+                .map(|a| a.accumulator())
+                .collect::<Result<Vec<_>>>()?,
+        };
         let group = Group {
             key: key.into(),
             accs,
@@ -191,7 +226,176 @@ impl GroupAggregateOperator {
             }
         };
         self.index.insert(key.into(), id);
+        if let Some(columns) = &mut self.columns {
+            for c in columns {
+                c.grow(self.groups.len());
+            }
+        }
         Ok(id)
+    }
+}
+
+impl GroupAggregateOperator {
+    /// [`Operator::process_batch`] with the aggregates' state in columns (an append-only
+    /// input): each row's group found once, every aggregate updated in one pass over the
+    /// rows, and the touched groups' results before and after read as arrays; a group
+    /// emits `+I` the first time, then `-U`/`+U` where a result changed, in the order of
+    /// its last row in the batch, as the general path does.
+    fn process_columns(
+        &mut self,
+        batch: &RecordBatch,
+        kinds: Option<&Int8Array>,
+        key_rows: Option<&datafusion::arrow::row::Rows>,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        use datafusion::arrow::compute::{interleave, kernels::cmp::distinct};
+        let n = batch.num_rows();
+        if let Some(k) = kinds
+            && k.values()
+                .iter()
+                .any(|k| !RowKind::from_i8(*k).is_some_and(RowKind::adds))
+        {
+            return Err(WeirError::internal(
+                "a row taken back reached a group aggregate planned for an append-only input",
+            ));
+        }
+        // Each row's group; per touched group (in order of first touch): its id, its last
+        // row, its rows in the batch, and whether it emitted before.
+        let mut gids: Vec<u32> = Vec::with_capacity(n);
+        let mut touched: Vec<(u32, u32, i64, bool)> = vec![];
+        let mut slot = std::mem::take(&mut self.slot_of);
+        for i in 0..n {
+            let key: &[u8] = match key_rows {
+                Some(r) => r.row(i).data(),
+                None => &[],
+            };
+            let g = self.group_id(key)?;
+            if slot.len() <= g {
+                slot.resize(self.groups.len().max(g + 1), usize::MAX);
+            }
+            if slot[g] == usize::MAX {
+                let seen = self.groups[g].as_ref().is_some_and(|gr| gr.rows > 0);
+                slot[g] = touched.len();
+                touched.push((g as u32, i as u32, 1, seen));
+            } else {
+                let t = &mut touched[slot[g]];
+                t.1 = i as u32;
+                t.2 += 1;
+            }
+            gids.push(g as u32);
+        }
+        for t in &touched {
+            slot[t.0 as usize] = usize::MAX;
+        }
+        self.slot_of = slot;
+        // Emitted in the order of each group's last row in the batch.
+        touched.sort_unstable_by_key(|t| t.1);
+        let now = std::time::Instant::now();
+        for (g, _, rows, _) in &touched {
+            let Some(group) = self.groups[*g as usize].as_mut() else {
+                return Err(WeirError::internal("group vanished"));
+            };
+            group.rows += rows;
+            group.touched = now;
+        }
+        let Some(columns) = self.columns.as_mut() else {
+            return Err(WeirError::internal("group aggregate without columns"));
+        };
+        let old_ids: Vec<u32> = touched.iter().filter(|t| t.3).map(|t| t.0).collect();
+        let old = columns
+            .iter()
+            .map(|c| c.evaluate(&old_ids))
+            .collect::<Result<Vec<_>>>()?;
+        for (c, a) in columns.iter_mut().zip(&self.aggs) {
+            let arg = a.args[0].evaluate(batch)?.into_array(n)?;
+            let mask = match &a.filter {
+                Some(f) => Some(
+                    f.evaluate(batch)?
+                        .into_array(n)?
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .ok_or_else(|| WeirError::internal("FILTER is not boolean"))?,
+                ),
+                None => None,
+            };
+            c.update(&arg, &gids, mask.as_ref())?;
+        }
+        let ids: Vec<u32> = touched.iter().map(|t| t.0).collect();
+        let new = columns
+            .iter()
+            .map(|c| c.evaluate(&ids))
+            .collect::<Result<Vec<_>>>()?;
+        // Which of the groups that emitted before have a changed result.
+        let old_at = UInt32Array::from_iter_values(
+            touched
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.3)
+                .map(|(k, _)| k as u32),
+        );
+        let mut changed = vec![false; old_ids.len()];
+        for (before, after) in old.iter().zip(&new) {
+            let after = take(after.as_ref(), &old_at, None)?;
+            let differs = distinct(before, &after)?;
+            for (k, c) in changed.iter_mut().enumerate() {
+                *c |= differs.value(k);
+            }
+        }
+        // Per emitted row: (0 = the old results, 1 = the new; its index there), its
+        // group and its kind.
+        let mut picks: Vec<(usize, usize)> = vec![];
+        let mut emitted: Vec<(u32, RowKind)> = vec![];
+        let mut k_old = 0;
+        for (pos, (g, _, _, seen)) in touched.iter().enumerate() {
+            if !seen {
+                picks.push((1, pos));
+                emitted.push((*g, RowKind::Insert));
+                continue;
+            }
+            let k = k_old;
+            k_old += 1;
+            if changed[k] {
+                picks.push((0, k));
+                emitted.push((*g, RowKind::UpdateBefore));
+                picks.push((1, pos));
+                emitted.push((*g, RowKind::UpdateAfter));
+            }
+        }
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let mut cols: Vec<ArrayRef> = match &self.key_conv {
+            Some(c) => {
+                let parser = c.parser();
+                let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
+                for (g, _) in &emitted {
+                    match self.groups.get(*g as usize) {
+                        Some(Some(group)) => keys.push(&group.key),
+                        _ => return Err(WeirError::internal("emitted group vanished")),
+                    }
+                }
+                c.convert_rows(keys.into_iter().map(|k| parser.parse(k)))?
+            }
+            None => vec![],
+        };
+        for (a, (before, after)) in old.iter().zip(&new).enumerate() {
+            let arr = interleave(&[before.as_ref(), after.as_ref()], &picks)?;
+            let field = self.schema.field(self.keys.len() + a);
+            cols.push(if arr.data_type() == field.data_type() {
+                arr
+            } else {
+                datafusion::arrow::compute::cast(&arr, field.data_type())?
+            });
+        }
+        let data = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            cols,
+            &RecordBatchOptions::new().with_row_count(Some(emitted.len())),
+        )?;
+        let kinds = Int8Array::from_iter_values(emitted.iter().map(|(_, k)| *k as i8));
+        out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
+        Ok(())
     }
 }
 
@@ -285,7 +489,13 @@ impl Operator for GroupAggregateOperator {
             bytes += (g.key.len() + g.accs.iter().map(|a| a.size()).sum::<usize>()) as u64;
         }
         let per = bytes.checked_div(n).unwrap_or(0);
-        Some((rows, per * rows))
+        let columns = self
+            .columns
+            .iter()
+            .flatten()
+            .map(|c| c.size() as u64)
+            .sum::<u64>();
+        Some((rows, per * rows + columns))
     }
 
     fn signature(&self) -> String {
@@ -311,6 +521,52 @@ impl Operator for GroupAggregateOperator {
     fn snapshot(&mut self) -> Result<Option<Vec<RecordBatch>>> {
         use datafusion::arrow::array::{BinaryArray, Int64Array};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        if let Some(columns) = &self.columns {
+            // The same layout from the columns: each group's result is the one it last
+            // emitted (every touched group emits what changed).
+            let (mut ids, mut keys, mut rows) = (vec![], vec![], vec![]);
+            for (id, group) in self.groups.iter().enumerate() {
+                if let Some(g) = group {
+                    ids.push(id as u32);
+                    keys.push(&g.key[..]);
+                    rows.push(g.rows);
+                }
+            }
+            if keys.is_empty() {
+                return Ok(Some(vec![]));
+            }
+            let mut fields = vec![
+                Field::new("key", DataType::Binary, false),
+                Field::new("rows", DataType::Int64, false),
+            ];
+            let mut cols: Vec<ArrayRef> = vec![
+                Arc::new(BinaryArray::from_iter_values(keys)),
+                Arc::new(Int64Array::from(rows)),
+            ];
+            for (j, c) in columns.iter().enumerate() {
+                let arr = c.evaluate(&ids)?;
+                fields.push(Field::new(
+                    format!("last{j}"),
+                    arr.data_type().clone(),
+                    true,
+                ));
+                cols.push(arr);
+            }
+            for (j, c) in columns.iter().enumerate() {
+                for (i, arr) in c.state(&ids)?.into_iter().enumerate() {
+                    fields.push(Field::new(
+                        format!("s{j}_{i}"),
+                        arr.data_type().clone(),
+                        true,
+                    ));
+                    cols.push(arr);
+                }
+            }
+            return Ok(Some(vec![RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                cols,
+            )?]));
+        }
         let mut keys: Vec<Box<[u8]>> = vec![];
         let mut rows = vec![];
         let mut lasts: Vec<Vec<ScalarValue>> = vec![vec![]; self.aggs.len()];
@@ -413,6 +669,18 @@ impl Operator for GroupAggregateOperator {
                     .as_mut()
                     .ok_or_else(|| WeirError::internal("group vanished"))?;
                 group.rows = rows.value(r);
+                if let Some(columns) = &mut self.columns {
+                    for (j, c) in columns.iter_mut().enumerate() {
+                        let mut cols = vec![];
+                        let mut i = 0;
+                        while let Some(col) = b.column_by_name(&format!("s{j}_{i}")) {
+                            cols.push(col.clone());
+                            i += 1;
+                        }
+                        c.merge(g, &cols, r)?;
+                    }
+                    continue;
+                }
                 let mut last = vec![];
                 for (j, acc) in group.accs.iter_mut().enumerate() {
                     let l = b
@@ -476,6 +744,9 @@ impl Operator for GroupAggregateOperator {
             ),
             None => None,
         };
+        if self.columns.is_some() {
+            return self.process_columns(&batch, kinds.as_ref(), key_rows.as_ref(), out);
+        }
         // Rows per touched group, in order of first touch: (group, added rows, retracted).
         let mut touched: Vec<(usize, Vec<u32>, Vec<u32>)> = vec![];
         // Each group's place in `touched` (indexed by group, usize::MAX for none), reset

@@ -13,6 +13,7 @@ pub mod exchange;
 pub mod expand;
 pub mod filter;
 pub mod group;
+pub(crate) mod group_columns;
 pub mod join;
 pub mod lag;
 pub mod limit;

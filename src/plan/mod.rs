@@ -1373,6 +1373,7 @@ impl Planner<'_> {
             calls,
             Arc::new(agg.schema.as_arrow().clone()),
         )?
+        .vectorised(!retracting, &physical_input)
         .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
