@@ -146,7 +146,7 @@ async fn arrival_order_aggregates_over_a_changelog_hold_the_batch_rows() {
 /// and MAX of integers, timestamps and strings, with and without FILTER, over thousands
 /// of small groups (the shape of Nexmark q16). The applied changelog equals DataFusion's
 /// batch answer for every source batch size, with one aggregate the columns do not cover
-/// (AVG) and without.
+/// (`COUNT(DISTINCT)` of a string) and without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_aggregates_in_columns_equal_batch() {
     let aggregates = "COUNT(*), COUNT(*) FILTER (WHERE price < 10000), \
@@ -157,7 +157,11 @@ async fn group_aggregates_in_columns_equal_batch() {
     for (keys, extra) in [
         ("channel, bidder % 3", ""),
         ("auction % 10", ""),
-        ("auction % 10", ", CAST(AVG(price) AS BIGINT)"),
+        (
+            "auction % 10",
+            ", CAST(AVG(price) AS BIGINT) AS a, AVG(CAST(bidder + price AS DOUBLE)) AS d",
+        ),
+        ("auction % 10", ", COUNT(DISTINCT url)"),
     ] {
         let sql = format!("SELECT {keys}, {aggregates}{extra} FROM bid GROUP BY {keys}");
         let expected = batch_answer(&sql).await;

@@ -6,8 +6,9 @@
 //! per-group slices, calls and `ScalarValue`s cost more than the aggregation itself.
 //!
 //! Covered: `COUNT(x)` and `COUNT(*)`, `COUNT(DISTINCT x)` of an integer or timestamp,
-//! `SUM` of an integer into a `BIGINT`, and `MIN`/`MAX` of an integer, timestamp or
-//! string — each with or without `FILTER (WHERE …)`. Any other aggregate, or an input that
+//! `SUM` of an integer into a `BIGINT`, `AVG` of a `DOUBLE` (integers are averaged as
+//! one), and `MIN`/`MAX` of an integer, timestamp or string — each with or without
+//! `FILTER (WHERE …)`. Any other aggregate, or an input that
 //! takes rows back, keeps the accumulators of [`super::group`]. The results are
 //! DataFusion's: the same types, NULL handling and wrapping integer sums, and a
 //! checkpoint's state is laid out as DataFusion's accumulators lay it out
@@ -16,11 +17,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+    UInt64Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, SchemaRef, UInt64Type,
+};
 use datafusion::common::HashSet;
 
 use crate::error::{Result, WeirError};
@@ -44,6 +48,13 @@ enum State {
     },
     /// `SUM(x)` into a `BIGINT`, wrapping as DataFusion's does; NULL until a value comes.
     Sum(Vec<Option<i64>>),
+    /// `AVG(x)` of a `DOUBLE` (DataFusion averages integers as one): the rows counted and
+    /// their sum, added row by row (Flink's order; DataFusion sums a batch by lanes, which
+    /// can differ in the last bit for values past 2^53).
+    Avg {
+        counts: Vec<u64>,
+        sums: Vec<Option<f64>>,
+    },
     /// `MIN(x)`/`MAX(x)` of an integer or timestamp (as i64).
     IntExtreme { max: bool, values: Vec<Option<i64>> },
     /// `MIN(x)`/`MAX(x)` of a string.
@@ -102,6 +113,14 @@ impl GroupColumn {
             {
                 State::Sum(vec![])
             }
+            "avg"
+                if !distinct && out_type == DataType::Float64 && arg_type == DataType::Float64 =>
+            {
+                State::Avg {
+                    counts: vec![],
+                    sums: vec![],
+                }
+            }
             f @ ("min" | "max") if out_type == arg_type && is_integer_like(&arg_type) => {
                 State::IntExtreme {
                     max: f == "max",
@@ -126,6 +145,10 @@ impl GroupColumn {
             State::CountDistinct { counts, .. } => grow(counts, groups, 0),
             State::Sum(v) | State::IntExtreme { values: v, .. } => grow(v, groups, None),
             State::StrExtreme { values, .. } => grow(values, groups, None),
+            State::Avg { counts, sums } => {
+                grow(counts, groups, 0);
+                grow(sums, groups, None);
+            }
         }
     }
 
@@ -140,6 +163,10 @@ impl GroupColumn {
             }
             State::Sum(v) | State::IntExtreme { values: v, .. } => clear(v, dead, None),
             State::StrExtreme { values, .. } => clear(values, dead, None),
+            State::Avg { counts, sums } => {
+                clear(counts, dead, 0);
+                clear(sums, dead, None);
+            }
         }
     }
 
@@ -179,6 +206,19 @@ impl GroupColumn {
                     if kept(i) {
                         let s = &mut sums[*g as usize];
                         *s = Some(s.unwrap_or(0).wrapping_add(ints[i]));
+                    }
+                }
+            }
+            State::Avg { counts, sums } => {
+                let doubles = values
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| WeirError::internal("AVG argument is not a DOUBLE"))?
+                    .values();
+                for (i, g) in groups.iter().enumerate() {
+                    if kept(i) {
+                        counts[*g as usize] += 1;
+                        let s = &mut sums[*g as usize];
+                        *s = Some(s.unwrap_or(0.0) + doubles[i]);
                     }
                 }
             }
@@ -226,6 +266,14 @@ impl GroupColumn {
                 Int64Array::from_iter_values(ids.iter().map(|g| v[*g as usize])),
             ),
             State::Sum(v) => Arc::new(Int64Array::from_iter(ids.iter().map(|g| v[*g as usize]))),
+            State::Avg { counts, sums } => Arc::new(Float64Array::from_iter(ids.iter().map(|g| {
+                let (c, s) = (counts[*g as usize], sums[*g as usize]);
+                if c == 0 {
+                    None
+                } else {
+                    s.map(|s| s / c as f64)
+                }
+            }))),
             State::IntExtreme { values, .. } => {
                 let ints = Int64Array::from_iter(ids.iter().map(|g| values[*g as usize]));
                 cast(&ints, &self.arg_type)?
@@ -238,9 +286,18 @@ impl GroupColumn {
 
     /// The state of the groups `ids`, one row each, laid out as DataFusion's accumulator
     /// of the call lays out its state: the count; the distinct values as a list of the
-    /// argument's type; the sum; the minimum or maximum.
+    /// argument's type; the sum; the minimum or maximum; the count (`UBIGINT`) and sum of
+    /// an average.
     pub(crate) fn state(&self, ids: &[u32]) -> Result<Vec<ArrayRef>> {
         Ok(match &self.state {
+            State::Avg { counts, sums } => vec![
+                Arc::new(UInt64Array::from_iter_values(
+                    ids.iter().map(|g| counts[*g as usize]),
+                )),
+                Arc::new(Float64Array::from_iter(
+                    ids.iter().map(|g| sums[*g as usize]),
+                )),
+            ],
             State::CountDistinct { seen, .. } => {
                 let mut per: Vec<Vec<i64>> = vec![vec![]; ids.len()];
                 let mut slot = datafusion::common::HashMap::new();
@@ -289,6 +346,20 @@ impl GroupColumn {
             }
             return Ok(());
         }
+        if let State::Avg { counts, sums } = &mut self.state {
+            let c = first.as_primitive_opt::<UInt64Type>().ok_or_else(bad)?;
+            let s = state
+                .get(1)
+                .and_then(|s| s.as_primitive_opt::<Float64Type>())
+                .ok_or_else(bad)?;
+            if c.is_valid(row) {
+                counts[g] += c.value(row);
+            }
+            if s.is_valid(row) {
+                sums[g] = Some(sums[g].unwrap_or(0.0) + s.value(row));
+            }
+            return Ok(());
+        }
         if let State::Count(counts) = &mut self.state {
             let c = as_i64(first)?;
             if c.is_valid(row) {
@@ -305,6 +376,7 @@ impl GroupColumn {
             State::Count(v) => v.capacity() * 8,
             State::CountDistinct { seen, counts } => seen.capacity() * 16 + counts.capacity() * 8,
             State::Sum(v) | State::IntExtreme { values: v, .. } => v.capacity() * 16,
+            State::Avg { counts, sums } => counts.capacity() * 8 + sums.capacity() * 16,
             State::StrExtreme { values, .. } => {
                 // The strings' bytes measured over the first 1 000 groups and scaled.
                 let sample = &values[..values.len().min(1000)];
