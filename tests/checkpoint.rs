@@ -583,7 +583,10 @@ async fn group_by_and_top_n_resume_to_the_same_changelog() {
         input.display()
     );
     let queries = [
-        "SELECT k, COUNT(*) AS n, SUM(v) AS s, COUNT(DISTINCT v) AS d, MAX(i) AS m FROM t GROUP BY k",
+        "SELECT k, COUNT(*) AS n, SUM(v) AS s, COUNT(DISTINCT v) AS d, MAX(i) AS m, \
+         COUNT(DISTINCT v) FILTER (WHERE i % 3 = 0) AS e, MIN(k) AS mk, AVG(v) AS a FROM t GROUP BY k",
+        // The same with an aggregate kept as an accumulator per group (not in columns).
+        "SELECT k, COUNT(DISTINCT v) FILTER (WHERE i % 3 = 0) AS e, COUNT(DISTINCT CAST(v AS STRING)) AS ds FROM t GROUP BY k",
         "SELECT k, v, i, rn FROM (SELECT k, v, i, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC, i) AS rn FROM t) WHERE rn <= 3",
     ];
     let mut resumed_runs = 0;

@@ -34,7 +34,7 @@ use crate::changelog::{ChangelogMode, RowKind};
 use crate::error::{Result, WeirError};
 use crate::job::Message;
 use crate::operator::Operator;
-use crate::operator::group_columns::GroupColumn;
+use crate::operator::group_columns::GroupColumns;
 
 /// One aggregate call: the function, its arguments and its FILTER.
 pub struct AggCall {
@@ -105,7 +105,7 @@ pub struct GroupAggregateOperator {
     slot_of: Vec<usize>,
     /// Over an append-only input where every aggregate has one: the aggregates' state as
     /// columns indexed by group (the groups then hold no accumulators).
-    columns: Option<Vec<GroupColumn>>,
+    columns: Option<GroupColumns>,
 }
 
 impl GroupAggregateOperator {
@@ -149,11 +149,7 @@ impl GroupAggregateOperator {
     /// `input`: the schema the aggregates' arguments are evaluated over.
     pub fn vectorised(mut self, append_only: bool, input: &SchemaRef) -> Self {
         if append_only && self.groups.is_empty() {
-            self.columns = self
-                .aggs
-                .iter()
-                .map(|a| GroupColumn::of(a, input))
-                .collect::<Option<Vec<_>>>();
+            self.columns = GroupColumns::of(&self.aggs, input);
         }
         self
     }
@@ -185,9 +181,7 @@ impl GroupAggregateOperator {
         if let Some(columns) = &mut self.columns
             && dead.contains(&true)
         {
-            for c in columns {
-                c.forget(&dead);
-            }
+            columns.forget(&dead);
         }
     }
 
@@ -227,9 +221,7 @@ impl GroupAggregateOperator {
         };
         self.index.insert(key.into(), id);
         if let Some(columns) = &mut self.columns {
-            for c in columns {
-                c.grow(self.groups.len());
-            }
+            columns.grow(self.groups.len());
         }
         Ok(id)
     }
@@ -302,29 +294,13 @@ impl GroupAggregateOperator {
             return Err(WeirError::internal("group aggregate without columns"));
         };
         let old_ids: Vec<u32> = touched.iter().filter(|t| t.3).map(|t| t.0).collect();
-        let old = columns
-            .iter()
-            .map(|c| c.evaluate(&old_ids))
+        let old = (0..columns.len())
+            .map(|j| columns.evaluate(j, &old_ids))
             .collect::<Result<Vec<_>>>()?;
-        for (c, a) in columns.iter_mut().zip(&self.aggs) {
-            let arg = a.args[0].evaluate(batch)?.into_array(n)?;
-            let mask = match &a.filter {
-                Some(f) => Some(
-                    f.evaluate(batch)?
-                        .into_array(n)?
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .cloned()
-                        .ok_or_else(|| WeirError::internal("FILTER is not boolean"))?,
-                ),
-                None => None,
-            };
-            c.update(&arg, &gids, mask.as_ref())?;
-        }
+        columns.update(&self.aggs, batch, &gids)?;
         let ids: Vec<u32> = touched.iter().map(|t| t.0).collect();
-        let new = columns
-            .iter()
-            .map(|c| c.evaluate(&ids))
+        let new = (0..columns.len())
+            .map(|j| columns.evaluate(j, &ids))
             .collect::<Result<Vec<_>>>()?;
         // Which of the groups that emitted before have a changed result.
         let old_at = UInt32Array::from_iter_values(
@@ -489,12 +465,7 @@ impl Operator for GroupAggregateOperator {
             bytes += (g.key.len() + g.accs.iter().map(|a| a.size()).sum::<usize>()) as u64;
         }
         let per = bytes.checked_div(n).unwrap_or(0);
-        let columns = self
-            .columns
-            .iter()
-            .flatten()
-            .map(|c| c.size() as u64)
-            .sum::<u64>();
+        let columns = self.columns.as_ref().map_or(0, |c| c.size() as u64);
         Some((rows, per * rows + columns))
     }
 
@@ -543,8 +514,8 @@ impl Operator for GroupAggregateOperator {
                 Arc::new(BinaryArray::from_iter_values(keys)),
                 Arc::new(Int64Array::from(rows)),
             ];
-            for (j, c) in columns.iter().enumerate() {
-                let arr = c.evaluate(&ids)?;
+            for j in 0..columns.len() {
+                let arr = columns.evaluate(j, &ids)?;
                 fields.push(Field::new(
                     format!("last{j}"),
                     arr.data_type().clone(),
@@ -552,8 +523,8 @@ impl Operator for GroupAggregateOperator {
                 ));
                 cols.push(arr);
             }
-            for (j, c) in columns.iter().enumerate() {
-                for (i, arr) in c.state(&ids)?.into_iter().enumerate() {
+            for j in 0..columns.len() {
+                for (i, arr) in columns.state(j, &ids)?.into_iter().enumerate() {
                     fields.push(Field::new(
                         format!("s{j}_{i}"),
                         arr.data_type().clone(),
@@ -670,14 +641,14 @@ impl Operator for GroupAggregateOperator {
                     .ok_or_else(|| WeirError::internal("group vanished"))?;
                 group.rows = rows.value(r);
                 if let Some(columns) = &mut self.columns {
-                    for (j, c) in columns.iter_mut().enumerate() {
+                    for j in 0..self.aggs.len() {
                         let mut cols = vec![];
                         let mut i = 0;
                         while let Some(col) = b.column_by_name(&format!("s{j}_{i}")) {
                             cols.push(col.clone());
                             i += 1;
                         }
-                        c.merge(g, &cols, r)?;
+                        columns.merge(j, g, &cols, r)?;
                     }
                     continue;
                 }
