@@ -12,8 +12,8 @@
 //! `-U`/`-D` rows are retracted from the accumulators, which the planner checks can
 //! retract, and a group whose rows are all retracted is deleted (`-D`).
 //!
-//! Over an append-only input whose aggregates are all COUNT, COUNT(DISTINCT), SUM, MIN or
-//! MAX of the common types, the state is one column per aggregate indexed by group
+//! Over an append-only input whose aggregates are all COUNT, COUNT(DISTINCT), SUM, AVG,
+//! MIN or MAX of the common types, the state is one column per aggregate indexed by group
 //! ([`crate::operator::group_columns`]), updated in one pass over each batch. Otherwise
 //! each group holds one DataFusion [`Accumulator`] per aggregate (with `DISTINCT` and
 //! `FILTER (WHERE ...)` as DataFusion gives them), fed the group's rows of each batch.
