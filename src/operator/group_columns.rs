@@ -126,23 +126,35 @@ impl GroupColumns {
                 None => Ok(None),
             }
         };
-        for (c, a) in self.cols.iter_mut().zip(aggs) {
+        // Every argument and FILTER evaluated before any state changes, so an error
+        // leaves the state as it was.
+        let mut inputs = vec![];
+        for (c, a) in self.cols.iter().zip(aggs) {
             if let State::CountDistinct { .. } = c.state {
+                inputs.push(None);
                 continue;
             }
             let arg = a.args[0].evaluate(batch)?.into_array(n)?;
-            c.update(&arg, groups, mask_of(a)?.as_ref())?;
+            inputs.push(Some((arg, mask_of(a)?)));
         }
-        for share in &mut self.shares {
+        let mut shared = vec![];
+        for share in &self.shares {
             let values = aggs[share.members[0]].args[0]
                 .evaluate(batch)?
                 .into_array(n)?;
-            let ints = as_i64(&values)?;
             let masks = share
                 .members
                 .iter()
                 .map(|j| mask_of(&aggs[*j]))
                 .collect::<Result<Vec<_>>>()?;
+            shared.push((as_i64(&values)?, masks));
+        }
+        for (c, input) in self.cols.iter_mut().zip(&inputs) {
+            if let Some((arg, mask)) = input {
+                c.update(arg, groups, mask.as_ref())?;
+            }
+        }
+        for (share, (ints, masks)) in self.shares.iter_mut().zip(&shared) {
             let mut counts: Vec<&mut Vec<i64>> = vec![];
             let mut wanted: Vec<usize> = share.members.clone();
             wanted.sort_unstable();
@@ -242,7 +254,8 @@ impl GroupColumns {
 
     /// Adds a state laid out as [`GroupColumns::state`] lays it out (row `row` of
     /// `state`) to aggregate `j` of group `g`: a checkpoint restored, from this form or
-    /// DataFusion's accumulators. Errors: a state of another shape.
+    /// DataFusion's accumulators. Errors: a state of other types than this call's (a
+    /// checkpoint of another table definition) or a count past 2^63.
     pub(crate) fn merge(
         &mut self,
         j: usize,
@@ -252,6 +265,7 @@ impl GroupColumns {
     ) -> Result<()> {
         let bad = || WeirError::user("the checkpoint's state of a group aggregate is malformed");
         let col = self.cols.get_mut(j).ok_or_else(bad)?;
+        col.check_state(state)?;
         let State::CountDistinct { counts, share, bit } = &mut col.state else {
             return col.merge(g, state, row);
         };
@@ -269,7 +283,7 @@ impl GroupColumns {
                 let mask = seen.entry((g as u32, v)).or_insert(0);
                 if *mask & (1 << *bit) == 0 {
                     *mask |= 1 << *bit;
-                    counts[g] += 1;
+                    counts[g] = counts[g].checked_add(1).ok_or_else(bad)?;
                 }
             }
         }
@@ -436,8 +450,12 @@ impl GroupColumn {
         groups: &[u32],
         mask: Option<&BooleanArray>,
     ) -> Result<()> {
-        let kept =
-            |i: usize| values.is_valid(i) && mask.is_none_or(|m| m.is_valid(i) && m.value(i));
+        // Logical nulls: a NULL-typed argument (`COUNT(NULL)`) has no null buffer.
+        let nulls = values.logical_nulls();
+        let kept = |i: usize| {
+            nulls.as_ref().is_none_or(|n| n.is_valid(i))
+                && mask.is_none_or(|m| m.is_valid(i) && m.value(i))
+        };
         match &mut self.state {
             State::Count(counts) => {
                 for (i, g) in groups.iter().enumerate() {
@@ -570,7 +588,7 @@ impl GroupColumn {
                 .and_then(|s| s.as_primitive_opt::<Float64Type>())
                 .ok_or_else(bad)?;
             if c.is_valid(row) {
-                counts[g] += c.value(row);
+                counts[g] = counts[g].checked_add(c.value(row)).ok_or_else(bad)?;
             }
             if s.is_valid(row) {
                 sums[g] = Some(sums[g].unwrap_or(0.0) + s.value(row));
@@ -580,11 +598,52 @@ impl GroupColumn {
         if let State::Count(counts) = &mut self.state {
             let c = as_i64(first)?;
             if c.is_valid(row) {
-                counts[g] += c.value(row);
+                counts[g] = counts[g].checked_add(c.value(row)).ok_or_else(bad)?;
             }
             return Ok(());
         }
         self.update(&first.slice(row, 1), &[g as u32], None)
+    }
+
+    /// Errors unless `state` has the types [`GroupColumn::state`] gives (DataFusion's
+    /// accumulator of the call gives the same): a checkpoint of a table whose column
+    /// changed type is refused, not converted.
+    fn check_state(&self, state: &[ArrayRef]) -> Result<()> {
+        let int = DataType::Int64;
+        let expected: Vec<DataType> = match &self.state {
+            State::Count(_) | State::Sum(_) => vec![int],
+            State::CountDistinct { .. } => vec![DataType::List(Arc::new(Field::new_list_field(
+                self.arg_type.clone(),
+                true,
+            )))],
+            State::Avg { .. } => vec![DataType::UInt64, DataType::Float64],
+            State::IntExtreme { .. } | State::StrExtreme { .. } => vec![self.arg_type.clone()],
+        };
+        let matches = state.len() == expected.len()
+            && state
+                .iter()
+                .zip(&expected)
+                .all(|(s, e)| match (s.data_type(), e) {
+                    // A list's field name and nullability are not part of its values' type.
+                    (DataType::List(a), DataType::List(b)) => a.data_type() == b.data_type(),
+                    (a, b) => a == b,
+                });
+        if matches {
+            return Ok(());
+        }
+        Err(WeirError::user(format!(
+            "the checkpoint's state of a group aggregate has types ({}) where this query keeps ({}): was the table's definition changed since? Start the job from scratch (--from-scratch)",
+            state
+                .iter()
+                .map(|s| s.data_type().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            expected
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     /// Bytes held, about.
