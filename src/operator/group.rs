@@ -975,7 +975,9 @@ mod tests {
         };
         let big = binary(column("v"), BinaryOp::Gt, lit(50i64), &schema).expect("filter");
         let avg_arg = cast(column("v"), &schema, DataType::Float64).expect("cast");
-        let specs: Vec<(Arc<AggregateUDF>, Arc<dyn PhysicalExpr>, bool, bool)> = vec![
+        // (function, argument, DISTINCT, FILTER (WHERE v > 50))
+        type Spec = (Arc<AggregateUDF>, Arc<dyn PhysicalExpr>, bool, bool);
+        let specs: Vec<Spec> = vec![
             (count::count_udaf(), lit(1i64), false, false),
             (count::count_udaf(), column("s"), false, true),
             (count::count_udaf(), column("v"), true, false),
