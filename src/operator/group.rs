@@ -523,8 +523,8 @@ impl Operator for GroupAggregateOperator {
                 ));
                 cols.push(arr);
             }
-            for j in 0..columns.len() {
-                for (i, arr) in columns.state(j, &ids)?.into_iter().enumerate() {
+            for (j, state) in columns.states(&ids)?.into_iter().enumerate() {
+                for (i, arr) in state.into_iter().enumerate() {
                     fields.push(Field::new(
                         format!("s{j}_{i}"),
                         arr.data_type().clone(),

@@ -215,44 +215,62 @@ impl GroupColumns {
             .ok_or_else(|| WeirError::internal("no such aggregate column"))
     }
 
-    /// The state of aggregate `j` for the groups `ids`, one row each, laid out as
+    /// The state of every aggregate for the groups `ids`, one row each, laid out as
     /// DataFusion's accumulator of the call lays out its state: the count; the distinct
     /// values as a list of the argument's type (ascending); the sum; the minimum or
-    /// maximum; the count (`UBIGINT`) and sum of an average.
-    pub(crate) fn state(&self, j: usize, ids: &[u32]) -> Result<Vec<ArrayRef>> {
-        let col = self.column(j)?;
-        let State::CountDistinct { share, bit, .. } = &col.state else {
-            return col.state(ids);
-        };
-        let mut per: Vec<Vec<i64>> = vec![vec![]; ids.len()];
-        let mut slot = HashMap::new();
+    /// maximum; the count (`UBIGINT`) and sum of an average. Each shared set is read once.
+    pub(crate) fn states(&self, ids: &[u32]) -> Result<Vec<Vec<ArrayRef>>> {
+        // Each group's row, by group id.
+        let mut row = vec![usize::MAX; ids.iter().max().map_or(0, |m| *m as usize + 1)];
         for (k, g) in ids.iter().enumerate() {
-            slot.insert(*g, k);
+            row[*g as usize] = k;
         }
-        for ((g, v), bits) in &self.shares[*share].seen {
-            if bits & (1 << bit) != 0
-                && let Some(k) = slot.get(g)
-            {
-                per[*k].push(*v);
+        // Per share, per call (bit), per row: its distinct values.
+        let mut values: Vec<Vec<Vec<Vec<i64>>>> = vec![];
+        for share in &self.shares {
+            let mut per = vec![vec![vec![]; ids.len()]; share.members.len()];
+            for ((g, v), bits) in &share.seen {
+                let Some(&k) = row.get(*g as usize).filter(|k| **k != usize::MAX) else {
+                    continue;
+                };
+                let mut b = *bits;
+                while b != 0 {
+                    let bit = b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    if let Some(p) = per.get_mut(bit) {
+                        p[k].push(*v);
+                    }
+                }
             }
+            values.push(per);
         }
-        let mut lengths = Vec::with_capacity(ids.len());
-        for p in &mut per {
-            p.sort_unstable();
-            lengths.push(p.len());
+        let mut out = vec![];
+        for col in &self.cols {
+            let State::CountDistinct { share, bit, .. } = &col.state else {
+                out.push(col.state(ids)?);
+                continue;
+            };
+            let per = std::mem::take(&mut values[*share][*bit as usize]);
+            let mut lengths = Vec::with_capacity(ids.len());
+            let mut flat = vec![];
+            for mut p in per {
+                p.sort_unstable();
+                lengths.push(p.len());
+                flat.extend(p);
+            }
+            let flat = Int64Array::from(flat);
+            let field = Arc::new(Field::new_list_field(col.arg_type.clone(), true));
+            out.push(vec![Arc::new(ListArray::try_new(
+                field,
+                OffsetBuffer::<i32>::from_lengths(lengths),
+                cast(&flat, &col.arg_type)?,
+                None,
+            )?)]);
         }
-        let flat = Int64Array::from_iter_values(per.into_iter().flatten());
-        let values = cast(&flat, &col.arg_type)?;
-        let field = Arc::new(Field::new_list_field(col.arg_type.clone(), true));
-        Ok(vec![Arc::new(ListArray::try_new(
-            field,
-            OffsetBuffer::<i32>::from_lengths(lengths),
-            values,
-            None,
-        )?)])
+        Ok(out)
     }
 
-    /// Adds a state laid out as [`GroupColumns::state`] lays it out (row `row` of
+    /// Adds a state laid out as [`GroupColumns::states`] lays it out (row `row` of
     /// `state`) to aggregate `j` of group `g`: a checkpoint restored, from this form or
     /// DataFusion's accumulators. Errors: a state of other types than this call's (a
     /// checkpoint of another table definition) or a count past 2^63.
