@@ -12,7 +12,7 @@
 //! takes rows back, keeps the accumulators of [`super::group`]. The results are
 //! DataFusion's: the same types, NULL handling and wrapping integer sums, and a
 //! checkpoint's state is laid out as DataFusion's accumulators lay it out
-//! ([`GroupColumn::state`]), so either form restores the other's.
+//! ([`GroupColumns::states`]), so either form restores the other's.
 
 use std::sync::Arc;
 
