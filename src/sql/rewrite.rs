@@ -749,10 +749,12 @@ pub const FLINK_NAMES: &[&str] = &[
     "TIMESTAMPDIFF",
 ];
 
-/// An aggregate whose argument is a `CAST`, with the cast wrapped in a one-argument
-/// `COALESCE` (which changes nothing): DataFusion names a cast by its operand alone, so
-/// `MAX(i)` beside `MAX(CAST(i AS BIGINT))` gave two aggregate columns one name and the
-/// query failed ("duplicate unqualified field name"). Flink names both `EXPR$n`.
+/// An aggregate whose argument is a `CAST`, with the cast wrapped in a `COALESCE` that
+/// changes nothing — `COALESCE(CAST(i AS T), CAST(NULLIF('T', 'T') AS T))`, its second
+/// argument a NULL whose name holds the type: DataFusion names a cast by its operand
+/// alone, so `MAX(i)` beside `MAX(CAST(i AS BIGINT))`, or `MAX(CAST(i AS STRING))` beside
+/// `MAX(CAST(i AS BIGINT))`, gave two aggregate columns one name and the query failed
+/// ("duplicate unqualified field name"). Flink names both `EXPR$n`.
 fn distinct_cast_names(f: &Function) -> Option<Function> {
     const AGGREGATES: &[&str] = &[
         "SUM",
@@ -789,8 +791,15 @@ fn distinct_cast_names(f: &Function) -> Option<Function> {
     let mut g = f.clone();
     if let FunctionArguments::List(list) = &mut g.args {
         for a in &mut list.args {
-            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e @ Expr::Cast { .. })) = a {
-                *e = template("COALESCE(__0)", std::slice::from_ref(e))?;
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a
+                && let Expr::Cast { data_type, .. } = &*e
+            {
+                let t = data_type.to_string();
+                let named = format!(
+                    "COALESCE(__0, CAST(NULLIF('{q}', '{q}') AS {t}))",
+                    q = t.replace('\'', "''")
+                );
+                *e = template(&named, std::slice::from_ref(e))?;
             }
         }
     }
