@@ -341,22 +341,40 @@ impl GroupAggregateOperator {
         if emitted.is_empty() {
             return Ok(());
         }
+        let values = old
+            .iter()
+            .zip(&new)
+            .map(|(before, after)| interleave(&[before.as_ref(), after.as_ref()], &picks))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
+        for (g, _) in &emitted {
+            match self.groups.get(*g as usize) {
+                Some(Some(group)) => keys.push(&group.key),
+                _ => return Err(WeirError::internal("emitted group vanished")),
+            }
+        }
+        let kinds = Int8Array::from_iter_values(emitted.iter().map(|(_, k)| *k as i8));
+        self.send(keys, values, kinds, out)
+    }
+
+    /// Sends one changelog batch: per row its group's key (Arrow row format) and its kind
+    /// (`kinds`), and per aggregate its values (`values[a]`, one per row, cast to the
+    /// output column's type where DataFusion's result type differs).
+    fn send(
+        &self,
+        keys: Vec<&[u8]>,
+        values: Vec<ArrayRef>,
+        kinds: Int8Array,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
         let mut cols: Vec<ArrayRef> = match &self.key_conv {
             Some(c) => {
                 let parser = c.parser();
-                let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
-                for (g, _) in &emitted {
-                    match self.groups.get(*g as usize) {
-                        Some(Some(group)) => keys.push(&group.key),
-                        _ => return Err(WeirError::internal("emitted group vanished")),
-                    }
-                }
                 c.convert_rows(keys.into_iter().map(|k| parser.parse(k)))?
             }
             None => vec![],
         };
-        for (a, (before, after)) in old.iter().zip(&new).enumerate() {
-            let arr = interleave(&[before.as_ref(), after.as_ref()], &picks)?;
+        for (a, arr) in values.into_iter().enumerate() {
             let field = self.schema.field(self.keys.len() + a);
             cols.push(if arr.data_type() == field.data_type() {
                 arr
@@ -367,9 +385,8 @@ impl GroupAggregateOperator {
         let data = RecordBatch::try_new_with_options(
             self.schema.clone(),
             cols,
-            &RecordBatchOptions::new().with_row_count(Some(emitted.len())),
+            &RecordBatchOptions::new().with_row_count(Some(kinds.len())),
         )?;
-        let kinds = Int8Array::from_iter_values(emitted.iter().map(|(_, k)| *k as i8));
         out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
         Ok(())
     }
@@ -900,44 +917,28 @@ impl Operator for GroupAggregateOperator {
         if emitted.is_empty() {
             return Ok(());
         }
-        let mut cols: Vec<ArrayRef> = match &self.key_conv {
-            Some(c) => {
-                let parser = c.parser();
-                let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
-                for (k, _, _) in &emitted {
-                    keys.push(match k {
-                        Key::Owned(k) => k,
-                        Key::Group(g) => match self.groups.get(*g) {
-                            Some(Some(group)) => &group.key,
-                            _ => return Err(WeirError::internal("emitted group vanished")),
-                        },
-                    });
-                }
-                c.convert_rows(keys.into_iter().map(|k| parser.parse(k)))?
-            }
-            None => vec![],
-        };
-        for a in 0..self.aggs.len() {
-            // Moved out, not cloned: the values are not needed after this.
-            let values = emitted
-                .iter_mut()
-                .map(|(_, v, _)| std::mem::replace(&mut v[a], ScalarValue::Null));
-            let field = self.schema.field(self.keys.len() + a);
-            let arr = ScalarValue::iter_to_array(values)?;
-            cols.push(if arr.data_type() == field.data_type() {
-                arr
-            } else {
-                datafusion::arrow::compute::cast(&arr, field.data_type())?
+        let values = (0..self.aggs.len())
+            .map(|a| {
+                // Moved out, not cloned: the values are not needed after this.
+                ScalarValue::iter_to_array(
+                    emitted
+                        .iter_mut()
+                        .map(|(_, v, _)| std::mem::replace(&mut v[a], ScalarValue::Null)),
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(emitted.len());
+        for (k, _, _) in &emitted {
+            keys.push(match k {
+                Key::Owned(k) => k,
+                Key::Group(g) => match self.groups.get(*g) {
+                    Some(Some(group)) => &group.key,
+                    _ => return Err(WeirError::internal("emitted group vanished")),
+                },
             });
         }
-        let data = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            cols,
-            &RecordBatchOptions::new().with_row_count(Some(emitted.len())),
-        )?;
         let kinds = Int8Array::from_iter_values(emitted.iter().map(|(_, _, k)| *k as i8));
-        out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
-        Ok(())
+        self.send(keys, values, kinds, out)
     }
 }
 
