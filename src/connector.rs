@@ -262,6 +262,27 @@ pub fn effective_options(
     Ok(o)
 }
 
+/// The source of a `filesystem` table of CSV or JSON lines (`options`: the table's,
+/// with session overrides), `batch_size` lines a batch; its metadata columns and partition
+/// folders filled in.
+pub(crate) fn file_source(
+    def: &TableDef,
+    options: &Options,
+    batch_size: usize,
+) -> Result<crate::source::filesystem::FileSource> {
+    let format = Format::parse(options, &def.name)?;
+    let path = local_path(options.require("path", &def.name)?);
+    crate::source::filesystem::list_files(&path)?;
+    let decoder = Decoder::new(format, value_schema(def), options)?;
+    Ok(
+        crate::source::filesystem::FileSource::new(path, decoder, batch_size).with_columns(
+            def.physical.clone(),
+            def.metadata.clone(),
+            def.partitioned_by.clone(),
+        ),
+    )
+}
+
 pub fn build_source(
     def: &TableDef,
     options: &Options,
@@ -308,14 +329,7 @@ pub fn build_source(
                     .with_metadata(def.metadata.clone()),
                 ));
             }
-            let decoder = Decoder::new(format, value_schema(def), options)?;
-            Ok(Box::new(
-                crate::source::filesystem::FileSource::new(path, decoder, batch_size).with_columns(
-                    def.physical.clone(),
-                    def.metadata.clone(),
-                    def.partitioned_by.clone(),
-                ),
-            ))
+            Ok(Box::new(file_source(def, options, batch_size)?))
         }
         "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new(
             &def.name,

@@ -676,3 +676,122 @@ async fn a_replay_sorts_by_the_tables_time_and_reads_paths_with_glob_characters(
         ]
     );
 }
+
+/// A CSV or JSON `filesystem` table reads in batch with its format options, metadata
+/// columns and partition folders applied as a standing query reads them (Weir's own
+/// decoder; DataFusion's CSV reader applied none of `csv.null-literal`, the quote, escape
+/// and comment options, and its JSON reader refused `"true"` for a BOOLEAN), and a bad
+/// record fails the query at its file and line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_or_json_table_reads_in_batch_with_its_format_options() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let folder = tmp.path().join("t").join("dt=2026-01-01");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(
+        folder.join("a.csv"),
+        "id|name|note\n1|''|x\n2|NULL|'a|b'\n# a comment\n3|\\'q|z\n",
+    )
+    .expect("write");
+    let ddl = format!(
+        "CREATE TABLE t (id INT, name STRING, note STRING, dt STRING, \
+           f STRING METADATA FROM 'file.name' VIRTUAL) PARTITIONED BY (dt) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', \
+           'csv.header' = 'true', 'csv.field-delimiter' = '|', 'csv.quote-character' = '''', \
+           'csv.null-literal' = 'NULL', 'csv.allow-comments' = 'true', \
+           'csv.escape-character' = '\\');",
+        tmp.path().join("t").display()
+    );
+    let mut s = Session::new();
+    let mut got = s
+        .batch(&format!(
+            "{ddl} SELECT id, name IS NULL, name, note, dt, f FROM t"
+        ))
+        .await
+        .expect("the CSV table reads");
+    // Flink: a quoted empty field is the empty string; only the null literal is NULL.
+    assert_eq!(
+        rows(&got.pop().expect("a result")),
+        [
+            "1|false||x|2026-01-01|a.csv",
+            "2|true|null|a|b|2026-01-01|a.csv",
+            "3|false|'q|z|2026-01-01|a.csv",
+        ]
+    );
+
+    let json = tmp.path().join("j.json");
+    std::fs::write(
+        &json,
+        "{\"b\": \"true\", \"n\": 1}\n{\"b\": false, \"n\": 2}\n",
+    )
+    .expect("write");
+    let mut got = s
+        .batch(&format!(
+            "CREATE TABLE j (b BOOLEAN, n INT) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'json'); SELECT b, n FROM j",
+            json.display()
+        ))
+        .await
+        .expect("the JSON table reads");
+    assert_eq!(rows(&got.pop().expect("a result")), ["false|2", "true|1"]);
+
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "1,x\nbad,y\n3,z\n").expect("write");
+    let table = |extra: &str| {
+        format!(
+            "CREATE TABLE b{} (n INT, s STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv'{extra});",
+            extra.len(),
+            bad.display()
+        )
+    };
+    let err = s
+        .batch(&format!("{} SELECT * FROM b0", table("")))
+        .await
+        .expect_err("a bad record fails the query");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("malformed CSV record at {}:2", bad.display())),
+        "{text}"
+    );
+    let skip = table(", 'csv.ignore-parse-errors' = 'true'");
+    let name = format!("b{}", ", 'csv.ignore-parse-errors' = 'true'".len());
+    let mut got = s
+        .batch(&format!("{skip} SELECT n, s FROM {name}"))
+        .await
+        .expect("bad records are skipped");
+    assert_eq!(rows(&got.pop().expect("a result")), ["1|x", "3|z"]);
+}
+
+/// A large CSV table is read by several partitions at once, each a byte range of its
+/// files: every line is read exactly once and the header of each file is skipped once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_table_read_in_parallel_ranges_reads_every_line_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut want = vec![];
+    for (f, ids) in [("a.csv", 1..=1700), ("b.csv", 1701..=3000)] {
+        let mut text = String::from("id,pad\n");
+        for i in ids {
+            text.push_str(&format!("{i},{}\n", "x".repeat(i % 37)));
+            want.push(i.to_string());
+        }
+        std::fs::write(tmp.path().join(f), text).expect("write");
+    }
+    want.sort();
+    let mut s = Session::new();
+    {
+        let state = s.context().state_ref();
+        let mut state = state.write();
+        let o = state.config_mut().options_mut();
+        o.execution.target_partitions = 3;
+        o.optimizer.repartition_file_min_size = 0;
+    }
+    let mut got = s
+        .batch(&format!(
+            "CREATE TABLE r (id INT, pad STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv', 'csv.header' = 'true'); SELECT id FROM r",
+            tmp.path().display()
+        ))
+        .await
+        .expect("the ranges read");
+    assert_eq!(rows(&got.pop().expect("a result")), want);
+}

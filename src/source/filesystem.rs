@@ -507,6 +507,13 @@ impl FileSource {
         }
     }
 
+    /// The source as subtask `k` of `n` (from 0): it reads the lines that start in its
+    /// `k`-th of `n` equal byte ranges of each file.
+    pub fn range(mut self, k: u64, n: u64) -> Self {
+        self.subtask = (k.min(n.saturating_sub(1)), n.max(1));
+        self
+    }
+
     /// Adds metadata columns (`file.path`, …; see [`METADATA`]) and Hive partition
     /// columns (from the `k=v` folders under the table's path, as Flink's filesystem
     /// source reads them): `physical` is every column the table reads, in declared order,

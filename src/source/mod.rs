@@ -12,6 +12,7 @@
 //! When `run` returns because the input is exhausted, the context sends a final
 //! `Watermark(i64::MAX)` and `End`; when it returns because the job was stopped, only `End`.
 
+pub mod batch;
 pub mod datagen;
 pub mod filesystem;
 pub mod kafka;

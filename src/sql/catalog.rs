@@ -406,9 +406,10 @@ impl TableProvider for StreamTable {
         TableType::Base
     }
 
-    /// A `filesystem` table reads in batch as a DataFusion listing table (Hive partition
-    /// folders become its partition columns, and filters on them prune folders); other
-    /// connectors are streams only.
+    /// A `filesystem` table reads in batch: CSV and JSON files through Weir's own decoder
+    /// ([`crate::source::batch`], every format option applied as in a standing query),
+    /// Parquet as a DataFusion listing table (Hive partition folders become its partition
+    /// columns, and filters on them prune folders); other connectors are streams only.
     async fn scan(
         &self,
         state: &dyn Session,
@@ -417,6 +418,41 @@ impl TableProvider for StreamTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let def = self.def();
+        if def.connector == "filesystem"
+            && matches!(
+                crate::format::Format::parse(&def.options, &def.name),
+                Ok(crate::format::Format::Csv | crate::format::Format::Json)
+            )
+        {
+            if !def.computed.is_empty() {
+                return datafusion::common::plan_err!(
+                    "table '{}' has computed columns; batch reads take plain and metadata columns only",
+                    def.name
+                );
+            }
+            // Cut into ranges read in parallel as DataFusion cuts its own file scans: when
+            // enabled and the files hold at least `repartition_file_min_size` bytes; a
+            // small table keeps its files' order of rows.
+            let o = &state.config().options().optimizer;
+            let parts = if o.repartition_file_scans
+                && crate::source::batch::bytes_of(&def)
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                    >= o.repartition_file_min_size as u64
+            {
+                state.config().target_partitions()
+            } else {
+                1
+            };
+            let exec = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
+                def.schema.clone(),
+                crate::source::batch::FilePart::all(def.clone(), parts),
+                projection,
+                Vec::new(),
+                false,
+                limit,
+            )?;
+            return Ok(Arc::new(exec));
+        }
         if def.connector == "filesystem" {
             let table = listing_table(&def)
                 .map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
