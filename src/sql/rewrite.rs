@@ -1125,6 +1125,14 @@ enum Finish {
     /// The 64-bit sum taken modulo the narrower integer type's range, as Java's `int`,
     /// `short` and `byte` additions overflow (Flink's `IntSumAggFunction` and friends).
     Wrap(datafusion::arrow::datatypes::DataType),
+    /// The 64-bit sum divided by the count in column `count` (integer division, truncated
+    /// toward zero; NULL when no row counted), cast to the integer type: Flink's `AVG` of
+    /// an integer (`AvgAggFunction`: a `BIGINT` sum, wrapping as Java's `long` does, divided
+    /// by a `BIGINT` count).
+    Divide {
+        count: String,
+        to: datafusion::arrow::datatypes::DataType,
+    },
 }
 
 impl Finish {
@@ -1153,8 +1161,43 @@ impl Finish {
                     .otherwise(low)?
                     .cast_to(t, schema)
             }
+            Finish::Divide { count, to } => {
+                let count = datafusion::logical_expr::Expr::Column(
+                    datafusion::common::Column::new_unqualified(count),
+                );
+                (col / count).cast_to(to, schema)
+            }
         }
     }
+}
+
+/// The argument of an `AVG` of a signed integer, cast to `BIGINT`, and the integer type,
+/// when `name` and `args` are that (see [`Finish::Divide`]).
+fn avg_of_integer(
+    name: &str,
+    args: &[datafusion::logical_expr::Expr],
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<
+    Option<(
+        datafusion::logical_expr::Expr,
+        datafusion::arrow::datatypes::DataType,
+    )>,
+> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::ExprSchemable;
+    let [arg] = args else {
+        return Ok(None);
+    };
+    if !name.eq_ignore_ascii_case("avg") {
+        return Ok(None);
+    }
+    let t = arg.get_type(schema)?;
+    Ok(match t {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            Some((arg.clone().cast_to(&DataType::Int64, schema)?, t))
+        }
+        _ => None,
+    })
 }
 
 /// Flink's result type for a call of aggregate `name` over `args`, where DataFusion's
@@ -1205,20 +1248,24 @@ fn flink_aggregate_type(
 }
 
 /// The projection above a rebuilt aggregate or window node: its columns as they are,
-/// and from `first` on, the calls finished as `finals` says. Names and qualifiers are
+/// and from `first` on, the calls finished as `finals` says; the last `hidden` columns
+/// (the counts of [`Finish::Divide`]) are left out. Names and qualifiers are
 /// kept, so nothing above notices.
 fn finish_projection(
     node: datafusion::logical_expr::LogicalPlan,
     first: usize,
     finals: &[Option<Finish>],
+    hidden: usize,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
     use datafusion::logical_expr::{Expr as E, LogicalPlan, Projection};
     let schema = node.schema().clone();
     // The grouping id of GROUPING SETS stays below: nothing above reads it, and when the
     // query calls GROUPING() the analyzer's projection of the aggregate drops it.
+    let shown = schema.fields().len() - hidden;
     let cols = schema
         .iter()
         .enumerate()
+        .take(shown)
         .filter(|(_, (_, f))| f.name() != datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID)
         .map(|(i, (q, f))| {
             let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
@@ -1275,6 +1322,8 @@ pub fn flink_avg(
         let input_schema = input.schema();
         let mut finals: Vec<Option<Finish>> = vec![];
         let mut exprs = vec![];
+        // The counts the averages of integers divide by, after every call.
+        let mut counts = vec![];
         for (j, e) in calls.iter().enumerate() {
             let inner = match e {
                 E::Alias(al) => al.expr.as_ref(),
@@ -1282,19 +1331,60 @@ pub fn flink_avg(
             };
             // The name the node gave this column, kept for what reads it.
             let name = out_schema.field(first + j).name().clone();
+            let count = format!("__weir_avg_count_{j}");
             let changed = match inner {
                 E::AggregateFunction(f) => {
-                    flink_aggregate_type(f.func.name(), &f.params.args, input_schema)?.map(
-                        |(arg, fin)| {
-                            let mut g = f.clone();
-                            if let Some(arg) = arg {
-                                g.params.args = vec![arg];
-                            }
-                            (E::AggregateFunction(g).alias(name), fin)
-                        },
-                    )
+                    match avg_of_integer(f.func.name(), &f.params.args, input_schema)? {
+                        Some((arg64, to)) => {
+                            let (mut sum, mut n) = (f.clone(), f.clone());
+                            sum.func = datafusion::functions_aggregate::sum::sum_udaf();
+                            sum.params.args = vec![arg64];
+                            n.func = datafusion::functions_aggregate::count::count_udaf();
+                            counts.push(E::AggregateFunction(n).alias(&count));
+                            Some((
+                                E::AggregateFunction(sum).alias(name.clone()),
+                                Finish::Divide { count, to },
+                            ))
+                        }
+                        None => flink_aggregate_type(f.func.name(), &f.params.args, input_schema)?
+                            .map(|(arg, fin)| {
+                                let mut g = f.clone();
+                                if let Some(arg) = arg {
+                                    g.params.args = vec![arg];
+                                }
+                                (E::AggregateFunction(g).alias(name.clone()), fin)
+                            }),
+                    }
                 }
                 E::WindowFunction(f) => match &f.fun {
+                    WindowFunctionDefinition::AggregateUDF(u)
+                        if avg_of_integer(u.name(), &f.params.args, input_schema)?.is_some() =>
+                    {
+                        let (arg64, to) = avg_of_integer(u.name(), &f.params.args, input_schema)?
+                            .ok_or_else(|| {
+                            datafusion::error::DataFusionError::Internal("AVG of an integer".into())
+                        })?;
+                        let (mut sum, mut n) = (f.as_ref().clone(), f.as_ref().clone());
+                        sum.fun = WindowFunctionDefinition::AggregateUDF(
+                            datafusion::functions_aggregate::sum::sum_udaf(),
+                        );
+                        sum.params.args = vec![arg64];
+                        n.fun = WindowFunctionDefinition::AggregateUDF(
+                            datafusion::functions_aggregate::count::count_udaf(),
+                        );
+                        counts.push(E::WindowFunction(Box::new(n)).alias(&count));
+                        Some((
+                            E::WindowFunction(Box::new(sum)).alias(name.clone()),
+                            Finish::Divide { count, to },
+                        ))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let changed = match (changed, inner) {
+                (Some(c), _) => Some(c),
+                (None, E::WindowFunction(f)) => match &f.fun {
                     WindowFunctionDefinition::AggregateUDF(u) => {
                         flink_aggregate_type(u.name(), &f.params.args, input_schema)?.map(
                             |(arg, fin)| {
@@ -1324,6 +1414,8 @@ pub fn flink_avg(
         if finals.iter().all(Option::is_none) {
             return Ok(Transformed::no(p));
         }
+        let hidden = counts.len();
+        exprs.extend(counts);
         let node = match &p {
             LogicalPlan::Aggregate(a) => LogicalPlan::Aggregate(Aggregate::try_new(
                 a.input.clone(),
@@ -1332,7 +1424,9 @@ pub fn flink_avg(
             )?),
             _ => LogicalPlan::Window(Window::try_new(exprs, input.clone())?),
         };
-        Ok(Transformed::yes(finish_projection(node, first, &finals)?))
+        Ok(Transformed::yes(finish_projection(
+            node, first, &finals, hidden,
+        )?))
     })
     .map(|t| t.data)
 }
