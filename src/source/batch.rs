@@ -5,8 +5,9 @@
 //! both — DataFusion's own CSV and JSON readers take few of Flink's options.
 //!
 //! The files are cut into `n` byte ranges, one DataFusion partition each
-//! ([`FileSource::range`](super::filesystem::FileSource::range)); each partition runs its range on a blocking thread and hands the
-//! batches to the plan through a bounded channel.
+//! ([`FileSource::range`](super::filesystem::FileSource::range)); each partition reads its
+//! range on a thread of its own and hands the batches to the plan through a bounded
+//! channel.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -74,7 +75,8 @@ impl PartitionStream for FilePart {
         let source = self.source();
         // Dropped with the stream (a LIMIT met): the source sees the channel closed and
         // stops at its next batch.
-        let reader = tokio::task::spawn_blocking(move || -> Result<()> {
+        let (done_tx, done) = tokio::sync::oneshot::channel::<Result<()>>();
+        let read = move || -> Result<()> {
             let mut source = source?;
             let job = Arc::new(JobMetrics::default());
             let mut ctx = SourceContext::new(
@@ -85,8 +87,26 @@ impl PartitionStream for FilePart {
                 job,
             );
             source.run(&mut ctx)
-        });
-        let state = (rx, Some(reader), schema.clone());
+        };
+        // A thread of its own (the reads block), which says how it ended after its last
+        // batch; a thread that cannot start is an error of the stream.
+        let spawned = std::thread::Builder::new()
+            .name("weir-file-read".into())
+            .spawn(move || {
+                let _ = done_tx.send(read());
+            });
+        let reader = match spawned {
+            Ok(_) => Some(done),
+            Err(e) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(WeirError::internal(format!(
+                    "cannot start a thread to read '{}': {e}",
+                    self.def.name
+                ))));
+                Some(rx)
+            }
+        };
+        let state = (rx, reader, schema.clone());
         let stream = futures::stream::unfold(state, |(mut rx, mut reader, schema)| async move {
             loop {
                 match rx.recv().await {
@@ -102,7 +122,9 @@ impl PartitionStream for FilePart {
                         let err = match done {
                             Ok(Ok(())) => return None,
                             Ok(Err(e)) => DataFusionError::External(Box::new(e)),
-                            Err(e) => DataFusionError::External(Box::new(e)),
+                            Err(_) => DataFusionError::Internal(
+                                "the thread reading the table's files panicked".into(),
+                            ),
                         };
                         return Some((Err(err), (rx, reader, schema)));
                     }
