@@ -1356,30 +1356,9 @@ pub fn flink_avg(
                             }),
                     }
                 }
-                E::WindowFunction(f) => match &f.fun {
-                    WindowFunctionDefinition::AggregateUDF(u)
-                        if avg_of_integer(u.name(), &f.params.args, input_schema)?.is_some() =>
-                    {
-                        let (arg64, to) = avg_of_integer(u.name(), &f.params.args, input_schema)?
-                            .ok_or_else(|| {
-                            datafusion::error::DataFusionError::Internal("AVG of an integer".into())
-                        })?;
-                        let (mut sum, mut n) = (f.as_ref().clone(), f.as_ref().clone());
-                        sum.fun = WindowFunctionDefinition::AggregateUDF(
-                            datafusion::functions_aggregate::sum::sum_udaf(),
-                        );
-                        sum.params.args = vec![arg64];
-                        n.fun = WindowFunctionDefinition::AggregateUDF(
-                            datafusion::functions_aggregate::count::count_udaf(),
-                        );
-                        counts.push(E::WindowFunction(Box::new(n)).alias(&count));
-                        Some((
-                            E::WindowFunction(Box::new(sum)).alias(name.clone()),
-                            Finish::Divide { count, to },
-                        ))
-                    }
-                    _ => None,
-                },
+                // An OVER window keeps DataFusion's DOUBLE average, truncated (below): its hidden
+                // SUM and COUNT would repeat a call of the query's own (`COUNT(x) OVER w`), which
+                // DataFusion's window planner refuses.
                 _ => None,
             };
             let changed = match (changed, inner) {
