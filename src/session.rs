@@ -424,7 +424,22 @@ impl Session {
         self.settings.insert(key.to_string(), value.to_string());
         self.setting_origins
             .insert(key.to_string(), format!("SET '{key}' = '{value}'"));
+        self.publish_settings();
         Ok(())
+    }
+
+    /// Hands the settings to DataFusion's session config, where batch reads of tables find
+    /// them ([`crate::sql::catalog::SessionSettings`]).
+    fn publish_settings(&self) {
+        let published = crate::sql::catalog::SessionSettings {
+            settings: self.settings_list(),
+            origins: self.setting_origins.clone(),
+        };
+        let state = self.ctx.state_ref();
+        state
+            .write()
+            .config_mut()
+            .set_extension(std::sync::Arc::new(published));
     }
 
     /// Sets `key` as [`Session::set`] does, from the command line's `--set KEY=VALUE`: a
@@ -433,6 +448,7 @@ impl Session {
         self.set(key, value)?;
         self.setting_origins
             .insert(key.to_string(), format!("--set {key}={value}"));
+        self.publish_settings();
         Ok(())
     }
 
@@ -636,6 +652,7 @@ impl Session {
         }
         self.settings.remove(key);
         self.setting_origins.remove(key);
+        self.publish_settings();
     }
 
     fn batch_size(&self) -> Result<usize> {
@@ -951,6 +968,7 @@ impl Session {
                         let _ = self.set_zone(None);
                         self.settings.clear();
                         self.setting_origins.clear();
+                        self.publish_settings();
                     }
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))

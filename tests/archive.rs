@@ -760,6 +760,19 @@ async fn a_csv_or_json_table_reads_in_batch_with_its_format_options() {
         .await
         .expect("bad records are skipped");
     assert_eq!(rows(&got.pop().expect("a result")), ["1|x", "3|z"]);
+
+    // A session SET of a format option applies to a batch read as to a standing query's,
+    // and RESET takes it back.
+    let mut got = s
+        .batch("SET 'csv.ignore-parse-errors' = 'true'; SELECT n, s FROM b0")
+        .await
+        .expect("the SET skips bad records");
+    assert_eq!(rows(&got.pop().expect("a result")), ["1|x", "3|z"]);
+    let err = s
+        .batch("RESET 'csv.ignore-parse-errors'; SELECT n, s FROM b0")
+        .await
+        .expect_err("without the SET the bad record fails the query");
+    assert!(err.to_string().contains("malformed CSV record"), "{err}");
 }
 
 /// A large CSV table is read by several partitions at once, each a byte range of its

@@ -25,6 +25,7 @@ use super::watermark::SourceStage;
 use crate::error::{Result, WeirError};
 use crate::job::{JobMetrics, Message};
 use crate::sql::catalog::TableDef;
+use crate::sql::options::Options;
 
 /// Rows per decoded batch.
 const BATCH_ROWS: usize = 8192;
@@ -35,18 +36,26 @@ const BATCH_ROWS: usize = 8192;
 #[derive(Debug)]
 pub struct FilePart {
     def: Arc<TableDef>,
+    options: Arc<Options>,
     part: usize,
     parts: usize,
 }
 
 impl FilePart {
-    /// Every part of `def` read by `parts` partitions (at least one).
-    pub fn all(def: Arc<TableDef>, parts: usize) -> Vec<Arc<dyn PartitionStream>> {
+    /// Every part of `def` read by `parts` partitions (at least one), with `options` (the
+    /// table's, with the session's `SET`s applied: [`crate::connector::effective_options`]).
+    pub fn all(
+        def: Arc<TableDef>,
+        options: Options,
+        parts: usize,
+    ) -> Vec<Arc<dyn PartitionStream>> {
         let parts = parts.max(1);
+        let options = Arc::new(options);
         (0..parts)
             .map(|part| {
                 Arc::new(FilePart {
                     def: def.clone(),
+                    options: options.clone(),
                     part,
                     parts,
                 }) as Arc<dyn PartitionStream>
@@ -54,10 +63,11 @@ impl FilePart {
             .collect()
     }
 
-    /// This part's source: the table's file source, reading its part's byte range. A table with a `'dead-letter.sink'` fails on a malformed record in batch (no
-    /// job writes the dead-letter table there); `*.ignore-parse-errors` skips it.
+    /// This part's source: the table's file source, reading its part's byte range. A
+    /// table with a `'dead-letter.sink'` fails on a malformed record in batch (no job
+    /// writes the dead-letter table there); `*.ignore-parse-errors` skips it.
     fn source(&self) -> Result<Box<dyn Source>> {
-        let mut options = self.def.options.clone();
+        let mut options = self.options.as_ref().clone();
         options.remove("dead-letter.sink");
         let source = crate::connector::file_source(&self.def, &options, BATCH_ROWS)?;
         Ok(Box::new(source.range(self.part as u64, self.parts as u64)))
@@ -135,9 +145,9 @@ impl PartitionStream for FilePart {
     }
 }
 
-/// The bytes of the files `def` (a `filesystem` table) reads now.
-pub fn bytes_of(def: &TableDef) -> Result<u64> {
-    let path = crate::connector::local_path(def.options.require("path", &def.name)?);
+/// The bytes of the files a `filesystem` table (`def`, with `options`) reads now.
+pub fn bytes_of(def: &TableDef, options: &Options) -> Result<u64> {
+    let path = crate::connector::local_path(options.require("path", &def.name)?);
     let mut total = 0u64;
     for f in super::filesystem::list_files(&path)? {
         let len = std::fs::metadata(&f)

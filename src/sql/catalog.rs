@@ -360,6 +360,17 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
     })
 }
 
+/// The session's settings (`SET`, `--set`) and where each came from, as
+/// [`crate::connector::effective_options`] takes them: kept in DataFusion's session config
+/// (an extension) so that a batch read of a table applies them as a standing query does.
+#[derive(Debug, Default)]
+pub struct SessionSettings {
+    /// Key and value of each setting.
+    pub settings: Vec<(String, String)>,
+    /// Key → the flag or statement that set it, for errors.
+    pub origins: std::collections::BTreeMap<String, String>,
+}
+
 /// How a table appears to DataFusion's planner: its schema, and nothing to scan in batch —
 /// standing queries read it through the streaming runtime, which recognises this type.
 ///
@@ -418,12 +429,19 @@ impl TableProvider for StreamTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let def = self.def();
+        let external =
+            |e: crate::error::WeirError| datafusion::error::DataFusionError::External(Box::new(e));
         if def.connector == "filesystem"
             && matches!(
                 crate::format::Format::parse(&def.options, &def.name),
                 Ok(crate::format::Format::Csv | crate::format::Format::Json)
             )
         {
+            let options = match state.config().get_extension::<SessionSettings>() {
+                Some(s) => crate::connector::effective_options(&def, &s.settings, &s.origins)
+                    .map_err(external)?,
+                None => def.options.clone(),
+            };
             if !def.computed.is_empty() {
                 return datafusion::common::plan_err!(
                     "table '{}' has computed columns; batch reads take plain and metadata columns only",
@@ -435,8 +453,7 @@ impl TableProvider for StreamTable {
             // small table keeps its files' order of rows.
             let o = &state.config().options().optimizer;
             let parts = if o.repartition_file_scans
-                && crate::source::batch::bytes_of(&def)
-                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                && crate::source::batch::bytes_of(&def, &options).map_err(external)?
                     >= o.repartition_file_min_size as u64
             {
                 state.config().target_partitions()
@@ -445,7 +462,7 @@ impl TableProvider for StreamTable {
             };
             let exec = datafusion::physical_plan::streaming::StreamingTableExec::try_new(
                 def.schema.clone(),
-                crate::source::batch::FilePart::all(def.clone(), parts),
+                crate::source::batch::FilePart::all(def.clone(), options, parts),
                 projection,
                 Vec::new(),
                 false,

@@ -1128,8 +1128,10 @@ enum Finish {
     /// The 64-bit sum divided by the count in column `count` (integer division, truncated
     /// toward zero; NULL when no row counted), cast to the integer type: Flink's `AVG` of
     /// an integer (`AvgAggFunction`: a `BIGINT` sum, wrapping as Java's `long` does, divided
-    /// by a `BIGINT` count).
+    /// by a `BIGINT` count). The sum is the call's own column, or column `sum` when the
+    /// node already had that sum among its calls.
     Divide {
+        sum: Option<String>,
         count: String,
         to: datafusion::arrow::datatypes::DataType,
     },
@@ -1161,11 +1163,14 @@ impl Finish {
                     .otherwise(low)?
                     .cast_to(t, schema)
             }
-            Finish::Divide { count, to } => {
-                let count = datafusion::logical_expr::Expr::Column(
-                    datafusion::common::Column::new_unqualified(count),
-                );
-                (col / count).cast_to(to, schema)
+            Finish::Divide { sum, count, to } => {
+                let named = |n: &String| {
+                    datafusion::logical_expr::Expr::Column(
+                        datafusion::common::Column::new_unqualified(n),
+                    )
+                };
+                let sum = sum.as_ref().map(named).unwrap_or(col);
+                (sum / named(count)).cast_to(to, schema)
             }
         }
     }
@@ -1288,6 +1293,51 @@ fn finish_projection(
     )?))
 }
 
+/// The name of the column of `calls` (a node's aggregate or window calls, the first at
+/// output column `first` of `schema`) that computes `call`, aliases aside.
+fn reuse(
+    call: &datafusion::logical_expr::Expr,
+    calls: &[datafusion::logical_expr::Expr],
+    first: usize,
+    schema: &datafusion::common::DFSchema,
+) -> Option<String> {
+    use datafusion::logical_expr::Expr as E;
+    let bare = |e: &E| match e {
+        E::Alias(a) => a.expr.as_ref().clone(),
+        e => e.clone(),
+    };
+    let want = bare(call);
+    calls
+        .iter()
+        .position(|c| bare(c) == want)
+        .map(|k| schema.field(first + k).name().clone())
+}
+
+/// The column that computes `call`: one of the node's `calls` (see [`reuse`]), one of the
+/// hidden calls added so far, or a new hidden call `__weir_avg_count_N` pushed on `hidden`.
+fn reuse_or_add(
+    call: datafusion::logical_expr::Expr,
+    calls: &[datafusion::logical_expr::Expr],
+    first: usize,
+    schema: &datafusion::common::DFSchema,
+    hidden: &mut Vec<datafusion::logical_expr::Expr>,
+) -> String {
+    use datafusion::logical_expr::Expr as E;
+    if let Some(name) = reuse(&call, calls, first, schema) {
+        return name;
+    }
+    for h in hidden.iter() {
+        if let E::Alias(a) = h
+            && *a.expr == call
+        {
+            return a.name.clone();
+        }
+    }
+    let name = format!("__weir_avg_count_{}", hidden.len());
+    hidden.push(call.alias(&name));
+    name
+}
+
 /// Gives `AVG` and `SUM` Flink's result types (see [`flink_aggregate_type`]), on a
 /// planned query, in GROUP BY aggregates and OVER windows: each such call is computed as
 /// DataFusion does (at the argument's new type, if any) and finished to Flink's type in a
@@ -1297,11 +1347,11 @@ fn finish_projection(
 pub fn flink_avg(
     plan: datafusion::logical_expr::LogicalPlan,
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::{
         Aggregate, Expr as E, LogicalPlan, Window, WindowFunctionDefinition,
     };
-    plan.transform_up(|p| {
+    plan.transform_up_with_subqueries(|p| {
         let (calls, input, first, out_schema) = match &p {
             // The aggregates follow the group columns (with GROUPING SETS: every key, then
             // the grouping id).
@@ -1331,7 +1381,6 @@ pub fn flink_avg(
             };
             // The name the node gave this column, kept for what reads it.
             let name = out_schema.field(first + j).name().clone();
-            let count = format!("__weir_avg_count_{j}");
             let changed = match inner {
                 E::AggregateFunction(f) => {
                     match avg_of_integer(f.func.name(), &f.params.args, input_schema)? {
@@ -1340,10 +1389,20 @@ pub fn flink_avg(
                             sum.func = datafusion::functions_aggregate::sum::sum_udaf();
                             sum.params.args = vec![arg64];
                             n.func = datafusion::functions_aggregate::count::count_udaf();
-                            counts.push(E::AggregateFunction(n).alias(&count));
+                            let count = reuse_or_add(
+                                E::AggregateFunction(n),
+                                calls,
+                                first,
+                                out_schema,
+                                &mut counts,
+                            );
                             Some((
                                 E::AggregateFunction(sum).alias(name.clone()),
-                                Finish::Divide { count, to },
+                                Finish::Divide {
+                                    sum: None,
+                                    count,
+                                    to,
+                                },
                             ))
                         }
                         None => flink_aggregate_type(f.func.name(), &f.params.args, input_schema)?
@@ -1356,9 +1415,61 @@ pub fn flink_avg(
                             }),
                     }
                 }
-                // An OVER window keeps DataFusion's DOUBLE average, truncated (below): its hidden
-                // SUM and COUNT would repeat a call of the query's own (`COUNT(x) OVER w`), which
-                // DataFusion's window planner refuses.
+                // In an OVER window the sum and the count reuse a call of the query's own
+                // (`COUNT(x) OVER w` beside `AVG(x) OVER w`) or an earlier average's: DataFusion's
+                // window planner refuses two equal calls in one node.
+                E::WindowFunction(f) => match &f.fun {
+                    WindowFunctionDefinition::AggregateUDF(u) => {
+                        match avg_of_integer(u.name(), &f.params.args, input_schema)? {
+                            Some((arg64, to)) => {
+                                let (mut sum, mut n) = (f.as_ref().clone(), f.as_ref().clone());
+                                sum.fun = WindowFunctionDefinition::AggregateUDF(
+                                    datafusion::functions_aggregate::sum::sum_udaf(),
+                                );
+                                sum.params.args = vec![arg64];
+                                n.fun = WindowFunctionDefinition::AggregateUDF(
+                                    datafusion::functions_aggregate::count::count_udaf(),
+                                );
+                                // The query's own SUM of the column is the same call once
+                                // DataFusion's coercion has cast its argument to BIGINT.
+                                let mut own = sum.clone();
+                                own.params.args = f.params.args.clone();
+                                let own = E::WindowFunction(Box::new(own));
+                                let sum = E::WindowFunction(Box::new(sum));
+                                let count = reuse_or_add(
+                                    E::WindowFunction(Box::new(n)),
+                                    calls,
+                                    first,
+                                    out_schema,
+                                    &mut counts,
+                                );
+                                match reuse(&sum, calls, first, out_schema)
+                                    .or_else(|| reuse(&own, calls, first, out_schema))
+                                {
+                                    // The average's own column is left as it was (unread).
+                                    Some(s) => Some((
+                                        e.clone(),
+                                        Finish::Divide {
+                                            sum: Some(s),
+                                            count,
+                                            to,
+                                        },
+                                    )),
+                                    None => Some((
+                                        sum.alias(name.clone()),
+                                        Finish::Divide {
+                                            sum: None,
+                                            count,
+                                            to,
+                                        },
+                                    )),
+                                }
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => None,
+                },
                 _ => None,
             };
             let changed = match (changed, inner) {
