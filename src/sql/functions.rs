@@ -978,18 +978,24 @@ impl ScalarUDFImpl for DateFormat {
     }
 }
 
-/// `TO_TIMESTAMP_LTZ`, as Flink defines it, into a `TIMESTAMP_LTZ(3)` (UTC milliseconds):
+/// `TO_TIMESTAMP_LTZ`, as Flink 2.3 defines it (FLINK-39244), into a `TIMESTAMP_LTZ(p)`:
 ///
-/// - `TO_TIMESTAMP_LTZ(numeric[, precision])`: epoch seconds (`precision` 0) or epoch
-///   milliseconds (`precision` 3, the default) — Flink accepts no other precision;
+/// - `TO_TIMESTAMP_LTZ(numeric[, precision])`: an epoch value in units of 10^-`precision`
+///   seconds (0 seconds, 3 milliseconds, the default, 6 microseconds, 9 nanoseconds; every
+///   precision 0 to 9). Precisions 0 to 3 give a `TIMESTAMP_LTZ(3)`, 4 to 9 a
+///   `TIMESTAMP_LTZ(precision)`, held in Arrow's next unit (microseconds up to 6,
+///   nanoseconds past). A fractional value is cut toward zero at the result's unit.
 /// - `TO_TIMESTAMP_LTZ(string[, format[, timezone]])`: `string` parsed with the Java
 ///   pattern `format` (default `yyyy-MM-dd HH:mm:ss.SSS`) as a time in `timezone` (an IANA
 ///   name such as `Asia/Shanghai`, or an offset such as `+08:00`; default UTC, as Flink documents; not the
 ///   session time zone; an offset in the string itself, pattern `X` or `Z`, wins). A string
-///   that does not match is NULL, as in Flink.
+///   that does not match is NULL, as in Flink. A format with more than three fraction
+///   digits (`ss.SSSSSS`) gives a `TIMESTAMP_LTZ` of that many (Flink 2.3), cut to them
+///   (FLINK-41740); otherwise a `TIMESTAMP_LTZ(3)`.
 ///
-/// Errors: a precision other than 0 or 3, a non-constant precision, format or time zone,
-/// or an unknown time zone.
+/// Errors: a precision outside 0 to 9, a precision or format that is not a literal (at
+/// planning: the type depends on it), a time zone that is not constant, or an unknown
+/// time zone.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ToTimestampLtz {
     signature: Signature,
@@ -1034,17 +1040,76 @@ impl ScalarUDFImpl for ToTimestampLtz {
         ))
     }
 
+    /// `TIMESTAMP_LTZ(3)`, or `TIMESTAMP_LTZ(p)` for a constant precision or a format's
+    /// fraction digits past 3 (see [`ToTimestampLtz`]).
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
+        let string = args
+            .arg_fields
+            .first()
+            .is_some_and(|f| f.data_type().is_string());
+        let constant = args.scalar_arguments.get(1).copied().flatten();
+        // A precision or format that is not a literal is refused here, at planning, so that
+        // the error points at the call (DataFusion types a call from its literal arguments,
+        // as `arrow_cast` does); the time zone, which the type does not depend on, is
+        // checked when the call runs.
+        if args.arg_fields.len() > 1 && constant.is_none() {
+            return match string {
+                true => datafusion::common::plan_err!(
+                    "TO_TIMESTAMP_LTZ(string, format) takes a literal format"
+                ),
+                false => datafusion::common::plan_err!(
+                    "TO_TIMESTAMP_LTZ(numeric, precision) takes a literal precision, 0 to 9"
+                ),
+            };
+        }
+        let precision = if string {
+            match constant {
+                Some(
+                    ScalarValue::Utf8(Some(f))
+                    | ScalarValue::LargeUtf8(Some(f))
+                    | ScalarValue::Utf8View(Some(f)),
+                ) => fraction_digits(f),
+                _ => 3,
+            }
+        } else {
+            match constant.filter(|p| !p.is_null()) {
+                Some(p) => ltz_precision(p)?,
+                None => 3,
+            }
+        };
+        Ok(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new(
+                self.name(),
+                DataType::Timestamp(unit_of(precision), Some("UTC".into())),
+                true,
+            ),
+        ))
+    }
+
     fn invoke_with_args(
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        use datafusion::arrow::array::{Array, AsArray, TimestampMillisecondArray};
+        use datafusion::arrow::array::{Array, AsArray, Int64Array};
         use datafusion::arrow::compute::cast;
         use datafusion::arrow::datatypes::{Float64Type, Int64Type};
         let n = args.number_rows;
         let scalar = all_scalar(&args);
         let values = args.args[0].to_array(n)?;
-        let out: TimestampMillisecondArray = match values.data_type() {
+        let out_type = args.return_field.data_type().clone();
+        // Digits of fraction the result's unit holds: 3, 6 or 9.
+        let unit_digits: u32 = match &out_type {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => 6,
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => 9,
+            _ => 3,
+        };
+        let null = || -> datafusion::error::Result<ColumnarValue> {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from(&out_type)?))
+        };
+        let out: Int64Array = match values.data_type() {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
                 let format = match args.args.get(1) {
                     Some(f) => const_string(f, "format")?,
@@ -1056,17 +1121,27 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     None => Some("UTC".to_string()),
                 };
                 let (Some(format), Some(zone)) = (format, zone) else {
-                    return Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
-                        None,
-                        Some("UTC".into()),
-                    )));
+                    return null();
                 };
                 let tz: datafusion::arrow::array::timezone::Tz = zone.parse().map_err(|_| {
                     datafusion::error::DataFusionError::Plan(format!(
                         "TO_TIMESTAMP_LTZ: unknown time zone '{zone}' (write an IANA name such as 'Asia/Shanghai' or an offset such as '+08:00')"
                     ))
                 })?;
-                let fmt = java_to_strftime(&format);
+                let digits = fraction_digits(&format);
+                let mut fmt = java_to_strftime(&format);
+                if digits > 3 {
+                    // A fraction of more than three digits: chrono's `%.f` reads them all.
+                    fmt = fmt.replacen(".%3f", "%.f", 1);
+                }
+                let at = |t: chrono::DateTime<chrono::Utc>| {
+                    in_unit(
+                        t.timestamp(),
+                        t.timestamp_subsec_nanos(),
+                        unit_digits,
+                        digits,
+                    )
+                };
                 let s = cast(&values, &DataType::Utf8)?;
                 s.as_string::<i32>()
                     .iter()
@@ -1075,7 +1150,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
                         if fmt.contains("%z")
                             && let Ok(t) = chrono::DateTime::parse_from_str(v, &fmt)
                         {
-                            return Some(t.timestamp_millis());
+                            return at(t.to_utc());
                         }
                         let local = chrono::NaiveDateTime::parse_from_str(v, &fmt)
                             .ok()
@@ -1086,14 +1161,14 @@ impl ScalarUDFImpl for ToTimestampLtz {
                             })?;
                         use chrono::{Offset as _, TimeZone as _};
                         match local.and_local_timezone(tz).earliest() {
-                            Some(t) => Some(t.timestamp_millis()),
+                            Some(t) => at(t.to_utc()),
                             // In a gap (clocks moved forward), Java moves the time later by
                             // the gap's length: the instant of the offset before the gap.
                             None => {
                                 let before = local - chrono::Duration::hours(6);
                                 let offset = tz.offset_from_local_datetime(&before).earliest()?;
                                 let secs = offset.fix().local_minus_utc() as i64;
-                                Some(local.and_utc().timestamp_millis() - secs * 1000)
+                                at(local.and_utc() - chrono::Duration::seconds(secs))
                             }
                         }
                     })
@@ -1102,35 +1177,17 @@ impl ScalarUDFImpl for ToTimestampLtz {
             t if t.is_numeric() => {
                 let precision = match args.args.get(1) {
                     None => 3,
-                    Some(ColumnarValue::Scalar(p)) => match cast(&p.to_array()?, &DataType::Int64)?
-                        .as_primitive::<Int64Type>()
-                        .iter()
-                        .next()
-                        .flatten()
-                    {
-                        Some(p) => p,
-                        None => {
-                            return Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(
-                                None,
-                                Some("UTC".into()),
-                            )));
-                        }
-                    },
+                    Some(ColumnarValue::Scalar(p)) if p.is_null() => return null(),
+                    Some(ColumnarValue::Scalar(p)) => ltz_precision(p)?,
                     Some(_) => {
                         return datafusion::common::plan_err!(
-                            "TO_TIMESTAMP_LTZ takes a constant precision, 0 or 3"
+                            "TO_TIMESTAMP_LTZ(numeric, precision) takes a constant precision, 0 to 9"
                         );
                     }
                 };
-                let factor = match precision {
-                    0 => 1000,
-                    3 => 1,
-                    p => {
-                        return datafusion::common::plan_err!(
-                            "TO_TIMESTAMP_LTZ: precision {p} is not supported; write 0 (epoch seconds) or 3 (epoch milliseconds)"
-                        );
-                    }
-                };
+                // The value is in 10^-precision seconds; the result's unit is at least as
+                // fine (3 digits up to precision 3, else 6 or 9).
+                let factor = 10i64.pow(unit_digits.saturating_sub(precision));
                 if t.is_integer() {
                     cast(&values, &DataType::Int64)?
                         .as_primitive::<Int64Type>()
@@ -1141,20 +1198,67 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     cast(&values, &DataType::Float64)?
                         .as_primitive::<Float64Type>()
                         .iter()
-                        .map(|v| v.map(|v| (v * factor as f64).trunc() as i64))
+                        .map(|v| {
+                            let v = (v? * factor as f64).trunc();
+                            // Past i64's range (or NaN) there is no instant: NULL.
+                            (v.is_finite() && v.abs() < 9.2e18).then_some(v as i64)
+                        })
                         .collect()
                 }
             }
-            DataType::Null => TimestampMillisecondArray::new_null(n),
+            DataType::Null => Int64Array::new_null(n),
             other => {
                 return datafusion::common::plan_err!(
-                    "TO_TIMESTAMP_LTZ takes epoch seconds or milliseconds (a number) or a string, not {other}"
+                    "TO_TIMESTAMP_LTZ takes an epoch value (a number) or a string, not {other}"
                 );
             }
         };
-        let out = out.with_timezone("UTC");
-        shaped(std::sync::Arc::new(out), scalar)
+        shaped(cast(&out, &out_type)?, scalar)
     }
+}
+
+/// The precision of `TO_TIMESTAMP_LTZ(numeric, precision)`: 0 to 9 (Flink 2.3), or an
+/// error naming the value.
+fn ltz_precision(p: &ScalarValue) -> datafusion::error::Result<u32> {
+    match p.cast_to(&DataType::Int64)? {
+        ScalarValue::Int64(Some(p)) if (0..=9).contains(&p) => Ok(p as u32),
+        other => datafusion::common::plan_err!(
+            "TO_TIMESTAMP_LTZ(numeric, precision): precision {other} is not supported; write 0 to 9 (0 epoch seconds, 3 milliseconds, 6 microseconds, 9 nanoseconds)"
+        ),
+    }
+}
+
+/// The digits of fraction a Java date pattern reads: its longest run of `S` outside quotes,
+/// and at least 3 (Flink's `TO_TIMESTAMP_LTZ` types a shorter one as `TIMESTAMP_LTZ(3)`).
+fn fraction_digits(pattern: &str) -> u32 {
+    let (mut longest, mut run, mut quoted) = (0u32, 0u32, false);
+    for c in pattern.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        run = if c == 'S' && !quoted { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest.clamp(3, 9)
+}
+
+/// Arrow's unit for a `TIMESTAMP_LTZ(precision)`: the next of milliseconds, microseconds
+/// and nanoseconds.
+fn unit_of(precision: u32) -> TimeUnit {
+    match precision {
+        0..=3 => TimeUnit::Millisecond,
+        4..=6 => TimeUnit::Microsecond,
+        _ => TimeUnit::Nanosecond,
+    }
+}
+
+/// An instant (`secs` since the epoch and `nanos` past it) in units of 10^-`unit_digits`
+/// seconds, its fraction cut to `keep` digits; `None` past i64's range.
+fn in_unit(secs: i64, nanos: u32, unit_digits: u32, keep: u32) -> Option<i64> {
+    let nanos = i64::from(nanos);
+    let kept = nanos - nanos % 10i64.pow(9 - keep.min(9));
+    secs.checked_mul(10i64.pow(unit_digits))?
+        .checked_add(kept / 10i64.pow(9 - unit_digits))
 }
 
 /// `TO_TIMESTAMP(string[, format])` as Flink's `DateTimeUtils.parseTimestampData` reads it,
