@@ -105,6 +105,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ToTimestampLtz::udf());
     ctx.register_udf(ToTimestamp::udf());
     ctx.register_udf(TypeOf::udf());
+    ctx.register_udf(CutFraction::udf());
     ctx.register_udf(Cardinality::udf());
     ctx.register_udf(crate::sql::decimal::DecimalDivide::udf());
     ctx.register_udf(crate::sql::map_fn::FlinkMap::udf());
@@ -1259,6 +1260,89 @@ fn in_unit(secs: i64, nanos: u32, unit_digits: u32, keep: u32) -> Option<i64> {
     let kept = nanos - nanos % 10i64.pow(9 - keep.min(9));
     secs.checked_mul(10i64.pow(unit_digits))?
         .checked_add(kept / 10i64.pow(9 - unit_digits))
+}
+
+/// `weir_cut_fraction(ts, p)`: a timestamp's fraction cut to `p` digits, for a `CAST` to a
+/// `TIMESTAMP(p)` or `TIMESTAMP_LTZ(p)` whose precision Arrow has no unit for (1, 2, 4, 5,
+/// 7, 8; see `super::rewrite`). As Flink's `DateTimeUtils.truncate`, which its timestamp
+/// casts call: up to 3 digits the epoch milliseconds lose their last `3 - p` digits (toward
+/// zero, Java's division), past 3 the nanoseconds of the millisecond lose theirs (toward the
+/// past). The type is the argument's (held at Arrow's next unit).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CutFraction {
+    signature: Signature,
+}
+
+impl CutFraction {
+    /// The function's name, as `super::rewrite` calls it.
+    pub const NAME: &'static str = "weir_cut_fraction";
+
+    /// The function, to register with a DataFusion context.
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(CutFraction {
+            signature: Signature::any(2, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for CutFraction {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        match args.first() {
+            Some(t @ DataType::Timestamp(..)) => Ok(t.clone()),
+            Some(DataType::Null) => Ok(DataType::Null),
+            other => {
+                datafusion::common::plan_err!("{} takes a timestamp, not {other:?}", Self::NAME)
+            }
+        }
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int64Array};
+        use datafusion::arrow::compute::cast;
+        use datafusion::arrow::datatypes::Int64Type;
+        let scalar = all_scalar(&args);
+        let values = args.args[0].to_array(args.number_rows)?;
+        let DataType::Timestamp(unit, _) = values.data_type().clone() else {
+            return Ok(args.args[0].clone());
+        };
+        let digits: u32 = match unit {
+            TimeUnit::Second => 0,
+            TimeUnit::Millisecond => 3,
+            TimeUnit::Microsecond => 6,
+            TimeUnit::Nanosecond => 9,
+        };
+        let p = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(p))) => (*p).clamp(0, 9) as u32,
+            _ => return datafusion::common::plan_err!("{} takes a literal precision", Self::NAME),
+        };
+        if p >= digits {
+            return Ok(args.args[0].clone());
+        }
+        let factor = 10i64.pow(digits - p);
+        let ints = cast(&values, &DataType::Int64)?;
+        let out: Int64Array = ints
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| {
+                v.map(|v| match p <= 3 {
+                    true => v / factor * factor,
+                    false => v.div_euclid(factor) * factor,
+                })
+            })
+            .collect();
+        shaped(cast(&out, values.data_type())?, scalar)
+    }
 }
 
 /// `TO_TIMESTAMP(string[, format])` as Flink's `DateTimeUtils.parseTimestampData` reads it,

@@ -31,6 +31,27 @@ pub fn rewrite_query(query: &mut Query) {
     nested_unnest_fields(query);
 }
 
+/// The precision of a `TIMESTAMP(p)` or `TIMESTAMP_LTZ(p)` type that Arrow has no unit for
+/// (1, 2, 4, 5, 7 or 8).
+fn odd_timestamp_precision(t: &datafusion::sql::sqlparser::ast::DataType) -> Option<u64> {
+    use datafusion::sql::sqlparser::ast::{DataType as T, TimezoneInfo};
+    let p = match t {
+        T::Timestamp(Some(p), TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => *p,
+        T::Custom(name, args) if args.len() == 1 => {
+            let [part] = name.0.as_slice() else {
+                return None;
+            };
+            let ident = part.as_ident()?;
+            if ident.quote_style.is_some() || !ident.value.eq_ignore_ascii_case("TIMESTAMP_LTZ") {
+                return None;
+            }
+            args[0].trim().parse().ok()?
+        }
+        _ => return None,
+    };
+    matches!(p, 1 | 2 | 4 | 5 | 7 | 8).then_some(p)
+}
+
 /// Rewrites every Flink function call in `expr`.
 pub fn rewrite_expr(expr: &mut Expr) {
     let _ = expr.visit(&mut Rewriter);
@@ -451,6 +472,24 @@ fn rewrite(e: &Expr) -> Option<Expr> {
             template(
                 &format!("{f}({cast}(__0 AS STRING), {tail}"),
                 std::slice::from_ref(expr.as_ref()),
+            )
+        }
+        // A CAST to a TIMESTAMP(p) or TIMESTAMP_LTZ(p) of a precision Arrow has no unit for
+        // (1, 2, 4, 5, 7, 8) is held at the next unit; Flink's cuts the fraction to p digits
+        // (`DateTimeUtils.truncate`), which `weir_cut_fraction` does.
+        Expr::Cast {
+            kind, data_type, ..
+        } if matches!(
+            kind,
+            datafusion::sql::sqlparser::ast::CastKind::Cast
+                | datafusion::sql::sqlparser::ast::CastKind::TryCast
+                | datafusion::sql::sqlparser::ast::CastKind::SafeCast
+        ) && odd_timestamp_precision(data_type).is_some() =>
+        {
+            let p = odd_timestamp_precision(data_type)?;
+            template(
+                &format!("{}(__0, {p})", super::functions::CutFraction::NAME),
+                std::slice::from_ref(e),
             )
         }
         // A TIMESTAMP(0) literal moved by an interval keeps the interval's milliseconds, as
