@@ -239,9 +239,23 @@ fn check_file_metadata(def: &TableDef) -> Result<()> {
     Ok(())
 }
 
+/// The options that say what a table is — its connector, format and where its data is —
+/// which a session `SET` never changes (a table's own `WITH` clause, or `ALTER TABLE …
+/// SET`, does): [`crate::session::Session::set`] refuses them.
+pub const TABLE_IDENTITY_OPTIONS: &[&str] = &[
+    "connector",
+    "format",
+    "key.format",
+    "value.format",
+    "path",
+    "topic",
+    "topic-pattern",
+];
+
 /// The table's options with session `SET` overrides applied: a session key that the
 /// table's connector accepts replaces the table's value (so `weir run --set
-/// 'events.num=1000'` bounds every Nexmark source of a script).
+/// 'events.num=1000'` bounds every Nexmark source of a script), except the
+/// [`TABLE_IDENTITY_OPTIONS`].
 pub fn effective_options(
     def: &TableDef,
     settings: &[(String, String)],
@@ -251,7 +265,7 @@ pub fn effective_options(
     let format = format_of(def, &o)?;
     let accepted = accepted_options(&def.connector, format);
     for (k, v) in settings {
-        if k != "connector" && accepted.contains(&k.as_str()) {
+        if !TABLE_IDENTITY_OPTIONS.contains(&k.as_str()) && accepted.contains(&k.as_str()) {
             let origin = origins
                 .get(k)
                 .cloned()

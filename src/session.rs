@@ -382,8 +382,13 @@ impl Session {
 
     /// Sets `key` as `SET 'key' = 'value'` does. Errors: a value the setting cannot take
     /// (checked here for `table.local-time-zone`; other settings when a statement uses
-    /// them).
+    /// them), or one of [`crate::connector::TABLE_IDENTITY_OPTIONS`].
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if crate::connector::TABLE_IDENTITY_OPTIONS.contains(&key) {
+            return Err(WeirError::user(format!(
+                "'{key}' says what a table is, which a session SET does not change; write it in the table's WITH clause, or ALTER TABLE name SET ('{key}' = '{value}')"
+            )));
+        }
         if key == crate::sql::local_time::KEY {
             self.set_zone(Some(value))?;
         }

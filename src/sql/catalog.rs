@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
 use datafusion::datasource::{TableProvider, TableType};
@@ -262,6 +262,23 @@ impl TableDef {
                         f.data_type()
                     ),
                     Some(w.column_pos),
+                ));
+            }
+            // Flink's rule (its watermark validation in the catalog): an event time has a
+            // precision of 0 to 3; windows and watermarks count whole milliseconds.
+            if let DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _) =
+                f.data_type()
+            {
+                return Err(WeirError::sql(
+                    format!(
+                        "the event-time column '{}' is a {}, but a watermark needs a TIMESTAMP(p) or TIMESTAMP_LTZ(p) of precision 0 to 3",
+                        w.column,
+                        crate::sql::types::flink_type_name(f.data_type())
+                    ),
+                    Some(w.column_pos),
+                )
+                .with_hint(
+                    "declare it TIMESTAMP(3) or TIMESTAMP_LTZ(3), or put the watermark on a computed column of precision 3 (a CAST, or TO_TIMESTAMP_LTZ(epoch_ms, 3))",
                 ));
             }
             let full_df = DFSchema::try_from(schema.as_ref().clone())?;

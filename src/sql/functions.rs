@@ -1195,6 +1195,21 @@ impl ScalarUDFImpl for ToTimestampLtz {
                         .iter()
                         .map(|v| v.and_then(|v| v.checked_mul(factor)))
                         .collect()
+                } else if let DataType::Decimal128(_, scale) = t {
+                    // Exactly, as Flink's `BigDecimal` path: cut toward zero at the unit.
+                    let scale = i32::from(*scale);
+                    values
+                        .as_primitive::<datafusion::arrow::datatypes::Decimal128Type>()
+                        .iter()
+                        .map(|v| {
+                            let v = v?.checked_mul(i128::from(factor))?;
+                            let v = match scale {
+                                s if s >= 0 => v / 10i128.checked_pow(s as u32)?,
+                                s => v.checked_mul(10i128.checked_pow(s.unsigned_abs())?)?,
+                            };
+                            i64::try_from(v).ok()
+                        })
+                        .collect()
                 } else {
                     cast(&values, &DataType::Float64)?
                         .as_primitive::<Float64Type>()
@@ -1214,6 +1229,14 @@ impl ScalarUDFImpl for ToTimestampLtz {
                 );
             }
         };
+        // Past Flink's range, years 0000 to 9999 (DateTimeUtils' MIN_EPOCH_SECONDS and
+        // MAX_EPOCH_SECONDS), the value is NULL, as in Flink.
+        let scale = 10i128.pow(unit_digits);
+        let (low, high) = (-62_167_219_200 * scale, 253_402_300_800 * scale);
+        let out: Int64Array = out
+            .iter()
+            .map(|v| v.filter(|v| (low..high).contains(&i128::from(*v))))
+            .collect();
         shaped(cast(&out, &out_type)?, scalar)
     }
 }
