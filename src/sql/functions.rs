@@ -1130,11 +1130,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     ))
                 })?;
                 let digits = fraction_digits(&format);
-                let mut fmt = java_to_strftime(&format);
-                if digits > 3 {
-                    // A fraction of more than three digits: chrono's `%.f` reads them all.
-                    fmt = fmt.replacen(".%3f", "%.f", 1);
-                }
+                let fmt = fraction_for_parsing(&format, &java_to_strftime(&format));
                 let at = |t: chrono::DateTime<chrono::Utc>| {
                     in_unit(
                         t.timestamp(),
@@ -1264,6 +1260,51 @@ fn fraction_digits(pattern: &str) -> u32 {
         longest = longest.max(run);
     }
     longest.clamp(3, 9)
+}
+
+/// `strftime`, the chrono pattern [`java_to_strftime`] made of the Java pattern `java`,
+/// with each run of `S` (each a `%3f` there) read as the Java pattern reads it: `SSSSSS` and
+/// `SSSSSSSSS` as six and nine digits, and a run of another length after a `.` as the
+/// digits that follow it (chrono's `%.f`), so `ss.S` and `ss.SSSS` parse.
+fn fraction_for_parsing(java: &str, strftime: &str) -> String {
+    let (mut runs, mut run, mut quoted) = (Vec::new(), 0usize, false);
+    for c in java.chars().chain(std::iter::once(' ')) {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == 'S' && !quoted {
+            run += 1;
+        } else if run > 0 {
+            runs.push(run);
+            run = 0;
+        }
+    }
+    if java.contains('%') {
+        return strftime.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = strftime;
+    let mut runs = runs.into_iter();
+    while let Some(at) = rest.find("%3f") {
+        let (head, tail) = rest.split_at(at);
+        let spec = match runs.next() {
+            Some(6) => "%6f",
+            Some(9) => "%9f",
+            Some(3) | None => "%3f",
+            Some(_) if head.ends_with('.') => {
+                out.push_str(&head[..head.len() - 1]);
+                out.push_str("%.f");
+                rest = &tail[3..];
+                continue;
+            }
+            Some(_) => "%3f",
+        };
+        out.push_str(head);
+        out.push_str(spec);
+        rest = &tail[3..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Arrow's unit for a `TIMESTAMP_LTZ(precision)`: the next of milliseconds, microseconds

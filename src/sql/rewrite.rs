@@ -1092,12 +1092,13 @@ fn flink_call(f: &Function) -> Option<Expr> {
         ("FROM_UNIXTIME", 2) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), __1)"),
         ("UNIX_TIMESTAMP", 0) => t("CAST(date_part('epoch', PROCTIME()) AS BIGINT)"),
         // Milliseconds / 1000, truncated, the text read in the session zone; a string that
-        // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`).
+        // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`). A format
+        // with a finer fraction makes a finer TIMESTAMP_LTZ: milliseconds first.
         ("UNIX_TIMESTAMP", 1) => t(
-            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("UNIX_TIMESTAMP", 2) => t(
-            "coalesce(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1, weir_now('ZONE')) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1, weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("TIMESTAMPADD", 3) => {
             let u = unit(&a[0])?;
