@@ -87,6 +87,12 @@ pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
     Ok(plan
         .transform_up_with_subqueries(|node| {
             let (node, followed) = follow_renames(node, &renamed)?;
+            // Types retyped below reach this node's schema (a `VALUES` of INTs under an
+            // alias, an aggregate over it).
+            let node = match node.inputs().is_empty() {
+                true => node,
+                false => node.recompute_schema()?,
+            };
             let schema = merge_schema(&node.inputs());
             if let LogicalPlan::Values(v) = &node {
                 // `VALUES (1), (2)` is a column of INTs: a column whose values are all

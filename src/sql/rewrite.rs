@@ -1392,6 +1392,12 @@ pub fn flink_avg(
         Aggregate, Expr as E, LogicalPlan, Window, WindowFunctionDefinition,
     };
     plan.transform_up_with_subqueries(|p| {
+        // An average rewritten below changes its column's type (a DOUBLE becomes an INT):
+        // the nodes above take it before their own calls are judged (`AVG` of an `AVG`).
+        let p = match p.inputs().is_empty() {
+            true => p,
+            false => p.recompute_schema()?,
+        };
         let (calls, input, first, out_schema) = match &p {
             // The aggregates follow the group columns (with GROUPING SETS: every key, then
             // the grouping id).
