@@ -340,6 +340,25 @@ fn compile(
     e: &datafusion::logical_expr::Expr,
     schema: &DFSchema,
 ) -> Result<Arc<dyn PhysicalExpr>> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::Expr;
+    // A subquery the optimizer could not turn into a join stays inside the expression,
+    // which no streaming operator evaluates.
+    if e.exists(|x| {
+        Ok(matches!(
+            x,
+            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)
+        ))
+    })? {
+        return Err(WeirError::sql(
+            format!(
+                "not supported in a standing query yet: a subquery inside an expression ({})",
+                e.human_display()
+            ),
+            None,
+        )
+        .with_hint("join the subquery's result instead (FROM s JOIN (SELECT …) AS a ON …)"));
+    }
     Ok(state.create_physical_expr(e.clone(), schema)?)
 }
 

@@ -1073,6 +1073,11 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     | ScalarValue::LargeUtf8(Some(f))
                     | ScalarValue::Utf8View(Some(f)),
                 ) => fraction_digits(f),
+                Some(other) if !other.is_null() => {
+                    return datafusion::common::plan_err!(
+                        "TO_TIMESTAMP_LTZ(string, format) takes a format string such as 'yyyy-MM-dd HH:mm:ss', not {other}"
+                    );
+                }
                 _ => 3,
             }
         } else {
