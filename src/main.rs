@@ -130,6 +130,10 @@ enum Command {
         /// Default: 40 on a terminal, as datafusion-cli; all when piped.
         #[arg(long)]
         maxrows: Option<usize>,
+        /// A setting, as `SET 'key' = 'value'` before the first statement (as `weir run
+        /// --set`; e.g. table.local-time-zone=Asia/Shanghai).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
 }
 
@@ -323,6 +327,7 @@ fn main() -> ExitCode {
             format,
             quiet,
             maxrows,
+            set,
         }) => {
             let maxrows =
                 maxrows.unwrap_or(if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -330,7 +335,7 @@ fn main() -> ExitCode {
                 } else {
                     0
                 });
-            rt.block_on(query(sql, format, quiet, maxrows))
+            rt.block_on(query(sql, set, format, quiet, maxrows))
         }
         Some(Command::Bench { suite }) => bench(suite),
     }
@@ -346,8 +351,38 @@ fn terminal_width() -> usize {
         .unwrap_or(100)
 }
 
-/// `weir query`: `maxrows` is the most rows a table shows (0: all).
-async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -> ExitCode {
+/// Applies `--set KEY=VALUE` flags to `session`, warning on unknown keys. Errors: a flag
+/// without `=` or a value its setting refuses, reported at the flag (exit code 2).
+fn apply_set_flags(session: &mut Session, set: &[String]) -> Result<(), ExitCode> {
+    for kv in set {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                if let Err(e) = session.set_from_flag(k.trim(), v.trim()) {
+                    weir::message::error(format!("--set {kv}: {}", e.render_body(None, None)));
+                    return Err(ExitCode::from(2));
+                }
+                if let Some(w) = weir::session::unknown_setting(k.trim()) {
+                    weir::message::warning(format!("--set {kv}: {w}"));
+                }
+            }
+            _ => {
+                weir::message::error(format!("--set takes KEY=VALUE, got '{kv}'"));
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `weir query`: `set` holds `--set` flags; `maxrows` is the most rows a table shows (0:
+/// all).
+async fn query(
+    sql: String,
+    set: Vec<String>,
+    format: OutputFormat,
+    quiet: bool,
+    maxrows: usize,
+) -> ExitCode {
     let sql = if sql == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
@@ -360,6 +395,9 @@ async fn query(sql: String, format: OutputFormat, quiet: bool, maxrows: usize) -
     };
     let mut session = Session::new();
     session.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if let Err(code) = apply_set_flags(&mut session, &set) {
+        return code;
+    }
     let started = std::time::Instant::now();
     match session.batch(&sql).await {
         Ok(results) => {
@@ -423,22 +461,8 @@ async fn run(
     session.output = format;
     session.quiet = quiet;
     session.from_scratch = from_scratch;
-    for kv in &set {
-        match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                if let Err(e) = session.set_from_flag(k.trim(), v.trim()) {
-                    weir::message::error(format!("--set {kv}: {}", e.render_body(None, None)));
-                    return ExitCode::from(2);
-                }
-                if let Some(w) = weir::session::unknown_setting(k.trim()) {
-                    weir::message::warning(format!("--set {kv}: {w}"));
-                }
-            }
-            _ => {
-                weir::message::error(format!("--set takes KEY=VALUE, got '{kv}'"));
-                return ExitCode::from(2);
-            }
-        }
+    if let Err(code) = apply_set_flags(&mut session, &set) {
+        return code;
     }
     // Parse every file first: a typo in the last file must not leave queries half-started.
     let mut scripts = vec![];

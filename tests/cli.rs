@@ -1659,6 +1659,31 @@ fn an_empty_query_result_keeps_its_columns() {
     assert_eq!(out, "[]\n");
 }
 
+/// `weir query --set` is a SET before the first statement, as `weir run --set`: the session
+/// zone it names reads a TIMESTAMP_LTZ, and an option that says what a table is is refused
+/// at the flag (exit code 2).
+#[test]
+fn weir_query_takes_set_flags() {
+    let sql = "SELECT CAST(CAST(TO_TIMESTAMP_LTZ(0, 3) AS TIMESTAMP(3)) AS STRING) AS t";
+    let (code, out, err) = run(&[
+        "query",
+        "-q",
+        "--format",
+        "csv",
+        "--set",
+        "table.local-time-zone=Asia/Shanghai",
+        sql,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "t\n1970-01-01 08:00:00.000\n");
+    let (code, _, err) = run(&["query", "--set", "path=/tmp/elsewhere", "SELECT 1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--set path=/tmp/elsewhere: 'path' says what a table is"),
+        "{err}"
+    );
+}
+
 /// CSV output takes nested values as the text the table shows (a CSV writer takes only
 /// scalars; it failed with "Nested type … is not supported in CSV").
 #[test]
