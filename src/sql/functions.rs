@@ -901,7 +901,7 @@ impl ScalarUDFImpl for DateFormat {
                 );
             }
         };
-        let fmt = java_to_strftime(&pattern);
+        let fmt = fraction_for_formatting(&pattern, &java_to_strftime(&pattern));
         let values = args.args[0].to_array(n)?;
         // A TIMESTAMP_LTZ is written as the wall-clock time of the session zone.
         let zone = match values.data_type() {
@@ -910,11 +910,39 @@ impl ScalarUDFImpl for DateFormat {
             }
             _ => None,
         };
-        let ts = cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-        let ts = ts
-            .as_any()
-            .downcast_ref::<TimestampMillisecondArray>()
-            .ok_or_else(|| datafusion::error::DataFusionError::Internal("timestamp cast".into()))?;
+        // Each instant as its millisecond (toward the past, as Flink's TimestampData
+        // holds it) and the nanoseconds past that millisecond.
+        let (ts, sub_ms): (TimestampMillisecondArray, Option<Vec<i64>>) = match values.data_type() {
+            DataType::Timestamp(unit @ (TimeUnit::Microsecond | TimeUnit::Nanosecond), _) => {
+                use datafusion::arrow::array::AsArray;
+                let per_ms: i64 = match unit {
+                    TimeUnit::Microsecond => 1_000,
+                    _ => 1_000_000,
+                };
+                let raw = cast(&values, &DataType::Int64)?;
+                let raw = raw.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let ms = raw
+                    .iter()
+                    .map(|v| v.map(|v| v.div_euclid(per_ms)))
+                    .collect();
+                let sub = raw
+                    .iter()
+                    .map(|v| v.map_or(0, |v| v.rem_euclid(per_ms) * (1_000_000 / per_ms)))
+                    .collect();
+                (ms, Some(sub))
+            }
+            _ => {
+                let ts = cast(&values, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+                let ts = ts
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .ok_or_else(|| {
+                        datafusion::error::DataFusionError::Internal("timestamp cast".into())
+                    })?
+                    .clone();
+                (ts, None)
+            }
+        };
         let wall = |ms: i64| match &zone {
             Some(tz) => crate::sql::local_time::local_millis(ms, tz),
             None => ms,
@@ -960,6 +988,10 @@ impl ScalarUDFImpl for DateFormat {
                     b.append_null();
                     continue;
                 };
+                let dt = match &sub_ms {
+                    Some(sub) => dt + chrono::Duration::nanoseconds(sub[i]),
+                    None => dt,
+                };
                 use std::fmt::Write as _;
                 text.clear();
                 if write!(text, "{}", dt.format_with_items(items.iter())).is_err() {
@@ -967,6 +999,7 @@ impl ScalarUDFImpl for DateFormat {
                         "DATE_FORMAT: '{pattern}' is not a valid date pattern"
                     );
                 }
+                cut_fractions(&mut text);
                 second = this;
             }
             b.append_value(&text);
@@ -1272,24 +1305,12 @@ fn fraction_digits(pattern: &str) -> u32 {
 /// `SSSSSSSSS` as six and nine digits, and a run of another length after a `.` as the
 /// digits that follow it (chrono's `%.f`), so `ss.S` and `ss.SSSS` parse.
 fn fraction_for_parsing(java: &str, strftime: &str) -> String {
-    let (mut runs, mut run, mut quoted) = (Vec::new(), 0usize, false);
-    for c in java.chars().chain(std::iter::once(' ')) {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        if c == 'S' && !quoted {
-            run += 1;
-        } else if run > 0 {
-            runs.push(run);
-            run = 0;
-        }
-    }
     if java.contains('%') {
         return strftime.to_string();
     }
     let mut out = String::new();
     let mut rest = strftime;
-    let mut runs = runs.into_iter();
+    let mut runs = fraction_runs(java).into_iter();
     while let Some(at) = rest.find("%3f") {
         let (head, tail) = rest.split_at(at);
         let spec = match runs.next() {
@@ -1310,6 +1331,71 @@ fn fraction_for_parsing(java: &str, strftime: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Marks where a fraction written with nine digits is cut to fewer (see
+/// [`fraction_for_formatting`]): this character, then the digits to keep (1 to 8).
+const CUT_MARK: char = '\u{E000}';
+
+/// `strftime`, the chrono pattern [`java_to_strftime`] made of the Java pattern `java`,
+/// with each run of n `S` (each a `%3f` there) written with n digits, as Java writes it:
+/// `%6f` and `%9f` for six and nine, and for other lengths but three nine digits followed by
+/// [`CUT_MARK`] and n, which [`cut_fractions`] cuts to n.
+fn fraction_for_formatting(java: &str, strftime: &str) -> String {
+    if java.contains('%') {
+        return strftime.to_string();
+    }
+    let mut runs = fraction_runs(java).into_iter();
+    let mut out = String::new();
+    let mut rest = strftime;
+    while let Some(at) = rest.find("%3f") {
+        out.push_str(&rest[..at]);
+        match runs.next() {
+            Some(6) => out.push_str("%6f"),
+            Some(9) => out.push_str("%9f"),
+            Some(n @ (1 | 2 | 4 | 5 | 7 | 8)) => {
+                out.push_str("%9f");
+                out.push(CUT_MARK);
+                out.push(char::from(b'0' + n as u8));
+            }
+            _ => out.push_str("%3f"),
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Cuts each nine-digit fraction that a [`CUT_MARK`] follows to the digits the mark names,
+/// and drops the mark.
+fn cut_fractions(text: &mut String) {
+    while let Some(at) = text.find(CUT_MARK) {
+        let mark_end = at + CUT_MARK.len_utf8();
+        let keep = text[mark_end..]
+            .chars()
+            .next()
+            .and_then(|c| c.to_digit(10))
+            .unwrap_or(9) as usize;
+        let digits_start = at.saturating_sub(9);
+        text.replace_range(digits_start + keep.min(9)..mark_end + 1, "");
+    }
+}
+
+/// The lengths of the runs of `S` outside quotes in a Java pattern, in order.
+fn fraction_runs(java: &str) -> Vec<usize> {
+    let (mut runs, mut run, mut quoted) = (Vec::new(), 0usize, false);
+    for c in java.chars().chain(std::iter::once(' ')) {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == 'S' && !quoted {
+            run += 1;
+        } else if run > 0 {
+            runs.push(run);
+            run = 0;
+        }
+    }
+    runs
 }
 
 /// Arrow's unit for a `TIMESTAMP_LTZ(precision)`: the next of milliseconds, microseconds
@@ -1336,7 +1422,10 @@ fn in_unit(secs: i64, nanos: u32, unit_digits: u32, keep: u32) -> Option<i64> {
 /// 7, 8; see `super::rewrite`). As Flink's `DateTimeUtils.truncate`, which its timestamp
 /// casts call: up to 3 digits the epoch milliseconds lose their last `3 - p` digits (toward
 /// zero, Java's division), past 3 the nanoseconds of the millisecond lose theirs (toward the
-/// past). The type is the argument's (held at Arrow's next unit).
+/// past). The type is the argument's (held at Arrow's next unit). With a third argument
+/// `true`, every cut is toward the past: a narrowing cast from microseconds or nanoseconds,
+/// whose milliseconds Flink's `TimestampData` holds floored (Arrow's cast divides toward
+/// zero, so -1 µs would become 0 ms, 1970-01-01 00:00:00.000, instead of 23:59:59.999).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CutFraction {
     signature: Signature,
@@ -1348,8 +1437,9 @@ impl CutFraction {
 
     /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
+        use datafusion::logical_expr::TypeSignature::Any;
         ScalarUDF::from(CutFraction {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::one_of(vec![Any(2), Any(3)], Volatility::Immutable),
         })
     }
 }
@@ -1398,13 +1488,17 @@ impl ScalarUDFImpl for CutFraction {
         if p >= digits {
             return Ok(args.args[0].clone());
         }
+        let floor = matches!(
+            args.args.get(2),
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))
+        );
         let factor = 10i64.pow(digits - p);
         let ints = cast(&values, &DataType::Int64)?;
         let out: Int64Array = ints
             .as_primitive::<Int64Type>()
             .iter()
             .map(|v| {
-                v.map(|v| match p <= 3 {
+                v.map(|v| match p <= 3 && !floor {
                     true => v / factor * factor,
                     false => v.div_euclid(factor) * factor,
                 })

@@ -426,6 +426,16 @@ impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
     }
 }
 
+/// Digits of fraction a timestamp unit holds: 0, 3, 6 or 9.
+fn unit_digits(u: &TimeUnit) -> u32 {
+    match u {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    }
+}
+
 /// Flink casts a `ROW` to a `ROW` type field by field, by position (its `RowToRowCastRule`:
 /// the target's names, each field cast to its target type); Arrow's cast matches fields by
 /// name and refuses `CAST(ROW(1, 'x') AS ROW<a INT, b STRING>)`. This analyzer rule writes
@@ -459,6 +469,31 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
                 return datafusion::common::plan_err!(
                     "cannot cast a ROW of {a} field(s) to a ROW of {b}: a CAST of rows goes field by field, by position"
                 );
+            }
+            // A cast to a coarser unit from microseconds or nanoseconds floors first, as
+            // Flink's does (see `CutFraction`).
+            if let (Some(DataType::Timestamp(from_unit, _)), DataType::Timestamp(to_unit, _)) =
+                (&from, field.data_type())
+                && matches!(from_unit, TimeUnit::Microsecond | TimeUnit::Nanosecond)
+                && matches!(to_unit, TimeUnit::Millisecond | TimeUnit::Microsecond)
+                && unit_digits(to_unit) < unit_digits(from_unit)
+                && !matches!(expr.as_ref(), Expr::ScalarFunction(f)
+                    if f.name() == crate::sql::functions::CutFraction::NAME)
+            {
+                let floored =
+                    Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                        Arc::new(crate::sql::functions::CutFraction::udf()),
+                        vec![
+                            *expr,
+                            datafusion::logical_expr::lit(i64::from(unit_digits(to_unit))),
+                            datafusion::logical_expr::lit(true),
+                        ],
+                    ));
+                let expr = Box::new(floored);
+                return Ok(Transformed::yes(match safe {
+                    true => Expr::TryCast(TryCast { expr, field }),
+                    false => Expr::Cast(Cast { expr, field }),
+                }));
             }
             match from {
                 Some(from) if renames(Some(&from), field.data_type()) => Ok(Transformed::yes(
