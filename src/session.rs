@@ -392,6 +392,23 @@ impl Session {
         if key == crate::sql::local_time::KEY {
             self.set_zone(Some(value))?;
         }
+        // A format's option is checked as a table's WITH clause checks it, so a bad value
+        // is reported here rather than at the first query that reads it.
+        if let Some(format) = match key.split('.').next() {
+            Some("csv") => Some(crate::format::Format::Csv),
+            Some("json") => Some(crate::format::Format::Json),
+            _ => None,
+        } {
+            let mut o = crate::sql::options::Options::new();
+            o.insert(key, value, None);
+            let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
+            crate::format::Decoder::new(format, schema, &o).and_then(|_| match format {
+                crate::format::Format::Json => {
+                    crate::format::json_out::JsonWrite::from_options(&o).map(|_| ())
+                }
+                _ => Ok(()),
+            })?;
+        }
         // A value is checked when it is set, by the code that reads it later.
         let one = [(key.to_string(), value.to_string())];
         if key.starts_with("execution.checkpointing.") || key.starts_with("state.checkpoints.") {
