@@ -312,6 +312,39 @@ impl From<DataFusionError> for WeirError {
 /// DataFusion prefixes messages with their category ("Error during planning: "); the
 /// category is already in how Weir renders the error.
 fn clean_df_message(m: &str) -> String {
+    // A call with a number of arguments no signature takes: DataFusion reports it as an
+    // internal error (a bug in its code), listing what each signature expected.
+    if m.contains("failed to match any signature")
+        && let Some(name) = m
+            .split("Function '")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+    {
+        let mut expected: Vec<usize> = m
+            .split("expected ")
+            .skip(1)
+            .filter_map(|r| r.split(' ').next()?.parse().ok())
+            .collect();
+        let received = m.split("but received ").nth(1).and_then(|r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        });
+        expected.sort_unstable();
+        expected.dedup();
+        if let (Some(received), false) = (received, expected.is_empty()) {
+            let list: Vec<String> = expected.iter().map(|n| n.to_string()).collect();
+            let list = match list.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+                _ => list.join(""),
+            };
+            return format!(
+                "function '{name}' takes {list} argument{}, not {received}",
+                if expected == [1] { "" } else { "s" }
+            );
+        }
+    }
     let mut s = m.trim();
     for prefix in [
         "Error during planning: ",

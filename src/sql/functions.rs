@@ -1114,7 +1114,17 @@ impl ScalarUDFImpl for ToTimestampLtz {
                 _ => 3,
             }
         } else {
+            if args.arg_fields.len() > 2 {
+                return datafusion::common::plan_err!(
+                    "TO_TIMESTAMP_LTZ(numeric, precision) takes two arguments; a time zone goes with a string: TO_TIMESTAMP_LTZ(string, format, timezone)"
+                );
+            }
             match constant.filter(|p| !p.is_null()) {
+                Some(p) if !p.data_type().is_integer() => {
+                    return datafusion::common::plan_err!(
+                        "TO_TIMESTAMP_LTZ(numeric, precision) takes an integer precision, 0 to 9, not {p}"
+                    );
+                }
                 Some(p) => ltz_precision(p)?,
                 None => 3,
             }
