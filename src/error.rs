@@ -320,10 +320,16 @@ fn clean_df_message(m: &str) -> String {
             .nth(1)
             .and_then(|r| r.split('\'').next())
     {
+        // "expected 2 arguments" (exact counts) or "expects 2 arguments" (coercible ones).
         let mut expected: Vec<usize> = m
-            .split("expected ")
+            .split(" expect")
             .skip(1)
-            .filter_map(|r| r.split(' ').next()?.parse().ok())
+            .filter_map(|r| {
+                let r = r.strip_prefix("ed ").or_else(|| r.strip_prefix("s "))?;
+                let (n, rest) = r.split_once(' ')?;
+                rest.starts_with("argument").then_some(())?;
+                n.parse().ok()
+            })
             .collect();
         let received = m.split("but received ").nth(1).and_then(|r| {
             r.split(|c: char| !c.is_ascii_digit())

@@ -902,6 +902,8 @@ impl ScalarUDFImpl for DateFormat {
             }
         };
         let fmt = fraction_for_formatting(&pattern, &java_to_strftime(&pattern));
+        // Fractions to cut to fewer than nine digits (see `fraction_for_formatting`).
+        let cuts = fmt.contains(CUT_MARK) && !pattern.contains(CUT_MARK);
         let values = args.args[0].to_array(n)?;
         // A TIMESTAMP_LTZ is written as the wall-clock time of the session zone.
         let zone = match values.data_type() {
@@ -999,7 +1001,9 @@ impl ScalarUDFImpl for DateFormat {
                         "DATE_FORMAT: '{pattern}' is not a valid date pattern"
                     );
                 }
-                cut_fractions(&mut text);
+                if cuts {
+                    cut_fractions(&mut text);
+                }
                 second = this;
             }
             b.append_value(&text);
@@ -1080,11 +1084,12 @@ impl ScalarUDFImpl for ToTimestampLtz {
         &self,
         args: datafusion::logical_expr::ReturnFieldArgs,
     ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
-        let string = args
-            .arg_fields
-            .first()
-            .is_some_and(|f| f.data_type().is_string());
         let constant = args.scalar_arguments.get(1).copied().flatten();
+        // A NULL value with a format string is the string form (its result NULL).
+        let string = args.arg_fields.first().is_some_and(|f| {
+            f.data_type().is_string()
+                || (f.data_type().is_null() && constant.is_some_and(|c| c.data_type().is_string()))
+        });
         // A precision or format that is not a literal is refused here, at planning, so that
         // the error points at the call (DataFusion types a call from its literal arguments,
         // as `arrow_cast` does); the time zone, which the type does not depend on, is
@@ -1355,6 +1360,8 @@ fn fraction_for_formatting(java: &str, strftime: &str) -> String {
     if java.contains('%') {
         return strftime.to_string();
     }
+    // A pattern holding the mark itself writes six or nine digits instead of cutting.
+    let marks = !java.contains(CUT_MARK);
     let mut runs = fraction_runs(java).into_iter();
     let mut out = String::new();
     let mut rest = strftime;
@@ -1363,11 +1370,13 @@ fn fraction_for_formatting(java: &str, strftime: &str) -> String {
         match runs.next() {
             Some(6) => out.push_str("%6f"),
             Some(9) => out.push_str("%9f"),
-            Some(n @ (1 | 2 | 4 | 5 | 7 | 8)) => {
+            Some(n @ (1 | 2 | 4 | 5 | 7 | 8)) if marks => {
                 out.push_str("%9f");
                 out.push(CUT_MARK);
                 out.push(char::from(b'0' + n as u8));
             }
+            Some(4 | 5) => out.push_str("%6f"),
+            Some(7 | 8) => out.push_str("%9f"),
             _ => out.push_str("%3f"),
         }
         rest = &rest[at + 3..];
@@ -1381,13 +1390,22 @@ fn fraction_for_formatting(java: &str, strftime: &str) -> String {
 fn cut_fractions(text: &mut String) {
     while let Some(at) = text.find(CUT_MARK) {
         let mark_end = at + CUT_MARK.len_utf8();
-        let keep = text[mark_end..]
-            .chars()
-            .next()
-            .and_then(|c| c.to_digit(10))
-            .unwrap_or(9) as usize;
-        let digits_start = at.saturating_sub(9);
-        text.replace_range(digits_start + keep.min(9)..mark_end + 1, "");
+        let keep = text
+            .get(mark_end..)
+            .and_then(|r| r.chars().next())
+            .and_then(|c| c.to_digit(10));
+        let nine = at.checked_sub(9).filter(|&start| {
+            text.get(start..at)
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        });
+        match (keep, nine) {
+            // The nine digits before the mark, cut to `keep`, and the mark and its digit.
+            (Some(keep), Some(start)) => {
+                text.replace_range(start + (keep as usize).min(9)..mark_end + 1, "")
+            }
+            // Not one of ours (never so: the pattern has no mark); the mark goes alone.
+            _ => text.replace_range(at..mark_end, ""),
+        }
     }
 }
 

@@ -1489,8 +1489,16 @@ pub fn flink_avg(
                                     out_schema,
                                     &mut counts,
                                 );
+                                // Or an earlier average's sum of the same column, made
+                                // in this node already (`AVG(i)` beside `AVG(CAST(i AS
+                                // BIGINT))`).
+                                let earlier = exprs.iter().find_map(|x: &E| match x {
+                                    E::Alias(a) if *a.expr == sum => Some(a.name.clone()),
+                                    _ => None,
+                                });
                                 match reuse(&sum, calls, first, out_schema)
                                     .or_else(|| reuse(&own, calls, first, out_schema))
+                                    .or(earlier)
                                 {
                                     // The average's own column is left as it was (unread).
                                     Some(s) => Some((

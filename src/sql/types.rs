@@ -475,17 +475,21 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
             if let (Some(DataType::Timestamp(from_unit, _)), DataType::Timestamp(to_unit, _)) =
                 (&from, field.data_type())
                 && matches!(from_unit, TimeUnit::Microsecond | TimeUnit::Nanosecond)
-                && matches!(to_unit, TimeUnit::Millisecond | TimeUnit::Microsecond)
                 && unit_digits(to_unit) < unit_digits(from_unit)
                 && !matches!(expr.as_ref(), Expr::ScalarFunction(f)
-                    if f.name() == crate::sql::functions::CutFraction::NAME)
+                    if f.name() == crate::sql::functions::CutFraction::NAME
+                        && matches!(f.args.get(2), Some(Expr::Literal(datafusion::common::ScalarValue::Boolean(Some(true)), _))))
             {
+                // To seconds: the millisecond floored, then Arrow's cut toward zero, as
+                // Flink's `truncate` of a floored millisecond (-1 µs is 00:00:00, -999 999 µs
+                // is 23:59:59).
+                let digits = unit_digits(to_unit).max(3);
                 let floored =
                     Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
                         Arc::new(crate::sql::functions::CutFraction::udf()),
                         vec![
                             *expr,
-                            datafusion::logical_expr::lit(i64::from(unit_digits(to_unit))),
+                            datafusion::logical_expr::lit(i64::from(digits)),
                             datafusion::logical_expr::lit(true),
                         ],
                     ));
