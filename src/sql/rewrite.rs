@@ -1349,8 +1349,60 @@ fn reuse(
     let want = bare(call);
     calls
         .iter()
-        .position(|c| bare(c) == want)
+        .position(|c| same_call(&bare(c), &want))
         .map(|k| schema.field(first + k).name().clone())
+}
+
+/// True when two aggregate or window calls compute the same: equal but for how a cast in
+/// their arguments was written (the user's `CAST(i AS BIGINT)` beside this rewrite's, and
+/// the `COALESCE` that names an aggregate's cast argument, see `distinct_cast_names`),
+/// which DataFusion's simplifier makes one call — and its window planner refuses twice.
+fn same_call(a: &datafusion::logical_expr::Expr, b: &datafusion::logical_expr::Expr) -> bool {
+    use datafusion::logical_expr::Expr as E;
+    fn value(e: &E) -> (E, Option<datafusion::arrow::datatypes::DataType>) {
+        let e = match e {
+            // COALESCE(x, CAST(NULLIF('T', 'T') AS T)) is x.
+            E::ScalarFunction(f)
+                if f.name() == "coalesce"
+                    && f.args.len() == 2
+                    && matches!(&f.args[1], E::Cast(c)
+                        if matches!(c.expr.as_ref(), E::ScalarFunction(n) if n.name() == "nullif")) =>
+            {
+                &f.args[0]
+            }
+            e => e,
+        };
+        match e {
+            E::Cast(c) => (c.expr.as_ref().clone(), Some(c.field.data_type().clone())),
+            e => (e.clone(), None),
+        }
+    }
+    let args = |e: &E| -> Option<Vec<E>> {
+        match e {
+            E::AggregateFunction(f) => Some(f.params.args.clone()),
+            E::WindowFunction(f) => Some(f.params.args.clone()),
+            _ => None,
+        }
+    };
+    let with_args = |e: &E, new: Vec<E>| -> E {
+        let mut e = e.clone();
+        match &mut e {
+            E::AggregateFunction(f) => f.params.args = new,
+            E::WindowFunction(f) => f.params.args = new,
+            _ => {}
+        }
+        e
+    };
+    match (args(a), args(b)) {
+        (Some(x), Some(y)) if x.len() == y.len() => {
+            let (vx, vy): (Vec<_>, Vec<_>) =
+                (x.iter().map(value).collect(), y.iter().map(value).collect());
+            vx == vy
+                && with_args(a, vx.iter().map(|(e, _)| e.clone()).collect())
+                    == with_args(b, vy.iter().map(|(e, _)| e.clone()).collect())
+        }
+        _ => a == b,
+    }
 }
 
 /// The column that computes `call`: one of the node's `calls` (see [`reuse`]), one of the
@@ -1368,7 +1420,7 @@ fn reuse_or_add(
     }
     for h in hidden.iter() {
         if let E::Alias(a) = h
-            && *a.expr == call
+            && same_call(&a.expr, &call)
         {
             return a.name.clone();
         }
@@ -1493,7 +1545,7 @@ pub fn flink_avg(
                                 // in this node already (`AVG(i)` beside `AVG(CAST(i AS
                                 // BIGINT))`).
                                 let earlier = exprs.iter().find_map(|x: &E| match x {
-                                    E::Alias(a) if *a.expr == sum => Some(a.name.clone()),
+                                    E::Alias(a) if same_call(&a.expr, &sum) => Some(a.name.clone()),
                                     _ => None,
                                 });
                                 match reuse(&sum, calls, first, out_schema)
