@@ -89,9 +89,14 @@ pub fn flink_int_literals(plan: LogicalPlan) -> Result<LogicalPlan> {
             let (node, followed) = follow_renames(node, &renamed)?;
             // Types retyped below reach this node's schema (a `VALUES` of INTs under an
             // alias, an aggregate over it).
-            let node = match node.inputs().is_empty() {
-                true => node,
-                false => node.recompute_schema()?,
+            let node = match node {
+                // A union's schema is its first input's, which `recompute_schema` keeps as
+                // it was: derived again (the analyzer coerces the inputs to one type later).
+                LogicalPlan::Union(u) => LogicalPlan::Union(
+                    datafusion::logical_expr::Union::try_new_with_loose_types(u.inputs)?,
+                ),
+                node if node.inputs().is_empty() => node,
+                node => node.recompute_schema()?,
             };
             let schema = merge_schema(&node.inputs());
             if let LogicalPlan::Values(v) = &node {
