@@ -1156,8 +1156,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
         let out_type = args.return_field.data_type().clone();
         // Digits of fraction the result's unit holds: 3, 6 or 9.
         let unit_digits: u32 = match &out_type {
-            DataType::Timestamp(TimeUnit::Microsecond, _) => 6,
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => 9,
+            DataType::Timestamp(unit, _) => crate::sql::types::unit_digits(unit),
             _ => 3,
         };
         let null = || -> datafusion::error::Result<ColumnarValue> {
@@ -1304,15 +1303,8 @@ fn ltz_precision(p: &ScalarValue) -> datafusion::error::Result<u32> {
 /// The digits of fraction a Java date pattern reads: its longest run of `S` outside quotes,
 /// and at least 3 (Flink's `TO_TIMESTAMP_LTZ` types a shorter one as `TIMESTAMP_LTZ(3)`).
 fn fraction_digits(pattern: &str) -> u32 {
-    let (mut longest, mut run, mut quoted) = (0u32, 0u32, false);
-    for c in pattern.chars() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        run = if c == 'S' && !quoted { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    longest.clamp(3, 9)
+    let longest = fraction_runs(pattern).into_iter().max().unwrap_or(0);
+    (longest as u32).clamp(3, 9)
 }
 
 /// `strftime`, the chrono pattern [`java_to_strftime`] made of the Java pattern `java`,
@@ -1503,12 +1495,7 @@ impl ScalarUDFImpl for CutFraction {
         let DataType::Timestamp(unit, _) = values.data_type().clone() else {
             return Ok(args.args[0].clone());
         };
-        let digits: u32 = match unit {
-            TimeUnit::Second => 0,
-            TimeUnit::Millisecond => 3,
-            TimeUnit::Microsecond => 6,
-            TimeUnit::Nanosecond => 9,
-        };
+        let digits = crate::sql::types::unit_digits(&unit);
         let p = match &args.args[1] {
             ColumnarValue::Scalar(ScalarValue::Int64(Some(p))) => (*p).clamp(0, 9) as u32,
             _ => return datafusion::common::plan_err!("{} takes a literal precision", Self::NAME),

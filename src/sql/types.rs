@@ -427,7 +427,7 @@ impl datafusion::logical_expr::planner::TypePlanner for FlinkTypes {
 }
 
 /// Digits of fraction a timestamp unit holds: 0, 3, 6 or 9.
-fn unit_digits(u: &TimeUnit) -> u32 {
+pub(crate) fn unit_digits(u: &TimeUnit) -> u32 {
     match u {
         TimeUnit::Second => 0,
         TimeUnit::Millisecond => 3,
