@@ -1292,45 +1292,100 @@ fn flink_aggregate_type(
     })
 }
 
-/// The projection above a rebuilt aggregate or window node: its columns as they are,
-/// and from `first` on, the calls finished as `finals` says; the last `hidden` columns
-/// (the counts of [`Finish::Divide`]) are left out. Names and qualifiers are
-/// kept, so nothing above notices.
+/// The projection above a rebuilt aggregate or window node: its columns before `first` as
+/// they are, then each of the original node's calls (named as in `out_schema`, from column
+/// `first` on), read from the node's column of that name or, where `sources` names one,
+/// from that column instead (a call the node now computes once, see
+/// [`coerced_duplicate`]), and finished as `finals` says. The hidden counts of
+/// [`Finish::Divide`] are left out. Names and qualifiers are kept, so nothing above
+/// notices.
 fn finish_projection(
     node: datafusion::logical_expr::LogicalPlan,
     first: usize,
+    out_schema: &datafusion::common::DFSchema,
     finals: &[Option<Finish>],
-    hidden: usize,
+    sources: &[Option<String>],
 ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
     use datafusion::logical_expr::{Expr as E, LogicalPlan, Projection};
     let schema = node.schema().clone();
     // The grouping id of GROUPING SETS stays below: nothing above reads it, and when the
     // query calls GROUPING() the analyzer's projection of the aggregate drops it.
-    let shown = schema.fields().len() - hidden;
-    let cols = schema
+    let mut cols = schema
         .iter()
-        .enumerate()
-        .take(shown)
-        .filter(|(_, (_, f))| f.name() != datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID)
-        .map(|(i, (q, f))| {
-            let col = E::Column(datafusion::common::Column::new(q.cloned(), f.name()));
-            match i
-                .checked_sub(first)
-                .and_then(|j| finals.get(j))
-                .cloned()
-                .flatten()
-            {
-                Some(fin) => Ok(fin
-                    .apply(col, &schema)?
-                    .alias_qualified(q.cloned(), f.name())),
-                None => Ok(col),
-            }
-        })
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
+        .take(first)
+        .filter(|(_, f)| f.name() != datafusion::logical_expr::Aggregate::INTERNAL_GROUPING_ID)
+        .map(|(q, f)| E::Column(datafusion::common::Column::new(q.cloned(), f.name())))
+        .collect::<Vec<_>>();
+    for (j, fin) in finals.iter().enumerate() {
+        let (q, f) = out_schema.qualified_field(first + j);
+        let read = sources
+            .get(j)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| f.name().clone());
+        let (rq, rf) = schema
+            .iter()
+            .skip(first)
+            .find(|(_, g)| *g.name() == read)
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!(
+                    "no column {read} below the aggregate's projection"
+                ))
+            })?;
+        let col = E::Column(datafusion::common::Column::new(rq.cloned(), rf.name()));
+        cols.push(match fin {
+            Some(fin) => fin
+                .apply(col, &schema)?
+                .alias_qualified(q.cloned(), f.name()),
+            None if read != *f.name() => col.alias_qualified(q.cloned(), f.name()),
+            None => col,
+        });
+    }
     Ok(LogicalPlan::Projection(Projection::try_new(
         cols,
         std::sync::Arc::new(node),
     )?))
+}
+
+/// A window call as DataFusion's type coercion will make it: the argument of a `SUM` of a
+/// `TINYINT`, `SMALLINT` or `INT` cast to `BIGINT` (the type its sum is taken in).
+fn coerced_window_call(
+    e: &datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::logical_expr::Expr {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{Expr as E, ExprSchemable, WindowFunctionDefinition};
+    let inner = match e {
+        E::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    if let E::WindowFunction(f) = inner
+        && let WindowFunctionDefinition::AggregateUDF(u) = &f.fun
+        && u.name().eq_ignore_ascii_case("sum")
+        && let [arg] = f.params.args.as_slice()
+        && let Ok(DataType::Int8 | DataType::Int16 | DataType::Int32) = arg.get_type(schema)
+        && let Ok(arg64) = arg.clone().cast_to(&DataType::Int64, schema)
+    {
+        let mut g = f.as_ref().clone();
+        g.params.args = vec![arg64];
+        return E::WindowFunction(Box::new(g));
+    }
+    inner.clone()
+}
+
+/// The name of an earlier call of `kept` (a window node's calls so far, each with its
+/// name) that computes the same as `call` once DataFusion has coerced both: `SUM(i)` of an
+/// `INT` beside the user's `SUM(CAST(i AS BIGINT))`. DataFusion's window planner refuses
+/// two equal calls in one node, so the later one reads the earlier's column.
+fn coerced_duplicate(
+    call: &datafusion::logical_expr::Expr,
+    kept: &[(datafusion::logical_expr::Expr, String)],
+    schema: &datafusion::common::DFSchema,
+) -> Option<String> {
+    let want = coerced_window_call(call, schema);
+    kept.iter()
+        .find(|(k, _)| same_call(&coerced_window_call(k, schema), &want))
+        .map(|(_, n)| n.clone())
 }
 
 /// The name of the column of `calls` (a node's aggregate or window calls, the first at
@@ -1472,6 +1527,11 @@ pub fn flink_avg(
         let mut exprs = vec![];
         // The counts the averages of integers divide by, after every call.
         let mut counts = vec![];
+        // The calls the rebuilt node computes, each with its column's name, and the calls
+        // left out as another's duplicate (their name, and the column they read).
+        let mut kept: Vec<(E, String)> = vec![];
+        let mut sources: Vec<Option<String>> = vec![];
+        let mut removed = std::collections::HashMap::new();
         for (j, e) in calls.iter().enumerate() {
             let inner = match e {
                 E::Alias(al) => al.expr.as_ref(),
@@ -1588,7 +1648,7 @@ pub fn flink_avg(
                                 if let Some(arg) = arg {
                                     g.params.args = vec![arg];
                                 }
-                                (E::WindowFunction(Box::new(g)).alias(name), fin)
+                                (E::WindowFunction(Box::new(g)).alias(name.clone()), fin)
                             },
                         )
                     }
@@ -1596,21 +1656,38 @@ pub fn flink_avg(
                 },
                 _ => None,
             };
-            match changed {
-                Some((e, fin)) => {
-                    exprs.push(e);
-                    finals.push(Some(fin));
+            let (e, fin) = match changed {
+                Some((e, fin)) => (e, Some(fin)),
+                None => (e.clone(), None),
+            };
+            finals.push(fin);
+            let dup = match &p {
+                LogicalPlan::Window(_) => coerced_duplicate(&e, &kept, input_schema),
+                _ => None,
+            };
+            match dup {
+                Some(earlier) => {
+                    removed.insert(name, earlier.clone());
+                    sources.push(Some(earlier));
                 }
                 None => {
-                    exprs.push(e.clone());
-                    finals.push(None);
+                    kept.push((e.clone(), name));
+                    exprs.push(e);
+                    sources.push(None);
                 }
             }
         }
-        if finals.iter().all(Option::is_none) {
+        if finals.iter().all(Option::is_none) && removed.is_empty() {
             return Ok(Transformed::no(p));
         }
-        let hidden = counts.len();
+        // An average's sum read from a call the node now computes once reads the kept one.
+        for fin in finals.iter_mut() {
+            if let Some(Finish::Divide { sum: Some(s), .. }) = fin
+                && let Some(earlier) = removed.get(s)
+            {
+                *s = earlier.clone();
+            }
+        }
         exprs.extend(counts);
         let node = match &p {
             LogicalPlan::Aggregate(a) => LogicalPlan::Aggregate(Aggregate::try_new(
@@ -1621,7 +1698,7 @@ pub fn flink_avg(
             _ => LogicalPlan::Window(Window::try_new(exprs, input.clone())?),
         };
         Ok(Transformed::yes(finish_projection(
-            node, first, &finals, hidden,
+            node, first, out_schema, &finals, &sources,
         )?))
     })
     .map(|t| t.data)
