@@ -9,6 +9,7 @@
 //! `echo "SELECT 1;" | weir`) without prompts.
 
 mod complete;
+mod keys;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -1077,17 +1078,38 @@ impl Shell {
             return job.wait().await;
         }
         let stop = job.stop_handle();
+        // A `table` result on a terminal turns its pages by keys, as Flink's table view.
+        let table_mode = self.session.output == crate::format::encode::OutputFormat::Table
+            && self
+                .session
+                .display()
+                .is_ok_and(|d| d.mode == crate::format::encode::ResultMode::Table)
+            && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let keys = match table_mode {
+            true => {
+                let quit = job.stop_handle();
+                keys::PageKeys::start(move || quit.stop())
+            }
+            false => None,
+        };
         let mut wait = std::pin::pin!(job.wait());
-        tokio::select! {
+        let r = tokio::select! {
             r = &mut wait => r,
             _ = tokio::signal::ctrl_c() => {
                 stop.stop();
                 let r = wait.await;
-                crate::message::info("query cancelled");
                 self.cancelled = true;
                 r
             }
+        };
+        // The terminal's mode is back before anything more is printed.
+        let quit = keys.as_ref().is_some_and(keys::PageKeys::quit);
+        drop(keys);
+        if self.cancelled || quit {
+            crate::message::info("query cancelled");
+            self.cancelled = true;
         }
+        r
     }
 
     /// Stops the jobs still running (cleanly: sources stop, rows in flight drain, sinks

@@ -682,6 +682,48 @@ fn table_mode_redraws_the_result_in_place() {
     s.line("\\q");
 }
 
+/// A `table` result taller than the terminal is paged, with Flink's table-view keys: it
+/// starts on the last page and follows it, `P` goes back a page, `G` and a number to that
+/// page, `L` to the last again, and `Q` quits (cancels) the query; the terminal then reads
+/// lines as before.
+#[test]
+fn table_mode_pages_a_tall_result_by_keys() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ddl = tmp.path().join("ddl.sql");
+    std::fs::write(&ddl, DDL).expect("ddl");
+    let mut s = start(&tmp.path().join("history"));
+    // 24 lines: 17 rows a page, so the 40 groups below take three pages.
+    s.s.get_process_mut()
+        .set_window_size(80, 24)
+        .expect("the terminal's size");
+    s.line(&format!("\\i {}", ddl.display()));
+    s.want("Table 'sink' created", "the DDL ran");
+    s.line("SET 'sql-client.execution.result-mode' = 'table';");
+    s.want("Execute statement succeeded", "SET done");
+    s.line("SELECT MOD(bid.price, 40) AS k, COUNT(*) AS n FROM datagen WHERE event_type = 2 GROUP BY MOD(bid.price, 40);");
+    s.want("| k  | n", "the result's header");
+    s.want(
+        "page 3 of 3 (last) · N next · P previous · L last · G go to · Q quit",
+        "the last page, and the keys",
+    );
+    s.send("p");
+    s.want("page 2 of 3 · N next", "a page back");
+    s.send("g");
+    s.want("go to page: _", "G asks for a page");
+    s.send("1\r");
+    s.want("page 1 of 3 · N next", "page 1");
+    s.send("n");
+    s.want("page 2 of 3 · N next", "the next page");
+    s.send("l");
+    s.want("page 3 of 3 (last) · N next", "the last page again");
+    s.send("q");
+    s.want("query cancelled", "Q cancels the query");
+    s.want("weir> ", "the prompt again");
+    s.line("SELECT 40 + 2 AS answer;");
+    s.want("| 42", "a line read and run as before");
+    s.line("\\q");
+}
+
 /// Output taller than the terminal goes through `$PAGER` (here one that marks its lines),
 /// shorter output straight to the screen.
 #[test]

@@ -5,11 +5,13 @@
 //! columns drawn so far closes the table and opens a wider one, so no row breaks its box.
 //! With `\x` each row is drawn one field per line. That is the `tableau` result mode, the
 //! default; `changelog` prints each change in Flink's print form, and `table` keeps the
-//! current result and redraws it in place (a line wider than the terminal wraps, so the
-//! redraw is exact only for results that fit its width — which cut cells help). CSV, JSON
+//! current result and redraws it in place, a page at a time, the shell's keys turning the
+//! pages (see [`table_key`]; a line wider than the terminal wraps, so the redraw is exact
+//! only for results that fit its width — which cut cells help). CSV, JSON
 //! and NDJSON are written per emitted batch (JSON as one array over the whole run).
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -28,12 +30,9 @@ pub struct TerminalSink {
     /// Column widths of the table being drawn, once its header is out.
     widths: Option<Vec<usize>>,
     display: Display,
-    /// `table` result mode: the current result's column names and rows (changes applied,
-    /// cells as shown), the lines drawn last (to draw over them) and when.
-    current: Vec<Vec<String>>,
-    names: Vec<String>,
-    drawn: usize,
-    drawn_at: Option<std::time::Instant>,
+    /// `table` result mode: the current result and the page shown, shared with the
+    /// shell's page keys (see [`table_key`]).
+    view: Arc<Mutex<TableView>>,
     started: std::time::Instant,
     /// `tableau` rows drawn, at most `display.max_rows` when that is set.
     shown: usize,
@@ -48,10 +47,7 @@ impl TerminalSink {
             quiet,
             widths: None,
             display: Display::default(),
-            current: vec![],
-            names: vec![],
-            drawn: 0,
-            drawn_at: None,
+            view: Arc::default(),
             started: std::time::Instant::now(),
             shown: 0,
         }
@@ -67,8 +63,15 @@ impl TerminalSink {
         }
     }
 
-    /// Draws tables as `display` says (width limit, expanded rows).
+    /// Draws tables as `display` says (width limit, expanded rows). In the `table` result
+    /// mode the sink's result becomes the one the page keys turn (see [`table_key`]).
     pub fn with_display(mut self, display: Display) -> Self {
+        if display.mode == ResultMode::Table
+            && self.format == OutputFormat::Table
+            && let Ok(mut f) = FOREGROUND.lock()
+        {
+            *f = Some(self.view.clone());
+        }
         self.display = display;
         self
     }
@@ -99,15 +102,16 @@ impl TerminalSink {
     /// five times a second).
     fn apply(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
         let (data, kinds) = crate::changelog::split(batch);
-        if self.names.is_empty() {
-            self.names = data
+        let rows = cell_texts(&data, &format_options())?;
+        let mut view = lock(&self.view);
+        if view.names.is_empty() {
+            view.names = data
                 .schema()
                 .fields()
                 .iter()
                 .map(|f| f.name().clone())
                 .collect();
         }
-        let rows = cell_texts(&data, &format_options())?;
         for (i, row) in rows.into_iter().enumerate() {
             let row: Vec<String> = row.into_iter().map(|c| self.display.cut(c)).collect();
             let kind = kinds
@@ -116,68 +120,21 @@ impl TerminalSink {
                 .unwrap_or(crate::changelog::RowKind::Insert);
             match kind {
                 crate::changelog::RowKind::Insert | crate::changelog::RowKind::UpdateAfter => {
-                    self.current.push(row)
+                    view.current.push(row)
                 }
                 _ => {
-                    if let Some(at) = self.current.iter().position(|r| *r == row) {
-                        self.current.remove(at);
+                    if let Some(at) = view.current.iter().position(|r| *r == row) {
+                        view.current.remove(at);
                     }
                 }
             }
         }
-        let due = self
+        let due = view
             .drawn_at
             .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(200));
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && due {
-            self.draw(w)?;
+            view.draw(w)?;
         }
-        Ok(())
-    }
-
-    /// Draws the current result (`table` mode) over the one drawn before, at most as many
-    /// rows as the terminal has lines for, then how many more there are.
-    fn draw(&mut self, w: &mut dyn Write) -> Result<()> {
-        if self.drawn > 0 {
-            // Up to the first line drawn before, and clear from there down.
-            write!(w, "\x1b[{}A\r\x1b[J", self.drawn)?;
-        }
-        let room = console::Term::stdout()
-            .size_checked()
-            .map_or(usize::MAX, |(rows, _)| {
-                (rows as usize).saturating_sub(6).max(5)
-            });
-        let shown = &self.current[..self.current.len().min(room)];
-        let widths: Vec<usize> = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                shown
-                    .iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([n.chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let mut lines = vec![
-            Self::border(&widths),
-            Self::line(&self.names, &widths),
-            Self::border(&widths),
-        ];
-        lines.extend(shown.iter().map(|r| Self::line(r, &widths)));
-        lines.push(Self::border(&widths));
-        if shown.len() < self.current.len() {
-            lines.push(format!(
-                "… {} more row(s)",
-                self.current.len() - shown.len()
-            ));
-        }
-        for l in &lines {
-            writeln!(w, "{l}")?;
-        }
-        self.drawn = lines.len();
-        self.drawn_at = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -229,6 +186,178 @@ impl TerminalSink {
         for r in &rows {
             writeln!(w, "{}", Self::line(r, &widths))?;
         }
+        Ok(())
+    }
+}
+
+/// The `table` result mode's view: the current result (changes applied, cells as shown),
+/// paged to the terminal's height as Flink's sql-client pages its table view. The sink
+/// applies changes to it; the shell's page keys ([`table_key`]) turn its pages.
+#[derive(Default)]
+pub struct TableView {
+    names: Vec<String>,
+    current: Vec<Vec<String>>,
+    /// The page shown, from 0; None: the last, following the result as it grows (Flink's
+    /// table view starts on its last page too).
+    page: Option<usize>,
+    /// The page number typed so far after `G`.
+    typing: Option<String>,
+    /// The page keys are read (the shell, on a terminal): the status line names them.
+    keys: bool,
+    /// Lines drawn last (to draw over them) and when.
+    drawn: usize,
+    drawn_at: Option<std::time::Instant>,
+}
+
+/// The `table` result shown in the foreground, whose pages the keys turn.
+static FOREGROUND: Mutex<Option<Arc<Mutex<TableView>>>> = Mutex::new(None);
+
+/// A lock that a panic elsewhere does not poison for good (the view is only text).
+fn lock(view: &Mutex<TableView>) -> std::sync::MutexGuard<'_, TableView> {
+    view.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The foreground `table` result, if one shows.
+fn foreground() -> Option<Arc<Mutex<TableView>>> {
+    FOREGROUND.lock().ok().and_then(|f| f.clone())
+}
+
+/// What a key pressed under a `table` result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKey {
+    /// `Q`: quit the result (the shell cancels the query, as Flink's table view does).
+    Quit,
+    /// The view changed and was drawn again, or the key meant nothing.
+    Handled,
+}
+
+/// Says whether page keys are read for the foreground `table` result (the status line then
+/// names them), and draws it again if it is showing.
+pub fn table_keys(on: bool) {
+    if let Some(view) = foreground() {
+        let mut v = lock(&view);
+        v.keys = on;
+        v.redraw();
+    }
+}
+
+/// Applies a key pressed while a `table` result shows, Flink's table-view keys: `N` next
+/// page, `P` previous page, `L` last page (which then follows the result as it grows), `G`
+/// then a page number and Enter to go to that page (Esc cancels), `Q` quit. Other keys are
+/// ignored.
+pub fn table_key(key: u8) -> TableKey {
+    let Some(view) = foreground() else {
+        return TableKey::Handled;
+    };
+    let mut v = lock(&view);
+    let pages = v.pages();
+    let at = v.page.unwrap_or(pages - 1).min(pages - 1);
+    if let Some(typed) = v.typing.as_mut() {
+        match key {
+            b'0'..=b'9' if typed.len() < 9 => typed.push(key as char),
+            0x7f | 0x08 => {
+                typed.pop();
+            }
+            b'\r' | b'\n' => {
+                if let Ok(n) = typed.parse::<usize>()
+                    && n >= 1
+                {
+                    v.page = Some((n - 1).min(pages - 1));
+                }
+                v.typing = None;
+            }
+            0x1b => v.typing = None,
+            _ => return TableKey::Handled,
+        }
+    } else {
+        match key.to_ascii_lowercase() {
+            b'q' => return TableKey::Quit,
+            b'n' => v.page = if at + 1 >= pages { None } else { Some(at + 1) },
+            b'p' => v.page = Some(at.saturating_sub(1)),
+            b'l' => v.page = None,
+            b'g' => v.typing = Some(String::new()),
+            _ => return TableKey::Handled,
+        }
+    }
+    v.redraw();
+    TableKey::Handled
+}
+
+impl TableView {
+    /// Rows a page holds: the terminal's height less the table's borders, header and
+    /// status line (at least 5; every row when the height is unknown).
+    fn room() -> usize {
+        console::Term::stdout()
+            .size_checked()
+            .map_or(usize::MAX, |(rows, _)| {
+                (rows as usize).saturating_sub(7).max(5)
+            })
+    }
+
+    /// Pages of the current result (at least 1).
+    fn pages(&self) -> usize {
+        self.current.len().div_ceil(Self::room()).max(1)
+    }
+
+    /// Draws the view again at once, if it was drawn before (a key's effect).
+    fn redraw(&mut self) {
+        if self.drawn > 0 {
+            let mut w = std::io::stdout().lock();
+            // A terminal that fails a write is gone; the query's own output says so.
+            let _ = self.draw(&mut w);
+            let _ = w.flush();
+        }
+    }
+
+    /// Draws the page shown over the one drawn before, then a status line: the page, and
+    /// the keys while they are read.
+    fn draw(&mut self, w: &mut dyn Write) -> Result<()> {
+        if self.drawn > 0 {
+            // Up to the first line drawn before, and clear from there down.
+            write!(w, "\x1b[{}A\r\x1b[J", self.drawn)?;
+        }
+        let room = Self::room();
+        let pages = self.pages();
+        let at = self.page.unwrap_or(pages - 1).min(pages - 1);
+        let first = at.saturating_mul(room).min(self.current.len());
+        let shown = &self.current[first..self.current.len().min(first.saturating_add(room))];
+        let widths: Vec<usize> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                shown
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([n.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut lines = vec![
+            TerminalSink::border(&widths),
+            TerminalSink::line(&self.names, &widths),
+            TerminalSink::border(&widths),
+        ];
+        lines.extend(shown.iter().map(|r| TerminalSink::line(r, &widths)));
+        lines.push(TerminalSink::border(&widths));
+        let mut status = match self.page {
+            None if pages > 1 => format!("page {pages} of {pages} (last)"),
+            _ => format!("page {} of {pages}", at + 1),
+        };
+        if let Some(typed) = &self.typing {
+            status.push_str(&format!(" · go to page: {typed}_ (Enter, Esc)"));
+        } else if self.keys {
+            status.push_str(" · N next · P previous · L last · G go to · Q quit");
+        }
+        if pages > 1 || self.keys {
+            lines.push(status);
+        }
+        for l in &lines {
+            writeln!(w, "{l}")?;
+        }
+        self.drawn = lines.len();
+        self.drawn_at = Some(std::time::Instant::now());
         Ok(())
     }
 }
@@ -308,19 +437,30 @@ impl Sink for TerminalSink {
     fn finish(&mut self) -> Result<()> {
         let table_mode =
             self.format == OutputFormat::Table && self.display.mode == ResultMode::Table;
-        if table_mode && !self.names.is_empty() {
-            let mut w = std::io::stdout().lock();
-            self.draw(&mut w)?;
-            w.flush()?;
-            if !self.quiet {
-                eprintln!(
-                    "{} row(s), {} change(s){}",
-                    self.current.len(),
-                    self.rows,
-                    self.took()
-                );
+        if table_mode {
+            // The page keys turn this result no more.
+            if let Ok(mut f) = FOREGROUND.lock()
+                && f.as_ref().is_some_and(|v| Arc::ptr_eq(v, &self.view))
+            {
+                *f = None;
             }
-            return Ok(());
+            let mut view = lock(&self.view);
+            view.keys = false;
+            view.typing = None;
+            if !view.names.is_empty() {
+                let mut w = std::io::stdout().lock();
+                view.draw(&mut w)?;
+                w.flush()?;
+                if !self.quiet {
+                    eprintln!(
+                        "{} row(s), {} change(s){}",
+                        view.current.len(),
+                        self.rows,
+                        self.took()
+                    );
+                }
+                return Ok(());
+            }
         }
         if let Some(widths) = &self.widths {
             let mut w = std::io::stdout().lock();

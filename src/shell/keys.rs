@@ -1,0 +1,102 @@
+//! The page keys of a `table` result (Flink's table view: `N`, `P`, `L`, `G`, `Q`), read
+//! one at a time from the terminal while the query runs: without echo and without waiting
+//! for Enter, but with the terminal's signals kept, so Ctrl-C still cancels the query.
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Reads keys from stdin on a thread and hands each to
+/// [`crate::sink::terminal::table_key`] until dropped; the drop stops the thread and gives
+/// the terminal back its mode, before the next prompt reads a line.
+pub struct PageKeys {
+    done: Arc<AtomicBool>,
+    quit: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    saved: libc::termios,
+    fd: i32,
+}
+
+impl PageKeys {
+    /// Starts reading when stdin is a terminal whose mode can be set (None otherwise: the
+    /// result then shows as before, without keys). `on_quit` runs when `Q` is pressed.
+    pub fn start(on_quit: impl Fn() + Send + 'static) -> Option<PageKeys> {
+        let stdin = std::io::stdin();
+        if !std::io::IsTerminal::is_terminal(&stdin) {
+            return None;
+        }
+        let fd = stdin.as_raw_fd();
+        // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return None;
+        }
+        let mut keys = saved;
+        keys.c_lflag &= !(libc::ICANON | libc::ECHO);
+        keys.c_cc[libc::VMIN] = 1;
+        keys.c_cc[libc::VTIME] = 0;
+        // SAFETY: a valid descriptor and a termios read from it.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &keys) } != 0 {
+            return None;
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let quit = Arc::new(AtomicBool::new(false));
+        let (d, q) = (done.clone(), quit.clone());
+        let thread = std::thread::Builder::new()
+            .name("weir-page-keys".into())
+            .spawn(move || {
+                let mut buf = [0u8; 32];
+                while !d.load(Ordering::SeqCst) {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; a timeout keeps the thread stoppable.
+                    let ready = unsafe { libc::poll(&mut p, 1, 100) };
+                    if ready <= 0 || p.revents & libc::POLLIN == 0 {
+                        continue;
+                    }
+                    // SAFETY: reads at most buf.len() bytes into buf.
+                    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    if n <= 0 {
+                        // End of input: nothing more to read.
+                        break;
+                    }
+                    for &b in &buf[..n as usize] {
+                        if crate::sink::terminal::table_key(b)
+                            == crate::sink::terminal::TableKey::Quit
+                            && !q.swap(true, Ordering::SeqCst)
+                        {
+                            on_quit();
+                        }
+                    }
+                }
+            })
+            .ok();
+        crate::sink::terminal::table_keys(true);
+        Some(PageKeys {
+            done,
+            quit,
+            thread,
+            saved,
+            fd,
+        })
+    }
+
+    /// Whether `Q` was pressed.
+    pub fn quit(&self) -> bool {
+        self.quit.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for PageKeys {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // SAFETY: the descriptor and the mode read from it in `start`.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
