@@ -416,13 +416,27 @@ impl Shell {
         }
     }
 
-    /// Prints a statement's rows; at a terminal, output taller than the screen goes
-    /// through the pager, as psql's does.
+    /// Prints a statement's rows (`SET;`, `SHOW …`, `DESCRIBE`). At a terminal, output
+    /// taller than the screen goes through the pager, as psql's does, and a table wider than
+    /// the screen has its widest cells wrapped to fit it (see
+    /// [`crate::format::encode::wrapped_table`]).
     fn out(&self, batches: &[RecordBatch]) {
         let mut text = Vec::new();
         if let Err(e) = write_results(&mut text, self.format, batches, true) {
             crate::message::say(e.render(None, None));
             return;
+        }
+        if self.interactive
+            && self.format == OutputFormat::Table
+            && let Some((_, cols)) = console::Term::stdout().size_checked()
+            && text
+                .split(|b| *b == b'\n')
+                .any(|l| String::from_utf8_lossy(l).chars().count() > cols as usize)
+        {
+            match crate::format::encode::wrapped_table(batches, cols) {
+                Ok(t) => text = t.into_bytes(),
+                Err(e) => crate::message::say(e.render(None, None)),
+            }
         }
         if self.interactive && page(&text) {
             return;

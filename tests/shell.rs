@@ -724,6 +724,53 @@ fn table_mode_pages_a_tall_result_by_keys() {
     s.line("\\q");
 }
 
+/// A statement's table wider than the terminal (`SET;` with a long value) has its widest
+/// cells wrapped onto more lines, so no line is wider than the terminal and nothing is cut.
+#[test]
+fn a_table_wider_than_the_terminal_is_wrapped_to_fit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s = start(&tmp.path().join("history"));
+    s.s.get_process_mut()
+        .set_window_size(80, 60)
+        .expect("the terminal's size");
+    let dir = "/tmp/a-checkpoint-directory/with-a-rather-long-name/0123456789/abcdefghij";
+    s.line(&format!("SET 'state.checkpoints.dir' = '{dir}';"));
+    s.want("Execute statement succeeded", "SET done");
+    s.line("SET;");
+    s.want("table.optimizer.reuse-sub-plan-enabled", "the last setting");
+    s.want("weir> ", "the prompt again");
+    // What the shell printed after `SET;`: the log's `read: "…"` entries, unescaped.
+    let seen = s.transcript();
+    let after = seen.rsplit("write: \"SET;\"").next().unwrap_or_default();
+    let printed: String = after
+        .lines()
+        .filter_map(|l| l.strip_prefix("read: \"")?.strip_suffix('"'))
+        .collect::<String>()
+        .replace("\\r", "")
+        .replace("\\n", "\n")
+        .replace("\\\"", "\"")
+        .replace("\\\\", "\\");
+    let table: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.starts_with('|') || l.starts_with('+'))
+        .collect();
+    assert!(table.len() > 20, "the settings: {seen}");
+    for l in &table {
+        assert!(
+            l.chars().count() <= 80,
+            "a line wider than 80 columns: {l:?}"
+        );
+    }
+    // The whole value is there, in pieces.
+    let cells: String = table
+        .iter()
+        .filter_map(|l| l.split('|').nth(2))
+        .map(str::trim)
+        .collect();
+    assert!(cells.contains(dir), "the value, whole: {cells}");
+    s.line("\\q");
+}
+
 /// Output taller than the terminal goes through `$PAGER` (here one that marks its lines),
 /// shorter output straight to the screen.
 #[test]

@@ -353,6 +353,63 @@ pub fn first_rows(batches: &[RecordBatch], n: usize) -> Vec<RecordBatch> {
     out
 }
 
+/// `batches` as a text table at most `width` characters wide, as the shell draws a
+/// statement's result (`SET;`, `SHOW …`, `DESCRIBE`) that would be wider than its
+/// terminal: the same box as [`write_results`] draws, its widest cells wrapped onto more
+/// lines (psql's `\pset format wrapped`), so nothing is cut and no line wraps on screen.
+pub fn wrapped_table(batches: &[RecordBatch], width: u16) -> Result<String> {
+    use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Table};
+    let mut table = Table::new();
+    // arrow's pretty printer's box, so a wrapped table looks like the others.
+    table.load_preset("||--+-++|    ++++++");
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_width(width);
+    let names: Vec<String> = batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let opts = format_options();
+    let mut rows = vec![];
+    for b in batches {
+        rows.extend(cell_texts(b, &opts)?);
+    }
+    // Each column's widest text; the widest column alone is wrapped when the others,
+    // whole, leave it room enough (a key beside its value stays on one line).
+    let text_width = |s: &String| s.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..names.len())
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .chain([&names[i]])
+                .map(text_width)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let widest = (0..widths.len()).max_by_key(|i| widths[*i]);
+    let others: usize =
+        widths.iter().map(|w| w + 3).sum::<usize>() + 4 - widest.map_or(0, |i| widths[i]);
+    let keep_others_whole = others + 12 <= width as usize;
+    table.set_header(names.iter().map(Cell::new));
+    for row in rows {
+        table.add_row(row);
+    }
+    if keep_others_whole {
+        for (i, col) in table.column_iter_mut().enumerate() {
+            if Some(i) != widest {
+                col.set_constraint(ColumnConstraint::ContentWidth);
+            }
+        }
+    }
+    Ok(format!("{table}\n"))
+}
+
 /// Writes one chunk of results; `first` says whether a CSV header is due.
 pub fn write_results(
     w: &mut dyn Write,
