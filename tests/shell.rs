@@ -692,7 +692,7 @@ fn table_mode_pages_a_tall_result_by_keys() {
     let ddl = tmp.path().join("ddl.sql");
     std::fs::write(&ddl, DDL).expect("ddl");
     let mut s = start(&tmp.path().join("history"));
-    // 24 lines: 17 rows a page, so the 40 groups below take three pages.
+    // 24 lines: 18 rows a page, so the 40 groups below take three pages.
     s.s.get_process_mut()
         .set_window_size(80, 24)
         .expect("the terminal's size");

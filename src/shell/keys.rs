@@ -47,6 +47,12 @@ impl PageKeys {
             .spawn(move || {
                 let mut buf = [0u8; 32];
                 while !d.load(Ordering::SeqCst) {
+                    crate::sink::terminal::table_tick();
+                    // Once the result has ended, what is typed is left for the prompt.
+                    if !crate::sink::terminal::table_showing() {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
                     let mut p = libc::pollfd {
                         fd,
                         events: libc::POLLIN,
@@ -63,13 +69,19 @@ impl PageKeys {
                         // End of input: nothing more to read.
                         break;
                     }
-                    for &b in &buf[..n as usize] {
-                        if crate::sink::terminal::table_key(b)
-                            == crate::sink::terminal::TableKey::Quit
-                            && !q.swap(true, Ordering::SeqCst)
-                        {
-                            on_quit();
-                        }
+                    let keys = &buf[..n as usize];
+                    // A function or arrow key's escape sequence (ESC and more, read at
+                    // once) is not a page key; a lone ESC is Esc.
+                    if keys.len() > 1 && keys[0] == 0x1b {
+                        continue;
+                    }
+                    if keys.iter().any(|&b| {
+                        crate::sink::terminal::table_key(b) == crate::sink::terminal::TableKey::Quit
+                    }) {
+                        q.store(true, Ordering::SeqCst);
+                        on_quit();
+                        // What is typed after Q is left for the prompt.
+                        break;
                     }
                 }
             })

@@ -132,6 +132,7 @@ impl TerminalSink {
         let due = view
             .drawn_at
             .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(200));
+        view.dirty = true;
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && due {
             view.draw(w)?;
         }
@@ -207,6 +208,11 @@ pub struct TableView {
     /// Lines drawn last (to draw over them) and when.
     drawn: usize,
     drawn_at: Option<std::time::Instant>,
+    /// Changed since it was last drawn (a change within 200 ms of the last drawing waits for
+    /// the next, or for [`table_tick`]).
+    dirty: bool,
+    /// Every row, not a page: the result's last drawing, once the query has ended.
+    whole: bool,
 }
 
 /// The `table` result shown in the foreground, whose pages the keys turn.
@@ -229,6 +235,26 @@ pub enum TableKey {
     Quit,
     /// The view changed and was drawn again, or the key meant nothing.
     Handled,
+}
+
+/// Whether a `table` result shows in the foreground (its query has not ended).
+pub fn table_showing() -> bool {
+    foreground().is_some()
+}
+
+/// Draws the foreground `table` result again if it changed since its last drawing and
+/// that was 200 ms ago or more: the key reader calls it a few times a second, so the last
+/// change before the input falls silent shows too.
+pub fn table_tick() {
+    if let Some(view) = foreground() {
+        let mut v = lock(&view);
+        if v.dirty
+            && v.drawn_at
+                .is_some_and(|t| t.elapsed() >= std::time::Duration::from_millis(200))
+        {
+            v.redraw();
+        }
+    }
 }
 
 /// Says whether page keys are read for the foreground `table` result (the status line then
@@ -284,19 +310,23 @@ pub fn table_key(key: u8) -> TableKey {
 }
 
 impl TableView {
-    /// Rows a page holds: the terminal's height less the table's borders, header and
-    /// status line (at least 5; every row when the height is unknown).
-    fn room() -> usize {
+    /// Rows a page holds: the terminal's height less the table's borders, header, status
+    /// line and the cursor's line (at least 1; every row when the height is unknown, or
+    /// once the query has ended).
+    fn room(&self) -> usize {
+        if self.whole {
+            return usize::MAX;
+        }
         console::Term::stdout()
             .size_checked()
             .map_or(usize::MAX, |(rows, _)| {
-                (rows as usize).saturating_sub(7).max(5)
+                (rows as usize).saturating_sub(6).max(1)
             })
     }
 
     /// Pages of the current result (at least 1).
     fn pages(&self) -> usize {
-        self.current.len().div_ceil(Self::room()).max(1)
+        self.current.len().div_ceil(self.room()).max(1)
     }
 
     /// Draws the view again at once, if it was drawn before (a key's effect).
@@ -316,7 +346,7 @@ impl TableView {
             // Up to the first line drawn before, and clear from there down.
             write!(w, "\x1b[{}A\r\x1b[J", self.drawn)?;
         }
-        let room = Self::room();
+        let room = self.room();
         let pages = self.pages();
         let at = self.page.unwrap_or(pages - 1).min(pages - 1);
         let first = at.saturating_mul(room).min(self.current.len());
@@ -341,6 +371,10 @@ impl TableView {
         ];
         lines.extend(shown.iter().map(|r| TerminalSink::line(r, &widths)));
         lines.push(TerminalSink::border(&widths));
+        let cols = console::Term::stdout()
+            .size_checked()
+            .map(|(_, c)| c as usize)
+            .filter(|c| *c > 0);
         let mut status = match self.page {
             None if pages > 1 => format!("page {pages} of {pages} (last)"),
             _ => format!("page {} of {pages}", at + 1),
@@ -348,7 +382,9 @@ impl TableView {
         if let Some(typed) = &self.typing {
             status.push_str(&format!(" · go to page: {typed}_ (Enter, Esc)"));
         } else if self.keys {
-            status.push_str(" · N next · P previous · L last · G go to · Q quit");
+            let keys = " · N next · P previous · L last · G go to · Q quit";
+            let fits = cols.is_none_or(|c| status.chars().count() + keys.chars().count() < c);
+            status.push_str(if fits { keys } else { " · N P L G Q" });
         }
         if pages > 1 || self.keys {
             lines.push(status);
@@ -356,8 +392,17 @@ impl TableView {
         for l in &lines {
             writeln!(w, "{l}")?;
         }
-        self.drawn = lines.len();
+        // A line wider than the terminal takes more than one of its lines: the next
+        // drawing goes up over all of them.
+        self.drawn = lines
+            .iter()
+            .map(|l| match cols {
+                Some(c) => l.chars().count().div_ceil(c).max(1),
+                None => 1,
+            })
+            .sum();
         self.drawn_at = Some(std::time::Instant::now());
+        self.dirty = false;
         Ok(())
     }
 }
@@ -447,6 +492,8 @@ impl Sink for TerminalSink {
             let mut view = lock(&self.view);
             view.keys = false;
             view.typing = None;
+            // It cannot be paged any more: all of it stays on the screen.
+            view.whole = true;
             if !view.names.is_empty() {
                 let mut w = std::io::stdout().lock();
                 view.draw(&mut w)?;
