@@ -48,6 +48,7 @@ pub const SETTINGS: &[&str] = &[
     MAX_COLUMN_WIDTH_KEY,
     "sql-client.display.max-column-width",
     crate::format::encode::ResultMode::KEY,
+    MAX_TABLE_ROWS_KEY,
     crate::plan::REUSE_SOURCE_KEY,
     crate::plan::REUSE_SUB_PLAN_KEY,
     DML_SYNC_KEY,
@@ -87,6 +88,22 @@ fn cores() -> usize {
 /// drawn, in characters, longer text cut to it with `...` at its end. Default 30, as Flink;
 /// 0: no limit.
 pub const MAX_COLUMN_WIDTH_KEY: &str = "table.display.max-column-width";
+
+/// Flink's `sql-client.execution.max-table-result.rows`: the most rows the `table` result
+/// mode keeps (default 1 000 000, as Flink); past it the oldest rows go first, as in
+/// Flink's `MaterializedCollectStreamResult`.
+pub const MAX_TABLE_ROWS_KEY: &str = "sql-client.execution.max-table-result.rows";
+
+/// The row limit `value` sets ([`MAX_TABLE_ROWS_KEY`]). Errors: not a whole number of 1 or
+/// more.
+fn max_table_rows_of(value: &str) -> Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(WeirError::user(format!(
+            "setting '{MAX_TABLE_ROWS_KEY}': '{value}' is not a number of rows (a whole number, 1 or more)"
+        ))),
+    }
+}
 
 /// The column width limit `value` sets ([`MAX_COLUMN_WIDTH_KEY`]). Errors: not a
 /// non-negative integer.
@@ -424,6 +441,9 @@ impl Session {
             MAX_COLUMN_WIDTH_KEY | "sql-client.display.max-column-width" => {
                 max_column_width_of(key, value)?;
             }
+            MAX_TABLE_ROWS_KEY => {
+                max_table_rows_of(value)?;
+            }
             PARALLELISM_KEY | "table.exec.resource.default-parallelism" | MAX_PARALLELISM_KEY => {
                 parallelism_of(key, value)?;
             }
@@ -573,6 +593,10 @@ impl Session {
             .time_zone
             .as_deref()
             .map(std::sync::Arc::from);
+        let max_table_rows = match self.settings.get(MAX_TABLE_ROWS_KEY) {
+            Some(v) => max_table_rows_of(v)?,
+            None => crate::format::encode::Display::DEFAULT_MAX_TABLE_ROWS,
+        };
         Ok(crate::format::encode::Display {
             max_width: width,
             expanded: self.expanded,
@@ -580,6 +604,7 @@ impl Session {
             mode,
             zone,
             max_rows: 0,
+            max_table_rows,
         })
     }
 
@@ -607,6 +632,9 @@ impl Session {
                     crate::operator::exchange::DEFAULT_MAX_PARALLELISM.to_string()
                 }
                 "state.checkpoints.dir" => crate::checkpoint::default_dir().display().to_string(),
+                MAX_TABLE_ROWS_KEY => {
+                    crate::format::encode::Display::DEFAULT_MAX_TABLE_ROWS.to_string()
+                }
                 _ => String::new(),
             }
         };

@@ -654,6 +654,31 @@ fn result_modes_table_changelog_and_tableau() {
         tableau.contains("| op ") && tableau.contains("| -U "),
         "{tableau}"
     );
+    // The table keeps at most `sql-client.execution.max-table-result.rows` rows, the
+    // oldest going first, as Flink's: of ten rows inserted in order, the last three.
+    let (code, stdout, stderr) = pipe(
+        "SET 'sql-client.execution.result-mode' = 'table';\n\
+         SET 'sql-client.execution.max-table-result.rows' = '3';\n\
+         SELECT x FROM (VALUES (1), (2), (3), (4), (5), (6), (7), (8), (9), (10)) AS t(x);\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let kept: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("| x"))
+        .map(|l| l.trim_matches(|c| c == '|' || c == ' '))
+        .collect();
+    assert_eq!(kept, ["8", "9", "10"], "{stdout}");
+    let (code, _, stderr) = pipe(
+        "SET 'sql-client.execution.max-table-result.rows' = '0';\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("'sql-client.execution.max-table-result.rows': '0' is not a number of rows"),
+        "{stderr}"
+    );
     // A mode Flink does not have is refused with the three it has.
     let (code, _, stderr) = pipe("SET 'sql-client.execution.result-mode' = 'grid';\n", &[]);
     assert_eq!(code, 1, "{stderr}");

@@ -118,6 +118,9 @@ pub struct Display {
     /// The most rows a `tableau` table draws (0: all); the rest are counted in the
     /// footer, as datafusion-cli's `--maxrows`. The shell sets it for bounded queries.
     pub max_rows: usize,
+    /// The most rows the `table` result mode keeps; past it the oldest go first (Flink's
+    /// `sql-client.execution.max-table-result.rows`).
+    pub max_table_rows: usize,
 }
 
 /// Flink's sql-client result modes (`SET 'sql-client.execution.result-mode'`), for a
@@ -157,6 +160,9 @@ impl ResultMode {
 impl Display {
     /// Flink's `table.display.max-column-width` default.
     pub const DEFAULT_MAX_WIDTH: usize = 30;
+
+    /// Flink's `sql-client.execution.max-table-result.rows` default.
+    pub const DEFAULT_MAX_TABLE_ROWS: usize = 1_000_000;
 
     /// `batch` as the shell shows it, Flink's sql-client's way: each `TIMESTAMP_LTZ` (also
     /// one in a ROW, ARRAY or MAP) as the wall-clock time of the session zone, and each
@@ -209,6 +215,7 @@ impl Default for Display {
             mode: ResultMode::default(),
             zone: None,
             max_rows: 0,
+            max_table_rows: Display::DEFAULT_MAX_TABLE_ROWS,
         }
     }
 }

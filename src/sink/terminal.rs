@@ -120,10 +120,16 @@ impl TerminalSink {
                 .unwrap_or(crate::changelog::RowKind::Insert);
             match kind {
                 crate::changelog::RowKind::Insert | crate::changelog::RowKind::UpdateAfter => {
-                    view.current.push(row)
+                    view.current.push_back(row);
+                    // Past the limit the oldest row goes, as in Flink's table view.
+                    if view.current.len() > self.display.max_table_rows.max(1) {
+                        view.current.pop_front();
+                    }
                 }
+                // The newest equal row goes (Flink's table view takes it first, so that
+                // fewer pages change).
                 _ => {
-                    if let Some(at) = view.current.iter().position(|r| *r == row) {
+                    if let Some(at) = view.current.iter().rposition(|r| *r == row) {
                         view.current.remove(at);
                     }
                 }
@@ -197,7 +203,7 @@ impl TerminalSink {
 #[derive(Default)]
 pub struct TableView {
     names: Vec<String>,
-    current: Vec<Vec<String>>,
+    current: std::collections::VecDeque<Vec<String>>,
     /// The page shown, from 0; None: the last, following the result as it grows (Flink's
     /// table view starts on its last page too).
     page: Option<usize>,
@@ -350,7 +356,10 @@ impl TableView {
         let pages = self.pages();
         let at = self.page.unwrap_or(pages - 1).min(pages - 1);
         let first = at.saturating_mul(room).min(self.current.len());
-        let shown = &self.current[first..self.current.len().min(first.saturating_add(room))];
+        let shown: Vec<&Vec<String>> = self
+            .current
+            .range(first..self.current.len().min(first.saturating_add(room)))
+            .collect();
         let widths: Vec<usize> = self
             .names
             .iter()
