@@ -18,7 +18,7 @@ use weir::{Outcome, Session, WeirError};
     after_help = "Examples:
   weir                                  the interactive shell (\\help inside)
   weir -f setup.sql                     run a file's statements and meta commands, then exit
-  weir run queries/nexmark/q5.sql       a standing query on the embedded Nexmark generator
+  weir run queries/hot_items.sql        a standing query on the embedded Nexmark generator
   weir query \"SELECT * FROM 'archive/hot_items' LIMIT 10\"
   weir bench nexmark --events 1000000 --query q0,q5"
 )]
@@ -61,7 +61,7 @@ enum Command {
     /// Run the statements of SQL files in order; INSERT INTO and SELECT start standing
     /// queries, which run until their sources end or Ctrl-C / SIGTERM stops them.
     #[command(after_help = "Examples:
-  weir run queries/nexmark/q5.sql --set events.num=1000000
+  weir run queries/nexmark/ddl.sql queries/nexmark/q5.sql --set events.num=1000000
   weir run ddl.sql job.sql --format csv --quiet > out.csv
   weir run job.sql --set execution.checkpointing.interval=10s --metrics-addr 127.0.0.1:9249
   weir run job.sql --from-scratch        ignore the job's saved checkpoints")]

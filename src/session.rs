@@ -744,7 +744,10 @@ impl Session {
             Statement::CreateTable(c) => {
                 if self.tables.contains_key(&c.name) || self.views.contains_key(&c.name) {
                     if c.if_not_exists {
-                        return Ok(Outcome::Done(format!("table '{}' already exists", c.name)));
+                        return Ok(Outcome::Done(format!(
+                            "[INFO] Table '{}' already exists: nothing done (IF NOT EXISTS).",
+                            c.name
+                        )));
                     }
                     return Err(WeirError::sql(
                         format!("table '{}' already exists", c.name),
@@ -942,7 +945,9 @@ impl Session {
             } => {
                 if self.tables.contains_key(name) || self.views.contains_key(name) {
                     if *if_not_exists {
-                        return Ok(Outcome::Done(format!("view '{name}' already exists")));
+                        return Ok(Outcome::Done(format!(
+                            "[INFO] '{name}' already exists: nothing done (IF NOT EXISTS)."
+                        )));
                     }
                     if !*or_replace || self.tables.contains_key(name) {
                         return Err(WeirError::sql(
@@ -988,7 +993,9 @@ impl Session {
                 };
                 if !exists {
                     if *if_exists {
-                        return Ok(Outcome::Done(format!("'{name}' does not exist")));
+                        return Ok(Outcome::Done(format!(
+                            "[INFO] No '{name}' to drop: nothing done (IF EXISTS)."
+                        )));
                     }
                     return Err(self.unknown_relation(name, *name_pos));
                 }

@@ -565,12 +565,12 @@ impl Shell {
             }
             Meta::Stop(id) => self.stop(id).await,
             Meta::Format(None) => {
-                crate::message::say(format!("[INFO] format: {:?}", self.format));
+                crate::message::say(format!("[INFO] format: {}", format_name(self.format)));
             }
             Meta::Format(Some(f)) => {
                 self.format = f;
                 self.session.output = f;
-                crate::message::say(format!("[INFO] format: {f:?}"));
+                crate::message::say(format!("[INFO] format: {}", format_name(f)));
             }
             Meta::Timing(t) => {
                 self.session.timing = t.unwrap_or(!self.session.timing);
@@ -1150,6 +1150,15 @@ impl Shell {
             }
         }
     }
+}
+
+/// An output format as `\\format` and `--format` spell it (`table`, `csv`, `json`,
+/// `ndjson`).
+fn format_name(f: OutputFormat) -> String {
+    use clap::ValueEnum;
+    f.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| format!("{f:?}").to_ascii_lowercase())
 }
 
 /// Shows `text` through the pager when stdout is a terminal and `text` is taller than it:

@@ -397,6 +397,70 @@ fn a_file_with_an_error_reports_it_and_fails() {
 
 /// Piped statements: an error's line and column count from the start of the input, past
 /// blank lines, indentation and earlier statements on its line.
+/// Every outcome line has its tag: a statement that does nothing under `IF [NOT] EXISTS`
+/// says so as `[INFO]`; `\\format` names formats as `--format` spells them; a failed job's
+/// error is reported once, as an `[ERROR]`.
+#[test]
+fn outcomes_are_tagged_and_a_failed_job_is_reported_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, "{\"a\": 1}\n{\"a\":\n").expect("bad json");
+    let (code, stdout, stderr) = pipe(
+        &format!(
+            "\\format\n\\format csv\n\\format table\n\
+             DROP TABLE IF EXISTS nope;\n\
+             CREATE VIEW v AS SELECT 1 AS a;\n\
+             CREATE VIEW IF NOT EXISTS v AS SELECT 2 AS a;\n\
+             CREATE TABLE t (a INT) WITH ('connector' = 'blackhole');\n\
+             CREATE TABLE IF NOT EXISTS t (a INT) WITH ('connector' = 'blackhole');\n\
+             CREATE TABLE src (a INT) WITH ('connector' = 'filesystem', 'format' = 'json', 'path' = '{}');\n\
+             SELECT a FROM src;\n",
+            bad.display()
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "the failed SELECT fails the run: {stderr}");
+    let said = format!("{stdout}{stderr}");
+    for line in [
+        "[INFO] format: table",
+        "[INFO] format: csv",
+        "[INFO] No 'nope' to drop: nothing done (IF EXISTS).",
+        "[INFO] 'v' already exists: nothing done (IF NOT EXISTS).",
+        "[INFO] Table 't' already exists: nothing done (IF NOT EXISTS).",
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line:?} in: {said}");
+    }
+    assert_eq!(
+        stderr.matches("malformed JSON").count(),
+        1,
+        "the failure once: {stderr}"
+    );
+    assert!(
+        stderr.contains("[ERROR] malformed JSON record at"),
+        "{stderr}"
+    );
+    // `weir run` too: its `[ERROR] Job 1 failed` and the error, once.
+    let job = tmp.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE TABLE src (a INT) WITH ('connector' = 'filesystem', 'format' = 'json', 'path' = '{}');\n\
+             SELECT a FROM src;\n",
+            bad.display()
+        ),
+    )
+    .expect("job file");
+    let out = weir().arg("run").arg(&job).output().expect("weir run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[ERROR] Job 1 failed"), "{stderr}");
+    assert_eq!(
+        stderr.matches("malformed JSON").count(),
+        1,
+        "the failure once: {stderr}"
+    );
+}
+
 #[test]
 fn piped_errors_point_at_their_line_of_the_input() {
     let (code, _, stderr) = pipe(

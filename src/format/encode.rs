@@ -73,11 +73,11 @@ pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) ->
 /// Output formats for results shown to a person or piped to a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// Boxed tables (one per emitted chunk when streaming).
+    /// Boxed tables, drawn as the rows come.
     Table,
     /// CSV with a header line.
     Csv,
-    /// A JSON array of objects (per emitted chunk when streaming).
+    /// One JSON array of objects over the whole run.
     Json,
     /// One JSON object per line.
     Ndjson,

@@ -269,8 +269,11 @@ impl Job {
             }
             let secs = job_metrics.started.elapsed().as_secs_f64();
             let l = job_metrics.latency();
+            // The failure itself reaches the user as the job's error (the shell's and
+            // `weir run`'s `[ERROR] Job N failed`); this is its line for a log collector, at
+            // the level of "job ended" (Flink logs a job's switch to FAILED at INFO).
             match &first_err {
-                Some(e) => tracing::error!(
+                Some(e) => tracing::info!(
                     target: "weir::job", job = %job_name, job_id = id, seconds = secs,
                     error = %e.render_body(None, None), "job failed"
                 ),
