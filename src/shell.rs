@@ -371,26 +371,29 @@ impl Shell {
                 }
             })
             .collect();
-        let options = crate::connector::ALL
-            .iter()
-            .map(|c| {
-                let mut o: BTreeSet<String> = BTreeSet::new();
-                for f in [
-                    None,
-                    Some(Format::Json),
-                    Some(Format::Csv),
-                    Some(Format::Parquet),
+        // Per connector its own options, and per format it reads (`filesystem/csv`) those
+        // with the format's, as a table is checked against them.
+        let keys = |c: &str, f: Option<Format>| -> Vec<String> {
+            let o: BTreeSet<String> = crate::connector::accepted_options(c, f)
+                .into_iter()
+                .filter(|k| !k.ends_with('.') && !k.ends_with('#'))
+                .map(str::to_string)
+                .collect();
+            o.into_iter().collect()
+        };
+        let mut options: Vec<(String, Vec<String>)> = vec![];
+        for c in crate::connector::ALL {
+            options.push((c.to_string(), keys(c, None)));
+            if matches!(*c, "filesystem" | "stdin" | "kafka") {
+                for (name, f) in [
+                    ("json", Format::Json),
+                    ("csv", Format::Csv),
+                    ("parquet", Format::Parquet),
                 ] {
-                    o.extend(
-                        crate::connector::accepted_options(c, f)
-                            .into_iter()
-                            .filter(|k| !k.ends_with('.') && !k.ends_with('#'))
-                            .map(str::to_string),
-                    );
+                    options.push((format!("{c}/{name}"), keys(c, Some(f))));
                 }
-                (c.to_string(), o.into_iter().collect())
-            })
-            .collect();
+            }
+        }
         let mut meta: Vec<String> = META_HELP
             .iter()
             .filter_map(|(c, _)| c.split_whitespace().next().map(str::to_string))

@@ -28,7 +28,8 @@ pub struct Catalog {
     pub functions: Vec<String>,
     pub keywords: Vec<String>,
     pub connectors: Vec<String>,
-    /// Per connector, the option keys it (and its formats) accepts.
+    /// Per connector (`kafka`), the option keys it accepts; per connector and format it
+    /// reads (`kafka/json`), those and the format's.
     pub options: Vec<(String, Vec<String>)>,
     pub settings: Vec<String>,
     pub meta: Vec<String>,
@@ -61,19 +62,29 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         } else if upper.ends_with("SET") {
             cat.settings.clone()
         } else if in_with_clause(lead) && (lead.ends_with('(') || lead.ends_with(',')) {
-            match connector_of(whole) {
-                Some(c) => cat
-                    .options
-                    .iter()
-                    .find(|(name, _)| *name == c)
-                    .map(|(_, o)| o.clone())
-                    .unwrap_or_default(),
+            let keys = match option_of(whole, "connector") {
+                Some(c) => {
+                    let of = |name: &str| {
+                        cat.options
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, o)| o.clone())
+                    };
+                    option_of(whole, "format")
+                        .and_then(|f| of(&format!("{c}/{f}")))
+                        .or_else(|| of(&c))
+                        .unwrap_or_default()
+                }
                 None => {
                     let all: BTreeSet<String> =
                         cat.options.iter().flat_map(|(_, o)| o.clone()).collect();
                     all.into_iter().collect()
                 }
-            }
+            };
+            // A key the clause has already is not offered again.
+            keys.into_iter()
+                .filter(|k| option_of(whole, k).is_none())
+                .collect()
         } else {
             vec![]
         };
@@ -276,14 +287,26 @@ fn inside_call(text: &str, name: &str) -> bool {
     !text[at..].contains(')')
 }
 
-/// The connector a statement names (`'connector' = 'kafka'`).
-fn connector_of(statement: &str) -> Option<String> {
+/// The value a statement gives option `key` (`'connector' = 'kafka'` for `connector`), if
+/// it gives one.
+fn option_of(statement: &str, key: &str) -> Option<String> {
     let lower = statement.to_ascii_lowercase();
-    let at = lower.find("'connector'")?;
-    let rest = statement[at + "'connector'".len()..].trim_start();
-    let rest = rest.strip_prefix('=')?.trim_start().strip_prefix('\'')?;
-    let end = rest.find('\'')?;
-    Some(rest[..end].to_string())
+    let quoted = format!("'{}'", key.to_ascii_lowercase());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&quoted) {
+        let at = from + found;
+        from = at + quoted.len();
+        let rest = statement[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix('\'') else {
+            continue;
+        };
+        let end = rest.find('\'')?;
+        return Some(rest[..end].to_string());
+    }
+    None
 }
 
 /// The relations a statement reads, with the name each goes by (`FROM bid B` gives
@@ -612,6 +635,28 @@ mod tests {
                     "nexmark".into(),
                     vec!["connector".into(), "events.num".into()],
                 ),
+                (
+                    "filesystem".into(),
+                    vec!["connector".into(), "format".into(), "path".into()],
+                ),
+                (
+                    "filesystem/csv".into(),
+                    vec![
+                        "connector".into(),
+                        "csv.header".into(),
+                        "format".into(),
+                        "path".into(),
+                    ],
+                ),
+                (
+                    "filesystem/json".into(),
+                    vec![
+                        "connector".into(),
+                        "format".into(),
+                        "json.fail-on-missing-field".into(),
+                        "path".into(),
+                    ],
+                ),
             ],
             settings: vec!["table.exec.batch-size".into()],
             meta: vec!["\\d".into(), "\\jobs".into(), "\\x".into()],
@@ -680,9 +725,25 @@ mod tests {
             done("CREATE TABLE t (a INT) WITH ('connector' = 'k"),
             ["kafka'"]
         );
+        // The connector's own options, less those the clause has already.
         assert_eq!(
             done("CREATE TABLE t (a INT) WITH ('connector' = 'nexmark', '"),
-            ["connector'", "events.num'"]
+            ["events.num'"]
+        );
+        // With a format, that format's options and no other's.
+        assert_eq!(
+            done("CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', '"),
+            ["format'", "path'"]
+        );
+        assert_eq!(
+            done("CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'format' = 'csv', '"),
+            ["csv.header'", "path'"]
+        );
+        assert_eq!(
+            done(
+                "CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'format' = 'json', 'path' = 'x', '"
+            ),
+            ["json.fail-on-missing-field'"]
         );
         assert_eq!(done("SET 'table"), ["table.exec.batch-size'"]);
     }
