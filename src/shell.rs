@@ -1340,6 +1340,7 @@ pub fn interactive(rt: &tokio::runtime::Runtime, maxrows: Option<usize>) -> Resu
     if let Some(n) = maxrows {
         shell.session.max_rows = n;
     }
+    keys::restore_terminal_on_termination(rt);
     // Tab completes what the candidates share and lists them all, as bash and psql do.
     let config = rustyline::Config::builder()
         .completion_type(rustyline::CompletionType::List)

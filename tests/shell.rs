@@ -749,19 +749,30 @@ fn result_modes_table_changelog_and_tableau() {
     assert!(stderr.contains("table, changelog or tableau"), "{stderr}");
 }
 
+/// `s` (a shell at its prompt) with [`DDL`]'s tables made from a file in `dir`, in the `table`
+/// result mode, and its terminal `size` (columns, lines) when given.
+fn table_mode_shell(mut s: Term, dir: &std::path::Path, size: Option<(u16, u16)>) -> Term {
+    if let Some((cols, rows)) = size {
+        s.s.get_process_mut()
+            .set_window_size(cols, rows)
+            .expect("the terminal's size");
+    }
+    let ddl = dir.join("ddl.sql");
+    std::fs::write(&ddl, DDL).expect("ddl");
+    s.line(&format!("\\i {}", ddl.display()));
+    s.want("Table 'sink' created", "the DDL ran");
+    s.line("SET 'sql-client.execution.result-mode' = 'table';");
+    s.want("Execute statement succeeded", "SET done");
+    s
+}
+
 /// In the `table` result mode on a terminal, an updating result is redrawn in place (the
 /// cursor goes back up over the last drawing and clears it) instead of scrolling a row per
 /// change; Ctrl-C still cancels it.
 #[test]
 fn table_mode_redraws_the_result_in_place() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ddl = tmp.path().join("ddl.sql");
-    std::fs::write(&ddl, DDL).expect("ddl");
-    let mut s = start(&tmp.path().join("history"));
-    s.line(&format!("\\i {}", ddl.display()));
-    s.want("Table 'sink' created", "the DDL ran");
-    s.line("SET 'sql-client.execution.result-mode' = 'table';");
-    s.want("Execute statement succeeded", "SET done");
+    let mut s = table_mode_shell(start(&tmp.path().join("history")), tmp.path(), None);
     s.line("SELECT event_type, COUNT(*) AS n FROM datagen GROUP BY event_type;");
     s.want("| event_type |", "the result's header");
     s.want("A\r\x1b[J", "a redraw over the last drawing");
@@ -778,17 +789,12 @@ fn table_mode_redraws_the_result_in_place() {
 #[test]
 fn table_mode_pages_a_tall_result_by_keys() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let ddl = tmp.path().join("ddl.sql");
-    std::fs::write(&ddl, DDL).expect("ddl");
-    let mut s = start(&tmp.path().join("history"));
     // 24 lines: 18 rows a page, so the 40 groups below take three pages.
-    s.s.get_process_mut()
-        .set_window_size(80, 24)
-        .expect("the terminal's size");
-    s.line(&format!("\\i {}", ddl.display()));
-    s.want("Table 'sink' created", "the DDL ran");
-    s.line("SET 'sql-client.execution.result-mode' = 'table';");
-    s.want("Execute statement succeeded", "SET done");
+    let mut s = table_mode_shell(
+        start(&tmp.path().join("history")),
+        tmp.path(),
+        Some((80, 24)),
+    );
     s.line("SELECT MOD(bid.price, 40) AS k, COUNT(*) AS n FROM datagen WHERE event_type = 2 GROUP BY MOD(bid.price, 40);");
     s.want("| k  | n", "the result's header");
     s.want(
@@ -829,17 +835,9 @@ fn a_table_wider_than_the_terminal_is_wrapped_to_fit() {
     s.want("table.optimizer.reuse-sub-plan-enabled", "the last setting");
     s.want("weir> ", "the prompt again");
     // What the shell printed after `SET;`: the log's `read: "…"` entries, unescaped.
-    let seen = s.transcript();
-    let after = seen.rsplit("write: \"SET;\"").next().unwrap_or_default();
-    let printed: String = after
-        .lines()
-        .filter_map(|l| l.strip_prefix("read: \"")?.strip_suffix('"'))
-        .collect::<String>()
-        .replace("\\r", "")
-        .replace("\\n", "\n")
-        .replace("\\\"", "\"")
-        .replace("\\\\", "\\");
-    let table: Vec<&str> = printed
+    let seen = printed(&s);
+    let after = seen.rsplit("SET;").next().unwrap_or_default();
+    let table: Vec<&str> = after
         .lines()
         .filter(|l| l.starts_with('|') || l.starts_with('+'))
         .collect();
@@ -974,4 +972,107 @@ fn a_bounded_result_shows_its_first_40_rows_on_a_terminal() {
     t.want("| 99 |", "the last row");
     t.want("9 row(s)", "the count");
     t.line("\\q");
+}
+
+/// What the terminal showed so far: the transcript's `read: "…"` entries joined and
+/// unescaped (carriage returns dropped).
+fn printed(t: &Term) -> String {
+    t.transcript()
+        .lines()
+        .filter_map(|l| l.strip_prefix("read: \"")?.strip_suffix('"'))
+        .collect::<String>()
+        .replace("\\r", "")
+        .replace("\\n", "\n")
+        .replace("\\\"", "\"")
+        .replace("\\\\", "\\")
+}
+
+/// The status lines a `table` result drew (`page 2 of 3 · N next …`), in order.
+fn status_lines(t: &Term) -> Vec<String> {
+    printed(t)
+        .lines()
+        .filter(|l| l.starts_with("page "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A `table` result whose query fails (a division by zero at its 50th row) is drawn one last
+/// time without the page keys, which turn it no more, and the error follows it.
+#[test]
+fn a_failed_table_result_is_left_without_its_keys() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s = table_mode_shell(
+        start(&tmp.path().join("history")),
+        tmp.path(),
+        Some((80, 24)),
+    );
+    s.line(
+        "CREATE TABLE g (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '100', \
+         'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '1000');",
+    );
+    s.want("Table 'g' created", "the table");
+    s.line("SELECT id, 100 / (id - 50) AS q FROM g;");
+    s.want("N next · P previous", "the keys while it runs");
+    s.want("Divide by zero", "the query's error");
+    s.want("weir> ", "the prompt again");
+    let status = status_lines(&s);
+    // Up to 49 rows (those of the batches before the one that failed), 18 a page: the
+    // last drawing names its page and no keys.
+    let last = status.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.ends_with("(last)") && !last.contains('·'),
+        "{status:?}"
+    );
+    assert!(status.iter().any(|l| l.contains("N next")), "{status:?}");
+    s.line("\\q");
+}
+
+/// A shell ended by SIGTERM while a `table` result reads its page keys (the terminal without
+/// echo and line editing) gives the terminal back the mode it had, and exits with 143 as the
+/// signal would: `stty -a` run in the same terminal before and after it lists the same modes.
+#[test]
+fn a_terminated_shell_gives_the_terminal_back() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "stty -a; echo 'modes above'; \"$0\"; echo \"weir exited: $?\"; stty -a; echo 'modes above'",
+        env!("CARGO_BIN_EXE_weir"),
+    ])
+    .env("WEIR_HISTORY", tmp.path().join("history"))
+    .env("TERM", "xterm")
+    .env("PAGER", "cat");
+    let mut s = spawn(cmd);
+    s.want("weir> ", "a prompt");
+    let mut s = table_mode_shell(s, tmp.path(), None);
+    s.line("SELECT event_type, COUNT(*) AS n FROM datagen GROUP BY event_type;");
+    s.want("N next · P previous", "the page keys are read");
+    let sh = s.s.get_process().pid().to_string();
+    let children = Command::new("pgrep")
+        .args(["-P", &sh])
+        .output()
+        .expect("pgrep");
+    let weir_pid = String::from_utf8_lossy(&children.stdout).trim().to_string();
+    assert!(!weir_pid.is_empty(), "the shell's process under sh {sh}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &weir_pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    s.want("weir exited: 143", "the exit status of a SIGTERM");
+    s.want("modes above", "stty's listing after");
+    // The local modes (`isig icanon iexten echo …`) and the input modes, before and after.
+    let text = printed(&s);
+    let listings: Vec<Vec<&str>> = text
+        .split("modes above")
+        .take(2)
+        .map(|l| {
+            l.lines()
+                .filter(|l| l.contains("icanon") || l.contains("icrnl") || l.contains("echoctl"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(listings.len(), 2, "{text}");
+    assert!(!listings[0].is_empty(), "{text}");
+    assert_eq!(listings[0], listings[1], "the modes changed: {text}");
 }

@@ -13,7 +13,8 @@
 //! - the statement's own `WITH` queries and derived tables count as relations (see
 //!   [`local_relations`]);
 //! - anywhere else: the columns of the relations the statement reads, then functions, then
-//!   keywords — only columns when nothing is typed yet.
+//!   keywords — only columns when nothing is typed yet; before the statement reads any
+//!   relation (`SELECT ` typed first), every relation's columns, then functions.
 //!
 //! [`complete`] is a pure function of the text and a [`Catalog`] snapshot, so it is tested
 //! without a terminal.
@@ -204,15 +205,24 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         times.dedup();
         return (start, matching(&times, word));
     }
-    let mut columns: Vec<String> = in_scope
+    // Before the statement names what it reads (`SELECT ` typed first), the columns of
+    // every relation, and the functions.
+    let nothing_read = in_scope.is_empty();
+    let read: Vec<&Relation> = match nothing_read {
+        true => cat.relations.iter().collect(),
+        false => in_scope,
+    };
+    let mut columns: Vec<String> = read
         .iter()
         .flat_map(|r| r.columns.iter().map(|(c, _)| c.clone()))
         .collect();
     let mut seen = BTreeSet::new();
     columns.retain(|c| seen.insert(c.clone()));
     let mut out = matching(&columns, word);
-    if !word.is_empty() {
+    if !word.is_empty() || nothing_read {
         out.extend(matching(&cat.functions, word));
+    }
+    if !word.is_empty() {
         out.extend(matching(&cat.keywords, word));
     }
     (start, out)
@@ -677,8 +687,23 @@ mod tests {
 
     #[test]
     fn columns_of_the_relations_read_come_first() {
-        // No relation read yet: functions, then keywords.
-        assert_eq!(done("SELECT b"), ["BIT_AND", "BETWEEN"]);
+        // No relation read yet: every relation's columns, functions, then keywords; with
+        // nothing typed, the columns and functions.
+        assert_eq!(done("SELECT b"), ["bidder", "BIT_AND", "BETWEEN"]);
+        assert_eq!(
+            done("SELECT "),
+            [
+                "auction",
+                "bidder",
+                "price",
+                "dateTime",
+                "event_type",
+                "person",
+                "BIT_AND",
+                "COUNT",
+                "SUM"
+            ]
+        );
         let text = "SELECT b";
         let whole = "SELECT b FROM bid";
         assert_eq!(

@@ -112,3 +112,42 @@ impl Drop for PageKeys {
         unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
     }
 }
+
+/// Gives the terminal back the mode it had when the shell started if the shell is ended by
+/// `SIGTERM` or `SIGHUP`, then exits with 128 plus the signal's number (143, 129), as the
+/// signal itself would have: otherwise a shell killed while the prompt (raw mode) or a
+/// `table` result's page keys (no echo, no line editing) hold the terminal leaves it so.
+/// Does nothing when stdin is not a terminal.
+pub fn restore_terminal_on_termination(rt: &tokio::runtime::Runtime) {
+    let stdin = std::io::stdin();
+    if !std::io::IsTerminal::is_terminal(&stdin) {
+        return;
+    }
+    let fd = stdin.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return;
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered here, before the first prompt, so no signal finds the default action.
+    let (Ok(mut term), Ok(mut hup)) = rt.block_on(async {
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        )
+    }) else {
+        return;
+    };
+    rt.spawn(async move {
+        let code = tokio::select! {
+            _ = term.recv() => 128 + libc::SIGTERM,
+            _ = hup.recv() => 128 + libc::SIGHUP,
+        };
+        // SAFETY: the descriptor and the mode read from it above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        eprintln!();
+        crate::message::info("terminated by a signal: the shell exits");
+        std::process::exit(code);
+    });
+}

@@ -416,6 +416,26 @@ impl TableView {
     }
 }
 
+/// A `table` result whose query failed (its sink is dropped without [`Sink::finish`]) stops
+/// being the one the page keys turn, and its last page is drawn again without the keys, so
+/// the screen does not offer keys that no longer do anything.
+impl Drop for TerminalSink {
+    fn drop(&mut self) {
+        let Ok(mut f) = FOREGROUND.lock() else {
+            return;
+        };
+        if !f.as_ref().is_some_and(|v| Arc::ptr_eq(v, &self.view)) {
+            return;
+        }
+        *f = None;
+        drop(f);
+        let mut view = lock(&self.view);
+        view.keys = false;
+        view.typing = None;
+        view.redraw();
+    }
+}
+
 impl Sink for TerminalSink {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
