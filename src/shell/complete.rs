@@ -205,9 +205,9 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         times.dedup();
         return (start, matching(&times, word));
     }
-    // Before the statement names what it reads (`SELECT ` typed first), the columns of
-    // every relation, and the functions.
-    let nothing_read = in_scope.is_empty();
+    // Before a query names what it reads (`SELECT ` typed first), the columns of every
+    // relation, and the functions.
+    let nothing_read = in_scope.is_empty() && is_query(head);
     let read: Vec<&Relation> = match nothing_read {
         true => cat.relations.iter().collect(),
         false => in_scope,
@@ -226,6 +226,17 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
         out.extend(matching(&cat.keywords, word));
     }
     (start, out)
+}
+
+/// Whether `text` (a statement up to the cursor) is a query so far: a `SELECT` or `WITH`, or
+/// an `INSERT` that has come to its `SELECT` — not a `CREATE TABLE`'s column list, say.
+fn is_query(text: &str) -> bool {
+    let upper = text.trim_start().to_ascii_uppercase();
+    upper.starts_with("SELECT")
+        || upper.starts_with("WITH")
+        || upper
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .any(|w| w == "SELECT")
 }
 
 /// The candidates that start with `word` (ignoring case), not `word` itself, in order.
@@ -704,6 +715,8 @@ mod tests {
                 "SUM"
             ]
         );
+        // Not in a column list of CREATE TABLE.
+        assert_eq!(done("CREATE TABLE t (a INT, b "), Vec::<String>::new());
         let text = "SELECT b";
         let whole = "SELECT b FROM bid";
         assert_eq!(
