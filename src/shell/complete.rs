@@ -232,8 +232,7 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
 /// an `INSERT` that has come to its `SELECT` — not a `CREATE TABLE`'s column list, say.
 fn is_query(text: &str) -> bool {
     let upper = text.trim_start().to_ascii_uppercase();
-    upper.starts_with("SELECT")
-        || upper.starts_with("WITH")
+    upper.starts_with("WITH")
         || upper
             .split(|c: char| !c.is_alphanumeric() && c != '_')
             .any(|w| w == "SELECT")
