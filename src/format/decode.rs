@@ -637,19 +637,93 @@ impl Decoder {
             )
             .map_err(|e| e.to_string());
         }
-        let b = match self.read_csv(lines, &self.csv_schema) {
+        let text = self.joined(lines)?;
+        self.decode_csv_joined(&text, lines.len())
+    }
+
+    /// Decodes `text`, `count` CSV records each ending with a line feed (see
+    /// [`Decoder::joined`]).
+    fn decode_csv_joined(
+        &self,
+        text: &str,
+        count: usize,
+    ) -> std::result::Result<RecordBatch, String> {
+        let b = match self.read_csv(text, count, &self.csv_schema) {
             Ok(b) => b,
             Err(e) if self.csv_numbers.is_empty() => return Err(e),
             // Perhaps numbers with spaces around them: read them as text and trim.
             Err(e) => {
                 // A record malformed either way keeps the first try's reason.
-                let Ok(b) = self.read_csv(lines, &self.csv_text_schema) else {
+                let Ok(b) = self.read_csv(text, count, &self.csv_text_schema) else {
                     return Err(e);
                 };
                 self.trimmed_numbers(b).map_err(|_| e)?
             }
         };
         self.csv_arrays(b)
+    }
+
+    /// Decodes `text` — `count` CSV lines, each ending with a line feed, as the
+    /// `filesystem` source collects them — at once, without splitting it into lines first,
+    /// when nothing in it needs a line of its own: no blank or comment lines, no carriage
+    /// return, no quote left open at a line's end, no escape character, and at least two
+    /// columns (a blank line then cannot pass for a record). None when it is not so, or
+    /// when the chunk fails: the caller then decodes it line by line with
+    /// [`Decoder::decode`], which skips, finds and reports what it must.
+    pub fn decode_csv_text(&self, text: &str, count: usize) -> Option<RecordBatch> {
+        if self.format != Format::Csv
+            || self.escape.is_some()
+            || self.allow_comments
+            || count == 0
+            || self.csv_schema.fields().len() < 2
+        {
+            return None;
+        }
+        let bytes = text.as_bytes();
+        if bytes.first() == Some(&b'\n')
+            || memchr::memchr(b'\r', bytes).is_some()
+            || memchr::memmem::find(bytes, b"\n\n").is_some()
+            || memchr::memchr_iter(b'\n', bytes).count() != count
+            || bytes.last() != Some(&b'\n')
+        {
+            return None;
+        }
+        if self.quote != NO_QUOTE
+            && memchr::memchr(self.quote, bytes).is_some()
+            && bytes
+                .split(|b| *b == b'\n')
+                .any(|l| quote_left_open(l, self.delimiter, self.quote))
+        {
+            return None;
+        }
+        let b = self.decode_csv_joined(text, count).ok()?;
+        self.booleans(b).ok()
+    }
+
+    /// `lines` as one text, each followed by a line feed, escaped lines rewritten (see
+    /// [`unescape_line`]). Errors: a quote left open at a line's end — a record is one line.
+    fn joined(&self, lines: &[&String]) -> std::result::Result<String, String> {
+        // One allocation for the chunk's text (not one per doubling as it grows).
+        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for l in lines {
+            // A record is one line: a quote left open would take in the line end (and,
+            // in a batch, the next record).
+            if self.escape.is_none()
+                && self.quote != NO_QUOTE
+                && quote_left_open(l.as_bytes(), self.delimiter, self.quote)
+            {
+                return Err(format!(
+                    "a field quoted with {} is not closed on its line (a record cannot span lines)",
+                    self.quote as char
+                ));
+            }
+            match self.escape {
+                Some(e) => unescape_line(l, self.delimiter, self.quote, e, &mut buf),
+                None => buf.push_str(l),
+            }
+            buf.push('\n');
+        }
+        Ok(buf)
     }
 
     /// The number columns of `b` (read by `csv_text_schema` as text), trimmed of what
@@ -685,7 +759,7 @@ impl Decoder {
         RecordBatch::try_new(self.csv_schema.clone(), cols).map_err(|e| e.to_string())
     }
 
-    /// Reads `lines` as CSV records of `schema`.
+    /// Reads `text` (see [`Decoder::joined`]) as `count` CSV records of `schema`.
     ///
     /// Without `csv.null-literal` no field is NULL, which arrow-csv can only be told by a
     /// regex that matches nothing — tried on every field, a quarter of the time of reading
@@ -695,23 +769,25 @@ impl Decoder {
     /// to give the same value or error as before.
     fn read_csv(
         &self,
-        lines: &[&String],
+        text: &str,
+        count: usize,
         schema: &SchemaRef,
     ) -> std::result::Result<RecordBatch, String> {
         if self.no_null_literal
-            && let Ok(b) = self.read_csv_with(lines, schema, None)
+            && let Ok(b) = self.read_csv_with(text, count, schema, None)
             && let Some(b) = empty_text_fields(b)
         {
             return Ok(b);
         }
-        self.read_csv_with(lines, schema, Some(self.null.clone()))
+        self.read_csv_with(text, count, schema, Some(self.null.clone()))
     }
 
-    /// Reads `lines` as CSV records of `schema`, a field NULL where `null` matches it (where
-    /// it is empty when `null` is None).
+    /// Reads `text` as `count` CSV records of `schema`, a field NULL where `null` matches it
+    /// (where it is empty when `null` is None).
     fn read_csv_with(
         &self,
-        lines: &[&String],
+        text: &str,
+        count: usize,
         schema: &SchemaRef,
         null: Option<regex::Regex>,
     ) -> std::result::Result<RecordBatch, String> {
@@ -727,33 +803,13 @@ impl Decoder {
             .with_header(false)
             .with_delimiter(self.delimiter)
             .with_quote(quote)
-            .with_batch_size(lines.len().max(1));
+            .with_batch_size(count.max(1));
         let mut d = match null {
             Some(n) => d.with_null_regex(n),
             None => d,
         }
         .build_decoder();
-        // One allocation for the chunk's text (not one per doubling as it grows).
-        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for l in lines {
-            // A record is one line: a quote left open would take in the line end (and,
-            // in a batch, the next record).
-            if self.escape.is_none()
-                && self.quote != NO_QUOTE
-                && quote_left_open(l.as_bytes(), self.delimiter, self.quote)
-            {
-                return Err(format!(
-                    "a field quoted with {} is not closed on its line (a record cannot span lines)",
-                    self.quote as char
-                ));
-            }
-            match self.escape {
-                Some(e) => unescape_line(l, self.delimiter, self.quote, e, &mut buf),
-                None => buf.push_str(l),
-            }
-            buf.push('\n');
-        }
-        let bytes = buf.as_bytes();
+        let bytes = text.as_bytes();
         let mut off = 0;
         let error =
             |e: datafusion::arrow::error::ArrowError| csv_error(&e.to_string(), &self.schema);
@@ -764,9 +820,14 @@ impl Decoder {
             }
             off += used;
         }
+        // Records left over: a line held more than one (a carriage return inside it ends a
+        // record too), which would otherwise be dropped.
+        if bytes[off..].iter().any(|b| !b.is_ascii_whitespace()) {
+            return Err("a line holds more than one record (a carriage return inside it)".into());
+        }
         let _ = d.decode(&[]).map_err(error)?;
         match d.flush().map_err(error)? {
-            Some(b) if b.num_rows() == lines.len() => Ok(b),
+            Some(b) if b.num_rows() == count => Ok(b),
             Some(_) | None => Err("wrong number of fields".into()),
         }
     }
@@ -1083,6 +1144,41 @@ mod tests {
         assert_eq!(b.column(0).null_count(), 1);
         let v = b.column(1).as_string::<i32>();
         assert_eq!(v.iter().collect::<Vec<_>>(), [Some(""), None, Some("z")]);
+    }
+
+    /// A CSV chunk is decoded at once when nothing in it needs a line of its own, to the
+    /// same rows as line by line; a blank line, a carriage return inside a line, a quote
+    /// left open or a bad record leaves it to the line-by-line decoding (None).
+    #[test]
+    fn a_clean_csv_chunk_is_decoded_at_once() {
+        use datafusion::arrow::array::AsArray;
+        let d = decoder(Format::Csv, &[]);
+        let text = "1,a\n2,\"b,c\"\n3,\n";
+        let at_once = d.decode_csv_text(text, 3).expect("decoded at once");
+        let by_line = d
+            .decode(&lines(&["1,a", "2,\"b,c\"", "3,"]), "f", 1)
+            .expect("decodes")
+            .batch
+            .expect("rows");
+        assert_eq!(at_once, by_line);
+        let v = at_once.column(1).as_string::<i32>();
+        assert_eq!(v.iter().flatten().collect::<Vec<_>>(), ["a", "b,c", ""]);
+        for (text, count) in [
+            ("1,a\n\n3,c\n", 3),
+            ("\n1,a\n", 2),
+            ("1,a\r2,b\n", 1),
+            ("1,\"a\n2,b\"\n", 2),
+            ("x,a\n", 1),
+            ("1,a\n2,b\n", 3),
+        ] {
+            assert!(d.decode_csv_text(text, count).is_none(), "{text:?}");
+        }
+        // Line by line, a carriage return inside a line is a bad record, not a row lost.
+        let got = decoder(Format::Csv, &[("csv.ignore-parse-errors", "true")])
+            .decode(&lines(&["1,a\r2,b", "3,c"]), "f", 1)
+            .expect("decodes");
+        assert_eq!(got.bad.len(), 1, "{:?}", got.bad);
+        assert_eq!(got.batch.expect("rows").num_rows(), 1);
     }
 
     /// A record nesting deeper than Jackson's limit is malformed, not a stack overflow

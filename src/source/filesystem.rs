@@ -626,7 +626,11 @@ impl FileSource {
             Some(_) => Some(FileFacts::of(file)?),
             None => None,
         };
-        let mut lines = Vec::with_capacity(self.batch_size);
+        // The batch's lines, each followed by a line feed, as one text: a CSV chunk that
+        // needs no line of its own is decoded from it at once (see
+        // `Decoder::decode_csv_text`); others are split into lines first.
+        let mut text = String::new();
+        let mut count = 0usize;
         let mut first_line = line_no + 1;
         loop {
             buf.clear();
@@ -643,14 +647,34 @@ impl FileSource {
                     continue;
                 }
                 let line = super::line_body(&buf, line_no);
-                let text = ctx.text_line(&self.decoder, line, &|| format!("{origin}:{line_no}"))?;
-                lines.push(text);
+                match std::str::from_utf8(line) {
+                    Ok(t) => text.push_str(t),
+                    // Counted or sent to the dead letters; a blank line here.
+                    Err(_) => {
+                        ctx.text_line(&self.decoder, line, &|| format!("{origin}:{line_no}"))?;
+                    }
+                }
+                text.push('\n');
+                count += 1;
             }
-            if lines.len() >= self.batch_size || (n == 0 && !lines.is_empty()) {
-                let d = self.decoder.decode(&lines, &origin, first_line)?;
-                ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
+            if count >= self.batch_size || (n == 0 && count > 0) {
+                let d = match self.decoder.decode_csv_text(&text, count) {
+                    Some(b) => crate::format::decode::Decoded {
+                        batch: Some(b),
+                        bad: vec![],
+                        kept: None,
+                    },
+                    None => {
+                        let lines: Vec<String> =
+                            text.split_terminator('\n').map(str::to_string).collect();
+                        let d = self.decoder.decode(&lines, &origin, first_line)?;
+                        ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
+                        d
+                    }
+                };
                 first_line = line_no + 1;
-                lines.clear();
+                text.clear();
+                count = 0;
                 // Marked before the batch goes: a batch emitted is a batch read. From
                 // `from`: the bytes skipped before `start` hold no line start.
                 add_span(self.done.entry(key.clone()).or_default(), from, bytes);
