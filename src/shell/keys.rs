@@ -21,16 +21,7 @@ impl PageKeys {
     /// Starts reading when stdin is a terminal whose mode can be set (None otherwise: the
     /// result then shows as before, without keys). `on_quit` runs when `Q` is pressed.
     pub fn start(on_quit: impl Fn() + Send + 'static) -> Option<PageKeys> {
-        let stdin = std::io::stdin();
-        if !std::io::IsTerminal::is_terminal(&stdin) {
-            return None;
-        }
-        let fd = stdin.as_raw_fd();
-        // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return None;
-        }
+        let (fd, saved) = stdin_mode()?;
         let mut keys = saved;
         keys.c_lflag &= !(libc::ICANON | libc::ECHO);
         keys.c_cc[libc::VMIN] = 1;
@@ -119,16 +110,9 @@ impl Drop for PageKeys {
 /// `table` result's page keys (no echo, no line editing) hold the terminal leaves it so.
 /// Does nothing when stdin is not a terminal.
 pub fn restore_terminal_on_termination(rt: &tokio::runtime::Runtime) {
-    let stdin = std::io::stdin();
-    if !std::io::IsTerminal::is_terminal(&stdin) {
+    let Some((fd, saved)) = stdin_mode() else {
         return;
-    }
-    let fd = stdin.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-        return;
-    }
+    };
     use tokio::signal::unix::{SignalKind, signal};
     // Registered here, before the first prompt, so no signal finds the default action.
     let (Ok(mut term), Ok(mut hup)) = rt.block_on(async {
@@ -150,4 +134,19 @@ pub fn restore_terminal_on_termination(rt: &tokio::runtime::Runtime) {
         crate::message::info("terminated by a signal: the shell exits");
         std::process::exit(code);
     });
+}
+
+/// Stdin's descriptor and its terminal mode, when stdin is a terminal whose mode can be read.
+fn stdin_mode() -> Option<(i32, libc::termios)> {
+    let stdin = std::io::stdin();
+    if !std::io::IsTerminal::is_terminal(&stdin) {
+        return None;
+    }
+    let fd = stdin.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
+    let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut mode) } != 0 {
+        return None;
+    }
+    Some((fd, mode))
 }

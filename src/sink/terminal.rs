@@ -76,6 +76,18 @@ impl TerminalSink {
         self
     }
 
+    /// Stops this sink's `table` result being the one the page keys turn; true when it was.
+    fn leave_foreground(&self) -> bool {
+        let Ok(mut f) = FOREGROUND.lock() else {
+            return false;
+        };
+        let was = f.as_ref().is_some_and(|v| Arc::ptr_eq(v, &self.view));
+        if was {
+            *f = None;
+        }
+        was
+    }
+
     fn border(widths: &[usize]) -> String {
         let mut s = String::from("+");
         for w in widths {
@@ -421,14 +433,9 @@ impl TableView {
 /// the screen does not offer keys that no longer do anything.
 impl Drop for TerminalSink {
     fn drop(&mut self) {
-        let Ok(mut f) = FOREGROUND.lock() else {
-            return;
-        };
-        if !f.as_ref().is_some_and(|v| Arc::ptr_eq(v, &self.view)) {
+        if !self.leave_foreground() {
             return;
         }
-        *f = None;
-        drop(f);
         let mut view = lock(&self.view);
         view.keys = false;
         view.typing = None;
@@ -513,11 +520,7 @@ impl Sink for TerminalSink {
             self.format == OutputFormat::Table && self.display.mode == ResultMode::Table;
         if table_mode {
             // The page keys turn this result no more.
-            if let Ok(mut f) = FOREGROUND.lock()
-                && f.as_ref().is_some_and(|v| Arc::ptr_eq(v, &self.view))
-            {
-                *f = None;
-            }
+            self.leave_foreground();
             let mut view = lock(&self.view);
             view.keys = false;
             view.typing = None;
