@@ -11,7 +11,7 @@ use datafusion::arrow::compute::{can_cast_types, cast};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{Source, SourceContext};
+use super::{Source, SourceContext, UTF8_BOM};
 use crate::error::{Result, WeirError};
 use crate::format::Decoder;
 
@@ -626,72 +626,132 @@ impl FileSource {
             Some(_) => Some(FileFacts::of(file)?),
             None => None,
         };
-        // The batch's lines, each followed by a line feed, as one text: a CSV chunk that
-        // needs no line of its own is decoded from it at once (see
-        // `Decoder::decode_csv_text`); others are split into lines first.
-        let mut text = String::new();
-        let mut count = 0usize;
-        let mut first_line = line_no + 1;
+        // A batch's lines, taken as they lie in the file: read whole lines at a time out
+        // of the reader's buffer, then, when they need nothing of their own (valid UTF-8,
+        // no carriage return, no header or byte-order mark), kept as one text and given
+        // to `Decoder::decode_csv_text` without a copy; others are taken line by line.
+        let mut raw: Vec<u8> = Vec::new();
         loop {
-            buf.clear();
-            let n = if bytes < to {
-                r.read_until(b'\n', &mut buf).map_err(cannot)?
-            } else {
-                0
-            };
-            bytes += n as u64;
-            if n > 0 {
-                line_no += 1;
-                if line_no == 1 && self.decoder.header {
-                    first_line = 2;
-                    continue;
-                }
-                let line = super::line_body(&buf, line_no);
-                match std::str::from_utf8(line) {
-                    Ok(t) => text.push_str(t),
-                    // Counted or sent to the dead letters; a blank line here.
-                    Err(_) => {
-                        ctx.text_line(&self.decoder, line, &|| format!("{origin}:{line_no}"))?;
-                    }
-                }
-                text.push('\n');
-                count += 1;
-            }
-            if count >= self.batch_size || (n == 0 && count > 0) {
-                let d = match self.decoder.decode_csv_text(&text, count) {
-                    Some(b) => crate::format::decode::Decoded {
-                        batch: Some(b),
-                        bad: vec![],
-                        kept: None,
-                    },
-                    None => {
-                        let lines: Vec<String> =
-                            text.split_terminator('\n').map(str::to_string).collect();
-                        let d = self.decoder.decode(&lines, &origin, first_line)?;
-                        ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
-                        d
-                    }
-                };
-                first_line = line_no + 1;
-                text.clear();
-                count = 0;
-                // Marked before the batch goes: a batch emitted is a batch read. From
-                // `from`: the bytes skipped before `start` hold no line start.
-                add_span(self.done.entry(key.clone()).or_default(), from, bytes);
-                if let Some(b) = d.batch
-                    && !ctx.emit(self.with_facts(b, facts.as_ref())?)?
-                {
-                    return Ok(false);
-                }
-                ctx.checkpoint(self)?;
-            }
-            if n == 0 {
+            raw.clear();
+            let (count, end) =
+                take_lines(&mut r, &mut raw, self.batch_size, bytes, to).map_err(cannot)?;
+            bytes = end;
+            if count == 0 {
                 // At the end of the file, it is read to its end, whatever it grows to.
                 let end = if bytes < to { u64::MAX } else { bytes };
                 add_span(self.done.entry(key).or_default(), from, end);
                 return Ok(true);
             }
+            let first = line_no + 1;
+            line_no += count;
+            let plain = (first > 1 || !(self.decoder.header || raw.starts_with(UTF8_BOM)))
+                && memchr::memchr(b'\r', &raw).is_none();
+            if plain && raw.last() != Some(&b'\n') {
+                raw.push(b'\n');
+            }
+            let slow: String;
+            let whole = match plain {
+                true => std::str::from_utf8(&raw).ok(),
+                false => None,
+            };
+            let (text, first_line, count) = match whole {
+                Some(t) => (t, first, count),
+                None => {
+                    // Line by line, as each line needs: the header skipped, a carriage
+                    // return before the line feed dropped, bad UTF-8 counted or sent to
+                    // the dead letters (a blank line in its place).
+                    let (mut t, mut first_line, mut n) = (String::new(), first, 0);
+                    for (i, l) in raw.split_inclusive(|&b| b == b'\n').enumerate() {
+                        let no = first + i;
+                        if no == 1 && self.decoder.header {
+                            first_line = 2;
+                            continue;
+                        }
+                        let line = super::line_body(l, no);
+                        match std::str::from_utf8(line) {
+                            Ok(s) => t.push_str(s),
+                            Err(_) => {
+                                ctx.text_line(&self.decoder, line, &|| format!("{origin}:{no}"))?;
+                            }
+                        }
+                        t.push('\n');
+                        n += 1;
+                    }
+                    slow = t;
+                    (slow.as_str(), first_line, n)
+                }
+            };
+            let d = match self.decoder.decode_csv_text(text, count) {
+                Some(b) => crate::format::decode::Decoded {
+                    batch: Some(b),
+                    bad: vec![],
+                    kept: None,
+                },
+                None if count == 0 => continue,
+                None => {
+                    let lines: Vec<String> =
+                        text.split_terminator('\n').map(str::to_string).collect();
+                    let d = self.decoder.decode(&lines, &origin, first_line)?;
+                    ctx.bad_lines(&d, &lines, &|i| format!("{origin}:{}", first_line + i))?;
+                    d
+                }
+            };
+            // Marked before the batch goes: a batch emitted is a batch read. From
+            // `from`: the bytes skipped before `start` hold no line start.
+            add_span(self.done.entry(key.clone()).or_default(), from, bytes);
+            if let Some(b) = d.batch
+                && !ctx.emit(self.with_facts(b, facts.as_ref())?)?
+            {
+                return Ok(false);
+            }
+            ctx.checkpoint(self)?;
         }
+    }
+}
+
+/// Appends to `out` up to `max` whole lines from `r`, each that starts before byte `to` of
+/// the file, `at` being the file offset `r` is at; a line is taken whole (with its line
+/// feed; the file's last line may have none) even where it runs past `to`. Returns the
+/// lines taken and the offset after them. Errors: the file cannot be read.
+fn take_lines(
+    r: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    max: usize,
+    mut at: u64,
+    to: u64,
+) -> std::io::Result<(usize, u64)> {
+    let (mut count, mut in_line) = (0usize, false);
+    loop {
+        if !in_line && (count >= max || at >= to) {
+            return Ok((count, at));
+        }
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok((count + usize::from(in_line), at));
+        }
+        let mut used = 0;
+        loop {
+            if !in_line {
+                if count >= max || at + used as u64 >= to {
+                    break;
+                }
+                in_line = true;
+            }
+            match memchr::memchr(b'\n', &avail[used..]) {
+                Some(i) => {
+                    used += i + 1;
+                    in_line = false;
+                    count += 1;
+                }
+                None => {
+                    used = avail.len();
+                    break;
+                }
+            }
+        }
+        out.extend_from_slice(&avail[..used]);
+        r.consume(used);
+        at += used as u64;
     }
 }
 
@@ -997,6 +1057,47 @@ mod tests {
         s.restore(next).expect("restore");
         sent.extend(run(Box::new(s), None).0);
         assert_eq!(sorted(sent), all);
+    }
+
+    /// Whole lines are taken across the reader's buffer ends, at most `max` at a time, each
+    /// that starts before `to` (and runs past it if it must), the last without a line feed.
+    #[test]
+    fn lines_are_taken_whole_up_to_the_range_end() {
+        use std::io::{BufReader, Cursor};
+        let take = |text: &str, cap: usize, max: usize, to: u64| {
+            let mut r = BufReader::with_capacity(cap, Cursor::new(text.as_bytes().to_vec()));
+            let (mut at, mut got) = (0u64, vec![]);
+            loop {
+                let mut out = vec![];
+                let (n, end) = take_lines(&mut r, &mut out, max, at, to).expect("read");
+                if n == 0 {
+                    return (got, at);
+                }
+                got.push((n, String::from_utf8(out).expect("utf8")));
+                at = end;
+            }
+        };
+        for cap in [1, 2, 4, 64] {
+            let all = u64::MAX;
+            assert_eq!(
+                take("ab\ncd\nef", cap, 2, all),
+                (vec![(2, "ab\ncd\n".into()), (1, "ef".into())], 8)
+            );
+            // "cd" starts at byte 3, before 4: taken whole; nothing starts before 3 but "ab".
+            assert_eq!(
+                take("ab\ncd\nef", cap, 9, 4),
+                (vec![(2, "ab\ncd\n".into())], 6)
+            );
+            assert_eq!(take("ab\ncd\nef", cap, 9, 3), (vec![(1, "ab\n".into())], 3));
+            assert_eq!(
+                take("\n\nx\n", cap, 1, all),
+                (
+                    vec![(1, "\n".into()), (1, "\n".into()), (1, "x\n".into())],
+                    4
+                )
+            );
+            assert_eq!(take("", cap, 3, all), (vec![], 0));
+        }
     }
 
     /// Two files whose names are not UTF-8 and differ only in the bad byte keep positions of

@@ -165,7 +165,7 @@ pub struct SourceContext {
 }
 
 /// The byte order mark some editors put at the start of a UTF-8 file; skipped there.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Line `line_no` (from 1) of a text input as read, without its line end (`\n` or
 /// `\r\n`) and, on the first line, without a UTF-8 byte order mark.
