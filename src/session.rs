@@ -299,6 +299,7 @@ impl Session {
         ctx.add_analyzer_rule(Arc::new(crate::sql::local_time::LtzInSessionZone));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::PositionalRowCasts));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::MapKeyCasts));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::types::JavaFloatCasts));
         let mut session = Session {
             ctx,
             tables: BTreeMap::new(),

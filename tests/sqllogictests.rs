@@ -204,7 +204,9 @@ fn format_rows(
     let mut width = 0;
     for b in batches {
         // A changelog shows its row kinds first, as the terminal does.
+        // DOUBLE and FLOAT as the shell shows them (Java's Double.toString).
         let b = &weir::changelog::for_display(b).map_err(err)?;
+        let b = &weir::format::encode::java_floats(b).map_err(err)?;
         width = b.num_columns();
         let fmts = b
             .columns()

@@ -580,7 +580,70 @@ impl Decoder {
         RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| e.to_string())
     }
 
+    /// Decodes JSON lines. A JSON object or array where the schema has a STRING (a column,
+    /// a ROW's field, an element or a map's value) is read as its JSON text, as Flink's
+    /// `JsonToRowDataConverters.convertToString` reads it (`jsonNode.toString()`:
+    /// compact, keys in their order): Arrow's decoder refuses it, so only then are the lines
+    /// parsed once more and such values turned into strings.
     fn decode_json_raw(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
+        let plain: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+        match self.decode_json_lines(&plain) {
+            Err(e) if e.contains("expected string got") => {
+                let texts: Vec<String> = plain.iter().map(|l| self.containers_as_text(l)).collect();
+                let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.decode_json_lines(&texts).map_err(|_| e)
+            }
+            r => r,
+        }
+    }
+
+    /// `line` with each JSON object or array that the schema reads as a STRING written as
+    /// a JSON string of its text (see [`Decoder::decode_json_raw`]); unchanged when it is
+    /// not a JSON object.
+    fn containers_as_text(&self, line: &str) -> String {
+        use datafusion::arrow::datatypes::DataType;
+        use serde_json::Value;
+        fn walk(v: &mut Value, t: &DataType) {
+            match (t, &mut *v) {
+                (
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+                    Value::Object(_) | Value::Array(_),
+                ) => *v = Value::String(v.to_string()),
+                (DataType::Struct(fs), Value::Object(o)) => {
+                    for f in fs {
+                        if let Some(x) = o.get_mut(f.name()) {
+                            walk(x, f.data_type());
+                        }
+                    }
+                }
+                (DataType::List(f) | DataType::LargeList(f), Value::Array(a)) => {
+                    for x in a {
+                        walk(x, f.data_type());
+                    }
+                }
+                (DataType::Map(entries, _), Value::Object(o)) => {
+                    if let DataType::Struct(kv) = entries.data_type()
+                        && kv.len() == 2
+                    {
+                        for x in o.values_mut() {
+                            walk(x, kv[1].data_type());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Ok(mut v) = serde_json::from_str::<Value>(line.trim()) else {
+            return line.to_string();
+        };
+        if !v.is_object() || too_deep(line.as_bytes()) {
+            return line.to_string();
+        }
+        walk(&mut v, &DataType::Struct(self.json_schema.fields().clone()));
+        v.to_string()
+    }
+
+    fn decode_json_lines(&self, lines: &[&str]) -> std::result::Result<RecordBatch, String> {
         use datafusion::arrow::json::ReaderBuilder;
         let mut d = ReaderBuilder::new(self.json_schema.clone())
             .with_batch_size(lines.len().max(1))
@@ -1111,6 +1174,39 @@ mod tests {
         assert_eq!(kept.len(), 97);
         assert!(!kept.contains(&7) && !kept.contains(&50) && kept.contains(&51));
         assert_eq!(got.batch.expect("rows").num_rows(), 97);
+    }
+
+    /// A JSON object or array read into a STRING column (or a ROW's STRING field) is its
+    /// compact JSON text, keys in their order, as Flink's `convertToString` gives
+    /// (`jsonNode.toString()`); a line that is bad for another reason stays bad.
+    #[test]
+    fn a_json_object_into_a_string_column_is_its_text() {
+        use datafusion::arrow::array::AsArray;
+        let d = decoder(Format::Json, &[("json.ignore-parse-errors", "true")]);
+        let got = d
+            .decode(
+                &lines(&[
+                    r#"{"id": 1, "v": {"z": 1, "a": [true, "x", 2.5]}}"#,
+                    r#"{"id": 2, "v": [1, {"b": null}]}"#,
+                    r#"{"id": 3, "v": "plain"}"#,
+                    r#"{"id": "x", "v": {"a": 1}}"#,
+                ]),
+                "f",
+                1,
+            )
+            .expect("decodes");
+        assert_eq!(got.bad.len(), 1, "{:?}", got.bad);
+        assert_eq!(got.bad[0].0, 3);
+        let b = got.batch.expect("rows");
+        let v = b.column(1).as_string::<i32>();
+        assert_eq!(
+            v.iter().flatten().collect::<Vec<_>>(),
+            [
+                r#"{"z":1,"a":[true,"x",2.5]}"#,
+                r#"[1,{"b":null}]"#,
+                "plain"
+            ]
+        );
     }
 
     /// Without `csv.null-literal` no field is NULL (read first by arrow-csv's empty-is-NULL

@@ -15,8 +15,40 @@ pub fn format_options() -> FormatOptions<'static> {
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
 }
 
-/// Every cell of a batch as text (with `opts`), row by row.
+/// `batch` with each DOUBLE and FLOAT column as its text by Java's `Double.toString`
+/// ([`crate::format::json_out::java_float_text`]: `1.0E20`, `Infinity`), as Flink's SQL
+/// client and `print` connector show them; other columns as they are.
+pub fn java_floats(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::datatypes::{DataType, Schema};
+    let floats = |t: &DataType| matches!(t, DataType::Float64 | DataType::Float32);
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| floats(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let c = if floats(f.data_type()) {
+            csv_value_text(c)?
+        } else {
+            c.clone()
+        };
+        fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
+        cols.push(c);
+    }
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        cols,
+        &options,
+    )?)
+}
+
+/// Every cell of a batch as text (with `opts`; DOUBLE and FLOAT as [`java_floats`]), row
+/// by row.
 pub fn cell_texts(batch: &RecordBatch, opts: &FormatOptions) -> Result<Vec<Vec<String>>> {
+    let batch = &java_floats(batch)?;
     let fmts = batch
         .columns()
         .iter()
@@ -38,10 +70,12 @@ pub fn row_texts(batches: &[RecordBatch], sep: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Writes rows in Flink's print form: `+I[v1, v2, ...]`, one per line.
+/// Writes rows in Flink's print form: `+I[v1, v2, ...]`, one per line (DOUBLE and FLOAT
+/// as [`java_floats`]).
 pub fn write_print_rows(w: &mut dyn Write, batch: &RecordBatch, prefix: &str) -> Result<()> {
     let opts = format_options();
     let (batch, kinds) = crate::changelog::split(batch);
+    let batch = java_floats(&batch)?;
     let fmts = batch
         .columns()
         .iter()
@@ -427,8 +461,12 @@ pub fn write_results(
     match format {
         OutputFormat::Table => {
             let opts = format_options();
+            let batches = batches
+                .iter()
+                .map(java_floats)
+                .collect::<Result<Vec<_>>>()?;
             let t = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
-                batches, &opts,
+                &batches, &opts,
             )?;
             writeln!(w, "{t}")?;
         }
@@ -441,7 +479,7 @@ pub fn write_results(
                 let mut wr = datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(first && i == 0)
                     .build(&mut buf);
-                wr.write(&nested_as_text(b)?)?;
+                wr.write(&nested_as_text(&java_floats(b)?)?)?;
                 drop(wr);
                 w.write_all(&buf)?;
             }
@@ -572,42 +610,87 @@ pub fn sql_timestamp_text(
     Ok(std::sync::Arc::new(out.finish()))
 }
 
+/// Each value of `array` as Flink's CSV format writes it where Arrow's CSV writer would
+/// write another text: a timestamp as [`sql_timestamp_text`], a DOUBLE or FLOAT as Java's
+/// `Double.toString` ([`crate::format::json_out::java_float_text`]), a BYTES value in base64 with
+/// padding (Jackson's `binaryNode`, which Flink's `RowDataToCsvConverters` writes; its
+/// reader and Weir's decode that). Other arrays come back as they are. Errors: a timestamp
+/// outside chrono's range of dates.
+fn csv_value_text(
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    use base64::Engine;
+    use datafusion::arrow::array::{Array, AsArray, BinaryArray, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    match array.data_type() {
+        DataType::Timestamp(..) => sql_timestamp_text(array),
+        DataType::Float64 | DataType::Float32 => {
+            let single = matches!(array.data_type(), DataType::Float32);
+            let v = datafusion::arrow::compute::cast(array, &DataType::Float64)?;
+            let text: StringArray = v
+                .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .iter()
+                .map(|v| v.map(|v| crate::format::json_out::java_float_text(v, single)))
+                .collect();
+            Ok(std::sync::Arc::new(text))
+        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => {
+            let bytes = datafusion::arrow::compute::cast(array, &DataType::Binary)?;
+            let bytes = bytes
+                .as_any()
+                .downcast_ref::<BinaryArray>()
+                .ok_or_else(|| WeirError::internal("a BYTES column that is not binary"))?;
+            let text: StringArray = bytes
+                .iter()
+                .map(|b| b.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+                .collect();
+            Ok(std::sync::Arc::new(text))
+        }
+        _ => Ok(array.clone()),
+    }
+}
+
 /// Flink's default `csv.array-element-delimiter`.
 pub const CSV_ARRAY_DELIMITER: &str = ";";
 
 /// `batch` ready for a CSV writer, which takes no nested values: each ARRAY column as the
 /// text of its elements joined by `array_delimiter` (Flink's `csv.array-element-delimiter`,
 /// default `;`), a NULL element as `null` (`csv.null-literal`, default empty), a NULL
-/// array NULL; each timestamp (a column's, or an element's) as [`sql_timestamp_text`]
-/// writes it. Other columns are unchanged.
+/// array NULL; each timestamp and BYTES value (a column's, or an element's) as
+/// [`csv_value_text`] writes it. Other columns are unchanged.
 pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Result<RecordBatch> {
     use datafusion::arrow::array::{Array, AsArray, StringBuilder};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| matches!(f.data_type(), DataType::List(_) | DataType::Timestamp(..)))
-    {
+    if !batch.schema().fields().iter().any(|f| {
+        matches!(
+            f.data_type(),
+            DataType::List(_)
+                | DataType::Timestamp(..)
+                | DataType::Float64
+                | DataType::Float32
+                | DataType::Binary
+                | DataType::LargeBinary
+                | DataType::BinaryView
+                | DataType::FixedSizeBinary(_)
+        )
+    }) {
         return Ok(batch.clone());
     }
     let opts = FormatOptions::default();
     let mut fields = vec![];
     let mut cols = vec![];
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if matches!(f.data_type(), DataType::Timestamp(..)) {
-            let text = sql_timestamp_text(c)?;
-            fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+        if !matches!(f.data_type(), DataType::List(_)) {
+            let text = csv_value_text(c)?;
+            fields.push(f.as_ref().clone().with_data_type(text.data_type().clone()));
             cols.push(text);
             continue;
         }
-        if !matches!(f.data_type(), DataType::List(_)) {
-            fields.push(f.as_ref().clone());
-            cols.push(c.clone());
-            continue;
-        }
         let list = c.as_list::<i32>();
-        let items = sql_timestamp_text(list.values())?;
+        let items = csv_value_text(list.values())?;
         let values = ArrayFormatter::try_new(items.as_ref(), &opts)?;
         let mut out = StringBuilder::new();
         for row in 0..list.len() {
@@ -637,4 +720,43 @@ pub fn csv_ready(batch: &RecordBatch, array_delimiter: &str, null: &str) -> Resu
         std::sync::Arc::new(Schema::new(fields)),
         cols,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// BYTES in a CSV file are base64 with padding, a column's and an array element's, as
+    /// Flink's CSV format writes them (Jackson's `binaryNode`) and Weir's CSV reader reads
+    /// them; a NULL stays NULL.
+    #[test]
+    fn csv_bytes_are_written_in_base64() {
+        use datafusion::arrow::array::{Array, AsArray, BinaryArray, ListArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let bytes = BinaryArray::from(vec![Some(&b"ab"[..]), None, Some(&[0xff, 0x00][..])]);
+        let items = Arc::new(BinaryArray::from(vec![&b"xyz"[..], &b"a"[..]]));
+        let field = Arc::new(Field::new("item", DataType::Binary, true));
+        let list = ListArray::new(
+            field.clone(),
+            datafusion::arrow::buffer::OffsetBuffer::from_lengths([2, 0, 0]),
+            items,
+            None,
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("b", DataType::Binary, true),
+            Field::new("a", DataType::List(field), true),
+        ]));
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(bytes), Arc::new(list)]).expect("batch");
+        let out = csv_ready(&batch, ";", "").expect("ready");
+        let b = out.column(0).as_string::<i32>();
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            [Some("YWI="), None, Some("/wA=")]
+        );
+        let a = out.column(1).as_string::<i32>();
+        assert_eq!(a.value(0), "eHl6;YQ==");
+        assert!(a.is_valid(1));
+    }
 }

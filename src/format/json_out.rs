@@ -6,7 +6,8 @@
 //! `00:00:01`, whole seconds (Flink's converter takes `LocalTime.ofSecondOfDay(ms /
 //! 1000)`); a `DECIMAL` as a JSON number in Java's `BigDecimal.toString()` form
 //! (`2.7E-8`), or plain (`0.000000027`) with `'json.encode.decimal-as-plain-number' =
-//! 'true'`; `BYTES` as Base64 (Jackson's binary node).
+//! 'true'`; `BYTES` as Base64 (Jackson's binary node); a `DOUBLE` or `FLOAT` as Java's
+//! `Double.toString` writes it (`1.0E20`; see [`java_float_text`]).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -102,6 +103,12 @@ impl EncoderFactory for FlinkJson {
             DataType::Time32(unit) | DataType::Time64(unit) => Box::new(TimeText {
                 nanos: Nanos::of(array, *unit)?,
             }),
+            DataType::Float64 | DataType::Float32 => Box::new(FloatText {
+                values: datafusion::arrow::compute::cast(array, &DataType::Float64)?
+                    .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                    .clone(),
+                single: matches!(array.data_type(), DataType::Float32),
+            }),
             DataType::Binary => Box::new(Base64Text(array.as_binary::<i32>())),
             DataType::LargeBinary => Box::new(Base64Text(array.as_binary::<i64>())),
             _ => return Ok(None),
@@ -133,6 +140,77 @@ pub fn java_decimal_text(unscaled: i128, scale: i8) -> String {
     let point = if rest.is_empty() { "" } else { "." };
     let exp_sign = if adjusted >= 0 { "+" } else { "" };
     format!("{sign}{first}{point}{rest}E{exp_sign}{adjusted}")
+}
+
+/// Java's `Double.toString(v)` (and `Float.toString` for a FLOAT, given `digits` of the
+/// shortest form of the `f32`), as Flink writes a DOUBLE or FLOAT as text (a `CAST` to
+/// STRING, the CSV and JSON formats through Jackson): the shortest digits that read back
+/// as the same value (Java's rule since JDK 19), plain with at least one digit after the
+/// point when 10^-3 ≤ |v| < 10^7 (`100.0`, `0.001`), else `d.dddE±n` with at least one
+/// digit after the point (`1.0E20`, `1.0E-5`); `NaN`, `Infinity`, `-Infinity`, `-0.0`.
+pub fn java_float_text(v: f64, single: bool) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    if v == 0.0 {
+        return format!("{sign}0.0");
+    }
+    // The shortest digits and the exponent of the first: `1.2345e-5`.
+    let sci = if single {
+        format!("{:e}", (v as f32).abs())
+    } else {
+        format!("{:e}", v.abs())
+    };
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i64 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-3..7).contains(&exp) {
+        let point = exp + 1;
+        let (int, frac) = if point <= 0 {
+            (
+                "0".to_string(),
+                format!("{}{digits}", "0".repeat((-point) as usize)),
+            )
+        } else if (point as usize) >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+                String::new(),
+            )
+        } else {
+            let (i, f) = digits.split_at(point as usize);
+            (i.to_string(), f.to_string())
+        };
+        let frac = if frac.is_empty() { "0".into() } else { frac };
+        return format!("{sign}{int}.{frac}");
+    }
+    let (first, rest) = digits.split_at(1);
+    let rest = if rest.is_empty() { "0" } else { rest };
+    format!("{sign}{first}.{rest}E{exp}")
+}
+
+/// A DOUBLE or FLOAT column's values as Jackson writes them: [`java_float_text`], a NaN or
+/// an infinity as a JSON string (Jackson's `QUOTE_NON_NUMERIC_NUMBERS`, on by default).
+struct FloatText {
+    values: datafusion::arrow::array::Float64Array,
+    single: bool,
+}
+
+impl Encoder for FloatText {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let v = self.values.value(idx);
+        let text = java_float_text(v, self.single);
+        if v.is_finite() {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+    }
 }
 
 struct DecimalText<'a> {
@@ -252,6 +330,37 @@ impl<O: datafusion::arrow::array::OffsetSizeTrait> Encoder for Base64Text<'_, O>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Java's `Double.toString` and `Float.toString` (JDK 19 and later: the shortest
+    /// digits): plain from 10^-3 up to below 10^7, scientific outside, always a digit after
+    /// the point.
+    #[test]
+    fn floats_as_java_writes_them() {
+        let d = |v: f64| java_float_text(v, false);
+        assert_eq!(d(1e20), "1.0E20");
+        assert_eq!(d(0.00001), "1.0E-5");
+        assert_eq!(d(1e7), "1.0E7");
+        assert_eq!(d(9999999.0), "9999999.0");
+        assert_eq!(d(0.001), "0.001");
+        assert_eq!(d(0.0001), "1.0E-4");
+        assert_eq!(d(100.0), "100.0");
+        assert_eq!(d(1.5), "1.5");
+        assert_eq!(d(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(d(-2.5e-10), "-2.5E-10");
+        assert_eq!(d(12345678.9), "1.23456789E7");
+        assert_eq!(d(f64::MAX), "1.7976931348623157E308");
+        assert_eq!(d(f64::MIN_POSITIVE), "2.2250738585072014E-308");
+        assert_eq!(d(0.0), "0.0");
+        assert_eq!(d(-0.0), "-0.0");
+        assert_eq!(d(f64::NAN), "NaN");
+        assert_eq!(d(f64::INFINITY), "Infinity");
+        assert_eq!(d(f64::NEG_INFINITY), "-Infinity");
+        let f = |v: f32| java_float_text(v as f64, true);
+        assert_eq!(f(123456789.0), "1.2345679E8");
+        assert_eq!(f(0.1), "0.1");
+        assert_eq!(f(1.0e10), "1.0E10");
+        assert_eq!(f(3.4028235e38), "3.4028235E38");
+    }
 
     #[test]
     fn decimals_as_java_writes_them() {

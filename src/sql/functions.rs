@@ -107,6 +107,8 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(TypeOf::udf());
     ctx.register_udf(CutFraction::udf());
     ctx.register_udf(Cardinality::udf());
+    ctx.register_udf(Substring::udf());
+    ctx.register_udf(FloatText::udf());
     ctx.register_udf(crate::sql::decimal::DecimalDivide::udf());
     ctx.register_udf(crate::sql::map_fn::FlinkMap::udf());
     ctx.register_udf(crate::sql::unnest_fields::UnnestField::udf());
@@ -1892,6 +1894,152 @@ impl ScalarUDFImpl for Cardinality {
             }
             _ => (0..a.len()).map(|_| None).collect(),
         };
+        shaped(std::sync::Arc::new(out), scalar)
+    }
+}
+
+/// `SUBSTRING(s FROM pos [FOR len])`, `SUBSTRING(s, pos[, len])`, `SUBSTR(s, pos[, len])`
+/// by Flink's rule (`BinaryStringDataUtil.substringSQL`, which its code generator calls
+/// for both names): `len` characters (or all to the end) from character `pos`, counted from
+/// 1; a `pos` of 0 is taken as 1 and a negative one counts from the end (-3: the third
+/// character from the end). The empty string when `pos` lies past either end; NULL for a
+/// negative `len` or a NULL argument. `s` is cast to a string; the result has its string
+/// type. The SQL parser reads both names as its own syntax, which `sql::rewrite` turns
+/// into a call of [`Substring::NAME`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Substring {
+    signature: Signature,
+}
+
+impl Substring {
+    pub const NAME: &str = "weir_substring";
+
+    pub fn udf() -> ScalarUDF {
+        use datafusion::logical_expr::TypeSignature;
+        ScalarUDF::from(Substring {
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+/// Flink's `substringSQL(s, pos, len)` (see [`Substring`]); `len` None: to the end.
+/// None for a negative `len`.
+pub(crate) fn flink_substring(s: &str, pos: i64, len: Option<i64>) -> Option<&str> {
+    let len = match len {
+        Some(l) if l < 0 => return None,
+        Some(l) => l,
+        None => i64::MAX,
+    };
+    let chars = s.chars().count() as i64;
+    let start = match pos {
+        p if p > 0 => p - 1,
+        p if p < 0 => chars + p,
+        _ => 0,
+    };
+    if start < 0 || start >= chars {
+        return Some("");
+    }
+    let end = if chars - start < len {
+        chars
+    } else {
+        start + len
+    };
+    let at = |c: i64| s.char_indices().nth(c as usize).map_or(s.len(), |(i, _)| i);
+    Some(&s[at(start)..at(end)])
+}
+
+impl ScalarUDFImpl for Substring {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(match args.first() {
+            Some(t @ (DataType::Utf8View | DataType::LargeUtf8)) => t.clone(),
+            _ => DataType::Utf8,
+        })
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringArray};
+        use datafusion::arrow::datatypes::Int64Type;
+        let scalar = all_scalar(&args);
+        let s = arg_as(&args, 0, &DataType::Utf8)?;
+        let pos = arg_as(&args, 1, &DataType::Int64)?;
+        let len = match args.args.len() {
+            3 => Some(arg_as(&args, 2, &DataType::Int64)?),
+            _ => None,
+        };
+        let (s, pos) = (s.as_string::<i32>(), pos.as_primitive::<Int64Type>());
+        let len = len.as_ref().map(|l| l.as_primitive::<Int64Type>());
+        let out: StringArray = (0..s.len())
+            .map(|i| {
+                if s.is_null(i) || pos.is_null(i) || len.is_some_and(|l| l.is_null(i)) {
+                    return None;
+                }
+                flink_substring(s.value(i), pos.value(i), len.map(|l| l.value(i)))
+            })
+            .collect();
+        let out = datafusion::arrow::compute::cast(&out, &args.return_field.data_type().clone())?;
+        shaped(out, scalar)
+    }
+}
+
+/// A DOUBLE or FLOAT as Flink's `CAST(… AS STRING)` writes it, Java's `Double.toString`
+/// (`Float.toString`): see [`crate::format::json_out::java_float_text`]. Put in place of
+/// such casts by [`crate::sql::types::JavaFloatCasts`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FloatText {
+    signature: Signature,
+}
+
+impl FloatText {
+    pub const NAME: &str = "weir_float_text";
+
+    pub fn udf() -> ScalarUDF {
+        ScalarUDF::from(FloatText {
+            signature: Signature::any(1, Volatility::Immutable),
+        })
+    }
+}
+
+impl ScalarUDFImpl for FloatText {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, StringArray};
+        use datafusion::arrow::datatypes::Float64Type;
+        let scalar = all_scalar(&args);
+        let single = matches!(args.arg_fields[0].data_type(), DataType::Float32);
+        let v = arg_as(&args, 0, &DataType::Float64)?;
+        let out: StringArray = v
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.map(|v| crate::format::json_out::java_float_text(v, single)))
+            .collect();
         shaped(std::sync::Arc::new(out), scalar)
     }
 }

@@ -379,6 +379,27 @@ fn rand_site() -> i64 {
 fn rewrite(e: &Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => rewrite_call(f),
+        // `SUBSTRING(s FROM pos FOR len)`, `SUBSTR(s, pos, len)`: Flink's rule
+        // (`super::functions::Substring`); DataFusion plans the syntax with its own
+        // function, whose zero and negative positions differ.
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let from = substring_from
+                .as_deref()
+                .cloned()
+                .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+            let mut args = vec![expr.as_ref().clone(), from];
+            args.extend(substring_for.as_deref().cloned());
+            let list = slots(0..args.len(), "", ", ");
+            template(
+                &format!("{}({list})", super::functions::Substring::NAME),
+                &args,
+            )
+        }
         // A literal with an exponent (`1.5E0`) is a DOUBLE; without one (`1.5`), a
         // DECIMAL (the session parses it so, as Flink's literals are).
         // From its text: parsed as a DECIMAL first, 1E200 or 1E-80 would not fit one.

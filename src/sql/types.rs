@@ -510,6 +510,51 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
     }
 }
 
+/// A cast of a DOUBLE or FLOAT to a string (written, or put in by type coercion, as for
+/// `x || ''`) writes it as Flink does, Java's `Double.toString` (`1.0E20`, `1.0E-5`,
+/// `Infinity`), by [`crate::sql::functions::FloatText`]; DataFusion's cast writes `1e20`,
+/// `0.00001` and `inf`.
+#[derive(Debug)]
+pub struct JavaFloatCasts;
+
+impl datafusion::optimizer::analyzer::AnalyzerRule for JavaFloatCasts {
+    fn name(&self) -> &str {
+        "weir_java_float_casts"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+        let text =
+            |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+        crate::sql::local_time::each_expression(plan, |e, schema| {
+            let (inner, to) = match &e {
+                Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+                    if text(field.data_type()) =>
+                {
+                    (expr.as_ref(), field.data_type().clone())
+                }
+                _ => return Ok(Transformed::no(e)),
+            };
+            if !matches!(
+                inner.get_type(schema),
+                Ok(DataType::Float64 | DataType::Float32)
+            ) {
+                return Ok(Transformed::no(e));
+            }
+            let call = crate::sql::functions::FloatText::udf().call(vec![inner.clone()]);
+            Ok(Transformed::yes(match to {
+                DataType::Utf8 => call,
+                other => Expr::Cast(Cast::new(Box::new(call), other)),
+            }))
+        })
+    }
+}
+
 /// `m[k]` on a MAP reads the entry whose key equals `k`, in the map's key type: the key is
 /// cast to it (`m[1]` of a `MAP<INT, STRING>`, whose literal is a BIGINT before this; Flink
 /// types it INT). DataFusion's `get_field` compares the keys as they come and fails at run
