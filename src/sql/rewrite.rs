@@ -379,6 +379,10 @@ fn rand_site() -> i64 {
 fn rewrite(e: &Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => rewrite_call(f),
+        // A field of a value that is not a column: `items[2].qty`, `(CAST(… AS ROW<…>)).x`
+        // (Calcite's DOT on any ROW expression); DataFusion takes `.field` only after a
+        // column name.
+        Expr::CompoundFieldAccess { root, access_chain } => field_after_value(root, access_chain),
         // `SUBSTRING(s FROM pos FOR len)`, `SUBSTR(s, pos, len)`: Flink's rule
         // (`super::functions::Substring`); DataFusion plans the syntax with its own
         // function, whose zero and negative positions differ.
@@ -871,6 +875,43 @@ fn rewrite_call(f: &Function) -> Option<Expr> {
         Some(g) => Some(flink_call(&g).unwrap_or(Expr::Function(g))),
         None => flink_call(f),
     }
+}
+
+/// `root` then `chain` with each `.field` that follows a subscript (or a root that is not
+/// a column name) read by `get_field`; None when there is none.
+fn field_after_value(
+    root: &Expr,
+    chain: &[datafusion::sql::sqlparser::ast::AccessExpr],
+) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::AccessExpr;
+    let named = matches!(root, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+    let j = chain.iter().enumerate().position(|(i, a)| {
+        matches!(a, AccessExpr::Dot(Expr::Identifier(_)))
+            && !(named && chain[..i].iter().all(|b| matches!(b, AccessExpr::Dot(_))))
+    })?;
+    let AccessExpr::Dot(Expr::Identifier(field)) = &chain[j] else {
+        return None;
+    };
+    let base = if j == 0 {
+        root.clone()
+    } else {
+        Expr::CompoundFieldAccess {
+            root: Box::new(root.clone()),
+            access_chain: chain[..j].to_vec(),
+        }
+    };
+    let name = field.value.replace('\'', "''");
+    let out = template(&format!("get_field(__0, '{name}')"), &[base])?;
+    let rest = &chain[j + 1..];
+    if rest.is_empty() {
+        return Some(out);
+    }
+    Some(
+        field_after_value(&out, rest).unwrap_or(Expr::CompoundFieldAccess {
+            root: Box::new(out),
+            access_chain: rest.to_vec(),
+        }),
+    )
 }
 
 /// A Flink function call as DataFusion can plan it, or None when it needs nothing.
