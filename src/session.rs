@@ -300,6 +300,7 @@ impl Session {
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::PositionalRowCasts));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::MapKeyCasts));
         ctx.add_analyzer_rule(Arc::new(crate::sql::types::JavaFloatCasts));
+        ctx.add_analyzer_rule(Arc::new(crate::sql::types::JavaNumericCasts));
         let mut session = Session {
             ctx,
             tables: BTreeMap::new(),

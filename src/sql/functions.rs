@@ -2043,3 +2043,102 @@ impl ScalarUDFImpl for FloatText {
         shaped(std::sync::Arc::new(out), scalar)
     }
 }
+
+/// A number cast to a narrower integer type as Flink's cast rules do it, with Java's
+/// primitive casts (`NumericPrimitiveCastRule`: `(int) x`; `DecimalToNumericPrimitiveCastRule`:
+/// the decimal truncated toward zero, its low 64 bits, then narrowed): an integer keeps its
+/// low bits (`CAST(3000000000 AS INT)` is -1294967296, `CAST(300 AS TINYINT)` 44), a
+/// DOUBLE or FLOAT is cut toward zero and held at the range of an INT or BIGINT (NaN is 0;
+/// a TINYINT or SMALLINT takes the INT's low bits, as Java's `(byte) d` does). Put in
+/// place of such casts by [`crate::sql::types::JavaNumericCasts`]; DataFusion's cast fails
+/// where the value does not fit.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JavaNarrow {
+    signature: Signature,
+    to: DataType,
+    name: String,
+}
+
+impl JavaNarrow {
+    /// The cast to `to` (TINYINT, SMALLINT, INT or BIGINT).
+    pub fn udf(to: DataType) -> ScalarUDF {
+        ScalarUDF::from(JavaNarrow {
+            signature: Signature::any(1, Volatility::Immutable),
+            name: format!("weir_java_cast_{}", to.to_string().to_lowercase()),
+            to,
+        })
+    }
+}
+
+/// `v` as a Java `long` would be cast to `to` (`(int) v`, `(short) v`, `(byte) v`).
+fn narrow_long(v: i64, to: &DataType) -> i64 {
+    match to {
+        DataType::Int32 => v as i32 as i64,
+        DataType::Int16 => v as i16 as i64,
+        DataType::Int8 => v as i8 as i64,
+        _ => v,
+    }
+}
+
+impl ScalarUDFImpl for JavaNarrow {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.to.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int64Array};
+        use datafusion::arrow::datatypes::{Decimal128Type, Float64Type, Int64Type};
+        let scalar = all_scalar(&args);
+        let a = args.args[0].to_array(args.number_rows)?;
+        let to = &self.to;
+        let longs: Int64Array = match a.data_type() {
+            DataType::Float64 | DataType::Float32 => {
+                let d = datafusion::arrow::compute::cast(&a, &DataType::Float64)?;
+                d.as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| {
+                        // Java's d2l, or d2i and then the narrowing of the int.
+                        v.map(|v| match to {
+                            DataType::Int64 => v as i64,
+                            _ => narrow_long(v as i32 as i64, to),
+                        })
+                    })
+                    .collect()
+            }
+            DataType::Decimal128(_, scale) => {
+                let div = 10i128
+                    .checked_pow(u32::from(scale.unsigned_abs()))
+                    .unwrap_or(1);
+                let neg = *scale < 0;
+                a.as_primitive::<Decimal128Type>()
+                    .iter()
+                    .map(|v| {
+                        v.map(|v| {
+                            let whole = if neg { v.wrapping_mul(div) } else { v / div };
+                            narrow_long(whole as i64, to)
+                        })
+                    })
+                    .collect()
+            }
+            _ => {
+                let l = datafusion::arrow::compute::cast(&a, &DataType::Int64)?;
+                l.as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| v.map(|v| narrow_long(v, to)))
+                    .collect()
+            }
+        };
+        shaped(datafusion::arrow::compute::cast(&longs, to)?, scalar)
+    }
+}

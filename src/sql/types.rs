@@ -555,6 +555,73 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaFloatCasts {
     }
 }
 
+/// Casts between numbers as Flink's cast rules make them (Java's primitive casts, and
+/// `DecimalData.fromBigDecimal`): to a narrower integer type, the value's low bits (see
+/// [`crate::sql::functions::JavaNarrow`]); from a number to a `DECIMAL` too small for it,
+/// NULL (`CAST(123.4 AS DECIMAL(3, 1))`), where DataFusion's cast fails the query.
+#[derive(Debug)]
+pub struct JavaNumericCasts;
+
+impl datafusion::optimizer::analyzer::AnalyzerRule for JavaNumericCasts {
+    fn name(&self) -> &str {
+        "weir_java_numeric_casts"
+    }
+
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::common::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+        // Bits of an integer type; None for others.
+        let bits = |t: &DataType| match t {
+            DataType::Int8 => Some(8),
+            DataType::Int16 => Some(16),
+            DataType::Int32 => Some(32),
+            DataType::Int64 => Some(64),
+            _ => None,
+        };
+        crate::sql::local_time::each_expression(plan, |e, schema| {
+            let (inner, to) = match &e {
+                Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                    (expr.as_ref(), field.data_type().clone())
+                }
+                _ => return Ok(Transformed::no(e)),
+            };
+            let Ok(from) = inner.get_type(schema) else {
+                return Ok(Transformed::no(e));
+            };
+            if let Some(to_bits) = bits(&to) {
+                let narrowing = match bits(&from) {
+                    Some(b) => b > to_bits,
+                    None => matches!(
+                        from,
+                        DataType::Float64 | DataType::Float32 | DataType::Decimal128(..)
+                    ),
+                };
+                if !narrowing {
+                    return Ok(Transformed::no(e));
+                }
+                let call = crate::sql::functions::JavaNarrow::udf(to).call(vec![inner.clone()]);
+                return Ok(Transformed::yes(call));
+            }
+            let numeric = bits(&from).is_some()
+                || matches!(
+                    from,
+                    DataType::Float64 | DataType::Float32 | DataType::Decimal128(..)
+                );
+            if matches!(to, DataType::Decimal128(..)) && numeric && matches!(e, Expr::Cast(_)) {
+                return Ok(Transformed::yes(Expr::TryCast(TryCast::new(
+                    Box::new(inner.clone()),
+                    to,
+                ))));
+            }
+            Ok(Transformed::no(e))
+        })
+    }
+}
+
 /// `m[k]` on a MAP reads the entry whose key equals `k`, in the map's key type: the key is
 /// cast to it (`m[1]` of a `MAP<INT, STRING>`, whose literal is a BIGINT before this; Flink
 /// types it INT). DataFusion's `get_field` compares the keys as they come and fails at run
