@@ -1032,7 +1032,50 @@ impl Session {
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
             }
-            Statement::ShowFunctions { user } => {
+            Statement::ShowCatalog(what) => {
+                use crate::sql::parser::CatalogShow;
+                let one = |col: &str, v: &str| kv_batch([col], vec![[v.to_string()]]);
+                Ok(Outcome::Rows(vec![match what {
+                    CatalogShow::Catalogs => one("catalog name", DEFAULT_CATALOG)?,
+                    CatalogShow::Databases => one("database name", DEFAULT_DATABASE)?,
+                    CatalogShow::CurrentCatalog => one("current catalog name", DEFAULT_CATALOG)?,
+                    CatalogShow::CurrentDatabase => {
+                        one("current database name", DEFAULT_DATABASE)?
+                    }
+                    CatalogShow::Modules { full: false } => one("module name", "core")?,
+                    CatalogShow::Modules { full: true } => kv_batch(
+                        ["module name", "used"],
+                        vec![["core".to_string(), "true".to_string()]],
+                    )?,
+                    CatalogShow::Jars => kv_batch(["jars"], vec![])?,
+                }]))
+            }
+            Statement::Use {
+                catalog,
+                name,
+                name_pos,
+            } => {
+                let known = if *catalog {
+                    name == DEFAULT_CATALOG
+                } else {
+                    name.is_empty()
+                        || name == DEFAULT_DATABASE
+                        || *name == format!("{DEFAULT_CATALOG}.{DEFAULT_DATABASE}")
+                };
+                if !known {
+                    let kind = if *catalog { "catalog" } else { "database" };
+                    return Err(WeirError::sql(
+                        format!("no {kind} named '{name}'"),
+                        Some(*name_pos),
+                    )
+                    .with_hint(format!(
+                        "Weir has one catalog and database, as Flink's defaults: \
+                         {DEFAULT_CATALOG}.{DEFAULT_DATABASE}"
+                    )));
+                }
+                Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
+            }
+            Statement::ShowFunctions { user, like } => {
                 let names: std::collections::BTreeSet<String> = if *user {
                     self.user_functions.clone()
                 } else {
@@ -1053,7 +1096,11 @@ impl Session {
                 };
                 Ok(Outcome::Rows(vec![kv_batch(
                     ["function name"],
-                    names.into_iter().map(|n| [n]).collect(),
+                    names
+                        .into_iter()
+                        .filter(|n| like.as_ref().is_none_or(|l| l.admits(n)))
+                        .map(|n| [n])
+                        .collect(),
                 )?]))
             }
             Statement::ShowCreate {
@@ -1085,17 +1132,22 @@ impl Session {
                     None => Err(self.unknown_relation(name, *name_pos)),
                 }
             }
-            Statement::ShowTables { views_only } => {
+            Statement::ShowTables { views_only, like } => {
                 let rows = self
                     .tables
                     .values()
                     .filter(|_| !views_only)
                     .map(|t| [t.name.clone(), format!("table ({})", t.connector)])
                     .chain(self.views.keys().map(|v| [v.clone(), "view".to_string()]))
+                    .filter(|[n, _]| like.as_ref().is_none_or(|l| l.admits(n)))
                     .collect();
                 Ok(Outcome::Rows(vec![kv_batch(["name", "kind"], rows)?]))
             }
-            Statement::Describe { name, name_pos } => {
+            Statement::Describe {
+                name,
+                name_pos,
+                like,
+            } => {
                 let schema = match self.tables.get(name) {
                     Some(t) => t.schema.clone(),
                     None if self.views.contains_key(name) => {
@@ -1115,6 +1167,7 @@ impl Session {
                     .fields()
                     .iter()
                     .enumerate()
+                    .filter(|(_, f)| like.as_ref().is_none_or(|l| l.admits(f.name())))
                     .map(|(i, f)| {
                         let mut ty = crate::sql::types::flink_type_name(f.data_type());
                         let (mut key, mut extras, mut watermark) =
@@ -2196,6 +2249,11 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
 }
 
 /// A small table of strings.
+/// The name of Weir's one catalog, as Flink's SQL client names its default one.
+const DEFAULT_CATALOG: &str = "default_catalog";
+/// The name of that catalog's one database, as Flink's default.
+const DEFAULT_DATABASE: &str = "default_database";
+
 fn kv_batch<const N: usize>(names: [&str; N], rows: Vec<[String; N]>) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(
         names

@@ -2042,6 +2042,63 @@ fn show_create_table_prints_text() {
     );
 }
 
+/// Flink's catalog statements, over Weir's one catalog and database (Flink's default
+/// names): `SHOW CATALOGS/DATABASES/CURRENT …/[FULL] MODULES/JARS`, `USE`, `SHOW TABLES …
+/// LIKE`, `SHOW COLUMNS FROM t LIKE`, `DESCRIBE EXTENDED`; an unknown catalog is an error
+/// that names it.
+#[test]
+fn catalog_statements_answer_as_flinks_default_catalog() {
+    let (_dir, f) = script(
+        "cat.sql",
+        "CREATE TABLE bids (auction BIGINT, bidder BIGINT, price BIGINT) \
+           WITH ('connector' = 'blackhole');\n\
+         CREATE TABLE people (id BIGINT, name STRING) WITH ('connector' = 'blackhole');\n\
+         CREATE VIEW big_bids AS SELECT * FROM bids WHERE price > 10;\n\
+         SHOW CATALOGS;\n\
+         SHOW CURRENT CATALOG;\n\
+         SHOW DATABASES;\n\
+         SHOW CURRENT DATABASE;\n\
+         USE CATALOG default_catalog;\n\
+         USE default_database;\n\
+         SHOW FULL MODULES;\n\
+         SHOW TABLES FROM default_database LIKE 'b%';\n\
+         SHOW TABLES NOT LIKE '%bids';\n\
+         SHOW VIEWS ILIKE 'BIG%';\n\
+         SHOW COLUMNS FROM bids LIKE '%er';\n\
+         DESCRIBE EXTENDED people;\n\
+         SHOW FUNCTIONS LIKE 'json_q%';\n",
+    );
+    let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    let want = [
+        "catalog name\ndefault_catalog\n",
+        "current catalog name\ndefault_catalog\n",
+        "database name\ndefault_database\n",
+        "current database name\ndefault_database\n",
+        "module name,used\ncore,true\n",
+        "name,kind\nbids,table (blackhole)\nbig_bids,view\n",
+        "name,kind\npeople,table (blackhole)\n",
+        "name,kind\nbig_bids,view\n",
+        "name,type,null,key,extras,watermark\nbidder,BIGINT,true,,,\n",
+        "name,type,null,key,extras,watermark\nid,BIGINT,true,,,\nname,STRING,true,,,\n",
+        "function name\njson_query\n",
+    ];
+    let mut rest = stdout.as_str();
+    for w in want {
+        let at = rest
+            .find(w)
+            .unwrap_or_else(|| panic!("{w:?} not next in:\n{stdout}"));
+        rest = &rest[at + w.len()..];
+    }
+    let (_dir2, bad) = script("bad.sql", "USE CATALOG hive;\n");
+    let (code, _, stderr) = run(&["run", &bad.display().to_string()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no catalog named 'hive'") && stderr.contains("1:13"),
+        "{stderr}"
+    );
+}
+
 /// The session zone defaults to the machine's, as Flink's `table.local-time-zone` defaults
 /// to the JVM's: `TZ` names it here. `SET` overrides it, and `'default'` brings it back.
 #[test]

@@ -173,7 +173,7 @@ pub fn complete(cat: &Catalog, before: &str, whole: &str) -> (usize, Vec<String>
     let upper_head = head.to_ascii_uppercase();
     if matches!(
         previous.as_str(),
-        "FROM" | "JOIN" | "TABLE" | "INTO" | "DESCRIBE" | "VIEW" | "EXISTS"
+        "FROM" | "JOIN" | "TABLE" | "INTO" | "DESCRIBE" | "DESC" | "EXTENDED" | "VIEW" | "EXISTS"
     ) || upper_head.ends_with("SHOW CREATE TABLE")
     {
         return (start, matching(&names(), word));

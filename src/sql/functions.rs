@@ -2052,22 +2052,67 @@ impl ScalarUDFImpl for FloatText {
 /// a TINYINT or SMALLINT takes the INT's low bits, as Java's `(byte) d` does). Put in
 /// place of such casts by [`crate::sql::types::JavaNumericCasts`]; DataFusion's cast fails
 /// where the value does not fit.
+///
+/// A string is read as Flink's `BinaryStringDataUtil.toInt`/`toLong` read it (its
+/// `StringToNumericPrimitiveCastRule`): spaces around it ignored, an optional sign, digits,
+/// and an optional point followed by digits that are dropped (`CAST('1.9' AS INT)` is 1,
+/// `CAST(' -7 ' AS BIGINT)` -7); a string that is not such a number, or is out of the
+/// type's range, fails the query (`CAST`) or gives NULL (`TRY_CAST`, `safe`).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct JavaNarrow {
     signature: Signature,
     to: DataType,
+    safe: bool,
     name: String,
 }
 
 impl JavaNarrow {
-    /// The cast to `to` (TINYINT, SMALLINT, INT or BIGINT).
-    pub fn udf(to: DataType) -> ScalarUDF {
+    /// The cast to `to` (TINYINT, SMALLINT, INT or BIGINT); `safe` for `TRY_CAST`.
+    pub fn udf(to: DataType, safe: bool) -> ScalarUDF {
         ScalarUDF::from(JavaNarrow {
             signature: Signature::any(1, Volatility::Immutable),
-            name: format!("weir_java_cast_{}", to.to_string().to_lowercase()),
+            name: format!(
+                "weir_java_{}cast_{}",
+                if safe { "try_" } else { "" },
+                to.to_string().to_lowercase()
+            ),
             to,
+            safe,
         })
     }
+}
+
+/// `s` as Flink's `BinaryStringDataUtil.toLong` reads it, after trimming spaces: an optional
+/// sign, decimal digits, optionally `.` and more digits (dropped; either side of the point may
+/// be empty); None when it is not such a
+/// number or lies outside `[min, max]`.
+fn java_parse_integral(s: &str, min: i64, max: i64) -> Option<i64> {
+    let s = s.trim_matches(' ');
+    let (negative, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (whole, fraction) = match body.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (body, None),
+    };
+    // As Flink: "" and a lone sign are no number, "." and "-." are 0.
+    if whole.is_empty() && fraction.is_none() {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.unwrap_or("").bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // Accumulated negative, as Flink does, so that the minimum itself is reachable.
+    let mut v: i64 = 0;
+    for b in whole.bytes() {
+        v = v.checked_mul(10)?.checked_sub(i64::from(b - b'0'))?;
+    }
+    let v = if negative { v } else { v.checked_neg()? };
+    (min..=max).contains(&v).then_some(v)
 }
 
 /// `v` as a Java `long` would be cast to `to` (`(int) v`, `(short) v`, `(byte) v`).
@@ -2103,6 +2148,31 @@ impl ScalarUDFImpl for JavaNarrow {
         let a = args.args[0].to_array(args.number_rows)?;
         let to = &self.to;
         let longs: Int64Array = match a.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let (min, max) = match to {
+                    DataType::Int8 => (i64::from(i8::MIN), i64::from(i8::MAX)),
+                    DataType::Int16 => (i64::from(i16::MIN), i64::from(i16::MAX)),
+                    DataType::Int32 => (i64::from(i32::MIN), i64::from(i32::MAX)),
+                    _ => (i64::MIN, i64::MAX),
+                };
+                let texts = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
+                let mut out = datafusion::arrow::array::Int64Builder::with_capacity(a.len());
+                for t in texts.as_string::<i32>().iter() {
+                    match t.map(|t| (t, java_parse_integral(t, min, max))) {
+                        None => out.append_null(),
+                        Some((_, Some(v))) => out.append_value(v),
+                        Some((_, None)) if self.safe => out.append_null(),
+                        Some((t, None)) => {
+                            return Err(datafusion::error::DataFusionError::Execution(format!(
+                                "Cast error: cannot cast string '{t}' to {}: not an integer \
+                                 in its range (use TRY_CAST for NULL instead)",
+                                crate::sql::types::flink_type_name(to)
+                            )))
+                        }
+                    }
+                }
+                out.finish()
+            }
             DataType::Float64 | DataType::Float32 => {
                 let d = datafusion::arrow::compute::cast(&a, &DataType::Float64)?;
                 d.as_primitive::<Float64Type>()

@@ -96,14 +96,26 @@ pub enum Statement {
         name_pos: Pos,
         if_exists: bool,
     },
-    /// `SHOW TABLES` (tables and views, as Flink lists them) or `SHOW VIEWS` (views only).
+    /// `SHOW TABLES` (tables and views, as Flink lists them) or `SHOW VIEWS` (views only),
+    /// `[FROM|IN db] [NOT] LIKE 'pattern'` as in Flink.
     ShowTables {
         views_only: bool,
+        like: Option<Like>,
     },
-    /// `SHOW [USER] FUNCTIONS`: the functions a query can call (`user`: only those of
-    /// `CREATE FUNCTION`).
+    /// `SHOW [USER] FUNCTIONS [[NOT] LIKE 'pattern']`: the functions a query can call
+    /// (`user`: only those of `CREATE FUNCTION`).
     ShowFunctions {
         user: bool,
+        like: Option<Like>,
+    },
+    /// `SHOW CATALOGS`, `SHOW DATABASES`, `SHOW CURRENT CATALOG|DATABASE`, `SHOW [FULL]
+    /// MODULES`, `SHOW JARS`: Weir's one catalog, as Flink's SQL client names it.
+    ShowCatalog(CatalogShow),
+    /// `USE CATALOG c`, `USE [c.]db`: only Flink's default names exist in Weir.
+    Use {
+        catalog: bool,
+        name: String,
+        name_pos: Pos,
     },
     /// `SHOW CREATE TABLE t` / `SHOW CREATE VIEW v`: the statement that made it.
     ShowCreate {
@@ -111,10 +123,11 @@ pub enum Statement {
         name: String,
         name_pos: Pos,
     },
-    /// `DESCRIBE t` / `DESC t`.
+    /// `DESCRIBE [EXTENDED] t` / `DESC t`, or `SHOW COLUMNS FROM|IN t [NOT] LIKE 'p'`.
     Describe {
         name: String,
         name_pos: Pos,
+        like: Option<Like>,
     },
     /// `EXPLAIN [CHANGELOG_MODE] <query or insert>`: the plan, with each node's changelog
     /// mode (the row kinds its output may hold, `[I,UB,UA,D]`) when `changelog_mode`, as
@@ -1282,14 +1295,75 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         Keyword::SHOW => {
             p.next_token();
             if p.parse_keyword(Keyword::TABLES) {
-                return Ok(Statement::ShowTables { views_only: false });
+                skip_database(p)?;
+                let like = parse_like(p)?;
+                return Ok(Statement::ShowTables {
+                    views_only: false,
+                    like,
+                });
             }
             if p.parse_keyword(Keyword::VIEWS) {
-                return Ok(Statement::ShowTables { views_only: true });
+                skip_database(p)?;
+                let like = parse_like(p)?;
+                return Ok(Statement::ShowTables {
+                    views_only: true,
+                    like,
+                });
+            }
+            if word(p, "CATALOGS") {
+                return Ok(Statement::ShowCatalog(CatalogShow::Catalogs));
+            }
+            if word(p, "DATABASES") {
+                return Ok(Statement::ShowCatalog(CatalogShow::Databases));
+            }
+            if word(p, "CURRENT") {
+                if word(p, "CATALOG") {
+                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentCatalog));
+                }
+                if word(p, "DATABASE") {
+                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentDatabase));
+                }
+                let n = p.peek_token();
+                return Err(sql_err(
+                    format!("expected CATALOG or DATABASE after SHOW CURRENT, found '{}'", n.token),
+                    &n,
+                ));
+            }
+            if word(p, "JARS") {
+                return Ok(Statement::ShowCatalog(CatalogShow::Jars));
+            }
+            let full = word(p, "FULL");
+            if word(p, "MODULES") {
+                return Ok(Statement::ShowCatalog(CatalogShow::Modules { full }));
+            }
+            if full {
+                let n = p.peek_token();
+                return Err(sql_err(
+                    format!("expected MODULES after SHOW FULL, found '{}'", n.token),
+                    &n,
+                ));
+            }
+            if word(p, "COLUMNS") {
+                if !word(p, "FROM") && !word(p, "IN") {
+                    let n = p.peek_token();
+                    return Err(sql_err(
+                        format!("expected FROM or IN after SHOW COLUMNS, found '{}'", n.token),
+                        &n,
+                    ));
+                }
+                let (name, name_pos) = parse_name(p)?;
+                let like = parse_like(p)?;
+                return Ok(Statement::Describe {
+                    name,
+                    name_pos,
+                    like,
+                });
             }
             let user = p.parse_keyword(Keyword::USER);
             if p.parse_keyword(Keyword::FUNCTIONS) {
-                return Ok(Statement::ShowFunctions { user });
+                skip_database(p)?;
+                let like = parse_like(p)?;
+                return Ok(Statement::ShowFunctions { user, like });
             }
             if !user && p.parse_keyword(Keyword::CREATE) {
                 let view = if p.parse_keyword(Keyword::VIEW) {
@@ -1308,14 +1382,52 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             let n = p.peek_token();
             Err(
                 sql_err(format!("SHOW {} is not supported", n.token), &n).with_hint(
-                    "SHOW TABLES, SHOW FUNCTIONS, SHOW CREATE TABLE t and SHOW CREATE VIEW v work",
+                    "SHOW TABLES, VIEWS, [USER] FUNCTIONS, COLUMNS FROM t, CREATE TABLE t, \
+                     CREATE VIEW v, CATALOGS, DATABASES, CURRENT CATALOG, CURRENT DATABASE, \
+                     [FULL] MODULES and JARS work",
                 ),
             )
         }
         Keyword::DESCRIBE | Keyword::DESC => {
             p.next_token();
+            // Flink's `DESCRIBE EXTENDED t` shows a table as `DESCRIBE t` does.
+            if matches!(&p.peek_token().token, Token::Word(w)
+                if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("EXTENDED"))
+                && !matches!(p.peek_nth_token(1).token, Token::SemiColon | Token::EOF)
+            {
+                p.next_token();
+            }
             let (name, name_pos) = parse_name(p)?;
-            Ok(Statement::Describe { name, name_pos })
+            Ok(Statement::Describe {
+                name,
+                name_pos,
+                like: None,
+            })
+        }
+        Keyword::USE => {
+            p.next_token();
+            let catalog = word(p, "CATALOG");
+            if !catalog && word(p, "MODULES") {
+                let n = p.peek_token();
+                let modules = p
+                    .parse_comma_separated(|p| p.parse_identifier())
+                    .map_err(parser_error)?;
+                if let Some(m) = modules.iter().find(|m| m.value != "core") {
+                    return Err(sql_err(format!("no module named '{}'", m.value), &n)
+                        .with_hint("Weir has one module, core (SHOW FULL MODULES)"));
+                }
+                return Ok(Statement::Use {
+                    catalog: false,
+                    name: String::new(),
+                    name_pos: pos_of(&n),
+                });
+            }
+            let (name, name_pos) = parse_name(p)?;
+            Ok(Statement::Use {
+                catalog,
+                name,
+                name_pos,
+            })
         }
         Keyword::EXPLAIN => {
             p.next_token();
@@ -1382,9 +1494,9 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             })
         }
         _ => {
-            const STARTS: [&str; 11] = [
+            const STARTS: [&str; 12] = [
                 "SELECT", "WITH", "CREATE", "INSERT", "SET", "RESET", "DROP", "SHOW", "DESCRIBE",
-                "EXPLAIN", "ALTER",
+                "EXPLAIN", "ALTER", "USE",
             ];
             let word = t.token.to_string();
             let mut e = sql_err(
@@ -1401,6 +1513,135 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             Err(e)
         }
     }
+}
+
+/// What `SHOW` lists of Weir's one catalog (Flink's `default_catalog`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogShow {
+    /// `SHOW CATALOGS`.
+    Catalogs,
+    /// `SHOW DATABASES`.
+    Databases,
+    /// `SHOW CURRENT CATALOG`.
+    CurrentCatalog,
+    /// `SHOW CURRENT DATABASE`.
+    CurrentDatabase,
+    /// `SHOW [FULL] MODULES`.
+    Modules { full: bool },
+    /// `SHOW JARS`.
+    Jars,
+}
+
+/// `[NOT] LIKE 'pattern'` (or `ILIKE`, case-insensitive) after a `SHOW`, as Flink's: `%` any
+/// run of characters, `_` one character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Like {
+    /// The pattern as written.
+    pub pattern: String,
+    /// `NOT LIKE`.
+    pub not: bool,
+    /// `ILIKE`: letters match whatever their case.
+    pub case_insensitive: bool,
+}
+
+impl Like {
+    /// Whether `name` is listed under this filter.
+    pub fn admits(&self, name: &str) -> bool {
+        let (n, p): (Vec<char>, Vec<char>) = if self.case_insensitive {
+            (
+                name.to_lowercase().chars().collect(),
+                self.pattern.to_lowercase().chars().collect(),
+            )
+        } else {
+            (name.chars().collect(), self.pattern.chars().collect())
+        };
+        like_matches(&n, &p) != self.not
+    }
+}
+
+/// SQL `LIKE` of `n` against `p` (`%` any run, `_` one character), by the usual
+/// backtracking over the last `%`; linear in practice, at worst `n × p` steps.
+fn like_matches(n: &[char], p: &[char]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < n.len() {
+        if j < p.len() && (p[j] == '_' || (p[j] != '%' && p[j] == n[i])) {
+            i += 1;
+            j += 1;
+        } else if j < p.len() && p[j] == '%' {
+            star = Some((j, i));
+            j += 1;
+        } else if let Some((sj, si)) = star {
+            j = sj + 1;
+            i = si + 1;
+            star = Some((sj, si + 1));
+        } else {
+            return false;
+        }
+    }
+    p[j..].iter().all(|c| *c == '%')
+}
+
+/// Consumes the unquoted word `w` (any case) when it comes next.
+fn word(p: &mut Parser, w: &str) -> bool {
+    let next = p.peek_token();
+    match &next.token {
+        Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w) => {
+            p.next_token();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `[FROM|IN [catalog.]database]` after `SHOW TABLES/VIEWS/FUNCTIONS`: Weir has Flink's one
+/// `default_catalog.default_database`, so any other name is an error.
+fn skip_database(p: &mut Parser) -> Result<()> {
+    if !word(p, "FROM") && !word(p, "IN") {
+        return Ok(());
+    }
+    let t = p.peek_token();
+    let (name, _) = parse_name(p)?;
+    let db = name.strip_prefix("default_catalog.").unwrap_or(&name);
+    if db != "default_database" {
+        return Err(sql_err(format!("no database named '{name}'"), &t)
+            .with_hint("Weir has one catalog and database: default_catalog.default_database"));
+    }
+    Ok(())
+}
+
+/// `[NOT] LIKE 'pattern'` or `[NOT] ILIKE 'pattern'`, if it comes next.
+fn parse_like(p: &mut Parser) -> Result<Option<Like>> {
+    let not = p.parse_keyword(Keyword::NOT);
+    let case_insensitive = if p.parse_keyword(Keyword::LIKE) {
+        false
+    } else if p.parse_keyword(Keyword::ILIKE) {
+        true
+    } else if not {
+        let n = p.peek_token();
+        return Err(sql_err(
+            format!("expected LIKE or ILIKE after NOT, found '{}'", n.token),
+            &n,
+        ));
+    } else {
+        return Ok(None);
+    };
+    let t = p.peek_token();
+    let pattern = match p.next_token().token {
+        Token::SingleQuotedString(s) => s,
+        other => {
+            return Err(sql_err(
+                format!("expected a quoted pattern after LIKE, found '{other}'"),
+                &t,
+            )
+            .with_hint("SHOW TABLES LIKE 'bid%'"))
+        }
+    };
+    Ok(Some(Like {
+        pattern,
+        not,
+        case_insensitive,
+    }))
 }
 
 /// A table or view name: one identifier, or a dotted name kept as written.

@@ -557,7 +557,8 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaFloatCasts {
 
 /// Casts between numbers as Flink's cast rules make them (Java's primitive casts, and
 /// `DecimalData.fromBigDecimal`): to a narrower integer type, the value's low bits (see
-/// [`crate::sql::functions::JavaNarrow`]); from a number to a `DECIMAL` too small for it,
+/// [`crate::sql::functions::JavaNarrow`]); from a string to an integer type, Flink's
+/// reading of it (a fraction dropped: `CAST('1.5' AS INT)` is 1); from a number to a `DECIMAL` too small for it,
 /// NULL (`CAST(123.4 AS DECIMAL(3, 1))`), where DataFusion's cast fails the query.
 #[derive(Debug)]
 pub struct JavaNumericCasts;
@@ -597,13 +598,20 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaNumericCasts {
                     Some(b) => b > to_bits,
                     None => matches!(
                         from,
-                        DataType::Float64 | DataType::Float32 | DataType::Decimal128(..)
+                        DataType::Float64
+                            | DataType::Float32
+                            | DataType::Decimal128(..)
+                            | DataType::Utf8
+                            | DataType::LargeUtf8
+                            | DataType::Utf8View
                     ),
                 };
                 if !narrowing {
                     return Ok(Transformed::no(e));
                 }
-                let call = crate::sql::functions::JavaNarrow::udf(to).call(vec![inner.clone()]);
+                let safe = matches!(e, Expr::TryCast(_));
+                let call =
+                    crate::sql::functions::JavaNarrow::udf(to, safe).call(vec![inner.clone()]);
                 return Ok(Transformed::yes(call));
             }
             let numeric = bits(&from).is_some()
