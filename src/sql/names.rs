@@ -29,7 +29,45 @@ use datafusion::sql::sqlparser::ast::{
 pub fn name_columns(query: &mut Query) {
     // `USING` joins first: their `*` and common columns are then named as Flink names them.
     super::using::rewrite(query);
+    values_as_select(&mut query.body);
     let _ = query.visit(&mut Namer { values: 0 });
+}
+
+/// A query that is a bare `VALUES …` (or a set operation that starts with one, whose names
+/// are its first arm's) becomes `SELECT * FROM (VALUES …)`, which [`Namer`] then names as
+/// Calcite names a `VALUES`: `EXPR$0`, `EXPR$1`, … (DataFusion: `column1`, …).
+fn values_as_select(body: &mut SetExpr) {
+    match body {
+        SetExpr::SetOperation { left, .. } => values_as_select(left),
+        SetExpr::Values(_) => {
+            let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+            let Ok(mut parsed) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &dialect,
+                "SELECT * FROM (VALUES (1))",
+            ) else {
+                return;
+            };
+            let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut select)) =
+                parsed.pop()
+            else {
+                return;
+            };
+            let swapped = match select.body.as_mut() {
+                SetExpr::Select(s) => match s.from.first_mut().map(|f| &mut f.relation) {
+                    Some(TableFactor::Derived { subquery, .. }) => {
+                        std::mem::swap(subquery.body.as_mut(), body);
+                        true
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
+            if swapped {
+                *body = *select.body;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Names select lists; `values` counts the unaliased `(VALUES …)` named so far, each of
