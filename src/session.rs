@@ -1039,9 +1039,7 @@ impl Session {
                     CatalogShow::Catalogs => one("catalog name", DEFAULT_CATALOG)?,
                     CatalogShow::Databases => one("database name", DEFAULT_DATABASE)?,
                     CatalogShow::CurrentCatalog => one("current catalog name", DEFAULT_CATALOG)?,
-                    CatalogShow::CurrentDatabase => {
-                        one("current database name", DEFAULT_DATABASE)?
-                    }
+                    CatalogShow::CurrentDatabase => one("current database name", DEFAULT_DATABASE)?,
                     CatalogShow::Modules { full: false } => one("module name", "core")?,
                     CatalogShow::Modules { full: true } => kv_batch(
                         ["module name", "used"],

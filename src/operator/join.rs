@@ -183,6 +183,9 @@ pub struct StreamJoin {
     nulls_equal: bool,
     right_seen: bool,
     right_null: bool,
+    /// A lookup join (see [`StreamJoin::lookup`]): the right side is a bounded table, read
+    /// whole before any left row is joined.
+    lookup: bool,
 }
 
 /// Interval joins merge segments up to this many rows, so that old rows leave in whole
@@ -254,7 +257,21 @@ impl StreamJoin {
             nulls_equal: false,
             right_seen: false,
             right_null: false,
+            lookup: false,
         })
+    }
+
+    /// Makes an INNER or LEFT regular join a lookup join (`JOIN t FOR SYSTEM_TIME AS OF
+    /// s.proc_time`, with `t` a bounded table on the right), as Flink's
+    /// `LookupJoinRunner`: each left row meets the table as it is when the row is joined,
+    /// and a row it does not meet is padded at once (LEFT) — so the output is append-only,
+    /// never taken back. Left rows that come while the table is still being read wait (and
+    /// are saved by a checkpoint) until it has ended.
+    pub fn lookup(mut self, on: bool) -> Self {
+        self.lookup = on
+            && self.time == JoinTime::Unbounded
+            && matches!(self.kind, JoinKind::Inner | JoinKind::Left);
+        self
     }
 
     /// Makes a left anti join null-aware, as SQL's `x NOT IN (SELECT y …)` is: a left row
@@ -323,6 +340,9 @@ impl StreamJoin {
             JoinTime::Window { .. } => "window".to_string(),
         };
         let null_aware = if self.null_aware { " null-aware" } else { "" };
+        if self.lookup {
+            return format!("lookup join {}", self.kind.name());
+        }
         format!("join {}{null_aware} ({what})", self.kind.name())
     }
 
@@ -499,6 +519,13 @@ impl StreamJoin {
                 }
                 self.probe_and_keep(side, batch, out)
             }
+            JoinTime::Unbounded if self.lookup && !self.ended[1] => {
+                // The table is still being read: its rows and the waiting left rows are
+                // kept, and nothing is joined yet.
+                let seg = self.segment(side, batch)?;
+                self.kept[side as usize].push(seg);
+                self.compact(side)
+            }
             JoinTime::Unbounded => self.probe_and_keep(side, batch, out),
         }
     }
@@ -543,6 +570,7 @@ impl StreamJoin {
     /// outer sides), which makes its output a changelog.
     fn pads(&self, side: Side) -> bool {
         self.time == JoinTime::Unbounded
+            && !self.lookup
             && match side {
                 Side::Left => matches!(self.kind, JoinKind::Left | JoinKind::Full),
                 Side::Right => matches!(self.kind, JoinKind::Right | JoinKind::Full),
@@ -750,7 +778,7 @@ impl StreamJoin {
                 out.push(self.changes(rows, RowKind::Insert)?);
             }
         }
-        if self.pads(side) {
+        if self.pads(side) || (self.lookup && side == Side::Left && self.kind == JoinKind::Left) {
             let missed: Vec<u32> = (0..hit.len() as u32)
                 .filter(|i| !hit[*i as usize])
                 .collect();
@@ -1048,14 +1076,25 @@ impl StreamJoin {
 
     /// One input has ended: no row of it is to come, so the other side's kept rows (which
     /// wait only for those) are dropped, and its new rows are no longer kept.
-    pub fn end_side(&mut self, side: Side) {
+    pub fn end_side(&mut self, side: Side, out: &mut Vec<Message>) -> Result<()> {
         self.ended[side as usize] = true;
+        if self.lookup {
+            // The table is whole: the left rows that waited for it are joined now. The
+            // stream ending first leaves the table, which its waiting rows still need.
+            if side == Side::Right {
+                for seg in std::mem::take(&mut self.kept[0]) {
+                    self.probe_and_keep(Side::Left, seg.batch, out)?;
+                }
+            }
+            return Ok(());
+        }
         let other = 1 - side as usize;
         // An outer side's unmatched rows still come out padded (at the watermark or the
         // end), so they stay.
         if !matches!(self.time, JoinTime::Window { .. }) && !self.pads_on_expiry(side_of(other)) {
             self.kept[other].clear();
         }
+        Ok(())
     }
 
     pub fn finish(&mut self, out: &mut Vec<Message>) -> Result<()> {
@@ -1307,8 +1346,8 @@ impl super::Operator for StreamJoin {
         Ok(())
     }
 
-    fn end_input(&mut self, input: usize) {
-        self.end_side(side_of(input));
+    fn end_input(&mut self, input: usize, out: &mut Vec<Message>) -> Result<()> {
+        self.end_side(side_of(input), out)
     }
 
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
@@ -1567,6 +1606,36 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_join_holds_early_rows_until_its_table_is_whole_and_pads_once() {
+        let mut j = join(JoinTime::Unbounded, JoinKind::Left).lookup(true);
+        assert!(!j.emits_changes(), "a LEFT lookup join is append-only");
+        let mut out = vec![];
+        j.process(Side::Left, batch(&[1, 5], &[0, 0]), &mut out)
+            .expect("early left rows");
+        j.process(Side::Right, batch(&[1], &[0]), &mut out)
+            .expect("the table's first row");
+        assert_eq!(rows(&out), 0, "nothing is joined while the table is read");
+        j.process(Side::Right, batch(&[5, 5], &[0, 0]), &mut out)
+            .expect("the table's last rows");
+        j.end_side(Side::Right, &mut out).expect("the table ends");
+        // 1 meets one row, 5 meets two: three rows, none padded, none taken back.
+        assert_eq!(rows(&out), 3);
+        j.process(Side::Left, batch(&[7, 1], &[0, 0]), &mut out)
+            .expect("later rows");
+        // 7 meets nothing: padded once; 1 meets its row.
+        assert_eq!(rows(&out), 5);
+        let padded = out
+            .iter()
+            .filter_map(|m| match m {
+                Message::Batch(b) => Some(b.column(2).null_count()),
+                _ => None,
+            })
+            .sum::<usize>();
+        assert_eq!(padded, 1, "only 7 is padded");
+        assert_eq!(j.kept_rows(), [0, 3], "only the table is kept");
+    }
+
+    #[test]
     fn once_a_side_has_ended_the_other_side_keeps_nothing() {
         // A stream joined with a bounded table: the table (right) ends first.
         let mut j = join(JoinTime::Unbounded, JoinKind::Inner);
@@ -1576,7 +1645,7 @@ mod tests {
         j.process(Side::Right, batch(&[1, 2], &[0, 0]), &mut out)
             .expect("table");
         assert_eq!(rows(&out), 1, "the early row met the table");
-        j.end_side(Side::Right);
+        j.end_side(Side::Right, &mut out).expect("end");
         j.process(Side::Left, batch(&[2, 3], &[0, 0]), &mut out)
             .expect("later rows");
         assert_eq!(rows(&out), 2);

@@ -100,8 +100,11 @@ pub trait Operator: Send {
     }
 
     /// Input `input` has ended while others may go on; [`Operator::finish`] follows when
-    /// every input has ended.
-    fn end_input(&mut self, _input: usize) {}
+    /// every input has ended. Rows it releases (a lookup join's left rows that waited for
+    /// its table) go to `out`.
+    fn end_input(&mut self, _input: usize, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
 
     /// Handles a watermark; stateless operators pass it on.
     fn process_watermark(&mut self, watermark: i64, out: &mut Vec<Message>) -> Result<()> {
@@ -506,10 +509,16 @@ impl Operator for Chain {
         Ok(())
     }
 
-    fn end_input(&mut self, input: usize) {
-        if let Some(first) = self.ops.first_mut() {
-            first.end_input(input);
+    fn end_input(&mut self, input: usize, out: &mut Vec<Message>) -> Result<()> {
+        let Some((first, rest)) = self.ops.split_first_mut() else {
+            return Ok(());
+        };
+        let mut tmp = vec![];
+        first.end_input(input, &mut tmp)?;
+        for m in tmp {
+            push_through(rest, m, out)?;
         }
+        Ok(())
     }
 
     fn is_done(&self) -> bool {
@@ -813,7 +822,7 @@ pub async fn run_task(
                     aligned = inputs.aligned_after_end(&ended);
                     let l = input_of[i];
                     if input_of.iter().zip(&ended).all(|(of, e)| *of != l || *e) {
-                        op.end_input(l);
+                        op.end_input(l, &mut out)?;
                     } else {
                         // The input's other channels may hold its watermark higher now.
                         let lw = logical_watermark(l, &input_of, &watermarks, &ended);

@@ -59,6 +59,7 @@ impl Planner<'_> {
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             return planned;
         }
+        let mut lookup_join = false;
         match self.lookup_of(j) {
             Some((lookup, def, true)) => return self.temporal_join(j, &lookup, &def),
             Some((lookup, def, false)) if def.connector != "filesystem" => {
@@ -70,7 +71,20 @@ impl Planner<'_> {
                     Some(lookup.pos),
                 ));
             }
-            _ => {}
+            Some((lookup, _, false)) => {
+                // Flink's rule: a lookup join is INNER or LEFT.
+                if !matches!(j.join_type, JoinType::Inner | JoinType::Left) {
+                    return Err(WeirError::sql(
+                        format!(
+                            "a lookup join (FOR SYSTEM_TIME AS OF) is INNER or LEFT, not {}",
+                            kind_name(j.join_type)
+                        ),
+                        Some(lookup.pos),
+                    ));
+                }
+                lookup_join = true;
+            }
+            None => {}
         }
         let kind = match j.join_type {
             JoinType::Inner => JoinKind::Inner,
@@ -182,7 +196,8 @@ impl Planner<'_> {
         )?
         .with_ttl(self.state_ttl()?)
         .null_aware(j.null_aware)
-        .nulls_equal(j.null_equality == NullEquality::NullEqualsNull);
+        .nulls_equal(j.null_equality == NullEquality::NullEqualsNull)
+        .lookup(lookup_join);
         let left = self.node(&j.left)?;
         let right = self.node(&j.right)?;
         super::append_only(&left, "a join")?;

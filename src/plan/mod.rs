@@ -476,6 +476,22 @@ impl Planner<'_> {
                         return Err(WeirError::sql("LIMIT must be a constant", None));
                     }
                 };
+                if let LogicalPlan::Sort(s) = l.input.as_ref()
+                    && self.sort_time_column(s).is_none()
+                {
+                    // `ORDER BY x LIMIT n` over a stream: Flink's Top-N (its SortLimit).
+                    if skip > 0 {
+                        return Err(WeirError::sql(
+                            "not supported in a standing query yet: OFFSET after ORDER BY … LIMIT over a stream whose order is not its event time",
+                            None,
+                        )
+                        .with_hint("ROW_NUMBER() OVER (ORDER BY …) AS rn … WHERE rn BETWEEN m AND n ranks a range"));
+                    }
+                    return match fetch.or(s.fetch) {
+                        Some(n) => self.sort_limit(s, n),
+                        None => self.sort(s),
+                    };
+                }
                 let input = self.node(&l.input)?;
                 Ok(PlanNode::Operator {
                     op: Box::new(LimitOperator::new(skip, fetch)),
@@ -1554,19 +1570,11 @@ impl Planner<'_> {
     /// [`crate::operator::sort`]); a `LIMIT` keeps the first rows so ordered.
     fn sort(&self, s: &datafusion::logical_expr::Sort) -> Result<PlanNode> {
         let schema = s.input.schema();
-        let time = match s.expr.first() {
-            Some(first) if first.asc => match &first.expr {
-                datafusion::logical_expr::Expr::Column(c)
-                    if window::is_time_attribute(&s.input, &c.name)
-                        && !window::is_proctime_attribute(&s.input, c) =>
-                {
-                    schema.index_of_column(c).ok()
-                }
-                _ => None,
-            },
-            _ => None,
-        };
+        let time = self.sort_time_column(s);
         let Some(time) = time else {
+            if let Some(n) = s.fetch {
+                return self.sort_limit(s, n);
+            }
             return Err(WeirError::sql(
                 "not supported in a standing query: ORDER BY over an unbounded stream other than first on an ascending event-time attribute",
                 None,
@@ -1605,6 +1613,79 @@ impl Planner<'_> {
             };
         }
         Ok(node)
+    }
+
+    /// The index of the event-time attribute a sort orders by first, ascending (the streaming
+    /// sort Flink runs as rows in order); None for any other order.
+    fn sort_time_column(&self, s: &datafusion::logical_expr::Sort) -> Option<usize> {
+        match s.expr.first() {
+            Some(first) if first.asc => match &first.expr {
+                datafusion::logical_expr::Expr::Column(c)
+                    if window::is_time_attribute(&s.input, &c.name)
+                        && !window::is_proctime_attribute(&s.input, c) =>
+                {
+                    s.input.schema().index_of_column(c).ok()
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `ORDER BY keys LIMIT n` over a stream, ordered by anything but its event time: as
+    /// Flink plans it (its `StreamPhysicalSortLimit`, a rank without the rank number), a
+    /// Top-N over the whole stream — the first `n` rows so far by the order, as a changelog:
+    /// a row entering them `+I`, one pushed out `-D` (see [`TopNOperator::without_rank`]).
+    /// Over an append-only input; one subtask.
+    fn sort_limit(&self, s: &datafusion::logical_expr::Sort, n: usize) -> Result<PlanNode> {
+        let schema = s.input.schema();
+        let order = s
+            .expr
+            .iter()
+            .map(|e| {
+                Ok((
+                    compile(self.state, &e.expr, schema)?,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !e.asc,
+                        nulls_first: e.nulls_first,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let input = self.node(&s.input)?;
+        append_only(&input, "ORDER BY … LIMIT over a stream (a Top-N)")?;
+        let columns = Arc::new(schema.as_arrow().clone());
+        let mut fields: Vec<Arc<datafusion::arrow::datatypes::Field>> =
+            columns.fields().iter().cloned().collect();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "__weir_rank",
+            datafusion::arrow::datatypes::DataType::UInt64,
+            false,
+        )));
+        let ranked = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        let top = crate::operator::topn::TopNOperator::new(vec![], order, n, &columns, ranked)?
+            .without_rank(true)
+            .with_ttl(self.state_ttl()?);
+        let keep: Vec<Arc<dyn PhysicalExpr>> = columns
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                Arc::new(datafusion::physical_expr::expressions::Column::new(
+                    f.name(),
+                    i,
+                )) as Arc<dyn PhysicalExpr>
+            })
+            .collect();
+        Ok(PlanNode::Operator {
+            op: Box::new(crate::operator::project::ProjectOperator::new(
+                keep, columns,
+            )),
+            input: Box::new(PlanNode::Operator {
+                op: Box::new(top),
+                input: Box::new(input),
+            }),
+        })
     }
 
     /// Top-N over a whole stream (a changelog): `ROW_NUMBER()` with a limit from the filter

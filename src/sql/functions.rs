@@ -2167,7 +2167,7 @@ impl ScalarUDFImpl for JavaNarrow {
                                 "Cast error: cannot cast string '{t}' to {}: not an integer \
                                  in its range (use TRY_CAST for NULL instead)",
                                 crate::sql::types::flink_type_name(to)
-                            )))
+                            )));
                         }
                     }
                 }

@@ -47,8 +47,7 @@ fn values_as_select(body: &mut SetExpr) {
             ) else {
                 return;
             };
-            let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut select)) =
-                parsed.pop()
+            let Some(datafusion::sql::sqlparser::ast::Statement::Query(mut select)) = parsed.pop()
             else {
                 return;
             };

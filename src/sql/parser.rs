@@ -1325,7 +1325,10 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 }
                 let n = p.peek_token();
                 return Err(sql_err(
-                    format!("expected CATALOG or DATABASE after SHOW CURRENT, found '{}'", n.token),
+                    format!(
+                        "expected CATALOG or DATABASE after SHOW CURRENT, found '{}'",
+                        n.token
+                    ),
                     &n,
                 ));
             }
@@ -1347,7 +1350,10 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 if !word(p, "FROM") && !word(p, "IN") {
                     let n = p.peek_token();
                     return Err(sql_err(
-                        format!("expected FROM or IN after SHOW COLUMNS, found '{}'", n.token),
+                        format!(
+                            "expected FROM or IN after SHOW COLUMNS, found '{}'",
+                            n.token
+                        ),
                         &n,
                     ));
                 }
@@ -1634,7 +1640,7 @@ fn parse_like(p: &mut Parser) -> Result<Option<Like>> {
                 format!("expected a quoted pattern after LIKE, found '{other}'"),
                 &t,
             )
-            .with_hint("SHOW TABLES LIKE 'bid%'"))
+            .with_hint("SHOW TABLES LIKE 'bid%'"));
         }
     };
     Ok(Some(Like {
