@@ -757,6 +757,9 @@ impl Session {
                     )
                     .with_hint("use CREATE TABLE IF NOT EXISTS, or DROP TABLE first"));
                 }
+                if let Some(like) = &c.like {
+                    return self.create_table_like(c, like, &stmt.text);
+                }
                 let def = TableDef::from_ddl(c, &self.ctx.state())?;
                 crate::connector::validate(&def)?;
                 crate::connector::validate_generator(&def)?;
@@ -2247,6 +2250,48 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
 }
 
 /// A small table of strings.
+impl Session {
+    /// `CREATE TABLE t (…) WITH (…) LIKE base (…)`: the table `base` merged with the
+    /// statement by Flink's rules ([`crate::sql::alter::like`]), declared as the merged
+    /// `CREATE TABLE` is (which `SHOW CREATE TABLE` then shows). Errors: `base` unknown or
+    /// a view; a conflict the like options do not resolve (at the derived component); any
+    /// error of the merged table (at the derived component it comes from, else at `t`).
+    fn create_table_like(
+        &mut self,
+        c: &crate::sql::parser::CreateTable,
+        like: &crate::sql::parser::LikeClause,
+        text: &str,
+    ) -> Result<Outcome> {
+        let Some(base_ddl) = self.ddl.get(&like.table) else {
+            if self.views.contains_key(&like.table) {
+                return Err(WeirError::sql(
+                    format!(
+                        "'{}' is a view: CREATE TABLE … LIKE takes a table",
+                        like.table
+                    ),
+                    Some(like.table_pos),
+                ));
+            }
+            return Err(self.unknown_relation(&like.table, like.table_pos));
+        };
+        let merged = crate::sql::alter::like(base_ddl, text, c)?;
+        let moved = |e: WeirError| merged.moved(e, c.name_pos);
+        let located = crate::sql::parser::parse_script(&merged.text).map_err(moved)?;
+        let Some(Statement::CreateTable(m)) = located.first().map(|l| &l.statement) else {
+            return Err(WeirError::internal("a merged table is no CREATE TABLE"));
+        };
+        let def = TableDef::from_ddl(m, &self.ctx.state()).map_err(moved)?;
+        crate::connector::validate(&def).map_err(moved)?;
+        crate::connector::validate_generator(&def).map_err(moved)?;
+        let def = Arc::new(def);
+        self.ctx
+            .register_table(relation(&def.name), Arc::new(StreamTable::new(def.clone())))?;
+        self.ddl.insert(def.name.clone(), merged.text.clone());
+        self.tables.insert(def.name.clone(), def);
+        Ok(Outcome::Done(format!("[INFO] Table '{}' created.", c.name)))
+    }
+}
+
 /// The name of Weir's one catalog, as Flink's SQL client names its default one.
 const DEFAULT_CATALOG: &str = "default_catalog";
 /// The name of that catalog's one database, as Flink's default.

@@ -623,3 +623,335 @@ fn change_parts(
     }
     Ok(())
 }
+
+/// Where a `CREATE TABLE` text's column list is: its `(`, its `)` and the byte after it;
+/// None when it has none.
+fn column_list(toks: &[(usize, usize, Token)]) -> Option<(usize, usize, usize)> {
+    let mut seen_table = false;
+    for (i, (_, _, t)) in toks.iter().enumerate() {
+        match t {
+            Token::Word(w) if !seen_table && w.keyword == Keyword::TABLE => seen_table = true,
+            Token::LParen if seen_table => {
+                let mut depth = 0i32;
+                for (j, (_, _, u)) in toks.iter().enumerate().skip(i) {
+                    match u {
+                        Token::LParen => depth += 1,
+                        Token::RParen => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some((toks[i].0, toks[j].0, toks[j].1));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                return None;
+            }
+            Token::Word(w)
+                if seen_table
+                    && matches!(
+                        w.keyword,
+                        Keyword::WITH
+                            | Keyword::PARTITIONED
+                            | Keyword::COMMENT
+                            | Keyword::AS
+                            | Keyword::LIKE
+                    ) =>
+            {
+                return None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A `CREATE TABLE` text, parsed, and its components as written.
+fn components_of(ddl: &str) -> Result<(CreateTable, Vec<Part>)> {
+    let located = crate::sql::parser::parse_script(ddl)?;
+    let Some(Statement::CreateTable(c)) = located.into_iter().next().map(|l| l.statement) else {
+        return Err(WeirError::internal("a table's text is no CREATE TABLE"));
+    };
+    let toks = tokens(ddl)?;
+    let close = column_list(&toks).map(|(_, close, _)| close);
+    let parts = parts_of(ddl, &c, &toks, close)?;
+    Ok((*c, parts))
+}
+
+/// `'text'` as a SQL string literal.
+fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Flink's `CREATE TABLE derived (…) WITH (…) LIKE base (options)`: the text of the table
+/// it declares, `base_ddl` (the base table's `CREATE TABLE`) merged with the derived
+/// statement (`derived_text`, parsed as `derived` with positions in the script), by
+/// Flink's rules (`MergeTableLikeUtil`; defaults `INCLUDING ALL OVERWRITING OPTIONS`):
+///
+/// - physical columns: the base's, then the derived's; a name in both is an error;
+/// - computed (`GENERATED`) and metadata (`METADATA`) columns: the base's unless
+///   `EXCLUDING`; a derived one of a base one's name replaces it in its place only with
+///   `OVERWRITING`, and only a column of its own kind;
+/// - the watermark (`WATERMARKS`): the base's unless `EXCLUDING`; a derived one for the
+///   same column replaces it only with `OVERWRITING`;
+/// - the primary key (`CONSTRAINTS`) and partition keys (`PARTITIONS`): the base's with
+///   `INCLUDING`, and declaring them in both is an error;
+/// - options (`OPTIONS`): the base's unless `EXCLUDING`; a key in both is the derived's
+///   value with `OVERWRITING`, an error with `INCLUDING`.
+///
+/// Errors point at the derived component that conflicts, or at the base's name.
+pub fn like(base_ddl: &str, derived_text: &str, derived: &CreateTable) -> Result<Altered> {
+    use crate::sql::parser::{LikeFeature as F, MergingStrategy as M};
+    let Some(clause) = &derived.like else {
+        return Err(WeirError::internal("a CREATE TABLE without LIKE"));
+    };
+    let at = clause.table_pos;
+    let strategy = |f: F| {
+        let default = match f {
+            F::Options => M::Overwriting,
+            _ => M::Including,
+        };
+        let all = clause
+            .options
+            .iter()
+            .find(|(_, g)| *g == F::All)
+            .map(|(s, _)| *s);
+        clause
+            .options
+            .iter()
+            .rev()
+            .find(|(_, g)| *g == f)
+            .map(|(s, _)| *s)
+            .or(all)
+            .unwrap_or(default)
+    };
+    let (generated, metadata, watermarks, constraints, partitions, options) = (
+        strategy(F::Generated),
+        strategy(F::Metadata),
+        strategy(F::Watermarks),
+        strategy(F::Constraints),
+        strategy(F::Partitions),
+        strategy(F::Options),
+    );
+    let (base, base_parts) = components_of(base_ddl)?;
+    let (local, derived_parts) = components_of(derived_text)?;
+    // Each column's kind: 0 physical, 1 computed, 2 metadata.
+    let kind_of = |c: &CreateTable, name: &str| {
+        c.columns
+            .iter()
+            .find(|col| col.name == name)
+            .map_or(0, |col| match col.kind {
+                ColumnKind::Physical { .. } => 0,
+                ColumnKind::Computed(_) => 1,
+                ColumnKind::Metadata { .. } => 2,
+            })
+    };
+    let written = |kind: &ComponentKind| match kind {
+        ComponentKind::Column(n) => derived.columns.iter().find(|c| c.name == *n).map(|c| c.pos),
+        ComponentKind::Watermark => derived.watermark_pos,
+        ComponentKind::PrimaryKey(_) => derived.primary_key_pos,
+    };
+    let err = |msg: String, p: Option<Pos>| WeirError::sql(msg, Some(p.unwrap_or(at)));
+    let mut columns: Vec<Part> = vec![];
+    let mut watermark: Option<Part> = None;
+    for p in base_parts {
+        match &p.kind {
+            ComponentKind::Column(n) => {
+                let keep = match kind_of(&base, n) {
+                    1 => generated != M::Excluding,
+                    2 => metadata != M::Excluding,
+                    _ => true,
+                };
+                if keep {
+                    columns.push(Part {
+                        text: without_inline_key(&p.text)?,
+                        ..p
+                    });
+                }
+            }
+            ComponentKind::Watermark if watermarks != M::Excluding => watermark = Some(p),
+            _ => {}
+        }
+    }
+    let mut key: Option<Part> = None;
+    if constraints == M::Including && !base.primary_key.is_empty() {
+        let cols: Vec<String> = base.primary_key.iter().map(|c| quoted(c)).collect();
+        key = Some(Part {
+            kind: ComponentKind::PrimaryKey(base.primary_key.clone()),
+            text: format!("PRIMARY KEY ({}) NOT ENFORCED", cols.join(", ")),
+            written: None,
+        });
+    }
+    for p in derived_parts {
+        let pos = written(&p.kind);
+        match &p.kind {
+            ComponentKind::Column(n) => {
+                let part = Part {
+                    text: without_inline_key(&p.text)?,
+                    written: pos,
+                    kind: p.kind.clone(),
+                };
+                let Some(i) = columns
+                    .iter()
+                    .position(|c| c.kind == ComponentKind::Column(n.clone()))
+                else {
+                    columns.push(part);
+                    continue;
+                };
+                let (mine, theirs) = (kind_of(&local, n), kind_of(&base, n));
+                let (what, strategy, feature) = match mine {
+                    1 => ("generated", generated, "GENERATED"),
+                    2 => ("metadata", metadata, "METADATA"),
+                    _ => ("physical", M::Including, ""),
+                };
+                if mine == 0 || mine != theirs {
+                    return Err(err(
+                        format!(
+                            "a column named '{n}' already exists in the base table '{}'; only a computed column can overwrite a computed one, a metadata column a metadata one",
+                            clause.table
+                        ),
+                        pos,
+                    ));
+                }
+                if strategy != M::Overwriting {
+                    return Err(err(
+                        format!(
+                            "a {what} column named '{n}' already exists in the base table '{}'",
+                            clause.table
+                        ),
+                        pos,
+                    )
+                    .with_hint(format!(
+                        "LIKE {} (EXCLUDING {feature}) or (OVERWRITING {feature})",
+                        clause.table
+                    )));
+                }
+                columns[i] = part;
+            }
+            ComponentKind::Watermark => {
+                if let Some(w) = &watermark
+                    && watermarks != M::Overwriting
+                {
+                    let same = base.watermark.as_ref().map(|b| &b.column)
+                        == local.watermark.as_ref().map(|d| &d.column);
+                    let msg = if same {
+                        format!(
+                            "there already is a watermark for column '{}' in the base table '{}'",
+                            local.watermark.as_ref().map_or("", |d| d.column.as_str()),
+                            clause.table
+                        )
+                    } else {
+                        format!(
+                            "the base table '{}' has a watermark already ({}), and a table has at most one",
+                            clause.table, w.text
+                        )
+                    };
+                    return Err(err(msg, pos).with_hint(format!(
+                        "LIKE {} (EXCLUDING WATERMARKS) or (OVERWRITING WATERMARKS)",
+                        clause.table
+                    )));
+                }
+                watermark = Some(Part { written: pos, ..p });
+            }
+            ComponentKind::PrimaryKey(_) => {}
+        }
+    }
+    if !local.primary_key.is_empty() {
+        let pos = derived.primary_key_pos.or_else(|| {
+            derived
+                .columns
+                .iter()
+                .find(|c| c.primary_key)
+                .map(|c| c.pos)
+        });
+        if key.is_some() {
+            return Err(err(
+                format!(
+                    "the base table '{}' already has a primary key",
+                    clause.table
+                ),
+                pos,
+            )
+            .with_hint(format!("LIKE {} (EXCLUDING CONSTRAINTS)", clause.table)));
+        }
+        let cols: Vec<String> = local.primary_key.iter().map(|c| quoted(c)).collect();
+        key = Some(Part {
+            kind: ComponentKind::PrimaryKey(local.primary_key.clone()),
+            text: format!("PRIMARY KEY ({}) NOT ENFORCED", cols.join(", ")),
+            written: pos,
+        });
+    }
+    let partition_keys: Vec<String> = if !local.partitioned_by.is_empty() {
+        if !base.partitioned_by.is_empty() && partitions != M::Excluding {
+            return Err(err(
+                format!("the base table '{}' already has partitions", clause.table),
+                derived.partitioned_by.first().map(|(_, p)| *p),
+            )
+            .with_hint(format!("LIKE {} (EXCLUDING PARTITIONS)", clause.table)));
+        }
+        local
+            .partitioned_by
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else if partitions == M::Including {
+        base.partitioned_by.iter().map(|(n, _)| n.clone()).collect()
+    } else {
+        vec![]
+    };
+    let mut merged: Vec<(String, String)> = if options == M::Excluding {
+        vec![]
+    } else {
+        base.options
+            .iter()
+            .map(|o| (o.key.clone(), o.value.clone()))
+            .collect()
+    };
+    for (o, written_o) in local.options.iter().zip(&derived.options) {
+        match merged.iter_mut().find(|(k, _)| *k == o.key) {
+            Some(_) if options == M::Including => {
+                return Err(err(
+                    format!(
+                        "the base table '{}' already has the option '{}'",
+                        clause.table, o.key
+                    ),
+                    Some(written_o.pos),
+                )
+                .with_hint(format!(
+                    "LIKE {} (EXCLUDING OPTIONS) or (OVERWRITING OPTIONS)",
+                    clause.table
+                )));
+            }
+            Some(kv) => kv.1 = o.value.clone(),
+            None => merged.push((o.key.clone(), o.value.clone())),
+        }
+    }
+    let mut parts = columns;
+    parts.extend(watermark);
+    parts.extend(key);
+    let mut text = format!("CREATE TABLE {} (\n", quoted(&derived.name));
+    let mut spans = vec![];
+    for (i, p) in parts.iter().enumerate() {
+        text.push_str("  ");
+        if let Some(w) = p.written {
+            spans.push((text.len(), text.len() + p.text.len(), w));
+        }
+        text.push_str(&p.text);
+        text.push_str(if i + 1 < parts.len() { ",\n" } else { "\n" });
+    }
+    text.push(')');
+    if !partition_keys.is_empty() {
+        let keys: Vec<String> = partition_keys.iter().map(|k| quoted(k)).collect();
+        text.push_str(&format!(" PARTITIONED BY ({})", keys.join(", ")));
+    }
+    if !merged.is_empty() {
+        text.push_str(" WITH (\n");
+        let opts: Vec<String> = merged
+            .iter()
+            .map(|(k, v)| format!("  {} = {}", string_literal(k), string_literal(v)))
+            .collect();
+        text.push_str(&opts.join(",\n"));
+        text.push_str("\n)");
+    }
+    Ok(Altered { text, spans })
+}

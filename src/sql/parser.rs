@@ -180,6 +180,39 @@ pub struct CreateTable {
     pub primary_key_pos: Option<Pos>,
     pub partitioned_by: Vec<(String, Pos)>,
     pub options: Vec<TableOption>,
+    /// `LIKE base [(options)]`: the table is derived from `base` (Flink's `CREATE TABLE …
+    /// LIKE`, see [`crate::sql::alter::like`]).
+    pub like: Option<LikeClause>,
+}
+
+/// `LIKE base (INCLUDING ALL OVERWRITING OPTIONS …)` after a `CREATE TABLE`'s options.
+#[derive(Debug, Clone)]
+pub struct LikeClause {
+    pub table: String,
+    pub table_pos: Pos,
+    /// The like options as written, in order: strategy, feature.
+    pub options: Vec<(MergingStrategy, LikeFeature)>,
+}
+
+/// How a feature of the base table is merged into the derived one (Flink's
+/// `MergingStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergingStrategy {
+    Including,
+    Excluding,
+    Overwriting,
+}
+
+/// A feature a like option names (Flink's `FeatureOption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikeFeature {
+    All,
+    Constraints,
+    Partitions,
+    Generated,
+    Options,
+    Watermarks,
+    Metadata,
 }
 
 #[derive(Debug, Clone)]
@@ -1836,6 +1869,11 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
                 .with_hint("create the sink table with WITH (...) options, then INSERT INTO it"),
         );
     }
+    let like = if p.parse_keyword(Keyword::LIKE) {
+        Some(parse_like_clause(p)?)
+    } else {
+        None
+    };
     // `id BIGINT PRIMARY KEY NOT ENFORCED` on a column, as Flink also takes it.
     let on_columns: Vec<&ColumnDef> = columns.iter().filter(|c| c.primary_key).collect();
     if let Some(c) = on_columns.first() {
@@ -1857,6 +1895,91 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
         primary_key,
         primary_key_pos,
         partitioned_by,
+        options,
+        like,
+    })
+}
+
+/// After `LIKE`: the base table and its like options, as Flink's grammar has them
+/// (`{INCLUDING | EXCLUDING} {ALL | CONSTRAINTS | PARTITIONS}`, `{INCLUDING | EXCLUDING |
+/// OVERWRITING} {GENERATED | OPTIONS | WATERMARKS | METADATA}`), separated by spaces or
+/// commas.
+fn parse_like_clause(p: &mut Parser) -> Result<LikeClause> {
+    let (table, table_pos) = parse_name(p)?;
+    let mut options = vec![];
+    if p.consume_token(&Token::LParen) {
+        loop {
+            if p.consume_token(&Token::RParen) {
+                break;
+            }
+            let st = p.next_token();
+            let strategy = match &st.token {
+                Token::Word(w) if w.value.eq_ignore_ascii_case("INCLUDING") => {
+                    MergingStrategy::Including
+                }
+                Token::Word(w) if w.value.eq_ignore_ascii_case("EXCLUDING") => {
+                    MergingStrategy::Excluding
+                }
+                Token::Word(w) if w.value.eq_ignore_ascii_case("OVERWRITING") => {
+                    MergingStrategy::Overwriting
+                }
+                other => {
+                    return Err(sql_err(
+                        format!("expected INCLUDING, EXCLUDING or OVERWRITING, found '{other}'"),
+                        &st,
+                    )
+                    .with_hint("LIKE base (EXCLUDING ALL INCLUDING GENERATED)"));
+                }
+            };
+            let ft = p.next_token();
+            let feature = match &ft.token {
+                Token::Word(w) => match w.value.to_ascii_uppercase().as_str() {
+                    "ALL" => LikeFeature::All,
+                    "CONSTRAINTS" => LikeFeature::Constraints,
+                    "PARTITIONS" => LikeFeature::Partitions,
+                    "GENERATED" => LikeFeature::Generated,
+                    "OPTIONS" => LikeFeature::Options,
+                    "WATERMARKS" => LikeFeature::Watermarks,
+                    "METADATA" => LikeFeature::Metadata,
+                    _ => {
+                        return Err(sql_err(
+                            format!("unknown like option '{}'", w.value),
+                            &ft,
+                        )
+                        .with_hint(
+                            "ALL, CONSTRAINTS, PARTITIONS, GENERATED, OPTIONS, WATERMARKS or METADATA",
+                        ));
+                    }
+                },
+                other => {
+                    return Err(sql_err(
+                        format!("expected a like option, found '{other}'"),
+                        &ft,
+                    ));
+                }
+            };
+            if strategy == MergingStrategy::Overwriting
+                && matches!(
+                    feature,
+                    LikeFeature::All | LikeFeature::Constraints | LikeFeature::Partitions
+                )
+            {
+                return Err(sql_err(
+                    format!(
+                        "illegal merging strategy 'OVERWRITING' for '{}'",
+                        ft.token.to_string().to_ascii_uppercase()
+                    ),
+                    &st,
+                )
+                .with_hint("ALL, CONSTRAINTS and PARTITIONS are INCLUDING or EXCLUDING"));
+            }
+            options.push((strategy, feature));
+            let _ = p.consume_token(&Token::Comma);
+        }
+    }
+    Ok(LikeClause {
+        table,
+        table_pos,
         options,
     })
 }
