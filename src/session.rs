@@ -760,6 +760,9 @@ impl Session {
                 if let Some(like) = &c.like {
                     return self.create_table_like(c, like, &stmt.text);
                 }
+                if let Some(query) = &c.as_query {
+                    return Box::pin(self.create_table_as(c, query, stmt)).await;
+                }
                 let def = TableDef::from_ddl(c, &self.ctx.state())?;
                 crate::connector::validate(&def)?;
                 crate::connector::validate_generator(&def)?;
@@ -2251,6 +2254,98 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
 
 /// A small table of strings.
 impl Session {
+    /// `CREATE TABLE t WITH (…) AS SELECT …` (Flink's CTAS): declares `t` with the query's
+    /// columns (names, types and nullability, as the `CREATE TABLE` that `SHOW CREATE
+    /// TABLE` then shows), then runs `INSERT INTO t SELECT …` as a job. Errors: the query's
+    /// (at its token), the table's options (as `CREATE TABLE` checks them), or the insert's
+    /// planning — after which no table `t` is left behind.
+    async fn create_table_as(
+        &mut self,
+        c: &crate::sql::parser::CreateTable,
+        query: &ast::Query,
+        stmt: &Located,
+    ) -> Result<Outcome> {
+        let plan = self
+            .logical_plan(query, &stmt.windows, &stmt.lookups, false)
+            .await?;
+        let quoted = |n: &str| format!("`{}`", n.replace('`', "``"));
+        let literal = |t: &str| format!("'{}'", t.replace('\'', "''"));
+        let columns: Vec<String> = plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "  {} {}{}",
+                    quoted(f.name()),
+                    crate::sql::types::flink_type_name(f.data_type()),
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        let mut text = format!(
+            "CREATE TABLE {} (\n{}\n)",
+            quoted(&c.name),
+            columns.join(",\n")
+        );
+        if !c.partitioned_by.is_empty() {
+            let keys: Vec<String> = c.partitioned_by.iter().map(|(k, _)| quoted(k)).collect();
+            text.push_str(&format!(" PARTITIONED BY ({})", keys.join(", ")));
+        }
+        if !c.options.is_empty() {
+            let opts: Vec<String> = c
+                .options
+                .iter()
+                .map(|o| format!("  {} = {}", literal(&o.key), literal(&o.value)))
+                .collect();
+            text.push_str(&format!(" WITH (\n{}\n)", opts.join(",\n")));
+        }
+        let at = |e: WeirError| e.moved_to(c.name_pos);
+        let located = crate::sql::parser::parse_script(&text).map_err(at)?;
+        let Some(Statement::CreateTable(declared)) = located.first().map(|l| &l.statement) else {
+            return Err(WeirError::internal("a CTAS table is no CREATE TABLE"));
+        };
+        // Option errors point at the options as written in the statement.
+        let mut declared = declared.clone();
+        for (o, written) in declared.options.iter_mut().zip(&c.options) {
+            o.pos = written.pos;
+        }
+        for (p, written) in declared.partitioned_by.iter_mut().zip(&c.partitioned_by) {
+            p.1 = written.1;
+        }
+        declared.name_pos = c.name_pos;
+        let def = TableDef::from_ddl(&declared, &self.ctx.state())?;
+        crate::connector::validate(&def)?;
+        crate::connector::validate_generator(&def)?;
+        let def = Arc::new(def);
+        self.ctx
+            .register_table(relation(&def.name), Arc::new(StreamTable::new(def.clone())))?;
+        self.ddl.insert(def.name.clone(), text);
+        self.tables.insert(def.name.clone(), def);
+        let insert = Located {
+            statement: Statement::Insert {
+                table: c.name.clone(),
+                table_pos: c.name_pos,
+                columns: vec![],
+                query: Box::new(query.clone()),
+            },
+            pos: stmt.pos,
+            text: stmt.text.clone(),
+            windows: stmt.windows.clone(),
+            lookups: stmt.lookups.clone(),
+        };
+        match Box::pin(self.execute(&insert)).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                // As Flink, no table is left from a CTAS whose query does not run.
+                self.ddl.remove(&c.name);
+                self.tables.remove(&c.name);
+                let _ = self.ctx.deregister_table(relation(&c.name));
+                Err(e)
+            }
+        }
+    }
+
     /// `CREATE TABLE t (…) WITH (…) LIKE base (…)`: the table `base` merged with the
     /// statement by Flink's rules ([`crate::sql::alter::like`]), declared as the merged
     /// `CREATE TABLE` is (which `SHOW CREATE TABLE` then shows). Errors: `base` unknown or

@@ -2099,6 +2099,75 @@ fn catalog_statements_answer_as_flinks_default_catalog() {
     );
 }
 
+/// `CREATE TABLE t WITH (…) AS SELECT …` (Flink's CTAS): the table takes the query's
+/// columns (Flink's names: `EXPR$1` for an unaliased expression) and the query's rows are
+/// written into it; a CTAS whose insert cannot run leaves no table behind.
+#[test]
+fn create_table_as_select_declares_the_table_and_fills_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let (_d, f) = script(
+        "ctas.sql",
+        &format!(
+            "CREATE TABLE s (k BIGINT, v STRING) WITH ('connector' = 'datagen', \
+               'number-of-rows' = '5', 'fields.k.kind' = 'sequence', 'fields.k.start' = '1', \
+               'fields.k.end' = '5');\n\
+             CREATE TABLE t WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv') \
+               AS SELECT k, k * 2 FROM s WHERE k > 2;\n\
+             DESCRIBE t;\n\
+             CREATE TABLE counts WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv') AS SELECT k, COUNT(*) AS n FROM s GROUP BY k;\n",
+            out.display(),
+            dir.path().join("counts").display()
+        ),
+    );
+    let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
+    // The second CTAS is an updating query into an append-only table: refused.
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stdout.contains(
+            "name,type,null,key,extras,watermark\nk,BIGINT,true,,,\nEXPR$1,BIGINT,true,,,\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stderr.contains("takes appended rows only"), "{stderr}");
+    let mut rows: Vec<String> = std::fs::read_dir(&out)
+        .expect("the CTAS wrote its directory")
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.expect("entry").path()).expect("read");
+            text.lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, ["3,6", "4,8", "5,10"]);
+}
+
+/// A CTAS whose insert is refused (an updating query into an append-only table) leaves no
+/// table behind: the session goes on without it.
+#[tokio::test]
+async fn a_refused_ctas_leaves_no_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut session = weir::session::Session::new();
+    session
+        .run_collect(
+            "CREATE TABLE s (k BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '1');",
+        )
+        .await
+        .expect("source");
+    let refused = session
+        .run_collect(&format!(
+            "CREATE TABLE counts WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv') \
+             AS SELECT k, COUNT(*) AS n FROM s GROUP BY k;",
+            dir.path().display()
+        ))
+        .await;
+    let e = refused.expect_err("an updating query into a filesystem table");
+    assert!(e.to_string().contains("takes appended rows only"), "{e}");
+    let tables = session.run_collect("SHOW TABLES;").await.expect("show");
+    let listed = weir::format::encode::row_texts(&tables[0], ",").expect("text");
+    assert_eq!(listed, ["s,table (datagen)"]);
+}
+
 /// The session zone defaults to the machine's, as Flink's `table.local-time-zone` defaults
 /// to the JVM's: `TZ` names it here. `SET` overrides it, and `'default'` brings it back.
 #[test]

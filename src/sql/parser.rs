@@ -183,6 +183,9 @@ pub struct CreateTable {
     /// `LIKE base [(options)]`: the table is derived from `base` (Flink's `CREATE TABLE …
     /// LIKE`, see [`crate::sql::alter::like`]).
     pub like: Option<LikeClause>,
+    /// `CREATE TABLE t WITH (…) AS SELECT …` (Flink's CTAS): the table takes the query's
+    /// columns, and the query is inserted into it.
+    pub as_query: Option<Box<Query>>,
 }
 
 /// `LIKE base (INCLUDING ALL OVERWRITING OPTIONS …)` after a `CREATE TABLE`'s options.
@@ -1048,6 +1051,14 @@ fn statement_windows(s: &mut Statement, windows: &mut Vec<WindowCall>) -> Result
             crate::sql::rewrite::rewrite_query(q);
             rewrite_group_windows(q, windows)
         }
+        Statement::CreateTable(c) if c.as_query.is_some() => {
+            if let Some(query) = c.as_query.as_mut() {
+                crate::sql::names::name_columns(query);
+                crate::sql::rewrite::rewrite_query(query);
+                rewrite_group_windows(query, windows)?;
+            }
+            Ok(())
+        }
         Statement::Insert { query, .. } | Statement::CreateView { query, .. } => {
             crate::sql::names::name_columns(query);
             crate::sql::rewrite::rewrite_query(query);
@@ -1862,15 +1873,28 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
             }
         }
         p.expect_token(&Token::RParen).map_err(parser_error)?;
-    } else if p.parse_keyword(Keyword::AS) {
-        let t = p.peek_token();
-        return Err(
-            sql_err("CREATE TABLE ... AS SELECT is not supported yet", &t)
-                .with_hint("create the sink table with WITH (...) options, then INSERT INTO it"),
-        );
     }
     let like = if p.parse_keyword(Keyword::LIKE) {
         Some(parse_like_clause(p)?)
+    } else {
+        None
+    };
+    let as_token = p.peek_token();
+    let as_query = if p.parse_keyword(Keyword::AS) {
+        if like.is_some() {
+            return Err(sql_err(
+                "CREATE TABLE … LIKE … AS SELECT is not supported: a table takes its columns from a base table or from a query",
+                &as_token,
+            ));
+        }
+        if !columns.is_empty() || watermark.is_some() || !primary_key.is_empty() {
+            return Err(sql_err(
+                "CREATE TABLE … AS SELECT takes its columns from the query, as in Flink: leave out the column list",
+                &as_token,
+            )
+            .with_hint("CREATE TABLE t WITH ('connector' = …) AS SELECT …"));
+        }
+        Some(p.parse_query().map_err(parser_error)?)
     } else {
         None
     };
@@ -1897,6 +1921,7 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
         partitioned_by,
         options,
         like,
+        as_query,
     })
 }
 
