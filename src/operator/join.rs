@@ -1067,6 +1067,12 @@ impl StreamJoin {
                 let lag = hi.max(-lo).max(0);
                 out.push(Message::Watermark(w.saturating_sub(lag)));
             }
+            // A lookup join whose table is whole joins each stream row as it comes, so the
+            // stream's watermark holds for its output (Flink's lookup join keeps the
+            // stream's time attributes, and a window after it fires as the stream goes on).
+            JoinTime::Unbounded if self.lookup && self.ended[1] => {
+                out.push(Message::Watermark(w));
+            }
             // A regular join's output rows can be arbitrarily older than the watermark, so
             // its output carries none until the end.
             JoinTime::Unbounded => {}
@@ -1633,6 +1639,39 @@ mod tests {
             .sum::<usize>();
         assert_eq!(padded, 1, "only 7 is padded");
         assert_eq!(j.kept_rows(), [0, 3], "only the table is kept");
+    }
+
+    #[test]
+    fn a_lookup_join_passes_the_streams_watermark_once_its_table_is_whole() {
+        let watermarks = |out: &[Message]| {
+            out.iter()
+                .filter_map(|m| match m {
+                    Message::Watermark(w) => Some(*w),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut j = join(JoinTime::Unbounded, JoinKind::Left).lookup(true);
+        let mut out = vec![];
+        j.process(Side::Left, batch(&[1], &[100]), &mut out)
+            .expect("an early row");
+        j.watermark(100, &mut out).expect("watermark");
+        assert!(
+            watermarks(&out).is_empty(),
+            "held while rows wait for the table"
+        );
+        j.end_side(Side::Right, &mut out).expect("the table ends");
+        j.watermark(200, &mut out).expect("watermark");
+        assert_eq!(rows(&out), 1);
+        assert_eq!(watermarks(&out), [200]);
+        // The waiting row went out before the watermark that passes it.
+        assert!(matches!(out.last(), Some(Message::Watermark(200))));
+        // A regular join passes none.
+        let mut regular = join(JoinTime::Unbounded, JoinKind::Left);
+        let mut out = vec![];
+        regular.end_side(Side::Right, &mut out).expect("end");
+        regular.watermark(200, &mut out).expect("watermark");
+        assert!(watermarks(&out).is_empty());
     }
 
     #[test]
