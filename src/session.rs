@@ -1159,6 +1159,28 @@ impl Session {
                     }
                     None => return Err(self.unknown_relation(name, *name_pos)),
                 };
+                // A view's time attributes, as Flink's DESCRIBE marks them: the columns
+                // its query passes a rowtime or proctime attribute through to.
+                let view_plan = if self.tables.contains_key(name) {
+                    None
+                } else {
+                    let provider = self.ctx.table_provider(relation(name)).await?;
+                    provider
+                        .downcast_ref::<datafusion::catalog::view::ViewTable>()
+                        .map(|v| v.logical_plan().clone())
+                };
+                let view_marks = |col: &str| -> &'static str {
+                    let Some(plan) = &view_plan else { return "" };
+                    if !crate::plan::window::is_time_attribute(plan, col) {
+                        return "";
+                    }
+                    let c = datafusion::common::Column::new_unqualified(col);
+                    if crate::plan::window::is_proctime_attribute(plan, &c) {
+                        " *PROCTIME*"
+                    } else {
+                        " *ROWTIME*"
+                    }
+                };
                 // Flink's DESCRIBE: name, type (a time attribute marked `*ROWTIME*` or
                 // `*PROCTIME*`), null, key (`PRI(…)`), extras (a computed column's `AS
                 // expr`, a metadata column's `METADATA [FROM 'key'] [VIRTUAL]`), watermark.
@@ -1174,6 +1196,7 @@ impl Session {
                     .filter(|(_, f)| like.as_ref().is_none_or(|l| l.admits(f.name())))
                     .map(|(i, f)| {
                         let mut ty = crate::sql::types::flink_type_name(f.data_type());
+                        ty.push_str(view_marks(f.name()));
                         let (mut key, mut extras, mut watermark) =
                             (String::new(), String::new(), String::new());
                         let mut nullable = true;
