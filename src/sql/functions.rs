@@ -2212,3 +2212,171 @@ impl ScalarUDFImpl for JavaNarrow {
         shaped(datafusion::arrow::compute::cast(&longs, to)?, scalar)
     }
 }
+
+/// A string read as Flink's `CAST(s AS TIMESTAMP(p))` or `CAST(s AS DATE)` reads it: its
+/// `DateTimeUtils.DEFAULT_TIMESTAMP_FORMATTER`, `yyyy-[MM][M]-[dd][d]` optionally followed by
+/// ` [HH][H]:[mm][m]:[ss][s]` and a fraction of up to 9 digits — so a one-digit month, day,
+/// hour, minute or second is read (`'2020-1-5 1:2:3'`). Strings Arrow's cast reads
+/// (`2020-01-05T10:00:00`) are read as it reads them; any other fails the query (`CAST`) or
+/// is NULL (`TRY_CAST`, `safe`). Put in place of such casts by
+/// [`crate::sql::types::JavaNumericCasts`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct FlinkTimeCast {
+    signature: Signature,
+    to: DataType,
+    safe: bool,
+    name: String,
+}
+
+impl FlinkTimeCast {
+    /// The cast to `to` (a TIMESTAMP without a zone, or DATE); `safe` for `TRY_CAST`.
+    pub fn udf(to: DataType, safe: bool) -> ScalarUDF {
+        ScalarUDF::from(FlinkTimeCast {
+            signature: Signature::any(1, Volatility::Immutable),
+            name: format!(
+                "weir_flink_{}cast_{}",
+                if safe { "try_" } else { "" },
+                crate::sql::types::flink_type_name(&to).to_lowercase()
+            ),
+            to,
+            safe,
+        })
+    }
+}
+
+/// `s` by Flink's `DEFAULT_TIMESTAMP_FORMATTER` (see [`FlinkTimeCast`]); None when it does
+/// not match or names no real date or time.
+pub(crate) fn flink_timestamp(s: &str) -> Option<chrono::NaiveDateTime> {
+    fn digits(s: &str, min: usize, max: usize) -> Option<(u32, &str)> {
+        let n = s.bytes().take(max).take_while(u8::is_ascii_digit).count();
+        if n < min {
+            return None;
+        }
+        Some((s[..n].parse().ok()?, &s[n..]))
+    }
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    if !(4..=9).contains(&n) {
+        return None;
+    }
+    let year: i32 = s[..n].parse().ok()?;
+    let rest = s[n..].strip_prefix('-')?;
+    let (month, rest) = digits(rest, 1, 2)?;
+    let rest = rest.strip_prefix('-')?;
+    let (day, rest) = digits(rest, 1, 2)?;
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    if rest.is_empty() {
+        return date.and_hms_opt(0, 0, 0);
+    }
+    let rest = rest.strip_prefix(' ')?;
+    let (h, rest) = digits(rest, 1, 2)?;
+    let (m, rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
+    let (sec, rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
+    let nanos = match rest.strip_prefix('.') {
+        None if rest.is_empty() => 0,
+        None => return None,
+        Some(f) => {
+            if f.len() > 9 || !f.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let padded = format!("{f:0<9}");
+            padded.parse::<u32>().ok()?
+        }
+    };
+    date.and_hms_nano_opt(h, m, sec, nanos)
+}
+
+impl ScalarUDFImpl for FlinkTimeCast {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.to.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray};
+        let scalar = all_scalar(&args);
+        let a = args.args[0].to_array(args.number_rows)?;
+        let texts = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        // Arrow's reading first; Flink's for what it leaves NULL.
+        let safe = datafusion::arrow::compute::CastOptions {
+            safe: true,
+            ..Default::default()
+        };
+        let read = datafusion::arrow::compute::cast_with_options(&a, &self.to, &safe)?;
+        let missed: Vec<usize> = (0..a.len())
+            .filter(|&i| read.is_null(i) && !texts.is_null(i))
+            .collect();
+        if missed.is_empty() {
+            return shaped(read, scalar);
+        }
+        // The missed rows as Flink reads them, in nanoseconds (or days for a DATE).
+        let mut fixed: Vec<Option<i64>> = vec![None; a.len()];
+        for &i in &missed {
+            let t = texts.value(i);
+            match flink_timestamp(t) {
+                Some(v) => {
+                    fixed[i] = match &self.to {
+                        DataType::Date32 => Some(i64::from(
+                            (v.date() - chrono::NaiveDate::default()).num_days() as i32,
+                        )),
+                        _ => v.and_utc().timestamp_nanos_opt(),
+                    }
+                }
+                None if self.safe => {}
+                None => {
+                    return Err(datafusion::error::DataFusionError::Execution(format!(
+                        "Cast error: cannot cast string '{t}' to {}: not a date and time as \
+                         Flink reads them (yyyy-M-d [H:m:s[.fraction]])",
+                        crate::sql::types::flink_type_name(&self.to)
+                    )));
+                }
+            }
+        }
+        // Merge: Arrow's values, then the fixed ones, in the target type.
+        let out: datafusion::arrow::array::ArrayRef = match &self.to {
+            DataType::Date32 => {
+                let r = read.as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+                std::sync::Arc::new(
+                    (0..a.len())
+                        .map(|i| {
+                            fixed[i]
+                                .map(|d| d as i32)
+                                .or_else(|| (!r.is_null(i)).then(|| r.value(i)))
+                        })
+                        .collect::<datafusion::arrow::array::Date32Array>(),
+                )
+            }
+            DataType::Timestamp(unit, _) => {
+                use datafusion::arrow::datatypes::TimeUnit;
+                let per = match unit {
+                    TimeUnit::Second => 1_000_000_000,
+                    TimeUnit::Millisecond => 1_000_000,
+                    TimeUnit::Microsecond => 1_000,
+                    TimeUnit::Nanosecond => 1,
+                };
+                let as_i64 = datafusion::arrow::compute::cast(&read, &DataType::Int64)?;
+                let r = as_i64.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let values: datafusion::arrow::array::Int64Array = (0..a.len())
+                    .map(|i| {
+                        fixed[i]
+                            .map(|ns| ns.div_euclid(per))
+                            .or_else(|| (!r.is_null(i)).then(|| r.value(i)))
+                    })
+                    .collect();
+                datafusion::arrow::compute::cast(&values, &self.to)?
+            }
+            _ => read,
+        };
+        shaped(out, scalar)
+    }
+}

@@ -614,6 +614,17 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaNumericCasts {
                     crate::sql::functions::JavaNarrow::udf(to, safe).call(vec![inner.clone()]);
                 return Ok(Transformed::yes(call));
             }
+            // A string read as a TIMESTAMP (without a zone) or a DATE, as Flink reads it.
+            let string = matches!(
+                from,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            if string && matches!(to, DataType::Timestamp(_, None) | DataType::Date32) {
+                let safe = matches!(e, Expr::TryCast(_));
+                let call =
+                    crate::sql::functions::FlinkTimeCast::udf(to, safe).call(vec![inner.clone()]);
+                return Ok(Transformed::yes(call));
+            }
             let numeric = bits(&from).is_some()
                 || matches!(
                     from,
