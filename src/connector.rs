@@ -39,6 +39,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
         "filesystem" => v.extend([
             "path",
             "format",
+            "source.monitor-interval",
             "sink.rolling-policy.file-size",
             "sink.rolling-policy.rollover-interval",
             "sink.rolling-policy.inactivity-interval",
@@ -125,6 +126,7 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
+        monitor_interval(def, &def.options)?;
     }
     // The format's options and the columns it can read, checked now rather than at the
     // first query (the decoder reads the columns that are not metadata).
@@ -276,6 +278,24 @@ pub fn effective_options(
     Ok(o)
 }
 
+/// A `filesystem` table's `source.monitor-interval` (Flink's option: how often the path is
+/// listed again for new files, which makes the table a stream); None when unset. Errors: a
+/// value that is no duration, or zero.
+pub(crate) fn monitor_interval(
+    def: &TableDef,
+    options: &Options,
+) -> Result<Option<std::time::Duration>> {
+    let key = "source.monitor-interval";
+    match options.duration_opt(key)? {
+        Some(d) if d.is_zero() => Err(WeirError::user(format!(
+            "table '{}': option '{key}' must be greater than 0",
+            def.name
+        ))
+        .with_hint("'source.monitor-interval' = '10 s' lists the path again every 10 seconds")),
+        d => Ok(d),
+    }
+}
+
 /// The source of a `filesystem` table of CSV or JSON lines (`options`: the table's,
 /// with session overrides), `batch_size` lines a batch; its metadata columns and partition
 /// folders filled in.
@@ -289,11 +309,13 @@ pub(crate) fn file_source(
     crate::source::filesystem::list_files(&path)?;
     let decoder = Decoder::new(format, value_schema(def), options)?;
     Ok(
-        crate::source::filesystem::FileSource::new(path, decoder, batch_size).with_columns(
-            def.physical.clone(),
-            def.metadata.clone(),
-            def.partitioned_by.clone(),
-        ),
+        crate::source::filesystem::FileSource::new(path, decoder, batch_size)
+            .with_columns(
+                def.physical.clone(),
+                def.metadata.clone(),
+                def.partitioned_by.clone(),
+            )
+            .monitor(monitor_interval(def, options)?),
     )
 }
 
@@ -326,6 +348,13 @@ pub fn build_source(
             let format = Format::parse(options, &def.name)?;
             let path = local_path(options.require("path", &def.name)?);
             crate::source::filesystem::list_files(&path)?;
+            if format == Format::Parquet && monitor_interval(def, options)?.is_some() {
+                return Err(WeirError::user(format!(
+                    "table '{}': 'source.monitor-interval' is not supported for format 'parquet' yet",
+                    def.name
+                ))
+                .with_hint("watch a folder of CSV or JSON lines, or read the Parquet files once"));
+            }
             if format == Format::Parquet {
                 let time_col = def
                     .watermark

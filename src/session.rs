@@ -2453,8 +2453,7 @@ fn reads_only_bounded(plan: &LogicalPlan) -> bool {
     let mut bounded = true;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            let stream =
-                crate::plan::stream_table(scan).is_some_and(|d| d.connector != "filesystem");
+            let stream = crate::plan::stream_table(scan).is_some_and(|d| !d.is_bounded());
             // A window TVF's table reads its input plan.
             let window_over_stream = datafusion::datasource::source_as_provider(&scan.source)
                 .ok()

@@ -757,6 +757,71 @@ fn sigterm_stops_an_unbounded_query_cleanly() {
     assert!(ids.iter().enumerate().all(|(i, id)| *id == i as u64 + 1));
 }
 
+/// A `filesystem` table with `source.monitor-interval` is a stream: the files there are
+/// read, then each file that appears later (written under a hidden name and renamed, as
+/// writers do) is read once, and the query runs until stopped.
+#[test]
+fn a_monitored_folder_reads_files_that_appear_later() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join("f1.csv"), "1,a\n2,b\n").expect("write");
+    let (_d, f) = script(
+        "m.sql",
+        &format!(
+            "CREATE TABLE src (k BIGINT, v STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv', 'source.monitor-interval' = '100 ms');\n\
+             SELECT k, v FROM src;\n",
+            input.display()
+        ),
+    );
+    let mut child = weir()
+        .args(["run", "--format", "csv", &f.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = vec![];
+    let mut wait_for = |want: &str, seen: &mut Vec<String>| {
+        while !seen.iter().any(|l| l == want) {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) => seen.push(l),
+                Err(_) => panic!("no row {want} in {seen:?}"),
+            }
+        }
+    };
+    wait_for("2,b", &mut seen);
+    std::fs::write(input.join(".f2.tmp"), "3,c\n").expect("write");
+    std::fs::rename(input.join(".f2.tmp"), input.join("f2.csv")).expect("rename");
+    wait_for("3,c", &mut seen);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        seen.push(l);
+    }
+    assert_eq!(seen, ["k,v", "1,a", "2,b", "3,c"], "each row once");
+}
+
 /// `weir run q.sql | head -n 3`: the reader closes the pipe and the unbounded job ends at
 /// once, quietly and with success (a closed output is `WeirError::OutputClosed`, not a
 /// failure).

@@ -62,10 +62,10 @@ impl Planner<'_> {
         let mut lookup_join = false;
         match self.lookup_of(j) {
             Some((lookup, def, true)) => return self.temporal_join(j, &lookup, &def),
-            Some((lookup, def, false)) if def.connector != "filesystem" => {
+            Some((lookup, def, false)) if !def.is_bounded() => {
                 return Err(WeirError::sql(
                     format!(
-                        "not supported in a standing query yet: FOR SYSTEM_TIME AS OF table '{}' (connector '{}'); a lookup join reads a bounded table, connector 'filesystem'",
+                        "not supported in a standing query yet: FOR SYSTEM_TIME AS OF table '{}' (connector '{}'); a lookup join reads a bounded table, connector 'filesystem' without 'source.monitor-interval'",
                         lookup.table, def.connector
                     ),
                     Some(lookup.pos),

@@ -483,6 +483,9 @@ pub struct FileSource {
     /// metadata and partition columns, in declared order), the metadata columns' names and
     /// keys, and the partition columns' names; the decoder reads the others.
     extra: Option<ExtraColumns>,
+    /// `source.monitor-interval`: how often the path is listed again once every file
+    /// listed has been read (None: the source ends there).
+    monitor: Option<std::time::Duration>,
 }
 
 /// The columns of a file table that its files' lines do not hold (see [`FileSource`]).
@@ -504,7 +507,19 @@ impl FileSource {
             legacy: None,
             known: None,
             extra: None,
+            monitor: None,
         }
+    }
+
+    /// Watches the path for new files, as Flink's `source.monitor-interval` does: once the
+    /// files listed are read, the path is listed again every `interval`, and each file not
+    /// seen before is read once, as it is when found (so a file should appear whole: one
+    /// written in place under a hidden name, `.` or `_` first, and renamed is). The source
+    /// then never ends by itself; a checkpoint names every file seen, so a restore reads
+    /// the rest of those and any file new since. None: read the files once and end.
+    pub fn monitor(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.monitor = interval;
+        self
     }
 
     /// The source as subtask `k` of `n` (from 0): it reads the lines that start in its
@@ -857,7 +872,10 @@ impl Source for FileSource {
                     .with_hint("restore the file, or start over with --from-scratch"));
                 }
             }
-            files.retain(|f| known.contains(f));
+            // Watching the path, a file new since the checkpoint is read too.
+            if self.monitor.is_none() {
+                files.retain(|f| known.contains(f));
+            }
         }
         let size = |f: &Path| {
             std::fs::metadata(f)
@@ -895,8 +913,48 @@ impl Source for FileSource {
                 return Ok(());
             }
         }
-        ctx.finish(self, true)?;
-        Ok(())
+        let Some(interval) = self.monitor else {
+            ctx.finish(self, true)?;
+            return Ok(());
+        };
+        ctx.hold_watermark(false);
+        loop {
+            // Wait out the interval, taking checkpoints and heeding a stop meanwhile.
+            let next = std::time::Instant::now() + interval;
+            loop {
+                if ctx.should_stop() {
+                    ctx.finish(self, false)?;
+                    return Ok(());
+                }
+                ctx.checkpoint(self)?;
+                let left = next.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+            }
+            let seen: std::collections::BTreeSet<PathBuf> =
+                self.ranges.iter().map(|(f, _, _)| f.clone()).collect();
+            for f in list_files(&self.path)? {
+                if seen.contains(&f) {
+                    continue;
+                }
+                let (lo, hi) = self.range_of(size(&f)?);
+                self.ranges.push((f.clone(), lo, hi));
+                let spans = self.done.get(&f).map_or(vec![], |s| gaps(s, lo, hi));
+                let todo = if self.done.contains_key(&f) {
+                    spans
+                } else {
+                    vec![(lo, hi)]
+                };
+                for (a, b) in todo {
+                    if !self.read_piece(&f, a, b, ctx)? {
+                        ctx.finish(self, false)?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
 }
 

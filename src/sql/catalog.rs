@@ -74,6 +74,13 @@ pub fn writable_metadata(connector: &str) -> &'static [&'static str] {
 }
 
 impl TableDef {
+    /// True when reading the table ends: a `filesystem` table, read once to the end of its
+    /// files — unless `source.monitor-interval` makes it watch its path for new files (a
+    /// stream, as in Flink).
+    pub fn is_bounded(&self) -> bool {
+        self.connector == "filesystem" && self.options.get("source.monitor-interval").is_none()
+    }
+
     /// The metadata columns a sink of this table writes: those not `VIRTUAL`, in order.
     /// Errors (as Flink's planner does) on one whose key the connector cannot write,
     /// naming the keys it can and the way out (`VIRTUAL`).
