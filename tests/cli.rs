@@ -792,7 +792,7 @@ fn a_monitored_folder_reads_files_that_appear_later() {
         }
     });
     let mut seen = vec![];
-    let mut wait_for = |want: &str, seen: &mut Vec<String>| {
+    let wait_for = |want: &str, seen: &mut Vec<String>| {
         while !seen.iter().any(|l| l == want) {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok(l) => seen.push(l),
