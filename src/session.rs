@@ -1038,9 +1038,16 @@ impl Session {
                 }
                 Ok(Outcome::Done("[INFO] Execute statement succeeded.".into()))
             }
-            Statement::ShowCatalog(what) => {
+            Statement::ShowCatalog(what, like) => {
                 use crate::sql::parser::CatalogShow;
-                let one = |col: &str, v: &str| kv_batch([col], vec![[v.to_string()]]);
+                let one = |col: &str, v: &str| {
+                    let rows = if like.as_ref().is_none_or(|l| l.admits(v)) {
+                        vec![[v.to_string()]]
+                    } else {
+                        vec![]
+                    };
+                    kv_batch([col], rows)
+                };
                 Ok(Outcome::Rows(vec![match what {
                     CatalogShow::Catalogs => one("catalog name", DEFAULT_CATALOG)?,
                     CatalogShow::Databases => one("database name", DEFAULT_DATABASE)?,

@@ -2131,7 +2131,12 @@ fn catalog_statements_answer_as_flinks_default_catalog() {
          SHOW VIEWS ILIKE 'BIG%';\n\
          SHOW COLUMNS FROM bids LIKE '%er';\n\
          DESCRIBE EXTENDED people;\n\
-         SHOW FUNCTIONS LIKE 'json_q%';\n",
+         SHOW FUNCTIONS LIKE 'json_q%';\n\
+         SHOW DATABASES LIKE 'default%';\n\
+         SHOW CATALOGS NOT LIKE 'default%';\n\
+         CREATE TABLE orders_2 (a INT) WITH ('connector' = 'blackhole');\n\
+         CREATE TABLE orders22 (a INT) WITH ('connector' = 'blackhole');\n\
+         SHOW TABLES LIKE 'orders\\_2';\n",
     );
     let (code, stdout, stderr) = run(&["run", "--format", "csv", &f.display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
@@ -2147,6 +2152,10 @@ fn catalog_statements_answer_as_flinks_default_catalog() {
         "name,type,null,key,extras,watermark\nbidder,BIGINT,true,,,\n",
         "name,type,null,key,extras,watermark\nid,BIGINT,true,,,\nname,STRING,true,,,\n",
         "function name\njson_query\n",
+        "database name\ndefault_database\n",
+        // An empty result, then only `orders_2`: `\_` is a literal `_`.
+        "catalog name\n",
+        "name,kind\norders_2,table (blackhole)\n",
     ];
     let mut rest = stdout.as_str();
     for w in want {

@@ -829,27 +829,36 @@ pub fn like(base_ddl: &str, derived_text: &str, derived: &CreateTable) -> Result
                 columns[i] = part;
             }
             ComponentKind::Watermark => {
-                if let Some(w) = &watermark
-                    && watermarks != M::Overwriting
-                {
+                if let Some(w) = &watermark {
+                    // Flink keys watermarks by their column: one for the base's column is
+                    // replaced with OVERWRITING; one for another column is a second
+                    // watermark, which a table cannot have.
                     let same = base.watermark.as_ref().map(|b| &b.column)
                         == local.watermark.as_ref().map(|d| &d.column);
-                    let msg = if same {
-                        format!(
-                            "there already is a watermark for column '{}' in the base table '{}'",
-                            local.watermark.as_ref().map_or("", |d| d.column.as_str()),
+                    if !same {
+                        return Err(err(
+                            format!(
+                                "the base table '{}' has a watermark already ({}), and a table has at most one",
+                                clause.table, w.text
+                            ),
+                            pos,
+                        )
+                        .with_hint(format!("LIKE {} (EXCLUDING WATERMARKS)", clause.table)));
+                    }
+                    if watermarks != M::Overwriting {
+                        return Err(err(
+                            format!(
+                                "there already is a watermark for column '{}' in the base table '{}'",
+                                local.watermark.as_ref().map_or("", |d| d.column.as_str()),
+                                clause.table
+                            ),
+                            pos,
+                        )
+                        .with_hint(format!(
+                            "LIKE {} (EXCLUDING WATERMARKS) or (OVERWRITING WATERMARKS)",
                             clause.table
-                        )
-                    } else {
-                        format!(
-                            "the base table '{}' has a watermark already ({}), and a table has at most one",
-                            clause.table, w.text
-                        )
-                    };
-                    return Err(err(msg, pos).with_hint(format!(
-                        "LIKE {} (EXCLUDING WATERMARKS) or (OVERWRITING WATERMARKS)",
-                        clause.table
-                    )));
+                        )));
+                    }
                 }
                 watermark = Some(Part { written: pos, ..p });
             }

@@ -305,6 +305,47 @@ impl TableDef {
                 )));
             }
         }
+        // Flink's rule: a primary key is declared on physical columns that exist.
+        if has_columns {
+            let at = c.primary_key_pos.or_else(|| {
+                c.columns
+                    .iter()
+                    .find(|col| col.primary_key)
+                    .map(|col| col.pos)
+            });
+            for k in &c.primary_key {
+                match c
+                    .columns
+                    .iter()
+                    .find(|col| col.name == *k)
+                    .map(|col| &col.kind)
+                {
+                    None => {
+                        let names = c.columns.iter().map(|col| col.name.as_str());
+                        let mut e = WeirError::sql(
+                            format!(
+                                "the primary key names '{k}', which is not a column of table '{}'",
+                                c.name
+                            ),
+                            at,
+                        );
+                        if let Some(s) = crate::error::did_you_mean(k, names) {
+                            e = e.with_hint(format!("did you mean '{s}'?"));
+                        }
+                        return Err(e);
+                    }
+                    Some(crate::sql::parser::ColumnKind::Physical { .. }) => {}
+                    Some(_) => {
+                        return Err(WeirError::sql(
+                            format!(
+                                "the primary key names '{k}', a computed or metadata column: a primary key is declared on physical columns, as in Flink"
+                            ),
+                            at,
+                        ));
+                    }
+                }
+            }
+        }
         for (p, pos) in &c.partitioned_by {
             if schema.field_with_name(p).is_err() && has_columns {
                 return Err(WeirError::sql(

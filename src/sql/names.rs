@@ -29,16 +29,19 @@ use datafusion::sql::sqlparser::ast::{
 pub fn name_columns(query: &mut Query) {
     // `USING` joins first: their `*` and common columns are then named as Flink names them.
     super::using::rewrite(query);
-    values_as_select(&mut query.body);
-    let _ = query.visit(&mut Namer { values: 0 });
+    let _ = query.visit(&mut Namer {
+        values: 0,
+        in_from: false,
+    });
 }
 
 /// A query that is a bare `VALUES …` (or a set operation that starts with one, whose names
-/// are its first arm's) becomes `SELECT * FROM (VALUES …)`, which [`Namer`] then names as
+/// are its first arm's, in parentheses or not; at the top, in a CTE or in a subquery) becomes `SELECT * FROM (VALUES …)`, which [`Namer`] then names as
 /// Calcite names a `VALUES`: `EXPR$0`, `EXPR$1`, … (DataFusion: `column1`, …).
 fn values_as_select(body: &mut SetExpr) {
     match body {
         SetExpr::SetOperation { left, .. } => values_as_select(left),
+        SetExpr::Query(q) => values_as_select(&mut q.body),
         SetExpr::Values(_) => {
             let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
             let Ok(mut parsed) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
@@ -73,12 +76,18 @@ fn values_as_select(body: &mut SetExpr) {
 /// which gets an alias of its own (`__weir_values_1`, …) so that two in one FROM do not clash.
 struct Namer {
     values: usize,
+    /// The next query visited is the body of a `(VALUES …)` in FROM, which
+    /// [`Namer::pre_visit_table_factor`] names: it stays as it is.
+    in_from: bool,
 }
 
 impl VisitorMut for Namer {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if !std::mem::take(&mut self.in_from) {
+            values_as_select(&mut query.body);
+        }
         name_body(&mut query.body);
         ControlFlow::Continue(())
     }
@@ -86,6 +95,11 @@ impl VisitorMut for Namer {
     /// `(VALUES …)` in FROM without column names: Calcite names its columns `EXPR$0`,
     /// `EXPR$1`, … (DataFusion: `column1`, …).
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Derived { subquery, .. } = factor
+            && matches!(subquery.body.as_ref(), SetExpr::Values(_))
+        {
+            self.in_from = true;
+        }
         if let TableFactor::Derived {
             subquery, alias, ..
         } = factor

@@ -109,8 +109,9 @@ pub enum Statement {
         like: Option<Like>,
     },
     /// `SHOW CATALOGS`, `SHOW DATABASES`, `SHOW CURRENT CATALOG|DATABASE`, `SHOW [FULL]
-    /// MODULES`, `SHOW JARS`: Weir's one catalog, as Flink's SQL client names it.
-    ShowCatalog(CatalogShow),
+    /// MODULES`, `SHOW JARS`: Weir's one catalog, as Flink's SQL client names it (`SHOW
+    /// CATALOGS` and `SHOW DATABASES` with Flink's `[NOT] LIKE` filter).
+    ShowCatalog(CatalogShow, Option<Like>),
     /// `USE CATALOG c`, `USE [c.]db`: only Flink's default names exist in Weir.
     Use {
         catalog: bool,
@@ -1355,17 +1356,27 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 });
             }
             if word(p, "CATALOGS") {
-                return Ok(Statement::ShowCatalog(CatalogShow::Catalogs));
+                let like = parse_like(p)?;
+                return Ok(Statement::ShowCatalog(CatalogShow::Catalogs, like));
             }
             if word(p, "DATABASES") {
-                return Ok(Statement::ShowCatalog(CatalogShow::Databases));
+                if word(p, "FROM") || word(p, "IN") {
+                    let t = p.peek_token();
+                    let (name, _) = parse_name(p)?;
+                    if name != "default_catalog" {
+                        return Err(sql_err(format!("no catalog named '{name}'"), &t)
+                            .with_hint("Weir has one catalog, default_catalog"));
+                    }
+                }
+                let like = parse_like(p)?;
+                return Ok(Statement::ShowCatalog(CatalogShow::Databases, like));
             }
             if word(p, "CURRENT") {
                 if word(p, "CATALOG") {
-                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentCatalog));
+                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentCatalog, None));
                 }
                 if word(p, "DATABASE") {
-                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentDatabase));
+                    return Ok(Statement::ShowCatalog(CatalogShow::CurrentDatabase, None));
                 }
                 let n = p.peek_token();
                 return Err(sql_err(
@@ -1377,11 +1388,11 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
                 ));
             }
             if word(p, "JARS") {
-                return Ok(Statement::ShowCatalog(CatalogShow::Jars));
+                return Ok(Statement::ShowCatalog(CatalogShow::Jars, None));
             }
             let full = word(p, "FULL");
             if word(p, "MODULES") {
-                return Ok(Statement::ShowCatalog(CatalogShow::Modules { full }));
+                return Ok(Statement::ShowCatalog(CatalogShow::Modules { full }, None));
             }
             if full {
                 let n = p.peek_token();
@@ -1583,7 +1594,7 @@ pub enum CatalogShow {
 }
 
 /// `[NOT] LIKE 'pattern'` (or `ILIKE`, case-insensitive) after a `SHOW`, as Flink's: `%` any
-/// run of characters, `_` one character.
+/// run of characters, `_` one character, `\` before either (or itself) that character.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Like {
     /// The pattern as written.
@@ -1605,31 +1616,48 @@ impl Like {
         } else {
             (name.chars().collect(), self.pattern.chars().collect())
         };
-        like_matches(&n, &p) != self.not
+        // The pattern's parts: None for `%`, Some(None) for `_`, Some(Some(c)) for `c`.
+        let mut parts: Vec<Option<Option<char>>> = vec![];
+        let mut chars = p.into_iter();
+        while let Some(c) = chars.next() {
+            parts.push(match c {
+                '\\' => Some(Some(chars.next().unwrap_or('\\'))),
+                '%' => None,
+                '_' => Some(None),
+                c => Some(Some(c)),
+            });
+        }
+        like_matches(&n, &parts) != self.not
     }
 }
 
-/// SQL `LIKE` of `n` against `p` (`%` any run, `_` one character), by the usual
-/// backtracking over the last `%`; linear in practice, at worst `n × p` steps.
-fn like_matches(n: &[char], p: &[char]) -> bool {
+/// SQL `LIKE` of `n` against a pattern's parts (None any run, `Some(None)` one character,
+/// `Some(Some(c))` the character `c`), by the usual backtracking over the last `%`; linear
+/// in practice, at worst `n × p` steps.
+fn like_matches(n: &[char], p: &[Option<Option<char>>]) -> bool {
     let (mut i, mut j) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while i < n.len() {
-        if j < p.len() && (p[j] == '_' || (p[j] != '%' && p[j] == n[i])) {
-            i += 1;
-            j += 1;
-        } else if j < p.len() && p[j] == '%' {
-            star = Some((j, i));
-            j += 1;
-        } else if let Some((sj, si)) = star {
-            j = sj + 1;
-            i = si + 1;
-            star = Some((sj, si + 1));
-        } else {
-            return false;
+        match p.get(j) {
+            Some(Some(one)) if one.is_none_or(|c| c == n[i]) => {
+                i += 1;
+                j += 1;
+            }
+            Some(None) => {
+                star = Some((j, i));
+                j += 1;
+            }
+            _ => match star {
+                Some((sj, si)) => {
+                    j = sj + 1;
+                    i = si + 1;
+                    star = Some((sj, si + 1));
+                }
+                None => return false,
+            },
         }
     }
-    p[j..].iter().all(|c| *c == '%')
+    p[j..].iter().all(Option::is_none)
 }
 
 /// Consumes the unquoted word `w` (any case) when it comes next.
@@ -1997,6 +2025,15 @@ fn parse_like_clause(p: &mut Parser) -> Result<LikeClause> {
                     &st,
                 )
                 .with_hint("ALL, CONSTRAINTS and PARTITIONS are INCLUDING or EXCLUDING"));
+            }
+            if options.iter().any(|(_, f)| *f == feature) {
+                return Err(sql_err(
+                    format!(
+                        "the like option {} is given twice: each feature is declared once, as in Flink",
+                        ft.token.to_string().to_ascii_uppercase()
+                    ),
+                    &st,
+                ));
             }
             options.push((strategy, feature));
             let _ = p.consume_token(&Token::Comma);

@@ -62,6 +62,44 @@ struct Rewriter;
 impl VisitorMut for Rewriter {
     type Break = ();
 
+    /// `FETCH FIRST n ROWS ONLY` (standard SQL, which Flink takes as `LIMIT n`) is read as
+    /// that `LIMIT`; DataFusion plans no FETCH. `WITH TIES` and `PERCENT` stay, and are
+    /// refused.
+    fn pre_visit_query(
+        &mut self,
+        q: &mut datafusion::sql::sqlparser::ast::Query,
+    ) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{Fetch, LimitClause};
+        if let Some(Fetch {
+            with_ties: false,
+            percent: false,
+            quantity,
+        }) = &q.fetch
+        {
+            let quantity = quantity.clone().unwrap_or(Expr::value(
+                datafusion::sql::sqlparser::ast::Value::Number("1".into(), false),
+            ));
+            match &mut q.limit_clause {
+                None => {
+                    q.limit_clause = Some(LimitClause::LimitOffset {
+                        limit: Some(quantity),
+                        offset: None,
+                        limit_by: vec![],
+                    });
+                    q.fetch = None;
+                }
+                Some(LimitClause::LimitOffset {
+                    limit: l @ None, ..
+                }) => {
+                    *l = Some(quantity);
+                    q.fetch = None;
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         if let Some(new) = rewrite(e) {
             *e = new;
