@@ -2380,3 +2380,105 @@ impl ScalarUDFImpl for FlinkTimeCast {
         shaped(out, scalar)
     }
 }
+
+/// A string cast to a `DECIMAL(p, s)` as Flink's `BinaryStringDataUtil.toDecimal` reads it:
+/// a number (spaces around it ignored) rounded half-up to `s` digits; one too large for
+/// `p` digits is NULL (`DecimalData.fromBigDecimal`), as a number cast so is. A string that
+/// is no number fails the query (`CAST`) or is NULL (`TRY_CAST`, `safe`). Put in place of
+/// such casts by [`crate::sql::types::JavaNumericCasts`]; DataFusion's cast failed the query
+/// on a number too large.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct StringToDecimal {
+    signature: Signature,
+    to: DataType,
+    safe: bool,
+    name: String,
+}
+
+impl StringToDecimal {
+    /// The cast to `to` (a `Decimal128`); `safe` for `TRY_CAST`.
+    pub fn udf(to: DataType, safe: bool) -> ScalarUDF {
+        ScalarUDF::from(StringToDecimal {
+            signature: Signature::any(1, Volatility::Immutable),
+            name: format!(
+                "weir_string_{}cast_{}",
+                if safe { "try_" } else { "" },
+                crate::sql::types::flink_type_name(&to).to_lowercase()
+            ),
+            to,
+            safe,
+        })
+    }
+}
+
+impl ScalarUDFImpl for StringToDecimal {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.to.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray};
+        let scalar = all_scalar(&args);
+        let a = args.args[0].to_array(args.number_rows)?;
+        let texts = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let trimmed: datafusion::arrow::array::StringArray = texts
+            .iter()
+            .map(|t| t.map(|t| t.trim_matches(' ')))
+            .collect();
+        let safe = datafusion::arrow::compute::CastOptions {
+            safe: true,
+            ..Default::default()
+        };
+        let read = datafusion::arrow::compute::cast_with_options(&trimmed, &self.to, &safe)?;
+        // Java's BigDecimal reads an exponent (`1.5e1`), which Arrow's cast does not: those
+        // are read through a DOUBLE.
+        let exponent: datafusion::arrow::array::BooleanArray = (0..a.len())
+            .map(|i| {
+                Some(
+                    read.is_null(i) && !trimmed.is_null(i) && trimmed.value(i).contains(['e', 'E']),
+                )
+            })
+            .collect();
+        let read = if exponent.true_count() > 0 {
+            let double =
+                datafusion::arrow::compute::cast_with_options(&trimmed, &DataType::Float64, &safe)?;
+            let alt = datafusion::arrow::compute::cast_with_options(&double, &self.to, &safe)?;
+            datafusion::arrow::compute::kernels::zip::zip(&exponent, &alt, &read)?
+        } else {
+            read
+        };
+        if !self.safe {
+            // NULL from a string that is a number is an overflow (NULL, as in Flink); from
+            // one that is no number, an error.
+            for i in 0..a.len() {
+                if read.is_null(i) && !trimmed.is_null(i) {
+                    let t = trimmed.value(i);
+                    let number = !t.is_empty()
+                        && t.parse::<f64>().is_ok_and(f64::is_finite)
+                        && !t.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E');
+                    if !number {
+                        return Err(datafusion::error::DataFusionError::Execution(format!(
+                            "Cast error: cannot cast string '{}' to {}: not a number \
+                             (use TRY_CAST for NULL instead)",
+                            texts.value(i),
+                            crate::sql::types::flink_type_name(&self.to)
+                        )));
+                    }
+                }
+            }
+        }
+        shaped(read, scalar)
+    }
+}

@@ -619,6 +619,12 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaNumericCasts {
                 from,
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
             );
+            if string && matches!(to, DataType::Decimal128(..)) {
+                let safe = matches!(e, Expr::TryCast(_));
+                let call =
+                    crate::sql::functions::StringToDecimal::udf(to, safe).call(vec![inner.clone()]);
+                return Ok(Transformed::yes(call));
+            }
             if string && matches!(to, DataType::Timestamp(_, None) | DataType::Date32) {
                 let safe = matches!(e, Expr::TryCast(_));
                 let call =
