@@ -1306,9 +1306,15 @@ impl Completer for WeirHelper {
 impl Hinter for WeirHelper {
     type Hint = String;
 
-    fn hint(&self, line: &str, _pos: usize, _ctx: &Context<'_>) -> Option<String> {
-        line.is_empty()
-            .then(|| "  end statements with ';'  ·  \\? help  ·  \\q quit".to_string())
+    /// On an empty entry, the keys to know; on the empty line a statement left open goes on
+    /// to (Enter before its `;`), that it continues — as a continuation prompt says it in
+    /// Flink's SQL client and psql (rustyline draws no prompt of its own there).
+    fn hint(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> Option<String> {
+        if line.is_empty() {
+            return Some("  end statements with ';'  ·  \\? help  ·  \\q quit".to_string());
+        }
+        (pos == line.len() && line.ends_with('\n') && !line.trim().is_empty())
+            .then(|| "  … the statement goes on: end it with ';'".to_string())
     }
 }
 

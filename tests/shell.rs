@@ -298,6 +298,21 @@ fn statements_from_a_pipe_print_results_without_prompts() {
 
 /// `\timing on` gives each statement one time, psql's `Time: …` after it; the result's
 /// footer then gives only its count (regression: two different times for one SELECT).
+/// Enter before a statement's `;` goes on to the next line, and the shell says so there
+/// (a continuation hint, where Flink's SQL client and psql draw a continuation prompt).
+#[test]
+fn a_statement_left_open_says_it_goes_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s = start(&tmp.path().join("history"));
+    s.line("SELECT 41 + 1 AS answer");
+    s.want(
+        "the statement goes on: end it with ';'",
+        "the continuation hint",
+    );
+    s.line(";");
+    s.want("42", "the statement, ended, runs");
+}
+
 #[test]
 fn timing_prints_one_time_per_statement() {
     let (code, _, stderr) = pipe("SELECT 1 AS a;\n\\timing on\nSELECT 2 AS b;\n", &[]);
