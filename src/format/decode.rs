@@ -33,9 +33,15 @@ impl Format {
                 options.pos("format"),
             )
             .with_hint("valid formats: json, csv, parquet")),
-            None => Err(WeirError::user(format!(
-                "table '{table}' needs the option 'format' ('json', 'csv' or 'parquet')"
-            ))),
+            None => {
+                let msg = format!(
+                    "table '{table}' needs the option 'format' ('json', 'csv' or 'parquet')"
+                );
+                Err(match options.pos("connector") {
+                    Some(p) => WeirError::sql(msg, Some(p)),
+                    None => WeirError::user(msg),
+                })
+            }
         }
     }
 

@@ -119,10 +119,16 @@ impl Options {
             .map(|(k, (v, _))| (k.as_str(), v.as_str()))
     }
 
-    /// The value of `key`, which must be present.
+    /// The value of `key`, which must be present. Errors: the key missing, pointed at the
+    /// table's `'connector'` option when it has a place.
     pub fn require(&self, key: &str, table: &str) -> Result<&str> {
-        self.get(key)
-            .ok_or_else(|| WeirError::user(format!("table '{table}' needs the option '{key}'")))
+        self.get(key).ok_or_else(|| {
+            let msg = format!("table '{table}' needs the option '{key}'");
+            match self.pos("connector") {
+                Some(p) => WeirError::sql(msg, Some(p)),
+                None => WeirError::user(msg),
+            }
+        })
     }
 
     /// The value of `key` parsed as `T`, or `default` when absent.
