@@ -126,7 +126,16 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
-        monitor_interval(def, &def.options)?;
+        if monitor_interval(def, &def.options)?.is_some() && format == Some(Format::Parquet) {
+            return Err(WeirError::sql(
+                format!(
+                    "table '{}': 'source.monitor-interval' is not supported for format 'parquet' yet",
+                    def.name
+                ),
+                def.options.pos("source.monitor-interval"),
+            )
+            .with_hint("watch a folder of CSV or JSON lines, or read the Parquet files once"));
+        }
     }
     // The format's options and the columns it can read, checked now rather than at the
     // first query (the decoder reads the columns that are not metadata).
@@ -252,6 +261,9 @@ pub const TABLE_IDENTITY_OPTIONS: &[&str] = &[
     "path",
     "topic",
     "topic-pattern",
+    // Whether a filesystem table is a stream is the table's own (the planner decides by
+    // it whether a lookup join can read it whole).
+    "source.monitor-interval",
 ];
 
 /// The table's options with session `SET` overrides applied: a session key that the

@@ -2245,8 +2245,12 @@ fn conform_to_sink(plan: LogicalPlan, def: &TableDef, columns: &[String]) -> Res
             crate::sql::types::positional(col, from, f.data_type(), false)?
         } else if datafusion::arrow::compute::can_cast_types(from, f.data_type()) {
             // As the same CAST in a query reads: a TIMESTAMP_LTZ in the session zone, a
-            // timestamp into a string as Flink's text.
-            crate::sql::local_time::in_session_zone(col.cast_to(f.data_type(), &schema)?, &schema)?
+            // timestamp into a string as Flink's text, numbers as Java's casts.
+            let cast = crate::sql::local_time::in_session_zone(
+                col.cast_to(f.data_type(), &schema)?,
+                &schema,
+            )?;
+            crate::sql::types::flink_casts(cast, &schema)?
         } else {
             return Err(WeirError::sql(
                 format!(

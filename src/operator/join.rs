@@ -680,7 +680,9 @@ impl StreamJoin {
         let other_side = side_of(other);
         if let Some(ttl) = self.ttl {
             let now = Instant::now();
-            for kept in &mut self.kept {
+            // A lookup join's table is kept whole (Flink's lookup join has no state TTL).
+            let sides = if self.lookup { 1 } else { 2 };
+            for kept in self.kept.iter_mut().take(sides) {
                 kept.retain(|s| now.duration_since(s.arrived) < ttl);
             }
         }
@@ -1090,6 +1092,10 @@ impl StreamJoin {
             if side == Side::Right {
                 for seg in std::mem::take(&mut self.kept[0]) {
                     self.probe_and_keep(Side::Left, seg.batch, out)?;
+                }
+                // The watermark held while the rows waited goes out after them.
+                if self.watermark > i64::MIN {
+                    out.push(Message::Watermark(self.watermark));
                 }
             }
             return Ok(());
@@ -1661,9 +1667,11 @@ mod tests {
             "held while rows wait for the table"
         );
         j.end_side(Side::Right, &mut out).expect("the table ends");
-        j.watermark(200, &mut out).expect("watermark");
+        // The watermark held while the row waited goes out after it.
         assert_eq!(rows(&out), 1);
-        assert_eq!(watermarks(&out), [200]);
+        assert_eq!(watermarks(&out), [100]);
+        j.watermark(200, &mut out).expect("watermark");
+        assert_eq!(watermarks(&out), [100, 200]);
         // The waiting row went out before the watermark that passes it.
         assert!(matches!(out.last(), Some(Message::Watermark(200))));
         // A regular join passes none.
@@ -1672,6 +1680,21 @@ mod tests {
         regular.end_side(Side::Right, &mut out).expect("end");
         regular.watermark(200, &mut out).expect("watermark");
         assert!(watermarks(&out).is_empty());
+    }
+
+    #[test]
+    fn a_lookup_join_keeps_its_table_past_the_state_ttl() {
+        let mut j = join(JoinTime::Unbounded, JoinKind::Inner)
+            .lookup(true)
+            .with_ttl(Some(Duration::from_millis(1)));
+        let mut out = vec![];
+        j.process(Side::Right, batch(&[1], &[0]), &mut out)
+            .expect("the table");
+        j.end_side(Side::Right, &mut out).expect("the table ends");
+        std::thread::sleep(Duration::from_millis(20));
+        j.process(Side::Left, batch(&[1], &[0]), &mut out)
+            .expect("a row after the TTL");
+        assert_eq!(rows(&out), 1, "the table is still there");
     }
 
     #[test]

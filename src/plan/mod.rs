@@ -487,7 +487,11 @@ impl Planner<'_> {
                         )
                         .with_hint("ROW_NUMBER() OVER (ORDER BY …) AS rn … WHERE rn BETWEEN m AND n ranks a range"));
                     }
-                    return match fetch.or(s.fetch) {
+                    let fetch = match (fetch, s.fetch) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    return match fetch {
                         Some(n) => self.sort_limit(s, n),
                         None => self.sort(s),
                     };

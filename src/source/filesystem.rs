@@ -935,10 +935,15 @@ impl Source for FileSource {
             }
             let seen: std::collections::BTreeSet<PathBuf> =
                 self.ranges.iter().map(|(f, _, _)| f.clone()).collect();
-            for f in list_files(&self.path)? {
-                if seen.contains(&f) {
-                    continue;
-                }
+            let new: Vec<PathBuf> = list_files(&self.path)?
+                .into_iter()
+                .filter(|f| !seen.contains(f))
+                .collect();
+            for (i, f) in new.iter().enumerate() {
+                // As at the start: the files found together hold the watermark until the
+                // last of them, so rows of one are never late because of another's.
+                ctx.hold_watermark(i + 1 < new.len());
+                let f = f.clone();
                 let (lo, hi) = self.range_of(size(&f)?);
                 self.ranges.push((f.clone(), lo, hi));
                 let spans = self.done.get(&f).map_or(vec![], |s| gaps(s, lo, hi));

@@ -627,11 +627,23 @@ fn change_parts(
 /// Where a `CREATE TABLE` text's column list is: its `(`, its `)` and the byte after it;
 /// None when it has none.
 fn column_list(toks: &[(usize, usize, Token)]) -> Option<(usize, usize, usize)> {
-    let mut seen_table = false;
-    for (i, (_, _, t)) in toks.iter().enumerate() {
+    // The table's name comes after `TABLE [IF NOT EXISTS]`, and may be a keyword
+    // (`comment`): it and its dotted parts are passed over first.
+    let at = toks
+        .iter()
+        .position(|(_, _, t)| matches!(t, Token::Word(w) if w.keyword == Keyword::TABLE))?;
+    let mut i = at + 1;
+    let word = |i: usize, k: Keyword| matches!(toks.get(i), Some((_, _, Token::Word(w))) if w.keyword == k);
+    if word(i, Keyword::IF) && word(i + 1, Keyword::NOT) && word(i + 2, Keyword::EXISTS) {
+        i += 3;
+    }
+    i += 1;
+    while matches!(toks.get(i), Some((_, _, Token::Period))) {
+        i += 2;
+    }
+    for (i, (_, _, t)) in toks.iter().enumerate().skip(i) {
         match t {
-            Token::Word(w) if !seen_table && w.keyword == Keyword::TABLE => seen_table = true,
-            Token::LParen if seen_table => {
+            Token::LParen => {
                 let mut depth = 0i32;
                 for (j, (_, _, u)) in toks.iter().enumerate().skip(i) {
                     match u {
@@ -648,15 +660,14 @@ fn column_list(toks: &[(usize, usize, Token)]) -> Option<(usize, usize, usize)> 
                 return None;
             }
             Token::Word(w)
-                if seen_table
-                    && matches!(
-                        w.keyword,
-                        Keyword::WITH
-                            | Keyword::PARTITIONED
-                            | Keyword::COMMENT
-                            | Keyword::AS
-                            | Keyword::LIKE
-                    ) =>
+                if matches!(
+                    w.keyword,
+                    Keyword::WITH
+                        | Keyword::PARTITIONED
+                        | Keyword::COMMENT
+                        | Keyword::AS
+                        | Keyword::LIKE
+                ) =>
             {
                 return None;
             }
@@ -938,17 +949,22 @@ pub fn like(base_ddl: &str, derived_text: &str, derived: &CreateTable) -> Result
     let mut parts = columns;
     parts.extend(watermark);
     parts.extend(key);
-    let mut text = format!("CREATE TABLE {} (\n", quoted(&derived.name));
+    let mut text = format!("CREATE TABLE {}", quoted(&derived.name));
     let mut spans = vec![];
-    for (i, p) in parts.iter().enumerate() {
-        text.push_str("  ");
-        if let Some(w) = p.written {
-            spans.push((text.len(), text.len() + p.text.len(), w));
+    // A base declared without columns (a `nexmark` table, a sink that takes its query's
+    // columns) gives none.
+    if !parts.is_empty() {
+        text.push_str(" (\n");
+        for (i, p) in parts.iter().enumerate() {
+            text.push_str("  ");
+            if let Some(w) = p.written {
+                spans.push((text.len(), text.len() + p.text.len(), w));
+            }
+            text.push_str(&p.text);
+            text.push_str(if i + 1 < parts.len() { ",\n" } else { "\n" });
         }
-        text.push_str(&p.text);
-        text.push_str(if i + 1 < parts.len() { ",\n" } else { "\n" });
+        text.push(')');
     }
-    text.push(')');
     if !partition_keys.is_empty() {
         let keys: Vec<String> = partition_keys.iter().map(|k| quoted(k)).collect();
         text.push_str(&format!(" PARTITIONED BY ({})", keys.join(", ")));

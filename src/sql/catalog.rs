@@ -391,7 +391,8 @@ pub fn logical_expr(state: &SessionState, e: &Expr, schema: &DFSchema) -> Result
     let zoned = state
         .create_logical_expr(&text, schema)
         .and_then(|l| crate::sql::literals::flink_int_literals_expr(l, schema))
-        .and_then(|l| crate::sql::local_time::in_session_zone(l, schema));
+        .and_then(|l| crate::sql::local_time::in_session_zone(l, schema))
+        .and_then(|l| crate::sql::types::flink_casts(l, schema));
     zoned.map_err(|err| {
         let err = WeirError::from(err);
         let start = e.span().start;

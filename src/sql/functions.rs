@@ -2319,24 +2319,33 @@ impl ScalarUDFImpl for FlinkTimeCast {
         if missed.is_empty() {
             return shaped(read, scalar);
         }
-        // The missed rows as Flink reads them, in nanoseconds (or days for a DATE).
+        // The missed rows as Flink reads them, in the target's unit (days for a DATE); a
+        // time the unit cannot hold (nanoseconds past 2262) is out of range.
         let mut fixed: Vec<Option<i64>> = vec![None; a.len()];
         for &i in &missed {
             let t = texts.value(i);
-            match flink_timestamp(t) {
-                Some(v) => {
-                    fixed[i] = match &self.to {
-                        DataType::Date32 => Some(i64::from(
-                            (v.date() - chrono::NaiveDate::default()).num_days() as i32,
-                        )),
-                        _ => v.and_utc().timestamp_nanos_opt(),
-                    }
+            let value = flink_timestamp(t).and_then(|v| match &self.to {
+                DataType::Date32 => {
+                    i32::try_from((v.date() - chrono::NaiveDate::default()).num_days())
+                        .ok()
+                        .map(i64::from)
                 }
+                DataType::Timestamp(TimeUnit::Second, _) => Some(v.and_utc().timestamp()),
+                DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                    Some(v.and_utc().timestamp_millis())
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    Some(v.and_utc().timestamp_micros())
+                }
+                _ => v.and_utc().timestamp_nanos_opt(),
+            });
+            match value {
+                Some(v) => fixed[i] = Some(v),
                 None if self.safe => {}
                 None => {
                     return Err(datafusion::error::DataFusionError::Execution(format!(
                         "Cast error: cannot cast string '{t}' to {}: not a date and time as \
-                         Flink reads them (yyyy-M-d [H:m:s[.fraction]])",
+                         Flink reads them (yyyy-M-d [H:m:s[.fraction]]) within the type's range",
                         crate::sql::types::flink_type_name(&self.to)
                     )));
                 }
@@ -2356,22 +2365,11 @@ impl ScalarUDFImpl for FlinkTimeCast {
                         .collect::<datafusion::arrow::array::Date32Array>(),
                 )
             }
-            DataType::Timestamp(unit, _) => {
-                use datafusion::arrow::datatypes::TimeUnit;
-                let per = match unit {
-                    TimeUnit::Second => 1_000_000_000,
-                    TimeUnit::Millisecond => 1_000_000,
-                    TimeUnit::Microsecond => 1_000,
-                    TimeUnit::Nanosecond => 1,
-                };
+            DataType::Timestamp(..) => {
                 let as_i64 = datafusion::arrow::compute::cast(&read, &DataType::Int64)?;
                 let r = as_i64.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                 let values: datafusion::arrow::array::Int64Array = (0..a.len())
-                    .map(|i| {
-                        fixed[i]
-                            .map(|ns| ns.div_euclid(per))
-                            .or_else(|| (!r.is_null(i)).then(|| r.value(i)))
-                    })
+                    .map(|i| fixed[i].or_else(|| (!r.is_null(i)).then(|| r.value(i))))
                     .collect();
                 datafusion::arrow::compute::cast(&values, &self.to)?
             }
@@ -2466,7 +2464,7 @@ impl ScalarUDFImpl for StringToDecimal {
                 if read.is_null(i) && !trimmed.is_null(i) {
                     let t = trimmed.value(i);
                     let number = !t.is_empty()
-                        && t.parse::<f64>().is_ok_and(f64::is_finite)
+                        && t.parse::<f64>().is_ok()
                         && !t.contains(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E');
                     if !number {
                         return Err(datafusion::error::DataFusionError::Execution(format!(

@@ -1470,12 +1470,16 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             let catalog = word(p, "CATALOG");
             if !catalog && word(p, "MODULES") {
                 let n = p.peek_token();
-                let modules = p
-                    .parse_comma_separated(|p| p.parse_identifier())
-                    .map_err(parser_error)?;
-                if let Some(m) = modules.iter().find(|m| m.value != "core") {
-                    return Err(sql_err(format!("no module named '{}'", m.value), &n)
-                        .with_hint("Weir has one module, core (SHOW FULL MODULES)"));
+                loop {
+                    let m = p.peek_token();
+                    let module = p.parse_identifier().map_err(parser_error)?;
+                    if module.value != "core" {
+                        return Err(sql_err(format!("no module named '{}'", module.value), &m)
+                            .with_hint("Weir has one module, core (SHOW FULL MODULES)"));
+                    }
+                    if !p.consume_token(&Token::Comma) {
+                        break;
+                    }
                 }
                 return Ok(Statement::Use {
                     catalog: false,

@@ -527,32 +527,54 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaFloatCasts {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::Transformed;
-        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
-        let text =
-            |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
-        crate::sql::local_time::each_expression(plan, |e, schema| {
-            let (inner, to) = match &e {
-                Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
-                    if text(field.data_type()) =>
-                {
-                    (expr.as_ref(), field.data_type().clone())
-                }
-                _ => return Ok(Transformed::no(e)),
-            };
-            if !matches!(
-                inner.get_type(schema),
-                Ok(DataType::Float64 | DataType::Float32)
-            ) {
-                return Ok(Transformed::no(e));
-            }
-            let call = crate::sql::functions::FloatText::udf().call(vec![inner.clone()]);
-            Ok(Transformed::yes(match to {
-                DataType::Utf8 => call,
-                other => Expr::Cast(Cast::new(Box::new(call), other)),
-            }))
-        })
+        crate::sql::local_time::each_expression(plan, java_float_cast)
     }
+}
+
+/// One expression as [`JavaFloatCasts`] rewrites it, over `schema`, its input's.
+pub fn java_float_cast(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<
+    datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let (inner, to) = match &e {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+            if text(field.data_type()) =>
+        {
+            (expr.as_ref(), field.data_type().clone())
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    if !matches!(
+        inner.get_type(schema),
+        Ok(DataType::Float64 | DataType::Float32)
+    ) {
+        return Ok(Transformed::no(e));
+    }
+    let call = crate::sql::functions::FloatText::udf().call(vec![inner.clone()]);
+    Ok(Transformed::yes(match to {
+        DataType::Utf8 => call,
+        other => Expr::Cast(Cast::new(Box::new(call), other)),
+    }))
+}
+
+/// `e`, a lone expression (a computed column, a watermark, an INSERT's cast to its sink's
+/// types), with its casts as a query's analyzer makes them ([`JavaFloatCasts`],
+/// [`JavaNumericCasts`]), which does not run on such expressions.
+pub fn flink_casts(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<datafusion::logical_expr::Expr> {
+    use datafusion::common::tree_node::TreeNode;
+    Ok(e.transform_up(|e| java_float_cast(e, schema))?
+        .data
+        .transform_up(|e| java_numeric_cast(e, schema))?
+        .data)
 }
 
 /// Casts between numbers as Flink's cast rules make them (Java's primitive casts, and
@@ -573,78 +595,84 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for JavaNumericCasts {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::Transformed;
-        use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
-        // Bits of an integer type; None for others.
-        let bits = |t: &DataType| match t {
-            DataType::Int8 => Some(8),
-            DataType::Int16 => Some(16),
-            DataType::Int32 => Some(32),
-            DataType::Int64 => Some(64),
-            _ => None,
-        };
-        crate::sql::local_time::each_expression(plan, |e, schema| {
-            let (inner, to) = match &e {
-                Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
-                    (expr.as_ref(), field.data_type().clone())
-                }
-                _ => return Ok(Transformed::no(e)),
-            };
-            let Ok(from) = inner.get_type(schema) else {
-                return Ok(Transformed::no(e));
-            };
-            if let Some(to_bits) = bits(&to) {
-                let narrowing = match bits(&from) {
-                    Some(b) => b > to_bits,
-                    None => matches!(
-                        from,
-                        DataType::Float64
-                            | DataType::Float32
-                            | DataType::Decimal128(..)
-                            | DataType::Utf8
-                            | DataType::LargeUtf8
-                            | DataType::Utf8View
-                    ),
-                };
-                if !narrowing {
-                    return Ok(Transformed::no(e));
-                }
-                let safe = matches!(e, Expr::TryCast(_));
-                let call =
-                    crate::sql::functions::JavaNarrow::udf(to, safe).call(vec![inner.clone()]);
-                return Ok(Transformed::yes(call));
-            }
-            // A string read as a TIMESTAMP (without a zone) or a DATE, as Flink reads it.
-            let string = matches!(
-                from,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            );
-            if string && matches!(to, DataType::Decimal128(..)) {
-                let safe = matches!(e, Expr::TryCast(_));
-                let call =
-                    crate::sql::functions::StringToDecimal::udf(to, safe).call(vec![inner.clone()]);
-                return Ok(Transformed::yes(call));
-            }
-            if string && matches!(to, DataType::Timestamp(_, None) | DataType::Date32) {
-                let safe = matches!(e, Expr::TryCast(_));
-                let call =
-                    crate::sql::functions::FlinkTimeCast::udf(to, safe).call(vec![inner.clone()]);
-                return Ok(Transformed::yes(call));
-            }
-            let numeric = bits(&from).is_some()
-                || matches!(
-                    from,
-                    DataType::Float64 | DataType::Float32 | DataType::Decimal128(..)
-                );
-            if matches!(to, DataType::Decimal128(..)) && numeric && matches!(e, Expr::Cast(_)) {
-                return Ok(Transformed::yes(Expr::TryCast(TryCast::new(
-                    Box::new(inner.clone()),
-                    to,
-                ))));
-            }
-            Ok(Transformed::no(e))
-        })
+        crate::sql::local_time::each_expression(plan, java_numeric_cast)
     }
+}
+
+/// One expression as [`JavaNumericCasts`] rewrites it (a cast it takes, replaced; any
+/// other, as it is), over `schema`, its input's.
+pub fn java_numeric_cast(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<
+    datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable, TryCast};
+    // Bits of an integer type; None for others.
+    let bits = |t: &DataType| match t {
+        DataType::Int8 => Some(8),
+        DataType::Int16 => Some(16),
+        DataType::Int32 => Some(32),
+        DataType::Int64 => Some(64),
+        _ => None,
+    };
+    let (inner, to) = match &e {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            (expr.as_ref(), field.data_type().clone())
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    let Ok(from) = inner.get_type(schema) else {
+        return Ok(Transformed::no(e));
+    };
+    if let Some(to_bits) = bits(&to) {
+        let narrowing = match bits(&from) {
+            Some(b) => b > to_bits,
+            None => matches!(
+                from,
+                DataType::Float64
+                    | DataType::Float32
+                    | DataType::Decimal128(..)
+                    | DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+            ),
+        };
+        if !narrowing {
+            return Ok(Transformed::no(e));
+        }
+        let safe = matches!(e, Expr::TryCast(_));
+        let call = crate::sql::functions::JavaNarrow::udf(to, safe).call(vec![inner.clone()]);
+        return Ok(Transformed::yes(call));
+    }
+    // A string read as a TIMESTAMP (without a zone) or a DATE, as Flink reads it.
+    let string = matches!(
+        from,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    if string && matches!(to, DataType::Decimal128(..)) {
+        let safe = matches!(e, Expr::TryCast(_));
+        let call = crate::sql::functions::StringToDecimal::udf(to, safe).call(vec![inner.clone()]);
+        return Ok(Transformed::yes(call));
+    }
+    if string && matches!(to, DataType::Timestamp(_, None) | DataType::Date32) {
+        let safe = matches!(e, Expr::TryCast(_));
+        let call = crate::sql::functions::FlinkTimeCast::udf(to, safe).call(vec![inner.clone()]);
+        return Ok(Transformed::yes(call));
+    }
+    let numeric = bits(&from).is_some()
+        || matches!(
+            from,
+            DataType::Float64 | DataType::Float32 | DataType::Decimal128(..)
+        );
+    if matches!(to, DataType::Decimal128(..)) && numeric && matches!(e, Expr::Cast(_)) {
+        return Ok(Transformed::yes(Expr::TryCast(TryCast::new(
+            Box::new(inner.clone()),
+            to,
+        ))));
+    }
+    Ok(Transformed::no(e))
 }
 
 /// `m[k]` on a MAP reads the entry whose key equals `k`, in the map's key type: the key is
