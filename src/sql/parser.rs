@@ -1612,11 +1612,15 @@ pub struct Like {
 impl Like {
     /// Whether `name` is listed under this filter.
     pub fn admits(&self, name: &str) -> bool {
+        // Character by character, so that `_` still stands for one character of the name
+        // (a character whose lower case is longer, `İ`, keeps its first).
+        let lower = |s: &str| -> Vec<char> {
+            s.chars()
+                .map(|c| c.to_lowercase().next().unwrap_or(c))
+                .collect()
+        };
         let (n, p): (Vec<char>, Vec<char>) = if self.case_insensitive {
-            (
-                name.to_lowercase().chars().collect(),
-                self.pattern.to_lowercase().chars().collect(),
-            )
+            (lower(name), lower(&self.pattern))
         } else {
             (name.chars().collect(), self.pattern.chars().collect())
         };
@@ -2269,6 +2273,24 @@ fn parse_column(p: &mut Parser) -> Result<ColumnDef> {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn show_like_patterns_match_as_flinks() {
+        let like = |p: &str, not: bool, ci: bool| Like {
+            pattern: p.to_string(),
+            not,
+            case_insensitive: ci,
+        };
+        let l = like("orders\\_2", false, false);
+        assert!(l.admits("orders_2") && !l.admits("orders22"));
+        let l = like("b%d_", false, false);
+        assert!(l.admits("bids") && l.admits("bdx") && !l.admits("bidsx") && !l.admits("abdx"));
+        assert!(like("%", false, false).admits(""));
+        assert!(!like("b%", true, false).admits("bids"));
+        assert!(like("BI%", false, true).admits("bids"));
+        // One character for `_`, whatever its lower case.
+        assert!(like("_x", false, true).admits("İx"));
+    }
 
     fn one(sql: &str) -> Statement {
         let mut v = parse_script(sql).expect("parses");
