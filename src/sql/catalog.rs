@@ -335,10 +335,14 @@ impl TableDef {
                         return Err(e);
                     }
                     Some(crate::sql::parser::ColumnKind::Physical { .. }) => {}
-                    Some(_) => {
+                    Some(kind) => {
+                        let what = match kind {
+                            crate::sql::parser::ColumnKind::Computed(_) => "a computed column",
+                            _ => "a metadata column",
+                        };
                         return Err(WeirError::sql(
                             format!(
-                                "the primary key names '{k}', a computed or metadata column: a primary key is declared on physical columns, as in Flink"
+                                "the primary key names '{k}', {what}: a primary key is declared on physical columns, as in Flink"
                             ),
                             at,
                         ));
