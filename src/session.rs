@@ -1749,6 +1749,7 @@ impl Session {
         let plan = crate::sql::literals::flink_int_literals(plan)?;
         let plan = crate::sql::rewrite::flink_avg(plan)?;
         let plan = crate::sql::decimal::flink_division(plan)?;
+        let plan = crate::sql::decimal::flink_float_decimal(plan)?;
         let plan = crate::sql::names::star_names(plan, query)?;
         Ok(state.optimize(&plan)?)
     }

@@ -359,7 +359,46 @@ fn compile(
         )
         .with_hint("join the subquery's result instead (FROM s JOIN (SELECT …) AS a ON …)"));
     }
-    Ok(state.create_physical_expr(e.clone(), schema)?)
+    let e = rewritten_calls(e.clone(), schema)?;
+    Ok(state.create_physical_expr(e, schema)?)
+}
+
+/// The functions DataFusion evaluates only as the optimizer's simplifier rewrites them
+/// (`COALESCE` as a `CASE`, `NVL2` likewise, `arrow_cast` as a cast); their own evaluation
+/// is an error ("coalesce should have been simplified to case").
+const REWRITTEN_CALLS: &[&str] = &[
+    "coalesce",
+    "nvl2",
+    "arrow_cast",
+    "arrow_try_cast",
+    "cast_to_type",
+    "try_cast_to_type",
+];
+
+/// `e` with each [`REWRITTEN_CALLS`] call rewritten as DataFusion's simplifier rewrites it.
+/// An expression the optimizer has not seen (a table's computed column or watermark, a
+/// lookup key) needs it: `c AS COALESCE(b, 0)` failed every query over its table. Only
+/// those calls: the whole simplifier would also fold `CURRENT_TIMESTAMP` to one instant.
+fn rewritten_calls(
+    e: datafusion::logical_expr::Expr,
+    schema: &DFSchema,
+) -> Result<datafusion::logical_expr::Expr> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::Expr;
+    use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    Ok(e.transform_up(|x| match x {
+        Expr::ScalarFunction(f) if REWRITTEN_CALLS.contains(&f.func.name()) => {
+            match f.func.simplify(f.args.clone(), &context)? {
+                ExprSimplifyResult::Simplified(s) => Ok(Transformed::yes(s)),
+                ExprSimplifyResult::Original(_) => Ok(Transformed::no(Expr::ScalarFunction(f))),
+            }
+        }
+        x => Ok(Transformed::no(x)),
+    })?
+    .data)
 }
 
 impl Planner<'_> {

@@ -485,6 +485,359 @@ pub fn flink_division(
     .map(|t| t.data)
 }
 
+/// Whether `t` is a `DOUBLE` or a `FLOAT`.
+fn approximate(t: &DataType) -> bool {
+    matches!(t, DataType::Float64 | DataType::Float32)
+}
+
+/// `exprs`, values that meet in one type (the sides of a comparison, the branches of a
+/// `CASE`, the arguments of `COALESCE`), with each `DECIMAL` cast to `DOUBLE` when another
+/// is a `DOUBLE` or a `FLOAT`, as Calcite's `leastRestrictive` (and so Flink) types such a
+/// mix; None when there is no such mix, or a type cannot be found in `schema`.
+fn doubles(
+    exprs: &[&datafusion::logical_expr::Expr],
+    schema: &datafusion::common::DFSchema,
+) -> Option<Vec<datafusion::logical_expr::Expr>> {
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
+    let types = exprs
+        .iter()
+        .map(|e| e.get_type(schema).ok())
+        .collect::<Option<Vec<_>>>()?;
+    if !types.iter().any(approximate) || !types.iter().any(DataType::is_decimal) {
+        return None;
+    }
+    Some(
+        exprs
+            .iter()
+            .zip(&types)
+            .map(|(e, t)| match t.is_decimal() {
+                true => Expr::Cast(Cast::new(Box::new((*e).clone()), DataType::Float64)),
+                false => (*e).clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The functions whose arguments meet in one type, the result's (`GREATEST(x, 0.5)`).
+const COMMON_TYPE_ARGUMENTS: &[&str] = &[
+    "coalesce",
+    "nvl",
+    "ifnull",
+    "nullif",
+    "greatest",
+    "least",
+    "make_array",
+];
+
+/// One expression with a `DOUBLE` (or `FLOAT`) meeting a `DECIMAL` typed `DOUBLE`, as Flink
+/// types it (Calcite's `leastRestrictive`: an approximate type wins over an exact one):
+/// the sides of a comparison, `BETWEEN` and `IN`, the branches of a `CASE` (and its operand
+/// beside its `WHEN` values), the arguments of `COALESCE`, `NULLIF`, `IFNULL`, `GREATEST`,
+/// `LEAST` and an `ARRAY[…]`. DataFusion's coercion makes such a mix a `DECIMAL(30, 15)`
+/// instead, where a `DOUBLE` of 10¹⁵ or more does not fit: `x > 1.5` was NULL for `x` =
+/// 1e20, and `COALESCE(x, 0.5)` gave 0.5. Arithmetic is left alone (DataFusion's is a
+/// `DOUBLE` already). For a query's expressions before its analysis, over `schema`, its
+/// node's inputs.
+pub fn float_over_decimal(
+    x: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>> {
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::expr::{Between, Case, InList, ScalarFunction};
+    use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+    Ok(match x {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) =>
+        {
+            match doubles(&[&left, &right], schema) {
+                Some(mut v) => {
+                    let right = v.pop().map(Box::new).unwrap_or(right);
+                    let left = v.pop().map(Box::new).unwrap_or(left);
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr { left, op, right }))
+                }
+                None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated,
+            low,
+            high,
+        }) => match doubles(&[&expr, &low, &high], schema) {
+            Some(v) => {
+                let mut v = v.into_iter().map(Box::new);
+                match (v.next(), v.next(), v.next()) {
+                    (Some(expr), Some(low), Some(high)) => {
+                        Transformed::yes(Expr::Between(Between::new(expr, negated, low, high)))
+                    }
+                    _ => Transformed::no(Expr::Between(Between::new(expr, negated, low, high))),
+                }
+            }
+            None => Transformed::no(Expr::Between(Between::new(expr, negated, low, high))),
+        },
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) => {
+            let all: Vec<&Expr> = std::iter::once(expr.as_ref()).chain(&list).collect();
+            match doubles(&all, schema) {
+                Some(mut v) => {
+                    let first = v.remove(0);
+                    Transformed::yes(Expr::InList(InList::new(Box::new(first), v, negated)))
+                }
+                None => Transformed::no(Expr::InList(InList::new(expr, list, negated))),
+            }
+        }
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) => {
+            let mut changed = false;
+            // The operand beside the WHEN values it is compared with.
+            let (expr, whens) = match &expr {
+                Some(operand) => {
+                    let all: Vec<&Expr> = std::iter::once(operand.as_ref())
+                        .chain(when_then_expr.iter().map(|(w, _)| w.as_ref()))
+                        .collect();
+                    match doubles(&all, schema) {
+                        Some(mut v) => {
+                            changed = true;
+                            let first = v.remove(0);
+                            (Some(Box::new(first)), v)
+                        }
+                        None => (
+                            expr,
+                            when_then_expr.iter().map(|(w, _)| (**w).clone()).collect(),
+                        ),
+                    }
+                }
+                None => (
+                    expr,
+                    when_then_expr.iter().map(|(w, _)| (**w).clone()).collect(),
+                ),
+            };
+            // The results, THEN and ELSE.
+            let results: Vec<&Expr> = when_then_expr
+                .iter()
+                .map(|(_, t)| t.as_ref())
+                .chain(else_expr.as_deref())
+                .collect();
+            let mut thens = match doubles(&results, schema) {
+                Some(v) => {
+                    changed = true;
+                    v
+                }
+                None => results.into_iter().cloned().collect(),
+            };
+            let else_expr = match else_expr {
+                Some(_) => thens.pop().map(Box::new),
+                None => None,
+            };
+            let case = Expr::Case(Case {
+                expr,
+                when_then_expr: whens
+                    .into_iter()
+                    .zip(thens)
+                    .map(|(w, t)| (Box::new(w), Box::new(t)))
+                    .collect(),
+                else_expr,
+            });
+            match changed {
+                true => Transformed::yes(case),
+                false => Transformed::no(case),
+            }
+        }
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if COMMON_TYPE_ARGUMENTS.contains(&func.name()) =>
+        {
+            let all: Vec<&Expr> = args.iter().collect();
+            match doubles(&all, schema) {
+                Some(args) => Transformed::yes(Expr::ScalarFunction(ScalarFunction { func, args })),
+                None => Transformed::no(Expr::ScalarFunction(ScalarFunction { func, args })),
+            }
+        }
+        x => Transformed::no(x),
+    })
+}
+
+/// A `VALUES` column whose rows mix a `DOUBLE` (or `FLOAT`) and a `DECIMAL` as a `DOUBLE`
+/// column, as Flink types it; None when no column does. DataFusion's planner has already
+/// cast every row to the column's type; a row's own type is read under that cast. A
+/// `VALUES` typed by something else (an `INSERT`'s columns) is left alone: its column type
+/// is not the rows' common type.
+fn values_as_doubles(
+    v: &datafusion::logical_expr::Values,
+) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+    use datafusion::logical_expr::{Cast, Expr, ExprSchemable};
+    let empty = datafusion::common::DFSchema::empty();
+    let mut rows = v.values.clone();
+    let mut changed = false;
+    for (c, field) in v.schema.fields().iter().enumerate() {
+        if !field.data_type().is_decimal() {
+            continue;
+        }
+        // Each row's value under the planner's cast to the column type.
+        let own: Vec<Expr> = rows
+            .iter()
+            .filter_map(|r| r.get(c))
+            .map(|e| match e {
+                Expr::Cast(Cast { expr, field: to }) if to.data_type() == field.data_type() => {
+                    (**expr).clone()
+                }
+                e => e.clone(),
+            })
+            .collect();
+        let Some(types) = own
+            .iter()
+            .map(|e| e.get_type(&empty).ok())
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        let common = datafusion::logical_expr::type_coercion::binary::type_union_resolution(
+            &types
+                .iter()
+                .filter(|t| !t.is_null())
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        if !types.iter().any(approximate) || common.as_ref() != Some(field.data_type()) {
+            continue;
+        }
+        for (row, e) in rows.iter_mut().zip(own) {
+            if let Some(slot) = row.get_mut(c) {
+                *slot = match e {
+                    Expr::Literal(ScalarValue::Null, m) => {
+                        Expr::Literal(ScalarValue::Float64(None), m)
+                    }
+                    e => Expr::Cast(Cast::new(Box::new(e), DataType::Float64)),
+                };
+            }
+        }
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(
+        datafusion::logical_expr::LogicalPlanBuilder::values(rows)?.build()?,
+    ))
+}
+
+/// A union whose inputs meet a `DOUBLE` (or `FLOAT`) column with a `DECIMAL` one: the
+/// `DECIMAL` inputs projected as `DOUBLE`, as Flink types the union's column; None when no
+/// column mixes them.
+fn union_as_doubles(
+    u: &datafusion::logical_expr::Union,
+) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+    use datafusion::logical_expr::{Cast, Expr, LogicalPlan, Projection};
+    let width = u.schema.fields().len();
+    let mixed: Vec<bool> = (0..width)
+        .map(|c| {
+            let types: Vec<&DataType> = u
+                .inputs
+                .iter()
+                .filter_map(|i| i.schema().fields().get(c).map(|f| f.data_type()))
+                .collect();
+            types.iter().any(|t| approximate(t)) && types.iter().any(|t| t.is_decimal())
+        })
+        .collect();
+    if !mixed.contains(&true) {
+        return Ok(None);
+    }
+    let inputs = u
+        .inputs
+        .iter()
+        .map(|input| {
+            let schema = input.schema();
+            if !schema
+                .fields()
+                .iter()
+                .zip(&mixed)
+                .any(|(f, m)| *m && f.data_type().is_decimal())
+            {
+                return Ok(input.clone());
+            }
+            let exprs = schema
+                .iter()
+                .zip(&mixed)
+                .map(|((q, f), m)| {
+                    let col = Expr::Column(datafusion::common::Column::new(q.cloned(), f.name()));
+                    match *m && f.data_type().is_decimal() {
+                        true => Expr::Cast(Cast::new(Box::new(col), DataType::Float64))
+                            .alias_qualified(q.cloned(), f.name()),
+                        false => col,
+                    }
+                })
+                .collect();
+            Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                input.clone(),
+            )?)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(LogicalPlan::Union(
+        datafusion::logical_expr::Union::try_new_with_loose_types(inputs)?,
+    )))
+}
+
+/// A planned (not yet analysed) query with every `DOUBLE` (or `FLOAT`) meeting a `DECIMAL`
+/// typed `DOUBLE`, as Flink types them: in expressions ([`float_over_decimal`]), `VALUES`
+/// columns and `UNION` columns (`SELECT 1e20 UNION ALL SELECT 0.001` is a `DOUBLE`). Column
+/// names are kept. Errors: DataFusion's, when a node cannot be rebuilt.
+pub fn flink_float_decimal(
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::LogicalPlan;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::utils::merge_schema;
+    plan.transform_up_with_subqueries(|node| {
+        // Types changed below reach this node's schema.
+        let node = match node {
+            LogicalPlan::Union(u) => {
+                let u = datafusion::logical_expr::Union::try_new_with_loose_types(u.inputs)?;
+                match union_as_doubles(&u)? {
+                    Some(plan) => return Ok(Transformed::yes(plan)),
+                    None => LogicalPlan::Union(u),
+                }
+            }
+            LogicalPlan::Values(v) => {
+                return Ok(match values_as_doubles(&v)? {
+                    Some(plan) => Transformed::yes(plan),
+                    None => Transformed::no(LogicalPlan::Values(v)),
+                });
+            }
+            node if node.inputs().is_empty() => node,
+            node => node.recompute_schema()?,
+        };
+        let schema = merge_schema(&node.inputs());
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let t = e.transform_up(|x| float_over_decimal(x, &schema))?;
+            Ok(if t.transformed {
+                t.update_data(|e| saved.restore(e))
+            } else {
+                t
+            })
+        })
+    })
+    .map(|t| t.data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

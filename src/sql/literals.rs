@@ -225,6 +225,9 @@ pub fn flink_int_literals_expr(
 ) -> datafusion::error::Result<Expr> {
     use datafusion::common::tree_node::TreeNode as _;
     let typed = projected(e).transform_up(|x| retype(x, schema))?.data;
+    let typed = typed
+        .transform_up(|x| crate::sql::decimal::float_over_decimal(x, schema))?
+        .data;
     let mut coerce =
         datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter::new(schema);
     Ok(typed.rewrite(&mut coerce)?.data)
