@@ -211,9 +211,10 @@ fn a_timestamp_ltz_is_shown_in_the_session_zone() {
         stdout.contains("| 1970-01-01 08:00:00.000 | 1970-01-01 08:00:00.000 |"),
         "{stdout}"
     );
-    // Nested in an ARRAY or a MAP too (regression: those showed the UTC instant).
+    // Nested in an ARRAY or a MAP too (regression: those showed the UTC instant), as
+    // Flink's CAST to STRING writes them (its sql-client's form).
     assert!(
-        stdout.contains("| [1970-01-01T08:00:00] | {k: 1970-01-01T08:00:00} |"),
+        stdout.contains("| [1970-01-01 08:00:00.000] | {k=1970-01-01 08:00:00.000} |"),
         "{stdout}"
     );
     let (code, stdout, stderr) = run(&["run", "-q", "--format", "csv", &f.display().to_string()]);
@@ -1750,14 +1751,32 @@ fn weir_query_takes_set_flags() {
 }
 
 /// CSV output takes nested values as the text the table shows (a CSV writer takes only
-/// scalars; it failed with "Nested type … is not supported in CSV").
+/// scalars; it failed with "Nested type … is not supported in CSV"): Flink's CAST to
+/// STRING of them, as its sql-client shows them.
 #[test]
 fn csv_output_writes_nested_values_as_text() {
     let sql = "SELECT ARRAY[1, 2] AS a, MAP['k', 1] AS m, named_struct('x', 1) AS r, \
                CAST(NULL AS ARRAY<INT>) AS n";
     let (code, out, err) = run(&["query", "-q", "--format", "csv", sql]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "a,m,r,n\n\"[1, 2]\",{k: 1},{x: 1},\n");
+    assert_eq!(out, "a,m,r,n\n\"[1, 2]\",{k=1},(1),\n");
+}
+
+/// A ROW, a MAP and an ARRAY are shown in a table as Flink's sql-client shows them (its
+/// CAST to STRING): `(1, a)`, `{k=1}`, a DOUBLE inside as Java writes it; they showed as
+/// Arrow prints them (`{c0: 1, c1: a}`, `{k: 1}`, `1e20`).
+#[test]
+fn nested_values_are_shown_as_flink_shows_them() {
+    let sql = "SELECT ROW(1, 'a') AS r, MAP['k', 1] AS m, ARRAY[ROW(2, 'x')] AS a, \
+               ARRAY[CAST(1e20 AS DOUBLE), CAST(NULL AS DOUBLE)] AS d";
+    let want = "| (1, a) | {k=1} | [(2, x)] | [1.0E20, NULL] |";
+    let (code, out, err) = run(&["query", "-q", sql]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(want), "{out}");
+    let (_dir, f) = script("q.sql", &format!("{sql};"));
+    let (code, out, err) = run(&["run", "-q", &f.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(want), "{out}");
 }
 
 /// A setting nothing reads (a typo) is named with the nearest known one, from `--set` and

@@ -198,15 +198,19 @@ impl Display {
     /// Flink's `sql-client.execution.max-table-result.rows` default.
     pub const DEFAULT_MAX_TABLE_ROWS: usize = 1_000_000;
 
-    /// `batch` as the shell shows it, Flink's sql-client's way: each `TIMESTAMP_LTZ` (also
-    /// one in a ROW, ARRAY or MAP) as the wall-clock time of the session zone, and each
-    /// `TIMESTAMP` column then as the text a `CAST` to `STRING` gives
-    /// (`2024-03-10 00:30:00.000`, see [`crate::sql::local_time::timestamp_text`]). Errors:
-    /// an unknown zone (the session checked it when it was set).
+    /// `batch` as the shell shows it, Flink's sql-client's way: each `TIMESTAMP_LTZ` as the
+    /// wall-clock time of the session zone, each `TIMESTAMP` column then as the text a
+    /// `CAST` to `STRING` gives (`2024-03-10 00:30:00.000`, see
+    /// [`crate::sql::local_time::timestamp_text`]), and each ROW, MAP and ARRAY column as
+    /// that cast writes it (`(1, a)`, `{k=1}`, `[1.0E20]`, an LTZ inside on the zone's
+    /// clock; [`crate::sql::local_time::flink_text`]). Errors: an unknown zone (the
+    /// session checked it when it was set).
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         use datafusion::arrow::datatypes::{DataType, Schema};
         if !batch.schema().fields().iter().any(|f| {
-            has_ltz(f.data_type()) || matches!(f.data_type(), DataType::Timestamp(_, None))
+            has_ltz(f.data_type())
+                || matches!(f.data_type(), DataType::Timestamp(_, None))
+                || f.data_type().is_nested()
         }) {
             return Ok(batch.clone());
         }
@@ -217,6 +221,12 @@ impl Display {
         let mut fields = vec![];
         let mut columns = vec![];
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            if f.data_type().is_nested() {
+                let c = crate::sql::local_time::flink_text(c, &tz)?;
+                fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+                columns.push(c);
+                continue;
+            }
             let mut c = local_nested(c, &tz)?;
             if matches!(c.data_type(), DataType::Timestamp(_, None)) {
                 c = crate::sql::local_time::timestamp_text(&c)?;
@@ -463,7 +473,7 @@ pub fn write_results(
             let opts = format_options();
             let batches = batches
                 .iter()
-                .map(java_floats)
+                .map(|b| java_floats(&nested_as_text(b)?))
                 .collect::<Result<Vec<_>>>()?;
             let t = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
                 &batches, &opts,
@@ -504,48 +514,36 @@ pub fn write_results(
     Ok(())
 }
 
-/// `batch` with each nested column (ARRAY, MAP, ROW) as the text the table shows
-/// (`[1, 2]`, `{a: 1}`), for the CSV output of `weir query` and the shell, which a CSV
-/// writer takes only as scalars; NULL stays empty.
+/// `batch` with each nested column (ARRAY, MAP, ROW) as the text Flink's `CAST(… AS
+/// STRING)` gives it (`[1, 2]`, `{a=1}`, `(1, x)`; [`crate::sql::local_time::flink_text`],
+/// a `TIMESTAMP_LTZ` inside on UTC's clock), for the tables and the CSV output of `weir
+/// query` and the shell's statements (a CSV writer takes only scalars); NULL stays NULL.
 fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{Array, StringBuilder};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| f.data_type().is_nested())
-    {
+    use datafusion::arrow::datatypes::{DataType, Schema};
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| f.data_type().is_nested()) {
         return Ok(batch.clone());
     }
-    let opts = format_options();
+    let utc: datafusion::arrow::array::timezone::Tz = "UTC"
+        .parse()
+        .map_err(|e| WeirError::internal(format!("time zone UTC: {e}")))?;
     let mut fields = vec![];
     let mut cols = vec![];
-    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
         if !f.data_type().is_nested() {
             fields.push(f.as_ref().clone());
             cols.push(c.clone());
             continue;
         }
-        let text = ArrayFormatter::try_new(c.as_ref(), &opts)?;
-        let mut out = StringBuilder::new();
-        for row in 0..c.len() {
-            if c.is_null(row) {
-                out.append_null();
-            } else {
-                out.append_value(text.value(row).to_string());
-            }
-        }
-        fields.push(Field::new(
-            f.name(),
-            datafusion::arrow::datatypes::DataType::Utf8,
-            f.is_nullable(),
-        ));
-        cols.push(std::sync::Arc::new(out.finish()) as datafusion::arrow::array::ArrayRef);
+        fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+        cols.push(crate::sql::local_time::flink_text(c, &utc)?);
     }
-    Ok(RecordBatch::try_new(
-        std::sync::Arc::new(Schema::new(fields)),
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
         cols,
+        &options,
     )?)
 }
 

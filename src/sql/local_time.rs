@@ -529,6 +529,22 @@ impl ScalarUDFImpl for CollectionText {
     }
 }
 
+/// Each value of `array` as Flink's `CAST(… AS STRING)` writes it — a ROW as `(1, a)`, a
+/// MAP as `{k=1}`, an ARRAY as `[1, 2]`, nested ones alike, a `TIMESTAMP_LTZ` on `tz`'s wall
+/// clock, a DOUBLE as Java writes it (`1.0E20`) — as a Utf8 array of the same length; a
+/// NULL stays NULL (a NULL inside is `NULL`). Flink's sql-client shows a value so.
+/// Errors: a timestamp outside chrono's range of dates.
+pub(crate) fn flink_text(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<ArrayRef> {
+    use datafusion::arrow::array::{Array, StringArray};
+    let texts = element_texts(array, tz)?;
+    let out: StringArray = texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (!array.is_null(i)).then_some(t))
+        .collect();
+    Ok(Arc::new(out))
+}
+
 /// Each value of `array` as Flink's `CAST(… AS STRING)` writes it, `NULL` for a NULL (the
 /// text an element gets inside a collection).
 fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<String>> {
@@ -604,6 +620,18 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
                         let fields: Vec<&str> = columns.iter().map(|c| c[i].as_str()).collect();
                         format!("({})", fields.join(", "))
                     }
+                })
+                .collect()
+        }
+        // Java's Double.toString / Float.toString (`1.0E20`), as a DOUBLE alone is cast.
+        DataType::Float64 | DataType::Float32 => {
+            let single = matches!(array.data_type(), DataType::Float32);
+            let v = datafusion::arrow::compute::cast(array, &DataType::Float64)?;
+            v.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                .iter()
+                .map(|v| match v {
+                    Some(v) => crate::format::json_out::java_float_text(v, single),
+                    None => "NULL".to_string(),
                 })
                 .collect()
         }
