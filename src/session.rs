@@ -745,6 +745,27 @@ impl Session {
         match &stmt.statement {
             Statement::CreateTable(c) => {
                 if self.tables.contains_key(&c.name) || self.views.contains_key(&c.name) {
+                    // Flink's CTAS with IF NOT EXISTS over an existing table inserts the
+                    // query's rows into it, as `INSERT INTO t SELECT …` would.
+                    if let (true, Some(query), true) = (
+                        c.if_not_exists,
+                        &c.as_query,
+                        self.tables.contains_key(&c.name),
+                    ) {
+                        let insert = Located {
+                            statement: Statement::Insert {
+                                table: c.name.clone(),
+                                table_pos: c.name_pos,
+                                columns: vec![],
+                                query: query.clone(),
+                            },
+                            pos: stmt.pos,
+                            text: stmt.text.clone(),
+                            windows: stmt.windows.clone(),
+                            lookups: stmt.lookups.clone(),
+                        };
+                        return Box::pin(self.execute(&insert)).await;
+                    }
                     if c.if_not_exists {
                         return Ok(Outcome::Done(format!(
                             "[INFO] Table '{}' already exists: nothing done (IF NOT EXISTS).",

@@ -1885,7 +1885,7 @@ fn csv_arrays_read_and_write_with_the_element_delimiter() {
         "| 1  | [a, b, c] | [1, 2]       | 3 ",
         "| 2  | []        | []           | 0 ",
         "| 3  | [x|y]     | [7]          | 1 ",
-        "| 4  | [a, , b]  | [1, null, 3] | 3 ",
+        "| 4  | [a, , b]  | [1, NULL, 3] | 3 ",
     ] {
         assert!(stdout.contains(row), "{row}\n{stdout}");
     }
@@ -2194,7 +2194,8 @@ fn catalog_statements_answer_as_flinks_default_catalog() {
 
 /// `CREATE TABLE t WITH (…) AS SELECT …` (Flink's CTAS): the table takes the query's
 /// columns (Flink's names: `EXPR$1` for an unaliased expression) and the query's rows are
-/// written into it; a CTAS whose insert cannot run leaves no table behind.
+/// written into it (with IF NOT EXISTS, into the table that exists); a CTAS whose insert
+/// cannot run leaves no table behind.
 #[test]
 fn create_table_as_select_declares_the_table_and_fills_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -2208,8 +2209,11 @@ fn create_table_as_select_declares_the_table_and_fills_it() {
              CREATE TABLE t WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv') \
                AS SELECT k, k * 2 FROM s WHERE k > 2;\n\
              DESCRIBE t;\n\
+             CREATE TABLE IF NOT EXISTS t WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv') AS SELECT k * 10, k FROM s WHERE k = 1;\n\
              CREATE TABLE counts WITH ('connector' = 'filesystem', 'path' = '{}', \
                'format' = 'csv') AS SELECT k, COUNT(*) AS n FROM s GROUP BY k;\n",
+            out.display(),
             out.display(),
             dir.path().join("counts").display()
         ),
@@ -2232,7 +2236,9 @@ fn create_table_as_select_declares_the_table_and_fills_it() {
         })
         .collect();
     rows.sort();
-    assert_eq!(rows, ["3,6", "4,8", "5,10"]);
+    // The CTAS with IF NOT EXISTS over the existing `t` inserted its rows into it, as
+    // Flink's does.
+    assert_eq!(rows, ["10,1", "3,6", "4,8", "5,10"]);
 }
 
 /// A CTAS whose insert is refused (an updating query into an append-only table) leaves no
