@@ -52,6 +52,8 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
             "sink.partition-commit.success-file.name",
             "partition.time-extractor.timestamp-pattern",
             "partition.time-extractor.timestamp-formatter",
+            "partition.time-extractor.kind",
+            "partition.time-extractor.class",
         ]),
         "stdin" => v.extend(["format"]),
         "kafka" => v.extend(crate::source::kafka::OPTIONS),

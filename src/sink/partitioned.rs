@@ -141,8 +141,9 @@ struct OpenFile {
 #[derive(Debug, Clone, PartialEq)]
 enum Trigger {
     ProcessTime,
-    /// The partition's time from this pattern of `$column` references.
-    PartitionTime(String),
+    /// The partition's time from this pattern of `$column` references, read with this
+    /// strftime format (None: `yyyy-MM-dd HH:mm:ss`, a date alone at midnight).
+    PartitionTime(String, Option<String>),
 }
 
 struct Commit {
@@ -280,26 +281,40 @@ fn clean_in_progress(dir: &Path, job: &str) -> Result<()> {
 }
 
 fn commit_options(options: &Options) -> Result<Commit> {
+    // Flink's `partition.time-extractor.kind`: 'default' (the pattern and formatter below)
+    // or 'custom', a Java class Weir has no way to run.
+    match options.get("partition.time-extractor.kind") {
+        None | Some("default") => {}
+        Some("custom") => {
+            return Err(WeirError::sql(
+                "'partition.time-extractor.kind' = 'custom' runs a Java class \
+                 ('partition.time-extractor.class'), which Weir cannot load",
+                options.pos("partition.time-extractor.kind"),
+            )
+            .with_hint(
+                "use 'default' with 'partition.time-extractor.timestamp-pattern' and \
+                 'partition.time-extractor.timestamp-formatter'",
+            ));
+        }
+        Some(other) => {
+            return Err(WeirError::sql(
+                format!("unknown 'partition.time-extractor.kind' = '{other}'"),
+                options.pos("partition.time-extractor.kind"),
+            )
+            .with_hint("use 'default' or 'custom'"));
+        }
+    }
     let trigger = match options.get("sink.partition-commit.trigger") {
         None | Some("process-time") => Trigger::ProcessTime,
-        Some("partition-time") => {
-            if let Some(f) = options.get("partition.time-extractor.timestamp-formatter")
-                && f != "yyyy-MM-dd HH:mm:ss"
-            {
-                return Err(WeirError::sql(
-                    format!(
-                        "not supported yet: partition time formatter '{f}' (only 'yyyy-MM-dd HH:mm:ss')"
-                    ),
-                    options.pos("partition.time-extractor.timestamp-formatter"),
-                ));
-            }
-            Trigger::PartitionTime(
-                options
-                    .get("partition.time-extractor.timestamp-pattern")
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        }
+        Some("partition-time") => Trigger::PartitionTime(
+            options
+                .get("partition.time-extractor.timestamp-pattern")
+                .unwrap_or("")
+                .to_string(),
+            options
+                .get("partition.time-extractor.timestamp-formatter")
+                .map(crate::sql::functions::java_to_strftime),
+        ),
         Some(other) => {
             return Err(WeirError::sql(
                 format!("unknown 'sink.partition-commit.trigger' = '{other}'"),
@@ -358,7 +373,11 @@ fn commit_options(options: &Options) -> Result<Commit> {
 /// The epoch milliseconds a partition stands for: `pattern` with each `$column` replaced by
 /// the partition's value (the first partition value when there is no pattern), read as
 /// `yyyy-MM-dd HH:mm:ss` (or a date).
-fn partition_time(pattern: &str, values: &[(String, String)]) -> Option<i64> {
+fn partition_time(
+    pattern: &str,
+    formatter: Option<&str>,
+    values: &[(String, String)],
+) -> Option<i64> {
     let mut text = if pattern.is_empty() {
         values.first()?.1.clone()
     } else {
@@ -369,6 +388,18 @@ fn partition_time(pattern: &str, values: &[(String, String)]) -> Option<i64> {
     by_len.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
     for (name, value) in by_len {
         text = text.replace(&format!("${name}"), value);
+    }
+    // Flink's DefaultPartTimeExtractor: the formatter's date and time, or its date alone at
+    // midnight; an hour alone is that hour's start (as Java's resolver reads `HH`).
+    if let Some(f) = formatter {
+        let mut parsed = chrono::format::Parsed::new();
+        chrono::format::parse(&mut parsed, &text, chrono::format::StrftimeItems::new(f)).ok()?;
+        let date = parsed.to_naive_date().ok()?;
+        if parsed.hour_mod_12().is_some() && parsed.minute().is_none() {
+            parsed.set_minute(0).ok()?;
+        }
+        let time = parsed.to_naive_time().unwrap_or(chrono::NaiveTime::MIN);
+        return Some(date.and_time(time).and_utc().timestamp_millis());
     }
     let text = if text.len() == 10 {
         format!("{text} 00:00:00")
@@ -740,9 +771,11 @@ impl PartitionedSink {
                 (Trigger::ProcessTime, _) => {
                     self.commit.success_file.is_some() && st.first_row.elapsed() >= delay
                 }
-                (Trigger::PartitionTime(pattern), Some(w)) => partition_time(pattern, &st.values)
-                    .is_some_and(|t| t.saturating_add(delay.as_millis() as i64) <= w),
-                (Trigger::PartitionTime(_), None) => false,
+                (Trigger::PartitionTime(pattern, formatter), Some(w)) => {
+                    partition_time(pattern, formatter.as_deref(), &st.values)
+                        .is_some_and(|t| t.saturating_add(delay.as_millis() as i64) <= w)
+                }
+                (Trigger::PartitionTime(..), None) => false,
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -1132,6 +1165,7 @@ mod tests {
         let at = |s: &str| {
             partition_time(
                 "$dt $hm:00",
+                None,
                 &[("dt".into(), "2026-01-01".into()), ("hm".into(), s.into())],
             )
             .expect("time")
@@ -1152,6 +1186,36 @@ mod tests {
         sink.finish().expect("finish");
         assert_eq!(listing(&one), (2, true));
         assert_eq!(listing(&two), (1, true));
+    }
+
+    /// Flink's `partition.time-extractor.timestamp-formatter` (a Java pattern): the
+    /// partition's values read with it, a date alone at midnight (DefaultPartTimeExtractor);
+    /// `partition.time-extractor.kind` is 'default' or refused.
+    #[test]
+    fn the_partition_time_formatter_reads_the_values() {
+        let day = |v: &str, f: &str| {
+            partition_time(
+                "$dt",
+                Some(&crate::sql::functions::java_to_strftime(f)),
+                &[("dt".into(), v.into())],
+            )
+        };
+        let midnight = partition_time("$dt", None, &[("dt".into(), "2026-01-02".into())]);
+        assert_eq!(day("20260102", "yyyyMMdd"), midnight);
+        let at = partition_time(
+            "$dt $h",
+            Some(&crate::sql::functions::java_to_strftime("yyyyMMdd HH")),
+            &[("dt".into(), "20260102".into()), ("h".into(), "05".into())],
+        );
+        assert_eq!(at, midnight.map(|m| m + 5 * 3_600_000));
+        assert_eq!(day("2026-01-02", "yyyyMMdd"), None);
+        let mut o = Options::new();
+        o.insert("partition.time-extractor.kind", "custom", None);
+        let err = commit_options(&o).err().expect("refused");
+        assert!(err.to_string().contains("Java class"), "{err}");
+        let mut o = Options::new();
+        o.insert("partition.time-extractor.kind", "default", None);
+        assert!(commit_options(&o).is_ok());
     }
 
     /// Flink's `sink.partition-commit.watermark-time-zone`: partition times are wall-clock
@@ -1180,6 +1244,7 @@ mod tests {
         let one = dir.path().join("dt=2026-01-01/hm=00%3A01");
         let local = partition_time(
             "$dt $hm:00",
+            None,
             &[
                 ("dt".into(), "2026-01-01".into()),
                 ("hm".into(), "00:02".into()),
