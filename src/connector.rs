@@ -40,6 +40,7 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
             "path",
             "format",
             "source.monitor-interval",
+            "source.path.regex-pattern",
             "sink.rolling-policy.file-size",
             "sink.rolling-policy.rollover-interval",
             "sink.rolling-policy.inactivity-interval",
@@ -128,6 +129,7 @@ pub fn validate(def: &TableDef) -> Result<()> {
     }
     if def.connector == "filesystem" {
         def.options.require("path", &def.name)?;
+        path_filter(def, &def.options)?;
         if monitor_interval(def, &def.options)?.is_some() && format == Some(Format::Parquet) {
             return Err(WeirError::sql(
                 format!(
@@ -310,6 +312,23 @@ pub(crate) fn monitor_interval(
     }
 }
 
+/// A `filesystem` table's `source.path.regex-pattern` (Flink's option): the files under
+/// its path it reads, those whose absolute path the pattern matches whole. Errors: a
+/// pattern that is no regular expression (at the option).
+pub(crate) fn path_filter(
+    def: &TableDef,
+    options: &Options,
+) -> Result<crate::source::filesystem::PathFilter> {
+    let key = "source.path.regex-pattern";
+    crate::source::filesystem::PathFilter::new(options.get(key)).map_err(|e| {
+        WeirError::sql(
+            format!("table '{}': option '{key}' is not a regular expression: {e}", def.name),
+            options.pos(key),
+        )
+        .with_hint("the pattern is matched against each file's whole absolute path, such as '.*/2026-.*\\.csv'")
+    })
+}
+
 /// The source of a `filesystem` table of CSV or JSON lines (`options`: the table's,
 /// with session overrides), `batch_size` lines a batch; its metadata columns and partition
 /// folders filled in.
@@ -329,7 +348,8 @@ pub(crate) fn file_source(
                 def.metadata.clone(),
                 def.partitioned_by.clone(),
             )
-            .monitor(monitor_interval(def, options)?),
+            .monitor(monitor_interval(def, options)?)
+            .matching(path_filter(def, options)?),
     )
 }
 
@@ -383,7 +403,8 @@ pub fn build_source(
                         time_col,
                         batch_size,
                     )
-                    .with_metadata(def.metadata.clone()),
+                    .with_metadata(def.metadata.clone())
+                    .matching(path_filter(def, options)?),
                 ));
             }
             Ok(Box::new(file_source(def, options, batch_size)?))

@@ -823,6 +823,50 @@ fn a_monitored_folder_reads_files_that_appear_later() {
     assert_eq!(seen, ["k,v", "1,a", "2,b", "3,c"], "each row once");
 }
 
+/// Flink's `source.path.regex-pattern`: a `filesystem` table reads the files under its
+/// path whose whole absolute path the pattern matches; a pattern that is no regular
+/// expression is refused at the option.
+#[test]
+fn the_path_regex_pattern_picks_the_files_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (folder, file, text) in [
+        ("2025", "a.csv", "a,1\n"),
+        ("2026", "b.csv", "b,2\n"),
+        ("2026", "c.txt", "c,3\n"),
+        ("2026x", "d.csv", "d,4\n"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(folder)).expect("mkdir");
+        std::fs::write(dir.path().join(folder).join(file), text).expect("write");
+    }
+    let (_d, f) = script(
+        "rx.sql",
+        &format!(
+            "CREATE TABLE f (s STRING, n INT) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv', 'source.path.regex-pattern' = '.*/2026/[^/]*\\.csv');\n\
+             SELECT * FROM f;\n",
+            dir.path().display()
+        ),
+    );
+    let (code, out, err) = run(&["run", "-q", "--format", "csv", &f.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "s,n\nb,2\n");
+    let (_d, f) = script(
+        "bad.sql",
+        &format!(
+            "CREATE TABLE f (s STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv', 'source.path.regex-pattern' = '(?<=x).*');\n",
+            dir.path().display()
+        ),
+    );
+    let (code, _, err) = run(&["run", &f.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("option 'source.path.regex-pattern' is not a regular expression")
+            && err.contains("look-around"),
+        "{err}"
+    );
+}
+
 /// `weir run q.sql | head -n 3`: the reader closes the pipe and the unbounded job ends at
 /// once, quietly and with success (a closed output is `WeirError::OutputClosed`, not a
 /// failure).

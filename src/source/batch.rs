@@ -149,7 +149,7 @@ impl PartitionStream for FilePart {
 pub fn bytes_of(def: &TableDef, options: &Options) -> Result<u64> {
     let path = crate::connector::local_path(options.require("path", &def.name)?);
     let mut total = 0u64;
-    for f in super::filesystem::list_files(&path)? {
+    for f in crate::connector::path_filter(def, options)?.list(&path)? {
         let len = std::fs::metadata(&f)
             .map_err(|e| WeirError::user(format!("cannot read '{}': {e}", f.display())))?
             .len();

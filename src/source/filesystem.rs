@@ -298,6 +298,45 @@ pub fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Flink's `source.path.regex-pattern`: which of the listed files a table reads — those
+/// whose absolute path the whole pattern matches (Java's `Matcher.matches`). None: all.
+#[derive(Debug, Clone, Default)]
+pub struct PathFilter(Option<regex::Regex>);
+
+impl PathFilter {
+    /// The filter of `pattern` (None: every file). Errors: a pattern Rust's `regex` crate
+    /// does not take (look-around and back-references among them), with its reason.
+    pub fn new(pattern: Option<&str>) -> std::result::Result<Self, String> {
+        match pattern {
+            None => Ok(PathFilter(None)),
+            Some(p) => {
+                // The pattern alone first, so an error quotes what was written.
+                regex::Regex::new(p).map_err(|e| e.to_string())?;
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map(|r| PathFilter(Some(r)))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Whether `file` is read: its absolute path (from the working directory when it is
+    /// relative) matches.
+    pub fn keeps(&self, file: &Path) -> bool {
+        let Some(r) = &self.0 else {
+            return true;
+        };
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        r.is_match(&absolute.to_string_lossy())
+    }
+
+    /// [`list_files`] of `path`, those this filter keeps.
+    pub fn list(&self, path: &Path) -> Result<Vec<PathBuf>> {
+        let mut files = list_files(path)?;
+        files.retain(|f| self.keeps(f));
+        Ok(files)
+    }
+}
+
 /// A listed file's name as checkpoint state: the bytes of its path, whole. A name that is
 /// not UTF-8 stays itself (its `display()` text would replace the bad bytes, so two such
 /// names could share one position).
@@ -486,6 +525,8 @@ pub struct FileSource {
     /// `source.monitor-interval`: how often the path is listed again once every file
     /// listed has been read (None: the source ends there).
     monitor: Option<std::time::Duration>,
+    /// `source.path.regex-pattern`: the listed files read.
+    filter: PathFilter,
 }
 
 /// The columns of a file table that its files' lines do not hold (see [`FileSource`]).
@@ -508,6 +549,7 @@ impl FileSource {
             known: None,
             extra: None,
             monitor: None,
+            filter: PathFilter::default(),
         }
     }
 
@@ -519,6 +561,12 @@ impl FileSource {
     /// the rest of those and any file new since. None: read the files once and end.
     pub fn monitor(mut self, interval: Option<std::time::Duration>) -> Self {
         self.monitor = interval;
+        self
+    }
+
+    /// Reads only the listed files `filter` keeps (`source.path.regex-pattern`).
+    pub fn matching(mut self, filter: PathFilter) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -858,7 +906,7 @@ impl Source for FileSource {
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        let mut files = list_files(&self.path)?;
+        let mut files = self.filter.list(&self.path)?;
         if let Some(known) = &self.known {
             // A file the checkpoint still had to read must be there.
             for name in known {
@@ -935,7 +983,9 @@ impl Source for FileSource {
             }
             let seen: std::collections::BTreeSet<PathBuf> =
                 self.ranges.iter().map(|(f, _, _)| f.clone()).collect();
-            let new: Vec<PathBuf> = list_files(&self.path)?
+            let new: Vec<PathBuf> = self
+                .filter
+                .list(&self.path)?
                 .into_iter()
                 .filter(|f| !seen.contains(f))
                 .collect();

@@ -17,9 +17,7 @@ use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Result, WeirError};
-use crate::source::filesystem::{
-    FileFacts, list_files, position_from, position_state, resume_index,
-};
+use crate::source::filesystem::{FileFacts, position_from, position_state, resume_index};
 use crate::source::{Source, SourceContext};
 
 pub struct ParquetSource {
@@ -38,6 +36,8 @@ pub struct ParquetSource {
     resume: Option<(PathBuf, u64)>,
     /// The metadata columns (`file.path`, …): names and keys.
     metadata: Vec<(String, String)>,
+    /// `source.path.regex-pattern`: the listed files read.
+    filter: crate::source::filesystem::PathFilter,
 }
 
 impl ParquetSource {
@@ -58,6 +58,7 @@ impl ParquetSource {
             rows: 0,
             resume: None,
             metadata: vec![],
+            filter: Default::default(),
         }
     }
 
@@ -65,6 +66,12 @@ impl ParquetSource {
     /// [`crate::source::filesystem::METADATA`]), filled from each file read.
     pub fn with_metadata(mut self, metadata: Vec<(String, String)>) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Reads only the listed files `filter` keeps (`source.path.regex-pattern`).
+    pub fn matching(mut self, filter: crate::source::filesystem::PathFilter) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -265,7 +272,9 @@ impl Source for ParquetSource {
     }
 
     fn run(&mut self, ctx: &mut SourceContext) -> Result<()> {
-        let files: Vec<PathBuf> = list_files(&self.path)?
+        let files: Vec<PathBuf> = self
+            .filter
+            .list(&self.path)?
             .into_iter()
             .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
             .collect();
