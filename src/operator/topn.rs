@@ -53,6 +53,8 @@ pub struct TopNOperator {
     /// Each partition keeps its first row to arrive and never replaces it (Flink's
     /// deduplication keeping the first row by processing time): the output is append-only.
     keeps_first_arrival: bool,
+    /// The input is a changelog (see [`TopNOperator::retracting`]): every row is kept.
+    retracting: bool,
 }
 
 impl TopNOperator {
@@ -102,7 +104,21 @@ impl TopNOperator {
             newest_first: false,
             without_rank: false,
             keeps_first_arrival: false,
+            retracting: false,
         })
+    }
+
+    /// Takes a changelog (an aggregate's result), as Flink's `RetractableTopNFunction`:
+    /// each partition keeps every row it holds, sorted (a row taken back may bring one from
+    /// below the top N into it); `+I`/`+U` rows go in as rows of an append-only input do,
+    /// `-U`/`-D` take out a kept row equal to them (the earliest of equal ones; one not
+    /// kept — forgotten by the state TTL — is ignored, as Flink's lenient default). Taking
+    /// out the row at rank r moves each row below it up one rank: with the rank selected,
+    /// `-U`/`+U` per rank from r, and `-D` of the last rank when fewer than N rows are left;
+    /// without it, `-D` of the row and `+I` of the one entering the top N.
+    pub fn retracting(mut self, on: bool) -> Self {
+        self.retracting = on;
+        self
     }
 
     /// The query does not read the rank (Flink's "no ranking output" Top-N): a row that
@@ -260,6 +276,8 @@ impl Operator for TopNOperator {
             ChangelogMode::INSERT_ONLY
         } else if self.without_rank {
             ChangelogMode::of(&[Insert, Delete])
+        } else if self.retracting {
+            ChangelogMode::of(&[Insert, UpdateBefore, UpdateAfter, Delete])
         } else {
             ChangelogMode::of(&[Insert, UpdateBefore, UpdateAfter])
         }
@@ -270,6 +288,7 @@ impl Operator for TopNOperator {
         if n == 0 {
             return Ok(());
         }
+        let (batch, kinds) = crate::changelog::split(&batch);
         let eval = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
             Ok(e.evaluate(&batch)?.into_array(n)?)
         };
@@ -307,6 +326,10 @@ impl Operator for TopNOperator {
                 None => &[],
             };
             let order = orders.row(i);
+            let kind = kinds
+                .as_ref()
+                .and_then(|k| RowKind::from_i8(k.value(i)))
+                .unwrap_or(RowKind::Insert);
             let now = std::time::Instant::now();
             let (part, touched) = match self.partitions.get_mut(key) {
                 Some(p) => p,
@@ -321,6 +344,20 @@ impl Operator for TopNOperator {
                 continue;
             }
             *touched = now;
+            if matches!(kind, RowKind::UpdateBefore | RowKind::Delete) {
+                retract(
+                    part,
+                    order.data(),
+                    rows.row(i).data(),
+                    limit,
+                    self.without_rank,
+                    &mut changes,
+                );
+                if part.is_empty() {
+                    self.partitions.remove(key);
+                }
+                continue;
+            }
             // After every kept row that sorts before it, and after (or, newest first,
             // before) those equal to it.
             let at = if self.newest_first {
@@ -328,7 +365,7 @@ impl Operator for TopNOperator {
             } else {
                 part.partition_point(|k| k.order.as_ref() <= order.data())
             };
-            if at >= limit {
+            if at >= limit && !self.retracting {
                 continue;
             }
             let before = part.len();
@@ -339,12 +376,18 @@ impl Operator for TopNOperator {
                     row: rows.row(i).data().into(),
                 },
             );
+            if at >= limit {
+                // Kept below the top (a changelog's row may rise into it later).
+                continue;
+            }
+            // A changelog's Top-N keeps the rows below the top N.
+            let keep = if self.retracting { usize::MAX } else { limit };
             if self.without_rank {
                 if part.len() > limit {
                     changes.push((part[limit].row.clone(), limit as u64, RowKind::Delete));
                 }
                 changes.push((part[at].row.clone(), at as u64 + 1, RowKind::Insert));
-                part.truncate(limit);
+                part.truncate(keep);
                 continue;
             }
             for r in at..before.min(limit) {
@@ -355,7 +398,7 @@ impl Operator for TopNOperator {
             if before < limit {
                 changes.push((part[before].row.clone(), before as u64 + 1, RowKind::Insert));
             }
-            part.truncate(limit);
+            part.truncate(keep);
         }
         if changes.is_empty() {
             return Ok(());
@@ -383,6 +426,46 @@ impl Operator for TopNOperator {
         }
         out.push(Message::Batch(crate::changelog::attach(data, kinds)?));
         Ok(())
+    }
+}
+
+/// Takes out of `part` (a partition's kept rows, sorted) the earliest kept row equal to
+/// `row` (whose order key is `order`), and adds to `changes` what that does to its top
+/// `limit` (see [`TopNOperator::retracting`]). A row not kept changes nothing.
+fn retract(
+    part: &mut Vec<Kept>,
+    order: &[u8],
+    row: &[u8],
+    limit: usize,
+    without_rank: bool,
+    changes: &mut Vec<(Box<[u8]>, u64, RowKind)>,
+) {
+    let lo = part.partition_point(|k| k.order.as_ref() < order);
+    let hi = part.partition_point(|k| k.order.as_ref() <= order);
+    let Some(at) = (lo..hi).find(|&j| part[j].row.as_ref() == row) else {
+        return;
+    };
+    let removed = part.remove(at);
+    if at >= limit {
+        return;
+    }
+    let left = part.len();
+    if without_rank {
+        changes.push((removed.row, at as u64 + 1, RowKind::Delete));
+        if left >= limit {
+            changes.push((part[limit - 1].row.clone(), limit as u64, RowKind::Insert));
+        }
+        return;
+    }
+    // Rank r + 1 held `old` and now holds part[r], the row below it before.
+    let mut old = removed.row;
+    for (r, kept) in part.iter().enumerate().take(left.min(limit)).skip(at) {
+        changes.push((old, r as u64 + 1, RowKind::UpdateBefore));
+        changes.push((kept.row.clone(), r as u64 + 1, RowKind::UpdateAfter));
+        old = kept.row.clone();
+    }
+    if left < limit {
+        changes.push((old, left as u64 + 1, RowKind::Delete));
     }
 }
 

@@ -1696,7 +1696,8 @@ impl Planner<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let input = self.node(&s.input)?;
-        append_only(&input, "ORDER BY … LIMIT over a stream (a Top-N)")?;
+        // Over a changelog, as Flink's retracting rank.
+        let retracting = input.updates();
         let columns = Arc::new(schema.as_arrow().clone());
         let mut fields: Vec<Arc<datafusion::arrow::datatypes::Field>> =
             columns.fields().iter().cloned().collect();
@@ -1708,6 +1709,7 @@ impl Planner<'_> {
         let ranked = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
         let top = crate::operator::topn::TopNOperator::new(vec![], order, n, &columns, ranked)?
             .without_rank(true)
+            .retracting(retracting)
             .with_ttl(self.state_ttl()?);
         let keep: Vec<Arc<dyn PhysicalExpr>> = columns
             .fields()
@@ -1764,7 +1766,12 @@ impl Planner<'_> {
                 .rank_unused
                 .swap(false, std::sync::atomic::Ordering::Relaxed);
         let input = self.node(&w.input)?;
-        append_only(&input, "Top-N")?;
+        // Over a changelog, a Top-N keeps every row (Flink's `RetractableTopNFunction`);
+        // deduplication by a time attribute needs appended rows (a changelog has none).
+        let retracting = input.updates();
+        if dedup || keep_first_arrival {
+            append_only(&input, "deduplication")?;
+        }
         let op = crate::operator::topn::TopNOperator::new(
             partition,
             order,
@@ -1775,6 +1782,7 @@ impl Planner<'_> {
         .newest_first(keep_last)
         .keeps_first_arrival(keep_first_arrival)
         .without_rank(without_rank)
+        .retracting(retracting)
         .with_ttl(self.state_ttl()?);
         Ok(PlanNode::Operator {
             op: Box::new(op),
