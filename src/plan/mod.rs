@@ -518,20 +518,19 @@ impl Planner<'_> {
                 if let LogicalPlan::Sort(s) = l.input.as_ref()
                     && self.sort_time_column(s).is_none()
                 {
-                    // `ORDER BY x LIMIT n` over a stream: Flink's Top-N (its SortLimit).
-                    if skip > 0 {
-                        return Err(WeirError::sql(
-                            "not supported in a standing query yet: OFFSET after ORDER BY … LIMIT over a stream whose order is not its event time",
-                            None,
-                        )
-                        .with_hint("ROW_NUMBER() OVER (ORDER BY …) AS rn … WHERE rn BETWEEN m AND n ranks a range"));
-                    }
+                    // `ORDER BY x LIMIT n [OFFSET m]` over a stream: Flink's Top-N (its
+                    // SortLimit, ranks m + 1 to m + n).
                     let fetch = match (fetch, s.fetch) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
                     return match fetch {
-                        Some(n) => self.sort_limit(s, n),
+                        Some(n) => self.sort_limit(s, n, skip),
+                        None if skip > 0 => Err(WeirError::sql(
+                            "not supported in a standing query: OFFSET without LIMIT after ORDER BY over a stream (every row past the offset would be kept)",
+                            None,
+                        )
+                        .with_hint("add a LIMIT")),
                         None => self.sort(s),
                     };
                 }
@@ -1616,7 +1615,7 @@ impl Planner<'_> {
         let time = self.sort_time_column(s);
         let Some(time) = time else {
             if let Some(n) = s.fetch {
-                return self.sort_limit(s, n);
+                return self.sort_limit(s, n, 0);
             }
             return Err(WeirError::sql(
                 "not supported in a standing query: ORDER BY over an unbounded stream other than first on an ascending event-time attribute",
@@ -1679,8 +1678,15 @@ impl Planner<'_> {
     /// Flink plans it (its `StreamPhysicalSortLimit`, a rank without the rank number), a
     /// Top-N over the whole stream — the first `n` rows so far by the order, as a changelog:
     /// a row entering them `+I`, one pushed out `-D` (see [`TopNOperator::without_rank`]).
-    /// Over an append-only input; one subtask.
-    fn sort_limit(&self, s: &datafusion::logical_expr::Sort, n: usize) -> Result<PlanNode> {
+    /// One subtask. With `OFFSET m` (`skip`), ranks m + 1 to m + n: the Top-N keeps m + n
+    /// rows and sends its rank's updates, and only those of ranks past m go on (a row leaving
+    /// them `-U`, one entering `+U`, as Flink's rank with a start sends them).
+    fn sort_limit(
+        &self,
+        s: &datafusion::logical_expr::Sort,
+        n: usize,
+        skip: usize,
+    ) -> Result<PlanNode> {
         let schema = s.input.schema();
         let order = s
             .expr
@@ -1707,10 +1713,35 @@ impl Planner<'_> {
             false,
         )));
         let ranked = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        let top = crate::operator::topn::TopNOperator::new(vec![], order, n, &columns, ranked)?
-            .without_rank(true)
-            .retracting(retracting)
-            .with_ttl(self.state_ttl()?);
+        let top = crate::operator::topn::TopNOperator::new(
+            vec![],
+            order,
+            n.saturating_add(skip),
+            &columns,
+            ranked,
+        )?
+        .without_rank(skip == 0)
+        .retracting(retracting)
+        .with_ttl(self.state_ttl()?);
+        let mut top = PlanNode::Operator {
+            op: Box::new(top),
+            input: Box::new(input),
+        };
+        if skip > 0 {
+            use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+            let rank = columns.fields().len();
+            let past_offset = Arc::new(BinaryExpr::new(
+                Arc::new(Column::new("__weir_rank", rank)),
+                datafusion::logical_expr::Operator::Gt,
+                Arc::new(Literal::new(datafusion::common::ScalarValue::UInt64(Some(
+                    skip as u64,
+                )))),
+            ));
+            top = PlanNode::Operator {
+                op: Box::new(FilterOperator::new(past_offset)),
+                input: Box::new(top),
+            };
+        }
         let keep: Vec<Arc<dyn PhysicalExpr>> = columns
             .fields()
             .iter()
@@ -1726,10 +1757,7 @@ impl Planner<'_> {
             op: Box::new(crate::operator::project::ProjectOperator::new(
                 keep, columns,
             )),
-            input: Box::new(PlanNode::Operator {
-                op: Box::new(top),
-                input: Box::new(input),
-            }),
+            input: Box::new(top),
         })
     }
 
