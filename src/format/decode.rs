@@ -562,7 +562,7 @@ impl Decoder {
 
     fn decode_chunk(&self, lines: &[&String]) -> std::result::Result<RecordBatch, String> {
         let b = match self.format {
-            Format::Json => self.decode_json_raw(lines)?,
+            Format::Json => whole_seconds(self.decode_json_raw(lines)?)?,
             Format::Csv => self.decode_csv(lines)?,
             Format::Parquet => return Err("parquet is not a line format".to_string()),
         };
@@ -1035,6 +1035,43 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
 
 /// `dt` with every BOOLEAN and BYTES in it, nested ones too, read as text first (see
 /// [`Decoder::booleans`]).
+/// `b` with each TIME column cut to the whole second, as Flink's JSON format reads a TIME
+/// (`JsonToRowDataConverters.convertToTime`: `localTime.toSecondOfDay() * 1000`, so
+/// `"10:00:00.5"` is 10:00:00); it writes whole seconds too. Its CSV format keeps the
+/// fraction.
+fn whole_seconds(b: RecordBatch) -> std::result::Result<RecordBatch, String> {
+    use datafusion::arrow::array::{ArrayRef, AsArray};
+    use datafusion::arrow::datatypes::{
+        Time32MillisecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    };
+    let times = |t: &DataType| matches!(t, DataType::Time32(_) | DataType::Time64(_));
+    if !b.schema().fields().iter().any(|f| times(f.data_type())) {
+        return Ok(b);
+    }
+    let cols: Vec<ArrayRef> = b
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            match c.data_type() {
+                DataType::Time32(TimeUnit::Millisecond) => Arc::new(
+                    c.as_primitive::<Time32MillisecondType>()
+                        .unary::<_, Time32MillisecondType>(|v| v - v.rem_euclid(1_000)),
+                ),
+                DataType::Time64(TimeUnit::Microsecond) => Arc::new(
+                    c.as_primitive::<Time64MicrosecondType>()
+                        .unary::<_, Time64MicrosecondType>(|v| v - v.rem_euclid(1_000_000)),
+                ),
+                DataType::Time64(TimeUnit::Nanosecond) => Arc::new(
+                    c.as_primitive::<Time64NanosecondType>()
+                        .unary::<_, Time64NanosecondType>(|v| v - v.rem_euclid(1_000_000_000)),
+                ),
+                _ => c.clone(),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(b.schema(), cols).map_err(|e| e.to_string())
+}
+
 fn booleans_as_text(dt: &DataType) -> DataType {
     let field = |f: &datafusion::arrow::datatypes::FieldRef| {
         Arc::new(
@@ -1159,6 +1196,25 @@ mod tests {
 
     fn lines(l: &[&str]) -> Vec<String> {
         l.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A TIME from JSON is the whole second (Flink's JSON format); from CSV it keeps its
+    /// fraction (Flink's CSV format).
+    #[test]
+    fn a_json_time_is_read_to_the_whole_second() {
+        use datafusion::arrow::datatypes::{Field, TimeUnit};
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "t",
+            DataType::Time32(TimeUnit::Millisecond),
+            true,
+        )]));
+        let read = |format: Format, line: &str| {
+            let d = Decoder::new(format, schema.clone(), &Options::default()).expect("decoder");
+            let got = d.decode(&lines(&[line]), "f", 1).expect("decodes");
+            crate::format::encode::row_texts(&[got.batch.expect("a batch")], ",").expect("text")
+        };
+        assert_eq!(read(Format::Json, r#"{"t": "10:00:01.500"}"#), ["10:00:01"]);
+        assert_eq!(read(Format::Csv, "10:00:01.500"), ["10:00:01.500"]);
     }
 
     /// Bad lines are found by halves, in order, with their indexes and reasons; the good
