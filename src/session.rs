@@ -1768,9 +1768,10 @@ impl Session {
             .await
             .map_err(|e| self.improve(e))?;
         let plan = crate::sql::literals::flink_int_literals(plan)?;
+        // Before the DECIMAL rules, so they see the DOUBLEs it makes.
+        let plan = crate::sql::decimal::flink_float_decimal(plan)?;
         let plan = crate::sql::rewrite::flink_avg(plan)?;
         let plan = crate::sql::decimal::flink_division(plan)?;
-        let plan = crate::sql::decimal::flink_float_decimal(plan)?;
         let plan = crate::sql::names::star_names(plan, query)?;
         Ok(state.optimize(&plan)?)
     }

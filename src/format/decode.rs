@@ -1033,45 +1033,93 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
     out.push('"');
 }
 
-/// `dt` with every BOOLEAN and BYTES in it, nested ones too, read as text first (see
-/// [`Decoder::booleans`]).
-/// `b` with each TIME column cut to the whole second, as Flink's JSON format reads a TIME
-/// (`JsonToRowDataConverters.convertToTime`: `localTime.toSecondOfDay() * 1000`, so
-/// `"10:00:00.5"` is 10:00:00); it writes whole seconds too. Its CSV format keeps the
-/// fraction.
+/// `b` with each TIME cut to the whole second — a column's, or one inside a ROW, ARRAY or
+/// MAP — as Flink's JSON format reads a TIME (`JsonToRowDataConverters.convertToTime`:
+/// `localTime.toSecondOfDay() * 1000`, so `"10:00:00.5"` is 10:00:00); it writes whole
+/// seconds too. Its CSV format keeps the fraction.
 fn whole_seconds(b: RecordBatch) -> std::result::Result<RecordBatch, String> {
-    use datafusion::arrow::array::{ArrayRef, AsArray};
-    use datafusion::arrow::datatypes::{
-        Time32MillisecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
-    };
-    let times = |t: &DataType| matches!(t, DataType::Time32(_) | DataType::Time64(_));
-    if !b.schema().fields().iter().any(|f| times(f.data_type())) {
+    use datafusion::arrow::array::ArrayRef;
+    fn has_time(t: &DataType) -> bool {
+        match t {
+            DataType::Time32(_) | DataType::Time64(_) => true,
+            DataType::Struct(fs) => fs.iter().any(|f| has_time(f.data_type())),
+            DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => {
+                has_time(f.data_type())
+            }
+            _ => false,
+        }
+    }
+    fn cut(c: &ArrayRef) -> std::result::Result<ArrayRef, String> {
+        use datafusion::arrow::array::{AsArray, MapArray, StructArray};
+        use datafusion::arrow::datatypes::{
+            Time32MillisecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+        };
+        if !has_time(c.data_type()) {
+            return Ok(c.clone());
+        }
+        Ok(match c.data_type() {
+            DataType::Time32(TimeUnit::Millisecond) => Arc::new(
+                c.as_primitive::<Time32MillisecondType>()
+                    .unary::<_, Time32MillisecondType>(|v| v - v.rem_euclid(1_000)),
+            ),
+            DataType::Time64(TimeUnit::Microsecond) => Arc::new(
+                c.as_primitive::<Time64MicrosecondType>()
+                    .unary::<_, Time64MicrosecondType>(|v| v - v.rem_euclid(1_000_000)),
+            ),
+            DataType::Time64(TimeUnit::Nanosecond) => Arc::new(
+                c.as_primitive::<Time64NanosecondType>()
+                    .unary::<_, Time64NanosecondType>(|v| v - v.rem_euclid(1_000_000_000)),
+            ),
+            DataType::Struct(fields) => {
+                let st = c.as_struct();
+                let children = st
+                    .columns()
+                    .iter()
+                    .map(cut)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Arc::new(
+                    StructArray::try_new(fields.clone(), children, st.nulls().cloned())
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            DataType::List(_) | DataType::LargeList(_) => {
+                crate::sql::local_time::list_values(c, |v| {
+                    cut(v).map_err(datafusion::arrow::error::ArrowError::ComputeError)
+                })
+                .unwrap_or_else(|| Ok(c.clone()))
+                .map_err(|e| e.to_string())?
+            }
+            DataType::Map(f, sorted) => {
+                let m = c.as_map();
+                let entries: ArrayRef = Arc::new(m.entries().clone());
+                let entries = cut(&entries)?;
+                Arc::new(
+                    MapArray::try_new(
+                        f.clone(),
+                        m.offsets().clone(),
+                        entries.as_struct().clone(),
+                        m.nulls().cloned(),
+                        *sorted,
+                    )
+                    .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => c.clone(),
+        })
+    }
+    if !b.schema().fields().iter().any(|f| has_time(f.data_type())) {
         return Ok(b);
     }
-    let cols: Vec<ArrayRef> = b
+    let cols = b
         .columns()
         .iter()
-        .map(|c| -> ArrayRef {
-            match c.data_type() {
-                DataType::Time32(TimeUnit::Millisecond) => Arc::new(
-                    c.as_primitive::<Time32MillisecondType>()
-                        .unary::<_, Time32MillisecondType>(|v| v - v.rem_euclid(1_000)),
-                ),
-                DataType::Time64(TimeUnit::Microsecond) => Arc::new(
-                    c.as_primitive::<Time64MicrosecondType>()
-                        .unary::<_, Time64MicrosecondType>(|v| v - v.rem_euclid(1_000_000)),
-                ),
-                DataType::Time64(TimeUnit::Nanosecond) => Arc::new(
-                    c.as_primitive::<Time64NanosecondType>()
-                        .unary::<_, Time64NanosecondType>(|v| v - v.rem_euclid(1_000_000_000)),
-                ),
-                _ => c.clone(),
-            }
-        })
-        .collect();
+        .map(cut)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     RecordBatch::try_new(b.schema(), cols).map_err(|e| e.to_string())
 }
 
+/// `dt` with every BOOLEAN and BYTES in it, nested ones too, read as text first (see
+/// [`Decoder::booleans`]).
 fn booleans_as_text(dt: &DataType) -> DataType {
     let field = |f: &datafusion::arrow::datatypes::FieldRef| {
         Arc::new(
@@ -1215,6 +1263,23 @@ mod tests {
         };
         assert_eq!(read(Format::Json, r#"{"t": "10:00:01.500"}"#), ["10:00:01"]);
         assert_eq!(read(Format::Csv, "10:00:01.500"), ["10:00:01.500"]);
+        // Inside a ROW and an ARRAY too.
+        let time = Field::new("t", DataType::Time32(TimeUnit::Millisecond), true);
+        let nested = Arc::new(Schema::new(vec![
+            Field::new("r", DataType::Struct(vec![time.clone()].into()), true),
+            Field::new("a", DataType::List(Arc::new(time.with_name("item"))), true),
+        ]));
+        let d = Decoder::new(Format::Json, nested, &Options::default()).expect("decoder");
+        let got = d
+            .decode(
+                &lines(&[r#"{"r": {"t": "10:00:01.5"}, "a": ["11:00:00.25"]}"#]),
+                "f",
+                1,
+            )
+            .expect("decodes");
+        let text =
+            crate::format::encode::row_texts(&[got.batch.expect("a batch")], ";").expect("text");
+        assert_eq!(text, ["{t: 10:00:01};[11:00:00]"]);
     }
 
     /// Bad lines are found by halves, in order, with their indexes and reasons; the good

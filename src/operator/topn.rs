@@ -1,8 +1,9 @@
 //! Top-N over a whole stream: `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)` followed
 //! by a filter `rank <= N` — and deduplication, its N = 1 case (Nexmark q18, q19, q9).
 //!
-//! The input only appends, so a row that is not among its partition's first N when it
-//! arrives never will be: each partition keeps at most N rows, sorted. A row that enters
+//! Over an input that only appends, a row that is not among its partition's first N when it
+//! arrives never will be: each partition keeps at most N rows, sorted. Over a changelog
+//! ([`TopNOperator::retracting`]) every row is kept, as a row taken back lets another rise. A row that enters
 //! at rank r pushes those from r on down one place; as in Flink, the output is a changelog
 //! keyed by rank: for each rank that now holds another row, `-U` of the old row with that
 //! rank and `+U` of the new one, and `+I` for a rank that was empty. Rows with equal order

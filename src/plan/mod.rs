@@ -520,7 +520,9 @@ impl Planner<'_> {
                 {
                     // `ORDER BY x LIMIT n [OFFSET m]` over a stream: Flink's Top-N (its
                     // SortLimit, ranks m + 1 to m + n).
-                    let fetch = match (fetch, s.fetch) {
+                    // The sort's own fetch (the optimizer's push-down) counts the
+                    // offset's rows too.
+                    let fetch = match (fetch, s.fetch.map(|f| f.saturating_sub(skip))) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };

@@ -311,9 +311,23 @@ fn commit_options(options: &Options) -> Result<Commit> {
                 .get("partition.time-extractor.timestamp-pattern")
                 .unwrap_or("")
                 .to_string(),
-            options
-                .get("partition.time-extractor.timestamp-formatter")
-                .map(crate::sql::functions::java_to_strftime),
+            match options.get("partition.time-extractor.timestamp-formatter") {
+                None => None,
+                Some(f) => {
+                    let strftime = crate::sql::functions::java_to_strftime(f);
+                    use chrono::format::{Item, StrftimeItems};
+                    if StrftimeItems::new(&strftime).any(|i| matches!(i, Item::Error)) {
+                        return Err(WeirError::sql(
+                            format!(
+                                "'partition.time-extractor.timestamp-formatter' = '{f}' is not a date pattern Weir can read"
+                            ),
+                            options.pos("partition.time-extractor.timestamp-formatter"),
+                        )
+                        .with_hint("use Java's letters: yyyy MM dd HH mm ss, such as 'yyyyMMdd HH'"));
+                    }
+                    Some(strftime)
+                }
+            },
         ),
         Some(other) => {
             return Err(WeirError::sql(
@@ -763,22 +777,37 @@ impl PartitionedSink {
             }
             (w, _) => w,
         };
-        let due: Vec<String> = self
-            .partitions
-            .iter()
-            .filter(|(_, st)| st.dirty)
-            .filter(|(_, st)| match (&self.commit.trigger, watermark) {
+        let mut due: Vec<String> = vec![];
+        for (key, st) in self.partitions.iter().filter(|(_, st)| st.dirty) {
+            let ready = match (&self.commit.trigger, watermark) {
                 (Trigger::ProcessTime, _) => {
                     self.commit.success_file.is_some() && st.first_row.elapsed() >= delay
                 }
                 (Trigger::PartitionTime(pattern, formatter), Some(w)) => {
-                    partition_time(pattern, formatter.as_deref(), &st.values)
-                        .is_some_and(|t| t.saturating_add(delay.as_millis() as i64) <= w)
+                    // As Flink's extractor fails the job on a value it cannot read: the
+                    // partition would never be committed.
+                    let Some(t) = partition_time(pattern, formatter.as_deref(), &st.values) else {
+                        return Err(WeirError::user(format!(
+                            "partition '{key}': its values give no time by \
+                             'partition.time-extractor.timestamp-pattern' = '{pattern}'{}",
+                            if formatter.is_some() {
+                                " and its 'partition.time-extractor.timestamp-formatter'"
+                            } else {
+                                " (read as yyyy-MM-dd HH:mm:ss, or a date)"
+                            }
+                        ))
+                        .with_hint(
+                            "make the pattern of '$column's and the formatter match the partition values",
+                        ));
+                    };
+                    t.saturating_add(delay.as_millis() as i64) <= w
                 }
                 (Trigger::PartitionTime(..), None) => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+            };
+            if ready {
+                due.push(key.clone());
+            }
+        }
         for p in due {
             self.commit_partition(&p)?;
         }
@@ -1216,6 +1245,15 @@ mod tests {
         let mut o = Options::new();
         o.insert("partition.time-extractor.kind", "default", None);
         assert!(commit_options(&o).is_ok());
+        let mut o = Options::new();
+        o.insert("sink.partition-commit.trigger", "partition-time", None);
+        o.insert(
+            "partition.time-extractor.timestamp-formatter",
+            "yyyy%",
+            None,
+        );
+        let err = commit_options(&o).err().expect("refused");
+        assert!(err.to_string().contains("not a date pattern"), "{err}");
     }
 
     /// Flink's `sink.partition-commit.watermark-time-zone`: partition times are wall-clock

@@ -523,7 +523,6 @@ const COMMON_TYPE_ARGUMENTS: &[&str] = &[
     "coalesce",
     "nvl",
     "ifnull",
-    "nullif",
     "greatest",
     "least",
     "make_array",
@@ -532,8 +531,8 @@ const COMMON_TYPE_ARGUMENTS: &[&str] = &[
 /// One expression with a `DOUBLE` (or `FLOAT`) meeting a `DECIMAL` typed `DOUBLE`, as Flink
 /// types it (Calcite's `leastRestrictive`: an approximate type wins over an exact one):
 /// the sides of a comparison, `BETWEEN` and `IN`, the branches of a `CASE` (and its operand
-/// beside its `WHEN` values), the arguments of `COALESCE`, `NULLIF`, `IFNULL`, `GREATEST`,
-/// `LEAST` and an `ARRAY[…]`. DataFusion's coercion makes such a mix a `DECIMAL(30, 15)`
+/// beside its `WHEN` values), the arguments of `COALESCE`, `IFNULL`, `GREATEST`, `LEAST`
+/// and an `ARRAY[…]`; `NULLIF(a, b)` compares them as DOUBLEs and keeps `a`'s type. DataFusion's coercion makes such a mix a `DECIMAL(30, 15)`
 /// instead, where a `DOUBLE` of 10¹⁵ or more does not fit: `x > 1.5` was NULL for `x` =
 /// 1e20, and `COALESCE(x, 0.5)` gave 0.5. Arithmetic is left alone (DataFusion's is a
 /// `DOUBLE` already). For a query's expressions before its analysis, over `schema`, its
@@ -544,7 +543,7 @@ pub fn float_over_decimal(
 ) -> Result<datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>> {
     use datafusion::common::tree_node::Transformed;
     use datafusion::logical_expr::expr::{Between, Case, InList, ScalarFunction};
-    use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+    use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
     Ok(match x {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(
@@ -658,6 +657,38 @@ pub fn float_over_decimal(
                 true => Transformed::yes(case),
                 false => Transformed::no(case),
             }
+        }
+        // `NULLIF(a, b)` is Calcite's `CASE WHEN a = b THEN NULL ELSE a END`: the two are
+        // compared as DOUBLEs, and the result keeps `a`'s type.
+        Expr::ScalarFunction(ScalarFunction { func, args })
+            if func.name() == "nullif" && args.len() == 2 =>
+        {
+            let Some(compared) = doubles(&[&args[0], &args[1]], schema) else {
+                return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args,
+                })));
+            };
+            let first = args[0].get_type(schema)?;
+            if approximate(&first) {
+                return Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args: compared,
+                })));
+            }
+            let mut compared = compared.into_iter();
+            let (Some(a), Some(b)) = (compared.next(), compared.next()) else {
+                return Ok(Transformed::no(Expr::ScalarFunction(ScalarFunction {
+                    func,
+                    args,
+                })));
+            };
+            let null = Expr::Literal(ScalarValue::try_from(&first)?, None);
+            Transformed::yes(Expr::Case(Case {
+                expr: None,
+                when_then_expr: vec![(Box::new(a.eq(b)), Box::new(null))],
+                else_expr: args.into_iter().next().map(Box::new),
+            }))
         }
         Expr::ScalarFunction(ScalarFunction { func, args })
             if COMMON_TYPE_ARGUMENTS.contains(&func.name()) =>
@@ -814,9 +845,33 @@ pub fn flink_float_decimal(
                     None => LogicalPlan::Union(u),
                 }
             }
-            LogicalPlan::Values(v) => {
+            LogicalPlan::Values(mut v) => {
+                // Each row's expressions first (`VALUES (GREATEST(1e20, 0.5))`), then the
+                // columns the rows mix.
+                let empty = datafusion::common::DFSchema::empty();
+                let mut changed = false;
+                for row in &mut v.values {
+                    for e in row.iter_mut() {
+                        let t =
+                            std::mem::take(e).transform_up(|x| float_over_decimal(x, &empty))?;
+                        changed |= t.transformed;
+                        *e = t.data;
+                    }
+                }
+                if changed {
+                    let rows = std::mem::take(&mut v.values);
+                    let rebuilt =
+                        datafusion::logical_expr::LogicalPlanBuilder::values(rows)?.build()?;
+                    let LogicalPlan::Values(r) = rebuilt else {
+                        return Err(datafusion::error::DataFusionError::Internal(
+                            "VALUES rebuilt as another node".to_string(),
+                        ));
+                    };
+                    v = r;
+                }
                 return Ok(match values_as_doubles(&v)? {
                     Some(plan) => Transformed::yes(plan),
+                    None if changed => Transformed::yes(LogicalPlan::Values(v)),
                     None => Transformed::no(LogicalPlan::Values(v)),
                 });
             }
@@ -825,7 +880,8 @@ pub fn flink_float_decimal(
         };
         let schema = merge_schema(&node.inputs());
         let names = NamePreserver::new(&node);
-        node.map_expressions(|e| {
+        let leaf = node.inputs().is_empty();
+        let t = node.map_expressions(|e| {
             let saved = names.save(&e);
             let t = e.transform_up(|x| float_over_decimal(x, &schema))?;
             Ok(if t.transformed {
@@ -833,7 +889,13 @@ pub fn flink_float_decimal(
             } else {
                 t
             })
-        })
+        })?;
+        // The node's own types as its rewritten expressions give them, for the nodes above
+        // (`SELECT c > 1.5 FROM (SELECT COALESCE(x, 0.5) AS c …)`).
+        match (t.transformed, leaf) {
+            (true, false) => t.map_data(|p| p.recompute_schema()),
+            _ => Ok(t),
+        }
     })
     .map(|t| t.data)
 }

@@ -837,8 +837,8 @@ pub fn java_to_strftime(p: &str) -> String {
             n += 1;
         }
         let spec = match (c, n) {
-            ('y', 2) => "%y",
-            ('y', _) => "%Y",
+            ('y' | 'u', 2) => "%y",
+            ('y' | 'u', _) => "%Y",
             ('M', 1) | ('M', 2) => "%m",
             ('M', 3) => "%b",
             ('M', _) => "%B",
@@ -847,7 +847,10 @@ pub fn java_to_strftime(p: &str) -> String {
             ('h', _) => "%I",
             ('m', _) => "%M",
             ('s', _) => "%S",
-            ('S', _) => "%3f",
+            // As many digits of the fraction as letters (to 3, 6 or 9).
+            ('S', 1..=3) => "%3f",
+            ('S', 4..=6) => "%6f",
+            ('S', _) => "%9f",
             ('a', _) => "%p",
             ('E', 1..=3) => "%a",
             ('E', _) => "%A",
@@ -1671,6 +1674,9 @@ mod tests {
             "%Y-%m-%dT%H:%M:%S.%3f"
         );
         assert_eq!(java_to_strftime("%Y"), "%Y");
+        // As many fraction digits as letters; `u` is the year too.
+        assert_eq!(java_to_strftime("ss.SSSSSS"), "%S.%6f");
+        assert_eq!(java_to_strftime("uuuuMMdd"), "%Y%m%d");
     }
 }
 

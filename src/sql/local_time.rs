@@ -638,7 +638,21 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
         _ => {
             let text = match array.data_type() {
                 DataType::Timestamp(..) => nested_text(array, tz)?,
-                _ => datafusion::arrow::compute::cast(array, &DataType::Utf8)?,
+                // A type Arrow's cast cannot write (a fixed-size list, say): as Arrow
+                // prints it.
+                _ => match datafusion::arrow::compute::cast(array, &DataType::Utf8) {
+                    Ok(text) => text,
+                    Err(_) => {
+                        use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+                        let options = FormatOptions::default().with_null("NULL");
+                        let f = ArrayFormatter::try_new(array.as_ref(), &options)?;
+                        Arc::new(
+                            (0..n)
+                                .map(|i| (!array.is_null(i)).then(|| f.value(i).to_string()))
+                                .collect::<datafusion::arrow::array::StringArray>(),
+                        )
+                    }
+                },
             };
             let text = text.as_string::<i32>();
             (0..n)
