@@ -766,6 +766,17 @@ impl Session {
                         };
                         return Box::pin(self.execute(&insert)).await;
                     }
+                    if c.if_not_exists && c.as_query.is_some() {
+                        // Flink's CTAS would insert into it, and a view takes no rows.
+                        return Err(WeirError::sql(
+                            format!(
+                                "'{}' is a view: CREATE TABLE IF NOT EXISTS … AS SELECT inserts into the table of that name when there is one, and a view takes no rows",
+                                c.name
+                            ),
+                            Some(c.name_pos),
+                        )
+                        .with_hint("give the new table another name, or DROP VIEW first"));
+                    }
                     if c.if_not_exists {
                         return Ok(Outcome::Done(format!(
                             "[INFO] Table '{}' already exists: nothing done (IF NOT EXISTS).",

@@ -867,6 +867,44 @@ fn the_path_regex_pattern_picks_the_files_read() {
     );
 }
 
+/// `weir query` over a declared Parquet `filesystem` table reads the files at any depth
+/// (regression: files in plain subfolders were not read, `COUNT(*)` was 0), and only those
+/// `source.path.regex-pattern` keeps (regression: the pattern was ignored in batch).
+#[test]
+fn a_batch_parquet_read_takes_subfolders_and_the_path_pattern() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_d, f) = script(
+        "write.sql",
+        &format!(
+            "CREATE TABLE a (n INT) WITH ('connector' = 'filesystem', 'path' = '{0}/x', 'format' = 'parquet');\n\
+             CREATE TABLE b (n INT) WITH ('connector' = 'filesystem', 'path' = '{0}/y', 'format' = 'parquet');\n\
+             INSERT INTO a VALUES (1), (2);\nINSERT INTO b VALUES (3);\n",
+            dir.path().display()
+        ),
+    );
+    let (code, _, err) = run(&["run", "-q", &f.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let query = |pattern: &str| {
+        let sql = format!(
+            "CREATE TABLE p (n INT) WITH ('connector' = 'filesystem', 'path' = '{}', \
+             'format' = 'parquet'{pattern}); SELECT COUNT(*) AS c, SUM(n) AS s FROM p;",
+            dir.path().display()
+        );
+        let (code, out, err) = run(&["query", "-q", "--format", "csv", &sql]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    assert_eq!(query(""), "c,s\n3,6\n");
+    assert_eq!(
+        query(", 'source.path.regex-pattern' = '.*/x/[^/]*'"),
+        "c,s\n2,3\n"
+    );
+    assert_eq!(
+        query(", 'source.path.regex-pattern' = 'nothing'"),
+        "c,s\n0,\n"
+    );
+}
+
 /// `weir run q.sql | head -n 3`: the reader closes the pipe and the unbounded job ends at
 /// once, quietly and with success (a closed output is `WeirError::OutputClosed`, not a
 /// failure).

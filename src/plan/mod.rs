@@ -537,6 +537,24 @@ impl Planner<'_> {
                     };
                 }
                 let input = self.node(&l.input)?;
+                if input.updates() {
+                    // Over a changelog a LIMIT counts rows, not changes: Flink's rank with
+                    // no order, the first rows still there in the order they came.
+                    let Some(n) = fetch else {
+                        return Err(WeirError::sql(
+                            "not supported in a standing query: OFFSET without LIMIT over results that update",
+                            None,
+                        )
+                        .with_hint("add a LIMIT"));
+                    };
+                    let arrival = vec![(
+                        Arc::new(datafusion::physical_expr::expressions::Literal::new(
+                            datafusion::common::ScalarValue::Int32(Some(0)),
+                        )) as Arc<dyn PhysicalExpr>,
+                        datafusion::arrow::compute::SortOptions::default(),
+                    )];
+                    return self.top_rows(input, l.input.schema(), arrival, n, skip);
+                }
                 Ok(PlanNode::Operator {
                     op: Box::new(LimitOperator::new(skip, fetch)),
                     input: Box::new(input),
@@ -1704,7 +1722,23 @@ impl Planner<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let input = self.node(&s.input)?;
-        // Over a changelog, as Flink's retracting rank.
+        self.top_rows(input, schema, order, n, skip)
+    }
+
+    /// The first `n` rows after `skip` of `input` (whose columns are `schema`) by `order`,
+    /// as a Top-N over the whole stream (see [`Self::sort_limit`]); over a changelog, as
+    /// Flink's retracting rank.
+    fn top_rows(
+        &self,
+        input: PlanNode,
+        schema: &DFSchema,
+        order: Vec<(
+            Arc<dyn PhysicalExpr>,
+            datafusion::arrow::compute::SortOptions,
+        )>,
+        n: usize,
+        skip: usize,
+    ) -> Result<PlanNode> {
         let retracting = input.updates();
         let columns = Arc::new(schema.as_arrow().clone());
         let mut fields: Vec<Arc<datafusion::arrow::datatypes::Field>> =

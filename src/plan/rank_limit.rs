@@ -1,4 +1,4 @@
-//! Rank limits as plan nodes: a filter `rn <= N` (`rn < N`, `rn = 1`) over a ranking call
+//! Rank limits as plan nodes: a filter `rn <= N` (`rn < N`, `rn = N`) over a ranking call
 //! (`ROW_NUMBER()`, `RANK()`, `DENSE_RANK()` … `AS rn`) bounds how many rows of each
 //! partition can still rank. [`lift`] puts that bound into the plan itself, as a
 //! [`RankLimit`] node (DataFusion's `LogicalPlan::Extension`) wrapping the window node it
@@ -86,8 +86,8 @@ impl UserDefinedLogicalNodeCore for RankLimit {
     }
 }
 
-/// The limits a filter's conjuncts put on columns: `c <= N` (N), `c < N` (N − 1), `c = 1`
-/// (1), either way round; none below 1.
+/// The limits a filter's conjuncts put on columns: `c <= N` (N), `c < N` (N − 1), `c = N`
+/// (N), either way round; none below 1.
 fn limits_of(predicate: &Expr) -> Vec<(datafusion::common::Column, usize)> {
     let number = |e: &Expr| match e {
         Expr::Literal(v, _) => v
@@ -116,7 +116,8 @@ fn limits_of(predicate: &Expr) -> Vec<(datafusion::common::Column, usize)> {
         let limit = match op {
             Op::LtEq => n,
             Op::Lt => n - 1,
-            Op::Eq if n == 1 => 1,
+            // `rn = N`: ranks up to N kept, the filter then keeps the Nth.
+            Op::Eq => n,
             _ => continue,
         };
         if limit >= 1 {

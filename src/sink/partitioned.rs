@@ -155,6 +155,8 @@ struct Commit {
     watermark_zone: Option<datafusion::arrow::array::timezone::Tz>,
     /// The success file's name, when the policy writes one.
     success_file: Option<String>,
+    /// `partition.time-extractor.timestamp-formatter` as written (for messages).
+    formatter_text: Option<String>,
 }
 
 /// What the sink knows of a partition: its values, when its first row came, and whether
@@ -316,7 +318,23 @@ fn commit_options(options: &Options) -> Result<Commit> {
                 Some(f) => {
                     let strftime = crate::sql::functions::java_to_strftime(f);
                     use chrono::format::{Item, StrftimeItems};
-                    if StrftimeItems::new(&strftime).any(|i| matches!(i, Item::Error)) {
+                    // Java's `DateTimeFormatter.ofPattern` refuses an unknown letter and
+                    // the reserved `{`, `}`, `#` (outside quotes); a date needs its year.
+                    let mut quoted = false;
+                    let unknown = f.chars().any(|c| {
+                        if c == '\'' {
+                            quoted = !quoted;
+                        }
+                        !quoted
+                            && ((c.is_ascii_alphabetic()
+                                && !"GuyDMLdQqYwWEecFahKkHmsSAnNVzOXxZp".contains(c))
+                                || "{}#".contains(c))
+                    });
+                    let year = strftime.contains("%Y") || strftime.contains("%y");
+                    if unknown
+                        || !year
+                        || StrftimeItems::new(&strftime).any(|i| matches!(i, Item::Error))
+                    {
                         return Err(WeirError::sql(
                             format!(
                                 "'partition.time-extractor.timestamp-formatter' = '{f}' is not a date pattern Weir can read"
@@ -381,6 +399,9 @@ fn commit_options(options: &Options) -> Result<Commit> {
         delay: duration(options, "sink.partition-commit.delay", Duration::ZERO)?,
         success_file,
         watermark_zone,
+        formatter_text: options
+            .get("partition.time-extractor.timestamp-formatter")
+            .map(str::to_string),
     })
 }
 
@@ -787,20 +808,29 @@ impl PartitionedSink {
                     // As Flink's extractor fails the job on a value it cannot read: the
                     // partition would never be committed.
                     let Some(t) = partition_time(pattern, formatter.as_deref(), &st.values) else {
-                        return Err(WeirError::user(format!(
-                            "partition '{key}': its values give no time by \
-                             'partition.time-extractor.timestamp-pattern' = '{pattern}'{}",
-                            if formatter.is_some() {
-                                " and its 'partition.time-extractor.timestamp-formatter'"
-                            } else {
-                                " (read as yyyy-MM-dd HH:mm:ss, or a date)"
+                        let pattern = match pattern.as_str() {
+                            "" => {
+                                "its first value (no 'partition.time-extractor.timestamp-pattern')"
+                                    .to_string()
                             }
+                            p => format!("'partition.time-extractor.timestamp-pattern' = '{p}'"),
+                        };
+                        let format = match &self.commit.formatter_text {
+                            Some(f) => {
+                                format!("'partition.time-extractor.timestamp-formatter' = '{f}'")
+                            }
+                            None => "yyyy-MM-dd HH:mm:ss (or a date)".to_string(),
+                        };
+                        return Err(WeirError::user(format!(
+                            "partition '{key}' gives no time: {pattern}, read by {format}, does not match"
                         ))
                         .with_hint(
                             "make the pattern of '$column's and the formatter match the partition values",
                         ));
                     };
-                    t.saturating_add(delay.as_millis() as i64) <= w
+                    // Flink's PartitionTimeCommitPredicate: the watermark past the time and
+                    // the delay.
+                    t.saturating_add(delay.as_millis() as i64) < w
                 }
                 (Trigger::PartitionTime(..), None) => false,
             };
@@ -1202,7 +1232,10 @@ mod tests {
         // 00:01 stands for 00:01:00; with the delay it is complete at 00:02:00.
         sink.on_watermark(at("00:01") + 59_999).expect("watermark");
         assert_eq!(listing(&one), (0, false), "not before its time");
+        // Flink's predicate: the watermark past the time and the delay.
         sink.on_watermark(at("00:02")).expect("watermark");
+        assert_eq!(listing(&one), (0, false), "not at its time plus the delay");
+        sink.on_watermark(at("00:02") + 1).expect("watermark");
         assert_eq!(
             listing(&one),
             (1, true),
@@ -1249,7 +1282,7 @@ mod tests {
         o.insert("sink.partition-commit.trigger", "partition-time", None);
         o.insert(
             "partition.time-extractor.timestamp-formatter",
-            "yyyy%",
+            "bogus{",
             None,
         );
         let err = commit_options(&o).err().expect("refused");
@@ -1293,7 +1326,8 @@ mod tests {
         sink.on_watermark(local - eight_hours - 1)
             .expect("watermark");
         assert_eq!(listing(&one), (0, false), "not before 00:02 in Shanghai");
-        sink.on_watermark(local - eight_hours).expect("watermark");
+        sink.on_watermark(local - eight_hours + 1)
+            .expect("watermark");
         assert_eq!(listing(&one), (1, true), "complete at 00:02 in Shanghai");
 
         let mut bad = Options::new();

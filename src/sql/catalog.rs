@@ -632,11 +632,47 @@ pub fn listing_table(def: &TableDef) -> Result<datafusion::datasource::listing::
             .map(|f| f.as_ref().clone())
             .collect::<Vec<_>>(),
     ));
-    let url = ListingTableUrl::parse(path)?;
+    let filter = crate::connector::path_filter(def, &def.options)?;
+    let regex = def.options.get("source.path.regex-pattern").is_some();
+    if regex && k > 0 {
+        return Err(WeirError::user(format!(
+            "table '{}': 'source.path.regex-pattern' over a PARTITIONED BY table is not supported in a batch read yet",
+            def.name
+        ))
+        .with_hint("read it in a standing query, or without the option"));
+    }
+    let files_ext = ext;
+    // Without partitions, the files the streaming source reads — at any depth, those the
+    // path pattern keeps — as this listing's own paths (DataFusion's listing reads only
+    // partition folders below the path).
+    let files = match k {
+        0 => filter
+            .list(&crate::connector::local_path(path))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.to_string_lossy().ends_with(files_ext))
+            .collect::<Vec<_>>(),
+        _ => vec![],
+    };
+    // No file the pattern keeps: a listing that finds none, so the table reads empty.
+    let ext = if files.is_empty() && regex {
+        ".weir-no-file-matches"
+    } else {
+        files_ext
+    };
     let options = ListingOptions::new(ff)
         .with_file_extension(ext)
         .with_table_partition_cols(partition_cols);
-    let config = ListingTableConfig::new(url)
+    let config = if files.is_empty() {
+        ListingTableConfig::new(ListingTableUrl::parse(path)?)
+    } else {
+        let urls = files
+            .iter()
+            .map(|f| ListingTableUrl::parse(f.to_string_lossy().as_ref()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        ListingTableConfig::new_with_multi_paths(urls)
+    };
+    let config = config
         .with_listing_options(options)
         .with_schema(file_schema);
     Ok(ListingTable::try_new(config)?)
