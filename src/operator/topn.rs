@@ -56,7 +56,16 @@ pub struct TopNOperator {
     keeps_first_arrival: bool,
     /// The input is a changelog (see [`TopNOperator::retracting`]): every row is kept.
     retracting: bool,
+    /// With [`TopNOperator::retracting`], each partition's rows by order key and arrival
+    /// (a sequence number), and when a row last came for it: a tree, so that a row goes in
+    /// or out in O(log rows) and its rank is counted to N at most.
+    trees: HashMap<Box<[u8]>, (Tree, std::time::Instant)>,
+    /// The next arrival's sequence number.
+    seq: u64,
 }
+
+/// A retracting Top-N's partition: (order key, arrival) → row, in Arrow's row format.
+type Tree = std::collections::BTreeMap<(Box<[u8]>, u64), Box<[u8]>>;
 
 impl TopNOperator {
     pub fn new(
@@ -106,6 +115,8 @@ impl TopNOperator {
             without_rank: false,
             keeps_first_arrival: false,
             retracting: false,
+            trees: HashMap::new(),
+            seq: 0,
         })
     }
 
@@ -157,7 +168,11 @@ impl TopNOperator {
 
     /// Rows kept (for tests and metrics).
     pub fn kept_rows(&self) -> usize {
-        self.partitions.values().map(|(p, _)| p.len()).sum()
+        self.partitions
+            .values()
+            .map(|(p, _)| p.len())
+            .sum::<usize>()
+            + self.trees.values().map(|(t, _)| t.len()).sum::<usize>()
     }
 }
 
@@ -193,6 +208,13 @@ impl Operator for TopNOperator {
                 row.append_value(&k.row);
             }
         }
+        for (key, (tree, _)) in &self.trees {
+            for ((o, _), r) in tree {
+                part.append_value(key);
+                order.append_value(o);
+                row.append_value(r);
+            }
+        }
         let schema = Schema::new(vec![
             Field::new("partition", DataType::Binary, false),
             Field::new("order", DataType::Binary, false),
@@ -226,6 +248,16 @@ impl Operator for TopNOperator {
             let col = |i: usize| b.column(i).as_binary_opt::<i32>().ok_or_else(bad);
             let (part, order, row) = (col(0)?, col(1)?, col(2)?);
             for i in 0..b.num_rows() {
+                if self.retracting {
+                    // In their saved order, which the sequence numbers keep.
+                    self.seq += 1;
+                    self.trees
+                        .entry(part.value(i).into())
+                        .or_insert_with(|| (Tree::new(), std::time::Instant::now()))
+                        .0
+                        .insert((order.value(i).into(), self.seq), row.value(i).into());
+                    continue;
+                }
                 let entry = self
                     .partitions
                     .entry(part.value(i).into())
@@ -259,7 +291,16 @@ impl Operator for TopNOperator {
                     .map(|k| k.order.len() + k.row.len())
                     .sum::<usize>()) as u64;
         }
-        let total = self.partitions.len() as u64;
+        for (key, (tree, _)) in self.trees.iter().take(1000) {
+            n += 1;
+            rows += tree.len() as u64;
+            bytes += (key.len()
+                + tree
+                    .iter()
+                    .map(|((o, _), r)| o.len() + 8 + r.len())
+                    .sum::<usize>()) as u64;
+        }
+        let total = (self.partitions.len() + self.trees.len()) as u64;
         Some((rows * total / n.max(1), bytes * total / n.max(1)))
     }
 
@@ -317,6 +358,7 @@ impl Operator for TopNOperator {
             && ttl.sweep_due()
         {
             self.partitions.retain(|_, (_, t)| !ttl.expired(*t));
+            self.trees.retain(|_, (_, t)| !ttl.expired(*t));
         }
         // The changes: (encoded row, rank, kind), in order.
         let mut changes: Vec<(Box<[u8]>, u64, RowKind)> = vec![];
@@ -332,6 +374,34 @@ impl Operator for TopNOperator {
                 .and_then(|k| RowKind::from_i8(k.value(i)))
                 .unwrap_or(RowKind::Insert);
             let now = std::time::Instant::now();
+            if self.retracting {
+                let (tree, touched) = match self.trees.get_mut(key) {
+                    Some(t) => t,
+                    None => self
+                        .trees
+                        .entry(key.into())
+                        .or_insert_with(|| (Tree::new(), now)),
+                };
+                *touched = now;
+                let (order, row) = (order.data(), rows.row(i).data());
+                if matches!(kind, RowKind::UpdateBefore | RowKind::Delete) {
+                    tree_retract(tree, order, row, limit, self.without_rank, &mut changes);
+                    if tree.is_empty() {
+                        self.trees.remove(key);
+                    }
+                } else {
+                    self.seq += 1;
+                    tree_insert(
+                        tree,
+                        (order.into(), self.seq),
+                        row,
+                        limit,
+                        self.without_rank,
+                        &mut changes,
+                    );
+                }
+                continue;
+            }
             let (part, touched) = match self.partitions.get_mut(key) {
                 Some(p) => p,
                 None => self
@@ -345,20 +415,6 @@ impl Operator for TopNOperator {
                 continue;
             }
             *touched = now;
-            if matches!(kind, RowKind::UpdateBefore | RowKind::Delete) {
-                retract(
-                    part,
-                    order.data(),
-                    rows.row(i).data(),
-                    limit,
-                    self.without_rank,
-                    &mut changes,
-                );
-                if part.is_empty() {
-                    self.partitions.remove(key);
-                }
-                continue;
-            }
             // After every kept row that sorts before it, and after (or, newest first,
             // before) those equal to it.
             let at = if self.newest_first {
@@ -366,7 +422,7 @@ impl Operator for TopNOperator {
             } else {
                 part.partition_point(|k| k.order.as_ref() <= order.data())
             };
-            if at >= limit && !self.retracting {
+            if at >= limit {
                 continue;
             }
             let before = part.len();
@@ -377,18 +433,12 @@ impl Operator for TopNOperator {
                     row: rows.row(i).data().into(),
                 },
             );
-            if at >= limit {
-                // Kept below the top (a changelog's row may rise into it later).
-                continue;
-            }
-            // A changelog's Top-N keeps the rows below the top N.
-            let keep = if self.retracting { usize::MAX } else { limit };
             if self.without_rank {
                 if part.len() > limit {
                     changes.push((part[limit].row.clone(), limit as u64, RowKind::Delete));
                 }
                 changes.push((part[at].row.clone(), at as u64 + 1, RowKind::Insert));
-                part.truncate(keep);
+                part.truncate(limit);
                 continue;
             }
             for r in at..before.min(limit) {
@@ -399,7 +449,7 @@ impl Operator for TopNOperator {
             if before < limit {
                 changes.push((part[before].row.clone(), before as u64 + 1, RowKind::Insert));
             }
-            part.truncate(keep);
+            part.truncate(limit);
         }
         if changes.is_empty() {
             return Ok(());
@@ -430,43 +480,104 @@ impl Operator for TopNOperator {
     }
 }
 
-/// Takes out of `part` (a partition's kept rows, sorted) the earliest kept row equal to
-/// `row` (whose order key is `order`), and adds to `changes` what that does to its top
-/// `limit` (see [`TopNOperator::retracting`]). A row not kept changes nothing.
-fn retract(
-    part: &mut Vec<Kept>,
+/// Puts `row` into `tree` (a retracting Top-N's partition) under `key` (its order key and
+/// arrival), and adds to `changes` what that does to the partition's top `limit` (see
+/// [`TopNOperator::retracting`]): the ranks from the row's down move one place, as in the
+/// append-only case. Costs O(log rows + limit).
+fn tree_insert(
+    tree: &mut Tree,
+    key: (Box<[u8]>, u64),
+    row: &[u8],
+    limit: usize,
+    without_rank: bool,
+    changes: &mut Vec<(Box<[u8]>, u64, RowKind)>,
+) {
+    // Its rank (0-based), counted only as far as the top.
+    let at = tree.range(..&key).take(limit).count();
+    let before = tree.len();
+    tree.insert(key.clone(), row.into());
+    if at >= limit {
+        return;
+    }
+    // The rows now at ranks at ..= limit (0-based), the new one first.
+    let from: Vec<Box<[u8]>> = tree
+        .range(&key..)
+        .take(limit - at + 1)
+        .map(|(_, r)| r.clone())
+        .collect();
+    if without_rank {
+        if let Some(out) = from.get(limit - at) {
+            changes.push((out.clone(), limit as u64, RowKind::Delete));
+        }
+        changes.push((from[0].clone(), at as u64 + 1, RowKind::Insert));
+        return;
+    }
+    for r in at..before.min(limit) {
+        // Rank r + 1 held the row now one below, and now holds this one.
+        changes.push((
+            from[r - at + 1].clone(),
+            r as u64 + 1,
+            RowKind::UpdateBefore,
+        ));
+        changes.push((from[r - at].clone(), r as u64 + 1, RowKind::UpdateAfter));
+    }
+    if before < limit {
+        changes.push((
+            from[before - at].clone(),
+            before as u64 + 1,
+            RowKind::Insert,
+        ));
+    }
+}
+
+/// Takes out of `tree` (a retracting Top-N's partition) the earliest row equal to `row`
+/// among those of order key `order`, and adds to `changes` what that does to its top
+/// `limit` (see [`TopNOperator::retracting`]). A row not kept changes nothing. Costs
+/// O(log rows + limit + rows of an equal order key).
+fn tree_retract(
+    tree: &mut Tree,
     order: &[u8],
     row: &[u8],
     limit: usize,
     without_rank: bool,
     changes: &mut Vec<(Box<[u8]>, u64, RowKind)>,
 ) {
-    let lo = part.partition_point(|k| k.order.as_ref() < order);
-    let hi = part.partition_point(|k| k.order.as_ref() <= order);
-    let Some(at) = (lo..hi).find(|&j| part[j].row.as_ref() == row) else {
+    let lo: (Box<[u8]>, u64) = (order.into(), 0);
+    let hi: (Box<[u8]>, u64) = (order.into(), u64::MAX);
+    let Some(key) = tree
+        .range(&lo..=&hi)
+        .find(|(_, r)| r.as_ref() == row)
+        .map(|(k, _)| k.clone())
+    else {
         return;
     };
-    let removed = part.remove(at);
+    let at = tree.range(..&key).take(limit).count();
     if at >= limit {
+        tree.remove(&key);
         return;
     }
-    let left = part.len();
+    // The rows at ranks at ..= limit (0-based) before it goes, itself first.
+    let old: Vec<Box<[u8]>> = tree
+        .range(&key..)
+        .take(limit - at + 1)
+        .map(|(_, r)| r.clone())
+        .collect();
+    tree.remove(&key);
+    let left = tree.len();
     if without_rank {
-        changes.push((removed.row, at as u64 + 1, RowKind::Delete));
-        if left >= limit {
-            changes.push((part[limit - 1].row.clone(), limit as u64, RowKind::Insert));
+        changes.push((old[0].clone(), at as u64 + 1, RowKind::Delete));
+        if let Some(up) = old.get(limit - at) {
+            changes.push((up.clone(), limit as u64, RowKind::Insert));
         }
         return;
     }
-    // Rank r + 1 held `old` and now holds part[r], the row below it before.
-    let mut old = removed.row;
-    for (r, kept) in part.iter().enumerate().take(left.min(limit)).skip(at) {
-        changes.push((old, r as u64 + 1, RowKind::UpdateBefore));
-        changes.push((kept.row.clone(), r as u64 + 1, RowKind::UpdateAfter));
-        old = kept.row.clone();
+    // Rank r + 1 held old[r] and now holds the row below it.
+    for r in at..left.min(limit) {
+        changes.push((old[r - at].clone(), r as u64 + 1, RowKind::UpdateBefore));
+        changes.push((old[r - at + 1].clone(), r as u64 + 1, RowKind::UpdateAfter));
     }
     if left < limit {
-        changes.push((old, left as u64 + 1, RowKind::Delete));
+        changes.push((old[left - at].clone(), left as u64 + 1, RowKind::Delete));
     }
 }
 
@@ -482,6 +593,98 @@ mod tests {
             Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Int64, false),
         ]))
+    }
+
+    /// A retracting partition against a plain reference: after every insert or take-back
+    /// in a long random run (few order keys, so many ties), the changes applied so far —
+    /// by rank, and without the rank as a multiset — give the reference's top 3.
+    #[test]
+    fn a_retracting_partition_keeps_its_top_as_a_sorted_list_would() {
+        let limit = 3;
+        for without_rank in [false, true] {
+            let mut tree = Tree::new();
+            // The reference: (order, arrival, row), sorted by order then arrival.
+            let mut reference: Vec<(u8, u64, u8)> = vec![];
+            let mut by_rank: std::collections::BTreeMap<u64, Box<[u8]>> = Default::default();
+            let mut shown: Vec<Box<[u8]>> = vec![];
+            let mut state = 7u64;
+            for seq in 1..3000u64 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let (order, row) = ((state >> 33) as u8 % 5, (state >> 40) as u8 % 7);
+                let mut changes = vec![];
+                let take_back = (state >> 50) % 3 == 0;
+                if take_back {
+                    let Some(i) = reference
+                        .iter()
+                        .position(|(o, _, r)| *o == order && *r == row)
+                    else {
+                        continue;
+                    };
+                    reference.remove(i);
+                    tree_retract(
+                        &mut tree,
+                        &[order],
+                        &[row],
+                        limit,
+                        without_rank,
+                        &mut changes,
+                    );
+                } else {
+                    let at = reference.partition_point(|(o, _, _)| *o <= order);
+                    reference.insert(at, (order, seq, row));
+                    tree_insert(
+                        &mut tree,
+                        (Box::new([order]), seq),
+                        &[row],
+                        limit,
+                        without_rank,
+                        &mut changes,
+                    );
+                }
+                for (r, rank, kind) in changes {
+                    match (without_rank, kind) {
+                        (false, RowKind::Insert | RowKind::UpdateAfter) => {
+                            by_rank.insert(rank, r);
+                        }
+                        (false, _) => {
+                            assert_eq!(
+                                by_rank.remove(&rank),
+                                Some(r),
+                                "rank {rank} held another row"
+                            );
+                        }
+                        (true, RowKind::Insert) => shown.push(r),
+                        (true, _) => {
+                            let i = shown
+                                .iter()
+                                .position(|x| *x == r)
+                                .expect("a shown row goes");
+                            shown.remove(i);
+                        }
+                    }
+                }
+                let top: Vec<Box<[u8]>> = reference
+                    .iter()
+                    .take(limit)
+                    .map(|(_, _, r)| Box::from([*r]))
+                    .collect();
+                if without_rank {
+                    let (mut a, mut b) = (shown.clone(), top.clone());
+                    a.sort();
+                    b.sort();
+                    assert_eq!(a, b, "after step {seq}");
+                } else {
+                    assert_eq!(
+                        by_rank.values().cloned().collect::<Vec<_>>(),
+                        top,
+                        "after step {seq}"
+                    );
+                }
+                assert_eq!(tree.len(), reference.len());
+            }
+        }
     }
 
     #[test]
