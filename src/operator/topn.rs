@@ -614,7 +614,7 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 let (order, row) = ((state >> 33) as u8 % 5, (state >> 40) as u8 % 7);
                 let mut changes = vec![];
-                let take_back = (state >> 50) % 3 == 0;
+                let take_back = (state >> 50).is_multiple_of(3);
                 if take_back {
                     let Some(i) = reference
                         .iter()
