@@ -64,8 +64,66 @@ pub struct TopNOperator {
     seq: u64,
 }
 
-/// A retracting Top-N's partition: (order key, arrival) → row, in Arrow's row format.
-type Tree = std::collections::BTreeMap<(Box<[u8]>, u64), Box<[u8]>>;
+/// A kept row's place in a [`Tree`]: its order key (Arrow's row format) and arrival.
+type TreeKey = (Box<[u8]>, u64);
+
+/// A retracting Top-N's partition: its rows by (order key, arrival), in Arrow's row
+/// format, and the arrivals of each (order key, row) still kept, oldest first — so that a
+/// take-back finds its row at once, however many rows share its order key (a count's ties).
+#[derive(Default)]
+struct Tree {
+    rows: std::collections::BTreeMap<TreeKey, Box<[u8]>>,
+    arrivals: HashMap<Box<[u8]>, std::collections::VecDeque<u64>>,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        Tree::default()
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The index key of a row: its order key's length, the order key, then the row.
+    fn entry(order: &[u8], row: &[u8]) -> Box<[u8]> {
+        let mut k = Vec::with_capacity(4 + order.len() + row.len());
+        k.extend_from_slice(&(order.len() as u32).to_le_bytes());
+        k.extend_from_slice(order);
+        k.extend_from_slice(row);
+        k.into()
+    }
+
+    fn insert(&mut self, key: (Box<[u8]>, u64), row: Box<[u8]>) {
+        self.arrivals
+            .entry(Tree::entry(&key.0, &row))
+            .or_default()
+            .push_back(key.1);
+        self.rows.insert(key, row);
+    }
+
+    /// The key of the earliest kept row equal to `row` under order key `order`.
+    fn earliest(&self, order: &[u8], row: &[u8]) -> Option<(Box<[u8]>, u64)> {
+        let seq = self.arrivals.get(&Tree::entry(order, row))?.front()?;
+        Some((order.into(), *seq))
+    }
+
+    fn remove(&mut self, key: &(Box<[u8]>, u64)) {
+        if let Some(row) = self.rows.remove(key) {
+            let entry = Tree::entry(&key.0, &row);
+            if let Some(q) = self.arrivals.get_mut(&entry) {
+                q.retain(|s| *s != key.1);
+                if q.is_empty() {
+                    self.arrivals.remove(&entry);
+                }
+            }
+        }
+    }
+}
 
 impl TopNOperator {
     pub fn new(
@@ -209,7 +267,7 @@ impl Operator for TopNOperator {
             }
         }
         for (key, (tree, _)) in &self.trees {
-            for ((o, _), r) in tree {
+            for ((o, _), r) in &tree.rows {
                 part.append_value(key);
                 order.append_value(o);
                 row.append_value(r);
@@ -296,8 +354,9 @@ impl Operator for TopNOperator {
             rows += tree.len() as u64;
             bytes += (key.len()
                 + tree
+                    .rows
                     .iter()
-                    .map(|((o, _), r)| o.len() + 8 + r.len())
+                    .map(|((o, _), r)| 2 * (o.len() + r.len()) + 16)
                     .sum::<usize>()) as u64;
         }
         let total = (self.partitions.len() + self.trees.len()) as u64;
@@ -493,7 +552,7 @@ fn tree_insert(
     changes: &mut Vec<(Box<[u8]>, u64, RowKind)>,
 ) {
     // Its rank (0-based), counted only as far as the top.
-    let at = tree.range(..&key).take(limit).count();
+    let at = tree.rows.range(..&key).take(limit).count();
     let before = tree.len();
     tree.insert(key.clone(), row.into());
     if at >= limit {
@@ -501,6 +560,7 @@ fn tree_insert(
     }
     // The rows now at ranks at ..= limit (0-based), the new one first.
     let from: Vec<Box<[u8]>> = tree
+        .rows
         .range(&key..)
         .take(limit - at + 1)
         .map(|(_, r)| r.clone())
@@ -533,7 +593,7 @@ fn tree_insert(
 /// Takes out of `tree` (a retracting Top-N's partition) the earliest row equal to `row`
 /// among those of order key `order`, and adds to `changes` what that does to its top
 /// `limit` (see [`TopNOperator::retracting`]). A row not kept changes nothing. Costs
-/// O(log rows + limit + rows of an equal order key).
+/// O(log rows + limit).
 fn tree_retract(
     tree: &mut Tree,
     order: &[u8],
@@ -542,22 +602,17 @@ fn tree_retract(
     without_rank: bool,
     changes: &mut Vec<(Box<[u8]>, u64, RowKind)>,
 ) {
-    let lo: (Box<[u8]>, u64) = (order.into(), 0);
-    let hi: (Box<[u8]>, u64) = (order.into(), u64::MAX);
-    let Some(key) = tree
-        .range(&lo..=&hi)
-        .find(|(_, r)| r.as_ref() == row)
-        .map(|(k, _)| k.clone())
-    else {
+    let Some(key) = tree.earliest(order, row) else {
         return;
     };
-    let at = tree.range(..&key).take(limit).count();
+    let at = tree.rows.range(..&key).take(limit).count();
     if at >= limit {
         tree.remove(&key);
         return;
     }
     // The rows at ranks at ..= limit (0-based) before it goes, itself first.
     let old: Vec<Box<[u8]>> = tree
+        .rows
         .range(&key..)
         .take(limit - at + 1)
         .map(|(_, r)| r.clone())
