@@ -349,15 +349,20 @@ impl Operator for TopNOperator {
                     .map(|k| k.order.len() + k.row.len())
                     .sum::<usize>()) as u64;
         }
+        // A retracting partition may hold millions of rows: its bytes are measured over
+        // its first 1 000 and scaled (the row and the order key twice, the tree's and the
+        // index's, with their arrivals).
         for (key, (tree, _)) in self.trees.iter().take(1000) {
             n += 1;
             rows += tree.len() as u64;
-            bytes += (key.len()
-                + tree
-                    .rows
-                    .iter()
-                    .map(|((o, _), r)| 2 * (o.len() + r.len()) + 16)
-                    .sum::<usize>()) as u64;
+            let sampled: Vec<usize> = tree
+                .rows
+                .iter()
+                .take(1000)
+                .map(|((o, _), r)| 2 * (o.len() + r.len()) + 16)
+                .collect();
+            let per_row = sampled.iter().sum::<usize>() as u64 / sampled.len().max(1) as u64;
+            bytes += key.len() as u64 + per_row * tree.len() as u64;
         }
         let total = (self.partitions.len() + self.trees.len()) as u64;
         Some((rows * total / n.max(1), bytes * total / n.max(1)))
