@@ -834,6 +834,36 @@ fn table_mode_pages_a_tall_result_by_keys() {
     s.line("\\q");
 }
 
+/// Page keys pressed fast while the result keeps changing never stop the shell: the sink
+/// drawing a batch and a key's redraw take the view and the terminal in one order (in the
+/// other, a key pressed while a batch was drawn deadlocked the shell, as a CI run found).
+#[test]
+fn page_keys_pressed_while_the_result_changes_never_hang_the_shell() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s = table_mode_shell(
+        start(&tmp.path().join("history")),
+        tmp.path(),
+        Some((80, 24)),
+    );
+    s.line("SELECT MOD(bid.price, 40) AS k, COUNT(*) AS n FROM datagen WHERE event_type = 2 GROUP BY MOD(bid.price, 40);");
+    s.want("page 3 of 3 (last) · N next", "the last page, and the keys");
+    for _ in 0..150 {
+        s.send("p");
+        std::thread::sleep(Duration::from_millis(3));
+        s.send("n");
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    s.send("g");
+    s.want("go to page: _", "G still asks for a page");
+    s.send("2\r");
+    s.want("page 2 of 3 · N next", "page 2");
+    s.send("q");
+    s.want("query cancelled", "Q cancels the query");
+    s.line("SELECT 40 + 2 AS answer;");
+    s.want("| 42", "a line read and run as before");
+    s.line("\\q");
+}
+
 /// A statement's table wider than the terminal (`SET;` with a long value) has its widest
 /// cells wrapped onto more lines, so no line is wider than the terminal and nothing is cut.
 #[test]

@@ -112,7 +112,11 @@ impl TerminalSink {
     /// `table` mode: applies a batch's changes to the current result (`+I`/`+U` add a
     /// row, `-U`/`-D` take out an equal one), then redraws it when on a terminal (at most
     /// five times a second).
-    fn apply(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
+    ///
+    /// Takes the view's lock before stdout's, as the page keys do ([`table_key`],
+    /// [`table_tick`]): the other order deadlocked the shell when a key was pressed while a
+    /// batch was being drawn.
+    fn apply(&mut self, batch: &RecordBatch) -> Result<()> {
         let (data, kinds) = crate::changelog::split(batch);
         let rows = cell_texts(&data, &format_options())?;
         let mut view = lock(&self.view);
@@ -152,7 +156,9 @@ impl TerminalSink {
             .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(200));
         view.dirty = true;
         if std::io::IsTerminal::is_terminal(&std::io::stdout()) && due {
-            view.draw(w)?;
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            view.draw(&mut w)?;
+            w.flush()?;
         }
         Ok(())
     }
@@ -457,9 +463,15 @@ impl Sink for TerminalSink {
         } else {
             batch
         };
+        if (self.format, self.display.mode) == (OutputFormat::Table, ResultMode::Table) {
+            // The view's lock first, then stdout's (see `apply`).
+            self.apply(batch)?;
+            self.first = false;
+            self.rows += batch.num_rows();
+            return Ok(());
+        }
         let mut w = std::io::BufWriter::new(std::io::stdout().lock());
         match (self.format, self.display.mode) {
-            (OutputFormat::Table, ResultMode::Table) => self.apply(batch, &mut w)?,
             (OutputFormat::Table, ResultMode::Changelog) => write_print_rows(&mut w, batch, "")?,
             (OutputFormat::Table, ResultMode::Tableau) => {
                 let room = match self.display.max_rows {
