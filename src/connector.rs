@@ -147,6 +147,25 @@ pub fn validate(def: &TableDef) -> Result<()> {
         crate::format::Decoder::new(f, value_schema(def), &def.options)?;
         if f == Format::Json {
             crate::format::json_out::JsonWrite::from_options(&def.options)?;
+            // A JSON object's keys are strings: Flink's `json` format refuses other
+            // MAP keys, reading and writing (its `JsonToRowDataConverters`).
+            let schema = value_schema(def);
+            if let Some(field) = schema
+                .fields()
+                .iter()
+                .find(|f| crate::format::nested::holds_non_string_map_key(f.data_type()))
+            {
+                return Err(WeirError::sql(
+                    format!(
+                        "table '{}': the 'json' format does not support a MAP whose keys are not strings: column '{}' is {}",
+                        def.name,
+                        field.name(),
+                        crate::sql::types::flink_type_name(field.data_type())
+                    ),
+                    def.options.pos("format").or(def.options.pos("value.format")).or(Some(def.pos)),
+                )
+                .with_hint("declare it MAP<STRING, …> (a JSON object's keys are text)"));
+            }
         }
     }
     if let Some(name) = def.options.get("dead-letter.sink") {

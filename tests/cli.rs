@@ -1807,6 +1807,44 @@ fn an_empty_query_result_keeps_its_columns() {
     assert_eq!(out, "[]\n");
 }
 
+/// A MAP whose keys are not strings is written by `--format json` and `ndjson` with its
+/// keys as their text (a JSON object's keys are strings), nested maps too; before, the
+/// whole result failed with "Only UTF8 keys supported". A `json`-format table with such a
+/// column is refused when it is created, as Flink's `json` format refuses it.
+#[test]
+fn json_output_writes_non_string_map_keys_as_text() {
+    let sql = "SELECT MAP[1, 'a', 2, 'b'] AS m, ARRAY[MAP[true, 1.5]] AS l, \
+               MAP['x', MAP[ROW(1, 'y'), 3]] AS n";
+    let (code, out, err) = run(&["query", "-q", "--format", "json", sql]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "[{\"m\":{\"1\":\"a\",\"2\":\"b\"},\"l\":[{\"true\":1.5}],\"n\":{\"x\":{\"(1, y)\":3}}}]\n"
+    );
+    let (code, out, err) = run(&[
+        "query",
+        "-q",
+        "--format",
+        "ndjson",
+        "SELECT MAP[1, 'a'] AS m",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "{\"m\":{\"1\":\"a\"}}\n");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("t.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE o (id INT, m MAP<INT, STRING>)\n  WITH ('connector' = 'filesystem', 'path' = '/tmp/o', 'format' = 'json');\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("t.sql:2:56: table 'o': the 'json' format does not support a MAP whose keys are not strings: column 'm' is MAP<INT, STRING>"),
+        "{err}"
+    );
+}
+
 /// `weir query --set` is a SET before the first statement, as `weir run --set`: the session
 /// zone it names reads a TIMESTAMP_LTZ, and an option that says what a table is is refused
 /// at the flag (exit code 2).

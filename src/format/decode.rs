@@ -1038,26 +1038,22 @@ fn unescape_line(line: &str, delimiter: u8, quote: u8, escape: u8, out: &mut Str
 /// `localTime.toSecondOfDay() * 1000`, so `"10:00:00.5"` is 10:00:00); it writes whole
 /// seconds too. Its CSV format keeps the fraction.
 fn whole_seconds(b: RecordBatch) -> std::result::Result<RecordBatch, String> {
-    use datafusion::arrow::array::ArrayRef;
-    fn has_time(t: &DataType) -> bool {
-        match t {
-            DataType::Time32(_) | DataType::Time64(_) => true,
-            DataType::Struct(fs) => fs.iter().any(|f| has_time(f.data_type())),
-            DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => {
-                has_time(f.data_type())
-            }
-            _ => false,
-        }
+    use datafusion::arrow::array::{ArrayRef, AsArray};
+    use datafusion::arrow::datatypes::{
+        Time32MillisecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    };
+    use datafusion::arrow::error::ArrowError;
+    let is_time = |t: &DataType| matches!(t, DataType::Time32(_) | DataType::Time64(_));
+    if !b
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| crate::format::nested::holds(f.data_type(), &is_time))
+    {
+        return Ok(b);
     }
-    fn cut(c: &ArrayRef) -> std::result::Result<ArrayRef, String> {
-        use datafusion::arrow::array::{AsArray, MapArray, StructArray};
-        use datafusion::arrow::datatypes::{
-            Time32MillisecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
-        };
-        if !has_time(c.data_type()) {
-            return Ok(c.clone());
-        }
-        Ok(match c.data_type() {
+    let mut cut = |c: &ArrayRef| -> std::result::Result<Option<ArrayRef>, ArrowError> {
+        Ok(Some(match c.data_type() {
             DataType::Time32(TimeUnit::Millisecond) => Arc::new(
                 c.as_primitive::<Time32MillisecondType>()
                     .unary::<_, Time32MillisecondType>(|v| v - v.rem_euclid(1_000)),
@@ -1070,51 +1066,17 @@ fn whole_seconds(b: RecordBatch) -> std::result::Result<RecordBatch, String> {
                 c.as_primitive::<Time64NanosecondType>()
                     .unary::<_, Time64NanosecondType>(|v| v - v.rem_euclid(1_000_000_000)),
             ),
-            DataType::Struct(fields) => {
-                let st = c.as_struct();
-                let children = st
-                    .columns()
-                    .iter()
-                    .map(cut)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Arc::new(
-                    StructArray::try_new(fields.clone(), children, st.nulls().cloned())
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            DataType::List(_) | DataType::LargeList(_) => {
-                crate::sql::local_time::list_values(c, |v| {
-                    cut(v).map_err(datafusion::arrow::error::ArrowError::ComputeError)
-                })
-                .unwrap_or_else(|| Ok(c.clone()))
-                .map_err(|e| e.to_string())?
-            }
-            DataType::Map(f, sorted) => {
-                let m = c.as_map();
-                let entries: ArrayRef = Arc::new(m.entries().clone());
-                let entries = cut(&entries)?;
-                Arc::new(
-                    MapArray::try_new(
-                        f.clone(),
-                        m.offsets().clone(),
-                        entries.as_struct().clone(),
-                        m.nulls().cloned(),
-                        *sorted,
-                    )
-                    .map_err(|e| e.to_string())?,
-                )
-            }
-            _ => c.clone(),
-        })
-    }
-    if !b.schema().fields().iter().any(|f| has_time(f.data_type())) {
-        return Ok(b);
-    }
+            // Seconds are whole already; nested arrays without a TIME stay as they are.
+            t if !crate::format::nested::holds(t, &is_time) || is_time(t) => c.clone(),
+            _ => return Ok(None),
+        }))
+    };
     let cols = b
         .columns()
         .iter()
-        .map(cut)
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .map(|c| crate::format::nested::rewrite(c, &mut cut))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     RecordBatch::try_new(b.schema(), cols).map_err(|e| e.to_string())
 }
 

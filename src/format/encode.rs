@@ -208,9 +208,7 @@ impl Display {
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         use datafusion::arrow::datatypes::{DataType, Schema};
         if !batch.schema().fields().iter().any(|f| {
-            has_ltz(f.data_type())
-                || matches!(f.data_type(), DataType::Timestamp(_, None))
-                || f.data_type().is_nested()
+            matches!(f.data_type(), DataType::Timestamp(_, _)) || f.data_type().is_nested()
         }) {
             return Ok(batch.clone());
         }
@@ -227,7 +225,7 @@ impl Display {
                 columns.push(c);
                 continue;
             }
-            let mut c = local_nested(c, &tz)?;
+            let mut c = crate::sql::local_time::local_wall(c, &tz)?;
             if matches!(c.data_type(), DataType::Timestamp(_, None)) {
                 c = crate::sql::local_time::timestamp_text(&c)?;
             }
@@ -262,66 +260,6 @@ impl Default for Display {
             max_table_rows: Display::DEFAULT_MAX_TABLE_ROWS,
         }
     }
-}
-
-/// True when `t` is or holds a `TIMESTAMP_LTZ` (in a ROW, ARRAY or MAP).
-fn has_ltz(t: &datafusion::arrow::datatypes::DataType) -> bool {
-    use datafusion::arrow::datatypes::DataType;
-    match t {
-        DataType::Timestamp(_, Some(_)) => true,
-        DataType::Struct(fields) => fields.iter().any(|f| has_ltz(f.data_type())),
-        DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => has_ltz(f.data_type()),
-        _ => false,
-    }
-}
-
-/// `array` with every `TIMESTAMP_LTZ` in it — at the top, or inside a ROW, ARRAY or MAP —
-/// as the wall-clock time of `tz` (see [`crate::sql::local_time::local_wall`]).
-fn local_nested(
-    array: &datafusion::arrow::array::ArrayRef,
-    tz: &datafusion::arrow::array::timezone::Tz,
-) -> Result<datafusion::arrow::array::ArrayRef> {
-    use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Fields};
-    use std::sync::Arc;
-    if !has_ltz(array.data_type()) {
-        return Ok(array.clone());
-    }
-    let retyped = |f: &Field, t: &DataType| Arc::new(f.clone().with_data_type(t.clone()));
-    Ok(match array.data_type() {
-        DataType::Timestamp(_, Some(_)) => crate::sql::local_time::local_wall(array, tz)?,
-        DataType::Struct(fields) => {
-            let s = array.as_struct();
-            let children = s
-                .columns()
-                .iter()
-                .map(|c| local_nested(c, tz))
-                .collect::<Result<Vec<_>>>()?;
-            let fields: Fields = fields
-                .iter()
-                .zip(&children)
-                .map(|(f, c)| retyped(f, c.data_type()))
-                .collect();
-            Arc::new(StructArray::try_new(fields, children, s.nulls().cloned())?)
-        }
-        DataType::List(_) | DataType::LargeList(_) => {
-            crate::sql::local_time::list_values(array, |values| local_nested(values, tz))
-                .unwrap_or_else(|| Ok(array.clone()))?
-        }
-        DataType::Map(f, sorted) => {
-            let m = array.as_map();
-            let entries: datafusion::arrow::array::ArrayRef = Arc::new(m.entries().clone());
-            let entries = local_nested(&entries, tz)?;
-            Arc::new(MapArray::try_new(
-                retyped(f, entries.data_type()),
-                m.offsets().clone(),
-                entries.as_struct().clone(),
-                m.nulls().cloned(),
-                *sorted,
-            )?)
-        }
-        _ => array.clone(),
-    })
 }
 
 /// Rows in the expanded form (psql's `\x`): per row a `-[ RECORD n ]-` line (n from
@@ -499,6 +437,10 @@ pub fn write_results(
             let mut wr = datafusion::arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
                 .build::<_, datafusion::arrow::json::writer::JsonArray>(&mut *w);
+            let batches = batches
+                .iter()
+                .map(json_map_keys)
+                .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             wr.write_batches(&refs)?;
             wr.finish()?;
@@ -506,6 +448,10 @@ pub fn write_results(
         }
         OutputFormat::Ndjson => {
             let mut wr = ndjson_writer(&mut *w);
+            let batches = batches
+                .iter()
+                .map(json_map_keys)
+                .collect::<Result<Vec<_>>>()?;
             let refs: Vec<&RecordBatch> = batches.iter().collect();
             wr.write_batches(&refs)?;
             wr.finish()?;
@@ -545,6 +491,90 @@ fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
         cols,
         &options,
     )?)
+}
+
+/// `batch` ready for the JSON output of `weir query`, `--format json`/`ndjson` and the
+/// shell: the keys of every `MAP` whose keys are not strings, nested ones too, as Flink's
+/// `CAST(… AS STRING)` text of them (`{"1": "a"}`, `{"(1, x)": 2}`), since a JSON object's
+/// keys are strings. Other columns are unchanged. Errors: a timestamp key outside chrono's
+/// range of dates.
+pub fn json_map_keys(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::datatypes::Schema;
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| crate::format::nested::holds_non_string_map_key(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let utc: datafusion::arrow::array::timezone::Tz = "UTC"
+        .parse()
+        .map_err(|e| WeirError::internal(format!("time zone UTC: {e}")))?;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| crate::format::nested::rewrite(c, &mut |a| map_keys_as_text(a, &utc)))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        columns,
+        &options,
+    )?)
+}
+
+/// A `MAP` array with its keys as text when they are not strings (and the same done to
+/// maps inside its values); None for any other array (see [`json_map_keys`]).
+fn map_keys_as_text(
+    a: &datafusion::arrow::array::ArrayRef,
+    utc: &datafusion::arrow::array::timezone::Tz,
+) -> std::result::Result<
+    Option<datafusion::arrow::array::ArrayRef>,
+    datafusion::arrow::error::ArrowError,
+> {
+    use datafusion::arrow::array::{Array, AsArray, MapArray, StructArray};
+    use datafusion::arrow::datatypes::{DataType, Fields};
+    use std::sync::Arc;
+    let DataType::Map(field, sorted) = a.data_type() else {
+        return Ok(None);
+    };
+    let m = a.as_map();
+    let keys = match m.keys().data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => m.keys().clone(),
+        _ => crate::sql::local_time::flink_text(m.keys(), utc).map_err(|e| {
+            datafusion::arrow::error::ArrowError::ComputeError(format!("a MAP key as text: {e}"))
+        })?,
+    };
+    let values = crate::format::nested::rewrite(m.values(), &mut |v| map_keys_as_text(v, utc))?;
+    let fields: Fields = m
+        .entries()
+        .fields()
+        .iter()
+        .zip([keys.data_type(), values.data_type()])
+        .map(|(f, t)| Arc::new(f.as_ref().clone().with_data_type(t.clone())))
+        .collect();
+    let entries = StructArray::try_new(fields, vec![keys, values], m.entries().nulls().cloned())?;
+    let field = Arc::new(
+        field
+            .as_ref()
+            .clone()
+            .with_data_type(entries.data_type().clone()),
+    );
+    Ok(Some(Arc::new(MapArray::try_new(
+        field,
+        m.offsets().clone(),
+        entries,
+        m.nulls().cloned(),
+        *sorted,
+    )?)))
 }
 
 /// A JSON-lines writer into `w` that writes NULLs (`"k":null`), as Flink's JSON format.

@@ -8,5 +8,6 @@
 pub mod decode;
 pub mod encode;
 pub mod json_out;
+pub mod nested;
 
 pub use decode::{Decoder, Format};

@@ -489,7 +489,9 @@ impl Sink for TerminalSink {
             (OutputFormat::Json, _) => {
                 let mut lines = Vec::new();
                 let mut wr = crate::format::encode::ndjson_writer(&mut lines);
-                wr.write(&crate::changelog::for_display(batch)?)?;
+                wr.write(&crate::format::encode::json_map_keys(
+                    &crate::changelog::for_display(batch)?,
+                )?)?;
                 wr.finish()?;
                 for (i, line) in lines
                     .split(|b| *b == b'\n')
