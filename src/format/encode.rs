@@ -45,6 +45,47 @@ pub fn java_floats(batch: &RecordBatch) -> Result<RecordBatch> {
     )?)
 }
 
+/// `batch` with each BOOLEAN column as `TRUE`/`FALSE` text (NULL stays NULL), as Flink's
+/// SQL client shows a boolean: it prints a value with its cast to STRING (Flink's
+/// `RowDataToStringConverterImpl` and `BooleanToStringCastRule`, since 1.15). For the
+/// tables of `weir`, `weir run` and `weir query`; CSV, JSON and the `print` connector keep
+/// `true`/`false`, as Flink's formats and its `print` connector write them.
+pub fn flink_booleans(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Schema};
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Boolean)
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut cols = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let c: ArrayRef = if f.data_type() == &DataType::Boolean {
+            std::sync::Arc::new(
+                c.as_boolean()
+                    .iter()
+                    .map(|v| v.map(|v| if v { "TRUE" } else { "FALSE" }))
+                    .collect::<StringArray>(),
+            )
+        } else {
+            c.clone()
+        };
+        fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
+        cols.push(c);
+    }
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
+        .with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
+        cols,
+        &options,
+    )?)
+}
+
 /// Every cell of a batch as text (with `opts`; DOUBLE and FLOAT as [`java_floats`]), row
 /// by row.
 pub fn cell_texts(batch: &RecordBatch, opts: &FormatOptions) -> Result<Vec<Vec<String>>> {
@@ -203,14 +244,15 @@ impl Display {
     /// `CAST` to `STRING` gives (`2024-03-10 00:30:00.000`, see
     /// [`crate::sql::local_time::timestamp_text`]), and each ROW, MAP and ARRAY column as
     /// that cast writes it (`(1, a)`, `{k=1}`, `[1.0E20]`, an LTZ inside on the zone's
-    /// clock; [`crate::sql::local_time::flink_text`]). Errors: an unknown zone (the
-    /// session checked it when it was set).
+    /// clock; [`crate::sql::local_time::flink_text`]); a BOOLEAN as `TRUE`/`FALSE`
+    /// ([`flink_booleans`]). Errors: an unknown zone (the session checked it when it was
+    /// set).
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         use datafusion::arrow::datatypes::{DataType, Schema};
         if !batch.schema().fields().iter().any(|f| {
             matches!(f.data_type(), DataType::Timestamp(_, _)) || f.data_type().is_nested()
         }) {
-            return Ok(batch.clone());
+            return flink_booleans(batch);
         }
         let zone = self.zone.as_deref().unwrap_or("UTC");
         let tz: datafusion::arrow::array::timezone::Tz = zone
@@ -233,7 +275,7 @@ impl Display {
             columns.push(c);
         }
         let schema = Schema::new(fields).with_metadata(batch.schema().metadata().clone());
-        Ok(RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
+        flink_booleans(&RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
     }
 
     /// `text` cut to the width limit.
@@ -299,7 +341,7 @@ pub fn display_table(batches: &[RecordBatch], display: &Display) -> Result<Strin
     let mut rows: Vec<Vec<String>> = vec![];
     for b in batches {
         rows.extend(
-            cell_texts(b, &opts)?
+            cell_texts(&flink_booleans(b)?, &opts)?
                 .into_iter()
                 .map(|r| r.into_iter().map(|c| display.cut(c)).collect()),
         );
@@ -366,7 +408,7 @@ pub fn wrapped_table(batches: &[RecordBatch], width: u16) -> Result<String> {
     let opts = format_options();
     let mut rows = vec![];
     for b in batches {
-        rows.extend(cell_texts(b, &opts)?);
+        rows.extend(cell_texts(&flink_booleans(b)?, &opts)?);
     }
     // Each column's widest text; the widest column alone is wrapped when the others,
     // whole, leave it room enough (a key beside its value stays on one line).
@@ -411,7 +453,7 @@ pub fn write_results(
             let opts = format_options();
             let batches = batches
                 .iter()
-                .map(|b| java_floats(&nested_as_text(b)?))
+                .map(|b| java_floats(&flink_booleans(&nested_as_text(b)?)?))
                 .collect::<Result<Vec<_>>>()?;
             let t = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
                 &batches, &opts,

@@ -623,6 +623,16 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
                 })
                 .collect()
         }
+        // Flink's `BooleanToStringCastRule`: `TRUE`, `FALSE`.
+        DataType::Boolean => array
+            .as_boolean()
+            .iter()
+            .map(|v| match v {
+                Some(true) => "TRUE".to_string(),
+                Some(false) => "FALSE".to_string(),
+                None => "NULL".to_string(),
+            })
+            .collect(),
         // Java's Double.toString / Float.toString (`1.0E20`), as a DOUBLE alone is cast.
         DataType::Float64 | DataType::Float32 => {
             let single = matches!(array.data_type(), DataType::Float32);

@@ -513,7 +513,8 @@ impl datafusion::optimizer::analyzer::AnalyzerRule for PositionalRowCasts {
 /// A cast of a DOUBLE or FLOAT to a string (written, or put in by type coercion, as for
 /// `x || ''`) writes it as Flink does, Java's `Double.toString` (`1.0E20`, `1.0E-5`,
 /// `Infinity`), by [`crate::sql::functions::FloatText`]; DataFusion's cast writes `1e20`,
-/// `0.00001` and `inf`.
+/// `0.00001` and `inf`. A BOOLEAN cast to a string is `TRUE` or `FALSE`, as Flink's
+/// `BooleanToStringCastRule` writes it since 1.15 (DataFusion: `true`).
 #[derive(Debug)]
 pub struct JavaFloatCasts;
 
@@ -550,13 +551,28 @@ pub fn java_float_cast(
         }
         _ => return Ok(Transformed::no(e)),
     };
-    if !matches!(
-        inner.get_type(schema),
-        Ok(DataType::Float64 | DataType::Float32)
-    ) {
-        return Ok(Transformed::no(e));
-    }
-    let call = crate::sql::functions::FloatText::udf().call(vec![inner.clone()]);
+    let call = match inner.get_type(schema) {
+        Ok(DataType::Float64 | DataType::Float32) => {
+            crate::sql::functions::FloatText::udf().call(vec![inner.clone()])
+        }
+        // Flink's `BooleanToStringCastRule` (since 1.15): `TRUE`/`FALSE`, NULL stays NULL.
+        // The operand form evaluates `inner` once (it may be `RAND() > 0.5`).
+        Ok(DataType::Boolean) => Expr::Case(datafusion::logical_expr::Case::new(
+            Some(Box::new(inner.clone())),
+            vec![
+                (
+                    Box::new(datafusion::logical_expr::lit(true)),
+                    Box::new(datafusion::logical_expr::lit("TRUE")),
+                ),
+                (
+                    Box::new(datafusion::logical_expr::lit(false)),
+                    Box::new(datafusion::logical_expr::lit("FALSE")),
+                ),
+            ],
+            None,
+        )),
+        _ => return Ok(Transformed::no(e)),
+    };
     Ok(Transformed::yes(match to {
         DataType::Utf8 => call,
         other => Expr::Cast(Cast::new(Box::new(call), other)),
