@@ -1808,6 +1808,33 @@ fn an_empty_query_result_keeps_its_columns() {
     assert_eq!(out, "[]\n");
 }
 
+/// A table prints a top-level NULL as `<NULL>` and a BOOLEAN as `TRUE`/`FALSE`, as Flink's
+/// SQL client does (its `PrintStyle.NULL_VALUE`, its cast of a boolean to a string); a NULL
+/// inside a collection is `NULL`, as in its text. `weir query` and a standing query's table
+/// alike; CSV keeps an empty field and `true`.
+#[test]
+fn tables_print_null_and_booleans_as_flinks_client() {
+    let sql = "SELECT CAST(NULL AS INT) AS a, 1 > 0 AS b, ARRAY[1, NULL] AS c";
+    let (code, out, err) = run(&["query", "-q", sql]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("| <NULL> | TRUE | [1, NULL] |"), "{out}");
+    let (_, out, _) = run(&["query", "-q", "--format", "csv", sql]);
+    assert_eq!(out, "a,b,c\n,true,\"[1, NULL]\"\n");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("t.sql");
+    std::fs::write(
+        &file,
+        "CREATE TABLE t (k INT) WITH ('connector' = 'datagen', 'number-of-rows' = '2', \
+         'fields.k.kind' = 'sequence', 'fields.k.start' = '1', 'fields.k.end' = '2');\n\
+         SELECT k, NULLIF(k, 1) AS n, k > 1 AS big FROM t;\n",
+    )
+    .expect("write");
+    let (code, out, err) = run(&["run", "-q", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("| 1 | <NULL> | FALSE |"), "{out}");
+    assert!(out.contains("| 2 | 2      | TRUE  |"), "{out}");
+}
+
 /// A MAP whose keys are not strings is written by `--format json` and `ndjson` with its
 /// keys as their text (a JSON object's keys are strings), nested maps too; before, the
 /// whole result failed with "Only UTF8 keys supported". A `json`-format table with such a

@@ -15,6 +15,13 @@ pub fn format_options() -> FormatOptions<'static> {
         .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%S%.fZ"))
 }
 
+/// How cells print in a table (the shell's, `weir run`'s and `weir query`'s): as
+/// [`format_options`], but a NULL as `<NULL>`, as Flink's SQL client prints it (its
+/// `PrintStyle.NULL_VALUE`); a NULL inside a collection's text stays `NULL`.
+pub fn table_options() -> FormatOptions<'static> {
+    format_options().with_null("<NULL>")
+}
+
 /// `batch` with each DOUBLE and FLOAT column as its text by Java's `Double.toString`
 /// ([`crate::format::json_out::java_float_text`]: `1.0E20`, `Infinity`), as Flink's SQL
 /// client and `print` connector show them; other columns as they are.
@@ -337,7 +344,7 @@ pub fn display_table(batches: &[RecordBatch], display: &Display) -> Result<Strin
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let opts = format_options();
+    let opts = table_options();
     let mut rows: Vec<Vec<String>> = vec![];
     for b in batches {
         rows.extend(
@@ -405,7 +412,7 @@ pub fn wrapped_table(batches: &[RecordBatch], width: u16) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
-    let opts = format_options();
+    let opts = table_options();
     let mut rows = vec![];
     for b in batches {
         rows.extend(cell_texts(&flink_booleans(b)?, &opts)?);
@@ -450,7 +457,7 @@ pub fn write_results(
 ) -> Result<()> {
     match format {
         OutputFormat::Table => {
-            let opts = format_options();
+            let opts = table_options();
             let batches = batches
                 .iter()
                 .map(|b| java_floats(&flink_booleans(&nested_as_text(b)?)?))

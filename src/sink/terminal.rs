@@ -18,7 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::Sink;
 use crate::error::Result;
 use crate::format::encode::{
-    Display, OutputFormat, ResultMode, cell_texts, expanded_rows, format_options, write_print_rows,
+    Display, OutputFormat, ResultMode, cell_texts, expanded_rows, table_options, write_print_rows,
     write_results,
 };
 
@@ -118,7 +118,7 @@ impl TerminalSink {
     /// batch was being drawn.
     fn apply(&mut self, batch: &RecordBatch) -> Result<()> {
         let (data, kinds) = crate::changelog::split(batch);
-        let rows = cell_texts(&data, &format_options())?;
+        let rows = cell_texts(&data, &table_options())?;
         let mut view = lock(&self.view);
         if view.names.is_empty() {
             view.names = data
@@ -164,7 +164,7 @@ impl TerminalSink {
     }
 
     fn table_rows(&mut self, batch: &RecordBatch, w: &mut dyn Write) -> Result<()> {
-        let rows: Vec<Vec<String>> = cell_texts(batch, &format_options())?
+        let rows: Vec<Vec<String>> = cell_texts(batch, &table_options())?
             .into_iter()
             .map(|r| r.into_iter().map(|c| self.display.cut(c)).collect())
             .collect();
