@@ -66,10 +66,27 @@ fn is_int_literal(e: &Expr) -> bool {
 }
 
 /// The functions whose result type is their arguments' common type in Flink, so an integer
-/// literal argument makes an `INT` of them (`COALESCE(a, 0)` over an `INT` column).
+/// literal argument makes an `INT` of them (`COALESCE(a, 0)` over an `INT` column), and the
+/// value constructors, whose elements and fields have their arguments' types (`ARRAY[1, 2]`
+/// is an `ARRAY<INT>`, `ROW(1, 'a')` a `ROW<INT, STRING>`, `MAP['a', 1]` a
+/// `MAP<STRING, INT>`; an element past INT's range keeps its `BIGINT`, and the array's type
+/// is then the wider one, as Calcite's least restrictive type).
 const FOLLOW_ARGUMENTS: &[&str] = &[
-    "coalesce", "nullif", "nvl", "ifnull", "greatest", "least", "abs", "floor", "ceil", "signum",
+    "coalesce",
+    "nullif",
+    "nvl",
+    "ifnull",
+    "greatest",
+    "least",
+    "abs",
+    "floor",
+    "ceil",
+    "signum",
     "mod",
+    "make_array",
+    "__weir_map",
+    "struct",
+    "named_struct",
 ];
 
 /// The aggregates whose result type follows their argument's in Flink (`SUM(1)` is an
