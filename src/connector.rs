@@ -57,7 +57,17 @@ pub fn accepted_options(connector: &str, format: Option<Format>) -> Vec<&'static
             "partition.time-extractor.class",
         ]),
         "stdin" => v.extend(["format"]),
-        "kafka" => v.extend(crate::source::kafka::OPTIONS),
+        "kafka" => {
+            v.extend(crate::source::kafka::OPTIONS);
+            // The key's format options (`key.json.*`, `key.csv.*`), as Flink names them; a
+            // `kafka` table reads no key (its columns come from the value), and writes it
+            // with the value's format options, as `upsert-kafka` does.
+            v.extend(
+                crate::sink::kafka::side_format_options()
+                    .iter()
+                    .filter(|o| o.starts_with("key.")),
+            );
+        }
         "upsert-kafka" => {
             v.extend(crate::sink::kafka::UPSERT_OPTIONS);
             v.extend(crate::sink::kafka::side_format_options());
@@ -94,6 +104,15 @@ fn format_of(def: &TableDef, options: &Options) -> Result<Option<Format>> {
 
 /// Checks a table when it is created: a known connector, known options, usable metadata.
 pub fn validate(def: &TableDef) -> Result<()> {
+    // Flink's `value.format` spelling of a `kafka` table's format, checked as `format`.
+    if def.connector == "kafka"
+        && let std::borrow::Cow::Owned(options) =
+            crate::source::kafka::value_format_options(&def.options)?
+    {
+        let mut d = def.clone();
+        d.options = options;
+        return validate(&d);
+    }
     if !ALL.contains(&def.connector.as_str()) {
         let mut e = WeirError::sql(
             format!("unknown connector '{}'", def.connector),
@@ -298,7 +317,11 @@ pub fn effective_options(
     settings: &[(String, String)],
     origins: &std::collections::BTreeMap<String, String>,
 ) -> Result<Options> {
-    let mut o = def.options.clone();
+    // A `kafka` table's `value.format` read as its `format` (Flink's two names of it).
+    let mut o = match def.connector.as_str() {
+        "kafka" => crate::source::kafka::value_format_options(&def.options)?.into_owned(),
+        _ => def.options.clone(),
+    };
     let format = format_of(def, &o)?;
     let accepted = accepted_options(&def.connector, format);
     for (k, v) in settings {

@@ -464,6 +464,71 @@ async fn what_weir_writes_an_independent_client_reads() {
     assert_eq!(seen, (1..=300).collect::<Vec<_>>());
 }
 
+/// Flink's key-and-value form of a `kafka` table (its Kafka page's "Key and Value Formats"):
+/// `key.format` with `key.json.*`, `key.fields`, `value.format` with `value.json.*` and
+/// `'value.fields-include' = 'ALL'`. Each row's key and whole value are written, the
+/// independent client reads them, and the table reads back every row; `value.json.*` is the
+/// value format's option (`value.json.ignore-parse-errors` skips a malformed message that
+/// would otherwise fail the read). Before, `value.format` was refused ("needs the option
+/// 'format'").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_and_value_form_of_a_kafka_table_writes_and_reads() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("kv", 2);
+    let servers = broker.bootstrap();
+    let table = |extra: &str| {
+        format!(
+            "CREATE TABLE kv (user_id BIGINT, v BIGINT) WITH ('connector' = 'kafka', 'topic' = 'kv', \
+             'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+             'key.json.ignore-parse-errors' = 'true', 'key.fields' = 'user_id', \
+             'value.format' = 'json', 'value.fields-include' = 'ALL'{extra}, {ALL});\n"
+        )
+    };
+    collect(&format!(
+        "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+         'number-of-rows' = '200', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+         'fields.v.end' = '200');\n{}INSERT INTO kv SELECT v % 5, v FROM src;",
+        table("")
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "kv", "200"]);
+    let mut seen = vec![];
+    for line in printed.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let v = m["v"].as_str().expect("a value");
+        let value: serde_json::Value = serde_json::from_str(v).expect("a JSON value");
+        let n = value["v"].as_i64().unwrap_or_else(|| panic!("no v in {v}"));
+        // ALL: the value holds the key's column too.
+        assert_eq!(value["user_id"].as_i64(), Some(n % 5), "{v}");
+        assert_eq!(
+            m["k"].as_str(),
+            Some(format!("{{\"user_id\":{}}}", n % 5).as_str())
+        );
+        seen.push(n);
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+    let read = collect(&format!("{}SELECT v FROM kv;", table(""))).await;
+    assert_eq!(sum_of(&read, 0), (200, 200 * 201 / 2));
+
+    // A malformed message: the read fails, unless the value format's own option skips it.
+    client_with_input(&["produce", &servers, "kv"], "{\"v\": \"not json\"}\n");
+    let mut s = Session::new();
+    let err = s
+        .run_collect(&format!("{}SELECT v FROM kv;", table("")))
+        .await
+        .expect_err("a malformed message fails the read");
+    assert!(err.to_string().contains("kafka topic 'kv'"), "{err}");
+    let read = collect(&format!(
+        "{}SELECT v FROM kv;",
+        table(", 'value.json.ignore-parse-errors' = 'true'")
+    ))
+    .await;
+    assert_eq!(sum_of(&read, 0), (200, 200 * 201 / 2));
+}
+
 /// A sink's persisted `timestamp` metadata column is each message's timestamp, and not part
 /// of its value, as Flink's Kafka sink writes it; a NULL leaves the producer's time. Read
 /// by the independent client. Regression: the column was left unwritten.

@@ -62,6 +62,8 @@ pub const OPTIONS: &[&str] = &[
     "scan.bounded.timestamp-millis",
     "scan.bounded.specific-offsets",
     "format",
+    "value.format",
+    "value.fields-include",
     "key.format",
     "key.fields",
     "sink.partitioner",
@@ -264,6 +266,71 @@ pub(crate) fn side_options(options: &Options, side: &str, format: Format) -> Opt
         options.pos(&format!("{side}.format")),
     );
     o
+}
+
+/// A `kafka` table's options with Flink's other spelling of its value format read as the
+/// first: `'value.format' = 'json'` and its `value.json.*` options become `format` and
+/// `json.*` (Flink's Kafka connector: "either 'format' or 'value.format' is required", the
+/// latter's options prefixed with `value.`), and `'value.fields-include' = 'ALL'` (Flink's
+/// default: the value holds every column) is dropped. Options without either come back as
+/// they are.
+///
+/// Errors: both `format` and `value.format`; `'value.fields-include' = 'EXCEPT_KEY'`, as a
+/// `kafka` table reads every column from the message's value (`upsert-kafka` takes it), or
+/// another value.
+pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Options>> {
+    if options.get("value.format").is_none() && options.get("value.fields-include").is_none() {
+        return Ok(std::borrow::Cow::Borrowed(options));
+    }
+    let mut out = options.clone();
+    if let Some(format) = options.get("value.format") {
+        if options.get("format").is_some() {
+            return Err(WeirError::sql(
+                "give 'format' or 'value.format' (the same option, as in Flink), not both",
+                options.pos("value.format"),
+            ));
+        }
+        // The format's own options only: another `value.…` key stays as written, so the
+        // check of the table's options names it as the user wrote it.
+        let known: &[&str] = match format {
+            "json" => Format::Json.options(),
+            "csv" => Format::Csv.options(),
+            _ => &[],
+        };
+        let prefix = format!("value.{format}.");
+        for (k, v) in options.iter() {
+            if let Some(rest) = k.strip_prefix(&prefix)
+                && let as_format = format!("{format}.{rest}")
+                && known.contains(&as_format.as_str())
+            {
+                out.remove(k);
+                out.insert(as_format, v, options.pos(k));
+            }
+        }
+        out.remove("value.format");
+        out.insert("format", format, options.pos("value.format"));
+    }
+    match options.get("value.fields-include") {
+        None => {}
+        Some(v) if v.trim().eq_ignore_ascii_case("ALL") => {
+            out.remove("value.fields-include");
+        }
+        Some(v) if v.trim().eq_ignore_ascii_case("EXCEPT_KEY") => {
+            return Err(WeirError::sql(
+                "'value.fields-include' = 'EXCEPT_KEY' is not supported by connector 'kafka' yet: its columns are all read from the message's value",
+                options.pos("value.fields-include"),
+            )
+            .with_hint("use 'ALL' (Flink's default), or connector 'upsert-kafka', which reads its key columns from the key"));
+        }
+        Some(v) => {
+            return Err(WeirError::sql(
+                format!("'value.fields-include' = '{v}' is not a choice"),
+                options.pos("value.fields-include"),
+            )
+            .with_hint("valid values: 'ALL' (the default), 'EXCEPT_KEY'"));
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// Per line of a decode: the row of `decoded`'s batch it gave, if any.
