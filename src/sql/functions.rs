@@ -136,6 +136,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     for f in [
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,
+        FlinkFn::RegexpReplace,
         FlinkFn::Hour,
         FlinkFn::Mod,
         FlinkFn::Bin,
@@ -160,6 +161,11 @@ pub enum FlinkFn {
     /// `REGEXP_EXTRACT(str, regex[, index])`: group `index` (0, the default: the whole
     /// match) of the first match; NULL when nothing matches or an argument is NULL.
     RegexpExtract,
+    /// `REGEXP_REPLACE(str, regex, replacement)` (as `weir_regexp_replace`): every match
+    /// replaced by `replacement` taken as literal text, as Flink's `String.replaceAll` with
+    /// `Matcher.quoteReplacement` does (`$1` and `\1` are not group references); NULL
+    /// when an argument is NULL. Errors: a pattern that is not a regular expression.
+    RegexpReplace,
     /// `HOUR(timestamp)`: the hour of the day, 0-23.
     Hour,
     /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
@@ -244,6 +250,10 @@ impl FlinkScalar {
                     ],
                     Volatility::Immutable,
                 ),
+            ),
+            FlinkFn::RegexpReplace => (
+                "weir_regexp_replace",
+                Signature::any(3, Volatility::Immutable),
             ),
             FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
             FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
@@ -401,6 +411,39 @@ impl ScalarUDFImpl for FlinkScalar {
                     values.push(compiled.get(pattern).and_then(|r| {
                         let caps = r.captures(s.value(i))?;
                         caps.get(group?).map(|m| m.as_str().to_string())
+                    }));
+                }
+                std::sync::Arc::new(values.into_iter().collect::<StringArray>())
+            }
+            FlinkFn::RegexpReplace => {
+                let s = arg_as(&args, 0, &DataType::Utf8)?;
+                let re = arg_as(&args, 1, &DataType::Utf8)?;
+                let with = arg_as(&args, 2, &DataType::Utf8)?;
+                let (s, re, with) = (
+                    s.as_string::<i32>(),
+                    re.as_string::<i32>(),
+                    with.as_string::<i32>(),
+                );
+                let mut compiled: std::collections::HashMap<&str, regex::Regex> =
+                    std::collections::HashMap::new();
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    if s.is_null(i) || re.is_null(i) || with.is_null(i) {
+                        values.push(None);
+                        continue;
+                    }
+                    let pattern = re.value(i);
+                    if !compiled.contains_key(pattern) {
+                        let r = regex::Regex::new(pattern).map_err(|e| {
+                            datafusion::error::DataFusionError::Plan(format!(
+                                "REGEXP_REPLACE: '{pattern}' is not a regular expression: {e}"
+                            ))
+                        })?;
+                        compiled.insert(pattern, r);
+                    }
+                    values.push(compiled.get(pattern).map(|r| {
+                        r.replace_all(s.value(i), regex::NoExpand(with.value(i)))
+                            .into_owned()
                     }));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())

@@ -1175,7 +1175,29 @@ fn flink_call(f: &Function) -> Option<Expr> {
         ("CHR", 1) => t("CASE WHEN __0 < 0 THEN '' ELSE chr(__0 % 256) END"),
         ("LEFT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE left(__0, __1) END"),
         ("RIGHT", 2) => t("CASE WHEN __1 < 0 THEN '' ELSE right(__0, __1) END"),
-        ("REGEXP_REPLACE", 3) => t("regexp_replace(__0, __1, __2, 'g')"),
+        // The replacement is literal text, as Flink's `Matcher.quoteReplacement` makes it:
+        // `$1` and `\1` are not group references.
+        ("REGEXP_REPLACE", 3) => t("weir_regexp_replace(__0, __1, __2)"),
+        // Flink's `SqlFunctionUtils.lpad`/`rpad`: NULL for a negative length or an empty pad.
+        ("LPAD" | "RPAD", 3) => t(&format!(
+            "CASE WHEN __1 < 0 OR __2 = '' THEN CAST(NULL AS STRING) ELSE {}(__0, __1, __2) END",
+            name.to_ascii_lowercase()
+        )),
+        // Java's `Math.sqrt`: NaN for a negative number (DataFusion's fails the query).
+        ("SQRT", 1) => t("CASE WHEN __0 < 0 THEN CAST('NaN' AS DOUBLE) ELSE sqrt(__0) END"),
+        // NULL when any array is NULL (Flink's `ARRAY_CONCAT`; DataFusion skips it).
+        ("ARRAY_CONCAT", n) if n >= 1 => t(&format!(
+            "CASE WHEN {} THEN NULL ELSE array_concat({}) END",
+            slots(0..n, " IS NULL", " OR "),
+            slots(0..n, "", ", ")
+        )),
+        ("STARTSWITH", 2) => t("starts_with(__0, __1)"),
+        ("ENDSWITH", 2) => t("ends_with(__0, __1)"),
+        // Flink's `SPLIT(string, delimiter)`: an empty delimiter splits every character;
+        // NULL for a NULL argument.
+        ("SPLIT", 2) => t(
+            "CASE WHEN __1 = '' THEN string_to_array(__0, NULL) WHEN __1 IS NOT NULL THEN string_to_array(__0, __1) END",
+        ),
         ("ARRAY_POSITION", 2) => {
             t("CASE WHEN __0 IS NULL THEN NULL ELSE coalesce(array_position(__0, __1), 0) END")
         }
