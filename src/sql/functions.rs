@@ -882,13 +882,21 @@ pub fn java_to_strftime(p: &str) -> String {
         let spec = match (c, n) {
             ('y' | 'u', 2) => "%y",
             ('y' | 'u', _) => "%Y",
-            ('M', 1) | ('M', 2) => "%m",
+            // One letter: no padding (Java's `M` writes 3, `MM` 03); reading takes one or
+            // two digits either way.
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
             ('M', 3) => "%b",
             ('M', _) => "%B",
+            ('d', 1) => "%-d",
             ('d', _) => "%d",
+            ('H', 1) => "%-H",
             ('H', _) => "%H",
+            ('h', 1) => "%-I",
             ('h', _) => "%I",
+            ('m', 1) => "%-M",
             ('m', _) => "%M",
+            ('s', 1) => "%-S",
             ('s', _) => "%S",
             ('S', _) => "%3f",
             ('a', _) => "%p",
