@@ -466,6 +466,37 @@ pub fn flink_division(
                                 ScalarFunction::new_udf(divide.clone(), vec![l, r]),
                             )))
                         }
+                        // Integers divide as Java's do: the smallest value over -1 wraps to
+                        // itself (`Integer.MIN_VALUE / -1`), where Arrow's division fails
+                        // the query with an overflow. Over -1 the quotient is the negation,
+                        // in the quotient's type, which wraps.
+                        Ok((lt, rt)) if lt.is_integer() && rt.is_integer() => {
+                            let division = Expr::BinaryExpr(BinaryExpr {
+                                left: left.clone(),
+                                op: Operator::Divide,
+                                right: right.clone(),
+                            });
+                            let Ok(quotient) = division.get_type(&schema) else {
+                                return Ok(Transformed::no(division));
+                            };
+                            let negated = Expr::Negative(Box::new(Expr::Cast(
+                                datafusion::logical_expr::Cast::new(left, quotient),
+                            )));
+                            Ok(Transformed::yes(Expr::Case(
+                                datafusion::logical_expr::Case::new(
+                                    None,
+                                    vec![(
+                                        Box::new(
+                                            (*right)
+                                                .clone()
+                                                .eq(datafusion::logical_expr::lit(-1i64)),
+                                        ),
+                                        Box::new(negated),
+                                    )],
+                                    Some(Box::new(division)),
+                                ),
+                            )))
+                        }
                         _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
                             left,
                             op: Operator::Divide,
