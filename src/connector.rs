@@ -166,25 +166,7 @@ pub fn validate(def: &TableDef) -> Result<()> {
         crate::format::Decoder::new(f, value_schema(def), &def.options)?;
         if f == Format::Json {
             crate::format::json_out::JsonWrite::from_options(&def.options)?;
-            // A JSON object's keys are strings: Flink's `json` format refuses other
-            // MAP keys, reading and writing (its `JsonToRowDataConverters`).
-            let schema = value_schema(def);
-            if let Some(field) = schema
-                .fields()
-                .iter()
-                .find(|f| crate::format::nested::holds_non_string_map_key(f.data_type()))
-            {
-                return Err(WeirError::sql(
-                    format!(
-                        "table '{}': the 'json' format does not support a MAP whose keys are not strings: column '{}' is {}",
-                        def.name,
-                        field.name(),
-                        crate::sql::types::flink_type_name(field.data_type())
-                    ),
-                    def.options.pos("format").or(def.options.pos("value.format")).or(Some(def.pos)),
-                )
-                .with_hint("declare it MAP<STRING, …> (a JSON object's keys are text)"));
-            }
+            json_map_keys(def, &value_schema(def), "format")?;
         }
     }
     if let Some(name) = def.options.get("dead-letter.sink") {
@@ -211,6 +193,11 @@ pub fn validate(def: &TableDef) -> Result<()> {
         }
     }
     if def.connector == "upsert-kafka" {
+        for side in ["value.format", "key.format"] {
+            if def.options.get(side) == Some("json") {
+                json_map_keys(def, &def.physical, side)?;
+            }
+        }
         crate::sink::kafka::check_upsert_table(def)?;
         // Its key's and value's format options, checked now (nothing connects yet).
         crate::source::kafka::KafkaSource::new_upsert(def, &def.options, 1)?;
@@ -219,6 +206,34 @@ pub fn validate(def: &TableDef) -> Result<()> {
         crate::source::nexmark::NexmarkConfig::from_options(&def.options)?;
     }
     Ok(())
+}
+
+/// Refuses a column of `schema` that is or holds a MAP whose keys are not strings, for a
+/// table whose `option` names the `json` format: a JSON object's keys are strings, and
+/// Flink's `json` format refuses other MAP keys, reading and writing (its
+/// `JsonToRowDataConverters`). The error points at `option`.
+fn json_map_keys(
+    def: &TableDef,
+    schema: &datafusion::arrow::datatypes::Schema,
+    option: &str,
+) -> Result<()> {
+    let Some(field) = schema
+        .fields()
+        .iter()
+        .find(|f| crate::format::nested::holds_non_string_map_key(f.data_type()))
+    else {
+        return Ok(());
+    };
+    Err(WeirError::sql(
+        format!(
+            "table '{}': the 'json' format does not support a MAP whose keys are not strings: column '{}' is {}",
+            def.name,
+            field.name(),
+            crate::sql::types::flink_type_name(field.data_type())
+        ),
+        def.options.pos(option).or(Some(def.pos)),
+    )
+    .with_hint("declare it MAP<STRING, …> (a JSON object's keys are text)"))
 }
 
 /// Checks the option values the `datagen` generator parses, when a statement writes them

@@ -1871,6 +1871,44 @@ fn json_output_writes_non_string_map_keys_as_text() {
         err.contains("t.sql:2:56: table 'o': the 'json' format does not support a MAP whose keys are not strings: column 'm' is MAP<INT, STRING>"),
         "{err}"
     );
+    // An upsert-kafka table's JSON value or key too.
+    std::fs::write(
+        &file,
+        "CREATE TABLE u (a INT, m MAP<INT, STRING>, PRIMARY KEY (a) NOT ENFORCED) WITH (\n  'connector' = 'upsert-kafka', 'topic' = 't', 'properties.bootstrap.servers' = '127.0.0.1:9', 'value.format' = 'json', 'key.format' = 'json');\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("t.sql:2:96: table 'u': the 'json' format does not support a MAP"),
+        "{err}"
+    );
+}
+
+/// A `kafka` table's key format options that would change how the key is written are
+/// refused (the key follows the value's format options), not silently ignored; those for
+/// reading are accepted, as the table reads no key.
+#[test]
+fn kafka_key_format_options_that_cannot_apply_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("k.sql");
+    let table = |option: &str| {
+        format!(
+            "CREATE TABLE k (a INT, b INT) WITH ('connector' = 'kafka', 'topic' = 't',\n  \
+             'properties.bootstrap.servers' = '127.0.0.1:9', 'key.format' = 'csv', 'key.fields' = 'a',\n  \
+             {option}, 'value.format' = 'csv');\n"
+        )
+    };
+    std::fs::write(&file, table("'key.csv.field-delimiter' = '|'")).expect("write");
+    let (code, _, err) = run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("k.sql:3:3: 'key.csv.field-delimiter' is not supported by connector 'kafka' yet: its key is written with the value's format options"),
+        "{err}"
+    );
+    std::fs::write(&file, table("'key.csv.ignore-parse-errors' = 'true'")).expect("write");
+    let (code, _, err) = run(&["run", file.to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{err}");
 }
 
 /// `weir query --set` is a SET before the first statement, as `weir run --set`: the session

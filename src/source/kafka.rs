@@ -277,8 +277,34 @@ pub(crate) fn side_options(options: &Options, side: &str, format: Format) -> Opt
 ///
 /// Errors: both `format` and `value.format`; `'value.fields-include' = 'EXCEPT_KEY'`, as a
 /// `kafka` table reads every column from the message's value (`upsert-kafka` takes it), or
-/// another value.
+/// another value; a `key.json.*`/`key.csv.*` option that would change how the key is
+/// written (the key follows the value's options).
 pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Options>> {
+    // The key's own format options: a `kafka` table reads no key (its columns come from the
+    // value), so those for reading have nothing to act on and are accepted; the key is
+    // written with the value's format options, so one that would change the key's text is
+    // refused rather than ignored.
+    for (k, _) in options.iter() {
+        let Some(option) = k
+            .strip_prefix("key.json.")
+            .or_else(|| k.strip_prefix("key.csv."))
+        else {
+            continue;
+        };
+        if ![
+            "ignore-parse-errors",
+            "fail-on-missing-field",
+            "allow-comments",
+        ]
+        .contains(&option)
+        {
+            return Err(WeirError::sql(
+                format!("'{k}' is not supported by connector 'kafka' yet: its key is written with the value's format options"),
+                options.pos(k),
+            )
+            .with_hint("leave it out, or write the key in the value's format, whose options it follows"));
+        }
+    }
     if options.get("value.format").is_none() && options.get("value.fields-include").is_none() {
         return Ok(std::borrow::Cow::Borrowed(options));
     }

@@ -440,6 +440,9 @@ pub fn flink_division(
     use datafusion::logical_expr::utils::merge_schema;
     use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, Operator};
     let divide = Arc::new(DecimalDivide::udf());
+    let int_divide = Arc::new(crate::sql::functions::FlinkScalar::udf(
+        crate::sql::functions::FlinkFn::IntDivide,
+    ));
     plan.transform_up_with_subqueries(|node| {
         let schema = merge_schema(&node.inputs());
         let names = NamePreserver::new(&node);
@@ -468,33 +471,10 @@ pub fn flink_division(
                         }
                         // Integers divide as Java's do: the smallest value over -1 wraps to
                         // itself (`Integer.MIN_VALUE / -1`), where Arrow's division fails
-                        // the query with an overflow. Over -1 the quotient is the negation,
-                        // in the quotient's type, which wraps.
+                        // the query with an overflow; each operand evaluated once.
                         Ok((lt, rt)) if lt.is_integer() && rt.is_integer() => {
-                            let division = Expr::BinaryExpr(BinaryExpr {
-                                left: left.clone(),
-                                op: Operator::Divide,
-                                right: right.clone(),
-                            });
-                            let Ok(quotient) = division.get_type(&schema) else {
-                                return Ok(Transformed::no(division));
-                            };
-                            let negated = Expr::Negative(Box::new(Expr::Cast(
-                                datafusion::logical_expr::Cast::new(left, quotient),
-                            )));
-                            Ok(Transformed::yes(Expr::Case(
-                                datafusion::logical_expr::Case::new(
-                                    None,
-                                    vec![(
-                                        Box::new(
-                                            (*right)
-                                                .clone()
-                                                .eq(datafusion::logical_expr::lit(-1i64)),
-                                        ),
-                                        Box::new(negated),
-                                    )],
-                                    Some(Box::new(division)),
-                                ),
+                            Ok(Transformed::yes(Expr::ScalarFunction(
+                                ScalarFunction::new_udf(int_divide.clone(), vec![*left, *right]),
                             )))
                         }
                         _ => Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {

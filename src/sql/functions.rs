@@ -137,6 +137,8 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         FlinkFn::SplitIndex,
         FlinkFn::RegexpExtract,
         FlinkFn::RegexpReplace,
+        FlinkFn::Sqrt,
+        FlinkFn::IntDivide,
         FlinkFn::Hour,
         FlinkFn::Mod,
         FlinkFn::Bin,
@@ -164,8 +166,16 @@ pub enum FlinkFn {
     /// `REGEXP_REPLACE(str, regex, replacement)` (as `weir_regexp_replace`): every match
     /// replaced by `replacement` taken as literal text, as Flink's `String.replaceAll` with
     /// `Matcher.quoteReplacement` does (`$1` and `\1` are not group references); NULL
-    /// when an argument is NULL. Errors: a pattern that is not a regular expression.
+    /// when an argument is NULL or the pattern is not a regular expression (Flink catches
+    /// the error and returns null).
     RegexpReplace,
+    /// `SQRT(numeric)` (as `weir_sqrt`): the square root as a DOUBLE, NaN for a negative
+    /// number, as Java's `Math.sqrt` gives it (DataFusion's `sqrt` fails the query).
+    Sqrt,
+    /// `a / b` of two integers (as `weir_int_divide`), as Java divides them: truncated
+    /// toward zero, in the wider of the two types, the smallest value over -1 wrapping to
+    /// itself (Arrow's division fails on it). Errors: division by zero, as before.
+    IntDivide,
     /// `HOUR(timestamp)`: the hour of the day, 0-23.
     Hour,
     /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
@@ -204,6 +214,23 @@ pub enum FlinkFn {
     /// `com.github.nexmark.flink.udf.CountChar`, given by `CREATE FUNCTION`): how many times
     /// the first character of `char` occurs in `str`; 0 for a NULL `str`.
     CountChar,
+}
+
+/// The type of an integer division's quotient: the wider of its operands' integer types
+/// (Calcite's least restrictive type; `INT / BIGINT` is a `BIGINT`), `BIGINT` for others.
+fn int_quotient_type(args: &[DataType]) -> DataType {
+    let width = |t: &DataType| match t {
+        DataType::Int8 => 1,
+        DataType::Int16 => 2,
+        DataType::Int32 => 3,
+        _ => 4,
+    };
+    match args.iter().map(width).max().unwrap_or(4) {
+        1 => DataType::Int8,
+        2 => DataType::Int16,
+        3 => DataType::Int32,
+        _ => DataType::Int64,
+    }
 }
 
 /// Java functions of Flink scripts that Weir implements natively, by class name: what
@@ -255,6 +282,8 @@ impl FlinkScalar {
                 "weir_regexp_replace",
                 Signature::any(3, Volatility::Immutable),
             ),
+            FlinkFn::Sqrt => ("weir_sqrt", Signature::any(1, Volatility::Immutable)),
+            FlinkFn::IntDivide => ("weir_int_divide", Signature::any(2, Volatility::Immutable)),
             FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
             FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
             FlinkFn::CountChar => ("count_char", Signature::any(2, Volatility::Immutable)),
@@ -306,6 +335,30 @@ impl ScalarUDFImpl for FlinkScalar {
         &self.names[0]
     }
 
+    /// [`Self::return_type`]'s type; `SQRT` and an integer division are NOT NULL when their
+    /// arguments are (Calcite's `*_NULLABLE` return types), the others nullable.
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let nullable = match self.f {
+            FlinkFn::Sqrt | FlinkFn::IntDivide => args.arg_fields.iter().any(|f| f.is_nullable()),
+            _ => true,
+        };
+        Ok(std::sync::Arc::new(
+            datafusion::arrow::datatypes::Field::new(
+                self.name(),
+                self.return_type(&types)?,
+                nullable,
+            ),
+        ))
+    }
+
     fn aliases(&self) -> &[String] {
         &self.names[1..]
     }
@@ -323,6 +376,8 @@ impl ScalarUDFImpl for FlinkScalar {
                 _ => DataType::Int64,
             },
             FlinkFn::Hour | FlinkFn::CountChar => DataType::Int64,
+            FlinkFn::Sqrt => DataType::Float64,
+            FlinkFn::IntDivide => int_quotient_type(args),
             FlinkFn::CurrentRowTimestamp => {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
             }
@@ -415,6 +470,41 @@ impl ScalarUDFImpl for FlinkScalar {
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
             }
+            FlinkFn::Sqrt => {
+                let v = arg_as(&args, 0, &DataType::Float64)?;
+                std::sync::Arc::new(
+                    v.as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+                        .unary::<_, datafusion::arrow::datatypes::Float64Type>(f64::sqrt),
+                )
+            }
+            FlinkFn::IntDivide => {
+                use datafusion::arrow::datatypes::{Int8Type, Int16Type, Int32Type};
+                let t =
+                    int_quotient_type(&args.args.iter().map(|a| a.data_type()).collect::<Vec<_>>());
+                let a = arg_as(&args, 0, &t)?;
+                let b = arg_as(&args, 1, &t)?;
+                use datafusion::arrow::compute::kernels::arity::try_binary;
+                use datafusion::arrow::error::ArrowError;
+                // Valid pairs only (a NULL side is NULL); a zero divisor fails, as before.
+                macro_rules! divide {
+                    ($t:ty) => {
+                        std::sync::Arc::new(try_binary::<_, _, _, $t>(
+                            a.as_primitive::<$t>(),
+                            b.as_primitive::<$t>(),
+                            |x, y| match y {
+                                0 => Err(ArrowError::DivideByZero),
+                                y => Ok(x.wrapping_div(y)),
+                            },
+                        )?) as datafusion::arrow::array::ArrayRef
+                    };
+                }
+                match t {
+                    DataType::Int8 => divide!(Int8Type),
+                    DataType::Int16 => divide!(Int16Type),
+                    DataType::Int32 => divide!(Int32Type),
+                    _ => divide!(Int64Type),
+                }
+            }
             FlinkFn::RegexpReplace => {
                 let s = arg_as(&args, 0, &DataType::Utf8)?;
                 let re = arg_as(&args, 1, &DataType::Utf8)?;
@@ -424,7 +514,9 @@ impl ScalarUDFImpl for FlinkScalar {
                     re.as_string::<i32>(),
                     with.as_string::<i32>(),
                 );
-                let mut compiled: std::collections::HashMap<&str, regex::Regex> =
+                // A pattern that is not a regular expression gives NULL, as Flink's
+                // `regexpReplace` catches the exception and returns null.
+                let mut compiled: std::collections::HashMap<&str, Option<regex::Regex>> =
                     std::collections::HashMap::new();
                 let mut values = Vec::with_capacity(n);
                 for i in 0..n {
@@ -433,15 +525,10 @@ impl ScalarUDFImpl for FlinkScalar {
                         continue;
                     }
                     let pattern = re.value(i);
-                    if !compiled.contains_key(pattern) {
-                        let r = regex::Regex::new(pattern).map_err(|e| {
-                            datafusion::error::DataFusionError::Plan(format!(
-                                "REGEXP_REPLACE: '{pattern}' is not a regular expression: {e}"
-                            ))
-                        })?;
-                        compiled.insert(pattern, r);
-                    }
-                    values.push(compiled.get(pattern).map(|r| {
+                    let r = compiled
+                        .entry(pattern)
+                        .or_insert_with(|| regex::Regex::new(pattern).ok());
+                    values.push(r.as_ref().map(|r| {
                         r.replace_all(s.value(i), regex::NoExpand(with.value(i)))
                             .into_owned()
                     }));

@@ -1178,13 +1178,14 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // The replacement is literal text, as Flink's `Matcher.quoteReplacement` makes it:
         // `$1` and `\1` are not group references.
         ("REGEXP_REPLACE", 3) => t("weir_regexp_replace(__0, __1, __2)"),
-        // Flink's `SqlFunctionUtils.lpad`/`rpad`: NULL for a negative length or an empty pad.
+        // Flink's `SqlFunctionUtils.lpad`/`rpad`: NULL for a negative length or an empty pad
+        // (a NULL length or pad is NULL); each argument evaluated once.
         ("LPAD" | "RPAD", 3) => t(&format!(
-            "CASE WHEN __1 < 0 OR __2 = '' THEN CAST(NULL AS STRING) ELSE {}(__0, __1, __2) END",
+            "{}(__0, nullif(greatest(__1, -1), -1), nullif(__2, ''))",
             name.to_ascii_lowercase()
         )),
         // Java's `Math.sqrt`: NaN for a negative number (DataFusion's fails the query).
-        ("SQRT", 1) => t("CASE WHEN __0 < 0 THEN CAST('NaN' AS DOUBLE) ELSE sqrt(__0) END"),
+        ("SQRT", 1) => t("weir_sqrt(__0)"),
         // NULL when any array is NULL (Flink's `ARRAY_CONCAT`; DataFusion skips it).
         ("ARRAY_CONCAT", n) if n >= 1 => t(&format!(
             "CASE WHEN {} THEN NULL ELSE array_concat({}) END",
