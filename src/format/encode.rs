@@ -26,21 +26,36 @@ pub fn table_options() -> FormatOptions<'static> {
 /// ([`crate::format::json_out::java_float_text`]: `1.0E20`, `Infinity`), as Flink's SQL
 /// client and `print` connector show them; other columns as they are.
 pub fn java_floats(batch: &RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::datatypes::{DataType, Schema};
-    let floats = |t: &DataType| matches!(t, DataType::Float64 | DataType::Float32);
+    use datafusion::arrow::datatypes::DataType;
+    map_columns(
+        batch,
+        |t| matches!(t, DataType::Float64 | DataType::Float32),
+        csv_value_text,
+    )
+}
+
+/// `batch` with each column whose type `is` accepts replaced by `f` of it, its field
+/// retyped to the new array's type; the row count, the other columns and the schema's
+/// metadata kept. `batch` itself (a cheap clone) when no column is such. Errors: `f`'s.
+fn map_columns(
+    batch: &RecordBatch,
+    is: impl Fn(&datafusion::arrow::datatypes::DataType) -> bool,
+    mut f: impl FnMut(&datafusion::arrow::array::ArrayRef) -> Result<datafusion::arrow::array::ArrayRef>,
+) -> Result<RecordBatch> {
+    use datafusion::arrow::datatypes::Schema;
     let schema = batch.schema();
-    if !schema.fields().iter().any(|f| floats(f.data_type())) {
+    if !schema.fields().iter().any(|field| is(field.data_type())) {
         return Ok(batch.clone());
     }
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut cols = Vec::with_capacity(batch.num_columns());
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        let c = if floats(f.data_type()) {
-            csv_value_text(c)?
+    for (field, c) in schema.fields().iter().zip(batch.columns()) {
+        let c = if is(field.data_type()) {
+            f(c)?
         } else {
             c.clone()
         };
-        fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
+        fields.push(field.as_ref().clone().with_data_type(c.data_type().clone()));
         cols.push(c);
     }
     let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
@@ -59,38 +74,19 @@ pub fn java_floats(batch: &RecordBatch) -> Result<RecordBatch> {
 /// `true`/`false`, as Flink's formats and its `print` connector write them.
 pub fn flink_booleans(batch: &RecordBatch) -> Result<RecordBatch> {
     use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Schema};
-    let schema = batch.schema();
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| f.data_type() == &DataType::Boolean)
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::with_capacity(batch.num_columns());
-    let mut cols = Vec::with_capacity(batch.num_columns());
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        let c: ArrayRef = if f.data_type() == &DataType::Boolean {
-            std::sync::Arc::new(
+    use datafusion::arrow::datatypes::DataType;
+    map_columns(
+        batch,
+        |t| t == &DataType::Boolean,
+        |c| {
+            Ok(std::sync::Arc::new(
                 c.as_boolean()
                     .iter()
                     .map(|v| v.map(|v| if v { "TRUE" } else { "FALSE" }))
                     .collect::<StringArray>(),
-            )
-        } else {
-            c.clone()
-        };
-        fields.push(f.as_ref().clone().with_data_type(c.data_type().clone()));
-        cols.push(c);
-    }
-    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
-        .with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        cols,
-        &options,
-    )?)
+            ) as ArrayRef)
+        },
+    )
 }
 
 /// Every cell of a batch as text (with `opts`; DOUBLE and FLOAT as [`java_floats`]), row
@@ -514,32 +510,19 @@ pub fn write_results(
 /// a `TIMESTAMP_LTZ` inside on UTC's clock), for the tables and the CSV output of `weir
 /// query` and the shell's statements (a CSV writer takes only scalars); NULL stays NULL.
 fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::datatypes::{DataType, Schema};
-    let schema = batch.schema();
-    if !schema.fields().iter().any(|f| f.data_type().is_nested()) {
-        return Ok(batch.clone());
-    }
-    let utc: datafusion::arrow::array::timezone::Tz = "UTC"
+    let utc = utc()?;
+    map_columns(
+        batch,
+        |t| t.is_nested(),
+        |c| Ok(crate::sql::local_time::flink_text(c, &utc)?),
+    )
+}
+
+/// UTC as a zone for [`crate::sql::local_time::flink_text`].
+fn utc() -> Result<datafusion::arrow::array::timezone::Tz> {
+    "UTC"
         .parse()
-        .map_err(|e| WeirError::internal(format!("time zone UTC: {e}")))?;
-    let mut fields = vec![];
-    let mut cols = vec![];
-    for (f, c) in schema.fields().iter().zip(batch.columns()) {
-        if !f.data_type().is_nested() {
-            fields.push(f.as_ref().clone());
-            cols.push(c.clone());
-            continue;
-        }
-        fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
-        cols.push(crate::sql::local_time::flink_text(c, &utc)?);
-    }
-    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
-        .with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        cols,
-        &options,
-    )?)
+        .map_err(|e| WeirError::internal(format!("time zone UTC: {e}")))
 }
 
 /// `batch` ready for the JSON output of `weir query`, `--format json`/`ndjson` and the
@@ -548,36 +531,16 @@ fn nested_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
 /// keys are strings. Other columns are unchanged. Errors: a timestamp key outside chrono's
 /// range of dates.
 pub fn json_map_keys(batch: &RecordBatch) -> Result<RecordBatch> {
-    use datafusion::arrow::datatypes::Schema;
-    let schema = batch.schema();
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| crate::format::nested::holds_non_string_map_key(f.data_type()))
-    {
-        return Ok(batch.clone());
-    }
-    let utc: datafusion::arrow::array::timezone::Tz = "UTC"
-        .parse()
-        .map_err(|e| WeirError::internal(format!("time zone UTC: {e}")))?;
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| crate::format::nested::rewrite(c, &mut |a| map_keys_as_text(a, &utc)))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let fields: Vec<_> = schema
-        .fields()
-        .iter()
-        .zip(&columns)
-        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
-        .collect();
-    let options = datafusion::arrow::record_batch::RecordBatchOptions::new()
-        .with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())),
-        columns,
-        &options,
-    )?)
+    let utc = utc()?;
+    map_columns(
+        batch,
+        crate::format::nested::holds_non_string_map_key,
+        |c| {
+            Ok(crate::format::nested::rewrite(c, &mut |a| {
+                map_keys_as_text(a, &utc)
+            })?)
+        },
+    )
 }
 
 /// A `MAP` array with its keys as text when they are not strings (and the same done to
