@@ -404,11 +404,27 @@ async fn query(
             let mut out = std::io::stdout().lock();
             for batches in &results {
                 let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                let shown = if format == OutputFormat::Table && maxrows > 0 && rows > maxrows {
+                let mut shown = if format == OutputFormat::Table && maxrows > 0 && rows > maxrows {
                     weir::format::encode::first_rows(batches, maxrows)
                 } else {
                     batches.clone()
                 };
+                // A table shows a TIMESTAMP_LTZ on the session zone's clock, as the shell's do.
+                if format == OutputFormat::Table {
+                    let localized = session.display().and_then(|d| {
+                        shown
+                            .iter()
+                            .map(|b| d.localize(b))
+                            .collect::<weir::error::Result<Vec<_>>>()
+                    });
+                    match localized {
+                        Ok(l) => shown = l,
+                        Err(e) => {
+                            weir::message::say(e.render(None, None));
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
                 match write_results(&mut out, format, &shown, true) {
                     Ok(()) => {}
                     // The reader went away (`weir query … | head`): nothing more to say.

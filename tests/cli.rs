@@ -1835,6 +1835,34 @@ fn tables_print_null_and_booleans_as_flinks_client() {
     assert!(out.contains("| 2 | 2      | TRUE  |"), "{out}");
 }
 
+/// `weir query`'s tables show times and intervals as the shell's and Flink's client do: a
+/// TIMESTAMP as its `CAST` to STRING writes it (no `T`), a TIMESTAMP_LTZ on the session
+/// zone's clock, an interval as `+0 00:20:00.000` or `+2-06`; CSV keeps ISO-8601. Before,
+/// `weir query` printed `2024-01-01T10:00:00.500`, the LTZ on UTC and `20 mins`.
+#[test]
+fn weir_query_tables_show_times_and_intervals_as_flinks_client() {
+    let sql = "SELECT TIMESTAMP '2024-01-01 10:00:00.500' AS ts, TO_TIMESTAMP_LTZ(0, 3) AS lt, \
+               INTERVAL '10' MINUTE * 2 AS i, INTERVAL '2-6' YEAR TO MONTH AS ym";
+    let zone = "table.local-time-zone=Asia/Shanghai";
+    let (code, out, err) = run(&["query", "-q", "--set", zone, sql]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "| 2024-01-01 10:00:00.500 | 1970-01-01 08:00:00.000 | +0 00:20:00.000 | +2-06 |"
+        ),
+        "{out}"
+    );
+    let (code, out, err) = run(&[
+        "query",
+        "-q",
+        "--format",
+        "csv",
+        "SELECT TIMESTAMP '2024-01-01 10:00:00.500' AS ts, TO_TIMESTAMP_LTZ(0, 3) AS lt",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ts,lt\n2024-01-01T10:00:00.500,1970-01-01T00:00:00Z\n");
+}
+
 /// A MAP whose keys are not strings is written by `--format json` and `ndjson` with its
 /// keys as their text (a JSON object's keys are strings), nested maps too; before, the
 /// whole result failed with "Only UTF8 keys supported". A `json`-format table with such a

@@ -248,12 +248,16 @@ impl Display {
     /// [`crate::sql::local_time::timestamp_text`]), and each ROW, MAP and ARRAY column as
     /// that cast writes it (`(1, a)`, `{k=1}`, `[1.0E20]`, an LTZ inside on the zone's
     /// clock; [`crate::sql::local_time::flink_text`]); a BOOLEAN as `TRUE`/`FALSE`
-    /// ([`flink_booleans`]). Errors: an unknown zone (the session checked it when it was
+    /// ([`flink_booleans`]); an INTERVAL as Flink writes it (`+0 00:20:00.000`, `+2-06`;
+    /// [`crate::sql::local_time::interval_text`]). Errors: an unknown zone (the session checked it when it was
     /// set).
     pub fn localize(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         use datafusion::arrow::datatypes::{DataType, Schema};
         if !batch.schema().fields().iter().any(|f| {
-            matches!(f.data_type(), DataType::Timestamp(_, _)) || f.data_type().is_nested()
+            matches!(
+                f.data_type(),
+                DataType::Timestamp(_, _) | DataType::Interval(_)
+            ) || f.data_type().is_nested()
         }) {
             return flink_booleans(batch);
         }
@@ -264,6 +268,12 @@ impl Display {
         let mut fields = vec![];
         let mut columns = vec![];
         for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            if matches!(f.data_type(), DataType::Interval(_)) {
+                let c = crate::sql::local_time::interval_text(c)?;
+                fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
+                columns.push(c);
+                continue;
+            }
             if f.data_type().is_nested() {
                 let c = crate::sql::local_time::flink_text(c, &tz)?;
                 fields.push(f.as_ref().clone().with_data_type(DataType::Utf8));
@@ -454,9 +464,13 @@ pub fn write_results(
     match format {
         OutputFormat::Table => {
             let opts = table_options();
+            // As the shell's tables show them (timestamps, collections, booleans and
+            // intervals as Flink's client writes them), on UTC's clock unless the caller
+            // has localized the batches to the session zone already.
+            let display = Display::default();
             let batches = batches
                 .iter()
-                .map(|b| java_floats(&flink_booleans(&nested_as_text(b)?)?))
+                .map(|b| java_floats(&display.localize(b)?))
                 .collect::<Result<Vec<_>>>()?;
             let t = datafusion::arrow::util::pretty::pretty_format_batches_with_options(
                 &batches, &opts,

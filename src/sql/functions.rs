@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -103,6 +103,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(Proctime::udf());
     ctx.register_udf(DateFormat::udf());
     ctx.register_udf(ToTimestampLtz::udf());
+    ctx.register_udf(ToTimestampLtz::prefix_udf());
     ctx.register_udf(ToTimestamp::udf());
     ctx.register_udf(TypeOf::udf());
     ctx.register_udf(CutFraction::udf());
@@ -139,6 +140,9 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         FlinkFn::RegexpReplace,
         FlinkFn::Sqrt,
         FlinkFn::IntDivide,
+        FlinkFn::IntervalTimes,
+        FlinkFn::IntervalDivide,
+        FlinkFn::IntervalText,
         FlinkFn::Hour,
         FlinkFn::Mod,
         FlinkFn::Bin,
@@ -176,6 +180,21 @@ pub enum FlinkFn {
     /// toward zero, in the wider of the two types, the smallest value over -1 wrapping to
     /// itself (Arrow's division fails on it). Errors: division by zero, as before.
     IntDivide,
+    /// `interval * number` and `number * interval` (as `weir_interval_times(interval,
+    /// number)`): a `YEAR TO MONTH` interval's months, or a `DAY TO SECOND` interval's
+    /// milliseconds, times the number, cut toward zero to whole months or milliseconds, as
+    /// Flink multiplies its intervals' internal values (months as an INT, milliseconds as a
+    /// BIGINT). The result is an interval of the same kind; NULL when an argument is.
+    /// Errors: a result past the range of a BIGINT of milliseconds or an INT of months.
+    IntervalTimes,
+    /// `interval / number` (as `weir_interval_divide(interval, number)`): the interval's
+    /// months or milliseconds divided by the number, cut toward zero, as
+    /// [`FlinkFn::IntervalTimes`] multiplies them. Errors: division by zero.
+    IntervalDivide,
+    /// `CAST(interval AS STRING)` (as `weir_interval_text(interval)`): Flink's text of an
+    /// interval, `+0 00:20:00.000` or `+2-06` (see
+    /// [`crate::sql::local_time::interval_text`]).
+    IntervalText,
     /// `HOUR(timestamp)`: the hour of the day, 0-23.
     Hour,
     /// `MOD(a, b)`: the remainder of integer division, with the sign of `a`; NULL when `b`
@@ -284,6 +303,18 @@ impl FlinkScalar {
             ),
             FlinkFn::Sqrt => ("weir_sqrt", Signature::any(1, Volatility::Immutable)),
             FlinkFn::IntDivide => ("weir_int_divide", Signature::any(2, Volatility::Immutable)),
+            FlinkFn::IntervalTimes => (
+                "weir_interval_times",
+                Signature::any(2, Volatility::Immutable),
+            ),
+            FlinkFn::IntervalDivide => (
+                "weir_interval_divide",
+                Signature::any(2, Volatility::Immutable),
+            ),
+            FlinkFn::IntervalText => (
+                "weir_interval_text",
+                Signature::any(1, Volatility::Immutable),
+            ),
             FlinkFn::Hour => ("hour", Signature::any(1, Volatility::Immutable)),
             FlinkFn::Mod => ("mod", Signature::any(2, Volatility::Immutable)),
             FlinkFn::CountChar => ("count_char", Signature::any(2, Volatility::Immutable)),
@@ -347,7 +378,11 @@ impl ScalarUDFImpl for FlinkScalar {
             .map(|f| f.data_type().clone())
             .collect();
         let nullable = match self.f {
-            FlinkFn::Sqrt | FlinkFn::IntDivide => args.arg_fields.iter().any(|f| f.is_nullable()),
+            FlinkFn::Sqrt
+            | FlinkFn::IntDivide
+            | FlinkFn::IntervalTimes
+            | FlinkFn::IntervalDivide
+            | FlinkFn::IntervalText => args.arg_fields.iter().any(|f| f.is_nullable()),
             _ => true,
         };
         Ok(std::sync::Arc::new(
@@ -378,6 +413,23 @@ impl ScalarUDFImpl for FlinkScalar {
             FlinkFn::Hour | FlinkFn::CountChar => DataType::Int64,
             FlinkFn::Sqrt => DataType::Float64,
             FlinkFn::IntDivide => int_quotient_type(args),
+            FlinkFn::IntervalTimes | FlinkFn::IntervalDivide => match (args.first(), args.get(1)) {
+                (Some(DataType::Interval(_) | DataType::Null), Some(n))
+                    if n.is_numeric() || n.is_null() =>
+                {
+                    DataType::Interval(IntervalUnit::MonthDayNano)
+                }
+                (i, n) => {
+                    let name = |t: Option<&DataType>| {
+                        t.map_or("nothing".to_string(), crate::sql::types::flink_type_name)
+                    };
+                    return datafusion::common::plan_err!(
+                        "an interval is multiplied or divided by a number, not {} by {}",
+                        name(i),
+                        name(n)
+                    );
+                }
+            },
             FlinkFn::CurrentRowTimestamp => {
                 DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
             }
@@ -534,6 +586,12 @@ impl ScalarUDFImpl for FlinkScalar {
                     }));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
+            }
+            FlinkFn::IntervalTimes | FlinkFn::IntervalDivide => {
+                interval_times(&args, self.f == FlinkFn::IntervalDivide)?
+            }
+            FlinkFn::IntervalText => {
+                crate::sql::local_time::interval_text(&args.args[0].to_array(n)?)?
             }
             FlinkFn::Mod => {
                 let a = arg_as(&args, 0, &DataType::Int64)?;
@@ -728,6 +786,89 @@ fn string_map_type() -> DataType {
         )),
         false,
     )
+}
+
+/// `interval * number` (or `/ number` when `divide`): see [`FlinkFn::IntervalTimes`].
+/// Argument 0 is the interval, argument 1 the number; the result is an
+/// `Interval(MonthDayNano)` whose day-time part is whole milliseconds, in days when it was
+/// written in days and stays a whole number of them, else in nanoseconds.
+fn interval_times(
+    args: &ScalarFunctionArgs,
+    divide: bool,
+) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
+    use datafusion::arrow::array::{Array, AsArray, IntervalMonthDayNanoArray};
+    use datafusion::arrow::datatypes::{
+        Float64Type, Int64Type, IntervalMonthDayNano, IntervalMonthDayNanoType,
+    };
+    use datafusion::error::DataFusionError;
+    const DAY_MS: i128 = 86_400_000;
+    let interval = arg_as(args, 0, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let interval = interval.as_primitive::<IntervalMonthDayNanoType>();
+    let number = args.args[1].to_array(args.number_rows)?;
+    // An integer multiplies exactly (Java's long arithmetic); any other number as a double.
+    let integer = number.data_type().is_integer() || number.data_type().is_null();
+    let as_int = arg_as(args, 1, &DataType::Int64)?;
+    let as_float = arg_as(args, 1, &DataType::Float64)?;
+    let (as_int, as_float) = (
+        as_int.as_primitive::<Int64Type>(),
+        as_float.as_primitive::<Float64Type>(),
+    );
+    let op = if divide { "/" } else { "*" };
+    let too_big = |what: &str| {
+        DataFusionError::Execution(format!(
+            "an interval {op} a number is past the range of an interval's {what}"
+        ))
+    };
+    // One part (months, or milliseconds) scaled, cut toward zero.
+    let scale = |v: i128, i: usize| -> datafusion::error::Result<i128> {
+        if integer {
+            let n = i128::from(as_int.value(i));
+            match (divide, n) {
+                (true, 0) => Err(DataFusionError::Execution(
+                    "an interval divided by zero".to_string(),
+                )),
+                (true, n) => Ok(v / n),
+                (false, n) => Ok(v * n),
+            }
+        } else {
+            let n = as_float.value(i);
+            if divide && n == 0.0 {
+                return Err(DataFusionError::Execution(
+                    "an interval divided by zero".to_string(),
+                ));
+            }
+            let r = if divide { v as f64 / n } else { v as f64 * n }.trunc();
+            if !r.is_finite() || r.abs() >= 9.2e18 {
+                return Err(too_big("milliseconds"));
+            }
+            Ok(r as i128)
+        }
+    };
+    let mut out = Vec::with_capacity(interval.len());
+    for i in 0..interval.len() {
+        if interval.is_null(i) || number.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let v = interval.value(i);
+        let months =
+            i32::try_from(scale(i128::from(v.months), i)?).map_err(|_| too_big("months"))?;
+        let ms = i128::from(v.days) * DAY_MS + i128::from(v.nanoseconds / 1_000_000);
+        let ms = scale(ms, i)?;
+        if i64::try_from(ms).is_err() {
+            return Err(too_big("milliseconds"));
+        }
+        let (days, nanoseconds) = if v.nanoseconds == 0 && ms % DAY_MS == 0 {
+            (i32::try_from(ms / DAY_MS).map_err(|_| too_big("days"))?, 0)
+        } else {
+            (
+                0,
+                i64::try_from(ms * 1_000_000).map_err(|_| too_big("milliseconds"))?,
+            )
+        };
+        out.push(Some(IntervalMonthDayNano::new(months, days, nanoseconds)));
+    }
+    Ok(std::sync::Arc::new(IntervalMonthDayNanoArray::from(out)))
 }
 
 /// `STR_TO_MAP`: see [`FlinkFn::StrToMap`].
@@ -1174,17 +1315,38 @@ impl ScalarUDFImpl for DateFormat {
 /// Errors: a precision outside 0 to 9, a precision or format that is not a literal (at
 /// planning: the type depends on it), a time zone that is not constant, or an unknown
 /// time zone.
+///
+/// Registered a second time as `weir_parse_prefix(string, format, timezone)`, which reads
+/// a string as Java's `SimpleDateFormat.parse` does for `UNIX_TIMESTAMP(string[, format])`
+/// and `TO_DATE(string, format)` (Flink's `DateTimeUtils.internalParseTimestampMillis`):
+/// the beginning of the string that matches the whole format, the rest ignored
+/// (`'2024-01-01 10:00:01.000'` with `yyyy-MM-dd HH:mm:ss` is 10:00:01).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ToTimestampLtz {
     signature: Signature,
+    /// `weir_parse_prefix`: text after the format's match is ignored.
+    prefix: bool,
 }
 
 impl ToTimestampLtz {
+    /// The name of the form that reads a matching beginning (see [`ToTimestampLtz`]).
+    pub const PREFIX_NAME: &'static str = "weir_parse_prefix";
+
     /// The function, to register with a DataFusion context.
     pub fn udf() -> ScalarUDF {
+        Self::with_prefix(false)
+    }
+
+    /// `weir_parse_prefix` (see [`ToTimestampLtz`]), to register with a DataFusion context.
+    pub fn prefix_udf() -> ScalarUDF {
+        Self::with_prefix(true)
+    }
+
+    fn with_prefix(prefix: bool) -> ScalarUDF {
         use datafusion::logical_expr::TypeSignature::Any;
         ScalarUDF::from(ToTimestampLtz {
             signature: Signature::one_of(vec![Any(1), Any(2), Any(3)], Volatility::Immutable),
+            prefix,
         })
     }
 }
@@ -1204,7 +1366,10 @@ fn const_string(v: &ColumnarValue, what: &str) -> datafusion::error::Result<Opti
 
 impl ScalarUDFImpl for ToTimestampLtz {
     fn name(&self) -> &str {
-        "to_timestamp_ltz"
+        match self.prefix {
+            true => Self::PREFIX_NAME,
+            false => "to_timestamp_ltz",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -1337,17 +1502,33 @@ impl ScalarUDFImpl for ToTimestampLtz {
                     .map(|v| {
                         let v = v?;
                         if fmt.contains("%z")
-                            && let Ok(t) = chrono::DateTime::parse_from_str(v, &fmt)
+                            && let Ok(t) = match self.prefix {
+                                true => {
+                                    chrono::DateTime::parse_and_remainder(v, &fmt).map(|(t, _)| t)
+                                }
+                                false => chrono::DateTime::parse_from_str(v, &fmt),
+                            }
                         {
                             return at(t.to_utc());
                         }
-                        let local = chrono::NaiveDateTime::parse_from_str(v, &fmt)
-                            .ok()
-                            .or_else(|| {
-                                chrono::NaiveDate::parse_from_str(v, &fmt)
+                        let local =
+                            match self.prefix {
+                                true => chrono::NaiveDateTime::parse_and_remainder(v, &fmt)
+                                    .map(|(t, _)| t)
                                     .ok()
-                                    .and_then(|d| d.and_hms_opt(0, 0, 0))
-                            })?;
+                                    .or_else(|| {
+                                        chrono::NaiveDate::parse_and_remainder(v, &fmt)
+                                            .ok()
+                                            .and_then(|(d, _)| d.and_hms_opt(0, 0, 0))
+                                    }),
+                                false => chrono::NaiveDateTime::parse_from_str(v, &fmt)
+                                    .ok()
+                                    .or_else(|| {
+                                        chrono::NaiveDate::parse_from_str(v, &fmt)
+                                            .ok()
+                                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                                    }),
+                            }?;
                         use chrono::{Offset as _, TimeZone as _};
                         match local.and_local_timezone(tz).earliest() {
                             Some(t) => at(t.to_utc()),

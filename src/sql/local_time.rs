@@ -648,6 +648,7 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
         _ => {
             let text = match array.data_type() {
                 DataType::Timestamp(..) => nested_text(array, tz)?,
+                DataType::Interval(_) => interval_text(array)?,
                 // A type Arrow's cast cannot write (a fixed-size list, say): as Arrow
                 // prints it.
                 _ => match datafusion::arrow::compute::cast(array, &DataType::Utf8) {
@@ -676,6 +677,57 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
                 .collect()
         }
     })
+}
+
+/// Interval values (any Arrow interval type) as Flink's SQL client and its `CAST` to
+/// `STRING` write them (Calcite's `DateTimeUtils.intervalYearMonthToString` and
+/// `intervalDayTimeToString` at millisecond scale, which Flink's value printer calls): a
+/// year-month interval as `+Y-MM` (`+2-06`), a day-time one as `+D HH:MM:SS.mmm` (`+0
+/// 00:20:00.000`, `-1 12:00:00.000`), nanoseconds below a millisecond rounded half up as
+/// Calcite's `roundUp` does. One holding both months and a day-time part (no Flink type
+/// holds both) is the two texts apart by a space. NULL stays NULL. Errors: `array` is not
+/// an interval.
+pub fn interval_text(array: &ArrayRef) -> datafusion::error::Result<ArrayRef> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::datatypes::{IntervalMonthDayNanoType, IntervalUnit};
+    let mdn =
+        datafusion::arrow::compute::cast(array, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+    let mdn = mdn.as_primitive::<IntervalMonthDayNanoType>();
+    let year_month = |months: i32| {
+        let sign = if months < 0 { '-' } else { '+' };
+        let m = i64::from(months).abs();
+        format!("{sign}{}-{:02}", m / 12, m % 12)
+    };
+    let day_time = |ms: i128| {
+        let sign = if ms < 0 { '-' } else { '+' };
+        let v = ms.abs();
+        let (millis, v) = (v % 1000, v / 1000);
+        let (s, v) = (v % 60, v / 60);
+        let (m, v) = (v % 60, v / 60);
+        let (h, d) = (v % 24, v / 24);
+        format!("{sign}{d} {h:02}:{m:02}:{s:02}.{millis:03}")
+    };
+    let out: StringArray = mdn
+        .iter()
+        .map(|v| {
+            let v = v?;
+            // Milliseconds, a remainder of more than half a millisecond rounded up.
+            let nanos = i128::from(v.nanoseconds);
+            let ms = i128::from(v.days) * 86_400_000
+                + nanos / 1_000_000
+                + match nanos % 1_000_000 {
+                    r if r * 2 > 1_000_000 => 1,
+                    r if r * 2 < -1_000_000 => -1,
+                    _ => 0,
+                };
+            Some(match (v.months, ms) {
+                (0, ms) => day_time(ms),
+                (months, 0) => year_month(months),
+                (months, ms) => format!("{} {}", year_month(months), day_time(ms)),
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
 }
 
 /// `array` as [`timestamp_text`] writes it, each element of an ARRAY of timestamps too (a

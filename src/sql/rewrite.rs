@@ -19,8 +19,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, NullTreatment, ObjectName, Query, Value, VisitMut, VisitorMut,
+    BinaryOperator, CeilFloorKind, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, NullTreatment, ObjectName, Query, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -441,6 +441,45 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 &format!("{}({list})", super::functions::Substring::NAME),
                 &args,
             )
+        }
+        // An interval times or divided by a number (`INTERVAL '10' MINUTE * 2`, `3 *
+        // INTERVAL '1' DAY`, `INTERVAL '1' HOUR / 4`), which DataFusion's arithmetic
+        // refuses: Flink's scaling of the interval's months or milliseconds (see
+        // `FlinkFn::IntervalTimes`). An interval is known here by its literal (a column
+        // or other expression of an interval type is not scaled).
+        Expr::BinaryOp { left, op, right }
+            if matches!(op, BinaryOperator::Multiply | BinaryOperator::Divide) =>
+        {
+            let is_interval = |e: &Expr| {
+                let mut e = e;
+                while let Expr::Nested(inner) = e {
+                    e = inner;
+                }
+                // An interval, or one scaled already (`n * INTERVAL '1' DAY / 2`).
+                matches!(e, Expr::Interval(_))
+                    || matches!(e, Expr::Function(f) if f.name.to_string().starts_with("weir_interval_"))
+            };
+            let (interval, number) = match (is_interval(left), is_interval(right)) {
+                (true, false) => (left, right),
+                (false, true) if matches!(op, BinaryOperator::Multiply) => (right, left),
+                _ => return None,
+            };
+            let f = match op {
+                BinaryOperator::Divide => "weir_interval_divide",
+                _ => "weir_interval_times",
+            };
+            template(
+                &format!("{f}(__0, __1)"),
+                &[interval.as_ref().clone(), number.as_ref().clone()],
+            )
+        }
+        // A Unicode string literal (`U&'\0041'`, Calcite's, as Flink reads it): its text,
+        // whose escapes the parser has already turned into characters.
+        Expr::Value(v) if matches!(&v.value, Value::UnicodeStringLiteral(_)) => {
+            let Value::UnicodeStringLiteral(text) = &v.value else {
+                return None;
+            };
+            Some(Expr::value(Value::SingleQuotedString(text.clone())))
         }
         // A literal with an exponent (`1.5E0`) is a DOUBLE; without one (`1.5`), a
         // DECIMAL (the session parses it so, as Flink's literals are).
@@ -1109,22 +1148,14 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // `ToTimestamp`); a string that does not match is NULL, as in Flink.
         ("TO_TIMESTAMP", 1) => t("weir_to_timestamp(__0)"),
         ("TO_TIMESTAMP", 2) => t("weir_to_timestamp(__0, __1)"),
-        // A Java pattern (`yyyyMMdd`) into the strftime one DataFusion parses with.
-        ("TO_DATE", 2) => match &a[1] {
-            Expr::Value(v) => match &v.value {
-                Value::SingleQuotedString(p) if !p.contains('%') => {
-                    let mut g = f.clone();
-                    if let FunctionArguments::List(l) = &mut g.args {
-                        l.args[1] = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
-                            Value::SingleQuotedString(super::functions::java_to_strftime(p)),
-                        )));
-                    }
-                    Some(Expr::Function(g))
-                }
-                _ => None,
-            },
-            _ => None,
-        },
+        // The beginning of the text that matches the Java pattern, read on UTC's clock and
+        // cut to its day (Flink's `DateTimeUtils.parseDate`, through `SimpleDateFormat`);
+        // text that does not match is NULL (Flink makes a date of `Long.MIN_VALUE`
+        // milliseconds of it).
+        ("TO_DATE", 2) => t(&format!(
+            "arrow_cast({}(__0, __1, 'UTC'), 'Date32')",
+            super::functions::ToTimestampLtz::PREFIX_NAME
+        )),
         ("IF", 3) => t("CASE WHEN __0 THEN __1 ELSE __2 END"),
         ("CURRENT_DATABASE", 0) => t("'default_database'"),
         // The current time, in the session zone (see `super::local_time`).
@@ -1215,13 +1246,14 @@ fn flink_call(f: &Function) -> Option<Expr> {
         ("FROM_UNIXTIME", 2) => t("DATE_FORMAT(TO_TIMESTAMP_LTZ(__0, 0), __1)"),
         ("UNIX_TIMESTAMP", 0) => t("CAST(date_part('epoch', PROCTIME()) AS BIGINT)"),
         // Milliseconds / 1000, truncated, the text read in the session zone; a string that
-        // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`). A format
+        // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`). The
+        // text's beginning that matches the format counts, as `SimpleDateFormat` reads it. A format
         // with a finer fraction makes a finer TIMESTAMP_LTZ: milliseconds first.
         ("UNIX_TIMESTAMP", 1) => t(
-            "coalesce(CAST(CAST(CAST(TO_TIMESTAMP_LTZ(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("UNIX_TIMESTAMP", 2) => t(
-            "coalesce(CAST(CAST(CAST(TO_TIMESTAMP_LTZ(__0, __1, weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, __1, weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
         ),
         ("TIMESTAMPADD", 3) => {
             let u = unit(&a[0])?;

@@ -555,6 +555,11 @@ pub fn java_float_cast(
         Ok(DataType::Float64 | DataType::Float32) => {
             crate::sql::functions::FloatText::udf().call(vec![inner.clone()])
         }
+        // Flink's text of an interval (`+0 00:20:00.000`, `+2-06`).
+        Ok(DataType::Interval(_)) => {
+            crate::sql::functions::FlinkScalar::udf(crate::sql::functions::FlinkFn::IntervalText)
+                .call(vec![inner.clone()])
+        }
         // Flink's `BooleanToStringCastRule` (since 1.15): `TRUE`/`FALSE`, NULL stays NULL.
         // The operand form evaluates `inner` once (it may be `RAND() > 0.5`).
         Ok(DataType::Boolean) => Expr::Case(datafusion::logical_expr::Case::new(
