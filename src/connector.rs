@@ -105,6 +105,11 @@ fn format_of(def: &TableDef, options: &Options) -> Result<Option<Format>> {
 /// Checks a table when it is created: a known connector, known options, usable metadata.
 pub fn validate(def: &TableDef) -> Result<()> {
     // Flink's `value.format` spelling of a `kafka` table's format, checked as `format`.
+    if def.connector == "kafka" {
+        // A key read apart from the value: its fields and formats, checked now.
+        let options = crate::source::kafka::value_format_options(&def.options)?;
+        crate::source::kafka::except_key_fields(def, &options)?;
+    }
     if def.connector == "kafka"
         && let std::borrow::Cow::Owned(options) =
             crate::source::kafka::value_format_options(&def.options)?
@@ -466,12 +471,8 @@ pub fn build_source(
             }
             Ok(Box::new(file_source(def, options, batch_size)?))
         }
-        "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new(
-            &def.name,
-            options,
-            def.physical.clone(),
-            &def.metadata,
-            batch_size,
+        "kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::for_table(
+            def, options, batch_size,
         )?)),
         "upsert-kafka" => Ok(Box::new(crate::source::kafka::KafkaSource::new_upsert(
             def, options, batch_size,

@@ -529,6 +529,53 @@ async fn the_key_and_value_form_of_a_kafka_table_writes_and_reads() {
     assert_eq!(sum_of(&read, 0), (200, 200 * 201 / 2));
 }
 
+/// `'value.fields-include' = 'EXCEPT_KEY'` on a `kafka` table (Flink's Kafka page, "Key and
+/// Value Formats"): Weir writes the `key.fields` columns into the key only, the independent
+/// client sees values without them, and the table reads every column back, the key's from
+/// the message key. Before, EXCEPT_KEY was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn except_key_writes_and_reads_the_key_columns_in_the_key_only() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    broker.create_topic("ek", 2);
+    let servers = broker.bootstrap();
+    let table = format!(
+        "CREATE TABLE ek (user_id BIGINT, v BIGINT) WITH ('connector' = 'kafka', 'topic' = 'ek', \
+         'properties.bootstrap.servers' = '{servers}', 'key.format' = 'json', \
+         'key.fields' = 'user_id', 'value.format' = 'json', \
+         'value.fields-include' = 'EXCEPT_KEY', {ALL});\n"
+    );
+    collect(&format!(
+        "CREATE TABLE src (v BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '0', \
+         'number-of-rows' = '100', 'fields.v.kind' = 'sequence', 'fields.v.start' = '1', \
+         'fields.v.end' = '100');\n{table}INSERT INTO ek SELECT v % 5, v FROM src;"
+    ))
+    .await;
+    let printed = client(&["consume", &servers, "ek", "100"]);
+    let mut seen = vec![];
+    for line in printed.lines() {
+        let m: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let v = m["v"].as_str().expect("a value");
+        let value: serde_json::Value = serde_json::from_str(v).expect("a JSON value");
+        let n = value["v"].as_i64().unwrap_or_else(|| panic!("no v in {v}"));
+        assert_eq!(value.get("user_id"), None, "EXCEPT_KEY: {v}");
+        assert_eq!(
+            m["k"].as_str(),
+            Some(format!("{{\"user_id\":{}}}", n % 5).as_str())
+        );
+        seen.push(n);
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+    let read = collect(&format!("{table}SELECT user_id, v FROM ek;")).await;
+    let (users, values) = (ints(&read, 0), ints(&read, 1));
+    assert_eq!((users.len(), values.len()), (100, 100), "no NULL user_id");
+    for (u, v) in users.iter().zip(&values) {
+        assert_eq!(*u, v % 5, "user_id from the key");
+    }
+}
+
 /// A sink's persisted `timestamp` metadata column is each message's timestamp, and not part
 /// of its value, as Flink's Kafka sink writes it; a NULL leaves the producer's time. Read
 /// by the independent client. Regression: the column was left unwritten.
@@ -1700,7 +1747,7 @@ async fn upsert_messages_without_a_key_are_skipped_and_counted() {
         "+I[1, 10]\n+I[3, 30]\n"
     );
     assert!(
-        stderr.contains("upsert-kafka messages without a key skipped: 1"),
+        stderr.contains("Kafka messages without a key skipped: 1"),
         "{stderr}"
     );
 }

@@ -277,7 +277,7 @@ impl Collector for Jobs {
         );
         let mut keyless = Family::new(
             "weir_job_kafka_keyless_skipped",
-            "upsert-kafka messages without a key the job's sources skipped (no row for them).",
+            "Kafka messages without a key the job's sources skipped where the key holds columns (upsert-kafka; kafka with value.fields-include EXCEPT_KEY): no row for them.",
             None,
         );
         let mut wm = Family::new(

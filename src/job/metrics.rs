@@ -186,8 +186,9 @@ pub struct JobMetrics {
     /// Kafka messages without a value (tombstones) a source skipped: a `kafka` table has
     /// no row for them (Flink's JSON and CSV formats read a null message as no row).
     pub tombstones: AtomicU64,
-    /// `upsert-kafka` messages without a key a source skipped: no key, no row to upsert or
-    /// delete (Flink's upsert-kafka source emits nothing for them).
+    /// Kafka messages without a key a source skipped where the key holds columns
+    /// (`upsert-kafka`, and `kafka` with `'value.fields-include' = 'EXCEPT_KEY'`): no key,
+    /// no row (Flink's sources emit nothing for them).
     pub keyless: AtomicU64,
     /// Rows that arrived after their window had fired.
     pub late_rows: AtomicU64,
@@ -662,7 +663,7 @@ impl JobMetrics {
         let keyless = self.keyless.load(Ordering::Relaxed);
         if keyless > 0 {
             s.push_str(&format!(
-                "  upsert-kafka messages without a key skipped: {keyless}\n"
+                "  Kafka messages without a key skipped: {keyless}\n"
             ));
         }
         if late > 0 {

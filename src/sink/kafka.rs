@@ -1,5 +1,6 @@
 //! The `kafka` sink: each row becomes one message, its value encoded by `format` (`json` or
-//! `csv`), its key by `key.format` from `key.fields`. The producer is idempotent
+//! `csv`), its key by `key.format` from `key.fields` (the value holds every column, or,
+//! with `'value.fields-include' = 'EXCEPT_KEY'`, the others only). The producer is idempotent
 //! (`enable.idempotence`), sends wait while librdkafka's queue is full (backpressure), and a
 //! delivery error fails the query — never silently.
 //!
@@ -109,9 +110,11 @@ pub struct KafkaSink {
     format: Format,
     key_format: Format,
     key_fields: Vec<String>,
-    /// `upsert-kafka`: a changelog in, tombstones for deletes; true when the value leaves
-    /// the key's columns out (`'value.fields-include' = 'EXCEPT_KEY'`).
-    upsert: Option<bool>,
+    /// `upsert-kafka`: a changelog in, tombstones for deletes.
+    upsert: bool,
+    /// The value leaves the key's columns out (`'value.fields-include' = 'EXCEPT_KEY'`),
+    /// for `upsert-kafka` and `kafka` alike.
+    except_key: bool,
     /// The column declared `METADATA FROM 'timestamp'` (not `VIRTUAL`): each message's
     /// timestamp (epoch ms) is its value, and the column is not encoded into the value,
     /// as Flink's Kafka sink writes it. A NULL leaves the timestamp to the producer.
@@ -156,7 +159,8 @@ impl KafkaSink {
         }
         let mut sink = Self::with_formats(table, &merged, format, key_format)?;
         sink.key_fields = def.primary_key.clone();
-        sink.upsert = Some(except_key);
+        sink.upsert = true;
+        sink.except_key = except_key;
         Ok(sink)
     }
 
@@ -171,6 +175,10 @@ impl KafkaSink {
             .get("key.fields")
             .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
+        // Checked at CREATE TABLE (`except_key_fields`): a key format and key fields.
+        sink.except_key = options
+            .get("value.fields-include")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("EXCEPT_KEY"));
         Ok(sink)
     }
 
@@ -240,7 +248,8 @@ impl KafkaSink {
             format,
             key_format,
             key_fields: vec![],
-            upsert: None,
+            upsert: false,
+            except_key: false,
             timestamp_column: None,
             headers_column: None,
         })
@@ -455,7 +464,7 @@ impl Sink for KafkaSink {
     }
 
     fn accepts_changes(&self) -> bool {
-        self.upsert.is_some()
+        self.upsert
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -475,16 +484,16 @@ impl Sink for KafkaSink {
                     .map_err(|_| WeirError::user(format!("key.fields names '{k}', not a column")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let values = match self.upsert {
-            Some(true) => {
+        let values = match self.except_key {
+            true => {
                 let rest: Vec<usize> = (0..data.num_columns())
                     .filter(|i| !key_idx.contains(i))
                     .collect();
                 self.encode(&data.project(&rest)?, self.format)?
             }
-            _ => self.encode(&data, self.format)?,
+            false => self.encode(&data, self.format)?,
         };
-        if self.upsert.is_some()
+        if self.upsert
             && let Some(&c) = key_idx.iter().find(|&&c| data.column(c).null_count() > 0)
         {
             // Flink enforces a primary key's NOT NULL at the sink

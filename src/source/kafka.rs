@@ -233,20 +233,25 @@ pub struct KafkaSource {
     positions: Vec<(String, i32, i64)>,
     restored: Option<HashMap<(String, i32), i64>>,
     uncommitted: BTreeMap<u64, Vec<(String, i32, i64)>>,
-    /// `upsert-kafka`: how keys are read and rows assembled.
-    upsert: Option<Upsert>,
+    /// `upsert-kafka`, and a `kafka` table whose value leaves the key's columns out: how
+    /// keys are read and rows assembled.
+    keyed: Option<KeyRead>,
 }
 
-/// How an `upsert-kafka` source reads its messages (Flink's `key.format`,
-/// `value.fields-include`).
-struct Upsert {
-    /// Decodes message keys into the primary key's columns, in key order.
+/// How a source reads its message keys (Flink's `key.format`, `key.fields`,
+/// `value.fields-include`): every `upsert-kafka` source, and a `kafka` source with
+/// `'value.fields-include' = 'EXCEPT_KEY'`.
+struct KeyRead {
+    /// Decodes message keys into the key's columns, in key order.
     key_decoder: Decoder,
-    /// The physical index of each primary-key column, in key order.
+    /// The physical index of each key column, in key order.
     key_columns: Vec<usize>,
     /// `'value.fields-include' = 'EXCEPT_KEY'`: the value holds the other columns only
     /// and the key's come from the message key; `ALL`: the value holds every column.
     except_key: bool,
+    /// `upsert-kafka`: the rows are a changelog (`+I` per value, `-D` per tombstone);
+    /// `kafka`: plain rows, a tombstone skipped and counted.
+    changelog: bool,
 }
 
 /// The options of a format read from an `upsert-kafka` table's `<side>.<format>.*`
@@ -275,15 +280,17 @@ pub(crate) fn side_options(options: &Options, side: &str, format: Format) -> Opt
 /// default: the value holds every column) is dropped. Options without either come back as
 /// they are.
 ///
-/// Errors: both `format` and `value.format`; `'value.fields-include' = 'EXCEPT_KEY'`, as a
-/// `kafka` table reads every column from the message's value (`upsert-kafka` takes it), or
-/// another value; a `key.json.*`/`key.csv.*` option that would change how the key is
+/// `'value.fields-include' = 'EXCEPT_KEY'` stays, for the source and the sink (see
+/// [`except_key_fields`]).
+///
+/// Errors: both `format` and `value.format`; a `value.fields-include` other than `ALL`
+/// and `EXCEPT_KEY`; a `key.json.*`/`key.csv.*` option that would change how the key is
 /// written (the key follows the value's options).
 pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Options>> {
-    // The key's own format options: a `kafka` table reads no key (its columns come from the
-    // value), so those for reading have nothing to act on and are accepted; the key is
-    // written with the value's format options, so one that would change the key's text is
-    // refused rather than ignored.
+    // The key's own format options: those for reading act where the key is read
+    // (`EXCEPT_KEY`; with `ALL` the value's copy of the key's columns is read, as Flink's
+    // source lets the value's win); the key is written with the value's format options,
+    // so one that would change the key's text is refused rather than ignored.
     for (k, _) in options.iter() {
         let Some(option) = k
             .strip_prefix("key.json.")
@@ -309,7 +316,9 @@ pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Op
         return Ok(std::borrow::Cow::Borrowed(options));
     }
     let mut out = options.clone();
+    let mut changed = false;
     if let Some(format) = options.get("value.format") {
+        changed = true;
         if options.get("format").is_some() {
             return Err(WeirError::sql(
                 "give 'format' or 'value.format' (the same option, as in Flink), not both",
@@ -340,14 +349,10 @@ pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Op
         None => {}
         Some(v) if v.trim().eq_ignore_ascii_case("ALL") => {
             out.remove("value.fields-include");
+            changed = true;
         }
-        Some(v) if v.trim().eq_ignore_ascii_case("EXCEPT_KEY") => {
-            return Err(WeirError::sql(
-                "'value.fields-include' = 'EXCEPT_KEY' is not supported by connector 'kafka' yet: its columns are all read from the message's value",
-                options.pos("value.fields-include"),
-            )
-            .with_hint("use 'ALL' (Flink's default), or connector 'upsert-kafka', which reads its key columns from the key"));
-        }
+        // Kept: the source and the sink read it (see `except_key_fields`).
+        Some(v) if v.trim().eq_ignore_ascii_case("EXCEPT_KEY") => {}
         Some(v) => {
             return Err(WeirError::sql(
                 format!("'value.fields-include' = '{v}' is not a choice"),
@@ -356,7 +361,84 @@ pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Op
             .with_hint("valid values: 'ALL' (the default), 'EXCEPT_KEY'"));
         }
     }
-    Ok(std::borrow::Cow::Owned(out))
+    Ok(match changed {
+        true => std::borrow::Cow::Owned(out),
+        false => std::borrow::Cow::Borrowed(options),
+    })
+}
+
+/// A key read apart from the value: the value's and the key's formats, and the physical
+/// index of each key column, in `key.fields` order.
+pub type KeyApart = ((Format, Format), Vec<usize>);
+
+/// A `kafka` table's value and key formats and the physical indexes of its `key.fields`
+/// columns (in their order) when `'value.fields-include' = 'EXCEPT_KEY'` (checked by
+/// [`value_format_options`]) leaves them out of the value; None for `ALL`, the default.
+/// Errors: EXCEPT_KEY without `key.format` or `key.fields`, a key format or a value
+/// format other than json and csv, a key field that is not a physical column, and every
+/// column a key field (the value would hold nothing).
+pub fn except_key_fields(
+    def: &crate::sql::catalog::TableDef,
+    options: &Options,
+) -> Result<Option<KeyApart>> {
+    let except_key = options
+        .get("value.fields-include")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("EXCEPT_KEY"));
+    if !except_key {
+        return Ok(None);
+    }
+    let pos = options.pos("value.fields-include");
+    let side = |key: &str| -> Result<Format> {
+        match options.get(key) {
+            Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(other) => Err(WeirError::sql(
+                format!("'{key}' = '{other}': a key and a value read apart are json or csv"),
+                options.pos(key),
+            )),
+            None => Err(WeirError::sql(
+                format!("'value.fields-include' = 'EXCEPT_KEY' needs '{key}'"),
+                pos,
+            )
+            .with_hint("the key's columns are read from the message key: give 'key.format' and 'key.fields' = 'col1;col2'")),
+        }
+    };
+    let value_format = side("format")?;
+    let key_format = side("key.format")?;
+    let Some(fields) = options.get("key.fields") else {
+        return Err(WeirError::sql(
+            "'value.fields-include' = 'EXCEPT_KEY' needs 'key.fields'",
+            pos,
+        )
+        .with_hint("name the columns the message key holds: 'key.fields' = 'col1;col2'"));
+    };
+    let mut columns = vec![];
+    for name in fields.split(';').map(str::trim) {
+        let Some(i) = def
+            .physical
+            .fields()
+            .iter()
+            .position(|f| f.name() == name && !def.metadata.iter().any(|(c, _)| c == name))
+        else {
+            return Err(WeirError::sql(
+                format!(
+                    "'key.fields' names '{name}', which is not a physical column of '{}'",
+                    def.name
+                ),
+                options.pos("key.fields"),
+            ));
+        };
+        columns.push(i);
+    }
+    let value_columns = def.physical.fields().len() - def.metadata.len();
+    if columns.len() >= value_columns {
+        return Err(WeirError::sql(
+            "'value.fields-include' = 'EXCEPT_KEY' with every column in 'key.fields' leaves the value nothing to hold",
+            pos,
+        )
+        .with_hint("use 'ALL', or leave a column out of 'key.fields'"));
+    }
+    Ok(Some(((value_format, key_format), columns)))
 }
 
 /// Per line of a decode: the row of `decoded`'s batch it gave, if any.
@@ -674,8 +756,86 @@ impl KafkaSource {
             positions: vec![],
             restored: None,
             uncommitted: BTreeMap::new(),
-            upsert: None,
+            keyed: None,
         })
+    }
+
+    /// The source of a `kafka` table `def` (its effective `options`): as
+    /// [`KafkaSource::new`] makes it, and with `'value.fields-include' = 'EXCEPT_KEY'`
+    /// reading the `key.fields` columns from each message's key (by `key.format`, with the
+    /// `key.json.*`/`key.csv.*` options) and the others from its value, as Flink's Kafka
+    /// source does; a message without a key then gives no row and is counted, as Flink's
+    /// gives none. Errors: those of [`KafkaSource::new`], and of the key's format and its
+    /// options.
+    pub fn for_table(
+        def: &crate::sql::catalog::TableDef,
+        options: &Options,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let mut source = Self::new(
+            &def.name,
+            options,
+            def.physical.clone(),
+            &def.metadata,
+            batch_size,
+        )?;
+        if let Some((formats, key_columns)) = except_key_fields(def, options)? {
+            source.read_keys_apart(def, options, options, formats, key_columns, true, false)?;
+        }
+        Ok(source)
+    }
+
+    /// Makes the source read `key_columns` from the message keys (by `key_format`, with
+    /// `options`' `key.<format>.*` options) and, with `except_key`, the other columns
+    /// alone from the values (by `value_format` and `value_options`); `changelog`: see
+    /// [`KeyRead`]. Errors: the formats' options.
+    #[allow(clippy::too_many_arguments)]
+    fn read_keys_apart(
+        &mut self,
+        def: &crate::sql::catalog::TableDef,
+        options: &Options,
+        value_options: &Options,
+        (value_format, key_format): (Format, Format),
+        key_columns: Vec<usize>,
+        except_key: bool,
+        changelog: bool,
+    ) -> Result<()> {
+        let physical = &def.physical;
+        if except_key {
+            self.value_schema = Arc::new(Schema::new(
+                physical
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        !key_columns.contains(i) && !self.meta.iter().any(|m| m.index == *i)
+                    })
+                    .map(|(_, f)| f.as_ref().clone())
+                    .collect::<Vec<Field>>(),
+            ));
+            self.decoder = Some(Decoder::new(
+                value_format,
+                self.value_schema.clone(),
+                value_options,
+            )?);
+        }
+        let key_schema = Arc::new(Schema::new(
+            key_columns
+                .iter()
+                .map(|&i| physical.field(i).clone())
+                .collect::<Vec<Field>>(),
+        ));
+        self.keyed = Some(KeyRead {
+            key_decoder: Decoder::new(
+                key_format,
+                key_schema,
+                &side_options(options, "key", key_format),
+            )?,
+            key_columns,
+            except_key,
+            changelog,
+        });
+        Ok(())
     }
 
     /// An `upsert-kafka` source for `def` (see the module's docs). Errors: those of
@@ -710,39 +870,15 @@ impl KafkaSource {
         // A delete holds only the key: the other columns are NULL until normalization
         // puts the kept row in its place.
         source.schema = crate::operator::normalize::nullable_except(physical, &def.primary_key);
-        if except_key {
-            source.value_schema = Arc::new(Schema::new(
-                physical
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| {
-                        !key_columns.contains(i) && !source.meta.iter().any(|m| m.index == *i)
-                    })
-                    .map(|(_, f)| f.as_ref().clone())
-                    .collect::<Vec<Field>>(),
-            ));
-            source.decoder = Some(Decoder::new(
-                value_format,
-                source.value_schema.clone(),
-                &value_options,
-            )?);
-        }
-        let key_schema = Arc::new(Schema::new(
-            key_columns
-                .iter()
-                .map(|&i| physical.field(i).clone())
-                .collect::<Vec<Field>>(),
-        ));
-        source.upsert = Some(Upsert {
-            key_decoder: Decoder::new(
-                key_format,
-                key_schema,
-                &side_options(options, "key", key_format),
-            )?,
+        source.read_keys_apart(
+            def,
+            options,
+            &value_options,
+            (value_format, key_format),
             key_columns,
             except_key,
-        });
+            true,
+        )?;
         Ok(source)
     }
 
@@ -1316,7 +1452,7 @@ impl Source for KafkaSource {
                         (epoch >= 0).then_some(epoch),
                         m.offset(),
                         &ctx.job_metrics(),
-                        self.upsert.is_some(),
+                        self.keyed.as_ref().is_some_and(|k| k.changelog),
                     ) {
                         buffered += 1;
                     }
@@ -1605,8 +1741,8 @@ impl KafkaSource {
         if part.pending.len() == 0 {
             return Ok(true);
         }
-        if let Some(u) = &self.upsert {
-            let batch = self.upsert_batch(u, part, ctx);
+        if let Some(u) = &self.keyed {
+            let batch = self.keyed_batch(u, part, ctx);
             part.pending.clear();
             return match batch? {
                 Some(b) => ctx.emit_from(part.index, b),
@@ -1660,15 +1796,16 @@ impl KafkaSource {
 }
 
 impl KafkaSource {
-    /// An `upsert-kafka` partition's pending messages as one changelog batch in message
-    /// order: `+I` for each value, `-D` for each tombstone (its key's columns set, the
-    /// others NULL). A message whose key or value cannot be read is a bad record (counted
-    /// and skipped, or the error, as the format's `ignore-parse-errors` says), and so is
-    /// one with an empty key; a message without a key gives no row and is counted in
+    /// A partition's pending messages whose keys are read apart ([`KeyRead`]) as one batch
+    /// in message order: for `upsert-kafka` a changelog, `+I` for each value, `-D` for each
+    /// tombstone (its key's columns set, the others NULL); for `kafka` plain rows. A
+    /// message whose key or value cannot be read is a bad record (counted and skipped, or
+    /// the error, as the format's `ignore-parse-errors` says), and so is one with an empty
+    /// key; a message without a key gives no row and is counted in
     /// [`JobMetrics::keyless`](crate::job::metrics::JobMetrics). None: no rows.
-    fn upsert_batch(
+    fn keyed_batch(
         &self,
-        u: &Upsert,
+        u: &KeyRead,
         part: &Part,
         ctx: &mut SourceContext,
     ) -> Result<Option<RecordBatch>> {
@@ -1676,7 +1813,7 @@ impl KafkaSource {
         use datafusion::arrow::compute::{interleave, take};
         let Some(d) = &self.decoder else {
             return Err(WeirError::internal(
-                "an upsert-kafka source without a format",
+                "a kafka source reading keys apart without a format",
             ));
         };
         let pending = &part.pending;
@@ -1706,7 +1843,7 @@ impl KafkaSource {
                     key_lines.push(String::new());
                 }
                 Some(_) => {
-                    let reason = "an upsert-kafka message with an empty key";
+                    let reason = "a kafka message with an empty key";
                     ctx.bad_input(&u.key_decoder, &pending.values[i], reason, place(i))?;
                     key_lines.push(String::new());
                 }
@@ -1724,7 +1861,7 @@ impl KafkaSource {
         for &i in &with_value {
             let v = pending.values[i].trim_ascii();
             if v.is_empty() {
-                ctx.bad_input(d, v, "an empty upsert-kafka message value", place(i))?;
+                ctx.bad_input(d, v, "an empty kafka message value", place(i))?;
                 value_lines.push(String::new());
             } else {
                 value_lines.push(ctx.text_line(d, v, &|| place(i))?);
@@ -1809,6 +1946,9 @@ impl KafkaSource {
             }
         }));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        if !u.changelog {
+            return Ok(Some(batch));
+        }
         Ok(Some(crate::changelog::attach(batch, kinds)?))
     }
 }
@@ -1925,7 +2065,7 @@ impl KafkaSource {
                 m.leader_epoch,
                 m.offset,
                 &job,
-                self.upsert.is_some(),
+                self.keyed.as_ref().is_some_and(|k| k.changelog),
             );
             if part.pending.len() >= self.batch_size {
                 self.flush(&mut part, ctx)?;
@@ -2101,5 +2241,111 @@ mod tests {
             }
         }
         assert_eq!(epochs, [Some(5), None]);
+    }
+
+    /// `'value.fields-include' = 'EXCEPT_KEY'` on a `kafka` table (Flink's Kafka page,
+    /// "Key and Value Formats"): the `key.fields` columns come from the message key, the
+    /// others from the value; a message without a key gives no row and is counted, a key
+    /// that does not decode is a bad record (here skipped by `key.json.ignore-parse-errors`).
+    /// Before, EXCEPT_KEY was refused.
+    #[tokio::test]
+    async fn except_key_reads_the_key_columns_from_the_message_key() {
+        let mut session = crate::session::Session::new();
+        session
+            .run_collect(
+                "CREATE TABLE kv (user_id BIGINT, v BIGINT, k2 STRING) WITH ('connector' = 'kafka', \
+                 'topic' = 'kv', 'properties.bootstrap.servers' = '127.0.0.1:9', \
+                 'key.format' = 'json', 'key.fields' = 'k2;user_id', \
+                 'key.json.ignore-parse-errors' = 'true', 'value.format' = 'json', \
+                 'value.fields-include' = 'EXCEPT_KEY')",
+            )
+            .await
+            .expect("created");
+        let def = session.table_def("kv").expect("the table");
+        let options =
+            crate::connector::effective_options(&def, &[], &Default::default()).expect("options");
+        let source = KafkaSource::for_table(&def, &options, 64).expect("a source");
+        let message = |offset: i64, key: Option<&str>, value: &str| RawMessage {
+            value: Some(value.as_bytes().to_vec()),
+            key: key.map(|k| k.as_bytes().to_vec()),
+            timestamp: None,
+            offset,
+            headers: vec![],
+            leader_epoch: None,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let job = Arc::new(JobMetrics::default());
+        let mut ctx = SourceContext::new(
+            tx,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            SourceStage::new(None, None),
+            job.register("source"),
+            job.clone(),
+        );
+        let messages = [
+            message(
+                0,
+                Some(r#"{"user_id": 7, "k2": "a"}"#),
+                r#"{"v": 1, "user_id": 99}"#,
+            ),
+            message(1, None, r#"{"v": 2}"#),
+            message(2, Some("not json"), r#"{"v": 3}"#),
+            message(3, Some(r#"{"user_id": 8, "k2": "b"}"#), r#"{"v": 4}"#),
+        ];
+        source.replay("kv", &messages, &mut ctx).expect("replayed");
+        let mut rows = vec![];
+        while let Ok(m) = rx.try_recv() {
+            if let crate::job::message::Message::Batch(b) = m {
+                assert!(crate::changelog::kinds(&b).is_none(), "plain rows");
+                let u = b
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let v = b
+                    .column(1)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let k2 = b.column(2).as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    rows.push((u.value(i), v.value(i), k2.value(i).to_string()));
+                }
+            }
+        }
+        // The key's user_id wins over the value's stray copy; keyless and bad keys: no row.
+        assert_eq!(rows, [(7, 1, "a".to_string()), (8, 4, "b".to_string())]);
+        assert_eq!(job.keyless.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            job.bad_records.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    /// EXCEPT_KEY needs the key's format and fields, each a physical column; it is checked
+    /// at CREATE TABLE with the option's name.
+    #[tokio::test]
+    async fn except_key_without_its_key_options_is_refused_at_create() {
+        let create = |extra: &str| {
+            format!(
+                "CREATE TABLE kv (user_id BIGINT, v BIGINT) WITH ('connector' = 'kafka', \
+                 'topic' = 'kv', 'properties.bootstrap.servers' = '127.0.0.1:9', \
+                 'format' = 'json', 'value.fields-include' = 'EXCEPT_KEY'{extra})"
+            )
+        };
+        for (extra, expected) in [
+            ("", "needs 'key.format'"),
+            (", 'key.format' = 'json'", "needs 'key.fields'"),
+            (
+                ", 'key.format' = 'json', 'key.fields' = 'nope'",
+                "'key.fields' names 'nope'",
+            ),
+            (
+                ", 'key.format' = 'json', 'key.fields' = 'user_id;v'",
+                "leaves the value nothing to hold",
+            ),
+        ] {
+            let err = crate::session::Session::new()
+                .run_collect(&create(extra))
+                .await
+                .expect_err("refused");
+            assert!(err.to_string().contains(expected), "{extra}: {err}");
+        }
     }
 }
