@@ -126,6 +126,7 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
         .chain(crate::sql::random::SeededRand::udfs())
         .chain(crate::sql::charset::CharsetFn::udfs())
         .chain(crate::sql::decimal::FlinkRounding::udfs())
+        .chain(crate::sql::newer::Newer::udfs())
     {
         ctx.register_udf(f);
     }

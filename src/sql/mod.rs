@@ -17,6 +17,7 @@ pub mod literals;
 pub mod local_time;
 pub mod map_fn;
 pub mod names;
+pub mod newer;
 pub mod options;
 pub mod parser;
 pub mod random;

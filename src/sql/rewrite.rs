@@ -851,6 +851,10 @@ pub fn function_named_in<V: datafusion::sql::sqlparser::ast::Visit>(
 /// The Flink function names this module gives a meaning DataFusion lacks (for `SHOW
 /// FUNCTIONS`).
 pub const FLINK_NAMES: &[&str] = &[
+    "ELT",
+    "STARTSWITH",
+    "ENDSWITH",
+    "SPLIT",
     "VARIANCE",
     "LISTAGG",
     "CEILING",
@@ -1223,6 +1227,44 @@ fn flink_call(f: &Function) -> Option<Expr> {
             slots(0..n, " IS NULL", " OR "),
             slots(0..n, "", ", ")
         )),
+        // Flink's `ELT(index, expr, …)`: the index-th expression (1-based), NULL for a NULL
+        // or out-of-range index (`EltFunction`); the index read once (a CASE operand).
+        ("ELT", n) if n >= 2 => t(&format!(
+            "CASE __0 {} END",
+            (1..n)
+                .map(|i| format!("WHEN {i} THEN __{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        // Flink's `ARRAY_SLICE(array, start)`: to the end (DataFusion's takes an end).
+        ("ARRAY_SLICE", 2) => t("array_slice(__0, __1, -1)"),
+        // Flink's `ARRAY_SORT(array, ascending[, nulls_first])` (`ArraySortFunction`):
+        // NULLs first when ascending and last when descending unless `nulls_first` says;
+        // NULL for a NULL order. The orders are literals (DataFusion's take its words).
+        ("ARRAY_SORT", 2 | 3) => {
+            let flag = |e: &Expr| match e {
+                Expr::Value(v) => match &v.value {
+                    Value::Boolean(b) => Some(Some(*b)),
+                    Value::Null => Some(None),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let ascending = flag(&a[1])?;
+            let nulls_first = match a.get(2) {
+                Some(e) => flag(e)?,
+                None => ascending,
+            };
+            match (ascending, nulls_first) {
+                (Some(asc), Some(first)) => t(&format!(
+                    "array_sort(__0, '{}', '{}')",
+                    if asc { "ASC" } else { "DESC" },
+                    if first { "NULLS FIRST" } else { "NULLS LAST" }
+                )),
+                // A NULL order: a NULL of the array's type.
+                _ => t("array_sort(CASE WHEN FALSE THEN __0 END)"),
+            }
+        }
         ("STARTSWITH", 2) => t("starts_with(__0, __1)"),
         ("ENDSWITH", 2) => t("ends_with(__0, __1)"),
         // Flink's `SPLIT(string, delimiter)`: an empty delimiter splits every character;
@@ -1867,6 +1909,10 @@ mod tests {
     #[test]
     fn every_rule_rewrites_its_call() {
         let calls = [
+            "ELT(a, b, c)",
+            "STARTSWITH(a, b)",
+            "ENDSWITH(a, b)",
+            "SPLIT(a, b)",
             "VARIANCE(a)",
             "LISTAGG(a)",
             "CEILING(a)",
