@@ -100,6 +100,15 @@ impl VisitorMut for Rewriter {
         ControlFlow::Continue(())
     }
 
+    /// Forms whose parts must be seen before those parts are rewritten: OVERLAPS, whose
+    /// operands are pairs, not rows.
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Some(new) = overlaps(e) {
+            *e = new;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         if let Some(new) = rewrite(e) {
             *e = new;
@@ -414,6 +423,53 @@ fn rand_site() -> i64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// `(start, end or length) OVERLAPS (start, end or length)`, Calcite's rule — each pair
+/// ordered, then each ends no earlier than the other starts; None for another expression.
+/// Run before the pairs' own rewrite (a pair is a row constructor otherwise).
+fn overlaps(e: &Expr) -> Option<Expr> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: datafusion::sql::sqlparser::ast::BinaryOperator::Overlaps,
+            right,
+        } => {
+            let pair = |e: &Expr| -> Option<(Expr, Expr)> {
+                let Expr::Tuple(v) = e else { return None };
+                let [s, x] = v.as_slice() else { return None };
+                let end = if matches!(x, Expr::Interval(_)) {
+                    template("__0 + __1", &[s.clone(), x.clone()])?
+                } else {
+                    x.clone()
+                };
+                Some((s.clone(), end))
+            };
+            let ((s1, e1), (s2, e2)) = (pair(left)?, pair(right)?);
+            // Ordered with CASE, not GREATEST/LEAST (which skip NULLs): a NULL bound makes
+            // the answer NULL, as in Calcite's `convertOverlaps`.
+            template(
+                "(CASE WHEN __0 <= __1 THEN __1 ELSE __0 END) >= (CASE WHEN __2 <= __3 THEN __2 ELSE __3 END) \
+                 AND (CASE WHEN __2 <= __3 THEN __3 ELSE __2 END) >= (CASE WHEN __0 <= __1 THEN __0 ELSE __1 END)",
+                &[s1, e1, s2, e2],
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Flink's row constructor `ROW(v1, v2, …)` or `(v1, v2, …)`: a ROW whose fields are named
+/// `EXPR$0`, `EXPR$1`, … (Calcite's `SqlRowOperator`, `SqlUtil.deriveAliasFromOrdinal`);
+/// DataFusion would name them `c0`, `c1`.
+fn row_constructor(items: &[Expr]) -> Option<Expr> {
+    if items.is_empty() {
+        return None;
+    }
+    let fields = (0..items.len())
+        .map(|i| format!("'EXPR${i}', __{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    template(&format!("named_struct({fields})"), items)
+}
+
 fn rewrite(e: &Expr) -> Option<Expr> {
     match e {
         Expr::Function(f) => rewrite_call(f),
@@ -421,6 +477,7 @@ fn rewrite(e: &Expr) -> Option<Expr> {
         // (Calcite's DOT on any ROW expression); DataFusion takes `.field` only after a
         // column name.
         Expr::CompoundFieldAccess { root, access_chain } => field_after_value(root, access_chain),
+        Expr::Tuple(items) => row_constructor(items),
         // `SUBSTRING(s FROM pos FOR len)`, `SUBSTR(s, pos, len)`: Flink's rule
         // (`super::functions::Substring`); DataFusion plans the syntax with its own
         // function, whose zero and negative positions differ.
@@ -663,32 +720,6 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 "NOT weir_is_json(__0, __1)"
             };
             template(sql, &[*left.clone(), kind])
-        }
-        // (start, end or length) OVERLAPS (start, end or length): Calcite's rule — each
-        // pair ordered, then each ends no earlier than the other starts.
-        Expr::BinaryOp {
-            left,
-            op: datafusion::sql::sqlparser::ast::BinaryOperator::Overlaps,
-            right,
-        } => {
-            let pair = |e: &Expr| -> Option<(Expr, Expr)> {
-                let Expr::Tuple(v) = e else { return None };
-                let [s, x] = v.as_slice() else { return None };
-                let end = if matches!(x, Expr::Interval(_)) {
-                    template("__0 + __1", &[s.clone(), x.clone()])?
-                } else {
-                    x.clone()
-                };
-                Some((s.clone(), end))
-            };
-            let ((s1, e1), (s2, e2)) = (pair(left)?, pair(right)?);
-            // Ordered with CASE, not GREATEST/LEAST (which skip NULLs): a NULL bound makes
-            // the answer NULL, as in Calcite's `convertOverlaps`.
-            template(
-                "(CASE WHEN __0 <= __1 THEN __1 ELSE __0 END) >= (CASE WHEN __2 <= __3 THEN __2 ELSE __3 END) \
-                 AND (CASE WHEN __2 <= __3 THEN __3 ELSE __2 END) >= (CASE WHEN __0 <= __1 THEN __0 ELSE __1 END)",
-                &[s1, e1, s2, e2],
-            )
         }
         // SIMILAR TO: the whole string, Flink's (Calcite's) SQL regular expressions.
         Expr::SimilarTo {
@@ -1265,6 +1296,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
                 _ => t("array_sort(CASE WHEN FALSE THEN __0 END)"),
             }
         }
+        ("ROW", n) if n >= 1 => row_constructor(&a),
         ("STARTSWITH", 2) => t("starts_with(__0, __1)"),
         ("ENDSWITH", 2) => t("ends_with(__0, __1)"),
         // Flink's `SPLIT(string, delimiter)`: an empty delimiter splits every character;
