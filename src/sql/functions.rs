@@ -1761,7 +1761,8 @@ fn in_unit(secs: i64, nanos: u32, unit_digits: u32, keep: u32) -> Option<i64> {
 
 /// `weir_cut_fraction(ts, p)`: a timestamp's fraction cut to `p` digits, for a `CAST` to a
 /// `TIMESTAMP(p)` or `TIMESTAMP_LTZ(p)` whose precision Arrow has no unit for (1, 2, 4, 5,
-/// 7, 8; see `super::rewrite`). As Flink's `DateTimeUtils.truncate`, which its timestamp
+/// 7, 8; see `super::rewrite`), and a time's for a `CAST` to `TIME(p)` (a time of day is
+/// never negative, so both cuts agree). As Flink's `DateTimeUtils.truncate`, which its timestamp
 /// casts call: up to 3 digits the epoch milliseconds lose their last `3 - p` digits (toward
 /// zero, Java's division), past 3 the nanoseconds of the millisecond lose theirs (toward the
 /// past). The type is the argument's (held at Arrow's next unit). With a third argument
@@ -1797,11 +1798,14 @@ impl ScalarUDFImpl for CutFraction {
 
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         match args.first() {
-            Some(t @ DataType::Timestamp(..)) => Ok(t.clone()),
-            Some(DataType::Null) => Ok(DataType::Null),
-            other => {
-                datafusion::common::plan_err!("{} takes a timestamp, not {other:?}", Self::NAME)
+            Some(t @ (DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_))) => {
+                Ok(t.clone())
             }
+            Some(DataType::Null) => Ok(DataType::Null),
+            other => datafusion::common::plan_err!(
+                "{} takes a timestamp or a time, not {other:?}",
+                Self::NAME
+            ),
         }
     }
 
@@ -1814,7 +1818,9 @@ impl ScalarUDFImpl for CutFraction {
         use datafusion::arrow::datatypes::Int64Type;
         let scalar = all_scalar(&args);
         let values = args.args[0].to_array(args.number_rows)?;
-        let DataType::Timestamp(unit, _) = values.data_type().clone() else {
+        let (DataType::Timestamp(unit, _) | DataType::Time32(unit) | DataType::Time64(unit)) =
+            values.data_type().clone()
+        else {
             return Ok(args.args[0].clone());
         };
         let digits = crate::sql::types::unit_digits(&unit);

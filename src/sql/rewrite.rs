@@ -651,6 +651,33 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 std::slice::from_ref(e),
             )
         }
+        // A CAST to TIME(p): a TIME (DataFusion has no precision for it) with its fraction
+        // cut to p digits, as Flink's cast to a TIME(p) keeps p of them.
+        Expr::Cast {
+            kind,
+            expr,
+            data_type: datafusion::sql::sqlparser::ast::DataType::Time(Some(p), tz),
+            ..
+        } if matches!(
+            kind,
+            datafusion::sql::sqlparser::ast::CastKind::Cast
+                | datafusion::sql::sqlparser::ast::CastKind::TryCast
+                | datafusion::sql::sqlparser::ast::CastKind::SafeCast
+        ) && *p <= 9
+            && matches!(tz, datafusion::sql::sqlparser::ast::TimezoneInfo::None) =>
+        {
+            let cast = match kind {
+                datafusion::sql::sqlparser::ast::CastKind::Cast => "CAST",
+                _ => "TRY_CAST",
+            };
+            template(
+                &format!(
+                    "{}({cast}(__0 AS TIME), {p})",
+                    super::functions::CutFraction::NAME
+                ),
+                std::slice::from_ref(expr.as_ref()),
+            )
+        }
         // A TIMESTAMP(0) literal moved by an interval keeps the interval's milliseconds, as
         // Flink's documented `TIMESTAMP '2020-01-01 00:00:00' + INTERVAL '10 00:00:00.004'
         // DAY TO SECOND` = `2020-01-11 00:00:00.004`: the literal is a TIMESTAMP(3) there.
