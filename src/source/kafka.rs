@@ -2193,6 +2193,25 @@ mod tests {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::Int32Type;
 
+    /// A context to replay messages into: it, the receiving end of its batches, and the
+    /// job's metrics.
+    fn replay_context() -> (
+        SourceContext,
+        tokio::sync::mpsc::Receiver<crate::job::message::Message>,
+        Arc<JobMetrics>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let job = Arc::new(JobMetrics::default());
+        let ctx = SourceContext::new(
+            tx,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            SourceStage::new(None, None),
+            job.register("source"),
+            job.clone(),
+        );
+        (ctx, rx, job)
+    }
+
     /// `leader-epoch` (Flink's `INT NULL`): the message's epoch, NULL where the broker
     /// gave none (librdkafka's -1; the test broker gives none, so the Kafka test sees
     /// only NULL).
@@ -2221,15 +2240,7 @@ mod tests {
             headers: vec![],
             leader_epoch: epoch,
         };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let job = Arc::new(JobMetrics::default());
-        let mut ctx = SourceContext::new(
-            tx,
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            SourceStage::new(None, None),
-            job.register("source"),
-            job.clone(),
-        );
+        let (mut ctx, mut rx, _job) = replay_context();
         source
             .replay("t", &[message(0, Some(5)), message(1, None)], &mut ctx)
             .expect("replayed");
@@ -2273,15 +2284,7 @@ mod tests {
             headers: vec![],
             leader_epoch: None,
         };
-        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-        let job = Arc::new(JobMetrics::default());
-        let mut ctx = SourceContext::new(
-            tx,
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            SourceStage::new(None, None),
-            job.register("source"),
-            job.clone(),
-        );
+        let (mut ctx, mut rx, job) = replay_context();
         let messages = [
             message(
                 0,
