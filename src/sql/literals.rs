@@ -70,7 +70,8 @@ fn is_int_literal(e: &Expr) -> bool {
 /// value constructors, whose elements and fields have their arguments' types (`ARRAY[1, 2]`
 /// is an `ARRAY<INT>`, `ROW(1, 'a')` a `ROW<INT, STRING>`, `MAP['a', 1]` a
 /// `MAP<STRING, INT>`; an element past INT's range keeps its `BIGINT`, and the array's type
-/// is then the wider one, as Calcite's least restrictive type).
+/// is then the wider one, as Calcite's least restrictive type), and `PRINTF`, whose `%x` of
+/// `-1` is that of an INT.
 const FOLLOW_ARGUMENTS: &[&str] = &[
     "coalesce",
     "nullif",
@@ -87,6 +88,7 @@ const FOLLOW_ARGUMENTS: &[&str] = &[
     "__weir_map",
     "struct",
     "named_struct",
+    "printf",
 ];
 
 /// The aggregates whose result type follows their argument's in Flink (`SUM(1)` is an

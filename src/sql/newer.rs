@@ -35,9 +35,9 @@ pub enum NewerFn {
     JsonUnquote,
     /// `REGEXP_EXTRACT_ALL(str, regex[, extractIndex])`: an `ARRAY<STRING>` of group
     /// `extractIndex` (default 1; 0 is the whole match) of every match, in order (Flink's
-    /// `RegexpExtractAllFunction`). Errors, as Flink's: a pattern that is not a regular
-    /// expression, an index outside 0 to the pattern's group count. A group that did not
-    /// take part in a match is a NULL element.
+    /// `RegexpExtractAllFunction`); NULL for a pattern that is not a regular expression or
+    /// an index outside 0 to the pattern's group count. A group that did not take part in
+    /// a match is a NULL element.
     RegexpExtractAll,
     /// `REGEXP_SUBSTR(str, regex)`: the first match; NULL when nothing matches or the
     /// pattern is not a regular expression (Flink's `RegexpSubstrFunction`).
@@ -60,9 +60,11 @@ pub enum NewerFn {
     /// that is not a MAP of the first one's type.
     MapUnion,
     /// `PRINTF(format, obj, …)`: Java's `String.format(Locale.US, format, obj…)` — see
-    /// [`java_format`] for the conversions taken. NULL for a NULL format. Errors: as Java's
-    /// formatter, a specifier without its argument, a conversion the argument's type does
-    /// not take, or a conversion [`java_format`] does not take (`%t`, `%h`, `%a`).
+    /// [`java_format`] for the conversions taken. NULL for a NULL format, and for a format
+    /// the formatter refuses (a specifier without its argument, a conversion the
+    /// argument's type does not take, flags that do not go together, a conversion
+    /// [`java_format`] does not take: `%t`, `%h`, `%a`), as Flink's `PrintfFunction`
+    /// returns NULL when Java's formatter throws.
     Printf,
 }
 
@@ -165,10 +167,40 @@ impl ScalarUDFImpl for Newer {
                         );
                     }
                 }
-                args.iter()
+                let out = args
+                    .iter()
                     .find(|t| matches!(t, DataType::Map(..)))
                     .unwrap_or(first)
-                    .clone()
+                    .clone();
+                // Maps of one type, or of keys and values of one kind (numbers, strings):
+                // a union of MAP<STRING, INT> and MAP<STRING, STRING> has no common type.
+                let kinds = |t: &DataType| match t {
+                    DataType::Map(e, _) => match e.data_type() {
+                        DataType::Struct(kv) if kv.len() == 2 => {
+                            Some([kv[0].data_type(), kv[1].data_type()].map(|t| {
+                                if t.is_numeric() {
+                                    "number".to_string()
+                                } else if t.is_string() {
+                                    "string".to_string()
+                                } else {
+                                    t.to_string()
+                                }
+                            }))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                for t in args {
+                    if matches!(t, DataType::Map(..)) && kinds(t) != kinds(&out) {
+                        return datafusion::common::plan_err!(
+                            "MAP_UNION takes maps of one type, not {} and {}",
+                            crate::sql::types::flink_type_name(&out),
+                            crate::sql::types::flink_type_name(t)
+                        );
+                    }
+                }
+                out
             }
             NewerFn::Printf if args.is_empty() => {
                 return datafusion::common::plan_err!("PRINTF takes a format and its arguments");
@@ -362,19 +394,16 @@ fn regexp_extract_all(args: &ScalarFunctionArgs) -> datafusion::error::Result<Ar
             out.append(false);
             continue;
         }
-        let r = cache
-            .get(re.value(i))
-            .map_err(|e| exec_err(format!("REGEXP_EXTRACT_ALL: {e}")))?;
+        // A pattern that is not a regular expression, or a group it does not have: NULL.
+        let Ok(r) = cache.get(re.value(i)) else {
+            out.append(false);
+            continue;
+        };
         let groups = r.captures_len() - 1;
-        let group = usize::try_from(idx.value(i))
-            .ok()
-            .filter(|&g| g <= groups)
-            .ok_or_else(|| {
-                exec_err(format!(
-                    "REGEXP_EXTRACT_ALL: extract group index {} is out of range [0, {groups}]",
-                    idx.value(i)
-                ))
-            })?;
+        let Some(group) = usize::try_from(idx.value(i)).ok().filter(|&g| g <= groups) else {
+            out.append(false);
+            continue;
+        };
         for caps in r.captures_iter(s.value(i)) {
             out.values()
                 .append_option(caps.get(group).map(|m| m.as_str()));
@@ -393,20 +422,26 @@ fn map_union(args: &ScalarFunctionArgs) -> datafusion::error::Result<ArrayRef> {
         // Every argument is a NULL literal: NULL.
         return Ok(datafusion::arrow::array::new_null_array(&out_type, n));
     };
-    let maps: Vec<MapArray> = args
-        .args
-        .iter()
-        .map(|a| {
-            let a = a.to_array(n)?;
-            let a = datafusion::arrow::compute::cast(&a, &out_type).map_err(|e| {
-                exec_err(format!(
-                    "MAP_UNION takes maps of one type ({}): {e}",
-                    crate::sql::types::flink_type_name(&out_type)
-                ))
-            })?;
-            Ok(a.as_map().clone())
-        })
-        .collect::<datafusion::error::Result<_>>()?;
+    let maps: Vec<MapArray> =
+        args.args
+            .iter()
+            .map(|a| {
+                let a = a.to_array(n)?;
+                // Strict: a value that does not fit the union's type is an error, not a NULL.
+                let strict = datafusion::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                let a = datafusion::arrow::compute::cast_with_options(&a, &out_type, &strict)
+                    .map_err(|e| {
+                        exec_err(format!(
+                            "MAP_UNION takes maps of one type ({}): {e}",
+                            crate::sql::types::flink_type_name(&out_type)
+                        ))
+                    })?;
+                Ok(a.as_map().clone())
+            })
+            .collect::<datafusion::error::Result<_>>()?;
     // Each key as a row of comparable bytes, per map.
     let converter =
         datafusion::arrow::row::RowConverter::new(vec![datafusion::arrow::row::SortField::new(
@@ -483,9 +518,9 @@ fn printf(args: &ScalarFunctionArgs) -> datafusion::error::Result<ArrayRef> {
             .iter()
             .map(|v| ScalarValue::try_from_array(v, row))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let text = java_format(format.value(row), &row_args)
-            .map_err(|e| exec_err(format!("PRINTF: {e}")))?;
-        out.push(Some(text));
+        // A format Java's formatter refuses gives NULL, as Flink's `PrintfFunction` catches
+        // the error.
+        out.push(java_format(format.value(row), &row_args).ok());
     }
     Ok(Arc::new(out.into_iter().collect::<StringArray>()))
 }
@@ -734,6 +769,18 @@ pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String>
             i += 1;
             spec.precision = Some(number(&mut i).ok_or("a precision without digits")?);
         }
+        // Past this a result would not fit in memory; Java's formatter fails there too.
+        const MOST: usize = 1 << 20;
+        if spec.width.is_some_and(|w| w > MOST) || spec.precision.is_some_and(|p| p > MOST) {
+            return Err(format!("a width or precision past {MOST}"));
+        }
+        // Java's `MissingFormatWidthException` and `IllegalFormatFlagsException`.
+        if (spec.left || spec.zero) && spec.width.is_none() {
+            return Err("'-' or '0' without a width".to_string());
+        }
+        if (spec.left && spec.zero) || (spec.plus && spec.space) {
+            return Err("flags that do not go together".to_string());
+        }
         let Some(&conversion) = chars.get(i) else {
             return Err(format!(
                 "the format ends in an unfinished specifier '{}'",
@@ -771,6 +818,12 @@ pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String>
             )
         };
         let upper = conversion.is_ascii_uppercase();
+        // Java's `IllegalFormatPrecisionException`: integers and characters take none.
+        if spec.precision.is_some()
+            && matches!(conversion.to_ascii_lowercase(), 'd' | 'o' | 'x' | 'c')
+        {
+            return Err(format!("'{specifier}' takes no precision"));
+        }
         let text = match conversion.to_ascii_lowercase() {
             'b' => {
                 let b = match arg {
@@ -966,6 +1019,11 @@ mod tests {
         assert!(f("%d", &[s("x")]).starts_with("error: '%d' does not take a STRING"));
         assert!(f("%s %s", &[s("x")]).starts_with("error: format specifier '%s' has no argument"));
         assert!(f("%tY", &[i(1)]).contains("not supported"));
+        assert!(f("%.2147483647e", &[d(1.0)]).starts_with("error: a width or precision"));
+        assert!(f("%4294967297s", &[s("a")]).starts_with("error: a width or precision"));
+        assert!(f("%-08d", &[i(5)]).starts_with("error: flags"));
+        assert!(f("%-s", &[s("a")]).starts_with("error: '-' or '0' without a width"));
+        assert!(f("%.2d", &[i(5)]).starts_with("error: '%.2d' takes no precision"));
     }
 
     #[test]

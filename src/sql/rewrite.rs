@@ -436,7 +436,14 @@ fn overlaps(e: &Expr) -> Option<Expr> {
             let pair = |e: &Expr| -> Option<(Expr, Expr)> {
                 let Expr::Tuple(v) = e else { return None };
                 let [s, x] = v.as_slice() else { return None };
-                let end = if matches!(x, Expr::Interval(_)) {
+                // A length: an interval literal, or one scaled (`INTERVAL '1' SECOND * 2`).
+                let interval = |e: &Expr| matches!(e, Expr::Interval(_));
+                let length = interval(x)
+                    || matches!(x, Expr::BinaryOp { left, op, right }
+                        if matches!(op, datafusion::sql::sqlparser::ast::BinaryOperator::Multiply
+                            | datafusion::sql::sqlparser::ast::BinaryOperator::Divide)
+                            && (interval(left) || interval(right)));
+                let end = if length {
                     template("__0 + __1", &[s.clone(), x.clone()])?
                 } else {
                     x.clone()
@@ -1214,6 +1221,9 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // cut to its day (Flink's `DateTimeUtils.parseDate`, through `SimpleDateFormat`);
         // text that does not match is NULL (Flink makes a date of `Long.MIN_VALUE`
         // milliseconds of it).
+        // Flink's `DateTimeUtils.parseDate(string)`, which a cast to DATE reads with too;
+        // text that is no date is NULL.
+        ("TO_DATE", 1) => t("TRY_CAST(__0 AS DATE)"),
         ("TO_DATE", 2) => t(&format!(
             "arrow_cast({}(__0, __1, 'UTC'), 'Date32')",
             super::functions::ToTimestampLtz::PREFIX_NAME
@@ -1308,7 +1318,15 @@ fn flink_call(f: &Function) -> Option<Expr> {
                 },
                 _ => None,
             };
-            let ascending = flag(&a[1])?;
+            // An order that is not a literal: chosen per row (two-argument form).
+            let Some(ascending) = flag(&a[1]) else {
+                return match a.len() {
+                    2 => t(
+                        "CASE WHEN __1 THEN array_sort(__0, 'ASC', 'NULLS FIRST') WHEN NOT __1 THEN array_sort(__0, 'DESC', 'NULLS LAST') END",
+                    ),
+                    _ => None,
+                };
+            };
             let nulls_first = match a.get(2) {
                 Some(e) => flag(e)?,
                 None => ascending,
@@ -1350,11 +1368,12 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // does not parse is Long.MIN_VALUE (Flink's `DateTimeUtils.unixTimestamp`). The
         // text's beginning that matches the format counts, as `SimpleDateFormat` reads it. A format
         // with a finer fraction makes a finer TIMESTAMP_LTZ: milliseconds first.
+        // NULL in, NULL out.
         ("UNIX_TIMESTAMP", 1) => t(
-            "coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "CASE WHEN __0 IS NOT NULL THEN coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, 'yyyy-MM-dd HH:mm:ss', weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1) END",
         ),
         ("UNIX_TIMESTAMP", 2) => t(
-            "coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, __1, weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1)",
+            "CASE WHEN __0 IS NOT NULL AND __1 IS NOT NULL THEN coalesce(CAST(CAST(CAST(weir_parse_prefix(__0, __1, weir_now('ZONE')) AS TIMESTAMP_LTZ(3)) AS BIGINT) / 1000 AS BIGINT), -9223372036854775807 - 1) END",
         ),
         ("TIMESTAMPADD", 3) => {
             let u = unit(&a[0])?;
