@@ -455,7 +455,9 @@ fn parse_call(
             return Err(sql_err(format!("{name} is given twice"), &t));
         }
         let at = p.peek_token();
-        let e = p.parse_expr().map_err(parser_error)?;
+        let mut e = p.parse_expr().map_err(parser_error)?;
+        // Flink's forms inside (`INTERVAL '10' SECOND * 2`), as in the rest of the query.
+        crate::sql::rewrite::rewrite_expr(&mut e);
         args.push((name, e, pos_of(&at)));
     }
     let t = p.peek_token();
