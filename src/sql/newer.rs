@@ -679,8 +679,34 @@ fn scientific(digits: &str, exp: i32, frac: usize) -> String {
     format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
-/// A value's text as Java's `String.valueOf` gives it for `%s`.
+/// A value's text as Java's `String.valueOf` gives it for `%s`: a TIMESTAMP as Flink's
+/// `TimestampData.toString` (`LocalDateTime`'s: `2024-01-01T10:00`, seconds and a fraction
+/// of 3, 6 or 9 digits only where they are not zero); a TIMESTAMP_LTZ the same, on UTC.
 fn java_text(v: &ScalarValue) -> String {
+    if let ScalarValue::TimestampSecond(Some(_), _)
+    | ScalarValue::TimestampMillisecond(Some(_), _)
+    | ScalarValue::TimestampMicrosecond(Some(_), _)
+    | ScalarValue::TimestampNanosecond(Some(_), _) = v
+        && let Ok(ScalarValue::TimestampNanosecond(Some(ns), _)) = v.cast_to(&DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        ))
+    {
+        use chrono::Timelike;
+        let t = chrono::DateTime::from_timestamp_nanos(ns).naive_utc();
+        let mut text = t.format("%Y-%m-%dT%H:%M").to_string();
+        let nanos = t.nanosecond();
+        if t.second() != 0 || nanos != 0 {
+            text.push_str(&format!(":{:02}", t.second()));
+        }
+        match nanos {
+            0 => {}
+            n if n % 1_000_000 == 0 => text.push_str(&format!(".{:03}", n / 1_000_000)),
+            n if n % 1_000 == 0 => text.push_str(&format!(".{:06}", n / 1_000)),
+            n => text.push_str(&format!(".{n:09}")),
+        }
+        return text;
+    }
     match v {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
