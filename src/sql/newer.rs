@@ -59,6 +59,12 @@ pub enum NewerFn {
     /// keys (Flink's `MapUnionFunction`); NULL when any map is NULL. Errors: an argument
     /// that is not a MAP of the first one's type.
     MapUnion,
+    /// `ARRAY_SLICE(array, start[, end])` (as `weir_array_slice`): the elements from
+    /// `start` to `end` (1-based, inclusive; negative counts from the end; `end` defaults
+    /// to the array's length), by Flink's `ArraySliceFunction`: a negative offset has the
+    /// length + 1 added, `start` is at least 1, an `end` of 0 is 1 and one past the end is
+    /// the end, and an `end` before `start` gives an empty array. NULL for a NULL argument.
+    ArraySlice,
     /// `PRINTF(format, obj, …)`: Java's `String.format(Locale.US, format, obj…)` — see
     /// [`java_format`] for the conversions taken. NULL for a NULL format, and for a format
     /// the formatter refuses (a specifier without its argument, a conversion the
@@ -69,7 +75,8 @@ pub enum NewerFn {
 }
 
 impl NewerFn {
-    const ALL: [NewerFn; 9] = [
+    const ALL: [NewerFn; 10] = [
+        NewerFn::ArraySlice,
         NewerFn::JsonQuote,
         NewerFn::JsonUnquote,
         NewerFn::RegexpExtractAll,
@@ -91,6 +98,7 @@ impl NewerFn {
             NewerFn::UrlEncode => "url_encode",
             NewerFn::UrlDecode => "url_decode",
             NewerFn::MapUnion => "map_union",
+            NewerFn::ArraySlice => "weir_array_slice",
             NewerFn::Printf => "printf",
         }
     }
@@ -98,7 +106,7 @@ impl NewerFn {
     fn signature(self) -> Signature {
         let v = Volatility::Immutable;
         match self {
-            NewerFn::RegexpExtractAll => {
+            NewerFn::RegexpExtractAll | NewerFn::ArraySlice => {
                 Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], v)
             }
             NewerFn::RegexpSubstr => Signature::any(2, v),
@@ -202,6 +210,18 @@ impl ScalarUDFImpl for Newer {
                 }
                 out
             }
+            NewerFn::ArraySlice => match args.first() {
+                Some(t @ (DataType::List(_) | DataType::Null)) => t.clone(),
+                Some(DataType::LargeList(f) | DataType::FixedSizeList(f, _)) => {
+                    DataType::List(f.clone())
+                }
+                other => {
+                    return datafusion::common::plan_err!(
+                        "ARRAY_SLICE takes an ARRAY, not {}",
+                        other.map_or("nothing".to_string(), crate::sql::types::flink_type_name)
+                    );
+                }
+            },
             NewerFn::Printf if args.is_empty() => {
                 return datafusion::common::plan_err!("PRINTF takes a format and its arguments");
             }
@@ -259,6 +279,7 @@ impl ScalarUDFImpl for Newer {
             }
             NewerFn::RegexpExtractAll => regexp_extract_all(&args)?,
             NewerFn::MapUnion => map_union(&args)?,
+            NewerFn::ArraySlice => array_slice(&args)?,
             NewerFn::Printf => printf(&args)?,
         };
         shaped(out, scalar)
@@ -496,6 +517,66 @@ fn map_union(args: &ScalarFunctionArgs) -> datafusion::error::Result<ArrayRef> {
         merged.as_struct().clone(),
         Some(NullBuffer::from(valid)),
         *sorted,
+    )?))
+}
+
+/// `ARRAY_SLICE`: see [`NewerFn::ArraySlice`].
+fn array_slice(args: &ScalarFunctionArgs) -> datafusion::error::Result<ArrayRef> {
+    use datafusion::arrow::array::{Int64Array, UInt32Array};
+    use datafusion::arrow::datatypes::Int64Type;
+    let n = args.number_rows;
+    let out_type = args.return_field.data_type().clone();
+    let DataType::List(field) = &out_type else {
+        return Ok(datafusion::arrow::array::new_null_array(&out_type, n));
+    };
+    let arrays = arg_as(args, 0, &out_type)?;
+    let arrays = arrays.as_list::<i32>();
+    let start = arg_as(args, 1, &DataType::Int64)?;
+    let start = start.as_primitive::<Int64Type>();
+    let end: Option<Int64Array> = match args.args.len() {
+        3 => Some(
+            arg_as(args, 2, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone(),
+        ),
+        _ => None,
+    };
+    let mut take: Vec<u32> = vec![];
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(n);
+    for row in 0..n {
+        let end_null = end.as_ref().is_some_and(|e| e.is_null(row));
+        if arrays.is_null(row) || start.is_null(row) || end_null {
+            valid.push(false);
+            offsets.push(take.len() as i32);
+            continue;
+        }
+        let o = arrays.value_offsets();
+        let (first, size) = (o[row] as i64, i64::from(o[row + 1] - o[row]));
+        let adjust = |x: i64| if x < 0 { x + size + 1 } else { x };
+        let s = adjust(start.value(row)).max(1);
+        let e = end.as_ref().map_or(size, |e| adjust(e.value(row)));
+        let e = if e == 0 { 1 } else { e.min(size) };
+        if size > 0 && e >= s {
+            for i in s..=e {
+                take.push(u32::try_from(first + i - 1).map_err(|_| {
+                    exec_err("ARRAY_SLICE: an array past 2^32 elements".to_string())
+                })?);
+            }
+        }
+        valid.push(true);
+        offsets.push(
+            i32::try_from(take.len())
+                .map_err(|_| exec_err("ARRAY_SLICE: a result past 2^31 elements".to_string()))?,
+        );
+    }
+    let values =
+        datafusion::arrow::compute::take(arrays.values().as_ref(), &UInt32Array::from(take), None)?;
+    Ok(Arc::new(datafusion::arrow::array::ListArray::try_new(
+        field.clone(),
+        OffsetBuffer::new(offsets.into()),
+        values,
+        Some(NullBuffer::from(valid)),
     )?))
 }
 

@@ -917,6 +917,7 @@ pub fn function_named_in<V: datafusion::sql::sqlparser::ast::Visit>(
 /// FUNCTIONS`).
 pub const FLINK_NAMES: &[&str] = &[
     "ELT",
+    "ARRAY_SLICE",
     "STARTSWITH",
     "ENDSWITH",
     "SPLIT",
@@ -1304,8 +1305,9 @@ fn flink_call(f: &Function) -> Option<Expr> {
                 .collect::<Vec<_>>()
                 .join(" ")
         )),
-        // Flink's `ARRAY_SLICE(array, start)`: to the end (DataFusion's takes an end).
-        ("ARRAY_SLICE", 2) => t("array_slice(__0, __1, -1)"),
+        // Flink's `ARRAY_SLICE` (`ArraySliceFunction`'s offsets; see `super::newer`).
+        ("ARRAY_SLICE", 2) => t("weir_array_slice(__0, __1)"),
+        ("ARRAY_SLICE", 3) => t("weir_array_slice(__0, __1, __2)"),
         // Flink's `ARRAY_SORT(array, ascending[, nulls_first])` (`ArraySortFunction`):
         // NULLs first when ascending and last when descending unless `nulls_first` says;
         // NULL for a NULL order. The orders are literals (DataFusion's take its words).
@@ -1988,6 +1990,8 @@ mod tests {
     fn every_rule_rewrites_its_call() {
         let calls = [
             "ELT(a, b, c)",
+            "ARRAY_SLICE(a, 1)",
+            "ARRAY_SLICE(a, 1, 2)",
             "STARTSWITH(a, b)",
             "ENDSWITH(a, b)",
             "SPLIT(a, b)",
