@@ -791,8 +791,8 @@ fn string_map_type() -> DataType {
 
 /// `interval * number` (or `/ number` when `divide`): see [`FlinkFn::IntervalTimes`].
 /// Argument 0 is the interval, argument 1 the number; the result is an
-/// `Interval(MonthDayNano)` whose day-time part is whole milliseconds, in days when it was
-/// written in days and stays a whole number of them, else in nanoseconds.
+/// `Interval(MonthDayNano)` whose day-time part is whole milliseconds: whole days, then the
+/// rest of a day in nanoseconds.
 fn interval_times(
     args: &ScalarFunctionArgs,
     divide: bool,
@@ -847,7 +847,13 @@ fn interval_times(
     };
     let mut out = Vec::with_capacity(interval.len());
     for i in 0..interval.len() {
-        if interval.is_null(i) || number.is_null(i) {
+        // A NULL number: a NULL literal (whose array has no validity buffer) or one the
+        // casts could not hold (an unsigned value past BIGINT's range).
+        let number_null = number.data_type().is_null()
+            || number.is_null(i)
+            || (integer && as_int.is_null(i))
+            || (!integer && as_float.is_null(i));
+        if interval.is_null(i) || number_null {
             out.push(None);
             continue;
         }
@@ -859,14 +865,10 @@ fn interval_times(
         if i64::try_from(ms).is_err() {
             return Err(too_big("milliseconds"));
         }
-        let (days, nanoseconds) = if v.nanoseconds == 0 && ms % DAY_MS == 0 {
-            (i32::try_from(ms / DAY_MS).map_err(|_| too_big("days"))?, 0)
-        } else {
-            (
-                0,
-                i64::try_from(ms * 1_000_000).map_err(|_| too_big("milliseconds"))?,
-            )
-        };
+        // Whole days, then the rest of a day in nanoseconds (both of the sign of `ms`).
+        let days = i32::try_from(ms / DAY_MS).map_err(|_| too_big("days"))?;
+        let nanoseconds =
+            i64::try_from((ms % DAY_MS) * 1_000_000).map_err(|_| too_big("milliseconds"))?;
         out.push(Some(IntervalMonthDayNano::new(months, days, nanoseconds)));
     }
     Ok(std::sync::Arc::new(IntervalMonthDayNanoArray::from(out)))

@@ -683,8 +683,8 @@ fn element_texts(array: &ArrayRef, tz: &Tz) -> datafusion::error::Result<Vec<Str
 /// `STRING` write them (Calcite's `DateTimeUtils.intervalYearMonthToString` and
 /// `intervalDayTimeToString` at millisecond scale, which Flink's value printer calls): a
 /// year-month interval as `+Y-MM` (`+2-06`), a day-time one as `+D HH:MM:SS.mmm` (`+0
-/// 00:20:00.000`, `-1 12:00:00.000`), nanoseconds below a millisecond rounded half up as
-/// Calcite's `roundUp` does. One holding both months and a day-time part (no Flink type
+/// 00:20:00.000`, `-1 12:00:00.000`), nanoseconds below a millisecond rounded up when more than
+/// half of one, as Calcite's `roundUp` does. One holding both months and a day-time part (no Flink type
 /// holds both) is the two texts apart by a space. NULL stays NULL. Errors: `array` is not
 /// an interval.
 pub fn interval_text(array: &ArrayRef) -> datafusion::error::Result<ArrayRef> {

@@ -43,8 +43,9 @@ pub enum NewerFn {
     /// pattern is not a regular expression (Flink's `RegexpSubstrFunction`).
     RegexpSubstr,
     /// `UNHEX(string)`: the BYTES the hexadecimal digits spell, two digits a byte (either
-    /// case); an odd count reads the first digit as a byte of its own (`'F'` is `X'0F'`);
-    /// NULL when a character is not a hexadecimal digit.
+    /// case); of an odd count the first digit is dropped and a zero byte put in front
+    /// (`'ABC'` is `X'00BC'`, Flink's `UnhexFunction`); NULL when a character is not a
+    /// hexadecimal digit.
     Unhex,
     /// `URL_ENCODE(string)`: the string in `application/x-www-form-urlencoded` form, UTF-8
     /// (Java's `URLEncoder.encode(s, "UTF-8")`: letters, digits and `.-*_` stay, a space is
@@ -175,11 +176,49 @@ impl ScalarUDFImpl for Newer {
                         );
                     }
                 }
-                let out = args
+                let maps: Vec<&DataType> = args
                     .iter()
-                    .find(|t| matches!(t, DataType::Map(..)))
-                    .unwrap_or(first)
-                    .clone();
+                    .filter(|t| matches!(t, DataType::Map(..)))
+                    .collect();
+                let Some(&out) = maps.first() else {
+                    return Ok(first.clone());
+                };
+                // The keys' and the values' common types (Calcite's least restrictive:
+                // an INT map and a DOUBLE map make a DOUBLE map), in the first map's layout.
+                let parts = |t: &DataType| match t {
+                    DataType::Map(e, sorted) => match e.data_type() {
+                        DataType::Struct(kv) if kv.len() == 2 => {
+                            Some((e.clone(), kv.clone(), *sorted))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let common = |i: usize| {
+                    let types: Vec<DataType> = maps
+                        .iter()
+                        .filter_map(|t| parts(t).map(|(_, kv, _)| kv[i].data_type().clone()))
+                        .collect();
+                    datafusion::logical_expr::type_coercion::binary::type_union_resolution(&types)
+                };
+                let out = match (parts(out), common(0), common(1)) {
+                    (Some((entries, kv, sorted)), Some(k), Some(v)) => {
+                        let kv = datafusion::arrow::datatypes::Fields::from(vec![
+                            kv[0].as_ref().clone().with_data_type(k),
+                            kv[1].as_ref().clone().with_data_type(v).with_nullable(true),
+                        ]);
+                        DataType::Map(
+                            Arc::new(
+                                entries
+                                    .as_ref()
+                                    .clone()
+                                    .with_data_type(DataType::Struct(kv)),
+                            ),
+                            sorted,
+                        )
+                    }
+                    _ => out.clone(),
+                };
                 // Maps of one type, or of keys and values of one kind (numbers, strings):
                 // a union of MAP<STRING, INT> and MAP<STRING, STRING> has no common type.
                 let kinds = |t: &DataType| match t {
@@ -382,11 +421,13 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .chars()
         .map(|c| c.to_digit(16).map(|d| d as u8))
         .collect::<Option<_>>()?;
+    // An odd count: the first digit is dropped and a zero byte stands in front (Flink's
+    // `UnhexFunction`, as its documentation says).
     let (first, rest) = digits.split_at(digits.len() % 2);
     Some(
         first
             .iter()
-            .copied()
+            .map(|_| 0u8)
             .chain(rest.chunks(2).map(|p| (p[0] << 4) | p[1]))
             .collect(),
     )
@@ -667,7 +708,10 @@ fn grouped(digits: &str) -> String {
 fn decimal_digits(v: &ScalarValue) -> Option<(bool, String, i32)> {
     let (negative, text) = match v {
         ScalarValue::Float64(Some(f)) => (f.is_sign_negative(), format!("{:e}", f.abs())),
-        ScalarValue::Float32(Some(f)) => (f.is_sign_negative(), format!("{:e}", f.abs())),
+        // Java's formatter widens a float to a double first (0.1f is 0.10000000149…).
+        ScalarValue::Float32(Some(f)) => {
+            (f.is_sign_negative(), format!("{:e}", f64::from(*f).abs()))
+        }
         ScalarValue::Decimal128(Some(x), _, scale) => {
             let digits = x.unsigned_abs().to_string();
             let exp = digits.len() as i32 - 1 - i32::from(*scale);
@@ -823,12 +867,17 @@ fn integer(v: &ScalarValue) -> Option<(i128, u32)> {
 /// and round half up, as Java does. Errors: a missing argument, an argument of a type the
 /// conversion does not take, and the conversions not listed (`%t`, `%h`, `%a`).
 pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String> {
+    // The longest text one call writes (a longer one is an error, NULL in PRINTF).
+    const MOST_TEXT: usize = 1 << 24;
     let chars: Vec<char> = format.chars().collect();
     let mut out = String::new();
     let mut i = 0;
     let mut next_arg = 0usize;
     let mut last_arg: Option<usize> = None;
     while i < chars.len() {
+        if out.len() > MOST_TEXT {
+            return Err(format!("a result past {MOST_TEXT} bytes"));
+        }
         if chars[i] != '%' {
             out.push(chars[i]);
             i += 1;
@@ -956,7 +1005,10 @@ pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String>
             }
             _ if arg.is_null() => spec.justify("null".to_string()),
             'c' => {
-                let (code, _) = integer(arg).ok_or_else(wrong)?;
+                // Java's `%c` takes a Byte, Short or Integer (a Long is refused).
+                let (code, _) = integer(arg)
+                    .filter(|(_, bits)| *bits <= 32)
+                    .ok_or_else(wrong)?;
                 let c = u32::try_from(code)
                     .ok()
                     .and_then(char::from_u32)
@@ -1033,7 +1085,8 @@ pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String>
                             }
                         }
                     };
-                    let negative = negative && body.bytes().any(|b| (b'1'..=b'9').contains(&b));
+                    // Java's sign: of the value (`-0.04` is `-0.0` at one digit; `-0.0`
+                    // is negative), not of the rounded digits.
                     spec.signed(negative, body)
                 }
             }
@@ -1044,6 +1097,9 @@ pub fn java_format(format: &str, args: &[ScalarValue]) -> Result<String, String>
             }
         };
         out.push_str(&if upper { text.to_uppercase() } else { text });
+    }
+    if out.len() > MOST_TEXT {
+        return Err(format!("a result past {MOST_TEXT} bytes"));
     }
     Ok(out)
 }
@@ -1086,6 +1142,13 @@ mod tests {
         );
         // Half up on the shortest digits: 2.675 and 0.125 round up (C's printf gives 2.67, 0.12).
         assert_eq!(f("%.2f %.2f", &[d(2.675), d(0.125)]), "2.68 0.13");
+        assert_eq!(f("%.1f %f", &[d(-0.04), d(-0.0)]), "-0.0 -0.000000");
+        assert_eq!(
+            f("%.10f", &[ScalarValue::Float32(Some(0.1))]),
+            "0.1000000015"
+        );
+        assert!(f("%c", &[ScalarValue::Int64(Some(65))]).starts_with("error"));
+        assert!(f(&"%1048576%".repeat(20), &[]).starts_with("error: a result past"));
         assert_eq!(
             f("%e %.2E %e", &[d(12345.678), d(0.000123), d(0.0)]),
             "1.234568e+04 1.23E-04 0.000000e+00"
@@ -1150,7 +1213,8 @@ mod tests {
         assert_eq!(url_decode("100%"), None);
         assert_eq!(url_decode("%G1"), None);
         assert_eq!(unhex("666C696E6B").as_deref(), Some(&b"flink"[..]));
-        assert_eq!(unhex("F").as_deref(), Some(&[0x0F][..]));
+        assert_eq!(unhex("F").as_deref(), Some(&[0x00][..]));
+        assert_eq!(unhex("ABC").as_deref(), Some(&[0x00, 0xBC][..]));
         assert_eq!(unhex("zz"), None);
     }
 }

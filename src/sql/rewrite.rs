@@ -1218,13 +1218,13 @@ fn flink_call(f: &Function) -> Option<Expr> {
         // `ToTimestamp`); a string that does not match is NULL, as in Flink.
         ("TO_TIMESTAMP", 1) => t("weir_to_timestamp(__0)"),
         ("TO_TIMESTAMP", 2) => t("weir_to_timestamp(__0, __1)"),
+        // Flink's `DateTimeUtils.parseDate(string)`, which a cast to DATE reads with too;
+        // text that is no date is NULL.
+        ("TO_DATE", 1) => t("TRY_CAST(__0 AS DATE)"),
         // The beginning of the text that matches the Java pattern, read on UTC's clock and
         // cut to its day (Flink's `DateTimeUtils.parseDate`, through `SimpleDateFormat`);
         // text that does not match is NULL (Flink makes a date of `Long.MIN_VALUE`
         // milliseconds of it).
-        // Flink's `DateTimeUtils.parseDate(string)`, which a cast to DATE reads with too;
-        // text that is no date is NULL.
-        ("TO_DATE", 1) => t("TRY_CAST(__0 AS DATE)"),
         ("TO_DATE", 2) => t(&format!(
             "arrow_cast({}(__0, __1, 'UTC'), 'Date32')",
             super::functions::ToTimestampLtz::PREFIX_NAME
@@ -1324,7 +1324,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
             let Some(ascending) = flag(&a[1]) else {
                 return match a.len() {
                     2 => t(
-                        "CASE WHEN __1 THEN array_sort(__0, 'ASC', 'NULLS FIRST') WHEN NOT __1 THEN array_sort(__0, 'DESC', 'NULLS LAST') END",
+                        "CASE __1 WHEN TRUE THEN array_sort(__0, 'ASC', 'NULLS FIRST') WHEN FALSE THEN array_sort(__0, 'DESC', 'NULLS LAST') END",
                     ),
                     _ => None,
                 };
