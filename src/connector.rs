@@ -104,19 +104,16 @@ fn format_of(def: &TableDef, options: &Options) -> Result<Option<Format>> {
 
 /// Checks a table when it is created: a known connector, known options, usable metadata.
 pub fn validate(def: &TableDef) -> Result<()> {
-    // Flink's `value.format` spelling of a `kafka` table's format, checked as `format`.
     if def.connector == "kafka" {
-        // A key read apart from the value: its fields and formats, checked now.
         let options = crate::source::kafka::value_format_options(&def.options)?;
+        // A key read apart from the value: its fields and formats, checked now.
         crate::source::kafka::except_key_fields(def, &options)?;
-    }
-    if def.connector == "kafka"
-        && let std::borrow::Cow::Owned(options) =
-            crate::source::kafka::value_format_options(&def.options)?
-    {
-        let mut d = def.clone();
-        d.options = options;
-        return validate(&d);
+        // Flink's `value.format` spelling of a `kafka` table's format, checked as `format`.
+        if let std::borrow::Cow::Owned(options) = options {
+            let mut d = def.clone();
+            d.options = options;
+            return validate(&d);
+        }
     }
     if !ALL.contains(&def.connector.as_str()) {
         let mut e = WeirError::sql(

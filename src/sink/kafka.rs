@@ -132,7 +132,7 @@ struct Metadata {
 }
 
 /// `json` or `csv` from option `key` (required).
-fn message_format(options: &Options, key: &str, table: &str) -> Result<Format> {
+pub(crate) fn message_format(options: &Options, key: &str, table: &str) -> Result<Format> {
     match options.require(key, table)? {
         "json" => Ok(Format::Json),
         "csv" => Ok(Format::Csv),
@@ -176,9 +176,7 @@ impl KafkaSink {
             .map(|k| k.split(';').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
         // Checked at CREATE TABLE (`except_key_fields`): a key format and key fields.
-        sink.except_key = options
-            .get("value.fields-include")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("EXCEPT_KEY"));
+        sink.except_key = crate::source::kafka::value_excludes_key(options);
         Ok(sink)
     }
 

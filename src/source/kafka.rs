@@ -367,6 +367,14 @@ pub fn value_format_options(options: &Options) -> Result<std::borrow::Cow<'_, Op
     })
 }
 
+/// Whether a `kafka` table's value leaves the key's columns out
+/// (`'value.fields-include' = 'EXCEPT_KEY'`, in any case).
+pub fn value_excludes_key(options: &Options) -> bool {
+    options
+        .get("value.fields-include")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("EXCEPT_KEY"))
+}
+
 /// A key read apart from the value: the value's and the key's formats, and the physical
 /// index of each key column, in `key.fields` order.
 pub type KeyApart = ((Format, Format), Vec<usize>);
@@ -381,21 +389,13 @@ pub fn except_key_fields(
     def: &crate::sql::catalog::TableDef,
     options: &Options,
 ) -> Result<Option<KeyApart>> {
-    let except_key = options
-        .get("value.fields-include")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("EXCEPT_KEY"));
-    if !except_key {
+    if !value_excludes_key(options) {
         return Ok(None);
     }
     let pos = options.pos("value.fields-include");
     let side = |key: &str| -> Result<Format> {
         match options.get(key) {
-            Some("json") => Ok(Format::Json),
-            Some("csv") => Ok(Format::Csv),
-            Some(other) => Err(WeirError::sql(
-                format!("'{key}' = '{other}': a key and a value read apart are json or csv"),
-                options.pos(key),
-            )),
+            Some(_) => crate::sink::kafka::message_format(options, key, &def.name),
             None => Err(WeirError::sql(
                 format!("'value.fields-include' = 'EXCEPT_KEY' needs '{key}'"),
                 pos,
@@ -1938,6 +1938,10 @@ impl KafkaSource {
             };
             columns.push(column);
         }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
+        if !u.changelog {
+            return Ok(Some(batch));
+        }
         let kinds = Int8Array::from_iter_values(rows.iter().map(|r| {
             if r.1.is_some() {
                 crate::changelog::RowKind::Insert as i8
@@ -1945,10 +1949,6 @@ impl KafkaSource {
                 crate::changelog::RowKind::Delete as i8
             }
         }));
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
-        if !u.changelog {
-            return Ok(Some(batch));
-        }
         Ok(Some(crate::changelog::attach(batch, kinds)?))
     }
 }
