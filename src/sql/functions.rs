@@ -498,28 +498,19 @@ impl ScalarUDFImpl for FlinkScalar {
                     re.as_string::<i32>(),
                     idx.as_primitive::<Int64Type>(),
                 );
-                let mut compiled: std::collections::HashMap<&str, regex::Regex> =
-                    std::collections::HashMap::new();
+                let mut compiled = PatternCache::default();
                 let mut values = Vec::with_capacity(n);
                 for i in 0..n {
                     if s.is_null(i) || re.is_null(i) || idx.is_null(i) {
                         values.push(None);
                         continue;
                     }
-                    let pattern = re.value(i);
-                    if !compiled.contains_key(pattern) {
-                        let r = regex::Regex::new(pattern).map_err(|e| {
-                            datafusion::error::DataFusionError::Plan(format!(
-                                "REGEXP_EXTRACT: '{pattern}' is not a regular expression: {e}"
-                            ))
-                        })?;
-                        compiled.insert(pattern, r);
-                    }
+                    let r = compiled.get(re.value(i)).map_err(|e| {
+                        datafusion::error::DataFusionError::Plan(format!("REGEXP_EXTRACT: {e}"))
+                    })?;
                     let group = usize::try_from(idx.value(i)).ok();
-                    values.push(compiled.get(pattern).and_then(|r| {
-                        let caps = r.captures(s.value(i))?;
-                        caps.get(group?).map(|m| m.as_str().to_string())
-                    }));
+                    let caps = r.captures(s.value(i));
+                    values.push(caps.and_then(|c| c.get(group?).map(|m| m.as_str().to_string())));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
             }
@@ -569,19 +560,14 @@ impl ScalarUDFImpl for FlinkScalar {
                 );
                 // A pattern that is not a regular expression gives NULL, as Flink's
                 // `regexpReplace` catches the exception and returns null.
-                let mut compiled: std::collections::HashMap<&str, Option<regex::Regex>> =
-                    std::collections::HashMap::new();
+                let mut compiled = PatternCache::default();
                 let mut values = Vec::with_capacity(n);
                 for i in 0..n {
                     if s.is_null(i) || re.is_null(i) || with.is_null(i) {
                         values.push(None);
                         continue;
                     }
-                    let pattern = re.value(i);
-                    let r = compiled
-                        .entry(pattern)
-                        .or_insert_with(|| regex::Regex::new(pattern).ok());
-                    values.push(r.as_ref().map(|r| {
+                    values.push(compiled.get(re.value(i)).ok().map(|r| {
                         r.replace_all(s.value(i), regex::NoExpand(with.value(i)))
                             .into_owned()
                     }));
@@ -805,14 +791,20 @@ fn interval_times(
     const DAY_MS: i128 = 86_400_000;
     let interval = arg_as(args, 0, &DataType::Interval(IntervalUnit::MonthDayNano))?;
     let interval = interval.as_primitive::<IntervalMonthDayNanoType>();
-    let number = args.args[1].to_array(args.number_rows)?;
     // An integer multiplies exactly (Java's long arithmetic); any other number as a double.
-    let integer = number.data_type().is_integer() || number.data_type().is_null();
-    let as_int = arg_as(args, 1, &DataType::Int64)?;
-    let as_float = arg_as(args, 1, &DataType::Float64)?;
+    // The cast gives a NULL literal a validity buffer, and an unsigned value past BIGINT's
+    // range a NULL.
+    let integer = {
+        let t = args.args[1].data_type();
+        t.is_integer() || t.is_null()
+    };
+    let number = match integer {
+        true => arg_as(args, 1, &DataType::Int64)?,
+        false => arg_as(args, 1, &DataType::Float64)?,
+    };
     let (as_int, as_float) = (
-        as_int.as_primitive::<Int64Type>(),
-        as_float.as_primitive::<Float64Type>(),
+        number.as_primitive_opt::<Int64Type>(),
+        number.as_primitive_opt::<Float64Type>(),
     );
     let op = if divide { "/" } else { "*" };
     let too_big = |what: &str| {
@@ -822,7 +814,7 @@ fn interval_times(
     };
     // One part (months, or milliseconds) scaled, cut toward zero.
     let scale = |v: i128, i: usize| -> datafusion::error::Result<i128> {
-        if integer {
+        if let Some(as_int) = as_int {
             let n = i128::from(as_int.value(i));
             match (divide, n) {
                 (true, 0) => Err(DataFusionError::Execution(
@@ -831,7 +823,7 @@ fn interval_times(
                 (true, n) => Ok(v / n),
                 (false, n) => Ok(v * n),
             }
-        } else {
+        } else if let Some(as_float) = as_float {
             let n = as_float.value(i);
             if divide && n == 0.0 {
                 return Err(DataFusionError::Execution(
@@ -843,17 +835,15 @@ fn interval_times(
                 return Err(too_big("milliseconds"));
             }
             Ok(r as i128)
+        } else {
+            Err(DataFusionError::Internal(
+                "an interval scaled by a number of no numeric type".to_string(),
+            ))
         }
     };
     let mut out = Vec::with_capacity(interval.len());
     for i in 0..interval.len() {
-        // A NULL number: a NULL literal (whose array has no validity buffer) or one the
-        // casts could not hold (an unsigned value past BIGINT's range).
-        let number_null = number.data_type().is_null()
-            || number.is_null(i)
-            || (integer && as_int.is_null(i))
-            || (!integer && as_float.is_null(i));
-        if interval.is_null(i) || number_null {
+        if interval.is_null(i) || number.is_null(i) {
             out.push(None);
             continue;
         }
@@ -872,6 +862,29 @@ fn interval_times(
         out.push(Some(IntervalMonthDayNano::new(months, days, nanoseconds)));
     }
     Ok(std::sync::Arc::new(IntervalMonthDayNanoArray::from(out)))
+}
+
+/// The patterns one call of a regular-expression function compiles, by their text (which
+/// the call's string array holds for as long as the cache lives); a pattern that is not a
+/// regular expression is kept with why, so each text is compiled once.
+#[derive(Default)]
+pub(crate) struct PatternCache<'a> {
+    compiled: std::collections::HashMap<&'a str, std::result::Result<regex::Regex, String>>,
+}
+
+impl<'a> PatternCache<'a> {
+    /// `pattern` compiled, or why it is not a regular expression (`'(' is not a regular
+    /// expression: …`).
+    pub(crate) fn get(&mut self, pattern: &'a str) -> std::result::Result<&regex::Regex, String> {
+        self.compiled
+            .entry(pattern)
+            .or_insert_with(|| {
+                regex::Regex::new(pattern)
+                    .map_err(|e| format!("'{pattern}' is not a regular expression: {e}"))
+            })
+            .as_ref()
+            .map_err(String::clone)
+    }
 }
 
 /// `STR_TO_MAP`: see [`FlinkFn::StrToMap`].

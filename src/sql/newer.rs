@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::functions::{all_scalar, arg_as, shaped};
+use super::functions::{PatternCache, all_scalar, arg_as, shaped};
 
 /// The functions of this module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -322,23 +322,6 @@ impl ScalarUDFImpl for Newer {
             NewerFn::Printf => printf(&args)?,
         };
         shaped(out, scalar)
-    }
-}
-
-/// Compiled patterns of one call, by their text.
-#[derive(Default)]
-struct PatternCache {
-    compiled: std::collections::HashMap<String, Result<regex::Regex, String>>,
-}
-
-impl PatternCache {
-    /// The pattern compiled, or why it is not a regular expression.
-    fn get(&mut self, pattern: &str) -> Result<&regex::Regex, String> {
-        self.compiled
-            .entry(pattern.to_string())
-            .or_insert_with(|| regex::Regex::new(pattern).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| format!("'{pattern}' is not a regular expression: {e}"))
     }
 }
 

@@ -437,13 +437,7 @@ fn overlaps(e: &Expr) -> Option<Expr> {
                 let Expr::Tuple(v) = e else { return None };
                 let [s, x] = v.as_slice() else { return None };
                 // A length: an interval literal, or one scaled (`INTERVAL '1' SECOND * 2`).
-                let interval = |e: &Expr| matches!(e, Expr::Interval(_));
-                let length = interval(x)
-                    || matches!(x, Expr::BinaryOp { left, op, right }
-                        if matches!(op, datafusion::sql::sqlparser::ast::BinaryOperator::Multiply
-                            | datafusion::sql::sqlparser::ast::BinaryOperator::Divide)
-                            && (interval(left) || interval(right)));
-                let end = if length {
+                let end = if is_interval(x) {
                     template("__0 + __1", &[s.clone(), x.clone()])?
                 } else {
                     x.clone()
@@ -460,6 +454,23 @@ fn overlaps(e: &Expr) -> Option<Expr> {
             )
         }
         _ => None,
+    }
+}
+
+/// Whether `e` is an interval literal (in parentheses too) or one scaled by a number:
+/// `INTERVAL '1' SECOND * 2` as written, or the `weir_interval_*` call [`rewrite`] makes of
+/// it (`n * INTERVAL '1' DAY / 2` is rewritten from the inside out).
+fn is_interval(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_interval(inner),
+        Expr::Interval(_) => true,
+        Expr::Function(f) => f.name.to_string().starts_with("weir_interval_"),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Multiply | BinaryOperator::Divide,
+            right,
+        } => is_interval(left) || is_interval(right),
+        _ => false,
     }
 }
 
@@ -514,15 +525,6 @@ fn rewrite(e: &Expr) -> Option<Expr> {
         Expr::BinaryOp { left, op, right }
             if matches!(op, BinaryOperator::Multiply | BinaryOperator::Divide) =>
         {
-            let is_interval = |e: &Expr| {
-                let mut e = e;
-                while let Expr::Nested(inner) = e {
-                    e = inner;
-                }
-                // An interval, or one scaled already (`n * INTERVAL '1' DAY / 2`).
-                matches!(e, Expr::Interval(_))
-                    || matches!(e, Expr::Function(f) if f.name.to_string().starts_with("weir_interval_"))
-            };
             let (interval, number) = match (is_interval(left), is_interval(right)) {
                 (true, false) => (left, right),
                 (false, true) if matches!(op, BinaryOperator::Multiply) => (right, left),
