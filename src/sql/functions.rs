@@ -166,7 +166,10 @@ pub enum FlinkFn {
     /// at `separator`; NULL when the index is out of range or an argument is NULL.
     SplitIndex,
     /// `REGEXP_EXTRACT(str, regex[, index])`: group `index` (0, the default: the whole
-    /// match) of the first match; NULL when nothing matches or an argument is NULL.
+    /// match) of the first match; NULL when nothing matches, an argument is NULL, the
+    /// pattern lacks the group or is not a regular expression (Flink's
+    /// `SqlFunctionUtils.regexpExtract` catches the error and returns null). Patterns are
+    /// Java's, as in every regular-expression function ([`crate::sql::java_regex`]).
     RegexpExtract,
     /// `REGEXP_REPLACE(str, regex, replacement)` (as `weir_regexp_replace`): every match
     /// replaced by `replacement` taken as literal text, as Flink's `String.replaceAll` with
@@ -226,9 +229,10 @@ pub enum FlinkFn {
     /// a time, an unknown zone or a NULL argument.
     ConvertTz,
     /// `STR_TO_MAP(string[, pair_delimiter, key_value_delimiter])`: a `MAP<STRING,
-    /// STRING>` from `k=v` pairs (delimiters are regular expressions, default `,` and `=`;
-    /// a pair without the key-value delimiter maps its key to NULL; a repeated key keeps its
-    /// last value, as Flink's Java map does).
+    /// STRING>` from `k=v` pairs (delimiters are Java regular expressions, default `,` and
+    /// `=`, split as Java's `String.split` does, which drops empty pairs at the end; an empty
+    /// string is an empty map; a pair without the key-value delimiter maps its key to NULL;
+    /// a repeated key keeps its last value, as Flink's Java map does).
     StrToMap,
     /// The Nexmark suite's `count_char(str, char)` (its class
     /// `com.github.nexmark.flink.udf.CountChar`, given by `CREATE FUNCTION`): how many times
@@ -505,11 +509,14 @@ impl ScalarUDFImpl for FlinkScalar {
                         values.push(None);
                         continue;
                     }
-                    let r = compiled.get(re.value(i)).map_err(|e| {
-                        datafusion::error::DataFusionError::Plan(format!("REGEXP_EXTRACT: {e}"))
-                    })?;
+                    // Flink's `regexpExtract` catches every failure (a bad pattern, a
+                    // group the pattern lacks) and gives NULL.
+                    let Ok(r) = compiled.get(re.value(i)) else {
+                        values.push(None);
+                        continue;
+                    };
                     let group = usize::try_from(idx.value(i)).ok();
-                    let caps = r.captures(s.value(i));
+                    let caps = r.captures(s.value(i)).ok().flatten();
                     values.push(caps.and_then(|c| c.get(group?).map(|m| m.as_str().to_string())));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
@@ -567,9 +574,10 @@ impl ScalarUDFImpl for FlinkScalar {
                         values.push(None);
                         continue;
                     }
-                    values.push(compiled.get(re.value(i)).ok().map(|r| {
-                        r.replace_all(s.value(i), regex::NoExpand(with.value(i)))
-                            .into_owned()
+                    values.push(compiled.get(re.value(i)).ok().and_then(|r| {
+                        r.try_replacen(s.value(i), 0, fancy_regex::NoExpand(with.value(i)))
+                            .ok()
+                            .map(std::borrow::Cow::into_owned)
                     }));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
@@ -869,19 +877,19 @@ fn interval_times(
 /// regular expression is kept with why, so each text is compiled once.
 #[derive(Default)]
 pub(crate) struct PatternCache<'a> {
-    compiled: std::collections::HashMap<&'a str, std::result::Result<regex::Regex, String>>,
+    compiled: std::collections::HashMap<&'a str, std::result::Result<fancy_regex::Regex, String>>,
 }
 
 impl<'a> PatternCache<'a> {
-    /// `pattern` compiled, or why it is not a regular expression (`'(' is not a regular
-    /// expression: …`).
-    pub(crate) fn get(&mut self, pattern: &'a str) -> std::result::Result<&regex::Regex, String> {
+    /// `pattern`, a Java regular expression, compiled ([`crate::sql::java_regex::compile`]),
+    /// or why it is not one (`'(' is not a regular expression: …`).
+    pub(crate) fn get(
+        &mut self,
+        pattern: &'a str,
+    ) -> std::result::Result<&fancy_regex::Regex, String> {
         self.compiled
             .entry(pattern)
-            .or_insert_with(|| {
-                regex::Regex::new(pattern)
-                    .map_err(|e| format!("'{pattern}' is not a regular expression: {e}"))
-            })
+            .or_insert_with(|| crate::sql::java_regex::compile(pattern))
             .as_ref()
             .map_err(String::clone)
     }
@@ -908,19 +916,21 @@ fn str_to_map(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarVa
         value: "value".into(),
     };
     let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
-    let mut compiled: std::collections::HashMap<String, regex::Regex> = Default::default();
-    let mut regex = |p: &str| -> datafusion::error::Result<regex::Regex> {
+    // Java's `String.split` on Java regular expressions; a bad pattern fails the query, as
+    // Java's `PatternSyntaxException` fails Flink's.
+    let mut compiled: std::collections::HashMap<String, fancy_regex::Regex> = Default::default();
+    let mut regex = |p: &str| -> datafusion::error::Result<fancy_regex::Regex> {
         if let Some(r) = compiled.get(p) {
             return Ok(r.clone());
         }
-        let r = regex::Regex::new(p).map_err(|e| {
-            datafusion::error::DataFusionError::Execution(format!(
-                "STR_TO_MAP: '{p}' is not a regular expression: {e}"
-            ))
+        let r = crate::sql::java_regex::compile(p).map_err(|e| {
+            datafusion::error::DataFusionError::Execution(format!("STR_TO_MAP: {e}"))
         })?;
         compiled.insert(p.to_string(), r.clone());
         Ok(r)
     };
+    let too_long =
+        |e: String| datafusion::error::DataFusionError::Execution(format!("STR_TO_MAP: {e}"));
     for i in 0..n {
         let (pair, kv) = match &delims {
             Some((p, k)) => {
@@ -939,10 +949,14 @@ fn str_to_map(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarVa
         }
         let (pair, kv) = (regex(&pair)?, regex(&kv)?);
         let mut entries: Vec<(String, Option<String>)> = vec![];
-        for p in pair.split(text.value(i)) {
-            let mut it = kv.splitn(p, 2);
-            let key = it.next().unwrap_or_default().to_string();
-            let value = it.next().map(str::to_string);
+        // Flink: an empty text is an empty map.
+        let pairs = match text.value(i) {
+            "" => vec![],
+            t => crate::sql::java_regex::split(&pair, t).map_err(too_long)?,
+        };
+        for p in pairs {
+            let (key, value) = crate::sql::java_regex::split_once(&kv, p).map_err(too_long)?;
+            let (key, value) = (key.to_string(), value.map(str::to_string));
             match entries.iter_mut().find(|(k, _)| *k == key) {
                 Some(e) => e.1 = value,
                 None => entries.push((key, value)),

@@ -10,6 +10,7 @@ pub mod current_watermark;
 pub mod decimal;
 pub mod functions;
 pub mod group_id;
+pub mod java_regex;
 pub mod json;
 pub mod json_build;
 pub mod lateral;

@@ -1,6 +1,6 @@
 //! Functions Flink's documentation added in its 1.19 to 2.x releases, by Flink's rules (each
 //! from its runtime class, named below): `JSON_QUOTE`, `JSON_UNQUOTE`, `REGEXP_EXTRACT_ALL`,
-//! `REGEXP_SUBSTR`, `UNHEX`, `URL_ENCODE`, `URL_DECODE`, `MAP_UNION` and `PRINTF`. `ELT`,
+//! `REGEXP_SUBSTR`, `REGEXP_COUNT`, `REGEXP_INSTR`, `REGEXP`, `UNHEX`, `URL_ENCODE`, `URL_DECODE`, `MAP_UNION` and `PRINTF`. `ELT`,
 //! `ARRAY_SLICE` without its end and `ARRAY_SORT` with its order are rewritten onto other
 //! functions in [`super::rewrite`]. NULL in gives NULL out unless a function says otherwise.
 
@@ -42,6 +42,17 @@ pub enum NewerFn {
     /// `REGEXP_SUBSTR(str, regex)`: the first match; NULL when nothing matches or the
     /// pattern is not a regular expression (Flink's `RegexpSubstrFunction`).
     RegexpSubstr,
+    /// `REGEXP(str, regex)` (as `weir_regexp`): TRUE when a part of `str` matches `regex`;
+    /// FALSE for an empty pattern and for one that is not a regular expression (Flink's
+    /// `SqlFunctionUtils.regExp` catches the error and returns false).
+    Regexp,
+    /// `REGEXP_COUNT(str, regex)`: how many times `regex` matches in `str`, as an INT;
+    /// NULL when the pattern is not a regular expression (Flink's `RegexpCountFunction`).
+    RegexpCount,
+    /// `REGEXP_INSTR(str, regex)`: the 1-based position (in characters) of the first match,
+    /// 0 when none, as an INT; NULL when the pattern is not a regular expression (Flink's
+    /// `RegexpInstrFunction`).
+    RegexpInstr,
     /// `UNHEX(string)`: the BYTES the hexadecimal digits spell, two digits a byte (either
     /// case); of an odd count the first digit is dropped and a zero byte put in front
     /// (`'ABC'` is `X'00BC'`, Flink's `UnhexFunction`); NULL when a character is not a
@@ -76,7 +87,10 @@ pub enum NewerFn {
 }
 
 impl NewerFn {
-    const ALL: [NewerFn; 10] = [
+    const ALL: [NewerFn; 13] = [
+        NewerFn::Regexp,
+        NewerFn::RegexpCount,
+        NewerFn::RegexpInstr,
         NewerFn::ArraySlice,
         NewerFn::JsonQuote,
         NewerFn::JsonUnquote,
@@ -95,6 +109,9 @@ impl NewerFn {
             NewerFn::JsonUnquote => "json_unquote",
             NewerFn::RegexpExtractAll => "regexp_extract_all",
             NewerFn::RegexpSubstr => "regexp_substr",
+            NewerFn::Regexp => "weir_regexp",
+            NewerFn::RegexpCount => "regexp_count",
+            NewerFn::RegexpInstr => "regexp_instr",
             NewerFn::Unhex => "unhex",
             NewerFn::UrlEncode => "url_encode",
             NewerFn::UrlDecode => "url_decode",
@@ -110,7 +127,10 @@ impl NewerFn {
             NewerFn::RegexpExtractAll | NewerFn::ArraySlice => {
                 Signature::one_of(vec![TypeSignature::Any(2), TypeSignature::Any(3)], v)
             }
-            NewerFn::RegexpSubstr => Signature::any(2, v),
+            NewerFn::RegexpSubstr
+            | NewerFn::Regexp
+            | NewerFn::RegexpCount
+            | NewerFn::RegexpInstr => Signature::any(2, v),
             NewerFn::MapUnion | NewerFn::Printf => Signature::variadic_any(v),
             _ => Signature::any(1, v),
         }
@@ -161,6 +181,8 @@ impl ScalarUDFImpl for Newer {
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.f {
             NewerFn::Unhex => DataType::Binary,
+            NewerFn::Regexp => DataType::Boolean,
+            NewerFn::RegexpCount | NewerFn::RegexpInstr => DataType::Int32,
             NewerFn::RegexpExtractAll => {
                 DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
             }
@@ -311,12 +333,16 @@ impl ScalarUDFImpl for Newer {
                                 return None;
                             }
                             let r = cache.get(re.value(i)).ok()?;
-                            r.find(s.value(i)).map(|m| m.as_str().to_string())
+                            let m = r.find(s.value(i)).ok()??;
+                            Some(m.as_str().to_string())
                         })
                         .collect::<StringArray>(),
                 )
             }
             NewerFn::RegexpExtractAll => regexp_extract_all(&args)?,
+            NewerFn::Regexp | NewerFn::RegexpCount | NewerFn::RegexpInstr => {
+                regexp_match(self.f, &args)?
+            }
             NewerFn::MapUnion => map_union(&args)?,
             NewerFn::ArraySlice => array_slice(&args)?,
             NewerFn::Printf => printf(&args)?,
@@ -449,13 +475,67 @@ fn regexp_extract_all(args: &ScalarFunctionArgs) -> datafusion::error::Result<Ar
             out.append(false);
             continue;
         };
-        for caps in r.captures_iter(s.value(i)) {
+        // A match that runs past the backtracking limit: NULL, as a bad pattern.
+        let Ok(all) = r.captures_iter(s.value(i)).collect::<Result<Vec<_>, _>>() else {
+            out.append(false);
+            continue;
+        };
+        for caps in all {
             out.values()
                 .append_option(caps.get(group).map(|m| m.as_str()));
         }
         out.append(true);
     }
     Ok(Arc::new(out.finish()) as ArrayRef)
+}
+
+/// `REGEXP`, `REGEXP_COUNT` and `REGEXP_INSTR`: see [`NewerFn::Regexp`].
+fn regexp_match(f: NewerFn, args: &ScalarFunctionArgs) -> datafusion::error::Result<ArrayRef> {
+    use datafusion::arrow::array::{BooleanArray, Int32Array};
+    let n = args.number_rows;
+    let s = arg_as(args, 0, &DataType::Utf8)?;
+    let re = arg_as(args, 1, &DataType::Utf8)?;
+    let (s, re) = (s.as_string::<i32>(), re.as_string::<i32>());
+    let mut cache = PatternCache::default();
+    // Each row's answer; `None` for a pattern that is not a regular expression (or a match
+    // that ran past the backtracking limit).
+    let mut answer = |i: usize| -> Option<Option<i64>> {
+        if s.is_null(i) || re.is_null(i) {
+            return None;
+        }
+        let (text, pattern) = (s.value(i), re.value(i));
+        if f == NewerFn::Regexp && pattern.is_empty() {
+            return Some(None);
+        }
+        let r = cache.get(pattern).ok();
+        Some(r.and_then(|r| match f {
+            NewerFn::RegexpCount => {
+                let mut count = 0i64;
+                for m in r.find_iter(text) {
+                    m.ok()?;
+                    count += 1;
+                }
+                Some(count)
+            }
+            NewerFn::RegexpInstr => Some(match r.find(text).ok()? {
+                Some(m) => text[..m.start()].chars().count() as i64 + 1,
+                None => 0,
+            }),
+            _ => Some(i64::from(r.is_match(text).ok()?)),
+        }))
+    };
+    Ok(match f {
+        NewerFn::Regexp => Arc::new(
+            (0..n)
+                .map(|i| answer(i).map(|a| a == Some(1)))
+                .collect::<BooleanArray>(),
+        ) as ArrayRef,
+        _ => Arc::new(
+            (0..n)
+                .map(|i| answer(i).flatten().and_then(|v| i32::try_from(v).ok()))
+                .collect::<Int32Array>(),
+        ),
+    })
 }
 
 /// `MAP_UNION`: see [`NewerFn::MapUnion`].

@@ -103,7 +103,7 @@ impl VisitorMut for Rewriter {
     /// Forms whose parts must be seen before those parts are rewritten: OVERLAPS, whose
     /// operands are pairs, not rows.
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if let Some(new) = overlaps(e) {
+        if let Some(new) = overlaps(e).or_else(|| row_comparison(e)) {
             *e = new;
         }
         ControlFlow::Continue(())
@@ -452,6 +452,71 @@ fn overlaps(e: &Expr) -> Option<Expr> {
                  AND (CASE WHEN __2 <= __3 THEN __3 ELSE __2 END) >= (CASE WHEN __0 <= __1 THEN __0 ELSE __1 END)",
                 &[s1, e1, s2, e2],
             )
+        }
+        _ => None,
+    }
+}
+
+/// A row compared with rows, field by field, as Calcite expands it
+/// (`SqlToRelConverter`'s row `=` and `IN`): `(a, b) = (1, 2)` is `a = 1 AND b = 2`, `<>` its
+/// negation, and `(a, b) IN ((1, 2), (3, 4))` the OR of such equalities, so a NULL field
+/// makes the answer NULL where no row is plainly unequal (comparing whole ROW values gave
+/// FALSE). None for another expression, or rows of different lengths. Run before the rows'
+/// own rewrite (each is a row constructor otherwise).
+fn row_comparison(e: &Expr) -> Option<Expr> {
+    fn fields(e: &Expr) -> Option<&[Expr]> {
+        match e {
+            Expr::Nested(inner) => fields(inner),
+            Expr::Tuple(items) => Some(items),
+            _ => None,
+        }
+    }
+    let binary = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp {
+        left: Box::new(left),
+        op,
+        right: Box::new(right),
+    };
+    let not = |e: Expr| Expr::UnaryOp {
+        op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
+        expr: Box::new(Expr::Nested(Box::new(e))),
+    };
+    // `l1 = r1 AND l2 = r2 …`, in parentheses.
+    let equal = |l: &[Expr], r: &[Expr]| -> Option<Expr> {
+        if l.len() != r.len() || l.is_empty() {
+            return None;
+        }
+        l.iter()
+            .zip(r)
+            .map(|(a, b)| binary(a.clone(), BinaryOperator::Eq, b.clone()))
+            .reduce(|a, b| binary(a, BinaryOperator::And, b))
+            .map(|e| Expr::Nested(Box::new(e)))
+    };
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Eq | BinaryOperator::NotEq),
+            right,
+        } => {
+            let eq = equal(fields(left)?, fields(right)?)?;
+            Some(match op {
+                BinaryOperator::Eq => eq,
+                _ => not(eq),
+            })
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let l = fields(expr)?;
+            let any = list
+                .iter()
+                .map(|r| equal(l, fields(r)?))
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .reduce(|a, b| binary(a, BinaryOperator::Or, b))?;
+            let any = Expr::Nested(Box::new(any));
+            Some(if *negated { not(any) } else { any })
         }
         _ => None,
     }
@@ -1170,7 +1235,7 @@ fn flink_call(f: &Function) -> Option<Expr> {
     match (name.as_str(), a.len()) {
         ("CEILING", 1) => Some(rename(f, "ceil")),
         ("TRUNCATE", 1 | 2) => Some(rename(f, "trunc")),
-        ("REGEXP", 2) => Some(rename(f, "regexp_like")),
+        ("REGEXP", 2) => Some(rename(f, "weir_regexp")),
         ("SIGN", 1) => Some(rename(f, "signum")),
         ("MAP_FROM_ARRAYS", 2) => Some(rename(f, super::map_fn::NAME)),
         ("ARRAY_REMOVE", 2) => Some(rename(f, "array_remove_all")),
