@@ -2570,13 +2570,14 @@ impl ScalarUDFImpl for JavaNarrow {
     }
 }
 
-/// A string read as Flink's `CAST(s AS TIMESTAMP(p))` or `CAST(s AS DATE)` reads it: its
-/// `DateTimeUtils.DEFAULT_TIMESTAMP_FORMATTER`, `yyyy-[MM][M]-[dd][d]` optionally followed by
-/// ` [HH][H]:[mm][m]:[ss][s]` and a fraction of up to 9 digits — so a one-digit month, day,
-/// hour, minute or second is read (`'2020-1-5 1:2:3'`). Strings Arrow's cast reads
-/// (`2020-01-05T10:00:00`) are read as it reads them; any other fails the query (`CAST`) or
-/// is NULL (`TRY_CAST`, `safe`). Put in place of such casts by
-/// [`crate::sql::types::JavaNumericCasts`].
+/// A string read as Flink's `CAST(s AS TIMESTAMP(p))` or `CAST(s AS DATE)` reads it. A
+/// TIMESTAMP: its `DateTimeUtils.DEFAULT_TIMESTAMP_FORMATTER`, `yyyy-[MM][M]-[dd][d]`
+/// optionally followed by ` [HH][H]:[mm][m]:[ss][s]` and a fraction of up to 9 digits — so a
+/// one-digit month, day, hour, minute or second is read (`'2020-1-5 1:2:3'`); strings Arrow's
+/// cast reads (`2020-01-05T10:00:00`) are read as it reads them. A DATE: by
+/// `DateTimeUtils.parseDate` ([`flink_date`]: `'2024'` is 2024-01-01). Any other string
+/// fails the query (`CAST`) or is NULL (`TRY_CAST`, `safe`, and `TO_DATE(string)`). Put in
+/// place of such casts by [`crate::sql::types::JavaNumericCasts`].
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct FlinkTimeCast {
     signature: Signature,
@@ -2599,6 +2600,37 @@ impl FlinkTimeCast {
             safe,
         })
     }
+}
+
+/// `s` read as a date by Flink's `DateTimeUtils.parseDate` (which `CAST(s AS DATE)` and
+/// `TO_DATE(s)` call): the text before its first space (when that is not the first
+/// character), then a year, `year-month` or `year-month-day` of ASCII digits, each part
+/// trimmed as Java's `String.trim` does (`'2024'` is 2024-01-01, `'2024-3'` 2024-03-01,
+/// `'2024-03-05 10:00'` 2024-03-05); None for anything else, a year outside 0 to 9999 or a
+/// day the month lacks.
+pub(crate) fn flink_date(s: &str) -> Option<chrono::NaiveDate> {
+    let s = match s.find(' ') {
+        Some(i) if i > 0 => &s[..i],
+        _ => s,
+    };
+    let int = |x: &str| -> Option<u32> {
+        let x = x.trim_matches(|c: char| c <= ' ');
+        if x.is_empty() || !x.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        x.parse().ok()
+    };
+    let (y, m, d) = match s.split_once('-') {
+        None => (int(s)?, 1, 1),
+        Some((y, rest)) => match rest.split_once('-') {
+            None => (int(y)?, int(rest)?, 1),
+            Some((m, d)) => (int(y)?, int(m)?, int(d)?),
+        },
+    };
+    if y > 9999 {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)
 }
 
 /// `s` by Flink's `DEFAULT_TIMESTAMP_FORMATTER` (see [`FlinkTimeCast`]); None when it does
@@ -2664,6 +2696,28 @@ impl ScalarUDFImpl for FlinkTimeCast {
         let a = args.args[0].to_array(args.number_rows)?;
         let texts = datafusion::arrow::compute::cast(&a, &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
+        // A DATE: Flink's reading alone (Arrow's takes `+2024-01-05` and refuses `2024`).
+        if self.to == DataType::Date32 {
+            let epoch = chrono::NaiveDate::default();
+            let mut days = Vec::with_capacity(a.len());
+            for t in texts.iter() {
+                let Some(t) = t else {
+                    days.push(None);
+                    continue;
+                };
+                let day = flink_date(t).and_then(|d| i32::try_from((d - epoch).num_days()).ok());
+                if day.is_none() && !self.safe {
+                    return Err(datafusion::error::DataFusionError::Execution(format!(
+                        "Cast error: cannot cast string '{t}' to DATE: not a date as Flink \
+                         reads one (yyyy[-M[-d]], years 0 to 9999)"
+                    )));
+                }
+                days.push(day);
+            }
+            let out: datafusion::arrow::array::ArrayRef =
+                std::sync::Arc::new(datafusion::arrow::array::Date32Array::from(days));
+            return shaped(out, scalar);
+        }
         // Arrow's reading first; Flink's for what it leaves NULL.
         let safe = datafusion::arrow::compute::CastOptions {
             safe: true,
