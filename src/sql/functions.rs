@@ -516,7 +516,7 @@ impl ScalarUDFImpl for FlinkScalar {
                         continue;
                     };
                     let group = usize::try_from(idx.value(i)).ok();
-                    let caps = r.captures(s.value(i)).ok().flatten();
+                    let caps = r.on(s.value(i)).captures(s.value(i)).ok().flatten();
                     values.push(caps.and_then(|c| c.get(group?).map(|m| m.as_str().to_string())));
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
@@ -574,11 +574,12 @@ impl ScalarUDFImpl for FlinkScalar {
                         values.push(None);
                         continue;
                     }
-                    values.push(compiled.get(re.value(i)).ok().and_then(|r| {
-                        r.try_replacen(s.value(i), 0, fancy_regex::NoExpand(with.value(i)))
+                    values.push(
+                        compiled
+                            .get(re.value(i))
                             .ok()
-                            .map(std::borrow::Cow::into_owned)
-                    }));
+                            .and_then(|r| r.replace_all(s.value(i), with.value(i)).ok()),
+                    );
                 }
                 std::sync::Arc::new(values.into_iter().collect::<StringArray>())
             }
@@ -877,7 +878,10 @@ fn interval_times(
 /// regular expression is kept with why, so each text is compiled once.
 #[derive(Default)]
 pub(crate) struct PatternCache<'a> {
-    compiled: std::collections::HashMap<&'a str, std::result::Result<fancy_regex::Regex, String>>,
+    compiled: std::collections::HashMap<
+        &'a str,
+        std::result::Result<crate::sql::java_regex::JavaRegex, String>,
+    >,
 }
 
 impl<'a> PatternCache<'a> {
@@ -886,7 +890,7 @@ impl<'a> PatternCache<'a> {
     pub(crate) fn get(
         &mut self,
         pattern: &'a str,
-    ) -> std::result::Result<&fancy_regex::Regex, String> {
+    ) -> std::result::Result<&crate::sql::java_regex::JavaRegex, String> {
         self.compiled
             .entry(pattern)
             .or_insert_with(|| crate::sql::java_regex::compile(pattern))
@@ -918,8 +922,9 @@ fn str_to_map(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarVa
     let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
     // Java's `String.split` on Java regular expressions; a bad pattern fails the query, as
     // Java's `PatternSyntaxException` fails Flink's.
-    let mut compiled: std::collections::HashMap<String, fancy_regex::Regex> = Default::default();
-    let mut regex = |p: &str| -> datafusion::error::Result<fancy_regex::Regex> {
+    let mut compiled: std::collections::HashMap<String, crate::sql::java_regex::JavaRegex> =
+        Default::default();
+    let mut regex = |p: &str| -> datafusion::error::Result<crate::sql::java_regex::JavaRegex> {
         if let Some(r) = compiled.get(p) {
             return Ok(r.clone());
         }
@@ -1106,6 +1111,122 @@ impl DateFormat {
             signature: Signature::any(2, Volatility::Immutable),
         })
     }
+}
+
+/// `text` read by the Java pattern `pattern` as a lenient `SimpleDateFormat` reads it (its
+/// default, which Flink's `UNIX_TIMESTAMP` and `TO_DATE(string, format)` use) where a
+/// strict reading fails: each numeric field takes the digits there are (exactly its
+/// pattern's width where the next field follows without a separator), and a value past
+/// its field's range rolls over into the next, as `GregorianCalendar` does (`2024-13-01` is
+/// 2025-01-01, `24:00:00` the next day's midnight, `02-30` the 1st of March). The text after
+/// the last field is ignored. None for a pattern with a field that is not a number (`MMM`,
+/// `E`, `a`, a zone), a two-digit year (whose century Java guesses), text that does not
+/// match, or a date past years 0 to 9999.
+pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::NaiveDateTime> {
+    // The pattern's fields (letter, width) and literal text, in order.
+    enum Part {
+        Field(char, usize),
+        Text(String),
+    }
+    let mut parts: Vec<Part> = vec![];
+    let p: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < p.len() {
+        let c = p[i];
+        if c.is_ascii_alphabetic() {
+            let n = p[i..].iter().take_while(|&&x| x == c).count();
+            parts.push(Part::Field(c, n));
+            i += n;
+        } else if c == '\'' {
+            // Quoted text; '' is a quote.
+            let mut lit = String::new();
+            i += 1;
+            while i < p.len() {
+                if p[i] == '\'' {
+                    if p.get(i + 1) == Some(&'\'') {
+                        lit.push('\'');
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                lit.push(p[i]);
+                i += 1;
+            }
+            if lit.is_empty() {
+                lit.push('\'');
+            }
+            parts.push(Part::Text(lit));
+        } else {
+            parts.push(Part::Text(c.to_string()));
+            i += 1;
+        }
+    }
+    let (mut year, mut month, mut day, mut day_of_year) = (1970i64, 1i64, 1i64, None);
+    let (mut hour, mut minute, mut second, mut milli) = (0i64, 0i64, 0i64, 0i64);
+    let mut pm = None;
+    let mut rest = text;
+    for (k, part) in parts.iter().enumerate() {
+        match part {
+            Part::Text(t) => rest = rest.strip_prefix(t.as_str())?,
+            Part::Field(c, n) => {
+                if !matches!(
+                    c,
+                    'y' | 'M' | 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S'
+                ) || (*c == 'M' && *n > 2)
+                {
+                    return None;
+                }
+                let abutting = matches!(parts.get(k + 1), Some(Part::Field(..)));
+                let run = rest.bytes().take_while(u8::is_ascii_digit).count();
+                let take = if abutting { (*n).min(run) } else { run };
+                if take == 0 || take > 18 {
+                    return None;
+                }
+                let v: i64 = rest[..take].parse().ok()?;
+                rest = &rest[take..];
+                match c {
+                    // Java guesses the century of exactly two digits for `y` or `yy`.
+                    'y' if *n <= 2 && take == 2 => return None,
+                    'y' => year = v,
+                    'M' => month = v,
+                    'd' => day = v,
+                    'D' => day_of_year = Some(v),
+                    'H' | 'k' => hour = v,
+                    'h' | 'K' => pm = Some(v),
+                    'm' => minute = v,
+                    's' => second = v,
+                    _ => milli = v,
+                }
+            }
+        }
+    }
+    if let Some(h) = pm {
+        // Without an AM/PM field the hour of a 12-hour clock is in the morning.
+        hour = h % 12;
+    }
+    let first = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, 1, 1)?;
+    let date = match day_of_year {
+        Some(d) => first.checked_add_signed(chrono::TimeDelta::try_days(d - 1)?)?,
+        None => {
+            let months = month - 1;
+            let shifted = match months >= 0 {
+                true => first.checked_add_months(chrono::Months::new(u32::try_from(months).ok()?)),
+                false => {
+                    first.checked_sub_months(chrono::Months::new(u32::try_from(-months).ok()?))
+                }
+            }?;
+            shifted.checked_add_signed(chrono::TimeDelta::try_days(day - 1)?)?
+        }
+    };
+    let time = chrono::TimeDelta::try_hours(hour)?
+        .checked_add(&chrono::TimeDelta::try_minutes(minute)?)?
+        .checked_add(&chrono::TimeDelta::try_seconds(second)?)?
+        .checked_add(&chrono::TimeDelta::try_milliseconds(milli)?)?;
+    let t = date.and_hms_opt(0, 0, 0)?.checked_add_signed(time)?;
+    use chrono::Datelike as _;
+    (0..=9999).contains(&t.year()).then_some(t)
 }
 
 /// Translates a Java `SimpleDateFormat` pattern into a strftime one.
@@ -1550,7 +1671,8 @@ impl ScalarUDFImpl for ToTimestampLtz {
                                         chrono::NaiveDate::parse_and_remainder(v, &fmt)
                                             .ok()
                                             .and_then(|(d, _)| d.and_hms_opt(0, 0, 0))
-                                    }),
+                                    })
+                                    .or_else(|| lenient_java_parse(v, &format)),
                                 false => chrono::NaiveDateTime::parse_from_str(v, &fmt)
                                     .ok()
                                     .or_else(|| {
@@ -2016,6 +2138,37 @@ impl ScalarUDFImpl for ToTimestamp {
 #[cfg(test)]
 mod tests {
     use super::java_to_strftime;
+
+    #[test]
+    fn lenient_reading_rolls_fields_over_as_javas_calendar() {
+        use super::lenient_java_parse;
+        let t = |text: &str, p: &str| lenient_java_parse(text, p).map(|t| t.to_string());
+        assert_eq!(
+            t("2024-13-01", "yyyy-MM-dd"),
+            Some("2025-01-01 00:00:00".into())
+        );
+        assert_eq!(
+            t("2024-00-10", "yyyy-MM-dd"),
+            Some("2023-12-10 00:00:00".into())
+        );
+        assert_eq!(
+            t("2024-03-00", "yyyy-MM-dd"),
+            Some("2024-02-29 00:00:00".into())
+        );
+        assert_eq!(
+            t("2024-01-01 23:59:60", "yyyy-MM-dd HH:mm:ss"),
+            Some("2024-01-02 00:00:00".into())
+        );
+        assert_eq!(t("2024060", "yyyyDDD"), Some("2024-02-29 00:00:00".into()));
+        assert_eq!(t("2024'1", "yyyy''M"), Some("2024-01-01 00:00:00".into()));
+        assert_eq!(t("2024T2", "yyyy'T'M"), Some("2024-02-01 00:00:00".into()));
+        // Fields that are not numbers, a two-digit year, text that does not match: None.
+        assert_eq!(t("2024-Jan-01", "yyyy-MMM-dd"), None);
+        assert_eq!(t("24-01-01", "yy-MM-dd"), None);
+        assert_eq!(t("2024/01", "yyyy-MM"), None);
+        assert_eq!(t("2024-", "yyyy-MM"), None);
+        assert_eq!(t("99999-01-01", "yyyy-MM-dd"), None);
+    }
 
     #[test]
     fn java_patterns() {

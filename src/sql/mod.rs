@@ -26,6 +26,7 @@ pub mod rewrite;
 pub mod similar;
 pub mod syntax;
 pub mod types;
+pub mod unicode_literals;
 pub mod unnest_fields;
 pub mod url_table;
 pub mod using;

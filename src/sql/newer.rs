@@ -49,7 +49,7 @@ pub enum NewerFn {
     /// `REGEXP_COUNT(str, regex)`: how many times `regex` matches in `str`, as an INT;
     /// NULL when the pattern is not a regular expression (Flink's `RegexpCountFunction`).
     RegexpCount,
-    /// `REGEXP_INSTR(str, regex)`: the 1-based position (in characters) of the first match,
+    /// `REGEXP_INSTR(str, regex)`: the 1-based position (in UTF-16 units, as Java counts) of the first match,
     /// 0 when none, as an INT; NULL when the pattern is not a regular expression (Flink's
     /// `RegexpInstrFunction`).
     RegexpInstr,
@@ -333,7 +333,7 @@ impl ScalarUDFImpl for Newer {
                                 return None;
                             }
                             let r = cache.get(re.value(i)).ok()?;
-                            let m = r.find(s.value(i)).ok()??;
+                            let m = r.on(s.value(i)).find(s.value(i)).ok()??;
                             Some(m.as_str().to_string())
                         })
                         .collect::<StringArray>(),
@@ -476,7 +476,7 @@ fn regexp_extract_all(args: &ScalarFunctionArgs) -> datafusion::error::Result<Ar
             continue;
         };
         // A match that runs past the backtracking limit: NULL, as a bad pattern.
-        let Ok(all) = r.captures_iter(s.value(i)).collect::<Result<Vec<_>, _>>() else {
+        let Ok(all) = r.captures_all(s.value(i)) else {
             out.append(false);
             continue;
         };
@@ -509,19 +509,13 @@ fn regexp_match(f: NewerFn, args: &ScalarFunctionArgs) -> datafusion::error::Res
         }
         let r = cache.get(pattern).ok();
         Some(r.and_then(|r| match f {
-            NewerFn::RegexpCount => {
-                let mut count = 0i64;
-                for m in r.find_iter(text) {
-                    m.ok()?;
-                    count += 1;
-                }
-                Some(count)
-            }
-            NewerFn::RegexpInstr => Some(match r.find(text).ok()? {
-                Some(m) => text[..m.start()].chars().count() as i64 + 1,
+            NewerFn::RegexpCount => i64::try_from(r.find_all(text).ok()?.len()).ok(),
+            // Java's `matcher.start() + 1`: UTF-16 units.
+            NewerFn::RegexpInstr => Some(match r.on(text).find(text).ok()? {
+                Some(m) => text[..m.start()].encode_utf16().count() as i64 + 1,
                 None => 0,
             }),
-            _ => Some(i64::from(r.is_match(text).ok()?)),
+            _ => Some(i64::from(r.on(text).is_match(text).ok()?)),
         }))
     };
     Ok(match f {

@@ -899,7 +899,9 @@ fn local_time_zone_types(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 /// Parses a script of `;`-separated statements.
 pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+    // Unicode literals (`U&'…' UESCAPE '#'`) read first: the tokenizer knows only some.
+    let (text, unicode) = crate::sql::unicode_literals::decode(sql)?;
+    let tokens = Tokenizer::new(&dialect, &text)
         .tokenize_with_location()
         .map_err(|e| {
             WeirError::sql(
@@ -910,6 +912,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
                 }),
             )
         })?;
+    let tokens = crate::sql::unicode_literals::restore(tokens, &unicode);
     let mut calls = vec![];
     reserved_qualifiers(&tokens)?;
     let tokens = default_qualifiers(tokens);
