@@ -138,6 +138,14 @@ impl Planner<'_> {
             )
             .with_hint("both sides of a join must be streams (CREATE TABLE ... WITH ('connector' = ...))"));
         }
+        if j.on.is_empty() && j.join_type == JoinType::LeftAnti && holds_row_in_rows(&j.right) {
+            // `(a, b) NOT IN (SELECT …)`, as `crate::sql::rewrite` words it: an anti join on
+            // a condition that also holds for NULL fields, no equality.
+            return Err(unsupported("(a, b) NOT IN (a subquery of several columns) over streams")
+                .with_hint(
+                    "NOT EXISTS (SELECT … WHERE s.x = t.a AND s.y = t.b) gives the same rows where the columns are not NULL",
+                ));
+        }
         if j.on.is_empty() {
             return Err(
                 unsupported("a join of streams without an equality between the two sides")
@@ -755,4 +763,21 @@ fn lookup_column(l: &Lookup) -> Column {
         [name] => Column::new_unqualified(name),
         [] => Column::new_unqualified(""),
     }
+}
+
+/// Whether `plan` holds the rows of a sub-query that a row is compared with, field by field,
+/// in `(a, b) [NOT] IN (SELECT …)` (named `__weir_in` by `crate::sql::rewrite`).
+fn holds_row_in_rows(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = false;
+    let _ = plan.apply(|p| {
+        if let LogicalPlan::SubqueryAlias(a) = p
+            && a.alias.table() == "__weir_in"
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }

@@ -103,7 +103,10 @@ impl VisitorMut for Rewriter {
     /// Forms whose parts must be seen before those parts are rewritten: OVERLAPS, whose
     /// operands are pairs, not rows.
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if let Some(new) = overlaps(e).or_else(|| row_comparison(e)) {
+        if let Some(new) = overlaps(e)
+            .or_else(|| row_comparison(e))
+            .or_else(|| row_in_subquery(e))
+        {
             *e = new;
         }
         ControlFlow::Continue(())
@@ -520,6 +523,88 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// A row in a sub-query's rows, `(a, b) [NOT] IN (SELECT x, y …)` (Flink takes it; DataFusion
+/// takes one column), as Calcite reads it, field by field: `IN` is `EXISTS` of a row whose
+/// fields all equal; `NOT IN` is `NOT EXISTS` of a row whose equality is not FALSE, so a row
+/// that compares as NULL keeps the answer from being TRUE, as in SQL's `NOT IN` (`NOT
+/// (row IN …)` too). None for another expression.
+fn row_in_subquery(e: &Expr) -> Option<Expr> {
+    fn unwrap(e: &Expr) -> &Expr {
+        match e {
+            Expr::Nested(inner) => unwrap(inner),
+            e => e,
+        }
+    }
+    let (row, subquery, negated) = match e {
+        Expr::InSubquery {
+            expr,
+            subquery,
+            negated,
+        } => (expr, subquery, *negated),
+        Expr::UnaryOp {
+            op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
+            expr,
+        } => match unwrap(expr) {
+            Expr::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => (expr, subquery, !*negated),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let Expr::Tuple(fields) = unwrap(row) else {
+        return None;
+    };
+    if fields.len() < 2 {
+        return None;
+    }
+    let names = (0..fields.len())
+        .map(|i| format!("__weir_in_c{i}"))
+        .collect::<Vec<_>>();
+    let equal = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("__weir_in.{n} = __{i}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let columns = names.join(", ");
+    let sql = match negated {
+        false => {
+            format!("EXISTS (SELECT 1 FROM __weir_in_rows AS __weir_in ({columns}) WHERE {equal})")
+        }
+        true => format!(
+            "NOT EXISTS (SELECT 1 FROM __weir_in_rows AS __weir_in ({columns}) WHERE ({equal}) IS NOT FALSE)"
+        ),
+    };
+    let mut out = template(&sql, fields)?;
+    // The sub-query in place of `__weir_in_rows`.
+    struct Rows<'a>(&'a datafusion::sql::sqlparser::ast::Query);
+    impl VisitorMut for Rows<'_> {
+        type Break = ();
+        fn post_visit_table_factor(
+            &mut self,
+            t: &mut datafusion::sql::sqlparser::ast::TableFactor,
+        ) -> ControlFlow<()> {
+            use datafusion::sql::sqlparser::ast::TableFactor;
+            if let TableFactor::Table { name, alias, .. } = t
+                && name.to_string() == "__weir_in_rows"
+            {
+                *t = TableFactor::Derived {
+                    lateral: false,
+                    subquery: Box::new(self.0.clone()),
+                    alias: alias.take(),
+                    sample: None,
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = out.visit(&mut Rows(subquery));
+    Some(out)
 }
 
 /// Whether `e` is an interval literal (in parentheses too) or one scaled by a number:
