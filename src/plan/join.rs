@@ -138,9 +138,12 @@ impl Planner<'_> {
             )
             .with_hint("both sides of a join must be streams (CREATE TABLE ... WITH ('connector' = ...))"));
         }
-        if j.on.is_empty() && j.join_type == JoinType::LeftAnti && holds_row_in_rows(&j.right) {
+        if j.on.is_empty()
+            && j.join_type == JoinType::LeftAnti
+            && (matches!(j.filter, Some(Expr::IsNotFalse(_))) || holds_row_in_rows(&j.right))
+        {
             // `(a, b) NOT IN (SELECT …)`, as `crate::sql::rewrite` words it: an anti join on
-            // a condition that also holds for NULL fields, no equality.
+            // a condition that also holds for NULL fields (`… IS NOT FALSE`), no equality.
             return Err(unsupported("(a, b) NOT IN (a subquery of several columns) over streams")
                 .with_hint(
                     "NOT EXISTS (SELECT … WHERE s.x = t.a AND s.y = t.b) gives the same rows where the columns are not NULL",

@@ -12,9 +12,8 @@
 //! watermark can be neither dropped nor renamed; a column of the primary key or a partition
 //! key cannot be dropped; `FIRST` and `AFTER c` place a column.
 
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 use crate::error::{Pos, Result, WeirError};
 use crate::sql::parser::{ColumnKind, CreateTable, Statement};
@@ -115,9 +114,7 @@ fn tokens(text: &str) -> Result<Vec<(usize, usize, Token)>> {
             .map(|(i, _)| start + i)
             .unwrap_or(text.len())
     };
-    let all = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize_with_location()
-        .map_err(|e| WeirError::sql(e.message, None))?;
+    let all = crate::sql::unicode_literals::tokenize(text)?;
     Ok(all
         .into_iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))

@@ -922,45 +922,37 @@ fn str_to_map(args: &ScalarFunctionArgs) -> datafusion::error::Result<ColumnarVa
     let mut b = MapBuilder::new(Some(names), StringBuilder::new(), StringBuilder::new());
     // Java's `String.split` on Java regular expressions; a bad pattern fails the query, as
     // Java's `PatternSyntaxException` fails Flink's.
-    let mut compiled: std::collections::HashMap<String, crate::sql::java_regex::JavaRegex> =
-        Default::default();
-    let mut regex = |p: &str| -> datafusion::error::Result<crate::sql::java_regex::JavaRegex> {
-        if let Some(r) = compiled.get(p) {
-            return Ok(r.clone());
-        }
-        let r = crate::sql::java_regex::compile(p).map_err(|e| {
-            datafusion::error::DataFusionError::Execution(format!("STR_TO_MAP: {e}"))
-        })?;
-        compiled.insert(p.to_string(), r.clone());
-        Ok(r)
-    };
-    let too_long =
+    let delims = delims
+        .as_ref()
+        .map(|(p, k)| (p.as_string::<i32>(), k.as_string::<i32>()));
+    let (mut pairs_cache, mut kv_cache) = (PatternCache::default(), PatternCache::default());
+    let failed =
         |e: String| datafusion::error::DataFusionError::Execution(format!("STR_TO_MAP: {e}"));
     for i in 0..n {
         let (pair, kv) = match &delims {
             Some((p, k)) => {
-                let (p, k) = (p.as_string::<i32>(), k.as_string::<i32>());
                 if p.is_null(i) || k.is_null(i) {
                     b.append(false)?;
                     continue;
                 }
-                (p.value(i).to_string(), k.value(i).to_string())
+                (p.value(i), k.value(i))
             }
-            None => (",".to_string(), "=".to_string()),
+            None => (",", "="),
         };
         if text.is_null(i) {
             b.append(false)?;
             continue;
         }
-        let (pair, kv) = (regex(&pair)?, regex(&kv)?);
+        let pair = pairs_cache.get(pair).map_err(failed)?;
+        let kv = kv_cache.get(kv).map_err(failed)?;
         let mut entries: Vec<(String, Option<String>)> = vec![];
         // Flink: an empty text is an empty map.
         let pairs = match text.value(i) {
             "" => vec![],
-            t => crate::sql::java_regex::split(&pair, t).map_err(too_long)?,
+            t => crate::sql::java_regex::split(pair, t).map_err(failed)?,
         };
         for p in pairs {
-            let (key, value) = crate::sql::java_regex::split_once(&kv, p).map_err(too_long)?;
+            let (key, value) = crate::sql::java_regex::split_once(kv, p).map_err(failed)?;
             let (key, value) = (key.to_string(), value.map(str::to_string));
             match entries.iter_mut().find(|(k, _)| *k == key) {
                 Some(e) => e.1 = value,
@@ -1193,8 +1185,12 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
                     'M' => month = v,
                     'd' => day = v,
                     'D' => day_of_year = Some(v),
-                    'H' | 'k' => hour = v,
-                    'h' | 'K' => pm = Some(v),
+                    'H' => hour = v,
+                    // `k` counts 1 to 24 and `h` 1 to 12: 24 and 12 are the hour 0 of the
+                    // day or half-day (SimpleDateFormat's HOUR_OF_DAY1 and HOUR1).
+                    'k' => hour = if v == 24 { 0 } else { v },
+                    'h' => pm = Some(if v == 12 { 0 } else { v }),
+                    'K' => pm = Some(v),
                     'm' => minute = v,
                     's' => second = v,
                     _ => milli = v,
@@ -1203,8 +1199,9 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
         }
     }
     if let Some(h) = pm {
-        // Without an AM/PM field the hour of a 12-hour clock is in the morning.
-        hour = h % 12;
+        // Without an AM/PM field the hour of a 12-hour clock is in the morning; a larger
+        // one rolls on into the afternoon and beyond, as the lenient calendar adds it.
+        hour = h;
     }
     let first = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, 1, 1)?;
     let date = match day_of_year {
@@ -2160,6 +2157,19 @@ mod tests {
             Some("2024-01-02 00:00:00".into())
         );
         assert_eq!(t("2024060", "yyyyDDD"), Some("2024-02-29 00:00:00".into()));
+        // `k` 24 is the same day's midnight, `h` 12 the morning's; `K` 13 the afternoon.
+        assert_eq!(
+            t("2024-01-01 24", "yyyy-MM-dd kk"),
+            Some("2024-01-01 00:00:00".into())
+        );
+        assert_eq!(
+            t("2024-01-01 12", "yyyy-MM-dd hh"),
+            Some("2024-01-01 00:00:00".into())
+        );
+        assert_eq!(
+            t("2024-01-01 13", "yyyy-MM-dd KK"),
+            Some("2024-01-01 13:00:00".into())
+        );
         assert_eq!(t("2024'1", "yyyy''M"), Some("2024-01-01 00:00:00".into()));
         assert_eq!(t("2024T2", "yyyy'T'M"), Some("2024-02-01 00:00:00".into()));
         // Fields that are not numbers, a two-digit year, text that does not match: None.

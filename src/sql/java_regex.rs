@@ -212,6 +212,29 @@ fn push_literal(out: &mut String, c: char) {
     out.push(c);
 }
 
+/// Java's line modes (inline flags) in force at a point of a pattern.
+#[derive(Debug, Clone, Copy, Default)]
+struct Modes {
+    /// DOTALL, `s`: `.` matches a line terminator too.
+    dotall: bool,
+    /// MULTILINE, `m`: `$` matches before every line terminator.
+    multiline: bool,
+    /// UNIX_LINES, `d`: `\n` alone ends a line.
+    unix: bool,
+}
+
+impl Modes {
+    /// Turns flag `flag` on or off (others leave the modes as they are).
+    fn set(&mut self, flag: char, on: bool) {
+        match flag {
+            's' => self.dotall = on,
+            'm' => self.multiline = on,
+            'd' => self.unix = on,
+            _ => {}
+        }
+    }
+}
+
 /// A class of `members` (the inside of a bracket class), negated or not, written so that it
 /// reads the same inside another bracket class as outside one.
 fn class(out: &mut String, members: &str, negated: bool) {
@@ -229,18 +252,9 @@ fn class(out: &mut String, members: &str, negated: bool) {
 /// on an escape Java would refuse where the two differ (`\c` at the end, an octal escape
 /// without digits, an unclosed `\p{`).
 pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
-    // An inline flag that changes `.` (DOTALL `s`, UNIX_LINES `d`) or `$` (MULTILINE `m`)
-    // anywhere leaves them as `fancy-regex` reads them.
-    let flags: String = java
-        .match_indices("(?")
-        .flat_map(|(i, _)| {
-            java[i + 2..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
-        })
-        .collect();
-    let java_dot = !flags.contains(['s', 'd']);
-    let java_dollar = !flags.contains(['m', 'd']);
+    // The line modes in force, and those of each enclosing group, restored at its end.
+    let mut modes = Modes::default();
+    let mut groups: Vec<Modes> = vec![];
     let mut dollar = false;
     let mut out = String::with_capacity(java.len() + 8);
     let mut chars = java.char_indices().peekable();
@@ -329,6 +343,33 @@ pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
                         }
                         let _ = write!(out, "\\x{{{value:X}}}");
                     }
+                    // `\x{h…h}`: a code point in hex.
+                    'x' if chars.peek().is_some_and(|(_, n)| *n == '{') => {
+                        chars.next();
+                        let mut hex = String::new();
+                        loop {
+                            match chars.next() {
+                                Some((_, '}')) => break,
+                                Some((_, h)) if h.is_ascii_hexdigit() && hex.len() < 8 => {
+                                    hex.push(h)
+                                }
+                                _ => return Err(format!("a bad escape \\x{{{hex} at {at}")),
+                            }
+                        }
+                        let ok = u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .is_some();
+                        if !ok {
+                            return Err(format!("\\x{{{hex}}} at {at} names no character"));
+                        }
+                        let _ = write!(out, "\\x{{{hex}}}");
+                    }
+                    'N' => {
+                        return Err(format!(
+                            "\\N{{…}} at {at}, a character by its name, is not taken here: write \\x{{…}}"
+                        ));
+                    }
                     'c' => {
                         let Some((_, x)) = chars.next() else {
                             return Err("a '\\c' ends the pattern".into());
@@ -350,12 +391,24 @@ pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
             '[' => {
                 depth += 1;
                 out.push('[');
-                // `[:` is no POSIX class in Java (`[[:alpha:]]` is a set of `:alph`).
-                // (`fancy-regex` writes an escaped `:` back bare, so it goes as the range
-                // `:-:`, which `regex` does not take for a class name.)
-                if chars.peek().is_some_and(|(_, n)| *n == ':') {
+                if chars.peek().is_some_and(|(_, n)| *n == '^') {
                     chars.next();
-                    out.push_str(":-:");
+                    out.push('^');
+                }
+                match chars.peek().map(|(_, n)| *n) {
+                    // A `]` first is a member in Java (`[]a]`, `[^]a]`).
+                    Some(']') => {
+                        chars.next();
+                        out.push_str("\\]");
+                    }
+                    // `[:` is no POSIX class in Java (`[[:alpha:]]` is a set of `:alph`).
+                    // (`fancy-regex` writes an escaped `:` back bare, so it goes as the
+                    // range `:-:`, which `regex` does not take for a class name.)
+                    Some(':') => {
+                        chars.next();
+                        out.push_str(":-:");
+                    }
+                    _ => {}
                 }
             }
             // No set operation in Java (`regex` reads `~~` as one).
@@ -389,6 +442,7 @@ pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
                             "a group's name is a letter, then letters or digits, not '{name}'"
                         ));
                     }
+                    groups.push(modes);
                     out.push('(');
                     continue;
                 }
@@ -402,46 +456,75 @@ pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
                     .count();
                 let after = rest[letters..].chars().next();
                 if letters == 0 || !matches!(after, Some(')' | ':')) {
+                    groups.push(modes);
                     out.push('(');
                     continue;
                 }
                 chars.next();
                 let (mut on, mut off, mut negative) = (String::new(), String::new(), false);
+                let mut next = modes;
                 for _ in 0..letters {
                     match chars.next().map(|(_, f)| f) {
                         Some('-') => negative = true,
-                        Some('d' | 'u' | 'U') | None => {}
-                        Some(f) if negative => off.push(f),
-                        Some(f) => on.push(f),
+                        Some(f) => {
+                            next.set(f, !negative);
+                            match (f, negative) {
+                                ('d' | 'u' | 'U', _) => {}
+                                (f, true) => off.push(f),
+                                (f, false) => on.push(f),
+                            }
+                        }
+                        None => {}
                     }
                 }
-                if on.is_empty() && off.is_empty() {
-                    if after == Some(')') {
-                        chars.next();
-                    } else {
-                        out.push_str("(?");
+                let flags = match off.is_empty() {
+                    true => on,
+                    false => format!("{on}-{off}"),
+                };
+                if after == Some(':') {
+                    // `(?s:…)`: the group's own modes; its `:` comes next.
+                    groups.push(modes);
+                    modes = next;
+                    out.push_str("(?");
+                    out.push_str(&flags);
+                } else {
+                    // `(?s)`: the modes from here to the end of the enclosing group.
+                    modes = next;
+                    chars.next();
+                    if !flags.is_empty() {
+                        let _ = write!(out, "(?{flags})");
                     }
-                    continue;
                 }
-                out.push_str("(?");
-                out.push_str(&on);
-                if !off.is_empty() {
-                    out.push('-');
-                    out.push_str(&off);
+            }
+            '(' if depth == 0 => {
+                groups.push(modes);
+                out.push('(');
+            }
+            ')' if depth == 0 => {
+                if let Some(m) = groups.pop() {
+                    modes = m;
                 }
+                out.push(')');
             }
             ']' if depth > 0 => {
                 depth -= 1;
                 out.push(']');
             }
-            '.' if depth == 0 && java_dot => {
+            // Java's `.` stops at every line terminator (with UNIX_LINES, at `\n` alone, as
+            // `fancy-regex`'s does; with DOTALL at none, the `s` flag passed on).
+            '.' if depth == 0 && !modes.dotall && !modes.unix => {
                 out.push_str(r"[^\n\r\x{85}\x{2028}\x{2029}]");
             }
-            '$' if depth == 0 && java_dollar => {
+            // Java's `$` also matches before a line terminator that ends the text (`\r\n`
+            // as one; with UNIX_LINES, `\n` alone).
+            '$' if depth == 0 && !modes.multiline => {
                 dollar = true;
-                match line_end {
-                    true => out.push_str(r"(?=(?:\r\n|[\n\r\x{85}\x{2028}\x{2029}])?\z)"),
-                    false => out.push('$'),
+                match (line_end, modes.unix) {
+                    (true, false) => {
+                        out.push_str(r"(?=(?:\r\n|(?<!\r)\n|[\r\x{85}\x{2028}\x{2029}])?\z)")
+                    }
+                    (true, true) => out.push_str(r"(?=\n?\z)"),
+                    (false, _) => out.push('$'),
                 }
             }
             other => out.push(other),
@@ -533,6 +616,33 @@ mod tests {
         assert_eq!(first(r"(?iu)A", "a"), Some("a".into()));
         assert_eq!(first(r"(?d:a)b", "ab"), Some("ab".into()));
         assert_eq!(first(r"\p{javaSpaceChar}", "a b"), Some(" ".into()));
+    }
+
+    #[test]
+    fn line_modes_follow_the_flags_where_they_apply() {
+        // Escaped or quoted `(?` is no flag group; `.` stays Java's.
+        assert_eq!(first(r"\(?members\)? a.b", "members a\rb"), None);
+        assert_eq!(first(r"\d$|\(?m", "1\n"), Some("1".into()));
+        // A scoped flag ends with its group; `(?-s)` turns DOTALL off.
+        assert_eq!(first(r"(?s:a.)b.", "a\rb\r"), None);
+        assert_eq!(first(r"(?s:a.)b.", "a\rbx"), Some("a\rbx".into()));
+        assert_eq!(first(r"(?s)(?-s)a.", "a\r"), None);
+        // UNIX_LINES: `$` before a final `\n`; `.` stops at `\n` alone.
+        assert_eq!(first(r"(?d)a$", "a\n"), Some("a".into()));
+        assert_eq!(first(r"(?d)a.", "a\r"), Some("a\r".into()));
+        // `$` is not between `\r` and `\n`.
+        assert_eq!(first(r"a\r$", "a\r\n"), None);
+        assert_eq!(first(r"a$", "a\r\n"), Some("a".into()));
+    }
+
+    #[test]
+    fn hex_code_points_and_leading_brackets() {
+        assert_eq!(first(r"\x{E9}\x{1F600}", "é😀"), Some("é😀".into()));
+        assert_eq!(first(r"[].]", "a"), None);
+        assert_eq!(first(r"[].]", "]"), Some("]".into()));
+        assert_eq!(first(r"[^]a]+", "]ab"), Some("b".into()));
+        assert!(compile(r"\x{D800}").is_err());
+        assert!(compile(r"\N{LATIN SMALL LETTER A}").is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use datafusion::sql::sqlparser::ast::{Expr, Query};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::error::{Pos, Result, WeirError};
 use crate::sql::types::TypeParser;
@@ -320,9 +320,7 @@ impl Lines {
 /// `ddl` (a `CREATE TABLE` statement) with its `WITH (…)` clause replaced by `options`,
 /// one per line in key order; None when it has no such clause or does not tokenize.
 pub fn with_options_replaced(ddl: &str, options: &[(&str, &str)]) -> Option<String> {
-    let tokens = Tokenizer::new(&GenericDialect {}, ddl)
-        .tokenize_with_location()
-        .ok()?;
+    let tokens = crate::sql::unicode_literals::tokenize(ddl).ok()?;
     let mut depth = 0i32;
     let mut with_at = None;
     for (i, t) in tokens.iter().enumerate() {
@@ -361,9 +359,7 @@ pub fn with_options_replaced(ddl: &str, options: &[(&str, &str)]) -> Option<Stri
 /// (and `IF NOT EXISTS`) is replaced, quoted with backticks unless it is a plain
 /// identifier. None: no such name in the text.
 pub fn with_name_replaced(ddl: &str, name: &str) -> Option<String> {
-    let tokens = Tokenizer::new(&GenericDialect {}, ddl)
-        .tokenize_with_location()
-        .ok()?;
+    let tokens = crate::sql::unicode_literals::tokenize(ddl).ok()?;
     let sig = |i: usize| crate::sql::window::next_sig(&tokens, i);
     let word = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(w) if w.keyword == k && w.quote_style.is_none());
     let mut at = sig(0)?;
@@ -900,19 +896,7 @@ fn local_time_zone_types(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let dialect = GenericDialect {};
     // Unicode literals (`U&'…' UESCAPE '#'`) read first: the tokenizer knows only some.
-    let (text, unicode) = crate::sql::unicode_literals::decode(sql)?;
-    let tokens = Tokenizer::new(&dialect, &text)
-        .tokenize_with_location()
-        .map_err(|e| {
-            WeirError::sql(
-                e.message,
-                Some(Pos {
-                    line: e.location.line,
-                    col: e.location.column,
-                }),
-            )
-        })?;
-    let tokens = crate::sql::unicode_literals::restore(tokens, &unicode);
+    let tokens = crate::sql::unicode_literals::tokenize(sql)?;
     let mut calls = vec![];
     reserved_qualifiers(&tokens)?;
     let tokens = default_qualifiers(tokens);

@@ -97,16 +97,14 @@ impl VisitorMut for Rewriter {
                 _ => {}
             }
         }
+        row_in_subquery_conditions(&mut q.body);
         ControlFlow::Continue(())
     }
 
     /// Forms whose parts must be seen before those parts are rewritten: OVERLAPS, whose
     /// operands are pairs, not rows.
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if let Some(new) = overlaps(e)
-            .or_else(|| row_comparison(e))
-            .or_else(|| row_in_subquery(e))
-        {
+        if let Some(new) = overlaps(e).or_else(|| row_comparison(e)) {
             *e = new;
         }
         ControlFlow::Continue(())
@@ -512,12 +510,31 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
             negated,
         } => {
             let l = fields(expr)?;
-            let any = list
-                .iter()
-                .map(|r| equal(l, fields(r)?))
-                .collect::<Option<Vec<_>>>()?
-                .into_iter()
-                .reduce(|a, b| binary(a, BinaryOperator::Or, b))?;
+            // A balanced tree of ORs, not a chain as deep as the list is long, so that a
+            // list of thousands of rows does not run the planner's recursion out of stack.
+            fn balanced(mut terms: Vec<Expr>) -> Option<Expr> {
+                while terms.len() > 1 {
+                    let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+                    let mut it = terms.into_iter();
+                    while let Some(a) = it.next() {
+                        next.push(match it.next() {
+                            Some(b) => Expr::BinaryOp {
+                                left: Box::new(a),
+                                op: BinaryOperator::Or,
+                                right: Box::new(b),
+                            },
+                            None => a,
+                        });
+                    }
+                    terms = next;
+                }
+                terms.pop()
+            }
+            let any = balanced(
+                list.iter()
+                    .map(|r| equal(l, fields(r)?))
+                    .collect::<Option<Vec<_>>>()?,
+            )?;
             let any = Expr::Nested(Box::new(any));
             Some(if *negated { not(any) } else { any })
         }
@@ -525,12 +542,56 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
     }
 }
 
-/// A row in a sub-query's rows, `(a, b) [NOT] IN (SELECT x, y …)` (Flink takes it; DataFusion
-/// takes one column), as Calcite reads it, field by field: `IN` is `EXISTS` of a row whose
-/// fields all equal; `NOT IN` is `NOT EXISTS` of a row whose equality is not FALSE, so a row
-/// that compares as NULL keeps the answer from being TRUE, as in SQL's `NOT IN` (`NOT
-/// (row IN …)` too). None for another expression.
+/// `(a, b) [NOT] IN (SELECT x, y …)`, a row in a sub-query's rows (Flink takes it;
+/// DataFusion takes one column), where it is a condition of a `WHERE` (a whole `AND` term of
+/// it), as SQL reads it there, field by field: `IN` keeps a row when a sub-query row equals
+/// it in every field (`EXISTS`); `NOT IN` when no sub-query row's equality is TRUE or NULL
+/// (`NOT EXISTS … IS NOT FALSE`), so a row that compares as NULL keeps it out, as in SQL —
+/// `NOT (row IN …)` too. In a `WHERE` only TRUE keeps a row, so the answers agree; elsewhere
+/// (a `SELECT` list, under `OR`), where NULL and FALSE differ, the form is left to
+/// DataFusion, which refuses it. The sub-query becomes a derived table (so it may not name
+/// the outer query's columns: a correlated one is refused by DataFusion).
+fn row_in_subquery_conditions(body: &mut datafusion::sql::sqlparser::ast::SetExpr) {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    match body {
+        SetExpr::Select(select) => {
+            if let Some(w) = select.selection.as_mut() {
+                in_conjuncts(w);
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            row_in_subquery_conditions(left);
+            row_in_subquery_conditions(right);
+        }
+        _ => {}
+    }
+}
+
+/// Each `AND` term of `e` that is a row in a sub-query's rows, replaced (see
+/// [`row_in_subquery_conditions`]).
+fn in_conjuncts(e: &mut Expr) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            in_conjuncts(left);
+            in_conjuncts(right);
+        }
+        Expr::Nested(inner) => in_conjuncts(inner),
+        other => {
+            if let Some(new) = row_in_subquery(other) {
+                *other = new;
+            }
+        }
+    }
+}
+
+/// One condition `(a, b) [NOT] IN (SELECT …)` as `[NOT] EXISTS`; None for another
+/// expression.
 fn row_in_subquery(e: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{Query, SetExpr};
     fn unwrap(e: &Expr) -> &Expr {
         match e {
             Expr::Nested(inner) => unwrap(inner),
@@ -562,49 +623,61 @@ fn row_in_subquery(e: &Expr) -> Option<Expr> {
     if fields.len() < 2 {
         return None;
     }
+    let binary = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp {
+        left: Box::new(left),
+        op,
+        right: Box::new(right),
+    };
+    // `x1 = a1 AND x2 = a2 …` (or `(…) IS NOT FALSE` for NOT IN).
+    let condition = |columns: Vec<Expr>| -> Expr {
+        let all = columns
+            .into_iter()
+            .zip(fields.iter())
+            .map(|(c, f)| binary(c, BinaryOperator::Eq, Expr::Nested(Box::new(f.clone()))))
+            .reduce(|a, b| binary(a, BinaryOperator::And, b))
+            .unwrap_or(Expr::value(Value::Boolean(true)));
+        match negated {
+            false => all,
+            true => Expr::IsNotFalse(Box::new(Expr::Nested(Box::new(all)))),
+        }
+    };
+    let exists = |q: Query| Expr::Exists {
+        subquery: Box::new(q),
+        negated,
+    };
+    // The sub-query as a derived table whose columns are named apart from the outer query's,
+    // so the row's fields (the outer query's columns) are not read as the sub-query's.
     let names = (0..fields.len())
         .map(|i| format!("__weir_in_c{i}"))
         .collect::<Vec<_>>();
-    let equal = names
+    let columns = names
         .iter()
-        .enumerate()
-        .map(|(i, n)| format!("__weir_in.{n} = __{i}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let columns = names.join(", ");
-    let sql = match negated {
-        false => {
-            format!("EXISTS (SELECT 1 FROM __weir_in_rows AS __weir_in ({columns}) WHERE {equal})")
-        }
-        true => format!(
-            "NOT EXISTS (SELECT 1 FROM __weir_in_rows AS __weir_in ({columns}) WHERE ({equal}) IS NOT FALSE)"
-        ),
-    };
-    let mut out = template(&sql, fields)?;
-    // The sub-query in place of `__weir_in_rows`.
-    struct Rows<'a>(&'a datafusion::sql::sqlparser::ast::Query);
-    impl VisitorMut for Rows<'_> {
-        type Break = ();
-        fn post_visit_table_factor(
-            &mut self,
-            t: &mut datafusion::sql::sqlparser::ast::TableFactor,
-        ) -> ControlFlow<()> {
-            use datafusion::sql::sqlparser::ast::TableFactor;
-            if let TableFactor::Table { name, alias, .. } = t
-                && name.to_string() == "__weir_in_rows"
+        .map(|n| Expr::CompoundIdentifier(vec![Ident::new("__weir_in"), Ident::new(n)]))
+        .collect();
+    let sql = format!(
+        "SELECT 1 FROM __weir_in_rows AS __weir_in ({})",
+        names.join(", ")
+    );
+    let mut q = *Parser::new(&GenericDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_query())
+        .ok()?;
+    if let SetExpr::Select(sel) = q.body.as_mut() {
+        sel.selection = Some(condition(columns));
+        for t in &mut sel.from {
+            if let datafusion::sql::sqlparser::ast::TableFactor::Table { alias, .. } =
+                &mut t.relation
             {
-                *t = TableFactor::Derived {
+                t.relation = datafusion::sql::sqlparser::ast::TableFactor::Derived {
                     lateral: false,
-                    subquery: Box::new(self.0.clone()),
+                    subquery: subquery.clone(),
                     alias: alias.take(),
                     sample: None,
                 };
             }
-            ControlFlow::Continue(())
         }
     }
-    let _ = out.visit(&mut Rows(subquery));
-    Some(out)
+    Some(exists(q))
 }
 
 /// Whether `e` is an interval literal (in parentheses too) or one scaled by a number:

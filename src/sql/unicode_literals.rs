@@ -232,6 +232,27 @@ fn literal(chars: &[char], from: usize, at: Pos) -> Result<(String, usize)> {
     Ok((text, end))
 }
 
+/// `sql`'s tokens, with their places (lines and columns in `sql`), Unicode literals read as
+/// the module says. Errors: a bad Unicode literal, or text the tokenizer refuses (an
+/// unclosed string), each at its place.
+pub fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    let (text, decoded) = decode(sql)?;
+    let tokens = Tokenizer::new(&GenericDialect {}, &text)
+        .tokenize_with_location()
+        .map_err(|e| {
+            WeirError::sql(
+                e.message,
+                Some(Pos {
+                    line: e.location.line,
+                    col: e.location.column,
+                }),
+            )
+        })?;
+    Ok(restore(tokens, &decoded))
+}
+
 /// `tokens` with each literal [`decode`] took out put back: the empty string token at its
 /// place takes its text.
 pub fn restore(mut tokens: Vec<TokenWithSpan>, decoded: &Decoded) -> Vec<TokenWithSpan> {
