@@ -1105,29 +1105,23 @@ impl DateFormat {
     }
 }
 
-/// `text` read by the Java pattern `pattern` as a lenient `SimpleDateFormat` reads it (its
-/// default, which Flink's `UNIX_TIMESTAMP` and `TO_DATE(string, format)` use) where a
-/// strict reading fails: each numeric field takes the digits there are (exactly its
-/// pattern's width where the next field follows without a separator), and a value past
-/// its field's range rolls over into the next, as `GregorianCalendar` does (`2024-13-01` is
-/// 2025-01-01, `24:00:00` the next day's midnight, `02-30` the 1st of March). The text after
-/// the last field is ignored. None for a pattern with a field that is not a number (`MMM`,
-/// `E`, `a`, a zone), a two-digit year (whose century Java guesses), text that does not
-/// match, or a date past years 0 to 9999.
-pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::NaiveDateTime> {
-    // The pattern's fields (letter, width) and literal text, in order.
-    enum Part {
-        Field(char, usize),
-        Text(String),
-    }
-    let mut parts: Vec<Part> = vec![];
+/// A part of a Java `SimpleDateFormat` pattern: a field (its letter and width: `yyyy` is
+/// `('y', 4)`) or literal text (quoted text unquoted, `''` a quote).
+enum JavaPart {
+    Field(char, usize),
+    Text(String),
+}
+
+/// `pattern`'s parts, in order.
+fn java_pattern_parts(pattern: &str) -> Vec<JavaPart> {
+    let mut parts = vec![];
     let p: Vec<char> = pattern.chars().collect();
     let mut i = 0;
     while i < p.len() {
         let c = p[i];
         if c.is_ascii_alphabetic() {
             let n = p[i..].iter().take_while(|&&x| x == c).count();
-            parts.push(Part::Field(c, n));
+            parts.push(JavaPart::Field(c, n));
             i += n;
         } else if c == '\'' {
             // Quoted text; '' is a quote.
@@ -1149,20 +1143,46 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
             if lit.is_empty() {
                 lit.push('\'');
             }
-            parts.push(Part::Text(lit));
+            parts.push(JavaPart::Text(lit));
         } else {
-            parts.push(Part::Text(c.to_string()));
+            parts.push(JavaPart::Text(c.to_string()));
             i += 1;
         }
     }
+    parts
+}
+
+/// Whether [`lenient_java_parse`] reads `pattern` whole: every field a number (year,
+/// month as digits, day, day of year, hours, minutes, seconds, milliseconds) and a year of
+/// three letters or more (Java guesses the century of a two-digit one).
+pub(crate) fn lenient_reads(pattern: &str) -> bool {
+    java_pattern_parts(pattern).iter().all(|p| match p {
+        JavaPart::Text(_) => true,
+        JavaPart::Field('y', n) => *n > 2,
+        JavaPart::Field('M', n) => *n <= 2,
+        JavaPart::Field(c, _) => matches!(c, 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S'),
+    })
+}
+
+/// `text` read by the Java pattern `pattern` as a lenient `SimpleDateFormat` reads it (its
+/// default, which Flink's `UNIX_TIMESTAMP` and `TO_DATE(string, format)` use) where a
+/// strict reading fails: each numeric field takes the digits there are (exactly its
+/// pattern's width where the next field follows without a separator), and a value past
+/// its field's range rolls over into the next, as `GregorianCalendar` does (`2024-13-01` is
+/// 2025-01-01, `24:00:00` the next day's midnight, `02-30` the 1st of March). The text after
+/// the last field is ignored. None for a pattern with a field that is not a number (`MMM`,
+/// `E`, `a`, a zone), a two-digit year (whose century Java guesses), text that does not
+/// match, or a date past years 0 to 9999.
+pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::NaiveDateTime> {
+    let parts = java_pattern_parts(pattern);
     let (mut year, mut month, mut day, mut day_of_year) = (1970i64, 1i64, 1i64, None);
     let (mut hour, mut minute, mut second, mut milli) = (0i64, 0i64, 0i64, 0i64);
     let mut pm = None;
     let mut rest = text;
     for (k, part) in parts.iter().enumerate() {
         match part {
-            Part::Text(t) => rest = rest.strip_prefix(t.as_str())?,
-            Part::Field(c, n) => {
+            JavaPart::Text(t) => rest = rest.strip_prefix(t.as_str())?,
+            JavaPart::Field(c, n) => {
                 if !matches!(
                     c,
                     'y' | 'M' | 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S'
@@ -1170,7 +1190,7 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
                 {
                     return None;
                 }
-                let abutting = matches!(parts.get(k + 1), Some(Part::Field(..)));
+                let abutting = matches!(parts.get(k + 1), Some(JavaPart::Field(..)));
                 let run = rest.bytes().take_while(u8::is_ascii_digit).count();
                 let take = if abutting { (*n).min(run) } else { run };
                 if take == 0 || take > 18 {
@@ -1636,6 +1656,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
                 })?;
                 let digits = fraction_digits(&format);
                 let fmt = fraction_for_parsing(&format, &java_to_strftime(&format));
+                let lenient = self.prefix && lenient_reads(&format);
                 let at = |t: chrono::DateTime<chrono::Utc>| {
                     in_unit(
                         t.timestamp(),
@@ -1661,6 +1682,9 @@ impl ScalarUDFImpl for ToTimestampLtz {
                         }
                         let local =
                             match self.prefix {
+                                // A pattern of numbers alone, as SimpleDateFormat reads it
+                                // (every digit of a field, values rolled over, no sign).
+                                true if lenient => lenient_java_parse(v, &format),
                                 true => chrono::NaiveDateTime::parse_and_remainder(v, &fmt)
                                     .map(|(t, _)| t)
                                     .ok()
@@ -1668,8 +1692,7 @@ impl ScalarUDFImpl for ToTimestampLtz {
                                         chrono::NaiveDate::parse_and_remainder(v, &fmt)
                                             .ok()
                                             .and_then(|(d, _)| d.and_hms_opt(0, 0, 0))
-                                    })
-                                    .or_else(|| lenient_java_parse(v, &format)),
+                                    }),
                                 false => chrono::NaiveDateTime::parse_from_str(v, &fmt)
                                     .ok()
                                     .or_else(|| {
@@ -1679,7 +1702,15 @@ impl ScalarUDFImpl for ToTimestampLtz {
                                     }),
                             }?;
                         use chrono::{Offset as _, TimeZone as _};
-                        match local.and_local_timezone(tz).earliest() {
+                        // A time the clocks show twice: its earlier instant, as
+                        // `LocalDateTime.atZone` takes it, or for SimpleDateFormat's reading
+                        // (`prefix`) the later, in standard time, as its calendar does.
+                        let zoned = local.and_local_timezone(tz);
+                        let instant = match self.prefix {
+                            true => zoned.latest(),
+                            false => zoned.earliest(),
+                        };
+                        match instant {
                             Some(t) => at(t.to_utc()),
                             // In a gap (clocks moved forward), Java moves the time later by
                             // the gap's length: the instant of the offset before the gap.

@@ -493,6 +493,30 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
             .map(|e| Expr::Nested(Box::new(e)))
     };
     match e {
+        // `NOT (row IN (…))` as `row NOT IN (…)` (see the CASE below).
+        Expr::UnaryOp {
+            op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
+            expr,
+        } => {
+            let mut inner = expr.as_ref();
+            while let Expr::Nested(x) = inner {
+                inner = x;
+            }
+            let Expr::InList {
+                expr,
+                list,
+                negated,
+            } = inner
+            else {
+                return None;
+            };
+            fields(expr)?;
+            row_comparison(&Expr::InList {
+                expr: expr.clone(),
+                list: list.clone(),
+                negated: !negated,
+            })
+        }
         Expr::BinaryOp {
             left,
             op: op @ (BinaryOperator::Eq | BinaryOperator::NotEq),
@@ -536,7 +560,17 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
                     .collect::<Option<Vec<_>>>()?,
             )?;
             let any = Expr::Nested(Box::new(any));
-            Some(if *negated { not(any) } else { any })
+            // NOT IN as `CASE any WHEN TRUE THEN FALSE WHEN FALSE THEN TRUE END` (NULL stays
+            // NULL), not `NOT (…)`: DataFusion's simplifier pushes a NOT into the ORs and
+            // flattens them into one chain of ANDs, whose depth overflowed the stack for a
+            // list of some thousand rows.
+            Some(match negated {
+                false => any,
+                true => template(
+                    "CASE __0 WHEN TRUE THEN FALSE WHEN FALSE THEN TRUE END",
+                    &[any],
+                )?,
+            })
         }
         _ => None,
     }

@@ -17,8 +17,9 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use crate::error::{Pos, Result, WeirError};
 
-/// The literals [`decode`] took out: where each starts (its `U`, now its `''`) and its text.
-pub type Decoded = Vec<(Pos, String)>;
+/// The literals [`decode`] took out: where each starts (its `U`, now its `''`), where it
+/// ends (past its closing quote, or its `UESCAPE` clause), and its text.
+pub type Decoded = Vec<(Pos, Pos, String)>;
 
 /// `sql` with every Unicode literal replaced as the module says, and their texts; `sql` as
 /// it is when it has none. Errors: a bad escape, a lone surrogate, an unclosed literal or a
@@ -107,7 +108,7 @@ pub fn decode(sql: &str) -> Result<(Cow<'_, str>, Decoded)> {
                         col += 1;
                     }
                 }
-                decoded.push((at, text));
+                decoded.push((at, Pos { line, col }, text));
                 i = end;
             }
             _ => copy!(),
@@ -262,11 +263,13 @@ pub fn restore(mut tokens: Vec<TokenWithSpan>, decoded: &Decoded) -> Vec<TokenWi
     for t in &mut tokens {
         if let Token::SingleQuotedString(s) = &t.token
             && s.is_empty()
-            && let Some((_, text)) = decoded
+            && let Some((_, end, text)) = decoded
                 .iter()
-                .find(|(p, _)| p.line == t.span.start.line && p.col == t.span.start.column)
+                .find(|(p, _, _)| p.line == t.span.start.line && p.col == t.span.start.column)
         {
             t.token = Token::SingleQuotedString(text.clone());
+            // The token spans the literal as written, so text cut by spans keeps it whole.
+            t.span.end = datafusion::sql::sqlparser::tokenizer::Location::new(end.line, end.col);
         }
     }
     tokens
@@ -282,15 +285,17 @@ mod tests {
         let (text, decoded) = decode(sql).expect("decode");
         assert_eq!(text.chars().count(), sql.chars().count());
         assert_eq!(text.find("AS x"), sql.find("AS x"));
-        assert_eq!(decoded[0].1, "a😀b");
+        assert_eq!(decoded[0].2, "a😀b");
         assert_eq!((decoded[0].0.line, decoded[0].0.col), (1, 8));
+        // It ends past its closing quote: column 8 + 16 characters.
+        assert_eq!((decoded[0].1.line, decoded[0].1.col), (1, 24));
     }
 
     #[test]
     fn uescape_names_the_escape() {
         let (text, decoded) =
             decode("SELECT U&'#0041\\###+01F600''' UESCAPE '#'\n, 2").expect("decode");
-        assert_eq!(decoded[0].1, "A\\#😀'");
+        assert_eq!(decoded[0].2, "A\\#😀'");
         assert!(text.ends_with("\n, 2"), "{text}");
         assert!(!text.contains("UESCAPE"), "{text}");
     }
