@@ -892,11 +892,47 @@ fn local_time_zone_types(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
     out
 }
 
+/// String literals continued as Calcite continues them: `'ab'` written as `'a'` and, on a
+/// later line, `'b'` (only blanks and comments between) is one literal; on the same line it
+/// is an error, Calcite's "String literal continued on same line" (sqlparser would read the
+/// second as the first's alias).
+fn continued_strings(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        if let Token::SingleQuotedString(_) = &t.token
+            && let Some(last) = out
+                .iter()
+                .rposition(|o| !matches!(o.token, Token::Whitespace(_)))
+            && let Token::SingleQuotedString(before) = &out[last].token
+        {
+            if out[last].span.end.line == t.span.start.line {
+                return Err(sql_err("String literal continued on same line", t));
+            }
+            let mut joined = before.clone();
+            if let Token::SingleQuotedString(more) = &t.token {
+                joined.push_str(more);
+            }
+            let end = t.span.end;
+            out.truncate(last + 1);
+            out[last].token = Token::SingleQuotedString(joined);
+            out[last].span.end = end;
+            i += 1;
+            continue;
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    Ok(out)
+}
+
 /// Parses a script of `;`-separated statements.
 pub fn parse_script(sql: &str) -> Result<Vec<Located>> {
     let dialect = GenericDialect {};
     // Unicode literals (`U&'…' UESCAPE '#'`) read first: the tokenizer knows only some.
     let tokens = crate::sql::unicode_literals::tokenize(sql)?;
+    let tokens = continued_strings(tokens)?;
     let mut calls = vec![];
     reserved_qualifiers(&tokens)?;
     let tokens = default_qualifiers(tokens);
