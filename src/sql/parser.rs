@@ -898,10 +898,37 @@ fn local_time_zone_types(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
 /// second as the first's alias).
 fn continued_strings(tokens: Vec<TokenWithSpan>) -> Result<Vec<TokenWithSpan>> {
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    // Inside a `WITH ('key' = 'value', …)` list (the depth of parentheses it opened), where
+    // two strings side by side are a missing `=`, which the options' parser reports.
+    let mut depth = 0i32;
+    let mut options_at: Option<i32> = None;
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
-        if let Token::SingleQuotedString(_) = &t.token
+        match &t.token {
+            Token::LParen => {
+                depth += 1;
+                let after_with = out
+                    .iter()
+                    .rev()
+                    .find(|o| !matches!(o.token, Token::Whitespace(_)))
+                    .is_some_and(
+                        |o| matches!(&o.token, Token::Word(w) if w.keyword == Keyword::WITH),
+                    );
+                if after_with && options_at.is_none() {
+                    options_at = Some(depth);
+                }
+            }
+            Token::RParen => {
+                if options_at == Some(depth) {
+                    options_at = None;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        if options_at.is_none()
+            && let Token::SingleQuotedString(_) = &t.token
             && let Some(last) = out
                 .iter()
                 .rposition(|o| !matches!(o.token, Token::Whitespace(_)))
