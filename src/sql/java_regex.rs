@@ -139,7 +139,7 @@ pub fn split<'t>(re: &JavaRegex, text: &'t str) -> Result<Vec<&'t str>, String> 
     while pieces.len() > 1 && pieces.last().is_some_and(|p| p.is_empty()) {
         pieces.pop();
     }
-    // Java: no match at all gives the whole text, even when it is empty.
+    // Java: a text of separators alone gives no pieces (an empty text, one empty piece).
     if pieces.len() == 1 && pieces[0].is_empty() && !text.is_empty() {
         pieces.clear();
     }
@@ -379,7 +379,7 @@ pub fn translate(java: &str, line_end: bool) -> Result<(String, bool), String> {
                     // Java reads any other escaped symbol as itself (`\<` is `<`, a word
                     // boundary in `fancy-regex`); letters and digits as `fancy-regex` does
                     // (`\n`, `\b`, `\1`).
-                    other if !other.is_alphanumeric() && !other.is_whitespace() => {
+                    other if !other.is_ascii_alphanumeric() => {
                         push_literal(&mut out, other);
                     }
                     other => {
@@ -608,6 +608,9 @@ mod tests {
         assert_eq!(first(r"a\<b\>", "a<b>"), Some("a<b>".into()));
         assert_eq!(first(r"\Q<\E", "a<b"), Some("<".into()));
         assert_eq!(first(r"(?x)\Qa b\E", "a b"), Some("a b".into()));
+        // An escaped space or non-ASCII letter is itself (in `(?x)` too).
+        assert_eq!(first(r"(?x)a\ b", "a b"), Some("a b".into()));
+        assert_eq!(first(r"\é", "é"), Some("é".into()));
         // `[[:alpha:]]` is a set of characters; `~~` no set operation.
         assert_eq!(first(r"[[:alpha:]]+", "x:ab"), Some(":a".into()));
         assert_eq!(first(r"[a~~b]", "x~"), Some("~".into()));
