@@ -1152,29 +1152,42 @@ fn java_pattern_parts(pattern: &str) -> Vec<JavaPart> {
     parts
 }
 
-/// Whether [`lenient_java_parse`] reads `pattern` whole: every field a number (year,
-/// month as digits, day, day of year, hours, minutes, seconds, milliseconds) and a year of
-/// three letters or more (Java guesses the century of a two-digit one).
-pub(crate) fn lenient_reads(pattern: &str) -> bool {
-    java_pattern_parts(pattern).iter().all(|p| match p {
-        JavaPart::Text(_) => true,
-        JavaPart::Field('y', n) => *n > 2,
-        JavaPart::Field('M', n) => *n <= 2,
-        JavaPart::Field(c, _) => matches!(c, 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S'),
-    })
+/// A Java `SimpleDateFormat` pattern of numbers alone, read once, to read texts as its
+/// lenient reading (the default, which Flink's `UNIX_TIMESTAMP` and `TO_DATE(string,
+/// format)` use) reads them ([`LenientPattern::parse`]).
+pub(crate) struct LenientPattern(Vec<JavaPart>);
+
+impl LenientPattern {
+    /// `pattern`, when every field is a number (year, month as digits, day, day of year,
+    /// hours, minutes, seconds, milliseconds) and its year has three letters or more (Java
+    /// guesses the century of a two-digit one); None for any other (`MMM`, `E`, `a`, a
+    /// zone, `yy`).
+    pub(crate) fn new(pattern: &str) -> Option<Self> {
+        let parts = java_pattern_parts(pattern);
+        let numbers = parts.iter().all(|p| match p {
+            JavaPart::Text(_) => true,
+            JavaPart::Field('y', n) => *n > 2,
+            JavaPart::Field('M', n) => *n <= 2,
+            JavaPart::Field(c, _) => {
+                matches!(c, 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S')
+            }
+        });
+        numbers.then_some(LenientPattern(parts))
+    }
+
+    /// `text` as the lenient reading reads it: each field takes the digits there are
+    /// (exactly its pattern's width where the next field follows without a separator), and
+    /// a value past its field's range rolls over into the next, as `GregorianCalendar` does
+    /// (`2024-13-01` is 2025-01-01, `24:00:00` the next day's midnight, `02-30` the 1st of
+    /// March). The text after the last field is ignored. None for text that does not match
+    /// or a date past years 0 to 9999.
+    pub(crate) fn parse(&self, text: &str) -> Option<chrono::NaiveDateTime> {
+        lenient_java_parse(text, &self.0)
+    }
 }
 
-/// `text` read by the Java pattern `pattern` as a lenient `SimpleDateFormat` reads it (its
-/// default, which Flink's `UNIX_TIMESTAMP` and `TO_DATE(string, format)` use) where a
-/// strict reading fails: each numeric field takes the digits there are (exactly its
-/// pattern's width where the next field follows without a separator), and a value past
-/// its field's range rolls over into the next, as `GregorianCalendar` does (`2024-13-01` is
-/// 2025-01-01, `24:00:00` the next day's midnight, `02-30` the 1st of March). The text after
-/// the last field is ignored. None for a pattern with a field that is not a number (`MMM`,
-/// `E`, `a`, a zone), a two-digit year (whose century Java guesses), text that does not
-/// match, or a date past years 0 to 9999.
-pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::NaiveDateTime> {
-    let parts = java_pattern_parts(pattern);
+/// [`LenientPattern::parse`] over the pattern's parts.
+fn lenient_java_parse(text: &str, parts: &[JavaPart]) -> Option<chrono::NaiveDateTime> {
     let (mut year, mut month, mut day, mut day_of_year) = (1970i64, 1i64, 1i64, None);
     let (mut hour, mut minute, mut second, mut milli) = (0i64, 0i64, 0i64, 0i64);
     let mut pm = None;
@@ -1183,13 +1196,6 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
         match part {
             JavaPart::Text(t) => rest = rest.strip_prefix(t.as_str())?,
             JavaPart::Field(c, n) => {
-                if !matches!(
-                    c,
-                    'y' | 'M' | 'd' | 'D' | 'H' | 'k' | 'h' | 'K' | 'm' | 's' | 'S'
-                ) || (*c == 'M' && *n > 2)
-                {
-                    return None;
-                }
                 let abutting = matches!(parts.get(k + 1), Some(JavaPart::Field(..)));
                 let run = rest.bytes().take_while(u8::is_ascii_digit).count();
                 let take = if abutting { (*n).min(run) } else { run };
@@ -1199,8 +1205,6 @@ pub(crate) fn lenient_java_parse(text: &str, pattern: &str) -> Option<chrono::Na
                 let v: i64 = rest[..take].parse().ok()?;
                 rest = &rest[take..];
                 match c {
-                    // Java guesses the century of exactly two digits for `y` or `yy`.
-                    'y' if *n <= 2 && take == 2 => return None,
                     'y' => year = v,
                     'M' => month = v,
                     'd' => day = v,
@@ -1656,7 +1660,8 @@ impl ScalarUDFImpl for ToTimestampLtz {
                 })?;
                 let digits = fraction_digits(&format);
                 let fmt = fraction_for_parsing(&format, &java_to_strftime(&format));
-                let lenient = self.prefix && lenient_reads(&format);
+                // A pattern of numbers alone, read once for every row.
+                let lenient = self.prefix.then(|| LenientPattern::new(&format)).flatten();
                 let at = |t: chrono::DateTime<chrono::Utc>| {
                     in_unit(
                         t.timestamp(),
@@ -1680,27 +1685,26 @@ impl ScalarUDFImpl for ToTimestampLtz {
                         {
                             return at(t.to_utc());
                         }
-                        let local =
-                            match self.prefix {
-                                // A pattern of numbers alone, as SimpleDateFormat reads it
-                                // (every digit of a field, values rolled over, no sign).
-                                true if lenient => lenient_java_parse(v, &format),
-                                true => chrono::NaiveDateTime::parse_and_remainder(v, &fmt)
-                                    .map(|(t, _)| t)
-                                    .ok()
-                                    .or_else(|| {
-                                        chrono::NaiveDate::parse_and_remainder(v, &fmt)
-                                            .ok()
-                                            .and_then(|(d, _)| d.and_hms_opt(0, 0, 0))
-                                    }),
-                                false => chrono::NaiveDateTime::parse_from_str(v, &fmt)
-                                    .ok()
-                                    .or_else(|| {
-                                        chrono::NaiveDate::parse_from_str(v, &fmt)
-                                            .ok()
-                                            .and_then(|d| d.and_hms_opt(0, 0, 0))
-                                    }),
-                            }?;
+                        let local = match (&lenient, self.prefix) {
+                            // A pattern of numbers alone, as SimpleDateFormat reads it
+                            // (every digit of a field, values rolled over, no sign).
+                            (Some(l), _) => l.parse(v),
+                            (None, true) => chrono::NaiveDateTime::parse_and_remainder(v, &fmt)
+                                .map(|(t, _)| t)
+                                .ok()
+                                .or_else(|| {
+                                    chrono::NaiveDate::parse_and_remainder(v, &fmt)
+                                        .ok()
+                                        .and_then(|(d, _)| d.and_hms_opt(0, 0, 0))
+                                }),
+                            (None, false) => chrono::NaiveDateTime::parse_from_str(v, &fmt)
+                                .ok()
+                                .or_else(|| {
+                                    chrono::NaiveDate::parse_from_str(v, &fmt)
+                                        .ok()
+                                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                                }),
+                        }?;
                         use chrono::{Offset as _, TimeZone as _};
                         // A time the clocks show twice: its earlier instant, as
                         // `LocalDateTime.atZone` takes it, or for SimpleDateFormat's reading
@@ -2169,8 +2173,12 @@ mod tests {
 
     #[test]
     fn lenient_reading_rolls_fields_over_as_javas_calendar() {
-        use super::lenient_java_parse;
-        let t = |text: &str, p: &str| lenient_java_parse(text, p).map(|t| t.to_string());
+        use super::LenientPattern;
+        let t = |text: &str, p: &str| {
+            LenientPattern::new(p)
+                .and_then(|l| l.parse(text))
+                .map(|t| t.to_string())
+        };
         assert_eq!(
             t("2024-13-01", "yyyy-MM-dd"),
             Some("2025-01-01 00:00:00".into())

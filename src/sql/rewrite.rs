@@ -458,6 +458,23 @@ fn overlaps(e: &Expr) -> Option<Expr> {
     }
 }
 
+/// `e` without the parentheses around it.
+fn unnested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => unnested(inner),
+        e => e,
+    }
+}
+
+/// `left op right`.
+fn binary(left: Expr, op: BinaryOperator, right: Expr) -> Expr {
+    Expr::BinaryOp {
+        left: Box::new(left),
+        op,
+        right: Box::new(right),
+    }
+}
+
 /// A row compared with rows, field by field, as Calcite expands it
 /// (`SqlToRelConverter`'s row `=` and `IN`): `(a, b) = (1, 2)` is `a = 1 AND b = 2`, `<>` its
 /// negation, and `(a, b) IN ((1, 2), (3, 4))` the OR of such equalities, so a NULL field
@@ -466,17 +483,11 @@ fn overlaps(e: &Expr) -> Option<Expr> {
 /// own rewrite (each is a row constructor otherwise).
 fn row_comparison(e: &Expr) -> Option<Expr> {
     fn fields(e: &Expr) -> Option<&[Expr]> {
-        match e {
-            Expr::Nested(inner) => fields(inner),
+        match unnested(e) {
             Expr::Tuple(items) => Some(items),
             _ => None,
         }
     }
-    let binary = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp {
-        left: Box::new(left),
-        op,
-        right: Box::new(right),
-    };
     let not = |e: Expr| Expr::UnaryOp {
         op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
         expr: Box::new(Expr::Nested(Box::new(e))),
@@ -498,15 +509,11 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
             op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
             expr,
         } => {
-            let mut inner = expr.as_ref();
-            while let Expr::Nested(x) = inner {
-                inner = x;
-            }
             let Expr::InList {
                 expr,
                 list,
                 negated,
-            } = inner
+            } = unnested(expr)
             else {
                 return None;
             };
@@ -542,11 +549,7 @@ fn row_comparison(e: &Expr) -> Option<Expr> {
                     let mut it = terms.into_iter();
                     while let Some(a) = it.next() {
                         next.push(match it.next() {
-                            Some(b) => Expr::BinaryOp {
-                                left: Box::new(a),
-                                op: BinaryOperator::Or,
-                                right: Box::new(b),
-                            },
+                            Some(b) => binary(a, BinaryOperator::Or, b),
                             None => a,
                         });
                     }
@@ -626,12 +629,6 @@ fn in_conjuncts(e: &mut Expr) {
 /// expression.
 fn row_in_subquery(e: &Expr) -> Option<Expr> {
     use datafusion::sql::sqlparser::ast::{Query, SetExpr};
-    fn unwrap(e: &Expr) -> &Expr {
-        match e {
-            Expr::Nested(inner) => unwrap(inner),
-            e => e,
-        }
-    }
     let (row, subquery, negated) = match e {
         Expr::InSubquery {
             expr,
@@ -641,7 +638,7 @@ fn row_in_subquery(e: &Expr) -> Option<Expr> {
         Expr::UnaryOp {
             op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
             expr,
-        } => match unwrap(expr) {
+        } => match unnested(expr) {
             Expr::InSubquery {
                 expr,
                 subquery,
@@ -651,17 +648,12 @@ fn row_in_subquery(e: &Expr) -> Option<Expr> {
         },
         _ => return None,
     };
-    let Expr::Tuple(fields) = unwrap(row) else {
+    let Expr::Tuple(fields) = unnested(row) else {
         return None;
     };
     if fields.len() < 2 {
         return None;
     }
-    let binary = |left: Expr, op: BinaryOperator, right: Expr| Expr::BinaryOp {
-        left: Box::new(left),
-        op,
-        right: Box::new(right),
-    };
     // `x1 = a1 AND x2 = a2 …` (or `(…) IS NOT FALSE` for NOT IN).
     let condition = |columns: Vec<Expr>| -> Expr {
         let all = columns
@@ -966,11 +958,7 @@ fn rewrite(e: &Expr) -> Option<Expr> {
                 }
                 other => other.clone(),
             };
-            Some(Expr::BinaryOp {
-                left: Box::new(to_ms(left)),
-                op: op.clone(),
-                right: Box::new(to_ms(right)),
-            })
+            Some(binary(to_ms(left), op.clone(), to_ms(right)))
         }
         // Flink's BYTES (VARBINARY) in a CAST, which DataFusion spells BYTEA.
         Expr::Cast {
